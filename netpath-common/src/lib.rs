@@ -1,0 +1,177 @@
+//! Types shared by the kernel programs (`netpath-ebpf`) and the agent (`netpath-user`).
+//!
+//! Every map key and value is `#[repr(C)]` with explicit padding fields, so that a key built
+//! in userspace hashes to the same bytes as one built in the kernel. Addresses and ports are
+//! stored in **network byte order** everywhere (keys and values alike); the field docs repeat
+//! it. With feature `user`, each type implements `aya::Pod` so it can go through aya's typed maps.
+#![no_std]
+
+/// Names of the pinned maps, as the kernel object declares them and the agent opens them.
+pub mod map_names {
+    /// [`crate::PortKey`] → [`crate::PortTarget`]: published ports.
+    pub const PORTS: &str = "PORTS";
+    /// Host IPv4 address (network order `u32`) → `u32` flags: the agent's own addresses.
+    pub const HOST_ADDRS: &str = "HOST_ADDRS";
+    /// [`crate::FlowKey`] → [`crate::FlowNat`]: LRU table of translated flows.
+    pub const FLOWS: &str = "FLOWS";
+    /// Host-side veth ifindex (`u32`) → [`crate::EndpointInfo`].
+    pub const ENDPOINTS: &str = "ENDPOINTS";
+    /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
+    pub const STATS: &str = "STATS";
+}
+
+/// Default sizes of the maps; the agent may override them at load time.
+pub mod map_sizes {
+    pub const PORTS: u32 = 131_072;
+    pub const HOST_ADDRS: u32 = 256;
+    pub const FLOWS: u32 = 262_144;
+    pub const ENDPOINTS: u32 = 16_384;
+}
+
+/// IP protocol numbers netpath translates.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+}
+
+/// Key of the published-ports map: where a client sends a packet.
+///
+/// `addr` is the host address the port is published on, network order; `0` stands for every
+/// host address (Docker's `0.0.0.0`). `port` is the host port, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PortKey {
+    /// Host IPv4 address, network order (0 = any host address).
+    pub addr: u32,
+    /// Host port, network order.
+    pub port: u16,
+    /// IP protocol ([`proto::TCP`] or [`proto::UDP`]).
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of the published-ports map: the endpoint that serves a published port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortTarget {
+    /// Endpoint IPv4 address, network order.
+    pub addr: u32,
+    /// Container port, network order.
+    pub port: u16,
+    pub _pad: u16,
+    /// Ifindex of the endpoint's host-side veth (redirect target).
+    pub ifindex: u32,
+    /// MAC of the endpoint's interface (destination of the DNAT'd frame).
+    pub mac: [u8; 6],
+    /// MAC of the host-side veth (source of the DNAT'd frame: the endpoint's gateway).
+    pub gw_mac: [u8; 6],
+}
+
+/// Key of the flow table: a connection's 5-tuple as its *replies* leave the endpoint
+/// (source = endpoint address and container port, destination = the client).
+/// All fields network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of the flow table: what a reply's source is translated back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowNat {
+    /// Host address the client connected to, network order.
+    pub addr: u32,
+    /// Host port the client connected to, network order.
+    pub port: u16,
+    pub _pad: u16,
+    /// Ifindex of the endpoint's host-side veth.
+    pub ifindex: u32,
+}
+
+/// Value of the endpoints map, keyed by the host-side veth's ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EndpointInfo {
+    /// The endpoint's IPv4 address, network order.
+    pub addr: u32,
+    /// The endpoint's gateway address, network order.
+    pub gateway: u32,
+    /// The endpoint interface's MAC.
+    pub mac: [u8; 6],
+    /// The host-side veth's MAC (answers ARP for the gateway and everything off-link).
+    pub host_mac: [u8; 6],
+}
+
+/// Packet counters and drop reasons, the index into the per-CPU `STATS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Published-port packets translated on the TC path.
+    DnatTc = 0,
+    /// Published-port packets translated on the XDP path.
+    DnatXdp = 1,
+    /// Replies translated back to the published address.
+    RevNat = 2,
+    /// Packets handed on untouched.
+    Pass = 3,
+    /// ARP requests answered for an endpoint.
+    ArpReply = 4,
+    /// Dropped: source address or MAC not the endpoint's own.
+    DropSpoof = 5,
+    /// Fragments passed to the host stack (no ports to match).
+    Fragment = 6,
+    /// A reply's route lookup failed; handed to the host stack.
+    FibMiss = 7,
+    /// Headers shorter than they claim: passed untouched.
+    Malformed = 8,
+}
+
+impl Counter {
+    /// Number of counters; the size of the `STATS` array.
+    pub const COUNT: u32 = 9;
+    /// Every counter, in index order.
+    pub const ALL: [Counter; Counter::COUNT as usize] = [
+        Counter::DnatTc,
+        Counter::DnatXdp,
+        Counter::RevNat,
+        Counter::Pass,
+        Counter::ArpReply,
+        Counter::DropSpoof,
+        Counter::Fragment,
+        Counter::FibMiss,
+        Counter::Malformed,
+    ];
+
+    /// Name shown by `netpath stats`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::DnatTc => "dnat_tc",
+            Counter::DnatXdp => "dnat_xdp",
+            Counter::RevNat => "reverse_nat",
+            Counter::Pass => "pass",
+            Counter::ArpReply => "arp_reply",
+            Counter::DropSpoof => "drop_spoof",
+            Counter::Fragment => "fragment",
+            Counter::FibMiss => "fib_miss",
+            Counter::Malformed => "malformed",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] plain-old-data with explicit padding fields.
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for PortTarget {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowNat {}
+    unsafe impl aya::Pod for EndpointInfo {}
+}

@@ -1,0 +1,53 @@
+//! The flow table: NAT state of published flows, so replies are translated back to the host
+//! address and port the client used (two host ports on one container port stay apart).
+use netpath_common::{FlowKey, FlowNat, PortTarget};
+
+use crate::{maps::FLOWS, parse::Ipv4Flow};
+
+/// Remembers that `flow` (client → host address:port) was sent to `target`.
+/// Writes only when the entry is missing or differs, so the hot path is one lookup.
+#[inline(always)]
+pub fn record(flow: &Ipv4Flow, target: &PortTarget) {
+    let key = reply_key_of(flow, target);
+    let nat = FlowNat {
+        addr: flow.dst_addr,
+        port: flow.dst_port,
+        _pad: 0,
+        ifindex: target.ifindex,
+    };
+    match FLOWS.get_ptr(&key) {
+        // SAFETY: map value pointer valid for this program run.
+        Some(v) if unsafe { *v } == nat => {}
+        _ => {
+            let _ = FLOWS.insert(&key, &nat, 0);
+        }
+    }
+}
+
+/// The key under which the replies of `flow`, DNAT'd to `target`, are found.
+#[inline(always)]
+fn reply_key_of(flow: &Ipv4Flow, target: &PortTarget) -> FlowKey {
+    FlowKey {
+        src_addr: target.addr,
+        dst_addr: flow.src_addr,
+        src_port: target.port,
+        dst_port: flow.src_port,
+        proto: flow.proto,
+        _pad: [0; 3],
+    }
+}
+
+/// The translation for a packet leaving an endpoint, if it is the reply of a published flow.
+#[inline(always)]
+pub fn reply_nat(flow: &Ipv4Flow) -> Option<FlowNat> {
+    let key = FlowKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        proto: flow.proto,
+        _pad: [0; 3],
+    };
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    FLOWS.get_ptr(&key).map(|v| unsafe { *v })
+}

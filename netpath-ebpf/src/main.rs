@@ -1,0 +1,55 @@
+//! netpath kernel programs. Entry points only: each parses once and hands the packet to
+//! the module of its concern.
+#![no_std]
+#![no_main]
+
+mod arp;
+mod endpoint;
+mod flows;
+mod maps;
+mod nat;
+mod packet;
+mod parse;
+mod stats;
+mod uplink;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+/// Uplink, XDP: published-port fast path.
+#[xdp]
+pub fn netpath_uplink_xdp(mut ctx: XdpContext) -> u32 {
+    uplink::ingress_xdp(&mut ctx)
+}
+
+/// Uplink, TC ingress: the complete published-port path.
+#[classifier]
+pub fn netpath_uplink_tc(mut ctx: TcContext) -> i32 {
+    uplink::ingress_tc(&mut ctx)
+}
+
+/// Endpoint host-side veth, TC ingress: traffic leaving an endpoint.
+#[classifier]
+pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
+    endpoint::egress(&mut ctx)
+}
+
+/// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI; also the
+/// "empty program" baseline of the benchmark.
+#[xdp]
+pub fn netpath_xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,50 @@
+//! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint.
+use netpath_common::{proto, FlowNat, PortKey, PortTarget};
+
+use crate::{
+    flows,
+    maps::{HOST_ADDRS, PORTS},
+    packet::Packet,
+    parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+};
+
+/// The endpoint serving `flow`'s destination, if it is a published port: an exact
+/// (address, port, protocol) match first, then a publish on every host address when the
+/// destination is one of the host's own addresses.
+#[inline(always)]
+pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
+    let mut key = PortKey {
+        addr: flow.dst_addr,
+        port: flow.dst_port,
+        proto: flow.proto,
+        _pad: 0,
+    };
+    // SAFETY: map value pointers are valid for this program run; copied out at once.
+    if let Some(t) = PORTS.get_ptr(&key) {
+        return Some(unsafe { *t });
+    }
+    HOST_ADDRS.get_ptr(&flow.dst_addr)?;
+    key.addr = 0;
+    PORTS.get_ptr(&key).map(|t| unsafe { *t })
+}
+
+/// Translates `flow`'s destination to `target` and addresses the frame to the endpoint;
+/// records the flow so its replies are translated back. False when a write failed.
+#[inline(always)]
+pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget) -> bool {
+    flows::record(flow, target);
+    let udp = flow.proto == proto::UDP;
+    let csum = flow.l4_csum_off();
+    pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)
+        && pkt.set_port(flow.l4_off + 2, flow.dst_port, target.port, csum, udp)
+        && pkt.set_macs(&target.gw_mac, &target.mac)
+}
+
+/// Translates a reply's source back to the published address and port in `nat`.
+#[inline(always)]
+pub fn reverse_nat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, nat: &FlowNat) -> bool {
+    let udp = flow.proto == proto::UDP;
+    let csum = flow.l4_csum_off();
+    pkt.set_addr(IP_SRC_OFF, flow.src_addr, nat.addr, csum, udp)
+        && pkt.set_port(flow.l4_off, flow.src_port, nat.port, csum, udp)
+}

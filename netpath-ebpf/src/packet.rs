@@ -1,0 +1,142 @@
+//! Header rewrites behind one trait, so NAT is written once for XDP and TC.
+//!
+//! XDP frames carry complete checksums, fixed here incrementally (RFC 1624). TC skbs may be
+//! `CHECKSUM_PARTIAL` (anything a local or namespaced socket sent through a veth), which only
+//! the kernel's `bpf_l3/l4_csum_replace` helpers update correctly, so the TC side uses them.
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::{TcContext, XdpContext},
+};
+
+use crate::parse::{ptr_at, IP_CSUM_OFF};
+
+/// A packet whose headers netpath can rewrite.
+pub trait Packet {
+    /// Writes the 4-byte address at `off` (`from` → `to`, network order) and updates the IPv4
+    /// header checksum and the L4 checksum at `l4_csum_off` (pseudo-header).
+    fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool;
+    /// Writes the 2-byte port at `off` (network order) and updates the L4 checksum.
+    fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool;
+    /// Writes the Ethernet source and destination MACs.
+    fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool;
+}
+
+#[inline(always)]
+fn csum_fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// RFC 1624 eqn. 3 for a 32-bit field: HC' = ~(~HC + ~m + m').
+#[inline(always)]
+pub fn csum_replace4(check: u16, from: u32, to: u32) -> u16 {
+    let nfrom = !from;
+    let sum = (!check) as u32 + (nfrom & 0xffff) + (nfrom >> 16) + (to & 0xffff) + (to >> 16);
+    !csum_fold(sum)
+}
+
+/// RFC 1624 eqn. 3 for a 16-bit field.
+#[inline(always)]
+pub fn csum_replace2(check: u16, from: u16, to: u16) -> u16 {
+    let sum = (!check) as u32 + (!from) as u32 + to as u32;
+    !csum_fold(sum)
+}
+
+/// Updates the L4 checksum at `off` in an XDP frame. A UDP checksum of zero means "none".
+#[inline(always)]
+fn xdp_l4_csum(ctx: &XdpContext, off: usize, udp: bool, update: impl Fn(u16) -> u16) -> bool {
+    let Some(c) = ptr_at::<u16>(ctx.data(), ctx.data_end(), off) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    unsafe {
+        let old = c.read_unaligned();
+        if udp && old == 0 {
+            return true;
+        }
+        let mut new = update(old);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        c.write_unaligned(new);
+    }
+    true
+}
+
+impl Packet for XdpContext {
+    #[inline(always)]
+    fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
+        let (data, end) = (self.data(), self.data_end());
+        let (Some(a), Some(c)) = (ptr_at::<u32>(data, end, off), ptr_at::<u16>(data, end, IP_CSUM_OFF))
+        else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            a.write_unaligned(to);
+            c.write_unaligned(csum_replace4(c.read_unaligned(), from, to));
+        }
+        xdp_l4_csum(self, l4_csum_off, udp, |c| csum_replace4(c, from, to))
+    }
+
+    #[inline(always)]
+    fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool {
+        let Some(p) = ptr_at::<u16>(self.data(), self.data_end(), off) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe { p.write_unaligned(to) };
+        xdp_l4_csum(self, l4_csum_off, udp, |c| csum_replace2(c, from, to))
+    }
+
+    #[inline(always)]
+    fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool {
+        let Some(eth) = ptr_at::<[u8; 12]>(self.data(), self.data_end(), 0) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe { eth.write_unaligned(macs(src, dst)) };
+        true
+    }
+}
+
+/// The first 12 bytes of an Ethernet header: destination then source.
+#[inline(always)]
+fn macs(src: &[u8; 6], dst: &[u8; 6]) -> [u8; 12] {
+    let mut eth = [0u8; 12];
+    eth[..6].copy_from_slice(dst);
+    eth[6..].copy_from_slice(src);
+    eth
+}
+
+#[inline(always)]
+fn l4_flags(udp: bool) -> u64 {
+    if udp {
+        BPF_F_MARK_MANGLED_0 as u64
+    } else {
+        0
+    }
+}
+
+impl Packet for TcContext {
+    #[inline(always)]
+    fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
+        let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64 | 4;
+        self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags).is_ok()
+            && self.l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4).is_ok()
+            && self.store(off, &to, 0).is_ok()
+    }
+
+    #[inline(always)]
+    fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool {
+        let flags = l4_flags(udp) | 2;
+        self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags).is_ok()
+            && self.store(off, &to, 0).is_ok()
+    }
+
+    #[inline(always)]
+    fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool {
+        self.store(0, &macs(src, dst), 0).is_ok()
+    }
+}

@@ -1,0 +1,142 @@
+//! Packet parsing, written once for XDP and TC: Ethernet, ARP, IPv4, TCP, UDP, ICMP.
+//!
+//! Works on the `data`/`data_end` window both program types expose; every read is bounds
+//! checked against `data_end` so the verifier accepts it.
+use core::mem::size_of;
+
+use netpath_common::proto;
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::Ipv4Hdr,
+};
+
+/// Offset of the IPv4 header (no VLAN tag: tagged frames are not ours).
+pub const L3_OFF: usize = EthHdr::LEN;
+/// Offset of the IPv4 header checksum.
+pub const IP_CSUM_OFF: usize = L3_OFF + 10;
+/// Offset of the IPv4 source address.
+pub const IP_SRC_OFF: usize = L3_OFF + 12;
+/// Offset of the IPv4 destination address.
+pub const IP_DST_OFF: usize = L3_OFF + 16;
+
+/// An IPv4 packet's addresses and, for TCP and UDP first fragments, its ports.
+#[derive(Clone, Copy)]
+pub struct Ipv4Flow {
+    /// Source address, network order.
+    pub src_addr: u32,
+    /// Destination address, network order.
+    pub dst_addr: u32,
+    /// IP protocol number.
+    pub proto: u8,
+    /// True for any fragment (first or later): no complete L4 header to translate.
+    pub fragment: bool,
+    /// Offset of the L4 header.
+    pub l4_off: usize,
+    /// Source port, network order (0 when the packet has none).
+    pub src_port: u16,
+    /// Destination port, network order (0 when the packet has none).
+    pub dst_port: u16,
+    /// Total length from the IPv4 header, host order.
+    pub tot_len: u16,
+}
+
+impl Ipv4Flow {
+    /// TCP or UDP with ports parsed: a candidate for translation.
+    #[inline(always)]
+    pub fn has_ports(&self) -> bool {
+        !self.fragment && (self.proto == proto::TCP || self.proto == proto::UDP)
+    }
+
+    /// Offset of the L4 checksum field (TCP or UDP).
+    #[inline(always)]
+    pub fn l4_csum_off(&self) -> usize {
+        if self.proto == proto::TCP {
+            self.l4_off + 16
+        } else {
+            self.l4_off + 6
+        }
+    }
+}
+
+/// What a frame is, as far as netpath cares.
+pub enum Parsed {
+    /// An ARP frame with a complete Ethernet/IPv4 ARP body.
+    Arp,
+    /// IPv4.
+    Ipv4(Ipv4Flow),
+    /// IPv6, VLAN-tagged, anything else: not ours.
+    Other,
+    /// Headers shorter than they claim.
+    Malformed,
+}
+
+/// A bounds-checked pointer to a `T` at `off` in the packet window.
+#[inline(always)]
+pub fn ptr_at<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
+    if data + off + size_of::<T>() > data_end {
+        return None;
+    }
+    Some((data + off) as *mut T)
+}
+
+/// Length of an ARP body for Ethernet/IPv4.
+pub const ARP_LEN: usize = 28;
+
+/// Parses the frame in `[data, data_end)`.
+#[inline(always)]
+pub fn parse(data: usize, data_end: usize) -> Parsed {
+    let Some(eth) = ptr_at::<EthHdr>(data, data_end, 0) else {
+        return Parsed::Malformed;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type == EtherType::Arp as u16 {
+        if data + L3_OFF + ARP_LEN > data_end {
+            return Parsed::Malformed;
+        }
+        return Parsed::Arp;
+    }
+    if ether_type != EtherType::Ipv4 as u16 {
+        return Parsed::Other;
+    }
+    let Some(ip) = ptr_at::<Ipv4Hdr>(data, data_end, L3_OFF) else {
+        return Parsed::Malformed;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let ihl = (ip.vihl & 0x0f) as usize;
+    if ip.vihl >> 4 != 4 || ihl < 5 {
+        return Parsed::Malformed;
+    }
+    let frags = u16::from_be_bytes(ip.frags);
+    let mut flow = Ipv4Flow {
+        src_addr: u32::from_ne_bytes(ip.src_addr),
+        dst_addr: u32::from_ne_bytes(ip.dst_addr),
+        proto: ip.proto,
+        // MF set or a non-zero offset.
+        fragment: frags & 0x3fff != 0,
+        l4_off: L3_OFF + ihl * 4,
+        src_port: 0,
+        dst_port: 0,
+        tot_len: u16::from_be_bytes(ip.tot_len),
+    };
+    if flow.fragment {
+        return Parsed::Ipv4(flow);
+    }
+    let l4_len = match flow.proto {
+        proto::TCP => 20,
+        proto::UDP => 8,
+        _ => return Parsed::Ipv4(flow),
+    };
+    if data + flow.l4_off + l4_len > data_end {
+        return Parsed::Malformed;
+    }
+    let Some(ports) = ptr_at::<[u16; 2]>(data, data_end, flow.l4_off) else {
+        return Parsed::Malformed;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { *ports };
+    flow.src_port = ports[0];
+    flow.dst_port = ports[1];
+    Parsed::Ipv4(flow)
+}

@@ -1,0 +1,242 @@
+//! The kernel side as the agent sees it: load the embedded object, pin its maps, attach
+//! programs, and typed access to every map (same names as `netpath-ebpf/src/maps.rs`).
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    net::Ipv4Addr,
+    path::Path,
+};
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{
+        tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, Xdp,
+    },
+    Ebpf, EbpfLoader,
+};
+use netpath_common::{
+    map_names, map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget,
+};
+
+/// The eBPF object built from `netpath-ebpf`, embedded in the binary.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
+
+/// Program names in the object (the `#[xdp]` / `#[classifier]` functions of `main.rs`).
+pub mod programs {
+    pub const UPLINK_XDP: &str = "netpath_uplink_xdp";
+    pub const UPLINK_TC: &str = "netpath_uplink_tc";
+    pub const ENDPOINT_TC: &str = "netpath_endpoint_tc";
+    pub const XDP_PASS: &str = "netpath_xdp_pass";
+}
+
+/// Errors from loading, attaching and map access.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {0}: {1}")]
+    Program(&'static str, aya::programs::ProgramError),
+    #[error("map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+    #[error("map {0} missing from the object")]
+    MissingMap(&'static str),
+    #[error("program {0} missing from the object")]
+    MissingProgram(&'static str),
+}
+
+/// How the uplink XDP fast path is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum XdpMode {
+    /// No XDP program: the TC program handles everything.
+    Off,
+    /// Native (driver) XDP.
+    Native,
+    /// Generic (skb) XDP.
+    Generic,
+}
+
+/// Map sizes the agent asks for at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub ports: u32,
+    pub flows: u32,
+    pub endpoints: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes {
+            ports: map_sizes::PORTS,
+            flows: map_sizes::FLOWS,
+            endpoints: map_sizes::ENDPOINTS,
+        }
+    }
+}
+
+/// The loaded object, its maps, and the links that keep programs attached.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pub ports: HashMap<MapData, PortKey, PortTarget>,
+    pub host_addrs: HashMap<MapData, u32, u32>,
+    pub flows: HashMap<MapData, FlowKey, FlowNat>,
+    pub endpoints: HashMap<MapData, u32, EndpointInfo>,
+    pub stats: PerCpuArray<MapData, u64>,
+    uplink_links: Vec<(String, SchedClassifierLink)>,
+    xdp_links: Vec<(String, XdpLink)>,
+    endpoint_links: StdHashMap<String, SchedClassifierLink>,
+}
+
+macro_rules! take_map {
+    ($ebpf:expr, $name:expr) => {{
+        let map = $ebpf
+            .take_map($name)
+            .ok_or(DatapathError::MissingMap($name))?;
+        map.try_into().map_err(|e| DatapathError::Map($name, e))?
+    }};
+}
+
+impl Datapath {
+    /// Loads the embedded object; maps are pinned under (and reused from) `pin_dir`.
+    pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = pin_dir {
+            loader.default_map_pin_directory(dir);
+        }
+        loader
+            .map_max_entries(map_names::PORTS, sizes.ports)
+            .map_max_entries(map_names::FLOWS, sizes.flows)
+            .map_max_entries(map_names::ENDPOINTS, sizes.endpoints);
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        for name in [programs::UPLINK_TC, programs::ENDPOINT_TC] {
+            let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| DatapathError::Program(name, e))?;
+        }
+        for name in [programs::UPLINK_XDP, programs::XDP_PASS] {
+            let prog: &mut Xdp = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| DatapathError::Program(name, e))?;
+        }
+        Ok(Datapath {
+            ports: take_map!(ebpf, map_names::PORTS),
+            host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
+            flows: take_map!(ebpf, map_names::FLOWS),
+            endpoints: take_map!(ebpf, map_names::ENDPOINTS),
+            stats: take_map!(ebpf, map_names::STATS),
+            ebpf,
+            uplink_links: Vec::new(),
+            xdp_links: Vec::new(),
+            endpoint_links: StdHashMap::new(),
+        })
+    }
+
+    /// The loaded TC program `name` (for attaching, or BPF_PROG_TEST_RUN in tests and bench).
+    pub fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, DatapathError> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// The loaded XDP program `name`.
+    pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// Attaches the uplink programs to `ifname`: TC ingress always, XDP per `mode`.
+    pub fn attach_uplink(&mut self, ifname: &str, mode: XdpMode) -> Result<(), DatapathError> {
+        let link = attach_tc(self.classifier(programs::UPLINK_TC)?, programs::UPLINK_TC, ifname)?;
+        self.uplink_links.push((ifname.to_string(), link));
+        let flags = match mode {
+            XdpMode::Off => return Ok(()),
+            XdpMode::Native => aya::programs::XdpMode::Driver,
+            XdpMode::Generic => aya::programs::XdpMode::Skb,
+        };
+        let prog = self.xdp(programs::UPLINK_XDP)?;
+        let err = |e| DatapathError::Program(programs::UPLINK_XDP, e);
+        let id = prog.attach(ifname, flags).map_err(err)?;
+        let link = prog.take_link(id).map_err(err)?;
+        self.xdp_links.push((ifname.to_string(), link));
+        Ok(())
+    }
+
+    /// Attaches the endpoint program to the host-side veth `ifname`.
+    pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        let link = attach_tc(self.classifier(programs::ENDPOINT_TC)?, programs::ENDPOINT_TC, ifname)?;
+        self.endpoint_links.insert(ifname.to_string(), link);
+        Ok(())
+    }
+
+    /// Detaches the endpoint program from `ifname` (dropping the link detaches it).
+    pub fn detach_endpoint(&mut self, ifname: &str) {
+        self.endpoint_links.remove(ifname);
+    }
+
+    /// Replaces the set of host addresses.
+    pub fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
+        let err = |e| DatapathError::Map(map_names::HOST_ADDRS, e);
+        let want: HashSet<u32> = addrs.iter().map(|a| be_addr(*a)).collect();
+        let have: Vec<u32> = self.host_addrs.keys().filter_map(Result::ok).collect();
+        for k in have.iter().filter(|k| !want.contains(k)) {
+            self.host_addrs.remove(k).map_err(err)?;
+        }
+        for k in want.iter().filter(|k| !have.contains(k)) {
+            self.host_addrs.insert(k, 1, 0).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every flow whose entry `pred` selects; returns how many.
+    pub fn flush_flows(&mut self, pred: impl Fn(&FlowKey, &FlowNat) -> bool) -> usize {
+        let doomed: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| pred(k, v))
+            .map(|(k, _)| k)
+            .collect();
+        doomed
+            .iter()
+            .filter(|k| self.flows.remove(k).is_ok())
+            .count()
+    }
+
+    /// Sums of every counter over all CPUs.
+    pub fn counters(&self) -> Vec<(Counter, u64)> {
+        Counter::ALL
+            .iter()
+            .map(|c| {
+                let v = self
+                    .stats
+                    .get(&(*c as u32), 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
+                (*c, v)
+            })
+            .collect()
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingProgram(name))?
+        .try_into()
+        .map_err(|e| DatapathError::Program(name, e))
+}
+
+fn attach_tc(
+    prog: &mut SchedClassifier,
+    name: &'static str,
+    ifname: &str,
+) -> Result<SchedClassifierLink, DatapathError> {
+    let err = |e| DatapathError::Program(name, e);
+    let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
+    prog.take_link(id).map_err(err)
+}
+
+/// An address as the maps store it: network order.
+pub fn be_addr(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// A port as the maps store it: network order.
+pub fn be_port(p: u16) -> u16 {
+    p.to_be()
+}

@@ -1,0 +1,415 @@
+//! Links, addresses and routes over rtnetlink, in the agent's namespace or an endpoint's.
+//!
+//! Each call opens its own netlink socket on a dedicated thread, which first enters the
+//! requested network namespace (namespaces are per thread), so nothing else the agent does
+//! ever runs in an endpoint's namespace.
+use std::{
+    collections::HashSet,
+    future::Future,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
+    path::Path,
+};
+
+use futures::TryStreamExt;
+use netlink_packet_route::{
+    address::AddressAttribute,
+    link::{LinkAttribute, LinkMessage},
+    route::{RouteAddress, RouteAttribute},
+};
+use rtnetlink::{Handle, LinkDummy, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::ipam::Subnet;
+
+/// A netlink or namespace failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {detail}")]
+pub struct NetError {
+    pub what: String,
+    pub detail: String,
+}
+
+fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |e| NetError {
+        what,
+        detail: match &e {
+            rtnetlink::Error::NetlinkError(m) => m
+                .to_io()
+                .to_string(),
+            _ => e.to_string(),
+        },
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let what = what.into();
+    move |e| NetError {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+/// Runs `f` with a netlink handle inside `netns` (`None`: the caller's namespace), on a
+/// thread of its own.
+pub fn run<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T, NetError>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T, NetError>>,
+{
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            if let Some(path) = netns {
+                let file = std::fs::File::open(path)
+                    .map_err(io_err(format!("opening namespace {}", path.display())))?;
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetError {
+                    what: format!("entering namespace {}", path.display()),
+                    detail: e.to_string(),
+                })?;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(io_err("starting a netlink runtime"))?;
+            rt.block_on(async move {
+                let (conn, handle, _) =
+                    rtnetlink::new_connection().map_err(io_err("opening a netlink socket"))?;
+                tokio::spawn(conn);
+                f(handle).await
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(NetError {
+                what: "netlink thread".into(),
+                detail: "panicked".into(),
+            })
+        })
+    })
+}
+
+/// The link named `name`, if any.
+pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+    match h.link().get().match_name(name).execute().try_next().await {
+        Ok(l) => Ok(l),
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(err(format!("looking up link {name}"))(e)),
+    }
+}
+
+/// The MAC address of a link.
+pub fn link_mac(link: &LinkMessage) -> [u8; 6] {
+    link.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(m) if m.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(m);
+                Some(mac)
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn link_name(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+/// What `create_endpoint` made, for the datapath.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointLink {
+    /// Ifindex of the host-side veth.
+    pub ifindex: u32,
+    /// MAC of the host-side veth.
+    pub host_mac: [u8; 6],
+}
+
+/// Everything an endpoint's interface needs.
+pub struct EndpointLinkSpec<'a> {
+    pub host_ifname: &'a str,
+    pub netns: &'a Path,
+    pub ifname: &'a str,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: [u8; 6],
+    pub gateway: Ipv4Addr,
+}
+
+/// Creates the veth pair of an endpoint: the host side stays here, up, with a /32 route to
+/// the endpoint; the peer moves into the namespace as `ifname` with its MAC, address, and a
+/// default route via the gateway. On any failure the pair is deleted again.
+pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
+    let peer_tmp = format!("{}c", spec.host_ifname);
+    let ns_file = std::fs::File::open(spec.netns)
+        .map_err(io_err(format!("opening namespace {}", spec.netns.display())))?;
+    let peer_tmp = peer_tmp.as_str();
+    let host = run(None, |h| async move {
+        h.link()
+            .add(LinkVeth::new(spec.host_ifname, peer_tmp).build())
+            .execute()
+            .await
+            .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
+        let peer = link_by_name(&h, peer_tmp).await?.ok_or_else(|| NetError {
+            what: format!("veth peer {peer_tmp}"),
+            detail: "vanished".into(),
+        })?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(peer.header.index)
+                    .setns_by_fd(ns_file.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(err(format!("moving {peer_tmp} into {}", spec.netns.display())))?;
+        let host = link_by_name(&h, spec.host_ifname).await?.ok_or_else(|| NetError {
+            what: format!("veth {}", spec.host_ifname),
+            detail: "vanished".into(),
+        })?;
+        Ok(host)
+    });
+    let host = match host {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = delete_link(None, spec.host_ifname);
+            return Err(e);
+        }
+    };
+    let inside = run(Some(spec.netns), |h| async move {
+        if link_by_name(&h, spec.ifname).await?.is_some() {
+            return Err(NetError {
+                what: format!("namespace {}", spec.netns.display()),
+                detail: format!("already has an interface named {}", spec.ifname),
+            });
+        }
+        let peer = link_by_name(&h, peer_tmp).await?.ok_or_else(|| NetError {
+            what: format!("veth peer {peer_tmp}"),
+            detail: "not found in the namespace".into(),
+        })?;
+        let idx = peer.header.index;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(idx)
+                    .name(spec.ifname.to_string())
+                    .address(spec.mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(err(format!("configuring {}", spec.ifname)))?;
+        h.address()
+            .add(idx, IpAddr::V4(spec.ip), spec.prefix)
+            .execute()
+            .await
+            .map_err(err(format!("adding {}/{}", spec.ip, spec.prefix)))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(err(format!("bringing {} up", spec.ifname)))?;
+        if let Some(lo) = link_by_name(&h, "lo").await? {
+            h.link()
+                .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+                .execute()
+                .await
+                .map_err(err("bringing lo up"))?;
+        }
+        let has_default = default_route_oif(&h).await?.is_some();
+        if !has_default {
+            h.route()
+                .add(
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .gateway(spec.gateway)
+                        .output_interface(idx)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(err(format!("adding default route via {}", spec.gateway)))?;
+        }
+        Ok(())
+    });
+    let host_side = inside.and_then(|()| {
+        run(None, |h| async move {
+            let idx = host.header.index;
+            h.link()
+                .set(LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
+            h.route()
+                .add(
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(spec.ip, 32)
+                        .output_interface(idx)
+                        .build(),
+                )
+                .replace()
+                .execute()
+                .await
+                .map_err(err(format!("adding route to {}", spec.ip)))?;
+            Ok(())
+        })
+    });
+    match host_side {
+        Ok(()) => Ok(EndpointLink {
+            ifindex: host.header.index,
+            host_mac: link_mac(&host),
+        }),
+        Err(e) => {
+            let _ = delete_link(None, spec.host_ifname);
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the link `name` (a veth takes its peer with it). Absent is fine.
+pub fn delete_link(netns: Option<&Path>, name: &str) -> Result<(), NetError> {
+    run(netns, |h| async move {
+        if let Some(l) = link_by_name(&h, name).await? {
+            h.link()
+                .del(l.header.index)
+                .execute()
+                .await
+                .map_err(err(format!("deleting {name}")))?;
+        }
+        Ok(())
+    })
+}
+
+/// Index and MAC of the link `name` here, if it exists.
+pub fn link_info(name: &str) -> Result<Option<(u32, [u8; 6])>, NetError> {
+    run(None, |h| async move {
+        Ok(link_by_name(&h, name)
+            .await?
+            .map(|l| (l.header.index, link_mac(&l))))
+    })
+}
+
+/// Every IPv4 address of this namespace.
+pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
+    run(None, |h| async move {
+        let msgs: Vec<_> = h
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err("listing addresses"))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .filter_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(v4)) | AddressAttribute::Local(IpAddr::V4(v4)) => {
+                    Some(*v4)
+                }
+                _ => None,
+            })
+            .collect())
+    })
+}
+
+const RT_TABLE_MAIN: u8 = 254;
+
+/// Destinations of the main routing table (for choosing subnets that collide with nothing).
+pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
+    run(None, |h| async move {
+        let routes: Vec<_> = h
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err("listing routes"))?;
+        Ok(routes
+            .iter()
+            .filter(|r| r.header.table == RT_TABLE_MAIN)
+            .filter_map(|r| {
+                let dst = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                    _ => None,
+                })?;
+                let p = r.header.destination_prefix_length;
+                let masked = u32::from(dst) & if p == 0 { 0 } else { u32::MAX << (32 - u32::from(p)) };
+                Subnet::new(masked.into(), p).ok()
+            })
+            .collect())
+    })
+}
+
+async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
+    let routes: Vec<_> = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(err("listing routes"))?;
+    Ok(routes
+        .iter()
+        .filter(|r| r.header.table == RT_TABLE_MAIN && r.header.destination_prefix_length == 0)
+        .find_map(|r| {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+        }))
+}
+
+/// The name of the interface of the default route.
+pub fn default_route_interface() -> Result<Option<String>, NetError> {
+    run(None, |h| async move {
+        let Some(oif) = default_route_oif(&h).await? else {
+            return Ok(None);
+        };
+        let link = h
+            .link()
+            .get()
+            .match_index(oif)
+            .execute()
+            .try_next()
+            .await
+            .map_err(err("looking up the default route's interface"))?;
+        Ok(link.as_ref().and_then(link_name))
+    })
+}
+
+/// Makes sure the dummy link `name` exists, is up and carries each gateway as a /32, so the
+/// host answers on its gateways (endpoints reach the host there).
+pub fn ensure_gateways(name: &str, gateways: &[Ipv4Addr]) -> Result<(), NetError> {
+    run(None, |h| async move {
+        let link = match link_by_name(&h, name).await? {
+            Some(l) => l,
+            None => {
+                h.link()
+                    .add(LinkDummy::new(name).up().build())
+                    .execute()
+                    .await
+                    .map_err(err(format!("creating {name}")))?;
+                link_by_name(&h, name).await?.ok_or_else(|| NetError {
+                    what: name.into(),
+                    detail: "vanished".into(),
+                })?
+            }
+        };
+        let idx = link.header.index;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(err(format!("bringing {name} up")))?;
+        for gw in gateways {
+            match h.address().add(idx, IpAddr::V4(*gw), 32).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
+                Err(e) => return Err(err(format!("adding gateway {gw}"))(e)),
+            }
+        }
+        Ok(())
+    })
+}
