@@ -25,7 +25,7 @@ use crate::{
     ports::PortMapping,
 };
 
-/// Name of the dummy link that carries the networks' gateway addresses.
+/// Name of the port-less bridge that carries the networks' gateway addresses.
 pub const GATEWAY_LINK: &str = "netpath0";
 /// Name of an endpoint's interface inside its namespace.
 pub const ENDPOINT_IFNAME: &str = "eth0";

@@ -17,7 +17,7 @@ use netlink_packet_route::{
     link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute},
 };
-use rtnetlink::{Handle, LinkDummy, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::ipam::Subnet;
 
@@ -212,6 +212,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
             .execute()
             .await
             .map_err(err(format!("bringing {} up", spec.ifname)))?;
+        set_gro(spec.ifname, true)?;
         if let Some(lo) = link_by_name(&h, "lo").await? {
             h.link()
                 .set(LinkUnspec::new_with_index(lo.header.index).up().build())
@@ -379,7 +380,7 @@ pub fn default_route_interface() -> Result<Option<String>, NetError> {
     })
 }
 
-/// Makes sure the dummy link `name` exists, is up and carries each gateway as a /32, so the
+/// Makes sure the bridge `name` (no ports: it only holds addresses, like an idle docker0) exists, is up and carries each gateway as a /32, so the
 /// host answers on its gateways (endpoints reach the host there).
 pub fn ensure_gateways(name: &str, gateways: &[Ipv4Addr]) -> Result<(), NetError> {
     run(None, |h| async move {
@@ -387,7 +388,7 @@ pub fn ensure_gateways(name: &str, gateways: &[Ipv4Addr]) -> Result<(), NetError
             Some(l) => l,
             None => {
                 h.link()
-                    .add(LinkDummy::new(name).up().build())
+                    .add(LinkBridge::new(name).up().build())
                     .execute()
                     .await
                     .map_err(err(format!("creating {name}")))?;
@@ -412,4 +413,55 @@ pub fn ensure_gateways(name: &str, gateways: &[Ipv4Addr]) -> Result<(), NetError
         }
         Ok(())
     })
+}
+
+/// Turns GRO on or off for `ifname` in the calling thread's namespace (ethtool ioctl).
+///
+/// GRO gives a veth NAPI, which is what makes it a valid XDP_REDIRECT target: frames the
+/// uplink's XDP program redirects to an endpoint's host-side veth are received by its peer
+/// only when that peer has NAPI (without it they are dropped silently).
+pub fn set_gro(ifname: &str, on: bool) -> Result<(), NetError> {
+    const ETHTOOL_SGRO: u32 = 0x0000_002c;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    let fail = |detail: String| NetError {
+        what: format!("turning GRO on for {ifname}"),
+        detail,
+    };
+    if ifname.len() >= libc::IFNAMSIZ {
+        return Err(fail("interface name too long".into()));
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: u32::from(on),
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
+    // SAFETY: plain socket; closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(fail(std::io::Error::last_os_error().to_string()));
+    }
+    // SAFETY: req is a valid ifreq whose data points at a live ethtool_value.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) };
+    let e = std::io::Error::last_os_error();
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        return Err(fail(e.to_string()));
+    }
+    Ok(())
 }
