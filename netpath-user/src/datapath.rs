@@ -240,3 +240,40 @@ pub fn be_addr(a: Ipv4Addr) -> u32 {
 pub fn be_port(p: u16) -> u16 {
     p.to_be()
 }
+
+/// A private bpffs instance on a temporary directory, unmounted and removed on drop:
+/// somewhere to pin maps for tests and benchmarks without touching the host's bpffs.
+pub struct ScratchBpffs {
+    dir: std::path::PathBuf,
+}
+
+impl ScratchBpffs {
+    pub fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "netpath-bpffs-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        nix::mount::mount(
+            Some("bpffs"),
+            &dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(std::io::Error::from)?;
+        Ok(ScratchBpffs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchBpffs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

@@ -1,1 +1,210 @@
-fn main(){}
+//! `cargo xtask setup | run | test | bench`: the project's own bootstrap and entry points.
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: LLVM 22, rust-src for nightly, bpf-linker, test tools.
+    Setup,
+    /// Build and run the agent (arguments after `--` go to `netpath agent`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build and run every test: unit, BPF_PROG_TEST_RUN datapath, end to end.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run benchmark scenarios (default: all).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Run { args } => run(&args),
+        Cmd::Test { args } => test(&args),
+        Cmd::Bench { args } => bench(&args),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where LLVM 22 lives once Debian's llvm-22-dev is installed.
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// Debian packages: LLVM for bpf-linker, and the tools tests and bench drive.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "iproute2",
+    "ethtool",
+    "iptables",
+    "nftables",
+    "docker.io",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn step(msg: &str) {
+    eprintln!("setup: {msg}");
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn bpf_linker_ok() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("0.13"))
+}
+
+/// Installs what is missing, saying each step; quick when everything is there.
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        step(&format!("installing Debian packages: {}", missing.join(" ")));
+        status(Command::new("apt-get").args(["update", "-qq"]))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        step("installing the nightly toolchain");
+        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let src = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup component list")?;
+    if !String::from_utf8_lossy(&src.stdout).contains("rust-src") {
+        step("adding rust-src to nightly (eBPF builds core with -Z build-std)");
+        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    if !bpf_linker_ok() {
+        step("building bpf-linker 0.13 against LLVM 22 (about a minute)");
+        status(
+            Command::new(cargo())
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--version",
+                    "^0.13",
+                    "--locked",
+                    "--no-default-features",
+                    "--features",
+                    "llvm-22",
+                ])
+                .env("LLVM_PREFIX", LLVM_PREFIX),
+        )?;
+    }
+    if !succeeds(Command::new("cargo-nextest").arg("--version"))
+        && !succeeds(Command::new(cargo()).args(["nextest", "--version"]))
+    {
+        step("cargo-nextest not found: tests run with cargo test");
+    }
+    step("all present");
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup()?;
+    status(
+        Command::new(cargo())
+            .current_dir(root())
+            .args(["build", "--release", "-p", "netpath-user"]),
+    )?;
+    let bin = root().join("target/release/netpath");
+    eprintln!("xtask: starting {} agent {}", bin.display(), args.join(" "));
+    status(Command::new(bin).arg("agent").args(args))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    setup()?;
+    if !nix_is_root() {
+        bail!("the datapath and end-to-end tests need root (BPF, namespaces)");
+    }
+    status(
+        Command::new(cargo())
+            .current_dir(root())
+            .args(["test", "--workspace", "--all-targets"])
+            .args(args),
+    )
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    setup()?;
+    status(
+        Command::new(cargo())
+            .current_dir(root())
+            .args(["run", "--release", "-p", "bench", "--"])
+            .args(args),
+    )
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

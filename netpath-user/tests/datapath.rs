@@ -1,0 +1,412 @@
+//! BPF_PROG_TEST_RUN tests: crafted frames into the real programs, exact verdicts and bytes
+//! out, checksums verified from scratch by `common::inet_checksum`.
+mod common;
+
+use std::net::Ipv4Addr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use common::{tcp, udp, Frame, Netns, Seen, ICMP, TCP, UDP};
+use netpath_common::{Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget};
+use netpath_user::datapath::{be_addr, be_port, programs, Datapath, MapSizes, ScratchBpffs};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const HOST: [u8; 4] = [10, 0, 0, 2];
+const CLIENT: [u8; 4] = [10, 0, 0, 1];
+const EP: [u8; 4] = [172, 17, 0, 2];
+const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
+const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
+const EP_IFINDEX: u32 = 4242;
+
+struct Dp {
+    dp: Datapath,
+    _fs: ScratchBpffs,
+}
+
+fn load() -> Dp {
+    let fs = ScratchBpffs::new().expect("scratch bpffs");
+    let dp = Datapath::load(
+        Some(fs.path()),
+        MapSizes {
+            ports: 1024,
+            flows: 1024,
+            endpoints: 64,
+        },
+    )
+    .expect("load datapath");
+    Dp { dp, _fs: fs }
+}
+
+fn publish(dp: &mut Datapath, host: [u8; 4], host_port: u16, proto: u8, ep_port: u16, ifindex: u32) {
+    dp.ports
+        .insert(
+            PortKey {
+                addr: be_addr(host.into()),
+                port: be_port(host_port),
+                proto,
+                _pad: 0,
+            },
+            PortTarget {
+                addr: be_addr(EP.into()),
+                port: be_port(ep_port),
+                _pad: 0,
+                ifindex,
+                mac: EP_MAC,
+                gw_mac: GW_MAC,
+            },
+            0,
+        )
+        .unwrap();
+}
+
+fn host_addrs(dp: &mut Datapath, addrs: &[[u8; 4]]) {
+    let set = addrs.iter().map(|a| Ipv4Addr::from(*a)).collect();
+    dp.set_host_addrs(&set).unwrap();
+}
+
+/// Runs a TC program; `ifindex` sets the skb's device (0: loopback).
+fn run_tc(dp: &mut Datapath, prog: &'static str, pkt: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; pkt.len() + 256];
+    let mut ctx = [0u8; 44];
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut opts = TestRunOptions::default();
+    opts.data_in = Some(pkt);
+    opts.data_out = Some(&mut out);
+    if ifindex != 0 {
+        opts.ctx_in = Some(&ctx);
+    }
+    let res = dp.classifier(prog).unwrap().test_run(opts).unwrap_or_else(|e| panic!("test run of {} bytes: {e}", pkt.len()));
+    out.truncate(res.data_size_out as usize);
+    (res.return_value, out)
+}
+
+fn run_xdp(dp: &mut Datapath, pkt: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; pkt.len() + 256];
+    let mut opts = TestRunOptions::default();
+    opts.data_in = Some(pkt);
+    opts.data_out = Some(&mut out);
+    let res = dp.xdp(programs::UPLINK_XDP).unwrap().test_run(opts).unwrap_or_else(|e| panic!("xdp test run of {} bytes: {e}", pkt.len()));
+    out.truncate(res.data_size_out as usize);
+    (res.return_value, out)
+}
+
+fn counter(dp: &Datapath, c: Counter) -> u64 {
+    dp.counters().into_iter().find(|(k, _)| *k == c).unwrap().1
+}
+
+fn flow(dp: &Datapath, ep_port: u16, client_port: u16, proto: u8) -> Option<FlowNat> {
+    dp.flows
+        .get(
+            &FlowKey {
+                src_addr: be_addr(EP.into()),
+                dst_addr: be_addr(CLIENT.into()),
+                src_port: be_port(ep_port),
+                dst_port: be_port(client_port),
+                proto,
+                _pad: [0; 3],
+            },
+            0,
+        )
+        .ok()
+}
+
+fn assert_dnat(pkt: &[u8], out: &[u8], ep_port: u16) {
+    let seen = Seen(out);
+    assert_eq!(out.len(), pkt.len());
+    assert_eq!(seen.dst(), Ipv4Addr::from(EP), "destination translated");
+    assert_eq!(seen.dport(), ep_port);
+    assert_eq!(seen.src(), Ipv4Addr::from(CLIENT), "client address kept");
+    assert_eq!(seen.sport(), Seen(pkt).sport());
+    assert_eq!(seen.dst_mac(), EP_MAC);
+    assert_eq!(seen.src_mac(), GW_MAC);
+    assert!(seen.checksums_ok(), "checksums");
+    // Everything past the ports is untouched but the checksum.
+    let csum_at = if pkt[23] == TCP { 50 } else { 40 };
+    assert_eq!(pkt[38..csum_at], out[38..csum_at]);
+    assert_eq!(pkt[csum_at + 2..], out[csum_at + 2..]);
+}
+
+#[test]
+fn tc_dnat_tcp_to_published_port() {
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST]);
+    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_dnat(&pkt, &out, 80);
+    let nat = flow(&dp, 80, 40000, TCP).expect("flow recorded");
+    assert_eq!(nat.addr, be_addr(HOST.into()));
+    assert_eq!(nat.port, be_port(8080));
+    assert_eq!(nat.ifindex, EP_IFINDEX);
+    assert_eq!(counter(&dp, Counter::DnatTc), 1);
+}
+
+#[test]
+fn tc_dnat_udp_and_zero_checksum() {
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [0; 4], 5353, UDP, 53, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST]);
+    let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(40001, 5353));
+    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_dnat(&pkt, &out, 53);
+
+    // A UDP datagram without checksum stays without one.
+    let mut pkt = pkt.clone();
+    pkt[40..42].fill(0);
+    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(Seen(&out).l4_csum(), 0);
+    assert!(Seen(&out).checksums_ok());
+}
+
+#[test]
+fn xdp_and_tc_rewrite_identically() {
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
+    publish(&mut dp, [0; 4], 5353, UDP, 53, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST]);
+    for pkt in [
+        Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080)),
+        Frame::new(CLIENT, HOST, UDP).build(&udp(40001, 5353)),
+    ] {
+        let (xv, xout) = run_xdp(&mut dp, &pkt);
+        let (tv, tout) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
+        assert_eq!(xv, XDP_REDIRECT);
+        assert_eq!(tv, TC_ACT_REDIRECT);
+        assert_eq!(xout, tout, "XDP and TC produce the same frame");
+        assert!(Seen(&xout).checksums_ok());
+    }
+    assert_eq!(counter(&dp, Counter::DnatXdp), 2);
+}
+
+#[test]
+fn host_ip_binding_is_exact() {
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [127, 0, 0, 1], 8081, TCP, 80, EP_IFINDEX);
+    publish(&mut dp, [10, 0, 0, 5], 8082, TCP, 80, EP_IFINDEX);
+    publish(&mut dp, [0; 4], 8083, TCP, 80, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST, [10, 0, 0, 5]]);
+    let cases: &[([u8; 4], u16, u32)] = &[
+        (HOST, 8081, TC_ACT_OK),                 // published on 127.0.0.1 only
+        ([127, 0, 0, 1], 8081, TC_ACT_REDIRECT), // the bound address itself
+        (HOST, 8082, TC_ACT_OK),                 // published on 10.0.0.5 only
+        ([10, 0, 0, 5], 8082, TC_ACT_REDIRECT),
+        (HOST, 8083, TC_ACT_REDIRECT),        // every host address
+        ([10, 0, 0, 5], 8083, TC_ACT_REDIRECT),
+        ([10, 0, 0, 9], 8083, TC_ACT_OK),     // not a host address
+    ];
+    for (dst, port, want) in cases {
+        let pkt = Frame::new(CLIENT, *dst, TCP).build(&tcp(40000, *port));
+        let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
+        assert_eq!(verdict, *want, "{dst:?}:{port}");
+        if *want == TC_ACT_OK {
+            assert_eq!(out, pkt, "passed untouched");
+        }
+    }
+}
+
+#[test]
+fn everything_else_passes_untouched() {
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
+    publish(&mut dp, [0; 4], 8080, UDP, 80, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST]);
+    let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+
+    let icmp = Frame::new(CLIENT, HOST, ICMP).build(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+    let unpublished = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 9999));
+    let udp_other = Frame::new(CLIENT, HOST, UDP).build(&udp(40000, 8081));
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+    let mut ipv6 = syn.clone();
+    ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let mut vlan = syn[..12].to_vec();
+    vlan.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    vlan.extend_from_slice(&syn[12..]);
+    let truncated = syn[..14 + 20 + 10].to_vec();
+    let short_ip = syn[..14 + 12].to_vec();
+    let mut first_frag = Frame::new(CLIENT, HOST, TCP);
+    first_frag.frag = 0x2000; // MF
+    let first_frag = first_frag.build(&tcp(40000, 8080));
+    let mut later_frag = Frame::new(CLIENT, HOST, TCP);
+    later_frag.frag = 0x0010; // offset 128 bytes
+    let later_frag = later_frag.build(&tcp(40000, 8080));
+
+    for (name, pkt) in [
+        ("icmp", &icmp),
+        ("unpublished port", &unpublished),
+        ("udp to another port", &udp_other),
+        ("arp", &arp),
+        ("ipv6", &ipv6),
+        ("vlan", &vlan),
+        ("truncated tcp", &truncated),
+        ("first fragment", &first_frag),
+        ("later fragment", &later_frag),
+    ] {
+        let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, pkt, 0);
+        assert_eq!(verdict, TC_ACT_OK, "{name}");
+        assert_eq!(&out, pkt, "{name} untouched");
+        let (verdict, out) = run_xdp(&mut dp, pkt);
+        assert_eq!(verdict, XDP_PASS, "{name} (xdp)");
+        assert_eq!(&out, pkt, "{name} untouched (xdp)");
+    }
+    // The kernel refuses skb test runs shorter than an IPv4 header; XDP takes them.
+    let (verdict, out) = run_xdp(&mut dp, &short_ip);
+    assert_eq!(verdict, XDP_PASS, "truncated ipv4 (xdp)");
+    assert_eq!(out, short_ip);
+    assert_eq!(counter(&dp, Counter::Fragment), 2);
+    assert_eq!(counter(&dp, Counter::Malformed), 1);
+    assert_eq!(counter(&dp, Counter::DnatTc), 0);
+    assert_eq!(dp.flows.keys().count(), 0);
+}
+
+/// A namespace where a reply can be routed: an "uplink" veth 10.0.0.2/24 with a permanent
+/// neighbour 10.0.0.1, and an endpoint host-side veth. Returns (ns, endpoint ifindex,
+/// uplink ifindex, uplink MAC).
+fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
+    let ns = Netns::new("npdp");
+    ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+    ns.ip(&["link", "add", "ep0", "type", "veth", "peer", "name", "ep1"]);
+    for l in ["up0", "up1", "ep0", "ep1"] {
+        ns.ip(&["link", "set", l, "up"]);
+    }
+    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "up0"]);
+    ns.ip(&["neigh", "replace", "10.0.0.1", "lladdr", "02:aa:bb:cc:dd:01", "dev", "up0", "nud", "permanent"]);
+    ns.sysctl("net/ipv4/ip_forward", "1");
+    let index = |name: &str| -> u32 {
+        ns.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")]).trim().parse().unwrap()
+    };
+    let mac = ns.exec("cat", &["/sys/class/net/up0/address"]);
+    let mac: Vec<u8> = mac
+        .trim()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let (ep, up) = (index("ep0"), index("up0"));
+    (ns, ep, up, mac.try_into().unwrap())
+}
+
+fn endpoint(dp: &mut Datapath, ifindex: u32) {
+    dp.endpoints
+        .insert(
+            ifindex,
+            EndpointInfo {
+                addr: be_addr(EP.into()),
+                gateway: be_addr([172, 17, 0, 1].into()),
+                mac: EP_MAC,
+                host_mac: GW_MAC,
+            },
+            0,
+        )
+        .unwrap();
+}
+
+fn reply_frame(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = Frame::new(EP, CLIENT, proto);
+    f.src_mac = EP_MAC;
+    f.dst_mac = GW_MAC;
+    f.build(&if proto == TCP { tcp(sport, dport) } else { udp(sport, dport) })
+}
+
+#[test]
+fn replies_are_translated_back_and_routed_out() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, up_if, up_mac) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    host_addrs(&mut dp, &[HOST]);
+    // Two host ports on one container port, from two client ports.
+    publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
+    publish(&mut dp, [0; 4], 8081, TCP, 80, ep_if);
+    publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
+    for (sport, dport, proto) in [(40000, 8080, TCP), (40001, 8081, TCP), (40002, 5353, UDP)] {
+        let pkt = Frame::new(CLIENT, HOST, proto).build(&if proto == TCP { tcp(sport, dport) } else { udp(sport, dport) });
+        assert_eq!(run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0).0, TC_ACT_REDIRECT);
+    }
+    for (ep_port, client_port, proto, host_port) in [(80, 40000, TCP, 8080), (80, 40001, TCP, 8081), (53, 40002, UDP, 5353)] {
+        let pkt = reply_frame(proto, ep_port, client_port);
+        let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "reply {ep_port}->{client_port} redirected out");
+        let seen = Seen(&out);
+        assert_eq!(seen.src(), Ipv4Addr::from(HOST));
+        assert_eq!(seen.sport(), host_port, "the host port this client used");
+        assert_eq!(seen.dst(), Ipv4Addr::from(CLIENT));
+        assert_eq!(seen.dport(), client_port);
+        assert_eq!(seen.src_mac(), up_mac, "uplink MAC from the FIB");
+        assert_eq!(seen.dst_mac(), [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01], "neighbour MAC");
+        assert!(seen.checksums_ok());
+    }
+    assert_eq!(counter(&dp, Counter::RevNat), 3);
+    let _ = up_if;
+}
+
+#[test]
+fn container_connections_from_a_published_port_are_not_translated() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
+    // The container opens its own connection from port 80: no flow, no translation.
+    let pkt = reply_frame(TCP, 80, 40000);
+    let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(out, pkt);
+}
+
+#[test]
+fn spoofed_packets_are_dropped_and_counted() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    let mut wrong_ip = Frame::new([172, 17, 0, 99], CLIENT, UDP);
+    wrong_ip.src_mac = EP_MAC;
+    let wrong_ip = wrong_ip.build(&udp(1, 2));
+    let wrong_mac = Frame::new(EP, CLIENT, UDP).build(&udp(1, 2));
+    for pkt in [&wrong_ip, &wrong_mac] {
+        let (verdict, _) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, pkt, ep_if));
+        assert_eq!(verdict, TC_ACT_SHOT);
+    }
+    assert_eq!(counter(&dp, Counter::DropSpoof), 2);
+}
+
+fn arp_request(target: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&EP_MAC);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&EP_MAC);
+    f.extend_from_slice(&EP);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered_with_the_host_veth_mac() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    let req = arp_request([172, 17, 0, 1]);
+    let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &req, ep_if));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "answered back into the endpoint");
+    assert_eq!(&out[0..6], &EP_MAC);
+    assert_eq!(&out[6..12], &GW_MAC);
+    assert_eq!(&out[20..22], &[0, 2], "ARP reply");
+    assert_eq!(&out[22..28], &GW_MAC, "sender MAC");
+    assert_eq!(&out[28..32], &[172, 17, 0, 1], "sender IP");
+    assert_eq!(&out[32..38], &EP_MAC, "target MAC");
+    assert_eq!(&out[38..42], &EP, "target IP");
+    assert_eq!(counter(&dp, Counter::ArpReply), 1);
+
+    // A probe for its own address (duplicate address detection) is not answered.
+    let own = arp_request(EP);
+    let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &own, ep_if));
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(out, own);
+}
