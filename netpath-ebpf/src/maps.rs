@@ -4,9 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
-use netpath_common::{
-    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget,
-};
+use netpath_common::{map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget};
 
 /// Published ports: (host address, host port, protocol) → endpoint.
 #[map]

@@ -68,8 +68,10 @@ impl Packet for XdpContext {
     #[inline(always)]
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
         let (data, end) = (self.data(), self.data_end());
-        let (Some(a), Some(c)) = (ptr_at::<u32>(data, end, off), ptr_at::<u16>(data, end, IP_CSUM_OFF))
-        else {
+        let (Some(a), Some(c)) = (
+            ptr_at::<u32>(data, end, off),
+            ptr_at::<u16>(data, end, IP_CSUM_OFF),
+        ) else {
             return false;
         };
         // SAFETY: bounds checked by ptr_at.
@@ -123,15 +125,19 @@ impl Packet for TcContext {
     #[inline(always)]
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
         let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64 | 4;
-        self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags).is_ok()
-            && self.l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4).is_ok()
+        self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags)
+            .is_ok()
+            && self
+                .l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4)
+                .is_ok()
             && self.store(off, &to, 0).is_ok()
     }
 
     #[inline(always)]
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool {
         let flags = l4_flags(udp) | 2;
-        self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags).is_ok()
+        self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags)
+            .is_ok()
             && self.store(off, &to, 0).is_ok()
     }
 

@@ -91,9 +91,12 @@ pub struct Agent {
 
 impl Agent {
     fn save(&self, state: &State) -> Result<(), ApiError> {
-        state
-            .save(&self.state_path)
-            .map_err(|e| internal(format!("saving state to {}: {e}", self.state_path.display())))
+        state.save(&self.state_path).map_err(|e| {
+            internal(format!(
+                "saving state to {}: {e}",
+                self.state_path.display()
+            ))
+        })
     }
 
     fn network(&self, name: &str) -> Result<&Network, ApiError> {
@@ -158,9 +161,9 @@ impl Agent {
             .collect();
         let n = self.dp.flush_flows(|k, v| {
             v.ifindex == ifindex
-                && doomed
-                    .iter()
-                    .any(|(a, p, proto)| *p == v.port && *proto == k.proto && (*a == 0 || *a == v.addr))
+                && doomed.iter().any(|(a, p, proto)| {
+                    *p == v.port && *proto == k.proto && (*a == 0 || *a == v.addr)
+                })
         });
         info!(endpoint = %ep.name, flows = n, "flushed flows of unpublished ports");
     }
@@ -185,7 +188,12 @@ impl Agent {
         Ok(())
     }
 
-    fn attach_endpoint(&mut self, ep: &Endpoint, net: &Network, link: EndpointLink) -> Result<(), ApiError> {
+    fn attach_endpoint(
+        &mut self,
+        ep: &Endpoint,
+        net: &Network,
+        link: EndpointLink,
+    ) -> Result<(), ApiError> {
         let info = EndpointInfo {
             addr: be_addr(ep.ip),
             gateway: be_addr(net.gateway),
@@ -262,7 +270,11 @@ impl Agent {
         Ok(maps)
     }
 
-    pub fn unpublish(&mut self, name: &str, specs: &[String]) -> Result<Vec<PortMapping>, ApiError> {
+    pub fn unpublish(
+        &mut self,
+        name: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortMapping>, ApiError> {
         let maps = self.state.plan_unpublish(name, specs)?;
         let mut next = self.state.clone();
         let ep = next
@@ -328,10 +340,22 @@ impl Agent {
     fn reconcile(&mut self) -> anyhow::Result<()> {
         let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
         netlink::ensure_gateways(GATEWAY_LINK, &gateways)?;
-        for key in self.dp.ports.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        for key in self
+            .dp
+            .ports
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
             let _ = self.dp.ports.remove(&key);
         }
-        for key in self.dp.endpoints.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        for key in self
+            .dp
+            .endpoints
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
             let _ = self.dp.endpoints.remove(&key);
         }
         let mut next = self.state.clone();
@@ -341,9 +365,12 @@ impl Agent {
                 Some((ifindex, host_mac)) => {
                     let link = EndpointLink { ifindex, host_mac };
                     self.links.insert(ep.name.clone(), link);
-                    self.attach_endpoint(ep, &net, link).map_err(|e| anyhow::anyhow!("{e}"))
+                    self.attach_endpoint(ep, &net, link)
+                        .map_err(|e| anyhow::anyhow!("{e}"))
                 }
-                None if ep.netns.exists() => self.realize_endpoint(ep).map_err(|e| anyhow::anyhow!("{e}")),
+                None if ep.netns.exists() => self
+                    .realize_endpoint(ep)
+                    .map_err(|e| anyhow::anyhow!("{e}")),
                 None => Err(anyhow::anyhow!("namespace {} is gone", ep.netns.display())),
             };
             if let Err(e) = kept {
@@ -367,7 +394,7 @@ pub fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe4a11;
     let is_bpffs = |p: &Path| {
         nix::sys::statfs::statfs(p)
-            .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+            .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
             .unwrap_or(false)
     };
     if dir.exists() && is_bpffs(dir) {
@@ -502,7 +529,8 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
@@ -570,7 +598,10 @@ async fn handle(
 }
 
 fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(&ErrorBody { error: e.msg.clone() }).unwrap_or_default();
+    let body = serde_json::to_vec(&ErrorBody {
+        error: e.msg.clone(),
+    })
+    .unwrap_or_default();
     json_response(e.status, body)
 }
 

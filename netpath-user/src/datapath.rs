@@ -8,9 +8,7 @@ use std::{
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray},
-    programs::{
-        tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, Xdp,
-    },
+    programs::{tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, Xdp},
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
@@ -44,7 +42,9 @@ pub enum DatapathError {
 }
 
 /// How the uplink XDP fast path is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum XdpMode {
     /// No XDP program: the TC program handles everything.
     Off,
@@ -128,7 +128,10 @@ impl Datapath {
     }
 
     /// The loaded TC program `name` (for attaching, or BPF_PROG_TEST_RUN in tests and bench).
-    pub fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, DatapathError> {
+    pub fn classifier(
+        &mut self,
+        name: &'static str,
+    ) -> Result<&mut SchedClassifier, DatapathError> {
         program(&mut self.ebpf, name)
     }
 
@@ -139,7 +142,11 @@ impl Datapath {
 
     /// Attaches the uplink programs to `ifname`: TC ingress always, XDP per `mode`.
     pub fn attach_uplink(&mut self, ifname: &str, mode: XdpMode) -> Result<(), DatapathError> {
-        let link = attach_tc(self.classifier(programs::UPLINK_TC)?, programs::UPLINK_TC, ifname)?;
+        let link = attach_tc(
+            self.classifier(programs::UPLINK_TC)?,
+            programs::UPLINK_TC,
+            ifname,
+        )?;
         self.uplink_links.push((ifname.to_string(), link));
         let flags = match mode {
             XdpMode::Off => return Ok(()),
@@ -156,7 +163,11 @@ impl Datapath {
 
     /// Attaches the endpoint program to the host-side veth `ifname`.
     pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
-        let link = attach_tc(self.classifier(programs::ENDPOINT_TC)?, programs::ENDPOINT_TC, ifname)?;
+        let link = attach_tc(
+            self.classifier(programs::ENDPOINT_TC)?,
+            programs::ENDPOINT_TC,
+            ifname,
+        )?;
         self.endpoint_links.insert(ifname.to_string(), link);
         Ok(())
     }

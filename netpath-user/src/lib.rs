@@ -10,6 +10,7 @@
 //! | [`agent`] | the node agent and its HTTP API server |
 //! | [`api`] | API paths and bodies |
 //! | [`client`] | API client used by the CLI |
+//! | [`testing`] | namespaces, frames and checksums for tests and the benchmark |
 pub mod agent;
 pub mod api;
 pub mod client;
@@ -18,3 +19,4 @@ pub mod ipam;
 pub mod model;
 pub mod netlink;
 pub mod ports;
+pub mod testing;

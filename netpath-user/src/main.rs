@@ -16,7 +16,11 @@ use netpath_user::{
 const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
 
 #[derive(Parser)]
-#[command(name = "netpath", version, about = "eBPF datapath for Docker-style container networking")]
+#[command(
+    name = "netpath",
+    version,
+    about = "eBPF datapath for Docker-style container networking"
+)]
 struct Cli {
     /// The agent's API socket.
     #[arg(long, global = true, env = "NETPATH_SOCKET", default_value = DEFAULT_SOCKET)]
@@ -131,7 +135,10 @@ enum NetworkCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("netpath: {e}");
@@ -186,7 +193,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ip,
                 ports: publish,
             };
-            let ep: EndpointView = client.call(Method::POST, "/v1/endpoints", Some(&req)).await?;
+            let ep: EndpointView = client
+                .call(Method::POST, "/v1/endpoints", Some(&req))
+                .await?;
             println!("{}", ep.name);
             print_mappings(&ep.ports);
             Ok(())
@@ -194,7 +203,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Endpoint(EndpointCmd::Rm { names }) => {
             for name in names {
                 client
-                    .call::<(), serde_json::Value>(Method::DELETE, &format!("/v1/endpoints/{name}"), None)
+                    .call::<(), serde_json::Value>(
+                        Method::DELETE,
+                        &format!("/v1/endpoints/{name}"),
+                        None,
+                    )
                     .await?;
                 println!("{name}");
             }
@@ -202,7 +215,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Endpoint(EndpointCmd::Ls) => {
             let eps: Vec<EndpointView> = client.get("/v1/endpoints").await?;
-            println!("{:<20} {:<12} {:<16} {:<18} PORTS", "NAME", "NETWORK", "IP", "MAC");
+            println!(
+                "{:<20} {:<12} {:<16} {:<18} PORTS",
+                "NAME", "NETWORK", "IP", "MAC"
+            );
             for e in eps {
                 let ports: Vec<String> = e.ports.iter().map(short_mapping).collect();
                 println!(
@@ -219,7 +235,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Endpoint(EndpointCmd::Inspect { names }) => {
             let mut out = Vec::new();
             for name in names {
-                out.push(client.get::<EndpointView>(&format!("/v1/endpoints/{name}")).await?);
+                out.push(
+                    client
+                        .get::<EndpointView>(&format!("/v1/endpoints/{name}"))
+                        .await?,
+                );
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
@@ -271,7 +291,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Network(NetworkCmd::Ls) => {
             let nets: Vec<NetworkView> = client.get("/v1/networks").await?;
-            println!("{:<14} {:<20} {:<10} {:<18} GATEWAY", "NETWORK ID", "NAME", "DRIVER", "SUBNET");
+            println!(
+                "{:<14} {:<20} {:<10} {:<18} GATEWAY",
+                "NETWORK ID", "NAME", "DRIVER", "SUBNET"
+            );
             for n in nets {
                 println!(
                     "{:<14} {:<20} {:<10} {:<18} {}",
@@ -317,7 +340,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn short_mapping(m: &PortMapping) -> String {
-    format!("{}:{}->{}/{}", m.host_ip, m.host_port, m.container_port, m.proto)
+    format!(
+        "{}:{}->{}/{}",
+        m.host_ip, m.host_port, m.container_port, m.proto
+    )
 }
 
 fn print_mappings(maps: &[PortMapping]) {

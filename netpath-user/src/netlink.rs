@@ -34,9 +34,7 @@ fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
     move |e| NetError {
         what,
         detail: match &e {
-            rtnetlink::Error::NetlinkError(m) => m
-                .to_io()
-                .to_string(),
+            rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
             _ => e.to_string(),
         },
     }
@@ -63,9 +61,11 @@ where
             if let Some(path) = netns {
                 let file = std::fs::File::open(path)
                     .map_err(io_err(format!("opening namespace {}", path.display())))?;
-                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetError {
-                    what: format!("entering namespace {}", path.display()),
-                    detail: e.to_string(),
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    NetError {
+                        what: format!("entering namespace {}", path.display()),
+                        detail: e.to_string(),
+                    }
                 })?;
             }
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -145,8 +145,10 @@ pub struct EndpointLinkSpec<'a> {
 /// default route via the gateway. On any failure the pair is deleted again.
 pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
     let peer_tmp = format!("{}c", spec.host_ifname);
-    let ns_file = std::fs::File::open(spec.netns)
-        .map_err(io_err(format!("opening namespace {}", spec.netns.display())))?;
+    let ns_file = std::fs::File::open(spec.netns).map_err(io_err(format!(
+        "opening namespace {}",
+        spec.netns.display()
+    )))?;
     let peer_tmp = peer_tmp.as_str();
     let host = run(None, |h| async move {
         h.link()
@@ -166,11 +168,16 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
             )
             .execute()
             .await
-            .map_err(err(format!("moving {peer_tmp} into {}", spec.netns.display())))?;
-        let host = link_by_name(&h, spec.host_ifname).await?.ok_or_else(|| NetError {
-            what: format!("veth {}", spec.host_ifname),
-            detail: "vanished".into(),
-        })?;
+            .map_err(err(format!(
+                "moving {peer_tmp} into {}",
+                spec.netns.display()
+            )))?;
+        let host = link_by_name(&h, spec.host_ifname)
+            .await?
+            .ok_or_else(|| NetError {
+                what: format!("veth {}", spec.host_ifname),
+                detail: "vanished".into(),
+            })?;
         Ok(host)
     });
     let host = match host {
@@ -306,9 +313,8 @@ pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
             .iter()
             .flat_map(|m| m.attributes.iter())
             .filter_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(v4)) | AddressAttribute::Local(IpAddr::V4(v4)) => {
-                    Some(*v4)
-                }
+                AddressAttribute::Address(IpAddr::V4(v4))
+                | AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
                 _ => None,
             })
             .collect())
@@ -336,7 +342,12 @@ pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
                     _ => None,
                 })?;
                 let p = r.header.destination_prefix_length;
-                let masked = u32::from(dst) & if p == 0 { 0 } else { u32::MAX << (32 - u32::from(p)) };
+                let masked = u32::from(dst)
+                    & if p == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(p))
+                    };
                 Subnet::new(masked.into(), p).ok()
             })
             .collect())

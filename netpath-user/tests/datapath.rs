@@ -41,7 +41,14 @@ fn load() -> Dp {
     Dp { dp, _fs: fs }
 }
 
-fn publish(dp: &mut Datapath, host: [u8; 4], host_port: u16, proto: u8, ep_port: u16, ifindex: u32) {
+fn publish(
+    dp: &mut Datapath,
+    host: [u8; 4],
+    host_port: u16,
+    proto: u8,
+    ep_port: u16,
+    ifindex: u32,
+) {
     dp.ports
         .insert(
             PortKey {
@@ -73,13 +80,17 @@ fn run_tc(dp: &mut Datapath, prog: &'static str, pkt: &[u8], ifindex: u32) -> (u
     let mut out = vec![0u8; pkt.len() + 256];
     let mut ctx = [0u8; 44];
     ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-    let mut opts = TestRunOptions::default();
-    opts.data_in = Some(pkt);
-    opts.data_out = Some(&mut out);
-    if ifindex != 0 {
-        opts.ctx_in = Some(&ctx);
-    }
-    let res = dp.classifier(prog).unwrap().test_run(opts).unwrap_or_else(|e| panic!("test run of {} bytes: {e}", pkt.len()));
+    let opts = TestRunOptions {
+        data_in: Some(pkt),
+        data_out: Some(&mut out),
+        ctx_in: (ifindex != 0).then_some(&ctx[..]),
+        ..Default::default()
+    };
+    let res = dp
+        .classifier(prog)
+        .unwrap()
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("test run of {} bytes: {e}", pkt.len()));
     out.truncate(res.data_size_out as usize);
     (res.return_value, out)
 }
@@ -89,7 +100,11 @@ fn run_xdp(dp: &mut Datapath, pkt: &[u8]) -> (u32, Vec<u8>) {
     let mut opts = TestRunOptions::default();
     opts.data_in = Some(pkt);
     opts.data_out = Some(&mut out);
-    let res = dp.xdp(programs::UPLINK_XDP).unwrap().test_run(opts).unwrap_or_else(|e| panic!("xdp test run of {} bytes: {e}", pkt.len()));
+    let res = dp
+        .xdp(programs::UPLINK_XDP)
+        .unwrap()
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("xdp test run of {} bytes: {e}", pkt.len()));
     out.truncate(res.data_size_out as usize);
     (res.return_value, out)
 }
@@ -197,9 +212,9 @@ fn host_ip_binding_is_exact() {
         ([127, 0, 0, 1], 8081, TC_ACT_REDIRECT), // the bound address itself
         (HOST, 8082, TC_ACT_OK),                 // published on 10.0.0.5 only
         ([10, 0, 0, 5], 8082, TC_ACT_REDIRECT),
-        (HOST, 8083, TC_ACT_REDIRECT),        // every host address
+        (HOST, 8083, TC_ACT_REDIRECT), // every host address
         ([10, 0, 0, 5], 8083, TC_ACT_REDIRECT),
-        ([10, 0, 0, 9], 8083, TC_ACT_OK),     // not a host address
+        ([10, 0, 0, 9], 8083, TC_ACT_OK), // not a host address
     ];
     for (dst, port, want) in cases {
         let pkt = Frame::new(CLIENT, *dst, TCP).build(&tcp(40000, *port));
@@ -279,10 +294,23 @@ fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
         ns.ip(&["link", "set", l, "up"]);
     }
     ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "up0"]);
-    ns.ip(&["neigh", "replace", "10.0.0.1", "lladdr", "02:aa:bb:cc:dd:01", "dev", "up0", "nud", "permanent"]);
+    ns.ip(&[
+        "neigh",
+        "replace",
+        "10.0.0.1",
+        "lladdr",
+        "02:aa:bb:cc:dd:01",
+        "dev",
+        "up0",
+        "nud",
+        "permanent",
+    ]);
     ns.sysctl("net/ipv4/ip_forward", "1");
     let index = |name: &str| -> u32 {
-        ns.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")]).trim().parse().unwrap()
+        ns.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")])
+            .trim()
+            .parse()
+            .unwrap()
     };
     let mac = ns.exec("cat", &["/sys/class/net/up0/address"]);
     let mac: Vec<u8> = mac
@@ -313,7 +341,11 @@ fn reply_frame(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
     let mut f = Frame::new(EP, CLIENT, proto);
     f.src_mac = EP_MAC;
     f.dst_mac = GW_MAC;
-    f.build(&if proto == TCP { tcp(sport, dport) } else { udp(sport, dport) })
+    f.build(&if proto == TCP {
+        tcp(sport, dport)
+    } else {
+        udp(sport, dport)
+    })
 }
 
 #[test]
@@ -327,20 +359,38 @@ fn replies_are_translated_back_and_routed_out() {
     publish(&mut dp, [0; 4], 8081, TCP, 80, ep_if);
     publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
     for (sport, dport, proto) in [(40000, 8080, TCP), (40001, 8081, TCP), (40002, 5353, UDP)] {
-        let pkt = Frame::new(CLIENT, HOST, proto).build(&if proto == TCP { tcp(sport, dport) } else { udp(sport, dport) });
-        assert_eq!(run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0).0, TC_ACT_REDIRECT);
+        let pkt = Frame::new(CLIENT, HOST, proto).build(&if proto == TCP {
+            tcp(sport, dport)
+        } else {
+            udp(sport, dport)
+        });
+        assert_eq!(
+            run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0).0,
+            TC_ACT_REDIRECT
+        );
     }
-    for (ep_port, client_port, proto, host_port) in [(80, 40000, TCP, 8080), (80, 40001, TCP, 8081), (53, 40002, UDP, 5353)] {
+    for (ep_port, client_port, proto, host_port) in [
+        (80, 40000, TCP, 8080),
+        (80, 40001, TCP, 8081),
+        (53, 40002, UDP, 5353),
+    ] {
         let pkt = reply_frame(proto, ep_port, client_port);
         let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
-        assert_eq!(verdict, TC_ACT_REDIRECT, "reply {ep_port}->{client_port} redirected out");
+        assert_eq!(
+            verdict, TC_ACT_REDIRECT,
+            "reply {ep_port}->{client_port} redirected out"
+        );
         let seen = Seen(&out);
         assert_eq!(seen.src(), Ipv4Addr::from(HOST));
         assert_eq!(seen.sport(), host_port, "the host port this client used");
         assert_eq!(seen.dst(), Ipv4Addr::from(CLIENT));
         assert_eq!(seen.dport(), client_port);
         assert_eq!(seen.src_mac(), up_mac, "uplink MAC from the FIB");
-        assert_eq!(seen.dst_mac(), [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01], "neighbour MAC");
+        assert_eq!(
+            seen.dst_mac(),
+            [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01],
+            "neighbour MAC"
+        );
         assert!(seen.checksums_ok());
     }
     assert_eq!(counter(&dp, Counter::RevNat), 3);

@@ -120,7 +120,10 @@ fn setup() -> Result<()> {
         .filter(|p| !dpkg_installed(p))
         .collect();
     if !missing.is_empty() {
-        step(&format!("installing Debian packages: {}", missing.join(" ")));
+        step(&format!(
+            "installing Debian packages: {}",
+            missing.join(" ")
+        ));
         status(Command::new("apt-get").args(["update", "-qq"]))?;
         status(
             Command::new("apt-get")
@@ -131,7 +134,13 @@ fn setup() -> Result<()> {
     }
     if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
         step("installing the nightly toolchain");
-        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let src = Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
@@ -139,7 +148,13 @@ fn setup() -> Result<()> {
         .context("rustup component list")?;
     if !String::from_utf8_lossy(&src.stdout).contains("rust-src") {
         step("adding rust-src to nightly (eBPF builds core with -Z build-std)");
-        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     if !bpf_linker_ok() {
         step("building bpf-linker 0.13 against LLVM 22 (about a minute)");
@@ -169,11 +184,12 @@ fn setup() -> Result<()> {
 
 fn run(args: &[String]) -> Result<()> {
     setup()?;
-    status(
-        Command::new(cargo())
-            .current_dir(root())
-            .args(["build", "--release", "-p", "netpath-user"]),
-    )?;
+    status(Command::new(cargo()).current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "netpath-user",
+    ]))?;
     let bin = root().join("target/release/netpath");
     eprintln!("xtask: starting {} agent {}", bin.display(), args.join(" "));
     status(Command::new(bin).arg("agent").args(args))

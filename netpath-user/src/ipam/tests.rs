@@ -1,0 +1,71 @@
+use super::*;
+
+#[test]
+fn parses_and_rejects_subnets() {
+    let s: Subnet = "172.17.0.0/16".parse().unwrap();
+    assert_eq!(s.to_string(), "172.17.0.0/16");
+    assert!(matches!(
+        "172.17.0.1/16".parse::<Subnet>(),
+        Err(IpamError::HostBits(..))
+    ));
+    for bad in [
+        "172.17.0.0",
+        "172.17.0.0/33",
+        "x/16",
+        "172.17.0.0/",
+        "172.17.0.0/+1",
+    ] {
+        assert!(
+            matches!(bad.parse::<Subnet>(), Err(IpamError::BadSubnet(_))),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn allocates_in_order_skipping_gateway_and_used() {
+    let s: Subnet = "10.1.0.0/29".parse().unwrap();
+    let gw = s.first_host();
+    assert_eq!(gw, Ipv4Addr::new(10, 1, 0, 1));
+    assert_eq!(s.allocate(gw, &[]).unwrap(), Ipv4Addr::new(10, 1, 0, 2));
+    let used = [Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 3)];
+    assert_eq!(s.allocate(gw, &used).unwrap(), Ipv4Addr::new(10, 1, 0, 4));
+    let all: Vec<_> = (2..=6).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
+    assert_eq!(s.allocate(gw, &all), Err(IpamError::Exhausted(s)));
+}
+
+#[test]
+fn assignable_checks() {
+    let s: Subnet = "10.1.0.0/24".parse().unwrap();
+    let gw = Ipv4Addr::new(10, 1, 0, 1);
+    assert!(s.check_assignable(Ipv4Addr::new(10, 1, 0, 9), gw).is_ok());
+    for ip in [[10, 1, 0, 0], [10, 1, 0, 255], [10, 1, 0, 1]] {
+        assert!(matches!(
+            s.check_assignable(ip.into(), gw),
+            Err(IpamError::Reserved(..))
+        ));
+    }
+    assert!(matches!(
+        s.check_assignable(Ipv4Addr::new(10, 2, 0, 9), gw),
+        Err(IpamError::OutsideSubnet(..))
+    ));
+}
+
+#[test]
+fn pool_skips_overlaps() {
+    let taken: Vec<Subnet> = ["172.17.0.0/16", "172.18.5.0/24", "0.0.0.0/0"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(pick_subnet(&taken).unwrap().to_string(), "172.19.0.0/16");
+    let everything: Subnet = "128.0.0.0/1".parse().unwrap();
+    assert_eq!(pick_subnet(&[everything]), Err(IpamError::NoFreeSubnet));
+}
+
+#[test]
+fn docker_mac() {
+    assert_eq!(
+        fmt_mac(&mac_for(Ipv4Addr::new(172, 17, 0, 2))),
+        "02:42:ac:11:00:02"
+    );
+}

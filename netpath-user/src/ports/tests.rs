@@ -1,0 +1,215 @@
+use super::*;
+
+fn p(s: &str) -> Result<PortSpec, SpecError> {
+    s.parse()
+}
+
+fn r(start: u16, end: u16) -> PortRange {
+    PortRange { start, end }
+}
+
+/// Spec, host IP, host ports, container ports, protocol.
+type Accepted = (
+    &'static str,
+    Option<Ipv4Addr>,
+    Option<PortRange>,
+    PortRange,
+    Proto,
+);
+/// Spec and the error it must give.
+type Rejected = (&'static str, fn(&SpecError) -> bool);
+
+#[test]
+fn accepts_what_docker_accepts() {
+    let ok: &[Accepted] = &[
+        ("80", None, None, r(80, 80), Proto::Tcp),
+        ("8080:80", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
+        (
+            "8080:80/udp",
+            None,
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Udp,
+        ),
+        (
+            "8080:80/TCP",
+            None,
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "127.0.0.1:8080:80",
+            Some(Ipv4Addr::LOCALHOST),
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "127.0.0.1::80",
+            Some(Ipv4Addr::LOCALHOST),
+            None,
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "0.0.0.0:8080:80",
+            None,
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (":80", None, None, r(80, 80), Proto::Tcp),
+        (
+            "8000-8002:80-82",
+            None,
+            Some(r(8000, 8002)),
+            r(80, 82),
+            Proto::Tcp,
+        ),
+        (
+            "8000-8010:80",
+            None,
+            Some(r(8000, 8010)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        ("80-82", None, None, r(80, 82), Proto::Tcp),
+        (
+            "65535:65535/udp",
+            None,
+            Some(r(65535, 65535)),
+            r(65535, 65535),
+            Proto::Udp,
+        ),
+        ("1:1", None, Some(r(1, 1)), r(1, 1), Proto::Tcp),
+    ];
+    for (s, ip, host, container, proto) in ok {
+        let spec = p(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(spec.host_ip, *ip, "{s}");
+        assert_eq!(spec.host_ports, *host, "{s}");
+        assert_eq!(spec.container_ports, *container, "{s}");
+        assert_eq!(spec.proto, *proto, "{s}");
+    }
+}
+
+#[test]
+fn rejects_what_docker_rejects() {
+    let bad: &[Rejected] = &[
+        ("", |e| matches!(e, SpecError::NoContainerPort(_))),
+        ("8080:", |e| matches!(e, SpecError::NoContainerPort(_))),
+        ("0", |e| matches!(e, SpecError::BadPort(_))),
+        ("0:80", |e| matches!(e, SpecError::BadPort(_))),
+        ("65536:80", |e| matches!(e, SpecError::BadPort(_))),
+        ("80:70000", |e| matches!(e, SpecError::BadPort(_))),
+        ("-1", |e| matches!(e, SpecError::BadPort(_))),
+        ("abc", |e| matches!(e, SpecError::BadPort(_))),
+        ("80/sctpx", |e| matches!(e, SpecError::BadProto(_))),
+        ("80/", |e| matches!(e, SpecError::BadProto(_))),
+        ("82-80", |e| matches!(e, SpecError::BackwardsRange(_))),
+        ("8000-8001:80-82", |e| {
+            matches!(e, SpecError::UnequalRanges(_))
+        }),
+        ("8000:80-82", |e| matches!(e, SpecError::UnequalRanges(_))),
+        ("1.2.3:80:80", |e| matches!(e, SpecError::BadHostIp(_))),
+        ("localhost:80:80", |e| matches!(e, SpecError::BadHostIp(_))),
+        ("1:2:3:4", |e| matches!(e, SpecError::TooManyColons(_))),
+        ("::1:80:80", |e| matches!(e, SpecError::TooManyColons(_))),
+        (" 80", |e| matches!(e, SpecError::BadPort(_))),
+        ("+80", |e| matches!(e, SpecError::BadPort(_))),
+    ];
+    for (s, want) in bad {
+        match p(s) {
+            Ok(spec) => panic!("{s:?} accepted as {spec:?}"),
+            Err(e) => assert!(want(&e), "{s:?}: unexpected {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn display_round_trips() {
+    for s in [
+        "80/tcp",
+        "8080:80/udp",
+        "127.0.0.1:8080:80/tcp",
+        "127.0.0.1::80/tcp",
+        "8000-8002:80-82/tcp",
+    ] {
+        assert_eq!(p(s).unwrap().to_string(), s);
+    }
+}
+
+fn m(ip: [u8; 4], hp: u16, cp: u16, proto: Proto) -> PortMapping {
+    PortMapping {
+        host_ip: ip.into(),
+        host_port: hp,
+        container_port: cp,
+        proto,
+    }
+}
+
+#[test]
+fn resolves_ranges_one_to_one() {
+    let got = resolve(&p("8000-8002:80-82").unwrap(), &[]).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            m([0; 4], 8000, 80, Proto::Tcp),
+            m([0; 4], 8001, 81, Proto::Tcp),
+            m([0; 4], 8002, 82, Proto::Tcp)
+        ]
+    );
+}
+
+#[test]
+fn host_range_takes_first_free_port() {
+    let taken = [
+        m([0; 4], 8000, 80, Proto::Tcp),
+        m([0; 4], 8001, 81, Proto::Tcp),
+    ];
+    let got = resolve(&p("8000-8010:90").unwrap(), &taken).unwrap();
+    assert_eq!(got, vec![m([0; 4], 8002, 90, Proto::Tcp)]);
+    // A full range is an error.
+    let err = resolve(&p("8000-8001:90").unwrap(), &taken).unwrap_err();
+    assert!(matches!(err, AllocError::RangeExhausted(..)));
+}
+
+#[test]
+fn ephemeral_ports_are_distinct_and_in_range() {
+    let taken = [m([0; 4], EPHEMERAL_START, 80, Proto::Tcp)];
+    let got = resolve(&p("80-81").unwrap(), &taken).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_ne!(got[0].host_port, got[1].host_port);
+    for g in &got {
+        assert!((EPHEMERAL_START + 1..=EPHEMERAL_END).contains(&g.host_port));
+    }
+}
+
+#[test]
+fn conflicts_follow_bind_rules() {
+    let any = m([0; 4], 8080, 80, Proto::Tcp);
+    let lo = m([127, 0, 0, 1], 8080, 80, Proto::Tcp);
+    let other = m([10, 0, 0, 5], 8080, 80, Proto::Tcp);
+    let udp = m([0; 4], 8080, 80, Proto::Udp);
+    assert!(any.conflicts_with(&lo));
+    assert!(lo.conflicts_with(&any));
+    assert!(!lo.conflicts_with(&other));
+    assert!(!any.conflicts_with(&udp));
+    let err = resolve(&p("8080:81").unwrap(), &[lo]).unwrap_err();
+    assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 8080));
+    assert_eq!(
+        err.to_string(),
+        "Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+    assert!(resolve(&p("10.0.0.5:8080:80").unwrap(), &[lo]).is_ok());
+}
+
+#[test]
+fn unpublish_matching() {
+    let a = m([0; 4], 8001, 81, Proto::Tcp);
+    assert!(spec_matches(&p("8000-8002:80-82").unwrap(), &a));
+    assert!(spec_matches(&p("81").unwrap(), &a));
+    assert!(!spec_matches(&p("81/udp").unwrap(), &a));
+    assert!(!spec_matches(&p("8000:81").unwrap(), &a));
+    assert!(!spec_matches(&p("127.0.0.1:8001:81").unwrap(), &a));
+}

@@ -1,0 +1,278 @@
+//! Support for the tests and the benchmark: namespaces they make themselves (deleted on
+//! drop), frames built by hand, and checksums computed independently of the datapath.
+//! Not used by the agent.
+
+use std::{
+    net::Ipv4Addr,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short identifier unique to this process and call (fits interface names).
+pub fn unique() -> String {
+    format!(
+        "{:x}{:x}",
+        std::process::id() % 0xfffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command, panicking with its output when it fails (test and bench setup only).
+pub fn sh(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `cond` until it holds, failing after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A network namespace made by the test, deleted on drop (with every interface in it).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = format!("{prefix}-{}", unique());
+        sh("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        sh("ip", &all)
+    }
+
+    /// `ip netns exec NAME PROG ARGS...`
+    pub fn exec(&self, prog: &str, args: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", &self.name, prog];
+        all.extend_from_slice(args);
+        sh("ip", &all)
+    }
+
+    /// Runs `f` on a thread inside this namespace. Sockets made there stay in it.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let file = std::fs::File::open(&path).expect("open netns");
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .expect("namespace thread panicked")
+        })
+    }
+
+    /// Writes a sysctl of this namespace, e.g. `net/ipv4/ip_forward`.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let key = key.to_string();
+        let value = value.to_string();
+        self.run(move || std::fs::write(format!("/proc/sys/{key}"), value).expect("sysctl"));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Connects two namespaces with a veth pair: `a_if` in `a`, `b_if` in `b`, both up.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+    sh(
+        "ip",
+        &[
+            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+            &b.name,
+        ],
+    );
+    a.ip(&["link", "set", a_if, "up"]);
+    b.ip(&["link", "set", b_if, "up"]);
+}
+
+// ---- packets ---------------------------------------------------------------------------
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+
+/// Internet checksum (RFC 1071) of `data`, folded and complemented.
+pub fn inet_checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for data in chunks {
+        let mut i = 0;
+        while i + 1 < data.len() {
+            sum += u32::from(u16::from_be_bytes([data[i], data[i + 1]]));
+            i += 2;
+        }
+        if i < data.len() {
+            sum += u32::from(data[i]) << 8;
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(len as u16).to_be_bytes());
+    p
+}
+
+/// An Ethernet/IPv4 frame around `l4` (whose checksum field is filled in here for TCP/UDP).
+pub struct Frame {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub frag: u16,
+}
+
+impl Frame {
+    pub fn new(src: [u8; 4], dst: [u8; 4], proto: u8) -> Frame {
+        Frame {
+            src_mac: [0x02, 0, 0, 0, 0, 0x01],
+            dst_mac: [0x02, 0, 0, 0, 0, 0x02],
+            src: src.into(),
+            dst: dst.into(),
+            proto,
+            frag: 0,
+        }
+    }
+
+    pub fn build(&self, l4: &[u8]) -> Vec<u8> {
+        let mut l4 = l4.to_vec();
+        let csum_at = match self.proto {
+            TCP => Some(16),
+            UDP => Some(6),
+            _ => None,
+        };
+        if let Some(at) = csum_at {
+            if self.frag == 0 && l4.len() >= at + 2 {
+                l4[at..at + 2].fill(0);
+                let c = inet_checksum(&[&pseudo(self.src, self.dst, self.proto, l4.len()), &l4]);
+                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0x12, 0x34]);
+        ip.extend_from_slice(&self.frag.to_be_bytes());
+        ip.extend_from_slice(&[64, self.proto, 0, 0]);
+        ip.extend_from_slice(&self.src.octets());
+        ip.extend_from_slice(&self.dst.octets());
+        let c = inet_checksum(&[&ip]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&l4);
+        f
+    }
+}
+
+/// A TCP header (SYN) with a few payload bytes.
+pub fn tcp(sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&1000u32.to_be_bytes());
+    h.extend_from_slice(&0u32.to_be_bytes());
+    h.extend_from_slice(&[0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    h.extend_from_slice(b"hello");
+    h
+}
+
+/// A UDP header with a payload.
+pub fn udp(sport: u16, dport: u16) -> Vec<u8> {
+    let payload = b"ping";
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// Parsed view of an Ethernet/IPv4 frame, for assertions.
+pub struct Seen<'a>(pub &'a [u8]);
+
+impl Seen<'_> {
+    pub fn dst_mac(&self) -> [u8; 6] {
+        self.0[0..6].try_into().expect("frame too short")
+    }
+    pub fn src_mac(&self) -> [u8; 6] {
+        self.0[6..12].try_into().expect("frame too short")
+    }
+    pub fn src(&self) -> Ipv4Addr {
+        <[u8; 4]>::try_from(&self.0[26..30])
+            .expect("frame too short")
+            .into()
+    }
+    pub fn dst(&self) -> Ipv4Addr {
+        <[u8; 4]>::try_from(&self.0[30..34])
+            .expect("frame too short")
+            .into()
+    }
+    pub fn sport(&self) -> u16 {
+        u16::from_be_bytes([self.0[34], self.0[35]])
+    }
+    pub fn dport(&self) -> u16 {
+        u16::from_be_bytes([self.0[36], self.0[37]])
+    }
+    pub fn l4_csum(&self) -> u16 {
+        let at = if self.0[23] == TCP { 34 + 16 } else { 34 + 6 };
+        u16::from_be_bytes([self.0[at], self.0[at + 1]])
+    }
+    /// Both checksums verify from scratch (a UDP checksum of 0 means none).
+    pub fn checksums_ok(&self) -> bool {
+        let ip = &self.0[14..34];
+        if inet_checksum(&[ip]) != 0 {
+            return false;
+        }
+        let proto = self.0[23];
+        let l4 = &self.0[34..];
+        if proto == UDP && self.l4_csum() == 0 {
+            return true;
+        }
+        inet_checksum(&[&pseudo(self.src(), self.dst(), proto, l4.len()), l4]) == 0
+    }
+}

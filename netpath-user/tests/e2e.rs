@@ -1,0 +1,536 @@
+//! End to end: an "outside" namespace, a "host" namespace running its own agent with the
+//! uplink veth between them, endpoint namespaces made through the CLI, real TCP and UDP
+//! sockets. Every namespace is made here and deleted on drop, pass or fail.
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use common::{veth, wait_until, Netns};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_netpath");
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// outside ns ⇄ host ns (agent) ⇄ endpoint namespaces.
+struct Topo {
+    outside: Netns,
+    host: Netns,
+    uplink: String,
+    dir: PathBuf,
+    socket: PathBuf,
+    agent: Option<Child>,
+    xdp: &'static str,
+}
+
+impl Topo {
+    fn new() -> Topo {
+        Topo::with_xdp("off")
+    }
+
+    fn with_xdp(xdp: &'static str) -> Topo {
+        let outside = Netns::new("npout");
+        let host = Netns::new("nphost");
+        let id = common::unique();
+        let (o, h) = (format!("o{id}"), format!("h{id}"));
+        veth(&outside, &o, &host, &h);
+        outside.ip(&["addr", "add", "10.77.0.1/24", "dev", &o]);
+        host.ip(&["addr", "add", "10.77.0.2/24", "dev", &h]);
+        host.ip(&["route", "add", "default", "via", "10.77.0.1"]);
+        if xdp != "off" {
+            // A NIC hands XDP complete checksums; a veth only does with tx checksumming off.
+            outside.exec("ethtool", &["-K", &o, "tx", "off"]);
+        }
+        let dir = std::env::temp_dir().join(format!("netpath-e2e-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("netpath.sock");
+        let mut t = Topo {
+            outside,
+            host,
+            uplink: h,
+            socket,
+            dir,
+            agent: None,
+            xdp,
+        };
+        t.start_agent();
+        t
+    }
+
+    fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host.name, BIN, "--socket"])
+            .arg(&self.socket)
+            .args([
+                "agent",
+                "--uplink",
+                &self.uplink,
+                "--xdp",
+                self.xdp,
+                "--state-dir",
+            ])
+            .arg(self.dir.join("state"))
+            .args(["--bpffs", "/sys/fs/bpf/netpath"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
+        self.agent = Some(child);
+        let socket = self.socket.clone();
+        let agent = self.agent.as_mut().unwrap();
+        let log = self.dir.join("agent.log");
+        wait_until("the agent's socket", Duration::from_secs(20), || {
+            if let Ok(Some(st)) = agent.try_wait() {
+                panic!(
+                    "agent exited {st}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+    }
+
+    fn stop_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let mut done = false;
+            for _ in 0..250 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    done = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !done {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Runs the CLI against this agent.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .env("NETPATH_SOCKET", &self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run netpath")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "netpath {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI expecting a refusal: non-zero exit and a one-line error.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "netpath {args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one-line error, got {err:?}"
+        );
+        assert!(err.starts_with("netpath: "), "{err}");
+        err
+    }
+
+    /// Creates an endpoint in a fresh namespace.
+    fn endpoint(&self, name: &str, extra: &[&str]) -> Netns {
+        let ns = Netns::new("npep");
+        let path = ns.path();
+        let mut args = vec!["endpoint", "create", name, "--netns", &path];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        ns
+    }
+
+    fn stats(&self) -> Value {
+        serde_json::from_str(&self.ok(&["stats", "--json"])).unwrap()
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        self.stop_agent();
+        if std::thread::panicking() {
+            eprintln!(
+                "agent log:\n{}",
+                std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP server in `ns` answering every connection with "PEER_IP:PEER_PORT MESSAGE".
+fn tcp_server(ns: &Netns, port: u16) {
+    let l = ns.run(|| TcpListener::bind(("0.0.0.0", port)).expect("bind tcp"));
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let peer = c.peer_addr().unwrap();
+            let mut buf = [0u8; 64];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let _ = write!(c, "{peer} {}", String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+/// A UDP server in `ns` answering every datagram the same way.
+fn udp_server(ns: &Netns, port: u16) {
+    let s = ns.run(|| UdpSocket::bind(("0.0.0.0", port)).expect("bind udp"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let reply = format!("{peer} {}", String::from_utf8_lossy(&buf[..n]));
+            let _ = s.send_to(reply.as_bytes(), peer);
+        }
+    });
+}
+
+fn tcp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::Result<String> {
+    let addr = SocketAddr::V4(SocketAddrV4::new(to, port));
+    let mut c = ns.run(|| TcpStream::connect_timeout(&addr, TIMEOUT))?;
+    c.set_read_timeout(Some(TIMEOUT))?;
+    c.write_all(msg.as_bytes())?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// A request on a *connected* UDP socket: a reply from any other address or port than the
+/// one asked is not received, so this also checks the reply's translation.
+fn udp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::Result<String> {
+    let s = ns.run(|| UdpSocket::bind("0.0.0.0:0"))?;
+    s.connect((to, port))?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut buf = [0u8; 128];
+    // Datagrams may be lost while neighbours resolve: a few tries, each waiting for a reply.
+    let mut last = None;
+    for _ in 0..6 {
+        s.send(msg.as_bytes())?;
+        match s.recv(&mut buf) {
+            Ok(n) => return Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap())
+}
+
+fn client_ip(reply: &str) -> &str {
+    reply.split(':').next().unwrap()
+}
+
+#[test]
+fn tcp_and_udp_reach_the_endpoint_with_the_clients_address() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
+    tcp_server(&ep, 80);
+    udp_server(&ep, 53);
+    let r = tcp_request(&t.outside, HOST, 8080, "hello").expect("tcp through 8080");
+    assert!(r.ends_with(" hello"), "{r}");
+    assert_eq!(
+        client_ip(&r),
+        OUTSIDE.to_string(),
+        "the server sees the client's address"
+    );
+    let r = udp_request(&t.outside, HOST, 5353, "ping").expect("udp through 5353");
+    assert_eq!(client_ip(&r), OUTSIDE.to_string());
+    assert!(r.ends_with(" ping"));
+    let s = t.stats();
+    assert!(s["counters"]["dnat_tc"].as_u64().unwrap() >= 2);
+    assert!(s["counters"]["reverse_nat"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn ranges_and_ephemeral_ports() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8000-8002:80-82"]);
+    for p in 80..=82 {
+        tcp_server(&ep, p);
+    }
+    for (host_port, msg) in [(8000, "a"), (8001, "b"), (8002, "c")] {
+        let r = tcp_request(&t.outside, HOST, host_port, msg).unwrap();
+        assert!(r.ends_with(&format!(" {msg}")), "{host_port}: {r}");
+    }
+    // One free port of a host range, then an ephemeral port; both are reported.
+    let out = t.ok(&["port", "publish", "web", "8000-8010:82"]);
+    assert_eq!(out.trim(), "82/tcp -> 0.0.0.0:8003");
+    let out = t.ok(&["port", "publish", "web", "81"]);
+    let host_port: u16 = out.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!((32768..=60999).contains(&host_port), "{out}");
+    assert!(tcp_request(&t.outside, HOST, 8003, "d")
+        .unwrap()
+        .ends_with(" d"));
+    assert!(tcp_request(&t.outside, HOST, host_port, "e")
+        .unwrap()
+        .ends_with(" e"));
+    let ls = t.ok(&["port", "ls", "web"]);
+    assert!(ls.contains("82/tcp -> 0.0.0.0:8003"), "{ls}");
+    assert!(
+        ls.contains(&format!("81/tcp -> 0.0.0.0:{host_port}")),
+        "{ls}"
+    );
+}
+
+#[test]
+fn host_ip_binding() {
+    let t = Topo::new();
+    let uplink = t.uplink.clone();
+    t.host.ip(&["addr", "add", "10.77.0.3/24", "dev", &uplink]);
+    let ep = t.endpoint(
+        "web",
+        &["-p", "10.77.0.3:8081:80", "-p", "127.0.0.1:8082:80"],
+    );
+    tcp_server(&ep, 80);
+    let second: Ipv4Addr = "10.77.0.3".parse().unwrap();
+    wait_until("the agent to learn 10.77.0.3", TIMEOUT, || {
+        tcp_request(&t.outside, second, 8081, "x").is_ok()
+    });
+    assert!(
+        tcp_request(&t.outside, HOST, 8081, "x").is_err(),
+        "8081 bound to 10.77.0.3 only"
+    );
+    assert!(
+        tcp_request(&t.outside, HOST, 8082, "x").is_err(),
+        "127.0.0.1 publish unreachable from outside"
+    );
+    assert!(tcp_request(&t.outside, second, 8082, "x").is_err());
+}
+
+#[test]
+fn unpublish_stops_traffic_and_flushes_flows() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
+    tcp_server(&ep, 80);
+    udp_server(&ep, 53);
+    assert!(tcp_request(&t.outside, HOST, 8080, "x").is_ok());
+    assert!(udp_request(&t.outside, HOST, 5353, "x").is_ok());
+    assert!(t.stats()["flows"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        t.ok(&["port", "unpublish", "web", "5353:53/udp"]).trim(),
+        "53/udp -> 0.0.0.0:5353"
+    );
+    assert!(
+        udp_request(&t.outside, HOST, 5353, "x").is_err(),
+        "unpublished UDP port still answers"
+    );
+    t.ok(&["port", "unpublish", "web", "8080:80"]);
+    assert!(tcp_request(&t.outside, HOST, 8080, "x").is_err());
+    assert_eq!(t.stats()["flows"].as_u64().unwrap(), 0, "flows flushed");
+    assert_eq!(t.ok(&["port", "ls", "web"]), "");
+}
+
+#[test]
+fn endpoint_removal_flushes_its_flows_and_veth() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "5353:53/udp"]);
+    udp_server(&ep, 53);
+    assert!(udp_request(&t.outside, HOST, 5353, "x").is_ok());
+    let host_if = {
+        let v: Value = serde_json::from_str(&t.ok(&["endpoint", "inspect", "web"])).unwrap();
+        v[0]["HostInterface"].as_str().unwrap().to_string()
+    };
+    assert!(t.host.ip(&["link"]).contains(&host_if));
+    t.ok(&["endpoint", "rm", "web"]);
+    let s = t.stats();
+    assert_eq!(s["flows"].as_u64().unwrap(), 0);
+    assert_eq!(s["published_ports"].as_u64().unwrap(), 0);
+    assert_eq!(s["endpoints"].as_u64().unwrap(), 0);
+    assert!(!t.host.ip(&["link"]).contains(&host_if), "veth removed");
+    assert!(!ep.ip(&["link"]).contains("eth0"));
+    assert!(udp_request(&t.outside, HOST, 5353, "x").is_err());
+}
+
+#[test]
+fn two_host_ports_to_one_container_port() {
+    let t = Topo::new();
+    let ep = t.endpoint(
+        "web",
+        &[
+            "-p",
+            "8080:80",
+            "-p",
+            "8081:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "5354:53/udp",
+        ],
+    );
+    tcp_server(&ep, 80);
+    udp_server(&ep, 53);
+    for port in [8080, 8081, 8080, 8081] {
+        assert!(
+            tcp_request(&t.outside, HOST, port, "t").is_ok(),
+            "tcp {port}"
+        );
+    }
+    // Connected UDP sockets only accept replies from the exact address and port they asked.
+    for port in [5353, 5354, 5353, 5354] {
+        assert!(
+            udp_request(&t.outside, HOST, port, "u").is_ok(),
+            "udp {port}"
+        );
+    }
+}
+
+#[test]
+fn rejected_requests_change_nothing() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8080:80"]);
+    let spare = Netns::new("npep");
+    let spare_path = spare.path();
+    let snapshot = || {
+        (
+            t.ok(&["endpoint", "ls"]),
+            t.ok(&["port", "ls"]),
+            t.host.ip(&["-o", "link"]).lines().count(),
+            spare.ip(&["-o", "link"]).lines().count(),
+            t.stats()["published_ports"].clone(),
+        )
+    };
+    let before = snapshot();
+    let cases: &[&[&str]] = &[
+        &["port", "publish", "web", "8080:81"],
+        &["port", "publish", "web", "0"],
+        &["port", "publish", "web", "70000:80"],
+        &["port", "publish", "web", "8000-8001:80-82"],
+        &["port", "publish", "web", "9000:80/sctp"],
+        &["port", "publish", "web", "9000:80", "8080:80"],
+        &["port", "publish", "nope", "9000:80"],
+        &["port", "unpublish", "web", "9999:80"],
+        &["endpoint", "create", "web", "--netns", &spare_path],
+        &[
+            "endpoint",
+            "create",
+            "db",
+            "--netns",
+            &spare_path,
+            "--ip",
+            "10.1.2.3",
+        ],
+        &[
+            "endpoint",
+            "create",
+            "db",
+            "--netns",
+            &spare_path,
+            "-p",
+            "8080:5432",
+        ],
+        &[
+            "endpoint",
+            "create",
+            "db",
+            "--netns",
+            &spare_path,
+            "-p",
+            "x",
+        ],
+        &[
+            "endpoint",
+            "create",
+            "db",
+            "--netns",
+            "/run/netns/does-not-exist",
+        ],
+        &["endpoint", "create", "bad/name", "--netns", &spare_path],
+        &[
+            "endpoint",
+            "create",
+            "db",
+            "--netns",
+            &spare_path,
+            "--network",
+            "nope",
+        ],
+        &["endpoint", "rm", "nope"],
+    ];
+    for args in cases {
+        t.refused(args);
+        assert_eq!(snapshot(), before, "{args:?} changed something");
+    }
+    // The IP of an existing endpoint.
+    let ip = {
+        let v: Value = serde_json::from_str(&t.ok(&["endpoint", "inspect", "web"])).unwrap();
+        v[0]["IPAddress"].as_str().unwrap().to_string()
+    };
+    t.refused(&[
+        "endpoint",
+        "create",
+        "db",
+        "--netns",
+        &spare_path,
+        "--ip",
+        &ip,
+    ]);
+    assert_eq!(snapshot(), before);
+    // A namespace that already has an eth0: refused after the kernel said so, veth rolled back.
+    spare.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    let spare_links = spare.ip(&["-o", "link"]).lines().count();
+    let host_links = t.host.ip(&["-o", "link"]).lines().count();
+    t.refused(&["endpoint", "create", "db", "--netns", &spare_path]);
+    assert_eq!(spare.ip(&["-o", "link"]).lines().count(), spare_links);
+    assert_eq!(t.host.ip(&["-o", "link"]).lines().count(), host_links);
+    assert_eq!(t.ok(&["endpoint", "ls"]), before.0);
+    drop(ep);
+}
+
+#[test]
+fn the_agent_keeps_its_state_across_restarts() {
+    let mut t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8080:80"]);
+    tcp_server(&ep, 80);
+    assert!(tcp_request(&t.outside, HOST, 8080, "a").is_ok());
+    t.stop_agent();
+    assert!(
+        tcp_request(&t.outside, HOST, 8080, "b").is_err(),
+        "programs detached when the agent stops"
+    );
+    t.start_agent();
+    assert!(tcp_request(&t.outside, HOST, 8080, "c")
+        .unwrap()
+        .ends_with(" c"));
+    assert!(t
+        .ok(&["port", "ls", "web"])
+        .contains("80/tcp -> 0.0.0.0:8080"));
+}
+
+#[test]
+fn xdp_fast_path() {
+    let t = Topo::with_xdp("native");
+    let ep = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
+    tcp_server(&ep, 80);
+    udp_server(&ep, 53);
+    let r = tcp_request(&t.outside, HOST, 8080, "x").expect("tcp via xdp");
+    assert_eq!(client_ip(&r), OUTSIDE.to_string());
+    let r = udp_request(&t.outside, HOST, 5353, "y").expect("udp via xdp");
+    assert_eq!(client_ip(&r), OUTSIDE.to_string());
+    let s = t.stats();
+    assert!(s["counters"]["dnat_xdp"].as_u64().unwrap() >= 2, "{s}");
+}
