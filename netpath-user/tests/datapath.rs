@@ -97,9 +97,11 @@ fn run_tc(dp: &mut Datapath, prog: &'static str, pkt: &[u8], ifindex: u32) -> (u
 
 fn run_xdp(dp: &mut Datapath, pkt: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; pkt.len() + 256];
-    let mut opts = TestRunOptions::default();
-    opts.data_in = Some(pkt);
-    opts.data_out = Some(&mut out);
+    let opts = TestRunOptions {
+        data_in: Some(pkt),
+        data_out: Some(&mut out),
+        ..Default::default()
+    };
     let res = dp
         .xdp(programs::UPLINK_XDP)
         .unwrap()
