@@ -119,6 +119,66 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     b.ip(&["link", "set", b_if, "up"]);
 }
 
+/// A namespace where a translated reply can be routed: an "uplink" veth `up0` with
+/// 10.0.0.2/24 and a permanent neighbour 10.0.0.1 (02:aa:bb:cc:dd:01), an endpoint
+/// host-side veth `ep0`, and forwarding on. Run BPF_PROG_TEST_RUN from inside it (with
+/// [`Netns::run`]) and `bpf_fib_lookup` answers from its tables, not the machine's.
+pub struct RoutedNs {
+    pub ns: Netns,
+    pub endpoint_ifindex: u32,
+    pub uplink_ifindex: u32,
+    pub uplink_mac: [u8; 6],
+}
+
+impl RoutedNs {
+    pub fn new() -> RoutedNs {
+        let ns = Netns::new("nproute");
+        ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+        ns.ip(&["link", "add", "ep0", "type", "veth", "peer", "name", "ep1"]);
+        for l in ["up0", "up1", "ep0", "ep1"] {
+            ns.ip(&["link", "set", l, "up"]);
+        }
+        ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "up0"]);
+        ns.ip(&[
+            "neigh",
+            "replace",
+            "10.0.0.1",
+            "lladdr",
+            "02:aa:bb:cc:dd:01",
+            "dev",
+            "up0",
+            "nud",
+            "permanent",
+        ]);
+        ns.sysctl("net/ipv4/ip_forward", "1");
+        let read = |what: &str| ns.exec("cat", &[&format!("/sys/class/net/{what}")]);
+        let index = |name: &str| -> u32 {
+            read(&format!("{name}/ifindex"))
+                .trim()
+                .parse()
+                .expect("ifindex")
+        };
+        let mac: Vec<u8> = read("up0/address")
+            .trim()
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).expect("mac"))
+            .collect();
+        let (endpoint_ifindex, uplink_ifindex) = (index("ep0"), index("up0"));
+        RoutedNs {
+            ns,
+            endpoint_ifindex,
+            uplink_ifindex,
+            uplink_mac: mac.try_into().expect("6-byte mac"),
+        }
+    }
+}
+
+impl Default for RoutedNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 // ---- packets ---------------------------------------------------------------------------
 
 pub const TCP: u8 = 6;

@@ -5,7 +5,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::{tcp, udp, Frame, Netns, Seen, ICMP, TCP, UDP};
+use common::{tcp, udp, Frame, Netns, RoutedNs, Seen, ICMP, TCP, UDP};
 use netpath_common::{Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget};
 use netpath_user::datapath::{be_addr, be_port, programs, Datapath, MapSizes, ScratchBpffs};
 
@@ -285,43 +285,9 @@ fn everything_else_passes_untouched() {
     assert_eq!(dp.flows.keys().count(), 0);
 }
 
-/// A namespace where a reply can be routed: an "uplink" veth 10.0.0.2/24 with a permanent
-/// neighbour 10.0.0.1, and an endpoint host-side veth. Returns (ns, endpoint ifindex,
-/// uplink ifindex, uplink MAC).
 fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
-    let ns = Netns::new("npdp");
-    ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
-    ns.ip(&["link", "add", "ep0", "type", "veth", "peer", "name", "ep1"]);
-    for l in ["up0", "up1", "ep0", "ep1"] {
-        ns.ip(&["link", "set", l, "up"]);
-    }
-    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "up0"]);
-    ns.ip(&[
-        "neigh",
-        "replace",
-        "10.0.0.1",
-        "lladdr",
-        "02:aa:bb:cc:dd:01",
-        "dev",
-        "up0",
-        "nud",
-        "permanent",
-    ]);
-    ns.sysctl("net/ipv4/ip_forward", "1");
-    let index = |name: &str| -> u32 {
-        ns.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")])
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let mac = ns.exec("cat", &["/sys/class/net/up0/address"]);
-    let mac: Vec<u8> = mac
-        .trim()
-        .split(':')
-        .map(|h| u8::from_str_radix(h, 16).unwrap())
-        .collect();
-    let (ep, up) = (index("ep0"), index("up0"));
-    (ns, ep, up, mac.try_into().unwrap())
+    let r = RoutedNs::new();
+    (r.ns, r.endpoint_ifindex, r.uplink_ifindex, r.uplink_mac)
 }
 
 fn endpoint(dp: &mut Datapath, ifindex: u32) {
