@@ -203,7 +203,13 @@ fn test(args: &[String]) -> Result<()> {
     status(
         Command::new(cargo())
             .current_dir(root())
-            .args(["test", "--workspace", "--exclude", "netpath-ebpf", "--all-targets"])
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "netpath-ebpf",
+                "--all-targets",
+            ])
             .args(args),
     )
 }
