@@ -1,27 +1,66 @@
-//! `cargo xtask bench [SCENARIO]...`: netpath measured beside its baselines, in one run,
-//! reported as ratios.
+//! `cargo xtask bench [--quick] [SCENARIO]...`: netpath measured beside its baselines in one
+//! run, reported as ratios, with plots. Run as root; everything happens in namespaces the
+//! benchmark makes and removes.
+mod charts;
+mod lab;
 mod prog;
 mod report;
+mod scale;
+mod tcp;
+mod tools;
+mod traffic;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Result};
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(name = "bench", about = "netpath benchmarks (run as root)")]
 struct Args {
-    /// Short runs for a smoke test of the harness.
+    /// Short runs (under two minutes in all): a smoke test of the harness, not a measurement.
     #[arg(long)]
     quick: bool,
-    /// Where the report goes.
+    /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all). Known: prog.
+    /// Scenarios to run (default: all): prog, pps, conn, tcp, scale.
     scenarios: Vec<String>,
 }
 
-const ALL: &[&str] = &["prog"];
+const ALL: &[&str] = &["prog", "pps", "conn", "tcp", "scale"];
+
+/// Progress over every measurement run, on stderr.
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress { bar }
+    }
+
+    /// Starts a step; it will count `runs` towards the total.
+    pub fn step(&self, msg: &str) {
+        self.bar.set_message(msg.to_string());
+    }
+
+    pub fn expect(&self, runs: u64) {
+        self.bar.inc_length(runs);
+    }
+
+    pub fn inc(&self) {
+        self.bar.inc(1);
+    }
+}
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -30,14 +69,144 @@ fn main() -> Result<()> {
     } else {
         args.scenarios.clone()
     };
-    let mut report = report::Report::new(args.quick);
     for s in &scenarios {
-        match s.as_str() {
-            "prog" => report.add(prog::run(args.quick)?),
-            other => bail!("unknown scenario {other:?} (known: {})", ALL.join(", ")),
+        if !ALL.contains(&s.as_str()) {
+            bail!("unknown scenario {s:?} (known: {})", ALL.join(", "));
         }
+    }
+    let quick = args.quick;
+    let p = Progress::new();
+    let runs = if quick { 2 } else { 5 };
+    let mut total = 0;
+    for s in &scenarios {
+        total += match s.as_str() {
+            "prog" => 1,
+            "pps" => traffic::PPS_KINDS.len() * runs,
+            "conn" => traffic::CONN_KINDS.len() * runs,
+            "tcp" => tcp::KINDS.len() * runs,
+            _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
+        };
+    }
+    p.expect(total as u64);
+    let mut tools = tools::Tools::new()?;
+    let mut report = report::Report::new(quick);
+    let mut latencies = Vec::new();
+    for s in &scenarios {
+        let sections = match s.as_str() {
+            "prog" => {
+                p.step("prog");
+                let s = prog::run(quick)?;
+                p.inc();
+                vec![s]
+            }
+            "pps" => vec![traffic::pps(quick, &mut tools, &p)?],
+            "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
+            "tcp" => {
+                let (sections, dists) = tcp::run(quick, &mut tools, &p)?;
+                latencies = dists;
+                sections
+            }
+            _ => {
+                let sc = scale::run(quick, &mut tools, &p)?;
+                vec![sc.cost, sc.rate, sc.install]
+            }
+        };
+        for section in sections {
+            p.bar.suspend(|| report.add(section));
+        }
+    }
+    p.bar.finish_and_clear();
+    std::fs::create_dir_all(&args.out)?;
+    if charts::init() {
+        plot(&mut report, &args.out, &latencies)?;
+    } else {
+        eprintln!(
+            "bench: no font for plots (Debian package fonts-dejavu-core); report without plots"
+        );
     }
     let written = report.write(&args.out)?;
     println!("report: {}", written.display());
     Ok(())
+}
+
+/// Draws each section's plot and records it in the section.
+fn plot(
+    report: &mut report::Report,
+    dir: &std::path::Path,
+    latencies: &tcp::Latencies,
+) -> Result<()> {
+    for s in &mut report.sections {
+        let file = s.scenario.replace([' ', ':', ','], "_").replace("__", "_");
+        match s.scenario.as_str() {
+            "scale: per-packet cost" => {
+                let pts: Vec<(f64, f64)> = s
+                    .figures
+                    .iter()
+                    .map(|f| (leading_number(&f.variant), f.median()))
+                    .collect();
+                let p = charts::lines(
+                    dir,
+                    &format!("{file}.svg"),
+                    "XDP DNAT hit cost vs published ports",
+                    "published ports",
+                    "ns/packet",
+                    &[("netpath xdp".into(), pts)],
+                )?;
+                s.plots.push(p);
+            }
+            "scale: new-flow rate" | "scale: install" => {
+                let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+                for f in &s.figures {
+                    let Some((who, n)) = f.variant.split_once(", ") else {
+                        continue;
+                    };
+                    if !n.ends_with("port") && !n.ends_with("ports") {
+                        continue;
+                    }
+                    let pt = (leading_number(n), f.median());
+                    match series.iter_mut().find(|(w, _)| w == who) {
+                        Some((_, v)) => v.push(pt),
+                        None => series.push((who.to_string(), vec![pt])),
+                    }
+                }
+                let unit = s
+                    .figures
+                    .first()
+                    .map(|f| f.unit.clone())
+                    .unwrap_or_default();
+                let title = format!(
+                    "{} vs published ports",
+                    s.scenario.trim_start_matches("scale: ")
+                );
+                let p = charts::lines(
+                    dir,
+                    &format!("{file}.svg"),
+                    &title,
+                    "published ports",
+                    &unit,
+                    &series,
+                )?;
+                s.plots.push(p);
+            }
+            "tcp latency p50" => {
+                let p = charts::cdf(
+                    dir,
+                    "tcp_latency.svg",
+                    "TCP request/response latency",
+                    latencies,
+                )?;
+                s.plots.push(p);
+            }
+            "tcp latency p99" => {}
+            _ => s.plots.push(charts::bars(dir, &format!("{file}.svg"), s)?),
+        }
+    }
+    Ok(())
+}
+
+fn leading_number(s: &str) -> f64 {
+    s.split(|c: char| !c.is_ascii_digit())
+        .find(|t| !t.is_empty())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1.0)
 }

@@ -170,12 +170,7 @@ pub fn run(quick: bool) -> Result<Section> {
     ];
     let mut figures: Vec<Figure> = variants
         .iter()
-        .map(|v| Figure {
-            variant: v.name.into(),
-            unit: "ns/packet".into(),
-            runs: Vec::new(),
-            lower_is_better: true,
-        })
+        .map(|v| Figure::new(v.name, "ns/packet", true))
         .collect();
     // Interleave the variants round by round so drift affects all alike.
     for _ in 0..rounds {
@@ -199,6 +194,86 @@ pub fn run(quick: bool) -> Result<Section> {
         ),
         figures,
         baseline: "empty xdp".into(),
-        targets: vec![Target { what: "DNAT hit path".into(), variant: "xdp dnat hit".into(), baseline: "empty xdp".into(), bound: 2.5 }],
+        targets: vec![Target::ratio("DNAT hit path", "xdp dnat hit", "empty xdp", 2.5)],
+        plots: Vec::new(),
     })
+}
+
+/// Scenario `scale`, per-packet part: the XDP DNAT hit path with `n` ports published, for each
+/// `n` of `counts` (the hit among them), in ns/packet.
+pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
+    let (repeat, rounds) = if quick { (100_000, 3) } else { (1_000_000, 5) };
+    let fs = ScratchBpffs::new().context("scratch bpffs")?;
+    let mut dp = Datapath::load(Some(fs.path()), MapSizes::default())?;
+    dp.set_host_addrs(&[EP.into()].into_iter().collect())?;
+    let frame = Frame::new(CLIENT, EP, UDP).build(&udp(40000, 53));
+    let hit = Variant {
+        name: "xdp dnat hit",
+        prog: Prog::Xdp(programs::UPLINK_XDP),
+        frame,
+        ifindex: None,
+        verdict: 4,
+    };
+    let mut figures = Vec::new();
+    let mut published = 0u32;
+    let mut port = 0u16;
+    for &n in counts {
+        // Ports 53, then 1, 2, 3, ... skipping 53: the hit is always published.
+        while published < n {
+            let p = if published == 0 {
+                53
+            } else {
+                port += 1;
+                if port == 53 {
+                    port += 1;
+                }
+                port
+            };
+            dp.ports.insert(
+                PortKey {
+                    addr: 0,
+                    port: be_port(p),
+                    proto: UDP,
+                    _pad: 0,
+                },
+                PortTarget {
+                    addr: be_addr(EP.into()),
+                    port: be_port(p),
+                    _pad: 0,
+                    ifindex: 1,
+                    mac: EP_MAC,
+                    gw_mac: GW_MAC,
+                },
+                0,
+            )?;
+            published += 1;
+        }
+        let mut fig = Figure::new(ports_label(n), "ns/packet", true);
+        for _ in 0..rounds {
+            let (verdict, ns) = once(&mut dp, &hit, repeat)?;
+            if verdict != hit.verdict {
+                bail!("{n} ports: verdict {verdict}");
+            }
+            fig.runs.push(ns);
+        }
+        figures.push(fig);
+    }
+    let last = counts.last().copied().unwrap_or(1);
+    Ok(Section {
+        scenario: "scale: per-packet cost".into(),
+        about: format!("XDP DNAT hit path under BPF_PROG_TEST_RUN ({repeat} repetitions, {rounds} runs) with more and more ports published."),
+        figures,
+        baseline: ports_label(1),
+        targets: vec![Target::ratio("per-packet cost", &ports_label(last), &ports_label(1), 1.1)],
+        plots: Vec::new(),
+    })
+}
+
+/// "1 port", "100 ports", ...
+pub fn ports_label(n: u32) -> String {
+    if n == 1 {
+        "1 port".into()
+    } else {
+        format!("{n} ports")
+    }
 }

@@ -16,17 +16,34 @@ pub struct Figure {
     pub runs: Vec<f64>,
     /// Lower is better (costs) or higher is better (rates).
     pub lower_is_better: bool,
+    /// For traffic figures: what was offered in each run (same unit), to show loss.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<f64>,
+}
+
+/// The median of `runs`.
+pub fn median(runs: &[f64]) -> f64 {
+    let mut v = runs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 impl Figure {
-    pub fn median(&self) -> f64 {
-        let mut v = self.runs.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    pub fn new(variant: impl Into<String>, unit: &str, lower_is_better: bool) -> Figure {
+        Figure {
+            variant: variant.into(),
+            unit: unit.into(),
+            runs: Vec::new(),
+            lower_is_better,
+            offered: Vec::new(),
         }
+    }
+    pub fn median(&self) -> f64 {
+        median(&self.runs)
     }
     pub fn min(&self) -> f64 {
         self.runs.iter().copied().fold(f64::INFINITY, f64::min)
@@ -36,14 +53,34 @@ impl Figure {
     }
 }
 
-/// A target the issue sets: `variant` against `baseline`, as a ratio of medians.
+/// A target the project sets: `variant` against `baseline` as a ratio of medians, or, with
+/// no baseline, the variant's median itself.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
     pub what: String,
     pub variant: String,
-    pub baseline: String,
-    /// For costs: variant/baseline must be ≤ this. For rates: variant/baseline ≥ this.
+    pub baseline: Option<String>,
+    /// For costs: the ratio (or value) must be ≤ this. For rates: ≥ this.
     pub bound: f64,
+}
+
+impl Target {
+    pub fn ratio(what: &str, variant: &str, baseline: &str, bound: f64) -> Target {
+        Target {
+            what: what.into(),
+            variant: variant.into(),
+            baseline: Some(baseline.into()),
+            bound,
+        }
+    }
+    pub fn absolute(what: &str, variant: &str, bound: f64) -> Target {
+        Target {
+            what: what.into(),
+            variant: variant.into(),
+            baseline: None,
+            bound,
+        }
+    }
 }
 
 /// One scenario's results.
@@ -54,6 +91,9 @@ pub struct Section {
     pub figures: Vec<Figure>,
     pub baseline: String,
     pub targets: Vec<Target>,
+    /// Plots written for this section (file names in the results directory).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plots: Vec<String>,
 }
 
 impl Section {
@@ -67,8 +107,10 @@ impl Section {
             .iter()
             .filter_map(|t| {
                 let v = self.figure(&t.variant)?;
-                let b = self.figure(&t.baseline)?;
-                let r = v.median() / b.median();
+                let r = match &t.baseline {
+                    Some(b) => v.median() / self.figure(b)?.median(),
+                    None => v.median(),
+                };
                 let met = if v.lower_is_better {
                     r <= t.bound
                 } else {
@@ -150,22 +192,41 @@ impl Report {
 
 fn markdown_section(s: &Section) -> String {
     let mut md = format!("## {}\n\n{}\n\n", s.scenario, s.about);
+    let traffic = s.figures.iter().any(|f| !f.offered.is_empty());
     md += &format!(
-        "| variant | median | min | max | unit | vs {} |\n|---|---:|---:|---:|---|---:|\n",
+        "| variant | median | min | max | unit | vs {} |",
         s.baseline
     );
+    md += if traffic {
+        " offered | lost |\n|---|---:|---:|---:|---|---:|---:|---:|\n"
+    } else {
+        "\n|---|---:|---:|---:|---|---:|\n"
+    };
     let base = s.figure(&s.baseline).map(Figure::median);
     for f in &s.figures {
         let ratio = base.map_or(String::from("-"), |b| format!("{:.2}×", f.median() / b));
         md += &format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |",
             f.variant,
-            f.median(),
-            f.min(),
-            f.max(),
+            num(f.median()),
+            num(f.min()),
+            num(f.max()),
             f.unit,
             ratio
         );
+        if traffic {
+            let offered = median(&f.offered);
+            let lost = if offered > 0.0 {
+                100.0 * (1.0 - f.median() / offered).max(0.0)
+            } else {
+                0.0
+            };
+            md += &format!(" {} | {lost:.1}% |", num(offered));
+        }
+        md += "\n";
+    }
+    for p in &s.plots {
+        md += &format!("\n![{p}]({p})\n");
     }
     let checks = s.checks();
     if !checks.is_empty() {
@@ -176,16 +237,32 @@ fn markdown_section(s: &Section) -> String {
             } else {
                 "≥"
             };
+            let lhs = match &t.baseline {
+                Some(b) => format!("{} / {}", t.variant, b),
+                None => t.variant.clone(),
+            };
             md += &format!(
-                "| {}: {} / {} {op} {:.2} | {r:.2} | {} |\n",
+                "| {}: {lhs} {op} {} | {} | {} |\n",
                 t.what,
-                t.variant,
-                t.baseline,
-                t.bound,
+                num(t.bound),
+                num(r),
                 if met { "yes" } else { "**no**" }
             );
         }
     }
     md += "\n";
     md
+}
+
+/// A figure with sensible precision for its size.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }

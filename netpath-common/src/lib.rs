@@ -175,3 +175,27 @@ mod pod {
     unsafe impl aya::Pod for FlowNat {}
     unsafe impl aya::Pod for EndpointInfo {}
 }
+
+/// Configuration of the benchmark's packet generator (`netpath_bench_gen`), the single
+/// entry of its `BENCH_GEN` array. Not used by the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenConfig {
+    /// Where generated frames are sent (`bpf_redirect` target).
+    pub ifindex: u32,
+    /// Number of distinct source addresses, counted up from the template's (1 = fixed).
+    pub src_addrs: u32,
+    /// Number of distinct source ports, counted up from the template's (1 = fixed).
+    pub src_ports: u32,
+    pub _pad: u32,
+    /// The frame's first 64 bytes (Ethernet, IPv4, UDP, payload), written on every run:
+    /// live-frame pages come back as the receiver left them.
+    pub template: [u8; 64],
+}
+
+/// Size of [`GenConfig::template`].
+pub const GEN_TEMPLATE_LEN: usize = 64;
+
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] plain-old-data with explicit padding.
+unsafe impl aya::Pod for GenConfig {}

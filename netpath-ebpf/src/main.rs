@@ -4,6 +4,7 @@
 #![no_main]
 
 mod arp;
+mod bench;
 mod endpoint;
 mod flows;
 mod maps;
@@ -42,6 +43,24 @@ pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
 #[xdp]
 pub fn netpath_xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Benchmark: packet generator for BPF_PROG_TEST_RUN live frames.
+#[xdp]
+pub fn netpath_bench_gen(mut ctx: XdpContext) -> u32 {
+    bench::generate(&mut ctx)
+}
+
+/// Benchmark: counting sink.
+#[classifier]
+pub fn netpath_bench_sink(mut ctx: TcContext) -> i32 {
+    bench::sink(&mut ctx)
+}
+
+/// Benchmark: the ceiling, redirect without lookup.
+#[xdp]
+pub fn netpath_bench_redirect(mut ctx: XdpContext) -> u32 {
+    bench::redirect_only(&mut ctx)
 }
 
 #[cfg(not(test))]

@@ -66,6 +66,7 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     "nftables",
     "docker.io",
+    "fonts-dejavu-core",
 ];
 
 fn root() -> PathBuf {

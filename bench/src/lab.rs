@@ -1,0 +1,434 @@
+//! Benchmark topologies, each in namespaces of its own: an "outside" client namespace, a
+//! "host" namespace with the variant under test, and an endpoint namespace.
+//!
+//! ```text
+//! outside (10.77.0.1/16) ── veth ── host (10.77.0.2/16) ── endpoint eth0 (172.17.0.2/16)
+//! ```
+//!
+//! The baselines are built the way Docker builds them (a bridge, iptables or nftables DNAT
+//! rules, docker-proxy), inside the host namespace only; netpath variants run the real agent.
+use std::{
+    io::Read,
+    net::Ipv4Addr,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::programs::{tc::SchedClassifierLink, xdp::XdpLink};
+use netpath_user::testing::{unique, veth, Netns};
+
+use crate::tools::Tools;
+
+pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub const EP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+/// Published UDP port (→ 53) and TCP port (→ 80).
+pub const UDP_PORT: u16 = 5353;
+pub const TCP_PORT: u16 = 8080;
+
+/// What the host namespace runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// netpath agent with the XDP fast path.
+    NetpathXdp,
+    /// netpath agent, TC only.
+    NetpathTc,
+    /// Linux bridge + iptables rules as Docker writes them.
+    Iptables,
+    /// Linux bridge + the same rules in nftables.
+    Nftables,
+    /// Linux bridge + docker-proxy (userspace, TCP only).
+    DockerProxy,
+    /// Linux bridge, no NAT: the client talks to the endpoint's address.
+    Routing,
+    /// An XDP program that only redirects to the endpoint: no lookup at all.
+    Ceiling,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::NetpathXdp => "netpath xdp",
+            Kind::NetpathTc => "netpath tc",
+            Kind::Iptables => "iptables",
+            Kind::Nftables => "nftables",
+            Kind::DockerProxy => "docker-proxy",
+            Kind::Routing => "routing (no NAT)",
+            Kind::Ceiling => "ceiling (redirect only)",
+        }
+    }
+
+    fn netpath(self) -> bool {
+        matches!(self, Kind::NetpathXdp | Kind::NetpathTc)
+    }
+
+    fn bridged(self) -> bool {
+        matches!(
+            self,
+            Kind::Iptables | Kind::Nftables | Kind::DockerProxy | Kind::Routing
+        )
+    }
+}
+
+/// One topology; everything is removed on drop.
+pub struct Lab {
+    pub kind: Kind,
+    pub outside: Netns,
+    pub host: Netns,
+    pub ep: Netns,
+    pub up_if: String,
+    pub out_ifindex: u32,
+    pub out_mac: [u8; 6],
+    pub up_mac: [u8; 6],
+    dir: PathBuf,
+    socket: PathBuf,
+    netpath_bin: PathBuf,
+    agent: Option<Child>,
+    proxy: Option<Child>,
+    _sink: Option<SchedClassifierLink>,
+    _ceiling: Option<XdpLink>,
+}
+
+fn read_sys(ns: &Netns, what: &str) -> String {
+    ns.exec("cat", &[&format!("/sys/class/net/{what}")])
+        .trim()
+        .to_string()
+}
+
+fn parse_mac(s: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (i, h) in s.split(':').take(6).enumerate() {
+        mac[i] = u8::from_str_radix(h, 16).unwrap_or(0);
+    }
+    mac
+}
+
+impl Lab {
+    /// A lab with the default ports published (UDP 5353 → 53, TCP 8080 → 80).
+    pub fn new(kind: Kind, tools: &mut Tools) -> Result<Lab> {
+        Lab::build(kind, tools, true)
+    }
+
+    /// A lab with nothing published yet.
+    pub fn bare(kind: Kind, tools: &mut Tools) -> Result<Lab> {
+        Lab::build(kind, tools, false)
+    }
+
+    fn build(kind: Kind, tools: &mut Tools, publish: bool) -> Result<Lab> {
+        let outside = Netns::new("npbo");
+        let host = Netns::new("npbh");
+        let ep = Netns::new("npbe");
+        let id = unique();
+        let (out_if, up_if) = (format!("bo{id}"), format!("bh{id}"));
+        veth(&outside, &out_if, &host, &up_if);
+        outside.ip(&["addr", "add", "10.77.0.1/16", "dev", &out_if]);
+        host.ip(&["addr", "add", "10.77.0.2/16", "dev", &up_if]);
+        host.sysctl("net/ipv4/conf/all/rp_filter", "0");
+        host.sysctl(&format!("net/ipv4/conf/{up_if}/rp_filter"), "0");
+        // The generator's frames reach the uplink through veth XDP transmit: the uplink
+        // needs NAPI, which GRO gives it (or an XDP program, in the netpath xdp variant).
+        host.exec("ethtool", &["-K", &up_if, "gro", "on"]);
+        if kind == Kind::NetpathXdp {
+            // XDP sees what the wire carries: complete checksums, as from a NIC.
+            outside.exec("ethtool", &["-K", &out_if, "tx", "off"]);
+        }
+        let dir = std::env::temp_dir().join(format!("netpath-bench-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut lab = Lab {
+            kind,
+            out_ifindex: read_sys(&outside, &format!("{out_if}/ifindex")).parse()?,
+            out_mac: parse_mac(&read_sys(&outside, &format!("{out_if}/address"))),
+            up_mac: parse_mac(&read_sys(&host, &format!("{up_if}/address"))),
+            socket: dir.join("netpath.sock"),
+            netpath_bin: tools.netpath_bin.clone(),
+            dir,
+            outside,
+            host,
+            ep,
+            up_if,
+            agent: None,
+            proxy: None,
+            _sink: None,
+            _ceiling: None,
+        };
+        if kind.netpath() {
+            lab.start_agent(tools)?;
+            let ns_path = lab.ep.path();
+            let mut args = vec![
+                "endpoint",
+                "create",
+                "bench",
+                "--netns",
+                &ns_path,
+                "--ip",
+                "172.17.0.2",
+            ];
+            if publish {
+                args.extend(["-p", "5353:53/udp", "-p", "8080:80/tcp"]);
+            }
+            lab.netpath(&args)?;
+        } else if kind.bridged() {
+            lab.bridge(&id)?;
+        } else {
+            lab.ceiling(&id, tools)?;
+        }
+        match kind {
+            Kind::Iptables if publish => {
+                lab.iptables_rules(&[(UDP_PORT, 53, "udp"), (TCP_PORT, 80, "tcp")])?
+            }
+            Kind::Iptables => lab.iptables_rules(&[])?,
+            Kind::Nftables => lab.nft_rules()?,
+            Kind::DockerProxy => lab.start_proxy()?,
+            Kind::Routing => {
+                lab.outside
+                    .ip(&["route", "add", "172.17.0.0/16", "via", "10.77.0.2"]);
+            }
+            _ => {}
+        }
+        let sink = tools.attach_sink(&lab.ep, "eth0")?;
+        lab._sink = Some(sink);
+        Ok(lab)
+    }
+
+    /// Where clients connect for the published TCP port.
+    pub fn tcp_target(&self) -> (Ipv4Addr, u16) {
+        match self.kind {
+            Kind::Routing => (EP, 80),
+            _ => (HOST, TCP_PORT),
+        }
+    }
+
+    fn start_agent(&mut self, tools: &Tools) -> Result<()> {
+        let log = std::fs::File::create(self.dir.join("agent.log"))?;
+        let xdp = if self.kind == Kind::NetpathXdp {
+            "native"
+        } else {
+            "off"
+        };
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host.name])
+            .arg(&tools.netpath_bin)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args([
+                "agent",
+                "--uplink",
+                &self.up_if,
+                "--xdp",
+                xdp,
+                "--state-dir",
+            ])
+            .arg(self.dir.join("state"))
+            .args(["--bpffs", "/sys/fs/bpf/netpath", "--max-ports", "140000"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the netpath agent")?;
+        self.agent = Some(child);
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(Ok(Some(st))) = self.agent.as_mut().map(|c| c.try_wait()) {
+                bail!(
+                    "agent exited {st}: {}",
+                    std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("agent did not come up");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The agent's process id (for its memory use).
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
+    /// Runs the netpath CLI against this lab's agent.
+    pub fn netpath(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.netpath_bin)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "netpath {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Docker's default bridge: br0 with the gateway, the endpoint's veth as a port.
+    fn bridge(&self, id: &str) -> Result<()> {
+        let hv = format!("bv{id}");
+        veth(&self.host, &hv, &self.ep, "eth0tmp");
+        self.ep.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
+        self.ep.ip(&["link", "set", "eth0", "up"]);
+        self.ep.ip(&["addr", "add", "172.17.0.2/16", "dev", "eth0"]);
+        self.ep
+            .ip(&["route", "add", "default", "via", "172.17.0.1"]);
+        self.host.ip(&["link", "add", "br0", "type", "bridge"]);
+        self.host
+            .ip(&["addr", "add", "172.17.0.1/16", "dev", "br0"]);
+        self.host.ip(&["link", "set", "br0", "up"]);
+        self.host.ip(&["link", "set", &hv, "master", "br0"]);
+        self.host.sysctl("net/ipv4/ip_forward", "1");
+        Ok(())
+    }
+
+    /// A veth to the endpoint and an XDP program on the uplink that redirects everything to
+    /// it; GRO on the endpoint's interface makes it a valid redirect target.
+    fn ceiling(&mut self, id: &str, tools: &mut Tools) -> Result<()> {
+        let hv = format!("bv{id}");
+        veth(&self.host, &hv, &self.ep, "eth0tmp");
+        self.ep.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
+        self.ep.ip(&["link", "set", "eth0", "up"]);
+        self.ep.exec("ethtool", &["-K", "eth0", "gro", "on"]);
+        let hv_index: u32 = read_sys(&self.host, &format!("{hv}/ifindex")).parse()?;
+        tools.set_redirect(hv_index)?;
+        self._ceiling = Some(tools.attach_redirect(&self.host, &self.up_if)?);
+        Ok(())
+    }
+
+    /// Docker's iptables rules for the published `(host port, container port, proto)`s.
+    pub fn iptables_rules(&self, ports: &[(u16, u16, &str)]) -> Result<()> {
+        let mut nat = String::from(
+            "*nat\n:PREROUTING ACCEPT\n:INPUT ACCEPT\n:OUTPUT ACCEPT\n:POSTROUTING ACCEPT\n:DOCKER -\n\
+             -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+             -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n\
+             -A POSTROUTING -s 172.17.0.0/16 ! -o br0 -j MASQUERADE\n\
+             -A DOCKER -i br0 -j RETURN\n",
+        );
+        let mut filter = String::from(
+            "*filter\n:INPUT ACCEPT\n:FORWARD DROP\n:OUTPUT ACCEPT\n:DOCKER -\n\
+             :DOCKER-ISOLATION-STAGE-1 -\n:DOCKER-ISOLATION-STAGE-2 -\n:DOCKER-USER -\n\
+             -A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\n\
+             -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -o br0 -j DOCKER\n-A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
+             -A FORWARD -i br0 -o br0 -j ACCEPT\n\
+             -A DOCKER-ISOLATION-STAGE-1 -i br0 ! -o br0 -j DOCKER-ISOLATION-STAGE-2\n\
+             -A DOCKER-ISOLATION-STAGE-1 -j RETURN\n\
+             -A DOCKER-ISOLATION-STAGE-2 -o br0 -j DROP\n-A DOCKER-ISOLATION-STAGE-2 -j RETURN\n\
+             -A DOCKER-USER -j RETURN\n",
+        );
+        for (hp, cp, proto) in ports {
+            nat += &format!(
+                "-A DOCKER ! -i br0 -p {proto} -m {proto} --dport {hp} -j DNAT --to-destination 172.17.0.2:{cp}\n"
+            );
+            filter += &format!(
+                "-A DOCKER -d 172.17.0.2/32 ! -i br0 -o br0 -p {proto} -m {proto} --dport {cp} -j ACCEPT\n"
+            );
+        }
+        let rules = format!("{nat}COMMIT\n{filter}COMMIT\n");
+        self.restore("iptables-restore", &rules)
+    }
+
+    fn nft_rules(&self) -> Result<()> {
+        let rules = "table ip nat {\n\
+             chain prerouting { type nat hook prerouting priority dstnat; fib daddr type local jump docker; }\n\
+             chain output { type nat hook output priority -100; ip daddr != 127.0.0.0/8 fib daddr type local jump docker; }\n\
+             chain postrouting { type nat hook postrouting priority srcnat; ip saddr 172.17.0.0/16 oifname != \"br0\" masquerade; }\n\
+             chain docker { iifname \"br0\" return; tcp dport 8080 dnat to 172.17.0.2:80; udp dport 5353 dnat to 172.17.0.2:53; }\n\
+             }\n\
+             table ip filter {\n\
+             chain forward { type filter hook forward priority filter; policy drop;\n\
+             oifname \"br0\" ct state established,related accept;\n\
+             oifname \"br0\" iifname != \"br0\" ip daddr 172.17.0.2 tcp dport 80 accept;\n\
+             oifname \"br0\" iifname != \"br0\" ip daddr 172.17.0.2 udp dport 53 accept;\n\
+             iifname \"br0\" accept; }\n\
+             }\n";
+        self.restore("nft", rules)
+    }
+
+    fn restore(&self, tool: &str, rules: &str) -> Result<()> {
+        let args: &[&str] = if tool == "nft" { &["-f", "-"] } else { &[] };
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.host.name, tool])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {tool}"))?;
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(rules.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    /// Starts Debian's docker-proxy for the TCP port; it reports readiness on fd 3.
+    fn start_proxy(&mut self) -> Result<()> {
+        let proxy = ["/usr/sbin/docker-proxy", "/usr/bin/docker-proxy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .context("docker-proxy not found (Debian package docker.io)")?;
+        let (rd, wr) = nix::unistd::pipe()?;
+        let wr_fd = wr.as_raw_fd();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.host.name, proxy])
+            .args(["-proto", "tcp", "-host-ip", "0.0.0.0", "-host-port", "8080"])
+            .args(["-container-ip", "172.17.0.2", "-container-port", "80"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: dup2 in the child before exec, async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            cmd.pre_exec(move || {
+                if libc_dup2(wr_fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context("starting docker-proxy")?;
+        drop(wr);
+        let mut status = String::new();
+        let _ = std::fs::File::from(rd).take(64).read_to_string(&mut status);
+        self.proxy = Some(child);
+        if !status.starts_with('0') {
+            bail!("docker-proxy did not start: {status:?}");
+        }
+        Ok(())
+    }
+}
+
+fn libc_dup2(from: i32, to: i32) -> i32 {
+    // SAFETY: plain syscall on descriptors of this (child) process.
+    unsafe { nix::libc::dup2(from, to) }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in [self.agent.take(), self.proxy.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let start = Instant::now();
+            while !matches!(child.try_wait(), Ok(Some(_))) {
+                if start.elapsed() > Duration::from_secs(5) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // The namespaces (and every interface in them) go with their Netns guards.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

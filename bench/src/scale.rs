@@ -1,0 +1,126 @@
+//! Scenario `scale`: 1 to 65,535 published ports — per-packet cost, new-flow rate, time and
+//! memory to install the mappings (netpath API versus iptables rules), and one 10,000-port
+//! range publish.
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    lab::{Kind, Lab, HOST},
+    prog::{self, ports_label},
+    report::{Figure, Section, Target},
+    tools::{Tools, Traffic},
+    traffic, Progress,
+};
+
+pub fn counts(quick: bool) -> Vec<u32> {
+    if quick {
+        vec![1, 1000, 10_000, 65_535]
+    } else {
+        vec![1, 100, 1000, 10_000, 65_535]
+    }
+}
+
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+pub struct Scale {
+    pub cost: Section,
+    pub rate: Section,
+    pub install: Section,
+}
+
+pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
+    let counts = counts(quick);
+    p.step("scale: per-packet cost");
+    let cost = prog::cost_vs_ports(quick, &counts)?;
+    p.inc();
+    let (secs, runs) = if quick { (0.4, 2) } else { (2.0, 3) };
+    let mut rate = Vec::new();
+    let mut install = Vec::new();
+    let mut range_ms = Figure::new("10000-port range publish", "ms", true);
+    let mut range_mem = Figure::new("agent memory growth, 10000 ports", "MB", true);
+    for kind in [Kind::NetpathTc, Kind::Iptables] {
+        for &n in &counts {
+            p.step(&format!("scale: {} with {}", kind.name(), ports_label(n)));
+            let lab = Lab::bare(kind, tools)?;
+            let start = Instant::now();
+            let mut mem = None;
+            if kind == Kind::NetpathTc {
+                let pid = lab.agent_pid().context("agent pid")?;
+                let before = rss_mb(pid)?;
+                lab.netpath(&["port", "publish", "bench", &format!("1-{n}:1-{n}/udp")])?;
+                mem = Some(rss_mb(pid)? - before);
+            } else {
+                let ports: Vec<(u16, u16, &str)> = (1..=n as u16).map(|p| (p, p, "udp")).collect();
+                lab.iptables_rules(&ports)?;
+            }
+            let took = start.elapsed().as_secs_f64() * 1e3;
+            let mut ins = Figure::new(format!("{}, {}", kind.name(), ports_label(n)), "ms", true);
+            ins.runs.push(took);
+            install.push(ins);
+            if n == 10_000 {
+                if let Some(m) = mem {
+                    range_ms.runs.push(took);
+                    range_mem.runs.push(m);
+                }
+            }
+            // Every packet a new flow, to the port published last.
+            let t = Traffic {
+                dst: HOST,
+                dport: n as u16,
+                src_addrs: 16_384,
+                src_ports: 60_000,
+            };
+            let mut fig = Figure::new(
+                format!("{}, {}", kind.name(), ports_label(n)),
+                "Mpps",
+                false,
+            );
+            traffic::measure(tools, &lab, t, secs, runs, &mut fig, p)?;
+            rate.push(fig);
+        }
+    }
+    let np = Kind::NetpathTc.name();
+    let last = counts.last().copied().unwrap_or(1);
+    let rate = Section {
+        scenario: "scale: new-flow rate".into(),
+        about: format!("Every packet a new flow, to the port published last, {runs} runs of {secs} s; netpath publishes a range through its API, iptables gets Docker's two rules per port."),
+        figures: rate,
+        baseline: format!("{np}, {}", ports_label(1)),
+        targets: vec![Target::ratio(
+            "new-flow rate",
+            &format!("{np}, {}", ports_label(last)),
+            &format!("{np}, {}", ports_label(1)),
+            0.9,
+        )],
+        plots: Vec::new(),
+    };
+    install.push(range_ms);
+    install.push(range_mem);
+    let install = Section {
+        scenario: "scale: install".into(),
+        about: "Time to install the mappings: one `netpath port publish` of a range (API, maps, state file) versus one iptables-restore of Docker's rules; and the agent's resident memory growth.".into(),
+        figures: install,
+        baseline: format!("{np}, {}", ports_label(1)),
+        targets: vec![
+            Target::absolute("10,000-port range publish (ms)", "10000-port range publish", 100.0),
+            Target::absolute("agent memory growth (MB)", "agent memory growth, 10000 ports", 10.0),
+        ],
+        plots: Vec::new(),
+    };
+    Ok(Scale {
+        cost,
+        rate,
+        install,
+    })
+}

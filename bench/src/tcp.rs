@@ -1,0 +1,222 @@
+//! Scenario `tcp`: request/response transactions per second with latency, and bulk
+//! throughput, through a published TCP port, with real sockets.
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use netpath_user::testing::Netns;
+
+use crate::{
+    lab::{Kind, Lab},
+    report::{Figure, Section, Target},
+    tools::Tools,
+    Progress,
+};
+
+/// A server in the endpoint's namespace on port 80: echoes 1-byte requests, or swallows a
+/// stream; stops when dropped.
+struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(ns: &Netns) -> Result<Server> {
+        let l = ns
+            .run(|| TcpListener::bind("0.0.0.0:80"))
+            .context("bind :80")?;
+        l.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        std::thread::spawn(move || serve(c));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(Server {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Echoes each byte back when the client sends single bytes; otherwise just reads.
+fn serve(mut c: TcpStream) {
+    let _ = c.set_nodelay(true);
+    let _ = c.set_nonblocking(false);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(1) => {
+                if c.write_all(&buf[..1]).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+fn connect(ns: &Netns, to: (Ipv4Addr, u16)) -> Result<TcpStream> {
+    let addr = SocketAddr::from(to);
+    let c = ns
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+        .with_context(|| format!("connecting to {addr}"))?;
+    c.set_nodelay(true)?;
+    c.set_read_timeout(Some(Duration::from_secs(3)))?;
+    Ok(c)
+}
+
+/// One request/response run: (transactions per second, latencies in µs).
+fn rr(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<(f64, Vec<f64>)> {
+    let mut c = connect(ns, to)?;
+    let mut lat = Vec::new();
+    let mut b = [7u8; 1];
+    let start = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    while start.elapsed() < dur {
+        let t = Instant::now();
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+        lat.push(t.elapsed().as_nanos() as f64 / 1e3);
+    }
+    Ok((lat.len() as f64 / start.elapsed().as_secs_f64(), lat))
+}
+
+/// One bulk run: Gbit/s sent and acknowledged through the path.
+fn bulk(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<f64> {
+    let mut c = connect(ns, to)?;
+    let buf = vec![0x5au8; 256 * 1024];
+    let start = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    let mut sent = 0u64;
+    while start.elapsed() < dur {
+        c.write_all(&buf)?;
+        sent += buf.len() as u64;
+    }
+    c.shutdown(std::net::Shutdown::Write)?;
+    // Wait for the server to have read everything (it closes after EOF).
+    let mut sink = [0u8; 16];
+    let _ = c.read(&mut sink);
+    Ok(sent as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9)
+}
+
+pub const KINDS: &[Kind] = &[
+    Kind::NetpathTc,
+    Kind::Iptables,
+    Kind::DockerProxy,
+    Kind::Routing,
+];
+
+/// Latencies of every variant, for the distribution plot.
+pub type Latencies = Vec<(String, Vec<f64>)>;
+
+pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>, Latencies)> {
+    let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
+    let mut tps = Vec::new();
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut gbit = Vec::new();
+    let mut dists = Vec::new();
+    for kind in KINDS {
+        p.step(&format!("tcp: {}", kind.name()));
+        let lab = Lab::new(*kind, tools)?;
+        let _server = Server::start(&lab.ep)?;
+        let to = lab.tcp_target();
+        let (mut t, mut l50, mut l99, mut g) = (
+            Figure::new(kind.name(), "transactions/s", false),
+            Figure::new(kind.name(), "µs", true),
+            Figure::new(kind.name(), "µs", true),
+            Figure::new(kind.name(), "Gbit/s", false),
+        );
+        let mut all = Vec::new();
+        // Warm up: one short exchange resolves neighbours and starts the proxy's path.
+        rr(&lab.outside, to, 0.05)?;
+        for _ in 0..runs {
+            let (rate, mut lat) = rr(&lab.outside, to, secs)?;
+            t.runs.push(rate);
+            lat.sort_by(|a, b| a.total_cmp(b));
+            l50.runs.push(percentile(&lat, 0.50));
+            l99.runs.push(percentile(&lat, 0.99));
+            all.extend(lat);
+            g.runs.push(bulk(&lab.outside, to, secs)?);
+            p.inc();
+        }
+        all.sort_by(|a, b| a.total_cmp(b));
+        dists.push((kind.name().to_string(), all));
+        tps.push(t);
+        p50.push(l50);
+        p99.push(l99);
+        gbit.push(g);
+    }
+    let np = Kind::NetpathTc.name();
+    let (ipt, proxy, routing) = (
+        Kind::Iptables.name(),
+        Kind::DockerProxy.name(),
+        Kind::Routing.name(),
+    );
+    let about = format!("One TCP connection through the published port, {runs} runs of {secs} s per variant; the routing variant talks to the endpoint's address with no NAT (the floor of this path).");
+    let section = |scenario: &str, figures, targets| Section {
+        scenario: scenario.into(),
+        about: about.clone(),
+        figures,
+        baseline: ipt.into(),
+        targets,
+        plots: Vec::new(),
+    };
+    Ok((
+        vec![
+            section(
+                "tcp rr",
+                tps,
+                vec![
+                    Target::ratio("transactions/s", np, ipt, 1.1),
+                    Target::ratio("transactions/s", np, proxy, 1.4),
+                    Target::ratio("transactions/s", np, routing, 1.0),
+                ],
+            ),
+            section("tcp latency p50", p50, vec![]),
+            section("tcp latency p99", p99, vec![]),
+            section(
+                "tcp bulk",
+                gbit,
+                vec![
+                    Target::ratio("bulk throughput", np, ipt, 1.0),
+                    Target::ratio("bulk throughput", np, proxy, 1.3),
+                ],
+            ),
+        ],
+        dists,
+    ))
+}
+
+/// The `q` quantile of sorted `v`.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}

@@ -1,0 +1,189 @@
+//! The benchmark's own eBPF tools, from the same object the agent embeds: the live-frames
+//! packet generator, the counting sink, and the redirect-only ceiling.
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    maps::{Array, MapData, PerCpuArray},
+    programs::{
+        tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, TestRun,
+        TestRunAttrs, TestRunOptions, Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use netpath_common::{GenConfig, GEN_TEMPLATE_LEN};
+use netpath_user::{
+    datapath::{ScratchBpffs, EBPF_OBJECT},
+    testing::Netns,
+};
+
+use crate::lab::Lab;
+
+const GEN: &str = "netpath_bench_gen";
+const SINK: &str = "netpath_bench_sink";
+const REDIRECT: &str = "netpath_bench_redirect";
+/// Frames per live-frames batch.
+const BATCH: u32 = 64;
+/// Frame length on the wire (without FCS).
+pub const FRAME_LEN: usize = 64;
+
+/// Traffic to generate: UDP to `dst:dport` from `src_addrs` × `src_ports` distinct sources.
+#[derive(Clone, Copy, Debug)]
+pub struct Traffic {
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    pub src_addrs: u32,
+    pub src_ports: u32,
+}
+
+pub struct Tools {
+    ebpf: Ebpf,
+    gen: Array<MapData, GenConfig>,
+    sink: PerCpuArray<MapData, u64>,
+    redirect: Array<MapData, u32>,
+    pub netpath_bin: PathBuf,
+    _fs: ScratchBpffs,
+}
+
+impl Tools {
+    pub fn new() -> Result<Tools> {
+        let fs = ScratchBpffs::new().context("scratch bpffs")?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(fs.path())
+            .load(EBPF_OBJECT)?;
+        let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
+        xdp.load()?;
+        let xdp: &mut Xdp = ebpf.program_mut(REDIRECT).context(REDIRECT)?.try_into()?;
+        xdp.load()?;
+        let tc: &mut SchedClassifier = ebpf.program_mut(SINK).context(SINK)?.try_into()?;
+        tc.load()?;
+        let gen = Array::try_from(ebpf.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
+        let sink = PerCpuArray::try_from(ebpf.take_map("BENCH_SINK").context("BENCH_SINK")?)?;
+        let redirect = Array::try_from(ebpf.take_map("BENCH_REDIRECT").context("BENCH_REDIRECT")?)?;
+        let netpath_bin = std::env::current_exe()?.with_file_name("netpath");
+        if !netpath_bin.exists() {
+            bail!(
+                "{} not found: build netpath-user in the same profile",
+                netpath_bin.display()
+            );
+        }
+        Ok(Tools {
+            ebpf,
+            gen,
+            sink,
+            redirect,
+            netpath_bin,
+            _fs: fs,
+        })
+    }
+
+    /// Attaches the counting sink to `ifname`'s TC ingress inside `ns`.
+    pub fn attach_sink(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
+        let prog: &mut SchedClassifier = self.ebpf.program_mut(SINK).context(SINK)?.try_into()?;
+        let ifname = ifname.to_string();
+        ns.run(move || -> Result<SchedClassifierLink> {
+            let id = prog.attach(&ifname, TcAttachType::Ingress)?;
+            Ok(prog.take_link(id)?)
+        })
+    }
+
+    /// Attaches the redirect-only program to `ifname` (native XDP) inside `ns`.
+    pub fn attach_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(REDIRECT)
+            .context(REDIRECT)?
+            .try_into()?;
+        let ifname = ifname.to_string();
+        ns.run(move || -> Result<XdpLink> {
+            let id = prog.attach(&ifname, XdpMode::Driver)?;
+            Ok(prog.take_link(id)?)
+        })
+    }
+
+    pub fn set_redirect(&mut self, ifindex: u32) -> Result<()> {
+        self.redirect.set(0, ifindex, 0)?;
+        Ok(())
+    }
+
+    /// Packets the sink has counted so far, all CPUs.
+    pub fn sink_count(&self) -> u64 {
+        self.sink.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// Waits until the sink's count stops moving (frames still in flight), at most 500 ms.
+    pub fn settled_count(&self) -> u64 {
+        let start = Instant::now();
+        let mut last = self.sink_count();
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.sink_count();
+            if now == last || start.elapsed() > Duration::from_millis(500) {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Sends `traffic` from the lab's outside namespace for `duration`, flat out.
+    /// Returns (frames sent, time taken).
+    pub fn generate(
+        &mut self,
+        lab: &Lab,
+        t: Traffic,
+        duration: Duration,
+    ) -> Result<(u64, Duration)> {
+        let mut frame = [0u8; FRAME_LEN];
+        frame[0..6].copy_from_slice(&lab.up_mac);
+        frame[6..12].copy_from_slice(&lab.out_mac);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip_len = (FRAME_LEN - 14) as u16;
+        frame[14..18].copy_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8]);
+        frame[22] = 64;
+        frame[23] = 17;
+        frame[26..30].copy_from_slice(&[10, 77, 1, 1]);
+        frame[30..34].copy_from_slice(&t.dst.octets());
+        frame[34..36].copy_from_slice(&1024u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&t.dport.to_be_bytes());
+        frame[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+        let mut template = [0u8; GEN_TEMPLATE_LEN];
+        template.copy_from_slice(&frame[..GEN_TEMPLATE_LEN]);
+        self.gen.set(
+            0,
+            GenConfig {
+                ifindex: lab.out_ifindex,
+                src_addrs: t.src_addrs.max(1),
+                src_ports: t.src_ports.max(1),
+                _pad: 0,
+                template,
+            },
+            0,
+        )?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(FRAME_LEN as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&lab.out_ifindex.to_ne_bytes());
+        let prog: &mut Xdp = self.ebpf.program_mut(GEN).context(GEN)?.try_into()?;
+        let chunk: u32 = 50_000;
+        lab.outside.run(move || -> Result<(u64, Duration)> {
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while start.elapsed() < duration {
+                let opts = TestRunOptions {
+                    data_in: Some(&frame),
+                    ctx_in: Some(&ctx),
+                    repeat: chunk,
+                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                    ..Default::default()
+                };
+                prog.test_run(opts).context("live-frames test run")?;
+                sent += u64::from(chunk);
+            }
+            Ok((sent, start.elapsed()))
+        })
+    }
+}

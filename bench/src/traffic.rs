@@ -1,0 +1,131 @@
+//! Scenarios `pps` and `conn`: a UDP flood to a published port from the live-frames
+//! generator, counted by the sink in the endpoint's namespace.
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::{
+    lab::{Kind, Lab, HOST, UDP_PORT},
+    report::{Figure, Section, Target},
+    tools::{Tools, Traffic},
+    Progress,
+};
+
+/// Sends a little traffic until the sink sees it (neighbours resolved, paths warm).
+pub fn warm_up(tools: &mut Tools, lab: &Lab, t: Traffic) -> Result<()> {
+    let before = tools.sink_count();
+    for _ in 0..50 {
+        tools.generate(lab, t, Duration::from_millis(20))?;
+        if tools.settled_count() > before {
+            return Ok(());
+        }
+    }
+    bail!("{}: no packet reached the endpoint", lab.kind.name())
+}
+
+/// Runs `runs` measurements of `t` against `lab`: delivered and offered packets per second.
+pub fn measure(
+    tools: &mut Tools,
+    lab: &Lab,
+    t: Traffic,
+    secs: f64,
+    runs: usize,
+    fig: &mut Figure,
+    p: &Progress,
+) -> Result<()> {
+    warm_up(tools, lab, t)?;
+    for _ in 0..runs {
+        let before = tools.settled_count();
+        let (sent, took) = tools.generate(lab, t, Duration::from_secs_f64(secs))?;
+        let delivered = tools.settled_count() - before;
+        let s = took.as_secs_f64();
+        fig.runs.push(delivered as f64 / s / 1e6);
+        fig.offered.push(sent as f64 / s / 1e6);
+        p.inc();
+    }
+    Ok(())
+}
+
+fn flood(
+    name: &str,
+    about: &str,
+    kinds: &[Kind],
+    t: Traffic,
+    quick: bool,
+    tools: &mut Tools,
+    p: &Progress,
+    targets: Vec<Target>,
+) -> Result<Section> {
+    let (secs, runs) = if quick { (0.4, 2) } else { (3.0, 5) };
+    let mut figures = Vec::new();
+    for kind in kinds {
+        p.step(&format!("{name}: {}", kind.name()));
+        let lab = Lab::new(*kind, tools)?;
+        let mut fig = Figure::new(kind.name(), "Mpps", false);
+        measure(tools, &lab, t, secs, runs, &mut fig, p)?;
+        figures.push(fig);
+    }
+    Ok(Section {
+        scenario: name.into(),
+        about: format!("{about} {runs} runs of {secs} s per variant; 64-byte frames from the XDP live-frames generator."),
+        figures,
+        baseline: Kind::Iptables.name().into(),
+        targets,
+        plots: Vec::new(),
+    })
+}
+
+pub const PPS_KINDS: &[Kind] = &[
+    Kind::NetpathXdp,
+    Kind::NetpathTc,
+    Kind::Iptables,
+    Kind::Nftables,
+    Kind::Ceiling,
+];
+pub const CONN_KINDS: &[Kind] = &[
+    Kind::NetpathXdp,
+    Kind::NetpathTc,
+    Kind::Iptables,
+    Kind::Nftables,
+];
+
+pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
+    let t = Traffic {
+        dst: HOST,
+        dport: UDP_PORT,
+        src_addrs: 4,
+        src_ports: 256,
+    };
+    flood(
+        "pps",
+        "UDP flood to a published port from 1,024 established flows: packets delivered into the endpoint per second.",
+        PPS_KINDS,
+        t,
+        quick,
+        tools,
+        p,
+        vec![
+            Target::ratio("published-port pps", Kind::NetpathXdp.name(), Kind::Iptables.name(), 3.0),
+            Target::ratio("share of the ceiling", Kind::NetpathXdp.name(), Kind::Ceiling.name(), 0.7),
+        ],
+    )
+}
+
+pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
+    let t = Traffic {
+        dst: HOST,
+        dport: UDP_PORT,
+        src_addrs: 16_384,
+        src_ports: 60_000,
+    };
+    flood(
+        "conn",
+        "New flows per second: every packet comes from a new source address and port, so each one creates NAT state (netpath's flow table, conntrack for the baselines).",
+        CONN_KINDS,
+        t,
+        quick,
+        tools,
+        p,
+        vec![Target::ratio("new flows per second", Kind::NetpathXdp.name(), Kind::Iptables.name(), 1.5)],
+    )
+}

@@ -1,0 +1,95 @@
+//! Benchmark tools, never attached by the agent: a packet generator for BPF_PROG_TEST_RUN in
+//! live-frames mode, a counting sink, and the "redirect only" ceiling.
+use aya_ebpf::{
+    bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect,
+    macros::map,
+    maps::{Array, PerCpuArray},
+    programs::{TcContext, XdpContext},
+};
+use netpath_common::{proto, GenConfig, GEN_TEMPLATE_LEN};
+
+use crate::parse::{parse, ptr_at, Parsed, IP_CSUM_OFF, L3_OFF};
+
+/// The generator's configuration (one entry).
+#[map]
+pub static BENCH_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
+
+/// Per-CPU sequence number of generated frames.
+#[map]
+pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Packets the sink received.
+#[map]
+pub static BENCH_SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where the ceiling program redirects everything.
+#[map]
+pub static BENCH_REDIRECT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Writes the template (varying source address and port) and sends the frame on.
+#[inline(always)]
+pub fn generate(ctx: &mut XdpContext) -> u32 {
+    let Some(cfg) = BENCH_GEN.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let Some(frame) = ptr_at::<[u8; GEN_TEMPLATE_LEN]>(ctx.data(), ctx.data_end(), 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let seq = match BENCH_SEQ.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot.
+        Some(s) => unsafe {
+            *s = (*s).wrapping_add(1);
+            *s
+        },
+        None => 0,
+    };
+    let ports = if cfg.src_ports == 0 { 1 } else { cfg.src_ports };
+    let addrs = if cfg.src_addrs == 0 { 1 } else { cfg.src_addrs };
+    let mut t = cfg.template;
+    let port = u16::from_be_bytes([t[34], t[35]]).wrapping_add((seq % ports) as u16);
+    t[34..36].copy_from_slice(&port.to_be_bytes());
+    let addr = u32::from_be_bytes([t[26], t[27], t[28], t[29]]).wrapping_add((seq / ports) % addrs);
+    t[26..30].copy_from_slice(&addr.to_be_bytes());
+    t[IP_CSUM_OFF] = 0;
+    t[IP_CSUM_OFF + 1] = 0;
+    let mut sum: u32 = 0;
+    let mut i = L3_OFF;
+    while i < L3_OFF + 20 {
+        sum += u32::from(u16::from_be_bytes([t[i], t[i + 1]]));
+        i += 2;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    t[IP_CSUM_OFF..IP_CSUM_OFF + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    // SAFETY: bounds checked by ptr_at.
+    unsafe { frame.write_unaligned(t) };
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(cfg.ifindex, 0) as u32 }
+}
+
+/// Counts and drops UDP; everything else (ARP above all) passes, so the endpoint still
+/// answers its neighbours.
+#[inline(always)]
+pub fn sink(ctx: &mut TcContext) -> i32 {
+    match parse(ctx.data(), ctx.data_end()) {
+        Parsed::Ipv4(flow) if flow.proto == proto::UDP => {
+            if let Some(c) = BENCH_SINK.get_ptr_mut(0) {
+                // SAFETY: per-CPU slot.
+                unsafe { *c += 1 };
+            }
+            TC_ACT_SHOT as i32
+        }
+        _ => TC_ACT_OK as i32,
+    }
+}
+
+/// Redirects every frame to one interface without looking at it.
+#[inline(always)]
+pub fn redirect_only(_ctx: &mut XdpContext) -> u32 {
+    match BENCH_REDIRECT.get(0) {
+        // SAFETY: plain helper call.
+        Some(ifindex) => unsafe { bpf_redirect(*ifindex, 0) as u32 },
+        None => xdp_action::XDP_PASS,
+    }
+}
