@@ -87,7 +87,7 @@ pub struct Lab {
     netpath_bin: PathBuf,
     agent: Option<Child>,
     proxy: Option<Child>,
-    _sink: Option<SchedClassifierLink>,
+    _sinks: Option<(XdpLink, SchedClassifierLink)>,
     _ceiling: Option<XdpLink>,
 }
 
@@ -150,7 +150,7 @@ impl Lab {
             up_if,
             agent: None,
             proxy: None,
-            _sink: None,
+            _sinks: None,
             _ceiling: None,
         };
         if kind.netpath() {
@@ -187,9 +187,14 @@ impl Lab {
             }
             _ => {}
         }
-        let sink = tools.attach_sink(&lab.ep, "eth0")?;
-        lab._sink = Some(sink);
         Ok(lab)
+    }
+
+    /// Attaches the benchmark's counting sinks to the endpoint's interface (traffic
+    /// scenarios only: native XDP on a veth costs bulk TCP dearly).
+    pub fn attach_sinks(&mut self, tools: &mut Tools) -> Result<()> {
+        self._sinks = Some(tools.attach_sinks(&self.ep, "eth0")?);
+        Ok(())
     }
 
     /// Where clients connect for the published TCP port.
@@ -395,8 +400,10 @@ impl Lab {
         }
         let child = cmd.spawn().context("starting docker-proxy")?;
         drop(wr);
-        let mut status = String::new();
-        let _ = std::fs::File::from(rd).take(64).read_to_string(&mut status);
+        // It writes "0\n" when listening (or "1\n" and the error) and keeps fd 3 open.
+        let mut buf = [0u8; 256];
+        let n = std::fs::File::from(rd).read(&mut buf).unwrap_or(0);
+        let status = String::from_utf8_lossy(&buf[..n]).into_owned();
         self.proxy = Some(child);
         if !status.starts_with('0') {
             bail!("docker-proxy did not start: {status:?}");

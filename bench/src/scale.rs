@@ -52,7 +52,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
     for kind in [Kind::NetpathTc, Kind::Iptables] {
         for &n in &counts {
             p.step(&format!("scale: {} with {}", kind.name(), ports_label(n)));
-            let lab = Lab::bare(kind, tools)?;
+            let mut lab = Lab::bare(kind, tools)?;
+            lab.attach_sinks(tools)?;
             let start = Instant::now();
             let mut mem = None;
             if kind == Kind::NetpathTc {

@@ -87,6 +87,7 @@ fn connect(ns: &Netns, to: (Ipv4Addr, u16)) -> Result<TcpStream> {
         .with_context(|| format!("connecting to {addr}"))?;
     c.set_nodelay(true)?;
     c.set_read_timeout(Some(Duration::from_secs(3)))?;
+    c.set_write_timeout(Some(Duration::from_secs(3)))?;
     Ok(c)
 }
 

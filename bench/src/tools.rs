@@ -25,6 +25,7 @@ use crate::lab::Lab;
 
 const GEN: &str = "netpath_bench_gen";
 const SINK: &str = "netpath_bench_sink";
+const SINK_XDP: &str = "netpath_bench_sink_xdp";
 const REDIRECT: &str = "netpath_bench_redirect";
 /// Frames per live-frames batch.
 const BATCH: u32 = 64;
@@ -57,8 +58,10 @@ impl Tools {
             .load(EBPF_OBJECT)?;
         let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         xdp.load()?;
-        let xdp: &mut Xdp = ebpf.program_mut(REDIRECT).context(REDIRECT)?.try_into()?;
-        xdp.load()?;
+        for name in [REDIRECT, SINK_XDP] {
+            let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
+            xdp.load()?;
+        }
         let tc: &mut SchedClassifier = ebpf.program_mut(SINK).context(SINK)?.try_into()?;
         tc.load()?;
         let gen = Array::try_from(ebpf.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
@@ -81,13 +84,31 @@ impl Tools {
         })
     }
 
-    /// Attaches the counting sink to `ifname`'s TC ingress inside `ns`.
-    pub fn attach_sink(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
-        let prog: &mut SchedClassifier = self.ebpf.program_mut(SINK).context(SINK)?.try_into()?;
+    /// Attaches the counting sinks to `ifname` inside `ns`: native XDP (frames the veth
+    /// receives) and TC ingress (skbs injected past XDP, as `bpf_redirect_peer` does).
+    pub fn attach_sinks(
+        &mut self,
+        ns: &Netns,
+        ifname: &str,
+    ) -> Result<(XdpLink, SchedClassifierLink)> {
+        let (mut xdp, mut tc) = (None, None);
+        for (name, prog) in self.ebpf.programs_mut() {
+            match name {
+                SINK_XDP => xdp = Some(prog),
+                SINK => tc = Some(prog),
+                _ => {}
+            }
+        }
+        let (Some(xdp), Some(tc)) = (xdp, tc) else {
+            bail!("sink programs missing");
+        };
+        let xdp: &mut Xdp = xdp.try_into()?;
+        let tc: &mut SchedClassifier = tc.try_into()?;
         let ifname = ifname.to_string();
-        ns.run(move || -> Result<SchedClassifierLink> {
-            let id = prog.attach(&ifname, TcAttachType::Ingress)?;
-            Ok(prog.take_link(id)?)
+        ns.run(move || -> Result<(XdpLink, SchedClassifierLink)> {
+            let x = xdp.attach(&ifname, XdpMode::Driver)?;
+            let t = tc.attach(&ifname, TcAttachType::Ingress)?;
+            Ok((xdp.take_link(x)?, tc.take_link(t)?))
         })
     }
 

@@ -60,7 +60,8 @@ fn flood(
     let mut figures = Vec::new();
     for kind in kinds {
         p.step(&format!("{name}: {}", kind.name()));
-        let lab = Lab::new(*kind, tools)?;
+        let mut lab = Lab::new(*kind, tools)?;
+        lab.attach_sinks(tools)?;
         let mut fig = Figure::new(kind.name(), "Mpps", false);
         measure(tools, &lab, t, secs, runs, &mut fig, p)?;
         figures.push(fig);

@@ -68,19 +68,39 @@ pub fn generate(ctx: &mut XdpContext) -> u32 {
     unsafe { bpf_redirect(cfg.ifindex, 0) as u32 }
 }
 
-/// Counts and drops UDP; everything else (ARP above all) passes, so the endpoint still
-/// answers its neighbours.
+/// Counts a UDP packet and says whether it was one: the sinks drop UDP and let everything
+/// else (ARP above all) pass, so the endpoint still answers its neighbours.
 #[inline(always)]
-pub fn sink(ctx: &mut TcContext) -> i32 {
-    match parse(ctx.data(), ctx.data_end()) {
+fn count_udp(data: usize, data_end: usize) -> bool {
+    match parse(data, data_end) {
         Parsed::Ipv4(flow) if flow.proto == proto::UDP => {
             if let Some(c) = BENCH_SINK.get_ptr_mut(0) {
                 // SAFETY: per-CPU slot.
                 unsafe { *c += 1 };
             }
-            TC_ACT_SHOT as i32
+            true
         }
-        _ => TC_ACT_OK as i32,
+        _ => false,
+    }
+}
+
+/// TC sink: sees what arrives as an skb (e.g. through `bpf_redirect_peer`).
+#[inline(always)]
+pub fn sink_tc(ctx: &mut TcContext) -> i32 {
+    if count_udp(ctx.data(), ctx.data_end()) {
+        TC_ACT_SHOT as i32
+    } else {
+        TC_ACT_OK as i32
+    }
+}
+
+/// XDP sink: sees what the veth receives (XDP_REDIRECTed frames, the bridge's packets).
+#[inline(always)]
+pub fn sink_xdp(ctx: &mut XdpContext) -> u32 {
+    if count_udp(ctx.data(), ctx.data_end()) {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
     }
 }
 

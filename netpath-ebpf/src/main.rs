@@ -51,10 +51,16 @@ pub fn netpath_bench_gen(mut ctx: XdpContext) -> u32 {
     bench::generate(&mut ctx)
 }
 
-/// Benchmark: counting sink.
+/// Benchmark: counting sink for skbs.
 #[classifier]
 pub fn netpath_bench_sink(mut ctx: TcContext) -> i32 {
-    bench::sink(&mut ctx)
+    bench::sink_tc(&mut ctx)
+}
+
+/// Benchmark: counting sink for frames.
+#[xdp]
+pub fn netpath_bench_sink_xdp(mut ctx: XdpContext) -> u32 {
+    bench::sink_xdp(&mut ctx)
 }
 
 /// Benchmark: the ceiling, redirect without lookup.
