@@ -8,8 +8,11 @@
 
 /// Names of the pinned maps, as the kernel object declares them and the agent opens them.
 pub mod map_names {
-    /// [`crate::PortKey`] → [`crate::PortTarget`]: published ports.
+    /// [`crate::PortKey`] → [`crate::PortTarget`]: ports published on one host address.
     pub const PORTS: &str = "PORTS";
+    /// Array of [`crate::PortTarget`] by [`crate::port_any_index`]: ports published on every
+    /// host address (Docker's `0.0.0.0`, the common case) — an array lookup, no hashing.
+    pub const PORTS_ANY: &str = "PORTS_ANY";
     /// Host IPv4 address (network order `u32`) → `u32` flags: the agent's own addresses.
     pub const HOST_ADDRS: &str = "HOST_ADDRS";
     /// [`crate::FlowKey`] → [`crate::FlowNat`]: LRU table of translated flows.
@@ -33,6 +36,16 @@ pub mod proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+}
+
+/// Entries of the `PORTS_ANY` array: TCP ports, then UDP ports.
+pub const PORTS_ANY_LEN: u32 = 2 * 65536;
+
+/// Index into `PORTS_ANY` of (protocol, port in network order). A slot whose `ifindex` is 0
+/// is empty.
+#[inline(always)]
+pub fn port_any_index(proto: u8, port_be: u16) -> u32 {
+    (u32::from(proto == proto::UDP) << 16) | u32::from(u16::from_be(port_be))
 }
 
 /// Key of the published-ports map: where a client sends a packet.

@@ -2,13 +2,19 @@
 //! sizes here are defaults the agent overrides at load time.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
-use netpath_common::{map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget};
+use netpath_common::{
+    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget, PORTS_ANY_LEN,
+};
 
 /// Published ports: (host address, host port, protocol) → endpoint.
 #[map]
 pub static PORTS: HashMap<PortKey, PortTarget> = HashMap::pinned(map_sizes::PORTS, 0);
+
+/// Ports published on every host address, indexed by `port_any_index`.
+#[map]
+pub static PORTS_ANY: Array<PortTarget> = Array::pinned(PORTS_ANY_LEN, 0);
 
 /// The agent's own IPv4 addresses (network order); a wildcard publish answers on each.
 #[map]

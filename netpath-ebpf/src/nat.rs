@@ -1,30 +1,32 @@
 //! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint.
-use netpath_common::{proto, FlowNat, PortKey, PortTarget};
+use netpath_common::{port_any_index, proto, FlowNat, PortKey, PortTarget};
 
 use crate::{
     flows,
-    maps::{HOST_ADDRS, PORTS},
+    maps::{HOST_ADDRS, PORTS, PORTS_ANY},
     packet::Packet,
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
 };
 
-/// The endpoint serving `flow`'s destination, if it is a published port: an exact
-/// (address, port, protocol) match first, then a publish on every host address when the
-/// destination is one of the host's own addresses.
+/// The endpoint serving `flow`'s destination, if it is a published port: a publish on every
+/// host address (an array slot, valid when the destination is one of the host's addresses),
+/// else one on exactly this address. A port cannot be published both ways at once.
 #[inline(always)]
 pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
-    let mut key = PortKey {
+    if let Some(t) = PORTS_ANY.get_ptr(port_any_index(flow.proto, flow.dst_port)) {
+        // SAFETY: map value pointer valid for this program run; copied out at once.
+        let t = unsafe { *t };
+        if t.ifindex != 0 {
+            return HOST_ADDRS.get_ptr(&flow.dst_addr).map(|_| t);
+        }
+    }
+    let key = PortKey {
         addr: flow.dst_addr,
         port: flow.dst_port,
         proto: flow.proto,
         _pad: 0,
     };
-    // SAFETY: map value pointers are valid for this program run; copied out at once.
-    if let Some(t) = PORTS.get_ptr(&key) {
-        return Some(unsafe { *t });
-    }
-    HOST_ADDRS.get_ptr(&flow.dst_addr)?;
-    key.addr = 0;
+    // SAFETY: map value pointer valid for this program run; copied out at once.
     PORTS.get_ptr(&key).map(|t| unsafe { *t })
 }
 

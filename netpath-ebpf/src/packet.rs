@@ -130,7 +130,7 @@ impl Packet for TcContext {
             && self
                 .l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4)
                 .is_ok()
-            && self.store(off, &to, 0).is_ok()
+            && write_at(self.data(), self.data_end(), off, to)
     }
 
     #[inline(always)]
@@ -138,11 +138,25 @@ impl Packet for TcContext {
         let flags = l4_flags(udp) | 2;
         self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags)
             .is_ok()
-            && self.store(off, &to, 0).is_ok()
+            && write_at(self.data(), self.data_end(), off, to)
     }
 
     #[inline(always)]
     fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool {
-        self.store(0, &macs(src, dst), 0).is_ok()
+        write_at(self.data(), self.data_end(), 0, macs(src, dst))
+    }
+}
+
+/// Writes `v` at `off` by direct packet access (cheaper than `bpf_skb_store_bytes`; the
+/// pointers are taken afresh, after any helper that moved the packet).
+#[inline(always)]
+fn write_at<T>(data: usize, data_end: usize, off: usize, v: T) -> bool {
+    match ptr_at::<T>(data, data_end, off) {
+        // SAFETY: bounds checked by ptr_at.
+        Some(p) => {
+            unsafe { p.write_unaligned(v) };
+            true
+        }
+        None => false,
     }
 }

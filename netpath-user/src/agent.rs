@@ -134,9 +134,9 @@ impl Agent {
             let Some((k, v)) = self.port_entry(ep, m) else {
                 continue;
             };
-            if let Err(e) = self.dp.ports.insert(k, v, 0) {
+            if let Err(e) = self.dp.publish(k, v) {
                 for k in done {
-                    let _ = self.dp.ports.remove(&k);
+                    let _ = self.dp.unpublish(&k);
                 }
                 return Err(internal(format!("publishing {m}: {e}")));
             }
@@ -152,7 +152,7 @@ impl Agent {
         };
         for m in maps {
             if let Some((k, _)) = self.port_entry(ep, m) {
-                let _ = self.dp.ports.remove(&k);
+                let _ = self.dp.unpublish(&k);
             }
         }
         let doomed: Vec<(u32, u16, u8)> = maps
@@ -323,7 +323,7 @@ impl Agent {
                 .map(|(c, v)| (c.name().to_string(), v))
                 .collect(),
             flows: self.dp.flows.keys().count(),
-            published_ports: self.dp.ports.keys().count(),
+            published_ports: self.dp.published().len(),
             endpoints: self.dp.endpoints.keys().count(),
         }
     }
@@ -340,14 +340,8 @@ impl Agent {
     fn reconcile(&mut self) -> anyhow::Result<()> {
         let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
         netlink::ensure_gateways(GATEWAY_LINK, &gateways)?;
-        for key in self
-            .dp
-            .ports
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.dp.ports.remove(&key);
+        for (key, _) in self.dp.published() {
+            let _ = self.dp.unpublish(&key);
         }
         for key in self
             .dp

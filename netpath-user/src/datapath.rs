@@ -7,12 +7,13 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, Xdp},
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
-    map_names, map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget,
+    map_names, map_sizes, port_any_index, Counter, EndpointInfo, FlowKey, FlowNat, PortKey,
+    PortTarget, PORTS_ANY_LEN,
 };
 
 /// The eBPF object built from `netpath-ebpf`, embedded in the binary.
@@ -75,7 +76,10 @@ impl Default for MapSizes {
 /// The loaded object, its maps, and the links that keep programs attached.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// Ports published on one host address; use [`Datapath::publish`] to write.
     pub ports: HashMap<MapData, PortKey, PortTarget>,
+    /// Ports published on every host address; use [`Datapath::publish`] to write.
+    pub ports_any: Array<MapData, PortTarget>,
     pub host_addrs: HashMap<MapData, u32, u32>,
     pub flows: HashMap<MapData, FlowKey, FlowNat>,
     pub endpoints: HashMap<MapData, u32, EndpointInfo>,
@@ -116,6 +120,7 @@ impl Datapath {
         }
         Ok(Datapath {
             ports: take_map!(ebpf, map_names::PORTS),
+            ports_any: take_map!(ebpf, map_names::PORTS_ANY),
             host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
             flows: take_map!(ebpf, map_names::FLOWS),
             endpoints: take_map!(ebpf, map_names::ENDPOINTS),
@@ -175,6 +180,61 @@ impl Datapath {
     /// Detaches the endpoint program from `ifname` (dropping the link detaches it).
     pub fn detach_endpoint(&mut self, ifname: &str) {
         self.endpoint_links.remove(ifname);
+    }
+
+    /// Publishes `key` (address 0: every host address) to `target`.
+    pub fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
+        if key.addr == 0 {
+            self.ports_any
+                .set(port_any_index(key.proto, key.port), target, 0)
+                .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
+        } else {
+            self.ports
+                .insert(key, target, 0)
+                .map_err(|e| DatapathError::Map(map_names::PORTS, e))
+        }
+    }
+
+    /// Stops publishing `key`.
+    pub fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
+        if key.addr == 0 {
+            self.ports_any
+                .set(
+                    port_any_index(key.proto, key.port),
+                    PortTarget::default(),
+                    0,
+                )
+                .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
+        } else {
+            self.ports
+                .remove(key)
+                .map_err(|e| DatapathError::Map(map_names::PORTS, e))
+        }
+    }
+
+    /// Every published port in the maps, with its target.
+    pub fn published(&self) -> Vec<(PortKey, PortTarget)> {
+        let mut out: Vec<(PortKey, PortTarget)> =
+            self.ports.iter().filter_map(Result::ok).collect();
+        for idx in 0..PORTS_ANY_LEN {
+            if let Ok(t) = self.ports_any.get(&idx, 0) {
+                if t.ifindex != 0 {
+                    let proto = if idx >> 16 == 1 {
+                        netpath_common::proto::UDP
+                    } else {
+                        netpath_common::proto::TCP
+                    };
+                    let key = PortKey {
+                        addr: 0,
+                        port: (idx as u16).to_be(),
+                        proto,
+                        _pad: 0,
+                    };
+                    out.push((key, t));
+                }
+            }
+        }
+        out
     }
 
     /// Replaces the set of host addresses.

@@ -49,25 +49,23 @@ fn publish(
     ep_port: u16,
     ifindex: u32,
 ) {
-    dp.ports
-        .insert(
-            PortKey {
-                addr: be_addr(host.into()),
-                port: be_port(host_port),
-                proto,
-                _pad: 0,
-            },
-            PortTarget {
-                addr: be_addr(EP.into()),
-                port: be_port(ep_port),
-                _pad: 0,
-                ifindex,
-                mac: EP_MAC,
-                gw_mac: GW_MAC,
-            },
-            0,
-        )
-        .unwrap();
+    dp.publish(
+        PortKey {
+            addr: be_addr(host.into()),
+            port: be_port(host_port),
+            proto,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: be_addr(EP.into()),
+            port: be_port(ep_port),
+            _pad: 0,
+            ifindex,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+        },
+    )
+    .unwrap();
 }
 
 fn host_addrs(dp: &mut Datapath, addrs: &[[u8; 4]]) {
