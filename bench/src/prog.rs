@@ -65,7 +65,7 @@ pub fn run(quick: bool) -> Result<Section> {
 
     // Published on every host address; the endpoint's own address counts as a host address
     // so the translated frame hits again (see the module docs).
-    dp.ports.insert(
+    dp.publish(
         PortKey {
             addr: 0,
             port: be_port(53),
@@ -80,7 +80,6 @@ pub fn run(quick: bool) -> Result<Section> {
             mac: EP_MAC,
             gw_mac: GW_MAC,
         },
-        0,
     )?;
     dp.set_host_addrs(&[EP.into(), HOST.into()].into_iter().collect())?;
     dp.endpoints.insert(
@@ -229,7 +228,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
                 }
                 port
             };
-            dp.ports.insert(
+            dp.publish(
                 PortKey {
                     addr: 0,
                     port: be_port(p),
@@ -244,7 +243,6 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
                     mac: EP_MAC,
                     gw_mac: GW_MAC,
                 },
-                0,
             )?;
             published += 1;
         }

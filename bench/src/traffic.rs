@@ -46,32 +46,35 @@ pub fn measure(
     Ok(())
 }
 
-fn flood(
-    name: &str,
-    about: &str,
-    kinds: &[Kind],
-    t: Traffic,
-    quick: bool,
-    tools: &mut Tools,
-    p: &Progress,
+/// One flood scenario: what is sent, to which variants, against which targets.
+struct Flood {
+    name: &'static str,
+    about: &'static str,
+    kinds: &'static [Kind],
+    traffic: Traffic,
     targets: Vec<Target>,
-) -> Result<Section> {
+}
+
+fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let (secs, runs) = if quick { (0.4, 2) } else { (3.0, 5) };
     let mut figures = Vec::new();
-    for kind in kinds {
-        p.step(&format!("{name}: {}", kind.name()));
+    for kind in f.kinds {
+        p.step(&format!("{}: {}", f.name, kind.name()));
         let mut lab = Lab::new(*kind, tools)?;
         lab.attach_sinks(tools)?;
         let mut fig = Figure::new(kind.name(), "Mpps", false);
-        measure(tools, &lab, t, secs, runs, &mut fig, p)?;
+        measure(tools, &lab, f.traffic, secs, runs, &mut fig, p)?;
         figures.push(fig);
     }
     Ok(Section {
-        scenario: name.into(),
-        about: format!("{about} {runs} runs of {secs} s per variant; 64-byte frames from the XDP live-frames generator."),
+        scenario: f.name.into(),
+        about: format!(
+            "{} {runs} runs of {secs} s per variant; 64-byte frames from the XDP live-frames generator.",
+            f.about
+        ),
         figures,
         baseline: Kind::Iptables.name().into(),
-        targets,
+        targets: f.targets,
         plots: Vec::new(),
     })
 }
@@ -98,17 +101,19 @@ pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
         src_ports: 256,
     };
     flood(
-        "pps",
-        "UDP flood to a published port from 1,024 established flows: packets delivered into the endpoint per second.",
-        PPS_KINDS,
-        t,
+        Flood {
+            name: "pps",
+            about: "UDP flood to a published port from 1,024 established flows: packets delivered into the endpoint per second.",
+            kinds: PPS_KINDS,
+            traffic: t,
+            targets: vec![
+            Target::ratio("published-port pps", Kind::NetpathXdp.name(), Kind::Iptables.name(), 3.0),
+            Target::ratio("share of the ceiling", Kind::NetpathXdp.name(), Kind::Ceiling.name(), 0.7),
+            ],
+        },
         quick,
         tools,
         p,
-        vec![
-            Target::ratio("published-port pps", Kind::NetpathXdp.name(), Kind::Iptables.name(), 3.0),
-            Target::ratio("share of the ceiling", Kind::NetpathXdp.name(), Kind::Ceiling.name(), 0.7),
-        ],
     )
 }
 
@@ -120,13 +125,15 @@ pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
         src_ports: 60_000,
     };
     flood(
-        "conn",
-        "New flows per second: every packet comes from a new source address and port, so each one creates NAT state (netpath's flow table, conntrack for the baselines).",
-        CONN_KINDS,
-        t,
+        Flood {
+            name: "conn",
+            about: "New flows per second: every packet comes from a new source address and port, so each one creates NAT state (netpath's flow table, conntrack for the baselines).",
+            kinds: CONN_KINDS,
+            traffic: t,
+            targets: vec![Target::ratio("new flows per second", Kind::NetpathXdp.name(), Kind::Iptables.name(), 1.5)],
+        },
         quick,
         tools,
         p,
-        vec![Target::ratio("new flows per second", Kind::NetpathXdp.name(), Kind::Iptables.name(), 1.5)],
     )
 }

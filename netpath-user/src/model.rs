@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ipam::{self, IpamError, Subnet},
-    ports::{self, AllocError, PortMapping, PortSpec, SpecError},
+    ports::{self, AllocError, PortIndex, PortMapping, PortSpec, SpecError},
 };
 
 /// Name of the network that exists from the start (Docker's default bridge).
@@ -203,11 +203,13 @@ impl State {
             .iter()
             .map(|s| s.parse::<PortSpec>())
             .collect::<Result<Vec<_>, _>>()?;
-        let mut taken = self.all_ports();
+        let mut taken = PortIndex::new(self.all_ports());
         let mut out = Vec::new();
         for spec in &parsed {
             let got = ports::resolve(spec, &taken)?;
-            taken.extend(&got);
+            for m in &got {
+                taken.insert(m);
+            }
             out.extend(got);
         }
         Ok(out)

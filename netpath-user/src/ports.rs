@@ -3,7 +3,7 @@
 //! `[HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO]`, where either port may be a range `A-B`:
 //! `8000-8002:80-82` maps one to one, `8000-8010:80` takes one free host port of the range,
 //! `80` alone (or `HOSTIP::80`) takes an ephemeral host port.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{collections::HashMap, fmt, net::Ipv4Addr, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
@@ -233,9 +233,39 @@ pub enum AllocError {
     RangeExhausted(PortRange, String),
 }
 
+/// Published (protocol, host port) → host addresses: conflict checks in constant time, so a
+/// range of 65,535 ports resolves in linear time.
+#[derive(Clone, Debug, Default)]
+pub struct PortIndex(HashMap<(Proto, u16), Vec<Ipv4Addr>>);
+
+impl PortIndex {
+    pub fn new(maps: impl IntoIterator<Item = PortMapping>) -> Self {
+        let mut idx = PortIndex::default();
+        for m in maps {
+            idx.insert(&m);
+        }
+        idx
+    }
+
+    pub fn insert(&mut self, m: &PortMapping) {
+        self.0
+            .entry((m.proto, m.host_port))
+            .or_default()
+            .push(m.host_ip);
+    }
+
+    /// Whether `m` conflicts with anything indexed ([`PortMapping::conflicts_with`]).
+    pub fn conflicts(&self, m: &PortMapping) -> bool {
+        self.0.get(&(m.proto, m.host_port)).is_some_and(|ips| {
+            ips.iter()
+                .any(|ip| m.conflicts_with(&PortMapping { host_ip: *ip, ..*m }))
+        })
+    }
+}
+
 /// Resolves `spec` into concrete mappings, given every mapping already published (`taken`,
-/// plus the ones resolved earlier in the same request, which the caller appends).
-pub fn resolve(spec: &PortSpec, taken: &[PortMapping]) -> Result<Vec<PortMapping>, AllocError> {
+/// which the caller extends with the result before resolving the next spec of a request).
+pub fn resolve(spec: &PortSpec, taken: &PortIndex) -> Result<Vec<PortMapping>, AllocError> {
     let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
     let mapping = |host_port, container_port| PortMapping {
         host_ip,
@@ -243,15 +273,13 @@ pub fn resolve(spec: &PortSpec, taken: &[PortMapping]) -> Result<Vec<PortMapping
         container_port,
         proto: spec.proto,
     };
-    let free = |m: &PortMapping, also: &[PortMapping]| {
-        !taken.iter().chain(also).any(|t| t.conflicts_with(m))
-    };
+    let mut mine = PortIndex::default();
     let mut out = Vec::new();
     match spec.host_ports {
         Some(h) if h.len() == spec.container_ports.len() => {
             for (hp, cp) in h.iter().zip(spec.container_ports.iter()) {
                 let m = mapping(hp, cp);
-                if !free(&m, &out) {
+                if taken.conflicts(&m) {
                     return Err(AllocError::Allocated(host_ip, hp));
                 }
                 out.push(m);
@@ -263,7 +291,7 @@ pub fn resolve(spec: &PortSpec, taken: &[PortMapping]) -> Result<Vec<PortMapping
             let m = h
                 .iter()
                 .map(|hp| mapping(hp, cp))
-                .find(|m| free(m, &[]))
+                .find(|m| !taken.conflicts(m))
                 .ok_or_else(|| AllocError::RangeExhausted(h, spec.to_string()))?;
             out.push(m);
         }
@@ -276,8 +304,9 @@ pub fn resolve(spec: &PortSpec, taken: &[PortMapping]) -> Result<Vec<PortMapping
                 let m = range
                     .iter()
                     .map(|hp| mapping(hp, cp))
-                    .find(|m| free(m, &out))
+                    .find(|m| !taken.conflicts(m) && !mine.conflicts(m))
                     .ok_or_else(|| AllocError::RangeExhausted(range, spec.to_string()))?;
+                mine.insert(&m);
                 out.push(m);
             }
         }

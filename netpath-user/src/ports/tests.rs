@@ -150,7 +150,7 @@ fn m(ip: [u8; 4], hp: u16, cp: u16, proto: Proto) -> PortMapping {
 
 #[test]
 fn resolves_ranges_one_to_one() {
-    let got = resolve(&p("8000-8002:80-82").unwrap(), &[]).unwrap();
+    let got = resolve(&p("8000-8002:80-82").unwrap(), &PortIndex::default()).unwrap();
     assert_eq!(
         got,
         vec![
@@ -167,17 +167,17 @@ fn host_range_takes_first_free_port() {
         m([0; 4], 8000, 80, Proto::Tcp),
         m([0; 4], 8001, 81, Proto::Tcp),
     ];
-    let got = resolve(&p("8000-8010:90").unwrap(), &taken).unwrap();
+    let got = resolve(&p("8000-8010:90").unwrap(), &PortIndex::new(taken)).unwrap();
     assert_eq!(got, vec![m([0; 4], 8002, 90, Proto::Tcp)]);
     // A full range is an error.
-    let err = resolve(&p("8000-8001:90").unwrap(), &taken).unwrap_err();
+    let err = resolve(&p("8000-8001:90").unwrap(), &PortIndex::new(taken)).unwrap_err();
     assert!(matches!(err, AllocError::RangeExhausted(..)));
 }
 
 #[test]
 fn ephemeral_ports_are_distinct_and_in_range() {
     let taken = [m([0; 4], EPHEMERAL_START, 80, Proto::Tcp)];
-    let got = resolve(&p("80-81").unwrap(), &taken).unwrap();
+    let got = resolve(&p("80-81").unwrap(), &PortIndex::new(taken)).unwrap();
     assert_eq!(got.len(), 2);
     assert_ne!(got[0].host_port, got[1].host_port);
     for g in &got {
@@ -195,13 +195,13 @@ fn conflicts_follow_bind_rules() {
     assert!(lo.conflicts_with(&any));
     assert!(!lo.conflicts_with(&other));
     assert!(!any.conflicts_with(&udp));
-    let err = resolve(&p("8080:81").unwrap(), &[lo]).unwrap_err();
+    let err = resolve(&p("8080:81").unwrap(), &PortIndex::new([lo])).unwrap_err();
     assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 8080));
     assert_eq!(
         err.to_string(),
         "Bind for 0.0.0.0:8080 failed: port is already allocated"
     );
-    assert!(resolve(&p("10.0.0.5:8080:80").unwrap(), &[lo]).is_ok());
+    assert!(resolve(&p("10.0.0.5:8080:80").unwrap(), &PortIndex::new([lo])).is_ok());
 }
 
 #[test]
@@ -212,4 +212,15 @@ fn unpublish_matching() {
     assert!(!spec_matches(&p("81/udp").unwrap(), &a));
     assert!(!spec_matches(&p("8000:81").unwrap(), &a));
     assert!(!spec_matches(&p("127.0.0.1:8001:81").unwrap(), &a));
+}
+
+#[test]
+fn a_full_range_resolves() {
+    // 65,535 one-to-one mappings, then conflicts against all of them.
+    let got = resolve(&p("1-65535:1-65535/udp").unwrap(), &PortIndex::default()).unwrap();
+    assert_eq!(got.len(), 65535);
+    let taken = PortIndex::new(got);
+    let err = resolve(&p("65535:80/udp").unwrap(), &taken).unwrap_err();
+    assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 65535));
+    assert!(resolve(&p("65535:80/tcp").unwrap(), &taken).is_ok());
 }
