@@ -155,15 +155,14 @@ impl Agent {
                 let _ = self.dp.unpublish(&k);
             }
         }
-        let doomed: Vec<(u32, u16, u8)> = maps
+        let doomed: HashSet<(u32, u16, u8)> = maps
             .iter()
             .map(|m| (be_addr(m.host_ip), be_port(m.host_port), m.proto.number()))
             .collect();
         let n = self.dp.flush_flows(|k, v| {
             v.ifindex == ifindex
-                && doomed.iter().any(|(a, p, proto)| {
-                    *p == v.port && *proto == k.proto && (*a == 0 || *a == v.addr)
-                })
+                && (doomed.contains(&(v.addr, v.port, k.proto))
+                    || doomed.contains(&(0, v.port, k.proto)))
         });
         info!(endpoint = %ep.name, flows = n, "flushed flows of unpublished ports");
     }
