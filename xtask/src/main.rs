@@ -217,10 +217,18 @@ fn test(args: &[String]) -> Result<()> {
 
 fn bench(args: &[String]) -> Result<()> {
     setup()?;
+    // The benchmark starts the real agent: build both binaries side by side.
+    status(Command::new(cargo()).current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "netpath-user",
+        "-p",
+        "bench",
+    ]))?;
     status(
-        Command::new(cargo())
+        Command::new(root().join("target/release/bench"))
             .current_dir(root())
-            .args(["run", "--release", "-p", "bench", "--"])
             .args(args),
     )
 }

@@ -1,0 +1,69 @@
+//! Smoke test of the benchmark harness: `bench --quick` runs every scenario and every variant
+//! produces a figure (no speed is checked here: speeds belong to the report).
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn quick_mode_gives_every_variant_a_figure() {
+    let bin = env!("CARGO_BIN_EXE_bench");
+    // The harness starts the agent from beside its own binary.
+    let netpath = std::path::Path::new(bin).with_file_name("netpath");
+    assert!(
+        netpath.exists(),
+        "{} missing: build netpath-user too",
+        netpath.display()
+    );
+    let out = std::env::temp_dir().join(format!("netpath-bench-smoke-{}", std::process::id()));
+    let st = Command::new(bin)
+        .arg("--quick")
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run bench");
+    assert!(st.success(), "bench --quick failed");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let sections = report["sections"].as_array().unwrap();
+    let names: Vec<&str> = sections
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    for want in [
+        "prog",
+        "pps",
+        "conn",
+        "tcp rr",
+        "tcp bulk",
+        "scale: per-packet cost",
+        "scale: new-flow rate",
+        "scale: install",
+    ] {
+        assert!(names.contains(&want), "no section {want:?} in {names:?}");
+    }
+    for s in sections {
+        let figures = s["figures"].as_array().unwrap();
+        assert!(!figures.is_empty(), "{} has no figures", s["scenario"]);
+        for f in figures {
+            let runs = f["runs"].as_array().unwrap();
+            assert!(
+                !runs.is_empty(),
+                "{} / {}: no runs",
+                s["scenario"],
+                f["variant"]
+            );
+            assert!(
+                runs.iter().all(|r| r.as_f64().is_some_and(f64::is_finite)),
+                "{} / {}: {runs:?}",
+                s["scenario"],
+                f["variant"]
+            );
+            assert!(md.contains(f["variant"].as_str().unwrap()));
+        }
+        for p in s["plots"].as_array().into_iter().flatten() {
+            assert!(out.join(p.as_str().unwrap()).exists(), "plot {p} missing");
+        }
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
