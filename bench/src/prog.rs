@@ -86,7 +86,7 @@ pub fn run(quick: bool) -> Result<Section> {
         ep_if,
         EndpointInfo {
             addr: be_addr(EP.into()),
-            gateway: be_addr([172, 17, 0, 1].into()),
+            network: 0,
             // The routed reply leaves with the uplink's MAC as source; registering that as
             // the endpoint's MAC lets the rewritten buffer pass anti-spoofing again.
             mac: routed.uplink_mac,

@@ -19,6 +19,15 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     /// Host-side veth ifindex (`u32`) → [`crate::EndpointInfo`].
     pub const ENDPOINTS: &str = "ENDPOINTS";
+    /// Endpoint IPv4 address (network order `u32`) → [`crate::PeerInfo`]: where to forward.
+    pub const ENDPOINTS_BY_ADDR: &str = "ENDPOINTS_BY_ADDR";
+    /// Network id (`u32`) → [`crate::NetworkInfo`].
+    pub const NETWORKS: &str = "NETWORKS";
+    /// LPM trie of network subnets → network id (`u32`).
+    pub const SUBNETS: &str = "SUBNETS";
+    /// [`crate::MemberKey`] → host-side veth ifindex (`u32`): a network's members, for
+    /// broadcast and multicast.
+    pub const MEMBERS: &str = "MEMBERS";
     /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
     pub const STATS: &str = "STATS";
 }
@@ -29,6 +38,9 @@ pub mod map_sizes {
     pub const HOST_ADDRS: u32 = 256;
     pub const FLOWS: u32 = 262_144;
     pub const ENDPOINTS: u32 = 16_384;
+    pub const NETWORKS: u32 = 1024;
+    /// Members of one network that receive its broadcasts (the datapath's loop bound).
+    pub const MEMBERS_PER_NETWORK: u32 = 64;
 }
 
 /// IP protocol numbers netpath translates.
@@ -108,18 +120,74 @@ pub struct FlowNat {
     pub ifindex: u32,
 }
 
-/// Value of the endpoints map, keyed by the host-side veth's ifindex.
+/// Value of the endpoints map, keyed by the host-side veth's ifindex: one attachment of an
+/// endpoint to one network.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct EndpointInfo {
-    /// The endpoint's IPv4 address, network order.
+    /// The endpoint's IPv4 address on this network, network order.
     pub addr: u32,
-    /// The endpoint's gateway address, network order.
-    pub gateway: u32,
+    /// Id of the network (key of `NETWORKS`).
+    pub network: u32,
     /// The endpoint interface's MAC.
     pub mac: [u8; 6],
-    /// The host-side veth's MAC (answers ARP for the gateway and everything off-link).
+    /// The host-side veth's MAC (answers ARP for the gateway and peers).
     pub host_mac: [u8; 6],
+}
+
+/// Value of `ENDPOINTS_BY_ADDR`: how to deliver to an endpoint address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerInfo {
+    /// Ifindex of the peer's host-side veth (`bpf_redirect_peer` target).
+    pub ifindex: u32,
+    /// Id of the peer's network.
+    pub network: u32,
+    /// The peer interface's MAC (destination of forwarded frames).
+    pub mac: [u8; 6],
+    /// The peer's host-side veth MAC (source of forwarded frames: its gateway's MAC).
+    pub host_mac: [u8; 6],
+}
+
+/// Network flags.
+pub mod net_flags {
+    /// `--internal`: nothing leaves the network.
+    pub const INTERNAL: u32 = 1;
+    /// `--opt icc=false`: endpoints of the network cannot reach each other.
+    pub const NO_ICC: u32 = 2;
+}
+
+/// Value of `NETWORKS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NetworkInfo {
+    /// Subnet address, network order.
+    pub subnet: u32,
+    /// Subnet mask, network order.
+    pub mask: u32,
+    /// Gateway (a host address), network order.
+    pub gateway: u32,
+    /// [`net_flags`].
+    pub flags: u32,
+    /// Number of `MEMBERS` slots in use (0..members).
+    pub members: u32,
+    pub _pad: u32,
+}
+
+impl NetworkInfo {
+    /// The subnet's broadcast address, network order.
+    #[inline(always)]
+    pub fn broadcast(&self) -> u32 {
+        self.subnet | !self.mask
+    }
+}
+
+/// Key of `MEMBERS`: slot `slot` of network `network`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MemberKey {
+    pub network: u32,
+    pub slot: u32,
 }
 
 /// Packet counters and drop reasons, the index into the per-CPU `STATS` array.
@@ -144,11 +212,23 @@ pub enum Counter {
     FibMiss = 7,
     /// Headers shorter than they claim: passed untouched.
     Malformed = 8,
+    /// Forwarded endpoint to endpoint within a network.
+    Forward = 9,
+    /// Broadcast or multicast copies delivered to a network's members.
+    Flood = 10,
+    /// Dropped: destination on another network.
+    DropIsolation = 11,
+    /// Dropped: endpoints of an icc=false network.
+    DropIcc = 12,
+    /// Dropped: leaving an internal network.
+    DropInternal = 13,
+    /// Dropped: an address of the network that no endpoint has.
+    DropNoRoute = 14,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 15;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::DnatTc,
@@ -160,6 +240,12 @@ impl Counter {
         Counter::Fragment,
         Counter::FibMiss,
         Counter::Malformed,
+        Counter::Forward,
+        Counter::Flood,
+        Counter::DropIsolation,
+        Counter::DropIcc,
+        Counter::DropInternal,
+        Counter::DropNoRoute,
     ];
 
     /// Name shown by `netpath stats`.
@@ -174,6 +260,12 @@ impl Counter {
             Counter::Fragment => "fragment",
             Counter::FibMiss => "fib_miss",
             Counter::Malformed => "malformed",
+            Counter::Forward => "forward",
+            Counter::Flood => "flood",
+            Counter::DropIsolation => "drop_isolation",
+            Counter::DropIcc => "drop_icc",
+            Counter::DropInternal => "drop_internal",
+            Counter::DropNoRoute => "drop_no_route",
         }
     }
 }
@@ -187,6 +279,9 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowNat {}
     unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for PeerInfo {}
+    unsafe impl aya::Pod for NetworkInfo {}
+    unsafe impl aya::Pod for MemberKey {}
 }
 
 /// Configuration of the benchmark's packet generator (`netpath_bench_gen`), the single

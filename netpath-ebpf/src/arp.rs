@@ -1,16 +1,31 @@
-//! ARP for endpoints: the host-side veth answers every request an endpoint sends for an
-//! address other than its own (the gateway, peers, anything off-link) with its own MAC, so all
-//! of an endpoint's traffic comes to netpath's programs at layer 3.
+//! ARP for endpoints: the host-side veth answers an endpoint's requests for its gateway and
+//! for the peers on its network with its own MAC, so all of an endpoint's traffic comes to
+//! netpath's programs at layer 3. Requests for anything else go unanswered, as on a bridge
+//! where nobody has that address; requests never reach other namespaces.
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use netpath_common::{Counter, EndpointInfo};
 use network_types::arp::ArpHdr;
 
 use crate::{
+    maps::{ENDPOINTS_BY_ADDR, NETWORKS},
     parse::{ptr_at, L3_OFF},
     stats::count,
 };
 
 const ARP_REQUEST: u16 = 1;
+
+/// The endpoint's gateway, or a peer on the endpoint's network.
+#[inline(always)]
+fn answerable(ep: &EndpointInfo, target: u32) -> bool {
+    // SAFETY: map value pointers valid for this program run.
+    let gateway = NETWORKS
+        .get_ptr(&ep.network)
+        .map(|n| unsafe { (*n).gateway });
+    gateway == Some(target)
+        || ENDPOINTS_BY_ADDR
+            .get_ptr(&target)
+            .is_some_and(|p| unsafe { (*p).network } == ep.network)
+}
 const ARP_REPLY: u16 = 2;
 
 /// Turns an endpoint's ARP request into the reply and sends it back to the endpoint.
@@ -27,7 +42,8 @@ pub fn answer(ctx: &mut TcContext, ep: &EndpointInfo, ifindex: u32) -> i32 {
     // SAFETY: bounds checked by ptr_at.
     let (eth, arp) = unsafe { (&mut *eth, &mut *arp) };
     let target = u32::from_ne_bytes(arp.tpa);
-    if u16::from_be_bytes(arp.oper) != ARP_REQUEST
+    if !answerable(ep, target)
+        || u16::from_be_bytes(arp.oper) != ARP_REQUEST
         || u16::from_be_bytes(arp.htype) != 1
         || u16::from_be_bytes(arp.ptype) != 0x0800
         || arp.hlen != 6

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netpath_common::{Counter, EndpointInfo};
 
 use crate::{
-    arp, flows,
+    arp, flows, forward,
     maps::ENDPOINTS,
     nat,
     packet::Packet,
@@ -34,7 +34,7 @@ pub fn egress(ctx: &mut TcContext) -> i32 {
     };
     match parse(ctx.data(), ctx.data_end()) {
         Parsed::Arp => arp::answer(ctx, &ep, ifindex),
-        Parsed::Ipv4(flow) => ipv4(ctx, &ep, &flow),
+        Parsed::Ipv4(flow) => ipv4(ctx, &ep, &flow, ifindex),
         Parsed::Other => {
             count(Counter::Pass);
             TC_ACT_OK as i32
@@ -47,7 +47,7 @@ pub fn egress(ctx: &mut TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow) -> i32 {
+fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
     let Some(src_mac) = ptr_at::<[u8; 6]>(ctx.data(), ctx.data_end(), 6) else {
         return TC_ACT_SHOT as i32;
     };
@@ -65,8 +65,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow) -> i32 {
             return redirect_out(ctx, flow, rev.addr);
         }
     }
-    count(Counter::Pass);
-    TC_ACT_OK as i32
+    forward::route(ctx, ep, flow, ifindex)
 }
 
 /// Sends a translated reply straight out of the interface the route to its destination

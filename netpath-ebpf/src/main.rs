@@ -7,6 +7,7 @@ mod arp;
 mod bench;
 mod endpoint;
 mod flows;
+mod forward;
 mod maps;
 mod nat;
 mod packet;

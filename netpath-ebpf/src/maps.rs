@@ -2,11 +2,15 @@
 //! sizes here are defaults the agent overrides at load time.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray},
 };
 use netpath_common::{
-    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget, PORTS_ANY_LEN,
+    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, MemberKey, NetworkInfo, PeerInfo, PortKey,
+    PortTarget, PORTS_ANY_LEN,
 };
+
+/// `BPF_F_NO_PREALLOC`, required by LPM tries.
+const NO_PREALLOC: u32 = 1;
 
 /// Published ports: (host address, host port, protocol) → endpoint.
 #[map]
@@ -27,6 +31,22 @@ pub static FLOWS: LruHashMap<FlowKey, FlowNat> = LruHashMap::pinned(map_sizes::F
 /// Endpoints by the ifindex of their host-side veth.
 #[map]
 pub static ENDPOINTS: HashMap<u32, EndpointInfo> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// Endpoints by address: where frames for a peer go.
+#[map]
+pub static ENDPOINTS_BY_ADDR: HashMap<u32, PeerInfo> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// Networks by id.
+#[map]
+pub static NETWORKS: HashMap<u32, NetworkInfo> = HashMap::pinned(map_sizes::NETWORKS, 0);
+
+/// Subnets of the networks → network id.
+#[map]
+pub static SUBNETS: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::NETWORKS, NO_PREALLOC);
+
+/// Members of each network, slots 0..NetworkInfo::members, for broadcast and multicast.
+#[map]
+pub static MEMBERS: HashMap<MemberKey, u32> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
 
 /// Per-CPU packet counters, indexed by [`Counter`].
 #[map]

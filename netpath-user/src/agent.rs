@@ -12,15 +12,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use netpath_common::{EndpointInfo, PortKey, PortTarget};
+use netpath_common::{PortKey, PortTarget};
 use tokio::net::UnixListener;
 use tracing::{info, warn};
 
 use crate::{
     api::{EndpointView, ErrorBody, NetworkView, PortView, PortsRequest, StatsView},
     datapath::{be_addr, be_port, Datapath, MapSizes, XdpMode},
-    ipam,
-    model::{self, Endpoint, EndpointCreate, ModelError, Network, State, DEFAULT_NETWORK},
+    model::{
+        Attachment, Connect, Endpoint, EndpointCreate, ModelError, Network, NetworkCreate, State,
+        DEFAULT_NETWORK,
+    },
     netlink::{self, EndpointLink, EndpointLinkSpec, NetError},
     ports::PortMapping,
 };
@@ -53,9 +55,13 @@ impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> Self {
         let status = match e {
             ModelError::NoEndpoint(_) | ModelError::NoNetwork(_) => StatusCode::NOT_FOUND,
-            ModelError::EndpointExists(_) | ModelError::NetnsInUse(..) | ModelError::Alloc(_) => {
-                StatusCode::CONFLICT
-            }
+            ModelError::EndpointExists(_)
+            | ModelError::NetnsInUse(..)
+            | ModelError::Alloc(_)
+            | ModelError::NetworkExists(_)
+            | ModelError::Overlap(..)
+            | ModelError::NetworkInUse(..)
+            | ModelError::AlreadyConnected(..) => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError {
@@ -86,6 +92,7 @@ pub struct Agent {
     state: State,
     state_path: PathBuf,
     dp: Datapath,
+    /// Host-side veths made for attachments, by name.
     links: HashMap<String, EndpointLink>,
 }
 
@@ -99,16 +106,16 @@ impl Agent {
         })
     }
 
-    fn network(&self, name: &str) -> Result<&Network, ApiError> {
-        Ok(self
-            .state
-            .networks
-            .get(name)
-            .ok_or_else(|| ModelError::NoNetwork(name.to_string()))?)
+    /// Commits `next` as the desired state (saved first).
+    fn commit(&mut self, next: State) -> Result<(), ApiError> {
+        self.save(&next)?;
+        self.state = next;
+        Ok(())
     }
 
     fn port_entry(&self, ep: &Endpoint, m: &PortMapping) -> Option<(PortKey, PortTarget)> {
-        let link = self.links.get(&ep.name)?;
+        let att = ep.primary()?;
+        let link = self.links.get(&att.host_ifname)?;
         Some((
             PortKey {
                 addr: be_addr(m.host_ip),
@@ -117,17 +124,17 @@ impl Agent {
                 _pad: 0,
             },
             PortTarget {
-                addr: be_addr(ep.ip),
+                addr: be_addr(att.ip),
                 port: be_port(m.container_port),
                 _pad: 0,
                 ifindex: link.ifindex,
-                mac: ep.mac,
+                mac: att.mac,
                 gw_mac: link.host_mac,
             },
         ))
     }
 
-    /// Writes the ports of `ep` into the PORTS map (all or nothing).
+    /// Writes the ports of `ep` into the datapath (all or nothing).
     fn install_ports(&mut self, ep: &Endpoint, maps: &[PortMapping]) -> Result<(), ApiError> {
         let mut done = Vec::new();
         for m in maps {
@@ -145,9 +152,13 @@ impl Agent {
         Ok(())
     }
 
-    /// Removes the ports of `ep` from the PORTS map and flushes their flows.
+    /// Removes the ports of `ep` from the datapath and flushes their flows.
     fn uninstall_ports(&mut self, ep: &Endpoint, maps: &[PortMapping]) {
-        let Some(ifindex) = self.links.get(&ep.name).map(|l| l.ifindex) else {
+        let Some(ifindex) = ep
+            .primary()
+            .and_then(|a| self.links.get(&a.host_ifname))
+            .map(|l| l.ifindex)
+        else {
             return;
         };
         for m in maps {
@@ -167,86 +178,131 @@ impl Agent {
         info!(endpoint = %ep.name, flows = n, "flushed flows of unpublished ports");
     }
 
-    /// Creates the kernel side of `ep` (veth, routes, maps, program); undone on failure.
-    fn realize_endpoint(&mut self, ep: &Endpoint) -> Result<(), ApiError> {
-        let net = self.network(&ep.network)?.clone();
+    /// Puts `net` into the datapath and its gateway on the gateway bridge.
+    fn realize_network(&mut self, net: &Network) -> Result<(), ApiError> {
+        netlink::ensure_gateways(GATEWAY_LINK, &[net.gateway])?;
+        self.dp
+            .add_network(net)
+            .map_err(|e| internal(format!("network {}: {e}", net.name)))?;
+        self.sync_members(net);
+        Ok(())
+    }
+
+    fn unrealize_network(&mut self, net: &Network) {
+        self.dp.remove_network(net);
+        if let Err(e) = netlink::remove_gateway(GATEWAY_LINK, net.gateway) {
+            warn!(network = %net.name, "{e}");
+        }
+    }
+
+    /// Rewrites the member list of `net` (for broadcasts) from the attachments that exist.
+    fn sync_members(&mut self, net: &Network) {
+        let ifindexes: Vec<u32> = self
+            .state
+            .members(&net.name)
+            .filter_map(|(_, a)| self.links.get(&a.host_ifname).map(|l| l.ifindex))
+            .collect();
+        if let Err(e) = self.dp.set_members(net.net_id, &ifindexes) {
+            warn!(network = %net.name, "members: {e}");
+        }
+    }
+
+    /// Creates the kernel side of one attachment (veth, routes, maps, program); undone on
+    /// failure.
+    fn realize_attachment(
+        &mut self,
+        ep: &Endpoint,
+        att: &Attachment,
+        primary: bool,
+    ) -> Result<(), ApiError> {
+        let net = self.state.network(&att.network)?.clone();
         let link = netlink::create_endpoint(&EndpointLinkSpec {
-            host_ifname: &ep.host_ifname,
+            host_ifname: &att.host_ifname,
             netns: &ep.netns,
-            ifname: ENDPOINT_IFNAME,
-            ip: ep.ip,
+            ifname: &att.ifname,
+            ip: att.ip,
             prefix: net.subnet.prefix(),
-            mac: ep.mac,
+            mac: att.mac,
             gateway: net.gateway,
+            default_route: primary && !net.internal,
         })?;
-        self.links.insert(ep.name.clone(), link);
-        if let Err(e) = self.attach_endpoint(ep, &net, link) {
-            self.unrealize_endpoint(ep);
+        if let Err(e) = self.attach(att, &net, link) {
+            self.unrealize_attachment(att);
             return Err(e);
         }
         Ok(())
     }
 
-    fn attach_endpoint(
+    /// Maps and program of an attachment whose veth exists.
+    fn attach(
         &mut self,
-        ep: &Endpoint,
+        att: &Attachment,
         net: &Network,
         link: EndpointLink,
     ) -> Result<(), ApiError> {
-        let info = EndpointInfo {
-            addr: be_addr(ep.ip),
-            gateway: be_addr(net.gateway),
-            mac: ep.mac,
-            host_mac: link.host_mac,
-        };
+        self.links.insert(att.host_ifname.clone(), link);
         self.dp
-            .endpoints
-            .insert(link.ifindex, info, 0)
-            .map_err(|e| internal(format!("endpoint map: {e}")))?;
+            .add_attachment(link.ifindex, att.ip, att.mac, link.host_mac, net.net_id)
+            .map_err(|e| internal(format!("endpoint maps: {e}")))?;
         self.dp
-            .attach_endpoint(&ep.host_ifname)
-            .map_err(|e| internal(format!("attaching to {}: {e}", ep.host_ifname)))?;
-        self.install_ports(ep, &ep.ports)
+            .attach_endpoint(&att.host_ifname)
+            .map_err(|e| internal(format!("attaching to {}: {e}", att.host_ifname)))?;
+        Ok(())
     }
 
-    /// Removes everything of `ep` from the kernel: ports, flows, map entry, program, veth.
-    fn unrealize_endpoint(&mut self, ep: &Endpoint) {
-        self.uninstall_ports(ep, &ep.ports);
-        if let Some(link) = self.links.remove(&ep.name) {
-            let addr = be_addr(ep.ip);
+    /// Removes one attachment from the kernel: flows, maps, program, veth.
+    fn unrealize_attachment(&mut self, att: &Attachment) {
+        if let Some(link) = self.links.remove(&att.host_ifname) {
+            let addr = be_addr(att.ip);
             let n = self
                 .dp
                 .flush_flows(|k, v| v.ifindex == link.ifindex || k.src_addr == addr);
-            info!(endpoint = %ep.name, flows = n, "flushed flows of removed endpoint");
-            let _ = self.dp.endpoints.remove(&link.ifindex);
+            info!(interface = %att.host_ifname, flows = n, "flushed flows of removed interface");
+            self.dp.remove_attachment(link.ifindex, att.ip);
         }
-        self.dp.detach_endpoint(&ep.host_ifname);
-        if let Err(e) = netlink::delete_link(None, &ep.host_ifname) {
-            warn!(endpoint = %ep.name, "{e}");
+        self.dp.detach_endpoint(&att.host_ifname);
+        if let Err(e) = netlink::delete_link(None, &att.host_ifname) {
+            warn!(interface = %att.host_ifname, "{e}");
+        }
+    }
+
+    /// Every attachment and port of `ep`, out of the kernel.
+    fn unrealize_endpoint(&mut self, ep: &Endpoint) {
+        self.uninstall_ports(ep, &ep.ports);
+        for att in &ep.attachments {
+            self.unrealize_attachment(att);
         }
     }
 
     pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<EndpointView, ApiError> {
         let ep = self.state.plan_endpoint(req)?;
-        self.realize_endpoint(&ep)?;
+        let att = ep.attachments[0].clone();
+        self.realize_attachment(&ep, &att, true)?;
         let mut next = self.state.clone();
         next.endpoints.insert(ep.name.clone(), ep.clone());
-        if let Err(e) = self.save(&next) {
+        let res = self
+            .install_ports(&ep, &ep.ports)
+            .and_then(|()| self.commit(next));
+        if let Err(e) = res {
             self.unrealize_endpoint(&ep);
             return Err(e);
         }
-        self.state = next;
-        info!(endpoint = %ep.name, ip = %ep.ip, "endpoint created");
-        Ok((&ep).into())
+        self.sync_members(&self.state.network(&att.network)?.clone());
+        info!(endpoint = %ep.name, ip = %att.ip, "endpoint created");
+        Ok(self.view(&ep))
     }
 
     pub fn remove_endpoint(&mut self, name: &str) -> Result<(), ApiError> {
         let ep = self.state.endpoint(name)?.clone();
         let mut next = self.state.clone();
         next.endpoints.remove(name);
-        self.save(&next)?;
-        self.state = next;
+        self.commit(next)?;
         self.unrealize_endpoint(&ep);
+        for att in &ep.attachments {
+            if let Ok(net) = self.state.network(&att.network).cloned() {
+                self.sync_members(&net);
+            }
+        }
         info!(endpoint = %name, "endpoint removed");
         Ok(())
     }
@@ -261,11 +317,10 @@ impl Agent {
         ep.ports.extend(&maps);
         let ep = ep.clone();
         self.install_ports(&ep, &maps)?;
-        if let Err(e) = self.save(&next) {
+        if let Err(e) = self.commit(next) {
             self.uninstall_ports(&ep, &maps);
             return Err(e);
         }
-        self.state = next;
         Ok(maps)
     }
 
@@ -282,22 +337,105 @@ impl Agent {
             .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))?;
         ep.ports.retain(|m| !maps.contains(m));
         let ep = ep.clone();
-        self.save(&next)?;
-        self.state = next;
+        self.commit(next)?;
         self.uninstall_ports(&ep, &maps);
         Ok(maps)
     }
 
+    pub fn create_network(&mut self, req: &NetworkCreate) -> Result<NetworkView, ApiError> {
+        let routes = netlink::route_subnets()?;
+        let net = self.state.plan_network(req, &routes)?;
+        self.realize_network(&net)?;
+        let mut next = self.state.clone();
+        next.networks.insert(net.name.clone(), net.clone());
+        if let Err(e) = self.commit(next) {
+            self.unrealize_network(&net);
+            return Err(e);
+        }
+        info!(network = %net.name, subnet = %net.subnet, "network created");
+        Ok(self.network_view(&net))
+    }
+
+    pub fn remove_network(&mut self, name: &str) -> Result<(), ApiError> {
+        let net = self.state.plan_network_rm(name)?.clone();
+        let mut next = self.state.clone();
+        next.networks.remove(name);
+        self.commit(next)?;
+        self.unrealize_network(&net);
+        info!(network = %name, "network removed");
+        Ok(())
+    }
+
+    pub fn connect(&mut self, network: &str, req: &Connect) -> Result<EndpointView, ApiError> {
+        let att = self.state.plan_connect(network, req)?;
+        let ep = self.state.endpoint(&req.endpoint)?.clone();
+        self.realize_attachment(&ep, &att, false)?;
+        let mut next = self.state.clone();
+        let mut updated = ep.clone();
+        updated.attachments.push(att.clone());
+        next.endpoints.insert(ep.name.clone(), updated.clone());
+        if let Err(e) = self.commit(next) {
+            self.unrealize_attachment(&att);
+            return Err(e);
+        }
+        self.sync_members(&self.state.network(network)?.clone());
+        info!(endpoint = %ep.name, %network, ip = %att.ip, "connected");
+        Ok(self.view(&updated))
+    }
+
+    pub fn disconnect(&mut self, network: &str, endpoint: &str) -> Result<EndpointView, ApiError> {
+        let att = self.state.plan_disconnect(network, endpoint)?.clone();
+        let ep = self.state.endpoint(endpoint)?.clone();
+        let mut updated = ep.clone();
+        updated.attachments.retain(|a| a.network != network);
+        let mut next = self.state.clone();
+        next.endpoints.insert(ep.name.clone(), updated.clone());
+        self.commit(next)?;
+        let moves_ports = ep.primary().is_some_and(|p| p.network == network);
+        if moves_ports {
+            self.uninstall_ports(&ep, &ep.ports);
+        }
+        self.unrealize_attachment(&att);
+        if moves_ports {
+            if let Err(e) = self.install_ports(&updated, &updated.ports) {
+                warn!(endpoint = %endpoint, "moving published ports: {e}");
+            }
+        }
+        self.sync_members(&self.state.network(network)?.clone());
+        info!(%endpoint, %network, "disconnected");
+        Ok(self.view(&updated))
+    }
+
+    fn view(&self, ep: &Endpoint) -> EndpointView {
+        EndpointView::new(ep)
+    }
+
+    fn network_view(&self, net: &Network) -> NetworkView {
+        NetworkView::new(net, self.state.members(&net.name))
+    }
+
     pub fn endpoints(&self) -> Vec<EndpointView> {
-        self.state.endpoints.values().map(Into::into).collect()
+        self.state
+            .endpoints
+            .values()
+            .map(|e| self.view(e))
+            .collect()
     }
 
     pub fn endpoint(&self, name: &str) -> Result<EndpointView, ApiError> {
-        Ok(self.state.endpoint(name)?.into())
+        Ok(self.view(self.state.endpoint(name)?))
     }
 
     pub fn networks(&self) -> Vec<NetworkView> {
-        self.state.networks.values().map(Into::into).collect()
+        self.state
+            .networks
+            .values()
+            .map(|n| self.network_view(n))
+            .collect()
+    }
+
+    pub fn network(&self, name: &str) -> Result<NetworkView, ApiError> {
+        Ok(self.network_view(self.state.network(name)?))
     }
 
     pub fn ports(&self) -> Vec<PortView> {
@@ -324,6 +462,7 @@ impl Agent {
             flows: self.dp.flows.keys().count(),
             published_ports: self.dp.published().len(),
             endpoints: self.dp.endpoints.keys().count(),
+            networks: self.dp.networks.keys().count(),
         }
     }
 
@@ -333,50 +472,55 @@ impl Agent {
         Ok(())
     }
 
-    /// Makes the kernel match the desired state after a start: endpoints whose veth survived
-    /// are re-attached, lost ones are re-created while their namespace exists (dropped
-    /// otherwise), and map entries nobody asked for are removed.
+    /// Makes the kernel match the desired state after a start: networks are written again,
+    /// attachments whose veth survived are re-attached, lost ones re-created while their
+    /// namespace exists (the endpoint is dropped otherwise), and map entries nobody asked for
+    /// are removed.
     fn reconcile(&mut self) -> anyhow::Result<()> {
+        self.dp.clear();
         let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
         netlink::ensure_gateways(GATEWAY_LINK, &gateways)?;
-        for (key, _) in self.dp.published() {
-            let _ = self.dp.unpublish(&key);
-        }
-        for key in self
-            .dp
-            .endpoints
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.dp.endpoints.remove(&key);
+        for net in self.state.networks.clone().values() {
+            self.dp.add_network(net)?;
         }
         let mut next = self.state.clone();
         for ep in self.state.endpoints.clone().values() {
-            let net = self.network(&ep.network)?.clone();
-            let kept = match netlink::link_info(&ep.host_ifname)? {
-                Some((ifindex, host_mac)) => {
-                    let link = EndpointLink { ifindex, host_mac };
-                    self.links.insert(ep.name.clone(), link);
-                    self.attach_endpoint(ep, &net, link)
-                        .map_err(|e| anyhow::anyhow!("{e}"))
+            let mut kept = Ok(());
+            for (i, att) in ep.attachments.iter().enumerate() {
+                let net = self.state.network(&att.network)?.clone();
+                kept = match netlink::link_info(&att.host_ifname)? {
+                    Some((ifindex, host_mac)) => self
+                        .attach(att, &net, EndpointLink { ifindex, host_mac })
+                        .map_err(|e| anyhow::anyhow!("{e}")),
+                    None if ep.netns.exists() => self
+                        .realize_attachment(ep, att, i == 0)
+                        .map_err(|e| anyhow::anyhow!("{e}")),
+                    None => Err(anyhow::anyhow!("namespace {} is gone", ep.netns.display())),
+                };
+                if kept.is_err() {
+                    break;
                 }
-                None if ep.netns.exists() => self
-                    .realize_endpoint(ep)
-                    .map_err(|e| anyhow::anyhow!("{e}")),
-                None => Err(anyhow::anyhow!("namespace {} is gone", ep.netns.display())),
-            };
+            }
+            let kept = kept.and_then(|()| {
+                self.install_ports(ep, &ep.ports)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            });
             if let Err(e) = kept {
                 warn!(endpoint = %ep.name, "dropping endpoint: {e}");
+                for att in &ep.attachments {
+                    self.unrealize_attachment(att);
+                }
                 next.endpoints.remove(&ep.name);
             }
         }
+        if next != self.state {
+            self.commit(next).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        for net in self.state.networks.clone().values() {
+            self.sync_members(net);
+        }
         let live: HashSet<u32> = self.links.values().map(|l| l.ifindex).collect();
         self.dp.flush_flows(|_, v| !live.contains(&v.ifindex));
-        if next != self.state {
-            self.save(&next).map_err(|e| anyhow::anyhow!("{e}"))?;
-            self.state = next;
-        }
         Ok(())
     }
 }
@@ -428,20 +572,17 @@ fn mount_bpffs(at: &Path) -> anyhow::Result<()> {
 fn load_state(path: &Path) -> anyhow::Result<State> {
     let mut state = State::load(path).with_context(|| format!("reading {}", path.display()))?;
     if !state.networks.contains_key(DEFAULT_NETWORK) {
-        let mut taken = netlink::route_subnets()?;
-        taken.extend(state.networks.values().map(|n| n.subnet));
-        let subnet = ipam::pick_subnet(&taken)?;
-        state.networks.insert(
-            DEFAULT_NETWORK.into(),
-            Network {
+        let routes = netlink::route_subnets()?;
+        let net = state.plan_network(
+            &NetworkCreate {
                 name: DEFAULT_NETWORK.into(),
-                id: model::new_id(),
-                subnet,
-                gateway: subnet.first_host(),
+                ..Default::default()
             },
-        );
+            &routes,
+        )?;
+        info!(subnet = %net.subnet, "created the default network");
+        state.networks.insert(net.name.clone(), net);
         state.save(path)?;
-        info!(%subnet, "created the default network");
     }
     Ok(state)
 }
@@ -613,6 +754,23 @@ fn route(agent: &mut Agent, method: &Method, path: &str, body: &[u8]) -> Result<
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
         (&Method::GET, ["v1", "networks"]) => to_json(&agent.networks()),
+        (&Method::POST, ["v1", "networks"]) => {
+            let req: NetworkCreate = parse_body(body)?;
+            to_json(&agent.create_network(&req)?)
+        }
+        (&Method::GET, ["v1", "networks", name]) => to_json(&agent.network(name)?),
+        (&Method::DELETE, ["v1", "networks", name]) => {
+            agent.remove_network(name)?;
+            Ok(b"{}".to_vec())
+        }
+        (&Method::POST, ["v1", "networks", name, "connect"]) => {
+            let req: Connect = parse_body(body)?;
+            to_json(&agent.connect(name, &req)?)
+        }
+        (&Method::POST, ["v1", "networks", name, "disconnect"]) => {
+            let req: Connect = parse_body(body)?;
+            to_json(&agent.disconnect(name, &req.endpoint)?)
+        }
         (&Method::GET, ["v1", "endpoints"]) => to_json(&agent.endpoints()),
         (&Method::POST, ["v1", "endpoints"]) => {
             let req: EndpointCreate = parse_body(body)?;

@@ -7,14 +7,19 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{
+        lpm_trie::{Key as LpmKey, LpmTrie},
+        Array, HashMap, MapData, PerCpuArray,
+    },
     programs::{tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, Xdp},
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
-    map_names, map_sizes, port_any_index, Counter, EndpointInfo, FlowKey, FlowNat, PortKey,
-    PortTarget, PORTS_ANY_LEN,
+    map_names, map_sizes, net_flags, port_any_index, Counter, EndpointInfo, FlowKey, FlowNat,
+    MemberKey, NetworkInfo, PeerInfo, PortKey, PortTarget, PORTS_ANY_LEN,
 };
+
+use crate::model::Network;
 
 /// The eBPF object built from `netpath-ebpf`, embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
@@ -83,6 +88,10 @@ pub struct Datapath {
     pub host_addrs: HashMap<MapData, u32, u32>,
     pub flows: HashMap<MapData, FlowKey, FlowNat>,
     pub endpoints: HashMap<MapData, u32, EndpointInfo>,
+    pub endpoints_by_addr: HashMap<MapData, u32, PeerInfo>,
+    pub networks: HashMap<MapData, u32, NetworkInfo>,
+    pub subnets: LpmTrie<MapData, u32, u32>,
+    pub members: HashMap<MapData, MemberKey, u32>,
     pub stats: PerCpuArray<MapData, u64>,
     uplink_links: Vec<(String, SchedClassifierLink)>,
     xdp_links: Vec<(String, XdpLink)>,
@@ -108,7 +117,9 @@ impl Datapath {
         loader
             .map_max_entries(map_names::PORTS, sizes.ports)
             .map_max_entries(map_names::FLOWS, sizes.flows)
-            .map_max_entries(map_names::ENDPOINTS, sizes.endpoints);
+            .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
+            .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
+            .map_max_entries(map_names::MEMBERS, sizes.endpoints);
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         for name in [programs::UPLINK_TC, programs::ENDPOINT_TC] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
@@ -124,6 +135,10 @@ impl Datapath {
             host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
             flows: take_map!(ebpf, map_names::FLOWS),
             endpoints: take_map!(ebpf, map_names::ENDPOINTS),
+            endpoints_by_addr: take_map!(ebpf, map_names::ENDPOINTS_BY_ADDR),
+            networks: take_map!(ebpf, map_names::NETWORKS),
+            subnets: take_map!(ebpf, map_names::SUBNETS),
+            members: take_map!(ebpf, map_names::MEMBERS),
             stats: take_map!(ebpf, map_names::STATS),
             ebpf,
             uplink_links: Vec::new(),
@@ -237,6 +252,159 @@ impl Datapath {
         out
     }
 
+    /// Writes a network (its flags, subnet and gateway); its member count is kept.
+    pub fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        let mut flags = 0;
+        if net.internal {
+            flags |= net_flags::INTERNAL;
+        }
+        if !net.icc() {
+            flags |= net_flags::NO_ICC;
+        }
+        let prefix = net.subnet.prefix();
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        };
+        let members = self.networks.get(&net.net_id, 0).map_or(0, |n| n.members);
+        let info = NetworkInfo {
+            subnet: be_addr(net.subnet.addr()),
+            mask: mask.to_be(),
+            gateway: be_addr(net.gateway),
+            flags,
+            members,
+            _pad: 0,
+        };
+        self.networks
+            .insert(net.net_id, info, 0)
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
+        self.subnets
+            .insert(&subnet_key(net), net.net_id, 0)
+            .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))
+    }
+
+    /// Removes a network and its member slots.
+    pub fn remove_network(&mut self, net: &Network) {
+        let _ = self.set_members(net.net_id, &[]);
+        let _ = self.networks.remove(&net.net_id);
+        let _ = self.subnets.remove(&subnet_key(net));
+    }
+
+    /// Makes `ifindexes` the members of network `net_id` (slots 0..n, for broadcasts).
+    pub fn set_members(&mut self, net_id: u32, ifindexes: &[u32]) -> Result<(), DatapathError> {
+        let err = |e| DatapathError::Map(map_names::MEMBERS, e);
+        let Ok(mut info) = self.networks.get(&net_id, 0) else {
+            return Ok(());
+        };
+        for (slot, ifindex) in ifindexes.iter().enumerate() {
+            let key = MemberKey {
+                network: net_id,
+                slot: slot as u32,
+            };
+            self.members.insert(key, ifindex, 0).map_err(err)?;
+        }
+        for slot in ifindexes.len() as u32..info.members {
+            let _ = self.members.remove(&MemberKey {
+                network: net_id,
+                slot,
+            });
+        }
+        info.members = ifindexes.len() as u32;
+        self.networks
+            .insert(net_id, info, 0)
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))
+    }
+
+    /// Writes an endpoint's attachment to a network: by its veth and by its address.
+    pub fn add_attachment(
+        &mut self,
+        ifindex: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        host_mac: [u8; 6],
+        net_id: u32,
+    ) -> Result<(), DatapathError> {
+        let addr = be_addr(ip);
+        self.endpoints
+            .insert(
+                ifindex,
+                EndpointInfo {
+                    addr,
+                    network: net_id,
+                    mac,
+                    host_mac,
+                },
+                0,
+            )
+            .map_err(|e| DatapathError::Map(map_names::ENDPOINTS, e))?;
+        self.endpoints_by_addr
+            .insert(
+                addr,
+                PeerInfo {
+                    ifindex,
+                    network: net_id,
+                    mac,
+                    host_mac,
+                },
+                0,
+            )
+            .map_err(|e| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR, e))
+    }
+
+    /// Removes an attachment's map entries.
+    pub fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) {
+        let _ = self.endpoints.remove(&ifindex);
+        let _ = self.endpoints_by_addr.remove(&be_addr(ip));
+    }
+
+    /// Empties every map the agent writes (flows excepted: reconciling flushes those).
+    pub fn clear(&mut self) {
+        for (key, _) in self.published() {
+            let _ = self.unpublish(&key);
+        }
+        for k in self
+            .endpoints
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.endpoints.remove(&k);
+        }
+        for k in self
+            .endpoints_by_addr
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.endpoints_by_addr.remove(&k);
+        }
+        for k in self
+            .members
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.members.remove(&k);
+        }
+        for k in self
+            .networks
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.networks.remove(&k);
+        }
+        for k in self
+            .subnets
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.subnets.remove(&k);
+        }
+    }
+
     /// Replaces the set of host addresses.
     pub fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
         let err = |e| DatapathError::Map(map_names::HOST_ADDRS, e);
@@ -300,6 +468,10 @@ fn attach_tc(
     let err = |e| DatapathError::Program(name, e);
     let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
     prog.take_link(id).map_err(err)
+}
+
+fn subnet_key(net: &Network) -> LpmKey<u32> {
+    LpmKey::new(u32::from(net.subnet.prefix()), be_addr(net.subnet.addr()))
 }
 
 /// An address as the maps store it: network order.

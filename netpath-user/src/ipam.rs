@@ -82,6 +82,11 @@ impl Subnet {
         (start..=end).map(Ipv4Addr::from)
     }
 
+    /// Every address of the subnet, network and broadcast included.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        (u32::from(self.addr)..=u32::from(self.broadcast())).map(Ipv4Addr::from)
+    }
+
     /// Checks that `ip` may be given to an endpoint: inside, not network/broadcast/gateway.
     pub fn check_assignable(&self, ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), IpamError> {
         if !self.contains(ip) {

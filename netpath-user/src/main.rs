@@ -9,7 +9,7 @@ use netpath_user::{
     api::{EndpointView, NetworkView, PortView, PortsRequest, StatsView},
     client::Client,
     datapath::{MapSizes, XdpMode},
-    model::EndpointCreate,
+    model::{Connect, EndpointCreate, NetworkCreate},
     ports::PortMapping,
 };
 
@@ -39,7 +39,7 @@ enum Cmd {
     /// Publish ports (`docker run -p`), list them (`docker port`).
     #[command(subcommand)]
     Port(PortCmd),
-    /// List and inspect networks.
+    /// Manage networks (`docker network`).
     #[command(subcommand)]
     Network(NetworkCmd),
     /// Packet counters and drop reasons.
@@ -124,13 +124,50 @@ enum PortCmd {
 
 #[derive(Subcommand)]
 enum NetworkCmd {
+    /// Create a network.
+    Create {
+        name: String,
+        /// Subnet in CIDR form (default: a free one from the address pools).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway address (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        /// Allocate endpoint addresses from this part of the subnet.
+        #[arg(long)]
+        ip_range: Option<String>,
+        /// Nothing leaves the network; its ports cannot be published.
+        #[arg(long)]
+        internal: bool,
+        /// Network option KEY=VALUE (known: icc=true|false).
+        #[arg(short = 'o', long = "opt")]
+        opts: Vec<String>,
+    },
     /// List networks.
+    #[command(alias = "list")]
     Ls,
-    /// Show networks as JSON.
+    /// Show networks as JSON (like `docker network inspect`).
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Remove networks (they must have no endpoints).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Connect an endpoint to a network: a new interface (eth1, eth2, ...) in its namespace.
+    Connect {
+        network: String,
+        endpoint: String,
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// Disconnect an endpoint from a network (its interface there is removed).
+    Disconnect { network: String, endpoint: String },
 }
 
 fn main() -> ExitCode {
@@ -289,35 +326,113 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Network(NetworkCmd::Create {
+            name,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            opts,
+        }) => {
+            let req = NetworkCreate {
+                name,
+                subnet,
+                gateway,
+                ip_range,
+                internal,
+                options: opts,
+            };
+            let n: NetworkView = client
+                .call(Method::POST, "/v1/networks", Some(&req))
+                .await?;
+            println!("{}", n.id);
+            Ok(())
+        }
         Cmd::Network(NetworkCmd::Ls) => {
             let nets: Vec<NetworkView> = client.get("/v1/networks").await?;
             println!(
-                "{:<14} {:<20} {:<10} {:<18} GATEWAY",
+                "{:<14} {:<20} {:<10} {:<18} INTERNAL",
                 "NETWORK ID", "NAME", "DRIVER", "SUBNET"
             );
             for n in nets {
+                let subnet = n
+                    .ipam
+                    .config
+                    .first()
+                    .map(|c| c.subnet.clone())
+                    .unwrap_or_default();
                 println!(
                     "{:<14} {:<20} {:<10} {:<18} {}",
                     &n.id[..12.min(n.id.len())],
                     n.name,
                     n.driver,
-                    n.subnet,
-                    n.gateway
+                    subnet,
+                    n.internal
                 );
             }
             Ok(())
         }
         Cmd::Network(NetworkCmd::Inspect { names }) => {
-            let nets: Vec<NetworkView> = client.get("/v1/networks").await?;
             let mut out = Vec::new();
             for name in &names {
-                let n = nets
-                    .iter()
-                    .find(|n| &n.name == name)
-                    .with_context(|| format!("no such network: {name}"))?;
-                out.push(n);
+                out.push(
+                    client
+                        .get::<NetworkView>(&format!("/v1/networks/{name}"))
+                        .await?,
+                );
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Cmd::Network(NetworkCmd::Rm { names }) => {
+            for name in names {
+                client
+                    .call::<(), serde_json::Value>(
+                        Method::DELETE,
+                        &format!("/v1/networks/{name}"),
+                        None,
+                    )
+                    .await?;
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Cmd::Network(NetworkCmd::Connect {
+            network,
+            endpoint,
+            ip,
+            aliases,
+        }) => {
+            let req = Connect {
+                endpoint,
+                ip,
+                aliases,
+            };
+            let ep: EndpointView = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/networks/{network}/connect"),
+                    Some(&req),
+                )
+                .await?;
+            if let Some(n) = ep.networks.get(&network) {
+                println!("{} {} {}", ep.name, n.interface, n.ip_address);
+            }
+            Ok(())
+        }
+        Cmd::Network(NetworkCmd::Disconnect { network, endpoint }) => {
+            let req = Connect {
+                endpoint,
+                ..Default::default()
+            };
+            let ep: EndpointView = client
+                .call(
+                    Method::POST,
+                    &format!("/v1/networks/{network}/disconnect"),
+                    Some(&req),
+                )
+                .await?;
+            println!("{}", ep.name);
             Ok(())
         }
         Cmd::Stats { json } => {
@@ -330,8 +445,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{k:<16} {v:>12}");
                 }
                 println!(
-                    "\nendpoints {}  published ports {}  flows {}",
-                    s.endpoints, s.published_ports, s.flows
+                    "\nnetworks {}  endpoint interfaces {}  published ports {}  flows {}",
+                    s.networks, s.endpoints, s.published_ports, s.flows
                 );
             }
             Ok(())

@@ -26,23 +26,98 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 pub struct Network {
     pub name: String,
     pub id: String,
+    /// Small numeric id: the datapath's key for this network.
+    pub net_id: u32,
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
+    /// Addresses are allocated from here when set (inside the subnet).
+    #[serde(default)]
+    pub ip_range: Option<Subnet>,
+    /// Nothing leaves the network; its ports cannot be published.
+    #[serde(default)]
+    pub internal: bool,
+    /// `--opt KEY=VALUE`, as given.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
-/// An endpoint: one network interface (`eth0`) in a network namespace.
+impl Network {
+    /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
+    pub fn icc(&self) -> bool {
+        ICC_KEYS
+            .iter()
+            .filter_map(|k| self.options.get(*k))
+            .all(|v| v != "false")
+    }
+}
+
+/// Option keys that set inter-container communication.
+const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
+/// Every option key a network accepts.
+const KNOWN_OPTIONS: [&str; 2] = ICC_KEYS;
+
+/// One interface of an endpoint, on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// Interface name inside the namespace (eth0, eth1, ...).
+    pub ifname: String,
+    /// Name of the host-side veth in the agent's namespace.
+    pub host_ifname: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// An endpoint: a network namespace with one interface per network it is on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub name: String,
     pub id: String,
     /// The namespace's path (e.g. /run/netns/NAME or /proc/PID/ns/net).
     pub netns: PathBuf,
-    pub network: String,
-    pub ip: Ipv4Addr,
-    pub mac: [u8; 6],
-    /// Name of the host-side veth in the agent's namespace.
-    pub host_ifname: String,
+    /// The first is eth0, the primary: published ports lead there.
+    pub attachments: Vec<Attachment>,
     pub ports: Vec<PortMapping>,
+}
+
+impl Endpoint {
+    /// The attachment published ports are delivered to.
+    pub fn primary(&self) -> Option<&Attachment> {
+        self.attachments.first()
+    }
+
+    pub fn attachment(&self, network: &str) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| a.network == network)
+    }
+}
+
+/// What `network create` asks for.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    #[serde(default)]
+    pub internal: bool,
+    /// KEY=VALUE strings.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// What `network connect` asks for.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Connect {
+    pub endpoint: String,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// What `endpoint create` asks for.
@@ -83,6 +158,40 @@ pub enum ModelError {
     NoMatch(String, String),
     #[error("no port spec given")]
     NoSpecs,
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error("invalid pool request: Pool overlaps with other one on this address space ({0} overlaps {1} of network {2})")]
+    Overlap(Subnet, Subnet, String),
+    #[error("no matching subnet for gateway {0}")]
+    GatewayOutside(Ipv4Addr),
+    #[error("gateway {0} is the network or broadcast address of {1}")]
+    GatewayReserved(Ipv4Addr, Subnet),
+    #[error("ip-range {0} is not inside subnet {1}")]
+    RangeOutside(Subnet, Subnet),
+    #[error("--gateway and --ip-range need --subnet")]
+    NeedsSubnet,
+    #[error("invalid option {0:?}: expected KEY=VALUE")]
+    BadOption(String),
+    #[error("unknown option {0:?} (known: {1})")]
+    UnknownOption(String, String),
+    #[error("invalid value {1:?} for option {0}: expected true or false")]
+    BadOptionValue(String, String),
+    #[error("error while removing network: network {0} has active endpoints ({1})")]
+    NetworkInUse(String, String),
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("endpoint {0} is already connected to network {1}")]
+    AlreadyConnected(String, String),
+    #[error("endpoint {0} is not connected to network {1}")]
+    NotConnected(String, String),
+    #[error("endpoint {0} has no other network; remove the endpoint instead")]
+    LastNetwork(String),
+    #[error("network {0} is internal: its ports cannot be published")]
+    InternalPorts(String),
+    #[error("invalid alias {0:?}")]
+    BadAlias(String),
+    #[error("endpoint {0} is on 16 networks already")]
+    TooManyNetworks(String),
 }
 
 /// The whole desired state.
@@ -147,6 +256,145 @@ impl State {
             .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))
     }
 
+    pub fn network(&self, name: &str) -> Result<&Network, ModelError> {
+        self.networks
+            .get(name)
+            .ok_or_else(|| ModelError::NoNetwork(name.to_string()))
+    }
+
+    /// The endpoints attached to `network`, with their attachment.
+    pub fn members<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = (&'a Endpoint, &'a Attachment)> + 'a {
+        self.endpoints
+            .values()
+            .filter_map(move |e| e.attachment(network).map(|a| (e, a)))
+    }
+
+    /// A free address of `net` (or checks the one asked for).
+    fn address(&self, net: &Network, want: Option<Ipv4Addr>) -> Result<Ipv4Addr, ModelError> {
+        let used: Vec<Ipv4Addr> = self.members(&net.name).map(|(_, a)| a.ip).collect();
+        match want {
+            Some(ip) => {
+                net.subnet.check_assignable(ip, net.gateway)?;
+                if used.contains(&ip) {
+                    return Err(IpamError::InUse(ip).into());
+                }
+                Ok(ip)
+            }
+            None => {
+                // From the ip-range when there is one: all of it is allocatable but what the
+                // subnet reserves (its network and broadcast addresses, the gateway).
+                let pool = net.ip_range.unwrap_or(net.subnet);
+                let ip = pool
+                    .addresses()
+                    .find(|ip| {
+                        !used.contains(ip) && net.subnet.check_assignable(*ip, net.gateway).is_ok()
+                    })
+                    .ok_or(IpamError::Exhausted(pool))?;
+                Ok(ip)
+            }
+        }
+    }
+
+    /// Validates a network request against the networks and the host's routes (`routes`,
+    /// only consulted when the subnet is chosen here) and returns the network it would create.
+    pub fn plan_network(
+        &self,
+        req: &NetworkCreate,
+        routes: &[Subnet],
+    ) -> Result<Network, ModelError> {
+        if !valid_name(&req.name) {
+            return Err(ModelError::BadName(req.name.clone()));
+        }
+        if self.networks.contains_key(&req.name) {
+            return Err(ModelError::NetworkExists(req.name.clone()));
+        }
+        let mut options = BTreeMap::new();
+        for o in &req.options {
+            let (k, v) = o
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| ModelError::BadOption(o.clone()))?;
+            if !KNOWN_OPTIONS.contains(&k) {
+                return Err(ModelError::UnknownOption(
+                    k.to_string(),
+                    KNOWN_OPTIONS.join(", "),
+                ));
+            }
+            if ICC_KEYS.contains(&k) && v != "true" && v != "false" {
+                return Err(ModelError::BadOptionValue(k.to_string(), v.to_string()));
+            }
+            options.insert(k.to_string(), v.to_string());
+        }
+        let subnet = match &req.subnet {
+            Some(s) => {
+                let subnet: Subnet = s.parse()?;
+                if let Some(n) = self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
+                    return Err(ModelError::Overlap(subnet, n.subnet, n.name.clone()));
+                }
+                subnet
+            }
+            None => {
+                if req.gateway.is_some() || req.ip_range.is_some() {
+                    return Err(ModelError::NeedsSubnet);
+                }
+                let mut taken: Vec<Subnet> = routes.to_vec();
+                taken.extend(self.networks.values().map(|n| n.subnet));
+                ipam::pick_subnet(&taken)?
+            }
+        };
+        let gateway = match req.gateway {
+            Some(gw) => {
+                if !subnet.contains(gw) {
+                    return Err(ModelError::GatewayOutside(gw));
+                }
+                if subnet.prefix() < 31 && (gw == subnet.addr() || gw == subnet.broadcast()) {
+                    return Err(ModelError::GatewayReserved(gw, subnet));
+                }
+                gw
+            }
+            None => subnet.first_host(),
+        };
+        let ip_range = match &req.ip_range {
+            Some(r) => {
+                let r: Subnet = r.parse()?;
+                if !subnet.contains(r.addr()) || r.prefix() < subnet.prefix() {
+                    return Err(ModelError::RangeOutside(r, subnet));
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let net_id = (1..)
+            .find(|i| !self.networks.values().any(|n| n.net_id == *i))
+            .unwrap_or(u32::MAX);
+        Ok(Network {
+            name: req.name.clone(),
+            id: new_id(),
+            net_id,
+            subnet,
+            gateway,
+            ip_range,
+            internal: req.internal,
+            options,
+        })
+    }
+
+    /// Validates removing a network.
+    pub fn plan_network_rm(&self, name: &str) -> Result<&Network, ModelError> {
+        let net = self.network(name)?;
+        if name == DEFAULT_NETWORK {
+            return Err(ModelError::Predefined(name.to_string()));
+        }
+        let users: Vec<&str> = self.members(name).map(|(e, _)| e.name.as_str()).collect();
+        if !users.is_empty() {
+            return Err(ModelError::NetworkInUse(name.to_string(), users.join(", ")));
+        }
+        Ok(net)
+    }
+
     /// Validates an endpoint request and returns the endpoint it would create.
     pub fn plan_endpoint(&self, req: &EndpointCreate) -> Result<Endpoint, ModelError> {
         if !valid_name(&req.name) {
@@ -161,40 +409,87 @@ impl State {
         if !req.netns.exists() {
             return Err(ModelError::NoNetns(req.netns.clone()));
         }
-        let net_name = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
-        let net = self
-            .networks
-            .get(net_name)
-            .ok_or_else(|| ModelError::NoNetwork(net_name.to_string()))?;
-        let used: Vec<Ipv4Addr> = self
-            .endpoints
-            .values()
-            .filter(|e| e.network == net.name)
-            .map(|e| e.ip)
-            .collect();
-        let ip = match req.ip {
-            Some(ip) => {
-                net.subnet.check_assignable(ip, net.gateway)?;
-                if used.contains(&ip) {
-                    return Err(IpamError::InUse(ip).into());
-                }
-                ip
-            }
-            None => net.subnet.allocate(net.gateway, &used)?,
-        };
+        let net = self.network(req.network.as_deref().unwrap_or(DEFAULT_NETWORK))?;
+        let ip = self.address(net, req.ip)?;
         let id = new_id();
         let mut ep = Endpoint {
             name: req.name.clone(),
-            host_ifname: format!("np{}", &id[..10]),
+            attachments: vec![Attachment {
+                network: net.name.clone(),
+                ip,
+                mac: ipam::mac_for(ip),
+                ifname: "eth0".into(),
+                host_ifname: host_ifname(&id, 0),
+                aliases: Vec::new(),
+            }],
             id,
             netns: req.netns.clone(),
-            network: net.name.clone(),
-            ip,
-            mac: ipam::mac_for(ip),
             ports: Vec::new(),
         };
+        if !req.ports.is_empty() && net.internal {
+            return Err(ModelError::InternalPorts(net.name.clone()));
+        }
         ep.ports = self.resolve_specs(&req.ports)?;
         Ok(ep)
+    }
+
+    /// Validates `network connect` and returns the new attachment.
+    pub fn plan_connect(&self, network: &str, req: &Connect) -> Result<Attachment, ModelError> {
+        let ep = self.endpoint(&req.endpoint)?;
+        let net = self.network(network)?;
+        if ep.attachment(network).is_some() {
+            return Err(ModelError::AlreadyConnected(
+                ep.name.clone(),
+                network.to_string(),
+            ));
+        }
+        if let Some(a) = req.aliases.iter().find(|a| !valid_name(a)) {
+            return Err(ModelError::BadAlias(a.clone()));
+        }
+        let ip = self.address(net, req.ip)?;
+        let n = (0..)
+            .find(|i| !ep.attachments.iter().any(|a| a.ifname == format!("eth{i}")))
+            .unwrap_or(0);
+        let slot = (0..16)
+            .find(|i| {
+                !ep.attachments
+                    .iter()
+                    .any(|a| a.host_ifname == host_ifname(&ep.id, *i))
+            })
+            .ok_or_else(|| ModelError::TooManyNetworks(ep.name.clone()))?;
+        Ok(Attachment {
+            network: network.to_string(),
+            ip,
+            mac: ipam::mac_for(ip),
+            ifname: format!("eth{n}"),
+            host_ifname: host_ifname(&ep.id, slot),
+            aliases: req.aliases.clone(),
+        })
+    }
+
+    /// Validates `network disconnect`; returns the attachment it removes.
+    pub fn plan_disconnect(
+        &self,
+        network: &str,
+        endpoint: &str,
+    ) -> Result<&Attachment, ModelError> {
+        let ep = self.endpoint(endpoint)?;
+        self.network(network)?;
+        let a = ep
+            .attachment(network)
+            .ok_or_else(|| ModelError::NotConnected(endpoint.to_string(), network.to_string()))?;
+        if ep.attachments.len() == 1 {
+            return Err(ModelError::LastNetwork(endpoint.to_string()));
+        }
+        if ep.primary().is_some_and(|p| p.network == network) && !ep.ports.is_empty() {
+            // The ports would move to the next network; refuse if it is internal.
+            if let Some(next) = ep.attachments.get(1) {
+                if self.network(&next.network)?.internal {
+                    return Err(ModelError::InternalPorts(next.network.clone()));
+                }
+            }
+        }
+        Ok(a)
     }
 
     /// Resolves `-p` specs against everything already published.
@@ -221,9 +516,14 @@ impl State {
         endpoint: &str,
         specs: &[String],
     ) -> Result<Vec<PortMapping>, ModelError> {
-        self.endpoint(endpoint)?;
+        let ep = self.endpoint(endpoint)?;
         if specs.is_empty() {
             return Err(ModelError::NoSpecs);
+        }
+        if let Some(p) = ep.primary() {
+            if self.network(&p.network)?.internal {
+                return Err(ModelError::InternalPorts(p.network.clone()));
+            }
         }
         self.resolve_specs(specs)
     }
@@ -258,6 +558,17 @@ impl State {
             }
         }
         Ok(out)
+    }
+}
+
+/// Host-side veth name of an endpoint's `slot`-th interface: "np" + 10 hex digits of the id,
+/// then the slot when it is not the first (at most 15 characters, IFNAMSIZ).
+fn host_ifname(id: &str, slot: usize) -> String {
+    let base = &id[..10.min(id.len())];
+    if slot == 0 {
+        format!("np{base}")
+    } else {
+        format!("np{base}{slot:x}")
     }
 }
 

@@ -138,11 +138,13 @@ pub struct EndpointLinkSpec<'a> {
     pub prefix: u8,
     pub mac: [u8; 6],
     pub gateway: Ipv4Addr,
+    /// Add a default route via the gateway (the primary interface of a non-internal network).
+    pub default_route: bool,
 }
 
-/// Creates the veth pair of an endpoint: the host side stays here, up, with a /32 route to
-/// the endpoint; the peer moves into the namespace as `ifname` with its MAC, address, and a
-/// default route via the gateway. On any failure the pair is deleted again.
+/// Creates the veth pair of an endpoint's interface: the host side stays here, up, with a /32
+/// route to the endpoint; the peer moves into the namespace as `ifname` with its MAC, address,
+/// and (when asked) a default route via the gateway. On any failure the pair is deleted again.
 pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
     let peer_tmp = format!("{}c", spec.host_ifname);
     let ns_file = std::fs::File::open(spec.netns).map_err(io_err(format!(
@@ -228,7 +230,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
                 .map_err(err("bringing lo up"))?;
         }
         let has_default = default_route_oif(&h).await?.is_some();
-        if !has_default {
+        if spec.default_route && !has_default {
             h.route()
                 .add(
                     RouteMessageBuilder::<Ipv4Addr>::new()
@@ -475,4 +477,35 @@ pub fn set_gro(ifname: &str, on: bool) -> Result<(), NetError> {
         return Err(fail(e.to_string()));
     }
     Ok(())
+}
+
+/// Removes the gateway address `gw` from the bridge `name` (absent is fine).
+pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
+    run(None, |h| async move {
+        let Some(link) = link_by_name(&h, name).await? else {
+            return Ok(());
+        };
+        let addrs: Vec<_> = h
+            .address()
+            .get()
+            .set_link_index_filter(link.header.index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err(format!("listing addresses of {name}")))?;
+        for a in addrs {
+            let is_gw = a
+                .attributes
+                .iter()
+                .any(|x| matches!(x, AddressAttribute::Address(IpAddr::V4(v4)) if *v4 == gw));
+            if is_gw {
+                h.address()
+                    .del(a)
+                    .execute()
+                    .await
+                    .map_err(err(format!("removing gateway {gw}")))?;
+            }
+        }
+        Ok(())
+    })
 }

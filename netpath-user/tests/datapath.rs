@@ -6,8 +6,12 @@ use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, udp, Frame, Netns, RoutedNs, Seen, ICMP, TCP, UDP};
-use netpath_common::{Counter, EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget};
-use netpath_user::datapath::{be_addr, be_port, programs, Datapath, MapSizes, ScratchBpffs};
+use netpath_common::{Counter, FlowKey, FlowNat, PortKey, PortTarget};
+use netpath_user::{
+    datapath::{be_addr, be_port, programs, Datapath, MapSizes, ScratchBpffs},
+    ipam::Subnet,
+    model::Network,
+};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -288,18 +292,31 @@ fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
     (r.ns, r.endpoint_ifindex, r.uplink_ifindex, r.uplink_mac)
 }
 
+/// Network 1: 172.17.0.0/16, gateway 172.17.0.1 (the endpoint's). Network 2: 10.5.0.0/24.
+fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bool) -> Network {
+    let subnet: Subnet = subnet.parse().unwrap();
+    let mut options = std::collections::BTreeMap::new();
+    if !icc {
+        options.insert("icc".to_string(), "false".to_string());
+    }
+    let net = Network {
+        name: format!("n{net_id}"),
+        id: format!("{net_id}"),
+        net_id,
+        subnet,
+        gateway: subnet.first_host(),
+        ip_range: None,
+        internal,
+        options,
+    };
+    dp.add_network(&net).unwrap();
+    net
+}
+
+/// The endpoint EP on network 1, attached at `ifindex`.
 fn endpoint(dp: &mut Datapath, ifindex: u32) {
-    dp.endpoints
-        .insert(
-            ifindex,
-            EndpointInfo {
-                addr: be_addr(EP.into()),
-                gateway: be_addr([172, 17, 0, 1].into()),
-                mac: EP_MAC,
-                host_mac: GW_MAC,
-            },
-            0,
-        )
+    network(dp, 1, "172.17.0.0/16", false, true);
+    dp.add_attachment(ifindex, EP.into(), EP_MAC, GW_MAC, 1)
         .unwrap();
 }
 
@@ -425,4 +442,155 @@ fn arp_for_the_gateway_is_answered_with_the_host_veth_mac() {
     let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &own, ep_if));
     assert_eq!(verdict, TC_ACT_OK);
     assert_eq!(out, own);
+}
+
+const PEER_IF: u32 = 777;
+const PEER: [u8; 4] = [172, 17, 0, 3];
+const PEER_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 3];
+const PEER_HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x77];
+
+fn from_ep(dst: [u8; 4]) -> Vec<u8> {
+    let mut f = Frame::new(EP, dst, UDP);
+    f.src_mac = EP_MAC;
+    f.dst_mac = GW_MAC;
+    f.build(&udp(5000, 6000))
+}
+
+#[test]
+fn forwards_between_endpoints_of_a_network() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    dp.add_attachment(PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1)
+        .unwrap();
+    let pkt = from_ep(PEER);
+    let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "redirected into the peer");
+    let seen = Seen(&out);
+    assert_eq!(seen.dst_mac(), PEER_MAC);
+    assert_eq!(seen.src_mac(), PEER_HOST_MAC);
+    assert_eq!(&out[12..], &pkt[12..], "layer 3 and up untouched");
+    assert_eq!(counter(&dp, Counter::Forward), 1);
+}
+
+#[test]
+fn policy_between_networks() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    network(&mut dp, 2, "10.5.0.0/24", false, true);
+    dp.add_attachment(PEER_IF, [10, 5, 0, 7].into(), PEER_MAC, PEER_HOST_MAC, 2)
+        .unwrap();
+    let cases: &[([u8; 4], u32, Option<Counter>)] = &[
+        ([10, 5, 0, 7], TC_ACT_SHOT, Some(Counter::DropIsolation)), // endpoint of network 2
+        ([10, 5, 0, 9], TC_ACT_SHOT, Some(Counter::DropIsolation)), // network 2's subnet
+        ([10, 5, 0, 1], TC_ACT_OK, None),                           // network 2's gateway: the host
+        ([172, 17, 0, 1], TC_ACT_OK, None),                         // own gateway
+        ([172, 17, 0, 99], TC_ACT_SHOT, Some(Counter::DropNoRoute)), // nobody on network 1
+        ([192, 0, 2, 10], TC_ACT_OK, None),                         // beyond: the host routes it
+    ];
+    for (dst, verdict, reason) in cases {
+        let before = reason.map(|r| counter(&dp, r));
+        let pkt = from_ep(*dst);
+        let (v, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        assert_eq!(v, *verdict, "{dst:?}");
+        if v == TC_ACT_OK {
+            assert_eq!(out, pkt);
+        }
+        if let (Some(r), Some(b)) = (reason, before) {
+            assert_eq!(counter(&dp, *r), b + 1, "{dst:?} counted as {r:?}");
+        }
+    }
+}
+
+#[test]
+fn icc_false_and_internal_networks() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    // icc=false: peers of the network are dropped.
+    network(&mut dp, 1, "172.17.0.0/16", false, false);
+    dp.add_attachment(ep_if, EP.into(), EP_MAC, GW_MAC, 1)
+        .unwrap();
+    dp.add_attachment(PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1)
+        .unwrap();
+    let pkt = from_ep(PEER);
+    let (v, _) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropIcc), 1);
+    // internal: nothing beyond the network, the gateway still answers.
+    network(&mut dp, 1, "172.17.0.0/16", true, true);
+    let pkt = from_ep([192, 0, 2, 10]);
+    let (v, _) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropInternal), 1);
+    let pkt = from_ep([172, 17, 0, 1]);
+    let (v, _) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_OK);
+    let pkt = from_ep(PEER);
+    let (v, _) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(
+        v, TC_ACT_REDIRECT,
+        "peers of an internal network reach each other"
+    );
+}
+
+#[test]
+fn broadcasts_go_to_the_other_members() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    endpoint(&mut dp, r.endpoint_ifindex);
+    // Members: the sender and one more (the uplink veth stands in for a peer here).
+    dp.set_members(1, &[r.endpoint_ifindex, r.uplink_ifindex])
+        .unwrap();
+    for dst in [[172, 17, 255, 255], [255, 255, 255, 255], [239, 1, 2, 3]] {
+        let pkt = from_ep(dst);
+        let (v, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, r.endpoint_ifindex));
+        assert_eq!(v, TC_ACT_OK, "the original goes on to the host");
+        assert_eq!(out, pkt);
+    }
+    assert_eq!(
+        counter(&dp, Counter::Flood),
+        3,
+        "one copy each, none to the sender"
+    );
+    // Removing members stops the copies.
+    dp.set_members(1, &[r.endpoint_ifindex]).unwrap();
+    let pkt = from_ep([172, 17, 255, 255]);
+    r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, r.endpoint_ifindex));
+    assert_eq!(counter(&dp, Counter::Flood), 3);
+}
+
+#[test]
+fn arp_is_answered_for_the_gateway_and_peers_only() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    network(&mut dp, 2, "10.5.0.0/24", false, true);
+    dp.add_attachment(PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1)
+        .unwrap();
+    dp.add_attachment(
+        PEER_IF + 1,
+        [10, 5, 0, 7].into(),
+        PEER_MAC,
+        PEER_HOST_MAC,
+        2,
+    )
+    .unwrap();
+    for (target, answered) in [
+        ([172, 17, 0, 1], true),
+        (PEER, true),
+        ([10, 5, 0, 7], false),
+        ([172, 17, 0, 99], false),
+    ] {
+        let req = arp_request(target);
+        let (v, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &req, ep_if));
+        if answered {
+            assert_eq!(v, TC_ACT_REDIRECT, "{target:?}");
+            assert_eq!(&out[28..32], &target, "sender IP is the target asked for");
+        } else {
+            assert_eq!(v, TC_ACT_OK, "{target:?} not answered");
+            assert_eq!(out, req);
+        }
+    }
 }

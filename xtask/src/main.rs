@@ -63,6 +63,7 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "iproute2",
     "ethtool",
+    "iputils-ping",
     "iptables",
     "nftables",
     "docker.io",

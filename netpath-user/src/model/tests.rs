@@ -2,17 +2,31 @@ use super::*;
 
 fn state() -> State {
     let mut s = State::default();
-    let subnet: Subnet = "172.17.0.0/16".parse().unwrap();
-    s.networks.insert(
-        DEFAULT_NETWORK.into(),
-        Network {
-            name: DEFAULT_NETWORK.into(),
-            id: new_id(),
-            subnet,
-            gateway: subnet.first_host(),
-        },
-    );
+    let net = s
+        .plan_network(
+            &NetworkCreate {
+                name: DEFAULT_NETWORK.into(),
+                subnet: Some("172.17.0.0/16".into()),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+    s.networks.insert(net.name.clone(), net);
     s
+}
+
+fn net(s: &mut State, r: NetworkCreate) -> Network {
+    let n = s.plan_network(&r, &[]).unwrap();
+    s.networks.insert(n.name.clone(), n.clone());
+    n
+}
+
+fn create(name: &str) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        ..Default::default()
+    }
 }
 
 fn req(name: &str, ip: Option<[u8; 4]>, ports: &[&str]) -> EndpointCreate {
@@ -36,10 +50,11 @@ fn add(s: &mut State, r: &EndpointCreate) -> Endpoint {
 fn endpoint_gets_next_ip_and_docker_mac() {
     let mut s = state();
     let a = add(&mut s, &req("a", None, &["8080:80"]));
-    assert_eq!(a.ip, Ipv4Addr::new(172, 17, 0, 2));
-    assert_eq!(ipam::fmt_mac(&a.mac), "02:42:ac:11:00:02");
+    assert_eq!(a.attachments[0].ip, Ipv4Addr::new(172, 17, 0, 2));
+    assert_eq!(ipam::fmt_mac(&a.attachments[0].mac), "02:42:ac:11:00:02");
+    assert_eq!(a.attachments[0].ifname, "eth0");
     let b = add(&mut s, &req("b", None, &[]));
-    assert_eq!(b.ip, Ipv4Addr::new(172, 17, 0, 3));
+    assert_eq!(b.attachments[0].ip, Ipv4Addr::new(172, 17, 0, 3));
     assert_eq!(a.ports.len(), 1);
 }
 
@@ -103,4 +118,178 @@ fn save_and_load_round_trip() {
     s.save(&path).unwrap();
     assert_eq!(State::load(&path).unwrap(), s);
     fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn networks_get_pool_subnets_and_docker_rules() {
+    let mut s = state();
+    let host_route: Subnet = "172.18.0.0/16".parse().unwrap();
+    let a = s.plan_network(&create("a"), &[host_route]).unwrap();
+    assert_eq!(
+        a.subnet.to_string(),
+        "172.19.0.0/16",
+        "skips the default network and a host route"
+    );
+    assert_eq!(a.gateway, Ipv4Addr::new(172, 19, 0, 1));
+    s.networks.insert(a.name.clone(), a);
+    let b = net(
+        &mut s,
+        NetworkCreate {
+            subnet: Some("10.5.0.0/24".into()),
+            gateway: Some("10.5.0.254".parse().unwrap()),
+            ip_range: Some("10.5.0.128/25".into()),
+            internal: true,
+            options: vec!["icc=false".into()],
+            ..create("b")
+        },
+    );
+    assert!(b.internal);
+    assert!(!b.icc());
+    assert_eq!(b.net_id, 3);
+    let before = s.clone();
+    let bad = [
+        create("a"),
+        create("bad name"),
+        NetworkCreate {
+            subnet: Some("10.5.0.0/16".into()),
+            ..create("c")
+        },
+        NetworkCreate {
+            subnet: Some("10.6.0.0/24".into()),
+            gateway: Some("10.7.0.1".parse().unwrap()),
+            ..create("c")
+        },
+        NetworkCreate {
+            subnet: Some("10.6.0.0/24".into()),
+            gateway: Some("10.6.0.255".parse().unwrap()),
+            ..create("c")
+        },
+        NetworkCreate {
+            subnet: Some("10.6.0.0/24".into()),
+            ip_range: Some("10.7.0.0/25".into()),
+            ..create("c")
+        },
+        NetworkCreate {
+            subnet: Some("10.6.0.0/24".into()),
+            ip_range: Some("10.6.0.0/23".into()),
+            ..create("c")
+        },
+        NetworkCreate {
+            gateway: Some("10.6.0.1".parse().unwrap()),
+            ..create("c")
+        },
+        NetworkCreate {
+            options: vec!["mtu=1400".into()],
+            ..create("c")
+        },
+        NetworkCreate {
+            options: vec!["icc=maybe".into()],
+            ..create("c")
+        },
+        NetworkCreate {
+            options: vec!["icc".into()],
+            ..create("c")
+        },
+        NetworkCreate {
+            subnet: Some("10.6.0.1/24".into()),
+            ..create("c")
+        },
+    ];
+    for r in &bad {
+        assert!(s.plan_network(r, &[]).is_err(), "{r:?} accepted");
+    }
+    assert_eq!(s, before);
+}
+
+#[test]
+fn ip_range_bounds_allocation_and_internal_networks_refuse_ports() {
+    let mut s = state();
+    net(
+        &mut s,
+        NetworkCreate {
+            subnet: Some("10.5.0.0/24".into()),
+            ip_range: Some("10.5.0.128/25".into()),
+            internal: true,
+            ..create("b")
+        },
+    );
+    let r = EndpointCreate {
+        network: Some("b".into()),
+        ..req("x", None, &[])
+    };
+    let x = add(&mut s, &r);
+    assert_eq!(x.attachments[0].ip, Ipv4Addr::new(10, 5, 0, 128));
+    let r = EndpointCreate {
+        network: Some("b".into()),
+        ..req("y", None, &["8080:80"])
+    };
+    assert!(matches!(
+        s.plan_endpoint(&r),
+        Err(ModelError::InternalPorts(_))
+    ));
+    assert!(matches!(
+        s.plan_publish("x", &["8080:80".into()]),
+        Err(ModelError::InternalPorts(_))
+    ));
+}
+
+#[test]
+fn connect_disconnect_and_network_removal() {
+    let mut s = state();
+    net(
+        &mut s,
+        NetworkCreate {
+            subnet: Some("10.5.0.0/24".into()),
+            ..create("b")
+        },
+    );
+    let a = add(&mut s, &req("a", None, &[]));
+    let att = s
+        .plan_connect(
+            "b",
+            &Connect {
+                endpoint: "a".into(),
+                ip: None,
+                aliases: vec!["web".into()],
+            },
+        )
+        .unwrap();
+    assert_eq!(att.ifname, "eth1");
+    assert_eq!(att.ip, Ipv4Addr::new(10, 5, 0, 2));
+    assert_ne!(att.host_ifname, a.attachments[0].host_ifname);
+    assert!(att.host_ifname.len() < 15);
+    s.endpoints.get_mut("a").unwrap().attachments.push(att);
+    assert!(matches!(
+        s.plan_connect(
+            "b",
+            &Connect {
+                endpoint: "a".into(),
+                ..Default::default()
+            }
+        ),
+        Err(ModelError::AlreadyConnected(..))
+    ));
+    assert!(matches!(
+        s.plan_network_rm("b"),
+        Err(ModelError::NetworkInUse(..))
+    ));
+    assert!(matches!(
+        s.plan_network_rm(DEFAULT_NETWORK),
+        Err(ModelError::Predefined(_))
+    ));
+    assert!(s.plan_disconnect("b", "a").is_ok());
+    s.endpoints
+        .get_mut("a")
+        .unwrap()
+        .attachments
+        .retain(|x| x.network != "b");
+    assert!(matches!(
+        s.plan_disconnect("b", "a"),
+        Err(ModelError::NotConnected(..))
+    ));
+    assert!(matches!(
+        s.plan_disconnect(DEFAULT_NETWORK, "a"),
+        Err(ModelError::LastNetwork(_))
+    ));
+    assert!(s.plan_network_rm("b").is_ok());
 }

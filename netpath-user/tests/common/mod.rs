@@ -1,3 +1,6 @@
-//! Shared by the integration tests: see `netpath_user::testing`.
-#![allow(unused_imports)]
+//! Shared by the integration tests: `netpath_user::testing`, and the namespaced installation.
+#![allow(unused_imports, dead_code)]
 pub use netpath_user::testing::*;
+
+mod topo;
+pub use topo::*;

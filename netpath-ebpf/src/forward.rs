@@ -1,0 +1,109 @@
+//! Networks: endpoint-to-endpoint forwarding inside a network (veth to veth with
+//! `bpf_redirect_peer`), broadcast and multicast to the network's members, and the policy
+//! between networks (isolation, icc=false, internal).
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect_peer,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use netpath_common::{map_sizes, net_flags, Counter, EndpointInfo, MemberKey, NetworkInfo};
+
+use crate::{
+    maps::{ENDPOINTS_BY_ADDR, MEMBERS, NETWORKS, SUBNETS},
+    packet::Packet,
+    parse::Ipv4Flow,
+    stats::count,
+};
+
+/// What happens to an IPv4 packet an endpoint sent (after anti-spoofing and reverse NAT).
+#[inline(always)]
+pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    let Some(net) = NETWORKS.get_ptr(&ep.network).map(|n| unsafe { *n }) else {
+        count(Counter::Pass);
+        return TC_ACT_OK as i32;
+    };
+    let dst = flow.dst_addr;
+    if dst == u32::MAX || dst == net.broadcast() || is_multicast(dst) {
+        flood(ctx, ep.network, &net, ifindex);
+        // The host is on every network too (the gateway side): it gets the original.
+        return TC_ACT_OK as i32;
+    }
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    if let Some(peer) = ENDPOINTS_BY_ADDR.get_ptr(&dst).map(|p| unsafe { *p }) {
+        if peer.network != ep.network {
+            return drop(Counter::DropIsolation);
+        }
+        if net.flags & net_flags::NO_ICC != 0 {
+            return drop(Counter::DropIcc);
+        }
+        if !ctx.set_macs(&peer.host_mac, &peer.mac) {
+            return TC_ACT_SHOT as i32;
+        }
+        count(Counter::Forward);
+        // SAFETY: plain helper call.
+        return unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 };
+    }
+    match SUBNETS.get(Key::new(32, dst)) {
+        Some(id) if *id == ep.network => {
+            if dst == net.gateway {
+                count(Counter::Pass);
+                TC_ACT_OK as i32
+            } else {
+                drop(Counter::DropNoRoute)
+            }
+        }
+        // Another network's subnet: its gateway is the host, the rest is isolated.
+        Some(id) => {
+            // SAFETY: map value pointer valid for this program run.
+            let other_gw = NETWORKS.get_ptr(id).map(|n| unsafe { (*n).gateway });
+            if other_gw == Some(dst) && net.flags & net_flags::INTERNAL == 0 {
+                count(Counter::Pass);
+                TC_ACT_OK as i32
+            } else {
+                drop(Counter::DropIsolation)
+            }
+        }
+        None if net.flags & net_flags::INTERNAL != 0 => drop(Counter::DropInternal),
+        None => {
+            count(Counter::Pass);
+            TC_ACT_OK as i32
+        }
+    }
+}
+
+#[inline(always)]
+fn drop(reason: Counter) -> i32 {
+    count(reason);
+    TC_ACT_SHOT as i32
+}
+
+#[inline(always)]
+fn is_multicast(addr_be: u32) -> bool {
+    u32::from_be(addr_be) >> 28 == 0xe
+}
+
+/// Sends a copy of the packet to every member of the network but the sender (egress of each
+/// member's host-side veth, i.e. into the member).
+#[inline(always)]
+fn flood(ctx: &mut TcContext, network: u32, net: &NetworkInfo, sender: u32) {
+    let n = if net.members > map_sizes::MEMBERS_PER_NETWORK {
+        map_sizes::MEMBERS_PER_NETWORK
+    } else {
+        net.members
+    };
+    for slot in 0..map_sizes::MEMBERS_PER_NETWORK {
+        if slot >= n {
+            break;
+        }
+        let key = MemberKey { network, slot };
+        // SAFETY: map value pointer valid for this program run.
+        let Some(ifindex) = MEMBERS.get_ptr(&key).map(|i| unsafe { *i }) else {
+            continue;
+        };
+        if ifindex != sender && ctx.clone_redirect(ifindex, 0).is_ok() {
+            count(Counter::Flood);
+        }
+    }
+}

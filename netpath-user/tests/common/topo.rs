@@ -1,0 +1,256 @@
+//! A namespaced test installation: an "outside" namespace, a "host" namespace running its own
+//! agent with the uplink veth between them, endpoint namespaces made through the CLI, and
+//! servers and clients with real sockets.
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use netpath_user::testing::{unique, veth, wait_until, Netns};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_netpath");
+pub const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// outside ns ⇄ host ns (agent) ⇄ endpoint namespaces.
+pub struct Topo {
+    pub outside: Netns,
+    pub host: Netns,
+    pub uplink: String,
+    dir: PathBuf,
+    socket: PathBuf,
+    agent: Option<Child>,
+    xdp: &'static str,
+}
+
+impl Topo {
+    pub fn new() -> Topo {
+        Topo::with_xdp("off")
+    }
+
+    pub fn with_xdp(xdp: &'static str) -> Topo {
+        let outside = Netns::new("npout");
+        let host = Netns::new("nphost");
+        let id = unique();
+        let (o, h) = (format!("o{id}"), format!("h{id}"));
+        veth(&outside, &o, &host, &h);
+        outside.ip(&["addr", "add", "10.77.0.1/24", "dev", &o]);
+        host.ip(&["addr", "add", "10.77.0.2/24", "dev", &h]);
+        host.ip(&["route", "add", "default", "via", "10.77.0.1"]);
+        if xdp != "off" {
+            // A NIC hands XDP complete checksums; a veth only does with tx checksumming off.
+            outside.exec("ethtool", &["-K", &o, "tx", "off"]);
+        }
+        let dir = std::env::temp_dir().join(format!("netpath-e2e-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("netpath.sock");
+        let mut t = Topo {
+            outside,
+            host,
+            uplink: h,
+            socket,
+            dir,
+            agent: None,
+            xdp,
+        };
+        t.start_agent();
+        t
+    }
+
+    pub fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host.name, BIN, "--socket"])
+            .arg(&self.socket)
+            .args([
+                "agent",
+                "--uplink",
+                &self.uplink,
+                "--xdp",
+                self.xdp,
+                "--state-dir",
+            ])
+            .arg(self.dir.join("state"))
+            .args(["--bpffs", "/sys/fs/bpf/netpath"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
+        self.agent = Some(child);
+        let socket = self.socket.clone();
+        let agent = self.agent.as_mut().unwrap();
+        let log = self.dir.join("agent.log");
+        wait_until("the agent's socket", Duration::from_secs(20), || {
+            if let Ok(Some(st)) = agent.try_wait() {
+                panic!(
+                    "agent exited {st}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+    }
+
+    pub fn stop_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let mut done = false;
+            for _ in 0..250 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    done = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !done {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Runs the CLI against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .env("NETPATH_SOCKET", &self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run netpath")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "netpath {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI expecting a refusal: non-zero exit and a one-line error.
+    pub fn refused(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "netpath {args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one-line error, got {err:?}"
+        );
+        assert!(err.starts_with("netpath: "), "{err}");
+        err
+    }
+
+    /// Creates an endpoint in a fresh namespace.
+    pub fn endpoint(&self, name: &str, extra: &[&str]) -> Netns {
+        let ns = Netns::new("npep");
+        let path = ns.path();
+        let mut args = vec!["endpoint", "create", name, "--netns", &path];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        ns
+    }
+
+    pub fn stats(&self) -> Value {
+        serde_json::from_str(&self.ok(&["stats", "--json"])).unwrap()
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        self.stop_agent();
+        if std::thread::panicking() {
+            eprintln!(
+                "agent log:\n{}",
+                std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP server in `ns` answering every connection with "PEER_IP:PEER_PORT MESSAGE".
+pub fn tcp_server(ns: &Netns, port: u16) {
+    let l = ns.run(|| TcpListener::bind(("0.0.0.0", port)).expect("bind tcp"));
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let peer = c.peer_addr().unwrap();
+            let mut buf = [0u8; 64];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let _ = write!(c, "{peer} {}", String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+/// A UDP server in `ns` answering every datagram the same way.
+pub fn udp_server(ns: &Netns, port: u16) {
+    let s = ns.run(|| UdpSocket::bind(("0.0.0.0", port)).expect("bind udp"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let reply = format!("{peer} {}", String::from_utf8_lossy(&buf[..n]));
+            let _ = s.send_to(reply.as_bytes(), peer);
+        }
+    });
+}
+
+pub fn tcp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::Result<String> {
+    let addr = SocketAddr::V4(SocketAddrV4::new(to, port));
+    let mut c = ns.run(|| TcpStream::connect_timeout(&addr, TIMEOUT))?;
+    c.set_read_timeout(Some(TIMEOUT))?;
+    c.write_all(msg.as_bytes())?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// A request on a *connected* UDP socket: a reply from any other address or port than the
+/// one asked is not received, so this also checks the reply's translation.
+pub fn udp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::Result<String> {
+    let s = ns.run(|| UdpSocket::bind("0.0.0.0:0"))?;
+    s.connect((to, port))?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut buf = [0u8; 128];
+    // Datagrams may be lost while neighbours resolve: a few tries, each waiting for a reply.
+    let mut last = None;
+    for _ in 0..6 {
+        s.send(msg.as_bytes())?;
+        match s.recv(&mut buf) {
+            Ok(n) => return Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap())
+}
+
+/// Whether a TCP connection from `ns` to `to:port` is accepted within `timeout`.
+pub fn tcp_reachable(ns: &Netns, to: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::V4(SocketAddrV4::new(to, port));
+    ns.run(|| TcpStream::connect_timeout(&addr, timeout))
+        .is_ok()
+}
+
+/// Whether one ICMP echo from `ns` to `to` is answered within a second.
+pub fn ping(ns: &Netns, to: Ipv4Addr) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", "-c1", "-W1", "-q"])
+        .arg(to.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
