@@ -78,6 +78,8 @@ pub struct Lab {
     pub outside: Netns,
     pub host: Netns,
     pub ep: Netns,
+    /// A second endpoint on the same network (endpoint-to-endpoint scenarios).
+    pub peer: Option<Netns>,
     pub up_if: String,
     pub out_ifindex: u32,
     pub out_mac: [u8; 6],
@@ -147,6 +149,7 @@ impl Lab {
             outside,
             host,
             ep,
+            peer: None,
             up_if,
             agent: None,
             proxy: None,
@@ -194,6 +197,35 @@ impl Lab {
     /// scenarios only: native XDP on a veth costs bulk TCP dearly).
     pub fn attach_sinks(&mut self, tools: &mut Tools) -> Result<()> {
         self._sinks = Some(tools.attach_sinks(&self.ep, "eth0")?);
+        Ok(())
+    }
+
+    /// Adds a second endpoint, 172.17.0.3, on the first endpoint's network: through the agent
+    /// for netpath, as another port of the bridge for the baselines.
+    pub fn add_peer(&mut self) -> Result<()> {
+        let peer = Netns::new("npbp");
+        if self.kind.netpath() {
+            let path = peer.path();
+            self.netpath(&[
+                "endpoint",
+                "create",
+                "peer",
+                "--netns",
+                &path,
+                "--ip",
+                "172.17.0.3",
+            ])?;
+        } else if self.kind.bridged() {
+            let hv = format!("bp{}", unique());
+            veth(&self.host, &hv, &peer, "eth0tmp");
+            peer.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
+            peer.ip(&["link", "set", "eth0", "up"]);
+            peer.ip(&["addr", "add", "172.17.0.3/16", "dev", "eth0"]);
+            self.host.ip(&["link", "set", &hv, "master", "br0"]);
+        } else {
+            bail!("{} has no network to add a peer to", self.kind.name());
+        }
+        self.peer = Some(peer);
         Ok(())
     }
 

@@ -25,11 +25,11 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tcp, scale.
+    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, scale.
     scenarios: Vec<String>,
 }
 
-const ALL: &[&str] = &["prog", "pps", "conn", "tcp", "scale"];
+const ALL: &[&str] = &["prog", "pps", "conn", "tcp", "e2e", "scale"];
 
 /// Progress over every measurement run, on stderr.
 pub struct Progress {
@@ -84,6 +84,7 @@ fn main() -> Result<()> {
             "pps" => traffic::PPS_KINDS.len() * runs,
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tcp" => tcp::KINDS.len() * runs,
+            "e2e" => tcp::PEER_KINDS.len() * runs,
             _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
         };
     }
@@ -91,6 +92,7 @@ fn main() -> Result<()> {
     let mut tools = tools::Tools::new()?;
     let mut report = report::Report::new(quick);
     let mut latencies = Vec::new();
+    let mut peer_latencies = Vec::new();
     for s in &scenarios {
         let sections = match s.as_str() {
             "prog" => {
@@ -103,7 +105,12 @@ fn main() -> Result<()> {
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
             "tcp" => {
                 let (sections, dists) = tcp::run(quick, &mut tools, &p)?;
-                latencies = dists;
+                latencies.extend(dists);
+                sections
+            }
+            "e2e" => {
+                let (sections, dists) = tcp::peers(quick, &mut tools, &p)?;
+                peer_latencies = dists;
                 sections
             }
             _ => {
@@ -118,7 +125,7 @@ fn main() -> Result<()> {
     p.bar.finish_and_clear();
     std::fs::create_dir_all(&args.out)?;
     if charts::init() {
-        plot(&mut report, &args.out, &latencies)?;
+        plot(&mut report, &args.out, &latencies, &peer_latencies)?;
     } else {
         eprintln!(
             "bench: no font for plots (Debian package fonts-dejavu-core); report without plots"
@@ -134,6 +141,7 @@ fn plot(
     report: &mut report::Report,
     dir: &std::path::Path,
     latencies: &tcp::Latencies,
+    peer_latencies: &tcp::Latencies,
 ) -> Result<()> {
     for s in &mut report.sections {
         let file = s.scenario.replace([' ', ':', ','], "_").replace("__", "_");
@@ -198,6 +206,15 @@ fn plot(
                 s.plots.push(p);
             }
             "tcp latency p99" => {}
+            "e2e latency p99" => {
+                let p = charts::cdf(
+                    dir,
+                    "e2e_latency.svg",
+                    "Endpoint-to-endpoint request/response latency",
+                    peer_latencies,
+                )?;
+                s.plots.push(p);
+            }
             _ => s.plots.push(charts::bars(dir, &format!("{file}.svg"), s)?),
         }
     }

@@ -221,3 +221,64 @@ pub fn percentile(v: &[f64], q: f64) -> f64 {
     }
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
+
+pub const PEER_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables];
+
+/// Scenario `e2e`: endpoint to endpoint on one network — request/response and bulk TCP from
+/// a second endpoint to the first, netpath (veth to veth in eBPF) versus a Linux bridge with
+/// Docker's iptables rules.
+pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>, Latencies)> {
+    let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
+    let (mut tps, mut p99, mut gbit, mut dists) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for kind in PEER_KINDS {
+        p.step(&format!("e2e: {}", kind.name()));
+        let mut lab = Lab::new(*kind, tools)?;
+        lab.add_peer()?;
+        let _server = Server::start(&lab.ep)?;
+        let client = lab.peer.as_ref().context("peer")?;
+        let to = (crate::lab::EP, 80);
+        let name = if *kind == Kind::Iptables {
+            "bridge + iptables"
+        } else {
+            kind.name()
+        };
+        let (mut t, mut l99, mut g) = (
+            Figure::new(name, "transactions/s", false),
+            Figure::new(name, "µs", true),
+            Figure::new(name, "Gbit/s", false),
+        );
+        let mut all = Vec::new();
+        rr(client, to, 0.05)?;
+        for _ in 0..runs {
+            let (rate, mut lat) = rr(client, to, secs)?;
+            t.runs.push(rate);
+            lat.sort_by(|a, b| a.total_cmp(b));
+            l99.runs.push(percentile(&lat, 0.99));
+            all.extend(lat);
+            g.runs.push(bulk(client, to, secs)?);
+            p.inc();
+        }
+        all.sort_by(|a, b| a.total_cmp(b));
+        dists.push((name.to_string(), all));
+        tps.push(t);
+        p99.push(l99);
+        gbit.push(g);
+    }
+    let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80), {runs} runs of {secs} s per variant.");
+    let section = |scenario: &str, figures| Section {
+        scenario: scenario.into(),
+        about: about.clone(),
+        figures,
+        baseline: "bridge + iptables".into(),
+        targets: Vec::new(),
+        plots: Vec::new(),
+    };
+    Ok((
+        vec![
+            section("e2e rr", tps),
+            section("e2e latency p99", p99),
+            section("e2e bulk", gbit),
+        ],
+        dists,
+    ))
+}
