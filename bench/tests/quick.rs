@@ -36,6 +36,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         "conn",
         "tcp rr",
         "tcp bulk",
+        "e2e rr",
+        "e2e bulk",
         "scale: per-packet cost",
         "scale: new-flow rate",
         "scale: install",
