@@ -224,11 +224,13 @@ pub enum Counter {
     DropInternal = 13,
     /// Dropped: an address of the network that no endpoint has.
     DropNoRoute = 14,
+    /// An endpoint reached a published port through a host address (hairpin).
+    Hairpin = 15,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::DnatTc,
@@ -246,6 +248,7 @@ impl Counter {
         Counter::DropIcc,
         Counter::DropInternal,
         Counter::DropNoRoute,
+        Counter::Hairpin,
     ];
 
     /// Name shown by `netpath stats`.
@@ -266,6 +269,7 @@ impl Counter {
             Counter::DropIcc => "drop_icc",
             Counter::DropInternal => "drop_internal",
             Counter::DropNoRoute => "drop_no_route",
+            Counter::Hairpin => "hairpin",
         }
     }
 }

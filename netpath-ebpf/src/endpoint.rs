@@ -6,14 +6,14 @@ use aya_ebpf::{
     bindings::{
         bpf_fib_lookup, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
-use netpath_common::{Counter, EndpointInfo};
+use netpath_common::{net_flags, Counter, EndpointInfo, PortTarget};
 
 use crate::{
     arp, flows, forward,
-    maps::ENDPOINTS,
+    maps::{ENDPOINTS, NETWORKS},
     nat,
     packet::Packet,
     parse::{parse, ptr_at, Ipv4Flow, Parsed},
@@ -64,8 +64,32 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
             count(Counter::RevNat);
             return redirect_out(ctx, flow, rev.addr);
         }
+        if let Some(target) = hairpin_target(ep, flow, ifindex) {
+            if !nat::dnat(ctx, flow, &target) {
+                return TC_ACT_SHOT as i32;
+            }
+            count(Counter::Hairpin);
+            // SAFETY: plain helper call.
+            return unsafe { bpf_redirect_peer(target.ifindex, 0) as i32 };
+        }
     }
     forward::route(ctx, ep, flow, ifindex)
+}
+
+/// Hairpin: the endpoint addressed another endpoint's published port through a host address
+/// (a host IP, a gateway). Its replies come back through the flow table like any client's.
+/// Internal networks reach nothing outside, published ports included; an endpoint's own
+/// published port is left to the host (that needs source NAT, not done here).
+#[inline(always)]
+fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<PortTarget> {
+    // SAFETY: map value pointer valid for this program run.
+    let flags = NETWORKS
+        .get_ptr(&ep.network)
+        .map_or(0, |n| unsafe { (*n).flags });
+    if flags & net_flags::INTERNAL != 0 {
+        return None;
+    }
+    nat::lookup_published(flow).filter(|t| t.ifindex != ifindex)
 }
 
 /// Sends a translated reply straight out of the interface the route to its destination
