@@ -28,6 +28,10 @@ pub mod map_names {
     /// [`crate::MemberKey`] → host-side veth ifindex (`u32`): a network's members, for
     /// broadcast and multicast.
     pub const MEMBERS: &str = "MEMBERS";
+    /// Array of one `u64`: the netns cookie of the agent; socket hooks act only there.
+    pub const SOCK_NETNS: &str = "SOCK_NETNS";
+    /// [`crate::SockRevKey`] → [`crate::SockRevNat`]: what a socket asked for, by socket.
+    pub const SOCK_REVNAT: &str = "SOCK_REVNAT";
     /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
     pub const STATS: &str = "STATS";
 }
@@ -190,6 +194,30 @@ pub struct MemberKey {
     pub slot: u32,
 }
 
+/// Key of `SOCK_REVNAT`: a socket and the endpoint address its hook sent it to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SockRevKey {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// Endpoint address, network order.
+    pub addr: u32,
+    /// Container port, network order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Value of `SOCK_REVNAT`: the published address and port the socket asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SockRevNat {
+    /// Network order.
+    pub addr: u32,
+    /// Network order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
 /// Packet counters and drop reasons, the index into the per-CPU `STATS` array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,6 +314,8 @@ mod pod {
     unsafe impl aya::Pod for PeerInfo {}
     unsafe impl aya::Pod for NetworkInfo {}
     unsafe impl aya::Pod for MemberKey {}
+    unsafe impl aya::Pod for SockRevKey {}
+    unsafe impl aya::Pod for SockRevNat {}
 }
 
 /// Configuration of the benchmark's packet generator (`netpath_bench_gen`), the single

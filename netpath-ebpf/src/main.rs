@@ -12,13 +12,14 @@ mod maps;
 mod nat;
 mod packet;
 mod parse;
+mod sock;
 mod stats;
 mod uplink;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 
 /// Uplink, XDP: published-port fast path.
@@ -37,6 +38,30 @@ pub fn netpath_uplink_tc(mut ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
     endpoint::egress(&mut ctx)
+}
+
+/// Host sockets connecting to a published port reach the endpoint.
+#[cgroup_sock_addr(connect4)]
+pub fn netpath_sock_connect4(ctx: SockAddrContext) -> i32 {
+    sock::to_endpoint(&ctx)
+}
+
+/// Host UDP sockets sending to a published port reach the endpoint.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn netpath_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock::to_endpoint(&ctx)
+}
+
+/// Replies show the published address as their source.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn netpath_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock::from_endpoint(&ctx)
+}
+
+/// getpeername shows the published address.
+#[cgroup_sock_addr(getpeername4)]
+pub fn netpath_sock_getpeername4(ctx: SockAddrContext) -> i32 {
+    sock::from_endpoint(&ctx)
 }
 
 /// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI; also the

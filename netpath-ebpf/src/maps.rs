@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, MemberKey, NetworkInfo, PeerInfo, PortKey,
-    PortTarget, PORTS_ANY_LEN,
+    PortTarget, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -47,6 +47,15 @@ pub static SUBNETS: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::NETWORKS, NO_
 /// Members of each network, slots 0..NetworkInfo::members, for broadcast and multicast.
 #[map]
 pub static MEMBERS: HashMap<MemberKey, u32> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// The agent's netns cookie: the socket hooks act only on sockets of that namespace.
+#[map]
+pub static SOCK_NETNS: Array<u64> = Array::pinned(1, 0);
+
+/// What each socket asked for, so replies and peer names show the published address.
+#[map]
+pub static SOCK_REVNAT: LruHashMap<SockRevKey, SockRevNat> =
+    LruHashMap::pinned(map_sizes::FLOWS, 0);
 
 /// Per-CPU packet counters, indexed by [`Counter`].
 #[map]

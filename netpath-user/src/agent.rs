@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub bpffs: PathBuf,
     pub xdp: XdpMode,
     pub sizes: MapSizes,
+    /// cgroup v2 directory for the socket hooks (default: the root, found from the mounts).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// An API failure: HTTP status and one line.
@@ -608,6 +610,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             .with_context(|| format!("attaching to uplink {up}"))?;
         info!(uplink = %up, xdp = ?cfg.xdp, "attached");
     }
+    let cgroup = match &cfg.cgroup {
+        Some(c) => c.clone(),
+        None => cgroup_root()?,
+    };
+    dp.attach_sock_hooks(&cgroup, netns_cookie()?)
+        .with_context(|| format!("attaching socket hooks to {}", cgroup.display()))?;
+    info!(cgroup = %cgroup.display(), "socket hooks attached");
     let mut agent = Agent {
         state,
         state_path,
@@ -651,6 +660,58 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // Dropping the agent drops the datapath, whose links detach every program.
     drop(agent);
     Ok(())
+}
+
+/// The cookie of this thread's network namespace (SO_NETNS_COOKIE on a fresh socket).
+fn netns_cookie() -> anyhow::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").context("socket for the netns cookie")?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: valid socket, out-pointer and length for an u64 option.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        bail!("SO_NETNS_COOKIE: {}", std::io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// The root of the cgroup v2 hierarchy: its mount point, or a private mount when none is
+/// visible (inside `ip netns exec`, /sys is a fresh sysfs without cgroup mounts).
+fn cgroup_root() -> anyhow::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
+    for line in mounts.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        if post.split(' ').next() == Some("cgroup2") && fields.get(3) == Some(&"/") {
+            if let Some(mp) = fields.get(4) {
+                return Ok(PathBuf::from(mp));
+            }
+        }
+    }
+    let dir = PathBuf::from("/run/netpath/cgroup2");
+    std::fs::create_dir_all(&dir)?;
+    nix::mount::mount(
+        Some("cgroup2"),
+        &dir,
+        Some("cgroup2"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting cgroup2 at {}", dir.display()))?;
+    info!(at = %dir.display(), "mounted cgroup2");
+    Ok(dir)
 }
 
 fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {

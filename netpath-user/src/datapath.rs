@@ -11,7 +11,10 @@ use aya::{
         lpm_trie::{Key as LpmKey, LpmTrie},
         Array, HashMap, MapData, PerCpuArray,
     },
-    programs::{tc::SchedClassifierLink, xdp::XdpLink, SchedClassifier, TcAttachType, Xdp},
+    programs::{
+        cgroup_sock_addr::CgroupSockAddrLink, tc::SchedClassifierLink, xdp::XdpLink,
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp,
+    },
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
@@ -30,6 +33,13 @@ pub mod programs {
     pub const UPLINK_TC: &str = "netpath_uplink_tc";
     pub const ENDPOINT_TC: &str = "netpath_endpoint_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
+    /// Socket hooks (cgroup v2): connect4, sendmsg4, recvmsg4, getpeername4.
+    pub const SOCK: [&str; 4] = [
+        "netpath_sock_connect4",
+        "netpath_sock_sendmsg4",
+        "netpath_sock_recvmsg4",
+        "netpath_sock_getpeername4",
+    ];
 }
 
 /// Errors from loading, attaching and map access.
@@ -38,13 +48,15 @@ pub enum DatapathError {
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("program {0}: {1}")]
-    Program(&'static str, aya::programs::ProgramError),
+    Program(&'static str, String),
     #[error("map {0}: {1}")]
     Map(&'static str, aya::maps::MapError),
     #[error("map {0} missing from the object")]
     MissingMap(&'static str),
     #[error("program {0} missing from the object")]
     MissingProgram(&'static str),
+    #[error("cgroup {0}: {1}")]
+    Cgroup(String, String),
 }
 
 /// How the uplink XDP fast path is attached.
@@ -96,6 +108,7 @@ pub struct Datapath {
     uplink_links: Vec<(String, SchedClassifierLink)>,
     xdp_links: Vec<(String, XdpLink)>,
     endpoint_links: StdHashMap<String, SchedClassifierLink>,
+    sock_links: Vec<CgroupSockAddrLink>,
 }
 
 macro_rules! take_map {
@@ -123,11 +136,11 @@ impl Datapath {
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         for name in [programs::UPLINK_TC, programs::ENDPOINT_TC] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| DatapathError::Program(name, e))?;
+            prog.load().map_err(|e| program_error(name, e))?;
         }
         for name in [programs::UPLINK_XDP, programs::XDP_PASS] {
             let prog: &mut Xdp = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| DatapathError::Program(name, e))?;
+            prog.load().map_err(|e| program_error(name, e))?;
         }
         Ok(Datapath {
             ports: take_map!(ebpf, map_names::PORTS),
@@ -144,6 +157,7 @@ impl Datapath {
             uplink_links: Vec::new(),
             xdp_links: Vec::new(),
             endpoint_links: StdHashMap::new(),
+            sock_links: Vec::new(),
         })
     }
 
@@ -174,10 +188,40 @@ impl Datapath {
             XdpMode::Generic => aya::programs::XdpMode::Skb,
         };
         let prog = self.xdp(programs::UPLINK_XDP)?;
-        let err = |e| DatapathError::Program(programs::UPLINK_XDP, e);
+        let err = |e| program_error(programs::UPLINK_XDP, e);
         let id = prog.attach(ifname, flags).map_err(err)?;
         let link = prog.take_link(id).map_err(err)?;
         self.xdp_links.push((ifname.to_string(), link));
+        Ok(())
+    }
+
+    /// Attaches the socket hooks to the cgroup v2 directory `cgroup` (all of them run there
+    /// beside other programs), acting only on sockets of the namespace whose cookie is
+    /// `netns_cookie`.
+    pub fn attach_sock_hooks(
+        &mut self,
+        cgroup: &Path,
+        netns_cookie: u64,
+    ) -> Result<(), DatapathError> {
+        let mut netns: Array<&mut MapData, u64> = self
+            .ebpf
+            .map_mut(map_names::SOCK_NETNS)
+            .ok_or(DatapathError::MissingMap(map_names::SOCK_NETNS))?
+            .try_into()
+            .map_err(|e| DatapathError::Map(map_names::SOCK_NETNS, e))?;
+        netns
+            .set(0, netns_cookie, 0)
+            .map_err(|e| DatapathError::Map(map_names::SOCK_NETNS, e))?;
+        let dir = std::fs::File::open(cgroup)
+            .map_err(|e| DatapathError::Cgroup(cgroup.display().to_string(), e.to_string()))?;
+        for name in programs::SOCK {
+            let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+            let err = |e| program_error(name, e);
+            prog.load().map_err(err)?;
+            // Through a BPF link (flags 0): cgroup links always run beside other programs.
+            let id = prog.attach(&dir, CgroupAttachMode::Single).map_err(err)?;
+            self.sock_links.push(prog.take_link(id).map_err(err)?);
+        }
         Ok(())
     }
 
@@ -457,7 +501,7 @@ where
     ebpf.program_mut(name)
         .ok_or(DatapathError::MissingProgram(name))?
         .try_into()
-        .map_err(|e| DatapathError::Program(name, e))
+        .map_err(|e| program_error(name, e))
 }
 
 fn attach_tc(
@@ -465,13 +509,26 @@ fn attach_tc(
     name: &'static str,
     ifname: &str,
 ) -> Result<SchedClassifierLink, DatapathError> {
-    let err = |e| DatapathError::Program(name, e);
+    let err = |e| program_error(name, e);
     let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
     prog.take_link(id).map_err(err)
 }
 
 fn subnet_key(net: &Network) -> LpmKey<u32> {
     LpmKey::new(u32::from(net.subnet.prefix()), be_addr(net.subnet.addr()))
+}
+
+/// A program error with its causes, on one line (aya's messages name the syscall; the cause
+/// says why it failed).
+fn program_error(name: &'static str, e: aya::programs::ProgramError) -> DatapathError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    DatapathError::Program(name, msg)
 }
 
 /// An address as the maps store it: network order.

@@ -70,6 +70,9 @@ struct AgentArgs {
     /// Capacity of the published-ports map.
     #[arg(long, default_value_t = MapSizes::default().ports)]
     max_ports: u32,
+    /// cgroup v2 directory where the socket hooks attach (default: the hierarchy's root).
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ports: a.max_ports,
                     ..MapSizes::default()
                 },
+                cgroup: a.cgroup,
             })
             .await
         }

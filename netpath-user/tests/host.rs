@@ -35,3 +35,75 @@ fn hairpin_through_host_and_gateway_addresses() {
     }
     assert!(t.stats()["counters"]["hairpin"].as_u64().unwrap() >= 4);
 }
+
+#[test]
+fn host_processes_reach_published_ports_through_socket_hooks() {
+    use std::{
+        io::{Read, Write},
+        net::{SocketAddr, TcpStream, UdpSocket},
+        time::Duration,
+    };
+    let t = Topo::new();
+    let web = t.endpoint(
+        "web",
+        &[
+            "-p",
+            "8080:80",
+            "-p",
+            "127.0.0.1:8081:80",
+            "-p",
+            "5353:53/udp",
+        ],
+    );
+    tcp_server(&web, 80);
+    common::udp_server(&web, 53);
+    let gateway: Ipv4Addr = "172.17.0.1".parse().unwrap();
+    for (to, port) in [
+        (Ipv4Addr::LOCALHOST, 8080),
+        (HOST, 8080),
+        (gateway, 8080),
+        (Ipv4Addr::LOCALHOST, 8081),
+    ] {
+        let addr = SocketAddr::from((to, port));
+        let mut c = t
+            .host
+            .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+            .unwrap_or_else(|e| panic!("host -> {addr}: {e}"));
+        assert_eq!(
+            c.peer_addr().unwrap(),
+            addr,
+            "getpeername shows the published address"
+        );
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(b"hi").unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        assert!(r.ends_with(" hi"), "{addr}: {r}");
+    }
+    // UDP, unconnected: the reply's source is the published address.
+    let s = t.host.run(|| UdpSocket::bind("0.0.0.0:0").unwrap());
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 64];
+    let mut from = None;
+    for _ in 0..5 {
+        s.send_to(b"u", "127.0.0.1:5353").unwrap();
+        if let Ok((_, f)) = s.recv_from(&mut buf) {
+            from = Some(f);
+            break;
+        }
+    }
+    assert_eq!(from, Some("127.0.0.1:5353".parse().unwrap()));
+    // Other namespaces are untouched: the outside has nothing on its own 127.0.0.1:8080.
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+    assert!(t
+        .outside
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+        .is_err());
+    // Unpublishing stops it at once.
+    t.ok(&["port", "unpublish", "web", "8080:80"]);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+    assert!(t
+        .host
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+        .is_err());
+}
