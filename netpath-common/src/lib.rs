@@ -175,7 +175,8 @@ pub struct NetworkInfo {
     pub flags: u32,
     /// Number of `MEMBERS` slots in use (0..members).
     pub members: u32,
-    pub _pad: u32,
+    /// The host-gateway address (host.docker.internal), network order: the host.
+    pub host_gateway: u32,
 }
 
 impl NetworkInfo {

@@ -14,7 +14,7 @@ use crate::{
 
 const ARP_REQUEST: u16 = 1;
 
-/// The endpoint's gateway, or a peer on the endpoint's network.
+/// The endpoint's gateway or host-gateway, or a peer on the endpoint's network.
 #[inline(always)]
 fn answerable(ep: &EndpointInfo, target: u32) -> bool {
     // SAFETY: map value pointers valid for this program run.

@@ -25,6 +25,11 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         return TC_ACT_OK as i32;
     };
     let dst = flow.dst_addr;
+    if dst == net.host_gateway && net.flags & net_flags::INTERNAL == 0 {
+        // host.docker.internal: the host answers.
+        count(Counter::Pass);
+        return TC_ACT_OK as i32;
+    }
     if dst == u32::MAX || dst == net.broadcast() || is_multicast(dst) {
         flood(ctx, ep.network, &net, ifindex);
         // The host is on every network too (the gateway side): it gets the original.

@@ -182,7 +182,7 @@ impl Agent {
 
     /// Puts `net` into the datapath and its gateway on the gateway bridge.
     fn realize_network(&mut self, net: &Network) -> Result<(), ApiError> {
-        netlink::ensure_gateways(GATEWAY_LINK, &[net.gateway])?;
+        netlink::ensure_gateways(GATEWAY_LINK, &host_addresses(net))?;
         self.dp
             .add_network(net)
             .map_err(|e| internal(format!("network {}: {e}", net.name)))?;
@@ -192,8 +192,19 @@ impl Agent {
 
     fn unrealize_network(&mut self, net: &Network) {
         self.dp.remove_network(net);
-        if let Err(e) = netlink::remove_gateway(GATEWAY_LINK, net.gateway) {
-            warn!(network = %net.name, "{e}");
+        let still_used: Vec<Ipv4Addr> = self
+            .state
+            .networks
+            .values()
+            .flat_map(host_addresses)
+            .collect();
+        for addr in host_addresses(net) {
+            if still_used.contains(&addr) {
+                continue;
+            }
+            if let Err(e) = netlink::remove_gateway(GATEWAY_LINK, addr) {
+                warn!(network = %net.name, "{e}");
+            }
         }
     }
 
@@ -290,6 +301,7 @@ impl Agent {
             return Err(e);
         }
         self.sync_members(&self.state.network(&att.network)?.clone());
+        self.write_hosts(&ep);
         info!(endpoint = %ep.name, ip = %att.ip, "endpoint created");
         Ok(self.view(&ep))
     }
@@ -300,6 +312,7 @@ impl Agent {
         next.endpoints.remove(name);
         self.commit(next)?;
         self.unrealize_endpoint(&ep);
+        self.remove_hosts(&ep);
         for att in &ep.attachments {
             if let Ok(net) = self.state.network(&att.network).cloned() {
                 self.sync_members(&net);
@@ -381,6 +394,7 @@ impl Agent {
             return Err(e);
         }
         self.sync_members(&self.state.network(network)?.clone());
+        self.write_hosts(&updated);
         info!(endpoint = %ep.name, %network, ip = %att.ip, "connected");
         Ok(self.view(&updated))
     }
@@ -404,8 +418,53 @@ impl Agent {
             }
         }
         self.sync_members(&self.state.network(network)?.clone());
+        self.write_hosts(&updated);
         info!(%endpoint, %network, "disconnected");
         Ok(self.view(&updated))
+    }
+
+    /// Writes the endpoint's hosts file where netpath can manage one: for a namespace named
+    /// by `ip netns` (/run/netns/NAME), /etc/netns/NAME/hosts, which `ip netns exec` shows as
+    /// /etc/hosts. It names the endpoint and `host.docker.internal`.
+    fn write_hosts(&self, ep: &Endpoint) {
+        let Some(path) = hosts_file(ep) else { return };
+        let mut text = format!(
+            "# Written by netpath for endpoint {}.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+            ep.name
+        );
+        for a in &ep.attachments {
+            text += &format!("{}\t{}", a.ip, ep.name);
+            for alias in &a.aliases {
+                text += &format!(" {alias}");
+            }
+            text += "\n";
+        }
+        if let Some(net) = ep
+            .primary()
+            .and_then(|a| self.state.networks.get(&a.network))
+        {
+            text += &format!("{}\thost.docker.internal\n", net.host_gateway());
+        }
+        let res = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                let tmp = path.with_extension("netpath.tmp");
+                std::fs::write(&tmp, text)?;
+                std::fs::rename(&tmp, &path)
+            });
+        if let Err(e) = res {
+            warn!(endpoint = %ep.name, "writing {}: {e}", path.display());
+        }
+    }
+
+    fn remove_hosts(&self, ep: &Endpoint) {
+        if let Some(path) = hosts_file(ep) {
+            let _ = std::fs::remove_file(&path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
     }
 
     fn view(&self, ep: &Endpoint) -> EndpointView {
@@ -480,7 +539,12 @@ impl Agent {
     /// are removed.
     fn reconcile(&mut self) -> anyhow::Result<()> {
         self.dp.clear();
-        let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
+        let gateways: Vec<Ipv4Addr> = self
+            .state
+            .networks
+            .values()
+            .flat_map(host_addresses)
+            .collect();
         netlink::ensure_gateways(GATEWAY_LINK, &gateways)?;
         for net in self.state.networks.clone().values() {
             self.dp.add_network(net)?;
@@ -525,6 +589,24 @@ impl Agent {
         self.dp.flush_flows(|_, v| !live.contains(&v.ifindex));
         Ok(())
     }
+}
+
+/// /etc/netns/NAME/hosts for an endpoint in /run/netns/NAME.
+fn hosts_file(ep: &Endpoint) -> Option<PathBuf> {
+    let name = ep.netns.strip_prefix("/run/netns").ok()?.to_str()?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some(Path::new("/etc/netns").join(name).join("hosts"))
+}
+
+/// The host addresses a network needs: its gateway and its host-gateway.
+fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
+    let mut v = vec![net.gateway];
+    if net.host_gateway() != net.gateway {
+        v.push(net.host_gateway());
+    }
+    v
 }
 
 /// Makes sure `dir` is on a bpffs, mounting one where needed (inside `ip netns exec` /sys is

@@ -54,6 +54,8 @@ pub struct NetworkView {
     pub ipam: Ipam,
     pub internal: bool,
     pub attachable: bool,
+    /// host.docker.internal for this network's endpoints.
+    pub host_gateway: Ipv4Addr,
     /// By endpoint id.
     pub containers: BTreeMap<String, NetworkMember>,
     pub options: BTreeMap<String, String>,
@@ -110,6 +112,7 @@ impl NetworkView {
             },
             internal: n.internal,
             attachable: true,
+            host_gateway: n.host_gateway(),
             containers: members
                 .map(|(e, a)| {
                     (

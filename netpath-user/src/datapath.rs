@@ -318,7 +318,7 @@ impl Datapath {
             gateway: be_addr(net.gateway),
             flags,
             members,
-            _pad: 0,
+            host_gateway: be_addr(net.host_gateway()),
         };
         self.networks
             .insert(net.net_id, info, 0)

@@ -42,6 +42,15 @@ pub struct Network {
 }
 
 impl Network {
+    /// The address endpoints reach the host at (host.docker.internal): `--opt host-gateway`,
+    /// else the gateway.
+    pub fn host_gateway(&self) -> Ipv4Addr {
+        self.options
+            .get(HOST_GATEWAY)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.gateway)
+    }
+
     /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
     pub fn icc(&self) -> bool {
         ICC_KEYS
@@ -53,8 +62,10 @@ impl Network {
 
 /// Option keys that set inter-container communication.
 const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
+/// Option key of the host-gateway address (host.docker.internal).
+pub const HOST_GATEWAY: &str = "host-gateway";
 /// Every option key a network accepts.
-const KNOWN_OPTIONS: [&str; 2] = ICC_KEYS;
+const KNOWN_OPTIONS: [&str; 3] = [ICC_KEYS[0], ICC_KEYS[1], HOST_GATEWAY];
 
 /// One interface of an endpoint, on one network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +201,8 @@ pub enum ModelError {
     InternalPorts(String),
     #[error("invalid alias {0:?}")]
     BadAlias(String),
+    #[error("invalid host-gateway {0:?}: expected an IPv4 address")]
+    BadHostGateway(String),
     #[error("endpoint {0} is on 16 networks already")]
     TooManyNetworks(String),
 }
@@ -325,6 +338,9 @@ impl State {
             }
             if ICC_KEYS.contains(&k) && v != "true" && v != "false" {
                 return Err(ModelError::BadOptionValue(k.to_string(), v.to_string()));
+            }
+            if k == HOST_GATEWAY && v.parse::<Ipv4Addr>().is_err() {
+                return Err(ModelError::BadHostGateway(v.to_string()));
             }
             options.insert(k.to_string(), v.to_string());
         }

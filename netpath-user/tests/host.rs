@@ -107,3 +107,45 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
         .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
         .is_err());
 }
+
+#[test]
+fn host_docker_internal_resolves_and_reaches_the_host() {
+    use std::net::TcpListener;
+    let t = Topo::new();
+    t.ok(&[
+        "network",
+        "create",
+        "app",
+        "--subnet",
+        "10.10.8.0/24",
+        "--opt",
+        "host-gateway=10.10.8.254",
+    ]);
+    let ep = t.endpoint("web", &[]);
+    let app = t.endpoint("api", &["--network", "app"]);
+    // A service of the host, on every address.
+    let l = t.host.run(|| TcpListener::bind("0.0.0.0:7000").unwrap());
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            drop(c);
+        }
+    });
+    for (ns, want) in [(&ep, "172.17.0.1"), (&app, "10.10.8.254")] {
+        let line = ns.exec("getent", &["hosts", "host.docker.internal"]);
+        let ip: Ipv4Addr = line.split_whitespace().next().unwrap().parse().unwrap();
+        assert_eq!(ip.to_string(), want, "{line}");
+        assert!(
+            common::tcp_reachable(ns, ip, 7000, std::time::Duration::from_secs(2)),
+            "{want}:7000"
+        );
+    }
+    let v: Value = serde_json::from_str(&t.ok(&["network", "inspect", "app", "bridge"])).unwrap();
+    assert_eq!(v[0]["HostGateway"], "10.10.8.254");
+    assert_eq!(v[1]["HostGateway"], "172.17.0.1");
+    // The endpoint's own name resolves too; the file goes with the endpoint.
+    assert!(ep
+        .exec("getent", &["hosts", "web"])
+        .starts_with("172.17.0."));
+    t.ok(&["endpoint", "rm", "web"]);
+    assert!(!std::path::Path::new(&format!("/etc/netns/{}/hosts", ep.name)).exists());
+}
