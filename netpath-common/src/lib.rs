@@ -28,6 +28,13 @@ pub mod map_names {
     /// [`crate::MemberKey`] → host-side veth ifindex (`u32`): a network's members, for
     /// broadcast and multicast.
     pub const MEMBERS: &str = "MEMBERS";
+    /// Outbound source NAT, by the original 5-tuple ([`crate::FlowKey`] → [`crate::SnatNat`]).
+    pub const SNAT: &str = "SNAT";
+    /// Outbound source NAT, by the reply's 5-tuple on the uplink ([`crate::FlowKey`] →
+    /// [`crate::SnatRev`]).
+    pub const SNAT_REV: &str = "SNAT_REV";
+    /// Uplink ifindex (`u32`) → its IPv4 address (network order `u32`): source of outbound NAT.
+    pub const UPLINKS: &str = "UPLINKS";
     /// Array of one `u64`: the netns cookie of the agent; socket hooks act only there.
     pub const SOCK_NETNS: &str = "SOCK_NETNS";
     /// [`crate::SockRevKey`] → [`crate::SockRevNat`]: what a socket asked for, by socket.
@@ -195,6 +202,53 @@ pub struct MemberKey {
     pub slot: u32,
 }
 
+/// First port of outbound NAT (the agent reserves the range from the host's ephemeral ports).
+pub const SNAT_PORT_MIN: u16 = 40000;
+/// Number of outbound NAT ports.
+pub const SNAT_PORTS: u32 = 20000;
+
+/// Flags of outbound NAT entries.
+pub mod snat_flags {
+    /// A TCP FIN or RST was seen: the flow is closing.
+    pub const CLOSING: u32 = 1;
+}
+
+/// Value of `SNAT`: the translated source of an outbound flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SnatNat {
+    /// Uplink address, network order.
+    pub addr: u32,
+    /// Allocated port (or ICMP id), network order.
+    pub port: u16,
+    pub _pad: u16,
+    /// [`snat_flags`].
+    pub flags: u32,
+    pub _pad2: u32,
+    /// `bpf_ktime_get_ns` of the last outbound packet.
+    pub last_seen: u64,
+}
+
+/// Value of `SNAT_REV`: where a reply to an outbound flow goes back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SnatRev {
+    /// Endpoint address, network order.
+    pub addr: u32,
+    /// Endpoint port (or ICMP id), network order.
+    pub port: u16,
+    pub _pad: u16,
+    /// Endpoint's host-side veth.
+    pub ifindex: u32,
+    /// [`snat_flags`].
+    pub flags: u32,
+    pub mac: [u8; 6],
+    pub host_mac: [u8; 6],
+    pub _pad2: u32,
+    /// `bpf_ktime_get_ns` of the last reply.
+    pub last_seen: u64,
+}
+
 /// Key of `SOCK_REVNAT`: a socket and the endpoint address its hook sent it to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -255,11 +309,17 @@ pub enum Counter {
     DropNoRoute = 14,
     /// An endpoint reached a published port through a host address (hairpin).
     Hairpin = 15,
+    /// Outbound packets whose source was translated to the uplink's address.
+    Snat = 16,
+    /// Replies of outbound flows translated back to the endpoint.
+    SnatReply = 17,
+    /// Outbound packets dropped: no free NAT port.
+    DropSnatPorts = 18,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 19;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::DnatTc,
@@ -278,6 +338,9 @@ impl Counter {
         Counter::DropInternal,
         Counter::DropNoRoute,
         Counter::Hairpin,
+        Counter::Snat,
+        Counter::SnatReply,
+        Counter::DropSnatPorts,
     ];
 
     /// Name shown by `netpath stats`.
@@ -299,6 +362,9 @@ impl Counter {
             Counter::DropInternal => "drop_internal",
             Counter::DropNoRoute => "drop_no_route",
             Counter::Hairpin => "hairpin",
+            Counter::Snat => "snat",
+            Counter::SnatReply => "snat_reply",
+            Counter::DropSnatPorts => "drop_snat_ports",
         }
     }
 }
@@ -316,6 +382,8 @@ mod pod {
     unsafe impl aya::Pod for NetworkInfo {}
     unsafe impl aya::Pod for MemberKey {}
     unsafe impl aya::Pod for SockRevKey {}
+    unsafe impl aya::Pod for SnatNat {}
+    unsafe impl aya::Pod for SnatRev {}
     unsafe impl aya::Pod for SockRevNat {}
 }
 

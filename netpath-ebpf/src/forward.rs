@@ -13,6 +13,7 @@ use crate::{
     maps::{ENDPOINTS_BY_ADDR, MEMBERS, NETWORKS, SUBNETS},
     packet::Packet,
     parse::Ipv4Flow,
+    snat,
     stats::count,
 };
 
@@ -71,10 +72,8 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             }
         }
         None if net.flags & net_flags::INTERNAL != 0 => drop(Counter::DropInternal),
-        None => {
-            count(Counter::Pass);
-            TC_ACT_OK as i32
-        }
+        // Beyond the networks: out of an uplink with source NAT, or to the host.
+        None => snat::outbound(ctx, ep, flow, ifindex),
     }
 }
 

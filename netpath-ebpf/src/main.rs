@@ -6,12 +6,14 @@
 mod arp;
 mod bench;
 mod endpoint;
+mod fib;
 mod flows;
 mod forward;
 mod maps;
 mod nat;
 mod packet;
 mod parse;
+mod snat;
 mod sock;
 mod stats;
 mod uplink;

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, MemberKey, NetworkInfo, PeerInfo, PortKey,
-    PortTarget, SockRevKey, SockRevNat, PORTS_ANY_LEN,
+    PortTarget, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -47,6 +47,18 @@ pub static SUBNETS: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::NETWORKS, NO_
 /// Members of each network, slots 0..NetworkInfo::members, for broadcast and multicast.
 #[map]
 pub static MEMBERS: HashMap<MemberKey, u32> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// Outbound NAT by the original 5-tuple.
+#[map]
+pub static SNAT: LruHashMap<FlowKey, SnatNat> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// Outbound NAT by the reply's 5-tuple.
+#[map]
+pub static SNAT_REV: LruHashMap<FlowKey, SnatRev> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// Uplinks and their addresses (source of outbound NAT).
+#[map]
+pub static UPLINKS: HashMap<u32, u32> = HashMap::pinned(64, 0);
 
 /// The agent's netns cookie: the socket hooks act only on sockets of that namespace.
 #[map]

@@ -15,6 +15,9 @@ pub trait Packet {
     /// Writes the 4-byte address at `off` (`from` → `to`, network order) and updates the IPv4
     /// header checksum and the L4 checksum at `l4_csum_off` (pseudo-header).
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool;
+    /// Writes the 4-byte address at `off` and updates only the IPv4 header checksum (ICMP's
+    /// checksum covers no pseudo-header).
+    fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool;
     /// Writes the 2-byte port at `off` (network order) and updates the L4 checksum.
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool;
     /// Writes the Ethernet source and destination MACs.
@@ -83,6 +86,23 @@ impl Packet for XdpContext {
     }
 
     #[inline(always)]
+    fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool {
+        let (data, end) = (self.data(), self.data_end());
+        let (Some(a), Some(c)) = (
+            ptr_at::<u32>(data, end, off),
+            ptr_at::<u16>(data, end, IP_CSUM_OFF),
+        ) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            a.write_unaligned(to);
+            c.write_unaligned(csum_replace4(c.read_unaligned(), from, to));
+        }
+        true
+    }
+
+    #[inline(always)]
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool {
         let Some(p) = ptr_at::<u16>(self.data(), self.data_end(), off) else {
             return false;
@@ -130,6 +150,13 @@ impl Packet for TcContext {
             && self
                 .l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4)
                 .is_ok()
+            && write_at(self.data(), self.data_end(), off, to)
+    }
+
+    #[inline(always)]
+    fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool {
+        self.l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4)
+            .is_ok()
             && write_at(self.data(), self.data_end(), off, to)
     }
 

@@ -47,13 +47,19 @@ impl Ipv4Flow {
         !self.fragment && (self.proto == proto::TCP || self.proto == proto::UDP)
     }
 
-    /// Offset of the L4 checksum field (TCP or UDP).
+    /// An ICMP echo request or reply (its identifier in the port fields).
+    #[inline(always)]
+    pub fn is_echo(&self) -> bool {
+        !self.fragment && self.proto == proto::ICMP && (self.src_port != 0 || self.dst_port != 0)
+    }
+
+    /// Offset of the L4 checksum field (TCP, UDP or ICMP).
     #[inline(always)]
     pub fn l4_csum_off(&self) -> usize {
-        if self.proto == proto::TCP {
-            self.l4_off + 16
-        } else {
-            self.l4_off + 6
+        match self.proto {
+            proto::TCP => self.l4_off + 16,
+            proto::ICMP => self.l4_off + 2,
+            _ => self.l4_off + 6,
         }
     }
 }
@@ -77,6 +83,28 @@ pub fn ptr_at<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
         return None;
     }
     Some((data + off) as *mut T)
+}
+
+/// ICMP echo request or reply.
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_ECHO_REPLY: u8 = 0;
+
+/// ICMP: an echo's identifier plays the port's part (the request's source port, the reply's
+/// destination port), so echoes go through NAT like flows; other ICMP has no ports.
+#[inline(always)]
+fn icmp(data: usize, data_end: usize, mut flow: Ipv4Flow) -> Parsed {
+    let Some(h) = ptr_at::<[u8; 8]>(data, data_end, flow.l4_off) else {
+        return Parsed::Malformed;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let h = unsafe { *h };
+    let id = u16::from_ne_bytes([h[4], h[5]]);
+    match h[0] {
+        ICMP_ECHO_REQUEST => flow.src_port = id,
+        ICMP_ECHO_REPLY => flow.dst_port = id,
+        _ => {}
+    }
+    Parsed::Ipv4(flow)
 }
 
 /// Length of an ARP body for Ethernet/IPv4.
@@ -126,6 +154,7 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     let l4_len = match flow.proto {
         proto::TCP => 20,
         proto::UDP => 8,
+        proto::ICMP => return icmp(data, data_end, flow),
         _ => return Parsed::Ipv4(flow),
     };
     if data + flow.l4_off + l4_len > data_end {

@@ -10,6 +10,7 @@ use netpath_common::Counter;
 use crate::{
     nat,
     parse::{parse, Parsed},
+    snat,
     stats::count,
 };
 
@@ -17,7 +18,7 @@ use crate::{
 #[inline(always)]
 pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
     let flow = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ipv4(flow) if flow.has_ports() => flow,
+        Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
         Parsed::Ipv4(flow) if flow.fragment => {
             count(Counter::Fragment);
             return TC_ACT_OK as i32;
@@ -31,7 +32,16 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
             return TC_ACT_OK as i32;
         }
     };
-    let Some(target) = nat::lookup_published(&flow) else {
+    let Some(target) = flow
+        .has_ports()
+        .then(|| nat::lookup_published(&flow))
+        .flatten()
+    else {
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if let Some(rev) = snat::reply(ctx, data, end, &flow) {
+            // SAFETY: plain helper call.
+            return unsafe { bpf_redirect_peer(rev.ifindex, 0) as i32 };
+        }
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     };
@@ -48,10 +58,19 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
 #[inline(always)]
 pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
     let flow = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ipv4(flow) if flow.has_ports() => flow,
+        Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
         _ => return xdp_action::XDP_PASS,
     };
-    let Some(target) = nat::lookup_published(&flow) else {
+    let Some(target) = flow
+        .has_ports()
+        .then(|| nat::lookup_published(&flow))
+        .flatten()
+    else {
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if let Some(rev) = snat::reply(ctx, data, end, &flow) {
+            // SAFETY: plain helper call.
+            return unsafe { bpf_redirect(rev.ifindex, 0) as u32 };
+        }
         return xdp_action::XDP_PASS;
     };
     if !nat::dnat(ctx, &flow, &target) {

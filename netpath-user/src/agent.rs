@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use netpath_common::{PortKey, PortTarget};
+use netpath_common::{PortKey, PortTarget, SNAT_PORTS, SNAT_PORT_MIN};
 use tokio::net::UnixListener;
 use tracing::{info, warn};
 
@@ -96,6 +96,8 @@ pub struct Agent {
     dp: Datapath,
     /// Host-side veths made for attachments, by name.
     links: HashMap<String, EndpointLink>,
+    /// Uplink interface names (their addresses are the outbound NAT sources).
+    uplinks: Vec<String>,
 }
 
 impl Agent {
@@ -527,10 +529,29 @@ impl Agent {
         }
     }
 
+    /// Follows the host's addresses: HOST_ADDRS, and each uplink's address for outbound NAT.
     pub fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = netlink::host_addrs()?;
         self.dp.set_host_addrs(&addrs)?;
+        let mut uplinks = Vec::new();
+        for name in &self.uplinks {
+            if let Some(u) = netlink::link_ipv4(name)? {
+                uplinks.push(u);
+            }
+        }
+        self.dp.set_uplinks(&uplinks)?;
         Ok(())
+    }
+
+    /// Drops idle outbound NAT entries.
+    pub fn expire_snat(&mut self) {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+            .unwrap_or(0);
+        let n = self.dp.expire_snat(now);
+        if n > 0 {
+            info!(flows = n, "expired outbound NAT flows");
+        }
     }
 
     /// Makes the kernel match the desired state after a start: networks are written again,
@@ -679,6 +700,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let state = load_state(&state_path)?;
     ensure_bpffs(&cfg.bpffs)?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
+    // Outbound NAT ports are netpath's: the host's own sockets never get them automatically.
+    let snat_last = u32::from(SNAT_PORT_MIN) + SNAT_PORTS - 1;
+    std::fs::write(
+        "/proc/sys/net/ipv4/ip_local_reserved_ports",
+        format!("{SNAT_PORT_MIN}-{snat_last}"),
+    )
+    .context("reserving the outbound NAT ports")?;
 
     let uplinks = if cfg.uplinks.is_empty() {
         vec![netlink::default_route_interface()?
@@ -704,6 +732,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         state_path,
         dp,
         links: HashMap::new(),
+        uplinks: uplinks.clone(),
     };
     agent.reconcile()?;
     agent.sync_host_addrs()?;
@@ -713,6 +742,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     info!(socket = %cfg.socket.display(), "serving the API");
 
     let watcher = tokio::spawn(watch_addrs(agent.clone()));
+    let gc = tokio::spawn(expire_flows(agent.clone()));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -738,6 +768,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     info!("shutting down: detaching programs");
     watcher.abort();
+    gc.abort();
     let _ = std::fs::remove_file(&cfg.socket);
     // Dropping the agent drops the datapath, whose links detach every program.
     drop(agent);
@@ -810,6 +841,21 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Expires idle outbound NAT flows every few seconds.
+async fn expire_flows(agent: Arc<Mutex<Agent>>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let agent = agent.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut a) = agent.lock() {
+                a.expire_snat();
+            }
+        })
+        .await;
+    }
 }
 
 /// Follows address changes over netlink and keeps HOST_ADDRS in step.

@@ -19,7 +19,7 @@ use aya::{
 };
 use netpath_common::{
     map_names, map_sizes, net_flags, port_any_index, Counter, EndpointInfo, FlowKey, FlowNat,
-    MemberKey, NetworkInfo, PeerInfo, PortKey, PortTarget, PORTS_ANY_LEN,
+    MemberKey, NetworkInfo, PeerInfo, PortKey, PortTarget, SnatNat, SnatRev, PORTS_ANY_LEN,
 };
 
 use crate::model::Network;
@@ -104,6 +104,9 @@ pub struct Datapath {
     pub networks: HashMap<MapData, u32, NetworkInfo>,
     pub subnets: LpmTrie<MapData, u32, u32>,
     pub members: HashMap<MapData, MemberKey, u32>,
+    pub snat: HashMap<MapData, FlowKey, SnatNat>,
+    pub snat_rev: HashMap<MapData, FlowKey, SnatRev>,
+    pub uplinks: HashMap<MapData, u32, u32>,
     pub stats: PerCpuArray<MapData, u64>,
     uplink_links: Vec<(String, SchedClassifierLink)>,
     xdp_links: Vec<(String, XdpLink)>,
@@ -130,6 +133,8 @@ impl Datapath {
         loader
             .map_max_entries(map_names::PORTS, sizes.ports)
             .map_max_entries(map_names::FLOWS, sizes.flows)
+            .map_max_entries(map_names::SNAT, sizes.flows)
+            .map_max_entries(map_names::SNAT_REV, sizes.flows)
             .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
             .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
             .map_max_entries(map_names::MEMBERS, sizes.endpoints);
@@ -152,6 +157,9 @@ impl Datapath {
             networks: take_map!(ebpf, map_names::NETWORKS),
             subnets: take_map!(ebpf, map_names::SUBNETS),
             members: take_map!(ebpf, map_names::MEMBERS),
+            snat: take_map!(ebpf, map_names::SNAT),
+            snat_rev: take_map!(ebpf, map_names::SNAT_REV),
+            uplinks: take_map!(ebpf, map_names::UPLINKS),
             stats: take_map!(ebpf, map_names::STATS),
             ebpf,
             uplink_links: Vec::new(),
@@ -461,6 +469,61 @@ impl Datapath {
             self.host_addrs.insert(k, 1, 0).map_err(err)?;
         }
         Ok(())
+    }
+
+    /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
+    pub fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        let err = |e| DatapathError::Map(map_names::UPLINKS, e);
+        let want: StdHashMap<u32, u32> = uplinks.iter().map(|(i, a)| (*i, be_addr(*a))).collect();
+        for k in self
+            .uplinks
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            if !want.contains_key(&k) {
+                self.uplinks.remove(&k).map_err(err)?;
+            }
+        }
+        for (i, a) in want {
+            self.uplinks.insert(i, a, 0).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes outbound NAT entries idle past their timeout at `now` (CLOCK_MONOTONIC ns, the
+    /// clock of `bpf_ktime_get_ns`): TCP after 2 h, or 10 s once closing; UDP and ICMP after
+    /// 30 s. Both directions go together. Returns how many flows were removed.
+    pub fn expire_snat(&mut self, now: u64) -> usize {
+        const S: u64 = 1_000_000_000;
+        let mut doomed = Vec::new();
+        for (k, nat) in self.snat.iter().filter_map(Result::ok) {
+            let rkey = FlowKey {
+                src_addr: k.dst_addr,
+                dst_addr: nat.addr,
+                src_port: k.dst_port,
+                dst_port: nat.port,
+                proto: k.proto,
+                _pad: [0; 3],
+            };
+            let rev = self.snat_rev.get(&rkey, 0).ok();
+            let last = rev.map_or(nat.last_seen, |r| r.last_seen.max(nat.last_seen));
+            let closing =
+                (nat.flags | rev.map_or(0, |r| r.flags)) & netpath_common::snat_flags::CLOSING != 0;
+            let timeout = match k.proto {
+                netpath_common::proto::TCP if closing => 10 * S,
+                netpath_common::proto::TCP => 7200 * S,
+                _ => 30 * S,
+            };
+            if now.saturating_sub(last) > timeout {
+                doomed.push((k, rkey));
+            }
+        }
+        for (k, r) in &doomed {
+            let _ = self.snat.remove(k);
+            let _ = self.snat_rev.remove(r);
+        }
+        doomed.len()
     }
 
     /// Removes every flow whose entry `pred` selects; returns how many.

@@ -509,3 +509,28 @@ pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
         Ok(())
     })
 }
+
+/// Index and first IPv4 address of the link `name`, if it has one.
+pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
+    run(None, |h| async move {
+        let Some(link) = link_by_name(&h, name).await? else {
+            return Ok(None);
+        };
+        let idx = link.header.index;
+        let msgs: Vec<_> = h
+            .address()
+            .get()
+            .set_link_index_filter(idx)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err(format!("listing addresses of {name}")))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(v4)) => Some((idx, *v4)),
+                _ => None,
+            }))
+    })
+}

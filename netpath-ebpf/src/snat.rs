@@ -1,0 +1,219 @@
+//! Outbound source NAT (masquerade, without iptables): packets an endpoint sends beyond the
+//! host leave with the uplink's address and a port of netpath's own range; replies are
+//! translated back on the uplink and sent straight into the endpoint. ICMP echoes use their
+//! identifier as the port. The agent expires idle entries (TCP by state, UDP and ICMP by
+//! timeout) from `last_seen`.
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    programs::TcContext,
+};
+use netpath_common::{
+    port_any_index, proto, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
+    SNAT_PORTS, SNAT_PORT_MIN,
+};
+
+use crate::{
+    fib,
+    maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
+    packet::Packet,
+    parse::{ptr_at, Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+    stats::count,
+};
+
+/// Tries at finding a free port before giving up on a packet.
+const PORT_TRIES: u32 = 16;
+
+/// A TCP segment with FIN or RST: its flow is closing.
+#[inline(always)]
+fn closing(data: usize, data_end: usize, flow: &Ipv4Flow) -> bool {
+    if flow.proto != proto::TCP {
+        return false;
+    }
+    // SAFETY: bounds checked by ptr_at.
+    ptr_at::<u8>(data, data_end, flow.l4_off + 13).is_some_and(|f| unsafe { *f } & 0x05 != 0)
+}
+
+/// Translatable: TCP, UDP, or an ICMP echo request (outbound) / reply (inbound).
+#[inline(always)]
+fn translatable(flow: &Ipv4Flow) -> bool {
+    flow.has_ports() || flow.is_echo()
+}
+
+/// Rewrites the source (outbound) of `flow` to `addr:port`.
+#[inline(always)]
+fn rewrite_src<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, addr: u32, port: u16) -> bool {
+    let csum = flow.l4_csum_off();
+    if flow.proto == proto::ICMP {
+        pkt.set_addr_l3(IP_SRC_OFF, flow.src_addr, addr)
+            && pkt.set_port(flow.l4_off + 4, flow.src_port, port, csum, false)
+    } else {
+        let udp = flow.proto == proto::UDP;
+        pkt.set_addr(IP_SRC_OFF, flow.src_addr, addr, csum, udp)
+            && pkt.set_port(flow.l4_off, flow.src_port, port, csum, udp)
+    }
+}
+
+/// Rewrites the destination (a reply) of `flow` to `addr:port`.
+#[inline(always)]
+fn rewrite_dst<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, addr: u32, port: u16) -> bool {
+    let csum = flow.l4_csum_off();
+    if flow.proto == proto::ICMP {
+        pkt.set_addr_l3(IP_DST_OFF, flow.dst_addr, addr)
+            && pkt.set_port(flow.l4_off + 4, flow.dst_port, port, csum, false)
+    } else {
+        let udp = flow.proto == proto::UDP;
+        pkt.set_addr(IP_DST_OFF, flow.dst_addr, addr, csum, udp)
+            && pkt.set_port(flow.l4_off + 2, flow.dst_port, port, csum, udp)
+    }
+}
+
+/// A packet an endpoint sends beyond the host: translated and sent out of the uplink the
+/// route names. Anything not leaving through an uplink goes to the host stack untouched.
+#[inline(always)]
+pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
+    if !translatable(flow) || flow.dst_port != 0 && flow.proto == proto::ICMP {
+        count(Counter::Pass);
+        return TC_ACT_OK as i32;
+    }
+    let route = fib::lookup(ctx, flow, flow.src_addr);
+    let Some(out) = route.ifindex() else {
+        count(Counter::Pass);
+        return TC_ACT_OK as i32;
+    };
+    // SAFETY: map value pointer valid for this program run.
+    let Some(uplink) = UPLINKS.get_ptr(&out).map(|a| unsafe { *a }) else {
+        count(Counter::Pass);
+        return TC_ACT_OK as i32;
+    };
+    let key = FlowKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        proto: flow.proto,
+        _pad: [0; 3],
+    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let fin = closing(ctx.data(), ctx.data_end(), flow);
+    let nat = match SNAT.get_ptr_mut(&key) {
+        // SAFETY: map value pointer valid for this program run.
+        Some(n) => unsafe {
+            (*n).last_seen = now;
+            if fin {
+                (*n).flags |= snat_flags::CLOSING;
+            }
+            *n
+        },
+        None => match allocate(&key, uplink, ep, ifindex, now) {
+            Some(n) => n,
+            None => {
+                count(Counter::DropSnatPorts);
+                return TC_ACT_SHOT as i32;
+            }
+        },
+    };
+    if !rewrite_src(ctx, flow, nat.addr, nat.port) {
+        return TC_ACT_SHOT as i32;
+    }
+    count(Counter::Snat);
+    fib::send(ctx, route)
+}
+
+/// Finds a free port of the range for `key` on `uplink` and records both directions.
+#[inline(always)]
+fn allocate(
+    key: &FlowKey,
+    uplink: u32,
+    ep: &EndpointInfo,
+    ifindex: u32,
+    now: u64,
+) -> Option<SnatNat> {
+    let rev = SnatRev {
+        addr: key.src_addr,
+        port: key.src_port,
+        _pad: 0,
+        ifindex,
+        flags: 0,
+        mac: ep.mac,
+        host_mac: ep.host_mac,
+        _pad2: 0,
+        last_seen: now,
+    };
+    for _ in 0..PORT_TRIES {
+        // SAFETY: bpf_get_prandom_u32 has no preconditions.
+        let r = unsafe { bpf_get_prandom_u32() };
+        let port = ((u32::from(SNAT_PORT_MIN) + r % SNAT_PORTS) as u16).to_be();
+        if key.proto != proto::ICMP {
+            // SAFETY: map value pointer valid for this program run.
+            let published = PORTS_ANY
+                .get_ptr(port_any_index(key.proto, port))
+                .is_some_and(|t| unsafe { (*t).ifindex } != 0);
+            if published {
+                continue;
+            }
+        }
+        let rkey = FlowKey {
+            src_addr: key.dst_addr,
+            dst_addr: uplink,
+            src_port: key.dst_port,
+            dst_port: port,
+            proto: key.proto,
+            _pad: [0; 3],
+        };
+        if SNAT_REV.insert(&rkey, &rev, BPF_NOEXIST as u64).is_ok() {
+            let nat = SnatNat {
+                addr: uplink,
+                port,
+                _pad: 0,
+                flags: 0,
+                _pad2: 0,
+                last_seen: now,
+            };
+            if SNAT.insert(key, &nat, 0).is_ok() {
+                return Some(nat);
+            }
+            let _ = SNAT_REV.remove(&rkey);
+            return None;
+        }
+    }
+    None
+}
+
+/// A packet arriving on an uplink: if it answers an outbound flow, translates its destination
+/// back to the endpoint and says where to send it.
+#[inline(always)]
+pub fn reply<P: Packet>(
+    pkt: &mut P,
+    data: usize,
+    data_end: usize,
+    flow: &Ipv4Flow,
+) -> Option<SnatRev> {
+    if !translatable(flow) || flow.proto == proto::ICMP && flow.src_port != 0 {
+        return None;
+    }
+    let key = FlowKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        proto: flow.proto,
+        _pad: [0; 3],
+    };
+    let fin = closing(data, data_end, flow);
+    let rev = SNAT_REV.get_ptr_mut(&key)?;
+    // SAFETY: map value pointer valid for this program run.
+    let rev = unsafe {
+        (*rev).last_seen = bpf_ktime_get_ns();
+        if fin {
+            (*rev).flags |= snat_flags::CLOSING;
+        }
+        *rev
+    };
+    if !rewrite_dst(pkt, flow, rev.addr, rev.port) || !pkt.set_macs(&rev.host_mac, &rev.mac) {
+        return None;
+    }
+    count(Counter::SnatReply);
+    Some(rev)
+}
