@@ -23,6 +23,8 @@ use netpath_user::testing::{unique, veth, Netns};
 use crate::tools::Tools;
 
 pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+/// The outside namespace's address (a server "on the internet").
+pub const OUTSIDE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const EP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
 /// Published UDP port (→ 53) and TCP port (→ 80).
 pub const UDP_PORT: u16 = 5353;
@@ -330,6 +332,50 @@ impl Lab {
         let hv_index: u32 = read_sys(&self.host, &format!("{hv}/ifindex")).parse()?;
         tools.set_redirect(hv_index)?;
         self._ceiling = Some(tools.attach_redirect(&self.host, &self.up_if)?);
+        Ok(())
+    }
+
+    /// What Docker does for the host's own connections to 127.0.0.1 when its userland proxy
+    /// is off: DNAT in OUTPUT, route_localnet, and masquerade of local sources to the bridge.
+    pub fn iptables_localhost(&self) -> Result<()> {
+        self.host.sysctl("net/ipv4/conf/all/route_localnet", "1");
+        self.host.sysctl("net/ipv4/conf/br0/route_localnet", "1");
+        self.host.exec(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-I",
+                "OUTPUT",
+                "-d",
+                "127.0.0.1/32",
+                "-p",
+                "tcp",
+                "--dport",
+                "8080",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "172.17.0.2:80",
+            ],
+        );
+        self.host.exec(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-I",
+                "POSTROUTING",
+                "-o",
+                "br0",
+                "-m",
+                "addrtype",
+                "--src-type",
+                "LOCAL",
+                "-j",
+                "MASQUERADE",
+            ],
+        );
         Ok(())
     }
 

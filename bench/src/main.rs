@@ -25,11 +25,11 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, scale.
+    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale.
     scenarios: Vec<String>,
 }
 
-const ALL: &[&str] = &["prog", "pps", "conn", "tcp", "e2e", "scale"];
+const ALL: &[&str] = &["prog", "pps", "conn", "tcp", "e2e", "host", "scale"];
 
 /// Progress over every measurement run, on stderr.
 pub struct Progress {
@@ -85,6 +85,7 @@ fn main() -> Result<()> {
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tcp" => tcp::KINDS.len() * runs,
             "e2e" => tcp::PEER_KINDS.len() * runs,
+            "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
             _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
         };
     }
@@ -113,6 +114,7 @@ fn main() -> Result<()> {
                 peer_latencies = dists;
                 sections
             }
+            "host" => tcp::host(quick, &mut tools, &p)?,
             _ => {
                 let sc = scale::run(quick, &mut tools, &p)?;
                 vec![sc.cost, sc.rate, sc.install]

@@ -30,9 +30,13 @@ struct Server {
 
 impl Server {
     fn start(ns: &Netns) -> Result<Server> {
+        Server::start_on(ns, 80)
+    }
+
+    fn start_on(ns: &Netns, port: u16) -> Result<Server> {
         let l = ns
-            .run(|| TcpListener::bind("0.0.0.0:80"))
-            .context("bind :80")?;
+            .run(|| TcpListener::bind(("0.0.0.0", port)))
+            .with_context(|| format!("bind :{port}"))?;
         l.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -281,4 +285,113 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
         ],
         dists,
     ))
+}
+
+/// Scenario `host`: the host's own processes reaching a published port on 127.0.0.1 —
+/// netpath's socket hooks, docker-proxy, and iptables DNAT with route_localnet — and the rate
+/// of new outbound connections from an endpoint, netpath's source NAT versus iptables
+/// MASQUERADE.
+pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let (secs, runs) = if quick { (0.3, 2) } else { (2.0, 5) };
+    let mut local = Vec::new();
+    for kind in HOST_KINDS {
+        p.step(&format!("host: {}", kind.name()));
+        let lab = Lab::new(*kind, tools)?;
+        if *kind == Kind::Iptables {
+            lab.iptables_localhost()?;
+        }
+        let _server = Server::start(&lab.ep)?;
+        let to = (Ipv4Addr::LOCALHOST, crate::lab::TCP_PORT);
+        let name = match kind {
+            Kind::Iptables => "iptables + route_localnet",
+            Kind::NetpathTc => "netpath socket hooks",
+            k => k.name(),
+        };
+        let mut t = Figure::new(name, "transactions/s", false);
+        rr(&lab.host, to, 0.05)?;
+        for _ in 0..runs {
+            t.runs.push(rr(&lab.host, to, secs)?.0);
+            p.inc();
+        }
+        local.push(t);
+    }
+    let mut out = Vec::new();
+    for kind in OUT_KINDS {
+        p.step(&format!("outbound: {}", kind.name()));
+        let lab = Lab::new(*kind, tools)?;
+        let servers: Vec<Server> = (0..8)
+            .map(|i| Server::start_on(&lab.outside, 9000 + i))
+            .collect::<Result<_>>()?;
+        let name = if *kind == Kind::Iptables {
+            "iptables MASQUERADE"
+        } else {
+            "netpath source NAT"
+        };
+        let mut c = Figure::new(name, "connections/s", false);
+        for _ in 0..runs {
+            c.runs
+                .push(connect_rate(&lab.ep, crate::lab::OUTSIDE_ADDR, secs)?);
+            p.inc();
+        }
+        drop(servers);
+        out.push(c);
+    }
+    Ok(vec![
+        Section {
+            scenario: "host-local".into(),
+            about: format!("One TCP connection from a process in the host's namespace to 127.0.0.1:8080, published by an endpoint; 1-byte transactions, {runs} runs of {secs} s."),
+            figures: local,
+            baseline: "docker-proxy".into(),
+            targets: Vec::new(),
+            plots: Vec::new(),
+        },
+        Section {
+            scenario: "outbound".into(),
+            about: format!("New TCP connections per second from an endpoint to a server beyond the uplink (connect, then close), {runs} runs of {secs} s."),
+            figures: out,
+            baseline: "iptables MASQUERADE".into(),
+            targets: Vec::new(),
+            plots: Vec::new(),
+        },
+    ])
+}
+
+pub const HOST_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::DockerProxy, Kind::Iptables];
+pub const OUT_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables];
+
+/// Connections per second from `ns`, round-robin over ports 9000-9007 of `to`.
+fn connect_rate(ns: &Netns, to: Ipv4Addr, secs: f64) -> Result<f64> {
+    let dur = Duration::from_secs_f64(secs);
+    ns.run(|| -> Result<f64> {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < dur {
+            let addr = SocketAddr::from((to, 9000 + (n % 8) as u16));
+            let c = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .with_context(|| format!("connecting to {addr}"))?;
+            // Close with RST: no TIME_WAIT piling up on the client.
+            set_linger_zero(&c);
+            drop(c);
+            n += 1;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    })
+}
+
+/// SO_LINGER with a zero timeout: close() sends RST.
+fn set_linger_zero(c: &TcpStream) {
+    let l = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket and option value of the right size.
+    unsafe {
+        nix::libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(c),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_LINGER,
+            (&l as *const nix::libc::linger).cast(),
+            std::mem::size_of::<nix::libc::linger>() as nix::libc::socklen_t,
+        );
+    }
 }

@@ -38,6 +38,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         "tcp bulk",
         "e2e rr",
         "e2e bulk",
+        "host-local",
+        "outbound",
         "scale: per-packet cost",
         "scale: new-flow rate",
         "scale: install",
