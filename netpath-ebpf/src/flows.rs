@@ -40,14 +40,6 @@ fn reply_key_of(flow: &Ipv4Flow, target: &PortTarget) -> FlowKey {
 /// The translation for a packet leaving an endpoint, if it is the reply of a published flow.
 #[inline(always)]
 pub fn reply_nat(flow: &Ipv4Flow) -> Option<FlowNat> {
-    let key = FlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        proto: flow.proto,
-        _pad: [0; 3],
-    };
     // SAFETY: map value pointer valid for this program run; copied out at once.
-    FLOWS.get_ptr(&key).map(|v| unsafe { *v })
+    FLOWS.get_ptr(&flow.key()).map(|v| unsafe { *v })
 }

@@ -70,19 +70,8 @@ fn xdp_l4_csum(ctx: &XdpContext, off: usize, udp: bool, update: impl Fn(u16) -> 
 impl Packet for XdpContext {
     #[inline(always)]
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
-        let (data, end) = (self.data(), self.data_end());
-        let (Some(a), Some(c)) = (
-            ptr_at::<u32>(data, end, off),
-            ptr_at::<u16>(data, end, IP_CSUM_OFF),
-        ) else {
-            return false;
-        };
-        // SAFETY: bounds checked by ptr_at.
-        unsafe {
-            a.write_unaligned(to);
-            c.write_unaligned(csum_replace4(c.read_unaligned(), from, to));
-        }
-        xdp_l4_csum(self, l4_csum_off, udp, |c| csum_replace4(c, from, to))
+        self.set_addr_l3(off, from, to)
+            && xdp_l4_csum(self, l4_csum_off, udp, |c| csum_replace4(c, from, to))
     }
 
     #[inline(always)]

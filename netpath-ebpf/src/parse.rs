@@ -4,7 +4,7 @@
 //! checked against `data_end` so the verifier accepts it.
 use core::mem::size_of;
 
-use netpath_common::proto;
+use netpath_common::{proto, FlowKey};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -45,6 +45,19 @@ impl Ipv4Flow {
     #[inline(always)]
     pub fn has_ports(&self) -> bool {
         !self.fragment && (self.proto == proto::TCP || self.proto == proto::UDP)
+    }
+
+    /// The flow's 5-tuple as the flow tables key it.
+    #[inline(always)]
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            src_addr: self.src_addr,
+            dst_addr: self.dst_addr,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
     }
 
     /// An ICMP echo request or reply (its identifier in the port fields).

@@ -40,32 +40,34 @@ fn translatable(flow: &Ipv4Flow) -> bool {
     flow.has_ports() || flow.is_echo()
 }
 
-/// Rewrites the source (outbound) of `flow` to `addr:port`.
-#[inline(always)]
-fn rewrite_src<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, addr: u32, port: u16) -> bool {
-    let csum = flow.l4_csum_off();
-    if flow.proto == proto::ICMP {
-        pkt.set_addr_l3(IP_SRC_OFF, flow.src_addr, addr)
-            && pkt.set_port(flow.l4_off + 4, flow.src_port, port, csum, false)
-    } else {
-        let udp = flow.proto == proto::UDP;
-        pkt.set_addr(IP_SRC_OFF, flow.src_addr, addr, csum, udp)
-            && pkt.set_port(flow.l4_off, flow.src_port, port, csum, udp)
-    }
+/// Which end of a flow a rewrite changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Src,
+    Dst,
 }
 
-/// Rewrites the destination (a reply) of `flow` to `addr:port`.
+/// Rewrites the source or destination of `flow` to `addr:port` (for an ICMP echo, the
+/// identifier; ICMP's checksum covers no pseudo-header).
 #[inline(always)]
-fn rewrite_dst<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, addr: u32, port: u16) -> bool {
+fn rewrite<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, end: End, addr: u32, port: u16) -> bool {
+    let (addr_off, old_addr, old_port) = match end {
+        End::Src => (IP_SRC_OFF, flow.src_addr, flow.src_port),
+        End::Dst => (IP_DST_OFF, flow.dst_addr, flow.dst_port),
+    };
     let csum = flow.l4_csum_off();
     if flow.proto == proto::ICMP {
-        pkt.set_addr_l3(IP_DST_OFF, flow.dst_addr, addr)
-            && pkt.set_port(flow.l4_off + 4, flow.dst_port, port, csum, false)
-    } else {
-        let udp = flow.proto == proto::UDP;
-        pkt.set_addr(IP_DST_OFF, flow.dst_addr, addr, csum, udp)
-            && pkt.set_port(flow.l4_off + 2, flow.dst_port, port, csum, udp)
+        return pkt.set_addr_l3(addr_off, old_addr, addr)
+            && pkt.set_port(flow.l4_off + 4, old_port, port, csum, false);
     }
+    let port_off = if end == End::Src {
+        flow.l4_off
+    } else {
+        flow.l4_off + 2
+    };
+    let udp = flow.proto == proto::UDP;
+    pkt.set_addr(addr_off, old_addr, addr, csum, udp)
+        && pkt.set_port(port_off, old_port, port, csum, udp)
 }
 
 /// A packet an endpoint sends beyond the host: translated and sent out of the uplink the
@@ -86,14 +88,7 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     };
-    let key = FlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        proto: flow.proto,
-        _pad: [0; 3],
-    };
+    let key = flow.key();
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let fin = closing(ctx.data(), ctx.data_end(), flow);
@@ -114,7 +109,7 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
             }
         },
     };
-    if !rewrite_src(ctx, flow, nat.addr, nat.port) {
+    if !rewrite(ctx, flow, End::Src, nat.addr, nat.port) {
         return TC_ACT_SHOT as i32;
     }
     count(Counter::Snat);
@@ -193,14 +188,7 @@ pub fn reply<P: Packet>(
     if !translatable(flow) || flow.proto == proto::ICMP && flow.src_port != 0 {
         return None;
     }
-    let key = FlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        proto: flow.proto,
-        _pad: [0; 3],
-    };
+    let key = flow.key();
     let fin = closing(data, data_end, flow);
     let rev = SNAT_REV.get_ptr_mut(&key)?;
     // SAFETY: map value pointer valid for this program run.
@@ -211,7 +199,7 @@ pub fn reply<P: Packet>(
         }
         *rev
     };
-    if !rewrite_dst(pkt, flow, rev.addr, rev.port) || !pkt.set_macs(&rev.host_mac, &rev.mac) {
+    if !rewrite(pkt, flow, End::Dst, rev.addr, rev.port) || !pkt.set_macs(&rev.host_mac, &rev.mac) {
         return None;
     }
     count(Counter::SnatReply);

@@ -13,7 +13,7 @@ use std::{
 
 use futures::TryStreamExt;
 use netlink_packet_route::{
-    address::AddressAttribute,
+    address::{AddressAttribute, AddressMessage},
     link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute},
 };
@@ -485,14 +485,7 @@ pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
         let Some(link) = link_by_name(&h, name).await? else {
             return Ok(());
         };
-        let addrs: Vec<_> = h
-            .address()
-            .get()
-            .set_link_index_filter(link.header.index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(err(format!("listing addresses of {name}")))?;
+        let addrs = addresses_of(&h, link.header.index, name).await?;
         for a in addrs {
             let is_gw = a
                 .attributes
@@ -517,14 +510,7 @@ pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
             return Ok(None);
         };
         let idx = link.header.index;
-        let msgs: Vec<_> = h
-            .address()
-            .get()
-            .set_link_index_filter(idx)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(err(format!("listing addresses of {name}")))?;
+        let msgs = addresses_of(&h, idx, name).await?;
         Ok(msgs
             .iter()
             .flat_map(|m| m.attributes.iter())
@@ -533,4 +519,15 @@ pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
                 _ => None,
             }))
     })
+}
+
+/// The address messages of link `index` (`name` for errors).
+async fn addresses_of(h: &Handle, index: u32, name: &str) -> Result<Vec<AddressMessage>, NetError> {
+    h.address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(err(format!("listing addresses of {name}")))
 }
