@@ -108,6 +108,7 @@ pub fn run(quick: bool) -> Result<Section> {
             port: be_port(53),
             _pad: 0,
             ifindex: ep_if,
+            client: 0,
         },
         0,
     )?;

@@ -129,6 +129,10 @@ pub struct FlowNat {
     pub _pad: u16,
     /// Ifindex of the endpoint's host-side veth.
     pub ifindex: u32,
+    /// For an endpoint reaching its own published port (self-hairpin, whose source was
+    /// replaced by its gateway so the reply leaves it): the endpoint's address, which the
+    /// reply's destination is translated back to. 0 otherwise.
+    pub client: u32,
 }
 
 /// Value of the endpoints map, keyed by the host-side veth's ifindex: one attachment of an

@@ -55,11 +55,15 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
                 return TC_ACT_SHOT as i32;
             }
             count(Counter::RevNat);
-            let route = fib::lookup(ctx, flow, rev.addr);
+            let mut out = *flow;
+            if rev.client != 0 {
+                out.dst_addr = rev.client;
+            }
+            let route = fib::lookup(ctx, &out, rev.addr);
             return fib::send(ctx, route);
         }
-        if let Some(target) = hairpin_target(ep, flow, ifindex) {
-            if !nat::dnat(ctx, flow, &target) {
+        if let Some((target, masq)) = hairpin_target(ep, flow, ifindex) {
+            if !nat::dnat_masq(ctx, flow, &target, masq) {
                 return TC_ACT_SHOT as i32;
             }
             count(Counter::Hairpin);
@@ -70,18 +74,22 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     forward::route(ctx, ep, flow, ifindex)
 }
 
-/// Hairpin: the endpoint addressed another endpoint's published port through a host address
-/// (a host IP, a gateway). Its replies come back through the flow table like any client's.
-/// Internal networks reach nothing outside, published ports included; an endpoint's own
-/// published port is left to the host (that needs source NAT, not done here).
+/// Hairpin: the endpoint addressed a published port through a host address (a host IP, a
+/// gateway). Its replies come back through the flow table like any client's. When the port
+/// is its own, its source becomes its gateway (returned beside the target; 0 otherwise) so
+/// the replies leave it. Internal networks reach nothing outside, published ports included.
 #[inline(always)]
-fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<PortTarget> {
+fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<(PortTarget, u32)> {
     // SAFETY: map value pointer valid for this program run.
-    let flags = NETWORKS
+    let (flags, gateway) = NETWORKS
         .get_ptr(&ep.network)
-        .map_or(0, |n| unsafe { (*n).flags });
+        .map_or((0, 0), |n| unsafe { ((*n).flags, (*n).gateway) });
     if flags & net_flags::INTERNAL != 0 {
         return None;
     }
-    nat::lookup_published(flow).filter(|t| t.ifindex != ifindex)
+    let target = nat::lookup_published(flow)?;
+    if target.ifindex != ifindex {
+        return Some((target, 0));
+    }
+    (gateway != 0).then_some((target, gateway))
 }

@@ -4,16 +4,23 @@ use netpath_common::{FlowKey, FlowNat, PortTarget};
 
 use crate::{maps::FLOWS, parse::Ipv4Flow};
 
-/// Remembers that `flow` (client → host address:port) was sent to `target`.
+/// Remembers that `flow` (client → host address:port) was sent to `target`, its source
+/// replaced by `masq` when that is not 0 (self-hairpin).
 /// Writes only when the entry is missing or differs, so the hot path is one lookup.
 #[inline(always)]
-pub fn record(flow: &Ipv4Flow, target: &PortTarget) {
-    let key = reply_key_of(flow, target);
+pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32) {
+    let mut key = reply_key_of(flow, target);
+    let mut client = 0;
+    if masq != 0 {
+        key.dst_addr = masq;
+        client = flow.src_addr;
+    }
     let nat = FlowNat {
         addr: flow.dst_addr,
         port: flow.dst_port,
         _pad: 0,
         ifindex: target.ifindex,
+        client,
     };
     match FLOWS.get_ptr(&key) {
         // SAFETY: map value pointer valid for this program run.

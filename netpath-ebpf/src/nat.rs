@@ -34,19 +34,30 @@ pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
 /// records the flow so its replies are translated back. False when a write failed.
 #[inline(always)]
 pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget) -> bool {
-    flows::record(flow, target);
+    dnat_masq(pkt, flow, target, 0)
+}
+
+/// [`dnat`], and when `masq` is not 0 the source becomes `masq` too: an endpoint reaching its
+/// own published port must see the connection come from elsewhere (its gateway), or its
+/// replies would never leave it to be translated.
+#[inline(always)]
+pub fn dnat_masq<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget, masq: u32) -> bool {
+    flows::record(flow, target, masq);
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
     pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)
         && pkt.set_port(flow.l4_off + 2, flow.dst_port, target.port, csum, udp)
+        && (masq == 0 || pkt.set_addr(IP_SRC_OFF, flow.src_addr, masq, csum, udp))
         && pkt.set_macs(&target.gw_mac, &target.mac)
 }
 
-/// Translates a reply's source back to the published address and port in `nat`.
+/// Translates a reply's source back to the published address and port in `nat` (and, for a
+/// self-hairpin flow, its destination back to the endpoint).
 #[inline(always)]
 pub fn reverse_nat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, nat: &FlowNat) -> bool {
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
     pkt.set_addr(IP_SRC_OFF, flow.src_addr, nat.addr, csum, udp)
         && pkt.set_port(flow.l4_off, flow.src_port, nat.port, csum, udp)
+        && (nat.client == 0 || pkt.set_addr(IP_DST_OFF, flow.dst_addr, nat.client, csum, udp))
 }

@@ -13,7 +13,7 @@ fn ip_of(t: &Topo, endpoint: &str) -> Ipv4Addr {
 }
 
 #[test]
-fn hairpin_through_host_and_gateway_addresses() {
+fn hairpin_through_host_and_gateway_addresses_including_its_own_port() {
     let t = Topo::new();
     t.ok(&["network", "create", "other", "--subnet", "10.10.7.0/24"]);
     let web = t.endpoint("web", &["-p", "8080:80"]);
@@ -33,7 +33,15 @@ fn hairpin_through_host_and_gateway_addresses() {
             );
         }
     }
-    assert!(t.stats()["counters"]["hairpin"].as_u64().unwrap() >= 4);
+    // Its own published port: the connection reaches it from its gateway.
+    for to in [HOST, gateway] {
+        let r =
+            tcp_request(&web, to, 8080, "me").unwrap_or_else(|e| panic!("web -> {to}:8080: {e}"));
+        let seen: Ipv4Addr = r.split(':').next().unwrap().parse().unwrap();
+        assert_eq!(seen, gateway, "self-hairpin comes from the gateway: {r}");
+        assert!(r.ends_with(" me"));
+    }
+    assert!(t.stats()["counters"]["hairpin"].as_u64().unwrap() >= 6);
 }
 
 #[test]
