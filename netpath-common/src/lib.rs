@@ -28,6 +28,8 @@ pub mod map_names {
     /// [`crate::MemberKey`] → host-side veth ifindex (`u32`): a network's members, for
     /// broadcast and multicast.
     pub const MEMBERS: &str = "MEMBERS";
+    /// [`crate::LoopbackKey`] → `u8`: host-gateway TCP ports served by the host's loopback.
+    pub const HOST_LOOPBACK: &str = "HOST_LOOPBACK";
     /// Outbound source NAT, by the original 5-tuple ([`crate::FlowKey`] → [`crate::SnatNat`]).
     pub const SNAT: &str = "SNAT";
     /// Outbound source NAT, by the reply's 5-tuple on the uplink ([`crate::FlowKey`] →
@@ -253,6 +255,15 @@ pub struct SnatRev {
     pub last_seen: u64,
 }
 
+/// Key of `HOST_LOOPBACK`: a network and a port of its host-gateway (network order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct LoopbackKey {
+    pub network: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
 /// Key of `SOCK_REVNAT`: a socket and the endpoint address its hook sent it to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -319,11 +330,13 @@ pub enum Counter {
     SnatReply = 17,
     /// Outbound packets dropped: no free NAT port.
     DropSnatPorts = 18,
+    /// Connections to a host-gateway port handed to a host socket on 127.0.0.1.
+    HostLoopback = 19,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::DnatTc,
@@ -345,6 +358,7 @@ impl Counter {
         Counter::Snat,
         Counter::SnatReply,
         Counter::DropSnatPorts,
+        Counter::HostLoopback,
     ];
 
     /// Name shown by `netpath stats`.
@@ -369,6 +383,7 @@ impl Counter {
             Counter::Snat => "snat",
             Counter::SnatReply => "snat_reply",
             Counter::DropSnatPorts => "drop_snat_ports",
+            Counter::HostLoopback => "host_loopback",
         }
     }
 }
@@ -387,6 +402,7 @@ mod pod {
     unsafe impl aya::Pod for MemberKey {}
     unsafe impl aya::Pod for SockRevKey {}
     unsafe impl aya::Pod for SnatNat {}
+    unsafe impl aya::Pod for LoopbackKey {}
     unsafe impl aya::Pod for SnatRev {}
     unsafe impl aya::Pod for SockRevNat {}
 }

@@ -10,6 +10,7 @@ use aya_ebpf::{
 use netpath_common::{map_sizes, net_flags, Counter, EndpointInfo, MemberKey, NetworkInfo};
 
 use crate::{
+    hostgw,
     maps::{ENDPOINTS_BY_ADDR, MEMBERS, NETWORKS, SUBNETS},
     packet::Packet,
     parse::Ipv4Flow,
@@ -27,8 +28,12 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
     };
     let dst = flow.dst_addr;
     if dst == net.host_gateway && net.flags & net_flags::INTERNAL == 0 {
-        // host.docker.internal: the host answers.
-        count(Counter::Pass);
+        // host.docker.internal: the host answers (on its loopback for the allowed ports).
+        if hostgw::to_loopback(ctx, ep, flow) {
+            count(Counter::HostLoopback);
+        } else {
+            count(Counter::Pass);
+        }
         return TC_ACT_OK as i32;
     }
     if dst == u32::MAX || dst == net.broadcast() || is_multicast(dst) {

@@ -9,6 +9,7 @@ mod endpoint;
 mod fib;
 mod flows;
 mod forward;
+mod hostgw;
 mod maps;
 mod nat;
 mod packet;

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray},
 };
 use netpath_common::{
-    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, MemberKey, NetworkInfo, PeerInfo, PortKey,
-    PortTarget, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
+    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey, NetworkInfo,
+    PeerInfo, PortKey, PortTarget, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -47,6 +47,10 @@ pub static SUBNETS: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::NETWORKS, NO_
 /// Members of each network, slots 0..NetworkInfo::members, for broadcast and multicast.
 #[map]
 pub static MEMBERS: HashMap<MemberKey, u32> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// Host-gateway TCP ports served by sockets on the host's 127.0.0.1, per network.
+#[map]
+pub static HOST_LOOPBACK: HashMap<LoopbackKey, u8> = HashMap::pinned(4096, 0);
 
 /// Outbound NAT by the original 5-tuple.
 #[map]

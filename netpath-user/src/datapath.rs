@@ -19,7 +19,8 @@ use aya::{
 };
 use netpath_common::{
     map_names, map_sizes, net_flags, port_any_index, Counter, EndpointInfo, FlowKey, FlowNat,
-    MemberKey, NetworkInfo, PeerInfo, PortKey, PortTarget, SnatNat, SnatRev, PORTS_ANY_LEN,
+    LoopbackKey, MemberKey, NetworkInfo, PeerInfo, PortKey, PortTarget, SnatNat, SnatRev,
+    PORTS_ANY_LEN,
 };
 
 use crate::model::Network;
@@ -107,6 +108,7 @@ pub struct Datapath {
     pub snat: HashMap<MapData, FlowKey, SnatNat>,
     pub snat_rev: HashMap<MapData, FlowKey, SnatRev>,
     pub uplinks: HashMap<MapData, u32, u32>,
+    pub host_loopback: HashMap<MapData, LoopbackKey, u8>,
     pub stats: PerCpuArray<MapData, u64>,
     uplink_links: Vec<(String, SchedClassifierLink)>,
     xdp_links: Vec<(String, XdpLink)>,
@@ -160,6 +162,7 @@ impl Datapath {
             snat: take_map!(ebpf, map_names::SNAT),
             snat_rev: take_map!(ebpf, map_names::SNAT_REV),
             uplinks: take_map!(ebpf, map_names::UPLINKS),
+            host_loopback: take_map!(ebpf, map_names::HOST_LOOPBACK),
             stats: take_map!(ebpf, map_names::STATS),
             ebpf,
             uplink_links: Vec::new(),
@@ -333,7 +336,13 @@ impl Datapath {
             .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
         self.subnets
             .insert(&subnet_key(net), net.net_id, 0)
-            .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))
+            .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
+        for port in net.host_loopback_ports() {
+            self.host_loopback
+                .insert(loopback_key(net, port), 1, 0)
+                .map_err(|e| DatapathError::Map(map_names::HOST_LOOPBACK, e))?;
+        }
+        Ok(())
     }
 
     /// Removes a network and its member slots.
@@ -341,6 +350,9 @@ impl Datapath {
         let _ = self.set_members(net.net_id, &[]);
         let _ = self.networks.remove(&net.net_id);
         let _ = self.subnets.remove(&subnet_key(net));
+        for port in net.host_loopback_ports() {
+            let _ = self.host_loopback.remove(&loopback_key(net, port));
+        }
     }
 
     /// Makes `ifindexes` the members of network `net_id` (slots 0..n, for broadcasts).
@@ -575,6 +587,14 @@ fn attach_tc(
     let err = |e| program_error(name, e);
     let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
     prog.take_link(id).map_err(err)
+}
+
+fn loopback_key(net: &Network, port: u16) -> LoopbackKey {
+    LoopbackKey {
+        network: net.net_id,
+        port: be_port(port),
+        _pad: 0,
+    }
 }
 
 fn subnet_key(net: &Network) -> LpmKey<u32> {

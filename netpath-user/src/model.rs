@@ -51,6 +51,14 @@ impl Network {
             .unwrap_or(self.gateway)
     }
 
+    /// Host-gateway TCP ports the host serves on its loopback (`--opt host-loopback-ports`).
+    pub fn host_loopback_ports(&self) -> Vec<u16> {
+        self.options
+            .get(HOST_LOOPBACK_PORTS)
+            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
     pub fn icc(&self) -> bool {
         ICC_KEYS
@@ -64,8 +72,10 @@ impl Network {
 const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
 /// Option key of the host-gateway address (host.docker.internal).
 pub const HOST_GATEWAY: &str = "host-gateway";
+/// Option key of the host-gateway TCP ports served by the host's loopback (beyond Docker).
+pub const HOST_LOOPBACK_PORTS: &str = "host-loopback-ports";
 /// Every option key a network accepts.
-const KNOWN_OPTIONS: [&str; 3] = [ICC_KEYS[0], ICC_KEYS[1], HOST_GATEWAY];
+const KNOWN_OPTIONS: [&str; 4] = [ICC_KEYS[0], ICC_KEYS[1], HOST_GATEWAY, HOST_LOOPBACK_PORTS];
 
 /// One interface of an endpoint, on one network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +211,10 @@ pub enum ModelError {
     InternalPorts(String),
     #[error("invalid alias {0:?}")]
     BadAlias(String),
+    #[error(
+        "invalid host-loopback-ports {0:?}: expected ports from 1 to 65535, separated by commas"
+    )]
+    BadPortList(String),
     #[error("invalid host-gateway {0:?}: expected an IPv4 address")]
     BadHostGateway(String),
     #[error("endpoint {0} is on 16 networks already")]
@@ -341,6 +355,13 @@ impl State {
             }
             if k == HOST_GATEWAY && v.parse::<Ipv4Addr>().is_err() {
                 return Err(ModelError::BadHostGateway(v.to_string()));
+            }
+            if k == HOST_LOOPBACK_PORTS
+                && !v
+                    .split(',')
+                    .all(|p| p.trim().parse::<u16>().is_ok_and(|p| p != 0))
+            {
+                return Err(ModelError::BadPortList(v.to_string()));
             }
             options.insert(k.to_string(), v.to_string());
         }

@@ -157,3 +157,66 @@ fn host_docker_internal_resolves_and_reaches_the_host() {
     t.ok(&["endpoint", "rm", "web"]);
     assert!(!std::path::Path::new(&format!("/etc/netns/{}/hosts", ep.name)).exists());
 }
+
+#[test]
+fn host_loopback_ports_reach_services_bound_to_localhost_only() {
+    use std::{
+        io::{Read, Write},
+        net::TcpListener,
+        time::Duration,
+    };
+    let t = Topo::new();
+    t.ok(&[
+        "network",
+        "create",
+        "db",
+        "--subnet",
+        "10.10.6.0/24",
+        "--opt",
+        "host-loopback-ports=5432",
+    ]);
+    let app = t.endpoint("app", &["--network", "db"]);
+    let plain = t.endpoint("plain", &[]);
+    // Two host services bound to 127.0.0.1 only: one allowed, one not.
+    for port in [5432u16, 6000] {
+        let l = t
+            .host
+            .run(|| TcpListener::bind(("127.0.0.1", port)).unwrap());
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let local = c.local_addr().unwrap();
+                let _ = write!(c, "{local}");
+            }
+        });
+    }
+    let hgw: Ipv4Addr = "10.10.6.1".parse().unwrap();
+    let addr = std::net::SocketAddr::from((hgw, 5432));
+    let mut c = app
+        .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        .expect("allowed loopback port reachable through the host-gateway");
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut seen = String::new();
+    c.read_to_string(&mut seen).unwrap();
+    assert_eq!(
+        seen, "10.10.6.1:5432",
+        "the host answers from the host-gateway address"
+    );
+    assert!(
+        !common::tcp_reachable(&app, hgw, 6000, Duration::from_millis(700)),
+        "port not on the list"
+    );
+    let bridge_gw: Ipv4Addr = "172.17.0.1".parse().unwrap();
+    assert!(
+        !common::tcp_reachable(&plain, bridge_gw, 5432, Duration::from_millis(700)),
+        "network without the option"
+    );
+    assert!(t.stats()["counters"]["host_loopback"].as_u64().unwrap() >= 1);
+    t.refused(&[
+        "network",
+        "create",
+        "x",
+        "--opt",
+        "host-loopback-ports=5432,0",
+    ]);
+    t.refused(&["network", "create", "x", "--opt", "host-loopback-ports=abc"]);
+}
