@@ -16,8 +16,9 @@ fn ip_of(t: &Topo, endpoint: &str) -> Ipv4Addr {
 fn hairpin_through_host_and_gateway_addresses_including_its_own_port() {
     let t = Topo::new();
     t.ok(&["network", "create", "other", "--subnet", "10.10.7.0/24"]);
-    let web = t.endpoint("web", &["-p", "8080:80"]);
+    let web = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
     tcp_server(&web, 80);
+    common::udp_server(&web, 53);
     let client = t.endpoint("client", &[]);
     let far = t.endpoint("far", &["--network", "other"]);
     let gateway: Ipv4Addr = "172.17.0.1".parse().unwrap();
@@ -131,13 +132,14 @@ fn host_docker_internal_resolves_and_reaches_the_host() {
     ]);
     let ep = t.endpoint("web", &[]);
     let app = t.endpoint("api", &["--network", "app"]);
-    // A service of the host, on every address.
+    // A service of the host, on every address, TCP and UDP.
     let l = t.host.run(|| TcpListener::bind("0.0.0.0:7000").unwrap());
     std::thread::spawn(move || {
         for c in l.incoming().flatten() {
             drop(c);
         }
     });
+    common::udp_server(&t.host, 7001);
     for (ns, want) in [(&ep, "172.17.0.1"), (&app, "10.10.8.254")] {
         let line = ns.exec("getent", &["hosts", "host.docker.internal"]);
         let ip: Ipv4Addr = line.split_whitespace().next().unwrap().parse().unwrap();
