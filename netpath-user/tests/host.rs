@@ -141,7 +141,7 @@ fn host_docker_internal_resolves_and_reaches_the_host() {
     });
     common::udp_server(&t.host, 7001);
     for (ns, want) in [(&ep, "172.17.0.1"), (&app, "10.10.8.254")] {
-        let line = ns.exec("getent", &["hosts", "host.docker.internal"]);
+        let line = ns.exec("getent", &["ahostsv4", "host.docker.internal"]);
         let ip: Ipv4Addr = line.split_whitespace().next().unwrap().parse().unwrap();
         assert_eq!(ip.to_string(), want, "{line}");
         assert!(
@@ -154,7 +154,7 @@ fn host_docker_internal_resolves_and_reaches_the_host() {
     assert_eq!(v[1]["HostGateway"], "172.17.0.1");
     // The endpoint's own name resolves too; the file goes with the endpoint.
     assert!(ep
-        .exec("getent", &["hosts", "web"])
+        .exec("getent", &["ahostsv4", "web"])
         .starts_with("172.17.0."));
     t.ok(&["endpoint", "rm", "web"]);
     assert!(!std::path::Path::new(&format!("/etc/netns/{}/hosts", ep.name)).exists());
