@@ -594,3 +594,80 @@ fn arp_is_answered_for_the_gateway_and_peers_only() {
         }
     }
 }
+
+#[test]
+fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
+    use netpath_common::{snat_flags, SnatNat, SnatRev};
+    let Dp { mut dp, _fs } = load();
+    const S: u64 = 1_000_000_000;
+    let now = 10_000 * S;
+    let uplink = be_addr(HOST.into());
+    // (proto, client port, idle seconds, closing, expired?)
+    let cases = [
+        (UDP, 1000, 31, false, true),
+        (UDP, 1001, 5, false, false),
+        (ICMP, 1002, 31, false, true),
+        (TCP, 1003, 3600, false, false),
+        (TCP, 1004, 7201, false, true),
+        (TCP, 1005, 11, true, true),
+        (TCP, 1006, 5, true, false),
+    ];
+    for (i, (proto, port, idle, closing, _)) in cases.iter().enumerate() {
+        let key = FlowKey {
+            src_addr: be_addr(EP.into()),
+            dst_addr: be_addr(CLIENT.into()),
+            src_port: be_port(*port),
+            dst_port: be_port(80),
+            proto: *proto,
+            _pad: [0; 3],
+        };
+        let nat_port = be_port(40000 + i as u16);
+        let flags = if *closing { snat_flags::CLOSING } else { 0 };
+        let last_seen = now - idle * S;
+        dp.snat
+            .insert(
+                key,
+                SnatNat {
+                    addr: uplink,
+                    port: nat_port,
+                    _pad: 0,
+                    flags,
+                    _pad2: 0,
+                    last_seen,
+                },
+                0,
+            )
+            .unwrap();
+        let rkey = FlowKey {
+            src_addr: key.dst_addr,
+            dst_addr: uplink,
+            src_port: key.dst_port,
+            dst_port: nat_port,
+            proto: *proto,
+            _pad: [0; 3],
+        };
+        let rev = SnatRev {
+            addr: key.src_addr,
+            port: key.src_port,
+            last_seen,
+            ..Default::default()
+        };
+        dp.snat_rev.insert(rkey, rev, 0).unwrap();
+    }
+    let expired = cases.iter().filter(|c| c.4).count();
+    assert_eq!(dp.expire_snat(now), expired);
+    let left: Vec<u16> = dp
+        .snat
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| u16::from_be(k.src_port))
+        .collect();
+    for (_, port, _, _, gone) in cases {
+        assert_eq!(!left.contains(&port), gone, "flow from port {port}");
+    }
+    assert_eq!(
+        dp.snat_rev.keys().count(),
+        cases.len() - expired,
+        "both directions go together"
+    );
+}
