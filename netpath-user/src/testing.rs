@@ -103,6 +103,8 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        // Files `ip netns exec` would show in it (the agent writes a hosts file there).
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
 
