@@ -272,6 +272,7 @@ impl Agent {
             let n = self
                 .dp
                 .flush_flows(|k, v| v.ifindex == link.ifindex || k.src_addr == addr);
+            let n = n + self.dp.flush_snat(|rev| rev.ifindex == link.ifindex);
             info!(interface = %att.host_ifname, flows = n, "flushed flows of removed interface");
             self.dp.remove_attachment(link.ifindex, att.ip);
         }
@@ -523,6 +524,7 @@ impl Agent {
                 .map(|(c, v)| (c.name().to_string(), v))
                 .collect(),
             flows: self.dp.flows.keys().count(),
+            outbound_flows: self.dp.snat.keys().count(),
             published_ports: self.dp.published().len(),
             endpoints: self.dp.endpoints.keys().count(),
             networks: self.dp.networks.keys().count(),
@@ -608,6 +610,7 @@ impl Agent {
         }
         let live: HashSet<u32> = self.links.values().map(|l| l.ifindex).collect();
         self.dp.flush_flows(|_, v| !live.contains(&v.ifindex));
+        self.dp.flush_snat(|rev| !live.contains(&rev.ifindex));
         Ok(())
     }
 }

@@ -208,6 +208,8 @@ pub struct PortView {
 pub struct StatsView {
     pub counters: BTreeMap<String, u64>,
     pub flows: usize,
+    /// Outbound (source NAT) flows.
+    pub outbound_flows: usize,
     pub published_ports: usize,
     pub endpoints: usize,
     pub networks: usize,

@@ -503,6 +503,33 @@ impl Datapath {
         Ok(())
     }
 
+    /// Removes the outbound NAT flows (both directions) whose reply side `pred` selects;
+    /// returns how many.
+    pub fn flush_snat(&mut self, pred: impl Fn(&SnatRev) -> bool) -> usize {
+        let doomed: Vec<(FlowKey, FlowKey)> = self
+            .snat_rev
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, rev)| pred(rev))
+            .map(|(rkey, rev)| {
+                let fwd = FlowKey {
+                    src_addr: rev.addr,
+                    dst_addr: rkey.src_addr,
+                    src_port: rev.port,
+                    dst_port: rkey.src_port,
+                    proto: rkey.proto,
+                    _pad: [0; 3],
+                };
+                (fwd, rkey)
+            })
+            .collect();
+        for (fwd, rkey) in &doomed {
+            let _ = self.snat.remove(fwd);
+            let _ = self.snat_rev.remove(rkey);
+        }
+        doomed.len()
+    }
+
     /// Removes outbound NAT entries idle past their timeout at `now` (CLOCK_MONOTONIC ns, the
     /// clock of `bpf_ktime_get_ns`): TCP after 2 h, or 10 s once closing; UDP and ICMP after
     /// 30 s. Both directions go together. Returns how many flows were removed.

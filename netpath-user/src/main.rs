@@ -449,8 +449,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{k:<16} {v:>12}");
                 }
                 println!(
-                    "\nnetworks {}  endpoint interfaces {}  published ports {}  flows {}",
-                    s.networks, s.endpoints, s.published_ports, s.flows
+                    "\nnetworks {}  endpoint interfaces {}  published ports {}  flows {}  outbound flows {}",
+                    s.networks, s.endpoints, s.published_ports, s.flows, s.outbound_flows
                 );
             }
             Ok(())

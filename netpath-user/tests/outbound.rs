@@ -40,6 +40,10 @@ fn endpoints_reach_the_outside_through_source_nat() {
     let s = t.stats();
     assert!(s["counters"]["snat"].as_u64().unwrap() >= 3);
     assert!(s["counters"]["snat_reply"].as_u64().unwrap() >= 3);
+    // Removing the endpoint takes its outbound flows with it.
+    assert!(t.stats()["outbound_flows"].as_u64().unwrap() >= 3);
+    t.ok(&["endpoint", "rm", "web"]);
+    assert_eq!(t.stats()["outbound_flows"].as_u64().unwrap(), 0);
     // Internal networks never leave.
     t.ok(&[
         "network",
