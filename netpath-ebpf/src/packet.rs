@@ -12,6 +12,10 @@ use crate::parse::{ptr_at, IP_CSUM_OFF};
 
 /// A packet whose headers netpath can rewrite.
 pub trait Packet {
+    /// Start of the packet window.
+    fn data(&self) -> usize;
+    /// End of the packet window.
+    fn data_end(&self) -> usize;
     /// Writes the 4-byte address at `off` (`from` → `to`, network order) and updates the IPv4
     /// header checksum and the L4 checksum at `l4_csum_off` (pseudo-header).
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool;
@@ -68,6 +72,16 @@ fn xdp_l4_csum(ctx: &XdpContext, off: usize, udp: bool, update: impl Fn(u16) -> 
 }
 
 impl Packet for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+
     #[inline(always)]
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
         self.set_addr_l3(off, from, to)
@@ -131,6 +145,16 @@ fn l4_flags(udp: bool) -> u64 {
 }
 
 impl Packet for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+
     #[inline(always)]
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool {
         let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64 | 4;

@@ -1,5 +1,6 @@
 //! Traffic arriving on an uplink: published ports are DNAT'd and sent straight into their
-//! endpoint; everything else passes untouched.
+//! endpoint, replies of outbound flows translated back to theirs; everything else passes
+//! untouched. One decision for XDP and TC; only the redirect differs.
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},
     helpers::{bpf_redirect, bpf_redirect_peer},
@@ -9,74 +10,77 @@ use netpath_common::Counter;
 
 use crate::{
     nat,
+    packet::Packet,
     parse::{parse, Parsed},
     snat,
     stats::count,
 };
 
-/// TC ingress on an uplink: DNAT then `bpf_redirect_peer` into the endpoint's namespace.
-#[inline(always)]
-pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
-    let flow = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
-        Parsed::Ipv4(flow) if flow.fragment => {
-            count(Counter::Fragment);
-            return TC_ACT_OK as i32;
-        }
-        Parsed::Malformed => {
-            count(Counter::Malformed);
-            return TC_ACT_OK as i32;
-        }
-        _ => {
-            count(Counter::Pass);
-            return TC_ACT_OK as i32;
-        }
-    };
-    let Some(target) = flow
-        .has_ports()
-        .then(|| nat::lookup_published(&flow))
-        .flatten()
-    else {
-        let (data, end) = (ctx.data(), ctx.data_end());
-        if let Some(rev) = snat::reply(ctx, data, end, &flow) {
-            // SAFETY: plain helper call.
-            return unsafe { bpf_redirect_peer(rev.ifindex, 0) as i32 };
-        }
-        count(Counter::Pass);
-        return TC_ACT_OK as i32;
-    };
-    if !nat::dnat(ctx, &flow, &target) {
-        return TC_ACT_OK as i32;
-    }
-    count(Counter::DnatTc);
-    // SAFETY: plain helper call.
-    unsafe { bpf_redirect_peer(target.ifindex, 0) as i32 }
+/// What an uplink does with a packet.
+enum Verdict {
+    /// DNAT'd to a published port's endpoint (this host-side veth).
+    Dnat(u32),
+    /// A reply of an outbound flow, translated back to its endpoint (this host-side veth).
+    Reply(u32),
+    /// Not ours: on to the host stack, counted under this reason.
+    Pass(Counter),
 }
 
-/// XDP on an uplink: the same DNAT, then XDP_REDIRECT to the endpoint's host-side veth
-/// (which delivers to its peer, the endpoint's interface).
 #[inline(always)]
-pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
-    let flow = match parse(ctx.data(), ctx.data_end()) {
+fn decide<P: Packet>(pkt: &mut P) -> Verdict {
+    let flow = match parse(pkt.data(), pkt.data_end()) {
         Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
-        _ => return xdp_action::XDP_PASS,
+        Parsed::Ipv4(flow) if flow.fragment => return Verdict::Pass(Counter::Fragment),
+        Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
+        _ => return Verdict::Pass(Counter::Pass),
     };
-    let Some(target) = flow
+    if let Some(target) = flow
         .has_ports()
         .then(|| nat::lookup_published(&flow))
         .flatten()
-    else {
-        let (data, end) = (ctx.data(), ctx.data_end());
-        if let Some(rev) = snat::reply(ctx, data, end, &flow) {
-            // SAFETY: plain helper call.
-            return unsafe { bpf_redirect(rev.ifindex, 0) as u32 };
+    {
+        if nat::dnat(pkt, &flow, &target) {
+            return Verdict::Dnat(target.ifindex);
         }
-        return xdp_action::XDP_PASS;
-    };
-    if !nat::dnat(ctx, &flow, &target) {
-        return xdp_action::XDP_PASS;
+        return Verdict::Pass(Counter::Pass);
     }
-    count(Counter::DnatXdp);
+    let (data, end) = (pkt.data(), pkt.data_end());
+    match snat::reply(pkt, data, end, &flow) {
+        Some(rev) => Verdict::Reply(rev.ifindex),
+        None => Verdict::Pass(Counter::Pass),
+    }
+}
+
+/// TC ingress on an uplink: `bpf_redirect_peer` into the endpoint's namespace.
+#[inline(always)]
+pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
+    let ifindex = match decide(ctx) {
+        Verdict::Dnat(ifindex) => {
+            count(Counter::DnatTc);
+            ifindex
+        }
+        Verdict::Reply(ifindex) => ifindex,
+        Verdict::Pass(reason) => {
+            count(reason);
+            return TC_ACT_OK as i32;
+        }
+    };
     // SAFETY: plain helper call.
-    unsafe { bpf_redirect(target.ifindex, 0) as u32 }
+    unsafe { bpf_redirect_peer(ifindex, 0) as i32 }
+}
+
+/// XDP on an uplink: XDP_REDIRECT to the endpoint's host-side veth (which delivers to its
+/// peer, the endpoint's interface). Passing is not counted here: TC sees those packets next.
+#[inline(always)]
+pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
+    let ifindex = match decide(ctx) {
+        Verdict::Dnat(ifindex) => {
+            count(Counter::DnatXdp);
+            ifindex
+        }
+        Verdict::Reply(ifindex) => ifindex,
+        Verdict::Pass(_) => return xdp_action::XDP_PASS,
+    };
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
 }
