@@ -167,7 +167,6 @@ fn setup() -> Result<()> {
                     "bpf-linker",
                     "--version",
                     "^0.13",
-                    "--locked",
                     "--no-default-features",
                     "--features",
                     "llvm-22",
