@@ -427,38 +427,11 @@ impl Datapath {
         for (key, _) in self.published() {
             let _ = self.unpublish(&key);
         }
-        for k in self
-            .endpoints
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.endpoints.remove(&k);
-        }
-        for k in self
-            .endpoints_by_addr
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.endpoints_by_addr.remove(&k);
-        }
-        for k in self
-            .members
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.members.remove(&k);
-        }
-        for k in self
-            .networks
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.networks.remove(&k);
-        }
+        clear_hash(&mut self.endpoints);
+        clear_hash(&mut self.endpoints_by_addr);
+        clear_hash(&mut self.members);
+        clear_hash(&mut self.networks);
+        clear_hash(&mut self.host_loopback);
         for k in self
             .subnets
             .keys()
@@ -614,6 +587,13 @@ fn attach_tc(
     let err = |e| program_error(name, e);
     let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
     prog.take_link(id).map_err(err)
+}
+
+/// Removes every entry of a hash map.
+fn clear_hash<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
+    for k in map.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        let _ = map.remove(&k);
+    }
 }
 
 fn loopback_key(net: &Network, port: u16) -> LoopbackKey {
