@@ -67,10 +67,22 @@ pub mod proto {
 pub const PORTS_ANY_LEN: u32 = 2 * 65536;
 
 /// Index into `PORTS_ANY` of (protocol, port in network order). A slot whose `ifindex` is 0
-/// is empty.
+/// is empty. [`port_any_key`] is its inverse.
 #[inline(always)]
 pub fn port_any_index(proto: u8, port_be: u16) -> u32 {
     (u32::from(proto == proto::UDP) << 16) | u32::from(u16::from_be(port_be))
+}
+
+/// The (protocol, port in network order) of a `PORTS_ANY` index: the inverse of
+/// [`port_any_index`].
+#[inline(always)]
+pub fn port_any_key(index: u32) -> (u8, u16) {
+    let proto = if index >> 16 == 1 {
+        proto::UDP
+    } else {
+        proto::TCP
+    };
+    (proto, (index as u16).to_be())
 }
 
 /// Key of the published-ports map: where a client sends a packet.
@@ -118,6 +130,47 @@ pub struct FlowKey {
     pub dst_port: u16,
     pub proto: u8,
     pub _pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// The 5-tuple of `proto` from `src_addr:src_port` to `dst_addr:dst_port` (network order),
+    /// padding zeroed.
+    #[inline(always)]
+    pub const fn new(
+        src_addr: u32,
+        src_port: u16,
+        dst_addr: u32,
+        dst_port: u16,
+        proto: u8,
+    ) -> Self {
+        FlowKey {
+            src_addr,
+            dst_addr,
+            src_port,
+            dst_port,
+            proto,
+            _pad: [0; 3],
+        }
+    }
+
+    /// The same flow seen from the other end: its replies' 5-tuple.
+    #[inline(always)]
+    pub const fn reversed(&self) -> Self {
+        FlowKey::new(
+            self.dst_addr,
+            self.dst_port,
+            self.src_addr,
+            self.src_port,
+            self.proto,
+        )
+    }
+
+    /// The 5-tuple of the replies to this flow once its source is translated to
+    /// `addr:port` (outbound NAT): from the destination, to `addr:port`.
+    #[inline(always)]
+    pub const fn reply_to(&self, addr: u32, port: u16) -> Self {
+        FlowKey::new(self.dst_addr, self.dst_port, addr, port, self.proto)
+    }
 }
 
 /// Value of the flow table: what a reply's source is translated back to.
@@ -288,104 +341,114 @@ pub struct SockRevNat {
     pub _pad: u16,
 }
 
-/// Packet counters and drop reasons, the index into the per-CPU `STATS` array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Published-port packets translated on the TC path.
-    DnatTc = 0,
-    /// Published-port packets translated on the XDP path.
-    DnatXdp = 1,
-    /// Replies translated back to the published address.
-    RevNat = 2,
-    /// Packets handed on untouched.
-    Pass = 3,
-    /// ARP requests answered for an endpoint.
-    ArpReply = 4,
-    /// Dropped: source address or MAC not the endpoint's own.
-    DropSpoof = 5,
-    /// Fragments passed to the host stack (no ports to match).
-    Fragment = 6,
-    /// A reply's route lookup failed; handed to the host stack.
-    FibMiss = 7,
-    /// Headers shorter than they claim: passed untouched.
-    Malformed = 8,
-    /// Forwarded endpoint to endpoint within a network.
-    Forward = 9,
-    /// Broadcast or multicast copies delivered to a network's members.
-    Flood = 10,
-    /// Dropped: destination on another network.
-    DropIsolation = 11,
-    /// Dropped: endpoints of an icc=false network.
-    DropIcc = 12,
-    /// Dropped: leaving an internal network.
-    DropInternal = 13,
-    /// Dropped: an address of the network that no endpoint has.
-    DropNoRoute = 14,
-    /// An endpoint reached a published port through a host address (hairpin).
-    Hairpin = 15,
-    /// Outbound packets whose source was translated to the uplink's address.
-    Snat = 16,
-    /// Replies of outbound flows translated back to the endpoint.
-    SnatReply = 17,
-    /// Outbound packets dropped: no free NAT port.
-    DropSnatPorts = 18,
-    /// Connections to a host-gateway port handed to a host socket on 127.0.0.1.
-    HostLoopback = 19,
+/// Declares [`Counter`] from one list: each variant with its index, doc and the name
+/// `netpath stats` and the metrics show, so the enum, [`Counter::COUNT`], [`Counter::ALL`]
+/// and [`Counter::name`] can never disagree.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $variant:ident = $index:literal, $name:literal;)*) => {
+        /// Packet counters and drop reasons, the index into the per-CPU `STATS` array.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[doc = $doc])* $variant = $index,)*
+        }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            /// Number of counters; the size of the `STATS` array.
+            pub const COUNT: u32 = Counter::ALL.len() as u32;
+
+            /// Name shown by `netpath stats` (and in metrics).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Counter {
-    /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = 20;
-    /// Every counter, in index order.
-    pub const ALL: [Counter; Counter::COUNT as usize] = [
-        Counter::DnatTc,
-        Counter::DnatXdp,
-        Counter::RevNat,
-        Counter::Pass,
-        Counter::ArpReply,
-        Counter::DropSpoof,
-        Counter::Fragment,
-        Counter::FibMiss,
-        Counter::Malformed,
-        Counter::Forward,
-        Counter::Flood,
-        Counter::DropIsolation,
-        Counter::DropIcc,
-        Counter::DropInternal,
-        Counter::DropNoRoute,
-        Counter::Hairpin,
-        Counter::Snat,
-        Counter::SnatReply,
-        Counter::DropSnatPorts,
-        Counter::HostLoopback,
-    ];
+counters! {
+    /// Published-port packets translated on the TC path.
+    DnatTc = 0, "dnat_tc";
+    /// Published-port packets translated on the XDP path.
+    DnatXdp = 1, "dnat_xdp";
+    /// Replies translated back to the published address.
+    RevNat = 2, "reverse_nat";
+    /// Packets handed on untouched.
+    Pass = 3, "pass";
+    /// ARP requests answered for an endpoint.
+    ArpReply = 4, "arp_reply";
+    /// Dropped: source address or MAC not the endpoint's own.
+    DropSpoof = 5, "drop_spoof";
+    /// Fragments passed to the host stack (no ports to match).
+    Fragment = 6, "fragment";
+    /// A reply's route lookup failed; handed to the host stack.
+    FibMiss = 7, "fib_miss";
+    /// Headers shorter than they claim: passed untouched.
+    Malformed = 8, "malformed";
+    /// Forwarded endpoint to endpoint within a network.
+    Forward = 9, "forward";
+    /// Broadcast or multicast copies delivered to a network's members.
+    Flood = 10, "flood";
+    /// Dropped: destination on another network.
+    DropIsolation = 11, "drop_isolation";
+    /// Dropped: endpoints of an icc=false network.
+    DropIcc = 12, "drop_icc";
+    /// Dropped: leaving an internal network.
+    DropInternal = 13, "drop_internal";
+    /// Dropped: an address of the network that no endpoint has.
+    DropNoRoute = 14, "drop_no_route";
+    /// An endpoint reached a published port through a host address (hairpin).
+    Hairpin = 15, "hairpin";
+    /// Outbound packets whose source was translated to the uplink's address.
+    Snat = 16, "snat";
+    /// Replies of outbound flows translated back to the endpoint.
+    SnatReply = 17, "snat_reply";
+    /// Outbound packets dropped: no free NAT port.
+    DropSnatPorts = 18, "drop_snat_ports";
+    /// Connections to a host-gateway port handed to a host socket on 127.0.0.1.
+    HostLoopback = 19, "host_loopback";
+}
 
-    /// Name shown by `netpath stats`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::DnatTc => "dnat_tc",
-            Counter::DnatXdp => "dnat_xdp",
-            Counter::RevNat => "reverse_nat",
-            Counter::Pass => "pass",
-            Counter::ArpReply => "arp_reply",
-            Counter::DropSpoof => "drop_spoof",
-            Counter::Fragment => "fragment",
-            Counter::FibMiss => "fib_miss",
-            Counter::Malformed => "malformed",
-            Counter::Forward => "forward",
-            Counter::Flood => "flood",
-            Counter::DropIsolation => "drop_isolation",
-            Counter::DropIcc => "drop_icc",
-            Counter::DropInternal => "drop_internal",
-            Counter::DropNoRoute => "drop_no_route",
-            Counter::Hairpin => "hairpin",
-            Counter::Snat => "snat",
-            Counter::SnatReply => "snat_reply",
-            Counter::DropSnatPorts => "drop_snat_ports",
-            Counter::HostLoopback => "host_loopback",
-        }
+// Each counter's index is its position in the list (the STATS array is indexed by it).
+const _: () = {
+    let mut i = 0;
+    while i < Counter::ALL.len() {
+        assert!(Counter::ALL[i] as usize == i);
+        i += 1;
     }
+};
+
+/// Layout of every map key and value, checked at compile time: both sides (and the bytes
+/// the kernel hashes) depend on it, so a field added without its padding fails the build.
+mod layout {
+    use core::mem::{offset_of, size_of};
+
+    use super::*;
+
+    macro_rules! layout {
+        ($t:ty, $size:expr, $($field:ident @ $off:expr),*) => {
+            const _: () = assert!(size_of::<$t>() == $size);
+            $(const _: () = assert!(offset_of!($t, $field) == $off);)*
+        };
+    }
+
+    layout!(PortKey, 8, addr @ 0, port @ 4, proto @ 6, _pad @ 7);
+    layout!(PortTarget, 24, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18);
+    layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13);
+    layout!(FlowNat, 16, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12);
+    layout!(EndpointInfo, 20, addr @ 0, network @ 4, mac @ 8, host_mac @ 14);
+    layout!(PeerInfo, 20, ifindex @ 0, network @ 4, mac @ 8, host_mac @ 14);
+    layout!(NetworkInfo, 24, subnet @ 0, mask @ 4, gateway @ 8, flags @ 12, members @ 16, host_gateway @ 20);
+    layout!(MemberKey, 8, network @ 0, slot @ 4);
+    layout!(SnatNat, 24, addr @ 0, port @ 4, _pad @ 6, flags @ 8, _pad2 @ 12, last_seen @ 16);
+    layout!(SnatRev, 40, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, flags @ 12, mac @ 16, host_mac @ 22, _pad2 @ 28, last_seen @ 32);
+    layout!(LoopbackKey, 8, network @ 0, port @ 4, _pad @ 6);
+    layout!(SockRevKey, 16, cookie @ 0, addr @ 8, port @ 12, _pad @ 14);
+    layout!(SockRevNat, 8, addr @ 0, port @ 4, _pad @ 6);
+    layout!(GenConfig, 80, ifindex @ 0, src_addrs @ 4, src_ports @ 8, _pad @ 12, template @ 16);
 }
 
 #[cfg(feature = "user")]
@@ -430,3 +493,36 @@ pub const GEN_TEMPLATE_LEN: usize = 64;
 #[cfg(feature = "user")]
 // SAFETY: #[repr(C)] plain-old-data with explicit padding.
 unsafe impl aya::Pod for GenConfig {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_any_key_inverts_port_any_index() {
+        for proto in [proto::TCP, proto::UDP] {
+            for port in [1u16, 80, 8080, 65535] {
+                let be = port.to_be();
+                assert_eq!(port_any_key(port_any_index(proto, be)), (proto, be));
+            }
+        }
+        assert!(port_any_index(proto::UDP, 65535u16.to_be()) < PORTS_ANY_LEN);
+    }
+
+    #[test]
+    fn reply_keys() {
+        let k = FlowKey::new(1, 10, 2, 20, proto::TCP);
+        assert_eq!(k.reversed(), FlowKey::new(2, 20, 1, 10, proto::TCP));
+        assert_eq!(k.reversed().reversed(), k);
+        assert_eq!(k.reply_to(9, 90), FlowKey::new(2, 20, 9, 90, proto::TCP));
+    }
+
+    #[test]
+    fn counter_names_are_unique() {
+        for (i, a) in Counter::ALL.iter().enumerate() {
+            for b in &Counter::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+}

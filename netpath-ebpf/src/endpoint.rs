@@ -10,14 +10,15 @@ use netpath_common::{net_flags, Counter, EndpointInfo, PortTarget};
 use crate::{
     arp, fib, flows, forward,
     maps::{ENDPOINTS, NETWORKS},
-    nat,
     parse::{parse, ptr_at, Ipv4Flow, Parsed},
+    ports,
     stats::count,
 };
 
-/// Entry for a packet an endpoint sent.
+/// A packet the endpoint sent, seen at TC ingress of its host-side veth (the veth's
+/// ingress is the endpoint's egress).
 #[inline(always)]
-pub fn egress(ctx: &mut TcContext) -> i32 {
+pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: map value pointer valid for this program run; copied out at once.
@@ -51,7 +52,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     }
     if flow.has_ports() {
         if let Some(rev) = flows::reply_nat(flow) {
-            if !nat::reverse_nat(ctx, flow, &rev) {
+            if !ports::reverse_nat(ctx, flow, &rev) {
                 return TC_ACT_SHOT as i32;
             }
             count(Counter::RevNat);
@@ -63,7 +64,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
             return fib::send(ctx, route);
         }
         if let Some((target, masq)) = hairpin_target(ep, flow, ifindex) {
-            if !nat::dnat_masq(ctx, flow, &target, masq) {
+            if !ports::dnat_masq(ctx, flow, &target, masq) {
                 return TC_ACT_SHOT as i32;
             }
             count(Counter::Hairpin);
@@ -87,7 +88,7 @@ fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<(P
     if flags & net_flags::INTERNAL != 0 {
         return None;
     }
-    let target = nat::lookup_published(flow)?;
+    let target = ports::lookup_published(flow)?;
     if target.ifindex != ifindex {
         return Some((target, 0));
     }

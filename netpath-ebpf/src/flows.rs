@@ -31,17 +31,18 @@ pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32) {
     }
 }
 
-/// The key under which the replies of `flow`, DNAT'd to `target`, are found.
+/// The key under which the replies of `flow`, DNAT'd to `target`, are found: the translated
+/// flow (client → endpoint) reversed.
 #[inline(always)]
 fn reply_key_of(flow: &Ipv4Flow, target: &PortTarget) -> FlowKey {
-    FlowKey {
-        src_addr: target.addr,
-        dst_addr: flow.src_addr,
-        src_port: target.port,
-        dst_port: flow.src_port,
-        proto: flow.proto,
-        _pad: [0; 3],
-    }
+    FlowKey::new(
+        flow.src_addr,
+        flow.src_port,
+        target.addr,
+        target.port,
+        flow.proto,
+    )
+    .reversed()
 }
 
 /// The translation for a packet leaving an endpoint, if it is the reply of a published flow.

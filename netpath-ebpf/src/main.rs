@@ -11,9 +11,9 @@ mod flows;
 mod forward;
 mod hostgw;
 mod maps;
-mod nat;
 mod packet;
 mod parse;
+mod ports;
 mod snat;
 mod sock;
 mod stats;
@@ -37,10 +37,10 @@ pub fn netpath_uplink_tc(mut ctx: TcContext) -> i32 {
     uplink::ingress_tc(&mut ctx)
 }
 
-/// Endpoint host-side veth, TC ingress: traffic leaving an endpoint.
+/// Endpoint host-side veth, TC ingress: traffic *from* an endpoint.
 #[classifier]
 pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
-    endpoint::egress(&mut ctx)
+    endpoint::host_veth_ingress(&mut ctx)
 }
 
 /// Host sockets connecting to a published port reach the endpoint.

@@ -50,14 +50,13 @@ impl Ipv4Flow {
     /// The flow's 5-tuple as the flow tables key it.
     #[inline(always)]
     pub fn key(&self) -> FlowKey {
-        FlowKey {
-            src_addr: self.src_addr,
-            dst_addr: self.dst_addr,
-            src_port: self.src_port,
-            dst_port: self.dst_port,
-            proto: self.proto,
-            _pad: [0; 3],
-        }
+        FlowKey::new(
+            self.src_addr,
+            self.src_port,
+            self.dst_addr,
+            self.dst_port,
+            self.proto,
+        )
     }
 
     /// An ICMP echo request or reply (its identifier in the port fields).

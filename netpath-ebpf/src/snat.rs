@@ -149,14 +149,7 @@ fn allocate(
                 continue;
             }
         }
-        let rkey = FlowKey {
-            src_addr: key.dst_addr,
-            dst_addr: uplink,
-            src_port: key.dst_port,
-            dst_port: port,
-            proto: key.proto,
-            _pad: [0; 3],
-        };
+        let rkey = key.reply_to(uplink, port);
         if SNAT_REV.insert(&rkey, &rev, BPF_NOEXIST as u64).is_ok() {
             let nat = SnatNat {
                 addr: uplink,

@@ -7,9 +7,12 @@ use aya_ebpf::{
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use netpath_common::{port_any_index, PortKey, PortTarget, SockRevKey, SockRevNat};
+use netpath_common::{SockRevKey, SockRevNat};
 
-use crate::maps::{HOST_ADDRS, PORTS, PORTS_ANY, SOCK_NETNS, SOCK_REVNAT};
+use crate::{
+    maps::{SOCK_NETNS, SOCK_REVNAT},
+    ports,
+};
 
 /// Allow the operation (the hooks never refuse one).
 const ALLOW: i32 = 1;
@@ -21,27 +24,6 @@ fn ours(ctx: &SockAddrContext) -> bool {
     SOCK_NETNS
         .get(0)
         .is_some_and(|c| *c == cookie && cookie != 0)
-}
-
-/// The endpoint behind (address, port, protocol) as a host socket sees it: a publish on this
-/// exact address, or on every host address when the address is one of the host's.
-#[inline(always)]
-fn published(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
-    if let Some(t) = PORTS_ANY.get_ptr(port_any_index(proto, port)) {
-        // SAFETY: map value pointer valid for this program run; copied out at once.
-        let t = unsafe { *t };
-        if t.ifindex != 0 {
-            return HOST_ADDRS.get_ptr(&addr).map(|_| t);
-        }
-    }
-    let key = PortKey {
-        addr,
-        port,
-        proto,
-        _pad: 0,
-    };
-    // SAFETY: map value pointer valid for this program run; copied out at once.
-    PORTS.get_ptr(&key).map(|t| unsafe { *t })
 }
 
 /// connect4 and sendmsg4: a published address becomes the endpoint's.
@@ -56,7 +38,7 @@ pub fn to_endpoint(ctx: &SockAddrContext) -> i32 {
         let addr = (*sa).user_ip4;
         let port = ((*sa).user_port & 0xffff) as u16;
         let proto = (*sa).protocol as u8;
-        let Some(t) = published(addr, port, proto) else {
+        let Some(t) = ports::lookup(addr, port, proto) else {
             return ALLOW;
         };
         let key = SockRevKey {

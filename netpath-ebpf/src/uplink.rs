@@ -9,10 +9,9 @@ use aya_ebpf::{
 use netpath_common::Counter;
 
 use crate::{
-    nat,
     packet::Packet,
     parse::{parse, Parsed},
-    snat,
+    ports, snat,
     stats::count,
 };
 
@@ -36,10 +35,10 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     };
     if let Some(target) = flow
         .has_ports()
-        .then(|| nat::lookup_published(&flow))
+        .then(|| ports::lookup_published(&flow))
         .flatten()
     {
-        if nat::dnat(pkt, &flow, &target) {
+        if ports::dnat(pkt, &flow, &target) {
             return Verdict::Dnat(target.ifindex);
         }
         return Verdict::Pass(Counter::Pass);

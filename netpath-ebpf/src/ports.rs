@@ -8,22 +8,29 @@ use crate::{
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
 };
 
-/// The endpoint serving `flow`'s destination, if it is a published port: a publish on every
-/// host address (an array slot, valid when the destination is one of the host's addresses),
-/// else one on exactly this address. A port cannot be published both ways at once.
+/// The endpoint serving `flow`'s destination, if it is a published port.
 #[inline(always)]
 pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
-    if let Some(t) = PORTS_ANY.get_ptr(port_any_index(flow.proto, flow.dst_port)) {
+    lookup(flow.dst_addr, flow.dst_port, flow.proto)
+}
+
+/// The endpoint behind host address `addr`, port `port` (both network order) and `proto`:
+/// a publish on every host address (an array slot, valid when `addr` is one of the host's
+/// addresses), else one on exactly this address. A port cannot be published both ways at
+/// once. The one published-port lookup: packets (uplink, hairpin) and sockets (`sock.rs`).
+#[inline(always)]
+pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
+    if let Some(t) = PORTS_ANY.get_ptr(port_any_index(proto, port)) {
         // SAFETY: map value pointer valid for this program run; copied out at once.
         let t = unsafe { *t };
         if t.ifindex != 0 {
-            return HOST_ADDRS.get_ptr(&flow.dst_addr).map(|_| t);
+            return HOST_ADDRS.get_ptr(&addr).map(|_| t);
         }
     }
     let key = PortKey {
-        addr: flow.dst_addr,
-        port: flow.dst_port,
-        proto: flow.proto,
+        addr,
+        port,
+        proto,
         _pad: 0,
     };
     // SAFETY: map value pointer valid for this program run; copied out at once.
