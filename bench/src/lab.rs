@@ -11,16 +11,13 @@ use std::{
     io::Read,
     net::Ipv4Addr,
     os::fd::AsRawFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
-use aya::programs::{tc::SchedClassifierLink, xdp::XdpLink};
-use netpath_user::testing::{unique, veth, Netns};
-
-use crate::tools::Tools;
+use netpath_user::testing::{unique, veth, AgentOptions, AgentProcess, Netns};
 
 pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 /// The outside namespace's address (a server "on the internet").
@@ -86,13 +83,12 @@ pub struct Lab {
     pub out_ifindex: u32,
     pub out_mac: [u8; 6],
     pub up_mac: [u8; 6],
+    /// The ceiling variant's host-side veth (where its redirect-only program sends frames).
+    pub ceiling_target: Option<u32>,
     dir: PathBuf,
-    socket: PathBuf,
     netpath_bin: PathBuf,
-    agent: Option<Child>,
+    agent: Option<AgentProcess>,
     proxy: Option<Child>,
-    _sinks: Option<(XdpLink, SchedClassifierLink)>,
-    _ceiling: Option<XdpLink>,
 }
 
 fn read_sys(ns: &Netns, what: &str) -> String {
@@ -110,17 +106,9 @@ fn parse_mac(s: &str) -> [u8; 6] {
 }
 
 impl Lab {
-    /// A lab with the default ports published (UDP 5353 → 53, TCP 8080 → 80).
-    pub fn new(kind: Kind, tools: &mut Tools) -> Result<Lab> {
-        Lab::build(kind, tools, true)
-    }
-
-    /// A lab with nothing published yet.
-    pub fn bare(kind: Kind, tools: &mut Tools) -> Result<Lab> {
-        Lab::build(kind, tools, false)
-    }
-
-    fn build(kind: Kind, tools: &mut Tools, publish: bool) -> Result<Lab> {
+    /// A lab; with `publish`, the default ports are published (UDP 5353 → 53, TCP 8080 →
+    /// 80). netpath variants run `netpath_bin`.
+    pub fn new(kind: Kind, netpath_bin: &Path, publish: bool) -> Result<Lab> {
         let outside = Netns::new("npbo");
         let host = Netns::new("npbh");
         let ep = Netns::new("npbe");
@@ -145,8 +133,8 @@ impl Lab {
             out_ifindex: read_sys(&outside, &format!("{out_if}/ifindex")).parse()?,
             out_mac: parse_mac(&read_sys(&outside, &format!("{out_if}/address"))),
             up_mac: parse_mac(&read_sys(&host, &format!("{up_if}/address"))),
-            socket: dir.join("netpath.sock"),
-            netpath_bin: tools.netpath_bin.clone(),
+            netpath_bin: netpath_bin.to_path_buf(),
+            ceiling_target: None,
             dir,
             outside,
             host,
@@ -155,11 +143,9 @@ impl Lab {
             up_if,
             agent: None,
             proxy: None,
-            _sinks: None,
-            _ceiling: None,
         };
         if kind.netpath() {
-            lab.start_agent(tools)?;
+            lab.start_agent()?;
             let ns_path = lab.ep.path();
             let mut args = vec![
                 "endpoint",
@@ -177,7 +163,7 @@ impl Lab {
         } else if kind.bridged() {
             lab.bridge(&id)?;
         } else {
-            lab.ceiling(&id, tools)?;
+            lab.ceiling(&id)?;
         }
         match kind {
             Kind::Iptables if publish => {
@@ -193,13 +179,6 @@ impl Lab {
             _ => {}
         }
         Ok(lab)
-    }
-
-    /// Attaches the benchmark's counting sinks to the endpoint's interface (traffic
-    /// scenarios only: native XDP on a veth costs bulk TCP dearly).
-    pub fn attach_sinks(&mut self, tools: &mut Tools) -> Result<()> {
-        self._sinks = Some(tools.attach_sinks(&self.ep, "eth0")?);
-        Ok(())
     }
 
     /// Adds a second endpoint, 172.17.0.3, on the first endpoint's network: through the agent
@@ -239,61 +218,29 @@ impl Lab {
         }
     }
 
-    fn start_agent(&mut self, tools: &Tools) -> Result<()> {
-        let log = std::fs::File::create(self.dir.join("agent.log"))?;
-        let xdp = if self.kind == Kind::NetpathXdp {
-            "native"
-        } else {
-            "off"
-        };
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.host.name])
-            .arg(&tools.netpath_bin)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args([
-                "agent",
-                "--uplink",
-                &self.up_if,
-                "--xdp",
-                xdp,
-                "--state-dir",
-            ])
-            .arg(self.dir.join("state"))
-            .args(["--bpffs", "/sys/fs/bpf/netpath", "--max-ports", "140000"])
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting the netpath agent")?;
-        self.agent = Some(child);
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            if let Some(Ok(Some(st))) = self.agent.as_mut().map(|c| c.try_wait()) {
-                bail!(
-                    "agent exited {st}: {}",
-                    std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-                );
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                bail!("agent did not come up");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    fn start_agent(&mut self) -> Result<()> {
+        let mut opts =
+            AgentOptions::new(&self.netpath_bin, &self.host.name, &self.up_if, &self.dir);
+        if self.kind == Kind::NetpathXdp {
+            opts.xdp = "native".into();
         }
+        opts.extra = vec!["--max-ports".into(), "140000".into()];
+        self.agent = Some(AgentProcess::start(opts)?);
         Ok(())
     }
 
     /// The agent's process id (for its memory use).
     pub fn agent_pid(&self) -> Option<u32> {
-        self.agent.as_ref().map(Child::id)
+        self.agent.as_ref().and_then(AgentProcess::pid)
     }
 
     /// Runs the netpath CLI against this lab's agent.
     pub fn netpath(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.netpath_bin)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()?;
+        let agent = self
+            .agent
+            .as_ref()
+            .context("no netpath agent in this lab")?;
+        let out = agent.cli(args)?;
         if !out.status.success() {
             bail!(
                 "netpath {args:?}: {}",
@@ -321,17 +268,16 @@ impl Lab {
         Ok(())
     }
 
-    /// A veth to the endpoint and an XDP program on the uplink that redirects everything to
-    /// it; GRO on the endpoint's interface makes it a valid redirect target.
-    fn ceiling(&mut self, id: &str, tools: &mut Tools) -> Result<()> {
+    /// A veth to the endpoint, for an XDP program on the uplink that redirects everything to
+    /// it (attached by the caller, see [`Lab::ceiling_target`]); GRO on the endpoint's
+    /// interface makes it a valid redirect target.
+    fn ceiling(&mut self, id: &str) -> Result<()> {
         let hv = format!("bv{id}");
         veth(&self.host, &hv, &self.ep, "eth0tmp");
         self.ep.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
         self.ep.ip(&["link", "set", "eth0", "up"]);
         self.ep.exec("ethtool", &["-K", "eth0", "gro", "on"]);
-        let hv_index: u32 = read_sys(&self.host, &format!("{hv}/ifindex")).parse()?;
-        tools.set_redirect(hv_index)?;
-        self._ceiling = Some(tools.attach_redirect(&self.host, &self.up_if)?);
+        self.ceiling_target = Some(read_sys(&self.host, &format!("{hv}/ifindex")).parse()?);
         Ok(())
     }
 
@@ -497,7 +443,10 @@ fn libc_dup2(from: i32, to: i32) -> i32 {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in [self.agent.take(), self.proxy.take()].into_iter().flatten() {
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop();
+        }
+        for child in [self.proxy.take()].into_iter().flatten() {
             let mut child = child;
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),

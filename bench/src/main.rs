@@ -5,6 +5,7 @@ mod charts;
 mod lab;
 mod prog;
 mod report;
+mod rig;
 mod scale;
 mod tcp;
 mod tools;

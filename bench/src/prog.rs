@@ -7,10 +7,10 @@
 //! the full lookup, flow bookkeeping, rewrite and checksum update of a real hit.
 use anyhow::{bail, Context as _, Result};
 use aya::programs::{TestRun, TestRunOptions};
-use netpath_common::{EndpointInfo, FlowKey, FlowNat, PortKey, PortTarget};
+use netpath_common::{FlowKey, FlowNat, PortKey, PortTarget};
 use netpath_user::{
-    datapath::{be_addr, be_port, programs, Datapath, MapSizes, ScratchBpffs},
-    testing::{udp, Frame, RoutedNs, UDP},
+    datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
+    testing::{udp, Frame, RoutedNs, ScratchBpffs, UDP},
 };
 
 use crate::report::{Figure, Section, Target};
@@ -82,27 +82,23 @@ pub fn run(quick: bool) -> Result<Section> {
         },
     )?;
     dp.set_host_addrs(&[EP.into(), HOST.into()].into_iter().collect())?;
-    dp.endpoints.insert(
-        ep_if,
-        EndpointInfo {
-            addr: be_addr(EP.into()),
-            network: 0,
-            // The routed reply leaves with the uplink's MAC as source; registering that as
-            // the endpoint's MAC lets the rewritten buffer pass anti-spoofing again.
-            mac: routed.uplink_mac,
-            host_mac: GW_MAC,
-        },
-        0,
-    )?;
-    dp.flows.insert(
-        FlowKey {
-            src_addr: be_addr(EP.into()),
-            dst_addr: be_addr(CLIENT.into()),
-            src_port: be_port(53),
-            dst_port: be_port(40000),
-            proto: UDP,
-            _pad: [0; 3],
-        },
+    dp.add_attachment(&AttachmentEntry {
+        ifindex: ep_if,
+        ip: EP.into(),
+        // The routed reply leaves with the uplink's MAC as source; registering that as the
+        // endpoint's MAC lets the rewritten buffer pass anti-spoofing again.
+        mac: routed.uplink_mac,
+        host_mac: GW_MAC,
+        net_id: 0,
+    })?;
+    dp.insert_flow(
+        FlowKey::new(
+            be_addr(EP.into()),
+            be_port(53),
+            be_addr(CLIENT.into()),
+            be_port(40000),
+            UDP,
+        ),
         FlowNat {
             addr: be_addr(EP.into()),
             port: be_port(53),
@@ -110,7 +106,6 @@ pub fn run(quick: bool) -> Result<Section> {
             ifindex: ep_if,
             client: 0,
         },
-        0,
     )?;
 
     let to_ep = Frame::new(CLIENT, EP, UDP).build(&udp(40000, 53));

@@ -6,9 +6,10 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 
 use crate::{
-    lab::{Kind, Lab, HOST},
+    lab::{Kind, HOST},
     prog::{self, ports_label},
     report::{Figure, Section, Target},
+    rig::Rig,
     tools::{Tools, Traffic},
     traffic, Progress,
 };
@@ -52,8 +53,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
     for kind in [Kind::NetpathTc, Kind::Iptables] {
         for &n in &counts {
             p.step(&format!("scale: {} with {}", kind.name(), ports_label(n)));
-            let mut lab = Lab::bare(kind, tools)?;
-            lab.attach_sinks(tools)?;
+            let lab = Rig::new(kind, tools, false, true)?;
             let start = Instant::now();
             let mut mem = None;
             if kind == Kind::NetpathTc {

@@ -15,8 +15,9 @@ use anyhow::{Context as _, Result};
 use netpath_user::testing::Netns;
 
 use crate::{
-    lab::{Kind, Lab},
+    lab::Kind,
     report::{Figure, Section, Target},
+    rig::Rig,
     tools::Tools,
     Progress,
 };
@@ -148,7 +149,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>
     let mut dists = Vec::new();
     for kind in KINDS {
         p.step(&format!("tcp: {}", kind.name()));
-        let lab = Lab::new(*kind, tools)?;
+        let lab = Rig::new(*kind, tools, true, false)?;
         let _server = Server::start(&lab.ep)?;
         let to = lab.tcp_target();
         let (mut t, mut l50, mut l99, mut g) = (
@@ -236,7 +237,7 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
     let (mut tps, mut p99, mut gbit, mut dists) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for kind in PEER_KINDS {
         p.step(&format!("e2e: {}", kind.name()));
-        let mut lab = Lab::new(*kind, tools)?;
+        let mut lab = Rig::new(*kind, tools, true, false)?;
         lab.add_peer()?;
         let _server = Server::start(&lab.ep)?;
         let client = lab.peer.as_ref().context("peer")?;
@@ -296,7 +297,7 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
     let mut local = Vec::new();
     for kind in HOST_KINDS {
         p.step(&format!("host: {}", kind.name()));
-        let lab = Lab::new(*kind, tools)?;
+        let lab = Rig::new(*kind, tools, true, false)?;
         if *kind == Kind::Iptables {
             lab.iptables_localhost()?;
         }
@@ -318,7 +319,7 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
     let mut out = Vec::new();
     for kind in OUT_KINDS {
         p.step(&format!("outbound: {}", kind.name()));
-        let lab = Lab::new(*kind, tools)?;
+        let lab = Rig::new(*kind, tools, true, false)?;
         let servers: Vec<Server> = (0..8)
             .map(|i| Server::start_on(&lab.outside, 9000 + i))
             .collect::<Result<_>>()?;

@@ -17,11 +17,9 @@ use aya::{
 };
 use netpath_common::{GenConfig, GEN_TEMPLATE_LEN};
 use netpath_user::{
-    datapath::{ScratchBpffs, EBPF_OBJECT},
-    testing::Netns,
+    datapath::EBPF_OBJECT,
+    testing::{Netns, ScratchBpffs},
 };
-
-use crate::lab::Lab;
 
 const GEN: &str = "netpath_bench_gen";
 const SINK: &str = "netpath_bench_sink";
@@ -31,6 +29,15 @@ const REDIRECT: &str = "netpath_bench_redirect";
 const BATCH: u32 = 64;
 /// Frame length on the wire (without FCS).
 pub const FRAME_LEN: usize = 64;
+
+/// Where generated frames go on the wire: sent from `ns` through `ifindex` (the outside's
+/// veth), with these MACs.
+pub struct Wire<'a> {
+    pub ns: &'a Netns,
+    pub ifindex: u32,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+}
 
 /// Traffic to generate: UDP to `dst:dport` from `src_addrs` × `src_ports` distinct sources.
 #[derive(Clone, Copy, Debug)]
@@ -150,17 +157,17 @@ impl Tools {
         }
     }
 
-    /// Sends `traffic` from the lab's outside namespace for `duration`, flat out.
+    /// Sends `traffic` onto `wire` for `duration`, flat out.
     /// Returns (frames sent, time taken).
     pub fn generate(
         &mut self,
-        lab: &Lab,
+        wire: &Wire,
         t: Traffic,
         duration: Duration,
     ) -> Result<(u64, Duration)> {
         let mut frame = [0u8; FRAME_LEN];
-        frame[0..6].copy_from_slice(&lab.up_mac);
-        frame[6..12].copy_from_slice(&lab.out_mac);
+        frame[0..6].copy_from_slice(&wire.dst_mac);
+        frame[6..12].copy_from_slice(&wire.src_mac);
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         let ip_len = (FRAME_LEN - 14) as u16;
         frame[14..18].copy_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8]);
@@ -176,7 +183,7 @@ impl Tools {
         self.gen.set(
             0,
             GenConfig {
-                ifindex: lab.out_ifindex,
+                ifindex: wire.ifindex,
                 src_addrs: t.src_addrs.max(1),
                 src_ports: t.src_ports.max(1),
                 _pad: 0,
@@ -187,10 +194,10 @@ impl Tools {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
         let mut ctx = [0u8; 24];
         ctx[4..8].copy_from_slice(&(FRAME_LEN as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&lab.out_ifindex.to_ne_bytes());
+        ctx[12..16].copy_from_slice(&wire.ifindex.to_ne_bytes());
         let prog: &mut Xdp = self.ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         let chunk: u32 = 50_000;
-        lab.outside.run(move || -> Result<(u64, Duration)> {
+        wire.ns.run(move || -> Result<(u64, Duration)> {
             let start = Instant::now();
             let mut sent = 0u64;
             while start.elapsed() < duration {

@@ -5,17 +5,18 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::{
-    lab::{Kind, Lab, HOST, UDP_PORT},
+    lab::{Kind, HOST, UDP_PORT},
     report::{Figure, Section, Target},
+    rig::Rig,
     tools::{Tools, Traffic},
     Progress,
 };
 
 /// Sends a little traffic until the sink sees it (neighbours resolved, paths warm).
-pub fn warm_up(tools: &mut Tools, lab: &Lab, t: Traffic) -> Result<()> {
+pub fn warm_up(tools: &mut Tools, lab: &Rig, t: Traffic) -> Result<()> {
     let before = tools.sink_count();
     for _ in 0..50 {
-        tools.generate(lab, t, Duration::from_millis(20))?;
+        tools.generate(&lab.wire(), t, Duration::from_millis(20))?;
         if tools.settled_count() > before {
             return Ok(());
         }
@@ -26,7 +27,7 @@ pub fn warm_up(tools: &mut Tools, lab: &Lab, t: Traffic) -> Result<()> {
 /// Runs `runs` measurements of `t` against `lab`: delivered and offered packets per second.
 pub fn measure(
     tools: &mut Tools,
-    lab: &Lab,
+    lab: &Rig,
     t: Traffic,
     secs: f64,
     runs: usize,
@@ -36,7 +37,7 @@ pub fn measure(
     warm_up(tools, lab, t)?;
     for _ in 0..runs {
         let before = tools.settled_count();
-        let (sent, took) = tools.generate(lab, t, Duration::from_secs_f64(secs))?;
+        let (sent, took) = tools.generate(&lab.wire(), t, Duration::from_secs_f64(secs))?;
         let delivered = tools.settled_count() - before;
         let s = took.as_secs_f64();
         fig.runs.push(delivered as f64 / s / 1e6);
@@ -60,8 +61,7 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
     let mut figures = Vec::new();
     for kind in f.kinds {
         p.step(&format!("{}: {}", f.name, kind.name()));
-        let mut lab = Lab::new(*kind, tools)?;
-        lab.attach_sinks(tools)?;
+        let lab = Rig::new(*kind, tools, true, true)?;
         let mut fig = Figure::new(kind.name(), "Mpps", false);
         measure(tools, &lab, f.traffic, secs, runs, &mut fig, p)?;
         figures.push(fig);

@@ -1,22 +1,23 @@
-//! netpath's userspace: the node agent, its API, and the model behind the CLI.
+//! netpath's userspace: the node agent, its API, the CLI, and the model behind them.
 //!
 //! | module | concern |
 //! |---|---|
+//! | [`model`] | desired state, requests, planning (validation without side effects) |
 //! | [`ports`] | Docker `-p` specs and port mappings |
 //! | [`ipam`] | subnets, addresses, MACs |
-//! | [`model`] | desired state, request planning (validation without side effects) |
-//! | [`datapath`] | loading, attaching, typed map access |
+//! | [`datapath`] | the kernel programs and maps, one module per kernel concern |
 //! | [`netlink`] | veths, addresses, routes in the agent's and endpoints' namespaces |
-//! | [`agent`] | the node agent and its HTTP API server |
-//! | [`api`] | API paths and bodies |
-//! | [`client`] | API client used by the CLI |
-//! | [`testing`] | namespaces, frames and checksums for tests and the benchmark |
+//! | [`agent`] | the node agent: transactions, reconcile, background tasks, host set-up |
+//! | [`api`] | the HTTP API: routes, views, server, typed client |
+//! | [`cli`] | the `netpath` command line |
+//! | `testing` | (feature `testing`) namespaces, frames, agents for tests and the benchmark |
 pub mod agent;
 pub mod api;
-pub mod client;
+pub mod cli;
 pub mod datapath;
 pub mod ipam;
 pub mod model;
 pub mod netlink;
 pub mod ports;
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -5,10 +5,10 @@ mod common;
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::{tcp, udp, Frame, Netns, RoutedNs, Seen, ICMP, TCP, UDP};
+use common::{tcp, udp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP};
 use netpath_common::{Counter, FlowKey, FlowNat, PortKey, PortTarget};
 use netpath_user::{
-    datapath::{be_addr, be_port, programs, Datapath, MapSizes, ScratchBpffs},
+    datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
     model::Network,
 };
@@ -114,23 +114,35 @@ fn run_xdp(dp: &mut Datapath, pkt: &[u8]) -> (u32, Vec<u8>) {
 }
 
 fn counter(dp: &Datapath, c: Counter) -> u64 {
-    dp.counters().into_iter().find(|(k, _)| *k == c).unwrap().1
+    dp.counter(c)
+}
+
+/// Writes an attachment of an endpoint (`ip`, `mac`) behind host-side veth `ifindex`.
+fn attach(
+    dp: &mut Datapath,
+    ifindex: u32,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+    host_mac: [u8; 6],
+    net_id: u32,
+) -> Result<(), netpath_user::datapath::DatapathError> {
+    dp.add_attachment(&AttachmentEntry {
+        ifindex,
+        ip,
+        mac,
+        host_mac,
+        net_id,
+    })
 }
 
 fn flow(dp: &Datapath, ep_port: u16, client_port: u16, proto: u8) -> Option<FlowNat> {
-    dp.flows
-        .get(
-            &FlowKey {
-                src_addr: be_addr(EP.into()),
-                dst_addr: be_addr(CLIENT.into()),
-                src_port: be_port(ep_port),
-                dst_port: be_port(client_port),
-                proto,
-                _pad: [0; 3],
-            },
-            0,
-        )
-        .ok()
+    dp.flow(&FlowKey::new(
+        be_addr(EP.into()),
+        be_port(ep_port),
+        be_addr(CLIENT.into()),
+        be_port(client_port),
+        proto,
+    ))
 }
 
 fn assert_dnat(pkt: &[u8], out: &[u8], ep_port: u16) {
@@ -284,7 +296,7 @@ fn everything_else_passes_untouched() {
     assert_eq!(counter(&dp, Counter::Fragment), 2);
     assert_eq!(counter(&dp, Counter::Malformed), 1);
     assert_eq!(counter(&dp, Counter::DnatTc), 0);
-    assert_eq!(dp.flows.keys().count(), 0);
+    assert_eq!(dp.flow_count(), 0);
 }
 
 fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
@@ -303,11 +315,13 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
         name: format!("n{net_id}"),
         id: format!("{net_id}"),
         net_id,
+        driver: "bridge".into(),
         subnet,
         gateway: subnet.first_host(),
         ip_range: None,
         internal,
         options,
+        labels: Default::default(),
     };
     dp.add_network(&net).unwrap();
     net
@@ -316,8 +330,7 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
 /// The endpoint EP on network 1, attached at `ifindex`.
 fn endpoint(dp: &mut Datapath, ifindex: u32) {
     network(dp, 1, "172.17.0.0/16", false, true);
-    dp.add_attachment(ifindex, EP.into(), EP_MAC, GW_MAC, 1)
-        .unwrap();
+    attach(dp, ifindex, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
 }
 
 fn reply_frame(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
@@ -461,8 +474,7 @@ fn forwards_between_endpoints_of_a_network() {
     let Dp { mut dp, _fs } = load();
     let (ns, ep_if, _, _) = routed_ns();
     endpoint(&mut dp, ep_if);
-    dp.add_attachment(PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1)
-        .unwrap();
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
     let pkt = from_ep(PEER);
     let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
     assert_eq!(verdict, TC_ACT_REDIRECT, "redirected into the peer");
@@ -479,8 +491,15 @@ fn policy_between_networks() {
     let (ns, ep_if, _, _) = routed_ns();
     endpoint(&mut dp, ep_if);
     network(&mut dp, 2, "10.5.0.0/24", false, true);
-    dp.add_attachment(PEER_IF, [10, 5, 0, 7].into(), PEER_MAC, PEER_HOST_MAC, 2)
-        .unwrap();
+    attach(
+        &mut dp,
+        PEER_IF,
+        [10, 5, 0, 7].into(),
+        PEER_MAC,
+        PEER_HOST_MAC,
+        2,
+    )
+    .unwrap();
     let cases: &[([u8; 4], u32, Option<Counter>)] = &[
         ([10, 5, 0, 7], TC_ACT_SHOT, Some(Counter::DropIsolation)), // endpoint of network 2
         ([10, 5, 0, 9], TC_ACT_SHOT, Some(Counter::DropIsolation)), // network 2's subnet
@@ -509,10 +528,8 @@ fn icc_false_and_internal_networks() {
     let (ns, ep_if, _, _) = routed_ns();
     // icc=false: peers of the network are dropped.
     network(&mut dp, 1, "172.17.0.0/16", false, false);
-    dp.add_attachment(ep_if, EP.into(), EP_MAC, GW_MAC, 1)
-        .unwrap();
-    dp.add_attachment(PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1)
-        .unwrap();
+    attach(&mut dp, ep_if, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
     let pkt = from_ep(PEER);
     let (v, _) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
     assert_eq!(v, TC_ACT_SHOT);
@@ -567,9 +584,9 @@ fn arp_is_answered_for_the_gateway_and_peers_only() {
     let (ns, ep_if, _, _) = routed_ns();
     endpoint(&mut dp, ep_if);
     network(&mut dp, 2, "10.5.0.0/24", false, true);
-    dp.add_attachment(PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1)
-        .unwrap();
-    dp.add_attachment(
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
+    attach(
+        &mut dp,
         PEER_IF + 1,
         [10, 5, 0, 7].into(),
         PEER_MAC,
@@ -624,27 +641,13 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
         let nat_port = be_port(40000 + i as u16);
         let flags = if *closing { snat_flags::CLOSING } else { 0 };
         let last_seen = now - idle * S;
-        dp.snat
-            .insert(
-                key,
-                SnatNat {
-                    addr: uplink,
-                    port: nat_port,
-                    _pad: 0,
-                    flags,
-                    _pad2: 0,
-                    last_seen,
-                },
-                0,
-            )
-            .unwrap();
-        let rkey = FlowKey {
-            src_addr: key.dst_addr,
-            dst_addr: uplink,
-            src_port: key.dst_port,
-            dst_port: nat_port,
-            proto: *proto,
-            _pad: [0; 3],
+        let nat = SnatNat {
+            addr: uplink,
+            port: nat_port,
+            _pad: 0,
+            flags,
+            _pad2: 0,
+            last_seen,
         };
         let rev = SnatRev {
             addr: key.src_addr,
@@ -652,21 +655,20 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
             last_seen,
             ..Default::default()
         };
-        dp.snat_rev.insert(rkey, rev, 0).unwrap();
+        dp.insert_outbound(key, nat, rev).unwrap();
     }
     let expired = cases.iter().filter(|c| c.4).count();
-    assert_eq!(dp.expire_snat(now), expired);
+    assert_eq!(dp.expire_outbound(now), expired);
     let left: Vec<u16> = dp
-        .snat
-        .keys()
-        .filter_map(Result::ok)
-        .map(|k| u16::from_be(k.src_port))
+        .outbound_flows()
+        .iter()
+        .map(|(k, _)| u16::from_be(k.src_port))
         .collect();
     for (_, port, _, _, gone) in cases {
         assert_eq!(!left.contains(&port), gone, "flow from port {port}");
     }
     assert_eq!(
-        dp.snat_rev.keys().count(),
+        dp.outbound_reply_count(),
         cases.len() - expired,
         "both directions go together"
     );

@@ -32,8 +32,8 @@ fn tcp_and_udp_reach_the_endpoint_with_the_clients_address() {
     assert_eq!(client_ip(&r), OUTSIDE.to_string());
     assert!(r.ends_with(" ping"));
     let s = t.stats();
-    assert!(s["counters"]["dnat_tc"].as_u64().unwrap() >= 2);
-    assert!(s["counters"]["reverse_nat"].as_u64().unwrap() >= 2);
+    assert!(s["Counters"]["dnat_tc"].as_u64().unwrap() >= 2);
+    assert!(s["Counters"]["reverse_nat"].as_u64().unwrap() >= 2);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn unpublish_stops_traffic_and_flushes_flows() {
     udp_server(&ep, 53);
     assert!(tcp_request(&t.outside, HOST, 8080, "x").is_ok());
     assert!(udp_request(&t.outside, HOST, 5353, "x").is_ok());
-    assert!(t.stats()["flows"].as_u64().unwrap() >= 2);
+    assert!(t.stats()["Flows"].as_u64().unwrap() >= 2);
     assert_eq!(
         t.ok(&["port", "unpublish", "web", "5353:53/udp"]).trim(),
         "53/udp -> 0.0.0.0:5353"
@@ -111,7 +111,7 @@ fn unpublish_stops_traffic_and_flushes_flows() {
     );
     t.ok(&["port", "unpublish", "web", "8080:80"]);
     assert!(tcp_request(&t.outside, HOST, 8080, "x").is_err());
-    assert_eq!(t.stats()["flows"].as_u64().unwrap(), 0, "flows flushed");
+    assert_eq!(t.stats()["Flows"].as_u64().unwrap(), 0, "flows flushed");
     assert_eq!(t.ok(&["port", "ls", "web"]), "");
 }
 
@@ -128,9 +128,9 @@ fn endpoint_removal_flushes_its_flows_and_veth() {
     assert!(t.host.ip(&["link"]).contains(&host_if));
     t.ok(&["endpoint", "rm", "web"]);
     let s = t.stats();
-    assert_eq!(s["flows"].as_u64().unwrap(), 0);
-    assert_eq!(s["published_ports"].as_u64().unwrap(), 0);
-    assert_eq!(s["endpoints"].as_u64().unwrap(), 0);
+    assert_eq!(s["Flows"].as_u64().unwrap(), 0);
+    assert_eq!(s["PublishedPorts"].as_u64().unwrap(), 0);
+    assert_eq!(s["Endpoints"].as_u64().unwrap(), 0);
     assert!(!t.host.ip(&["link"]).contains(&host_if), "veth removed");
     assert!(!ep.ip(&["link"]).contains("eth0"));
     assert!(udp_request(&t.outside, HOST, 5353, "x").is_err());
@@ -181,7 +181,7 @@ fn rejected_requests_change_nothing() {
             t.ok(&["port", "ls"]),
             t.host.ip(&["-o", "link"]).lines().count(),
             spare.ip(&["-o", "link"]).lines().count(),
-            t.stats()["published_ports"].clone(),
+            t.stats()["PublishedPorts"].clone(),
         )
     };
     let before = snapshot();
@@ -304,5 +304,5 @@ fn xdp_fast_path() {
     let r = udp_request(&t.outside, HOST, 5353, "y").expect("udp via xdp");
     assert_eq!(client_ip(&r), OUTSIDE.to_string());
     let s = t.stats();
-    assert!(s["counters"]["dnat_xdp"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["Counters"]["dnat_xdp"].as_u64().unwrap() >= 2, "{s}");
 }

@@ -42,7 +42,7 @@ fn hairpin_through_host_and_gateway_addresses_including_its_own_port() {
         assert_eq!(seen, gateway, "self-hairpin comes from the gateway: {r}");
         assert!(r.ends_with(" me"));
     }
-    assert!(t.stats()["counters"]["hairpin"].as_u64().unwrap() >= 6);
+    assert!(t.stats()["Counters"]["hairpin"].as_u64().unwrap() >= 6);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn host_loopback_ports_reach_services_bound_to_localhost_only() {
         !common::tcp_reachable(&plain, bridge_gw, 5432, Duration::from_millis(700)),
         "network without the option"
     );
-    assert!(t.stats()["counters"]["host_loopback"].as_u64().unwrap() >= 1);
+    assert!(t.stats()["Counters"]["host_loopback"].as_u64().unwrap() >= 1);
     t.refused(&[
         "network",
         "create",

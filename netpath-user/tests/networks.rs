@@ -134,9 +134,9 @@ fn isolation_matrix_with_internal_and_multi_network_endpoints() {
     );
     assert!(!eps["a1"].ip(&["-o", "addr"]).contains("eth1"));
     let s = t.stats();
-    assert!(s["counters"]["drop_isolation"].as_u64().unwrap() > 0);
-    assert!(s["counters"]["drop_internal"].as_u64().unwrap() > 0);
-    assert!(s["counters"]["forward"].as_u64().unwrap() > 0);
+    assert!(s["Counters"]["drop_isolation"].as_u64().unwrap() > 0);
+    assert!(s["Counters"]["drop_internal"].as_u64().unwrap() > 0);
+    assert!(s["Counters"]["forward"].as_u64().unwrap() > 0);
 }
 
 fn udp_listener(ns: &Netns) -> UdpSocket {
@@ -179,7 +179,7 @@ fn broadcasts_reach_exactly_the_networks_members() {
     assert!(heard.contains_key("a2"), "a2 is on a");
     assert!(heard.contains_key("m"), "m is on a (through eth1)");
     assert!(!heard.contains_key("b1"), "b1 is not on a");
-    assert!(t.stats()["counters"]["flood"].as_u64().unwrap() >= 2);
+    assert!(t.stats()["Counters"]["flood"].as_u64().unwrap() >= 2);
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn icc_false_keeps_peers_apart_but_published_ports_work() {
         tcp_request(&t.outside, HOST, 8080, "x").is_ok(),
         "published port still answers"
     );
-    assert!(t.stats()["counters"]["drop_icc"].as_u64().unwrap() > 0);
+    assert!(t.stats()["Counters"]["drop_icc"].as_u64().unwrap() > 0);
     let v: Value = serde_json::from_str(&t.ok(&["network", "inspect", "quiet"])).unwrap();
     assert_eq!(v[0]["Options"]["icc"], "false");
 }
@@ -219,7 +219,7 @@ fn spoofed_sources_are_dropped_and_counted() {
     assert!(tcp_reachable(&a1, "10.10.1.20".parse().unwrap(), 80, SHORT));
     // a1 claims another address of the network.
     a1.ip(&["addr", "add", "10.10.1.99/32", "dev", "eth0"]);
-    let before = t.stats()["counters"]["drop_spoof"].as_u64().unwrap();
+    let before = t.stats()["Counters"]["drop_spoof"].as_u64().unwrap();
     let spoofed = a1.run(|| {
         let s = std::net::TcpStream::connect_timeout(
             &"10.10.1.20:80".parse().unwrap(),
@@ -233,7 +233,7 @@ fn spoofed_sources_are_dropped_and_counted() {
     common::wait_until(
         "the spoofed packet to be counted",
         Duration::from_secs(3),
-        || t.stats()["counters"]["drop_spoof"].as_u64().unwrap() > before,
+        || t.stats()["Counters"]["drop_spoof"].as_u64().unwrap() > before,
     );
 }
 
@@ -255,7 +255,7 @@ fn inspect_and_ls_look_like_docker() {
     let v: Value = serde_json::from_str(&t.ok(&["network", "inspect", "web"])).unwrap();
     let n = &v[0];
     assert_eq!(n["Name"], "web");
-    assert_eq!(n["Driver"], "netpath");
+    assert_eq!(n["Driver"], "bridge", "Docker's name for the driver");
     assert_eq!(n["Internal"], false);
     assert_eq!(n["IPAM"]["Config"][0]["Subnet"], "10.10.5.0/24");
     assert_eq!(n["IPAM"]["Config"][0]["Gateway"], "10.10.5.254");
@@ -281,8 +281,8 @@ fn rejected_network_requests_change_nothing() {
             t.ok(&["network", "ls"]),
             t.ok(&["network", "inspect", "a", "bridge"]),
             t.ok(&["endpoint", "ls"]),
-            t.stats()["networks"].clone(),
-            t.stats()["endpoints"].clone(),
+            t.stats()["Networks"].clone(),
+            t.stats()["Endpoints"].clone(),
             t.host.ip(&["-o", "link"]).lines().count(),
             t.host.ip(&["-o", "addr"]).lines().count(),
         )

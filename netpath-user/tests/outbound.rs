@@ -38,12 +38,12 @@ fn endpoints_reach_the_outside_through_source_nat() {
     }
     assert!(ping(&ep, OUTSIDE), "ICMP echo");
     let s = t.stats();
-    assert!(s["counters"]["snat"].as_u64().unwrap() >= 3);
-    assert!(s["counters"]["snat_reply"].as_u64().unwrap() >= 3);
+    assert!(s["Counters"]["snat"].as_u64().unwrap() >= 3);
+    assert!(s["Counters"]["snat_reply"].as_u64().unwrap() >= 3);
     // Removing the endpoint takes its outbound flows with it.
-    assert!(t.stats()["outbound_flows"].as_u64().unwrap() >= 3);
+    assert!(t.stats()["OutboundFlows"].as_u64().unwrap() >= 3);
     t.ok(&["endpoint", "rm", "web"]);
-    assert_eq!(t.stats()["outbound_flows"].as_u64().unwrap(), 0);
+    assert_eq!(t.stats()["OutboundFlows"].as_u64().unwrap(), 0);
     // Internal networks never leave.
     t.ok(&[
         "network",
@@ -127,7 +127,7 @@ fn ten_thousand_concurrent_flows_keep_distinct_ports_and_every_reply() {
     assert_eq!(ports.len(), socks.len(), "no two flows share a NAT port");
     assert!(replies.values().all(|(ip, _)| *ip == HOST));
     assert_eq!(
-        t.stats()["counters"]["drop_snat_ports"].as_u64().unwrap(),
+        t.stats()["Counters"]["drop_snat_ports"].as_u64().unwrap(),
         0
     );
 }

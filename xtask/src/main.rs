@@ -212,7 +212,58 @@ fn test(args: &[String]) -> Result<()> {
                 "--all-targets",
             ])
             .args(args),
-    )
+    )?;
+    if args.is_empty() {
+        unit_tests_unprivileged()?;
+    }
+    Ok(())
+}
+
+/// The unit tests (parser, IPAM, model, planning, rollback with fakes, API, CLI formatting)
+/// need no privilege: run them again as `nobody` to keep it so.
+fn unit_tests_unprivileged() -> Result<()> {
+    let out = Command::new(cargo())
+        .current_dir(root())
+        .args([
+            "test",
+            "-p",
+            "netpath-common",
+            "-p",
+            "netpath-user",
+            "--lib",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("building the unit tests")?;
+    if !out.status.success() {
+        bail!("building the unit tests failed");
+    }
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact" && msg["profile"]["test"] == true {
+            if let Some(exe) = msg["executable"].as_str() {
+                binaries.push(exe.to_string());
+            }
+        }
+    }
+    if binaries.len() < 2 {
+        bail!("expected the unit-test binaries of netpath-common and netpath-user, found {binaries:?}");
+    }
+    for exe in binaries {
+        eprintln!("xtask: {exe} as nobody");
+        status(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&exe)
+                .env("TMPDIR", "/tmp"),
+        )?;
+    }
+    Ok(())
 }
 
 fn bench(args: &[String]) -> Result<()> {

@@ -1,4 +1,5 @@
-use super::*;
+use super::{plan::*, *};
+use crate::ipam;
 
 fn state() -> State {
     let mut s = State::default();
@@ -36,6 +37,7 @@ fn req(name: &str, ip: Option<[u8; 4]>, ports: &[&str]) -> EndpointCreate {
         network: None,
         ip: ip.map(Into::into),
         ports: ports.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -292,4 +294,58 @@ fn connect_disconnect_and_network_removal() {
         Err(ModelError::LastNetwork(_))
     ));
     assert!(s.plan_network_rm("b").is_ok());
+}
+
+#[test]
+fn drivers_and_labels() {
+    let mut s = state();
+    let n = net(
+        &mut s,
+        NetworkCreate {
+            driver: Some("netpath".into()),
+            labels: [("team".to_string(), "web".to_string())].into(),
+            ..create("n")
+        },
+    );
+    assert_eq!(n.driver, "netpath");
+    assert_eq!(n.labels["team"], "web");
+    assert_eq!(net(&mut s, create("m")).driver, "bridge");
+    assert!(matches!(
+        s.plan_network(
+            &NetworkCreate {
+                driver: Some("overlay".into()),
+                ..create("o")
+            },
+            &[]
+        ),
+        Err(ModelError::UnknownDriver(_))
+    ));
+    assert!(matches!(
+        s.plan_network(
+            &NetworkCreate {
+                labels: [(" ".to_string(), String::new())].into(),
+                ..create("o")
+            },
+            &[]
+        ),
+        Err(ModelError::BadLabel(_))
+    ));
+}
+
+#[test]
+fn ids_are_cut_on_characters_and_veth_names_stay_valid() {
+    assert_eq!(short_id("abcdef", 3), "abc");
+    assert_eq!(short_id("ab", 12), "ab");
+    assert_eq!(short_id("éééé", 2), "éé");
+    let name = host_ifname("ééééééééééééé0123456789abcdef", 3);
+    assert!(name.len() <= 15 && name.is_ascii(), "{name}");
+}
+
+#[test]
+fn requests_refuse_unknown_keys() {
+    let ok: Result<NetworkCreate, _> =
+        serde_json::from_str(r#"{"Name":"n","Subnet":"10.1.0.0/24"}"#);
+    assert_eq!(ok.unwrap().subnet.as_deref(), Some("10.1.0.0/24"));
+    let bad: Result<NetworkCreate, _> = serde_json::from_str(r#"{"Name":"n","Subnett":"x"}"#);
+    assert!(bad.unwrap_err().to_string().contains("unknown field"));
 }

@@ -5,11 +5,11 @@ use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     time::Duration,
 };
 
-use netpath_user::testing::{unique, veth, wait_until, Netns};
+use netpath_user::testing::{unique, veth, AgentOptions, AgentProcess, Netns};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netpath");
@@ -24,8 +24,8 @@ pub struct Topo {
     pub uplink: String,
     dir: PathBuf,
     socket: PathBuf,
-    agent: Option<Child>,
-    xdp: &'static str,
+    opts: AgentOptions,
+    agent: Option<AgentProcess>,
 }
 
 impl Topo {
@@ -34,6 +34,15 @@ impl Topo {
     }
 
     pub fn with_xdp(xdp: &'static str) -> Topo {
+        Topo::build(xdp, &[])
+    }
+
+    /// An agent started with more flags.
+    pub fn with_agent_args(extra: &[&str]) -> Topo {
+        Topo::build("off", extra)
+    }
+
+    fn build(xdp: &str, extra: &[&str]) -> Topo {
         let outside = Netns::new("npout");
         let host = Netns::new("nphost");
         let id = unique();
@@ -48,76 +57,40 @@ impl Topo {
         }
         let dir = std::env::temp_dir().join(format!("netpath-e2e-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("netpath.sock");
+        let mut opts = AgentOptions::new(BIN, &host.name, &h, &dir);
+        opts.xdp = xdp.to_string();
+        opts.extra = extra.iter().map(|s| s.to_string()).collect();
         let mut t = Topo {
             outside,
             host,
             uplink: h,
-            socket,
+            socket: opts.socket(),
             dir,
+            opts,
             agent: None,
-            xdp,
         };
         t.start_agent();
         t
     }
 
     pub fn start_agent(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("agent.log"))
-            .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.host.name, BIN, "--socket"])
-            .arg(&self.socket)
-            .args([
-                "agent",
-                "--uplink",
-                &self.uplink,
-                "--xdp",
-                self.xdp,
-                "--state-dir",
-            ])
-            .arg(self.dir.join("state"))
-            .args(["--bpffs", "/sys/fs/bpf/netpath"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start agent");
-        self.agent = Some(child);
-        let socket = self.socket.clone();
-        let agent = self.agent.as_mut().unwrap();
-        let log = self.dir.join("agent.log");
-        wait_until("the agent's socket", Duration::from_secs(20), || {
-            if let Ok(Some(st)) = agent.try_wait() {
-                panic!(
-                    "agent exited {st}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        });
+        self.agent =
+            Some(AgentProcess::start(self.opts.clone()).unwrap_or_else(|e| panic!("{e:#}")));
+    }
+
+    /// The agent's API socket.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// What the agent logged so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.opts.log()).unwrap_or_default()
     }
 
     pub fn stop_agent(&mut self) {
-        if let Some(mut child) = self.agent.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let mut done = false;
-            for _ in 0..250 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    done = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !done {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if let Some(mut a) = self.agent.take() {
+            a.stop();
         }
     }
 
@@ -141,7 +114,8 @@ impl Topo {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs the CLI expecting a refusal: non-zero exit and a one-line error.
+    /// Runs the CLI expecting a refusal: non-zero exit and a one-line error, the agent's
+    /// (`Error response from agent: ...`) or the CLI's own (`netpath: ...`).
     pub fn refused(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(!out.status.success(), "netpath {args:?} was accepted");
@@ -151,7 +125,10 @@ impl Topo {
             1,
             "one-line error, got {err:?}"
         );
-        assert!(err.starts_with("netpath: "), "{err}");
+        assert!(
+            err.starts_with("Error response from agent: ") || err.starts_with("netpath: "),
+            "{err}"
+        );
         err
     }
 
@@ -176,7 +153,7 @@ impl Drop for Topo {
         if std::thread::panicking() {
             eprintln!(
                 "agent log:\n{}",
-                std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+                std::fs::read_to_string(self.opts.log()).unwrap_or_default()
             );
         }
         let _ = std::fs::remove_dir_all(&self.dir);

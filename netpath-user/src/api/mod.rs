@@ -1,43 +1,149 @@
-//! The agent's HTTP+JSON API on its unix socket: paths, request and response bodies.
+//! The agent's HTTP+JSON API on its unix socket.
 //!
-//! | method | path | body | answer |
-//! |---|---|---|---|
-//! | GET | /v1/networks | | `[NetworkView]` |
-//! | POST | /v1/networks | `NetworkCreate` | `NetworkView` |
-//! | GET | /v1/networks/NAME | | `NetworkView` |
-//! | DELETE | /v1/networks/NAME | | `{}` |
-//! | POST | /v1/networks/NAME/connect | `Connect` | `EndpointView` |
-//! | POST | /v1/networks/NAME/disconnect | `Connect` (endpoint only) | `EndpointView` |
-//! | GET | /v1/endpoints | | `[EndpointView]` |
-//! | POST | /v1/endpoints | `EndpointCreate` | `EndpointView` |
-//! | GET | /v1/endpoints/NAME | | `EndpointView` |
-//! | DELETE | /v1/endpoints/NAME | | `{}` |
-//! | POST | /v1/endpoints/NAME/publish | `PortsRequest` | `[PortMapping]` added |
-//! | POST | /v1/endpoints/NAME/unpublish | `PortsRequest` | `[PortMapping]` removed |
-//! | GET | /v1/ports | | `[PortView]` |
-//! | GET | /v1/stats | | `StatsView` |
+//! | module | concern |
+//! |---|---|
+//! | here | response bodies (views), errors, the [`Service`] the agent implements |
+//! | [`routes`] | every route, defined once: method, path, how names travel in it |
+//! | [`server`] | the HTTP server: accept, read (bounded), route, answer |
+//! | [`client`] | typed client methods, what the CLI calls |
 //!
-//! Errors answer 4xx/5xx with `{"error": "one line"}`.
+//! Request bodies are the model's requests ([`crate::model::requests`]). Every key on the
+//! wire is in Docker's style (`Name`, `IPAddress`, `PrivatePort`), unknown keys in a request
+//! are refused, and errors answer 4xx/5xx with `{"message": "one line"}` (Docker's error body).
+//! The state file is a different format ([`crate::model::State`]): what the agent keeps is
+//! not what it shows.
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
+use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     ipam::fmt_mac,
-    model::{Attachment, Endpoint, Network},
-    ports::PortMapping,
+    model::{
+        short_id, Attachment, Connect, Disconnect, Endpoint, EndpointCreate, Network,
+        NetworkCreate, PortsRequest,
+    },
+    ports::{PortMapping, Proto},
 };
 
-/// Body of publish and unpublish.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PortsRequest {
-    pub specs: Vec<String>,
+pub mod client;
+pub mod routes;
+pub mod server;
+
+/// Version of this API; `netpath version` shows it beside the agent's.
+pub const API_VERSION: &str = "1";
+
+/// An API failure: HTTP status and one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub msg: String,
 }
 
-/// Error body.
+impl ApiError {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            msg: msg.into(),
+        }
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, msg)
+    }
+
+    pub fn internal(msg: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+}
+
+/// Error body (Docker's shape).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub error: String,
+    pub message: String,
+}
+
+/// What the agent serves; [`server`] routes requests to it. The agent implements it over the
+/// real kernel, unit tests over fakes.
+pub trait Service: Send + 'static {
+    fn version(&self) -> VersionView;
+    fn stats(&self) -> StatsView;
+    fn networks(&self) -> Vec<NetworkView>;
+    fn network(&self, name: &str) -> Result<NetworkView, ApiError>;
+    fn create_network(&mut self, req: &NetworkCreate) -> Result<NetworkView, ApiError>;
+    fn remove_network(&mut self, name: &str) -> Result<(), ApiError>;
+    fn connect(&mut self, network: &str, req: &Connect) -> Result<EndpointView, ApiError>;
+    fn disconnect(&mut self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError>;
+    fn endpoints(&self) -> Vec<EndpointView>;
+    fn endpoint(&self, name: &str) -> Result<EndpointView, ApiError>;
+    fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<EndpointView, ApiError>;
+    fn remove_endpoint(&mut self, name: &str) -> Result<(), ApiError>;
+    fn publish(&mut self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
+    fn unpublish(&mut self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
+    fn ports(&self) -> Vec<PortView>;
+}
+
+/// Versions of one side (client or agent), as `netpath version` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionView {
+    pub version: String,
+    pub api_version: String,
+    pub git_commit: String,
+    pub os: String,
+    pub arch: String,
+}
+
+impl VersionView {
+    /// This build's versions.
+    pub fn current() -> VersionView {
+        VersionView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            api_version: API_VERSION.to_string(),
+            git_commit: env!("NETPATH_GIT_COMMIT").to_string(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+        }
+    }
+}
+
+/// One published port, in the shape of Docker's `Port` (`GET /containers/json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Port {
+    /// Host address (0.0.0.0: every host address).
+    #[serde(rename = "IP")]
+    pub ip: Ipv4Addr,
+    /// The endpoint's port.
+    #[serde(rename = "PrivatePort")]
+    pub private_port: u16,
+    /// The host's port.
+    #[serde(rename = "PublicPort")]
+    pub public_port: u16,
+    #[serde(rename = "Type")]
+    pub proto: Proto,
+}
+
+impl From<PortMapping> for Port {
+    fn from(m: PortMapping) -> Port {
+        Port {
+            ip: m.host_ip,
+            private_port: m.container_port,
+            public_port: m.host_port,
+            proto: m.proto,
+        }
+    }
+}
+
+impl std::fmt::Display for Port {
+    /// `docker port` style: `80/tcp -> 0.0.0.0:8080`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} -> {}:{}",
+            self.private_port, self.proto, self.ip, self.public_port
+        )
+    }
 }
 
 /// A network as `network ls`/`inspect` show it, shaped like `docker network inspect`.
@@ -100,7 +206,7 @@ impl NetworkView {
             name: n.name.clone(),
             id: n.id.clone(),
             scope: "local".into(),
-            driver: "netpath".into(),
+            driver: n.driver.clone(),
             enable_ipv6: false,
             ipam: Ipam {
                 driver: "default".into(),
@@ -119,7 +225,7 @@ impl NetworkView {
                         e.id.clone(),
                         NetworkMember {
                             name: e.name.clone(),
-                            endpoint_id: format!("{}-{}", &e.id[..12.min(e.id.len())], a.ifname),
+                            endpoint_id: format!("{}-{}", short_id(&e.id, 12), a.ifname),
                             mac_address: fmt_mac(&a.mac),
                             ipv4_address: format!("{}/{}", a.ip, n.subnet.prefix()),
                             ipv6_address: String::new(),
@@ -128,7 +234,7 @@ impl NetworkView {
                 })
                 .collect(),
             options: n.options.clone(),
-            labels: BTreeMap::new(),
+            labels: n.labels.clone(),
         }
     }
 }
@@ -160,7 +266,8 @@ pub struct EndpointView {
     pub host_interface: String,
     /// Every network, by name.
     pub networks: BTreeMap<String, EndpointNetwork>,
-    pub ports: Vec<PortMapping>,
+    pub ports: Vec<Port>,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl EndpointView {
@@ -190,7 +297,8 @@ impl EndpointView {
                     )
                 })
                 .collect(),
-            ports: e.ports.clone(),
+            ports: e.ports.iter().copied().map(Port::from).collect(),
+            labels: e.labels.clone(),
         }
     }
 }
@@ -198,14 +306,17 @@ impl EndpointView {
 /// One published port and its endpoint (`port ls`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PortView {
+    #[serde(rename = "Endpoint")]
     pub endpoint: String,
     #[serde(flatten)]
-    pub mapping: PortMapping,
+    pub port: Port,
 }
 
-/// Counter totals (`stats`).
+/// Counter totals and map occupancy (`stats`).
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct StatsView {
+    /// By counter name (`dnat_tc`, `drop_isolation`, ...).
     pub counters: BTreeMap<String, u64>,
     pub flows: usize,
     /// Outbound (source NAT) flows.

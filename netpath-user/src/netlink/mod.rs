@@ -2,7 +2,8 @@
 //!
 //! Each call opens its own netlink socket on a dedicated thread, which first enters the
 //! requested network namespace (namespaces are per thread), so nothing else the agent does
-//! ever runs in an endpoint's namespace.
+//! ever runs in an endpoint's namespace. The agent reaches this module through [`LinkOps`]
+//! ([`Netlink`] here, [`fake::FakeLinks`] in unit tests).
 use std::{
     collections::HashSet,
     future::Future,
@@ -20,6 +21,63 @@ use netlink_packet_route::{
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::ipam::Subnet;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
+
+/// What the agent changes and reads of links, addresses and routes.
+pub trait LinkOps: Send {
+    /// Creates an endpoint's veth pair and configures both ends ([`create_endpoint`]); on
+    /// failure nothing is left.
+    fn create_endpoint(&mut self, spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError>;
+    /// Deletes the link `name` in the agent's namespace (absent is fine).
+    fn delete_link(&mut self, name: &str) -> Result<(), NetError>;
+    /// Index and MAC of the link `name`, if it exists.
+    fn link_info(&self, name: &str) -> Result<Option<EndpointLink>, NetError>;
+    /// Puts `addr` on the gateway bridge; true when it was not there before.
+    fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError>;
+    /// Removes `addr` from the gateway bridge (absent is fine).
+    fn remove_gateway(&mut self, addr: Ipv4Addr) -> Result<(), NetError>;
+    /// Destinations of the main routing table.
+    fn route_subnets(&self) -> Result<Vec<Subnet>, NetError>;
+    /// Every IPv4 address of the agent's namespace.
+    fn host_addrs(&self) -> Result<HashSet<Ipv4Addr>, NetError>;
+    /// Index and first IPv4 address of the link `name`.
+    fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError>;
+}
+
+/// [`LinkOps`] over rtnetlink; gateways live on the port-less bridge `bridge`.
+#[derive(Clone, Debug)]
+pub struct Netlink {
+    pub bridge: String,
+}
+
+impl LinkOps for Netlink {
+    fn create_endpoint(&mut self, spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
+        create_endpoint(spec)
+    }
+    fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
+        delete_link(None, name)
+    }
+    fn link_info(&self, name: &str) -> Result<Option<EndpointLink>, NetError> {
+        Ok(link_info(name)?.map(|(ifindex, host_mac)| EndpointLink { ifindex, host_mac }))
+    }
+    fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError> {
+        add_gateway(&self.bridge, addr)
+    }
+    fn remove_gateway(&mut self, addr: Ipv4Addr) -> Result<(), NetError> {
+        remove_gateway(&self.bridge, addr)
+    }
+    fn route_subnets(&self) -> Result<Vec<Subnet>, NetError> {
+        route_subnets()
+    }
+    fn host_addrs(&self) -> Result<HashSet<Ipv4Addr>, NetError> {
+        host_addrs()
+    }
+    fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
+        link_ipv4(name)
+    }
+}
 
 /// A netlink or namespace failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +179,7 @@ fn link_name(link: &LinkMessage) -> Option<String> {
 }
 
 /// What `create_endpoint` made, for the datapath.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EndpointLink {
     /// Ifindex of the host-side veth.
     pub ifindex: u32,
@@ -393,9 +451,10 @@ pub fn default_route_interface() -> Result<Option<String>, NetError> {
     })
 }
 
-/// Makes sure the bridge `name` (no ports: it only holds addresses, like an idle docker0) exists, is up and carries each gateway as a /32, so the
-/// host answers on its gateways (endpoints reach the host there).
-pub fn ensure_gateways(name: &str, gateways: &[Ipv4Addr]) -> Result<(), NetError> {
+/// Puts `gw` as a /32 on the bridge `name`, creating the bridge (no ports: it only holds
+/// addresses, like an idle docker0) and bringing it up when needed, so the host answers on
+/// its gateways. True when the address was not there before.
+pub fn add_gateway(name: &str, gw: Ipv4Addr) -> Result<bool, NetError> {
     run(None, |h| async move {
         let link = match link_by_name(&h, name).await? {
             Some(l) => l,
@@ -417,14 +476,11 @@ pub fn ensure_gateways(name: &str, gateways: &[Ipv4Addr]) -> Result<(), NetError
             .execute()
             .await
             .map_err(err(format!("bringing {name} up")))?;
-        for gw in gateways {
-            match h.address().add(idx, IpAddr::V4(*gw), 32).execute().await {
-                Ok(()) => {}
-                Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
-                Err(e) => return Err(err(format!("adding gateway {gw}"))(e)),
-            }
+        match h.address().add(idx, IpAddr::V4(gw), 32).execute().await {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(false),
+            Err(e) => Err(err(format!("adding gateway {gw}"))(e)),
         }
-        Ok(())
     })
 }
 

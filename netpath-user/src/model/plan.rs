@@ -1,158 +1,17 @@
-//! The desired state: networks, endpoints and their published ports, as plain data.
-//!
-//! Every request is first *planned* here against the current state (all validation, no
-//! kernel access); only a plan that passed is carried out by the agent, so a rejected request
-//! changes nothing. The state is saved atomically as JSON in the agent's state directory.
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::Write as _,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
+//! Planning: every request is checked here against the current state, with no side effects,
+//! and turned into what it would create or remove. Only a plan that passed reaches the
+//! kernel, so a refused request changes nothing.
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+
+use super::{
+    host_ifname, new_id, valid_name, Attachment, Connect, Endpoint, EndpointCreate, Network,
+    NetworkCreate, State, DEFAULT_DRIVER, DEFAULT_NETWORK, DRIVERS, HOST_GATEWAY,
+    HOST_LOOPBACK_PORTS, ICC_KEYS, KNOWN_OPTIONS, MAX_NETWORKS_PER_ENDPOINT,
 };
-
-use serde::{Deserialize, Serialize};
-
 use crate::{
     ipam::{self, IpamError, Subnet},
     ports::{self, AllocError, PortIndex, PortMapping, PortSpec, SpecError},
 };
-
-/// Name of the network that exists from the start (Docker's default bridge).
-pub const DEFAULT_NETWORK: &str = "bridge";
-
-/// A network: a subnet with a gateway on the host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Network {
-    pub name: String,
-    pub id: String,
-    /// Small numeric id: the datapath's key for this network.
-    pub net_id: u32,
-    pub subnet: Subnet,
-    pub gateway: Ipv4Addr,
-    /// Addresses are allocated from here when set (inside the subnet).
-    #[serde(default)]
-    pub ip_range: Option<Subnet>,
-    /// Nothing leaves the network; its ports cannot be published.
-    #[serde(default)]
-    pub internal: bool,
-    /// `--opt KEY=VALUE`, as given.
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-}
-
-impl Network {
-    /// The address endpoints reach the host at (host.docker.internal): `--opt host-gateway`,
-    /// else the gateway.
-    pub fn host_gateway(&self) -> Ipv4Addr {
-        self.options
-            .get(HOST_GATEWAY)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.gateway)
-    }
-
-    /// Host-gateway TCP ports the host serves on its loopback (`--opt host-loopback-ports`).
-    pub fn host_loopback_ports(&self) -> Vec<u16> {
-        self.options
-            .get(HOST_LOOPBACK_PORTS)
-            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-            .unwrap_or_default()
-    }
-
-    /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
-    pub fn icc(&self) -> bool {
-        ICC_KEYS
-            .iter()
-            .filter_map(|k| self.options.get(*k))
-            .all(|v| v != "false")
-    }
-}
-
-/// Option keys that set inter-container communication.
-const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
-/// Option key of the host-gateway address (host.docker.internal).
-pub const HOST_GATEWAY: &str = "host-gateway";
-/// Option key of the host-gateway TCP ports served by the host's loopback (beyond Docker).
-pub const HOST_LOOPBACK_PORTS: &str = "host-loopback-ports";
-/// Every option key a network accepts.
-const KNOWN_OPTIONS: [&str; 4] = [ICC_KEYS[0], ICC_KEYS[1], HOST_GATEWAY, HOST_LOOPBACK_PORTS];
-
-/// One interface of an endpoint, on one network.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub network: String,
-    pub ip: Ipv4Addr,
-    pub mac: [u8; 6],
-    /// Interface name inside the namespace (eth0, eth1, ...).
-    pub ifname: String,
-    /// Name of the host-side veth in the agent's namespace.
-    pub host_ifname: String,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-}
-
-/// An endpoint: a network namespace with one interface per network it is on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub name: String,
-    pub id: String,
-    /// The namespace's path (e.g. /run/netns/NAME or /proc/PID/ns/net).
-    pub netns: PathBuf,
-    /// The first is eth0, the primary: published ports lead there.
-    pub attachments: Vec<Attachment>,
-    pub ports: Vec<PortMapping>,
-}
-
-impl Endpoint {
-    /// The attachment published ports are delivered to.
-    pub fn primary(&self) -> Option<&Attachment> {
-        self.attachments.first()
-    }
-
-    pub fn attachment(&self, network: &str) -> Option<&Attachment> {
-        self.attachments.iter().find(|a| a.network == network)
-    }
-}
-
-/// What `network create` asks for.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct NetworkCreate {
-    pub name: String,
-    #[serde(default)]
-    pub subnet: Option<String>,
-    #[serde(default)]
-    pub gateway: Option<Ipv4Addr>,
-    #[serde(default)]
-    pub ip_range: Option<String>,
-    #[serde(default)]
-    pub internal: bool,
-    /// KEY=VALUE strings.
-    #[serde(default)]
-    pub options: Vec<String>,
-}
-
-/// What `network connect` asks for.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Connect {
-    pub endpoint: String,
-    #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-}
-
-/// What `endpoint create` asks for.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct EndpointCreate {
-    pub name: String,
-    pub netns: PathBuf,
-    #[serde(default)]
-    pub network: Option<String>,
-    #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
-    #[serde(default)]
-    pub ports: Vec<String>,
-}
 
 /// Why a request was refused. Each message is one line, shown as is by the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -217,88 +76,17 @@ pub enum ModelError {
     BadPortList(String),
     #[error("invalid host-gateway {0:?}: expected an IPv4 address")]
     BadHostGateway(String),
-    #[error("endpoint {0} is on 16 networks already")]
+    #[error("endpoint {0} is on {MAX_NETWORKS_PER_ENDPOINT} networks already")]
     TooManyNetworks(String),
-}
-
-/// The whole desired state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    pub networks: BTreeMap<String, Network>,
-    pub endpoints: BTreeMap<String, Endpoint>,
-}
-
-/// Docker's name rule for containers and networks.
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
-
-/// A random 64-hex-digit id, like Docker's.
-pub fn new_id() -> String {
-    (0..4)
-        .map(|_| format!("{:016x}", rand::random::<u64>()))
-        .collect()
+    #[error(
+        "unsupported driver {0:?}: netpath networks use the bridge driver (bridge or netpath)"
+    )]
+    UnknownDriver(String),
+    #[error("invalid label {0:?}: the key must not be empty")]
+    BadLabel(String),
 }
 
 impl State {
-    /// Reads the state file; a missing file is the empty state.
-    pub fn load(path: &Path) -> std::io::Result<State> {
-        match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Writes the state file atomically: a temporary file, fsync, rename.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    }
-
-    /// Every published mapping, of every endpoint.
-    pub fn all_ports(&self) -> Vec<PortMapping> {
-        self.endpoints
-            .values()
-            .flat_map(|e| e.ports.iter().copied())
-            .collect()
-    }
-
-    pub fn endpoint(&self, name: &str) -> Result<&Endpoint, ModelError> {
-        self.endpoints
-            .get(name)
-            .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))
-    }
-
-    pub fn network(&self, name: &str) -> Result<&Network, ModelError> {
-        self.networks
-            .get(name)
-            .ok_or_else(|| ModelError::NoNetwork(name.to_string()))
-    }
-
-    /// The endpoints attached to `network`, with their attachment.
-    pub fn members<'a>(
-        &'a self,
-        network: &'a str,
-    ) -> impl Iterator<Item = (&'a Endpoint, &'a Attachment)> + 'a {
-        self.endpoints
-            .values()
-            .filter_map(move |e| e.attachment(network).map(|a| (e, a)))
-    }
-
     /// A free address of `net` (or checks the one asked for).
     fn address(&self, net: &Network, want: Option<Ipv4Addr>) -> Result<Ipv4Addr, ModelError> {
         let used: Vec<Ipv4Addr> = self.members(&net.name).map(|(_, a)| a.ip).collect();
@@ -338,6 +126,11 @@ impl State {
         if self.networks.contains_key(&req.name) {
             return Err(ModelError::NetworkExists(req.name.clone()));
         }
+        let driver = match req.driver.as_deref() {
+            None | Some("") => DEFAULT_DRIVER.to_string(),
+            Some(d) if DRIVERS.contains(&d) => d.to_string(),
+            Some(d) => return Err(ModelError::UnknownDriver(d.to_string())),
+        };
         let mut options = BTreeMap::new();
         for o in &req.options {
             let (k, v) = o
@@ -411,11 +204,13 @@ impl State {
             name: req.name.clone(),
             id: new_id(),
             net_id,
+            driver,
             subnet,
             gateway,
             ip_range,
             internal: req.internal,
             options,
+            labels: check_labels(&req.labels)?,
         })
     }
 
@@ -462,6 +257,7 @@ impl State {
             id,
             netns: req.netns.clone(),
             ports: Vec::new(),
+            labels: check_labels(&req.labels)?,
         };
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));
@@ -487,7 +283,7 @@ impl State {
         let n = (0..)
             .find(|i| !ep.attachments.iter().any(|a| a.ifname == format!("eth{i}")))
             .unwrap_or(0);
-        let slot = (0..16)
+        let slot = (0..MAX_NETWORKS_PER_ENDPOINT)
             .find(|i| {
                 !ep.attachments
                     .iter()
@@ -598,16 +394,10 @@ impl State {
     }
 }
 
-/// Host-side veth name of an endpoint's `slot`-th interface: "np" + 10 hex digits of the id,
-/// then the slot when it is not the first (at most 15 characters, IFNAMSIZ).
-fn host_ifname(id: &str, slot: usize) -> String {
-    let base = &id[..10.min(id.len())];
-    if slot == 0 {
-        format!("np{base}")
-    } else {
-        format!("np{base}{slot:x}")
+/// Labels as given; a key must not be empty.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ModelError> {
+    if let Some(k) = labels.keys().find(|k| k.trim().is_empty()) {
+        return Err(ModelError::BadLabel(k.clone()));
     }
+    Ok(labels.clone())
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,13 +1,20 @@
-//! Support for the tests and the benchmark: namespaces they make themselves (deleted on
-//! drop), frames built by hand, and checksums computed independently of the datapath.
-//! Not used by the agent.
+//! Support for the tests and the benchmark (feature `testing`, never in the product):
+//! namespaces they make themselves (deleted on drop), agents they start ([`agent`]), a
+//! private bpffs, frames built by hand, and checksums computed independently of the
+//! datapath.
 
 use std::{
     net::Ipv4Addr,
+    path::Path,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
+
+pub mod agent;
+
+pub use agent::{AgentOptions, AgentProcess};
+use etherparse::{Icmpv4Type, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -181,6 +188,44 @@ impl Default for RoutedNs {
     }
 }
 
+/// A private bpffs instance on a temporary directory, unmounted and removed on drop:
+/// somewhere to pin maps for tests and benchmarks without touching the host's bpffs, and
+/// one that outlives an agent started with `ip netns exec` (whose own mounts vanish with it).
+pub struct ScratchBpffs {
+    dir: std::path::PathBuf,
+}
+
+impl ScratchBpffs {
+    pub fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "netpath-bpffs-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        nix::mount::mount(
+            Some("bpffs"),
+            &dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(std::io::Error::from)?;
+        Ok(ScratchBpffs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchBpffs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 // ---- packets ---------------------------------------------------------------------------
 
 pub const TCP: u8 = 6;
@@ -294,47 +339,98 @@ pub fn udp(sport: u16, dport: u16) -> Vec<u8> {
     h
 }
 
-/// Parsed view of an Ethernet/IPv4 frame, for assertions.
+/// A frame as a test sees it: parsed, and its checksums verified, by `etherparse`, a parser
+/// independent of both the datapath and [`Frame`]. Accessors panic on a frame that is not
+/// Ethernet/IPv4 (a test failure).
 pub struct Seen<'a>(pub &'a [u8]);
 
-impl Seen<'_> {
+impl<'a> Seen<'a> {
+    fn parsed(&self) -> SlicedPacket<'a> {
+        SlicedPacket::from_ethernet(self.0).expect("an Ethernet frame")
+    }
+
+    fn ipv4(&self) -> etherparse::Ipv4Header {
+        match self.parsed().net {
+            Some(NetSlice::Ipv4(ip)) => ip.header().to_header(),
+            _ => panic!("not IPv4"),
+        }
+    }
+
+    fn eth(&self) -> etherparse::Ethernet2Header {
+        match self.parsed().link {
+            Some(LinkSlice::Ethernet2(e)) => e.to_header(),
+            _ => panic!("not Ethernet II"),
+        }
+    }
+
+    /// (source, destination) ports of TCP or UDP (ICMP echo: the identifier as both).
+    fn ports(&self) -> (u16, u16) {
+        match self.parsed().transport {
+            Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+            Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+            Some(TransportSlice::Icmpv4(i)) => match i.icmp_type() {
+                Icmpv4Type::EchoRequest(e) | Icmpv4Type::EchoReply(e) => (e.id, e.id),
+                _ => (0, 0),
+            },
+            _ => panic!("no transport header"),
+        }
+    }
+
     pub fn dst_mac(&self) -> [u8; 6] {
-        self.0[0..6].try_into().expect("frame too short")
+        self.eth().destination
     }
     pub fn src_mac(&self) -> [u8; 6] {
-        self.0[6..12].try_into().expect("frame too short")
+        self.eth().source
     }
     pub fn src(&self) -> Ipv4Addr {
-        <[u8; 4]>::try_from(&self.0[26..30])
-            .expect("frame too short")
-            .into()
+        self.ipv4().source.into()
     }
     pub fn dst(&self) -> Ipv4Addr {
-        <[u8; 4]>::try_from(&self.0[30..34])
-            .expect("frame too short")
-            .into()
+        self.ipv4().destination.into()
+    }
+    pub fn ttl(&self) -> u8 {
+        self.ipv4().time_to_live
     }
     pub fn sport(&self) -> u16 {
-        u16::from_be_bytes([self.0[34], self.0[35]])
+        self.ports().0
     }
     pub fn dport(&self) -> u16 {
-        u16::from_be_bytes([self.0[36], self.0[37]])
+        self.ports().1
     }
+    /// The L4 checksum as the frame carries it.
     pub fn l4_csum(&self) -> u16 {
-        let at = if self.0[23] == TCP { 34 + 16 } else { 34 + 6 };
-        u16::from_be_bytes([self.0[at], self.0[at + 1]])
+        match self.parsed().transport {
+            Some(TransportSlice::Tcp(t)) => t.checksum(),
+            Some(TransportSlice::Udp(u)) => u.checksum(),
+            Some(TransportSlice::Icmpv4(i)) => i.checksum(),
+            _ => panic!("no transport header"),
+        }
     }
+
     /// Both checksums verify from scratch (a UDP checksum of 0 means none).
     pub fn checksums_ok(&self) -> bool {
-        let ip = &self.0[14..34];
-        if inet_checksum(&[ip]) != 0 {
+        let Ok(p) = SlicedPacket::from_ethernet(self.0) else {
+            return false;
+        };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            return false;
+        };
+        let h = ip.header().to_header();
+        if h.calc_header_checksum() != h.header_checksum {
             return false;
         }
-        let proto = self.0[23];
-        let l4 = &self.0[34..];
-        if proto == UDP && self.l4_csum() == 0 {
-            return true;
+        match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                t.calc_checksum_ipv4(h.source, h.destination).ok() == Some(t.checksum())
+            }
+            Some(TransportSlice::Udp(u)) => {
+                u.checksum() == 0
+                    || u.to_header().calc_checksum_ipv4(&h, u.payload()).ok() == Some(u.checksum())
+            }
+            Some(TransportSlice::Icmpv4(i)) => {
+                i.icmp_type().calc_checksum(i.payload()) == i.checksum()
+            }
+            _ => false,
         }
-        inet_checksum(&[&pseudo(self.src(), self.dst(), proto, l4.len()), l4]) == 0
     }
 }

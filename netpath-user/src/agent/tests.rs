@@ -1,0 +1,335 @@
+//! Every transaction, failed at every step it takes: the desired state, the saved state and
+//! the (fake) kernel are exactly as before; and when it succeeds, the kernel is what the new
+//! state says. No root needed.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    path::PathBuf,
+};
+
+use super::{store::MemoryStore, transactions::host_addresses, Agent};
+use crate::{
+    api::ApiError,
+    datapath::{be_addr, be_port, fake::FakeDatapath, fake::Faults, DatapathOps},
+    model::{Connect, EndpointCreate, NetworkCreate, State},
+    netlink::fake::FakeLinks,
+};
+
+type FakeAgent = Agent<FakeDatapath, FakeLinks, MemoryStore>;
+
+/// Files standing in for namespaces (planning checks that the path exists).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "netpath-unit-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn netns(&self, name: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, b"").unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn network(name: &str, subnet: &str, options: &[&str]) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        subnet: Some(subnet.into()),
+        options: options.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn endpoint(s: &Scratch, name: &str, network: Option<&str>, ports: &[&str]) -> EndpointCreate {
+    EndpointCreate {
+        name: name.into(),
+        netns: s.netns(name),
+        network: network.map(Into::into),
+        ports: ports.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A populated agent: networks bridge, back (own host-gateway and loopback ports) and
+/// empty; endpoints a (ports, also on back) and b on bridge.
+fn scene(faults: &Faults) -> (FakeAgent, Scratch) {
+    let s = Scratch::new();
+    let mut a = Agent::new(
+        State::default(),
+        FakeDatapath::new(faults.clone()),
+        FakeLinks::new(faults.clone()),
+        MemoryStore {
+            saved: None,
+            faults: faults.clone(),
+        },
+        vec![],
+    )
+    .with_hosts_files(super::hosts_file::HostsFiles::new(s.0.join("etc-netns")));
+    faults.fail_at(0);
+    a.create_network(&network("bridge", "172.17.0.0/16", &[]))
+        .unwrap();
+    a.create_network(&network(
+        "back",
+        "10.9.0.0/24",
+        &["host-gateway=10.9.0.254", "host-loopback-ports=5432"],
+    ))
+    .unwrap();
+    a.create_network(&network("empty", "10.8.0.0/24", &[]))
+        .unwrap();
+    a.create_endpoint(&endpoint(
+        &s,
+        "a",
+        None,
+        &["8080:80", "127.0.0.1:5353:53/udp"],
+    ))
+    .unwrap();
+    a.create_endpoint(&endpoint(&s, "b", None, &[])).unwrap();
+    a.connect(
+        "back",
+        &Connect {
+            endpoint: "a".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    check_consistent(&a, false);
+    (a, s)
+}
+
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    state: State,
+    saved: Option<State>,
+    dp: FakeDatapath,
+    links: FakeLinks,
+    known: BTreeMap<String, (u32, [u8; 6])>,
+}
+
+fn snapshot(a: &FakeAgent) -> Snapshot {
+    Snapshot {
+        state: a.state.clone(),
+        saved: a.store.saved.clone(),
+        dp: a.dp.clone(),
+        links: a.net.clone(),
+        known: a
+            .links
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.ifindex, v.host_mac)))
+            .collect(),
+    }
+}
+
+/// The fake kernel is exactly what the state says (`leftovers`: veths and gateway
+/// addresses whose removal after the commit failed may remain).
+fn check_consistent(a: &FakeAgent, leftovers: bool) {
+    let st = &a.state;
+    assert_eq!(
+        a.store.saved.as_ref(),
+        Some(st),
+        "the saved state is the state"
+    );
+    let nets: BTreeMap<u32, _> = st
+        .networks
+        .values()
+        .map(|n| (n.net_id, n.clone()))
+        .collect();
+    assert_eq!(a.dp.networks, nets, "networks");
+    let gateways: BTreeSet<Ipv4Addr> = st.networks.values().flat_map(host_addresses).collect();
+    if leftovers {
+        assert!(a.net.gateways.is_superset(&gateways), "gateways");
+    } else {
+        assert_eq!(a.net.gateways, gateways, "gateways");
+    }
+    let mut names = BTreeSet::new();
+    let mut ports = BTreeMap::new();
+    for ep in st.endpoints.values() {
+        for (i, att) in ep.attachments.iter().enumerate() {
+            names.insert(att.host_ifname.clone());
+            let link = a.links.get(&att.host_ifname).expect("veth known");
+            assert_eq!(
+                a.net.veths.get(&att.host_ifname).map(|v| v.link),
+                Some(*link),
+                "veth {}",
+                att.host_ifname
+            );
+            let e =
+                a.dp.attachments
+                    .get(&link.ifindex)
+                    .expect("attachment in maps");
+            assert_eq!((e.ip, e.mac), (att.ip, att.mac));
+            assert_eq!(e.net_id, st.networks[&att.network].net_id);
+            assert!(a.dp.attached.contains(&att.host_ifname), "program attached");
+            if i == 0 {
+                for m in &ep.ports {
+                    let key = (be_addr(m.host_ip), be_port(m.host_port), m.proto.number());
+                    ports.insert(
+                        key,
+                        (be_addr(att.ip), be_port(m.container_port), link.ifindex),
+                    );
+                }
+            }
+        }
+    }
+    let known: BTreeSet<String> = a.links.keys().cloned().collect();
+    assert_eq!(known, names, "interfaces the agent knows");
+    let attached: BTreeSet<String> = a.dp.attached.iter().cloned().collect();
+    assert_eq!(attached, names, "programs attached");
+    assert_eq!(a.dp.attachments.len(), names.len(), "attachments in maps");
+    let veths: BTreeSet<String> = a.net.veths.keys().cloned().collect();
+    if leftovers {
+        assert!(veths.is_superset(&names), "veths");
+    } else {
+        assert_eq!(veths, names, "veths");
+    }
+    let published: BTreeMap<_, _> =
+        a.dp.ports
+            .iter()
+            .map(|(k, t)| (*k, (t.addr, t.port, t.ifindex)))
+            .collect();
+    assert_eq!(published, ports, "published ports");
+    for net in st.networks.values() {
+        let want: Vec<u32> = st
+            .members(&net.name)
+            .map(|(_, att)| a.links[&att.host_ifname].ifindex)
+            .collect();
+        assert_eq!(a.dp.members(net.net_id), want, "members of {}", net.name);
+    }
+}
+
+/// Fails `tx` at each of its steps in turn, then lets it succeed.
+fn every_failure(name: &str, tx: impl Fn(&mut FakeAgent, &Scratch) -> Result<(), ApiError>) {
+    let mut failures = 0;
+    for n in 1.. {
+        let faults = Faults::none();
+        let (mut a, s) = scene(&faults);
+        let before = snapshot(&a);
+        faults.fail_at(n);
+        let res = tx(&mut a, &s);
+        if !faults.fired() {
+            res.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_ne!(snapshot(&a).state, before.state, "{name} changed nothing");
+            check_consistent(&a, false);
+            break;
+        }
+        match res {
+            Err(_) => {
+                failures += 1;
+                assert_eq!(snapshot(&a), before, "{name} failing at step {n}");
+            }
+            // Only what runs after the commit can fail without failing the request.
+            Ok(()) => check_consistent(&a, true),
+        }
+        assert!(n < 100, "{name} never finished");
+    }
+    assert!(failures >= 2, "{name}: only {failures} failure points");
+}
+
+#[test]
+fn create_endpoint_rolls_back() {
+    every_failure("create endpoint", |a, s| {
+        a.create_endpoint(&endpoint(s, "c", None, &["9090:90", "9091:91/udp"]))
+            .map(drop)
+    });
+    every_failure("create endpoint on back", |a, s| {
+        a.create_endpoint(&endpoint(s, "c", Some("back"), &["9090:90"]))
+            .map(drop)
+    });
+}
+
+#[test]
+fn remove_endpoint_rolls_back() {
+    every_failure("remove endpoint", |a, _| a.remove_endpoint("a"));
+}
+
+#[test]
+fn publish_and_unpublish_roll_back() {
+    every_failure("publish", |a, _| {
+        a.publish("a", &["7000-7002:70-72".into()]).map(drop)
+    });
+    every_failure("unpublish", |a, _| {
+        a.unpublish("a", &["8080:80".into(), "127.0.0.1:5353:53/udp".into()])
+            .map(drop)
+    });
+}
+
+#[test]
+fn networks_roll_back() {
+    every_failure("create network", |a, _| {
+        a.create_network(&network(
+            "new",
+            "10.10.0.0/24",
+            &["host-gateway=10.10.0.200", "host-loopback-ports=80,443"],
+        ))
+        .map(drop)
+    });
+    every_failure("remove network", |a, _| a.remove_network("empty"));
+}
+
+#[test]
+fn connect_and_disconnect_roll_back() {
+    every_failure("connect", |a, _| {
+        a.connect(
+            "back",
+            &Connect {
+                endpoint: "b".into(),
+                aliases: vec!["bee".into()],
+                ..Default::default()
+            },
+        )
+        .map(drop)
+    });
+    every_failure("disconnect", |a, _| a.disconnect("back", "a").map(drop));
+    // Its primary network: the published ports move to back, or stay where they were.
+    every_failure("disconnect primary", |a, _| {
+        a.disconnect("bridge", "a").map(drop)
+    });
+}
+
+#[test]
+fn refused_requests_change_nothing() {
+    let faults = Faults::none();
+    let (mut a, s) = scene(&faults);
+    let before = snapshot(&a);
+    assert!(a.create_endpoint(&endpoint(&s, "a", None, &[])).is_err());
+    assert!(a
+        .create_endpoint(&endpoint(&s, "c", None, &["8080:80"]))
+        .is_err());
+    assert!(a.publish("b", &["8080:81".into()]).is_err());
+    assert!(a.remove_network("back").is_err());
+    assert!(a.disconnect("back", "b").is_err());
+    assert!(a
+        .create_network(&network("clash", "10.9.0.128/25", &[]))
+        .is_err());
+    assert_eq!(snapshot(&a), before);
+}
+
+#[test]
+fn reconcile_rebuilds_the_kernel_from_the_state() {
+    let faults = Faults::none();
+    let (mut a, s) = scene(&faults);
+    // A restart: a fresh datapath, the veths still there but one; its namespace gone too.
+    let lost = a.state.endpoints["b"].attachments[0].host_ifname.clone();
+    a.net.veths.remove(&lost);
+    std::fs::remove_file(s.0.join("b")).unwrap();
+    a.dp = FakeDatapath::new(faults.clone());
+    a.links.clear();
+    a.reconcile().unwrap();
+    assert!(
+        !a.state.endpoints.contains_key("b"),
+        "b's namespace is gone"
+    );
+    check_consistent(&a, false);
+}

@@ -1,0 +1,569 @@
+//! The agent's transactions: every request that changes something is planned against the
+//! desired state ([`crate::model::plan`]), carried out step by step in the kernel with each
+//! step's undo journaled in a [`Tx`], and committed by saving the new state. If any step or
+//! the save fails, the journal is played back and the request changes nothing. What cannot
+//! be undone (flushing flows, deleting a veth, removing a gateway address, hosts files)
+//! happens only after the commit.
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use hyper::StatusCode;
+use netpath_common::{PortKey, PortTarget};
+use tracing::{info, warn};
+
+use super::{hosts_file::HostsFiles, store::StateStore};
+use crate::{
+    api::ApiError,
+    datapath::{be_addr, be_port, AttachmentEntry, DatapathError, DatapathOps},
+    model::{
+        Attachment, Connect, Endpoint, EndpointCreate, ModelError, Network, NetworkCreate, State,
+    },
+    netlink::{EndpointLink, EndpointLinkSpec, LinkOps, NetError},
+    ports::PortMapping,
+};
+
+/// The agent: desired state, the kernel behind its traits, and what it made there.
+pub struct Agent<D, L, S> {
+    pub(super) state: State,
+    pub(super) dp: D,
+    pub(super) net: L,
+    pub(super) store: S,
+    /// Host-side veths made for attachments, by name.
+    pub(super) links: HashMap<String, EndpointLink>,
+    /// Uplink interface names (their addresses are the outbound NAT sources).
+    pub(super) uplinks: Vec<String>,
+    pub(super) hosts: HostsFiles,
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        let status = match e {
+            ModelError::NoEndpoint(_) | ModelError::NoNetwork(_) => StatusCode::NOT_FOUND,
+            ModelError::EndpointExists(_)
+            | ModelError::NetnsInUse(..)
+            | ModelError::Alloc(_)
+            | ModelError::NetworkExists(_)
+            | ModelError::Overlap(..)
+            | ModelError::NetworkInUse(..)
+            | ModelError::AlreadyConnected(..) => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<NetError> for ApiError {
+    fn from(e: NetError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<DatapathError> for ApiError {
+    fn from(e: DatapathError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// How to take back one step.
+#[derive(Debug)]
+pub(super) enum Undo {
+    DeleteLink(String),
+    RestoreLink(String, EndpointLink),
+    RemoveAttachment(u32, Ipv4Addr),
+    AddAttachment(AttachmentEntry),
+    Detach(String),
+    Attach(String),
+    Unpublish(PortKey),
+    Publish(PortKey, PortTarget),
+    SetMembers(u32, Vec<u32>),
+    RemoveNetwork(Network),
+    AddNetwork(Network),
+    RemoveGateway(Ipv4Addr),
+}
+
+/// What happens once the new state is committed (cannot be undone; failures are logged).
+#[derive(Debug)]
+pub(super) enum Then {
+    FlushPortFlows(u32, Vec<PortKey>),
+    FlushInterfaceFlows(u32, Ipv4Addr),
+    DeleteLink(String),
+    RemoveGateway(Ipv4Addr),
+    WriteHosts(String),
+    RemoveHosts(Endpoint),
+}
+
+/// The journal of one transaction.
+#[derive(Debug, Default)]
+pub(super) struct Tx {
+    undo: Vec<Undo>,
+    then: Vec<Then>,
+}
+
+impl Tx {
+    pub(super) fn undo(&mut self, u: Undo) {
+        self.undo.push(u);
+    }
+
+    pub(super) fn then(&mut self, t: Then) {
+        self.then.push(t);
+    }
+}
+
+/// The host addresses a network needs: its gateway and its host-gateway.
+pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
+    let mut v = vec![net.gateway];
+    if net.host_gateway() != net.gateway {
+        v.push(net.host_gateway());
+    }
+    v
+}
+
+impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
+    pub fn new(state: State, dp: D, net: L, store: S, uplinks: Vec<String>) -> Self {
+        Agent {
+            state,
+            dp,
+            net,
+            store,
+            links: HashMap::new(),
+            uplinks,
+            hosts: HostsFiles::default(),
+        }
+    }
+
+    /// Where hosts files go (tests).
+    pub fn with_hosts_files(mut self, hosts: HostsFiles) -> Self {
+        self.hosts = hosts;
+        self
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Runs `f` as one transaction: its journal is played back if it fails, its
+    /// after-commit steps run if it succeeds.
+    pub(super) fn transact<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut Tx) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut tx = Tx::default();
+        match f(self, &mut tx) {
+            Ok(v) => {
+                self.finish(tx.then);
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback(tx.undo);
+                Err(e)
+            }
+        }
+    }
+
+    /// Saves `next` and makes it the desired state: the last step of every transaction.
+    pub(super) fn commit(&mut self, next: State) -> Result<(), ApiError> {
+        self.store
+            .save(&next)
+            .map_err(|e| ApiError::internal(format!("saving the state: {e}")))?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// Plays back the journal of `tx` (a transaction that will not commit).
+    pub(super) fn rollback_tx(&mut self, tx: Tx) {
+        self.rollback(tx.undo);
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            let res: Result<(), String> = match &u {
+                Undo::DeleteLink(name) => {
+                    self.links.remove(name);
+                    self.net.delete_link(name).map_err(|e| e.to_string())
+                }
+                Undo::RestoreLink(name, link) => {
+                    self.links.insert(name.clone(), *link);
+                    Ok(())
+                }
+                Undo::RemoveAttachment(ifindex, ip) => self
+                    .dp
+                    .remove_attachment(*ifindex, *ip)
+                    .map_err(|e| e.to_string()),
+                Undo::AddAttachment(e) => self.dp.add_attachment(e).map_err(|e| e.to_string()),
+                Undo::Detach(name) => self.dp.detach_endpoint(name).map_err(|e| e.to_string()),
+                Undo::Attach(name) => self.dp.attach_endpoint(name).map_err(|e| e.to_string()),
+                Undo::Unpublish(k) => self.dp.unpublish(k).map_err(|e| e.to_string()),
+                Undo::Publish(k, t) => self.dp.publish(*k, *t).map_err(|e| e.to_string()),
+                Undo::SetMembers(id, m) => self.dp.set_members(*id, m).map_err(|e| e.to_string()),
+                Undo::RemoveNetwork(n) => self.dp.remove_network(n).map_err(|e| e.to_string()),
+                Undo::AddNetwork(n) => self.dp.add_network(n).map_err(|e| e.to_string()),
+                Undo::RemoveGateway(a) => self.net.remove_gateway(*a).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = res {
+                warn!("undoing {u:?}: {e}");
+            }
+        }
+    }
+
+    fn finish(&mut self, then: Vec<Then>) {
+        for t in then {
+            match t {
+                Then::FlushPortFlows(ifindex, keys) => {
+                    let n = self.dp.flush_flows_of(ifindex, &keys);
+                    info!(ifindex, flows = n, "flushed flows of unpublished ports");
+                }
+                Then::FlushInterfaceFlows(ifindex, ip) => {
+                    let n = self.dp.flush_interface_flows(ifindex, ip);
+                    info!(ifindex, flows = n, "flushed flows of a removed interface");
+                }
+                Then::DeleteLink(name) => {
+                    if let Err(e) = self.net.delete_link(&name) {
+                        warn!(interface = %name, "{e}");
+                    }
+                }
+                Then::RemoveGateway(addr) => {
+                    if let Err(e) = self.net.remove_gateway(addr) {
+                        warn!(gateway = %addr, "{e}");
+                    }
+                }
+                Then::WriteHosts(name) => {
+                    if let Some(ep) = self.state.endpoints.get(&name) {
+                        self.hosts.write(ep, &self.state);
+                    }
+                }
+                Then::RemoveHosts(ep) => self.hosts.remove(&ep),
+            }
+        }
+    }
+
+    // ---- steps ----------------------------------------------------------------------------
+
+    /// The datapath entry of mapping `m` of `ep`, delivered to its primary interface.
+    fn port_entry(
+        &self,
+        ep: &Endpoint,
+        m: &PortMapping,
+    ) -> Result<(PortKey, PortTarget), ApiError> {
+        let att = ep
+            .primary()
+            .ok_or_else(|| ApiError::internal(format!("endpoint {} has no interface", ep.name)))?;
+        let link = self.links.get(&att.host_ifname).ok_or_else(|| {
+            ApiError::internal(format!(
+                "interface {} of {} is missing",
+                att.host_ifname, ep.name
+            ))
+        })?;
+        Ok((
+            PortKey {
+                addr: be_addr(m.host_ip),
+                port: be_port(m.host_port),
+                proto: m.proto.number(),
+                _pad: 0,
+            },
+            PortTarget {
+                addr: be_addr(att.ip),
+                port: be_port(m.container_port),
+                _pad: 0,
+                ifindex: link.ifindex,
+                mac: att.mac,
+                gw_mac: link.host_mac,
+            },
+        ))
+    }
+
+    /// Publishes `maps` of `ep`.
+    pub(super) fn install_ports(
+        &mut self,
+        tx: &mut Tx,
+        ep: &Endpoint,
+        maps: &[PortMapping],
+    ) -> Result<(), ApiError> {
+        for m in maps {
+            let (k, v) = self.port_entry(ep, m)?;
+            self.dp
+                .publish(k, v)
+                .map_err(|e| ApiError::internal(format!("publishing {m}: {e}")))?;
+            tx.undo(Undo::Unpublish(k));
+        }
+        Ok(())
+    }
+
+    /// Stops publishing `maps` of `ep`; their flows go after the commit.
+    fn uninstall_ports(
+        &mut self,
+        tx: &mut Tx,
+        ep: &Endpoint,
+        maps: &[PortMapping],
+    ) -> Result<(), ApiError> {
+        let mut keys = Vec::new();
+        let mut ifindex = 0;
+        for m in maps {
+            let (k, v) = self.port_entry(ep, m)?;
+            self.dp.unpublish(&k)?;
+            tx.undo(Undo::Publish(k, v));
+            keys.push(k);
+            ifindex = v.ifindex;
+        }
+        if !keys.is_empty() {
+            tx.then(Then::FlushPortFlows(ifindex, keys));
+        }
+        Ok(())
+    }
+
+    /// Creates the kernel side of one attachment: veth, maps, program.
+    pub(super) fn realize_attachment(
+        &mut self,
+        tx: &mut Tx,
+        ep: &Endpoint,
+        att: &Attachment,
+        net: &Network,
+        primary: bool,
+    ) -> Result<(), ApiError> {
+        let link = self.net.create_endpoint(&EndpointLinkSpec {
+            host_ifname: &att.host_ifname,
+            netns: &ep.netns,
+            ifname: &att.ifname,
+            ip: att.ip,
+            prefix: net.subnet.prefix(),
+            mac: att.mac,
+            gateway: net.gateway,
+            default_route: primary && !net.internal,
+        })?;
+        tx.undo(Undo::DeleteLink(att.host_ifname.clone()));
+        self.adopt_attachment(tx, att, net, link)
+    }
+
+    /// Maps and program of an attachment whose veth exists.
+    pub(super) fn adopt_attachment(
+        &mut self,
+        tx: &mut Tx,
+        att: &Attachment,
+        net: &Network,
+        link: EndpointLink,
+    ) -> Result<(), ApiError> {
+        self.links.insert(att.host_ifname.clone(), link);
+        let entry = AttachmentEntry {
+            ifindex: link.ifindex,
+            ip: att.ip,
+            mac: att.mac,
+            host_mac: link.host_mac,
+            net_id: net.net_id,
+        };
+        self.dp
+            .add_attachment(&entry)
+            .map_err(|e| ApiError::internal(format!("endpoint maps: {e}")))?;
+        tx.undo(Undo::RemoveAttachment(link.ifindex, att.ip));
+        self.dp
+            .attach_endpoint(&att.host_ifname)
+            .map_err(|e| ApiError::internal(format!("attaching to {}: {e}", att.host_ifname)))?;
+        tx.undo(Undo::Detach(att.host_ifname.clone()));
+        Ok(())
+    }
+
+    /// Takes one attachment out of the datapath; its flows and veth go after the commit.
+    fn unrealize_attachment(&mut self, tx: &mut Tx, att: &Attachment) -> Result<(), ApiError> {
+        if let Some(link) = self.links.get(&att.host_ifname).copied() {
+            self.dp.detach_endpoint(&att.host_ifname)?;
+            tx.undo(Undo::Attach(att.host_ifname.clone()));
+            let entry = AttachmentEntry {
+                ifindex: link.ifindex,
+                ip: att.ip,
+                mac: att.mac,
+                host_mac: link.host_mac,
+                net_id: self
+                    .state
+                    .networks
+                    .get(&att.network)
+                    .map_or(0, |n| n.net_id),
+            };
+            self.dp.remove_attachment(link.ifindex, att.ip)?;
+            tx.undo(Undo::AddAttachment(entry));
+            self.links.remove(&att.host_ifname);
+            tx.undo(Undo::RestoreLink(att.host_ifname.clone(), link));
+            tx.then(Then::FlushInterfaceFlows(link.ifindex, att.ip));
+        }
+        tx.then(Then::DeleteLink(att.host_ifname.clone()));
+        Ok(())
+    }
+
+    /// Makes the member list of `network` (for broadcasts) what `next` says.
+    pub(super) fn sync_members(
+        &mut self,
+        tx: &mut Tx,
+        next: &State,
+        network: &str,
+    ) -> Result<(), ApiError> {
+        let Some(net) = next.networks.get(network) else {
+            return Ok(());
+        };
+        let want: Vec<u32> = next
+            .members(network)
+            .filter_map(|(_, a)| self.links.get(&a.host_ifname).map(|l| l.ifindex))
+            .collect();
+        let have = self.dp.members(net.net_id);
+        if want != have {
+            self.dp.set_members(net.net_id, &want)?;
+            tx.undo(Undo::SetMembers(net.net_id, have));
+        }
+        Ok(())
+    }
+
+    // ---- transactions -----------------------------------------------------------------------
+
+    pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<Endpoint, ApiError> {
+        let ep = self.state.plan_endpoint(req)?;
+        let att = ep.attachments[0].clone();
+        let net = self.state.network(&att.network)?.clone();
+        let mut next = self.state.clone();
+        next.endpoints.insert(ep.name.clone(), ep.clone());
+        self.transact(|a, tx| {
+            a.realize_attachment(tx, &ep, &att, &net, true)?;
+            a.install_ports(tx, &ep, &ep.ports)?;
+            a.sync_members(tx, &next, &net.name)?;
+            a.commit(next)?;
+            tx.then(Then::WriteHosts(ep.name.clone()));
+            Ok(())
+        })?;
+        info!(endpoint = %ep.name, ip = %att.ip, "endpoint created");
+        Ok(ep)
+    }
+
+    pub fn remove_endpoint(&mut self, name: &str) -> Result<(), ApiError> {
+        let ep = self.state.endpoint(name)?.clone();
+        let mut next = self.state.clone();
+        next.endpoints.remove(name);
+        self.transact(|a, tx| {
+            a.uninstall_ports(tx, &ep, &ep.ports)?;
+            for att in &ep.attachments {
+                a.unrealize_attachment(tx, att)?;
+                a.sync_members(tx, &next, &att.network)?;
+            }
+            a.commit(next)?;
+            tx.then(Then::RemoveHosts(ep.clone()));
+            Ok(())
+        })?;
+        info!(endpoint = %name, "endpoint removed");
+        Ok(())
+    }
+
+    pub fn publish(&mut self, name: &str, specs: &[String]) -> Result<Vec<PortMapping>, ApiError> {
+        let maps = self.state.plan_publish(name, specs)?;
+        let mut next = self.state.clone();
+        let ep = next
+            .endpoints
+            .get_mut(name)
+            .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))?;
+        ep.ports.extend(&maps);
+        let ep = ep.clone();
+        self.transact(|a, tx| {
+            a.install_ports(tx, &ep, &maps)?;
+            a.commit(next)
+        })?;
+        info!(endpoint = %name, ports = maps.len(), "published");
+        Ok(maps)
+    }
+
+    pub fn unpublish(
+        &mut self,
+        name: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortMapping>, ApiError> {
+        let maps = self.state.plan_unpublish(name, specs)?;
+        let ep = self.state.endpoint(name)?.clone();
+        let mut next = self.state.clone();
+        if let Some(e) = next.endpoints.get_mut(name) {
+            e.ports.retain(|m| !maps.contains(m));
+        }
+        self.transact(|a, tx| {
+            a.uninstall_ports(tx, &ep, &maps)?;
+            a.commit(next)
+        })?;
+        info!(endpoint = %name, ports = maps.len(), "unpublished");
+        Ok(maps)
+    }
+
+    pub fn create_network(&mut self, req: &NetworkCreate) -> Result<Network, ApiError> {
+        let routes = self.net.route_subnets()?;
+        let net = self.state.plan_network(req, &routes)?;
+        let mut next = self.state.clone();
+        next.networks.insert(net.name.clone(), net.clone());
+        self.transact(|a, tx| {
+            for addr in host_addresses(&net) {
+                if a.net.add_gateway(addr)? {
+                    tx.undo(Undo::RemoveGateway(addr));
+                }
+            }
+            a.dp.add_network(&net)?;
+            tx.undo(Undo::RemoveNetwork(net.clone()));
+            a.commit(next)
+        })?;
+        info!(network = %net.name, subnet = %net.subnet, "network created");
+        Ok(net)
+    }
+
+    pub fn remove_network(&mut self, name: &str) -> Result<(), ApiError> {
+        let net = self.state.plan_network_rm(name)?.clone();
+        let mut next = self.state.clone();
+        next.networks.remove(name);
+        let still_used: Vec<Ipv4Addr> = next.networks.values().flat_map(host_addresses).collect();
+        self.transact(|a, tx| {
+            let members = a.dp.members(net.net_id);
+            a.dp.remove_network(&net)?;
+            tx.undo(Undo::SetMembers(net.net_id, members));
+            tx.undo(Undo::AddNetwork(net.clone()));
+            a.commit(next)?;
+            for addr in host_addresses(&net) {
+                if !still_used.contains(&addr) {
+                    tx.then(Then::RemoveGateway(addr));
+                }
+            }
+            Ok(())
+        })?;
+        info!(network = %name, "network removed");
+        Ok(())
+    }
+
+    pub fn connect(&mut self, network: &str, req: &Connect) -> Result<Endpoint, ApiError> {
+        let att = self.state.plan_connect(network, req)?;
+        let net = self.state.network(network)?.clone();
+        let mut updated = self.state.endpoint(&req.endpoint)?.clone();
+        updated.attachments.push(att.clone());
+        let mut next = self.state.clone();
+        next.endpoints.insert(updated.name.clone(), updated.clone());
+        self.transact(|a, tx| {
+            a.realize_attachment(tx, &updated, &att, &net, false)?;
+            a.sync_members(tx, &next, network)?;
+            a.commit(next)?;
+            tx.then(Then::WriteHosts(updated.name.clone()));
+            Ok(())
+        })?;
+        info!(endpoint = %updated.name, %network, ip = %att.ip, "connected");
+        Ok(updated)
+    }
+
+    /// Disconnects `endpoint` from `network`. When that was its primary network, its
+    /// published ports move to the next one, in the same transaction.
+    pub fn disconnect(&mut self, network: &str, endpoint: &str) -> Result<Endpoint, ApiError> {
+        let att = self.state.plan_disconnect(network, endpoint)?.clone();
+        let ep = self.state.endpoint(endpoint)?.clone();
+        let mut updated = ep.clone();
+        updated.attachments.retain(|a| a.network != network);
+        let mut next = self.state.clone();
+        next.endpoints.insert(ep.name.clone(), updated.clone());
+        let moves_ports = ep.primary().is_some_and(|p| p.network == network);
+        self.transact(|a, tx| {
+            if moves_ports {
+                a.uninstall_ports(tx, &ep, &ep.ports)?;
+            }
+            a.unrealize_attachment(tx, &att)?;
+            if moves_ports {
+                a.install_ports(tx, &updated, &updated.ports)?;
+            }
+            a.sync_members(tx, &next, network)?;
+            a.commit(next)?;
+            tx.then(Then::WriteHosts(updated.name.clone()));
+            Ok(())
+        })?;
+        info!(%endpoint, %network, "disconnected");
+        Ok(updated)
+    }
+}

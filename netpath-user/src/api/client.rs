@@ -1,0 +1,174 @@
+//! A client of the agent's API over its unix socket: one typed method per route, which is
+//! all the CLI uses (it never builds a path itself).
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{
+    routes::{Route, RouteKind},
+    EndpointView, ErrorBody, NetworkView, Port, PortView, StatsView, VersionView,
+};
+use crate::model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
+
+/// Why a request did not succeed; `Display` is the one line the CLI prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the netpath agent at {0}: {1} (is `netpath agent` running?)")]
+    Connect(PathBuf, std::io::Error),
+    #[error("talking to the agent: {0}")]
+    Http(String),
+    /// The agent refused the request; the message is its one line.
+    #[error("Error response from agent: {0}")]
+    Refused(String),
+}
+
+impl ClientError {
+    /// The agent's own message when it refused, else the whole error.
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Refused(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+}
+
+/// API client bound to one socket path.
+#[derive(Clone, Debug)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Client {
+    pub fn new(socket: impl AsRef<Path>) -> Self {
+        Client {
+            socket: socket.as_ref().to_path_buf(),
+        }
+    }
+
+    pub async fn version(&self) -> Result<VersionView> {
+        self.get(Route::new(RouteKind::Version)).await
+    }
+
+    pub async fn stats(&self) -> Result<StatsView> {
+        self.get(Route::new(RouteKind::Stats)).await
+    }
+
+    pub async fn networks(&self) -> Result<Vec<NetworkView>> {
+        self.get(Route::new(RouteKind::NetworkList)).await
+    }
+
+    pub async fn network(&self, name: &str) -> Result<NetworkView> {
+        self.get(Route::named(RouteKind::NetworkInspect, name))
+            .await
+    }
+
+    pub async fn create_network(&self, req: &NetworkCreate) -> Result<NetworkView> {
+        self.call(Route::new(RouteKind::NetworkCreate), Some(req))
+            .await
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        self.call::<(), serde_json::Value>(Route::named(RouteKind::NetworkRemove, name), None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn connect(&self, network: &str, req: &Connect) -> Result<EndpointView> {
+        self.call(Route::named(RouteKind::NetworkConnect, network), Some(req))
+            .await
+    }
+
+    pub async fn disconnect(&self, network: &str, req: &Disconnect) -> Result<EndpointView> {
+        self.call(
+            Route::named(RouteKind::NetworkDisconnect, network),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn endpoints(&self) -> Result<Vec<EndpointView>> {
+        self.get(Route::new(RouteKind::EndpointList)).await
+    }
+
+    pub async fn endpoint(&self, name: &str) -> Result<EndpointView> {
+        self.get(Route::named(RouteKind::EndpointInspect, name))
+            .await
+    }
+
+    pub async fn create_endpoint(&self, req: &EndpointCreate) -> Result<EndpointView> {
+        self.call(Route::new(RouteKind::EndpointCreate), Some(req))
+            .await
+    }
+
+    pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
+        self.call::<(), serde_json::Value>(Route::named(RouteKind::EndpointRemove, name), None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>> {
+        self.call(Route::named(RouteKind::Publish, endpoint), Some(req))
+            .await
+    }
+
+    pub async fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>> {
+        self.call(Route::named(RouteKind::Unpublish, endpoint), Some(req))
+            .await
+    }
+
+    pub async fn ports(&self) -> Result<Vec<PortView>> {
+        self.get(Route::new(RouteKind::PortList)).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, route: Route) -> Result<T> {
+        self.call::<(), T>(route, None).await
+    }
+
+    /// Sends one request and decodes the answer.
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        route: Route,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| ClientError::Connect(self.socket.clone(), e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| http(&e))?;
+        tokio::spawn(conn);
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| http(&e))?,
+            None => Vec::new(),
+        };
+        let req = Request::builder()
+            .method(route.kind.method())
+            .uri(route.path())
+            .header(hyper::header::HOST, "netpath")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| http(&e))?;
+        let resp = sender.send_request(req).await.map_err(|e| http(&e))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http(&e))?
+            .to_bytes();
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| format!("agent answered {status}"));
+            return Err(ClientError::Refused(msg));
+        }
+        serde_json::from_slice(&body).map_err(|e| http(&e))
+    }
+}

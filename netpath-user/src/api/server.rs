@@ -1,0 +1,282 @@
+//! The API server: HTTP/1 on the agent's unix socket. Each request is read (at most
+//! [`MAX_BODY`] bytes), routed ([`super::routes`]) and handed to the [`Service`] on a blocking
+//! thread. A request that panics answers 500 and leaves the agent serving: the lock does not
+//! poison and the panic is logged.
+use std::{
+    convert::Infallible,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::net::UnixListener;
+use tracing::{debug, error, warn};
+
+use super::{
+    routes::{Route, RouteKind},
+    ApiError, ErrorBody, Service,
+};
+
+/// The largest request body the agent reads.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Serves `service` on `listener` until `shutdown` completes.
+pub async fn serve<S: Service>(
+    listener: UnixListener,
+    service: Arc<Mutex<S>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let conn = tokio::select! {
+            conn = listener.accept() => conn,
+            () = &mut shutdown => return,
+        };
+        let stream = match conn {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait before trying again instead of spinning.
+                warn!("accepting an API connection: {e} (retrying in {backoff:?})");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!("API connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle<S: Service>(
+    service: Arc<Mutex<S>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().clone();
+    let route = match Route::parse(&method, req.uri().path()) {
+        Ok(r) => r,
+        Err(e) => return Ok(error_response(&e)),
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let e = if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body over {MAX_BODY} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("reading request: {e}"))
+            };
+            return Ok(error_response(&e));
+        }
+    };
+    let kind = route.kind;
+    let res = tokio::task::spawn_blocking(move || {
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut svc = service.lock();
+            dispatch(&mut *svc, &route, &body)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error!(route = kind.label(), "request panicked: {what}");
+            Err(ApiError::internal(
+                "internal error: the agent hit a bug handling this request (see its log)",
+            ))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::internal(e)));
+    Ok(match res {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => {
+            if e.status.is_server_error() {
+                error!(route = kind.label(), "{}", e.msg);
+            } else {
+                debug!(route = kind.label(), "refused: {}", e.msg);
+            }
+            error_response(&e)
+        }
+    })
+}
+
+/// Routes one request to `svc`: decode the body, call, encode the answer.
+pub fn dispatch<S: Service + ?Sized>(
+    svc: &mut S,
+    route: &Route,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let name = route.name.as_str();
+    match route.kind {
+        RouteKind::Version => to_json(&svc.version()),
+        RouteKind::Stats => to_json(&svc.stats()),
+        RouteKind::NetworkList => to_json(&svc.networks()),
+        RouteKind::NetworkCreate => to_json(&svc.create_network(&parse_body(body)?)?),
+        RouteKind::NetworkInspect => to_json(&svc.network(name)?),
+        RouteKind::NetworkRemove => svc.remove_network(name).map(|()| b"{}".to_vec()),
+        RouteKind::NetworkConnect => to_json(&svc.connect(name, &parse_body(body)?)?),
+        RouteKind::NetworkDisconnect => to_json(&svc.disconnect(name, &parse_body(body)?)?),
+        RouteKind::EndpointList => to_json(&svc.endpoints()),
+        RouteKind::EndpointCreate => to_json(&svc.create_endpoint(&parse_body(body)?)?),
+        RouteKind::EndpointInspect => to_json(&svc.endpoint(name)?),
+        RouteKind::EndpointRemove => svc.remove_endpoint(name).map(|()| b"{}".to_vec()),
+        RouteKind::Publish => to_json(&svc.publish(name, &parse_body(body)?)?),
+        RouteKind::Unpublish => to_json(&svc.unpublish(name, &parse_body(body)?)?),
+        RouteKind::PortList => to_json(&svc.ports()),
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&ErrorBody {
+        message: e.msg.clone(),
+    })
+    .unwrap_or_default();
+    json_response(e.status, body)
+}
+
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(v).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use super::serve;
+    use crate::{
+        api::{
+            client::{Client, ClientError},
+            ApiError, EndpointView, NetworkView, Port, PortView, Service, StatsView, VersionView,
+        },
+        model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest},
+    };
+
+    /// Answers `version`, panics on everything else.
+    struct Buggy;
+
+    impl Service for Buggy {
+        fn version(&self) -> VersionView {
+            VersionView::current()
+        }
+        fn stats(&self) -> StatsView {
+            panic!("a bug")
+        }
+        fn networks(&self) -> Vec<NetworkView> {
+            panic!("a bug")
+        }
+        fn network(&self, _: &str) -> Result<NetworkView, ApiError> {
+            panic!("a bug")
+        }
+        fn create_network(&mut self, _: &NetworkCreate) -> Result<NetworkView, ApiError> {
+            panic!("a bug")
+        }
+        fn remove_network(&mut self, _: &str) -> Result<(), ApiError> {
+            panic!("a bug")
+        }
+        fn connect(&mut self, _: &str, _: &Connect) -> Result<EndpointView, ApiError> {
+            panic!("a bug")
+        }
+        fn disconnect(&mut self, _: &str, _: &Disconnect) -> Result<EndpointView, ApiError> {
+            panic!("a bug")
+        }
+        fn endpoints(&self) -> Vec<EndpointView> {
+            panic!("a bug")
+        }
+        fn endpoint(&self, _: &str) -> Result<EndpointView, ApiError> {
+            panic!("a bug")
+        }
+        fn create_endpoint(&mut self, _: &EndpointCreate) -> Result<EndpointView, ApiError> {
+            panic!("a bug")
+        }
+        fn remove_endpoint(&mut self, _: &str) -> Result<(), ApiError> {
+            panic!("a bug")
+        }
+        fn publish(&mut self, _: &str, _: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+            panic!("a bug")
+        }
+        fn unpublish(&mut self, _: &str, _: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+            panic!("a bug")
+        }
+        fn ports(&self) -> Vec<PortView> {
+            panic!("a bug")
+        }
+    }
+
+    #[test]
+    fn a_panicking_request_answers_500_and_the_agent_keeps_serving() {
+        let dir = std::env::temp_dir().join(format!(
+            "netpath-server-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("api.sock");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, Arc::new(Mutex::new(Buggy)), async {
+                let _ = stopped.await;
+            }));
+            let client = Client::new(&socket);
+            for _ in 0..3 {
+                match client.networks().await {
+                    Err(ClientError::Refused(m)) => assert!(m.starts_with("internal error"), "{m}"),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(client.version().await.unwrap(), VersionView::current());
+            }
+            // A body over the cap is refused before anything reads it whole.
+            let big = NetworkCreate {
+                name: "x".repeat(super::MAX_BODY + 1),
+                ..Default::default()
+            };
+            match client.create_network(&big).await {
+                Err(ClientError::Refused(m)) => assert!(m.contains("over"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            let _ = stop.send(());
+            server.await.unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

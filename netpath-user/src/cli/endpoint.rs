@@ -1,0 +1,209 @@
+//! `netpath endpoint ...`: an endpoint is a container's network namespace with one interface
+//! per network it is on (`docker run`, `docker ps`, `docker inspect` for the network side).
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+
+use super::{
+    each, exit,
+    format::{label_matches, labels_string, ports_summary, print_rows, Filters},
+    parse_labels,
+};
+use crate::{
+    api::{client::Client, EndpointView},
+    model::{short_id, EndpointCreate},
+};
+
+#[derive(clap::Subcommand)]
+pub enum EndpointCmd {
+    /// Create an endpoint: a veth whose peer becomes eth0 in the namespace.
+    #[command(
+        after_help = "Examples:\n  ip netns add web && netpath endpoint create web --netns web -p 8080:80\n  netpath endpoint create db --netns /proc/4242/ns/net --network back --ip 10.20.2.10 --label team=data"
+    )]
+    Create {
+        /// The endpoint's name (letters, digits, `_`, `.`, `-`).
+        name: String,
+        /// The network namespace: a path, or NAME for /run/netns/NAME (`ip netns add NAME`).
+        #[arg(long, value_name = "NAME|PATH")]
+        netns: String,
+        /// The network of its first interface (default: bridge).
+        #[arg(long, value_name = "NETWORK")]
+        network: Option<String>,
+        /// Its address on that network (default: the next free one).
+        #[arg(long, value_name = "IP")]
+        ip: Option<Ipv4Addr>,
+        /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
+        /// Set a label KEY=VALUE (repeatable).
+        #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// Remove endpoints (each is tried; failures are reported and make the exit status 1).
+    #[command(
+        alias = "remove",
+        after_help = "Examples:\n  netpath endpoint rm web db"
+    )]
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List endpoints.
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  netpath endpoint ls\n  netpath endpoint ls -q --filter network=back\n  netpath endpoint ls --format '{{.Name}} {{.IPAddress}}'\n  netpath endpoint ls --format json\n\nFilters: id, name, network, label (KEY or KEY=VALUE), publish (PORT[/PROTO]).\nTemplate fields: ID, Name, Network, Networks, IPAddress, MacAddress, Ports, Labels, Netns."
+    )]
+    Ls(ListArgs),
+    /// Show endpoints as JSON (each is tried; failures are reported).
+    #[command(
+        after_help = "Examples:\n  netpath endpoint inspect web\n  netpath endpoint inspect web --format '{{.IPAddress}}'"
+    )]
+    Inspect {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Print each through a template instead.
+        #[arg(short = 'f', long, value_name = "TEMPLATE")]
+        format: Option<String>,
+    },
+}
+
+/// `ls` options shared by endpoints and networks (Docker's).
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Go template (`{{.Name}}`, `{{json .}}`, `table ...`) or `json`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// Filter KEY=VALUE (repeatable).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Full ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// A namespace as given: NAME (no slash) is /run/netns/NAME, anything else a path.
+pub fn netns_path(s: &str) -> anyhow::Result<PathBuf> {
+    if !s.contains('/') {
+        return Ok(PathBuf::from("/run/netns").join(s));
+    }
+    std::path::absolute(s).context("namespace path")
+}
+
+fn row(e: &EndpointView, no_trunc: bool) -> Value {
+    let id = if no_trunc { &e.id } else { short_id(&e.id, 12) };
+    json!({
+        "ID": id,
+        "Name": e.name,
+        "Network": e.network,
+        "Networks": e.networks.keys().cloned().collect::<Vec<_>>().join(","),
+        "IPAddress": e.ip_address.to_string(),
+        "MacAddress": e.mac_address,
+        "Ports": ports_summary(&e.ports),
+        "Labels": labels_string(&e.labels),
+        "Netns": e.netns.display().to_string(),
+    })
+}
+
+fn passes(e: &EndpointView, f: &Filters) -> bool {
+    f.matches(|k, v| match k {
+        "id" => e.id.starts_with(v),
+        "name" => e.name.contains(v),
+        "network" => e.networks.contains_key(v),
+        "label" => label_matches(&e.labels, v),
+        "publish" => {
+            let (port, proto) = v.split_once('/').unwrap_or((v, ""));
+            e.ports.iter().any(|p| {
+                p.public_port.to_string() == port
+                    && (proto.is_empty() || p.proto.to_string() == proto)
+            })
+        }
+        _ => false,
+    })
+}
+
+pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EndpointCmd::Create {
+            name,
+            netns,
+            network,
+            ip,
+            publish,
+            labels,
+        } => {
+            let req = EndpointCreate {
+                name,
+                netns: netns_path(&netns)?,
+                network,
+                ip,
+                ports: publish,
+                labels: parse_labels(&labels),
+            };
+            let ep = client.create_endpoint(&req).await?;
+            println!("{}", ep.name);
+            for p in &ep.ports {
+                println!("{p}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EndpointCmd::Rm { names } => {
+            let (done, failed) = each(&names, |n| async move {
+                client.remove_endpoint(&n).await.map(|()| n)
+            })
+            .await;
+            for n in done {
+                println!("{n}");
+            }
+            Ok(exit(failed))
+        }
+        EndpointCmd::Ls(args) => {
+            let filters = Filters::parse(
+                &args.filters,
+                &["id", "name", "network", "label", "publish"],
+            )?;
+            let rows: Vec<Value> = client
+                .endpoints()
+                .await?
+                .iter()
+                .filter(|e| passes(e, &filters))
+                .map(|e| row(e, args.no_trunc))
+                .collect();
+            let headers = BTreeMap::from([("ID", "ENDPOINT ID"), ("IPAddress", "IP")]);
+            print!(
+                "{}",
+                print_rows(
+                    &rows,
+                    args.quiet,
+                    args.format.as_deref(),
+                    "table {{.ID}}\t{{.Name}}\t{{.Networks}}\t{{.IPAddress}}\t{{.Ports}}",
+                    "ID",
+                    &headers,
+                )?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EndpointCmd::Inspect { names, format } => {
+            let (found, failed) = each(&names, |n| async move { client.endpoint(&n).await }).await;
+            print_inspect(&found, format.as_deref())?;
+            Ok(exit(failed))
+        }
+    }
+}
+
+/// `inspect` output: a JSON array of everything found, or each through a template.
+pub fn print_inspect<T: serde::Serialize>(found: &[T], format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        None => println!("{}", serde_json::to_string_pretty(found)?),
+        Some(f) => {
+            let t = super::format::Template::parse(f)?;
+            for v in found {
+                println!("{}", t.render(&serde_json::to_value(v)?)?);
+            }
+        }
+    }
+    Ok(())
+}

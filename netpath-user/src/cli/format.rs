@@ -1,0 +1,459 @@
+//! How listings are printed, in Docker's conventions: aligned tables (`tabwriter`), `-q`
+//! (ids only), `--format` with a Go-template subset (`{{.Name}}`, `{{json .}}`,
+//! `table ...`, `json`), `--filter KEY=VALUE`, and published ports collapsed into ranges.
+use std::{collections::BTreeMap, fmt::Write as _, io::Write as _};
+
+use serde_json::Value;
+
+use crate::{api::Port, ports::Proto};
+
+/// A `--format` template: text with `{{...}}` actions over one row (a JSON object).
+#[derive(Debug, PartialEq)]
+pub struct Template {
+    /// `table` prefix: print a header line and align columns.
+    pub table: bool,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Part {
+    Text(String),
+    /// `{{FUNC .A.B}}`; an empty path is `.` itself.
+    Action(Func, Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Func {
+    Print,
+    Json,
+    Upper,
+    Lower,
+}
+
+/// A template or filter the user wrote that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FormatError {
+    #[error("template parsing error: {0}")]
+    Parse(String),
+    #[error("template: executing \"\" at <.{0}>: can't evaluate field {0}")]
+    NoField(String),
+    #[error("invalid filter {0:?}: expected KEY=VALUE")]
+    BadFilter(String),
+    #[error("invalid filter '{0}' (known: {1})")]
+    UnknownFilter(String, String),
+}
+
+impl Template {
+    /// Parses `--format`: `json` (one JSON object per line), `table` (the default table),
+    /// `table TEMPLATE`, or a template. `\t` and `\n` stand for a tab and a newline, as in
+    /// Docker.
+    pub fn parse(s: &str) -> Result<Template, FormatError> {
+        let s = s.replace("\\t", "\t").replace("\\n", "\n");
+        if s.trim() == "json" {
+            return Template::parse("{{json .}}");
+        }
+        let (table, body) = match s.strip_prefix("table") {
+            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+                (true, rest.trim_start())
+            }
+            _ => (false, s.as_str()),
+        };
+        let mut parts = Vec::new();
+        let mut rest = body;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| FormatError::Parse(format!("unclosed action in {s:?}")))?;
+            parts.push(parse_action(after[..end].trim())?);
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template { table, parts })
+    }
+
+    /// Whether the template has no actions (e.g. `table` alone: the caller's default).
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The header line of a table: each field's name in capitals, `headers` renaming some.
+    pub fn header(&self, headers: &BTreeMap<&str, &str>) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Action(_, path) => {
+                    let name = path.join(".");
+                    match headers.get(name.as_str()) {
+                        Some(h) => out.push_str(h),
+                        None => out.push_str(&camel_to_upper(&name)),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The template applied to `row`.
+    pub fn render(&self, row: &Value) -> Result<String, FormatError> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Action(func, path) => {
+                    let mut v = row;
+                    for f in path {
+                        v = v.get(f).ok_or_else(|| FormatError::NoField(f.clone()))?;
+                    }
+                    match func {
+                        Func::Json => out.push_str(&v.to_string()),
+                        Func::Print => out.push_str(&go_string(v)),
+                        Func::Upper => out.push_str(&go_string(v).to_uppercase()),
+                        Func::Lower => out.push_str(&go_string(v).to_lowercase()),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_action(action: &str) -> Result<Part, FormatError> {
+    let mut words = action.split_whitespace();
+    let (func, arg) = match (words.next(), words.next(), words.next()) {
+        (Some(a), None, None) => (Func::Print, a),
+        (Some("json"), Some(a), None) => (Func::Json, a),
+        (Some("upper"), Some(a), None) => (Func::Upper, a),
+        (Some("lower"), Some(a), None) => (Func::Lower, a),
+        _ => {
+            return Err(FormatError::Parse(format!(
+                "unsupported action {{{{{action}}}}} (supported: .Field, json, upper, lower)"
+            )))
+        }
+    };
+    if arg == "." {
+        return Ok(Part::Action(func, Vec::new()));
+    }
+    let path = arg
+        .strip_prefix('.')
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| FormatError::Parse(format!("bad field {arg:?}: expected .Name")))?;
+    Ok(Part::Action(
+        func,
+        path.split('.').map(str::to_string).collect(),
+    ))
+}
+
+/// `IPAddress` → `IP ADDRESS`, `Name` → `NAME`.
+fn camel_to_upper(s: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let boundary = i > 0
+            && c.is_uppercase()
+            && (chars[i - 1].is_lowercase()
+                || chars.get(i + 1).is_some_and(|n| n.is_lowercase())
+                    && chars[i - 1].is_uppercase());
+        if boundary {
+            out.push(' ');
+        }
+        out.extend(c.to_uppercase());
+    }
+    out
+}
+
+/// A value as Go's `fmt` prints it in a template.
+fn go_string(v: &Value) -> String {
+    match v {
+        Value::Null => "<no value>".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(go_string).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(m) => format!(
+            "map[{}]",
+            m.iter()
+                .map(|(k, v)| format!("{k}:{}", go_string(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+}
+
+/// `--filter KEY=VALUE` flags, checked against the keys a listing knows.
+#[derive(Debug, Default)]
+pub struct Filters(Vec<(String, String)>);
+
+impl Filters {
+    pub fn parse(raw: &[String], known: &[&str]) -> Result<Filters, FormatError> {
+        let mut out = Vec::new();
+        for f in raw {
+            let (k, v) = f
+                .split_once('=')
+                .ok_or_else(|| FormatError::BadFilter(f.clone()))?;
+            let k = k.trim().to_lowercase();
+            if !known.contains(&k.as_str()) {
+                return Err(FormatError::UnknownFilter(k, known.join(", ")));
+            }
+            out.push((k, v.to_string()));
+        }
+        Ok(Filters(out))
+    }
+
+    /// Docker's rule: a row passes when, for every key given, one of its values matches.
+    pub fn matches(&self, test: impl Fn(&str, &str) -> bool) -> bool {
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        keys.dedup();
+        keys.iter().all(|key| {
+            self.0
+                .iter()
+                .filter(|(k, _)| k == key)
+                .any(|(k, v)| test(k, v))
+        })
+    }
+}
+
+/// `label=KEY` or `label=KEY=VALUE` against `labels`.
+pub fn label_matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(filter),
+    }
+}
+
+/// `k=v,k2=v2`, as `docker ls` shows labels.
+pub fn labels_string(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Published ports as `docker ps` shows them, runs collapsed:
+/// `0.0.0.0:8000-8002->80-82/tcp`, and consecutive host ports on one container port as
+/// `0.0.0.0:8000-17999->80/tcp` (10,000 ports on one line).
+pub fn ports_summary(ports: &[Port]) -> String {
+    let mut sorted = ports.to_vec();
+    sorted.sort_by_key(|p| (p.ip, p.proto, p.public_port, p.private_port));
+    let mut runs: Vec<(Port, Port)> = Vec::new();
+    for p in sorted {
+        if let Some((first, last)) = runs.last_mut() {
+            let same_kind = first.ip == p.ip && first.proto == p.proto;
+            let next_host = p.public_port == last.public_port.wrapping_add(1);
+            let one_to_one =
+                first.private_port != last.private_port || first.public_port == last.public_port;
+            let container_step = p.private_port == last.private_port.wrapping_add(1);
+            let same_container =
+                p.private_port == last.private_port && first.private_port == last.private_port;
+            let extends =
+                same_kind && next_host && ((one_to_one && container_step) || same_container);
+            if extends {
+                *last = p;
+                continue;
+            }
+        }
+        runs.push((p, p));
+    }
+    let proto = |p: Proto| p.to_string();
+    runs.iter()
+        .map(|(a, b)| {
+            let range = |x: u16, y: u16| {
+                if x == y {
+                    x.to_string()
+                } else {
+                    format!("{x}-{y}")
+                }
+            };
+            format!(
+                "{}:{}->{}/{}",
+                a.ip,
+                range(a.public_port, b.public_port),
+                range(a.private_port, b.private_port),
+                proto(a.proto)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes lines through an elastic tab writer: columns separated by tabs come out aligned
+/// however long a name is.
+pub fn aligned(lines: &[String]) -> String {
+    let mut tw = tabwriter::TabWriter::new(Vec::new()).padding(3);
+    for l in lines {
+        let _ = writeln!(tw, "{l}");
+    }
+    let _ = tw.flush();
+    String::from_utf8(tw.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Prints `rows` (each a JSON object) per the listing options: `-q` prints `id_field`
+/// only; a template prints each row through it (aligned under a header when it starts with
+/// `table`); without one, `default` (a `table` template) is used.
+pub fn print_rows(
+    rows: &[Value],
+    quiet: bool,
+    format: Option<&str>,
+    default: &str,
+    id_field: &str,
+    headers: &BTreeMap<&str, &str>,
+) -> Result<String, FormatError> {
+    let mut out = String::new();
+    if quiet {
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "{}",
+                r.get(id_field).map(go_string).unwrap_or_default()
+            );
+        }
+        return Ok(out);
+    }
+    let mut t = Template::parse(format.unwrap_or(default))?;
+    if t.table && t.is_empty() {
+        t = Template::parse(default)?;
+    }
+    let mut lines = Vec::new();
+    if t.table {
+        lines.push(t.header(headers));
+    }
+    for r in rows {
+        lines.push(t.render(r)?);
+    }
+    if t.table {
+        Ok(aligned(&lines))
+    } else {
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let row = json!({"Name": "web", "ID": "abc", "Labels": {"a": "1"}, "Internal": false});
+        let t = Template::parse("{{.Name}}: {{.ID}}").unwrap();
+        assert_eq!(t.render(&row).unwrap(), "web: abc");
+        let t = Template::parse("{{json .}}").unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&t.render(&row).unwrap()).unwrap(),
+            row
+        );
+        assert_eq!(
+            Template::parse("json").unwrap().render(&row).unwrap(),
+            row.to_string()
+        );
+        assert_eq!(
+            Template::parse("{{.Labels}} {{.Internal}} {{upper .Name}}")
+                .unwrap()
+                .render(&row)
+                .unwrap(),
+            "map[a:1] false WEB"
+        );
+        assert_eq!(
+            Template::parse("{{ .Labels.a }}")
+                .unwrap()
+                .render(&row)
+                .unwrap(),
+            "1"
+        );
+        assert_eq!(
+            Template::parse("{{.Nope}}").unwrap().render(&row),
+            Err(FormatError::NoField("Nope".into()))
+        );
+        assert!(Template::parse("{{.Name").is_err());
+        assert!(Template::parse("{{range .}}").is_err());
+        let t = Template::parse("table {{.ID}}\\t{{.IPAddress}}").unwrap();
+        assert!(t.table);
+        assert_eq!(t.header(&BTreeMap::new()), "ID\tIP ADDRESS");
+    }
+
+    #[test]
+    fn filters() {
+        let f = Filters::parse(
+            &["name=a".into(), "name=b".into(), "driver=x".into()],
+            &["name", "driver"],
+        )
+        .unwrap();
+        assert!(f.matches(|k, v| (k == "name" && v == "b") || (k == "driver" && v == "x")));
+        assert!(!f.matches(|k, v| k == "name" && v == "b"));
+        assert!(matches!(
+            Filters::parse(&["nope=1".into()], &["name"]),
+            Err(FormatError::UnknownFilter(..))
+        ));
+        assert!(matches!(
+            Filters::parse(&["name".into()], &["name"]),
+            Err(FormatError::BadFilter(_))
+        ));
+        let labels = [("team".to_string(), "web".to_string())].into();
+        assert!(label_matches(&labels, "team"));
+        assert!(label_matches(&labels, "team=web"));
+        assert!(!label_matches(&labels, "team=db"));
+    }
+
+    fn port(host: u16, container: u16) -> Port {
+        Port {
+            ip: Ipv4Addr::UNSPECIFIED,
+            private_port: container,
+            public_port: host,
+            proto: Proto::Tcp,
+        }
+    }
+
+    #[test]
+    fn port_ranges_collapse() {
+        let many: Vec<Port> = (8000..18000).map(|h| port(h, 80)).collect();
+        assert_eq!(ports_summary(&many), "0.0.0.0:8000-17999->80/tcp");
+        let one_to_one: Vec<Port> = (0..3).map(|i| port(8000 + i, 80 + i)).collect();
+        assert_eq!(ports_summary(&one_to_one), "0.0.0.0:8000-8002->80-82/tcp");
+        let mixed = [
+            port(8080, 80),
+            port(9000, 90),
+            port(9001, 91),
+            port(9002, 5),
+        ];
+        assert_eq!(
+            ports_summary(&mixed),
+            "0.0.0.0:8080->80/tcp, 0.0.0.0:9000-9001->90-91/tcp, 0.0.0.0:9002->5/tcp"
+        );
+        let mut udp = port(53, 53);
+        udp.proto = Proto::Udp;
+        assert_eq!(
+            ports_summary(&[port(53, 53), udp]),
+            "0.0.0.0:53->53/tcp, 0.0.0.0:53->53/udp"
+        );
+    }
+
+    #[test]
+    fn tables_align_long_names() {
+        let out = aligned(&[
+            "NAME\tIP".into(),
+            "a-very-long-endpoint-name-indeed\t10.0.0.2".into(),
+            "b\t10.0.0.3".into(),
+        ]);
+        let cols: Vec<usize> = out
+            .lines()
+            .map(|l| l.find("10.0").or_else(|| l.find("IP")).unwrap())
+            .collect();
+        assert!(cols.windows(2).all(|w| w[0] == w[1]), "{out}");
+    }
+}

@@ -1,0 +1,225 @@
+//! `netpath network ...`: Docker's `docker network` commands.
+use std::{collections::BTreeMap, net::Ipv4Addr, process::ExitCode};
+
+use serde_json::{json, Value};
+
+use super::{
+    each,
+    endpoint::{print_inspect, ListArgs},
+    exit,
+    format::{label_matches, labels_string, print_rows, Filters},
+    parse_labels,
+};
+use crate::{
+    api::{client::Client, NetworkView},
+    model::{short_id, Connect, Disconnect, NetworkCreate, DEFAULT_NETWORK},
+};
+
+#[derive(clap::Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network.
+    #[command(
+        after_help = "Examples:\n  netpath network create web\n  netpath network create back --subnet 10.20.2.0/24 --gateway 10.20.2.254 --internal\n  netpath network create quiet -d bridge -o icc=false --label team=data\n  netpath network create app -o host-gateway=10.30.0.254 -o host-loopback-ports=5432,6379\n\nOptions (-o): icc=true|false (also com.docker.network.bridge.enable_icc), host-gateway=IP,\nhost-loopback-ports=PORT,..."
+    )]
+    Create {
+        /// The network's name (letters, digits, `_`, `.`, `-`).
+        name: String,
+        /// Driver: bridge (the default) or netpath; both are netpath's datapath.
+        #[arg(short, long, value_name = "DRIVER")]
+        driver: Option<String>,
+        /// Subnet in CIDR form (default: a free one from the address pools).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// Gateway address (default: the subnet's first address).
+        #[arg(long, value_name = "IP")]
+        gateway: Option<Ipv4Addr>,
+        /// Allocate endpoint addresses from this part of the subnet.
+        #[arg(long, value_name = "CIDR")]
+        ip_range: Option<String>,
+        /// Nothing leaves the network; its ports cannot be published.
+        #[arg(long)]
+        internal: bool,
+        /// Network option KEY=VALUE (repeatable; see below).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
+        /// Set a label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// List networks.
+    #[command(
+        alias = "list",
+        after_help = "Examples:\n  netpath network ls\n  netpath network ls -q --filter label=team\n  netpath network ls --format '{{.Name}}\\t{{.Subnet}}'\n\nFilters: id, name, driver, label (KEY or KEY=VALUE), type (builtin|custom), scope (local).\nTemplate fields: ID, Name, Driver, Scope, Subnet, Gateway, Internal, IPv6, Labels."
+    )]
+    Ls(ListArgs),
+    /// Show networks as JSON, like `docker network inspect` (each is tried).
+    #[command(
+        after_help = "Examples:\n  netpath network inspect bridge\n  netpath network inspect web --format '{{json .IPAM}}'"
+    )]
+    Inspect {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Print each through a template instead.
+        #[arg(short = 'f', long, value_name = "TEMPLATE")]
+        format: Option<String>,
+    },
+    /// Remove networks; they must have no endpoints (each is tried).
+    #[command(
+        alias = "remove",
+        after_help = "Examples:\n  netpath network rm web back"
+    )]
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Connect an endpoint to a network: a new interface (eth1, eth2, ...) in its namespace.
+    #[command(
+        after_help = "Examples:\n  netpath network connect back web\n  netpath network connect back web --ip 10.20.2.50 --alias api"
+    )]
+    Connect {
+        #[arg(value_name = "NETWORK")]
+        network: String,
+        #[arg(value_name = "ENDPOINT")]
+        endpoint: String,
+        /// Its address on the network (default: the next free one).
+        #[arg(long, value_name = "IP")]
+        ip: Option<Ipv4Addr>,
+        /// Another name for the endpoint on this network (repeatable).
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
+    },
+    /// Disconnect an endpoint from a network (its interface there is removed).
+    #[command(after_help = "Examples:\n  netpath network disconnect back web")]
+    Disconnect {
+        #[arg(value_name = "NETWORK")]
+        network: String,
+        #[arg(value_name = "ENDPOINT")]
+        endpoint: String,
+    },
+}
+
+fn row(n: &NetworkView, no_trunc: bool) -> Value {
+    let id = if no_trunc { &n.id } else { short_id(&n.id, 12) };
+    let cfg = n.ipam.config.first();
+    json!({
+        "ID": id,
+        "Name": n.name,
+        "Driver": n.driver,
+        "Scope": n.scope,
+        "Subnet": cfg.map(|c| c.subnet.clone()).unwrap_or_default(),
+        "Gateway": cfg.map(|c| c.gateway.to_string()).unwrap_or_default(),
+        "Internal": n.internal,
+        "IPv6": n.enable_ipv6,
+        "Labels": labels_string(&n.labels),
+    })
+}
+
+fn passes(n: &NetworkView, f: &Filters) -> bool {
+    f.matches(|k, v| match k {
+        "id" => n.id.starts_with(v),
+        "name" => n.name.contains(v),
+        "driver" => n.driver == v,
+        "label" => label_matches(&n.labels, v),
+        "scope" => n.scope == v,
+        "type" => match v {
+            "builtin" => n.name == DEFAULT_NETWORK,
+            "custom" => n.name != DEFAULT_NETWORK,
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            opts,
+            labels,
+        } => {
+            let req = NetworkCreate {
+                name,
+                driver,
+                subnet,
+                gateway,
+                ip_range,
+                internal,
+                options: opts,
+                labels: parse_labels(&labels),
+            };
+            let n = client.create_network(&req).await?;
+            println!("{}", n.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        NetworkCmd::Ls(args) => {
+            let filters = Filters::parse(
+                &args.filters,
+                &["id", "name", "driver", "label", "scope", "type"],
+            )?;
+            let rows: Vec<Value> = client
+                .networks()
+                .await?
+                .iter()
+                .filter(|n| passes(n, &filters))
+                .map(|n| row(n, args.no_trunc))
+                .collect();
+            let headers = BTreeMap::from([("ID", "NETWORK ID")]);
+            print!(
+                "{}",
+                print_rows(
+                    &rows,
+                    args.quiet,
+                    args.format.as_deref(),
+                    "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Internal}}",
+                    "ID",
+                    &headers,
+                )?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        NetworkCmd::Inspect { names, format } => {
+            let (found, failed) = each(&names, |n| async move { client.network(&n).await }).await;
+            print_inspect(&found, format.as_deref())?;
+            Ok(exit(failed))
+        }
+        NetworkCmd::Rm { names } => {
+            let (done, failed) = each(&names, |n| async move {
+                client.remove_network(&n).await.map(|()| n)
+            })
+            .await;
+            for n in done {
+                println!("{n}");
+            }
+            Ok(exit(failed))
+        }
+        NetworkCmd::Connect {
+            network,
+            endpoint,
+            ip,
+            aliases,
+        } => {
+            let req = Connect {
+                endpoint,
+                ip,
+                aliases,
+            };
+            let ep = client.connect(&network, &req).await?;
+            if let Some(n) = ep.networks.get(&network) {
+                println!("{} {} {}", ep.name, n.interface, n.ip_address);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NetworkCmd::Disconnect { network, endpoint } => {
+            let ep = client
+                .disconnect(&network, &Disconnect { endpoint })
+                .await?;
+            println!("{}", ep.name);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

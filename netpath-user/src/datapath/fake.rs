@@ -1,0 +1,203 @@
+//! In-memory test doubles for the kernel side, with fault injection: [`Faults`] makes the
+//! N-th change fail, so a test can walk a transaction through every failure point and check
+//! that nothing changed. Compiled for unit tests and with feature `testing`.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use netpath_common::{PortKey, PortTarget};
+
+use super::{AttachmentEntry, DatapathError, DatapathOps, DatapathStats};
+use crate::model::Network;
+
+/// Counts changes across every fake that shares it and fails the one numbered `fail_at`
+/// (once: undoing afterwards succeeds).
+#[derive(Clone, Debug, Default)]
+pub struct Faults(Arc<FaultsInner>);
+
+#[derive(Debug, Default)]
+struct FaultsInner {
+    steps: AtomicUsize,
+    /// 0: never; N: the N-th change fails.
+    fail_at: AtomicUsize,
+}
+
+impl Faults {
+    /// No failure.
+    pub fn none() -> Faults {
+        Faults::default()
+    }
+
+    /// Arms the injector: counting starts again and change number `n` (from 1) fails.
+    pub fn fail_at(&self, n: usize) {
+        self.0.steps.store(0, Ordering::SeqCst);
+        self.0.fail_at.store(n, Ordering::SeqCst);
+    }
+
+    /// How many changes were made (or tried) since the last [`Faults::fail_at`].
+    pub fn steps(&self) -> usize {
+        self.0.steps.load(Ordering::SeqCst)
+    }
+
+    /// Whether the injected failure happened.
+    pub fn fired(&self) -> bool {
+        let at = self.0.fail_at.load(Ordering::SeqCst);
+        at != 0 && self.steps() >= at
+    }
+
+    /// Counts a change named `what`; `Err` when it is the one that must fail.
+    pub fn step(&self, what: &str) -> Result<(), String> {
+        let n = self.0.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.0.fail_at.load(Ordering::SeqCst) {
+            return Err(what.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The datapath's state as plain collections.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FakeDatapath {
+    pub ports: BTreeMap<(u32, u16, u8), PortTarget>,
+    pub host_addrs: BTreeSet<Ipv4Addr>,
+    pub uplinks: BTreeMap<u32, Ipv4Addr>,
+    pub networks: BTreeMap<u32, Network>,
+    pub members: BTreeMap<u32, Vec<u32>>,
+    pub attachments: BTreeMap<u32, AttachmentEntry>,
+    /// Interfaces with the endpoint program attached.
+    pub attached: BTreeSet<String>,
+    #[doc(hidden)]
+    pub faults: FaultsHandle,
+}
+
+/// [`Faults`] inside a fake, ignored by its comparisons.
+#[derive(Clone, Debug, Default)]
+pub struct FaultsHandle(pub Faults);
+
+impl PartialEq for FaultsHandle {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for FaultsHandle {}
+
+impl FakeDatapath {
+    pub fn new(faults: Faults) -> FakeDatapath {
+        FakeDatapath {
+            faults: FaultsHandle(faults),
+            ..Default::default()
+        }
+    }
+
+    fn step(&self, what: &str) -> Result<(), DatapathError> {
+        self.faults.0.step(what).map_err(DatapathError::Injected)
+    }
+}
+
+fn port_key(k: &PortKey) -> (u32, u16, u8) {
+    (k.addr, k.port, k.proto)
+}
+
+impl DatapathOps for FakeDatapath {
+    fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
+        self.step("publish")?;
+        self.ports.insert(port_key(&key), target);
+        Ok(())
+    }
+    fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
+        self.step("unpublish")?;
+        self.ports.remove(&port_key(key));
+        Ok(())
+    }
+    fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
+        self.step("set_host_addrs")?;
+        self.host_addrs = addrs.iter().copied().collect();
+        Ok(())
+    }
+    fn flush_flows_of(&mut self, _: u32, _: &[PortKey]) -> usize {
+        0
+    }
+    fn flush_interface_flows(&mut self, _: u32, _: Ipv4Addr) -> usize {
+        0
+    }
+    fn flush_flows_except(&mut self, _: &HashSet<u32>) -> usize {
+        0
+    }
+    fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        self.step("set_uplinks")?;
+        self.uplinks = uplinks.iter().copied().collect();
+        Ok(())
+    }
+    fn expire_outbound(&mut self, _: u64) -> usize {
+        0
+    }
+    fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        self.step("add_network")?;
+        self.networks.insert(net.net_id, net.clone());
+        Ok(())
+    }
+    fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        self.step("remove_network")?;
+        self.networks.remove(&net.net_id);
+        self.members.remove(&net.net_id);
+        Ok(())
+    }
+    fn members(&self, net_id: u32) -> Vec<u32> {
+        self.members.get(&net_id).cloned().unwrap_or_default()
+    }
+    fn set_members(&mut self, net_id: u32, ifindexes: &[u32]) -> Result<(), DatapathError> {
+        if !self.networks.contains_key(&net_id) {
+            return Ok(());
+        }
+        self.step("set_members")?;
+        if ifindexes.is_empty() {
+            self.members.remove(&net_id);
+        } else {
+            self.members.insert(net_id, ifindexes.to_vec());
+        }
+        Ok(())
+    }
+    fn add_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError> {
+        self.step("add_attachment")?;
+        self.attachments.insert(entry.ifindex, *entry);
+        Ok(())
+    }
+    fn remove_attachment(&mut self, ifindex: u32, _: Ipv4Addr) -> Result<(), DatapathError> {
+        self.step("remove_attachment")?;
+        self.attachments.remove(&ifindex);
+        Ok(())
+    }
+    fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        self.step("attach_endpoint")?;
+        self.attached.insert(ifname.to_string());
+        Ok(())
+    }
+    fn detach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        self.step("detach_endpoint")?;
+        self.attached.remove(ifname);
+        Ok(())
+    }
+    fn clear(&mut self) {
+        self.ports.clear();
+        self.networks.clear();
+        self.members.clear();
+        self.attachments.clear();
+    }
+    fn stats(&self) -> DatapathStats {
+        DatapathStats {
+            counters: netpath_common::Counter::ALL
+                .iter()
+                .map(|c| (*c, 0))
+                .collect(),
+            published_ports: self.ports.len(),
+            endpoints: self.attachments.len(),
+            networks: self.networks.len(),
+            ..Default::default()
+        }
+    }
+}

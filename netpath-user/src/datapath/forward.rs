@@ -1,0 +1,141 @@
+//! Networks (kernel: `forward.rs`, and `hostgw.rs` for the host-loopback ports): `NETWORKS`
+//! by id, `SUBNETS` (LPM) for policy on addresses nobody has, `MEMBERS` for broadcasts, and
+//! `HOST_LOOPBACK`, the host-gateway TCP ports served by the host's loopback.
+use aya::maps::lpm_trie::Key as LpmKey;
+use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
+
+use super::{be_addr, be_port, clear_hash, removed, Datapath, DatapathError};
+use crate::model::Network;
+
+/// The `NETWORKS` value of `net`, with `members` member slots.
+pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
+    let mut flags = 0;
+    if net.internal {
+        flags |= net_flags::INTERNAL;
+    }
+    if !net.icc() {
+        flags |= net_flags::NO_ICC;
+    }
+    let prefix = net.subnet.prefix();
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    };
+    NetworkInfo {
+        subnet: be_addr(net.subnet.addr()),
+        mask: mask.to_be(),
+        gateway: be_addr(net.gateway),
+        flags,
+        members,
+        host_gateway: be_addr(net.host_gateway()),
+    }
+}
+
+impl Datapath {
+    /// Writes a network (its flags, subnet and gateway); its member count is kept.
+    pub fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        let members = self.networks.get(&net.net_id, 0).map_or(0, |n| n.members);
+        self.networks
+            .insert(net.net_id, network_info(net, members), 0)
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
+        self.subnets
+            .insert(&subnet_key(net), net.net_id, 0)
+            .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
+        for port in net.host_loopback_ports() {
+            self.host_loopback
+                .insert(loopback_key(net, port), 1, 0)
+                .map_err(|e| DatapathError::Map(map_names::HOST_LOOPBACK, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a network, its member slots, subnet and host-loopback ports.
+    pub fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        self.set_members(net.net_id, &[])?;
+        removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
+        removed(map_names::SUBNETS, self.subnets.remove(&subnet_key(net)))?;
+        for port in net.host_loopback_ports() {
+            removed(
+                map_names::HOST_LOOPBACK,
+                self.host_loopback.remove(&loopback_key(net, port)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The member interfaces of network `net_id`, in slot order.
+    pub fn members(&self, net_id: u32) -> Vec<u32> {
+        let n = self.networks.get(&net_id, 0).map_or(0, |n| n.members);
+        (0..n)
+            .filter_map(|slot| {
+                self.members
+                    .get(
+                        &MemberKey {
+                            network: net_id,
+                            slot,
+                        },
+                        0,
+                    )
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// Makes `ifindexes` the members of network `net_id` (slots 0..n, for broadcasts).
+    pub fn set_members(&mut self, net_id: u32, ifindexes: &[u32]) -> Result<(), DatapathError> {
+        let err = |e| DatapathError::Map(map_names::MEMBERS, e);
+        let Ok(mut info) = self.networks.get(&net_id, 0) else {
+            return Ok(());
+        };
+        for (slot, ifindex) in ifindexes.iter().enumerate() {
+            let key = MemberKey {
+                network: net_id,
+                slot: slot as u32,
+            };
+            self.members.insert(key, ifindex, 0).map_err(err)?;
+        }
+        for slot in ifindexes.len() as u32..info.members {
+            let key = MemberKey {
+                network: net_id,
+                slot,
+            };
+            removed(map_names::MEMBERS, self.members.remove(&key))?;
+        }
+        info.members = ifindexes.len() as u32;
+        self.networks
+            .insert(net_id, info, 0)
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))
+    }
+
+    /// Every network the maps hold, by id.
+    pub fn network_ids(&self) -> Vec<u32> {
+        self.networks.keys().filter_map(Result::ok).collect()
+    }
+
+    pub(super) fn clear_networks(&mut self) {
+        clear_hash(&mut self.members);
+        clear_hash(&mut self.networks);
+        clear_hash(&mut self.host_loopback);
+        for k in self
+            .subnets
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.subnets.remove(&k);
+        }
+    }
+}
+
+fn loopback_key(net: &Network, port: u16) -> LoopbackKey {
+    LoopbackKey {
+        network: net.net_id,
+        port: be_port(port),
+        _pad: 0,
+    }
+}
+
+fn subnet_key(net: &Network) -> LpmKey<u32> {
+    LpmKey::new(u32::from(net.subnet.prefix()), be_addr(net.subnet.addr()))
+}

@@ -1,0 +1,397 @@
+//! The kernel side as the agent sees it: load the embedded object, pin its maps, attach its
+//! programs. One module per kernel concern, named as in `netpath-ebpf/src/`, each adding the
+//! intent methods of its maps to [`Datapath`]; the maps themselves are private.
+//!
+//! | module | kernel | maps |
+//! |---|---|---|
+//! | [`ports`] | `ports.rs` | `PORTS`, `PORTS_ANY`, `HOST_ADDRS` |
+//! | [`flows`] | `flows.rs` | `FLOWS` |
+//! | [`snat`] | `snat.rs` | `SNAT`, `SNAT_REV`, `UPLINKS` |
+//! | [`forward`] | `forward.rs` | `NETWORKS`, `SUBNETS`, `MEMBERS`, `HOST_LOOPBACK` (`hostgw.rs`) |
+//! | [`endpoint`] | `endpoint.rs` | `ENDPOINTS`, `ENDPOINTS_BY_ADDR` |
+//! | [`sock`] | `sock.rs` | `SOCK_NETNS`, `SOCK_REVNAT` |
+//! | [`stats`] | `stats.rs` | `STATS` |
+//!
+//! The agent reaches all of it through [`DatapathOps`], which [`fake::FakeDatapath`] also
+//! implements in memory, so its transactions are tested without root.
+use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+
+use aya::{
+    maps::{lpm_trie::LpmTrie, Array, HashMap, MapData, MapError, PerCpuArray},
+    programs::{
+        cgroup_sock_addr::CgroupSockAddrLink, tc::SchedClassifierLink, xdp::XdpLink,
+        SchedClassifier, TcAttachType, Xdp,
+    },
+    Ebpf, EbpfLoader,
+};
+use netpath_common::{
+    map_names, map_sizes, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey, NetworkInfo,
+    PeerInfo, PortKey, PortTarget, SnatNat, SnatRev,
+};
+
+use crate::model::Network;
+
+pub mod endpoint;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
+pub mod flows;
+pub mod forward;
+pub mod ports;
+pub mod snat;
+pub mod sock;
+pub mod stats;
+
+pub use endpoint::AttachmentEntry;
+pub use stats::DatapathStats;
+
+/// The eBPF object built from `netpath-ebpf`, embedded in the binary.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
+
+/// Program names in the object (the entry points of `netpath-ebpf/src/main.rs`).
+pub mod programs {
+    pub const UPLINK_XDP: &str = "netpath_uplink_xdp";
+    pub const UPLINK_TC: &str = "netpath_uplink_tc";
+    pub const ENDPOINT_TC: &str = "netpath_endpoint_tc";
+    pub const XDP_PASS: &str = "netpath_xdp_pass";
+    /// Socket hooks (cgroup v2): connect4, sendmsg4, recvmsg4, getpeername4.
+    pub const SOCK: [&str; 4] = [
+        "netpath_sock_connect4",
+        "netpath_sock_sendmsg4",
+        "netpath_sock_recvmsg4",
+        "netpath_sock_getpeername4",
+    ];
+}
+
+/// Errors from loading, attaching and map access.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {0}: {1}")]
+    Program(&'static str, String),
+    #[error("map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+    #[error("map {0} missing from the object")]
+    MissingMap(&'static str),
+    #[error("program {0} missing from the object")]
+    MissingProgram(&'static str),
+    #[error("cgroup {0}: {1}")]
+    Cgroup(String, String),
+    /// A fault injected by a test double.
+    #[error("{0}: injected failure")]
+    Injected(String),
+}
+
+/// How the uplink XDP fast path is attached.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// No XDP program: the TC program handles everything.
+    Off,
+    /// Native (driver) XDP.
+    Native,
+    /// Generic (skb) XDP.
+    Generic,
+}
+
+/// Map sizes the agent asks for at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub ports: u32,
+    pub flows: u32,
+    pub endpoints: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes {
+            ports: map_sizes::PORTS,
+            flows: map_sizes::FLOWS,
+            endpoints: map_sizes::ENDPOINTS,
+        }
+    }
+}
+
+/// What the agent asks of the datapath, by intent. Every change either happens whole or
+/// returns an error having changed nothing; removing what is absent is not an error.
+pub trait DatapathOps: Send {
+    /// Publishes `key` (address 0: every host address) to `target`.
+    fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError>;
+    /// Stops publishing `key`.
+    fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError>;
+    /// Replaces the set of host addresses (where a publish on every address answers).
+    fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError>;
+    /// Removes the published flows of host-side veth `ifindex` through `ports`; how many.
+    fn flush_flows_of(&mut self, ifindex: u32, ports: &[PortKey]) -> usize;
+    /// Removes every flow of an interface going away (published and outbound); how many.
+    fn flush_interface_flows(&mut self, ifindex: u32, addr: Ipv4Addr) -> usize;
+    /// Removes every flow of interfaces not in `live` (after a restart); how many.
+    fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize;
+    /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
+    fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
+    /// Removes outbound flows idle past their timeout at `now` (CLOCK_MONOTONIC ns).
+    fn expire_outbound(&mut self, now: u64) -> usize;
+    /// Writes a network (flags, subnet, gateways, host-loopback ports); members are kept.
+    fn add_network(&mut self, net: &Network) -> Result<(), DatapathError>;
+    /// Removes a network, its subnet, member slots and host-loopback ports.
+    fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError>;
+    /// The member interfaces of network `net_id`, in slot order.
+    fn members(&self, net_id: u32) -> Vec<u32>;
+    /// Makes `ifindexes` the members of network `net_id` (for broadcasts).
+    fn set_members(&mut self, net_id: u32, ifindexes: &[u32]) -> Result<(), DatapathError>;
+    /// Writes one attachment of an endpoint to a network: by veth and by address.
+    fn add_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError>;
+    /// Removes an attachment's entries.
+    fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError>;
+    /// Attaches the endpoint program to the host-side veth `ifname`.
+    fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError>;
+    /// Detaches it.
+    fn detach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError>;
+    /// Empties every map the agent writes (flows excepted: reconciling flushes those).
+    fn clear(&mut self);
+    /// Counters and map occupancy.
+    fn stats(&self) -> DatapathStats;
+}
+
+/// The loaded object, its maps, and the links that keep programs attached.
+pub struct Datapath {
+    ebpf: Ebpf,
+    ports: HashMap<MapData, PortKey, PortTarget>,
+    ports_any: Array<MapData, PortTarget>,
+    host_addrs: HashMap<MapData, u32, u32>,
+    flows: HashMap<MapData, FlowKey, FlowNat>,
+    endpoints: HashMap<MapData, u32, EndpointInfo>,
+    endpoints_by_addr: HashMap<MapData, u32, PeerInfo>,
+    networks: HashMap<MapData, u32, NetworkInfo>,
+    subnets: LpmTrie<MapData, u32, u32>,
+    members: HashMap<MapData, MemberKey, u32>,
+    snat: HashMap<MapData, FlowKey, SnatNat>,
+    snat_rev: HashMap<MapData, FlowKey, SnatRev>,
+    uplinks: HashMap<MapData, u32, u32>,
+    host_loopback: HashMap<MapData, LoopbackKey, u8>,
+    stats: PerCpuArray<MapData, u64>,
+    uplink_links: Vec<(String, SchedClassifierLink)>,
+    xdp_links: Vec<(String, XdpLink)>,
+    endpoint_links: std::collections::HashMap<String, SchedClassifierLink>,
+    sock_links: Vec<CgroupSockAddrLink>,
+}
+
+macro_rules! take_map {
+    ($ebpf:expr, $name:expr) => {{
+        let map = $ebpf
+            .take_map($name)
+            .ok_or(DatapathError::MissingMap($name))?;
+        map.try_into().map_err(|e| DatapathError::Map($name, e))?
+    }};
+}
+
+impl Datapath {
+    /// Loads the embedded object; maps are pinned under (and reused from) `pin_dir`.
+    pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = pin_dir {
+            loader.default_map_pin_directory(dir);
+        }
+        loader
+            .map_max_entries(map_names::PORTS, sizes.ports)
+            .map_max_entries(map_names::FLOWS, sizes.flows)
+            .map_max_entries(map_names::SNAT, sizes.flows)
+            .map_max_entries(map_names::SNAT_REV, sizes.flows)
+            .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
+            .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
+            .map_max_entries(map_names::MEMBERS, sizes.endpoints);
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        for name in [programs::UPLINK_TC, programs::ENDPOINT_TC] {
+            let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
+        for name in [programs::UPLINK_XDP, programs::XDP_PASS] {
+            let prog: &mut Xdp = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
+        Ok(Datapath {
+            ports: take_map!(ebpf, map_names::PORTS),
+            ports_any: take_map!(ebpf, map_names::PORTS_ANY),
+            host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
+            flows: take_map!(ebpf, map_names::FLOWS),
+            endpoints: take_map!(ebpf, map_names::ENDPOINTS),
+            endpoints_by_addr: take_map!(ebpf, map_names::ENDPOINTS_BY_ADDR),
+            networks: take_map!(ebpf, map_names::NETWORKS),
+            subnets: take_map!(ebpf, map_names::SUBNETS),
+            members: take_map!(ebpf, map_names::MEMBERS),
+            snat: take_map!(ebpf, map_names::SNAT),
+            snat_rev: take_map!(ebpf, map_names::SNAT_REV),
+            uplinks: take_map!(ebpf, map_names::UPLINKS),
+            host_loopback: take_map!(ebpf, map_names::HOST_LOOPBACK),
+            stats: take_map!(ebpf, map_names::STATS),
+            ebpf,
+            uplink_links: Vec::new(),
+            xdp_links: Vec::new(),
+            endpoint_links: std::collections::HashMap::new(),
+            sock_links: Vec::new(),
+        })
+    }
+
+    /// The loaded TC program `name` (for attaching, or BPF_PROG_TEST_RUN in tests and bench).
+    pub fn classifier(
+        &mut self,
+        name: &'static str,
+    ) -> Result<&mut SchedClassifier, DatapathError> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// The loaded XDP program `name`.
+    pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// Attaches the uplink programs to `ifname`: TC ingress always, XDP per `mode`.
+    pub fn attach_uplink(&mut self, ifname: &str, mode: XdpMode) -> Result<(), DatapathError> {
+        let link = attach_tc(
+            self.classifier(programs::UPLINK_TC)?,
+            programs::UPLINK_TC,
+            ifname,
+        )?;
+        self.uplink_links.push((ifname.to_string(), link));
+        let flags = match mode {
+            XdpMode::Off => return Ok(()),
+            XdpMode::Native => aya::programs::XdpMode::Driver,
+            XdpMode::Generic => aya::programs::XdpMode::Skb,
+        };
+        let prog = self.xdp(programs::UPLINK_XDP)?;
+        let err = |e| program_error(programs::UPLINK_XDP, e);
+        let id = prog.attach(ifname, flags).map_err(err)?;
+        let link = prog.take_link(id).map_err(err)?;
+        self.xdp_links.push((ifname.to_string(), link));
+        Ok(())
+    }
+}
+
+impl DatapathOps for Datapath {
+    fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
+        Datapath::publish(self, key, target)
+    }
+    fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
+        Datapath::unpublish(self, key)
+    }
+    fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
+        Datapath::set_host_addrs(self, addrs)
+    }
+    fn flush_flows_of(&mut self, ifindex: u32, ports: &[PortKey]) -> usize {
+        Datapath::flush_flows_of(self, ifindex, ports)
+    }
+    fn flush_interface_flows(&mut self, ifindex: u32, addr: Ipv4Addr) -> usize {
+        Datapath::flush_interface_flows(self, ifindex, addr)
+            + Datapath::flush_outbound_of(self, ifindex)
+    }
+    fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize {
+        Datapath::flush_flows_except(self, live) + Datapath::flush_outbound_except(self, live)
+    }
+    fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        Datapath::set_uplinks(self, uplinks)
+    }
+    fn expire_outbound(&mut self, now: u64) -> usize {
+        Datapath::expire_outbound(self, now)
+    }
+    fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        Datapath::add_network(self, net)
+    }
+    fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        Datapath::remove_network(self, net)
+    }
+    fn members(&self, net_id: u32) -> Vec<u32> {
+        Datapath::members(self, net_id)
+    }
+    fn set_members(&mut self, net_id: u32, ifindexes: &[u32]) -> Result<(), DatapathError> {
+        Datapath::set_members(self, net_id, ifindexes)
+    }
+    fn add_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError> {
+        Datapath::add_attachment(self, entry)
+    }
+    fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError> {
+        Datapath::remove_attachment(self, ifindex, ip)
+    }
+    fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        Datapath::attach_endpoint(self, ifname)
+    }
+    fn detach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        Datapath::detach_endpoint(self, ifname);
+        Ok(())
+    }
+    fn clear(&mut self) {
+        Datapath::clear(self)
+    }
+    fn stats(&self) -> DatapathStats {
+        Datapath::stats(self)
+    }
+}
+
+impl Datapath {
+    /// Empties every map the agent writes (flows excepted: reconciling flushes those).
+    pub fn clear(&mut self) {
+        self.clear_ports();
+        self.clear_endpoints();
+        self.clear_networks();
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingProgram(name))?
+        .try_into()
+        .map_err(|e| program_error(name, e))
+}
+
+fn attach_tc(
+    prog: &mut SchedClassifier,
+    name: &'static str,
+    ifname: &str,
+) -> Result<SchedClassifierLink, DatapathError> {
+    let err = |e| program_error(name, e);
+    let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
+    prog.take_link(id).map_err(err)
+}
+
+/// Removes every entry of a hash map.
+fn clear_hash<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
+    for k in map.keys().filter_map(Result::ok).collect::<Vec<_>>() {
+        let _ = map.remove(&k);
+    }
+}
+
+/// Removing an absent key is what the caller wanted: not an error.
+fn removed(name: &'static str, res: Result<(), MapError>) -> Result<(), DatapathError> {
+    match res {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(DatapathError::Map(name, e)),
+    }
+}
+
+/// A program error with its causes, on one line (aya's messages name the syscall; the cause
+/// says why it failed).
+fn program_error(name: &'static str, e: aya::programs::ProgramError) -> DatapathError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    DatapathError::Program(name, msg)
+}
+
+/// An address as the maps store it: network order.
+pub fn be_addr(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// A port as the maps store it: network order.
+pub fn be_port(p: u16) -> u16 {
+    p.to_be()
+}

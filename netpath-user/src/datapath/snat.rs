@@ -1,0 +1,133 @@
+//! Outbound source NAT (kernel: `snat.rs`): `SNAT` by the original 5-tuple, `SNAT_REV` by the
+//! reply's, and `UPLINKS`, the addresses outbound flows leave with. The kernel allocates;
+//! the agent expires idle flows and flushes those of interfaces that go away, both
+//! directions together.
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    net::Ipv4Addr,
+};
+
+use netpath_common::{map_names, proto, snat_flags, FlowKey, SnatNat, SnatRev};
+
+use super::{be_addr, removed, Datapath, DatapathError};
+
+/// Idle timeouts of outbound flows, in seconds.
+pub mod timeouts {
+    /// An established TCP flow.
+    pub const TCP: u64 = 7200;
+    /// A TCP flow once a FIN or RST was seen.
+    pub const TCP_CLOSING: u64 = 10;
+    /// UDP and ICMP echo.
+    pub const OTHER: u64 = 30;
+}
+
+impl Datapath {
+    /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
+    pub fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
+        let err = |e| DatapathError::Map(map_names::UPLINKS, e);
+        let want: StdHashMap<u32, u32> = uplinks.iter().map(|(i, a)| (*i, be_addr(*a))).collect();
+        for k in self
+            .uplinks
+            .keys()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            if !want.contains_key(&k) {
+                removed(map_names::UPLINKS, self.uplinks.remove(&k))?;
+            }
+        }
+        for (i, a) in want {
+            self.uplinks.insert(i, a, 0).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the outbound flows of host-side veth `ifindex`; returns how many.
+    pub fn flush_outbound_of(&mut self, ifindex: u32) -> usize {
+        self.flush_outbound(|rev| rev.ifindex == ifindex)
+    }
+
+    /// Removes the outbound flows of every interface not in `live`; returns how many.
+    pub fn flush_outbound_except(&mut self, live: &HashSet<u32>) -> usize {
+        self.flush_outbound(|rev| !live.contains(&rev.ifindex))
+    }
+
+    /// How many outbound flows the table holds.
+    pub fn outbound_count(&self) -> usize {
+        self.snat.keys().filter(Result::is_ok).count()
+    }
+
+    /// Outbound flows by their original 5-tuple.
+    pub fn outbound_flows(&self) -> Vec<(FlowKey, SnatNat)> {
+        self.snat.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Records both directions of an outbound flow as the kernel would (tests).
+    #[cfg(feature = "testing")]
+    pub fn insert_outbound(
+        &mut self,
+        key: FlowKey,
+        nat: SnatNat,
+        rev: SnatRev,
+    ) -> Result<(), DatapathError> {
+        self.snat
+            .insert(key, nat, 0)
+            .map_err(|e| DatapathError::Map(map_names::SNAT, e))?;
+        self.snat_rev
+            .insert(key.reply_to(nat.addr, nat.port), rev, 0)
+            .map_err(|e| DatapathError::Map(map_names::SNAT_REV, e))
+    }
+
+    /// Reply-side entries (tests check both directions go together).
+    pub fn outbound_reply_count(&self) -> usize {
+        self.snat_rev.keys().filter(Result::is_ok).count()
+    }
+
+    /// Removes the outbound flows (both directions) whose reply side `pred` selects.
+    fn flush_outbound(&mut self, pred: impl Fn(&SnatRev) -> bool) -> usize {
+        let doomed: Vec<(FlowKey, FlowKey)> = self
+            .snat_rev
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, rev)| pred(rev))
+            .map(|(rkey, rev)| {
+                // The original flow: from the endpoint to the reply's source.
+                let fwd =
+                    FlowKey::new(rev.addr, rev.port, rkey.src_addr, rkey.src_port, rkey.proto);
+                (fwd, rkey)
+            })
+            .collect();
+        for (fwd, rkey) in &doomed {
+            let _ = self.snat.remove(fwd);
+            let _ = self.snat_rev.remove(rkey);
+        }
+        doomed.len()
+    }
+
+    /// Removes outbound flows idle past their [`timeouts`] at `now` (CLOCK_MONOTONIC ns, the
+    /// clock of `bpf_ktime_get_ns`); the last packet either way counts. Both directions go
+    /// together. Returns how many flows were removed.
+    pub fn expire_outbound(&mut self, now: u64) -> usize {
+        const S: u64 = 1_000_000_000;
+        let mut doomed = Vec::new();
+        for (k, nat) in self.snat.iter().filter_map(Result::ok) {
+            let rkey = k.reply_to(nat.addr, nat.port);
+            let rev = self.snat_rev.get(&rkey, 0).ok();
+            let last = rev.map_or(nat.last_seen, |r| r.last_seen.max(nat.last_seen));
+            let closing = (nat.flags | rev.map_or(0, |r| r.flags)) & snat_flags::CLOSING != 0;
+            let timeout = match k.proto {
+                proto::TCP if closing => timeouts::TCP_CLOSING,
+                proto::TCP => timeouts::TCP,
+                _ => timeouts::OTHER,
+            };
+            if now.saturating_sub(last) > timeout * S {
+                doomed.push((k, rkey));
+            }
+        }
+        for (k, r) in &doomed {
+            let _ = self.snat.remove(k);
+            let _ = self.snat_rev.remove(r);
+        }
+        doomed.len()
+    }
+}

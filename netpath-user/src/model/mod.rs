@@ -1,0 +1,245 @@
+//! The desired state: networks, endpoints and their published ports, as plain data.
+//!
+//! | module | concern |
+//! |---|---|
+//! | here | the state's types ([`State`] is what the state file holds) |
+//! | [`requests`] | what each request asks for (the API's request bodies) |
+//! | [`plan`] | validation and planning of every request, without side effects |
+//!
+//! Every request is first *planned* against the current state (all validation, no kernel
+//! access); only a plan that passed is carried out by the agent, so a rejected request
+//! changes nothing. The state is saved atomically as JSON in the agent's state directory.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ipam::Subnet, ports::PortMapping};
+
+pub mod plan;
+pub mod requests;
+
+pub use plan::ModelError;
+pub use requests::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
+
+/// Name of the network that exists from the start (Docker's default bridge).
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// The driver of every netpath network, as Docker names it.
+pub const DEFAULT_DRIVER: &str = "bridge";
+/// Driver names `network create -d` accepts (netpath's own name included).
+pub const DRIVERS: [&str; 2] = [DEFAULT_DRIVER, "netpath"];
+/// Networks one endpoint can be on (host-side veth names have one hex digit for the slot).
+pub const MAX_NETWORKS_PER_ENDPOINT: usize = 16;
+
+fn default_driver() -> String {
+    DEFAULT_DRIVER.to_string()
+}
+
+/// A network: a subnet with a gateway on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    /// Small numeric id: the datapath's key for this network.
+    pub net_id: u32,
+    /// As asked (`bridge` or `netpath`); both mean netpath's datapath.
+    #[serde(default = "default_driver")]
+    pub driver: String,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    /// Addresses are allocated from here when set (inside the subnet).
+    #[serde(default)]
+    pub ip_range: Option<Subnet>,
+    /// Nothing leaves the network; its ports cannot be published.
+    #[serde(default)]
+    pub internal: bool,
+    /// `--opt KEY=VALUE`, as given.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Network {
+    /// The address endpoints reach the host at (host.docker.internal): `--opt host-gateway`,
+    /// else the gateway.
+    pub fn host_gateway(&self) -> Ipv4Addr {
+        self.options
+            .get(HOST_GATEWAY)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.gateway)
+    }
+
+    /// Host-gateway TCP ports the host serves on its loopback (`--opt host-loopback-ports`).
+    pub fn host_loopback_ports(&self) -> Vec<u16> {
+        self.options
+            .get(HOST_LOOPBACK_PORTS)
+            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
+    pub fn icc(&self) -> bool {
+        ICC_KEYS
+            .iter()
+            .filter_map(|k| self.options.get(*k))
+            .all(|v| v != "false")
+    }
+}
+
+/// Option keys that set inter-container communication.
+pub(crate) const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
+/// Option key of the host-gateway address (host.docker.internal).
+pub const HOST_GATEWAY: &str = "host-gateway";
+/// Option key of the host-gateway TCP ports served by the host's loopback (beyond Docker).
+pub const HOST_LOOPBACK_PORTS: &str = "host-loopback-ports";
+/// Every option key a network accepts.
+pub(crate) const KNOWN_OPTIONS: [&str; 4] =
+    [ICC_KEYS[0], ICC_KEYS[1], HOST_GATEWAY, HOST_LOOPBACK_PORTS];
+
+/// One interface of an endpoint, on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// Interface name inside the namespace (eth0, eth1, ...).
+    pub ifname: String,
+    /// Name of the host-side veth in the agent's namespace.
+    pub host_ifname: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// An endpoint: a network namespace with one interface per network it is on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub id: String,
+    /// The namespace's path (e.g. /run/netns/NAME or /proc/PID/ns/net).
+    pub netns: PathBuf,
+    /// The first is eth0, the primary: published ports lead there.
+    pub attachments: Vec<Attachment>,
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Endpoint {
+    /// The attachment published ports are delivered to.
+    pub fn primary(&self) -> Option<&Attachment> {
+        self.attachments.first()
+    }
+
+    pub fn attachment(&self, network: &str) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| a.network == network)
+    }
+}
+
+/// The whole desired state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub networks: BTreeMap<String, Network>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// Docker's name rule for containers and networks.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A random 64-hex-digit id, like Docker's.
+pub fn new_id() -> String {
+    (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect()
+}
+
+impl State {
+    /// Reads the state file; a missing file is the empty state.
+    pub fn load(path: &Path) -> std::io::Result<State> {
+        match fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the state file atomically: a temporary file, fsync, rename.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Every published mapping, of every endpoint.
+    pub fn all_ports(&self) -> Vec<PortMapping> {
+        self.endpoints
+            .values()
+            .flat_map(|e| e.ports.iter().copied())
+            .collect()
+    }
+
+    pub fn endpoint(&self, name: &str) -> Result<&Endpoint, ModelError> {
+        self.endpoints
+            .get(name)
+            .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))
+    }
+
+    pub fn network(&self, name: &str) -> Result<&Network, ModelError> {
+        self.networks
+            .get(name)
+            .ok_or_else(|| ModelError::NoNetwork(name.to_string()))
+    }
+
+    /// The endpoints attached to `network`, with their attachment.
+    pub fn members<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = (&'a Endpoint, &'a Attachment)> + 'a {
+        self.endpoints
+            .values()
+            .filter_map(move |e| e.attachment(network).map(|a| (e, a)))
+    }
+}
+
+/// The first `n` characters of an id (Docker shows 12): never splits a character.
+pub fn short_id(id: &str, n: usize) -> &str {
+    id.char_indices().nth(n).map_or(id, |(i, _)| &id[..i])
+}
+
+/// Host-side veth name of an endpoint's `slot`-th interface: "np" + 10 hex digits of the id,
+/// then the slot when it is not the first (at most 15 characters, IFNAMSIZ). Only hex digits
+/// of the id count, so an id from a hand-edited state file still makes a valid name.
+fn host_ifname(id: &str, slot: usize) -> String {
+    let base: String = id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(10)
+        .collect();
+    if slot == 0 {
+        format!("np{base}")
+    } else {
+        format!("np{base}{slot:x}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

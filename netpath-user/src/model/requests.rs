@@ -1,0 +1,71 @@
+//! What each request asks for: the API's request bodies (JSON keys in Docker's style, unknown
+//! keys refused) and the input of planning ([`super::plan`]).
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What `network create` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// `bridge` (the default) or `netpath`.
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default, rename = "IPRange")]
+    pub ip_range: Option<String>,
+    #[serde(default)]
+    pub internal: bool,
+    /// KEY=VALUE strings.
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What `network connect` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Connect {
+    pub endpoint: String,
+    #[serde(default, rename = "IPAddress")]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// What `network disconnect` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Disconnect {
+    pub endpoint: String,
+}
+
+/// What `endpoint create` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EndpointCreate {
+    pub name: String,
+    /// Path of the network namespace.
+    pub netns: PathBuf,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default, rename = "IPAddress")]
+    pub ip: Option<Ipv4Addr>,
+    /// Docker `-p` specs.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Body of publish and unpublish: Docker `-p` specs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PortsRequest {
+    pub specs: Vec<String>,
+}

@@ -1,0 +1,153 @@
+//! An agent process for tests and the benchmark: started inside a namespace with its own
+//! socket, state and pin directories, ready once its socket answers, stopped on drop.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+
+/// How to start an agent.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// The `netpath` binary.
+    pub bin: PathBuf,
+    /// The namespace it runs in (`ip netns exec NAME`).
+    pub netns: String,
+    pub uplinks: Vec<String>,
+    /// `off`, `native` or `generic`.
+    pub xdp: String,
+    /// Holds the socket, the state directory and the log.
+    pub dir: PathBuf,
+    /// Where maps are pinned.
+    pub bpffs: PathBuf,
+    /// More `netpath agent` flags.
+    pub extra: Vec<String>,
+}
+
+impl AgentOptions {
+    pub fn new(bin: impl Into<PathBuf>, netns: &str, uplink: &str, dir: &Path) -> AgentOptions {
+        AgentOptions {
+            bin: bin.into(),
+            netns: netns.to_string(),
+            uplinks: vec![uplink.to_string()],
+            xdp: "off".into(),
+            dir: dir.to_path_buf(),
+            bpffs: PathBuf::from("/sys/fs/bpf/netpath"),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("netpath.sock")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+}
+
+/// A running agent; SIGTERM (then SIGKILL) on drop.
+pub struct AgentProcess {
+    pub opts: AgentOptions,
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    /// Starts the agent and waits (up to 20 s) until its socket answers; fails with its log
+    /// if it exits first.
+    pub fn start(opts: AgentOptions) -> anyhow::Result<AgentProcess> {
+        std::fs::create_dir_all(&opts.dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(opts.log())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &opts.netns])
+            .arg(&opts.bin)
+            .arg("--socket")
+            .arg(opts.socket())
+            .arg("agent");
+        for u in &opts.uplinks {
+            cmd.args(["--uplink", u]);
+        }
+        cmd.args(["--xdp", &opts.xdp])
+            .arg("--state-dir")
+            .arg(opts.dir.join("state"))
+            .arg("--bpffs")
+            .arg(&opts.bpffs)
+            .args(&opts.extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd.spawn().context("starting the netpath agent")?;
+        let mut agent = AgentProcess {
+            opts,
+            child: Some(child),
+        };
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(agent.opts.socket()).is_err() {
+            if let Some(Ok(Some(st))) = agent.child.as_mut().map(Child::try_wait) {
+                agent.child = None;
+                bail!("agent exited {st}: {}", agent.log());
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "the agent's socket did not answer within 20 s: {}",
+                    agent.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(agent)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.opts.socket()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.opts.log()).unwrap_or_default()
+    }
+
+    /// Runs the CLI against it.
+    pub fn cli(&self, args: &[&str]) -> std::io::Result<Output> {
+        Command::new(&self.opts.bin)
+            .env("NETPATH_SOCKET", self.socket())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 5 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let start = Instant::now();
+        while !matches!(child.try_wait(), Ok(Some(_))) {
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
