@@ -3,7 +3,8 @@
 //! | module | concern |
 //! |---|---|
 //! | here | [`AgentConfig`] and [`run`]: start-up order, serving, shutdown |
-//! | [`transactions`] | [`Agent`] and every request that changes something, with rollback |
+//! | [`transactions`] | [`Agent`] and every request that changes something |
+//! | [`journal`] | each step's undo, played back on failure; what runs after the commit |
 //! | [`reconcile`] | making the kernel match the desired state at start |
 //! | [`service`] | the API's queries and the glue to [`crate::api::Service`] |
 //! | [`tasks`] | background work (address watch, flow expiry) under a supervisor |
@@ -34,6 +35,7 @@ use crate::{
 
 pub mod host;
 pub mod hosts_file;
+pub mod journal;
 pub mod reconcile;
 pub mod service;
 pub mod store;

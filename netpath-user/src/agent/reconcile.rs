@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use super::{
+    journal::Tx,
     store::StateStore,
-    transactions::{host_addresses, Agent, Tx},
+    transactions::{host_addresses, Agent},
 };
 use crate::{datapath::DatapathOps, netlink::LinkOps};
 

@@ -1,6 +1,6 @@
 //! The agent's transactions: every request that changes something is planned against the
 //! desired state ([`crate::model::plan`]), carried out step by step in the kernel with each
-//! step's undo journaled in a [`Tx`], and committed by saving the new state. If any step or
+//! step's undo journaled ([`super::journal`]), and committed by saving the new state. If any step or
 //! the save fails, the journal is played back and the request changes nothing. What cannot
 //! be undone (flushing flows, deleting a veth, removing a gateway address, hosts files)
 //! happens only after the commit.
@@ -8,9 +8,13 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use hyper::StatusCode;
 use netpath_common::{PortKey, PortTarget};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{hosts_file::HostsFiles, store::StateStore};
+use super::{
+    hosts_file::HostsFiles,
+    journal::{Then, Tx, Undo},
+    store::StateStore,
+};
 use crate::{
     api::ApiError,
     datapath::{be_addr, be_port, AttachmentEntry, DatapathError, DatapathOps},
@@ -63,51 +67,6 @@ impl From<DatapathError> for ApiError {
     }
 }
 
-/// How to take back one step.
-#[derive(Debug)]
-pub(super) enum Undo {
-    DeleteLink(String),
-    RestoreLink(String, EndpointLink),
-    RemoveAttachment(u32, Ipv4Addr),
-    AddAttachment(AttachmentEntry),
-    Detach(String),
-    Attach(String),
-    Unpublish(PortKey),
-    Publish(PortKey, PortTarget),
-    SetMembers(u32, Vec<u32>),
-    RemoveNetwork(Network),
-    AddNetwork(Network),
-    RemoveGateway(Ipv4Addr),
-}
-
-/// What happens once the new state is committed (cannot be undone; failures are logged).
-#[derive(Debug)]
-pub(super) enum Then {
-    FlushPortFlows(u32, Vec<PortKey>),
-    FlushInterfaceFlows(u32, Ipv4Addr),
-    DeleteLink(String),
-    RemoveGateway(Ipv4Addr),
-    WriteHosts(String),
-    RemoveHosts(Endpoint),
-}
-
-/// The journal of one transaction.
-#[derive(Debug, Default)]
-pub(super) struct Tx {
-    undo: Vec<Undo>,
-    then: Vec<Then>,
-}
-
-impl Tx {
-    pub(super) fn undo(&mut self, u: Undo) {
-        self.undo.push(u);
-    }
-
-    pub(super) fn then(&mut self, t: Then) {
-        self.then.push(t);
-    }
-}
-
 /// The host addresses a network needs: its gateway and its host-gateway.
 pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
     let mut v = vec![net.gateway];
@@ -138,101 +97,6 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     pub fn state(&self) -> &State {
         &self.state
-    }
-
-    /// Runs `f` as one transaction: its journal is played back if it fails, its
-    /// after-commit steps run if it succeeds.
-    pub(super) fn transact<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self, &mut Tx) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let mut tx = Tx::default();
-        match f(self, &mut tx) {
-            Ok(v) => {
-                self.finish(tx.then);
-                Ok(v)
-            }
-            Err(e) => {
-                self.rollback(tx.undo);
-                Err(e)
-            }
-        }
-    }
-
-    /// Saves `next` and makes it the desired state: the last step of every transaction.
-    pub(super) fn commit(&mut self, next: State) -> Result<(), ApiError> {
-        self.store
-            .save(&next)
-            .map_err(|e| ApiError::internal(format!("saving the state: {e}")))?;
-        self.state = next;
-        Ok(())
-    }
-
-    /// Plays back the journal of `tx` (a transaction that will not commit).
-    pub(super) fn rollback_tx(&mut self, tx: Tx) {
-        self.rollback(tx.undo);
-    }
-
-    fn rollback(&mut self, undo: Vec<Undo>) {
-        for u in undo.into_iter().rev() {
-            let res: Result<(), String> = match &u {
-                Undo::DeleteLink(name) => {
-                    self.links.remove(name);
-                    self.net.delete_link(name).map_err(|e| e.to_string())
-                }
-                Undo::RestoreLink(name, link) => {
-                    self.links.insert(name.clone(), *link);
-                    Ok(())
-                }
-                Undo::RemoveAttachment(ifindex, ip) => self
-                    .dp
-                    .remove_attachment(*ifindex, *ip)
-                    .map_err(|e| e.to_string()),
-                Undo::AddAttachment(e) => self.dp.add_attachment(e).map_err(|e| e.to_string()),
-                Undo::Detach(name) => self.dp.detach_endpoint(name).map_err(|e| e.to_string()),
-                Undo::Attach(name) => self.dp.attach_endpoint(name).map_err(|e| e.to_string()),
-                Undo::Unpublish(k) => self.dp.unpublish(k).map_err(|e| e.to_string()),
-                Undo::Publish(k, t) => self.dp.publish(*k, *t).map_err(|e| e.to_string()),
-                Undo::SetMembers(id, m) => self.dp.set_members(*id, m).map_err(|e| e.to_string()),
-                Undo::RemoveNetwork(n) => self.dp.remove_network(n).map_err(|e| e.to_string()),
-                Undo::AddNetwork(n) => self.dp.add_network(n).map_err(|e| e.to_string()),
-                Undo::RemoveGateway(a) => self.net.remove_gateway(*a).map_err(|e| e.to_string()),
-            };
-            if let Err(e) = res {
-                warn!("undoing {u:?}: {e}");
-            }
-        }
-    }
-
-    fn finish(&mut self, then: Vec<Then>) {
-        for t in then {
-            match t {
-                Then::FlushPortFlows(ifindex, keys) => {
-                    let n = self.dp.flush_flows_of(ifindex, &keys);
-                    info!(ifindex, flows = n, "flushed flows of unpublished ports");
-                }
-                Then::FlushInterfaceFlows(ifindex, ip) => {
-                    let n = self.dp.flush_interface_flows(ifindex, ip);
-                    info!(ifindex, flows = n, "flushed flows of a removed interface");
-                }
-                Then::DeleteLink(name) => {
-                    if let Err(e) = self.net.delete_link(&name) {
-                        warn!(interface = %name, "{e}");
-                    }
-                }
-                Then::RemoveGateway(addr) => {
-                    if let Err(e) = self.net.remove_gateway(addr) {
-                        warn!(gateway = %addr, "{e}");
-                    }
-                }
-                Then::WriteHosts(name) => {
-                    if let Some(ep) = self.state.endpoints.get(&name) {
-                        self.hosts.write(ep, &self.state);
-                    }
-                }
-                Then::RemoveHosts(ep) => self.hosts.remove(&ep),
-            }
-        }
     }
 
     // ---- steps ----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ use std::{
     collections::HashSet,
     future::Future,
     net::{IpAddr, Ipv4Addr},
-    os::fd::AsRawFd,
     path::Path,
 };
 
@@ -18,12 +17,15 @@ use netlink_packet_route::{
     link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute},
 };
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
 use crate::ipam::Subnet;
 
+mod endpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+
+pub use endpoint::{create_endpoint, set_gro, EndpointLink, EndpointLinkSpec};
 
 /// What the agent changes and reads of links, addresses and routes.
 pub trait LinkOps: Send {
@@ -87,7 +89,7 @@ pub struct NetError {
     pub detail: String,
 }
 
-fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+pub(crate) fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
     let what = what.into();
     move |e| NetError {
         what,
@@ -98,7 +100,7 @@ fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
     }
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
     let what = what.into();
     move |e| NetError {
         what,
@@ -171,169 +173,11 @@ pub fn link_mac(link: &LinkMessage) -> [u8; 6] {
         .unwrap_or_default()
 }
 
-fn link_name(link: &LinkMessage) -> Option<String> {
+pub(crate) fn link_name(link: &LinkMessage) -> Option<String> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfName(n) => Some(n.clone()),
         _ => None,
     })
-}
-
-/// What `create_endpoint` made, for the datapath.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndpointLink {
-    /// Ifindex of the host-side veth.
-    pub ifindex: u32,
-    /// MAC of the host-side veth.
-    pub host_mac: [u8; 6],
-}
-
-/// Everything an endpoint's interface needs.
-pub struct EndpointLinkSpec<'a> {
-    pub host_ifname: &'a str,
-    pub netns: &'a Path,
-    pub ifname: &'a str,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub mac: [u8; 6],
-    pub gateway: Ipv4Addr,
-    /// Add a default route via the gateway (the primary interface of a non-internal network).
-    pub default_route: bool,
-}
-
-/// Creates the veth pair of an endpoint's interface: the host side stays here, up, with a /32
-/// route to the endpoint; the peer moves into the namespace as `ifname` with its MAC, address,
-/// and (when asked) a default route via the gateway. On any failure the pair is deleted again.
-pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
-    let peer_tmp = format!("{}c", spec.host_ifname);
-    let ns_file = std::fs::File::open(spec.netns).map_err(io_err(format!(
-        "opening namespace {}",
-        spec.netns.display()
-    )))?;
-    let peer_tmp = peer_tmp.as_str();
-    let host = run(None, |h| async move {
-        h.link()
-            .add(LinkVeth::new(spec.host_ifname, peer_tmp).build())
-            .execute()
-            .await
-            .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
-        let peer = link_by_name(&h, peer_tmp).await?.ok_or_else(|| NetError {
-            what: format!("veth peer {peer_tmp}"),
-            detail: "vanished".into(),
-        })?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(peer.header.index)
-                    .setns_by_fd(ns_file.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(err(format!(
-                "moving {peer_tmp} into {}",
-                spec.netns.display()
-            )))?;
-        let host = link_by_name(&h, spec.host_ifname)
-            .await?
-            .ok_or_else(|| NetError {
-                what: format!("veth {}", spec.host_ifname),
-                detail: "vanished".into(),
-            })?;
-        Ok(host)
-    });
-    let host = match host {
-        Ok(h) => h,
-        Err(e) => {
-            let _ = delete_link(None, spec.host_ifname);
-            return Err(e);
-        }
-    };
-    let inside = run(Some(spec.netns), |h| async move {
-        if link_by_name(&h, spec.ifname).await?.is_some() {
-            return Err(NetError {
-                what: format!("namespace {}", spec.netns.display()),
-                detail: format!("already has an interface named {}", spec.ifname),
-            });
-        }
-        let peer = link_by_name(&h, peer_tmp).await?.ok_or_else(|| NetError {
-            what: format!("veth peer {peer_tmp}"),
-            detail: "not found in the namespace".into(),
-        })?;
-        let idx = peer.header.index;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(idx)
-                    .name(spec.ifname.to_string())
-                    .address(spec.mac.to_vec())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(err(format!("configuring {}", spec.ifname)))?;
-        h.address()
-            .add(idx, IpAddr::V4(spec.ip), spec.prefix)
-            .execute()
-            .await
-            .map_err(err(format!("adding {}/{}", spec.ip, spec.prefix)))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(err(format!("bringing {} up", spec.ifname)))?;
-        set_gro(spec.ifname, true)?;
-        if let Some(lo) = link_by_name(&h, "lo").await? {
-            h.link()
-                .set(LinkUnspec::new_with_index(lo.header.index).up().build())
-                .execute()
-                .await
-                .map_err(err("bringing lo up"))?;
-        }
-        let has_default = default_route_oif(&h).await?.is_some();
-        if spec.default_route && !has_default {
-            h.route()
-                .add(
-                    RouteMessageBuilder::<Ipv4Addr>::new()
-                        .gateway(spec.gateway)
-                        .output_interface(idx)
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(err(format!("adding default route via {}", spec.gateway)))?;
-        }
-        Ok(())
-    });
-    let host_side = inside.and_then(|()| {
-        run(None, |h| async move {
-            let idx = host.header.index;
-            h.link()
-                .set(LinkUnspec::new_with_index(idx).up().build())
-                .execute()
-                .await
-                .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
-            h.route()
-                .add(
-                    RouteMessageBuilder::<Ipv4Addr>::new()
-                        .destination_prefix(spec.ip, 32)
-                        .output_interface(idx)
-                        .build(),
-                )
-                .replace()
-                .execute()
-                .await
-                .map_err(err(format!("adding route to {}", spec.ip)))?;
-            Ok(())
-        })
-    });
-    match host_side {
-        Ok(()) => Ok(EndpointLink {
-            ifindex: host.header.index,
-            host_mac: link_mac(&host),
-        }),
-        Err(e) => {
-            let _ = delete_link(None, spec.host_ifname);
-            Err(e)
-        }
-    }
 }
 
 /// Deletes the link `name` (a veth takes its peer with it). Absent is fine.
@@ -414,7 +258,7 @@ pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
     })
 }
 
-async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
+pub(crate) async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
     let routes: Vec<_> = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -482,57 +326,6 @@ pub fn add_gateway(name: &str, gw: Ipv4Addr) -> Result<bool, NetError> {
             Err(e) => Err(err(format!("adding gateway {gw}"))(e)),
         }
     })
-}
-
-/// Turns GRO on or off for `ifname` in the calling thread's namespace (ethtool ioctl).
-///
-/// GRO gives a veth NAPI, which is what makes it a valid XDP_REDIRECT target: frames the
-/// uplink's XDP program redirects to an endpoint's host-side veth are received by its peer
-/// only when that peer has NAPI (without it they are dropped silently).
-pub fn set_gro(ifname: &str, on: bool) -> Result<(), NetError> {
-    const ETHTOOL_SGRO: u32 = 0x0000_002c;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut EthtoolValue,
-        _pad: [u8; 16],
-    }
-    let fail = |detail: String| NetError {
-        what: format!("turning GRO on for {ifname}"),
-        detail,
-    };
-    if ifname.len() >= libc::IFNAMSIZ {
-        return Err(fail("interface name too long".into()));
-    }
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
-        data: u32::from(on),
-    };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut value,
-        _pad: [0; 16],
-    };
-    req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
-    // SAFETY: plain socket; closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(fail(std::io::Error::last_os_error().to_string()));
-    }
-    // SAFETY: req is a valid ifreq whose data points at a live ethtool_value.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) };
-    let e = std::io::Error::last_os_error();
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    if rc < 0 {
-        return Err(fail(e.to_string()));
-    }
-    Ok(())
 }
 
 /// Removes the gateway address `gw` from the bridge `name` (absent is fine).
