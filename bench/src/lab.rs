@@ -13,11 +13,10 @@ use std::{
     os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
-use netpath_user::testing::{unique, veth, AgentOptions, AgentProcess, Netns};
+use netpath_user::testing::{stop_child, unique, veth, AgentOptions, AgentProcess, Netns};
 
 pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 /// The outside namespace's address (a server "on the internet").
@@ -446,21 +445,8 @@ impl Drop for Lab {
         if let Some(mut agent) = self.agent.take() {
             agent.stop();
         }
-        for child in [self.proxy.take()].into_iter().flatten() {
-            let mut child = child;
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let start = Instant::now();
-            while !matches!(child.try_wait(), Ok(Some(_))) {
-                if start.elapsed() > Duration::from_secs(5) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        if let Some(mut proxy) = self.proxy.take() {
+            stop_child(&mut proxy);
         }
         // The namespaces (and every interface in them) go with their Netns guards.
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,13 +1,13 @@
 //! `netpath endpoint ...`: an endpoint is a container's network namespace with one interface
 //! per network it is on (`docker run`, `docker ps`, `docker inspect` for the network side).
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, process::ExitCode};
+use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use super::{
     each, exit,
-    format::{label_matches, labels_string, ports_summary, print_rows, Filters},
+    format::{label_matches, labels_string, ports_summary, print_list, Filters, ListArgs},
     parse_labels,
 };
 use crate::{
@@ -66,23 +66,6 @@ pub enum EndpointCmd {
         #[arg(short = 'f', long, value_name = "TEMPLATE")]
         format: Option<String>,
     },
-}
-
-/// `ls` options shared by endpoints and networks (Docker's).
-#[derive(clap::Args)]
-pub struct ListArgs {
-    /// Only ids.
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Go template (`{{.Name}}`, `{{json .}}`, `table ...`) or `json`.
-    #[arg(long, value_name = "TEMPLATE")]
-    pub format: Option<String>,
-    /// Filter KEY=VALUE (repeatable).
-    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
-    pub filters: Vec<String>,
-    /// Full ids.
-    #[arg(long)]
-    pub no_trunc: bool,
 }
 
 /// A namespace as given: NAME (no slash) is /run/netns/NAME, anything else a path.
@@ -172,18 +155,12 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                 .filter(|e| passes(e, &filters))
                 .map(|e| row(e, args.no_trunc))
                 .collect();
-            let headers = BTreeMap::from([("ID", "ENDPOINT ID"), ("IPAddress", "IP")]);
-            print!(
-                "{}",
-                print_rows(
-                    &rows,
-                    args.quiet,
-                    args.format.as_deref(),
-                    "table {{.ID}}\t{{.Name}}\t{{.Networks}}\t{{.IPAddress}}\t{{.Ports}}",
-                    "ID",
-                    &headers,
-                )?
-            );
+            print_list(
+                &rows,
+                &args,
+                "table {{.ID}}\t{{.Name}}\t{{.Networks}}\t{{.IPAddress}}\t{{.Ports}}",
+                &[("ID", "ENDPOINT ID"), ("IPAddress", "IP")],
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         EndpointCmd::Inspect { names, format } => {

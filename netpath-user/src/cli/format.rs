@@ -297,6 +297,44 @@ pub fn aligned(lines: &[String]) -> String {
     String::from_utf8(tw.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// `ls` options shared by endpoints and networks (Docker's).
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Go template (`{{.Name}}`, `{{json .}}`, `table ...`) or `json`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// Filter KEY=VALUE (repeatable).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Full ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// Prints `rows` (each a JSON object, `ID` their id) per `args`, through `default` (a
+/// `table` template) unless `--format` says otherwise; `headers` renames columns.
+pub fn print_list(
+    rows: &[Value],
+    args: &ListArgs,
+    default: &str,
+    headers: &[(&str, &str)],
+) -> Result<(), FormatError> {
+    let headers: BTreeMap<&str, &str> = headers.iter().copied().collect();
+    let out = print_rows(
+        rows,
+        args.quiet,
+        args.format.as_deref(),
+        default,
+        "ID",
+        &headers,
+    )?;
+    print!("{out}");
+    Ok(())
+}
+
 /// Prints `rows` (each a JSON object) per the listing options: `-q` prints `id_field`
 /// only; a template prints each row through it (aligned under a header when it starts with
 /// `table`); without one, `default` (a `table` template) is used.

@@ -1,13 +1,13 @@
 //! `netpath network ...`: Docker's `docker network` commands.
-use std::{collections::BTreeMap, net::Ipv4Addr, process::ExitCode};
+use std::{net::Ipv4Addr, process::ExitCode};
 
 use serde_json::{json, Value};
 
 use super::{
     each,
-    endpoint::{print_inspect, ListArgs},
+    endpoint::print_inspect,
     exit,
-    format::{label_matches, labels_string, print_rows, Filters},
+    format::{label_matches, labels_string, print_list, Filters, ListArgs},
     parse_labels,
 };
 use crate::{
@@ -168,18 +168,12 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
                 .filter(|n| passes(n, &filters))
                 .map(|n| row(n, args.no_trunc))
                 .collect();
-            let headers = BTreeMap::from([("ID", "NETWORK ID")]);
-            print!(
-                "{}",
-                print_rows(
-                    &rows,
-                    args.quiet,
-                    args.format.as_deref(),
-                    "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Internal}}",
-                    "ID",
-                    &headers,
-                )?
-            );
+            print_list(
+                &rows,
+                &args,
+                "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Internal}}",
+                &[("ID", "NETWORK ID")],
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         NetworkCmd::Inspect { names, format } => {

@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
     link::{LinkAttribute, LinkMessage},
-    route::{RouteAddress, RouteAttribute},
+    route::{RouteAddress, RouteAttribute, RouteMessage},
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
@@ -230,16 +230,9 @@ const RT_TABLE_MAIN: u8 = 254;
 /// Destinations of the main routing table (for choosing subnets that collide with nothing).
 pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
     run(None, |h| async move {
-        let routes: Vec<_> = h
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(err("listing routes"))?;
-        Ok(routes
+        Ok(main_routes(&h)
+            .await?
             .iter()
-            .filter(|r| r.header.table == RT_TABLE_MAIN)
             .filter_map(|r| {
                 let dst = r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
@@ -258,8 +251,9 @@ pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
     })
 }
 
-pub(crate) async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
-    let routes: Vec<_> = h
+/// The IPv4 routes of the main table.
+async fn main_routes(h: &Handle) -> Result<Vec<RouteMessage>, NetError> {
+    let routes: Vec<RouteMessage> = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
         .execute()
@@ -267,8 +261,16 @@ pub(crate) async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetErro
         .await
         .map_err(err("listing routes"))?;
     Ok(routes
+        .into_iter()
+        .filter(|r| r.header.table == RT_TABLE_MAIN)
+        .collect())
+}
+
+pub(crate) async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
+    Ok(main_routes(h)
+        .await?
         .iter()
-        .filter(|r| r.header.table == RT_TABLE_MAIN && r.header.destination_prefix_length == 0)
+        .filter(|r| r.header.destination_prefix_length == 0)
         .find_map(|r| {
             r.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Oif(i) => Some(*i),

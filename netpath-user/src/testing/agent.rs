@@ -127,21 +127,8 @@ impl AgentProcess {
 
     /// SIGTERM, then SIGKILL if it has not exited within 5 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let start = Instant::now();
-        while !matches!(child.try_wait(), Ok(Some(_))) {
-            if start.elapsed() > Duration::from_secs(5) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
         }
     }
 }
@@ -149,5 +136,22 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Ends a process a test started: SIGTERM, then SIGKILL if it has not exited within 5 s.
+pub fn stop_child(child: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let start = Instant::now();
+    while !matches!(child.try_wait(), Ok(Some(_))) {
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 pub mod agent;
 
-pub use agent::{AgentOptions, AgentProcess};
+pub use agent::{stop_child, AgentOptions, AgentProcess};
 use etherparse::{Icmpv4Type, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
