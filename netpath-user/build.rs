@@ -44,6 +44,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("cargo:rerun-if-env-changed=NETPATH_GIT_COMMIT");
+    // The kernel programs' build tag (see netpath-ebpf's main.rs): a new one rebuilds them.
+    println!("cargo:rerun-if-env-changed=NETPATH_EBPF_BUILD_TAG");
     let root = manifest_dir.join("../netpath-ebpf");
     let root = root
         .to_str()

@@ -104,7 +104,7 @@ pub fn run(quick: bool) -> Result<Section> {
             port: be_port(53),
             _pad: 0,
             ifindex: ep_if,
-            client: 0,
+            ..FlowNat::default()
         },
     )?;
 

@@ -173,7 +173,8 @@ impl FlowKey {
     }
 }
 
-/// Value of the flow table: what a reply's source is translated back to.
+/// Value of the flow table: what a reply's source is translated back to, and when the
+/// flow was last seen (the agent expires idle flows).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowNat {
@@ -188,7 +189,34 @@ pub struct FlowNat {
     /// replaced by its gateway so the reply leaves it): the endpoint's address, which the
     /// reply's destination is translated back to. 0 otherwise.
     pub client: u32,
+    /// [`flow_flags`].
+    pub flags: u32,
+    pub _pad2: u32,
+    /// `bpf_ktime_get_coarse_ns` of the last packet either way, refreshed at most every
+    /// [`FLOW_REFRESH_NS`].
+    pub last_seen: u64,
 }
+
+impl FlowNat {
+    /// Whether `other` translates the same way (times and flags aside).
+    #[inline(always)]
+    pub fn same_translation(&self, other: &FlowNat) -> bool {
+        self.addr == other.addr
+            && self.port == other.port
+            && self.ifindex == other.ifindex
+            && self.client == other.client
+    }
+}
+
+/// Flags of published-port flows.
+pub mod flow_flags {
+    /// A TCP FIN or RST was seen: the flow is closing.
+    pub const CLOSING: u32 = 1;
+}
+
+/// How stale a flow's `last_seen` may get before a packet refreshes it: a write to the flow
+/// at most this often, not one per packet.
+pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
 /// Value of the endpoints map, keyed by the host-side veth's ifindex: one attachment of an
 /// endpoint to one network.
@@ -438,7 +466,7 @@ mod layout {
     layout!(PortKey, 8, addr @ 0, port @ 4, proto @ 6, _pad @ 7);
     layout!(PortTarget, 24, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18);
     layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13);
-    layout!(FlowNat, 16, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12);
+    layout!(FlowNat, 32, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12, flags @ 16, _pad2 @ 20, last_seen @ 24);
     layout!(EndpointInfo, 20, addr @ 0, network @ 4, mac @ 8, host_mac @ 14);
     layout!(PeerInfo, 20, ifindex @ 0, network @ 4, mac @ 8, host_mac @ 14);
     layout!(NetworkInfo, 24, subnet @ 0, mask @ 4, gateway @ 8, flags @ 12, members @ 16, host_gateway @ 20);

@@ -51,7 +51,8 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
         return TC_ACT_SHOT as i32;
     }
     if flow.has_ports() {
-        if let Some(rev) = flows::reply_nat(flow) {
+        let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
+        if let Some(rev) = flows::reply_nat(flow, closing) {
             if !ports::reverse_nat(ctx, flow, &rev) {
                 return TC_ACT_SHOT as i32;
             }

@@ -25,21 +25,51 @@ use aya_ebpf::{
     programs::{SockAddrContext, TcContext, XdpContext},
 };
 
+/// A tag fixed at build time (`NETPATH_EBPF_BUILD_TAG`, default 0). It changes nothing a
+/// packet sees, but it is part of every packet program's instructions, so two builds that
+/// differ only by it load different programs: what upgrade tests swap between.
+const BUILD_TAG: u32 = match option_env!("NETPATH_EBPF_BUILD_TAG") {
+    Some(s) => parse_u32(s),
+    None => 0,
+};
+
+const fn parse_u32(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n: u32 = 0;
+    while i < b.len() {
+        n = n
+            .wrapping_mul(10)
+            .wrapping_add((b[i].wrapping_sub(b'0')) as u32);
+        i += 1;
+    }
+    n
+}
+
+/// Puts [`BUILD_TAG`] into the calling program's instructions.
+#[inline(always)]
+fn build_tag() {
+    core::hint::black_box(BUILD_TAG);
+}
+
 /// Uplink, XDP: published-port fast path.
 #[xdp]
 pub fn netpath_uplink_xdp(mut ctx: XdpContext) -> u32 {
+    build_tag();
     uplink::ingress_xdp(&mut ctx)
 }
 
 /// Uplink, TC ingress: the complete published-port path.
 #[classifier]
 pub fn netpath_uplink_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
     uplink::ingress_tc(&mut ctx)
 }
 
 /// Endpoint host-side veth, TC ingress: traffic *from* an endpoint.
 #[classifier]
 pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
     endpoint::host_veth_ingress(&mut ctx)
 }
 

@@ -65,6 +65,16 @@ impl Ipv4Flow {
         !self.fragment && self.proto == proto::ICMP && (self.src_port != 0 || self.dst_port != 0)
     }
 
+    /// A TCP segment with FIN or RST: its flow is closing.
+    #[inline(always)]
+    pub fn tcp_closing(&self, data: usize, data_end: usize) -> bool {
+        if self.proto != proto::TCP {
+            return false;
+        }
+        // SAFETY: bounds checked by ptr_at.
+        ptr_at::<u8>(data, data_end, self.l4_off + 13).is_some_and(|f| unsafe { *f } & 0x05 != 0)
+    }
+
     /// Offset of the L4 checksum field (TCP, UDP or ICMP).
     #[inline(always)]
     pub fn l4_csum_off(&self) -> usize {

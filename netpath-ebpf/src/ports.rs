@@ -49,7 +49,8 @@ pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget) -> boo
 /// replies would never leave it to be translated.
 #[inline(always)]
 pub fn dnat_masq<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget, masq: u32) -> bool {
-    flows::record(flow, target, masq);
+    let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
+    flows::record(flow, target, masq, closing);
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
     pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)

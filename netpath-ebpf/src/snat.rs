@@ -17,22 +17,12 @@ use crate::{
     fib,
     maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
     packet::Packet,
-    parse::{ptr_at, Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+    parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
     stats::count,
 };
 
 /// Tries at finding a free port before giving up on a packet.
 const PORT_TRIES: u32 = 16;
-
-/// A TCP segment with FIN or RST: its flow is closing.
-#[inline(always)]
-fn closing(data: usize, data_end: usize, flow: &Ipv4Flow) -> bool {
-    if flow.proto != proto::TCP {
-        return false;
-    }
-    // SAFETY: bounds checked by ptr_at.
-    ptr_at::<u8>(data, data_end, flow.l4_off + 13).is_some_and(|f| unsafe { *f } & 0x05 != 0)
-}
 
 /// Translatable: TCP, UDP, or an ICMP echo request (outbound) / reply (inbound).
 #[inline(always)]
@@ -91,7 +81,7 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
     let key = flow.key();
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let fin = closing(ctx.data(), ctx.data_end(), flow);
+    let fin = flow.tcp_closing(ctx.data(), ctx.data_end());
     let nat = match SNAT.get_ptr_mut(&key) {
         // SAFETY: map value pointer valid for this program run.
         Some(n) => unsafe {
@@ -182,7 +172,7 @@ pub fn reply<P: Packet>(
         return None;
     }
     let key = flow.key();
-    let fin = closing(data, data_end, flow);
+    let fin = flow.tcp_closing(data, data_end);
     let rev = SNAT_REV.get_ptr_mut(&key)?;
     // SAFETY: map value pointer valid for this program run.
     let rev = unsafe {

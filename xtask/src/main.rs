@@ -68,6 +68,8 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
     "docker.io",
     "fonts-dejavu-core",
+    "bpftool",
+    "prometheus",
 ];
 
 fn root() -> PathBuf {
@@ -201,6 +203,7 @@ fn test(args: &[String]) -> Result<()> {
     if !nix_is_root() {
         bail!("the datapath and end-to-end tests need root (BPF, namespaces)");
     }
+    let upgrade = build_upgrade()?;
     status(
         Command::new(cargo())
             .current_dir(root())
@@ -211,12 +214,28 @@ fn test(args: &[String]) -> Result<()> {
                 "netpath-ebpf",
                 "--all-targets",
             ])
-            .args(args),
+            .args(args)
+            .env("NETPATH_UPGRADE_BIN", upgrade),
     )?;
     if args.is_empty() {
         unit_tests_unprivileged()?;
     }
     Ok(())
+}
+
+/// A second build of the agent whose kernel programs differ (another build tag), in its own
+/// target directory: what the upgrade tests swap to.
+fn build_upgrade() -> Result<PathBuf> {
+    let dir = root().join("target/upgrade");
+    status(
+        Command::new(cargo())
+            .current_dir(root())
+            .args(["build", "--quiet", "-p", "netpath-user", "--bin", "netpath"])
+            .arg("--target-dir")
+            .arg(&dir)
+            .env("NETPATH_EBPF_BUILD_TAG", "1"),
+    )?;
+    Ok(dir.join("debug/netpath"))
 }
 
 /// The unit tests (parser, IPAM, model, planning, rollback with fakes, API, CLI formatting)

@@ -1,15 +1,167 @@
-//! What the agent sets up on the host before it serves: a bpffs for its pins, the cgroup v2
-//! directory of its socket hooks, its namespace's cookie, and the sysctls it needs
-//! (IPv4 forwarding on; the outbound NAT ports reserved from the host's ephemeral range).
-use std::path::{Path, PathBuf};
+//! What the agent sets up on the host: a lock on its state directory, a bpffs for its pins,
+//! the cgroup v2 directory of its socket hooks, its namespace's cookie, and the sysctls it
+//! needs (IPv4 forwarding on; the outbound NAT ports added to the host's reserved ports).
+//! Every change is recorded with what was there before ([`HostRecord`], `host.json` in the
+//! state directory) so that `netpath uninstall` gives it back.
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{Read as _, Seek as _, Write as _},
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context as _};
 use netpath_common::{SNAT_PORTS, SNAT_PORT_MIN};
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
+/// The sysctl that turns IPv4 forwarding on.
+pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// The sysctl of ports the host's own sockets never get automatically.
+pub const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+
+/// What the agent changed on the host, and what was there before (`STATE_DIR/host.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// Sysctl file → its value before the agent first changed it.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// Port ranges the agent added to `ip_local_reserved_ports` (not there before).
+    #[serde(default)]
+    pub reserved_ports: Vec<String>,
+    /// Filesystems the agent mounted.
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
+}
+
+impl HostRecord {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("host.json")
+    }
+
+    /// The record of `state_dir` (empty when there is none).
+    pub fn load(state_dir: &Path) -> anyhow::Result<HostRecord> {
+        let path = Self::path(state_dir);
+        match std::fs::read(&path) {
+            Ok(b) => {
+                serde_json::from_slice(&b).with_context(|| format!("reading {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HostRecord::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Writes it atomically.
+    pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
+        let path = Self::path(state_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Sets sysctl `path` to `value`. The value before is recorded (the first time only)
+    /// and the record saved in `state_dir` before anything changes.
+    pub fn set_sysctl(&mut self, state_dir: &Path, path: &str, value: &str) -> anyhow::Result<()> {
+        let before = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {path}"))?
+            .trim()
+            .to_string();
+        if before == value {
+            return Ok(());
+        }
+        if !self.sysctls.contains_key(path) {
+            self.sysctls.insert(path.to_string(), before);
+            self.save(state_dir)?;
+        }
+        std::fs::write(path, value).with_context(|| format!("writing {value} to {path}"))?;
+        info!(sysctl = path, value, "set");
+        Ok(())
+    }
+
+    /// Adds `range` (`A-B`) to the host's reserved ports, keeping what is there; recorded
+    /// (and saved) first when it was not there before.
+    pub fn reserve_ports(&mut self, state_dir: &Path, range: &str) -> anyhow::Result<()> {
+        let now = std::fs::read_to_string(RESERVED_PORTS)
+            .with_context(|| format!("reading {RESERVED_PORTS}"))?;
+        let ranges = port_ranges(&now);
+        if ranges.iter().any(|r| r == range) {
+            return Ok(());
+        }
+        if !self.reserved_ports.iter().any(|r| r == range) {
+            self.reserved_ports.push(range.to_string());
+            self.save(state_dir)?;
+        }
+        let mut merged = ranges;
+        merged.push(range.to_string());
+        std::fs::write(RESERVED_PORTS, merged.join(","))
+            .with_context(|| format!("reserving {range} in {RESERVED_PORTS}"))?;
+        info!(ports = range, "reserved");
+        Ok(())
+    }
+}
+
+/// The ranges of an `ip_local_reserved_ports` value, as the kernel prints them.
+pub fn port_ranges(value: &str) -> Vec<String> {
+    value
+        .trim()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The outbound NAT range as `ip_local_reserved_ports` writes it.
+pub fn snat_range() -> String {
+    let last = u32::from(SNAT_PORT_MIN) + SNAT_PORTS - 1;
+    format!("{SNAT_PORT_MIN}-{last}")
+}
+
+/// An exclusive lock on a state directory, held while the agent (or `uninstall`) runs.
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Takes the lock of `state_dir` or says who holds it; touches nothing else.
+    pub fn take(state_dir: &Path) -> anyhow::Result<StateLock> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let path = state_dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            bail!(
+                "another netpath agent{} is using the state directory {}",
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                },
+                state_dir.display()
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        Ok(StateLock { _file: file })
+    }
+}
+
 /// Makes sure `dir` is on a bpffs, mounting one where needed (inside `ip netns exec` /sys is
-/// a fresh sysfs without one).
-pub fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
+/// a fresh sysfs without one); a mount made is recorded.
+pub fn ensure_bpffs(dir: &Path, record: &mut HostRecord) -> anyhow::Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe4a11;
     let is_bpffs = |p: &Path| {
         nix::sys::statfs::statfs(p)
@@ -22,6 +174,7 @@ pub fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
     if std::fs::create_dir_all(dir).is_ok() {
         if !is_bpffs(dir) {
             mount_bpffs(dir)?;
+            record.mounts.push(dir.to_path_buf());
         }
         return Ok(());
     }
@@ -34,6 +187,7 @@ pub fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
         bail!("cannot create {} on bpffs", dir.display());
     }
     mount_bpffs(ancestor)?;
+    record.mounts.push(ancestor.to_path_buf());
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
@@ -50,25 +204,19 @@ fn mount_bpffs(at: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Turns IPv4 forwarding on (the host routes endpoints' traffic that netpath passes on).
-pub fn enable_forwarding() -> anyhow::Result<()> {
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")
-}
-
-/// Reserves the outbound NAT ports: the host's own sockets never get them automatically.
-pub fn reserve_snat_ports() -> anyhow::Result<()> {
-    let last = u32::from(SNAT_PORT_MIN) + SNAT_PORTS - 1;
-    std::fs::write(
-        "/proc/sys/net/ipv4/ip_local_reserved_ports",
-        format!("{SNAT_PORT_MIN}-{last}"),
-    )
-    .context("reserving the outbound NAT ports")
-}
-
 /// The cookie of this thread's network namespace (SO_NETNS_COOKIE on a fresh socket).
 pub fn netns_cookie() -> anyhow::Result<u64> {
     const SO_NETNS_COOKIE: libc::c_int = 71;
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").context("socket for the netns cookie")?;
+    // SAFETY: plain socket creation; owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!(
+            "socket for the netns cookie: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: fd is a new socket nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: valid socket, out-pointer and length for an u64 option.
@@ -88,8 +236,9 @@ pub fn netns_cookie() -> anyhow::Result<u64> {
 }
 
 /// The root of the cgroup v2 hierarchy: its mount point, or a private mount when none is
-/// visible (inside `ip netns exec`, /sys is a fresh sysfs without cgroup mounts).
-pub fn cgroup_root() -> anyhow::Result<PathBuf> {
+/// visible (inside `ip netns exec`, /sys is a fresh sysfs without cgroup mounts; the mount
+/// made is recorded).
+pub fn cgroup_root(record: &mut HostRecord) -> anyhow::Result<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
     for line in mounts.lines() {
         // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS
@@ -114,5 +263,36 @@ pub fn cgroup_root() -> anyhow::Result<PathBuf> {
     )
     .with_context(|| format!("mounting cgroup2 at {}", dir.display()))?;
     info!(at = %dir.display(), "mounted cgroup2");
+    record.mounts.push(dir.clone());
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_port_ranges() {
+        assert_eq!(port_ranges(""), Vec::<String>::new());
+        assert_eq!(port_ranges("1000-2000,3000\n"), ["1000-2000", "3000"]);
+        assert_eq!(snat_range(), "40000-59999");
+    }
+
+    #[test]
+    fn one_agent_per_state_dir() {
+        let dir = std::env::temp_dir().join(format!(
+            "netpath-lock-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let held = StateLock::take(&dir).unwrap();
+        let err = StateLock::take(&dir).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        assert!(StateLock::take(&dir).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

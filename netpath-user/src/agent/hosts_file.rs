@@ -1,6 +1,8 @@
 //! Hosts files for endpoints in namespaces made with `ip netns add`: `ip netns exec NAME`
-//! shows `/etc/netns/NAME/hosts` as `/etc/hosts`, so the agent writes one there naming the
-//! endpoint (with its aliases) and `host.docker.internal`. Other namespaces get none.
+//! shows `/etc/netns/NAME/hosts` as `/etc/hosts`, so the agent keeps a block there naming the
+//! endpoint (with its aliases) and `host.docker.internal`. What it did not write stays: its
+//! block is added to a file that exists and taken out again on removal; a file it created is
+//! deleted once nothing else is in it. Other namespaces get none.
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -21,6 +23,37 @@ impl Default for HostsFiles {
     }
 }
 
+/// The first line of a file the agent created.
+const CREATED: &str = "# Created by netpath; netpath removes it with its endpoint.";
+/// What a created file holds besides the agent's block.
+const BASE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+fn begin(ep: &str) -> String {
+    format!("# BEGIN netpath endpoint {ep}")
+}
+
+fn end(ep: &str) -> String {
+    format!("# END netpath endpoint {ep}")
+}
+
+/// `text` without the block of endpoint `ep`.
+fn without_block(text: &str, ep: &str) -> String {
+    let (b, e) = (begin(ep), end(ep));
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line == b {
+            inside = true;
+        } else if line == e {
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 impl HostsFiles {
     pub fn new(root: impl Into<PathBuf>) -> HostsFiles {
         HostsFiles { root: root.into() }
@@ -35,12 +68,9 @@ impl HostsFiles {
         Some(self.root.join(name).join("hosts"))
     }
 
-    /// What the file says for `ep` in `state`.
-    pub fn contents(ep: &Endpoint, state: &State) -> String {
-        let mut text = format!(
-            "# Written by netpath for endpoint {}.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-            ep.name
-        );
+    /// The agent's block for `ep` in `state`.
+    pub fn block(ep: &Endpoint, state: &State) -> String {
+        let mut text = begin(&ep.name) + "\n";
         for a in &ep.attachments {
             text += &format!("{}\t{}", a.ip, ep.name);
             for alias in &a.aliases {
@@ -51,25 +81,47 @@ impl HostsFiles {
         if let Some(net) = ep.primary().and_then(|a| state.networks.get(&a.network)) {
             text += &format!("{}\thost.docker.internal\n", net.host_gateway());
         }
-        text
+        text + &end(&ep.name) + "\n"
     }
 
-    /// Writes the endpoint's file (atomically); failures are logged, not fatal.
+    /// Writes (or rewrites) the endpoint's block, keeping everything else in the file.
+    /// Failures are logged, not fatal.
     pub fn write(&self, ep: &Endpoint, state: &State) {
         let Some(path) = self.path_of(ep) else { return };
-        if let Err(e) = write_atomic(&path, &Self::contents(ep, state)) {
+        let res = match std::fs::read_to_string(&path) {
+            Ok(old) => Ok(without_block(&old, &ep.name)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(format!("{CREATED}\n{BASE}")),
+            Err(e) => Err(e),
+        }
+        .and_then(|rest| write_atomic(&path, &(rest + &Self::block(ep, state))));
+        if let Err(e) = res {
             warn!(endpoint = %ep.name, "writing {}: {e}", path.display());
         }
     }
 
-    /// Removes the endpoint's file, and its directory when that is left empty.
-    pub fn remove(&self, ep: &Endpoint) {
-        if let Some(path) = self.path_of(ep) {
-            let _ = std::fs::remove_file(&path);
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
+    /// Takes the endpoint's block out; a file the agent created goes when nothing else is in
+    /// it. Returns the file when it was changed.
+    pub fn remove(&self, ep: &Endpoint) -> Option<PathBuf> {
+        let path = self.path_of(ep)?;
+        let old = std::fs::read_to_string(&path).ok()?;
+        let rest = without_block(&old, &ep.name);
+        if rest == old {
+            return None;
         }
+        let ours_only = rest == format!("{CREATED}\n{BASE}");
+        let res = if ours_only {
+            std::fs::remove_file(&path).map(|()| {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            })
+        } else {
+            write_atomic(&path, &rest)
+        };
+        if let Err(e) = res {
+            warn!(endpoint = %ep.name, "updating {}: {e}", path.display());
+        }
+        Some(path)
     }
 }
 
@@ -80,4 +132,59 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("netpath.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(name: &str, netns: &str) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            id: "ab".into(),
+            netns: netns.into(),
+            attachments: Vec::new(),
+            ports: Vec::new(),
+            labels: Default::default(),
+            netns_id: None,
+        }
+    }
+
+    #[test]
+    fn keeps_what_it_did_not_write() {
+        let root = std::env::temp_dir().join(format!(
+            "netpath-hosts-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let files = HostsFiles::new(&root);
+        let state = State::default();
+
+        // A file the user wrote: our block comes and goes, their lines stay.
+        let ep = endpoint("web", "/run/netns/userns");
+        let path = files.path_of(&ep).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let user = "10.0.0.9\tdb.internal\n";
+        std::fs::write(&path, user).unwrap();
+        files.write(&ep, &state);
+        files.write(&ep, &state);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(user), "{text}");
+        assert_eq!(text.matches("# BEGIN netpath").count(), 1, "{text}");
+        assert_eq!(files.remove(&ep), Some(path.clone()));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), user);
+
+        // A file netpath created goes with the endpoint, and so does its directory.
+        let ep = endpoint("api", "/run/netns/ours");
+        let path = files.path_of(&ep).unwrap();
+        files.write(&ep, &state);
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("localhost"));
+        files.remove(&ep);
+        assert!(!path.exists() && !path.parent().unwrap().exists());
+
+        assert_eq!(files.path_of(&endpoint("x", "/proc/1/ns/net")), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

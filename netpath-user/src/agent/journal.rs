@@ -87,12 +87,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(())
     }
 
-    /// Plays back the journal of `tx` (a transaction that will not commit).
-    pub(super) fn rollback_tx(&mut self, tx: Tx) {
-        self.rollback(tx.undo);
-    }
-
-    fn rollback(&mut self, undo: Vec<Undo>) {
+    pub(super) fn rollback(&mut self, undo: Vec<Undo>) {
         for u in undo.into_iter().rev() {
             let res: Result<(), String> = match &u {
                 Undo::DeleteLink(name) => {
@@ -149,7 +144,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                         self.hosts.write(ep, &self.state);
                     }
                 }
-                Then::RemoveHosts(ep) => self.hosts.remove(&ep),
+                Then::RemoveHosts(ep) => {
+                    self.hosts.remove(&ep);
+                }
             }
         }
     }

@@ -11,6 +11,7 @@
 //! | [`host`] | host set-up: bpffs, cgroup, netns cookie, sysctls |
 //! | [`hosts_file`] | /etc/netns/NAME/hosts for endpoints |
 //! | [`store`] | the state file |
+//! | [`uninstall`] | `netpath uninstall`: everything the agent made, taken down |
 //!
 //! The agent reaches the kernel only through [`DatapathOps`](crate::datapath::DatapathOps)
 //! and [`LinkOps`](crate::netlink::LinkOps), so everything here but [`run`] and [`host`] is
@@ -41,12 +42,14 @@ pub mod service;
 pub mod store;
 pub mod tasks;
 pub mod transactions;
+pub mod uninstall;
 
 #[cfg(test)]
 mod tests;
 
+use host::{HostRecord, StateLock};
 pub use store::{StateFile, StateStore};
-pub use transactions::Agent;
+pub use transactions::{Agent, HostHooks};
 
 /// Name of the port-less bridge that carries the networks' gateway addresses.
 pub const GATEWAY_LINK: &str = "netpath0";
@@ -65,6 +68,8 @@ pub struct AgentConfig {
     pub sizes: MapSizes,
     /// cgroup v2 directory for the socket hooks (default: the root, found from the mounts).
     pub cgroup: Option<PathBuf>,
+    /// Start with empty flow tables when their pinned layout differs from this build's.
+    pub reset_flows: bool,
 }
 
 /// Loads the state, creating the default network (a subnet no route of this host uses).
@@ -88,44 +93,43 @@ fn load_state(store: &mut StateFile, net: &impl LinkOps) -> anyhow::Result<State
     Ok(state)
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// Runs the agent until SIGINT or SIGTERM. Nothing on the host changes before the state
+/// directory is locked and the state read; the sysctls change only once the datapath is up.
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    let _lock = StateLock::take(&cfg.state_dir)?;
+    let mut record = HostRecord::load(&cfg.state_dir)?;
     let netlink = Netlink {
         bridge: GATEWAY_LINK.to_string(),
     };
     let mut store = StateFile::in_dir(&cfg.state_dir);
     let state = load_state(&mut store, &netlink)?;
-    host::ensure_bpffs(&cfg.bpffs)?;
-    host::enable_forwarding()?;
-    host::reserve_snat_ports()?;
-
+    let listener = bind_socket(&cfg.socket)?;
     let uplinks = if cfg.uplinks.is_empty() {
         vec![netlink::default_route_interface()?
             .context("no default route: name the uplink with --uplink IFACE")?]
     } else {
         cfg.uplinks.clone()
     };
-    let mut dp = Datapath::load(Some(&cfg.bpffs), cfg.sizes).context("loading the datapath")?;
-    for up in &uplinks {
-        dp.attach_uplink(up, cfg.xdp)
-            .with_context(|| format!("attaching to uplink {up}"))?;
-        info!(uplink = %up, xdp = ?cfg.xdp, "attached");
-    }
+    host::ensure_bpffs(&cfg.bpffs, &mut record)?;
+    record.save(&cfg.state_dir)?;
+    let dp = Datapath::open(Some(&cfg.bpffs), cfg.sizes, cfg.reset_flows)
+        .context("loading the datapath")?;
     let cgroup = match &cfg.cgroup {
         Some(c) => c.clone(),
-        None => host::cgroup_root()?,
+        None => host::cgroup_root(&mut record)?,
     };
-    dp.attach_sock_hooks(&cgroup, host::netns_cookie()?)
-        .with_context(|| format!("attaching socket hooks to {}", cgroup.display()))?;
-    info!(cgroup = %cgroup.display(), "socket hooks attached");
-    let mut agent = Agent::new(state, dp, netlink, store, uplinks);
+    record.save(&cfg.state_dir)?;
+    let hooks = HostHooks {
+        uplinks: uplinks.iter().map(|u| (u.clone(), cfg.xdp)).collect(),
+        cgroup: Some(cgroup),
+        netns_cookie: host::netns_cookie()?,
+    };
+    let mut agent = Agent::new(state, dp, netlink, store, hooks);
     agent.reconcile()?;
     agent.sync_host_addrs()?;
+    record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
+    record.reserve_ports(&cfg.state_dir, &host::snat_range())?;
     let agent = Arc::new(Mutex::new(agent));
-
-    let listener = bind_socket(&cfg.socket)?;
     info!(socket = %cfg.socket.display(), "serving the API");
 
     let watcher = tasks::supervise("address watch", {
@@ -137,11 +141,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         move || tasks::expire_flows(agent.clone())
     });
     server::serve(listener, agent.clone(), shutdown_signal()?).await;
-    info!("shutting down: detaching programs");
+    info!("shutting down; the datapath keeps running (netpath uninstall removes it)");
     watcher.abort();
     expiry.abort();
     let _ = std::fs::remove_file(&cfg.socket);
-    // Dropping the agent drops the datapath, whose links detach every program.
     drop(agent);
     Ok(())
 }

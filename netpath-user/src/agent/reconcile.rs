@@ -1,93 +1,227 @@
-//! Reconcile at start: make the kernel match the desired state. Networks are written
-//! again, attachments whose veth survived are adopted, lost ones re-created while their
-//! namespace exists (the endpoint is dropped otherwise), and map entries and flows nobody
-//! asked for are removed.
-use std::collections::HashSet;
+//! Reconcile at start: make the kernel match the desired state without a moment of
+//! disruption. The datapath of an earlier agent is still running: its veths are adopted, the
+//! maps are brought to the state by writing only what differs ([`DatapathOps::sync`]), its
+//! links are swapped to this build's programs atomically ([`DatapathOps::ensure_hooks`]), and
+//! only then is anything nobody asked for removed. Attachments whose veth is gone are
+//! re-created while their namespace exists; an endpoint whose namespace is gone is dropped.
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context as _;
 use tracing::{info, warn};
 
 use super::{
-    journal::Tx,
     store::StateStore,
-    transactions::{host_addresses, Agent},
+    transactions::{host_addresses, port_key_target, Agent},
 };
-use crate::{datapath::DatapathOps, netlink::LinkOps};
+use crate::{
+    datapath::{AttachmentEntry, Content, DatapathOps, Hooks},
+    model::State,
+    netlink::{EndpointLinkSpec, LinkOps},
+};
+
+/// What a reconcile found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Endpoint interfaces found in place.
+    pub adopted: usize,
+    /// Endpoint interfaces made again.
+    pub recreated: usize,
+    /// Endpoints dropped (namespace gone), with why.
+    pub dropped: Vec<(String, String)>,
+    /// Endpoint veths no state names (left by a start or request that died half way),
+    /// removed.
+    pub orphans: Vec<String>,
+    /// Map entries written and removed.
+    pub written: usize,
+    pub removed: usize,
+    /// Hooks kept, swapped to this build's program, attached, detached.
+    pub hooks_kept: usize,
+    pub hooks_updated: usize,
+    pub hooks_attached: usize,
+    pub hooks_removed: usize,
+    /// Flows of interfaces that are gone.
+    pub stale_flows: usize,
+}
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    pub fn reconcile(&mut self) -> anyhow::Result<()> {
-        self.dp.clear();
-        self.links.clear();
-        let networks: Vec<_> = self.state.networks.values().cloned().collect();
-        for net in &networks {
+    /// What the maps should hold for the desired state and the interfaces known now.
+    pub(super) fn content(&self, state: &State) -> Content {
+        let mut c = Content {
+            networks: state.networks.values().cloned().collect(),
+            ..Content::default()
+        };
+        for ep in state.endpoints.values() {
+            for att in &ep.attachments {
+                let (Some(link), Some(net)) = (
+                    self.links.get(&att.host_ifname),
+                    state.networks.get(&att.network),
+                ) else {
+                    continue;
+                };
+                c.attachments.push(AttachmentEntry {
+                    ifindex: link.ifindex,
+                    ip: att.ip,
+                    mac: att.mac,
+                    host_mac: link.host_mac,
+                    net_id: net.net_id,
+                });
+            }
+            if let (Some(att), true) = (ep.primary(), !ep.ports.is_empty()) {
+                if let Some(link) = self.links.get(&att.host_ifname) {
+                    c.ports
+                        .extend(ep.ports.iter().map(|m| port_key_target(att, link, m)));
+                }
+            }
+        }
+        let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for net in state.networks.values() {
+            let ifs: Vec<u32> = state
+                .members(&net.name)
+                .filter_map(|(_, a)| self.links.get(&a.host_ifname).map(|l| l.ifindex))
+                .collect();
+            if !ifs.is_empty() {
+                members.insert(net.net_id, ifs);
+            }
+        }
+        c.members = members;
+        c
+    }
+
+    /// Whether `ep`'s namespace path still leads to the namespace it was made in.
+    fn same_netns(&self, ep: &crate::model::Endpoint) -> bool {
+        match (ep.netns_id, self.net.netns_id(&ep.netns)) {
+            (_, Err(_)) => false,
+            (Some(want), Ok(have)) => want == have,
+            (None, Ok(_)) => true,
+        }
+    }
+
+    /// The hooks the desired state needs.
+    pub(super) fn hooks(&self) -> Hooks {
+        Hooks {
+            uplinks: self.host.uplinks.clone(),
+            endpoints: self.links.keys().cloned().collect(),
+            cgroup: self.host.cgroup.clone(),
+        }
+    }
+
+    pub fn reconcile(&mut self) -> anyhow::Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        for net in self.state.networks.values() {
             for addr in host_addresses(net) {
                 self.net
                     .add_gateway(addr)
                     .with_context(|| format!("gateway of network {}", net.name))?;
             }
-            self.dp
-                .add_network(net)
-                .with_context(|| format!("network {}", net.name))?;
         }
+        self.links.clear();
         let mut next = self.state.clone();
-        for ep in self.state.endpoints.clone().values() {
-            let mut tx = Tx::default();
+        for ep in self.state.endpoints.values() {
+            let mut made = Vec::new();
             let mut kept: anyhow::Result<()> = Ok(());
             for (i, att) in ep.attachments.iter().enumerate() {
-                let Some(net) = self.state.networks.get(&att.network).cloned() else {
+                let Some(net) = self.state.networks.get(&att.network) else {
                     kept = Err(anyhow::anyhow!("network {} does not exist", att.network));
                     break;
                 };
                 kept = match self.net.link_info(&att.host_ifname) {
-                    Ok(Some(link)) => self
-                        .adopt_attachment(&mut tx, att, &net, link)
+                    Ok(Some(link)) => {
+                        report.adopted += 1;
+                        self.links.insert(att.host_ifname.clone(), link);
+                        Ok(())
+                    }
+                    Ok(None) if !self.same_netns(ep) => Err(anyhow::anyhow!(
+                        "namespace {} is gone, or now leads to another namespace",
+                        ep.netns.display()
+                    )),
+                    Ok(None) => self
+                        .net
+                        .create_endpoint(&EndpointLinkSpec {
+                            host_ifname: &att.host_ifname,
+                            netns: &ep.netns,
+                            ifname: &att.ifname,
+                            ip: att.ip,
+                            prefix: net.subnet.prefix(),
+                            mac: att.mac,
+                            gateway: net.gateway,
+                            default_route: i == 0 && !net.internal,
+                        })
+                        .map(|link| {
+                            report.recreated += 1;
+                            made.push(att.host_ifname.clone());
+                            self.links.insert(att.host_ifname.clone(), link);
+                        })
                         .map_err(anyhow::Error::from),
-                    Ok(None) if ep.netns.exists() => self
-                        .realize_attachment(&mut tx, ep, att, &net, i == 0)
-                        .map_err(anyhow::Error::from),
-                    Ok(None) => Err(anyhow::anyhow!("namespace {} is gone", ep.netns.display())),
                     Err(e) => Err(e.into()),
                 };
                 if kept.is_err() {
                     break;
                 }
             }
-            let kept = kept.and_then(|()| {
-                self.install_ports(&mut tx, ep, &ep.ports)
-                    .map_err(anyhow::Error::from)
-            });
             if let Err(e) = kept {
                 warn!(endpoint = %ep.name, "dropping endpoint: {e:#}");
-                self.rollback_tx(tx);
                 for att in &ep.attachments {
+                    self.links.remove(&att.host_ifname);
                     if let Err(e) = self.net.delete_link(&att.host_ifname) {
                         warn!(interface = %att.host_ifname, "{e}");
                     }
                 }
+                report.dropped.push((ep.name.clone(), format!("{e:#}")));
                 next.endpoints.remove(&ep.name);
             }
         }
         if next != self.state {
             self.commit(next).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        for net in &networks {
-            let mut tx = Tx::default();
-            let state = self.state.clone();
-            if let Err(e) = self.sync_members(&mut tx, &state, &net.name) {
-                warn!(network = %net.name, "members: {e}");
+        // Veths of endpoints nobody knows: an agent killed while creating one left it, with
+        // its route and the interface in the container.
+        for name in self
+            .net
+            .endpoint_veths()
+            .context("listing endpoint veths")?
+        {
+            if !self.links.contains_key(&name) {
+                match self.net.delete_link(&name) {
+                    Ok(()) => report.orphans.push(name),
+                    Err(e) => warn!(interface = %name, "removing an orphan veth: {e}"),
+                }
             }
         }
+        let content = self.content(&self.state);
+        let sync = self.dp.sync(&content).context("writing the maps")?;
+        report.written = sync.written;
+        report.removed = sync.removed;
+        let hooks = self.hooks();
+        let h = self
+            .dp
+            .ensure_hooks(&hooks, self.host.netns_cookie)
+            .context("attaching the programs")?;
+        report.hooks_kept = h.kept;
+        report.hooks_updated = h.updated;
+        report.hooks_attached = h.attached.len();
+        report.hooks_removed = h.removed.len();
+        self.dp.finish_migrations();
         let live: HashSet<u32> = self.links.values().map(|l| l.ifindex).collect();
-        let n = self.dp.flush_flows_except(&live);
-        info!(
-            networks = self.state.networks.len(),
-            endpoints = self.state.endpoints.len(),
-            stale_flows = n,
-            "reconciled"
-        );
+        report.stale_flows = self.dp.flush_flows_except(&live);
         for ep in self.state.endpoints.values() {
             self.hosts.write(ep, &self.state);
         }
-        Ok(())
+        info!(
+            networks = self.state.networks.len(),
+            endpoints = self.state.endpoints.len(),
+            adopted = report.adopted,
+            recreated = report.recreated,
+            dropped = report.dropped.len(),
+            orphans = report.orphans.len(),
+            written = report.written,
+            removed = report.removed,
+            hooks_kept = report.hooks_kept,
+            hooks_updated = report.hooks_updated,
+            hooks_attached = report.hooks_attached,
+            hooks_removed = report.hooks_removed,
+            stale_flows = report.stale_flows,
+            "reconciled"
+        );
+        Ok(report)
     }
 }

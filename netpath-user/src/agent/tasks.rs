@@ -8,7 +8,10 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::{store::StateStore, transactions::Agent};
-use crate::{datapath::DatapathOps, netlink::LinkOps};
+use crate::{
+    datapath::{DatapathOps, Expired},
+    netlink::LinkOps,
+};
 
 /// How often idle outbound flows are looked for.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -52,7 +55,7 @@ where
     Ok(tokio::task::spawn_blocking(move || f(&mut agent.lock())).await?)
 }
 
-/// Expires idle outbound NAT flows every [`EXPIRY_INTERVAL`].
+/// Expires idle flows every [`EXPIRY_INTERVAL`] (the first run catches up at once).
 pub async fn expire_flows<D, L, S>(agent: Arc<Mutex<Agent<D, L, S>>>) -> anyhow::Result<()>
 where
     D: DatapathOps + 'static,
@@ -62,9 +65,13 @@ where
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
         tick.tick().await;
-        let n = with_agent(&agent, |a| a.expire_outbound()).await?;
-        if n > 0 {
-            info!(flows = n, "expired outbound NAT flows");
+        let n = with_agent(&agent, |a| a.expire_flows()).await?;
+        if n.published + n.outbound > 0 {
+            info!(
+                published = n.published,
+                outbound = n.outbound,
+                "expired idle flows"
+            );
         }
     }
 }
@@ -99,7 +106,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let addrs = self.net.host_addrs()?;
         self.dp.set_host_addrs(&addrs)?;
         let mut uplinks = Vec::new();
-        for name in &self.uplinks {
+        for (name, _) in &self.host.uplinks {
             if let Some(u) = self.net.link_ipv4(name)? {
                 uplinks.push(u);
             }
@@ -108,11 +115,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(())
     }
 
-    /// Drops idle outbound NAT flows; how many.
-    pub fn expire_outbound(&mut self) -> usize {
+    /// Drops idle flows, published and outbound.
+    pub fn expire_flows(&mut self) -> Expired {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
             .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
             .unwrap_or(0);
-        self.dp.expire_outbound(now)
+        self.dp.expire(now)
     }
 }

@@ -75,7 +75,7 @@ fn scene(faults: &Faults) -> (FakeAgent, Scratch) {
             saved: None,
             faults: faults.clone(),
         },
-        vec![],
+        super::HostHooks::default(),
     )
     .with_hosts_files(super::hosts_file::HostsFiles::new(s.0.join("etc-netns")));
     faults.fail_at(0);

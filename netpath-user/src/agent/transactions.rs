@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     api::ApiError,
-    datapath::{be_addr, be_port, AttachmentEntry, DatapathError, DatapathOps},
+    datapath::{be_addr, be_port, AttachmentEntry, DatapathError, DatapathOps, XdpMode},
     model::{
         Attachment, Connect, Endpoint, EndpointCreate, ModelError, Network, NetworkCreate, State,
     },
@@ -33,9 +33,42 @@ pub struct Agent<D, L, S> {
     pub(super) store: S,
     /// Host-side veths made for attachments, by name.
     pub(super) links: HashMap<String, EndpointLink>,
-    /// Uplink interface names (their addresses are the outbound NAT sources).
-    pub(super) uplinks: Vec<String>,
+    /// Where the datapath hooks in beside the endpoints.
+    pub(super) host: HostHooks,
     pub(super) hosts: HostsFiles,
+}
+
+/// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
+/// sources) and the socket hooks' cgroup and namespace.
+#[derive(Clone, Debug, Default)]
+pub struct HostHooks {
+    pub uplinks: Vec<(String, XdpMode)>,
+    pub cgroup: Option<std::path::PathBuf>,
+    pub netns_cookie: u64,
+}
+
+/// The datapath entry of mapping `m` delivered to attachment `att` behind `link`.
+pub(super) fn port_key_target(
+    att: &Attachment,
+    link: &EndpointLink,
+    m: &PortMapping,
+) -> (PortKey, PortTarget) {
+    (
+        PortKey {
+            addr: be_addr(m.host_ip),
+            port: be_port(m.host_port),
+            proto: m.proto.number(),
+            _pad: 0,
+        },
+        PortTarget {
+            addr: be_addr(att.ip),
+            port: be_port(m.container_port),
+            _pad: 0,
+            ifindex: link.ifindex,
+            mac: att.mac,
+            gw_mac: link.host_mac,
+        },
+    )
 }
 
 impl From<ModelError> for ApiError {
@@ -77,14 +110,14 @@ pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    pub fn new(state: State, dp: D, net: L, store: S, uplinks: Vec<String>) -> Self {
+    pub fn new(state: State, dp: D, net: L, store: S, host: HostHooks) -> Self {
         Agent {
             state,
             dp,
             net,
             store,
             links: HashMap::new(),
-            uplinks,
+            host,
             hosts: HostsFiles::default(),
         }
     }
@@ -116,22 +149,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 att.host_ifname, ep.name
             ))
         })?;
-        Ok((
-            PortKey {
-                addr: be_addr(m.host_ip),
-                port: be_port(m.host_port),
-                proto: m.proto.number(),
-                _pad: 0,
-            },
-            PortTarget {
-                addr: be_addr(att.ip),
-                port: be_port(m.container_port),
-                _pad: 0,
-                ifindex: link.ifindex,
-                mac: att.mac,
-                gw_mac: link.host_mac,
-            },
-        ))
+        Ok(port_key_target(att, link, m))
     }
 
     /// Publishes `maps` of `ep`.
@@ -273,8 +291,37 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     // ---- transactions -----------------------------------------------------------------------
 
+    /// The identity of the namespace a request names: it must be a network namespace, not
+    /// the agent's own, and not one another endpoint already has (under any path).
+    fn check_netns(&self, path: &std::path::Path) -> Result<crate::model::NetnsId, ApiError> {
+        use crate::netlink::netns::NetnsError;
+        let id = self.net.netns_id(path).map_err(|e| {
+            let status = match e {
+                NetnsError::Missing(_) => StatusCode::NOT_FOUND,
+                NetnsError::NotNetns(..) => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, e.to_string())
+        })?;
+        if self.net.own_netns().ok() == Some(id) {
+            return Err(ApiError::bad_request(format!(
+                "network namespace {} is the agent's own: an endpoint needs a namespace of its own",
+                crate::api::routes::echo(&path.display().to_string())
+            )));
+        }
+        if let Some(e) = self
+            .state
+            .endpoints
+            .values()
+            .find(|e| e.netns_id == Some(id))
+        {
+            return Err(ModelError::NetnsInUse(path.to_path_buf(), e.name.clone()).into());
+        }
+        Ok(id)
+    }
+
     pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<Endpoint, ApiError> {
-        let ep = self.state.plan_endpoint(req)?;
+        let mut ep = self.state.plan_endpoint(req)?;
+        ep.netns_id = Some(self.check_netns(&req.netns)?);
         let att = ep.attachments[0].clone();
         let net = self.state.network(&att.network)?.clone();
         let mut next = self.state.clone();

@@ -42,12 +42,47 @@ pub struct AgentArgs {
     /// cgroup v2 directory where the socket hooks attach (default: the hierarchy's root).
     #[arg(long, value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
+    /// When a pinned flow table's layout differs from this build's, start it empty instead
+    /// of refusing (connections translated through it are reset).
+    #[arg(long)]
+    pub reset_flows: bool,
     /// Least severe log level shown (RUST_LOG, when set, takes precedence).
     #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
     /// Log as text or as JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  systemctl stop netpath && netpath uninstall\n  netpath uninstall --state-dir /tmp/np --bpffs /sys/fs/bpf/np"
+)]
+pub struct UninstallArgs {
+    /// The agent's state directory.
+    #[arg(long, default_value = "/var/lib/netpath", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// The agent's bpffs directory.
+    #[arg(long, default_value = "/sys/fs/bpf/netpath", value_name = "DIR")]
+    pub bpffs: PathBuf,
+}
+
+/// `netpath uninstall`.
+pub fn uninstall(args: UninstallArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    let removed = crate::agent::uninstall::Uninstall {
+        state_dir: args.state_dir,
+        bpffs: args.bpffs,
+        socket,
+        hosts: Default::default(),
+    }
+    .run()?;
+    if removed.0.is_empty() {
+        println!("nothing of netpath was found");
+    }
+    for line in removed.0 {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(args: &AgentArgs) {
@@ -76,6 +111,7 @@ pub async fn run(args: AgentArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
             ..MapSizes::default()
         },
         cgroup: args.cgroup,
+        reset_flows: args.reset_flows,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

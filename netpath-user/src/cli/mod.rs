@@ -45,6 +45,9 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the node agent: load and attach the datapath, serve the API.
     Agent(agent::AgentArgs),
+    /// Take down everything an agent made (stop the agent first) and give back what it
+    /// changed on the host.
+    Uninstall(agent::UninstallArgs),
     /// Manage endpoints (a container's network interfaces).
     #[command(subcommand)]
     Endpoint(endpoint::EndpointCmd),
@@ -126,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(&cli.socket);
     match cli.cmd {
         Cmd::Agent(args) => agent::run(args, cli.socket).await,
+        Cmd::Uninstall(args) => agent::uninstall(args, cli.socket),
         Cmd::Endpoint(cmd) => endpoint::run(&client, cmd).await,
         Cmd::Port(args) => port::run(&client, args).await,
         Cmd::Network(cmd) => network::run(&client, cmd).await,

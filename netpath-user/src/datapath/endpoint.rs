@@ -1,11 +1,11 @@
 //! Endpoints (kernel: `endpoint.rs`, the program on each endpoint's host-side veth):
-//! `ENDPOINTS` by the veth's ifindex, `ENDPOINTS_BY_ADDR` by address, and the TC link of
-//! each veth.
+//! `ENDPOINTS` by the veth's ifindex, `ENDPOINTS_BY_ADDR` by address. The program's link on
+//! each veth is a [`super::Hook::Endpoint`].
 use std::net::Ipv4Addr;
 
 use netpath_common::{map_names, EndpointInfo, PeerInfo};
 
-use super::{attach_tc, be_addr, clear_hash, programs, removed, Datapath, DatapathError};
+use super::{be_addr, removed, Datapath, DatapathError};
 
 /// One attachment of an endpoint to a network, as the maps hold it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,26 +60,5 @@ impl Datapath {
     /// How many endpoint interfaces the maps hold.
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.keys().filter(Result::is_ok).count()
-    }
-
-    /// Attaches the endpoint program to the host-side veth `ifname`.
-    pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
-        let link = attach_tc(
-            self.classifier(programs::ENDPOINT_TC)?,
-            programs::ENDPOINT_TC,
-            ifname,
-        )?;
-        self.endpoint_links.insert(ifname.to_string(), link);
-        Ok(())
-    }
-
-    /// Detaches the endpoint program from `ifname` (dropping the link detaches it).
-    pub fn detach_endpoint(&mut self, ifname: &str) {
-        self.endpoint_links.remove(ifname);
-    }
-
-    pub(super) fn clear_endpoints(&mut self) {
-        clear_hash(&mut self.endpoints);
-        clear_hash(&mut self.endpoints_by_addr);
     }
 }

@@ -12,7 +12,10 @@ use std::{
 
 use netpath_common::{PortKey, PortTarget};
 
-use super::{AttachmentEntry, DatapathError, DatapathOps, DatapathStats};
+use super::{
+    AttachmentEntry, Content, DatapathError, DatapathOps, DatapathStats, Expired, Hook, HookReport,
+    Hooks, LinkState, SyncReport,
+};
 use crate::model::Network;
 
 /// Counts changes across every fake that shares it and fails the one numbered `fail_at`
@@ -71,6 +74,8 @@ pub struct FakeDatapath {
     pub attachments: BTreeMap<u32, AttachmentEntry>,
     /// Interfaces with the endpoint program attached.
     pub attached: BTreeSet<String>,
+    /// Every other hook in use (uplinks, socket hooks).
+    pub hooks: BTreeSet<Hook>,
     #[doc(hidden)]
     pub faults: FaultsHandle,
 }
@@ -133,8 +138,8 @@ impl DatapathOps for FakeDatapath {
         self.uplinks = uplinks.iter().copied().collect();
         Ok(())
     }
-    fn expire_outbound(&mut self, _: u64) -> usize {
-        0
+    fn expire(&mut self, _: u64) -> Expired {
+        Expired::default()
     }
     fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
         self.step("add_network")?;
@@ -182,11 +187,47 @@ impl DatapathOps for FakeDatapath {
         self.attached.remove(ifname);
         Ok(())
     }
-    fn clear(&mut self) {
-        self.ports.clear();
-        self.networks.clear();
-        self.members.clear();
-        self.attachments.clear();
+    fn sync(&mut self, c: &Content) -> Result<SyncReport, DatapathError> {
+        self.step("sync")?;
+        self.ports = c.ports.iter().map(|(k, t)| (port_key(k), *t)).collect();
+        self.networks = c.networks.iter().map(|n| (n.net_id, n.clone())).collect();
+        self.members = c
+            .members
+            .iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        self.attachments = c.attachments.iter().map(|a| (a.ifindex, *a)).collect();
+        Ok(SyncReport::default())
+    }
+    fn ensure_hooks(&mut self, want: &Hooks, _: u64) -> Result<HookReport, DatapathError> {
+        self.step("ensure_hooks")?;
+        let all = want.all();
+        self.attached = all
+            .iter()
+            .filter_map(|h| match h {
+                Hook::Endpoint(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        self.hooks = all
+            .into_iter()
+            .filter(|h| !matches!(h, Hook::Endpoint(_)))
+            .collect();
+        Ok(HookReport::default())
+    }
+    fn links(&self) -> Vec<LinkState> {
+        self.attached
+            .iter()
+            .map(|i| Hook::Endpoint(i.clone()))
+            .chain(self.hooks.iter().cloned())
+            .map(|hook| LinkState {
+                hook,
+                link_id: 0,
+                prog_id: 0,
+                alive: true,
+            })
+            .collect()
     }
     fn stats(&self) -> DatapathStats {
         DatapathStats {

@@ -1,13 +1,14 @@
 //! The flow table of published ports (kernel: `flows.rs`): `FLOWS`, an LRU map keyed by a
-//! reply's 5-tuple. The kernel records flows; the agent flushes them when what they lead to
-//! goes away, so no stale translation outlives a port or an interface.
+//! reply's 5-tuple. The kernel records flows and stamps them; the agent expires idle ones and
+//! flushes them when what they lead to goes away, so no stale translation outlives a port or
+//! an interface.
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use netpath_common::{map_names, FlowKey, FlowNat, PortKey};
+use netpath_common::{flow_flags, map_names, FlowKey, FlowNat, PortKey};
 
 #[cfg(feature = "testing")]
 use super::DatapathError;
-use super::{be_addr, Datapath};
+use super::{be_addr, timeouts, Datapath};
 
 impl Datapath {
     /// Removes the flows of host-side veth `ifindex` that came in through `ports` (their
@@ -32,6 +33,16 @@ impl Datapath {
     /// Removes the published flows of every interface not in `live`; returns how many.
     pub fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize {
         self.flush_flows(|_, v| !live.contains(&v.ifindex))
+    }
+
+    /// Removes published flows idle past their [`timeouts`] at `now` (CLOCK_MONOTONIC ns;
+    /// the kernel stamps flows with the coarse clock, at most a few ms behind). Returns how
+    /// many.
+    pub fn expire_flows(&mut self, now: u64) -> usize {
+        self.flush_flows(|k, v| {
+            let closing = v.flags & flow_flags::CLOSING != 0;
+            now.saturating_sub(v.last_seen) > timeouts::of(k.proto, closing)
+        })
     }
 
     /// The translation recorded for replies with 5-tuple `key`.

@@ -4,7 +4,7 @@
 use aya::maps::lpm_trie::Key as LpmKey;
 use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
 
-use super::{be_addr, be_port, clear_hash, removed, Datapath, DatapathError};
+use super::{be_addr, be_port, removed, Datapath, DatapathError};
 use crate::model::Network;
 
 /// The `NETWORKS` value of `net`, with `members` member slots.
@@ -111,20 +111,6 @@ impl Datapath {
     /// Every network the maps hold, by id.
     pub fn network_ids(&self) -> Vec<u32> {
         self.networks.keys().filter_map(Result::ok).collect()
-    }
-
-    pub(super) fn clear_networks(&mut self) {
-        clear_hash(&mut self.members);
-        clear_hash(&mut self.networks);
-        clear_hash(&mut self.host_loopback);
-        for k in self
-            .subnets
-            .keys()
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.subnets.remove(&k);
-        }
     }
 }
 

@@ -12,16 +12,25 @@
 //! | [`sock`] | `sock.rs` | `SOCK_NETNS`, `SOCK_REVNAT` |
 //! | [`stats`] | `stats.rs` | `STATS` |
 //!
-//! The agent reaches all of it through [`DatapathOps`], which [`fake::FakeDatapath`] also
-//! implements in memory, so its transactions are tested without root.
-use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+//! Beside them: [`links`] (where programs run, pinned links adopted and swapped atomically),
+//! [`migrate`] (pinned maps across versions), [`sync`] (the whole datapath made to match a
+//! desired content, as at start), [`sys`] (BPF syscalls aya does not expose).
+//!
+//! Everything is pinned under the agent's bpffs directory (maps by name, links under
+//! `links/`), so the datapath keeps running when the agent stops, for any reason; only
+//! `netpath uninstall` takes it down. The agent reaches all of it through [`DatapathOps`],
+//! which [`fake::FakeDatapath`] also implements in memory, so its transactions are tested
+//! without root.
+use std::{
+    collections::HashSet,
+    net::Ipv4Addr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, MapData, MapError, PerCpuArray},
-    programs::{
-        cgroup_sock_addr::CgroupSockAddrLink, tc::SchedClassifierLink, xdp::XdpLink,
-        SchedClassifier, TcAttachType, Xdp,
-    },
+    programs::{links::FdLink, CgroupSockAddr, SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
@@ -36,13 +45,40 @@ pub mod endpoint;
 pub mod fake;
 pub mod flows;
 pub mod forward;
+pub mod links;
+pub mod migrate;
 pub mod ports;
 pub mod snat;
 pub mod sock;
 pub mod stats;
+pub mod sync;
+pub mod sys;
 
 pub use endpoint::AttachmentEntry;
+pub use links::{Hook, HookReport, Hooks, LinkState};
+pub use migrate::Migration;
 pub use stats::DatapathStats;
+pub use sync::{Content, SyncReport};
+
+/// Idle timeouts of flows (published and outbound alike), in seconds.
+pub mod timeouts {
+    /// An established TCP flow.
+    pub const TCP: u64 = 7200;
+    /// A TCP flow once a FIN or RST was seen.
+    pub const TCP_CLOSING: u64 = 10;
+    /// UDP and ICMP echo.
+    pub const OTHER: u64 = 30;
+
+    /// The timeout of a flow of `proto`, in ns.
+    pub fn of(proto: u8, closing: bool) -> u64 {
+        const S: u64 = 1_000_000_000;
+        S * match proto {
+            netpath_common::proto::TCP if closing => TCP_CLOSING,
+            netpath_common::proto::TCP => TCP,
+            _ => OTHER,
+        }
+    }
+}
 
 /// The eBPF object built from `netpath-ebpf`, embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
@@ -77,6 +113,9 @@ pub enum DatapathError {
     MissingProgram(&'static str),
     #[error("cgroup {0}: {1}")]
     Cgroup(String, String),
+    /// Pinned objects that cannot be used as they are.
+    #[error("{0}")]
+    Pins(String),
     /// A fault injected by a test double.
     #[error("{0}: injected failure")]
     Injected(String),
@@ -84,7 +123,17 @@ pub enum DatapathError {
 
 /// How the uplink XDP fast path is attached.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
@@ -114,6 +163,13 @@ impl Default for MapSizes {
     }
 }
 
+/// What flow expiry removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub published: usize,
+    pub outbound: usize,
+}
+
 /// What the agent asks of the datapath, by intent. Every change either happens whole or
 /// returns an error having changed nothing; removing what is absent is not an error.
 pub trait DatapathOps: Send {
@@ -131,8 +187,8 @@ pub trait DatapathOps: Send {
     fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize;
     /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
     fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
-    /// Removes outbound flows idle past their timeout at `now` (CLOCK_MONOTONIC ns).
-    fn expire_outbound(&mut self, now: u64) -> usize;
+    /// Removes flows idle past their timeout at `now` (CLOCK_MONOTONIC ns).
+    fn expire(&mut self, now: u64) -> Expired;
     /// Writes a network (flags, subnet, gateways, host-loopback ports); members are kept.
     fn add_network(&mut self, net: &Network) -> Result<(), DatapathError>;
     /// Removes a network, its subnet, member slots and host-loopback ports.
@@ -145,19 +201,41 @@ pub trait DatapathOps: Send {
     fn add_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError>;
     /// Removes an attachment's entries.
     fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError>;
-    /// Attaches the endpoint program to the host-side veth `ifname`.
+    /// Runs the endpoint program at the host-side veth `ifname` (a pinned link).
     fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError>;
-    /// Detaches it.
+    /// Takes it away.
     fn detach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError>;
-    /// Empties every map the agent writes (flows excepted: reconciling flushes those).
-    fn clear(&mut self);
+    /// Makes every map the agent writes hold exactly `content`, changing only what differs
+    /// (traffic keeps flowing through entries that stay).
+    fn sync(&mut self, content: &Content) -> Result<SyncReport, DatapathError>;
+    /// Makes exactly `want` the hooks netpath runs at (socket hooks for the namespace with
+    /// `netns_cookie`): pinned links adopted and swapped to this build's programs, missing
+    /// ones attached, others detached.
+    fn ensure_hooks(
+        &mut self,
+        want: &Hooks,
+        netns_cookie: u64,
+    ) -> Result<HookReport, DatapathError>;
+    /// The pinned links and their state.
+    fn links(&self) -> Vec<LinkState>;
+    /// Drops what was set aside at load once every hook runs this build's programs.
+    fn finish_migrations(&mut self) {}
     /// Counters and map occupancy.
     fn stats(&self) -> DatapathStats;
 }
 
-/// The loaded object, its maps, and the links that keep programs attached.
+/// The loaded object and its maps. Links are pinned (see [`links`]); with no pin directory
+/// (tests, benchmarks) they are held here instead and detach when this is dropped.
 pub struct Datapath {
     ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    /// The cgroup v2 directory of the socket hooks.
+    cgroup: Option<PathBuf>,
+    /// Links of an unpinned datapath.
+    held: std::collections::HashMap<Hook, FdLink>,
+    /// Maps set aside at load (see [`migrate`]).
+    migrations: Vec<Migration>,
+    sizes: MapSizes,
     ports: HashMap<MapData, PortKey, PortTarget>,
     ports_any: Array<MapData, PortTarget>,
     host_addrs: HashMap<MapData, u32, u32>,
@@ -172,10 +250,6 @@ pub struct Datapath {
     uplinks: HashMap<MapData, u32, u32>,
     host_loopback: HashMap<MapData, LoopbackKey, u8>,
     stats: PerCpuArray<MapData, u64>,
-    uplink_links: Vec<(String, SchedClassifierLink)>,
-    xdp_links: Vec<(String, XdpLink)>,
-    endpoint_links: std::collections::HashMap<String, SchedClassifierLink>,
-    sock_links: Vec<CgroupSockAddrLink>,
 }
 
 macro_rules! take_map {
@@ -188,8 +262,23 @@ macro_rules! take_map {
 }
 
 impl Datapath {
-    /// Loads the embedded object; maps are pinned under (and reused from) `pin_dir`.
+    /// Loads the embedded object without pins (tests, benchmarks): nothing outlives it.
     pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
+        Datapath::open(pin_dir, sizes, false)
+    }
+
+    /// Loads the embedded object. With `pin_dir`, maps are pinned there (and reused from
+    /// there when compatible, see [`migrate`]) and so are links; `reset_flows` lets live maps
+    /// whose layout changed start empty instead of refusing.
+    pub fn open(
+        pin_dir: Option<&Path>,
+        sizes: MapSizes,
+        reset_flows: bool,
+    ) -> Result<Self, DatapathError> {
+        let mut migrations = match pin_dir {
+            Some(dir) => migrate::prepare(dir, &sizes, reset_flows)?,
+            None => Vec::new(),
+        };
         let mut loader = EbpfLoader::new();
         if let Some(dir) = pin_dir {
             loader.default_map_pin_directory(dir);
@@ -211,6 +300,13 @@ impl Datapath {
             let prog: &mut Xdp = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;
         }
+        for name in programs::SOCK {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
+        if let Some(dir) = pin_dir {
+            migrate::copy_live(dir, &mut migrations);
+        }
         Ok(Datapath {
             ports: take_map!(ebpf, map_names::PORTS),
             ports_any: take_map!(ebpf, map_names::PORTS_ANY),
@@ -227,14 +323,28 @@ impl Datapath {
             host_loopback: take_map!(ebpf, map_names::HOST_LOOPBACK),
             stats: take_map!(ebpf, map_names::STATS),
             ebpf,
-            uplink_links: Vec::new(),
-            xdp_links: Vec::new(),
-            endpoint_links: std::collections::HashMap::new(),
-            sock_links: Vec::new(),
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            cgroup: None,
+            held: std::collections::HashMap::new(),
+            migrations,
+            sizes,
         })
     }
 
-    /// The loaded TC program `name` (for attaching, or BPF_PROG_TEST_RUN in tests and bench).
+    /// The maps replaced at load.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// Drops the pins of the maps set aside at load: call once every hook runs this build's
+    /// programs.
+    pub fn finish_migrations(&mut self) {
+        if let Some(dir) = &self.pin_dir {
+            migrate::finish(dir, &self.migrations);
+        }
+    }
+
+    /// The loaded TC program `name` (for BPF_PROG_TEST_RUN in tests and bench).
     pub fn classifier(
         &mut self,
         name: &'static str,
@@ -247,25 +357,23 @@ impl Datapath {
         program(&mut self.ebpf, name)
     }
 
-    /// Attaches the uplink programs to `ifname`: TC ingress always, XDP per `mode`.
-    pub fn attach_uplink(&mut self, ifname: &str, mode: XdpMode) -> Result<(), DatapathError> {
-        let link = attach_tc(
-            self.classifier(programs::UPLINK_TC)?,
-            programs::UPLINK_TC,
-            ifname,
-        )?;
-        self.uplink_links.push((ifname.to_string(), link));
-        let flags = match mode {
-            XdpMode::Off => return Ok(()),
-            XdpMode::Native => aya::programs::XdpMode::Driver,
-            XdpMode::Generic => aya::programs::XdpMode::Skb,
+    /// Id and tag of this build's program `name` as loaded.
+    pub fn program_info(&mut self, name: &'static str) -> Option<sys::ProgInfo> {
+        let fd = match name {
+            programs::UPLINK_XDP | programs::XDP_PASS => {
+                let p: &mut Xdp = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+            n if programs::SOCK.contains(&n) => {
+                let p: &mut CgroupSockAddr = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+            _ => {
+                let p: &mut SchedClassifier = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
         };
-        let prog = self.xdp(programs::UPLINK_XDP)?;
-        let err = |e| program_error(programs::UPLINK_XDP, e);
-        let id = prog.attach(ifname, flags).map_err(err)?;
-        let link = prog.take_link(id).map_err(err)?;
-        self.xdp_links.push((ifname.to_string(), link));
-        Ok(())
+        sys::prog_info(&fd).ok()
     }
 }
 
@@ -292,8 +400,11 @@ impl DatapathOps for Datapath {
     fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
         Datapath::set_uplinks(self, uplinks)
     }
-    fn expire_outbound(&mut self, now: u64) -> usize {
-        Datapath::expire_outbound(self, now)
+    fn expire(&mut self, now: u64) -> Expired {
+        Expired {
+            published: Datapath::expire_flows(self, now),
+            outbound: Datapath::expire_outbound(self, now),
+        }
     }
     fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
         Datapath::add_network(self, net)
@@ -314,26 +425,30 @@ impl DatapathOps for Datapath {
         Datapath::remove_attachment(self, ifindex, ip)
     }
     fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
-        Datapath::attach_endpoint(self, ifname)
+        self.ensure_link(&Hook::Endpoint(ifname.to_string()))
+            .map(drop)
     }
     fn detach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
-        Datapath::detach_endpoint(self, ifname);
-        Ok(())
+        self.remove_link(&Hook::Endpoint(ifname.to_string()))
     }
-    fn clear(&mut self) {
-        Datapath::clear(self)
+    fn sync(&mut self, content: &Content) -> Result<SyncReport, DatapathError> {
+        Datapath::sync(self, content)
+    }
+    fn ensure_hooks(
+        &mut self,
+        want: &Hooks,
+        netns_cookie: u64,
+    ) -> Result<HookReport, DatapathError> {
+        Datapath::ensure_hooks(self, want, netns_cookie)
+    }
+    fn links(&self) -> Vec<LinkState> {
+        Datapath::links(self)
+    }
+    fn finish_migrations(&mut self) {
+        Datapath::finish_migrations(self)
     }
     fn stats(&self) -> DatapathStats {
         Datapath::stats(self)
-    }
-}
-
-impl Datapath {
-    /// Empties every map the agent writes (flows excepted: reconciling flushes those).
-    pub fn clear(&mut self) {
-        self.clear_ports();
-        self.clear_endpoints();
-        self.clear_networks();
     }
 }
 
@@ -345,23 +460,6 @@ where
         .ok_or(DatapathError::MissingProgram(name))?
         .try_into()
         .map_err(|e| program_error(name, e))
-}
-
-fn attach_tc(
-    prog: &mut SchedClassifier,
-    name: &'static str,
-    ifname: &str,
-) -> Result<SchedClassifierLink, DatapathError> {
-    let err = |e| program_error(name, e);
-    let id = prog.attach(ifname, TcAttachType::Ingress).map_err(err)?;
-    prog.take_link(id).map_err(err)
-}
-
-/// Removes every entry of a hash map.
-fn clear_hash<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
-    for k in map.keys().filter_map(Result::ok).collect::<Vec<_>>() {
-        let _ = map.remove(&k);
-    }
 }
 
 /// Removing an absent key is what the caller wanted: not an error.

@@ -5,7 +5,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use netpath_common::{map_names, port_any_index, port_any_key, PortKey, PortTarget, PORTS_ANY_LEN};
 
-use super::{be_addr, clear_hash, removed, Datapath, DatapathError};
+use super::{be_addr, removed, Datapath, DatapathError};
 
 impl Datapath {
     /// Publishes `key` (address 0: every host address) to `target`.
@@ -69,13 +69,5 @@ impl Datapath {
             self.host_addrs.insert(k, 1, 0).map_err(err)?;
         }
         Ok(())
-    }
-
-    /// Unpublishes everything.
-    pub(super) fn clear_ports(&mut self) {
-        for (key, _) in self.published() {
-            let _ = self.unpublish(&key);
-        }
-        clear_hash(&mut self.ports);
     }
 }

@@ -7,19 +7,9 @@ use std::{
     net::Ipv4Addr,
 };
 
-use netpath_common::{map_names, proto, snat_flags, FlowKey, SnatNat, SnatRev};
+use netpath_common::{map_names, snat_flags, FlowKey, SnatNat, SnatRev};
 
-use super::{be_addr, removed, Datapath, DatapathError};
-
-/// Idle timeouts of outbound flows, in seconds.
-pub mod timeouts {
-    /// An established TCP flow.
-    pub const TCP: u64 = 7200;
-    /// A TCP flow once a FIN or RST was seen.
-    pub const TCP_CLOSING: u64 = 10;
-    /// UDP and ICMP echo.
-    pub const OTHER: u64 = 30;
-}
+use super::{be_addr, removed, timeouts, Datapath, DatapathError};
 
 impl Datapath {
     /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
@@ -108,19 +98,13 @@ impl Datapath {
     /// clock of `bpf_ktime_get_ns`); the last packet either way counts. Both directions go
     /// together. Returns how many flows were removed.
     pub fn expire_outbound(&mut self, now: u64) -> usize {
-        const S: u64 = 1_000_000_000;
         let mut doomed = Vec::new();
         for (k, nat) in self.snat.iter().filter_map(Result::ok) {
             let rkey = k.reply_to(nat.addr, nat.port);
             let rev = self.snat_rev.get(&rkey, 0).ok();
             let last = rev.map_or(nat.last_seen, |r| r.last_seen.max(nat.last_seen));
             let closing = (nat.flags | rev.map_or(0, |r| r.flags)) & snat_flags::CLOSING != 0;
-            let timeout = match k.proto {
-                proto::TCP if closing => timeouts::TCP_CLOSING,
-                proto::TCP => timeouts::TCP,
-                _ => timeouts::OTHER,
-            };
-            if now.saturating_sub(last) > timeout * S {
+            if now.saturating_sub(last) > timeouts::of(k.proto, closing) {
                 doomed.push((k, rkey));
             }
         }

@@ -19,6 +19,15 @@ pub struct DatapathStats {
     pub endpoints: usize,
     /// Networks in the maps.
     pub networks: usize,
+    /// Capacity of the published-port flow table.
+    pub flows_capacity: usize,
+    /// Capacity of the outbound flow tables.
+    pub outbound_capacity: usize,
+    /// Capacity of the published-port maps (`PORTS` for one address, plus every slot of
+    /// `PORTS_ANY`).
+    pub ports_capacity: usize,
+    /// Capacity of the endpoint maps.
+    pub endpoints_capacity: usize,
 }
 
 impl Datapath {
@@ -54,6 +63,10 @@ impl Datapath {
             published_ports: self.published().len(),
             endpoints: self.endpoint_count(),
             networks: self.network_ids().len(),
+            flows_capacity: self.sizes.flows as usize,
+            outbound_capacity: self.sizes.flows as usize,
+            ports_capacity: (self.sizes.ports + netpath_common::PORTS_ANY_LEN) as usize,
+            endpoints_capacity: self.sizes.endpoints as usize,
         }
     }
 }

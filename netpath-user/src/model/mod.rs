@@ -116,6 +116,13 @@ pub struct Attachment {
     pub aliases: Vec<String>,
 }
 
+/// A network namespace's identity: the device and inode of its nsfs file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 /// An endpoint: a network namespace with one interface per network it is on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -128,6 +135,9 @@ pub struct Endpoint {
     pub ports: Vec<PortMapping>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Which namespace `netns` led to when the endpoint was made (checked at every start).
+    #[serde(default)]
+    pub netns_id: Option<NetnsId>,
 }
 
 impl Endpoint {

@@ -258,6 +258,7 @@ impl State {
             netns: req.netns.clone(),
             ports: Vec::new(),
             labels: check_labels(&req.labels)?,
+            netns_id: None,
         };
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));

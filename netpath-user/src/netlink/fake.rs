@@ -5,10 +5,11 @@ use std::{
     path::PathBuf,
 };
 
-use super::{EndpointLink, EndpointLinkSpec, LinkOps, NetError};
+use super::{netns::NetnsError, EndpointLink, EndpointLinkSpec, LinkOps, NetError};
 use crate::{
     datapath::fake::{Faults, FaultsHandle},
     ipam::Subnet,
+    model::NetnsId,
 };
 
 /// A field comparisons ignore (a counter, not state).
@@ -116,5 +117,21 @@ impl LinkOps for FakeLinks {
     }
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
         Ok(self.uplinks.get(name).copied())
+    }
+    fn endpoint_veths(&self) -> Result<Vec<String>, NetError> {
+        Ok(self.veths.keys().cloned().collect())
+    }
+    /// A namespace here is any existing file; its identity is its inode.
+    fn netns_id(&self, path: &std::path::Path) -> Result<NetnsId, NetnsError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let md =
+            std::fs::metadata(path).map_err(|_| NetnsError::Missing(path.display().to_string()))?;
+        Ok(NetnsId {
+            dev: md.dev(),
+            ino: md.ino(),
+        })
+    }
+    fn own_netns(&self) -> Result<NetnsId, NetnsError> {
+        Ok(NetnsId { dev: 0, ino: 1 })
     }
 }

@@ -19,11 +19,12 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
-use crate::ipam::Subnet;
+use crate::{ipam::Subnet, model::NetnsId};
 
 mod endpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod netns;
 
 pub use endpoint::{create_endpoint, set_gro, EndpointLink, EndpointLinkSpec};
 
@@ -46,6 +47,20 @@ pub trait LinkOps: Send {
     fn host_addrs(&self) -> Result<HashSet<Ipv4Addr>, NetError>;
     /// Index and first IPv4 address of the link `name`.
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError>;
+    /// Every veth here named as netpath names endpoints' host sides (`np` and hex digits).
+    fn endpoint_veths(&self) -> Result<Vec<String>, NetError>;
+    /// The identity of the network namespace at `path` (checked without blocking).
+    fn netns_id(&self, path: &Path) -> Result<NetnsId, netns::NetnsError>;
+    /// The identity of the agent's own network namespace.
+    fn own_netns(&self) -> Result<NetnsId, netns::NetnsError>;
+}
+
+/// Whether `name` is one netpath gives an endpoint's host-side veth: `np`, then 10 hex
+/// digits of the endpoint's id, then an optional slot digit.
+pub fn is_endpoint_veth_name(name: &str) -> bool {
+    name.strip_prefix("np").is_some_and(|rest| {
+        (10..=11).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// [`LinkOps`] over rtnetlink; gateways live on the port-less bridge `bridge`.
@@ -79,6 +94,40 @@ impl LinkOps for Netlink {
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
         link_ipv4(name)
     }
+    fn endpoint_veths(&self) -> Result<Vec<String>, NetError> {
+        endpoint_veths()
+    }
+    fn netns_id(&self, path: &Path) -> Result<NetnsId, netns::NetnsError> {
+        netns::identify(path)
+    }
+    fn own_netns(&self) -> Result<NetnsId, netns::NetnsError> {
+        netns::own()
+    }
+}
+
+/// Every veth of this namespace with an endpoint veth's name.
+pub fn endpoint_veths() -> Result<Vec<String>, NetError> {
+    use netlink_packet_route::link::{InfoKind, LinkInfo};
+    run(None, |h| async move {
+        let links: Vec<LinkMessage> = h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err("listing links"))?;
+        Ok(links
+            .iter()
+            .filter(|l| {
+                l.attributes.iter().any(|a| {
+                    matches!(a, LinkAttribute::LinkInfo(infos)
+                        if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
+                })
+            })
+            .filter_map(link_name)
+            .filter(|n| is_endpoint_veth_name(n))
+            .collect())
+    })
 }
 
 /// A netlink or namespace failure, with what was being done.

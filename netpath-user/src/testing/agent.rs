@@ -125,6 +125,14 @@ impl AgentProcess {
             .output()
     }
 
+    /// SIGKILL: the agent gets no chance to clean anything up (as in a crash or an OOM kill).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within 5 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,0 +1,192 @@
+//! `netpath uninstall`: takes down everything an agent made and gives back what it changed.
+//! Programs are detached and unpinned, maps unpinned, endpoint veths (with their routes and
+//! the interfaces in the containers) and the gateway bridge deleted, the agent's part of
+//! hosts files removed, sysctls and reserved ports restored from the host record, mounts it
+//! made undone, and the state directory removed. Each removal is reported. It refuses while
+//! an agent holds the state directory.
+use std::{
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+
+use super::{
+    host::{port_ranges, HostRecord, StateLock, RESERVED_PORTS},
+    hosts_file::HostsFiles,
+    store::StateFile,
+    GATEWAY_LINK,
+};
+use crate::{
+    datapath::{links::pinned_names, sys},
+    netlink,
+};
+
+/// Where the agent being removed kept its things.
+#[derive(Clone, Debug)]
+pub struct Uninstall {
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub socket: PathBuf,
+    pub hosts: HostsFiles,
+}
+
+/// What an uninstall did, one line each.
+#[derive(Debug, Default)]
+pub struct Removed(pub Vec<String>);
+
+impl Removed {
+    fn say(&mut self, line: String) {
+        self.0.push(line);
+    }
+}
+
+impl Uninstall {
+    pub fn run(&self) -> anyhow::Result<Removed> {
+        let lock = if self.state_dir.exists() {
+            Some(
+                StateLock::take(&self.state_dir)
+                    .context("stop the agent first (for systemd: systemctl stop netpath)")?,
+            )
+        } else {
+            None
+        };
+        let mut out = Removed::default();
+        let state = StateFile::in_dir(&self.state_dir)
+            .load()
+            .unwrap_or_default();
+        let record = HostRecord::load(&self.state_dir)?;
+
+        // Programs first: traffic stops being translated before anything else goes.
+        let links = self.bpffs.join("links");
+        for name in pinned_names(&links) {
+            let path = links.join(&name);
+            let id = sys::obj_get(&path).ok().and_then(|fd| {
+                let info = sys::link_info(fd.as_fd()).ok();
+                let _ = sys::link_detach(fd.as_fd());
+                info.map(|i| i.id)
+            });
+            remove_file(&path)?;
+            out.say(match id {
+                Some(id) => format!("detached {name} (link {id})"),
+                None => format!("removed pin {name}"),
+            });
+        }
+        let _ = std::fs::remove_dir(&links);
+        let mut maps = 0;
+        for name in pinned_names(&self.bpffs) {
+            let path = self.bpffs.join(&name);
+            if path.is_dir() {
+                continue;
+            }
+            remove_file(&path)?;
+            maps += 1;
+        }
+        if maps > 0 {
+            out.say(format!(
+                "unpinned {maps} maps from {}",
+                self.bpffs.display()
+            ));
+        }
+        if std::fs::remove_dir(&self.bpffs).is_ok() {
+            out.say(format!("removed {}", self.bpffs.display()));
+        }
+
+        // Interfaces: every endpoint veth (its peer in the container and its route go with
+        // it), known to the state or not, then the gateway bridge.
+        let mut veths: Vec<String> = state
+            .endpoints
+            .values()
+            .flat_map(|e| e.attachments.iter().map(|a| a.host_ifname.clone()))
+            .collect();
+        veths.extend(netlink::endpoint_veths().unwrap_or_default());
+        veths.sort();
+        veths.dedup();
+        for v in veths {
+            if netlink::link_info(&v)?.is_some() {
+                netlink::delete_link(None, &v)?;
+                out.say(format!("deleted veth {v}"));
+            }
+        }
+        if netlink::link_info(GATEWAY_LINK)?.is_some() {
+            netlink::delete_link(None, GATEWAY_LINK)?;
+            out.say(format!(
+                "deleted bridge {GATEWAY_LINK} and its gateway addresses"
+            ));
+        }
+        for ep in state.endpoints.values() {
+            if let Some(path) = self.hosts.remove(ep) {
+                out.say(format!("removed netpath's entries from {}", path.display()));
+            }
+        }
+
+        // What the agent changed on the host, given back.
+        for (path, before) in &record.sysctls {
+            std::fs::write(path, before).with_context(|| format!("restoring {path}"))?;
+            out.say(format!("restored {} = {before}", sysctl_name(path)));
+        }
+        if !record.reserved_ports.is_empty() {
+            let now = std::fs::read_to_string(RESERVED_PORTS).unwrap_or_default();
+            let kept: Vec<String> = port_ranges(&now)
+                .into_iter()
+                .filter(|r| !record.reserved_ports.contains(r))
+                .collect();
+            // A newline: an empty write leaves the list as it is.
+            std::fs::write(RESERVED_PORTS, kept.join(",") + "\n")
+                .with_context(|| format!("writing {RESERVED_PORTS}"))?;
+            out.say(format!(
+                "released reserved ports {}",
+                record.reserved_ports.join(",")
+            ));
+        }
+        for m in record.mounts.iter().rev() {
+            if nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+                out.say(format!("unmounted {}", m.display()));
+            }
+        }
+        if self.socket.exists() {
+            remove_file(&self.socket)?;
+            out.say(format!("removed {}", self.socket.display()));
+        }
+        for f in ["state.json", "host.json"] {
+            let p = self.state_dir.join(f);
+            if p.exists() {
+                remove_file(&p)?;
+            }
+        }
+        if lock.is_some() {
+            drop(lock);
+            let _ = std::fs::remove_file(self.state_dir.join("lock"));
+            if std::fs::remove_dir(&self.state_dir).is_ok() {
+                out.say(format!("removed {}", self.state_dir.display()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn remove_file(p: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
+    }
+}
+
+/// `net.ipv4.ip_forward` for `/proc/sys/net/ipv4/ip_forward`.
+fn sysctl_name(path: &str) -> String {
+    path.strip_prefix("/proc/sys/")
+        .unwrap_or(path)
+        .replace('/', ".")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sysctl_names() {
+        assert_eq!(
+            super::sysctl_name(super::super::host::IP_FORWARD),
+            "net.ipv4.ip_forward"
+        );
+    }
+}

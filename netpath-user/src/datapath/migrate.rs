@@ -1,0 +1,228 @@
+//! Pinned maps across versions. Before the object is loaded, every pinned map is compared
+//! with what this build declares (type, key and value size, capacity, flags). A map that
+//! differs is set aside (its pin renamed `NAME@old`; programs still running keep using it)
+//! and a new one is created. Maps the agent rebuilds from its state start empty and are
+//! filled by the reconcile; flow tables and counters are copied entry by entry when only their
+//! capacity changed, and refused otherwise, with a message naming the map and what to do,
+//! unless the operator asked to reset them. The `@old` pins go once every hook runs this
+//! build's programs.
+use std::{
+    collections::HashMap,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuValues};
+use netpath_common::{map_names, FlowKey, FlowNat, SnatNat, SnatRev, SockRevKey, SockRevNat};
+use tracing::{info, warn};
+
+use super::{sys, DatapathError, MapSizes, EBPF_OBJECT};
+
+/// What a map is, as far as compatibility goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "type {}, key {} B, value {} B, {} entries, flags {:#x}",
+            self.map_type, self.key_size, self.value_size, self.max_entries, self.flags
+        )
+    }
+}
+
+/// How a map's content survives a change of shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Written by the agent from its state: rebuilt by the reconcile.
+    Rebuilt,
+    /// Written by the kernel (flows, counters): copied when the layout allows.
+    Live,
+}
+
+fn class(name: &str) -> Class {
+    match name {
+        map_names::FLOWS
+        | map_names::SNAT
+        | map_names::SNAT_REV
+        | map_names::SOCK_REVNAT
+        | map_names::STATS => Class::Live,
+        _ => Class::Rebuilt,
+    }
+}
+
+/// A map set aside for this start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Migration {
+    pub map: String,
+    pub from: Shape,
+    pub to: Shape,
+    /// Entries carried over (copied), when they were.
+    pub copied: Option<usize>,
+}
+
+/// The capacity this build gives `name` (the object's, or the agent's override).
+pub fn max_entries(name: &str, declared: u32, sizes: &MapSizes) -> u32 {
+    match name {
+        map_names::PORTS => sizes.ports,
+        map_names::FLOWS | map_names::SNAT | map_names::SNAT_REV => sizes.flows,
+        map_names::ENDPOINTS | map_names::ENDPOINTS_BY_ADDR | map_names::MEMBERS => sizes.endpoints,
+        _ => declared,
+    }
+}
+
+/// The shapes of the maps this build pins, by name.
+pub fn wanted(sizes: &MapSizes) -> Result<HashMap<String, Shape>, DatapathError> {
+    let obj = aya_obj::Object::parse(EBPF_OBJECT)
+        .map_err(|e| DatapathError::Pins(format!("parsing the embedded object: {e}")))?;
+    Ok(obj
+        .maps
+        .iter()
+        .filter(|(_, m)| m.pinning() == aya_obj::maps::PinningType::ByName)
+        .map(|(name, m)| {
+            (
+                name.clone(),
+                Shape {
+                    map_type: m.map_type(),
+                    key_size: m.key_size(),
+                    value_size: m.value_size(),
+                    max_entries: max_entries(name, m.max_entries(), sizes),
+                    flags: m.map_flags(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Where a set-aside map is pinned (bpffs reserves dots in names).
+fn old_pin(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}@old"))
+}
+
+/// Compares the maps pinned in `dir` with this build's, before loading. Differing maps are
+/// set aside; a live map whose layout changed is refused unless `reset_flows`.
+pub fn prepare(
+    dir: &Path,
+    sizes: &MapSizes,
+    reset_flows: bool,
+) -> Result<Vec<Migration>, DatapathError> {
+    let mut out = Vec::new();
+    for (name, to) in wanted(sizes)? {
+        let pin = dir.join(&name);
+        // A set-aside map left by a start that did not finish: its programs, if any still
+        // run, keep it alive; the pin is ours to drop.
+        let _ = std::fs::remove_file(old_pin(dir, &name));
+        let Ok(fd) = sys::obj_get(&pin) else {
+            continue;
+        };
+        let info = sys::map_info(fd.as_fd())
+            .map_err(|e| DatapathError::Pins(format!("{}: {e}", pin.display())))?;
+        let from = Shape {
+            map_type: info.map_type,
+            key_size: info.key_size,
+            value_size: info.value_size,
+            max_entries: info.max_entries,
+            flags: info.map_flags,
+        };
+        if from == to {
+            continue;
+        }
+        let same_layout = from.map_type == to.map_type
+            && from.key_size == to.key_size
+            && from.value_size == to.value_size
+            && from.flags == to.flags;
+        if class(&name) == Class::Live && !same_layout && !reset_flows {
+            return Err(DatapathError::Pins(format!(
+                "map {name} pinned at {} has another layout ({from}) than this build's ({to}): its \
+                 live entries cannot be carried over; start the agent with --reset-flows to begin \
+                 with an empty {name} (connections translated through it are reset), or run \
+                 `netpath uninstall` first",
+                pin.display()
+            )));
+        }
+        std::fs::rename(&pin, old_pin(dir, &name))
+            .map_err(|e| DatapathError::Pins(format!("setting {} aside: {e}", pin.display())))?;
+        warn!(map = %name, %from, %to, "pinned map differs from this build's: replacing it");
+        out.push(Migration {
+            map: name,
+            from,
+            to,
+            copied: None,
+        });
+    }
+    Ok(out)
+}
+
+/// The map pinned at `path`.
+fn pinned(path: &Path) -> Result<Map, String> {
+    let data = MapData::from_pin(path).map_err(|e| e.to_string())?;
+    Map::from_map_data(data).map_err(|e| e.to_string())
+}
+
+fn copy_hash<K: aya::Pod, V: aya::Pod>(old: &Path, new: &Path) -> Result<usize, String> {
+    let from: BpfHashMap<MapData, K, V> =
+        BpfHashMap::try_from(pinned(old)?).map_err(|e| e.to_string())?;
+    let mut to: BpfHashMap<MapData, K, V> =
+        BpfHashMap::try_from(pinned(new)?).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for (k, v) in from.iter().filter_map(Result::ok) {
+        if to.insert(k, v, 0).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn copy_counters(old: &Path, new: &Path) -> Result<usize, String> {
+    let from: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(pinned(old)?).map_err(|e| e.to_string())?;
+    let mut to: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(pinned(new)?).map_err(|e| e.to_string())?;
+    let n = from.len().min(to.len());
+    for i in 0..n {
+        let v: PerCpuValues<u64> = from.get(&i, 0).map_err(|e| e.to_string())?;
+        to.set(i, v, 0).map_err(|e| e.to_string())?;
+    }
+    Ok(n as usize)
+}
+
+/// After loading: carries the entries of live maps whose layout did not change over to their
+/// new maps.
+pub fn copy_live(dir: &Path, migrations: &mut [Migration]) {
+    for m in migrations.iter_mut() {
+        let same_layout = m.from.key_size == m.to.key_size && m.from.value_size == m.to.value_size;
+        if class(&m.map) != Class::Live || !same_layout {
+            continue;
+        }
+        let (old, new) = (old_pin(dir, &m.map), dir.join(&m.map));
+        let res = match m.map.as_str() {
+            map_names::FLOWS => copy_hash::<FlowKey, FlowNat>(&old, &new),
+            map_names::SNAT => copy_hash::<FlowKey, SnatNat>(&old, &new),
+            map_names::SNAT_REV => copy_hash::<FlowKey, SnatRev>(&old, &new),
+            map_names::SOCK_REVNAT => copy_hash::<SockRevKey, SockRevNat>(&old, &new),
+            map_names::STATS => copy_counters(&old, &new),
+            _ => continue,
+        };
+        match res {
+            Ok(n) => {
+                info!(map = %m.map, entries = n, "carried over to the resized map");
+                m.copied = Some(n);
+            }
+            Err(e) => warn!(map = %m.map, "carrying entries over: {e}"),
+        }
+    }
+}
+
+/// Once every hook runs this build's programs: the set-aside maps' pins go.
+pub fn finish(dir: &Path, migrations: &[Migration]) {
+    for m in migrations {
+        let _ = std::fs::remove_file(old_pin(dir, &m.map));
+    }
+}

@@ -1,0 +1,211 @@
+//! The whole datapath made to match a desired content, as the agent does at start: every map
+//! the agent writes is compared with what its state says and only differences are written,
+//! new entries before stale ones go, so traffic through entries that stay never misses.
+use std::collections::{BTreeMap, HashMap as StdHashMap};
+use std::hash::Hash;
+
+use aya::maps::{lpm_trie::Key as LpmKey, HashMap, MapData};
+use netpath_common::{
+    map_names, EndpointInfo, LoopbackKey, MemberKey, PeerInfo, PortKey, PortTarget,
+};
+
+use super::{
+    be_addr, be_port, forward::network_info, removed, AttachmentEntry, Datapath, DatapathError,
+};
+use crate::model::Network;
+
+/// What the maps the agent writes should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Content {
+    /// Published ports and their targets.
+    pub ports: Vec<(PortKey, PortTarget)>,
+    pub networks: Vec<Network>,
+    /// Member interfaces by network id, in slot order.
+    pub members: BTreeMap<u32, Vec<u32>>,
+    pub attachments: Vec<AttachmentEntry>,
+}
+
+/// Entries written and removed by a sync.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub written: usize,
+    pub removed: usize,
+}
+
+impl SyncReport {
+    fn add(&mut self, (w, r): (usize, usize)) {
+        self.written += w;
+        self.removed += r;
+    }
+}
+
+/// Makes `map` hold exactly `want`: writes what is missing or different, then removes the
+/// rest. Returns (written, removed).
+fn sync_hash<K, V>(
+    name: &'static str,
+    map: &mut HashMap<MapData, K, V>,
+    want: &StdHashMap<K, V>,
+) -> Result<(usize, usize), DatapathError>
+where
+    K: aya::Pod + Eq + Hash,
+    V: aya::Pod + PartialEq,
+{
+    let have: StdHashMap<K, V> = map.iter().filter_map(Result::ok).collect();
+    let mut written = 0;
+    for (k, v) in want {
+        if have.get(k) != Some(v) {
+            map.insert(k, v, 0)
+                .map_err(|e| DatapathError::Map(name, e))?;
+            written += 1;
+        }
+    }
+    let mut gone = 0;
+    for k in have.keys().filter(|k| !want.contains_key(k)) {
+        removed(name, map.remove(k))?;
+        gone += 1;
+    }
+    Ok((written, gone))
+}
+
+impl Datapath {
+    /// Makes the maps the agent writes hold exactly `c`.
+    pub fn sync(&mut self, c: &Content) -> Result<super::SyncReport, DatapathError> {
+        let mut report = SyncReport::default();
+
+        // Published ports.
+        let want: StdHashMap<(u32, u16, u8), (PortKey, PortTarget)> = c
+            .ports
+            .iter()
+            .map(|(k, t)| ((k.addr, k.port, k.proto), (*k, *t)))
+            .collect();
+        let have: StdHashMap<(u32, u16, u8), (PortKey, PortTarget)> = self
+            .published()
+            .into_iter()
+            .map(|(k, t)| ((k.addr, k.port, k.proto), (k, t)))
+            .collect();
+        for (id, (k, t)) in &want {
+            if have.get(id).map(|(_, h)| h) != Some(t) {
+                self.publish(*k, *t)?;
+                report.written += 1;
+            }
+        }
+        for (id, (k, _)) in &have {
+            if !want.contains_key(id) {
+                self.unpublish(k)?;
+                report.removed += 1;
+            }
+        }
+
+        // Endpoints, by interface and by address.
+        let eps: StdHashMap<u32, EndpointInfo> = c
+            .attachments
+            .iter()
+            .map(|a| {
+                (
+                    a.ifindex,
+                    EndpointInfo {
+                        addr: be_addr(a.ip),
+                        network: a.net_id,
+                        mac: a.mac,
+                        host_mac: a.host_mac,
+                    },
+                )
+            })
+            .collect();
+        let peers: StdHashMap<u32, PeerInfo> = c
+            .attachments
+            .iter()
+            .map(|a| {
+                (
+                    be_addr(a.ip),
+                    PeerInfo {
+                        ifindex: a.ifindex,
+                        network: a.net_id,
+                        mac: a.mac,
+                        host_mac: a.host_mac,
+                    },
+                )
+            })
+            .collect();
+        report.add(sync_hash(map_names::ENDPOINTS, &mut self.endpoints, &eps)?);
+        report.add(sync_hash(
+            map_names::ENDPOINTS_BY_ADDR,
+            &mut self.endpoints_by_addr,
+            &peers,
+        )?);
+
+        // Members, then networks (whose member counts they are).
+        let mut members = StdHashMap::new();
+        for (net, ifs) in &c.members {
+            for (slot, ifindex) in ifs.iter().enumerate() {
+                members.insert(
+                    MemberKey {
+                        network: *net,
+                        slot: slot as u32,
+                    },
+                    *ifindex,
+                );
+            }
+        }
+        report.add(sync_hash(map_names::MEMBERS, &mut self.members, &members)?);
+        let nets: StdHashMap<u32, _> = c
+            .networks
+            .iter()
+            .map(|n| {
+                let count = c.members.get(&n.net_id).map_or(0, Vec::len) as u32;
+                (n.net_id, network_info(n, count))
+            })
+            .collect();
+        report.add(sync_hash(map_names::NETWORKS, &mut self.networks, &nets)?);
+        let loopback: StdHashMap<LoopbackKey, u8> = c
+            .networks
+            .iter()
+            .flat_map(|n| {
+                n.host_loopback_ports().into_iter().map(|p| {
+                    (
+                        LoopbackKey {
+                            network: n.net_id,
+                            port: be_port(p),
+                            _pad: 0,
+                        },
+                        1u8,
+                    )
+                })
+            })
+            .collect();
+        report.add(sync_hash(
+            map_names::HOST_LOOPBACK,
+            &mut self.host_loopback,
+            &loopback,
+        )?);
+
+        // Subnets (an LPM trie: keys by prefix and address).
+        let want: StdHashMap<(u32, u32), u32> = c
+            .networks
+            .iter()
+            .map(|n| {
+                (
+                    (u32::from(n.subnet.prefix()), be_addr(n.subnet.addr())),
+                    n.net_id,
+                )
+            })
+            .collect();
+        let have: Vec<LpmKey<u32>> = self.subnets.keys().filter_map(Result::ok).collect();
+        for ((prefix, addr), id) in &want {
+            let key = LpmKey::new(*prefix, *addr);
+            if self.subnets.get(&key, 0).ok() != Some(*id) {
+                self.subnets
+                    .insert(&key, id, 0)
+                    .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
+                report.written += 1;
+            }
+        }
+        for key in have {
+            if !want.contains_key(&(key.prefix_len(), key.data())) {
+                removed(map_names::SUBNETS, self.subnets.remove(&key))?;
+                report.removed += 1;
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,235 @@
+//! The datapath outlives the agent: traffic through a published port keeps flowing, with
+//! nothing lost, while the agent is SIGKILLed and started again, and while it is replaced by
+//! a build whose programs differ (an upgrade). Everything runs in namespaces made here.
+mod common;
+
+use std::{path::PathBuf, process::Command};
+
+use common::{tcp_echo_server, tcp_server, udp_server, SteadyTraffic, Topo, HOST};
+use serde_json::Value;
+
+/// `bpftool -j ARGS`.
+fn bpftool(args: &[&str]) -> Value {
+    let out = Command::new("bpftool")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("bpftool (Debian package bpftool)");
+    assert!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (link id, program id, program tag) of the link pinned at `pin`.
+fn pinned_link(pin: &std::path::Path) -> (u64, u64, String) {
+    let link = bpftool(&["link", "show", "pinned", pin.to_str().unwrap()]);
+    let prog_id = link["prog_id"].as_u64().unwrap();
+    let prog = bpftool(&["prog", "show", "id", &prog_id.to_string()]);
+    (
+        link["id"].as_u64().unwrap(),
+        prog_id,
+        prog["tag"].as_str().unwrap().to_string(),
+    )
+}
+
+fn serving(t: &Topo) -> (SteadyTraffic, common::Netns) {
+    let ep = t.endpoint(
+        "web",
+        &["-p", "8080:80", "-p", "8081:81", "-p", "5353:53/udp"],
+    );
+    tcp_echo_server(&ep, 80);
+    tcp_server(&ep, 81);
+    udp_server(&ep, 53);
+    let traffic = SteadyTraffic::start(&t.outside, HOST, 8080, 5353);
+    traffic.wait_for(20);
+    (traffic, ep)
+}
+
+#[test]
+fn nothing_is_lost_while_the_agent_is_killed_and_restarted() {
+    let mut t = Topo::new();
+    let (traffic, _ep) = serving(&t);
+    let pin = t
+        .pins()
+        .join("links")
+        .join(format!("uplink-tc@{}", t.uplink));
+    let (link_before, prog_before, _) = pinned_link(&pin);
+
+    t.kill_agent();
+    // With the agent down: the steady connection goes on, and new connections are accepted.
+    traffic.wait_for(50);
+    for i in 0..5 {
+        let r = common::tcp_request(&t.outside, HOST, 8081, &format!("new{i}"))
+            .expect("a new connection while the agent is down");
+        assert!(r.ends_with(&format!(" new{i}")), "{r}");
+    }
+    assert!(
+        t.cli(&["endpoint", "ls"]).status.code() != Some(0),
+        "the API waits for the agent"
+    );
+
+    t.start_agent();
+    traffic.wait_for(50);
+    let r = traffic.finish();
+    assert_eq!(r.tcp_failed, 0, "{r:?}");
+    assert!(r.udp_lost.is_empty(), "{r:?}");
+    assert!(r.tcp_ok > 100 && r.udp_sent > 100, "{r:?}");
+
+    let (link_after, prog_after, _) = pinned_link(&pin);
+    assert_eq!(link_after, link_before, "the same link, adopted");
+    assert_ne!(prog_after, prog_before, "running the new agent's program");
+    assert!(t.ok(&["endpoint", "ls"]).contains("web"));
+    assert!(t.agent_log().contains("adopted=1"), "{}", t.agent_log());
+}
+
+#[test]
+fn nothing_is_lost_across_an_upgrade() {
+    let upgrade = PathBuf::from(std::env::var("NETPATH_UPGRADE_BIN").expect(
+        "NETPATH_UPGRADE_BIN: a second build of netpath whose programs differ \
+         (cargo xtask test builds it)",
+    ));
+    let mut t = Topo::new();
+    let (traffic, _ep) = serving(&t);
+    let pin = t
+        .pins()
+        .join("links")
+        .join(format!("uplink-tc@{}", t.uplink));
+    let (link_before, _, tag_before) = pinned_link(&pin);
+
+    t.stop_agent();
+    traffic.wait_for(20);
+    t.start_agent_from(&upgrade);
+    traffic.wait_for(50);
+    let r = traffic.finish();
+    assert_eq!(r.tcp_failed, 0, "{r:?}");
+    assert!(r.udp_lost.is_empty(), "{r:?}");
+
+    let (link_after, _, tag_after) = pinned_link(&pin);
+    assert_eq!(
+        link_after, link_before,
+        "the program was swapped in the same link"
+    );
+    assert_ne!(tag_after, tag_before, "the upgrade's programs run");
+    let r = common::tcp_request(&t.outside, HOST, 8081, "after").unwrap();
+    assert!(r.ends_with(" after"), "{r}");
+}
+
+/// Ids of the links pinned under `pins` and of the programs they run.
+fn our_links(pins: &std::path::Path) -> Vec<(u64, u64)> {
+    std::fs::read_dir(pins.join("links"))
+        .unwrap()
+        .map(|e| {
+            let (link, prog, _) = pinned_link(&e.unwrap().path());
+            (link, prog)
+        })
+        .collect()
+}
+
+#[test]
+fn uninstall_removes_everything_and_gives_back_what_it_changed() {
+    let mut t = Topo::new();
+    t.ok(&["network", "create", "back", "--subnet", "10.61.0.0/24"]);
+    let ep = t.endpoint("web", &["-p", "8080:80", "--network", "back"]);
+    let named = common::Netns::new("npun");
+    // A hosts file the operator wrote for that namespace: its lines stay.
+    let hosts = std::path::PathBuf::from(format!("/etc/netns/{}/hosts", named.name));
+    std::fs::create_dir_all(hosts.parent().unwrap()).unwrap();
+    std::fs::write(&hosts, "10.9.9.9\tmine\n").unwrap();
+    t.ok(&["endpoint", "create", "api", "--netns", &named.name]);
+    assert!(std::fs::read_to_string(&hosts)
+        .unwrap()
+        .contains("host.docker.internal"));
+    let links = our_links(&t.pins());
+    assert!(
+        links.len() >= 7,
+        "uplink, endpoints, socket hooks: {links:?}"
+    );
+    assert_eq!(
+        t.host
+            .exec("cat", &["/proc/sys/net/ipv4/ip_forward"])
+            .trim(),
+        "1"
+    );
+    t.stop_agent();
+    // Plain exit removes nothing: the links are still there.
+    assert_eq!(our_links(&t.pins()).len(), links.len());
+
+    let out = t.uninstall();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    for want in [
+        "detached uplink-tc@",
+        "detached endpoint@",
+        "detached sock@netpath_sock_connect4",
+        "unpinned",
+        "deleted veth np",
+        "deleted bridge netpath0",
+        "restored net.ipv4.ip_forward = 0",
+        "released reserved ports 40000-59999",
+        "removed netpath's entries from",
+    ] {
+        assert!(said.contains(want), "{want:?} in:\n{said}");
+    }
+    let all_links = Command::new("bpftool")
+        .args(["-j", "link", "show"])
+        .output()
+        .unwrap();
+    let all_links: Value = serde_json::from_slice(&all_links.stdout).unwrap();
+    let cgroups = String::from_utf8_lossy(
+        &Command::new("bpftool")
+            .args(["cgroup", "tree"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for (link, prog) in &links {
+        assert!(
+            !all_links
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["id"].as_u64() == Some(*link)),
+            "link {link} is gone"
+        );
+        assert!(
+            !cgroups.split_whitespace().any(|w| w == prog.to_string()),
+            "program {prog} is in no cgroup:\n{cgroups}"
+        );
+    }
+    assert!(!t.pins().exists(), "nothing pinned");
+    let links_here = t.host.ip(&["-o", "link"]);
+    assert!(
+        !links_here.contains(": np") && !links_here.contains("netpath0"),
+        "{links_here}"
+    );
+    let routes = t.host.ip(&["route"]);
+    assert!(
+        !routes.contains("10.61.0.") && !routes.contains("172.17."),
+        "{routes}"
+    );
+    assert!(!ep.ip(&["link"]).contains("eth0"));
+    assert_eq!(
+        t.host
+            .exec("cat", &["/proc/sys/net/ipv4/ip_forward"])
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        t.host
+            .exec("cat", &["/proc/sys/net/ipv4/ip_local_reserved_ports"])
+            .trim(),
+        ""
+    );
+    assert_eq!(std::fs::read_to_string(&hosts).unwrap(), "10.9.9.9\tmine\n");
+    assert!(!t.state_dir().exists(), "state directory removed");
+    let again = t.uninstall();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing of netpath was found"));
+}
