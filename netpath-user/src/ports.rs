@@ -224,13 +224,40 @@ pub const EPHEMERAL_START: u16 = 32768;
 /// Last port of the ephemeral range.
 pub const EPHEMERAL_END: u16 = 60999;
 
+/// netpath's outbound NAT ports (reserved from the host's ephemeral range): never
+/// published, never handed out as ephemeral ports.
+pub const OUTBOUND: PortRange = PortRange {
+    start: netpath_common::SNAT_PORT_MIN,
+    end: (netpath_common::SNAT_PORT_MIN as u32 + netpath_common::SNAT_PORTS - 1) as u16,
+};
+
+impl PortRange {
+    pub fn contains(self, p: u16) -> bool {
+        (self.start..=self.end).contains(&p)
+    }
+}
+
 /// Error when a spec cannot be satisfied given what is already published.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AllocError {
     #[error("Bind for {0}:{1} failed: port is already allocated")]
     Allocated(Ipv4Addr, u16),
+    #[error("Bind for {0}:{1} failed: address already in use (a process of the host has it)")]
+    InUse(Ipv4Addr, u16),
+    #[error("port {0} is in netpath's outbound NAT range {OUTBOUND}: publish another port")]
+    Outbound(u16),
     #[error("no free host port in {0} for {1}")]
     RangeExhausted(PortRange, String),
+}
+
+/// Whether a host process holds a mapping's host address and port (asked of the host by the
+/// agent; nothing in tests).
+pub type Busy<'a> = &'a dyn Fn(&PortMapping) -> bool;
+
+/// Host ports handed out for `-p CONTAINERPORT`: the ephemeral range without the outbound
+/// NAT ports.
+fn ephemeral_ports() -> impl Iterator<Item = u16> {
+    (EPHEMERAL_START..=EPHEMERAL_END).filter(|p| !OUTBOUND.contains(*p))
 }
 
 /// Published (protocol, host port) → host addresses: conflict checks in constant time, so a
@@ -264,8 +291,14 @@ impl PortIndex {
 }
 
 /// Resolves `spec` into concrete mappings, given every mapping already published (`taken`,
-/// which the caller extends with the result before resolving the next spec of a request).
-pub fn resolve(spec: &PortSpec, taken: &PortIndex) -> Result<Vec<PortMapping>, AllocError> {
+/// which the caller extends with the result before resolving the next spec of a request) and
+/// what host processes hold (`busy`). Explicit ports must be free and outside the outbound
+/// NAT range; chosen ones skip both. Linear in the ports asked for.
+pub fn resolve(
+    spec: &PortSpec,
+    taken: &PortIndex,
+    busy: Busy<'_>,
+) -> Result<Vec<PortMapping>, AllocError> {
     let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
     let mapping = |host_port, container_port| PortMapping {
         host_ip,
@@ -279,8 +312,14 @@ pub fn resolve(spec: &PortSpec, taken: &PortIndex) -> Result<Vec<PortMapping>, A
         Some(h) if h.len() == spec.container_ports.len() => {
             for (hp, cp) in h.iter().zip(spec.container_ports.iter()) {
                 let m = mapping(hp, cp);
+                if OUTBOUND.contains(hp) {
+                    return Err(AllocError::Outbound(hp));
+                }
                 if taken.conflicts(&m) {
                     return Err(AllocError::Allocated(host_ip, hp));
+                }
+                if busy(&m) {
+                    return Err(AllocError::InUse(host_ip, hp));
                 }
                 out.push(m);
             }
@@ -290,22 +329,29 @@ pub fn resolve(spec: &PortSpec, taken: &PortIndex) -> Result<Vec<PortMapping>, A
             let cp = spec.container_ports.start;
             let m = h
                 .iter()
+                .filter(|hp| !OUTBOUND.contains(*hp))
                 .map(|hp| mapping(hp, cp))
-                .find(|m| !taken.conflicts(m))
+                .find(|m| !taken.conflicts(m) && !busy(m))
                 .ok_or_else(|| AllocError::RangeExhausted(h, spec.to_string()))?;
             out.push(m);
         }
         None => {
-            let range = PortRange {
-                start: EPHEMERAL_START,
-                end: EPHEMERAL_END,
-            };
+            // One pass over the ephemeral ports for all container ports of the spec.
+            let mut free = ephemeral_ports();
             for cp in spec.container_ports.iter() {
-                let m = range
-                    .iter()
+                let m = free
+                    .by_ref()
                     .map(|hp| mapping(hp, cp))
-                    .find(|m| !taken.conflicts(m) && !mine.conflicts(m))
-                    .ok_or_else(|| AllocError::RangeExhausted(range, spec.to_string()))?;
+                    .find(|m| !taken.conflicts(m) && !mine.conflicts(m) && !busy(m))
+                    .ok_or_else(|| {
+                        AllocError::RangeExhausted(
+                            PortRange {
+                                start: EPHEMERAL_START,
+                                end: EPHEMERAL_END,
+                            },
+                            spec.to_string(),
+                        )
+                    })?;
                 mine.insert(&m);
                 out.push(m);
             }

@@ -673,3 +673,58 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
         "both directions go together"
     );
 }
+
+#[test]
+fn published_flows_are_stamped_marked_closing_and_expire() {
+    use netpath_common::flow_flags;
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST]);
+    let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+    let (verdict, _) = run_tc(&mut dp, programs::UPLINK_TC, &syn, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    let f = flow(&dp, 80, 40000, TCP).expect("flow recorded");
+    assert!(f.last_seen > 0, "stamped");
+    assert_eq!(f.flags & flow_flags::CLOSING, 0);
+    // A FIN marks it closing.
+    let mut fin = tcp(40000, 8080);
+    fin[13] = 0x11;
+    let fin = Frame::new(CLIENT, HOST, TCP).build(&fin);
+    run_tc(&mut dp, programs::UPLINK_TC, &fin, 0);
+    let f = flow(&dp, 80, 40000, TCP).unwrap();
+    assert_ne!(f.flags & flow_flags::CLOSING, 0, "closing");
+
+    // Idle flows go by protocol and state; the others stay.
+    const S: u64 = 1_000_000_000;
+    let now = f.last_seen + 100_000 * S;
+    let cases = [
+        (UDP, 1000, 31, false, true),
+        (UDP, 1001, 5, false, false),
+        (TCP, 1002, 3600, false, false),
+        (TCP, 1003, 7201, false, true),
+        (TCP, 1004, 11, true, true),
+    ];
+    for (proto, port, idle, closing, _) in cases {
+        let key = FlowKey::new(
+            be_addr(EP.into()),
+            be_port(80),
+            be_addr(CLIENT.into()),
+            be_port(port),
+            proto,
+        );
+        let nat = FlowNat {
+            addr: be_addr(HOST.into()),
+            port: be_port(8080),
+            ifindex: EP_IFINDEX,
+            flags: if closing { flow_flags::CLOSING } else { 0 },
+            last_seen: now - idle * S,
+            ..FlowNat::default()
+        };
+        dp.insert_flow(key, nat).unwrap();
+    }
+    // The SYN/FIN flow above is idle for 100,000 s and closing: it goes too.
+    assert_eq!(dp.expire_flows(now), 4);
+    for (proto, port, _, _, gone) in cases {
+        assert_eq!(flow(&dp, 80, port, proto).is_none(), gone, "{proto} {port}");
+    }
+}

@@ -233,3 +233,55 @@ fn uninstall_removes_everything_and_gives_back_what_it_changed() {
     let again = t.uninstall();
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing of netpath was found"));
 }
+
+#[test]
+fn pinned_maps_of_another_shape_are_migrated_or_refused() {
+    let mut t = Topo::new();
+    let (traffic, _ep) = serving(&t);
+    // Capacities change: the flow table is carried over entry by entry, the published-port
+    // map is rebuilt from the state, and traffic goes on.
+    t.stop_agent();
+    t.set_agent_args(&["--max-flows", "4096", "--max-ports", "4096"]);
+    t.start_agent();
+    traffic.wait_for(30);
+    let r = traffic.finish();
+    assert_eq!(r.tcp_failed, 0, "{r:?}");
+    assert!(r.udp_lost.is_empty(), "{r:?}");
+    let log = t.agent_log();
+    assert!(log.contains("map=FLOWS entries="), "{log}");
+    assert!(log.contains("carried over to the resized map"), "{log}");
+    assert!(log.contains("map=PORTS"), "{log}");
+    let flows = bpftool(&[
+        "map",
+        "show",
+        "pinned",
+        t.pins().join("FLOWS").to_str().unwrap(),
+    ]);
+    assert_eq!(flows["max_entries"], 4096);
+
+    // A flow table of another layout (an incompatible build): refused, saying what to do.
+    t.stop_agent();
+    let pin = t.pins().join("FLOWS");
+    std::fs::remove_file(&pin).unwrap();
+    let created = Command::new("bpftool")
+        .args(["map", "create", pin.to_str().unwrap(), "type", "lru_hash"])
+        .args([
+            "key", "16", "value", "8", "entries", "4096", "name", "FLOWS",
+        ])
+        .status()
+        .unwrap();
+    assert!(created.success());
+    let err = t.start_agent_failing();
+    assert!(err.contains("map FLOWS pinned at"), "{err}");
+    assert!(err.contains("--reset-flows"), "{err}");
+    t.set_agent_args(&[
+        "--max-flows",
+        "4096",
+        "--max-ports",
+        "4096",
+        "--reset-flows",
+    ]);
+    t.start_agent();
+    let r = common::tcp_request(&t.outside, HOST, 8081, "reset").unwrap();
+    assert!(r.ends_with(" reset"), "{r}");
+}

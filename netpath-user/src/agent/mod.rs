@@ -6,6 +6,7 @@
 //! | [`transactions`] | [`Agent`] and every request that changes something |
 //! | [`journal`] | each step's undo, played back on failure; what runs after the commit |
 //! | [`reconcile`] | making the kernel match the desired state at start |
+//! | [`repair`] | drift while running: namespaces gone, veths deleted, programs lost |
 //! | [`service`] | the API's queries and the glue to [`crate::api::Service`] |
 //! | [`tasks`] | background work (address watch, flow expiry) under a supervisor |
 //! | [`host`] | host set-up: bpffs, cgroup, netns cookie, sysctls |
@@ -23,7 +24,6 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use parking_lot::Mutex;
 use tokio::net::UnixListener;
 use tracing::info;
 
@@ -38,6 +38,7 @@ pub mod host;
 pub mod hosts_file;
 pub mod journal;
 pub mod reconcile;
+pub mod repair;
 pub mod service;
 pub mod store;
 pub mod tasks;
@@ -48,6 +49,7 @@ pub mod uninstall;
 mod tests;
 
 use host::{HostRecord, StateLock};
+pub use service::Shared;
 pub use store::{StateFile, StateStore};
 pub use transactions::{Agent, HostHooks};
 
@@ -70,21 +72,31 @@ pub struct AgentConfig {
     pub cgroup: Option<PathBuf>,
     /// Start with empty flow tables when their pinned layout differs from this build's.
     pub reset_flows: bool,
+    /// The group that may use the API socket (mode 0660); none: root only (0600).
+    pub socket_group: Option<String>,
 }
 
 /// Loads the state, creating the default network (a subnet no route of this host uses).
 fn load_state(store: &mut StateFile, net: &impl LinkOps) -> anyhow::Result<State> {
-    let mut state = store
-        .load()
+    let (mut state, problems) = store
+        .load_checked()
         .with_context(|| format!("reading {}", store.path().display()))?;
+    for p in problems {
+        tracing::error!("{p}");
+    }
     if !state.networks.contains_key(DEFAULT_NETWORK) {
         let routes = net.route_subnets()?;
+        let addrs: Vec<std::net::Ipv4Addr> = net.host_addrs()?.into_iter().collect();
         let default = state.plan_network(
             &NetworkCreate {
                 name: DEFAULT_NETWORK.into(),
                 ..Default::default()
             },
-            &routes,
+            crate::model::plan::HostView {
+                routes: &routes,
+                addrs: &addrs,
+                busy: &|_| false,
+            },
         )?;
         info!(subnet = %default.subnet, "created the default network");
         state.networks.insert(default.name.clone(), default);
@@ -103,7 +115,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     let mut store = StateFile::in_dir(&cfg.state_dir);
     let state = load_state(&mut store, &netlink)?;
-    let listener = bind_socket(&cfg.socket)?;
+    // Found early, bound late: the socket answers only once the agent serves (readiness).
+    refuse_if_served(&cfg.socket)?;
     let uplinks = if cfg.uplinks.is_empty() {
         vec![netlink::default_route_interface()?
             .context("no default route: name the uplink with --uplink IFACE")?]
@@ -127,23 +140,31 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut agent = Agent::new(state, dp, netlink, store, hooks);
     agent.reconcile()?;
     agent.sync_host_addrs()?;
+    let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
     record.reserve_ports(&cfg.state_dir, &host::snat_range())?;
-    let agent = Arc::new(Mutex::new(agent));
+    let agent = Arc::new(Shared::new(agent));
     info!(socket = %cfg.socket.display(), "serving the API");
 
-    let watcher = tasks::supervise("address watch", {
-        let agent = agent.clone();
-        move || tasks::watch_addrs(agent.clone())
-    });
-    let expiry = tasks::supervise("flow expiry", {
-        let agent = agent.clone();
-        move || tasks::expire_flows(agent.clone())
-    });
+    let background = [
+        tasks::supervise("host watch", {
+            let agent = agent.clone();
+            move || tasks::watch_host(agent.clone())
+        }),
+        tasks::supervise("flow expiry", {
+            let agent = agent.clone();
+            move || tasks::expire_flows(agent.clone())
+        }),
+        tasks::supervise("drift repair", {
+            let agent = agent.clone();
+            move || tasks::check_drift(agent.clone())
+        }),
+    ];
     server::serve(listener, agent.clone(), shutdown_signal()?).await;
     info!("shutting down; the datapath keeps running (netpath uninstall removes it)");
-    watcher.abort();
-    expiry.abort();
+    for task in background {
+        task.abort();
+    }
     let _ = std::fs::remove_file(&cfg.socket);
     drop(agent);
     Ok(())
@@ -160,18 +181,41 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+/// Fails when another agent answers on `path`.
+fn refuse_if_served(path: &Path) -> anyhow::Result<()> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("another agent is serving {}", path.display());
+    }
+    Ok(())
+}
+
+/// Binds the API socket: owned by root, mode 0600, or 0660 with group `group`.
+fn bind_socket(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
+    let gid = match group {
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .with_context(|| format!("looking up group {g}"))?
+                .with_context(|| format!("no such group: {g}"))?
+                .gid,
+        ),
+        None => None,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("another agent is serving {}", path.display());
-        }
+        refuse_if_served(path)?;
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    match gid {
+        Some(gid) => {
+            nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(0)), Some(gid))
+                .with_context(|| format!("giving {} to its group", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
     Ok(listener)
 }

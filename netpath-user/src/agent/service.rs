@@ -1,22 +1,57 @@
-//! The API as the agent serves it ([`Service`]): queries answered from the desired state and
-//! the datapath, changes handed to the transactions.
+//! The agent as the API serves it ([`Shared`], which implements [`Service`]): one
+//! transaction at a time under a lock, and queries answered from a snapshot of the desired
+//! state taken after each change, so a long request (publishing 10,000 ports, say) never
+//! holds up a query. Neither lock poisons: a request that panics leaves both usable.
+use std::sync::Arc;
+
 use netpath_common::Counter;
+use parking_lot::{Mutex, RwLock};
 
 use super::{store::StateStore, transactions::Agent};
 use crate::{
     api::{ApiError, EndpointView, NetworkView, Port, PortView, Service, StatsView, VersionView},
     datapath::DatapathOps,
-    model::{Connect, Disconnect, EndpointCreate, Network, NetworkCreate, PortsRequest},
+    model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest, State},
     netlink::LinkOps,
 };
 
-impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    fn network_view(&self, net: &Network) -> NetworkView {
-        NetworkView::new(net, self.state.members(&net.name))
+/// The agent behind its lock, and the latest committed state for queries.
+pub struct Shared<D, L, S> {
+    agent: Mutex<Agent<D, L, S>>,
+    state: RwLock<Arc<State>>,
+}
+
+impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
+    pub fn new(agent: Agent<D, L, S>) -> Self {
+        let state = RwLock::new(Arc::new(agent.state.clone()));
+        Shared {
+            agent: Mutex::new(agent),
+            state,
+        }
+    }
+
+    /// Runs `f` on the agent (one at a time), then publishes the state it left for queries.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Agent<D, L, S>) -> T) -> T {
+        let mut agent = self.agent.lock();
+        let out = f(&mut agent);
+        if **self.state.read() != agent.state {
+            *self.state.write() = Arc::new(agent.state.clone());
+        }
+        out
+    }
+
+    /// The latest committed state.
+    pub fn state(&self) -> Arc<State> {
+        self.state.read().clone()
     }
 }
 
-impl<D, L, S> Service for Agent<D, L, S>
+fn network_view(state: &State, name: &str) -> Result<NetworkView, ApiError> {
+    let net = state.network(name)?;
+    Ok(NetworkView::new(net, state.members(&net.name)))
+}
+
+impl<D, L, S> Service for Shared<D, L, S>
 where
     D: DatapathOps + 'static,
     L: LinkOps + 'static,
@@ -27,7 +62,7 @@ where
     }
 
     fn stats(&self) -> StatsView {
-        let s = self.dp.stats();
+        let s = self.write(|a| a.dp.stats());
         StatsView {
             counters: s
                 .counters
@@ -43,40 +78,39 @@ where
     }
 
     fn networks(&self) -> Vec<NetworkView> {
-        self.state
+        let state = self.state();
+        state
             .networks
             .values()
-            .map(|n| self.network_view(n))
+            .map(|n| NetworkView::new(n, state.members(&n.name)))
             .collect()
     }
 
     fn network(&self, name: &str) -> Result<NetworkView, ApiError> {
-        Ok(self.network_view(self.state.network(name)?))
+        network_view(&self.state(), name)
     }
 
-    fn create_network(&mut self, req: &NetworkCreate) -> Result<NetworkView, ApiError> {
-        let net = Agent::create_network(self, req)?;
-        Ok(self.network_view(&net))
+    fn create_network(&self, req: &NetworkCreate) -> Result<NetworkView, ApiError> {
+        let net = self.write(|a| a.create_network(req))?;
+        network_view(&self.state(), &net.name)
     }
 
-    fn remove_network(&mut self, name: &str) -> Result<(), ApiError> {
-        Agent::remove_network(self, name)
+    fn remove_network(&self, name: &str) -> Result<(), ApiError> {
+        self.write(|a| a.remove_network(name))
     }
 
-    fn connect(&mut self, network: &str, req: &Connect) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(&Agent::connect(self, network, req)?))
+    fn connect(&self, network: &str, req: &Connect) -> Result<EndpointView, ApiError> {
+        Ok(EndpointView::new(&self.write(|a| a.connect(network, req))?))
     }
 
-    fn disconnect(&mut self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(&Agent::disconnect(
-            self,
-            network,
-            &req.endpoint,
-        )?))
+    fn disconnect(&self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError> {
+        Ok(EndpointView::new(
+            &self.write(|a| a.disconnect(network, &req.endpoint))?,
+        ))
     }
 
     fn endpoints(&self) -> Vec<EndpointView> {
-        self.state
+        self.state()
             .endpoints
             .values()
             .map(EndpointView::new)
@@ -84,29 +118,33 @@ where
     }
 
     fn endpoint(&self, name: &str) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(self.state.endpoint(name)?))
+        Ok(EndpointView::new(self.state().endpoint(name)?))
     }
 
-    fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(&Agent::create_endpoint(self, req)?))
+    fn create_endpoint(&self, req: &EndpointCreate) -> Result<EndpointView, ApiError> {
+        Ok(EndpointView::new(&self.write(|a| a.create_endpoint(req))?))
     }
 
-    fn remove_endpoint(&mut self, name: &str) -> Result<(), ApiError> {
-        Agent::remove_endpoint(self, name)
+    fn remove_endpoint(&self, name: &str) -> Result<(), ApiError> {
+        self.write(|a| a.remove_endpoint(name))
     }
 
-    fn publish(&mut self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {
-        let maps = Agent::publish(self, endpoint, &req.specs)?;
+    fn prune(&self) -> Result<Vec<String>, ApiError> {
+        self.write(|a| a.prune())
+    }
+
+    fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+        let maps = self.write(|a| a.publish(endpoint, &req.specs))?;
         Ok(maps.into_iter().map(Port::from).collect())
     }
 
-    fn unpublish(&mut self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {
-        let maps = Agent::unpublish(self, endpoint, &req.specs)?;
+    fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+        let maps = self.write(|a| a.unpublish(endpoint, &req.specs))?;
         Ok(maps.into_iter().map(Port::from).collect())
     }
 
     fn ports(&self) -> Vec<PortView> {
-        self.state
+        self.state()
             .endpoints
             .values()
             .flat_map(|e| {

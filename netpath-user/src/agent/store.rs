@@ -31,6 +31,51 @@ impl StateFile {
     pub fn load(&self) -> std::io::Result<State> {
         State::load(&self.path)
     }
+
+    /// Reads it and checks it ([`State::validated`]). A file that cannot be read as a state,
+    /// or that has problems, is kept aside (`state.json.bad-UNIXTIME`) and what is wrong is
+    /// returned, one line each; the state returned is what could be kept (and is saved, so
+    /// the agent starts from it).
+    pub fn load_checked(&mut self) -> std::io::Result<(State, Vec<String>)> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((State::default(), Vec::new()))
+            }
+            Err(e) => return Err(e),
+        };
+        let file = self.path.display().to_string();
+        let (state, mut problems) = match serde_json::from_slice::<State>(&bytes) {
+            Ok(s) => {
+                let (s, p) = s.validated();
+                (
+                    s,
+                    p.into_iter().map(|p| format!("{file}: {}", p.0)).collect(),
+                )
+            }
+            Err(e) => (
+                State::default(),
+                vec![format!(
+                    "{file}: not a netpath state (line {}, column {}: {e}): starting with none",
+                    e.line(),
+                    e.column()
+                )],
+            ),
+        };
+        if !problems.is_empty() {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = self.path.with_extension(format!("json.bad-{secs}"));
+            std::fs::copy(&self.path, &aside)?;
+            problems.push(format!(
+                "{file}: the file as it was is kept as {}",
+                aside.display()
+            ));
+            self.save(&state)?;
+        }
+        Ok((state, problems))
+    }
 }
 
 impl StateStore for StateFile {

@@ -1,20 +1,21 @@
-//! The agent's background work: following the host's addresses (netlink) and expiring
-//! idle outbound flows. Each runs under a supervisor: a task that ends or panics is logged
+//! The agent's background work: following the host (addresses and links, over netlink),
+//! repairing drift, and expiring idle flows. Each runs under a supervisor: a task that ends or panics is logged
 //! as an error and started again after a growing pause, never lost silently.
 use std::{future::Future, sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::{store::StateStore, transactions::Agent};
+use super::{service::Shared, store::StateStore, transactions::Agent};
 use crate::{
     datapath::{DatapathOps, Expired},
     netlink::LinkOps,
 };
 
-/// How often idle outbound flows are looked for.
+/// How often idle flows are looked for.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often drift is looked for (beside netlink's word).
+pub const DRIFT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs `task()` for ever: when it returns (an error, or a panic) it is logged and started
 /// again, after 1 s, then 2 s, ... up to 30 s; a run that lasted a minute resets the pause.
@@ -42,21 +43,23 @@ where
     })
 }
 
-/// Runs `f` on the agent on a blocking thread (agent work does syscalls).
-async fn with_agent<A, T>(
-    agent: &Arc<Mutex<A>>,
-    f: impl FnOnce(&mut A) -> T + Send + 'static,
+/// Runs `f` on the agent (under its lock) on a blocking thread: agent work does syscalls.
+async fn with_agent<D, L, S, T>(
+    shared: &Arc<Shared<D, L, S>>,
+    f: impl FnOnce(&mut Agent<D, L, S>) -> T + Send + 'static,
 ) -> anyhow::Result<T>
 where
-    A: Send + 'static,
+    D: DatapathOps + 'static,
+    L: LinkOps + 'static,
+    S: StateStore + 'static,
     T: Send + 'static,
 {
-    let agent = agent.clone();
-    Ok(tokio::task::spawn_blocking(move || f(&mut agent.lock())).await?)
+    let shared = shared.clone();
+    Ok(tokio::task::spawn_blocking(move || shared.write(f)).await?)
 }
 
 /// Expires idle flows every [`EXPIRY_INTERVAL`] (the first run catches up at once).
-pub async fn expire_flows<D, L, S>(agent: Arc<Mutex<Agent<D, L, S>>>) -> anyhow::Result<()>
+pub async fn expire_flows<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
 where
     D: DatapathOps + 'static,
     L: LinkOps + 'static,
@@ -65,7 +68,7 @@ where
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
         tick.tick().await;
-        let n = with_agent(&agent, |a| a.expire_flows()).await?;
+        let n = with_agent(&shared, |a| a.expire_flows()).await?;
         if n.published + n.outbound > 0 {
             info!(
                 published = n.published,
@@ -76,27 +79,70 @@ where
     }
 }
 
-/// Follows address changes over netlink and keeps the host addresses in the datapath in
-/// step. Fails (and is restarted) when the netlink subscription cannot be made or ends.
-pub async fn watch_addrs<D, L, S>(agent: Arc<Mutex<Agent<D, L, S>>>) -> anyhow::Result<()>
+/// Follows the host over netlink: address changes keep the host addresses in the datapath
+/// in step; a link going away (an endpoint's namespace deleted, a veth removed) triggers a
+/// repair at once. Fails (and is restarted) when the subscription cannot be made or ends.
+pub async fn watch_host<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
 where
     D: DatapathOps + 'static,
     L: LinkOps + 'static,
     S: StateStore + 'static,
 {
     use futures::StreamExt;
-    let (conn, _h, mut msgs) =
-        rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])?;
+    use netlink_packet_core::NetlinkPayload;
+    use netlink_packet_route::RouteNetlinkMessage;
+    let (conn, _h, mut msgs) = rtnetlink::new_multicast_connection(&[
+        rtnetlink::MulticastGroup::Ipv4Ifaddr,
+        rtnetlink::MulticastGroup::Link,
+    ])?;
     let conn = tokio::spawn(conn);
     // Changes made while no one was watching.
-    with_agent(&agent, |a| a.sync_host_addrs()).await??;
-    while msgs.next().await.is_some() {
-        if let Err(e) = with_agent(&agent, |a| a.sync_host_addrs()).await? {
-            warn!("syncing host addresses: {e:#}");
+    with_agent(&shared, |a| a.sync_host_addrs()).await??;
+    while let Some((msg, _)) = msgs.next().await {
+        match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(_)) => {
+                report_repairs(with_agent(&shared, |a| a.repair()).await?);
+            }
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
+            ) => {
+                if let Err(e) = with_agent(&shared, |a| a.sync_host_addrs()).await? {
+                    warn!("syncing host addresses: {e:#}");
+                }
+            }
+            _ => {}
         }
     }
     conn.abort();
-    anyhow::bail!("the netlink address subscription ended")
+    anyhow::bail!("the netlink subscription ended")
+}
+
+/// Repairs drift every [`DRIFT_INTERVAL`], whatever netlink said.
+pub async fn check_drift<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
+where
+    D: DatapathOps + 'static,
+    L: LinkOps + 'static,
+    S: StateStore + 'static,
+{
+    let mut tick = tokio::time::interval(DRIFT_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        report_repairs(with_agent(&shared, |a| a.repair()).await?);
+    }
+}
+
+fn report_repairs(r: Result<super::repair::Repairs, crate::api::ApiError>) {
+    match r {
+        Ok(r) if r.count() > 0 => info!(
+            pruned = r.pruned.len(),
+            recreated = r.recreated.len(),
+            reattached = r.reattached.len(),
+            "repaired drift"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("repairing drift: {e}"),
+    }
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {

@@ -67,10 +67,15 @@ fn endpoint(s: &Scratch, name: &str, network: Option<&str>, ports: &[&str]) -> E
 /// empty; endpoints a (ports, also on back) and b on bridge.
 fn scene(faults: &Faults) -> (FakeAgent, Scratch) {
     let s = Scratch::new();
+    let mut links = FakeLinks::new(faults.clone());
+    links.addrs.insert(Ipv4Addr::LOCALHOST);
+    links.addrs.insert(Ipv4Addr::new(192, 168, 77, 2));
+    links.routes.push("192.168.77.0/24".parse().unwrap());
+    links.busy_ports.insert(2222);
     let mut a = Agent::new(
         State::default(),
         FakeDatapath::new(faults.clone()),
-        FakeLinks::new(faults.clone()),
+        links,
         MemoryStore {
             saved: None,
             faults: faults.clone(),
@@ -313,6 +318,32 @@ fn refused_requests_change_nothing() {
     assert!(a
         .create_network(&network("clash", "10.9.0.128/25", &[]))
         .is_err());
+    // What the host says no to: its routes and addresses, special blocks, its busy ports,
+    // addresses it does not have, the outbound NAT range.
+    for (subnet, why) in [
+        ("192.168.77.0/25", "overlaps the host's route"),
+        ("127.0.0.0/16", "is loopback"),
+        ("224.1.0.0/16", "is multicast"),
+    ] {
+        let err = a.create_network(&network("x", subnet, &[])).unwrap_err();
+        assert!(err.msg.contains(why), "{subnet}: {err}");
+    }
+    for (spec, why) in [
+        ("2222:22", "address already in use"),
+        ("10.1.2.3:8000:80", "not an address of this host"),
+        ("45000:80", "outbound NAT range"),
+    ] {
+        let err = a.publish("b", &[spec.into()]).unwrap_err();
+        assert!(err.msg.contains(why), "{spec}: {err}");
+    }
+    let err = a
+        .create_endpoint(&EndpointCreate {
+            network: Some("back".into()),
+            ip: Some(Ipv4Addr::new(10, 9, 0, 254)),
+            ..endpoint(&s, "c", None, &[])
+        })
+        .unwrap_err();
+    assert!(err.msg.contains("host-gateway"), "{err}");
     assert_eq!(snapshot(&a), before);
 }
 
@@ -332,4 +363,36 @@ fn reconcile_rebuilds_the_kernel_from_the_state() {
         "b's namespace is gone"
     );
     check_consistent(&a, false);
+}
+
+#[test]
+fn queries_never_wait_for_a_change_in_progress() {
+    use std::sync::{mpsc, Arc};
+
+    use crate::api::Service;
+
+    let faults = Faults::none();
+    let (a, _s) = scene(&faults);
+    let shared = Arc::new(super::Shared::new(a));
+    let (started, wait_started) = mpsc::channel();
+    let (finish, wait_finish) = mpsc::channel::<()>();
+    let writer = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            shared.write(|_| {
+                started.send(()).unwrap();
+                wait_finish.recv().unwrap();
+            })
+        })
+    };
+    wait_started.recv().unwrap();
+    // The agent is held by a change; queries are answered from the snapshot all the same.
+    assert_eq!(shared.networks().len(), 3);
+    assert_eq!(shared.endpoint("a").unwrap().name, "a");
+    assert_eq!(shared.ports().len(), 2);
+    finish.send(()).unwrap();
+    writer.join().unwrap();
+    // And a change shows in the next query.
+    shared.remove_endpoint("b").unwrap();
+    assert!(shared.endpoint("b").is_err());
 }

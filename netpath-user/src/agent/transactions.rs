@@ -19,7 +19,8 @@ use crate::{
     api::ApiError,
     datapath::{be_addr, be_port, AttachmentEntry, DatapathError, DatapathOps, XdpMode},
     model::{
-        Attachment, Connect, Endpoint, EndpointCreate, ModelError, Network, NetworkCreate, State,
+        plan::HostView, Attachment, Connect, Endpoint, EndpointCreate, ModelError, Network,
+        NetworkCreate, State,
     },
     netlink::{EndpointLink, EndpointLinkSpec, LinkOps, NetError},
     ports::PortMapping,
@@ -36,6 +37,8 @@ pub struct Agent<D, L, S> {
     /// Where the datapath hooks in beside the endpoints.
     pub(super) host: HostHooks,
     pub(super) hosts: HostsFiles,
+    /// Repairs of drift made since start ([`super::repair`]).
+    pub(super) repairs: u64,
 }
 
 /// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
@@ -119,6 +122,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             links: HashMap::new(),
             host,
             hosts: HostsFiles::default(),
+            repairs: 0,
         }
     }
 
@@ -319,8 +323,27 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(id)
     }
 
+    /// Runs `f` with what planning needs to know of the host, read now.
+    fn with_host<T>(
+        &self,
+        f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
+    ) -> Result<T, ApiError> {
+        let routes = self.net.route_subnets()?;
+        let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
+        let net = &self.net;
+        let busy = |m: &PortMapping| net.port_busy(m);
+        Ok(f(
+            &self.state,
+            HostView {
+                routes: &routes,
+                addrs: &addrs,
+                busy: &busy,
+            },
+        )?)
+    }
+
     pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<Endpoint, ApiError> {
-        let mut ep = self.state.plan_endpoint(req)?;
+        let mut ep = self.with_host(|s, host| s.plan_endpoint(req, host))?;
         ep.netns_id = Some(self.check_netns(&req.netns)?);
         let att = ep.attachments[0].clone();
         let net = self.state.network(&att.network)?.clone();
@@ -357,7 +380,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     pub fn publish(&mut self, name: &str, specs: &[String]) -> Result<Vec<PortMapping>, ApiError> {
-        let maps = self.state.plan_publish(name, specs)?;
+        let maps = self.with_host(|s, host| s.plan_publish(name, specs, host))?;
         let mut next = self.state.clone();
         let ep = next
             .endpoints
@@ -393,8 +416,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     pub fn create_network(&mut self, req: &NetworkCreate) -> Result<Network, ApiError> {
-        let routes = self.net.route_subnets()?;
-        let net = self.state.plan_network(req, &routes)?;
+        let net = self.with_host(|s, host| s.plan_network(req, host))?;
         let mut next = self.state.clone();
         next.networks.insert(net.name.clone(), net.clone());
         self.transact(|a, tx| {

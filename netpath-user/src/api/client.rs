@@ -112,6 +112,11 @@ impl Client {
             .map(drop)
     }
 
+    pub async fn prune(&self) -> Result<Vec<String>> {
+        self.call::<(), _>(Route::new(RouteKind::EndpointPrune), None)
+            .await
+    }
+
     pub async fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>> {
         self.call(Route::named(RouteKind::Publish, endpoint), Some(req))
             .await

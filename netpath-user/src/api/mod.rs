@@ -64,23 +64,26 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// What the agent serves; [`server`] routes requests to it. The agent implements it over the
-/// real kernel, unit tests over fakes.
-pub trait Service: Send + 'static {
+/// What the agent serves; [`server`] routes requests to it. Implementations do their own
+/// locking (the agent's: one change at a time, queries from a snapshot), so every method takes
+/// `&self` and requests run side by side.
+pub trait Service: Send + Sync + 'static {
     fn version(&self) -> VersionView;
     fn stats(&self) -> StatsView;
     fn networks(&self) -> Vec<NetworkView>;
     fn network(&self, name: &str) -> Result<NetworkView, ApiError>;
-    fn create_network(&mut self, req: &NetworkCreate) -> Result<NetworkView, ApiError>;
-    fn remove_network(&mut self, name: &str) -> Result<(), ApiError>;
-    fn connect(&mut self, network: &str, req: &Connect) -> Result<EndpointView, ApiError>;
-    fn disconnect(&mut self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError>;
+    fn create_network(&self, req: &NetworkCreate) -> Result<NetworkView, ApiError>;
+    fn remove_network(&self, name: &str) -> Result<(), ApiError>;
+    fn connect(&self, network: &str, req: &Connect) -> Result<EndpointView, ApiError>;
+    fn disconnect(&self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError>;
     fn endpoints(&self) -> Vec<EndpointView>;
     fn endpoint(&self, name: &str) -> Result<EndpointView, ApiError>;
-    fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<EndpointView, ApiError>;
-    fn remove_endpoint(&mut self, name: &str) -> Result<(), ApiError>;
-    fn publish(&mut self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
-    fn unpublish(&mut self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
+    fn create_endpoint(&self, req: &EndpointCreate) -> Result<EndpointView, ApiError>;
+    fn remove_endpoint(&self, name: &str) -> Result<(), ApiError>;
+    /// Removes the endpoints whose namespace is gone; their names.
+    fn prune(&self) -> Result<Vec<String>, ApiError>;
+    fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
+    fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn ports(&self) -> Vec<PortView>;
 }
 

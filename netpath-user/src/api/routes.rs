@@ -70,6 +70,8 @@ routes! {
     EndpointInspect: GET "/v1/endpoints/{name}";
     /// `{}`.
     EndpointRemove: DELETE "/v1/endpoints/{name}";
+    /// → `[String]`: endpoints removed because their namespace is gone.
+    EndpointPrune: POST "/v1/endpoints/prune";
     /// `PortsRequest` → `[Port]` added.
     Publish: POST "/v1/endpoints/{name}/publish";
     /// `PortsRequest` → `[Port]` removed.

@@ -13,11 +13,10 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::UnixListener;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     routes::{Route, RouteKind},
@@ -26,16 +25,28 @@ use super::{
 
 /// The largest request body the agent reads.
 pub const MAX_BODY: usize = 1 << 20;
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 128;
+/// How long a connection may take to send a request's headers (idle keep-alive included).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `service` on `listener` until `shutdown` completes.
 pub async fn serve<S: Service>(
     listener: UnixListener,
-    service: Arc<Mutex<S>>,
+    service: Arc<S>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = &mut shutdown => return,
+        };
         let conn = tokio::select! {
             conn = listener.accept() => conn,
             () = &mut shutdown => return,
@@ -55,8 +66,11 @@ pub async fn serve<S: Service>(
         };
         let service = service.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {
@@ -67,7 +81,7 @@ pub async fn serve<S: Service>(
 }
 
 async fn handle<S: Service>(
-    service: Arc<Mutex<S>>,
+    service: Arc<S>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
@@ -91,21 +105,19 @@ async fn handle<S: Service>(
     };
     let kind = route.kind;
     let res = tokio::task::spawn_blocking(move || {
-        catch_unwind(AssertUnwindSafe(|| {
-            let mut svc = service.lock();
-            dispatch(&mut *svc, &route, &body)
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            error!(route = kind.label(), "request panicked: {what}");
-            Err(ApiError::internal(
-                "internal error: the agent hit a bug handling this request (see its log)",
-            ))
-        })
+        catch_unwind(AssertUnwindSafe(|| dispatch(&*service, &route, &body))).unwrap_or_else(
+            |panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                error!(route = kind.label(), "request panicked: {what}");
+                Err(ApiError::internal(
+                    "internal error: the agent hit a bug handling this request (see its log)",
+                ))
+            },
+        )
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(e)));
@@ -115,7 +127,12 @@ async fn handle<S: Service>(
             if e.status.is_server_error() {
                 error!(route = kind.label(), "{}", e.msg);
             } else {
-                debug!(route = kind.label(), "refused: {}", e.msg);
+                info!(
+                    route = kind.label(),
+                    status = e.status.as_u16(),
+                    "refused: {}",
+                    e.msg
+                );
             }
             error_response(&e)
         }
@@ -124,7 +141,7 @@ async fn handle<S: Service>(
 
 /// Routes one request to `svc`: decode the body, call, encode the answer.
 pub fn dispatch<S: Service + ?Sized>(
-    svc: &mut S,
+    svc: &S,
     route: &Route,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
@@ -142,6 +159,7 @@ pub fn dispatch<S: Service + ?Sized>(
         RouteKind::EndpointCreate => to_json(&svc.create_endpoint(&parse_body(body)?)?),
         RouteKind::EndpointInspect => to_json(&svc.endpoint(name)?),
         RouteKind::EndpointRemove => svc.remove_endpoint(name).map(|()| b"{}".to_vec()),
+        RouteKind::EndpointPrune => to_json(&svc.prune()?),
         RouteKind::Publish => to_json(&svc.publish(name, &parse_body(body)?)?),
         RouteKind::Unpublish => to_json(&svc.unpublish(name, &parse_body(body)?)?),
         RouteKind::PortList => to_json(&svc.ports()),
@@ -179,8 +197,6 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
 mod tests {
     use std::sync::Arc;
 
-    use parking_lot::Mutex;
-
     use super::serve;
     use crate::{
         api::{
@@ -206,16 +222,16 @@ mod tests {
         fn network(&self, _: &str) -> Result<NetworkView, ApiError> {
             panic!("a bug")
         }
-        fn create_network(&mut self, _: &NetworkCreate) -> Result<NetworkView, ApiError> {
+        fn create_network(&self, _: &NetworkCreate) -> Result<NetworkView, ApiError> {
             panic!("a bug")
         }
-        fn remove_network(&mut self, _: &str) -> Result<(), ApiError> {
+        fn remove_network(&self, _: &str) -> Result<(), ApiError> {
             panic!("a bug")
         }
-        fn connect(&mut self, _: &str, _: &Connect) -> Result<EndpointView, ApiError> {
+        fn connect(&self, _: &str, _: &Connect) -> Result<EndpointView, ApiError> {
             panic!("a bug")
         }
-        fn disconnect(&mut self, _: &str, _: &Disconnect) -> Result<EndpointView, ApiError> {
+        fn disconnect(&self, _: &str, _: &Disconnect) -> Result<EndpointView, ApiError> {
             panic!("a bug")
         }
         fn endpoints(&self) -> Vec<EndpointView> {
@@ -224,16 +240,19 @@ mod tests {
         fn endpoint(&self, _: &str) -> Result<EndpointView, ApiError> {
             panic!("a bug")
         }
-        fn create_endpoint(&mut self, _: &EndpointCreate) -> Result<EndpointView, ApiError> {
+        fn create_endpoint(&self, _: &EndpointCreate) -> Result<EndpointView, ApiError> {
             panic!("a bug")
         }
-        fn remove_endpoint(&mut self, _: &str) -> Result<(), ApiError> {
+        fn remove_endpoint(&self, _: &str) -> Result<(), ApiError> {
             panic!("a bug")
         }
-        fn publish(&mut self, _: &str, _: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+        fn prune(&self) -> Result<Vec<String>, ApiError> {
             panic!("a bug")
         }
-        fn unpublish(&mut self, _: &str, _: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+        fn publish(&self, _: &str, _: &PortsRequest) -> Result<Vec<Port>, ApiError> {
+            panic!("a bug")
+        }
+        fn unpublish(&self, _: &str, _: &PortsRequest) -> Result<Vec<Port>, ApiError> {
             panic!("a bug")
         }
         fn ports(&self) -> Vec<PortView> {
@@ -254,7 +273,7 @@ mod tests {
         rt.block_on(async {
             let listener = tokio::net::UnixListener::bind(&socket).unwrap();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(serve(listener, Arc::new(Mutex::new(Buggy)), async {
+            let server = tokio::spawn(serve(listener, Arc::new(Buggy), async {
                 let _ = stopped.await;
             }));
             let client = Client::new(&socket);

@@ -42,6 +42,9 @@ pub struct AgentArgs {
     /// cgroup v2 directory where the socket hooks attach (default: the hierarchy's root).
     #[arg(long, value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
+    /// Let this group use the API socket (mode 0660); default: root only (0600).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// When a pinned flow table's layout differs from this build's, start it empty instead
     /// of refusing (connections translated through it are reset).
     #[arg(long)]
@@ -112,6 +115,7 @@ pub async fn run(args: AgentArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
         },
         cgroup: args.cgroup,
         reset_flows: args.reset_flows,
+        socket_group: args.socket_group,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -55,6 +55,10 @@ pub enum EndpointCmd {
         after_help = "Examples:\n  netpath endpoint ls\n  netpath endpoint ls -q --filter network=back\n  netpath endpoint ls --format '{{.Name}} {{.IPAddress}}'\n  netpath endpoint ls --format json\n\nFilters: id, name, network, label (KEY or KEY=VALUE), publish (PORT[/PROTO]).\nTemplate fields: ID, Name, Network, Networks, IPAddress, MacAddress, Ports, Labels, Netns."
     )]
     Ls(ListArgs),
+    /// Remove every endpoint whose network namespace is gone (the agent also does this by
+    /// itself when it notices).
+    #[command(after_help = "Examples:\n  netpath endpoint prune")]
+    Prune,
     /// Show endpoints as JSON (each is tried; failures are reported).
     #[command(
         after_help = "Examples:\n  netpath endpoint inspect web\n  netpath endpoint inspect web --format '{{.IPAddress}}'"
@@ -161,6 +165,16 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                 "table {{.ID}}\t{{.Name}}\t{{.Networks}}\t{{.IPAddress}}\t{{.Ports}}",
                 &[("ID", "ENDPOINT ID"), ("IPAddress", "IP")],
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        EndpointCmd::Prune => {
+            let pruned = client.prune().await?;
+            if !pruned.is_empty() {
+                println!("Deleted endpoints:");
+            }
+            for n in pruned {
+                println!("{n}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         EndpointCmd::Inspect { names, format } => {

@@ -31,7 +31,12 @@ pub enum Hook {
 
 impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.pin_name())
+        match self {
+            Hook::UplinkTc(i) => write!(f, "TC ingress of uplink {i}"),
+            Hook::UplinkXdp(i, m) => write!(f, "XDP ({m:?}) of uplink {i}"),
+            Hook::Endpoint(i) => write!(f, "TC ingress of endpoint veth {i}"),
+            Hook::Sock(p) => write!(f, "cgroup hook {p}"),
+        }
     }
 }
 
@@ -276,8 +281,13 @@ impl Datapath {
 
     fn attach_new(&mut self, hook: &Hook) -> Result<FdLink, DatapathError> {
         let name = hook.program();
-        let err = |e| program_error(name, e);
-        let link_err = |e: LinkError| DatapathError::Program(name, e.to_string());
+        let err = |e| match program_error(name, e) {
+            DatapathError::Program(n, msg) => {
+                DatapathError::Program(n, format!("at {hook}: {msg}"))
+            }
+            other => other,
+        };
+        let link_err = |e: LinkError| DatapathError::Program(name, format!("at {hook}: {e}"));
         match hook {
             Hook::UplinkTc(i) | Hook::Endpoint(i) => {
                 let p: &mut SchedClassifier = program(&mut self.ebpf, name)?;

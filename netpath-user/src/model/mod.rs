@@ -5,6 +5,7 @@
 //! | here | the state's types ([`State`] is what the state file holds) |
 //! | [`requests`] | what each request asks for (the API's request bodies) |
 //! | [`plan`] | validation and planning of every request, without side effects |
+//! | [`validate`] | checking a state read from disk |
 //!
 //! Every request is first *planned* against the current state (all validation, no kernel
 //! access); only a plan that passed is carried out by the agent, so a rejected request
@@ -23,6 +24,7 @@ use crate::{ipam::Subnet, ports::PortMapping};
 
 pub mod plan;
 pub mod requests;
+pub mod validate;
 
 pub use plan::ModelError;
 pub use requests::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};

@@ -3,6 +3,38 @@
 //! kernel, so a refused request changes nothing.
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
+/// What planning needs to know of the host, read by the agent: its routes and addresses,
+/// and which host ports its processes hold.
+#[derive(Clone, Copy)]
+pub struct HostView<'a> {
+    /// Destinations of the main routing table.
+    pub routes: &'a [Subnet],
+    /// Every IPv4 address of the agent's namespace.
+    pub addrs: &'a [Ipv4Addr],
+    /// Whether a host process holds a mapping's address and port.
+    pub busy: ports::Busy<'a>,
+}
+
+impl HostView<'static> {
+    /// A host with no routes, no addresses, nothing bound (planning in tests).
+    pub fn empty() -> HostView<'static> {
+        HostView {
+            routes: &[],
+            addrs: &[],
+            busy: &|_| false,
+        }
+    }
+}
+
+/// Blocks of addresses no network may use, and why.
+const SPECIAL: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\" addresses"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+];
+
 use super::{
     host_ifname, new_id, valid_name, Attachment, Connect, Endpoint, EndpointCreate, Network,
     NetworkCreate, State, DEFAULT_DRIVER, DEFAULT_NETWORK, DRIVERS, HOST_GATEWAY,
@@ -84,6 +116,16 @@ pub enum ModelError {
     UnknownDriver(String),
     #[error("invalid label {0:?}: the key must not be empty")]
     BadLabel(String),
+    #[error("subnet {0} is {1}: a network cannot use it")]
+    SpecialSubnet(Subnet, &'static str),
+    #[error("subnet {0} overlaps the host's route to {1}: the host could no longer reach it")]
+    RouteOverlap(Subnet, Subnet),
+    #[error("subnet {0} holds the host's address {1}: the host could no longer reach it")]
+    HostAddress(Subnet, Ipv4Addr),
+    #[error("cannot publish on {0}: not an address of this host")]
+    NotHostAddress(Ipv4Addr),
+    #[error("address {0} is the host-gateway of network {1} (host.docker.internal)")]
+    HostGatewayAddress(Ipv4Addr, String),
 }
 
 impl State {
@@ -93,6 +135,9 @@ impl State {
         match want {
             Some(ip) => {
                 net.subnet.check_assignable(ip, net.gateway)?;
+                if ip == net.host_gateway() {
+                    return Err(ModelError::HostGatewayAddress(ip, net.name.clone()));
+                }
                 if used.contains(&ip) {
                     return Err(IpamError::InUse(ip).into());
                 }
@@ -105,7 +150,9 @@ impl State {
                 let ip = pool
                     .addresses()
                     .find(|ip| {
-                        !used.contains(ip) && net.subnet.check_assignable(*ip, net.gateway).is_ok()
+                        !used.contains(ip)
+                            && *ip != net.host_gateway()
+                            && net.subnet.check_assignable(*ip, net.gateway).is_ok()
                     })
                     .ok_or(IpamError::Exhausted(pool))?;
                 Ok(ip)
@@ -113,12 +160,12 @@ impl State {
         }
     }
 
-    /// Validates a network request against the networks and the host's routes (`routes`,
-    /// only consulted when the subnet is chosen here) and returns the network it would create.
+    /// Validates a network request against the networks and the host (its routes and
+    /// addresses) and returns the network it would create.
     pub fn plan_network(
         &self,
         req: &NetworkCreate,
-        routes: &[Subnet],
+        host: HostView<'_>,
     ) -> Result<Network, ModelError> {
         if !valid_name(&req.name) {
             return Err(ModelError::BadName(req.name.clone()));
@@ -164,14 +211,16 @@ impl State {
                 if let Some(n) = self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
                     return Err(ModelError::Overlap(subnet, n.subnet, n.name.clone()));
                 }
+                self.check_host_overlap(subnet, host)?;
                 subnet
             }
             None => {
                 if req.gateway.is_some() || req.ip_range.is_some() {
                     return Err(ModelError::NeedsSubnet);
                 }
-                let mut taken: Vec<Subnet> = routes.to_vec();
+                let mut taken: Vec<Subnet> = self.foreign_routes(host).collect();
                 taken.extend(self.networks.values().map(|n| n.subnet));
+                taken.extend(host.addrs.iter().filter_map(|a| Subnet::new(*a, 32).ok()));
                 ipam::pick_subnet(&taken)?
             }
         };
@@ -214,6 +263,31 @@ impl State {
         })
     }
 
+    /// The host's routes that are not netpath's own (a default route, and the /32 routes to
+    /// endpoints, which lie inside netpath's networks, do not count).
+    fn foreign_routes<'a>(&'a self, host: HostView<'a>) -> impl Iterator<Item = Subnet> + 'a {
+        host.routes.iter().copied().filter(move |r| {
+            r.prefix() > 0 && !self.networks.values().any(|n| n.subnet.contains(r.addr()))
+        })
+    }
+
+    /// Refuses a subnet the host needs or that no network may use.
+    fn check_host_overlap(&self, subnet: Subnet, host: HostView<'_>) -> Result<(), ModelError> {
+        for (block, what) in SPECIAL {
+            let block: Subnet = block.parse().unwrap_or(subnet);
+            if block.overlaps(&subnet) {
+                return Err(ModelError::SpecialSubnet(subnet, what));
+            }
+        }
+        if let Some(r) = self.foreign_routes(host).find(|r| r.overlaps(&subnet)) {
+            return Err(ModelError::RouteOverlap(subnet, r));
+        }
+        if let Some(a) = host.addrs.iter().find(|a| subnet.contains(**a)) {
+            return Err(ModelError::HostAddress(subnet, *a));
+        }
+        Ok(())
+    }
+
     /// Validates removing a network.
     pub fn plan_network_rm(&self, name: &str) -> Result<&Network, ModelError> {
         let net = self.network(name)?;
@@ -228,7 +302,11 @@ impl State {
     }
 
     /// Validates an endpoint request and returns the endpoint it would create.
-    pub fn plan_endpoint(&self, req: &EndpointCreate) -> Result<Endpoint, ModelError> {
+    pub fn plan_endpoint(
+        &self,
+        req: &EndpointCreate,
+        host: HostView<'_>,
+    ) -> Result<Endpoint, ModelError> {
         if !valid_name(&req.name) {
             return Err(ModelError::BadName(req.name.clone()));
         }
@@ -263,7 +341,7 @@ impl State {
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));
         }
-        ep.ports = self.resolve_specs(&req.ports)?;
+        ep.ports = self.resolve_specs(&req.ports, host)?;
         Ok(ep)
     }
 
@@ -327,15 +405,26 @@ impl State {
     }
 
     /// Resolves `-p` specs against everything already published.
-    fn resolve_specs(&self, specs: &[String]) -> Result<Vec<PortMapping>, ModelError> {
+    fn resolve_specs(
+        &self,
+        specs: &[String],
+        host: HostView<'_>,
+    ) -> Result<Vec<PortMapping>, ModelError> {
         let parsed = specs
             .iter()
             .map(|s| s.parse::<PortSpec>())
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(ip) = parsed
+            .iter()
+            .filter_map(|p| p.host_ip)
+            .find(|ip| !host.addrs.contains(ip))
+        {
+            return Err(ModelError::NotHostAddress(ip));
+        }
         let mut taken = PortIndex::new(self.all_ports());
         let mut out = Vec::new();
         for spec in &parsed {
-            let got = ports::resolve(spec, &taken)?;
+            let got = ports::resolve(spec, &taken, host.busy)?;
             for m in &got {
                 taken.insert(m);
             }
@@ -349,6 +438,7 @@ impl State {
         &self,
         endpoint: &str,
         specs: &[String],
+        host: HostView<'_>,
     ) -> Result<Vec<PortMapping>, ModelError> {
         let ep = self.endpoint(endpoint)?;
         if specs.is_empty() {
@@ -359,7 +449,7 @@ impl State {
                 return Err(ModelError::InternalPorts(p.network.clone()));
             }
         }
-        self.resolve_specs(specs)
+        self.resolve_specs(specs, host)
     }
 
     /// Validates an unpublish request: the mappings of `endpoint` it removes. Every spec must

@@ -1,4 +1,14 @@
 use super::{plan::*, *};
+
+/// The host of these tests: loopback and one address, no routes, nothing bound.
+fn host() -> HostView<'static> {
+    const ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, 0, 5)];
+    HostView {
+        routes: &[],
+        addrs: &ADDRS,
+        busy: &|_| false,
+    }
+}
 use crate::ipam;
 
 fn state() -> State {
@@ -10,7 +20,7 @@ fn state() -> State {
                 subnet: Some("172.17.0.0/16".into()),
                 ..Default::default()
             },
-            &[],
+            host(),
         )
         .unwrap();
     s.networks.insert(net.name.clone(), net);
@@ -18,7 +28,7 @@ fn state() -> State {
 }
 
 fn net(s: &mut State, r: NetworkCreate) -> Network {
-    let n = s.plan_network(&r, &[]).unwrap();
+    let n = s.plan_network(&r, host()).unwrap();
     s.networks.insert(n.name.clone(), n.clone());
     n
 }
@@ -42,7 +52,7 @@ fn req(name: &str, ip: Option<[u8; 4]>, ports: &[&str]) -> EndpointCreate {
 }
 
 fn add(s: &mut State, r: &EndpointCreate) -> Endpoint {
-    let mut ep = s.plan_endpoint(r).unwrap();
+    let mut ep = s.plan_endpoint(r, host()).unwrap();
     ep.netns = format!("/x/{}", r.name).into(); // distinct namespaces
     s.endpoints.insert(ep.name.clone(), ep.clone());
     ep
@@ -84,7 +94,7 @@ fn rejects_bad_requests() {
         },
     ];
     for r in &cases {
-        assert!(s.plan_endpoint(r).is_err(), "{r:?} accepted");
+        assert!(s.plan_endpoint(r, host()).is_err(), "{r:?} accepted");
     }
     assert_eq!(s, before);
 }
@@ -93,12 +103,14 @@ fn rejects_bad_requests() {
 fn publish_and_unpublish_plans() {
     let mut s = state();
     add(&mut s, &req("a", None, &["8000-8002:80-82"]));
-    assert!(s.plan_publish("a", &["8001:90".into()]).is_err());
+    assert!(s.plan_publish("a", &["8001:90".into()], host()).is_err());
     assert_eq!(
-        s.plan_publish("a", &["9000:90/udp".into()]).unwrap().len(),
+        s.plan_publish("a", &["9000:90/udp".into()], host())
+            .unwrap()
+            .len(),
         1
     );
-    assert!(s.plan_publish("zz", &["9000:90".into()]).is_err());
+    assert!(s.plan_publish("zz", &["9000:90".into()], host()).is_err());
     assert_eq!(
         s.plan_unpublish("a", &["8000-8002:80-82".into()])
             .unwrap()
@@ -126,7 +138,16 @@ fn save_and_load_round_trip() {
 fn networks_get_pool_subnets_and_docker_rules() {
     let mut s = state();
     let host_route: Subnet = "172.18.0.0/16".parse().unwrap();
-    let a = s.plan_network(&create("a"), &[host_route]).unwrap();
+    let routes = [host_route];
+    let a = s
+        .plan_network(
+            &create("a"),
+            HostView {
+                routes: &routes,
+                ..host()
+            },
+        )
+        .unwrap();
     assert_eq!(
         a.subnet.to_string(),
         "172.19.0.0/16",
@@ -198,7 +219,7 @@ fn networks_get_pool_subnets_and_docker_rules() {
         },
     ];
     for r in &bad {
-        assert!(s.plan_network(r, &[]).is_err(), "{r:?} accepted");
+        assert!(s.plan_network(r, host()).is_err(), "{r:?} accepted");
     }
     assert_eq!(s, before);
 }
@@ -226,11 +247,11 @@ fn ip_range_bounds_allocation_and_internal_networks_refuse_ports() {
         ..req("y", None, &["8080:80"])
     };
     assert!(matches!(
-        s.plan_endpoint(&r),
+        s.plan_endpoint(&r, host()),
         Err(ModelError::InternalPorts(_))
     ));
     assert!(matches!(
-        s.plan_publish("x", &["8080:80".into()]),
+        s.plan_publish("x", &["8080:80".into()], host()),
         Err(ModelError::InternalPorts(_))
     ));
 }
@@ -316,7 +337,7 @@ fn drivers_and_labels() {
                 driver: Some("overlay".into()),
                 ..create("o")
             },
-            &[]
+            host()
         ),
         Err(ModelError::UnknownDriver(_))
     ));
@@ -326,7 +347,7 @@ fn drivers_and_labels() {
                 labels: [(" ".to_string(), String::new())].into(),
                 ..create("o")
             },
-            &[]
+            host()
         ),
         Err(ModelError::BadLabel(_))
     ));

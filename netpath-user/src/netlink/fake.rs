@@ -45,6 +45,8 @@ pub struct FakeLinks {
     pub addrs: BTreeSet<Ipv4Addr>,
     /// Uplinks by name (read only).
     pub uplinks: BTreeMap<String, (u32, Ipv4Addr)>,
+    /// Host ports processes hold (read only).
+    pub busy_ports: BTreeSet<u16>,
     next_ifindex: Ignored<u32>,
     faults: FaultsHandle,
 }
@@ -133,5 +135,8 @@ impl LinkOps for FakeLinks {
     }
     fn own_netns(&self) -> Result<NetnsId, NetnsError> {
         Ok(NetnsId { dev: 0, ino: 1 })
+    }
+    fn port_busy(&self, m: &crate::ports::PortMapping) -> bool {
+        self.busy_ports.contains(&m.host_port)
     }
 }

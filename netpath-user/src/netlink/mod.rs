@@ -19,7 +19,7 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
-use crate::{ipam::Subnet, model::NetnsId};
+use crate::{ipam::Subnet, model::NetnsId, ports::PortMapping};
 
 mod endpoint;
 #[cfg(any(test, feature = "testing"))]
@@ -53,6 +53,8 @@ pub trait LinkOps: Send {
     fn netns_id(&self, path: &Path) -> Result<NetnsId, netns::NetnsError>;
     /// The identity of the agent's own network namespace.
     fn own_netns(&self) -> Result<NetnsId, netns::NetnsError>;
+    /// Whether a process of the host holds the address and port `m` would publish.
+    fn port_busy(&self, m: &PortMapping) -> bool;
 }
 
 /// Whether `name` is one netpath gives an endpoint's host-side veth: `np`, then 10 hex
@@ -103,6 +105,58 @@ impl LinkOps for Netlink {
     fn own_netns(&self) -> Result<NetnsId, netns::NetnsError> {
         netns::own()
     }
+    fn port_busy(&self, m: &PortMapping) -> bool {
+        port_busy(m)
+    }
+}
+
+/// Whether binding `m`'s host address and port fails here (Docker binds the port it
+/// publishes; netpath only probes, so nothing is held). TCP probes with `SO_REUSEADDR`, so
+/// only a listener (not a closed connection's TIME_WAIT) counts.
+pub fn port_busy(m: &PortMapping) -> bool {
+    use crate::ports::Proto;
+    let ty = match m.proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+    };
+    // SAFETY: a plain socket; closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return false;
+    }
+    if m.proto == Proto::Tcp {
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd and option.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: m.host_port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(m.host_ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a sockaddr_in of the size passed.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let busy = rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EADDRINUSE);
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    busy
 }
 
 /// Every veth of this namespace with an endpoint veth's name.

@@ -18,8 +18,12 @@ pub struct AgentOptions {
     pub uplinks: Vec<String>,
     /// `off`, `native` or `generic`.
     pub xdp: String,
-    /// Holds the socket, the state directory and the log.
+    /// Holds the log (and, unless told otherwise, the socket and the state directory).
     pub dir: PathBuf,
+    /// The API socket (default `DIR/netpath.sock`).
+    pub socket: PathBuf,
+    /// The state directory (default `DIR/state`).
+    pub state_dir: PathBuf,
     /// Where maps are pinned.
     pub bpffs: PathBuf,
     /// More `netpath agent` flags.
@@ -34,13 +38,15 @@ impl AgentOptions {
             uplinks: vec![uplink.to_string()],
             xdp: "off".into(),
             dir: dir.to_path_buf(),
+            socket: dir.join("netpath.sock"),
+            state_dir: dir.join("state"),
             bpffs: PathBuf::from("/sys/fs/bpf/netpath"),
             extra: Vec::new(),
         }
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("netpath.sock")
+        self.socket.clone()
     }
 
     pub fn log(&self) -> PathBuf {
@@ -74,7 +80,7 @@ impl AgentProcess {
         }
         cmd.args(["--xdp", &opts.xdp])
             .arg("--state-dir")
-            .arg(opts.dir.join("state"))
+            .arg(&opts.state_dir)
             .arg("--bpffs")
             .arg(&opts.bpffs)
             .args(&opts.extra)

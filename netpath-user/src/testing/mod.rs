@@ -107,9 +107,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        if std::path::Path::new(&self.path()).exists() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
         // Files `ip netns exec` would show in it (the agent writes a hosts file there).
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }

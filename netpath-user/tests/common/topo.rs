@@ -118,6 +118,75 @@ impl Topo {
             .expect("run netpath uninstall")
     }
 
+    /// Flags for the agent's next start.
+    pub fn set_agent_args(&mut self, extra: &[&str]) {
+        self.opts.extra = extra.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Starts the agent expecting it to fail; what it said.
+    pub fn start_agent_failing(&mut self) -> String {
+        match AgentProcess::start(self.opts.clone()) {
+            Ok(a) => {
+                self.agent = Some(a);
+                panic!("the agent started")
+            }
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    /// How the agent is started.
+    pub fn agent_opts(&self) -> AgentOptions {
+        self.opts.clone()
+    }
+
+    /// The agent's pid.
+    pub fn agent_pid(&self) -> u32 {
+        self.agent
+            .as_ref()
+            .and_then(AgentProcess::pid)
+            .expect("a running agent")
+    }
+
+    /// A raw API request with curl: (HTTP status, body).
+    pub fn http(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+        use std::io::Write as _;
+        let mut child = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--max-time",
+                "20",
+                "-X",
+                method,
+            ])
+            .arg("--unix-socket")
+            .arg(&self.socket)
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                "@-",
+            ])
+            .arg(format!("http://netpath{path}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let mut stdin = child.stdin.take().unwrap();
+        let body = body.map(<[u8]>::to_vec).unwrap_or_default();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub fn start_agent(&mut self) {
         self.agent =
             Some(AgentProcess::start(self.opts.clone()).unwrap_or_else(|e| panic!("{e:#}")));
