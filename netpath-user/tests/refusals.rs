@@ -428,7 +428,12 @@ fn endpoints_whose_namespace_is_gone_go() {
     wait_until(
         "the sleeper in the namespace",
         Duration::from_secs(5),
-        || !held.exec("ip", &["netns", "pids", &held.name]).trim().is_empty(),
+        || {
+            !held
+                .exec("ip", &["netns", "pids", &held.name])
+                .trim()
+                .is_empty()
+        },
     );
     Command::new("ip")
         .args(["netns", "del", &held.name])

@@ -30,6 +30,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Install the agent: binary, systemd unit, example configuration, man pages, completions.
+    Install {
+        /// Install under this directory instead of / (packaging, tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Where the binary and its pages go, below the root.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+    },
     /// Run benchmark scenarios (default: all).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -44,6 +53,7 @@ fn main() -> ExitCode {
         Cmd::Run { args } => run(&args),
         Cmd::Test { args } => test(&args),
         Cmd::Bench { args } => bench(&args),
+        Cmd::Install { root, prefix } => install(&root, &prefix),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,9 +313,133 @@ fn bench(args: &[String]) -> Result<()> {
     )
 }
 
+/// Builds the release binary and installs it with everything an operator needs.
+fn install(root_dir: &Path, prefix: &Path) -> Result<()> {
+    setup()?;
+    status(Command::new(cargo()).current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "netpath-user",
+    ]))?;
+    let installed = install_into(root_dir, prefix, &root().join("target/release/netpath"))?;
+    for line in installed {
+        eprintln!("installed {line}");
+    }
+    eprintln!(
+        "next: systemctl daemon-reload && systemctl enable --now netpath \
+         (edit /etc/netpath/netpath.toml first: uplinks, xdp, metrics)"
+    );
+    Ok(())
+}
+
+/// Lays out the installation of `bin` under `root_dir`: what it installed.
+fn install_into(root_dir: &Path, prefix: &Path, bin: &Path) -> Result<Vec<String>> {
+    let under = |p: &Path| root_dir.join(p.strip_prefix("/").unwrap_or(p));
+    let dist = root().join("netpath-user/dist");
+    let mut out = Vec::new();
+    let bin_dir = under(&prefix.join("bin"));
+    std::fs::create_dir_all(&bin_dir)?;
+    let exe = bin_dir.join("netpath");
+    std::fs::copy(bin, &exe).with_context(|| format!("copying {}", bin.display()))?;
+    out.push(exe.display().to_string());
+
+    let unit_dir = under(Path::new("/etc/systemd/system"));
+    std::fs::create_dir_all(&unit_dir)?;
+    let unit = std::fs::read_to_string(dist.join("netpath.service"))?.replace(
+        "/usr/local/bin/netpath",
+        &prefix.join("bin/netpath").display().to_string(),
+    );
+    std::fs::write(unit_dir.join("netpath.service"), unit)?;
+    out.push(unit_dir.join("netpath.service").display().to_string());
+
+    let conf_dir = under(Path::new("/etc/netpath"));
+    std::fs::create_dir_all(&conf_dir)?;
+    let conf = if conf_dir.join("netpath.toml").exists() {
+        conf_dir.join("netpath.toml.example")
+    } else {
+        conf_dir.join("netpath.toml")
+    };
+    std::fs::copy(dist.join("netpath.toml"), &conf)?;
+    out.push(conf.display().to_string());
+
+    let man = under(&prefix.join("share/man/man1"));
+    status(Command::new(&exe).arg("man").arg("--dir").arg(&man))?;
+    out.push(format!("{}/netpath*.1", man.display()));
+    for (shell, dir, file) in [
+        ("bash", "share/bash-completion/completions", "netpath"),
+        ("zsh", "share/zsh/site-functions", "_netpath"),
+        ("fish", "share/fish/vendor_completions.d", "netpath.fish"),
+    ] {
+        let dir = under(&prefix.join(dir));
+        std::fs::create_dir_all(&dir)?;
+        let text = Command::new(&exe)
+            .args(["completion", shell])
+            .output()
+            .with_context(|| format!("{shell} completions"))?;
+        if !text.status.success() {
+            bail!("netpath completion {shell} failed");
+        }
+        std::fs::write(dir.join(file), text.stdout)?;
+        out.push(dir.join(file).display().to_string());
+    }
+    Ok(out)
+}
+
 fn nix_is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_lays_out_an_operators_files() {
+        let tmp = std::env::temp_dir().join(format!("netpath-install-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        // A stand-in for the binary: answers `man --dir D` and `completion SHELL`.
+        let fake = tmp.join("netpath-fake");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nif [ \"$1\" = man ]; then mkdir -p \"$3\" && echo .TH > \"$3/netpath.1\"; \
+             else echo \"complete $2\"; fi\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root_dir = tmp.join("root");
+        install_into(&root_dir, Path::new("/usr/local"), &fake).unwrap();
+        let unit =
+            std::fs::read_to_string(root_dir.join("etc/systemd/system/netpath.service")).unwrap();
+        assert!(unit
+            .contains("ExecStart=/usr/local/bin/netpath agent --config /etc/netpath/netpath.toml"));
+        assert!(unit.contains("Type=notify"));
+        for f in [
+            "usr/local/bin/netpath",
+            "etc/netpath/netpath.toml",
+            "usr/local/share/man/man1/netpath.1",
+            "usr/local/share/bash-completion/completions/netpath",
+            "usr/local/share/zsh/site-functions/_netpath",
+        ] {
+            assert!(root_dir.join(f).exists(), "{f}");
+        }
+        // A configuration already there is kept; the example goes beside it.
+        std::fs::write(
+            root_dir.join("etc/netpath/netpath.toml"),
+            "xdp = \"native\"\n",
+        )
+        .unwrap();
+        install_into(&root_dir, Path::new("/usr/local"), &fake).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root_dir.join("etc/netpath/netpath.toml")).unwrap(),
+            "xdp = \"native\"\n"
+        );
+        assert!(root_dir.join("etc/netpath/netpath.toml.example").exists());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | here | [`AgentConfig`] and [`run`]: start-up order, serving, shutdown |
+//! | here | [`run`]: start-up order, serving, shutdown |
+//! | [`config`] | [`AgentConfig`]: flags, the configuration file, defaults |
 //! | [`transactions`] | [`Agent`] and every request that changes something |
 //! | [`journal`] | each step's undo, played back on failure; what runs after the commit |
 //! | [`reconcile`] | making the kernel match the desired state at start |
@@ -17,11 +18,7 @@
 //! The agent reaches the kernel only through [`DatapathOps`](crate::datapath::DatapathOps)
 //! and [`LinkOps`](crate::netlink::LinkOps), so everything here but [`run`] and [`host`] is
 //! unit-tested with in-memory fakes.
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
 use anyhow::{bail, Context as _};
 use tokio::net::UnixListener;
@@ -29,11 +26,12 @@ use tracing::info;
 
 use crate::{
     api::server,
-    datapath::{Datapath, MapSizes, XdpMode},
+    datapath::Datapath,
     model::{NetworkCreate, State, DEFAULT_NETWORK},
     netlink::{self, LinkOps, Netlink},
 };
 
+pub mod config;
 pub mod host;
 pub mod hosts_file;
 pub mod journal;
@@ -48,6 +46,7 @@ pub mod uninstall;
 #[cfg(test)]
 mod tests;
 
+pub use config::AgentConfig;
 use host::{HostRecord, StateLock};
 pub use service::Shared;
 pub use store::{StateFile, StateStore};
@@ -58,23 +57,6 @@ pub const GATEWAY_LINK: &str = "netpath0";
 
 /// The agent as `netpath agent` runs it: the real datapath, netlink and state file.
 pub type LiveAgent = Agent<Datapath, Netlink, StateFile>;
-
-/// How the agent was started.
-#[derive(Clone, Debug)]
-pub struct AgentConfig {
-    pub uplinks: Vec<String>,
-    pub socket: PathBuf,
-    pub state_dir: PathBuf,
-    pub bpffs: PathBuf,
-    pub xdp: XdpMode,
-    pub sizes: MapSizes,
-    /// cgroup v2 directory for the socket hooks (default: the root, found from the mounts).
-    pub cgroup: Option<PathBuf>,
-    /// Start with empty flow tables when their pinned layout differs from this build's.
-    pub reset_flows: bool,
-    /// The group that may use the API socket (mode 0660); none: root only (0600).
-    pub socket_group: Option<String>,
-}
 
 /// Loads the state, creating the default network (a subnet no route of this host uses).
 fn load_state(store: &mut StateFile, net: &impl LinkOps) -> anyhow::Result<State> {
@@ -125,7 +107,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
     record.save(&cfg.state_dir)?;
-    let dp = Datapath::open(Some(&cfg.bpffs), cfg.sizes, cfg.reset_flows)
+    let dp = Datapath::open(Some(&cfg.bpffs), cfg.sizes(), cfg.reset_flows)
         .context("loading the datapath")?;
     let cgroup = match &cfg.cgroup {
         Some(c) => c.clone(),
@@ -145,6 +127,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     record.reserve_ports(&cfg.state_dir, &host::snat_range())?;
     let agent = Arc::new(Shared::new(agent));
     info!(socket = %cfg.socket.display(), "serving the API");
+    host::notify(&format!(
+        "READY=1\nSTATUS=serving on {}",
+        cfg.socket.display()
+    ));
 
     let background = [
         tasks::supervise("host watch", {
@@ -161,6 +147,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }),
     ];
     server::serve(listener, agent.clone(), shutdown_signal()?).await;
+    host::notify("STOPPING=1");
     info!("shutting down; the datapath keeps running (netpath uninstall removes it)");
     for task in background {
         task.abort();

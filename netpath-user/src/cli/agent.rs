@@ -1,60 +1,87 @@
-//! `netpath agent`: its flags and its logs (plain text without colour codes unless stderr
-//! is a terminal, or JSON lines).
+//! `netpath agent` and `netpath uninstall`: their flags (over the configuration file, see
+//! [`crate::agent::config`]) and the agent's logs (plain text without colour codes unless
+//! stderr is a terminal, or JSON lines).
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use crate::{
-    agent::{self, AgentConfig},
-    datapath::{MapSizes, XdpMode},
+    agent::{
+        self,
+        config::{self, LogFormat, LogLevel, Partial},
+        AgentConfig,
+    },
+    datapath::XdpMode,
 };
-
-/// How the agent logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  netpath agent\n  netpath agent --uplink eth0 --uplink eth1 --xdp native\n  netpath agent --uplink demo0 --state-dir /tmp/np --bpffs /sys/fs/bpf/np --socket /tmp/np.sock"
+    after_help = "Every flag can also be set in the configuration file, under its own name:\n  uplinks = [\"eth0\"]\n  state-dir = \"/var/lib/netpath\"\n  xdp = \"native\"\nFlags given here take precedence over the file.\n\nExamples:\n  netpath agent\n  netpath agent --uplink eth0 --uplink eth1 --xdp native\n  netpath agent --config /etc/netpath/netpath.toml --print-config\n  netpath agent --uplink demo0 --state-dir /tmp/np --bpffs /sys/fs/bpf/np --socket /tmp/np.sock"
 )]
 pub struct AgentArgs {
-    /// Uplink interface (repeatable). Default: the interface of the default route.
+    /// Configuration file [default: /etc/netpath/netpath.toml, when present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the configuration in effect (file, flags and defaults) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Uplink interface (repeatable) [default: the interface of the default route].
     #[arg(long = "uplink", value_name = "IFACE")]
     pub uplinks: Vec<String>,
-    /// Directory of the desired state.
-    #[arg(long, default_value = "/var/lib/netpath", value_name = "DIR")]
-    pub state_dir: PathBuf,
-    /// bpffs directory where maps are pinned (bpffs is mounted there when absent).
-    #[arg(long, default_value = "/sys/fs/bpf/netpath", value_name = "DIR")]
-    pub bpffs: PathBuf,
-    /// XDP fast path on the uplinks.
-    #[arg(long, value_enum, default_value_t = XdpMode::Off)]
-    pub xdp: XdpMode,
-    /// Capacity of the flow table.
-    #[arg(long, default_value_t = MapSizes::default().flows, value_name = "N")]
-    pub max_flows: u32,
-    /// Capacity of the published-ports map.
-    #[arg(long, default_value_t = MapSizes::default().ports, value_name = "N")]
-    pub max_ports: u32,
-    /// cgroup v2 directory where the socket hooks attach (default: the hierarchy's root).
+    /// Directory of the desired state [default: /var/lib/netpath].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// bpffs directory where maps and links are pinned; mounted when absent
+    /// [default: /sys/fs/bpf/netpath].
+    #[arg(long, value_name = "DIR")]
+    pub bpffs: Option<PathBuf>,
+    /// XDP fast path on the uplinks [default: off].
+    #[arg(long, value_enum)]
+    pub xdp: Option<XdpMode>,
+    /// Capacity of the flow tables [default: 262144].
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<u32>,
+    /// Capacity of the published-ports map (one host address) [default: 131072].
+    #[arg(long, value_name = "N")]
+    pub max_ports: Option<u32>,
+    /// cgroup v2 directory where the socket hooks attach [default: the hierarchy's root].
     #[arg(long, value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
-    /// Let this group use the API socket (mode 0660); default: root only (0600).
+    /// Let this group use the API socket (mode 0660) [default: root only, 0600].
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
     /// When a pinned flow table's layout differs from this build's, start it empty instead
     /// of refusing (connections translated through it are reset).
     #[arg(long)]
     pub reset_flows: bool,
-    /// Least severe log level shown (RUST_LOG, when set, takes precedence).
-    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
-    pub log_level: String,
-    /// Log as text or as JSON lines.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Least severe log level shown; RUST_LOG, when set, takes precedence [default: info].
+    #[arg(long, value_enum)]
+    pub log_level: Option<LogLevel>,
+    /// Log as text (no colours off a terminal) or as JSON lines [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics on ADDR:PORT at /metrics [default: not served].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+impl AgentArgs {
+    /// What the command line sets (`socket` from the global flag or NETPATH_SOCKET).
+    fn partial(&self, socket: Option<PathBuf>) -> Partial {
+        Partial {
+            uplinks: (!self.uplinks.is_empty()).then(|| self.uplinks.clone()),
+            socket,
+            socket_group: self.socket_group.clone(),
+            state_dir: self.state_dir.clone(),
+            bpffs: self.bpffs.clone(),
+            xdp: self.xdp,
+            max_flows: self.max_flows,
+            max_ports: self.max_ports,
+            cgroup: self.cgroup.clone(),
+            reset_flows: self.reset_flows.then_some(true),
+            log_level: self.log_level,
+            log_format: self.log_format,
+            metrics: self.metrics,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -62,20 +89,30 @@ pub struct AgentArgs {
     after_help = "Examples:\n  systemctl stop netpath && netpath uninstall\n  netpath uninstall --state-dir /tmp/np --bpffs /sys/fs/bpf/np"
 )]
 pub struct UninstallArgs {
-    /// The agent's state directory.
-    #[arg(long, default_value = "/var/lib/netpath", value_name = "DIR")]
-    pub state_dir: PathBuf,
-    /// The agent's bpffs directory.
-    #[arg(long, default_value = "/sys/fs/bpf/netpath", value_name = "DIR")]
-    pub bpffs: PathBuf,
+    /// The agent's configuration file [default: /etc/netpath/netpath.toml, when present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The agent's state directory [default: from the configuration, or /var/lib/netpath].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The agent's bpffs directory [default: from the configuration, or /sys/fs/bpf/netpath].
+    #[arg(long, value_name = "DIR")]
+    pub bpffs: Option<PathBuf>,
 }
 
 /// `netpath uninstall`.
-pub fn uninstall(args: UninstallArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
-    let removed = crate::agent::uninstall::Uninstall {
+pub fn uninstall(args: UninstallArgs, socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cli = Partial {
+        socket,
         state_dir: args.state_dir,
         bpffs: args.bpffs,
-        socket,
+        ..Partial::default()
+    };
+    let cfg = cli.over(config::load(args.config.as_deref())?).resolve();
+    let removed = crate::agent::uninstall::Uninstall {
+        state_dir: cfg.state_dir,
+        bpffs: cfg.bpffs,
+        socket: cfg.socket,
         hosts: Default::default(),
     }
     .run()?;
@@ -88,35 +125,27 @@ pub fn uninstall(args: UninstallArgs, socket: PathBuf) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(args: &AgentArgs) {
+fn init_logging(cfg: &AgentConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match args.log_format {
+    match cfg.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
-pub async fn run(args: AgentArgs, socket: PathBuf) -> anyhow::Result<ExitCode> {
-    init_logging(&args);
-    agent::run(AgentConfig {
-        uplinks: args.uplinks,
-        socket,
-        state_dir: args.state_dir,
-        bpffs: args.bpffs,
-        xdp: args.xdp,
-        sizes: MapSizes {
-            flows: args.max_flows,
-            ports: args.max_ports,
-            ..MapSizes::default()
-        },
-        cgroup: args.cgroup,
-        reset_flows: args.reset_flows,
-        socket_group: args.socket_group,
-    })
-    .await?;
+/// `netpath agent`: flags over the configuration file over defaults, then run (or print).
+pub async fn run(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let file = config::load(args.config.as_deref())?;
+    let cfg = args.partial(socket).over(file).resolve();
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging(&cfg);
+    agent::run(cfg).await?;
     Ok(ExitCode::SUCCESS)
 }

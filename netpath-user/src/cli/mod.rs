@@ -23,9 +23,6 @@ pub mod network;
 pub mod port;
 pub mod system;
 
-/// Where the agent serves its API unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
-
 #[derive(Parser)]
 #[command(
     name = "netpath",
@@ -34,9 +31,10 @@ pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
     after_help = "Examples:\n  netpath agent --uplink eth0\n  netpath network create web --subnet 10.20.0.0/24\n  netpath endpoint create api --netns api --network web -p 8080:80\n  netpath port api"
 )]
 pub struct Cli {
-    /// The agent's API socket.
-    #[arg(long, global = true, env = "NETPATH_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
+    /// The agent's API socket [default: the configuration file's, or
+    /// /run/netpath/netpath.sock].
+    #[arg(long, global = true, env = "NETPATH_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -125,8 +123,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The socket a client uses: the flag or NETPATH_SOCKET, else the configuration file's, else
+/// the default.
+fn client_socket(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| crate::agent::config::load(None).ok().and_then(|p| p.socket))
+        .unwrap_or_else(|| crate::agent::config::DEFAULT_SOCKET.into())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&cli.socket);
+    let client = Client::new(client_socket(cli.socket.clone()));
     match cli.cmd {
         Cmd::Agent(args) => agent::run(args, cli.socket).await,
         Cmd::Uninstall(args) => agent::uninstall(args, cli.socket),

@@ -28,6 +28,8 @@ pub struct AgentOptions {
     pub bpffs: PathBuf,
     /// More `netpath agent` flags.
     pub extra: Vec<String>,
+    /// Environment variables for the agent.
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentOptions {
@@ -42,6 +44,7 @@ impl AgentOptions {
             state_dir: dir.join("state"),
             bpffs: PathBuf::from("/sys/fs/bpf/netpath"),
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -84,6 +87,7 @@ impl AgentProcess {
             .arg("--bpffs")
             .arg(&opts.bpffs)
             .args(&opts.extra)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

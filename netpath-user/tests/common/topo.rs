@@ -139,6 +139,11 @@ impl Topo {
         self.opts.clone()
     }
 
+    /// Changes how the agent is started next.
+    pub fn agent_opts_mut(&mut self) -> &mut AgentOptions {
+        &mut self.opts
+    }
+
     /// The agent's pid.
     pub fn agent_pid(&self) -> u32 {
         self.agent

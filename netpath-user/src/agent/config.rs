@@ -1,0 +1,284 @@
+//! The agent's configuration: a TOML file (`--config FILE`, or `/etc/netpath/netpath.toml`
+//! when present) holding any of the agent's flags under the flag's name, flags given on the
+//! command line taking precedence, and defaults for the rest. Unknown keys and bad values are
+//! refused with the file, line and key. `netpath agent --print-config` prints the outcome.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::datapath::{MapSizes, XdpMode};
+
+/// Where the agent looks for its configuration when not told.
+pub const DEFAULT_CONFIG: &str = "/etc/netpath/netpath.toml";
+/// Where the agent serves its API unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netpath";
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/netpath";
+
+/// How much the agent logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// How the agent's log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings as a file or the command line gives them: each may be missing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Partial {
+    pub uplinks: Option<Vec<String>>,
+    pub socket: Option<PathBuf>,
+    pub socket_group: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub bpffs: Option<PathBuf>,
+    pub xdp: Option<XdpMode>,
+    pub max_flows: Option<u32>,
+    pub max_ports: Option<u32>,
+    pub cgroup: Option<PathBuf>,
+    pub reset_flows: Option<bool>,
+    pub log_level: Option<LogLevel>,
+    pub log_format: Option<LogFormat>,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Partial {
+    /// Each setting of `self`, else of `under`.
+    pub fn over(self, under: Partial) -> Partial {
+        Partial {
+            uplinks: self.uplinks.or(under.uplinks),
+            socket: self.socket.or(under.socket),
+            socket_group: self.socket_group.or(under.socket_group),
+            state_dir: self.state_dir.or(under.state_dir),
+            bpffs: self.bpffs.or(under.bpffs),
+            xdp: self.xdp.or(under.xdp),
+            max_flows: self.max_flows.or(under.max_flows),
+            max_ports: self.max_ports.or(under.max_ports),
+            cgroup: self.cgroup.or(under.cgroup),
+            reset_flows: self.reset_flows.or(under.reset_flows),
+            log_level: self.log_level.or(under.log_level),
+            log_format: self.log_format.or(under.log_format),
+            metrics: self.metrics.or(under.metrics),
+        }
+    }
+
+    /// With defaults for what is still missing.
+    pub fn resolve(self) -> AgentConfig {
+        let sizes = MapSizes::default();
+        AgentConfig {
+            uplinks: self.uplinks.unwrap_or_default(),
+            socket: self.socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket_group: self.socket_group,
+            state_dir: self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            bpffs: self.bpffs.unwrap_or_else(|| DEFAULT_BPFFS.into()),
+            xdp: self.xdp.unwrap_or(XdpMode::Off),
+            max_flows: self.max_flows.unwrap_or(sizes.flows),
+            max_ports: self.max_ports.unwrap_or(sizes.ports),
+            cgroup: self.cgroup,
+            reset_flows: self.reset_flows.unwrap_or(false),
+            log_level: self.log_level.unwrap_or(LogLevel::Info),
+            log_format: self.log_format.unwrap_or(LogFormat::Text),
+            metrics: self.metrics,
+        }
+    }
+}
+
+/// How the agent runs: every setting decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AgentConfig {
+    /// Uplink interfaces (empty: the interface of the default route).
+    pub uplinks: Vec<String>,
+    pub socket: PathBuf,
+    /// The group that may use the API socket (mode 0660); none: root only (0600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_group: Option<String>,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub xdp: XdpMode,
+    pub max_flows: u32,
+    pub max_ports: u32,
+    /// cgroup v2 directory for the socket hooks (none: the hierarchy's root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// Start with empty flow tables when their pinned layout differs from this build's.
+    pub reset_flows: bool,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    /// Where Prometheus metrics are served (none: not served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+}
+
+impl AgentConfig {
+    /// The map sizes these settings ask for.
+    pub fn sizes(&self) -> MapSizes {
+        MapSizes {
+            flows: self.max_flows,
+            ports: self.max_ports,
+            ..MapSizes::default()
+        }
+    }
+
+    /// As a configuration file would say it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{file}: {error}")]
+    Read { file: String, error: String },
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// Reads the settings in `text` (from `file`, for messages).
+pub fn parse(file: &Path, text: &str) -> Result<Partial, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let start = e.span().map_or(0, |s| s.start);
+        let line = text[..start.min(text.len())].matches('\n').count() + 1;
+        let this = text.lines().nth(line - 1).unwrap_or("");
+        let key = match this.split_once('=') {
+            Some((k, _)) => k.trim().to_string(),
+            None => this.trim().to_string(),
+        };
+        let message = e.message().lines().next().unwrap_or("").to_string();
+        ConfigError::Invalid {
+            file: file.display().to_string(),
+            line,
+            key,
+            message,
+        }
+    })
+}
+
+/// The settings of `file`; with no file named, of [`DEFAULT_CONFIG`] when it exists.
+pub fn load(file: Option<&Path>) -> Result<Partial, ConfigError> {
+    let path = match file {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok(Partial::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+        file: path.display().to_string(),
+        error: e.to_string(),
+    })?;
+    parse(&path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Partial, ConfigError> {
+        parse(Path::new("/etc/netpath/netpath.toml"), text)
+    }
+
+    #[test]
+    fn every_flag_has_a_key_and_the_command_line_wins() {
+        let file = p(r#"
+uplinks = ["eth0", "eth1"]
+socket = "/run/np.sock"
+socket-group = "netpath"
+state-dir = "/srv/np"
+bpffs = "/sys/fs/bpf/np"
+xdp = "native"
+max-flows = 1000
+max-ports = 2000
+cgroup = "/sys/fs/cgroup/np"
+reset-flows = false
+log-level = "debug"
+log-format = "json"
+metrics = "127.0.0.1:9100"
+"#)
+        .unwrap();
+        let cli = Partial {
+            xdp: Some(XdpMode::Generic),
+            max_flows: Some(7),
+            ..Partial::default()
+        };
+        let c = cli.over(file).resolve();
+        assert_eq!(c.uplinks, ["eth0", "eth1"]);
+        assert_eq!(c.xdp, XdpMode::Generic, "the command line wins");
+        assert_eq!(c.max_flows, 7);
+        assert_eq!(c.max_ports, 2000);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        // What --print-config prints reads back as the same settings.
+        let again = p(&c.to_toml()).unwrap().resolve();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Partial::default().resolve();
+        assert_eq!(c.socket, Path::new(DEFAULT_SOCKET));
+        assert_eq!(c.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(c.xdp, XdpMode::Off);
+        assert!(!c.reset_flows);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_file_line_and_key() {
+        let err = p("xdp = \"off\"\n\nuplnks = [\"eth0\"]\n").unwrap_err();
+        match &err {
+            ConfigError::Invalid {
+                line, key, message, ..
+            } => {
+                assert_eq!((*line, key.as_str()), (3, "uplnks"));
+                assert!(message.contains("unknown field"), "{message}");
+            }
+            e => panic!("{e}"),
+        }
+        assert!(err
+            .to_string()
+            .starts_with("/etc/netpath/netpath.toml:3: uplnks: "));
+        let err = p("max-flows = 10\nxdp = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/netpath/netpath.toml:2: xdp: "),
+            "{err}"
+        );
+        let err = p("max-flows = -1\n").unwrap_err().to_string();
+        assert!(err.contains(":1: max-flows: "), "{err}");
+        let err = p("metrics = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.contains(":1: metrics: "), "{err}");
+    }
+}
