@@ -267,6 +267,29 @@ pub fn cgroup_root(record: &mut HostRecord) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Tells systemd (`Type=notify`) how the agent is: `READY=1`, `STOPPING=1`, `STATUS=...`.
+/// Does nothing when not started by systemd (no `NOTIFY_SOCKET`).
+pub fn notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let res = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt as _;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+        }
+        None => sock.send_to(state.as_bytes(), Path::new(&path)),
+    };
+    if let Err(e) = res {
+        tracing::warn!("telling systemd {state:?}: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,28 +317,5 @@ mod tests {
         drop(held);
         assert!(StateLock::take(&dir).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-/// Tells systemd (`Type=notify`) how the agent is: `READY=1`, `STOPPING=1`, `STATUS=...`.
-/// Does nothing when not started by systemd (no `NOTIFY_SOCKET`).
-pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let res = match bytes.strip_prefix(b"@") {
-        Some(name) => {
-            use std::os::linux::net::SocketAddrExt as _;
-            std::os::unix::net::SocketAddr::from_abstract_name(name)
-                .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
-        }
-        None => sock.send_to(state.as_bytes(), Path::new(&path)),
-    };
-    if let Err(e) = res {
-        tracing::warn!("telling systemd {state:?}: {e}");
     }
 }
