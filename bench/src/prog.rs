@@ -75,7 +75,7 @@ pub fn run(quick: bool) -> Result<Section> {
         PortTarget {
             addr: be_addr(EP.into()),
             port: be_port(53),
-            _pad: 0,
+            stats: 0,
             ifindex: ep_if,
             mac: EP_MAC,
             gw_mac: GW_MAC,
@@ -234,7 +234,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
                 PortTarget {
                     addr: be_addr(EP.into()),
                     port: be_port(p),
-                    _pad: 0,
+                    stats: 0,
                     ifindex: 1,
                     mac: EP_MAC,
                     gw_mac: GW_MAC,

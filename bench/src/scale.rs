@@ -1,6 +1,7 @@
-//! Scenario `scale`: 1 to 65,535 published ports — per-packet cost, new-flow rate, time and
-//! memory to install the mappings (netpath API versus iptables rules), and one 10,000-port
-//! range publish.
+//! Scenario `scale`: 1 port to every port a publish may use (45,535: all but the outbound
+//! NAT range, which netpath keeps for outbound flows) — per-packet cost, new-flow rate, time
+//! and memory to install the mappings (netpath API versus iptables rules), and one
+//! 10,000-port range publish.
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
@@ -14,12 +15,26 @@ use crate::{
     traffic, Progress,
 };
 
+/// How many host ports a publish may use: 1-65535 but the outbound NAT range.
+pub const PUBLISHABLE: u32 = 65_535 - netpath_common::SNAT_PORTS;
+
 pub fn counts(quick: bool) -> Vec<u32> {
     if quick {
-        vec![1, 10_000, 65_535]
+        vec![1, 10_000, PUBLISHABLE]
     } else {
-        vec![1, 100, 1000, 10_000, 65_535]
+        vec![1, 100, 1000, 10_000, PUBLISHABLE]
     }
+}
+
+/// The first `n` ports a publish may use, as inclusive ranges.
+pub fn port_ranges(n: u32) -> Vec<(u16, u16)> {
+    let below = u32::from(netpath_common::SNAT_PORT_MIN) - 1;
+    let above = u32::from(netpath_common::SNAT_PORT_MIN) + netpath_common::SNAT_PORTS;
+    let mut out = vec![(1, n.min(below) as u16)];
+    if n > below {
+        out.push((above as u16, (above + n - below - 1) as u16));
+    }
+    out
 }
 
 /// Resident memory of a process, in MB.
@@ -59,10 +74,16 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
             if kind == Kind::NetpathTc {
                 let pid = lab.agent_pid().context("agent pid")?;
                 let before = rss_mb(pid)?;
-                lab.netpath(&["port", "publish", "bench", &format!("1-{n}:1-{n}/udp")])?;
+                for (a, b) in port_ranges(n) {
+                    lab.netpath(&["port", "publish", "bench", &format!("{a}-{b}:{a}-{b}/udp")])?;
+                }
                 mem = Some(rss_mb(pid)? - before);
             } else {
-                let ports: Vec<(u16, u16, &str)> = (1..=n as u16).map(|p| (p, p, "udp")).collect();
+                let ports: Vec<(u16, u16, &str)> = port_ranges(n)
+                    .into_iter()
+                    .flat_map(|(a, b)| a..=b)
+                    .map(|p| (p, p, "udp"))
+                    .collect();
                 lab.iptables_rules(&ports)?;
             }
             let took = start.elapsed().as_secs_f64() * 1e3;
@@ -78,7 +99,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
             // Every packet a new flow, to the port published last.
             let t = Traffic {
                 dst: HOST,
-                dport: n as u16,
+                dport: port_ranges(n).last().map_or(1, |r| r.1),
                 src_addrs: 16_384,
                 src_ports: 60_000,
             };
@@ -124,4 +145,17 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
         rate,
         install,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_skip_the_outbound_nat_range() {
+        assert_eq!(port_ranges(1), [(1, 1)]);
+        assert_eq!(port_ranges(10_000), [(1, 10_000)]);
+        assert_eq!(port_ranges(39_999), [(1, 39_999)]);
+        assert_eq!(port_ranges(PUBLISHABLE), [(1, 39_999), (60_000, 65_535)]);
+    }
 }

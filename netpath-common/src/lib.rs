@@ -43,6 +43,13 @@ pub mod map_names {
     pub const SOCK_REVNAT: &str = "SOCK_REVNAT";
     /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
     pub const STATS: &str = "STATS";
+    /// Per-CPU array of [`crate::PortStats`] by [`crate::PortTarget::stats`]: what each
+    /// published port received.
+    pub const PORT_STATS: &str = "PORT_STATS";
+    /// Ring buffer of [`crate::Event`]s for `netpath monitor` (not pinned).
+    pub const EVENTS: &str = "EVENTS";
+    /// Array of one `u32`, [`crate::monitor`] flags: what goes into `EVENTS` (not pinned).
+    pub const MONITOR: &str = "MONITOR";
 }
 
 /// Default sizes of the maps; the agent may override them at load time.
@@ -54,6 +61,10 @@ pub mod map_sizes {
     pub const NETWORKS: u32 = 1024;
     /// Members of one network that receive its broadcasts (the datapath's loop bound).
     pub const MEMBERS_PER_NETWORK: u32 = 64;
+    /// Published ports counted one by one (slot 0 is "not counted").
+    pub const PORT_STATS: u32 = 16384;
+    /// Bytes of the monitor's ring buffer.
+    pub const EVENTS: u32 = 256 * 1024;
 }
 
 /// IP protocol numbers netpath translates.
@@ -109,7 +120,8 @@ pub struct PortTarget {
     pub addr: u32,
     /// Container port, network order.
     pub port: u16,
-    pub _pad: u16,
+    /// This port's slot in `PORT_STATS` (0: not counted on its own).
+    pub stats: u16,
     /// Ifindex of the endpoint's host-side veth (redirect target).
     pub ifindex: u32,
     /// MAC of the endpoint's interface (destination of the DNAT'd frame).
@@ -369,6 +381,68 @@ pub struct SockRevNat {
     pub _pad: u16,
 }
 
+/// Value of `PORT_STATS`: what a published port received (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortStats {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What `netpath monitor` asks the datapath for (`MONITOR[0]`).
+pub mod monitor {
+    /// Every dropped packet, with its reason.
+    pub const DROPS: u32 = 1;
+    /// Every translation (DNAT, reverse NAT, hairpin, outbound SNAT and its replies).
+    pub const TRACE: u32 = 2;
+}
+
+/// Kinds of [`Event`].
+pub mod event {
+    /// A packet dropped; `what` is the [`crate::Counter`] of the reason.
+    pub const DROP: u8 = 1;
+    /// A packet translated; `what` is a [`trace`] kind.
+    pub const TRACE: u8 = 2;
+
+    /// What a trace event saw.
+    pub mod trace {
+        /// To a published port's endpoint (the new destination in `nat_*`).
+        pub const DNAT: u8 = 1;
+        /// A reply of a published port (its new source in `nat_*`).
+        pub const REVERSE_NAT: u8 = 2;
+        /// An endpoint to a published port through a host address.
+        pub const HAIRPIN: u8 = 3;
+        /// Outbound, source translated (the new source in `nat_*`).
+        pub const SNAT: u8 = 4;
+        /// A reply of an outbound flow (its new destination in `nat_*`).
+        pub const SNAT_REPLY: u8 = 5;
+    }
+}
+
+/// A packet the datapath reports to `netpath monitor`, through the `EVENTS` ring buffer.
+/// Addresses and ports network order, as seen before translation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Event {
+    /// [`event::DROP`] or [`event::TRACE`].
+    pub kind: u8,
+    /// The drop reason ([`Counter`] index) or the trace kind.
+    pub what: u8,
+    pub proto: u8,
+    pub _pad: u8,
+    /// The interface the packet came in on.
+    pub ifindex: u32,
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// What a translation wrote (address and port), for traces.
+    pub nat_addr: u32,
+    pub nat_port: u16,
+    pub _pad2: u16,
+    pub _pad3: u32,
+}
+
 /// Declares [`Counter`] from one list: each variant with its index, doc and the name
 /// `netpath stats` and the metrics show, so the enum, [`Counter::COUNT`], [`Counter::ALL`]
 /// and [`Counter::name`] can never disagree.
@@ -438,6 +512,8 @@ counters! {
     DropSnatPorts = 18, "drop_snat_ports";
     /// Connections to a host-gateway port handed to a host socket on 127.0.0.1.
     HostLoopback = 19, "host_loopback";
+    /// Monitor events lost: the ring buffer was full (the agent read too slowly).
+    EventsLost = 20, "events_lost";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).
@@ -464,7 +540,9 @@ mod layout {
     }
 
     layout!(PortKey, 8, addr @ 0, port @ 4, proto @ 6, _pad @ 7);
-    layout!(PortTarget, 24, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18);
+    layout!(PortTarget, 24, addr @ 0, port @ 4, stats @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18);
+    layout!(PortStats, 16, packets @ 0, bytes @ 8);
+    layout!(Event, 32, kind @ 0, what @ 1, proto @ 2, _pad @ 3, ifindex @ 4, src_addr @ 8, dst_addr @ 12, src_port @ 16, dst_port @ 18, nat_addr @ 20, nat_port @ 24, _pad2 @ 26, _pad3 @ 28);
     layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13);
     layout!(FlowNat, 32, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12, flags @ 16, _pad2 @ 20, last_seen @ 24);
     layout!(EndpointInfo, 20, addr @ 0, network @ 4, mac @ 8, host_mac @ 14);
@@ -496,6 +574,8 @@ mod pod {
     unsafe impl aya::Pod for LoopbackKey {}
     unsafe impl aya::Pod for SnatRev {}
     unsafe impl aya::Pod for SockRevNat {}
+    unsafe impl aya::Pod for PortStats {}
+    unsafe impl aya::Pod for Event {}
 }
 
 /// Configuration of the benchmark's packet generator (`netpath_bench_gen`), the single

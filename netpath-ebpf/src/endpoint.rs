@@ -5,14 +5,14 @@ use aya_ebpf::{
     helpers::bpf_redirect_peer,
     programs::TcContext,
 };
-use netpath_common::{net_flags, Counter, EndpointInfo, PortTarget};
+use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget};
 
 use crate::{
     arp, fib, flows, forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse, ptr_at, Ipv4Flow, Parsed},
     ports,
-    stats::count,
+    stats::{count, count_port, dropped, trace},
 };
 
 /// A packet the endpoint sent, seen at TC ingress of its host-side veth (the veth's
@@ -34,6 +34,11 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
             TC_ACT_OK as i32
         }
         Parsed::Malformed => {
+            aya_log_ebpf::debug!(
+                ctx,
+                "endpoint interface {}: malformed headers, passed to the host stack",
+                ifindex
+            );
             count(Counter::Malformed);
             TC_ACT_OK as i32
         }
@@ -47,7 +52,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     };
     // SAFETY: bounds checked by ptr_at.
     if flow.src_addr != ep.addr || unsafe { *src_mac } != ep.mac {
-        count(Counter::DropSpoof);
+        dropped(Counter::DropSpoof, flow, ifindex);
         return TC_ACT_SHOT as i32;
     }
     if flow.has_ports() {
@@ -57,6 +62,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
                 return TC_ACT_SHOT as i32;
             }
             count(Counter::RevNat);
+            trace(event::trace::REVERSE_NAT, flow, ifindex, rev.addr, rev.port);
             let mut out = *flow;
             if rev.client != 0 {
                 out.dst_addr = rev.client;
@@ -69,6 +75,14 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
                 return TC_ACT_SHOT as i32;
             }
             count(Counter::Hairpin);
+            count_port(target.stats, u64::from(ctx.len()));
+            trace(
+                event::trace::HAIRPIN,
+                flow,
+                ifindex,
+                target.addr,
+                target.port,
+            );
             // SAFETY: plain helper call.
             return unsafe { bpf_redirect_peer(target.ifindex, 0) as i32 };
         }

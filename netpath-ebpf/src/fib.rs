@@ -96,6 +96,7 @@ pub fn send(ctx: &mut TcContext, route: Route) -> i32 {
             bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32
         },
         Route::Host => {
+            aya_log_ebpf::debug!(ctx, "no route or neighbour: handed to the host stack");
             count(Counter::FibMiss);
             TC_ACT_OK as i32
         }

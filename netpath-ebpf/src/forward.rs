@@ -15,7 +15,7 @@ use crate::{
     packet::Packet,
     parse::Ipv4Flow,
     snat,
-    stats::count,
+    stats::{count, dropped},
 };
 
 /// What happens to an IPv4 packet an endpoint sent (after anti-spoofing and reverse NAT).
@@ -44,10 +44,10 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
     // SAFETY: map value pointer valid for this program run; copied out at once.
     if let Some(peer) = ENDPOINTS_BY_ADDR.get_ptr(&dst).map(|p| unsafe { *p }) {
         if peer.network != ep.network {
-            return drop(Counter::DropIsolation);
+            return drop(Counter::DropIsolation, flow, ifindex);
         }
         if net.flags & net_flags::NO_ICC != 0 {
-            return drop(Counter::DropIcc);
+            return drop(Counter::DropIcc, flow, ifindex);
         }
         if !ctx.set_macs(&peer.host_mac, &peer.mac) {
             return TC_ACT_SHOT as i32;
@@ -62,7 +62,7 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
                 count(Counter::Pass);
                 TC_ACT_OK as i32
             } else {
-                drop(Counter::DropNoRoute)
+                drop(Counter::DropNoRoute, flow, ifindex)
             }
         }
         // Another network's subnet: its gateway is the host, the rest is isolated.
@@ -73,18 +73,18 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
                 count(Counter::Pass);
                 TC_ACT_OK as i32
             } else {
-                drop(Counter::DropIsolation)
+                drop(Counter::DropIsolation, flow, ifindex)
             }
         }
-        None if net.flags & net_flags::INTERNAL != 0 => drop(Counter::DropInternal),
+        None if net.flags & net_flags::INTERNAL != 0 => drop(Counter::DropInternal, flow, ifindex),
         // Beyond the networks: out of an uplink with source NAT, or to the host.
         None => snat::outbound(ctx, ep, flow, ifindex),
     }
 }
 
 #[inline(always)]
-fn drop(reason: Counter) -> i32 {
-    count(reason);
+fn drop(reason: Counter, flow: &Ipv4Flow, ifindex: u32) -> i32 {
+    dropped(reason, flow, ifindex);
     TC_ACT_SHOT as i32
 }
 

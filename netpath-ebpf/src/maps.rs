@@ -2,11 +2,12 @@
 //! sizes here are defaults the agent overrides at load time.
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netpath_common::{
     map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey, NetworkInfo,
-    PeerInfo, PortKey, PortTarget, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
+    PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev, SockRevKey, SockRevNat,
+    PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -76,3 +77,17 @@ pub static SOCK_REVNAT: LruHashMap<SockRevKey, SockRevNat> =
 /// Per-CPU packet counters, indexed by [`Counter`].
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
+
+/// What each published port received, per CPU, by its `PortTarget::stats` slot.
+#[map]
+pub static PORT_STATS: PerCpuArray<PortStats> = PerCpuArray::pinned(map_sizes::PORT_STATS, 0);
+
+/// Events for `netpath monitor` (drops, traces). Not pinned: it belongs to the agent that
+/// loaded these programs.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(map_sizes::EVENTS, 0);
+
+/// What `EVENTS` gets (`netpath_common::monitor` flags); 0 when no monitor listens, and then
+/// each report site costs one array read. Not pinned.
+#[map]
+pub static MONITOR: Array<u32> = Array::with_max_entries(1, 0);

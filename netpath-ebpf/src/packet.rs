@@ -16,6 +16,8 @@ pub trait Packet {
     fn data(&self) -> usize;
     /// End of the packet window.
     fn data_end(&self) -> usize;
+    /// The packet's length in bytes.
+    fn len(&self) -> u64;
     /// Writes the 4-byte address at `off` (`from` → `to`, network order) and updates the IPv4
     /// header checksum and the L4 checksum at `l4_csum_off` (pseudo-header).
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool;
@@ -80,6 +82,11 @@ impl Packet for XdpContext {
     #[inline(always)]
     fn data_end(&self) -> usize {
         XdpContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        (XdpContext::data_end(self) - XdpContext::data(self)) as u64
     }
 
     #[inline(always)]
@@ -153,6 +160,11 @@ impl Packet for TcContext {
     #[inline(always)]
     fn data_end(&self) -> usize {
         TcContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> u64 {
+        u64::from(TcContext::len(self))
     }
 
     #[inline(always)]

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netpath_common::{
-    port_any_index, proto, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
+    event, port_any_index, proto, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
     SNAT_PORTS, SNAT_PORT_MIN,
 };
 
@@ -18,7 +18,7 @@ use crate::{
     maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
     packet::Packet,
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
-    stats::count,
+    stats::{count, dropped, trace},
 };
 
 /// Tries at finding a free port before giving up on a packet.
@@ -94,7 +94,16 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         None => match allocate(&key, uplink, ep, ifindex, now) {
             Some(n) => n,
             None => {
-                count(Counter::DropSnatPorts);
+                aya_log_ebpf::warn!(
+                    ctx,
+                    "outbound NAT: no free port on {:i} for {:i}:{} -> {:i}:{}",
+                    u32::from_be(uplink),
+                    u32::from_be(flow.src_addr),
+                    u16::from_be(flow.src_port),
+                    u32::from_be(flow.dst_addr),
+                    u16::from_be(flow.dst_port)
+                );
+                dropped(Counter::DropSnatPorts, flow, ifindex);
                 return TC_ACT_SHOT as i32;
             }
         },
@@ -103,6 +112,7 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         return TC_ACT_SHOT as i32;
     }
     count(Counter::Snat);
+    trace(event::trace::SNAT, flow, ifindex, nat.addr, nat.port);
     fib::send(ctx, route)
 }
 
@@ -186,5 +196,12 @@ pub fn reply<P: Packet>(
         return None;
     }
     count(Counter::SnatReply);
+    trace(
+        event::trace::SNAT_REPLY,
+        flow,
+        rev.ifindex,
+        rev.addr,
+        rev.port,
+    );
     Some(rev)
 }

@@ -1,7 +1,13 @@
-//! Per-CPU counters and drop reasons (read by `netpath stats`).
-use netpath_common::Counter;
+//! Counters and drop reasons (read by `netpath stats` and the metrics), what each published
+//! port received, and the events `netpath monitor` streams: drops with their reason and
+//! 5-tuple, and (opt-in) every translation. With no monitor listening, a report costs one
+//! array read.
+use netpath_common::{event, monitor, Counter, Event, PortStats};
 
-use crate::maps::STATS;
+use crate::{
+    maps::{EVENTS, MONITOR, PORT_STATS, STATS},
+    parse::Ipv4Flow,
+};
 
 /// Adds one to `counter` on this CPU.
 #[inline(always)]
@@ -9,5 +15,68 @@ pub fn count(counter: Counter) {
     if let Some(slot) = STATS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Counts a packet of `bytes` to the published port with stats slot `slot`.
+#[inline(always)]
+pub fn count_port(slot: u16, bytes: u64) {
+    if slot == 0 {
+        return;
+    }
+    if let Some(s) = PORT_STATS.get_ptr_mut(u32::from(slot)) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe {
+            *s = PortStats {
+                packets: (*s).packets + 1,
+                bytes: (*s).bytes + bytes,
+            }
+        };
+    }
+}
+
+/// Whether a monitor asked for `what`.
+#[inline(always)]
+fn wanted(what: u32) -> bool {
+    MONITOR.get(0).is_some_and(|m| *m & what != 0)
+}
+
+#[inline(always)]
+fn emit(kind: u8, what: u8, flow: &Ipv4Flow, ifindex: u32, nat_addr: u32, nat_port: u16) {
+    let e = Event {
+        kind,
+        what,
+        proto: flow.proto,
+        _pad: 0,
+        ifindex,
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        nat_addr,
+        nat_port,
+        _pad2: 0,
+        _pad3: 0,
+    };
+    if EVENTS.output::<Event>(&e, 0).is_err() {
+        count(Counter::EventsLost);
+    }
+}
+
+/// Counts a drop for `reason` (reported to a monitor that asked for drops).
+#[inline(always)]
+pub fn dropped(reason: Counter, flow: &Ipv4Flow, ifindex: u32) {
+    count(reason);
+    if wanted(monitor::DROPS) {
+        emit(event::DROP, reason as u8, flow, ifindex, 0, 0);
+    }
+}
+
+/// Reports a translation to a monitor that asked for traces: `flow` as it came, and the
+/// address and port written.
+#[inline(always)]
+pub fn trace(what: u8, flow: &Ipv4Flow, ifindex: u32, nat_addr: u32, nat_port: u16) {
+    if wanted(monitor::TRACE) {
+        emit(event::TRACE, what, flow, ifindex, nat_addr, nat_port);
     }
 }

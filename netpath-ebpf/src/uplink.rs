@@ -6,13 +6,13 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::Counter;
+use netpath_common::{event, Counter};
 
 use crate::{
     packet::Packet,
     parse::{parse, Parsed},
     ports, snat,
-    stats::count,
+    stats::{count, count_port, trace},
 };
 
 /// What an uplink does with a packet.
@@ -39,6 +39,8 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
         .flatten()
     {
         if ports::dnat(pkt, &flow, &target) {
+            count_port(target.stats, pkt.len());
+            trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
             return Verdict::Dnat(target.ifindex);
         }
         return Verdict::Pass(Counter::Pass);
@@ -60,6 +62,9 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
         }
         Verdict::Reply(ifindex) => ifindex,
         Verdict::Pass(reason) => {
+            if reason == Counter::Malformed {
+                aya_log_ebpf::debug!(ctx, "uplink: malformed headers, passed to the host stack");
+            }
             count(reason);
             return TC_ACT_OK as i32;
         }

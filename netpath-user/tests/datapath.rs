@@ -63,7 +63,7 @@ fn publish(
         PortTarget {
             addr: be_addr(EP.into()),
             port: be_port(ep_port),
-            _pad: 0,
+            stats: 0,
             ifindex,
             mac: EP_MAC,
             gw_mac: GW_MAC,
@@ -658,7 +658,7 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
         dp.insert_outbound(key, nat, rev).unwrap();
     }
     let expired = cases.iter().filter(|c| c.4).count();
-    assert_eq!(dp.expire_outbound(now), expired);
+    assert_eq!(dp.expire_outbound(now), (expired, cases.len() - expired));
     let left: Vec<u16> = dp
         .outbound_flows()
         .iter()
@@ -723,8 +723,53 @@ fn published_flows_are_stamped_marked_closing_and_expire() {
         dp.insert_flow(key, nat).unwrap();
     }
     // The SYN/FIN flow above is idle for 100,000 s and closing: it goes too.
-    assert_eq!(dp.expire_flows(now), 4);
+    assert_eq!(dp.expire_flows(now), (4, 2));
     for (proto, port, _, _, gone) in cases {
         assert_eq!(flow(&dp, 80, port, proto).is_none(), gone, "{proto} {port}");
     }
+}
+
+#[test]
+fn whole_maps_are_read_past_one_batch() {
+    // More flows than one BPF_MAP_LOOKUP_BATCH call returns, and every slot of PORTS_ANY
+    // (an array read whole too): counts and listings see every entry, once.
+    let fs = ScratchBpffs::new().expect("scratch bpffs");
+    let mut dp = Datapath::load(
+        Some(fs.path()),
+        MapSizes {
+            ports: 1024,
+            flows: 16384,
+            endpoints: 64,
+        },
+    )
+    .expect("load datapath");
+    const N: u16 = 10_000;
+    for i in 0..N {
+        let key = FlowKey::new(
+            be_addr(EP.into()),
+            be_port(80),
+            be_addr(CLIENT.into()),
+            be_port(10_000 + i),
+            TCP,
+        );
+        let nat = FlowNat {
+            addr: be_addr(HOST.into()),
+            port: be_port(8080),
+            ifindex: EP_IFINDEX,
+            ..FlowNat::default()
+        };
+        dp.insert_flow(key, nat).unwrap();
+    }
+    assert_eq!(dp.flow_count(), usize::from(N));
+    for port in [1, 4242, 65535] {
+        publish(&mut dp, [0, 0, 0, 0], port, UDP, 53, EP_IFINDEX);
+    }
+    publish(&mut dp, HOST, 8080, TCP, 80, EP_IFINDEX);
+    let mut ports: Vec<(u16, u8)> = dp
+        .published()
+        .iter()
+        .map(|(k, _)| (u16::from_be(k.port), k.proto))
+        .collect();
+    ports.sort();
+    assert_eq!(ports, [(1, UDP), (4242, UDP), (8080, TCP), (65535, UDP)]);
 }

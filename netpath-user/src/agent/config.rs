@@ -30,6 +30,11 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The level as aya-log numbers it (error 1 … trace 5; 0 logs nothing).
+    pub fn aya_log(self) -> u8 {
+        self as u8 + 1
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Error => "error",
@@ -68,6 +73,7 @@ pub struct Partial {
     pub log_level: Option<LogLevel>,
     pub log_format: Option<LogFormat>,
     pub metrics: Option<SocketAddr>,
+    pub ebpf_log: Option<LogLevel>,
 }
 
 impl Partial {
@@ -87,6 +93,7 @@ impl Partial {
             log_level: self.log_level.or(under.log_level),
             log_format: self.log_format.or(under.log_format),
             metrics: self.metrics.or(under.metrics),
+            ebpf_log: self.ebpf_log.or(under.ebpf_log),
         }
     }
 
@@ -107,6 +114,7 @@ impl Partial {
             log_level: self.log_level.unwrap_or(LogLevel::Info),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics: self.metrics,
+            ebpf_log: self.ebpf_log,
         }
     }
 }
@@ -136,6 +144,9 @@ pub struct AgentConfig {
     /// Where Prometheus metrics are served (none: not served).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// The kernel programs' log level (none: they do not log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf_log: Option<LogLevel>,
 }
 
 impl AgentConfig {
@@ -225,7 +236,7 @@ cgroup = "/sys/fs/cgroup/np"
 reset-flows = false
 log-level = "debug"
 log-format = "json"
-metrics = "127.0.0.1:9100"
+metrics = "127.0.0.1:9142"
 "#)
         .unwrap();
         let cli = Partial {
@@ -239,7 +250,7 @@ metrics = "127.0.0.1:9100"
         assert_eq!(c.max_flows, 7);
         assert_eq!(c.max_ports, 2000);
         assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.metrics, Some("127.0.0.1:9142".parse().unwrap()));
         // What --print-config prints reads back as the same settings.
         let again = p(&c.to_toml()).unwrap().resolve();
         assert_eq!(again, c);

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use netpath_common::{PortKey, PortTarget};
 use tracing::{info, warn};
 
-use super::{store::StateStore, transactions::Agent};
+use super::{slots::PortId, store::StateStore, transactions::Agent};
 use crate::{
     api::ApiError,
     datapath::{AttachmentEntry, DatapathOps},
@@ -28,6 +28,7 @@ pub enum Undo {
     RemoveNetwork(Network),
     AddNetwork(Network),
     RemoveGateway(Ipv4Addr),
+    ReleaseSlot(PortId),
 }
 
 /// What happens once the new state is committed (cannot be undone; failures are logged).
@@ -39,6 +40,8 @@ pub enum Then {
     RemoveGateway(Ipv4Addr),
     WriteHosts(String),
     RemoveHosts(Endpoint),
+    /// The port's stats slot, unless the port is published again.
+    ReleaseSlot(PortId),
 }
 
 /// The journal of one transaction.
@@ -111,6 +114,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 Undo::RemoveNetwork(n) => self.dp.remove_network(n).map_err(|e| e.to_string()),
                 Undo::AddNetwork(n) => self.dp.add_network(n).map_err(|e| e.to_string()),
                 Undo::RemoveGateway(a) => self.net.remove_gateway(*a).map_err(|e| e.to_string()),
+                Undo::ReleaseSlot(id) => {
+                    self.slots.release(id);
+                    Ok(())
+                }
             };
             if let Err(e) = res {
                 warn!("undoing {u:?}: {e}");
@@ -142,6 +149,16 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 Then::WriteHosts(name) => {
                     if let Some(ep) = self.state.endpoints.get(&name) {
                         self.hosts.write(ep, &self.state);
+                    }
+                }
+                Then::ReleaseSlot(id) => {
+                    let still = self.state.endpoints.values().any(|e| {
+                        e.ports
+                            .iter()
+                            .any(|m| super::slots::port_id(&super::transactions::port_key(m)) == id)
+                    });
+                    if !still {
+                        self.slots.release(&id);
                     }
                 }
                 Then::RemoveHosts(ep) => {

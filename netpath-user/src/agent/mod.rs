@@ -9,9 +9,13 @@
 //! | [`reconcile`] | making the kernel match the desired state at start |
 //! | [`repair`] | drift while running: namespaces gone, veths deleted, programs lost |
 //! | [`service`] | the API's queries and the glue to [`crate::api::Service`] |
+//! | [`monitor`] | `netpath monitor`: the kernel's events to subscribers |
+//! | [`health`] | `netpath status`: hooks, programs, maps, reconcile and repairs |
+//! | [`metrics`] | Prometheus metrics and `/healthz` on `--metrics ADDR:PORT` |
 //! | [`tasks`] | background work (address watch, flow expiry) under a supervisor |
 //! | [`host`] | host set-up: bpffs, cgroup, netns cookie, sysctls |
 //! | [`hosts_file`] | /etc/netns/NAME/hosts for endpoints |
+//! | [`slots`] | which published port counts into which `PORT_STATS` slot |
 //! | [`store`] | the state file |
 //! | [`uninstall`] | `netpath uninstall`: everything the agent made, taken down |
 //!
@@ -26,18 +30,22 @@ use tracing::info;
 
 use crate::{
     api::server,
-    datapath::Datapath,
+    datapath::{Datapath, DatapathOps as _},
     model::{NetworkCreate, State, DEFAULT_NETWORK},
     netlink::{self, LinkOps, Netlink},
 };
 
 pub mod config;
+pub mod health;
 pub mod host;
 pub mod hosts_file;
 pub mod journal;
+pub mod metrics;
+pub mod monitor;
 pub mod reconcile;
 pub mod repair;
 pub mod service;
+pub mod slots;
 pub mod store;
 pub mod tasks;
 pub mod transactions;
@@ -107,8 +115,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
     record.save(&cfg.state_dir)?;
-    let dp = Datapath::open(Some(&cfg.bpffs), cfg.sizes(), cfg.reset_flows)
-        .context("loading the datapath")?;
+    let dp = Datapath::open(
+        Some(&cfg.bpffs),
+        cfg.sizes(),
+        cfg.reset_flows,
+        cfg.ebpf_log.map_or(0, |l| l.aya_log()),
+    )
+    .context("loading the datapath")?;
     let cgroup = match &cfg.cgroup {
         Some(c) => c.clone(),
         None => host::cgroup_root(&mut record)?,
@@ -119,13 +132,25 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         cgroup: Some(cgroup),
         netns_cookie: host::netns_cookie()?,
     };
+    let mut dp = dp;
+    let events = dp.take_events();
+    let kernel_log = dp.take_kernel_log();
     let mut agent = Agent::new(state, dp, netlink, store, hooks);
     agent.reconcile()?;
     agent.sync_host_addrs()?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
+    let metrics_listener = match cfg.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?,
+        ),
+        None => None,
+    };
     record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
     record.reserve_ports(&cfg.state_dir, &host::snat_range())?;
-    let agent = Arc::new(Shared::new(agent));
+    let (shared, hub, mut flags) = Shared::new(agent).with_monitor();
+    let agent = Arc::new(shared);
     info!(socket = %cfg.socket.display(), "serving the API");
     host::notify(&format!(
         "READY=1\nSTATUS=serving on {}",
@@ -144,6 +169,53 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tasks::supervise("drift repair", {
             let agent = agent.clone();
             move || tasks::check_drift(agent.clone())
+        }),
+        // What monitors ask of the kernel follows who listens.
+        tokio::spawn({
+            let agent = agent.clone();
+            async move {
+                while flags.changed().await.is_ok() {
+                    let f = *flags.borrow_and_update();
+                    let agent = agent.clone();
+                    let res =
+                        tokio::task::spawn_blocking(move || agent.write(|a| a.dp.set_monitor(f)))
+                            .await;
+                    if let Ok(Err(e)) = res {
+                        tracing::warn!("setting the monitor flags: {e}");
+                    }
+                }
+            }
+        }),
+        tokio::spawn({
+            let agent = agent.clone();
+            async move {
+                if let Some(l) = metrics_listener {
+                    if let Ok(addr) = l.local_addr() {
+                        info!(address = %addr, "serving metrics");
+                    }
+                    let registry = Arc::new(metrics::registry(agent.clone()));
+                    server::serve_connections(
+                        l,
+                        move |req| metrics::handle(agent.clone(), registry.clone(), req),
+                        std::future::pending(),
+                    )
+                    .await;
+                }
+            }
+        }),
+        tokio::spawn(async move {
+            if let Some(log) = kernel_log {
+                if let Err(e) = crate::datapath::kernel_log::read(log).await {
+                    tracing::error!("reading the kernel programs' log stopped: {e}");
+                }
+            }
+        }),
+        tokio::spawn(async move {
+            if let Some(ring) = events {
+                if let Err(e) = monitor::read_events(ring, hub).await {
+                    tracing::error!("reading the datapath's events stopped: {e:#}");
+                }
+            }
         }),
     ];
     server::serve(listener, agent.clone(), shutdown_signal()?).await;

@@ -10,42 +10,38 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use super::{
+    slots::port_id,
     store::StateStore,
-    transactions::{host_addresses, port_key_target, Agent},
+    transactions::{host_addresses, port_key, port_key_target, Agent},
 };
 use crate::{
+    api::health::ReconcileReport,
     datapath::{AttachmentEntry, Content, DatapathOps, Hooks},
     model::State,
     netlink::{EndpointLinkSpec, LinkOps},
 };
 
-/// What a reconcile found and did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReconcileReport {
-    /// Endpoint interfaces found in place.
-    pub adopted: usize,
-    /// Endpoint interfaces made again.
-    pub recreated: usize,
-    /// Endpoints dropped (namespace gone), with why.
-    pub dropped: Vec<(String, String)>,
-    /// Endpoint veths no state names (left by a start or request that died half way),
-    /// removed.
-    pub orphans: Vec<String>,
-    /// Map entries written and removed.
-    pub written: usize,
-    pub removed: usize,
-    /// Hooks kept, swapped to this build's program, attached, detached.
-    pub hooks_kept: usize,
-    pub hooks_updated: usize,
-    pub hooks_attached: usize,
-    pub hooks_removed: usize,
-    /// Flows of interfaces that are gone.
-    pub stale_flows: usize,
-}
-
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    /// What the maps should hold for the desired state and the interfaces known now.
-    pub(super) fn content(&self, state: &State) -> Content {
+    /// What the maps should hold for the desired state and the interfaces known now; every
+    /// published port gets its stats slot (kept from the maps when it had one).
+    pub(super) fn content(&mut self, state: &State) -> Content {
+        for (k, t) in self.dp.published() {
+            self.slots.adopt(port_id(&k), t.stats);
+        }
+        let wanted: std::collections::HashSet<_> = state
+            .endpoints
+            .values()
+            .flat_map(|e| e.ports.iter().map(|m| port_id(&port_key(m))))
+            .collect();
+        let stale: Vec<_> = self
+            .slots
+            .iter()
+            .filter(|(id, _)| !wanted.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.slots.release(&id);
+        }
         let mut c = Content {
             networks: state.networks.values().cloned().collect(),
             ..Content::default()
@@ -67,9 +63,14 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 });
             }
             if let (Some(att), true) = (ep.primary(), !ep.ports.is_empty()) {
-                if let Some(link) = self.links.get(&att.host_ifname) {
-                    c.ports
-                        .extend(ep.ports.iter().map(|m| port_key_target(att, link, m)));
+                if let Some(link) = self.links.get(&att.host_ifname).copied() {
+                    for m in &ep.ports {
+                        let (slot, new) = self.slots.take(port_id(&port_key(m)));
+                        if new {
+                            self.dp.reset_port_stats(slot);
+                        }
+                        c.ports.push(port_key_target(att, &link, m, slot));
+                    }
                 }
             }
         }
@@ -105,7 +106,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         }
     }
 
+    /// Makes the kernel match the state (see the module docs); what it did is kept for
+    /// `netpath status`.
     pub fn reconcile(&mut self) -> anyhow::Result<ReconcileReport> {
+        let at = std::time::SystemTime::now();
+        let began = std::time::Instant::now();
         let mut report = ReconcileReport::default();
         for net in self.state.networks.values() {
             for addr in host_addresses(net) {
@@ -166,7 +171,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                         warn!(interface = %att.host_ifname, "{e}");
                     }
                 }
-                report.dropped.push((ep.name.clone(), format!("{e:#}")));
+                report.dropped.push(format!("{}: {e:#}", ep.name));
                 next.endpoints.remove(&ep.name);
             }
         }
@@ -187,7 +192,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 }
             }
         }
-        let content = self.content(&self.state);
+        let state = self.state.clone();
+        let content = self.content(&state);
         let sync = self.dp.sync(&content).context("writing the maps")?;
         report.written = sync.written;
         report.removed = sync.removed;
@@ -222,6 +228,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             stale_flows = report.stale_flows,
             "reconciled"
         );
+        self.last_reconcile = Some(super::health::Reconciled {
+            at,
+            took: began.elapsed(),
+            report: report.clone(),
+        });
         Ok(report)
     }
 }

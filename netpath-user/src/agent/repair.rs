@@ -105,7 +105,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             warn!(%hook, "program attached again: it had lost it");
         }
         out.reattached = report.attached;
-        self.repairs += out.count() as u64;
+        if out.count() > 0 {
+            self.repairs += out.count() as u64;
+            self.last_repair = Some(std::time::SystemTime::now());
+        }
         Ok(out)
     }
 }

@@ -7,27 +7,48 @@ use std::sync::Arc;
 use netpath_common::Counter;
 use parking_lot::{Mutex, RwLock};
 
-use super::{store::StateStore, transactions::Agent};
+use super::{
+    metrics::{ApiMetrics, Snapshot},
+    monitor::Hub,
+    store::StateStore,
+    transactions::Agent,
+};
 use crate::{
-    api::{ApiError, EndpointView, NetworkView, Port, PortView, Service, StatsView, VersionView},
+    api::{
+        ApiError, EndpointView, MonitorEvent, MonitorFilter, NetworkView, Port, PortView, Service,
+        StatsView, VersionView,
+    },
     datapath::DatapathOps,
     model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest, State},
     netlink::LinkOps,
 };
 
-/// The agent behind its lock, and the latest committed state for queries.
+/// The agent behind its lock, the latest committed state for queries, and the monitors'
+/// hub.
 pub struct Shared<D, L, S> {
     agent: Mutex<Agent<D, L, S>>,
-    state: RwLock<Arc<State>>,
+    state: Arc<RwLock<Arc<State>>>,
+    hub: Option<Arc<Hub>>,
+    api: ApiMetrics,
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
     pub fn new(agent: Agent<D, L, S>) -> Self {
-        let state = RwLock::new(Arc::new(agent.state.clone()));
+        let state = Arc::new(RwLock::new(Arc::new(agent.state.clone())));
         Shared {
             agent: Mutex::new(agent),
             state,
+            hub: None,
+            api: ApiMetrics::default(),
         }
+    }
+
+    /// Serves monitors from a hub describing events with this state; the receiver sees the
+    /// flags the kernel should have.
+    pub fn with_monitor(mut self) -> (Self, Arc<Hub>, tokio::sync::watch::Receiver<u32>) {
+        let (hub, flags) = Hub::new(self.state.clone());
+        self.hub = Some(hub.clone());
+        (self, hub, flags)
     }
 
     /// Runs `f` on the agent (one at a time), then publishes the state it left for queries.
@@ -38,6 +59,28 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
             *self.state.write() = Arc::new(agent.state.clone());
         }
         out
+    }
+
+    /// Runs `f` on the agent (one at a time) for what only it knows: the kernel's maps and
+    /// links, its history.
+    pub fn inspect<T>(&self, f: impl FnOnce(&Agent<D, L, S>) -> T) -> T {
+        f(&self.agent.lock())
+    }
+
+    /// Monitors listening now.
+    fn monitors(&self) -> usize {
+        self.hub.as_ref().map_or(0, |h| h.subscribers())
+    }
+
+    /// What the metrics read at a scrape.
+    pub fn snapshot(&self) -> Snapshot {
+        let monitors = self.monitors();
+        self.inspect(|a| a.snapshot(monitors))
+    }
+
+    /// How the API answered.
+    pub fn api_metrics(&self) -> &ApiMetrics {
+        &self.api
     }
 
     /// The latest committed state.
@@ -62,7 +105,7 @@ where
     }
 
     fn stats(&self) -> StatsView {
-        let s = self.write(|a| a.dp.stats());
+        let s = self.inspect(|a| a.dp.stats());
         StatsView {
             counters: s
                 .counters
@@ -75,6 +118,11 @@ where
             endpoints: s.endpoints,
             networks: s.networks,
         }
+    }
+
+    fn health(&self) -> crate::api::health::HealthView {
+        let monitors = self.monitors();
+        self.inspect(|a| a.health(monitors))
     }
 
     fn networks(&self) -> Vec<NetworkView> {
@@ -141,6 +189,24 @@ where
     fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {
         let maps = self.write(|a| a.unpublish(endpoint, &req.specs))?;
         Ok(maps.into_iter().map(Port::from).collect())
+    }
+
+    fn observe(&self, route: &'static str, status: hyper::StatusCode, took: std::time::Duration) {
+        self.api.observe(route, status, took);
+    }
+
+    fn monitor(
+        &self,
+        filter: MonitorFilter,
+    ) -> Result<tokio::sync::mpsc::Receiver<MonitorEvent>, ApiError> {
+        let hub = self
+            .hub
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("this agent has no monitor"))?;
+        if let Some(e) = &filter.endpoint {
+            self.state().endpoint(e)?;
+        }
+        Ok(hub.subscribe(filter.checked()?))
     }
 
     fn ports(&self) -> Vec<PortView> {

@@ -121,6 +121,7 @@ struct Snapshot {
     dp: FakeDatapath,
     links: FakeLinks,
     known: BTreeMap<String, (u32, [u8; 6])>,
+    slots: super::slots::Slots,
 }
 
 fn snapshot(a: &FakeAgent) -> Snapshot {
@@ -134,6 +135,7 @@ fn snapshot(a: &FakeAgent) -> Snapshot {
             .iter()
             .map(|(k, v)| (k.clone(), (v.ifindex, v.host_mac)))
             .collect(),
+        slots: a.slots.clone(),
     }
 }
 

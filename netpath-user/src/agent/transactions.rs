@@ -13,6 +13,7 @@ use tracing::info;
 use super::{
     hosts_file::HostsFiles,
     journal::{Then, Tx, Undo},
+    slots::{port_id, Slots},
     store::StateStore,
 };
 use crate::{
@@ -39,6 +40,12 @@ pub struct Agent<D, L, S> {
     pub(super) hosts: HostsFiles,
     /// Repairs of drift made since start ([`super::repair`]).
     pub(super) repairs: u64,
+    /// Each published port's `PORT_STATS` slot.
+    pub(super) slots: Slots,
+    /// When this agent started, its reconcile and its last repair ([`super::health`]).
+    pub(super) started: std::time::SystemTime,
+    pub(super) last_reconcile: Option<super::health::Reconciled>,
+    pub(super) last_repair: Option<std::time::SystemTime>,
 }
 
 /// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
@@ -50,23 +57,30 @@ pub struct HostHooks {
     pub netns_cookie: u64,
 }
 
-/// The datapath entry of mapping `m` delivered to attachment `att` behind `link`.
+/// The datapath key of mapping `m`.
+pub(super) fn port_key(m: &PortMapping) -> PortKey {
+    PortKey {
+        addr: be_addr(m.host_ip),
+        port: be_port(m.host_port),
+        proto: m.proto.number(),
+        _pad: 0,
+    }
+}
+
+/// The datapath entry of mapping `m` delivered to attachment `att` behind `link`, counted
+/// into stats slot `slot`.
 pub(super) fn port_key_target(
     att: &Attachment,
     link: &EndpointLink,
     m: &PortMapping,
+    slot: u16,
 ) -> (PortKey, PortTarget) {
     (
-        PortKey {
-            addr: be_addr(m.host_ip),
-            port: be_port(m.host_port),
-            proto: m.proto.number(),
-            _pad: 0,
-        },
+        port_key(m),
         PortTarget {
             addr: be_addr(att.ip),
             port: be_port(m.container_port),
-            _pad: 0,
+            stats: slot,
             ifindex: link.ifindex,
             mac: att.mac,
             gw_mac: link.host_mac,
@@ -123,6 +137,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             host,
             hosts: HostsFiles::default(),
             repairs: 0,
+            slots: Slots::default(),
+            started: std::time::SystemTime::now(),
+            last_reconcile: None,
+            last_repair: None,
         }
     }
 
@@ -153,7 +171,18 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 att.host_ifname, ep.name
             ))
         })?;
-        Ok(port_key_target(att, link, m))
+        let slot = self.slots.get(&port_id(&port_key(m))).unwrap_or(0);
+        Ok(port_key_target(att, link, m, slot))
+    }
+
+    /// Gives the port of `m` a stats slot (zeroed if new; released again on rollback).
+    pub(super) fn take_slot(&mut self, tx: &mut Tx, m: &PortMapping) {
+        let id = port_id(&port_key(m));
+        let (slot, new) = self.slots.take(id);
+        if new {
+            self.dp.reset_port_stats(slot);
+            tx.undo(Undo::ReleaseSlot(id));
+        }
     }
 
     /// Publishes `maps` of `ep`.
@@ -164,6 +193,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         maps: &[PortMapping],
     ) -> Result<(), ApiError> {
         for m in maps {
+            self.take_slot(tx, m);
             let (k, v) = self.port_entry(ep, m)?;
             self.dp
                 .publish(k, v)
@@ -186,6 +216,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             let (k, v) = self.port_entry(ep, m)?;
             self.dp.unpublish(&k)?;
             tx.undo(Undo::Publish(k, v));
+            tx.then(Then::ReleaseSlot(port_id(&k)));
             keys.push(k);
             ifindex = v.ifindex;
         }

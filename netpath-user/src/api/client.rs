@@ -10,7 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     routes::{Route, RouteKind},
-    EndpointView, ErrorBody, NetworkView, Port, PortView, StatsView, VersionView,
+    EndpointView, ErrorBody, MonitorEvent, MonitorFilter, NetworkView, Port, PortView, StatsView,
+    VersionView,
 };
 use crate::model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
 
@@ -57,6 +58,10 @@ impl Client {
 
     pub async fn stats(&self) -> Result<StatsView> {
         self.get(Route::new(RouteKind::Stats)).await
+    }
+
+    pub async fn health(&self) -> Result<super::health::HealthView> {
+        self.get(Route::new(RouteKind::Health)).await
     }
 
     pub async fn networks(&self) -> Result<Vec<NetworkView>> {
@@ -131,8 +136,73 @@ impl Client {
         self.get(Route::new(RouteKind::PortList)).await
     }
 
+    /// Streams the datapath's events; `each` gets them one by one until it returns false or
+    /// the agent goes.
+    pub async fn monitor(
+        &self,
+        filter: &MonitorFilter,
+        mut each: impl FnMut(MonitorEvent) -> bool,
+    ) -> Result<()> {
+        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
+        let route = Route::new(RouteKind::Monitor);
+        let query = filter.to_query();
+        let uri = if query.is_empty() {
+            route.path()
+        } else {
+            format!("{}?{query}", route.path())
+        };
+        let resp = self.send(route, uri, Vec::new()).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map_err(|e| http(&e))?.to_bytes();
+            return Err(refusal(status, &bytes));
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| http(&e))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let e: MonitorEvent = serde_json::from_slice(&line).map_err(|e| http(&e))?;
+                if !each(e) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn get<T: DeserializeOwned>(&self, route: Route) -> Result<T> {
         self.call::<(), T>(route, None).await
+    }
+
+    /// Sends one request; the response as it comes.
+    async fn send(
+        &self,
+        route: Route,
+        uri: String,
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| ClientError::Connect(self.socket.clone(), e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| http(&e))?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(route.kind.method())
+            .uri(uri)
+            .header(hyper::header::HOST, "netpath")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| http(&e))?;
+        sender.send_request(req).await.map_err(|e| http(&e))
     }
 
     /// Sends one request and decodes the answer.
@@ -142,25 +212,12 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T> {
         let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| ClientError::Connect(self.socket.clone(), e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| http(&e))?;
-        tokio::spawn(conn);
         let bytes = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| http(&e))?,
             None => Vec::new(),
         };
-        let req = Request::builder()
-            .method(route.kind.method())
-            .uri(route.path())
-            .header(hyper::header::HOST, "netpath")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| http(&e))?;
-        let resp = sender.send_request(req).await.map_err(|e| http(&e))?;
+        let uri = route.path();
+        let resp = self.send(route, uri, bytes).await?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -169,11 +226,18 @@ impl Client {
             .map_err(|e| http(&e))?
             .to_bytes();
         if !status.is_success() {
-            let msg = serde_json::from_slice::<ErrorBody>(&body)
-                .map(|e| e.message)
-                .unwrap_or_else(|_| format!("agent answered {status}"));
-            return Err(ClientError::Refused(msg));
+            return Err(refusal(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| http(&e))
     }
 }
+
+/// The agent's refusal in `body`.
+fn refusal(status: hyper::StatusCode, body: &[u8]) -> ClientError {
+    let msg = serde_json::from_slice::<ErrorBody>(body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| format!("agent answered {status}"));
+    ClientError::Refused(msg)
+}
+
+impl Client {}

@@ -50,6 +50,8 @@ routes! {
     Version: GET "/v1/version";
     /// `StatsView`.
     Stats: GET "/v1/stats";
+    /// `HealthView`.
+    Health: GET "/v1/health";
     /// `[NetworkView]`.
     NetworkList: GET "/v1/networks";
     /// `NetworkCreate` → `NetworkView`.
@@ -78,6 +80,8 @@ routes! {
     Unpublish: POST "/v1/endpoints/{name}/unpublish";
     /// `[PortView]`.
     PortList: GET "/v1/ports";
+    /// A stream of `MonitorEvent`s, one JSON object per line; query: `MonitorFilter`.
+    Monitor: GET "/v1/monitor";
 }
 
 /// One request's route: what it does, and the name it carries (if its path has one).

@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::{body::Incoming, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{de::DeserializeOwned, Serialize};
@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     routes::{Route, RouteKind},
-    ApiError, ErrorBody, Service,
+    ApiError, ErrorBody, MonitorEvent, MonitorFilter, Service,
 };
 
 /// The largest request body the agent reads.
@@ -30,12 +30,46 @@ pub const MAX_CONNECTIONS: usize = 128;
 /// How long a connection may take to send a request's headers (idle keep-alive included).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a server accepts connections from: the API's unix socket, the metrics' TCP port.
+pub trait Listener: Send + 'static {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn next_connection(&self) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+impl Listener for UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn next_connection(&self) -> std::io::Result<Self::Io> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn next_connection(&self) -> std::io::Result<Self::Io> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+/// A response body: whole, or streamed (the monitor).
+pub type Body = BoxBody<Bytes, Infallible>;
+
 /// Serves `service` on `listener` until `shutdown` completes.
 pub async fn serve<S: Service>(
     listener: UnixListener,
     service: Arc<S>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_connections(listener, move |req| handle(service.clone(), req), shutdown).await
+}
+
+/// Answers HTTP/1 requests on `listener` with `handler` until `shutdown` completes: at most
+/// [`MAX_CONNECTIONS`] at once, each given [`HEADER_TIMEOUT`] to send its headers.
+pub async fn serve_connections<L, H, F>(listener: L, handler: H, shutdown: impl Future<Output = ()>)
+where
+    L: Listener,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
     tokio::pin!(shutdown);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
@@ -48,47 +82,72 @@ pub async fn serve<S: Service>(
             () = &mut shutdown => return,
         };
         let conn = tokio::select! {
-            conn = listener.accept() => conn,
+            conn = listener.next_connection() => conn,
             () = &mut shutdown => return,
         };
         let stream = match conn {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 backoff = Duration::from_millis(10);
                 stream
             }
             Err(e) => {
                 // Out of file descriptors, say: wait before trying again instead of spinning.
-                warn!("accepting an API connection: {e} (retrying in {backoff:?})");
+                warn!("accepting a connection: {e} (retrying in {backoff:?})");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
-        let service = service.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let svc = hyper::service::service_fn(move |req| handle(service.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handler))
                 .await
             {
-                debug!("API connection: {e}");
+                debug!("connection: {e}");
             }
         });
     }
 }
 
+/// Answers one API request, and tells the service how it went (its metrics).
 async fn handle<S: Service>(
     service: Arc<S>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
+    let started = std::time::Instant::now();
+    let (route, resp) = respond(&service, req).await;
+    service.observe(route, resp.status(), started.elapsed());
+    Ok(resp)
+}
+
+/// The answer to one API request, and its route's label (`unknown` when none matched).
+async fn respond<S: Service>(
+    service: &Arc<S>,
+    req: Request<Incoming>,
+) -> (&'static str, Response<Body>) {
     let method = req.method().clone();
     let route = match Route::parse(&method, req.uri().path()) {
         Ok(r) => r,
-        Err(e) => return Ok(error_response(&e)),
+        Err(e) => return ("unknown", error_response(&e)),
     };
+    let kind = route.kind;
+    if kind == RouteKind::Monitor {
+        let filter = match MonitorFilter::from_query(req.uri().query().unwrap_or("")) {
+            Ok(f) => f,
+            Err(e) => return (kind.label(), error_response(&e)),
+        };
+        return (
+            kind.label(),
+            match service.monitor(filter) {
+                Ok(rx) => stream_response(rx),
+                Err(e) => error_response(&e),
+            },
+        );
+    }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -100,10 +159,10 @@ async fn handle<S: Service>(
             } else {
                 ApiError::bad_request(format!("reading request: {e}"))
             };
-            return Ok(error_response(&e));
+            return (kind.label(), error_response(&e));
         }
     };
-    let kind = route.kind;
+    let service = service.clone();
     let res = tokio::task::spawn_blocking(move || {
         catch_unwind(AssertUnwindSafe(|| dispatch(&*service, &route, &body))).unwrap_or_else(
             |panic| {
@@ -121,7 +180,7 @@ async fn handle<S: Service>(
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(e)));
-    Ok(match res {
+    let resp = match res {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => {
             if e.status.is_server_error() {
@@ -136,7 +195,8 @@ async fn handle<S: Service>(
             }
             error_response(&e)
         }
-    })
+    };
+    (kind.label(), resp)
 }
 
 /// Routes one request to `svc`: decode the body, call, encode the answer.
@@ -149,6 +209,7 @@ pub fn dispatch<S: Service + ?Sized>(
     match route.kind {
         RouteKind::Version => to_json(&svc.version()),
         RouteKind::Stats => to_json(&svc.stats()),
+        RouteKind::Health => to_json(&svc.health()),
         RouteKind::NetworkList => to_json(&svc.networks()),
         RouteKind::NetworkCreate => to_json(&svc.create_network(&parse_body(body)?)?),
         RouteKind::NetworkInspect => to_json(&svc.network(name)?),
@@ -163,11 +224,31 @@ pub fn dispatch<S: Service + ?Sized>(
         RouteKind::Publish => to_json(&svc.publish(name, &parse_body(body)?)?),
         RouteKind::Unpublish => to_json(&svc.unpublish(name, &parse_body(body)?)?),
         RouteKind::PortList => to_json(&svc.ports()),
+        RouteKind::Monitor => Err(ApiError::bad_request("the monitor streams: ask over HTTP")),
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+/// Streams `rx` as JSON lines until the client goes.
+fn stream_response(rx: tokio::sync::mpsc::Receiver<MonitorEvent>) -> Response<Body> {
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let e = rx.recv().await?;
+        let mut line = serde_json::to_vec(&e).unwrap_or_default();
+        line.push(b'\n');
+        Some((
+            Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(line))),
+            rx,
+        ))
+    });
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(lines)));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -176,7 +257,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     resp
 }
 
-fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+fn error_response(e: &ApiError) -> Response<Body> {
     let body = serde_json::to_vec(&ErrorBody {
         message: e.msg.clone(),
     })
@@ -256,6 +337,15 @@ mod tests {
             panic!("a bug")
         }
         fn ports(&self) -> Vec<PortView> {
+            panic!("a bug")
+        }
+        fn health(&self) -> crate::api::health::HealthView {
+            panic!("a bug")
+        }
+        fn monitor(
+            &self,
+            _: crate::api::MonitorFilter,
+        ) -> Result<tokio::sync::mpsc::Receiver<crate::api::MonitorEvent>, ApiError> {
             panic!("a bug")
         }
     }

@@ -58,9 +58,14 @@ pub struct AgentArgs {
     /// Log as text (no colours off a terminal) or as JSON lines [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Serve Prometheus metrics on ADDR:PORT at /metrics [default: not served].
+    /// Serve Prometheus metrics on ADDR:PORT at /metrics, and a health probe at /healthz
+    /// [default: not served].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Log from the kernel programs at this level and above: warn (outbound NAT ports
+    /// exhausted), debug (malformed packets, replies with no route) [default: off].
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub ebpf_log: Option<LogLevel>,
 }
 
 impl AgentArgs {
@@ -80,6 +85,7 @@ impl AgentArgs {
             log_level: self.log_level,
             log_format: self.log_format,
             metrics: self.metrics,
+            ebpf_log: self.ebpf_log,
         }
     }
 }
@@ -126,8 +132,13 @@ pub fn uninstall(args: UninstallArgs, socket: Option<PathBuf>) -> anyhow::Result
 }
 
 fn init_logging(cfg: &AgentConfig) {
+    let mut directives = cfg.log_level.as_str().to_string();
+    if cfg.ebpf_log.is_some() {
+        // The kernel filters its records by the level asked for: show all that come.
+        directives += &format!(",{}=trace", crate::datapath::KERNEL_LOG_TARGET);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_str()));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

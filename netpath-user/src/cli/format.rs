@@ -297,6 +297,24 @@ pub fn aligned(lines: &[String]) -> String {
     String::from_utf8(tw.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// Prints one object as `--format` asks (`json`, or a Go template); false when no format was
+/// asked for, so the caller prints its own text.
+pub fn print_formatted(
+    value: &impl serde::Serialize,
+    format: Option<&str>,
+) -> anyhow::Result<bool> {
+    let Some(f) = format else {
+        return Ok(false);
+    };
+    let v = serde_json::to_value(value)?;
+    if f.trim() == "json" {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", Template::parse(f)?.render(&v)?);
+    }
+    Ok(true)
+}
+
 /// `ls` options shared by endpoints and networks (Docker's).
 #[derive(clap::Args)]
 pub struct ListArgs {

@@ -8,6 +8,8 @@
 //! | [`endpoint`] | `endpoint create/ls/inspect/rm` |
 //! | [`network`] | `network create/ls/inspect/rm/connect/disconnect` |
 //! | [`port`] | `port ENDPOINT [PORT]`, `port publish/unpublish/ls` |
+//! | [`monitor`] | `monitor`: the datapath's events, live |
+//! | [`status`] | `status`: the agent's health |
 //! | [`system`] | `stats`, `version`, `completion`, `man` |
 //! | [`format`] | tables, `-q`, `--format`, `--filter`, port ranges |
 use std::{path::PathBuf, process::ExitCode};
@@ -19,8 +21,10 @@ use crate::api::client::{Client, ClientError};
 pub mod agent;
 pub mod endpoint;
 pub mod format;
+pub mod monitor;
 pub mod network;
 pub mod port;
+pub mod status;
 pub mod system;
 
 #[derive(Parser)]
@@ -54,6 +58,10 @@ pub enum Cmd {
     /// Manage networks (`docker network`).
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Stream the datapath's events: drops with their reason, and translations with --trace.
+    Monitor(monitor::MonitorArgs),
+    /// The agent's health: hooks attached and current, maps, the last reconcile, repairs.
+    Status(status::StatusArgs),
     /// Packet counters, drop reasons and map occupancy.
     #[command(after_help = "Examples:\n  netpath stats\n  netpath stats --format json")]
     Stats(system::StatsArgs),
@@ -138,6 +146,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Endpoint(cmd) => endpoint::run(&client, cmd).await,
         Cmd::Port(args) => port::run(&client, args).await,
         Cmd::Network(cmd) => network::run(&client, cmd).await,
+        Cmd::Monitor(args) => monitor::run(&client, args).await,
+        Cmd::Status(args) => status::run(&client, args).await,
         Cmd::Stats(args) => system::stats(&client, args).await,
         Cmd::Version(args) => system::version(&client, args).await,
         Cmd::Completion { shell } => system::completion(shell),

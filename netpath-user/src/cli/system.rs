@@ -3,7 +3,7 @@ use std::{path::Path, process::ExitCode};
 
 use serde::Serialize;
 
-use super::format::{aligned, Template};
+use super::format::{aligned, print_formatted, Template};
 use crate::api::{client::Client, VersionView};
 
 #[derive(clap::Args)]
@@ -26,17 +26,11 @@ pub struct VersionArgs {
 pub async fn stats(client: &Client, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let s = client.stats().await?;
     let format = if args.json {
-        Some("json".to_string())
+        Some("json")
     } else {
-        args.format
+        args.format.as_deref()
     };
-    if let Some(f) = format {
-        let v = serde_json::to_value(&s)?;
-        if f.trim() == "json" {
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            println!("{}", Template::parse(&f)?.render(&v)?);
-        }
+    if print_formatted(&s, format)? {
         return Ok(ExitCode::SUCCESS);
     }
     let mut lines = vec!["COUNTER\tPACKETS".to_string()];

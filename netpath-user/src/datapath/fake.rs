@@ -76,6 +76,8 @@ pub struct FakeDatapath {
     pub attached: BTreeSet<String>,
     /// Every other hook in use (uplinks, socket hooks).
     pub hooks: BTreeSet<Hook>,
+    /// What monitors asked for.
+    pub monitor: u32,
     #[doc(hidden)]
     pub faults: FaultsHandle,
 }
@@ -216,6 +218,30 @@ impl DatapathOps for FakeDatapath {
             .collect();
         Ok(HookReport::default())
     }
+    fn published(&self) -> Vec<(PortKey, PortTarget)> {
+        self.ports
+            .iter()
+            .map(|((addr, port, proto), t)| {
+                (
+                    PortKey {
+                        addr: *addr,
+                        port: *port,
+                        proto: *proto,
+                        _pad: 0,
+                    },
+                    *t,
+                )
+            })
+            .collect()
+    }
+    fn port_stats(&self, _: u16) -> netpath_common::PortStats {
+        netpath_common::PortStats::default()
+    }
+    fn reset_port_stats(&mut self, _: u16) {}
+    fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError> {
+        self.monitor = flags;
+        Ok(())
+    }
     fn links(&self) -> Vec<LinkState> {
         self.attached
             .iter()
@@ -226,8 +252,15 @@ impl DatapathOps for FakeDatapath {
                 link_id: 0,
                 prog_id: 0,
                 alive: true,
+                current: true,
             })
             .collect()
+    }
+    fn programs(&self) -> Vec<(&'static str, super::sys::ProgInfo)> {
+        Vec::new()
+    }
+    fn pinned_maps(&self) -> Vec<super::PinnedMap> {
+        Vec::new()
     }
     fn stats(&self) -> DatapathStats {
         DatapathStats {

@@ -21,6 +21,7 @@ impl Datapath {
                 && (doomed.contains(&(v.addr, v.port, k.proto))
                     || doomed.contains(&(0, v.port, k.proto)))
         })
+        .0
     }
 
     /// Removes the published flows of an interface going away: those it serves, and those
@@ -28,21 +29,23 @@ impl Datapath {
     pub fn flush_interface_flows(&mut self, ifindex: u32, addr: Ipv4Addr) -> usize {
         let addr = be_addr(addr);
         self.flush_flows(|k, v| v.ifindex == ifindex || k.src_addr == addr)
+            .0
     }
 
     /// Removes the published flows of every interface not in `live`; returns how many.
     pub fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize {
-        self.flush_flows(|_, v| !live.contains(&v.ifindex))
+        self.flush_flows(|_, v| !live.contains(&v.ifindex)).0
     }
 
     /// Removes published flows idle past their [`timeouts`] at `now` (CLOCK_MONOTONIC ns;
     /// the kernel stamps flows with the coarse clock, at most a few ms behind). Returns how
-    /// many.
-    pub fn expire_flows(&mut self, now: u64) -> usize {
-        self.flush_flows(|k, v| {
+    /// many went and how many are left.
+    pub fn expire_flows(&mut self, now: u64) -> (usize, usize) {
+        let (n, seen) = self.flush_flows(|k, v| {
             let closing = v.flags & flow_flags::CLOSING != 0;
             now.saturating_sub(v.last_seen) > timeouts::of(k.proto, closing)
-        })
+        });
+        (n, seen - n)
     }
 
     /// The translation recorded for replies with 5-tuple `key`.
@@ -52,7 +55,12 @@ impl Datapath {
 
     /// How many published flows the table holds.
     pub fn flow_count(&self) -> usize {
-        self.flows.keys().filter(Result::is_ok).count()
+        self.flows().len()
+    }
+
+    /// Every published flow.
+    fn flows(&self) -> Vec<(FlowKey, FlowNat)> {
+        self.scan(map_names::FLOWS, &self.whole.flows)
     }
 
     /// Records a flow as the kernel would (tests and benchmarks set up hits this way).
@@ -63,11 +71,12 @@ impl Datapath {
             .map_err(|e| DatapathError::Map(map_names::FLOWS, e))
     }
 
-    fn flush_flows(&mut self, pred: impl Fn(&FlowKey, &FlowNat) -> bool) -> usize {
-        let doomed: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter_map(Result::ok)
+    /// Removes the flows `pred` selects: how many, and how many there were.
+    fn flush_flows(&mut self, pred: impl Fn(&FlowKey, &FlowNat) -> bool) -> (usize, usize) {
+        let all = self.flows();
+        let seen = all.len();
+        let doomed: Vec<FlowKey> = all
+            .into_iter()
             .filter(|(k, v)| pred(k, v))
             .map(|(k, _)| k)
             .collect();
@@ -78,6 +87,6 @@ impl Datapath {
         if n > 0 {
             tracing::debug!(map = map_names::FLOWS, flows = n, "flushed");
         }
-        n
+        (n, seen)
     }
 }

@@ -141,6 +141,8 @@ pub struct LinkState {
     pub prog_id: u32,
     /// Still attached where it belongs.
     pub alive: bool,
+    /// Running this agent's build of its program.
+    pub current: bool,
 }
 
 /// What [`Datapath::ensure_hooks`] did.
@@ -350,10 +352,15 @@ impl Datapath {
                 let info = sys::obj_get(&dir.join(&name))
                     .and_then(|fd| sys::link_info(fd.as_fd()))
                     .ok();
+                let prog_id = info.map_or(0, |i| i.prog_id);
                 out.push(LinkState {
                     alive: info.is_some_and(|i| self.belongs(&hook, &i)),
                     link_id: info.map_or(0, |i| i.id),
-                    prog_id: info.map_or(0, |i| i.prog_id),
+                    current: self
+                        .loaded
+                        .get(hook.program())
+                        .is_some_and(|p| p.id == prog_id),
+                    prog_id,
                     hook,
                 });
             }

@@ -102,8 +102,11 @@ pub fn wanted(sizes: &MapSizes) -> Result<HashMap<String, Shape>, DatapathError>
 }
 
 /// Where a set-aside map is pinned (bpffs reserves dots in names).
+/// The suffix of a map's pin while it is set aside.
+pub const SET_ASIDE: &str = "@old";
+
 fn old_pin(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}@old"))
+    dir.join(format!("{name}{SET_ASIDE}"))
 }
 
 /// Compares the maps pinned in `dir` with this build's, before loading. Differing maps are

@@ -35,7 +35,7 @@ use aya::{
 };
 use netpath_common::{
     map_names, map_sizes, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey, NetworkInfo,
-    PeerInfo, PortKey, PortTarget, SnatNat, SnatRev,
+    PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev,
 };
 
 use crate::model::Network;
@@ -45,6 +45,7 @@ pub mod endpoint;
 pub mod fake;
 pub mod flows;
 pub mod forward;
+pub mod kernel_log;
 pub mod links;
 pub mod migrate;
 pub mod ports;
@@ -55,6 +56,7 @@ pub mod sync;
 pub mod sys;
 
 pub use endpoint::AttachmentEntry;
+pub use kernel_log::KERNEL_LOG_TARGET;
 pub use links::{Hook, HookReport, Hooks, LinkState};
 pub use migrate::Migration;
 pub use stats::DatapathStats;
@@ -95,6 +97,17 @@ pub mod programs {
         "netpath_sock_sendmsg4",
         "netpath_sock_recvmsg4",
         "netpath_sock_getpeername4",
+    ];
+    /// Every program of the object.
+    pub const ALL: [&str; 8] = [
+        UPLINK_XDP,
+        UPLINK_TC,
+        ENDPOINT_TC,
+        XDP_PASS,
+        SOCK[0],
+        SOCK[1],
+        SOCK[2],
+        SOCK[3],
     ];
 }
 
@@ -163,11 +176,24 @@ impl Default for MapSizes {
     }
 }
 
-/// What flow expiry removed.
+/// What flow expiry removed, and what is left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expired {
     pub published: usize,
     pub outbound: usize,
+    pub published_left: usize,
+    pub outbound_left: usize,
+}
+
+/// A map pinned in the pin directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedMap {
+    /// Its pin's name (`FLOWS`, or `FLOWS@old` while set aside).
+    pub name: String,
+    pub id: u32,
+    pub capacity: u32,
+    /// Set aside at load (see [`migrate`]), until every hook runs this build's programs.
+    pub set_aside: bool,
 }
 
 /// What the agent asks of the datapath, by intent. Every change either happens whole or
@@ -218,6 +244,18 @@ pub trait DatapathOps: Send {
     ) -> Result<HookReport, DatapathError>;
     /// The pinned links and their state.
     fn links(&self) -> Vec<LinkState>;
+    /// This build's programs as loaded: name, id and tag.
+    fn programs(&self) -> Vec<(&'static str, sys::ProgInfo)>;
+    /// The maps pinned in the pin directory (those set aside too).
+    fn pinned_maps(&self) -> Vec<PinnedMap>;
+    /// Every published port in the maps, with its target.
+    fn published(&self) -> Vec<(PortKey, PortTarget)>;
+    /// What the published port counting into `slot` received (all CPUs).
+    fn port_stats(&self, slot: u16) -> PortStats;
+    /// Zeroes the counters of `slot` (before a port is given it).
+    fn reset_port_stats(&mut self, slot: u16);
+    /// What the datapath reports to monitors (`netpath_common::monitor` flags; 0: nothing).
+    fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError>;
     /// Drops what was set aside at load once every hook runs this build's programs.
     fn finish_migrations(&mut self) {}
     /// Counters and map occupancy.
@@ -236,6 +274,12 @@ pub struct Datapath {
     /// Maps set aside at load (see [`migrate`]).
     migrations: Vec<Migration>,
     sizes: MapSizes,
+    /// Id and tag of each program of this build, as loaded.
+    loaded: std::collections::BTreeMap<&'static str, sys::ProgInfo>,
+    /// The maps read whole, by descriptor ([`Datapath::scan`]).
+    whole: Whole,
+    /// The programs' log records, when they log.
+    kernel_log: Option<kernel_log::KernelLog>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     ports_any: Array<MapData, PortTarget>,
     host_addrs: HashMap<MapData, u32, u32>,
@@ -250,6 +294,35 @@ pub struct Datapath {
     uplinks: HashMap<MapData, u32, u32>,
     host_loopback: HashMap<MapData, LoopbackKey, u8>,
     stats: PerCpuArray<MapData, u64>,
+    port_stats: PerCpuArray<MapData, PortStats>,
+    monitor: Array<MapData, u32>,
+    events: Option<aya::maps::RingBuf<MapData>>,
+}
+
+/// Descriptors of the maps read whole: published ports, flow tables.
+struct Whole {
+    ports: std::os::fd::OwnedFd,
+    ports_any: std::os::fd::OwnedFd,
+    flows: std::os::fd::OwnedFd,
+    snat: std::os::fd::OwnedFd,
+    snat_rev: std::os::fd::OwnedFd,
+}
+
+/// A second descriptor of map `name` (array or hash).
+fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<std::os::fd::OwnedFd, DatapathError> {
+    use aya::maps::Map;
+    let data = match ebpf.map(name).ok_or(DatapathError::MissingMap(name))? {
+        Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+        _ => {
+            return Err(DatapathError::Pins(format!(
+                "map {name}: not an array or hash"
+            )))
+        }
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| DatapathError::Pins(format!("map {name}: {e}")))
 }
 
 macro_rules! take_map {
@@ -264,16 +337,18 @@ macro_rules! take_map {
 impl Datapath {
     /// Loads the embedded object without pins (tests, benchmarks): nothing outlives it.
     pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
-        Datapath::open(pin_dir, sizes, false)
+        Datapath::open(pin_dir, sizes, false, 0)
     }
 
     /// Loads the embedded object. With `pin_dir`, maps are pinned there (and reused from
     /// there when compatible, see [`migrate`]) and so are links; `reset_flows` lets live maps
-    /// whose layout changed start empty instead of refusing.
+    /// whose layout changed start empty instead of refusing. The programs log at
+    /// `log_level` (aya-log's numbering, 0: not at all; see [`kernel_log`]).
     pub fn open(
         pin_dir: Option<&Path>,
         sizes: MapSizes,
         reset_flows: bool,
+        log_level: u8,
     ) -> Result<Self, DatapathError> {
         let mut migrations = match pin_dir {
             Some(dir) => migrate::prepare(dir, &sizes, reset_flows)?,
@@ -290,8 +365,17 @@ impl Datapath {
             .map_max_entries(map_names::SNAT_REV, sizes.flows)
             .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
             .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
-            .map_max_entries(map_names::MEMBERS, sizes.endpoints);
+            .map_max_entries(map_names::MEMBERS, sizes.endpoints)
+            .override_global(kernel_log::LEVEL_GLOBAL, &log_level, true);
         let mut ebpf = loader.load(EBPF_OBJECT)?;
+        let kernel_log = if log_level > 0 {
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, kernel_log::ToTracing)
+                    .map_err(|e| DatapathError::Pins(format!("the kernel log: {e}")))?,
+            )
+        } else {
+            None
+        };
         for name in [programs::UPLINK_TC, programs::ENDPOINT_TC] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;
@@ -307,7 +391,15 @@ impl Datapath {
         if let Some(dir) = pin_dir {
             migrate::copy_live(dir, &mut migrations);
         }
-        Ok(Datapath {
+        let whole = Whole {
+            ports: map_fd(&ebpf, map_names::PORTS)?,
+            ports_any: map_fd(&ebpf, map_names::PORTS_ANY)?,
+            flows: map_fd(&ebpf, map_names::FLOWS)?,
+            snat: map_fd(&ebpf, map_names::SNAT)?,
+            snat_rev: map_fd(&ebpf, map_names::SNAT_REV)?,
+        };
+        let mut dp = Datapath {
+            whole,
             ports: take_map!(ebpf, map_names::PORTS),
             ports_any: take_map!(ebpf, map_names::PORTS_ANY),
             host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
@@ -322,13 +414,34 @@ impl Datapath {
             uplinks: take_map!(ebpf, map_names::UPLINKS),
             host_loopback: take_map!(ebpf, map_names::HOST_LOOPBACK),
             stats: take_map!(ebpf, map_names::STATS),
+            port_stats: take_map!(ebpf, map_names::PORT_STATS),
+            monitor: take_map!(ebpf, map_names::MONITOR),
+            events: Some(take_map!(ebpf, map_names::EVENTS)),
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
             cgroup: None,
             held: std::collections::HashMap::new(),
             migrations,
             sizes,
-        })
+            loaded: std::collections::BTreeMap::new(),
+            kernel_log,
+        };
+        for name in programs::ALL {
+            if let Some(info) = dp.program_info(name) {
+                dp.loaded.insert(name, info);
+            }
+        }
+        Ok(dp)
+    }
+
+    /// The reader of the programs' log records, when they log (once).
+    pub fn take_kernel_log(&mut self) -> Option<kernel_log::KernelLog> {
+        self.kernel_log.take()
+    }
+
+    /// The ring buffer of monitor events (once: whoever takes it reads it).
+    pub fn take_events(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        self.events.take()
     }
 
     /// The maps replaced at load.
@@ -357,8 +470,20 @@ impl Datapath {
         program(&mut self.ebpf, name)
     }
 
+    /// Every entry of a map read whole (in a few batch calls); `K` and `V` must be its types.
+    fn scan<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+        fd: &std::os::fd::OwnedFd,
+    ) -> Vec<(K, V)> {
+        sys::lookup_batch(fd.as_fd()).unwrap_or_else(|e| {
+            tracing::warn!(map = name, "reading the map: {e}");
+            Vec::new()
+        })
+    }
+
     /// Id and tag of this build's program `name` as loaded.
-    pub fn program_info(&mut self, name: &'static str) -> Option<sys::ProgInfo> {
+    fn program_info(&mut self, name: &'static str) -> Option<sys::ProgInfo> {
         let fd = match name {
             programs::UPLINK_XDP | programs::XDP_PASS => {
                 let p: &mut Xdp = program(&mut self.ebpf, name).ok()?;
@@ -401,9 +526,13 @@ impl DatapathOps for Datapath {
         Datapath::set_uplinks(self, uplinks)
     }
     fn expire(&mut self, now: u64) -> Expired {
+        let (published, published_left) = Datapath::expire_flows(self, now);
+        let (outbound, outbound_left) = Datapath::expire_outbound(self, now);
         Expired {
-            published: Datapath::expire_flows(self, now),
-            outbound: Datapath::expire_outbound(self, now),
+            published,
+            outbound,
+            published_left,
+            outbound_left,
         }
     }
     fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
@@ -444,8 +573,43 @@ impl DatapathOps for Datapath {
     fn links(&self) -> Vec<LinkState> {
         Datapath::links(self)
     }
+    fn programs(&self) -> Vec<(&'static str, sys::ProgInfo)> {
+        self.loaded.iter().map(|(n, p)| (*n, p.clone())).collect()
+    }
+    fn pinned_maps(&self) -> Vec<PinnedMap> {
+        let Some(dir) = &self.pin_dir else {
+            return Vec::new();
+        };
+        links::pinned_names(dir)
+            .into_iter()
+            .filter_map(|name| {
+                let fd = sys::obj_get(&dir.join(&name)).ok()?;
+                let info = sys::map_info(fd.as_fd()).ok()?;
+                Some(PinnedMap {
+                    set_aside: name.ends_with(migrate::SET_ASIDE),
+                    name,
+                    id: info.id,
+                    capacity: info.max_entries,
+                })
+            })
+            .collect()
+    }
     fn finish_migrations(&mut self) {
         Datapath::finish_migrations(self)
+    }
+    fn published(&self) -> Vec<(PortKey, PortTarget)> {
+        Datapath::published(self)
+    }
+    fn port_stats(&self, slot: u16) -> PortStats {
+        Datapath::port_stats(self, slot)
+    }
+    fn reset_port_stats(&mut self, slot: u16) {
+        Datapath::reset_port_stats(self, slot)
+    }
+    fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError> {
+        self.monitor
+            .set(0, flags, 0)
+            .map_err(|e| DatapathError::Map(map_names::MONITOR, e))
     }
     fn stats(&self) -> DatapathStats {
         Datapath::stats(self)

@@ -3,7 +3,7 @@
 //! `HOST_ADDRS`, the addresses where the latter answer.
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use netpath_common::{map_names, port_any_index, port_any_key, PortKey, PortTarget, PORTS_ANY_LEN};
+use netpath_common::{map_names, port_any_index, port_any_key, PortKey, PortTarget};
 
 use super::{be_addr, removed, Datapath, DatapathError};
 
@@ -38,11 +38,12 @@ impl Datapath {
 
     /// Every published port in the maps, with its target.
     pub fn published(&self) -> Vec<(PortKey, PortTarget)> {
-        let mut out: Vec<(PortKey, PortTarget)> =
-            self.ports.iter().filter_map(Result::ok).collect();
-        for idx in 0..PORTS_ANY_LEN {
-            if let Ok(t) = self.ports_any.get(&idx, 0) {
-                if t.ifindex != 0 {
+        let mut out: Vec<(PortKey, PortTarget)> = self.scan(map_names::PORTS, &self.whole.ports);
+        let any: Vec<(u32, PortTarget)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
+        out.extend(
+            any.into_iter()
+                .filter(|(_, t)| t.ifindex != 0)
+                .map(|(idx, t)| {
                     let (proto, port) = port_any_key(idx);
                     let key = PortKey {
                         addr: 0,
@@ -50,10 +51,9 @@ impl Datapath {
                         proto,
                         _pad: 0,
                     };
-                    out.push((key, t));
-                }
-            }
-        }
+                    (key, t)
+                }),
+        );
         out
     }
 

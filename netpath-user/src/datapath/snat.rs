@@ -44,12 +44,17 @@ impl Datapath {
 
     /// How many outbound flows the table holds.
     pub fn outbound_count(&self) -> usize {
-        self.snat.keys().filter(Result::is_ok).count()
+        self.outbound_flows().len()
     }
 
     /// Outbound flows by their original 5-tuple.
     pub fn outbound_flows(&self) -> Vec<(FlowKey, SnatNat)> {
-        self.snat.iter().filter_map(Result::ok).collect()
+        self.scan(map_names::SNAT, &self.whole.snat)
+    }
+
+    /// Outbound flows by their reply's 5-tuple.
+    fn outbound_replies(&self) -> Vec<(FlowKey, SnatRev)> {
+        self.scan(map_names::SNAT_REV, &self.whole.snat_rev)
     }
 
     /// Records both directions of an outbound flow as the kernel would (tests).
@@ -70,15 +75,14 @@ impl Datapath {
 
     /// Reply-side entries (tests check both directions go together).
     pub fn outbound_reply_count(&self) -> usize {
-        self.snat_rev.keys().filter(Result::is_ok).count()
+        self.outbound_replies().len()
     }
 
     /// Removes the outbound flows (both directions) whose reply side `pred` selects.
     fn flush_outbound(&mut self, pred: impl Fn(&SnatRev) -> bool) -> usize {
         let doomed: Vec<(FlowKey, FlowKey)> = self
-            .snat_rev
-            .iter()
-            .filter_map(Result::ok)
+            .outbound_replies()
+            .into_iter()
             .filter(|(_, rev)| pred(rev))
             .map(|(rkey, rev)| {
                 // The original flow: from the endpoint to the reply's source.
@@ -96,12 +100,15 @@ impl Datapath {
 
     /// Removes outbound flows idle past their [`timeouts`] at `now` (CLOCK_MONOTONIC ns, the
     /// clock of `bpf_ktime_get_ns`); the last packet either way counts. Both directions go
-    /// together. Returns how many flows were removed.
-    pub fn expire_outbound(&mut self, now: u64) -> usize {
+    /// together. Returns how many flows were removed and how many are left.
+    pub fn expire_outbound(&mut self, now: u64) -> (usize, usize) {
         let mut doomed = Vec::new();
-        for (k, nat) in self.snat.iter().filter_map(Result::ok) {
+        let replies: StdHashMap<FlowKey, SnatRev> = self.outbound_replies().into_iter().collect();
+        let flows = self.outbound_flows();
+        let seen = flows.len();
+        for (k, nat) in flows {
             let rkey = k.reply_to(nat.addr, nat.port);
-            let rev = self.snat_rev.get(&rkey, 0).ok();
+            let rev = replies.get(&rkey).copied();
             let last = rev.map_or(nat.last_seen, |r| r.last_seen.max(nat.last_seen));
             let closing = (nat.flags | rev.map_or(0, |r| r.flags)) & snat_flags::CLOSING != 0;
             if now.saturating_sub(last) > timeouts::of(k.proto, closing) {
@@ -112,6 +119,6 @@ impl Datapath {
             let _ = self.snat.remove(k);
             let _ = self.snat_rev.remove(r);
         }
-        doomed.len()
+        (doomed.len(), seen - doomed.len())
     }
 }

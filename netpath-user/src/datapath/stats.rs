@@ -1,6 +1,6 @@
 //! Counters and drop reasons (kernel: `stats.rs`, the per-CPU `STATS` array), and how full
 //! each map the agent watches is.
-use netpath_common::Counter;
+use netpath_common::{Counter, PortStats};
 
 use super::Datapath;
 
@@ -28,6 +28,8 @@ pub struct DatapathStats {
     pub ports_capacity: usize,
     /// Capacity of the endpoint maps.
     pub endpoints_capacity: usize,
+    /// Capacity of the network maps.
+    pub networks_capacity: usize,
 }
 
 impl Datapath {
@@ -54,6 +56,28 @@ impl Datapath {
             .unwrap_or(0)
     }
 
+    /// What the published port counting into `slot` received, summed over CPUs.
+    pub fn port_stats(&self, slot: u16) -> PortStats {
+        self.port_stats
+            .get(&u32::from(slot), 0)
+            .map(|per_cpu| {
+                per_cpu.iter().fold(PortStats::default(), |a, s| PortStats {
+                    packets: a.packets + s.packets,
+                    bytes: a.bytes + s.bytes,
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// Zeroes `slot` on every CPU.
+    pub fn reset_port_stats(&mut self, slot: u16) {
+        let cpus = aya::util::nr_cpus().unwrap_or(1);
+        let zero = aya::maps::PerCpuValues::try_from(vec![PortStats::default(); cpus]);
+        if let Ok(zero) = zero {
+            let _ = self.port_stats.set(u32::from(slot), zero, 0);
+        }
+    }
+
     /// Counters and occupancy.
     pub fn stats(&self) -> DatapathStats {
         DatapathStats {
@@ -67,6 +91,7 @@ impl Datapath {
             outbound_capacity: self.sizes.flows as usize,
             ports_capacity: (self.sizes.ports + netpath_common::PORTS_ANY_LEN) as usize,
             endpoints_capacity: self.sizes.endpoints as usize,
+            networks_capacity: netpath_common::map_sizes::NETWORKS as usize,
         }
     }
 }

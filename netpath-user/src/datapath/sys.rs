@@ -1,5 +1,6 @@
-//! The few BPF syscalls aya does not expose for pinned objects: open a pin, read what a
-//! link or map is, swap a link's program (`BPF_LINK_UPDATE`), detach a link.
+//! The few BPF syscalls aya does not expose: open a pin, read what a link or map is, swap a
+//! link's program (`BPF_LINK_UPDATE`), detach a link, read a whole map in a few calls
+//! (`BPF_MAP_LOOKUP_BATCH`).
 use std::{
     ffi::CString,
     io,
@@ -13,6 +14,7 @@ use std::{
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
 
@@ -191,4 +193,47 @@ pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
     let mut attr = Attr([0; 32]);
     attr.0[0] = link.as_raw_fd() as u32;
     bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+}
+
+/// Entries read per `BPF_MAP_LOOKUP_BATCH` call (more than any hash bucket holds).
+const BATCH: usize = 4096;
+
+/// Every entry of the map behind `fd` (not a per-CPU one), read [`BATCH`] at a time with
+/// `BPF_MAP_LOOKUP_BATCH`: a few calls for what a key-by-key walk needs two per entry for.
+/// `K` and `V` must be the map's key and value types.
+pub fn lookup_batch<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+    // SAFETY (zeroed): Pod types are plain data, valid for any bit pattern.
+    let mut keys: Vec<K> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut values: Vec<V> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    // The position token: a key for arrays, a bucket number for hashes.
+    let token_len = std::mem::size_of::<K>().max(8);
+    let (mut token_in, mut token_out) = (vec![0u8; token_len], vec![0u8; token_len]);
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        let mut attr = Attr([0; 32]);
+        let put = |attr: &mut Attr, at: usize, ptr: u64| {
+            attr.0[at] = ptr as u32;
+            attr.0[at + 1] = (ptr >> 32) as u32;
+        };
+        if !first {
+            put(&mut attr, 0, token_in.as_ptr() as u64);
+        }
+        // in_batch, out_batch, keys, values (u64 each), count, map_fd (u32 each).
+        put(&mut attr, 2, token_out.as_mut_ptr() as u64);
+        put(&mut attr, 4, keys.as_mut_ptr() as u64);
+        put(&mut attr, 6, values.as_mut_ptr() as u64);
+        attr.0[8] = BATCH as u32;
+        attr.0[9] = fd.as_raw_fd() as u32;
+        let rc = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let n = (attr.0[8] as usize).min(BATCH);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match rc {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) => return Err(e),
+        }
+        std::mem::swap(&mut token_in, &mut token_out);
+        first = false;
+    }
 }
