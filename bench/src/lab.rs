@@ -16,7 +16,9 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use netpath_user::testing::{stop_child, unique, veth, AgentOptions, AgentProcess, Netns};
+use netpath_user::testing::{
+    stop_child, unique, veth, AgentOptions, AgentProcess, Netns, ScratchBpffs,
+};
 
 pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 /// The outside namespace's address (a server "on the internet").
@@ -87,6 +89,10 @@ pub struct Lab {
     dir: PathBuf,
     netpath_bin: PathBuf,
     agent: Option<AgentProcess>,
+    /// How the agent is started (netpath variants).
+    opts: Option<AgentOptions>,
+    /// Where the agent pins, outside its mount namespace so pins outlive it (restarts).
+    bpffs: Option<ScratchBpffs>,
     proxy: Option<Child>,
 }
 
@@ -141,6 +147,8 @@ impl Lab {
             peer: None,
             up_if,
             agent: None,
+            opts: None,
+            bpffs: None,
             proxy: None,
         };
         if kind.netpath() {
@@ -218,14 +226,44 @@ impl Lab {
     }
 
     fn start_agent(&mut self) -> Result<()> {
+        let bpffs = ScratchBpffs::new().context("a bpffs for the agent's pins")?;
         let mut opts =
             AgentOptions::new(&self.netpath_bin, &self.host.name, &self.up_if, &self.dir);
+        opts.bpffs = bpffs.path().join("netpath");
         if self.kind == Kind::NetpathXdp {
             opts.xdp = "native".into();
         }
         opts.extra = vec!["--max-ports".into(), "140000".into()];
+        self.bpffs = Some(bpffs);
+        self.opts = Some(opts.clone());
         self.agent = Some(AgentProcess::start(opts)?);
         Ok(())
+    }
+
+    /// SIGKILLs the agent (its datapath keeps running).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill();
+        }
+    }
+
+    /// SIGTERMs the agent and waits for it to exit.
+    pub fn stop_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.stop();
+        }
+    }
+
+    /// Starts the agent again, from `bin` (an upgrade) or the lab's binary; how long it took
+    /// to answer on its socket.
+    pub fn restart_agent(&mut self, bin: Option<&Path>) -> Result<std::time::Duration> {
+        let mut opts = self.opts.clone().context("no netpath agent in this lab")?;
+        opts.bin = bin.unwrap_or(&self.netpath_bin).to_path_buf();
+        let start = std::time::Instant::now();
+        let agent = AgentProcess::start(opts)?;
+        let took = start.elapsed();
+        self.agent = Some(agent);
+        Ok(took)
     }
 
     /// The agent's process id (for its memory use).
@@ -444,6 +482,10 @@ impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut agent) = self.agent.take() {
             agent.stop();
+        }
+        // What the agent made outlives it: taken down as an operator would.
+        if let Some(opts) = &self.opts {
+            let _ = opts.uninstall();
         }
         if let Some(mut proxy) = self.proxy.take() {
             stop_child(&mut proxy);

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick] [SCENARIO]...`: netpath measured beside its baselines in one
 //! run, reported as ratios, with plots. Run as root; everything happens in namespaces the
 //! benchmark makes and removes.
+mod agent;
 mod charts;
 mod lab;
 mod prog;
@@ -26,11 +27,13 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale.
+    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale, agent.
     scenarios: Vec<String>,
 }
 
-const ALL: &[&str] = &["prog", "pps", "conn", "tcp", "e2e", "host", "scale"];
+const ALL: &[&str] = &[
+    "prog", "pps", "conn", "tcp", "e2e", "host", "scale", "agent",
+];
 
 /// Progress over every measurement run, on stderr.
 pub struct Progress {
@@ -87,6 +90,7 @@ fn main() -> Result<()> {
             "tcp" => tcp::KINDS.len() * runs,
             "e2e" => tcp::PEER_KINDS.len() * runs,
             "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
+            "agent" => agent::steps(quick),
             _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
         };
     }
@@ -116,6 +120,7 @@ fn main() -> Result<()> {
                 sections
             }
             "host" => tcp::host(quick, &mut tools, &p)?,
+            "agent" => agent::run(quick, &mut tools, &p)?,
             _ => {
                 let sc = scale::run(quick, &mut tools, &p)?;
                 vec![sc.cost, sc.rate, sc.install]

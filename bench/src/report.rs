@@ -193,27 +193,36 @@ impl Report {
 fn markdown_section(s: &Section) -> String {
     let mut md = format!("## {}\n\n{}\n\n", s.scenario, s.about);
     let traffic = s.figures.iter().any(|f| !f.offered.is_empty());
-    md += &format!(
-        "| variant | median | min | max | unit | vs {} |",
-        s.baseline
-    );
-    md += if traffic {
-        " offered | lost |\n|---|---:|---:|---:|---|---:|---:|---:|\n"
-    } else {
-        "\n|---|---:|---:|---:|---|---:|\n"
-    };
+    // A section of absolute figures (no baseline) has no ratio column.
     let base = s.figure(&s.baseline).map(Figure::median);
+    md += "| variant | median | min | max | unit |";
+    let mut rule = String::from("|---|---:|---:|---:|---|");
+    if base.is_some() {
+        md += &format!(" vs {} |", s.baseline);
+        rule += "---:|";
+    }
+    if traffic {
+        md += " offered | lost |";
+        rule += "---:|---:|";
+    }
+    md += &format!("\n{rule}\n");
     for f in &s.figures {
-        let ratio = base.map_or(String::from("-"), |b| format!("{:.2}×", f.median() / b));
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             f.variant,
             num(f.median()),
             num(f.min()),
             num(f.max()),
             f.unit,
-            ratio
         );
+        if let Some(b) = base {
+            let r = f.median() / b;
+            md += &if r.is_finite() {
+                format!(" {r:.2}× |")
+            } else {
+                " - |".into()
+            };
+        }
         if traffic {
             let offered = median(&f.offered);
             let lost = if offered > 0.0 {

@@ -38,7 +38,7 @@ pub fn port_ranges(n: u32) -> Vec<(u16, u16)> {
 }
 
 /// Resident memory of a process, in MB.
-fn rss_mb(pid: u32) -> Result<f64> {
+pub fn rss_mb(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()

@@ -43,9 +43,27 @@ fn quick_mode_gives_every_variant_a_figure() {
         "scale: per-packet cost",
         "scale: new-flow rate",
         "scale: install",
+        "agent: restart and upgrade",
+        "agent: start to ready",
+        "agent: memory",
+        "agent: endpoint create",
     ] {
         assert!(names.contains(&want), "no section {want:?} in {names:?}");
     }
+    // Docker's bridge driver, measured beside netpath (setup installs docker.io).
+    let agent = sections
+        .iter()
+        .find(|s| s["scenario"] == "agent: endpoint create")
+        .unwrap();
+    assert!(
+        agent["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["variant"].as_str().unwrap().starts_with("docker run")),
+        "{}",
+        agent["about"]
+    );
     for s in sections {
         let figures = s["figures"].as_array().unwrap();
         assert!(!figures.is_empty(), "{} has no figures", s["scenario"]);

@@ -5,7 +5,8 @@ mod common;
 
 use std::{path::PathBuf, process::Command};
 
-use common::{tcp_echo_server, tcp_server, udp_server, SteadyTraffic, Topo, HOST};
+use common::{tcp_echo_server, tcp_server, udp_server, Topo, HOST};
+use netpath_user::testing::SteadyTraffic;
 use serde_json::Value;
 
 /// `bpftool -j ARGS`.

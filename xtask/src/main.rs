@@ -77,6 +77,7 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     "nftables",
     "docker.io",
+    "busybox-static",
     "fonts-dejavu-core",
     "bpftool",
     "prometheus",
@@ -213,7 +214,7 @@ fn test(args: &[String]) -> Result<()> {
     if !nix_is_root() {
         bail!("the datapath and end-to-end tests need root (BPF, namespaces)");
     }
-    let upgrade = build_upgrade()?;
+    let upgrade = build_upgrade(false)?;
     status(
         Command::new(cargo())
             .current_dir(root())
@@ -234,18 +235,22 @@ fn test(args: &[String]) -> Result<()> {
 }
 
 /// A second build of the agent whose kernel programs differ (another build tag), in its own
-/// target directory: what the upgrade tests swap to.
-fn build_upgrade() -> Result<PathBuf> {
+/// target directory: what the upgrade tests and benchmark swap to.
+fn build_upgrade(release: bool) -> Result<PathBuf> {
     let dir = root().join("target/upgrade");
-    status(
-        Command::new(cargo())
-            .current_dir(root())
-            .args(["build", "--quiet", "-p", "netpath-user", "--bin", "netpath"])
-            .arg("--target-dir")
-            .arg(&dir)
-            .env("NETPATH_EBPF_BUILD_TAG", "1"),
-    )?;
-    Ok(dir.join("debug/netpath"))
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root())
+        .args(["build", "--quiet", "-p", "netpath-user", "--bin", "netpath"])
+        .arg("--target-dir")
+        .arg(&dir)
+        .env("NETPATH_EBPF_BUILD_TAG", "1");
+    if release {
+        cmd.arg("--release");
+    }
+    status(&mut cmd)?;
+    Ok(dir
+        .join(if release { "release" } else { "debug" })
+        .join("netpath"))
 }
 
 /// The unit tests (parser, IPAM, model, planning, rollback with fakes, API, CLI formatting)
@@ -306,10 +311,12 @@ fn bench(args: &[String]) -> Result<()> {
         "-p",
         "bench",
     ]))?;
+    let upgrade = build_upgrade(true)?;
     status(
         Command::new(root().join("target/release/bench"))
             .current_dir(root())
-            .args(args),
+            .args(args)
+            .env("NETPATH_UPGRADE_BIN", upgrade),
     )
 }
 

@@ -120,6 +120,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             }
         }
         self.links.clear();
+        // Every endpoint veth there is, in one dump: adopted, or (unnamed) orphans.
+        let present = self
+            .net
+            .endpoint_links()
+            .context("listing endpoint veths")?;
         let mut next = self.state.clone();
         for ep in self.state.endpoints.values() {
             let mut made = Vec::new();
@@ -129,17 +134,17 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     kept = Err(anyhow::anyhow!("network {} does not exist", att.network));
                     break;
                 };
-                kept = match self.net.link_info(&att.host_ifname) {
-                    Ok(Some(link)) => {
+                kept = match present.get(&att.host_ifname).copied() {
+                    Some(link) => {
                         report.adopted += 1;
                         self.links.insert(att.host_ifname.clone(), link);
                         Ok(())
                     }
-                    Ok(None) if !self.same_netns(ep) => Err(anyhow::anyhow!(
+                    None if !self.same_netns(ep) => Err(anyhow::anyhow!(
                         "namespace {} is gone, or now leads to another namespace",
                         ep.netns.display()
                     )),
-                    Ok(None) => self
+                    None => self
                         .net
                         .create_endpoint(&EndpointLinkSpec {
                             host_ifname: &att.host_ifname,
@@ -157,7 +162,6 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                             self.links.insert(att.host_ifname.clone(), link);
                         })
                         .map_err(anyhow::Error::from),
-                    Err(e) => Err(e.into()),
                 };
                 if kept.is_err() {
                     break;
@@ -182,8 +186,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         // its route and the interface in the container.
         for name in self
             .net
-            .endpoint_veths()
+            .endpoint_links()
             .context("listing endpoint veths")?
+            .into_keys()
         {
             if !self.links.contains_key(&name) {
                 match self.net.delete_link(&name) {

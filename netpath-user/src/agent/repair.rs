@@ -40,6 +40,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         }
     }
 
+    /// Whether `ifindex` is one of the endpoints' host-side veths.
+    pub fn owns_link(&self, ifindex: u32) -> bool {
+        self.links.values().any(|l| l.ifindex == ifindex)
+    }
+
     /// Removes every endpoint whose namespace is gone; their names.
     pub fn prune(&mut self) -> Result<Vec<String>, ApiError> {
         let gone: Vec<String> = self
@@ -62,10 +67,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             pruned: self.prune()?,
             ..Repairs::default()
         };
+        // Every endpoint veth there is, in one dump.
+        let present = self.net.endpoint_links()?;
         for ep in self.state.endpoints.values().cloned().collect::<Vec<_>>() {
             for (i, att) in ep.attachments.iter().enumerate() {
                 let known = self.links.get(&att.host_ifname).copied();
-                let now = self.net.link_info(&att.host_ifname)?;
+                let now = present.get(&att.host_ifname).copied();
                 if now.is_some() && now == known {
                     continue;
                 }

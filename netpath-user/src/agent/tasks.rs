@@ -100,8 +100,15 @@ where
     with_agent(&shared, |a| a.sync_host_addrs()).await??;
     while let Some((msg, _)) = msgs.next().await {
         match msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(_)) => {
-                report_repairs(with_agent(&shared, |a| a.repair()).await?);
+            // One of the endpoints' veths gone (its namespace deleted, say); links that move
+            // into a namespace as endpoints are made are gone from here too, and ignored.
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+                let ifindex = link.header.index;
+                let repaired =
+                    with_agent(&shared, move |a| a.owns_link(ifindex).then(|| a.repair())).await?;
+                if let Some(r) = repaired {
+                    report_repairs(r);
+                }
             }
             NetlinkPayload::InnerMessage(
                 RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),

@@ -99,7 +99,7 @@ impl Uninstall {
             .values()
             .flat_map(|e| e.attachments.iter().map(|a| a.host_ifname.clone()))
             .collect();
-        veths.extend(netlink::endpoint_veths().unwrap_or_default());
+        veths.extend(netlink::endpoint_links().unwrap_or_default().into_keys());
         veths.sort();
         veths.dedup();
         for v in veths {

@@ -160,7 +160,9 @@ impl Client {
         }
         let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| http(&e))?;
+            let frame = frame.map_err(|_| {
+                ClientError::Http("the agent ended the stream (did it stop?)".into())
+            })?;
             let Some(data) = frame.data_ref() else {
                 continue;
             };

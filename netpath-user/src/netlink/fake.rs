@@ -99,9 +99,6 @@ impl LinkOps for FakeLinks {
         self.veths.remove(name);
         Ok(())
     }
-    fn link_info(&self, name: &str) -> Result<Option<EndpointLink>, NetError> {
-        Ok(self.veths.get(name).map(|v| v.link))
-    }
     fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError> {
         self.step("add_gateway")?;
         Ok(self.gateways.insert(addr))
@@ -120,8 +117,12 @@ impl LinkOps for FakeLinks {
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
         Ok(self.uplinks.get(name).copied())
     }
-    fn endpoint_veths(&self) -> Result<Vec<String>, NetError> {
-        Ok(self.veths.keys().cloned().collect())
+    fn endpoint_links(&self) -> Result<std::collections::BTreeMap<String, EndpointLink>, NetError> {
+        Ok(self
+            .veths
+            .iter()
+            .map(|(name, v)| (name.clone(), v.link))
+            .collect())
     }
     /// A namespace here is any existing file; its identity is its inode.
     fn netns_id(&self, path: &std::path::Path) -> Result<NetnsId, NetnsError> {

@@ -5,7 +5,7 @@
 //! ever runs in an endpoint's namespace. The agent reaches this module through [`LinkOps`]
 //! ([`Netlink`] here, [`fake::FakeLinks`] in unit tests).
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     future::Future,
     net::{IpAddr, Ipv4Addr},
     path::Path,
@@ -35,8 +35,6 @@ pub trait LinkOps: Send {
     fn create_endpoint(&mut self, spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError>;
     /// Deletes the link `name` in the agent's namespace (absent is fine).
     fn delete_link(&mut self, name: &str) -> Result<(), NetError>;
-    /// Index and MAC of the link `name`, if it exists.
-    fn link_info(&self, name: &str) -> Result<Option<EndpointLink>, NetError>;
     /// Puts `addr` on the gateway bridge; true when it was not there before.
     fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError>;
     /// Removes `addr` from the gateway bridge (absent is fine).
@@ -47,8 +45,9 @@ pub trait LinkOps: Send {
     fn host_addrs(&self) -> Result<HashSet<Ipv4Addr>, NetError>;
     /// Index and first IPv4 address of the link `name`.
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError>;
-    /// Every veth here named as netpath names endpoints' host sides (`np` and hex digits).
-    fn endpoint_veths(&self) -> Result<Vec<String>, NetError>;
+    /// Every veth here named as netpath names endpoints' host sides (`np` and hex digits),
+    /// by name, in one dump.
+    fn endpoint_links(&self) -> Result<BTreeMap<String, EndpointLink>, NetError>;
     /// The identity of the network namespace at `path` (checked without blocking).
     fn netns_id(&self, path: &Path) -> Result<NetnsId, netns::NetnsError>;
     /// The identity of the agent's own network namespace.
@@ -78,9 +77,6 @@ impl LinkOps for Netlink {
     fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
         delete_link(None, name)
     }
-    fn link_info(&self, name: &str) -> Result<Option<EndpointLink>, NetError> {
-        Ok(link_info(name)?.map(|(ifindex, host_mac)| EndpointLink { ifindex, host_mac }))
-    }
     fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError> {
         add_gateway(&self.bridge, addr)
     }
@@ -96,8 +92,8 @@ impl LinkOps for Netlink {
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
         link_ipv4(name)
     }
-    fn endpoint_veths(&self) -> Result<Vec<String>, NetError> {
-        endpoint_veths()
+    fn endpoint_links(&self) -> Result<BTreeMap<String, EndpointLink>, NetError> {
+        endpoint_links()
     }
     fn netns_id(&self, path: &Path) -> Result<NetnsId, netns::NetnsError> {
         netns::identify(path)
@@ -160,7 +156,7 @@ pub fn port_busy(m: &PortMapping) -> bool {
 }
 
 /// Every veth of this namespace with an endpoint veth's name.
-pub fn endpoint_veths() -> Result<Vec<String>, NetError> {
+pub fn endpoint_links() -> Result<BTreeMap<String, EndpointLink>, NetError> {
     use netlink_packet_route::link::{InfoKind, LinkInfo};
     run(None, |h| async move {
         let links: Vec<LinkMessage> = h
@@ -178,8 +174,16 @@ pub fn endpoint_veths() -> Result<Vec<String>, NetError> {
                         if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
                 })
             })
-            .filter_map(link_name)
-            .filter(|n| is_endpoint_veth_name(n))
+            .filter_map(|l| {
+                let name = link_name(l)?;
+                is_endpoint_veth_name(&name).then(|| {
+                    let link = EndpointLink {
+                        ifindex: l.header.index,
+                        host_mac: link_mac(l),
+                    };
+                    (name, link)
+                })
+            })
             .collect())
     })
 }

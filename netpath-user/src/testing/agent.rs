@@ -55,6 +55,21 @@ impl AgentOptions {
     pub fn log(&self) -> PathBuf {
         self.dir.join("agent.log")
     }
+
+    /// Runs `netpath uninstall` for this agent in its namespace, as an operator would there.
+    pub fn uninstall(&self) -> std::io::Result<Output> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .arg(&self.bin)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("uninstall")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .output()
+    }
 }
 
 /// A running agent; SIGTERM (then SIGKILL) on drop.

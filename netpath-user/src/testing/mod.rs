@@ -12,9 +12,12 @@ use std::{
 };
 
 pub mod agent;
+pub mod docker;
+pub mod traffic;
 
 pub use agent::{stop_child, AgentOptions, AgentProcess};
 use etherparse::{Icmpv4Type, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+pub use traffic::{SteadyTraffic, TrafficResult};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
