@@ -33,9 +33,28 @@ pub struct HostRecord {
     /// Filesystems the agent mounted.
     #[serde(default)]
     pub mounts: Vec<PathBuf>,
+    /// Directories the agent created outside its state directory, outermost first.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
 }
 
 impl HostRecord {
+    /// Creates `dir` and its missing parents, recording those it made.
+    pub fn create_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|p| !p.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for d in missing.into_iter().rev() {
+            if !self.dirs.contains(&d) {
+                self.dirs.push(d);
+            }
+        }
+        Ok(())
+    }
+
     fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("host.json")
     }
@@ -238,7 +257,7 @@ pub fn netns_cookie() -> anyhow::Result<u64> {
 /// The root of the cgroup v2 hierarchy: its mount point, or a private mount when none is
 /// visible (inside `ip netns exec`, /sys is a fresh sysfs without cgroup mounts; the mount
 /// made is recorded).
-pub fn cgroup_root(record: &mut HostRecord) -> anyhow::Result<PathBuf> {
+pub fn cgroup_root(state_dir: &Path, record: &mut HostRecord) -> anyhow::Result<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
     for line in mounts.lines() {
         // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS
@@ -252,8 +271,9 @@ pub fn cgroup_root(record: &mut HostRecord) -> anyhow::Result<PathBuf> {
             }
         }
     }
-    let dir = PathBuf::from("/run/netpath/cgroup2");
-    std::fs::create_dir_all(&dir)?;
+    // The agent's own mount point, in its state directory: nothing else uses it.
+    let dir = state_dir.join("cgroup2");
+    record.create_dir(&dir)?;
     nix::mount::mount(
         Some("cgroup2"),
         &dir,

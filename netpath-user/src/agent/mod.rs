@@ -124,7 +124,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     .context("loading the datapath")?;
     let cgroup = match &cfg.cgroup {
         Some(c) => c.clone(),
-        None => host::cgroup_root(&mut record)?,
+        None => host::cgroup_root(&cfg.state_dir, &mut record)?,
     };
     record.save(&cfg.state_dir)?;
     let hooks = HostHooks {
@@ -138,7 +138,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut agent = Agent::new(state, dp, netlink, store, hooks);
     agent.reconcile()?;
     agent.sync_host_addrs()?;
-    let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
+    let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref(), &mut record)?;
+    record.save(&cfg.state_dir)?;
     let metrics_listener = match cfg.metrics {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -249,7 +250,11 @@ fn refuse_if_served(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Binds the API socket: owned by root, mode 0600, or 0660 with group `group`.
-fn bind_socket(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
+fn bind_socket(
+    path: &Path,
+    group: Option<&str>,
+    record: &mut HostRecord,
+) -> anyhow::Result<UnixListener> {
     let gid = match group {
         Some(g) => Some(
             nix::unistd::Group::from_name(g)
@@ -260,7 +265,7 @@ fn bind_socket(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener>
         None => None,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        record.create_dir(dir)?;
     }
     if path.exists() {
         refuse_if_served(path)?;

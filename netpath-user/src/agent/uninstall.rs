@@ -148,6 +148,12 @@ impl Uninstall {
             remove_file(&self.socket)?;
             out.say(format!("removed {}", self.socket.display()));
         }
+        // Directories it made, innermost first, while nothing else is in them.
+        for d in record.dirs.iter().rev() {
+            if std::fs::remove_dir(d).is_ok() {
+                out.say(format!("removed {}", d.display()));
+            }
+        }
         for f in ["state.json", "host.json"] {
             let p = self.state_dir.join(f);
             if p.exists() {
