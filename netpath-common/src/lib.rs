@@ -50,6 +50,8 @@ pub mod map_names {
     pub const EVENTS: &str = "EVENTS";
     /// Array of one `u32`, [`crate::monitor`] flags: what goes into `EVENTS` (not pinned).
     pub const MONITOR: &str = "MONITOR";
+    /// [`crate::DnsKey`] → [`crate::DnsAddrs`]: the names the DNS fast path answers.
+    pub const DNS_NAMES: &str = "DNS_NAMES";
 }
 
 /// Default sizes of the maps; the agent may override them at load time.
@@ -65,6 +67,8 @@ pub mod map_sizes {
     pub const PORT_STATS: u32 = 16384;
     /// Bytes of the monitor's ring buffer.
     pub const EVENTS: u32 = 256 * 1024;
+    /// Names the DNS fast path knows (of every network).
+    pub const DNS_NAMES: u32 = 65_536;
 }
 
 /// IP protocol numbers netpath translates.
@@ -514,6 +518,8 @@ counters! {
     HostLoopback = 19, "host_loopback";
     /// Monitor events lost: the ring buffer was full (the agent read too slowly).
     EventsLost = 20, "events_lost";
+    /// DNS queries answered in the kernel (the fast path).
+    DnsKernel = 21, "dns_kernel";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).
@@ -554,6 +560,8 @@ mod layout {
     layout!(LoopbackKey, 8, network @ 0, port @ 4, _pad @ 6);
     layout!(SockRevKey, 16, cookie @ 0, addr @ 8, port @ 12, _pad @ 14);
     layout!(SockRevNat, 8, addr @ 0, port @ 4, _pad @ 6);
+    layout!(DnsKey, 68, network @ 0, name @ 4);
+    layout!(DnsAddrs, 40, count @ 0, next @ 4, addrs @ 8);
     layout!(GenConfig, 80, ifindex @ 0, src_addrs @ 4, src_ports @ 8, _pad @ 12, template @ 16);
 }
 
@@ -576,6 +584,66 @@ mod pod {
     unsafe impl aya::Pod for SockRevNat {}
     unsafe impl aya::Pod for PortStats {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for DnsKey {}
+    unsafe impl aya::Pod for DnsAddrs {}
+}
+
+/// The longest name the DNS fast path answers, in wire format with its final zero label
+/// (longer names go to the agent's server).
+pub const DNS_NAME_LEN: usize = 64;
+/// The most addresses a name has for the DNS fast path (names with more go to the server).
+/// A power of two: the fast path masks its index with it.
+pub const DNS_ADDRS: usize = 8;
+const _: () = assert!(DNS_ADDRS.is_power_of_two());
+/// The UDP port of DNS.
+pub const DNS_PORT: u16 = 53;
+/// How long answers of the DNS fast path (and the agent's server) may be cached.
+pub const DNS_TTL: u32 = 600;
+
+/// Key of `DNS_NAMES`: a name of a network, in wire format (length-prefixed labels, the
+/// final zero included), lower case, zero padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DnsKey {
+    /// Id of the network (key of `NETWORKS`).
+    pub network: u32,
+    pub name: [u8; DNS_NAME_LEN],
+}
+
+impl DnsKey {
+    /// The key of `name` (dotted, a final dot optional) on `network`: lower case, wire
+    /// format. None when it does not fit [`DNS_NAME_LEN`] or has an empty or over-long label.
+    pub fn new(network: u32, name: &str) -> Option<DnsKey> {
+        let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
+        let mut key = DnsKey {
+            network,
+            name: [0; DNS_NAME_LEN],
+        };
+        let mut at = 0;
+        for label in name.split(|b| *b == b'.') {
+            if label.is_empty() || label.len() > 63 || at + 1 + label.len() + 1 > DNS_NAME_LEN {
+                return None;
+            }
+            key.name[at] = label.len() as u8;
+            for (i, b) in label.iter().enumerate() {
+                key.name[at + 1 + i] = b.to_ascii_lowercase();
+            }
+            at += 1 + label.len();
+        }
+        Some(key)
+    }
+}
+
+/// Value of `DNS_NAMES`: the name's addresses, answered starting at `next`, which the fast
+/// path advances (round robin).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DnsAddrs {
+    /// Addresses in use (1..=DNS_ADDRS).
+    pub count: u32,
+    pub next: u32,
+    /// Network order.
+    pub addrs: [u32; DNS_ADDRS],
 }
 
 /// Configuration of the benchmark's packet generator (`netpath_bench_gen`), the single
@@ -627,6 +695,16 @@ mod tests {
 
     #[test]
     fn counter_names_are_unique() {
+        let k = DnsKey::new(7, "Web.Front.").unwrap();
+        assert_eq!(k.network, 7);
+        assert_eq!(&k.name[..11], b"\x03web\x05front\x00");
+        assert!(DnsKey::new(1, "a..b").is_none());
+        assert!(DnsKey::new(1, &"x".repeat(64)).is_none());
+        assert!(DnsKey::new(1, &"x".repeat(62)).is_some());
+        assert!(
+            DnsKey::new(1, &"x".repeat(63)).is_none(),
+            "63 + length + zero > 64"
+        );
         for (i, a) in Counter::ALL.iter().enumerate() {
             for b in &Counter::ALL[i + 1..] {
                 assert_ne!(a.name(), b.name());

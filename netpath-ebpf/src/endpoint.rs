@@ -8,7 +8,7 @@ use aya_ebpf::{
 use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget};
 
 use crate::{
-    arp, fib, flows, forward,
+    arp, dns, fib, flows, forward,
     maps::{ENDPOINTS, NETWORKS},
     parse::{parse, ptr_at, Ipv4Flow, Parsed},
     ports,
@@ -54,6 +54,9 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     if flow.src_addr != ep.addr || unsafe { *src_mac } != ep.mac {
         dropped(Counter::DropSpoof, flow, ifindex);
         return TC_ACT_SHOT as i32;
+    }
+    if let Some(verdict) = dns::answer(ctx, ep, flow, ifindex) {
+        return verdict;
     }
     if flow.has_ports() {
         let closing = flow.tcp_closing(ctx.data(), ctx.data_end());

@@ -5,6 +5,7 @@
 
 mod arp;
 mod bench;
+mod dns;
 mod endpoint;
 mod fib;
 mod flows;

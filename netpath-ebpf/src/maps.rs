@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netpath_common::{
-    map_sizes, Counter, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey, NetworkInfo,
-    PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev, SockRevKey, SockRevNat,
-    PORTS_ANY_LEN,
+    map_sizes, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
+    NetworkInfo, PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev, SockRevKey,
+    SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -91,3 +91,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(map_sizes::EVENTS, 0);
 /// each report site costs one array read. Not pinned.
 #[map]
 pub static MONITOR: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The names the DNS fast path answers, by network.
+#[map]
+pub static DNS_NAMES: HashMap<DnsKey, DnsAddrs> =
+    HashMap::pinned(map_sizes::DNS_NAMES, NO_PREALLOC);

@@ -7,6 +7,7 @@
 //! | [`ipam`] | subnets, addresses, MACs |
 //! | [`datapath`] | the kernel programs and maps, one module per kernel concern |
 //! | [`netlink`] | veths, addresses, routes in the agent's and endpoints' namespaces |
+//! | [`dns`] | names: the DNS server on the gateways, forwarding, the kernel fast path's names |
 //! | [`agent`] | the node agent: transactions, reconcile, background tasks, host set-up |
 //! | [`api`] | the HTTP API: routes, views, server, typed client |
 //! | [`cli`] | the `netpath` command line |
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod datapath;
+pub mod dns;
 pub mod ipam;
 pub mod model;
 pub mod netlink;

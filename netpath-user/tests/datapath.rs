@@ -773,3 +773,171 @@ fn whole_maps_are_read_past_one_batch() {
     ports.sort();
     assert_eq!(ports, [(1, UDP), (4242, UDP), (8080, TCP), (65535, UDP)]);
 }
+
+/// A DNS query: id, RD, one question (`qtype`, class IN), and `extra` after it.
+fn dns_query(id: u16, name: &str, qtype: u16, arcount: u16, extra: &[u8]) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x20, 0, 1, 0, 0, 0, 0]);
+    q.extend_from_slice(&arcount.to_be_bytes());
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q.extend_from_slice(extra);
+    q
+}
+
+fn dns_frame(dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut f = Frame::new(EP, dst, UDP);
+    f.src_mac = EP_MAC;
+    f.dst_mac = GW_MAC;
+    f.build(&common::udp_with(40000, 53, payload))
+}
+
+/// Network n1 with EP ("client") and PEER ("peer", alias "svc"), and "other" (alias "svc");
+/// the fast path's names written from it as the agent writes them.
+fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
+    use netpath_user::model::{Attachment, Endpoint, State};
+    let net = network(dp, 1, "172.17.0.0/16", false, true);
+    attach(dp, ep_if, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
+    let mut state = State::default();
+    state.networks.insert(net.name.clone(), net.clone());
+    for (name, ip, aliases) in [
+        ("client", EP, vec![]),
+        ("peer", PEER, vec!["svc".to_string()]),
+        ("other", [172, 17, 0, 4], vec!["svc".to_string()]),
+    ] {
+        state.endpoints.insert(
+            name.into(),
+            Endpoint {
+                name: name.into(),
+                id: format!("{name:0>64}"),
+                netns: format!("/x/{name}").into(),
+                attachments: vec![Attachment {
+                    network: net.name.clone(),
+                    ip: ip.into(),
+                    mac: EP_MAC,
+                    ifname: "eth0".into(),
+                    host_ifname: format!("np{name}"),
+                    aliases,
+                }],
+                ports: Vec::new(),
+                labels: Default::default(),
+                netns_id: None,
+                dns: Default::default(),
+            },
+        );
+    }
+    let index = netpath_user::dns::names::Index::new(&state);
+    dp.set_dns_names(&netpath_user::dns::names::kernel_names(&state, &index))
+        .unwrap();
+    state
+}
+
+#[test]
+fn the_kernel_answers_a_queries_as_the_server_does() {
+    use netpath_user::dns::{answer, names::Index};
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    let state = dns_setup(&mut dp, ep_if);
+    let gw = [172, 17, 0, 1];
+    let query = dns_query(0xbeef, "Peer", 1, 0, &[]);
+    let pkt = dns_frame(gw, &query);
+    let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "answered back into the endpoint");
+    let seen = Seen(&out);
+    assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+    assert_eq!((seen.src(), seen.dst()), (Ipv4Addr::from(gw), EP.into()));
+    assert_eq!((seen.sport(), seen.dport()), (53, 40000));
+    assert!(
+        seen.checksums_ok(),
+        "IP checksum right, UDP checksum right or absent"
+    );
+    let index = Index::new(&state);
+    let server = answer::decide(
+        &query,
+        answer::Asked {
+            names: &index,
+            from: EP.into(),
+            network: "n1",
+            rotate: 0,
+            udp: true,
+        },
+    );
+    assert_eq!(server.outcome, answer::Outcome::Local);
+    assert_eq!(
+        &out[42..],
+        &server.reply.unwrap()[..],
+        "the same bytes as the server's"
+    );
+    assert_eq!(counter(&dp, Counter::DnsKernel), 1);
+
+    // A shared name: every address, starting one further each time.
+    let firsts: Vec<Vec<u8>> = (0..2)
+        .map(|i| {
+            let pkt = dns_frame(gw, &dns_query(i, "svc", 1, 0, &[]));
+            let (v, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+            assert_eq!(v, TC_ACT_REDIRECT);
+            let dns = &out[42..];
+            assert_eq!(u16::from_be_bytes([dns[6], dns[7]]), 2, "two answers");
+            dns[dns.len() - 4..].to_vec()
+        })
+        .collect();
+    assert_ne!(firsts[0], firsts[1], "the order turns");
+}
+
+#[test]
+fn the_kernel_leaves_everything_else_to_the_server() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    dns_setup(&mut dp, ep_if);
+    let gw = [172, 17, 0, 1];
+    let opt = [0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0];
+    for (what, pkt) in [
+        ("AAAA", dns_frame(gw, &dns_query(1, "peer", 28, 0, &[]))),
+        (
+            "unknown name",
+            dns_frame(gw, &dns_query(2, "nobody", 1, 0, &[])),
+        ),
+        ("EDNS", dns_frame(gw, &dns_query(3, "peer", 1, 1, &opt))),
+        (
+            "trailing bytes",
+            dns_frame(gw, &dns_query(4, "peer", 1, 0, &[0])),
+        ),
+        (
+            "another server",
+            dns_frame([8, 8, 8, 8], &dns_query(5, "peer", 1, 0, &[])),
+        ),
+        (
+            "long name",
+            dns_frame(gw, &dns_query(6, &"x".repeat(70), 1, 0, &[])),
+        ),
+    ] {
+        let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        assert_ne!(
+            verdict, TC_ACT_REDIRECT,
+            "{what}: not answered in the kernel"
+        );
+        assert_eq!(out, pkt, "{what}: untouched");
+    }
+    assert_eq!(counter(&dp, Counter::DnsKernel), 0);
+
+    // Fuzz: queries with random headers and names, and random bytes, never answered wrongly.
+    for i in 0..3000u32 {
+        let mut payload = dns_query(i as u16, "peer", 1, 0, &[]);
+        match i % 3 {
+            0 => payload[2..12].iter_mut().for_each(|b| *b = rand::random()),
+            1 => payload[12..].iter_mut().for_each(|b| *b = rand::random()),
+            _ => payload = (0..(i % 80)).map(|_| rand::random()).collect(),
+        }
+        let pkt = dns_frame(gw, &payload);
+        let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        if verdict == TC_ACT_REDIRECT {
+            let msg = hickory_proto::op::Message::from_vec(&out[42..]).expect("a DNS answer");
+            assert_eq!(msg.answers.len(), 1, "{payload:?}");
+        }
+    }
+}

@@ -74,6 +74,9 @@ pub struct Partial {
     pub log_format: Option<LogFormat>,
     pub metrics: Option<SocketAddr>,
     pub ebpf_log: Option<LogLevel>,
+    pub dns: Option<Vec<std::net::IpAddr>>,
+    pub dns_fast_path: Option<bool>,
+    pub dns_rate_limit: Option<u32>,
 }
 
 impl Partial {
@@ -94,6 +97,9 @@ impl Partial {
             log_format: self.log_format.or(under.log_format),
             metrics: self.metrics.or(under.metrics),
             ebpf_log: self.ebpf_log.or(under.ebpf_log),
+            dns: self.dns.or(under.dns),
+            dns_fast_path: self.dns_fast_path.or(under.dns_fast_path),
+            dns_rate_limit: self.dns_rate_limit.or(under.dns_rate_limit),
         }
     }
 
@@ -115,6 +121,11 @@ impl Partial {
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics: self.metrics,
             ebpf_log: self.ebpf_log,
+            dns: self.dns.unwrap_or_default(),
+            dns_fast_path: self.dns_fast_path.unwrap_or(true),
+            dns_rate_limit: self
+                .dns_rate_limit
+                .unwrap_or(crate::dns::server::DnsOptions::default().rate_limit),
         }
     }
 }
@@ -147,6 +158,13 @@ pub struct AgentConfig {
     /// The kernel programs' log level (none: they do not log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ebpf_log: Option<LogLevel>,
+    /// Where endpoints' queries for other names go (empty: the host's resolv.conf).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Answer A queries for network names in the kernel.
+    pub dns_fast_path: bool,
+    /// Queries per second each endpoint may send the DNS server (0: no limit).
+    pub dns_rate_limit: u32,
 }
 
 impl AgentConfig {

@@ -38,8 +38,8 @@ pub enum Then {
     FlushInterfaceFlows(u32, Ipv4Addr),
     DeleteLink(String),
     RemoveGateway(Ipv4Addr),
-    WriteHosts(String),
-    RemoveHosts(Endpoint),
+    WriteNetnsFiles(String),
+    RemoveNetnsFiles(Box<Endpoint>),
     /// The port's stats slot, unless the port is published again.
     ReleaseSlot(PortId),
 }
@@ -146,9 +146,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                         warn!(gateway = %addr, "{e}");
                     }
                 }
-                Then::WriteHosts(name) => {
+                Then::WriteNetnsFiles(name) => {
                     if let Some(ep) = self.state.endpoints.get(&name) {
-                        self.hosts.write(ep, &self.state);
+                        self.write_netns_files(ep);
                     }
                 }
                 Then::ReleaseSlot(id) => {
@@ -161,8 +161,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                         self.slots.release(&id);
                     }
                 }
-                Then::RemoveHosts(ep) => {
-                    self.hosts.remove(&ep);
+                Then::RemoveNetnsFiles(ep) => {
+                    self.files.remove(&ep);
                 }
             }
         }

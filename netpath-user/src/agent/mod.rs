@@ -14,7 +14,7 @@
 //! | [`metrics`] | Prometheus metrics and `/healthz` on `--metrics ADDR:PORT` |
 //! | [`tasks`] | background work (address watch, flow expiry) under a supervisor |
 //! | [`host`] | host set-up: bpffs, cgroup, netns cookie, sysctls |
-//! | [`hosts_file`] | /etc/netns/NAME/hosts for endpoints |
+//! | [`netns_files`] | /etc/netns/NAME/hosts for endpoints |
 //! | [`slots`] | which published port counts into which `PORT_STATS` slot |
 //! | [`store`] | the state file |
 //! | [`uninstall`] | `netpath uninstall`: everything the agent made, taken down |
@@ -38,10 +38,10 @@ use crate::{
 pub mod config;
 pub mod health;
 pub mod host;
-pub mod hosts_file;
 pub mod journal;
 pub mod metrics;
 pub mod monitor;
+pub mod netns_files;
 pub mod reconcile;
 pub mod repair;
 pub mod service;
@@ -135,7 +135,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let mut dp = dp;
     let events = dp.take_events();
     let kernel_log = dp.take_kernel_log();
-    let mut agent = Agent::new(state, dp, netlink, store, hooks);
+    let resolv = Arc::new(crate::dns::upstream::HostResolv::new(
+        "/etc/resolv.conf",
+        cfg.dns.clone(),
+    ));
+    let mut agent =
+        Agent::new(state, dp, netlink, store, hooks).with_dns(resolv.clone(), cfg.dns_fast_path);
     agent.reconcile()?;
     agent.sync_host_addrs()?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref(), &mut record)?;
@@ -150,7 +155,17 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
     record.reserve_ports(&cfg.state_dir, &host::snat_range())?;
-    let (shared, hub, mut flags) = Shared::new(agent).with_monitor();
+    let (mut shared, hub, mut flags) = Shared::new(agent).with_monitor();
+    let dns = crate::dns::server::DnsServer::new(
+        shared.state_handle(),
+        resolv,
+        &crate::dns::server::DnsOptions {
+            rate_limit: cfg.dns_rate_limit,
+        },
+    );
+    shared.set_dns(dns.clone());
+    dns.sync_listeners(&shared.state()).await;
+    let mut changes = shared.changes();
     let agent = Arc::new(shared);
     info!(socket = %cfg.socket.display(), "serving the API");
     host::notify(&format!(
@@ -170,6 +185,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tasks::supervise("drift repair", {
             let agent = agent.clone();
             move || tasks::check_drift(agent.clone())
+        }),
+        // The DNS server listens on every network's gateway, as networks come and go.
+        tokio::spawn({
+            let agent = agent.clone();
+            async move {
+                while changes.changed().await.is_ok() {
+                    dns.sync_listeners(&agent.state()).await;
+                }
+            }
         }),
         // What monitors ask of the kernel follows who listens.
         tokio::spawn({

@@ -214,8 +214,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         self.dp.finish_migrations();
         let live: HashSet<u32> = self.links.values().map(|l| l.ifindex).collect();
         report.stale_flows = self.dp.flush_flows_except(&live);
+        self.sync_dns_names();
         for ep in self.state.endpoints.values() {
-            self.hosts.write(ep, &self.state);
+            self.write_netns_files(ep);
         }
         info!(
             networks = self.state.networks.len(),

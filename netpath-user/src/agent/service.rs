@@ -30,6 +30,8 @@ pub struct Shared<D, L, S> {
     state: Arc<RwLock<Arc<State>>>,
     hub: Option<Arc<Hub>>,
     api: ApiMetrics,
+    changed: tokio::sync::watch::Sender<u64>,
+    dns: Option<Arc<crate::dns::server::DnsServer>>,
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
@@ -40,7 +42,22 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
             state,
             hub: None,
             api: ApiMetrics::default(),
+            changed: tokio::sync::watch::channel(0).0,
+            dns: None,
         }
+    }
+
+    /// Counts what `dns` does among its statistics and metrics.
+    pub fn set_dns(&mut self, dns: Arc<crate::dns::server::DnsServer>) {
+        self.dns = Some(dns);
+    }
+
+    /// The DNS server's counters, by name (none without a server).
+    pub fn dns_counters(&self) -> Vec<(&'static str, u64)> {
+        self.dns
+            .as_ref()
+            .map(|d| d.counters.all())
+            .unwrap_or_default()
     }
 
     /// Serves monitors from a hub describing events with this state; the receiver sees the
@@ -56,9 +73,22 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
         let mut agent = self.agent.lock();
         let out = f(&mut agent);
         if **self.state.read() != agent.state {
+            // Names follow at once: the kernel's, then the server's (a new snapshot).
+            agent.sync_dns_names();
             *self.state.write() = Arc::new(agent.state.clone());
+            self.changed.send_modify(|n| *n += 1);
         }
         out
+    }
+
+    /// The published state, shared (what the DNS server and monitors read).
+    pub fn state_handle(&self) -> Arc<RwLock<Arc<State>>> {
+        self.state.clone()
+    }
+
+    /// Ticks each time a write changes the state.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Runs `f` on the agent (one at a time) for what only it knows: the kernel's maps and
@@ -110,7 +140,9 @@ where
             counters: s
                 .counters
                 .iter()
-                .map(|(c, v): &(Counter, u64)| (c.name().to_string(), *v))
+                .map(|(c, v): &(Counter, u64)| (c.name(), *v))
+                .chain(self.dns_counters())
+                .map(|(c, v)| (c.to_string(), v))
                 .collect(),
             flows: s.flows,
             outbound_flows: s.outbound_flows,
@@ -148,29 +180,32 @@ where
     }
 
     fn connect(&self, network: &str, req: &Connect) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(&self.write(|a| a.connect(network, req))?))
+        let ep = self.write(|a| a.connect(network, req))?;
+        Ok(EndpointView::new(&ep, &self.state()))
     }
 
     fn disconnect(&self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(
-            &self.write(|a| a.disconnect(network, &req.endpoint))?,
-        ))
+        let ep = self.write(|a| a.disconnect(network, &req.endpoint))?;
+        Ok(EndpointView::new(&ep, &self.state()))
     }
 
     fn endpoints(&self) -> Vec<EndpointView> {
-        self.state()
+        let state = self.state();
+        state
             .endpoints
             .values()
-            .map(EndpointView::new)
+            .map(|e| EndpointView::new(e, &state))
             .collect()
     }
 
     fn endpoint(&self, name: &str) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(self.state().endpoint(name)?))
+        let state = self.state();
+        Ok(EndpointView::new(state.endpoint(name)?, &state))
     }
 
     fn create_endpoint(&self, req: &EndpointCreate) -> Result<EndpointView, ApiError> {
-        Ok(EndpointView::new(&self.write(|a| a.create_endpoint(req))?))
+        let ep = self.write(|a| a.create_endpoint(req))?;
+        Ok(EndpointView::new(&ep, &self.state()))
     }
 
     fn remove_endpoint(&self, name: &str) -> Result<(), ApiError> {

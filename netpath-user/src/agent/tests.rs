@@ -82,7 +82,7 @@ fn scene(faults: &Faults) -> (FakeAgent, Scratch) {
         },
         super::HostHooks::default(),
     )
-    .with_hosts_files(super::hosts_file::HostsFiles::new(s.0.join("etc-netns")));
+    .with_netns_files(super::netns_files::NetnsFiles::new(s.0.join("etc-netns")));
     faults.fail_at(0);
     a.create_network(&network("bridge", "172.17.0.0/16", &[]))
         .unwrap();

@@ -11,8 +11,8 @@ use netpath_common::{PortKey, PortTarget};
 use tracing::info;
 
 use super::{
-    hosts_file::HostsFiles,
     journal::{Then, Tx, Undo},
+    netns_files::NetnsFiles,
     slots::{port_id, Slots},
     store::StateStore,
 };
@@ -37,11 +37,15 @@ pub struct Agent<D, L, S> {
     pub(super) links: HashMap<String, EndpointLink>,
     /// Where the datapath hooks in beside the endpoints.
     pub(super) host: HostHooks,
-    pub(super) hosts: HostsFiles,
+    pub(super) files: NetnsFiles,
     /// Repairs of drift made since start ([`super::repair`]).
     pub(super) repairs: u64,
     /// Each published port's `PORT_STATS` slot.
     pub(super) slots: Slots,
+    /// The host's resolvers: endpoints' resolv.conf files take its search and options.
+    pub(super) resolv: std::sync::Arc<crate::dns::upstream::HostResolv>,
+    /// Whether the kernel answers DNS queries it can (`--dns-fast-path`).
+    pub(super) dns_fast_path: bool,
     /// When this agent started, its reconcile and its last repair ([`super::health`]).
     pub(super) started: std::time::SystemTime,
     pub(super) last_reconcile: Option<super::health::Reconciled>,
@@ -135,9 +139,14 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             store,
             links: HashMap::new(),
             host,
-            hosts: HostsFiles::default(),
+            files: NetnsFiles::default(),
             repairs: 0,
             slots: Slots::default(),
+            resolv: std::sync::Arc::new(crate::dns::upstream::HostResolv::new(
+                "/etc/resolv.conf",
+                Vec::new(),
+            )),
+            dns_fast_path: true,
             started: std::time::SystemTime::now(),
             last_reconcile: None,
             last_repair: None,
@@ -145,13 +154,47 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     /// Where hosts files go (tests).
-    pub fn with_hosts_files(mut self, hosts: HostsFiles) -> Self {
-        self.hosts = hosts;
+    pub fn with_netns_files(mut self, files: NetnsFiles) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// Uses `resolv` for endpoints' resolv.conf files, and answers DNS in the kernel when
+    /// `fast_path`.
+    pub fn with_dns(
+        mut self,
+        resolv: std::sync::Arc<crate::dns::upstream::HostResolv>,
+        fast_path: bool,
+    ) -> Self {
+        self.resolv = resolv;
+        self.dns_fast_path = fast_path;
         self
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Writes `ep`'s hosts file and resolv.conf (for `ip netns` namespaces).
+    pub(super) fn write_netns_files(&self, ep: &Endpoint) {
+        let resolv = ep
+            .primary()
+            .and_then(|a| self.state.networks.get(&a.network))
+            .map(|n| self.resolv.endpoint_conf(&ep.dns, n.gateway));
+        self.files.write(ep, &self.state, resolv.as_deref());
+    }
+
+    /// Makes the kernel's DNS fast path answer the names of the state (none when it is off).
+    pub fn sync_dns_names(&mut self) {
+        let names = if self.dns_fast_path {
+            let index = crate::dns::names::Index::new(&self.state);
+            crate::dns::names::kernel_names(&self.state, &index)
+        } else {
+            Default::default()
+        };
+        if let Err(e) = self.dp.set_dns_names(&names) {
+            tracing::error!("writing the DNS fast path's names: {e}");
+        }
     }
 
     // ---- steps ----------------------------------------------------------------------------
@@ -385,7 +428,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             a.install_ports(tx, &ep, &ep.ports)?;
             a.sync_members(tx, &next, &net.name)?;
             a.commit(next)?;
-            tx.then(Then::WriteHosts(ep.name.clone()));
+            tx.then(Then::WriteNetnsFiles(ep.name.clone()));
             Ok(())
         })?;
         info!(endpoint = %ep.name, ip = %att.ip, "endpoint created");
@@ -403,7 +446,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 a.sync_members(tx, &next, &att.network)?;
             }
             a.commit(next)?;
-            tx.then(Then::RemoveHosts(ep.clone()));
+            tx.then(Then::RemoveNetnsFiles(Box::new(ep.clone())));
             Ok(())
         })?;
         info!(endpoint = %name, "endpoint removed");
@@ -497,7 +540,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             a.realize_attachment(tx, &updated, &att, &net, false)?;
             a.sync_members(tx, &next, network)?;
             a.commit(next)?;
-            tx.then(Then::WriteHosts(updated.name.clone()));
+            tx.then(Then::WriteNetnsFiles(updated.name.clone()));
             Ok(())
         })?;
         info!(endpoint = %updated.name, %network, ip = %att.ip, "connected");
@@ -524,7 +567,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             }
             a.sync_members(tx, &next, network)?;
             a.commit(next)?;
-            tx.then(Then::WriteHosts(updated.name.clone()));
+            tx.then(Then::WriteNetnsFiles(updated.name.clone()));
             Ok(())
         })?;
         info!(%endpoint, %network, "disconnected");

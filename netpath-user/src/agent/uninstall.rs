@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use super::{
     host::{port_ranges, HostRecord, StateLock, RESERVED_PORTS},
-    hosts_file::HostsFiles,
+    netns_files::NetnsFiles,
     store::StateFile,
     GATEWAY_LINK,
 };
@@ -28,7 +28,7 @@ pub struct Uninstall {
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
     pub socket: PathBuf,
-    pub hosts: HostsFiles,
+    pub hosts: NetnsFiles,
 }
 
 /// What an uninstall did, one line each.
@@ -115,7 +115,7 @@ impl Uninstall {
             ));
         }
         for ep in state.endpoints.values() {
-            if let Some(path) = self.hosts.remove(ep) {
+            for path in self.hosts.remove(ep) {
                 out.say(format!("removed netpath's entries from {}", path.display()));
             }
         }

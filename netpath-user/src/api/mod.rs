@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ipam::fmt_mac,
     model::{
-        short_id, Attachment, Connect, Disconnect, Endpoint, EndpointCreate, Network,
+        short_id, Attachment, Connect, Disconnect, DnsSettings, Endpoint, EndpointCreate, Network,
         NetworkCreate, PortsRequest,
     },
     ports::{PortMapping, Proto},
@@ -409,11 +409,23 @@ pub struct EndpointView {
     pub networks: BTreeMap<String, EndpointNetwork>,
     pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
+    /// Its resolver: the servers its resolv.conf names (its network's DNS on the gateway,
+    /// unless it asked for others), and the search domains and options it asked for (empty:
+    /// the host's).
+    pub dns: DnsSettings,
 }
 
 impl EndpointView {
-    pub fn new(e: &Endpoint) -> Self {
+    /// `e` as shown, with `state` (its networks' DNS servers).
+    pub fn new(e: &Endpoint, state: &crate::model::State) -> Self {
         let primary = e.primary();
+        let mut dns = e.dns.clone();
+        if dns.servers.is_empty() {
+            dns.servers = primary
+                .and_then(|a| state.networks.get(&a.network))
+                .map(|n| vec![n.gateway])
+                .unwrap_or_default();
+        }
         EndpointView {
             name: e.name.clone(),
             id: e.id.clone(),
@@ -440,6 +452,7 @@ impl EndpointView {
                 .collect(),
             ports: e.ports.iter().copied().map(Port::from).collect(),
             labels: e.labels.clone(),
+            dns,
         }
     }
 }

@@ -66,6 +66,17 @@ pub struct AgentArgs {
     /// exhausted), debug (malformed packets, replies with no route) [default: off].
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub ebpf_log: Option<LogLevel>,
+    /// Send queries for names that are not the networks' to this server (repeatable)
+    /// [default: the nameservers of the host's /etc/resolv.conf].
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Answer A queries for network names in the kernel [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub dns_fast_path: Option<bool>,
+    /// Queries per second each endpoint may send the DNS server, 0 for no limit
+    /// [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub dns_rate_limit: Option<u32>,
 }
 
 impl AgentArgs {
@@ -86,6 +97,9 @@ impl AgentArgs {
             log_format: self.log_format,
             metrics: self.metrics,
             ebpf_log: self.ebpf_log,
+            dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
+            dns_fast_path: self.dns_fast_path,
+            dns_rate_limit: self.dns_rate_limit,
         }
     }
 }

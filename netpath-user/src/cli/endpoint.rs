@@ -12,14 +12,14 @@ use super::{
 };
 use crate::{
     api::{client::Client, EndpointView},
-    model::{short_id, EndpointCreate},
+    model::{short_id, DnsSettings, EndpointCreate},
 };
 
 #[derive(clap::Subcommand)]
 pub enum EndpointCmd {
     /// Create an endpoint: a veth whose peer becomes eth0 in the namespace.
     #[command(
-        after_help = "Examples:\n  ip netns add web && netpath endpoint create web --netns web -p 8080:80\n  netpath endpoint create db --netns /proc/4242/ns/net --network back --ip 10.20.2.10 --label team=data"
+        after_help = "Examples:\n  ip netns add web && netpath endpoint create web --netns web -p 8080:80\n  netpath endpoint create db --netns /proc/4242/ns/net --network back --ip 10.20.2.10 --label team=data\n  netpath endpoint create api2 --netns api2 --network back --alias api --dns-search corp.example"
     )]
     Create {
         /// The endpoint's name (letters, digits, `_`, `.`, `-`).
@@ -39,6 +39,19 @@ pub enum EndpointCmd {
         /// Set a label KEY=VALUE (repeatable).
         #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Another name on its network, for other endpoints (repeatable; Docker's
+        /// --network-alias).
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
+        /// A DNS server for it instead of the agent's (repeatable).
+        #[arg(long = "dns", value_name = "IP")]
+        dns: Vec<Ipv4Addr>,
+        /// A DNS search domain instead of the host's (repeatable).
+        #[arg(long = "dns-search", value_name = "DOMAIN")]
+        dns_search: Vec<String>,
+        /// A resolver option instead of the host's, e.g. ndots:2 (repeatable).
+        #[arg(long = "dns-option", value_name = "OPTION")]
+        dns_options: Vec<String>,
     },
     /// Remove endpoints (each is tried; failures are reported and make the exit status 1).
     #[command(
@@ -121,6 +134,10 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
             ip,
             publish,
             labels,
+            aliases,
+            dns,
+            dns_search,
+            dns_options,
         } => {
             let req = EndpointCreate {
                 name,
@@ -129,6 +146,12 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                 ip,
                 ports: publish,
                 labels: parse_labels(&labels),
+                aliases,
+                dns: DnsSettings {
+                    servers: dns,
+                    search: dns_search,
+                    options: dns_options,
+                },
             };
             let ep = client.create_endpoint(&req).await?;
             println!("{}", ep.name);

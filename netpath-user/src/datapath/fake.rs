@@ -78,6 +78,8 @@ pub struct FakeDatapath {
     pub hooks: BTreeSet<Hook>,
     /// What monitors asked for.
     pub monitor: u32,
+    /// What the DNS fast path answers.
+    pub dns_names: std::collections::HashMap<netpath_common::DnsKey, netpath_common::DnsAddrs>,
     #[doc(hidden)]
     pub faults: FaultsHandle,
 }
@@ -261,6 +263,13 @@ impl DatapathOps for FakeDatapath {
     }
     fn pinned_maps(&self) -> Vec<super::PinnedMap> {
         Vec::new()
+    }
+    fn set_dns_names(
+        &mut self,
+        names: &std::collections::HashMap<netpath_common::DnsKey, netpath_common::DnsAddrs>,
+    ) -> Result<(), DatapathError> {
+        self.dns_names = names.clone();
+        Ok(())
     }
     fn stats(&self) -> DatapathStats {
         DatapathStats {

@@ -34,12 +34,13 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
-    map_names, map_sizes, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey, NetworkInfo,
-    PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev,
+    map_names, map_sizes, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
+    NetworkInfo, PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev,
 };
 
 use crate::model::Network;
 
+pub mod dns;
 pub mod endpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
@@ -246,6 +247,11 @@ pub trait DatapathOps: Send {
     fn links(&self) -> Vec<LinkState>;
     /// This build's programs as loaded: name, id and tag.
     fn programs(&self) -> Vec<(&'static str, sys::ProgInfo)>;
+    /// Makes the DNS fast path answer exactly `names` (by network and name).
+    fn set_dns_names(
+        &mut self,
+        names: &std::collections::HashMap<DnsKey, DnsAddrs>,
+    ) -> Result<(), DatapathError>;
     /// The maps pinned in the pin directory (those set aside too).
     fn pinned_maps(&self) -> Vec<PinnedMap>;
     /// Every published port in the maps, with its target.
@@ -297,10 +303,14 @@ pub struct Datapath {
     port_stats: PerCpuArray<MapData, PortStats>,
     monitor: Array<MapData, u32>,
     events: Option<aya::maps::RingBuf<MapData>>,
+    dns_names: HashMap<MapData, DnsKey, DnsAddrs>,
+    /// What `DNS_NAMES` holds, as last written ([`dns`]).
+    dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
 }
 
 /// Descriptors of the maps read whole: published ports, flow tables.
 struct Whole {
+    dns_names: std::os::fd::OwnedFd,
     ports: std::os::fd::OwnedFd,
     ports_any: std::os::fd::OwnedFd,
     flows: std::os::fd::OwnedFd,
@@ -392,6 +402,7 @@ impl Datapath {
             migrate::copy_live(dir, &mut migrations);
         }
         let whole = Whole {
+            dns_names: map_fd(&ebpf, map_names::DNS_NAMES)?,
             ports: map_fd(&ebpf, map_names::PORTS)?,
             ports_any: map_fd(&ebpf, map_names::PORTS_ANY)?,
             flows: map_fd(&ebpf, map_names::FLOWS)?,
@@ -416,6 +427,8 @@ impl Datapath {
             stats: take_map!(ebpf, map_names::STATS),
             port_stats: take_map!(ebpf, map_names::PORT_STATS),
             monitor: take_map!(ebpf, map_names::MONITOR),
+            dns_names: take_map!(ebpf, map_names::DNS_NAMES),
+            dns_written: None,
             events: Some(take_map!(ebpf, map_names::EVENTS)),
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),
@@ -575,6 +588,12 @@ impl DatapathOps for Datapath {
     }
     fn programs(&self) -> Vec<(&'static str, sys::ProgInfo)> {
         self.loaded.iter().map(|(n, p)| (*n, p.clone())).collect()
+    }
+    fn set_dns_names(
+        &mut self,
+        names: &std::collections::HashMap<DnsKey, DnsAddrs>,
+    ) -> Result<(), DatapathError> {
+        Datapath::set_dns_names(self, names).map(drop)
     }
     fn pinned_maps(&self) -> Vec<PinnedMap> {
         let Some(dir) = &self.pin_dir else {

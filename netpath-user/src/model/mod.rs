@@ -27,7 +27,7 @@ pub mod requests;
 pub mod validate;
 
 pub use plan::ModelError;
-pub use requests::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
+pub use requests::{Connect, Disconnect, DnsSettings, EndpointCreate, NetworkCreate, PortsRequest};
 
 /// Name of the network that exists from the start (Docker's default bridge).
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -140,6 +140,9 @@ pub struct Endpoint {
     /// Which namespace `netns` led to when the endpoint was made (checked at every start).
     #[serde(default)]
     pub netns_id: Option<NetnsId>,
+    /// Resolver settings asked for at creation (empty: the agent's).
+    #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
+    pub dns: DnsSettings,
 }
 
 impl Endpoint {

@@ -36,8 +36,8 @@ const SPECIAL: [(&str, &str); 5] = [
 ];
 
 use super::{
-    host_ifname, new_id, valid_name, Attachment, Connect, Endpoint, EndpointCreate, Network,
-    NetworkCreate, State, DEFAULT_DRIVER, DEFAULT_NETWORK, DRIVERS, HOST_GATEWAY,
+    host_ifname, new_id, valid_name, Attachment, Connect, DnsSettings, Endpoint, EndpointCreate,
+    Network, NetworkCreate, State, DEFAULT_DRIVER, DEFAULT_NETWORK, DRIVERS, HOST_GATEWAY,
     HOST_LOOPBACK_PORTS, ICC_KEYS, KNOWN_OPTIONS, MAX_NETWORKS_PER_ENDPOINT,
 };
 use crate::{
@@ -102,6 +102,12 @@ pub enum ModelError {
     InternalPorts(String),
     #[error("invalid alias {0:?}")]
     BadAlias(String),
+    #[error("invalid DNS server {0}: expected a unicast IPv4 address")]
+    BadDnsServer(std::net::Ipv4Addr),
+    #[error("invalid DNS search domain {0:?}")]
+    BadDnsSearch(String),
+    #[error("invalid DNS option {0:?}: expected a resolv.conf option such as ndots:2")]
+    BadDnsOption(String),
     #[error(
         "invalid host-loopback-ports {0:?}: expected ports from 1 to 65535, separated by commas"
     )]
@@ -337,7 +343,9 @@ impl State {
             ports: Vec::new(),
             labels: check_labels(&req.labels)?,
             netns_id: None,
+            dns: check_dns(&req.dns)?,
         };
+        ep.attachments[0].aliases = check_aliases(&req.aliases)?;
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));
         }
@@ -355,9 +363,7 @@ impl State {
                 network.to_string(),
             ));
         }
-        if let Some(a) = req.aliases.iter().find(|a| !valid_name(a)) {
-            return Err(ModelError::BadAlias(a.clone()));
-        }
+        let aliases = check_aliases(&req.aliases)?;
         let ip = self.address(net, req.ip)?;
         let n = (0..)
             .find(|i| !ep.attachments.iter().any(|a| a.ifname == format!("eth{i}")))
@@ -375,7 +381,7 @@ impl State {
             mac: ipam::mac_for(ip),
             ifname: format!("eth{n}"),
             host_ifname: host_ifname(&ep.id, slot),
-            aliases: req.aliases.clone(),
+            aliases,
         })
     }
 
@@ -491,4 +497,56 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, St
         return Err(ModelError::BadLabel(k.clone()));
     }
     Ok(labels.clone())
+}
+
+/// Aliases as asked, each a valid name, without repeats.
+fn check_aliases(aliases: &[String]) -> Result<Vec<String>, ModelError> {
+    let mut out: Vec<String> = Vec::new();
+    for a in aliases {
+        if !valid_name(a) {
+            return Err(ModelError::BadAlias(a.clone()));
+        }
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A domain name as resolv.conf can carry it: labels of letters, digits, `-` and `_`, at most
+/// 63 characters each and 253 in all.
+pub fn valid_domain(d: &str) -> bool {
+    let d = d.strip_suffix('.').unwrap_or(d);
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Resolver settings that can go into a resolv.conf as they are.
+fn check_dns(dns: &DnsSettings) -> Result<DnsSettings, ModelError> {
+    if let Some(s) = dns
+        .servers
+        .iter()
+        .find(|s| s.is_unspecified() || s.is_multicast() || s.is_broadcast())
+    {
+        return Err(ModelError::BadDnsServer(*s));
+    }
+    if let Some(d) = dns.search.iter().find(|d| !valid_domain(d)) {
+        return Err(ModelError::BadDnsSearch(d.clone()));
+    }
+    let option = |o: &str| {
+        !o.is_empty()
+            && o.len() <= 64
+            && o.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+    };
+    if let Some(o) = dns.options.iter().find(|o| !option(o)) {
+        return Err(ModelError::BadDnsOption(o.clone()));
+    }
+    Ok(dns.clone())
 }

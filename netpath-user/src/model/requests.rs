@@ -61,6 +61,32 @@ pub struct EndpointCreate {
     pub ports: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// More names on its first network (`--alias`, Docker's `--network-alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Resolver settings for its namespace (`--dns`, `--dns-search`, `--dns-option`).
+    #[serde(default)]
+    pub dns: DnsSettings,
+}
+
+/// An endpoint's resolver settings, as Docker's `--dns`, `--dns-search` and `--dns-option`:
+/// empty fields take the agent's (its DNS server on the gateway, the host's search domains
+/// and options).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DnsSettings {
+    #[serde(default)]
+    pub servers: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub search: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+impl DnsSettings {
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
 }
 
 /// Body of publish and unpublish: Docker `-p` specs.

@@ -12,6 +12,7 @@ use std::{
 };
 
 pub mod agent;
+pub mod dns;
 pub mod docker;
 pub mod traffic;
 
@@ -334,7 +335,11 @@ pub fn tcp(sport: u16, dport: u16) -> Vec<u8> {
 
 /// A UDP header with a payload.
 pub fn udp(sport: u16, dport: u16) -> Vec<u8> {
-    let payload = b"ping";
+    udp_with(sport, dport, b"ping")
+}
+
+/// A UDP header and `payload` (checksum filled in by [`Frame::build`]).
+pub fn udp_with(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::new();
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&dport.to_be_bytes());

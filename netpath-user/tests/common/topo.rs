@@ -61,6 +61,11 @@ impl Topo {
             // A NIC hands XDP complete checksums; a veth only does with tx checksumming off.
             outside.exec("ethtool", &["-K", &o, "tx", "off"]);
         }
+        // The agent's resolv.conf (what `ip netns exec` shows it): the outside namespace, so
+        // nothing a test forwards leaves the test's namespaces.
+        let etc = std::path::Path::new("/etc/netns").join(&host.name);
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("resolv.conf"), format!("nameserver {OUTSIDE}\n")).unwrap();
         let dir = std::env::temp_dir().join(format!("netpath-e2e-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let bpffs = ScratchBpffs::new().expect("a bpffs for the agent's pins");

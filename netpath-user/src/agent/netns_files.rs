@@ -1,8 +1,10 @@
-//! Hosts files for endpoints in namespaces made with `ip netns add`: `ip netns exec NAME`
-//! shows `/etc/netns/NAME/hosts` as `/etc/hosts`, so the agent keeps a block there naming the
-//! endpoint (with its aliases) and `host.docker.internal`. What it did not write stays: its
-//! block is added to a file that exists and taken out again on removal; a file it created is
-//! deleted once nothing else is in it. Other namespaces get none.
+//! Files for endpoints in namespaces made with `ip netns add`: `ip netns exec NAME` shows
+//! `/etc/netns/NAME/hosts` as `/etc/hosts` and `/etc/netns/NAME/resolv.conf` as
+//! `/etc/resolv.conf`. The agent keeps a block in the hosts file naming the endpoint (with its
+//! aliases) and `host.docker.internal`, and writes the resolv.conf that points the endpoint at
+//! its network's DNS server. What it did not write stays: its block is added to a hosts file
+//! that exists and taken out again on removal, a file it created is deleted once nothing else
+//! is in it, and a resolv.conf someone else wrote is left alone. Other namespaces get none.
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -11,13 +13,13 @@ use crate::model::{Endpoint, State};
 
 /// Where the per-namespace files live (`/etc/netns`; tests point it elsewhere).
 #[derive(Clone, Debug)]
-pub struct HostsFiles {
+pub struct NetnsFiles {
     root: PathBuf,
 }
 
-impl Default for HostsFiles {
+impl Default for NetnsFiles {
     fn default() -> Self {
-        HostsFiles {
+        NetnsFiles {
             root: PathBuf::from("/etc/netns"),
         }
     }
@@ -25,6 +27,9 @@ impl Default for HostsFiles {
 
 /// The first line of a file the agent created.
 const CREATED: &str = "# Created by netpath; netpath removes it with its endpoint.";
+/// The first line of a resolv.conf the agent wrote.
+const RESOLV_MARK: &str = "# Written by netpath for this endpoint; netpath removes it with it.";
+
 /// What a created file holds besides the agent's block.
 const BASE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
@@ -54,18 +59,58 @@ fn without_block(text: &str, ep: &str) -> String {
     out
 }
 
-impl HostsFiles {
-    pub fn new(root: impl Into<PathBuf>) -> HostsFiles {
-        HostsFiles { root: root.into() }
+impl NetnsFiles {
+    pub fn new(root: impl Into<PathBuf>) -> NetnsFiles {
+        NetnsFiles { root: root.into() }
     }
 
-    /// `ROOT/NAME/hosts` for an endpoint in /run/netns/NAME.
-    pub fn path_of(&self, ep: &Endpoint) -> Option<PathBuf> {
+    /// `ROOT/NAME/` for an endpoint in /run/netns/NAME.
+    fn dir_of(&self, ep: &Endpoint) -> Option<PathBuf> {
         let name = ep.netns.strip_prefix("/run/netns").ok()?.to_str()?;
         if name.is_empty() || name.contains('/') || name == ".." || name == "." {
             return None;
         }
-        Some(self.root.join(name).join("hosts"))
+        Some(self.root.join(name))
+    }
+
+    /// `ROOT/NAME/hosts` for an endpoint in /run/netns/NAME.
+    pub fn path_of(&self, ep: &Endpoint) -> Option<PathBuf> {
+        self.dir_of(ep).map(|d| d.join("hosts"))
+    }
+
+    /// `ROOT/NAME/resolv.conf` for an endpoint in /run/netns/NAME.
+    pub fn resolv_path_of(&self, ep: &Endpoint) -> Option<PathBuf> {
+        self.dir_of(ep).map(|d| d.join("resolv.conf"))
+    }
+
+    /// Writes the endpoint's resolv.conf (`conf`), unless one the agent did not write is there.
+    fn write_resolv(&self, ep: &Endpoint, conf: &str) {
+        let Some(path) = self.resolv_path_of(ep) else {
+            return;
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(old) if !old.starts_with(RESOLV_MARK) => {
+                warn!(endpoint = %ep.name, "{} was not written by netpath: left as it is", path.display());
+                return;
+            }
+            _ => {}
+        }
+        if let Err(e) = write_atomic(&path, &format!("{RESOLV_MARK}\n{conf}")) {
+            warn!(endpoint = %ep.name, "writing {}: {e}", path.display());
+        }
+    }
+
+    /// Removes the endpoint's resolv.conf if the agent wrote it; the file when it did.
+    fn remove_resolv(&self, ep: &Endpoint) -> Option<PathBuf> {
+        let path = self.resolv_path_of(ep)?;
+        let old = std::fs::read_to_string(&path).ok()?;
+        if !old.starts_with(RESOLV_MARK) {
+            return None;
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!(endpoint = %ep.name, "removing {}: {e}", path.display());
+        }
+        Some(path)
     }
 
     /// The agent's block for `ep` in `state`.
@@ -84,9 +129,13 @@ impl HostsFiles {
         text + &end(&ep.name) + "\n"
     }
 
-    /// Writes (or rewrites) the endpoint's block, keeping everything else in the file.
-    /// Failures are logged, not fatal.
-    pub fn write(&self, ep: &Endpoint, state: &State) {
+    /// Writes (or rewrites) the endpoint's block in its hosts file, keeping everything else
+    /// in the file, and its resolv.conf (`resolv`, when there is one to write). Failures are
+    /// logged, not fatal.
+    pub fn write(&self, ep: &Endpoint, state: &State, resolv: Option<&str>) {
+        if let Some(conf) = resolv {
+            self.write_resolv(ep, conf);
+        }
         let Some(path) = self.path_of(ep) else { return };
         let res = match std::fs::read_to_string(&path) {
             Ok(old) => Ok(without_block(&old, &ep.name)),
@@ -99,9 +148,18 @@ impl HostsFiles {
         }
     }
 
-    /// Takes the endpoint's block out; a file the agent created goes when nothing else is in
-    /// it. Returns the file when it was changed.
-    pub fn remove(&self, ep: &Endpoint) -> Option<PathBuf> {
+    /// Takes the endpoint's block out of its hosts file (a file the agent created goes when
+    /// nothing else is in it) and removes the resolv.conf it wrote. Returns the files changed.
+    pub fn remove(&self, ep: &Endpoint) -> Vec<PathBuf> {
+        let mut changed: Vec<PathBuf> = self.remove_resolv(ep).into_iter().collect();
+        changed.extend(self.remove_hosts(ep));
+        if let Some(dir) = self.dir_of(ep) {
+            let _ = std::fs::remove_dir(dir);
+        }
+        changed
+    }
+
+    fn remove_hosts(&self, ep: &Endpoint) -> Option<PathBuf> {
         let path = self.path_of(ep)?;
         let old = std::fs::read_to_string(&path).ok()?;
         let rest = without_block(&old, &ep.name);
@@ -110,11 +168,7 @@ impl HostsFiles {
         }
         let ours_only = rest == format!("{CREATED}\n{BASE}");
         let res = if ours_only {
-            std::fs::remove_file(&path).map(|()| {
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::remove_dir(dir);
-                }
-            })
+            std::fs::remove_file(&path)
         } else {
             write_atomic(&path, &rest)
         };
@@ -147,6 +201,7 @@ mod tests {
             ports: Vec::new(),
             labels: Default::default(),
             netns_id: None,
+            dns: Default::default(),
         }
     }
 
@@ -157,7 +212,7 @@ mod tests {
             std::process::id(),
             rand::random::<u32>()
         ));
-        let files = HostsFiles::new(&root);
+        let files = NetnsFiles::new(&root);
         let state = State::default();
 
         // A file the user wrote: our block comes and goes, their lines stay.
@@ -166,22 +221,32 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let user = "10.0.0.9\tdb.internal\n";
         std::fs::write(&path, user).unwrap();
-        files.write(&ep, &state);
-        files.write(&ep, &state);
+        // And a resolv.conf the user wrote is theirs.
+        let resolv = files.resolv_path_of(&ep).unwrap();
+        std::fs::write(&resolv, "nameserver 192.0.2.1\n").unwrap();
+        files.write(&ep, &state, Some("nameserver 10.1.0.1\n"));
+        files.write(&ep, &state, Some("nameserver 10.1.0.1\n"));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(user), "{text}");
         assert_eq!(text.matches("# BEGIN netpath").count(), 1, "{text}");
-        assert_eq!(files.remove(&ep), Some(path.clone()));
+        assert_eq!(
+            std::fs::read_to_string(&resolv).unwrap(),
+            "nameserver 192.0.2.1\n"
+        );
+        assert_eq!(files.remove(&ep), vec![path.clone()]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), user);
+        assert!(resolv.exists());
 
         // A file netpath created goes with the endpoint, and so does its directory.
         let ep = endpoint("api", "/run/netns/ours");
         let path = files.path_of(&ep).unwrap();
-        files.write(&ep, &state);
+        files.write(&ep, &state, Some("nameserver 10.1.0.1\n"));
         assert!(std::fs::read_to_string(&path)
             .unwrap()
             .contains("localhost"));
-        files.remove(&ep);
+        let resolv = std::fs::read_to_string(files.resolv_path_of(&ep).unwrap()).unwrap();
+        assert!(resolv.ends_with("nameserver 10.1.0.1\n"), "{resolv}");
+        assert_eq!(files.remove(&ep).len(), 2);
         assert!(!path.exists() && !path.parent().unwrap().exists());
 
         assert_eq!(files.path_of(&endpoint("x", "/proc/1/ns/net")), None);
