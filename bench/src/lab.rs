@@ -114,6 +114,16 @@ impl Lab {
     /// A lab; with `publish`, the default ports are published (UDP 5353 → 53, TCP 8080 →
     /// 80). netpath variants run `netpath_bin`.
     pub fn new(kind: Kind, netpath_bin: &Path, publish: bool) -> Result<Lab> {
+        Lab::with_agent_args(kind, netpath_bin, publish, &[])
+    }
+
+    /// A lab whose agent (netpath variants) gets `agent_args` too.
+    pub fn with_agent_args(
+        kind: Kind,
+        netpath_bin: &Path,
+        publish: bool,
+        agent_args: &[&str],
+    ) -> Result<Lab> {
         let outside = Netns::new("npbo");
         let host = Netns::new("npbh");
         let ep = Netns::new("npbe");
@@ -152,7 +162,7 @@ impl Lab {
             proxy: None,
         };
         if kind.netpath() {
-            lab.start_agent()?;
+            lab.start_agent(agent_args)?;
             let ns_path = lab.ep.path();
             let mut args = vec![
                 "endpoint",
@@ -225,7 +235,7 @@ impl Lab {
         }
     }
 
-    fn start_agent(&mut self) -> Result<()> {
+    fn start_agent(&mut self, args: &[&str]) -> Result<()> {
         let bpffs = ScratchBpffs::new().context("a bpffs for the agent's pins")?;
         let mut opts =
             AgentOptions::new(&self.netpath_bin, &self.host.name, &self.up_if, &self.dir);
@@ -234,6 +244,15 @@ impl Lab {
             opts.xdp = "native".into();
         }
         opts.extra = vec!["--max-ports".into(), "140000".into()];
+        opts.extra.extend(args.iter().map(|a| a.to_string()));
+        // What `ip netns exec` shows the agent as /etc/resolv.conf: the outside namespace,
+        // so nothing it forwards leaves the lab.
+        let etc = Path::new("/etc/netns").join(&self.host.name);
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(
+            etc.join("resolv.conf"),
+            format!("nameserver {OUTSIDE_ADDR}\n"),
+        )?;
         self.bpffs = Some(bpffs);
         self.opts = Some(opts.clone());
         self.agent = Some(AgentProcess::start(opts)?);

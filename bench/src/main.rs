@@ -3,6 +3,7 @@
 //! benchmark makes and removes.
 mod agent;
 mod charts;
+mod dns;
 mod lab;
 mod prog;
 mod report;
@@ -27,12 +28,12 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale, agent.
+    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale, agent, dns.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "pps", "conn", "tcp", "e2e", "host", "scale", "agent",
+    "prog", "pps", "conn", "tcp", "e2e", "host", "scale", "agent", "dns",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -91,6 +92,7 @@ fn main() -> Result<()> {
             "e2e" => tcp::PEER_KINDS.len() * runs,
             "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
             "agent" => agent::steps(quick),
+            "dns" => dns::SERVERS.len() * runs,
             _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
         };
     }
@@ -121,6 +123,7 @@ fn main() -> Result<()> {
             }
             "host" => tcp::host(quick, &mut tools, &p)?,
             "agent" => agent::run(quick, &mut tools, &p)?,
+            "dns" => dns::run(quick, &mut tools, &p)?,
             _ => {
                 let sc = scale::run(quick, &mut tools, &p)?;
                 vec![sc.cost, sc.rate, sc.install]

@@ -47,6 +47,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         "agent: start to ready",
         "agent: memory",
         "agent: endpoint create",
+        "dns qps",
+        "dns latency p99",
     ] {
         assert!(names.contains(&want), "no section {want:?} in {names:?}");
     }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::bpf_redirect_peer,
     programs::TcContext,
 };
-use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget};
+use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget, DNS_PORT};
 
 use crate::{
     arp, dns, fib, flows, forward,
@@ -104,6 +104,10 @@ fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<(P
         .get_ptr(&ep.network)
         .map_or((0, 0), |n| unsafe { ((*n).flags, (*n).gateway) });
     if flags & net_flags::INTERNAL != 0 {
+        return None;
+    }
+    // The network's DNS server (the agent's, on the gateway) comes before any publish.
+    if flow.dst_addr == gateway && flow.dst_port == DNS_PORT.to_be() {
         return None;
     }
     let target = ports::lookup_published(flow)?;

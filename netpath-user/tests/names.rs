@@ -338,3 +338,23 @@ fn bad_queries_and_floods() {
         1
     );
 }
+
+#[test]
+fn port_53_can_be_published_and_the_networks_keep_their_dns() {
+    let t = Topo::new();
+    let _upstream = FakeUpstream::start(&t.outside, OUTSIDE);
+    let dns = t.endpoint("resolver", &["-p", "53:53/udp"]);
+    common::udp_server(&dns, 53);
+    let other = t.endpoint("client", &[]);
+    // From outside, port 53 of the host is the endpoint's.
+    let reply = common::udp_request(&t.outside, common::HOST, 53, "hello").unwrap();
+    assert!(reply.ends_with("hello"), "{reply}");
+    // Endpoints asking their gateway still get the network's DNS, fast path or not.
+    let gw = gateway(&t, "bridge");
+    let r = ask(&other, gw, "resolver", RecordType::AAAA);
+    assert_eq!((rcode(&r), r.answers.len()), (ResponseCode::NoError, 0));
+    assert_eq!(
+        addresses(&ask(&dns, gw, "client", RecordType::A)),
+        [ip_on(&t, "client", "bridge")]
+    );
+}

@@ -231,6 +231,14 @@ fn status_shows_hooks_maps_and_the_drift_it_repaired() {
         .any(|m| m["Name"] == "FLOWS" && m["SetAside"] == false));
     assert!(h["LastReconcile"]["Seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(h["Repairs"], 0);
+    assert!(
+        h["Dns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["Network"] == "bridge" && d["Listening"] == true),
+        "{h:#}"
+    );
     let text = t.ok(&["status"]);
     assert!(text.contains("Health:") && text.contains("OK"), "{text}");
 

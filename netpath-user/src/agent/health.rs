@@ -169,6 +169,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             repairs: self.repairs,
             last_repair: self.last_repair.map(rfc3339),
             monitors,
+            dns: Vec::new(),
         }
     }
 }

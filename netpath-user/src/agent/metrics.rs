@@ -96,6 +96,8 @@ pub struct Snapshot {
     pub reconciled: Option<Reconciled>,
     /// Each published port, its endpoint, and what it received.
     pub ports: Vec<(String, PortMapping, netpath_common::PortStats)>,
+    /// The DNS server's counters, by name (`dns_local`, ...).
+    pub dns: Vec<(&'static str, u64)>,
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
@@ -118,6 +120,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             started: self.started,
             reconciled: self.last_reconcile.clone(),
             ports,
+            dns: Vec::new(),
         }
     }
 }
@@ -308,6 +311,16 @@ impl Snapshot {
             "netpath_repairs",
             "Drift repaired: endpoints pruned or made again, hooks attached again.",
             &ConstCounter::new(h.repairs),
+        )?;
+        family(
+            &mut enc,
+            "netpath_dns_queries",
+            "DNS queries the agent's server handled, by outcome (the kernel's fast path counts as netpath_datapath_packets_total{counter=\"dns_kernel\"}).",
+            MetricType::Counter,
+            self.dns.iter().map(|(name, v)| {
+                let outcome = name.strip_prefix("dns_").unwrap_or(name);
+                ([("outcome", outcome)], ConstCounter::new(*v))
+            }),
         )?;
         single(
             &mut enc,

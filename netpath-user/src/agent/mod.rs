@@ -163,9 +163,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             rate_limit: cfg.dns_rate_limit,
         },
     );
-    shared.set_dns(dns.clone());
-    dns.sync_listeners(&shared.state()).await;
-    let mut changes = shared.changes();
+    dns.sync_listeners(&shared.state());
+    shared.set_dns(dns);
     let agent = Arc::new(shared);
     info!(socket = %cfg.socket.display(), "serving the API");
     host::notify(&format!(
@@ -185,15 +184,6 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tasks::supervise("drift repair", {
             let agent = agent.clone();
             move || tasks::check_drift(agent.clone())
-        }),
-        // The DNS server listens on every network's gateway, as networks come and go.
-        tokio::spawn({
-            let agent = agent.clone();
-            async move {
-                while changes.changed().await.is_ok() {
-                    dns.sync_listeners(&agent.state()).await;
-                }
-            }
         }),
         // What monitors ask of the kernel follows who listens.
         tokio::spawn({

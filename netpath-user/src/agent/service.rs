@@ -30,7 +30,6 @@ pub struct Shared<D, L, S> {
     state: Arc<RwLock<Arc<State>>>,
     hub: Option<Arc<Hub>>,
     api: ApiMetrics,
-    changed: tokio::sync::watch::Sender<u64>,
     dns: Option<Arc<crate::dns::server::DnsServer>>,
 }
 
@@ -42,7 +41,6 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
             state,
             hub: None,
             api: ApiMetrics::default(),
-            changed: tokio::sync::watch::channel(0).0,
             dns: None,
         }
     }
@@ -73,10 +71,13 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
         let mut agent = self.agent.lock();
         let out = f(&mut agent);
         if **self.state.read() != agent.state {
-            // Names follow at once: the kernel's, then the server's (a new snapshot).
+            // Names follow at once: the kernel's, then the server's (a new snapshot, and its
+            // listeners on the networks' gateways).
             agent.sync_dns_names();
             *self.state.write() = Arc::new(agent.state.clone());
-            self.changed.send_modify(|n| *n += 1);
+            if let Some(dns) = &self.dns {
+                dns.sync_listeners(&agent.state);
+            }
         }
         out
     }
@@ -84,11 +85,6 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
     /// The published state, shared (what the DNS server and monitors read).
     pub fn state_handle(&self) -> Arc<RwLock<Arc<State>>> {
         self.state.clone()
-    }
-
-    /// Ticks each time a write changes the state.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changed.subscribe()
     }
 
     /// Runs `f` on the agent (one at a time) for what only it knows: the kernel's maps and
@@ -105,7 +101,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
     /// What the metrics read at a scrape.
     pub fn snapshot(&self) -> Snapshot {
         let monitors = self.monitors();
-        self.inspect(|a| a.snapshot(monitors))
+        let mut s = self.inspect(|a| a.snapshot(monitors));
+        s.dns = self.dns_counters();
+        s
     }
 
     /// How the API answered.
@@ -154,7 +152,27 @@ where
 
     fn health(&self) -> crate::api::health::HealthView {
         let monitors = self.monitors();
-        self.inspect(|a| a.health(monitors))
+        let mut h = self.inspect(|a| a.health(monitors));
+        if let Some(dns) = &self.dns {
+            let listening = dns.addresses();
+            for net in self.state().networks.values() {
+                let up = listening.contains(&(net.name.clone(), net.gateway));
+                let address = format!("{}:{}", net.gateway, crate::dns::server::PORT);
+                if !up {
+                    h.problems.push(format!(
+                        "the DNS server of network {} is not listening on {address}",
+                        net.name
+                    ));
+                }
+                h.dns.push(crate::api::health::DnsView {
+                    network: net.name.clone(),
+                    address,
+                    listening: up,
+                });
+            }
+            h.healthy = h.problems.is_empty();
+        }
+        h
     }
 
     fn networks(&self) -> Vec<NetworkView> {

@@ -405,7 +405,22 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let routes = self.net.route_subnets()?;
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let net = &self.net;
-        let busy = |m: &PortMapping| net.port_busy(m);
+        let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
+        let busy = |m: &PortMapping| {
+            if !net.port_busy(m) {
+                return false;
+            }
+            // The agent's own DNS servers hold port 53 of the gateways (and keep it: the
+            // datapath hands endpoints' queries to them before any publish). A publish on
+            // every address is busy only when another address's port is taken.
+            if m.host_port == crate::dns::server::PORT && m.host_ip.is_unspecified() {
+                return addrs
+                    .iter()
+                    .filter(|a| !gateways.contains(a))
+                    .any(|a| net.port_busy(&PortMapping { host_ip: *a, ..*m }));
+            }
+            true
+        };
         Ok(f(
             &self.state,
             HostView {

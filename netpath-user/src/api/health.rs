@@ -36,6 +36,19 @@ pub struct HealthView {
     pub last_repair: Option<String>,
     /// `netpath monitor`s listening now.
     pub monitors: usize,
+    /// The DNS server of each network.
+    #[serde(default)]
+    pub dns: Vec<DnsView>,
+}
+
+/// A network's DNS server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DnsView {
+    pub network: String,
+    /// Where it answers (the gateway, port 53).
+    pub address: String,
+    pub listening: bool,
 }
 
 /// One hook (a pinned link).

@@ -78,6 +78,11 @@ fn print(h: &HealthView, verbose: bool) {
                 .map_or(String::new(), |t| format!(" (last {t})"))
         ),
         format!("Monitors:\t{}", h.monitors),
+        format!(
+            "DNS:\t{}/{} networks answering",
+            h.dns.iter().filter(|d| d.listening).count(),
+            h.dns.len()
+        ),
     ];
     print!("{}", aligned(&lines));
     lines = vec!["\nMAP\tHOLDS\tENTRIES\tCAPACITY\tUSE".into()];
@@ -104,6 +109,16 @@ fn print(h: &HealthView, verbose: bool) {
                 yes(x.current),
                 x.link_id,
                 x.program_id
+            )
+        }));
+        print!("{}", aligned(&lines));
+        lines = vec!["\nNETWORK\tDNS\tLISTENING".into()];
+        lines.extend(h.dns.iter().map(|d| {
+            format!(
+                "{}\t{}\t{}",
+                d.network,
+                d.address,
+                if d.listening { "yes" } else { "no" }
             )
         }));
         print!("{}", aligned(&lines));

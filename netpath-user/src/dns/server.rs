@@ -165,8 +165,8 @@ impl DnsServer {
         v
     }
 
-    /// Listens on every network's gateway, and on nothing else.
-    pub async fn sync_listeners(self: &Arc<Self>, state: &State) {
+    /// Listens on every network's gateway, and on nothing else (from within the runtime).
+    pub fn sync_listeners(self: &Arc<Self>, state: &State) {
         let want: HashMap<&str, Ipv4Addr> = state
             .networks
             .values()
@@ -179,7 +179,7 @@ impl DnsServer {
             if self.listening.lock().contains_key(net) {
                 continue;
             }
-            match self.listen(net, addr).await {
+            match self.listen(net, addr) {
                 Ok(l) => {
                     debug!(network = net, %addr, "DNS listening");
                     self.listening.lock().insert(net.to_string(), l);
@@ -189,10 +189,14 @@ impl DnsServer {
         }
     }
 
-    async fn listen(self: &Arc<Self>, net: &str, addr: Ipv4Addr) -> std::io::Result<Listening> {
+    fn listen(self: &Arc<Self>, net: &str, addr: Ipv4Addr) -> std::io::Result<Listening> {
         let at = SocketAddr::from((addr, PORT));
-        let udp = Arc::new(UdpSocket::bind(at).await?);
-        let tcp = TcpListener::bind(at).await?;
+        let udp = std::net::UdpSocket::bind(at)?;
+        udp.set_nonblocking(true)?;
+        let udp = Arc::new(UdpSocket::from_std(udp)?);
+        let tcp = std::net::TcpListener::bind(at)?;
+        tcp.set_nonblocking(true)?;
+        let tcp = TcpListener::from_std(tcp)?;
         let tasks = vec![
             tokio::spawn(self.clone().serve_udp(net.to_string(), udp)),
             tokio::spawn(self.clone().serve_tcp(net.to_string(), tcp)),
