@@ -17,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod datapath;
 pub mod dns;
+pub mod docker;
 pub mod ipam;
 pub mod model;
 pub mod netlink;

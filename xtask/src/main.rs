@@ -84,6 +84,10 @@ const APT_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
     "bpftool",
     "prometheus",
+    "gcc",
+    "libc6-dev",
+    "podman",
+    "containernetworking-plugins",
 ];
 
 fn root() -> PathBuf {

@@ -17,6 +17,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/netpath/netpath.toml";
 pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/netpath";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/netpath";
+/// Where dockerd finds plugins' sockets.
+pub const DEFAULT_PLUGIN_DIR: &str = "/run/docker/plugins";
 
 /// How much the agent logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -77,6 +79,8 @@ pub struct Partial {
     pub dns: Option<Vec<std::net::IpAddr>>,
     pub dns_fast_path: Option<bool>,
     pub dns_rate_limit: Option<u32>,
+    pub docker_plugin: Option<String>,
+    pub docker_plugin_dir: Option<PathBuf>,
 }
 
 impl Partial {
@@ -100,6 +104,8 @@ impl Partial {
             dns: self.dns.or(under.dns),
             dns_fast_path: self.dns_fast_path.or(under.dns_fast_path),
             dns_rate_limit: self.dns_rate_limit.or(under.dns_rate_limit),
+            docker_plugin: self.docker_plugin.or(under.docker_plugin),
+            docker_plugin_dir: self.docker_plugin_dir.or(under.docker_plugin_dir),
         }
     }
 
@@ -126,6 +132,10 @@ impl Partial {
             dns_rate_limit: self
                 .dns_rate_limit
                 .unwrap_or(crate::dns::server::DnsOptions::default().rate_limit),
+            docker_plugin: self.docker_plugin,
+            docker_plugin_dir: self
+                .docker_plugin_dir
+                .unwrap_or_else(|| DEFAULT_PLUGIN_DIR.into()),
         }
     }
 }
@@ -165,6 +175,11 @@ pub struct AgentConfig {
     pub dns_fast_path: bool,
     /// Queries per second each endpoint may send the DNS server (0: no limit).
     pub dns_rate_limit: u32,
+    /// Serve Docker's network and IPAM plugin under this name (none: not served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_plugin: Option<String>,
+    /// Where the plugin's socket goes (dockerd looks in /run/docker/plugins).
+    pub docker_plugin_dir: PathBuf,
 }
 
 impl AgentConfig {

@@ -144,6 +144,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     agent.reconcile()?;
     agent.sync_host_addrs()?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref(), &mut record)?;
+    let plugin_socket = cfg
+        .docker_plugin
+        .as_deref()
+        .map(|name| crate::docker::socket_path(&cfg.docker_plugin_dir, name));
+    let plugin_listener = match &plugin_socket {
+        Some(path) => Some(bind_socket(path, None, &mut record)?),
+        None => None,
+    };
+    let pools = crate::docker::ipam::Pools::load(&cfg.state_dir)
+        .context("reading the Docker IPAM pools")?;
     record.save(&cfg.state_dir)?;
     let metrics_listener = match cfg.metrics {
         Some(addr) => Some(
@@ -172,7 +182,18 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         cfg.socket.display()
     ));
 
+    if let Some(path) = &plugin_socket {
+        info!(socket = %path.display(), "serving Docker's network and IPAM plugin");
+    }
     let background = [
+        tokio::spawn({
+            let plugin = Arc::new(crate::docker::Plugin::new(agent.clone(), pools));
+            async move {
+                if let Some(l) = plugin_listener {
+                    crate::docker::serve(l, plugin, std::future::pending()).await;
+                }
+            }
+        }),
         tasks::supervise("host watch", {
             let agent = agent.clone();
             move || tasks::watch_host(agent.clone())
@@ -240,6 +261,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         task.abort();
     }
     let _ = std::fs::remove_file(&cfg.socket);
+    if let Some(path) = &plugin_socket {
+        let _ = std::fs::remove_file(path);
+    }
     drop(agent);
     Ok(())
 }

@@ -202,6 +202,7 @@ mod tests {
             labels: Default::default(),
             netns_id: None,
             dns: Default::default(),
+            engine: None,
         }
     }
 

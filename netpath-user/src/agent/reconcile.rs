@@ -140,6 +140,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                         self.links.insert(att.host_ifname.clone(), link);
                         Ok(())
                     }
+                    // Only its engine can put an interface back into its container.
+                    None if ep.handed_over() => Err(anyhow::anyhow!(
+                        "its veth {} is gone (the engine's container went away)",
+                        att.host_ifname
+                    )),
                     None if !self.same_netns(ep) => Err(anyhow::anyhow!(
                         "namespace {} is gone, or now leads to another namespace",
                         ep.netns.display()
@@ -155,6 +160,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                             mac: att.mac,
                             gateway: net.gateway,
                             default_route: i == 0 && !net.internal,
+                            handover: false,
                         })
                         .map(|link| {
                             report.recreated += 1;

@@ -31,8 +31,21 @@ impl Repairs {
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    /// Whether `ep`'s namespace still exists and is the one it was made in.
-    pub(super) fn netns_alive(&self, ep: &Endpoint) -> bool {
+    /// Whether `ep`'s namespace still exists and is the one it was made in. An endpoint
+    /// handed to an engine lives while its veths do (its container's namespace holds the
+    /// peers, and they go with it).
+    pub(super) fn netns_alive(
+        &self,
+        ep: &Endpoint,
+        veths: Option<&std::collections::BTreeMap<String, crate::netlink::EndpointLink>>,
+    ) -> bool {
+        if ep.handed_over() {
+            return veths.is_none_or(|present| {
+                ep.attachments
+                    .iter()
+                    .all(|a| present.contains_key(&a.host_ifname))
+            });
+        }
         match (self.net.netns_id(&ep.netns), ep.netns_id) {
             (Ok(have), Some(want)) => have == want,
             (Ok(_), None) => true,
@@ -47,11 +60,16 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// Removes every endpoint whose namespace is gone; their names.
     pub fn prune(&mut self) -> Result<Vec<String>, ApiError> {
+        let veths = if self.state.endpoints.values().any(Endpoint::handed_over) {
+            self.net.endpoint_links().ok()
+        } else {
+            None
+        };
         let gone: Vec<String> = self
             .state
             .endpoints
             .values()
-            .filter(|e| !self.netns_alive(e))
+            .filter(|e| !self.netns_alive(e, veths.as_ref()))
             .map(|e| e.name.clone())
             .collect();
         for name in &gone {
@@ -70,6 +88,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         // Every endpoint veth there is, in one dump.
         let present = self.net.endpoint_links()?;
         for ep in self.state.endpoints.values().cloned().collect::<Vec<_>>() {
+            if ep.handed_over() {
+                // Its engine made the container's side; only the engine can make it again.
+                continue;
+            }
             for (i, att) in ep.attachments.iter().enumerate() {
                 let known = self.links.get(&att.host_ifname).copied();
                 let now = present.get(&att.host_ifname).copied();

@@ -287,6 +287,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             mac: att.mac,
             gateway: net.gateway,
             default_route: primary && !net.internal,
+            handover: ep.handed_over(),
         })?;
         tx.undo(Undo::DeleteLink(att.host_ifname.clone()));
         self.adopt_attachment(tx, att, net, link)
@@ -433,7 +434,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<Endpoint, ApiError> {
         let mut ep = self.with_host(|s, host| s.plan_endpoint(req, host))?;
-        ep.netns_id = Some(self.check_netns(&req.netns)?);
+        if !ep.handed_over() {
+            ep.netns_id = Some(self.check_netns(&req.netns)?);
+        }
         let att = ep.attachments[0].clone();
         let net = self.state.network(&att.network)?.clone();
         let mut next = self.state.clone();

@@ -413,6 +413,9 @@ pub struct EndpointView {
     /// unless it asked for others), and the search domains and options it asked for (empty:
     /// the host's).
     pub dns: DnsSettings,
+    /// The container engine that made it (through a plugin), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::model::Engine>,
 }
 
 impl EndpointView {
@@ -453,6 +456,7 @@ impl EndpointView {
             ports: e.ports.iter().copied().map(Port::from).collect(),
             labels: e.labels.clone(),
             dns,
+            engine: e.engine.clone(),
         }
     }
 }

@@ -148,38 +148,12 @@ async fn respond<S: Service>(
             },
         );
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let e = if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body over {MAX_BODY} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("reading request: {e}"))
-            };
-            return (kind.label(), error_response(&e));
-        }
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => return (kind.label(), error_response(&e)),
     };
     let service = service.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        catch_unwind(AssertUnwindSafe(|| dispatch(&*service, &route, &body))).unwrap_or_else(
-            |panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                error!(route = kind.label(), "request panicked: {what}");
-                Err(ApiError::internal(
-                    "internal error: the agent hit a bug handling this request (see its log)",
-                ))
-            },
-        )
-    })
-    .await
-    .unwrap_or_else(|e| Err(ApiError::internal(e)));
+    let res = run_blocking(kind.label(), move || dispatch(&*service, &route, &body)).await;
     let resp = match res {
         Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => {
@@ -197,6 +171,41 @@ async fn respond<S: Service>(
         }
     };
     (kind.label(), resp)
+}
+
+/// A request's body, at most [`MAX_BODY`] bytes.
+pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("reading request: {e}"))),
+    }
+}
+
+/// Runs `f` (a request's work) on a blocking thread; a panic is logged and answered as an
+/// internal error, leaving the agent serving.
+pub async fn run_blocking<T: Send + 'static>(
+    label: &'static str,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error!(route = label, "request panicked: {what}");
+            Err(ApiError::internal(
+                "internal error: the agent hit a bug handling this request (see its log)",
+            ))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::internal(e)))
 }
 
 /// Routes one request to `svc`: decode the body, call, encode the answer.
@@ -247,7 +256,7 @@ fn stream_response(rx: tokio::sync::mpsc::Receiver<MonitorEvent>) -> Response<Bo
     resp
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -77,6 +77,13 @@ pub struct AgentArgs {
     /// [default: 5000].
     #[arg(long, value_name = "N")]
     pub dns_rate_limit: Option<u32>,
+    /// Serve Docker's network and IPAM plugin as NAME (`docker network create -d NAME
+    /// --ipam-driver NAME`) [default: not served].
+    #[arg(long, value_name = "NAME")]
+    pub docker_plugin: Option<String>,
+    /// Directory of the plugin's socket, NAME.sock [default: /run/docker/plugins].
+    #[arg(long, value_name = "DIR")]
+    pub docker_plugin_dir: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -100,6 +107,8 @@ impl AgentArgs {
             dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
             dns_fast_path: self.dns_fast_path,
             dns_rate_limit: self.dns_rate_limit,
+            docker_plugin: self.docker_plugin.clone(),
+            docker_plugin_dir: self.docker_plugin_dir.clone(),
         }
     }
 }

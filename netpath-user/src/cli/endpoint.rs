@@ -52,6 +52,9 @@ pub enum EndpointCmd {
         /// A resolver option instead of the host's, e.g. ndots:2 (repeatable).
         #[arg(long = "dns-option", value_name = "OPTION")]
         dns_options: Vec<String>,
+        /// Its interface's MAC, aa:bb:cc:dd:ee:ff (default: derived from the address, as Docker does).
+        #[arg(long = "mac-address", value_name = "MAC")]
+        mac: Option<String>,
     },
     /// Remove endpoints (each is tried; failures are reported and make the exit status 1).
     #[command(
@@ -138,6 +141,7 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
             dns,
             dns_search,
             dns_options,
+            mac,
         } => {
             let req = EndpointCreate {
                 name,
@@ -152,6 +156,8 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                     search: dns_search,
                     options: dns_options,
                 },
+                mac,
+                ..EndpointCreate::default()
             };
             let ep = client.create_endpoint(&req).await?;
             println!("{}", ep.name);

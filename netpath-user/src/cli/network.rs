@@ -201,6 +201,7 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
                 endpoint,
                 ip,
                 aliases,
+                ..Connect::default()
             };
             let ep = client.connect(&network, &req).await?;
             if let Some(n) = ep.networks.get(&network) {

@@ -143,9 +143,40 @@ pub struct Endpoint {
     /// Resolver settings asked for at creation (empty: the agent's).
     #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
     pub dns: DnsSettings,
+    /// The container engine that made it, when not `netpath endpoint create`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+}
+
+/// A container engine that drives endpoints through one of netpath's plugins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Docker's network plugin: the agent makes the veth pair and hands the peer to dockerd,
+    /// which moves it into the container and sets its name, address and routes.
+    Docker,
+    /// The CNI plugin: the agent makes the interface in the namespace, as for the CLI.
+    Cni,
+}
+
+/// Who made an endpoint, in the engine's own words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Engine {
+    pub kind: EngineKind,
+    /// Docker: the endpoint's id; CNI: the container's id.
+    pub id: String,
 }
 
 impl Endpoint {
+    /// Whether the container side of its interfaces belongs to an engine (Docker), which
+    /// moves it into a namespace the agent may not even see.
+    pub fn handed_over(&self) -> bool {
+        self.engine
+            .as_ref()
+            .is_some_and(|e| e.kind == EngineKind::Docker)
+    }
+
     /// The attachment published ports are delivered to.
     pub fn primary(&self) -> Option<&Attachment> {
         self.attachments.first()

@@ -132,6 +132,52 @@ pub enum ModelError {
     NotHostAddress(Ipv4Addr),
     #[error("address {0} is the host-gateway of network {1} (host.docker.internal)")]
     HostGatewayAddress(Ipv4Addr, String),
+    #[error("invalid interface name {0:?}: 1 to 15 characters, no '/', ':' or whitespace")]
+    BadIfname(String),
+    #[error("endpoint {0} already has an interface named {1}")]
+    IfnameInUse(String, String),
+    #[error("invalid MAC address {0:?}: expected a unicast aa:bb:cc:dd:ee:ff")]
+    BadMac(String),
+    #[error("endpoint {0} is Docker's: connect its container with docker network connect")]
+    DockerOwned(String),
+}
+
+/// An interface name the kernel takes (IFNAMSIZ, no separators).
+fn check_ifname(name: &str) -> Result<String, ModelError> {
+    let ok = (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(ModelError::BadIfname(name.to_string()))
+    }
+}
+
+/// The MAC asked for (unicast, not zero), else Docker's MAC for the address.
+fn check_mac(mac: Option<&str>, ip: Ipv4Addr) -> Result<[u8; 6], ModelError> {
+    let Some(text) = mac else {
+        return Ok(ipam::mac_for(ip));
+    };
+    let bad = || ModelError::BadMac(text.to_string());
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(bad());
+    }
+    Ok(mac)
 }
 
 impl State {
@@ -319,22 +365,32 @@ impl State {
         if self.endpoints.contains_key(&req.name) {
             return Err(ModelError::EndpointExists(req.name.clone()));
         }
-        if let Some(e) = self.endpoints.values().find(|e| e.netns == req.netns) {
-            return Err(ModelError::NetnsInUse(req.netns.clone(), e.name.clone()));
-        }
-        if !req.netns.exists() {
-            return Err(ModelError::NoNetns(req.netns.clone()));
+        // Docker keeps its sandboxes where the agent may not see them (its own mount
+        // namespace) and gives each network of a container an endpoint of its own.
+        let handed_over = req
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.kind == super::EngineKind::Docker);
+        if !handed_over {
+            if let Some(e) = self.endpoints.values().find(|e| e.netns == req.netns) {
+                return Err(ModelError::NetnsInUse(req.netns.clone(), e.name.clone()));
+            }
+            if !req.netns.exists() {
+                return Err(ModelError::NoNetns(req.netns.clone()));
+            }
         }
         let net = self.network(req.network.as_deref().unwrap_or(DEFAULT_NETWORK))?;
+        let ifname = check_ifname(req.ifname.as_deref().unwrap_or("eth0"))?;
         let ip = self.address(net, req.ip)?;
+        let mac = check_mac(req.mac.as_deref(), ip)?;
         let id = new_id();
         let mut ep = Endpoint {
             name: req.name.clone(),
             attachments: vec![Attachment {
                 network: net.name.clone(),
                 ip,
-                mac: ipam::mac_for(ip),
-                ifname: "eth0".into(),
+                mac,
+                ifname,
                 host_ifname: host_ifname(&id, 0),
                 aliases: Vec::new(),
             }],
@@ -344,6 +400,7 @@ impl State {
             labels: check_labels(&req.labels)?,
             netns_id: None,
             dns: check_dns(&req.dns)?,
+            engine: req.engine.clone(),
         };
         ep.attachments[0].aliases = check_aliases(&req.aliases)?;
         if !req.ports.is_empty() && net.internal {
@@ -357,6 +414,9 @@ impl State {
     pub fn plan_connect(&self, network: &str, req: &Connect) -> Result<Attachment, ModelError> {
         let ep = self.endpoint(&req.endpoint)?;
         let net = self.network(network)?;
+        if ep.handed_over() {
+            return Err(ModelError::DockerOwned(ep.name.clone()));
+        }
         if ep.attachment(network).is_some() {
             return Err(ModelError::AlreadyConnected(
                 ep.name.clone(),
@@ -364,10 +424,23 @@ impl State {
             ));
         }
         let aliases = check_aliases(&req.aliases)?;
+        let ifname = match &req.ifname {
+            Some(name) => {
+                let name = check_ifname(name)?;
+                if ep.attachments.iter().any(|a| a.ifname == name) {
+                    return Err(ModelError::IfnameInUse(ep.name.clone(), name));
+                }
+                name
+            }
+            None => {
+                let n = (0..)
+                    .find(|i| !ep.attachments.iter().any(|a| a.ifname == format!("eth{i}")))
+                    .unwrap_or(0);
+                format!("eth{n}")
+            }
+        };
         let ip = self.address(net, req.ip)?;
-        let n = (0..)
-            .find(|i| !ep.attachments.iter().any(|a| a.ifname == format!("eth{i}")))
-            .unwrap_or(0);
+        let mac = check_mac(req.mac.as_deref(), ip)?;
         let slot = (0..MAX_NETWORKS_PER_ENDPOINT)
             .find(|i| {
                 !ep.attachments
@@ -378,8 +451,8 @@ impl State {
         Ok(Attachment {
             network: network.to_string(),
             ip,
-            mac: ipam::mac_for(ip),
-            ifname: format!("eth{n}"),
+            mac,
+            ifname,
             host_ifname: host_ifname(&ep.id, slot),
             aliases,
         })
@@ -393,6 +466,9 @@ impl State {
     ) -> Result<&Attachment, ModelError> {
         let ep = self.endpoint(endpoint)?;
         self.network(network)?;
+        if ep.handed_over() {
+            return Err(ModelError::DockerOwned(ep.name.clone()));
+        }
         let a = ep
             .attachment(network)
             .ok_or_else(|| ModelError::NotConnected(endpoint.to_string(), network.to_string()))?;

@@ -36,6 +36,12 @@ pub struct Connect {
     pub ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The interface's name in the namespace (the CNI plugin's `CNI_IFNAME`); `ethN` if unset.
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// The interface's MAC (`aa:bb:cc:dd:ee:ff`); derived from the address if unset.
+    #[serde(default, rename = "MacAddress")]
+    pub mac: Option<String>,
 }
 
 /// What `network disconnect` asks for.
@@ -67,6 +73,15 @@ pub struct EndpointCreate {
     /// Resolver settings for its namespace (`--dns`, `--dns-search`, `--dns-option`).
     #[serde(default)]
     pub dns: DnsSettings,
+    /// The interface's name in the namespace; `eth0` if unset.
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// The interface's MAC (`aa:bb:cc:dd:ee:ff`); derived from the address if unset.
+    #[serde(default, rename = "MacAddress")]
+    pub mac: Option<String>,
+    /// The engine making it (the plugins say so); none for the CLI.
+    #[serde(default)]
+    pub engine: Option<super::Engine>,
 }
 
 /// An endpoint's resolver settings, as Docker's `--dns`, `--dns-search` and `--dns-option`:

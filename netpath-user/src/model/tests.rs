@@ -274,6 +274,7 @@ fn connect_disconnect_and_network_removal() {
                 endpoint: "a".into(),
                 ip: None,
                 aliases: vec!["web".into()],
+                ..Connect::default()
             },
         )
         .unwrap();

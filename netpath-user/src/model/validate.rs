@@ -146,7 +146,10 @@ impl State {
                 }
             }
             ep.ports = ports;
-            netns.insert(ep.netns.clone(), ep.name.clone());
+            // Docker's endpoints share their container's sandbox, which the agent may not see.
+            if !ep.handed_over() {
+                netns.insert(ep.netns.clone(), ep.name.clone());
+            }
             self.endpoints.insert(key, ep);
         }
         (self, problems)

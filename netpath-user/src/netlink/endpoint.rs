@@ -31,12 +31,83 @@ pub struct EndpointLinkSpec<'a> {
     pub gateway: Ipv4Addr,
     /// Add a default route via the gateway (the primary interface of a non-internal network).
     pub default_route: bool,
+    /// Leave the peer here, named [`handover_name`], with its MAC and GRO, for a container
+    /// engine to move into the container and configure (Docker's network plugin); `netns`,
+    /// `ifname`, the address and the routes inside are then the engine's.
+    pub handover: bool,
+}
+
+/// The name of the peer an engine takes over: `nx` and the rest of the host side's name
+/// (never an endpoint veth's name, so no sweep mistakes it for one).
+pub fn handover_name(host_ifname: &str) -> String {
+    format!("nx{}", host_ifname.get(2..).unwrap_or(host_ifname))
+}
+
+/// Creates an endpoint's veth pair with the peer left in this namespace for an engine.
+fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
+    let peer = handover_name(spec.host_ifname);
+    let peer = peer.as_str();
+    let made = run(None, |h| async move {
+        h.link()
+            .add(LinkVeth::new(spec.host_ifname, peer).build())
+            .execute()
+            .await
+            .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
+        let p = link_by_name(&h, peer).await?.ok_or_else(|| NetError {
+            what: format!("veth peer {peer}"),
+            detail: "vanished".into(),
+        })?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(p.header.index)
+                    .address(spec.mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(err(format!("setting the MAC of {peer}")))?;
+        set_gro(peer, true)?;
+        let host = link_by_name(&h, spec.host_ifname)
+            .await?
+            .ok_or_else(|| NetError {
+                what: format!("veth {}", spec.host_ifname),
+                detail: "vanished".into(),
+            })?;
+        let idx = host.header.index;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
+        h.route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(spec.ip, 32)
+                    .output_interface(idx)
+                    .build(),
+            )
+            .replace()
+            .execute()
+            .await
+            .map_err(err(format!("adding route to {}", spec.ip)))?;
+        Ok(EndpointLink {
+            ifindex: idx,
+            host_mac: link_mac(&host),
+        })
+    });
+    if made.is_err() {
+        let _ = delete_link(None, spec.host_ifname);
+    }
+    made
 }
 
 /// Creates the veth pair of an endpoint's interface: the host side stays here, up, with a /32
 /// route to the endpoint; the peer moves into the namespace as `ifname` with its MAC, address,
 /// and (when asked) a default route via the gateway. On any failure the pair is deleted again.
 pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
+    if spec.handover {
+        return create_handover(spec);
+    }
     let peer_tmp = format!("{}c", spec.host_ifname);
     let ns_file = std::fs::File::open(spec.netns).map_err(io_err(format!(
         "opening namespace {}",

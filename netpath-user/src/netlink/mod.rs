@@ -26,7 +26,7 @@ mod endpoint;
 pub mod fake;
 pub mod netns;
 
-pub use endpoint::{create_endpoint, set_gro, EndpointLink, EndpointLinkSpec};
+pub use endpoint::{create_endpoint, handover_name, set_gro, EndpointLink, EndpointLinkSpec};
 
 /// What the agent changes and reads of links, addresses and routes.
 pub trait LinkOps: Send {

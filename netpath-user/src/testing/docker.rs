@@ -1,6 +1,7 @@
 //! A real dockerd (Debian's docker.io) for tests and the benchmark, in a network namespace
 //! the caller made, with its own data and exec roots, socket and configuration, and a private
-//! mount namespace: nothing it does is seen outside, and all of it goes on drop. Images come
+//! mount namespace: nothing it does is seen outside, and all of it goes on drop. It can be
+//! restarted (live-restore), and shown a plugin directory (netpath's Docker plugin). Images come
 //! from Debian's static busybox (`docker import`), so nothing is pulled.
 use std::{
     path::{Path, PathBuf},
@@ -12,9 +13,29 @@ use anyhow::{bail, Context as _, Result};
 
 use super::{stop_child, unique, Netns};
 
-/// The image [`Dockerd::image`] makes: busybox, running `sleep 3600`.
+/// The image [`Dockerd::image`] makes: busybox's httpd on port 80 (`EXPOSE 80`), answering
+/// `/cgi-bin/ip` with the client's address as the container sees it.
 pub const IMAGE: &str = "netpath-test/busybox:1";
 const BUSYBOX: &str = "/bin/busybox";
+/// `udp-echo PORT`: sends every datagram back to where it came from.
+const UDP_ECHO_C: &str = r#"
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1]))};
+    if (bind(s, (struct sockaddr *)&a, sizeof a)) return 1;
+    char buf[2048];
+    for (;;) {
+        struct sockaddr_in p;
+        socklen_t l = sizeof p;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&p, &l);
+        if (n >= 0) sendto(s, buf, n, 0, (struct sockaddr *)&p, l);
+    }
+}
+"#;
 /// Where dockerd looks for plugins; private to its mount namespace here.
 const PLUGINS_PARENT: &str = "/run/docker";
 
@@ -22,19 +43,53 @@ const PLUGINS_PARENT: &str = "/run/docker";
 /// empty mount point, removed after the last).
 static RUNNING: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
 
+/// How to start a dockerd.
+#[derive(Clone, Debug)]
+pub struct DockerdOptions {
+    /// A directory shown to dockerd as /run/docker/plugins (where it finds plugin sockets).
+    pub plugins: Option<PathBuf>,
+    /// Docker's own bridge, iptables rules and docker-proxy (its defaults); off:
+    /// `--bridge=none --iptables=false`, nothing of Docker's between netpath and the
+    /// containers.
+    pub own_rules: bool,
+    /// `live-restore`: containers keep running while dockerd restarts.
+    pub live_restore: bool,
+    /// `host-gateway-ip`: what `--add-host NAME:host-gateway` means (Docker's default is its
+    /// own bridge's address, so without that bridge it must be told).
+    pub host_gateway_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl Default for DockerdOptions {
+    fn default() -> Self {
+        DockerdOptions {
+            plugins: None,
+            own_rules: true,
+            live_restore: false,
+            host_gateway_ip: None,
+        }
+    }
+}
+
 /// A running dockerd; stopped, with its containers and files, on drop.
+///
+/// It runs in a mount namespace of its own, held by a process of the test's, so a restarted
+/// dockerd finds what the first one mounted there (containers' namespaces, a private
+/// /run/docker).
 pub struct Dockerd {
     dir: PathBuf,
+    ns: String,
+    holder: Option<Child>,
     child: Option<Child>,
 }
 
 impl Dockerd {
-    /// Starts dockerd in `ns` and waits (up to 30 s) until it answers.
+    /// Starts dockerd in `ns` with Docker's defaults and waits (up to 30 s) until it answers.
     pub fn start(ns: &Netns) -> Result<Dockerd> {
-        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .context("dockerd not found (Debian package docker.io)")?;
+        Dockerd::start_with(ns, &DockerdOptions::default())
+    }
+
+    /// Starts dockerd in `ns` as `opts` say and waits (up to 30 s) until it answers.
+    pub fn start_with(ns: &Netns, opts: &DockerdOptions) -> Result<Dockerd> {
         let dir = std::env::temp_dir().join(format!("netpath-dockerd-{}", unique()));
         {
             let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,35 +101,92 @@ impl Dockerd {
         // From here on, dropping it undoes everything.
         let mut d = Dockerd {
             dir: dir.clone(),
+            ns: ns.path(),
+            holder: None,
             child: None,
         };
         std::fs::create_dir_all(PLUGINS_PARENT)?;
         std::fs::create_dir_all(&dir)?;
-        // Its trust key would go to /etc/docker unless told otherwise.
-        let config = dir.join("daemon.json");
-        std::fs::write(
-            &config,
-            serde_json::json!({ "deprecated-key-path": dir.join("key.json") }).to_string(),
-        )?;
-        let log = std::fs::File::create(dir.join("dockerd.log"))?;
-        // In the namespace's network (not `ip netns exec`: that remounts /sys, hiding the
-        // cgroup hierarchy dockerd needs), with a private mount namespace and a private
-        // /run/docker.
+        let mut config = serde_json::json!({
+            // Its trust key would go to /etc/docker unless told otherwise.
+            "deprecated-key-path": dir.join("key.json"),
+            "live-restore": opts.live_restore,
+        });
+        if let Some(ip) = opts.host_gateway_ip {
+            config["host-gateway-ip"] = ip.to_string().into();
+        }
+        if !opts.own_rules {
+            config["bridge"] = "none".into();
+            config["iptables"] = false.into();
+            config["ip-forward"] = false.into();
+        }
+        std::fs::write(dir.join("daemon.json"), config.to_string())?;
+        // A private mount namespace with a private /run/docker (and the plugins' directory
+        // there), kept by a process that does nothing else.
+        let ready = dir.join("mounted");
+        let plugins = match &opts.plugins {
+            Some(p) => format!(
+                " && mkdir -p {PLUGINS_PARENT}/plugins && mount --bind {} {PLUGINS_PARENT}/plugins",
+                p.display()
+            ),
+            None => String::new(),
+        };
         let script = format!(
-            "mount -t tmpfs tmpfs {PLUGINS_PARENT} && exec {dockerd} \
-             --config-file {config} --data-root {data} --exec-root {exec} \
-             --pidfile {pid} -H unix://{sock}",
-            config = config.display(),
-            data = dir.join("data").display(),
-            exec = dir.join("exec").display(),
-            pid = dir.join("dockerd.pid").display(),
-            sock = dir.join("docker.sock").display(),
+            "mount -t tmpfs tmpfs {PLUGINS_PARENT}{plugins} && touch {ready} && exec sleep infinity",
+            ready = ready.display()
         );
-        d.child = Some(
-            Command::new("nsenter")
-                .arg(format!("--net={}", ns.path()))
-                .args(["--", "unshare", "--mount", "--propagation", "private"])
+        d.holder = Some(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private"])
                 .args(["--", "sh", "-c", &script])
+                .stdin(Stdio::null())
+                .spawn()
+                .context("starting dockerd's mount namespace")?,
+        );
+        let start = Instant::now();
+        while !ready.exists() {
+            if let Some(Ok(Some(st))) = d.holder.as_mut().map(Child::try_wait) {
+                d.holder = None;
+                bail!("making dockerd's mounts failed: {st}");
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("dockerd's mounts were not made within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d.run()?;
+        Ok(d)
+    }
+
+    /// Starts the dockerd process and waits until it answers.
+    fn run(&mut self) -> Result<()> {
+        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .context("dockerd not found (Debian package docker.io)")?;
+        let holder = self.holder.as_ref().context("no mount namespace")?.id();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))?;
+        // In the namespace's network (not `ip netns exec`: that remounts /sys, hiding the
+        // cgroup hierarchy dockerd needs).
+        self.child = Some(
+            Command::new("nsenter")
+                .arg(format!("--net={}", self.ns))
+                .arg(format!("--mount=/proc/{holder}/ns/mnt"))
+                .arg("--")
+                .arg(dockerd)
+                .arg("--config-file")
+                .arg(self.dir.join("daemon.json"))
+                .arg("--data-root")
+                .arg(self.dir.join("data"))
+                .arg("--exec-root")
+                .arg(self.dir.join("exec"))
+                .arg("--pidfile")
+                .arg(self.dir.join("dockerd.pid"))
+                .arg("-H")
+                .arg(format!("unix://{}", self.socket().display()))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -82,17 +194,25 @@ impl Dockerd {
                 .context("starting dockerd")?,
         );
         let start = Instant::now();
-        while d.docker(&["version"]).is_err() {
-            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
-                d.child = None;
-                bail!("dockerd exited {st}: {}", d.log());
+        while self.docker(&["version"]).is_err() {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                bail!("dockerd exited {st}: {}", self.log());
             }
             if start.elapsed() > Duration::from_secs(30) {
-                bail!("dockerd did not answer within 30 s: {}", d.log());
+                bail!("dockerd did not answer within 30 s: {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(d)
+        Ok(())
+    }
+
+    /// Stops dockerd (SIGTERM) and starts it again; with live-restore its containers run on.
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+        self.run()
     }
 
     /// Its socket.
@@ -129,12 +249,37 @@ impl Dockerd {
         std::fs::create_dir_all(root.join("bin"))?;
         std::fs::copy(BUSYBOX, root.join("bin/busybox"))
             .with_context(|| format!("{BUSYBOX} (Debian package busybox-static)"))?;
-        for applet in ["sh", "sleep", "ip", "wget", "nc", "nslookup", "cat"] {
+        for applet in [
+            "sh", "sleep", "ip", "wget", "nc", "nslookup", "cat", "httpd", "ping", "echo",
+        ] {
             let link = root.join("bin").join(applet);
             if !link.exists() {
                 std::os::unix::fs::symlink("busybox", link)?;
             }
         }
+        // A UDP echo server (busybox's nc has no UDP), built static with gcc.
+        let src = self.dir.join("udp-echo.c");
+        std::fs::write(&src, UDP_ECHO_C)?;
+        let st = Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(root.join("bin/udp-echo"))
+            .arg(&src)
+            .status()
+            .context("gcc (Debian packages gcc, libc6-dev)")?;
+        if !st.success() {
+            bail!("building udp-echo failed");
+        }
+        let cgi = root.join("www/cgi-bin");
+        std::fs::create_dir_all(&cgi)?;
+        std::fs::write(root.join("www/index.html"), "netpath\n")?;
+        std::fs::write(
+            cgi.join("ip"),
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+        )?;
+        std::fs::set_permissions(
+            cgi.join("ip"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         let tar = self.dir.join("image.tar");
         let st = Command::new("tar")
             .arg("-C")
@@ -149,7 +294,9 @@ impl Dockerd {
         self.docker(&[
             "import",
             "-c",
-            r#"CMD ["/bin/sleep", "3600"]"#,
+            r#"CMD ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]"#,
+            "-c",
+            "EXPOSE 80/tcp",
             &tar.to_string_lossy(),
             IMAGE,
         ])?;
@@ -176,8 +323,12 @@ impl Drop for Dockerd {
             self.remove_containers();
         }
         if let Some(mut child) = self.child.take() {
-            // Its mounts live in its own mount namespace and go with it.
             stop_child(&mut child);
+        }
+        // Its mounts live in the holder's mount namespace and go with it.
+        if let Some(mut holder) = self.holder.take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,342 @@
+//! netpath's IPAM driver for Docker: address pools and the addresses handed out of them,
+//! kept in one file of the agent's state directory (written atomically at every change), so
+//! an agent restart forgets nothing Docker was given.
+//!
+//! Docker asks for a pool and the gateway before it creates a network, and for each address
+//! before it creates an endpoint; the addresses of netpath's own endpoints on a pool's network
+//! are never handed out either.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{keys, AddressRequest, RequestPool};
+use crate::ipam::{pick_subnet, IpamError, Subnet};
+
+/// The address space netpath answers for (Docker names it in its requests).
+pub const ADDRESS_SPACE: &str = "netpath";
+
+/// Why an IPAM request was refused (one line, as `docker` prints it).
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("netpath networks are IPv4 only")]
+    V6,
+    #[error("{0}")]
+    Ipam(#[from] IpamError),
+    #[error("pool {0} overlaps pool {1} already in use")]
+    Overlap(Subnet, Subnet),
+    #[error("ip-range {0} is not inside subnet {1}")]
+    RangeOutside(Subnet, Subnet),
+    #[error("no such pool: {0}")]
+    NoPool(String),
+    #[error("invalid address {0:?}: expected an IPv4 address")]
+    BadAddress(String),
+    #[error("saving the pools: {0}")]
+    Save(#[from] std::io::Error),
+}
+
+/// One pool: a subnet, maybe a range of it to allocate from, the addresses handed out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub subnet: Option<Subnet>,
+    #[serde(default)]
+    pub range: Option<Subnet>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub taken: BTreeSet<Ipv4Addr>,
+}
+
+/// Every pool, by pool id (the subnet, and the range when there is one).
+#[derive(Debug, Default)]
+pub struct Pools {
+    path: Option<PathBuf>,
+    pools: BTreeMap<String, Pool>,
+}
+
+impl Pools {
+    /// The pools saved in `dir` (none if the file is missing).
+    pub fn load(dir: &Path) -> Result<Pools, PoolError> {
+        let path = dir.join("docker-ipam.json");
+        let pools = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Pools {
+            path: Some(path),
+            pools,
+        })
+    }
+
+    /// Pools kept in memory only (tests).
+    pub fn in_memory() -> Pools {
+        Pools::default()
+    }
+
+    fn save(&self) -> Result<(), PoolError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&self.pools).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// The pool a subnet was handed out as, if any.
+    pub fn by_subnet(&self, subnet: Subnet) -> Option<&Pool> {
+        self.pools.values().find(|p| p.subnet == Some(subnet))
+    }
+
+    /// A pool: the subnet asked for (it must not overlap another pool or `networks`, the
+    /// subnets of netpath's networks that no pool made), or the first free default one.
+    pub fn request_pool(
+        &mut self,
+        req: &RequestPool,
+        networks: &[Subnet],
+    ) -> Result<(String, Subnet), PoolError> {
+        if req.v6 {
+            return Err(PoolError::V6);
+        }
+        let mine: Vec<Subnet> = self.pools.values().filter_map(|p| p.subnet).collect();
+        let mut taken = mine.clone();
+        taken.extend(networks.iter().filter(|n| !mine.contains(n)));
+        let subnet = if req.pool.is_empty() {
+            pick_subnet(&taken)?
+        } else {
+            let s: Subnet = req.pool.parse()?;
+            if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {
+                return Err(PoolError::Overlap(s, *t));
+            }
+            s
+        };
+        let range = if req.sub_pool.is_empty() {
+            None
+        } else {
+            let r: Subnet = req.sub_pool.parse()?;
+            if !subnet.contains(r.addr()) || r.prefix() < subnet.prefix() {
+                return Err(PoolError::RangeOutside(r, subnet));
+            }
+            Some(r)
+        };
+        let id = match range {
+            Some(r) => format!("{subnet}/{r}"),
+            None => subnet.to_string(),
+        };
+        self.pools.insert(
+            id.clone(),
+            Pool {
+                subnet: Some(subnet),
+                range,
+                ..Pool::default()
+            },
+        );
+        self.save()?;
+        Ok((id, subnet))
+    }
+
+    pub fn release_pool(&mut self, id: &str) -> Result<(), PoolError> {
+        if self.pools.remove(id).is_some() {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// An address of pool `req.pool_id`: the one asked for if it is free, else the first free
+    /// one (the subnet's first address for a gateway, as Docker does); `used` are addresses
+    /// netpath's endpoints hold in the subnet. Answers `address/prefix`.
+    pub fn request_address(
+        &mut self,
+        req: &AddressRequest,
+        used: &[Ipv4Addr],
+    ) -> Result<String, PoolError> {
+        let pool = self
+            .pools
+            .get_mut(&req.pool_id)
+            .ok_or_else(|| PoolError::NoPool(req.pool_id.clone()))?;
+        let subnet = pool
+            .subnet
+            .ok_or_else(|| PoolError::NoPool(req.pool_id.clone()))?;
+        let gateway = req
+            .options
+            .as_ref()
+            .and_then(|o| o.get(keys::REQUEST_ADDRESS_TYPE))
+            .is_some_and(|t| t == keys::GATEWAY_ADDRESS);
+        let busy = |ip: &Ipv4Addr, pool: &Pool| pool.taken.contains(ip) || used.contains(ip);
+        let ip = if req.address.is_empty() {
+            if gateway {
+                subnet.first_host()
+            } else {
+                pool.range
+                    .unwrap_or(subnet)
+                    .addresses()
+                    .find(|ip| {
+                        !busy(ip, pool)
+                            && subnet
+                                .check_assignable(
+                                    *ip,
+                                    pool.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                                )
+                                .is_ok()
+                    })
+                    .ok_or(IpamError::Exhausted(pool.range.unwrap_or(subnet)))?
+            }
+        } else {
+            let ip: Ipv4Addr = req
+                .address
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|_| PoolError::BadAddress(req.address.clone()))?;
+            ip
+        };
+        // The subnet's own network and broadcast addresses never; a taken one never.
+        subnet.check_assignable(ip, Ipv4Addr::UNSPECIFIED)?;
+        if busy(&ip, pool) {
+            return Err(IpamError::InUse(ip).into());
+        }
+        pool.taken.insert(ip);
+        if gateway {
+            pool.gateway = Some(ip);
+        }
+        self.save()?;
+        Ok(format!("{ip}/{}", subnet.prefix()))
+    }
+
+    pub fn release_address(&mut self, req: &AddressRequest) -> Result<(), PoolError> {
+        let Some(pool) = self.pools.get_mut(&req.pool_id) else {
+            return Ok(());
+        };
+        let Ok(ip) = req
+            .address
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .parse::<Ipv4Addr>()
+        else {
+            return Err(PoolError::BadAddress(req.address.clone()));
+        };
+        if pool.taken.remove(&ip) {
+            if pool.gateway == Some(ip) {
+                pool.gateway = None;
+            }
+            self.save()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(p: &str, sub: &str) -> RequestPool {
+        RequestPool {
+            address_space: ADDRESS_SPACE.into(),
+            pool: p.into(),
+            sub_pool: sub.into(),
+            ..RequestPool::default()
+        }
+    }
+
+    fn addr(id: &str, a: &str, gw: bool) -> AddressRequest {
+        AddressRequest {
+            pool_id: id.into(),
+            address: a.into(),
+            options: gw.then(|| {
+                [(
+                    keys::REQUEST_ADDRESS_TYPE.to_string(),
+                    keys::GATEWAY_ADDRESS.to_string(),
+                )]
+                .into()
+            }),
+        }
+    }
+
+    #[test]
+    fn hands_out_a_gateway_then_free_addresses_from_the_range() {
+        let mut p = Pools::in_memory();
+        let (id, s) = p
+            .request_pool(&pool("10.9.0.0/24", "10.9.0.128/25"), &[])
+            .unwrap();
+        assert_eq!(s.to_string(), "10.9.0.0/24");
+        assert_eq!(
+            p.request_address(&addr(&id, "", true), &[]).unwrap(),
+            "10.9.0.1/24"
+        );
+        assert_eq!(
+            p.request_address(&addr(&id, "", false), &[]).unwrap(),
+            "10.9.0.128/24"
+        );
+        // netpath's own endpoint holds .129.
+        let used = ["10.9.0.129".parse().unwrap()];
+        assert_eq!(
+            p.request_address(&addr(&id, "", false), &used).unwrap(),
+            "10.9.0.130/24"
+        );
+        assert!(p
+            .request_address(&addr(&id, "10.9.0.128", false), &[])
+            .is_err());
+        assert_eq!(
+            p.request_address(&addr(&id, "10.9.0.7", false), &[])
+                .unwrap(),
+            "10.9.0.7/24"
+        );
+        p.release_address(&addr(&id, "10.9.0.128/24", false))
+            .unwrap();
+        assert_eq!(
+            p.request_address(&addr(&id, "", false), &[]).unwrap(),
+            "10.9.0.128/24"
+        );
+        assert!(p
+            .request_address(&addr(&id, "10.9.0.255", false), &[])
+            .is_err());
+    }
+
+    #[test]
+    fn refuses_overlaps_v6_and_unknown_pools_and_picks_a_default() {
+        let mut p = Pools::in_memory();
+        p.request_pool(&pool("10.9.0.0/16", ""), &[]).unwrap();
+        assert!(matches!(
+            p.request_pool(&pool("10.9.3.0/24", ""), &[]),
+            Err(PoolError::Overlap(..))
+        ));
+        let net: Subnet = "172.17.0.0/16".parse().unwrap();
+        let (_, s) = p.request_pool(&pool("", ""), &[net]).unwrap();
+        assert_eq!(s.to_string(), "172.18.0.0/16");
+        let v6 = RequestPool {
+            v6: true,
+            ..RequestPool::default()
+        };
+        assert!(matches!(p.request_pool(&v6, &[]), Err(PoolError::V6)));
+        assert!(matches!(
+            p.request_address(&addr("nope", "", false), &[]),
+            Err(PoolError::NoPool(_))
+        ));
+        assert!(matches!(
+            p.request_pool(&pool("10.10.0.0/24", "10.11.0.0/25"), &[]),
+            Err(PoolError::RangeOutside(..))
+        ));
+    }
+
+    #[test]
+    fn survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("netpath-pools-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut p = Pools::load(&dir).unwrap();
+        let (id, _) = p.request_pool(&pool("10.9.0.0/24", ""), &[]).unwrap();
+        p.request_address(&addr(&id, "", true), &[]).unwrap();
+        let mut again = Pools::load(&dir).unwrap();
+        let got = again.request_address(&addr(&id, "", false), &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got.unwrap(), "10.9.0.2/24");
+    }
+}

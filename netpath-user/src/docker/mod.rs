@@ -1,0 +1,558 @@
+//! Docker's network and IPAM plugin, served by the agent (`--docker-plugin NAME`) on
+//! `/run/docker/plugins/NAME.sock`: dockerd's calls become the agent's own requests
+//! ([`Service`]), so a Docker network is a netpath network and a container's interface an
+//! endpoint of it, with the same datapath, state and refusals as the CLI's.
+//!
+//! | module | concern |
+//! |---|---|
+//! | here | the calls, one function each, and serving them |
+//! | [`protocol`] | the JSON bodies of moby's `remote.md` and `ipam.md` |
+//! | [`ipam`] | netpath's address pools for Docker (`--ipam-driver netpath`) |
+//!
+//! What maps to what:
+//! - a network (`CreateNetwork`) is a netpath network named by the first 12 digits of
+//!   Docker's id (Docker does not tell a driver its name), labelled with the whole id;
+//! - an endpoint (`CreateEndpoint`) is a netpath endpoint with Docker's address and MAC, named
+//!   likewise. Its veth pair is made at once, the peer left in the agent's namespace; `Join`
+//!   hands the peer to dockerd, which moves it into the container, names it `ethN` and sets
+//!   its address and routes (the gateway `Join` returns, so Docker adds no docker_gwbridge);
+//! - published ports arrive in `ProgramExternalConnectivity` and go into the eBPF DNAT
+//!   (`-P` comes as host port 0: an ephemeral port); `EndpointOperInfo` tells Docker the
+//!   ports chosen, for `docker port`, `docker ps` and `docker inspect`.
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use hyper::{body::Incoming, Request, Response, StatusCode};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tracing::{info, warn};
+
+use crate::{
+    api::{
+        server::{self, Body},
+        ApiError, EndpointView, NetworkView, Service,
+    },
+    ipam::Subnet,
+    model::{short_id, EndpointCreate, Engine, EngineKind, NetworkCreate, PortsRequest},
+    netlink::handover_name,
+    ports::Proto,
+};
+
+pub mod ipam;
+pub mod protocol;
+
+use ipam::Pools;
+use protocol::*;
+
+/// The label holding a netpath network's or endpoint's Docker network id.
+pub const NETWORK_LABEL: &str = "com.docker.network.id";
+/// The label holding a netpath endpoint's Docker endpoint id.
+pub const ENDPOINT_LABEL: &str = "com.docker.endpoint.id";
+/// The label holding an endpoint's exposed ports (`80/tcp,53/udp`), for `EndpointOperInfo`.
+pub const EXPOSED_LABEL: &str = "com.docker.network.endpoint.exposedports";
+/// The driver name Docker's networks get in netpath.
+const DRIVER: &str = "netpath";
+
+/// Why a call was refused: one line, which `docker` prints after "Error response from daemon".
+type Refusal = String;
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Refusal {
+        e.msg
+    }
+}
+
+/// The plugin: the agent's service, and the IPAM driver's pools.
+pub struct Plugin<S> {
+    svc: Arc<S>,
+    pools: Mutex<Pools>,
+}
+
+impl<S: Service> Plugin<S> {
+    pub fn new(svc: Arc<S>, pools: Pools) -> Plugin<S> {
+        Plugin {
+            svc,
+            pools: Mutex::new(pools),
+        }
+    }
+
+    /// Answers one call (`method` is the path without its `/`, such as
+    /// `NetworkDriver.Join`). `None`: no such method (Docker then takes it as unsupported).
+    pub fn call(&self, method: &str, body: &[u8]) -> Option<Result<Value, Refusal>> {
+        let res = match method {
+            "Plugin.Activate" => to_value(&Activate {
+                implements: vec!["NetworkDriver", "IpamDriver"],
+            }),
+            "NetworkDriver.GetCapabilities" => to_value(&Capabilities {
+                scope: "local",
+                connectivity_scope: "local",
+            }),
+            "NetworkDriver.CreateNetwork" => parse(body).and_then(|r| self.create_network(&r)),
+            "NetworkDriver.DeleteNetwork" => parse(body).and_then(|r| self.delete_network(&r)),
+            "NetworkDriver.AllocateNetwork" => Ok(json!({ "Options": {} })),
+            "NetworkDriver.FreeNetwork"
+            | "NetworkDriver.DiscoverNew"
+            | "NetworkDriver.DiscoverDelete"
+            | "NetworkDriver.Leave" => Ok(json!({})),
+            "NetworkDriver.CreateEndpoint" => parse(body).and_then(|r| self.create_endpoint(&r)),
+            "NetworkDriver.DeleteEndpoint" => parse(body).and_then(|r| self.delete_endpoint(&r)),
+            "NetworkDriver.EndpointOperInfo" => parse(body).and_then(|r| self.endpoint_info(&r)),
+            "NetworkDriver.Join" => parse(body).and_then(|r| self.join(&r)),
+            "NetworkDriver.ProgramExternalConnectivity" => {
+                parse(body).and_then(|r| self.program_ports(&r))
+            }
+            "NetworkDriver.RevokeExternalConnectivity" => {
+                parse(body).and_then(|r| self.revoke_ports(&r))
+            }
+            "IpamDriver.GetCapabilities" => to_value(&IpamCapabilities {
+                requires_mac_address: false,
+                requires_request_replay: false,
+            }),
+            "IpamDriver.GetDefaultAddressSpaces" => to_value(&AddressSpaces {
+                local_default_address_space: ipam::ADDRESS_SPACE,
+                global_default_address_space: ipam::ADDRESS_SPACE,
+            }),
+            "IpamDriver.RequestPool" => parse(body).and_then(|r| self.request_pool(&r)),
+            "IpamDriver.ReleasePool" => parse::<ReleasePool>(body).and_then(|r| {
+                self.pools()
+                    .release_pool(&r.pool_id)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({}))
+            }),
+            "IpamDriver.RequestAddress" => parse(body).and_then(|r| self.request_address(&r)),
+            "IpamDriver.ReleaseAddress" => parse::<AddressRequest>(body).and_then(|r| {
+                self.pools()
+                    .release_address(&r)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({}))
+            }),
+            _ => return None,
+        };
+        Some(res)
+    }
+
+    fn pools(&self) -> std::sync::MutexGuard<'_, Pools> {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The netpath network of Docker network `id`.
+    fn network(&self, id: &str) -> Option<NetworkView> {
+        self.svc
+            .networks()
+            .into_iter()
+            .find(|n| n.labels.get(NETWORK_LABEL).map(String::as_str) == Some(id))
+    }
+
+    fn network_or_refuse(&self, id: &str) -> Result<NetworkView, Refusal> {
+        self.network(id).ok_or_else(|| {
+            format!(
+                "netpath has no network for Docker network {}",
+                short_id(id, 12)
+            )
+        })
+    }
+
+    /// The netpath endpoint of Docker endpoint `id`.
+    fn endpoint(&self, id: &str) -> Option<EndpointView> {
+        self.svc.endpoints().into_iter().find(|e| {
+            e.engine
+                .as_ref()
+                .is_some_and(|g| g.kind == EngineKind::Docker && g.id == id)
+        })
+    }
+
+    fn create_network(&self, req: &CreateNetwork) -> Result<Value, Refusal> {
+        if req.ipv6_data.as_ref().is_some_and(|d| !d.is_empty())
+            || truthy(req.options.get(keys::ENABLE_IPV6))
+        {
+            return Err("netpath networks are IPv4 only".into());
+        }
+        let data = match req.ipv4_data.as_deref() {
+            Some([one]) => one,
+            _ => return Err("a netpath network has exactly one IPv4 subnet".into()),
+        };
+        let subnet: Subnet = data.pool.parse().map_err(|e| format!("{e}"))?;
+        let gateway = match data.gateway.split('/').next() {
+            Some("") | None => None,
+            Some(g) => Some(
+                g.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("invalid gateway {:?}", data.gateway))?,
+            ),
+        };
+        let ip_range = self
+            .pools()
+            .by_subnet(subnet)
+            .and_then(|p| p.range)
+            .map(|r| r.to_string());
+        let options = match req.options.get(keys::GENERIC) {
+            Some(Value::Object(o)) => o
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let create = NetworkCreate {
+            name: short_id(&req.network_id, 12).to_string(),
+            driver: Some(DRIVER.into()),
+            subnet: Some(subnet.to_string()),
+            gateway,
+            ip_range,
+            internal: truthy(req.options.get(keys::INTERNAL)),
+            options,
+            labels: [(NETWORK_LABEL.to_string(), req.network_id.clone())].into(),
+        };
+        let net = self.svc.create_network(&create)?;
+        info!(network = %net.name, docker = %short_id(&req.network_id, 12), "Docker network created");
+        Ok(json!({}))
+    }
+
+    fn delete_network(&self, req: &NetworkRef) -> Result<Value, Refusal> {
+        if let Some(net) = self.network(&req.network_id) {
+            self.svc.remove_network(&net.name)?;
+        }
+        Ok(json!({}))
+    }
+
+    fn create_endpoint(&self, req: &CreateEndpoint) -> Result<Value, Refusal> {
+        let net = self.network_or_refuse(&req.network_id)?;
+        let iface = req.interface.clone().unwrap_or_default();
+        if !iface.address_ipv6.is_empty() {
+            return Err("netpath networks are IPv4 only".into());
+        }
+        let ip = match iface.address.split('/').next() {
+            Some("") | None => None,
+            Some(a) => Some(
+                a.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("invalid address {:?}", iface.address))?,
+            ),
+        };
+        let mut labels: BTreeMap<String, String> = [
+            (NETWORK_LABEL.to_string(), req.network_id.clone()),
+            (ENDPOINT_LABEL.to_string(), req.endpoint_id.clone()),
+        ]
+        .into();
+        let exposed: Vec<TransportPort> = option(req.options.as_ref(), keys::EXPOSED_PORTS)?;
+        if !exposed.is_empty() {
+            let list: Result<Vec<String>, Refusal> = exposed
+                .iter()
+                .map(|p| Ok(format!("{}/{}", p.port, proto(p.proto)?)))
+                .collect();
+            labels.insert(EXPOSED_LABEL.to_string(), list?.join(","));
+        }
+        let create = EndpointCreate {
+            name: short_id(&req.endpoint_id, 12).to_string(),
+            netns: PathBuf::new(),
+            network: Some(net.name.clone()),
+            ip,
+            mac: (!iface.mac_address.is_empty()).then(|| iface.mac_address.clone()),
+            labels,
+            engine: Some(Engine {
+                kind: EngineKind::Docker,
+                id: req.endpoint_id.clone(),
+            }),
+            ..EndpointCreate::default()
+        };
+        let ep = self.svc.create_endpoint(&create)?;
+        info!(endpoint = %ep.name, network = %net.name, ip = %ep.ip_address, "Docker endpoint created");
+        // Docker refuses an answer that changes what it set: only a MAC it left to us.
+        to_value(&CreateEndpointResponse {
+            interface: iface.mac_address.is_empty().then(|| Interface {
+                mac_address: ep.mac_address.clone(),
+                ..Interface::default()
+            }),
+        })
+    }
+
+    fn delete_endpoint(&self, req: &EndpointRef) -> Result<Value, Refusal> {
+        if let Some(ep) = self.endpoint(&req.endpoint_id) {
+            self.svc.remove_endpoint(&ep.name)?;
+        }
+        Ok(json!({}))
+    }
+
+    fn endpoint_info(&self, req: &EndpointRef) -> Result<Value, Refusal> {
+        let mut value = BTreeMap::new();
+        if let Some(ep) = self.endpoint(&req.endpoint_id) {
+            let map: Vec<PortBinding> = ep
+                .ports
+                .iter()
+                .map(|p| PortBinding {
+                    proto: p.proto.number(),
+                    ip: ep.ip_address.to_string(),
+                    port: p.private_port,
+                    host_ip: p.ip.to_string(),
+                    host_port: p.public_port,
+                    host_port_end: p.public_port,
+                })
+                .collect();
+            let exposed: Vec<TransportPort> = ep
+                .labels
+                .get(EXPOSED_LABEL)
+                .map(|l| l.split(',').filter_map(parse_exposed).collect())
+                .unwrap_or_default();
+            value.insert(keys::PORT_MAP.to_string(), to_value(&map)?);
+            value.insert(keys::EXPOSED_PORTS.to_string(), to_value(&exposed)?);
+        }
+        to_value(&EndpointInfo { value })
+    }
+
+    fn join(&self, req: &EndpointRef) -> Result<Value, Refusal> {
+        let ep = self.endpoint(&req.endpoint_id).ok_or_else(|| {
+            format!(
+                "netpath has no endpoint for Docker endpoint {}",
+                short_id(&req.endpoint_id, 12)
+            )
+        })?;
+        let net = self.network_or_refuse(&req.network_id)?;
+        let gateway = if net.internal {
+            String::new()
+        } else {
+            net.ipam
+                .config
+                .first()
+                .map(|c| c.gateway.to_string())
+                .unwrap_or_default()
+        };
+        to_value(&JoinResponse {
+            interface_name: InterfaceName {
+                src_name: handover_name(&ep.host_interface),
+                dst_prefix: "eth".into(),
+            },
+            gateway,
+            disable_gateway_service: false,
+        })
+    }
+
+    /// Publishes what Docker asks for (`-p`, `-P`), replacing what the endpoint had.
+    fn program_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
+        let ep = self.endpoint(&req.endpoint_id).ok_or_else(|| {
+            format!(
+                "netpath has no endpoint for Docker endpoint {}",
+                short_id(&req.endpoint_id, 12)
+            )
+        })?;
+        let bindings: Vec<PortBinding> = option(req.options.as_ref(), keys::PORT_MAP)?;
+        let specs = bindings
+            .iter()
+            .filter_map(|b| spec_of(b).transpose())
+            .collect::<Result<Vec<String>, Refusal>>()?;
+        self.unpublish_all(&ep)?;
+        if !specs.is_empty() {
+            let ports = self.svc.publish(&ep.name, &PortsRequest { specs })?;
+            info!(endpoint = %ep.name, ports = ports.len(), "Docker ports published");
+        }
+        Ok(json!({}))
+    }
+
+    fn revoke_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
+        if let Some(ep) = self.endpoint(&req.endpoint_id) {
+            self.unpublish_all(&ep)?;
+        }
+        Ok(json!({}))
+    }
+
+    fn unpublish_all(&self, ep: &EndpointView) -> Result<(), Refusal> {
+        if ep.ports.is_empty() {
+            return Ok(());
+        }
+        let specs = ep
+            .ports
+            .iter()
+            .map(|p| format!("{}:{}:{}/{}", p.ip, p.public_port, p.private_port, p.proto))
+            .collect();
+        self.svc.unpublish(&ep.name, &PortsRequest { specs })?;
+        Ok(())
+    }
+
+    fn request_pool(&self, req: &RequestPool) -> Result<Value, Refusal> {
+        let networks: Vec<Subnet> = self
+            .svc
+            .networks()
+            .iter()
+            .flat_map(|n| n.ipam.config.iter().filter_map(|c| c.subnet.parse().ok()))
+            .collect();
+        let (id, pool) = self
+            .pools()
+            .request_pool(req, &networks)
+            .map_err(|e| e.to_string())?;
+        to_value(&PoolResponse {
+            pool_id: id,
+            pool: pool.to_string(),
+            data: BTreeMap::new(),
+        })
+    }
+
+    fn request_address(&self, req: &AddressRequest) -> Result<Value, Refusal> {
+        let subnet: Option<Subnet> = req
+            .pool_id
+            .split('/')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("/")
+            .parse()
+            .ok();
+        // Addresses netpath's own endpoints hold on the pool's network.
+        let used: Vec<Ipv4Addr> = self
+            .svc
+            .networks()
+            .iter()
+            .filter(|n| {
+                n.ipam
+                    .config
+                    .iter()
+                    .any(|c| c.subnet.parse::<Subnet>().ok() == subnet)
+            })
+            .flat_map(|n| n.containers.values())
+            .filter_map(|m| m.ipv4_address.split('/').next()?.parse().ok())
+            .collect();
+        let address = self
+            .pools()
+            .request_address(req, &used)
+            .map_err(|e| e.to_string())?;
+        to_value(&AddressResponse {
+            address,
+            data: BTreeMap::new(),
+        })
+    }
+}
+
+/// A binding as a `-p` spec of netpath's; `None` for an IPv6 host address (netpath publishes
+/// on IPv4; Docker adds `::` bindings of its own on hosts with IPv6).
+fn spec_of(b: &PortBinding) -> Result<Option<String>, Refusal> {
+    if b.host_ip.contains(':') {
+        return Ok(None);
+    }
+    let proto = proto(b.proto)?;
+    let host = match (b.host_port, b.host_port_end) {
+        (0, _) => String::new(),
+        (p, end) if end > p => format!("{p}-{end}"),
+        (p, _) => p.to_string(),
+    };
+    let ip = if b.host_ip == "0.0.0.0" {
+        ""
+    } else {
+        &b.host_ip
+    };
+    Ok(Some(format!("{ip}:{host}:{}/{proto}", b.port)))
+}
+
+fn proto(n: u8) -> Result<Proto, Refusal> {
+    match n {
+        6 => Ok(Proto::Tcp),
+        17 => Ok(Proto::Udp),
+        132 => Err("netpath publishes TCP and UDP ports, not SCTP".into()),
+        n => Err(format!("unknown protocol number {n}")),
+    }
+}
+
+fn parse_exposed(s: &str) -> Option<TransportPort> {
+    let (port, proto) = s.split_once('/')?;
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        _ => return None,
+    };
+    Some(TransportPort {
+        proto: proto.number(),
+        port: port.parse().ok()?,
+    })
+}
+
+/// Docker's booleans arrive as `true` or `"true"`.
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+/// Option `key` of a call, decoded (absent or null: the default).
+fn option<T: DeserializeOwned + Default>(
+    options: Option<&BTreeMap<String, Value>>,
+    key: &str,
+) -> Result<T, Refusal> {
+    match options.and_then(|o| o.get(key)) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("option {key}: {e}")),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value, Refusal> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+/// The socket of plugin `name` in `dir` (dockerd looks in /run/docker/plugins).
+pub fn socket_path(dir: &std::path::Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.sock"))
+}
+
+/// Serves the plugin on `listener` until `shutdown` completes.
+pub async fn serve<S: Service>(
+    listener: UnixListener,
+    plugin: Arc<Plugin<S>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    server::serve_connections(listener, move |req| handle(plugin.clone(), req), shutdown).await
+}
+
+async fn handle<S: Service>(
+    plugin: Arc<Plugin<S>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let method = req.uri().path().trim_start_matches('/').to_string();
+    // IPAM answers name their error `Error`; the network driver's, `Err`.
+    let field = if method.starts_with("IpamDriver.") {
+        "Error"
+    } else {
+        "Err"
+    };
+    let body = match server::read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(server::json_response(
+                StatusCode::OK,
+                json!({ field: e.msg }).to_string().into_bytes(),
+            ))
+        }
+    };
+    let label = "docker plugin";
+    let m = method.clone();
+    let res = server::run_blocking(label, move || Ok(plugin.call(&m, &body))).await;
+    let (status, answer) = match res {
+        Ok(Some(Ok(v))) => (StatusCode::OK, v),
+        Ok(Some(Err(msg))) => {
+            warn!(method = %method, "Docker's call refused: {msg}");
+            (StatusCode::OK, json!({ field: msg }))
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            json!({ field: format!("netpath does not implement {method}") }),
+        ),
+        Err(e) => (StatusCode::OK, json!({ field: e.msg })),
+    };
+    Ok(server::json_response(
+        status,
+        answer.to_string().into_bytes(),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,616 @@
+//! Docker drives netpath: a real dockerd (Debian's docker.io) in the test's host namespace,
+//! with netpath's agent serving its network and IPAM plugin, Docker's own bridge and iptables
+//! off. Every case checks with real traffic: from the outside namespace through published
+//! ports (the client's address kept), and between containers.
+mod common;
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use common::*;
+use netpath_user::testing::docker::{Dockerd, DockerdOptions, IMAGE};
+use serde_json::Value;
+
+/// A dockerd and an agent serving it the `netpath` plugin, in one host namespace.
+struct Lab {
+    // Dropped first: containers go while the agent still answers Docker.
+    d: Dockerd,
+    t: Topo,
+    _plugins: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab::with(false)
+    }
+
+    fn with(live_restore: bool) -> Lab {
+        let plugins = std::env::temp_dir().join(format!("netpath-plugins-{}", unique()));
+        std::fs::create_dir_all(&plugins).unwrap();
+        let dir = plugins.display().to_string();
+        let t = Topo::with_agent_args(&["--docker-plugin", "netpath", "--docker-plugin-dir", &dir]);
+        let d = Dockerd::start_with(
+            &t.host,
+            &DockerdOptions {
+                plugins: Some(plugins.clone()),
+                own_rules: false,
+                live_restore,
+                // Without Docker's bridge, the host is reached at its uplink address.
+                host_gateway_ip: Some(HOST),
+            },
+        )
+        .expect("dockerd");
+        d.image().expect("the test image");
+        Lab {
+            d,
+            t,
+            _plugins: plugins,
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> String {
+        self.d
+            .docker(args)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.d.log()))
+            .trim()
+            .to_string()
+    }
+
+    fn docker_err(&self, args: &[&str]) -> String {
+        match self.d.docker(args) {
+            Ok(out) => panic!("docker {args:?} succeeded: {out}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    /// `docker inspect` of one object.
+    fn inspect(&self, what: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.docker(&["inspect", what])).unwrap();
+        v[0].clone()
+    }
+
+    /// The container's address on Docker network `net`.
+    fn ip(&self, container: &str, net: &str) -> Ipv4Addr {
+        self.inspect(container)["NetworkSettings"]["Networks"][net]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// What the container's `/cgi-bin/ip` answers to a request from the outside namespace to
+    /// HOST:port: the client's address as the container saw it.
+    fn seen_from_outside(&self, port: u16) -> std::io::Result<String> {
+        http_get(&self.t.outside, HOST, port, "/cgi-bin/ip")
+    }
+
+    /// The netpath endpoint of `container` on Docker network `net`.
+    fn endpoint_of(&self, container: &str, net: &str) -> String {
+        let id = self.inspect(container)["NetworkSettings"]["Networks"][net]["EndpointID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        id[..12].to_string()
+    }
+
+    fn netpath_json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.t.ok(args)).unwrap()
+    }
+}
+
+/// The body of `GET path` from `ns` to `to:port`, an address as [`plain_addr`] shows it.
+fn http_get(ns: &Netns, to: Ipv4Addr, port: u16, path: &str) -> std::io::Result<String> {
+    let resp = tcp_request(ns, to, port, &format!("GET {path} HTTP/1.0\r\n\r\n"))?;
+    let resp = resp.replace("\r\n", "\n");
+    Ok(plain_addr(
+        resp.split_once("\n\n").map_or(resp.as_str(), |(_, b)| b),
+    ))
+}
+
+/// busybox httpd's `REMOTE_ADDR` (`[::ffff:10.0.0.1]`) as a plain IPv4 address.
+fn plain_addr(s: &str) -> String {
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_start_matches("::ffff:")
+        .to_string()
+}
+
+/// The endpoint veths (and handed-over peers) in `ns`.
+fn endpoint_links(ns: &Netns) -> Vec<String> {
+    ns.ip(&["-o", "link"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| netpath_user::netlink::is_endpoint_veth_name(n) || n.starts_with("nx"))
+        .collect()
+}
+
+/// Waits until the container's server answers inside it.
+fn serving(lab: &Lab, container: &str) {
+    let start = std::time::Instant::now();
+    while let Err(e) = http_from(lab, container, "127.0.0.1") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{container}'s server does not answer: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What `/cgi-bin/ip` of `to` (port 80) answers a request from inside `container`: the
+/// requester's address as the server saw it. Connections time out after 2 s (busybox nc;
+/// its wget crashes with a timeout).
+fn http_from(lab: &Lab, container: &str, to: &str) -> Result<String, String> {
+    let script = format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {to} 80");
+    let out = lab
+        .d
+        .docker(&["exec", container, "sh", "-c", &script])
+        .map_err(|e| format!("{e:#}"))?;
+    let out = out.replace("\r\n", "\n");
+    match out.split_once("\n\n") {
+        Some((_, body)) if !body.trim().is_empty() => Ok(plain_addr(body)),
+        _ => Err(format!("no answer from {to}: {out:?}")),
+    }
+}
+
+/// Waits until the container's server answers from outside on `port`.
+fn wait_serving(lab: &Lab, port: u16) {
+    wait_until("the container's server", Duration::from_secs(10), || {
+        lab.seen_from_outside(port).is_ok()
+    });
+}
+
+#[test]
+fn docker_run_publishes_through_netpath_and_names_resolve() {
+    let lab = Lab::new();
+    let id = lab.docker(&[
+        "network",
+        "create",
+        "-d",
+        "netpath",
+        "--ipam-driver",
+        "netpath",
+        "--subnet",
+        "10.31.0.0/24",
+        "--gateway",
+        "10.31.0.1",
+        "web",
+    ]);
+    // The same network, in netpath's words.
+    let nets = lab.netpath_json(&["network", "inspect", &id[..12]]);
+    assert_eq!(nets[0]["IPAM"]["Config"][0]["Subnet"], "10.31.0.0/24");
+    let net = lab.inspect("web");
+    assert_eq!(net["IPAM"]["Config"][0]["Gateway"], "10.31.0.1");
+
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "front",
+        "--network",
+        "web",
+        "-p",
+        "8080:80",
+        IMAGE,
+    ]);
+    wait_serving(&lab, 8080);
+    // The client's own address reaches the container.
+    assert_eq!(lab.seen_from_outside(8080).unwrap(), OUTSIDE.to_string());
+    let front_ip = lab.ip("front", "web");
+    assert!("10.31.0.0/24"
+        .parse::<netpath_user::ipam::Subnet>()
+        .unwrap()
+        .contains(front_ip));
+    // The mapping, by the container's endpoint (dockerd cannot show a plugin's mappings in
+    // `docker port`: moby/libnetwork#2451).
+    let endpoint = lab.endpoint_of("front", "web");
+    assert_eq!(lab.t.ok(&["port", &endpoint]), "80/tcp -> 0.0.0.0:8080\n");
+
+    // One container reaches another by name.
+    lab.docker(&["run", "-d", "--name", "back", "--network", "web", IMAGE]);
+    let back_ip = lab.ip("back", "web");
+    serving(&lab, "back");
+    assert_eq!(
+        http_from(&lab, "back", "front").unwrap(),
+        back_ip.to_string()
+    );
+    let resolv = lab.docker(&["exec", "back", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 127.0.0.11"),
+        "Docker's embedded DNS: {resolv}"
+    );
+
+    // Nothing of netpath's is a NAT rule.
+    let rules = lab.t.host.exec("iptables-save", &[]);
+    assert!(
+        !rules.contains("DNAT") && !rules.contains("MASQUERADE"),
+        "{rules}"
+    );
+
+    // docker rm -f and docker network rm leave nothing behind.
+    lab.docker(&["rm", "-f", "front", "back"]);
+    assert_eq!(lab.t.ok(&["endpoint", "ls", "-q"]), "");
+    assert_eq!(
+        lab.t.ok(&["port", "ls"]).lines().count(),
+        1,
+        "only the heading"
+    );
+    assert!(lab.seen_from_outside(8080).is_err());
+    lab.docker(&["network", "rm", "web"]);
+    let left = lab.t.ok(&["network", "ls", "-q"]);
+    assert!(!left.contains(&id[..12]), "{left}");
+    assert_eq!(endpoint_links(&lab.t.host), Vec::<String>::new());
+}
+
+/// `docker network create -d netpath --ipam-driver netpath NAME` with more flags.
+fn create(lab: &Lab, name: &str, flags: &[&str]) -> String {
+    let mut args = vec![
+        "network",
+        "create",
+        "-d",
+        "netpath",
+        "--ipam-driver",
+        "netpath",
+    ];
+    args.extend_from_slice(flags);
+    args.push(name);
+    lab.docker(&args)
+}
+
+/// A UDP echo server in the container on `port`.
+fn udp_echo(lab: &Lab, container: &str, port: u16) {
+    lab.docker(&["exec", "-d", container, "udp-echo", &port.to_string()]);
+}
+
+#[test]
+fn every_form_of_publish_reaches_the_container() {
+    let lab = Lab::new();
+    create(&lab, "pub", &["--subnet", "10.32.0.0/24"]);
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pc",
+        "--network",
+        "pub",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8081:80",
+        "-p",
+        "9000-9001:80",
+        "-p",
+        "7000-7001:7000-7001",
+        "-p",
+        "5353:5353/udp",
+        "-p",
+        "80",
+        IMAGE,
+    ]);
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "all",
+        "--network",
+        "pub",
+        "-P",
+        IMAGE,
+    ]);
+    wait_serving(&lab, 8080);
+    let ep = lab.endpoint_of("pc", "pub");
+    let ports = lab.t.ok(&["port", &ep]);
+    let mapping = |proto_port: &str| -> Vec<(Ipv4Addr, u16)> {
+        ports
+            .lines()
+            .filter_map(|l| l.split_once(" -> "))
+            .filter(|(c, _)| *c == proto_port)
+            .map(|(_, h)| {
+                let (ip, port) = h.rsplit_once(':').unwrap();
+                (ip.parse().unwrap(), port.parse().unwrap())
+            })
+            .collect()
+    };
+    let tcp80 = mapping("80/tcp");
+    // 8080, 127.0.0.1:8081, one of 9000-9001, one ephemeral.
+    assert_eq!(tcp80.len(), 4, "{ports}");
+    assert!(tcp80.contains(&(Ipv4Addr::LOCALHOST, 8081)), "{ports}");
+    let ranged = tcp80
+        .iter()
+        .find(|(_, p)| (9000..=9001).contains(p))
+        .unwrap()
+        .1;
+    let ephemeral = tcp80
+        .iter()
+        .find(|(ip, p)| ip.is_unspecified() && *p != 8080 && *p != ranged)
+        .unwrap()
+        .1;
+    for port in [8080, ranged, ephemeral] {
+        assert_eq!(
+            lab.seen_from_outside(port).unwrap(),
+            OUTSIDE.to_string(),
+            "port {port}"
+        );
+    }
+    // Host-local only: from the host itself, not from outside.
+    let local = http_get(&lab.t.host, Ipv4Addr::LOCALHOST, 8081, "/cgi-bin/ip").unwrap();
+    assert!(!local.is_empty());
+    assert!(lab.seen_from_outside(8081).is_err());
+    // A range, one to one.
+    assert_eq!(mapping("7000/tcp"), vec![(Ipv4Addr::UNSPECIFIED, 7000)]);
+    assert_eq!(mapping("7001/tcp"), vec![(Ipv4Addr::UNSPECIFIED, 7001)]);
+    // UDP.
+    udp_echo(&lab, "pc", 5353);
+    wait_until("the UDP echo", Duration::from_secs(10), || {
+        udp_request(&lab.t.outside, HOST, 5353, "ping").is_ok_and(|r| r == "ping")
+    });
+    // -P: EXPOSE 80 of the image, on an ephemeral port.
+    let all = lab.t.ok(&["port", &lab.endpoint_of("all", "pub")]);
+    let (_, host) = all.trim().split_once(" -> ").expect(&all);
+    assert!(all.starts_with("80/tcp -> 0.0.0.0:"), "{all}");
+    let port: u16 = host.rsplit_once(':').unwrap().1.parse().unwrap();
+    wait_serving(&lab, port);
+    assert_eq!(lab.seen_from_outside(port).unwrap(), OUTSIDE.to_string());
+}
+
+#[test]
+fn networks_isolate_and_connect_live() {
+    let lab = Lab::new();
+    create(
+        &lab,
+        "a",
+        &["--subnet", "10.33.0.0/24", "--ip-range", "10.33.0.128/25"],
+    );
+    create(&lab, "b", &["--subnet", "10.34.0.0/24"]);
+    create(
+        &lab,
+        "quiet",
+        &[
+            "--subnet",
+            "10.35.0.0/24",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+        ],
+    );
+    create(&lab, "inner", &["--subnet", "10.36.0.0/24", "--internal"]);
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "--network",
+        "a",
+        "--ip",
+        "10.33.0.10",
+        IMAGE,
+    ]);
+    lab.docker(&["run", "-d", "--name", "a2", "--network", "a", IMAGE]);
+    lab.docker(&["run", "-d", "--name", "b1", "--network", "b", IMAGE]);
+    assert_eq!(lab.ip("a1", "a"), Ipv4Addr::new(10, 33, 0, 10));
+    let a2 = lab.ip("a2", "a");
+    assert!(a2.octets()[3] >= 128, "from the ip-range: {a2}");
+    let get = |from: &str, to: Ipv4Addr| http_from(&lab, from, &to.to_string());
+    // Servers up first: what fails later fails for the network's reasons.
+    for c in ["a1", "a2", "b1"] {
+        serving(&lab, c);
+    }
+    assert_eq!(
+        get("a2", Ipv4Addr::new(10, 33, 0, 10)).unwrap(),
+        a2.to_string()
+    );
+    let b1 = lab.ip("b1", "b");
+    assert!(get("a1", b1).is_err(), "networks are isolated");
+
+    // Connected live, with an alias; then disconnected.
+    lab.docker(&["network", "connect", "--alias", "bee", "b", "a1"]);
+    let a1_on_b = lab.ip("a1", "b");
+    assert_eq!(get("a1", b1).unwrap(), a1_on_b.to_string());
+    assert_eq!(http_from(&lab, "b1", "bee").unwrap(), b1.to_string());
+    lab.docker(&["network", "disconnect", "b", "a1"]);
+    assert!(get("a1", b1).is_err());
+    assert!(http_from(&lab, "b1", "bee").is_err());
+
+    // icc=false: no container-to-container traffic on the network.
+    lab.docker(&["run", "-d", "--name", "q1", "--network", "quiet", IMAGE]);
+    lab.docker(&["run", "-d", "--name", "q2", "--network", "quiet", IMAGE]);
+    serving(&lab, "q2");
+    assert!(get("q1", lab.ip("q2", "quiet")).is_err(), "icc=false");
+
+    // Internal: members talk, nothing leaves, no ports.
+    lab.docker(&["run", "-d", "--name", "i1", "--network", "inner", IMAGE]);
+    lab.docker(&["run", "-d", "--name", "i2", "--network", "inner", IMAGE]);
+    let i2 = lab.ip("i2", "inner");
+    serving(&lab, "i2");
+    assert_eq!(get("i1", i2).unwrap(), lab.ip("i1", "inner").to_string());
+    assert!(get("i1", OUTSIDE).is_err());
+    // As with Docker's bridge, -p on an internal network publishes nothing (dockerd does not
+    // ask a driver to).
+    lab.docker(&["run", "-d", "--network", "inner", "-p", "8088:80", IMAGE]);
+    assert!(lab.seen_from_outside(8088).is_err());
+
+    // host.docker.internal: the host's own service, by name.
+    tcp_server(&lab.t.host, 7777);
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hg",
+        "--network",
+        "a",
+        "--add-host",
+        "host.docker.internal:host-gateway",
+        IMAGE,
+    ]);
+    let hosts = lab.docker(&["exec", "hg", "cat", "/etc/hosts"]);
+    let gw = hosts
+        .lines()
+        .find(|l| l.ends_with("host.docker.internal"))
+        .expect(&hosts);
+    assert!(gw.starts_with(&format!("{HOST}\t")), "{gw}");
+    let said = lab.docker(&[
+        "exec",
+        "hg",
+        "sh",
+        "-c",
+        "echo hi | nc -w 2 host.docker.internal 7777",
+    ]);
+    assert!(said.ends_with("hi"), "{said}");
+    // Outbound through netpath's source NAT.
+    tcp_server(&lab.t.outside, 7778);
+    let said = lab.docker(&[
+        "exec",
+        "hg",
+        "sh",
+        "-c",
+        &format!("echo out | nc -w 2 {OUTSIDE} 7778"),
+    ]);
+    assert!(
+        said.starts_with(&HOST.to_string()),
+        "NATed to the host's address: {said}"
+    );
+}
+
+#[test]
+fn containers_stay_connected_across_restarts_of_everything() {
+    let mut lab = Lab::with(true);
+    create(&lab, "life", &["--subnet", "10.37.0.0/24"]);
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "life",
+        "-p",
+        "8080:80",
+        IMAGE,
+    ]);
+    lab.docker(&["run", "-d", "--name", "peer", "--network", "life", IMAGE]);
+    wait_serving(&lab, 8080);
+    serving(&lab, "peer");
+    let reach = |lab: &Lab, after: &str| {
+        wait_serving(lab, 8080);
+        assert_eq!(
+            lab.seen_from_outside(8080).unwrap(),
+            OUTSIDE.to_string(),
+            "{after}"
+        );
+        let peer = lab.ip("peer", "life").to_string();
+        assert_eq!(http_from(lab, "peer", "web"), Ok(peer), "{after}");
+    };
+    reach(&lab, "start");
+
+    lab.docker(&["restart", "-t", "1", "web"]);
+    reach(&lab, "docker restart");
+    lab.docker(&["stop", "-t", "1", "web"]);
+    assert!(
+        lab.seen_from_outside(8080).is_err(),
+        "a stopped container publishes nothing"
+    );
+    lab.docker(&["start", "web"]);
+    reach(&lab, "docker stop, start");
+
+    // dockerd restarts; with live-restore its containers run on, connected.
+    lab.d.restart().expect("dockerd restart");
+    reach(&lab, "dockerd restart");
+    // The agent restarts (killed, even): nothing of Docker's is lost.
+    lab.t.kill_agent();
+    assert_eq!(
+        lab.seen_from_outside(8080).unwrap(),
+        OUTSIDE.to_string(),
+        "the datapath runs on"
+    );
+    lab.t.start_agent();
+    reach(&lab, "agent restart");
+    lab.docker(&["run", "-d", "--name", "late", "--network", "life", IMAGE]);
+    serving(&lab, "late");
+    assert_eq!(
+        http_from(&lab, "late", "web").unwrap(),
+        lab.ip("late", "life").to_string()
+    );
+
+    // Every trace goes with the containers and the network.
+    lab.docker(&["rm", "-f", "web", "peer", "late"]);
+    lab.docker(&["network", "rm", "life"]);
+    assert_eq!(lab.t.ok(&["endpoint", "ls", "-q"]), "");
+    assert_eq!(
+        lab.t.ok(&["network", "ls", "-q"]).lines().count(),
+        1,
+        "only bridge"
+    );
+    assert_eq!(endpoint_links(&lab.t.host), Vec::<String>::new());
+    let stats = lab.t.stats();
+    for what in ["Endpoints", "PublishedPorts", "Flows"] {
+        assert_eq!(stats[what].as_u64(), Some(0), "{what}: {stats}");
+    }
+}
+
+#[test]
+fn refusals_reach_docker_as_one_line_and_change_nothing() {
+    let lab = Lab::new();
+    create(&lab, "one", &["--subnet", "10.38.0.0/24"]);
+    // A pool overlapping another network's.
+    let e = lab.docker_err(&[
+        "network",
+        "create",
+        "-d",
+        "netpath",
+        "--ipam-driver",
+        "netpath",
+        "--subnet",
+        "10.38.0.0/16",
+        "two",
+    ]);
+    assert!(e.contains("overlaps"), "{e}");
+    // IPv6.
+    let e = lab.docker_err(&[
+        "network",
+        "create",
+        "-d",
+        "netpath",
+        "--ipv6",
+        "--subnet",
+        "10.39.0.0/24",
+        "--subnet",
+        "fd00::/64",
+        "six",
+    ]);
+    assert!(e.contains("IPv4"), "{e}");
+    // An option netpath does not know.
+    let e = lab.docker_err(&[
+        "network",
+        "create",
+        "-d",
+        "netpath",
+        "--subnet",
+        "10.39.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=br9",
+        "opt",
+    ]);
+    assert!(e.contains("com.docker.network.bridge.name"), "{e}");
+    // A host port a host process holds.
+    tcp_server(&lab.t.host, 2222);
+    let e = lab.docker_err(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--network",
+        "one",
+        "-p",
+        "2222:80",
+        IMAGE,
+    ]);
+    assert!(e.contains("2222"), "{e}");
+    let said: Vec<&str> = e.lines().filter(|l| l.contains("2222")).collect();
+    assert_eq!(said.len(), 1, "{e}");
+    assert!(said[0].contains("in use"), "{e}");
+    // A static address outside the subnet.
+    let e = lab.docker_err(&["run", "-d", "--network", "one", "--ip", "10.99.0.5", IMAGE]);
+    assert!(e.contains("10.99.0.5"), "{e}");
+    let nets = lab.t.ok(&["network", "ls", "-q"]);
+    assert_eq!(nets.lines().count(), 2, "bridge and one: {nets}");
+    assert_eq!(lab.t.ok(&["endpoint", "ls", "-q"]), "");
+    assert_eq!(endpoint_links(&lab.t.host), Vec::<String>::new());
+}
