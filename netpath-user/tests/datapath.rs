@@ -828,6 +828,7 @@ fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
                 labels: Default::default(),
                 netns_id: None,
                 dns: Default::default(),
+                engine: None,
             },
         );
     }
