@@ -246,40 +246,7 @@ impl Dockerd {
     /// Makes [`IMAGE`] from Debian's static busybox.
     pub fn image(&self) -> Result<()> {
         let root = self.dir.join("image");
-        std::fs::create_dir_all(root.join("bin"))?;
-        std::fs::copy(BUSYBOX, root.join("bin/busybox"))
-            .with_context(|| format!("{BUSYBOX} (Debian package busybox-static)"))?;
-        for applet in [
-            "sh", "sleep", "ip", "wget", "nc", "nslookup", "cat", "httpd", "ping", "echo",
-        ] {
-            let link = root.join("bin").join(applet);
-            if !link.exists() {
-                std::os::unix::fs::symlink("busybox", link)?;
-            }
-        }
-        // A UDP echo server (busybox's nc has no UDP), built static with gcc.
-        let src = self.dir.join("udp-echo.c");
-        std::fs::write(&src, UDP_ECHO_C)?;
-        let st = Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(root.join("bin/udp-echo"))
-            .arg(&src)
-            .status()
-            .context("gcc (Debian packages gcc, libc6-dev)")?;
-        if !st.success() {
-            bail!("building udp-echo failed");
-        }
-        let cgi = root.join("www/cgi-bin");
-        std::fs::create_dir_all(&cgi)?;
-        std::fs::write(root.join("www/index.html"), "netpath\n")?;
-        std::fs::write(
-            cgi.join("ip"),
-            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
-        )?;
-        std::fs::set_permissions(
-            cgi.join("ip"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )?;
+        rootfs(&root)?;
         let tar = self.dir.join("image.tar");
         let st = Command::new("tar")
             .arg("-C")
@@ -302,6 +269,46 @@ impl Dockerd {
         ])?;
         Ok(())
     }
+}
+
+/// Writes the test image's files under `root` (a root filesystem for `podman --rootfs`,
+/// or for `docker import`): busybox, its httpd serving `/cgi-bin/ip`, a UDP echo server.
+pub fn rootfs(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root.join("bin"))?;
+    std::fs::copy(BUSYBOX, root.join("bin/busybox"))
+        .with_context(|| format!("{BUSYBOX} (Debian package busybox-static)"))?;
+    for applet in [
+        "sh", "sleep", "ip", "wget", "nc", "nslookup", "cat", "httpd", "ping", "echo",
+    ] {
+        let link = root.join("bin").join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", link)?;
+        }
+    }
+    // A UDP echo server (busybox's nc has no UDP), built static with gcc.
+    let src = root.with_extension("udp-echo.c");
+    std::fs::write(&src, UDP_ECHO_C)?;
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(root.join("bin/udp-echo"))
+        .arg(&src)
+        .status()
+        .context("gcc (Debian packages gcc, libc6-dev)")?;
+    if !st.success() {
+        bail!("building udp-echo failed");
+    }
+    let cgi = root.join("www/cgi-bin");
+    std::fs::create_dir_all(&cgi)?;
+    std::fs::write(root.join("www/index.html"), "netpath\n")?;
+    std::fs::write(
+        cgi.join("ip"),
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )?;
+    std::fs::set_permissions(
+        cgi.join("ip"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    Ok(())
 }
 
 impl Dockerd {

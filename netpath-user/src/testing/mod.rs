@@ -14,6 +14,7 @@ use std::{
 pub mod agent;
 pub mod dns;
 pub mod docker;
+pub mod podman;
 pub mod traffic;
 
 pub use agent::{stop_child, AgentOptions, AgentProcess};

@@ -1,0 +1,300 @@
+//! The CNI plugin: run exactly as a runtime runs it (CNI_* environment, the network
+//! configuration on stdin, the result on stdout), and under Debian's podman on its CNI
+//! backend. Traffic is real: from the outside namespace through published ports, and
+//! between containers.
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use netpath_user::testing::podman::Podman;
+use serde_json::{json, Value};
+
+const CNI: &str = env!("CARGO_BIN_EXE_netpath-cni");
+
+/// What the plugin printed and whether it succeeded.
+fn cni(command: &str, id: &str, netns: &str, ifname: &str, conf: &Value) -> (bool, Value) {
+    let mut child = Command::new(CNI)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    (out.status.success(), v)
+}
+
+fn conf(t: &Topo, network: &str, runtime: Value) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": network,
+        "type": "netpath-cni",
+        "socket": t.socket(),
+        "runtimeConfig": runtime,
+    })
+}
+
+#[test]
+fn the_plugin_does_what_a_runtime_asks() {
+    let t = Topo::new();
+    t.ok(&["network", "create", "--subnet", "10.40.0.0/24", "front"]);
+    t.ok(&["network", "create", "--subnet", "10.41.0.0/24", "back"]);
+    let c = Netns::new("cnic");
+    let id = "c0ffee0000000000000000000000000000000000000000000000000000000001";
+    let front = conf(
+        &t,
+        "front",
+        json!({
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+            "ips": ["10.40.0.50/24"],
+            "mac": "02:00:00:00:00:50",
+        }),
+    );
+
+    let (ok, v) = cni("VERSION", "", "", "", &json!({}));
+    assert!(ok, "{v}");
+    assert!(v["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("1.0.0")));
+
+    let (ok, res) = cni("ADD", id, &c.path(), "eth0", &front);
+    assert!(ok, "{res}");
+    assert_eq!(res["cniVersion"], "1.0.0");
+    assert_eq!(res["ips"][0]["address"], "10.40.0.50/24");
+    assert_eq!(res["ips"][0]["gateway"], "10.40.0.1");
+    assert_eq!(res["interfaces"][0]["name"], "eth0");
+    assert_eq!(res["interfaces"][0]["mac"], "02:00:00:00:00:50");
+    assert_eq!(res["interfaces"][0]["sandbox"], c.path());
+    assert_eq!(res["routes"][0]["gw"], "10.40.0.1");
+    assert_eq!(res["dns"]["nameservers"][0], "10.40.0.1");
+    let inside = c.ip(&["-o", "addr", "show", "eth0"]);
+    assert!(inside.contains("10.40.0.50/24"), "{inside}");
+
+    // Published, with the client's address kept.
+    tcp_server(&c, 80);
+    let said = tcp_request(&t.outside, HOST, 8080, "hi").unwrap();
+    assert!(said.starts_with(&format!("{OUTSIDE}:")), "{said}");
+
+    // A second network: the same endpoint, another interface.
+    let back = conf(&t, "back", json!({}));
+    let (ok, res) = cni("ADD", id, &c.path(), "net1", &back);
+    assert!(ok, "{res}");
+    assert_eq!(res["interfaces"][0]["name"], "net1");
+    assert!(c.ip(&["-o", "addr", "show", "net1"]).contains("10.41.0."));
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]).lines().count(), 1);
+
+    // CHECK holds while nothing changed, and says when something did.
+    let mut checked = front.clone();
+    checked["prevResult"] = json!({"ips": [{"address": "10.40.0.50/24"}]});
+    let (ok, v) = cni("CHECK", id, &c.path(), "eth0", &checked);
+    assert!(ok, "{v}");
+    checked["prevResult"] = json!({"ips": [{"address": "10.40.0.99/24"}]});
+    let (ok, v) = cni("CHECK", id, &c.path(), "eth0", &checked);
+    assert!(
+        !ok && v["msg"].as_str().unwrap().contains("10.40.0.99"),
+        "{v}"
+    );
+    let (ok, v) = cni("CHECK", "nobody", &c.path(), "eth0", &front);
+    assert!(!ok && v["code"] == 3, "{v}");
+
+    // DEL: one network, then the other; again is fine.
+    let (ok, v) = cni("DEL", id, &c.path(), "net1", &back);
+    assert!(ok, "{v}");
+    assert!(c.ip(&["-o", "link"]).lines().all(|l| !l.contains("net1")));
+    let (ok, v) = cni("DEL", id, &c.path(), "eth0", &front);
+    assert!(ok, "{v}");
+    let (ok, v) = cni("DEL", id, &c.path(), "eth0", &front);
+    assert!(ok, "DEL twice: {v}");
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]), "");
+    assert!(tcp_request(&t.outside, HOST, 8080, "hi").is_err());
+}
+
+#[test]
+fn refusals_are_cni_errors_and_change_nothing() {
+    let t = Topo::new();
+    t.ok(&["network", "create", "--subnet", "10.42.0.0/24", "net"]);
+    let c = Netns::new("cnir");
+    let id = "bad0000000000000000000000000000000000000000000000000000000000001";
+    // A version it does not speak.
+    let mut old = conf(&t, "net", json!({}));
+    old["cniVersion"] = "0.2.0".into();
+    let (ok, v) = cni("ADD", id, &c.path(), "eth0", &old);
+    assert!(!ok && v["code"] == 1, "{v}");
+    // A busy host port: the agent's one line, as the message.
+    tcp_server(&t.host, 2222);
+    let busy = conf(
+        &t,
+        "net",
+        json!({"portMappings": [{"hostPort": 2222, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    let (ok, v) = cni("ADD", id, &c.path(), "eth0", &busy);
+    assert!(!ok && v["code"] == 100, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("2222"), "{v}");
+    // No such network.
+    let (ok, v) = cni(
+        "ADD",
+        id,
+        &c.path(),
+        "eth0",
+        &conf(&t, "nowhere", json!({})),
+    );
+    assert!(!ok && v["msg"].as_str().unwrap().contains("nowhere"), "{v}");
+    // Garbage on stdin.
+    let (ok, v) = cni("ADD", id, &c.path(), "eth0", &json!("not a config"));
+    assert!(!ok && v["code"] == 6, "{v}");
+    // No agent: try again later.
+    let mut gone = conf(&t, "net", json!({}));
+    gone["socket"] = "/nonexistent/netpath.sock".into();
+    let (ok, v) = cni("ADD", id, &c.path(), "eth0", &gone);
+    assert!(!ok && v["code"] == 11, "{v}");
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]), "");
+    assert!(c.ip(&["-o", "link"]).lines().all(|l| !l.contains("eth0")));
+}
+
+#[test]
+fn gc_removes_what_the_runtime_forgot() {
+    let t = Topo::new();
+    t.ok(&["network", "create", "--subnet", "10.43.0.0/24", "net"]);
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let net = conf(&t, "net", json!({}));
+    assert!(cni("ADD", "keep", &a.path(), "eth0", &net).0);
+    assert!(cni("ADD", "lose", &b.path(), "eth0", &net).0);
+    let mut gc = net.clone();
+    gc["cniVersion"] = "1.1.0".into();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    let (ok, v) = cni("GC", "", "", "", &gc);
+    assert!(ok, "{v}");
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]).lines().count(), 1);
+    let (ok, v) = cni("STATUS", "", "", "", &gc);
+    assert!(ok, "{v}");
+}
+
+#[test]
+fn podman_runs_containers_on_a_netpath_network() {
+    let t = Topo::new();
+    t.ok(&["network", "create", "--subnet", "10.44.0.0/24", "pods"]);
+    let plugins = std::env::temp_dir().join(format!("netpath-cni-bin-{}", unique()));
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(CNI, plugins.join("netpath-cni")).unwrap();
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [{
+            "type": "netpath-cni",
+            "socket": t.socket(),
+            "capabilities": {"portMappings": true, "ips": true, "mac": true},
+        }],
+    })
+    .to_string();
+    let p = Podman::new(
+        &t.host,
+        &[plugins.as_path(), std::path::Path::new("/usr/lib/cni")],
+        &[("pods", conflist)],
+    )
+    .expect("podman");
+    let rootfs = p.rootfs().unwrap().display().to_string();
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--name",
+            name,
+            "--network",
+            "pods",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--rootfs",
+            &rootfs,
+            "/bin/httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+        p.podman(&args).unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    run("web", &["-p", "8080:80"]);
+    run("peer", &["--ip", "10.44.0.77"]);
+    // Its address, as podman was told by the plugin.
+    let ip = p
+        .podman(&[
+            "inspect",
+            "peer",
+            "--format",
+            "{{.NetworkSettings.Networks.pods.IPAddress}}",
+        ])
+        .unwrap();
+    assert_eq!(ip, "10.44.0.77");
+    wait_until("the pod's server", Duration::from_secs(15), || {
+        tcp_request(&t.outside, HOST, 8080, "GET /cgi-bin/ip HTTP/1.0\r\n\r\n").is_ok()
+    });
+    let said = tcp_request(&t.outside, HOST, 8080, "GET /cgi-bin/ip HTTP/1.0\r\n\r\n").unwrap();
+    assert!(
+        said.contains(&OUTSIDE.to_string()),
+        "the client's address: {said}"
+    );
+    // Container to container.
+    let said = p
+        .podman(&[
+            "exec",
+            "peer",
+            "sh",
+            "-c",
+            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 10.44.0.2 80",
+        ])
+        .unwrap();
+    assert!(said.contains("10.44.0.77"), "{said}");
+    // Endpoints are named after the containers; the result's DNS is netpath's, on the
+    // gateway, and podman hands it to the container.
+    assert_eq!(
+        t.ok(&["endpoint", "ls", "--format", "{{.Name}}"]),
+        "peer\nweb\n"
+    );
+    let resolv = p
+        .podman(&["exec", "peer", "cat", "/etc/resolv.conf"])
+        .unwrap();
+    assert!(resolv.starts_with("nameserver 10.44.0.1\n"), "{resolv}");
+    let said = p
+        .podman(&[
+            "exec",
+            "peer",
+            "sh",
+            "-c",
+            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80",
+        ])
+        .unwrap();
+    assert!(said.contains("10.44.0.77"), "by name: {said}");
+    // podman rm takes it all away.
+    p.podman(&["rm", "-f", "-t", "0", "web", "peer"]).unwrap();
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]), "");
+    assert!(tcp_request(&t.outside, HOST, 8080, "x").is_err());
+    let _ = std::fs::remove_dir_all(&plugins);
+}
