@@ -4,6 +4,7 @@
 mod agent;
 mod charts;
 mod dns;
+mod docker;
 mod lab;
 mod prog;
 mod report;
@@ -28,12 +29,12 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale, agent, dns.
+    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale, agent, dns, docker.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "pps", "conn", "tcp", "e2e", "host", "scale", "agent", "dns",
+    "prog", "pps", "conn", "tcp", "e2e", "host", "scale", "agent", "dns", "docker",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -93,6 +94,7 @@ fn main() -> Result<()> {
             "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
             "agent" => agent::steps(quick),
             "dns" => dns::SERVERS.len() * runs,
+            "docker" => docker::NETWORKS.len(),
             _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
         };
     }
@@ -124,6 +126,7 @@ fn main() -> Result<()> {
             "host" => tcp::host(quick, &mut tools, &p)?,
             "agent" => agent::run(quick, &mut tools, &p)?,
             "dns" => dns::run(quick, &mut tools, &p)?,
+            "docker" => docker::run(quick, &mut tools, &p)?,
             _ => {
                 let sc = scale::run(quick, &mut tools, &p)?;
                 vec![sc.cost, sc.rate, sc.install]
@@ -155,7 +158,10 @@ fn plot(
     peer_latencies: &tcp::Latencies,
 ) -> Result<()> {
     for s in &mut report.sections {
-        let file = s.scenario.replace([' ', ':', ','], "_").replace("__", "_");
+        let file = s
+            .scenario
+            .replace([' ', ':', ',', '/'], "_")
+            .replace("__", "_");
         match s.scenario.as_str() {
             "scale: per-packet cost" => {
                 let pts: Vec<(f64, f64)> = s

@@ -97,7 +97,7 @@ fn connect(ns: &Netns, to: (Ipv4Addr, u16)) -> Result<TcpStream> {
 }
 
 /// One request/response run: (transactions per second, latencies in µs).
-fn rr(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<(f64, Vec<f64>)> {
+pub fn rr(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<(f64, Vec<f64>)> {
     let mut c = connect(ns, to)?;
     let mut lat = Vec::new();
     let mut b = [7u8; 1];
@@ -113,7 +113,7 @@ fn rr(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<(f64, Vec<f64>)> {
 }
 
 /// One bulk run: Gbit/s sent and acknowledged through the path.
-fn bulk(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<f64> {
+pub fn bulk(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<f64> {
     let mut c = connect(ns, to)?;
     let buf = vec![0x5au8; 256 * 1024];
     let start = Instant::now();

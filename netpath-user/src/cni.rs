@@ -463,7 +463,8 @@ impl Cni<'_> {
                 ),
             ));
         }
-        if !self.env.netns.is_empty() && ep.netns.as_path() != std::path::Path::new(&self.env.netns) {
+        if !self.env.netns.is_empty() && ep.netns.as_path() != std::path::Path::new(&self.env.netns)
+        {
             return Err(CniError::new(
                 codes::INVALID_CONFIG,
                 format!(

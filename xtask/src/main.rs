@@ -342,7 +342,7 @@ fn install(root_dir: &Path, prefix: &Path) -> Result<()> {
     }
     eprintln!(
         "next: systemctl daemon-reload && systemctl enable --now netpath \
-         (edit /etc/netpath/netpath.toml first: uplinks, xdp, metrics)"
+         (edit /etc/netpath/netpath.toml first: uplinks, xdp, metrics, docker-plugin)"
     );
     Ok(())
 }
@@ -357,6 +357,17 @@ fn install_into(root_dir: &Path, prefix: &Path, bin: &Path) -> Result<Vec<String
     let exe = bin_dir.join("netpath");
     std::fs::copy(bin, &exe).with_context(|| format!("copying {}", bin.display()))?;
     out.push(exe.display().to_string());
+
+    // The CNI plugin, where CNI runtimes look (Debian's podman: /usr/lib/cni; containerd and
+    // Kubernetes: /opt/cni/bin).
+    let cni = bin.with_file_name("netpath-cni");
+    for dir in ["/usr/lib/cni", "/opt/cni/bin"] {
+        let dir = under(Path::new(dir));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(&cni, dir.join("netpath-cni"))
+            .with_context(|| format!("copying {}", cni.display()))?;
+        out.push(dir.join("netpath-cni").display().to_string());
+    }
 
     let unit_dir = under(Path::new("/etc/systemd/system"));
     std::fs::create_dir_all(&unit_dir)?;
@@ -426,6 +437,7 @@ mod tests {
         .unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(tmp.join("netpath-cni"), "#!/bin/sh\n").unwrap();
         let root_dir = tmp.join("root");
         install_into(&root_dir, Path::new("/usr/local"), &fake).unwrap();
         let unit =
@@ -435,6 +447,8 @@ mod tests {
         assert!(unit.contains("Type=notify"));
         for f in [
             "usr/local/bin/netpath",
+            "usr/lib/cni/netpath-cni",
+            "opt/cni/bin/netpath-cni",
             "etc/netpath/netpath.toml",
             "usr/local/share/man/man1/netpath.1",
             "usr/local/share/bash-completion/completions/netpath",

@@ -535,7 +535,9 @@ async fn handle<S: Service>(
     };
     let label = "docker plugin";
     let m = method.clone();
+    let started = std::time::Instant::now();
     let res = server::run_blocking(label, move || Ok(plugin.call(&m, &body))).await;
+    tracing::debug!(method = %method, took = ?started.elapsed(), "Docker's call");
     let (status, answer) = match res {
         Ok(Some(Ok(v))) => (StatusCode::OK, v),
         Ok(Some(Err(msg))) => {

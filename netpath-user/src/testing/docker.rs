@@ -278,7 +278,7 @@ pub fn rootfs(root: &Path) -> Result<()> {
     std::fs::copy(BUSYBOX, root.join("bin/busybox"))
         .with_context(|| format!("{BUSYBOX} (Debian package busybox-static)"))?;
     for applet in [
-        "sh", "sleep", "ip", "wget", "nc", "nslookup", "cat", "httpd", "ping", "echo",
+        "sh", "sleep", "ip", "wget", "nc", "nslookup", "cat", "httpd", "ping", "echo", "ls", "ps",
     ] {
         let link = root.join("bin").join(applet);
         if !link.exists() {
@@ -297,6 +297,12 @@ pub fn rootfs(root: &Path) -> Result<()> {
     if !st.success() {
         bail!("building udp-echo failed");
     }
+    // `nc -ll -p PORT -e sink`: a TCP sink that closes after the client's EOF.
+    std::fs::write(root.join("bin/sink"), "#!/bin/sh\nexec cat > /dev/null\n")?;
+    std::fs::set_permissions(
+        root.join("bin/sink"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
     let cgi = root.join("www/cgi-bin");
     std::fs::create_dir_all(&cgi)?;
     std::fs::write(root.join("www/index.html"), "netpath\n")?;
