@@ -371,3 +371,54 @@ fn requests_refuse_unknown_keys() {
     let bad: Result<NetworkCreate, _> = serde_json::from_str(r#"{"Name":"n","Subnett":"x"}"#);
     assert!(bad.unwrap_err().to_string().contains("unknown field"));
 }
+
+#[test]
+fn docker_endpoints_share_sandboxes_and_cni_ones_name_their_interface() {
+    let mut s = state();
+    let docker = |name: &str| EndpointCreate {
+        name: name.into(),
+        netns: PathBuf::new(),
+        engine: Some(super::Engine {
+            kind: super::EngineKind::Docker,
+            id: format!("{name:0>64}"),
+        }),
+        ..Default::default()
+    };
+    // No namespace to check, and two of them with the same (empty) one.
+    for name in ["d1", "d2"] {
+        let ep = s.plan_endpoint(&docker(name), host()).unwrap();
+        assert!(ep.handed_over());
+        s.endpoints.insert(ep.name.clone(), ep);
+    }
+    let (kept, problems) = s.clone().validated();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(kept.endpoints.len(), 2);
+    let refused = s
+        .plan_connect(
+            DEFAULT_NETWORK,
+            &Connect {
+                endpoint: "d1".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(refused, ModelError::DockerOwned(_)), "{refused}");
+    // CNI: the runtime's interface name and MAC; bad ones refused.
+    let mut r = req("c", None, &[]);
+    r.ifname = Some("net1".into());
+    r.mac = Some("02:00:00:00:00:07".into());
+    let ep = s.plan_endpoint(&r, host()).unwrap();
+    assert_eq!(ep.attachments[0].ifname, "net1");
+    assert_eq!(ipam::fmt_mac(&ep.attachments[0].mac), "02:00:00:00:00:07");
+    for (ifname, mac) in [
+        ("a/b", None),
+        ("much-too-long-ifname", None),
+        ("eth0", Some("01:00:00:00:00:07")),
+        ("eth0", Some("02:00:00:00:07")),
+    ] {
+        let mut r = req("c", None, &[]);
+        r.ifname = Some(ifname.into());
+        r.mac = mac.map(Into::into);
+        assert!(s.plan_endpoint(&r, host()).is_err(), "{ifname} {mac:?}");
+    }
+}
