@@ -220,6 +220,15 @@ fn docker_run_publishes_through_netpath_and_names_resolve() {
         "Docker's embedded DNS: {resolv}"
     );
 
+    // The gateway came from netpath: Docker added no gateway bridge network of its own.
+    let nets = lab.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains("docker_gwbridge"), "{nets}");
+    let routes = lab.docker(&["exec", "back", "ip", "route"]);
+    assert!(
+        routes.starts_with("default via 10.31.0.1 dev eth0"),
+        "{routes}"
+    );
+
     // Nothing of netpath's is a NAT rule.
     let rules = lab.t.host.exec("iptables-save", &[]);
     assert!(
