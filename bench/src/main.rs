@@ -180,8 +180,14 @@ fn plot(
                 s.plots.push(p);
             }
             "scale: new-flow rate" | "scale: install" => {
+                // One unit per axis: the lines are the figures in the first figure's unit.
+                let unit = s
+                    .figures
+                    .first()
+                    .map(|f| f.unit.clone())
+                    .unwrap_or_default();
                 let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-                for f in &s.figures {
+                for f in s.figures.iter().filter(|f| f.unit == unit) {
                     let Some((who, n)) = f.variant.split_once(", ") else {
                         continue;
                     };
@@ -194,11 +200,6 @@ fn plot(
                         None => series.push((who.to_string(), vec![pt])),
                     }
                 }
-                let unit = s
-                    .figures
-                    .first()
-                    .map(|f| f.unit.clone())
-                    .unwrap_or_default();
                 let title = format!(
                     "{} vs published ports",
                     s.scenario.trim_start_matches("scale: ")

@@ -147,14 +147,41 @@ fn machine() -> Machine {
 #[derive(Serialize)]
 pub struct Report {
     pub quick: bool,
+    /// When the run started (UTC).
+    pub date: String,
+    /// The commit measured (`-dirty` with uncommitted changes).
+    pub commit: String,
     pub machine: Machine,
     pub sections: Vec<Section>,
+}
+
+/// The output of a command, trimmed ("" when it fails).
+fn output(prog: &str, args: &[&str]) -> String {
+    std::process::Command::new(prog)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The commit of the working tree, `-dirty` when it has changes.
+fn commit() -> String {
+    let head = output("git", &["rev-parse", "--short=12", "HEAD"]);
+    if head.is_empty() {
+        return "unknown".into();
+    }
+    let dirty = !output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    format!("{head}{}", if dirty { "-dirty" } else { "" })
 }
 
 impl Report {
     pub fn new(quick: bool) -> Report {
         Report {
             quick,
+            date: output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
+            commit: commit(),
             machine: machine(),
             sections: Vec::new(),
         }
@@ -170,14 +197,16 @@ impl Report {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut md = String::from("# netpath benchmark report\n\n");
         md += &format!(
-            "Machine: kernel {}, {} ({} cores){}\n\n",
+            "| | |\n|---|---|\n| date | {} |\n| commit | {} |\n| machine | kernel {}, {} ({} cores) |\n| run | {} |\n\n",
+            self.date,
+            self.commit,
             self.machine.kernel,
             self.machine.cpu,
             self.machine.cores,
             if self.quick {
-                " — quick mode: short runs, figures are indicative only"
+                "quick: short runs, figures are indicative only"
             } else {
-                ""
+                "full"
             }
         );
         for s in &self.sections {
@@ -250,11 +279,10 @@ fn markdown_section(s: &Section) -> String {
                 Some(b) => format!("{} / {}", t.variant, b),
                 None => t.variant.clone(),
             };
+            let (bound, measured) = distinct(t.bound, r);
             md += &format!(
-                "| {}: {lhs} {op} {} | {} | {} |\n",
+                "| {}: {lhs} {op} {bound} | {measured} | {} |\n",
                 t.what,
-                num(t.bound),
-                num(r),
                 if met { "yes" } else { "**no**" }
             );
         }
@@ -264,6 +292,19 @@ fn markdown_section(s: &Section) -> String {
 }
 
 /// A figure with sensible precision for its size.
+/// A target's bound and measured value, with enough digits that they read differently
+/// whenever they differ (a miss never reads `3.00 | no`).
+pub fn distinct(bound: f64, measured: f64) -> (String, String) {
+    let (b, m) = (num(bound), num(measured));
+    if b != m || bound == measured || !measured.is_finite() {
+        return (b, m);
+    }
+    (3..=9)
+        .map(|d| (format!("{bound:.d$}"), format!("{measured:.d$}")))
+        .find(|(b, m)| b != m)
+        .unwrap_or((b, m))
+}
+
 pub fn num(v: f64) -> String {
     if !v.is_finite() {
         "-".into()
@@ -273,5 +314,17 @@ pub fn num(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct;
+
+    #[test]
+    fn a_miss_never_reads_as_the_bound() {
+        assert_eq!(distinct(3.0, 2.996), ("3.000".into(), "2.996".into()));
+        assert_eq!(distinct(1.0, 1.31), ("1.00".into(), "1.31".into()));
+        assert_eq!(distinct(0.5, 0.5), ("0.50".into(), "0.50".into()));
     }
 }

@@ -25,6 +25,12 @@ fn quick_mode_gives_every_variant_a_figure() {
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    // What was measured, where and when, at the top.
+    for key in ["date", "commit"] {
+        assert!(report[key].as_str().is_some_and(|v| !v.is_empty()), "{key}");
+        assert!(md.contains(&format!("| {key} | ")), "{key} in the report");
+    }
+    assert!(md.contains("| run | quick"), "quick or full at the top");
     let sections = report["sections"].as_array().unwrap();
     let names: Vec<&str> = sections
         .iter()
@@ -49,6 +55,10 @@ fn quick_mode_gives_every_variant_a_figure() {
         "agent: endpoint create",
         "dns qps",
         "dns latency p99",
+        "docker: docker run -p until the first byte",
+        "docker: TCP request/response through -p",
+        "docker: TCP bulk through -p",
+        "docker: host-local 127.0.0.1:PORT",
     ] {
         assert!(names.contains(&want), "no section {want:?} in {names:?}");
     }
