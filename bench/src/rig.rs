@@ -14,15 +14,63 @@ use crate::{
 
 /// A lab and the tool programs attached to it (detached before the lab goes).
 pub struct Rig {
-    _sinks: Option<(XdpLink, SchedClassifierLink)>,
+    _sink: Option<SchedClassifierLink>,
     _ceiling: Option<XdpLink>,
+    /// The generator's CPU, when it has one of its own.
+    generator_cpu: Option<usize>,
+    /// Where the generator and the path run, for the report.
+    pub layout: String,
     pub lab: Lab,
 }
 
+/// The CPU the generator runs on, and the one the path under test runs on.
+const GENERATOR_CPU: usize = 0;
+const PATH_CPU: usize = 1;
+
+/// Gives the uplink's NAPI a kernel thread of its own (threaded NAPI) pinned to
+/// [`PATH_CPU`]: everything the frames cause — the variant's programs or rules, the
+/// redirect, the endpoint's TC ingress where the sink counts — runs there, apart from the
+/// generator on [`GENERATOR_CPU`]. Returns the layout, said in the report.
+fn separate_cpus(lab: &Lab) -> Result<String> {
+    lab.host.exec(
+        "sh",
+        &[
+            "-c",
+            &format!("echo 1 > /sys/class/net/{}/threaded", lab.up_if),
+        ],
+    );
+    pin_napi(lab)
+}
+
+/// Pins the uplink's NAPI threads to [`PATH_CPU`] (again: a program attached later may have
+/// made them anew).
+fn pin_napi(lab: &Lab) -> Result<String> {
+    // Kernel threads are named napi/IFNAME-ID (cut at 15 characters).
+    let prefix: String = format!("napi/{}-", lab.up_if).chars().take(15).collect();
+    let mut pinned = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(&prefix) {
+            crate::tools::pin(pid, PATH_CPU)?;
+            pinned.push(comm.trim_end().to_string());
+        }
+    }
+    if pinned.is_empty() {
+        anyhow::bail!("no NAPI thread of {} to pin", lab.up_if);
+    }
+    Ok(format!(
+        "generator on CPU {GENERATOR_CPU}; the uplink's NAPI threaded ({}) on CPU {PATH_CPU}, where the path and the sink run",
+        pinned.join(", ")
+    ))
+}
+
 impl Rig {
-    /// A lab of `kind` (default ports published when `publish`), with counting sinks on the
-    /// endpoint's interface when `sinks` (traffic scenarios only: native XDP on a veth costs
-    /// bulk TCP dearly).
+    /// A lab of `kind` (default ports published when `publish`); with `sinks` (traffic
+    /// scenarios), the counting sink on the endpoint's TC ingress and the generator and the
+    /// path on CPUs of their own.
     pub fn new(kind: Kind, tools: &mut Tools, publish: bool, sinks: bool) -> Result<Rig> {
         let lab = Lab::new(kind, &tools.netpath_bin, publish)?;
         let ceiling = match lab.ceiling_target {
@@ -32,20 +80,39 @@ impl Rig {
             }
             None => None,
         };
-        let sinks = if sinks {
+        let sink = if sinks {
             Some(
                 tools
-                    .attach_sinks(&lab.ep, "eth0")
-                    .context("attaching the sinks")?,
+                    .attach_sink(&lab.ep, "eth0")
+                    .context("attaching the sink")?,
             )
         } else {
             None
         };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (generator_cpu, layout) = if sinks && cpus > PATH_CPU {
+            (Some(GENERATOR_CPU), separate_cpus(&lab)?)
+        } else {
+            (
+                None,
+                format!("{cpus} CPU(s): generator and path share them"),
+            )
+        };
         Ok(Rig {
-            _sinks: sinks,
+            _sink: sink,
             _ceiling: ceiling,
+            generator_cpu,
+            layout,
             lab,
         })
+    }
+
+    /// Makes sure the path still runs apart from the generator (before each measurement).
+    pub fn keep_cpus_apart(&self) -> Result<()> {
+        if self.generator_cpu.is_some() {
+            pin_napi(&self.lab)?;
+        }
+        Ok(())
     }
 
     /// Where the generator's frames enter: the outside's veth towards the host's uplink.
@@ -55,6 +122,7 @@ impl Rig {
             ifindex: self.lab.out_ifindex,
             src_mac: self.lab.out_mac,
             dst_mac: self.lab.up_mac,
+            cpu: self.generator_cpu,
         }
     }
 }

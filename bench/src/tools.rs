@@ -23,7 +23,6 @@ use netpath_user::{
 
 const GEN: &str = "netpath_bench_gen";
 const SINK: &str = "netpath_bench_sink";
-const SINK_XDP: &str = "netpath_bench_sink_xdp";
 const REDIRECT: &str = "netpath_bench_redirect";
 /// Frames per live-frames batch.
 const BATCH: u32 = 64;
@@ -37,6 +36,24 @@ pub struct Wire<'a> {
     pub ifindex: u32,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
+    /// The CPU the generator runs on (none: wherever the scheduler puts it).
+    pub cpu: Option<usize>,
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_self(cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("pinning the generator to CPU {cpu}"))
+}
+
+/// Pins task `pid` (a kernel thread, say) to `cpu`.
+pub fn pin(pid: i32, cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)
+        .with_context(|| format!("pinning task {pid} to CPU {cpu}"))
 }
 
 /// Traffic to generate: UDP to `dst:dport` from `src_addrs` × `src_ports` distinct sources.
@@ -65,10 +82,8 @@ impl Tools {
             .load(EBPF_OBJECT)?;
         let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         xdp.load()?;
-        for name in [REDIRECT, SINK_XDP] {
-            let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
-            xdp.load()?;
-        }
+        let xdp: &mut Xdp = ebpf.program_mut(REDIRECT).context(REDIRECT)?.try_into()?;
+        xdp.load()?;
         let tc: &mut SchedClassifier = ebpf.program_mut(SINK).context(SINK)?.try_into()?;
         tc.load()?;
         let gen = Array::try_from(ebpf.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
@@ -91,31 +106,13 @@ impl Tools {
         })
     }
 
-    /// Attaches the counting sinks to `ifname` inside `ns`: native XDP (frames the veth
-    /// receives) and TC ingress (skbs injected past XDP, as `bpf_redirect_peer` does).
-    pub fn attach_sinks(
-        &mut self,
-        ns: &Netns,
-        ifname: &str,
-    ) -> Result<(XdpLink, SchedClassifierLink)> {
-        let (mut xdp, mut tc) = (None, None);
-        for (name, prog) in self.ebpf.programs_mut() {
-            match name {
-                SINK_XDP => xdp = Some(prog),
-                SINK => tc = Some(prog),
-                _ => {}
-            }
-        }
-        let (Some(xdp), Some(tc)) = (xdp, tc) else {
-            bail!("sink programs missing");
-        };
-        let xdp: &mut Xdp = xdp.try_into()?;
-        let tc: &mut SchedClassifier = tc.try_into()?;
+    /// Attaches the counting sink to `ifname`'s TC ingress inside `ns`.
+    pub fn attach_sink(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
+        let tc: &mut SchedClassifier = self.ebpf.program_mut(SINK).context(SINK)?.try_into()?;
         let ifname = ifname.to_string();
-        ns.run(move || -> Result<(XdpLink, SchedClassifierLink)> {
-            let x = xdp.attach(&ifname, XdpMode::Driver)?;
+        ns.run(move || -> Result<SchedClassifierLink> {
             let t = tc.attach(&ifname, TcAttachType::Ingress)?;
-            Ok((xdp.take_link(x)?, tc.take_link(t)?))
+            Ok(tc.take_link(t)?)
         })
     }
 
@@ -197,7 +194,11 @@ impl Tools {
         ctx[12..16].copy_from_slice(&wire.ifindex.to_ne_bytes());
         let prog: &mut Xdp = self.ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         let chunk: u32 = 50_000;
+        let cpu = wire.cpu;
         wire.ns.run(move || -> Result<(u64, Duration)> {
+            if let Some(cpu) = cpu {
+                pin_self(cpu)?;
+            }
             let start = Instant::now();
             let mut sent = 0u64;
             while start.elapsed() < duration {

@@ -117,12 +117,6 @@ pub fn netpath_bench_sink(mut ctx: TcContext) -> i32 {
     bench::sink_tc(&mut ctx)
 }
 
-/// Benchmark: counting sink for frames.
-#[xdp]
-pub fn netpath_bench_sink_xdp(mut ctx: XdpContext) -> u32 {
-    bench::sink_xdp(&mut ctx)
-}
-
 /// Benchmark: the ceiling, redirect without lookup.
 #[xdp]
 pub fn netpath_bench_redirect(mut ctx: XdpContext) -> u32 {
