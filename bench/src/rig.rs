@@ -1,4 +1,4 @@
-//! A lab equipped with the benchmark's own eBPF tools: the counting sinks in the endpoint
+//! A lab equipped with the benchmark's own eBPF tools: the counting sink in the endpoint
 //! and, for the ceiling variant, the redirect-only program on the uplink. The glue between
 //! [`crate::lab`] (topologies) and [`crate::tools`] (programs), which know nothing of each
 //! other.
