@@ -2,15 +2,16 @@
 //! host leave with the uplink's address and a port of netpath's own range; replies are
 //! translated back on the uplink and sent straight into the endpoint. ICMP echoes use their
 //! identifier as the port. The agent expires idle entries (TCP by state, UDP and ICMP by
-//! timeout) from `last_seen`.
+//! timeout) from `last_seen`, which packets refresh at most once a second. Replies are looked
+//! up only for destination ports of the range: the host's own traffic passes without one.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
     programs::TcContext,
 };
 use netpath_common::{
     event, port_any_index, proto, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
-    SNAT_PORTS, SNAT_PORT_MIN,
+    FLOW_REFRESH_NS, SNAT_PORTS, SNAT_PORT_MIN,
 };
 
 use crate::{
@@ -23,6 +24,32 @@ use crate::{
 
 /// Tries at finding a free port before giving up on a packet.
 const PORT_TRIES: u32 = 16;
+
+/// Now, for `last_seen` (CLOCK_MONOTONIC, coarse: a tick is plenty for idle timeouts).
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// Refreshes an entry's `last_seen` when it is stale (a write per second per flow, not per
+/// packet: the entry's cache line stays put while both directions use it), and marks it
+/// closing on a FIN or RST.
+#[inline(always)]
+fn touch(last_seen: &mut u64, flags: &mut u32, now: u64, fin: bool) {
+    if now.wrapping_sub(*last_seen) > FLOW_REFRESH_NS {
+        *last_seen = now;
+    }
+    if fin && *flags & snat_flags::CLOSING == 0 {
+        *flags |= snat_flags::CLOSING;
+    }
+}
+
+/// Whether `port` (network order) is one outbound NAT hands out.
+#[inline(always)]
+fn in_snat_range(port: u16) -> bool {
+    u32::from(u16::from_be(port).wrapping_sub(SNAT_PORT_MIN)) < SNAT_PORTS
+}
 
 /// Translatable: TCP, UDP, or an ICMP echo request (outbound) / reply (inbound).
 #[inline(always)]
@@ -79,16 +106,12 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         return TC_ACT_OK as i32;
     };
     let key = flow.key();
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = now();
     let fin = flow.tcp_closing(ctx.data(), ctx.data_end());
     let nat = match SNAT.get_ptr_mut(&key) {
         // SAFETY: map value pointer valid for this program run.
         Some(n) => unsafe {
-            (*n).last_seen = now;
-            if fin {
-                (*n).flags |= snat_flags::CLOSING;
-            }
+            touch(&mut (*n).last_seen, &mut (*n).flags, now, fin);
             *n
         },
         None => match allocate(&key, uplink, ep, ifindex, now) {
@@ -181,15 +204,17 @@ pub fn reply<P: Packet>(
     if !translatable(flow) || flow.proto == proto::ICMP && flow.src_port != 0 {
         return None;
     }
+    // Outbound NAT only hands out ports (and echo identifiers) of its range: anything else
+    // is the host's own traffic, decided without a lookup.
+    if !in_snat_range(flow.dst_port) {
+        return None;
+    }
     let key = flow.key();
     let fin = flow.tcp_closing(data, data_end);
     let rev = SNAT_REV.get_ptr_mut(&key)?;
     // SAFETY: map value pointer valid for this program run.
     let rev = unsafe {
-        (*rev).last_seen = bpf_ktime_get_ns();
-        if fin {
-            (*rev).flags |= snat_flags::CLOSING;
-        }
+        touch(&mut (*rev).last_seen, &mut (*rev).flags, now(), fin);
         *rev
     };
     if !rewrite(pkt, flow, End::Dst, rev.addr, rev.port) || !pkt.set_macs(&rev.host_mac, &rev.mac) {

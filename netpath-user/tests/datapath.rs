@@ -942,3 +942,46 @@ fn the_kernel_leaves_everything_else_to_the_server() {
         }
     }
 }
+
+#[test]
+fn outbound_replies_are_looked_up_only_in_the_nat_range() {
+    use netpath_common::{SnatNat, SnatRev, SNAT_PORT_MIN};
+    let Dp { mut dp, _fs } = load();
+    host_addrs(&mut dp, &[HOST]);
+    let uplink = be_addr(HOST.into());
+    // One outbound flow NATed to the range's first port, and (as no kernel would make it)
+    // one to the port just below: the host's own traffic there is never looked up.
+    for (client_port, nat_port) in [(1000, SNAT_PORT_MIN), (1001, SNAT_PORT_MIN - 1)] {
+        let key = FlowKey::new(
+            be_addr(EP.into()),
+            be_port(client_port),
+            be_addr(CLIENT.into()),
+            be_port(80),
+            UDP,
+        );
+        let nat = SnatNat {
+            addr: uplink,
+            port: be_port(nat_port),
+            ..Default::default()
+        };
+        let rev = SnatRev {
+            addr: key.src_addr,
+            port: key.src_port,
+            ifindex: EP_IFINDEX,
+            ..Default::default()
+        };
+        dp.insert_outbound(key, nat, rev).unwrap();
+    }
+    let reply = Frame::new(CLIENT, HOST, UDP).build(&udp(80, SNAT_PORT_MIN));
+    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &reply, 0);
+    assert_eq!(
+        verdict, TC_ACT_REDIRECT,
+        "a reply in the range goes to its endpoint"
+    );
+    assert_eq!(Seen(&out).dst(), Ipv4Addr::from(EP));
+    assert!(Seen(&out).checksums_ok());
+    let host = Frame::new(CLIENT, HOST, UDP).build(&udp(80, SNAT_PORT_MIN - 1));
+    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &host, 0);
+    assert_eq!(verdict, TC_ACT_OK, "outside the range: the host's");
+    assert_eq!(out, host, "untouched");
+}
