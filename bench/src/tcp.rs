@@ -320,8 +320,8 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
     for kind in OUT_KINDS {
         p.step(&format!("outbound: {}", kind.name()));
         let lab = Rig::new(*kind, tools, true, false)?;
-        let servers: Vec<Server> = (0..8)
-            .map(|i| Server::start_on(&lab.outside, 9000 + i))
+        let servers: Vec<Acceptor> = (0..8)
+            .map(|i| Acceptor::start(&lab.outside, 9000 + i))
             .collect::<Result<_>>()?;
         let name = if *kind == Kind::Iptables {
             "iptables MASQUERADE"
@@ -343,15 +343,25 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
             about: format!("One TCP connection from a process in the host's namespace to 127.0.0.1:8080, published by an endpoint; 1-byte transactions, {runs} runs of {secs} s."),
             figures: local,
             baseline: "docker-proxy".into(),
-            targets: Vec::new(),
+            targets: vec![Target::ratio(
+                "host-local transactions",
+                "netpath socket hooks",
+                "docker-proxy",
+                1.5,
+            )],
             plots: Vec::new(),
         },
         Section {
             scenario: "outbound".into(),
-            about: format!("New TCP connections per second from an endpoint to a server beyond the uplink (connect, then close), {runs} runs of {secs} s."),
+            about: format!("New TCP connections per second from an endpoint to servers beyond the uplink (connect, then close with RST), {CLIENTS} client threads at once, the servers accepting as fast as they can; {runs} runs of {secs} s."),
             figures: out,
             baseline: "iptables MASQUERADE".into(),
-            targets: Vec::new(),
+            targets: vec![Target::ratio(
+                "new outbound connections per second",
+                "netpath source NAT",
+                "iptables MASQUERADE",
+                1.5,
+            )],
             plots: Vec::new(),
         },
     ])
@@ -360,23 +370,101 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
 pub const HOST_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::DockerProxy, Kind::Iptables];
 pub const OUT_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables];
 
-/// Connections per second from `ns`, round-robin over ports 9000-9007 of `to`.
+/// Client threads opening connections at once in [`connect_rate`].
+const CLIENTS: usize = 4;
+
+/// A server that accepts connections and drops them, as fast as it can (blocking accept; a
+/// connection to itself wakes it to stop).
+struct Acceptor {
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+    ns: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    fn start(ns: &Netns, port: u16) -> Result<Acceptor> {
+        let l = ns
+            .run(|| TcpListener::bind(("0.0.0.0", port)))
+            .with_context(|| format!("bind :{port}"))?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let _ = l.accept();
+            }
+        });
+        Ok(Acceptor {
+            stop,
+            addr,
+            ns: ns.path(),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (addr, path) = (self.addr, self.ns.clone());
+        // A connection from inside its namespace wakes the blocking accept.
+        let woken = std::thread::spawn(move || -> std::io::Result<TcpStream> {
+            nix::sched::setns(
+                std::fs::File::open(&path)?,
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        })
+        .join()
+        .is_ok_and(|r| r.is_ok());
+        if woken {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Connections per second from `ns` by [`CLIENTS`] threads at once, round-robin over ports
+/// 9000-9007 of `to`.
 fn connect_rate(ns: &Netns, to: Ipv4Addr, secs: f64) -> Result<f64> {
     let dur = Duration::from_secs_f64(secs);
-    ns.run(|| -> Result<f64> {
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < dur {
-            let addr = SocketAddr::from((to, 9000 + (n % 8) as u16));
-            let c = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-                .with_context(|| format!("connecting to {addr}"))?;
-            // Close with RST: no TIME_WAIT piling up on the client.
-            set_linger_zero(&c);
-            drop(c);
-            n += 1;
-        }
-        Ok(n as f64 / start.elapsed().as_secs_f64())
-    })
+    let start = Instant::now();
+    let counts: Vec<Result<u64>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|w| {
+                scope.spawn(move || {
+                    ns.run(|| -> Result<u64> {
+                        let mut n = 0u64;
+                        while start.elapsed() < dur {
+                            let port = 9000 + ((n + w as u64) % 8) as u16;
+                            let addr = SocketAddr::from((to, port));
+                            let c = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                                .with_context(|| format!("connecting to {addr}"))?;
+                            // Close with RST: no TIME_WAIT piling up on the client.
+                            set_linger_zero(&c);
+                            drop(c);
+                            n += 1;
+                        }
+                        Ok(n)
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client panicked")))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    for c in counts {
+        total += c?;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
 /// SO_LINGER with a zero timeout: close() sends RST.
