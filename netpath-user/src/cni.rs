@@ -417,11 +417,13 @@ impl Cni<'_> {
         if !ep.networks.contains_key(network) {
             return Ok(());
         }
-        if ep.networks.len() == 1 {
-            self.client
-                .remove_endpoint(&ep.name)
-                .await
-                .map_err(from_client)
+        self.detach(&ep, network).await
+    }
+
+    /// Takes `ep` off `network`: the endpoint goes with its last network.
+    async fn detach(&self, ep: &EndpointView, network: &str) -> Result<(), CniError> {
+        let res = if ep.networks.len() == 1 {
+            self.client.remove_endpoint(&ep.name).await
         } else {
             self.client
                 .disconnect(
@@ -432,8 +434,8 @@ impl Cni<'_> {
                 )
                 .await
                 .map(drop)
-                .map_err(from_client)
-        }
+        };
+        res.map_err(from_client)
     }
 
     async fn check(&self) -> Result<(), CniError> {
@@ -516,20 +518,7 @@ impl Cni<'_> {
             {
                 continue;
             }
-            let res = if ep.networks.len() == 1 {
-                self.client.remove_endpoint(&ep.name).await
-            } else {
-                self.client
-                    .disconnect(
-                        network,
-                        &Disconnect {
-                            endpoint: ep.name.clone(),
-                        },
-                    )
-                    .await
-                    .map(drop)
-            };
-            res.map_err(from_client)?;
+            self.detach(&ep, network).await?;
         }
         Ok(())
     }

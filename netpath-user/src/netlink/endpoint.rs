@@ -43,6 +43,44 @@ pub fn handover_name(host_ifname: &str) -> String {
     format!("nx{}", host_ifname.get(2..).unwrap_or(host_ifname))
 }
 
+/// The link named `name` in `h`'s namespace, which must exist (`what` names it in errors).
+async fn existing(
+    h: &rtnetlink::Handle,
+    name: &str,
+    what: &str,
+    detail: &str,
+) -> Result<netlink_packet_route::link::LinkMessage, NetError> {
+    link_by_name(h, name).await?.ok_or_else(|| NetError {
+        what: format!("{what} {name}"),
+        detail: detail.into(),
+    })
+}
+
+/// The host side of an endpoint's veth (index `idx`): up, with a /32 route to the endpoint.
+async fn host_side_up(
+    h: &rtnetlink::Handle,
+    spec: &EndpointLinkSpec<'_>,
+    idx: u32,
+) -> Result<(), NetError> {
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
+    h.route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(spec.ip, 32)
+                .output_interface(idx)
+                .build(),
+        )
+        .replace()
+        .execute()
+        .await
+        .map_err(err(format!("adding route to {}", spec.ip)))?;
+    Ok(())
+}
+
 /// Creates an endpoint's veth pair with the peer left in this namespace for an engine.
 fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
     let peer = handover_name(spec.host_ifname);
@@ -53,10 +91,7 @@ fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError
             .execute()
             .await
             .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
-        let p = link_by_name(&h, peer).await?.ok_or_else(|| NetError {
-            what: format!("veth peer {peer}"),
-            detail: "vanished".into(),
-        })?;
+        let p = existing(&h, peer, "veth peer", "vanished").await?;
         h.link()
             .set(
                 LinkUnspec::new_with_index(p.header.index)
@@ -67,31 +102,10 @@ fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError
             .await
             .map_err(err(format!("setting the MAC of {peer}")))?;
         set_gro(peer, true)?;
-        let host = link_by_name(&h, spec.host_ifname)
-            .await?
-            .ok_or_else(|| NetError {
-                what: format!("veth {}", spec.host_ifname),
-                detail: "vanished".into(),
-            })?;
-        let idx = host.header.index;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
-        h.route()
-            .add(
-                RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(spec.ip, 32)
-                    .output_interface(idx)
-                    .build(),
-            )
-            .replace()
-            .execute()
-            .await
-            .map_err(err(format!("adding route to {}", spec.ip)))?;
+        let host = existing(&h, spec.host_ifname, "veth", "vanished").await?;
+        host_side_up(&h, spec, host.header.index).await?;
         Ok(EndpointLink {
-            ifindex: idx,
+            ifindex: host.header.index,
             host_mac: link_mac(&host),
         })
     });
@@ -120,10 +134,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
             .execute()
             .await
             .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
-        let peer = link_by_name(&h, peer_tmp).await?.ok_or_else(|| NetError {
-            what: format!("veth peer {peer_tmp}"),
-            detail: "vanished".into(),
-        })?;
+        let peer = existing(&h, peer_tmp, "veth peer", "vanished").await?;
         h.link()
             .set(
                 LinkUnspec::new_with_index(peer.header.index)
@@ -136,13 +147,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
                 "moving {peer_tmp} into {}",
                 spec.netns.display()
             )))?;
-        let host = link_by_name(&h, spec.host_ifname)
-            .await?
-            .ok_or_else(|| NetError {
-                what: format!("veth {}", spec.host_ifname),
-                detail: "vanished".into(),
-            })?;
-        Ok(host)
+        existing(&h, spec.host_ifname, "veth", "vanished").await
     });
     let host = match host {
         Ok(h) => h,
@@ -158,10 +163,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
                 detail: format!("already has an interface named {}", spec.ifname),
             });
         }
-        let peer = link_by_name(&h, peer_tmp).await?.ok_or_else(|| NetError {
-            what: format!("veth peer {peer_tmp}"),
-            detail: "not found in the namespace".into(),
-        })?;
+        let peer = existing(&h, peer_tmp, "veth peer", "not found in the namespace").await?;
         let idx = peer.header.index;
         h.link()
             .set(
@@ -206,28 +208,9 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
         }
         Ok(())
     });
-    let host_side = inside.and_then(|()| {
-        run(None, |h| async move {
-            let idx = host.header.index;
-            h.link()
-                .set(LinkUnspec::new_with_index(idx).up().build())
-                .execute()
-                .await
-                .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
-            h.route()
-                .add(
-                    RouteMessageBuilder::<Ipv4Addr>::new()
-                        .destination_prefix(spec.ip, 32)
-                        .output_interface(idx)
-                        .build(),
-                )
-                .replace()
-                .execute()
-                .await
-                .map_err(err(format!("adding route to {}", spec.ip)))?;
-            Ok(())
-        })
-    });
+    let idx = host.header.index;
+    let host_side =
+        inside.and_then(|()| run(None, |h| async move { host_side_up(&h, spec, idx).await }));
     match host_side {
         Ok(()) => Ok(EndpointLink {
             ifindex: host.header.index,
