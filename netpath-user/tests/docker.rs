@@ -622,4 +622,19 @@ fn refusals_reach_docker_as_one_line_and_change_nothing() {
     assert_eq!(nets.lines().count(), 2, "bridge and one: {nets}");
     assert_eq!(lab.t.ok(&["endpoint", "ls", "-q"]), "");
     assert_eq!(endpoint_links(&lab.t.host), Vec::<String>::new());
+
+    // An agent killed leaves its plugin socket; uninstall takes it, the pools and the state
+    // directory away.
+    let socket = lab._plugins.join("netpath.sock");
+    assert!(lab._plugins.join("netpath.sock").exists());
+    let mut lab = lab;
+    lab.t.kill_agent();
+    let out = lab.t.uninstall();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!socket.exists(), "the plugin socket is gone");
+    assert!(!lab.t.state_dir().exists(), "the state directory is gone");
 }

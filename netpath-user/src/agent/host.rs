@@ -36,9 +36,20 @@ pub struct HostRecord {
     /// Directories the agent created outside its state directory, outermost first.
     #[serde(default)]
     pub dirs: Vec<PathBuf>,
+    /// Sockets the agent serves besides its API's (Docker's plugin), removed by uninstall
+    /// when an agent that was killed left them.
+    #[serde(default)]
+    pub sockets: Vec<PathBuf>,
 }
 
 impl HostRecord {
+    /// Records a socket the agent serves at `path`.
+    pub fn add_socket(&mut self, path: &Path) {
+        if !self.sockets.iter().any(|s| s == path) {
+            self.sockets.push(path.to_path_buf());
+        }
+    }
+
     /// Creates `dir` and its missing parents, recording those it made.
     pub fn create_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
         let missing: Vec<PathBuf> = dir

@@ -149,7 +149,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .as_deref()
         .map(|name| crate::docker::socket_path(&cfg.docker_plugin_dir, name));
     let plugin_listener = match &plugin_socket {
-        Some(path) => Some(bind_socket(path, None, &mut record)?),
+        Some(path) => {
+            record.add_socket(path);
+            Some(bind_socket(path, None, &mut record)?)
+        }
         None => None,
     };
     let pools = crate::docker::ipam::Pools::load(&cfg.state_dir)

@@ -144,9 +144,13 @@ impl Uninstall {
                 out.say(format!("unmounted {}", m.display()));
             }
         }
-        if self.socket.exists() {
-            remove_file(&self.socket)?;
-            out.say(format!("removed {}", self.socket.display()));
+        for socket in std::iter::once(&self.socket).chain(&record.sockets) {
+            let is_socket = std::fs::symlink_metadata(socket)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+            if is_socket {
+                remove_file(socket)?;
+                out.say(format!("removed {}", socket.display()));
+            }
         }
         // Directories it made, innermost first, while nothing else is in them.
         for d in record.dirs.iter().rev() {
@@ -154,7 +158,7 @@ impl Uninstall {
                 out.say(format!("removed {}", d.display()));
             }
         }
-        for f in ["state.json", "host.json"] {
+        for f in ["state.json", "host.json", crate::docker::ipam::POOLS_FILE] {
             let p = self.state_dir.join(f);
             if p.exists() {
                 remove_file(&p)?;

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{keys, AddressRequest, RequestPool};
 use crate::ipam::{pick_subnet, IpamError, Subnet};
 
+/// The pools' file in the agent's state directory.
+pub const POOLS_FILE: &str = "docker-ipam.json";
+
 /// The address space netpath answers for (Docker names it in its requests).
 pub const ADDRESS_SPACE: &str = "netpath";
 
@@ -60,7 +63,7 @@ pub struct Pools {
 impl Pools {
     /// The pools saved in `dir` (none if the file is missing).
     pub fn load(dir: &Path) -> Result<Pools, PoolError> {
-        let path = dir.join("docker-ipam.json");
+        let path = dir.join(POOLS_FILE);
         let pools = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
