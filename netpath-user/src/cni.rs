@@ -18,6 +18,7 @@ use crate::{
         client::{Client, ClientError},
         EndpointView, NetworkView,
     },
+    ipam::cidr_address,
     model::{
         short_id, valid_name, Connect, Disconnect, EndpointCreate, Engine, EngineKind, PortsRequest,
     },
@@ -269,21 +270,8 @@ impl Cni<'_> {
             .first()
             .map(String::as_str)
             .or_else(|| self.env.arg("IP"));
-        match asked {
-            None => Ok(None),
-            Some(ip) => ip
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .map(Some)
-                .map_err(|_| {
-                    CniError::new(
-                        codes::INVALID_CONFIG,
-                        format!("invalid address {ip:?} in ips"),
-                    )
-                }),
-        }
+        cidr_address(asked.unwrap_or_default())
+            .map_err(|e| CniError::new(codes::INVALID_CONFIG, e.to_string()))
     }
 
     async fn add(&self) -> Result<Value, CniError> {
@@ -350,7 +338,7 @@ impl Cni<'_> {
             }
         };
         let net = self.client.network(network).await.map_err(from_client)?;
-        Ok(self.result(&ep, &net))
+        self.result(&ep, &net)
     }
 
     /// The endpoint's name: the pod's or container's name when the runtime gives one that is
@@ -375,8 +363,13 @@ impl Cni<'_> {
     }
 
     /// The CNI result of `ep` on `net`.
-    fn result(&self, ep: &EndpointView, net: &NetworkView) -> Value {
-        let att = &ep.networks[&net.name];
+    fn result(&self, ep: &EndpointView, net: &NetworkView) -> Result<Value, CniError> {
+        let att = ep.networks.get(&net.name).ok_or_else(|| {
+            CniError::new(
+                codes::UNKNOWN_CONTAINER,
+                format!("endpoint {} is not on network {}", ep.name, net.name),
+            )
+        })?;
         let config = net.ipam.config.first();
         let prefix = config
             .and_then(|c| c.subnet.split_once('/'))
@@ -391,7 +384,7 @@ impl Cni<'_> {
             ip["gateway"] = gateway.clone().into();
             routes.push(json!({"dst": "0.0.0.0/0", "gw": gateway}));
         }
-        json!({
+        Ok(json!({
             "cniVersion": self.conf.cni_version,
             "interfaces": [{
                 "name": att.interface,
@@ -405,7 +398,7 @@ impl Cni<'_> {
                 "search": ep.dns.search,
                 "options": ep.dns.options,
             },
-        })
+        }))
     }
 
     async fn del(&self) -> Result<(), CniError> {
@@ -483,10 +476,9 @@ impl Cni<'_> {
             .prev_result
             .as_ref()
             .and_then(|r| r["ips"][0]["address"].as_str())
-            .and_then(|a| a.split('/').next())
             .map(str::to_string);
         if let Some(told) = told {
-            if told != att.ip_address.to_string() {
+            if cidr_address(&told).ok().flatten() != Some(att.ip_address) {
                 return Err(CniError::new(
                     codes::INVALID_CONFIG,
                     format!("address is {}, the runtime was told {told}", att.ip_address),

@@ -27,6 +27,21 @@ pub enum IpamError {
     Exhausted(Subnet),
     #[error("no free subnet in the address pools: every candidate overlaps a network or route")]
     NoFreeSubnet,
+    #[error("invalid address {0:?}: expected A.B.C.D or A.B.C.D/N")]
+    BadAddress(String),
+}
+
+/// The address of `A.B.C.D` or `A.B.C.D/N` (the form engines hand addresses in); `None` for
+/// an empty string.
+pub fn cidr_address(s: &str) -> Result<Option<Ipv4Addr>, IpamError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+    match (addr.parse(), prefix.parse::<u8>()) {
+        (Ok(a), Ok(p)) if p <= 32 => Ok(Some(a)),
+        _ => Err(IpamError::BadAddress(s.to_string())),
+    }
 }
 
 impl Subnet {

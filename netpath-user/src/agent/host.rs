@@ -85,9 +85,7 @@ impl HostRecord {
     /// Writes it atomically.
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
         let path = Self::path(state_dir);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        crate::model::write_json(&path, self).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Sets sysctl `path` to `value`. The value before is recorded (the first time only)

@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{keys, AddressRequest, RequestPool};
-use crate::ipam::{pick_subnet, IpamError, Subnet};
+use crate::ipam::{cidr_address, pick_subnet, IpamError, Subnet};
 
 /// The pools' file in the agent's state directory.
 pub const POOLS_FILE: &str = "docker-ipam.json";
@@ -35,8 +35,6 @@ pub enum PoolError {
     RangeOutside(Subnet, Subnet),
     #[error("no such pool: {0}")]
     NoPool(String),
-    #[error("invalid address {0:?}: expected an IPv4 address")]
-    BadAddress(String),
     #[error("saving the pools: {0}")]
     Save(#[from] std::io::Error),
 }
@@ -84,13 +82,12 @@ impl Pools {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&self.pools).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        Ok(crate::model::write_json(path, &self.pools)?)
+    }
+
+    /// The subnet of pool `id`, if there is such a pool.
+    pub fn subnet_of(&self, id: &str) -> Option<Subnet> {
+        self.pools.get(id).and_then(|p| p.subnet)
     }
 
     /// The pool a subnet was handed out as, if any.
@@ -173,33 +170,20 @@ impl Pools {
             .and_then(|o| o.get(keys::REQUEST_ADDRESS_TYPE))
             .is_some_and(|t| t == keys::GATEWAY_ADDRESS);
         let busy = |ip: &Ipv4Addr, pool: &Pool| pool.taken.contains(ip) || used.contains(ip);
-        let ip = if req.address.is_empty() {
-            if gateway {
-                subnet.first_host()
-            } else {
-                pool.range
-                    .unwrap_or(subnet)
-                    .addresses()
-                    .find(|ip| {
-                        !busy(ip, pool)
-                            && subnet
-                                .check_assignable(
-                                    *ip,
-                                    pool.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                                )
-                                .is_ok()
-                    })
-                    .ok_or(IpamError::Exhausted(pool.range.unwrap_or(subnet)))?
-            }
-        } else {
-            let ip: Ipv4Addr = req
-                .address
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .map_err(|_| PoolError::BadAddress(req.address.clone()))?;
-            ip
+        let ip = match cidr_address(&req.address)? {
+            Some(ip) => ip,
+            None if gateway => subnet.first_host(),
+            None => pool
+                .range
+                .unwrap_or(subnet)
+                .addresses()
+                .find(|ip| {
+                    !busy(ip, pool)
+                        && subnet
+                            .check_assignable(*ip, pool.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED))
+                            .is_ok()
+                })
+                .ok_or(IpamError::Exhausted(pool.range.unwrap_or(subnet)))?,
         };
         // The subnet's own network and broadcast addresses never; a taken one never.
         subnet.check_assignable(ip, Ipv4Addr::UNSPECIFIED)?;
@@ -218,14 +202,8 @@ impl Pools {
         let Some(pool) = self.pools.get_mut(&req.pool_id) else {
             return Ok(());
         };
-        let Ok(ip) = req
-            .address
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .parse::<Ipv4Addr>()
-        else {
-            return Err(PoolError::BadAddress(req.address.clone()));
+        let Some(ip) = cidr_address(&req.address)? else {
+            return Err(IpamError::BadAddress(req.address.clone()).into());
         };
         if pool.taken.remove(&ip) {
             if pool.gateway == Some(ip) {

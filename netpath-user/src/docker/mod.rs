@@ -37,7 +37,7 @@ use crate::{
         server::{self, Body},
         ApiError, EndpointView, NetworkView, Service,
     },
-    ipam::Subnet,
+    ipam::{cidr_address, Subnet},
     model::{short_id, EndpointCreate, Engine, EngineKind, NetworkCreate, PortsRequest},
     netlink::handover_name,
     ports::Proto,
@@ -157,6 +157,15 @@ impl<S: Service> Plugin<S> {
         })
     }
 
+    fn endpoint_or_refuse(&self, id: &str) -> Result<EndpointView, Refusal> {
+        self.endpoint(id).ok_or_else(|| {
+            format!(
+                "netpath has no endpoint for Docker endpoint {}",
+                short_id(id, 12)
+            )
+        })
+    }
+
     /// The netpath endpoint of Docker endpoint `id`.
     fn endpoint(&self, id: &str) -> Option<EndpointView> {
         self.svc.endpoints().into_iter().find(|e| {
@@ -177,13 +186,7 @@ impl<S: Service> Plugin<S> {
             _ => return Err("a netpath network has exactly one IPv4 subnet".into()),
         };
         let subnet: Subnet = data.pool.parse().map_err(|e| format!("{e}"))?;
-        let gateway = match data.gateway.split('/').next() {
-            Some("") | None => None,
-            Some(g) => Some(
-                g.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("invalid gateway {:?}", data.gateway))?,
-            ),
-        };
+        let gateway = cidr_address(&data.gateway).map_err(|e| format!("gateway: {e}"))?;
         let ip_range = self
             .pools()
             .by_subnet(subnet)
@@ -227,13 +230,7 @@ impl<S: Service> Plugin<S> {
         if !iface.address_ipv6.is_empty() {
             return Err("netpath networks are IPv4 only".into());
         }
-        let ip = match iface.address.split('/').next() {
-            Some("") | None => None,
-            Some(a) => Some(
-                a.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("invalid address {:?}", iface.address))?,
-            ),
-        };
+        let ip = cidr_address(&iface.address).map_err(|e| e.to_string())?;
         let mut labels: BTreeMap<String, String> = [
             (NETWORK_LABEL.to_string(), req.network_id.clone()),
             (ENDPOINT_LABEL.to_string(), req.endpoint_id.clone()),
@@ -305,12 +302,7 @@ impl<S: Service> Plugin<S> {
     }
 
     fn join(&self, req: &EndpointRef) -> Result<Value, Refusal> {
-        let ep = self.endpoint(&req.endpoint_id).ok_or_else(|| {
-            format!(
-                "netpath has no endpoint for Docker endpoint {}",
-                short_id(&req.endpoint_id, 12)
-            )
-        })?;
+        let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
         let net = self.network_or_refuse(&req.network_id)?;
         let gateway = if net.internal {
             String::new()
@@ -333,12 +325,7 @@ impl<S: Service> Plugin<S> {
 
     /// Publishes what Docker asks for (`-p`, `-P`), replacing what the endpoint had.
     fn program_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
-        let ep = self.endpoint(&req.endpoint_id).ok_or_else(|| {
-            format!(
-                "netpath has no endpoint for Docker endpoint {}",
-                short_id(&req.endpoint_id, 12)
-            )
-        })?;
+        let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
         let bindings: Vec<PortBinding> = option(req.options.as_ref(), keys::PORT_MAP)?;
         let specs = bindings
             .iter()
@@ -391,14 +378,7 @@ impl<S: Service> Plugin<S> {
     }
 
     fn request_address(&self, req: &AddressRequest) -> Result<Value, Refusal> {
-        let subnet: Option<Subnet> = req
-            .pool_id
-            .split('/')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join("/")
-            .parse()
-            .ok();
+        let subnet = self.pools().subnet_of(&req.pool_id);
         // Addresses netpath's own endpoints hold on the pool's network.
         let used: Vec<Ipv4Addr> = self
             .svc
@@ -411,7 +391,7 @@ impl<S: Service> Plugin<S> {
                     .any(|c| c.subnet.parse::<Subnet>().ok() == subnet)
             })
             .flat_map(|n| n.containers.values())
-            .filter_map(|m| m.ipv4_address.split('/').next()?.parse().ok())
+            .filter_map(|m| cidr_address(&m.ipv4_address).ok().flatten())
             .collect();
         let address = self
             .pools()

@@ -69,3 +69,14 @@ fn docker_mac() {
         "02:42:ac:11:00:02"
     );
 }
+
+#[test]
+fn addresses_as_engines_write_them() {
+    let a = Ipv4Addr::new(10, 1, 0, 5);
+    assert_eq!(cidr_address("10.1.0.5"), Ok(Some(a)));
+    assert_eq!(cidr_address("10.1.0.5/24"), Ok(Some(a)));
+    assert_eq!(cidr_address(""), Ok(None));
+    for bad in ["10.1.0", "10.1.0.5/33", "10.1.0.5/", "fd00::1/64", "x"] {
+        assert!(cidr_address(bad).is_err(), "{bad}");
+    }
+}

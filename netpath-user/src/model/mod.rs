@@ -222,17 +222,9 @@ impl State {
         }
     }
 
-    /// Writes the state file atomically: a temporary file, fsync, rename.
+    /// Writes the state file atomically ([`write_json`]).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        write_json(path, self)
     }
 
     /// Every published mapping, of every endpoint.
@@ -264,6 +256,21 @@ impl State {
             .values()
             .filter_map(move |e| e.attachment(network).map(|a| (e, a)))
     }
+}
+
+/// Writes `value` as JSON to `path` atomically: a temporary file, fsync, rename, and the
+/// directory synced, so a crash leaves the old file or the new one, whole. Every file the
+/// agent keeps in its state directory is written so.
+pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The first `n` characters of an id (Docker shows 12): never splits a character.
