@@ -70,26 +70,30 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
         figures.push(fig);
     }
     // The ceiling bounds every variant: one above it means the harness measures something
-    // else (the generator, say), and the run is worthless. Short runs get a little slack.
+    // else (the generator, say), and the run is worthless. Quick runs (two of 0.4 s) are too
+    // short to tell noise from a harness bug: there it is said in the report, not fatal.
+    let mut warning = String::new();
     if let Some(ceiling) = figures.iter().find(|g| g.variant == Kind::Ceiling.name()) {
-        let slack = if quick { 1.10 } else { 1.0 };
-        let top = ceiling.median() * slack;
         if let Some(over) = figures
             .iter()
-            .find(|g| g.variant != ceiling.variant && g.median() > top)
+            .find(|g| g.variant != ceiling.variant && g.median() > ceiling.median())
         {
-            bail!(
-                "harness bug: {} delivered {:.3} Mpps, above the ceiling's {:.3} Mpps",
+            let what = format!(
+                "{} delivered {:.3} Mpps, above the ceiling's {:.3} Mpps",
                 over.variant,
                 over.median(),
                 ceiling.median()
             );
+            if !quick {
+                bail!("harness bug: {what}");
+            }
+            warning = format!(" **Above the ceiling in this quick run: {what}.**");
         }
     }
     Ok(Section {
         scenario: f.name.into(),
         about: format!(
-            "{} {runs} runs of {secs} s per variant; 64-byte frames from the XDP live-frames generator, counted at the endpoint's TC ingress. CPUs: {layout}.",
+            "{} {runs} runs of {secs} s per variant; 64-byte frames from the XDP live-frames generator, counted at the endpoint's TC ingress. CPUs: {layout}.{warning}",
             f.about
         ),
         figures,
