@@ -527,7 +527,7 @@ impl Cni<'_> {
 /// The plugin's `main`: reads the environment and stdin, prints the result or the error,
 /// and says by the exit status which it was.
 pub fn main() -> std::process::ExitCode {
-    use std::io::Read;
+    use std::io::{IsTerminal, Read};
     let env = Env::from_process();
     let mut stdin = Vec::new();
     let version = |stdin: &[u8]| {
@@ -536,7 +536,9 @@ pub fn main() -> std::process::ExitCode {
             .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
             .unwrap_or_else(|| "1.0.0".into())
     };
-    let res = if env.command == "VERSION" {
+    // Runtimes hand every command, VERSION too, its configuration on stdin; only someone
+    // asking VERSION by hand at a terminal is not waited for.
+    let res = if env.command == "VERSION" && std::io::stdin().is_terminal() {
         Ok(())
     } else {
         std::io::stdin()

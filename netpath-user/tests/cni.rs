@@ -29,12 +29,17 @@ fn cni(command: &str, id: &str, netns: &str, ifname: &str, conf: &Value) -> (boo
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
+    // As runtimes do (Go's os/exec), a plugin that exits without reading all of stdin is
+    // not an error of the write.
+    match child
         .stdin
         .take()
         .unwrap()
         .write_all(conf.to_string().as_bytes())
-        .unwrap();
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("{e}"),
+        _ => {}
+    }
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let v = if text.trim().is_empty() {
