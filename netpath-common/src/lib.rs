@@ -10,8 +10,9 @@
 pub mod map_names {
     /// [`crate::PortKey`] → [`crate::PortTarget`]: ports published on one host address.
     pub const PORTS: &str = "PORTS";
-    /// Array of [`crate::PortTarget`] by [`crate::port_any_index`]: ports published on every
-    /// host address (Docker's `0.0.0.0`, the common case) — an array lookup, no hashing.
+    /// Array of [`crate::PortSlot`] by [`crate::port_any_index`]: ports published on every
+    /// host address (Docker's `0.0.0.0`, the common case) — an array lookup, no hashing —
+    /// and, for the others, whether `PORTS` has the port on some address at all.
     pub const PORTS_ANY: &str = "PORTS_ANY";
     /// Host IPv4 address (network order `u32`) → `u32` flags: the agent's own addresses.
     pub const HOST_ADDRS: &str = "HOST_ADDRS";
@@ -81,8 +82,7 @@ pub mod proto {
 /// Entries of the `PORTS_ANY` array: TCP ports, then UDP ports.
 pub const PORTS_ANY_LEN: u32 = 2 * 65536;
 
-/// Index into `PORTS_ANY` of (protocol, port in network order). A slot whose `ifindex` is 0
-/// is empty. [`port_any_key`] is its inverse.
+/// Index into `PORTS_ANY` of (protocol, port in network order). [`port_any_key`] is its inverse.
 #[inline(always)]
 pub fn port_any_index(proto: u8, port_be: u16) -> u32 {
     (u32::from(proto == proto::UDP) << 16) | u32::from(u16::from_be(port_be))
@@ -132,6 +132,26 @@ pub struct PortTarget {
     pub mac: [u8; 6],
     /// MAC of the host-side veth (source of the DNAT'd frame: the endpoint's gateway).
     pub gw_mac: [u8; 6],
+}
+
+/// A slot of `PORTS_ANY`: one (protocol, port) of the host. One array read decides what most
+/// packets need: published on every host address (`target.ifindex` not 0), published on some
+/// addresses only (`specific` of them, in `PORTS`), or not published at all (neither: no hash
+/// lookup). A port is never published both ways at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortSlot {
+    pub target: PortTarget,
+    /// How many host addresses publish this port in `PORTS`.
+    pub specific: u32,
+}
+
+impl PortSlot {
+    /// Whether the port is published in any way (outbound NAT must not hand it out).
+    #[inline(always)]
+    pub fn published(&self) -> bool {
+        self.target.ifindex != 0 || self.specific != 0
+    }
 }
 
 /// Key of the flow table: a connection's 5-tuple as its *replies* leave the endpoint
@@ -571,6 +591,7 @@ mod pod {
     // SAFETY: all of these are #[repr(C)] plain-old-data with explicit padding fields.
     unsafe impl aya::Pod for PortKey {}
     unsafe impl aya::Pod for PortTarget {}
+    unsafe impl aya::Pod for PortSlot {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowNat {}
     unsafe impl aya::Pod for EndpointInfo {}
@@ -597,6 +618,11 @@ pub const DNS_ADDRS: usize = 8;
 const _: () = assert!(DNS_ADDRS.is_power_of_two());
 /// The UDP port of DNS.
 pub const DNS_PORT: u16 = 53;
+
+/// The metadata word (native order, just before the frame) that the uplink's XDP program
+/// leaves on a packet it passes, so TC does not decide again: this tag, and in the low byte
+/// the index of the [`Counter`] that says why.
+pub const XDP_PASSED_TAG: u32 = 0x6e70_7000;
 /// How long answers of the DNS fast path (and the agent's server) may be cached.
 pub const DNS_TTL: u32 = 600;
 

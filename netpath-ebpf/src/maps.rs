@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
-    NetworkInfo, PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev, SockRevKey,
+    NetworkInfo, PeerInfo, PortKey, PortSlot, PortStats, PortTarget, SnatNat, SnatRev, SockRevKey,
     SockRevNat, PORTS_ANY_LEN,
 };
 
@@ -17,9 +17,10 @@ const NO_PREALLOC: u32 = 1;
 #[map]
 pub static PORTS: HashMap<PortKey, PortTarget> = HashMap::pinned(map_sizes::PORTS, 0);
 
-/// Ports published on every host address, indexed by `port_any_index`.
+/// Every host port, indexed by `port_any_index`: published on every host address, on some,
+/// or not at all.
 #[map]
-pub static PORTS_ANY: Array<PortTarget> = Array::pinned(PORTS_ANY_LEN, 0);
+pub static PORTS_ANY: Array<PortSlot> = Array::pinned(PORTS_ANY_LEN, 0);
 
 /// The agent's own IPv4 addresses (network order); a wildcard publish answers on each.
 #[map]

@@ -14,18 +14,21 @@ pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
     lookup(flow.dst_addr, flow.dst_port, flow.proto)
 }
 
-/// The endpoint behind host address `addr`, port `port` (both network order) and `proto`:
-/// a publish on every host address (an array slot, valid when `addr` is one of the host's
-/// addresses), else one on exactly this address. A port cannot be published both ways at
-/// once. The one published-port lookup: packets (uplink, hairpin) and sockets (`sock.rs`).
+/// The endpoint behind host address `addr`, port `port` (both network order) and `proto`.
+/// The port's array slot decides first: published on every host address (valid when `addr`
+/// is one of the host's addresses), not published anywhere (the host's own traffic: no hash
+/// lookup), or published on some addresses, of which this may be one. The one
+/// published-port lookup: packets (uplink, hairpin) and sockets (`sock.rs`).
 #[inline(always)]
 pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
-    if let Some(t) = PORTS_ANY.get_ptr(port_any_index(proto, port)) {
-        // SAFETY: map value pointer valid for this program run; copied out at once.
-        let t = unsafe { *t };
-        if t.ifindex != 0 {
-            return HOST_ADDRS.get_ptr(&addr).map(|_| t);
-        }
+    let slot = PORTS_ANY.get_ptr(port_any_index(proto, port))?;
+    // SAFETY: map value pointer valid for this program run; read at once.
+    let (target, specific) = unsafe { ((*slot).target, (*slot).specific) };
+    if target.ifindex != 0 {
+        return HOST_ADDRS.get_ptr(&addr).map(|_| target);
+    }
+    if specific == 0 {
+        return None;
     }
     let key = PortKey {
         addr,

@@ -167,7 +167,7 @@ fn allocate(
             // SAFETY: map value pointer valid for this program run.
             let published = PORTS_ANY
                 .get_ptr(port_any_index(key.proto, port))
-                .is_some_and(|t| unsafe { (*t).ifindex } != 0);
+                .is_some_and(|s| unsafe { (*s).published() });
             if published {
                 continue;
             }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, udp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP};
-use netpath_common::{Counter, FlowKey, FlowNat, PortKey, PortTarget};
+use netpath_common::{Counter, FlowKey, FlowNat, PortKey, PortTarget, XDP_PASSED_TAG};
 use netpath_user::{
     datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
@@ -111,6 +111,13 @@ fn run_xdp(dp: &mut Datapath, pkt: &[u8]) -> (u32, Vec<u8>) {
         .unwrap_or_else(|e| panic!("xdp test run of {} bytes: {e}", pkt.len()));
     out.truncate(res.data_size_out as usize);
     (res.return_value, out)
+}
+
+/// A frame XDP passed, as the test run returns it: the metadata word XDP left for TC, and
+/// the frame after it.
+fn passed_by_xdp(out: &[u8]) -> (u32, &[u8]) {
+    let (meta, frame) = out.split_at(4);
+    (u32::from_ne_bytes(meta.try_into().unwrap()), frame)
 }
 
 fn counter(dp: &Datapath, c: Counter) -> u64 {
@@ -243,6 +250,40 @@ fn host_ip_binding_is_exact() {
 }
 
 #[test]
+fn a_port_on_several_addresses_is_found_until_its_last_publish_goes() {
+    let Dp { mut dp, _fs } = load();
+    let (lo, other) = ([127, 0, 0, 1], [10, 0, 0, 5]);
+    publish(&mut dp, lo, 8081, TCP, 80, EP_IFINDEX);
+    publish(&mut dp, other, 8081, TCP, 80, EP_IFINDEX);
+    // Written again (a changed target): still one publish on that address.
+    publish(&mut dp, other, 8081, TCP, 80, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST, other]);
+    let verdict = |dp: &mut Datapath, dst: [u8; 4]| {
+        let pkt = Frame::new(CLIENT, dst, TCP).build(&tcp(40000, 8081));
+        run_tc(dp, programs::UPLINK_TC, &pkt, 0).0
+    };
+    assert_eq!(verdict(&mut dp, lo), TC_ACT_REDIRECT);
+    assert_eq!(verdict(&mut dp, other), TC_ACT_REDIRECT);
+    let key = |addr: [u8; 4]| PortKey {
+        addr: be_addr(addr.into()),
+        port: be_port(8081),
+        proto: TCP,
+        _pad: 0,
+    };
+    dp.unpublish(&key(other)).unwrap();
+    dp.unpublish(&key(other)).unwrap(); // twice: nothing more goes
+    assert_eq!(verdict(&mut dp, other), TC_ACT_OK);
+    assert_eq!(
+        verdict(&mut dp, lo),
+        TC_ACT_REDIRECT,
+        "the other address keeps it"
+    );
+    dp.unpublish(&key(lo)).unwrap();
+    assert_eq!(verdict(&mut dp, lo), TC_ACT_OK);
+    assert_eq!(dp.recount_specific().unwrap(), 0, "the counts were right");
+}
+
+#[test]
 fn everything_else_passes_untouched() {
     let Dp { mut dp, _fs } = load();
     publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
@@ -287,12 +328,25 @@ fn everything_else_passes_untouched() {
         assert_eq!(&out, pkt, "{name} untouched");
         let (verdict, out) = run_xdp(&mut dp, pkt);
         assert_eq!(verdict, XDP_PASS, "{name} (xdp)");
-        assert_eq!(&out, pkt, "{name} untouched (xdp)");
+        let (meta, out) = passed_by_xdp(&out);
+        assert_eq!(out, &pkt[..], "{name} untouched (xdp)");
+        let reason = match name {
+            "truncated tcp" => Counter::Malformed,
+            "first fragment" | "later fragment" => Counter::Fragment,
+            _ => Counter::Pass,
+        };
+        assert_eq!(
+            meta,
+            XDP_PASSED_TAG | reason as u32,
+            "{name}: the verdict left for TC"
+        );
     }
     // The kernel refuses skb test runs shorter than an IPv4 header; XDP takes them.
     let (verdict, out) = run_xdp(&mut dp, &short_ip);
     assert_eq!(verdict, XDP_PASS, "truncated ipv4 (xdp)");
-    assert_eq!(out, short_ip);
+    let (meta, out) = passed_by_xdp(&out);
+    assert_eq!(out, &short_ip[..]);
+    assert_eq!(meta, XDP_PASSED_TAG | Counter::Malformed as u32);
     assert_eq!(counter(&dp, Counter::Fragment), 2);
     assert_eq!(counter(&dp, Counter::Malformed), 1);
     assert_eq!(counter(&dp, Counter::DnatTc), 0);

@@ -307,4 +307,14 @@ fn xdp_fast_path() {
     assert_eq!(client_ip(&r), OUTSIDE.to_string());
     let s = t.stats();
     assert!(s["Counters"]["dnat_xdp"].as_u64().unwrap() >= 2, "{s}");
+    // The host's own traffic: XDP passes it with its verdict in the metadata, and TC takes
+    // it from there; it reaches the host's server and is counted once as passed.
+    tcp_server(&t.host, 9000);
+    let passed = |s: &serde_json::Value| s["Counters"]["pass"].as_u64().unwrap();
+    let before = passed(&s);
+    let r = tcp_request(&t.outside, HOST, 9000, "h").expect("the host's own service");
+    assert_eq!(client_ip(&r), OUTSIDE.to_string());
+    let s = t.stats();
+    assert!(passed(&s) > before, "{s}");
+    assert_eq!(s["Counters"]["dnat_tc"].as_u64().unwrap(), 0, "{s}");
 }

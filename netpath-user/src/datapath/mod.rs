@@ -287,7 +287,7 @@ pub struct Datapath {
     /// The programs' log records, when they log.
     kernel_log: Option<kernel_log::KernelLog>,
     ports: HashMap<MapData, PortKey, PortTarget>,
-    ports_any: Array<MapData, PortTarget>,
+    ports_any: Array<MapData, netpath_common::PortSlot>,
     host_addrs: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowNat>,
     endpoints: HashMap<MapData, u32, EndpointInfo>,

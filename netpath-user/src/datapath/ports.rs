@@ -1,49 +1,99 @@
 //! Published ports (kernel: `ports.rs`): `PORTS` for a publish on one host address,
-//! `PORTS_ANY` (an array slot per protocol and port) for a publish on every host address, and
-//! `HOST_ADDRS`, the addresses where the latter answer.
+//! `PORTS_ANY` (an array slot per protocol and port) for a publish on every host address and
+//! how many addresses publish the port in `PORTS`, and `HOST_ADDRS`, the addresses where a
+//! publish on every address answers.
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use netpath_common::{map_names, port_any_index, port_any_key, PortKey, PortTarget};
+use netpath_common::{map_names, port_any_index, port_any_key, PortKey, PortSlot, PortTarget};
 
 use super::{be_addr, removed, Datapath, DatapathError};
 
 impl Datapath {
     /// Publishes `key` (address 0: every host address) to `target`.
+    ///
+    /// A publish on one address also counts itself in its port's `PORTS_ANY` slot, before it
+    /// is written (and is uncounted after it is removed): a count too high costs the kernel a
+    /// hash lookup that misses, one too low would hide a publish, so an interrupted change
+    /// errs on the safe side, and [`Datapath::recount_specific`] settles it.
     pub fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
+        let idx = port_any_index(key.proto, key.port);
+        let mut slot = self.port_slot(idx)?;
         if key.addr == 0 {
-            self.ports_any
-                .set(port_any_index(key.proto, key.port), target, 0)
-                .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
-        } else {
-            self.ports
-                .insert(key, target, 0)
-                .map_err(|e| DatapathError::Map(map_names::PORTS, e))
+            slot.target = target;
+            return self.set_port_slot(idx, slot);
         }
+        let new = self.ports.get(&key, 0).is_err();
+        if new {
+            slot.specific += 1;
+            self.set_port_slot(idx, slot)?;
+        }
+        let res = self
+            .ports
+            .insert(key, target, 0)
+            .map_err(|e| DatapathError::Map(map_names::PORTS, e));
+        if res.is_err() && new {
+            slot.specific -= 1;
+            self.set_port_slot(idx, slot)?;
+        }
+        res
     }
 
     /// Stops publishing `key`.
     pub fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
+        let idx = port_any_index(key.proto, key.port);
+        let mut slot = self.port_slot(idx)?;
         if key.addr == 0 {
-            self.ports_any
-                .set(
-                    port_any_index(key.proto, key.port),
-                    PortTarget::default(),
-                    0,
-                )
-                .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
-        } else {
-            removed(map_names::PORTS, self.ports.remove(key))
+            slot.target = PortTarget::default();
+            return self.set_port_slot(idx, slot);
         }
+        if self.ports.get(key, 0).is_err() {
+            return Ok(());
+        }
+        removed(map_names::PORTS, self.ports.remove(key))?;
+        slot.specific = slot.specific.saturating_sub(1);
+        self.set_port_slot(idx, slot)
+    }
+
+    /// Sets every `PORTS_ANY` slot's count of one-address publishes to what `PORTS` holds.
+    pub fn recount_specific(&mut self) -> Result<usize, DatapathError> {
+        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        let specific: Vec<(PortKey, PortTarget)> = self.scan(map_names::PORTS, &self.whole.ports);
+        for (k, _) in specific {
+            *counts.entry(port_any_index(k.proto, k.port)).or_default() += 1;
+        }
+        let slots: Vec<(u32, PortSlot)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
+        let mut fixed = 0;
+        for (idx, mut slot) in slots {
+            let want = counts.get(&idx).copied().unwrap_or(0);
+            if slot.specific != want {
+                slot.specific = want;
+                self.set_port_slot(idx, slot)?;
+                fixed += 1;
+            }
+        }
+        Ok(fixed)
+    }
+
+    fn port_slot(&self, idx: u32) -> Result<PortSlot, DatapathError> {
+        self.ports_any
+            .get(&idx, 0)
+            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
+    }
+
+    fn set_port_slot(&mut self, idx: u32, slot: PortSlot) -> Result<(), DatapathError> {
+        self.ports_any
+            .set(idx, slot, 0)
+            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
     }
 
     /// Every published port in the maps, with its target.
     pub fn published(&self) -> Vec<(PortKey, PortTarget)> {
         let mut out: Vec<(PortKey, PortTarget)> = self.scan(map_names::PORTS, &self.whole.ports);
-        let any: Vec<(u32, PortTarget)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
+        let any: Vec<(u32, PortSlot)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
         out.extend(
             any.into_iter()
-                .filter(|(_, t)| t.ifindex != 0)
-                .map(|(idx, t)| {
+                .filter(|(_, s)| s.target.ifindex != 0)
+                .map(|(idx, s)| {
                     let (proto, port) = port_any_key(idx);
                     let key = PortKey {
                         addr: 0,
@@ -51,7 +101,7 @@ impl Datapath {
                         proto,
                         _pad: 0,
                     };
-                    (key, t)
+                    (key, s.target)
                 }),
         );
         out

@@ -95,6 +95,7 @@ impl Datapath {
                 report.removed += 1;
             }
         }
+        report.written += self.recount_specific()?;
 
         // Endpoints, by interface and by address.
         let eps: StdHashMap<u32, EndpointInfo> = c
