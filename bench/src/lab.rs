@@ -45,6 +45,10 @@ pub enum Kind {
     Routing,
     /// An XDP program that only redirects to the endpoint: no lookup at all.
     Ceiling,
+    /// Nothing attached anywhere: the host as it is without netpath.
+    Detached,
+    /// An XDP program that passes everything, on the uplink: what any XDP program costs.
+    EmptyXdp,
 }
 
 impl Kind {
@@ -57,6 +61,8 @@ impl Kind {
             Kind::DockerProxy => "docker-proxy",
             Kind::Routing => "routing (no NAT)",
             Kind::Ceiling => "ceiling (redirect only)",
+            Kind::Detached => "detached (no netpath)",
+            Kind::EmptyXdp => "empty xdp program",
         }
     }
 
@@ -179,8 +185,10 @@ impl Lab {
             lab.netpath(&args)?;
         } else if kind.bridged() {
             lab.bridge(&id)?;
+        } else if kind == Kind::Ceiling {
+            lab.ceiling_target = Some(lab.endpoint_veth(&id)?);
         } else {
-            lab.ceiling(&id)?;
+            lab.endpoint_veth(&id)?;
         }
         match kind {
             Kind::Iptables if publish => {
@@ -324,17 +332,17 @@ impl Lab {
         Ok(())
     }
 
-    /// A veth to the endpoint, for an XDP program on the uplink that redirects everything to
-    /// it (attached by the caller, see [`Lab::ceiling_target`]); GRO on the endpoint's
-    /// interface makes it a valid redirect target.
-    fn ceiling(&mut self, id: &str) -> Result<()> {
+    /// A bare veth to the endpoint; its host side's ifindex. The ceiling variant's XDP program
+    /// on the uplink redirects everything to it (attached by the caller, see
+    /// [`Lab::ceiling_target`]); GRO on the endpoint's interface makes it a valid redirect
+    /// target.
+    fn endpoint_veth(&mut self, id: &str) -> Result<u32> {
         let hv = format!("bv{id}");
         veth(&self.host, &hv, &self.ep, "eth0tmp");
         self.ep.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
         self.ep.ip(&["link", "set", "eth0", "up"]);
         self.ep.exec("ethtool", &["-K", "eth0", "gro", "on"]);
-        self.ceiling_target = Some(read_sys(&self.host, &format!("{hv}/ifindex")).parse()?);
-        Ok(())
+        Ok(read_sys(&self.host, &format!("{hv}/ifindex")).parse()?)
     }
 
     /// What Docker does for the host's own connections to 127.0.0.1 when its userland proxy

@@ -29,12 +29,13 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tcp, e2e, host, scale, agent, dns, docker.
+    /// Scenarios to run (default: all): prog, pps, conn, tax, tcp, e2e, host, scale, agent,
+    /// dns, docker.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "pps", "conn", "tcp", "e2e", "host", "scale", "agent", "dns", "docker",
+    "prog", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "agent", "dns", "docker",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -89,6 +90,7 @@ fn main() -> Result<()> {
             "prog" => 1,
             "pps" => traffic::PPS_KINDS.len() * runs,
             "conn" => traffic::CONN_KINDS.len() * runs,
+            "tax" => tcp::TAX_KINDS.len() * runs,
             "tcp" => tcp::KINDS.len() * runs,
             "e2e" => tcp::PEER_KINDS.len() * runs,
             "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
@@ -113,6 +115,7 @@ fn main() -> Result<()> {
             }
             "pps" => vec![traffic::pps(quick, &mut tools, &p)?],
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
+            "tax" => tcp::tax(quick, &mut tools, &p)?,
             "tcp" => {
                 let (sections, dists) = tcp::run(quick, &mut tools, &p)?;
                 latencies.extend(dists);

@@ -15,7 +15,8 @@ use crate::{
 /// A lab and the tool programs attached to it (detached before the lab goes).
 pub struct Rig {
     _sink: Option<SchedClassifierLink>,
-    _ceiling: Option<XdpLink>,
+    /// The ceiling's redirect-only program, or the empty one, on the uplink.
+    _xdp: Option<XdpLink>,
     /// The generator's CPU, when it has one of its own.
     generator_cpu: Option<usize>,
     /// Where the generator and the path run, for the report.
@@ -24,8 +25,8 @@ pub struct Rig {
 }
 
 /// The CPU the generator runs on, and the one the path under test runs on.
-const GENERATOR_CPU: usize = 0;
-const PATH_CPU: usize = 1;
+pub const GENERATOR_CPU: usize = 0;
+pub const PATH_CPU: usize = 1;
 
 /// Gives the uplink's NAPI a kernel thread of its own (threaded NAPI) pinned to
 /// [`PATH_CPU`]: everything the frames cause — the variant's programs or rules, the
@@ -78,6 +79,7 @@ impl Rig {
                 tools.set_redirect(ifindex)?;
                 Some(tools.attach_redirect(&lab.host, &lab.up_if)?)
             }
+            None if kind == Kind::EmptyXdp => Some(tools.attach_pass(&lab.host, &lab.up_if)?),
             None => None,
         };
         let sink = if sinks {
@@ -89,7 +91,9 @@ impl Rig {
         } else {
             None
         };
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The machine's CPUs, not the caller's share of them (it may be pinned to one).
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { nix::libc::sysconf(nix::libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
         let (generator_cpu, layout) = if sinks && cpus > PATH_CPU {
             (Some(GENERATOR_CPU), separate_cpus(&lab)?)
         } else {
@@ -100,7 +104,7 @@ impl Rig {
         };
         Ok(Rig {
             _sink: sink,
-            _ceiling: ceiling,
+            _xdp: ceiling,
             generator_cpu,
             layout,
             lab,

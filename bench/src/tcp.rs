@@ -3,6 +3,7 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -204,8 +205,16 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>
                     Target::ratio("transactions/s", np, routing, 1.0),
                 ],
             ),
-            section("tcp latency p50", p50, vec![]),
-            section("tcp latency p99", p99, vec![]),
+            section(
+                "tcp latency p50",
+                p50,
+                vec![Target::ratio("p50 latency", np, ipt, 1.0)],
+            ),
+            section(
+                "tcp latency p99",
+                p99,
+                vec![Target::ratio("p99 latency", np, ipt, 1.0)],
+            ),
             section(
                 "tcp bulk",
                 gbit,
@@ -270,19 +279,33 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
         gbit.push(g);
     }
     let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80), {runs} runs of {secs} s per variant.");
-    let section = |scenario: &str, figures| Section {
+    let base = "bridge + iptables";
+    let np = Kind::NetpathTc.name();
+    let section = |scenario: &str, figures, target: Target| Section {
         scenario: scenario.into(),
         about: about.clone(),
         figures,
-        baseline: "bridge + iptables".into(),
-        targets: Vec::new(),
+        baseline: base.into(),
+        targets: vec![target],
         plots: Vec::new(),
     };
     Ok((
         vec![
-            section("e2e rr", tps),
-            section("e2e latency p99", p99),
-            section("e2e bulk", gbit),
+            section(
+                "e2e rr",
+                tps,
+                Target::ratio("transactions/s", np, base, 1.3),
+            ),
+            section(
+                "e2e latency p99",
+                p99,
+                Target::ratio("p99 latency", np, base, 1.0),
+            ),
+            section(
+                "e2e bulk",
+                gbit,
+                Target::ratio("bulk throughput", np, base, 1.2),
+            ),
         ],
         dists,
     ))
@@ -364,6 +387,249 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
             )],
             plots: Vec::new(),
         },
+    ])
+}
+
+pub const TAX_KINDS: &[Kind] = &[
+    Kind::Detached,
+    Kind::NetpathTc,
+    Kind::EmptyXdp,
+    Kind::NetpathXdp,
+];
+
+/// The host's own UDP service on the uplink (not published: the host answers it).
+const TAX_UDP_PORT: u16 = 9200;
+/// The host's own TCP service on the uplink.
+const TAX_TCP_PORT: u16 = 9100;
+
+/// Runs `f` while `perf` samples `cpu` with call chains; the share (%) of the samples spent
+/// in netpath's programs and what they call.
+fn netpath_share<T>(cpu: usize, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let data = std::env::temp_dir().join(format!("netpath-bench-perf-{}", std::process::id()));
+    let mut rec = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-g",
+            "-C",
+            &cpu.to_string(),
+            "-o",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("perf (Debian package linux-perf)")?;
+    // perf writes its header once it samples: wait for that, not for a guessed time.
+    let start = Instant::now();
+    while std::fs::metadata(&data).map_or(true, |m| m.len() == 0) {
+        if start.elapsed() > Duration::from_secs(10) {
+            anyhow::bail!("perf record did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = f();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(rec.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    rec.wait()?;
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--children",
+            "--sort",
+            "sym",
+            "-g",
+            "none",
+            "--stdio",
+            "-i",
+        ])
+        .arg(&data)
+        .output()?;
+    let _ = std::fs::remove_file(&data);
+    let text = String::from_utf8_lossy(&report.stdout);
+    // "  3.76%  3.74%  [k] bpf_prog_<tag>_netpath_uplink_tc": the first column (children)
+    // counts the program and everything it calls; programs do not call each other.
+    let share = text
+        .lines()
+        .filter(|l| l.contains("bpf_prog_") && l.contains("_netpath_"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    Ok((out?, share))
+}
+
+/// Packets the host's IP layer handed to its protocols so far (`Ip: InDelivers`).
+fn ip_delivered(ns: &Netns) -> Result<u64> {
+    let snmp = ns.exec("cat", &["/proc/net/snmp"]);
+    let mut ip = snmp.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (ip.next(), ip.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        anyhow::bail!("no Ip: lines in /proc/net/snmp");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InDelivers")
+        .and_then(|(_, v)| v.parse().ok())
+        .context("Ip: InDelivers")
+}
+
+/// Keeps the calling thread (and the threads it starts: clients, servers) on one CPU until
+/// dropped.
+struct PinnedTo(nix::sched::CpuSet);
+
+impl PinnedTo {
+    fn cpu(cpu: usize) -> Result<PinnedTo> {
+        let before = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+        crate::tools::pin_self(cpu)?;
+        Ok(PinnedTo(before))
+    }
+}
+
+impl Drop for PinnedTo {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
+}
+
+/// Scenario `tax`: the host's own traffic on the uplink — TCP request/response and bulk to a
+/// service of the host, and a UDP flood to another — with netpath's programs attached (a port
+/// published, so its maps are not empty) and with nothing attached. What netpath costs
+/// traffic that is not its own. The variants' labs stand side by side and are measured in
+/// turns, so drift of the machine falls on all alike; clients, servers and the generator run
+/// on one CPU, the uplink's receive path on the other.
+pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
+    let _pinned = PinnedTo::cpu(crate::rig::GENERATOR_CPU)?;
+    let flood = crate::tools::Traffic {
+        dst: crate::lab::HOST,
+        dport: TAX_UDP_PORT,
+        src_addrs: 4,
+        src_ports: 256,
+    };
+    let to = (crate::lab::HOST, TAX_TCP_PORT);
+    struct Variant {
+        lab: Rig,
+        _tcp: Server,
+        _udp: std::net::UdpSocket,
+        figures: [Figure; 4],
+    }
+    let mut variants = Vec::new();
+    for kind in TAX_KINDS {
+        p.step(&format!("tax: {}", kind.name()));
+        let lab = Rig::new(*kind, tools, true, true)?;
+        let tcp = Server::start_on(&lab.host, TAX_TCP_PORT)?;
+        let udp = lab
+            .host
+            .run(|| std::net::UdpSocket::bind(("0.0.0.0", TAX_UDP_PORT)))
+            .context("the host's UDP service")?;
+        rr(&lab.outside, to, 0.05)?;
+        tools.generate(&lab.wire(), flood, Duration::from_millis(50))?;
+        let name = match kind {
+            Kind::Detached => kind.name().to_string(),
+            k => format!("{} attached", k.name()),
+        };
+        variants.push(Variant {
+            lab,
+            _tcp: tcp,
+            _udp: udp,
+            figures: [
+                Figure::new(&name, "transactions/s", false),
+                Figure::new(&name, "Gbit/s", false),
+                Figure::new(&name, "% of the path's CPU", true),
+                Figure::new(&name, "Mpps", false),
+            ],
+        });
+    }
+    let layout = variants
+        .first()
+        .map(|v| v.lab.layout.clone())
+        .unwrap_or_default();
+    for _ in 0..runs {
+        for v in &mut variants {
+            p.step(&format!("tax: {}", v.figures[0].variant));
+            v.lab.keep_cpus_apart()?;
+            let [t, g, u, m] = &mut v.figures;
+            t.runs.push(rr(&v.lab.outside, to, secs)?.0);
+            g.runs.push(bulk(&v.lab.outside, to, secs)?);
+            let before = ip_delivered(&v.lab.host)?;
+            let ((sent, took), share) = netpath_share(crate::rig::PATH_CPU, || {
+                tools.generate(&v.lab.wire(), flood, Duration::from_secs_f64(secs))
+            })?;
+            let delivered = ip_delivered(&v.lab.host)? - before;
+            u.runs.push(share);
+            m.runs.push(delivered as f64 / took.as_secs_f64() / 1e6);
+            m.offered.push(sent as f64 / took.as_secs_f64() / 1e6);
+            p.inc();
+        }
+    }
+    let (mut tps, mut gbit, mut share, mut pps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for v in variants {
+        let [t, g, u, m] = v.figures;
+        tps.push(t);
+        gbit.push(g);
+        share.push(u);
+        pps.push(m);
+    }
+    let base = Kind::Detached.name();
+    let about = format!(
+        "The host's own traffic on the uplink, not netpath's: one TCP connection from the outside to a service of the host (1-byte transactions; bulk), and a UDP flood of 64-byte frames from 1,024 flows to a port of the host (counted as the host's IP layer delivers them). netpath variants run the agent with a port published; the baseline has nothing attached, and an empty XDP program shows what XDP on this (veth) uplink costs whatever the program. The variants stand side by side and take turns, {runs} runs of {secs} s each. CPUs: {layout}; the clients and servers on the generator's CPU."
+    );
+    let (tc, xdp, empty) = (
+        format!("{} attached", Kind::NetpathTc.name()),
+        format!("{} attached", Kind::NetpathXdp.name()),
+        format!("{} attached", Kind::EmptyXdp.name()),
+    );
+    let section = |scenario: &str, figures: Vec<Figure>, what: &str| {
+        // At most 3% lost: a rate kept ≥ 0.97, a cost grown ≤ 1.03; against nothing
+        // attached, and netpath's XDP program against an empty one (what XDP on this
+        // uplink costs whatever the program).
+        let bound = if figures.iter().any(|f| f.lower_is_better) {
+            1.03
+        } else {
+            0.97
+        };
+        let targets = vec![
+            Target::ratio(what, &tc, base, bound),
+            Target::ratio(what, &xdp, base, bound),
+            Target::ratio(what, &xdp, &empty, bound),
+        ];
+        Section {
+            scenario: scenario.into(),
+            about: about.clone(),
+            figures,
+            baseline: base.into(),
+            targets,
+            plots: Vec::new(),
+        }
+    };
+    let mut cpu = section("host tax: udp cpu", share, "");
+    cpu.about = format!(
+        "The same UDP flood to a port of the host: the share of the receiving path's CPU (perf, cpu-clock samples of CPU {} with call chains) spent in netpath's programs and what they call — the part of the host's own packet processing that is netpath's. The path keeps up with the generator here, so its cost shows as CPU, not as packets lost. {runs} runs of {secs} s per variant.",
+        crate::rig::PATH_CPU
+    );
+    cpu.targets = [&tc, &xdp]
+        .into_iter()
+        .map(|v| Target::absolute("share of the host path's CPU in netpath (%)", v, 3.0))
+        .collect();
+    Ok(vec![
+        section("host tax: tcp rr", tps, "the host's transactions/s kept"),
+        section(
+            "host tax: tcp bulk",
+            gbit,
+            "the host's bulk throughput kept",
+        ),
+        section("host tax: udp", pps, "the host's UDP packets/s kept"),
+        cpu,
     ])
 }
 

@@ -24,6 +24,8 @@ use netpath_user::{
 const GEN: &str = "netpath_bench_gen";
 const SINK: &str = "netpath_bench_sink";
 const REDIRECT: &str = "netpath_bench_redirect";
+/// XDP_PASS and nothing else (the agent's own, for veth peers).
+const PASS: &str = "netpath_xdp_pass";
 /// Frames per live-frames batch.
 const BATCH: u32 = 64;
 /// Frame length on the wire (without FCS).
@@ -82,8 +84,10 @@ impl Tools {
             .load(EBPF_OBJECT)?;
         let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         xdp.load()?;
-        let xdp: &mut Xdp = ebpf.program_mut(REDIRECT).context(REDIRECT)?.try_into()?;
-        xdp.load()?;
+        for name in [REDIRECT, PASS] {
+            let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
+            xdp.load()?;
+        }
         let tc: &mut SchedClassifier = ebpf.program_mut(SINK).context(SINK)?.try_into()?;
         tc.load()?;
         let gen = Array::try_from(ebpf.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
@@ -118,10 +122,19 @@ impl Tools {
 
     /// Attaches the redirect-only program to `ifname` (native XDP) inside `ns`.
     pub fn attach_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
+        self.attach_xdp(REDIRECT, ns, ifname)
+    }
+
+    /// Attaches the program that passes everything to `ifname` (native XDP) inside `ns`.
+    pub fn attach_pass(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
+        self.attach_xdp(PASS, ns, ifname)
+    }
+
+    fn attach_xdp(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<XdpLink> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(REDIRECT)
-            .context(REDIRECT)?
+            .program_mut(name)
+            .context(name.to_string())?
             .try_into()?;
         let ifname = ifname.to_string();
         ns.run(move || -> Result<XdpLink> {

@@ -115,6 +115,7 @@ pub const CONN_KINDS: &[Kind] = &[
     Kind::NetpathTc,
     Kind::Iptables,
     Kind::Nftables,
+    Kind::Ceiling,
 ];
 
 pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
@@ -132,7 +133,8 @@ pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
             traffic: t,
             targets: vec![
             Target::ratio("published-port pps", Kind::NetpathXdp.name(), Kind::Iptables.name(), 3.0),
-            Target::ratio("share of the ceiling", Kind::NetpathXdp.name(), Kind::Ceiling.name(), 0.7),
+            Target::ratio("share of the ceiling", Kind::NetpathXdp.name(), Kind::Ceiling.name(), 0.95),
+            Target::ratio("share of the ceiling", Kind::NetpathTc.name(), Kind::Ceiling.name(), 0.8),
             ],
         },
         quick,
@@ -154,7 +156,10 @@ pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
             about: "New flows per second: every packet comes from a new source address and port, so each one creates NAT state (netpath's flow table, conntrack for the baselines).",
             kinds: CONN_KINDS,
             traffic: t,
-            targets: vec![Target::ratio("new flows per second", Kind::NetpathXdp.name(), Kind::Iptables.name(), 1.5)],
+            targets: vec![
+                Target::ratio("new flows per second", Kind::NetpathXdp.name(), Kind::Iptables.name(), 1.5),
+                Target::ratio("share of the ceiling", Kind::NetpathXdp.name(), Kind::Ceiling.name(), 0.9),
+            ],
         },
         quick,
         tools,

@@ -227,10 +227,25 @@ pub struct FlowNat {
     pub client: u32,
     /// [`flow_flags`].
     pub flags: u32,
-    pub _pad2: u32,
+    /// The uplink the client's packets arrive on: replies go back out of it, to the
+    /// neighbour they came from (`via_macs`), without a route lookup. 0 (hairpin, flows of
+    /// an older build): the route decides.
+    pub via: u32,
     /// `bpf_ktime_get_coarse_ns` of the last packet either way, refreshed at most every
     /// [`FLOW_REFRESH_NS`].
     pub last_seen: u64,
+    /// The replies' Ethernet source (the uplink's MAC) and destination (the neighbour the
+    /// client's packets came from), as they are written into the frame.
+    pub via_macs: ReplyMacs,
+    pub _pad3: u32,
+}
+
+/// Source and destination MACs of a reply sent without a route lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReplyMacs {
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
 }
 
 impl FlowNat {
@@ -241,6 +256,8 @@ impl FlowNat {
             && self.port == other.port
             && self.ifindex == other.ifindex
             && self.client == other.client
+            && self.via == other.via
+            && self.via_macs == other.via_macs
     }
 }
 
@@ -570,7 +587,8 @@ mod layout {
     layout!(PortStats, 16, packets @ 0, bytes @ 8);
     layout!(Event, 32, kind @ 0, what @ 1, proto @ 2, _pad @ 3, ifindex @ 4, src_addr @ 8, dst_addr @ 12, src_port @ 16, dst_port @ 18, nat_addr @ 20, nat_port @ 24, _pad2 @ 26, _pad3 @ 28);
     layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13);
-    layout!(FlowNat, 32, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12, flags @ 16, _pad2 @ 20, last_seen @ 24);
+    layout!(FlowNat, 48, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12, flags @ 16, via @ 20, last_seen @ 24, via_macs @ 32, _pad3 @ 44);
+    layout!(ReplyMacs, 12, src @ 0, dst @ 6);
     layout!(EndpointInfo, 20, addr @ 0, network @ 4, mac @ 8, host_mac @ 14);
     layout!(PeerInfo, 20, ifindex @ 0, network @ 4, mac @ 8, host_mac @ 14);
     layout!(NetworkInfo, 24, subnet @ 0, mask @ 4, gateway @ 8, flags @ 12, members @ 16, host_gateway @ 20);
@@ -594,6 +612,7 @@ mod pod {
     unsafe impl aya::Pod for PortSlot {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowNat {}
+    unsafe impl aya::Pod for ReplyMacs {}
     unsafe impl aya::Pod for EndpointInfo {}
     unsafe impl aya::Pod for PeerInfo {}
     unsafe impl aya::Pod for NetworkInfo {}

@@ -2,7 +2,7 @@
 //! reverse NAT of published flows and their redirect out of the host.
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect_peer,
+    helpers::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
 use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget, DNS_PORT};
@@ -10,6 +10,7 @@ use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget, DNS_PO
 use crate::{
     arp, dns, fib, flows, forward,
     maps::{ENDPOINTS, NETWORKS},
+    packet::Packet,
     parse::{parse, ptr_at, Ipv4Flow, Parsed},
     ports,
     stats::{count, count_port, dropped, trace},
@@ -66,6 +67,13 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
             }
             count(Counter::RevNat);
             trace(event::trace::REVERSE_NAT, flow, ifindex, rev.addr, rev.port);
+            if rev.via != 0 {
+                if !ctx.set_macs(&rev.via_macs.src, &rev.via_macs.dst) {
+                    return TC_ACT_SHOT as i32;
+                }
+                // SAFETY: plain helper call.
+                return unsafe { bpf_redirect(rev.via, 0) as i32 };
+            }
             let mut out = *flow;
             if rev.client != 0 {
                 out.dst_addr = rev.client;

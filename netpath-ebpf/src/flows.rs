@@ -3,7 +3,7 @@
 //! flow carries when it was last seen, refreshed at most once a second (a write per second
 //! per flow, not per packet), and whether TCP saw it close; the agent expires idle ones.
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
-use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, FLOW_REFRESH_NS};
+use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS};
 
 use crate::{maps::FLOWS, parse::Ipv4Flow};
 
@@ -13,12 +13,20 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
+/// Where the replies of a flow go without a route lookup: back out of the interface the
+/// client's packets arrive on, to the neighbour they come from.
+#[derive(Clone, Copy, Default)]
+pub struct Via {
+    pub ifindex: u32,
+    pub macs: ReplyMacs,
+}
+
 /// Remembers that `flow` (client → host address:port) was sent to `target`, its source
-/// replaced by `masq` when that is not 0 (self-hairpin); `closing` when TCP said FIN/RST.
-/// The hot path is one lookup: the entry is written only when missing, different, stale or
-/// closing.
+/// replaced by `masq` when that is not 0 (self-hairpin), its replies sent along `via` (when
+/// its ifindex is not 0); `closing` when TCP said FIN/RST. The hot path is one lookup: the
+/// entry is written only when missing, different, stale or closing.
 #[inline(always)]
-pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, closing: bool) {
+pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via, closing: bool) {
     let mut key = reply_key_of(flow, target);
     let mut client = 0;
     if masq != 0 {
@@ -32,8 +40,10 @@ pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, closing: bool) {
         ifindex: target.ifindex,
         client,
         flags: 0,
-        _pad2: 0,
+        via: via.ifindex,
         last_seen: 0,
+        via_macs: via.macs,
+        _pad3: 0,
     };
     if let Some(v) = FLOWS.get_ptr_mut(&key) {
         // SAFETY: map value pointer valid for this program run.

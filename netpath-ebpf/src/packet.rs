@@ -5,6 +5,7 @@
 //! the kernel's `bpf_l3/l4_csum_replace` helpers update correctly, so the TC side uses them.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    helpers::bpf_xdp_get_buff_len,
     programs::{TcContext, XdpContext},
 };
 
@@ -18,6 +19,8 @@ pub trait Packet {
     fn data_end(&self) -> usize;
     /// The packet's length in bytes.
     fn len(&self) -> u64;
+    /// The interface the packet arrived on.
+    fn ingress_ifindex(&self) -> u32;
     /// Writes the 4-byte address at `off` (`from` → `to`, network order) and updates the IPv4
     /// header checksum and the L4 checksum at `l4_csum_off` (pseudo-header).
     fn set_addr(&mut self, off: usize, from: u32, to: u32, l4_csum_off: usize, udp: bool) -> bool;
@@ -86,7 +89,14 @@ impl Packet for XdpContext {
 
     #[inline(always)]
     fn len(&self) -> u64 {
-        (XdpContext::data_end(self) - XdpContext::data(self)) as u64
+        // Every buffer of a multi-buffer frame, not only the first.
+        // SAFETY: plain helper call on this program's context.
+        unsafe { bpf_xdp_get_buff_len(self.ctx) }
+    }
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        XdpContext::ingress_ifindex(self) as u32
     }
 
     #[inline(always)]
@@ -165,6 +175,12 @@ impl Packet for TcContext {
     #[inline(always)]
     fn len(&self) -> u64 {
         u64::from(TcContext::len(self))
+    }
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // SAFETY: reading the skb's ifindex field (at ingress: the device it arrived on).
+        unsafe { (*self.skb.skb).ifindex }
     }
 
     #[inline(always)]

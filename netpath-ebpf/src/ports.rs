@@ -2,10 +2,10 @@
 use netpath_common::{port_any_index, proto, FlowNat, PortKey, PortTarget};
 
 use crate::{
-    flows,
+    flows::{self, Via},
     maps::{HOST_ADDRS, PORTS, PORTS_ANY},
     packet::Packet,
-    parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+    parse::{ptr_at, Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
 };
 
 /// The endpoint serving `flow`'s destination, if it is a published port.
@@ -41,19 +41,44 @@ pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
 }
 
 /// Translates `flow`'s destination to `target` and addresses the frame to the endpoint;
-/// records the flow so its replies are translated back. False when a write failed.
+/// records the flow so its replies are translated back, and sent back the way this packet
+/// came (out of the uplink it arrived on, to the neighbour that sent it). False when a
+/// read or write failed.
 #[inline(always)]
 pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget) -> bool {
-    dnat_masq(pkt, flow, target, 0)
+    let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at; copied out before any rewrite.
+    let eth = unsafe { *eth };
+    let mut via = Via {
+        ifindex: pkt.ingress_ifindex(),
+        ..Via::default()
+    };
+    via.macs.src.copy_from_slice(&eth[..6]);
+    via.macs.dst.copy_from_slice(&eth[6..]);
+    dnat_via(pkt, flow, target, 0, &via)
 }
 
-/// [`dnat`], and when `masq` is not 0 the source becomes `masq` too: an endpoint reaching its
-/// own published port must see the connection come from elsewhere (its gateway), or its
-/// replies would never leave it to be translated.
+/// [`dnat`] for a packet of an endpoint (hairpin): the replies' route is looked up, and when
+/// `masq` is not 0 the source becomes `masq` too: an endpoint reaching its own published port
+/// must see the connection come from elsewhere (its gateway), or its replies would never
+/// leave it to be translated.
 #[inline(always)]
 pub fn dnat_masq<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget, masq: u32) -> bool {
+    dnat_via(pkt, flow, target, masq, &Via::default())
+}
+
+#[inline(always)]
+fn dnat_via<P: Packet>(
+    pkt: &mut P,
+    flow: &Ipv4Flow,
+    target: &PortTarget,
+    masq: u32,
+    via: &Via,
+) -> bool {
     let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    flows::record(flow, target, masq, closing);
+    flows::record(flow, target, masq, via, closing);
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
     pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)

@@ -250,7 +250,7 @@ fn pinned_maps_of_another_shape_are_migrated_or_refused() {
     assert!(r.udp_lost.is_empty(), "{r:?}");
     let log = t.agent_log();
     assert!(log.contains("map=FLOWS entries="), "{log}");
-    assert!(log.contains("carried over to the resized map"), "{log}");
+    assert!(log.contains("carried over to the new map"), "{log}");
     assert!(log.contains("map=PORTS"), "{log}");
     let flows = bpftool(&[
         "map",
@@ -260,9 +260,49 @@ fn pinned_maps_of_another_shape_are_migrated_or_refused() {
     ]);
     assert_eq!(flows["max_entries"], 4096);
 
-    // A flow table of another layout (an incompatible build): refused, saying what to do.
+    // The flow table of the build before the replies' way back was kept (32-byte values):
+    // carried over, each flow's fields kept and the new ones 0 (its replies are routed).
     t.stop_agent();
     let pin = t.pins().join("FLOWS");
+    std::fs::remove_file(&pin).unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:#04x}")).collect::<Vec<_>>();
+    let key: Vec<u8> = (1..=16).collect();
+    let value: Vec<u8> = (101..=132).collect();
+    let mut v1 = vec!["map", "create", pin.to_str().unwrap(), "type", "lru_hash"];
+    v1.extend([
+        "key", "16", "value", "32", "entries", "4096", "name", "FLOWS",
+    ]);
+    assert!(Command::new("bpftool")
+        .args(&v1)
+        .status()
+        .unwrap()
+        .success());
+    let mut update = vec![
+        "map",
+        "update",
+        "pinned",
+        pin.to_str().unwrap(),
+        "key",
+        "hex",
+    ];
+    let (kh, vh) = (hex(&key), hex(&value));
+    update.extend(kh.iter().map(|s| s.trim_start_matches("0x")));
+    update.extend(["value", "hex"]);
+    update.extend(vh.iter().map(|s| s.trim_start_matches("0x")));
+    assert!(Command::new("bpftool")
+        .args(&update)
+        .status()
+        .unwrap()
+        .success());
+    t.start_agent();
+    let log = t.agent_log();
+    assert!(
+        log.contains("carried over to the new map map=FLOWS entries=1"),
+        "{log}"
+    );
+
+    // A flow table of another layout (an incompatible build): refused, saying what to do.
+    t.stop_agent();
     std::fs::remove_file(&pin).unwrap();
     let created = Command::new("bpftool")
         .args(["map", "create", pin.to_str().unwrap(), "type", "lru_hash"])

@@ -88,6 +88,7 @@ const APT_PACKAGES: &[&str] = &[
     "libc6-dev",
     "podman",
     "containernetworking-plugins",
+    "linux-perf",
 ];
 
 fn root() -> PathBuf {

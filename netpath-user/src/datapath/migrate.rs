@@ -137,11 +137,7 @@ pub fn prepare(
         if from == to {
             continue;
         }
-        let same_layout = from.map_type == to.map_type
-            && from.key_size == to.key_size
-            && from.value_size == to.value_size
-            && from.flags == to.flags;
-        if class(&name) == Class::Live && !same_layout && !reset_flows {
+        if class(&name) == Class::Live && !carried(&name, &from, &to) && !reset_flows {
             return Err(DatapathError::Pins(format!(
                 "map {name} pinned at {} has another layout ({from}) than this build's ({to}): its \
                  live entries cannot be carried over; start the agent with --reset-flows to begin \
@@ -196,16 +192,53 @@ fn copy_counters(old: &Path, new: &Path) -> Result<usize, String> {
     Ok(n as usize)
 }
 
-/// After loading: carries the entries of live maps whose layout did not change over to their
-/// new maps.
+/// `FlowNat` as builds before the replies' way back was kept wrote it: the same fields up to
+/// `last_seen`, nothing after (the word at 20 was padding, written 0: "let the route
+/// decide").
+const FLOW_NAT_V1: usize = 32;
+
+/// Whether the entries of live map `name` can be carried from shape `from` to `to`: the same
+/// layout (a new capacity), or a layout this build knows how to convert.
+fn carried(name: &str, from: &Shape, to: &Shape) -> bool {
+    let same_kind =
+        from.map_type == to.map_type && from.key_size == to.key_size && from.flags == to.flags;
+    same_kind
+        && (from.value_size == to.value_size
+            || name == map_names::FLOWS
+                && from.value_size as usize == FLOW_NAT_V1
+                && to.value_size as usize == std::mem::size_of::<FlowNat>())
+}
+
+/// Carries the flows of an older build's `FLOWS` over: each value's bytes, the new fields 0.
+fn copy_flows_v1(old: &Path, new: &Path) -> Result<usize, String> {
+    let from: BpfHashMap<MapData, FlowKey, [u8; FLOW_NAT_V1]> =
+        BpfHashMap::try_from(pinned(old)?).map_err(|e| e.to_string())?;
+    let mut to: BpfHashMap<MapData, FlowKey, FlowNat> =
+        BpfHashMap::try_from(pinned(new)?).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for (k, v) in from.iter().filter_map(Result::ok) {
+        let mut bytes = [0u8; std::mem::size_of::<FlowNat>()];
+        bytes[..FLOW_NAT_V1].copy_from_slice(&v);
+        // SAFETY: FlowNat is plain old data of exactly these bytes (every pattern valid).
+        let nat: FlowNat = unsafe { std::mem::transmute(bytes) };
+        if to.insert(k, nat, 0).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// After loading: carries the entries of live maps over to their new maps, where the layout
+/// allows ([`carried`]).
 pub fn copy_live(dir: &Path, migrations: &mut [Migration]) {
     for m in migrations.iter_mut() {
-        let same_layout = m.from.key_size == m.to.key_size && m.from.value_size == m.to.value_size;
-        if class(&m.map) != Class::Live || !same_layout {
+        if class(&m.map) != Class::Live || !carried(&m.map, &m.from, &m.to) {
             continue;
         }
         let (old, new) = (old_pin(dir, &m.map), dir.join(&m.map));
+        let grown = m.from.value_size != m.to.value_size;
         let res = match m.map.as_str() {
+            map_names::FLOWS if grown => copy_flows_v1(&old, &new),
             map_names::FLOWS => copy_hash::<FlowKey, FlowNat>(&old, &new),
             map_names::SNAT => copy_hash::<FlowKey, SnatNat>(&old, &new),
             map_names::SNAT_REV => copy_hash::<FlowKey, SnatRev>(&old, &new),
@@ -215,7 +248,7 @@ pub fn copy_live(dir: &Path, migrations: &mut [Migration]) {
         };
         match res {
             Ok(n) => {
-                info!(map = %m.map, entries = n, "carried over to the resized map");
+                info!(map = %m.map, entries = n, "carried over to the new map");
                 m.copied = Some(n);
             }
             Err(e) => warn!(map = %m.map, "carrying entries over: {e}"),
