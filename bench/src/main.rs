@@ -5,6 +5,7 @@ mod agent;
 mod charts;
 mod dns;
 mod docker;
+mod flows;
 mod lab;
 mod prog;
 mod report;
@@ -29,13 +30,13 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tax, tcp, e2e, host, scale, agent,
-    /// dns, docker.
+    /// Scenarios to run (default: all): prog, pps, conn, tax, tcp, e2e, host, scale, flows,
+    /// agent, dns, docker.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "agent", "dns", "docker",
+    "prog", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "flows", "agent", "dns", "docker",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -87,7 +88,7 @@ fn main() -> Result<()> {
     let mut total = 0;
     for s in &scenarios {
         total += match s.as_str() {
-            "prog" => 1,
+            "prog" | "flows" => 1,
             "pps" => traffic::PPS_KINDS.len() * runs,
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tax" => tcp::TAX_KINDS.len() * runs,
@@ -116,6 +117,7 @@ fn main() -> Result<()> {
             "pps" => vec![traffic::pps(quick, &mut tools, &p)?],
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
             "tax" => tcp::tax(quick, &mut tools, &p)?,
+            "flows" => flows::run_all(quick, &p)?,
             "tcp" => {
                 let (sections, dists) = tcp::run(quick, &mut tools, &p)?;
                 latencies.extend(dists);

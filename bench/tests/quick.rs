@@ -40,6 +40,10 @@ fn quick_mode_gives_every_variant_a_figure() {
         "prog",
         "pps",
         "conn",
+        "host tax: tcp rr",
+        "host tax: tcp bulk",
+        "host tax: udp",
+        "host tax: udp cpu",
         "tcp rr",
         "tcp bulk",
         "e2e rr",
@@ -49,6 +53,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         "scale: per-packet cost",
         "scale: new-flow rate",
         "scale: install",
+        "flows: held",
+        "flows: memory per flow",
         "agent: restart and upgrade",
         "agent: start to ready",
         "agent: memory",
@@ -79,6 +85,12 @@ fn quick_mode_gives_every_variant_a_figure() {
     for s in sections {
         let figures = s["figures"].as_array().unwrap();
         assert!(!figures.is_empty(), "{} has no figures", s["scenario"]);
+        // Every section says what it must reach, so a loss is flagged, not just listed.
+        assert!(
+            !s["targets"].as_array().unwrap().is_empty(),
+            "{} has no target",
+            s["scenario"]
+        );
         for f in figures {
             let runs = f["runs"].as_array().unwrap();
             assert!(
