@@ -379,7 +379,10 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             about: format!("The same query at a fixed {paced} queries/s: the 99th percentile of dnsperf's per-query latency."),
             figures: latency,
             baseline: aardvark.into(),
-            targets: Vec::new(),
+            targets: vec![
+                Target::ratio("p99 latency, userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0),
+                Target::ratio("p99 latency, kernel fast path vs aardvark-dns", Server::Kernel.name(), aardvark, 1.0),
+            ],
             plots: Vec::new(),
         },
     ])

@@ -53,10 +53,8 @@ fn build_tag() {
     core::hint::black_box(BUILD_TAG);
 }
 
-/// Uplink, XDP: published-port fast path. Multi-buffer aware (`xdp.frags`): headers are
-/// in the first buffer, and a device feeding it large frames (a veth peer's GSO, jumbo
-/// frames) keeps doing so instead of being cut down to single-page frames.
-#[xdp(frags)]
+/// Uplink, XDP: published-port fast path.
+#[xdp]
 pub fn netpath_uplink_xdp(mut ctx: XdpContext) -> u32 {
     build_tag();
     uplink::ingress_xdp(&mut ctx)
@@ -100,9 +98,9 @@ pub fn netpath_sock_getpeername4(ctx: SockAddrContext) -> i32 {
     sock::from_endpoint(&ctx)
 }
 
-/// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI (multi-buffer
-/// frames pass too); also the "empty program" baseline of the benchmark.
-#[xdp(frags)]
+/// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI; also the
+/// "empty program" baseline of the benchmark.
+#[xdp]
 pub fn netpath_xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }

@@ -5,7 +5,6 @@
 //! the kernel's `bpf_l3/l4_csum_replace` helpers update correctly, so the TC side uses them.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    helpers::bpf_xdp_get_buff_len,
     programs::{TcContext, XdpContext},
 };
 
@@ -89,9 +88,7 @@ impl Packet for XdpContext {
 
     #[inline(always)]
     fn len(&self) -> u64 {
-        // Every buffer of a multi-buffer frame, not only the first.
-        // SAFETY: plain helper call on this program's context.
-        unsafe { bpf_xdp_get_buff_len(self.ctx) }
+        (XdpContext::data_end(self) - XdpContext::data(self)) as u64
     }
 
     #[inline(always)]
