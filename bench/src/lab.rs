@@ -49,6 +49,9 @@ pub enum Kind {
     Detached,
     /// An XDP program that passes everything, on the uplink: what any XDP program costs.
     EmptyXdp,
+    /// netpath's uplink TC program alone, with empty maps and no agent: what the program
+    /// costs, apart from everything else the agent sets up on the host.
+    TcProgramOnly,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
             Kind::Ceiling => "ceiling (redirect only)",
             Kind::Detached => "detached (no netpath)",
             Kind::EmptyXdp => "empty xdp program",
+            Kind::TcProgramOnly => "netpath tc program alone",
         }
     }
 

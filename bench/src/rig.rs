@@ -15,6 +15,8 @@ use crate::{
 /// A lab and the tool programs attached to it (detached before the lab goes).
 pub struct Rig {
     _sink: Option<SchedClassifierLink>,
+    /// netpath's uplink TC program alone (that variant).
+    _program: Option<SchedClassifierLink>,
     /// The ceiling's redirect-only program, or the empty one, on the uplink.
     _xdp: Option<XdpLink>,
     /// The generator's CPU, when it has one of its own.
@@ -82,6 +84,11 @@ impl Rig {
             None if kind == Kind::EmptyXdp => Some(tools.attach_pass(&lab.host, &lab.up_if)?),
             None => None,
         };
+        let program = if kind == Kind::TcProgramOnly {
+            Some(tools.attach_uplink_tc(&lab.host, &lab.up_if)?)
+        } else {
+            None
+        };
         let sink = if sinks {
             Some(
                 tools
@@ -104,6 +111,7 @@ impl Rig {
         };
         Ok(Rig {
             _sink: sink,
+            _program: program,
             _xdp: ceiling,
             generator_cpu,
             layout,

@@ -23,6 +23,8 @@ use netpath_user::{
 
 const GEN: &str = "netpath_bench_gen";
 const SINK: &str = "netpath_bench_sink";
+/// The agent's uplink TC program (here with maps of its own, empty).
+const UPLINK_TC: &str = "netpath_uplink_tc";
 const REDIRECT: &str = "netpath_bench_redirect";
 /// XDP_PASS and nothing else (the agent's own, for veth peers).
 const PASS: &str = "netpath_xdp_pass";
@@ -88,8 +90,10 @@ impl Tools {
             let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             xdp.load()?;
         }
-        let tc: &mut SchedClassifier = ebpf.program_mut(SINK).context(SINK)?.try_into()?;
-        tc.load()?;
+        for name in [SINK, UPLINK_TC] {
+            let tc: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+            tc.load()?;
+        }
         let gen = Array::try_from(ebpf.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
         let sink = PerCpuArray::try_from(ebpf.take_map("BENCH_SINK").context("BENCH_SINK")?)?;
         let redirect = Array::try_from(ebpf.take_map("BENCH_REDIRECT").context("BENCH_REDIRECT")?)?;
@@ -112,7 +116,20 @@ impl Tools {
 
     /// Attaches the counting sink to `ifname`'s TC ingress inside `ns`.
     pub fn attach_sink(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
-        let tc: &mut SchedClassifier = self.ebpf.program_mut(SINK).context(SINK)?.try_into()?;
+        self.attach_tc(SINK, ns, ifname)
+    }
+
+    /// Attaches netpath's uplink TC program (its maps empty) to `ifname` inside `ns`.
+    pub fn attach_uplink_tc(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
+        self.attach_tc(UPLINK_TC, ns, ifname)
+    }
+
+    fn attach_tc(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
+        let tc: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .context(name.to_string())?
+            .try_into()?;
         let ifname = ifname.to_string();
         ns.run(move || -> Result<SchedClassifierLink> {
             let t = tc.attach(&ifname, TcAttachType::Ingress)?;
