@@ -637,11 +637,6 @@ pub const DNS_ADDRS: usize = 8;
 const _: () = assert!(DNS_ADDRS.is_power_of_two());
 /// The UDP port of DNS.
 pub const DNS_PORT: u16 = 53;
-
-/// The metadata word (native order, just before the frame) that the uplink's XDP program
-/// leaves on a packet it passes, so TC does not decide again: this tag, and in the low byte
-/// the index of the [`Counter`] that says why.
-pub const XDP_PASSED_TAG: u32 = 0x6e70_7000;
 /// How long answers of the DNS fast path (and the agent's server) may be cached.
 pub const DNS_TTL: u32 = 600;
 

@@ -1,19 +1,18 @@
 //! Traffic arriving on an uplink: published ports are DNAT'd and sent straight into their
 //! endpoint, replies of outbound flows translated back to theirs; everything else passes
-//! untouched. One decision for XDP and TC; only the redirect differs. Where XDP runs, it
-//! decides once: a packet it passes carries the verdict in its metadata, and TC, which sees
-//! the packet next, takes it from there instead of deciding again — the host's own traffic
-//! pays for one decision, not two.
+//! untouched. One decision for XDP and TC; only the redirect differs. An uplink runs one of
+//! them: the agent attaches TC only where XDP is off, since XDP decides everything TC would
+//! and a TC ingress program costs the host's own packets even when it only passes them.
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK},
-    helpers::{bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_meta},
+    helpers::{bpf_redirect, bpf_redirect_peer},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{event, Counter, XDP_PASSED_TAG};
+use netpath_common::{event, Counter};
 
 use crate::{
     packet::Packet,
-    parse::{parse, ptr_at, Parsed},
+    parse::{parse, Parsed},
     ports, snat,
     stats::{count, count_port, trace},
 };
@@ -55,46 +54,10 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     }
 }
 
-/// Tags a packet XDP passes with `reason` (when the driver keeps metadata; if not, TC just
-/// decides again).
-#[inline(always)]
-fn mark_passed(ctx: &mut XdpContext, reason: Counter) {
-    // SAFETY: plain helper call; packet pointers are read again below.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -4) } != 0 {
-        return;
-    }
-    if let Some(m) = ptr_at::<u32>(ctx.metadata(), ctx.data(), 0) {
-        // SAFETY: bounds checked by ptr_at.
-        unsafe { *m = XDP_PASSED_TAG | reason as u32 };
-    }
-}
-
-/// What XDP decided for this packet, if it passed it.
-#[inline(always)]
-fn passed_by_xdp(ctx: &TcContext) -> Option<Counter> {
-    // SAFETY: reading the skb's packet pointers.
-    let (meta, data) = unsafe { ((*ctx.skb.skb).data_meta, (*ctx.skb.skb).data) };
-    let m = ptr_at::<u32>(meta as usize, data as usize, 0)?;
-    // SAFETY: bounds checked by ptr_at.
-    let v = unsafe { *m };
-    if v & !0xff != XDP_PASSED_TAG {
-        return None;
-    }
-    Some(match v & 0xff {
-        r if r == Counter::Malformed as u32 => Counter::Malformed,
-        r if r == Counter::Fragment as u32 => Counter::Fragment,
-        _ => Counter::Pass,
-    })
-}
-
 /// TC ingress on an uplink: `bpf_redirect_peer` into the endpoint's namespace.
 #[inline(always)]
 pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
-    let verdict = match passed_by_xdp(ctx) {
-        Some(reason) => Verdict::Pass(reason),
-        None => decide(ctx),
-    };
-    let ifindex = match verdict {
+    let ifindex = match decide(ctx) {
         Verdict::Dnat(ifindex) => {
             count(Counter::DnatTc);
             ifindex
@@ -113,8 +76,7 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
 }
 
 /// XDP on an uplink: XDP_REDIRECT to the endpoint's host-side veth (which delivers to its
-/// peer, the endpoint's interface). Passing is counted by TC, which sees those packets next
-/// and takes the reason from the metadata.
+/// peer, the endpoint's interface); everything else passes, counted with its reason.
 #[inline(always)]
 pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
     let ifindex = match decide(ctx) {
@@ -124,7 +86,7 @@ pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
         }
         Verdict::Reply(ifindex) => ifindex,
         Verdict::Pass(reason) => {
-            mark_passed(ctx, reason);
+            count(reason);
             return xdp_action::XDP_PASS;
         }
     };

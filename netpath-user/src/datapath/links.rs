@@ -119,11 +119,13 @@ impl Hooks {
     /// Every hook these mean.
     pub fn all(&self) -> Vec<Hook> {
         let mut v = Vec::new();
+        // An uplink runs XDP or TC, not both: XDP decides everything TC would, and a TC
+        // ingress program costs the host's own packets even when it only passes them.
         for (i, mode) in &self.uplinks {
-            v.push(Hook::UplinkTc(i.clone()));
-            if *mode != XdpMode::Off {
-                v.push(Hook::UplinkXdp(i.clone(), *mode));
-            }
+            v.push(match mode {
+                XdpMode::Off => Hook::UplinkTc(i.clone()),
+                m => Hook::UplinkXdp(i.clone(), *m),
+            });
         }
         v.extend(self.endpoints.iter().cloned().map(Hook::Endpoint));
         if self.cgroup.is_some() {
