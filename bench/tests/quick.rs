@@ -14,11 +14,13 @@ fn quick_mode_gives_every_variant_a_figure() {
         "{} missing: build netpath-user too",
         netpath.display()
     );
-    let out = std::env::temp_dir().join(format!("netpath-bench-smoke-{}", std::process::id()));
+    let dir =
+        Scratch(std::env::temp_dir().join(format!("netpath-bench-smoke-{}", std::process::id())));
+    let out = &dir.0;
     let st = Command::new(bin)
         .arg("--quick")
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .status()
         .expect("run bench");
     assert!(st.success(), "bench --quick failed");
@@ -111,5 +113,13 @@ fn quick_mode_gives_every_variant_a_figure() {
             assert!(out.join(p.as_str().unwrap()).exists(), "plot {p} missing");
         }
     }
-    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The report's directory, removed when the test ends, passed or failed.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
