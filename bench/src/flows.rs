@@ -9,21 +9,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use aya::programs::{TestRun, TestRunOptions};
-use netpath_common::{FlowKey, PortKey, PortTarget};
+use netpath_common::FlowKey;
 use netpath_user::{
     datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
     testing::{udp, Frame, RoutedNs, ScratchBpffs, UDP},
 };
 
 use crate::{
+    prog::{self, EP, EP_MAC, GW_MAC, HOST},
     report::{Figure, Section, Target},
     Progress,
 };
 
-const HOST: [u8; 4] = [10, 0, 0, 2];
-const EP: [u8; 4] = [172, 17, 0, 2];
-const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
-const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
 const XDP_REDIRECT: u32 = 4;
 const TC_ACT_REDIRECT: u32 = 7;
 /// Flows that keep sending while the table is overfilled.
@@ -126,22 +123,7 @@ pub fn run_all(quick: bool, p: &Progress) -> Result<Vec<Section>> {
     let mut dp = Datapath::load(Some(fs.path()), sizes)?;
     let routed = RoutedNs::new();
     let ep_if = routed.endpoint_ifindex;
-    dp.publish(
-        PortKey {
-            addr: 0,
-            port: be_port(53),
-            proto: UDP,
-            _pad: 0,
-        },
-        PortTarget {
-            addr: be_addr(EP.into()),
-            port: be_port(53),
-            stats: 0,
-            ifindex: ep_if,
-            mac: EP_MAC,
-            gw_mac: GW_MAC,
-        },
-    )?;
+    prog::publish_udp(&mut dp, 53, ep_if)?;
     dp.set_host_addrs(&[HOST.into()].into_iter().collect())?;
 
     // Published flows: all made, all held.

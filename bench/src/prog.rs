@@ -15,11 +15,11 @@ use netpath_user::{
 
 use crate::report::{Figure, Section, Target};
 
-const EP: [u8; 4] = [172, 17, 0, 2];
+pub const EP: [u8; 4] = [172, 17, 0, 2];
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
-const HOST: [u8; 4] = [10, 0, 0, 2];
-const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
-const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
+pub const HOST: [u8; 4] = [10, 0, 0, 2];
+pub const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
+pub const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
 
 enum Prog {
     Xdp(&'static str),
@@ -58,6 +58,28 @@ fn once(dp: &mut Datapath, v: &Variant, repeat: u32) -> Result<(u32, f64)> {
     Ok((res.return_value, res.duration.as_nanos() as f64))
 }
 
+/// Publishes UDP `port` on every host address to the same port of the endpoint [`EP`] behind
+/// host-side veth `ifindex`.
+pub fn publish_udp(dp: &mut Datapath, port: u16, ifindex: u32) -> Result<()> {
+    dp.publish(
+        PortKey {
+            addr: 0,
+            port: be_port(port),
+            proto: UDP,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: be_addr(EP.into()),
+            port: be_port(port),
+            stats: 0,
+            ifindex,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+        },
+    )?;
+    Ok(())
+}
+
 pub fn run(quick: bool) -> Result<Section> {
     let (repeat, rounds) = if quick { (100_000, 3) } else { (1_000_000, 7) };
     let fs = ScratchBpffs::new().context("scratch bpffs")?;
@@ -67,22 +89,7 @@ pub fn run(quick: bool) -> Result<Section> {
 
     // Published on every host address; the endpoint's own address counts as a host address
     // so the translated frame hits again (see the module docs).
-    dp.publish(
-        PortKey {
-            addr: 0,
-            port: be_port(53),
-            proto: UDP,
-            _pad: 0,
-        },
-        PortTarget {
-            addr: be_addr(EP.into()),
-            port: be_port(53),
-            stats: 0,
-            ifindex: ep_if,
-            mac: EP_MAC,
-            gw_mac: GW_MAC,
-        },
-    )?;
+    publish_udp(&mut dp, 53, ep_if)?;
     dp.set_host_addrs(&[EP.into(), HOST.into()].into_iter().collect())?;
     dp.add_attachment(&AttachmentEntry {
         ifindex: ep_if,
