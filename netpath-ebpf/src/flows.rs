@@ -7,10 +7,25 @@ use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_R
 
 use crate::{maps::FLOWS, parse::Ipv4Flow};
 
+/// Now, for `last_seen` (CLOCK_MONOTONIC, coarse: a tick is plenty for idle timeouts).
 #[inline(always)]
-fn now() -> u64 {
+pub fn now() -> u64 {
     // SAFETY: no preconditions.
     unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// Refreshes an entry's `last_seen` when it is stale (a write per second per flow, not per
+/// packet: the entry's cache line stays put while both directions use it), and sets its
+/// `closing_flag` when TCP said FIN/RST. The one bookkeeping of every flow table (published
+/// flows here, outbound ones in `snat.rs`).
+#[inline(always)]
+pub fn touch(last_seen: &mut u64, flags: &mut u32, closing_flag: u32, now: u64, closing: bool) {
+    if now.wrapping_sub(*last_seen) > FLOW_REFRESH_NS {
+        *last_seen = now;
+    }
+    if closing && *flags & closing_flag == 0 {
+        *flags |= closing_flag;
+    }
 }
 
 /// Where the replies of a flow go without a route lookup: back out of the interface the
@@ -49,7 +64,7 @@ pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via, closin
         // SAFETY: map value pointer valid for this program run.
         let v = unsafe { &mut *v };
         if v.same_translation(&nat) {
-            touch(v, closing);
+            touch_flow(v, closing);
             return;
         }
     }
@@ -61,16 +76,16 @@ pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via, closin
     let _ = FLOWS.insert(&key, &nat, 0);
 }
 
-/// Refreshes a flow's `last_seen` when stale, and marks it closing.
+/// [`touch`] for a published flow.
 #[inline(always)]
-fn touch(v: &mut FlowNat, closing: bool) {
-    if closing && v.flags & flow_flags::CLOSING == 0 {
-        v.flags |= flow_flags::CLOSING;
-    }
-    let t = now();
-    if t.wrapping_sub(v.last_seen) > FLOW_REFRESH_NS {
-        v.last_seen = t;
-    }
+fn touch_flow(v: &mut FlowNat, closing: bool) {
+    touch(
+        &mut v.last_seen,
+        &mut v.flags,
+        flow_flags::CLOSING,
+        now(),
+        closing,
+    );
 }
 
 /// The key under which the replies of `flow`, DNAT'd to `target`, are found: the translated
@@ -94,6 +109,6 @@ pub fn reply_nat(flow: &Ipv4Flow, closing: bool) -> Option<FlowNat> {
     let v = FLOWS.get_ptr_mut(&flow.key())?;
     // SAFETY: map value pointer valid for this program run.
     let v = unsafe { &mut *v };
-    touch(v, closing);
+    touch_flow(v, closing);
     Some(*v)
 }

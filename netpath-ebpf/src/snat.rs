@@ -6,16 +6,17 @@
 //! up only for destination ports of the range: the host's own traffic passes without one.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
+    helpers::bpf_get_prandom_u32,
     programs::TcContext,
 };
 use netpath_common::{
     event, port_any_index, proto, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
-    FLOW_REFRESH_NS, SNAT_PORTS, SNAT_PORT_MIN,
+    SNAT_PORTS, SNAT_PORT_MIN,
 };
 
 use crate::{
     fib,
+    flows::{now, touch},
     maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
     packet::Packet,
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
@@ -24,26 +25,6 @@ use crate::{
 
 /// Tries at finding a free port before giving up on a packet.
 const PORT_TRIES: u32 = 16;
-
-/// Now, for `last_seen` (CLOCK_MONOTONIC, coarse: a tick is plenty for idle timeouts).
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: no preconditions.
-    unsafe { bpf_ktime_get_coarse_ns() }
-}
-
-/// Refreshes an entry's `last_seen` when it is stale (a write per second per flow, not per
-/// packet: the entry's cache line stays put while both directions use it), and marks it
-/// closing on a FIN or RST.
-#[inline(always)]
-fn touch(last_seen: &mut u64, flags: &mut u32, now: u64, fin: bool) {
-    if now.wrapping_sub(*last_seen) > FLOW_REFRESH_NS {
-        *last_seen = now;
-    }
-    if fin && *flags & snat_flags::CLOSING == 0 {
-        *flags |= snat_flags::CLOSING;
-    }
-}
 
 /// Whether `port` (network order) is one outbound NAT hands out.
 #[inline(always)]
@@ -111,7 +92,13 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
     let nat = match SNAT.get_ptr_mut(&key) {
         // SAFETY: map value pointer valid for this program run.
         Some(n) => unsafe {
-            touch(&mut (*n).last_seen, &mut (*n).flags, now, fin);
+            touch(
+                &mut (*n).last_seen,
+                &mut (*n).flags,
+                snat_flags::CLOSING,
+                now,
+                fin,
+            );
             *n
         },
         None => match allocate(&key, uplink, ep, ifindex, now) {
@@ -214,7 +201,13 @@ pub fn reply<P: Packet>(
     let rev = SNAT_REV.get_ptr_mut(&key)?;
     // SAFETY: map value pointer valid for this program run.
     let rev = unsafe {
-        touch(&mut (*rev).last_seen, &mut (*rev).flags, now(), fin);
+        touch(
+            &mut (*rev).last_seen,
+            &mut (*rev).flags,
+            snat_flags::CLOSING,
+            now(),
+            fin,
+        );
         *rev
     };
     if !rewrite(pkt, flow, End::Dst, rev.addr, rev.port) || !pkt.set_macs(&rev.host_mac, &rev.mac) {
