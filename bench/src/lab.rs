@@ -52,6 +52,17 @@ pub enum Kind {
     /// netpath's uplink TC program alone, with empty maps and no agent: what the program
     /// costs, apart from everything else the agent sets up on the host.
     TcProgramOnly,
+    /// Floor: an XDP program that reads the frame's headers, then redirects like the ceiling:
+    /// what any program that looks at a frame pays beyond the ceiling.
+    ReadRedirect,
+    /// Floor: a TC program that passes everything, on the uplink: what TC costs whatever the
+    /// program.
+    EmptyTc,
+    /// Floor: an XDP program that reads the frame's headers and passes it, on the uplink.
+    ReadXdp,
+    /// Floor of endpoint-to-endpoint traffic: the two endpoints joined by one veth pair, no
+    /// host between them (what any path keeps: their veths and TCP stacks).
+    DirectVeth,
 }
 
 impl Kind {
@@ -67,6 +78,10 @@ impl Kind {
             Kind::Detached => "detached (no netpath)",
             Kind::EmptyXdp => "empty xdp program",
             Kind::TcProgramOnly => "netpath tc program alone",
+            Kind::ReadRedirect => "floor (read + redirect)",
+            Kind::EmptyTc => "empty tc program",
+            Kind::ReadXdp => "xdp reading headers",
+            Kind::DirectVeth => "direct veth (no host)",
         }
     }
 
@@ -94,7 +109,8 @@ pub struct Lab {
     pub out_ifindex: u32,
     pub out_mac: [u8; 6],
     pub up_mac: [u8; 6],
-    /// The ceiling variant's host-side veth (where its redirect-only program sends frames).
+    /// The ceiling's (and the read + redirect floor's) host-side veth, where their programs
+    /// send frames.
     pub ceiling_target: Option<u32>,
     dir: PathBuf,
     netpath_bin: PathBuf,
@@ -189,7 +205,7 @@ impl Lab {
             lab.netpath(&args)?;
         } else if kind.bridged() {
             lab.bridge(&id)?;
-        } else if kind == Kind::Ceiling {
+        } else if matches!(kind, Kind::Ceiling | Kind::ReadRedirect) {
             lab.ceiling_target = Some(lab.endpoint_veth(&id)?);
         } else {
             lab.endpoint_veth(&id)?;
@@ -211,7 +227,8 @@ impl Lab {
     }
 
     /// Adds a second endpoint, 172.17.0.3, on the first endpoint's network: through the agent
-    /// for netpath, as another port of the bridge for the baselines.
+    /// for netpath, as another port of the bridge for the baselines, on a veth of its own to
+    /// the first for the direct floor.
     pub fn add_peer(&mut self) -> Result<()> {
         let peer = Netns::new("npbp");
         if self.kind.netpath() {
@@ -232,6 +249,13 @@ impl Lab {
             peer.ip(&["link", "set", "eth0", "up"]);
             peer.ip(&["addr", "add", "172.17.0.3/16", "dev", "eth0"]);
             self.host.ip(&["link", "set", &hv, "master", "br0"]);
+        } else if self.kind == Kind::DirectVeth {
+            veth(&self.ep, "eth1", &peer, "eth0tmp");
+            self.ep.ip(&["link", "set", "eth1", "up"]);
+            self.ep.ip(&["addr", "add", "172.17.0.2/16", "dev", "eth1"]);
+            peer.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
+            peer.ip(&["link", "set", "eth0", "up"]);
+            peer.ip(&["addr", "add", "172.17.0.3/16", "dev", "eth0"]);
         } else {
             bail!("{} has no network to add a peer to", self.kind.name());
         }

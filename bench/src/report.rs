@@ -62,6 +62,17 @@ pub struct Target {
     pub baseline: Option<String>,
     /// For costs: the ratio (or value) must be ≤ this. For rates: ≥ this.
     pub bound: f64,
+    /// What stands between the variant and the bound, measured in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+}
+
+/// What limits a target: a floor variant of the same section (a stripped-down path that does
+/// only part of the variant's work, so no real path can beat it) and what it shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Limit {
+    pub floor: String,
+    pub why: String,
 }
 
 impl Target {
@@ -71,6 +82,7 @@ impl Target {
             variant: variant.into(),
             baseline: Some(baseline.into()),
             bound,
+            limit: None,
         }
     }
     pub fn absolute(what: &str, variant: &str, bound: f64) -> Target {
@@ -79,7 +91,18 @@ impl Target {
             variant: variant.into(),
             baseline: None,
             bound,
+            limit: None,
         }
+    }
+
+    /// Says what limits this target: `floor` (a variant of the same section) measured the
+    /// same way as the target's variant, and `why` it bounds it.
+    pub fn limited_by(mut self, floor: &str, why: &str) -> Target {
+        self.limit = Some(Limit {
+            floor: floor.into(),
+            why: why.into(),
+        });
+        self
     }
 }
 
@@ -101,16 +124,23 @@ impl Section {
         self.figures.iter().find(|f| f.variant == name)
     }
 
+    /// `variant` measured as target `t` measures its own variant: a ratio to its baseline, or
+    /// the median itself.
+    fn measured(&self, t: &Target, variant: &str) -> Option<f64> {
+        let v = self.figure(variant)?;
+        Some(match &t.baseline {
+            Some(b) => v.median() / self.figure(b)?.median(),
+            None => v.median(),
+        })
+    }
+
     /// (target, measured ratio, met).
     pub fn checks(&self) -> Vec<(Target, f64, bool)> {
         self.targets
             .iter()
             .filter_map(|t| {
                 let v = self.figure(&t.variant)?;
-                let r = match &t.baseline {
-                    Some(b) => v.median() / self.figure(b)?.median(),
-                    None => v.median(),
-                };
+                let r = self.measured(t, &t.variant)?;
                 let met = if v.lower_is_better {
                     r <= t.bound
                 } else {
@@ -268,7 +298,7 @@ fn markdown_section(s: &Section) -> String {
     }
     let checks = s.checks();
     if !checks.is_empty() {
-        md += "\n| target | measured | met |\n|---|---:|---|\n";
+        md += "\n| target | measured | met | what limits it |\n|---|---:|---|---|\n";
         for (t, r, met) in checks {
             let op = if s.figure(&t.variant).is_some_and(|f| f.lower_is_better) {
                 "≤"
@@ -281,14 +311,37 @@ fn markdown_section(s: &Section) -> String {
             };
             let (bound, measured) = distinct(t.bound, r);
             md += &format!(
-                "| {}: {lhs} {op} {bound} | {measured} | {} |\n",
+                "| {}: {lhs} {op} {bound} | {measured} | {} | {} |\n",
                 t.what,
-                if met { "yes" } else { "**no**" }
+                if met { "yes" } else { "**no**" },
+                if met { String::new() } else { limit_text(s, &t) }
             );
         }
     }
     md += "\n";
     md
+}
+
+/// For a missed target: its limit, with the floor's figure measured as the target measures.
+fn limit_text(s: &Section, t: &Target) -> String {
+    let Some(l) = &t.limit else {
+        return String::new();
+    };
+    let Some(f) = s.measured(t, &l.floor) else {
+        return l.why.clone();
+    };
+    let lower = s.figure(&t.variant).is_some_and(|v| v.lower_is_better);
+    let floor_meets = if lower { f <= t.bound } else { f >= t.bound };
+    if floor_meets {
+        format!(
+            "not this floor: {} measures {}, within the target, so the rest is netpath's own work ({})",
+            l.floor,
+            num(f),
+            l.why
+        )
+    } else {
+        format!("{}: {} alone measures {}", l.why, l.floor, num(f))
+    }
 }
 
 /// A figure with sensible precision for its size.

@@ -15,9 +15,9 @@ use crate::{
 /// A lab and the tool programs attached to it (detached before the lab goes).
 pub struct Rig {
     _sink: Option<SchedClassifierLink>,
-    /// netpath's uplink TC program alone (that variant).
+    /// netpath's uplink TC program alone, or the empty one (those variants).
     _program: Option<SchedClassifierLink>,
-    /// The ceiling's redirect-only program, or the empty one, on the uplink.
+    /// The ceiling's redirect-only program, a floor's, or the empty one, on the uplink.
     _xdp: Option<XdpLink>,
     /// The generator's CPU, when it has one of its own.
     generator_cpu: Option<usize>,
@@ -76,18 +76,24 @@ impl Rig {
     /// path on CPUs of their own.
     pub fn new(kind: Kind, tools: &mut Tools, publish: bool, sinks: bool) -> Result<Rig> {
         let lab = Lab::new(kind, &tools.netpath_bin, publish)?;
+        let (host, up) = (&lab.host, lab.up_if.as_str());
         let ceiling = match lab.ceiling_target {
             Some(ifindex) => {
                 tools.set_redirect(ifindex)?;
-                Some(tools.attach_redirect(&lab.host, &lab.up_if)?)
+                Some(if kind == Kind::ReadRedirect {
+                    tools.attach_read_redirect(host, up)?
+                } else {
+                    tools.attach_redirect(host, up)?
+                })
             }
-            None if kind == Kind::EmptyXdp => Some(tools.attach_pass(&lab.host, &lab.up_if)?),
+            None if kind == Kind::EmptyXdp => Some(tools.attach_pass(host, up)?),
+            None if kind == Kind::ReadXdp => Some(tools.attach_read(host, up)?),
             None => None,
         };
-        let program = if kind == Kind::TcProgramOnly {
-            Some(tools.attach_uplink_tc(&lab.host, &lab.up_if)?)
-        } else {
-            None
+        let program = match kind {
+            Kind::TcProgramOnly => Some(tools.attach_uplink_tc(host, up)?),
+            Kind::EmptyTc => Some(tools.attach_tc_pass(host, up)?),
+            _ => None,
         };
         let sink = if sinks {
             Some(

@@ -236,7 +236,7 @@ pub fn percentile(v: &[f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-pub const PEER_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables];
+pub const PEER_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables, Kind::DirectVeth];
 
 /// Scenario `e2e`: endpoint to endpoint on one network — request/response and bulk TCP from
 /// a second endpoint to the first, netpath (veth to veth in eBPF) versus a Linux bridge with
@@ -281,6 +281,12 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
     let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80), {runs} runs of {secs} s per variant.");
     let base = "bridge + iptables";
     let np = Kind::NetpathTc.name();
+    let direct = |t: Target| {
+        t.limited_by(
+            Kind::DirectVeth.name(),
+            "the endpoints' own veths and TCP stacks, which any path between them keeps",
+        )
+    };
     let section = |scenario: &str, figures, target: Target| Section {
         scenario: scenario.into(),
         about: about.clone(),
@@ -294,7 +300,7 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
             section(
                 "e2e rr",
                 tps,
-                Target::ratio("transactions/s", np, base, 1.3),
+                direct(Target::ratio("transactions/s", np, base, 1.3)),
             ),
             section(
                 "e2e latency p99",
@@ -304,7 +310,7 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
             section(
                 "e2e bulk",
                 gbit,
-                Target::ratio("bulk throughput", np, base, 1.2),
+                direct(Target::ratio("bulk throughput", np, base, 1.2)),
             ),
         ],
         dists,
@@ -346,10 +352,10 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
         let servers: Vec<Acceptor> = (0..8)
             .map(|i| Acceptor::start(&lab.outside, 9000 + i))
             .collect::<Result<_>>()?;
-        let name = if *kind == Kind::Iptables {
-            "iptables MASQUERADE"
-        } else {
-            "netpath source NAT"
+        let name = match kind {
+            Kind::Iptables => "iptables MASQUERADE",
+            Kind::NetpathTc => "netpath source NAT",
+            k => k.name(),
         };
         let mut c = Figure::new(name, "connections/s", false);
         for _ in 0..runs {
@@ -384,6 +390,10 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
                 "netpath source NAT",
                 "iptables MASQUERADE",
                 1.5,
+            )
+            .limited_by(
+                Kind::Routing.name(),
+                "the connections' own cost in the endpoint's and the servers' TCP stacks, which no NAT removes",
             )],
             plots: Vec::new(),
         },
@@ -394,7 +404,9 @@ pub const TAX_KINDS: &[Kind] = &[
     Kind::Detached,
     Kind::TcProgramOnly,
     Kind::NetpathTc,
+    Kind::EmptyTc,
     Kind::EmptyXdp,
+    Kind::ReadXdp,
     Kind::NetpathXdp,
 ];
 
@@ -586,13 +598,18 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     }
     let base = Kind::Detached.name();
     let about = format!(
-        "The host's own traffic on the uplink, not netpath's: one TCP connection from the outside to a service of the host (1-byte transactions; bulk), and a UDP flood of 64-byte frames from 1,024 flows to a port of the host (counted as the host's IP layer delivers them). netpath variants run the agent with a port published; the baseline has nothing attached, and an empty XDP program shows what XDP on this (veth) uplink costs whatever the program. The variants stand side by side and take turns, {runs} runs of {secs} s each. CPUs: {layout}; the clients and servers on the generator's CPU."
+        "The host's own traffic on the uplink, not netpath's: one TCP connection from the outside to a service of the host (1-byte transactions; bulk), and a UDP flood of 64-byte frames from 1,024 flows to a port of the host (counted as the host's IP layer delivers them). netpath variants run the agent with a port published; the baseline has nothing attached; floors show what any program costs there: an empty TC program, an empty XDP program (XDP on this veth uplink, whatever the program) and an XDP program that only reads each frame's headers. The variants stand side by side and take turns, {runs} runs of {secs} s each. CPUs: {layout}; the clients and servers on the generator's CPU."
     );
+    let attached = |k: Kind| format!("{} attached", k.name());
     let (tc, xdp, empty) = (
-        format!("{} attached", Kind::NetpathTc.name()),
-        format!("{} attached", Kind::NetpathXdp.name()),
-        format!("{} attached", Kind::EmptyXdp.name()),
+        attached(Kind::NetpathTc),
+        attached(Kind::NetpathXdp),
+        attached(Kind::EmptyXdp),
     );
+    let (empty_tc, read) = (attached(Kind::EmptyTc), attached(Kind::ReadXdp));
+    const ANY_TC: &str =
+        "any TC program on the uplink runs for each of the host's packets, on its skb";
+    const READING: &str = "reading each frame's headers, before any decision";
     let section = |scenario: &str, figures: Vec<Figure>, what: &str| {
         // At most 3% lost: a rate kept ≥ 0.97, a cost grown ≤ 1.03; against nothing
         // attached, and netpath's XDP program against an empty one (what XDP on this
@@ -603,9 +620,10 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             0.97
         };
         let targets = vec![
-            Target::ratio(what, &tc, base, bound),
-            Target::ratio(what, &xdp, base, bound),
-            Target::ratio(what, &xdp, &empty, bound),
+            Target::ratio(what, &tc, base, bound).limited_by(&empty_tc, ANY_TC),
+            Target::ratio(what, &xdp, base, bound)
+                .limited_by(&empty, "XDP on this (veth) uplink costs whatever the program"),
+            Target::ratio(what, &xdp, &empty, bound).limited_by(&read, READING),
         ];
         Section {
             scenario: scenario.into(),
@@ -621,10 +639,11 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         "The same UDP flood to a port of the host: the share of the receiving path's CPU (perf, cpu-clock samples of CPU {} with call chains) spent in netpath's programs and what they call — the part of the host's own packet processing that is netpath's. The path keeps up with the generator here, so its cost shows as CPU, not as packets lost. {runs} runs of {secs} s per variant.",
         crate::rig::PATH_CPU
     );
-    cpu.targets = [&tc, &xdp]
-        .into_iter()
-        .map(|v| Target::absolute("share of the host path's CPU in netpath (%)", v, 3.0))
-        .collect();
+    let share_of = |v: &str| Target::absolute("share of the host path's CPU in netpath (%)", v, 3.0);
+    cpu.targets = vec![
+        share_of(&tc).limited_by(&empty_tc, ANY_TC),
+        share_of(&xdp).limited_by(&read, READING),
+    ];
     Ok(vec![
         section("host tax: tcp rr", tps, "the host's transactions/s kept"),
         section(
@@ -638,7 +657,7 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
 }
 
 pub const HOST_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::DockerProxy, Kind::Iptables];
-pub const OUT_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables];
+pub const OUT_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables, Kind::Routing];
 
 /// Client threads opening connections at once in [`connect_rate`].
 const CLIENTS: usize = 4;

@@ -28,6 +28,9 @@ const UPLINK_TC: &str = "netpath_uplink_tc";
 const REDIRECT: &str = "netpath_bench_redirect";
 /// XDP_PASS and nothing else (the agent's own, for veth peers).
 const PASS: &str = "netpath_xdp_pass";
+const READ_REDIRECT: &str = "netpath_bench_parse_redirect";
+const READ: &str = "netpath_bench_parse";
+const TC_PASS: &str = "netpath_bench_tc_pass";
 /// Frames per live-frames batch.
 const BATCH: u32 = 64;
 /// Frame length on the wire (without FCS).
@@ -86,11 +89,11 @@ impl Tools {
             .load(EBPF_OBJECT)?;
         let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         xdp.load()?;
-        for name in [REDIRECT, PASS] {
+        for name in [REDIRECT, PASS, READ_REDIRECT, READ] {
             let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             xdp.load()?;
         }
-        for name in [SINK, UPLINK_TC] {
+        for name in [SINK, UPLINK_TC, TC_PASS] {
             let tc: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
             tc.load()?;
         }
@@ -124,6 +127,11 @@ impl Tools {
         self.attach_tc(UPLINK_TC, ns, ifname)
     }
 
+    /// Attaches the TC program that passes everything to `ifname` inside `ns`.
+    pub fn attach_tc_pass(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
+        self.attach_tc(TC_PASS, ns, ifname)
+    }
+
     fn attach_tc(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
         let tc: &mut SchedClassifier = self
             .ebpf
@@ -140,6 +148,16 @@ impl Tools {
     /// Attaches the redirect-only program to `ifname` (native XDP) inside `ns`.
     pub fn attach_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
         self.attach_xdp(REDIRECT, ns, ifname)
+    }
+
+    /// Attaches the read + redirect floor to `ifname` (native XDP) inside `ns`.
+    pub fn attach_read_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
+        self.attach_xdp(READ_REDIRECT, ns, ifname)
+    }
+
+    /// Attaches the program that reads headers and passes to `ifname` (native XDP) inside `ns`.
+    pub fn attach_read(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
+        self.attach_xdp(READ, ns, ifname)
     }
 
     /// Attaches the program that passes everything to `ifname` (native XDP) inside `ns`.

@@ -93,6 +93,16 @@ fn quick_mode_gives_every_variant_a_figure() {
             "{} has no target",
             s["scenario"]
         );
+        // A limit is measured: its floor is a variant of the same section.
+        for t in s["targets"].as_array().unwrap() {
+            if let Some(floor) = t["limit"]["floor"].as_str() {
+                assert!(
+                    figures.iter().any(|f| f["variant"] == floor),
+                    "{}: limit floor {floor:?} is not one of its variants",
+                    s["scenario"]
+                );
+            }
+        }
         for f in figures {
             let runs = f["runs"].as_array().unwrap();
             assert!(

@@ -1,5 +1,7 @@
 //! Benchmark tools, never attached by the agent: a packet generator for BPF_PROG_TEST_RUN in
-//! live-frames mode, a counting sink, and the "redirect only" ceiling.
+//! live-frames mode, a counting sink, the "redirect only" ceiling, and floors: what reading a
+//! frame's headers costs, and what one flow-table lookup adds to it, whatever a program does
+//! beyond them.
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_redirect,
@@ -9,7 +11,10 @@ use aya_ebpf::{
 };
 use netpath_common::{proto, GenConfig, GEN_TEMPLATE_LEN};
 
-use crate::parse::{parse, ptr_at, Parsed, IP_CSUM_OFF, L3_OFF};
+use crate::{
+    maps::FLOWS,
+    parse::{parse, ptr_at, Parsed, IP_CSUM_OFF, L3_OFF},
+};
 
 /// The generator's configuration (one entry).
 #[map]
@@ -98,10 +103,42 @@ pub fn sink_tc(ctx: &mut TcContext) -> i32 {
 
 /// Redirects every frame to one interface without looking at it.
 #[inline(always)]
-pub fn redirect_only(_ctx: &mut XdpContext) -> u32 {
+pub fn redirect_only(_ctx: &XdpContext) -> u32 {
     match BENCH_REDIRECT.get(0) {
         // SAFETY: plain helper call.
         Some(ifindex) => unsafe { bpf_redirect(*ifindex, 0) as u32 },
         None => xdp_action::XDP_PASS,
+    }
+}
+
+/// Reads the frame's headers (the one parse every packet program starts with), then sends it
+/// where `verdict` says: the floor of any program that looks at a frame.
+#[inline(always)]
+pub fn parse_only(ctx: &XdpContext, verdict: u32) -> u32 {
+    match parse(ctx.data(), ctx.data_end()) {
+        Parsed::Malformed => xdp_action::XDP_ABORTED,
+        _ => verdict,
+    }
+}
+
+/// [`parse_only`] and one flow-table lookup of the frame's 5-tuple: the floor of any path
+/// that keeps per-flow state.
+#[inline(always)]
+pub fn parse_and_lookup(ctx: &XdpContext) -> u32 {
+    if let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) {
+        if flow.has_ports() && FLOWS.get_ptr(&flow.key()).is_some() {
+            return xdp_action::XDP_DROP;
+        }
+    }
+    xdp_action::XDP_PASS
+}
+
+/// Reads the frame's headers, then redirects like [`redirect_only`]: the ceiling plus the
+/// first touch of the frame's data, which the ceiling never pays.
+#[inline(always)]
+pub fn parse_and_redirect(ctx: &XdpContext) -> u32 {
+    match parse_only(ctx, xdp_action::XDP_PASS) {
+        xdp_action::XDP_PASS => redirect_only(ctx),
+        v => v,
     }
 }

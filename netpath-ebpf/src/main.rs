@@ -119,8 +119,33 @@ pub fn netpath_bench_sink(mut ctx: TcContext) -> i32 {
 
 /// Benchmark: the ceiling, redirect without lookup.
 #[xdp]
-pub fn netpath_bench_redirect(mut ctx: XdpContext) -> u32 {
-    bench::redirect_only(&mut ctx)
+pub fn netpath_bench_redirect(ctx: XdpContext) -> u32 {
+    bench::redirect_only(&ctx)
+}
+
+/// Benchmark floor: the headers read, then passed.
+#[xdp]
+pub fn netpath_bench_parse(ctx: XdpContext) -> u32 {
+    bench::parse_only(&ctx, xdp_action::XDP_PASS)
+}
+
+/// Benchmark floor: the headers read and the flow looked up; dropped when found (so a test run
+/// shows the lookup hit), passed otherwise.
+#[xdp]
+pub fn netpath_bench_flow_lookup(ctx: XdpContext) -> u32 {
+    bench::parse_and_lookup(&ctx)
+}
+
+/// Benchmark floor: the headers read, then redirected like the ceiling.
+#[xdp]
+pub fn netpath_bench_parse_redirect(ctx: XdpContext) -> u32 {
+    bench::parse_and_redirect(&ctx)
+}
+
+/// Benchmark floor: a TC program that passes everything (what TC costs whatever the program).
+#[classifier]
+pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
+    aya_ebpf::bindings::TC_ACT_OK as i32
 }
 
 #[cfg(not(test))]
