@@ -314,7 +314,11 @@ fn markdown_section(s: &Section) -> String {
                 "| {}: {lhs} {op} {bound} | {measured} | {} | {} |\n",
                 t.what,
                 if met { "yes" } else { "**no**" },
-                if met { String::new() } else { limit_text(s, &t) }
+                if met {
+                    String::new()
+                } else {
+                    limit_text(s, &t)
+                }
             );
         }
     }

@@ -621,8 +621,10 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         };
         let targets = vec![
             Target::ratio(what, &tc, base, bound).limited_by(&empty_tc, ANY_TC),
-            Target::ratio(what, &xdp, base, bound)
-                .limited_by(&empty, "XDP on this (veth) uplink costs whatever the program"),
+            Target::ratio(what, &xdp, base, bound).limited_by(
+                &empty,
+                "XDP on this (veth) uplink costs whatever the program",
+            ),
             Target::ratio(what, &xdp, &empty, bound).limited_by(&read, READING),
         ];
         Section {
@@ -639,7 +641,8 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         "The same UDP flood to a port of the host: the share of the receiving path's CPU (perf, cpu-clock samples of CPU {} with call chains) spent in netpath's programs and what they call — the part of the host's own packet processing that is netpath's. The path keeps up with the generator here, so its cost shows as CPU, not as packets lost. {runs} runs of {secs} s per variant.",
         crate::rig::PATH_CPU
     );
-    let share_of = |v: &str| Target::absolute("share of the host path's CPU in netpath (%)", v, 3.0);
+    let share_of =
+        |v: &str| Target::absolute("share of the host path's CPU in netpath (%)", v, 3.0);
     cpu.targets = vec![
         share_of(&tc).limited_by(&empty_tc, ANY_TC),
         share_of(&xdp).limited_by(&read, READING),

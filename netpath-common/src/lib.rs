@@ -165,7 +165,10 @@ pub struct FlowKey {
     pub src_port: u16,
     pub dst_port: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    /// Padding as integers, not a byte array: zeroing an array costs the kernel programs a
+    /// call to a byte-by-byte `memset` on every key they build.
+    pub _pad: u8,
+    pub _pad2: u16,
 }
 
 impl FlowKey {
@@ -185,7 +188,8 @@ impl FlowKey {
             src_port,
             dst_port,
             proto,
-            _pad: [0; 3],
+            _pad: 0,
+            _pad2: 0,
         }
     }
 

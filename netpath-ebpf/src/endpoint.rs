@@ -22,12 +22,18 @@ use crate::{
 pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let parsed = parse(ctx.data(), ctx.data_end());
+    if let Parsed::Ipv4(flow) = &parsed {
+        if let Some(verdict) = reply(ctx, flow, ifindex) {
+            return verdict;
+        }
+    }
     // SAFETY: map value pointer valid for this program run; copied out at once.
     let Some(ep) = ENDPOINTS.get_ptr(&ifindex).map(|e| unsafe { *e }) else {
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     };
-    match parse(ctx.data(), ctx.data_end()) {
+    match parsed {
         Parsed::Arp => arp::answer(ctx, &ep, ifindex),
         Parsed::Ipv4(flow) => ipv4(ctx, &ep, &flow, ifindex),
         Parsed::Other => {
@@ -60,27 +66,6 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
         return verdict;
     }
     if flow.has_ports() {
-        let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
-        if let Some(rev) = flows::reply_nat(flow, closing) {
-            if !ports::reverse_nat(ctx, flow, &rev) {
-                return TC_ACT_SHOT as i32;
-            }
-            count(Counter::RevNat);
-            trace(event::trace::REVERSE_NAT, flow, ifindex, rev.addr, rev.port);
-            if rev.via != 0 {
-                if !ctx.set_macs(&rev.via_macs.src, &rev.via_macs.dst) {
-                    return TC_ACT_SHOT as i32;
-                }
-                // SAFETY: plain helper call.
-                return unsafe { bpf_redirect(rev.via, 0) as i32 };
-            }
-            let mut out = *flow;
-            if rev.client != 0 {
-                out.dst_addr = rev.client;
-            }
-            let route = fib::lookup(ctx, &out, rev.addr);
-            return fib::send(ctx, route);
-        }
         if let Some((target, masq)) = hairpin_target(ep, flow, ifindex) {
             if !ports::dnat_masq(ctx, flow, &target, masq) {
                 return TC_ACT_SHOT as i32;
@@ -99,6 +84,38 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
         }
     }
     forward::route(ctx, ep, flow, ifindex)
+}
+
+/// A reply of a published flow sent to this interface's endpoint: translated back and sent
+/// the way its client came (or where the route says). The flow vouches for the source (its
+/// key's source is the endpoint address the flow was sent to, on this interface), so replies
+/// need neither the endpoint's entry nor anti-spoofing: one lookup before the rewrite. `None`
+/// when the packet is no such reply.
+#[inline(always)]
+fn reply(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> Option<i32> {
+    if !flow.has_ports() {
+        return None;
+    }
+    let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
+    let rev = flows::reply_nat(flow, ifindex, closing)?;
+    if !ports::reverse_nat(ctx, flow, &rev) {
+        return Some(TC_ACT_SHOT as i32);
+    }
+    count(Counter::RevNat);
+    trace(event::trace::REVERSE_NAT, flow, ifindex, rev.addr, rev.port);
+    if rev.via != 0 {
+        if !ctx.set_macs(&rev.via_macs.src, &rev.via_macs.dst) {
+            return Some(TC_ACT_SHOT as i32);
+        }
+        // SAFETY: plain helper call.
+        return Some(unsafe { bpf_redirect(rev.via, 0) as i32 });
+    }
+    let mut out = *flow;
+    if rev.client != 0 {
+        out.dst_addr = rev.client;
+    }
+    let route = fib::lookup(ctx, &out, rev.addr);
+    Some(fib::send(ctx, route))
 }
 
 /// Hairpin: the endpoint addressed a published port through a host address (a host IP, a

@@ -36,12 +36,18 @@ pub struct Via {
     pub macs: ReplyMacs,
 }
 
-/// Remembers that `flow` (client → host address:port) was sent to `target`, its source
-/// replaced by `masq` when that is not 0 (self-hairpin), its replies sent along `via` (when
-/// its ifindex is not 0); `closing` when TCP said FIN/RST. The hot path is one lookup: the
-/// entry is written only when missing, different, stale or closing.
+/// A flow's entry as it is to be recorded: the key its replies are found under, and the
+/// translation.
+pub struct Translation {
+    key: FlowKey,
+    nat: FlowNat,
+}
+
+/// The entry of `flow` (client → host address:port) sent to `target`, its source replaced by
+/// `masq` when that is not 0 (self-hairpin), its replies sent along `via` (when its ifindex
+/// is not 0).
 #[inline(always)]
-pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via, closing: bool) {
+pub fn translation(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via) -> Translation {
     let mut key = reply_key_of(flow, target);
     let mut client = 0;
     if masq != 0 {
@@ -60,20 +66,35 @@ pub fn record(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via, closin
         via_macs: via.macs,
         _pad3: 0,
     };
-    if let Some(v) = FLOWS.get_ptr_mut(&key) {
-        // SAFETY: map value pointer valid for this program run.
-        let v = unsafe { &mut *v };
-        if v.same_translation(&nat) {
-            touch_flow(v, closing);
-            return;
-        }
+    Translation { key, nat }
+}
+
+/// Whether the flow is recorded with this translation already; if so it is refreshed (and
+/// marked closing when TCP said FIN/RST). The hot path: one lookup, a write only when the
+/// entry is stale or closing.
+#[inline(always)]
+pub fn refresh(t: &Translation, closing: bool) -> bool {
+    let Some(v) = FLOWS.get_ptr_mut(&t.key) else {
+        return false;
+    };
+    // SAFETY: map value pointer valid for this program run.
+    let v = unsafe { &mut *v };
+    if !v.same_translation(&t.nat) {
+        return false;
     }
+    touch_flow(v, closing);
+    true
+}
+
+/// Records the flow (new, or translated differently than before).
+#[inline(always)]
+pub fn insert(t: &Translation, closing: bool) {
     let nat = FlowNat {
         last_seen: now(),
         flags: if closing { flow_flags::CLOSING } else { 0 },
-        ..nat
+        ..t.nat
     };
-    let _ = FLOWS.insert(&key, &nat, 0);
+    let _ = FLOWS.insert(&t.key, &nat, 0);
 }
 
 /// [`touch`] for a published flow.
@@ -102,13 +123,17 @@ fn reply_key_of(flow: &Ipv4Flow, target: &PortTarget) -> FlowKey {
     .reversed()
 }
 
-/// The translation for a packet leaving an endpoint, if it is the reply of a published flow
-/// (which is refreshed, and marked closing when TCP says so).
+/// The translation for a packet leaving the endpoint behind host-side veth `ifindex`, if it is
+/// the reply of a published flow sent to that endpoint (which is refreshed, and marked closing
+/// when TCP says so). A flow sent to another endpoint is not this one's to answer.
 #[inline(always)]
-pub fn reply_nat(flow: &Ipv4Flow, closing: bool) -> Option<FlowNat> {
+pub fn reply_nat(flow: &Ipv4Flow, ifindex: u32, closing: bool) -> Option<FlowNat> {
     let v = FLOWS.get_ptr_mut(&flow.key())?;
     // SAFETY: map value pointer valid for this program run.
     let v = unsafe { &mut *v };
+    if v.ifindex != ifindex {
+        return None;
+    }
     touch_flow(v, closing);
     Some(*v)
 }

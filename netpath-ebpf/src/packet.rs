@@ -1,8 +1,9 @@
 //! Header rewrites behind one trait, so NAT is written once for XDP and TC.
 //!
 //! XDP frames carry complete checksums, fixed here incrementally (RFC 1624). TC skbs may be
-//! `CHECKSUM_PARTIAL` (anything a local or namespaced socket sent through a veth), which only
-//! the kernel's `bpf_l3/l4_csum_replace` helpers update correctly, so the TC side uses them.
+//! `CHECKSUM_PARTIAL` (anything a local or namespaced socket sent through a veth), whose L4
+//! checksum only the kernel's `bpf_l4_csum_replace` updates correctly, so the TC side uses it
+//! for L4; the IPv4 header checksum is always complete, fixed like XDP's.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::{TcContext, XdpContext},
@@ -52,6 +53,26 @@ pub fn csum_replace4(check: u16, from: u32, to: u32) -> u16 {
 pub fn csum_replace2(check: u16, from: u16, to: u16) -> u16 {
     let sum = (!check) as u32 + (!from) as u32 + to as u32;
     !csum_fold(sum)
+}
+
+/// Writes the address at `off` (`from` → `to`) and fixes the IPv4 header checksum, by direct
+/// access. Right for XDP frames and skbs alike: an skb's IPv4 header checksum is always
+/// complete (never offloaded), and a header with its checksum fixed sums as before, so a
+/// `CHECKSUM_COMPLETE` sum stays valid — what `bpf_l3_csum_replace` does, without the helper.
+#[inline(always)]
+fn write_addr_l3(data: usize, end: usize, off: usize, from: u32, to: u32) -> bool {
+    let (Some(a), Some(c)) = (
+        ptr_at::<u32>(data, end, off),
+        ptr_at::<u16>(data, end, IP_CSUM_OFF),
+    ) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    unsafe {
+        a.write_unaligned(to);
+        c.write_unaligned(csum_replace4(c.read_unaligned(), from, to));
+    }
+    true
 }
 
 /// Updates the L4 checksum at `off` in an XDP frame. A UDP checksum of zero means "none".
@@ -104,19 +125,7 @@ impl Packet for XdpContext {
 
     #[inline(always)]
     fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool {
-        let (data, end) = (self.data(), self.data_end());
-        let (Some(a), Some(c)) = (
-            ptr_at::<u32>(data, end, off),
-            ptr_at::<u16>(data, end, IP_CSUM_OFF),
-        ) else {
-            return false;
-        };
-        // SAFETY: bounds checked by ptr_at.
-        unsafe {
-            a.write_unaligned(to);
-            c.write_unaligned(csum_replace4(c.read_unaligned(), from, to));
-        }
-        true
+        write_addr_l3(self.data(), self.data_end(), off, from, to)
     }
 
     #[inline(always)]
@@ -143,10 +152,11 @@ impl Packet for XdpContext {
 /// The first 12 bytes of an Ethernet header: destination then source.
 #[inline(always)]
 fn macs(src: &[u8; 6], dst: &[u8; 6]) -> [u8; 12] {
-    let mut eth = [0u8; 12];
-    eth[..6].copy_from_slice(dst);
-    eth[6..].copy_from_slice(src);
-    eth
+    // Element by element: a zeroed array filled by slices costs a `memset` call.
+    let (d, s) = (dst, src);
+    [
+        d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5],
+    ]
 }
 
 #[inline(always)]
@@ -185,17 +195,12 @@ impl Packet for TcContext {
         let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64 | 4;
         self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags)
             .is_ok()
-            && self
-                .l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4)
-                .is_ok()
-            && write_at(self.data(), self.data_end(), off, to)
+            && self.set_addr_l3(off, from, to)
     }
 
     #[inline(always)]
     fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool {
-        self.l3_csum_replace(IP_CSUM_OFF, from as u64, to as u64, 4)
-            .is_ok()
-            && write_at(self.data(), self.data_end(), off, to)
+        write_addr_l3(self.data(), self.data_end(), off, from, to)
     }
 
     #[inline(always)]

@@ -14,21 +14,56 @@ pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
     lookup(flow.dst_addr, flow.dst_port, flow.proto)
 }
 
-/// The endpoint behind host address `addr`, port `port` (both network order) and `proto`.
-/// The port's array slot decides first: published on every host address (valid when `addr`
-/// is one of the host's addresses), not published anywhere (the host's own traffic: no hash
-/// lookup), or published on some addresses, of which this may be one. The one
-/// published-port lookup: packets (uplink, hairpin) and sockets (`sock.rs`).
+/// What a destination publishes. A struct with a defined "nothing" (`target.ifindex` 0), not
+/// an `Option` of an enum: the verifier rejects what LLVM makes of an absent value's
+/// uninitialised payload where the paths meet again.
+#[derive(Clone, Copy)]
+pub struct Published {
+    pub target: PortTarget,
+    /// Published on every host address: valid only when the destination is one of them.
+    /// Otherwise published on this very address.
+    pub anywhere: bool,
+}
+
+impl Published {
+    pub const NOTHING: Published = Published {
+        target: PortTarget {
+            addr: 0,
+            port: 0,
+            stats: 0,
+            ifindex: 0,
+            mac: [0; 6],
+            gw_mac: [0; 6],
+        },
+        anywhere: false,
+    };
+
+    /// Whether a port is published there at all.
+    #[inline(always)]
+    pub fn found(&self) -> bool {
+        self.target.ifindex != 0
+    }
+}
+
+/// What port `port` (network order) of `proto` publishes at host address `addr`, the address
+/// not yet checked for a publish on every address. The port's array slot decides first:
+/// published on every host address, not published anywhere (the host's own traffic: no hash
+/// lookup), or published on some addresses, of which this may be one.
 #[inline(always)]
-pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
-    let slot = PORTS_ANY.get_ptr(port_any_index(proto, port))?;
+pub fn lookup_port(addr: u32, port: u16, proto: u8) -> Published {
+    let Some(slot) = PORTS_ANY.get_ptr(port_any_index(proto, port)) else {
+        return Published::NOTHING;
+    };
     // SAFETY: map value pointer valid for this program run; read at once.
     let (target, specific) = unsafe { ((*slot).target, (*slot).specific) };
     if target.ifindex != 0 {
-        return HOST_ADDRS.get_ptr(&addr).map(|_| target);
+        return Published {
+            target,
+            anywhere: true,
+        };
     }
     if specific == 0 {
-        return None;
+        return Published::NOTHING;
     }
     let key = PortKey {
         addr,
@@ -36,18 +71,52 @@ pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
         proto,
         _pad: 0,
     };
-    // SAFETY: map value pointer valid for this program run; copied out at once.
-    PORTS.get_ptr(&key).map(|t| unsafe { *t })
+    match PORTS.get_ptr(&key) {
+        Some(t) => Published {
+            // SAFETY: map value pointer valid for this program run; copied out at once.
+            target: unsafe { *t },
+            anywhere: false,
+        },
+        None => Published::NOTHING,
+    }
 }
 
-/// Translates `flow`'s destination to `target` and addresses the frame to the endpoint;
-/// records the flow so its replies are translated back, and sent back the way this packet
-/// came (out of the uplink it arrived on, to the neighbour that sent it). False when a
-/// read or write failed.
+/// Whether `addr` is one of the host's addresses.
 #[inline(always)]
-pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget) -> bool {
+fn host_addr(addr: u32) -> bool {
+    HOST_ADDRS.get_ptr(&addr).is_some()
+}
+
+/// The endpoint behind host address `addr`, port `port` (both network order) and `proto`:
+/// [`lookup_port`] with the address checked. The one published-port lookup of sockets
+/// (`sock.rs`) and hairpin; the uplink checks the address only for new flows ([`dnat`]).
+#[inline(always)]
+pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
+    let p = lookup_port(addr, port, proto);
+    (p.found() && (!p.anywhere || host_addr(addr))).then_some(p.target)
+}
+
+/// What [`dnat`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Dnat {
+    /// Translated and addressed to the endpoint.
+    Done,
+    /// Not published here after all: the port is published on every host address, and the
+    /// destination is none of them. Untouched.
+    NotHere,
+    /// A read or write failed.
+    Failed,
+}
+
+/// Translates `flow`'s destination to `published`'s endpoint and addresses the frame to it;
+/// records the flow so its replies are translated back, and sent back the way this packet
+/// came (out of the uplink it arrived on, to the neighbour that sent it). A flow already
+/// recorded with this translation was checked when it began, so only a new flow of a port
+/// published on every address pays the host-address lookup.
+#[inline(always)]
+pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, published: &Published) -> Dnat {
     let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
-        return false;
+        return Dnat::Failed;
     };
     // SAFETY: bounds checked by ptr_at; copied out before any rewrite.
     let eth = unsafe { *eth };
@@ -57,18 +126,20 @@ pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget) -> boo
     };
     via.macs.src.copy_from_slice(&eth[..6]);
     via.macs.dst.copy_from_slice(&eth[6..]);
-    dnat_via(pkt, flow, target, 0, &via)
+    dnat_via(pkt, flow, &published.target, 0, &via, !published.anywhere)
 }
 
-/// [`dnat`] for a packet of an endpoint (hairpin): the replies' route is looked up, and when
-/// `masq` is not 0 the source becomes `masq` too: an endpoint reaching its own published port
-/// must see the connection come from elsewhere (its gateway), or its replies would never
-/// leave it to be translated.
+/// [`dnat`] for a packet of an endpoint (hairpin) to a port [`lookup`] found: the replies'
+/// route is looked up, and when `masq` is not 0 the source becomes `masq` too: an endpoint
+/// reaching its own published port must see the connection come from elsewhere (its
+/// gateway), or its replies would never leave it to be translated.
 #[inline(always)]
 pub fn dnat_masq<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget, masq: u32) -> bool {
-    dnat_via(pkt, flow, target, masq, &Via::default())
+    dnat_via(pkt, flow, target, masq, &Via::default(), true) == Dnat::Done
 }
 
+/// `checked`: the destination is known to be published (else a new flow checks it is a host
+/// address first).
 #[inline(always)]
 fn dnat_via<P: Packet>(
     pkt: &mut P,
@@ -76,15 +147,27 @@ fn dnat_via<P: Packet>(
     target: &PortTarget,
     masq: u32,
     via: &Via,
-) -> bool {
+    checked: bool,
+) -> Dnat {
     let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    flows::record(flow, target, masq, via, closing);
+    let nat = flows::translation(flow, target, masq, via);
+    if !flows::refresh(&nat, closing) {
+        if !checked && !host_addr(flow.dst_addr) {
+            return Dnat::NotHere;
+        }
+        flows::insert(&nat, closing);
+    }
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
-    pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)
+    let done = pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)
         && pkt.set_port(flow.l4_off + 2, flow.dst_port, target.port, csum, udp)
         && (masq == 0 || pkt.set_addr(IP_SRC_OFF, flow.src_addr, masq, csum, udp))
-        && pkt.set_macs(&target.gw_mac, &target.mac)
+        && pkt.set_macs(&target.gw_mac, &target.mac);
+    if done {
+        Dnat::Done
+    } else {
+        Dnat::Failed
+    }
 }
 
 /// Translates a reply's source back to the published address and port in `nat` (and, for a

@@ -13,7 +13,8 @@ use netpath_common::{event, Counter};
 use crate::{
     packet::Packet,
     parse::{parse, Parsed},
-    ports, snat,
+    ports::{self, Dnat, Published},
+    snat,
     stats::{count, count_port, trace},
 };
 
@@ -35,17 +36,23 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
         Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
         _ => return Verdict::Pass(Counter::Pass),
     };
-    if let Some(target) = flow
-        .has_ports()
-        .then(|| ports::lookup_published(&flow))
-        .flatten()
-    {
-        if ports::dnat(pkt, &flow, &target) {
-            count_port(target.stats, pkt.len());
-            trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
-            return Verdict::Dnat(target.ifindex);
+    let published = if flow.has_ports() {
+        ports::lookup_port(flow.dst_addr, flow.dst_port, flow.proto)
+    } else {
+        Published::NOTHING
+    };
+    if published.found() {
+        match ports::dnat(pkt, &flow, &published) {
+            Dnat::Done => {
+                let target = &published.target;
+                count_port(target.stats, pkt.len());
+                trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
+                return Verdict::Dnat(target.ifindex);
+            }
+            Dnat::Failed => return Verdict::Pass(Counter::Pass),
+            // Routed through the host to another address: maybe an outbound flow's reply.
+            Dnat::NotHere => {}
         }
-        return Verdict::Pass(Counter::Pass);
     }
     let (data, end) = (pkt.data(), pkt.data_end());
     match snat::reply(pkt, data, end, &flow) {

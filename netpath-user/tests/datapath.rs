@@ -704,14 +704,13 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
         (TCP, 1006, 5, true, false),
     ];
     for (i, (proto, port, idle, closing, _)) in cases.iter().enumerate() {
-        let key = FlowKey {
-            src_addr: be_addr(EP.into()),
-            dst_addr: be_addr(CLIENT.into()),
-            src_port: be_port(*port),
-            dst_port: be_port(80),
-            proto: *proto,
-            _pad: [0; 3],
-        };
+        let key = FlowKey::new(
+            be_addr(EP.into()),
+            be_port(*port),
+            be_addr(CLIENT.into()),
+            be_port(80),
+            *proto,
+        );
         let nat_port = be_port(40000 + i as u16);
         let flags = if *closing { snat_flags::CLOSING } else { 0 };
         let last_seen = now - idle * S;
