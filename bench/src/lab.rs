@@ -52,9 +52,6 @@ pub enum Kind {
     /// netpath's uplink TC program alone, with empty maps and no agent: what the program
     /// costs, apart from everything else the agent sets up on the host.
     TcProgramOnly,
-    /// Floor: an XDP program that reads the frame's headers, then redirects like the ceiling:
-    /// what any program that looks at a frame pays beyond the ceiling.
-    ReadRedirect,
     /// Floor: a TC program that passes everything, on the uplink: what TC costs whatever the
     /// program.
     EmptyTc,
@@ -78,7 +75,6 @@ impl Kind {
             Kind::Detached => "detached (no netpath)",
             Kind::EmptyXdp => "empty xdp program",
             Kind::TcProgramOnly => "netpath tc program alone",
-            Kind::ReadRedirect => "floor (read + redirect)",
             Kind::EmptyTc => "empty tc program",
             Kind::ReadXdp => "xdp reading headers",
             Kind::DirectVeth => "direct veth (no host)",
@@ -109,8 +105,7 @@ pub struct Lab {
     pub out_ifindex: u32,
     pub out_mac: [u8; 6],
     pub up_mac: [u8; 6],
-    /// The ceiling's (and the read + redirect floor's) host-side veth, where their programs
-    /// send frames.
+    /// The ceiling variant's host-side veth (where its redirect-only program sends frames).
     pub ceiling_target: Option<u32>,
     dir: PathBuf,
     netpath_bin: PathBuf,
@@ -205,7 +200,7 @@ impl Lab {
             lab.netpath(&args)?;
         } else if kind.bridged() {
             lab.bridge(&id)?;
-        } else if matches!(kind, Kind::Ceiling | Kind::ReadRedirect) {
+        } else if kind == Kind::Ceiling {
             lab.ceiling_target = Some(lab.endpoint_veth(&id)?);
         } else {
             lab.endpoint_veth(&id)?;

@@ -7,6 +7,7 @@ mod dns;
 mod docker;
 mod flows;
 mod lab;
+mod perf;
 mod prog;
 mod report;
 mod rig;

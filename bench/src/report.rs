@@ -67,12 +67,16 @@ pub struct Target {
     pub limit: Option<Limit>,
 }
 
-/// What limits a target: a floor variant of the same section (a stripped-down path that does
-/// only part of the variant's work, so no real path can beat it) and what it shows.
+/// What limits a target, measured in the same run: a floor variant of the same section (a
+/// stripped-down path that does only part of the variant's work, so no real path can beat
+/// it), or a measurement of another kind (a profile), said in words.
 #[derive(Clone, Debug, Serialize)]
 pub struct Limit {
-    pub floor: String,
     pub why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<String>,
 }
 
 impl Target {
@@ -99,8 +103,20 @@ impl Target {
     /// same way as the target's variant, and `why` it bounds it.
     pub fn limited_by(mut self, floor: &str, why: &str) -> Target {
         self.limit = Some(Limit {
-            floor: floor.into(),
             why: why.into(),
+            floor: Some(floor.into()),
+            measured: None,
+        });
+        self
+    }
+
+    /// Says what limits this target: `why`, and what was `measured` (in words, with figures
+    /// of this run) that shows it.
+    pub fn limited_as_measured(mut self, why: &str, measured: String) -> Target {
+        self.limit = Some(Limit {
+            why: why.into(),
+            floor: None,
+            measured: Some(measured),
         });
         self
     }
@@ -331,7 +347,13 @@ fn limit_text(s: &Section, t: &Target) -> String {
     let Some(l) = &t.limit else {
         return String::new();
     };
-    let Some(f) = s.measured(t, &l.floor) else {
+    let Some(floor) = &l.floor else {
+        return match &l.measured {
+            Some(m) => format!("{}: {m}", l.why),
+            None => l.why.clone(),
+        };
+    };
+    let Some(f) = s.measured(t, floor) else {
         return l.why.clone();
     };
     let lower = s.figure(&t.variant).is_some_and(|v| v.lower_is_better);
@@ -339,12 +361,12 @@ fn limit_text(s: &Section, t: &Target) -> String {
     if floor_meets {
         format!(
             "not this floor: {} measures {}, within the target, so the rest is netpath's own work ({})",
-            l.floor,
+            floor,
             num(f),
             l.why
         )
     } else {
-        format!("{}: {} alone measures {}", l.why, l.floor, num(f))
+        format!("{}: {floor} alone measures {}", l.why, num(f))
     }
 }
 

@@ -80,11 +80,7 @@ impl Rig {
         let ceiling = match lab.ceiling_target {
             Some(ifindex) => {
                 tools.set_redirect(ifindex)?;
-                Some(if kind == Kind::ReadRedirect {
-                    tools.attach_read_redirect(host, up)?
-                } else {
-                    tools.attach_redirect(host, up)?
-                })
+                Some(tools.attach_redirect(host, up)?)
             }
             None if kind == Kind::EmptyXdp => Some(tools.attach_pass(host, up)?),
             None if kind == Kind::ReadXdp => Some(tools.attach_read(host, up)?),

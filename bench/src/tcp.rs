@@ -3,7 +3,6 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -415,71 +414,6 @@ const TAX_UDP_PORT: u16 = 9200;
 /// The host's own TCP service on the uplink.
 const TAX_TCP_PORT: u16 = 9100;
 
-/// Runs `f` while `perf` samples `cpu` with call chains; the share (%) of the samples spent
-/// in netpath's programs and what they call.
-fn netpath_share<T>(cpu: usize, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-    let data = std::env::temp_dir().join(format!("netpath-bench-perf-{}", std::process::id()));
-    let mut rec = Command::new("perf")
-        .args([
-            "record",
-            "-q",
-            "-e",
-            "cpu-clock",
-            "-g",
-            "-C",
-            &cpu.to_string(),
-            "-o",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("perf (Debian package linux-perf)")?;
-    // perf writes its header once it samples: wait for that, not for a guessed time.
-    let start = Instant::now();
-    while std::fs::metadata(&data).map_or(true, |m| m.len() == 0) {
-        if start.elapsed() > Duration::from_secs(10) {
-            anyhow::bail!("perf record did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = f();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(rec.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    rec.wait()?;
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--children",
-            "--sort",
-            "sym",
-            "-g",
-            "none",
-            "--stdio",
-            "-i",
-        ])
-        .arg(&data)
-        .output()?;
-    let _ = std::fs::remove_file(&data);
-    let text = String::from_utf8_lossy(&report.stdout);
-    // "  3.76%  3.74%  [k] bpf_prog_<tag>_netpath_uplink_tc": the first column (children)
-    // counts the program and everything it calls; programs do not call each other.
-    let share = text
-        .lines()
-        .filter(|l| l.contains("bpf_prog_") && l.contains("_netpath_"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .next()?
-                .trim_end_matches('%')
-                .parse::<f64>()
-                .ok()
-        })
-        .sum();
-    Ok((out?, share))
-}
-
 /// Packets the host's IP layer handed to its protocols so far (`Ip: InDelivers`).
 fn ip_delivered(ns: &Netns) -> Result<u64> {
     let snmp = ns.exec("cat", &["/proc/net/snmp"]);
@@ -581,7 +515,7 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             m.runs.push(delivered as f64 / took.as_secs_f64() / 1e6);
             m.offered.push(sent as f64 / took.as_secs_f64() / 1e6);
             // The share in a run of its own: sampling slows the path it samples.
-            let (_, share) = netpath_share(crate::rig::PATH_CPU, || {
+            let (_, share) = crate::perf::netpath_share(crate::rig::PATH_CPU, || {
                 tools.generate(&v.lab.wire(), flood, Duration::from_secs_f64(secs))
             })?;
             u.runs.push(share);

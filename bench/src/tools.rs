@@ -28,7 +28,6 @@ const UPLINK_TC: &str = "netpath_uplink_tc";
 const REDIRECT: &str = "netpath_bench_redirect";
 /// XDP_PASS and nothing else (the agent's own, for veth peers).
 const PASS: &str = "netpath_xdp_pass";
-const READ_REDIRECT: &str = "netpath_bench_parse_redirect";
 const READ: &str = "netpath_bench_parse";
 const TC_PASS: &str = "netpath_bench_tc_pass";
 /// Frames per live-frames batch.
@@ -89,7 +88,7 @@ impl Tools {
             .load(EBPF_OBJECT)?;
         let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
         xdp.load()?;
-        for name in [REDIRECT, PASS, READ_REDIRECT, READ] {
+        for name in [REDIRECT, PASS, READ] {
             let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             xdp.load()?;
         }
@@ -148,11 +147,6 @@ impl Tools {
     /// Attaches the redirect-only program to `ifname` (native XDP) inside `ns`.
     pub fn attach_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
         self.attach_xdp(REDIRECT, ns, ifname)
-    }
-
-    /// Attaches the read + redirect floor to `ifname` (native XDP) inside `ns`.
-    pub fn attach_read_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
-        self.attach_xdp(READ_REDIRECT, ns, ifname)
     }
 
     /// Attaches the program that reads headers and passes to `ifname` (native XDP) inside `ns`.

@@ -132,13 +132,3 @@ pub fn parse_and_lookup(ctx: &XdpContext) -> u32 {
     }
     xdp_action::XDP_PASS
 }
-
-/// Reads the frame's headers, then redirects like [`redirect_only`]: the ceiling plus the
-/// first touch of the frame's data, which the ceiling never pays.
-#[inline(always)]
-pub fn parse_and_redirect(ctx: &XdpContext) -> u32 {
-    match parse_only(ctx, xdp_action::XDP_PASS) {
-        xdp_action::XDP_PASS => redirect_only(ctx),
-        v => v,
-    }
-}

@@ -136,12 +136,6 @@ pub fn netpath_bench_flow_lookup(ctx: XdpContext) -> u32 {
     bench::parse_and_lookup(&ctx)
 }
 
-/// Benchmark floor: the headers read, then redirected like the ceiling.
-#[xdp]
-pub fn netpath_bench_parse_redirect(ctx: XdpContext) -> u32 {
-    bench::parse_and_redirect(&ctx)
-}
-
 /// Benchmark floor: a TC program that passes everything (what TC costs whatever the program).
 #[classifier]
 pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
