@@ -358,7 +358,23 @@ fn limit_text(s: &Section, t: &Target) -> String {
     };
     let lower = s.figure(&t.variant).is_some_and(|v| v.lower_is_better);
     let floor_meets = if lower { f <= t.bound } else { f >= t.bound };
-    if floor_meets {
+    let (Some(v), Some(fl)) = (s.figure(&t.variant), s.figure(floor)) else {
+        return l.why.clone();
+    };
+    if floor_meets && lower {
+        // Costs add up: what the floor leaves of the bound against what the rest takes.
+        let r = s.measured(t, &t.variant).unwrap_or(f);
+        format!(
+            "{floor} alone takes {} of the {} allowed, leaving {}; the rest ({}) takes {} more ({} {})",
+            num(f),
+            num(t.bound),
+            num(t.bound - f),
+            l.why,
+            num(r - f),
+            num(v.median() - fl.median()),
+            v.unit,
+        )
+    } else if floor_meets {
         format!(
             "not this floor: {} measures {}, within the target, so the rest is netpath's own work ({})",
             floor,

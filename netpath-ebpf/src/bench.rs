@@ -121,14 +121,12 @@ pub fn parse_only(ctx: &XdpContext, verdict: u32) -> u32 {
     }
 }
 
-/// [`parse_only`] and one flow-table lookup of the frame's 5-tuple: the floor of any path
-/// that keeps per-flow state.
+/// The headers between `data` and `data_end` read and their flow looked up in the flow
+/// table: the floor of any path that keeps per-flow state. Whether it was found.
 #[inline(always)]
-pub fn parse_and_lookup(ctx: &XdpContext) -> u32 {
-    if let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) {
-        if flow.has_ports() && FLOWS.get_ptr(&flow.key()).is_some() {
-            return xdp_action::XDP_DROP;
-        }
+pub fn parse_and_lookup(data: usize, data_end: usize) -> bool {
+    match parse(data, data_end) {
+        Parsed::Ipv4(flow) => flow.has_ports() && FLOWS.get_ptr(&flow.key()).is_some(),
+        _ => false,
     }
-    xdp_action::XDP_PASS
 }

@@ -133,7 +133,21 @@ pub fn netpath_bench_parse(ctx: XdpContext) -> u32 {
 /// shows the lookup hit), passed otherwise.
 #[xdp]
 pub fn netpath_bench_flow_lookup(ctx: XdpContext) -> u32 {
-    bench::parse_and_lookup(&ctx)
+    if bench::parse_and_lookup(ctx.data(), ctx.data_end()) {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// Benchmark floor: [`netpath_bench_flow_lookup`] on an skb; shot when found.
+#[classifier]
+pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {
+    if bench::parse_and_lookup(ctx.data(), ctx.data_end()) {
+        aya_ebpf::bindings::TC_ACT_SHOT as i32
+    } else {
+        aya_ebpf::bindings::TC_ACT_OK as i32
+    }
 }
 
 /// Benchmark floor: a TC program that passes everything (what TC costs whatever the program).
