@@ -375,11 +375,14 @@ fn limit_text(s: &Section, t: &Target) -> String {
             v.unit,
         )
     } else if floor_meets {
+        // Rates: the floor reaches the bound, so netpath's own work is what falls short.
+        let r = s.measured(t, &t.variant).unwrap_or(f);
         format!(
-            "not this floor: {} measures {}, within the target, so the rest is netpath's own work ({})",
-            floor,
+            "{floor} reaches {} of the {} asked, so the shortfall is netpath's own work: {}; it keeps {:.0}% of {floor}'s rate",
             num(f),
-            l.why
+            num(t.bound),
+            l.why,
+            100.0 * r / f,
         )
     } else {
         format!("{}: {floor} alone measures {}", l.why, num(f))

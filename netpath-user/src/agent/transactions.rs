@@ -407,7 +407,15 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let net = &self.net;
         let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
+        // Read once: a port no socket holds is free without a probe.
+        let bound = net.bound_ports();
         let busy = |m: &PortMapping| {
+            if bound
+                .as_ref()
+                .is_some_and(|b| !b.contains(&(m.proto, m.host_port)))
+            {
+                return false;
+            }
             if !net.port_busy(m) {
                 return false;
             }

@@ -19,7 +19,11 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
-use crate::{ipam::Subnet, model::NetnsId, ports::PortMapping};
+use crate::{
+    ipam::Subnet,
+    model::NetnsId,
+    ports::{PortMapping, Proto},
+};
 
 mod endpoint;
 #[cfg(any(test, feature = "testing"))]
@@ -54,6 +58,12 @@ pub trait LinkOps: Send {
     fn own_netns(&self) -> Result<NetnsId, netns::NetnsError>;
     /// Whether a process of the host holds the address and port `m` would publish.
     fn port_busy(&self, m: &PortMapping) -> bool;
+    /// The ports some socket of the host holds, by protocol, read at once: only these can be
+    /// busy, so a range of thousands is probed where a socket is, not port by port. None
+    /// when the socket tables cannot be read (every port is probed).
+    fn bound_ports(&self) -> Option<HashSet<(Proto, u16)>> {
+        None
+    }
 }
 
 /// Whether `name` is one netpath gives an endpoint's host-side veth: `np`, then 10 hex
@@ -104,6 +114,40 @@ impl LinkOps for Netlink {
     fn port_busy(&self, m: &PortMapping) -> bool {
         port_busy(m)
     }
+    fn bound_ports(&self) -> Option<HashSet<(Proto, u16)>> {
+        bound_ports()
+    }
+}
+
+/// The ports of every socket in this namespace's tables (`/proc/net/{tcp,udp}{,6}`: IPv6
+/// sockets count, a dual-stack listener holds the IPv4 port too). Any state counts: the
+/// probe ([`port_busy`]) decides what a candidate means.
+pub fn bound_ports() -> Option<HashSet<(Proto, u16)>> {
+    let mut ports = HashSet::new();
+    for (file, proto) in [
+        ("/proc/net/tcp", Proto::Tcp),
+        ("/proc/net/tcp6", Proto::Tcp),
+        ("/proc/net/udp", Proto::Udp),
+        ("/proc/net/udp6", Proto::Udp),
+    ] {
+        match std::fs::read_to_string(file) {
+            Ok(text) => ports.extend(socket_table_ports(&text).map(|p| (proto, p))),
+            // A kernel without IPv6 has no tcp6/udp6: nothing of it holds a port.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.ends_with('6') => {}
+            Err(_) => return None,
+        }
+    }
+    Some(ports)
+}
+
+/// The local ports of a `/proc/net/tcp`-style table (`sl local_address rem_address ...`,
+/// addresses as `HEXADDR:HEXPORT`).
+fn socket_table_ports(text: &str) -> impl Iterator<Item = u16> + '_ {
+    text.lines().skip(1).filter_map(|line| {
+        let local = line.split_whitespace().nth(1)?;
+        let (_, port) = local.rsplit_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    })
 }
 
 /// Whether binding `m`'s host address and port fails here (Docker binds the port it
@@ -488,4 +532,37 @@ async fn addresses_of(h: &Handle, index: u32, name: &str) -> Result<Vec<AddressM
         .try_collect()
         .await
         .map_err(err(format!("listing addresses of {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_tables_name_their_local_ports() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1\n   1: 00000000000000000000000001000000:0035 00000000000000000000000000000000:0000 0A 0 0 0 0 0\n";
+        let ports: Vec<u16> = socket_table_ports(tcp).collect();
+        assert_eq!(ports, [8080, 53]);
+    }
+
+    #[test]
+    fn a_socket_of_this_host_is_a_candidate_and_its_probe_says_busy() {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (u, t) = (
+            udp.local_addr().unwrap().port(),
+            tcp.local_addr().unwrap().port(),
+        );
+        let bound = bound_ports().expect("socket tables readable");
+        assert!(bound.contains(&(Proto::Udp, u)), "udp {u}");
+        assert!(bound.contains(&(Proto::Tcp, t)), "tcp {t}");
+        let m = |proto, host_port| PortMapping {
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_port,
+            container_port: 80,
+            proto,
+        };
+        assert!(port_busy(&m(Proto::Udp, u)));
+        assert!(port_busy(&m(Proto::Tcp, t)));
+    }
 }
