@@ -351,6 +351,21 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         latency.push(l);
     }
     let aardvark = Server::Aardvark.name();
+    // What limits a missed target, from this run's own figures.
+    let vs_aardvark = |figs: &[Figure], server: Server| {
+        let m = |name: &str| figs.iter().find(|f| f.variant == name).map(Figure::median);
+        match (m(server.name()), m(aardvark)) {
+            (Some(v), Some(a)) if a > 0.0 => v / a,
+            _ => f64::NAN,
+        }
+    };
+    let userspace_cpu = vs_aardvark(&capacity, Server::Userspace);
+    let kernel_cpu = vs_aardvark(&capacity, Server::Kernel);
+    let dnsperf = "dnsperf, not the server, sets this rate: it needs a core of its own and shares this 2-core VM with the servers";
+    let server_cpu = "the server's own CPU per query (a receive and a send syscall and a hickory-proto decode and encode per query, as aardvark-dns does them; not profiled further)";
+    let cpu_text = format!(
+        "netpath's server answers {userspace_cpu:.2}× aardvark-dns's queries per CPU-second in the same runs (dns server capacity)"
+    );
     Ok(vec![
         Section {
             scenario: "dns qps".into(),
@@ -358,8 +373,10 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             figures: rate,
             baseline: aardvark.into(),
             targets: vec![
-                Target::ratio("userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0),
-                Target::ratio("kernel fast path vs aardvark-dns", Server::Kernel.name(), aardvark, 5.0),
+                Target::ratio("userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0)
+                    .limited_as_measured(server_cpu, cpu_text.clone()),
+                Target::ratio("kernel fast path vs aardvark-dns", Server::Kernel.name(), aardvark, 5.0)
+                    .limited_as_measured(dnsperf, format!("the fast path answers {kernel_cpu:.1}× aardvark-dns's queries per CPU-second in the same runs (dns server capacity)")),
             ],
             plots: Vec::new(),
         },
@@ -369,7 +386,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             figures: capacity,
             baseline: aardvark.into(),
             targets: vec![
-                Target::ratio("userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0),
+                Target::ratio("userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0)
+                    .limited_as_measured(server_cpu, cpu_text.clone()),
                 Target::ratio("kernel fast path vs aardvark-dns", Server::Kernel.name(), aardvark, 5.0),
             ],
             plots: Vec::new(),
@@ -380,7 +398,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             figures: latency,
             baseline: aardvark.into(),
             targets: vec![
-                Target::ratio("p99 latency, userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0),
+                Target::ratio("p99 latency, userspace vs aardvark-dns", Server::Userspace.name(), aardvark, 1.0)
+                    .limited_as_measured(server_cpu, cpu_text),
                 Target::ratio("p99 latency, kernel fast path vs aardvark-dns", Server::Kernel.name(), aardvark, 1.0),
             ],
             plots: Vec::new(),

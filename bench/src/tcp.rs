@@ -541,9 +541,8 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         attached(Kind::EmptyXdp),
     );
     let (empty_tc, read) = (attached(Kind::EmptyTc), attached(Kind::ReadXdp));
-    const ANY_TC: &str =
-        "any TC program on the uplink runs for each of the host's packets, on its skb";
-    const READING: &str = "reading each frame's headers, before any decision";
+    const ANY_TC: &str = "a TC program on the uplink runs for each of the host's packets, on its skb, and netpath's reads the headers and the destination port's array slot before it passes one";
+    const READING: &str = "netpath's program reads each frame's headers and the destination port's array slot before it passes one";
     let section = |scenario: &str, figures: Vec<Figure>, what: &str| {
         // At most 3% lost: a rate kept ≥ 0.97, a cost grown ≤ 1.03; against nothing
         // attached, and netpath's XDP program against an empty one (what XDP on this
