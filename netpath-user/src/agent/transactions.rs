@@ -27,6 +27,9 @@ use crate::{
     ports::PortMapping,
 };
 
+/// Busy-port probes a request makes one by one before it reads the host's socket tables.
+const PROBES_BEFORE_TABLES: usize = 64;
+
 /// The agent: desired state, the kernel behind its traits, and what it made there.
 pub struct Agent<D, L, S> {
     pub(super) state: State,
@@ -398,7 +401,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(id)
     }
 
-    /// Runs `f` with what planning needs to know of the host, read now.
+    /// Runs `f` with what planning needs to know of the host, read now (ports busy on the
+    /// host: probed one by one, then through the socket tables past [`PROBES_BEFORE_TABLES`]).
     fn with_host<T>(
         &self,
         f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
@@ -407,12 +411,18 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let net = &self.net;
         let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
-        // Read once: a port no socket holds is free without a probe.
-        let bound = net.bound_ports();
+        // A few ports are probed each; past that the socket tables, read once, say which can
+        // be busy (a port no socket holds is free without a probe). Reading them walks every
+        // TCP connection of the host, so a request of a few ports does not.
+        let probes = std::cell::Cell::new(0usize);
+        let bound = std::cell::OnceCell::new();
         let busy = |m: &PortMapping| {
-            if bound
-                .as_ref()
-                .is_some_and(|b| !b.contains(&(m.proto, m.host_port)))
+            probes.set(probes.get() + 1);
+            if probes.get() > PROBES_BEFORE_TABLES
+                && bound
+                    .get_or_init(|| net.bound_ports())
+                    .as_ref()
+                    .is_some_and(|b| !b.contains(&(m.proto, m.host_port)))
             {
                 return false;
             }

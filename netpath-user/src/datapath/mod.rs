@@ -288,6 +288,9 @@ pub struct Datapath {
     kernel_log: Option<kernel_log::KernelLog>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     ports_any: Array<MapData, netpath_common::PortSlot>,
+    /// The `PORTS_ANY` slots this process read or wrote: a publish reads its slot from here,
+    /// not by a syscall (only this agent writes the slots).
+    port_slots: std::collections::HashMap<u32, netpath_common::PortSlot>,
     host_addrs: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowNat>,
     endpoints: HashMap<MapData, u32, EndpointInfo>,
@@ -413,6 +416,7 @@ impl Datapath {
             whole,
             ports: take_map!(ebpf, map_names::PORTS),
             ports_any: take_map!(ebpf, map_names::PORTS_ANY),
+            port_slots: std::collections::HashMap::new(),
             host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
             flows: take_map!(ebpf, map_names::FLOWS),
             endpoints: take_map!(ebpf, map_names::ENDPOINTS),

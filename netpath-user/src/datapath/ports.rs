@@ -64,6 +64,7 @@ impl Datapath {
         let slots: Vec<(u32, PortSlot)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
         let mut fixed = 0;
         for (idx, mut slot) in slots {
+            self.port_slots.insert(idx, slot);
             let want = counts.get(&idx).copied().unwrap_or(0);
             if slot.specific != want {
                 slot.specific = want;
@@ -74,16 +75,26 @@ impl Datapath {
         Ok(fixed)
     }
 
-    fn port_slot(&self, idx: u32) -> Result<PortSlot, DatapathError> {
-        self.ports_any
+    fn port_slot(&mut self, idx: u32) -> Result<PortSlot, DatapathError> {
+        if let Some(slot) = self.port_slots.get(&idx) {
+            return Ok(*slot);
+        }
+        let slot = self
+            .ports_any
             .get(&idx, 0)
-            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
+            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))?;
+        self.port_slots.insert(idx, slot);
+        Ok(slot)
     }
 
     fn set_port_slot(&mut self, idx: u32, slot: PortSlot) -> Result<(), DatapathError> {
+        // Forgotten first: a failed write leaves the slot to be read again.
+        self.port_slots.remove(&idx);
         self.ports_any
             .set(idx, slot, 0)
-            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))
+            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))?;
+        self.port_slots.insert(idx, slot);
+        Ok(())
     }
 
     /// Every published port in the maps, with its target.

@@ -140,4 +140,13 @@ impl LinkOps for FakeLinks {
     fn port_busy(&self, m: &crate::ports::PortMapping) -> bool {
         self.busy_ports.contains(&m.host_port)
     }
+    fn bound_ports(&self) -> Option<std::collections::HashSet<(crate::ports::Proto, u16)>> {
+        use crate::ports::Proto;
+        Some(
+            self.busy_ports
+                .iter()
+                .flat_map(|p| [(Proto::Tcp, *p), (Proto::Udp, *p)])
+                .collect(),
+        )
+    }
 }
