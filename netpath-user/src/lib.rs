@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod cni;
 pub mod datapath;
 pub mod dns;

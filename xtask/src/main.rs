@@ -89,6 +89,9 @@ const APT_PACKAGES: &[&str] = &[
     "podman",
     "containernetworking-plugins",
     "linux-perf",
+    // Overlay networks: etcd for the tests, protoc for etcd-client's gRPC code.
+    "etcd-server",
+    "protobuf-compiler",
 ];
 
 fn root() -> PathBuf {

@@ -81,6 +81,12 @@ pub struct Partial {
     pub dns_rate_limit: Option<u32>,
     pub docker_plugin: Option<String>,
     pub docker_plugin_dir: Option<PathBuf>,
+    pub etcd: Option<Vec<String>>,
+    pub node_name: Option<String>,
+    pub etcd_prefix: Option<String>,
+    pub etcd_ca: Option<PathBuf>,
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
 }
 
 impl Partial {
@@ -106,6 +112,12 @@ impl Partial {
             dns_rate_limit: self.dns_rate_limit.or(under.dns_rate_limit),
             docker_plugin: self.docker_plugin.or(under.docker_plugin),
             docker_plugin_dir: self.docker_plugin_dir.or(under.docker_plugin_dir),
+            etcd: self.etcd.or(under.etcd),
+            node_name: self.node_name.or(under.node_name),
+            etcd_prefix: self.etcd_prefix.or(under.etcd_prefix),
+            etcd_ca: self.etcd_ca.or(under.etcd_ca),
+            etcd_cert: self.etcd_cert.or(under.etcd_cert),
+            etcd_key: self.etcd_key.or(under.etcd_key),
         }
     }
 
@@ -136,6 +148,14 @@ impl Partial {
             docker_plugin_dir: self
                 .docker_plugin_dir
                 .unwrap_or_else(|| DEFAULT_PLUGIN_DIR.into()),
+            etcd: self.etcd.unwrap_or_default(),
+            node_name: self.node_name,
+            etcd_prefix: self
+                .etcd_prefix
+                .unwrap_or_else(|| crate::cluster::DEFAULT_PREFIX.into()),
+            etcd_ca: self.etcd_ca,
+            etcd_cert: self.etcd_cert,
+            etcd_key: self.etcd_key,
         }
     }
 }
@@ -180,6 +200,20 @@ pub struct AgentConfig {
     pub docker_plugin: Option<String>,
     /// Where the plugin's socket goes (dockerd looks in /run/docker/plugins).
     pub docker_plugin_dir: PathBuf,
+    /// etcd client URLs shared with the other nodes (empty: this node is on its own).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub etcd: Vec<String>,
+    /// This node's name among the others (none: the host name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Every etcd key lives under this prefix.
+    pub etcd_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_key: Option<PathBuf>,
 }
 
 impl AgentConfig {

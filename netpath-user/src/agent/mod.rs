@@ -113,6 +113,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     } else {
         cfg.uplinks.clone()
     };
+    let cluster =
+        cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
     record.save(&cfg.state_dir)?;
     let dp = Datapath::open(
@@ -178,6 +180,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     );
     dns.sync_listeners(&shared.state());
     shared.set_dns(dns);
+    if let Some(c) = &cluster {
+        shared.set_cluster(c.clone());
+    }
     let agent = Arc::new(shared);
     info!(socket = %cfg.socket.display(), "serving the API");
     host::notify(&format!(
@@ -189,6 +194,11 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         info!(socket = %path.display(), "serving Docker's network and IPAM plugin");
     }
     let background = [
+        tokio::spawn(async move {
+            if let Some(c) = cluster {
+                c.run().await;
+            }
+        }),
         tokio::spawn({
             let plugin = Arc::new(crate::docker::Plugin::new(agent.clone(), pools));
             async move {
@@ -269,6 +279,41 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     drop(agent);
     Ok(())
+}
+
+/// How this node joins others through etcd (none without `--etcd`): its name (default the
+/// host name) and underlay address (the first uplink's IPv4 address), checked now.
+fn cluster_config(
+    cfg: &AgentConfig,
+    uplinks: &[String],
+) -> anyhow::Result<Option<crate::cluster::ClusterConfig>> {
+    if cfg.etcd.is_empty() {
+        return Ok(None);
+    }
+    let uplink = uplinks.first().context("no uplink")?;
+    let (_, underlay) = netlink::link_ipv4(uplink)?.with_context(|| {
+        format!("uplink {uplink} has no IPv4 address: other nodes reach this one through it")
+    })?;
+    let node_name = match &cfg.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the host name (name the node with --node-name)")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let c = crate::cluster::ClusterConfig {
+        endpoints: cfg.etcd.clone(),
+        node_name,
+        prefix: cfg.etcd_prefix.clone(),
+        underlay,
+        tls: crate::cluster::TlsFiles {
+            ca: cfg.etcd_ca.clone(),
+            cert: cfg.etcd_cert.clone(),
+            key: cfg.etcd_key.clone(),
+        },
+    };
+    c.check().map_err(anyhow::Error::msg)?;
+    Ok(Some(c))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -31,6 +31,7 @@ pub struct Shared<D, L, S> {
     hub: Option<Arc<Hub>>,
     api: ApiMetrics,
     dns: Option<Arc<crate::dns::server::DnsServer>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
@@ -42,7 +43,13 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
             hub: None,
             api: ApiMetrics::default(),
             dns: None,
+            cluster: None,
         }
+    }
+
+    /// Answers for the nodes `cluster` knows.
+    pub fn set_cluster(&mut self, cluster: Arc<crate::cluster::Cluster>) {
+        self.cluster = Some(cluster);
     }
 
     /// Counts what `dns` does among its statistics and metrics.
@@ -260,6 +267,13 @@ where
             self.state().endpoint(e)?;
         }
         Ok(hub.subscribe(filter.checked()?))
+    }
+
+    fn nodes(&self) -> Result<crate::cluster::ClusterView, ApiError> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.view())
+            .ok_or_else(crate::api::not_in_a_cluster)
     }
 
     fn ports(&self) -> Vec<PortView> {

@@ -132,6 +132,10 @@ impl Client {
             .await
     }
 
+    pub async fn nodes(&self) -> Result<crate::cluster::ClusterView> {
+        self.get(Route::new(RouteKind::NodeList)).await
+    }
+
     pub async fn ports(&self) -> Result<Vec<PortView>> {
         self.get(Route::new(RouteKind::PortList)).await
     }

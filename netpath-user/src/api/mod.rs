@@ -88,6 +88,10 @@ pub trait Service: Send + Sync + 'static {
     fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn ports(&self) -> Vec<PortView>;
+    /// The nodes this node knows (refused when it is on its own).
+    fn nodes(&self) -> Result<crate::cluster::ClusterView, ApiError> {
+        Err(not_in_a_cluster())
+    }
     /// A request to `route` was answered with `status` after `took` (for metrics).
     fn observe(&self, route: &'static str, status: StatusCode, took: std::time::Duration) {
         let _ = (route, status, took);
@@ -234,6 +238,14 @@ pub struct VersionView {
     pub git_commit: String,
     pub os: String,
     pub arch: String,
+}
+
+/// What a request about other nodes gets from a node on its own.
+pub fn not_in_a_cluster() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "this node is on its own: start the agent with --etcd URL to join others",
+    )
 }
 
 impl VersionView {

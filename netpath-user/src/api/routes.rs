@@ -80,6 +80,8 @@ routes! {
     Unpublish: POST "/v1/endpoints/{name}/unpublish";
     /// `[PortView]`.
     PortList: GET "/v1/ports";
+    /// `ClusterView`: the nodes this node knows through etcd.
+    NodeList: GET "/v1/nodes";
     /// A stream of `MonitorEvent`s, one JSON object per line; query: `MonitorFilter`.
     Monitor: GET "/v1/monitor";
 }

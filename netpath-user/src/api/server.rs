@@ -233,6 +233,7 @@ pub fn dispatch<S: Service + ?Sized>(
         RouteKind::Publish => to_json(&svc.publish(name, &parse_body(body)?)?),
         RouteKind::Unpublish => to_json(&svc.unpublish(name, &parse_body(body)?)?),
         RouteKind::PortList => to_json(&svc.ports()),
+        RouteKind::NodeList => to_json(&svc.nodes()?),
         RouteKind::Monitor => Err(ApiError::bad_request("the monitor streams: ask over HTTP")),
     }
 }

@@ -84,6 +84,25 @@ pub struct AgentArgs {
     /// Directory of the plugin's socket, NAME.sock [default: /run/docker/plugins].
     #[arg(long, value_name = "DIR")]
     pub docker_plugin_dir: Option<PathBuf>,
+    /// Join the nodes that share this etcd (v3; comma-separated client URLs, e.g.
+    /// http://10.0.0.1:2379) [default: this node is on its own].
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// This node's name among the others [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Prefix of every key netpath keeps in etcd [default: /netpath].
+    #[arg(long, value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// CA certificate that signed etcd's (PEM) [default: plain HTTP].
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// This node's client certificate for etcd (PEM), with --etcd-key.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The key of --etcd-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -109,6 +128,12 @@ impl AgentArgs {
             dns_rate_limit: self.dns_rate_limit,
             docker_plugin: self.docker_plugin.clone(),
             docker_plugin_dir: self.docker_plugin_dir.clone(),
+            etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),
+            node_name: self.node_name.clone(),
+            etcd_prefix: self.etcd_prefix.clone(),
+            etcd_ca: self.etcd_ca.clone(),
+            etcd_cert: self.etcd_cert.clone(),
+            etcd_key: self.etcd_key.clone(),
         }
     }
 }

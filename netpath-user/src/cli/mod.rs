@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod format;
 pub mod monitor;
 pub mod network;
+pub mod node;
 pub mod port;
 pub mod status;
 pub mod system;
@@ -58,6 +59,9 @@ pub enum Cmd {
     /// Manage networks (`docker network`).
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// The nodes that share this node's etcd (`docker node`).
+    #[command(subcommand)]
+    Node(node::NodeCmd),
     /// Stream the datapath's events: drops with their reason, and translations with --trace.
     Monitor(monitor::MonitorArgs),
     /// The agent's health: hooks attached and current, maps, the last reconcile, repairs.
@@ -146,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Endpoint(cmd) => endpoint::run(&client, cmd).await,
         Cmd::Port(args) => port::run(&client, args).await,
         Cmd::Network(cmd) => network::run(&client, cmd).await,
+        Cmd::Node(cmd) => node::run(&client, cmd).await,
         Cmd::Monitor(args) => monitor::run(&client, args).await,
         Cmd::Status(args) => status::run(&client, args).await,
         Cmd::Stats(args) => system::stats(&client, args).await,
