@@ -103,18 +103,19 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let netlink = Netlink {
         bridge: GATEWAY_LINK.to_string(),
     };
-    let mut store = StateFile::in_dir(&cfg.state_dir);
-    let state = load_state(&mut store, &netlink)?;
-    // Found early, bound late: the socket answers only once the agent serves (readiness).
-    refuse_if_served(&cfg.socket)?;
     let uplinks = if cfg.uplinks.is_empty() {
         vec![netlink::default_route_interface()?
             .context("no default route: name the uplink with --uplink IFACE")?]
     } else {
         cfg.uplinks.clone()
     };
+    // Checked before anything is written: a refused flag changes nothing.
     let cluster =
         cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
+    let mut store = StateFile::in_dir(&cfg.state_dir);
+    let state = load_state(&mut store, &netlink)?;
+    // Found early, bound late: the socket answers only once the agent serves (readiness).
+    refuse_if_served(&cfg.socket)?;
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
     record.save(&cfg.state_dir)?;
     let dp = Datapath::open(
@@ -292,7 +293,7 @@ fn cluster_config(
     }
     let uplink = uplinks.first().context("no uplink")?;
     let (_, underlay) = netlink::link_ipv4(uplink)?.with_context(|| {
-        format!("uplink {uplink} has no IPv4 address: other nodes reach this one through it")
+        format!("uplink {uplink}: no such interface, or no IPv4 address on it (other nodes reach this one through it)")
     })?;
     let node_name = match &cfg.node_name {
         Some(n) => n.clone(),

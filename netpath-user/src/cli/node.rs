@@ -38,16 +38,20 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<ExitCode> {
                 .nodes
                 .values()
                 .map(|n| {
+                    let me = n.name == view.node;
                     json!({
                         "ID": n.name,
-                        "Name": if n.name == view.node { format!("{} *", n.name) } else { n.name.clone() },
+                        "Name": n.name,
                         "Underlay": n.underlay.to_string(),
                         "Version": n.version,
+                        "Self": me,
+                        "Mark": if me { "*" } else { "" },
                     })
                 })
                 .collect();
             let headers = [
                 ("Name", "NAME"),
+                ("Mark", ""),
                 ("Underlay", "UNDERLAY"),
                 ("Version", "VERSION"),
             ]
@@ -57,7 +61,7 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<ExitCode> {
                 &rows,
                 quiet,
                 format.as_deref(),
-                "table {{.Name}}\t{{.Underlay}}\t{{.Version}}",
+                "table {{.Name}}\t{{.Mark}}\t{{.Underlay}}\t{{.Version}}",
                 "ID",
                 &headers,
             )?;

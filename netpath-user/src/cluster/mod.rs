@@ -63,7 +63,7 @@ pub struct TlsFiles {
 /// What went wrong with etcd.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("etcd: {0}")]
+    #[error("etcd: {}", innermost(.0))]
     Etcd(#[from] etcd_client::Error),
     #[error("reading {0}: {1}")]
     Read(PathBuf, std::io::Error),
@@ -75,6 +75,15 @@ pub enum ClusterError {
     LeaseLost,
     #[error("etcd ended the watch of the nodes")]
     WatchEnded,
+}
+
+/// The root cause of `e` (a refused connection, not the gRPC layers around it).
+fn innermost(e: &etcd_client::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// A node as the others see it.
