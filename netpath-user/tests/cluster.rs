@@ -125,6 +125,16 @@ impl Drop for Scratch {
 /// An agent in `ns` (uplink `ul0`; its files and pins named after the namespace) joined to
 /// etcd as `name`.
 fn agent(ns: &Netns, name: &str, dir: &Scratch, bpffs: &ScratchBpffs) -> AgentProcess {
+    agent_with(ns, name, dir, bpffs, &[])
+}
+
+fn agent_with(
+    ns: &Netns,
+    name: &str,
+    dir: &Scratch,
+    bpffs: &ScratchBpffs,
+    extra: &[&str],
+) -> AgentProcess {
     let mut opts = AgentOptions::new(BIN, &ns.name, "ul0", &dir.0.join(&ns.name));
     opts.bpffs = bpffs.path().join(&ns.name);
     opts.extra = vec![
@@ -133,6 +143,7 @@ fn agent(ns: &Netns, name: &str, dir: &Scratch, bpffs: &ScratchBpffs) -> AgentPr
         "--node-name".into(),
         name.into(),
     ];
+    opts.extra.extend(extra.iter().map(|s| s.to_string()));
     AgentProcess::start(opts).expect("agent starts")
 }
 
@@ -154,6 +165,31 @@ fn nodes(a: &AgentProcess) -> (Vec<String>, bool) {
     (names, disconnected)
 }
 
+/// `promtool check metrics` passes `text`.
+fn promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn nodes_register_see_each_other_and_leave_with_their_lease() {
     let mut ul = Underlay::new();
@@ -165,12 +201,23 @@ fn nodes_register_see_each_other_and_leave_with_their_lease() {
     let bpffs = ScratchBpffs::new().unwrap();
     let mut etcd = Etcd::start(&etcd_ns, dir.0.join("etcd"));
 
-    let a1 = agent(&n1, "n1", &dir, &bpffs);
+    let a1 = agent_with(&n1, "n1", &dir, &bpffs, &["--metrics", "10.77.0.1:9142"]);
     let mut a2 = agent(&n2, "n2", &dir, &bpffs);
     let both = vec!["n1=10.77.0.1".to_string(), "n2=10.77.0.2".to_string()];
     wait_until("both nodes to see both", Duration::from_secs(20), || {
         nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
     });
+
+    let status = a1.cli(&["status"]).unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("node n1, 2 nodes, etcd connected"),
+        "{status}"
+    );
+    let metrics = n2.exec("curl", &["-sf", "http://10.77.0.1:9142/metrics"]);
+    assert!(metrics.contains("netpath_cluster_connected 1"), "{metrics}");
+    assert!(metrics.contains("netpath_cluster_nodes 2"), "{metrics}");
+    promtool_accepts(&metrics);
 
     // A name another node holds is not taken over: the third node says why, n1 stays.
     let a3 = agent(&n3, "n1", &dir, &bpffs);
@@ -200,6 +247,9 @@ fn nodes_register_see_each_other_and_leave_with_their_lease() {
     wait_until("n1 to notice etcd is gone", Duration::from_secs(20), || {
         nodes(&a1) == (both.clone(), true)
     });
+    let status = a1.cli(&["status"]).unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("etcd not connected ("), "{status}");
     etcd.run(&etcd_ns);
     wait_until("both to re-sync", Duration::from_secs(30), || {
         nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
@@ -225,6 +275,8 @@ fn a_node_on_its_own_and_bad_cluster_flags_are_refused_plainly() {
         err.contains("on its own: start the agent with --etcd"),
         "{err}"
     );
+    let status = alone.cli(&["status"]).unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("none (this node is on its own)"));
     drop(alone);
 
     for (extra, says) in [

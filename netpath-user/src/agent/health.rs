@@ -170,6 +170,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             last_repair: self.last_repair.map(rfc3339),
             monitors,
             dns: Vec::new(),
+            cluster: None,
         }
     }
 }

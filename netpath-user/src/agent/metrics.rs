@@ -322,6 +322,20 @@ impl Snapshot {
                 ([("outcome", outcome)], ConstCounter::new(*v))
             }),
         )?;
+        if let Some(c) = &h.cluster {
+            single(
+                &mut enc,
+                "netpath_cluster_connected",
+                "Whether this node's session with etcd is up (1) or not (0).",
+                &ConstGauge::new(i64::from(c.connected)),
+            )?;
+            single(
+                &mut enc,
+                "netpath_cluster_nodes",
+                "Nodes this node knows through etcd, itself included (as last known when not connected).",
+                &ConstGauge::new(c.nodes as i64),
+            )?;
+        }
         single(
             &mut enc,
             "netpath_monitors",

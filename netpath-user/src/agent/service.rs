@@ -110,7 +110,21 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
         let monitors = self.monitors();
         let mut s = self.inspect(|a| a.snapshot(monitors));
         s.dns = self.dns_counters();
+        s.health.cluster = self.cluster_health();
         s
+    }
+
+    /// This node among the others (none when on its own).
+    fn cluster_health(&self) -> Option<crate::api::health::ClusterHealth> {
+        self.cluster.as_ref().map(|c| {
+            let v = c.view();
+            crate::api::health::ClusterHealth {
+                node: v.node,
+                connected: v.connected,
+                error: v.error,
+                nodes: v.nodes.len(),
+            }
+        })
     }
 
     /// How the API answered.
@@ -160,6 +174,7 @@ where
     fn health(&self) -> crate::api::health::HealthView {
         let monitors = self.monitors();
         let mut h = self.inspect(|a| a.health(monitors));
+        h.cluster = self.cluster_health();
         if let Some(dns) = &self.dns {
             let listening = dns.addresses();
             for net in self.state().networks.values() {

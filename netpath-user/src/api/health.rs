@@ -39,6 +39,23 @@ pub struct HealthView {
     /// The DNS server of each network.
     #[serde(default)]
     pub dns: Vec<DnsView>,
+    /// This node among the others sharing its etcd (none: on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// This node's membership, as `netpath status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterHealth {
+    pub node: String,
+    /// Whether the session with etcd is up.
+    pub connected: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Nodes known (this one included; as last known when not connected).
+    pub nodes: usize,
 }
 
 /// A network's DNS server.

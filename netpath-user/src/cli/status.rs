@@ -83,6 +83,19 @@ fn print(h: &HealthView, verbose: bool) {
             h.dns.iter().filter(|d| d.listening).count(),
             h.dns.len()
         ),
+        match &h.cluster {
+            None => "Cluster:\tnone (this node is on its own)".to_string(),
+            Some(c) if c.connected => format!(
+                "Cluster:\tnode {}, {} nodes, etcd connected",
+                c.node, c.nodes
+            ),
+            Some(c) => format!(
+                "Cluster:\tnode {}, etcd not connected ({}); {} nodes as last known",
+                c.node,
+                c.error.as_deref().unwrap_or("no session"),
+                c.nodes
+            ),
+        },
     ];
     print!("{}", aligned(&lines));
     lines = vec!["\nMAP\tHOLDS\tENTRIES\tCAPACITY\tUSE".into()];
