@@ -254,6 +254,14 @@ fn nodes_register_see_each_other_and_leave_with_their_lease() {
     wait_until("both to re-sync", Duration::from_secs(30), || {
         nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
     });
+
+    // A restart within the lease takes the registration back (same name, same address):
+    // connected again, both nodes listed once.
+    drop(a1);
+    let a1 = agent(&n1, "n1", &dir, &bpffs);
+    wait_until("n1 back within its lease", Duration::from_secs(20), || {
+        nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
+    });
     drop(a1);
     drop(a2);
     drop(etcd);

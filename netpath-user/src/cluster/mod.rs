@@ -75,6 +75,8 @@ pub enum ClusterError {
     LeaseLost,
     #[error("etcd ended the watch of the nodes")]
     WatchEnded,
+    #[error("this node's registration changed while it was being taken back")]
+    Raced,
 }
 
 /// The root cause of `e` (a refused connection, not the gRPC layers around it).
@@ -180,10 +182,7 @@ impl Cluster {
     pub async fn run(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let err = match self.session(&mut backoff).await {
-                Ok(()) => continue,
-                Err(e) => e,
-            };
+            let Err(err) = self.session(&mut backoff).await;
             let msg = err.to_string();
             if self.view().error.as_deref() != Some(msg.as_str()) {
                 warn!(error = %msg, "etcd session ended; retrying, the datapath keeps what it knows");
@@ -208,9 +207,12 @@ impl Cluster {
         Ok(Client::connect(&self.cfg.endpoints, Some(opts)).await?)
     }
 
-    /// One session: registration, the nodes listed then watched, the lease renewed. Returns
-    /// when any of it fails.
-    async fn session(&self, backoff: &mut Duration) -> Result<(), ClusterError> {
+    /// One session: registration, the nodes listed then watched, the lease renewed. Ends only
+    /// when some of it fails.
+    async fn session(
+        &self,
+        backoff: &mut Duration,
+    ) -> Result<std::convert::Infallible, ClusterError> {
         let mut client = self.connect().await?;
         let lease = client.lease_grant(LEASE_TTL_SECS, None).await?.id();
         let me = self.record();
@@ -232,44 +234,37 @@ impl Cluster {
             )
             .await?;
         if !got.succeeded() {
-            let holder = got.op_responses().into_iter().find_map(|r| match r {
-                etcd_client::TxnOpResponse::Get(g) => g
-                    .kvs()
-                    .first()
-                    .and_then(|kv| serde_json::from_slice::<NodeRecord>(kv.value()).ok()),
+            // The key as it is: its holder, and its revision (what a take-over compares).
+            let held = got.op_responses().into_iter().find_map(|r| match r {
+                etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                    (
+                        serde_json::from_slice::<NodeRecord>(kv.value()).ok(),
+                        kv.mod_revision(),
+                    )
+                }),
                 _ => None,
             });
-            match holder {
-                Some(h) if h.underlay != me.underlay => {
-                    let _ = client.lease_revoke(lease).await;
-                    return Err(ClusterError::NameTaken {
-                        name: me.name,
-                        holder: h.underlay,
-                    });
-                }
-                // Ours from before a restart (or unreadable): registered again on the new
-                // lease, unless it changed hands meanwhile.
-                Some(h) => {
-                    let same = Compare::value(
-                        key.clone(),
-                        CompareOp::Equal,
-                        serde_json::to_vec(&h).unwrap_or_default(),
-                    );
-                    let again = client.txn(Txn::new().when([same]).and_then([put])).await?;
-                    if !again.succeeded() {
-                        let _ = client.lease_revoke(lease).await;
-                        return Ok(()); // raced: the next session looks again
-                    }
-                }
-                None => {
-                    client
-                        .put(
-                            key.clone(),
-                            value,
-                            Some(PutOptions::new().with_lease(lease)),
-                        )
-                        .await?;
-                }
+            let Some((holder, revision)) = held else {
+                // Gone between the compare and the get: the next session looks again.
+                let _ = client.lease_revoke(lease).await;
+                return Err(ClusterError::Raced);
+            };
+            if let Some(h) = holder.filter(|h| h.underlay != me.underlay) {
+                let _ = client.lease_revoke(lease).await;
+                return Err(ClusterError::NameTaken {
+                    name: me.name,
+                    holder: h.underlay,
+                });
+            }
+            // Ours from before a restart (or unreadable): registered again on the new lease,
+            // unless it changed meanwhile.
+            let unchanged = Compare::mod_revision(key.clone(), CompareOp::Equal, revision);
+            let again = client
+                .txn(Txn::new().when([unchanged]).and_then([put]))
+                .await?;
+            if !again.succeeded() {
+                let _ = client.lease_revoke(lease).await;
+                return Err(ClusterError::Raced);
             }
         }
         let listed = client
