@@ -222,7 +222,7 @@ impl Cluster {
         let free = Compare::version(key.clone(), CompareOp::Equal, 0);
         let put = TxnOp::put(
             key.clone(),
-            value.clone(),
+            value,
             Some(PutOptions::new().with_lease(lease)),
         );
         let got = client
@@ -245,7 +245,8 @@ impl Cluster {
                 _ => None,
             });
             let Some((holder, revision)) = held else {
-                // Gone between the compare and the get: the next session looks again.
+                // A failed compare means the key exists, so its get answers; if it did not,
+                // the next session looks again.
                 let _ = client.lease_revoke(lease).await;
                 return Err(ClusterError::Raced);
             };
