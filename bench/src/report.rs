@@ -353,17 +353,19 @@ fn limit_text(s: &Section, t: &Target) -> String {
             None => l.why.clone(),
         };
     };
-    let Some(f) = s.measured(t, floor) else {
+    // The variant and its floor, as figures and as the target measures them.
+    let (Some(v), Some(fl), Some(r), Some(f)) = (
+        s.figure(&t.variant),
+        s.figure(floor),
+        s.measured(t, &t.variant),
+        s.measured(t, floor),
+    ) else {
         return l.why.clone();
     };
-    let lower = s.figure(&t.variant).is_some_and(|v| v.lower_is_better);
+    let lower = v.lower_is_better;
     let floor_meets = if lower { f <= t.bound } else { f >= t.bound };
-    let (Some(v), Some(fl)) = (s.figure(&t.variant), s.figure(floor)) else {
-        return l.why.clone();
-    };
     if floor_meets && lower {
         // Costs add up: what the floor leaves of the bound against what the rest takes.
-        let r = s.measured(t, &t.variant).unwrap_or(f);
         format!(
             "{floor} alone takes {} of the {} allowed, leaving {}; the rest ({}) takes {} more ({} {})",
             num(f),
@@ -376,7 +378,6 @@ fn limit_text(s: &Section, t: &Target) -> String {
         )
     } else if floor_meets {
         // Rates: the floor reaches the bound, so netpath's own work is what falls short.
-        let r = s.measured(t, &t.variant).unwrap_or(f);
         format!(
             "{floor} reaches {} of the {} asked, so the shortfall is netpath's own work: {}; it keeps {:.0}% of {floor}'s rate",
             num(f),

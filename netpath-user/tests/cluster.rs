@@ -165,31 +165,6 @@ fn nodes(a: &AgentProcess) -> (Vec<String>, bool) {
     (names, disconnected)
 }
 
-/// `promtool check metrics` passes `text`.
-fn promtool_accepts(text: &str) {
-    use std::io::Write as _;
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn nodes_register_see_each_other_and_leave_with_their_lease() {
     let mut ul = Underlay::new();

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{tcp_request, tcp_server, Netns, Topo, BIN, HOST};
+use common::{promtool_accepts, tcp_request, tcp_server, Netns, Topo, BIN, HOST};
 use netpath_user::testing::{stop_child, wait_until};
 use serde_json::Value;
 
@@ -300,29 +300,7 @@ fn metrics_pass_promtool_and_move_with_traffic() {
     t.refused(&["network", "create", "a"]);
 
     let before = scrape(&t.outside);
-    let check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    {
-        use std::io::Write as _;
-        check
-            .stdin
-            .as_ref()
-            .unwrap()
-            .write_all(before.as_bytes())
-            .unwrap();
-    }
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_accepts(&before);
 
     let port =
         r#"endpoint="web",host_ip="0.0.0.0",host_port="8080",protocol="tcp",container_port="80""#;
