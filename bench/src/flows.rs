@@ -164,6 +164,7 @@ pub fn run_all(quick: bool, p: &Progress) -> Result<Vec<Section>> {
         internal: false,
         options: Default::default(),
         labels: Default::default(),
+        vni: None,
     };
     dp.add_network(&net)?;
     dp.add_attachment(&AttachmentEntry {

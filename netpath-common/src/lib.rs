@@ -53,6 +53,15 @@ pub mod map_names {
     pub const MONITOR: &str = "MONITOR";
     /// [`crate::DnsKey`] → [`crate::DnsAddrs`]: the names the DNS fast path answers.
     pub const DNS_NAMES: &str = "DNS_NAMES";
+    /// Overlay networks by network id: VNI, VXLAN device, how many other nodes are members.
+    pub const OVERLAY_NETS: &str = "OVERLAY_NETS";
+    /// Overlay networks by VNI (decapsulated traffic finds its network here).
+    pub const OVERLAY_VNIS: &str = "OVERLAY_VNIS";
+    /// Endpoints on other nodes by address: which node (its underlay address), which network.
+    pub const REMOTES: &str = "REMOTES";
+    /// The other nodes with endpoints on each overlay network, slots 0..OverlayNet::peers
+    /// (broadcasts go to each).
+    pub const OVERLAY_PEERS: &str = "OVERLAY_PEERS";
 }
 
 /// Default sizes of the maps; the agent may override them at load time.
@@ -70,6 +79,10 @@ pub mod map_sizes {
     pub const EVENTS: u32 = 256 * 1024;
     /// Names the DNS fast path knows (of every network).
     pub const DNS_NAMES: u32 = 65_536;
+    /// Endpoints on other nodes (all overlay networks together).
+    pub const REMOTES: u32 = 65_536;
+    /// Other nodes one overlay network's broadcasts reach.
+    pub const PEERS_PER_NETWORK: u32 = 64;
 }
 
 /// IP protocol numbers netpath translates.
@@ -310,6 +323,8 @@ pub mod net_flags {
     pub const INTERNAL: u32 = 1;
     /// `--opt icc=false`: endpoints of the network cannot reach each other.
     pub const NO_ICC: u32 = 2;
+    /// `--driver overlay`: the network spans nodes (`OVERLAY_NETS` has its VNI).
+    pub const OVERLAY: u32 = 4;
 }
 
 /// Value of `NETWORKS`.
@@ -345,6 +360,34 @@ pub struct MemberKey {
     pub network: u32,
     pub slot: u32,
 }
+
+/// Value of `OVERLAY_NETS`: an overlay network on this node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OverlayNet {
+    /// The VXLAN network identifier on the wire.
+    pub vni: u32,
+    /// Ifindex of this node's VXLAN device (external mode: one for every network).
+    pub device: u32,
+    /// Number of `OVERLAY_PEERS` slots in use (0..peers).
+    pub peers: u32,
+}
+
+/// Value of `REMOTES` (keyed by the endpoint's address, network order): where an endpoint on
+/// another node lives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RemoteEndpoint {
+    /// The node's underlay address, network order (the outer destination).
+    pub node: u32,
+    /// Id of the endpoint's network on this node (key of `NETWORKS`).
+    pub network: u32,
+}
+
+/// The VXLAN UDP port (IANA's).
+pub const VXLAN_PORT: u16 = 4789;
+/// Bytes VXLAN adds over IPv4: outer IPv4 (20), UDP (8), VXLAN (8), inner Ethernet (14).
+pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// First port of outbound NAT (the agent reserves the range from the host's ephemeral ports).
 pub const SNAT_PORT_MIN: u16 = 40000;
@@ -561,6 +604,13 @@ counters! {
     EventsLost = 20, "events_lost";
     /// DNS queries answered in the kernel (the fast path).
     DnsKernel = 21, "dns_kernel";
+    /// Packets to an endpoint on another node, encapsulated (VXLAN).
+    Encap = 22, "overlay_encap";
+    /// Packets from another node, decapsulated and delivered to an endpoint.
+    Decap = 23, "overlay_decap";
+    /// Dropped: decapsulated traffic of an unknown VNI, or whose source is not an endpoint of
+    /// that network on the node that sent it.
+    DropOverlay = 24, "drop_overlay";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).
@@ -597,6 +647,8 @@ mod layout {
     layout!(PeerInfo, 20, ifindex @ 0, network @ 4, mac @ 8, host_mac @ 14);
     layout!(NetworkInfo, 24, subnet @ 0, mask @ 4, gateway @ 8, flags @ 12, members @ 16, host_gateway @ 20);
     layout!(MemberKey, 8, network @ 0, slot @ 4);
+    layout!(OverlayNet, 12, vni @ 0, device @ 4, peers @ 8);
+    layout!(RemoteEndpoint, 8, node @ 0, network @ 4);
     layout!(SnatNat, 24, addr @ 0, port @ 4, _pad @ 6, flags @ 8, _pad2 @ 12, last_seen @ 16);
     layout!(SnatRev, 40, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, flags @ 12, mac @ 16, host_mac @ 22, _pad2 @ 28, last_seen @ 32);
     layout!(LoopbackKey, 8, network @ 0, port @ 4, _pad @ 6);
@@ -621,6 +673,8 @@ mod pod {
     unsafe impl aya::Pod for PeerInfo {}
     unsafe impl aya::Pod for NetworkInfo {}
     unsafe impl aya::Pod for MemberKey {}
+    unsafe impl aya::Pod for OverlayNet {}
+    unsafe impl aya::Pod for RemoteEndpoint {}
     unsafe impl aya::Pod for SockRevKey {}
     unsafe impl aya::Pod for SnatNat {}
     unsafe impl aya::Pod for LoopbackKey {}

@@ -1,5 +1,5 @@
 //! ARP for endpoints: the host-side veth answers an endpoint's requests for its gateway and
-//! for the peers on its network with its own MAC, so all of an endpoint's traffic comes to
+//! for the peers on its network (on any node) with its own MAC, so all of an endpoint's traffic comes to
 //! netpath's programs at layer 3. Requests for anything else go unanswered, as on a bridge
 //! where nobody has that address; requests never reach other namespaces.
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
@@ -8,13 +8,15 @@ use network_types::arp::ArpHdr;
 
 use crate::{
     maps::{ENDPOINTS_BY_ADDR, NETWORKS},
+    overlay,
     parse::{ptr_at, L3_OFF},
     stats::count,
 };
 
 const ARP_REQUEST: u16 = 1;
 
-/// The endpoint's gateway or host-gateway, or a peer on the endpoint's network.
+/// The endpoint's gateway or host-gateway, or a peer on the endpoint's network (on this node
+/// or, for an overlay network, on another).
 #[inline(always)]
 fn answerable(ep: &EndpointInfo, target: u32) -> bool {
     // SAFETY: map value pointers valid for this program run.
@@ -25,6 +27,7 @@ fn answerable(ep: &EndpointInfo, target: u32) -> bool {
         || ENDPOINTS_BY_ADDR
             .get_ptr(&target)
             .is_some_and(|p| unsafe { (*p).network } == ep.network)
+        || overlay::remote(target).is_some_and(|r| r.network == ep.network)
 }
 const ARP_REPLY: u16 = 2;
 

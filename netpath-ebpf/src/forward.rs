@@ -1,6 +1,7 @@
 //! Networks: endpoint-to-endpoint forwarding inside a network (veth to veth with
 //! `bpf_redirect_peer`), broadcast and multicast to the network's members, and the policy
-//! between networks (isolation, icc=false, internal).
+//! between networks (isolation, icc=false, internal); endpoints on other nodes through
+//! [`overlay`].
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_redirect_peer,
@@ -12,6 +13,7 @@ use netpath_common::{map_sizes, net_flags, Counter, EndpointInfo, MemberKey, Net
 use crate::{
     hostgw,
     maps::{ENDPOINTS_BY_ADDR, MEMBERS, NETWORKS, SUBNETS},
+    overlay,
     packet::Packet,
     parse::Ipv4Flow,
     snat,
@@ -38,6 +40,9 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
     }
     if dst == u32::MAX || dst == net.broadcast() || is_multicast(dst) {
         flood(ctx, ep.network, &net, ifindex);
+        if overlay::spans_nodes(&net) {
+            overlay::flood(ctx, ep.network);
+        }
         // The host is on every network too (the gateway side): it gets the original.
         return TC_ACT_OK as i32;
     }
@@ -55,6 +60,17 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         count(Counter::Forward);
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 };
+    }
+    if overlay::spans_nodes(&net) {
+        if let Some(peer) = overlay::remote(dst) {
+            if peer.network != ep.network {
+                return drop(Counter::DropIsolation, flow, ifindex);
+            }
+            if net.flags & net_flags::NO_ICC != 0 {
+                return drop(Counter::DropIcc, flow, ifindex);
+            }
+            return overlay::encap(ctx, ep.network, &peer);
+        }
     }
     match SUBNETS.get(Key::new(32, dst)) {
         Some(id) if *id == ep.network => {
@@ -89,14 +105,14 @@ fn drop(reason: Counter, flow: &Ipv4Flow, ifindex: u32) -> i32 {
 }
 
 #[inline(always)]
-fn is_multicast(addr_be: u32) -> bool {
+pub fn is_multicast(addr_be: u32) -> bool {
     u32::from_be(addr_be) >> 28 == 0xe
 }
 
 /// Sends a copy of the packet to every member of the network but the sender (egress of each
 /// member's host-side veth, i.e. into the member).
 #[inline(always)]
-fn flood(ctx: &mut TcContext, network: u32, net: &NetworkInfo, sender: u32) {
+pub fn flood(ctx: &mut TcContext, network: u32, net: &NetworkInfo, sender: u32) {
     let n = if net.members > map_sizes::MEMBERS_PER_NETWORK {
         map_sizes::MEMBERS_PER_NETWORK
     } else {

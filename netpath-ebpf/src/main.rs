@@ -12,6 +12,7 @@ mod flows;
 mod forward;
 mod hostgw;
 mod maps;
+mod overlay;
 mod packet;
 mod parse;
 mod ports;
@@ -72,6 +73,13 @@ pub fn netpath_uplink_tc(mut ctx: TcContext) -> i32 {
 pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
     build_tag();
     endpoint::host_veth_ingress(&mut ctx)
+}
+
+/// The VXLAN device, TC ingress: traffic from endpoints on other nodes.
+#[classifier]
+pub fn netpath_overlay_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    overlay::device_ingress(&mut ctx)
 }
 
 /// Host sockets connecting to a published port reach the endpoint.

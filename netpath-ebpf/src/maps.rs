@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
-    NetworkInfo, PeerInfo, PortKey, PortSlot, PortStats, PortTarget, SnatNat, SnatRev, SockRevKey,
-    SockRevNat, PORTS_ANY_LEN,
+    NetworkInfo, OverlayNet, PeerInfo, PortKey, PortSlot, PortStats, PortTarget, RemoteEndpoint,
+    SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -97,3 +97,20 @@ pub static MONITOR: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static DNS_NAMES: HashMap<DnsKey, DnsAddrs> =
     HashMap::pinned(map_sizes::DNS_NAMES, NO_PREALLOC);
+
+/// Overlay networks of this node by network id.
+#[map]
+pub static OVERLAY_NETS: HashMap<u32, OverlayNet> = HashMap::pinned(map_sizes::NETWORKS, 0);
+
+/// Overlay networks by VNI → network id.
+#[map]
+pub static OVERLAY_VNIS: HashMap<u32, u32> = HashMap::pinned(map_sizes::NETWORKS, 0);
+
+/// Endpoints on other nodes by address.
+#[map]
+pub static REMOTES: HashMap<u32, RemoteEndpoint> = HashMap::pinned(map_sizes::REMOTES, 0);
+
+/// Other nodes with members of each overlay network (underlay address, network order).
+#[map]
+pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =
+    HashMap::pinned(map_sizes::NETWORKS * map_sizes::PEERS_PER_NETWORK, 0);

@@ -358,6 +358,7 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
         internal,
         options,
         labels: Default::default(),
+        vni: None,
     };
     dp.add_network(&net).unwrap();
     net

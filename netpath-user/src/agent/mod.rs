@@ -42,6 +42,7 @@ pub mod journal;
 pub mod metrics;
 pub mod monitor;
 pub mod netns_files;
+pub mod overlay;
 pub mod reconcile;
 pub mod repair;
 pub mod service;
@@ -62,6 +63,8 @@ pub use transactions::{Agent, HostHooks};
 
 /// Name of the port-less bridge that carries the networks' gateway addresses.
 pub const GATEWAY_LINK: &str = "netpath0";
+/// The VXLAN device of overlay networks (a node in a cluster).
+pub const VXLAN_LINK: &str = "netpath-vxlan";
 
 /// The agent as `netpath agent` runs it: the real datapath, netlink and state file.
 pub type LiveAgent = Agent<Datapath, Netlink, StateFile>;
@@ -130,10 +133,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         None => host::cgroup_root(&cfg.state_dir, &mut record)?,
     };
     record.save(&cfg.state_dir)?;
+    let overlay = match &cluster {
+        Some(_) => Some(overlay_device(&uplinks[0])?),
+        None => None,
+    };
     let hooks = HostHooks {
         uplinks: uplinks.iter().map(|u| (u.clone(), cfg.xdp)).collect(),
         cgroup: Some(cgroup),
         netns_cookie: host::netns_cookie()?,
+        overlay,
     };
     let mut dp = dp;
     let events = dp.take_events();
@@ -182,6 +190,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     dns.sync_listeners(&shared.state());
     shared.set_dns(dns);
     if let Some(c) = &cluster {
+        c.seed(&shared.state());
         shared.set_cluster(c.clone());
     }
     let agent = Arc::new(shared);
@@ -195,11 +204,21 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         info!(socket = %path.display(), "serving Docker's network and IPAM plugin");
     }
     let background = [
-        tokio::spawn(async move {
-            if let Some(c) = cluster {
-                c.run().await;
+        tokio::spawn({
+            let cluster = cluster.clone();
+            async move {
+                if let Some(c) = cluster {
+                    c.run().await;
+                }
             }
         }),
+        match cluster {
+            Some(c) => tasks::supervise("cluster follower", {
+                let agent = agent.clone();
+                move || tasks::follow_cluster(agent.clone(), c.clone())
+            }),
+            None => tokio::spawn(async {}),
+        },
         tokio::spawn({
             let plugin = Arc::new(crate::docker::Plugin::new(agent.clone(), pools));
             async move {
@@ -280,6 +299,20 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     drop(agent);
     Ok(())
+}
+
+/// This node's VXLAN device, made if missing; overlay endpoints' MTU leaves room for the
+/// encapsulation on `uplink`.
+fn overlay_device(uplink: &str) -> anyhow::Result<transactions::OverlayDevice> {
+    let underlay_mtu = netlink::link_mtu(uplink)?.unwrap_or(1500);
+    let mtu = underlay_mtu.saturating_sub(netpath_common::VXLAN_OVERHEAD);
+    let ifindex = netlink::ensure_vxlan(VXLAN_LINK, netpath_common::VXLAN_PORT, mtu)
+        .context("the VXLAN device of overlay networks")?;
+    Ok(transactions::OverlayDevice {
+        name: VXLAN_LINK.to_string(),
+        ifindex,
+        mtu,
+    })
 }
 
 /// How this node joins others through etcd (none without `--etcd`): its name (default the

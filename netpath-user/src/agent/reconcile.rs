@@ -102,6 +102,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Hooks {
             uplinks: self.host.uplinks.clone(),
             endpoints: self.links.keys().cloned().collect(),
+            overlay: self.host.overlay.as_ref().map(|o| o.name.clone()),
             cgroup: self.host.cgroup.clone(),
         }
     }
@@ -152,15 +153,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     None => self
                         .net
                         .create_endpoint(&EndpointLinkSpec {
-                            host_ifname: &att.host_ifname,
-                            netns: &ep.netns,
-                            ifname: &att.ifname,
-                            ip: att.ip,
-                            prefix: net.subnet.prefix(),
-                            mac: att.mac,
-                            gateway: net.gateway,
-                            default_route: i == 0 && !net.internal,
                             handover: false,
+                            ..self.link_spec(ep, att, net, i == 0)
                         })
                         .map(|link| {
                             report.recreated += 1;

@@ -31,7 +31,7 @@ pub struct Shared<D, L, S> {
     hub: Option<Arc<Hub>>,
     api: ApiMetrics,
     dns: Option<Arc<crate::dns::server::DnsServer>>,
-    cluster: Option<Arc<crate::cluster::Cluster>>,
+    pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
@@ -175,6 +175,11 @@ where
         let monitors = self.monitors();
         let mut h = self.inspect(|a| a.health(monitors));
         h.cluster = self.cluster_health();
+        if h.cluster.is_some() {
+            h.problems
+                .extend(self.inspect(|a| a.cluster_problems.clone()));
+            h.healthy = h.problems.is_empty();
+        }
         if let Some(dns) = &self.dns {
             let listening = dns.addresses();
             for net in self.state().networks.values() {
@@ -211,21 +216,33 @@ where
     }
 
     fn create_network(&self, req: &NetworkCreate) -> Result<NetworkView, ApiError> {
-        let net = self.write(|a| a.create_network(req))?;
+        let net = if super::overlay::is_overlay(req) {
+            self.create_overlay_network(req)?
+        } else {
+            self.write(|a| a.create_network(req))?
+        };
         network_view(&self.state(), &net.name)
     }
 
     fn remove_network(&self, name: &str) -> Result<(), ApiError> {
+        if self.cluster_of(name)?.is_some() {
+            return self.remove_overlay_network(name);
+        }
         self.write(|a| a.remove_network(name))
     }
 
     fn connect(&self, network: &str, req: &Connect) -> Result<EndpointView, ApiError> {
-        let ep = self.write(|a| a.connect(network, req))?;
+        let ep = match self.cluster_of(network)? {
+            Some(cluster) => self.connect_overlay(cluster, network, req)?,
+            None => self.write(|a| a.connect(network, req))?,
+        };
         Ok(EndpointView::new(&ep, &self.state()))
     }
 
     fn disconnect(&self, network: &str, req: &Disconnect) -> Result<EndpointView, ApiError> {
+        let before = self.state().endpoint(&req.endpoint)?.clone();
         let ep = self.write(|a| a.disconnect(network, &req.endpoint))?;
+        self.release_overlay(&before);
         Ok(EndpointView::new(&ep, &self.state()))
     }
 
@@ -244,16 +261,33 @@ where
     }
 
     fn create_endpoint(&self, req: &EndpointCreate) -> Result<EndpointView, ApiError> {
-        let ep = self.write(|a| a.create_endpoint(req))?;
+        let network = req
+            .network
+            .as_deref()
+            .unwrap_or(crate::model::DEFAULT_NETWORK);
+        let ep = match self.cluster_of(network)? {
+            Some(cluster) => self.create_overlay_endpoint(cluster, req)?,
+            None => self.write(|a| a.create_endpoint(req))?,
+        };
         Ok(EndpointView::new(&ep, &self.state()))
     }
 
     fn remove_endpoint(&self, name: &str) -> Result<(), ApiError> {
-        self.write(|a| a.remove_endpoint(name))
+        let before = self.state().endpoint(name)?.clone();
+        self.write(|a| a.remove_endpoint(name))?;
+        self.release_overlay(&before);
+        Ok(())
     }
 
     fn prune(&self) -> Result<Vec<String>, ApiError> {
-        self.write(|a| a.prune())
+        let before = self.state();
+        let pruned = self.write(|a| a.prune())?;
+        for name in &pruned {
+            if let Some(ep) = before.endpoints.get(name) {
+                self.release_overlay(ep);
+            }
+        }
+        Ok(pruned)
     }
 
     fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {

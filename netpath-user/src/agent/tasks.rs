@@ -58,6 +58,25 @@ where
     Ok(tokio::task::spawn_blocking(move || shared.write(f)).await?)
 }
 
+/// Applies what the cluster says to this node whenever it changes (overlay networks made or
+/// removed here, the overlay maps written).
+pub async fn follow_cluster<D, L, S>(
+    shared: Arc<Shared<D, L, S>>,
+    cluster: Arc<crate::cluster::Cluster>,
+) -> anyhow::Result<()>
+where
+    D: DatapathOps + 'static,
+    L: LinkOps + 'static,
+    S: StateStore + 'static,
+{
+    let mut changes = cluster.subscribe();
+    loop {
+        let view = cluster.view();
+        with_agent(&shared, move |a| a.apply_cluster(&view)).await?;
+        changes.changed().await?;
+    }
+}
+
 /// Expires idle flows every [`EXPIRY_INTERVAL`] (the first run catches up at once).
 pub async fn expire_flows<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
 where

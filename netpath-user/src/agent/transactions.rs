@@ -53,6 +53,10 @@ pub struct Agent<D, L, S> {
     pub(super) started: std::time::SystemTime,
     pub(super) last_reconcile: Option<super::health::Reconciled>,
     pub(super) last_repair: Option<std::time::SystemTime>,
+    /// What the overlay maps were last made to hold ([`super::overlay`]).
+    pub(super) overlay_written: Option<crate::datapath::OverlayContent>,
+    /// What keeps this node from matching the cluster, as last found.
+    pub(super) cluster_problems: Vec<String>,
 }
 
 /// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
@@ -62,6 +66,18 @@ pub struct HostHooks {
     pub uplinks: Vec<(String, XdpMode)>,
     pub cgroup: Option<std::path::PathBuf>,
     pub netns_cookie: u64,
+    /// The VXLAN device of overlay networks, and the MTU that fits inside it (a node in a
+    /// cluster).
+    pub overlay: Option<OverlayDevice>,
+}
+
+/// This node's VXLAN device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlayDevice {
+    pub name: String,
+    pub ifindex: u32,
+    /// The MTU of overlay endpoints' interfaces: the underlay's less the encapsulation.
+    pub mtu: u32,
 }
 
 /// The datapath key of mapping `m`.
@@ -151,6 +167,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             )),
             dns_fast_path: true,
             started: std::time::SystemTime::now(),
+            overlay_written: None,
+            cluster_problems: Vec::new(),
             last_reconcile: None,
             last_repair: None,
         }
@@ -272,6 +290,28 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(())
     }
 
+    /// What an attachment's veth pair is made of.
+    pub(super) fn link_spec<'a>(
+        &self,
+        ep: &'a Endpoint,
+        att: &'a Attachment,
+        net: &Network,
+        primary: bool,
+    ) -> EndpointLinkSpec<'a> {
+        EndpointLinkSpec {
+            host_ifname: &att.host_ifname,
+            netns: &ep.netns,
+            ifname: &att.ifname,
+            ip: att.ip,
+            prefix: net.subnet.prefix(),
+            mac: att.mac,
+            gateway: net.gateway,
+            mtu: net.vni.and(self.host.overlay.as_ref()).map(|o| o.mtu),
+            default_route: primary && !net.internal,
+            handover: ep.handed_over(),
+        }
+    }
+
     /// Creates the kernel side of one attachment: veth, maps, program.
     pub(super) fn realize_attachment(
         &mut self,
@@ -281,17 +321,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         net: &Network,
         primary: bool,
     ) -> Result<(), ApiError> {
-        let link = self.net.create_endpoint(&EndpointLinkSpec {
-            host_ifname: &att.host_ifname,
-            netns: &ep.netns,
-            ifname: &att.ifname,
-            ip: att.ip,
-            prefix: net.subnet.prefix(),
-            mac: att.mac,
-            gateway: net.gateway,
-            default_route: primary && !net.internal,
-            handover: ep.handed_over(),
-        })?;
+        let link = self
+            .net
+            .create_endpoint(&self.link_spec(ep, att, net, primary))?;
         tx.undo(Undo::DeleteLink(att.host_ifname.clone()));
         self.adopt_attachment(tx, att, net, link)
     }
@@ -526,7 +558,17 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     pub fn create_network(&mut self, req: &NetworkCreate) -> Result<Network, ApiError> {
-        let net = self.with_host(|s, host| s.plan_network(req, host))?;
+        let net = self.plan_network(req)?;
+        self.add_network(net)
+    }
+
+    /// Checks a network request against the networks and the host; changes nothing.
+    pub fn plan_network(&self, req: &NetworkCreate) -> Result<Network, ApiError> {
+        self.with_host(|s, host| s.plan_network(req, host))
+    }
+
+    /// Creates a planned network (an overlay network: with the cluster's id and VNI).
+    pub fn add_network(&mut self, net: Network) -> Result<Network, ApiError> {
         let mut next = self.state.clone();
         next.networks.insert(net.name.clone(), net.clone());
         self.transact(|a, tx| {

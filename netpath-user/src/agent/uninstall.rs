@@ -15,7 +15,7 @@ use super::{
     host::{port_ranges, HostRecord, StateLock, RESERVED_PORTS},
     netns_files::NetnsFiles,
     store::StateFile,
-    GATEWAY_LINK,
+    GATEWAY_LINK, VXLAN_LINK,
 };
 use crate::{
     datapath::{links::pinned_names, sys},
@@ -113,6 +113,10 @@ impl Uninstall {
             out.say(format!(
                 "deleted bridge {GATEWAY_LINK} and its gateway addresses"
             ));
+        }
+        if netlink::link_info(VXLAN_LINK)?.is_some() {
+            netlink::delete_link(None, VXLAN_LINK)?;
+            out.say(format!("deleted VXLAN device {VXLAN_LINK}"));
         }
         for ep in state.endpoints.values() {
             for path in self.hosts.remove(ep) {

@@ -358,7 +358,8 @@ impl NetworkView {
         NetworkView {
             name: n.name.clone(),
             id: n.id.clone(),
-            scope: "local".into(),
+            // Docker's words: an overlay network on a key-value store is "global".
+            scope: if n.vni.is_some() { "global" } else { "local" }.into(),
             driver: n.driver.clone(),
             enable_ipv6: false,
             ipam: Ipam {
@@ -386,11 +387,20 @@ impl NetworkView {
                     )
                 })
                 .collect(),
-            options: n.options.clone(),
+            options: {
+                let mut o = n.options.clone();
+                if let Some(vni) = n.vni {
+                    o.insert(VXLAN_ID_OPTION.into(), vni.to_string());
+                }
+                o
+            },
             labels: n.labels.clone(),
         }
     }
 }
+
+/// Where `network inspect` shows an overlay network's VNI (Docker's option name).
+pub const VXLAN_ID_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
 /// One network of an endpoint.
 #[derive(Debug, Serialize, Deserialize)]

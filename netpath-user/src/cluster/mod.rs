@@ -5,6 +5,8 @@
 //! | key | value | lifetime |
 //! |---|---|---|
 //! | `PREFIX/nodes/NAME` | [`NodeRecord`] as JSON | the node's lease: gone [`LEASE_TTL_SECS`] after its agent stops renewing it |
+//! | `PREFIX/networks/NAME` | [`OverlayNetwork`] as JSON | until `network rm` (on any node) |
+//! | `PREFIX/endpoints/NETWORK/IP` | [`OverlayEndpoint`] as JSON | the lease of the node whose endpoint has the address |
 //!
 //! The agent keeps a session with etcd in the background ([`Cluster::run`]): connect, grant a
 //! lease, register the node, list the other nodes and watch them, renew the lease. When etcd
@@ -13,11 +15,20 @@
 //! datapath goes on with it. A restarted agent registers under the same key with a new lease
 //! (its old lease expires with nothing left on it), so a restart neither duplicates nor drops
 //! the node. A name another node (another underlay address) holds is not taken over.
+//!
+//! Overlay networks ([`overlay`]) are changed by transactions (names, subnets, VNIs and
+//! addresses are never given twice); each node keeps its endpoints' addresses under its own
+//! lease, puts them back on a new session's lease, and learns the others' by the same watch.
+//! [`Cluster::subscribe`] tells the agent when the view changed.
+
+pub mod overlay;
+
+pub use overlay::{OverlayEndpoint, OverlayError, OverlayNetwork};
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
@@ -81,7 +92,11 @@ pub enum ClusterError {
 
 /// The root cause of `e` (a refused connection, not the gRPC layers around it).
 fn innermost(e: &etcd_client::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
+    // A gRPC status keeps its cause to itself (etcd-client's error has no source for it).
+    let mut cause: &dyn std::error::Error = match e {
+        etcd_client::Error::GRpcStatus(s) => s,
+        e => e,
+    };
     while let Some(next) = cause.source() {
         cause = next;
     }
@@ -110,6 +125,19 @@ pub struct ClusterView {
     pub error: Option<String>,
     /// Every registered node by name, this one included.
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// The overlay networks by name.
+    #[serde(default)]
+    pub networks: BTreeMap<String, OverlayNetwork>,
+    /// Addresses taken on overlay networks, by `NETWORK/IP`.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, OverlayEndpoint>,
+    /// Whether the networks and endpoints come from a listing of this process (so what is
+    /// absent from them is absent from etcd), not only from the state file.
+    #[serde(default)]
+    pub listed: bool,
+    /// This node's endpoints whose address another node took while this one was away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 /// The keys of one prefix.
@@ -133,6 +161,59 @@ impl Keys {
     pub fn node(&self, name: &str) -> String {
         format!("{}{name}", self.nodes())
     }
+
+    /// Every key of the prefix (a prefix).
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    /// Where overlay networks are (a prefix).
+    pub fn networks(&self) -> String {
+        format!("{}/networks/", self.prefix)
+    }
+
+    pub fn network(&self, name: &str) -> String {
+        format!("{}{name}", self.networks())
+    }
+
+    /// Where addresses on overlay networks are taken (a prefix).
+    pub fn endpoints(&self) -> String {
+        format!("{}/endpoints/", self.prefix)
+    }
+
+    /// The addresses taken on one network (a prefix).
+    pub fn endpoints_of(&self, network: &str) -> String {
+        format!("{}{network}/", self.endpoints())
+    }
+
+    pub fn endpoint(&self, network: &str, ip: Ipv4Addr) -> String {
+        format!("{}{ip}", self.endpoints_of(network))
+    }
+}
+
+/// What one key of the prefix is.
+enum Entry<'a> {
+    Node(&'a str),
+    Network(&'a str),
+    Endpoint(&'a str),
+    Other,
+}
+
+impl Keys {
+    fn entry<'a>(&self, key: &'a str) -> Entry<'a> {
+        let Some(rest) = key.strip_prefix(self.root().as_str()) else {
+            return Entry::Other;
+        };
+        if let Some(n) = rest.strip_prefix("nodes/") {
+            Entry::Node(n)
+        } else if let Some(n) = rest.strip_prefix("networks/") {
+            Entry::Network(n)
+        } else if let Some(e) = rest.strip_prefix("endpoints/") {
+            Entry::Endpoint(e)
+        } else {
+            Entry::Other
+        }
+    }
 }
 
 /// This node's membership: the session with etcd and what it learnt.
@@ -140,6 +221,12 @@ pub struct Cluster {
     cfg: ClusterConfig,
     keys: Keys,
     view: RwLock<ClusterView>,
+    /// The session's client and lease, while there is a session.
+    current: Mutex<Option<(Client, i64)>>,
+    /// This node's endpoints' addresses on overlay networks (see [`Cluster::set_local`]).
+    local: Mutex<BTreeMap<(String, Ipv4Addr), OverlayEndpoint>>,
+    /// Bumped whenever the view changes.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Cluster {
@@ -153,7 +240,43 @@ impl Cluster {
             keys: Keys::new(&cfg.prefix),
             cfg,
             view: RwLock::new(view),
+            current: Mutex::new(None),
+            local: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.cfg.node_name
+    }
+
+    /// Tells when the view changed (the value means nothing).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Starts from what the state file knows (before etcd answers): the overlay networks
+    /// this node has, and its endpoints' addresses.
+    pub fn seed(&self, state: &crate::model::State) {
+        let claims = overlay::local_claims(state, &self.cfg.node_name);
+        self.update(|v| {
+            for n in state.networks.values() {
+                if let Some(vni) = n.vni {
+                    v.networks
+                        .insert(n.name.clone(), OverlayNetwork::of(n, vni, ""));
+                }
+            }
+            for c in claims.values() {
+                v.endpoints
+                    .insert(overlay::endpoint_id(&c.network, c.ip), c.clone());
+            }
+        });
+        self.set_local(claims);
     }
 
     /// What this node knows now.
@@ -187,10 +310,14 @@ impl Cluster {
             if self.view().error.as_deref() != Some(msg.as_str()) {
                 warn!(error = %msg, "etcd session ended; retrying, the datapath keeps what it knows");
             }
+            if let Ok(mut c) = self.current.lock() {
+                *c = None;
+            }
             self.update(|v| {
                 v.connected = false;
                 v.error = Some(msg);
             });
+            self.changed();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -268,26 +395,40 @@ impl Cluster {
                 return Err(ClusterError::Raced);
             }
         }
+        let conflicts = self.reassert(&mut client, lease).await?;
+        for c in &conflicts {
+            warn!("{c}");
+        }
         let listed = client
-            .get(self.keys.nodes(), Some(GetOptions::new().with_prefix()))
+            .get(self.keys.root(), Some(GetOptions::new().with_prefix()))
             .await?;
         let revision = listed.header().map_or(0, |h| h.revision());
-        let nodes: BTreeMap<String, NodeRecord> = listed
-            .kvs()
-            .iter()
-            .filter_map(|kv| serde_json::from_slice::<NodeRecord>(kv.value()).ok())
-            .map(|n| (n.name.clone(), n))
-            .collect();
-        info!(node = %me.name, underlay = %me.underlay, nodes = nodes.len(), "registered with etcd");
-        self.update(|v| {
-            v.connected = true;
-            v.error = None;
-            v.nodes = nodes;
-        });
+        let mut fresh = ClusterView {
+            node: me.name.clone(),
+            connected: true,
+            listed: true,
+            conflicts,
+            ..ClusterView::default()
+        };
+        for kv in listed.kvs() {
+            self.apply_put(&mut fresh, kv);
+        }
+        info!(
+            node = %me.name,
+            underlay = %me.underlay,
+            nodes = fresh.nodes.len(),
+            networks = fresh.networks.len(),
+            "registered with etcd"
+        );
+        self.update(|v| *v = fresh);
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some((client.clone(), lease));
+        }
+        self.changed();
         *backoff = Duration::from_millis(200);
         let mut watch = client
             .watch(
-                self.keys.nodes(),
+                self.keys.root(),
                 Some(
                     WatchOptions::new()
                         .with_prefix()
@@ -298,7 +439,6 @@ impl Cluster {
         let (mut keeper, mut renewals) = client.lease_keep_alive(lease).await?;
         let mut tick =
             tokio::time::interval(Duration::from_secs((LEASE_TTL_SECS / 3).max(1) as u64));
-        let prefix = self.keys.nodes();
         loop {
             tokio::select! {
                 _ = tick.tick() => keeper.keep_alive().await?,
@@ -313,32 +453,69 @@ impl Cluster {
                     if resp.canceled() {
                         return Err(ClusterError::WatchEnded);
                     }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let name = kv.key_str().unwrap_or("").trim_start_matches(prefix.as_str()).to_string();
-                        match ev.event_type() {
-                            EventType::Put => {
-                                if let Ok(n) = serde_json::from_slice::<NodeRecord>(kv.value()) {
-                                    self.update(|v| {
-                                        v.nodes.insert(n.name.clone(), n);
-                                    });
-                                }
-                            }
-                            EventType::Delete => {
-                                if name == me.name {
-                                    // Our own key gone (lease expired while we were away):
-                                    // register again.
-                                    return Err(ClusterError::LeaseLost);
-                                }
-                                self.update(|v| {
-                                    v.nodes.remove(&name);
-                                });
+                    let mut lost = false;
+                    self.update(|v| {
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            match ev.event_type() {
+                                EventType::Put => self.apply_put(v, kv),
+                                EventType::Delete => lost |= self.apply_delete(v, kv),
                             }
                         }
+                    });
+                    self.changed();
+                    if lost {
+                        // Our own key gone (lease expired while we were away): register
+                        // again.
+                        return Err(ClusterError::LeaseLost);
                     }
                 }
             }
         }
+    }
+
+    /// A key written: into the view.
+    fn apply_put(&self, v: &mut ClusterView, kv: &etcd_client::KeyValue) {
+        let key = kv.key_str().unwrap_or("");
+        match self.keys.entry(key) {
+            Entry::Node(_) => {
+                if let Ok(n) = serde_json::from_slice::<NodeRecord>(kv.value()) {
+                    v.nodes.insert(n.name.clone(), n);
+                }
+            }
+            Entry::Network(_) => {
+                if let Ok(n) = serde_json::from_slice::<OverlayNetwork>(kv.value()) {
+                    v.networks.insert(n.name.clone(), n);
+                }
+            }
+            Entry::Endpoint(id) => {
+                if let Ok(e) = serde_json::from_slice::<OverlayEndpoint>(kv.value()) {
+                    v.endpoints.insert(id.to_string(), e);
+                }
+            }
+            Entry::Other => {}
+        }
+    }
+
+    /// A key deleted: out of the view. True when it was this node's registration.
+    fn apply_delete(&self, v: &mut ClusterView, kv: &etcd_client::KeyValue) -> bool {
+        let key = kv.key_str().unwrap_or("");
+        match self.keys.entry(key) {
+            Entry::Node(name) => {
+                if name == self.cfg.node_name {
+                    return true;
+                }
+                v.nodes.remove(name);
+            }
+            Entry::Network(name) => {
+                v.networks.remove(name);
+            }
+            Entry::Endpoint(id) => {
+                v.endpoints.remove(id);
+            }
+            Entry::Other => {}
+        }
+        false
     }
 }
 

@@ -80,6 +80,8 @@ pub struct FakeDatapath {
     pub monitor: u32,
     /// What the DNS fast path answers.
     pub dns_names: std::collections::HashMap<netpath_common::DnsKey, netpath_common::DnsAddrs>,
+    /// What the overlay maps hold.
+    pub overlay: super::OverlayContent,
     #[doc(hidden)]
     pub faults: FaultsHandle,
 }
@@ -203,6 +205,11 @@ impl DatapathOps for FakeDatapath {
             .collect();
         self.attachments = c.attachments.iter().map(|a| (a.ifindex, *a)).collect();
         Ok(SyncReport::default())
+    }
+    fn sync_overlay(&mut self, c: &super::OverlayContent) -> Result<usize, DatapathError> {
+        self.step("sync_overlay")?;
+        self.overlay = c.clone();
+        Ok(0)
     }
     fn ensure_hooks(&mut self, want: &Hooks, _: u64) -> Result<HookReport, DatapathError> {
         self.step("ensure_hooks")?;

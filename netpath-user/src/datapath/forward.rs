@@ -16,6 +16,9 @@ pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
     if !net.icc() {
         flags |= net_flags::NO_ICC;
     }
+    if net.vni.is_some() {
+        flags |= net_flags::OVERLAY;
+    }
     let prefix = net.subnet.prefix();
     let mask = if prefix == 0 {
         0

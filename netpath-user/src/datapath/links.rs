@@ -25,6 +25,8 @@ pub enum Hook {
     UplinkXdp(String, XdpMode),
     /// TC ingress (TCX) of an endpoint's host-side veth.
     Endpoint(String),
+    /// TC ingress (TCX) of the VXLAN device of overlay networks.
+    Overlay(String),
     /// A cgroup socket hook (one per program of [`programs::SOCK`]).
     Sock(&'static str),
 }
@@ -35,6 +37,7 @@ impl fmt::Display for Hook {
             Hook::UplinkTc(i) => write!(f, "TC ingress of uplink {i}"),
             Hook::UplinkXdp(i, m) => write!(f, "XDP ({m:?}) of uplink {i}"),
             Hook::Endpoint(i) => write!(f, "TC ingress of endpoint veth {i}"),
+            Hook::Overlay(i) => write!(f, "TC ingress of VXLAN device {i}"),
             Hook::Sock(p) => write!(f, "cgroup hook {p}"),
         }
     }
@@ -58,6 +61,7 @@ impl Hook {
             Hook::UplinkXdp(i, XdpMode::Generic) => format!("uplink-xdp-generic@{}", encode(i)),
             Hook::UplinkXdp(i, _) => format!("uplink-xdp-native@{}", encode(i)),
             Hook::Endpoint(i) => format!("endpoint@{}", encode(i)),
+            Hook::Overlay(i) => format!("overlay@{}", encode(i)),
             Hook::Sock(p) => format!("sock@{p}"),
         }
     }
@@ -71,6 +75,7 @@ impl Hook {
             "uplink-xdp-native" => Hook::UplinkXdp(rest, XdpMode::Native),
             "uplink-xdp-generic" => Hook::UplinkXdp(rest, XdpMode::Generic),
             "endpoint" => Hook::Endpoint(rest),
+            "overlay" => Hook::Overlay(rest),
             "sock" => Hook::Sock(programs::SOCK.iter().find(|p| **p == rest)?),
             _ => return None,
         })
@@ -82,6 +87,7 @@ impl Hook {
             Hook::UplinkTc(_) => programs::UPLINK_TC,
             Hook::UplinkXdp(..) => programs::UPLINK_XDP,
             Hook::Endpoint(_) => programs::ENDPOINT_TC,
+            Hook::Overlay(_) => programs::OVERLAY_TC,
             Hook::Sock(p) => p,
         }
     }
@@ -89,7 +95,9 @@ impl Hook {
     /// The interface it is on, if any.
     pub fn interface(&self) -> Option<&str> {
         match self {
-            Hook::UplinkTc(i) | Hook::UplinkXdp(i, _) | Hook::Endpoint(i) => Some(i),
+            Hook::UplinkTc(i) | Hook::UplinkXdp(i, _) | Hook::Endpoint(i) | Hook::Overlay(i) => {
+                Some(i)
+            }
             Hook::Sock(_) => None,
         }
     }
@@ -111,6 +119,8 @@ pub enum LinkAction {
 pub struct Hooks {
     pub uplinks: Vec<(String, XdpMode)>,
     pub endpoints: Vec<String>,
+    /// The VXLAN device of overlay networks (a node in a cluster).
+    pub overlay: Option<String>,
     /// The cgroup v2 directory of the socket hooks (none: no socket hooks).
     pub cgroup: Option<PathBuf>,
 }
@@ -128,6 +138,7 @@ impl Hooks {
             });
         }
         v.extend(self.endpoints.iter().cloned().map(Hook::Endpoint));
+        v.extend(self.overlay.iter().cloned().map(Hook::Overlay));
         if self.cgroup.is_some() {
             v.extend(programs::SOCK.iter().map(|p| Hook::Sock(p)));
         }
@@ -183,7 +194,7 @@ impl Datapath {
         let name = hook.program();
         let err = |e: std::io::Error| DatapathError::Program(name, e.to_string());
         let fd = match hook {
-            Hook::UplinkTc(_) | Hook::Endpoint(_) => {
+            Hook::UplinkTc(_) | Hook::Endpoint(_) | Hook::Overlay(_) => {
                 let p: &mut SchedClassifier = program(&mut self.ebpf, name)?;
                 p.fd()
                     .map_err(|e| program_error(name, e))?
@@ -213,7 +224,7 @@ impl Datapath {
     /// Whether a link (by its info) is attached where `hook` says.
     fn belongs(&self, hook: &Hook, info: &sys::LinkInfo) -> bool {
         match hook {
-            Hook::UplinkTc(i) | Hook::Endpoint(i) => {
+            Hook::UplinkTc(i) | Hook::Endpoint(i) | Hook::Overlay(i) => {
                 info.link_type == sys::link_type::TCX
                     && ifindex(i).is_some_and(|x| u64::from(x) == info.target)
             }
@@ -293,7 +304,7 @@ impl Datapath {
         };
         let link_err = |e: LinkError| DatapathError::Program(name, format!("at {hook}: {e}"));
         match hook {
-            Hook::UplinkTc(i) | Hook::Endpoint(i) => {
+            Hook::UplinkTc(i) | Hook::Endpoint(i) | Hook::Overlay(i) => {
                 let p: &mut SchedClassifier = program(&mut self.ebpf, name)?;
                 let id = p.attach(i, TcAttachType::Ingress).map_err(err)?;
                 FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)

@@ -49,6 +49,7 @@ pub mod forward;
 pub mod kernel_log;
 pub mod links;
 pub mod migrate;
+pub mod overlay;
 pub mod ports;
 pub mod snat;
 pub mod sock;
@@ -60,6 +61,7 @@ pub use endpoint::AttachmentEntry;
 pub use kernel_log::KERNEL_LOG_TARGET;
 pub use links::{Hook, HookReport, Hooks, LinkState};
 pub use migrate::Migration;
+pub use overlay::{OverlayContent, OverlayNetEntry};
 pub use stats::DatapathStats;
 pub use sync::{Content, SyncReport};
 
@@ -91,6 +93,7 @@ pub mod programs {
     pub const UPLINK_XDP: &str = "netpath_uplink_xdp";
     pub const UPLINK_TC: &str = "netpath_uplink_tc";
     pub const ENDPOINT_TC: &str = "netpath_endpoint_tc";
+    pub const OVERLAY_TC: &str = "netpath_overlay_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
     /// Socket hooks (cgroup v2): connect4, sendmsg4, recvmsg4, getpeername4.
     pub const SOCK: [&str; 4] = [
@@ -100,10 +103,11 @@ pub mod programs {
         "netpath_sock_getpeername4",
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         UPLINK_XDP,
         UPLINK_TC,
         ENDPOINT_TC,
+        OVERLAY_TC,
         XDP_PASS,
         SOCK[0],
         SOCK[1],
@@ -235,6 +239,9 @@ pub trait DatapathOps: Send {
     /// Makes every map the agent writes hold exactly `content`, changing only what differs
     /// (traffic keeps flowing through entries that stay).
     fn sync(&mut self, content: &Content) -> Result<SyncReport, DatapathError>;
+    /// Makes the overlay maps (other nodes' endpoints) hold exactly `content`; how many
+    /// entries changed.
+    fn sync_overlay(&mut self, content: &OverlayContent) -> Result<usize, DatapathError>;
     /// Makes exactly `want` the hooks netpath runs at (socket hooks for the namespace with
     /// `netns_cookie`): pinned links adopted and swapped to this build's programs, missing
     /// ones attached, others detached.
@@ -307,6 +314,10 @@ pub struct Datapath {
     monitor: Array<MapData, u32>,
     events: Option<aya::maps::RingBuf<MapData>>,
     dns_names: HashMap<MapData, DnsKey, DnsAddrs>,
+    overlay_nets: HashMap<MapData, u32, netpath_common::OverlayNet>,
+    overlay_vnis: HashMap<MapData, u32, u32>,
+    remotes: HashMap<MapData, u32, netpath_common::RemoteEndpoint>,
+    overlay_peers: HashMap<MapData, MemberKey, u32>,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
 }
@@ -389,7 +400,11 @@ impl Datapath {
         } else {
             None
         };
-        for name in [programs::UPLINK_TC, programs::ENDPOINT_TC] {
+        for name in [
+            programs::UPLINK_TC,
+            programs::ENDPOINT_TC,
+            programs::OVERLAY_TC,
+        ] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;
         }
@@ -432,6 +447,10 @@ impl Datapath {
             port_stats: take_map!(ebpf, map_names::PORT_STATS),
             monitor: take_map!(ebpf, map_names::MONITOR),
             dns_names: take_map!(ebpf, map_names::DNS_NAMES),
+            overlay_nets: take_map!(ebpf, map_names::OVERLAY_NETS),
+            overlay_vnis: take_map!(ebpf, map_names::OVERLAY_VNIS),
+            remotes: take_map!(ebpf, map_names::REMOTES),
+            overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
             dns_written: None,
             events: Some(take_map!(ebpf, map_names::EVENTS)),
             ebpf,
@@ -579,6 +598,9 @@ impl DatapathOps for Datapath {
     }
     fn sync(&mut self, content: &Content) -> Result<SyncReport, DatapathError> {
         Datapath::sync(self, content)
+    }
+    fn sync_overlay(&mut self, content: &OverlayContent) -> Result<usize, DatapathError> {
+        Datapath::sync_overlay(self, content)
     }
     fn ensure_hooks(
         &mut self,

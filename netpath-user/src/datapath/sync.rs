@@ -41,7 +41,7 @@ impl SyncReport {
 
 /// Makes `map` hold exactly `want`: writes what is missing or different, then removes the
 /// rest. Returns (written, removed).
-fn sync_hash<K, V>(
+pub(super) fn sync_hash<K, V>(
     name: &'static str,
     map: &mut HashMap<MapData, K, V>,
     want: &StdHashMap<K, V>,

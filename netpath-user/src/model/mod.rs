@@ -33,8 +33,10 @@ pub use requests::{Connect, Disconnect, DnsSettings, EndpointCreate, NetworkCrea
 pub const DEFAULT_NETWORK: &str = "bridge";
 /// The driver of every netpath network, as Docker names it.
 pub const DEFAULT_DRIVER: &str = "bridge";
+/// The driver of networks that span the nodes of a cluster (VXLAN between nodes).
+pub const OVERLAY_DRIVER: &str = "overlay";
 /// Driver names `network create -d` accepts (netpath's own name included).
-pub const DRIVERS: [&str; 2] = [DEFAULT_DRIVER, "netpath"];
+pub const DRIVERS: [&str; 3] = [DEFAULT_DRIVER, "netpath", OVERLAY_DRIVER];
 /// Networks one endpoint can be on (host-side veth names have one hex digit for the slot).
 pub const MAX_NETWORKS_PER_ENDPOINT: usize = 16;
 
@@ -65,6 +67,10 @@ pub struct Network {
     pub options: BTreeMap<String, String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// An overlay network's VXLAN network identifier (the same on every node); none for a
+    /// network of this host alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 impl Network {

@@ -117,7 +117,7 @@ pub enum ModelError {
     #[error("endpoint {0} is on {MAX_NETWORKS_PER_ENDPOINT} networks already")]
     TooManyNetworks(String),
     #[error(
-        "unsupported driver {0:?}: netpath networks use the bridge driver (bridge or netpath)"
+        "unsupported driver {0:?}: netpath networks use the bridge driver (bridge or netpath), or overlay across the nodes of a cluster"
     )]
     UnknownDriver(String),
     #[error("invalid label {0:?}: the key must not be empty")]
@@ -183,7 +183,30 @@ fn check_mac(mac: Option<&str>, ip: Ipv4Addr) -> Result<[u8; 6], ModelError> {
 impl State {
     /// A free address of `net` (or checks the one asked for).
     fn address(&self, net: &Network, want: Option<Ipv4Addr>) -> Result<Ipv4Addr, ModelError> {
-        let used: Vec<Ipv4Addr> = self.members(&net.name).map(|(_, a)| a.ip).collect();
+        self.address_besides(net, want, &[])
+    }
+
+    /// An address of network `network` for an endpoint: the one asked for, checked, or a
+    /// free one that is none of `elsewhere` (taken on other nodes, for an overlay network).
+    pub fn free_address(
+        &self,
+        network: &str,
+        want: Option<Ipv4Addr>,
+        elsewhere: &[Ipv4Addr],
+    ) -> Result<Ipv4Addr, ModelError> {
+        self.address_besides(self.network(network)?, want, elsewhere)
+    }
+
+    fn address_besides(
+        &self,
+        net: &Network,
+        want: Option<Ipv4Addr>,
+        elsewhere: &[Ipv4Addr],
+    ) -> Result<Ipv4Addr, ModelError> {
+        let mut used: Vec<Ipv4Addr> = self.members(&net.name).map(|(_, a)| a.ip).collect();
+        if want.is_none() {
+            used.extend(elsewhere);
+        }
         match want {
             Some(ip) => {
                 net.subnet.check_assignable(ip, net.gateway)?;
@@ -312,6 +335,7 @@ impl State {
             internal: req.internal,
             options,
             labels: check_labels(&req.labels)?,
+            vni: None,
         })
     }
 

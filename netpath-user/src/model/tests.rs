@@ -335,7 +335,7 @@ fn drivers_and_labels() {
     assert!(matches!(
         s.plan_network(
             &NetworkCreate {
-                driver: Some("overlay".into()),
+                driver: Some("macvlan".into()),
                 ..create("o")
             },
             host()

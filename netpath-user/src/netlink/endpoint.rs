@@ -29,6 +29,9 @@ pub struct EndpointLinkSpec<'a> {
     pub prefix: u8,
     pub mac: [u8; 6],
     pub gateway: Ipv4Addr,
+    /// The MTU of both sides (an overlay network's, which leaves room for VXLAN); the
+    /// kernel's default when unset.
+    pub mtu: Option<u32>,
     /// Add a default route via the gateway (the primary interface of a non-internal network).
     pub default_route: bool,
     /// Leave the peer here, named [`handover_name`], with its MAC and GRO, for a container
@@ -86,18 +89,22 @@ fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError
     let peer = handover_name(spec.host_ifname);
     let peer = peer.as_str();
     let made = run(None, |h| async move {
+        let mut veth = LinkVeth::new(spec.host_ifname, peer);
+        if let Some(mtu) = spec.mtu {
+            veth = veth.mtu(mtu);
+        }
         h.link()
-            .add(LinkVeth::new(spec.host_ifname, peer).build())
+            .add(veth.build())
             .execute()
             .await
             .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
         let p = existing(&h, peer, "veth peer", "vanished").await?;
+        let mut set = LinkUnspec::new_with_index(p.header.index).address(spec.mac.to_vec());
+        if let Some(mtu) = spec.mtu {
+            set = set.mtu(mtu);
+        }
         h.link()
-            .set(
-                LinkUnspec::new_with_index(p.header.index)
-                    .address(spec.mac.to_vec())
-                    .build(),
-            )
+            .set(set.build())
             .execute()
             .await
             .map_err(err(format!("setting the MAC of {peer}")))?;
@@ -129,8 +136,12 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
     )))?;
     let peer_tmp = peer_tmp.as_str();
     let host = run(None, |h| async move {
+        let mut veth = LinkVeth::new(spec.host_ifname, peer_tmp);
+        if let Some(mtu) = spec.mtu {
+            veth = veth.mtu(mtu);
+        }
         h.link()
-            .add(LinkVeth::new(spec.host_ifname, peer_tmp).build())
+            .add(veth.build())
             .execute()
             .await
             .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
@@ -165,13 +176,14 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
         }
         let peer = existing(&h, peer_tmp, "veth peer", "not found in the namespace").await?;
         let idx = peer.header.index;
+        let mut set = LinkUnspec::new_with_index(idx)
+            .name(spec.ifname.to_string())
+            .address(spec.mac.to_vec());
+        if let Some(mtu) = spec.mtu {
+            set = set.mtu(mtu);
+        }
         h.link()
-            .set(
-                LinkUnspec::new_with_index(idx)
-                    .name(spec.ifname.to_string())
-                    .address(spec.mac.to_vec())
-                    .build(),
-            )
+            .set(set.build())
             .execute()
             .await
             .map_err(err(format!("configuring {}", spec.ifname)))?;

@@ -505,6 +505,50 @@ pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
     })
 }
 
+/// The MTU of link `name`, if it exists.
+pub fn link_mtu(name: &str) -> Result<Option<u32>, NetError> {
+    run(None, |h| async move {
+        Ok(link_by_name(&h, name).await?.and_then(|l| {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            })
+        }))
+    })
+}
+
+/// Makes `name` an external-mode (collect-metadata) VXLAN device on UDP `port`, up: one
+/// device for every overlay network, the programs give each packet its VNI and node.
+/// Returns its ifindex; an existing device of that name is kept.
+pub fn ensure_vxlan(name: &str, port: u16, mtu: u32) -> Result<u32, NetError> {
+    run(None, |h| async move {
+        if link_by_name(&h, name).await?.is_none() {
+            h.link()
+                .add(
+                    rtnetlink::LinkVxlan::new(name, 0)
+                        .collect_metadata(true)
+                        .port(port)
+                        .learning(false)
+                        .mtu(mtu)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(err(format!("creating VXLAN device {name}")))?;
+        }
+        let link = link_by_name(&h, name).await?.ok_or_else(|| NetError {
+            what: format!("VXLAN device {name}"),
+            detail: "vanished".into(),
+        })?;
+        h.link()
+            .set(LinkUnspec::new_with_index(link.header.index).up().build())
+            .execute()
+            .await
+            .map_err(err(format!("bringing {name} up")))?;
+        Ok(link.header.index)
+    })
+}
+
 /// Index and first IPv4 address of the link `name`, if it has one.
 pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
     run(None, |h| async move {

@@ -1,0 +1,183 @@
+//! Overlay networks across nodes: VXLAN through one external-mode (collect-metadata) device.
+//!
+//! Out: a packet an endpoint sends to an endpoint on another node gets its tunnel key (the
+//! other node's underlay address, the network's VNI) and is redirected to the VXLAN device,
+//! which encapsulates it. In: the device's TC ingress sees the inner frame with the tunnel
+//! key it came with; the VNI must be one of this node's overlay networks and the inner source
+//! an endpoint of that network on the very node that sent it (`REMOTES`), so a stale or
+//! forged packet never reaches an endpoint. Delivery is as within a node: MACs rewritten,
+//! `bpf_redirect_peer` into the endpoint.
+use aya_ebpf::{
+    bindings::{bpf_tunnel_key, TC_ACT_SHOT},
+    helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
+    programs::TcContext,
+};
+use netpath_common::{map_sizes, net_flags, Counter, MemberKey, NetworkInfo, RemoteEndpoint};
+
+use crate::{
+    forward,
+    maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
+    packet::Packet,
+    parse::{parse, Ipv4Flow, Parsed},
+    stats::{count, dropped},
+};
+
+/// The outer packets' TTL.
+const TUNNEL_TTL: u8 = 64;
+
+/// The endpoint on another node `dst` (network order) is, if any.
+#[inline(always)]
+pub fn remote(dst: u32) -> Option<RemoteEndpoint> {
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    REMOTES.get_ptr(&dst).map(|r| unsafe { *r })
+}
+
+/// Gives the packet its tunnel key: to `node` (network order) on `vni`.
+#[inline(always)]
+fn set_tunnel(ctx: &mut TcContext, node: u32, vni: u32) -> bool {
+    // SAFETY: an all-zero bpf_tunnel_key is valid (plain integers and unions of them).
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    key.tunnel_id = vni;
+    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(node);
+    key.tunnel_ttl = TUNNEL_TTL;
+    // SAFETY: the key lives on the stack for the call; its size is the kernel's struct's.
+    let ret = unsafe {
+        bpf_skb_set_tunnel_key(
+            ctx.skb.skb,
+            &mut key,
+            core::mem::size_of::<bpf_tunnel_key>() as u32,
+            0,
+        )
+    };
+    ret == 0
+}
+
+/// Sends an endpoint's packet to `peer`, an endpoint on another node, through the VXLAN
+/// device. The caller checked the network and its policy.
+#[inline(always)]
+pub fn encap(ctx: &mut TcContext, network: u32, peer: &RemoteEndpoint) -> i32 {
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    let Some(ov) = OVERLAY_NETS.get_ptr(&network).map(|o| unsafe { *o }) else {
+        return TC_ACT_SHOT as i32;
+    };
+    if !set_tunnel(ctx, peer.node, ov.vni) {
+        return TC_ACT_SHOT as i32;
+    }
+    count(Counter::Encap);
+    // SAFETY: plain helper call; the device's egress encapsulates.
+    unsafe { bpf_redirect(ov.device, 0) as i32 }
+}
+
+/// A copy of a broadcast to every other node with members on the network.
+#[inline(always)]
+pub fn flood(ctx: &mut TcContext, network: u32) {
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    let Some(ov) = OVERLAY_NETS.get_ptr(&network).map(|o| unsafe { *o }) else {
+        return;
+    };
+    for slot in 0..map_sizes::PEERS_PER_NETWORK {
+        if slot >= ov.peers {
+            break;
+        }
+        // SAFETY: map value pointer valid for this program run.
+        let Some(node) = OVERLAY_PEERS
+            .get_ptr(&MemberKey { network, slot })
+            .map(|n| unsafe { *n })
+        else {
+            continue;
+        };
+        if set_tunnel(ctx, node, ov.vni) && ctx.clone_redirect(ov.device, 0).is_ok() {
+            count(Counter::Encap);
+        }
+    }
+}
+
+/// A packet the VXLAN device decapsulated (its TC ingress).
+#[inline(always)]
+pub fn device_ingress(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: an all-zero bpf_tunnel_key is valid.
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    // SAFETY: the key lives on the stack for the call; its size is the kernel's struct's.
+    let ret = unsafe {
+        bpf_skb_get_tunnel_key(
+            ctx.skb.skb,
+            &mut key,
+            core::mem::size_of::<bpf_tunnel_key>() as u32,
+            0,
+        )
+    };
+    let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
+        // Nothing but IPv4 crosses: ARP is answered on each node.
+        count(Counter::DropOverlay);
+        return TC_ACT_SHOT as i32;
+    };
+    if ret != 0 {
+        return drop(&flow, ifindex);
+    }
+    // SAFETY: the union's IPv4 member is what an IPv4 underlay fills.
+    let from = u32::from_be(unsafe { key.__bindgen_anon_1.remote_ipv4 });
+    // SAFETY: map value pointers valid for this program run; copied out at once.
+    let Some(network) = OVERLAY_VNIS.get_ptr(&key.tunnel_id).map(|n| unsafe { *n }) else {
+        return drop(&flow, ifindex);
+    };
+    // The source must be an endpoint of this network on the node the packet came from.
+    match remote(flow.src_addr) {
+        Some(r) if r.node == from && r.network == network => {}
+        _ => return drop(&flow, ifindex),
+    }
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    let Some(net) = NETWORKS.get_ptr(&network).map(|n| unsafe { *n }) else {
+        return drop(&flow, ifindex);
+    };
+    deliver(ctx, network, &net, &flow, ifindex)
+}
+
+#[inline(always)]
+fn deliver(
+    ctx: &mut TcContext,
+    network: u32,
+    net: &NetworkInfo,
+    flow: &Ipv4Flow,
+    ifindex: u32,
+) -> i32 {
+    let dst = flow.dst_addr;
+    if dst == u32::MAX || dst == net.broadcast() || forward::is_multicast(dst) {
+        // Every member here; the sender's node gave its own host the original.
+        forward::flood(ctx, network, net, ifindex);
+        return TC_ACT_SHOT as i32;
+    }
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    let Some(peer) = ENDPOINTS_BY_ADDR.get_ptr(&dst).map(|p| unsafe { *p }) else {
+        // Not (or no longer) here: never to whoever has the address elsewhere.
+        dropped(Counter::DropNoRoute, flow, ifindex);
+        return TC_ACT_SHOT as i32;
+    };
+    if peer.network != network {
+        dropped(Counter::DropIsolation, flow, ifindex);
+        return TC_ACT_SHOT as i32;
+    }
+    if net.flags & net_flags::NO_ICC != 0 {
+        dropped(Counter::DropIcc, flow, ifindex);
+        return TC_ACT_SHOT as i32;
+    }
+    if !ctx.set_macs(&peer.host_mac, &peer.mac) {
+        return TC_ACT_SHOT as i32;
+    }
+    count(Counter::Decap);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 }
+}
+
+#[inline(always)]
+fn drop(flow: &Ipv4Flow, ifindex: u32) -> i32 {
+    dropped(Counter::DropOverlay, flow, ifindex);
+    TC_ACT_SHOT as i32
+}
+
+/// Whether `net` spans nodes.
+#[inline(always)]
+pub fn spans_nodes(net: &NetworkInfo) -> bool {
+    net.flags & net_flags::OVERLAY != 0
+}

@@ -1,0 +1,352 @@
+//! Overlay networks on this node: requests that need the cluster (a network created or
+//! removed for every node, an address taken on one) go to etcd first and change this node
+//! only once etcd agreed; what the cluster says is applied here ([`Agent::apply_cluster`]):
+//! overlay networks created on other nodes appear, removed ones go, and the overlay maps
+//! learn where the other nodes' endpoints are.
+use std::{collections::BTreeSet, future::Future, net::Ipv4Addr, sync::Arc};
+
+use hyper::StatusCode;
+use tracing::{info, warn};
+
+use super::{service::Shared, store::StateStore, transactions::Agent};
+use crate::{
+    api::ApiError,
+    cluster::{overlay::local_claims, Cluster, ClusterView, OverlayError, OverlayNetwork},
+    datapath::{DatapathOps, OverlayContent, OverlayNetEntry},
+    model::{Connect, EndpointCreate, Network, NetworkCreate, DEFAULT_NETWORK, OVERLAY_DRIVER},
+    netlink::LinkOps,
+};
+
+impl From<OverlayError> for ApiError {
+    fn from(e: OverlayError) -> Self {
+        let status = match &e {
+            OverlayError::Unreachable(_) | OverlayError::Etcd(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OverlayError::Gone(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// Runs `f` to completion on this thread (a request's: the API serves on blocking threads).
+fn block_on<F: Future>(f: F) -> Result<F::Output, ApiError> {
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|_| ApiError::internal("no runtime to reach etcd from"))?;
+    Ok(rt.block_on(f))
+}
+
+/// Whether `req` asks for an overlay network.
+pub fn is_overlay(req: &NetworkCreate) -> bool {
+    req.driver.as_deref() == Some(OVERLAY_DRIVER)
+}
+
+/// The request a record of the cluster makes on this node (checked like any).
+fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
+    NetworkCreate {
+        name: rec.name.clone(),
+        driver: Some(OVERLAY_DRIVER.to_string()),
+        subnet: Some(rec.subnet.to_string()),
+        gateway: Some(rec.gateway),
+        ip_range: rec.ip_range.map(|r| r.to_string()),
+        internal: rec.internal,
+        options: rec
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        labels: rec.labels.clone(),
+    }
+}
+
+impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
+    /// Makes this node match `view`: overlay networks of the cluster created here, those the
+    /// cluster no longer has removed (once `view` comes from etcd, not the state file), and
+    /// the overlay maps written. What cannot be matched is kept as a problem for `status`.
+    pub fn apply_cluster(&mut self, view: &ClusterView) {
+        let mut problems = view.conflicts.clone();
+        for rec in view.networks.values() {
+            match self.state.networks.get(&rec.name) {
+                Some(n) if n.vni == Some(rec.vni) => continue,
+                Some(n) if n.vni.is_none() => {
+                    problems.push(format!(
+                        "overlay network {} of the cluster has the name of a network of this node",
+                        rec.name
+                    ));
+                    continue;
+                }
+                // Removed and created again while this node was away.
+                Some(_) => {
+                    if let Err(e) = self.remove_network(&rec.name) {
+                        problems.push(format!(
+                            "overlay network {} changed in the cluster: {}",
+                            rec.name, e.msg
+                        ));
+                        continue;
+                    }
+                }
+                None => {}
+            }
+            let made = self.plan_network(&request_of(rec)).and_then(|planned| {
+                self.add_network(Network {
+                    id: rec.id.clone(),
+                    vni: Some(rec.vni),
+                    ..planned
+                })
+            });
+            match made {
+                Ok(_) => {
+                    info!(network = %rec.name, vni = rec.vni, "overlay network of the cluster added")
+                }
+                Err(e) => problems.push(format!(
+                    "overlay network {} cannot be made on this node: {}",
+                    rec.name, e.msg
+                )),
+            }
+        }
+        if view.listed {
+            let gone: Vec<String> = self
+                .state
+                .networks
+                .values()
+                .filter(|n| n.vni.is_some() && !view.networks.contains_key(&n.name))
+                .map(|n| n.name.clone())
+                .collect();
+            for name in gone {
+                match self.remove_network(&name) {
+                    Ok(()) => info!(network = %name, "overlay network removed from the cluster"),
+                    Err(e) => problems.push(format!(
+                        "overlay network {name} is gone from the cluster but stays here: {}",
+                        e.msg
+                    )),
+                }
+            }
+            // Only what etcd said: before that, the pinned maps keep what they had.
+            let content = self.overlay_content(view);
+            if self.overlay_written.as_ref() != Some(&content) {
+                match self.dp.sync_overlay(&content) {
+                    Ok(_) => self.overlay_written = Some(content),
+                    Err(e) => problems.push(format!("writing the overlay maps: {e}")),
+                }
+            }
+        }
+        for p in problems
+            .iter()
+            .filter(|p| !self.cluster_problems.contains(p))
+        {
+            warn!("{p}");
+        }
+        self.cluster_problems = problems;
+    }
+
+    /// What the overlay maps should hold for `view`.
+    fn overlay_content(&self, view: &ClusterView) -> OverlayContent {
+        let Some(dev) = &self.host.overlay else {
+            return OverlayContent::default();
+        };
+        let local: BTreeSet<Ipv4Addr> = self
+            .state
+            .endpoints
+            .values()
+            .flat_map(|e| e.attachments.iter().map(|a| a.ip))
+            .collect();
+        let mut c = OverlayContent {
+            device: dev.ifindex,
+            ..OverlayContent::default()
+        };
+        for net in self.state.networks.values() {
+            let Some(vni) = net.vni else { continue };
+            let peers: BTreeSet<Ipv4Addr> = view
+                .endpoints
+                .values()
+                .filter(|e| e.network == net.name && e.node != view.node)
+                .filter_map(|e| view.nodes.get(&e.node).map(|n| n.underlay))
+                .collect();
+            c.networks.insert(
+                net.net_id,
+                OverlayNetEntry {
+                    vni,
+                    peers: peers.into_iter().collect(),
+                },
+            );
+        }
+        for e in view.endpoints.values() {
+            let (Some(net), Some(node)) =
+                (self.state.networks.get(&e.network), view.nodes.get(&e.node))
+            else {
+                continue;
+            };
+            if e.node == view.node || net.vni.is_none() || local.contains(&e.ip) {
+                continue;
+            }
+            c.remotes.insert(e.ip, (node.underlay, net.net_id));
+        }
+        c
+    }
+}
+
+impl<D, L, S> Shared<D, L, S>
+where
+    D: DatapathOps,
+    L: LinkOps,
+    S: StateStore,
+{
+    fn overlay_cluster(&self) -> Result<&Arc<Cluster>, ApiError> {
+        self.cluster.as_ref().ok_or_else(|| {
+            ApiError::bad_request(
+                "overlay networks span the nodes of a cluster: start the agent with --etcd",
+            )
+        })
+    }
+
+    /// The cluster, when `network` is an overlay network (an error when this node is on its
+    /// own, which cannot happen for a network the cluster made).
+    pub(super) fn cluster_of(&self, network: &str) -> Result<Option<&Arc<Cluster>>, ApiError> {
+        let overlay = self
+            .state()
+            .networks
+            .get(network)
+            .is_some_and(|n| n.vni.is_some());
+        if overlay {
+            self.overlay_cluster().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// After a change of this node's overlay endpoints: the cluster knows which addresses
+    /// are this node's, and the maps follow.
+    fn overlay_changed(&self, cluster: &Cluster) {
+        cluster.set_local(local_claims(&self.state(), cluster.node_name()));
+        let view = cluster.view();
+        self.write(|a| a.apply_cluster(&view));
+    }
+
+    /// `network create --driver overlay`: checked here, made in etcd (name, subnet and VNI
+    /// free in the cluster), then here; other nodes make it when they hear of it.
+    pub(super) fn create_overlay_network(&self, req: &NetworkCreate) -> Result<Network, ApiError> {
+        let cluster = self.overlay_cluster()?;
+        let net = self.write(|a| {
+            let planned = a.plan_network(req)?;
+            let rec = block_on(cluster.create_network(&planned))??;
+            a.add_network(Network {
+                vni: Some(rec.vni),
+                ..planned
+            })
+            .inspect_err(|_| {
+                let _ = block_on(cluster.remove_network(&rec.name));
+            })
+        })?;
+        self.overlay_changed(cluster);
+        Ok(net)
+    }
+
+    /// `network rm` of an overlay network: refused while any node has endpoints on it.
+    pub(super) fn remove_overlay_network(&self, name: &str) -> Result<(), ApiError> {
+        let cluster = self.overlay_cluster()?;
+        self.write(|a| {
+            a.state.plan_network_rm(name)?;
+            block_on(cluster.remove_network(name))??;
+            a.remove_network(name)
+        })?;
+        self.overlay_changed(cluster);
+        Ok(())
+    }
+
+    /// An address of overlay network `network` for `endpoint`, taken in etcd: the one asked
+    /// for, or the first free one (tried again past addresses other nodes took meanwhile).
+    fn claim(
+        &self,
+        cluster: &Cluster,
+        network: &str,
+        want: Option<Ipv4Addr>,
+        endpoint: &str,
+    ) -> Result<Ipv4Addr, ApiError> {
+        let mut lost: Vec<Ipv4Addr> = Vec::new();
+        loop {
+            let mut elsewhere: Vec<Ipv4Addr> = cluster
+                .view()
+                .endpoints
+                .values()
+                .filter(|e| e.network == network)
+                .map(|e| e.ip)
+                .collect();
+            elsewhere.extend(&lost);
+            let ip = self
+                .state()
+                .free_address(network, want, &elsewhere)
+                .map_err(ApiError::from)?;
+            match block_on(cluster.claim(network, ip, endpoint))? {
+                Ok(()) => return Ok(ip),
+                Err(OverlayError::Taken { .. }) if want.is_none() && lost.len() < 64 => {
+                    lost.push(ip)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `endpoint create` on an overlay network: its address is taken in etcd first, and
+    /// given back when the endpoint cannot be made.
+    pub(super) fn create_overlay_endpoint(
+        &self,
+        cluster: &Cluster,
+        req: &EndpointCreate,
+    ) -> Result<crate::model::Endpoint, ApiError> {
+        let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
+        self.state().endpoint(&req.name).map_or(Ok(()), |_| {
+            Err(ApiError::from(crate::model::ModelError::EndpointExists(
+                req.name.clone(),
+            )))
+        })?;
+        let ip = self.claim(cluster, network, req.ip, &req.name)?;
+        let req = EndpointCreate {
+            ip: Some(ip),
+            ..req.clone()
+        };
+        let made = self.write(|a| a.create_endpoint(&req));
+        if made.is_err() {
+            let _ = block_on(cluster.release(network, ip));
+        }
+        self.overlay_changed(cluster);
+        made
+    }
+
+    /// `network connect` to an overlay network, as [`Self::create_overlay_endpoint`].
+    pub(super) fn connect_overlay(
+        &self,
+        cluster: &Cluster,
+        network: &str,
+        req: &Connect,
+    ) -> Result<crate::model::Endpoint, ApiError> {
+        self.state().endpoint(&req.endpoint)?;
+        let ip = self.claim(cluster, network, req.ip, &req.endpoint)?;
+        let req = Connect {
+            ip: Some(ip),
+            ..req.clone()
+        };
+        let made = self.write(|a| a.connect(network, &req));
+        if made.is_err() {
+            let _ = block_on(cluster.release(network, ip));
+        }
+        self.overlay_changed(cluster);
+        made
+    }
+
+    /// Gives back the overlay addresses an endpoint no longer has (after it was removed or
+    /// disconnected).
+    pub(super) fn release_overlay(&self, before: &crate::model::Endpoint) {
+        let Some(cluster) = &self.cluster else { return };
+        let state = self.state();
+        for att in &before.attachments {
+            let still = state
+                .endpoints
+                .get(&before.name)
+                .is_some_and(|e| e.attachment(&att.network).is_some());
+            let overlay = cluster.view().networks.contains_key(&att.network);
+            if !still && overlay {
+                let _ = block_on(cluster.release(&att.network, att.ip));
+            }
+        }
+        self.overlay_changed(cluster);
+    }
+}

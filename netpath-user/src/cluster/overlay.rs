@@ -1,0 +1,425 @@
+//! Overlay networks in etcd: the records every node shares, and the requests that change
+//! them, each one etcd transaction so that nodes asking at once never both get what only one
+//! may have (a network's name or VNI, an address).
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{Cluster, ClusterError};
+use crate::{
+    ipam::Subnet,
+    model::{Network, State},
+};
+
+/// The first VNI netpath gives (Docker's overlay driver starts at 4096 too, plus one).
+pub const FIRST_VNI: u32 = 4097;
+/// The last VNI (24 bits).
+pub const LAST_VNI: u32 = (1 << 24) - 1;
+/// Attempts at a transaction that lost a race before the request gives up.
+const ATTEMPTS: usize = 8;
+
+/// An overlay network as every node sees it (`PREFIX/networks/NAME`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayNetwork {
+    pub name: String,
+    pub id: String,
+    pub vni: u32,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    #[serde(default)]
+    pub ip_range: Option<Subnet>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The node it was created on.
+    pub created_by: String,
+}
+
+impl OverlayNetwork {
+    /// The record of a network planned on this node, with its VNI.
+    pub fn of(net: &Network, vni: u32, node: &str) -> OverlayNetwork {
+        OverlayNetwork {
+            name: net.name.clone(),
+            id: net.id.clone(),
+            vni,
+            subnet: net.subnet,
+            gateway: net.gateway,
+            ip_range: net.ip_range,
+            internal: net.internal,
+            options: net.options.clone(),
+            labels: net.labels.clone(),
+            created_by: node.to_string(),
+        }
+    }
+
+    /// The network this node keeps for it (its own `net_id`, given by the caller).
+    pub fn network(&self, net_id: u32) -> Network {
+        Network {
+            name: self.name.clone(),
+            id: self.id.clone(),
+            net_id,
+            driver: crate::model::OVERLAY_DRIVER.to_string(),
+            subnet: self.subnet,
+            gateway: self.gateway,
+            ip_range: self.ip_range,
+            internal: self.internal,
+            options: self.options.clone(),
+            labels: self.labels.clone(),
+            vni: Some(self.vni),
+        }
+    }
+}
+
+/// An address taken on an overlay network (`PREFIX/endpoints/NETWORK/IP`), under the lease
+/// of the node whose endpoint has it: a node that dies gives its addresses back with its
+/// registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayEndpoint {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub node: String,
+    pub endpoint: String,
+}
+
+/// What a request about overlay networks met in etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("etcd is not reachable ({0}): overlay networks cannot change until it is")]
+    Unreachable(String),
+    #[error(transparent)]
+    Etcd(#[from] ClusterError),
+    #[error("network {0} already exists (an overlay network of the cluster)")]
+    Exists(String),
+    #[error("subnet {0} overlaps overlay network {2} ({1})")]
+    Overlap(Subnet, Subnet, String),
+    #[error("no VNI left")]
+    NoVni,
+    #[error("network {0} has endpoints on node(s) {1}: remove them first")]
+    InUse(String, String),
+    #[error(
+        "address {ip} is already in use on network {network} (endpoint {endpoint} on node {node})"
+    )]
+    Taken {
+        network: String,
+        ip: Ipv4Addr,
+        endpoint: String,
+        node: String,
+    },
+    #[error("network {0} is no longer in the cluster")]
+    Gone(String),
+    #[error("too many nodes asked at once: try again")]
+    Contended,
+}
+
+impl From<etcd_client::Error> for OverlayError {
+    fn from(e: etcd_client::Error) -> Self {
+        OverlayError::Etcd(ClusterError::Etcd(e))
+    }
+}
+
+/// This node's endpoints' addresses on overlay networks, as `state` has them, by key.
+pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), OverlayEndpoint> {
+    state
+        .endpoints
+        .values()
+        .flat_map(|e| e.attachments.iter().map(move |a| (e, a)))
+        .filter(|(_, a)| {
+            state
+                .networks
+                .get(&a.network)
+                .is_some_and(|n| n.vni.is_some())
+        })
+        .map(|(e, a)| {
+            (
+                (a.network.clone(), a.ip),
+                OverlayEndpoint {
+                    network: a.network.clone(),
+                    ip: a.ip,
+                    node: node.to_string(),
+                    endpoint: e.name.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// The value of the first key a transaction's gets found.
+fn first_value<T: for<'de> Deserialize<'de>>(r: &etcd_client::TxnResponse) -> Option<T> {
+    r.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice(kv.value()).ok()),
+        _ => None,
+    })
+}
+
+impl Cluster {
+    /// The session's client and lease, or why there is none.
+    fn session_client(&self) -> Result<(etcd_client::Client, i64), OverlayError> {
+        let s = self.current.lock().map_err(|_| {
+            OverlayError::Unreachable("the session's lock was poisoned".to_string())
+        })?;
+        s.clone().ok_or_else(|| {
+            OverlayError::Unreachable(
+                self.view()
+                    .error
+                    .unwrap_or_else(|| "not connected".to_string()),
+            )
+        })
+    }
+
+    /// Creates overlay network `net` (planned on this node) for every node: its name and
+    /// subnet must be free among the overlay networks, and it gets the lowest free VNI. One
+    /// transaction, retried when another node changed the networks meanwhile.
+    pub async fn create_network(&self, net: &Network) -> Result<OverlayNetwork, OverlayError> {
+        let (mut client, _) = self.session_client()?;
+        let prefix = self.keys.networks();
+        for _ in 0..ATTEMPTS {
+            let listed = client
+                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            let revision = listed.header().map_or(0, |h| h.revision());
+            let others: Vec<OverlayNetwork> = listed
+                .kvs()
+                .iter()
+                .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+                .collect();
+            if others.iter().any(|o| o.name == net.name) {
+                return Err(OverlayError::Exists(net.name.clone()));
+            }
+            if let Some(o) = others.iter().find(|o| o.subnet.overlaps(&net.subnet)) {
+                return Err(OverlayError::Overlap(net.subnet, o.subnet, o.name.clone()));
+            }
+            let vni = (FIRST_VNI..=LAST_VNI)
+                .find(|v| !others.iter().any(|o| o.vni == *v))
+                .ok_or(OverlayError::NoVni)?;
+            let rec = OverlayNetwork::of(net, vni, &self.cfg.node_name);
+            let key = self.keys.network(&net.name);
+            // Nothing under the prefix changed since the listing (so no name, subnet or VNI
+            // was taken meanwhile), and the name is free.
+            let unchanged =
+                Compare::mod_revision(prefix.clone(), CompareOp::Less, revision + 1).with_prefix();
+            let free = Compare::version(key.clone(), CompareOp::Equal, 0);
+            let done = client
+                .txn(Txn::new().when([unchanged, free]).and_then([TxnOp::put(
+                    key,
+                    json(&rec),
+                    None,
+                )]))
+                .await?;
+            if done.succeeded() {
+                self.update(|v| {
+                    v.networks.insert(rec.name.clone(), rec.clone());
+                });
+                self.changed();
+                return Ok(rec);
+            }
+        }
+        Err(OverlayError::Contended)
+    }
+
+    /// Removes overlay network `name` for every node, unless some node has an endpoint on it.
+    pub async fn remove_network(&self, name: &str) -> Result<(), OverlayError> {
+        let (mut client, _) = self.session_client()?;
+        let members = self.keys.endpoints_of(name);
+        let none = Compare::version(members.clone(), CompareOp::Equal, 0).with_prefix();
+        let done = client
+            .txn(
+                Txn::new()
+                    .when([none])
+                    .and_then([TxnOp::delete(self.keys.network(name), None)])
+                    .or_else([TxnOp::get(members, Some(GetOptions::new().with_prefix()))]),
+            )
+            .await?;
+        if !done.succeeded() {
+            let mut nodes: Vec<String> = done
+                .op_responses()
+                .into_iter()
+                .flat_map(|op| match op {
+                    TxnOpResponse::Get(g) => g
+                        .kvs()
+                        .iter()
+                        .filter_map(|kv| serde_json::from_slice::<OverlayEndpoint>(kv.value()).ok())
+                        .map(|e| e.node)
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            return Err(OverlayError::InUse(name.to_string(), nodes.join(", ")));
+        }
+        self.update(|v| {
+            v.networks.remove(name);
+        });
+        self.changed();
+        Ok(())
+    }
+
+    /// Takes address `ip` of overlay network `network` for `endpoint` of this node, under
+    /// this node's lease: refused when any node has it.
+    pub async fn claim(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        endpoint: &str,
+    ) -> Result<(), OverlayError> {
+        let (mut client, lease) = self.session_client()?;
+        let rec = OverlayEndpoint {
+            network: network.to_string(),
+            ip,
+            node: self.cfg.node_name.clone(),
+            endpoint: endpoint.to_string(),
+        };
+        let key = self.keys.endpoint(network, ip);
+        let net_key = self.keys.network(network);
+        let done = client
+            .txn(
+                Txn::new()
+                    .when([
+                        Compare::version(net_key.clone(), CompareOp::Greater, 0),
+                        Compare::version(key.clone(), CompareOp::Equal, 0),
+                    ])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        json(&rec),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )])
+                    .or_else([TxnOp::get(key, None)]),
+            )
+            .await?;
+        if !done.succeeded() {
+            return Err(match first_value::<OverlayEndpoint>(&done) {
+                Some(holder) => OverlayError::Taken {
+                    network: network.to_string(),
+                    ip,
+                    endpoint: holder.endpoint,
+                    node: holder.node,
+                },
+                None => OverlayError::Gone(network.to_string()),
+            });
+        }
+        if let Ok(mut local) = self.local.lock() {
+            local.insert((network.to_string(), ip), rec.clone());
+        }
+        self.update(|v| {
+            v.endpoints.insert(endpoint_id(network, ip), rec);
+        });
+        Ok(())
+    }
+
+    /// Gives back an address this node took. Best effort: while etcd is away the next
+    /// session removes what this node no longer has.
+    pub async fn release(&self, network: &str, ip: Ipv4Addr) {
+        let mine = self
+            .local
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(&(network.to_string(), ip)));
+        let Some(rec) = mine else { return };
+        self.update(|v| {
+            v.endpoints.remove(&endpoint_id(network, ip));
+        });
+        let Ok((mut client, _)) = self.session_client() else {
+            return;
+        };
+        let key = self.keys.endpoint(network, ip);
+        let ours = Compare::value(key.clone(), CompareOp::Equal, json(&rec));
+        if let Err(e) = client
+            .txn(Txn::new().when([ours]).and_then([TxnOp::delete(key, None)]))
+            .await
+        {
+            tracing::warn!(%network, %ip, "giving the address back to etcd: {e}; the next session does");
+        }
+        self.changed();
+    }
+
+    /// Makes this node's endpoints' addresses in etcd what `local` says (a new session: on
+    /// its new lease; those it no longer has are deleted). An address another node took
+    /// meanwhile stays that node's: this node's endpoint with it is reported.
+    pub(super) async fn reassert(
+        &self,
+        client: &mut etcd_client::Client,
+        lease: i64,
+    ) -> Result<Vec<String>, ClusterError> {
+        let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
+        let listed = client
+            .get(self.keys.endpoints(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut conflicts = Vec::new();
+        for kv in listed.kvs() {
+            let Ok(e) = serde_json::from_slice::<OverlayEndpoint>(kv.value()) else {
+                continue;
+            };
+            if e.node == self.cfg.node_name && !local.contains_key(&(e.network.clone(), e.ip)) {
+                let unchanged =
+                    Compare::mod_revision(kv.key().to_vec(), CompareOp::Equal, kv.mod_revision());
+                client
+                    .txn(
+                        Txn::new()
+                            .when([unchanged])
+                            .and_then([TxnOp::delete(kv.key().to_vec(), None)]),
+                    )
+                    .await?;
+            }
+        }
+        for ((network, ip), rec) in &local {
+            let key = self.keys.endpoint(network, *ip);
+            let held = listed
+                .kvs()
+                .iter()
+                .find(|kv| kv.key() == key.as_bytes())
+                .map(|kv| {
+                    (
+                        serde_json::from_slice::<OverlayEndpoint>(kv.value()).ok(),
+                        kv.mod_revision(),
+                    )
+                });
+            let when = match &held {
+                None => Compare::version(key.clone(), CompareOp::Equal, 0),
+                Some((Some(h), revision)) if h.node == self.cfg.node_name => {
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, *revision)
+                }
+                Some((holder, _)) => {
+                    conflicts.push(format!(
+                        "endpoint {} has address {ip} on network {network}, which node {} holds",
+                        rec.endpoint,
+                        holder.as_ref().map_or("?", |h| h.node.as_str())
+                    ));
+                    continue;
+                }
+            };
+            let put = TxnOp::put(
+                key.clone(),
+                json(rec),
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            let done = client.txn(Txn::new().when([when]).and_then([put])).await?;
+            if !done.succeeded() {
+                return Err(ClusterError::Raced);
+            }
+        }
+        Ok(conflicts)
+    }
+
+    /// Makes `claims` what this node has (after a change of the state).
+    pub fn set_local(&self, claims: BTreeMap<(String, Ipv4Addr), OverlayEndpoint>) {
+        if let Ok(mut l) = self.local.lock() {
+            *l = claims;
+        }
+    }
+}
+
+/// A claim's id in [`super::ClusterView::endpoints`]: `NETWORK/IP`.
+pub fn endpoint_id(network: &str, ip: Ipv4Addr) -> String {
+    format!("{network}/{ip}")
+}

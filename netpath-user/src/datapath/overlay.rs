@@ -1,0 +1,95 @@
+//! `OVERLAY_NETS`, `OVERLAY_VNIS`, `REMOTES`, `OVERLAY_PEERS`: what this node knows of the
+//! other nodes' endpoints on overlay networks, written by difference from what the cluster
+//! says (see `crate::cluster`), new entries before stale ones go.
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap},
+    net::Ipv4Addr,
+};
+
+use netpath_common::{map_names, map_sizes, MemberKey, OverlayNet, RemoteEndpoint};
+
+use super::{be_addr, sync::sync_hash, Datapath, DatapathError};
+
+/// One overlay network on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OverlayNetEntry {
+    pub vni: u32,
+    /// The other nodes with endpoints on it, by underlay address (broadcasts reach each).
+    pub peers: Vec<Ipv4Addr>,
+}
+
+/// What the overlay maps should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OverlayContent {
+    /// Ifindex of the VXLAN device.
+    pub device: u32,
+    /// By network id.
+    pub networks: BTreeMap<u32, OverlayNetEntry>,
+    /// Endpoints on other nodes: address → (the node's underlay address, network id).
+    pub remotes: BTreeMap<Ipv4Addr, (Ipv4Addr, u32)>,
+}
+
+impl OverlayContent {
+    /// The maps' entries.
+    #[allow(clippy::type_complexity)]
+    pub fn entries(
+        &self,
+    ) -> (
+        StdHashMap<u32, OverlayNet>,
+        StdHashMap<u32, u32>,
+        StdHashMap<u32, RemoteEndpoint>,
+        StdHashMap<MemberKey, u32>,
+    ) {
+        let mut nets = StdHashMap::new();
+        let mut vnis = StdHashMap::new();
+        let mut peers = StdHashMap::new();
+        for (id, n) in &self.networks {
+            let slots = n.peers.len().min(map_sizes::PEERS_PER_NETWORK as usize);
+            nets.insert(
+                *id,
+                OverlayNet {
+                    vni: n.vni,
+                    device: self.device,
+                    peers: slots as u32,
+                },
+            );
+            vnis.insert(n.vni, *id);
+            for (slot, node) in n.peers.iter().take(slots).enumerate() {
+                peers.insert(
+                    MemberKey {
+                        network: *id,
+                        slot: slot as u32,
+                    },
+                    be_addr(*node),
+                );
+            }
+        }
+        let remotes = self
+            .remotes
+            .iter()
+            .map(|(ip, (node, network))| {
+                (
+                    be_addr(*ip),
+                    RemoteEndpoint {
+                        node: be_addr(*node),
+                        network: *network,
+                    },
+                )
+            })
+            .collect();
+        (nets, vnis, remotes, peers)
+    }
+}
+
+impl Datapath {
+    /// Makes the overlay maps hold exactly `c`; returns how many entries changed.
+    pub fn sync_overlay(&mut self, c: &OverlayContent) -> Result<usize, DatapathError> {
+        let (nets, vnis, remotes, peers) = c.entries();
+        // Where packets go first, then what leads there.
+        let (w1, r1) = sync_hash(map_names::REMOTES, &mut self.remotes, &remotes)?;
+        let (w2, r2) = sync_hash(map_names::OVERLAY_PEERS, &mut self.overlay_peers, &peers)?;
+        let (w3, r3) = sync_hash(map_names::OVERLAY_VNIS, &mut self.overlay_vnis, &vnis)?;
+        let (w4, r4) = sync_hash(map_names::OVERLAY_NETS, &mut self.overlay_nets, &nets)?;
+        Ok(w1 + r1 + w2 + r2 + w3 + r3 + w4 + r4)
+    }
+}
