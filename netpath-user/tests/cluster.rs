@@ -288,3 +288,493 @@ fn a_node_on_its_own_and_bad_cluster_flags_are_refused_plainly() {
         assert!(err.contains(says), "{extra:?}: {err}");
     }
 }
+
+// ---- Overlay networks ----
+
+/// `netpath ARGS...` on `a`, which must succeed: its output.
+fn ok(a: &AgentProcess, args: &[&str]) -> String {
+    let out = a.cli(args).unwrap();
+    assert!(
+        out.status.success(),
+        "netpath {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `netpath ARGS...` on `a`, which must fail: what it said.
+fn refused(a: &AgentProcess, args: &[&str]) -> String {
+    let out = a.cli(args).unwrap();
+    assert!(!out.status.success(), "netpath {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An endpoint `name` made by `a` on `network`, in a namespace of its own: the namespace and
+/// the address the endpoint's eth0 has.
+fn endpoint_on(a: &AgentProcess, name: &str, network: &str, extra: &[&str]) -> (Netns, Ipv4Addr) {
+    let ns = Netns::new("np-ep");
+    let path = ns.path();
+    let mut args = vec![
+        "endpoint",
+        "create",
+        name,
+        "--netns",
+        &path,
+        "--network",
+        network,
+    ];
+    args.extend_from_slice(extra);
+    ok(a, &args);
+    let ip = eth0_addr(&ns);
+    (ns, ip)
+}
+
+/// The IPv4 address of eth0 in `ns`.
+fn eth0_addr(ns: &Netns) -> Ipv4Addr {
+    let out = ns.ip(&["-4", "-o", "addr", "show", "dev", "eth0"]);
+    let cidr = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address on eth0: {out}"));
+    cidr.split('/').next().unwrap().parse().unwrap()
+}
+
+/// The MTU of eth0 in `ns`.
+fn eth0_mtu(ns: &Netns) -> u32 {
+    let out = ns.ip(&["-o", "link", "show", "dev", "eth0"]);
+    let mut words = out.split_whitespace();
+    words.find(|w| *w == "mtu");
+    words.next().unwrap().parse().unwrap()
+}
+
+/// A TCP server in `ns` that tells each client the address it came from.
+fn who_server(ns: &Netns, port: u16) {
+    let l = ns.run(|| std::net::TcpListener::bind(("0.0.0.0", port)).unwrap());
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            use std::io::Write as _;
+            let peer = c
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let _ = c.write_all(peer.as_bytes());
+        }
+    });
+}
+
+/// What the TCP server at `addr:port` tells a client in `ns` (none within a second).
+fn ask_tcp(ns: &Netns, addr: Ipv4Addr, port: u16) -> Option<String> {
+    ns.run(|| {
+        use std::io::Read as _;
+        let mut c = TcpStream::connect_timeout(
+            &SocketAddrV4::new(addr, port).into(),
+            Duration::from_secs(1),
+        )
+        .ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let mut s = String::new();
+        c.read_to_string(&mut s).ok()?;
+        Some(s)
+    })
+}
+
+/// What the UDP server at `addr:port` (`udp_server`: "PEER_IP:PORT MESSAGE") answers a
+/// datagram from `ns` with (none within a second).
+fn ask_udp(ns: &Netns, addr: Ipv4Addr, port: u16) -> Option<String> {
+    ns.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.send_to(b"hi", (addr, port)).ok()?;
+        let mut buf = [0u8; 128];
+        let n = s.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+}
+
+/// Whether one ping from `ns` to `addr` is answered within a second.
+fn pings(ns: &Netns, addr: Ipv4Addr) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", "-c", "1", "-W", "1"])
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A counter of `netpath stats` on `a`.
+fn counter(a: &AgentProcess, name: &str) -> u64 {
+    ok(a, &["stats"])
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// The overlay networks `a` lists: `NAME ID SCOPE`.
+fn overlay_networks(a: &AgentProcess) -> Vec<String> {
+    ok(
+        a,
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "--filter",
+            "driver=overlay",
+            "--format",
+            "{{.Name}} {{.ID}} {{.Scope}}",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Two nodes and etcd on one underlay, each agent joined as n1 and n2.
+struct TwoNodes {
+    _n1: Netns,
+    n2: Netns,
+    etcd_ns: Netns,
+    a1: AgentProcess,
+    a2: AgentProcess,
+    etcd: Etcd,
+    dir: Scratch,
+    bpffs: ScratchBpffs,
+    _ul: Underlay,
+}
+
+impl TwoNodes {
+    fn start() -> TwoNodes {
+        let mut ul = Underlay::new();
+        let etcd_ns = ul.member("np-etcd", ETCD_ADDR);
+        let n1 = ul.member("np-n1", Ipv4Addr::new(10, 77, 0, 1));
+        let n2 = ul.member("np-n2", Ipv4Addr::new(10, 77, 0, 2));
+        let dir = Scratch::new();
+        let bpffs = ScratchBpffs::new().unwrap();
+        let etcd = Etcd::start(&etcd_ns, dir.0.join("etcd"));
+        let a1 = agent(&n1, "n1", &dir, &bpffs);
+        let a2 = agent(&n2, "n2", &dir, &bpffs);
+        let both = vec!["n1=10.77.0.1".to_string(), "n2=10.77.0.2".to_string()];
+        wait_until("both nodes to see both", Duration::from_secs(20), || {
+            nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
+        });
+        TwoNodes {
+            _n1: n1,
+            n2,
+            etcd_ns,
+            a1,
+            a2,
+            etcd,
+            dir,
+            bpffs,
+            _ul: ul,
+        }
+    }
+
+    /// Overlay network `name` made on n1 and seen by n2 with the same id.
+    fn overlay(&self, name: &str, subnet: &str, extra: &[&str]) {
+        let mut args = vec![
+            "network", "create", name, "--driver", "overlay", "--subnet", subnet,
+        ];
+        args.extend_from_slice(extra);
+        ok(&self.a1, &args);
+        let on_n1: Vec<String> = overlay_networks(&self.a1)
+            .into_iter()
+            .filter(|l| l.starts_with(&format!("{name} ")))
+            .collect();
+        assert_eq!(on_n1.len(), 1, "{on_n1:?}");
+        wait_until(
+            &format!("n2 to list {name}"),
+            Duration::from_secs(10),
+            || overlay_networks(&self.a2).contains(&on_n1[0]),
+        );
+    }
+}
+
+#[test]
+fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
+    let t = TwoNodes::start();
+    // Made on one node, the network is every node's: the same id, global scope, a VNI.
+    t.overlay("ov1", "10.210.0.0/24", &[]);
+    let ls = overlay_networks(&t.a2);
+    assert!(ls[0].ends_with(" global"), "{ls:?}");
+    let vni = ok(
+        &t.a2,
+        &["network", "inspect", "ov1", "--format", "{{json .Options}}"],
+    );
+    assert!(vni.contains("vxlanid_list"), "{vni}");
+
+    let (a, a_ip) = endpoint_on(&t.a1, "a", "ov1", &[]);
+    let (b, b_ip) = endpoint_on(&t.a2, "b", "ov1", &[]);
+    assert_ne!(a_ip, b_ip);
+    // Room for VXLAN on a 1500-byte underlay.
+    assert_eq!(eth0_mtu(&a), 1450);
+    assert_eq!(eth0_mtu(&b), 1450);
+
+    // ICMP, TCP and UDP across nodes, each side seeing the other's own address.
+    wait_until(
+        "a to ping b on the other node",
+        Duration::from_secs(10),
+        || pings(&a, b_ip),
+    );
+    assert!(pings(&b, a_ip));
+    who_server(&b, 80);
+    who_server(&a, 80);
+    assert_eq!(
+        ask_tcp(&a, b_ip, 80).as_deref(),
+        Some(a_ip.to_string().as_str())
+    );
+    assert_eq!(
+        ask_tcp(&b, a_ip, 80).as_deref(),
+        Some(b_ip.to_string().as_str())
+    );
+    udp_server(&b, 53_000);
+    let udp = ask_udp(&a, b_ip, 53_000).expect("a UDP answer from b");
+    assert!(udp.starts_with(&format!("{a_ip}:")), "{udp}");
+    // A transfer of full-size segments (the MTU leaves room for the encapsulation).
+    tcp_echo_server(&b, 81);
+    let echoed = a.run(|| {
+        use std::io::{Read as _, Write as _};
+        let mut c = TcpStream::connect((b_ip, 81)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let data = vec![7u8; 4 << 20];
+        let mut w = c.try_clone().unwrap();
+        let sender = std::thread::spawn(move || w.write_all(&data).unwrap());
+        let mut got = vec![0u8; 4 << 20];
+        c.read_exact(&mut got).unwrap();
+        sender.join().unwrap();
+        got.iter().all(|b| *b == 7)
+    });
+    assert!(echoed);
+    assert!(counter(&t.a1, "overlay_encap") > 0);
+    assert!(counter(&t.a2, "overlay_decap") > 0);
+    assert_eq!(counter(&t.a2, "drop_overlay"), 0);
+
+    // A broadcast on the network reaches members on the other node.
+    let got = b.run(|| std::net::UdpSocket::bind(("0.0.0.0", 53_001)).unwrap());
+    got.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    a.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_broadcast(true).unwrap();
+        s.send_to(b"all", ("10.210.0.255", 53_001)).unwrap();
+    });
+    let mut buf = [0u8; 8];
+    let (n, from) = got
+        .recv_from(&mut buf)
+        .expect("the broadcast on the other node");
+    assert_eq!(
+        (&buf[..n], from.ip()),
+        (&b"all"[..], std::net::IpAddr::V4(a_ip))
+    );
+
+    // Outbound from an overlay endpoint, and a port published on one.
+    let (c_ns, _) = endpoint_on(&t.a2, "c", "ov1", &["-p", "8080:80"]);
+    who_server(&c_ns, 80);
+    assert_eq!(
+        ask_tcp(&t.etcd_ns, Ipv4Addr::new(10, 77, 0, 2), 8080).as_deref(),
+        Some("10.77.0.100"),
+        "a client on the underlay reaches the published port with its own address"
+    );
+    who_server(&t.etcd_ns, 2000);
+    assert_eq!(
+        ask_tcp(&a, ETCD_ADDR, 2000).as_deref(),
+        Some("10.77.0.1"),
+        "outbound from an overlay endpoint leaves with its node's address"
+    );
+
+    // Isolation across nodes: another overlay network is not reachable from ov1.
+    t.overlay("ov2", "10.211.0.0/24", &[]);
+    let (d, d_ip) = endpoint_on(&t.a2, "d", "ov2", &[]);
+    who_server(&d, 80);
+    let isolated = counter(&t.a1, "drop_isolation");
+    assert_eq!(ask_tcp(&a, d_ip, 80), None);
+    assert!(!pings(&a, d_ip));
+    assert!(counter(&t.a1, "drop_isolation") > isolated);
+
+    // --internal across nodes: members reach each other, nothing outside.
+    t.overlay("ovi", "10.212.0.0/24", &["--internal"]);
+    let (e, _) = endpoint_on(&t.a1, "e", "ovi", &[]);
+    let (f, f_ip) = endpoint_on(&t.a2, "f", "ovi", &[]);
+    who_server(&f, 80);
+    wait_until("e to reach f", Duration::from_secs(10), || {
+        ask_tcp(&e, f_ip, 80).is_some()
+    });
+    assert_eq!(ask_tcp(&e, ETCD_ADDR, 2000), None);
+
+    // icc=false across nodes: members cannot reach each other.
+    t.overlay("ovn", "10.213.0.0/24", &["--opt", "icc=false"]);
+    let (g, _) = endpoint_on(&t.a1, "g", "ovn", &[]);
+    let (h, h_ip) = endpoint_on(&t.a2, "h", "ovn", &[]);
+    who_server(&h, 80);
+    let icc = counter(&t.a1, "drop_icc");
+    assert_eq!(ask_tcp(&g, h_ip, 80), None);
+    assert!(counter(&t.a1, "drop_icc") > icc);
+
+    // An address another node has is refused, by name of the holder; nothing is made.
+    let spare = Netns::new("np-ep");
+    let err = refused(
+        &t.a1,
+        &[
+            "endpoint",
+            "create",
+            "x",
+            "--netns",
+            &spare.path(),
+            "--network",
+            "ov1",
+            "--ip",
+            &b_ip.to_string(),
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "address {b_ip} is already in use on network ov1 (endpoint b on node n2)"
+        )),
+        "{err}"
+    );
+    assert_eq!(spare.ip(&["-o", "link", "show"]).lines().count(), 1);
+    assert!(!ok(&t.a1, &["endpoint", "ls", "-q"]).contains('x'));
+
+    // A network with endpoints on any node stays; without, it goes for every node.
+    let err = refused(&t.a1, &["network", "rm", "ov2"]);
+    assert!(
+        err.contains("network ov2 has endpoints on node(s) n2"),
+        "{err}"
+    );
+    ok(&t.a2, &["endpoint", "rm", "d"]);
+    ok(&t.a1, &["network", "rm", "ov2"]);
+    wait_until("ov2 to be gone from n2", Duration::from_secs(10), || {
+        !overlay_networks(&t.a2)
+            .iter()
+            .any(|l| l.starts_with("ov2 "))
+    });
+    drop((a, b, c_ns, d, e, f, g, h));
+}
+
+#[test]
+fn overlay_addresses_stay_unique_and_nodes_ride_out_faults() {
+    let mut t = TwoNodes::start();
+    t.overlay("ov1", "10.220.0.0/24", &[]);
+
+    // Both nodes allocate at once: every address distinct.
+    let made: Vec<(Netns, Ipv4Addr)> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..8)
+            .map(|i| {
+                let a = if i % 2 == 0 { &t.a1 } else { &t.a2 };
+                s.spawn(move || endpoint_on(a, &format!("p{i}"), "ov1", &[]))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let mut ips: Vec<Ipv4Addr> = made.iter().map(|(_, ip)| *ip).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), made.len(), "{ips:?}");
+    let (a, _) = &made[0]; // on n1
+    let (b, b_ip) = &made[1]; // on n2
+    who_server(b, 80);
+    wait_until("p0 to reach p1", Duration::from_secs(10), || {
+        ask_tcp(a, *b_ip, 80).is_some()
+    });
+
+    // etcd stopped: traffic goes on with what the nodes know; requests that need etcd fail
+    // plainly and change nothing; the rest of the API works.
+    t.etcd.stop();
+    wait_until("n1 to notice etcd is gone", Duration::from_secs(20), || {
+        nodes(&t.a1).1
+    });
+    assert!(ask_tcp(a, *b_ip, 80).is_some());
+    let err = refused(
+        &t.a1,
+        &[
+            "network",
+            "create",
+            "ov9",
+            "--driver",
+            "overlay",
+            "--subnet",
+            "10.229.0.0/24",
+        ],
+    );
+    assert!(err.contains("etcd is not reachable"), "{err}");
+    let spare = Netns::new("np-ep");
+    let err = refused(
+        &t.a1,
+        &[
+            "endpoint",
+            "create",
+            "late",
+            "--netns",
+            &spare.path(),
+            "--network",
+            "ov1",
+        ],
+    );
+    assert!(err.contains("etcd is not reachable"), "{err}");
+    assert_eq!(spare.ip(&["-o", "link", "show"]).lines().count(), 1);
+    ok(&t.a1, &["network", "create", "local1"]);
+    t.etcd.run(&t.etcd_ns);
+    wait_until("both to re-sync", Duration::from_secs(30), || {
+        !nodes(&t.a1).1 && !nodes(&t.a2).1
+    });
+    ok(
+        &t.a1,
+        &[
+            "endpoint",
+            "create",
+            "late",
+            "--netns",
+            &spare.path(),
+            "--network",
+            "ov1",
+        ],
+    );
+    assert!(!ips.contains(&eth0_addr(&spare)));
+
+    // A node whose agent dies leaves with its lease: its endpoints are no longer reached;
+    // back, they are (registered once).
+    t.a2.kill();
+    wait_until(
+        "n2's endpoints to leave n1's view",
+        Duration::from_secs(netpath_user::cluster::LEASE_TTL_SECS as u64 + 10),
+        || ask_tcp(a, *b_ip, 80).is_none(),
+    );
+    assert_eq!(nodes(&t.a1).0, ["n1=10.77.0.1"]);
+    t.a2 = agent(&t.n2, "n2", &t.dir, &t.bpffs);
+    wait_until("n2's endpoints back", Duration::from_secs(20), || {
+        ask_tcp(a, *b_ip, 80).is_some()
+    });
+    assert_eq!(nodes(&t.a1).0, ["n1=10.77.0.1", "n2=10.77.0.2"]);
+
+    // An address given back and taken on another node: traffic to it goes to the new
+    // holder, never to the node that had it.
+    ok(&t.a2, &["endpoint", "rm", "p1"]);
+    let reused = Netns::new("np-ep");
+    let ip = b_ip.to_string();
+    wait_until("n1 to hear p1 is gone", Duration::from_secs(10), || {
+        t.a1.cli(&[
+            "endpoint",
+            "create",
+            "reused",
+            "--netns",
+            &reused.path(),
+            "--network",
+            "ov1",
+            "--ip",
+            &ip,
+        ])
+        .unwrap()
+        .status
+        .success()
+    });
+    who_server(&reused, 80);
+    let (c, _) = &made[3]; // on n2
+    wait_until(
+        "n2 to send p1's old address to n1",
+        Duration::from_secs(10),
+        || ask_tcp(c, *b_ip, 80).is_some(),
+    );
+}

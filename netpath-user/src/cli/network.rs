@@ -49,7 +49,7 @@ pub enum NetworkCmd {
     /// List networks.
     #[command(
         alias = "list",
-        after_help = "Examples:\n  netpath network ls\n  netpath network ls -q --filter label=team\n  netpath network ls --format '{{.Name}}\\t{{.Subnet}}'\n\nFilters: id, name, driver, label (KEY or KEY=VALUE), type (builtin|custom), scope (local).\nTemplate fields: ID, Name, Driver, Scope, Subnet, Gateway, Internal, IPv6, Labels."
+        after_help = "Examples:\n  netpath network ls\n  netpath network ls -q --filter label=team\n  netpath network ls --format '{{.Name}}\\t{{.Subnet}}'\n\nFilters: id, name, driver, label (KEY or KEY=VALUE), type (builtin|custom), scope (local|global: overlay).\nTemplate fields: ID, Name, Driver, Scope, Subnet, Gateway, Internal, IPv6, Labels."
     )]
     Ls(ListArgs),
     /// Show networks as JSON, like `docker network inspect` (each is tried).
