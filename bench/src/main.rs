@@ -7,6 +7,7 @@ mod dns;
 mod docker;
 mod flows;
 mod lab;
+mod overlay;
 mod perf;
 mod prog;
 mod report;
@@ -32,12 +33,13 @@ struct Args {
     #[arg(long, default_value = "results")]
     out: PathBuf,
     /// Scenarios to run (default: all): prog, pps, conn, tax, tcp, e2e, host, scale, flows,
-    /// agent, dns, docker.
+    /// agent, dns, docker, overlay.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
     "prog", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "flows", "agent", "dns", "docker",
+    "overlay",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -99,6 +101,7 @@ fn main() -> Result<()> {
             "agent" => agent::steps(quick),
             "dns" => dns::SERVERS.len() * runs,
             "docker" => docker::NETWORKS.len(),
+            "overlay" => overlay::KINDS.len() * runs,
             _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
         };
     }
@@ -133,6 +136,7 @@ fn main() -> Result<()> {
             "agent" => agent::run(quick, &mut tools, &p)?,
             "dns" => dns::run(quick, &mut tools, &p)?,
             "docker" => docker::run(quick, &mut tools, &p)?,
+            "overlay" => overlay::run(quick, &mut tools, &p)?,
             _ => {
                 let sc = scale::run(quick, &mut tools, &p)?;
                 vec![sc.cost, sc.rate, sc.install]

@@ -24,13 +24,13 @@ use crate::{
 
 /// A server in the endpoint's namespace on port 80: echoes 1-byte requests, or swallows a
 /// stream; stops when dropped.
-struct Server {
+pub(crate) struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    fn start(ns: &Netns) -> Result<Server> {
+    pub(crate) fn start(ns: &Netns) -> Result<Server> {
         Server::start_on(ns, 80)
     }
 

@@ -1,111 +1,20 @@
 //! Nodes sharing one etcd: registration under a lease, the others' view, a dead node's
 //! registration gone within its lease, restarts, etcd stopped and started, a name another
-//! node holds. Every node and etcd (Debian's etcd-server, started here with its own data
-//! directory) in its own namespace on one underlay bridge.
+//! node holds; overlay networks across the nodes (traffic, policy, allocation, faults).
+//! Every node and etcd (Debian's etcd-server, started here with its own data directory) in
+//! its own namespace on one underlay bridge.
 mod common;
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use common::*;
 
 const ETCD_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
-
-/// The underlay: a bridge in its own namespace, each member on a veth to it.
-struct Underlay {
-    hub: Netns,
-    members: usize,
-}
-
-impl Underlay {
-    fn new() -> Underlay {
-        let hub = Netns::new("np-ul");
-        hub.ip(&["link", "add", "br0", "type", "bridge"]);
-        hub.ip(&["link", "set", "br0", "up"]);
-        Underlay { hub, members: 0 }
-    }
-
-    /// A namespace on the underlay with `addr`/24 on its `ul0`.
-    fn member(&mut self, prefix: &str, addr: Ipv4Addr) -> Netns {
-        let ns = Netns::new(prefix);
-        self.members += 1;
-        let port = format!("p{}", self.members);
-        veth(&ns, "ul0", &self.hub, &port);
-        self.hub.ip(&["link", "set", &port, "master", "br0"]);
-        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
-        ns
-    }
-}
-
-/// etcd on `ETCD_ADDR` in `ns`, its data in `dir`; killed on drop.
-struct Etcd {
-    child: Option<Child>,
-    ns: String,
-    dir: PathBuf,
-}
-
-impl Etcd {
-    fn start(ns: &Netns, dir: PathBuf) -> Etcd {
-        let mut e = Etcd {
-            child: None,
-            ns: ns.name.clone(),
-            dir,
-        };
-        e.run(ns);
-        e
-    }
-
-    fn url() -> String {
-        format!("http://{ETCD_ADDR}:2379")
-    }
-
-    fn run(&mut self, ns: &Netns) {
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let peer = format!("http://{ETCD_ADDR}:2380");
-        let log = std::fs::File::create(self.dir.join("etcd.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "etcd", "--name", "t"])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &Etcd::url()])
-            .args(["--advertise-client-urls", &Etcd::url()])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("t={peer}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("etcd (Debian's etcd-server; cargo xtask setup installs it)");
-        self.child = Some(child);
-        wait_until("etcd to answer", Duration::from_secs(20), || {
-            ns.run(|| {
-                TcpStream::connect_timeout(
-                    &SocketAddrV4::new(ETCD_ADDR, 2379).into(),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
-            })
-        });
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c);
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A directory of the test's, removed on drop (a failed test leaves nothing behind).
 struct Scratch(PathBuf);
@@ -139,7 +48,7 @@ fn agent_with(
     opts.bpffs = bpffs.path().join(&ns.name);
     opts.extra = vec![
         "--etcd".into(),
-        Etcd::url(),
+        format!("http://{ETCD_ADDR}:2379"),
         "--node-name".into(),
         name.into(),
     ];
@@ -174,7 +83,7 @@ fn nodes_register_see_each_other_and_leave_with_their_lease() {
     let n3 = ul.member("np-n3", Ipv4Addr::new(10, 77, 0, 3));
     let dir = Scratch::new();
     let bpffs = ScratchBpffs::new().unwrap();
-    let mut etcd = Etcd::start(&etcd_ns, dir.0.join("etcd"));
+    let mut etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.0.join("etcd"));
 
     let a1 = agent_with(&n1, "n1", &dir, &bpffs, &["--metrics", "10.77.0.1:9142"]);
     let mut a2 = agent(&n2, "n2", &dir, &bpffs);
@@ -454,7 +363,7 @@ impl TwoNodes {
         let n2 = ul.member("np-n2", Ipv4Addr::new(10, 77, 0, 2));
         let dir = Scratch::new();
         let bpffs = ScratchBpffs::new().unwrap();
-        let etcd = Etcd::start(&etcd_ns, dir.0.join("etcd"));
+        let etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.0.join("etcd"));
         let a1 = agent(&n1, "n1", &dir, &bpffs);
         let a2 = agent(&n2, "n2", &dir, &bpffs);
         let both = vec!["n1=10.77.0.1".to_string(), "n2=10.77.0.2".to_string()];

@@ -1,6 +1,6 @@
 //! Support for the tests and the benchmark (feature `testing`, never in the product):
 //! namespaces they make themselves (deleted on drop), agents they start ([`agent`]), a
-//! private bpffs, frames built by hand, and checksums computed independently of the
+//! private bpffs, several nodes on an underlay with etcd ([`cluster`]), frames built by hand, and checksums computed independently of the
 //! datapath.
 
 use std::{
@@ -12,12 +12,14 @@ use std::{
 };
 
 pub mod agent;
+pub mod cluster;
 pub mod dns;
 pub mod docker;
 pub mod podman;
 pub mod traffic;
 
 pub use agent::{stop_child, AgentOptions, AgentProcess};
+pub use cluster::{Etcd, Underlay};
 use etherparse::{Icmpv4Type, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 pub use traffic::{SteadyTraffic, TrafficResult};
 
