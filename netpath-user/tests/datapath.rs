@@ -1059,3 +1059,121 @@ fn outbound_replies_are_looked_up_only_in_the_nat_range() {
     assert_eq!(verdict, TC_ACT_OK, "outside the range: the host's");
     assert_eq!(out, host, "untouched");
 }
+
+/// An overlay network on this node: `network` with a VNI.
+fn overlay_network(dp: &mut Datapath, net_id: u32, subnet: &str, icc: bool, vni: u32) {
+    let net = Network {
+        vni: Some(vni),
+        ..network(dp, net_id, subnet, false, icc)
+    };
+    dp.add_network(&net).unwrap();
+}
+
+const NODE2: [u8; 4] = [10, 77, 0, 2];
+
+#[test]
+fn traffic_to_endpoints_on_other_nodes_is_encapsulated_within_its_network() {
+    use netpath_user::datapath::{OverlayContent, OverlayNetEntry};
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    let ep_if = r.endpoint_ifindex;
+    // Network 1 (VNI 4097) with EP here; network 2 (VNI 4098); the uplink veth stands in for
+    // the VXLAN device.
+    overlay_network(&mut dp, 1, "172.17.0.0/16", true, 4097);
+    attach(&mut dp, ep_if, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
+    overlay_network(&mut dp, 2, "10.5.0.0/24", true, 4098);
+    let content = OverlayContent {
+        device: r.uplink_ifindex,
+        networks: [
+            (
+                1,
+                OverlayNetEntry {
+                    vni: 4097,
+                    peers: vec![NODE2.into()],
+                },
+            ),
+            (
+                2,
+                OverlayNetEntry {
+                    vni: 4098,
+                    peers: vec![NODE2.into()],
+                },
+            ),
+        ]
+        .into(),
+        remotes: [
+            (Ipv4Addr::new(172, 17, 0, 50), (NODE2.into(), 1)),
+            (Ipv4Addr::new(10, 5, 0, 50), (NODE2.into(), 2)),
+        ]
+        .into(),
+    };
+    assert!(dp.sync_overlay(&content).unwrap() > 0);
+    assert_eq!(
+        dp.sync_overlay(&content).unwrap(),
+        0,
+        "nothing to write twice"
+    );
+
+    // To an endpoint of its network on the other node: tunnel key set, to the device.
+    let pkt = from_ep([172, 17, 0, 50]);
+    let (v, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!(
+        out, pkt,
+        "the inner frame as sent; the device adds the outer headers"
+    );
+    assert_eq!(counter(&dp, Counter::Encap), 1);
+    // ARP for it is answered here.
+    let req = arp_request([172, 17, 0, 50]);
+    let (v, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &req, ep_if));
+    assert_eq!(v, TC_ACT_REDIRECT);
+    assert_eq!(&out[28..32], &[172, 17, 0, 50]);
+    // An endpoint of another overlay network, on another node: isolated.
+    let pkt = from_ep([10, 5, 0, 50]);
+    let (v, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropIsolation), 1);
+    let req = arp_request([10, 5, 0, 50]);
+    let (v, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &req, ep_if));
+    assert_eq!(v, TC_ACT_OK, "not answered: not on its network");
+    // icc=false holds across nodes.
+    overlay_network(&mut dp, 1, "172.17.0.0/16", false, 4097);
+    let pkt = from_ep([172, 17, 0, 50]);
+    let (v, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropIcc), 1);
+    assert_eq!(counter(&dp, Counter::Encap), 1);
+    // Gone from the cluster: no longer sent anywhere.
+    overlay_network(&mut dp, 1, "172.17.0.0/16", true, 4097);
+    dp.sync_overlay(&OverlayContent {
+        remotes: Default::default(),
+        ..content
+    })
+    .unwrap();
+    let pkt = from_ep([172, 17, 0, 50]);
+    let (v, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!(v, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropNoRoute), 1);
+}
+
+#[test]
+fn the_vxlan_device_drops_what_did_not_come_through_a_tunnel() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    overlay_network(&mut dp, 1, "172.17.0.0/16", true, 4097);
+    attach(&mut dp, r.endpoint_ifindex, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
+    let mut f = Frame::new([172, 17, 0, 50], EP, UDP);
+    f.dst_mac = EP_MAC;
+    let pkt = f.build(&udp(5000, 6000));
+    let (v, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::OVERLAY_TC, &pkt, r.uplink_ifindex));
+    assert_eq!(v, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropOverlay), 1);
+    assert_eq!(counter(&dp, Counter::Decap), 0);
+}

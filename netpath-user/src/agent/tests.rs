@@ -400,3 +400,153 @@ fn queries_never_wait_for_a_change_in_progress() {
     shared.remove_endpoint("b").unwrap();
     assert!(shared.endpoint("b").is_err());
 }
+
+/// What the cluster says, as this node ("n1") would see it.
+fn view(
+    networks: &[(&str, &str, u32)],
+    endpoints: &[(&str, &str, &str)],
+) -> crate::cluster::ClusterView {
+    use crate::cluster::{ClusterView, NodeRecord, OverlayEndpoint, OverlayNetwork};
+    let node = |name: &str, last: u8| {
+        (
+            name.to_string(),
+            NodeRecord {
+                name: name.into(),
+                underlay: Ipv4Addr::new(10, 77, 0, last),
+                version: String::new(),
+            },
+        )
+    };
+    ClusterView {
+        node: "n1".into(),
+        connected: true,
+        listed: true,
+        nodes: [node("n1", 1), node("n2", 2)].into(),
+        networks: networks
+            .iter()
+            .map(|(name, subnet, vni)| {
+                let subnet: crate::ipam::Subnet = subnet.parse().unwrap();
+                (
+                    name.to_string(),
+                    OverlayNetwork {
+                        name: name.to_string(),
+                        id: format!("id-{name}"),
+                        vni: *vni,
+                        subnet,
+                        gateway: subnet.first_host(),
+                        ip_range: None,
+                        internal: false,
+                        options: BTreeMap::new(),
+                        labels: BTreeMap::new(),
+                        created_by: "n2".into(),
+                    },
+                )
+            })
+            .collect(),
+        endpoints: endpoints
+            .iter()
+            .map(|(network, ip, node)| {
+                (
+                    format!("{network}/{ip}"),
+                    OverlayEndpoint {
+                        network: network.to_string(),
+                        ip: ip.parse().unwrap(),
+                        node: node.to_string(),
+                        endpoint: "x".into(),
+                    },
+                )
+            })
+            .collect(),
+        ..ClusterView::default()
+    }
+}
+
+#[test]
+fn what_the_cluster_says_is_applied_to_this_node() {
+    let faults = Faults::default();
+    let (mut a, s) = scene(&faults);
+    a.host.overlay = Some(super::transactions::OverlayDevice {
+        name: "netpath-vxlan".into(),
+        ifindex: 99,
+        mtu: 1450,
+    });
+    // A network of the cluster is made here with its id and VNI; the other node's endpoint
+    // (and only a known node's) goes into the overlay maps.
+    a.apply_cluster(&view(
+        &[("ov", "10.210.0.0/24", 4097)],
+        &[
+            ("ov", "10.210.0.9", "n2"),
+            ("ov", "10.210.0.7", "gone-node"),
+        ],
+    ));
+    assert!(a.cluster_problems.is_empty(), "{:?}", a.cluster_problems);
+    let ov = a.state.networks["ov"].clone();
+    assert_eq!(
+        (ov.vni, ov.id.as_str(), ov.driver.as_str()),
+        (Some(4097), "id-ov", "overlay")
+    );
+    let want = crate::datapath::OverlayContent {
+        device: 99,
+        networks: [(
+            ov.net_id,
+            crate::datapath::OverlayNetEntry {
+                vni: 4097,
+                peers: vec![Ipv4Addr::new(10, 77, 0, 2)],
+            },
+        )]
+        .into(),
+        remotes: [(
+            Ipv4Addr::new(10, 210, 0, 9),
+            (Ipv4Addr::new(10, 77, 0, 2), ov.net_id),
+        )]
+        .into(),
+    };
+    assert_eq!(a.dp.overlay, want);
+    assert_eq!(a.dp.networks[&ov.net_id], ov);
+    check_consistent(&a, false);
+
+    // An endpoint here on it gets the overlay MTU.
+    let c = a
+        .create_endpoint(&endpoint(&s, "c", Some("ov"), &[]))
+        .unwrap();
+    assert_eq!(a.net.veths[&c.attachments[0].host_ifname].mtu, Some(1450));
+
+    // Names and subnets this node already uses are problems, not changes.
+    let before = a.state.clone();
+    a.apply_cluster(&view(
+        &[
+            ("ov", "10.210.0.0/24", 4097),
+            ("back", "10.211.0.0/24", 4098),
+            ("clash", "172.17.5.0/24", 4099),
+        ],
+        &[],
+    ));
+    assert_eq!(a.state, before);
+    assert_eq!(a.cluster_problems.len(), 2, "{:?}", a.cluster_problems);
+    assert!(
+        a.cluster_problems[0].contains("back"),
+        "{:?}",
+        a.cluster_problems
+    );
+
+    // Gone from the cluster: removed here, unless this node still has endpoints on it.
+    a.apply_cluster(&view(&[], &[]));
+    assert!(a.state.networks.contains_key("ov"));
+    assert!(
+        a.cluster_problems[0].contains("stays here"),
+        "{:?}",
+        a.cluster_problems
+    );
+    a.remove_endpoint("c").unwrap();
+    a.apply_cluster(&view(&[], &[]));
+    assert!(!a.state.networks.contains_key("ov"));
+    assert!(a.dp.overlay.networks.is_empty() && a.dp.overlay.remotes.is_empty());
+    check_consistent(&a, false);
+
+    // Not yet heard from etcd (the state file's view): nothing is removed.
+    a.apply_cluster(&view(&[("ov", "10.210.0.0/24", 4097)], &[]));
+    let mut unlisted = view(&[], &[]);
+    unlisted.listed = false;
+    a.apply_cluster(&unlisted);
+    assert!(a.state.networks.contains_key("ov"));
+}

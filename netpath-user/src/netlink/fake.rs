@@ -30,6 +30,7 @@ pub struct FakeVeth {
     pub netns: PathBuf,
     pub ifname: String,
     pub ip: Ipv4Addr,
+    pub mtu: Option<u32>,
 }
 
 /// Links, gateways and routes as plain collections.
@@ -90,6 +91,7 @@ impl LinkOps for FakeLinks {
                 netns: spec.netns.to_path_buf(),
                 ifname: spec.ifname.to_string(),
                 ip: spec.ip,
+                mtu: spec.mtu,
             },
         );
         Ok(link)
