@@ -458,6 +458,20 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
         got.iter().all(|b| *b == 7)
     });
     assert!(echoed);
+    let peers = ok(
+        &t.a1,
+        &["network", "inspect", "ov1", "--format", "{{json .Peers}}"],
+    );
+    assert!(
+        peers.contains(r#"{"IP":"10.77.0.1","Name":"n1"}"#)
+            && peers.contains(r#"{"IP":"10.77.0.2","Name":"n2"}"#),
+        "{peers}"
+    );
+    let status = ok(&t.a1, &["status"]);
+    assert!(
+        status.contains("1 overlay networks, 1 endpoints on other nodes"),
+        "{status}"
+    );
     assert!(counter(&t.a1, "overlay_encap") > 0);
     assert!(counter(&t.a2, "overlay_decap") > 0);
     assert_eq!(counter(&t.a2, "drop_overlay"), 0);

@@ -335,6 +335,18 @@ impl Snapshot {
                 "Nodes this node knows through etcd, itself included (as last known when not connected).",
                 &ConstGauge::new(c.nodes as i64),
             )?;
+            single(
+                &mut enc,
+                "netpath_overlay_networks",
+                "Overlay networks of the cluster.",
+                &ConstGauge::new(c.overlay_networks as i64),
+            )?;
+            single(
+                &mut enc,
+                "netpath_overlay_remote_endpoints",
+                "Endpoints of other nodes on overlay networks, as this node knows them.",
+                &ConstGauge::new(c.remote_endpoints as i64),
+            )?;
         }
         single(
             &mut enc,

@@ -119,12 +119,42 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
         self.cluster.as_ref().map(|c| {
             let v = c.view();
             crate::api::health::ClusterHealth {
-                node: v.node,
                 connected: v.connected,
                 error: v.error,
                 nodes: v.nodes.len(),
+                overlay_networks: v.networks.len(),
+                remote_endpoints: v.endpoints.values().filter(|e| e.node != v.node).count(),
+                node: v.node,
             }
         })
+    }
+
+    /// An overlay network's view with the nodes that have endpoints on it.
+    fn with_peers(&self, mut v: NetworkView) -> NetworkView {
+        let Some(cluster) = &self.cluster else {
+            return v;
+        };
+        let view = cluster.view();
+        if !view.networks.contains_key(&v.name) {
+            return v;
+        }
+        let names: std::collections::BTreeSet<&str> = view
+            .endpoints
+            .values()
+            .filter(|e| e.network == v.name)
+            .map(|e| e.node.as_str())
+            .collect();
+        v.peers = Some(
+            names
+                .into_iter()
+                .filter_map(|n| view.nodes.get(n))
+                .map(|n| crate::api::PeerView {
+                    name: n.name.clone(),
+                    ip: n.underlay,
+                })
+                .collect(),
+        );
+        v
     }
 
     /// How the API answered.
@@ -207,12 +237,12 @@ where
         state
             .networks
             .values()
-            .map(|n| NetworkView::new(n, state.members(&n.name)))
+            .map(|n| self.with_peers(NetworkView::new(n, state.members(&n.name))))
             .collect()
     }
 
     fn network(&self, name: &str) -> Result<NetworkView, ApiError> {
-        network_view(&self.state(), name)
+        network_view(&self.state(), name).map(|v| self.with_peers(v))
     }
 
     fn create_network(&self, req: &NetworkCreate) -> Result<NetworkView, ApiError> {

@@ -56,6 +56,12 @@ pub struct ClusterHealth {
     pub error: Option<String>,
     /// Nodes known (this one included; as last known when not connected).
     pub nodes: usize,
+    /// Overlay networks of the cluster.
+    #[serde(default)]
+    pub overlay_networks: usize,
+    /// Endpoints of other nodes on overlay networks (addresses taken there).
+    #[serde(default)]
+    pub remote_endpoints: usize,
 }
 
 /// A network's DNS server.

@@ -319,6 +319,18 @@ pub struct NetworkView {
     pub containers: BTreeMap<String, NetworkMember>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// An overlay network's nodes with endpoints on it (Docker's `Peers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<PeerView>>,
+}
+
+/// A node with endpoints on an overlay network.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PeerView {
+    pub name: String,
+    #[serde(rename = "IP")]
+    pub ip: Ipv4Addr,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -395,6 +407,7 @@ impl NetworkView {
                 o
             },
             labels: n.labels.clone(),
+            peers: None,
         }
     }
 }

@@ -86,14 +86,16 @@ fn print(h: &HealthView, verbose: bool) {
         match &h.cluster {
             None => "Cluster:\tnone (this node is on its own)".to_string(),
             Some(c) if c.connected => format!(
-                "Cluster:\tnode {}, {} nodes, etcd connected",
-                c.node, c.nodes
+                "Cluster:\tnode {}, {} nodes, etcd connected; {} overlay networks, {} endpoints on other nodes",
+                c.node, c.nodes, c.overlay_networks, c.remote_endpoints
             ),
             Some(c) => format!(
-                "Cluster:\tnode {}, etcd not connected ({}); {} nodes as last known",
+                "Cluster:\tnode {}, etcd not connected ({}); {} nodes, {} overlay networks, {} endpoints on other nodes as last known",
                 c.node,
                 c.error.as_deref().unwrap_or("no session"),
-                c.nodes
+                c.nodes,
+                c.overlay_networks,
+                c.remote_endpoints
             ),
         },
     ];
