@@ -13,6 +13,7 @@ use std::{
 };
 
 use common::*;
+use hickory_proto::rr::RecordType;
 
 const ETCD_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 
@@ -458,6 +459,25 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
         got.iter().all(|b| *b == 7)
     });
     assert!(echoed);
+    // Names across nodes: the other node's endpoint by its name and NAME.NETWORK, from the
+    // agent's server and the kernel's fast path alike (both answer on the gateway).
+    let gw = Ipv4Addr::new(10, 210, 0, 1);
+    wait_until("b's name to resolve on n1", Duration::from_secs(10), || {
+        dns::addresses(&dns::ask(&a, gw, "b", RecordType::A)) == [b_ip]
+    });
+    assert_eq!(
+        dns::addresses(&dns::ask(&a, gw, "b.ov1", RecordType::A)),
+        [b_ip]
+    );
+    assert_eq!(
+        dns::addresses(&dns::ask(
+            &b,
+            Ipv4Addr::new(10, 210, 0, 1),
+            "a",
+            RecordType::A
+        )),
+        [a_ip]
+    );
     let peers = ok(
         &t.a1,
         &["network", "inspect", "ov1", "--format", "{{json .Peers}}"],
@@ -560,6 +580,26 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     );
     assert_eq!(spare.ip(&["-o", "link", "show"]).lines().count(), 1);
     assert!(!ok(&t.a1, &["endpoint", "ls", "-q"]).contains('x'));
+    // A request refused on its own merits asks nothing of etcd: no address is taken.
+    let err = refused(
+        &t.a1,
+        &[
+            "endpoint",
+            "create",
+            "a",
+            "--netns",
+            &spare.path(),
+            "--network",
+            "ov1",
+        ],
+    );
+    assert!(err.contains("already exists"), "{err}");
+    // n1's endpoints as n2 knows them: a, e and g, no more.
+    wait_until(
+        "n2 to know n1's three endpoints",
+        Duration::from_secs(10),
+        || ok(&t.a2, &["status"]).contains("4 overlay networks, 3 endpoints on other nodes"),
+    );
 
     // A network with endpoints on any node stays; without, it goes for every node.
     let err = refused(&t.a1, &["network", "rm", "ov2"]);

@@ -13,7 +13,10 @@ use crate::{
     api::ApiError,
     cluster::{overlay::local_claims, Cluster, ClusterView, OverlayError, OverlayNetwork},
     datapath::{DatapathOps, OverlayContent, OverlayNetEntry},
-    model::{Connect, EndpointCreate, Network, NetworkCreate, DEFAULT_NETWORK, OVERLAY_DRIVER},
+    model::{
+        Connect, EndpointCreate, Network, NetworkCreate, RemoteMember, DEFAULT_NETWORK,
+        OVERLAY_DRIVER,
+    },
     netlink::LinkOps,
 };
 
@@ -56,6 +59,28 @@ fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
             .collect(),
         labels: rec.labels.clone(),
     }
+}
+
+/// The other (registered) nodes' endpoints on this node's overlay networks.
+fn remote_members(state: &crate::model::State, view: &ClusterView) -> Vec<RemoteMember> {
+    view.endpoints
+        .values()
+        .filter(|e| e.node != view.node && view.nodes.contains_key(&e.node))
+        .filter(|e| {
+            state
+                .networks
+                .get(&e.network)
+                .is_some_and(|n| n.vni.is_some())
+        })
+        .map(|e| RemoteMember {
+            network: e.network.clone(),
+            name: e.endpoint.clone(),
+            id: e.id.clone(),
+            ip: e.ip,
+            aliases: e.aliases.clone(),
+            node: e.node.clone(),
+        })
+        .collect()
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
@@ -120,6 +145,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     )),
                 }
             }
+            // Names of the other nodes' endpoints (they resolve here too).
+            self.state.remote = remote_members(&self.state, view);
             // Only what etcd said: before that, the pinned maps keep what they had.
             let content = self.overlay_content(view);
             if self.overlay_written.as_ref() != Some(&content) {
@@ -216,7 +243,8 @@ where
     /// After a change of this node's overlay endpoints: the cluster knows which addresses
     /// are this node's, and the maps follow.
     fn overlay_changed(&self, cluster: &Cluster) {
-        cluster.set_local(local_claims(&self.state(), cluster.node_name()));
+        let claims = local_claims(&self.state(), cluster.node_name());
+        let _ = block_on(cluster.update_local(claims));
         let view = cluster.view();
         self.write(|a| a.apply_cluster(&view));
     }
@@ -293,11 +321,8 @@ where
         req: &EndpointCreate,
     ) -> Result<crate::model::Endpoint, ApiError> {
         let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
-        self.state().endpoint(&req.name).map_or(Ok(()), |_| {
-            Err(ApiError::from(crate::model::ModelError::EndpointExists(
-                req.name.clone(),
-            )))
-        })?;
+        // Refused here before anything is asked of etcd (the address aside).
+        self.inspect(|a| a.with_host(|s, host| s.plan_endpoint(req, host)))?;
         let ip = self.claim(cluster, network, req.ip, &req.name)?;
         let req = EndpointCreate {
             ip: Some(ip),
@@ -318,7 +343,7 @@ where
         network: &str,
         req: &Connect,
     ) -> Result<crate::model::Endpoint, ApiError> {
-        self.state().endpoint(&req.endpoint)?;
+        self.state().plan_connect(network, req)?;
         let ip = self.claim(cluster, network, req.ip, &req.endpoint)?;
         let req = Connect {
             ip: Some(ip),

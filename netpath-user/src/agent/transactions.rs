@@ -435,7 +435,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// Runs `f` with what planning needs to know of the host, read now (ports busy on the
     /// host: probed one by one, then through the socket tables past [`PROBES_BEFORE_TABLES`]).
-    fn with_host<T>(
+    pub(super) fn with_host<T>(
         &self,
         f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
     ) -> Result<T, ApiError> {

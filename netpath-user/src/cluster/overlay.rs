@@ -82,7 +82,12 @@ pub struct OverlayEndpoint {
     pub network: String,
     pub ip: Ipv4Addr,
     pub node: String,
+    /// The endpoint's name, id and aliases on the network (its names on every node).
     pub endpoint: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// What a request about overlay networks met in etcd.
@@ -141,6 +146,8 @@ pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), O
                     ip: a.ip,
                     node: node.to_string(),
                     endpoint: e.name.clone(),
+                    id: e.id.clone(),
+                    aliases: a.aliases.clone(),
                 },
             )
         })
@@ -279,6 +286,8 @@ impl Cluster {
             ip,
             node: self.cfg.node_name.clone(),
             endpoint: endpoint.to_string(),
+            id: String::new(),
+            aliases: Vec::new(),
         };
         let key = self.keys.endpoint(network, ip);
         let net_key = self.keys.network(network);
@@ -411,10 +420,34 @@ impl Cluster {
         Ok(conflicts)
     }
 
-    /// Makes `claims` what this node has (after a change of the state).
+    /// Makes `claims` what this node has (at start, from the state file).
     pub fn set_local(&self, claims: BTreeMap<(String, Ipv4Addr), OverlayEndpoint>) {
         if let Ok(mut l) = self.local.lock() {
             *l = claims;
+        }
+    }
+
+    /// After a change of the state: `claims` is what this node has, and a claim whose record
+    /// changed (an endpoint's id and aliases, known once it is made) is written again over
+    /// the one this node wrote. Best effort: a new session writes them all anyway.
+    pub async fn update_local(&self, claims: BTreeMap<(String, Ipv4Addr), OverlayEndpoint>) {
+        let before = match self.local.lock() {
+            Ok(mut l) => std::mem::replace(&mut *l, claims.clone()),
+            Err(_) => return,
+        };
+        let Ok((mut client, lease)) = self.session_client() else {
+            return;
+        };
+        for (k, rec) in &claims {
+            let Some(old) = before.get(k).filter(|old| *old != rec) else {
+                continue;
+            };
+            let key = self.keys.endpoint(&rec.network, rec.ip);
+            let ours = Compare::value(key.clone(), CompareOp::Equal, json(old));
+            let put = TxnOp::put(key, json(rec), Some(PutOptions::new().with_lease(lease)));
+            if let Err(e) = client.txn(Txn::new().when([ours]).and_then([put])).await {
+                tracing::warn!(network = %rec.network, ip = %rec.ip, "updating the address's record: {e}");
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! On network N, an endpoint attached to N answers to its name, its short id, `NAME.N`, and
 //! each alias it has on N; several endpoints sharing a name answer with all their addresses.
-//! `host.docker.internal` is N's host-gateway. Names are compared without regard to case.
+//! `host.docker.internal` is N's host-gateway. Endpoints of other nodes on an overlay network
+//! answer the same way. Names are compared without regard to case.
 use std::{
     collections::{BTreeMap, HashMap},
     net::Ipv4Addr,
@@ -56,6 +57,17 @@ pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Vec<Ipv4A
             add(alias.clone(), att.ip);
         }
     }
+    // Endpoints of other nodes on an overlay network answer to the same names.
+    for r in state.remote.iter().filter(|r| r.network == net.name) {
+        add(r.name.clone(), r.ip);
+        if !r.id.is_empty() {
+            add(short_id(&r.id, 12).to_string(), r.ip);
+        }
+        add(format!("{}.{}", r.name, net.name), r.ip);
+        for alias in &r.aliases {
+            add(alias.clone(), r.ip);
+        }
+    }
     add(HOST_DOCKER_INTERNAL.into(), net.host_gateway());
     names
 }
@@ -95,6 +107,12 @@ impl Index {
                     .or_default()
                     .push((ep.name.clone(), a.network.clone()));
             }
+        }
+        for r in &state.remote {
+            ix.pointers
+                .entry(r.ip)
+                .or_default()
+                .push((r.name.clone(), r.network.clone()));
         }
         ix
     }

@@ -198,6 +198,22 @@ impl Endpoint {
 pub struct State {
     pub networks: BTreeMap<String, Network>,
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// Endpoints of other nodes on this node's overlay networks, as the cluster says (their
+    /// names resolve here); not saved: etcd has them.
+    #[serde(skip)]
+    pub remote: Vec<RemoteMember>,
+}
+
+/// An endpoint of another node on an overlay network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMember {
+    pub network: String,
+    pub name: String,
+    /// Its id (its short id is one of its names), when the node said.
+    pub id: String,
+    pub ip: Ipv4Addr,
+    pub aliases: Vec<String>,
+    pub node: String,
 }
 
 /// Docker's name rule for containers and networks.
