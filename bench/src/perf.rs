@@ -9,18 +9,59 @@ use anyhow::{Context as _, Result};
 /// Runs `f` while `perf` samples `cpu` with call chains; the share (%) of the samples spent
 /// in netpath's programs and what they call.
 pub fn netpath_share<T>(cpu: usize, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let (out, text) = record(&["-C", &cpu.to_string()], f)?;
+    Ok((out, programs_share(&text)))
+}
+
+/// Runs `f` while `perf` samples every CPU; the share (%) of the CPUs' busy time (not idle)
+/// spent in netpath's programs and what they call.
+pub fn netpath_share_of_busy<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let (out, text) = record(&["-a"], f)?;
+    // Idle is where the CPUs halt: their own samples (not their callers').
+    let idle: f64 = text
+        .lines()
+        .filter(|l| {
+            [
+                "_safe_halt",
+                "default_idle",
+                "poll_idle",
+                "intel_idle",
+                "acpi_idle",
+            ]
+            .iter()
+            .any(|s| l.contains(s))
+        })
+        .filter_map(|l| column(l, 1))
+        .sum();
+    let busy = (100.0 - idle).max(f64::MIN_POSITIVE);
+    Ok((out, programs_share(&text) * 100.0 / busy))
+}
+
+/// The `n`th percentage column of a report line.
+fn column(line: &str, n: usize) -> Option<f64> {
+    line.split_whitespace()
+        .nth(n)?
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+}
+
+/// "  3.76%  3.74%  [k] bpf_prog_<tag>_netpath_uplink_tc": the first column (children)
+/// counts the program and everything it calls; programs do not call each other.
+fn programs_share(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.contains("bpf_prog_") && l.contains("_netpath_"))
+        .filter_map(|l| column(l, 0))
+        .sum()
+}
+
+/// Runs `f` while `perf record` samples (`which`: `-C CPU` or `-a`); perf's report.
+fn record<T>(which: &[&str], f: impl FnOnce() -> Result<T>) -> Result<(T, String)> {
     let data = std::env::temp_dir().join(format!("netpath-bench-perf-{}", std::process::id()));
     let mut rec = Command::new("perf")
-        .args([
-            "record",
-            "-q",
-            "-e",
-            "cpu-clock",
-            "-g",
-            "-C",
-            &cpu.to_string(),
-            "-o",
-        ])
+        .args(["record", "-q", "-e", "cpu-clock", "-g"])
+        .args(which)
+        .arg("-o")
         .arg(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -54,19 +95,6 @@ pub fn netpath_share<T>(cpu: usize, f: impl FnOnce() -> Result<T>) -> Result<(T,
         .arg(&data)
         .output()?;
     let _ = std::fs::remove_file(&data);
-    let text = String::from_utf8_lossy(&report.stdout);
-    // "  3.76%  3.74%  [k] bpf_prog_<tag>_netpath_uplink_tc": the first column (children)
-    // counts the program and everything it calls; programs do not call each other.
-    let share = text
-        .lines()
-        .filter(|l| l.contains("bpf_prog_") && l.contains("_netpath_"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .next()?
-                .trim_end_matches('%')
-                .parse::<f64>()
-                .ok()
-        })
-        .sum();
-    Ok((out?, share))
+    let text = String::from_utf8_lossy(&report.stdout).into_owned();
+    Ok((out?, text))
 }

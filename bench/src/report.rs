@@ -110,6 +110,14 @@ impl Target {
         self
     }
 
+    /// Adds what was `measured` (in words, with figures of this run) to the limit.
+    pub fn measured(mut self, measured: String) -> Target {
+        if let Some(l) = &mut self.limit {
+            l.measured = Some(measured);
+        }
+        self
+    }
+
     /// Says what limits this target: `why`, and what was `measured` (in words, with figures
     /// of this run) that shows it.
     pub fn limited_as_measured(mut self, why: &str, measured: String) -> Target {
@@ -364,6 +372,24 @@ fn limit_text(s: &Section, t: &Target) -> String {
     };
     let lower = v.lower_is_better;
     let floor_meets = if lower { f <= t.bound } else { f >= t.bound };
+    let text = floor_text(t, l, floor, (v, fl), (r, f), floor_meets);
+    match &l.measured {
+        Some(m) => format!("{text}; measured: {m}"),
+        None => text,
+    }
+}
+
+/// What a floor says of a target: the variant `v` and floor `fl` as figures, `r` and `f` as
+/// the target measures them.
+fn floor_text(
+    t: &Target,
+    l: &Limit,
+    floor: &str,
+    (v, fl): (&Figure, &Figure),
+    (r, f): (f64, f64),
+    floor_meets: bool,
+) -> String {
+    let lower = v.lower_is_better;
     if floor_meets && lower {
         // Costs add up: what the floor leaves of the bound against what the rest takes.
         format!(
@@ -379,7 +405,7 @@ fn limit_text(s: &Section, t: &Target) -> String {
     } else if floor_meets {
         // Rates: the floor reaches the bound, so netpath's own work is what falls short.
         format!(
-            "{floor} reaches {} of the {} asked, so the shortfall is netpath's own work: {}; it keeps {:.0}% of {floor}'s rate",
+            "{floor} reaches {} of the {} asked, so what falls short is the variant's path beyond it: {}; it keeps {:.0}% of {floor}'s rate",
             num(f),
             num(t.bound),
             l.why,
