@@ -371,6 +371,8 @@ pub struct OverlayNet {
     pub device: u32,
     /// Number of `OVERLAY_PEERS` slots in use (0..peers).
     pub peers: u32,
+    /// This node's underlay address, network order: the outer source (0: the route's).
+    pub local: u32,
 }
 
 /// Value of `REMOTES` (keyed by the endpoint's address, network order): where an endpoint on
@@ -647,7 +649,7 @@ mod layout {
     layout!(PeerInfo, 20, ifindex @ 0, network @ 4, mac @ 8, host_mac @ 14);
     layout!(NetworkInfo, 24, subnet @ 0, mask @ 4, gateway @ 8, flags @ 12, members @ 16, host_gateway @ 20);
     layout!(MemberKey, 8, network @ 0, slot @ 4);
-    layout!(OverlayNet, 12, vni @ 0, device @ 4, peers @ 8);
+    layout!(OverlayNet, 16, vni @ 0, device @ 4, peers @ 8, local @ 12);
     layout!(RemoteEndpoint, 8, node @ 0, network @ 4);
     layout!(SnatNat, 24, addr @ 0, port @ 4, _pad @ 6, flags @ 8, _pad2 @ 12, last_seen @ 16);
     layout!(SnatRev, 40, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, flags @ 12, mac @ 16, host_mac @ 22, _pad2 @ 28, last_seen @ 32);

@@ -12,7 +12,9 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     programs::TcContext,
 };
-use netpath_common::{map_sizes, net_flags, Counter, MemberKey, NetworkInfo, RemoteEndpoint};
+use netpath_common::{
+    map_sizes, net_flags, Counter, MemberKey, NetworkInfo, OverlayNet, RemoteEndpoint,
+};
 
 use crate::{
     forward,
@@ -32,13 +34,15 @@ pub fn remote(dst: u32) -> Option<RemoteEndpoint> {
     REMOTES.get_ptr(&dst).map(|r| unsafe { *r })
 }
 
-/// Gives the packet its tunnel key: to `node` (network order) on `vni`.
+/// Gives the packet its tunnel key: to `node` (network order) on the network's VNI, from
+/// this node's underlay address (the one the other nodes check).
 #[inline(always)]
-fn set_tunnel(ctx: &mut TcContext, node: u32, vni: u32) -> bool {
+fn set_tunnel(ctx: &mut TcContext, node: u32, ov: &OverlayNet) -> bool {
     // SAFETY: an all-zero bpf_tunnel_key is valid (plain integers and unions of them).
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    key.tunnel_id = vni;
+    key.tunnel_id = ov.vni;
     key.__bindgen_anon_1.remote_ipv4 = u32::from_be(node);
+    key.__bindgen_anon_3.local_ipv4 = u32::from_be(ov.local);
     key.tunnel_ttl = TUNNEL_TTL;
     // SAFETY: the key lives on the stack for the call; its size is the kernel's struct's.
     let ret = unsafe {
@@ -60,7 +64,7 @@ pub fn encap(ctx: &mut TcContext, network: u32, peer: &RemoteEndpoint) -> i32 {
     let Some(ov) = OVERLAY_NETS.get_ptr(&network).map(|o| unsafe { *o }) else {
         return TC_ACT_SHOT as i32;
     };
-    if !set_tunnel(ctx, peer.node, ov.vni) {
+    if !set_tunnel(ctx, peer.node, &ov) {
         return TC_ACT_SHOT as i32;
     }
     count(Counter::Encap);
@@ -86,7 +90,7 @@ pub fn flood(ctx: &mut TcContext, network: u32) {
         else {
             continue;
         };
-        if set_tunnel(ctx, node, ov.vni) && ctx.clone_redirect(ov.device, 0).is_ok() {
+        if set_tunnel(ctx, node, &ov) && ctx.clone_redirect(ov.device, 0).is_ok() {
             count(Counter::Encap);
         }
     }

@@ -136,9 +136,15 @@ fn ls_quiet_format_and_filter() {
     assert!(err.contains("invalid filter 'color'"), "{err}");
     let err = t.refused(&["endpoint", "ls", "--format", "{{.Nope}}"]);
     assert!(err.contains("can't evaluate field Nope"), "{err}");
-    let err = t.refused(&["network", "create", "x", "-d", "overlay"]);
+    let err = t.refused(&["network", "create", "x", "-d", "macvlan"]);
     assert!(
         err.starts_with("Error response from agent: unsupported driver"),
+        "{err}"
+    );
+    // Overlay networks need the nodes of a cluster.
+    let err = t.refused(&["network", "create", "x", "-d", "overlay"]);
+    assert!(
+        err.contains("overlay networks span the nodes of a cluster: start the agent with --etcd"),
         "{err}"
     );
 

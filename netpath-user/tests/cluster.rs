@@ -343,6 +343,23 @@ fn overlay_networks(a: &AgentProcess) -> Vec<String> {
     .collect()
 }
 
+/// The lease `key` lives on in etcd (read from `ns`, on the underlay), if it exists.
+fn lease_of(ns: &Netns, key: &str) -> Option<i64> {
+    ns.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = etcd_client::Client::connect([format!("http://{ETCD_ADDR}:2379")], None)
+                .await
+                .unwrap();
+            let r = c.get(key, None).await.unwrap();
+            r.kvs().first().map(|kv| kv.lease())
+        })
+    })
+}
+
 /// Two nodes and etcd on one underlay, each agent joined as n1 and n2.
 struct TwoNodes {
     _n1: Netns,
@@ -536,6 +553,11 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     assert_eq!(ask_tcp(&a, d_ip, 80), None);
     assert!(!pings(&a, d_ip));
     assert!(counter(&t.a1, "drop_isolation") > isolated);
+    // ... nor the other way, nor from a network of one node (the default bridge).
+    assert_eq!(ask_tcp(&d, a_ip, 80), None);
+    let (local, _) = endpoint_on(&t.a1, "l", "bridge", &[]);
+    assert_eq!(ask_tcp(&local, b_ip, 80), None);
+    assert!(!pings(&local, b_ip));
 
     // --internal across nodes: members reach each other, nothing outside.
     t.overlay("ovi", "10.212.0.0/24", &["--internal"]);
@@ -614,7 +636,7 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
             .iter()
             .any(|l| l.starts_with("ov2 "))
     });
-    drop((a, b, c_ns, d, e, f, g, h));
+    drop((a, b, c_ns, d, e, f, g, h, local));
 }
 
 #[test]
@@ -711,6 +733,24 @@ fn overlay_addresses_stay_unique_and_nodes_ride_out_faults() {
         ask_tcp(a, *b_ip, 80).is_some()
     });
     assert_eq!(nodes(&t.a1).0, ["n1=10.77.0.1", "n2=10.77.0.2"]);
+
+    // A restart within the lease moves the node's registration and all its addresses to
+    // the new lease together: none stays on the old one (which expires with nothing on it).
+    let old = lease_of(&t.etcd_ns, "/netpath/nodes/n2");
+    t.a2.stop();
+    t.a2 = agent(&t.n2, "n2", &t.dir, &t.bpffs);
+    wait_until("n2 on a new lease", Duration::from_secs(20), || {
+        lease_of(&t.etcd_ns, "/netpath/nodes/n2").is_some_and(|l| Some(l) != old)
+    });
+    let new = lease_of(&t.etcd_ns, "/netpath/nodes/n2");
+    for (i, (_, ip)) in made.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        assert_eq!(
+            lease_of(&t.etcd_ns, &format!("/netpath/endpoints/ov1/{ip}")),
+            new,
+            "p{i}'s address"
+        );
+    }
+    assert!(ask_tcp(a, *b_ip, 80).is_some());
 
     // An address given back and taken on another node: traffic to it goes to the new
     // holder, never to the node that had it.

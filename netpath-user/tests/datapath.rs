@@ -1084,6 +1084,7 @@ fn traffic_to_endpoints_on_other_nodes_is_encapsulated_within_its_network() {
     overlay_network(&mut dp, 2, "10.5.0.0/24", true, 4098);
     let content = OverlayContent {
         device: r.uplink_ifindex,
+        local: Ipv4Addr::new(10, 77, 0, 1),
         networks: [
             (
                 1,

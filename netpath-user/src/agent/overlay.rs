@@ -178,6 +178,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             .collect();
         let mut c = OverlayContent {
             device: dev.ifindex,
+            local: view
+                .nodes
+                .get(&view.node)
+                .map_or(Ipv4Addr::UNSPECIFIED, |n| n.underlay),
             ..OverlayContent::default()
         };
         for net in self.state.networks.values() {

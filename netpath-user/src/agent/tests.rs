@@ -494,6 +494,7 @@ fn what_the_cluster_says_is_applied_to_this_node() {
     );
     let want = crate::datapath::OverlayContent {
         device: 99,
+        local: Ipv4Addr::new(10, 77, 0, 1),
         networks: [(
             ov.net_id,
             crate::datapath::OverlayNetEntry {

@@ -381,43 +381,67 @@ impl Cluster {
                     .await?;
             }
         }
-        for ((network, ip), rec) in &local {
-            let key = self.keys.endpoint(network, *ip);
-            let held = listed
-                .kvs()
-                .iter()
-                .find(|kv| kv.key() == key.as_bytes())
-                .map(|kv| {
-                    (
-                        serde_json::from_slice::<OverlayEndpoint>(kv.value()).ok(),
-                        kv.mod_revision(),
-                    )
-                });
-            let when = match &held {
-                None => Compare::version(key.clone(), CompareOp::Equal, 0),
-                Some((Some(h), revision)) if h.node == self.cfg.node_name => {
-                    Compare::mod_revision(key.clone(), CompareOp::Equal, *revision)
-                }
-                Some((holder, _)) => {
-                    conflicts.push(format!(
-                        "endpoint {} has address {ip} on network {network}, which node {} holds",
-                        rec.endpoint,
-                        holder.as_ref().map_or("?", |h| h.node.as_str())
-                    ));
-                    continue;
-                }
-            };
-            let put = TxnOp::put(
-                key.clone(),
-                json(rec),
-                Some(PutOptions::new().with_lease(lease)),
-            );
-            let done = client.txn(Txn::new().when([when]).and_then([put])).await?;
-            if !done.succeeded() {
-                return Err(ClusterError::Raced);
+        for rec in local.values() {
+            if let Some(holder) = self.put_own(client, lease, rec).await? {
+                conflicts.push(format!(
+                    "endpoint {} has address {} on network {}, which node {holder} holds",
+                    rec.endpoint, rec.ip, rec.network
+                ));
             }
         }
         Ok(conflicts)
+    }
+
+    /// Writes `rec`, this node's address, on `lease`: when nobody has it, or over this node's
+    /// own record (unless it changed meanwhile). The node holding it otherwise.
+    async fn put_own(
+        &self,
+        client: &mut etcd_client::Client,
+        lease: i64,
+        rec: &OverlayEndpoint,
+    ) -> Result<Option<String>, ClusterError> {
+        let key = self.keys.endpoint(&rec.network, rec.ip);
+        let put = TxnOp::put(
+            key.clone(),
+            json(rec),
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        let free = Compare::version(key.clone(), CompareOp::Equal, 0);
+        let got = client
+            .txn(
+                Txn::new()
+                    .when([free])
+                    .and_then([put.clone()])
+                    .or_else([TxnOp::get(key.clone(), None)]),
+            )
+            .await?;
+        if got.succeeded() {
+            return Ok(None);
+        }
+        let held = got.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                (
+                    serde_json::from_slice::<OverlayEndpoint>(kv.value()).ok(),
+                    kv.mod_revision(),
+                )
+            }),
+            _ => None,
+        });
+        match held {
+            Some((Some(h), revision)) if h.node == self.cfg.node_name => {
+                let unchanged = Compare::mod_revision(key, CompareOp::Equal, revision);
+                let done = client
+                    .txn(Txn::new().when([unchanged]).and_then([put]))
+                    .await?;
+                if done.succeeded() {
+                    Ok(None)
+                } else {
+                    Err(ClusterError::Raced)
+                }
+            }
+            Some((holder, _)) => Ok(Some(holder.map_or("?".to_string(), |h| h.node))),
+            None => Err(ClusterError::Raced),
+        }
     }
 
     /// Makes `claims` what this node has (at start, from the state file).
@@ -428,8 +452,8 @@ impl Cluster {
     }
 
     /// After a change of the state: `claims` is what this node has, and a claim whose record
-    /// changed (an endpoint's id and aliases, known once it is made) is written again over
-    /// the one this node wrote. Best effort: a new session writes them all anyway.
+    /// is new or changed (an endpoint's id and aliases, known once it is made) is written
+    /// (over this node's own). Best effort: a new session writes them all anyway.
     pub async fn update_local(&self, claims: BTreeMap<(String, Ipv4Addr), OverlayEndpoint>) {
         let before = match self.local.lock() {
             Ok(mut l) => std::mem::replace(&mut *l, claims.clone()),
@@ -439,14 +463,19 @@ impl Cluster {
             return;
         };
         for (k, rec) in &claims {
-            let Some(old) = before.get(k).filter(|old| *old != rec) else {
+            if before.get(k) == Some(rec) {
                 continue;
-            };
-            let key = self.keys.endpoint(&rec.network, rec.ip);
-            let ours = Compare::value(key.clone(), CompareOp::Equal, json(old));
-            let put = TxnOp::put(key, json(rec), Some(PutOptions::new().with_lease(lease)));
-            if let Err(e) = client.txn(Txn::new().when([ours]).and_then([put])).await {
-                tracing::warn!(network = %rec.network, ip = %rec.ip, "updating the address's record: {e}");
+            }
+            match self.put_own(&mut client, lease, rec).await {
+                Ok(None) => {}
+                Ok(Some(holder)) => tracing::warn!(
+                    network = %rec.network, ip = %rec.ip, %holder,
+                    "this node's endpoint has an address another node holds"
+                ),
+                Err(e) => tracing::warn!(
+                    network = %rec.network, ip = %rec.ip,
+                    "writing the address's record: {e}; the next session does"
+                ),
             }
         }
     }

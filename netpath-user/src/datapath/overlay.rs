@@ -19,14 +19,27 @@ pub struct OverlayNetEntry {
 }
 
 /// What the overlay maps should hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverlayContent {
     /// Ifindex of the VXLAN device.
     pub device: u32,
+    /// This node's underlay address (the outer source; unspecified: the route's).
+    pub local: Ipv4Addr,
     /// By network id.
     pub networks: BTreeMap<u32, OverlayNetEntry>,
     /// Endpoints on other nodes: address → (the node's underlay address, network id).
     pub remotes: BTreeMap<Ipv4Addr, (Ipv4Addr, u32)>,
+}
+
+impl Default for OverlayContent {
+    fn default() -> Self {
+        OverlayContent {
+            device: 0,
+            local: Ipv4Addr::UNSPECIFIED,
+            networks: BTreeMap::new(),
+            remotes: BTreeMap::new(),
+        }
+    }
 }
 
 impl OverlayContent {
@@ -51,6 +64,7 @@ impl OverlayContent {
                     vni: n.vni,
                     device: self.device,
                     peers: slots as u32,
+                    local: be_addr(self.local),
                 },
             );
             vnis.insert(n.vni, *id);
