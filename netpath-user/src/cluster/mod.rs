@@ -345,54 +345,24 @@ impl Cluster {
         let me = self.record();
         let key = self.keys.node(&me.name);
         let value = serde_json::to_vec(&me).unwrap_or_default();
-        // Ours when nobody has the name, or when it names this very node (a restart).
-        let free = Compare::version(key.clone(), CompareOp::Equal, 0);
-        let put = TxnOp::put(
-            key.clone(),
-            value,
-            Some(PutOptions::new().with_lease(lease)),
-        );
-        let got = client
-            .txn(
-                Txn::new()
-                    .when([free])
-                    .and_then([put.clone()])
-                    .or_else([TxnOp::get(key.clone(), None)]),
-            )
-            .await?;
-        if !got.succeeded() {
-            // The key as it is: its holder, and its revision (what a take-over compares).
-            let held = got.op_responses().into_iter().find_map(|r| match r {
-                etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
-                    (
-                        serde_json::from_slice::<NodeRecord>(kv.value()).ok(),
-                        kv.mod_revision(),
-                    )
-                }),
-                _ => None,
-            });
-            let Some((holder, revision)) = held else {
-                // A failed compare means the key exists, so its get answers; if it did not,
-                // the next session looks again.
-                let _ = client.lease_revoke(lease).await;
-                return Err(ClusterError::Raced);
-            };
-            if let Some(h) = holder.filter(|h| h.underlay != me.underlay) {
+        // Ours when nobody has the name, or when it names this very node (a restart; an
+        // unreadable record too).
+        let held = put_if_ours(&mut client, key, value, lease, |h: Option<&NodeRecord>| {
+            h.is_none_or(|h| h.underlay == me.underlay)
+        })
+        .await;
+        match held {
+            Ok(None) => {}
+            Ok(Some(holder)) => {
                 let _ = client.lease_revoke(lease).await;
                 return Err(ClusterError::NameTaken {
                     name: me.name,
-                    holder: h.underlay,
+                    holder: holder.map_or(Ipv4Addr::UNSPECIFIED, |h| h.underlay),
                 });
             }
-            // Ours from before a restart (or unreadable): registered again on the new lease,
-            // unless it changed meanwhile.
-            let unchanged = Compare::mod_revision(key.clone(), CompareOp::Equal, revision);
-            let again = client
-                .txn(Txn::new().when([unchanged]).and_then([put]))
-                .await?;
-            if !again.succeeded() {
+            Err(e) => {
                 let _ = client.lease_revoke(lease).await;
-                return Err(ClusterError::Raced);
+                return Err(e);
             }
         }
         let conflicts = self.reassert(&mut client, lease).await?;
@@ -516,6 +486,62 @@ impl Cluster {
             Entry::Other => {}
         }
         false
+    }
+}
+
+/// Writes `value` at `key` on `lease` when nobody has the key, or over a record `ours` says
+/// is this node's (given the record, none when unreadable) unless it changed meanwhile
+/// (`Raced`). `None` when written, else the holder's record (none when unreadable).
+pub(crate) async fn put_if_ours<T: serde::de::DeserializeOwned>(
+    client: &mut Client,
+    key: String,
+    value: Vec<u8>,
+    lease: i64,
+    ours: impl Fn(Option<&T>) -> bool,
+) -> Result<Option<Option<T>>, ClusterError> {
+    let put = TxnOp::put(
+        key.clone(),
+        value,
+        Some(PutOptions::new().with_lease(lease)),
+    );
+    let free = Compare::version(key.clone(), CompareOp::Equal, 0);
+    let got = client
+        .txn(
+            Txn::new()
+                .when([free])
+                .and_then([put.clone()])
+                .or_else([TxnOp::get(key.clone(), None)]),
+        )
+        .await?;
+    if got.succeeded() {
+        return Ok(None);
+    }
+    // The key as it is: its holder, and its revision (what a take-over compares). A failed
+    // compare means the key exists, so its get answers; if it did not, look again later.
+    let (holder, revision) = got
+        .op_responses()
+        .into_iter()
+        .find_map(|r| match r {
+            etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                (
+                    serde_json::from_slice::<T>(kv.value()).ok(),
+                    kv.mod_revision(),
+                )
+            }),
+            _ => None,
+        })
+        .ok_or(ClusterError::Raced)?;
+    if !ours(holder.as_ref()) {
+        return Ok(Some(holder));
+    }
+    let unchanged = Compare::mod_revision(key, CompareOp::Equal, revision);
+    let again = client
+        .txn(Txn::new().when([unchanged]).and_then([put]))
+        .await?;
+    if again.succeeded() {
+        Ok(None)
+    } else {
+        Err(ClusterError::Raced)
     }
 }
 

@@ -401,47 +401,16 @@ impl Cluster {
         rec: &OverlayEndpoint,
     ) -> Result<Option<String>, ClusterError> {
         let key = self.keys.endpoint(&rec.network, rec.ip);
-        let put = TxnOp::put(
-            key.clone(),
+        let me = self.cfg.node_name.as_str();
+        let held = super::put_if_ours(
+            client,
+            key,
             json(rec),
-            Some(PutOptions::new().with_lease(lease)),
-        );
-        let free = Compare::version(key.clone(), CompareOp::Equal, 0);
-        let got = client
-            .txn(
-                Txn::new()
-                    .when([free])
-                    .and_then([put.clone()])
-                    .or_else([TxnOp::get(key.clone(), None)]),
-            )
-            .await?;
-        if got.succeeded() {
-            return Ok(None);
-        }
-        let held = got.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
-                (
-                    serde_json::from_slice::<OverlayEndpoint>(kv.value()).ok(),
-                    kv.mod_revision(),
-                )
-            }),
-            _ => None,
-        });
-        match held {
-            Some((Some(h), revision)) if h.node == self.cfg.node_name => {
-                let unchanged = Compare::mod_revision(key, CompareOp::Equal, revision);
-                let done = client
-                    .txn(Txn::new().when([unchanged]).and_then([put]))
-                    .await?;
-                if done.succeeded() {
-                    Ok(None)
-                } else {
-                    Err(ClusterError::Raced)
-                }
-            }
-            Some((holder, _)) => Ok(Some(holder.map_or("?".to_string(), |h| h.node))),
-            None => Err(ClusterError::Raced),
-        }
+            lease,
+            |h: Option<&OverlayEndpoint>| h.is_some_and(|h| h.node == me),
+        )
+        .await?;
+        Ok(held.map(|h| h.map_or("?".to_string(), |h| h.node)))
     }
 
     /// Makes `claims` what this node has (at start, from the state file).
