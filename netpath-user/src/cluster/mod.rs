@@ -21,8 +21,14 @@
 //! lease, puts them back on a new session's lease, and learns the others' by the same watch.
 //! [`Cluster::subscribe`] tells the agent when the view changed.
 
+mod config;
+mod keys;
 pub mod overlay;
 
+use config::tls_options;
+pub use config::{ClusterConfig, TlsFiles};
+use keys::Entry;
+pub use keys::Keys;
 pub use overlay::{OverlayEndpoint, OverlayError, OverlayNetwork};
 use std::{
     collections::BTreeMap,
@@ -33,8 +39,8 @@ use std::{
 };
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -47,29 +53,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "/netpath";
-
-/// How this node joins the others.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterConfig {
-    /// etcd client URLs (`http://` or `https://`).
-    pub endpoints: Vec<String>,
-    /// This node's name (unique among the nodes).
-    pub node_name: String,
-    /// Every key lives under this prefix.
-    pub prefix: String,
-    /// The address other nodes reach this one at.
-    pub underlay: Ipv4Addr,
-    pub tls: TlsFiles,
-}
-
-/// TLS for etcd: the CA that signed its certificate, and this node's own certificate and
-/// key when etcd asks clients for one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
 
 /// What went wrong with etcd.
 #[derive(Debug, thiserror::Error)]
@@ -138,82 +121,6 @@ pub struct ClusterView {
     /// This node's endpoints whose address another node took while this one was away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
-}
-
-/// The keys of one prefix.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: &str) -> Keys {
-        Keys {
-            prefix: prefix.trim_end_matches('/').to_string(),
-        }
-    }
-
-    /// Where the nodes are registered (a prefix: ends with `/`).
-    pub fn nodes(&self) -> String {
-        format!("{}/nodes/", self.prefix)
-    }
-
-    pub fn node(&self, name: &str) -> String {
-        format!("{}{name}", self.nodes())
-    }
-
-    /// Every key of the prefix (a prefix).
-    pub fn root(&self) -> String {
-        format!("{}/", self.prefix)
-    }
-
-    /// Where overlay networks are (a prefix).
-    pub fn networks(&self) -> String {
-        format!("{}/networks/", self.prefix)
-    }
-
-    pub fn network(&self, name: &str) -> String {
-        format!("{}{name}", self.networks())
-    }
-
-    /// Where addresses on overlay networks are taken (a prefix).
-    pub fn endpoints(&self) -> String {
-        format!("{}/endpoints/", self.prefix)
-    }
-
-    /// The addresses taken on one network (a prefix).
-    pub fn endpoints_of(&self, network: &str) -> String {
-        format!("{}{network}/", self.endpoints())
-    }
-
-    pub fn endpoint(&self, network: &str, ip: Ipv4Addr) -> String {
-        format!("{}{ip}", self.endpoints_of(network))
-    }
-}
-
-/// What one key of the prefix is.
-enum Entry<'a> {
-    Node(&'a str),
-    Network(&'a str),
-    Endpoint(&'a str),
-    Other,
-}
-
-impl Keys {
-    fn entry<'a>(&self, key: &'a str) -> Entry<'a> {
-        let Some(rest) = key.strip_prefix(self.root().as_str()) else {
-            return Entry::Other;
-        };
-        if let Some(n) = rest.strip_prefix("nodes/") {
-            Entry::Node(n)
-        } else if let Some(n) = rest.strip_prefix("networks/") {
-            Entry::Network(n)
-        } else if let Some(e) = rest.strip_prefix("endpoints/") {
-            Entry::Endpoint(e)
-        } else {
-            Entry::Other
-        }
-    }
 }
 
 /// This node's membership: the session with etcd and what it learnt.
@@ -542,75 +449,5 @@ pub(crate) async fn put_if_ours<T: serde::de::DeserializeOwned>(
         Ok(None)
     } else {
         Err(ClusterError::Raced)
-    }
-}
-
-impl ClusterConfig {
-    /// Refuses what cannot work before any connection: no endpoint, a name that is no name,
-    /// TLS files unreadable or half given.
-    pub fn check(&self) -> Result<(), String> {
-        if self.endpoints.iter().all(|e| e.trim().is_empty()) {
-            return Err("--etcd needs at least one URL".into());
-        }
-        if !crate::model::valid_name(&self.node_name) {
-            return Err(format!(
-                "invalid node name {:?}: letters, digits, '.', '_' and '-', up to 64",
-                self.node_name
-            ));
-        }
-        tls_options(&self.tls)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// TLS options from the files given (none when no file is).
-fn tls_options(files: &TlsFiles) -> Result<Option<TlsOptions>, ClusterError> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| ClusterError::Read(p.clone(), e));
-    if files.ca.is_none() && files.cert.is_none() && files.key.is_none() {
-        return Ok(None);
-    }
-    let mut tls = TlsOptions::new();
-    if let Some(ca) = &files.ca {
-        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-    }
-    match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        (None, None) => {}
-        _ => return Err(ClusterError::HalfIdentity),
-    }
-    Ok(Some(tls))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_live_under_the_prefix() {
-        let k = Keys::new("/netpath/");
-        assert_eq!(k.nodes(), "/netpath/nodes/");
-        assert_eq!(k.node("n1"), "/netpath/nodes/n1");
-    }
-
-    #[test]
-    fn tls_files_are_checked_before_any_connection() {
-        let half = TlsFiles {
-            cert: Some("/nonexistent/cert.pem".into()),
-            ..TlsFiles::default()
-        };
-        assert!(matches!(
-            tls_options(&half),
-            Err(ClusterError::HalfIdentity)
-        ));
-        let missing = TlsFiles {
-            ca: Some("/nonexistent/ca.pem".into()),
-            ..TlsFiles::default()
-        };
-        let err = tls_options(&missing).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
-        assert!(tls_options(&TlsFiles::default()).unwrap().is_none());
     }
 }
