@@ -1,7 +1,7 @@
 //! ARP for endpoints: the host-side veth answers an endpoint's requests for its gateway and
-//! for the peers on its network (on any node) with its own MAC, so all of an endpoint's traffic comes to
-//! netpath's programs at layer 3. Requests for anything else go unanswered, as on a bridge
-//! where nobody has that address; requests never reach other namespaces.
+//! for the peers on its network (on any node) with its own MAC, so all of an endpoint's
+//! traffic comes to netpath's programs at layer 3. Requests for anything else go unanswered,
+//! as on a bridge where nobody has that address; requests never reach other namespaces.
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use netpath_common::{Counter, EndpointInfo};
 use network_types::arp::ArpHdr;

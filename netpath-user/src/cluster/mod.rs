@@ -9,7 +9,7 @@
 //! | `PREFIX/endpoints/NETWORK/IP` | [`OverlayEndpoint`] as JSON | the lease of the node whose endpoint has the address |
 //!
 //! The agent keeps a session with etcd in the background ([`Cluster::run`]): connect, grant a
-//! lease, register the node, list the other nodes and watch them, renew the lease. When etcd
+//! lease, register the node, list everything under the prefix and watch it, renew the lease. When etcd
 //! cannot be reached the session starts again (after a pause that grows to
 //! [`MAX_BACKOFF`]); meanwhile the view keeps what it last knew, marked disconnected, and the
 //! datapath goes on with it. A restarted agent registers under the same key with a new lease
@@ -241,8 +241,9 @@ impl Cluster {
         Ok(Client::connect(&self.cfg.endpoints, Some(opts)).await?)
     }
 
-    /// One session: registration, the nodes listed then watched, the lease renewed. Ends only
-    /// when some of it fails.
+    /// One session: registration, this node's addresses put back on the new lease,
+    /// everything under the prefix listed then watched, the lease renewed. Ends only when
+    /// some of it fails.
     async fn session(
         &self,
         backoff: &mut Duration,
