@@ -623,6 +623,10 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
         || ok(&t.a2, &["status"]).contains("4 overlay networks, 3 endpoints on other nodes"),
     );
 
+    // VXLAN's port is the node's: publishing it is refused like any port the host holds.
+    let err = refused(&t.a1, &["port", "publish", "a", "4789:4789/udp"]);
+    assert!(err.contains("Bind for 0.0.0.0:4789 failed"), "{err}");
+
     // A network with endpoints on any node stays; without, it goes for every node.
     let err = refused(&t.a1, &["network", "rm", "ov2"]);
     assert!(
