@@ -575,8 +575,16 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     let (h, h_ip) = endpoint_on(&t.a2, "h", "ovn", &[]);
     who_server(&h, 80);
     let icc = counter(&t.a1, "drop_icc");
-    assert_eq!(ask_tcp(&g, h_ip, 80), None);
-    assert!(counter(&t.a1, "drop_icc") > icc);
+    // (Until n1 hears of h, its packets are dropped as to an unknown address: wait for the
+    // policy's own reason.)
+    wait_until(
+        "n1 to drop g's packets to h for icc",
+        Duration::from_secs(10),
+        || {
+            assert_eq!(ask_tcp(&g, h_ip, 80), None);
+            counter(&t.a1, "drop_icc") > icc
+        },
+    );
 
     // An address another node has is refused, by name of the holder; nothing is made.
     let spare = Netns::new("np-ep");
