@@ -11,7 +11,9 @@ use tracing::{info, warn};
 use super::{service::Shared, store::StateStore, transactions::Agent};
 use crate::{
     api::ApiError,
-    cluster::{overlay::local_claims, Cluster, ClusterView, OverlayError, OverlayNetwork},
+    cluster::{
+        overlay::local_claims, Cluster, ClusterView, OverlayEndpoint, OverlayError, OverlayNetwork,
+    },
     datapath::{DatapathOps, OverlayContent, OverlayNetEntry},
     model::{
         Connect, EndpointCreate, Network, NetworkCreate, RemoteMember, DEFAULT_NETWORK,
@@ -61,18 +63,23 @@ fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
     }
 }
 
-/// The other (registered) nodes' endpoints on this node's overlay networks.
+/// The endpoints of other, registered nodes on this node's overlay networks, each with its
+/// network here and its node's underlay address: what this node can reach across nodes.
+fn remote_endpoints<'a>(
+    state: &'a crate::model::State,
+    view: &'a ClusterView,
+) -> impl Iterator<Item = (&'a OverlayEndpoint, &'a Network, Ipv4Addr)> + 'a {
+    view.endpoints.values().filter_map(move |e| {
+        let net = state.networks.get(&e.network).filter(|n| n.vni.is_some())?;
+        let node = view.nodes.get(&e.node).filter(|_| e.node != view.node)?;
+        Some((e, net, node.underlay))
+    })
+}
+
+/// The other nodes' endpoints on this node's overlay networks, for names.
 fn remote_members(state: &crate::model::State, view: &ClusterView) -> Vec<RemoteMember> {
-    view.endpoints
-        .values()
-        .filter(|e| e.node != view.node && view.nodes.contains_key(&e.node))
-        .filter(|e| {
-            state
-                .networks
-                .get(&e.network)
-                .is_some_and(|n| n.vni.is_some())
-        })
-        .map(|e| RemoteMember {
+    remote_endpoints(state, view)
+        .map(|(e, _, _)| RemoteMember {
             network: e.network.clone(),
             name: e.endpoint.clone(),
             id: e.id.clone(),
@@ -185,31 +192,27 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             ..OverlayContent::default()
         };
         for net in self.state.networks.values() {
-            let Some(vni) = net.vni else { continue };
-            let peers: BTreeSet<Ipv4Addr> = view
-                .endpoints
-                .values()
-                .filter(|e| e.network == net.name && e.node != view.node)
-                .filter_map(|e| view.nodes.get(&e.node).map(|n| n.underlay))
-                .collect();
-            c.networks.insert(
-                net.net_id,
-                OverlayNetEntry {
-                    vni,
-                    peers: peers.into_iter().collect(),
-                },
-            );
-        }
-        for e in view.endpoints.values() {
-            let (Some(net), Some(node)) =
-                (self.state.networks.get(&e.network), view.nodes.get(&e.node))
-            else {
-                continue;
-            };
-            if e.node == view.node || net.vni.is_none() || local.contains(&e.ip) {
-                continue;
+            if let Some(vni) = net.vni {
+                c.networks.insert(
+                    net.net_id,
+                    OverlayNetEntry {
+                        vni,
+                        peers: Vec::new(),
+                    },
+                );
             }
-            c.remotes.insert(e.ip, (node.underlay, net.net_id));
+        }
+        let mut peers: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
+        for (e, net, node) in remote_endpoints(&self.state, view) {
+            peers.insert((net.net_id, node));
+            if !local.contains(&e.ip) {
+                c.remotes.insert(e.ip, (node, net.net_id));
+            }
+        }
+        for (net_id, node) in peers {
+            if let Some(entry) = c.networks.get_mut(&net_id) {
+                entry.peers.push(node);
+            }
         }
         c
     }
@@ -317,8 +320,27 @@ where
         }
     }
 
-    /// `endpoint create` on an overlay network: its address is taken in etcd first, and
-    /// given back when the endpoint cannot be made.
+    /// Makes an attachment on overlay network `network` with `make`, given its address:
+    /// the address is taken in etcd first (`want`, or the first free one), and given back
+    /// when the attachment cannot be made.
+    fn with_claim<T>(
+        &self,
+        cluster: &Cluster,
+        network: &str,
+        want: Option<Ipv4Addr>,
+        endpoint: &str,
+        make: impl FnOnce(&mut Agent<D, L, S>, Ipv4Addr) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let ip = self.claim(cluster, network, want, endpoint)?;
+        let made = self.write(|a| make(a, ip));
+        if made.is_err() {
+            let _ = block_on(cluster.release(network, ip));
+        }
+        self.overlay_changed(cluster);
+        made
+    }
+
+    /// `endpoint create` on an overlay network (see [`Self::with_claim`]).
     pub(super) fn create_overlay_endpoint(
         &self,
         cluster: &Cluster,
@@ -327,20 +349,15 @@ where
         let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
         // Refused here before anything is asked of etcd (the address aside).
         self.inspect(|a| a.with_host(|s, host| s.plan_endpoint(req, host)))?;
-        let ip = self.claim(cluster, network, req.ip, &req.name)?;
-        let req = EndpointCreate {
-            ip: Some(ip),
-            ..req.clone()
-        };
-        let made = self.write(|a| a.create_endpoint(&req));
-        if made.is_err() {
-            let _ = block_on(cluster.release(network, ip));
-        }
-        self.overlay_changed(cluster);
-        made
+        self.with_claim(cluster, network, req.ip, &req.name, |a, ip| {
+            a.create_endpoint(&EndpointCreate {
+                ip: Some(ip),
+                ..req.clone()
+            })
+        })
     }
 
-    /// `network connect` to an overlay network, as [`Self::create_overlay_endpoint`].
+    /// `network connect` to an overlay network (see [`Self::with_claim`]).
     pub(super) fn connect_overlay(
         &self,
         cluster: &Cluster,
@@ -348,17 +365,15 @@ where
         req: &Connect,
     ) -> Result<crate::model::Endpoint, ApiError> {
         self.state().plan_connect(network, req)?;
-        let ip = self.claim(cluster, network, req.ip, &req.endpoint)?;
-        let req = Connect {
-            ip: Some(ip),
-            ..req.clone()
-        };
-        let made = self.write(|a| a.connect(network, &req));
-        if made.is_err() {
-            let _ = block_on(cluster.release(network, ip));
-        }
-        self.overlay_changed(cluster);
-        made
+        self.with_claim(cluster, network, req.ip, &req.endpoint, |a, ip| {
+            a.connect(
+                network,
+                &Connect {
+                    ip: Some(ip),
+                    ..req.clone()
+                },
+            )
+        })
     }
 
     /// Gives back the overlay addresses an endpoint no longer has (after it was removed or
@@ -366,12 +381,13 @@ where
     pub(super) fn release_overlay(&self, before: &crate::model::Endpoint) {
         let Some(cluster) = &self.cluster else { return };
         let state = self.state();
+        let now = state.endpoints.get(&before.name);
         for att in &before.attachments {
-            let still = state
-                .endpoints
-                .get(&before.name)
-                .is_some_and(|e| e.attachment(&att.network).is_some());
-            let overlay = cluster.view().networks.contains_key(&att.network);
+            let still = now.is_some_and(|e| e.attachment(&att.network).is_some());
+            let overlay = state
+                .networks
+                .get(&att.network)
+                .is_some_and(|n| n.vni.is_some());
             if !still && overlay {
                 let _ = block_on(cluster.release(&att.network, att.ip));
             }

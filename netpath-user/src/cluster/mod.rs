@@ -252,7 +252,7 @@ impl Cluster {
         let lease = client.lease_grant(LEASE_TTL_SECS, None).await?.id();
         let me = self.record();
         let key = self.keys.node(&me.name);
-        let value = serde_json::to_vec(&me).unwrap_or_default();
+        let value = json(&me);
         // Ours when nobody has the name, or when it names this very node (a restart; an
         // unreadable record too).
         let held = put_if_ours(&mut client, key, value, lease, |h: Option<&NodeRecord>| {
@@ -395,6 +395,11 @@ impl Cluster {
         }
         false
     }
+}
+
+/// A record as etcd holds it (JSON).
+pub(crate) fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
 }
 
 /// Writes `value` at `key` on `lease` when nobody has the key, or over a record `ours` says

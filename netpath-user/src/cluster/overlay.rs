@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{Cluster, ClusterError};
+use super::{json, Cluster, ClusterError};
 use crate::{
     ipam::Subnet,
     model::{Network, State},
@@ -152,10 +152,6 @@ pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), O
             )
         })
         .collect()
-}
-
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
 }
 
 /// The value of the first key a transaction's gets found.
