@@ -1,10 +1,13 @@
-//! Builds the eBPF object (netpath-ebpf) with the nightly toolchain and bpf-linker; the
-//! binary embeds it with `aya::include_bytes_aligned!`. Also records the git commit the
-//! binary is built from (`netpath version`).
+//! Builds the eBPF objects (netpath-ebpf: the product's and the benchmark's) with the nightly
+//! toolchain and bpf-linker; the binary embeds the product's with
+//! `aya::include_bytes_aligned!`. Also records what `netpath version` reports: the version
+//! (`NETPATH_VERSION`, set by packaging; default the crate's), the git commit, and the SHA-256
+//! of the embedded object.
 use std::{path::PathBuf, process::Command};
 
 use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
+use sha2::Digest as _;
 
 fn git_commit(dir: &std::path::Path) -> String {
     let run = |args: &[&str]| {
@@ -44,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("cargo:rerun-if-env-changed=NETPATH_GIT_COMMIT");
+    println!(
+        "cargo:rustc-env=NETPATH_VERSION={}",
+        std::env::var("NETPATH_VERSION")
+            .unwrap_or_else(|_| std::env::var("CARGO_PKG_VERSION").unwrap_or_default())
+    );
+    println!("cargo:rerun-if-env-changed=NETPATH_VERSION");
     // The kernel programs' build tag (see netpath-ebpf's main.rs): a new one rebuilds them.
     println!("cargo:rerun-if-env-changed=NETPATH_EBPF_BUILD_TAG");
     let root = manifest_dir.join("../netpath-ebpf");
@@ -57,5 +66,11 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         Toolchain::default(),
-    )
+    )?;
+    let out = PathBuf::from(std::env::var("OUT_DIR").context("OUT_DIR")?);
+    let object = std::fs::read(out.join("netpath")).context("the built eBPF object")?;
+    let digest = sha2::Sha256::digest(&object);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    println!("cargo:rustc-env=NETPATH_EBPF_SHA256={hex}");
+    Ok(())
 }

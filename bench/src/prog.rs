@@ -6,10 +6,15 @@
 //! address and port; the reply's flow translates to the same source): every repetition pays
 //! the full lookup, flow bookkeeping, rewrite and checksum update of a real hit.
 use anyhow::{bail, Context as _, Result};
-use aya::programs::{TestRun, TestRunOptions};
+use aya::{
+    programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
 use netpath_common::{FlowKey, FlowNat, PortKey, PortTarget, ReplyMacs};
 use netpath_user::{
-    datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
+    datapath::{
+        be_addr, be_port, load_bench_object, programs, AttachmentEntry, Datapath, MapSizes,
+    },
     testing::{udp, Frame, RoutedNs, ScratchBpffs, UDP},
 };
 
@@ -21,7 +26,7 @@ pub const HOST: [u8; 4] = [10, 0, 0, 2];
 pub const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
 pub const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
 
-/// Floor programs (see the kernel's `bench.rs`).
+/// Floor programs (see the kernel's `bench.rs`), in the benchmark's own object.
 const FLOOR_PARSE: &str = "netpath_bench_parse";
 const FLOOR_FLOW_LOOKUP: &str = "netpath_bench_flow_lookup";
 const FLOOR_TC_PASS: &str = "netpath_bench_tc_pass";
@@ -42,7 +47,27 @@ struct Variant {
     verdict: u32,
 }
 
-fn once(dp: &mut Datapath, v: &Variant, repeat: u32) -> Result<(u32, f64)> {
+/// The product's programs and the floors beside them (the same maps, through the pins).
+struct Objects {
+    dp: Datapath,
+    floors: Option<Ebpf>,
+}
+
+impl Objects {
+    fn floor(&mut self, name: &'static str) -> Result<&mut Program> {
+        self.floors
+            .as_mut()
+            .context("the floors are not loaded")?
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))
+    }
+}
+
+fn is_floor(name: &str) -> bool {
+    name.starts_with("netpath_bench_")
+}
+
+fn once(objs: &mut Objects, v: &Variant, repeat: u32) -> Result<(u32, f64)> {
     let mut ctx = [0u8; 44];
     if let Some(i) = v.ifindex {
         ctx[40..44].copy_from_slice(&i.to_ne_bytes());
@@ -54,8 +79,14 @@ fn once(dp: &mut Datapath, v: &Variant, repeat: u32) -> Result<(u32, f64)> {
         ..Default::default()
     };
     let res = match v.prog {
-        Prog::Xdp(name) => dp.xdp(name)?.test_run(opts),
-        Prog::Tc(name) => dp.classifier(name)?.test_run(opts),
+        Prog::Xdp(name) if is_floor(name) => {
+            <&mut Xdp>::try_from(objs.floor(name)?)?.test_run(opts)
+        }
+        Prog::Tc(name) if is_floor(name) => {
+            <&mut SchedClassifier>::try_from(objs.floor(name)?)?.test_run(opts)
+        }
+        Prog::Xdp(name) => objs.dp.xdp(name)?.test_run(opts),
+        Prog::Tc(name) => objs.dp.classifier(name)?.test_run(opts),
     }
     .with_context(|| format!("test run of {}", v.name))?;
     // The kernel reports the mean duration of one repetition, in whole nanoseconds. (Timing
@@ -90,12 +121,14 @@ pub fn run(quick: bool) -> Result<Section> {
     let (repeat, rounds) = if quick { (100_000, 3) } else { (1_000_000, 7) };
     let fs = ScratchBpffs::new().context("scratch bpffs")?;
     let mut dp = Datapath::load(Some(fs.path()), MapSizes::default())?;
-    // The floors: programs of the same object (the same maps) that do part of the work.
+    // The floors: programs of the benchmark's object that do part of the work, on the same
+    // maps (the loader reuses the datapath's pins).
+    let mut floors = load_bench_object(fs.path(), &MapSizes::default())?;
     for name in [FLOOR_PARSE, FLOOR_FLOW_LOOKUP] {
-        dp.xdp(name)?.load()?;
+        <&mut Xdp>::try_from(floors.program_mut(name).context(name)?)?.load()?;
     }
     for name in [FLOOR_TC_PASS, FLOOR_TC_FLOW_LOOKUP] {
-        dp.classifier(name)?.load()?;
+        <&mut SchedClassifier>::try_from(floors.program_mut(name).context(name)?)?.load()?;
     }
     let routed = RoutedNs::new();
     let ep_if = routed.endpoint_ifindex;
@@ -244,13 +277,17 @@ pub fn run(quick: bool) -> Result<Section> {
         .iter()
         .map(|v| Figure::new(v.name, "ns/packet", true))
         .collect();
+    let mut objs = Objects {
+        dp,
+        floors: Some(floors),
+    };
     // Interleave the variants round by round so drift affects all alike.
     for _ in 0..rounds {
         for (v, fig) in variants.iter().zip(figures.iter_mut()) {
             let (verdict, ns) = if v.ifindex.is_some() {
-                routed.ns.run(|| once(&mut dp, v, repeat))?
+                routed.ns.run(|| once(&mut objs, v, repeat))?
             } else {
-                once(&mut dp, v, repeat)?
+                once(&mut objs, v, repeat)?
             };
             if verdict != v.verdict {
                 bail!("{}: verdict {verdict}, expected {}", v.name, v.verdict);
@@ -291,8 +328,11 @@ pub fn run(quick: bool) -> Result<Section> {
 pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
     let (repeat, rounds) = if quick { (100_000, 3) } else { (1_000_000, 5) };
     let fs = ScratchBpffs::new().context("scratch bpffs")?;
-    let mut dp = Datapath::load(Some(fs.path()), MapSizes::default())?;
-    dp.set_host_addrs(&[EP.into()].into_iter().collect())?;
+    let mut objs = Objects {
+        dp: Datapath::load(Some(fs.path()), MapSizes::default())?,
+        floors: None,
+    };
+    objs.dp.set_host_addrs(&[EP.into()].into_iter().collect())?;
     let frame = Frame::new(CLIENT, EP, UDP).build(&udp(40000, 53));
     let hit = Variant {
         name: "xdp dnat hit",
@@ -316,7 +356,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
                 }
                 port
             };
-            dp.publish(
+            objs.dp.publish(
                 PortKey {
                     addr: 0,
                     port: be_port(p),
@@ -336,7 +376,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
         }
         let mut fig = Figure::new(ports_label(n), "ns/packet", true);
         for _ in 0..rounds {
-            let (verdict, ns) = once(&mut dp, &hit, repeat)?;
+            let (verdict, ns) = once(&mut objs, &hit, repeat)?;
             if verdict != hit.verdict {
                 bail!("{n} ports: verdict {verdict}");
             }

@@ -1,5 +1,6 @@
-//! The benchmark's own eBPF tools, from the same object the agent embeds: the live-frames
-//! packet generator, the counting sink, and the redirect-only ceiling.
+//! The benchmark's own eBPF tools, from the benchmark's object (`netpath-bench`, never in the
+//! product): the live-frames packet generator, the counting sink, the redirect-only ceiling;
+//! beside two of the agent's own programs, from the product's object.
 use std::{
     net::Ipv4Addr,
     path::PathBuf,
@@ -17,7 +18,7 @@ use aya::{
 };
 use netpath_common::{GenConfig, GEN_TEMPLATE_LEN};
 use netpath_user::{
-    datapath::EBPF_OBJECT,
+    datapath::{load_bench_object, MapSizes, EBPF_OBJECT},
     testing::{Netns, ScratchBpffs},
 };
 
@@ -72,7 +73,10 @@ pub struct Traffic {
 }
 
 pub struct Tools {
-    ebpf: Ebpf,
+    /// The agent's object (UPLINK_TC, PASS).
+    product: Ebpf,
+    /// The benchmark's object (everything named `netpath_bench_*`).
+    bench: Ebpf,
     gen: Array<MapData, GenConfig>,
     sink: PerCpuArray<MapData, u64>,
     redirect: Array<MapData, u32>,
@@ -83,22 +87,29 @@ pub struct Tools {
 impl Tools {
     pub fn new() -> Result<Tools> {
         let fs = ScratchBpffs::new().context("scratch bpffs")?;
-        let mut ebpf = EbpfLoader::new()
+        let mut product = EbpfLoader::new()
             .default_map_pin_directory(fs.path())
             .load(EBPF_OBJECT)?;
-        let xdp: &mut Xdp = ebpf.program_mut(GEN).context(GEN)?.try_into()?;
+        let mut bench = load_bench_object(fs.path(), &MapSizes::default())?;
+        let xdp: &mut Xdp = product.program_mut(PASS).context(PASS)?.try_into()?;
         xdp.load()?;
-        for name in [REDIRECT, PASS, READ] {
-            let xdp: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
+        for name in [GEN, REDIRECT, READ] {
+            let xdp: &mut Xdp = bench.program_mut(name).context(name)?.try_into()?;
             xdp.load()?;
         }
-        for name in [SINK, UPLINK_TC, TC_PASS] {
-            let tc: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+        let tc: &mut SchedClassifier = product
+            .program_mut(UPLINK_TC)
+            .context(UPLINK_TC)?
+            .try_into()?;
+        tc.load()?;
+        for name in [SINK, TC_PASS] {
+            let tc: &mut SchedClassifier = bench.program_mut(name).context(name)?.try_into()?;
             tc.load()?;
         }
-        let gen = Array::try_from(ebpf.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
-        let sink = PerCpuArray::try_from(ebpf.take_map("BENCH_SINK").context("BENCH_SINK")?)?;
-        let redirect = Array::try_from(ebpf.take_map("BENCH_REDIRECT").context("BENCH_REDIRECT")?)?;
+        let gen = Array::try_from(bench.take_map("BENCH_GEN").context("BENCH_GEN")?)?;
+        let sink = PerCpuArray::try_from(bench.take_map("BENCH_SINK").context("BENCH_SINK")?)?;
+        let redirect =
+            Array::try_from(bench.take_map("BENCH_REDIRECT").context("BENCH_REDIRECT")?)?;
         let netpath_bin = std::env::current_exe()?.with_file_name("netpath");
         if !netpath_bin.exists() {
             bail!(
@@ -107,7 +118,8 @@ impl Tools {
             );
         }
         Ok(Tools {
-            ebpf,
+            product,
+            bench,
             gen,
             sink,
             redirect,
@@ -131,9 +143,18 @@ impl Tools {
         self.attach_tc(TC_PASS, ns, ifname)
     }
 
+    /// The object that holds program `name`.
+    fn object_of(&mut self, name: &str) -> &mut Ebpf {
+        if name.starts_with("netpath_bench_") {
+            &mut self.bench
+        } else {
+            &mut self.product
+        }
+    }
+
     fn attach_tc(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
         let tc: &mut SchedClassifier = self
-            .ebpf
+            .object_of(name)
             .program_mut(name)
             .context(name.to_string())?
             .try_into()?;
@@ -161,7 +182,7 @@ impl Tools {
 
     fn attach_xdp(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<XdpLink> {
         let prog: &mut Xdp = self
-            .ebpf
+            .object_of(name)
             .program_mut(name)
             .context(name.to_string())?
             .try_into()?;
@@ -234,7 +255,7 @@ impl Tools {
         let mut ctx = [0u8; 24];
         ctx[4..8].copy_from_slice(&(FRAME_LEN as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&wire.ifindex.to_ne_bytes());
-        let prog: &mut Xdp = self.ebpf.program_mut(GEN).context(GEN)?.try_into()?;
+        let prog: &mut Xdp = self.bench.program_mut(GEN).context(GEN)?.try_into()?;
         let chunk: u32 = 50_000;
         let cpu = wire.cpu;
         wire.ns.run(move || -> Result<(u64, Duration)> {

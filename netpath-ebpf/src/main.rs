@@ -4,7 +4,6 @@
 #![no_main]
 
 mod arp;
-mod bench;
 mod dns;
 mod endpoint;
 mod fib;
@@ -107,61 +106,11 @@ pub fn netpath_sock_getpeername4(ctx: SockAddrContext) -> i32 {
 }
 
 /// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI; also the
-/// "empty program" baseline of the benchmark.
+/// "empty program" baseline of the benchmark (whose own programs are in `bench_main.rs`, an
+/// object of their own: the product carries none of them).
 #[xdp]
 pub fn netpath_xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
-}
-
-/// Benchmark: packet generator for BPF_PROG_TEST_RUN live frames.
-#[xdp]
-pub fn netpath_bench_gen(mut ctx: XdpContext) -> u32 {
-    bench::generate(&mut ctx)
-}
-
-/// Benchmark: counting sink for skbs.
-#[classifier]
-pub fn netpath_bench_sink(mut ctx: TcContext) -> i32 {
-    bench::sink_tc(&mut ctx)
-}
-
-/// Benchmark: the ceiling, redirect without lookup.
-#[xdp]
-pub fn netpath_bench_redirect(ctx: XdpContext) -> u32 {
-    bench::redirect_only(&ctx)
-}
-
-/// Benchmark floor: the headers read, then passed.
-#[xdp]
-pub fn netpath_bench_parse(ctx: XdpContext) -> u32 {
-    bench::parse_only(&ctx, xdp_action::XDP_PASS)
-}
-
-/// Benchmark floor: the headers read and the flow looked up; dropped when found (so a test run
-/// shows the lookup hit), passed otherwise.
-#[xdp]
-pub fn netpath_bench_flow_lookup(ctx: XdpContext) -> u32 {
-    if bench::parse_and_lookup(ctx.data(), ctx.data_end()) {
-        xdp_action::XDP_DROP
-    } else {
-        xdp_action::XDP_PASS
-    }
-}
-
-/// Benchmark floor: [`netpath_bench_flow_lookup`] on an skb; shot when found.
-#[classifier]
-pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {
-    if bench::parse_and_lookup(ctx.data(), ctx.data_end()) {
-        aya_ebpf::bindings::TC_ACT_SHOT as i32
-    } else {
-        aya_ebpf::bindings::TC_ACT_OK as i32
-    }
-}
-
-/// Benchmark floor: a TC program that passes everything (what TC costs whatever the program).
-#[classifier]
-pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
-    aya_ebpf::bindings::TC_ACT_OK as i32
 }
 
 #[cfg(not(test))]

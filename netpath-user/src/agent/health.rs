@@ -145,6 +145,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             problems,
             version: version.version,
             git_commit: version.git_commit,
+            ebpf_sha256: version.ebpf_sha256,
             started: rfc3339(self.started),
             networks: self.state.networks.len(),
             endpoints: self.state.endpoints.len(),

@@ -162,10 +162,14 @@ impl Snapshot {
         family(
             &mut enc,
             "netpath_build_info",
-            "The agent's version and commit (always 1).",
+            "The agent's version, commit and eBPF object (always 1).",
             MetricType::Gauge,
             [(
-                [("version", h.version.as_str()), ("commit", &h.git_commit)],
+                [
+                    ("version", h.version.as_str()),
+                    ("commit", &h.git_commit),
+                    ("ebpf_sha256", &h.ebpf_sha256),
+                ],
                 ConstGauge::new(1i64),
             )],
         )?;

@@ -101,6 +101,14 @@ fn load_state(store: &mut StateFile, net: &impl LinkOps) -> anyhow::Result<State
 /// Runs the agent until SIGINT or SIGTERM. Nothing on the host changes before the state
 /// directory is locked and the state read; the sysctls change only once the datapath is up.
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let v = crate::api::VersionView::current();
+    info!(
+        version = %v.version,
+        commit = %v.git_commit,
+        ebpf_sha256 = %v.ebpf_sha256,
+        features = %v.features.join(","),
+        "netpath agent starting"
+    );
     let _lock = StateLock::take(&cfg.state_dir)?;
     let mut record = HostRecord::load(&cfg.state_dir)?;
     let netlink = Netlink {
@@ -120,6 +128,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // Found early, bound late: the socket answers only once the agent serves (readiness).
     refuse_if_served(&cfg.socket)?;
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
+    // Endpoints' hosts and resolv.conf files go under /etc/netns: made here when the host has
+    // none, and recorded, so that uninstall takes it back.
+    record.create_dir(netns_files::NetnsFiles::default().root())?;
     record.save(&cfg.state_dir)?;
     let dp = Datapath::open(
         Some(&cfg.bpffs),

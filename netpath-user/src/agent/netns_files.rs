@@ -17,6 +17,13 @@ pub struct NetnsFiles {
     root: PathBuf,
 }
 
+impl NetnsFiles {
+    /// The directory the files go under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
 impl Default for NetnsFiles {
     fn default() -> Self {
         NetnsFiles {

@@ -13,9 +13,11 @@ pub struct HealthView {
     pub healthy: bool,
     /// Each problem, one line.
     pub problems: Vec<String>,
-    /// The agent's version and commit.
+    /// The agent's version and commit, and the SHA-256 of its eBPF object.
     pub version: String,
     pub git_commit: String,
+    #[serde(default, rename = "EbpfSHA256")]
+    pub ebpf_sha256: String,
     /// When the agent started (RFC 3339).
     pub started: String,
     pub networks: usize,

@@ -233,9 +233,16 @@ pub struct MonitorEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct VersionView {
+    /// The package version (`NETPATH_VERSION` at build time; default the crate's).
     pub version: String,
     pub api_version: String,
     pub git_commit: String,
+    /// SHA-256 of the embedded eBPF object: which kernel programs this build loads.
+    #[serde(default, rename = "EbpfSHA256")]
+    pub ebpf_sha256: String,
+    /// Cargo features compiled in beyond the product (`testing` in test builds only).
+    #[serde(default)]
+    pub features: Vec<String>,
     pub os: String,
     pub arch: String,
 }
@@ -248,13 +255,36 @@ pub fn not_in_a_cluster() -> ApiError {
     )
 }
 
+/// Cargo features this build has beyond the product's.
+const FEATURES: &[&str] = &[
+    #[cfg(feature = "testing")]
+    "testing",
+];
+
+/// `netpath --version`: the version, the commit and the kernel programs' hash, on one line.
+pub static VERSION_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let v = VersionView::current();
+    let mut line = format!(
+        "{} (commit {}, ebpf sha256:{})",
+        v.version,
+        v.git_commit,
+        &v.ebpf_sha256[..v.ebpf_sha256.len().min(16)]
+    );
+    if !v.features.is_empty() {
+        line += &format!(" [{}]", v.features.join(","));
+    }
+    line
+});
+
 impl VersionView {
     /// This build's versions.
     pub fn current() -> VersionView {
         VersionView {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: env!("NETPATH_VERSION").to_string(),
             api_version: API_VERSION.to_string(),
             git_commit: env!("NETPATH_GIT_COMMIT").to_string(),
+            ebpf_sha256: env!("NETPATH_EBPF_SHA256").to_string(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
         }

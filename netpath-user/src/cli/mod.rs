@@ -31,7 +31,7 @@ pub mod system;
 #[derive(Parser)]
 #[command(
     name = "netpath",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("NETPATH_GIT_COMMIT"), ")"),
+    version = crate::api::VERSION_LINE.as_str(),
     about = "eBPF datapath for Docker-style container networking",
     after_help = "Examples:\n  netpath agent --uplink eth0\n  netpath network create web --subnet 10.20.0.0/24\n  netpath endpoint create api --netns api --network web -p 8080:80\n  netpath port api"
 )]

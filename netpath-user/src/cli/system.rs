@@ -82,6 +82,15 @@ fn print_side(title: &str, v: &VersionView) {
         format!(" Version:\t{}", v.version),
         format!(" API version:\t{}", v.api_version),
         format!(" Git commit:\t{}", v.git_commit),
+        format!(" eBPF object:\tsha256:{}", v.ebpf_sha256),
+        format!(
+            " Features:\t{}",
+            if v.features.is_empty() {
+                "-".to_string()
+            } else {
+                v.features.join(",")
+            }
+        ),
         format!(" OS/Arch:\t{}/{}", v.os, v.arch),
     ];
     print!("{}", aligned(&lines));

@@ -88,6 +88,37 @@ pub mod timeouts {
 /// The eBPF object built from `netpath-ebpf`, embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
 
+/// The benchmark's programs (`netpath-ebpf/src/bench_main.rs`): an object of their own that
+/// only the test support carries, loaded beside the product's with the same pin directory so
+/// they share its maps.
+#[cfg(feature = "testing")]
+pub static BENCH_EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath-bench"));
+
+/// A loader that pins maps in `pin_dir` (reusing the pins there) at the agent's sizes.
+fn sized_loader<'a>(pin_dir: Option<&'a Path>, sizes: &MapSizes) -> EbpfLoader<'a> {
+    let mut loader = EbpfLoader::new();
+    if let Some(dir) = pin_dir {
+        loader.default_map_pin_directory(dir);
+    }
+    loader
+        .map_max_entries(map_names::PORTS, sizes.ports)
+        .map_max_entries(map_names::FLOWS, sizes.flows)
+        .map_max_entries(map_names::SNAT, sizes.flows)
+        .map_max_entries(map_names::SNAT_REV, sizes.flows)
+        .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
+        .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
+        .map_max_entries(map_names::MEMBERS, sizes.endpoints);
+    loader
+}
+
+/// Loads the benchmark's object beside a datapath pinned in `pin_dir` (at `sizes`): its
+/// programs see the same maps.
+#[cfg(feature = "testing")]
+pub fn load_bench_object(pin_dir: &Path, sizes: &MapSizes) -> Result<Ebpf, DatapathError> {
+    Ok(sized_loader(Some(pin_dir), sizes).load(BENCH_EBPF_OBJECT)?)
+}
+
 /// Program names in the object (the entry points of `netpath-ebpf/src/main.rs`).
 pub mod programs {
     pub const UPLINK_XDP: &str = "netpath_uplink_xdp";
@@ -378,19 +409,8 @@ impl Datapath {
             Some(dir) => migrate::prepare(dir, &sizes, reset_flows)?,
             None => Vec::new(),
         };
-        let mut loader = EbpfLoader::new();
-        if let Some(dir) = pin_dir {
-            loader.default_map_pin_directory(dir);
-        }
-        loader
-            .map_max_entries(map_names::PORTS, sizes.ports)
-            .map_max_entries(map_names::FLOWS, sizes.flows)
-            .map_max_entries(map_names::SNAT, sizes.flows)
-            .map_max_entries(map_names::SNAT_REV, sizes.flows)
-            .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
-            .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
-            .map_max_entries(map_names::MEMBERS, sizes.endpoints)
-            .override_global(kernel_log::LEVEL_GLOBAL, &log_level, true);
+        let mut loader = sized_loader(pin_dir, &sizes);
+        loader.override_global(kernel_log::LEVEL_GLOBAL, &log_level, true);
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         let kernel_log = if log_level > 0 {
             Some(

@@ -1,0 +1,79 @@
+//! Benchmark programs, never attached by the agent and never part of the product: built as
+//! their own object (`netpath-bench`), which only the benchmark and the test support embed.
+//! They share the product's maps by name (the loader reuses the pins), so a floor that looks
+//! up a flow looks in the same flow table the product's programs use.
+#![no_std]
+#![no_main]
+
+mod bench;
+#[allow(dead_code)] // the bench uses the flow table; the product's other maps come along
+mod maps;
+#[allow(dead_code)] // the bench reads headers, it translates nothing
+mod parse;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+/// Benchmark: packet generator for BPF_PROG_TEST_RUN live frames.
+#[xdp]
+pub fn netpath_bench_gen(mut ctx: XdpContext) -> u32 {
+    bench::generate(&mut ctx)
+}
+
+/// Benchmark: counting sink for skbs.
+#[classifier]
+pub fn netpath_bench_sink(mut ctx: TcContext) -> i32 {
+    bench::sink_tc(&mut ctx)
+}
+
+/// Benchmark: the ceiling, redirect without lookup.
+#[xdp]
+pub fn netpath_bench_redirect(ctx: XdpContext) -> u32 {
+    bench::redirect_only(&ctx)
+}
+
+/// Benchmark floor: the headers read, then passed.
+#[xdp]
+pub fn netpath_bench_parse(ctx: XdpContext) -> u32 {
+    bench::parse_only(&ctx, xdp_action::XDP_PASS)
+}
+
+/// Benchmark floor: the headers read and the flow looked up; dropped when found (so a test run
+/// shows the lookup hit), passed otherwise.
+#[xdp]
+pub fn netpath_bench_flow_lookup(ctx: XdpContext) -> u32 {
+    if bench::parse_and_lookup(ctx.data(), ctx.data_end()) {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// Benchmark floor: [`netpath_bench_flow_lookup`] on an skb; shot when found.
+#[classifier]
+pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {
+    if bench::parse_and_lookup(ctx.data(), ctx.data_end()) {
+        aya_ebpf::bindings::TC_ACT_SHOT as i32
+    } else {
+        aya_ebpf::bindings::TC_ACT_OK as i32
+    }
+}
+
+/// Benchmark floor: a TC program that passes everything (what TC costs whatever the program).
+#[classifier]
+pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
+    aya_ebpf::bindings::TC_ACT_OK as i32
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
