@@ -71,6 +71,7 @@ pub fn fresh(quick: bool, keep: bool) -> Result<()> {
     std::fs::remove_file(&tar)?;
     let made = t0.elapsed();
     copy_toolchain(&dir)?;
+    copy_trust(&dir)?;
     eprintln!("fresh: cloning HEAD of {}", root().display());
     status(
         Command::new("git")
@@ -89,6 +90,7 @@ pub fn fresh(quick: bool, keep: bool) -> Result<()> {
     let script = format!(
         "set -euo pipefail\n\
          export PATH=/root/.cargo/bin:$PATH CI=true\n\
+         update-ca-certificates >/dev/null\n\
          cd /build/netpath\n\
          # A machine of this kind has nightly without rust-src: setup must add it.\n\
          rustup component remove --toolchain nightly rust-src 2>/dev/null || true\n\
@@ -120,6 +122,23 @@ pub fn fresh(quick: bool, keep: bool) -> Result<()> {
     }
     if !st.success() {
         bail!("a clean clone does not build and test on a fresh machine ({st})");
+    }
+    Ok(())
+}
+
+/// The machine's own certificate authorities (a new machine of this kind has them: the
+/// registries are reached through them).
+fn copy_trust(dir: &Path) -> Result<()> {
+    let local = Path::new("/usr/local/share/ca-certificates");
+    let dst = dir.join(local.strip_prefix("/")?);
+    std::fs::create_dir_all(&dst)?;
+    if let Ok(entries) = std::fs::read_dir(local) {
+        for e in entries {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "crt") {
+                std::fs::copy(&p, dst.join(p.file_name().context("a file name")?))?;
+            }
+        }
     }
     Ok(())
 }
