@@ -95,11 +95,13 @@ pub fn remove(dir: &Path) -> Result<()> {
 
 /// A command that runs `script` (bash) as root inside `dir`, in a mount namespace of its own
 /// with the kernel's file systems mounted as on a machine: /proc, /sys (with cgroup2 below),
-/// /dev, and an empty /run.
+/// /dev, and an empty /run. The root is a mount point of its own, as `/` is on a machine
+/// (`ip netns exec` remounts it).
 pub fn in_root(dir: &Path, script: &str) -> Command {
     let d = dir.display();
     let mounts = format!(
         "set -e\n\
+         mount --bind {d} {d}\n\
          mount -t proc proc {d}/proc\n\
          mount --rbind /sys {d}/sys\n\
          mount --rbind /dev {d}/dev\n\
