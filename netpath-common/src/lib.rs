@@ -613,6 +613,12 @@ counters! {
     /// Dropped: decapsulated traffic of an unknown VNI, or whose source is not an endpoint of
     /// that network on the node that sent it.
     DropOverlay = 24, "drop_overlay";
+    /// Dropped on an uplink: a loopback or "this network" address (127.0.0.0/8, 0.0.0.0/8) as
+    /// source or destination, which no wire may carry (CVE-2020-8558's class).
+    DropMartian = 25, "drop_martian";
+    /// Dropped on an uplink: addressed to a network's own addresses (an endpoint, a gateway)
+    /// rather than to a published port. From outside, only published ports reach an endpoint.
+    DropRouted = 26, "drop_routed";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

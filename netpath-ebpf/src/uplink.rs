@@ -4,15 +4,18 @@
 //! them: the agent attaches TC only where XDP is off, since XDP decides everything TC would
 //! and a TC ingress program costs the host's own packets even when it only passes them.
 use aya_ebpf::{
-    bindings::{xdp_action, TC_ACT_OK},
+    bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::{TcContext, XdpContext},
 };
 use netpath_common::{event, Counter};
 
+use aya_ebpf::maps::lpm_trie::Key;
+
 use crate::{
+    maps::SUBNETS,
     packet::Packet,
-    parse::{parse, Parsed},
+    parse::{parse, Ipv4Flow, Parsed},
     ports::{self, Dnat, Published},
     snat,
     stats::{count, count_port, trace},
@@ -20,6 +23,8 @@ use crate::{
 
 /// What an uplink does with a packet.
 enum Verdict {
+    /// Dropped, counted under this reason.
+    Drop(Counter),
     /// DNAT'd to a published port's endpoint (this host-side veth).
     Dnat(u32),
     /// A reply of an outbound flow, translated back to its endpoint (this host-side veth).
@@ -28,11 +33,50 @@ enum Verdict {
     Pass(Counter),
 }
 
+/// Whether `addr` (network order) is a loopback or "this network" address, 127.0.0.0/8 or
+/// 0.0.0.0/8: never on a wire. The host's own stack drops such packets as martians, unless
+/// `route_localnet` says otherwise; a translation must not carry them past it into an
+/// endpoint (a port published on 127.0.0.1 answering the LAN, CVE-2020-8558's class).
+#[inline(always)]
+fn martian(addr: u32) -> bool {
+    let first = u32::from_be(addr) >> 24;
+    first == 127 || first == 0
+}
+
+/// The loopback device's index, the same in every namespace: an "uplink" there (a host that
+/// serves only itself, as in the README's walkthrough) carries 127.0.0.0/8 legitimately.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// Whether `addr` (network order) is in one of the networks' subnets: an endpoint, a gateway,
+/// or an address no one has yet. Reached from outside only through published ports (Docker
+/// 28 drops direct routed access the same way).
+#[inline(always)]
+fn in_a_network(addr: u32) -> bool {
+    SUBNETS.get(Key::new(32, addr)).is_some()
+}
+
+/// What passes untranslated: on to the host, unless it was routed at a network.
+#[inline(always)]
+fn untouched<P: Packet>(pkt: &P, flow: &Ipv4Flow, reason: Counter) -> Verdict {
+    if pkt.ingress_ifindex() != LOOPBACK_IFINDEX && in_a_network(flow.dst_addr) {
+        Verdict::Drop(Counter::DropRouted)
+    } else {
+        Verdict::Pass(reason)
+    }
+}
+
 #[inline(always)]
 fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     let flow = match parse(pkt.data(), pkt.data_end()) {
+        Parsed::Ipv4(flow)
+            if (martian(flow.dst_addr) || martian(flow.src_addr))
+                && pkt.ingress_ifindex() != LOOPBACK_IFINDEX =>
+        {
+            return Verdict::Drop(Counter::DropMartian)
+        }
         Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
-        Parsed::Ipv4(flow) if flow.fragment => return Verdict::Pass(Counter::Fragment),
+        Parsed::Ipv4(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
+        Parsed::Ipv4(flow) => return untouched(pkt, &flow, Counter::Pass),
         Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
         _ => return Verdict::Pass(Counter::Pass),
     };
@@ -57,7 +101,7 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     let (data, end) = (pkt.data(), pkt.data_end());
     match snat::reply(pkt, data, end, &flow) {
         Some(rev) => Verdict::Reply(rev.ifindex),
-        None => Verdict::Pass(Counter::Pass),
+        None => untouched(pkt, &flow, Counter::Pass),
     }
 }
 
@@ -70,6 +114,10 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
             ifindex
         }
         Verdict::Reply(ifindex) => ifindex,
+        Verdict::Drop(reason) => {
+            count(reason);
+            return TC_ACT_SHOT as i32;
+        }
         Verdict::Pass(reason) => {
             if reason == Counter::Malformed {
                 aya_log_ebpf::debug!(ctx, "uplink: malformed headers, passed to the host stack");
@@ -92,6 +140,10 @@ pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
             ifindex
         }
         Verdict::Reply(ifindex) => ifindex,
+        Verdict::Drop(reason) => {
+            count(reason);
+            return xdp_action::XDP_DROP;
+        }
         Verdict::Pass(reason) => {
             count(reason);
             return xdp_action::XDP_PASS;

@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{promtool_accepts, tcp_request, tcp_server, Netns, Topo, BIN, HOST};
-use netpath_user::testing::{stop_child, wait_until};
+use netpath_user::testing::{mac_of, send_frame, stop_child, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -363,40 +363,13 @@ fn metrics_pass_promtool_and_move_with_traffic() {
 
 /// Sends one frame from `ns`'s eth0 whose IPv4 header claims more than it has.
 fn send_malformed(ns: &Netns) {
-    ns.run(|| {
-        let ifindex = nix::net::if_::if_nametoindex("eth0").expect("eth0");
-        // SAFETY: plain socket calls on a descriptor this block owns and closes.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0, "packet socket");
-            let mut frame = vec![0xff; 6];
-            frame.extend(
-                std::fs::read_to_string("/sys/class/net/eth0/address")
-                    .unwrap()
-                    .trim()
-                    .split(':')
-                    .map(|b| u8::from_str_radix(b, 16).unwrap()),
-            );
-            frame.extend([0x08, 0x00]);
-            // Version 4, header length 60 bytes; the frame ends after 20.
-            frame.extend([0x4f, 0, 0, 60, 0, 0, 0, 0, 64, 6, 0, 0]);
-            frame.extend([10, 9, 9, 9, 10, 9, 9, 1]);
-            let mut to: libc::sockaddr_ll = std::mem::zeroed();
-            to.sll_family = libc::AF_PACKET as u16;
-            to.sll_ifindex = ifindex as i32;
-            to.sll_halen = 6;
-            let sent = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            libc::close(fd);
-            assert_eq!(sent, frame.len() as isize, "sent");
-        }
-    });
+    let mut frame = vec![0xff; 6];
+    frame.extend(mac_of(ns, "eth0"));
+    frame.extend([0x08, 0x00]);
+    // Version 4, header length 60 bytes; the frame ends after 20.
+    frame.extend([0x4f, 0, 0, 60, 0, 0, 0, 0, 64, 6, 0, 0]);
+    frame.extend([10, 9, 9, 9, 10, 9, 9, 1]);
+    send_frame(ns, "eth0", &frame);
 }
 
 #[test]

@@ -324,6 +324,44 @@ impl Frame {
     }
 }
 
+/// The MAC address of interface `ifname` in `ns`.
+pub fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
+    let text = ns.exec("cat", &[&format!("/sys/class/net/{ifname}/address")]);
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(text.trim().split(':')) {
+        *b = u8::from_str_radix(part, 16).expect("a MAC address");
+    }
+    mac
+}
+
+/// Puts `frame` (Ethernet and all) on the wire of `ifname` in `ns` as it is: what a neighbour
+/// with a raw socket can send, whatever its addresses say.
+pub fn send_frame(ns: &Netns, ifname: &str, frame: &[u8]) {
+    let ifname = ifname.to_string();
+    ns.run(move || {
+        let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).expect("the interface");
+        // SAFETY: plain socket calls on a descriptor this block owns and closes.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "packet socket");
+            let mut to: libc::sockaddr_ll = std::mem::zeroed();
+            to.sll_family = libc::AF_PACKET as u16;
+            to.sll_ifindex = ifindex as i32;
+            to.sll_halen = 6;
+            let sent = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(sent, frame.len() as isize, "sent");
+        }
+    });
+}
+
 /// A TCP header (SYN) with a few payload bytes.
 pub fn tcp(sport: u16, dport: u16) -> Vec<u8> {
     let mut h = Vec::new();

@@ -1,0 +1,142 @@
+//! What a careful operator tries against a host running netpath, as the attacks are made:
+//! crafted frames from a neighbour on the uplink's wire.
+use std::{net::UdpSocket, time::Duration};
+
+use netpath_user::testing::{mac_of, send_frame, udp_with, wait_until, Frame, Netns, UDP};
+
+mod common;
+use common::{Topo, HOST, OUTSIDE};
+
+/// A UDP socket in `ns` on port 80 that reports whether a datagram arrives within `wait`.
+fn listening(ns: &Netns) -> UdpSocket {
+    let s = ns.run(|| UdpSocket::bind("0.0.0.0:80").expect("bind udp"));
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s
+}
+
+fn received(s: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < wait {
+        if let Ok(n) = s.recv(&mut buf) {
+            return Some(buf[..n].to_vec());
+        }
+    }
+    None
+}
+
+/// A neighbour on the uplink's wire sends a UDP datagram to `dst:port`, addressed (L2) to the
+/// host's uplink, as `-p 127.0.0.1:...` attacks do (CVE-2020-8558's class).
+fn from_the_wire(t: &Topo, dst: [u8; 4], port: u16, payload: &[u8]) {
+    let out_if = t
+        .outside
+        .exec("ip", &["-o", "link", "show", "type", "veth"]);
+    let out_if = out_if
+        .split(':')
+        .nth(1)
+        .and_then(|n| n.trim().split('@').next())
+        .expect("the outside's veth")
+        .to_string();
+    let mut frame = Frame::new(OUTSIDE.octets(), dst, UDP);
+    frame.src_mac = mac_of(&t.outside, &out_if);
+    frame.dst_mac = mac_of(&t.host, &t.uplink);
+    send_frame(
+        &t.outside,
+        &out_if,
+        &frame.build(&udp_with(40123, port, payload)),
+    );
+}
+
+fn counter(t: &Topo, name: &str) -> u64 {
+    t.stats()["Counters"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn loopback_destinations_from_the_wire_are_never_translated() {
+    for xdp in ["off", "generic"] {
+        let t = Topo::with_xdp(xdp);
+        let ep = t.endpoint("web", &["-p", "127.0.0.1:8085:80/udp", "-p", "8086:80/udp"]);
+        let sock = listening(&ep);
+        // The control: the same crafted frame to the host's own address and a port published
+        // on every address arrives (so the frames below could).
+        from_the_wire(&t, HOST.octets(), 8086, b"control");
+        assert_eq!(
+            received(&sock, Duration::from_secs(3)).as_deref(),
+            Some(&b"control"[..]),
+            "xdp {xdp}"
+        );
+        // A port published on 127.0.0.1, and one published on every address, reached through
+        // 127.0.0.1 from the wire: dropped and counted, never delivered.
+        from_the_wire(&t, [127, 0, 0, 1], 8085, b"loopback-bound");
+        from_the_wire(&t, [127, 0, 0, 1], 8086, b"every-address");
+        from_the_wire(&t, [0, 0, 0, 0], 8086, b"this-network");
+        assert_eq!(received(&sock, Duration::from_secs(1)), None, "xdp {xdp}");
+        wait_until("the martians counted", Duration::from_secs(5), || {
+            counter(&t, "drop_martian") >= 3
+        });
+        // The host's own processes still reach the loopback-bound port (the socket hooks).
+        t.host.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.send_to(b"local", "127.0.0.1:8085").unwrap();
+        });
+        assert_eq!(
+            received(&sock, Duration::from_secs(3)).as_deref(),
+            Some(&b"local"[..]),
+            "xdp {xdp}"
+        );
+    }
+}
+
+#[test]
+fn unpublished_ports_are_not_reachable_by_routing_through_the_host() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8087:80/udp"]);
+    let addr = t
+        .ok(&["endpoint", "inspect", "web", "--format", "{{.IPAddress}}"])
+        .trim()
+        .to_string();
+    let ep_addr: std::net::Ipv4Addr = addr.parse().unwrap();
+    // The neighbour routes the endpoints' subnet through the host, as an attacker on the LAN
+    // would.
+    t.outside.ip(&[
+        "route",
+        "add",
+        &format!("{addr}/32"),
+        "via",
+        &HOST.to_string(),
+    ]);
+    let sock = listening(&ep);
+    common::tcp_server(&ep, 81);
+
+    // Published: reached, with the client's own address.
+    t.outside.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"published", (HOST, 8087)).unwrap();
+    });
+    assert_eq!(
+        received(&sock, Duration::from_secs(3)).as_deref(),
+        Some(&b"published"[..])
+    );
+
+    // Straight at the endpoint's address: UDP, TCP and ICMP go nowhere.
+    t.outside.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            s.send_to(b"routed", (ep_addr, 80)).unwrap();
+        }
+    });
+    assert_eq!(received(&sock, Duration::from_secs(1)), None);
+    assert!(!common::tcp_reachable(
+        &t.outside,
+        ep_addr,
+        81,
+        Duration::from_secs(1)
+    ));
+    assert!(!common::ping(&t.outside, ep_addr));
+    wait_until("routed packets counted", Duration::from_secs(5), || {
+        counter(&t, "drop_routed") >= 5
+    });
+    // The endpoint itself still reaches outside, and its replies come back.
+    assert!(common::ping(&ep, common::OUTSIDE));
+}
