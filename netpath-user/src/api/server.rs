@@ -226,7 +226,22 @@ pub fn dispatch<S: Service + ?Sized>(
         RouteKind::NetworkConnect => to_json(&svc.connect(name, &parse_body(body)?)?),
         RouteKind::NetworkDisconnect => to_json(&svc.disconnect(name, &parse_body(body)?)?),
         RouteKind::EndpointList => to_json(&svc.endpoints()),
-        RouteKind::EndpointCreate => to_json(&svc.create_endpoint(&parse_body(body)?)?),
+        RouteKind::EndpointCreate => {
+            let req: crate::model::EndpointCreate = parse_body(body)?;
+            // Docker's endpoints skip the namespace checks (dockerd moves the interface
+            // itself): only the agent's own Docker plugin, in process, may say so.
+            if req
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.kind == crate::model::EngineKind::Docker)
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "engine docker is reserved to the agent's Docker plugin; the API does not take it",
+                ));
+            }
+            to_json(&svc.create_endpoint(&req)?)
+        }
         RouteKind::EndpointInspect => to_json(&svc.endpoint(name)?),
         RouteKind::EndpointRemove => svc.remove_endpoint(name).map(|()| b"{}".to_vec()),
         RouteKind::EndpointPrune => to_json(&svc.prune()?),
@@ -391,6 +406,20 @@ mod tests {
             };
             match client.create_network(&big).await {
                 Err(ClientError::Refused(m)) => assert!(m.contains("over"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            // Docker's endpoints skip the namespace checks: only the agent's own plugin may
+            // make them, never a client of the API (the service is not even asked).
+            let docker = EndpointCreate {
+                name: "x".into(),
+                engine: Some(crate::model::Engine {
+                    kind: crate::model::EngineKind::Docker,
+                    id: "x".into(),
+                }),
+                ..Default::default()
+            };
+            match client.create_endpoint(&docker).await {
+                Err(ClientError::Refused(m)) => assert!(m.contains("reserved"), "{m}"),
                 other => panic!("{other:?}"),
             }
             let _ = stop.send(());

@@ -114,6 +114,10 @@ pub enum ModelError {
     BadPortList(String),
     #[error("invalid host-gateway {0:?}: expected an IPv4 address")]
     BadHostGateway(String),
+    #[error("host-gateway {0} cannot be used: {1}")]
+    HostGatewayUnusable(Ipv4Addr, String),
+    #[error("alias {0:?} is reserved: it names the host")]
+    ReservedAlias(String),
     #[error("endpoint {0} is on {MAX_NETWORKS_PER_ENDPOINT} networks already")]
     TooManyNetworks(String),
     #[error(
@@ -321,6 +325,9 @@ impl State {
             }
             None => None,
         };
+        if let Some(hg) = options.get(HOST_GATEWAY).and_then(|v| v.parse().ok()) {
+            self.check_host_gateway(hg, subnet, host)?;
+        }
         let net_id = (1..)
             .find(|i| !self.networks.values().any(|n| n.net_id == *i))
             .unwrap_or(u32::MAX);
@@ -337,6 +344,46 @@ impl State {
             labels: check_labels(&req.labels)?,
             vni: None,
         })
+    }
+
+    /// A network's host-gateway becomes an address of the host (on the gateway bridge), so it
+    /// must be one the host may take: a unicast address that is the host's already, in this
+    /// network's subnet (not its network or broadcast address), or beyond every network the
+    /// host is on. Not an address of another netpath network, nor one on the host's own links
+    /// (a router's, a neighbour's: the host would lose it).
+    fn check_host_gateway(
+        &self,
+        ip: Ipv4Addr,
+        subnet: Subnet,
+        host: HostView<'_>,
+    ) -> Result<(), ModelError> {
+        let unusable = |why: String| Err(ModelError::HostGatewayUnusable(ip, why));
+        let o = ip.octets();
+        if ip.is_unspecified() || o[0] == 0 || ip.is_loopback() || ip.is_multicast() || o[0] >= 240
+        {
+            return unusable("not a unicast address a host can hold".into());
+        }
+        if host.addrs.contains(&ip) {
+            return Ok(());
+        }
+        if subnet.contains(ip) {
+            if subnet.prefix() < 31 && (ip == subnet.addr() || ip == subnet.broadcast()) {
+                return unusable(format!("the network or broadcast address of {subnet}"));
+            }
+            return Ok(());
+        }
+        if let Some(n) = self.networks.values().find(|n| n.subnet.contains(ip)) {
+            return unusable(format!("in network {}'s subnet {}", n.name, n.subnet));
+        }
+        if let Some(r) = self
+            .foreign_routes(host)
+            .find(|r| r.prefix() > 0 && r.contains(ip))
+        {
+            return unusable(format!(
+                "on the host's network {r}: another machine's address (a router's or a neighbour's)"
+            ));
+        }
+        Ok(())
     }
 
     /// The host's routes that are not netpath's own (a default route, and the /32 routes to
@@ -599,12 +646,24 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, St
     Ok(labels.clone())
 }
 
-/// Aliases as asked, each a valid name, without repeats.
+/// Names an alias may not take: they name the host, to every endpoint.
+const RESERVED_ALIASES: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "host.docker.internal",
+    "gateway.docker.internal",
+];
+
+/// Aliases as asked, each a valid name that does not name the host, without repeats.
 fn check_aliases(aliases: &[String]) -> Result<Vec<String>, ModelError> {
     let mut out: Vec<String> = Vec::new();
     for a in aliases {
         if !valid_name(a) {
             return Err(ModelError::BadAlias(a.clone()));
+        }
+        let bare = a.trim_end_matches('.').to_ascii_lowercase();
+        if RESERVED_ALIASES.contains(&bare.as_str()) {
+            return Err(ModelError::ReservedAlias(a.clone()));
         }
         if !out.contains(a) {
             out.push(a.clone());

@@ -422,3 +422,63 @@ fn docker_endpoints_share_sandboxes_and_cni_ones_name_their_interface() {
         assert!(s.plan_endpoint(&r, host()).is_err(), "{ifname} {mac:?}");
     }
 }
+
+#[test]
+fn a_host_gateway_that_would_break_the_host_or_an_endpoint_is_refused() {
+    let s = state();
+    let routes: [Subnet; 2] = ["10.0.0.0/24".parse().unwrap(), "0.0.0.0/0".parse().unwrap()];
+    let host = HostView {
+        routes: &routes,
+        ..host()
+    };
+    let with = |hg: &str| NetworkCreate {
+        name: "hg".into(),
+        subnet: Some("10.30.0.0/24".into()),
+        options: vec![format!("{HOST_GATEWAY}={hg}")],
+        ..Default::default()
+    };
+    for bad in [
+        "127.0.0.1",       // loopback
+        "0.0.0.0",         // unspecified
+        "255.255.255.255", // broadcast
+        "224.0.0.1",       // multicast
+        "10.30.0.0",       // the subnet's network address
+        "10.30.0.255",     // and its broadcast
+        "172.17.0.2",      // an address of the default network (an endpoint's)
+        "10.0.0.1",        // the uplink's router, on the host's own link
+    ] {
+        let err = s.plan_network(&with(bad), host).unwrap_err();
+        assert!(
+            matches!(err, ModelError::HostGatewayUnusable(..)),
+            "{bad}: {err}"
+        );
+    }
+    for good in ["10.0.0.5", "10.30.0.1", "10.30.0.254", "192.0.2.7"] {
+        let n = s.plan_network(&with(good), host).unwrap();
+        assert_eq!(n.host_gateway().to_string(), good);
+    }
+}
+
+#[test]
+fn aliases_that_name_the_host_are_refused() {
+    let mut s = state();
+    for bad in [
+        "localhost",
+        "host.docker.internal",
+        "Host.Docker.Internal.",
+        "gateway.docker.internal",
+    ] {
+        let mut r = req("a", None, &[]);
+        r.aliases = vec![bad.into()];
+        assert!(
+            matches!(
+                s.plan_endpoint(&r, host()),
+                Err(ModelError::ReservedAlias(_))
+            ),
+            "{bad}"
+        );
+    }
+    let mut r = req("a", None, &[]);
+    r.aliases = vec!["localhost-api".into()];
+    add(&mut s, &r);
+}
