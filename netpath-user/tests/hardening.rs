@@ -2,7 +2,9 @@
 //! crafted frames from a neighbour on the uplink's wire.
 use std::{net::UdpSocket, time::Duration};
 
-use netpath_user::testing::{mac_of, send_frame, udp_with, wait_until, Frame, Netns, UDP};
+use netpath_user::testing::{
+    mac_of, send_frame, send_frames, udp_with, wait_until, Frame, Netns, UDP,
+};
 
 mod common;
 use common::{Topo, HOST, OUTSIDE};
@@ -46,6 +48,19 @@ fn from_the_wire(t: &Topo, dst: [u8; 4], port: u16, payload: &[u8]) {
         &out_if,
         &frame.build(&udp_with(40123, port, payload)),
     );
+}
+
+/// The outside namespace's end of the uplink's wire.
+fn outside_veth(t: &Topo) -> String {
+    let links = t
+        .outside
+        .exec("ip", &["-o", "link", "show", "type", "veth"]);
+    links
+        .split(':')
+        .nth(1)
+        .and_then(|n| n.trim().split('@').next())
+        .expect("the outside's veth")
+        .to_string()
 }
 
 fn counter(t: &Topo, name: &str) -> u64 {
@@ -139,4 +154,54 @@ fn unpublished_ports_are_not_reachable_by_routing_through_the_host() {
     });
     // The endpoint itself still reaches outside, and its replies come back.
     assert!(common::ping(&ep, common::OUTSIDE));
+}
+
+#[test]
+fn a_flood_that_fills_the_flow_table_is_a_warning_not_a_failed_liveness() {
+    let t = Topo::with_agent_args(&["--metrics", "127.0.0.1:9142"]);
+    let _ep = t.endpoint("web", &["-p", "8088:80/udp"]);
+    // A flood from outside: a new flow for every datagram (a new source port each).
+    let out_if = outside_veth(&t);
+    let mut frame = Frame::new(OUTSIDE.octets(), HOST.octets(), UDP);
+    frame.src_mac = mac_of(&t.outside, &out_if);
+    frame.dst_mac = mac_of(&t.host, &t.uplink);
+    // 250,000 sources: the default table (262,144 flows, LRU) fills to its high-water mark.
+    let frames = (0..250_000u32).map(|i| {
+        let mut f = Frame::new(
+            [10, 78, (i >> 16) as u8, (i >> 8) as u8],
+            HOST.octets(),
+            UDP,
+        );
+        f.src_mac = frame.src_mac;
+        f.dst_mac = frame.dst_mac;
+        f.build(&udp_with(20000 + (i & 0xff) as u16, 8088, b"flood"))
+    });
+    send_frames(&t.outside, &out_if, frames);
+    let health = || -> serde_json::Value {
+        serde_json::from_str(&t.ok(&["status", "--format", "json"])).unwrap()
+    };
+    let start = std::time::Instant::now();
+    while health()["Warnings"].as_array().is_none_or(|w| w.is_empty()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no warning: {}",
+            t.ok(&["status", "-v"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = health();
+    assert_eq!(h["Healthy"], true, "{h}");
+    assert!(h["Problems"].as_array().unwrap().is_empty(), "{h}");
+    assert!(h["Warnings"][0].as_str().unwrap().contains("FLOWS"), "{h}");
+    let probe = t.host.exec(
+        "curl",
+        &[
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "http://127.0.0.1:9142/healthz",
+        ],
+    );
+    assert!(probe.ends_with("\n200"), "{probe}");
+    assert!(probe.contains("warning: map FLOWS"), "{probe}");
 }

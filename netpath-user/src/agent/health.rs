@@ -81,8 +81,8 @@ fn hooks(wanted: &[crate::datapath::Hook], links: &[LinkState]) -> Vec<HookView>
     out
 }
 
-/// What is wrong, one line each.
-fn problems(hooks: &[HookView], maps: &[MapView], pinned: &[PinnedMapView]) -> Vec<String> {
+/// What is wrong, one line each: the datapath is not what the agent made it.
+fn problems(hooks: &[HookView], pinned: &[PinnedMapView]) -> Vec<String> {
     let mut out = Vec::new();
     for h in hooks {
         if !h.wanted {
@@ -102,19 +102,26 @@ fn problems(hooks: &[HookView], maps: &[MapView], pinned: &[PinnedMapView]) -> V
             m.name
         ));
     }
-    for m in maps {
-        if m.percent() >= MAP_FULL_PERCENT {
-            out.push(format!(
+    out
+}
+
+/// What to watch, one line each: pressure, not failure. Traffic from outside can fill the flow
+/// tables (they are LRU: the oldest flows give way), so a full map must not make a liveness
+/// probe restart a healthy agent; it is a warning here and a metric.
+fn warnings(maps: &[MapView]) -> Vec<String> {
+    maps.iter()
+        .filter(|m| m.percent() >= MAP_FULL_PERCENT)
+        .map(|m| {
+            format!(
                 "map {} ({}) is {}% full: {} of {}",
                 m.name,
                 m.what,
                 m.percent(),
                 m.entries,
                 m.capacity
-            ));
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
@@ -138,11 +145,13 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 set_aside: m.set_aside,
             })
             .collect();
-        let problems = problems(&hooks, &maps, &pinned);
+        let problems = problems(&hooks, &pinned);
+        let warnings = warnings(&maps);
         let version = VersionView::current();
         HealthView {
             healthy: problems.is_empty(),
             problems,
+            warnings,
             version: version.version,
             git_commit: version.git_commit,
             ebpf_sha256: version.ebpf_sha256,
@@ -238,14 +247,18 @@ mod tests {
             set_aside: true,
         }];
         assert_eq!(
-            problems(&hooks, &maps, &pinned),
+            problems(&hooks, &pinned),
             [
                 "hook endpoint@np1 runs program id 9, not this agent's netpath_endpoint_tc",
                 "hook endpoint@np3 is not attached",
                 "hook endpoint@np2 is attached but nothing needs it",
                 "map FLOWS@old is set aside for a layout change, but an older build may still use it",
-                "map FLOWS (published-port flows) is 95% full: 95 of 100",
             ]
+        );
+        // A full flow table is pressure (outside traffic can cause it), not a failure.
+        assert_eq!(
+            warnings(&maps),
+            ["map FLOWS (published-port flows) is 95% full: 95 of 100"]
         );
     }
 }

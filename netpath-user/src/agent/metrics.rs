@@ -454,7 +454,12 @@ where
             use crate::api::Service as _;
             let h = shared.health();
             if h.healthy {
-                text(StatusCode::OK, PLAIN, "ok\n".into())
+                // Pressure is said, but it is no failure: a probe must not restart the agent.
+                let mut body = "ok\n".to_string();
+                for w in &h.warnings {
+                    body += &format!("warning: {w}\n");
+                }
+                text(StatusCode::OK, PLAIN, body)
             } else {
                 let mut body = h.problems.join("\n");
                 body.push('\n');

@@ -13,6 +13,9 @@ pub struct HealthView {
     pub healthy: bool,
     /// Each problem, one line.
     pub problems: Vec<String>,
+    /// What to watch but is not a failure (a map nearly full), one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// The agent's version and commit, and the SHA-256 of its eBPF object.
     pub version: String,
     pub git_commit: String,

@@ -157,6 +157,12 @@ fn print(h: &HealthView, verbose: bool) {
             println!("  {p}");
         }
     }
+    if !h.warnings.is_empty() {
+        println!("\nWarnings:");
+        for w in &h.warnings {
+            println!("  {w}");
+        }
+    }
 }
 
 pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<ExitCode> {

@@ -337,6 +337,11 @@ pub fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
 /// Puts `frame` (Ethernet and all) on the wire of `ifname` in `ns` as it is: what a neighbour
 /// with a raw socket can send, whatever its addresses say.
 pub fn send_frame(ns: &Netns, ifname: &str, frame: &[u8]) {
+    send_frames(ns, ifname, std::iter::once(frame.to_vec()));
+}
+
+/// [`send_frame`] for many frames, through one socket (a flood).
+pub fn send_frames(ns: &Netns, ifname: &str, frames: impl Iterator<Item = Vec<u8>> + Send) {
     let ifname = ifname.to_string();
     ns.run(move || {
         let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).expect("the interface");
@@ -348,16 +353,18 @@ pub fn send_frame(ns: &Netns, ifname: &str, frame: &[u8]) {
             to.sll_family = libc::AF_PACKET as u16;
             to.sll_ifindex = ifindex as i32;
             to.sll_halen = 6;
-            let sent = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
+            for frame in frames {
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&to as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(sent, frame.len() as isize, "sent");
+            }
             libc::close(fd);
-            assert_eq!(sent, frame.len() as isize, "sent");
         }
     });
 }
