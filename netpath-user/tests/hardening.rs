@@ -205,3 +205,50 @@ fn a_flood_that_fills_the_flow_table_is_a_warning_not_a_failed_liveness() {
     assert!(probe.ends_with("\n200"), "{probe}");
     assert!(probe.contains("warning: map FLOWS"), "{probe}");
 }
+
+#[test]
+fn idle_connections_do_not_stall_the_api_and_the_cli_gives_up_with_a_reason() {
+    let t = Topo::new();
+    // A few hundred connections that never send a request.
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..300)
+        .map(|_| std::os::unix::net::UnixStream::connect(t.socket()).expect("connect"))
+        .collect();
+    let start = std::time::Instant::now();
+    let v = t.ok(&["version", "--format", "{{.Agent.Version}}"]);
+    assert!(!v.trim().is_empty());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "a well-behaved client waited {:?} behind idle connections",
+        start.elapsed()
+    );
+    // The agent closes them when their headers are overdue.
+    for mut c in idle {
+        use std::io::Read as _;
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(c.read(&mut buf), Ok(0)),
+            "an idle connection kept open"
+        );
+    }
+
+    // An agent that accepts and never answers: the CLI stops with one line, not a hang.
+    let dir =
+        std::env::temp_dir().join(format!("netpath-stall-{}", netpath_user::testing::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("stalled.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let held = std::thread::spawn(move || listener.accept().map(|(c, _)| c));
+    let out = std::process::Command::new(common::BIN)
+        .args(["--timeout", "1", "--socket"])
+        .arg(&socket)
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not answer within 1s"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    drop(held.join());
+    let _ = std::fs::remove_dir_all(&dir); // scratch
+}

@@ -25,6 +25,8 @@ pub enum ClientError {
     /// The agent refused the request; the message is its one line.
     #[error("Error response from agent: {0}")]
     Refused(String),
+    #[error("the netpath agent at {0} did not answer within {1}s (busy or stalled; see its log, or raise --timeout)")]
+    Timeout(PathBuf, u64),
 }
 
 impl ClientError {
@@ -41,7 +43,12 @@ impl ClientError {
 #[derive(Clone, Debug)]
 pub struct Client {
     socket: PathBuf,
+    timeout: std::time::Duration,
 }
+
+/// How long a request may take, answer included, unless told otherwise (a monitor's stream is
+/// not bounded).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 type Result<T> = std::result::Result<T, ClientError>;
 
@@ -49,7 +56,14 @@ impl Client {
     pub fn new(socket: impl AsRef<Path>) -> Self {
         Client {
             socket: socket.as_ref().to_path_buf(),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same client with every request bounded by `timeout`.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub async fn version(&self) -> Result<VersionView> {
@@ -211,8 +225,23 @@ impl Client {
         sender.send_request(req).await.map_err(|e| http(&e))
     }
 
-    /// Sends one request and decodes the answer.
+    /// Sends one request and decodes the answer, within the client's timeout.
     async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        route: Route,
+        body: Option<&B>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.timeout, self.call_unbounded(route, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Timeout(
+                    self.socket.clone(),
+                    self.timeout.as_secs(),
+                ))
+            })
+    }
+
+    async fn call_unbounded<B: Serialize, T: DeserializeOwned>(
         &self,
         route: Route,
         body: Option<&B>,

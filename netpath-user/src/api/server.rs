@@ -25,10 +25,15 @@ use super::{
 
 /// The largest request body the agent reads.
 pub const MAX_BODY: usize = 1 << 20;
-/// Connections served at once; more wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 128;
-/// How long a connection may take to send a request's headers (idle keep-alive included).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait to be accepted. Each is closed once answered (no
+/// keep-alive) or when it misses a deadline, so idle or slow clients hold a place for seconds
+/// at most and the next well-behaved client waits no longer than that.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a connection may take to send a request's headers (a local client sends them at
+/// once).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request may take to send its body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a server accepts connections from: the API's unix socket, the metrics' TCP port.
 pub trait Listener: Send + 'static {
@@ -104,6 +109,7 @@ where
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handler))
                 .await
             {
@@ -175,7 +181,14 @@ async fn respond<S: Service>(
 
 /// A request's body, at most [`MAX_BODY`] bytes.
 pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY).collect().await {
+    let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await
+    else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not sent within {}s", BODY_TIMEOUT.as_secs()),
+        ));
+    };
+    match read {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

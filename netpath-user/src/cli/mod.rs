@@ -40,6 +40,15 @@ pub struct Cli {
     /// /run/netpath/netpath.sock].
     #[arg(long, global = true, env = "NETPATH_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Seconds a request may take before the CLI gives up with a one-line error.
+    #[arg(
+        long,
+        global = true,
+        env = "NETPATH_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    pub timeout: u64,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -143,7 +152,8 @@ fn client_socket(flag: Option<PathBuf>) -> PathBuf {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(client_socket(cli.socket.clone()));
+    let client = Client::new(client_socket(cli.socket.clone()))
+        .with_timeout(std::time::Duration::from_secs(cli.timeout.max(1)));
     match cli.cmd {
         Cmd::Agent(args) => agent::run(args, cli.socket).await,
         Cmd::Uninstall(args) => agent::uninstall(args, cli.socket),
