@@ -252,3 +252,54 @@ fn idle_connections_do_not_stall_the_api_and_the_cli_gives_up_with_a_reason() {
     drop(held.join());
     let _ = std::fs::remove_dir_all(&dir); // scratch
 }
+
+#[test]
+fn an_unreadable_state_file_stops_the_start_and_leaves_the_datapath_alone() {
+    let mut t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8089:80/udp"]);
+    common::udp_server(&ep, 80);
+    assert!(common::udp_request(&t.outside, HOST, 8089, "before").is_ok());
+    t.stop_agent();
+    let path = t.state_dir().join("state.json");
+    let good = std::fs::read(&path).unwrap();
+    let gateways = |t: &Topo| t.host.ip(&["-o", "-4", "addr", "show", "dev", "netpath0"]);
+    let gateways_before = gateways(&t);
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("corrupt", b"{\"networks\": 42}".to_vec()),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = t.start_agent_failing();
+        assert!(
+            err.contains("not a netpath state") && err.contains("nothing was changed"),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{what}: the file is as it was"
+        );
+        // The running datapath still serves, and no default network was made anew.
+        let r = common::udp_request(&t.outside, HOST, 8089, what);
+        assert!(r.is_ok(), "{what}: the published port stopped answering");
+        assert_eq!(gateways(&t), gateways_before, "{what}");
+        let aside = std::fs::read_dir(t.state_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.json.bad-")
+            });
+        assert!(!aside, "{what}: nothing to set aside");
+    }
+    // Restored by the operator: the agent starts and adopts it all.
+    std::fs::write(&path, &good).unwrap();
+    t.start_agent();
+    assert_eq!(
+        t.ok(&["endpoint", "ls", "--format", "{{.Name}}"]).trim(),
+        "web"
+    );
+    assert!(common::udp_request(&t.outside, HOST, 8089, "after").is_ok());
+}

@@ -32,10 +32,12 @@ impl StateFile {
         State::load(&self.path)
     }
 
-    /// Reads it and checks it ([`State::validated`]). A file that cannot be read as a state,
-    /// or that has problems, is kept aside (`state.json.bad-UNIXTIME`) and what is wrong is
-    /// returned, one line each; the state returned is what could be kept (and is saved, so
-    /// the agent starts from it).
+    /// Reads it and checks it ([`State::validated`]). A file that is not a state at all
+    /// (empty, truncated, corrupt) is an error that changes nothing: the agent refuses to start
+    /// and the running datapath, which holds everything the file described, stays as it is
+    /// until a person decides. A state with problems is repaired: the file is kept aside
+    /// (`state.json.bad-UNIXTIME`) and what is wrong is returned, one line each; the state
+    /// returned is what could be kept (and is saved, so the agent starts from it).
     pub fn load_checked(&mut self) -> std::io::Result<(State, Vec<String>)> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
@@ -50,17 +52,26 @@ impl StateFile {
                 let (s, p) = s.validated();
                 (
                     s,
-                    p.into_iter().map(|p| format!("{file}: {}", p.0)).collect(),
+                    p.into_iter()
+                        .map(|p| format!("{file}: {}", p.0))
+                        .collect::<Vec<String>>(),
                 )
             }
-            Err(e) => (
-                State::default(),
-                vec![format!(
-                    "{file}: not a netpath state (line {}, column {}: {e}): starting with none",
-                    e.line(),
-                    e.column()
-                )],
-            ),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "not a netpath state ({}): nothing was changed and the \
+                         running datapath is left as it is; restore the file, or move it \
+                         aside to start with no endpoints",
+                        if bytes.is_empty() {
+                            "it is empty".to_string()
+                        } else {
+                            format!("line {}, column {}: {e}", e.line(), e.column())
+                        }
+                    ),
+                ))
+            }
         };
         if !problems.is_empty() {
             let secs = std::time::SystemTime::now()
