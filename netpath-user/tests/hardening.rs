@@ -303,3 +303,43 @@ fn an_unreadable_state_file_stops_the_start_and_leaves_the_datapath_alone() {
     );
     assert!(common::udp_request(&t.outside, HOST, 8089, "after").is_ok());
 }
+
+#[test]
+fn a_second_agent_on_the_same_pins_is_refused_and_the_first_keeps_serving() {
+    let t = Topo::new();
+    let ep = t.endpoint("web", &["-p", "8090:80/udp"]);
+    common::udp_server(&ep, 80);
+    assert!(common::udp_request(&t.outside, HOST, 8090, "first").is_ok());
+    let dir = std::env::temp_dir().join(format!(
+        "netpath-second-{}",
+        netpath_user::testing::unique()
+    ));
+    let mut second = t.agent_opts();
+    second.dir = dir.clone();
+    second.socket = dir.join("netpath.sock");
+    second.state_dir = dir.join("state");
+    let err = match netpath_user::testing::AgentProcess::start(second.clone()) {
+        Ok(_) => panic!("a second agent started on the first's pins"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("another netpath agent is using the pin directory"),
+        "{err}"
+    );
+    // Nor may its uninstall take the first's datapath down.
+    let out = second.uninstall().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("another netpath agent is using the pin directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(common::udp_request(&t.outside, HOST, 8090, "still").is_ok());
+    assert_eq!(
+        t.ok(&["endpoint", "ls", "--format", "{{.Name}}"]).trim(),
+        "web"
+    );
+    assert!(t.ok(&["status"]).contains("Health:           OK"));
+    let _ = std::fs::remove_dir_all(&dir); // scratch
+}

@@ -187,15 +187,41 @@ impl StateLock {
     }
 }
 
+/// An exclusive lock on a pin directory, held while the agent (or `uninstall`) uses its maps
+/// and links: a second agent on the same directory would rewrite the first's maps. bpffs holds
+/// no regular files, so the lock is a flock on the directory itself.
+pub struct PinLock {
+    _dir: File,
+}
+
+impl PinLock {
+    /// Takes the lock of `dir` (which exists) or says that another agent holds it.
+    pub fn take(dir: &Path) -> anyhow::Result<PinLock> {
+        let file = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            bail!(
+                "another netpath agent is using the pin directory {} (its maps and links): \
+                 give each agent its own --bpffs",
+                dir.display()
+            );
+        }
+        Ok(PinLock { _dir: file })
+    }
+}
+
+/// Whether `p` is on a bpffs.
+pub fn is_bpffs(p: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    nix::sys::statfs::statfs(p)
+        .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+        .unwrap_or(false)
+}
+
 /// Makes sure `dir` is on a bpffs, mounting one where needed (inside `ip netns exec` /sys is
 /// a fresh sysfs without one); a mount made is recorded.
 pub fn ensure_bpffs(dir: &Path, record: &mut HostRecord) -> anyhow::Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-    let is_bpffs = |p: &Path| {
-        nix::sys::statfs::statfs(p)
-            .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
-            .unwrap_or(false)
-    };
     if dir.exists() && is_bpffs(dir) {
         return Ok(());
     }

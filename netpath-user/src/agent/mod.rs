@@ -128,6 +128,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // Found early, bound late: the socket answers only once the agent serves (readiness).
     refuse_if_served(&cfg.socket)?;
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
+    let _pins = host::PinLock::take(&cfg.bpffs)?;
     // Endpoints' hosts and resolv.conf files go under /etc/netns: made here when the host has
     // none, and recorded, so that uninstall takes it back.
     record.create_dir(netns_files::NetnsFiles::default().root())?;

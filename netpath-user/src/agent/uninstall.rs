@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    host::{port_ranges, HostRecord, StateLock, RESERVED_PORTS},
+    host::{is_bpffs, port_ranges, HostRecord, PinLock, StateLock, RESERVED_PORTS},
     netns_files::NetnsFiles,
     store::StateFile,
     GATEWAY_LINK, VXLAN_LINK,
@@ -48,6 +48,12 @@ impl Uninstall {
                 StateLock::take(&self.state_dir)
                     .context("stop the agent first (for systemd: systemctl stop netpath)")?,
             )
+        } else {
+            None
+        };
+        // Nor while another agent uses the pin directory (it may have another state directory).
+        let _pins = if self.bpffs.is_dir() {
+            Some(PinLock::take(&self.bpffs)?)
         } else {
             None
         };
@@ -144,14 +150,35 @@ impl Uninstall {
             ));
         }
         for m in record.mounts.iter().rev() {
-            if nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+            // A bpffs that still holds pins (another agent's, under another directory) stays.
+            let others: Vec<String> = if is_bpffs(m) {
+                pinned_names(m)
+                    .into_iter()
+                    .filter(|n| !n.ends_with(".debug"))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !others.is_empty() {
+                out.say(format!(
+                    "left {} mounted: it still holds {}",
+                    m.display(),
+                    others.join(", ")
+                ));
+            } else if nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).is_ok() {
                 out.say(format!("unmounted {}", m.display()));
             }
         }
         for socket in std::iter::once(&self.socket).chain(&record.sockets) {
             let is_socket = std::fs::symlink_metadata(socket)
                 .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
-            if is_socket {
+            // A socket something still answers on is another agent's: left alone.
+            if is_socket && std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                out.say(format!(
+                    "left {}: another agent answers there",
+                    socket.display()
+                ));
+            } else if is_socket {
                 remove_file(socket)?;
                 out.say(format!("removed {}", socket.display()));
             }
