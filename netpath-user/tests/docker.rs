@@ -638,3 +638,32 @@ fn refusals_reach_docker_as_one_line_and_change_nothing() {
     assert!(!socket.exists(), "the plugin socket is gone");
     assert!(!lab.t.state_dir().exists(), "the state directory is gone");
 }
+
+#[test]
+fn the_cli_does_not_take_dockers_endpoints_and_networks_from_under_it() {
+    let lab = Lab::new();
+    let id = create(&lab, "owned", &["--subnet", "10.41.0.0/24"]);
+    lab.docker(&["run", "-d", "--name", "held", "--network", "owned", IMAGE]);
+    let ep = lab
+        .t
+        .ok(&["endpoint", "ls", "--format", "{{.Name}}"])
+        .trim()
+        .to_string();
+    assert!(!ep.is_empty());
+    // netpath names Docker's networks by Docker's short id.
+    let net = &id[..12];
+    // Refused, each with its owner named, and nothing changed.
+    let e = lab.t.refused(&["endpoint", "rm", &ep]);
+    assert!(e.contains("is Docker's") && e.contains("--force"), "{e}");
+    let e = lab.t.refused(&["network", "rm", net]);
+    assert!(e.contains("is Docker's") && e.contains(&id[..12]), "{e}");
+    let names = lab.t.ok(&["endpoint", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(names.trim(), ep);
+    assert!(lab
+        .docker(&["exec", "held", "ip", "addr", "show", "eth0"])
+        .contains("10.41.0."));
+    // Docker takes them down itself.
+    lab.docker(&["rm", "-f", "held"]);
+    lab.docker(&["network", "rm", "owned"]);
+    assert_eq!(lab.t.ok(&["endpoint", "ls", "-q"]), "");
+}

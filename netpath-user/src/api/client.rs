@@ -93,7 +93,13 @@ impl Client {
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<()> {
-        self.call::<(), serde_json::Value>(Route::named(RouteKind::NetworkRemove, name), None)
+        self.remove_network_forced(name, false).await
+    }
+
+    /// `force`: even a network Docker owns.
+    pub async fn remove_network_forced(&self, name: &str, force: bool) -> Result<()> {
+        let route = Route::named(RouteKind::NetworkRemove, name).forced(force);
+        self.call::<(), serde_json::Value>(route, None)
             .await
             .map(drop)
     }
@@ -126,7 +132,13 @@ impl Client {
     }
 
     pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
-        self.call::<(), serde_json::Value>(Route::named(RouteKind::EndpointRemove, name), None)
+        self.remove_endpoint_forced(name, false).await
+    }
+
+    /// `force`: even an endpoint Docker owns.
+    pub async fn remove_endpoint_forced(&self, name: &str, force: bool) -> Result<()> {
+        let route = Route::named(RouteKind::EndpointRemove, name).forced(force);
+        self.call::<(), serde_json::Value>(route, None)
             .await
             .map(drop)
     }

@@ -91,6 +91,8 @@ routes! {
 pub struct Route {
     pub kind: RouteKind,
     pub name: String,
+    /// `?force=true`: remove what an engine (dockerd) owns anyway.
+    pub force: bool,
 }
 
 /// The longest piece of a refused input an error message repeats.
@@ -110,6 +112,7 @@ impl Route {
         Route {
             kind,
             name: String::new(),
+            force: false,
         }
     }
 
@@ -118,13 +121,25 @@ impl Route {
         Route {
             kind,
             name: name.to_string(),
+            force: false,
         }
+    }
+
+    /// The same route with `force` set.
+    pub fn forced(mut self, force: bool) -> Route {
+        self.force = force;
+        self
     }
 
     /// The request path, the name percent-encoded.
     pub fn path(&self) -> String {
         let name = utf8_percent_encode(&self.name, NON_ALPHANUMERIC).to_string();
-        self.kind.template().replace("{name}", &name)
+        let path = self.kind.template().replace("{name}", &name);
+        if self.force {
+            path + "?force=true"
+        } else {
+            path
+        }
     }
 
     /// The route of a request. Unknown paths are 404, a known path with another method 405,
@@ -167,7 +182,11 @@ impl Route {
                 }
                 None => String::new(),
             };
-            return Ok(Route { kind: *kind, name });
+            return Ok(Route {
+                kind: *kind,
+                name,
+                force: false,
+            });
         }
         let path = echo(path);
         if known_path {

@@ -137,7 +137,13 @@ async fn respond<S: Service>(
 ) -> (&'static str, Response<Body>) {
     let method = req.method().clone();
     let route = match Route::parse(&method, req.uri().path()) {
-        Ok(r) => r,
+        Ok(r) => r.forced(
+            req.uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .any(|kv| kv == "force=true" || kv == "force=1"),
+        ),
         Err(e) => return ("unknown", error_response(&e)),
     };
     let kind = route.kind;
@@ -235,7 +241,21 @@ pub fn dispatch<S: Service + ?Sized>(
         RouteKind::NetworkList => to_json(&svc.networks()),
         RouteKind::NetworkCreate => to_json(&svc.create_network(&parse_body(body)?)?),
         RouteKind::NetworkInspect => to_json(&svc.network(name)?),
-        RouteKind::NetworkRemove => svc.remove_network(name).map(|()| b"{}".to_vec()),
+        RouteKind::NetworkRemove => {
+            if !route.force {
+                if let Some(id) = svc
+                    .network(name)
+                    .ok()
+                    .and_then(|n| n.labels.get(crate::model::DOCKER_NETWORK_LABEL).cloned())
+                {
+                    return Err(docker_owns(format!(
+                        "network {name} is Docker's (network id {}): remove it with `docker network rm`",
+                        short(&id)
+                    )));
+                }
+            }
+            svc.remove_network(name).map(|()| b"{}".to_vec())
+        }
         RouteKind::NetworkConnect => to_json(&svc.connect(name, &parse_body(body)?)?),
         RouteKind::NetworkDisconnect => to_json(&svc.disconnect(name, &parse_body(body)?)?),
         RouteKind::EndpointList => to_json(&svc.endpoints()),
@@ -256,7 +276,22 @@ pub fn dispatch<S: Service + ?Sized>(
             to_json(&svc.create_endpoint(&req)?)
         }
         RouteKind::EndpointInspect => to_json(&svc.endpoint(name)?),
-        RouteKind::EndpointRemove => svc.remove_endpoint(name).map(|()| b"{}".to_vec()),
+        RouteKind::EndpointRemove => {
+            if !route.force {
+                let docker = svc
+                    .endpoint(name)
+                    .ok()
+                    .and_then(|e| e.engine)
+                    .filter(|e| e.kind == crate::model::EngineKind::Docker);
+                if let Some(e) = docker {
+                    return Err(docker_owns(format!(
+                        "endpoint {name} is Docker's (endpoint id {}): disconnect or remove its container with docker",
+                        short(&e.id)
+                    )));
+                }
+            }
+            svc.remove_endpoint(name).map(|()| b"{}".to_vec())
+        }
         RouteKind::EndpointPrune => to_json(&svc.prune()?),
         RouteKind::Publish => to_json(&svc.publish(name, &parse_body(body)?)?),
         RouteKind::Unpublish => to_json(&svc.unpublish(name, &parse_body(body)?)?),
@@ -264,6 +299,19 @@ pub fn dispatch<S: Service + ?Sized>(
         RouteKind::NodeList => to_json(&svc.nodes()?),
         RouteKind::Monitor => Err(ApiError::bad_request("the monitor streams: ask over HTTP")),
     }
+}
+
+/// A refusal to take something from under the engine that owns it.
+fn docker_owns(what: String) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!("{what}; --force removes it anyway, and Docker will still think it exists"),
+    )
+}
+
+/// The first 12 characters of an id, as Docker shows them.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// Streams `rx` as JSON lines until the client goes.

@@ -64,6 +64,9 @@ pub enum EndpointCmd {
     Rm {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// Remove it even when Docker owns it (Docker will still think it exists).
+        #[arg(short, long)]
+        force: bool,
     },
     /// List endpoints.
     #[command(
@@ -166,9 +169,9 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        EndpointCmd::Rm { names } => {
+        EndpointCmd::Rm { names, force } => {
             let (done, failed) = each(&names, |n| async move {
-                client.remove_endpoint(&n).await.map(|()| n)
+                client.remove_endpoint_forced(&n, force).await.map(|()| n)
             })
             .await;
             for n in done {

@@ -71,6 +71,9 @@ pub enum NetworkCmd {
     Rm {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// Remove it even when Docker owns it (Docker will still think it exists).
+        #[arg(short, long)]
+        force: bool,
     },
     /// Connect an endpoint to a network: a new interface (eth1, eth2, ...) in its namespace.
     #[command(
@@ -181,9 +184,9 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
             print_inspect(&found, format.as_deref())?;
             Ok(exit(failed))
         }
-        NetworkCmd::Rm { names } => {
+        NetworkCmd::Rm { names, force } => {
             let (done, failed) = each(&names, |n| async move {
-                client.remove_network(&n).await.map(|()| n)
+                client.remove_network_forced(&n, force).await.map(|()| n)
             })
             .await;
             for n in done {

@@ -50,7 +50,7 @@ use ipam::Pools;
 use protocol::*;
 
 /// The label holding a netpath network's or endpoint's Docker network id.
-pub const NETWORK_LABEL: &str = "com.docker.network.id";
+pub const NETWORK_LABEL: &str = crate::model::DOCKER_NETWORK_LABEL;
 /// The label holding a netpath endpoint's Docker endpoint id.
 pub const ENDPOINT_LABEL: &str = "com.docker.endpoint.id";
 /// The label holding an endpoint's exposed ports (`80/tcp,53/udp`), for `EndpointOperInfo`.

@@ -102,6 +102,9 @@ impl Network {
 
 /// Option keys that set inter-container communication.
 pub(crate) const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
+/// The label of a network Docker made through the plugin: Docker's id of it.
+pub const DOCKER_NETWORK_LABEL: &str = "com.docker.network.id";
+
 /// Option key of the host-gateway address (host.docker.internal).
 pub const HOST_GATEWAY: &str = "host-gateway";
 /// Option key of the host-gateway TCP ports served by the host's loopback (beyond Docker).
