@@ -284,15 +284,10 @@ fn an_unreadable_state_file_stops_the_start_and_leaves_the_datapath_alone() {
         let r = common::udp_request(&t.outside, HOST, 8089, what);
         assert!(r.is_ok(), "{what}: the published port stopped answering");
         assert_eq!(gateways(&t), gateways_before, "{what}");
-        let aside = std::fs::read_dir(t.state_dir())
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("state.json.bad-")
-            });
-        assert!(!aside, "{what}: nothing to set aside");
+        assert!(
+            !common::state_set_aside(&t.state_dir()),
+            "{what}: nothing to set aside"
+        );
     }
     // Restored by the operator: the agent starts and adopts it all.
     std::fs::write(&path, &good).unwrap();

@@ -485,15 +485,7 @@ fn a_damaged_state_file_is_set_aside_and_said_exactly() {
     ] {
         assert!(log.contains(&want), "{want:?} in:\n{log}");
     }
-    let aside = std::fs::read_dir(t.state_dir())
-        .unwrap()
-        .filter_map(Result::ok)
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("state.json.bad-")
-        });
-    assert!(aside);
+    assert!(common::state_set_aside(&t.state_dir()));
     let names = t.ok(&["endpoint", "ls", "--format", "{{.Name}}"]);
     assert_eq!(names.trim(), "a");
     let ns = Netns::new("npafter");

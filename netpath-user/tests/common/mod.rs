@@ -29,3 +29,31 @@ pub fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `systemd-analyze verify` accepts the unit at `unit`, with the man pages of its
+/// Documentation= found under `manpath`: no error and nothing said.
+pub fn systemd_accepts(unit: &std::path::Path, manpath: &std::path::Path) {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .env("MANPATH", manpath)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether a damaged state file was set aside (`state.json.bad-*`) in `state_dir`.
+pub fn state_set_aside(state_dir: &std::path::Path) -> bool {
+    std::fs::read_dir(state_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.bad-")
+        })
+}
