@@ -95,8 +95,9 @@ pub fn remove(dir: &Path) -> Result<()> {
 
 /// A command that runs `script` (bash) as root inside `dir`, in a mount namespace of its own
 /// with the kernel's file systems mounted as on a machine: /proc, /sys (with cgroup2 below),
-/// /dev, and an empty /run. The root is a mount point of its own, as `/` is on a machine
-/// (`ip netns exec` remounts it).
+/// /dev, and an empty /run. The root is made the mount namespace's own root (pivot_root, not a
+/// chroot), as `/` is on a machine: `ip netns exec` remounts it, and a process that enters a
+/// mount namespace made inside (nsenter --mount, as the tests do for dockerd) lands in it.
 pub fn in_root(dir: &Path, script: &str) -> Command {
     let d = dir.display();
     let mounts = format!(
@@ -107,7 +108,12 @@ pub fn in_root(dir: &Path, script: &str) -> Command {
          mount --rbind /dev {d}/dev\n\
          mount -t tmpfs -o mode=755 tmpfs {d}/run\n\
          cp /etc/resolv.conf {d}/etc/resolv.conf\n\
-         exec chroot {d} /bin/bash -c \"$0\""
+         cd {d}\n\
+         mkdir -p .oldroot\n\
+         pivot_root . .oldroot\n\
+         umount -l /.oldroot\n\
+         rmdir /.oldroot\n\
+         exec /bin/bash -c \"$0\""
     );
     let mut cmd = Command::new("unshare");
     cmd.args([
