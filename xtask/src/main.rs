@@ -147,6 +147,8 @@ fn test(args: &[String]) -> Result<()> {
                 "--exclude",
                 "netpath-ebpf",
                 "--all-targets",
+                // Every test binary runs, so one failure does not hide the others'.
+                "--no-fail-fast",
             ])
             .args(args)
             .env("NETPATH_UPGRADE_BIN", &upgrade)

@@ -76,6 +76,10 @@ pub const DEBIAN: &[Need] = &[
     need("linux-perf", "bench: where the CPU goes"),
     need("etcd-server", "tests: overlay networks across nodes"),
     need("systemd", "tests: systemd-analyze verifies the unit"),
+    need(
+        "man-db",
+        "tests: systemd-analyze checks the unit's man: pages with man",
+    ),
     need("procps", "tests: sysctl, ps"),
     need("kmod", "tests: kernel modules"),
     need("xz-utils", "package: compressed packages"),
