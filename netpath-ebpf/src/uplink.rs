@@ -1,16 +1,17 @@
 //! Traffic arriving on an uplink: published ports are DNAT'd and sent straight into their
-//! endpoint, replies of outbound flows translated back to theirs; everything else passes
-//! untouched. One decision for XDP and TC; only the redirect differs. An uplink runs one of
-//! them: the agent attaches TC only where XDP is off, since XDP decides everything TC would
-//! and a TC ingress program costs the host's own packets even when it only passes them.
+//! endpoint, replies of outbound flows translated back to theirs; what no wire may carry
+//! (loopback addresses) and what was routed at a network's addresses are dropped; everything
+//! else passes untouched. One decision for XDP and TC; only the redirect differs. An uplink
+//! runs one of them: the agent attaches TC only where XDP is off, since XDP decides everything
+//! TC would and a TC ingress program costs the host's own packets even when it only passes
+//! them.
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer},
+    maps::lpm_trie::Key,
     programs::{TcContext, XdpContext},
 };
 use netpath_common::{event, Counter};
-
-use aya_ebpf::maps::lpm_trie::Key;
 
 use crate::{
     maps::SUBNETS,
