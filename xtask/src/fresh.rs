@@ -51,7 +51,7 @@ for i in $(seq 600); do
 done
 [ -S /run/netpath/netpath.sock ] || { cat /tmp/run.log; echo "no agent socket after 300 s"; exit 1; }
 ip netns exec fresh-run target/release/netpath status
-AGENT=$(pgrep -f 'target/release/netpath agent')
+AGENT=$(pgrep -x netpath)  # by name: the script's own text holds the path
 kill $AGENT; wait $RUN || true
 ip netns exec fresh-run target/release/netpath uninstall
 ip netns del fresh-run; ip netns del fresh-gw
