@@ -274,7 +274,13 @@ impl Lab {
         if self.kind == Kind::NetpathXdp {
             opts.xdp = "native".into();
         }
-        opts.extra = vec!["--max-ports".into(), "140000".into()];
+        // The default network on docker0's subnet: the labs of every variant share addresses.
+        opts.extra = vec![
+            "--max-ports".into(),
+            "140000".into(),
+            "--default-subnet".into(),
+            "172.17.0.0/16".into(),
+        ];
         opts.extra.extend(args.iter().map(|a| a.to_string()));
         // What `ip netns exec` shows the agent as /etc/resolv.conf: the outside namespace,
         // so nothing it forwards leaves the lab.

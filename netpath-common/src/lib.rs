@@ -325,6 +325,10 @@ pub mod net_flags {
     pub const NO_ICC: u32 = 2;
     /// `--driver overlay`: the network spans nodes (`OVERLAY_NETS` has its VNI).
     pub const OVERLAY: u32 = 4;
+    /// `-o masquerade=false` (Docker's `enable_ip_masquerade=false`, `gateway_mode_ipv4=routed`):
+    /// endpoints' traffic leaves with their own addresses, and uplinks let traffic routed at
+    /// the network's addresses through.
+    pub const ROUTED: u32 = 8;
 }
 
 /// Value of `NETWORKS`.

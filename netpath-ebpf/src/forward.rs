@@ -93,6 +93,11 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             }
         }
         None if net.flags & net_flags::INTERNAL != 0 => drop(Counter::DropInternal, flow, ifindex),
+        // A routed network: out with the endpoint's own address, as the host routes it.
+        None if net.flags & net_flags::ROUTED != 0 => {
+            count(Counter::Pass);
+            TC_ACT_OK as i32
+        }
         // Beyond the networks: out of an uplink with source NAT, or to the host.
         None => snat::outbound(ctx, ep, flow, ifindex),
     }

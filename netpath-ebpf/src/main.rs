@@ -22,8 +22,8 @@ mod uplink;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{cgroup_sock_addr, classifier, xdp},
-    programs::{SockAddrContext, TcContext, XdpContext},
+    macros::{cgroup_sock, cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, SockContext, TcContext, XdpContext},
 };
 
 /// A tag fixed at build time (`NETPATH_EBPF_BUILD_TAG`, default 0). It changes nothing a
@@ -103,6 +103,12 @@ pub fn netpath_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(getpeername4)]
 pub fn netpath_sock_getpeername4(ctx: SockAddrContext) -> i32 {
     sock::from_endpoint(&ctx)
+}
+
+/// Host sockets may not bind a published port (EADDRINUSE).
+#[cgroup_sock(post_bind4)]
+pub fn netpath_sock_post_bind4(ctx: SockContext) -> i32 {
+    sock::refuse_published(&ctx)
 }
 
 /// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI; also the

@@ -81,6 +81,31 @@ pub fn lookup_port(addr: u32, port: u16, proto: u8) -> Published {
     }
 }
 
+/// Whether a host socket bound to `addr`, `port` (both network order) and `proto` would
+/// take a published port: one published on every address, or on this address, or any
+/// publish of the port when `addr` is every address. What docker-proxy's bound socket would
+/// conflict with.
+#[inline(always)]
+pub fn held(addr: u32, port: u16, proto: u8) -> bool {
+    let Some(slot) = PORTS_ANY.get_ptr(port_any_index(proto, port)) else {
+        return false;
+    };
+    // SAFETY: map value pointer valid for this program run; read at once.
+    let (anywhere, specific) = unsafe { ((*slot).target.ifindex != 0, (*slot).specific) };
+    if anywhere || (specific != 0 && addr == 0) {
+        return true;
+    }
+    specific != 0
+        && PORTS
+            .get_ptr(&PortKey {
+                addr,
+                port,
+                proto,
+                _pad: 0,
+            })
+            .is_some()
+}
+
 /// Whether `addr` is one of the host's addresses.
 #[inline(always)]
 fn host_addr(addr: u32) -> bool {

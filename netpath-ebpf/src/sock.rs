@@ -2,10 +2,13 @@
 //! socket of the agent's namespace uses, so a host process that connects to a published port
 //! (on 127.0.0.1, a host address or a gateway) talks to the endpoint directly — socket-level
 //! translation, no per-packet NAT, no userspace proxy. Sockets of other namespaces are left
-//! alone (their netns cookie differs).
+//! alone (their netns cookie differs). A host socket may not bind a published port: it
+//! gets `EADDRINUSE`, as when docker-proxy holds the port, instead of binding and then
+//! receiving nothing (the port's packets go to the endpoint before any socket sees them).
 use aya_ebpf::{
-    helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
-    programs::SockAddrContext,
+    helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_set_retval},
+    programs::{SockAddrContext, SockContext},
+    EbpfContext,
 };
 use netpath_common::{SockRevKey, SockRevNat};
 
@@ -14,13 +17,18 @@ use crate::{
     ports,
 };
 
-/// Allow the operation (the hooks never refuse one).
+/// Allow the operation.
 const ALLOW: i32 = 1;
+/// Refuse it, with the error [`bpf_set_retval`] set.
+const REFUSE: i32 = 0;
+/// `EADDRINUSE`.
+const EADDRINUSE: i32 = 98;
 
+/// Whether the socket of `ctx` is in the agent's namespace.
 #[inline(always)]
-fn ours(ctx: &SockAddrContext) -> bool {
-    // SAFETY: helper on the program's own context.
-    let cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+fn ours<C: EbpfContext>(ctx: &C) -> bool {
+    // SAFETY: helper on the program's own context (a sock_addr or a sock).
+    let cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     SOCK_NETNS
         .get(0)
         .is_some_and(|c| *c == cookie && cookie != 0)
@@ -83,4 +91,24 @@ pub fn from_endpoint(ctx: &SockAddrContext) -> i32 {
         }
     }
     ALLOW
+}
+
+/// post_bind4: a host socket bound to a published port is refused with `EADDRINUSE` (the
+/// bind is undone by the kernel). Ports the kernel picks itself never come here: the agent
+/// reserves published ports from automatic choice (`ip_local_reserved_ports`).
+#[inline(always)]
+pub fn refuse_published(ctx: &SockContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    let sk = ctx.sock;
+    // SAFETY: these fields of the context are readable in post_bind4.
+    let (addr, port, proto) = unsafe { ((*sk).src_ip4, (*sk).src_port, (*sk).protocol) };
+    // `src_port` is in host order here, unlike the sock_addr hooks' `user_port`.
+    if !ports::held(addr, (port as u16).to_be(), proto as u8) {
+        return ALLOW;
+    }
+    // SAFETY: helper of cgroup programs; the kernel returns this error to bind().
+    unsafe { bpf_set_retval(-EADDRINUSE) };
+    REFUSE
 }

@@ -11,10 +11,10 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{event, Counter};
+use netpath_common::{event, net_flags, Counter};
 
 use crate::{
-    maps::SUBNETS,
+    maps::{NETWORKS, SUBNETS},
     packet::Packet,
     parse::{parse, Ipv4Flow, Parsed},
     ports::{self, Dnat, Published},
@@ -48,12 +48,19 @@ fn martian(addr: u32) -> bool {
 /// serves only itself, as in the README's walkthrough) carries 127.0.0.0/8 legitimately.
 const LOOPBACK_IFINDEX: u32 = 1;
 
-/// Whether `addr` (network order) is in one of the networks' subnets: an endpoint, a gateway,
-/// or an address no one has yet. Reached from outside only through published ports (Docker
-/// 28 drops direct routed access the same way).
+/// Whether `addr` (network order) is in one of the networks' subnets (an endpoint, a gateway,
+/// or an address no one has yet) that is not routed. Reached from outside only through
+/// published ports (Docker 28 drops direct routed access the same way), unless the network
+/// says it is routed (`net_flags::ROUTED`).
 #[inline(always)]
 fn in_a_network(addr: u32) -> bool {
-    SUBNETS.get(Key::new(32, addr)).is_some()
+    let Some(id) = SUBNETS.get(Key::new(32, addr)) else {
+        return false;
+    };
+    // SAFETY: map value pointer valid for this program run; read at once.
+    NETWORKS
+        .get_ptr(id)
+        .is_none_or(|n| unsafe { (*n).flags } & net_flags::ROUTED == 0)
 }
 
 /// What passes untranslated: on to the host, unless it was routed at a network.

@@ -163,15 +163,19 @@ impl<'de> Deserialize<'de> for Subnet {
     }
 }
 
-/// Docker's default address pools: 172.17.0.0/16 … 172.31.0.0/16, then 192.168.0.0/20 steps.
+/// netpath's default address pools: 10.210.0.0/16 … 10.239.0.0/16, then 10.200.0.0/24 …
+/// 10.200.255.0/24. Apart from Docker's (172.17–31.0.0/16, 192.168.0.0/20 steps: docker0
+/// and Docker's own networks), Podman's (10.88/10.89) and Kubernetes' usual service and pod
+/// ranges (10.96/12, 10.244/16, 10.42–43/16), so none of them ever picks a subnet netpath
+/// picked without knowing it.
 pub fn default_pool() -> impl Iterator<Item = Subnet> {
-    let b = (17u8..=31).map(|x| Subnet {
-        addr: Ipv4Addr::new(172, x, 0, 0),
+    let b = (210u8..=239).map(|x| Subnet {
+        addr: Ipv4Addr::new(10, x, 0, 0),
         prefix: 16,
     });
-    let c = (0u8..16).map(|i| Subnet {
-        addr: Ipv4Addr::new(192, 168, i * 16, 0),
-        prefix: 20,
+    let c = (0u8..=255).map(|i| Subnet {
+        addr: Ipv4Addr::new(10, 200, i, 0),
+        prefix: 24,
     });
     b.chain(c)
 }

@@ -425,7 +425,7 @@ impl TwoNodes {
 fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     let t = TwoNodes::start();
     // Made on one node, the network is every node's: the same id, global scope, a VNI.
-    t.overlay("ov1", "10.210.0.0/24", &[]);
+    t.overlay("ov1", "10.190.0.0/24", &[]);
     let ls = overlay_networks(&t.a2);
     assert!(ls[0].ends_with(" global"), "{ls:?}");
     let vni = ok(
@@ -519,7 +519,7 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     a.run(|| {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_broadcast(true).unwrap();
-        s.send_to(b"all", ("10.210.0.255", 53_001)).unwrap();
+        s.send_to(b"all", ("10.190.0.255", 53_001)).unwrap();
     });
     let mut buf = [0u8; 8];
     let (n, from) = got

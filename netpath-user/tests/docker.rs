@@ -24,6 +24,22 @@ impl Lab {
     }
 
     fn with(live_restore: bool) -> Lab {
+        Lab::with_options(DockerdOptions {
+            own_rules: false,
+            live_restore,
+            // Without Docker's bridge, the host is reached at its uplink address.
+            host_gateway_ip: Some(HOST),
+            ..DockerdOptions::default()
+        })
+    }
+
+    /// dockerd as Docker's defaults have it (docker0, iptables, docker-proxy) and netpath's
+    /// plugin beside it.
+    fn beside_docker0() -> Lab {
+        Lab::with_options(DockerdOptions::default())
+    }
+
+    fn with_options(opts: DockerdOptions) -> Lab {
         let plugins = std::env::temp_dir().join(format!("netpath-plugins-{}", unique()));
         std::fs::create_dir_all(&plugins).unwrap();
         let dir = plugins.display().to_string();
@@ -32,10 +48,7 @@ impl Lab {
             &t.host,
             &DockerdOptions {
                 plugins: Some(plugins.clone()),
-                own_rules: false,
-                live_restore,
-                // Without Docker's bridge, the host is reached at its uplink address.
-                host_gateway_ip: Some(HOST),
+                ..opts
             },
         )
         .expect("dockerd");
@@ -594,10 +607,10 @@ fn refusals_reach_docker_as_one_line_and_change_nothing() {
         "--subnet",
         "10.39.0.0/24",
         "-o",
-        "com.docker.network.bridge.name=br9",
+        "com.example.colour=blue",
         "opt",
     ]);
-    assert!(e.contains("com.docker.network.bridge.name"), "{e}");
+    assert!(e.contains("com.example.colour"), "{e}");
     // A host port a host process holds.
     tcp_server(&lab.t.host, 2222);
     let e = lab.docker_err(&[
@@ -666,4 +679,93 @@ fn the_cli_does_not_take_dockers_endpoints_and_networks_from_under_it() {
     lab.docker(&["rm", "-f", "held"]);
     lab.docker(&["network", "rm", "owned"]);
     assert_eq!(lab.t.ok(&["endpoint", "ls", "-q"]), "");
+}
+
+/// The subnet of Docker network `net`.
+fn docker_subnet(lab: &Lab, net: &str) -> netpath_user::ipam::Subnet {
+    lab.inspect(net)["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn beside_dockers_own_bridge_no_subnet_and_no_port_is_taken_twice() {
+    use netpath_user::ipam::Subnet;
+    let lab = Lab::beside_docker0();
+    let docker_pools: [Subnet; 2] = [
+        "172.16.0.0/12".parse().unwrap(),
+        "192.168.0.0/16".parse().unwrap(),
+    ];
+    let apart = |s: Subnet| docker_pools.iter().all(|p| !p.overlaps(&s));
+    // netpath's default network and a network Docker asks netpath for without --subnet:
+    // neither on docker0's subnet nor in Docker's pools.
+    let bridge = lab.netpath_json(&["network", "inspect", "bridge"]);
+    let default: Subnet = bridge[0]["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(apart(default), "{default}");
+    create(&lab, "np", &[]);
+    assert!(apart(docker_subnet(&lab, "np")));
+    // Docker's own networks come from its pools as before, and its bridge works: a
+    // container there reaches its gateway (docker0).
+    lab.docker(&["network", "create", "dn"]);
+    assert!(!apart(docker_subnet(&lab, "dn")));
+    lab.docker(&["run", "-d", "--name", "plain", IMAGE]);
+    let gw = lab.inspect("plain")["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw, "172.17.0.1");
+    lab.docker(&["exec", "plain", "ping", "-c1", "-W2", &gw]);
+
+    // A port netpath publishes is held: Docker's bridge cannot publish it too...
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "np",
+        "-p",
+        "8080:80",
+        "-p",
+        "80",
+        IMAGE,
+    ]);
+    wait_serving(&lab, 8080);
+    let e = lab.docker_err(&["run", "-d", "--name", "twin", "-p", "8080:80", IMAGE]);
+    assert!(
+        e.contains("address already in use") || e.contains("already allocated"),
+        "{e}"
+    );
+    // ... an ephemeral publish of Docker's own gets another port than netpath's ...
+    let ep = lab.endpoint_of("web", "np");
+    let ours: u16 = lab
+        .t
+        .ok(&["port", &ep, "80"])
+        .lines()
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+        .find(|p| *p != 8080)
+        .expect("netpath's ephemeral port");
+    lab.docker(&["rm", "-f", "twin"]);
+    lab.docker(&["run", "-d", "--name", "theirs", "-p", "80", IMAGE]);
+    let theirs: u16 = lab
+        .docker(&["port", "theirs", "80/tcp"])
+        .lines()
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+        .next()
+        .expect("Docker's ephemeral port");
+    assert_ne!(theirs, ours);
+    // ... and each answers as its owner says.
+    assert_eq!(lab.seen_from_outside(ours).unwrap(), OUTSIDE.to_string());
+    assert!(lab.seen_from_outside(theirs).is_ok());
+    // The reverse: a port docker-proxy holds is refused by netpath.
+    let e = lab
+        .t
+        .refused(&["port", "publish", &ep, &format!("{theirs}:80")]);
+    assert!(e.contains("already in use"), "{e}");
 }

@@ -338,3 +338,92 @@ fn a_second_agent_on_the_same_pins_is_refused_and_the_first_keeps_serving() {
     assert!(t.ok(&["status"]).contains("Health:           OK"));
     let _ = std::fs::remove_dir_all(&dir); // scratch
 }
+
+/// Binds `addr` with `proto` ("tcp"/"udp") in `ns`: the error's kind, or None when bound.
+fn bind_error(ns: &Netns, proto: &str, addr: &str) -> Option<std::io::ErrorKind> {
+    let addr = addr.to_string();
+    let proto = proto.to_string();
+    ns.run(move || {
+        if proto == "tcp" {
+            std::net::TcpListener::bind(&addr).err().map(|e| e.kind())
+        } else {
+            UdpSocket::bind(&addr).err().map(|e| e.kind())
+        }
+    })
+}
+
+#[test]
+fn published_ports_are_never_the_hosts_source_ports_and_binding_one_is_refused() {
+    use std::io::ErrorKind::AddrInUse;
+    let t = Topo::new();
+    // The host picks its own ports from 100; ephemeral publishes take the first 50 of them.
+    t.host.sysctl("net/ipv4/ip_local_port_range", "32768 32867");
+    let ep = t.endpoint(
+        "web",
+        &[
+            "-p",
+            "1000-1049",
+            "-p",
+            "2000-2049/udp",
+            "-p",
+            "127.0.0.1:9100:80",
+        ],
+    );
+    let published: Vec<u16> = t
+        .ok(&["port", "web"])
+        .lines()
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(published.len(), 101, "{published:?}");
+    assert!(
+        (32768..32818).all(|p| published.contains(&p)),
+        "{published:?}"
+    );
+    let reserved = t
+        .host
+        .exec("cat", &["/proc/sys/net/ipv4/ip_local_reserved_ports"]);
+    assert!(
+        reserved.contains("9100") && reserved.contains("32768-32817"),
+        "{reserved}"
+    );
+
+    // The host's own connections out: every one gets its replies (none is handed to the
+    // endpoint), and none comes from a published port.
+    common::tcp_server(&t.outside, 7000);
+    for i in 0..40 {
+        let reply = common::tcp_request(&t.host, OUTSIDE, 7000, "out")
+            .unwrap_or_else(|e| panic!("host connection {i}: {e}"));
+        let port: u16 = reply
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.rsplit(':').next()?.parse().ok())
+            .expect("the server says the client's port");
+        assert!(!published.contains(&port), "connection {i} from {port}");
+    }
+
+    // A host socket binding a published port is refused as if docker-proxy held it; the
+    // same port in another namespace, or one not published, binds.
+    assert_eq!(bind_error(&t.host, "tcp", "0.0.0.0:32768"), Some(AddrInUse));
+    assert_eq!(
+        bind_error(&t.host, "tcp", "10.77.0.2:32800"),
+        Some(AddrInUse)
+    );
+    assert_eq!(bind_error(&t.host, "udp", "0.0.0.0:32768"), Some(AddrInUse));
+    assert_eq!(
+        bind_error(&t.host, "tcp", "127.0.0.1:9100"),
+        Some(AddrInUse)
+    );
+    assert_eq!(bind_error(&t.host, "tcp", "0.0.0.0:9100"), Some(AddrInUse));
+    assert_eq!(bind_error(&t.host, "tcp", "10.77.0.2:9100"), None);
+    assert_eq!(bind_error(&t.host, "udp", "0.0.0.0:9100"), None);
+    assert_eq!(bind_error(&t.host, "tcp", "0.0.0.0:32850"), None);
+    assert_eq!(bind_error(&ep, "tcp", "0.0.0.0:32768"), None);
+
+    // Unpublished, the port is the host's again.
+    t.ok(&["port", "unpublish", "web", "127.0.0.1:9100:80"]);
+    assert_eq!(bind_error(&t.host, "tcp", "127.0.0.1:9100"), None);
+    let reserved = t
+        .host
+        .exec("cat", &["/proc/sys/net/ipv4/ip_local_reserved_ports"]);
+    assert!(!reserved.contains("9100"), "{reserved}");
+}

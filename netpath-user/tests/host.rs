@@ -21,7 +21,7 @@ fn hairpin_through_host_and_gateway_addresses_including_its_own_port() {
     common::udp_server(&web, 53);
     let client = t.endpoint("client", &[]);
     let far = t.endpoint("far", &["--network", "other"]);
-    let gateway: Ipv4Addr = "172.17.0.1".parse().unwrap();
+    let gateway: Ipv4Addr = "10.210.0.1".parse().unwrap();
     for (who, ns) in [("client", &client), ("far", &far)] {
         for to in [HOST, gateway] {
             let r = tcp_request(ns, to, 8080, "hi")
@@ -66,7 +66,7 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
     );
     tcp_server(&web, 80);
     common::udp_server(&web, 53);
-    let gateway: Ipv4Addr = "172.17.0.1".parse().unwrap();
+    let gateway: Ipv4Addr = "10.210.0.1".parse().unwrap();
     for (to, port) in [
         (Ipv4Addr::LOCALHOST, 8080),
         (HOST, 8080),
@@ -140,7 +140,7 @@ fn host_docker_internal_resolves_and_reaches_the_host() {
         }
     });
     common::udp_server(&t.host, 7001);
-    for (ns, want) in [(&ep, "172.17.0.1"), (&app, "10.10.8.254")] {
+    for (ns, want) in [(&ep, "10.210.0.1"), (&app, "10.10.8.254")] {
         let line = ns.exec("getent", &["ahostsv4", "host.docker.internal"]);
         let ip: Ipv4Addr = line.split_whitespace().next().unwrap().parse().unwrap();
         assert_eq!(ip.to_string(), want, "{line}");
@@ -151,11 +151,11 @@ fn host_docker_internal_resolves_and_reaches_the_host() {
     }
     let v: Value = serde_json::from_str(&t.ok(&["network", "inspect", "app", "bridge"])).unwrap();
     assert_eq!(v[0]["HostGateway"], "10.10.8.254");
-    assert_eq!(v[1]["HostGateway"], "172.17.0.1");
+    assert_eq!(v[1]["HostGateway"], "10.210.0.1");
     // The endpoint's own name resolves too; the file goes with the endpoint.
     assert!(ep
         .exec("getent", &["ahostsv4", "web"])
-        .starts_with("172.17.0."));
+        .starts_with("10.210.0."));
     t.ok(&["endpoint", "rm", "web"]);
     assert!(!std::path::Path::new(&format!("/etc/netns/{}/hosts", ep.name)).exists());
 }
@@ -207,7 +207,7 @@ fn host_loopback_ports_reach_services_bound_to_localhost_only() {
         !common::tcp_reachable(&app, hgw, 6000, Duration::from_millis(700)),
         "port not on the list"
     );
-    let bridge_gw: Ipv4Addr = "172.17.0.1".parse().unwrap();
+    let bridge_gw: Ipv4Addr = "10.210.0.1".parse().unwrap();
     assert!(
         !common::tcp_reachable(&plain, bridge_gw, 5432, Duration::from_millis(700)),
         "network without the option"

@@ -339,3 +339,87 @@ fn rejected_network_requests_change_nothing() {
         assert_eq!(snapshot(), before, "{args:?} changed something");
     }
 }
+
+#[test]
+fn dockers_common_network_options_are_honoured_or_noted() {
+    let t = Topo::new();
+    // What a compose file sets: an MTU, a default host address for published ports, a bridge
+    // name and an interface prefix (the last two mean nothing here: accepted and noted).
+    t.ok(&[
+        "network",
+        "create",
+        "small",
+        "--subnet",
+        "10.41.0.0/24",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+        "-o",
+        "com.docker.network.bridge.name=br-small",
+        "-o",
+        "com.docker.network.container_iface_prefix=eth",
+    ]);
+    let a = t.endpoint("a", &["--network", "small", "-p", "8090:80"]);
+    tcp_server(&a, 80);
+    assert!(a.ip(&["link", "show", "eth0"]).contains("mtu 1400"));
+    assert_eq!(t.ok(&["port", "a"]), "80/tcp -> 127.0.0.1:8090\n");
+    assert!(tcp_request(&t.host, Ipv4Addr::LOCALHOST, 8090, "local").is_ok());
+    assert!(!tcp_reachable(&t.outside, HOST, 8090, SHORT));
+    let log = t.agent_log();
+    assert!(
+        log.contains("com.docker.network.bridge.name=br-small"),
+        "{log}"
+    );
+
+    // Masquerading off: endpoints go out with their own addresses and the network is
+    // reached by routing; a masqueraded network beside it still goes out as the host.
+    t.ok(&[
+        "network",
+        "create",
+        "flat",
+        "--subnet",
+        "10.42.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+    ]);
+    t.outside
+        .ip(&["route", "add", "10.42.0.0/24", "via", &HOST.to_string()]);
+    let b = t.endpoint("b", &["--network", "flat"]);
+    let c = t.endpoint("c", &[]);
+    let b_ip = ip_on(&t, "b", "flat");
+    tcp_server(&t.outside, 7000);
+    tcp_server(&b, 81);
+    let seen = |ns: &Netns| {
+        let r = tcp_request(ns, common::OUTSIDE, 7000, "out").unwrap();
+        r.split(':').next().unwrap().to_string()
+    };
+    assert_eq!(seen(&b), b_ip.to_string());
+    assert_eq!(seen(&c), HOST.to_string());
+    assert!(tcp_reachable(&t.outside, b_ip, 81, Duration::from_secs(2)));
+
+    // Values that cannot be used: one line each, nothing made.
+    for (opt, says) in [
+        (
+            "com.docker.network.driver.mtu=10",
+            "an MTU from 68 to 65535",
+        ),
+        (
+            "com.docker.network.bridge.host_binding_ipv4=here",
+            "an IPv4 address",
+        ),
+        (
+            "com.docker.network.bridge.enable_ip_masquerade=maybe",
+            "true or false",
+        ),
+        (
+            "com.docker.network.bridge.gateway_mode_ipv4=bridged",
+            "nat or routed",
+        ),
+        ("com.example.unknown=1", "unknown option"),
+    ] {
+        let e = t.refused(&["network", "create", "bad", "-o", opt]);
+        assert!(e.contains(says), "{opt}: {e}");
+    }
+    assert!(!t.ok(&["network", "ls"]).contains("bad"));
+}

@@ -316,11 +316,11 @@ fn orphans_of_a_killed_request_are_swept_at_start() {
     ]);
     t.host.ip(&["link", "set", "np0123456789", "up"]);
     t.host
-        .ip(&["route", "add", "172.17.0.99/32", "dev", "np0123456789"]);
-    ns.ip(&["addr", "add", "172.17.0.99/16", "dev", "eth0"]);
+        .ip(&["route", "add", "10.210.0.99/32", "dev", "np0123456789"]);
+    ns.ip(&["addr", "add", "10.210.0.99/16", "dev", "eth0"]);
     t.start_agent();
     assert!(!t.host.ip(&["link"]).contains("np0123456789"));
-    assert!(!t.host.ip(&["route"]).contains("172.17.0.99"));
+    assert!(!t.host.ip(&["route"]).contains("10.210.0.99"));
     assert!(!ns.ip(&["link"]).contains("eth0"));
     assert!(t.agent_log().contains("orphans=1"), "{}", t.agent_log());
     t.ok(&[
@@ -330,7 +330,7 @@ fn orphans_of_a_killed_request_are_swept_at_start() {
         "--netns",
         &ns.name,
         "--ip",
-        "172.17.0.99",
+        "10.210.0.99",
     ]);
 }
 
@@ -398,7 +398,7 @@ fn endpoints_whose_namespace_is_gone_go() {
         "--netns",
         &gone.name,
         "--ip",
-        "172.17.0.50",
+        "10.210.0.50",
     ]);
     drop(gone);
     wait_until("the agent to notice", Duration::from_secs(20), || {
@@ -414,7 +414,7 @@ fn endpoints_whose_namespace_is_gone_go() {
         "--netns",
         &again.name,
         "--ip",
-        "172.17.0.50",
+        "10.210.0.50",
     ]);
 
     // A namespace kept alive by a process but no longer reachable by its path: the veth
@@ -451,7 +451,7 @@ fn endpoints_whose_namespace_is_gone_go() {
 #[test]
 fn a_damaged_state_file_is_set_aside_and_said_exactly() {
     let mut t = Topo::new();
-    let _a = t.endpoint("a", &["--ip", "172.17.0.10"]);
+    let _a = t.endpoint("a", &["--ip", "10.210.0.10"]);
     t.stop_agent();
     let path = t.state_dir().join("state.json");
     let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -479,7 +479,7 @@ fn a_damaged_state_file_is_set_aside_and_said_exactly() {
     let file = path.display().to_string();
     for want in [
         format!("{file}: endpoint \"dangling\": its interface eth0 network nonet does not exist"),
-        format!("{file}: endpoint \"twin\": its interface eth0 address 172.17.0.10 is also endpoint a's"),
+        format!("{file}: endpoint \"twin\": its interface eth0 address 10.210.0.10 is also endpoint a's"),
         format!("{file}: endpoint \"weird\" has an invalid id"),
         "the file as it was is kept as".to_string(),
     ] {

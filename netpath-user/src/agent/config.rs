@@ -79,6 +79,7 @@ pub struct Partial {
     pub dns: Option<Vec<std::net::IpAddr>>,
     pub dns_fast_path: Option<bool>,
     pub dns_rate_limit: Option<u32>,
+    pub default_subnet: Option<crate::ipam::Subnet>,
     pub docker_plugin: Option<String>,
     pub docker_plugin_dir: Option<PathBuf>,
     pub etcd: Option<Vec<String>>,
@@ -110,6 +111,7 @@ impl Partial {
             dns: self.dns.or(under.dns),
             dns_fast_path: self.dns_fast_path.or(under.dns_fast_path),
             dns_rate_limit: self.dns_rate_limit.or(under.dns_rate_limit),
+            default_subnet: self.default_subnet.or(under.default_subnet),
             docker_plugin: self.docker_plugin.or(under.docker_plugin),
             docker_plugin_dir: self.docker_plugin_dir.or(under.docker_plugin_dir),
             etcd: self.etcd.or(under.etcd),
@@ -144,6 +146,7 @@ impl Partial {
             dns_rate_limit: self
                 .dns_rate_limit
                 .unwrap_or(crate::dns::server::DnsOptions::default().rate_limit),
+            default_subnet: self.default_subnet,
             docker_plugin: self.docker_plugin,
             docker_plugin_dir: self
                 .docker_plugin_dir
@@ -195,6 +198,10 @@ pub struct AgentConfig {
     pub dns_fast_path: bool,
     /// Queries per second each endpoint may send the DNS server (0: no limit).
     pub dns_rate_limit: u32,
+    /// The default network's subnet when the agent first makes it (Docker's `bip`; none:
+    /// the first free one of netpath's pools).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_subnet: Option<crate::ipam::Subnet>,
     /// Serve Docker's network and IPAM plugin under this name (none: not served).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_plugin: Option<String>,

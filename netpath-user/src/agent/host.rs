@@ -1,6 +1,6 @@
 //! What the agent sets up on the host: a lock on its state directory, a bpffs for its pins,
 //! the cgroup v2 directory of its socket hooks, its namespace's cookie, and the sysctls it
-//! needs (IPv4 forwarding on; the outbound NAT ports added to the host's reserved ports).
+//! needs (IPv4 forwarding on; reserved ports are [`super::reserved`]'s).
 //! Every change is recorded with what was there before ([`HostRecord`], `host.json` in the
 //! state directory) so that `netpath uninstall` gives it back.
 use std::{
@@ -12,14 +12,11 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use netpath_common::{SNAT_PORTS, SNAT_PORT_MIN};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 /// The sysctl that turns IPv4 forwarding on.
 pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-/// The sysctl of ports the host's own sockets never get automatically.
-pub const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
 
 /// What the agent changed on the host, and what was there before (`STATE_DIR/host.json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +24,8 @@ pub struct HostRecord {
     /// Sysctl file → its value before the agent first changed it.
     #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
-    /// Port ranges the agent added to `ip_local_reserved_ports` (not there before).
+    /// Port ranges the agent added to `ip_local_reserved_ports` (not there before; kept by
+    /// [`super::reserved::ReservedPorts`]).
     #[serde(default)]
     pub reserved_ports: Vec<String>,
     /// Filesystems the agent mounted.
@@ -106,44 +104,6 @@ impl HostRecord {
         info!(sysctl = path, value, "set");
         Ok(())
     }
-
-    /// Adds `range` (`A-B`) to the host's reserved ports, keeping what is there; recorded
-    /// (and saved) first when it was not there before.
-    pub fn reserve_ports(&mut self, state_dir: &Path, range: &str) -> anyhow::Result<()> {
-        let now = std::fs::read_to_string(RESERVED_PORTS)
-            .with_context(|| format!("reading {RESERVED_PORTS}"))?;
-        let ranges = port_ranges(&now);
-        if ranges.iter().any(|r| r == range) {
-            return Ok(());
-        }
-        if !self.reserved_ports.iter().any(|r| r == range) {
-            self.reserved_ports.push(range.to_string());
-            self.save(state_dir)?;
-        }
-        let mut merged = ranges;
-        merged.push(range.to_string());
-        std::fs::write(RESERVED_PORTS, merged.join(","))
-            .with_context(|| format!("reserving {range} in {RESERVED_PORTS}"))?;
-        info!(ports = range, "reserved");
-        Ok(())
-    }
-}
-
-/// The ranges of an `ip_local_reserved_ports` value, as the kernel prints them.
-pub fn port_ranges(value: &str) -> Vec<String> {
-    value
-        .trim()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The outbound NAT range as `ip_local_reserved_ports` writes it.
-pub fn snat_range() -> String {
-    let last = u32::from(SNAT_PORT_MIN) + SNAT_PORTS - 1;
-    format!("{SNAT_PORT_MIN}-{last}")
 }
 
 /// An exclusive lock on a state directory, held while the agent (or `uninstall`) runs.
@@ -348,13 +308,6 @@ pub fn notify(state: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reserved_port_ranges() {
-        assert_eq!(port_ranges(""), Vec::<String>::new());
-        assert_eq!(port_ranges("1000-2000,3000\n"), ["1000-2000", "3000"]);
-        assert_eq!(snat_range(), "40000-59999");
-    }
 
     #[test]
     fn one_agent_per_state_dir() {

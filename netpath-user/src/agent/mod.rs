@@ -14,6 +14,7 @@
 //! | [`metrics`] | Prometheus metrics and `/healthz` on `--metrics ADDR:PORT` |
 //! | [`tasks`] | background work (address watch, flow expiry) under a supervisor |
 //! | [`host`] | host set-up: bpffs, cgroup, netns cookie, sysctls |
+//! | [`reserved`] | the host's reserved ports: outbound NAT and published ports |
 //! | [`netns_files`] | /etc/netns/NAME/hosts for endpoints |
 //! | [`slots`] | which published port counts into which `PORT_STATS` slot |
 //! | [`store`] | the state file |
@@ -45,6 +46,7 @@ pub mod netns_files;
 pub mod overlay;
 pub mod reconcile;
 pub mod repair;
+pub mod reserved;
 pub mod service;
 pub mod slots;
 pub mod store;
@@ -69,8 +71,13 @@ pub const VXLAN_LINK: &str = "netpath-vxlan";
 /// The agent as `netpath agent` runs it: the real datapath, netlink and state file.
 pub type LiveAgent = Agent<Datapath, Netlink, StateFile>;
 
-/// Loads the state, creating the default network (a subnet no route of this host uses).
-fn load_state(store: &mut StateFile, net: &impl LinkOps) -> anyhow::Result<State> {
+/// Loads the state, creating the default network (on `subnet`, or a subnet of the pool no
+/// route of this host uses).
+fn load_state(
+    store: &mut StateFile,
+    net: &impl LinkOps,
+    subnet: Option<crate::ipam::Subnet>,
+) -> anyhow::Result<State> {
     let (mut state, problems) = store
         .load_checked()
         .with_context(|| format!("reading {}", store.path().display()))?;
@@ -83,6 +90,7 @@ fn load_state(store: &mut StateFile, net: &impl LinkOps) -> anyhow::Result<State
         let default = state.plan_network(
             &NetworkCreate {
                 name: DEFAULT_NETWORK.into(),
+                subnet: subnet.map(|s| s.to_string()),
                 ..Default::default()
             },
             crate::model::plan::HostView {
@@ -124,7 +132,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let cluster =
         cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
     let mut store = StateFile::in_dir(&cfg.state_dir);
-    let state = load_state(&mut store, &netlink)?;
+    let state = load_state(&mut store, &netlink, cfg.default_subnet)?;
     // Found early, bound late: the socket answers only once the agent serves (readiness).
     refuse_if_served(&cfg.socket)?;
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;
@@ -190,7 +198,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         None => None,
     };
     record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
-    record.reserve_ports(&cfg.state_dir, &host::snat_range())?;
+    // From here on the record is the reserved ports' alone.
+    agent.reserve_ports(reserved::ReservedPorts::new(&cfg.state_dir, record))?;
     let (mut shared, hub, mut flags) = Shared::new(agent).with_monitor();
     let dns = crate::dns::server::DnsServer::new(
         shared.state_handle(),

@@ -13,6 +13,7 @@ use tracing::info;
 use super::{
     journal::{Then, Tx, Undo},
     netns_files::NetnsFiles,
+    reserved::{snat_ports, PortSet, ReservedPorts},
     slots::{port_id, Slots},
     store::StateStore,
 };
@@ -57,6 +58,9 @@ pub struct Agent<D, L, S> {
     pub(super) overlay_written: Option<crate::datapath::OverlayContent>,
     /// What keeps this node from matching the cluster, as last found.
     pub(super) cluster_problems: Vec<String>,
+    /// The host's reserved ports, kept to the outbound NAT and published ports at each
+    /// commit (none in unit tests).
+    pub(super) reserved: Option<ReservedPorts>,
 }
 
 /// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
@@ -78,6 +82,16 @@ pub struct OverlayDevice {
     pub ifindex: u32,
     /// The MTU of overlay endpoints' interfaces: the underlay's less the encapsulation.
     pub mtu: u32,
+}
+
+/// The ports the host must never pick for its own sockets: the outbound NAT ports and every
+/// published host port.
+pub(super) fn wanted_reserved(state: &State) -> PortSet {
+    let mut set = snat_ports();
+    for m in state.endpoints.values().flat_map(|e| &e.ports) {
+        set.insert(m.host_port);
+    }
+    set
 }
 
 /// The datapath key of mapping `m`.
@@ -171,7 +185,14 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             cluster_problems: Vec::new(),
             last_reconcile: None,
             last_repair: None,
+            reserved: None,
         }
+    }
+
+    /// Keeps the host's reserved ports from now on, starting with the state as it is.
+    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> anyhow::Result<()> {
+        let reserved = self.reserved.insert(reserved);
+        reserved.sync(&wanted_reserved(&self.state))
     }
 
     /// Where hosts files go (tests).
@@ -306,7 +327,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             prefix: net.subnet.prefix(),
             mac: att.mac,
             gateway: net.gateway,
-            mtu: net.vni.and(self.host.overlay.as_ref()).map(|o| o.mtu),
+            // The network's own MTU (`-o mtu=`), within what an overlay's tunnel carries.
+            mtu: match (net.mtu(), net.vni.and(self.host.overlay.as_ref())) {
+                (Some(m), Some(o)) => Some(m.min(o.mtu)),
+                (m, o) => m.or(o.map(|o| o.mtu)),
+            },
             default_route: primary && !net.internal,
             handover: ep.handed_over(),
         }
@@ -582,6 +607,15 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             a.commit(next)
         })?;
         info!(network = %net.name, subnet = %net.subnet, "network created");
+        let noted = net.noted_options();
+        if !noted.is_empty() {
+            info!(
+                network = %net.name,
+                options = %noted.join(" "),
+                "accepted options that change nothing here: netpath has no bridge per network \
+                 and names the interfaces in the namespace eth0, eth1, ..."
+            );
+        }
         Ok(net)
     }
 

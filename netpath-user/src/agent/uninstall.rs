@@ -12,8 +12,9 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    host::{is_bpffs, port_ranges, HostRecord, PinLock, StateLock, RESERVED_PORTS},
+    host::{is_bpffs, HostRecord, PinLock, StateLock},
     netns_files::NetnsFiles,
+    reserved::{self, RESERVED_PORTS},
     store::StateFile,
     GATEWAY_LINK, VXLAN_LINK,
 };
@@ -135,19 +136,8 @@ impl Uninstall {
             std::fs::write(path, before).with_context(|| format!("restoring {path}"))?;
             out.say(format!("restored {} = {before}", sysctl_name(path)));
         }
-        if !record.reserved_ports.is_empty() {
-            let now = std::fs::read_to_string(RESERVED_PORTS).unwrap_or_default();
-            let kept: Vec<String> = port_ranges(&now)
-                .into_iter()
-                .filter(|r| !record.reserved_ports.contains(r))
-                .collect();
-            // A newline: an empty write leaves the list as it is.
-            std::fs::write(RESERVED_PORTS, kept.join(",") + "\n")
-                .with_context(|| format!("writing {RESERVED_PORTS}"))?;
-            out.say(format!(
-                "released reserved ports {}",
-                record.reserved_ports.join(",")
-            ));
+        if let Some(released) = reserved::release(Path::new(RESERVED_PORTS), &record)? {
+            out.say(format!("released reserved ports {released}"));
         }
         for m in record.mounts.iter().rev() {
             // A bpffs that still holds pins (another agent's, under another directory) stays.

@@ -77,6 +77,10 @@ pub struct AgentArgs {
     /// [default: 5000].
     #[arg(long, value_name = "N")]
     pub dns_rate_limit: Option<u32>,
+    /// The default network's subnet, when the agent first makes it (Docker's `--bip`)
+    /// [default: the first free subnet of netpath's pools, 10.210.0.0/16 on most hosts].
+    #[arg(long, value_name = "CIDR")]
+    pub default_subnet: Option<crate::ipam::Subnet>,
     /// Serve Docker's network and IPAM plugin as NAME (`docker network create -d NAME
     /// --ipam-driver NAME`) [default: not served].
     #[arg(long, value_name = "NAME")]
@@ -126,6 +130,7 @@ impl AgentArgs {
             dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
             dns_fast_path: self.dns_fast_path,
             dns_rate_limit: self.dns_rate_limit,
+            default_subnet: self.default_subnet,
             docker_plugin: self.docker_plugin.clone(),
             docker_plugin_dir: self.docker_plugin_dir.clone(),
             etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),

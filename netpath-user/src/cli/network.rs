@@ -19,7 +19,7 @@ use crate::{
 pub enum NetworkCmd {
     /// Create a network.
     #[command(
-        after_help = "Examples:\n  netpath network create web\n  netpath network create back --subnet 10.20.2.0/24 --gateway 10.20.2.254 --internal\n  netpath network create quiet -d bridge -o icc=false --label team=data\n  netpath network create app -o host-gateway=10.30.0.254 -o host-loopback-ports=5432,6379\n\nOptions (-o): icc=true|false (also com.docker.network.bridge.enable_icc), host-gateway=IP,\nhost-loopback-ports=PORT,..."
+        after_help = "Examples:\n  netpath network create web\n  netpath network create back --subnet 10.20.2.0/24 --gateway 10.20.2.254 --internal\n  netpath network create quiet -d bridge -o icc=false --label team=data\n  netpath network create app -o host-gateway=10.30.0.254 -o host-loopback-ports=5432,6379\n\nOptions (-o), netpath's names or Docker's:\n  icc=true|false                 com.docker.network.bridge.enable_icc\n  mtu=N                          com.docker.network.driver.mtu\n  host-binding-ipv4=IP           com.docker.network.bridge.host_binding_ipv4 (ports published without an address)\n  masquerade=true|false          com.docker.network.bridge.enable_ip_masquerade (false: routed, own addresses out)\n  com.docker.network.bridge.gateway_mode_ipv4=nat|routed\n  host-gateway=IP, host-loopback-ports=PORT,...\n  accepted and noted, changing nothing: com.docker.network.bridge.name,\n  com.docker.network.container_iface_prefix, com.docker.network.bridge.default_bridge"
     )]
     Create {
         /// The network's name (letters, digits, `_`, `.`, `-`).

@@ -19,6 +19,9 @@ pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
     if net.vni.is_some() {
         flags |= net_flags::OVERLAY;
     }
+    if net.routed() {
+        flags |= net_flags::ROUTED;
+    }
     let prefix = net.subnet.prefix();
     let mask = if prefix == 0 {
         0

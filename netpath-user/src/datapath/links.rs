@@ -10,7 +10,7 @@ use std::{
 
 use aya::programs::{
     links::{FdLink, LinkError},
-    CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp,
+    CgroupAttachMode, CgroupSock, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp,
 };
 use tracing::{info, warn};
 
@@ -208,6 +208,13 @@ impl Datapath {
                     .as_fd()
                     .try_clone_to_owned()
             }
+            Hook::Sock(programs::SOCK_BIND) => {
+                let p: &mut CgroupSock = program(&mut self.ebpf, name)?;
+                p.fd()
+                    .map_err(|e| program_error(name, e))?
+                    .as_fd()
+                    .try_clone_to_owned()
+            }
             Hook::Sock(_) => {
                 let p: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
                 p.fd()
@@ -325,10 +332,16 @@ impl Datapath {
                 ))?;
                 let file = std::fs::File::open(&dir)
                     .map_err(|e| DatapathError::Cgroup(dir.display().to_string(), e.to_string()))?;
-                let p: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
                 // Through a BPF link: cgroup links run beside other programs.
-                let id = p.attach(&file, CgroupAttachMode::Single).map_err(err)?;
-                FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
+                if name == programs::SOCK_BIND {
+                    let p: &mut CgroupSock = program(&mut self.ebpf, name)?;
+                    let id = p.attach(&file, CgroupAttachMode::Single).map_err(err)?;
+                    FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
+                } else {
+                    let p: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+                    let id = p.attach(&file, CgroupAttachMode::Single).map_err(err)?;
+                    FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
+                }
             }
         }
     }

@@ -30,7 +30,7 @@ use std::{
 
 use aya::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, MapData, MapError, PerCpuArray},
-    programs::{links::FdLink, CgroupSockAddr, SchedClassifier, Xdp},
+    programs::{links::FdLink, CgroupSock, CgroupSockAddr, SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use netpath_common::{
@@ -126,15 +126,19 @@ pub mod programs {
     pub const ENDPOINT_TC: &str = "netpath_endpoint_tc";
     pub const OVERLAY_TC: &str = "netpath_overlay_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
-    /// Socket hooks (cgroup v2): connect4, sendmsg4, recvmsg4, getpeername4.
-    pub const SOCK: [&str; 4] = [
+    /// The socket hook that refuses binding a published port (a `cgroup_sock` program; the
+    /// others are `cgroup_sock_addr`).
+    pub const SOCK_BIND: &str = "netpath_sock_post_bind4";
+    /// Socket hooks (cgroup v2): connect4, sendmsg4, recvmsg4, getpeername4, post_bind4.
+    pub const SOCK: [&str; 5] = [
         "netpath_sock_connect4",
         "netpath_sock_sendmsg4",
         "netpath_sock_recvmsg4",
         "netpath_sock_getpeername4",
+        SOCK_BIND,
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         UPLINK_XDP,
         UPLINK_TC,
         ENDPOINT_TC,
@@ -144,6 +148,7 @@ pub mod programs {
         SOCK[1],
         SOCK[2],
         SOCK[3],
+        SOCK[4],
     ];
 }
 
@@ -433,8 +438,13 @@ impl Datapath {
             prog.load().map_err(|e| program_error(name, e))?;
         }
         for name in programs::SOCK {
-            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| program_error(name, e))?;
+            if name == programs::SOCK_BIND {
+                let prog: &mut CgroupSock = program(&mut ebpf, name)?;
+                prog.load().map_err(|e| program_error(name, e))?;
+            } else {
+                let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+                prog.load().map_err(|e| program_error(name, e))?;
+            }
         }
         if let Some(dir) = pin_dir {
             migrate::copy_live(dir, &mut migrations);
@@ -543,6 +553,10 @@ impl Datapath {
         let fd = match name {
             programs::UPLINK_XDP | programs::XDP_PASS => {
                 let p: &mut Xdp = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+            programs::SOCK_BIND => {
+                let p: &mut CgroupSock = program(&mut self.ebpf, name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }
             n if programs::SOCK.contains(&n) => {

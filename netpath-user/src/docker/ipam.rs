@@ -290,9 +290,9 @@ mod tests {
             p.request_pool(&pool("10.9.3.0/24", ""), &[]),
             Err(PoolError::Overlap(..))
         ));
-        let net: Subnet = "172.17.0.0/16".parse().unwrap();
+        let net: Subnet = "10.210.0.0/16".parse().unwrap();
         let (_, s) = p.request_pool(&pool("", ""), &[net]).unwrap();
-        assert_eq!(s.to_string(), "172.18.0.0/16");
+        assert_eq!(s.to_string(), "10.211.0.0/16");
         let v6 = RequestPool {
             v6: true,
             ..RequestPool::default()

@@ -53,12 +53,26 @@ fn assignable_checks() {
 
 #[test]
 fn pool_skips_overlaps() {
-    let taken: Vec<Subnet> = ["172.17.0.0/16", "172.18.5.0/24", "0.0.0.0/0"]
+    let taken: Vec<Subnet> = ["10.210.0.0/16", "10.211.5.0/24", "0.0.0.0/0"]
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-    assert_eq!(pick_subnet(&taken).unwrap().to_string(), "172.19.0.0/16");
-    let everything: Subnet = "128.0.0.0/1".parse().unwrap();
+    assert_eq!(pick_subnet(&taken).unwrap().to_string(), "10.212.0.0/16");
+    // Docker's pools are never picked, whatever is taken.
+    let tens: Subnet = "10.210.0.0/15".parse().unwrap();
+    let all_16s: Vec<Subnet> = (210..=239)
+        .map(|x| format!("10.{x}.0.0/16").parse().unwrap())
+        .collect();
+    assert_eq!(pick_subnet(&all_16s).unwrap().to_string(), "10.200.0.0/24");
+    assert!(default_pool().all(|s| {
+        !s.overlaps(&"172.16.0.0/12".parse().unwrap())
+            && !s.overlaps(&"192.168.0.0/16".parse().unwrap())
+            && !s.overlaps(&"10.88.0.0/15".parse().unwrap())
+            && !s.overlaps(&"10.96.0.0/12".parse().unwrap())
+            && !s.overlaps(&"10.244.0.0/16".parse().unwrap())
+    }));
+    assert!(pick_subnet(&[tens]).is_ok());
+    let everything: Subnet = "0.0.0.0/1".parse().unwrap();
     assert_eq!(pick_subnet(&[everything]), Err(IpamError::NoFreeSubnet));
 }
 

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | here | the state's types ([`State`] is what the state file holds) |
 //! | [`requests`] | what each request asks for (the API's request bodies) |
+//! | [`options`] | network options: the keys, their values, what they mean |
 //! | [`plan`] | validation and planning of every request, without side effects |
 //! | [`validate`] | checking a state read from disk |
 //!
@@ -22,10 +23,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ipam::Subnet, ports::PortMapping};
 
+pub mod options;
 pub mod plan;
 pub mod requests;
 pub mod validate;
 
+pub(crate) use options::ICC_KEYS;
+pub use options::{HOST_GATEWAY, HOST_LOOPBACK_PORTS};
 pub use plan::ModelError;
 pub use requests::{Connect, Disconnect, DnsSettings, EndpointCreate, NetworkCreate, PortsRequest};
 
@@ -100,18 +104,8 @@ impl Network {
     }
 }
 
-/// Option keys that set inter-container communication.
-pub(crate) const ICC_KEYS: [&str; 2] = ["icc", "com.docker.network.bridge.enable_icc"];
 /// The label of a network Docker made through the plugin: Docker's id of it.
 pub const DOCKER_NETWORK_LABEL: &str = "com.docker.network.id";
-
-/// Option key of the host-gateway address (host.docker.internal).
-pub const HOST_GATEWAY: &str = "host-gateway";
-/// Option key of the host-gateway TCP ports served by the host's loopback (beyond Docker).
-pub const HOST_LOOPBACK_PORTS: &str = "host-loopback-ports";
-/// Every option key a network accepts.
-pub(crate) const KNOWN_OPTIONS: [&str; 4] =
-    [ICC_KEYS[0], ICC_KEYS[1], HOST_GATEWAY, HOST_LOOPBACK_PORTS];
 
 /// One interface of an endpoint, on one network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

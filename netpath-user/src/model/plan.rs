@@ -38,7 +38,7 @@ const SPECIAL: [(&str, &str); 5] = [
 use super::{
     host_ifname, new_id, valid_name, Attachment, Connect, DnsSettings, Endpoint, EndpointCreate,
     Network, NetworkCreate, State, DEFAULT_DRIVER, DEFAULT_NETWORK, DRIVERS, HOST_GATEWAY,
-    HOST_LOOPBACK_PORTS, ICC_KEYS, KNOWN_OPTIONS, MAX_NETWORKS_PER_ENDPOINT,
+    MAX_NETWORKS_PER_ENDPOINT,
 };
 use crate::{
     ipam::{self, IpamError, Subnet},
@@ -88,6 +88,8 @@ pub enum ModelError {
     UnknownOption(String, String),
     #[error("invalid value {1:?} for option {0}: expected true or false")]
     BadOptionValue(String, String),
+    #[error("invalid value {1:?} for option {0}: expected {2}")]
+    BadOptionWith(String, String, String),
     #[error("error while removing network: network {0} has active endpoints ({1})")]
     NetworkInUse(String, String),
     #[error("{0} is a pre-defined network and cannot be removed")]
@@ -263,25 +265,7 @@ impl State {
                 .split_once('=')
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| ModelError::BadOption(o.clone()))?;
-            if !KNOWN_OPTIONS.contains(&k) {
-                return Err(ModelError::UnknownOption(
-                    k.to_string(),
-                    KNOWN_OPTIONS.join(", "),
-                ));
-            }
-            if ICC_KEYS.contains(&k) && v != "true" && v != "false" {
-                return Err(ModelError::BadOptionValue(k.to_string(), v.to_string()));
-            }
-            if k == HOST_GATEWAY && v.parse::<Ipv4Addr>().is_err() {
-                return Err(ModelError::BadHostGateway(v.to_string()));
-            }
-            if k == HOST_LOOPBACK_PORTS
-                && !v
-                    .split(',')
-                    .all(|p| p.trim().parse::<u16>().is_ok_and(|p| p != 0))
-            {
-                return Err(ModelError::BadPortList(v.to_string()));
-            }
+            super::options::check(k, v)?;
             options.insert(k.to_string(), v.to_string());
         }
         let subnet = match &req.subnet {
@@ -477,7 +461,7 @@ impl State {
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));
         }
-        ep.ports = self.resolve_specs(&req.ports, host)?;
+        ep.ports = self.resolve_specs(&req.ports, net.host_binding(), host)?;
         Ok(ep)
     }
 
@@ -557,15 +541,22 @@ impl State {
         Ok(a)
     }
 
-    /// Resolves `-p` specs against everything already published.
+    /// Resolves `-p` specs against everything already published; a spec naming no host
+    /// address binds `binding` when the network sets one (Docker's `host_binding_ipv4`).
     fn resolve_specs(
         &self,
         specs: &[String],
+        binding: Option<Ipv4Addr>,
         host: HostView<'_>,
     ) -> Result<Vec<PortMapping>, ModelError> {
         let parsed = specs
             .iter()
-            .map(|s| s.parse::<PortSpec>())
+            .map(|s| {
+                s.parse::<PortSpec>().map(|mut p| {
+                    p.host_ip = p.host_ip.or(binding);
+                    p
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(ip) = parsed
             .iter()
@@ -597,12 +588,15 @@ impl State {
         if specs.is_empty() {
             return Err(ModelError::NoSpecs);
         }
+        let mut binding = None;
         if let Some(p) = ep.primary() {
-            if self.network(&p.network)?.internal {
+            let net = self.network(&p.network)?;
+            if net.internal {
                 return Err(ModelError::InternalPorts(p.network.clone()));
             }
+            binding = net.host_binding();
         }
-        self.resolve_specs(specs, host)
+        self.resolve_specs(specs, binding, host)
     }
 
     /// Validates an unpublish request: the mappings of `endpoint` it removes. Every spec must
