@@ -43,7 +43,8 @@ impl Lab {
         let plugins = std::env::temp_dir().join(format!("netpath-plugins-{}", unique()));
         std::fs::create_dir_all(&plugins).unwrap();
         let dir = plugins.display().to_string();
-        let t = Topo::with_agent_args(&["--docker-plugin", "netpath", "--docker-plugin-dir", &dir]);
+        let mut t =
+            Topo::with_agent_args(&["--docker-plugin", "netpath", "--docker-plugin-dir", &dir]);
         let d = Dockerd::start_with(
             &t.host,
             &DockerdOptions {
@@ -52,6 +53,18 @@ impl Lab {
             },
         )
         .expect("dockerd");
+        // The agent reads dockerd's own view too (its socket is known only now).
+        t.stop_agent();
+        let host = format!("unix://{}", d.socket().display());
+        t.set_agent_args(&[
+            "--docker-plugin",
+            "netpath",
+            "--docker-plugin-dir",
+            &dir,
+            "--docker-host",
+            &host,
+        ]);
+        t.start_agent();
         d.image().expect("the test image");
         Lab {
             d,
@@ -768,4 +781,98 @@ fn beside_dockers_own_bridge_no_subnet_and_no_port_is_taken_twice() {
         .t
         .refused(&["port", "publish", &ep, &format!("{theirs}:80")]);
     assert!(e.contains("already in use"), "{e}");
+}
+
+#[test]
+fn what_docker_changes_while_the_agent_is_down_is_reconciled_and_names_are_dockers() {
+    let mut lab = Lab::new();
+    // A static --ip needs a subnet the user gave; the other takes one of netpath's pools.
+    create(&lab, "web", &["--subnet", "10.47.0.0/24"]);
+    create(&lab, "gone", &[]);
+    let web_subnet = docker_subnet(&lab, "web");
+    let gone_subnet = docker_subnet(&lab, "gone").to_string();
+    let fixed_ip = Ipv4Addr::from(u32::from(web_subnet.addr()) + 50).to_string();
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "front",
+        "--network",
+        "web",
+        "-p",
+        "8080:80",
+        IMAGE,
+    ]);
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "fixed",
+        "--network",
+        "web",
+        "--ip",
+        &fixed_ip,
+        IMAGE,
+    ]);
+    wait_serving(&lab, 8080);
+    // Docker's names, where netpath's lists had its ids.
+    wait_until(
+        "Docker's names in netpath's lists",
+        Duration::from_secs(15),
+        || {
+            let nets = lab.t.ok(&["network", "ls", "--format", "{{.Name}}"]);
+            let ports = lab.t.ok(&["port", "ls"]);
+            nets.lines().any(|l| l == "web") && ports.contains("front")
+        },
+    );
+    let inspected = lab.netpath_json(&["network", "inspect", "web"]);
+    assert_eq!(
+        inspected[0]["IPAM"]["Config"][0]["Subnet"],
+        web_subnet.to_string()
+    );
+
+    // The agent goes down; meanwhile Docker stops one container, removes another and a
+    // network (its calls to the plugin fail, and it goes on).
+    lab.t.kill_agent();
+    // At once: each waits out dockerd's retries of the plugin that does not answer.
+    std::thread::scope(|s| {
+        for args in [
+            &["stop", "-t", "1", "front"][..],
+            &["rm", "-f", "fixed"],
+            &["network", "rm", "gone"],
+        ] {
+            let d = &lab.d;
+            s.spawn(move || d.docker(args).unwrap_or_else(|e| panic!("{args:?}: {e:#}")));
+        }
+    });
+    lab.t.start_agent();
+    wait_until(
+        "the stale endpoints removed",
+        Duration::from_secs(15),
+        || {
+            lab.t.ok(&["endpoint", "ls", "-q"]).trim().is_empty()
+                && !lab
+                    .t
+                    .ok(&["network", "ls", "--format", "{{.Name}}"])
+                    .contains("gone")
+        },
+    );
+    // The port, the static address and the container start again as if nothing happened.
+    lab.docker(&["start", "front"]);
+    wait_serving(&lab, 8080);
+    assert_eq!(lab.seen_from_outside(8080).unwrap(), OUTSIDE.to_string());
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "fixed2",
+        "--network",
+        "web",
+        "--ip",
+        &fixed_ip,
+        IMAGE,
+    ]);
+    assert_eq!(lab.ip("fixed2", "web").to_string(), fixed_ip);
+    // The removed network's subnet is free again for Docker's next network.
+    create(&lab, "again", &["--subnet", &gone_subnet]);
 }

@@ -17,6 +17,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/netpath/netpath.toml";
 pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/netpath";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/netpath";
+/// Where dockerd serves its API (Docker's own default `DOCKER_HOST`).
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// Where dockerd finds plugins' sockets.
 pub const DEFAULT_PLUGIN_DIR: &str = "/run/docker/plugins";
 
@@ -82,6 +84,7 @@ pub struct Partial {
     pub default_subnet: Option<crate::ipam::Subnet>,
     pub docker_plugin: Option<String>,
     pub docker_plugin_dir: Option<PathBuf>,
+    pub docker_host: Option<String>,
     pub etcd: Option<Vec<String>>,
     pub node_name: Option<String>,
     pub etcd_prefix: Option<String>,
@@ -114,6 +117,7 @@ impl Partial {
             default_subnet: self.default_subnet.or(under.default_subnet),
             docker_plugin: self.docker_plugin.or(under.docker_plugin),
             docker_plugin_dir: self.docker_plugin_dir.or(under.docker_plugin_dir),
+            docker_host: self.docker_host.or(under.docker_host),
             etcd: self.etcd.or(under.etcd),
             node_name: self.node_name.or(under.node_name),
             etcd_prefix: self.etcd_prefix.or(under.etcd_prefix),
@@ -151,6 +155,9 @@ impl Partial {
             docker_plugin_dir: self
                 .docker_plugin_dir
                 .unwrap_or_else(|| DEFAULT_PLUGIN_DIR.into()),
+            docker_host: self
+                .docker_host
+                .unwrap_or_else(|| DEFAULT_DOCKER_HOST.into()),
             etcd: self.etcd.unwrap_or_default(),
             node_name: self.node_name,
             etcd_prefix: self
@@ -207,6 +214,9 @@ pub struct AgentConfig {
     pub docker_plugin: Option<String>,
     /// Where the plugin's socket goes (dockerd looks in /run/docker/plugins).
     pub docker_plugin_dir: PathBuf,
+    /// dockerd's API, read by the plugin for what Docker changed while the agent was down and
+    /// for Docker's names.
+    pub docker_host: String,
     /// etcd client URLs shared with the other nodes (empty: this node is on its own).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub etcd: Vec<String>,

@@ -5,6 +5,7 @@
 //! | here | [`run`]: start-up order, serving, shutdown |
 //! | [`config`] | [`AgentConfig`]: flags, the configuration file, defaults |
 //! | [`transactions`] | [`Agent`] and every request that changes something |
+//! | [`labels`] | labels the agent keeps: engines' names for their objects |
 //! | [`journal`] | each step's undo, played back on failure; what runs after the commit |
 //! | [`reconcile`] | making the kernel match the desired state at start |
 //! | [`repair`] | drift while running: namespaces gone, veths deleted, programs lost |
@@ -40,6 +41,7 @@ pub mod config;
 pub mod health;
 pub mod host;
 pub mod journal;
+pub mod labels;
 pub mod metrics;
 pub mod monitor;
 pub mod netns_files;
@@ -242,8 +244,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         },
         tokio::spawn({
             let plugin = Arc::new(crate::docker::Plugin::new(agent.clone(), pools));
+            let docker_host = cfg.docker_host.clone();
             async move {
                 if let Some(l) = plugin_listener {
+                    // What Docker changed while nobody answered it, before anyone is answered.
+                    crate::docker::engine::reconcile_then_name(plugin.clone(), &docker_host).await;
+                    tokio::spawn(crate::docker::engine::keep_naming(
+                        plugin.clone(),
+                        docker_host,
+                    ));
                     crate::docker::serve(l, plugin, std::future::pending()).await;
                 }
             }

@@ -2,7 +2,7 @@
 //! transaction at a time under a lock, and queries answered from a snapshot of the desired
 //! state taken after each change, so a long request (publishing 10,000 ports, say) never
 //! holds up a query. Neither lock poisons: a request that panics leaves both usable.
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use netpath_common::Counter;
 use parking_lot::{Mutex, RwLock};
@@ -168,8 +168,25 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
     }
 }
 
+/// The network `name` means: its own name, or the name its engine gave it (Docker's, which
+/// `network ls` shows) when no network has that name and one network has that label.
+fn network_named(state: &State, name: &str) -> String {
+    if state.networks.contains_key(name) {
+        return name.to_string();
+    }
+    let mut by_label = state.networks.values().filter(|n| {
+        n.labels
+            .get(crate::docker::engine::NETWORK_NAME_LABEL)
+            .is_some_and(|l| l == name)
+    });
+    match (by_label.next(), by_label.next()) {
+        (Some(n), None) => n.name.clone(),
+        _ => name.to_string(),
+    }
+}
+
 fn network_view(state: &State, name: &str) -> Result<NetworkView, ApiError> {
-    let net = state.network(name)?;
+    let net = state.network(&network_named(state, name))?;
     Ok(NetworkView::new(net, state.members(&net.name)))
 }
 
@@ -255,6 +272,7 @@ where
     }
 
     fn remove_network(&self, name: &str) -> Result<(), ApiError> {
+        let name = &network_named(&self.state(), name);
         if self.cluster_of(name)?.is_some() {
             return self.remove_overlay_network(name);
         }
@@ -353,6 +371,17 @@ where
             .as_ref()
             .map(|c| c.view())
             .ok_or_else(crate::api::not_in_a_cluster)
+    }
+
+    fn set_labels(
+        &self,
+        network_key: &str,
+        networks: &BTreeMap<String, String>,
+        endpoint_key: &str,
+        endpoints: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        self.write(|a| a.set_labels(network_key, networks, endpoint_key, endpoints))
+            .map(|_| ())
     }
 
     fn ports(&self) -> Vec<PortView> {

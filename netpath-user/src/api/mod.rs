@@ -88,6 +88,17 @@ pub trait Service: Send + Sync + 'static {
     fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn ports(&self) -> Vec<PortView>;
+    /// Sets label `network_key` on the networks and `endpoint_key` on the endpoints named
+    /// (name → value): what an engine calls them. Nothing else changes.
+    fn set_labels(
+        &self,
+        _network_key: &str,
+        _networks: &BTreeMap<String, String>,
+        _endpoint_key: &str,
+        _endpoints: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
     /// The nodes this node knows (refused when it is on its own).
     fn nodes(&self) -> Result<crate::cluster::ClusterView, ApiError> {
         Err(not_in_a_cluster())

@@ -88,6 +88,10 @@ pub struct AgentArgs {
     /// Directory of the plugin's socket, NAME.sock [default: /run/docker/plugins].
     #[arg(long, value_name = "DIR")]
     pub docker_plugin_dir: Option<PathBuf>,
+    /// dockerd's API, which the plugin reads at start (what Docker removed while the agent
+    /// was down goes) and for Docker's names [default: unix:///var/run/docker.sock].
+    #[arg(long, value_name = "unix:///PATH")]
+    pub docker_host: Option<String>,
     /// Join the nodes that share this etcd (v3; comma-separated client URLs, e.g.
     /// http://10.0.0.1:2379) [default: this node is on its own].
     #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
@@ -133,6 +137,7 @@ impl AgentArgs {
             default_subnet: self.default_subnet,
             docker_plugin: self.docker_plugin.clone(),
             docker_plugin_dir: self.docker_plugin_dir.clone(),
+            docker_host: self.docker_host.clone(),
             etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),
             node_name: self.node_name.clone(),
             etcd_prefix: self.etcd_prefix.clone(),

@@ -56,7 +56,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run the node agent: load and attach the datapath, serve the API.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Take down everything an agent made (stop the agent first) and give back what it
     /// changed on the host.
     Uninstall(agent::UninstallArgs),
@@ -155,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(client_socket(cli.socket.clone()))
         .with_timeout(std::time::Duration::from_secs(cli.timeout.max(1)));
     match cli.cmd {
-        Cmd::Agent(args) => agent::run(args, cli.socket).await,
+        Cmd::Agent(args) => agent::run(*args, cli.socket).await,
         Cmd::Uninstall(args) => agent::uninstall(args, cli.socket),
         Cmd::Endpoint(cmd) => endpoint::run(&client, cmd).await,
         Cmd::Port(args) => port::run(&client, args).await,

@@ -101,12 +101,20 @@ pub enum NetworkCmd {
     },
 }
 
+/// The name a user knows it by: Docker's for a network Docker made (netpath's own name
+/// for it is Docker's short id, which Docker never shows), else its name.
+fn shown_name(n: &NetworkView) -> &str {
+    n.labels
+        .get(crate::docker::engine::NETWORK_NAME_LABEL)
+        .unwrap_or(&n.name)
+}
+
 fn row(n: &NetworkView, no_trunc: bool) -> Value {
     let id = if no_trunc { &n.id } else { short_id(&n.id, 12) };
     let cfg = n.ipam.config.first();
     json!({
         "ID": id,
-        "Name": n.name,
+        "Name": shown_name(n),
         "Driver": n.driver,
         "Scope": n.scope,
         "Subnet": cfg.map(|c| c.subnet.clone()).unwrap_or_default(),
@@ -120,7 +128,7 @@ fn row(n: &NetworkView, no_trunc: bool) -> Value {
 fn passes(n: &NetworkView, f: &Filters) -> bool {
     f.matches(|k, v| match k {
         "id" => n.id.starts_with(v),
-        "name" => n.name.contains(v),
+        "name" => n.name.contains(v) || shown_name(n).contains(v),
         "driver" => n.driver == v,
         "label" => label_matches(&n.labels, v),
         "scope" => n.scope == v,

@@ -90,7 +90,12 @@ pub async fn run(client: &Client, args: PortArgs) -> anyhow::Result<ExitCode> {
             let mut lines = vec!["ENDPOINT\tPORTS".to_string()];
             for e in client.endpoints().await? {
                 if !e.ports.is_empty() {
-                    lines.push(format!("{}\t{}", e.name, ports_summary(&e.ports)));
+                    // A container's name where Docker gave one (its endpoint's is an id).
+                    let name = e
+                        .labels
+                        .get(crate::docker::engine::CONTAINER_NAME_LABEL)
+                        .unwrap_or(&e.name);
+                    lines.push(format!("{name}\t{}", ports_summary(&e.ports)));
                 }
             }
             print!("{}", aligned(&lines));

@@ -198,6 +198,38 @@ impl Pools {
         Ok(format!("{ip}/{}", subnet.prefix()))
     }
 
+    /// Gives back what Docker let go of while nobody answered it: pools of subnets none of
+    /// `subnets` (Docker's networks') is, and addresses none of `held` (its running
+    /// containers') is, gateways aside. What it released, one line each.
+    pub fn reconcile(
+        &mut self,
+        subnets: &[Subnet],
+        held: &BTreeSet<Ipv4Addr>,
+    ) -> Result<Vec<String>, PoolError> {
+        let mut out = Vec::new();
+        self.pools.retain(|id, p| {
+            let keep = p.subnet.is_none_or(|s| subnets.contains(&s));
+            if !keep {
+                out.push(format!("pool {id}"));
+            }
+            keep
+        });
+        for pool in self.pools.values_mut() {
+            let gateway = pool.gateway;
+            pool.taken.retain(|ip| {
+                let keep = held.contains(ip) || Some(*ip) == gateway;
+                if !keep {
+                    out.push(format!("address {ip}"));
+                }
+                keep
+            });
+        }
+        if !out.is_empty() {
+            self.save()?;
+        }
+        Ok(out)
+    }
+
     pub fn release_address(&mut self, req: &AddressRequest) -> Result<(), PoolError> {
         let Some(pool) = self.pools.get_mut(&req.pool_id) else {
             return Ok(());
@@ -319,5 +351,31 @@ mod tests {
         let got = again.request_address(&addr(&id, "", false), &[]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(got.unwrap(), "10.9.0.2/24");
+    }
+
+    #[test]
+    fn reconcile_gives_back_what_docker_let_go() {
+        let mut p = Pools::in_memory();
+        let (kept, _) = p.request_pool(&pool("10.50.0.0/24", ""), &[]).unwrap();
+        let (gone, _) = p.request_pool(&pool("10.51.0.0/24", ""), &[]).unwrap();
+        p.request_address(&addr(&kept, "", true), &[]).unwrap();
+        p.request_address(&addr(&kept, "10.50.0.7", false), &[])
+            .unwrap();
+        p.request_address(&addr(&kept, "10.50.0.8", false), &[])
+            .unwrap();
+        let held: BTreeSet<Ipv4Addr> = ["10.50.0.7".parse().unwrap()].into();
+        let mut said = p
+            .reconcile(&["10.50.0.0/24".parse().unwrap()], &held)
+            .unwrap();
+        said.sort();
+        assert_eq!(said, ["address 10.50.0.8", format!("pool {gone}").as_str()]);
+        // The gateway and the held address stay taken; the others are free again.
+        assert!(p
+            .request_address(&addr(&kept, "10.50.0.7", false), &[])
+            .is_err());
+        assert!(p
+            .request_address(&addr(&kept, "10.50.0.8", false), &[])
+            .is_ok());
+        assert!(p.request_pool(&pool("10.51.0.0/24", ""), &[]).is_ok());
     }
 }
