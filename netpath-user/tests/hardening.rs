@@ -337,6 +337,39 @@ fn a_second_agent_on_the_same_pins_is_refused_and_the_first_keeps_serving() {
     );
     assert!(t.ok(&["status"]).contains("Health:           OK"));
     let _ = std::fs::remove_dir_all(&dir); // scratch
+
+    // Whatever else writes the maps (as a second agent did, emptying them): the health says
+    // the datapath no longer holds what the state does.
+    let slot = t.pins().join("PORTS_ANY");
+    let index = (1u32 << 16) | 8090; // UDP, port 8090
+    let mut args = vec![
+        "map".to_string(),
+        "update".into(),
+        "pinned".into(),
+        slot.display().to_string(),
+        "key".into(),
+    ];
+    args.extend(index.to_le_bytes().iter().map(|b| b.to_string()));
+    args.push("value".into());
+    args.extend(std::iter::repeat_n(
+        "0".to_string(),
+        std::mem::size_of::<netpath_common::PortSlot>(),
+    ));
+    let out = std::process::Command::new("bpftool")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = t.cli(&["status"]);
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        said.contains("1 published port(s) missing from the datapath") && said.contains("8090"),
+        "{said}"
+    );
 }
 
 /// Binds `addr` with `proto` ("tcp"/"udp") in `ns`: the error's kind, or None when bound.

@@ -3,7 +3,11 @@
 //! much drift has been repaired since.
 use std::time::{Duration, SystemTime};
 
-use super::{monitor::rfc3339, store::StateStore, transactions::Agent};
+use super::{
+    monitor::rfc3339,
+    store::StateStore,
+    transactions::{port_key, Agent},
+};
 use crate::{
     api::{
         health::{
@@ -12,7 +16,7 @@ use crate::{
         },
         VersionView,
     },
-    datapath::{DatapathOps, DatapathStats, LinkState},
+    datapath::{be_addr, be_port, DatapathOps, DatapathStats, LinkState},
     netlink::LinkOps,
 };
 
@@ -125,6 +129,88 @@ fn warnings(maps: &[MapView]) -> Vec<String> {
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
+    /// Where the maps do not hold what the state says, one line each: published ports missing,
+    /// extra or going elsewhere, and endpoint interfaces or networks the maps count otherwise
+    /// (what a second writer of the maps, or a tool, would leave).
+    fn map_drift(&self, stats: &DatapathStats) -> Vec<String> {
+        let mut want = std::collections::HashMap::new();
+        let mut interfaces = 0;
+        for ep in self.state.endpoints.values() {
+            interfaces += ep
+                .attachments
+                .iter()
+                .filter(|a| self.links.contains_key(&a.host_ifname))
+                .count();
+            let Some(att) = ep.primary() else { continue };
+            let Some(link) = self.links.get(&att.host_ifname) else {
+                continue;
+            };
+            for m in &ep.ports {
+                let key = port_key(m);
+                let to = (be_addr(att.ip), be_port(m.container_port), link.ifindex);
+                want.insert((key.addr, key.port, key.proto), (*m, to));
+            }
+        }
+        let have: std::collections::HashMap<_, _> = self
+            .dp
+            .published()
+            .into_iter()
+            .map(|(k, t)| ((k.addr, k.port, k.proto), (t.addr, t.port, t.ifindex)))
+            .collect();
+        let mut out = Vec::new();
+        let mut say = |what: &str, list: Vec<String>| {
+            if !list.is_empty() {
+                let n = list.len();
+                let shown: Vec<String> = list.into_iter().take(3).collect();
+                out.push(format!(
+                    "{n} published port(s) {what} (the maps differ from the state): {}",
+                    shown.join(", ")
+                ));
+            }
+        };
+        say(
+            "missing from the datapath",
+            want.iter()
+                .filter(|(k, _)| !have.contains_key(*k))
+                .map(|(_, (m, _))| m.to_string())
+                .collect(),
+        );
+        say(
+            "going elsewhere than the state says",
+            want.iter()
+                .filter(|(k, (_, to))| have.get(*k).is_some_and(|h| h != to))
+                .map(|(_, (m, _))| m.to_string())
+                .collect(),
+        );
+        say(
+            "in the datapath that the state does not have",
+            have.keys()
+                .filter(|k| !want.contains_key(*k))
+                .map(|(a, p, proto)| {
+                    format!(
+                        "{}:{}/{proto}",
+                        std::net::Ipv4Addr::from(u32::from_be(*a)),
+                        u16::from_be(*p)
+                    )
+                })
+                .collect(),
+        );
+        if stats.endpoints != interfaces {
+            out.push(format!(
+                "the datapath has {} endpoint interface(s), the state {interfaces}",
+                stats.endpoints
+            ));
+        }
+        if stats.networks != self.state.networks.len() {
+            out.push(format!(
+                "the datapath has {} network(s), the state {}",
+                stats.networks,
+                self.state.networks.len()
+            ));
+        }
+        out
+    }
+
     /// The agent's health; `monitors` listen now.
     pub fn health(&self, monitors: usize) -> HealthView {
         self.health_of(&self.dp.stats(), monitors)
@@ -145,7 +231,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 set_aside: m.set_aside,
             })
             .collect();
-        let problems = problems(&hooks, &pinned);
+        let mut problems = problems(&hooks, &pinned);
+        problems.extend(self.map_drift(stats));
         let warnings = warnings(&maps);
         let version = VersionView::current();
         HealthView {

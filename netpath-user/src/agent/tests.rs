@@ -572,3 +572,41 @@ fn what_the_cluster_says_is_applied_to_this_node() {
     a.apply_cluster(&unlisted);
     assert!(a.state.networks.contains_key("ov"));
 }
+
+#[test]
+fn health_says_where_the_maps_differ_from_the_state() {
+    let faults = Faults::default();
+    let (mut a, _s) = scene(&faults);
+    assert!(a.health(0).healthy, "{:?}", a.health(0).problems);
+    // Someone else writes the maps: a published port goes, another appears, a network goes.
+    let (key, _) = a.dp.published()[0];
+    a.dp.unpublish(&key).unwrap();
+    let mut other = key;
+    other.port = be_port(9999);
+    let stray = netpath_common::PortTarget {
+        addr: be_addr(Ipv4Addr::new(10, 0, 0, 9)),
+        port: be_port(80),
+        stats: 0,
+        ifindex: 99,
+        mac: [0; 6],
+        gw_mac: [0; 6],
+    };
+    a.dp.publish(other, stray).unwrap();
+    let empty = a.state.networks["empty"].clone();
+    a.dp.remove_network(&empty).unwrap();
+    let h = a.health(0);
+    assert!(!h.healthy);
+    let said = h.problems.join("\n");
+    assert!(
+        said.contains("1 published port(s) missing from the datapath"),
+        "{said}"
+    );
+    assert!(
+        said.contains("in the datapath that the state does not have") && said.contains(":9999/"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the datapath has 2 network(s), the state 3"),
+        "{said}"
+    );
+}
