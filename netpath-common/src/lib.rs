@@ -31,6 +31,9 @@ pub mod map_names {
     pub const MEMBERS: &str = "MEMBERS";
     /// [`crate::LoopbackKey`] → `u8`: host-gateway TCP ports served by the host's loopback.
     pub const HOST_LOOPBACK: &str = "HOST_LOOPBACK";
+    /// [`crate::port_any_index`] (`u32`) → `u8` 1: a published port its runtime holds itself
+    /// (podman binds the ports it publishes through CNI), which host sockets may bind.
+    pub const BIND_ALLOWED: &str = "BIND_ALLOWED";
     /// Outbound source NAT, by the original 5-tuple ([`crate::FlowKey`] → [`crate::SnatNat`]).
     pub const SNAT: &str = "SNAT";
     /// Outbound source NAT, by the reply's 5-tuple on the uplink ([`crate::FlowKey`] →

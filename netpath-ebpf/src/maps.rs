@@ -22,6 +22,11 @@ pub static PORTS: HashMap<PortKey, PortTarget> = HashMap::pinned(map_sizes::PORT
 #[map]
 pub static PORTS_ANY: Array<PortSlot> = Array::pinned(PORTS_ANY_LEN, 0);
 
+/// Published ports whose runtime holds them itself, by `port_any_index`: host sockets may
+/// bind these.
+#[map]
+pub static BIND_ALLOWED: HashMap<u32, u8> = HashMap::pinned(PORTS_ANY_LEN, NO_PREALLOC);
+
 /// The agent's own IPv4 addresses (network order); a wildcard publish answers on each.
 #[map]
 pub static HOST_ADDRS: HashMap<u32, u32> = HashMap::pinned(map_sizes::HOST_ADDRS, 0);

@@ -10,10 +10,10 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
     EbpfContext,
 };
-use netpath_common::{SockRevKey, SockRevNat};
+use netpath_common::{port_any_index, SockRevKey, SockRevNat};
 
 use crate::{
-    maps::{SOCK_NETNS, SOCK_REVNAT},
+    maps::{BIND_ALLOWED, SOCK_NETNS, SOCK_REVNAT},
     ports,
 };
 
@@ -94,7 +94,7 @@ pub fn from_endpoint(ctx: &SockAddrContext) -> i32 {
 }
 
 /// post_bind4: a host socket bound to a published port is refused with `EADDRINUSE` (the
-/// bind is undone by the kernel). Ports the kernel picks itself never come here: the agent
+/// bind is undone by the kernel), unless the port's runtime holds it itself (`BIND_ALLOWED`). Ports the kernel picks itself never come here: the agent
 /// reserves published ports from automatic choice (`ip_local_reserved_ports`).
 #[inline(always)]
 pub fn refuse_published(ctx: &SockContext) -> i32 {
@@ -105,7 +105,10 @@ pub fn refuse_published(ctx: &SockContext) -> i32 {
     // SAFETY: these fields of the context are readable in post_bind4.
     let (addr, port, proto) = unsafe { ((*sk).src_ip4, (*sk).src_port, (*sk).protocol) };
     // `src_port` is in host order here, unlike the sock_addr hooks' `user_port`.
-    if !ports::held(addr, (port as u16).to_be(), proto as u8) {
+    let (port, proto) = ((port as u16).to_be(), proto as u8);
+    if !ports::held(addr, port, proto)
+        || BIND_ALLOWED.get_ptr(&port_any_index(proto, port)).is_some()
+    {
         return ALLOW;
     }
     // SAFETY: helper of cgroup programs; the kernel returns this error to bind().

@@ -6,6 +6,7 @@
 //! | [`config`] | [`AgentConfig`]: flags, the configuration file, defaults |
 //! | [`transactions`] | [`Agent`] and every request that changes something |
 //! | [`labels`] | labels the agent keeps: engines' names for their objects |
+//! | [`memory`] | the allocator told to keep few arenas and give freed memory back |
 //! | [`journal`] | each step's undo, played back on failure; what runs after the commit |
 //! | [`reconcile`] | making the kernel match the desired state at start |
 //! | [`repair`] | drift while running: namespaces gone, veths deleted, programs lost |
@@ -42,6 +43,7 @@ pub mod health;
 pub mod host;
 pub mod journal;
 pub mod labels;
+pub mod memory;
 pub mod metrics;
 pub mod monitor;
 pub mod netns_files;
@@ -201,7 +203,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
     // From here on the record is the reserved ports' alone.
-    agent.reserve_ports(reserved::ReservedPorts::new(&cfg.state_dir, record))?;
+    agent
+        .reserve_ports(reserved::ReservedPorts::new(&cfg.state_dir, record))
+        .map_err(|e| anyhow::anyhow!("holding the published ports: {}", e.msg))?;
     let (mut shared, hub, mut flags) = Shared::new(agent).with_monitor();
     let dns = crate::dns::server::DnsServer::new(
         shared.state_handle(),
@@ -261,6 +265,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             let agent = agent.clone();
             move || tasks::watch_host(agent.clone())
         }),
+        tasks::supervise("memory", memory::keep_giving_back),
         tasks::supervise("flow expiry", {
             let agent = agent.clone();
             move || tasks::expire_flows(agent.clone())

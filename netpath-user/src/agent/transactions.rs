@@ -190,9 +190,31 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     /// Keeps the host's reserved ports from now on, starting with the state as it is.
-    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> anyhow::Result<()> {
-        let reserved = self.reserved.insert(reserved);
-        reserved.sync(&wanted_reserved(&self.state))
+    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> Result<(), ApiError> {
+        self.reserved = Some(reserved);
+        let state = self.state.clone();
+        self.hold_ports(&state)
+    }
+
+    /// Holds `state`'s published ports on the host: the kernel never picks one for a host
+    /// socket (reserved ports), and host sockets may not bind one unless its runtime holds it
+    /// itself (CNI's: podman binds the ports it publishes).
+    pub(super) fn hold_ports(&mut self, state: &State) -> Result<(), ApiError> {
+        if let Some(r) = &mut self.reserved {
+            r.sync(&wanted_reserved(state))
+                .map_err(|e| ApiError::internal(format!("reserving ports: {e:#}")))?;
+        }
+        let runtime_held = state
+            .endpoints
+            .values()
+            .filter(|e| {
+                e.engine
+                    .as_ref()
+                    .is_some_and(|g| g.kind == crate::model::EngineKind::Cni)
+            })
+            .flat_map(|e| e.ports.iter().map(|m| (m.proto.number(), m.host_port)))
+            .collect();
+        Ok(self.dp.set_bind_allowed(&runtime_held)?)
     }
 
     /// Where hosts files go (tests).

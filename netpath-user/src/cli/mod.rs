@@ -119,6 +119,9 @@ pub fn error_line(e: &anyhow::Error) -> String {
 /// `netpath`'s main.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Agent(_)) {
+        crate::agent::memory::limit_arenas();
+    }
     if !matches!(cli.cmd, Cmd::Agent(_)) {
         // A command piped into `head` ends quietly when the pipe closes, like any Unix tool
         // (the agent keeps Rust's default: a closed socket is an error, not a signal).

@@ -305,6 +305,11 @@ pub trait DatapathOps: Send {
     fn reset_port_stats(&mut self, slot: u16);
     /// What the datapath reports to monitors (`netpath_common::monitor` flags; 0: nothing).
     fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError>;
+    /// Makes exactly `ports` (protocol, host port) the published ports host sockets may
+    /// bind: their runtime holds them itself.
+    fn set_bind_allowed(&mut self, _ports: &HashSet<(u8, u16)>) -> Result<(), DatapathError> {
+        Ok(())
+    }
     /// Drops what was set aside at load once every hook runs this build's programs.
     fn finish_migrations(&mut self) {}
     /// Counters and map occupancy.
@@ -345,6 +350,7 @@ pub struct Datapath {
     snat_rev: HashMap<MapData, FlowKey, SnatRev>,
     uplinks: HashMap<MapData, u32, u32>,
     host_loopback: HashMap<MapData, LoopbackKey, u8>,
+    bind_allowed: HashMap<MapData, u32, u8>,
     stats: PerCpuArray<MapData, u64>,
     port_stats: PerCpuArray<MapData, PortStats>,
     monitor: Array<MapData, u32>,
@@ -473,6 +479,7 @@ impl Datapath {
             snat_rev: take_map!(ebpf, map_names::SNAT_REV),
             uplinks: take_map!(ebpf, map_names::UPLINKS),
             host_loopback: take_map!(ebpf, map_names::HOST_LOOPBACK),
+            bind_allowed: take_map!(ebpf, map_names::BIND_ALLOWED),
             stats: take_map!(ebpf, map_names::STATS),
             port_stats: take_map!(ebpf, map_names::PORT_STATS),
             monitor: take_map!(ebpf, map_names::MONITOR),
@@ -684,6 +691,13 @@ impl DatapathOps for Datapath {
     }
     fn reset_port_stats(&mut self, slot: u16) {
         Datapath::reset_port_stats(self, slot)
+    }
+    fn set_bind_allowed(&mut self, ports: &HashSet<(u8, u16)>) -> Result<(), DatapathError> {
+        let want: std::collections::HashMap<u32, u8> = ports
+            .iter()
+            .map(|(proto, port)| (netpath_common::port_any_index(*proto, be_port(*port)), 1))
+            .collect();
+        sync::sync_hash(map_names::BIND_ALLOWED, &mut self.bind_allowed, &want).map(drop)
     }
     fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError> {
         self.monitor

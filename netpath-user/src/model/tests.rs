@@ -198,7 +198,7 @@ fn networks_get_pool_subnets_and_docker_rules() {
             ..create("c")
         },
         NetworkCreate {
-            options: vec!["mtu=1400".into()],
+            options: vec!["mtu=10".into()],
             ..create("c")
         },
         NetworkCreate {
