@@ -112,7 +112,9 @@ impl AgentProcess {
             child: Some(child),
         };
         let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(agent.opts.socket()).is_err() {
+        // Ready once the API answers a request (the socket is bound, and so takes
+        // connections, a little before the agent serves them).
+        while !answers(&agent.opts.socket()) {
             if let Some(Ok(Some(st))) = agent.child.as_mut().map(Child::try_wait) {
                 agent.child = None;
                 bail!("agent exited {st}: {}", agent.log());
@@ -131,7 +133,25 @@ impl AgentProcess {
     pub fn socket(&self) -> PathBuf {
         self.opts.socket()
     }
+}
 
+/// Whether the API on `socket` answers `GET /v1/version` within a second.
+fn answers(socket: &std::path::Path) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    if s.set_read_timeout(Some(Duration::from_secs(1))).is_err()
+        || s.write_all(b"GET /v1/version HTTP/1.1\r\nHost: netpath\r\nConnection: close\r\n\r\n")
+            .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+impl AgentProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
