@@ -24,6 +24,44 @@ use crate::{
 /// Ports each endpoint publishes (one range).
 const PORTS_EACH: u32 = 10;
 
+/// Endpoints removed and made again in each cycle of the memory part, and how many cycles.
+const CYCLE: u32 = 100;
+const CYCLES: u32 = 10;
+
+/// How many endpoints the memory part ends with.
+fn many(quick: bool) -> u32 {
+    if quick {
+        100
+    } else {
+        10_000
+    }
+}
+
+/// `netpath endpoint create eI --netns PATH -p A-B:80-89` (its own range of [`PORTS_EACH`]).
+fn endpoint_args(i: u32, netns: &str) -> Vec<String> {
+    let first = 10_000 + i * PORTS_EACH;
+    [
+        "endpoint".to_string(),
+        "create".into(),
+        format!("e{i}"),
+        "--netns".into(),
+        netns.into(),
+        "-p".into(),
+        format!(
+            "{first}-{}:80-{}",
+            first + PORTS_EACH - 1,
+            80 + PORTS_EACH - 1
+        ),
+    ]
+    .into()
+}
+
+fn create_endpoint(rig: &mut Rig, i: u32, netns: &str) -> Result<()> {
+    let args = endpoint_args(i, netns);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rig.netpath(&args).map(drop)
+}
+
 /// How many endpoints the scale part makes.
 pub fn endpoints(quick: bool) -> u32 {
     if quick {
@@ -102,23 +140,8 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
     p.step(&format!("agent: {n} endpoints, {ports} ports"));
     for i in 0..n {
         let ns = Netns::new("npba");
-        let first = 10_000 + i * PORTS_EACH;
-        let range = format!(
-            "{first}-{}:80-{}",
-            first + PORTS_EACH - 1,
-            80 + PORTS_EACH - 1
-        );
-        let path = ns.path();
         let start = Instant::now();
-        rig.netpath(&[
-            "endpoint",
-            "create",
-            &format!("e{i}"),
-            "--netns",
-            &path,
-            "-p",
-            &range,
-        ])?;
+        create_endpoint(&mut rig, i, &ns.path())?;
         create.runs.push(start.elapsed().as_secs_f64() * 1e3);
         namespaces.push(ns);
     }
@@ -137,6 +160,51 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
             .push(rss_mb(rig.agent_pid().context("agent pid")?)?);
         p.inc();
     }
+    // Memory over create/remove cycles, and with ten times the endpoints.
+    p.step("agent: memory over cycles");
+    let cycled = CYCLE.min(n);
+    for _ in 0..CYCLES {
+        for i in 0..cycled {
+            rig.netpath(&["endpoint", "rm", &format!("e{i}")])?;
+        }
+        for (i, ns) in namespaces.iter().enumerate().take(cycled as usize) {
+            create_endpoint(&mut rig, i as u32, &ns.path())?;
+        }
+    }
+    let pid = rig.agent_pid().context("agent pid")?;
+    let mut cycles = Figure::new(
+        format!("agent memory, {n} endpoints, after {CYCLES} cycles of {cycled} removed and made again"),
+        "MB",
+        true,
+    );
+    cycles.runs.push(rss_mb(pid)?);
+    p.inc();
+    p.step(&format!("agent: {} endpoints", many(quick)));
+    for i in n..many(quick) {
+        let ns = Netns::new("npba");
+        // One port each past the first thousand: ten would run past the port space.
+        rig.netpath(&[
+            "endpoint",
+            "create",
+            &format!("e{i}"),
+            "--netns",
+            &ns.path(),
+            "-p",
+            &format!("{}:80", 30_000 + i),
+        ])?;
+        namespaces.push(ns);
+    }
+    let mut more = Figure::new(
+        format!(
+            "agent memory, {} endpoints, {} ports",
+            many(quick),
+            ports + many(quick) - n
+        ),
+        "MB",
+        true,
+    );
+    more.runs.push(rss_mb(pid)?);
+    p.inc();
     let docker = docker_runs(if quick { 3 } else { 20 }, p);
     drop(namespaces);
     let what = format!(
@@ -158,15 +226,23 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
     let memory = Section {
         scenario: "agent: memory".into(),
         about: format!(
-            "{what}: the agent's resident memory after the creates, then after each start."
+            "{what}: the agent's resident memory after the creates, then after each start; then after {CYCLES} cycles of removing the first {CYCLE} endpoints and making them again; then with endpoints of one port each added up to {}.",
+            many(quick)
         ),
         baseline: String::new(),
-        targets: vec![Target::absolute(
-            &format!("agent memory (MB), {full} endpoints"),
-            &format!("agent memory, {full} endpoints"),
-            50.0,
-        )],
-        figures: vec![memory],
+        targets: vec![
+            Target::absolute(
+                &format!("agent memory (MB), {full} endpoints"),
+                &format!("agent memory, {full} endpoints"),
+                50.0,
+            ),
+            Target::absolute(
+                &format!("agent memory (MB), {full} endpoints, after cycles"),
+                &format!("agent memory, {full} endpoints, after {CYCLES} cycles of {CYCLE} removed and made again"),
+                50.0,
+            ),
+        ],
+        figures: vec![memory, cycles, more],
         plots: Vec::new(),
     };
     let (docker_fig, note) = match docker {
@@ -243,5 +319,5 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
 /// Progress steps this scenario counts.
 pub fn steps(quick: bool) -> usize {
     let runs = if quick { 1 } else { 3 };
-    2 * runs + 1 + if quick { 2 } else { 3 } + 1
+    2 * runs + 1 + if quick { 2 } else { 3 } + 2 + 1
 }

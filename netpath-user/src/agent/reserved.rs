@@ -139,11 +139,20 @@ pub fn snat_ports() -> PortSet {
     set
 }
 
-/// Reads a reserved-ports sysctl.
+/// The longest value the sysctl can print: every other port, as `NNNNN,`.
+const READ_MAX: usize = 65536 / 2 * 6 + 1;
+
+/// Reads a reserved-ports sysctl, in one read: the kernel prints the whole list at offset 0
+/// and nothing after (a reader that starts small and grows gets the list cut off).
 pub fn read(file: &Path) -> anyhow::Result<PortSet> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    PortSet::parse(&text).with_context(|| format!("reading {}", file.display()))
+    use std::io::Read as _;
+    let ctx = || format!("reading {}", file.display());
+    let mut buf = vec![0u8; READ_MAX];
+    let n = std::fs::File::open(file)
+        .and_then(|mut f| f.read(&mut buf))
+        .with_context(ctx)?;
+    let text = std::str::from_utf8(&buf[..n]).with_context(ctx)?;
+    PortSet::parse(text).with_context(ctx)
 }
 
 /// `set` in the kernel's form, cut at range boundaries into pieces of at most
