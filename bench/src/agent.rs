@@ -173,7 +173,9 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
     }
     let pid = rig.agent_pid().context("agent pid")?;
     let mut cycles = Figure::new(
-        format!("agent memory, {n} endpoints, after {CYCLES} cycles of {cycled} removed and made again"),
+        format!(
+            "agent memory, {n} endpoints, after {CYCLES} cycles of {cycled} removed and made again"
+        ),
         "MB",
         true,
     );
