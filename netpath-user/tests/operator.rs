@@ -155,6 +155,13 @@ fn the_configuration_file_holds_every_flag_and_flags_win() {
         err.contains(&format!("{}:1: xdp: ", conf.display())),
         "{err}"
     );
+    // A Docker host the agent cannot read: one line, nothing changed.
+    std::fs::write(&conf, "docker-host = \"tcp://10.0.0.1:2375\"\n").unwrap();
+    let err = t.start_agent_failing();
+    assert!(
+        err.contains("docker host \"tcp://10.0.0.1:2375\": expected unix:///PATH"),
+        "{err}"
+    );
     assert_eq!(
         t.host
             .exec("cat", &["/proc/sys/net/ipv4/ip_forward"])

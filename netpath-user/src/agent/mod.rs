@@ -133,6 +133,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         cfg.uplinks.clone()
     };
     // Checked before anything is written: a refused flag changes nothing.
+    let docker_socket = crate::docker::engine::socket_of(&cfg.docker_host)?.to_path_buf();
     let cluster =
         cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
     let mut store = StateFile::in_dir(&cfg.state_dir);
@@ -248,14 +249,14 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         },
         tokio::spawn({
             let plugin = Arc::new(crate::docker::Plugin::new(agent.clone(), pools));
-            let docker_host = cfg.docker_host.clone();
             async move {
                 if let Some(l) = plugin_listener {
                     // What Docker changed while nobody answered it, before anyone is answered.
-                    crate::docker::engine::reconcile_then_name(plugin.clone(), &docker_host).await;
+                    crate::docker::engine::reconcile_then_name(plugin.clone(), &docker_socket)
+                        .await;
                     tokio::spawn(crate::docker::engine::keep_naming(
                         plugin.clone(),
-                        docker_host,
+                        docker_socket,
                     ));
                     crate::docker::serve(l, plugin, std::future::pending()).await;
                 }

@@ -11,7 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
-    path::Path,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -147,12 +147,8 @@ pub async fn fetch(socket: &Path) -> anyhow::Result<EngineView> {
 /// At start, before the plugin answers dockerd: reads dockerd's view and removes what Docker
 /// let go of meanwhile ([`super::Plugin::reconcile`]), then takes Docker's names. A dockerd
 /// that does not answer is noted, and nothing is removed.
-pub async fn reconcile_then_name<S: Service + 'static>(plugin: Arc<Plugin<S>>, host: &str) {
-    let socket = match socket_of(host) {
-        Ok(s) => s.to_path_buf(),
-        Err(e) => return warn!("{e:#}"),
-    };
-    match fetch(&socket).await {
+pub async fn reconcile_then_name<S: Service + 'static>(plugin: Arc<Plugin<S>>, socket: &Path) {
+    match fetch(socket).await {
         Ok(view) => {
             let res = tokio::task::spawn_blocking(move || {
                 plugin.reconcile(&view);
@@ -170,10 +166,7 @@ pub async fn reconcile_then_name<S: Service + 'static>(plugin: Arc<Plugin<S>>, h
 }
 
 /// Takes Docker's names again every [`NAMES_INTERVAL`] (networks and containers made since).
-pub async fn keep_naming<S: Service + 'static>(plugin: Arc<Plugin<S>>, host: String) {
-    let Ok(socket) = socket_of(&host).map(Path::to_path_buf) else {
-        return;
-    };
+pub async fn keep_naming<S: Service + 'static>(plugin: Arc<Plugin<S>>, socket: PathBuf) {
     let mut reachable = true;
     loop {
         tokio::time::sleep(NAMES_INTERVAL).await;
