@@ -4,12 +4,17 @@
 //! kernel's BTF and its own object parsed while loading, the state cloned by each transaction,
 //! the socket tables read for a range of ports. Left alone its resident memory grows with
 //! every burst of work and never shrinks. So the agent caps the arenas at two (its threads
-//! seldom allocate at once) and gives what is free back to the kernel after start and then
-//! every [`TRIM_INTERVAL`].
-use std::time::Duration;
+//! seldom allocate at once) and gives what is free back to the kernel after start, within a
+//! [`TRIM_INTERVAL`] of every change of its state, and every [`TRIM_ANYWAY`].
+use std::{sync::Arc, time::Duration};
 
-/// How often free memory is given back.
-pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+use super::{store::StateStore, Shared};
+use crate::{datapath::DatapathOps, netlink::LinkOps};
+
+/// How soon after a change free memory is given back.
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+/// How often it is given back when nothing changed (reads free memory too).
+pub const TRIM_ANYWAY: Duration = Duration::from_secs(30);
 
 /// Caps glibc's arenas; call before any thread starts.
 pub fn limit_arenas() {
@@ -23,11 +28,25 @@ pub fn give_back() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// Gives free memory back every [`TRIM_INTERVAL`].
-pub async fn keep_giving_back() -> anyhow::Result<()> {
+/// Gives free memory back after each change of the agent's state, and now and then.
+pub async fn keep_giving_back<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
+where
+    D: DatapathOps + 'static,
+    L: LinkOps + 'static,
+    S: StateStore + 'static,
+{
     let mut tick = tokio::time::interval(TRIM_INTERVAL);
+    let mut last: Option<Arc<crate::model::State>> = None;
+    let mut idle = Duration::ZERO;
     loop {
         tick.tick().await;
-        tokio::task::spawn_blocking(give_back).await?;
+        let now = shared.state();
+        let changed = last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, &now));
+        last = Some(now);
+        idle += TRIM_INTERVAL;
+        if changed || idle >= TRIM_ANYWAY {
+            idle = Duration::ZERO;
+            tokio::task::spawn_blocking(give_back).await?;
+        }
     }
 }

@@ -266,7 +266,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             let agent = agent.clone();
             move || tasks::watch_host(agent.clone())
         }),
-        tasks::supervise("memory", memory::keep_giving_back),
+        tasks::supervise("memory", {
+            let agent = agent.clone();
+            move || memory::keep_giving_back(agent.clone())
+        }),
         tasks::supervise("flow expiry", {
             let agent = agent.clone();
             move || tasks::expire_flows(agent.clone())
