@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::{
     monitor::rfc3339,
     store::StateStore,
-    transactions::{port_key, Agent},
+    transactions::{port_key_target, Agent},
 };
 use crate::{
     api::{
@@ -16,7 +16,7 @@ use crate::{
         },
         VersionView,
     },
-    datapath::{be_addr, be_port, DatapathOps, DatapathStats, LinkState},
+    datapath::{DatapathOps, DatapathStats, LinkState},
     netlink::LinkOps,
 };
 
@@ -146,9 +146,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 continue;
             };
             for m in &ep.ports {
-                let key = port_key(m);
-                let to = (be_addr(att.ip), be_port(m.container_port), link.ifindex);
-                want.insert((key.addr, key.port, key.proto), (*m, to));
+                // The entry the agent writes, its stats slot aside.
+                let (key, t) = port_key_target(att, link, m, 0);
+                want.insert(
+                    (key.addr, key.port, key.proto),
+                    (*m, (t.addr, t.port, t.ifindex)),
+                );
             }
         }
         let have: std::collections::HashMap<_, _> = self

@@ -84,14 +84,37 @@ pub struct OverlayDevice {
     pub mtu: u32,
 }
 
-/// The ports the host must never pick for its own sockets: the outbound NAT ports and every
-/// published host port.
-pub(super) fn wanted_reserved(state: &State) -> PortSet {
-    let mut set = snat_ports();
-    for m in state.endpoints.values().flat_map(|e| &e.ports) {
-        set.insert(m.host_port);
+/// What the host must hold of a state's published ports.
+pub(super) struct HeldPorts {
+    /// Ports the host never picks for its own sockets: the outbound NAT ports and every
+    /// published host port.
+    reserved: PortSet,
+    /// Published ports whose runtime holds them itself (CNI's: podman binds the ports it
+    /// publishes), which host sockets may bind.
+    runtime_held: std::collections::HashSet<(u8, u16)>,
+}
+
+impl HeldPorts {
+    pub(super) fn of(state: &State) -> HeldPorts {
+        let mut reserved = snat_ports();
+        let mut runtime_held = std::collections::HashSet::new();
+        for e in state.endpoints.values() {
+            let cni = e
+                .engine
+                .as_ref()
+                .is_some_and(|g| g.kind == crate::model::EngineKind::Cni);
+            for m in &e.ports {
+                reserved.insert(m.host_port);
+                if cni {
+                    runtime_held.insert((m.proto.number(), m.host_port));
+                }
+            }
+        }
+        HeldPorts {
+            reserved,
+            runtime_held,
+        }
     }
-    set
 }
 
 /// The datapath key of mapping `m`.
@@ -192,29 +215,18 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Keeps the host's reserved ports from now on, starting with the state as it is.
     pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> Result<(), ApiError> {
         self.reserved = Some(reserved);
-        let state = self.state.clone();
-        self.hold_ports(&state)
+        let held = HeldPorts::of(&self.state);
+        self.hold_ports(&held)
     }
 
-    /// Holds `state`'s published ports on the host: the kernel never picks one for a host
-    /// socket (reserved ports), and host sockets may not bind one unless its runtime holds it
-    /// itself (CNI's: podman binds the ports it publishes).
-    pub(super) fn hold_ports(&mut self, state: &State) -> Result<(), ApiError> {
+    /// Holds published ports on the host: the kernel never picks one for a host socket
+    /// (reserved ports), and host sockets may not bind one unless its runtime holds it.
+    pub(super) fn hold_ports(&mut self, held: &HeldPorts) -> Result<(), ApiError> {
         if let Some(r) = &mut self.reserved {
-            r.sync(&wanted_reserved(state))
+            r.sync(&held.reserved)
                 .map_err(|e| ApiError::internal(format!("reserving ports: {e:#}")))?;
         }
-        let runtime_held = state
-            .endpoints
-            .values()
-            .filter(|e| {
-                e.engine
-                    .as_ref()
-                    .is_some_and(|g| g.kind == crate::model::EngineKind::Cni)
-            })
-            .flat_map(|e| e.ports.iter().map(|m| (m.proto.number(), m.host_port)))
-            .collect();
-        Ok(self.dp.set_bind_allowed(&runtime_held)?)
+        Ok(self.dp.set_bind_allowed(&held.runtime_held)?)
     }
 
     /// Where hosts files go (tests).
