@@ -1,0 +1,81 @@
+//! Address families as a type: the maps' keys and values are generic over the address they
+//! carry, so the IPv6 datapath reuses every shared shape and decision that IPv4 has. `u32` is
+//! an IPv4 address and [`In6`] an IPv6 one, both in network byte order as the packet holds
+//! them; every generic type defaults to IPv4.
+
+/// An address the maps store: IPv4 (`u32`) or IPv6 ([`In6`]), network order, with no
+/// padding of its own (so keys hash the same in the kernel and in userspace).
+pub trait Addr: Copy + Eq + Default + core::hash::Hash + core::fmt::Debug + 'static {
+    /// The unspecified address (`0.0.0.0`, `::`): "every host address" in a published port.
+    const ANY: Self;
+    /// Bits in the address (an LPM trie's longest prefix).
+    const BITS: u32;
+    /// Explicit padding that takes the address up to a multiple of 8 bytes, for values
+    /// with a `u64` after one address (no hidden padding in either family).
+    type Pad: Copy + Eq + Default + core::hash::Hash + core::fmt::Debug + 'static;
+}
+
+impl Addr for u32 {
+    const ANY: Self = 0;
+    const BITS: u32 = 32;
+    type Pad = u32;
+}
+
+/// An IPv6 address in network order, as four 32-bit words (word compares, 4-byte alignment:
+/// the same layout rules as IPv4's `u32`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct In6 {
+    pub words: [u32; 4],
+}
+
+impl In6 {
+    /// The address of 16 bytes in network order.
+    #[inline(always)]
+    pub const fn from_octets(o: [u8; 16]) -> Self {
+        let mut words = [0u32; 4];
+        let mut i = 0;
+        while i < 4 {
+            words[i] = u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+            i += 1;
+        }
+        In6 { words }
+    }
+
+    /// The 16 bytes in network order.
+    #[inline(always)]
+    pub const fn octets(&self) -> [u8; 16] {
+        let mut o = [0u8; 16];
+        let mut i = 0;
+        while i < 4 {
+            let b = self.words[i].to_ne_bytes();
+            o[4 * i] = b[0];
+            o[4 * i + 1] = b[1];
+            o[4 * i + 2] = b[2];
+            o[4 * i + 3] = b[3];
+            i += 1;
+        }
+        o
+    }
+}
+
+impl Addr for In6 {
+    const ANY: Self = In6 { words: [0; 4] };
+    const BITS: u32 = 128;
+    type Pad = [u32; 0];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in6_keeps_network_order() {
+        let o = [0xfd, 0, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let a = In6::from_octets(o);
+        assert_eq!(a.octets(), o);
+        assert_eq!(u32::from_be(a.words[0]), 0xfd00_0030);
+        assert_eq!(u32::from_be(a.words[3]), 2);
+        assert_eq!(In6::ANY.octets(), [0; 16]);
+    }
+}

@@ -1,0 +1,84 @@
+//! Names of the pinned maps and their default sizes: the kernel object declares them
+//! (`netpath-ebpf/src/maps.rs`) and the agent opens them by these names.
+
+/// Names of the pinned maps, as the kernel object declares them and the agent opens them.
+pub mod map_names {
+    /// [`crate::PortKey`] → [`crate::PortTarget`]: ports published on one host address.
+    pub const PORTS: &str = "PORTS";
+    /// Array of [`crate::PortSlot`] by [`crate::port_any_index`]: ports published on every
+    /// host address (Docker's `0.0.0.0`, the common case) — an array lookup, no hashing —
+    /// and, for the others, whether `PORTS` has the port on some address at all.
+    pub const PORTS_ANY: &str = "PORTS_ANY";
+    /// Host IPv4 address (network order `u32`) → `u32` flags: the agent's own addresses.
+    pub const HOST_ADDRS: &str = "HOST_ADDRS";
+    /// [`crate::FlowKey`] → [`crate::FlowNat`]: LRU table of translated flows.
+    pub const FLOWS: &str = "FLOWS";
+    /// Host-side veth ifindex (`u32`) → [`crate::EndpointInfo`].
+    pub const ENDPOINTS: &str = "ENDPOINTS";
+    /// Endpoint IPv4 address (network order `u32`) → [`crate::PeerInfo`]: where to forward.
+    pub const ENDPOINTS_BY_ADDR: &str = "ENDPOINTS_BY_ADDR";
+    /// Network id (`u32`) → [`crate::NetworkInfo`].
+    pub const NETWORKS: &str = "NETWORKS";
+    /// LPM trie of network subnets → network id (`u32`).
+    pub const SUBNETS: &str = "SUBNETS";
+    /// [`crate::MemberKey`] → host-side veth ifindex (`u32`): a network's members, for
+    /// broadcast and multicast.
+    pub const MEMBERS: &str = "MEMBERS";
+    /// [`crate::LoopbackKey`] → `u8`: host-gateway TCP ports served by the host's loopback.
+    pub const HOST_LOOPBACK: &str = "HOST_LOOPBACK";
+    /// [`crate::port_any_index`] (`u32`) → `u8` 1: a published port its runtime holds itself
+    /// (podman binds the ports it publishes through CNI), which host sockets may bind.
+    pub const BIND_ALLOWED: &str = "BIND_ALLOWED";
+    /// Outbound source NAT, by the original 5-tuple ([`crate::FlowKey`] → [`crate::SnatNat`]).
+    pub const SNAT: &str = "SNAT";
+    /// Outbound source NAT, by the reply's 5-tuple on the uplink ([`crate::FlowKey`] →
+    /// [`crate::SnatRev`]).
+    pub const SNAT_REV: &str = "SNAT_REV";
+    /// Uplink ifindex (`u32`) → its IPv4 address (network order `u32`): source of outbound NAT.
+    pub const UPLINKS: &str = "UPLINKS";
+    /// Array of one `u64`: the netns cookie of the agent; socket hooks act only there.
+    pub const SOCK_NETNS: &str = "SOCK_NETNS";
+    /// [`crate::SockRevKey`] → [`crate::SockRevNat`]: what a socket asked for, by socket.
+    pub const SOCK_REVNAT: &str = "SOCK_REVNAT";
+    /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
+    pub const STATS: &str = "STATS";
+    /// Per-CPU array of [`crate::PortStats`] by [`crate::PortTarget::stats`]: what each
+    /// published port received.
+    pub const PORT_STATS: &str = "PORT_STATS";
+    /// Ring buffer of [`crate::Event`]s for `netpath monitor` (not pinned).
+    pub const EVENTS: &str = "EVENTS";
+    /// Array of one `u32`, [`crate::monitor`] flags: what goes into `EVENTS` (not pinned).
+    pub const MONITOR: &str = "MONITOR";
+    /// [`crate::DnsKey`] → [`crate::DnsAddrs`]: the names the DNS fast path answers.
+    pub const DNS_NAMES: &str = "DNS_NAMES";
+    /// Overlay networks by network id: VNI, VXLAN device, how many other nodes are members.
+    pub const OVERLAY_NETS: &str = "OVERLAY_NETS";
+    /// Overlay networks by VNI (decapsulated traffic finds its network here).
+    pub const OVERLAY_VNIS: &str = "OVERLAY_VNIS";
+    /// Endpoints on other nodes by address: which node (its underlay address), which network.
+    pub const REMOTES: &str = "REMOTES";
+    /// The other nodes with endpoints on each overlay network, slots 0..OverlayNet::peers
+    /// (broadcasts go to each).
+    pub const OVERLAY_PEERS: &str = "OVERLAY_PEERS";
+}
+
+/// Default sizes of the maps; the agent may override them at load time.
+pub mod map_sizes {
+    pub const PORTS: u32 = 131_072;
+    pub const HOST_ADDRS: u32 = 256;
+    pub const FLOWS: u32 = 262_144;
+    pub const ENDPOINTS: u32 = 16_384;
+    pub const NETWORKS: u32 = 1024;
+    /// Members of one network that receive its broadcasts (the datapath's loop bound).
+    pub const MEMBERS_PER_NETWORK: u32 = 64;
+    /// Published ports counted one by one (slot 0 is "not counted").
+    pub const PORT_STATS: u32 = 16384;
+    /// Bytes of the monitor's ring buffer.
+    pub const EVENTS: u32 = 256 * 1024;
+    /// Names the DNS fast path knows (of every network).
+    pub const DNS_NAMES: u32 = 65_536;
+    /// Endpoints on other nodes (all overlay networks together).
+    pub const REMOTES: u32 = 65_536;
+    /// Other nodes one overlay network's broadcasts reach.
+    pub const PEERS_PER_NETWORK: u32 = 64;
+}

@@ -1,0 +1,101 @@
+//! Published ports: the keys and values of `PORTS` and `PORTS_ANY` (kernel: `ports.rs`).
+use crate::{proto, Addr};
+
+/// Entries of the `PORTS_ANY` array: TCP ports, then UDP ports.
+pub const PORTS_ANY_LEN: u32 = 2 * 65536;
+
+/// Index into `PORTS_ANY` of (protocol, port in network order). [`port_any_key`] is its inverse.
+#[inline(always)]
+pub fn port_any_index(proto: u8, port_be: u16) -> u32 {
+    (u32::from(proto == proto::UDP) << 16) | u32::from(u16::from_be(port_be))
+}
+
+/// The (protocol, port in network order) of a `PORTS_ANY` index: the inverse of
+/// [`port_any_index`].
+#[inline(always)]
+pub fn port_any_key(index: u32) -> (u8, u16) {
+    let proto = if index >> 16 == 1 {
+        proto::UDP
+    } else {
+        proto::TCP
+    };
+    (proto, (index as u16).to_be())
+}
+
+/// Key of the published-ports map: where a client sends a packet.
+///
+/// `addr` is the host address the port is published on, network order; [`Addr::ANY`] stands
+/// for every host address (Docker's `0.0.0.0`). `port` is the host port, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PortKey<A: Addr = u32> {
+    /// Host address, network order (ANY = every host address).
+    pub addr: A,
+    /// Host port, network order.
+    pub port: u16,
+    /// IP protocol ([`proto::TCP`] or [`proto::UDP`]).
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of the published-ports map: the endpoint that serves a published port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortTarget<A: Addr = u32> {
+    /// Endpoint address, network order.
+    pub addr: A,
+    /// Container port, network order.
+    pub port: u16,
+    /// This port's slot in `PORT_STATS` (0: not counted on its own).
+    pub stats: u16,
+    /// Ifindex of the endpoint's host-side veth (redirect target).
+    pub ifindex: u32,
+    /// MAC of the endpoint's interface (destination of the DNAT'd frame).
+    pub mac: [u8; 6],
+    /// MAC of the host-side veth (source of the DNAT'd frame: the endpoint's gateway).
+    pub gw_mac: [u8; 6],
+}
+
+/// A slot of `PORTS_ANY`: one (protocol, port) of the host. One array read decides what most
+/// packets need: published on every host address (`target.ifindex` not 0), published on some
+/// addresses only (`specific` of them, in `PORTS`), or not published at all (neither: no hash
+/// lookup). A port is never published both ways at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortSlot<A: Addr = u32> {
+    pub target: PortTarget<A>,
+    /// How many host addresses publish this port in `PORTS`.
+    pub specific: u32,
+}
+
+impl<A: Addr> PortSlot<A> {
+    /// Whether the port is published in any way (outbound NAT must not hand it out).
+    #[inline(always)]
+    pub fn published(&self) -> bool {
+        self.target.ifindex != 0 || self.specific != 0
+    }
+}
+
+crate::layout!(PortKey, 8, addr @ 0, port @ 4, proto @ 6, _pad @ 7);
+crate::layout!(PortKey<crate::In6>, 20, addr @ 0, port @ 16, proto @ 18, _pad @ 19);
+crate::layout!(PortTarget, 24, addr @ 0, port @ 4, stats @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18);
+crate::layout!(PortTarget<crate::In6>, 36, addr @ 0, port @ 16, stats @ 18, ifindex @ 20, mac @ 24, gw_mac @ 30);
+crate::layout!(PortSlot, 28, target @ 0, specific @ 24);
+crate::layout!(PortSlot<crate::In6>, 40, target @ 0, specific @ 36);
+crate::pod!(PortKey<A>, PortTarget<A>, PortSlot<A>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_any_key_inverts_port_any_index() {
+        for proto in [proto::TCP, proto::UDP] {
+            for port in [1u16, 80, 8080, 65535] {
+                let be = port.to_be();
+                assert_eq!(port_any_key(port_any_index(proto, be)), (proto, be));
+            }
+        }
+        assert!(port_any_index(proto::UDP, 65535u16.to_be()) < PORTS_ANY_LEN);
+    }
+}
