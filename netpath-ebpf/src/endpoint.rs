@@ -12,7 +12,7 @@ use crate::{
     maps::{ENDPOINTS, NETWORKS},
     packet::Packet,
     parse::{parse, ptr_at, Ipv4Flow, Parsed},
-    ports,
+    ports::{self, Dnat},
     stats::{count, count_port, dropped, trace},
 };
 
@@ -67,8 +67,13 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     }
     if flow.has_ports() {
         if let Some((target, masq)) = hairpin_target(ep, flow, ifindex) {
-            if !ports::dnat_masq(ctx, flow, &target, masq) {
-                return TC_ACT_SHOT as i32;
+            match ports::dnat_masq(ctx, flow, ifindex, &target, masq) {
+                Dnat::Done => {}
+                Dnat::Denied(reason) => {
+                    dropped(reason, flow, ifindex);
+                    return TC_ACT_SHOT as i32;
+                }
+                Dnat::NotHere | Dnat::Failed => return TC_ACT_SHOT as i32,
             }
             count(Counter::Hairpin);
             count_port(target.stats, u64::from(ctx.len()));

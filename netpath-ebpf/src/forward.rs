@@ -16,6 +16,7 @@ use crate::{
     overlay,
     packet::Packet,
     parse::Ipv4Flow,
+    policy::{self, ELSEWHERE},
     snat,
     stats::{count, dropped},
 };
@@ -54,6 +55,9 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         if net.flags & net_flags::NO_ICC != 0 {
             return drop(Counter::DropIcc, flow, ifindex);
         }
+        if let Err(reason) = policy::admit(flow, ifindex, peer.ifindex) {
+            return drop(reason, flow, ifindex);
+        }
         if !ctx.set_macs(&peer.host_mac, &peer.mac) {
             return TC_ACT_SHOT as i32;
         }
@@ -68,6 +72,9 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             }
             if net.flags & net_flags::NO_ICC != 0 {
                 return drop(Counter::DropIcc, flow, ifindex);
+            }
+            if let Err(reason) = policy::admit(flow, ifindex, ELSEWHERE) {
+                return drop(reason, flow, ifindex);
             }
             return overlay::encap(ctx, ep.network, &peer);
         }

@@ -14,6 +14,7 @@ mod maps;
 mod overlay;
 mod packet;
 mod parse;
+mod policy;
 mod ports;
 mod snat;
 mod sock;

@@ -21,6 +21,7 @@ use crate::{
     maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
     packet::Packet,
     parse::{parse, Ipv4Flow, Parsed},
+    policy::{self, ELSEWHERE},
     stats::{count, dropped},
 };
 
@@ -164,6 +165,10 @@ fn deliver(
     }
     if net.flags & net_flags::NO_ICC != 0 {
         dropped(Counter::DropIcc, flow, ifindex);
+        return TC_ACT_SHOT as i32;
+    }
+    if let Err(reason) = policy::admit(flow, ELSEWHERE, peer.ifindex) {
+        dropped(reason, flow, ifindex);
         return TC_ACT_SHOT as i32;
     }
     if !ctx.set_macs(&peer.host_mac, &peer.mac) {

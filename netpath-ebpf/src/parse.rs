@@ -1,10 +1,12 @@
 //! Packet parsing, written once for XDP and TC: Ethernet, ARP, IPv4, TCP, UDP, ICMP.
 //!
 //! Works on the `data`/`data_end` window both program types expose; every read is bounds
-//! checked against `data_end` so the verifier accepts it.
+//! checked against `data_end` so the verifier accepts it. What a packet's flow is ([`Flow`])
+//! is generic over the address family: the L3 header is read per family ([`parse`] for IPv4),
+//! the transport header ([`ports`]) and every decision on a flow once for both.
 use core::mem::size_of;
 
-use netpath_common::{proto, FlowKey};
+use netpath_common::{proto, Addr, FlowKey};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -19,13 +21,14 @@ pub const IP_SRC_OFF: usize = L3_OFF + 12;
 /// Offset of the IPv4 destination address.
 pub const IP_DST_OFF: usize = L3_OFF + 16;
 
-/// An IPv4 packet's addresses and, for TCP and UDP first fragments, its ports.
+/// A packet's addresses and, for TCP and UDP first fragments, its ports; of either address
+/// family ([`Ipv4Flow`] is IPv4's).
 #[derive(Clone, Copy)]
-pub struct Ipv4Flow {
+pub struct Flow<A: Addr> {
     /// Source address, network order.
-    pub src_addr: u32,
+    pub src_addr: A,
     /// Destination address, network order.
-    pub dst_addr: u32,
+    pub dst_addr: A,
     /// IP protocol number.
     pub proto: u8,
     /// True for any fragment (first or later): no complete L4 header to translate.
@@ -36,11 +39,14 @@ pub struct Ipv4Flow {
     pub src_port: u16,
     /// Destination port, network order (0 when the packet has none).
     pub dst_port: u16,
-    /// Total length from the IPv4 header, host order.
+    /// The packet's length from its IP header (IPv4's total length), host order.
     pub tot_len: u16,
 }
 
-impl Ipv4Flow {
+/// An IPv4 packet's flow.
+pub type Ipv4Flow = Flow<u32>;
+
+impl<A: Addr> Flow<A> {
     /// TCP or UDP with ports parsed: a candidate for translation.
     #[inline(always)]
     pub fn has_ports(&self) -> bool {
@@ -49,7 +55,7 @@ impl Ipv4Flow {
 
     /// The flow's 5-tuple as the flow tables key it.
     #[inline(always)]
-    pub fn key(&self) -> FlowKey {
+    pub fn key(&self) -> FlowKey<A> {
         FlowKey::new(
             self.src_addr,
             self.src_port,
@@ -173,21 +179,31 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if flow.fragment {
         return Parsed::Ipv4(flow);
     }
+    if flow.proto == proto::ICMP {
+        return icmp(data, data_end, flow);
+    }
+    match ports(data, data_end, &mut flow) {
+        Some(()) => Parsed::Ipv4(flow),
+        None => Parsed::Malformed,
+    }
+}
+
+/// Reads the ports of a TCP or UDP flow of either family into `flow` (other protocols have
+/// none). None: the transport header is cut short.
+#[inline(always)]
+pub fn ports<A: Addr>(data: usize, data_end: usize, flow: &mut Flow<A>) -> Option<()> {
     let l4_len = match flow.proto {
         proto::TCP => 20,
         proto::UDP => 8,
-        proto::ICMP => return icmp(data, data_end, flow),
-        _ => return Parsed::Ipv4(flow),
+        _ => return Some(()),
     };
     if data + flow.l4_off + l4_len > data_end {
-        return Parsed::Malformed;
+        return None;
     }
-    let Some(ports) = ptr_at::<[u16; 2]>(data, data_end, flow.l4_off) else {
-        return Parsed::Malformed;
-    };
+    let ports = ptr_at::<[u16; 2]>(data, data_end, flow.l4_off)?;
     // SAFETY: bounds checked by ptr_at.
     let ports = unsafe { *ports };
     flow.src_port = ports[0];
     flow.dst_port = ports[1];
-    Parsed::Ipv4(flow)
+    Some(())
 }

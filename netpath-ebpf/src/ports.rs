@@ -1,11 +1,12 @@
 //! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint.
-use netpath_common::{port_any_index, proto, FlowNat, PortKey, PortTarget};
+use netpath_common::{port_any_index, proto, Counter, FlowNat, PortKey, PortTarget};
 
 use crate::{
     flows::{self, Via},
     maps::{HOST_ADDRS, PORTS, PORTS_ANY},
     packet::Packet,
     parse::{ptr_at, Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+    policy::{self, ELSEWHERE},
 };
 
 /// The endpoint serving `flow`'s destination, if it is a published port.
@@ -131,6 +132,8 @@ pub enum Dnat {
     NotHere,
     /// A read or write failed.
     Failed,
+    /// The policy refused the new flow, for this reason.
+    Denied(Counter),
 }
 
 /// Translates `flow`'s destination to `published`'s endpoint and addresses the frame to it;
@@ -151,7 +154,15 @@ pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, published: &Published) -> D
     };
     via.macs.src.copy_from_slice(&eth[..6]);
     via.macs.dst.copy_from_slice(&eth[6..]);
-    dnat_via(pkt, flow, &published.target, 0, &via, !published.anywhere)
+    dnat_via(
+        pkt,
+        flow,
+        ELSEWHERE,
+        &published.target,
+        0,
+        &via,
+        !published.anywhere,
+    )
 }
 
 /// [`dnat`] for a packet of an endpoint (hairpin) to a port [`lookup`] found: the replies'
@@ -159,16 +170,24 @@ pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, published: &Published) -> D
 /// reaching its own published port must see the connection come from elsewhere (its
 /// gateway), or its replies would never leave it to be translated.
 #[inline(always)]
-pub fn dnat_masq<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, target: &PortTarget, masq: u32) -> bool {
-    dnat_via(pkt, flow, target, masq, &Via::default(), true) == Dnat::Done
+pub fn dnat_masq<P: Packet>(
+    pkt: &mut P,
+    flow: &Ipv4Flow,
+    from: u32,
+    target: &PortTarget,
+    masq: u32,
+) -> Dnat {
+    dnat_via(pkt, flow, from, target, masq, &Via::default(), true)
 }
 
-/// `checked`: the destination is known to be published (else a new flow checks it is a host
-/// address first).
+/// `from`: the endpoint that sent the packet, or [`ELSEWHERE`]. `checked`: the destination is
+/// known to be published (else a new flow checks it is a host address first). A new flow
+/// asks the policy before it is recorded.
 #[inline(always)]
 fn dnat_via<P: Packet>(
     pkt: &mut P,
     flow: &Ipv4Flow,
+    from: u32,
     target: &PortTarget,
     masq: u32,
     via: &Via,
@@ -179,6 +198,9 @@ fn dnat_via<P: Packet>(
     if !flows::refresh(&nat, closing) {
         if !checked && !host_addr(flow.dst_addr) {
             return Dnat::NotHere;
+        }
+        if let Err(reason) = policy::admit(flow, from, target.ifindex) {
+            return Dnat::Denied(reason);
         }
         flows::insert(&nat, closing);
     }

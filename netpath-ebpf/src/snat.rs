@@ -20,6 +20,7 @@ use crate::{
     maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
     packet::Packet,
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+    policy::{self, ELSEWHERE},
     stats::{count, dropped, trace},
 };
 
@@ -101,22 +102,29 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
             );
             *n
         },
-        None => match allocate(&key, uplink, ep, ifindex, now) {
-            Some(n) => n,
-            None => {
-                aya_log_ebpf::warn!(
-                    ctx,
-                    "outbound NAT: no free port on {:i} for {:i}:{} -> {:i}:{}",
-                    u32::from_be(uplink),
-                    u32::from_be(flow.src_addr),
-                    u16::from_be(flow.src_port),
-                    u32::from_be(flow.dst_addr),
-                    u16::from_be(flow.dst_port)
-                );
-                dropped(Counter::DropSnatPorts, flow, ifindex);
+        None => {
+            // A new outbound flow: the policy decides before a port is taken for it.
+            if let Err(reason) = policy::admit(flow, ifindex, ELSEWHERE) {
+                dropped(reason, flow, ifindex);
                 return TC_ACT_SHOT as i32;
             }
-        },
+            match allocate(&key, uplink, ep, ifindex, now) {
+                Some(n) => n,
+                None => {
+                    aya_log_ebpf::warn!(
+                        ctx,
+                        "outbound NAT: no free port on {:i} for {:i}:{} -> {:i}:{}",
+                        u32::from_be(uplink),
+                        u32::from_be(flow.src_addr),
+                        u16::from_be(flow.src_port),
+                        u32::from_be(flow.dst_addr),
+                        u16::from_be(flow.dst_port)
+                    );
+                    dropped(Counter::DropSnatPorts, flow, ifindex);
+                    return TC_ACT_SHOT as i32;
+                }
+            }
+        }
     };
     if !rewrite(ctx, flow, End::Src, nat.addr, nat.port) {
         return TC_ACT_SHOT as i32;

@@ -102,6 +102,7 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
                 return Verdict::Dnat(target.ifindex);
             }
             Dnat::Failed => return Verdict::Pass(Counter::Pass),
+            Dnat::Denied(reason) => return Verdict::Drop(reason),
             // Routed through the host to another address: maybe an outbound flow's reply.
             Dnat::NotHere => {}
         }
