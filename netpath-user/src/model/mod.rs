@@ -7,6 +7,7 @@
 //! | [`options`] | network options: the keys, their values, what they mean |
 //! | [`plan`] | validation and planning of every request, without side effects |
 //! | [`validate`] | checking a state read from disk |
+//! | [`identity`] | a number for each set of endpoint labels, what policy will key on |
 //!
 //! Every request is first *planned* against the current state (all validation, no kernel
 //! access); only a plan that passed is carried out by the agent, so a rejected request
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ipam::Subnet, ports::PortMapping};
 
+pub mod identity;
 pub mod options;
 pub mod plan;
 pub mod requests;
@@ -32,6 +34,9 @@ pub(crate) use options::ICC_KEYS;
 pub use options::{HOST_GATEWAY, HOST_LOOPBACK_PORTS};
 pub use plan::ModelError;
 pub use requests::{Connect, Disconnect, DnsSettings, EndpointCreate, NetworkCreate, PortsRequest};
+
+/// Labels of a network or an endpoint (`--label KEY=VALUE`), what policies select on.
+pub type Labels = BTreeMap<String, String>;
 
 /// Name of the network that exists from the start (Docker's default bridge).
 pub const DEFAULT_NETWORK: &str = "bridge";

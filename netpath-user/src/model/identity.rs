@@ -1,0 +1,135 @@
+//! Identities: one number for each distinct set of labels that endpoints carry, as Cilium's
+//! security identities. Network policy selects endpoints by their labels; the kernel cannot
+//! match label sets per packet, so the agent gives every set a number and the datapath's
+//! policy (`admit` in netpath-ebpf's `policy.rs`) will key on numbers. Endpoints with the same
+//! labels share an identity; a number is held while some endpoint has its labels and only
+//! then given to another set. Numbers are this agent's (rebuilt from the state at each start:
+//! the datapath's policy entries are rewritten with them), never stored or sent to other nodes.
+use std::collections::BTreeMap;
+
+use super::{Labels, State};
+
+/// A label set's number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity(pub u32);
+
+impl Identity {
+    /// The host itself (its own sockets, the gateway side of every network).
+    pub const HOST: Identity = Identity(1);
+    /// Anything that is neither the host nor an endpoint: known by its address only.
+    pub const WORLD: Identity = Identity(2);
+    /// Numbers below this are reserved for identities like [`Identity::HOST`].
+    pub const FIRST_OF_ENDPOINTS: u32 = 256;
+}
+
+/// The identities of the label sets in use, with how many endpoints hold each.
+#[derive(Clone, Debug, Default)]
+pub struct Identities {
+    held: BTreeMap<Labels, (Identity, usize)>,
+    /// Numbers given back, reused before new ones.
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl Identities {
+    /// The identities of every endpoint of `state`.
+    pub fn of_state(state: &State) -> Identities {
+        let mut ids = Identities::default();
+        for ep in state.endpoints.values() {
+            ids.acquire(&ep.labels);
+        }
+        ids
+    }
+
+    /// The identity of `labels` for one more endpoint: the set's own if some endpoint has
+    /// it already, else a number no other set holds.
+    pub fn acquire(&mut self, labels: &Labels) -> Identity {
+        if let Some((id, count)) = self.held.get_mut(labels) {
+            *count += 1;
+            return *id;
+        }
+        let number = self.free.pop().unwrap_or_else(|| {
+            let n = Identity::FIRST_OF_ENDPOINTS + self.next;
+            self.next += 1;
+            n
+        });
+        let id = Identity(number);
+        self.held.insert(labels.clone(), (id, 1));
+        id
+    }
+
+    /// One endpoint with `labels` is gone (or changed its labels); the set's number is free
+    /// once no endpoint has it. None when no endpoint held the set.
+    pub fn release(&mut self, labels: &Labels) -> Option<Identity> {
+        let (id, count) = self.held.get_mut(labels)?;
+        let id = *id;
+        *count -= 1;
+        if *count == 0 {
+            self.held.remove(labels);
+            self.free.push(id.0);
+        }
+        Some(id)
+    }
+
+    /// The identity of `labels`, if some endpoint has them.
+    pub fn of(&self, labels: &Labels) -> Option<Identity> {
+        self.held.get(labels).map(|(id, _)| *id)
+    }
+
+    /// How many label sets have an identity.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether no endpoint holds an identity.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn same_labels_share_a_number_and_others_get_their_own() {
+        let mut ids = Identities::default();
+        let web = labels(&[("app", "web")]);
+        let db = labels(&[("app", "db")]);
+        let a = ids.acquire(&web);
+        assert_eq!(ids.acquire(&web), a);
+        let b = ids.acquire(&db);
+        assert_ne!(a, b);
+        assert!(a.0 >= Identity::FIRST_OF_ENDPOINTS && b.0 >= Identity::FIRST_OF_ENDPOINTS);
+        // No labels is a set too: every unlabelled endpoint shares one.
+        let none = ids.acquire(&Labels::new());
+        assert!(none != a && none != b);
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn a_number_is_held_until_its_last_endpoint_goes() {
+        let mut ids = Identities::default();
+        let web = labels(&[("app", "web")]);
+        let a = ids.acquire(&web);
+        ids.acquire(&web);
+        assert_eq!(ids.release(&web), Some(a));
+        assert_eq!(ids.of(&web), Some(a), "one endpoint still holds it");
+        let db = ids.acquire(&labels(&[("app", "db")]));
+        assert_ne!(db, a);
+        assert_eq!(ids.release(&web), Some(a));
+        assert_eq!(ids.of(&web), None);
+        assert_eq!(ids.release(&web), None);
+        // The freed number goes to the next new set, never to one still held.
+        let cache = ids.acquire(&labels(&[("app", "cache")]));
+        assert_eq!(cache, a);
+        assert_ne!(cache, db);
+    }
+}
