@@ -1,5 +1,6 @@
 //! `cargo xtask setup | run | test | bench | install | package | fresh`: the project's own
 //! bootstrap and entry points.
+mod architecture;
 mod debroot;
 mod fresh;
 mod layout;
