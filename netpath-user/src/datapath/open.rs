@@ -1,0 +1,246 @@
+//! Loading the embedded object: maps pinned (or reused from their pins), programs loaded,
+//! the handles the intent methods use taken, and the program lookups the links need.
+use std::{os::fd::AsFd, path::Path};
+
+use aya::{
+    maps::MapData,
+    programs::{CgroupSock, CgroupSockAddr, SchedClassifier, Xdp},
+    Ebpf,
+};
+use netpath_common::map_names;
+
+use super::{
+    kernel_log, migrate, programs, sized_loader, sys, Datapath, DatapathError, MapSizes, Migration,
+    Whole, EBPF_OBJECT,
+};
+
+/// A second descriptor of map `name` (array or hash).
+fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<std::os::fd::OwnedFd, DatapathError> {
+    use aya::maps::Map;
+    let data = match ebpf.map(name).ok_or(DatapathError::MissingMap(name))? {
+        Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+        _ => {
+            return Err(DatapathError::Pins(format!(
+                "map {name}: not an array or hash"
+            )))
+        }
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| DatapathError::Pins(format!("map {name}: {e}")))
+}
+
+macro_rules! take_map {
+    ($ebpf:expr, $name:expr) => {{
+        let map = $ebpf
+            .take_map($name)
+            .ok_or(DatapathError::MissingMap($name))?;
+        map.try_into().map_err(|e| DatapathError::Map($name, e))?
+    }};
+}
+
+impl Datapath {
+    /// Loads the embedded object without pins (tests, benchmarks): nothing outlives it.
+    pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
+        Datapath::open(pin_dir, sizes, false, 0)
+    }
+
+    /// Loads the embedded object. With `pin_dir`, maps are pinned there (and reused from
+    /// there when compatible, see [`migrate`]) and so are links; `reset_flows` lets live maps
+    /// whose layout changed start empty instead of refusing. The programs log at
+    /// `log_level` (aya-log's numbering, 0: not at all; see [`kernel_log`]).
+    pub fn open(
+        pin_dir: Option<&Path>,
+        sizes: MapSizes,
+        reset_flows: bool,
+        log_level: u8,
+    ) -> Result<Self, DatapathError> {
+        let mut migrations = match pin_dir {
+            Some(dir) => migrate::prepare(dir, &sizes, reset_flows)?,
+            None => Vec::new(),
+        };
+        let mut loader = sized_loader(pin_dir, &sizes);
+        loader.override_global(kernel_log::LEVEL_GLOBAL, &log_level, true);
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        let kernel_log = if log_level > 0 {
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, kernel_log::ToTracing)
+                    .map_err(|e| DatapathError::Pins(format!("the kernel log: {e}")))?,
+            )
+        } else {
+            None
+        };
+        for name in [
+            programs::UPLINK_TC,
+            programs::ENDPOINT_TC,
+            programs::OVERLAY_TC,
+        ] {
+            let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
+        for name in [programs::UPLINK_XDP, programs::XDP_PASS] {
+            let prog: &mut Xdp = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| program_error(name, e))?;
+        }
+        for name in programs::SOCK {
+            if name == programs::SOCK_BIND {
+                let prog: &mut CgroupSock = program(&mut ebpf, name)?;
+                prog.load().map_err(|e| program_error(name, e))?;
+            } else {
+                let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+                prog.load().map_err(|e| program_error(name, e))?;
+            }
+        }
+        if let Some(dir) = pin_dir {
+            migrate::copy_live(dir, &mut migrations);
+        }
+        let whole = Whole {
+            dns_names: map_fd(&ebpf, map_names::DNS_NAMES)?,
+            ports: map_fd(&ebpf, map_names::PORTS)?,
+            ports_any: map_fd(&ebpf, map_names::PORTS_ANY)?,
+            flows: map_fd(&ebpf, map_names::FLOWS)?,
+            snat: map_fd(&ebpf, map_names::SNAT)?,
+            snat_rev: map_fd(&ebpf, map_names::SNAT_REV)?,
+        };
+        let mut dp = Datapath {
+            whole,
+            ports: take_map!(ebpf, map_names::PORTS),
+            ports_any: take_map!(ebpf, map_names::PORTS_ANY),
+            port_slots: std::collections::HashMap::new(),
+            host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
+            flows: take_map!(ebpf, map_names::FLOWS),
+            endpoints: take_map!(ebpf, map_names::ENDPOINTS),
+            endpoints_by_addr: take_map!(ebpf, map_names::ENDPOINTS_BY_ADDR),
+            networks: take_map!(ebpf, map_names::NETWORKS),
+            subnets: take_map!(ebpf, map_names::SUBNETS),
+            members: take_map!(ebpf, map_names::MEMBERS),
+            snat: take_map!(ebpf, map_names::SNAT),
+            snat_rev: take_map!(ebpf, map_names::SNAT_REV),
+            uplinks: take_map!(ebpf, map_names::UPLINKS),
+            host_loopback: take_map!(ebpf, map_names::HOST_LOOPBACK),
+            bind_allowed: take_map!(ebpf, map_names::BIND_ALLOWED),
+            stats: take_map!(ebpf, map_names::STATS),
+            port_stats: take_map!(ebpf, map_names::PORT_STATS),
+            monitor: take_map!(ebpf, map_names::MONITOR),
+            dns_names: take_map!(ebpf, map_names::DNS_NAMES),
+            overlay_nets: take_map!(ebpf, map_names::OVERLAY_NETS),
+            overlay_vnis: take_map!(ebpf, map_names::OVERLAY_VNIS),
+            remotes: take_map!(ebpf, map_names::REMOTES),
+            overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
+            dns_written: None,
+            events: Some(take_map!(ebpf, map_names::EVENTS)),
+            ebpf,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            cgroup: None,
+            held: std::collections::HashMap::new(),
+            migrations,
+            sizes,
+            loaded: std::collections::BTreeMap::new(),
+            kernel_log,
+        };
+        for name in programs::ALL {
+            if let Some(info) = dp.program_info(name) {
+                dp.loaded.insert(name, info);
+            }
+        }
+        Ok(dp)
+    }
+
+    /// The reader of the programs' log records, when they log (once).
+    pub fn take_kernel_log(&mut self) -> Option<kernel_log::KernelLog> {
+        self.kernel_log.take()
+    }
+
+    /// The ring buffer of monitor events (once: whoever takes it reads it).
+    pub fn take_events(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// The maps replaced at load.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// Drops the pins of the maps set aside at load: call once every hook runs this build's
+    /// programs.
+    pub fn finish_migrations(&mut self) {
+        if let Some(dir) = &self.pin_dir {
+            migrate::finish(dir, &self.migrations);
+        }
+    }
+
+    /// The loaded TC program `name` (for BPF_PROG_TEST_RUN in tests and bench).
+    pub fn classifier(
+        &mut self,
+        name: &'static str,
+    ) -> Result<&mut SchedClassifier, DatapathError> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// The loaded XDP program `name`.
+    pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// Every entry of a map read whole (in a few batch calls); `K` and `V` must be its types.
+    pub(super) fn scan<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+        fd: &std::os::fd::OwnedFd,
+    ) -> Vec<(K, V)> {
+        sys::lookup_batch(fd.as_fd()).unwrap_or_else(|e| {
+            tracing::warn!(map = name, "reading the map: {e}");
+            Vec::new()
+        })
+    }
+
+    /// Id and tag of this build's program `name` as loaded.
+    pub(super) fn program_info(&mut self, name: &'static str) -> Option<sys::ProgInfo> {
+        let fd = match name {
+            programs::UPLINK_XDP | programs::XDP_PASS => {
+                let p: &mut Xdp = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+            programs::SOCK_BIND => {
+                let p: &mut CgroupSock = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+            n if programs::SOCK.contains(&n) => {
+                let p: &mut CgroupSockAddr = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+            _ => {
+                let p: &mut SchedClassifier = program(&mut self.ebpf, name).ok()?;
+                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
+            }
+        };
+        sys::prog_info(&fd).ok()
+    }
+}
+
+pub(super) fn program<'a, T>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut T, DatapathError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingProgram(name))?
+        .try_into()
+        .map_err(|e| program_error(name, e))
+}
+
+/// A program error with its causes, on one line (aya's messages name the syscall; the cause
+/// says why it failed).
+pub(super) fn program_error(name: &'static str, e: aya::programs::ProgramError) -> DatapathError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    DatapathError::Program(name, msg)
+}
