@@ -84,7 +84,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Saves `next` and makes it the desired state: the last step of every transaction.
     pub(super) fn commit(&mut self, next: State) -> Result<(), ApiError> {
         // Published ports are held before the state says they are published.
-        self.hold_ports(&super::transactions::HeldPorts::of(&next))?;
+        self.hold_ports(&super::publish::HeldPorts::of(&next))?;
         self.store
             .save(&next)
             .map_err(|e| ApiError::internal(format!("saving the state: {e}")))?;
@@ -157,7 +157,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     let still = self.state.endpoints.values().any(|e| {
                         e.ports
                             .iter()
-                            .any(|m| super::slots::port_id(&super::transactions::port_key(m)) == id)
+                            .any(|m| super::slots::port_id(&super::publish::port_key(m)) == id)
                     });
                     if !still {
                         self.slots.release(&id);

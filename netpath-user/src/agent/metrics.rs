@@ -27,11 +27,8 @@ use prometheus_client::{
 };
 
 use super::{
-    health::Reconciled,
-    service::Shared,
-    slots::port_id,
-    store::StateStore,
-    transactions::{port_key, Agent},
+    health::Reconciled, publish::port_key, service::Shared, slots::port_id, store::StateStore,
+    transactions::Agent,
 };
 use crate::{
     api::{health::HealthView, server::Body},

@@ -38,6 +38,7 @@ use crate::{
     netlink::{self, LinkOps, Netlink},
 };
 
+mod attach;
 pub mod config;
 pub mod health;
 pub mod host;
@@ -48,6 +49,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod netns_files;
 pub mod overlay;
+mod publish;
 pub mod reconcile;
 pub mod repair;
 pub mod reserved;

@@ -1,0 +1,209 @@
+//! Published ports as transactions: `publish` and `unpublish`, the steps that write a
+//! port's datapath entries and stats slot (each with its undo), and what the host must hold
+//! of a state's ports (reserved, or bound by their runtime).
+use netpath_common::{PortKey, PortTarget};
+use tracing::info;
+
+use super::{
+    journal::{Then, Tx, Undo},
+    reserved::{snat_ports, PortSet, ReservedPorts},
+    slots::port_id,
+    store::StateStore,
+    Agent,
+};
+use crate::{
+    api::ApiError,
+    datapath::{be_addr, be_port, DatapathOps},
+    model::{Attachment, Endpoint, ModelError, State},
+    netlink::{EndpointLink, LinkOps},
+    ports::PortMapping,
+};
+
+/// What the host must hold of a state's published ports.
+pub(super) struct HeldPorts {
+    /// Ports the host never picks for its own sockets: the outbound NAT ports and every
+    /// published host port.
+    reserved: PortSet,
+    /// Published ports whose runtime holds them itself (CNI's: podman binds the ports it
+    /// publishes), which host sockets may bind.
+    runtime_held: std::collections::HashSet<(u8, u16)>,
+}
+
+impl HeldPorts {
+    pub(super) fn of(state: &State) -> HeldPorts {
+        let mut reserved = snat_ports();
+        let mut runtime_held = std::collections::HashSet::new();
+        for e in state.endpoints.values() {
+            let cni = e
+                .engine
+                .as_ref()
+                .is_some_and(|g| g.kind == crate::model::EngineKind::Cni);
+            for m in &e.ports {
+                reserved.insert(m.host_port);
+                if cni {
+                    runtime_held.insert((m.proto.number(), m.host_port));
+                }
+            }
+        }
+        HeldPorts {
+            reserved,
+            runtime_held,
+        }
+    }
+}
+
+/// The datapath key of mapping `m`.
+pub(super) fn port_key(m: &PortMapping) -> PortKey {
+    PortKey {
+        addr: be_addr(m.host_ip),
+        port: be_port(m.host_port),
+        proto: m.proto.number(),
+        _pad: 0,
+    }
+}
+
+/// The datapath entry of mapping `m` delivered to attachment `att` behind `link`, counted
+/// into stats slot `slot`.
+pub(super) fn port_key_target(
+    att: &Attachment,
+    link: &EndpointLink,
+    m: &PortMapping,
+    slot: u16,
+) -> (PortKey, PortTarget) {
+    (
+        port_key(m),
+        PortTarget {
+            addr: be_addr(att.ip),
+            port: be_port(m.container_port),
+            stats: slot,
+            ifindex: link.ifindex,
+            mac: att.mac,
+            gw_mac: link.host_mac,
+        },
+    )
+}
+
+impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
+    /// Keeps the host's reserved ports from now on, starting with the state as it is.
+    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> Result<(), ApiError> {
+        self.reserved = Some(reserved);
+        let held = HeldPorts::of(&self.state);
+        self.hold_ports(&held)
+    }
+
+    /// Holds published ports on the host: the kernel never picks one for a host socket
+    /// (reserved ports), and host sockets may not bind one unless its runtime holds it.
+    pub(super) fn hold_ports(&mut self, held: &HeldPorts) -> Result<(), ApiError> {
+        if let Some(r) = &mut self.reserved {
+            r.sync(&held.reserved)
+                .map_err(|e| ApiError::internal(format!("reserving ports: {e:#}")))?;
+        }
+        Ok(self.dp.set_bind_allowed(&held.runtime_held)?)
+    }
+
+    pub fn publish(&mut self, name: &str, specs: &[String]) -> Result<Vec<PortMapping>, ApiError> {
+        let maps = self.with_host(|s, host| s.plan_publish(name, specs, host))?;
+        let mut next = self.state.clone();
+        let ep = next
+            .endpoints
+            .get_mut(name)
+            .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))?;
+        ep.ports.extend(&maps);
+        let ep = ep.clone();
+        self.transact(|a, tx| {
+            a.install_ports(tx, &ep, &maps)?;
+            a.commit(next)
+        })?;
+        info!(endpoint = %name, ports = maps.len(), "published");
+        Ok(maps)
+    }
+
+    pub fn unpublish(
+        &mut self,
+        name: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortMapping>, ApiError> {
+        let maps = self.state.plan_unpublish(name, specs)?;
+        let ep = self.state.endpoint(name)?.clone();
+        let mut next = self.state.clone();
+        if let Some(e) = next.endpoints.get_mut(name) {
+            e.ports.retain(|m| !maps.contains(m));
+        }
+        self.transact(|a, tx| {
+            a.uninstall_ports(tx, &ep, &maps)?;
+            a.commit(next)
+        })?;
+        info!(endpoint = %name, ports = maps.len(), "unpublished");
+        Ok(maps)
+    }
+
+    /// The datapath entry of mapping `m` of `ep`, delivered to its primary interface.
+    pub(super) fn port_entry(
+        &self,
+        ep: &Endpoint,
+        m: &PortMapping,
+    ) -> Result<(PortKey, PortTarget), ApiError> {
+        let att = ep
+            .primary()
+            .ok_or_else(|| ApiError::internal(format!("endpoint {} has no interface", ep.name)))?;
+        let link = self.links.get(&att.host_ifname).ok_or_else(|| {
+            ApiError::internal(format!(
+                "interface {} of {} is missing",
+                att.host_ifname, ep.name
+            ))
+        })?;
+        let slot = self.slots.get(&port_id(&port_key(m))).unwrap_or(0);
+        Ok(port_key_target(att, link, m, slot))
+    }
+
+    /// Gives the port of `m` a stats slot (zeroed if new; released again on rollback).
+    pub(super) fn take_slot(&mut self, tx: &mut Tx, m: &PortMapping) {
+        let id = port_id(&port_key(m));
+        let (slot, new) = self.slots.take(id);
+        if new {
+            self.dp.reset_port_stats(slot);
+            tx.undo(Undo::ReleaseSlot(id));
+        }
+    }
+
+    /// Publishes `maps` of `ep`.
+    pub(super) fn install_ports(
+        &mut self,
+        tx: &mut Tx,
+        ep: &Endpoint,
+        maps: &[PortMapping],
+    ) -> Result<(), ApiError> {
+        for m in maps {
+            self.take_slot(tx, m);
+            let (k, v) = self.port_entry(ep, m)?;
+            self.dp
+                .publish(k, v)
+                .map_err(|e| ApiError::internal(format!("publishing {m}: {e}")))?;
+            tx.undo(Undo::Unpublish(k));
+        }
+        Ok(())
+    }
+
+    /// Stops publishing `maps` of `ep`; their flows go after the commit.
+    pub(super) fn uninstall_ports(
+        &mut self,
+        tx: &mut Tx,
+        ep: &Endpoint,
+        maps: &[PortMapping],
+    ) -> Result<(), ApiError> {
+        let mut keys = Vec::new();
+        let mut ifindex = 0;
+        for m in maps {
+            let (k, v) = self.port_entry(ep, m)?;
+            self.dp.unpublish(&k)?;
+            tx.undo(Undo::Publish(k, v));
+            tx.then(Then::ReleaseSlot(port_id(&k)));
+            keys.push(k);
+            ifindex = v.ifindex;
+        }
+        if !keys.is_empty() {
+            tx.then(Then::FlushPortFlows(ifindex, keys));
+        }
+        Ok(())
+    }
+}
