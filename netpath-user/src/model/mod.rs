@@ -5,7 +5,7 @@
 //! | here | the state's types ([`State`] is what the state file holds) |
 //! | [`requests`] | what each request asks for (the API's request bodies) |
 //! | [`options`] | network options: the keys, their values, what they mean |
-//! | [`plan`] | validation and planning of every request, without side effects |
+//! | [`plan`] | validation and planning of every request, without side effects ([`ModelError`]) |
 //! | [`validate`] | checking a state read from disk |
 //! | [`identity`] | a number for each set of endpoint labels, what policy will key on |
 //!
