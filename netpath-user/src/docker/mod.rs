@@ -5,7 +5,10 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | here | the calls, one function each, and serving them |
+//! | here | the calls, one function each |
+//! | `ports` | published ports: program, revoke, what Docker is told |
+//! | `reconcile` | what dockerd changed while nobody answered it; Docker's names |
+//! | `serve` | the plugin's socket: one HTTP request, one call |
 //! | [`protocol`] | the JSON bodies of moby's `remote.md` and `ipam.md` |
 //! | [`engine`] | dockerd's own view (its Engine API): what to reconcile, Docker's names |
 //! | [`ipam`] | netpath's address pools for Docker (`--ipam-driver netpath`) |
@@ -27,26 +30,26 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use hyper::{body::Incoming, Request, Response, StatusCode};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
-use tokio::net::UnixListener;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{
-    api::{
-        server::{self, Body},
-        ApiError, EndpointView, NetworkView, Service,
-    },
+    api::{ApiError, EndpointView, NetworkView, Service},
     ipam::{cidr_address, Subnet},
-    model::{short_id, EndpointCreate, Engine, EngineKind, NetworkCreate, PortsRequest},
+    model::{short_id, EndpointCreate, Engine, EngineKind, NetworkCreate},
     netlink::handover_name,
-    ports::Proto,
 };
 
 pub mod engine;
 pub mod ipam;
+mod ports;
+use ports::proto;
 pub mod protocol;
+mod reconcile;
+mod serve;
+
+pub use serve::{serve, socket_path};
 
 use ipam::Pools;
 use protocol::*;
@@ -136,86 +139,6 @@ impl<S: Service> Plugin<S> {
             _ => return None,
         };
         Some(res)
-    }
-
-    /// Makes netpath hold what dockerd holds (`view`, read before the plugin answers it): the
-    /// endpoints of containers that stopped or went, and the networks Docker removed, while
-    /// nobody answered it are removed, and so are their addresses and pools. What it removed,
-    /// one line each.
-    pub fn reconcile(&self, view: &engine::EngineView) -> Vec<String> {
-        let mut out = Vec::new();
-        for ep in self.svc.endpoints() {
-            let Some(id) = ep.engine.as_ref().filter(|g| g.kind == EngineKind::Docker) else {
-                continue;
-            };
-            if view.endpoints.contains_key(&id.id) {
-                continue;
-            }
-            match self.svc.remove_endpoint(&ep.name) {
-                Ok(()) => out.push(format!(
-                    "endpoint {} (Docker endpoint {})",
-                    ep.name,
-                    short_id(&id.id, 12)
-                )),
-                Err(e) => {
-                    warn!(endpoint = %ep.name, "removing what Docker no longer has: {}", e.msg)
-                }
-            }
-        }
-        for net in self.svc.networks() {
-            let Some(id) = net.labels.get(NETWORK_LABEL) else {
-                continue;
-            };
-            if view.networks.contains_key(id) {
-                continue;
-            }
-            match self.svc.remove_network(&net.name) {
-                Ok(()) => out.push(format!(
-                    "network {} (Docker network {})",
-                    net.name,
-                    short_id(id, 12)
-                )),
-                Err(e) => {
-                    warn!(network = %net.name, "removing what Docker no longer has: {}", e.msg)
-                }
-            }
-        }
-        match self.pools().reconcile(&view.subnets, &view.addresses) {
-            Ok(released) => out.extend(released),
-            Err(e) => warn!("giving back Docker's address pools: {e}"),
-        }
-        for what in &out {
-            info!(removed = %what, "Docker let it go while the agent was down");
-        }
-        out
-    }
-
-    /// Labels netpath's networks and endpoints with the names Docker gives them (`view`).
-    pub fn name(&self, view: &engine::EngineView) -> Result<(), ApiError> {
-        let networks = self
-            .svc
-            .networks()
-            .into_iter()
-            .filter_map(|n| {
-                let name = view.networks.get(n.labels.get(NETWORK_LABEL)?)?;
-                Some((n.name, name.clone()))
-            })
-            .collect();
-        let endpoints = self
-            .svc
-            .endpoints()
-            .into_iter()
-            .filter_map(|e| {
-                let id = e.engine.filter(|g| g.kind == EngineKind::Docker)?.id;
-                Some((e.name, view.endpoints.get(&id)?.clone()))
-            })
-            .collect();
-        self.svc.set_labels(
-            engine::NETWORK_NAME_LABEL,
-            &networks,
-            engine::CONTAINER_NAME_LABEL,
-            &endpoints,
-        )
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, Pools> {
@@ -357,32 +280,6 @@ impl<S: Service> Plugin<S> {
         Ok(json!({}))
     }
 
-    fn endpoint_info(&self, req: &EndpointRef) -> Result<Value, Refusal> {
-        let mut value = BTreeMap::new();
-        if let Some(ep) = self.endpoint(&req.endpoint_id) {
-            let map: Vec<PortBinding> = ep
-                .ports
-                .iter()
-                .map(|p| PortBinding {
-                    proto: p.proto.number(),
-                    ip: ep.ip_address.to_string(),
-                    port: p.private_port,
-                    host_ip: p.ip.to_string(),
-                    host_port: p.public_port,
-                    host_port_end: p.public_port,
-                })
-                .collect();
-            let exposed: Vec<TransportPort> = ep
-                .labels
-                .get(EXPOSED_LABEL)
-                .map(|l| l.split(',').filter_map(parse_exposed).collect())
-                .unwrap_or_default();
-            value.insert(keys::PORT_MAP.to_string(), to_value(&map)?);
-            value.insert(keys::EXPOSED_PORTS.to_string(), to_value(&exposed)?);
-        }
-        to_value(&EndpointInfo { value })
-    }
-
     fn join(&self, req: &EndpointRef) -> Result<Value, Refusal> {
         let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
         let net = self.network_or_refuse(&req.network_id)?;
@@ -406,41 +303,6 @@ impl<S: Service> Plugin<S> {
     }
 
     /// Publishes what Docker asks for (`-p`, `-P`), replacing what the endpoint had.
-    fn program_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
-        let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
-        let bindings: Vec<PortBinding> = option(req.options.as_ref(), keys::PORT_MAP)?;
-        let specs = bindings
-            .iter()
-            .filter_map(|b| spec_of(b).transpose())
-            .collect::<Result<Vec<String>, Refusal>>()?;
-        self.unpublish_all(&ep)?;
-        if !specs.is_empty() {
-            let ports = self.svc.publish(&ep.name, &PortsRequest { specs })?;
-            info!(endpoint = %ep.name, ports = ports.len(), "Docker ports published");
-        }
-        Ok(json!({}))
-    }
-
-    fn revoke_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
-        if let Some(ep) = self.endpoint(&req.endpoint_id) {
-            self.unpublish_all(&ep)?;
-        }
-        Ok(json!({}))
-    }
-
-    fn unpublish_all(&self, ep: &EndpointView) -> Result<(), Refusal> {
-        if ep.ports.is_empty() {
-            return Ok(());
-        }
-        let specs = ep
-            .ports
-            .iter()
-            .map(|p| format!("{}:{}:{}/{}", p.ip, p.public_port, p.private_port, p.proto))
-            .collect();
-        self.svc.unpublish(&ep.name, &PortsRequest { specs })?;
-        Ok(())
-    }
-
     fn request_pool(&self, req: &RequestPool) -> Result<Value, Refusal> {
         let networks: Vec<Subnet> = self
             .svc
@@ -486,48 +348,6 @@ impl<S: Service> Plugin<S> {
     }
 }
 
-/// A binding as a `-p` spec of netpath's; `None` for an IPv6 host address (netpath publishes
-/// on IPv4; Docker adds `::` bindings of its own on hosts with IPv6).
-fn spec_of(b: &PortBinding) -> Result<Option<String>, Refusal> {
-    if b.host_ip.contains(':') {
-        return Ok(None);
-    }
-    let proto = proto(b.proto)?;
-    let host = match (b.host_port, b.host_port_end) {
-        (0, _) => String::new(),
-        (p, end) if end > p => format!("{p}-{end}"),
-        (p, _) => p.to_string(),
-    };
-    let ip = if b.host_ip == "0.0.0.0" {
-        ""
-    } else {
-        &b.host_ip
-    };
-    Ok(Some(format!("{ip}:{host}:{}/{proto}", b.port)))
-}
-
-fn proto(n: u8) -> Result<Proto, Refusal> {
-    match n {
-        6 => Ok(Proto::Tcp),
-        17 => Ok(Proto::Udp),
-        132 => Err("netpath publishes TCP and UDP ports, not SCTP".into()),
-        n => Err(format!("unknown protocol number {n}")),
-    }
-}
-
-fn parse_exposed(s: &str) -> Option<TransportPort> {
-    let (port, proto) = s.split_once('/')?;
-    let proto = match proto {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        _ => return None,
-    };
-    Some(TransportPort {
-        proto: proto.number(),
-        port: port.parse().ok()?,
-    })
-}
-
 /// Docker's booleans arrive as `true` or `"true"`.
 fn truthy(v: Option<&Value>) -> bool {
     match v {
@@ -559,63 +379,6 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value, Refusal> {
     serde_json::to_value(v).map_err(|e| e.to_string())
-}
-
-/// The socket of plugin `name` in `dir` (dockerd looks in /run/docker/plugins).
-pub fn socket_path(dir: &std::path::Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.sock"))
-}
-
-/// Serves the plugin on `listener` until `shutdown` completes.
-pub async fn serve<S: Service>(
-    listener: UnixListener,
-    plugin: Arc<Plugin<S>>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    server::serve_connections(listener, move |req| handle(plugin.clone(), req), shutdown).await
-}
-
-async fn handle<S: Service>(
-    plugin: Arc<Plugin<S>>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, std::convert::Infallible> {
-    let method = req.uri().path().trim_start_matches('/').to_string();
-    // IPAM answers name their error `Error`; the network driver's, `Err`.
-    let field = if method.starts_with("IpamDriver.") {
-        "Error"
-    } else {
-        "Err"
-    };
-    let body = match server::read_body(req.into_body()).await {
-        Ok(b) => b,
-        Err(e) => {
-            return Ok(server::json_response(
-                StatusCode::OK,
-                json!({ field: e.msg }).to_string().into_bytes(),
-            ))
-        }
-    };
-    let label = "docker plugin";
-    let m = method.clone();
-    let started = std::time::Instant::now();
-    let res = server::run_blocking(label, move || Ok(plugin.call(&m, &body))).await;
-    tracing::debug!(method = %method, took = ?started.elapsed(), "Docker's call");
-    let (status, answer) = match res {
-        Ok(Some(Ok(v))) => (StatusCode::OK, v),
-        Ok(Some(Err(msg))) => {
-            warn!(method = %method, "Docker's call refused: {msg}");
-            (StatusCode::OK, json!({ field: msg }))
-        }
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            json!({ field: format!("netpath does not implement {method}") }),
-        ),
-        Err(e) => (StatusCode::OK, json!({ field: e.msg })),
-    };
-    Ok(server::json_response(
-        status,
-        answer.to_string().into_bytes(),
-    ))
 }
 
 #[cfg(test)]
