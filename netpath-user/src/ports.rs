@@ -382,5 +382,6 @@ pub fn spec_matches(spec: &PortSpec, m: &PortMapping) -> bool {
     }
 }
 
+pub mod busy;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,200 @@
+//! Addresses and routes: the host's addresses, the main table's destinations and default
+//! route, the gateways on the bridge, a link's IPv4 address.
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+};
+
+use futures::TryStreamExt;
+use netlink_packet_route::{
+    address::{AddressAttribute, AddressMessage},
+    route::{RouteAddress, RouteAttribute, RouteMessage},
+};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
+
+use super::{err, link_by_name, link_name, run, NetError};
+use crate::ipam::Subnet;
+
+/// Every IPv4 address of this namespace.
+pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
+    run(None, |h| async move {
+        let msgs: Vec<_> = h
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err("listing addresses"))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .filter_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(v4))
+                | AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
+                _ => None,
+            })
+            .collect())
+    })
+}
+
+const RT_TABLE_MAIN: u8 = 254;
+
+/// Destinations of the main routing table (for choosing subnets that collide with nothing).
+pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
+    run(None, |h| async move {
+        Ok(main_routes(&h)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let dst = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                    _ => None,
+                })?;
+                let p = r.header.destination_prefix_length;
+                let masked = u32::from(dst)
+                    & if p == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(p))
+                    };
+                Subnet::new(masked.into(), p).ok()
+            })
+            .collect())
+    })
+}
+
+/// The IPv4 routes of the main table.
+pub(super) async fn main_routes(h: &Handle) -> Result<Vec<RouteMessage>, NetError> {
+    let routes: Vec<RouteMessage> = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(err("listing routes"))?;
+    Ok(routes
+        .into_iter()
+        .filter(|r| r.header.table == RT_TABLE_MAIN)
+        .collect())
+}
+
+pub(crate) async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
+    Ok(main_routes(h)
+        .await?
+        .iter()
+        .filter(|r| r.header.destination_prefix_length == 0)
+        .find_map(|r| {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+        }))
+}
+
+/// The name of the interface of the default route.
+pub fn default_route_interface() -> Result<Option<String>, NetError> {
+    run(None, |h| async move {
+        let Some(oif) = default_route_oif(&h).await? else {
+            return Ok(None);
+        };
+        let link = h
+            .link()
+            .get()
+            .match_index(oif)
+            .execute()
+            .try_next()
+            .await
+            .map_err(err("looking up the default route's interface"))?;
+        Ok(link.as_ref().and_then(link_name))
+    })
+}
+
+/// Puts `gw` as a /32 on the bridge `name`, creating the bridge (no ports: it only holds
+/// addresses, like an idle docker0) and bringing it up when needed, so the host answers on
+/// its gateways. True when the address was not there before.
+pub fn add_gateway(name: &str, gw: Ipv4Addr) -> Result<bool, NetError> {
+    run(None, |h| async move {
+        let link = match link_by_name(&h, name).await? {
+            Some(l) => l,
+            None => {
+                h.link()
+                    .add(LinkBridge::new(name).up().build())
+                    .execute()
+                    .await
+                    .map_err(err(format!("creating {name}")))?;
+                link_by_name(&h, name).await?.ok_or_else(|| NetError {
+                    what: name.into(),
+                    detail: "vanished".into(),
+                })?
+            }
+        };
+        let idx = link.header.index;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(err(format!("bringing {name} up")))?;
+        match h.address().add(idx, IpAddr::V4(gw), 32).execute().await {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(false),
+            Err(e) => Err(err(format!("adding gateway {gw}"))(e)),
+        }
+    })
+}
+
+/// Removes the gateway address `gw` from the bridge `name` (absent is fine).
+pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
+    run(None, |h| async move {
+        let Some(link) = link_by_name(&h, name).await? else {
+            return Ok(());
+        };
+        let addrs = addresses_of(&h, link.header.index, name).await?;
+        for a in addrs {
+            let is_gw = a
+                .attributes
+                .iter()
+                .any(|x| matches!(x, AddressAttribute::Address(IpAddr::V4(v4)) if *v4 == gw));
+            if is_gw {
+                h.address()
+                    .del(a)
+                    .execute()
+                    .await
+                    .map_err(err(format!("removing gateway {gw}")))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Index and first IPv4 address of the link `name`, if it has one.
+pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
+    run(None, |h| async move {
+        let Some(link) = link_by_name(&h, name).await? else {
+            return Ok(None);
+        };
+        let idx = link.header.index;
+        let msgs = addresses_of(&h, idx, name).await?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(v4)) => Some((idx, *v4)),
+                _ => None,
+            }))
+    })
+}
+
+/// The address messages of link `index` (`name` for errors).
+pub(super) async fn addresses_of(
+    h: &Handle,
+    index: u32,
+    name: &str,
+) -> Result<Vec<AddressMessage>, NetError> {
+    h.address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(err(format!("listing addresses of {name}")))
+}
