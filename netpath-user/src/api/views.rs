@@ -1,0 +1,269 @@
+//! Response bodies: networks, endpoints, ports and counters as the CLI and Docker's words show
+//! them (`docker network inspect`, `docker inspect`, `docker port`).
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ipam::fmt_mac,
+    model::{short_id, Attachment, DnsSettings, Endpoint, Network},
+    ports::{PortMapping, Proto},
+};
+
+/// One published port, in the shape of Docker's `Port` (`GET /containers/json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Port {
+    /// Host address (0.0.0.0: every host address).
+    #[serde(rename = "IP")]
+    pub ip: Ipv4Addr,
+    /// The endpoint's port.
+    #[serde(rename = "PrivatePort")]
+    pub private_port: u16,
+    /// The host's port.
+    #[serde(rename = "PublicPort")]
+    pub public_port: u16,
+    #[serde(rename = "Type")]
+    pub proto: Proto,
+}
+
+impl From<PortMapping> for Port {
+    fn from(m: PortMapping) -> Port {
+        Port {
+            ip: m.host_ip,
+            private_port: m.container_port,
+            public_port: m.host_port,
+            proto: m.proto,
+        }
+    }
+}
+
+impl std::fmt::Display for Port {
+    /// `docker port` style: `80/tcp -> 0.0.0.0:8080`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} -> {}:{}",
+            self.private_port, self.proto, self.ip, self.public_port
+        )
+    }
+}
+
+/// A network as `network ls`/`inspect` show it, shaped like `docker network inspect`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkView {
+    pub name: String,
+    pub id: String,
+    pub scope: String,
+    pub driver: String,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    pub internal: bool,
+    pub attachable: bool,
+    /// host.docker.internal for this network's endpoints.
+    pub host_gateway: Ipv4Addr,
+    /// By endpoint id.
+    pub containers: BTreeMap<String, NetworkMember>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// An overlay network's nodes with endpoints on it (Docker's `Peers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<PeerView>>,
+}
+
+/// A node with endpoints on an overlay network.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PeerView {
+    pub name: String,
+    #[serde(rename = "IP")]
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    pub driver: String,
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+    #[serde(rename = "IPRange", skip_serializing_if = "Option::is_none", default)]
+    pub ip_range: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkMember {
+    pub name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub mac_address: String,
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+impl NetworkView {
+    pub fn new<'a>(
+        n: &Network,
+        members: impl Iterator<Item = (&'a Endpoint, &'a Attachment)>,
+    ) -> Self {
+        NetworkView {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            // Docker's words: an overlay network on a key-value store is "global".
+            scope: if n.vni.is_some() { "global" } else { "local" }.into(),
+            driver: n.driver.clone(),
+            enable_ipv6: false,
+            ipam: Ipam {
+                driver: "default".into(),
+                config: vec![IpamConfig {
+                    subnet: n.subnet.to_string(),
+                    gateway: n.gateway,
+                    ip_range: n.ip_range.map(|r| r.to_string()),
+                }],
+            },
+            internal: n.internal,
+            attachable: true,
+            host_gateway: n.host_gateway(),
+            containers: members
+                .map(|(e, a)| {
+                    (
+                        e.id.clone(),
+                        NetworkMember {
+                            name: e.name.clone(),
+                            endpoint_id: format!("{}-{}", short_id(&e.id, 12), a.ifname),
+                            mac_address: fmt_mac(&a.mac),
+                            ipv4_address: format!("{}/{}", a.ip, n.subnet.prefix()),
+                            ipv6_address: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+            options: {
+                let mut o = n.options.clone();
+                if let Some(vni) = n.vni {
+                    o.insert(VXLAN_ID_OPTION.into(), vni.to_string());
+                }
+                o
+            },
+            labels: n.labels.clone(),
+            peers: None,
+        }
+    }
+}
+
+/// Where `network inspect` shows an overlay network's VNI (Docker's option name).
+pub const VXLAN_ID_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
+
+/// One network of an endpoint.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointNetwork {
+    #[serde(rename = "IPAddress")]
+    pub ip_address: Ipv4Addr,
+    pub mac_address: String,
+    pub interface: String,
+    pub host_interface: String,
+    pub aliases: Vec<String>,
+}
+
+/// An endpoint as `endpoint ls`/`inspect` show it. The top-level address fields are those of
+/// the primary interface (eth0), where published ports lead.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointView {
+    pub name: String,
+    pub id: String,
+    pub network: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: Ipv4Addr,
+    pub mac_address: String,
+    pub netns: PathBuf,
+    pub host_interface: String,
+    /// Every network, by name.
+    pub networks: BTreeMap<String, EndpointNetwork>,
+    pub ports: Vec<Port>,
+    pub labels: BTreeMap<String, String>,
+    /// Its resolver: the servers its resolv.conf names (its network's DNS on the gateway,
+    /// unless it asked for others), and the search domains and options it asked for (empty:
+    /// the host's).
+    pub dns: DnsSettings,
+    /// The container engine that made it (through a plugin), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::model::Engine>,
+}
+
+impl EndpointView {
+    /// `e` as shown, with `state` (its networks' DNS servers).
+    pub fn new(e: &Endpoint, state: &crate::model::State) -> Self {
+        let primary = e.primary();
+        let mut dns = e.dns.clone();
+        if dns.servers.is_empty() {
+            dns.servers = primary
+                .and_then(|a| state.networks.get(&a.network))
+                .map(|n| vec![n.gateway])
+                .unwrap_or_default();
+        }
+        EndpointView {
+            name: e.name.clone(),
+            id: e.id.clone(),
+            network: primary.map(|a| a.network.clone()).unwrap_or_default(),
+            ip_address: primary.map_or(Ipv4Addr::UNSPECIFIED, |a| a.ip),
+            mac_address: primary.map(|a| fmt_mac(&a.mac)).unwrap_or_default(),
+            netns: e.netns.clone(),
+            host_interface: primary.map(|a| a.host_ifname.clone()).unwrap_or_default(),
+            networks: e
+                .attachments
+                .iter()
+                .map(|a| {
+                    (
+                        a.network.clone(),
+                        EndpointNetwork {
+                            ip_address: a.ip,
+                            mac_address: fmt_mac(&a.mac),
+                            interface: a.ifname.clone(),
+                            host_interface: a.host_ifname.clone(),
+                            aliases: a.aliases.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            ports: e.ports.iter().copied().map(Port::from).collect(),
+            labels: e.labels.clone(),
+            dns,
+            engine: e.engine.clone(),
+        }
+    }
+}
+
+/// One published port and its endpoint (`port ls`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PortView {
+    #[serde(rename = "Endpoint")]
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub port: Port,
+}
+
+/// Counter totals and map occupancy (`stats`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StatsView {
+    /// By counter name (`dnat_tc`, `drop_isolation`, ...).
+    pub counters: BTreeMap<String, u64>,
+    pub flows: usize,
+    /// Outbound (source NAT) flows.
+    pub outbound_flows: usize,
+    pub published_ports: usize,
+    pub endpoints: usize,
+    pub networks: usize,
+}
