@@ -27,6 +27,7 @@ pub mod node;
 pub mod port;
 pub mod status;
 pub mod system;
+pub mod template;
 
 #[derive(Parser)]
 #[command(
