@@ -43,6 +43,7 @@ pub mod endpoint;
 pub mod fake;
 pub mod flows;
 pub mod forward;
+pub mod hook;
 pub mod kernel_log;
 pub mod links;
 pub mod migrate;
