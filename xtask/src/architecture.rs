@@ -56,6 +56,47 @@ fn named(section: &str) -> Vec<&str> {
     section.split('`').skip(1).step_by(2).collect()
 }
 
+/// The product's source files of `krate` (below `src/`, tests and test support left out), with
+/// their text.
+fn product_sources(krate: &str) -> Vec<(String, String)> {
+    let src = root().join(krate).join("src");
+    let mut files = Vec::new();
+    sources(&src, &src, &mut files);
+    files
+        .into_iter()
+        .filter(|f| {
+            !f.starts_with("testing/") && !f.ends_with("tests.rs") && f != "dns/test_state.rs"
+        })
+        .map(|f| {
+            let text = fs::read_to_string(src.join(&f)).expect("source file");
+            (format!("{krate}/src/{f}"), text)
+        })
+        .collect()
+}
+
+/// One lock-poisoning policy: locks are parking_lot's, which do not poison. A std lock would
+/// bring the question back (unwrap, into_inner, or reading as empty).
+#[test]
+fn every_lock_is_one_that_does_not_poison() {
+    let mut std_locks = Vec::new();
+    for krate in ["netpath-user"] {
+        for (file, text) in product_sources(krate) {
+            let uses_std_lock = text.split("use std::").skip(1).any(|u| {
+                let stmt = &u[..u.find(';').unwrap_or(u.len())];
+                stmt.contains("Mutex") || stmt.contains("RwLock")
+            }) || text.contains("std::sync::Mutex")
+                || text.contains("std::sync::RwLock");
+            if uses_std_lock {
+                std_locks.push(file);
+            }
+        }
+    }
+    assert!(
+        std_locks.is_empty(),
+        "std locks poison; use parking_lot's (ARCHITECTURE.md, Cross-cutting): {std_locks:?}"
+    );
+}
+
 #[test]
 fn architecture_names_every_product_file() {
     let root = root();

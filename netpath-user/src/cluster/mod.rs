@@ -24,26 +24,17 @@
 mod config;
 mod keys;
 pub mod overlay;
+mod session;
 
 use config::tls_options;
 pub use config::{ClusterConfig, TlsFiles};
-use keys::Entry;
 pub use keys::Keys;
 pub use overlay::{OverlayEndpoint, OverlayError, OverlayNetwork};
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::PathBuf,
-    sync::{Arc, Mutex, RwLock},
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, time::Duration};
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
 
 /// Seconds a node's registration outlives its agent.
 pub const LEASE_TTL_SECS: i64 = 10;
@@ -188,212 +179,11 @@ impl Cluster {
 
     /// What this node knows now.
     pub fn view(&self) -> ClusterView {
-        self.view.read().map(|v| v.clone()).unwrap_or_default()
+        self.view.read().clone()
     }
 
     fn update(&self, f: impl FnOnce(&mut ClusterView)) {
-        if let Ok(mut v) = self.view.write() {
-            f(&mut v);
-        }
-    }
-
-    fn record(&self) -> NodeRecord {
-        NodeRecord {
-            name: self.cfg.node_name.clone(),
-            underlay: self.cfg.underlay,
-            version: {
-                let v = crate::api::VersionView::current();
-                format!("{} ({})", v.version, v.git_commit)
-            },
-        }
-    }
-
-    /// Keeps the session with etcd up, for as long as the agent runs.
-    pub async fn run(self: Arc<Self>) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let Err(err) = self.session(&mut backoff).await;
-            let msg = err.to_string();
-            if self.view().error.as_deref() != Some(msg.as_str()) {
-                warn!(error = %msg, "etcd session ended; retrying, the datapath keeps what it knows");
-            }
-            if let Ok(mut c) = self.current.lock() {
-                *c = None;
-            }
-            self.update(|v| {
-                v.connected = false;
-                v.error = Some(msg);
-            });
-            self.changed();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    async fn connect(&self) -> Result<Client, ClusterError> {
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(REQUEST_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-        if let Some(tls) = tls_options(&self.cfg.tls)? {
-            opts = opts.with_tls(tls);
-        }
-        Ok(Client::connect(&self.cfg.endpoints, Some(opts)).await?)
-    }
-
-    /// One session: registration, this node's addresses put back on the new lease,
-    /// everything under the prefix listed then watched, the lease renewed. Ends only when
-    /// some of it fails.
-    async fn session(
-        &self,
-        backoff: &mut Duration,
-    ) -> Result<std::convert::Infallible, ClusterError> {
-        let mut client = self.connect().await?;
-        let lease = client.lease_grant(LEASE_TTL_SECS, None).await?.id();
-        let me = self.record();
-        let key = self.keys.node(&me.name);
-        let value = json(&me);
-        // Ours when nobody has the name, or when it names this very node (a restart; an
-        // unreadable record too).
-        let held = put_if_ours(&mut client, key, value, lease, |h: Option<&NodeRecord>| {
-            h.is_none_or(|h| h.underlay == me.underlay)
-        })
-        .await;
-        match held {
-            Ok(None) => {}
-            Ok(Some(holder)) => {
-                let _ = client.lease_revoke(lease).await;
-                return Err(ClusterError::NameTaken {
-                    name: me.name,
-                    holder: holder.map_or(Ipv4Addr::UNSPECIFIED, |h| h.underlay),
-                });
-            }
-            Err(e) => {
-                let _ = client.lease_revoke(lease).await;
-                return Err(e);
-            }
-        }
-        let conflicts = self.reassert(&mut client, lease).await?;
-        for c in &conflicts {
-            warn!("{c}");
-        }
-        let listed = client
-            .get(self.keys.root(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = listed.header().map_or(0, |h| h.revision());
-        let mut fresh = ClusterView {
-            node: me.name.clone(),
-            connected: true,
-            listed: true,
-            conflicts,
-            ..ClusterView::default()
-        };
-        for kv in listed.kvs() {
-            self.apply_put(&mut fresh, kv);
-        }
-        info!(
-            node = %me.name,
-            underlay = %me.underlay,
-            nodes = fresh.nodes.len(),
-            networks = fresh.networks.len(),
-            "registered with etcd"
-        );
-        self.update(|v| *v = fresh);
-        if let Ok(mut c) = self.current.lock() {
-            *c = Some((client.clone(), lease));
-        }
-        self.changed();
-        *backoff = Duration::from_millis(200);
-        let mut watch = client
-            .watch(
-                self.keys.root(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            )
-            .await?;
-        let (mut keeper, mut renewals) = client.lease_keep_alive(lease).await?;
-        let mut tick =
-            tokio::time::interval(Duration::from_secs((LEASE_TTL_SECS / 3).max(1) as u64));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => keeper.keep_alive().await?,
-                renewed = renewals.message() => match renewed? {
-                    Some(r) if r.ttl() > 0 => {}
-                    _ => return Err(ClusterError::LeaseLost),
-                },
-                changed = watch.message() => {
-                    let Some(resp) = changed? else {
-                        return Err(ClusterError::WatchEnded);
-                    };
-                    if resp.canceled() {
-                        return Err(ClusterError::WatchEnded);
-                    }
-                    let mut lost = false;
-                    self.update(|v| {
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            match ev.event_type() {
-                                EventType::Put => self.apply_put(v, kv),
-                                EventType::Delete => lost |= self.apply_delete(v, kv),
-                            }
-                        }
-                    });
-                    self.changed();
-                    if lost {
-                        // Our own key gone (lease expired while we were away): register
-                        // again.
-                        return Err(ClusterError::LeaseLost);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A key written: into the view.
-    fn apply_put(&self, v: &mut ClusterView, kv: &etcd_client::KeyValue) {
-        let key = kv.key_str().unwrap_or("");
-        match self.keys.entry(key) {
-            Entry::Node(_) => {
-                if let Ok(n) = serde_json::from_slice::<NodeRecord>(kv.value()) {
-                    v.nodes.insert(n.name.clone(), n);
-                }
-            }
-            Entry::Network(_) => {
-                if let Ok(n) = serde_json::from_slice::<OverlayNetwork>(kv.value()) {
-                    v.networks.insert(n.name.clone(), n);
-                }
-            }
-            Entry::Endpoint(id) => {
-                if let Ok(e) = serde_json::from_slice::<OverlayEndpoint>(kv.value()) {
-                    v.endpoints.insert(id.to_string(), e);
-                }
-            }
-            Entry::Other => {}
-        }
-    }
-
-    /// A key deleted: out of the view. True when it was this node's registration.
-    fn apply_delete(&self, v: &mut ClusterView, kv: &etcd_client::KeyValue) -> bool {
-        let key = kv.key_str().unwrap_or("");
-        match self.keys.entry(key) {
-            Entry::Node(name) => {
-                if name == self.cfg.node_name {
-                    return true;
-                }
-                v.nodes.remove(name);
-            }
-            Entry::Network(name) => {
-                v.networks.remove(name);
-            }
-            Entry::Endpoint(id) => {
-                v.endpoints.remove(id);
-            }
-            Entry::Other => {}
-        }
-        false
+        f(&mut self.view.write());
     }
 }
 

@@ -168,10 +168,8 @@ fn first_value<T: for<'de> Deserialize<'de>>(r: &etcd_client::TxnResponse) -> Op
 impl Cluster {
     /// The session's client and lease, or why there is none.
     fn session_client(&self) -> Result<(etcd_client::Client, i64), OverlayError> {
-        let s = self.current.lock().map_err(|_| {
-            OverlayError::Unreachable("the session's lock was poisoned".to_string())
-        })?;
-        s.clone().ok_or_else(|| {
+        let s = self.current.lock().clone();
+        s.ok_or_else(|| {
             OverlayError::Unreachable(
                 self.view()
                     .error
@@ -313,9 +311,9 @@ impl Cluster {
                 None => OverlayError::Gone(network.to_string()),
             });
         }
-        if let Ok(mut local) = self.local.lock() {
-            local.insert((network.to_string(), ip), rec.clone());
-        }
+        self.local
+            .lock()
+            .insert((network.to_string(), ip), rec.clone());
         self.update(|v| {
             v.endpoints.insert(endpoint_id(network, ip), rec);
         });
@@ -325,11 +323,7 @@ impl Cluster {
     /// Gives back an address this node took. Best effort: while etcd is away the next
     /// session removes what this node no longer has.
     pub async fn release(&self, network: &str, ip: Ipv4Addr) {
-        let mine = self
-            .local
-            .lock()
-            .ok()
-            .and_then(|mut l| l.remove(&(network.to_string(), ip)));
+        let mine = self.local.lock().remove(&(network.to_string(), ip));
         let Some(rec) = mine else { return };
         self.update(|v| {
             v.endpoints.remove(&endpoint_id(network, ip));
@@ -356,7 +350,7 @@ impl Cluster {
         client: &mut etcd_client::Client,
         lease: i64,
     ) -> Result<Vec<String>, ClusterError> {
-        let local = self.local.lock().map(|l| l.clone()).unwrap_or_default();
+        let local = self.local.lock().clone();
         let listed = client
             .get(self.keys.endpoints(), Some(GetOptions::new().with_prefix()))
             .await?;
@@ -411,19 +405,14 @@ impl Cluster {
 
     /// Makes `claims` what this node has (at start, from the state file).
     pub fn set_local(&self, claims: BTreeMap<(String, Ipv4Addr), OverlayEndpoint>) {
-        if let Ok(mut l) = self.local.lock() {
-            *l = claims;
-        }
+        *self.local.lock() = claims;
     }
 
     /// After a change of the state: `claims` is what this node has, and a claim whose record
     /// is new or changed (an endpoint's id and aliases, known once it is made) is written
     /// (over this node's own). Best effort: a new session writes them all anyway.
     pub async fn update_local(&self, claims: BTreeMap<(String, Ipv4Addr), OverlayEndpoint>) {
-        let before = match self.local.lock() {
-            Ok(mut l) => std::mem::replace(&mut *l, claims.clone()),
-            Err(_) => return,
-        };
+        let before = std::mem::replace(&mut *self.local.lock(), claims.clone());
         let Ok((mut client, lease)) = self.session_client() else {
             return;
         };

@@ -6,10 +6,10 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
-    sync::Mutex,
     time::{Duration, Instant, SystemTime},
 };
 
+use parking_lot::Mutex;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
@@ -53,7 +53,7 @@ impl HostResolv {
 
     /// The configuration as the file says now (an unreadable file counts as empty).
     pub fn conf(&self) -> resolv_conf::Config {
-        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.cache.lock();
         if c.checked.is_none_or(|t| t.elapsed() >= RECHECK) {
             c.checked = Some(Instant::now());
             let mtime = std::fs::metadata(&self.path)
@@ -270,7 +270,7 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        h.cache.lock().unwrap().checked = None;
+        h.cache.lock().checked = None;
         assert_eq!(h.servers(&[]), vec!["192.0.2.2:53".parse().unwrap()]);
         let _ = std::fs::remove_file(&h.path);
     }

@@ -23,12 +23,7 @@
 //! - published ports arrive in `ProgramExternalConnectivity` and go into the eBPF DNAT
 //!   (`-P` comes as host port 0: an ephemeral port); `EndpointOperInfo` tells Docker the
 //!   ports chosen, for `docker port`, `docker ps` and `docker inspect`.
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, sync::Arc};
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
@@ -75,14 +70,14 @@ impl From<ApiError> for Refusal {
 /// The plugin: the agent's service, and the IPAM driver's pools.
 pub struct Plugin<S> {
     svc: Arc<S>,
-    pools: Mutex<Pools>,
+    pools: parking_lot::Mutex<Pools>,
 }
 
 impl<S: Service> Plugin<S> {
     pub fn new(svc: Arc<S>, pools: Pools) -> Plugin<S> {
         Plugin {
             svc,
-            pools: Mutex::new(pools),
+            pools: parking_lot::Mutex::new(pools),
         }
     }
 
@@ -141,8 +136,8 @@ impl<S: Service> Plugin<S> {
         Some(res)
     }
 
-    fn pools(&self) -> std::sync::MutexGuard<'_, Pools> {
-        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    fn pools(&self) -> parking_lot::MutexGuard<'_, Pools> {
+        self.pools.lock()
     }
 
     /// The netpath network of Docker network `id`.
