@@ -24,6 +24,7 @@
 mod config;
 mod keys;
 pub mod overlay;
+mod records;
 mod session;
 
 use config::tls_options;

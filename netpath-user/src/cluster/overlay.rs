@@ -1,158 +1,19 @@
-//! Overlay networks in etcd: the records every node shares, and the requests that change
-//! them, each one etcd transaction so that nodes asking at once never both get what only one
+//! Overlay networks in etcd: the requests that change the records every node shares
+//! ([`super::records`]), each one etcd transaction so that nodes asking at once never both get what only one
 //! may have (a network's name or VNI, an address).
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{json, Cluster, ClusterError};
-use crate::{
-    ipam::Subnet,
-    model::{Network, State},
+pub use super::records::{
+    endpoint_id, local_claims, OverlayEndpoint, OverlayError, OverlayNetwork, FIRST_VNI, LAST_VNI,
 };
+use super::{json, Cluster, ClusterError};
+use crate::model::Network;
 
-/// The first VNI netpath gives (Docker's overlay driver starts at 4096 too, plus one).
-pub const FIRST_VNI: u32 = 4097;
-/// The last VNI (24 bits).
-pub const LAST_VNI: u32 = (1 << 24) - 1;
 /// Attempts at a transaction that lost a race before the request gives up.
 const ATTEMPTS: usize = 8;
-
-/// An overlay network as every node sees it (`PREFIX/networks/NAME`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OverlayNetwork {
-    pub name: String,
-    pub id: String,
-    pub vni: u32,
-    pub subnet: Subnet,
-    pub gateway: Ipv4Addr,
-    #[serde(default)]
-    pub ip_range: Option<Subnet>,
-    #[serde(default)]
-    pub internal: bool,
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// The node it was created on.
-    pub created_by: String,
-}
-
-impl OverlayNetwork {
-    /// The record of a network planned on this node, with its VNI.
-    pub fn of(net: &Network, vni: u32, node: &str) -> OverlayNetwork {
-        OverlayNetwork {
-            name: net.name.clone(),
-            id: net.id.clone(),
-            vni,
-            subnet: net.subnet,
-            gateway: net.gateway,
-            ip_range: net.ip_range,
-            internal: net.internal,
-            options: net.options.clone(),
-            labels: net.labels.clone(),
-            created_by: node.to_string(),
-        }
-    }
-
-    /// The network this node keeps for it (its own `net_id`, given by the caller).
-    pub fn network(&self, net_id: u32) -> Network {
-        Network {
-            name: self.name.clone(),
-            id: self.id.clone(),
-            net_id,
-            driver: crate::model::OVERLAY_DRIVER.to_string(),
-            subnet: self.subnet,
-            gateway: self.gateway,
-            ip_range: self.ip_range,
-            internal: self.internal,
-            options: self.options.clone(),
-            labels: self.labels.clone(),
-            vni: Some(self.vni),
-        }
-    }
-}
-
-/// An address taken on an overlay network (`PREFIX/endpoints/NETWORK/IP`), under the lease
-/// of the node whose endpoint has it: a node that dies gives its addresses back with its
-/// registration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OverlayEndpoint {
-    pub network: String,
-    pub ip: Ipv4Addr,
-    pub node: String,
-    /// The endpoint's name, id and aliases on the network (its names on every node).
-    pub endpoint: String,
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-}
-
-/// What a request about overlay networks met in etcd.
-#[derive(Debug, thiserror::Error)]
-pub enum OverlayError {
-    #[error("etcd is not reachable ({0}): overlay networks cannot change until it is")]
-    Unreachable(String),
-    #[error(transparent)]
-    Etcd(#[from] ClusterError),
-    #[error("network {0} already exists (an overlay network of the cluster)")]
-    Exists(String),
-    #[error("subnet {0} overlaps overlay network {2} ({1})")]
-    Overlap(Subnet, Subnet, String),
-    #[error("no VNI left")]
-    NoVni,
-    #[error("network {0} has endpoints on node(s) {1}: remove them first")]
-    InUse(String, String),
-    #[error(
-        "address {ip} is already in use on network {network} (endpoint {endpoint} on node {node})"
-    )]
-    Taken {
-        network: String,
-        ip: Ipv4Addr,
-        endpoint: String,
-        node: String,
-    },
-    #[error("network {0} is no longer in the cluster")]
-    Gone(String),
-    #[error("too many nodes asked at once: try again")]
-    Contended,
-}
-
-impl From<etcd_client::Error> for OverlayError {
-    fn from(e: etcd_client::Error) -> Self {
-        OverlayError::Etcd(ClusterError::Etcd(e))
-    }
-}
-
-/// This node's endpoints' addresses on overlay networks, as `state` has them, by key.
-pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), OverlayEndpoint> {
-    state
-        .endpoints
-        .values()
-        .flat_map(|e| e.attachments.iter().map(move |a| (e, a)))
-        .filter(|(_, a)| {
-            state
-                .networks
-                .get(&a.network)
-                .is_some_and(|n| n.vni.is_some())
-        })
-        .map(|(e, a)| {
-            (
-                (a.network.clone(), a.ip),
-                OverlayEndpoint {
-                    network: a.network.clone(),
-                    ip: a.ip,
-                    node: node.to_string(),
-                    endpoint: e.name.clone(),
-                    id: e.id.clone(),
-                    aliases: a.aliases.clone(),
-                },
-            )
-        })
-        .collect()
-}
 
 /// The value of the first key a transaction's gets found.
 fn first_value<T: for<'de> Deserialize<'de>>(r: &etcd_client::TxnResponse) -> Option<T> {
@@ -433,9 +294,4 @@ impl Cluster {
             }
         }
     }
-}
-
-/// A claim's id in [`super::ClusterView::endpoints`]: `NETWORK/IP`.
-pub fn endpoint_id(network: &str, ip: Ipv4Addr) -> String {
-    format!("{network}/{ip}")
 }
