@@ -1,0 +1,389 @@
+//! `netpath agent`: the start-up order (lock, host record, state, datapath, reconcile, serve,
+//! notify), serving, and shutdown.
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use anyhow::{bail, Context as _};
+use tokio::net::UnixListener;
+use tracing::info;
+
+use crate::{
+    api::server,
+    datapath::{Datapath, DatapathOps as _},
+    model::{NetworkCreate, State, DEFAULT_NETWORK},
+    netlink::{self, LinkOps, Netlink},
+};
+
+use super::{
+    host,
+    host::{HostRecord, StateLock},
+    memory, metrics, monitor, netns_files, reserved, tasks, transactions, Agent, AgentConfig,
+    HostHooks, Shared, StateFile, StateStore, GATEWAY_LINK, VXLAN_LINK,
+};
+
+/// Loads the state, creating the default network (on `subnet`, or a subnet of the pool no
+/// route of this host uses).
+fn load_state(
+    store: &mut StateFile,
+    net: &impl LinkOps,
+    subnet: Option<crate::ipam::Subnet>,
+) -> anyhow::Result<State> {
+    let (mut state, problems) = store
+        .load_checked()
+        .with_context(|| format!("reading {}", store.path().display()))?;
+    for p in problems {
+        tracing::error!("{p}");
+    }
+    if !state.networks.contains_key(DEFAULT_NETWORK) {
+        let routes = net.route_subnets()?;
+        let addrs: Vec<std::net::Ipv4Addr> = net.host_addrs()?.into_iter().collect();
+        let default = state.plan_network(
+            &NetworkCreate {
+                name: DEFAULT_NETWORK.into(),
+                subnet: subnet.map(|s| s.to_string()),
+                ..Default::default()
+            },
+            crate::model::plan::HostView {
+                routes: &routes,
+                addrs: &addrs,
+                busy: &|_| false,
+            },
+        )?;
+        info!(subnet = %default.subnet, "created the default network");
+        state.networks.insert(default.name.clone(), default);
+        store.save(&state)?;
+    }
+    Ok(state)
+}
+
+/// Runs the agent until SIGINT or SIGTERM. Nothing on the host changes before the state
+/// directory is locked and the state read; the sysctls change only once the datapath is up.
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let v = crate::api::VersionView::current();
+    info!(
+        version = %v.version,
+        commit = %v.git_commit,
+        ebpf_sha256 = %v.ebpf_sha256,
+        features = %v.features.join(","),
+        "netpath agent starting"
+    );
+    let _lock = StateLock::take(&cfg.state_dir)?;
+    let mut record = HostRecord::load(&cfg.state_dir)?;
+    let netlink = Netlink {
+        bridge: GATEWAY_LINK.to_string(),
+    };
+    let uplinks = if cfg.uplinks.is_empty() {
+        vec![netlink::default_route_interface()?
+            .context("no default route: name the uplink with --uplink IFACE")?]
+    } else {
+        cfg.uplinks.clone()
+    };
+    // Checked before anything is written: a refused flag changes nothing.
+    let docker_socket = crate::docker::engine::socket_of(&cfg.docker_host)?.to_path_buf();
+    let cluster =
+        cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
+    let mut store = StateFile::in_dir(&cfg.state_dir);
+    let state = load_state(&mut store, &netlink, cfg.default_subnet)?;
+    // Found early, bound late: the socket answers only once the agent serves (readiness).
+    refuse_if_served(&cfg.socket)?;
+    host::ensure_bpffs(&cfg.bpffs, &mut record)?;
+    let _pins = host::PinLock::take(&cfg.bpffs)?;
+    // Endpoints' hosts and resolv.conf files go under /etc/netns: made here when the host has
+    // none, and recorded, so that uninstall takes it back.
+    record.create_dir(netns_files::NetnsFiles::default().root())?;
+    record.save(&cfg.state_dir)?;
+    let dp = Datapath::open(
+        Some(&cfg.bpffs),
+        cfg.sizes(),
+        cfg.reset_flows,
+        cfg.ebpf_log.map_or(0, |l| l.aya_log()),
+    )
+    .context("loading the datapath")?;
+    let cgroup = match &cfg.cgroup {
+        Some(c) => c.clone(),
+        None => host::cgroup_root(&cfg.state_dir, &mut record)?,
+    };
+    record.save(&cfg.state_dir)?;
+    let overlay = match &cluster {
+        Some(_) => Some(overlay_device(&uplinks[0])?),
+        None => None,
+    };
+    let hooks = HostHooks {
+        uplinks: uplinks.iter().map(|u| (u.clone(), cfg.xdp)).collect(),
+        cgroup: Some(cgroup),
+        netns_cookie: host::netns_cookie()?,
+        overlay,
+    };
+    let mut dp = dp;
+    let events = dp.take_events();
+    let kernel_log = dp.take_kernel_log();
+    let resolv = Arc::new(crate::dns::upstream::HostResolv::new(
+        "/etc/resolv.conf",
+        cfg.dns.clone(),
+    ));
+    let mut agent =
+        Agent::new(state, dp, netlink, store, hooks).with_dns(resolv.clone(), cfg.dns_fast_path);
+    agent.reconcile()?;
+    agent.sync_host_addrs()?;
+    let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref(), &mut record)?;
+    let plugin_socket = cfg
+        .docker_plugin
+        .as_deref()
+        .map(|name| crate::docker::socket_path(&cfg.docker_plugin_dir, name));
+    let plugin_listener = match &plugin_socket {
+        Some(path) => {
+            record.add_socket(path);
+            Some(bind_socket(path, None, &mut record)?)
+        }
+        None => None,
+    };
+    let pools = crate::docker::ipam::Pools::load(&cfg.state_dir)
+        .context("reading the Docker IPAM pools")?;
+    record.save(&cfg.state_dir)?;
+    let metrics_listener = match cfg.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?,
+        ),
+        None => None,
+    };
+    record.set_sysctl(&cfg.state_dir, host::IP_FORWARD, "1")?;
+    // From here on the record is the reserved ports' alone.
+    agent
+        .reserve_ports(reserved::ReservedPorts::new(&cfg.state_dir, record))
+        .map_err(|e| anyhow::anyhow!("holding the published ports: {}", e.msg))?;
+    let (mut shared, hub, mut flags) = Shared::new(agent).with_monitor();
+    let dns = crate::dns::server::DnsServer::new(
+        shared.state_handle(),
+        resolv,
+        &crate::dns::server::DnsOptions {
+            rate_limit: cfg.dns_rate_limit,
+        },
+    );
+    dns.sync_listeners(&shared.state());
+    shared.set_dns(dns);
+    if let Some(c) = &cluster {
+        c.seed(&shared.state());
+        shared.set_cluster(c.clone());
+    }
+    let agent = Arc::new(shared);
+    info!(socket = %cfg.socket.display(), "serving the API");
+    host::notify(&format!(
+        "READY=1\nSTATUS=serving on {}",
+        cfg.socket.display()
+    ));
+
+    if let Some(path) = &plugin_socket {
+        info!(socket = %path.display(), "serving Docker's network and IPAM plugin");
+    }
+    let background = [
+        tokio::spawn({
+            let cluster = cluster.clone();
+            async move {
+                if let Some(c) = cluster {
+                    c.run().await;
+                }
+            }
+        }),
+        match cluster {
+            Some(c) => tasks::supervise("cluster follower", {
+                let agent = agent.clone();
+                move || tasks::follow_cluster(agent.clone(), c.clone())
+            }),
+            None => tokio::spawn(async {}),
+        },
+        tokio::spawn({
+            let plugin = Arc::new(crate::docker::Plugin::new(agent.clone(), pools));
+            async move {
+                if let Some(l) = plugin_listener {
+                    // What Docker changed while nobody answered it, before anyone is answered.
+                    crate::docker::engine::reconcile_then_name(plugin.clone(), &docker_socket)
+                        .await;
+                    tokio::spawn(crate::docker::engine::keep_naming(
+                        plugin.clone(),
+                        docker_socket,
+                    ));
+                    crate::docker::serve(l, plugin, std::future::pending()).await;
+                }
+            }
+        }),
+        tasks::supervise("host watch", {
+            let agent = agent.clone();
+            move || tasks::watch_host(agent.clone())
+        }),
+        tasks::supervise("memory", {
+            let agent = agent.clone();
+            move || memory::keep_giving_back(agent.clone())
+        }),
+        tasks::supervise("flow expiry", {
+            let agent = agent.clone();
+            move || tasks::expire_flows(agent.clone())
+        }),
+        tasks::supervise("drift repair", {
+            let agent = agent.clone();
+            move || tasks::check_drift(agent.clone())
+        }),
+        // What monitors ask of the kernel follows who listens.
+        tokio::spawn({
+            let agent = agent.clone();
+            async move {
+                while flags.changed().await.is_ok() {
+                    let f = *flags.borrow_and_update();
+                    let agent = agent.clone();
+                    let res =
+                        tokio::task::spawn_blocking(move || agent.write(|a| a.dp.set_monitor(f)))
+                            .await;
+                    if let Ok(Err(e)) = res {
+                        tracing::warn!("setting the monitor flags: {e}");
+                    }
+                }
+            }
+        }),
+        tokio::spawn({
+            let agent = agent.clone();
+            async move {
+                if let Some(l) = metrics_listener {
+                    if let Ok(addr) = l.local_addr() {
+                        info!(address = %addr, "serving metrics");
+                    }
+                    let registry = Arc::new(metrics::registry(agent.clone()));
+                    server::serve_connections(
+                        l,
+                        move |req| metrics::handle(agent.clone(), registry.clone(), req),
+                        std::future::pending(),
+                    )
+                    .await;
+                }
+            }
+        }),
+        tokio::spawn(async move {
+            if let Some(log) = kernel_log {
+                if let Err(e) = crate::datapath::kernel_log::read(log).await {
+                    tracing::error!("reading the kernel programs' log stopped: {e}");
+                }
+            }
+        }),
+        tokio::spawn(async move {
+            if let Some(ring) = events {
+                if let Err(e) = monitor::read_events(ring, hub).await {
+                    tracing::error!("reading the datapath's events stopped: {e:#}");
+                }
+            }
+        }),
+    ];
+    server::serve(listener, agent.clone(), shutdown_signal()?).await;
+    host::notify("STOPPING=1");
+    info!("shutting down; the datapath keeps running (netpath uninstall removes it)");
+    for task in background {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    if let Some(path) = &plugin_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(agent);
+    Ok(())
+}
+
+/// This node's VXLAN device, made if missing; overlay endpoints' MTU leaves room for the
+/// encapsulation on `uplink`.
+fn overlay_device(uplink: &str) -> anyhow::Result<transactions::OverlayDevice> {
+    let underlay_mtu = netlink::link_mtu(uplink)?.unwrap_or(1500);
+    let mtu = underlay_mtu.saturating_sub(netpath_common::VXLAN_OVERHEAD);
+    let ifindex = netlink::ensure_vxlan(VXLAN_LINK, netpath_common::VXLAN_PORT, mtu)
+        .context("the VXLAN device of overlay networks")?;
+    Ok(transactions::OverlayDevice {
+        name: VXLAN_LINK.to_string(),
+        ifindex,
+        mtu,
+    })
+}
+
+/// How this node joins others through etcd (none without `--etcd`): its name (default the
+/// host name) and underlay address (the first uplink's IPv4 address), checked now.
+fn cluster_config(
+    cfg: &AgentConfig,
+    uplinks: &[String],
+) -> anyhow::Result<Option<crate::cluster::ClusterConfig>> {
+    if cfg.etcd.is_empty() {
+        return Ok(None);
+    }
+    let uplink = uplinks.first().context("no uplink")?;
+    let (_, underlay) = netlink::link_ipv4(uplink)?.with_context(|| {
+        format!("uplink {uplink}: no such interface, or no IPv4 address on it (other nodes reach this one through it)")
+    })?;
+    let node_name = match &cfg.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the host name (name the node with --node-name)")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let c = crate::cluster::ClusterConfig {
+        endpoints: cfg.etcd.clone(),
+        node_name,
+        prefix: cfg.etcd_prefix.clone(),
+        underlay,
+        tls: crate::cluster::TlsFiles {
+            ca: cfg.etcd_ca.clone(),
+            cert: cfg.etcd_cert.clone(),
+            key: cfg.etcd_key.clone(),
+        },
+    };
+    c.check().map_err(anyhow::Error::msg)?;
+    Ok(Some(c))
+}
+
+/// Completes on SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+    })
+}
+
+/// Fails when another agent answers on `path`.
+fn refuse_if_served(path: &Path) -> anyhow::Result<()> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("another agent is serving {}", path.display());
+    }
+    Ok(())
+}
+
+/// Binds the API socket: owned by root, mode 0600, or 0660 with group `group`.
+fn bind_socket(
+    path: &Path,
+    group: Option<&str>,
+    record: &mut HostRecord,
+) -> anyhow::Result<UnixListener> {
+    let gid = match group {
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .with_context(|| format!("looking up group {g}"))?
+                .with_context(|| format!("no such group: {g}"))?
+                .gid,
+        ),
+        None => None,
+    };
+    if let Some(dir) = path.parent() {
+        record.create_dir(dir)?;
+    }
+    if path.exists() {
+        refuse_if_served(path)?;
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    match gid {
+        Some(gid) => {
+            nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(0)), Some(gid))
+                .with_context(|| format!("giving {} to its group", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
+    Ok(listener)
+}
