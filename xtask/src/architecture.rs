@@ -97,6 +97,81 @@ fn every_lock_is_one_that_does_not_poison() {
     );
 }
 
+/// The top-level modules of the crate that `text` names through `crate::` paths (in `use`
+/// groups too), comments left out.
+fn crate_refs(text: &str) -> std::collections::BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut refs = std::collections::BTreeSet::new();
+    for piece in code.split("crate::").skip(1) {
+        if let Some(group) = piece.strip_prefix('{') {
+            // `crate::{a::b, c, d::{e, f}}`: the names at the group's own depth.
+            let (mut depth, mut start) = (0, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => start = true,
+                    c if start && (c.is_ascii_alphabetic() || c == '_') => {
+                        refs.insert(ident(&group[i..]));
+                        start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            refs.insert(ident(piece));
+        }
+    }
+    refs
+}
+
+/// Dependencies point one way: no two top-level modules of the agent's crate name each other
+/// (a test double's module aside).
+#[test]
+fn no_two_modules_import_each_other() {
+    let mut edges = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for (file, text) in product_sources("netpath-user") {
+        let rel = file.trim_start_matches("netpath-user/src/");
+        if rel.ends_with("fake.rs") {
+            continue;
+        }
+        let top = rel
+            .split('/')
+            .next()
+            .unwrap_or(rel)
+            .trim_end_matches(".rs")
+            .to_string();
+        let text = match text.find("#[cfg(test)]\nmod tests") {
+            Some(i) => &text[..i],
+            None => &text[..],
+        };
+        for r in crate_refs(text) {
+            if r != top {
+                edges.entry(top.clone()).or_default().insert(r);
+            }
+        }
+    }
+    let mut both = Vec::new();
+    for (a, targets) in &edges {
+        for b in targets {
+            if a < b && edges.get(b).is_some_and(|t| t.contains(a)) {
+                both.push(format!("{a} <-> {b}"));
+            }
+        }
+    }
+    assert!(both.is_empty(), "modules that import each other: {both:?}");
+}
+
 #[test]
 fn architecture_names_every_product_file() {
     let root = root();

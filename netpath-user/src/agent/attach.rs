@@ -3,16 +3,14 @@
 //! planning reads (routes, addresses, busy ports).
 use std::net::Ipv4Addr;
 
-use hyper::StatusCode;
-
 use super::{
     journal::{Then, Tx, Undo},
     store::StateStore,
     Agent,
 };
 use crate::{
-    api::ApiError,
     datapath::{AttachmentEntry, DatapathOps},
+    error::AgentError,
     model::{plan::HostView, Attachment, Endpoint, ModelError, Network, State},
     netlink::{EndpointLink, EndpointLinkSpec, LinkOps},
     ports::PortMapping,
@@ -56,7 +54,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         att: &Attachment,
         net: &Network,
         primary: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         let link = self
             .net
             .create_endpoint(&self.link_spec(ep, att, net, primary))?;
@@ -71,7 +69,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         att: &Attachment,
         net: &Network,
         link: EndpointLink,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         self.links.insert(att.host_ifname.clone(), link);
         let entry = AttachmentEntry {
             ifindex: link.ifindex,
@@ -82,11 +80,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         };
         self.dp
             .add_attachment(&entry)
-            .map_err(|e| ApiError::internal(format!("endpoint maps: {e}")))?;
+            .map_err(|e| AgentError::internal(format!("endpoint maps: {e}")))?;
         tx.undo(Undo::RemoveAttachment(link.ifindex, att.ip));
         self.dp
             .attach_endpoint(&att.host_ifname)
-            .map_err(|e| ApiError::internal(format!("attaching to {}: {e}", att.host_ifname)))?;
+            .map_err(|e| AgentError::internal(format!("attaching to {}: {e}", att.host_ifname)))?;
         tx.undo(Undo::Detach(att.host_ifname.clone()));
         Ok(())
     }
@@ -96,7 +94,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         &mut self,
         tx: &mut Tx,
         att: &Attachment,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         if let Some(link) = self.links.get(&att.host_ifname).copied() {
             self.dp.detach_endpoint(&att.host_ifname)?;
             tx.undo(Undo::Attach(att.host_ifname.clone()));
@@ -127,7 +125,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         tx: &mut Tx,
         next: &State,
         network: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         let Some(net) = next.networks.get(network) else {
             return Ok(());
         };
@@ -150,19 +148,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     pub(super) fn check_netns(
         &self,
         path: &std::path::Path,
-    ) -> Result<crate::model::NetnsId, ApiError> {
-        use crate::netlink::netns::NetnsError;
-        let id = self.net.netns_id(path).map_err(|e| {
-            let status = match e {
-                NetnsError::Missing(_) => StatusCode::NOT_FOUND,
-                NetnsError::NotNetns(..) => StatusCode::BAD_REQUEST,
-            };
-            ApiError::new(status, e.to_string())
-        })?;
+    ) -> Result<crate::model::NetnsId, AgentError> {
+        let id = self.net.netns_id(path)?;
         if self.net.own_netns().ok() == Some(id) {
-            return Err(ApiError::bad_request(format!(
+            return Err(AgentError::invalid(format!(
                 "network namespace {} is the agent's own: an endpoint needs a namespace of its own",
-                crate::api::routes::echo(&path.display().to_string())
+                crate::model::echo(&path.display().to_string())
             )));
         }
         if let Some(e) = self
@@ -181,7 +172,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     pub(super) fn with_host<T>(
         &self,
         f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, AgentError> {
         let routes = self.net.route_subnets()?;
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let net = &self.net;

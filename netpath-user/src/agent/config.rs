@@ -13,8 +13,7 @@ use crate::datapath::{MapSizes, XdpMode};
 
 /// Where the agent looks for its configuration when not told.
 pub const DEFAULT_CONFIG: &str = "/etc/netpath/netpath.toml";
-/// Where the agent serves its API unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
+pub use crate::api::client::DEFAULT_SOCKET;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/netpath";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/netpath";
 /// Where dockerd serves its API (Docker's own default `DOCKER_HOST`).

@@ -7,8 +7,8 @@ use tracing::{info, warn};
 
 use super::{slots::PortId, store::StateStore, transactions::Agent};
 use crate::{
-    api::ApiError,
     datapath::{AttachmentEntry, DatapathOps},
+    error::AgentError,
     model::{Endpoint, Network, State},
     netlink::{EndpointLink, LinkOps},
 };
@@ -66,8 +66,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// after-commit steps run if it succeeds.
     pub(super) fn transact<T>(
         &mut self,
-        f: impl FnOnce(&mut Self, &mut Tx) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+        f: impl FnOnce(&mut Self, &mut Tx) -> Result<T, AgentError>,
+    ) -> Result<T, AgentError> {
         let mut tx = Tx::default();
         match f(self, &mut tx) {
             Ok(v) => {
@@ -82,12 +82,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     /// Saves `next` and makes it the desired state: the last step of every transaction.
-    pub(super) fn commit(&mut self, next: State) -> Result<(), ApiError> {
+    pub(super) fn commit(&mut self, next: State) -> Result<(), AgentError> {
         // Published ports are held before the state says they are published.
         self.hold_ports(&super::publish::HeldPorts::of(&next))?;
         self.store
             .save(&next)
-            .map_err(|e| ApiError::internal(format!("saving the state: {e}")))?;
+            .map_err(|e| AgentError::internal(format!("saving the state: {e}")))?;
         self.state = next;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{store::StateStore, transactions::Agent};
-use crate::{api::ApiError, datapath::DatapathOps, netlink::LinkOps};
+use crate::{datapath::DatapathOps, error::AgentError, netlink::LinkOps};
 
 /// Label values to set: object name → value.
 pub type Named = BTreeMap<String, String>;
@@ -19,7 +19,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         networks: &Named,
         endpoint_key: &str,
         endpoints: &Named,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, AgentError> {
         let mut next = self.state.clone();
         let mut changed = false;
         for (name, value) in networks {

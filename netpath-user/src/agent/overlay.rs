@@ -5,16 +5,15 @@
 //! learn where the other nodes' endpoints are.
 use std::{collections::BTreeSet, future::Future, net::Ipv4Addr, sync::Arc};
 
-use hyper::StatusCode;
 use tracing::{info, warn};
 
 use super::{service::Shared, store::StateStore, transactions::Agent};
 use crate::{
-    api::ApiError,
     cluster::{
         overlay::local_claims, Cluster, ClusterView, OverlayEndpoint, OverlayError, OverlayNetwork,
     },
     datapath::{DatapathOps, OverlayContent, OverlayNetEntry},
+    error::AgentError,
     model::{
         Connect, EndpointCreate, Network, NetworkCreate, RemoteMember, DEFAULT_NETWORK,
         OVERLAY_DRIVER,
@@ -22,21 +21,10 @@ use crate::{
     netlink::LinkOps,
 };
 
-impl From<OverlayError> for ApiError {
-    fn from(e: OverlayError) -> Self {
-        let status = match &e {
-            OverlayError::Unreachable(_) | OverlayError::Etcd(_) => StatusCode::SERVICE_UNAVAILABLE,
-            OverlayError::Gone(_) => StatusCode::NOT_FOUND,
-            _ => StatusCode::CONFLICT,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
 /// Runs `f` to completion on this thread (a request's: the API serves on blocking threads).
-fn block_on<F: Future>(f: F) -> Result<F::Output, ApiError> {
+fn block_on<F: Future>(f: F) -> Result<F::Output, AgentError> {
     let rt = tokio::runtime::Handle::try_current()
-        .map_err(|_| ApiError::internal("no runtime to reach etcd from"))?;
+        .map_err(|_| AgentError::internal("no runtime to reach etcd from"))?;
     Ok(rt.block_on(f))
 }
 
@@ -111,7 +99,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     if let Err(e) = self.remove_network(&rec.name) {
                         problems.push(format!(
                             "overlay network {} changed in the cluster: {}",
-                            rec.name, e.msg
+                            rec.name, e
                         ));
                         continue;
                     }
@@ -131,7 +119,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 }
                 Err(e) => problems.push(format!(
                     "overlay network {} cannot be made on this node: {}",
-                    rec.name, e.msg
+                    rec.name, e
                 )),
             }
         }
@@ -148,7 +136,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     Ok(()) => info!(network = %name, "overlay network removed from the cluster"),
                     Err(e) => problems.push(format!(
                         "overlay network {name} is gone from the cluster but stays here: {}",
-                        e.msg
+                        e
                     )),
                 }
             }
@@ -224,9 +212,9 @@ where
     L: LinkOps,
     S: StateStore,
 {
-    fn overlay_cluster(&self) -> Result<&Arc<Cluster>, ApiError> {
+    fn overlay_cluster(&self) -> Result<&Arc<Cluster>, AgentError> {
         self.cluster.as_ref().ok_or_else(|| {
-            ApiError::bad_request(
+            AgentError::invalid(
                 "overlay networks span the nodes of a cluster: start the agent with --etcd",
             )
         })
@@ -234,7 +222,7 @@ where
 
     /// The cluster, when `network` is an overlay network (an error when this node is on its
     /// own, which cannot happen for a network the cluster made).
-    pub(super) fn cluster_of(&self, network: &str) -> Result<Option<&Arc<Cluster>>, ApiError> {
+    pub(super) fn cluster_of(&self, network: &str) -> Result<Option<&Arc<Cluster>>, AgentError> {
         let overlay = self
             .state()
             .networks
@@ -258,7 +246,10 @@ where
 
     /// `network create --driver overlay`: checked here, made in etcd (name, subnet and VNI
     /// free in the cluster), then here; other nodes make it when they hear of it.
-    pub(super) fn create_overlay_network(&self, req: &NetworkCreate) -> Result<Network, ApiError> {
+    pub(super) fn create_overlay_network(
+        &self,
+        req: &NetworkCreate,
+    ) -> Result<Network, AgentError> {
         let cluster = self.overlay_cluster()?;
         let net = self.write(|a| {
             let planned = a.plan_network(req)?;
@@ -276,7 +267,7 @@ where
     }
 
     /// `network rm` of an overlay network: refused while any node has endpoints on it.
-    pub(super) fn remove_overlay_network(&self, name: &str) -> Result<(), ApiError> {
+    pub(super) fn remove_overlay_network(&self, name: &str) -> Result<(), AgentError> {
         let cluster = self.overlay_cluster()?;
         self.write(|a| {
             a.state.plan_network_rm(name)?;
@@ -295,7 +286,7 @@ where
         network: &str,
         want: Option<Ipv4Addr>,
         endpoint: &str,
-    ) -> Result<Ipv4Addr, ApiError> {
+    ) -> Result<Ipv4Addr, AgentError> {
         let mut lost: Vec<Ipv4Addr> = Vec::new();
         loop {
             let mut elsewhere: Vec<Ipv4Addr> = cluster
@@ -309,7 +300,7 @@ where
             let ip = self
                 .state()
                 .free_address(network, want, &elsewhere)
-                .map_err(ApiError::from)?;
+                .map_err(AgentError::from)?;
             match block_on(cluster.claim(network, ip, endpoint))? {
                 Ok(()) => return Ok(ip),
                 Err(OverlayError::Taken { .. }) if want.is_none() && lost.len() < 64 => {
@@ -329,8 +320,8 @@ where
         network: &str,
         want: Option<Ipv4Addr>,
         endpoint: &str,
-        make: impl FnOnce(&mut Agent<D, L, S>, Ipv4Addr) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+        make: impl FnOnce(&mut Agent<D, L, S>, Ipv4Addr) -> Result<T, AgentError>,
+    ) -> Result<T, AgentError> {
         let ip = self.claim(cluster, network, want, endpoint)?;
         let made = self.write(|a| make(a, ip));
         if made.is_err() {
@@ -345,7 +336,7 @@ where
         &self,
         cluster: &Cluster,
         req: &EndpointCreate,
-    ) -> Result<crate::model::Endpoint, ApiError> {
+    ) -> Result<crate::model::Endpoint, AgentError> {
         let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
         // Refused here before anything is asked of etcd (the address aside).
         self.inspect(|a| a.with_host(|s, host| s.plan_endpoint(req, host)))?;
@@ -363,7 +354,7 @@ where
         cluster: &Cluster,
         network: &str,
         req: &Connect,
-    ) -> Result<crate::model::Endpoint, ApiError> {
+    ) -> Result<crate::model::Endpoint, AgentError> {
         self.state().plan_connect(network, req)?;
         self.with_claim(cluster, network, req.ip, &req.endpoint, |a, ip| {
             a.connect(

@@ -12,8 +12,8 @@ use super::{
     Agent,
 };
 use crate::{
-    api::ApiError,
     datapath::{be_addr, be_port, DatapathOps},
+    error::AgentError,
     model::{Attachment, Endpoint, ModelError, State},
     netlink::{EndpointLink, LinkOps},
     ports::PortMapping,
@@ -85,7 +85,7 @@ pub(super) fn port_key_target(
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Keeps the host's reserved ports from now on, starting with the state as it is.
-    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> Result<(), ApiError> {
+    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> Result<(), AgentError> {
         self.reserved = Some(reserved);
         let held = HeldPorts::of(&self.state);
         self.hold_ports(&held)
@@ -93,15 +93,19 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// Holds published ports on the host: the kernel never picks one for a host socket
     /// (reserved ports), and host sockets may not bind one unless its runtime holds it.
-    pub(super) fn hold_ports(&mut self, held: &HeldPorts) -> Result<(), ApiError> {
+    pub(super) fn hold_ports(&mut self, held: &HeldPorts) -> Result<(), AgentError> {
         if let Some(r) = &mut self.reserved {
             r.sync(&held.reserved)
-                .map_err(|e| ApiError::internal(format!("reserving ports: {e:#}")))?;
+                .map_err(|e| AgentError::internal(format!("reserving ports: {e:#}")))?;
         }
         Ok(self.dp.set_bind_allowed(&held.runtime_held)?)
     }
 
-    pub fn publish(&mut self, name: &str, specs: &[String]) -> Result<Vec<PortMapping>, ApiError> {
+    pub fn publish(
+        &mut self,
+        name: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortMapping>, AgentError> {
         let maps = self.with_host(|s, host| s.plan_publish(name, specs, host))?;
         let mut next = self.state.clone();
         let ep = next
@@ -122,7 +126,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         &mut self,
         name: &str,
         specs: &[String],
-    ) -> Result<Vec<PortMapping>, ApiError> {
+    ) -> Result<Vec<PortMapping>, AgentError> {
         let maps = self.state.plan_unpublish(name, specs)?;
         let ep = self.state.endpoint(name)?.clone();
         let mut next = self.state.clone();
@@ -142,12 +146,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         &self,
         ep: &Endpoint,
         m: &PortMapping,
-    ) -> Result<(PortKey, PortTarget), ApiError> {
-        let att = ep
-            .primary()
-            .ok_or_else(|| ApiError::internal(format!("endpoint {} has no interface", ep.name)))?;
+    ) -> Result<(PortKey, PortTarget), AgentError> {
+        let att = ep.primary().ok_or_else(|| {
+            AgentError::internal(format!("endpoint {} has no interface", ep.name))
+        })?;
         let link = self.links.get(&att.host_ifname).ok_or_else(|| {
-            ApiError::internal(format!(
+            AgentError::internal(format!(
                 "interface {} of {} is missing",
                 att.host_ifname, ep.name
             ))
@@ -172,13 +176,13 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         tx: &mut Tx,
         ep: &Endpoint,
         maps: &[PortMapping],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         for m in maps {
             self.take_slot(tx, m);
             let (k, v) = self.port_entry(ep, m)?;
             self.dp
                 .publish(k, v)
-                .map_err(|e| ApiError::internal(format!("publishing {m}: {e}")))?;
+                .map_err(|e| AgentError::internal(format!("publishing {m}: {e}")))?;
             tx.undo(Undo::Unpublish(k));
         }
         Ok(())
@@ -190,7 +194,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         tx: &mut Tx,
         ep: &Endpoint,
         maps: &[PortMapping],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AgentError> {
         let mut keys = Vec::new();
         let mut ifindex = 0;
         for m in maps {

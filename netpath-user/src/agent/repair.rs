@@ -7,8 +7,8 @@ use tracing::{info, warn};
 
 use super::{store::StateStore, transactions::Agent};
 use crate::{
-    api::ApiError,
     datapath::{DatapathOps, Hook},
+    error::AgentError,
     model::Endpoint,
     netlink::LinkOps,
 };
@@ -59,7 +59,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     /// Removes every endpoint whose namespace is gone; their names.
-    pub fn prune(&mut self) -> Result<Vec<String>, ApiError> {
+    pub fn prune(&mut self) -> Result<Vec<String>, AgentError> {
         let veths = if self.state.endpoints.values().any(Endpoint::handed_over) {
             self.net.endpoint_links().ok()
         } else {
@@ -80,7 +80,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 
     /// Repairs drift (see the module docs).
-    pub fn repair(&mut self) -> Result<Repairs, ApiError> {
+    pub fn repair(&mut self) -> Result<Repairs, AgentError> {
         let mut out = Repairs {
             pruned: self.prune()?,
             ..Repairs::default()

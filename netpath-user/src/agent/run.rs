@@ -151,7 +151,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // From here on the record is the reserved ports' alone.
     agent
         .reserve_ports(reserved::ReservedPorts::new(&cfg.state_dir, record))
-        .map_err(|e| anyhow::anyhow!("holding the published ports: {}", e.msg))?;
+        .map_err(|e| anyhow::anyhow!("holding the published ports: {}", e))?;
     let (mut shared, hub, mut flags) = Shared::new(agent).with_monitor();
     let dns = crate::dns::server::DnsServer::new(
         shared.state_handle(),

@@ -19,6 +19,7 @@ use crate::{
         StatsView, VersionView,
     },
     datapath::DatapathOps,
+    error::AgentError,
     model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest, State},
     netlink::LinkOps,
 };
@@ -274,9 +275,9 @@ where
     fn remove_network(&self, name: &str) -> Result<(), ApiError> {
         let name = &network_named(&self.state(), name);
         if self.cluster_of(name)?.is_some() {
-            return self.remove_overlay_network(name);
+            return Ok(self.remove_overlay_network(name)?);
         }
-        self.write(|a| a.remove_network(name))
+        Ok(self.write(|a| a.remove_network(name))?)
     }
 
     fn connect(&self, network: &str, req: &Connect) -> Result<EndpointView, ApiError> {
@@ -370,7 +371,7 @@ where
         self.cluster
             .as_ref()
             .map(|c| c.view())
-            .ok_or_else(crate::api::not_in_a_cluster)
+            .ok_or_else(|| AgentError::NotInCluster.into())
     }
 
     fn set_labels(
@@ -380,8 +381,8 @@ where
         endpoint_key: &str,
         endpoints: &BTreeMap<String, String>,
     ) -> Result<(), ApiError> {
-        self.write(|a| a.set_labels(network_key, networks, endpoint_key, endpoints))
-            .map(|_| ())
+        self.write(|a| a.set_labels(network_key, networks, endpoint_key, endpoints))?;
+        Ok(())
     }
 
     fn ports(&self) -> Vec<PortView> {

@@ -158,7 +158,7 @@ where
     }
 }
 
-fn report_repairs(r: Result<super::repair::Repairs, crate::api::ApiError>) {
+fn report_repairs(r: Result<super::repair::Repairs, crate::error::AgentError>) {
     match r {
         Ok(r) if r.count() > 0 => info!(
             pruned = r.pruned.len(),

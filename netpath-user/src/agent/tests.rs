@@ -9,8 +9,8 @@ use std::{
 
 use super::{store::MemoryStore, transactions::host_addresses, Agent};
 use crate::{
-    api::ApiError,
     datapath::{be_addr, be_port, fake::FakeDatapath, fake::Faults, DatapathOps},
+    error::AgentError,
     model::{Connect, EndpointCreate, NetworkCreate, State},
     netlink::fake::FakeLinks,
 };
@@ -222,7 +222,7 @@ fn check_consistent(a: &FakeAgent, leftovers: bool) {
 }
 
 /// Fails `tx` at each of its steps in turn, then lets it succeed.
-fn every_failure(name: &str, tx: impl Fn(&mut FakeAgent, &Scratch) -> Result<(), ApiError>) {
+fn every_failure(name: &str, tx: impl Fn(&mut FakeAgent, &Scratch) -> Result<(), AgentError>) {
     let mut failures = 0;
     for n in 1.. {
         let faults = Faults::none();
@@ -333,7 +333,7 @@ fn refused_requests_change_nothing() {
         ("224.1.0.0/16", "is multicast"),
     ] {
         let err = a.create_network(&network("x", subnet, &[])).unwrap_err();
-        assert!(err.msg.contains(why), "{subnet}: {err}");
+        assert!(err.to_string().contains(why), "{subnet}: {err}");
     }
     for (spec, why) in [
         ("2222:22", "address already in use"),
@@ -343,7 +343,7 @@ fn refused_requests_change_nothing() {
         ("45000:80", "outbound NAT range"),
     ] {
         let err = a.publish("b", &[spec.into()]).unwrap_err();
-        assert!(err.msg.contains(why), "{spec}: {err}");
+        assert!(err.to_string().contains(why), "{spec}: {err}");
     }
     let err = a
         .create_endpoint(&EndpointCreate {
@@ -352,7 +352,7 @@ fn refused_requests_change_nothing() {
             ..endpoint(&s, "c", None, &[])
         })
         .unwrap_err();
-    assert!(err.msg.contains("host-gateway"), "{err}");
+    assert!(err.to_string().contains("host-gateway"), "{err}");
     assert_eq!(snapshot(&a), before);
 }
 

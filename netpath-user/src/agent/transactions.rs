@@ -6,7 +6,6 @@
 //! happens only after the commit.
 use std::{collections::HashMap, net::Ipv4Addr};
 
-use hyper::StatusCode;
 use tracing::info;
 
 use super::{
@@ -17,10 +16,10 @@ use super::{
     store::StateStore,
 };
 use crate::{
-    api::ApiError,
-    datapath::{DatapathError, DatapathOps, XdpMode},
-    model::{Connect, Endpoint, EndpointCreate, ModelError, Network, NetworkCreate, State},
-    netlink::{EndpointLink, LinkOps, NetError},
+    datapath::{DatapathOps, XdpMode},
+    error::AgentError,
+    model::{Connect, Endpoint, EndpointCreate, Network, NetworkCreate, State},
+    netlink::{EndpointLink, LinkOps},
 };
 
 /// The agent: desired state, the kernel behind its traits, and what it made there.
@@ -74,35 +73,6 @@ pub struct OverlayDevice {
     pub ifindex: u32,
     /// The MTU of overlay endpoints' interfaces: the underlay's less the encapsulation.
     pub mtu: u32,
-}
-
-impl From<ModelError> for ApiError {
-    fn from(e: ModelError) -> Self {
-        let status = match e {
-            ModelError::NoEndpoint(_) | ModelError::NoNetwork(_) => StatusCode::NOT_FOUND,
-            ModelError::EndpointExists(_)
-            | ModelError::NetnsInUse(..)
-            | ModelError::Alloc(_)
-            | ModelError::NetworkExists(_)
-            | ModelError::Overlap(..)
-            | ModelError::NetworkInUse(..)
-            | ModelError::AlreadyConnected(..) => StatusCode::CONFLICT,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<NetError> for ApiError {
-    fn from(e: NetError) -> Self {
-        ApiError::internal(e)
-    }
-}
-
-impl From<DatapathError> for ApiError {
-    fn from(e: DatapathError) -> Self {
-        ApiError::internal(e)
-    }
 }
 
 /// The host addresses a network needs: its gateway and its host-gateway.
@@ -184,7 +154,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         }
     }
 
-    pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<Endpoint, ApiError> {
+    pub fn create_endpoint(&mut self, req: &EndpointCreate) -> Result<Endpoint, AgentError> {
         let mut ep = self.with_host(|s, host| s.plan_endpoint(req, host))?;
         if !ep.handed_over() {
             ep.netns_id = Some(self.check_netns(&req.netns)?);
@@ -205,7 +175,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(ep)
     }
 
-    pub fn remove_endpoint(&mut self, name: &str) -> Result<(), ApiError> {
+    pub fn remove_endpoint(&mut self, name: &str) -> Result<(), AgentError> {
         let ep = self.state.endpoint(name)?.clone();
         let mut next = self.state.clone();
         next.endpoints.remove(name);
@@ -223,18 +193,18 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(())
     }
 
-    pub fn create_network(&mut self, req: &NetworkCreate) -> Result<Network, ApiError> {
+    pub fn create_network(&mut self, req: &NetworkCreate) -> Result<Network, AgentError> {
         let net = self.plan_network(req)?;
         self.add_network(net)
     }
 
     /// Checks a network request against the networks and the host; changes nothing.
-    pub fn plan_network(&self, req: &NetworkCreate) -> Result<Network, ApiError> {
+    pub fn plan_network(&self, req: &NetworkCreate) -> Result<Network, AgentError> {
         self.with_host(|s, host| s.plan_network(req, host))
     }
 
     /// Creates a planned network (an overlay network: with the cluster's id and VNI).
-    pub fn add_network(&mut self, net: Network) -> Result<Network, ApiError> {
+    pub fn add_network(&mut self, net: Network) -> Result<Network, AgentError> {
         let mut next = self.state.clone();
         next.networks.insert(net.name.clone(), net.clone());
         self.transact(|a, tx| {
@@ -260,7 +230,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(net)
     }
 
-    pub fn remove_network(&mut self, name: &str) -> Result<(), ApiError> {
+    pub fn remove_network(&mut self, name: &str) -> Result<(), AgentError> {
         let net = self.state.plan_network_rm(name)?.clone();
         let mut next = self.state.clone();
         next.networks.remove(name);
@@ -282,7 +252,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(())
     }
 
-    pub fn connect(&mut self, network: &str, req: &Connect) -> Result<Endpoint, ApiError> {
+    pub fn connect(&mut self, network: &str, req: &Connect) -> Result<Endpoint, AgentError> {
         let att = self.state.plan_connect(network, req)?;
         let net = self.state.network(network)?.clone();
         let mut updated = self.state.endpoint(&req.endpoint)?.clone();
@@ -302,7 +272,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// Disconnects `endpoint` from `network`. When that was its primary network, its
     /// published ports move to the next one, in the same transaction.
-    pub fn disconnect(&mut self, network: &str, endpoint: &str) -> Result<Endpoint, ApiError> {
+    pub fn disconnect(&mut self, network: &str, endpoint: &str) -> Result<Endpoint, AgentError> {
         let att = self.state.plan_disconnect(network, endpoint)?.clone();
         let ep = self.state.endpoint(endpoint)?.clone();
         let mut updated = ep.clone();

@@ -46,6 +46,9 @@ pub struct Client {
     timeout: std::time::Duration,
 }
 
+/// Where the agent serves its API, and clients look for it, unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/netpath/netpath.sock";
+
 /// How long a request may take, answer included, unless told otherwise (a monitor's stream is
 /// not bounded).
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -21,7 +21,11 @@ use std::collections::BTreeMap;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
+use crate::{
+    error::{AgentError, Kind},
+    model::{Connect, Disconnect, EndpointCreate, ModelError, NetworkCreate, PortsRequest},
+    version,
+};
 
 pub mod client;
 mod dispatch;
@@ -62,6 +66,26 @@ impl ApiError {
 
     pub fn internal(msg: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+}
+
+/// The agent's errors as HTTP says them: the kind of failure decides the status.
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        let status = match e.kind() {
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Invalid => StatusCode::BAD_REQUEST,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        AgentError::from(e).into()
     }
 }
 
@@ -106,7 +130,7 @@ pub trait Service: Send + Sync + 'static {
     }
     /// The nodes this node knows (refused when it is on its own).
     fn nodes(&self) -> Result<crate::cluster::ClusterView, ApiError> {
-        Err(not_in_a_cluster())
+        Err(AgentError::NotInCluster.into())
     }
     /// A request to `route` was answered with `status` after `took` (for metrics).
     fn observe(&self, route: &'static str, status: StatusCode, took: std::time::Duration) {
@@ -137,44 +161,17 @@ pub struct VersionView {
     pub arch: String,
 }
 
-/// What a request about other nodes gets from a node on its own.
-pub fn not_in_a_cluster() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "this node is on its own: start the agent with --etcd URL to join others",
-    )
-}
-
-/// Cargo features this build has beyond the product's.
-const FEATURES: &[&str] = &[
-    #[cfg(feature = "testing")]
-    "testing",
-];
-
-/// `netpath --version`: the version, the commit and the kernel programs' hash, on one line.
-pub static VERSION_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let v = VersionView::current();
-    let mut line = format!(
-        "{} (commit {}, ebpf sha256:{})",
-        v.version,
-        v.git_commit,
-        &v.ebpf_sha256[..v.ebpf_sha256.len().min(16)]
-    );
-    if !v.features.is_empty() {
-        line += &format!(" [{}]", v.features.join(","));
-    }
-    line
-});
+pub use crate::version::VERSION_LINE;
 
 impl VersionView {
     /// This build's versions.
     pub fn current() -> VersionView {
         VersionView {
-            version: env!("NETPATH_VERSION").to_string(),
+            version: version::VERSION.to_string(),
             api_version: API_VERSION.to_string(),
-            git_commit: env!("NETPATH_GIT_COMMIT").to_string(),
-            ebpf_sha256: env!("NETPATH_EBPF_SHA256").to_string(),
-            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            git_commit: version::GIT_COMMIT.to_string(),
+            ebpf_sha256: version::EBPF_SHA256.to_string(),
+            features: version::FEATURES.iter().map(|f| f.to_string()).collect(),
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
         }

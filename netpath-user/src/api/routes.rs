@@ -95,16 +95,7 @@ pub struct Route {
     pub force: bool,
 }
 
-/// The longest piece of a refused input an error message repeats.
-pub const ECHO_MAX: usize = 64;
-
-/// `s`, cut to [`ECHO_MAX`] characters for an error message.
-pub fn echo(s: &str) -> String {
-    match s.char_indices().nth(ECHO_MAX) {
-        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
-        None => s.to_string(),
-    }
-}
+pub use crate::model::{echo, ECHO_MAX};
 
 impl Route {
     /// A route without a name.

@@ -152,7 +152,7 @@ pub fn main() -> ExitCode {
 /// the default.
 fn client_socket(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| crate::agent::config::load(None).ok().and_then(|p| p.socket))
-        .unwrap_or_else(|| crate::agent::config::DEFAULT_SOCKET.into())
+        .unwrap_or_else(|| crate::api::client::DEFAULT_SOCKET.into())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -10,16 +10,14 @@ use super::{
     json, keys::Entry, put_if_ours, tls_options, Cluster, ClusterError, ClusterView, NodeRecord,
     OverlayEndpoint, OverlayNetwork, LEASE_TTL_SECS, MAX_BACKOFF, REQUEST_TIMEOUT,
 };
+use crate::version;
 
 impl Cluster {
     pub(super) fn record(&self) -> NodeRecord {
         NodeRecord {
             name: self.cfg.node_name.clone(),
             underlay: self.cfg.underlay,
-            version: {
-                let v = crate::api::VersionView::current();
-                format!("{} ({})", v.version, v.git_commit)
-            },
+            version: format!("{} ({})", version::VERSION, version::GIT_COMMIT),
         }
     }
 

@@ -15,10 +15,7 @@ pub use conf::{codes, Attachment, CniError, Env, NetConf, PortMapping, RuntimeCo
 
 use serde_json::{json, Value};
 
-use crate::{
-    agent::config::DEFAULT_SOCKET,
-    api::client::{Client, ClientError},
-};
+use crate::api::client::{Client, ClientError, DEFAULT_SOCKET};
 
 /// The CNI versions this plugin speaks.
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

@@ -35,6 +35,17 @@ pub use options::{HOST_GATEWAY, HOST_LOOPBACK_PORTS};
 pub use plan::ModelError;
 pub use requests::{Connect, Disconnect, DnsSettings, EndpointCreate, NetworkCreate, PortsRequest};
 
+/// The longest piece of a refused input an error message repeats.
+pub const ECHO_MAX: usize = 64;
+
+/// `s`, cut to [`ECHO_MAX`] characters for an error message.
+pub fn echo(s: &str) -> String {
+    match s.char_indices().nth(ECHO_MAX) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
 /// Labels of a network or an endpoint (`--label KEY=VALUE`), what policies select on.
 pub type Labels = BTreeMap<String, String>;
 

@@ -7,7 +7,7 @@ use std::{
 
 use super::{netns::NetnsError, EndpointLink, EndpointLinkSpec, LinkOps, NetError};
 use crate::{
-    datapath::fake::{Faults, FaultsHandle},
+    faults::{Faults, FaultsHandle},
     ipam::Subnet,
     model::NetnsId,
 };

@@ -27,7 +27,7 @@ pub enum NetnsError {
 }
 
 fn shown(p: &Path) -> String {
-    crate::api::routes::echo(&p.display().to_string())
+    crate::model::echo(&p.display().to_string())
 }
 
 /// The identity of the network namespace at `path`.
