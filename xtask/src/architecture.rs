@@ -172,6 +172,25 @@ fn no_two_modules_import_each_other() {
     assert!(both.is_empty(), "modules that import each other: {both:?}");
 }
 
+/// The longest a product file may grow: past it a file holds more than one concern.
+const MAX_LINES: usize = 400;
+
+/// Every product file one concern, at most [`MAX_LINES`] lines (tests, test support and the
+/// benchmark may be longer).
+#[test]
+fn no_product_file_is_over_the_limit() {
+    let mut long = Vec::new();
+    for krate in ["netpath-common", "netpath-ebpf", "netpath-user", "xtask"] {
+        for (file, text) in product_sources(krate) {
+            let lines = text.lines().count();
+            if lines > MAX_LINES {
+                long.push(format!("{file}: {lines}"));
+            }
+        }
+    }
+    assert!(long.is_empty(), "split these by concern: {long:?}");
+}
+
 #[test]
 fn architecture_names_every_product_file() {
     let root = root();
