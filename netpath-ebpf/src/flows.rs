@@ -94,6 +94,7 @@ pub fn insert(t: &Translation, closing: bool) {
         flags: if closing { flow_flags::CLOSING } else { 0 },
         ..t.nat
     };
+    // An LRU map makes room; a failed insert leaves the next packet to try again.
     let _ = FLOWS.insert(&t.key, &nat, 0);
 }
 

@@ -180,6 +180,7 @@ fn allocate(
             if SNAT.insert(key, &nat, 0).is_ok() {
                 return Some(nat);
             }
+            // Undoing the reverse entry just made; the packet is dropped either way.
             let _ = SNAT_REV.remove(&rkey);
             return None;
         }

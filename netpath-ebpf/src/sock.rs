@@ -55,6 +55,7 @@ pub fn to_endpoint(ctx: &SockAddrContext) -> i32 {
             port: t.port,
             _pad: 0,
         };
+        // A full table: the socket then sees the endpoint's address as its peer, no worse.
         let _ = SOCK_REVNAT.insert(
             &key,
             &SockRevNat {

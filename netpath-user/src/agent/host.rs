@@ -128,6 +128,7 @@ impl StateLock {
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             let mut holder = String::new();
+            // Only for the message: a holder that cannot be read is said as unknown.
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
             bail!(
@@ -324,6 +325,6 @@ mod tests {
         );
         drop(held);
         assert!(StateLock::take(&dir).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir); // a test's scratch: what is left is harmless
     }
 }

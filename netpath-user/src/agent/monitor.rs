@@ -90,6 +90,7 @@ impl Hub {
 
     /// Hands an event read from the kernel to the subscribers.
     pub fn publish(&self, raw: Raw) {
+        // Fails only when nobody listens, and then the event has nobody to go to.
         let _ = self.events.send(raw);
     }
 

@@ -165,6 +165,7 @@ impl NetnsFiles {
         let mut changed: Vec<PathBuf> = self.remove_resolv(ep).into_iter().collect();
         changed.extend(self.remove_hosts(ep));
         if let Some(dir) = self.dir_of(ep) {
+            // Goes only when empty: files of others keep the directory, as they should.
             let _ = std::fs::remove_dir(dir);
         }
         changed
@@ -262,6 +263,6 @@ mod tests {
         assert!(!path.exists() && !path.parent().unwrap().exists());
 
         assert_eq!(files.path_of(&endpoint("x", "/proc/1/ns/net")), None);
-        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&root); // a test's scratch: what is left is harmless
     }
 }

@@ -28,6 +28,14 @@ fn block_on<F: Future>(f: F) -> Result<F::Output, AgentError> {
     Ok(rt.block_on(f))
 }
 
+/// Gives an address back to etcd (which says itself when etcd is away: the next session
+/// does it then).
+fn release(cluster: &Cluster, network: &str, ip: std::net::Ipv4Addr) {
+    if let Err(e) = block_on(cluster.release(network, ip)) {
+        tracing::warn!(%network, %ip, "giving the address back to etcd: {e}");
+    }
+}
+
 /// Whether `req` asks for an overlay network.
 pub fn is_overlay(req: &NetworkCreate) -> bool {
     req.driver.as_deref() == Some(OVERLAY_DRIVER)
@@ -239,7 +247,9 @@ where
     /// are this node's, and the maps follow.
     fn overlay_changed(&self, cluster: &Cluster) {
         let claims = local_claims(&self.state(), cluster.node_name());
-        let _ = block_on(cluster.update_local(claims));
+        if let Err(e) = block_on(cluster.update_local(claims)) {
+            tracing::warn!("writing this node's addresses to etcd: {e}; the next session does");
+        }
         let view = cluster.view();
         self.write(|a| a.apply_cluster(&view));
     }
@@ -258,8 +268,12 @@ where
                 vni: Some(rec.vni),
                 ..planned
             })
-            .inspect_err(|_| {
-                let _ = block_on(cluster.remove_network(&rec.name));
+            .inspect_err(|_| match block_on(cluster.remove_network(&rec.name)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}")
+                }
+                Err(e) => tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}"),
             })
         })?;
         self.overlay_changed(cluster);
@@ -325,7 +339,7 @@ where
         let ip = self.claim(cluster, network, want, endpoint)?;
         let made = self.write(|a| make(a, ip));
         if made.is_err() {
-            let _ = block_on(cluster.release(network, ip));
+            release(cluster, network, ip);
         }
         self.overlay_changed(cluster);
         made
@@ -380,7 +394,7 @@ where
                 .get(&att.network)
                 .is_some_and(|n| n.vni.is_some());
             if !still && overlay {
-                let _ = block_on(cluster.release(&att.network, att.ip));
+                release(cluster, &att.network, att.ip);
             }
         }
         self.overlay_changed(cluster);

@@ -327,7 +327,7 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "8080,9000-9001,31000"
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir); // a test's scratch: what is left is harmless
     }
 
     #[test]

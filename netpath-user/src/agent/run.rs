@@ -277,6 +277,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     for task in background {
         task.abort();
     }
+    // The sockets go with the agent; already gone is what was wanted.
     let _ = std::fs::remove_file(&cfg.socket);
     if let Some(path) = &plugin_socket {
         let _ = std::fs::remove_file(path);

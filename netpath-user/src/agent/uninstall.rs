@@ -70,6 +70,7 @@ impl Uninstall {
             let path = links.join(&name);
             let id = sys::obj_get(&path).ok().and_then(|fd| {
                 let info = sys::link_info(fd.as_fd()).ok();
+                // Unpinning below removes the link anyway once nothing holds it.
                 let _ = sys::link_detach(fd.as_fd());
                 info.map(|i| i.id)
             });
@@ -79,6 +80,7 @@ impl Uninstall {
                 None => format!("removed pin {name}"),
             });
         }
+        // Goes only when empty; pins netpath did not make keep it, as they should.
         let _ = std::fs::remove_dir(&links);
         let mut maps = 0;
         for name in pinned_names(&self.bpffs) {
@@ -187,6 +189,7 @@ impl Uninstall {
         }
         if lock.is_some() {
             drop(lock);
+            // The lock file alone: absent is what was wanted.
             let _ = std::fs::remove_file(self.state_dir.join("lock"));
             if std::fs::remove_dir(&self.state_dir).is_ok() {
                 out.say(format!("removed {}", self.state_dir.display()));

@@ -133,9 +133,7 @@ pub trait Service: Send + Sync + 'static {
         Err(AgentError::NotInCluster.into())
     }
     /// A request to `route` was answered with `status` after `took` (for metrics).
-    fn observe(&self, route: &'static str, status: StatusCode, took: std::time::Duration) {
-        let _ = (route, status, took);
-    }
+    fn observe(&self, _route: &'static str, _status: StatusCode, _took: std::time::Duration) {}
     /// Datapath events as they happen, until the receiver is dropped.
     fn monitor(
         &self,

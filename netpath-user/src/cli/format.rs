@@ -111,9 +111,9 @@ pub fn ports_summary(ports: &[Port]) -> String {
 pub fn aligned(lines: &[String]) -> String {
     let mut tw = tabwriter::TabWriter::new(Vec::new()).padding(3);
     for l in lines {
-        let _ = writeln!(tw, "{l}");
+        let _ = writeln!(tw, "{l}"); // into memory: cannot fail
     }
-    let _ = tw.flush();
+    let _ = tw.flush(); // into memory: cannot fail
     String::from_utf8(tw.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
@@ -187,6 +187,7 @@ pub fn print_rows(
     let mut out = String::new();
     if quiet {
         for r in rows {
+            // Into a String: cannot fail.
             let _ = writeln!(
                 out,
                 "{}",
@@ -210,7 +211,7 @@ pub fn print_rows(
         Ok(aligned(&lines))
     } else {
         for l in lines {
-            let _ = writeln!(out, "{l}");
+            let _ = writeln!(out, "{l}"); // into a String: cannot fail
         }
         Ok(out)
     }

@@ -73,6 +73,7 @@ impl Cluster {
         match held {
             Ok(None) => {}
             Ok(Some(holder)) => {
+                // Unrevoked, the lease expires by itself within LEASE_TTL_SECS.
                 let _ = client.lease_revoke(lease).await;
                 return Err(ClusterError::NameTaken {
                     name: me.name,
@@ -80,6 +81,7 @@ impl Cluster {
                 });
             }
             Err(e) => {
+                // Unrevoked, the lease expires by itself within LEASE_TTL_SECS.
                 let _ = client.lease_revoke(lease).await;
                 return Err(e);
             }

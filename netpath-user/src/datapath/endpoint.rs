@@ -42,6 +42,7 @@ impl Datapath {
             host_mac: e.host_mac,
         };
         if let Err(err) = self.endpoints_by_addr.insert(addr, peer, 0) {
+            // Undoing the first half; if even that fails, the next sync removes it.
             let _ = self.endpoints.remove(&e.ifindex);
             return Err(DatapathError::Map(map_names::ENDPOINTS_BY_ADDR, err));
         }

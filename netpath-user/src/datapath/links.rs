@@ -148,7 +148,8 @@ impl Datapath {
                         return Ok(LinkAction::Updated);
                     }
                     _ => {
-                        // Its interface or cgroup is gone (or it is not a link at all).
+                        // Its interface or cgroup is gone (or it is not a link at all). Best
+                        // effort: what stays is tried again at the next start.
                         let _ = sys::link_detach(link.as_fd());
                         let _ = std::fs::remove_file(&path);
                     }

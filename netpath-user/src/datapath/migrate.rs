@@ -259,6 +259,7 @@ pub fn copy_live(dir: &Path, migrations: &mut [Migration]) {
 /// Once every hook runs this build's programs: the set-aside maps' pins go.
 pub fn finish(dir: &Path, migrations: &[Migration]) {
     for m in migrations {
+        // Absent already (a start that finished it) is what was wanted.
         let _ = std::fs::remove_file(old_pin(dir, &m.map));
     }
 }

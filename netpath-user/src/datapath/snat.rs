@@ -91,6 +91,7 @@ impl Datapath {
                 (fwd, rkey)
             })
             .collect();
+        // Expired entries: one already gone (its flow ended meanwhile) is what was wanted.
         for (fwd, rkey) in &doomed {
             let _ = self.snat.remove(fwd);
             let _ = self.snat_rev.remove(rkey);
@@ -115,6 +116,7 @@ impl Datapath {
                 doomed.push((k, rkey));
             }
         }
+        // As above: gone already is what was wanted.
         for (k, r) in &doomed {
             let _ = self.snat.remove(k);
             let _ = self.snat_rev.remove(r);

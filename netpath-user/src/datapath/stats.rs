@@ -74,7 +74,12 @@ impl Datapath {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
         let zero = aya::maps::PerCpuValues::try_from(vec![PortStats::default(); cpus]);
         if let Ok(zero) = zero {
-            let _ = self.port_stats.set(u32::from(slot), zero, 0);
+            if let Err(e) = self.port_stats.set(u32::from(slot), zero, 0) {
+                tracing::warn!(
+                    slot,
+                    "zeroing a published port's counters: {e}; it shows its old counts"
+                );
+            }
         }
     }
 

@@ -287,6 +287,7 @@ impl DnsServer {
             let query = &buf[..n];
             let d = self.decide(query, *from4.ip(), &net, true);
             if let Some(reply) = d.reply {
+                // A reply that cannot be sent is a lost datagram: the asker asks again.
                 let _ = sock.send_to(&reply, from).await;
             } else if d.outcome == Outcome::Forward {
                 let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
@@ -297,6 +298,7 @@ impl DnsServer {
                 tokio::spawn(async move {
                     let _permit = permit;
                     if let Some(a) = me.forwarded(&query, true).await {
+                        // As above: a lost datagram.
                         let _ = sock.send_to(&a, from).await;
                     }
                 });

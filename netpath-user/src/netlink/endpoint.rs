@@ -117,7 +117,7 @@ fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError
         })
     });
     if made.is_err() {
-        let _ = delete_link(None, spec.host_ifname);
+        undo_host_link(spec.host_ifname);
     }
     made
 }
@@ -163,7 +163,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
     let host = match host {
         Ok(h) => h,
         Err(e) => {
-            let _ = delete_link(None, spec.host_ifname);
+            undo_host_link(spec.host_ifname);
             return Err(e);
         }
     };
@@ -229,7 +229,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
             host_mac: link_mac(&host),
         }),
         Err(e) => {
-            let _ = delete_link(None, spec.host_ifname);
+            undo_host_link(spec.host_ifname);
             Err(e)
         }
     }
@@ -284,4 +284,15 @@ pub fn set_gro(ifname: &str, on: bool) -> Result<(), NetError> {
         return Err(fail(e.to_string()));
     }
     Ok(())
+}
+
+/// Deletes the host side of a pair whose making failed; a veth that cannot be deleted is said,
+/// and the next start sweeps it as an orphan.
+fn undo_host_link(name: &str) {
+    if let Err(e) = delete_link(None, name) {
+        tracing::warn!(
+            interface = name,
+            "removing a half-made veth: {e}; the next start sweeps it"
+        );
+    }
 }
