@@ -261,12 +261,17 @@ where
         req: &NetworkCreate,
     ) -> Result<Network, AgentError> {
         let cluster = self.overlay_cluster()?;
-        let net = self.write(|a| {
-            let planned = a.plan_network(req)?;
-            let rec = block_on(cluster.create_network(&planned))??;
-            a.add_network(Network {
-                vni: Some(rec.vni),
-                ..planned
+        // Planned under the lock, asked of etcd without it (other requests go on meanwhile),
+        // then made here once the plan is checked against the state as it is now.
+        let planned = self.inspect(|a| a.plan_network(req))?;
+        let rec = block_on(cluster.create_network(&planned))??;
+        let net = self
+            .write(|a| {
+                a.state.still_fits(&planned)?;
+                a.add_network(Network {
+                    vni: Some(rec.vni),
+                    ..planned
+                })
             })
             .inspect_err(|_| match block_on(cluster.remove_network(&rec.name)) {
                 Ok(Ok(())) => {}
@@ -274,8 +279,7 @@ where
                     tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}")
                 }
                 Err(e) => tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}"),
-            })
-        })?;
+            })?;
         self.overlay_changed(cluster);
         Ok(net)
     }
@@ -283,11 +287,12 @@ where
     /// `network rm` of an overlay network: refused while any node has endpoints on it.
     pub(super) fn remove_overlay_network(&self, name: &str) -> Result<(), AgentError> {
         let cluster = self.overlay_cluster()?;
-        self.write(|a| {
-            a.state.plan_network_rm(name)?;
-            block_on(cluster.remove_network(name))??;
-            a.remove_network(name)
-        })?;
+        // Checked under the lock, removed from etcd without it, then here (the plan checked
+        // again: an endpoint of this node may have joined meanwhile, and etcd refuses the
+        // removal of a network any node has endpoints on).
+        self.inspect(|a| a.state.plan_network_rm(name).map(drop))?;
+        block_on(cluster.remove_network(name))??;
+        self.write(|a| a.remove_network(name))?;
         self.overlay_changed(cluster);
         Ok(())
     }

@@ -72,6 +72,23 @@ impl State {
 
     /// Validates a network request against the networks and the host (its routes and
     /// addresses) and returns the network it would create.
+    /// Whether `net`, planned against an earlier state, still fits this one: its name free and
+    /// its subnet overlapping no network's. The check of a plan carried out after a wait
+    /// (etcd's answer) without the agent's lock.
+    pub fn still_fits(&self, net: &Network) -> Result<(), ModelError> {
+        if self.networks.contains_key(&net.name) {
+            return Err(ModelError::NetworkExists(net.name.clone()));
+        }
+        if let Some(n) = self
+            .networks
+            .values()
+            .find(|n| n.subnet.overlaps(&net.subnet))
+        {
+            return Err(ModelError::Overlap(net.subnet, n.subnet, n.name.clone()));
+        }
+        Ok(())
+    }
+
     pub fn plan_network(
         &self,
         req: &NetworkCreate,
