@@ -167,6 +167,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         shared.set_cluster(c.clone());
     }
     let agent = Arc::new(shared);
+    // What the start read and parsed (the object and the kernel's BTF, the pinned maps read
+    // whole, the links dumped) is freed by now: given back before anyone is answered, so the
+    // agent serves at the size it keeps.
+    memory::give_back();
     info!(socket = %cfg.socket.display(), "serving the API");
     host::notify(&format!(
         "READY=1\nSTATUS=serving on {}",
