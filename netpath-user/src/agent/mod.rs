@@ -28,6 +28,7 @@
 //! unit-tested with in-memory fakes.
 mod attach;
 pub mod config;
+mod follow;
 pub mod health;
 pub mod host;
 pub mod journal;

@@ -1,23 +1,15 @@
-//! Overlay networks on this node: requests that need the cluster (a network created or
-//! removed for every node, an address taken on one) go to etcd first and change this node
-//! only once etcd agreed; what the cluster says is applied here ([`Agent::apply_cluster`]):
-//! overlay networks created on other nodes appear, removed ones go, and the overlay maps
-//! learn where the other nodes' endpoints are.
-use std::{collections::BTreeSet, future::Future, net::Ipv4Addr, sync::Arc};
-
-use tracing::{info, warn};
+//! Overlay requests on this node: what needs the cluster (a network created or removed for
+//! every node, an address taken on one) goes to etcd first, without the agent's lock, and
+//! changes this node only once etcd agreed. What the cluster says back is applied by
+//! [`super::follow`].
+use std::{future::Future, net::Ipv4Addr, sync::Arc};
 
 use super::{service::Shared, store::StateStore, transactions::Agent};
 use crate::{
-    cluster::{
-        overlay::local_claims, Cluster, ClusterView, OverlayEndpoint, OverlayError, OverlayNetwork,
-    },
-    datapath::{DatapathOps, OverlayContent, OverlayNetEntry},
+    cluster::{overlay::local_claims, Cluster, OverlayError},
+    datapath::DatapathOps,
     error::AgentError,
-    model::{
-        Connect, EndpointCreate, Network, NetworkCreate, RemoteMember, DEFAULT_NETWORK,
-        OVERLAY_DRIVER,
-    },
+    model::{Connect, EndpointCreate, Network, NetworkCreate, DEFAULT_NETWORK, OVERLAY_DRIVER},
     netlink::LinkOps,
 };
 
@@ -39,179 +31,6 @@ fn release(cluster: &Cluster, network: &str, ip: std::net::Ipv4Addr) {
 /// Whether `req` asks for an overlay network.
 pub fn is_overlay(req: &NetworkCreate) -> bool {
     req.driver.as_deref() == Some(OVERLAY_DRIVER)
-}
-
-/// The request a record of the cluster makes on this node (checked like any).
-fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
-    NetworkCreate {
-        name: rec.name.clone(),
-        driver: Some(OVERLAY_DRIVER.to_string()),
-        subnet: Some(rec.subnet.to_string()),
-        gateway: Some(rec.gateway),
-        ip_range: rec.ip_range.map(|r| r.to_string()),
-        internal: rec.internal,
-        options: rec
-            .options
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
-        labels: rec.labels.clone(),
-    }
-}
-
-/// The endpoints of other, registered nodes on this node's overlay networks, each with its
-/// network here and its node's underlay address: what this node can reach across nodes.
-fn remote_endpoints<'a>(
-    state: &'a crate::model::State,
-    view: &'a ClusterView,
-) -> impl Iterator<Item = (&'a OverlayEndpoint, &'a Network, Ipv4Addr)> + 'a {
-    view.endpoints.values().filter_map(move |e| {
-        let net = state.networks.get(&e.network).filter(|n| n.vni.is_some())?;
-        let node = view.nodes.get(&e.node).filter(|_| e.node != view.node)?;
-        Some((e, net, node.underlay))
-    })
-}
-
-/// The other nodes' endpoints on this node's overlay networks, for names.
-fn remote_members(state: &crate::model::State, view: &ClusterView) -> Vec<RemoteMember> {
-    remote_endpoints(state, view)
-        .map(|(e, _, _)| RemoteMember {
-            network: e.network.clone(),
-            name: e.endpoint.clone(),
-            id: e.id.clone(),
-            ip: e.ip,
-            aliases: e.aliases.clone(),
-            node: e.node.clone(),
-        })
-        .collect()
-}
-
-impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    /// Makes this node match `view`: overlay networks of the cluster created here, those the
-    /// cluster no longer has removed (once `view` comes from etcd, not the state file), and
-    /// the overlay maps written. What cannot be matched is kept as a problem for `status`.
-    pub fn apply_cluster(&mut self, view: &ClusterView) {
-        let mut problems = view.conflicts.clone();
-        for rec in view.networks.values() {
-            match self.state.networks.get(&rec.name) {
-                Some(n) if n.vni == Some(rec.vni) => continue,
-                Some(n) if n.vni.is_none() => {
-                    problems.push(format!(
-                        "overlay network {} of the cluster has the name of a network of this node",
-                        rec.name
-                    ));
-                    continue;
-                }
-                // Removed and created again while this node was away.
-                Some(_) => {
-                    if let Err(e) = self.remove_network(&rec.name) {
-                        problems.push(format!(
-                            "overlay network {} changed in the cluster: {}",
-                            rec.name, e
-                        ));
-                        continue;
-                    }
-                }
-                None => {}
-            }
-            let made = self.plan_network(&request_of(rec)).and_then(|planned| {
-                self.add_network(Network {
-                    id: rec.id.clone(),
-                    vni: Some(rec.vni),
-                    ..planned
-                })
-            });
-            match made {
-                Ok(_) => {
-                    info!(network = %rec.name, vni = rec.vni, "overlay network of the cluster added")
-                }
-                Err(e) => problems.push(format!(
-                    "overlay network {} cannot be made on this node: {}",
-                    rec.name, e
-                )),
-            }
-        }
-        if view.listed {
-            let gone: Vec<String> = self
-                .state
-                .networks
-                .values()
-                .filter(|n| n.vni.is_some() && !view.networks.contains_key(&n.name))
-                .map(|n| n.name.clone())
-                .collect();
-            for name in gone {
-                match self.remove_network(&name) {
-                    Ok(()) => info!(network = %name, "overlay network removed from the cluster"),
-                    Err(e) => problems.push(format!(
-                        "overlay network {name} is gone from the cluster but stays here: {}",
-                        e
-                    )),
-                }
-            }
-            // Names of the other nodes' endpoints (they resolve here too).
-            self.state.remote = remote_members(&self.state, view);
-            // Only what etcd said: before that, the pinned maps keep what they had.
-            let content = self.overlay_content(view);
-            if self.overlay_written.as_ref() != Some(&content) {
-                match self.dp.sync_overlay(&content) {
-                    Ok(_) => self.overlay_written = Some(content),
-                    Err(e) => problems.push(format!("writing the overlay maps: {e}")),
-                }
-            }
-        }
-        for p in problems
-            .iter()
-            .filter(|p| !self.cluster_problems.contains(p))
-        {
-            warn!("{p}");
-        }
-        self.cluster_problems = problems;
-    }
-
-    /// What the overlay maps should hold for `view`.
-    fn overlay_content(&self, view: &ClusterView) -> OverlayContent {
-        let Some(dev) = &self.host.overlay else {
-            return OverlayContent::default();
-        };
-        let local: BTreeSet<Ipv4Addr> = self
-            .state
-            .endpoints
-            .values()
-            .flat_map(|e| e.attachments.iter().map(|a| a.ip))
-            .collect();
-        let mut c = OverlayContent {
-            device: dev.ifindex,
-            local: view
-                .nodes
-                .get(&view.node)
-                .map_or(Ipv4Addr::UNSPECIFIED, |n| n.underlay),
-            ..OverlayContent::default()
-        };
-        for net in self.state.networks.values() {
-            if let Some(vni) = net.vni {
-                c.networks.insert(
-                    net.net_id,
-                    OverlayNetEntry {
-                        vni,
-                        peers: Vec::new(),
-                    },
-                );
-            }
-        }
-        let mut peers: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
-        for (e, net, node) in remote_endpoints(&self.state, view) {
-            peers.insert((net.net_id, node));
-            if !local.contains(&e.ip) {
-                c.remotes.insert(e.ip, (node, net.net_id));
-            }
-        }
-        for (net_id, node) in peers {
-            if let Some(entry) = c.networks.get_mut(&net_id) {
-                entry.peers.push(node);
-            }
-        }
-        c
-    }
 }
 
 impl<D, L, S> Shared<D, L, S>
@@ -267,6 +86,12 @@ where
         let rec = block_on(cluster.create_network(&planned))??;
         let net = self
             .write(|a| {
+                // This node's follower may have made it from the record already.
+                if let Some(made) = a.state.networks.get(&planned.name) {
+                    if made.vni == Some(rec.vni) {
+                        return Ok(made.clone());
+                    }
+                }
                 a.state.still_fits(&planned)?;
                 a.add_network(Network {
                     vni: Some(rec.vni),
@@ -292,7 +117,12 @@ where
         // removal of a network any node has endpoints on).
         self.inspect(|a| a.state.plan_network_rm(name).map(drop))?;
         block_on(cluster.remove_network(name))??;
-        self.write(|a| a.remove_network(name))?;
+        self.write(|a| {
+            if !a.state.networks.contains_key(name) {
+                return Ok(()); // this node's follower removed it already, from etcd's word
+            }
+            a.remove_network(name)
+        })?;
         self.overlay_changed(cluster);
         Ok(())
     }
