@@ -98,12 +98,12 @@ where
                     ..planned
                 })
             })
-            .inspect_err(|_| match block_on(cluster.remove_network(&rec.name)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}")
+            .inspect_err(|_| {
+                let undone = block_on(cluster.remove_network(&rec.name))
+                    .and_then(|r| r.map_err(AgentError::from));
+                if let Err(e) = undone {
+                    tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}");
                 }
-                Err(e) => tracing::warn!(network = %rec.name, "undoing the network in etcd: {e}"),
             })?;
         self.overlay_changed(cluster);
         Ok(net)

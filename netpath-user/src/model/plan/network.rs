@@ -76,17 +76,24 @@ impl State {
     /// its subnet overlapping no network's. The check of a plan carried out after a wait
     /// (etcd's answer) without the agent's lock.
     pub fn still_fits(&self, net: &Network) -> Result<(), ModelError> {
-        if self.networks.contains_key(&net.name) {
-            return Err(ModelError::NetworkExists(net.name.clone()));
-        }
-        if let Some(n) = self
-            .networks
-            .values()
-            .find(|n| n.subnet.overlaps(&net.subnet))
-        {
-            return Err(ModelError::Overlap(net.subnet, n.subnet, n.name.clone()));
+        self.check_name_free(&net.name)?;
+        self.check_subnet_free(net.subnet)
+    }
+
+    /// No network has the name `name`.
+    fn check_name_free(&self, name: &str) -> Result<(), ModelError> {
+        if self.networks.contains_key(name) {
+            return Err(ModelError::NetworkExists(name.to_string()));
         }
         Ok(())
+    }
+
+    /// No network's subnet overlaps `subnet`.
+    fn check_subnet_free(&self, subnet: Subnet) -> Result<(), ModelError> {
+        match self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
+            Some(n) => Err(ModelError::Overlap(subnet, n.subnet, n.name.clone())),
+            None => Ok(()),
+        }
     }
 
     pub fn plan_network(
@@ -97,9 +104,7 @@ impl State {
         if !valid_name(&req.name) {
             return Err(ModelError::BadName(req.name.clone()));
         }
-        if self.networks.contains_key(&req.name) {
-            return Err(ModelError::NetworkExists(req.name.clone()));
-        }
+        self.check_name_free(&req.name)?;
         let driver = match req.driver.as_deref() {
             None | Some("") => DEFAULT_DRIVER.to_string(),
             Some(d) if DRIVERS.contains(&d) => d.to_string(),
@@ -117,9 +122,7 @@ impl State {
         let subnet = match &req.subnet {
             Some(s) => {
                 let subnet: Subnet = s.parse()?;
-                if let Some(n) = self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
-                    return Err(ModelError::Overlap(subnet, n.subnet, n.name.clone()));
-                }
+                self.check_subnet_free(subnet)?;
                 self.check_host_overlap(subnet, host)?;
                 subnet
             }
