@@ -13,7 +13,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use netpath_user::testing::{
     docker::{Dockerd, DockerdOptions, IMAGE},
-    unique, veth, AgentOptions, AgentProcess, Netns, ScratchBpffs,
+    outside_and_host, unique, AgentOptions, AgentProcess, Netns, ScratchBpffs,
 };
 
 use crate::{
@@ -51,14 +51,8 @@ struct Lab {
 
 impl Lab {
     fn new(tools: &Tools) -> Result<Lab> {
-        let outside = Netns::new("npdo");
-        let host = Netns::new("npdh");
+        let (outside, host, _, h) = outside_and_host("npdo", "npdh", 24);
         let id = unique();
-        let (o, h) = (format!("o{id}"), format!("h{id}"));
-        veth(&outside, &o, &host, &h);
-        outside.ip(&["addr", "add", "10.77.0.1/24", "dev", &o]);
-        host.ip(&["addr", "add", "10.77.0.2/24", "dev", &h]);
-        host.ip(&["route", "add", "default", "via", "10.77.0.1"]);
         let etc = Path::new("/etc/netns").join(&host.name);
         std::fs::create_dir_all(&etc)?;
         std::fs::write(
@@ -142,18 +136,16 @@ fn first_byte(ns: &Netns, to: (Ipv4Addr, u16)) -> bool {
     matches!(c.read(&mut b), Ok(1))
 }
 
+/// `docker run -d --network NETWORK -p PUBLISH IMAGE`: the container's id.
+fn run_publishing(lab: &Lab, network: &str, publish: &str) -> Result<String> {
+    lab.d
+        .docker(&["run", "-d", "--network", network, "-p", publish, IMAGE])
+}
+
 /// `docker run -d -p PORT:80` on `network`, until the first byte of an answer from outside.
 fn time_to_first_byte(lab: &Lab, network: &str, port: u16) -> Result<f64> {
     let start = Instant::now();
-    let id = lab.d.docker(&[
-        "run",
-        "-d",
-        "--network",
-        network,
-        "-p",
-        &format!("{port}:80"),
-        IMAGE,
-    ])?;
+    let id = run_publishing(lab, network, &format!("{port}:80"))?;
     while !first_byte(&lab.outside, (HOST, port)) {
         if start.elapsed() > Duration::from_secs(20) {
             bail!("{network}: nothing answered on {port} within 20 s");
@@ -192,15 +184,7 @@ fn range(lab: &Lab, network: &str, first: u16, ports: u16) -> Result<(f64, f64)>
     let last = first + ports - 1;
     let agent_before = rss_mb(lab.agent.pid().context("agent pid")?)?;
     let start = Instant::now();
-    let id = lab.d.docker(&[
-        "run",
-        "-d",
-        "--network",
-        network,
-        "-p",
-        &format!("{first}-{last}:{first}-{last}"),
-        IMAGE,
-    ])?;
+    let id = run_publishing(lab, network, &format!("{first}-{last}:{first}-{last}"))?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let mb = if network == NETWORKS[0] {
         let (mb, n) = docker_proxies()?;

@@ -8,6 +8,7 @@
 mod bench;
 #[allow(dead_code)] // the bench uses the flow table; the product's other maps come along
 mod maps;
+mod object;
 #[allow(dead_code)] // the bench reads headers, it translates nothing
 mod parse;
 
@@ -67,13 +68,3 @@ pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {
 pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
     aya_ebpf::bindings::TC_ACT_OK as i32
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

@@ -11,6 +11,7 @@ mod flows;
 mod forward;
 mod hostgw;
 mod maps;
+mod object;
 mod overlay;
 mod packet;
 mod parse;
@@ -119,13 +120,3 @@ pub fn netpath_sock_post_bind4(ctx: SockContext) -> i32 {
 pub fn netpath_xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

@@ -60,6 +60,12 @@ fn conf(t: &Topo, network: &str, runtime: Value) -> Value {
     })
 }
 
+/// What the web server at `to` says is the address of a request from container `from`.
+fn client_address_seen_by(p: &Podman, from: &str, to: &str) -> String {
+    let get = format!("printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {to} 80");
+    p.podman(&["exec", from, "sh", "-c", &get]).unwrap()
+}
+
 #[test]
 fn the_plugin_does_what_a_runtime_asks() {
     let t = Topo::new();
@@ -267,15 +273,7 @@ fn podman_runs_containers_on_a_netpath_network() {
         "the client's address: {said}"
     );
     // Container to container.
-    let said = p
-        .podman(&[
-            "exec",
-            "peer",
-            "sh",
-            "-c",
-            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 10.44.0.2 80",
-        ])
-        .unwrap();
+    let said = client_address_seen_by(&p, "peer", "10.44.0.2");
     assert!(said.contains("10.44.0.77"), "{said}");
     // Endpoints are named after the containers; the result's DNS is netpath's, on the
     // gateway, and podman hands it to the container.
@@ -287,15 +285,7 @@ fn podman_runs_containers_on_a_netpath_network() {
         .podman(&["exec", "peer", "cat", "/etc/resolv.conf"])
         .unwrap();
     assert!(resolv.starts_with("nameserver 10.44.0.1\n"), "{resolv}");
-    let said = p
-        .podman(&[
-            "exec",
-            "peer",
-            "sh",
-            "-c",
-            "printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80",
-        ])
-        .unwrap();
+    let said = client_address_seen_by(&p, "peer", "web");
     assert!(said.contains("10.44.0.77"), "by name: {said}");
     // podman rm takes it all away.
     p.podman(&["rm", "-f", "-t", "0", "web", "peer"]).unwrap();

@@ -81,6 +81,23 @@ impl Lab {
             .to_string()
     }
 
+    /// `docker run -d FLAGS… IMAGE` (FLAGS split on white space): the container's id.
+    fn run(&self, flags: &str) -> String {
+        self.docker(&self.run_args(flags))
+    }
+
+    /// `docker run -d FLAGS… IMAGE`, which must fail: what Docker said.
+    fn run_err(&self, flags: &str) -> String {
+        self.docker_err(&self.run_args(flags))
+    }
+
+    fn run_args<'a>(&self, flags: &'a str) -> Vec<&'a str> {
+        let mut args = vec!["run", "-d"];
+        args.extend(flags.split_whitespace());
+        args.push(IMAGE);
+        args
+    }
+
     fn docker_err(&self, args: &[&str]) -> String {
         match self.d.docker(args) {
             Ok(out) => panic!("docker {args:?} succeeded: {out}"),
@@ -208,17 +225,7 @@ fn docker_run_publishes_through_netpath_and_names_resolve() {
     let net = lab.inspect("web");
     assert_eq!(net["IPAM"]["Config"][0]["Gateway"], "10.31.0.1");
 
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "front",
-        "--network",
-        "web",
-        "-p",
-        "8080:80",
-        IMAGE,
-    ]);
+    lab.run("--name front --network web -p 8080:80");
     wait_serving(&lab, 8080);
     // The client's own address reaches the container.
     assert_eq!(lab.seen_from_outside(8080).unwrap(), OUTSIDE.to_string());
@@ -301,37 +308,8 @@ fn udp_echo(lab: &Lab, container: &str, port: u16) {
 fn every_form_of_publish_reaches_the_container() {
     let lab = Lab::new();
     create(&lab, "pub", &["--subnet", "10.32.0.0/24"]);
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "pc",
-        "--network",
-        "pub",
-        "-p",
-        "8080:80",
-        "-p",
-        "127.0.0.1:8081:80",
-        "-p",
-        "9000-9001:80",
-        "-p",
-        "7000-7001:7000-7001",
-        "-p",
-        "5353:5353/udp",
-        "-p",
-        "80",
-        IMAGE,
-    ]);
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "all",
-        "--network",
-        "pub",
-        "-P",
-        IMAGE,
-    ]);
+    lab.run("--name pc --network pub -p 8080:80 -p 127.0.0.1:8081:80 -p 9000-9001:80 -p 7000-7001:7000-7001 -p 5353:5353/udp -p 80");
+    lab.run("--name all --network pub -P");
     wait_serving(&lab, 8080);
     let ep = lab.endpoint_of("pc", "pub");
     let ports = lab.t.ok(&["port", &ep]);
@@ -408,17 +386,7 @@ fn networks_isolate_and_connect_live() {
         ],
     );
     create(&lab, "inner", &["--subnet", "10.36.0.0/24", "--internal"]);
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "a1",
-        "--network",
-        "a",
-        "--ip",
-        "10.33.0.10",
-        IMAGE,
-    ]);
+    lab.run("--name a1 --network a --ip 10.33.0.10");
     lab.docker(&["run", "-d", "--name", "a2", "--network", "a", IMAGE]);
     lab.docker(&["run", "-d", "--name", "b1", "--network", "b", IMAGE]);
     assert_eq!(lab.ip("a1", "a"), Ipv4Addr::new(10, 33, 0, 10));
@@ -465,17 +433,7 @@ fn networks_isolate_and_connect_live() {
 
     // host.docker.internal: the host's own service, by name.
     tcp_server(&lab.t.host, 7777);
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "hg",
-        "--network",
-        "a",
-        "--add-host",
-        "host.docker.internal:host-gateway",
-        IMAGE,
-    ]);
+    lab.run("--name hg --network a --add-host host.docker.internal:host-gateway");
     let hosts = lab.docker(&["exec", "hg", "cat", "/etc/hosts"]);
     let gw = hosts
         .lines()
@@ -509,17 +467,7 @@ fn networks_isolate_and_connect_live() {
 fn containers_stay_connected_across_restarts_of_everything() {
     let mut lab = Lab::with(true);
     create(&lab, "life", &["--subnet", "10.37.0.0/24"]);
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "life",
-        "-p",
-        "8080:80",
-        IMAGE,
-    ]);
+    lab.run("--name web --network life -p 8080:80");
     lab.docker(&["run", "-d", "--name", "peer", "--network", "life", IMAGE]);
     wait_serving(&lab, 8080);
     serving(&lab, "peer");
@@ -626,17 +574,7 @@ fn refusals_reach_docker_as_one_line_and_change_nothing() {
     assert!(e.contains("com.example.colour"), "{e}");
     // A host port a host process holds.
     tcp_server(&lab.t.host, 2222);
-    let e = lab.docker_err(&[
-        "run",
-        "-d",
-        "--name",
-        "busy",
-        "--network",
-        "one",
-        "-p",
-        "2222:80",
-        IMAGE,
-    ]);
+    let e = lab.run_err("--name busy --network one -p 2222:80");
     assert!(e.contains("2222"), "{e}");
     let said: Vec<&str> = e.lines().filter(|l| l.contains("2222")).collect();
     assert_eq!(said.len(), 1, "{e}");
@@ -736,19 +674,7 @@ fn beside_dockers_own_bridge_no_subnet_and_no_port_is_taken_twice() {
     lab.docker(&["exec", "plain", "ping", "-c1", "-W2", &gw]);
 
     // A port netpath publishes is held: Docker's bridge cannot publish it too...
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "np",
-        "-p",
-        "8080:80",
-        "-p",
-        "80",
-        IMAGE,
-    ]);
+    lab.run("--name web --network np -p 8080:80 -p 80");
     wait_serving(&lab, 8080);
     let e = lab.docker_err(&["run", "-d", "--name", "twin", "-p", "8080:80", IMAGE]);
     assert!(
@@ -792,17 +718,7 @@ fn what_docker_changes_while_the_agent_is_down_is_reconciled_and_names_are_docke
     let web_subnet = docker_subnet(&lab, "web");
     let gone_subnet = docker_subnet(&lab, "gone").to_string();
     let fixed_ip = Ipv4Addr::from(u32::from(web_subnet.addr()) + 50).to_string();
-    lab.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "front",
-        "--network",
-        "web",
-        "-p",
-        "8080:80",
-        IMAGE,
-    ]);
+    lab.run("--name front --network web -p 8080:80");
     lab.docker(&[
         "run",
         "-d",

@@ -15,12 +15,18 @@ fn client_ip(reply: &str) -> &str {
     reply.split(':').next().unwrap()
 }
 
-#[test]
-fn tcp_and_udp_reach_the_endpoint_with_the_clients_address() {
-    let t = Topo::new();
+/// An endpoint "web" with a TCP server published on 8080 and a UDP one on 5353.
+fn web_on_8080_and_5353(t: &Topo) -> Netns {
     let ep = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
     tcp_server(&ep, 80);
     udp_server(&ep, 53);
+    ep
+}
+
+#[test]
+fn tcp_and_udp_reach_the_endpoint_with_the_clients_address() {
+    let t = Topo::new();
+    let _web = web_on_8080_and_5353(&t);
     let r = tcp_request(&t.outside, HOST, 8080, "hello").expect("tcp through 8080");
     assert!(r.ends_with(" hello"), "{r}");
     assert_eq!(
@@ -95,9 +101,7 @@ fn host_ip_binding() {
 #[test]
 fn unpublish_stops_traffic_and_flushes_flows() {
     let t = Topo::new();
-    let ep = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
-    tcp_server(&ep, 80);
-    udp_server(&ep, 53);
+    let _web = web_on_8080_and_5353(&t);
     assert!(tcp_request(&t.outside, HOST, 8080, "x").is_ok());
     assert!(udp_request(&t.outside, HOST, 5353, "x").is_ok());
     assert!(t.stats()["Flows"].as_u64().unwrap() >= 2);
@@ -298,9 +302,7 @@ fn the_agent_keeps_its_state_across_restarts() {
 #[test]
 fn xdp_fast_path() {
     let t = Topo::with_xdp("native");
-    let ep = t.endpoint("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
-    tcp_server(&ep, 80);
-    udp_server(&ep, 53);
+    let _web = web_on_8080_and_5353(&t);
     let r = tcp_request(&t.outside, HOST, 8080, "x").expect("tcp via xdp");
     assert_eq!(client_ip(&r), OUTSIDE.to_string());
     let r = udp_request(&t.outside, HOST, 5353, "y").expect("udp via xdp");

@@ -355,14 +355,9 @@ fn a_second_agent_on_the_same_pins_is_refused_and_the_first_keeps_serving() {
         "0".to_string(),
         std::mem::size_of::<netpath_common::PortSlot>(),
     ));
-    let out = std::process::Command::new("bpftool")
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::sh(
+        "bpftool",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let status = t.cli(&["status"]);
     let said = String::from_utf8_lossy(&status.stdout);

@@ -36,6 +36,13 @@ fn pinned_link(pin: &std::path::Path) -> (u64, u64, String) {
     )
 }
 
+/// The pin of the uplink's TC link.
+fn uplink_tc_pin(t: &Topo) -> std::path::PathBuf {
+    t.pins()
+        .join("links")
+        .join(format!("uplink-tc@{}", t.uplink))
+}
+
 fn serving(t: &Topo) -> (SteadyTraffic, common::Netns) {
     let ep = t.endpoint(
         "web",
@@ -53,10 +60,7 @@ fn serving(t: &Topo) -> (SteadyTraffic, common::Netns) {
 fn nothing_is_lost_while_the_agent_is_killed_and_restarted() {
     let mut t = Topo::new();
     let (traffic, _ep) = serving(&t);
-    let pin = t
-        .pins()
-        .join("links")
-        .join(format!("uplink-tc@{}", t.uplink));
+    let pin = uplink_tc_pin(&t);
     let (link_before, prog_before, _) = pinned_link(&pin);
 
     t.kill_agent();
@@ -75,8 +79,7 @@ fn nothing_is_lost_while_the_agent_is_killed_and_restarted() {
     t.start_agent();
     traffic.wait_for(50);
     let r = traffic.finish();
-    assert_eq!(r.tcp_failed, 0, "{r:?}");
-    assert!(r.udp_lost.is_empty(), "{r:?}");
+    r.assert_nothing_lost();
     assert!(r.tcp_ok > 100 && r.udp_sent > 100, "{r:?}");
 
     let (link_after, prog_after, _) = pinned_link(&pin);
@@ -94,10 +97,7 @@ fn nothing_is_lost_across_an_upgrade() {
     ));
     let mut t = Topo::new();
     let (traffic, _ep) = serving(&t);
-    let pin = t
-        .pins()
-        .join("links")
-        .join(format!("uplink-tc@{}", t.uplink));
+    let pin = uplink_tc_pin(&t);
     let (link_before, _, tag_before) = pinned_link(&pin);
 
     t.stop_agent();
@@ -105,8 +105,7 @@ fn nothing_is_lost_across_an_upgrade() {
     t.start_agent_from(&upgrade);
     traffic.wait_for(50);
     let r = traffic.finish();
-    assert_eq!(r.tcp_failed, 0, "{r:?}");
-    assert!(r.udp_lost.is_empty(), "{r:?}");
+    r.assert_nothing_lost();
 
     let (link_after, _, tag_after) = pinned_link(&pin);
     assert_eq!(
@@ -246,8 +245,7 @@ fn pinned_maps_of_another_shape_are_migrated_or_refused() {
     t.start_agent();
     traffic.wait_for(30);
     let r = traffic.finish();
-    assert_eq!(r.tcp_failed, 0, "{r:?}");
-    assert!(r.udp_lost.is_empty(), "{r:?}");
+    r.assert_nothing_lost();
     let log = t.agent_log();
     assert!(log.contains("map=FLOWS entries="), "{log}");
     assert!(log.contains("carried over to the new map"), "{log}");

@@ -50,16 +50,15 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         .success());
     common::systemd_accepts(&dir.join("netpath.service"), &dir.join("man"));
     // The example configuration is one the agent reads.
-    let out = Command::new(BIN)
-        .args(["agent", "--config"])
-        .arg(dist("netpath.toml"))
-        .arg("--print-config")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let config = dist("netpath.toml");
+    common::sh(
+        BIN,
+        &[
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--print-config",
+        ],
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

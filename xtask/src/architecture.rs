@@ -97,76 +97,137 @@ fn every_lock_is_one_that_does_not_poison() {
     );
 }
 
-/// The top-level modules of the crate that `text` names through `crate::` paths (in `use`
-/// groups too), comments left out.
-fn crate_refs(text: &str) -> std::collections::BTreeSet<String> {
+/// The paths a use tree or an expression path starting at `text` names, segment by segment
+/// (`a::{b, c::{d}}` is `[a, b]` and `[a, c, d]`), as far as they are module-like names.
+fn use_paths(text: &str) -> Vec<Vec<String>> {
+    fn tree(text: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let text = text.trim_start();
+        if let Some(group) = text.strip_prefix('{') {
+            // The items of the group at its own depth, each a tree of its own.
+            let (mut depth, mut start) = (0, 0);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        tree(&group[start..i], prefix, out);
+                        return;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        tree(&group[start..i], prefix, out);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let ident: String = text
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if ident.is_empty() {
+            if !prefix.is_empty() {
+                out.push(prefix.to_vec());
+            }
+            return;
+        }
+        let mut path = prefix.to_vec();
+        path.push(ident.clone());
+        match text[ident.len()..].strip_prefix("::") {
+            Some(rest) => tree(rest, &path, out),
+            None => out.push(path),
+        }
+    }
+    let mut out = Vec::new();
+    tree(text, &[], &mut out);
+    out
+}
+
+/// The module path of a source file below `src/` (`agent/metrics/mod.rs` is
+/// `[agent, metrics]`; `lib.rs` and `main.rs` are the crate root).
+fn module_path(rel: &str) -> Vec<String> {
+    let mut path: Vec<String> = rel
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    if matches!(
+        path.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        path.pop();
+    }
+    path
+}
+
+/// The modules a source file's code names through `crate::`, `super::` and `self::` paths (in
+/// `use` groups too), as absolute paths; comments and the file's unit tests left out.
+fn module_refs(rel: &str, text: &str) -> Vec<Vec<String>> {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
     let code: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
         .join("\n");
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut refs = std::collections::BTreeSet::new();
-    for piece in code.split("crate::").skip(1) {
-        if let Some(group) = piece.strip_prefix('{') {
-            // `crate::{a::b, c, d::{e, f}}`: the names at the group's own depth.
-            let (mut depth, mut start) = (0, true);
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => start = true,
-                    c if start && (c.is_ascii_alphabetic() || c == '_') => {
-                        refs.insert(ident(&group[i..]));
-                        start = false;
-                    }
-                    _ => {}
-                }
+    let me = module_path(rel);
+    let mut refs = Vec::new();
+    for (prefix, base) in [
+        ("crate::", Vec::new()),
+        ("super::", me[..me.len().saturating_sub(1)].to_vec()),
+        ("self::", me.clone()),
+    ] {
+        for (at, _) in code.match_indices(prefix) {
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                continue; // `super::super::x`, or a longer name ending in the prefix
             }
-        } else {
-            refs.insert(ident(piece));
+            for path in use_paths(&code[at + prefix.len()..]) {
+                let mut abs = base.clone();
+                abs.extend(path);
+                refs.push(abs);
+            }
         }
     }
     refs
 }
 
-/// Dependencies point one way: no two top-level modules of the agent's crate name each other
-/// (a test double's module aside).
+/// Dependencies point one way: no two sibling modules of the agent's crate name each other,
+/// at any level (`cluster` and `api`; `agent::health` and `agent::transactions`); a module's
+/// own children may name it (they are inside it) and the test doubles are left out.
 #[test]
 fn no_two_modules_import_each_other() {
-    let mut edges = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    use std::collections::{BTreeMap, BTreeSet};
+    // (parent, from, to): a module below `parent::from` names one below `parent::to`.
+    let mut edges = BTreeSet::<(Vec<String>, String, String)>::new();
     for (file, text) in product_sources("netpath-user") {
         let rel = file.trim_start_matches("netpath-user/src/");
         if rel.ends_with("fake.rs") {
             continue;
         }
-        let top = rel
-            .split('/')
-            .next()
-            .unwrap_or(rel)
-            .trim_end_matches(".rs")
-            .to_string();
-        let text = match text.find("#[cfg(test)]\nmod tests") {
-            Some(i) => &text[..i],
-            None => &text[..],
-        };
-        for r in crate_refs(text) {
-            if r != top {
-                edges.entry(top.clone()).or_default().insert(r);
+        let me = module_path(rel);
+        for to in module_refs(rel, &text) {
+            let common = me.iter().zip(&to).take_while(|(a, b)| a == b).count();
+            if let (Some(a), Some(b)) = (me.get(common), to.get(common)) {
+                // Only modules count: a name with a capital is an item of the parent.
+                if b.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    edges.insert((me[..common].to_vec(), a.clone(), b.clone()));
+                }
             }
         }
     }
-    let mut both = Vec::new();
-    for (a, targets) in &edges {
-        for b in targets {
-            if a < b && edges.get(b).is_some_and(|t| t.contains(a)) {
-                both.push(format!("{a} <-> {b}"));
-            }
+    let mut both = BTreeMap::<String, Vec<String>>::new();
+    for (parent, a, b) in &edges {
+        if a < b && edges.contains(&(parent.clone(), b.clone(), a.clone())) {
+            let at = if parent.is_empty() {
+                "crate".to_string()
+            } else {
+                parent.join("::")
+            };
+            both.entry(at).or_default().push(format!("{a} <-> {b}"));
         }
     }
     assert!(both.is_empty(), "modules that import each other: {both:?}");

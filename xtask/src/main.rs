@@ -118,15 +118,20 @@ fn succeeds(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn run(args: &[String]) -> Result<()> {
-    setup()?;
+/// Builds the release binaries (`netpath`, `netpath-cni`), the kernel object inside.
+fn build_release() -> Result<()> {
     status(Command::new(cargo()).current_dir(root()).args([
         "build",
         "--release",
         "-p",
         "netpath-user",
         "--bins",
-    ]))?;
+    ]))
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup()?;
+    build_release()?;
     let bin = root().join("target/release/netpath");
     eprintln!("xtask: starting {} agent {}", bin.display(), args.join(" "));
     status(Command::new(bin).arg("agent").args(args))
@@ -293,13 +298,7 @@ fn bench(args: &[String]) -> Result<()> {
 /// Builds the release binary and installs it with everything an operator needs.
 fn install(root_dir: &Path, prefix: &Path) -> Result<()> {
     setup()?;
-    status(Command::new(cargo()).current_dir(root()).args([
-        "build",
-        "--release",
-        "-p",
-        "netpath-user",
-        "--bins",
-    ]))?;
+    build_release()?;
     let installed = layout::lay_out(
         root_dir,
         &layout::Layout::admin(prefix),

@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use tracing::{info, warn};
 
-use super::{store::StateStore, transactions::Agent};
+use super::{store::StateStore, Agent};
 use crate::{
     cluster::{ClusterView, OverlayEndpoint, OverlayNetwork},
     datapath::{DatapathOps, OverlayContent, OverlayNetEntry},

@@ -3,7 +3,7 @@
 //! much drift has been repaired since.
 use std::time::{Duration, SystemTime};
 
-use super::{monitor::rfc3339, publish::port_key_target, store::StateStore, transactions::Agent};
+use super::{monitor::rfc3339, ports::port_key_target, store::StateStore, Agent};
 use crate::{
     api::{
         health::{

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use netpath_common::{PortKey, PortTarget};
 use tracing::{info, warn};
 
-use super::{slots::PortId, store::StateStore, transactions::Agent};
+use super::{slots::PortId, store::StateStore, Agent};
 use crate::{
     datapath::{AttachmentEntry, DatapathOps},
     error::AgentError,
@@ -84,7 +84,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Saves `next` and makes it the desired state: the last step of every transaction.
     pub(super) fn commit(&mut self, next: State) -> Result<(), AgentError> {
         // Published ports are held before the state says they are published.
-        self.hold_ports(&super::publish::HeldPorts::of(&next))?;
+        self.hold_ports(&super::ports::HeldPorts::of(&next))?;
         self.store
             .save(&next)
             .map_err(|e| AgentError::internal(format!("saving the state: {e}")))?;
@@ -157,7 +157,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     let still = self.state.endpoints.values().any(|e| {
                         e.ports
                             .iter()
-                            .any(|m| super::slots::port_id(&super::publish::port_key(m)) == id)
+                            .any(|m| super::slots::port_id(&super::ports::port_key(m)) == id)
                     });
                     if !still {
                         self.slots.release(&id);

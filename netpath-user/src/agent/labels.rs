@@ -3,7 +3,7 @@
 //! from dockerd, [`crate::docker::engine`]). Only labels change: the datapath does not.
 use std::collections::BTreeMap;
 
-use super::{store::StateStore, transactions::Agent};
+use super::{store::StateStore, Agent};
 use crate::{datapath::DatapathOps, error::AgentError, netlink::LinkOps};
 
 /// Label values to set: object name → value.

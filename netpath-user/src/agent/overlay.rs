@@ -4,12 +4,12 @@
 //! [`super::follow`].
 use std::{future::Future, net::Ipv4Addr, sync::Arc};
 
-use super::{service::Shared, store::StateStore, transactions::Agent};
+use super::{service::Shared, store::StateStore, Agent};
 use crate::{
     cluster::{overlay::local_claims, Cluster, OverlayError},
     datapath::DatapathOps,
     error::AgentError,
-    model::{Connect, EndpointCreate, Network, NetworkCreate, DEFAULT_NETWORK, OVERLAY_DRIVER},
+    model::{Connect, EndpointCreate, Network, NetworkCreate, DEFAULT_NETWORK},
     netlink::LinkOps,
 };
 
@@ -26,11 +26,6 @@ fn release(cluster: &Cluster, network: &str, ip: std::net::Ipv4Addr) {
     if let Err(e) = block_on(cluster.release(network, ip)) {
         tracing::warn!(%network, %ip, "giving the address back to etcd: {e}");
     }
-}
-
-/// Whether `req` asks for an overlay network.
-pub fn is_overlay(req: &NetworkCreate) -> bool {
-    req.driver.as_deref() == Some(OVERLAY_DRIVER)
 }
 
 impl<D, L, S> Shared<D, L, S>

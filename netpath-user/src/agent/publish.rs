@@ -6,101 +6,20 @@ use tracing::info;
 
 use super::{
     journal::{Then, Tx, Undo},
-    reserved::{snat_ports, PortSet, ReservedPorts},
+    ports::{port_key, port_key_target},
     slots::port_id,
     store::StateStore,
     Agent,
 };
 use crate::{
-    datapath::{be_addr, be_port, DatapathOps},
+    datapath::DatapathOps,
     error::AgentError,
-    model::{Attachment, Endpoint, ModelError, State},
-    netlink::{EndpointLink, LinkOps},
+    model::{Endpoint, ModelError},
+    netlink::LinkOps,
     ports::PortMapping,
 };
 
-/// What the host must hold of a state's published ports.
-pub(super) struct HeldPorts {
-    /// Ports the host never picks for its own sockets: the outbound NAT ports and every
-    /// published host port.
-    reserved: PortSet,
-    /// Published ports whose runtime holds them itself (CNI's: podman binds the ports it
-    /// publishes), which host sockets may bind.
-    runtime_held: std::collections::HashSet<(u8, u16)>,
-}
-
-impl HeldPorts {
-    pub(super) fn of(state: &State) -> HeldPorts {
-        let mut reserved = snat_ports();
-        let mut runtime_held = std::collections::HashSet::new();
-        for e in state.endpoints.values() {
-            let cni = e
-                .engine
-                .as_ref()
-                .is_some_and(|g| g.kind == crate::model::EngineKind::Cni);
-            for m in &e.ports {
-                reserved.insert(m.host_port);
-                if cni {
-                    runtime_held.insert((m.proto.number(), m.host_port));
-                }
-            }
-        }
-        HeldPorts {
-            reserved,
-            runtime_held,
-        }
-    }
-}
-
-/// The datapath key of mapping `m`.
-pub(super) fn port_key(m: &PortMapping) -> PortKey {
-    PortKey {
-        addr: be_addr(m.host_ip),
-        port: be_port(m.host_port),
-        proto: m.proto.number(),
-        _pad: 0,
-    }
-}
-
-/// The datapath entry of mapping `m` delivered to attachment `att` behind `link`, counted
-/// into stats slot `slot`.
-pub(super) fn port_key_target(
-    att: &Attachment,
-    link: &EndpointLink,
-    m: &PortMapping,
-    slot: u16,
-) -> (PortKey, PortTarget) {
-    (
-        port_key(m),
-        PortTarget {
-            addr: be_addr(att.ip),
-            port: be_port(m.container_port),
-            stats: slot,
-            ifindex: link.ifindex,
-            mac: att.mac,
-            gw_mac: link.host_mac,
-        },
-    )
-}
-
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    /// Keeps the host's reserved ports from now on, starting with the state as it is.
-    pub fn reserve_ports(&mut self, reserved: ReservedPorts) -> Result<(), AgentError> {
-        self.reserved = Some(reserved);
-        let held = HeldPorts::of(&self.state);
-        self.hold_ports(&held)
-    }
-
-    /// Holds published ports on the host: the kernel never picks one for a host socket
-    /// (reserved ports), and host sockets may not bind one unless its runtime holds it.
-    pub(super) fn hold_ports(&mut self, held: &HeldPorts) -> Result<(), AgentError> {
-        if let Some(r) = &mut self.reserved {
-            r.sync(&held.reserved)
-                .map_err(|e| AgentError::internal(format!("reserving ports: {e:#}")))?;
-        }
-        Ok(self.dp.set_bind_allowed(&held.runtime_held)?)
-    }
-
     pub fn publish(
         &mut self,
         name: &str,

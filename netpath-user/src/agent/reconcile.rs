@@ -10,10 +10,11 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use super::{
-    publish::{port_key, port_key_target},
+    ports::{port_key, port_key_target},
     slots::port_id,
     store::StateStore,
-    transactions::{host_addresses, Agent},
+    transactions::host_addresses,
+    Agent,
 };
 use crate::{
     api::health::ReconcileReport,

@@ -5,7 +5,7 @@
 //! `netpath endpoint prune` runs the first part on demand.
 use tracing::{info, warn};
 
-use super::{store::StateStore, transactions::Agent};
+use super::{store::StateStore, Agent};
 use crate::{
     datapath::{DatapathOps, Hook},
     error::AgentError,

@@ -16,8 +16,8 @@ use crate::{
 use super::{
     host,
     host::{HostRecord, StateLock},
-    memory, metrics, monitor, netns_files, reserved, tasks, transactions, Agent, AgentConfig,
-    HostHooks, Shared, StateFile, StateStore, GATEWAY_LINK, VXLAN_LINK,
+    memory, metrics, monitor, netns_files, reserved, tasks, Agent, AgentConfig, HostHooks, Shared,
+    StateFile, StateStore, GATEWAY_LINK, VXLAN_LINK,
 };
 
 /// Loads the state, creating the default network (on `subnet`, or a subnet of the pool no
@@ -292,12 +292,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 
 /// This node's VXLAN device, made if missing; overlay endpoints' MTU leaves room for the
 /// encapsulation on `uplink`.
-fn overlay_device(uplink: &str) -> anyhow::Result<transactions::OverlayDevice> {
+fn overlay_device(uplink: &str) -> anyhow::Result<super::OverlayDevice> {
     let underlay_mtu = netlink::link_mtu(uplink)?.unwrap_or(1500);
     let mtu = underlay_mtu.saturating_sub(netpath_common::VXLAN_OVERHEAD);
     let ifindex = netlink::ensure_vxlan(VXLAN_LINK, netpath_common::VXLAN_PORT, mtu)
         .context("the VXLAN device of overlay networks")?;
-    Ok(transactions::OverlayDevice {
+    Ok(super::OverlayDevice {
         name: VXLAN_LINK.to_string(),
         ifindex,
         mtu,

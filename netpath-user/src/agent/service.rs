@@ -7,12 +7,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use netpath_common::Counter;
 use parking_lot::{Mutex, RwLock};
 
-use super::{
-    metrics::{ApiMetrics, Snapshot},
-    monitor::Hub,
-    store::StateStore,
-    transactions::Agent,
-};
+use super::{api_metrics::ApiMetrics, monitor::Hub, store::StateStore, Agent};
 use crate::{
     api::{
         ApiError, EndpointView, MonitorEvent, MonitorFilter, NetworkView, Port, PortView, Service,
@@ -102,21 +97,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Shared<D, L, S> {
     }
 
     /// Monitors listening now.
-    fn monitors(&self) -> usize {
+    pub(super) fn monitors(&self) -> usize {
         self.hub.as_ref().map_or(0, |h| h.subscribers())
     }
 
-    /// What the metrics read at a scrape.
-    pub fn snapshot(&self) -> Snapshot {
-        let monitors = self.monitors();
-        let mut s = self.inspect(|a| a.snapshot(monitors));
-        s.dns = self.dns_counters();
-        s.health.cluster = self.cluster_health();
-        s
-    }
-
     /// This node among the others (none when on its own).
-    fn cluster_health(&self) -> Option<crate::api::health::ClusterHealth> {
+    pub(super) fn cluster_health(&self) -> Option<crate::api::health::ClusterHealth> {
         self.cluster.as_ref().map(|c| {
             let v = c.view();
             crate::api::health::ClusterHealth {
@@ -264,7 +250,7 @@ where
     }
 
     fn create_network(&self, req: &NetworkCreate) -> Result<NetworkView, ApiError> {
-        let net = if super::overlay::is_overlay(req) {
+        let net = if req.is_overlay() {
             self.create_overlay_network(req)?
         } else {
             self.write(|a| a.create_network(req))?

@@ -6,7 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::{service::Shared, store::StateStore, transactions::Agent};
+use super::{service::Shared, store::StateStore, Agent};
 use crate::{
     datapath::{DatapathOps, Expired},
     netlink::LinkOps,

@@ -472,7 +472,7 @@ fn view(
 fn what_the_cluster_says_is_applied_to_this_node() {
     let faults = Faults::default();
     let (mut a, s) = scene(&faults);
-    a.host.overlay = Some(super::transactions::OverlayDevice {
+    a.host.overlay = Some(super::OverlayDevice {
         name: "netpath-vxlan".into(),
         ifindex: 99,
         mtu: 1450,

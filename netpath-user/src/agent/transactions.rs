@@ -4,76 +4,21 @@
 //! the save fails, the journal is played back and the request changes nothing. What cannot
 //! be undone (flushing flows, deleting a veth, removing a gateway address, hosts files)
 //! happens only after the commit.
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use tracing::info;
 
 use super::{
     journal::{Then, Undo},
-    netns_files::NetnsFiles,
-    reserved::ReservedPorts,
-    slots::Slots,
     store::StateStore,
+    Agent,
 };
 use crate::{
-    datapath::{DatapathOps, XdpMode},
+    datapath::DatapathOps,
     error::AgentError,
-    model::{Connect, Endpoint, EndpointCreate, Network, NetworkCreate, State},
-    netlink::{EndpointLink, LinkOps},
+    model::{Connect, Endpoint, EndpointCreate, Network, NetworkCreate},
+    netlink::LinkOps,
 };
-
-/// The agent: desired state, the kernel behind its traits, and what it made there.
-pub struct Agent<D, L, S> {
-    pub(super) state: State,
-    pub(super) dp: D,
-    pub(super) net: L,
-    pub(super) store: S,
-    /// Host-side veths made for attachments, by name.
-    pub(super) links: HashMap<String, EndpointLink>,
-    /// Where the datapath hooks in beside the endpoints.
-    pub(super) host: HostHooks,
-    pub(super) files: NetnsFiles,
-    /// Repairs of drift made since start ([`super::repair`]).
-    pub(super) repairs: u64,
-    /// Each published port's `PORT_STATS` slot.
-    pub(super) slots: Slots,
-    /// The host's resolvers: endpoints' resolv.conf files take its search and options.
-    pub(super) resolv: std::sync::Arc<crate::dns::upstream::HostResolv>,
-    /// Whether the kernel answers DNS queries it can (`--dns-fast-path`).
-    pub(super) dns_fast_path: bool,
-    /// When this agent started, its reconcile and its last repair ([`super::health`]).
-    pub(super) started: std::time::SystemTime,
-    pub(super) last_reconcile: Option<super::health::Reconciled>,
-    pub(super) last_repair: Option<std::time::SystemTime>,
-    /// What the overlay maps were last made to hold ([`super::overlay`]).
-    pub(super) overlay_written: Option<crate::datapath::OverlayContent>,
-    /// What keeps this node from matching the cluster, as last found.
-    pub(super) cluster_problems: Vec<String>,
-    /// The host's reserved ports, kept to the outbound NAT and published ports at each
-    /// commit (none in unit tests).
-    pub(super) reserved: Option<ReservedPorts>,
-}
-
-/// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
-/// sources) and the socket hooks' cgroup and namespace.
-#[derive(Clone, Debug, Default)]
-pub struct HostHooks {
-    pub uplinks: Vec<(String, XdpMode)>,
-    pub cgroup: Option<std::path::PathBuf>,
-    pub netns_cookie: u64,
-    /// The VXLAN device of overlay networks, and the MTU that fits inside it (a node in a
-    /// cluster).
-    pub overlay: Option<OverlayDevice>,
-}
-
-/// This node's VXLAN device.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OverlayDevice {
-    pub name: String,
-    pub ifindex: u32,
-    /// The MTU of overlay endpoints' interfaces: the underlay's less the encapsulation.
-    pub mtu: u32,
-}
 
 /// The host addresses a network needs: its gateway and its host-gateway.
 pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
@@ -85,53 +30,6 @@ pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
-    pub fn new(state: State, dp: D, net: L, store: S, host: HostHooks) -> Self {
-        Agent {
-            state,
-            dp,
-            net,
-            store,
-            links: HashMap::new(),
-            host,
-            files: NetnsFiles::default(),
-            repairs: 0,
-            slots: Slots::default(),
-            resolv: std::sync::Arc::new(crate::dns::upstream::HostResolv::new(
-                "/etc/resolv.conf",
-                Vec::new(),
-            )),
-            dns_fast_path: true,
-            started: std::time::SystemTime::now(),
-            overlay_written: None,
-            cluster_problems: Vec::new(),
-            last_reconcile: None,
-            last_repair: None,
-            reserved: None,
-        }
-    }
-
-    /// Where hosts files go (tests).
-    pub fn with_netns_files(mut self, files: NetnsFiles) -> Self {
-        self.files = files;
-        self
-    }
-
-    /// Uses `resolv` for endpoints' resolv.conf files, and answers DNS in the kernel when
-    /// `fast_path`.
-    pub fn with_dns(
-        mut self,
-        resolv: std::sync::Arc<crate::dns::upstream::HostResolv>,
-        fast_path: bool,
-    ) -> Self {
-        self.resolv = resolv;
-        self.dns_fast_path = fast_path;
-        self
-    }
-
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
     /// Writes `ep`'s hosts file and resolv.conf (for `ip netns` namespaces).
     pub(super) fn write_netns_files(&self, ep: &Endpoint) {
         let resolv = ep

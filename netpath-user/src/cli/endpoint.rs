@@ -6,9 +6,8 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use super::{
-    each, exit,
     format::{label_matches, labels_string, ports_summary, print_list, Filters, ListArgs},
-    parse_labels,
+    inspect_each, parse_labels, remove_each, InspectArgs, RmArgs,
 };
 use crate::{
     api::{client::Client, EndpointView},
@@ -61,13 +60,7 @@ pub enum EndpointCmd {
         alias = "remove",
         after_help = "Examples:\n  netpath endpoint rm web db"
     )]
-    Rm {
-        #[arg(required = true, value_name = "NAME")]
-        names: Vec<String>,
-        /// Remove it even when Docker owns it (Docker will still think it exists).
-        #[arg(short, long)]
-        force: bool,
-    },
+    Rm(RmArgs),
     /// List endpoints.
     #[command(
         alias = "list",
@@ -82,13 +75,7 @@ pub enum EndpointCmd {
     #[command(
         after_help = "Examples:\n  netpath endpoint inspect web\n  netpath endpoint inspect web --format '{{.IPAddress}}'"
     )]
-    Inspect {
-        #[arg(required = true, value_name = "NAME")]
-        names: Vec<String>,
-        /// Print each through a template instead.
-        #[arg(short = 'f', long, value_name = "TEMPLATE")]
-        format: Option<String>,
-    },
+    Inspect(InspectArgs),
 }
 
 /// A namespace as given: NAME (no slash) is /run/netns/NAME, anything else a path.
@@ -169,16 +156,10 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        EndpointCmd::Rm { names, force } => {
-            let (done, failed) = each(&names, |n| async move {
-                client.remove_endpoint_forced(&n, force).await.map(|()| n)
-            })
-            .await;
-            for n in done {
-                println!("{n}");
-            }
-            Ok(exit(failed))
-        }
+        EndpointCmd::Rm(RmArgs { names, force }) => Ok(remove_each(&names, |n| async move {
+            client.remove_endpoint_forced(&n, force).await
+        })
+        .await),
         EndpointCmd::Ls(args) => {
             let filters = Filters::parse(
                 &args.filters,
@@ -209,24 +190,8 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        EndpointCmd::Inspect { names, format } => {
-            let (found, failed) = each(&names, |n| async move { client.endpoint(&n).await }).await;
-            print_inspect(&found, format.as_deref())?;
-            Ok(exit(failed))
+        EndpointCmd::Inspect(args) => {
+            inspect_each(&args, |n| async move { client.endpoint(&n).await }).await
         }
     }
-}
-
-/// `inspect` output: a JSON array of everything found, or each through a template.
-pub fn print_inspect<T: serde::Serialize>(found: &[T], format: Option<&str>) -> anyhow::Result<()> {
-    match format {
-        None => println!("{}", serde_json::to_string_pretty(found)?),
-        Some(f) => {
-            let t = super::format::Template::parse(f)?;
-            for v in found {
-                println!("{}", t.render(&serde_json::to_value(v)?)?);
-            }
-        }
-    }
-    Ok(())
 }

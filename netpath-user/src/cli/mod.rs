@@ -174,6 +174,64 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The arguments of `rm NAME…`, the same for endpoints and networks.
+#[derive(clap::Args)]
+pub struct RmArgs {
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Remove it even when Docker owns it (Docker will still think it exists).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// The arguments of `inspect NAME…`, the same for endpoints and networks.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Print each through a template instead.
+    #[arg(short = 'f', long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
+/// `rm`: removes each name with `op`, printing the removed ones as Docker does.
+pub async fn remove_each<F, Fut>(names: &[String], mut op: F) -> ExitCode
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
+    let (done, failed) = each(names, |n| {
+        let removed = op(n.clone());
+        async move { removed.await.map(|()| n) }
+    })
+    .await;
+    for n in done {
+        println!("{n}");
+    }
+    exit(failed)
+}
+
+/// `inspect`: looks each name up with `op` and prints what was found as JSON or through the
+/// template.
+pub async fn inspect_each<T, F, Fut>(args: &InspectArgs, op: F) -> anyhow::Result<ExitCode>
+where
+    T: serde::Serialize,
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let (found, failed) = each(&args.names, op).await;
+    match &args.format {
+        None => println!("{}", serde_json::to_string_pretty(&found)?),
+        Some(f) => {
+            let t = template::Template::parse(f)?;
+            for v in &found {
+                println!("{}", t.render(&serde_json::to_value(v)?)?);
+            }
+        }
+    }
+    Ok(exit(failed))
+}
+
 /// Runs `op` for each name, printing each failure as the agent said it; fails at the end if
 /// any did (Docker's behaviour for `rm` and `inspect` of several names).
 pub async fn each<T, F, Fut>(names: &[String], mut op: F) -> (Vec<T>, bool)

@@ -4,11 +4,8 @@ use std::{net::Ipv4Addr, process::ExitCode};
 use serde_json::{json, Value};
 
 use super::{
-    each,
-    endpoint::print_inspect,
-    exit,
     format::{label_matches, labels_string, print_list, Filters, ListArgs},
-    parse_labels,
+    inspect_each, parse_labels, remove_each, InspectArgs, RmArgs,
 };
 use crate::{
     api::{client::Client, NetworkView},
@@ -56,25 +53,13 @@ pub enum NetworkCmd {
     #[command(
         after_help = "Examples:\n  netpath network inspect bridge\n  netpath network inspect web --format '{{json .IPAM}}'"
     )]
-    Inspect {
-        #[arg(required = true, value_name = "NAME")]
-        names: Vec<String>,
-        /// Print each through a template instead.
-        #[arg(short = 'f', long, value_name = "TEMPLATE")]
-        format: Option<String>,
-    },
+    Inspect(InspectArgs),
     /// Remove networks; they must have no endpoints (each is tried).
     #[command(
         alias = "remove",
         after_help = "Examples:\n  netpath network rm web back"
     )]
-    Rm {
-        #[arg(required = true, value_name = "NAME")]
-        names: Vec<String>,
-        /// Remove it even when Docker owns it (Docker will still think it exists).
-        #[arg(short, long)]
-        force: bool,
-    },
+    Rm(RmArgs),
     /// Connect an endpoint to a network: a new interface (eth1, eth2, ...) in its namespace.
     #[command(
         after_help = "Examples:\n  netpath network connect back web\n  netpath network connect back web --ip 10.20.2.50 --alias api"
@@ -187,21 +172,13 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        NetworkCmd::Inspect { names, format } => {
-            let (found, failed) = each(&names, |n| async move { client.network(&n).await }).await;
-            print_inspect(&found, format.as_deref())?;
-            Ok(exit(failed))
+        NetworkCmd::Inspect(args) => {
+            inspect_each(&args, |n| async move { client.network(&n).await }).await
         }
-        NetworkCmd::Rm { names, force } => {
-            let (done, failed) = each(&names, |n| async move {
-                client.remove_network_forced(&n, force).await.map(|()| n)
-            })
-            .await;
-            for n in done {
-                println!("{n}");
-            }
-            Ok(exit(failed))
-        }
+        NetworkCmd::Rm(RmArgs { names, force }) => Ok(remove_each(&names, |n| async move {
+            client.remove_network_forced(&n, force).await
+        })
+        .await),
         NetworkCmd::Connect {
             network,
             endpoint,

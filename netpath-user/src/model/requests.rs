@@ -27,6 +27,13 @@ pub struct NetworkCreate {
     pub labels: BTreeMap<String, String>,
 }
 
+impl NetworkCreate {
+    /// Whether it asks for an overlay network (one across the nodes of a cluster).
+    pub fn is_overlay(&self) -> bool {
+        self.driver.as_deref() == Some(super::OVERLAY_DRIVER)
+    }
+}
+
 /// What `network connect` asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]

@@ -7,7 +7,9 @@ use std::{
     path::Path,
 };
 
-use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    packet_route::link::LinkMessage, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::{default_route_oif, delete_link, err, io_err, link_by_name, link_mac, run, NetError};
 
@@ -84,27 +86,41 @@ async fn host_side_up(
     Ok(())
 }
 
+/// Adds the veth pair `spec.host_ifname`–`peer` with the endpoint's MTU; returns the peer.
+async fn add_veth(
+    h: &rtnetlink::Handle,
+    spec: &EndpointLinkSpec<'_>,
+    peer: &str,
+) -> Result<LinkMessage, NetError> {
+    let mut veth = LinkVeth::new(spec.host_ifname, peer);
+    if let Some(mtu) = spec.mtu {
+        veth = veth.mtu(mtu);
+    }
+    h.link()
+        .add(veth.build())
+        .execute()
+        .await
+        .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
+    existing(h, peer, "veth peer", "vanished").await
+}
+
+/// The endpoint's side of the pair (index `idx`): its MAC and MTU.
+fn peer_settings(spec: &EndpointLinkSpec<'_>, idx: u32) -> LinkMessageBuilder<LinkUnspec> {
+    let set = LinkUnspec::new_with_index(idx).address(spec.mac.to_vec());
+    match spec.mtu {
+        Some(mtu) => set.mtu(mtu),
+        None => set,
+    }
+}
+
 /// Creates an endpoint's veth pair with the peer left in this namespace for an engine.
 fn create_handover(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetError> {
     let peer = handover_name(spec.host_ifname);
     let peer = peer.as_str();
     let made = run(None, |h| async move {
-        let mut veth = LinkVeth::new(spec.host_ifname, peer);
-        if let Some(mtu) = spec.mtu {
-            veth = veth.mtu(mtu);
-        }
+        let p = add_veth(&h, spec, peer).await?;
         h.link()
-            .add(veth.build())
-            .execute()
-            .await
-            .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
-        let p = existing(&h, peer, "veth peer", "vanished").await?;
-        let mut set = LinkUnspec::new_with_index(p.header.index).address(spec.mac.to_vec());
-        if let Some(mtu) = spec.mtu {
-            set = set.mtu(mtu);
-        }
-        h.link()
-            .set(set.build())
+            .set(peer_settings(spec, p.header.index).build())
             .execute()
             .await
             .map_err(err(format!("setting the MAC of {peer}")))?;
@@ -136,16 +152,7 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
     )))?;
     let peer_tmp = peer_tmp.as_str();
     let host = run(None, |h| async move {
-        let mut veth = LinkVeth::new(spec.host_ifname, peer_tmp);
-        if let Some(mtu) = spec.mtu {
-            veth = veth.mtu(mtu);
-        }
-        h.link()
-            .add(veth.build())
-            .execute()
-            .await
-            .map_err(err(format!("creating veth {}", spec.host_ifname)))?;
-        let peer = existing(&h, peer_tmp, "veth peer", "vanished").await?;
+        let peer = add_veth(&h, spec, peer_tmp).await?;
         h.link()
             .set(
                 LinkUnspec::new_with_index(peer.header.index)
@@ -176,14 +183,12 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
         }
         let peer = existing(&h, peer_tmp, "veth peer", "not found in the namespace").await?;
         let idx = peer.header.index;
-        let mut set = LinkUnspec::new_with_index(idx)
-            .name(spec.ifname.to_string())
-            .address(spec.mac.to_vec());
-        if let Some(mtu) = spec.mtu {
-            set = set.mtu(mtu);
-        }
         h.link()
-            .set(set.build())
+            .set(
+                peer_settings(spec, idx)
+                    .name(spec.ifname.to_string())
+                    .build(),
+            )
             .execute()
             .await
             .map_err(err(format!("configuring {}", spec.ifname)))?;

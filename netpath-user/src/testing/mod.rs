@@ -137,6 +137,20 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     b.ip(&["link", "set", b_if, "up"]);
 }
 
+/// The "outside" (10.77.0.1) and the "host" (10.77.0.2) every lab starts from, joined by a
+/// veth in a /`prefix`, the host's default route via the outside. Returns the namespaces
+/// (named from `outside` and `host`) and their ends of the veth.
+pub fn outside_and_host(outside: &str, host: &str, prefix: u8) -> (Netns, Netns, String, String) {
+    let (outside, host) = (Netns::new(outside), Netns::new(host));
+    let id = unique();
+    let (o, h) = (format!("o{id}"), format!("h{id}"));
+    veth(&outside, &o, &host, &h);
+    outside.ip(&["addr", "add", &format!("10.77.0.1/{prefix}"), "dev", &o]);
+    host.ip(&["addr", "add", &format!("10.77.0.2/{prefix}"), "dev", &h]);
+    host.ip(&["route", "add", "default", "via", "10.77.0.1"]);
+    (outside, host, o, h)
+}
+
 /// A namespace where a translated reply can be routed: an "uplink" veth `up0` with
 /// 10.0.0.2/24 and a permanent neighbour 10.0.0.1 (02:aa:bb:cc:dd:01), an endpoint
 /// host-side veth `ep0`, and forwarding on. Run BPF_PROG_TEST_RUN from inside it (with

@@ -61,6 +61,14 @@ pub struct TrafficResult {
     pub udp_lost: Vec<u64>,
 }
 
+impl TrafficResult {
+    /// Panics unless every TCP transaction went through and every UDP datagram was answered.
+    pub fn assert_nothing_lost(&self) {
+        assert_eq!(self.tcp_failed, 0, "{self:?}");
+        assert!(self.udp_lost.is_empty(), "{self:?}");
+    }
+}
+
 impl SteadyTraffic {
     /// Starts from `ns` to `to`: TCP to `tcp_port` (an echo server), UDP to `udp_port` (an
     /// answering server).

@@ -11,7 +11,7 @@ use std::{
 
 pub use netpath_user::testing::traffic::{tcp_echo_server, udp_server};
 use netpath_user::testing::{
-    unique, veth, wait_until, AgentOptions, AgentProcess, Netns, ScratchBpffs,
+    outside_and_host, unique, veth, wait_until, AgentOptions, AgentProcess, Netns, ScratchBpffs,
 };
 use serde_json::Value;
 
@@ -49,14 +49,8 @@ impl Topo {
     }
 
     fn build(xdp: &str, extra: &[&str]) -> Topo {
-        let outside = Netns::new("npout");
-        let host = Netns::new("nphost");
+        let (outside, host, o, h) = outside_and_host("npout", "nphost", 24);
         let id = unique();
-        let (o, h) = (format!("o{id}"), format!("h{id}"));
-        veth(&outside, &o, &host, &h);
-        outside.ip(&["addr", "add", "10.77.0.1/24", "dev", &o]);
-        host.ip(&["addr", "add", "10.77.0.2/24", "dev", &h]);
-        host.ip(&["route", "add", "default", "via", "10.77.0.1"]);
         if xdp != "off" {
             // A NIC hands XDP complete checksums; a veth only does with tx checksumming off.
             outside.exec("ethtool", &["-K", &o, "tx", "off"]);

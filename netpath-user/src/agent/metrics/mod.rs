@@ -3,32 +3,17 @@
 //! full its maps are, whether its hooks run this agent's programs, what the agent did (the
 //! reconcile, repairs) and how its API answers. Everything but the API's figures is read
 //! from the kernel and the agent at scrape time; nothing is kept twice.
-use std::{
-    convert::Infallible,
-    fmt,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{convert::Infallible, fmt, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{body::Incoming, Request, Response, StatusCode};
-use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet},
-    metrics::{
-        counter::Counter,
-        family::Family,
-        histogram::{exponential_buckets, Histogram},
-    },
-    registry::Registry,
-};
+use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
 
 mod encode;
 
 use super::{
-    health::Reconciled, publish::port_key, service::Shared, slots::port_id, store::StateStore,
-    transactions::Agent,
+    health::Reconciled, ports::port_key, service::Shared, slots::port_id, store::StateStore, Agent,
 };
 use crate::{
     api::{health::HealthView, server::Body},
@@ -36,54 +21,6 @@ use crate::{
     netlink::LinkOps,
     ports::PortMapping,
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: &'static str,
-    code: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: &'static str,
-}
-
-type Seconds = Family<RouteLabels, Histogram, fn() -> Histogram>;
-
-fn api_buckets() -> Histogram {
-    // 100 µs to about 3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
-}
-
-/// How the API answers: requests by route and status, and how long they took.
-#[derive(Clone, Debug)]
-pub struct ApiMetrics {
-    requests: Family<RequestLabels, Counter>,
-    seconds: Seconds,
-}
-
-impl Default for ApiMetrics {
-    fn default() -> Self {
-        ApiMetrics {
-            requests: Family::default(),
-            seconds: Family::new_with_constructor(api_buckets),
-        }
-    }
-}
-
-impl ApiMetrics {
-    pub fn observe(&self, route: &'static str, status: StatusCode, took: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route,
-                code: status.as_u16(),
-            })
-            .inc();
-        self.seconds
-            .get_or_create(&RouteLabels { route })
-            .observe(took.as_secs_f64());
-    }
-}
 
 /// What a scrape reads from the agent, under its lock once.
 pub struct Snapshot {
@@ -122,6 +59,22 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     }
 }
 
+impl<D, L, S> Shared<D, L, S>
+where
+    D: DatapathOps,
+    L: LinkOps,
+    S: StateStore,
+{
+    /// What the metrics read at a scrape.
+    pub fn snapshot(&self) -> Snapshot {
+        let monitors = self.monitors();
+        let mut s = self.inspect(|a| a.snapshot(monitors));
+        s.dns = self.dns_counters();
+        s.health.cluster = self.cluster_health();
+        s
+    }
+}
+
 /// Reads a [`Snapshot`] at each scrape.
 struct AgentCollector<D, L, S>(Arc<Shared<D, L, S>>);
 
@@ -150,17 +103,7 @@ where
     S: StateStore + 'static,
 {
     let mut r = Registry::default();
-    let api = shared.api_metrics().clone();
-    r.register(
-        "netpath_api_requests",
-        "API requests answered, by route and HTTP status",
-        api.requests,
-    );
-    r.register(
-        "netpath_api_request_duration_seconds",
-        "How long the API took to answer, by route",
-        api.seconds,
-    );
+    shared.api_metrics().register(&mut r);
     r.register_collector(Box::new(AgentCollector(shared)));
     r
 }
