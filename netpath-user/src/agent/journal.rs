@@ -31,6 +31,64 @@ pub enum Undo {
     ReleaseSlot(PortId),
 }
 
+impl Undo {
+    /// Every kind of undo step, by [`Undo::name`].
+    pub const NAMES: [&'static str; 13] = [
+        "DeleteLink",
+        "RestoreLink",
+        "RemoveAttachment",
+        "AddAttachment",
+        "Detach",
+        "Attach",
+        "Unpublish",
+        "Publish",
+        "SetMembers",
+        "RemoveNetwork",
+        "AddNetwork",
+        "RemoveGateway",
+        "ReleaseSlot",
+    ];
+
+    /// The kind of step, for the tests that play every kind back.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Undo::DeleteLink(_) => "DeleteLink",
+            Undo::RestoreLink(..) => "RestoreLink",
+            Undo::RemoveAttachment(..) => "RemoveAttachment",
+            Undo::AddAttachment(_) => "AddAttachment",
+            Undo::Detach(_) => "Detach",
+            Undo::Attach(_) => "Attach",
+            Undo::Unpublish(_) => "Unpublish",
+            Undo::Publish(..) => "Publish",
+            Undo::SetMembers(..) => "SetMembers",
+            Undo::RemoveNetwork(_) => "RemoveNetwork",
+            Undo::AddNetwork(_) => "AddNetwork",
+            Undo::RemoveGateway(_) => "RemoveGateway",
+            Undo::ReleaseSlot(_) => "ReleaseSlot",
+        }
+    }
+}
+
+/// The kinds of undo step played back on this thread (unit tests: which steps the failure
+/// walks reached).
+#[cfg(test)]
+pub(super) mod played {
+    use std::{cell::RefCell, collections::BTreeSet};
+
+    thread_local! {
+        static PLAYED: RefCell<BTreeSet<&'static str>> = const { RefCell::new(BTreeSet::new()) };
+    }
+
+    pub fn record(name: &'static str) {
+        PLAYED.with(|p| p.borrow_mut().insert(name));
+    }
+
+    /// What was played since the last call, forgotten.
+    pub fn take() -> BTreeSet<&'static str> {
+        PLAYED.with(|p| std::mem::take(&mut *p.borrow_mut()))
+    }
+}
+
 /// What happens once the new state is committed (cannot be undone; failures are logged).
 #[derive(Debug)]
 pub enum Then {
@@ -94,6 +152,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     pub(super) fn rollback(&mut self, undo: Vec<Undo>) {
         for u in undo.into_iter().rev() {
+            #[cfg(test)]
+            played::record(u.name());
             let res: Result<(), String> = match &u {
                 Undo::DeleteLink(name) => {
                     self.links.remove(name);

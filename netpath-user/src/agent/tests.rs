@@ -310,6 +310,24 @@ fn connect_and_disconnect_roll_back() {
     });
 }
 
+/// Each kind of undo step is played back by some failure above, and the failure walk checks
+/// that it restores what was there (a kind no failure reaches would be untested rollback).
+#[test]
+fn every_kind_of_undo_step_is_played_back_by_some_failure() {
+    super::journal::played::take();
+    create_endpoint_rolls_back();
+    remove_endpoint_rolls_back();
+    publish_and_unpublish_roll_back();
+    networks_roll_back();
+    connect_and_disconnect_roll_back();
+    let played = super::journal::played::take();
+    let missing: Vec<_> = super::journal::Undo::NAMES
+        .iter()
+        .filter(|n| !played.contains(*n))
+        .collect();
+    assert!(missing.is_empty(), "never played back: {missing:?}");
+}
+
 #[test]
 fn refused_requests_change_nothing() {
     let faults = Faults::none();
