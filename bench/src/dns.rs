@@ -74,11 +74,13 @@ impl Drop for Served {
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|s| s.trim().parse::<i32>().ok())
         {
+            // It may have exited already; either way it is gone.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

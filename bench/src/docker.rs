@@ -108,11 +108,14 @@ impl Drop for Lab {
         // Containers and networks first, while the agent still answers dockerd.
         if let Ok(ids) = self.d.docker(&["ps", "-aq"]) {
             for id in ids.split_whitespace() {
+                // Cleanup before the daemon stops: what fails here goes with it.
                 let _ = self.d.docker(&["rm", "-f", id]);
             }
         }
+        // Cleanup before the daemon stops: what fails here goes with it.
         let _ = self.d.docker(&["network", "rm", "netpath"]);
         self.agent.stop();
+        // Cleanup: already gone is as good as removed.
         let _ = self.agent.opts.uninstall();
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.host.name));
@@ -128,6 +131,7 @@ fn first_byte(ns: &Netns, to: (Ipv4Addr, u16)) -> bool {
     else {
         return false;
     };
+    // A socket option that does not take leaves the default: only timing changes.
     let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
     if c.write_all(b"GET /cgi-bin/ip HTTP/1.0\r\n\r\n").is_err() {
         return false;

@@ -541,6 +541,7 @@ impl Drop for Lab {
         }
         // What the agent made outlives it: taken down as an operator would.
         if let Some(opts) = &self.opts {
+            // Cleanup: the uninstall reports what it could not take down.
             let _ = opts.uninstall();
         }
         if let Some(mut proxy) = self.proxy.take() {

@@ -69,6 +69,7 @@ struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -76,6 +76,7 @@ fn record<T>(which: &[&str], f: impl FnOnce() -> Result<T>) -> Result<(T, String
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = f();
+    // It may have exited already; either way it is gone.
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(rec.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -94,6 +95,7 @@ fn record<T>(which: &[&str], f: impl FnOnce() -> Result<T>) -> Result<(T, String
         ])
         .arg(&data)
         .output()?;
+    // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_file(&data);
     let text = String::from_utf8_lossy(&report.stdout).into_owned();
     Ok((out?, text))

@@ -360,6 +360,7 @@ fn completions_and_man_pages() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_dir_all(&dir);
     for p in [
         "netpath.1",

@@ -28,6 +28,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -268,6 +269,7 @@ fn who_server(ns: &Netns, port: u16) {
                 .peer_addr()
                 .map(|p| p.ip().to_string())
                 .unwrap_or_default();
+            // The peer may be gone: a server answers whoever is still there.
             let _ = c.write_all(peer.as_bytes());
         }
     });

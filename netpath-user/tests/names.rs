@@ -317,6 +317,7 @@ fn bad_queries_and_floods() {
     sock.connect((gw, 53)).unwrap();
     for i in 0..500usize {
         let junk: Vec<u8> = (0..(i % 600)).map(|_| rand::random::<u8>()).collect();
+        // A flood: a datagram the kernel drops (ICMP refused, full buffer) is part of it.
         let _ = sock.send(&junk);
     }
     let mut truncated = query_bytes(9, "good", RecordType::A);
@@ -337,6 +338,7 @@ fn bad_queries_and_floods() {
             t.stats()["Counters"]
         );
         for _ in 0..2_000 {
+            // A flood: a datagram the kernel drops (full buffer) is part of it.
             let _ = sock.send(&q);
         }
         let r = ask(&good, gw, "flooder", RecordType::AAAA);

@@ -13,6 +13,7 @@ use common::{Topo, BIN};
 
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("netpath-op-{tag}-{}", std::process::id()));
+    // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -60,6 +61,7 @@ fn the_unit_file_passes_systemd_analyze_verify() {
             "--print-config",
         ],
     );
+    // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -88,6 +90,7 @@ fn readiness_is_told_to_systemd_once_the_api_serves() {
     t.stop_agent();
     let n = listen.recv(&mut buf).expect("a notification");
     assert_eq!(&buf[..n], b"STOPPING=1");
+    // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -167,5 +170,6 @@ fn the_configuration_file_holds_every_flag_and_flags_win() {
             .trim(),
         "0"
     );
+    // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_dir_all(&dir);
 }

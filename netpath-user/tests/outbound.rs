@@ -103,6 +103,7 @@ fn ten_thousand_concurrent_flows_keep_distinct_ports_and_every_reply() {
     for _round in 0..20 {
         for (i, s) in socks.iter().enumerate() {
             if !replies.contains_key(&i) {
+                // A datagram lost here is sent again next round; the replies are counted below.
                 let _ = s.send(b"x");
             }
         }

@@ -348,6 +348,7 @@ fn agent_pid(nsenter: u32) -> u32 {
 impl Drop for DebHost {
     fn drop(&mut self) {
         if let Some(mut a) = self.agent.take() {
+            // It may have exited already; either way it is gone.
             let _ = Command::new("kill")
                 .arg(agent_pid(a.id()).to_string())
                 .status();

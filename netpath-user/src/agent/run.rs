@@ -284,6 +284,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // The sockets go with the agent; already gone is what was wanted.
     let _ = std::fs::remove_file(&cfg.socket);
     if let Some(path) = &plugin_socket {
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_file(path);
     }
     drop(agent);

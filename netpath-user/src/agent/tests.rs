@@ -40,6 +40,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -173,6 +173,7 @@ impl AgentProcess {
     /// SIGKILL: the agent gets no chance to clean anything up (as in a crash or an OOM kill).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // It may have exited already; either way it is gone.
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -194,6 +195,7 @@ impl Drop for AgentProcess {
 
 /// Ends a process a test started: SIGTERM, then SIGKILL if it has not exited within 5 s.
 pub fn stop_child(child: &mut Child) {
+    // It may have exited already; either way it is gone.
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -201,6 +203,7 @@ pub fn stop_child(child: &mut Child) {
     let start = Instant::now();
     while !matches!(child.try_wait(), Ok(Some(_))) {
         if start.elapsed() > Duration::from_secs(5) {
+            // It may have exited already; either way it is gone.
             let _ = child.kill();
             let _ = child.wait();
             return;

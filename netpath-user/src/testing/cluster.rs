@@ -110,6 +110,7 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop();
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

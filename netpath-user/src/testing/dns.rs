@@ -147,6 +147,7 @@ impl FakeUpstream {
                     if let Ok((n, from)) = udp.recv_from(&mut buf) {
                         queries.fetch_add(1, Ordering::SeqCst);
                         if let Some(a) = upstream_answer(&buf[..n], true) {
+                            // The peer may be gone: a server answers whoever is still there.
                             let _ = udp.send_to(&a, from);
                         }
                     }
@@ -162,6 +163,7 @@ impl FakeUpstream {
                         continue;
                     };
                     queries.fetch_add(1, Ordering::SeqCst);
+                    // A socket option that does not take leaves the default: only timing changes.
                     let _ = c.set_nonblocking(false);
                     let _ = c.set_read_timeout(Some(ANSWER_TIMEOUT));
                     let mut len = [0u8; 2];
@@ -175,6 +177,7 @@ impl FakeUpstream {
                     if let Some(a) = upstream_answer(&q, false) {
                         let mut out = (a.len() as u16).to_be_bytes().to_vec();
                         out.extend_from_slice(&a);
+                        // The peer may be gone: a server answers whoever is still there.
                         let _ = c.write_all(&out);
                     }
                 }

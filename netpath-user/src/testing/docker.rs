@@ -324,6 +324,7 @@ impl Dockerd {
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids);
+                // Cleanup before the daemon stops: what fails here goes with it.
                 let _ = self.docker(&args);
             }
         }
@@ -340,13 +341,16 @@ impl Drop for Dockerd {
         }
         // Its mounts live in the holder's mount namespace and go with it.
         if let Some(mut holder) = self.holder.take() {
+            // It may have exited already; either way it is gone.
             let _ = holder.kill();
             let _ = holder.wait();
         }
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.dir);
         let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
         running.0 -= 1;
         if running.0 == 0 && running.1 {
+            // Cleanup: already gone is as good as removed.
             let _ = std::fs::remove_dir(PLUGINS_PARENT);
         }
     }

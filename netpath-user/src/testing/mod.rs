@@ -115,6 +115,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         if std::path::Path::new(&self.path()).exists() {
+            // Cleanup: already gone is as good as removed.
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.name])
                 .status();
@@ -244,6 +245,7 @@ impl ScratchBpffs {
 
 impl Drop for ScratchBpffs {
     fn drop(&mut self) {
+        // Cleanup: already gone is as good as removed.
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&self.dir);
     }

@@ -86,6 +86,7 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
+        // Cleanup: already gone is as good as removed.
         let _ = self.podman(&["rm", "-af", "-t", "0"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -20,6 +20,7 @@ pub fn udp_server(ns: &Netns, port: u16) {
         let mut buf = [0u8; 64];
         while let Ok((n, peer)) = s.recv_from(&mut buf) {
             let reply = format!("{peer} {}", String::from_utf8_lossy(&buf[..n]));
+            // The peer may be gone: a server answers whoever is still there.
             let _ = s.send_to(reply.as_bytes(), peer);
         }
     });
@@ -178,6 +179,7 @@ impl SteadyTraffic {
         use std::sync::atomic::Ordering;
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
+            // A thread that panicked has printed why; its result adds nothing here.
             let _ = t.join();
         }
         let sent = self.udp_sent.load(Ordering::SeqCst);

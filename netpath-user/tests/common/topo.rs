@@ -174,9 +174,11 @@ impl Topo {
         let mut stdin = child.stdin.take().unwrap();
         let body = body.map(<[u8]>::to_vec).unwrap_or_default();
         let writer = std::thread::spawn(move || {
+            // The CLI may exit before reading its input (a refusal): its output says so.
             let _ = stdin.write_all(&body);
         });
         let out = child.wait_with_output().unwrap();
+        // A thread that panicked has printed why; its result adds nothing here.
         let _ = writer.join();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
@@ -269,6 +271,7 @@ impl Drop for Topo {
                 std::fs::read_to_string(self.opts.log()).unwrap_or_default()
             );
         }
+        // Cleanup: already gone is as good as removed.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -281,6 +284,7 @@ pub fn tcp_server(ns: &Netns, port: u16) {
             let peer = c.peer_addr().unwrap();
             let mut buf = [0u8; 64];
             let n = c.read(&mut buf).unwrap_or(0);
+            // The peer may be gone: a server answers whoever is still there.
             let _ = write!(c, "{peer} {}", String::from_utf8_lossy(&buf[..n]));
         }
     });
