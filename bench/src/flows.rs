@@ -97,9 +97,9 @@ fn published(dp: &mut Datapath, range: std::ops::Range<u32>) -> Result<()> {
 fn held(dp: &Datapath, i: u32) -> bool {
     let (addr, port) = client(i);
     let key = FlowKey::new(
-        be_addr(EP.into()),
+        be_addr(Ipv4Addr::from(EP)),
         be_port(53),
-        be_addr(addr.into()),
+        be_addr(Ipv4Addr::from(addr)),
         be_port(port),
         UDP,
     );
@@ -158,9 +158,11 @@ pub fn run_all(quick: bool, p: &Progress) -> Result<Vec<Section>> {
         id: "1".into(),
         net_id: 1,
         driver: "bridge".into(),
-        subnet: "172.17.0.0/16".parse()?,
-        gateway: Ipv4Addr::new(172, 17, 0, 1),
-        ip_range: None,
+        v4: netpath_user::ipam::Pool {
+            subnet: "172.17.0.0/16".parse()?,
+            gateway: Ipv4Addr::new(172, 17, 0, 1),
+            ip_range: None,
+        },
         internal: false,
         options: Default::default(),
         labels: Default::default(),

@@ -106,7 +106,7 @@ pub fn publish_udp(dp: &mut Datapath, port: u16, ifindex: u32) -> Result<()> {
             _pad: 0,
         },
         PortTarget {
-            addr: be_addr(EP.into()),
+            addr: be_addr(std::net::Ipv4Addr::from(EP)),
             port: be_port(port),
             stats: 0,
             ifindex,
@@ -151,15 +151,15 @@ pub fn run(quick: bool) -> Result<Section> {
     // older build).
     let flow = |client_port: u16| {
         FlowKey::new(
-            be_addr(EP.into()),
+            be_addr(std::net::Ipv4Addr::from(EP)),
             be_port(53),
-            be_addr(CLIENT.into()),
+            be_addr(std::net::Ipv4Addr::from(CLIENT)),
             be_port(client_port),
             UDP,
         )
     };
     let nat = FlowNat {
-        addr: be_addr(EP.into()),
+        addr: be_addr(std::net::Ipv4Addr::from(EP)),
         port: be_port(53),
         _pad: 0,
         ifindex: ep_if,
@@ -364,7 +364,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
                     _pad: 0,
                 },
                 PortTarget {
-                    addr: be_addr(EP.into()),
+                    addr: be_addr(std::net::Ipv4Addr::from(EP)),
                     port: be_port(p),
                     stats: 0,
                     ifindex: 1,

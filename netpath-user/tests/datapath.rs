@@ -55,13 +55,13 @@ fn publish(
 ) {
     dp.publish(
         PortKey {
-            addr: be_addr(host.into()),
+            addr: be_addr(Ipv4Addr::from(host)),
             port: be_port(host_port),
             proto,
             _pad: 0,
         },
         PortTarget {
-            addr: be_addr(EP.into()),
+            addr: be_addr(Ipv4Addr::from(EP)),
             port: be_port(ep_port),
             stats: 0,
             ifindex,
@@ -137,9 +137,9 @@ fn attach(
 
 fn flow(dp: &Datapath, ep_port: u16, client_port: u16, proto: u8) -> Option<FlowNat> {
     dp.flow(&FlowKey::new(
-        be_addr(EP.into()),
+        be_addr(Ipv4Addr::from(EP)),
         be_port(ep_port),
-        be_addr(CLIENT.into()),
+        be_addr(Ipv4Addr::from(CLIENT)),
         be_port(client_port),
         proto,
     ))
@@ -171,7 +171,7 @@ fn tc_dnat_tcp_to_published_port() {
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_dnat(&pkt, &out, 80);
     let nat = flow(&dp, 80, 40000, TCP).expect("flow recorded");
-    assert_eq!(nat.addr, be_addr(HOST.into()));
+    assert_eq!(nat.addr, be_addr(Ipv4Addr::from(HOST)));
     assert_eq!(nat.port, be_port(8080));
     assert_eq!(nat.ifindex, EP_IFINDEX);
     assert_eq!(counter(&dp, Counter::DnatTc), 1);
@@ -258,7 +258,7 @@ fn a_port_on_several_addresses_is_found_until_its_last_publish_goes() {
     assert_eq!(verdict(&mut dp, lo), TC_ACT_REDIRECT);
     assert_eq!(verdict(&mut dp, other), TC_ACT_REDIRECT);
     let key = |addr: [u8; 4]| PortKey {
-        addr: be_addr(addr.into()),
+        addr: be_addr(Ipv4Addr::from(addr)),
         port: be_port(8081),
         proto: TCP,
         _pad: 0,
@@ -352,9 +352,11 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
         id: format!("{net_id}"),
         net_id,
         driver: "bridge".into(),
-        subnet,
-        gateway: subnet.first_host(),
-        ip_range: None,
+        v4: netpath_user::ipam::Pool {
+            subnet,
+            gateway: subnet.first_host(),
+            ip_range: None,
+        },
         internal,
         options,
         labels: Default::default(),
@@ -409,14 +411,14 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
     // A flow recorded by an older build knows no way back: the route decides.
     dp.insert_flow(
         FlowKey::new(
-            be_addr(EP.into()),
+            be_addr(Ipv4Addr::from(EP)),
             be_port(80),
-            be_addr(CLIENT.into()),
+            be_addr(Ipv4Addr::from(CLIENT)),
             be_port(40003),
             TCP,
         ),
         FlowNat {
-            addr: be_addr(HOST.into()),
+            addr: be_addr(Ipv4Addr::from(HOST)),
             port: be_port(8082),
             ifindex: ep_if,
             ..FlowNat::default()
@@ -693,7 +695,7 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
     let Dp { mut dp, _fs } = load();
     const S: u64 = 1_000_000_000;
     let now = 10_000 * S;
-    let uplink = be_addr(HOST.into());
+    let uplink = be_addr(Ipv4Addr::from(HOST));
     // (proto, client port, idle seconds, closing, expired?)
     let cases = [
         (UDP, 1000, 31, false, true),
@@ -706,9 +708,9 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
     ];
     for (i, (proto, port, idle, closing, _)) in cases.iter().enumerate() {
         let key = FlowKey::new(
-            be_addr(EP.into()),
+            be_addr(Ipv4Addr::from(EP)),
             be_port(*port),
-            be_addr(CLIENT.into()),
+            be_addr(Ipv4Addr::from(CLIENT)),
             be_port(80),
             *proto,
         );
@@ -780,14 +782,14 @@ fn published_flows_are_stamped_marked_closing_and_expire() {
     ];
     for (proto, port, idle, closing, _) in cases {
         let key = FlowKey::new(
-            be_addr(EP.into()),
+            be_addr(Ipv4Addr::from(EP)),
             be_port(80),
-            be_addr(CLIENT.into()),
+            be_addr(Ipv4Addr::from(CLIENT)),
             be_port(port),
             proto,
         );
         let nat = FlowNat {
-            addr: be_addr(HOST.into()),
+            addr: be_addr(Ipv4Addr::from(HOST)),
             port: be_port(8080),
             ifindex: EP_IFINDEX,
             flags: if closing { flow_flags::CLOSING } else { 0 },
@@ -820,14 +822,14 @@ fn whole_maps_are_read_past_one_batch() {
     const N: u16 = 10_000;
     for i in 0..N {
         let key = FlowKey::new(
-            be_addr(EP.into()),
+            be_addr(Ipv4Addr::from(EP)),
             be_port(80),
-            be_addr(CLIENT.into()),
+            be_addr(Ipv4Addr::from(CLIENT)),
             be_port(10_000 + i),
             TCP,
         );
         let nat = FlowNat {
-            addr: be_addr(HOST.into()),
+            addr: be_addr(Ipv4Addr::from(HOST)),
             port: be_port(8080),
             ifindex: EP_IFINDEX,
             ..FlowNat::default()
@@ -1022,14 +1024,14 @@ fn outbound_replies_are_looked_up_only_in_the_nat_range() {
     use netpath_common::{SnatNat, SnatRev, SNAT_PORT_MIN};
     let Dp { mut dp, _fs } = load();
     host_addrs(&mut dp, &[HOST]);
-    let uplink = be_addr(HOST.into());
+    let uplink = be_addr(Ipv4Addr::from(HOST));
     // One outbound flow NATed to the range's first port, and (as no kernel would make it)
     // one to the port just below: the host's own traffic there is never looked up.
     for (client_port, nat_port) in [(1000, SNAT_PORT_MIN), (1001, SNAT_PORT_MIN - 1)] {
         let key = FlowKey::new(
-            be_addr(EP.into()),
+            be_addr(Ipv4Addr::from(EP)),
             be_port(client_port),
-            be_addr(CLIENT.into()),
+            be_addr(Ipv4Addr::from(CLIENT)),
             be_port(80),
             UDP,
         );

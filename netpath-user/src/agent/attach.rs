@@ -33,9 +33,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             netns: &ep.netns,
             ifname: &att.ifname,
             ip: att.ip,
-            prefix: net.subnet.prefix(),
+            prefix: net.v4.subnet.prefix(),
             mac: att.mac,
-            gateway: net.gateway,
+            gateway: net.v4.gateway,
             // The network's own MTU (`-o mtu=`), within what an overlay's tunnel carries.
             mtu: match (net.mtu(), net.vni.and(self.host.overlay.as_ref())) {
                 (Some(m), Some(o)) => Some(m.min(o.mtu)),
@@ -176,7 +176,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let routes = self.net.route_subnets()?;
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let net = &self.net;
-        let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.gateway).collect();
+        let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.v4.gateway).collect();
         // A few ports are probed each; past that the socket tables, read once, say which can
         // be busy (a port no socket holds is free without a probe). Reading them walks every
         // TCP connection of the host, so a request of a few ports does not.

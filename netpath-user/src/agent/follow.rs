@@ -18,9 +18,9 @@ fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
     NetworkCreate {
         name: rec.name.clone(),
         driver: Some(OVERLAY_DRIVER.to_string()),
-        subnet: Some(rec.subnet.to_string()),
-        gateway: Some(rec.gateway),
-        ip_range: rec.ip_range.map(|r| r.to_string()),
+        subnet: Some(rec.v4.subnet.to_string()),
+        gateway: Some(rec.v4.gateway),
+        ip_range: rec.v4.ip_range.map(|r| r.to_string()),
         internal: rec.internal,
         options: rec
             .options

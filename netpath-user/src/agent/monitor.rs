@@ -18,6 +18,7 @@ use tracing::warn;
 
 use crate::{
     api::{MonitorEvent, MonitorFilter},
+    ipam::Family as _,
     model::State,
 };
 
@@ -145,7 +146,7 @@ fn proto_name(p: u8) -> String {
 }
 
 fn addr(a: u32, port: u16) -> String {
-    format!("{}:{}", Ipv4Addr::from(a.to_ne_bytes()), u16::from_be(port))
+    format!("{}:{}", Ipv4Addr::from_kernel(a), u16::from_be(port))
 }
 
 /// The name of interface `ifindex` of this namespace.
@@ -192,7 +193,7 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
             .values()
             .find(|ep| ep.attachments.iter().any(|a| a.host_ifname == i))
     });
-    let addrs = [e.nat_addr, e.dst_addr, e.src_addr].map(|a| Ipv4Addr::from(a.to_ne_bytes()));
+    let addrs = [e.nat_addr, e.dst_addr, e.src_addr].map(Ipv4Addr::from_kernel);
     let by_addr = |ip: &Ipv4Addr| {
         state
             .endpoints

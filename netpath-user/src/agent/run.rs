@@ -48,7 +48,7 @@ fn load_state(
                 busy: &|_| false,
             },
         )?;
-        info!(subnet = %default.subnet, "created the default network");
+        info!(subnet = %default.v4.subnet, "created the default network");
         state.networks.insert(default.name.clone(), default);
         store.save(&state)?;
     }

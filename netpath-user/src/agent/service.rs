@@ -217,8 +217,8 @@ where
         if let Some(dns) = &self.dns {
             let listening = dns.addresses();
             for net in self.state().networks.values() {
-                let up = listening.contains(&(net.name.clone(), net.gateway));
-                let address = format!("{}:{}", net.gateway, crate::dns::server::PORT);
+                let up = listening.contains(&(net.name.clone(), net.v4.gateway));
+                let address = format!("{}:{}", net.v4.gateway, crate::dns::server::PORT);
                 if !up {
                     h.problems.push(format!(
                         "the DNS server of network {} is not listening on {address}",

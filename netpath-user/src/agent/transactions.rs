@@ -22,8 +22,8 @@ use crate::{
 
 /// The host addresses a network needs: its gateway and its host-gateway.
 pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
-    let mut v = vec![net.gateway];
-    if net.host_gateway() != net.gateway {
+    let mut v = vec![net.v4.gateway];
+    if net.host_gateway() != net.v4.gateway {
         v.push(net.host_gateway());
     }
     v
@@ -35,7 +35,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let resolv = ep
             .primary()
             .and_then(|a| self.state.networks.get(&a.network))
-            .map(|n| self.resolv.endpoint_conf(&ep.dns, n.gateway));
+            .map(|n| self.resolv.endpoint_conf(&ep.dns, n.v4.gateway));
         self.files.write(ep, &self.state, resolv.as_deref());
     }
 
@@ -115,7 +115,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.undo(Undo::RemoveNetwork(net.clone()));
             a.commit(next)
         })?;
-        info!(network = %net.name, subnet = %net.subnet, "network created");
+        info!(network = %net.name, subnet = %net.v4.subnet, "network created");
         let noted = net.noted_options();
         if !noted.is_empty() {
             info!(

@@ -126,9 +126,9 @@ impl NetworkView {
             ipam: Ipam {
                 driver: "default".into(),
                 config: vec![IpamConfig {
-                    subnet: n.subnet.to_string(),
-                    gateway: n.gateway,
-                    ip_range: n.ip_range.map(|r| r.to_string()),
+                    subnet: n.v4.subnet.to_string(),
+                    gateway: n.v4.gateway,
+                    ip_range: n.v4.ip_range.map(|r| r.to_string()),
                 }],
             },
             internal: n.internal,
@@ -142,7 +142,7 @@ impl NetworkView {
                             name: e.name.clone(),
                             endpoint_id: format!("{}-{}", short_id(&e.id, 12), a.ifname),
                             mac_address: fmt_mac(&a.mac),
-                            ipv4_address: format!("{}/{}", a.ip, n.subnet.prefix()),
+                            ipv4_address: format!("{}/{}", a.ip, n.v4.subnet.prefix()),
                             ipv6_address: String::new(),
                         },
                     )
@@ -210,7 +210,7 @@ impl EndpointView {
         if dns.servers.is_empty() {
             dns.servers = primary
                 .and_then(|a| state.networks.get(&a.network))
-                .map(|n| vec![n.gateway])
+                .map(|n| vec![n.v4.gateway])
                 .unwrap_or_default();
         }
         EndpointView {

@@ -58,8 +58,12 @@ impl Cluster {
             if others.iter().any(|o| o.name == net.name) {
                 return Err(OverlayError::Exists(net.name.clone()));
             }
-            if let Some(o) = others.iter().find(|o| o.subnet.overlaps(&net.subnet)) {
-                return Err(OverlayError::Overlap(net.subnet, o.subnet, o.name.clone()));
+            if let Some(o) = others.iter().find(|o| o.v4.subnet.overlaps(&net.v4.subnet)) {
+                return Err(OverlayError::Overlap(
+                    net.v4.subnet,
+                    o.v4.subnet,
+                    o.name.clone(),
+                ));
             }
             let vni = (FIRST_VNI..=LAST_VNI)
                 .find(|v| !others.iter().any(|o| o.vni == *v))

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ClusterError;
 use crate::{
-    ipam::Subnet,
+    ipam::{Pool, Subnet},
     model::{Network, State},
 };
 
@@ -21,10 +21,8 @@ pub struct OverlayNetwork {
     pub name: String,
     pub id: String,
     pub vni: u32,
-    pub subnet: Subnet,
-    pub gateway: Ipv4Addr,
-    #[serde(default)]
-    pub ip_range: Option<Subnet>,
+    #[serde(flatten)]
+    pub v4: Pool,
     #[serde(default)]
     pub internal: bool,
     #[serde(default)]
@@ -42,9 +40,7 @@ impl OverlayNetwork {
             name: net.name.clone(),
             id: net.id.clone(),
             vni,
-            subnet: net.subnet,
-            gateway: net.gateway,
-            ip_range: net.ip_range,
+            v4: net.v4,
             internal: net.internal,
             options: net.options.clone(),
             labels: net.labels.clone(),
@@ -59,9 +55,7 @@ impl OverlayNetwork {
             id: self.id.clone(),
             net_id,
             driver: crate::model::OVERLAY_DRIVER.to_string(),
-            subnet: self.subnet,
-            gateway: self.gateway,
-            ip_range: self.ip_range,
+            v4: self.v4,
             internal: self.internal,
             options: self.options.clone(),
             labels: self.labels.clone(),

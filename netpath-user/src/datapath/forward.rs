@@ -22,16 +22,16 @@ pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
     if net.routed() {
         flags |= net_flags::ROUTED;
     }
-    let prefix = net.subnet.prefix();
+    let prefix = net.v4.subnet.prefix();
     let mask = if prefix == 0 {
         0
     } else {
         u32::MAX << (32 - u32::from(prefix))
     };
     NetworkInfo {
-        subnet: be_addr(net.subnet.addr()),
+        subnet: be_addr(net.v4.subnet.addr()),
         mask: mask.to_be(),
-        gateway: be_addr(net.gateway),
+        gateway: be_addr(net.v4.gateway),
         flags,
         members,
         host_gateway: be_addr(net.host_gateway()),
@@ -129,5 +129,8 @@ fn loopback_key(net: &Network, port: u16) -> LoopbackKey {
 }
 
 fn subnet_key(net: &Network) -> LpmKey<u32> {
-    LpmKey::new(u32::from(net.subnet.prefix()), be_addr(net.subnet.addr()))
+    LpmKey::new(
+        u32::from(net.v4.subnet.prefix()),
+        be_addr(net.v4.subnet.addr()),
+    )
 }

@@ -22,10 +22,7 @@
 //! `netpath uninstall` takes it down. The agent reaches all of it through [`DatapathOps`],
 //! which [`fake::FakeDatapath`] also implements in memory, so its transactions are tested
 //! without root.
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use aya::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, MapData, MapError, PerCpuArray},
@@ -286,9 +283,9 @@ fn removed(name: &'static str, res: Result<(), MapError>) -> Result<(), Datapath
     }
 }
 
-/// An address as the maps store it: network order.
-pub fn be_addr(a: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(a.octets())
+/// An address of either family as the maps store it: network order (`u32` or `In6`).
+pub fn be_addr<A: crate::ipam::Family>(a: A) -> A::Kernel {
+    a.to_kernel()
 }
 
 /// A port as the maps store it: network order.

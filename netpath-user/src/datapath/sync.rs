@@ -186,7 +186,7 @@ impl Datapath {
             .iter()
             .map(|n| {
                 (
-                    (u32::from(n.subnet.prefix()), be_addr(n.subnet.addr())),
+                    (u32::from(n.v4.subnet.prefix()), be_addr(n.v4.subnet.addr())),
                     n.net_id,
                 )
             })

@@ -91,7 +91,7 @@ impl Index {
         let mut ix = Index::default();
         for net in state.networks.values() {
             ix.names.insert(net.name.clone(), network_names(state, net));
-            ix.subnets.push(net.subnet);
+            ix.subnets.push(net.v4.subnet);
         }
         for ep in state.endpoints.values() {
             let nets: Vec<(String, bool)> = ep

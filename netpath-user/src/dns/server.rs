@@ -170,7 +170,7 @@ impl DnsServer {
         let want: HashMap<&str, Ipv4Addr> = state
             .networks
             .values()
-            .map(|n| (n.name.as_str(), n.gateway))
+            .map(|n| (n.name.as_str(), n.v4.gateway))
             .collect();
         self.listening
             .lock()

@@ -173,22 +173,16 @@ impl Pools {
         let ip = match cidr_address(&req.address)? {
             Some(ip) => ip,
             None if gateway => subnet.first_host(),
-            None => pool
-                .range
-                .unwrap_or(subnet)
-                .addresses()
-                .find(|ip| {
-                    !busy(ip, pool)
-                        && subnet
-                            .check_assignable(*ip, pool.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED))
-                            .is_ok()
-                })
-                .ok_or(IpamError::Exhausted(pool.range.unwrap_or(subnet)))?,
+            None => subnet.first_free(
+                pool.range,
+                pool.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                |ip| busy(ip, pool),
+            )?,
         };
         // The subnet's own network and broadcast addresses never; a taken one never.
         subnet.check_assignable(ip, Ipv4Addr::UNSPECIFIED)?;
         if busy(&ip, pool) {
-            return Err(IpamError::InUse(ip).into());
+            return Err(IpamError::InUse(ip.into()).into());
         }
         pool.taken.insert(ip);
         if gateway {

@@ -16,7 +16,7 @@ fn parses_and_rejects_subnets() {
         "172.17.0.0/+1",
     ] {
         assert!(
-            matches!(bad.parse::<Subnet>(), Err(IpamError::BadSubnet(_))),
+            matches!(bad.parse::<Subnet>(), Err(IpamError::BadSubnet(..))),
             "{bad}"
         );
     }
@@ -31,7 +31,7 @@ fn allocates_in_order_skipping_gateway_and_used() {
     let used = [Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 3)];
     assert_eq!(s.allocate(gw, &used).unwrap(), Ipv4Addr::new(10, 1, 0, 4));
     let all: Vec<_> = (2..=6).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
-    assert_eq!(s.allocate(gw, &all), Err(IpamError::Exhausted(s)));
+    assert_eq!(s.allocate(gw, &all), Err(IpamError::Exhausted(s.into())));
 }
 
 #[test]
@@ -93,4 +93,52 @@ fn addresses_as_engines_write_them() {
     for bad in ["10.1.0", "10.1.0.5/33", "10.1.0.5/", "fd00::1/64", "x"] {
         assert!(cidr_address(bad).is_err(), "{bad}");
     }
+}
+
+/// The same subnet code serves IPv6: no broadcast, the last address is a host's, the
+/// network address (the subnet-router anycast) is not.
+#[test]
+fn ipv6_subnets_share_the_same_logic() {
+    use std::net::Ipv6Addr;
+    let s: Subnet<Ipv6Addr> = "fd00:30::/64".parse().unwrap();
+    assert_eq!(s.to_string(), "fd00:30::/64");
+    assert!(matches!(
+        "fd00:30::1/64".parse::<Subnet<Ipv6Addr>>(),
+        Err(IpamError::HostBits(..))
+    ));
+    let e = "10.0.0.0/8".parse::<Subnet<Ipv6Addr>>().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"invalid subnet "10.0.0.0/8": expected X:X::X/N"#
+    );
+    let gw = s.first_host();
+    assert_eq!(gw, "fd00:30::1".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        s.allocate(gw, &[]).unwrap(),
+        "fd00:30::2".parse::<Ipv6Addr>().unwrap()
+    );
+    let last: Ipv6Addr = "fd00:30::ffff:ffff:ffff:ffff".parse().unwrap();
+    assert_eq!(s.broadcast(), last);
+    assert!(s.check_assignable(last, gw).is_ok(), "no broadcast in IPv6");
+    assert!(matches!(
+        s.check_assignable(s.addr(), gw),
+        Err(IpamError::Reserved(..))
+    ));
+    assert!(s.contains("fd00:30::abcd".parse().unwrap()));
+    assert!(!s.contains("fd00:31::1".parse().unwrap()));
+    let wider: Subnet<Ipv6Addr> = "fd00::/16".parse().unwrap();
+    assert!(s.overlaps(&wider) && wider.overlaps(&s));
+    // A /127 (a point-to-point link) has two hosts, as IPv4's /31.
+    let p2p: Subnet<Ipv6Addr> = "fd00::/127".parse().unwrap();
+    assert_eq!(p2p.hosts().count(), 2);
+    let small: Subnet = "10.0.0.0/31".parse().unwrap();
+    assert_eq!(small.hosts().count(), 2);
+    // The kernel's form: the 16 bytes in network order, both ways.
+    let k = gw.to_kernel();
+    assert_eq!(k.octets(), gw.octets());
+    assert_eq!(Ipv6Addr::from_kernel(k), gw);
+    assert_eq!(
+        Ipv4Addr::new(10, 1, 2, 3).to_kernel().to_ne_bytes(),
+        [10, 1, 2, 3]
+    );
 }

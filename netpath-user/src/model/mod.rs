@@ -22,7 +22,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ipam::Subnet, ports::PortMapping};
+use crate::{ipam::Pool, ports::PortMapping};
 
 pub mod identity;
 pub mod options;
@@ -74,11 +74,9 @@ pub struct Network {
     /// As asked (`bridge` or `netpath`); both mean netpath's datapath.
     #[serde(default = "default_driver")]
     pub driver: String,
-    pub subnet: Subnet,
-    pub gateway: Ipv4Addr,
-    /// Addresses are allocated from here when set (inside the subnet).
-    #[serde(default)]
-    pub ip_range: Option<Subnet>,
+    /// Its IPv4 subnet, gateway and range (the state file keeps the fields at the top).
+    #[serde(flatten)]
+    pub v4: Pool,
     /// Nothing leaves the network; its ports cannot be published.
     #[serde(default)]
     pub internal: bool,
@@ -100,7 +98,7 @@ impl Network {
         self.options
             .get(HOST_GATEWAY)
             .and_then(|v| v.parse().ok())
-            .unwrap_or(self.gateway)
+            .unwrap_or(self.v4.gateway)
     }
 
     /// Host-gateway TCP ports the host serves on its loopback (`--opt host-loopback-ports`).

@@ -9,7 +9,7 @@ fn host() -> HostView<'static> {
         busy: &|_| false,
     }
 }
-use crate::ipam;
+use crate::ipam::{self, Subnet};
 
 fn state() -> State {
     let mut s = State::default();
@@ -148,8 +148,12 @@ fn networks_get_pool_subnets_and_docker_rules() {
             },
         )
         .unwrap();
-    assert_eq!(a.subnet.to_string(), "10.211.0.0/16", "skips a host route");
-    assert_eq!(a.gateway, Ipv4Addr::new(10, 211, 0, 1));
+    assert_eq!(
+        a.v4.subnet.to_string(),
+        "10.211.0.0/16",
+        "skips a host route"
+    );
+    assert_eq!(a.v4.gateway, Ipv4Addr::new(10, 211, 0, 1));
     s.networks.insert(a.name.clone(), a);
     let b = net(
         &mut s,

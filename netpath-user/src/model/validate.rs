@@ -37,14 +37,17 @@ impl State {
                 Some(format!("repeats datapath id {}", n.net_id))
             } else if let Some((other, s)) = subnets
                 .iter()
-                .find(|(_, s): &&(String, crate::ipam::Subnet)| s.overlaps(&n.subnet))
+                .find(|(_, s): &&(String, crate::ipam::Subnet)| s.overlaps(&n.v4.subnet))
             {
                 Some(format!(
                     "subnet {} overlaps network {other} ({s})",
-                    n.subnet
+                    n.v4.subnet
                 ))
-            } else if !n.subnet.contains(n.gateway) {
-                Some(format!("gateway {} is outside {}", n.gateway, n.subnet))
+            } else if !n.v4.subnet.contains(n.v4.gateway) {
+                Some(format!(
+                    "gateway {} is outside {}",
+                    n.v4.gateway, n.v4.subnet
+                ))
             } else {
                 None
             };
@@ -53,7 +56,7 @@ impl State {
                     say(format!("network {:?} {why}: dropped", n.name));
                     self.networks.remove(&key);
                 }
-                None => subnets.push((n.name.clone(), n.subnet)),
+                None => subnets.push((n.name.clone(), n.v4.subnet)),
             }
         }
 
@@ -90,8 +93,8 @@ impl State {
             for a in ep.attachments.drain(..) {
                 let why = match self.networks.get(&a.network) {
                     None => Some(format!("network {} does not exist", a.network)),
-                    Some(n) if !n.subnet.contains(a.ip) => {
-                        Some(format!("address {} is outside {}", a.ip, n.subnet))
+                    Some(n) if !n.v4.subnet.contains(a.ip) => {
+                        Some(format!("address {} is outside {}", a.ip, n.v4.subnet))
                     }
                     Some(_) => {
                         if let Some(other) = addrs.get(&(a.network.clone(), a.ip)) {
@@ -184,6 +187,12 @@ mod tests {
         let (v, problems) = s.clone().validated();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(v, s);
+        // A network's pool is written where earlier versions wrote its fields.
+        let written = serde_json::to_string(&s).unwrap();
+        assert!(
+            written.contains(r#""subnet":"172.17.0.0/16","gateway":"172.17.0.1""#),
+            "{written}"
+        );
     }
 
     #[test]

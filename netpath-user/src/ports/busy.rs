@@ -67,7 +67,7 @@ pub fn port_busy(m: &PortMapping) -> bool {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: m.host_port.to_be(),
         sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(m.host_ip.octets()),
+            s_addr: crate::ipam::Family::to_kernel(m.host_ip),
         },
         sin_zero: [0; 8],
     };

@@ -44,29 +44,19 @@ impl State {
         }
         match want {
             Some(ip) => {
-                net.subnet.check_assignable(ip, net.gateway)?;
+                net.v4.check_assignable(ip)?;
                 if ip == net.host_gateway() {
                     return Err(ModelError::HostGatewayAddress(ip, net.name.clone()));
                 }
                 if used.contains(&ip) {
-                    return Err(IpamError::InUse(ip).into());
+                    return Err(IpamError::InUse(ip.into()).into());
                 }
                 Ok(ip)
             }
-            None => {
-                // From the ip-range when there is one: all of it is allocatable but what the
-                // subnet reserves (its network and broadcast addresses, the gateway).
-                let pool = net.ip_range.unwrap_or(net.subnet);
-                let ip = pool
-                    .addresses()
-                    .find(|ip| {
-                        !used.contains(ip)
-                            && *ip != net.host_gateway()
-                            && net.subnet.check_assignable(*ip, net.gateway).is_ok()
-                    })
-                    .ok_or(IpamError::Exhausted(pool))?;
-                Ok(ip)
-            }
+            // From the ip-range when there is one, never the host's gateway.
+            None => Ok(net
+                .v4
+                .allocate(|ip| used.contains(ip) || *ip == net.host_gateway())?),
         }
     }
 
@@ -77,7 +67,7 @@ impl State {
     /// (etcd's answer) without the agent's lock.
     pub fn still_fits(&self, net: &Network) -> Result<(), ModelError> {
         self.check_name_free(&net.name)?;
-        self.check_subnet_free(net.subnet)
+        self.check_subnet_free(net.v4.subnet)
     }
 
     /// No network has the name `name`.
@@ -90,8 +80,12 @@ impl State {
 
     /// No network's subnet overlaps `subnet`.
     fn check_subnet_free(&self, subnet: Subnet) -> Result<(), ModelError> {
-        match self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
-            Some(n) => Err(ModelError::Overlap(subnet, n.subnet, n.name.clone())),
+        match self
+            .networks
+            .values()
+            .find(|n| n.v4.subnet.overlaps(&subnet))
+        {
+            Some(n) => Err(ModelError::Overlap(subnet, n.v4.subnet, n.name.clone())),
             None => Ok(()),
         }
     }
@@ -131,7 +125,7 @@ impl State {
                     return Err(ModelError::NeedsSubnet);
                 }
                 let mut taken: Vec<Subnet> = self.foreign_routes(host).collect();
-                taken.extend(self.networks.values().map(|n| n.subnet));
+                taken.extend(self.networks.values().map(|n| n.v4.subnet));
                 taken.extend(host.addrs.iter().filter_map(|a| Subnet::new(*a, 32).ok()));
                 ipam::pick_subnet(&taken)?
             }
@@ -169,9 +163,11 @@ impl State {
             id: new_id(),
             net_id,
             driver,
-            subnet,
-            gateway,
-            ip_range,
+            v4: crate::ipam::Pool {
+                subnet,
+                gateway,
+                ip_range,
+            },
             internal: req.internal,
             options,
             labels: check_labels(&req.labels)?,
@@ -205,8 +201,8 @@ impl State {
             }
             return Ok(());
         }
-        if let Some(n) = self.networks.values().find(|n| n.subnet.contains(ip)) {
-            return unusable(format!("in network {}'s subnet {}", n.name, n.subnet));
+        if let Some(n) = self.networks.values().find(|n| n.v4.subnet.contains(ip)) {
+            return unusable(format!("in network {}'s subnet {}", n.name, n.v4.subnet));
         }
         if let Some(r) = self
             .foreign_routes(host)
@@ -226,7 +222,11 @@ impl State {
         host: HostView<'a>,
     ) -> impl Iterator<Item = Subnet> + 'a {
         host.routes.iter().copied().filter(move |r| {
-            r.prefix() > 0 && !self.networks.values().any(|n| n.subnet.contains(r.addr()))
+            r.prefix() > 0
+                && !self
+                    .networks
+                    .values()
+                    .any(|n| n.v4.subnet.contains(r.addr()))
         })
     }
 

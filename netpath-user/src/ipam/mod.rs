@@ -1,0 +1,81 @@
+//! Address management for both families: subnets, gateways, address allocation, subnet
+//! pools. [`Subnet`] is generic over the [`Family`]; `Subnet` alone is IPv4's.
+use std::net::{IpAddr, Ipv4Addr};
+
+mod family;
+mod pool;
+mod subnet;
+
+pub use family::Family;
+pub use pool::Pool;
+pub use subnet::{AnySubnet, Subnet};
+
+/// Why a subnet, address or allocation was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IpamError {
+    #[error("invalid subnet {0:?}: expected {1}/N")]
+    BadSubnet(String, &'static str),
+    #[error("invalid subnet {0}: host bits are set (did you mean {1}?)")]
+    HostBits(String, AnySubnet),
+    #[error("address {0} is not in subnet {1}")]
+    OutsideSubnet(IpAddr, AnySubnet),
+    #[error("address {0} is reserved in subnet {1} (network, broadcast or gateway)")]
+    Reserved(IpAddr, AnySubnet),
+    #[error("address {0} is already in use")]
+    InUse(IpAddr),
+    #[error("no free address left in {0}")]
+    Exhausted(AnySubnet),
+    #[error("no free subnet in the address pools: every candidate overlaps a network or route")]
+    NoFreeSubnet,
+    #[error("invalid address {0:?}: expected A.B.C.D or A.B.C.D/N")]
+    BadAddress(String),
+}
+
+/// The address of `A.B.C.D` or `A.B.C.D/N` (the form engines hand addresses in); `None` for
+/// an empty string.
+pub fn cidr_address(s: &str) -> Result<Option<Ipv4Addr>, IpamError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+    match (addr.parse(), prefix.parse::<u8>()) {
+        (Ok(a), Ok(p)) if p <= 32 => Ok(Some(a)),
+        _ => Err(IpamError::BadAddress(s.to_string())),
+    }
+}
+
+/// netpath's default address pools: 10.210.0.0/16 … 10.239.0.0/16, then 10.200.0.0/24 …
+/// 10.200.255.0/24. Apart from Docker's (172.17–31.0.0/16, 192.168.0.0/20 steps: docker0
+/// and Docker's own networks), Podman's (10.88/10.89) and Kubernetes' usual service and pod
+/// ranges (10.96/12, 10.244/16, 10.42–43/16), so none of them ever picks a subnet netpath
+/// picked without knowing it.
+pub fn default_pool() -> impl Iterator<Item = Subnet> {
+    let net = |a: Ipv4Addr, prefix| Subnet::new(a, prefix).expect("host bits are zero");
+    let b = (210u8..=239).map(move |x| net(Ipv4Addr::new(10, x, 0, 0), 16));
+    let c = (0u8..=255).map(move |i| net(Ipv4Addr::new(10, 200, i, 0), 24));
+    b.chain(c)
+}
+
+/// The first subnet of the pool that overlaps none of `taken` (networks and host routes).
+pub fn pick_subnet(taken: &[Subnet]) -> Result<Subnet, IpamError> {
+    default_pool()
+        .find(|s| !taken.iter().any(|t| t.prefix() > 0 && t.overlaps(s)))
+        .ok_or(IpamError::NoFreeSubnet)
+}
+
+/// Docker's MAC for an endpoint address: 02:42 followed by the four address bytes.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests;
