@@ -171,7 +171,6 @@ pub fn lines(
     y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<String> {
-    let path = dir.join(file);
     let xmax = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
@@ -183,47 +182,19 @@ pub fn lines(
         .fold(0.0, f64::max)
         .max(1e-9)
         * 1.15;
-    let root = SVGBackend::new(&path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1.0..xmax).log_scale(), 0.0..ymax)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(err)?;
-    for (name, pts) in series {
-        let color = color_of(name);
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+    let frame = LogX {
+        title,
+        x: (x_desc, 1.0..xmax),
+        y: (y_desc, 0.0..ymax),
+        points: true,
+        legend: SeriesLabelPosition::MiddleRight,
+    };
+    frame.draw(&dir.join(file), series)?;
     Ok(file.to_string())
 }
 
 /// Cumulative distributions of latencies (µs), one line per variant, x on a log scale.
 pub fn cdf(dir: &Path, file: &str, title: &str, dists: &[(String, Vec<f64>)]) -> Result<String> {
-    let path = dir.join(file);
     let xmin = dists
         .iter()
         .filter_map(|(_, v)| v.first())
@@ -235,51 +206,84 @@ pub fn cdf(dir: &Path, file: &str, title: &str, dists: &[(String, Vec<f64>)]) ->
         .filter_map(|(_, v)| v.last())
         .fold(1.0_f64, |a, b| a.max(*b))
         * 1.2;
-    let root = SVGBackend::new(&path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..100.0)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("latency (µs)")
-        .y_desc("percentile")
-        .draw()
-        .map_err(err)?;
-    for (name, v) in dists {
-        if v.is_empty() {
-            continue;
-        }
-        let color = color_of(name);
-        // At most ~400 points per line.
-        let step = (v.len() / 400).max(1);
-        let pts: Vec<(f64, f64)> = v
-            .iter()
-            .enumerate()
-            .step_by(step)
-            .map(|(k, x)| (*x, 100.0 * k as f64 / (v.len() - 1).max(1) as f64))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+    let series: Vec<(String, Vec<(f64, f64)>)> = dists
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(name, v)| {
+            // At most ~400 points per line.
+            let step = (v.len() / 400).max(1);
+            let pts = v
+                .iter()
+                .enumerate()
+                .step_by(step)
+                .map(|(k, x)| (*x, 100.0 * k as f64 / (v.len() - 1).max(1) as f64))
+                .collect();
+            (name.clone(), pts)
+        })
+        .collect();
+    let frame = LogX {
+        title,
+        x: ("latency (µs)", xmin..xmax),
+        y: ("percentile", 0.0..100.0),
+        points: false,
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    frame.draw(&dir.join(file), &series)?;
     Ok(file.to_string())
+}
+
+/// A chart of lines with x on a log scale: what `lines` and `cdf` share.
+struct LogX<'a> {
+    title: &'a str,
+    x: (&'a str, std::ops::Range<f64>),
+    y: (&'a str, std::ops::Range<f64>),
+    /// A dot on each point too.
+    points: bool,
+    legend: SeriesLabelPosition,
+}
+
+impl LogX<'_> {
+    fn draw(self, path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+        let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(self.x.1.log_scale(), self.y.1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x.0)
+            .y_desc(self.y.0)
+            .draw()
+            .map_err(err)?;
+        for (name, pts) in series {
+            let color = color_of(name);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            if self.points {
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                    .map_err(err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(self.legend)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -80,17 +80,7 @@ impl Lab {
             },
         )?;
         d.image()?;
-        d.docker(&[
-            "network",
-            "create",
-            "-d",
-            "netpath",
-            "--ipam-driver",
-            "netpath",
-            "--subnet",
-            "10.50.0.0/16",
-            "netpath",
-        ])?;
+        d.words("network create -d netpath --ipam-driver netpath --subnet 10.50.0.0/16 netpath")?;
         d.docker(&["network", "create", "--subnet", "10.60.0.0/16", NETWORKS[0]])?;
         Ok(Lab {
             d,

@@ -81,6 +81,16 @@ impl Lab {
             .to_string()
     }
 
+    /// `docker WORDS…` (split on white space): what it printed.
+    fn words(&self, line: &str) -> String {
+        self.docker(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// `docker WORDS…`, which must fail: what Docker said.
+    fn words_err(&self, line: &str) -> String {
+        self.docker_err(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     /// `docker run -d FLAGS… IMAGE` (FLAGS split on white space): the container's id.
     fn run(&self, flags: &str) -> String {
         self.docker(&self.run_args(flags))
@@ -206,19 +216,7 @@ fn wait_serving(lab: &Lab, port: u16) {
 #[test]
 fn docker_run_publishes_through_netpath_and_names_resolve() {
     let lab = Lab::new();
-    let id = lab.docker(&[
-        "network",
-        "create",
-        "-d",
-        "netpath",
-        "--ipam-driver",
-        "netpath",
-        "--subnet",
-        "10.31.0.0/24",
-        "--gateway",
-        "10.31.0.1",
-        "web",
-    ]);
+    let id = lab.words("network create -d netpath --ipam-driver netpath --subnet 10.31.0.0/24 --gateway 10.31.0.1 web");
     // The same network, in netpath's words.
     let nets = lab.netpath_json(&["network", "inspect", &id[..12]]);
     assert_eq!(nets[0]["IPAM"]["Config"][0]["Subnet"], "10.31.0.0/24");
@@ -533,44 +531,17 @@ fn refusals_reach_docker_as_one_line_and_change_nothing() {
     let lab = Lab::new();
     create(&lab, "one", &["--subnet", "10.38.0.0/24"]);
     // A pool overlapping another network's.
-    let e = lab.docker_err(&[
-        "network",
-        "create",
-        "-d",
-        "netpath",
-        "--ipam-driver",
-        "netpath",
-        "--subnet",
-        "10.38.0.0/16",
-        "two",
-    ]);
+    let e =
+        lab.words_err("network create -d netpath --ipam-driver netpath --subnet 10.38.0.0/16 two");
     assert!(e.contains("overlaps"), "{e}");
     // IPv6.
-    let e = lab.docker_err(&[
-        "network",
-        "create",
-        "-d",
-        "netpath",
-        "--ipv6",
-        "--subnet",
-        "10.39.0.0/24",
-        "--subnet",
-        "fd00::/64",
-        "six",
-    ]);
+    let e = lab
+        .words_err("network create -d netpath --ipv6 --subnet 10.39.0.0/24 --subnet fd00::/64 six");
     assert!(e.contains("IPv4"), "{e}");
     // An option netpath does not know.
-    let e = lab.docker_err(&[
-        "network",
-        "create",
-        "-d",
-        "netpath",
-        "--subnet",
-        "10.39.0.0/24",
-        "-o",
-        "com.example.colour=blue",
-        "opt",
-    ]);
+    let e = lab.words_err(
+        "network create -d netpath --subnet 10.39.0.0/24 -o com.example.colour=blue opt",
+    );
     assert!(e.contains("com.example.colour"), "{e}");
     // A host port a host process holds.
     tcp_server(&lab.t.host, 2222);

@@ -225,6 +225,11 @@ impl Dockerd {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
     }
 
+    /// `docker WORDS…`, the line split on white space.
+    pub fn words(&self, line: &str) -> Result<String> {
+        self.docker(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     /// Runs the docker CLI against it; its stdout, or an error with its stderr.
     pub fn docker(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("docker")
