@@ -29,6 +29,8 @@ pub mod ipam;
 pub mod model;
 pub mod netlink;
 pub mod ports;
+#[cfg(any(test, feature = "testing"))]
+pub mod scratch;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod version;

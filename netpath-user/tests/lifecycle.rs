@@ -43,7 +43,9 @@ fn uplink_tc_pin(t: &Topo) -> std::path::PathBuf {
         .join(format!("uplink-tc@{}", t.uplink))
 }
 
-fn serving(t: &Topo) -> (SteadyTraffic, common::Netns) {
+/// An endpoint serving published ports, steady traffic to it, and the uplink's TC link
+/// pin with what it ran at the start: (link id, program id, program tag).
+fn serving(t: &Topo) -> (SteadyTraffic, common::Netns, PathBuf, (u64, u64, String)) {
     let ep = t.endpoint(
         "web",
         &["-p", "8080:80", "-p", "8081:81", "-p", "5353:53/udp"],
@@ -53,15 +55,15 @@ fn serving(t: &Topo) -> (SteadyTraffic, common::Netns) {
     udp_server(&ep, 53);
     let traffic = SteadyTraffic::start(&t.outside, HOST, 8080, 5353);
     traffic.wait_for(20);
-    (traffic, ep)
+    let pin = uplink_tc_pin(t);
+    let before = pinned_link(&pin);
+    (traffic, ep, pin, before)
 }
 
 #[test]
 fn nothing_is_lost_while_the_agent_is_killed_and_restarted() {
     let mut t = Topo::new();
-    let (traffic, _ep) = serving(&t);
-    let pin = uplink_tc_pin(&t);
-    let (link_before, prog_before, _) = pinned_link(&pin);
+    let (traffic, _ep, pin, (link_before, prog_before, _)) = serving(&t);
 
     t.kill_agent();
     // With the agent down: the steady connection goes on, and new connections are accepted.
@@ -96,9 +98,7 @@ fn nothing_is_lost_across_an_upgrade() {
          (cargo xtask test builds it)",
     ));
     let mut t = Topo::new();
-    let (traffic, _ep) = serving(&t);
-    let pin = uplink_tc_pin(&t);
-    let (link_before, _, tag_before) = pinned_link(&pin);
+    let (traffic, _ep, pin, (link_before, _, tag_before)) = serving(&t);
 
     t.stop_agent();
     traffic.wait_for(20);
@@ -237,7 +237,7 @@ fn uninstall_removes_everything_and_gives_back_what_it_changed() {
 #[test]
 fn pinned_maps_of_another_shape_are_migrated_or_refused() {
     let mut t = Topo::new();
-    let (traffic, _ep) = serving(&t);
+    let (traffic, _ep, _, _) = serving(&t);
     // Capacities change: the flow table is carried over entry by entry, the published-port
     // map is rebuilt from the state, and traffic goes on.
     t.stop_agent();

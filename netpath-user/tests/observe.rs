@@ -167,15 +167,7 @@ fn the_monitor_shows_drops_and_opt_in_traces() {
 }
 
 fn detach(link_id: u64) {
-    let out = Command::new("bpftool")
-        .args(["link", "detach", "id", &link_id.to_string()])
-        .output()
-        .expect("bpftool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    netpath_user::testing::sh("bpftool", &["link", "detach", "id", &link_id.to_string()]);
 }
 
 /// The HTTP status of the agent's `/healthz`, asked from `ns`.

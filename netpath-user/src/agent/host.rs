@@ -20,23 +20,19 @@ pub const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 /// What the agent changed on the host, and what was there before (`STATE_DIR/host.json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HostRecord {
     /// Sysctl file → its value before the agent first changed it.
-    #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
     /// Port ranges the agent added to `ip_local_reserved_ports` (not there before; kept by
     /// [`super::reserved::ReservedPorts`]).
-    #[serde(default)]
     pub reserved_ports: Vec<String>,
     /// Filesystems the agent mounted.
-    #[serde(default)]
     pub mounts: Vec<PathBuf>,
     /// Directories the agent created outside its state directory, outermost first.
-    #[serde(default)]
     pub dirs: Vec<PathBuf>,
     /// Sockets the agent serves besides its API's (Docker's plugin), removed by uninstall
     /// when an agent that was killed left them.
-    #[serde(default)]
     pub sockets: Vec<PathBuf>,
 }
 
@@ -312,11 +308,7 @@ mod tests {
 
     #[test]
     fn one_agent_per_state_dir() {
-        let dir = std::env::temp_dir().join(format!(
-            "netpath-lock-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = crate::scratch::scratch_dir("lock");
         let held = StateLock::take(&dir).unwrap();
         let err = StateLock::take(&dir).err().unwrap().to_string();
         assert!(

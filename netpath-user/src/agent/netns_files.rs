@@ -220,11 +220,7 @@ mod tests {
 
     #[test]
     fn keeps_what_it_did_not_write() {
-        let root = std::env::temp_dir().join(format!(
-            "netpath-hosts-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let root = crate::scratch::scratch_dir("hosts");
         let files = NetnsFiles::new(&root);
         let state = State::default();
 

@@ -211,22 +211,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 }
             }
         }),
-        tasks::supervise("host watch", {
-            let agent = agent.clone();
-            move || tasks::watch_host(agent.clone())
-        }),
-        tasks::supervise("memory", {
-            let agent = agent.clone();
-            move || memory::keep_giving_back(agent.clone())
-        }),
-        tasks::supervise("flow expiry", {
-            let agent = agent.clone();
-            move || tasks::expire_flows(agent.clone())
-        }),
-        tasks::supervise("drift repair", {
-            let agent = agent.clone();
-            move || tasks::check_drift(agent.clone())
-        }),
+        tasks::supervise_with("host watch", &agent, tasks::watch_host),
+        tasks::supervise_with("memory", &agent, memory::keep_giving_back),
+        tasks::supervise_with("flow expiry", &agent, tasks::expire_flows),
+        tasks::supervise_with("drift repair", &agent, tasks::check_drift),
         // What monitors ask of the kernel follows who listens.
         tokio::spawn({
             let agent = agent.clone();

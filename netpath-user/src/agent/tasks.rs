@@ -43,6 +43,17 @@ where
     })
 }
 
+/// [`supervise`] of a task that takes the agent: each start gets its own handle.
+pub fn supervise_with<T, F, Fut>(name: &'static str, agent: &Arc<T>, task: F) -> JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let agent = agent.clone();
+    supervise(name, move || task(agent.clone()))
+}
+
 /// Runs `f` on the agent (under its lock) on a blocking thread: agent work does syscalls.
 async fn with_agent<D, L, S, T>(
     shared: &Arc<Shared<D, L, S>>,

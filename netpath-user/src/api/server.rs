@@ -342,12 +342,7 @@ mod tests {
 
     #[test]
     fn a_panicking_request_answers_500_and_the_agent_keeps_serving() {
-        let dir = std::env::temp_dir().join(format!(
-            "netpath-server-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch_dir("server");
         let socket = dir.join("api.sock");
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {

@@ -100,12 +100,10 @@ pub struct NetConf {
 /// `runtimeConfig`: what the runtime's capabilities carry.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct RuntimeConfig {
-    #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
-    #[serde(default)]
     pub ips: Vec<String>,
-    #[serde(default)]
     pub mac: Option<String>,
 }
 

@@ -219,11 +219,7 @@ mod tests {
     use super::*;
 
     fn host(text: &str) -> HostResolv {
-        let path = std::env::temp_dir().join(format!(
-            "netpath-resolv-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let path = crate::scratch::scratch_dir("resolv").join("resolv.conf");
         std::fs::write(&path, text).unwrap();
         HostResolv::new(path, Vec::new())
     }

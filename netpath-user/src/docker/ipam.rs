@@ -41,13 +41,11 @@ pub enum PoolError {
 
 /// One pool: a subnet, maybe a range of it to allocate from, the addresses handed out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Pool {
     pub subnet: Option<Subnet>,
-    #[serde(default)]
     pub range: Option<Subnet>,
-    #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
-    #[serde(default)]
     pub taken: BTreeSet<Ipv4Addr>,
 }
 
@@ -336,8 +334,7 @@ mod tests {
 
     #[test]
     fn survive_a_restart() {
-        let dir = std::env::temp_dir().join(format!("netpath-pools-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch_dir("pools");
         let mut p = Pools::load(&dir).unwrap();
         let (id, _) = p.request_pool(&pool("10.9.0.0/24", ""), &[]).unwrap();
         p.request_address(&addr(&id, "", true), &[]).unwrap();

@@ -41,15 +41,12 @@ pub struct Capabilities {
 /// One pool of a network, as the driver is told it.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+#[serde(default)]
 pub struct IpamData {
-    #[serde(default)]
     pub address_space: String,
-    #[serde(default)]
     pub pool: String,
     /// CIDR: the gateway address with the pool's prefix.
-    #[serde(default)]
     pub gateway: String,
-    #[serde(default)]
     pub aux_addresses: BTreeMap<String, String>,
 }
 

@@ -96,12 +96,10 @@ pub struct EndpointCreate {
 /// and options).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(default)]
 pub struct DnsSettings {
-    #[serde(default)]
     pub servers: Vec<Ipv4Addr>,
-    #[serde(default)]
     pub search: Vec<String>,
-    #[serde(default)]
     pub options: Vec<String>,
 }
 

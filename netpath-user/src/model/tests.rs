@@ -123,8 +123,7 @@ fn publish_and_unpublish_plans() {
 
 #[test]
 fn save_and_load_round_trip() {
-    let dir = std::env::temp_dir().join(format!("netpath-state-{}", new_id()));
-    fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch::scratch_dir("state");
     let path = dir.join("state.json");
     assert_eq!(State::load(&path).unwrap(), State::default());
     let mut s = state();

@@ -27,12 +27,8 @@ impl State {
         let names: Vec<String> = self.networks.keys().cloned().collect();
         for key in names {
             let n = &self.networks[&key];
-            let why = if n.name != key {
-                Some(format!("is listed as {key:?}"))
-            } else if !valid_name(&n.name) {
-                Some("has an invalid name".to_string())
-            } else if !hex_id(&n.id) {
-                Some(format!("has an invalid id {:?}", n.id))
+            let why = if let Some(why) = identity_problem(&key, &n.name, &n.id) {
+                Some(why)
             } else if !net_ids.insert(n.net_id) || n.net_id == 0 {
                 Some(format!("repeats datapath id {}", n.net_id))
             } else if let Some((other, s)) = subnets
@@ -70,12 +66,8 @@ impl State {
         let names: Vec<String> = self.endpoints.keys().cloned().collect();
         for key in names {
             let mut ep = self.endpoints[&key].clone();
-            let why = if ep.name != key {
-                Some(format!("is listed as {key:?}"))
-            } else if !valid_name(&ep.name) {
-                Some("has an invalid name".to_string())
-            } else if !hex_id(&ep.id) {
-                Some(format!("has an invalid id {:?}", ep.id))
+            let why = if let Some(why) = identity_problem(&key, &ep.name, &ep.id) {
+                Some(why)
             } else if let Some(other) = netns.get(&ep.netns) {
                 Some(format!(
                     "uses namespace {} of endpoint {other}",
@@ -156,6 +148,19 @@ impl State {
             self.endpoints.insert(key, ep);
         }
         (self, problems)
+    }
+}
+
+/// What is wrong with the name and id of an object listed under `key`, if anything.
+fn identity_problem(key: &str, name: &str, id: &str) -> Option<String> {
+    if name != key {
+        Some(format!("is listed as {key:?}"))
+    } else if !valid_name(name) {
+        Some("has an invalid name".to_string())
+    } else if !hex_id(id) {
+        Some(format!("has an invalid id {id:?}"))
+    } else {
+        None
     }
 }
 

@@ -89,8 +89,7 @@ mod tests {
     fn namespaces_are_told_apart_from_other_files_without_blocking() {
         let own = own().expect("this thread's namespace");
         assert_eq!(identify(Path::new("/proc/self/ns/net")), Ok(own));
-        let dir = std::env::temp_dir().join(format!("netpath-netns-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch_dir("netns");
         let fifo = dir.join("fifo");
         let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid C string.

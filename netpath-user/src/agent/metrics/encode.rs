@@ -129,30 +129,29 @@ impl Snapshot {
                 .iter()
                 .map(|(ep, m, s)| (port_labels(ep, m), ConstCounter::new(s.bytes))),
         )?;
-        family(
-            &mut enc,
-            "netpath_map_entries",
-            "Entries in a datapath map.",
-            MetricType::Gauge,
-            h.maps.iter().map(|m| {
-                (
-                    [("map", m.name.as_str())],
-                    ConstGauge::new(m.entries as i64),
-                )
+        type MapFigure = fn(&crate::api::health::MapView) -> usize;
+        let map_figures: [(&str, &str, MapFigure); 2] = [
+            ("netpath_map_entries", "Entries in a datapath map.", |m| {
+                m.entries
             }),
-        )?;
-        family(
-            &mut enc,
-            "netpath_map_capacity",
-            "Capacity of a datapath map.",
-            MetricType::Gauge,
-            h.maps.iter().map(|m| {
-                (
-                    [("map", m.name.as_str())],
-                    ConstGauge::new(m.capacity as i64),
-                )
+            ("netpath_map_capacity", "Capacity of a datapath map.", |m| {
+                m.capacity
             }),
-        )?;
+        ];
+        for (name, help, figure) in map_figures {
+            family(
+                &mut enc,
+                name,
+                help,
+                MetricType::Gauge,
+                h.maps.iter().map(|m| {
+                    (
+                        [("map", m.name.as_str())],
+                        ConstGauge::new(figure(m) as i64),
+                    )
+                }),
+            )?;
+        }
         single(
             &mut enc,
             "netpath_networks",
