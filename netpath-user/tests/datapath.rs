@@ -161,11 +161,18 @@ fn assert_dnat(pkt: &[u8], out: &[u8], ep_port: u16) {
     assert_eq!(pkt[csum_at + 2..], out[csum_at + 2..]);
 }
 
+/// A datapath with `host_port`/`proto` published on every host address (HOST is one) to
+/// port `port` of the endpoint behind EP_IFINDEX.
+fn published(host_port: u16, proto: u8, port: u16) -> Dp {
+    let Dp { mut dp, _fs } = load();
+    publish(&mut dp, [0; 4], host_port, proto, port, EP_IFINDEX);
+    host_addrs(&mut dp, &[HOST]);
+    Dp { dp, _fs }
+}
+
 #[test]
 fn tc_dnat_tcp_to_published_port() {
-    let Dp { mut dp, _fs } = load();
-    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
-    host_addrs(&mut dp, &[HOST]);
+    let Dp { mut dp, _fs } = published(8080, TCP, 80);
     let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
     let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
     assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -179,9 +186,7 @@ fn tc_dnat_tcp_to_published_port() {
 
 #[test]
 fn tc_dnat_udp_and_zero_checksum() {
-    let Dp { mut dp, _fs } = load();
-    publish(&mut dp, [0; 4], 5353, UDP, 53, EP_IFINDEX);
-    host_addrs(&mut dp, &[HOST]);
+    let Dp { mut dp, _fs } = published(5353, UDP, 53);
     let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(40001, 5353));
     let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
     assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -753,9 +758,7 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
 #[test]
 fn published_flows_are_stamped_marked_closing_and_expire() {
     use netpath_common::flow_flags;
-    let Dp { mut dp, _fs } = load();
-    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
-    host_addrs(&mut dp, &[HOST]);
+    let Dp { mut dp, _fs } = published(8080, TCP, 80);
     let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
     let (verdict, _) = run_tc(&mut dp, programs::UPLINK_TC, &syn, 0);
     assert_eq!(verdict, TC_ACT_REDIRECT);

@@ -192,7 +192,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         match cluster {
             Some(c) => tasks::supervise("cluster follower", {
                 let agent = agent.clone();
-                move || tasks::follow_cluster(agent.clone(), c.clone())
+                move || agent.clone().follow_cluster(c.clone())
             }),
             None => tokio::spawn(async {}),
         },
@@ -211,10 +211,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 }
             }
         }),
-        tasks::supervise_with("host watch", &agent, tasks::watch_host),
+        tasks::supervise_with("host watch", &agent, Shared::watch_host),
         tasks::supervise_with("memory", &agent, memory::keep_giving_back),
-        tasks::supervise_with("flow expiry", &agent, tasks::expire_flows),
-        tasks::supervise_with("drift repair", &agent, tasks::check_drift),
+        tasks::supervise_with("flow expiry", &agent, Shared::expire_flows),
+        tasks::supervise_with("drift repair", &agent, Shared::check_drift),
         // What monitors ask of the kernel follows who listens.
         tokio::spawn({
             let agent = agent.clone();

@@ -54,118 +54,105 @@ where
     supervise(name, move || task(agent.clone()))
 }
 
-/// Runs `f` on the agent (under its lock) on a blocking thread: agent work does syscalls.
-async fn with_agent<D, L, S, T>(
-    shared: &Arc<Shared<D, L, S>>,
-    f: impl FnOnce(&mut Agent<D, L, S>) -> T + Send + 'static,
-) -> anyhow::Result<T>
-where
-    D: DatapathOps + 'static,
-    L: LinkOps + 'static,
-    S: StateStore + 'static,
-    T: Send + 'static,
-{
-    let shared = shared.clone();
-    Ok(tokio::task::spawn_blocking(move || shared.write(f)).await?)
-}
-
-/// Applies what the cluster says to this node whenever it changes (overlay networks made or
-/// removed here, the overlay maps written).
-pub async fn follow_cluster<D, L, S>(
-    shared: Arc<Shared<D, L, S>>,
-    cluster: Arc<crate::cluster::Cluster>,
-) -> anyhow::Result<()>
+/// The agent's background tasks, each run under [`supervise`].
+impl<D, L, S> Shared<D, L, S>
 where
     D: DatapathOps + 'static,
     L: LinkOps + 'static,
     S: StateStore + 'static,
 {
-    let mut changes = cluster.subscribe();
-    loop {
-        let view = cluster.view();
-        with_agent(&shared, move |a| a.apply_cluster(&view)).await?;
-        changes.changed().await?;
+    /// Runs `f` on the agent (under its lock) on a blocking thread: agent work does syscalls.
+    async fn with_agent<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Agent<D, L, S>) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let shared = self.clone();
+        Ok(tokio::task::spawn_blocking(move || shared.write(f)).await?)
     }
-}
 
-/// Expires idle flows every [`EXPIRY_INTERVAL`] (the first run catches up at once).
-pub async fn expire_flows<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
-where
-    D: DatapathOps + 'static,
-    L: LinkOps + 'static,
-    S: StateStore + 'static,
-{
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-    loop {
-        tick.tick().await;
-        let n = with_agent(&shared, |a| a.expire_flows()).await?;
-        if n.published + n.outbound > 0 {
-            info!(
-                published = n.published,
-                outbound = n.outbound,
-                "expired idle flows"
-            );
+    /// Applies what the cluster says to this node whenever it changes (overlay networks made or
+    /// removed here, the overlay maps written).
+    pub async fn follow_cluster(
+        self: Arc<Self>,
+        cluster: Arc<crate::cluster::Cluster>,
+    ) -> anyhow::Result<()> {
+        let shared = self;
+        let mut changes = cluster.subscribe();
+        loop {
+            let view = cluster.view();
+            shared.with_agent(move |a| a.apply_cluster(&view)).await?;
+            changes.changed().await?;
         }
     }
-}
 
-/// Follows the host over netlink: address changes keep the host addresses in the datapath
-/// in step; a link going away (an endpoint's namespace deleted, a veth removed) triggers a
-/// repair at once. Fails (and is restarted) when the subscription cannot be made or ends.
-pub async fn watch_host<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
-where
-    D: DatapathOps + 'static,
-    L: LinkOps + 'static,
-    S: StateStore + 'static,
-{
-    use futures::StreamExt;
-    use netlink_packet_core::NetlinkPayload;
-    use netlink_packet_route::RouteNetlinkMessage;
-    let (conn, _h, mut msgs) = rtnetlink::new_multicast_connection(&[
-        rtnetlink::MulticastGroup::Ipv4Ifaddr,
-        rtnetlink::MulticastGroup::Link,
-    ])?;
-    let conn = tokio::spawn(conn);
-    // Changes made while no one was watching.
-    with_agent(&shared, |a| a.sync_host_addrs()).await??;
-    while let Some((msg, _)) = msgs.next().await {
-        match msg.payload {
-            // One of the endpoints' veths gone (its namespace deleted, say); links that move
-            // into a namespace as endpoints are made are gone from here too, and ignored.
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
-                let ifindex = link.header.index;
-                let repaired =
-                    with_agent(&shared, move |a| a.owns_link(ifindex).then(|| a.repair())).await?;
-                if let Some(r) = repaired {
-                    report_repairs(r);
-                }
+    /// Expires idle flows every [`EXPIRY_INTERVAL`] (the first run catches up at once).
+    pub async fn expire_flows(self: Arc<Self>) -> anyhow::Result<()> {
+        let shared = self;
+        let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+        loop {
+            tick.tick().await;
+            let n = shared.with_agent(|a| a.expire_flows()).await?;
+            if n.published + n.outbound > 0 {
+                info!(
+                    published = n.published,
+                    outbound = n.outbound,
+                    "expired idle flows"
+                );
             }
-            NetlinkPayload::InnerMessage(
-                RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
-            ) => {
-                if let Err(e) = with_agent(&shared, |a| a.sync_host_addrs()).await? {
-                    warn!("syncing host addresses: {e:#}");
-                }
-            }
-            _ => {}
         }
     }
-    conn.abort();
-    anyhow::bail!("the netlink subscription ended")
-}
 
-/// Repairs drift every [`DRIFT_INTERVAL`], whatever netlink said.
-pub async fn check_drift<D, L, S>(shared: Arc<Shared<D, L, S>>) -> anyhow::Result<()>
-where
-    D: DatapathOps + 'static,
-    L: LinkOps + 'static,
-    S: StateStore + 'static,
-{
-    let mut tick = tokio::time::interval(DRIFT_INTERVAL);
-    tick.tick().await;
-    loop {
+    /// Follows the host over netlink: address changes keep the host addresses in the datapath
+    /// in step; a link going away (an endpoint's namespace deleted, a veth removed) triggers a
+    /// repair at once. Fails (and is restarted) when the subscription cannot be made or ends.
+    pub async fn watch_host(self: Arc<Self>) -> anyhow::Result<()> {
+        let shared = self;
+        use futures::StreamExt;
+        use netlink_packet_core::NetlinkPayload;
+        use netlink_packet_route::RouteNetlinkMessage;
+        let (conn, _h, mut msgs) = rtnetlink::new_multicast_connection(&[
+            rtnetlink::MulticastGroup::Ipv4Ifaddr,
+            rtnetlink::MulticastGroup::Link,
+        ])?;
+        let conn = tokio::spawn(conn);
+        // Changes made while no one was watching.
+        shared.with_agent(|a| a.sync_host_addrs()).await??;
+        while let Some((msg, _)) = msgs.next().await {
+            match msg.payload {
+                // One of the endpoints' veths gone (its namespace deleted, say); links that move
+                // into a namespace as endpoints are made are gone from here too, and ignored.
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+                    let ifindex = link.header.index;
+                    let repaired = shared
+                        .with_agent(move |a| a.owns_link(ifindex).then(|| a.repair()))
+                        .await?;
+                    if let Some(r) = repaired {
+                        report_repairs(r);
+                    }
+                }
+                NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
+                ) => {
+                    if let Err(e) = shared.with_agent(|a| a.sync_host_addrs()).await? {
+                        warn!("syncing host addresses: {e:#}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        conn.abort();
+        anyhow::bail!("the netlink subscription ended")
+    }
+
+    /// Repairs drift every [`DRIFT_INTERVAL`], whatever netlink said.
+    pub async fn check_drift(self: Arc<Self>) -> anyhow::Result<()> {
+        let shared = self;
+        let mut tick = tokio::time::interval(DRIFT_INTERVAL);
         tick.tick().await;
-        report_repairs(with_agent(&shared, |a| a.repair()).await?);
+        loop {
+            tick.tick().await;
+            report_repairs(shared.with_agent(|a| a.repair()).await?);
+        }
     }
 }
 

@@ -21,67 +21,20 @@ type Rejected = (&'static str, fn(&SpecError) -> bool);
 
 #[test]
 fn accepts_what_docker_accepts() {
+    #[rustfmt::skip]
     let ok: &[Accepted] = &[
         ("80", None, None, r(80, 80), Proto::Tcp),
         ("8080:80", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
-        (
-            "8080:80/udp",
-            None,
-            Some(r(8080, 8080)),
-            r(80, 80),
-            Proto::Udp,
-        ),
-        (
-            "8080:80/TCP",
-            None,
-            Some(r(8080, 8080)),
-            r(80, 80),
-            Proto::Tcp,
-        ),
-        (
-            "127.0.0.1:8080:80",
-            Some(Ipv4Addr::LOCALHOST),
-            Some(r(8080, 8080)),
-            r(80, 80),
-            Proto::Tcp,
-        ),
-        (
-            "127.0.0.1::80",
-            Some(Ipv4Addr::LOCALHOST),
-            None,
-            r(80, 80),
-            Proto::Tcp,
-        ),
-        (
-            "0.0.0.0:8080:80",
-            None,
-            Some(r(8080, 8080)),
-            r(80, 80),
-            Proto::Tcp,
-        ),
+        ("8080:80/udp", None, Some(r(8080, 8080)), r(80, 80), Proto::Udp),
+        ("8080:80/TCP", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
+        ("127.0.0.1:8080:80", Some(Ipv4Addr::LOCALHOST), Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
+        ("127.0.0.1::80", Some(Ipv4Addr::LOCALHOST), None, r(80, 80), Proto::Tcp),
+        ("0.0.0.0:8080:80", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
         (":80", None, None, r(80, 80), Proto::Tcp),
-        (
-            "8000-8002:80-82",
-            None,
-            Some(r(8000, 8002)),
-            r(80, 82),
-            Proto::Tcp,
-        ),
-        (
-            "8000-8010:80",
-            None,
-            Some(r(8000, 8010)),
-            r(80, 80),
-            Proto::Tcp,
-        ),
+        ("8000-8002:80-82", None, Some(r(8000, 8002)), r(80, 82), Proto::Tcp),
+        ("8000-8010:80", None, Some(r(8000, 8010)), r(80, 80), Proto::Tcp),
         ("80-82", None, None, r(80, 82), Proto::Tcp),
-        (
-            "65535:65535/udp",
-            None,
-            Some(r(65535, 65535)),
-            r(65535, 65535),
-            Proto::Udp,
-        ),
+        ("65535:65535/udp", None, Some(r(65535, 65535)), r(65535, 65535), Proto::Udp),
         ("1:1", None, Some(r(1, 1)), r(1, 1), Proto::Tcp),
     ];
     for (s, ip, host, container, proto) in ok {
