@@ -282,14 +282,9 @@ mod tests {
         assert_eq!(edge.to_string(), "0,65535");
     }
 
-    fn scratch() -> PathBuf {
-        let dir = crate::scratch::scratch_dir("reserved");
-        dir
-    }
-
     #[test]
     fn keeps_what_others_reserved_and_gives_back_only_its_own() {
-        let dir = scratch();
+        let dir = crate::scratch::scratch_dir("reserved");
         let file = dir.join("ports");
         std::fs::write(&file, "8080,9000-9001\n").unwrap();
         let mut r = ReservedPorts::new(&dir, HostRecord::default()).with_file(&file);
