@@ -80,21 +80,25 @@ impl Rig {
         let ceiling = match lab.ceiling_target {
             Some(ifindex) => {
                 tools.set_redirect(ifindex)?;
-                Some(tools.attach_redirect(host, up)?)
+                Some(tools.attach_xdp(crate::tools::REDIRECT, host, up)?)
             }
-            None if kind == Kind::EmptyXdp => Some(tools.attach_pass(host, up)?),
-            None if kind == Kind::ReadXdp => Some(tools.attach_read(host, up)?),
+            None if kind == Kind::EmptyXdp => {
+                Some(tools.attach_xdp(crate::tools::PASS, host, up)?)
+            }
+            None if kind == Kind::ReadXdp => {
+                Some(tools.attach_xdp(crate::tools::READ, host, up)?)
+            }
             None => None,
         };
         let program = match kind {
-            Kind::TcProgramOnly => Some(tools.attach_uplink_tc(host, up)?),
-            Kind::EmptyTc => Some(tools.attach_tc_pass(host, up)?),
+            Kind::TcProgramOnly => Some(tools.attach_tc(crate::tools::UPLINK_TC, host, up)?),
+            Kind::EmptyTc => Some(tools.attach_tc(crate::tools::TC_PASS, host, up)?),
             _ => None,
         };
         let sink = if sinks {
             Some(
                 tools
-                    .attach_sink(&lab.ep, "eth0")
+                    .attach_tc(crate::tools::SINK, &lab.ep, "eth0")
                     .context("attaching the sink")?,
             )
         } else {

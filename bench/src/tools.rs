@@ -23,14 +23,18 @@ use netpath_user::{
 };
 
 const GEN: &str = "netpath_bench_gen";
-const SINK: &str = "netpath_bench_sink";
+/// Counts the skbs it sees (the endpoint's sink).
+pub const SINK: &str = "netpath_bench_sink";
 /// The agent's uplink TC program (here with maps of its own, empty).
-const UPLINK_TC: &str = "netpath_uplink_tc";
-const REDIRECT: &str = "netpath_bench_redirect";
+pub const UPLINK_TC: &str = "netpath_uplink_tc";
+/// Redirects every frame to the endpoint (the ceiling).
+pub const REDIRECT: &str = "netpath_bench_redirect";
 /// XDP_PASS and nothing else (the agent's own, for veth peers).
-const PASS: &str = "netpath_xdp_pass";
-const READ: &str = "netpath_bench_parse";
-const TC_PASS: &str = "netpath_bench_tc_pass";
+pub const PASS: &str = "netpath_xdp_pass";
+/// Reads the headers and passes (a floor).
+pub const READ: &str = "netpath_bench_parse";
+/// TC_ACT_OK and nothing else (a floor).
+pub const TC_PASS: &str = "netpath_bench_tc_pass";
 /// Frames per live-frames batch.
 const BATCH: u32 = 64;
 /// Frame length on the wire (without FCS).
@@ -128,21 +132,6 @@ impl Tools {
         })
     }
 
-    /// Attaches the counting sink to `ifname`'s TC ingress inside `ns`.
-    pub fn attach_sink(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
-        self.attach_tc(SINK, ns, ifname)
-    }
-
-    /// Attaches netpath's uplink TC program (its maps empty) to `ifname` inside `ns`.
-    pub fn attach_uplink_tc(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
-        self.attach_tc(UPLINK_TC, ns, ifname)
-    }
-
-    /// Attaches the TC program that passes everything to `ifname` inside `ns`.
-    pub fn attach_tc_pass(&mut self, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
-        self.attach_tc(TC_PASS, ns, ifname)
-    }
-
     /// The object that holds program `name`.
     fn object_of(&mut self, name: &str) -> &mut Ebpf {
         if name.starts_with("netpath_bench_") {
@@ -152,7 +141,13 @@ impl Tools {
         }
     }
 
-    fn attach_tc(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<SchedClassifierLink> {
+    /// Attaches program `name` (one of the consts above) to `ifname`'s TC ingress inside `ns`.
+    pub fn attach_tc(
+        &mut self,
+        name: &str,
+        ns: &Netns,
+        ifname: &str,
+    ) -> Result<SchedClassifierLink> {
         let tc: &mut SchedClassifier = self
             .object_of(name)
             .program_mut(name)
@@ -165,22 +160,8 @@ impl Tools {
         })
     }
 
-    /// Attaches the redirect-only program to `ifname` (native XDP) inside `ns`.
-    pub fn attach_redirect(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
-        self.attach_xdp(REDIRECT, ns, ifname)
-    }
-
-    /// Attaches the program that reads headers and passes to `ifname` (native XDP) inside `ns`.
-    pub fn attach_read(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
-        self.attach_xdp(READ, ns, ifname)
-    }
-
-    /// Attaches the program that passes everything to `ifname` (native XDP) inside `ns`.
-    pub fn attach_pass(&mut self, ns: &Netns, ifname: &str) -> Result<XdpLink> {
-        self.attach_xdp(PASS, ns, ifname)
-    }
-
-    fn attach_xdp(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<XdpLink> {
+    /// Attaches program `name` (one of the consts above) to `ifname` (native XDP) inside `ns`.
+    pub fn attach_xdp(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<XdpLink> {
         let prog: &mut Xdp = self
             .object_of(name)
             .program_mut(name)

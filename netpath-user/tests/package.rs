@@ -15,7 +15,7 @@ use std::{
 };
 
 use netpath_user::testing::{
-    sh,
+    sh, succeeded,
     traffic::{tcp_echo_server, udp_server},
     unique, veth, wait_until, Netns, SteadyTraffic,
 };
@@ -36,16 +36,6 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("netpath-pkg-{name}-{}", unique()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The package unpacked (not installed) into `dir`.
@@ -101,7 +91,7 @@ fn the_package_holds_the_product_and_what_an_operator_needs() {
     // One version everywhere: the binary reports the package's, with its commit and the hash
     // of the kernel programs it embeds, and no test support.
     let bin = dir.join("usr/bin/netpath");
-    let line = ok(
+    let line = succeeded(
         Command::new(&bin).arg("--version").output().unwrap(),
         "--version",
     );
@@ -246,7 +236,7 @@ impl DebHost {
         for pre in unit.lines().filter_map(|l| l.strip_prefix("ExecStartPre=")) {
             // `+`: runs with full privileges (outside the sandbox), as everything here does.
             let words: Vec<&str> = pre.trim_start_matches('+').split_whitespace().collect();
-            ok(self.run(words[0], &words[1..]), pre);
+            succeeded(self.run(words[0], &words[1..]), pre);
         }
         let exec = unit
             .lines()
@@ -363,7 +353,7 @@ impl Drop for DebHost {
 
 /// The agent's programs: (id, tag) each.
 fn programs(host: &DebHost) -> Vec<(u32, String)> {
-    let status = ok(host.netpath(&["status", "--format", "json"]), "status");
+    let status = succeeded(host.netpath(&["status", "--format", "json"]), "status");
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     let progs: Vec<(u32, String)> = v["Programs"]
         .as_array()
@@ -414,7 +404,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
     let sysctls_before = host.sysctls();
 
     // Install; the operator names the uplink in the packaged configuration.
-    let out = ok(host.run("dpkg", &["-i", "/srv/netpath.deb"]), "dpkg -i");
+    let out = succeeded(host.run("dpkg", &["-i", "/srv/netpath.deb"]), "dpkg -i");
     assert!(out.contains("systemctl enable --now netpath"), "{out}");
     assert_eq!(
         std::fs::read_link(host.path("/opt/cni/bin/netpath-cni")).unwrap(),
@@ -426,7 +416,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
     text.push_str("\nuplinks = [\"h0\"]\n");
     std::fs::write(&conf, &text).unwrap();
     host.start_agent();
-    let v: serde_json::Value = serde_json::from_str(&ok(
+    let v: serde_json::Value = serde_json::from_str(&succeeded(
         host.netpath(&["version", "--format", "json"]),
         "version",
     ))
@@ -445,7 +435,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
     );
 
     // A published port, reached from outside with the client's own address.
-    ok(
+    succeeded(
         host.netpath(&[
             "endpoint",
             "create",
@@ -483,7 +473,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
     let programs_v1 = programs(&host);
     let traffic = SteadyTraffic::start(&outside, HOST, 8080, 8080);
     traffic.wait_for(20);
-    ok(
+    succeeded(
         host.run("dpkg", &["-i", "/srv/netpath-upgrade.deb"]),
         "dpkg -i (upgrade)",
     );
@@ -495,7 +485,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
     let r = traffic.finish();
     assert_eq!(r.tcp_failed, 0, "{r:?}\n{}", host.agent_log());
     assert!(r.udp_lost.is_empty(), "{r:?}");
-    let v = ok(
+    let v = succeeded(
         host.netpath(&["version", "--format", "{{.Agent.Version}}"]),
         "version",
     );
@@ -518,7 +508,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
 
     // Removal: the datapath goes with the binary, the configuration stays.
     host.stop_agent();
-    let out = ok(host.run("dpkg", &["-r", "netpath"]), "dpkg -r");
+    let out = succeeded(host.run("dpkg", &["-r", "netpath"]), "dpkg -r");
     assert!(out.contains("detached"), "{out}");
     assert!(!host.path("/usr/bin/netpath").exists());
     assert_eq!(
@@ -558,7 +548,7 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
     );
 
     // Purge: nothing of netpath is left on the host.
-    ok(host.run("dpkg", &["--purge", "netpath"]), "dpkg --purge");
+    succeeded(host.run("dpkg", &["--purge", "netpath"]), "dpkg --purge");
     let files_after = host.files();
     let added: Vec<&String> = files_after.difference(&files_before).collect();
     let removed: Vec<&String> = files_before.difference(&files_after).collect();

@@ -102,40 +102,31 @@ fn print(h: &HealthView, verbose: bool) {
     print!("{}", aligned(&lines));
     lines = vec!["\nMAP\tHOLDS\tENTRIES\tCAPACITY\tUSE".into()];
     lines.extend(h.maps.iter().map(|m| {
-        format!(
-            "{}\t{}\t{}\t{}\t{}%",
-            m.name,
-            m.what,
-            m.entries,
-            m.capacity,
-            m.percent()
-        )
+        let used = format!("{}%", m.percent());
+        row(&[&m.name, &m.what, &m.entries, &m.capacity, &used])
     }));
     print!("{}", aligned(&lines));
     if verbose {
         lines = vec!["\nHOOK\tPROGRAM\tATTACHED\tCURRENT\tLINK ID\tPROGRAM ID".into()];
         let yes = |b: bool| if b { "yes" } else { "no" };
         lines.extend(h.hooks.iter().map(|x| {
-            format!(
-                "{}\t{}\t{}\t{}\t{}\t{}",
-                x.hook,
-                x.program,
-                yes(x.attached),
-                yes(x.current),
-                x.link_id,
-                x.program_id
-            )
+            let (attached, current) = (yes(x.attached), yes(x.current));
+            row(&[
+                &x.hook,
+                &x.program,
+                &attached,
+                &current,
+                &x.link_id,
+                &x.program_id,
+            ])
         }));
         print!("{}", aligned(&lines));
         lines = vec!["\nNETWORK\tDNS\tLISTENING".into()];
-        lines.extend(h.dns.iter().map(|d| {
-            format!(
-                "{}\t{}\t{}",
-                d.network,
-                d.address,
-                if d.listening { "yes" } else { "no" }
-            )
-        }));
+        lines.extend(
+            h.dns
+                .iter()
+                .map(|d| row(&[&d.network, &d.address, &yes(d.listening)])),
+        );
         print!("{}", aligned(&lines));
         lines = vec!["\nPINNED MAP\tID\tCAPACITY".into()];
         lines.extend(h.pinned_maps.iter().map(|m| {
@@ -163,6 +154,15 @@ fn print(h: &HealthView, verbose: bool) {
             println!("  {w}");
         }
     }
+}
+
+/// One row of a table: its cells, tab-separated.
+fn row(cells: &[&dyn std::fmt::Display]) -> String {
+    cells
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("\t")
 }
 
 pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<ExitCode> {

@@ -266,22 +266,20 @@ fn refusals_are_one_line_and_change_nothing() {
         json!({"NetworkID": NET, "EndpointID": EP, "Interface": {"Address": "10.20.0.9/24"}}),
     )
     .unwrap();
-    let busy = call(
-        &p,
-        "NetworkDriver.ProgramExternalConnectivity",
-        json!({"NetworkID": NET, "EndpointID": EP, "Options": {"com.docker.network.portmap": [
-            {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 2222, "HostPortEnd": 2222}]}}),
-    )
-    .unwrap_err();
+    // Docker publishing port 80 of the endpoint as `host_port` over protocol number `proto`.
+    let publish = |proto: u8, host_port: u16| {
+        call(
+            &p,
+            "NetworkDriver.ProgramExternalConnectivity",
+            json!({"NetworkID": NET, "EndpointID": EP, "Options": {"com.docker.network.portmap": [
+                {"Proto": proto, "IP": "", "Port": 80, "HostIP": "",
+                 "HostPort": host_port, "HostPortEnd": host_port}]}}),
+        )
+    };
+    let busy = publish(6, 2222).unwrap_err();
     assert!(busy.contains("2222") && !busy.contains('\n'), "{busy}");
     assert!(svc.ports().is_empty());
-    let sctp = call(
-        &p,
-        "NetworkDriver.ProgramExternalConnectivity",
-        json!({"NetworkID": NET, "EndpointID": EP, "Options": {"com.docker.network.portmap": [
-            {"Proto": 132, "IP": "", "Port": 80, "HostIP": "", "HostPort": 80, "HostPortEnd": 80}]}}),
-    )
-    .unwrap_err();
+    let sctp = publish(132, 80).unwrap_err();
     assert!(sctp.contains("SCTP"), "{sctp}");
     assert_eq!(
         (svc.networks().len(), svc.endpoints().len()),

@@ -58,6 +58,14 @@ impl<A: Family> Subnet<A> {
         Ok(s)
     }
 
+    /// The subnet of `prefix` bits that holds `addr` (its host bits cleared).
+    pub fn containing(addr: A, prefix: u8) -> Result<Self, IpamError> {
+        Subnet::new(
+            A::from_bits(addr.to_bits() & mask(A::BITS, prefix.min(A::BITS))),
+            prefix,
+        )
+    }
+
     pub fn addr(&self) -> A {
         self.addr
     }

@@ -126,6 +126,11 @@ fn ipv6_subnets_share_the_same_logic() {
     ));
     assert!(s.contains("fd00:30::abcd".parse().unwrap()));
     assert!(!s.contains("fd00:31::1".parse().unwrap()));
+    let route = Subnet::containing("fd00:30::abcd".parse::<Ipv6Addr>().unwrap(), 64).unwrap();
+    assert_eq!(route, s, "a route's destination with host bits set");
+    let route = Subnet::containing(Ipv4Addr::new(10, 1, 2, 3), 16).unwrap();
+    assert_eq!(route.to_string(), "10.1.0.0/16");
+    assert!(Subnet::containing(Ipv4Addr::new(10, 1, 2, 3), 33).is_err());
     let wider: Subnet<Ipv6Addr> = "fd00::/16".parse().unwrap();
     assert!(s.overlaps(&wider) && wider.overlaps(&s));
     // A /127 (a point-to-point link) has two hosts, as IPv4's /31.

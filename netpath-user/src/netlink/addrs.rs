@@ -12,19 +12,13 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
-use super::{err, link_by_name, link_name, run, NetError};
+use super::{dump, err, link_by_name, link_name, run, NetError};
 use crate::ipam::Subnet;
 
 /// Every IPv4 address of this namespace.
 pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
     run(None, |h| async move {
-        let msgs: Vec<_> = h
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(err("listing addresses"))?;
+        let msgs = dump(h.address().get().execute(), "listing addresses").await?;
         Ok(msgs
             .iter()
             .flat_map(|m| m.attributes.iter())
@@ -50,14 +44,7 @@ pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
                     RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
                     _ => None,
                 })?;
-                let p = r.header.destination_prefix_length;
-                let masked = u32::from(dst)
-                    & if p == 0 {
-                        0
-                    } else {
-                        u32::MAX << (32 - u32::from(p))
-                    };
-                Subnet::new(masked.into(), p).ok()
+                Subnet::containing(dst, r.header.destination_prefix_length).ok()
             })
             .collect())
     })
@@ -65,13 +52,10 @@ pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
 
 /// The IPv4 routes of the main table.
 pub(super) async fn main_routes(h: &Handle) -> Result<Vec<RouteMessage>, NetError> {
-    let routes: Vec<RouteMessage> = h
+    let all = h
         .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute()
-        .try_collect()
-        .await
-        .map_err(err("listing routes"))?;
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build());
+    let routes = dump(all.execute(), "listing routes").await?;
     Ok(routes
         .into_iter()
         .filter(|r| r.header.table == RT_TABLE_MAIN)
@@ -190,11 +174,6 @@ pub(super) async fn addresses_of(
     index: u32,
     name: &str,
 ) -> Result<Vec<AddressMessage>, NetError> {
-    h.address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(err(format!("listing addresses of {name}")))
+    let of_link = h.address().get().set_link_index_filter(index);
+    dump(of_link.execute(), format!("listing addresses of {name}")).await
 }

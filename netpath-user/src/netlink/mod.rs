@@ -124,13 +124,7 @@ impl LinkOps for Netlink {
 pub fn endpoint_links() -> Result<BTreeMap<String, EndpointLink>, NetError> {
     use netlink_packet_route::link::{InfoKind, LinkInfo};
     run(None, |h| async move {
-        let links: Vec<LinkMessage> = h
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(err("listing links"))?;
+        let links: Vec<LinkMessage> = dump(h.link().get().execute(), "listing links").await?;
         Ok(links
             .iter()
             .filter(|l| {
@@ -159,6 +153,15 @@ pub fn endpoint_links() -> Result<BTreeMap<String, EndpointLink>, NetError> {
 pub struct NetError {
     pub what: String,
     pub detail: String,
+}
+
+/// Every message of a netlink dump, or an error saying what was being listed.
+pub(crate) async fn dump<T>(
+    messages: impl futures::TryStream<Ok = T, Error = rtnetlink::Error>,
+    what: impl Into<String>,
+) -> Result<Vec<T>, NetError> {
+    use futures::TryStreamExt as _;
+    messages.try_collect().await.map_err(err(what))
 }
 
 pub(crate) fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {

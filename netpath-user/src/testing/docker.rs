@@ -232,20 +232,13 @@ impl Dockerd {
 
     /// Runs the docker CLI against it; its stdout, or an error with its stderr.
     pub fn docker(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("docker")
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket().display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running docker")?;
-        if !out.status.success() {
-            bail!(
-                "docker {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        super::engine_cli(
+            Command::new("docker")
+                .arg("-H")
+                .arg(format!("unix://{}", self.socket().display()))
+                .args(args),
+            &format!("docker {args:?}"),
+        )
     }
 
     /// Makes [`IMAGE`] from Debian's static busybox.

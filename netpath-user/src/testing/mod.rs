@@ -40,9 +40,28 @@ pub fn sh(prog: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{prog} {args:?}: {e}"));
+    succeeded(out, &format!("{prog} {args:?}"))
+}
+
+/// Runs an engine's CLI (`cmd`, its arguments given; `what` names it in errors) with no
+/// input: its stdout, or an error with its stderr.
+pub fn engine_cli(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        anyhow::bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The stdout of a command that must have succeeded, panicking with its output if not.
+pub fn succeeded(out: std::process::Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "{prog} {args:?} failed: {}{}",
+        "{what} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

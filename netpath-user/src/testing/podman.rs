@@ -4,10 +4,10 @@
 //! ([`super::docker::rootfs`]), so no image is pulled. Everything goes on drop.
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 
 use super::{unique, Netns};
 
@@ -58,29 +58,23 @@ impl Podman {
 
     /// Runs podman; its stdout, or an error with its stderr.
     pub fn podman(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", self.ns))
-            .arg("--")
-            .arg("podman")
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("run"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .stdin(Stdio::null())
-            .output()
-            .context("running podman (Debian package podman)")?;
-        if !out.status.success() {
-            bail!(
-                "podman {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = super::engine_cli(
+            Command::new("nsenter")
+                .arg(format!("--net={}", self.ns))
+                .arg("--")
+                .arg("podman")
+                .arg("--root")
+                .arg(self.dir.join("root"))
+                .arg("--runroot")
+                .arg(self.dir.join("run"))
+                .arg("--tmpdir")
+                .arg(self.dir.join("tmp"))
+                .args(["--storage-driver", "vfs"])
+                .args(args)
+                .env("CONTAINERS_CONF", self.dir.join("containers.conf")),
+            &format!("podman {args:?} (Debian package podman)"),
+        )?;
+        Ok(out.trim().to_string())
     }
 }
 

@@ -23,44 +23,37 @@ fn names_of_a_network() {
 #[test]
 fn what_a_name_means_to_whom() {
     let s = state();
+    let resolve =
+        |from, network: &str, name: &str| Index::new(&s).resolve(from, network, name, false);
     let web = ip(&s, "web", "front");
     let api_front = ip(&s, "api", "front");
     let api_back = ip(&s, "api", "back");
     // On a shared network; case and a trailing dot do not matter.
     assert_eq!(
-        Index::new(&s).resolve(web, "front", "API.", false),
+        resolve(web, "front", "API."),
         Resolved::Local(vec![api_front])
     );
     // On another network than the asker's: does not exist for it, and is not forwarded.
-    assert_eq!(
-        Index::new(&s).resolve(web, "front", "db", false),
-        Resolved::NxDomain
-    );
+    assert_eq!(resolve(web, "front", "db"), Resolved::NxDomain);
     // An endpoint on both networks sees both; the network asked first.
     assert_eq!(
-        Index::new(&s).resolve(api_back, "back", "db", false),
+        resolve(api_back, "back", "db"),
         Resolved::Local(vec![ip(&s, "db", "back")])
     );
     assert_eq!(
-        Index::new(&s).resolve(api_back, "back", "api", false),
+        resolve(api_back, "back", "api"),
         Resolved::Local(vec![api_back])
     );
     assert_eq!(
-        Index::new(&s).resolve(api_front, "front", "api", false),
+        resolve(api_front, "front", "api"),
         Resolved::Local(vec![api_front])
     );
     // Not ours: forwarded, except for an endpoint only on internal networks.
-    assert_eq!(
-        Index::new(&s).resolve(web, "front", "example.com", false),
-        Resolved::Forward
-    );
+    assert_eq!(resolve(web, "front", "example.com"), Resolved::Forward);
     let safe = ip(&s, "safe", "vault");
+    assert_eq!(resolve(safe, "vault", "example.com"), Resolved::NxDomain);
     assert_eq!(
-        Index::new(&s).resolve(safe, "vault", "example.com", false),
-        Resolved::NxDomain
-    );
-    assert_eq!(
-        Index::new(&s).resolve(safe, "vault", "host.docker.internal", false),
+        resolve(safe, "vault", "host.docker.internal"),
         Resolved::Local(vec![s.networks["vault"].host_gateway()])
     );
     // Someone who is not an endpoint.
