@@ -9,9 +9,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use aya::programs::{TestRun, TestRunOptions};
-use netpath_common::FlowKey;
 use netpath_user::{
-    datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
+    datapath::{flow_key, programs, AttachmentEntry, Datapath, MapSizes},
     testing::{udp, Frame, RoutedNs, ScratchBpffs, UDP},
 };
 
@@ -96,13 +95,7 @@ fn published(dp: &mut Datapath, range: std::ops::Range<u32>) -> Result<()> {
 /// Whether published flow `i` is in the table.
 fn held(dp: &Datapath, i: u32) -> bool {
     let (addr, port) = client(i);
-    let key = FlowKey::new(
-        be_addr(Ipv4Addr::from(EP)),
-        be_port(53),
-        be_addr(Ipv4Addr::from(addr)),
-        be_port(port),
-        UDP,
-    );
+    let key = flow_key((Ipv4Addr::from(EP), 53), (Ipv4Addr::from(addr), port), UDP);
     dp.flow(&key).is_some()
 }
 

@@ -10,10 +10,11 @@ use aya::{
     programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use netpath_common::{FlowKey, FlowNat, PortKey, PortTarget, ReplyMacs};
+use netpath_common::{FlowNat, PortKey, PortTarget, ReplyMacs};
 use netpath_user::{
     datapath::{
-        be_addr, be_port, load_bench_object, programs, AttachmentEntry, Datapath, MapSizes,
+        be_addr, be_port, flow_key, load_bench_object, programs, AttachmentEntry, Datapath,
+        MapSizes,
     },
     testing::{udp, Frame, RoutedNs, ScratchBpffs, UDP},
 };
@@ -150,11 +151,9 @@ pub fn run(quick: bool) -> Result<Section> {
     // neighbour's MAC), and one that leaves the route to the FIB (hairpin flows, flows of an
     // older build).
     let flow = |client_port: u16| {
-        FlowKey::new(
-            be_addr(std::net::Ipv4Addr::from(EP)),
-            be_port(53),
-            be_addr(std::net::Ipv4Addr::from(CLIENT)),
-            be_port(client_port),
+        flow_key(
+            (std::net::Ipv4Addr::from(EP), 53),
+            (std::net::Ipv4Addr::from(CLIENT), client_port),
             UDP,
         )
     };

@@ -16,34 +16,15 @@ fn lines(s: &str) -> Vec<&str> {
 #[test]
 fn ls_quiet_format_and_filter() {
     let t = Topo::new();
-    t.ok(&[
-        "network",
-        "create",
-        "front",
-        "--subnet",
-        "10.40.1.0/24",
-        "--label",
-        "team=web",
-    ]);
-    t.ok(&[
-        "network",
-        "create",
-        "back",
-        "-d",
-        "bridge",
-        "--subnet",
-        "10.40.2.0/24",
-        "--internal",
-    ]);
-    t.ok(&[
-        "network",
-        "create",
-        "own",
-        "--driver",
-        "netpath",
-        "--subnet",
-        "10.40.3.0/24",
-    ]);
+    t.ok(&common::words(
+        "network create front --subnet 10.40.1.0/24 --label team=web",
+    ));
+    t.ok(&common::words(
+        "network create back -d bridge --subnet 10.40.2.0/24 --internal",
+    ));
+    t.ok(&common::words(
+        "network create own --driver netpath --subnet 10.40.3.0/24",
+    ));
     let _a = t.endpoint(
         "alpha",
         &["--network", "front", "--label", "tier=1", "-p", "8080:80"],
@@ -110,14 +91,9 @@ fn ls_quiet_format_and_filter() {
         lines(&eps),
         ["alpha front 10.40.1.2", "beta back 10.40.2.2"]
     );
-    let by_net = t.ok(&[
-        "endpoint",
-        "ls",
-        "-q",
-        "--filter",
-        "network=back",
-        "--no-trunc",
-    ]);
+    let by_net = t.ok(&common::words(
+        "endpoint ls -q --filter network=back --no-trunc",
+    ));
     assert_eq!(lines(&by_net)[0].len(), 64, "{by_net}");
     let published = t.ok(&[
         "endpoint",
@@ -167,14 +143,7 @@ fn docker_port_and_collapsed_ranges() {
     let t = Topo::new();
     let _w = t.endpoint(
         "web",
-        &[
-            "-p",
-            "8080:80",
-            "-p",
-            "127.0.0.1:8443:443",
-            "-p",
-            "5353:53/udp",
-        ],
+        &common::words("-p 8080:80 -p 127.0.0.1:8443:443 -p 5353:53/udp"),
     );
     assert_eq!(
         lines(&t.ok(&["port", "web"])),

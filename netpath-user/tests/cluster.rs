@@ -688,15 +688,7 @@ fn overlay_addresses_stay_unique_and_nodes_ride_out_faults() {
     assert!(ask_tcp(a, *b_ip, 80).is_some());
     let err = refused(
         &t.a1,
-        &[
-            "network",
-            "create",
-            "ov9",
-            "--driver",
-            "overlay",
-            "--subnet",
-            "10.229.0.0/24",
-        ],
+        &common::words("network create ov9 --driver overlay --subnet 10.229.0.0/24"),
     );
     assert!(err.contains("etcd is not reachable"), "{err}");
     let spare = Netns::new("np-ep");

@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, udp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP};
-use netpath_common::{Counter, FlowKey, FlowNat, PortKey, PortTarget};
+use netpath_common::{Counter, FlowNat, PortKey, PortTarget};
 use netpath_user::{
-    datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath, MapSizes},
+    datapath::{be_addr, be_port, flow_key, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
     model::Network,
 };
@@ -136,11 +136,9 @@ fn attach(
 }
 
 fn flow(dp: &Datapath, ep_port: u16, client_port: u16, proto: u8) -> Option<FlowNat> {
-    dp.flow(&FlowKey::new(
-        be_addr(Ipv4Addr::from(EP)),
-        be_port(ep_port),
-        be_addr(Ipv4Addr::from(CLIENT)),
-        be_port(client_port),
+    dp.flow(&flow_key(
+        (Ipv4Addr::from(EP), ep_port),
+        (Ipv4Addr::from(CLIENT), client_port),
         proto,
     ))
 }
@@ -415,11 +413,9 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
     }
     // A flow recorded by an older build knows no way back: the route decides.
     dp.insert_flow(
-        FlowKey::new(
-            be_addr(Ipv4Addr::from(EP)),
-            be_port(80),
-            be_addr(Ipv4Addr::from(CLIENT)),
-            be_port(40003),
+        flow_key(
+            (Ipv4Addr::from(EP), 80),
+            (Ipv4Addr::from(CLIENT), 40003),
             TCP,
         ),
         FlowNat {
@@ -712,11 +708,9 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
         (TCP, 1006, 5, true, false),
     ];
     for (i, (proto, port, idle, closing, _)) in cases.iter().enumerate() {
-        let key = FlowKey::new(
-            be_addr(Ipv4Addr::from(EP)),
-            be_port(*port),
-            be_addr(Ipv4Addr::from(CLIENT)),
-            be_port(80),
+        let key = flow_key(
+            (Ipv4Addr::from(EP), *port),
+            (Ipv4Addr::from(CLIENT), 80),
             *proto,
         );
         let nat_port = be_port(40000 + i as u16);
@@ -784,11 +778,9 @@ fn published_flows_are_stamped_marked_closing_and_expire() {
         (TCP, 1004, 11, true, true),
     ];
     for (proto, port, idle, closing, _) in cases {
-        let key = FlowKey::new(
-            be_addr(Ipv4Addr::from(EP)),
-            be_port(80),
-            be_addr(Ipv4Addr::from(CLIENT)),
-            be_port(port),
+        let key = flow_key(
+            (Ipv4Addr::from(EP), 80),
+            (Ipv4Addr::from(CLIENT), port),
             proto,
         );
         let nat = FlowNat {
@@ -824,11 +816,9 @@ fn whole_maps_are_read_past_one_batch() {
     .expect("load datapath");
     const N: u16 = 10_000;
     for i in 0..N {
-        let key = FlowKey::new(
-            be_addr(Ipv4Addr::from(EP)),
-            be_port(80),
-            be_addr(Ipv4Addr::from(CLIENT)),
-            be_port(10_000 + i),
+        let key = flow_key(
+            (Ipv4Addr::from(EP), 80),
+            (Ipv4Addr::from(CLIENT), 10_000 + i),
             TCP,
         );
         let nat = FlowNat {
@@ -1031,11 +1021,9 @@ fn outbound_replies_are_looked_up_only_in_the_nat_range() {
     // One outbound flow NATed to the range's first port, and (as no kernel would make it)
     // one to the port just below: the host's own traffic there is never looked up.
     for (client_port, nat_port) in [(1000, SNAT_PORT_MIN), (1001, SNAT_PORT_MIN - 1)] {
-        let key = FlowKey::new(
-            be_addr(Ipv4Addr::from(EP)),
-            be_port(client_port),
-            be_addr(Ipv4Addr::from(CLIENT)),
-            be_port(80),
+        let key = flow_key(
+            (Ipv4Addr::from(EP), client_port),
+            (Ipv4Addr::from(CLIENT), 80),
             UDP,
         );
         let nat = SnatNat {

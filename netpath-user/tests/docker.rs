@@ -376,12 +376,7 @@ fn networks_isolate_and_connect_live() {
     create(
         &lab,
         "quiet",
-        &[
-            "--subnet",
-            "10.35.0.0/24",
-            "-o",
-            "com.docker.network.bridge.enable_icc=false",
-        ],
+        &common::words("--subnet 10.35.0.0/24 -o com.docker.network.bridge.enable_icc=false"),
     );
     create(&lab, "inner", &["--subnet", "10.36.0.0/24", "--internal"]);
     lab.run("--name a1 --network a --ip 10.33.0.10");

@@ -145,16 +145,7 @@ fn two_host_ports_to_one_container_port() {
     let t = Topo::new();
     let ep = t.endpoint(
         "web",
-        &[
-            "-p",
-            "8080:80",
-            "-p",
-            "8081:80",
-            "-p",
-            "5353:53/udp",
-            "-p",
-            "5354:53/udp",
-        ],
+        &common::words("-p 8080:80 -p 8081:80 -p 5353:53/udp -p 5354:53/udp"),
     );
     tcp_server(&ep, 80);
     udp_server(&ep, 53);
@@ -226,13 +217,7 @@ fn rejected_requests_change_nothing() {
             "-p",
             "x",
         ],
-        &[
-            "endpoint",
-            "create",
-            "db",
-            "--netns",
-            "/run/netns/does-not-exist",
-        ],
+        &common::words("endpoint create db --netns /run/netns/does-not-exist"),
         &["endpoint", "create", "bad/name", "--netns", &spare_path],
         &[
             "endpoint",

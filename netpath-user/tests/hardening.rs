@@ -388,14 +388,7 @@ fn published_ports_are_never_the_hosts_source_ports_and_binding_one_is_refused()
     t.host.sysctl("net/ipv4/ip_local_port_range", "32768 32867");
     let ep = t.endpoint(
         "web",
-        &[
-            "-p",
-            "1000-1049",
-            "-p",
-            "2000-2049/udp",
-            "-p",
-            "127.0.0.1:9100:80",
-        ],
+        &common::words("-p 1000-1049 -p 2000-2049/udp -p 127.0.0.1:9100:80"),
     );
     let published: Vec<u16> = t
         .ok(&["port", "web"])

@@ -55,14 +55,7 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
     let t = Topo::new();
     let web = t.endpoint(
         "web",
-        &[
-            "-p",
-            "8080:80",
-            "-p",
-            "127.0.0.1:8081:80",
-            "-p",
-            "5353:53/udp",
-        ],
+        &common::words("-p 8080:80 -p 127.0.0.1:8081:80 -p 5353:53/udp"),
     );
     tcp_server(&web, 80);
     common::udp_server(&web, 53);
@@ -121,15 +114,9 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
 fn host_docker_internal_resolves_and_reaches_the_host() {
     use std::net::TcpListener;
     let t = Topo::new();
-    t.ok(&[
-        "network",
-        "create",
-        "app",
-        "--subnet",
-        "10.10.8.0/24",
-        "--opt",
-        "host-gateway=10.10.8.254",
-    ]);
+    t.ok(&common::words(
+        "network create app --subnet 10.10.8.0/24 --opt host-gateway=10.10.8.254",
+    ));
     let ep = t.endpoint("web", &[]);
     let app = t.endpoint("api", &["--network", "app"]);
     // A service of the host, on every address, TCP and UDP.
@@ -168,15 +155,9 @@ fn host_loopback_ports_reach_services_bound_to_localhost_only() {
         time::Duration,
     };
     let t = Topo::new();
-    t.ok(&[
-        "network",
-        "create",
-        "db",
-        "--subnet",
-        "10.10.6.0/24",
-        "--opt",
-        "host-loopback-ports=5432",
-    ]);
+    t.ok(&common::words(
+        "network create db --subnet 10.10.6.0/24 --opt host-loopback-ports=5432",
+    ));
     let app = t.endpoint("app", &["--network", "db"]);
     let plain = t.endpoint("plain", &[]);
     // Two host services bound to 127.0.0.1 only: one allowed, one not.
@@ -214,12 +195,8 @@ fn host_loopback_ports_reach_services_bound_to_localhost_only() {
         "network without the option"
     );
     assert!(t.stats()["Counters"]["host_loopback"].as_u64().unwrap() >= 1);
-    t.refused(&[
-        "network",
-        "create",
-        "x",
-        "--opt",
-        "host-loopback-ports=5432,0",
-    ]);
+    t.refused(&common::words(
+        "network create x --opt host-loopback-ports=5432,0",
+    ));
     t.refused(&["network", "create", "x", "--opt", "host-loopback-ports=abc"]);
 }

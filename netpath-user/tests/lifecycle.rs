@@ -313,13 +313,9 @@ fn pinned_maps_of_another_shape_are_migrated_or_refused() {
     let err = t.start_agent_failing();
     assert!(err.contains("map FLOWS pinned at"), "{err}");
     assert!(err.contains("--reset-flows"), "{err}");
-    t.set_agent_args(&[
-        "--max-flows",
-        "4096",
-        "--max-ports",
-        "4096",
-        "--reset-flows",
-    ]);
+    t.set_agent_args(&common::words(
+        "--max-flows 4096 --max-ports 4096 --reset-flows",
+    ));
     t.start_agent();
     let r = common::tcp_request(&t.outside, HOST, 8081, "reset").unwrap();
     assert!(r.ends_with(" reset"), "{r}");

@@ -51,6 +51,11 @@ fn rcode(m: &Message) -> ResponseCode {
     m.metadata.response_code
 }
 
+/// The response code of an A query for `name` from `ns` to `server`.
+fn a_rcode(ns: &Netns, server: Ipv4Addr, name: &str) -> ResponseCode {
+    rcode(&ask(ns, server, name, RecordType::A))
+}
+
 #[test]
 fn names_and_aliases_on_shared_networks_only() {
     let t = Topo::new();
@@ -88,10 +93,7 @@ fn names_and_aliases_on_shared_networks_only() {
         addresses(&ask(&b1, gw_back, "api", RecordType::A)),
         [ip_on(&t, "both", "back")]
     );
-    assert_eq!(
-        rcode(&ask(&f1, gw_front, "api", RecordType::A)),
-        ResponseCode::NXDomain
-    );
+    assert_eq!(a_rcode(&f1, gw_front, "api"), ResponseCode::NXDomain);
     // A shared alias: every address, in turning order.
     let webs: BTreeSet<Ipv4Addr> =
         [ip_on(&t, "front2", "front"), ip_on(&t, "front3", "front")].into();
@@ -133,14 +135,8 @@ fn names_and_aliases_on_shared_networks_only() {
         [front2]
     );
     t.ok(&["network", "disconnect", "back", "both"]);
-    assert_eq!(
-        rcode(&ask(&m, gw_front, "back1", RecordType::A)),
-        ResponseCode::NXDomain
-    );
-    assert_eq!(
-        rcode(&ask(&b1, gw_back, "api", RecordType::A)),
-        ResponseCode::NXDomain
-    );
+    assert_eq!(a_rcode(&m, gw_front, "back1"), ResponseCode::NXDomain);
+    assert_eq!(a_rcode(&b1, gw_back, "api"), ResponseCode::NXDomain);
     t.ok(&["network", "connect", "back", "both"]);
     assert_eq!(
         addresses(&ask(&m, gw_front, "back1", RecordType::A)).len(),
@@ -181,14 +177,9 @@ fn other_names_go_upstream() {
     let t = Topo::new();
     let upstream = FakeUpstream::start(&t.outside, OUTSIDE);
     t.ok(&["network", "create", "front", "--subnet", "10.62.1.0/24"]);
-    t.ok(&[
-        "network",
-        "create",
-        "vault",
-        "--subnet",
-        "10.62.3.0/24",
-        "--internal",
-    ]);
+    t.ok(&common::words(
+        "network create vault --subnet 10.62.3.0/24 --internal",
+    ));
     let ep = t.endpoint("web", &["--network", "front"]);
     let safe = t.endpoint("safe", &["--network", "vault"]);
     let gw = gateway(&t, "front");
@@ -198,14 +189,8 @@ fn other_names_go_upstream() {
         [SMALL]
     );
     // The upstream's errors come back as they were.
-    assert_eq!(
-        rcode(&ask(&ep, gw, "refused.example", RecordType::A)),
-        ResponseCode::Refused
-    );
-    assert_eq!(
-        rcode(&ask(&ep, gw, "nothing.example", RecordType::A)),
-        ResponseCode::NXDomain
-    );
+    assert_eq!(a_rcode(&ep, gw, "refused.example"), ResponseCode::Refused);
+    assert_eq!(a_rcode(&ep, gw, "nothing.example"), ResponseCode::NXDomain);
     // Too big for UDP: the agent fetches it over TCP, tells the UDP client to ask again
     // over TCP, and answers that in full.
     let q = query_bytes(7, "big.example", RecordType::A);
@@ -221,10 +206,7 @@ fn other_names_go_upstream() {
     // An internal network answers its names and nothing from outside.
     let before = upstream.queries.load(Ordering::SeqCst);
     let vgw = gateway(&t, "vault");
-    assert_eq!(
-        rcode(&ask(&safe, vgw, "small.example", RecordType::A)),
-        ResponseCode::NXDomain
-    );
+    assert_eq!(a_rcode(&safe, vgw, "small.example"), ResponseCode::NXDomain);
     assert_eq!(addresses(&ask(&safe, vgw, "safe", RecordType::A)).len(), 1);
     assert_eq!(
         upstream.queries.load(Ordering::SeqCst),
@@ -272,14 +254,7 @@ fn resolv_conf_follows_the_host_and_the_endpoint() {
     // The endpoint's own settings win, and show.
     let own = t.endpoint(
         "own",
-        &[
-            "--dns",
-            "10.77.0.3",
-            "--dns-search",
-            "lab.example",
-            "--dns-option",
-            "ndots:1",
-        ],
+        &common::words("--dns 10.77.0.3 --dns-search lab.example --dns-option ndots:1"),
     );
     let path = format!("/etc/netns/{}/resolv.conf", own.name);
     let conf = std::fs::read_to_string(&path).unwrap();

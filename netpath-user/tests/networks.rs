@@ -51,14 +51,9 @@ fn isolation_matrix_with_internal_and_multi_network_endpoints() {
     let t = Topo::new();
     t.ok(&["network", "create", "a", "--subnet", "10.10.1.0/24"]);
     t.ok(&["network", "create", "b", "--subnet", "10.10.2.0/24"]);
-    t.ok(&[
-        "network",
-        "create",
-        "c",
-        "--subnet",
-        "10.10.3.0/24",
-        "--internal",
-    ]);
+    t.ok(&common::words(
+        "network create c --subnet 10.10.3.0/24 --internal",
+    ));
     let mut eps = BTreeMap::new();
     // Each endpoint on its network; "m" is connected to "b" as well below.
     let placed = [
@@ -179,15 +174,9 @@ fn broadcasts_reach_exactly_the_networks_members() {
 #[test]
 fn icc_false_keeps_peers_apart_but_published_ports_work() {
     let t = Topo::new();
-    t.ok(&[
-        "network",
-        "create",
-        "quiet",
-        "--subnet",
-        "10.10.4.0/24",
-        "--opt",
-        "icc=false",
-    ]);
+    t.ok(&common::words(
+        "network create quiet --subnet 10.10.4.0/24 --opt icc=false",
+    ));
     let d1 = t.endpoint("d1", &["--network", "quiet"]);
     let d2 = t.endpoint("d2", &["--network", "quiet", "-p", "8080:80"]);
     tcp_server(&d2, 80);
@@ -234,17 +223,9 @@ fn spoofed_sources_are_dropped_and_counted() {
 #[test]
 fn inspect_and_ls_look_like_docker() {
     let t = Topo::new();
-    t.ok(&[
-        "network",
-        "create",
-        "web",
-        "--subnet",
-        "10.10.5.0/24",
-        "--gateway",
-        "10.10.5.254",
-        "--ip-range",
-        "10.10.5.128/25",
-    ]);
+    t.ok(&common::words(
+        "network create web --subnet 10.10.5.0/24 --gateway 10.10.5.254 --ip-range 10.10.5.128/25",
+    ));
     t.endpoint("w1", &["--network", "web"]);
     let v: Value = serde_json::from_str(&t.ok(&["network", "inspect", "web"])).unwrap();
     let n = &v[0];
@@ -285,24 +266,8 @@ fn rejected_network_requests_change_nothing() {
     let cases: &[&[&str]] = &[
         &["network", "create", "a"],
         &["network", "create", "x", "--subnet", "10.10.1.128/25"],
-        &[
-            "network",
-            "create",
-            "x",
-            "--subnet",
-            "10.10.9.0/24",
-            "--gateway",
-            "10.10.8.1",
-        ],
-        &[
-            "network",
-            "create",
-            "x",
-            "--subnet",
-            "10.10.9.0/24",
-            "--ip-range",
-            "10.10.8.0/25",
-        ],
+        &common::words("network create x --subnet 10.10.9.0/24 --gateway 10.10.8.1"),
+        &common::words("network create x --subnet 10.10.9.0/24 --ip-range 10.10.8.0/25"),
         &["network", "create", "x", "--subnet", "10.10.9.0/33"],
         &["network", "create", "bad/name"],
         &["network", "create", "x", "--opt", "nope=1"],
@@ -316,17 +281,7 @@ fn rejected_network_requests_change_nothing() {
         &["network", "connect", "nope", "b1"],
         &["network", "disconnect", "a", "b1"],
         &["network", "disconnect", "a", "a1"],
-        &[
-            "endpoint",
-            "create",
-            "z",
-            "--netns",
-            "/proc/self/ns/net",
-            "--network",
-            "a",
-            "--ip",
-            "10.10.1.10",
-        ],
+        &common::words("endpoint create z --netns /proc/self/ns/net --network a --ip 10.10.1.10"),
     ];
     for args in cases {
         t.refused(args);
@@ -339,21 +294,7 @@ fn dockers_common_network_options_are_honoured_or_noted() {
     let t = Topo::new();
     // What a compose file sets: an MTU, a default host address for published ports, a bridge
     // name and an interface prefix (the last two mean nothing here: accepted and noted).
-    t.ok(&[
-        "network",
-        "create",
-        "small",
-        "--subnet",
-        "10.41.0.0/24",
-        "-o",
-        "com.docker.network.driver.mtu=1400",
-        "-o",
-        "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
-        "-o",
-        "com.docker.network.bridge.name=br-small",
-        "-o",
-        "com.docker.network.container_iface_prefix=eth",
-    ]);
+    t.ok(&common::words("network create small --subnet 10.41.0.0/24 -o com.docker.network.driver.mtu=1400 -o com.docker.network.bridge.host_binding_ipv4=127.0.0.1 -o com.docker.network.bridge.name=br-small -o com.docker.network.container_iface_prefix=eth"));
     let a = t.endpoint("a", &["--network", "small", "-p", "8090:80"]);
     tcp_server(&a, 80);
     assert!(a.ip(&["link", "show", "eth0"]).contains("mtu 1400"));
@@ -368,15 +309,7 @@ fn dockers_common_network_options_are_honoured_or_noted() {
 
     // Masquerading off: endpoints go out with their own addresses and the network is
     // reached by routing; a masqueraded network beside it still goes out as the host.
-    t.ok(&[
-        "network",
-        "create",
-        "flat",
-        "--subnet",
-        "10.42.0.0/24",
-        "-o",
-        "com.docker.network.bridge.enable_ip_masquerade=false",
-    ]);
+    t.ok(&common::words("network create flat --subnet 10.42.0.0/24 -o com.docker.network.bridge.enable_ip_masquerade=false"));
     t.outside
         .ip(&["route", "add", "10.42.0.0/24", "via", &HOST.to_string()]);
     let b = t.endpoint("b", &["--network", "flat"]);

@@ -45,14 +45,9 @@ fn endpoints_reach_the_outside_through_source_nat() {
     t.ok(&["endpoint", "rm", "web"]);
     assert_eq!(t.stats()["OutboundFlows"].as_u64().unwrap(), 0);
     // Internal networks never leave.
-    t.ok(&[
-        "network",
-        "create",
-        "closed",
-        "--internal",
-        "--subnet",
-        "10.10.9.0/24",
-    ]);
+    t.ok(&common::words(
+        "network create closed --internal --subnet 10.10.9.0/24",
+    ));
     let closed = t.endpoint("closed1", &["--network", "closed"]);
     closed.ip(&["route", "add", "default", "via", "10.10.9.1"]);
     assert!(!ping(&closed, OUTSIDE));

@@ -103,26 +103,12 @@ fn networks_the_host_needs_are_refused() {
     assert_eq!(t.ok(&["network", "ls", "-q"]).lines().count(), 1);
 
     // An endpoint may not take the network's host-gateway address.
-    t.ok(&[
-        "network",
-        "create",
-        "app",
-        "--subnet",
-        "10.60.0.0/24",
-        "-o",
-        "host-gateway=10.60.0.250",
-    ]);
-    let err = t.refused(&[
-        "endpoint",
-        "create",
-        "e",
-        "--netns",
-        "npnone",
-        "--network",
-        "app",
-        "--ip",
-        "10.60.0.250",
-    ]);
+    t.ok(&common::words(
+        "network create app --subnet 10.60.0.0/24 -o host-gateway=10.60.0.250",
+    ));
+    let err = t.refused(&common::words(
+        "endpoint create e --netns npnone --network app --ip 10.60.0.250",
+    ));
     assert!(
         err.contains("host-gateway") || err.contains("does not exist"),
         "{err}"

@@ -292,3 +292,19 @@ pub fn be_addr<A: crate::ipam::Family>(a: A) -> A::Kernel {
 pub fn be_port(p: u16) -> u16 {
     p.to_be()
 }
+
+/// The flow table's key of the flow of `proto` from `src` to `dst` (address and port as the
+/// std types hold them), in the maps' order.
+pub fn flow_key<A: crate::ipam::Family>(
+    src: (A, u16),
+    dst: (A, u16),
+    proto: u8,
+) -> netpath_common::FlowKey<A::Kernel> {
+    netpath_common::FlowKey::new(
+        be_addr(src.0),
+        be_port(src.1),
+        be_addr(dst.0),
+        be_port(dst.1),
+        proto,
+    )
+}

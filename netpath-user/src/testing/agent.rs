@@ -181,15 +181,20 @@ impl AgentProcess {
 
     /// SIGTERM, then SIGKILL if it has not exited within 5 s.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
-        }
+        stop_slot(&mut self.child);
     }
 }
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Ends the process in `slot`, if there is one, as [`stop_child`] does, leaving the slot empty.
+pub fn stop_slot(slot: &mut Option<Child>) {
+    if let Some(mut child) = slot.take() {
+        stop_child(&mut child);
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::{stop_child, veth, wait_until, Netns};
+use super::{stop_slot, veth, wait_until, Netns};
 
 /// The underlay: a bridge in its own namespace, each member on a veth to it.
 pub struct Underlay {
@@ -101,9 +101,7 @@ impl Etcd {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c);
-        }
+        stop_slot(&mut self.child);
     }
 }
 

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{stop_child, unique, Netns};
+use super::{stop_slot, unique, Netns};
 
 /// The image [`Dockerd::image`] makes: busybox's httpd on port 80 (`EXPOSE 80`), answering
 /// `/cgi-bin/ip` with the client's address as the container sees it.
@@ -209,9 +209,7 @@ impl Dockerd {
 
     /// Stops dockerd (SIGTERM) and starts it again; with live-restore its containers run on.
     pub fn restart(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
-        }
+        stop_slot(&mut self.child);
         self.run()
     }
 
@@ -334,9 +332,7 @@ impl Drop for Dockerd {
         if let Some(Ok(None)) = self.child.as_mut().map(Child::try_wait) {
             self.remove_containers();
         }
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
-        }
+        stop_slot(&mut self.child);
         // Its mounts live in the holder's mount namespace and go with it.
         if let Some(mut holder) = self.holder.take() {
             // It may have exited already; either way it is gone.

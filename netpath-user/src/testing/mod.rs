@@ -18,7 +18,7 @@ pub mod docker;
 pub mod podman;
 pub mod traffic;
 
-pub use agent::{stop_child, AgentOptions, AgentProcess};
+pub use agent::{stop_child, stop_slot, AgentOptions, AgentProcess};
 pub use cluster::{Etcd, Underlay};
 use etherparse::{Icmpv4Type, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 pub use traffic::{SteadyTraffic, TrafficResult};
@@ -32,6 +32,11 @@ pub fn unique() -> String {
         std::process::id() % 0xfffff,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The words of a command line (split on white space), for the CLI's argument lists.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 /// Runs a command, panicking with its output when it fails (test and bench setup only).
