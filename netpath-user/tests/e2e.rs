@@ -180,74 +180,35 @@ fn rejected_requests_change_nothing() {
         )
     };
     let before = snapshot();
-    let cases: &[&[&str]] = &[
-        &["port", "publish", "web", "8080:81"],
-        &["port", "publish", "web", "0"],
-        &["port", "publish", "web", "70000:80"],
-        &["port", "publish", "web", "8000-8001:80-82"],
-        &["port", "publish", "web", "9000:80/sctp"],
-        &["port", "publish", "web", "9000:80", "8080:80"],
-        &["port", "publish", "nope", "9000:80"],
-        &["port", "unpublish", "web", "9999:80"],
-        &["endpoint", "create", "web", "--netns", &spare_path],
-        &[
-            "endpoint",
-            "create",
-            "db",
-            "--netns",
-            &spare_path,
-            "--ip",
-            "10.1.2.3",
-        ],
-        &[
-            "endpoint",
-            "create",
-            "db",
-            "--netns",
-            &spare_path,
-            "-p",
-            "8080:5432",
-        ],
-        &[
-            "endpoint",
-            "create",
-            "db",
-            "--netns",
-            &spare_path,
-            "-p",
-            "x",
-        ],
-        &common::words("endpoint create db --netns /run/netns/does-not-exist"),
-        &["endpoint", "create", "bad/name", "--netns", &spare_path],
-        &[
-            "endpoint",
-            "create",
-            "db",
-            "--netns",
-            &spare_path,
-            "--network",
-            "nope",
-        ],
-        &["endpoint", "rm", "nope"],
+    let cases = [
+        "port publish web 8080:81".to_string(),
+        "port publish web 0".to_string(),
+        "port publish web 70000:80".to_string(),
+        "port publish web 8000-8001:80-82".to_string(),
+        "port publish web 9000:80/sctp".to_string(),
+        "port publish web 9000:80 8080:80".to_string(),
+        "port publish nope 9000:80".to_string(),
+        "port unpublish web 9999:80".to_string(),
+        format!("endpoint create web --netns {spare_path}"),
+        format!("endpoint create db --netns {spare_path} --ip 10.1.2.3"),
+        format!("endpoint create db --netns {spare_path} -p 8080:5432"),
+        format!("endpoint create db --netns {spare_path} -p x"),
+        format!("endpoint create bad/name --netns {spare_path}"),
+        format!("endpoint create db --netns {spare_path} --network nope"),
+        "endpoint rm nope".to_string(),
     ];
-    for args in cases {
-        t.refused(args);
-        assert_eq!(snapshot(), before, "{args:?} changed something");
+    for line in &cases {
+        t.refused(&common::words(line));
+        assert_eq!(snapshot(), before, "{line} changed something");
     }
     // The IP of an existing endpoint.
     let ip = {
         let v: Value = serde_json::from_str(&t.ok(&["endpoint", "inspect", "web"])).unwrap();
         v[0]["IPAddress"].as_str().unwrap().to_string()
     };
-    t.refused(&[
-        "endpoint",
-        "create",
-        "db",
-        "--netns",
-        &spare_path,
-        "--ip",
-        &ip,
-    ]);
+    t.refused(&common::words(&format!(
+        "endpoint create db --netns {spare_path} --ip {ip}"
+    )));
     assert_eq!(snapshot(), before);
     // A namespace that already has an eth0: refused after the kernel said so, veth rolled back.
     spare.ip(&[

@@ -436,17 +436,10 @@ fn dpkg_installs_upgrades_removes_and_purges_a_working_agent() {
 
     // A published port, reached from outside with the client's own address.
     succeeded(
-        host.netpath(&[
-            "endpoint",
-            "create",
-            "web",
-            "--netns",
-            &web.name,
-            "-p",
-            "8080:80",
-            "-p",
-            "8080:80/udp",
-        ]),
+        host.netpath(&common::words(&format!(
+            "endpoint create web --netns {} -p 8080:80 -p 8080:80/udp",
+            web.name
+        ))),
         "endpoint create",
     );
     tcp_echo_server(&web, 80);

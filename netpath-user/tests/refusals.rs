@@ -114,17 +114,10 @@ fn networks_the_host_needs_are_refused() {
         "{err}"
     );
     let ns = Netns::new("nphg");
-    let err = t.refused(&[
-        "endpoint",
-        "create",
-        "e",
-        "--netns",
-        &ns.name,
-        "--network",
-        "app",
-        "--ip",
-        "10.60.0.250",
-    ]);
+    let err = t.refused(&common::words(&format!(
+        "endpoint create e --netns {} --network app --ip 10.60.0.250",
+        ns.name
+    )));
     assert!(err.contains("is the host-gateway of network app"), "{err}");
 }
 
@@ -291,18 +284,10 @@ fn orphans_of_a_killed_request_are_swept_at_start() {
     t.stop_agent();
     // What an agent killed half way through `endpoint create` leaves: a veth with its
     // peer configured in the namespace, and a route.
-    t.host.ip(&[
-        "link",
-        "add",
-        "np0123456789",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &ns.name,
-    ]);
+    t.host.ip(&common::words(&format!(
+        "link add np0123456789 type veth peer name eth0 netns {}",
+        ns.name
+    )));
     t.host.ip(&["link", "set", "np0123456789", "up"]);
     t.host
         .ip(&["route", "add", "10.210.0.99/32", "dev", "np0123456789"]);
@@ -312,15 +297,10 @@ fn orphans_of_a_killed_request_are_swept_at_start() {
     assert!(!t.host.ip(&["route"]).contains("10.210.0.99"));
     assert!(!ns.ip(&["link"]).contains("eth0"));
     assert!(t.agent_log().contains("orphans=1"), "{}", t.agent_log());
-    t.ok(&[
-        "endpoint",
-        "create",
-        "x",
-        "--netns",
-        &ns.name,
-        "--ip",
-        "10.210.0.99",
-    ]);
+    t.ok(&common::words(&format!(
+        "endpoint create x --netns {} --ip 10.210.0.99",
+        ns.name
+    )));
 }
 
 #[test]
@@ -380,15 +360,10 @@ fn one_agent_per_state_directory_and_host_settings_kept() {
 fn endpoints_whose_namespace_is_gone_go() {
     let t = Topo::new();
     let gone = Netns::new("npgone");
-    t.ok(&[
-        "endpoint",
-        "create",
-        "gone",
-        "--netns",
-        &gone.name,
-        "--ip",
-        "10.210.0.50",
-    ]);
+    t.ok(&common::words(&format!(
+        "endpoint create gone --netns {} --ip 10.210.0.50",
+        gone.name
+    )));
     drop(gone);
     wait_until("the agent to notice", Duration::from_secs(20), || {
         !t.ok(&["endpoint", "ls"]).contains("gone")
@@ -396,15 +371,10 @@ fn endpoints_whose_namespace_is_gone_go() {
     assert!(t.agent_log().contains("its network namespace is gone"));
     // Its address is free again.
     let again = Netns::new("npagain");
-    t.ok(&[
-        "endpoint",
-        "create",
-        "again",
-        "--netns",
-        &again.name,
-        "--ip",
-        "10.210.0.50",
-    ]);
+    t.ok(&common::words(&format!(
+        "endpoint create again --netns {} --ip 10.210.0.50",
+        again.name
+    )));
 
     // A namespace kept alive by a process but no longer reachable by its path: the veth
     // stays, so only a prune (or the periodic check) finds it.
