@@ -179,31 +179,40 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if flow.fragment {
         return Parsed::Ipv4(flow);
     }
-    if flow.proto == proto::ICMP {
-        return icmp(data, data_end, flow);
-    }
-    match ports(data, data_end, &mut flow) {
-        Some(()) => Parsed::Ipv4(flow),
-        None => Parsed::Malformed,
+    let l4_len = match flow.proto {
+        proto::ICMP => return icmp(data, data_end, flow),
+        p => match transport_len(p) {
+            Some(n) => n,
+            None => return Parsed::Ipv4(flow),
+        },
+    };
+    let Some([src, dst]) = ports(data, data_end, flow.l4_off, l4_len) else {
+        return Parsed::Malformed;
+    };
+    flow.src_port = src;
+    flow.dst_port = dst;
+    Parsed::Ipv4(flow)
+}
+
+/// The length of the transport header whose ports a flow is keyed by: TCP's and UDP's (other
+/// protocols have no ports).
+#[inline(always)]
+pub fn transport_len(proto: u8) -> Option<usize> {
+    match proto {
+        proto::TCP => Some(20),
+        proto::UDP => Some(8),
+        _ => None,
     }
 }
 
-/// Reads the ports of a TCP or UDP flow of either family into `flow` (other protocols have
-/// none). None: the transport header is cut short.
+/// The source and destination ports (network order) of the transport header of `l4_len`
+/// bytes at `l4_off`, of either address family; None when it is cut short.
 #[inline(always)]
-pub fn ports<A: Addr>(data: usize, data_end: usize, flow: &mut Flow<A>) -> Option<()> {
-    let l4_len = match flow.proto {
-        proto::TCP => 20,
-        proto::UDP => 8,
-        _ => return Some(()),
-    };
-    if data + flow.l4_off + l4_len > data_end {
+pub fn ports(data: usize, data_end: usize, l4_off: usize, l4_len: usize) -> Option<[u16; 2]> {
+    if data + l4_off + l4_len > data_end {
         return None;
     }
-    let ports = ptr_at::<[u16; 2]>(data, data_end, flow.l4_off)?;
+    let ports = ptr_at::<[u16; 2]>(data, data_end, l4_off)?;
     // SAFETY: bounds checked by ptr_at.
-    let ports = unsafe { *ports };
-    flow.src_port = ports[0];
-    flow.dst_port = ports[1];
-    Some(())
+    Some(unsafe { *ports })
 }
