@@ -132,6 +132,13 @@ impl Tools {
         })
     }
 
+    /// Program `name` of whichever object holds it.
+    fn program(&mut self, name: &str) -> Result<&mut aya::programs::Program> {
+        self.object_of(name)
+            .program_mut(name)
+            .with_context(|| name.to_string())
+    }
+
     /// The object that holds program `name`.
     fn object_of(&mut self, name: &str) -> &mut Ebpf {
         if name.starts_with("netpath_bench_") {
@@ -148,11 +155,7 @@ impl Tools {
         ns: &Netns,
         ifname: &str,
     ) -> Result<SchedClassifierLink> {
-        let tc: &mut SchedClassifier = self
-            .object_of(name)
-            .program_mut(name)
-            .context(name.to_string())?
-            .try_into()?;
+        let tc: &mut SchedClassifier = self.program(name)?.try_into()?;
         let ifname = ifname.to_string();
         ns.run(move || -> Result<SchedClassifierLink> {
             let t = tc.attach(&ifname, TcAttachType::Ingress)?;
@@ -162,11 +165,7 @@ impl Tools {
 
     /// Attaches program `name` (one of the consts above) to `ifname` (native XDP) inside `ns`.
     pub fn attach_xdp(&mut self, name: &str, ns: &Netns, ifname: &str) -> Result<XdpLink> {
-        let prog: &mut Xdp = self
-            .object_of(name)
-            .program_mut(name)
-            .context(name.to_string())?
-            .try_into()?;
+        let prog: &mut Xdp = self.program(name)?.try_into()?;
         let ifname = ifname.to_string();
         ns.run(move || -> Result<XdpLink> {
             let id = prog.attach(&ifname, XdpMode::Driver)?;

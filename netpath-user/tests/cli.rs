@@ -141,10 +141,7 @@ fn ls_quiet_format_and_filter() {
 #[test]
 fn docker_port_and_collapsed_ranges() {
     let t = Topo::new();
-    let _w = t.endpoint(
-        "web",
-        &common::words("-p 8080:80 -p 127.0.0.1:8443:443 -p 5353:53/udp"),
-    );
+    let _w = t.endpoint_with("web", "-p 8080:80 -p 127.0.0.1:8443:443 -p 5353:53/udp");
     assert_eq!(
         lines(&t.ok(&["port", "web"])),
         [

@@ -343,6 +343,15 @@ fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
     (r.ns, r.endpoint_ifindex, r.uplink_ifindex, r.uplink_mac)
 }
 
+/// A datapath with the endpoint (network 1) behind the routed namespace's veth: the
+/// namespace and the veth's ifindex.
+fn with_endpoint() -> (Dp, Netns, u32) {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    (Dp { dp, _fs }, ns, ep_if)
+}
+
 /// Network 1: 172.17.0.0/16, gateway 172.17.0.1 (the endpoint's). Network 2: 10.5.0.0/24.
 fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bool) -> Network {
     let subnet: Subnet = subnet.parse().unwrap();
@@ -473,9 +482,7 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
 
 #[test]
 fn container_connections_from_a_published_port_are_not_translated() {
-    let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, _, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
     // The container opens its own connection from port 80: no flow, no translation.
     let pkt = reply_frame(TCP, 80, 40000);
@@ -486,9 +493,7 @@ fn container_connections_from_a_published_port_are_not_translated() {
 
 #[test]
 fn spoofed_packets_are_dropped_and_counted() {
-    let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, _, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     let mut wrong_ip = Frame::new([172, 17, 0, 99], CLIENT, UDP);
     wrong_ip.src_mac = EP_MAC;
     let wrong_ip = wrong_ip.build(&udp(1, 2));
@@ -513,9 +518,7 @@ fn arp_request(target: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn arp_for_the_gateway_is_answered_with_the_host_veth_mac() {
-    let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, _, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     let req = arp_request([172, 17, 0, 1]);
     let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &req, ep_if));
     assert_eq!(verdict, TC_ACT_REDIRECT, "answered back into the endpoint");
@@ -549,9 +552,7 @@ fn from_ep(dst: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn forwards_between_endpoints_of_a_network() {
-    let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, _, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
     let pkt = from_ep(PEER);
     let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
@@ -565,9 +566,7 @@ fn forwards_between_endpoints_of_a_network() {
 
 #[test]
 fn policy_between_networks() {
-    let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, _, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     network(&mut dp, 2, "10.5.0.0/24", false, true);
     attach(
         &mut dp,
@@ -658,9 +657,7 @@ fn broadcasts_go_to_the_other_members() {
 
 #[test]
 fn arp_is_answered_for_the_gateway_and_peers_only() {
-    let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, _, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     network(&mut dp, 2, "10.5.0.0/24", false, true);
     attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
     attach(

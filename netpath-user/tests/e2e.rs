@@ -143,10 +143,7 @@ fn endpoint_removal_flushes_its_flows_and_veth() {
 #[test]
 fn two_host_ports_to_one_container_port() {
     let t = Topo::new();
-    let ep = t.endpoint(
-        "web",
-        &common::words("-p 8080:80 -p 8081:80 -p 5353:53/udp -p 5354:53/udp"),
-    );
+    let ep = t.endpoint_with("web", "-p 8080:80 -p 8081:80 -p 5353:53/udp -p 5354:53/udp");
     tcp_server(&ep, 80);
     udp_server(&ep, 53);
     for port in [8080, 8081, 8080, 8081] {

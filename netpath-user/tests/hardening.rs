@@ -386,10 +386,7 @@ fn published_ports_are_never_the_hosts_source_ports_and_binding_one_is_refused()
     let t = Topo::new();
     // The host picks its own ports from 100; ephemeral publishes take the first 50 of them.
     t.host.sysctl("net/ipv4/ip_local_port_range", "32768 32867");
-    let ep = t.endpoint(
-        "web",
-        &common::words("-p 1000-1049 -p 2000-2049/udp -p 127.0.0.1:9100:80"),
-    );
+    let ep = t.endpoint_with("web", "-p 1000-1049 -p 2000-2049/udp -p 127.0.0.1:9100:80");
     let published: Vec<u16> = t
         .ok(&["port", "web"])
         .lines()

@@ -53,10 +53,7 @@ fn host_processes_reach_published_ports_through_socket_hooks() {
         time::Duration,
     };
     let t = Topo::new();
-    let web = t.endpoint(
-        "web",
-        &common::words("-p 8080:80 -p 127.0.0.1:8081:80 -p 5353:53/udp"),
-    );
+    let web = t.endpoint_with("web", "-p 8080:80 -p 127.0.0.1:8081:80 -p 5353:53/udp");
     tcp_server(&web, 80);
     common::udp_server(&web, 53);
     let gateway: Ipv4Addr = "10.210.0.1".parse().unwrap();

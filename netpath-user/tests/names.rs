@@ -61,8 +61,7 @@ fn names_and_aliases_on_shared_networks_only() {
     let t = Topo::new();
     // Names that are no network's go here (and do not exist there either).
     let _upstream = FakeUpstream::start(&t.outside, OUTSIDE);
-    t.ok(&["network", "create", "front", "--subnet", "10.62.1.0/24"]);
-    t.ok(&["network", "create", "back", "--subnet", "10.62.2.0/24"]);
+    t.networks(&[("front", "10.62.1.0/24"), ("back", "10.62.2.0/24")]);
     let f1 = t.endpoint("front1", &["--network", "front"]);
     let _f2 = t.endpoint("front2", &["--network", "front", "--alias", "web"]);
     let _f3 = t.endpoint("front3", &["--network", "front", "--alias", "web"]);
@@ -252,9 +251,9 @@ fn resolv_conf_follows_the_host_and_the_endpoint() {
         rcode(&r) == ResponseCode::NoError && second.queries.load(Ordering::SeqCst) > 0
     });
     // The endpoint's own settings win, and show.
-    let own = t.endpoint(
+    let own = t.endpoint_with(
         "own",
-        &common::words("--dns 10.77.0.3 --dns-search lab.example --dns-option ndots:1"),
+        "--dns 10.77.0.3 --dns-search lab.example --dns-option ndots:1",
     );
     let path = format!("/etc/netns/{}/resolv.conf", own.name);
     let conf = std::fs::read_to_string(&path).unwrap();

@@ -49,8 +49,7 @@ fn matrix(
 #[test]
 fn isolation_matrix_with_internal_and_multi_network_endpoints() {
     let t = Topo::new();
-    t.ok(&["network", "create", "a", "--subnet", "10.10.1.0/24"]);
-    t.ok(&["network", "create", "b", "--subnet", "10.10.2.0/24"]);
+    t.networks(&[("a", "10.10.1.0/24"), ("b", "10.10.2.0/24")]);
     t.ok(&common::words(
         "network create c --subnet 10.10.3.0/24 --internal",
     ));
@@ -138,8 +137,7 @@ fn udp_listener(ns: &Netns) -> UdpSocket {
 #[test]
 fn broadcasts_reach_exactly_the_networks_members() {
     let t = Topo::new();
-    t.ok(&["network", "create", "a", "--subnet", "10.10.1.0/24"]);
-    t.ok(&["network", "create", "b", "--subnet", "10.10.2.0/24"]);
+    t.networks(&[("a", "10.10.1.0/24"), ("b", "10.10.2.0/24")]);
     let a1 = t.endpoint("a1", &["--network", "a"]);
     let a2 = t.endpoint("a2", &["--network", "a"]);
     let m = t.endpoint("m", &["--network", "b"]);

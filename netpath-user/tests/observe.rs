@@ -101,8 +101,7 @@ fn is(e: &Value, kind: &str, reason: &str) -> bool {
 #[test]
 fn the_monitor_shows_drops_and_opt_in_traces() {
     let t = Topo::new();
-    t.ok(&["network", "create", "a", "--subnet", "10.60.1.0/24"]);
-    t.ok(&["network", "create", "b", "--subnet", "10.60.2.0/24"]);
+    t.networks(&[("a", "10.60.1.0/24"), ("b", "10.60.2.0/24")]);
     let a1 = t.endpoint("a1", &["--network", "a"]);
     let b1 = t.endpoint("b1", &["--network", "b", "-p", "8080:80"]);
     tcp_server(&b1, 80);
@@ -284,8 +283,7 @@ fn scrape(ns: &Netns) -> String {
 #[test]
 fn metrics_pass_promtool_and_move_with_traffic() {
     let t = Topo::with_agent_args(&["--metrics", "10.77.0.2:9142", "--max-flows", "4096"]);
-    t.ok(&["network", "create", "a", "--subnet", "10.60.1.0/24"]);
-    t.ok(&["network", "create", "b", "--subnet", "10.60.2.0/24"]);
+    t.networks(&[("a", "10.60.1.0/24"), ("b", "10.60.2.0/24")]);
     let web = t.endpoint("web", &["--network", "a", "-p", "8080:80"]);
     let other = t.endpoint("other", &["--network", "b"]);
     tcp_server(&web, 80);

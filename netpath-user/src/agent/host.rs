@@ -203,16 +203,20 @@ pub fn ensure_bpffs(dir: &Path, record: &mut HostRecord) -> anyhow::Result<()> {
 }
 
 fn mount_bpffs(at: &Path) -> anyhow::Result<()> {
+    mount("bpffs", "bpf", at).with_context(|| format!("mounting bpffs at {}", at.display()))?;
+    info!(at = %at.display(), "mounted bpffs");
+    Ok(())
+}
+
+/// Mounts a kernel filesystem of type `fstype` (named `source`) at `at`, with no options.
+pub fn mount(source: &str, fstype: &str, at: &Path) -> nix::Result<()> {
     nix::mount::mount(
-        Some("bpffs"),
+        Some(source),
         at,
-        Some("bpf"),
+        Some(fstype),
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .with_context(|| format!("mounting bpffs at {}", at.display()))?;
-    info!(at = %at.display(), "mounted bpffs");
-    Ok(())
 }
 
 /// The cookie of this thread's network namespace (SO_NETNS_COOKIE on a fresh socket).
@@ -266,14 +270,8 @@ pub fn cgroup_root(state_dir: &Path, record: &mut HostRecord) -> anyhow::Result<
     // The agent's own mount point, in its state directory: nothing else uses it.
     let dir = state_dir.join("cgroup2");
     record.create_dir(&dir)?;
-    nix::mount::mount(
-        Some("cgroup2"),
-        &dir,
-        Some("cgroup2"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .with_context(|| format!("mounting cgroup2 at {}", dir.display()))?;
+    mount("cgroup2", "cgroup2", &dir)
+        .with_context(|| format!("mounting cgroup2 at {}", dir.display()))?;
     info!(at = %dir.display(), "mounted cgroup2");
     record.mounts.push(dir.clone());
     Ok(dir)

@@ -18,31 +18,7 @@ pub enum NetworkCmd {
     #[command(
         after_help = "Examples:\n  netpath network create web\n  netpath network create back --subnet 10.20.2.0/24 --gateway 10.20.2.254 --internal\n  netpath network create quiet -d bridge -o icc=false --label team=data\n  netpath network create app -o host-gateway=10.30.0.254 -o host-loopback-ports=5432,6379\n\nOptions (-o), netpath's names or Docker's:\n  icc=true|false                 com.docker.network.bridge.enable_icc\n  mtu=N                          com.docker.network.driver.mtu\n  host-binding-ipv4=IP           com.docker.network.bridge.host_binding_ipv4 (ports published without an address)\n  masquerade=true|false          com.docker.network.bridge.enable_ip_masquerade (false: routed, own addresses out)\n  com.docker.network.bridge.gateway_mode_ipv4=nat|routed\n  host-gateway=IP, host-loopback-ports=PORT,...\n  accepted and noted, changing nothing: com.docker.network.bridge.name,\n  com.docker.network.container_iface_prefix, com.docker.network.bridge.default_bridge"
     )]
-    Create {
-        /// The network's name (letters, digits, `_`, `.`, `-`).
-        name: String,
-        /// Driver: bridge (the default) or netpath; both are netpath's datapath.
-        #[arg(short, long, value_name = "DRIVER")]
-        driver: Option<String>,
-        /// Subnet in CIDR form (default: a free one from the address pools).
-        #[arg(long, value_name = "CIDR")]
-        subnet: Option<String>,
-        /// Gateway address (default: the subnet's first address).
-        #[arg(long, value_name = "IP")]
-        gateway: Option<Ipv4Addr>,
-        /// Allocate endpoint addresses from this part of the subnet.
-        #[arg(long, value_name = "CIDR")]
-        ip_range: Option<String>,
-        /// Nothing leaves the network; its ports cannot be published.
-        #[arg(long)]
-        internal: bool,
-        /// Network option KEY=VALUE (repeatable; see below).
-        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
-        opts: Vec<String>,
-        /// Set a label KEY=VALUE (repeatable).
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-    },
+    Create(CreateArgs),
     /// List networks.
     #[command(
         alias = "list",
@@ -126,28 +102,53 @@ fn passes(n: &NetworkView, f: &Filters) -> bool {
     })
 }
 
+/// `network create`'s arguments.
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// The network's name (letters, digits, `_`, `.`, `-`).
+    pub name: String,
+    /// Driver: bridge (the default) or netpath; both are netpath's datapath.
+    #[arg(short, long, value_name = "DRIVER")]
+    pub driver: Option<String>,
+    /// Subnet in CIDR form (default: a free one from the address pools).
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Allocate endpoint addresses from this part of the subnet.
+    #[arg(long, value_name = "CIDR")]
+    pub ip_range: Option<String>,
+    /// Nothing leaves the network; its ports cannot be published.
+    #[arg(long)]
+    pub internal: bool,
+    /// Network option KEY=VALUE (repeatable; see below).
+    #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+    pub opts: Vec<String>,
+    /// Set a label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+impl From<CreateArgs> for NetworkCreate {
+    fn from(a: CreateArgs) -> Self {
+        NetworkCreate {
+            labels: parse_labels(&a.labels),
+            name: a.name,
+            driver: a.driver,
+            subnet: a.subnet,
+            gateway: a.gateway,
+            ip_range: a.ip_range,
+            internal: a.internal,
+            options: a.opts,
+        }
+    }
+}
+
 pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        NetworkCmd::Create {
-            name,
-            driver,
-            subnet,
-            gateway,
-            ip_range,
-            internal,
-            opts,
-            labels,
-        } => {
-            let req = NetworkCreate {
-                name,
-                driver,
-                subnet,
-                gateway,
-                ip_range,
-                internal,
-                options: opts,
-                labels: parse_labels(&labels),
-            };
+        NetworkCmd::Create(args) => {
+            let req = NetworkCreate::from(args);
             let n = client.create_network(&req).await?;
             println!("{}", n.id);
             Ok(ExitCode::SUCCESS)

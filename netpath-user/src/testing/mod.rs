@@ -251,14 +251,7 @@ impl ScratchBpffs {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir)?;
-        nix::mount::mount(
-            Some("bpffs"),
-            &dir,
-            Some("bpf"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .map_err(std::io::Error::from)?;
+        crate::agent::host::mount("bpffs", "bpf", &dir).map_err(std::io::Error::from)?;
         Ok(ScratchBpffs { dir })
     }
 

@@ -11,7 +11,8 @@ use std::{
 
 pub use netpath_user::testing::traffic::{tcp_echo_server, udp_server};
 use netpath_user::testing::{
-    outside_and_host, unique, veth, wait_until, AgentOptions, AgentProcess, Netns, ScratchBpffs,
+    outside_and_host, unique, veth, wait_until, words, AgentOptions, AgentProcess, Netns,
+    ScratchBpffs,
 };
 use serde_json::Value;
 
@@ -216,6 +217,13 @@ impl Topo {
             .expect("run netpath")
     }
 
+    /// `network create NAME --subnet SUBNET` for each pair.
+    pub fn networks(&self, nets: &[(&str, &str)]) {
+        for (name, subnet) in nets {
+            self.ok(&["network", "create", name, "--subnet", subnet]);
+        }
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(
@@ -245,6 +253,11 @@ impl Topo {
     }
 
     /// Creates an endpoint in a fresh namespace.
+    /// [`Topo::endpoint`] with its flags as one command line (`-p 8080:80 --network a`).
+    pub fn endpoint_with(&self, name: &str, flags: &str) -> Netns {
+        self.endpoint(name, &words(flags))
+    }
+
     pub fn endpoint(&self, name: &str, extra: &[&str]) -> Netns {
         let ns = Netns::new("npep");
         let path = ns.path();
