@@ -76,22 +76,20 @@ where
         self: Arc<Self>,
         cluster: Arc<crate::cluster::Cluster>,
     ) -> anyhow::Result<()> {
-        let shared = self;
         let mut changes = cluster.subscribe();
         loop {
             let view = cluster.view();
-            shared.with_agent(move |a| a.apply_cluster(&view)).await?;
+            self.with_agent(move |a| a.apply_cluster(&view)).await?;
             changes.changed().await?;
         }
     }
 
     /// Expires idle flows every [`EXPIRY_INTERVAL`] (the first run catches up at once).
     pub async fn expire_flows(self: Arc<Self>) -> anyhow::Result<()> {
-        let shared = self;
         let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
         loop {
             tick.tick().await;
-            let n = shared.with_agent(|a| a.expire_flows()).await?;
+            let n = self.with_agent(|a| a.expire_flows()).await?;
             if n.published + n.outbound > 0 {
                 info!(
                     published = n.published,
@@ -106,7 +104,6 @@ where
     /// in step; a link going away (an endpoint's namespace deleted, a veth removed) triggers a
     /// repair at once. Fails (and is restarted) when the subscription cannot be made or ends.
     pub async fn watch_host(self: Arc<Self>) -> anyhow::Result<()> {
-        let shared = self;
         use futures::StreamExt;
         use netlink_packet_core::NetlinkPayload;
         use netlink_packet_route::RouteNetlinkMessage;
@@ -116,14 +113,14 @@ where
         ])?;
         let conn = tokio::spawn(conn);
         // Changes made while no one was watching.
-        shared.with_agent(|a| a.sync_host_addrs()).await??;
+        self.with_agent(|a| a.sync_host_addrs()).await??;
         while let Some((msg, _)) = msgs.next().await {
             match msg.payload {
                 // One of the endpoints' veths gone (its namespace deleted, say); links that move
                 // into a namespace as endpoints are made are gone from here too, and ignored.
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
                     let ifindex = link.header.index;
-                    let repaired = shared
+                    let repaired = self
                         .with_agent(move |a| a.owns_link(ifindex).then(|| a.repair()))
                         .await?;
                     if let Some(r) = repaired {
@@ -133,7 +130,7 @@ where
                 NetlinkPayload::InnerMessage(
                     RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
                 ) => {
-                    if let Err(e) = shared.with_agent(|a| a.sync_host_addrs()).await? {
+                    if let Err(e) = self.with_agent(|a| a.sync_host_addrs()).await? {
                         warn!("syncing host addresses: {e:#}");
                     }
                 }
@@ -146,12 +143,11 @@ where
 
     /// Repairs drift every [`DRIFT_INTERVAL`], whatever netlink said.
     pub async fn check_drift(self: Arc<Self>) -> anyhow::Result<()> {
-        let shared = self;
         let mut tick = tokio::time::interval(DRIFT_INTERVAL);
         tick.tick().await;
         loop {
             tick.tick().await;
-            report_repairs(shared.with_agent(|a| a.repair()).await?);
+            report_repairs(self.with_agent(|a| a.repair()).await?);
         }
     }
 }
