@@ -4,7 +4,7 @@
 //! ports (the client's address kept), and between containers.
 mod common;
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use common::*;
 use netpath_user::testing::docker::{Dockerd, DockerdOptions, IMAGE};
@@ -15,7 +15,8 @@ struct Lab {
     // Dropped first: containers go while the agent still answers Docker.
     d: Dockerd,
     t: Topo,
-    _plugins: PathBuf,
+    /// The plugin socket's directory, removed after dockerd and the agent are gone.
+    _plugins: netpath_user::scratch::ScratchDir,
 }
 
 impl Lab {
@@ -40,15 +41,14 @@ impl Lab {
     }
 
     fn with_options(opts: DockerdOptions) -> Lab {
-        let plugins = std::env::temp_dir().join(format!("netpath-plugins-{}", unique()));
-        std::fs::create_dir_all(&plugins).unwrap();
+        let plugins = netpath_user::scratch::ScratchDir::new("plugins");
         let dir = plugins.display().to_string();
         let mut t =
             Topo::with_agent_args(&["--docker-plugin", "netpath", "--docker-plugin-dir", &dir]);
         let d = Dockerd::start_with(
             &t.host,
             &DockerdOptions {
-                plugins: Some(plugins.clone()),
+                plugins: Some(plugins.to_path_buf()),
                 ..opts
             },
         )

@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn one_agent_per_state_dir() {
-        let dir = crate::scratch::scratch_dir("lock");
+        let dir = crate::scratch::ScratchDir::new("lock");
         let held = StateLock::take(&dir).unwrap();
         let err = StateLock::take(&dir).err().unwrap().to_string();
         assert!(
@@ -315,6 +315,5 @@ mod tests {
         );
         drop(held);
         assert!(StateLock::take(&dir).is_ok());
-        let _ = std::fs::remove_dir_all(&dir); // a test's scratch: what is left is harmless
     }
 }

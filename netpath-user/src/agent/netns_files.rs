@@ -220,8 +220,8 @@ mod tests {
 
     #[test]
     fn keeps_what_it_did_not_write() {
-        let root = crate::scratch::scratch_dir("hosts");
-        let files = NetnsFiles::new(&root);
+        let root = crate::scratch::ScratchDir::new("hosts");
+        let files = NetnsFiles::new(root.to_path_buf());
         let state = State::default();
 
         // A file the user wrote: our block comes and goes, their lines stay.
@@ -259,6 +259,5 @@ mod tests {
         assert!(!path.exists() && !path.parent().unwrap().exists());
 
         assert_eq!(files.path_of(&endpoint("x", "/proc/1/ns/net")), None);
-        let _ = std::fs::remove_dir_all(&root); // a test's scratch: what is left is harmless
     }
 }

@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn keeps_what_others_reserved_and_gives_back_only_its_own() {
-        let dir = crate::scratch::scratch_dir("reserved");
+        let dir = crate::scratch::ScratchDir::new("reserved");
         let file = dir.join("ports");
         std::fs::write(&file, "8080,9000-9001\n").unwrap();
         let mut r = ReservedPorts::new(&dir, HostRecord::default()).with_file(&file);
@@ -317,7 +317,6 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "8080,9000-9001,31000"
         );
-        let _ = std::fs::remove_dir_all(&dir); // a test's scratch: what is left is harmless
     }
 
     #[test]

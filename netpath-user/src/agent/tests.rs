@@ -18,11 +18,11 @@ use crate::{
 type FakeAgent = Agent<FakeDatapath, FakeLinks, MemoryStore>;
 
 /// Files standing in for namespaces (planning checks that the path exists).
-struct Scratch(PathBuf);
+struct Scratch(crate::scratch::ScratchDir);
 
 impl Scratch {
     fn new() -> Scratch {
-        let dir = crate::scratch::scratch_dir("unit");
+        let dir = crate::scratch::ScratchDir::new("unit");
         Scratch(dir)
     }
 
@@ -30,13 +30,6 @@ impl Scratch {
         let p = self.0.join(name);
         std::fs::write(&p, b"").unwrap();
         p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // Cleanup: already gone is as good as removed.
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

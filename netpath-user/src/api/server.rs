@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_panicking_request_answers_500_and_the_agent_keeps_serving() {
-        let dir = crate::scratch::scratch_dir("server");
+        let dir = crate::scratch::ScratchDir::new("server");
         let socket = dir.join("api.sock");
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
@@ -385,6 +385,5 @@ mod tests {
             let _ = stop.send(()); // the server may have stopped already
             server.await.unwrap();
         });
-        let _ = std::fs::remove_dir_all(&dir); // a test's scratch: what is left is harmless
     }
 }

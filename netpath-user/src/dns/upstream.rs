@@ -218,15 +218,17 @@ async fn over_tcp(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn host(text: &str) -> HostResolv {
-        let path = crate::scratch::scratch_dir("resolv").join("resolv.conf");
+    /// The host's resolvers as `text` says, and the directory their file is in.
+    fn host(text: &str) -> (HostResolv, crate::scratch::ScratchDir) {
+        let dir = crate::scratch::ScratchDir::new("resolv");
+        let path = dir.join("resolv.conf");
         std::fs::write(&path, text).unwrap();
-        HostResolv::new(path, Vec::new())
+        (HostResolv::new(path, Vec::new()), dir)
     }
 
     #[test]
     fn endpoints_get_the_gateway_and_the_hosts_search_and_options() {
-        let h = host(
+        let (h, _dir) = host(
             "nameserver 192.0.2.53\nsearch corp.example lab.example\noptions ndots:3 timeout:2\n",
         );
         let gw = Ipv4Addr::new(10, 1, 0, 1);
@@ -249,13 +251,13 @@ mod tests {
         assert_eq!(parsed.get_search(), Some(&vec!["mine.example".to_string()]));
         assert!(parsed.rotate && parsed.ndots == 1 && parsed.timeout == 5);
         // Upstreams are the file's, minus the agent's own addresses.
-        let h = host("nameserver 10.1.0.1\nnameserver 192.0.2.53\n");
+        let (h, _dir) = host("nameserver 10.1.0.1\nnameserver 192.0.2.53\n");
         assert_eq!(h.servers(&[gw]), vec!["192.0.2.53:53".parse().unwrap()]);
     }
 
     #[test]
     fn a_changed_file_is_read_again() {
-        let h = host("nameserver 192.0.2.1\n");
+        let (h, _dir) = host("nameserver 192.0.2.1\n");
         assert_eq!(h.servers(&[]), vec!["192.0.2.1:53".parse().unwrap()]);
         std::fs::write(&h.path, "nameserver 192.0.2.2\n").unwrap();
         // Make the change visible now: a later mtime, and the recheck interval passed.

@@ -334,13 +334,12 @@ mod tests {
 
     #[test]
     fn survive_a_restart() {
-        let dir = crate::scratch::scratch_dir("pools");
+        let dir = crate::scratch::ScratchDir::new("pools");
         let mut p = Pools::load(&dir).unwrap();
         let (id, _) = p.request_pool(&pool("10.9.0.0/24", ""), &[]).unwrap();
         p.request_address(&addr(&id, "", true), &[]).unwrap();
         let mut again = Pools::load(&dir).unwrap();
         let got = again.request_address(&addr(&id, "", false), &[]);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(got.unwrap(), "10.9.0.2/24");
     }
 

@@ -123,14 +123,13 @@ fn publish_and_unpublish_plans() {
 
 #[test]
 fn save_and_load_round_trip() {
-    let dir = crate::scratch::scratch_dir("state");
+    let dir = crate::scratch::ScratchDir::new("state");
     let path = dir.join("state.json");
     assert_eq!(State::load(&path).unwrap(), State::default());
     let mut s = state();
     add(&mut s, &req("a", None, &["8080:80"]));
     s.save(&path).unwrap();
     assert_eq!(State::load(&path).unwrap(), s);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

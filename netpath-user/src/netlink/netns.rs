@@ -89,7 +89,7 @@ mod tests {
     fn namespaces_are_told_apart_from_other_files_without_blocking() {
         let own = own().expect("this thread's namespace");
         assert_eq!(identify(Path::new("/proc/self/ns/net")), Ok(own));
-        let dir = crate::scratch::scratch_dir("netns");
+        let dir = crate::scratch::ScratchDir::new("netns");
         let fifo = dir.join("fifo");
         let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid C string.
@@ -109,6 +109,5 @@ mod tests {
             identify(Path::new("/proc/self/ns/mnt")),
             Err(NetnsError::NotNetns(..))
         ));
-        let _ = std::fs::remove_dir_all(&dir); // a test's scratch: what is left is harmless
     }
 }
