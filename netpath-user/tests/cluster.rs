@@ -7,46 +7,30 @@ mod common;
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4, TcpStream},
-    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use common::*;
 use hickory_proto::rr::RecordType;
+use netpath_user::scratch::ScratchDir;
 
 const ETCD_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 
-/// A directory of the test's, removed on drop (a failed test leaves nothing behind).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch(std::env::temp_dir().join(format!("np-cluster-{}", unique())))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // Cleanup: already gone is as good as removed.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// An agent in `ns` (uplink `ul0`; its files and pins named after the namespace) joined to
 /// etcd as `name`.
-fn agent(ns: &Netns, name: &str, dir: &Scratch, bpffs: &ScratchBpffs) -> AgentProcess {
+fn agent(ns: &Netns, name: &str, dir: &ScratchDir, bpffs: &ScratchBpffs) -> AgentProcess {
     agent_with(ns, name, dir, bpffs, &[])
 }
 
 fn agent_with(
     ns: &Netns,
     name: &str,
-    dir: &Scratch,
+    dir: &ScratchDir,
     bpffs: &ScratchBpffs,
     extra: &[&str],
 ) -> AgentProcess {
-    let mut opts = AgentOptions::new(BIN, &ns.name, "ul0", &dir.0.join(&ns.name));
+    let mut opts = AgentOptions::new(BIN, &ns.name, "ul0", &dir.join(&ns.name));
     opts.bpffs = bpffs.path().join(&ns.name);
     opts.extra = vec![
         "--etcd".into(),
@@ -83,9 +67,9 @@ fn nodes_register_see_each_other_and_leave_with_their_lease() {
     let n1 = ul.member("np-n1", Ipv4Addr::new(10, 77, 0, 1));
     let n2 = ul.member("np-n2", Ipv4Addr::new(10, 77, 0, 2));
     let n3 = ul.member("np-n3", Ipv4Addr::new(10, 77, 0, 3));
-    let dir = Scratch::new();
+    let dir = ScratchDir::new("cluster");
     let bpffs = ScratchBpffs::new().unwrap();
-    let mut etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.0.join("etcd"));
+    let mut etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.join("etcd"));
 
     let a1 = agent_with(&n1, "n1", &dir, &bpffs, &["--metrics", "10.77.0.1:9142"]);
     let mut a2 = agent(&n2, "n2", &dir, &bpffs);
@@ -157,9 +141,9 @@ fn nodes_register_see_each_other_and_leave_with_their_lease() {
 fn a_node_on_its_own_and_bad_cluster_flags_are_refused_plainly() {
     let mut ul = Underlay::new();
     let n1 = ul.member("np-n1", Ipv4Addr::new(10, 77, 0, 1));
-    let dir = Scratch::new();
+    let dir = ScratchDir::new("cluster");
     let bpffs = ScratchBpffs::new().unwrap();
-    let mut opts = AgentOptions::new(BIN, &n1.name, "ul0", &dir.0.join("alone"));
+    let mut opts = AgentOptions::new(BIN, &n1.name, "ul0", &dir.join("alone"));
     opts.bpffs = bpffs.path().join("alone");
     let alone = AgentProcess::start(opts.clone()).unwrap();
     let out = alone.cli(&["node", "ls"]).unwrap();
@@ -370,7 +354,7 @@ struct TwoNodes {
     a1: AgentProcess,
     a2: AgentProcess,
     etcd: Etcd,
-    dir: Scratch,
+    dir: ScratchDir,
     bpffs: ScratchBpffs,
     _ul: Underlay,
 }
@@ -381,9 +365,9 @@ impl TwoNodes {
         let etcd_ns = ul.member("np-etcd", ETCD_ADDR);
         let n1 = ul.member("np-n1", Ipv4Addr::new(10, 77, 0, 1));
         let n2 = ul.member("np-n2", Ipv4Addr::new(10, 77, 0, 2));
-        let dir = Scratch::new();
+        let dir = ScratchDir::new("cluster");
         let bpffs = ScratchBpffs::new().unwrap();
-        let etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.0.join("etcd"));
+        let etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.join("etcd"));
         let a1 = agent(&n1, "n1", &dir, &bpffs);
         let a2 = agent(&n2, "n2", &dir, &bpffs);
         let both = vec!["n1=10.77.0.1".to_string(), "n2=10.77.0.2".to_string()];

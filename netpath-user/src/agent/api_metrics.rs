@@ -59,9 +59,7 @@ impl ApiMetrics {
             .get_or_create(&RouteLabels { route })
             .observe(took.as_secs_f64());
     }
-}
 
-impl ApiMetrics {
     /// Registers the API's figures in `r` (the same counters this keeps counting).
     pub fn register(&self, r: &mut Registry) {
         r.register(

@@ -149,9 +149,7 @@ impl<A: Family> Subnet<A> {
 
     /// The first assignable address not in `used`.
     pub fn allocate(&self, gateway: A, used: &[A]) -> Result<A, IpamError> {
-        self.hosts()
-            .find(|ip| *ip != gateway && !used.contains(ip))
-            .ok_or(IpamError::Exhausted((*self).into()))
+        self.first_free(None, gateway, |ip| used.contains(ip))
     }
 }
 
