@@ -159,22 +159,31 @@ fn assert_dnat(pkt: &[u8], out: &[u8], ep_port: u16) {
     assert_eq!(pkt[csum_at + 2..], out[csum_at + 2..]);
 }
 
-/// A datapath with `host_port`/`proto` published on every host address (HOST is one) to
-/// port `port` of the endpoint behind EP_IFINDEX.
-fn published(host_port: u16, proto: u8, port: u16) -> Dp {
+/// A datapath with each `(host_port, proto, port)` published on every host address (HOST is
+/// one) to `port` of the endpoint behind EP_IFINDEX.
+fn published(ports: &[(u16, u8, u16)]) -> Dp {
     let Dp { mut dp, _fs } = load();
-    publish(&mut dp, [0; 4], host_port, proto, port, EP_IFINDEX);
+    for &(host_port, proto, port) in ports {
+        publish(&mut dp, [0; 4], host_port, proto, port, EP_IFINDEX);
+    }
     host_addrs(&mut dp, &[HOST]);
     Dp { dp, _fs }
 }
 
+/// `l4` from CLIENT to HOST through the uplink's TC program: redirected to the endpoint and
+/// translated to `ep_port`. The packet sent and the one that came out.
+fn tc_dnat(dp: &mut Datapath, proto: u8, l4: &[u8], ep_port: u16) -> (Vec<u8>, Vec<u8>) {
+    let pkt = Frame::new(CLIENT, HOST, proto).build(l4);
+    let (verdict, out) = run_tc(dp, programs::UPLINK_TC, &pkt, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_dnat(&pkt, &out, ep_port);
+    (pkt, out)
+}
+
 #[test]
 fn tc_dnat_tcp_to_published_port() {
-    let Dp { mut dp, _fs } = published(8080, TCP, 80);
-    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
-    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
-    assert_eq!(verdict, TC_ACT_REDIRECT);
-    assert_dnat(&pkt, &out, 80);
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80)]);
+    tc_dnat(&mut dp, TCP, &tcp(40000, 8080), 80);
     let nat = flow(&dp, 80, 40000, TCP).expect("flow recorded");
     assert_eq!(nat.addr, be_addr(Ipv4Addr::from(HOST)));
     assert_eq!(nat.port, be_port(8080));
@@ -184,14 +193,10 @@ fn tc_dnat_tcp_to_published_port() {
 
 #[test]
 fn tc_dnat_udp_and_zero_checksum() {
-    let Dp { mut dp, _fs } = published(5353, UDP, 53);
-    let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(40001, 5353));
-    let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
-    assert_eq!(verdict, TC_ACT_REDIRECT);
-    assert_dnat(&pkt, &out, 53);
+    let Dp { mut dp, _fs } = published(&[(5353, UDP, 53)]);
+    let (mut pkt, _) = tc_dnat(&mut dp, UDP, &udp(40001, 5353), 53);
 
     // A UDP datagram without checksum stays without one.
-    let mut pkt = pkt.clone();
     pkt[40..42].fill(0);
     let (verdict, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
     assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -201,10 +206,7 @@ fn tc_dnat_udp_and_zero_checksum() {
 
 #[test]
 fn xdp_and_tc_rewrite_identically() {
-    let Dp { mut dp, _fs } = load();
-    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
-    publish(&mut dp, [0; 4], 5353, UDP, 53, EP_IFINDEX);
-    host_addrs(&mut dp, &[HOST]);
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80), (5353, UDP, 53)]);
     for pkt in [
         Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080)),
         Frame::new(CLIENT, HOST, UDP).build(&udp(40001, 5353)),
@@ -281,10 +283,7 @@ fn a_port_on_several_addresses_is_found_until_its_last_publish_goes() {
 
 #[test]
 fn everything_else_passes_untouched() {
-    let Dp { mut dp, _fs } = load();
-    publish(&mut dp, [0; 4], 8080, TCP, 80, EP_IFINDEX);
-    publish(&mut dp, [0; 4], 8080, UDP, 80, EP_IFINDEX);
-    host_addrs(&mut dp, &[HOST]);
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80), (8080, UDP, 80)]);
     let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
 
     let icmp = Frame::new(CLIENT, HOST, ICMP).build(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
@@ -749,7 +748,7 @@ fn idle_outbound_nat_flows_expire_by_protocol_and_state() {
 #[test]
 fn published_flows_are_stamped_marked_closing_and_expire() {
     use netpath_common::flow_flags;
-    let Dp { mut dp, _fs } = published(8080, TCP, 80);
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80)]);
     let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
     let (verdict, _) = run_tc(&mut dp, programs::UPLINK_TC, &syn, 0);
     assert_eq!(verdict, TC_ACT_REDIRECT);

@@ -40,6 +40,22 @@ fn create(name: &str) -> NetworkCreate {
     }
 }
 
+/// Network `name` on `subnet`.
+fn subnet(name: &str, subnet: &str) -> NetworkCreate {
+    NetworkCreate {
+        subnet: Some(subnet.into()),
+        ..create(name)
+    }
+}
+
+/// `r` on network `net`.
+fn on(net: &str, r: EndpointCreate) -> EndpointCreate {
+    EndpointCreate {
+        network: Some(net.into()),
+        ..r
+    }
+}
+
 fn req(name: &str, ip: Option<[u8; 4]>, ports: &[&str]) -> EndpointCreate {
     EndpointCreate {
         name: name.into(),
@@ -70,11 +86,17 @@ fn endpoint_gets_next_ip_and_docker_mac() {
     assert_eq!(a.ports.len(), 1);
 }
 
+/// Every request of `cases` is refused (a plan reads the state: nothing can have changed).
+fn refused<R: std::fmt::Debug, T>(cases: &[R], plan: impl Fn(&R) -> Result<T, ModelError>) {
+    for r in cases {
+        assert!(plan(r).is_err(), "{r:?} accepted");
+    }
+}
+
 #[test]
 fn rejects_bad_requests() {
     let mut s = state();
     add(&mut s, &req("a", Some([172, 17, 0, 5]), &["8080:80"]));
-    let before = s.clone();
     let cases = [
         req("a", None, &[]),
         req("-bad", None, &[]),
@@ -84,19 +106,13 @@ fn rejects_bad_requests() {
         req("b", None, &["8080:81"]),
         req("b", None, &["80:0"]),
         req("b", None, &["9000:80", "9000:81"]),
-        EndpointCreate {
-            network: Some("nope".into()),
-            ..req("b", None, &[])
-        },
+        on("nope", req("b", None, &[])),
         EndpointCreate {
             netns: "/nonexistent/ns".into(),
             ..req("b", None, &[])
         },
     ];
-    for r in &cases {
-        assert!(s.plan_endpoint(r, host()).is_err(), "{r:?} accepted");
-    }
-    assert_eq!(s, before);
+    refused(&cases, |r| s.plan_endpoint(r, host()));
 }
 
 #[test]
@@ -156,44 +172,35 @@ fn networks_get_pool_subnets_and_docker_rules() {
     let b = net(
         &mut s,
         NetworkCreate {
-            subnet: Some("10.5.0.0/24".into()),
             gateway: Some("10.5.0.254".parse().unwrap()),
             ip_range: Some("10.5.0.128/25".into()),
             internal: true,
             options: vec!["icc=false".into()],
-            ..create("b")
+            ..subnet("b", "10.5.0.0/24")
         },
     );
     assert!(b.internal);
     assert!(!b.icc());
     assert_eq!(b.net_id, 3);
-    let before = s.clone();
     let bad = [
         create("a"),
         create("bad name"),
+        subnet("c", "10.5.0.0/16"),
         NetworkCreate {
-            subnet: Some("10.5.0.0/16".into()),
-            ..create("c")
-        },
-        NetworkCreate {
-            subnet: Some("10.6.0.0/24".into()),
             gateway: Some("10.7.0.1".parse().unwrap()),
-            ..create("c")
+            ..subnet("c", "10.6.0.0/24")
         },
         NetworkCreate {
-            subnet: Some("10.6.0.0/24".into()),
             gateway: Some("10.6.0.255".parse().unwrap()),
-            ..create("c")
+            ..subnet("c", "10.6.0.0/24")
         },
         NetworkCreate {
-            subnet: Some("10.6.0.0/24".into()),
             ip_range: Some("10.7.0.0/25".into()),
-            ..create("c")
+            ..subnet("c", "10.6.0.0/24")
         },
         NetworkCreate {
-            subnet: Some("10.6.0.0/24".into()),
             ip_range: Some("10.6.0.0/23".into()),
-            ..create("c")
+            ..subnet("c", "10.6.0.0/24")
         },
         NetworkCreate {
             gateway: Some("10.6.0.1".parse().unwrap()),
@@ -211,15 +218,9 @@ fn networks_get_pool_subnets_and_docker_rules() {
             options: vec!["icc".into()],
             ..create("c")
         },
-        NetworkCreate {
-            subnet: Some("10.6.0.1/24".into()),
-            ..create("c")
-        },
+        subnet("c", "10.6.0.1/24"),
     ];
-    for r in &bad {
-        assert!(s.plan_network(r, host()).is_err(), "{r:?} accepted");
-    }
-    assert_eq!(s, before);
+    refused(&bad, |r| s.plan_network(r, host()));
 }
 
 #[test]
@@ -228,22 +229,15 @@ fn ip_range_bounds_allocation_and_internal_networks_refuse_ports() {
     net(
         &mut s,
         NetworkCreate {
-            subnet: Some("10.5.0.0/24".into()),
             ip_range: Some("10.5.0.128/25".into()),
             internal: true,
-            ..create("b")
+            ..subnet("b", "10.5.0.0/24")
         },
     );
-    let r = EndpointCreate {
-        network: Some("b".into()),
-        ..req("x", None, &[])
-    };
+    let r = on("b", req("x", None, &[]));
     let x = add(&mut s, &r);
     assert_eq!(x.attachments[0].ip, Ipv4Addr::new(10, 5, 0, 128));
-    let r = EndpointCreate {
-        network: Some("b".into()),
-        ..req("y", None, &["8080:80"])
-    };
+    let r = on("b", req("y", None, &["8080:80"]));
     assert!(matches!(
         s.plan_endpoint(&r, host()),
         Err(ModelError::InternalPorts(_))
@@ -257,13 +251,7 @@ fn ip_range_bounds_allocation_and_internal_networks_refuse_ports() {
 #[test]
 fn connect_disconnect_and_network_removal() {
     let mut s = state();
-    net(
-        &mut s,
-        NetworkCreate {
-            subnet: Some("10.5.0.0/24".into()),
-            ..create("b")
-        },
-    );
+    net(&mut s, subnet("b", "10.5.0.0/24"));
     let a = add(&mut s, &req("a", None, &[]));
     let att = s
         .plan_connect(

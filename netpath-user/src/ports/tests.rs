@@ -4,6 +4,11 @@ fn p(s: &str) -> Result<PortSpec, SpecError> {
     s.parse()
 }
 
+/// `spec` resolved against the ports `taken`, no host socket holding any port.
+fn free(spec: &str, taken: &PortIndex) -> Result<Vec<PortMapping>, AllocError> {
+    resolve(&p(spec).unwrap(), taken, &|_| false)
+}
+
 fn r(start: u16, end: u16) -> PortRange {
     PortRange { start, end }
 }
@@ -103,12 +108,7 @@ fn m(ip: [u8; 4], hp: u16, cp: u16, proto: Proto) -> PortMapping {
 
 #[test]
 fn resolves_ranges_one_to_one() {
-    let got = resolve(
-        &p("8000-8002:80-82").unwrap(),
-        &PortIndex::default(),
-        &|_| false,
-    )
-    .unwrap();
+    let got = free("8000-8002:80-82", &PortIndex::default()).unwrap();
     assert_eq!(
         got,
         vec![
@@ -125,23 +125,17 @@ fn host_range_takes_first_free_port() {
         m([0; 4], 8000, 80, Proto::Tcp),
         m([0; 4], 8001, 81, Proto::Tcp),
     ];
-    let got = resolve(&p("8000-8010:90").unwrap(), &PortIndex::new(taken), &|_| {
-        false
-    })
-    .unwrap();
+    let got = free("8000-8010:90", &PortIndex::new(taken)).unwrap();
     assert_eq!(got, vec![m([0; 4], 8002, 90, Proto::Tcp)]);
     // A full range is an error.
-    let err = resolve(&p("8000-8001:90").unwrap(), &PortIndex::new(taken), &|_| {
-        false
-    })
-    .unwrap_err();
+    let err = free("8000-8001:90", &PortIndex::new(taken)).unwrap_err();
     assert!(matches!(err, AllocError::RangeExhausted(..)));
 }
 
 #[test]
 fn ephemeral_ports_are_distinct_and_in_range() {
     let taken = [m([0; 4], EPHEMERAL_START, 80, Proto::Tcp)];
-    let got = resolve(&p("80-81").unwrap(), &PortIndex::new(taken), &|_| false).unwrap();
+    let got = free("80-81", &PortIndex::new(taken)).unwrap();
     assert_eq!(got.len(), 2);
     assert_ne!(got[0].host_port, got[1].host_port);
     for g in &got {
@@ -159,18 +153,13 @@ fn conflicts_follow_bind_rules() {
     assert!(lo.conflicts_with(&any));
     assert!(!lo.conflicts_with(&other));
     assert!(!any.conflicts_with(&udp));
-    let err = resolve(&p("8080:81").unwrap(), &PortIndex::new([lo]), &|_| false).unwrap_err();
+    let err = free("8080:81", &PortIndex::new([lo])).unwrap_err();
     assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 8080));
     assert_eq!(
         err.to_string(),
         "Bind for 0.0.0.0:8080 failed: port is already allocated"
     );
-    assert!(resolve(
-        &p("10.0.0.5:8080:80").unwrap(),
-        &PortIndex::new([lo]),
-        &|_| false
-    )
-    .is_ok());
+    assert!(free("10.0.0.5:8080:80", &PortIndex::new([lo])).is_ok());
 }
 
 #[test]
@@ -186,40 +175,35 @@ fn unpublish_matching() {
 #[test]
 fn a_full_range_resolves() {
     // Every port below the outbound NAT range, one to one, then conflicts against all.
-    let got = resolve(
-        &p("1-39999:1-39999/udp").unwrap(),
-        &PortIndex::default(),
-        &|_| false,
-    )
-    .unwrap();
+    let got = free("1-39999:1-39999/udp", &PortIndex::default()).unwrap();
     assert_eq!(got.len(), 39999);
     let taken = PortIndex::new(got);
-    let err = resolve(&p("39999:80/udp").unwrap(), &taken, &|_| false).unwrap_err();
+    let err = free("39999:80/udp", &taken).unwrap_err();
     assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 39999));
-    assert!(resolve(&p("39999:80/tcp").unwrap(), &taken, &|_| false).is_ok());
+    assert!(free("39999:80/tcp", &taken).is_ok());
 }
 
 #[test]
 fn the_outbound_range_is_never_published() {
     let none = PortIndex::default();
     assert_eq!(
-        resolve(&p("40000:80").unwrap(), &none, &|_| false).unwrap_err(),
+        free("40000:80", &none).unwrap_err(),
         AllocError::Outbound(40000)
     );
     assert_eq!(
-        resolve(&p("39990-40010:39990-40010").unwrap(), &none, &|_| false).unwrap_err(),
+        free("39990-40010:39990-40010", &none).unwrap_err(),
         AllocError::Outbound(40000)
     );
-    assert!(resolve(&p("59999:80/udp").unwrap(), &none, &|_| false).is_err());
-    assert!(resolve(&p("60000:80").unwrap(), &none, &|_| false).is_ok());
+    assert!(free("59999:80/udp", &none).is_err());
+    assert!(free("60000:80", &none).is_ok());
     // A host range straddling it takes a port outside.
-    let got = resolve(&p("59990-60010:80").unwrap(), &none, &|_| false).unwrap();
+    let got = free("59990-60010:80", &none).unwrap();
     assert_eq!(got[0].host_port, 60000);
     // Ephemeral ports skip it: 7,232 below, 1,000 above.
-    let got = resolve(&p("1-8232").unwrap(), &none, &|_| false).unwrap();
+    let got = free("1-8232", &none).unwrap();
     assert!(got.iter().all(|m| !OUTBOUND.contains(m.host_port)));
     assert_eq!(got.last().unwrap().host_port, 60999);
-    assert!(resolve(&p("1-8233").unwrap(), &none, &|_| false).is_err());
+    assert!(free("1-8233", &none).is_err());
 }
 
 #[test]

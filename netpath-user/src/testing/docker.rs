@@ -177,14 +177,15 @@ impl Dockerd {
                 .arg(format!("--mount=/proc/{holder}/ns/mnt"))
                 .arg("--")
                 .arg(dockerd)
-                .arg("--config-file")
-                .arg(self.dir.join("daemon.json"))
-                .arg("--data-root")
-                .arg(self.dir.join("data"))
-                .arg("--exec-root")
-                .arg(self.dir.join("exec"))
-                .arg("--pidfile")
-                .arg(self.dir.join("dockerd.pid"))
+                .args(super::dir_flags(
+                    &self.dir,
+                    &[
+                        ("--config-file", "daemon.json"),
+                        ("--data-root", "data"),
+                        ("--exec-root", "exec"),
+                        ("--pidfile", "dockerd.pid"),
+                    ],
+                ))
                 .arg("-H")
                 .arg(format!("unix://{}", self.socket().display()))
                 .stdin(Stdio::null())

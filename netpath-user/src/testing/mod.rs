@@ -48,6 +48,15 @@ pub fn sh(prog: &str, args: &[&str]) -> String {
     succeeded(out, &format!("{prog} {args:?}"))
 }
 
+/// `--flag DIR/name` for each `(flag, name)`: where an engine keeps its files, each in the
+/// test's own directory `dir`.
+pub fn dir_flags(dir: &std::path::Path, flags: &[(&str, &str)]) -> Vec<std::ffi::OsString> {
+    flags
+        .iter()
+        .flat_map(|(flag, name)| [flag.into(), dir.join(name).into()])
+        .collect()
+}
+
 /// Runs an engine's CLI (`cmd`, its arguments given; `what` names it in errors) with no
 /// input: its stdout, or an error with its stderr.
 pub fn engine_cli(cmd: &mut Command, what: &str) -> anyhow::Result<String> {

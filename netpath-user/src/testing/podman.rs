@@ -63,12 +63,14 @@ impl Podman {
                 .arg(format!("--net={}", self.ns))
                 .arg("--")
                 .arg("podman")
-                .arg("--root")
-                .arg(self.dir.join("root"))
-                .arg("--runroot")
-                .arg(self.dir.join("run"))
-                .arg("--tmpdir")
-                .arg(self.dir.join("tmp"))
+                .args(super::dir_flags(
+                    &self.dir,
+                    &[
+                        ("--root", "root"),
+                        ("--runroot", "run"),
+                        ("--tmpdir", "tmp"),
+                    ],
+                ))
                 .args(["--storage-driver", "vfs"])
                 .args(args)
                 .env("CONTAINERS_CONF", self.dir.join("containers.conf")),
