@@ -60,6 +60,9 @@ pub mod map_names {
     /// The other nodes with endpoints on each overlay network, slots 0..OverlayNet::peers
     /// (broadcasts go to each).
     pub const OVERLAY_PEERS: &str = "OVERLAY_PEERS";
+    /// LPM trie of IPv4 source prefixes → [`crate::published_from`] verdict: the firewall
+    /// of published ports. Empty: every source may reach them.
+    pub const PUBLISHED_FROM: &str = "PUBLISHED_FROM";
 }
 
 /// Default sizes of the maps; the agent may override them at load time.
@@ -81,4 +84,6 @@ pub mod map_sizes {
     pub const REMOTES: u32 = 65_536;
     /// Other nodes one overlay network's broadcasts reach.
     pub const PEERS_PER_NETWORK: u32 = 64;
+    /// Source prefixes of the published ports' firewall.
+    pub const PUBLISHED_FROM: u32 = 4096;
 }

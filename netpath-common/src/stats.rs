@@ -151,6 +151,11 @@ counters! {
     /// Dropped on an uplink: addressed to a network's own addresses (an endpoint, a gateway)
     /// rather than to a published port. From outside, only published ports reach an endpoint.
     DropRouted = 26, "drop_routed";
+    /// Dropped on an uplink: a new flow to a published port from a source outside the
+    /// published ports' allow-list (`--published-from`).
+    DropFirewall = 27, "drop_firewall";
+    /// Dropped: a new flow no network policy allows.
+    DropPolicy = 28, "drop_policy";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

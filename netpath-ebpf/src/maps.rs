@@ -115,6 +115,11 @@ pub static OVERLAY_VNIS: HashMap<u32, u32> = HashMap::pinned(map_sizes::NETWORKS
 #[map]
 pub static REMOTES: HashMap<u32, RemoteEndpoint> = HashMap::pinned(map_sizes::REMOTES, 0);
 
+/// The published ports' firewall: source prefixes → `published_from` verdict (empty: no list).
+#[map]
+pub static PUBLISHED_FROM: LpmTrie<u32, u8> =
+    LpmTrie::pinned(map_sizes::PUBLISHED_FROM, NO_PREALLOC);
+
 /// Other nodes with members of each overlay network (underlay address, network order).
 #[map]
 pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =

@@ -180,9 +180,10 @@ pub fn dnat_masq<P: Packet>(
     dnat_via(pkt, flow, from, target, masq, &Via::default(), true)
 }
 
-/// `from`: the endpoint that sent the packet, or [`ELSEWHERE`]. `checked`: the destination is
-/// known to be published (else a new flow checks it is a host address first). A new flow
-/// asks the policy before it is recorded.
+/// `from`: the endpoint that sent the packet, or [`ELSEWHERE`] (the uplink). `checked`: the
+/// destination is known to be published (else a new flow checks it is a host address first).
+/// A new flow from the uplink passes the published ports' firewall, then every new flow asks
+/// the policy, before it is recorded.
 #[inline(always)]
 fn dnat_via<P: Packet>(
     pkt: &mut P,
@@ -198,6 +199,11 @@ fn dnat_via<P: Packet>(
     if !flows::refresh(&nat, closing) {
         if !checked && !host_addr(flow.dst_addr) {
             return Dnat::NotHere;
+        }
+        if from == ELSEWHERE {
+            if let Err(reason) = policy::published_from(flow.src_addr) {
+                return Dnat::Denied(reason);
+            }
         }
         if let Err(reason) = policy::admit(flow, from, target.ifindex) {
             return Dnat::Denied(reason);

@@ -7,6 +7,7 @@
 //! | [`ipam`] | subnets, addresses, MACs |
 //! | [`datapath`] | the kernel programs and maps, one module per kernel concern |
 //! | [`netlink`] | veths, addresses, routes in the agent's and endpoints' namespaces |
+//! | [`policy`] | who may reach what: the published ports' firewall |
 //! | [`dns`] | names: the DNS server on the gateways, forwarding, the kernel fast path's names |
 //! | [`error`] | the core's errors ([`error::AgentError`]) by kind, for each transport to say its way |
 //! | [`agent`] | the node agent: transactions, reconcile, background tasks, host set-up |
@@ -28,6 +29,7 @@ pub mod faults;
 pub mod ipam;
 pub mod model;
 pub mod netlink;
+pub mod policy;
 pub mod ports;
 #[cfg(any(test, feature = "testing"))]
 pub mod scratch;

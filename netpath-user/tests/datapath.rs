@@ -11,6 +11,7 @@ use netpath_user::{
     datapath::{be_addr, be_port, flow_key, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
     model::Network,
+    policy::PublishedFrom,
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -219,6 +220,62 @@ fn xdp_and_tc_rewrite_identically() {
         assert!(Seen(&xout).checksums_ok());
     }
     assert_eq!(counter(&dp, Counter::DnatXdp), 2);
+}
+
+#[test]
+fn the_published_ports_firewall_lets_in_only_its_list_on_xdp_and_tc() {
+    const XDP_DROP: u32 = 1;
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80), (5353, UDP, 53)]);
+    let outsider = [192, 0, 2, 9];
+    // A connection of a client the list will leave out, made while there is no list.
+    let old = Frame::new(outsider, HOST, TCP).build(&tcp(40009, 8080));
+    assert_eq!(
+        run_tc(&mut dp, programs::UPLINK_TC, &old, 0).0,
+        TC_ACT_REDIRECT
+    );
+    let key = flow_key(
+        (Ipv4Addr::from(EP), 80),
+        (Ipv4Addr::from(outsider), 40009),
+        TCP,
+    );
+    assert!(dp.flow(&key).is_some());
+
+    let list: PublishedFrom = "10.0.0.0/24".parse().unwrap();
+    assert_eq!(
+        dp.set_published_from(&list).unwrap(),
+        1,
+        "the outsider's flow went"
+    );
+    assert!(dp.flow(&key).is_none());
+    for (l4, proto) in [(tcp(40010, 8080), TCP), (udp(40011, 5353), UDP)] {
+        let inside = Frame::new(CLIENT, HOST, proto).build(&l4);
+        assert_eq!(run_xdp(&mut dp, &inside).0, XDP_REDIRECT);
+        assert_eq!(
+            run_tc(&mut dp, programs::UPLINK_TC, &inside, 0).0,
+            TC_ACT_REDIRECT
+        );
+        let outside = Frame::new(outsider, HOST, proto).build(&l4);
+        assert_eq!(run_xdp(&mut dp, &outside).0, XDP_DROP);
+        assert_eq!(
+            run_tc(&mut dp, programs::UPLINK_TC, &outside, 0).0,
+            TC_ACT_SHOT
+        );
+    }
+    // Its established connection stopped too: its next packet is a new flow, refused.
+    assert_eq!(run_tc(&mut dp, programs::UPLINK_TC, &old, 0).0, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropFirewall), 5);
+    // Unpublished ports and the host's own traffic are not the list's business.
+    let other = Frame::new(outsider, HOST, TCP).build(&tcp(40012, 22));
+    assert_eq!(run_xdp(&mut dp, &other).0, XDP_PASS);
+
+    // The list widened, then gone: everyone again.
+    dp.set_published_from(&"10.0.0.0/24,192.0.2.0/24".parse().unwrap())
+        .unwrap();
+    assert_eq!(run_xdp(&mut dp, &old).0, XDP_REDIRECT);
+    dp.set_published_from(&PublishedFrom::default()).unwrap();
+    let far = Frame::new([198, 51, 100, 1], HOST, TCP).build(&tcp(40013, 8080));
+    assert_eq!(run_xdp(&mut dp, &far).0, XDP_REDIRECT);
+    assert_eq!(counter(&dp, Counter::DropFirewall), 5);
 }
 
 #[test]

@@ -1,9 +1,15 @@
 //! What a careful operator tries against a host running netpath, as the attacks are made:
 //! crafted frames from a neighbour on the uplink's wire.
-use std::{net::UdpSocket, time::Duration};
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, TcpStream, UdpSocket},
+    time::Duration,
+};
 
 use netpath_user::testing::{
-    mac_of, send_frame, send_frames, udp_with, wait_until, Frame, Netns, UDP,
+    mac_of, send_frame, send_frames,
+    traffic::{tcp_echo_server, udp_server},
+    udp_with, wait_until, Frame, Netns, UDP,
 };
 
 mod common;
@@ -444,4 +450,100 @@ fn published_ports_are_never_the_hosts_source_ports_and_binding_one_is_refused()
         .host
         .exec("cat", &["/proc/sys/net/ipv4/ip_local_reserved_ports"]);
     assert!(!reserved.contains("9100"), "{reserved}");
+}
+
+/// The answer of a UDP server behind `HOST:port` to a datagram from `src` (an address of the
+/// outside namespace), if one comes within a second or so.
+fn udp_answer_from(t: &Topo, src: Ipv4Addr, port: u16) -> Option<String> {
+    let s = t
+        .outside
+        .run(|| UdpSocket::bind((src, 0)).expect("bind the client"));
+    s.connect((HOST, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 128];
+    for _ in 0..4 {
+        s.send(b"hello").unwrap();
+        if let Ok(n) = s.recv(&mut buf) {
+            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    None
+}
+
+#[test]
+fn published_ports_answer_only_the_clients_the_operator_lets_in() {
+    // Two clients on the LAN: OUTSIDE, and a neighbour beside it.
+    const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
+    let mut t = Topo::with_agent_args(&["--published-from", &format!("{OUTSIDE}")]);
+    let out_if = outside_veth(&t);
+    t.outside
+        .ip(&["addr", "add", &format!("{NEIGHBOUR}/24"), "dev", &out_if]);
+    let ep = t.endpoint("web", &["-p", "8090:80", "-p", "8091:81/udp"]);
+    tcp_echo_server(&ep, 80);
+    udp_server(&ep, 81);
+    assert_eq!(
+        t.ok(&["firewall", "show"]).trim(),
+        format!("published ports answer: {OUTSIDE}/32")
+    );
+
+    // The flag's client is answered, with its own address kept; the neighbour is not.
+    let answer = udp_answer_from(&t, OUTSIDE, 8091).expect("the listed client is answered");
+    assert!(answer.starts_with(&format!("{OUTSIDE}:")), "{answer}");
+    assert_eq!(udp_answer_from(&t, NEIGHBOUR, 8091), None);
+    assert!(counter(&t, "drop_firewall") >= 1);
+
+    // A connection of the listed client, alive.
+    let mut conn = t
+        .outside
+        .run(|| TcpStream::connect_timeout(&(HOST, 8090).into(), Duration::from_secs(3)))
+        .expect("the listed client connects");
+    conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 16];
+    conn.write_all(b"ping").unwrap();
+    assert_eq!(conn.read(&mut buf).unwrap(), 4);
+
+    // On the running agent, the list becomes the neighbour: it is answered, and the other
+    // client's flows (the connection, the datagrams) stop at their next packet.
+    let out = t.ok(&["firewall", "set", &NEIGHBOUR.to_string()]);
+    assert!(out.contains("stopped 2 flows"), "{out}");
+    assert!(udp_answer_from(&t, NEIGHBOUR, 8091).is_some());
+    assert_eq!(udp_answer_from(&t, OUTSIDE, 8091), None);
+    conn.write_all(b"ping").unwrap();
+    assert!(
+        conn.read(&mut buf).is_err(),
+        "the stopped connection answered"
+    );
+
+    // Enforced while the agent is down (the kernel keeps the list), and back as the flag
+    // says once it starts again: the flag replaces the list at start.
+    t.stop_agent();
+    assert_eq!(udp_answer_from(&t, OUTSIDE, 8091), None);
+    assert!(udp_answer_from(&t, NEIGHBOUR, 8091).is_some());
+    t.start_agent();
+    assert_eq!(
+        t.ok(&["firewall", "show", "-q"]).trim(),
+        format!("{OUTSIDE}/32")
+    );
+    assert!(udp_answer_from(&t, OUTSIDE, 8091).is_some());
+
+    // add, rm, clear; bad input changes nothing.
+    t.ok(&["firewall", "add", "10.77.0.48/29"]);
+    assert!(udp_answer_from(&t, NEIGHBOUR, 8091).is_some());
+    let err = t.refused(&["firewall", "rm", "192.0.2.0/24"]);
+    assert!(err.contains("192.0.2.0/24 is not on the list"), "{err}");
+    let err = t.refused(&["firewall", "add", "10.77.0.1/24"]);
+    assert!(err.contains("host bits"), "{err}");
+    assert_eq!(
+        t.ok(&["firewall", "show", "-q"]),
+        format!("{OUTSIDE}/32\n10.77.0.48/29\n")
+    );
+    t.ok(&["firewall", "rm", "10.77.0.48/29"]);
+    assert_eq!(udp_answer_from(&t, NEIGHBOUR, 8091), None);
+    t.ok(&["firewall", "clear"]);
+    assert!(udp_answer_from(&t, NEIGHBOUR, 8091).is_some());
+    assert_eq!(
+        t.ok(&["firewall", "show"]).trim(),
+        "published ports answer: everyone"
+    );
 }

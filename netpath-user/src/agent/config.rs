@@ -9,7 +9,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::{MapSizes, XdpMode};
+use crate::{
+    datapath::{MapSizes, XdpMode},
+    policy::PublishedFrom,
+};
 
 /// Where the agent looks for its configuration when not told.
 pub const DEFAULT_CONFIG: &str = "/etc/netpath/netpath.toml";
@@ -90,6 +93,8 @@ pub struct Partial {
     pub etcd_ca: Option<PathBuf>,
     pub etcd_cert: Option<PathBuf>,
     pub etcd_key: Option<PathBuf>,
+    #[serde(alias = "published_from")]
+    pub published_from: Option<PublishedFrom>,
 }
 
 impl Partial {
@@ -123,6 +128,7 @@ impl Partial {
             etcd_ca: self.etcd_ca.or(under.etcd_ca),
             etcd_cert: self.etcd_cert.or(under.etcd_cert),
             etcd_key: self.etcd_key.or(under.etcd_key),
+            published_from: self.published_from.or(under.published_from),
         }
     }
 
@@ -165,6 +171,7 @@ impl Partial {
             etcd_ca: self.etcd_ca,
             etcd_cert: self.etcd_cert,
             etcd_key: self.etcd_key,
+            published_from: self.published_from,
         }
     }
 }
@@ -230,6 +237,10 @@ pub struct AgentConfig {
     pub etcd_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd_key: Option<PathBuf>,
+    /// The clients published ports answer, replacing the saved list at start (none: the
+    /// saved list, everyone on a new host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_from: Option<PublishedFrom>,
 }
 
 impl AgentConfig {
@@ -320,6 +331,7 @@ reset-flows = false
 log-level = "debug"
 log-format = "json"
 metrics = "127.0.0.1:9142"
+published_from = ["10.0.0.0/8", "192.168.1.7"]
 "#)
         .unwrap();
         let cli = Partial {
@@ -334,6 +346,10 @@ metrics = "127.0.0.1:9142"
         assert_eq!(c.max_ports, 2000);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.metrics, Some("127.0.0.1:9142".parse().unwrap()));
+        assert_eq!(
+            c.published_from,
+            Some("10.0.0.0/8,192.168.1.7/32".parse().unwrap())
+        );
         // What --print-config prints reads back as the same settings.
         let again = p(&c.to_toml()).unwrap().resolve();
         assert_eq!(again, c);
@@ -374,5 +390,9 @@ metrics = "127.0.0.1:9142"
         assert!(err.contains(":1: max-flows: "), "{err}");
         let err = p("metrics = \"nowhere\"\n").unwrap_err().to_string();
         assert!(err.contains(":1: metrics: "), "{err}");
+        let err = p("published-from = [\"10.0.0.1/8\"]").unwrap_err();
+        assert!(err
+            .to_string()
+            .contains(":1: published-from: invalid subnet"));
     }
 }

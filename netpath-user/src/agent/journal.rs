@@ -11,6 +11,7 @@ use crate::{
     error::AgentError,
     model::{Endpoint, Network, State},
     netlink::{EndpointLink, LinkOps},
+    policy::PublishedFrom,
 };
 
 /// How to take back one step.
@@ -29,11 +30,12 @@ pub enum Undo {
     AddNetwork(Network),
     RemoveGateway(Ipv4Addr),
     ReleaseSlot(PortId),
+    SetPublishedFrom(PublishedFrom),
 }
 
 impl Undo {
     /// Every kind of undo step, by [`Undo::name`].
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "DeleteLink",
         "RestoreLink",
         "RemoveAttachment",
@@ -47,6 +49,7 @@ impl Undo {
         "AddNetwork",
         "RemoveGateway",
         "ReleaseSlot",
+        "SetPublishedFrom",
     ];
 
     /// The kind of step, for the tests that play every kind back.
@@ -65,6 +68,7 @@ impl Undo {
             Undo::AddNetwork(_) => "AddNetwork",
             Undo::RemoveGateway(_) => "RemoveGateway",
             Undo::ReleaseSlot(_) => "ReleaseSlot",
+            Undo::SetPublishedFrom(_) => "SetPublishedFrom",
         }
     }
 }
@@ -180,6 +184,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     self.slots.release(id);
                     Ok(())
                 }
+                Undo::SetPublishedFrom(list) => self
+                    .dp
+                    .set_published_from(list)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
             };
             if let Err(e) = res {
                 warn!("undoing {u:?}: {e}");

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod netns_files;
 pub mod overlay;
+mod policy;
 mod ports;
 mod publish;
 pub mod reconcile;

@@ -46,6 +46,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         }
         let mut c = Content {
             networks: state.networks.values().cloned().collect(),
+            published_from: state.published_from.clone(),
             ..Content::default()
         };
         for ep in state.endpoints.values() {

@@ -82,7 +82,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let cluster =
         cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
     let mut store = StateFile::in_dir(&cfg.state_dir);
-    let state = load_state(&mut store, &netlink, cfg.default_subnet)?;
+    let mut state = load_state(&mut store, &netlink, cfg.default_subnet)?;
+    if let Some(list) = cfg
+        .published_from
+        .clone()
+        .filter(|l| *l != state.published_from)
+    {
+        info!(published_from = %list, "published ports' firewall from the configuration");
+        state.published_from = list;
+        store.save(&state)?;
+    }
     // Found early, bound late: the socket answers only once the agent serves (readiness).
     refuse_if_served(&cfg.socket)?;
     host::ensure_bpffs(&cfg.bpffs, &mut record)?;

@@ -148,6 +148,10 @@ fn check_consistent(a: &FakeAgent, leftovers: bool) {
         .map(|n| (n.net_id, n.clone()))
         .collect();
     assert_eq!(a.dp.networks, nets, "networks");
+    assert_eq!(
+        a.dp.published_from, st.published_from,
+        "published ports' firewall"
+    );
     let gateways: BTreeSet<Ipv4Addr> = st.networks.values().flat_map(host_addresses).collect();
     if leftovers {
         assert!(a.net.gateways.is_superset(&gateways), "gateways");
@@ -299,6 +303,14 @@ fn connect_and_disconnect_roll_back() {
     });
 }
 
+#[test]
+fn the_firewall_rolls_back() {
+    every_failure("set published-from", |a, _| {
+        a.set_published_from("10.0.0.0/8".parse().unwrap())
+            .map(drop)
+    });
+}
+
 /// Each kind of undo step is played back by some failure above, and the failure walk checks
 /// that it restores what was there (a kind no failure reaches would be untested rollback).
 #[test]
@@ -309,6 +321,7 @@ fn every_kind_of_undo_step_is_played_back_by_some_failure() {
     publish_and_unpublish_roll_back();
     networks_roll_back();
     connect_and_disconnect_roll_back();
+    the_firewall_rolls_back();
     let played = super::journal::played::take();
     let missing: Vec<_> = super::journal::Undo::NAMES
         .iter()

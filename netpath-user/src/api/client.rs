@@ -10,8 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     routes::{Route, RouteKind},
-    EndpointView, ErrorBody, MonitorEvent, MonitorFilter, NetworkView, Port, PortView, StatsView,
-    VersionView,
+    EndpointView, ErrorBody, FirewallView, MonitorEvent, MonitorFilter, NetworkView, Port,
+    PortView, StatsView, VersionView,
 };
 use crate::model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
 
@@ -163,6 +163,15 @@ impl Client {
 
     pub async fn nodes(&self) -> Result<crate::cluster::ClusterView> {
         self.get(Route::new(RouteKind::NodeList)).await
+    }
+
+    pub async fn firewall(&self) -> Result<FirewallView> {
+        self.get(Route::new(RouteKind::Firewall)).await
+    }
+
+    pub async fn set_firewall(&self, req: &FirewallView) -> Result<FirewallView> {
+        self.call(Route::new(RouteKind::FirewallSet), Some(req))
+            .await
     }
 
     pub async fn ports(&self) -> Result<Vec<PortView>> {

@@ -78,6 +78,8 @@ pub(super) fn dispatch<S: Service + ?Sized>(
         RouteKind::Unpublish => to_json(&svc.unpublish(name, &parse_body(body)?)?),
         RouteKind::PortList => to_json(&svc.ports()),
         RouteKind::NodeList => to_json(&svc.nodes()?),
+        RouteKind::Firewall => to_json(&svc.firewall()),
+        RouteKind::FirewallSet => to_json(&svc.set_firewall(&parse_body(body)?)?),
         RouteKind::Monitor => Err(ApiError::bad_request("the monitor streams: ask over HTTP")),
     }
 }

@@ -37,8 +37,8 @@ mod views;
 
 pub use monitor::{monitor_reasons, trace_name, MonitorEvent, MonitorFilter};
 pub use views::{
-    EndpointNetwork, EndpointView, Ipam, IpamConfig, NetworkMember, NetworkView, PeerView, Port,
-    PortView, StatsView, VXLAN_ID_OPTION,
+    EndpointNetwork, EndpointView, FirewallView, Ipam, IpamConfig, NetworkMember, NetworkView,
+    PeerView, Port, PortView, StatsView, VXLAN_ID_OPTION,
 };
 
 /// Version of this API; `netpath version` shows it beside the agent's.
@@ -117,6 +117,14 @@ pub trait Service: Send + Sync + 'static {
     fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn ports(&self) -> Vec<PortView>;
+    /// The published ports' firewall.
+    fn firewall(&self) -> FirewallView {
+        FirewallView::default()
+    }
+    /// Replaces the published ports' firewall.
+    fn set_firewall(&self, _req: &FirewallView) -> Result<FirewallView, ApiError> {
+        Err(ApiError::internal("this agent has no firewall"))
+    }
     /// Sets label `network_key` on the networks and `endpoint_key` on the endpoints named
     /// (name → value): what an engine calls them. Nothing else changes.
     fn set_labels(

@@ -82,6 +82,10 @@ routes! {
     PortList: GET "/v1/ports";
     /// `ClusterView`: the nodes this node knows through etcd.
     NodeList: GET "/v1/nodes";
+    /// `FirewallView`.
+    Firewall: GET "/v1/firewall";
+    /// `FirewallView` → `FirewallView`: the list replaced.
+    FirewallSet: PUT "/v1/firewall";
     /// A stream of `MonitorEvent`s, one JSON object per line; query: `MonitorFilter`.
     Monitor: GET "/v1/monitor";
 }

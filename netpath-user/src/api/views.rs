@@ -254,6 +254,25 @@ pub struct PortView {
     pub port: Port,
 }
 
+/// The published ports' firewall (`firewall`): the clients published ports answer (empty:
+/// everyone), and, answering a change, how many flows of clients it no longer lets in went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirewallView {
+    pub published_from: crate::policy::PublishedFrom,
+    #[serde(default)]
+    pub flows_removed: usize,
+}
+
+impl From<crate::policy::PublishedFrom> for FirewallView {
+    fn from(published_from: crate::policy::PublishedFrom) -> Self {
+        FirewallView {
+            published_from,
+            flows_removed: 0,
+        }
+    }
+}
+
 /// Counter totals and map occupancy (`stats`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -111,6 +111,11 @@ pub struct AgentArgs {
     /// The key of --etcd-cert (PEM).
     #[arg(long, value_name = "FILE")]
     pub etcd_key: Option<PathBuf>,
+    /// Published ports answer only clients in this prefix (repeatable, or comma-separated;
+    /// an address alone is itself), checked in the kernel before DNAT; replaces the list
+    /// saved by `netpath firewall` [default: the saved list; on a new host, everyone].
+    #[arg(long = "published-from", value_name = "CIDR", value_delimiter = ',', value_parser = crate::policy::parse_prefix)]
+    pub published_from: Vec<crate::ipam::Subnet>,
 }
 
 impl AgentArgs {
@@ -138,6 +143,8 @@ impl AgentArgs {
             docker_plugin: self.docker_plugin.clone(),
             docker_plugin_dir: self.docker_plugin_dir.clone(),
             docker_host: self.docker_host.clone(),
+            published_from: (!self.published_from.is_empty())
+                .then(|| crate::policy::PublishedFrom::new(self.published_from.clone())),
             etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),
             node_name: self.node_name.clone(),
             etcd_prefix: self.etcd_prefix.clone(),

@@ -8,6 +8,7 @@
 //! | [`endpoint`] | `endpoint create/ls/inspect/rm` |
 //! | [`network`] | `network create/ls/inspect/rm/connect/disconnect` |
 //! | [`port`] | `port ENDPOINT [PORT]`, `port publish/unpublish/ls` |
+//! | [`firewall`] | `firewall show/set/add/rm/clear`: who published ports answer |
 //! | [`monitor`] | `monitor`: the datapath's events, live |
 //! | [`status`] | `status`: the agent's health |
 //! | [`system`] | `stats`, `version`, `completion`, `man` |
@@ -20,6 +21,7 @@ use crate::api::client::{Client, ClientError};
 
 pub mod agent;
 pub mod endpoint;
+pub mod firewall;
 pub mod format;
 pub mod monitor;
 pub mod network;
@@ -66,6 +68,9 @@ pub enum Cmd {
     Endpoint(endpoint::EndpointCmd),
     /// List an endpoint's published ports (`docker port`), or publish and unpublish them.
     Port(port::PortArgs),
+    /// Which clients published ports answer: a host-wide allow-list checked in the kernel.
+    #[command(subcommand)]
+    Firewall(firewall::FirewallCmd),
     /// Manage networks (`docker network`).
     #[command(subcommand)]
     Network(network::NetworkCmd),
@@ -163,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Uninstall(args) => agent::uninstall(args, cli.socket),
         Cmd::Endpoint(cmd) => endpoint::run(&client, cmd).await,
         Cmd::Port(args) => port::run(&client, args).await,
+        Cmd::Firewall(cmd) => firewall::run(&client, cmd).await,
         Cmd::Network(cmd) => network::run(&client, cmd).await,
         Cmd::Node(cmd) => node::run(&client, cmd).await,
         Cmd::Monitor(args) => monitor::run(&client, args).await,

@@ -19,6 +19,7 @@ pub struct FakeDatapath {
     pub ports: BTreeMap<(u32, u16, u8), PortTarget>,
     pub host_addrs: BTreeSet<Ipv4Addr>,
     pub uplinks: BTreeMap<u32, Ipv4Addr>,
+    pub published_from: crate::policy::PublishedFrom,
     pub networks: BTreeMap<u32, Network>,
     pub members: BTreeMap<u32, Vec<u32>>,
     pub attachments: BTreeMap<u32, AttachmentEntry>,
@@ -83,6 +84,14 @@ impl DatapathOps for FakeDatapath {
         self.uplinks = uplinks.iter().copied().collect();
         Ok(())
     }
+    fn set_published_from(
+        &mut self,
+        list: &crate::policy::PublishedFrom,
+    ) -> Result<usize, DatapathError> {
+        self.step("set_published_from")?;
+        self.published_from = list.clone();
+        Ok(0)
+    }
     fn expire(&mut self, _: u64) -> Expired {
         Expired::default()
     }
@@ -143,6 +152,7 @@ impl DatapathOps for FakeDatapath {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         self.attachments = c.attachments.iter().map(|a| (a.ifindex, *a)).collect();
+        self.published_from = c.published_from.clone();
         Ok(SyncReport::default())
     }
     fn sync_overlay(&mut self, c: &super::OverlayContent) -> Result<usize, DatapathError> {

@@ -72,7 +72,10 @@ impl Datapath {
     }
 
     /// Removes the flows `pred` selects: how many, and how many there were.
-    fn flush_flows(&mut self, pred: impl Fn(&FlowKey, &FlowNat) -> bool) -> (usize, usize) {
+    pub(super) fn flush_flows(
+        &mut self,
+        pred: impl Fn(&FlowKey, &FlowNat) -> bool,
+    ) -> (usize, usize) {
         let all = self.flows();
         let seen = all.len();
         let doomed: Vec<FlowKey> = all

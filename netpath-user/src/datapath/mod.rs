@@ -47,6 +47,7 @@ pub mod migrate;
 mod open;
 mod ops;
 pub mod overlay;
+pub mod policy;
 pub mod ports;
 pub mod snat;
 pub mod sock;
@@ -245,6 +246,7 @@ pub struct Datapath {
     endpoints_by_addr: HashMap<MapData, u32, PeerInfo>,
     networks: HashMap<MapData, u32, NetworkInfo>,
     subnets: LpmTrie<MapData, u32, u32>,
+    published_from: LpmTrie<MapData, u32, u8>,
     members: HashMap<MapData, MemberKey, u32>,
     snat: HashMap<MapData, FlowKey, SnatNat>,
     snat_rev: HashMap<MapData, FlowKey, SnatRev>,

@@ -114,6 +114,7 @@ impl Datapath {
             endpoints_by_addr: take_map!(ebpf, map_names::ENDPOINTS_BY_ADDR),
             networks: take_map!(ebpf, map_names::NETWORKS),
             subnets: take_map!(ebpf, map_names::SUBNETS),
+            published_from: take_map!(ebpf, map_names::PUBLISHED_FROM),
             members: take_map!(ebpf, map_names::MEMBERS),
             snat: take_map!(ebpf, map_names::SNAT),
             snat_rev: take_map!(ebpf, map_names::SNAT_REV),

@@ -9,7 +9,7 @@ use super::{
     be_port, links, migrate, sync, sys, AttachmentEntry, Content, Datapath, DatapathError,
     DatapathStats, Hook, HookReport, Hooks, LinkState, OverlayContent, SyncReport,
 };
-use crate::model::Network;
+use crate::{model::Network, policy::PublishedFrom};
 
 /// What flow expiry removed, and what is left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub trait DatapathOps: Send {
     fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize;
     /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
     fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
+    /// Makes the published ports' firewall `list` and removes the flows of clients it no
+    /// longer lets in; how many.
+    fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError>;
     /// Removes flows idle past their timeout at `now` (CLOCK_MONOTONIC ns).
     fn expire(&mut self, now: u64) -> Expired;
     /// Writes a network (flags, subnet, gateways, host-loopback ports); members are kept.
@@ -132,6 +135,9 @@ impl DatapathOps for Datapath {
     }
     fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
         Datapath::set_uplinks(self, uplinks)
+    }
+    fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError> {
+        Datapath::set_published_from(self, list)
     }
     fn expire(&mut self, now: u64) -> Expired {
         let (published, published_left) = Datapath::expire_flows(self, now);

@@ -23,6 +23,8 @@ pub struct Content {
     /// Member interfaces by network id, in slot order.
     pub members: BTreeMap<u32, Vec<u32>>,
     pub attachments: Vec<AttachmentEntry>,
+    /// The published ports' firewall.
+    pub published_from: crate::policy::PublishedFrom,
 }
 
 /// Entries written and removed by a sync.
@@ -96,6 +98,7 @@ impl Datapath {
             }
         }
         report.written += self.recount_specific()?;
+        self.set_published_from(&c.published_from)?;
 
         // Endpoints, by interface and by address.
         let eps: StdHashMap<u32, EndpointInfo> = c

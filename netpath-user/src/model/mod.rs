@@ -22,7 +22,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ipam::Pool, ports::PortMapping};
+use crate::{ipam::Pool, policy::PublishedFrom, ports::PortMapping};
 
 pub mod identity;
 pub mod options;
@@ -209,6 +209,9 @@ impl Endpoint {
 pub struct State {
     pub networks: BTreeMap<String, Network>,
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The clients published ports answer (`--published-from`); none: everyone.
+    #[serde(default, skip_serializing_if = "PublishedFrom::is_everyone")]
+    pub published_from: PublishedFrom,
     /// Endpoints of other nodes on this node's overlay networks, as the cluster says (their
     /// names resolve here); not saved: etcd has them.
     #[serde(skip)]
