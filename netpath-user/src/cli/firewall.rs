@@ -46,6 +46,7 @@ pub enum FirewallCmd {
         prefixes: Vec<String>,
     },
     /// No list: published ports answer everyone, as Docker's do.
+    #[command(after_help = "Examples:\n  netpath firewall clear")]
     Clear,
 }
 
