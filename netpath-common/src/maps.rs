@@ -63,6 +63,18 @@ pub mod map_names {
     /// LPM trie of IPv4 source prefixes → [`crate::published_from`] verdict: the firewall
     /// of published ports. Empty: every source may reach them.
     pub const PUBLISHED_FROM: &str = "PUBLISHED_FROM";
+    /// LPM trie of IPv4 prefixes → identity (`u32`): each endpoint's address (/32) and each
+    /// prefix an ipBlock names; an address it does not hold is [`crate::identity::WORLD`].
+    pub const IPCACHE: &str = "IPCACHE";
+    /// Identity (`u32`) → [`crate::direction`] flags: the directions policies select it in.
+    pub const POLICY_SUBJECTS: &str = "POLICY_SUBJECTS";
+    /// LPM trie of [`crate::PolicyKey`] → `u32`, the number of the policy allowing it.
+    pub const POLICY: &str = "POLICY";
+    /// [`crate::FlowKey`] (as its first packet went) → `u32` 1: connections a policy allowed
+    /// on paths that keep no other flow state (endpoint to endpoint), so their replies pass.
+    pub const POLICY_CT: &str = "POLICY_CT";
+    /// Array of one `u32`: 1 while some policy is in force.
+    pub const POLICY_ON: &str = "POLICY_ON";
 }
 
 /// Default sizes of the maps; the agent may override them at load time.
@@ -86,4 +98,10 @@ pub mod map_sizes {
     pub const PEERS_PER_NETWORK: u32 = 64;
     /// Source prefixes of the published ports' firewall.
     pub const PUBLISHED_FROM: u32 = 4096;
+    /// Endpoints' addresses and ipBlock prefixes.
+    pub const IPCACHE: u32 = 65_536;
+    /// Identities that policies select.
+    pub const POLICY_SUBJECTS: u32 = 16_384;
+    /// Policy rules (after ports are split into power-of-two blocks).
+    pub const POLICY: u32 = 131_072;
 }

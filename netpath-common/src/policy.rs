@@ -10,3 +10,71 @@ pub mod published_from {
     /// Every other source, while a list is in force.
     pub const DENY: u8 = 0;
 }
+
+/// Reserved identities: what the policy maps key peers by when they are not endpoints.
+/// Endpoints' identities (a number per set of labels and namespace) start at
+/// [`identity::FIRST_OF_ENDPOINTS`]; the prefixes of ipBlock rules at [`identity::FIRST_OF_CIDRS`].
+pub mod identity {
+    /// In a policy key's peer: any peer at all (a rule with no `from`/`to`).
+    pub const ANY: u32 = 0;
+    /// The host itself: its traffic with its endpoints is always allowed.
+    pub const HOST: u32 = 1;
+    /// An address no endpoint has and no ipBlock names.
+    pub const WORLD: u32 = 2;
+    pub const FIRST_OF_ENDPOINTS: u32 = 256;
+    pub const FIRST_OF_CIDRS: u32 = 1 << 24;
+}
+
+/// Directions of a policy, and the flags of `POLICY_SUBJECTS` (which directions select an
+/// identity: once selected, only what a rule allows passes that way).
+pub mod direction {
+    pub const INGRESS: u8 = 1;
+    pub const EGRESS: u8 = 2;
+}
+
+/// Key of `POLICY` (an LPM trie): a rule allowing `subject` to be reached by (ingress) or to
+/// reach (egress) `peer`, on a protocol and a block of ports. Bytes in the order the trie
+/// matches them, most significant first: direction, subject, peer (exact, [`identity::ANY`]
+/// standing for every peer), protocol (its prefix absent: every protocol), port (network
+/// order; a prefix of it: a power-of-two block of ports).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct PolicyKey {
+    pub bytes: [u8; 12],
+}
+
+impl PolicyKey {
+    /// Prefix bits that match every protocol and port.
+    pub const ALL_PORTS: u32 = 72;
+    /// Prefix bits that match one protocol, every port.
+    pub const PROTOCOL: u32 = 80;
+    /// Prefix bits of one port.
+    pub const PORT: u32 = 96;
+
+    /// `port` host order.
+    #[inline(always)]
+    pub const fn new(dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> Self {
+        let s = subject.to_be_bytes();
+        let p = peer.to_be_bytes();
+        let n = port.to_be_bytes();
+        PolicyKey {
+            bytes: [
+                dir, s[0], s[1], s[2], s[3], p[0], p[1], p[2], p[3], proto, n[0], n[1],
+            ],
+        }
+    }
+}
+
+crate::layout!(PolicyKey, 12, bytes @ 0);
+crate::pod!(PolicyKey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_key_is_its_fields_most_significant_first() {
+        let k = PolicyKey::new(direction::EGRESS, 0x0102_0304, 0x0a0b_0c0d, 6, 8080);
+        assert_eq!(k.bytes, [2, 1, 2, 3, 4, 10, 11, 12, 13, 6, 0x1f, 0x90]);
+    }
+}

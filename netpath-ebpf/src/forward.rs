@@ -16,8 +16,7 @@ use crate::{
     overlay,
     packet::Packet,
     parse::Ipv4Flow,
-    policy::{self, ELSEWHERE},
-    snat,
+    policy, snat,
     stats::{count, dropped},
 };
 
@@ -55,7 +54,7 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         if net.flags & net_flags::NO_ICC != 0 {
             return drop(Counter::DropIcc, flow, ifindex);
         }
-        if let Err(reason) = policy::admit(flow, ifindex, peer.ifindex) {
+        if let Err(reason) = policy::admit_tracked(flow) {
             return drop(reason, flow, ifindex);
         }
         if !ctx.set_macs(&peer.host_mac, &peer.mac) {
@@ -73,7 +72,7 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             if net.flags & net_flags::NO_ICC != 0 {
                 return drop(Counter::DropIcc, flow, ifindex);
             }
-            if let Err(reason) = policy::admit(flow, ifindex, ELSEWHERE) {
+            if let Err(reason) = policy::admit_tracked(flow) {
                 return drop(reason, flow, ifindex);
             }
             return overlay::encap(ctx, ep.network, &peer);

@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
-    NetworkInfo, OverlayNet, PeerInfo, PortKey, PortSlot, PortStats, PortTarget, RemoteEndpoint,
-    SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
+    NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot, PortStats, PortTarget,
+    RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -119,6 +119,27 @@ pub static REMOTES: HashMap<u32, RemoteEndpoint> = HashMap::pinned(map_sizes::RE
 #[map]
 pub static PUBLISHED_FROM: LpmTrie<u32, u8> =
     LpmTrie::pinned(map_sizes::PUBLISHED_FROM, NO_PREALLOC);
+
+/// Addresses' identities for network policy: endpoints (/32) and ipBlock prefixes.
+#[map]
+pub static IPCACHE: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::IPCACHE, NO_PREALLOC);
+
+/// The identities policies select, with the directions they select them in.
+#[map]
+pub static POLICY_SUBJECTS: HashMap<u32, u32> = HashMap::pinned(map_sizes::POLICY_SUBJECTS, 0);
+
+/// Policy rules: who may reach whom on which ports (`PolicyKey`) → the policy's number.
+#[map]
+pub static POLICY: LpmTrie<PolicyKey, u32> = LpmTrie::pinned(map_sizes::POLICY, NO_PREALLOC);
+
+/// Connections policy allowed on the paths with no flow state of their own (their replies
+/// pass on one lookup).
+#[map]
+pub static POLICY_CT: LruHashMap<FlowKey, u32> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// `[0]`: 1 while some policy is in force (else `admit` reads nothing more).
+#[map]
+pub static POLICY_ON: Array<u32> = Array::pinned(1, 0);
 
 /// Other nodes with members of each overlay network (underlay address, network order).
 #[map]

@@ -21,7 +21,7 @@ use crate::{
     maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
     packet::Packet,
     parse::{parse, Ipv4Flow, Parsed},
-    policy::{self, ELSEWHERE},
+    policy,
     stats::{count, dropped},
 };
 
@@ -167,7 +167,7 @@ fn deliver(
         dropped(Counter::DropIcc, flow, ifindex);
         return TC_ACT_SHOT as i32;
     }
-    if let Err(reason) = policy::admit(flow, ELSEWHERE, peer.ifindex) {
+    if let Err(reason) = policy::admit_tracked(flow) {
         dropped(reason, flow, ifindex);
         return TC_ACT_SHOT as i32;
     }

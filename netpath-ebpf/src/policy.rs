@@ -1,24 +1,29 @@
-//! Where who-may-reach-what is decided: one verdict on a flow, asked by every path before it
-//! lets a new flow through (`admit`) — the uplink's DNAT of a published port (XDP and TC, in
-//! `ports::dnat_via`, before the flow is recorded), hairpin (the same), endpoint to endpoint
-//! (`forward::route`), to and from another node (`forward::route` before encapsulation,
-//! `overlay::deliver` after decapsulation) and outbound source NAT (`snat::outbound`, before
-//! a port is allocated).
+//! Who may reach what: one verdict on a new flow (`admit`), asked by every path before it lets
+//! a new flow through — the uplink's DNAT of a published port (XDP and TC, in
+//! `ports::dnat_via`, before the flow is recorded), hairpin (the same), outbound source NAT
+//! (`snat::outbound`, before a port is allocated) — and, on the paths that keep no flow state
+//! of their own, by `admit_tracked`, which remembers what it allowed so that the replies pass:
+//! endpoint to endpoint (`forward::route`), to and from another node (`forward::route` before
+//! encapsulation, `overlay::deliver` after decapsulation).
 //!
-//! `admit` allows every flow today: it is the seam network policy plugs into, so that it lands
-//! once, for every path and both address families. The NAT paths ask on a flow's first packet
-//! only (later packets and the replies find the flow recorded); forwarding keeps no flow state
-//! and asks on every packet.
+//! Network policy as Kubernetes defines it, on numbers: every address has an identity
+//! (`IPCACHE`, longest prefix: an endpoint's address its label set's number, an ipBlock's
+//! prefix its own, anything else WORLD); `POLICY_SUBJECTS` says which identities policies
+//! select, and in which directions; for a selected side only a rule in `POLICY` lets the flow
+//! through (egress at the source, ingress at the destination). The host's own traffic with
+//! its endpoints is always allowed. With no policy (`POLICY_ON` 0), one array read.
 //!
 //! The published ports' firewall (`published_from`) is asked first by the uplink's DNAT, on a
 //! new flow only: a host-wide allow-list of client prefixes (`--published-from`).
-use aya_ebpf::maps::lpm_trie::Key;
-use netpath_common::{published_from, Addr, Counter};
+use aya_ebpf::maps::{lpm_trie::Key, LruHashMap};
+use netpath_common::{direction, identity, published_from, Addr, Counter, FlowKey, PolicyKey};
 
-use crate::{maps::PUBLISHED_FROM, parse::Flow};
+use crate::{
+    maps::{IPCACHE, POLICY, POLICY_CT, POLICY_ON, POLICY_SUBJECTS, PUBLISHED_FROM},
+    parse::Flow,
+};
 
-/// Not an endpoint of this node: the outside, the host, or an endpoint on another node —
-/// known to the policy by the flow's address only.
+/// Not an endpoint of this node: the outside, the host, or an endpoint on another node.
 pub const ELSEWHERE: u32 = 0;
 
 /// The published ports' firewall: may a new flow from `src` (network order), arriving on an
@@ -32,11 +37,106 @@ pub fn published_from(src: u32) -> Result<(), Counter> {
     }
 }
 
-/// May `flow` go from `from` to `to`? Each side is an endpoint of this node, by the ifindex of
-/// its host-side veth (the key its policy will be found by), or [`ELSEWHERE`]. `Err(reason)`:
-/// the flow is dropped, counted and reported with `reason`.
+/// An address family whose addresses have identities (IPv4 today; IPv6 adds its maps).
+pub trait Identified: Addr {
+    /// The identity of the address (network order).
+    fn identity(self) -> u32;
+    /// The family's connections allowed on stateless paths.
+    fn tracked() -> &'static LruHashMap<FlowKey<Self>, u32>;
+}
+
+impl Identified for u32 {
+    #[inline(always)]
+    fn identity(self) -> u32 {
+        IPCACHE
+            .get(&Key::new(32, self))
+            .copied()
+            .unwrap_or(identity::WORLD)
+    }
+
+    #[inline(always)]
+    fn tracked() -> &'static LruHashMap<FlowKey<u32>, u32> {
+        &POLICY_CT
+    }
+}
+
+/// Whether any policy is in force.
 #[inline(always)]
-pub fn admit<A: Addr>(flow: &Flow<A>, from: u32, to: u32) -> Result<(), Counter> {
-    let _ = (flow, from, to); // no policy yet: every flow is allowed
+fn on() -> bool {
+    POLICY_ON.get(0).is_some_and(|v| *v != 0)
+}
+
+/// Whether policies select `id` in direction `dir`.
+#[inline(always)]
+fn selected(id: u32, dir: u8) -> bool {
+    POLICY_SUBJECTS
+        .get_ptr(&id)
+        // SAFETY: map value pointer valid for this program run; read at once.
+        .is_some_and(|f| unsafe { *f } & u32::from(dir) != 0)
+}
+
+/// Whether a rule lets `subject` be reached by / reach `peer` on `proto` port `port` (host
+/// order): a rule naming the peer, or one for every peer.
+#[inline(always)]
+fn allowed(dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> bool {
+    let named = Key::new(
+        PolicyKey::PORT,
+        PolicyKey::new(dir, subject, peer, proto, port),
+    );
+    if POLICY.get(&named).is_some() {
+        return true;
+    }
+    let any = Key::new(
+        PolicyKey::PORT,
+        PolicyKey::new(dir, subject, identity::ANY, proto, port),
+    );
+    POLICY.get(&any).is_some()
+}
+
+/// May a new flow of `proto` go from `src` to `dst` port `dport` (network order; the
+/// destination as its endpoint sees it, after DNAT)? `Err(reason)`: the flow is dropped,
+/// counted and reported with `reason`.
+#[inline(always)]
+pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<(), Counter> {
+    if !on() {
+        return Ok(());
+    }
+    let (from, to) = (src.identity(), dst.identity());
+    if from == identity::HOST || to == identity::HOST {
+        return Ok(());
+    }
+    let port = u16::from_be(dport);
+    if selected(from, direction::EGRESS) && !allowed(direction::EGRESS, from, to, proto, port) {
+        return Err(Counter::DropPolicy);
+    }
+    if selected(to, direction::INGRESS) && !allowed(direction::INGRESS, to, from, proto, port) {
+        return Err(Counter::DropPolicy);
+    }
+    Ok(())
+}
+
+/// [`admit`] for a path that keeps no flow state: a packet of a connection allowed before
+/// (either way: its replies too) passes on one lookup; a new one is asked and, allowed,
+/// remembered in `POLICY_CT` (the agent removes what a new policy denies).
+#[inline(always)]
+pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<(), Counter> {
+    if !on() {
+        return Ok(());
+    }
+    let key = FlowKey::new(
+        flow.src_addr,
+        flow.src_port,
+        flow.dst_addr,
+        flow.dst_port,
+        flow.proto,
+    );
+    let ct = A::tracked();
+    if ct.get_ptr(&key).is_some() || ct.get_ptr(&key.reversed()).is_some() {
+        return Ok(());
+    }
+    admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto)?;
+    // A full table evicts its oldest entry (LRU); a failed insert only means this flow is
+    // asked again at its next packet.
+    let _ = ct.insert(&key, &1, 0);
     Ok(())
 }

@@ -205,7 +205,7 @@ fn dnat_via<P: Packet>(
                 return Dnat::Denied(reason);
             }
         }
-        if let Err(reason) = policy::admit(flow, from, target.ifindex) {
+        if let Err(reason) = policy::admit(flow.src_addr, target.addr, target.port, flow.proto) {
             return Dnat::Denied(reason);
         }
         flows::insert(&nat, closing);

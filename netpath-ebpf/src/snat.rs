@@ -20,7 +20,7 @@ use crate::{
     maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
     packet::Packet,
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
-    policy::{self, ELSEWHERE},
+    policy,
     stats::{count, dropped, trace},
 };
 
@@ -104,7 +104,9 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         },
         None => {
             // A new outbound flow: the policy decides before a port is taken for it.
-            if let Err(reason) = policy::admit(flow, ifindex, ELSEWHERE) {
+            if let Err(reason) =
+                policy::admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto)
+            {
                 dropped(reason, flow, ifindex);
                 return TC_ACT_SHOT as i32;
             }

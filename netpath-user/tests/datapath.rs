@@ -6,12 +6,12 @@ use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, udp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP};
-use netpath_common::{Counter, FlowNat, PortKey, PortTarget};
+use netpath_common::{direction, identity, Counter, FlowNat, PolicyKey, PortKey, PortTarget};
 use netpath_user::{
     datapath::{be_addr, be_port, flow_key, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
     model::Network,
-    policy::PublishedFrom,
+    policy::{Compiled, PublishedFrom},
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -1223,4 +1223,81 @@ fn the_vxlan_device_drops_what_did_not_come_through_a_tunnel() {
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(counter(&dp, Counter::DropOverlay), 1);
     assert_eq!(counter(&dp, Counter::Decap), 0);
+}
+
+/// Identities of the endpoint and its peer in the policy tests.
+const EP_ID: u32 = 300;
+const PEER_ID: u32 = 301;
+
+/// Policy maps where the endpoint and its peer have their identities and `subject` is
+/// selected in `dir` with `rules`: ((peer identity, protocol, port) → policy number).
+fn compiled(subject: u32, dir: u8, rules: &[(u32, u8, u16)]) -> Compiled {
+    let mut c = Compiled::default();
+    c.ipcache.insert(Subnet::new(EP.into(), 32).unwrap(), EP_ID);
+    c.ipcache
+        .insert(Subnet::new(PEER.into(), 32).unwrap(), PEER_ID);
+    c.subjects.insert(subject, u32::from(dir));
+    for (i, &(peer, proto, port)) in rules.iter().enumerate() {
+        let key = PolicyKey::new(dir, subject, peer, proto, port);
+        c.rules.insert((key, PolicyKey::PORT), i as u32 + 1);
+    }
+    c
+}
+
+#[test]
+fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
+    // The peer admits the endpoint on UDP 6000 only.
+    let c = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6000)]);
+    dp.set_policy(&c).unwrap();
+    let allowed = from_ep(PEER);
+    let run =
+        |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
+    assert_eq!(run(&mut dp, &allowed), TC_ACT_REDIRECT);
+    let mut other = Frame::new(EP, PEER, UDP);
+    other.src_mac = EP_MAC;
+    other.dst_mac = GW_MAC;
+    let other = other.build(&udp(5000, 6001));
+    assert_eq!(run(&mut dp, &other), TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropPolicy), 1);
+    // The allowed connection is remembered: the next policy selects the endpoint's egress
+    // with no rule, and the connection ends (its record removed, its next packet refused).
+    let deny = compiled(EP_ID, direction::EGRESS, &[]);
+    assert_eq!(
+        dp.set_policy(&deny).unwrap(),
+        1,
+        "the connection's record went"
+    );
+    assert_eq!(run(&mut dp, &allowed), TC_ACT_SHOT);
+    // No policy: everything passes again.
+    dp.set_policy(&Compiled::default()).unwrap();
+    assert_eq!(run(&mut dp, &other), TC_ACT_REDIRECT);
+    assert_eq!(counter(&dp, Counter::DropPolicy), 2);
+}
+
+#[test]
+fn network_policy_sees_published_ports_as_the_endpoint_does() {
+    const XDP_DROP: u32 = 1;
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80)]);
+    // The endpoint admits clients of 10.0.0.0/24 on its port 80 (not the host's 8080).
+    let mut c = compiled(EP_ID, direction::INGRESS, &[]);
+    c.ipcache
+        .insert("10.0.0.0/24".parse().unwrap(), identity::FIRST_OF_CIDRS);
+    let key = PolicyKey::new(direction::INGRESS, EP_ID, identity::FIRST_OF_CIDRS, TCP, 80);
+    c.rules.insert((key, PolicyKey::PORT), 1);
+    dp.set_policy(&c).unwrap();
+    let inside = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+    assert_eq!(run_xdp(&mut dp, &inside).0, XDP_REDIRECT);
+    let outside = Frame::new([192, 0, 2, 9], HOST, TCP).build(&tcp(40001, 8080));
+    assert_eq!(run_xdp(&mut dp, &outside).0, XDP_DROP);
+    assert_eq!(
+        run_tc(&mut dp, programs::UPLINK_TC, &outside, 0).0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(counter(&dp, Counter::DropPolicy), 2);
+    // A policy that no longer admits the client ends its published flow.
+    let c = compiled(EP_ID, direction::INGRESS, &[]);
+    assert_eq!(dp.set_policy(&c).unwrap(), 1);
+    assert!(flow(&dp, 80, 40000, TCP).is_none());
 }

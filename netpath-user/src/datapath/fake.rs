@@ -20,6 +20,7 @@ pub struct FakeDatapath {
     pub host_addrs: BTreeSet<Ipv4Addr>,
     pub uplinks: BTreeMap<u32, Ipv4Addr>,
     pub published_from: crate::policy::PublishedFrom,
+    pub policy: crate::policy::Compiled,
     pub networks: BTreeMap<u32, Network>,
     pub members: BTreeMap<u32, Vec<u32>>,
     pub attachments: BTreeMap<u32, AttachmentEntry>,
@@ -92,6 +93,11 @@ impl DatapathOps for FakeDatapath {
         self.published_from = list.clone();
         Ok(0)
     }
+    fn set_policy(&mut self, c: &crate::policy::Compiled) -> Result<usize, DatapathError> {
+        self.step("set_policy")?;
+        self.policy = c.clone();
+        Ok(0)
+    }
     fn expire(&mut self, _: u64) -> Expired {
         Expired::default()
     }
@@ -153,6 +159,7 @@ impl DatapathOps for FakeDatapath {
             .collect();
         self.attachments = c.attachments.iter().map(|a| (a.ifindex, *a)).collect();
         self.published_from = c.published_from.clone();
+        self.policy = c.policy.clone();
         Ok(SyncReport::default())
     }
     fn sync_overlay(&mut self, c: &super::OverlayContent) -> Result<usize, DatapathError> {

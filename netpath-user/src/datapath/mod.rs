@@ -106,6 +106,7 @@ fn sized_loader<'a>(pin_dir: Option<&'a Path>, sizes: &MapSizes) -> EbpfLoader<'
         .map_max_entries(map_names::FLOWS, sizes.flows)
         .map_max_entries(map_names::SNAT, sizes.flows)
         .map_max_entries(map_names::SNAT_REV, sizes.flows)
+        .map_max_entries(map_names::POLICY_CT, sizes.flows)
         .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
         .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
         .map_max_entries(map_names::MEMBERS, sizes.endpoints);
@@ -247,6 +248,11 @@ pub struct Datapath {
     networks: HashMap<MapData, u32, NetworkInfo>,
     subnets: LpmTrie<MapData, u32, u32>,
     published_from: LpmTrie<MapData, u32, u8>,
+    ipcache: LpmTrie<MapData, u32, u32>,
+    policy_subjects: HashMap<MapData, u32, u32>,
+    policy: LpmTrie<MapData, netpath_common::PolicyKey, u32>,
+    policy_ct: HashMap<MapData, FlowKey, u32>,
+    policy_on: Array<MapData, u32>,
     members: HashMap<MapData, MemberKey, u32>,
     snat: HashMap<MapData, FlowKey, SnatNat>,
     snat_rev: HashMap<MapData, FlowKey, SnatRev>,

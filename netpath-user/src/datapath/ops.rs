@@ -9,7 +9,10 @@ use super::{
     be_port, links, migrate, sync, sys, AttachmentEntry, Content, Datapath, DatapathError,
     DatapathStats, Hook, HookReport, Hooks, LinkState, OverlayContent, SyncReport,
 };
-use crate::{model::Network, policy::PublishedFrom};
+use crate::{
+    model::Network,
+    policy::{Compiled, PublishedFrom},
+};
 
 /// What flow expiry removed, and what is left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +54,8 @@ pub trait DatapathOps: Send {
     /// Makes the published ports' firewall `list` and removes the flows of clients it no
     /// longer lets in; how many.
     fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError>;
+    /// Makes the policy maps hold `c` and ends the connections it denies; how many.
+    fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError>;
     /// Removes flows idle past their timeout at `now` (CLOCK_MONOTONIC ns).
     fn expire(&mut self, now: u64) -> Expired;
     /// Writes a network (flags, subnet, gateways, host-loopback ports); members are kept.
@@ -138,6 +143,9 @@ impl DatapathOps for Datapath {
     }
     fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError> {
         Datapath::set_published_from(self, list)
+    }
+    fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError> {
+        Datapath::set_policy(self, c)
     }
     fn expire(&mut self, now: u64) -> Expired {
         let (published, published_left) = Datapath::expire_flows(self, now);

@@ -1,11 +1,15 @@
-//! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`.
+//! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`;
+//! network policy's `IPCACHE`, `POLICY_SUBJECTS`, `POLICY`, `POLICY_ON` and `POLICY_CT`.
 use std::net::Ipv4Addr;
 
 use aya::maps::lpm_trie::Key as LpmKey;
-use netpath_common::map_names;
+use netpath_common::{map_names, FlowKey, PolicyKey};
 
 use super::{be_addr, removed, Datapath, DatapathError};
-use crate::{ipam::Subnet, policy::PublishedFrom};
+use crate::{
+    ipam::Subnet,
+    policy::{Compiled, PublishedFrom},
+};
 
 fn trie_key(s: &Subnet) -> LpmKey<u32> {
     LpmKey::new(u32::from(s.prefix()), be_addr(s.addr()))
@@ -60,4 +64,93 @@ impl Datapath {
             })
             .0)
     }
+}
+
+impl Datapath {
+    /// Makes the policy maps hold `c`. No moment lets a flow through that neither the old
+    /// nor the new content allows: rules and identities are added first, then the subjects
+    /// (and `POLICY_ON`), and only then is what went removed, in the opposite order. Then
+    /// the connections the new content denies are ended: their `POLICY_CT` entries and their
+    /// published flows go, so their next packet is asked again. Returns how many went.
+    pub fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError> {
+        let map = |name| move |e| DatapathError::Map(name, e);
+        let rule_key = |(k, bits): &(PolicyKey, u32)| LpmKey::new(*bits, *k);
+        for (k, n) in &c.rules {
+            self.policy
+                .insert(&rule_key(k), n, 0)
+                .map_err(map(map_names::POLICY))?;
+        }
+        for (s, id) in &c.ipcache {
+            self.ipcache
+                .insert(&trie_key(s), id, 0)
+                .map_err(map(map_names::IPCACHE))?;
+        }
+        for (id, dirs) in &c.subjects {
+            self.policy_subjects
+                .insert(id, dirs, 0)
+                .map_err(map(map_names::POLICY_SUBJECTS))?;
+        }
+        self.policy_on
+            .set(0, u32::from(c.on()), 0)
+            .map_err(map(map_names::POLICY_ON))?;
+        let stale: Vec<u32> = self
+            .policy_subjects
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|id| !c.subjects.contains_key(id))
+            .collect();
+        for id in &stale {
+            removed(map_names::POLICY_SUBJECTS, self.policy_subjects.remove(id))?;
+        }
+        let stale: Vec<LpmKey<u32>> = self
+            .ipcache
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !c.ipcache.contains_key(&subnet_of(k)))
+            .collect();
+        for k in &stale {
+            removed(map_names::IPCACHE, self.ipcache.remove(k))?;
+        }
+        let stale: Vec<LpmKey<PolicyKey>> = self
+            .policy
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !c.rules.contains_key(&(k.data(), k.prefix_len())))
+            .collect();
+        for k in &stale {
+            removed(map_names::POLICY, self.policy.remove(k))?;
+        }
+        Ok(self.end_denied(c))
+    }
+
+    /// Ends the connections `c` denies: tracked ones and published ones.
+    fn end_denied(&mut self, c: &Compiled) -> usize {
+        let v4 = |a: u32| Ipv4Addr::from(u32::from_be(a));
+        let denied = |k: &FlowKey| {
+            !c.admits(
+                v4(k.src_addr),
+                v4(k.dst_addr),
+                u16::from_be(k.dst_port),
+                k.proto,
+            )
+        };
+        let doomed: Vec<FlowKey> = self
+            .policy_ct
+            .keys()
+            .filter_map(Result::ok)
+            .filter(denied)
+            .collect();
+        for k in &doomed {
+            // Gone already (expired, evicted) is as good as removed.
+            let _ = self.policy_ct.remove(k);
+        }
+        // A published flow is keyed by its replies: the client connected to the endpoint.
+        doomed.len() + self.flush_flows(|k, _| denied(&k.reversed())).0
+    }
+}
+
+/// The subnet an `IPCACHE` key stands for.
+fn subnet_of(k: &LpmKey<u32>) -> Subnet {
+    Subnet::new(Ipv4Addr::from(u32::from_be(k.data())), k.prefix_len() as u8)
+        .unwrap_or_else(|_| Subnet::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"))
 }

@@ -25,6 +25,8 @@ pub struct Content {
     pub attachments: Vec<AttachmentEntry>,
     /// The published ports' firewall.
     pub published_from: crate::policy::PublishedFrom,
+    /// The policy maps.
+    pub policy: crate::policy::Compiled,
 }
 
 /// Entries written and removed by a sync.
@@ -99,6 +101,7 @@ impl Datapath {
         }
         report.written += self.recount_specific()?;
         self.set_published_from(&c.published_from)?;
+        self.set_policy(&c.policy)?;
 
         // Endpoints, by interface and by address.
         let eps: StdHashMap<u32, EndpointInfo> = c
