@@ -1,0 +1,203 @@
+//! Policies compiled into the kernel's numbers (`Compiled`): each selected identity's
+//! directions, and a rule per (subject, peer, protocol, block of ports) that some policy
+//! allows — so the maps grow with identities and rules, not with endpoints × rules.
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
+use netpath_common::{direction, identity, PolicyKey};
+
+use super::{
+    compiled::{port_blocks, Compiled},
+    spec::{namespace_labels, Labels, Namespaces, Peer, Policy, PortRef, Rule},
+};
+use crate::{
+    ipam::{AnySubnet, Subnet},
+    ports::Proto,
+};
+
+/// A port an endpoint names (Kubernetes' container port names): `http` → 80/tcp.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct NamedPort {
+    pub name: String,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+/// What the policies see of one identity: its endpoints' namespace and labels (the same for
+/// all), the ports they name, their addresses.
+#[derive(Clone, Debug, Default)]
+pub struct Member {
+    pub identity: u32,
+    pub namespace: String,
+    pub labels: Labels,
+    pub ports: Vec<NamedPort>,
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// The numbers of the IPv4 prefixes ipBlocks name, in order.
+fn cidr_identities(policies: &[Policy]) -> Vec<(Subnet, u32)> {
+    let mut blocks = BTreeSet::new();
+    for r in policies
+        .iter()
+        .flat_map(|p| p.ingress.iter().chain(&p.egress).flatten())
+    {
+        for peer in &r.peers {
+            if let Peer::Block { cidr, except } = peer {
+                blocks.extend(std::iter::once(cidr).chain(except).filter_map(v4));
+            }
+        }
+    }
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, identity::FIRST_OF_CIDRS + i as u32))
+        .collect()
+}
+
+fn v4(s: &AnySubnet) -> Option<Subnet> {
+    match s.addr {
+        std::net::IpAddr::V4(a) => Subnet::new(a, s.prefix).ok(),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+/// Whether subnet `inner` lies within `outer`.
+fn within(inner: &Subnet, outer: &Subnet) -> bool {
+    inner.prefix() >= outer.prefix() && outer.contains(inner.addr())
+}
+
+/// The peers a rule names, as identities ([`identity::ANY`] for every peer).
+fn peers(
+    rule: &Rule,
+    policy: &Policy,
+    members: &[Member],
+    namespaces: &Namespaces,
+    cidrs: &[(Subnet, u32)],
+) -> BTreeSet<u32> {
+    if rule.peers.is_empty() {
+        return BTreeSet::from([identity::ANY]);
+    }
+    let mut out = BTreeSet::new();
+    for peer in &rule.peers {
+        match peer {
+            Peer::Pods {
+                pods,
+                namespaces: ns_sel,
+            } => {
+                for m in members {
+                    let in_ns = match ns_sel {
+                        None => m.namespace == policy.namespace,
+                        Some(sel) => sel.matches(&namespace_labels(
+                            &m.namespace,
+                            namespaces.get(&m.namespace),
+                        )),
+                    };
+                    if in_ns && pods.as_ref().is_none_or(|sel| sel.matches(&m.labels)) {
+                        out.insert(m.identity);
+                    }
+                }
+            }
+            Peer::Block { cidr, except } => {
+                let (Some(cidr), except) =
+                    (v4(cidr), except.iter().filter_map(v4).collect::<Vec<_>>())
+                else {
+                    continue;
+                };
+                for (s, id) in cidrs {
+                    if within(s, &cidr) && !except.iter().any(|e| within(s, e)) {
+                        out.insert(*id);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every (protocol, port, prefix bits) a rule allows towards `dest` (the endpoint whose
+/// port it is: the subject for ingress, the peer for egress; None: a peer that is not an
+/// endpoint, whose ports have no names).
+fn port_keys(rule: &Rule, dest: Option<&Member>) -> Vec<(u8, u16, u32)> {
+    if rule.ports.is_empty() {
+        return vec![(0, 0, PolicyKey::ALL_PORTS)];
+    }
+    let mut out = Vec::new();
+    for p in &rule.ports {
+        let proto = p.proto.number();
+        match (&p.port, p.end) {
+            (None, _) => out.push((proto, 0, PolicyKey::PROTOCOL)),
+            (Some(PortRef::Number(n)), end) => out.extend(
+                port_blocks(*n, end.unwrap_or(*n))
+                    .into_iter()
+                    .map(|(at, bits)| (proto, at, PolicyKey::PROTOCOL + bits)),
+            ),
+            (Some(PortRef::Name(name)), _) => out.extend(
+                dest.iter()
+                    .flat_map(|m| &m.ports)
+                    .filter(|np| np.name == *name && np.proto == p.proto)
+                    .map(|np| (proto, np.port, PolicyKey::PORT)),
+            ),
+        }
+    }
+    out
+}
+
+/// `policies` (numbered in order, from 1) over `members`: the maps' content. Empty when no
+/// policy selects anything.
+pub fn compile(members: &[Member], policies: &[Policy], namespaces: &Namespaces) -> Compiled {
+    let mut c = Compiled::default();
+    let cidrs = cidr_identities(policies);
+    for (n, policy) in policies.iter().enumerate() {
+        let number = n as u32 + 1;
+        let subjects = members
+            .iter()
+            .filter(|m| m.namespace == policy.namespace && policy.pods.matches(&m.labels));
+        for subject in subjects {
+            for (dir, rules) in [
+                (direction::INGRESS, &policy.ingress),
+                (direction::EGRESS, &policy.egress),
+            ] {
+                let Some(rules) = rules else { continue };
+                *c.subjects.entry(subject.identity).or_default() |= u32::from(dir);
+                for rule in rules {
+                    for peer in peers(rule, policy, members, namespaces, &cidrs) {
+                        let dest = if dir == direction::INGRESS {
+                            Some(subject)
+                        } else {
+                            members.iter().find(|m| m.identity == peer)
+                        };
+                        let mut keys: Vec<(u32, (u8, u16, u32))> = port_keys(rule, dest)
+                            .into_iter()
+                            .map(|k| (peer, k))
+                            .collect();
+                        if dir == direction::EGRESS && peer == identity::ANY {
+                            // Every peer by a port name: each endpoint that names it.
+                            let numbered = port_keys(rule, None);
+                            for m in members {
+                                keys.extend(
+                                    port_keys(rule, Some(m))
+                                        .into_iter()
+                                        .filter(|k| !numbered.contains(k))
+                                        .map(|k| (m.identity, k)),
+                                );
+                            }
+                        }
+                        for (peer, (proto, port, bits)) in keys {
+                            let key = PolicyKey::new(dir, subject.identity, peer, proto, port);
+                            c.rules.entry((key, bits)).or_insert(number);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if c.on() {
+        for m in members {
+            for a in &m.addrs {
+                c.ipcache
+                    .insert(Subnet::new(*a, 32).expect("a /32"), m.identity);
+            }
+        }
+        c.ipcache.extend(cidrs);
+    }
+    c
+}

@@ -1,0 +1,475 @@
+//! A NetworkPolicy as netpath keeps it: Kubernetes' v1 spec, checked and read once
+//! (`Policy::from_k8s`), with the meaning of every default spelled out (an absent `from` is
+//! every peer, absent `ports` every port, `policyTypes` from what the spec holds).
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use k8s_openapi::{
+    api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort},
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+
+use crate::{
+    ipam::{AnySubnet, Subnet},
+    ports::Proto,
+};
+
+/// Labels: key → value.
+pub type Labels = BTreeMap<String, String>;
+
+/// A label selector: every label of `labels` and every expression must hold. Empty: every
+/// set of labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    pub labels: Labels,
+    pub exprs: Vec<Expr>,
+}
+
+/// One `matchExpressions` requirement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expr {
+    pub key: String,
+    pub op: Op,
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl Selector {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.exprs.iter().all(|e| {
+                let v = labels.get(&e.key);
+                match e.op {
+                    Op::In => v.is_some_and(|v| e.values.contains(v)),
+                    Op::NotIn => v.is_none_or(|v| !e.values.contains(v)),
+                    Op::Exists => v.is_some(),
+                    Op::DoesNotExist => v.is_none(),
+                }
+            })
+    }
+}
+
+/// A policy of namespace `namespace`: which of its endpoints it selects, and for each
+/// direction it governs (None: it does not) the rules that allow traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub namespace: String,
+    pub name: String,
+    pub pods: Selector,
+    pub ingress: Option<Vec<Rule>>,
+    pub egress: Option<Vec<Rule>>,
+}
+
+/// One ingress or egress rule: traffic with one of `peers` (empty: any peer at all) on one
+/// of `ports` (empty: every port of every protocol).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub peers: Vec<Peer>,
+    pub ports: Vec<PortRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Endpoints matching `pods` (None: all) in the namespaces matching `namespaces` (None:
+    /// the policy's own).
+    Pods {
+        pods: Option<Selector>,
+        namespaces: Option<Selector>,
+    },
+    /// Addresses in `cidr` but in none of `except` (addresses that are not endpoints').
+    Block {
+        cidr: AnySubnet,
+        except: Vec<AnySubnet>,
+    },
+}
+
+/// A protocol and a port, a range of ports (`end`), a named port, or every port (`port`
+/// None).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRule {
+    pub proto: Proto,
+    pub port: Option<PortRef>,
+    pub end: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+/// A field of a manifest that cannot be used: where, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, FieldError> {
+    Err(FieldError {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+/// A DNS-1123 label: what namespaces and names are.
+pub fn valid_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// A label's name part or value: at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+fn valid_label_part(s: &str, empty_ok: bool) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return empty_ok;
+    }
+    b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS subdomain.
+pub fn valid_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    valid_label_part(name, false)
+        && prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(valid_dns_label))
+}
+
+/// Labels as a manifest or a flag gives them, each key and value checked.
+pub fn check_labels(field: &str, labels: &Labels) -> Result<(), FieldError> {
+    for (k, v) in labels {
+        if !valid_label_key(k) {
+            return bad(format!("{field}.{k}"), "not a valid label key");
+        }
+        if !valid_label_part(v, true) {
+            return bad(
+                format!("{field}.{k}"),
+                format!("{v:?} is not a valid label value"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn selector(field: &str, s: &LabelSelector) -> Result<Selector, FieldError> {
+    let labels = s.match_labels.clone().unwrap_or_default();
+    check_labels(&format!("{field}.matchLabels"), &labels)?;
+    let mut exprs = Vec::new();
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        let at = format!("{field}.matchExpressions[{i}]");
+        if !valid_label_key(&e.key) {
+            return bad(
+                format!("{at}.key"),
+                format!("{:?} is not a valid label key", e.key),
+            );
+        }
+        let op = match e.operator.as_str() {
+            "In" => Op::In,
+            "NotIn" => Op::NotIn,
+            "Exists" => Op::Exists,
+            "DoesNotExist" => Op::DoesNotExist,
+            o => {
+                return bad(
+                    format!("{at}.operator"),
+                    format!("{o:?} is not one of In, NotIn, Exists, DoesNotExist"),
+                )
+            }
+        };
+        let values = e.values.clone().unwrap_or_default();
+        match op {
+            Op::In | Op::NotIn if values.is_empty() => {
+                return bad(format!("{at}.values"), "must be non-empty for In and NotIn")
+            }
+            Op::Exists | Op::DoesNotExist if !values.is_empty() => {
+                return bad(
+                    format!("{at}.values"),
+                    "must be empty for Exists and DoesNotExist",
+                )
+            }
+            _ => {}
+        }
+        if let Some(v) = values.iter().find(|v| !valid_label_part(v, true)) {
+            return bad(
+                format!("{at}.values"),
+                format!("{v:?} is not a valid label value"),
+            );
+        }
+        exprs.push(Expr {
+            key: e.key.clone(),
+            op,
+            values,
+        });
+    }
+    Ok(Selector { labels, exprs })
+}
+
+fn subnet(field: &str, s: &str) -> Result<AnySubnet, FieldError> {
+    let parsed: Result<AnySubnet, _> = if s.contains(':') {
+        s.parse::<Subnet<Ipv6Addr>>().map(Into::into)
+    } else {
+        s.parse::<Subnet<Ipv4Addr>>().map(Into::into)
+    };
+    parsed.or_else(|e| bad(field, e.to_string()))
+}
+
+/// A subnet as 128 bits and a prefix in that space (IPv4 mapped high), to compare either
+/// family.
+fn wide(s: &AnySubnet) -> (u128, u32) {
+    match s.addr {
+        IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, u32::from(s.prefix)),
+        IpAddr::V6(v) => (u128::from(v), u32::from(s.prefix)),
+    }
+}
+
+/// Whether `inner` lies within `outer` and is smaller.
+fn strictly_within(inner: &AnySubnet, outer: &AnySubnet) -> bool {
+    let ((i, ip), (o, op)) = (wide(inner), wide(outer));
+    let mask = u128::MAX.checked_shl(128 - op).unwrap_or(0);
+    inner.addr.is_ipv4() == outer.addr.is_ipv4() && ip > op && i & mask == o & mask
+}
+
+fn peer(field: &str, p: &NetworkPolicyPeer) -> Result<Peer, FieldError> {
+    match (&p.ip_block, &p.pod_selector, &p.namespace_selector) {
+        (Some(b), None, None) => {
+            let cidr = subnet(&format!("{field}.ipBlock.cidr"), &b.cidr)?;
+            let mut except = Vec::new();
+            for (i, e) in b.except.iter().flatten().enumerate() {
+                let at = format!("{field}.ipBlock.except[{i}]");
+                let e = subnet(&at, e)?;
+                if !strictly_within(&e, &cidr) {
+                    return bad(at, format!("{e} is not inside the block {cidr}"));
+                }
+                except.push(e);
+            }
+            Ok(Peer::Block { cidr, except })
+        }
+        (Some(_), _, _) => bad(
+            format!("{field}.ipBlock"),
+            "cannot be combined with podSelector or namespaceSelector",
+        ),
+        (None, None, None) => bad(field, "must name podSelector, namespaceSelector or ipBlock"),
+        (None, pods, namespaces) => Ok(Peer::Pods {
+            pods: pods
+                .as_ref()
+                .map(|s| selector(&format!("{field}.podSelector"), s))
+                .transpose()?,
+            namespaces: namespaces
+                .as_ref()
+                .map(|s| selector(&format!("{field}.namespaceSelector"), s))
+                .transpose()?,
+        }),
+    }
+}
+
+/// An IANA service name: what a named port is.
+fn valid_port_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 15
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().any(u8::is_ascii_lowercase)
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+        && !s.contains("--")
+}
+
+fn port(field: &str, p: &NetworkPolicyPort) -> Result<PortRule, FieldError> {
+    let proto = match p.protocol.as_deref().unwrap_or("TCP") {
+        "TCP" => Proto::Tcp,
+        "UDP" => Proto::Udp,
+        "SCTP" => {
+            return bad(
+                format!("{field}.protocol"),
+                "SCTP is not supported by netpath",
+            )
+        }
+        o => {
+            return bad(
+                format!("{field}.protocol"),
+                format!("{o:?} is not one of TCP, UDP, SCTP"),
+            )
+        }
+    };
+    let port = match &p.port {
+        None => None,
+        Some(IntOrString::Int(n)) => match u16::try_from(*n) {
+            Ok(n) if n > 0 => Some(PortRef::Number(n)),
+            _ => {
+                return bad(
+                    format!("{field}.port"),
+                    format!("{n} is not a port (1-65535)"),
+                )
+            }
+        },
+        Some(IntOrString::String(s)) if valid_port_name(s) => Some(PortRef::Name(s.clone())),
+        Some(IntOrString::String(s)) => {
+            return bad(format!("{field}.port"), format!("{s:?} is not a port name"))
+        }
+    };
+    let end = match (p.end_port, &port) {
+        (None, _) => None,
+        (Some(e), Some(PortRef::Number(start))) => match u16::try_from(e) {
+            Ok(e) if e >= *start => Some(e),
+            _ => {
+                return bad(
+                    format!("{field}.endPort"),
+                    format!("{e} must be a port at or above port {start}"),
+                )
+            }
+        },
+        (Some(_), _) => return bad(format!("{field}.endPort"), "needs a numbered port"),
+    };
+    Ok(PortRule { proto, port, end })
+}
+
+fn rules(
+    field: &str,
+    rules: impl Iterator<
+        Item = (
+            Option<Vec<NetworkPolicyPeer>>,
+            Option<Vec<NetworkPolicyPort>>,
+        ),
+    >,
+    peers_field: &str,
+) -> Result<Vec<Rule>, FieldError> {
+    let mut out = Vec::new();
+    for (i, (peers, ports)) in rules.enumerate() {
+        let at = format!("{field}[{i}]");
+        let peers = peers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, p)| peer(&format!("{at}.{peers_field}[{j}]"), p))
+            .collect::<Result<_, _>>()?;
+        let ports = ports
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, p)| port(&format!("{at}.ports[{j}]"), p))
+            .collect::<Result<_, _>>()?;
+        out.push(Rule { peers, ports });
+    }
+    Ok(out)
+}
+
+impl Policy {
+    /// The policy a manifest describes, in namespace `namespace` (the manifest's or
+    /// `default`), every field checked.
+    pub fn from_k8s(np: &NetworkPolicy, namespace: &str) -> Result<Policy, FieldError> {
+        let name = np.metadata.name.clone().unwrap_or_default();
+        if !valid_dns_label(&name) {
+            return bad(
+                "metadata.name",
+                format!("{name:?} is not a valid name (a DNS label)"),
+            );
+        }
+        if !valid_dns_label(namespace) {
+            return bad(
+                "metadata.namespace",
+                format!("{namespace:?} is not a valid namespace (a DNS label)"),
+            );
+        }
+        let Some(spec) = &np.spec else {
+            return bad("spec", "missing");
+        };
+        let pods = selector(
+            "spec.podSelector",
+            spec.pod_selector
+                .as_ref()
+                .unwrap_or(&LabelSelector::default()),
+        )?;
+        let has_egress = spec.egress.as_ref().is_some_and(|e| !e.is_empty());
+        let types = match &spec.policy_types {
+            Some(t) if t.is_empty() => return bad("spec.policyTypes", "must not be empty"),
+            Some(t) => {
+                if let Some(o) = t
+                    .iter()
+                    .find(|t| !matches!(t.as_str(), "Ingress" | "Egress"))
+                {
+                    return bad(
+                        "spec.policyTypes",
+                        format!("{o:?} is not Ingress or Egress"),
+                    );
+                }
+                (
+                    t.iter().any(|t| t == "Ingress"),
+                    t.iter().any(|t| t == "Egress"),
+                )
+            }
+            None => (true, has_egress),
+        };
+        let ingress = rules(
+            "spec.ingress",
+            spec.ingress
+                .iter()
+                .flatten()
+                .map(|r| (r.from.clone(), r.ports.clone())),
+            "from",
+        )?;
+        let egress = rules(
+            "spec.egress",
+            spec.egress
+                .iter()
+                .flatten()
+                .map(|r| (r.to.clone(), r.ports.clone())),
+            "to",
+        )?;
+        Ok(Policy {
+            namespace: namespace.to_string(),
+            name,
+            pods,
+            ingress: types.0.then_some(ingress),
+            egress: types.1.then_some(egress),
+        })
+    }
+
+    /// `NAMESPACE/NAME`: how the state keys it.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The named ports its rules use.
+    pub fn port_names(&self) -> impl Iterator<Item = &str> {
+        self.ingress
+            .iter()
+            .chain(&self.egress)
+            .flatten()
+            .flat_map(|r| &r.ports)
+            .filter_map(|p| match &p.port {
+                Some(PortRef::Name(n)) => Some(n.as_str()),
+                _ => None,
+            })
+    }
+}
+
+/// The labels every namespace has: its name under `kubernetes.io/metadata.name`, over
+/// what its manifest gave.
+pub fn namespace_labels(name: &str, given: Option<&Labels>) -> Labels {
+    let mut l = given.cloned().unwrap_or_default();
+    l.insert("kubernetes.io/metadata.name".into(), name.into());
+    l
+}
+
+/// Namespace → its labels (from `Namespace` manifests).
+pub type Namespaces = BTreeMap<String, Labels>;
