@@ -64,7 +64,10 @@ impl AgentError {
     pub fn kind(&self) -> Kind {
         match self {
             AgentError::Model(e) => match e {
-                ModelError::NoEndpoint(_) | ModelError::NoNetwork(_) => Kind::NotFound,
+                ModelError::NoEndpoint(_)
+                | ModelError::NoNetwork(_)
+                | ModelError::NoPolicy(_)
+                | ModelError::NoLabel(..) => Kind::NotFound,
                 ModelError::EndpointExists(_)
                 | ModelError::NetnsInUse(..)
                 | ModelError::Alloc(_)

@@ -951,6 +951,8 @@ fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
                 netns_id: None,
                 dns: Default::default(),
                 engine: None,
+                namespace: "default".into(),
+                named_ports: Vec::new(),
             },
         );
     }

@@ -151,6 +151,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             .save(&next)
             .map_err(|e| AgentError::internal(format!("saving the state: {e}")))?;
         self.state = next;
+        self.sync_policy();
         Ok(())
     }
 

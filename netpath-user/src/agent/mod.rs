@@ -42,6 +42,7 @@ pub mod monitor;
 pub mod netns_files;
 pub mod overlay;
 mod policy;
+mod policy_api;
 mod ports;
 mod publish;
 pub mod reconcile;
@@ -104,6 +105,10 @@ pub struct Agent<D, L, S> {
     /// The host's reserved ports, kept to the outbound NAT and published ports at each
     /// commit (none in unit tests).
     pub(crate) reserved: Option<ReservedPorts>,
+    /// The identities of the endpoints' label sets, kept while they are in use ([`policy`]).
+    pub(crate) identities: crate::model::identity::Identities,
+    /// What the policy maps were last made to hold.
+    pub(crate) policy_written: Option<crate::policy::Compiled>,
 }
 
 /// The hooks of the host itself: uplinks (their addresses are also the outbound NAT
@@ -150,6 +155,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             last_reconcile: None,
             last_repair: None,
             reserved: None,
+            identities: Default::default(),
+            policy_written: None,
         }
     }
 

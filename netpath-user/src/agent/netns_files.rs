@@ -215,6 +215,8 @@ mod tests {
             netns_id: None,
             dns: Default::default(),
             engine: None,
+            namespace: "default".into(),
+            named_ports: Vec::new(),
         }
     }
 

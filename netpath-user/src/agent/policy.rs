@@ -1,8 +1,35 @@
-//! Who may reach what, as the agent changes it: the published ports' firewall.
-use tracing::info;
+//! Who may reach what, as the agent changes it: the published ports' firewall, network
+//! policies and namespaces applied and removed, endpoints' labels changed; after each commit
+//! the policies are compiled again and the kernel's policy maps made to match.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use tracing::{info, warn};
 
 use super::{journal::Undo, store::StateStore, Agent};
-use crate::{datapath::DatapathOps, error::AgentError, netlink::LinkOps, policy::PublishedFrom};
+use crate::{
+    datapath::DatapathOps,
+    error::AgentError,
+    model::{Labels, ModelError, State},
+    netlink::LinkOps,
+    policy::{compile, spec::Policy, Compiled, Manifest, Member, PublishedFrom},
+};
+
+/// The label an endpoint's namespace adds to its identity's label set.
+const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+
+/// The policies `state` holds, read back from their manifests (checked when applied).
+pub fn policies(state: &State) -> Vec<Policy> {
+    state
+        .policies
+        .iter()
+        .filter_map(|(key, m)| {
+            let ns = key.split_once('/').map_or("default", |(ns, _)| ns);
+            let np: NetworkPolicy = serde_json::from_value(m.clone()).ok()?;
+            Policy::from_k8s(&np, ns).ok()
+        })
+        .collect()
+}
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Makes `list` the clients published ports answer: the kernel's trie first, then the
@@ -23,5 +50,142 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         })?;
         info!(published_from = %list, flows, "published ports' firewall changed");
         Ok(flows)
+    }
+
+    /// What the policies see of the endpoints: one member for each identity.
+    fn members(&mut self) -> Vec<Member> {
+        let sets: Vec<Labels> = self
+            .state
+            .endpoints
+            .values()
+            .map(|e| {
+                let mut l = e.labels.clone();
+                l.insert(NAMESPACE_LABEL.into(), e.namespace.clone());
+                l
+            })
+            .collect();
+        self.identities.assign(&sets);
+        let mut by_id: BTreeMap<u32, Member> = BTreeMap::new();
+        for (ep, set) in self.state.endpoints.values().zip(&sets) {
+            let Some(id) = self.identities.of(set) else {
+                continue;
+            };
+            let m = by_id.entry(id.0).or_insert_with(|| Member {
+                identity: id.0,
+                namespace: ep.namespace.clone(),
+                labels: ep.labels.clone(),
+                ..Member::default()
+            });
+            m.ports.extend(ep.named_ports.iter().cloned());
+            m.addrs.extend(ep.attachments.iter().map(|a| a.ip));
+        }
+        by_id.into_values().collect()
+    }
+
+    /// The policy maps' content for the current state.
+    pub(super) fn compiled_policy(&mut self) -> Compiled {
+        let members = self.members();
+        compile(&members, &policies(&self.state), &self.state.namespaces)
+    }
+
+    /// Makes the kernel's policy maps match the state, when they do not already.
+    pub(super) fn sync_policy(&mut self) {
+        let c = self.compiled_policy();
+        if self.policy_written.as_ref() == Some(&c) {
+            return;
+        }
+        match self.dp.set_policy(&c) {
+            Ok(ended) => {
+                info!(
+                    subjects = c.subjects.len(),
+                    rules = c.rules.len(),
+                    ended,
+                    "policy maps written"
+                );
+                self.policy_written = Some(c);
+            }
+            Err(e) => warn!("writing the policy maps: {e}"),
+        }
+    }
+
+    /// Applies a file of manifests, all or nothing: each policy replaces the one of its
+    /// name, each namespace's labels replace its own. What each did, as kubectl says it.
+    pub fn apply_policies(&mut self, manifests: Vec<Manifest>) -> Result<Vec<String>, AgentError> {
+        let mut next = self.state.clone();
+        let mut done = Vec::new();
+        for m in manifests {
+            match m {
+                Manifest::Policy { policy, manifest } => {
+                    if let Some(name) = policy.port_names().find(|n| {
+                        !next
+                            .endpoints
+                            .values()
+                            .any(|e| e.named_ports.iter().any(|p| p.name == *n))
+                    }) {
+                        return Err(ModelError::UnknownPortName(policy.key(), name.into()).into());
+                    }
+                    let what = match next.policies.insert(policy.key(), manifest.clone()) {
+                        None => "created",
+                        Some(old) if old == manifest => "unchanged",
+                        Some(_) => "configured",
+                    };
+                    done.push(format!("networkpolicy {} {what}", policy.key()));
+                }
+                Manifest::Namespace { name, labels } => {
+                    let what = match next.namespaces.insert(name.clone(), labels.clone()) {
+                        None => "created",
+                        Some(old) if old == labels => "unchanged",
+                        Some(_) => "configured",
+                    };
+                    done.push(format!("namespace {name} {what}"));
+                }
+            }
+        }
+        self.transact(|a, _| a.commit(next))?;
+        info!(applied = done.len(), "policies applied");
+        Ok(done)
+    }
+
+    /// Removes the policies `names` of `namespace`; every one must exist (else nothing goes).
+    pub fn remove_policies(&mut self, namespace: &str, names: &[String]) -> Result<(), AgentError> {
+        let mut next = self.state.clone();
+        for n in names {
+            let key = format!("{namespace}/{n}");
+            if next.policies.remove(&key).is_none() {
+                return Err(ModelError::NoPolicy(key).into());
+            }
+        }
+        self.transact(|a, _| a.commit(next))?;
+        info!(namespace, removed = names.len(), "policies removed");
+        Ok(())
+    }
+
+    /// Sets labels `set` and removes labels `remove` of endpoint `name`: its next flows are
+    /// decided on the new labels. The endpoint as it is now.
+    pub fn update_labels(
+        &mut self,
+        name: &str,
+        set: &Labels,
+        remove: &[String],
+    ) -> Result<crate::model::Endpoint, AgentError> {
+        let mut next = self.state.clone();
+        let ep = next
+            .endpoints
+            .get_mut(name)
+            .ok_or_else(|| ModelError::NoEndpoint(name.to_string()))?;
+        if let Some(k) = remove.iter().find(|k| !ep.labels.contains_key(*k)) {
+            return Err(ModelError::NoLabel(name.to_string(), k.clone()).into());
+        }
+        if let Some(e) = crate::policy::spec::check_labels("label", set).err() {
+            return Err(ModelError::BadLabel(format!("{}: {}", e.field, e.message)).into());
+        }
+        for k in remove {
+            ep.labels.remove(k);
+        }
+        ep.labels.extend(set.clone());
+        let ep = ep.clone();
+        self.transact(|a, _| a.commit(next))?;
+        info!(endpoint = %name, "labels changed");
+        Ok(ep)
     }
 }

@@ -47,6 +47,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let mut c = Content {
             networks: state.networks.values().cloned().collect(),
             published_from: state.published_from.clone(),
+            policy: self.compiled_policy(),
             ..Content::default()
         };
         for ep in state.endpoints.values() {
@@ -203,6 +204,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let state = self.state.clone();
         let content = self.content(&state);
         let sync = self.dp.sync(&content).context("writing the maps")?;
+        self.policy_written = Some(content.policy.clone());
         report.written = sync.written;
         report.removed = sync.removed;
         let hooks = self.hooks();

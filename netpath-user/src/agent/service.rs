@@ -10,8 +10,8 @@ use parking_lot::{Mutex, RwLock};
 use super::{api_metrics::ApiMetrics, monitor::Hub, store::StateStore, Agent};
 use crate::{
     api::{
-        ApiError, EndpointView, FirewallView, MonitorEvent, MonitorFilter, NetworkView, Port,
-        PortView, Service, StatsView, VersionView,
+        ApiError, EndpointView, MonitorEvent, MonitorFilter, NetworkView, Port, PortView, Service,
+        StatsView, VersionView,
     },
     datapath::DatapathOps,
     error::AgentError,
@@ -333,18 +333,6 @@ where
     fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError> {
         let maps = self.write(|a| a.unpublish(endpoint, &req.specs))?;
         Ok(maps.into_iter().map(Port::from).collect())
-    }
-
-    fn firewall(&self) -> FirewallView {
-        self.state().published_from.clone().into()
-    }
-
-    fn set_firewall(&self, req: &FirewallView) -> Result<FirewallView, ApiError> {
-        let flows_removed = self.write(|a| a.set_published_from(req.published_from.clone()))?;
-        Ok(FirewallView {
-            flows_removed,
-            ..req.clone()
-        })
     }
 
     fn observe(&self, route: &'static str, status: hyper::StatusCode, took: std::time::Duration) {

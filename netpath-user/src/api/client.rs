@@ -10,8 +10,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     routes::{Route, RouteKind},
-    EndpointView, ErrorBody, FirewallView, MonitorEvent, MonitorFilter, NetworkView, Port,
-    PortView, StatsView, VersionView,
+    CheckView, EndpointView, ErrorBody, FirewallView, LabelsUpdate, MonitorEvent, MonitorFilter,
+    NetworkView, PolicyApply, PolicyCheck, PolicyRemove, PolicyView, Port, PortView, StatsView,
+    VersionView,
 };
 use crate::model::{Connect, Disconnect, EndpointCreate, NetworkCreate, PortsRequest};
 
@@ -171,6 +172,31 @@ impl Client {
 
     pub async fn set_firewall(&self, req: &FirewallView) -> Result<FirewallView> {
         self.call(Route::new(RouteKind::FirewallSet), Some(req))
+            .await
+    }
+
+    pub async fn policies(&self) -> Result<Vec<PolicyView>> {
+        self.get(Route::new(RouteKind::PolicyList)).await
+    }
+
+    pub async fn apply_policies(&self, req: &PolicyApply) -> Result<Vec<String>> {
+        self.call(Route::new(RouteKind::PolicyApply), Some(req))
+            .await
+    }
+
+    pub async fn remove_policies(&self, req: &PolicyRemove) -> Result<()> {
+        self.call::<_, serde_json::Value>(Route::new(RouteKind::PolicyRemove), Some(req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn check_policy(&self, req: &PolicyCheck) -> Result<CheckView> {
+        self.call(Route::new(RouteKind::PolicyCheck), Some(req))
+            .await
+    }
+
+    pub async fn update_labels(&self, endpoint: &str, req: &LabelsUpdate) -> Result<EndpointView> {
+        self.call(Route::named(RouteKind::EndpointLabels, endpoint), Some(req))
             .await
     }
 

@@ -80,6 +80,11 @@ pub(super) fn dispatch<S: Service + ?Sized>(
         RouteKind::NodeList => to_json(&svc.nodes()?),
         RouteKind::Firewall => to_json(&svc.firewall()),
         RouteKind::FirewallSet => to_json(&svc.set_firewall(&parse_body(body)?)?),
+        RouteKind::PolicyList => to_json(&svc.policies()),
+        RouteKind::PolicyApply => to_json(&svc.apply_policies(&parse_body(body)?)?),
+        RouteKind::PolicyRemove => to_json(&svc.remove_policies(&parse_body(body)?)?),
+        RouteKind::PolicyCheck => to_json(&svc.check_policy(&parse_body(body)?)?),
+        RouteKind::EndpointLabels => to_json(&svc.update_labels(name, &parse_body(body)?)?),
         RouteKind::Monitor => Err(ApiError::bad_request("the monitor streams: ask over HTTP")),
     }
 }

@@ -31,14 +31,19 @@ pub mod client;
 mod dispatch;
 pub mod health;
 mod monitor;
+mod policy;
 pub mod routes;
 pub mod server;
 mod views;
 
 pub use monitor::{monitor_reasons, trace_name, MonitorEvent, MonitorFilter};
+pub use policy::{
+    CheckSide, CheckView, FirewallView, LabelsUpdate, PolicyApply, PolicyCheck, PolicyRemove,
+    PolicyService, PolicyView,
+};
 pub use views::{
-    EndpointNetwork, EndpointView, FirewallView, Ipam, IpamConfig, NetworkMember, NetworkView,
-    PeerView, Port, PortView, StatsView, VXLAN_ID_OPTION,
+    EndpointNetwork, EndpointView, Ipam, IpamConfig, NetworkMember, NetworkView, PeerView, Port,
+    PortView, StatsView, VXLAN_ID_OPTION,
 };
 
 /// Version of this API; `netpath version` shows it beside the agent's.
@@ -98,7 +103,7 @@ pub struct ErrorBody {
 /// What the agent serves; [`server`] routes requests to it. Implementations do their own
 /// locking (the agent's: one change at a time, queries from a snapshot), so every method takes
 /// `&self` and requests run side by side.
-pub trait Service: Send + Sync + 'static {
+pub trait Service: PolicyService + Send + Sync + 'static {
     fn version(&self) -> VersionView;
     fn stats(&self) -> StatsView;
     fn health(&self) -> health::HealthView;
@@ -117,14 +122,6 @@ pub trait Service: Send + Sync + 'static {
     fn publish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn unpublish(&self, endpoint: &str, req: &PortsRequest) -> Result<Vec<Port>, ApiError>;
     fn ports(&self) -> Vec<PortView>;
-    /// The published ports' firewall.
-    fn firewall(&self) -> FirewallView {
-        FirewallView::default()
-    }
-    /// Replaces the published ports' firewall.
-    fn set_firewall(&self, _req: &FirewallView) -> Result<FirewallView, ApiError> {
-        Err(ApiError::internal("this agent has no firewall"))
-    }
     /// Sets label `network_key` on the networks and `endpoint_key` on the endpoints named
     /// (name → value): what an engine calls them. Nothing else changes.
     fn set_labels(

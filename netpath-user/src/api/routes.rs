@@ -86,6 +86,16 @@ routes! {
     Firewall: GET "/v1/firewall";
     /// `FirewallView` → `FirewallView`: the list replaced.
     FirewallSet: PUT "/v1/firewall";
+    /// `[PolicyView]`.
+    PolicyList: GET "/v1/policies";
+    /// `PolicyApply` → `[String]`: what each manifest did.
+    PolicyApply: POST "/v1/policies";
+    /// `PolicyRemove` → `{}`.
+    PolicyRemove: POST "/v1/policies/remove";
+    /// `PolicyCheck` → `CheckView`.
+    PolicyCheck: POST "/v1/policies/check";
+    /// `LabelsUpdate` → `EndpointView`.
+    EndpointLabels: POST "/v1/endpoints/{name}/labels";
     /// A stream of `MonitorEvent`s, one JSON object per line; query: `MonitorFilter`.
     Monitor: GET "/v1/monitor";
 }

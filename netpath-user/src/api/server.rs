@@ -280,6 +280,8 @@ mod tests {
     /// Answers `version`, panics on everything else.
     struct Buggy;
 
+    impl super::super::PolicyService for Buggy {}
+
     impl Service for Buggy {
         fn version(&self) -> VersionView {
             VersionView::current()

@@ -200,6 +200,11 @@ pub struct EndpointView {
     /// The container engine that made it (through a plugin), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<crate::model::Engine>,
+    /// The namespace network policies see it in.
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<crate::policy::NamedPort>,
 }
 
 impl EndpointView {
@@ -241,6 +246,8 @@ impl EndpointView {
             labels: e.labels.clone(),
             dns,
             engine: e.engine.clone(),
+            namespace: e.namespace.clone(),
+            named_ports: e.named_ports.clone(),
         }
     }
 }
@@ -252,25 +259,6 @@ pub struct PortView {
     pub endpoint: String,
     #[serde(flatten)]
     pub port: Port,
-}
-
-/// The published ports' firewall (`firewall`): the clients published ports answer (empty:
-/// everyone), and, answering a change, how many flows of clients it no longer lets in went.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct FirewallView {
-    pub published_from: crate::policy::PublishedFrom,
-    #[serde(default)]
-    pub flows_removed: usize,
-}
-
-impl From<crate::policy::PublishedFrom> for FirewallView {
-    fn from(published_from: crate::policy::PublishedFrom) -> Self {
-        FirewallView {
-            published_from,
-            flows_removed: 0,
-        }
-    }
 }
 
 /// Counter totals and map occupancy (`stats`).

@@ -14,46 +14,70 @@ use crate::{
     model::{short_id, DnsSettings, EndpointCreate},
 };
 
+/// `endpoint create`'s arguments.
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// The endpoint's name (letters, digits, `_`, `.`, `-`).
+    pub name: String,
+    /// The network namespace: a path, or NAME for /run/netns/NAME (`ip netns add NAME`).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub netns: String,
+    /// The network of its first interface (default: bridge).
+    #[arg(long, value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Its address on that network (default: the next free one).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<Ipv4Addr>,
+    /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Set a label KEY=VALUE (repeatable).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Another name on its network, for other endpoints (repeatable; Docker's
+    /// --network-alias).
+    #[arg(long = "alias", value_name = "NAME")]
+    pub aliases: Vec<String>,
+    /// A DNS server for it instead of the agent's (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<Ipv4Addr>,
+    /// A DNS search domain instead of the host's (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolver option instead of the host's, e.g. ndots:2 (repeatable).
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_options: Vec<String>,
+    /// Its interface's MAC, aa:bb:cc:dd:ee:ff (default: derived from the address, as Docker does).
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac: Option<String>,
+    /// The namespace network policies see it in (default: default).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Name a port for policies' named ports: NAME=PORT[/PROTO] (repeatable).
+    #[arg(long = "named-port", value_name = "NAME=PORT[/PROTO]")]
+    pub named_ports: Vec<String>,
+}
+
 #[derive(clap::Subcommand)]
 pub enum EndpointCmd {
     /// Create an endpoint: a veth whose peer becomes eth0 in the namespace.
     #[command(
         after_help = "Examples:\n  ip netns add web && netpath endpoint create web --netns web -p 8080:80\n  netpath endpoint create db --netns /proc/4242/ns/net --network back --ip 10.20.2.10 --label team=data\n  netpath endpoint create api2 --netns api2 --network back --alias api --dns-search corp.example"
     )]
-    Create {
-        /// The endpoint's name (letters, digits, `_`, `.`, `-`).
+    Create(Box<CreateArgs>),
+    /// Change a live endpoint's labels: its next flows are decided on the new ones.
+    #[command(
+        after_help = "Examples:\n  netpath endpoint update web --label tier=front\n  netpath endpoint update web --label-rm tier"
+    )]
+    Update {
+        #[arg(value_name = "ENDPOINT")]
         name: String,
-        /// The network namespace: a path, or NAME for /run/netns/NAME (`ip netns add NAME`).
-        #[arg(long, value_name = "NAME|PATH")]
-        netns: String,
-        /// The network of its first interface (default: bridge).
-        #[arg(long, value_name = "NETWORK")]
-        network: Option<String>,
-        /// Its address on that network (default: the next free one).
-        #[arg(long, value_name = "IP")]
-        ip: Option<Ipv4Addr>,
-        /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable).
-        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-        publish: Vec<String>,
         /// Set a label KEY=VALUE (repeatable).
         #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
-        /// Another name on its network, for other endpoints (repeatable; Docker's
-        /// --network-alias).
-        #[arg(long = "alias", value_name = "NAME")]
-        aliases: Vec<String>,
-        /// A DNS server for it instead of the agent's (repeatable).
-        #[arg(long = "dns", value_name = "IP")]
-        dns: Vec<Ipv4Addr>,
-        /// A DNS search domain instead of the host's (repeatable).
-        #[arg(long = "dns-search", value_name = "DOMAIN")]
-        dns_search: Vec<String>,
-        /// A resolver option instead of the host's, e.g. ndots:2 (repeatable).
-        #[arg(long = "dns-option", value_name = "OPTION")]
-        dns_options: Vec<String>,
-        /// Its interface's MAC, aa:bb:cc:dd:ee:ff (default: derived from the address, as Docker does).
-        #[arg(long = "mac-address", value_name = "MAC")]
-        mac: Option<String>,
+        /// Remove a label (repeatable).
+        #[arg(long = "label-rm", value_name = "KEY")]
+        remove: Vec<String>,
     },
     /// Remove endpoints (each is tried; failures are reported and make the exit status 1).
     #[command(
@@ -120,19 +144,22 @@ fn passes(e: &EndpointView, f: &Filters) -> bool {
 
 pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        EndpointCmd::Create {
-            name,
-            netns,
-            network,
-            ip,
-            publish,
-            labels,
-            aliases,
-            dns,
-            dns_search,
-            dns_options,
-            mac,
-        } => {
+        EndpointCmd::Create(args) => {
+            let CreateArgs {
+                name,
+                netns,
+                network,
+                ip,
+                publish,
+                labels,
+                aliases,
+                dns,
+                dns_search,
+                dns_options,
+                mac,
+                namespace,
+                named_ports,
+            } = *args;
             let req = EndpointCreate {
                 name,
                 netns: netns_path(&netns)?,
@@ -147,6 +174,8 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                     options: dns_options,
                 },
                 mac,
+                namespace,
+                named_ports,
                 ..EndpointCreate::default()
             };
             let ep = client.create_endpoint(&req).await?;
@@ -154,6 +183,19 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
             for p in &ep.ports {
                 println!("{p}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        EndpointCmd::Update {
+            name,
+            labels,
+            remove,
+        } => {
+            let req = crate::api::LabelsUpdate {
+                set: parse_labels(&labels),
+                remove,
+            };
+            let ep = client.update_labels(&name, &req).await?;
+            println!("{}", ep.name);
             Ok(ExitCode::SUCCESS)
         }
         EndpointCmd::Rm(RmArgs { names, force }) => Ok(remove_each(&names, |n| async move {

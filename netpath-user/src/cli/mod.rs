@@ -8,6 +8,7 @@
 //! | [`endpoint`] | `endpoint create/ls/inspect/rm` |
 //! | [`network`] | `network create/ls/inspect/rm/connect/disconnect` |
 //! | [`port`] | `port ENDPOINT [PORT]`, `port publish/unpublish/ls` |
+//! | [`policy`] | `policy apply/ls/inspect/rm/check`: Kubernetes NetworkPolicy |
 //! | [`firewall`] | `firewall show/set/add/rm/clear`: who published ports answer |
 //! | [`monitor`] | `monitor`: the datapath's events, live |
 //! | [`status`] | `status`: the agent's health |
@@ -26,6 +27,7 @@ pub mod format;
 pub mod monitor;
 pub mod network;
 pub mod node;
+pub mod policy;
 pub mod port;
 pub mod status;
 pub mod system;
@@ -68,6 +70,9 @@ pub enum Cmd {
     Endpoint(endpoint::EndpointCmd),
     /// List an endpoint's published ports (`docker port`), or publish and unpublish them.
     Port(port::PortArgs),
+    /// Network policies: Kubernetes NetworkPolicy manifests, enforced in the kernel.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
     /// Which clients published ports answer: a host-wide allow-list checked in the kernel.
     #[command(subcommand)]
     Firewall(firewall::FirewallCmd),
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Endpoint(cmd) => endpoint::run(&client, cmd).await,
         Cmd::Port(args) => port::run(&client, args).await,
         Cmd::Firewall(cmd) => firewall::run(&client, cmd).await,
+        Cmd::Policy(cmd) => policy::run(&client, cmd).await,
         Cmd::Network(cmd) => network::run(&client, cmd).await,
         Cmd::Node(cmd) => node::run(&client, cmd).await,
         Cmd::Monitor(args) => monitor::run(&client, args).await,

@@ -103,6 +103,9 @@ impl Cni<'_> {
                         kind: EngineKind::Cni,
                         id: self.env.container_id.clone(),
                     }),
+                    // The pod's namespace, as Kubernetes' runtimes say it: what network
+                    // policies select it in.
+                    namespace: self.env.arg("K8S_POD_NAMESPACE").map(str::to_string),
                     ..EndpointCreate::default()
                 };
                 self.client

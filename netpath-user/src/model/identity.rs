@@ -71,6 +71,34 @@ impl Identities {
         Some(id)
     }
 
+    /// Makes the sets held exactly `sets` (one for each endpoint), keeping the number of every
+    /// set still held: an endpoint that comes, goes or changes its labels moves no other.
+    pub fn assign<'a>(&mut self, sets: impl IntoIterator<Item = &'a Labels>) {
+        let mut want: BTreeMap<&Labels, usize> = BTreeMap::new();
+        for s in sets {
+            *want.entry(s).or_default() += 1;
+        }
+        let gone: Vec<Labels> = self
+            .held
+            .keys()
+            .filter(|l| !want.contains_key(l))
+            .cloned()
+            .collect();
+        for l in gone {
+            if let Some((id, _)) = self.held.remove(&l) {
+                self.free.push(id.0);
+            }
+        }
+        for (l, n) in want {
+            if self.of(l).is_none() {
+                self.acquire(l);
+            }
+            if let Some((_, count)) = self.held.get_mut(l) {
+                *count = n;
+            }
+        }
+    }
+
     /// The identity of `labels`, if some endpoint has them.
     pub fn of(&self, labels: &Labels) -> Option<Identity> {
         self.held.get(labels).map(|(id, _)| *id)
@@ -112,6 +140,23 @@ mod tests {
         let none = ids.acquire(&Labels::new());
         assert!(none != a && none != b);
         assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn assigning_keeps_the_numbers_of_sets_still_held() {
+        let mut ids = Identities::default();
+        let (web, db, cache) = (
+            labels(&[("app", "web")]),
+            labels(&[("app", "db")]),
+            labels(&[("app", "cache")]),
+        );
+        ids.assign([&web, &db, &web]);
+        let (w, d) = (ids.of(&web).unwrap(), ids.of(&db).unwrap());
+        ids.assign([&db, &cache]);
+        assert_eq!(ids.of(&db), Some(d));
+        assert_eq!(ids.of(&web), None);
+        assert_eq!(ids.of(&cache), Some(w), "the freed number is reused");
+        assert_eq!(ids.len(), 2);
     }
 
     #[test]

@@ -22,7 +22,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ipam::Pool, policy::PublishedFrom, ports::PortMapping};
+use crate::{
+    ipam::Pool,
+    policy::{NamedPort, PublishedFrom, DEFAULT_NAMESPACE},
+    ports::PortMapping,
+};
 
 pub mod identity;
 pub mod options;
@@ -163,6 +167,23 @@ pub struct Endpoint {
     /// The container engine that made it, when not `netpath endpoint create`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<Engine>,
+    /// The namespace network policies see it in (Kubernetes' pod namespace).
+    #[serde(
+        default = "default_namespace",
+        skip_serializing_if = "is_default_namespace"
+    )]
+    pub namespace: String,
+    /// Its ports by name, for policies' named ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<NamedPort>,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_string()
+}
+
+fn is_default_namespace(ns: &str) -> bool {
+    ns == DEFAULT_NAMESPACE
 }
 
 /// A container engine that drives endpoints through one of netpath's plugins.
@@ -212,6 +233,12 @@ pub struct State {
     /// The clients published ports answer (`--published-from`); none: everyone.
     #[serde(default, skip_serializing_if = "PublishedFrom::is_everyone")]
     pub published_from: PublishedFrom,
+    /// Network policies by `NAMESPACE/NAME`: their manifests as applied.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, serde_json::Value>,
+    /// Namespaces' labels, from `Namespace` manifests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespaces: BTreeMap<String, Labels>,
     /// Endpoints of other nodes on this node's overlay networks, as the cluster says (their
     /// names resolve here); not saved: etcd has them.
     #[serde(skip)]

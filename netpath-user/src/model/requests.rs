@@ -89,6 +89,12 @@ pub struct EndpointCreate {
     /// The engine making it (the plugins say so); none for the CLI.
     #[serde(default)]
     pub engine: Option<super::Engine>,
+    /// The namespace network policies see it in; `default` if unset.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Its ports by name for policies' named ports: `NAME=PORT[/PROTO]`.
+    #[serde(default)]
+    pub named_ports: Vec<String>,
 }
 
 /// An endpoint's resolver settings, as Docker's `--dns`, `--dns-search` and `--dns-option`:

@@ -282,7 +282,7 @@ fn peer(field: &str, p: &NetworkPolicyPeer) -> Result<Peer, FieldError> {
 }
 
 /// An IANA service name: what a named port is.
-fn valid_port_name(s: &str) -> bool {
+pub fn valid_port_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 15

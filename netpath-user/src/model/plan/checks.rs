@@ -2,6 +2,8 @@
 //! resolver settings.
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
+use crate::{policy::NamedPort, ports::Proto};
+
 use super::ModelError;
 use crate::{
     ipam,
@@ -54,6 +56,40 @@ pub(super) fn check_labels(
         return Err(ModelError::BadLabel(k.clone()));
     }
     Ok(labels.clone())
+}
+
+/// The namespace asked for (a DNS label), `default` if none.
+pub(super) fn check_namespace(ns: Option<&str>) -> Result<String, ModelError> {
+    let ns = ns.unwrap_or(crate::policy::DEFAULT_NAMESPACE);
+    if !crate::policy::spec::valid_dns_label(ns) {
+        return Err(ModelError::BadNamespace(ns.to_string()));
+    }
+    Ok(ns.to_string())
+}
+
+/// `NAME=PORT[/PROTO]` each, names unique.
+pub(super) fn check_named_ports(specs: &[String]) -> Result<Vec<NamedPort>, ModelError> {
+    let mut out: Vec<NamedPort> = Vec::new();
+    for s in specs {
+        let bad = || ModelError::BadNamedPort(s.clone());
+        let (name, rest) = s.split_once('=').ok_or_else(bad)?;
+        let (port, proto) = match rest.split_once('/') {
+            Some((p, "tcp")) => (p, Proto::Tcp),
+            Some((p, "udp")) => (p, Proto::Udp),
+            Some(_) => return Err(bad()),
+            None => (rest, Proto::Tcp),
+        };
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        if !crate::policy::spec::valid_port_name(name) || out.iter().any(|n| n.name == name) {
+            return Err(bad());
+        }
+        out.push(NamedPort {
+            name: name.to_string(),
+            port,
+            proto,
+        });
+    }
+    Ok(out)
 }
 
 /// Names an alias may not take: they name the host, to every endpoint.

@@ -3,7 +3,10 @@
 use std::net::Ipv4Addr;
 
 use super::{
-    checks::{check_aliases, check_dns, check_ifname, check_labels, check_mac},
+    checks::{
+        check_aliases, check_dns, check_ifname, check_labels, check_mac, check_named_ports,
+        check_namespace,
+    },
     HostView, ModelError,
 };
 use crate::{
@@ -63,6 +66,8 @@ impl State {
             netns_id: None,
             dns: check_dns(&req.dns)?,
             engine: req.engine.clone(),
+            namespace: check_namespace(req.namespace.as_deref())?,
+            named_ports: check_named_ports(&req.named_ports)?,
         };
         ep.attachments[0].aliases = check_aliases(&req.aliases)?;
         if !req.ports.is_empty() && net.internal {

@@ -90,6 +90,16 @@ pub enum ModelError {
     UnknownDriver(String),
     #[error("invalid label {0:?}: the key must not be empty")]
     BadLabel(String),
+    #[error("invalid namespace {0:?}: a namespace is a DNS label (a-z, 0-9, '-', at most 63)")]
+    BadNamespace(String),
+    #[error("invalid named port {0:?}: expected NAME=PORT[/tcp|/udp], NAME a port name (a-z, 0-9, '-', at most 15) used once")]
+    BadNamedPort(String),
+    #[error("no such network policy: {0}")]
+    NoPolicy(String),
+    #[error("network policy {0}: named port {1:?} is declared by no endpoint (endpoint create --named-port {1}=PORT)")]
+    UnknownPortName(String, String),
+    #[error("endpoint {0} has no label {1:?}")]
+    NoLabel(String, String),
     #[error("subnet {0} is {1}: a network cannot use it")]
     SpecialSubnet(Subnet, &'static str),
     #[error("subnet {0} overlaps the host's route to {1}: the host could no longer reach it")]

@@ -1,0 +1,177 @@
+//! The API's policy routes ([`PolicyService`]) for the agent: changes go through its lock
+//! like every other write; `policy check` reads the policy maps' content it last wrote.
+use std::net::Ipv4Addr;
+
+use netpath_common::{direction, identity};
+
+use super::{policy::policies, service::Shared, store::StateStore};
+use crate::{
+    api::{
+        ApiError, CheckSide, CheckView, EndpointView, FirewallView, LabelsUpdate, PolicyApply,
+        PolicyCheck, PolicyRemove, PolicyService, PolicyView,
+    },
+    datapath::DatapathOps,
+    model::State,
+    netlink::LinkOps,
+    policy::{parse_manifests, spec::Policy, Compiled},
+    ports::Proto,
+};
+
+/// An endpoint by name, or an address: the endpoint (if one) and the address.
+fn resolve(state: &State, who: &str) -> Result<(Option<String>, Ipv4Addr), ApiError> {
+    if let Some(e) = state.endpoints.get(who) {
+        let ip = e.attachments.first().map(|a| a.ip);
+        return Ok((Some(e.name.clone()), ip.unwrap_or(Ipv4Addr::UNSPECIFIED)));
+    }
+    let ip: Ipv4Addr = who.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{who:?} is neither an endpoint nor an IPv4 address"
+        ))
+    })?;
+    let ep = state
+        .endpoints
+        .values()
+        .find(|e| e.attachments.iter().any(|a| a.ip == ip));
+    Ok((ep.map(|e| e.name.clone()), ip))
+}
+
+/// The policies that select endpoint `name` in `dir`.
+fn selecting(state: &State, all: &[Policy], name: &Option<String>, dir: u8) -> Vec<String> {
+    let Some(ep) = name.as_ref().and_then(|n| state.endpoints.get(n)) else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter(|p| p.namespace == ep.namespace && p.pods.matches(&ep.labels))
+        .filter(|p| {
+            if dir == direction::INGRESS {
+                p.ingress.is_some()
+            } else {
+                p.egress.is_some()
+            }
+        })
+        .map(Policy::key)
+        .collect()
+}
+
+fn side(
+    c: &Compiled,
+    all: &[Policy],
+    endpoint: Option<String>,
+    selected_by: Vec<String>,
+    rule: Option<u32>,
+    host: bool,
+) -> CheckSide {
+    let allowed_by = rule.and_then(|n| all.get(n as usize - 1)).map(Policy::key);
+    let verdict = if host {
+        "host"
+    } else if selected_by.is_empty() || !c.on() {
+        "open"
+    } else if allowed_by.is_some() {
+        "allowed"
+    } else {
+        "denied"
+    };
+    CheckSide {
+        endpoint,
+        selected_by,
+        allowed_by,
+        verdict: verdict.into(),
+    }
+}
+
+impl<D, L, S> PolicyService for Shared<D, L, S>
+where
+    D: DatapathOps + 'static,
+    L: LinkOps + 'static,
+    S: StateStore + 'static,
+{
+    fn firewall(&self) -> FirewallView {
+        self.state().published_from.clone().into()
+    }
+
+    fn set_firewall(&self, req: &FirewallView) -> Result<FirewallView, ApiError> {
+        let flows_removed = self.write(|a| a.set_published_from(req.published_from.clone()))?;
+        Ok(FirewallView {
+            flows_removed,
+            ..req.clone()
+        })
+    }
+
+    fn policies(&self) -> Vec<PolicyView> {
+        let state = self.state();
+        policies(&state)
+            .into_iter()
+            .map(|p| PolicyView {
+                policy_types: [
+                    ("Ingress", p.ingress.is_some()),
+                    ("Egress", p.egress.is_some()),
+                ]
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(t, _)| t.to_string())
+                .collect(),
+                selected: state
+                    .endpoints
+                    .values()
+                    .filter(|e| e.namespace == p.namespace && p.pods.matches(&e.labels))
+                    .map(|e| e.name.clone())
+                    .collect(),
+                manifest: state.policies.get(&p.key()).cloned().unwrap_or_default(),
+                namespace: p.namespace,
+                name: p.name,
+            })
+            .collect()
+    }
+
+    fn apply_policies(&self, req: &PolicyApply) -> Result<Vec<String>, ApiError> {
+        let manifests =
+            parse_manifests(&req.manifests).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(self.write(|a| a.apply_policies(manifests))?)
+    }
+
+    fn remove_policies(&self, req: &PolicyRemove) -> Result<(), ApiError> {
+        Ok(self.write(|a| a.remove_policies(&req.namespace, &req.names))?)
+    }
+
+    fn check_policy(&self, req: &PolicyCheck) -> Result<CheckView, ApiError> {
+        let proto = match req.proto.as_str() {
+            "tcp" | "" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            p => return Err(ApiError::bad_request(format!("protocol {p:?}: tcp or udp"))),
+        };
+        let state = self.state();
+        let (from, src) = resolve(&state, &req.from)?;
+        let (to, dst) = resolve(&state, &req.to)?;
+        let c = self.write(|a| a.policy_written.clone()).unwrap_or_default();
+        let all = policies(&state);
+        let (f, t) = (c.identity(src), c.identity(dst));
+        let host = f == identity::HOST || t == identity::HOST;
+        let p = proto.number();
+        let egress = side(
+            &c,
+            &all,
+            from.clone(),
+            selecting(&state, &all, &from, direction::EGRESS),
+            c.rule(direction::EGRESS, f, t, p, req.port),
+            host,
+        );
+        let ingress = side(
+            &c,
+            &all,
+            to.clone(),
+            selecting(&state, &all, &to, direction::INGRESS),
+            c.rule(direction::INGRESS, t, f, p, req.port),
+            host,
+        );
+        Ok(CheckView {
+            allowed: c.admits(src, dst, req.port, p),
+            egress,
+            ingress,
+        })
+    }
+
+    fn update_labels(&self, endpoint: &str, req: &LabelsUpdate) -> Result<EndpointView, ApiError> {
+        let ep = self.write(|a| a.update_labels(endpoint, &req.set, &req.remove))?;
+        Ok(EndpointView::new(&ep, &self.state()))
+    }
+}
