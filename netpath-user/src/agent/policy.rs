@@ -176,7 +176,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         if let Some(k) = remove.iter().find(|k| !ep.labels.contains_key(*k)) {
             return Err(ModelError::NoLabel(name.to_string(), k.clone()).into());
         }
-        if let Some(e) = crate::policy::spec::check_labels("label", set).err() {
+        if let Some(e) = crate::policy::select::check_labels("label", set).err() {
             return Err(ModelError::BadLabel(format!("{}: {}", e.field, e.message)).into());
         }
         for k in remove {

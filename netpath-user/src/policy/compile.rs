@@ -7,7 +7,8 @@ use netpath_common::{direction, identity, PolicyKey};
 
 use super::{
     compiled::{port_blocks, Compiled},
-    spec::{namespace_labels, Labels, Namespaces, Peer, Policy, PortRef, Rule},
+    select::{namespace_labels, Labels, Namespaces},
+    spec::{Peer, Policy, PortRef, Rule},
 };
 use crate::{
     ipam::{AnySubnet, Subnet},

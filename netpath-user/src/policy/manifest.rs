@@ -5,7 +5,10 @@
 use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
 use serde::Deserialize;
 
-use super::spec::{check_labels, valid_dns_label, Labels, Policy};
+use super::{
+    select::{check_labels, valid_dns_label, Labels},
+    spec::Policy,
+};
 
 /// One document of a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,7 +117,10 @@ pub fn parse(text_in: &str) -> Result<Vec<Manifest>, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::spec::{Op, Peer, PortRef};
+    use crate::policy::{
+        select::Op,
+        spec::{Peer, PortRef},
+    };
 
     const GOOD: &str = r#"
 apiVersion: v1

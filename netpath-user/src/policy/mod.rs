@@ -5,6 +5,7 @@ mod compile;
 mod compiled;
 mod firewall;
 mod manifest;
+pub mod select;
 pub mod spec;
 
 pub use compile::{compile, Member, NamedPort};

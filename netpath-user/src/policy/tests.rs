@@ -2,10 +2,10 @@
 //! output ([`Compiled::admits`]).
 use std::net::Ipv4Addr;
 
-use super::{spec::Namespaces, *};
+use super::{select::Namespaces, *};
 use crate::ports::Proto;
 
-fn labels(pairs: &[(&str, &str)]) -> spec::Labels {
+fn labels(pairs: &[(&str, &str)]) -> select::Labels {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -61,7 +61,7 @@ pub(super) fn check_labels(
 /// The namespace asked for (a DNS label), `default` if none.
 pub(super) fn check_namespace(ns: Option<&str>) -> Result<String, ModelError> {
     let ns = ns.unwrap_or(crate::policy::DEFAULT_NAMESPACE);
-    if !crate::policy::spec::valid_dns_label(ns) {
+    if !crate::policy::select::valid_dns_label(ns) {
         return Err(ModelError::BadNamespace(ns.to_string()));
     }
     Ok(ns.to_string())
@@ -80,7 +80,7 @@ pub(super) fn check_named_ports(specs: &[String]) -> Result<Vec<NamedPort>, Mode
             None => (rest, Proto::Tcp),
         };
         let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-        if !crate::policy::spec::valid_port_name(name) || out.iter().any(|n| n.name == name) {
+        if !crate::policy::select::valid_port_name(name) || out.iter().any(|n| n.name == name) {
             return Err(bad());
         }
         out.push(NamedPort {
