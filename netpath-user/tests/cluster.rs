@@ -638,6 +638,43 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
 }
 
 #[test]
+fn network_policies_select_endpoints_of_other_nodes_by_their_labels() {
+    let t = TwoNodes::start();
+    t.overlay("ovp", "10.195.0.0/24", &[]);
+    let (web, _) = endpoint_on(&t.a1, "web", "ovp", &["-n", "shop", "-l", "app=web"]);
+    let (other, _) = endpoint_on(&t.a1, "other", "ovp", &["-n", "shop", "-l", "app=other"]);
+    let (db, db_ip) = endpoint_on(&t.a2, "db", "ovp", &["-n", "shop", "-l", "app=db"]);
+    who_server(&db, 80);
+    wait_until("web to reach db", Duration::from_secs(10), || {
+        ask_tcp(&web, db_ip, 80).is_some()
+    });
+    // On n2, db admits the web endpoints of its namespace, wherever they run.
+    let file = t.dir.join("db.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec: {podSelector: {matchLabels: {app: db}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]}\n",
+    )
+    .unwrap();
+    ok(&t.a2, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    let reply = ask_tcp(&web, db_ip, 80).expect("web is admitted");
+    assert!(reply.starts_with(&eth0_addr(&web).to_string()), "{reply}");
+    assert_eq!(ask_tcp(&other, db_ip, 80), None);
+    assert!(counter(&t.a2, "drop_policy") > 0);
+    // Labels change on n1; n2 hears of it through etcd and decides on the new ones.
+    ok(&t.a1, &["endpoint", "update", "web", "--label", "app=gone"]);
+    ok(
+        &t.a1,
+        &["endpoint", "update", "other", "--label", "app=web"],
+    );
+    wait_until(
+        "n2 to admit other and refuse web",
+        Duration::from_secs(10),
+        || ask_tcp(&other, db_ip, 80).is_some() && ask_tcp(&web, db_ip, 80).is_none(),
+    );
+    drop((web, other, db));
+}
+
+#[test]
 fn overlay_addresses_stay_unique_and_nodes_ride_out_faults() {
     let mut t = TwoNodes::start();
     t.overlay("ov1", "10.220.0.0/24", &[]);

@@ -54,6 +54,12 @@ fn remote_members(state: &crate::model::State, view: &ClusterView) -> Vec<Remote
             ip: e.ip,
             aliases: e.aliases.clone(),
             node: e.node.clone(),
+            namespace: if e.namespace.is_empty() {
+                crate::policy::DEFAULT_NAMESPACE.into()
+            } else {
+                e.namespace.clone()
+            },
+            labels: e.labels.clone(),
         })
         .collect()
 }
@@ -122,6 +128,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             }
             // Names of the other nodes' endpoints (they resolve here too).
             self.state.remote = remote_members(&self.state, view);
+            // Their labels: what this node's policies select them by.
+            self.sync_policy();
             // Only what etcd said: before that, the pinned maps keep what they had.
             let content = self.overlay_content(view);
             if self.overlay_written.as_ref() != Some(&content) {

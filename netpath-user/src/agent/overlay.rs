@@ -59,7 +59,7 @@ where
 
     /// After a change of this node's overlay endpoints: the cluster knows which addresses
     /// are this node's, and the maps follow.
-    fn overlay_changed(&self, cluster: &Cluster) {
+    pub(super) fn overlay_changed(&self, cluster: &Cluster) {
         let claims = local_claims(&self.state(), cluster.node_name());
         if let Err(e) = block_on(cluster.update_local(claims)) {
             tracing::warn!("writing this node's addresses to etcd: {e}; the next session does");

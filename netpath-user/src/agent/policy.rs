@@ -52,32 +52,42 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(flows)
     }
 
-    /// What the policies see of the endpoints: one member for each identity.
+    /// What the policies see of the endpoints, this node's and the other nodes' (by their
+    /// etcd records): one member for each identity.
     fn members(&mut self) -> Vec<Member> {
-        let sets: Vec<Labels> = self
+        // (namespace, labels, named ports, addresses) of each endpoint.
+        let local = self.state.endpoints.values().map(|e| {
+            let addrs: Vec<_> = e.attachments.iter().map(|a| a.ip).collect();
+            (&e.namespace, &e.labels, e.named_ports.as_slice(), addrs)
+        });
+        let remote = self
             .state
-            .endpoints
-            .values()
-            .map(|e| {
-                let mut l = e.labels.clone();
-                l.insert(NAMESPACE_LABEL.into(), e.namespace.clone());
+            .remote
+            .iter()
+            .map(|r| (&r.namespace, &r.labels, &[][..], vec![r.ip]));
+        let all: Vec<_> = local.chain(remote).collect();
+        let sets: Vec<Labels> = all
+            .iter()
+            .map(|(ns, labels, _, _)| {
+                let mut l = (*labels).clone();
+                l.insert(NAMESPACE_LABEL.into(), (*ns).clone());
                 l
             })
             .collect();
         self.identities.assign(&sets);
         let mut by_id: BTreeMap<u32, Member> = BTreeMap::new();
-        for (ep, set) in self.state.endpoints.values().zip(&sets) {
+        for ((ns, labels, ports, addrs), set) in all.into_iter().zip(&sets) {
             let Some(id) = self.identities.of(set) else {
                 continue;
             };
             let m = by_id.entry(id.0).or_insert_with(|| Member {
                 identity: id.0,
-                namespace: ep.namespace.clone(),
-                labels: ep.labels.clone(),
+                namespace: ns.clone(),
+                labels: labels.clone(),
                 ..Member::default()
             });
-            m.ports.extend(ep.named_ports.iter().cloned());
-            m.addrs.extend(ep.attachments.iter().map(|a| a.ip));
+            m.ports.extend(ports.iter().cloned());
+            m.addrs.extend(addrs);
         }
         by_id.into_values().collect()
     }

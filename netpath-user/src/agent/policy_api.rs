@@ -172,6 +172,10 @@ where
 
     fn update_labels(&self, endpoint: &str, req: &LabelsUpdate) -> Result<EndpointView, ApiError> {
         let ep = self.write(|a| a.update_labels(endpoint, &req.set, &req.remove))?;
+        // Other nodes' policies select it by its labels too: its records in etcd follow.
+        if let Some(cluster) = &self.cluster {
+            self.overlay_changed(cluster);
+        }
         Ok(EndpointView::new(&ep, &self.state()))
     }
 }

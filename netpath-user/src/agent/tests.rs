@@ -482,6 +482,8 @@ fn view(
                         endpoint: format!("x{}", ip.rsplit('.').next().unwrap_or("")),
                         id: String::new(),
                         aliases: vec!["xa".into()],
+                        namespace: String::new(),
+                        labels: Default::default(),
                     },
                 )
             })

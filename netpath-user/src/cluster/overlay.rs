@@ -147,6 +147,8 @@ impl Cluster {
             endpoint: endpoint.to_string(),
             id: String::new(),
             aliases: Vec::new(),
+            namespace: String::new(),
+            labels: BTreeMap::new(),
         };
         let key = self.keys.endpoint(network, ip);
         let net_key = self.keys.network(network);

@@ -78,6 +78,12 @@ pub struct OverlayEndpoint {
     pub id: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// What other nodes' network policies select it by: its namespace (none: `default`)
+    /// and labels.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What a request about overlay networks met in etcd.
@@ -138,6 +144,8 @@ pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), O
                     endpoint: e.name.clone(),
                     id: e.id.clone(),
                     aliases: a.aliases.clone(),
+                    namespace: e.namespace.clone(),
+                    labels: e.labels.clone(),
                 },
             )
         })

@@ -255,6 +255,9 @@ pub struct RemoteMember {
     pub ip: Ipv4Addr,
     pub aliases: Vec<String>,
     pub node: String,
+    /// What network policies select it by.
+    pub namespace: String,
+    pub labels: Labels,
 }
 
 /// Docker's name rule for containers and networks.
