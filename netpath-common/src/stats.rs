@@ -38,6 +38,8 @@ pub mod event {
         pub const SNAT: u8 = 4;
         /// A reply of an outbound flow (its new destination in `nat_*`).
         pub const SNAT_REPLY: u8 = 5;
+        /// A new flow a network policy allowed (the policy's number in `nat_port`).
+        pub const POLICY: u8 = 6;
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{
     packet::Packet,
     parse::Ipv4Flow,
     policy, snat,
-    stats::{count, dropped},
+    stats::{admitted, count, dropped},
 };
 
 /// What happens to an IPv4 packet an endpoint sent (after anti-spoofing and reverse NAT).
@@ -54,8 +54,9 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         if net.flags & net_flags::NO_ICC != 0 {
             return drop(Counter::DropIcc, flow, ifindex);
         }
-        if let Err(reason) = policy::admit_tracked(flow) {
-            return drop(reason, flow, ifindex);
+        match policy::admit_tracked(flow) {
+            Ok(by) => admitted(by, flow, ifindex),
+            Err(reason) => return drop(reason, flow, ifindex),
         }
         if !ctx.set_macs(&peer.host_mac, &peer.mac) {
             return TC_ACT_SHOT as i32;
@@ -72,8 +73,9 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             if net.flags & net_flags::NO_ICC != 0 {
                 return drop(Counter::DropIcc, flow, ifindex);
             }
-            if let Err(reason) = policy::admit_tracked(flow) {
-                return drop(reason, flow, ifindex);
+            match policy::admit_tracked(flow) {
+                Ok(by) => admitted(by, flow, ifindex),
+                Err(reason) => return drop(reason, flow, ifindex),
             }
             return overlay::encap(ctx, ep.network, &peer);
         }

@@ -22,7 +22,7 @@ use crate::{
     packet::Packet,
     parse::{parse, Ipv4Flow, Parsed},
     policy,
-    stats::{count, dropped},
+    stats::{admitted, count, dropped},
 };
 
 /// The outer packets' TTL.
@@ -167,9 +167,12 @@ fn deliver(
         dropped(Counter::DropIcc, flow, ifindex);
         return TC_ACT_SHOT as i32;
     }
-    if let Err(reason) = policy::admit_tracked(flow) {
-        dropped(reason, flow, ifindex);
-        return TC_ACT_SHOT as i32;
+    match policy::admit_tracked(flow) {
+        Ok(by) => admitted(by, flow, ifindex),
+        Err(reason) => {
+            dropped(reason, flow, ifindex);
+            return TC_ACT_SHOT as i32;
+        }
     }
     if !ctx.set_macs(&peer.host_mac, &peer.mac) {
         return TC_ACT_SHOT as i32;

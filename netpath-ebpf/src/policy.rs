@@ -75,53 +75,55 @@ fn selected(id: u32, dir: u8) -> bool {
         .is_some_and(|f| unsafe { *f } & u32::from(dir) != 0)
 }
 
-/// Whether a rule lets `subject` be reached by / reach `peer` on `proto` port `port` (host
-/// order): a rule naming the peer, or one for every peer.
+/// The rule that lets `subject` be reached by / reach `peer` on `proto` port `port` (host
+/// order) — one naming the peer, or one for every peer: the number of its policy.
 #[inline(always)]
-fn allowed(dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> bool {
+fn allowed(dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> Option<u32> {
     let named = Key::new(
         PolicyKey::PORT,
         PolicyKey::new(dir, subject, peer, proto, port),
     );
-    if POLICY.get(&named).is_some() {
-        return true;
+    if let Some(n) = POLICY.get(&named) {
+        return Some(*n);
     }
     let any = Key::new(
         PolicyKey::PORT,
         PolicyKey::new(dir, subject, identity::ANY, proto, port),
     );
-    POLICY.get(&any).is_some()
+    POLICY.get(&any).copied()
 }
 
 /// May a new flow of `proto` go from `src` to `dst` port `dport` (network order; the
-/// destination as its endpoint sees it, after DNAT)? `Err(reason)`: the flow is dropped,
-/// counted and reported with `reason`.
+/// destination as its endpoint sees it, after DNAT)? `Ok(n)`: the number of the policy whose
+/// rule allowed it (the destination's, else the source's), 0 when no policy selects either
+/// side. `Err(reason)`: the flow is dropped, counted and reported with `reason`.
 #[inline(always)]
-pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<(), Counter> {
+pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32, Counter> {
     if !on() {
-        return Ok(());
+        return Ok(0);
     }
     let (from, to) = (src.identity(), dst.identity());
     if from == identity::HOST || to == identity::HOST {
-        return Ok(());
+        return Ok(0);
     }
     let port = u16::from_be(dport);
-    if selected(from, direction::EGRESS) && !allowed(direction::EGRESS, from, to, proto, port) {
-        return Err(Counter::DropPolicy);
+    let mut by = 0;
+    if selected(from, direction::EGRESS) {
+        by = allowed(direction::EGRESS, from, to, proto, port).ok_or(Counter::DropPolicy)?;
     }
-    if selected(to, direction::INGRESS) && !allowed(direction::INGRESS, to, from, proto, port) {
-        return Err(Counter::DropPolicy);
+    if selected(to, direction::INGRESS) {
+        by = allowed(direction::INGRESS, to, from, proto, port).ok_or(Counter::DropPolicy)?;
     }
-    Ok(())
+    Ok(by)
 }
 
 /// [`admit`] for a path that keeps no flow state: a packet of a connection allowed before
-/// (either way: its replies too) passes on one lookup; a new one is asked and, allowed,
-/// remembered in `POLICY_CT` (the agent removes what a new policy denies).
+/// (either way: its replies too) passes on one lookup (`Ok(0)`); a new one is asked and,
+/// allowed, remembered in `POLICY_CT` (the agent removes what a new policy denies).
 #[inline(always)]
-pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<(), Counter> {
+pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<u32, Counter> {
     if !on() {
-        return Ok(());
+        return Ok(0);
     }
     let key = FlowKey::new(
         flow.src_addr,
@@ -132,11 +134,11 @@ pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<(), Counter> {
     );
     let ct = A::tracked();
     if ct.get_ptr(&key).is_some() || ct.get_ptr(&key.reversed()).is_some() {
-        return Ok(());
+        return Ok(0);
     }
-    admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto)?;
+    let by = admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto)?;
     // A full table evicts its oldest entry (LRU); a failed insert only means this flow is
     // asked again at its next packet.
     let _ = ct.insert(&key, &1, 0);
-    Ok(())
+    Ok(by)
 }

@@ -7,6 +7,7 @@ use crate::{
     packet::Packet,
     parse::{ptr_at, Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
     policy::{self, ELSEWHERE},
+    stats,
 };
 
 /// The endpoint serving `flow`'s destination, if it is a published port.
@@ -205,8 +206,12 @@ fn dnat_via<P: Packet>(
                 return Dnat::Denied(reason);
             }
         }
-        if let Err(reason) = policy::admit(flow.src_addr, target.addr, target.port, flow.proto) {
-            return Dnat::Denied(reason);
+        match policy::admit(flow.src_addr, target.addr, target.port, flow.proto) {
+            Ok(by) => {
+                let came_in = if from == ELSEWHERE { via.ifindex } else { from };
+                stats::admitted(by, flow, came_in);
+            }
+            Err(reason) => return Dnat::Denied(reason),
         }
         flows::insert(&nat, closing);
     }

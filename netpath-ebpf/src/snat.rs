@@ -21,7 +21,7 @@ use crate::{
     packet::Packet,
     parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
     policy,
-    stats::{count, dropped, trace},
+    stats::{admitted, count, dropped, trace},
 };
 
 /// Tries at finding a free port before giving up on a packet.
@@ -104,11 +104,12 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         },
         None => {
             // A new outbound flow: the policy decides before a port is taken for it.
-            if let Err(reason) =
-                policy::admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto)
-            {
-                dropped(reason, flow, ifindex);
-                return TC_ACT_SHOT as i32;
+            match policy::admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto) {
+                Ok(by) => admitted(by, flow, ifindex),
+                Err(reason) => {
+                    dropped(reason, flow, ifindex);
+                    return TC_ACT_SHOT as i32;
+                }
             }
             match allocate(&key, uplink, ep, ifindex, now) {
                 Some(n) => n,

@@ -72,6 +72,15 @@ pub fn dropped(reason: Counter, flow: &Ipv4Flow, ifindex: u32) {
     }
 }
 
+/// Reports to a monitor that asked for traces that policy number `policy` (when not 0)
+/// allowed the new flow `flow`.
+#[inline(always)]
+pub fn admitted(policy: u32, flow: &Ipv4Flow, ifindex: u32) {
+    if policy != 0 {
+        trace(event::trace::POLICY, flow, ifindex, 0, policy as u16);
+    }
+}
+
 /// Reports a translation to a monitor that asked for traces: `flow` as it came, and the
 /// address and port written.
 #[inline(always)]

@@ -392,3 +392,41 @@ fn the_kernel_logs_only_when_asked() {
         "{line}"
     );
 }
+
+#[test]
+fn the_monitor_shows_each_policy_verdict_and_the_policy_that_decided() {
+    let t = Topo::new();
+    let web = t.endpoint("web", &["-l", "app=web"]);
+    let other = t.endpoint("other", &[]);
+    let db = t.endpoint("db", &["-l", "app=db"]);
+    tcp_server(&db, 5432);
+    let db_ip = ip_of(&t, "db");
+    let dir = netpath_user::scratch::ScratchDir::new("observe");
+    let file = dir.join("db.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db}\nspec: {podSelector: {matchLabels: {app: db}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]}\n",
+    )
+    .unwrap();
+    t.ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    let traces = Monitor::start(&t, &["--trace"]);
+    wait_until("a monitor listening", WAIT, || monitors(&t) == 1);
+
+    assert!(common::tcp_reachable(&web, db_ip, 5432, WAIT));
+    let allowed = traces
+        .until("an allowed verdict", |e| is(e, "trace", "allowed"))
+        .pop()
+        .unwrap();
+    assert_eq!(allowed["Policy"], "default/db");
+    assert_eq!(allowed["Protocol"], "tcp");
+    assert_eq!(allowed["Destination"], format!("{db_ip}:5432"));
+    assert_eq!(allowed["Endpoint"], "web");
+
+    assert!(!common::tcp_reachable(&other, db_ip, 5432, SHORT));
+    let denied = traces
+        .until("a denied verdict", |e| is(e, "drop", "policy"))
+        .pop()
+        .unwrap();
+    assert_eq!(denied["Destination"], format!("{db_ip}:5432"));
+    assert_eq!(denied["Endpoint"], "other");
+}

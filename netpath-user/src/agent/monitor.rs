@@ -173,6 +173,9 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
             let name = counter.name();
             ("drop", name.strip_prefix("drop_").unwrap_or(name), None)
         }
+        event::TRACE if filter.trace && e.what == event::trace::POLICY => {
+            ("trace", crate::api::trace_name(e.what), None)
+        }
         event::TRACE if filter.trace => (
             "trace",
             crate::api::trace_name(e.what),
@@ -221,6 +224,13 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
         translated,
         interface,
         endpoint,
+        // The policies are numbered as the kernel's rules are: in the state's order, from 1.
+        policy: (e.kind == event::TRACE && e.what == event::trace::POLICY)
+            .then(|| super::policy::policies(state))
+            .and_then(|all| {
+                all.get(usize::from(e.nat_port).checked_sub(1)?)
+                    .map(|p| p.key())
+            }),
     })
 }
 

@@ -81,12 +81,13 @@ impl MonitorFilter {
 }
 
 /// What the kernel traces, by name.
-const TRACES: [(u8, &str); 5] = [
+const TRACES: [(u8, &str); 6] = [
     (netpath_common::event::trace::DNAT, "dnat"),
     (netpath_common::event::trace::REVERSE_NAT, "reverse_nat"),
     (netpath_common::event::trace::HAIRPIN, "hairpin"),
     (netpath_common::event::trace::SNAT, "snat"),
     (netpath_common::event::trace::SNAT_REPLY, "snat_reply"),
+    (netpath_common::event::trace::POLICY, "allowed"),
 ];
 
 /// The name of trace `what` (an `event::trace` constant).
@@ -129,4 +130,7 @@ pub struct MonitorEvent {
     /// The endpoint concerned, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The network policy that allowed a new flow (`NAMESPACE/NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }

@@ -37,6 +37,9 @@ fn line(e: &MonitorEvent) -> String {
     if let Some(t) = &e.translated {
         s += &format!(" => {t}");
     }
+    if let Some(p) = &e.policy {
+        s += &format!(" by policy {p}");
+    }
     match (&e.endpoint, &e.interface) {
         (Some(ep), Some(i)) => s += &format!(" (endpoint {ep}, {i})"),
         (Some(ep), None) => s += &format!(" (endpoint {ep})"),
