@@ -9,6 +9,7 @@ mod flows;
 mod lab;
 mod overlay;
 mod perf;
+mod policy;
 mod prog;
 mod report;
 mod rig;
@@ -32,14 +33,14 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, pps, conn, tax, tcp, e2e, host, scale, flows,
+    /// Scenarios to run (default: all): prog, policy, pps, conn, tax, tcp, e2e, host, scale, flows,
     /// agent, dns, docker, overlay.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "flows", "agent", "dns", "docker",
-    "overlay",
+    "prog", "policy", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "flows", "agent", "dns",
+    "docker", "overlay",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -91,7 +92,7 @@ fn main() -> Result<()> {
     let mut total = 0;
     for s in &scenarios {
         total += match s.as_str() {
-            "prog" | "flows" => 1,
+            "prog" | "policy" | "flows" => 1,
             "pps" => traffic::PPS_KINDS.len() * runs,
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tax" => tcp::TAX_KINDS.len() * runs,
@@ -117,6 +118,12 @@ fn main() -> Result<()> {
                 let s = prog::run(quick)?;
                 p.inc();
                 vec![s]
+            }
+            "policy" => {
+                p.step("policy");
+                let s = policy::run(quick)?;
+                p.inc();
+                s
             }
             "pps" => vec![traffic::pps(quick, &mut tools, &p)?],
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],

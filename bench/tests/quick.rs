@@ -40,6 +40,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         .collect();
     for want in [
         "prog",
+        "policy: per-packet cost",
+        "policy: applying",
         "pps",
         "conn",
         "host tax: tcp rr",

@@ -130,3 +130,18 @@ pub fn parse_and_lookup(data: usize, data_end: usize) -> bool {
         _ => false,
     }
 }
+
+/// The headers read and the network policy's verdict on the packet as a new flow
+/// (`policy::admit`, every lookup it makes): passed when allowed, dropped when denied.
+#[inline(always)]
+pub fn policy_admit(data: usize, data_end: usize) -> u32 {
+    match parse(data, data_end) {
+        Parsed::Ipv4(flow) => {
+            match crate::policy::admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto) {
+                Ok(_) => xdp_action::XDP_PASS,
+                Err(_) => xdp_action::XDP_DROP,
+            }
+        }
+        _ => xdp_action::XDP_ABORTED,
+    }
+}

@@ -11,6 +11,8 @@ mod maps;
 mod object;
 #[allow(dead_code)] // the bench reads headers, it translates nothing
 mod parse;
+#[allow(dead_code)] // the bench asks the verdict alone
+mod policy;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -67,4 +69,11 @@ pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
     aya_ebpf::bindings::TC_ACT_OK as i32
+}
+
+/// Benchmark: the network policy's verdict on a new flow alone (headers read, then
+/// `policy::admit`); passed when allowed, dropped when denied.
+#[xdp]
+pub fn netpath_bench_policy_admit(ctx: XdpContext) -> u32 {
+    bench::policy_admit(ctx.data(), ctx.data_end())
 }
