@@ -147,22 +147,20 @@ where
         let (f, t) = (c.identity(src), c.identity(dst));
         let host = f == identity::HOST || t == identity::HOST;
         let p = proto.number();
-        let egress = side(
-            &c,
-            &all,
-            from.clone(),
-            selecting(&state, &all, &from, direction::EGRESS),
-            c.rule(direction::EGRESS, f, t, p, req.port),
-            host,
-        );
-        let ingress = side(
-            &c,
-            &all,
-            to.clone(),
-            selecting(&state, &all, &to, direction::INGRESS),
-            c.rule(direction::INGRESS, t, f, p, req.port),
-            host,
-        );
+        // One side's part: `who` (an endpoint, or none) as `subject` towards `peer`.
+        let part = |dir, who: &Option<String>, subject, peer| {
+            let rule = c.rule(dir, subject, peer, p, req.port);
+            side(
+                &c,
+                &all,
+                who.clone(),
+                selecting(&state, &all, who, dir),
+                rule,
+                host,
+            )
+        };
+        let egress = part(direction::EGRESS, &from, f, t);
+        let ingress = part(direction::INGRESS, &to, t, f);
         Ok(CheckView {
             allowed: c.admits(src, dst, req.port, p),
             egress,

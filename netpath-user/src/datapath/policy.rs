@@ -93,32 +93,19 @@ impl Datapath {
         self.policy_on
             .set(0, u32::from(c.on()), 0)
             .map_err(map(map_names::POLICY_ON))?;
-        let stale: Vec<u32> = self
-            .policy_subjects
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|id| !c.subjects.contains_key(id))
-            .collect();
-        for id in &stale {
-            removed(map_names::POLICY_SUBJECTS, self.policy_subjects.remove(id))?;
+        for id in stale(self.policy_subjects.keys(), |id| {
+            c.subjects.contains_key(id)
+        }) {
+            removed(map_names::POLICY_SUBJECTS, self.policy_subjects.remove(&id))?;
         }
-        let stale: Vec<LpmKey<u32>> = self
-            .ipcache
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !c.ipcache.contains_key(&subnet_of(k)))
-            .collect();
-        for k in &stale {
-            removed(map_names::IPCACHE, self.ipcache.remove(k))?;
+        for k in stale(self.ipcache.keys(), |k| {
+            c.ipcache.contains_key(&subnet_of(k))
+        }) {
+            removed(map_names::IPCACHE, self.ipcache.remove(&k))?;
         }
-        let stale: Vec<LpmKey<PolicyKey>> = self
-            .policy
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !c.rules.contains_key(&(k.data(), k.prefix_len())))
-            .collect();
-        for k in &stale {
-            removed(map_names::POLICY, self.policy.remove(k))?;
+        let kept = |k: &LpmKey<PolicyKey>| c.rules.contains_key(&(k.data(), k.prefix_len()));
+        for k in stale(self.policy.keys(), kept) {
+            removed(map_names::POLICY, self.policy.remove(&k))?;
         }
         Ok(self.end_denied(c))
     }
@@ -147,6 +134,14 @@ impl Datapath {
         // A published flow is keyed by its replies: the client connected to the endpoint.
         doomed.len() + self.flush_flows(|k, _| denied(&k.reversed())).0
     }
+}
+
+/// The keys of a map that `keep` does not keep (read before any is removed).
+fn stale<K>(
+    keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
+    keep: impl Fn(&K) -> bool,
+) -> Vec<K> {
+    keys.filter_map(Result::ok).filter(|k| !keep(k)).collect()
 }
 
 /// The subnet an `IPCACHE` key stands for.

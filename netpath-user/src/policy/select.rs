@@ -64,15 +64,19 @@ pub(super) fn bad<T>(
     })
 }
 
-/// A DNS-1123 label: what namespaces and names are.
-pub fn valid_dns_label(s: &str) -> bool {
+/// At most `max` of `[a-z0-9-]`, at least one, a hyphen at neither end.
+fn lower_alnum_hyphen(s: &str, max: usize) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
+    (1..=max).contains(&b.len())
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// A DNS-1123 label: what namespaces and names are.
+pub fn valid_dns_label(s: &str) -> bool {
+    lower_alnum_hyphen(s, 63)
 }
 
 /// A label's name part or value: at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
@@ -168,15 +172,7 @@ pub(super) fn selector(field: &str, s: &LabelSelector) -> Result<Selector, Field
 
 /// An IANA service name: what a named port is.
 pub fn valid_port_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 15
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.iter().any(u8::is_ascii_lowercase)
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-        && !s.contains("--")
+    lower_alnum_hyphen(s, 15) && s.bytes().any(|c| c.is_ascii_lowercase()) && !s.contains("--")
 }
 
 /// The labels every namespace has: its name under `kubernetes.io/metadata.name`, over

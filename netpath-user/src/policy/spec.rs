@@ -168,6 +168,20 @@ fn port(field: &str, p: &NetworkPolicyPort) -> Result<PortRule, FieldError> {
     Ok(PortRule { proto, port, end })
 }
 
+/// Each item of an optional list read by `read`, its field `field[i]`.
+fn each<T, U>(
+    items: &Option<Vec<T>>,
+    field: &str,
+    read: impl Fn(&str, &T) -> Result<U, FieldError>,
+) -> Result<Vec<U>, FieldError> {
+    items
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, t)| read(&format!("{field}[{i}]"), t))
+        .collect()
+}
+
 fn rules(
     field: &str,
     rules: impl Iterator<
@@ -181,19 +195,10 @@ fn rules(
     let mut out = Vec::new();
     for (i, (peers, ports)) in rules.enumerate() {
         let at = format!("{field}[{i}]");
-        let peers = peers
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(j, p)| peer(&format!("{at}.{peers_field}[{j}]"), p))
-            .collect::<Result<_, _>>()?;
-        let ports = ports
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(j, p)| port(&format!("{at}.ports[{j}]"), p))
-            .collect::<Result<_, _>>()?;
-        out.push(Rule { peers, ports });
+        out.push(Rule {
+            peers: each(&peers, &format!("{at}.{peers_field}"), peer)?,
+            ports: each(&ports, &format!("{at}.ports"), port)?,
+        });
     }
     Ok(out)
 }

@@ -26,6 +26,13 @@ fn member(id: u32, ns: &str, app: &str, last: u8) -> Member {
     }
 }
 
+/// A NetworkPolicy manifest of `metadata` (flow style) and `spec` (its lines, indented).
+fn np(metadata: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {metadata}\nspec:{spec}"
+    )
+}
+
 fn policies(yaml: &str) -> Vec<spec::Policy> {
     parse_manifests(yaml)
         .unwrap()
@@ -60,12 +67,9 @@ fn no_policy_writes_nothing_and_allows_everything() {
 
 #[test]
 fn ingress_rules_select_peers_by_labels_namespaces_and_blocks() {
-    let p = policies(
+    let p = policies(&np(
+        "{name: db, namespace: shop}",
         r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: shop}
-spec:
   podSelector: {matchLabels: {app: db}}
   ingress:
   - from: [{podSelector: {matchLabels: {app: web}}}]
@@ -73,7 +77,7 @@ spec:
   - from: [{ipBlock: {cidr: 192.0.2.0/24, except: [192.0.2.128/25]}}]
     ports: [{protocol: UDP, port: 5000, endPort: 5010}]
 "#,
-    );
+    ));
     let c = compile(&scene(), &p, &Namespaces::new());
     assert!(c.admits(WEB, DB, 5432, TCP), "web in its namespace");
     assert!(c.admits(WEB, DB, 9100, TCP), "the named port");
@@ -96,12 +100,9 @@ spec:
 
 #[test]
 fn namespace_selectors_and_egress_policies() {
-    let p = policies(
+    let p = policies(&np(
+        "{name: web-out, namespace: blog}",
         r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-out, namespace: blog}
-spec:
   podSelector: {}
   policyTypes: [Egress]
   egress:
@@ -109,7 +110,7 @@ spec:
   - to: [{ipBlock: {cidr: 0.0.0.0/0}}]
     ports: [{protocol: UDP, port: 53}]
 "#,
-    );
+    ));
     let mut ns = Namespaces::new();
     ns.insert("shop".into(), labels(&[("team", "shop")]));
     let c = compile(&scene(), &p, &ns);
@@ -118,17 +119,14 @@ spec:
     assert!(c.admits(OTHER_WEB, Ipv4Addr::new(8, 8, 8, 8), 53, UDP));
     assert!(!c.admits(OTHER_WEB, Ipv4Addr::new(8, 8, 8, 8), 443, TCP));
     // By the namespace's own name label, with no Namespace manifest.
-    let p = policies(
+    let p = policies(&np(
+        "{name: deny, namespace: shop}",
         r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: deny, namespace: shop}
-spec:
   podSelector: {matchLabels: {app: db}}
   ingress:
   - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: blog}}}]
 "#,
-    );
+    ));
     let c = compile(&scene(), &p, &Namespaces::new());
     assert!(c.admits(OTHER_WEB, DB, 1, TCP));
     assert!(!c.admits(WEB, DB, 1, TCP));
