@@ -18,8 +18,21 @@ const CNI: &str = env!("CARGO_BIN_EXE_netpath-cni");
 
 /// What the plugin printed and whether it succeeded.
 fn cni(command: &str, id: &str, netns: &str, ifname: &str, conf: &Value) -> (bool, Value) {
+    cni_args(command, id, netns, ifname, conf, "")
+}
+
+/// [`cni`] with `CNI_ARGS` (`K=V;K=V`), as Kubernetes' runtimes pass the pod's name.
+fn cni_args(
+    command: &str,
+    id: &str,
+    netns: &str,
+    ifname: &str,
+    conf: &Value,
+    args: &str,
+) -> (bool, Value) {
     let mut child = Command::new(CNI)
         .env_clear()
+        .env("CNI_ARGS", args)
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", netns)
@@ -140,6 +153,44 @@ fn the_plugin_does_what_a_runtime_asks() {
     assert!(ok, "DEL twice: {v}");
     assert_eq!(t.ok(&["endpoint", "ls", "-q"]), "");
     assert!(tcp_request(&t.outside, HOST, 8080, "hi").is_err());
+}
+
+#[test]
+fn a_kubernetes_runtime_gives_the_pod_its_namespace_which_policies_select() {
+    let t = Topo::new();
+    t.ok(&["network", "create", "--subnet", "10.43.0.0/24", "pods"]);
+    let c = Netns::new("cnik");
+    let id = "k8s0000000000000000000000000000000000000000000000000000000000001";
+    let net = conf(
+        &t,
+        "pods",
+        json!({"portMappings": [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]}),
+    );
+    // What containerd's CRI plugin passes for a pod.
+    let args = format!(
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID={id}"
+    );
+    let (ok, res) = cni_args("ADD", id, &c.path(), "eth0", &net, &args);
+    assert!(ok, "{res}");
+    assert_eq!(
+        t.ok(&["endpoint", "inspect", "web-0", "--format", "{{.Namespace}}"])
+            .trim(),
+        "shop"
+    );
+    tcp_server(&c, 80);
+    assert!(tcp_request(&t.outside, HOST, 8081, "hi").is_ok());
+    // A policy of its namespace selects it: ingress denied, from outside too.
+    let dir = netpath_user::scratch::ScratchDir::new("cni-policy");
+    let file = dir.join("deny.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    t.ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert!(tcp_request(&t.outside, HOST, 8081, "hi").is_err());
+    let (ok, v) = cni_args("DEL", id, &c.path(), "eth0", &net, &args);
+    assert!(ok, "{v}");
 }
 
 #[test]
