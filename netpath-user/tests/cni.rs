@@ -6,12 +6,13 @@ mod common;
 
 use std::{
     io::Write,
+    net::Ipv4Addr,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use common::*;
-use netpath_user::testing::podman::Podman;
+use netpath_user::testing::{containerd::Containerd, podman::Podman};
 use serde_json::{json, Value};
 
 const CNI: &str = env!("CARGO_BIN_EXE_netpath-cni");
@@ -344,4 +345,57 @@ fn podman_runs_containers_on_a_netpath_network() {
     assert!(tcp_request(&t.outside, HOST, 8080, "x").is_err());
     // Cleanup: already gone is as good as removed.
     let _ = std::fs::remove_dir_all(&plugins);
+}
+
+#[test]
+fn containerd_runs_containers_on_a_netpath_network_with_ctr_cni() {
+    let t = Topo::new();
+    t.ok(&["network", "create", "--subnet", "10.45.0.0/24", "pods"]);
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [{"type": "netpath-cni", "socket": t.socket()}],
+    })
+    .to_string();
+    let c = Containerd::start(
+        &t.host,
+        &[("netpath-cni", std::path::Path::new(CNI))],
+        &[("10-pods", conflist)],
+    )
+    .expect("containerd");
+    c.run("web", &["/bin/httpd", "-f", "-p", "80", "-h", "/www"])
+        .expect("ctr run --cni");
+    // The endpoint containerd's CNI call made, on the network, serving.
+    let ip = t.ok(&["endpoint", "ls", "--format", "{{.IPAddress}}"]);
+    let ip: Ipv4Addr = ip.trim().parse().expect("one endpoint, with an address");
+    assert!(ip.octets()[..3] == [10, 45, 0], "{ip}");
+    let client = t.endpoint("client", &["--network", "pods"]);
+    assert!(common::tcp_reachable(
+        &client,
+        ip,
+        80,
+        Duration::from_secs(3)
+    ));
+    // Policy selects it like any endpoint (namespace default, every endpoint of it).
+    let dir = netpath_user::scratch::ScratchDir::new("ctr-policy");
+    let file = dir.join("deny.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    t.ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert!(!common::tcp_reachable(
+        &client,
+        ip,
+        80,
+        Duration::from_millis(500)
+    ));
+    // Removed by containerd: its CNI DEL takes the endpoint away.
+    c.remove("web").expect("ctr task kill, rm");
+    assert_eq!(
+        t.ok(&["endpoint", "ls", "-q"]).lines().count(),
+        1,
+        "only the client is left"
+    );
 }

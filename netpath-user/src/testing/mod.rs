@@ -13,6 +13,7 @@ use std::{
 
 pub mod agent;
 pub mod cluster;
+pub mod containerd;
 pub mod dns;
 pub mod docker;
 pub mod podman;
