@@ -72,6 +72,7 @@ pub const DEBIAN: &[Need] = &[
     need("bpftool", "tests: what is attached and loaded"),
     need("prometheus", "tests: promtool checks the metrics"),
     need("podman", "tests: the CNI plugin under podman"),
+    need("containerd", "tests: the CNI plugin under ctr run --cni"),
     need("containernetworking-plugins", "tests: CNI"),
     need("linux-perf", "bench: where the CPU goes"),
     need("etcd-server", "tests: overlay networks across nodes"),
