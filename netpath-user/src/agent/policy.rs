@@ -94,6 +94,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// The policy maps' content for the current state.
     pub(super) fn compiled_policy(&mut self) -> Compiled {
+        if self.state.policies.is_empty() {
+            // Nothing to select: no identity is needed (they are given when one is).
+            return Compiled::default();
+        }
         let members = self.members();
         compile(&members, &policies(&self.state), &self.state.namespaces)
     }
