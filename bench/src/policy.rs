@@ -211,7 +211,12 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
                 Manifest::Namespace { .. } => None,
             })
             .collect();
-        let c = compile(&members, &policies, &Default::default());
+        let c = compile(
+            &members,
+            &policies,
+            &Default::default(),
+            &Default::default(),
+        );
         dp.set_policy(&c)?;
         apply.runs.push(start.elapsed().as_secs_f64());
         dp.set_policy(&Compiled::default())?;

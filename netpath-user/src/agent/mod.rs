@@ -107,6 +107,8 @@ pub struct Agent<D, L, S> {
     pub(crate) reserved: Option<ReservedPorts>,
     /// The identities of the endpoints' label sets, kept while they are in use ([`policy`]).
     pub(crate) identities: crate::model::identity::Identities,
+    /// The identities of the prefixes ipBlocks name, numbered apart.
+    pub(crate) block_identities: crate::model::identity::Identities,
     /// What the policy maps were last made to hold.
     pub(crate) policy_written: Option<crate::policy::Compiled>,
 }
@@ -156,6 +158,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             last_repair: None,
             reserved: None,
             identities: Default::default(),
+            block_identities: crate::model::identity::Identities::starting_at(
+                netpath_common::identity::FIRST_OF_CIDRS,
+            ),
             policy_written: None,
         }
     }

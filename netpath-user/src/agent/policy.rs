@@ -12,11 +12,13 @@ use crate::{
     error::AgentError,
     model::{Labels, ModelError, State},
     netlink::LinkOps,
-    policy::{compile, spec::Policy, Compiled, Manifest, Member, PublishedFrom},
+    policy::{blocks, compile, spec::Policy, Compiled, Manifest, Member, PublishedFrom},
 };
 
 /// The label an endpoint's namespace adds to its identity's label set.
 const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// The one label of an ipBlock prefix's set.
+const CIDR_LABEL: &str = "netpath.cidr";
 
 /// The policies `state` holds, read back from their manifests (checked when applied).
 pub fn policies(state: &State) -> Vec<Policy> {
@@ -99,7 +101,21 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             return Compiled::default();
         }
         let members = self.members();
-        compile(&members, &policies(&self.state), &self.state.namespaces)
+        let all = policies(&self.state);
+        // Each prefix an ipBlock names is a set of its own, numbered apart from the
+        // endpoints' and kept while some policy names it.
+        let blocks = blocks(&all);
+        let sets: Vec<Labels> = blocks
+            .iter()
+            .map(|b| Labels::from([(CIDR_LABEL.to_string(), b.to_string())]))
+            .collect();
+        self.block_identities.assign(&sets);
+        let cidrs = blocks
+            .iter()
+            .zip(&sets)
+            .filter_map(|(b, set)| Some((*b, self.block_identities.of(set)?.0)))
+            .collect();
+        compile(&members, &all, &self.state.namespaces, &cidrs)
     }
 
     /// Makes the kernel's policy maps match the state, when they do not already.

@@ -29,9 +29,19 @@ pub struct Identities {
     /// Numbers given back, reused before new ones.
     free: Vec<u32>,
     next: u32,
+    /// The first number given (0: [`Identity::FIRST_OF_ENDPOINTS`]).
+    first: u32,
 }
 
 impl Identities {
+    /// Identities numbered from `first` on (a range of their own, e.g. ipBlock prefixes').
+    pub fn starting_at(first: u32) -> Identities {
+        Identities {
+            first,
+            ..Identities::default()
+        }
+    }
+
     /// The identities of every endpoint of `state`.
     pub fn of_state(state: &State) -> Identities {
         let mut ids = Identities::default();
@@ -49,7 +59,12 @@ impl Identities {
             return *id;
         }
         let number = self.free.pop().unwrap_or_else(|| {
-            let n = Identity::FIRST_OF_ENDPOINTS + self.next;
+            let first = if self.first == 0 {
+                Identity::FIRST_OF_ENDPOINTS
+            } else {
+                self.first
+            };
+            let n = first + self.next;
             self.next += 1;
             n
         });
@@ -84,17 +99,20 @@ impl Identities {
             .filter(|l| !want.contains_key(l))
             .cloned()
             .collect();
-        for l in gone {
-            if let Some((id, _)) = self.held.remove(&l) {
-                self.free.push(id.0);
-            }
-        }
+        // New sets first, then the numbers of the sets gone are freed: a number never changes
+        // hands within one change, so the kernel's rules for it (old or new) never apply to
+        // another set's endpoints while the maps are rewritten.
         for (l, n) in want {
             if self.of(l).is_none() {
                 self.acquire(l);
             }
             if let Some((_, count)) = self.held.get_mut(l) {
                 *count = n;
+            }
+        }
+        for l in gone {
+            if let Some((id, _)) = self.held.remove(&l) {
+                self.free.push(id.0);
             }
         }
     }
@@ -155,8 +173,15 @@ mod tests {
         ids.assign([&db, &cache]);
         assert_eq!(ids.of(&db), Some(d));
         assert_eq!(ids.of(&web), None);
-        assert_eq!(ids.of(&cache), Some(w), "the freed number is reused");
+        assert_ne!(
+            ids.of(&cache),
+            Some(w),
+            "not reused within the change that freed it"
+        );
         assert_eq!(ids.len(), 2);
+        let fresh = labels(&[("app", "fresh")]);
+        ids.assign([&db, &cache, &fresh]);
+        assert_eq!(ids.of(&fresh), Some(w), "reused by a later change");
     }
 
     #[test]

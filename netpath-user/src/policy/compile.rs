@@ -1,7 +1,10 @@
 //! Policies compiled into the kernel's numbers (`Compiled`): each selected identity's
 //! directions, and a rule per (subject, peer, protocol, block of ports) that some policy
 //! allows — so the maps grow with identities and rules, not with endpoints × rules.
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 use netpath_common::{direction, identity, PolicyKey};
 
@@ -34,8 +37,9 @@ pub struct Member {
     pub addrs: Vec<Ipv4Addr>,
 }
 
-/// The numbers of the IPv4 prefixes ipBlocks name, in order.
-fn cidr_identities(policies: &[Policy]) -> Vec<(Subnet, u32)> {
+/// The IPv4 prefixes the ipBlocks of `policies` name (blocks and their excepts): each needs
+/// an identity of its own.
+pub fn blocks(policies: &[Policy]) -> BTreeSet<Subnet> {
     let mut blocks = BTreeSet::new();
     for r in policies
         .iter()
@@ -48,10 +52,6 @@ fn cidr_identities(policies: &[Policy]) -> Vec<(Subnet, u32)> {
         }
     }
     blocks
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| (s, identity::FIRST_OF_CIDRS + i as u32))
-        .collect()
 }
 
 fn v4(s: &AnySubnet) -> Option<Subnet> {
@@ -72,7 +72,7 @@ fn peers(
     policy: &Policy,
     members: &[Member],
     namespaces: &Namespaces,
-    cidrs: &[(Subnet, u32)],
+    cidrs: &BTreeMap<Subnet, u32>,
 ) -> BTreeSet<u32> {
     if rule.peers.is_empty() {
         return BTreeSet::from([identity::ANY]);
@@ -142,11 +142,15 @@ fn port_keys(rule: &Rule, dest: Option<&Member>) -> Vec<(u8, u16, u32)> {
     out
 }
 
-/// `policies` (numbered in order, from 1) over `members`: the maps' content. Empty when no
-/// policy selects anything.
-pub fn compile(members: &[Member], policies: &[Policy], namespaces: &Namespaces) -> Compiled {
+/// `policies` (numbered in order, from 1) over `members`, each prefix of [`blocks`] with its
+/// identity in `cidrs`: the maps' content. Empty when no policy selects anything.
+pub fn compile(
+    members: &[Member],
+    policies: &[Policy],
+    namespaces: &Namespaces,
+    cidrs: &BTreeMap<Subnet, u32>,
+) -> Compiled {
     let mut c = Compiled::default();
-    let cidrs = cidr_identities(policies);
     for (n, policy) in policies.iter().enumerate() {
         let number = n as u32 + 1;
         let subjects = members
@@ -160,7 +164,7 @@ pub fn compile(members: &[Member], policies: &[Policy], namespaces: &Namespaces)
                 let Some(rules) = rules else { continue };
                 *c.subjects.entry(subject.identity).or_default() |= u32::from(dir);
                 for rule in rules {
-                    for peer in peers(rule, policy, members, namespaces, &cidrs) {
+                    for peer in peers(rule, policy, members, namespaces, cidrs) {
                         let dest = if dir == direction::INGRESS {
                             Some(subject)
                         } else {
@@ -198,7 +202,7 @@ pub fn compile(members: &[Member], policies: &[Policy], namespaces: &Namespaces)
                     .insert(Subnet::new(*a, 32).expect("a /32"), m.identity);
             }
         }
-        c.ipcache.extend(cidrs);
+        c.ipcache.extend(cidrs.iter().map(|(s, id)| (*s, *id)));
     }
     c
 }

@@ -8,7 +8,7 @@ mod manifest;
 pub mod select;
 pub mod spec;
 
-pub use compile::{compile, Member, NamedPort};
+pub use compile::{blocks, compile, Member, NamedPort};
 pub use compiled::{port_blocks, Compiled};
 pub use firewall::{parse_prefix, PublishedFrom};
 #[cfg(test)]

@@ -33,6 +33,15 @@ fn np(metadata: &str, spec: &str) -> String {
     )
 }
 
+/// Each prefix the policies name, numbered in order.
+fn numbered(p: &[spec::Policy]) -> std::collections::BTreeMap<crate::ipam::Subnet, u32> {
+    blocks(p)
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, netpath_common::identity::FIRST_OF_CIDRS + i as u32))
+        .collect()
+}
+
 fn policies(yaml: &str) -> Vec<spec::Policy> {
     parse_manifests(yaml)
         .unwrap()
@@ -60,7 +69,7 @@ fn scene() -> Vec<Member> {
 
 #[test]
 fn no_policy_writes_nothing_and_allows_everything() {
-    let c = compile(&scene(), &[], &Namespaces::new());
+    let c = compile(&scene(), &[], &Namespaces::new(), &Default::default());
     assert_eq!(c, Compiled::default());
     assert!(c.admits(OTHER_WEB, DB, 1, TCP));
 }
@@ -78,7 +87,7 @@ fn ingress_rules_select_peers_by_labels_namespaces_and_blocks() {
     ports: [{protocol: UDP, port: 5000, endPort: 5010}]
 "#,
     ));
-    let c = compile(&scene(), &p, &Namespaces::new());
+    let c = compile(&scene(), &p, &Namespaces::new(), &numbered(&p));
     assert!(c.admits(WEB, DB, 5432, TCP), "web in its namespace");
     assert!(c.admits(WEB, DB, 9100, TCP), "the named port");
     assert!(!c.admits(WEB, DB, 5433, TCP));
@@ -113,7 +122,7 @@ fn namespace_selectors_and_egress_policies() {
     ));
     let mut ns = Namespaces::new();
     ns.insert("shop".into(), labels(&[("team", "shop")]));
-    let c = compile(&scene(), &p, &ns);
+    let c = compile(&scene(), &p, &ns, &numbered(&p));
     assert!(c.admits(OTHER_WEB, DB, 1234, TCP));
     assert!(!c.admits(OTHER_WEB, WEB, 80, TCP));
     assert!(c.admits(OTHER_WEB, Ipv4Addr::new(8, 8, 8, 8), 53, UDP));
@@ -127,7 +136,7 @@ fn namespace_selectors_and_egress_policies() {
   - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: blog}}}]
 "#,
     ));
-    let c = compile(&scene(), &p, &Namespaces::new());
+    let c = compile(&scene(), &p, &Namespaces::new(), &numbered(&p));
     assert!(c.admits(OTHER_WEB, DB, 1, TCP));
     assert!(!c.admits(WEB, DB, 1, TCP));
 }
@@ -137,7 +146,7 @@ fn a_policy_with_no_rules_denies_its_direction() {
     let p = policies(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: d, namespace: shop}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n",
     );
-    let c = compile(&scene(), &p, &Namespaces::new());
+    let c = compile(&scene(), &p, &Namespaces::new(), &numbered(&p));
     assert!(!c.admits(WEB, DB, 5432, TCP));
     assert!(!c.admits(OTHER_WEB, DB, 5432, TCP));
     assert!(!c.admits(WEB, Ipv4Addr::new(1, 1, 1, 1), 443, TCP));
