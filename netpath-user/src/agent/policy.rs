@@ -94,6 +94,25 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         by_id.into_values().collect()
     }
 
+    /// Takes over the identities the kernel's maps hold (an earlier agent's numbers) for the
+    /// sets that still exist, so that rewriting the maps at start moves no number from one
+    /// set to another (while they are rewritten, the old numbers still judge some addresses).
+    pub(super) fn adopt_policy_identities(&mut self) {
+        for (prefix, id) in self.dp.policy_identities() {
+            let id = crate::model::identity::Identity(id);
+            if id.0 >= netpath_common::identity::FIRST_OF_CIDRS {
+                let set = Labels::from([(CIDR_LABEL.to_string(), prefix.to_string())]);
+                self.block_identities.adopt(&set, id);
+            } else if let Some(ep) = self.state.endpoints.values().find(|e| {
+                prefix.prefix() == 32 && e.attachments.iter().any(|a| a.ip == prefix.addr())
+            }) {
+                let mut set = ep.labels.clone();
+                set.insert(NAMESPACE_LABEL.into(), ep.namespace.clone());
+                self.identities.adopt(&set, id);
+            }
+        }
+    }
+
     /// The policy maps' content for the current state.
     pub(super) fn compiled_policy(&mut self) -> Compiled {
         if self.state.policies.is_empty() {

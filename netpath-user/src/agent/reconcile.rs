@@ -202,6 +202,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             }
         }
         let state = self.state.clone();
+        self.adopt_policy_identities();
         let content = self.content(&state);
         let sync = self.dp.sync(&content).context("writing the maps")?;
         self.policy_written = Some(content.policy.clone());

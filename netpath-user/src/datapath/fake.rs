@@ -93,6 +93,13 @@ impl DatapathOps for FakeDatapath {
         self.published_from = list.clone();
         Ok(0)
     }
+    fn policy_identities(&self) -> Vec<(crate::ipam::Subnet, u32)> {
+        self.policy
+            .ipcache
+            .iter()
+            .map(|(s, id)| (*s, *id))
+            .collect()
+    }
     fn set_policy(&mut self, c: &crate::policy::Compiled) -> Result<usize, DatapathError> {
         self.step("set_policy")?;
         self.policy = c.clone();

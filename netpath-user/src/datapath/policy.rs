@@ -110,6 +110,15 @@ impl Datapath {
         Ok(self.end_denied(c))
     }
 
+    /// The identities `IPCACHE` holds, by prefix.
+    pub fn policy_identities(&self) -> Vec<(Subnet, u32)> {
+        self.ipcache
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, id)| (subnet_of(&k), id))
+            .collect()
+    }
+
     /// Ends the connections `c` denies: tracked ones and published ones.
     fn end_denied(&mut self, c: &Compiled) -> usize {
         let v4 = |a: u32| Ipv4Addr::from(u32::from_be(a));

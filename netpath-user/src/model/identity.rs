@@ -86,6 +86,31 @@ impl Identities {
         Some(id)
     }
 
+    /// Takes over number `id` for `labels` (what a datapath still holds from an earlier
+    /// agent), so that the same set keeps its number and no other set gets it. A number or a
+    /// set taken already is left as it is.
+    pub fn adopt(&mut self, labels: &Labels, id: Identity) {
+        if self.held.contains_key(labels) || self.held.values().any(|(i, _)| *i == id) {
+            return;
+        }
+        self.held.insert(labels.clone(), (id, 0));
+        let first = if self.first == 0 {
+            Identity::FIRST_OF_ENDPOINTS
+        } else {
+            self.first
+        };
+        // New numbers start past every adopted one; those below it not taken are free.
+        if let Some(n) = id.0.checked_sub(first).map(|n| n + 1) {
+            while self.next < n {
+                if first + self.next != id.0 {
+                    self.free.push(first + self.next);
+                }
+                self.next += 1;
+            }
+            self.free.retain(|f| *f != id.0);
+        }
+    }
+
     /// Makes the sets held exactly `sets` (one for each endpoint), keeping the number of every
     /// set still held: an endpoint that comes, goes or changes its labels moves no other.
     pub fn assign<'a>(&mut self, sets: impl IntoIterator<Item = &'a Labels>) {
@@ -182,6 +207,25 @@ mod tests {
         let fresh = labels(&[("app", "fresh")]);
         ids.assign([&db, &cache, &fresh]);
         assert_eq!(ids.of(&fresh), Some(w), "reused by a later change");
+    }
+
+    #[test]
+    fn adopted_numbers_stay_with_their_sets_and_go_to_no_other() {
+        let mut ids = Identities::default();
+        let (web, db, new) = (
+            labels(&[("app", "web")]),
+            labels(&[("app", "db")]),
+            labels(&[("app", "new")]),
+        );
+        // An earlier agent numbered db 258 and web 256.
+        ids.adopt(&db, Identity(258));
+        ids.adopt(&web, Identity(256));
+        ids.assign([&web, &db, &new]);
+        assert_eq!(ids.of(&web), Some(Identity(256)));
+        assert_eq!(ids.of(&db), Some(Identity(258)));
+        assert_eq!(ids.of(&new), Some(Identity(257)), "a number no set had");
+        let other = ids.acquire(&labels(&[("app", "other")]));
+        assert_eq!(other, Identity(259));
     }
 
     #[test]
