@@ -301,9 +301,10 @@ mod tests {
 
     #[test]
     fn bars_draw() {
-        if !init() {
-            return;
-        }
+        assert!(
+            init(),
+            "{FONT} (Debian package fonts-dejavu-core, installed by setup)"
+        );
         let mut a = Figure::new("iptables", "Mpps", false);
         a.runs = vec![0.7, 0.8, 0.75];
         let mut b = Figure::new("netpath xdp", "Mpps", false);
@@ -316,7 +317,7 @@ mod tests {
             targets: Vec::new(),
             plots: Vec::new(),
         };
-        let dir = std::env::temp_dir();
+        let dir = netpath_user::scratch::ScratchDir::new("bars");
         let f = bars(&dir, "netpath-bars-test.svg", &s).unwrap();
         let svg = std::fs::read_to_string(dir.join(&f)).unwrap();
         assert!(
