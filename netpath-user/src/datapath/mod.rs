@@ -280,6 +280,7 @@ struct Whole {
     flows: std::os::fd::OwnedFd,
     snat: std::os::fd::OwnedFd,
     snat_rev: std::os::fd::OwnedFd,
+    policy_ct: std::os::fd::OwnedFd,
 }
 
 /// Removing an absent key is what the caller wanted: not an error.

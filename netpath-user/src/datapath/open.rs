@@ -102,6 +102,7 @@ impl Datapath {
             flows: map_fd(&ebpf, map_names::FLOWS)?,
             snat: map_fd(&ebpf, map_names::SNAT)?,
             snat_rev: map_fd(&ebpf, map_names::SNAT_REV)?,
+            policy_ct: map_fd(&ebpf, map_names::POLICY_CT)?,
         };
         let mut dp = Datapath {
             whole,

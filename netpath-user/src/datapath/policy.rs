@@ -130,10 +130,11 @@ impl Datapath {
                 k.proto,
             )
         };
+        // Read in batches: the table may hold as many connections as the flow table.
         let doomed: Vec<FlowKey> = self
-            .policy_ct
-            .keys()
-            .filter_map(Result::ok)
+            .scan::<FlowKey, u32>(map_names::POLICY_CT, &self.whole.policy_ct)
+            .into_iter()
+            .map(|(k, _)| k)
             .filter(denied)
             .collect();
         for k in &doomed {
