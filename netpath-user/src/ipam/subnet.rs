@@ -82,6 +82,11 @@ impl<A: Family> Subnet<A> {
         ip.to_bits() & self.mask() == self.addr.to_bits()
     }
 
+    /// Whether `other` lies wholly within this subnet.
+    pub fn covers(&self, other: &Subnet<A>) -> bool {
+        other.prefix >= self.prefix && self.contains(other.addr)
+    }
+
     pub fn overlaps(&self, other: &Subnet<A>) -> bool {
         let m = mask(A::BITS, self.prefix.min(other.prefix));
         self.addr.to_bits() & m == other.addr.to_bits() & m

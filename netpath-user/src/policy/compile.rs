@@ -61,11 +61,6 @@ fn v4(s: &AnySubnet) -> Option<Subnet> {
     }
 }
 
-/// Whether subnet `inner` lies within `outer`.
-fn within(inner: &Subnet, outer: &Subnet) -> bool {
-    inner.prefix() >= outer.prefix() && outer.contains(inner.addr())
-}
-
 /// The peers a rule names, as identities ([`identity::ANY`] for every peer).
 fn peers(
     rule: &Rule,
@@ -104,7 +99,7 @@ fn peers(
                     continue;
                 };
                 for (s, id) in cidrs {
-                    if within(s, &cidr) && !except.iter().any(|e| within(s, e)) {
+                    if cidr.covers(s) && !except.iter().any(|e| e.covers(s)) {
                         out.insert(*id);
                     }
                 }

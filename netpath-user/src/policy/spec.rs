@@ -71,20 +71,18 @@ fn subnet(field: &str, s: &str) -> Result<AnySubnet, FieldError> {
     parsed.or_else(|e| bad(field, e.to_string()))
 }
 
-/// A subnet as 128 bits and a prefix in that space (IPv4 mapped high), to compare either
-/// family.
-fn wide(s: &AnySubnet) -> (u128, u32) {
-    match s.addr {
-        IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, u32::from(s.prefix)),
-        IpAddr::V6(v) => (u128::from(v), u32::from(s.prefix)),
-    }
-}
-
-/// Whether `inner` lies within `outer` and is smaller.
+/// Whether `inner` lies within `outer` and is smaller (the same family).
 fn strictly_within(inner: &AnySubnet, outer: &AnySubnet) -> bool {
-    let ((i, ip), (o, op)) = (wide(inner), wide(outer));
-    let mask = u128::MAX.checked_shl(128 - op).unwrap_or(0);
-    inner.addr.is_ipv4() == outer.addr.is_ipv4() && ip > op && i & mask == o & mask
+    inner.prefix > outer.prefix
+        && match (inner.addr, outer.addr) {
+            (IpAddr::V4(i), IpAddr::V4(o)) => {
+                Subnet::new(o, outer.prefix).is_ok_and(|o| o.contains(i))
+            }
+            (IpAddr::V6(i), IpAddr::V6(o)) => {
+                Subnet::new(o, outer.prefix).is_ok_and(|o| o.contains(i))
+            }
+            _ => false,
+        }
 }
 
 fn peer(field: &str, p: &NetworkPolicyPeer) -> Result<Peer, FieldError> {
