@@ -181,14 +181,9 @@ fn a_kubernetes_runtime_gives_the_pod_its_namespace_which_policies_select() {
     tcp_server(&c, 80);
     assert!(tcp_request(&t.outside, HOST, 8081, "hi").is_ok());
     // A policy of its namespace selects it: ingress denied, from outside too.
-    let dir = netpath_user::scratch::ScratchDir::new("cni-policy");
-    let file = dir.join("deny.yaml");
-    std::fs::write(
-        &file,
+    t.apply_policies(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}\n",
-    )
-    .unwrap();
-    t.ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    );
     assert!(tcp_request(&t.outside, HOST, 8081, "hi").is_err());
     let (ok, v) = cni_args("DEL", id, &c.path(), "eth0", &net, &args);
     assert!(ok, "{v}");
@@ -377,14 +372,9 @@ fn containerd_runs_containers_on_a_netpath_network_with_ctr_cni() {
         Duration::from_secs(3)
     ));
     // Policy selects it like any endpoint (namespace default, every endpoint of it).
-    let dir = netpath_user::scratch::ScratchDir::new("ctr-policy");
-    let file = dir.join("deny.yaml");
-    std::fs::write(
-        &file,
+    t.apply_policies(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}}\n",
-    )
-    .unwrap();
-    t.ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    );
     assert!(!common::tcp_reachable(
         &client,
         ip,

@@ -401,14 +401,9 @@ fn the_monitor_shows_each_policy_verdict_and_the_policy_that_decided() {
     let db = t.endpoint("db", &["-l", "app=db"]);
     tcp_server(&db, 5432);
     let db_ip = ip_of(&t, "db");
-    let dir = netpath_user::scratch::ScratchDir::new("observe");
-    let file = dir.join("db.yaml");
-    std::fs::write(
-        &file,
+    t.apply_policies(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db}\nspec: {podSelector: {matchLabels: {app: db}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]}\n",
-    )
-    .unwrap();
-    t.ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    );
     let traces = Monitor::start(&t, &["--trace"]);
     wait_until("a monitor listening", WAIT, || monitors(&t) == 1);
 

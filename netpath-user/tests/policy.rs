@@ -286,10 +286,7 @@ impl Scene {
     }
 
     fn apply(&self, pols: &[Pol]) {
-        let file = self.dir.join("policies.yaml");
-        std::fs::write(&file, manifests(pols)).unwrap();
-        self.t
-            .ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+        self.t.apply_policies(&manifests(pols));
     }
 
     /// Every pair (and the outside client to web's published port) probed against the

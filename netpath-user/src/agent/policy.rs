@@ -33,6 +33,15 @@ pub fn policies(state: &State) -> Vec<Policy> {
         .collect()
 }
 
+/// What applying `new` over `old` (what was there) did, as kubectl says it.
+fn applied<T: PartialEq>(old: Option<T>, new: &T) -> &'static str {
+    match old {
+        None => "created",
+        Some(old) if old == *new => "unchanged",
+        Some(_) => "configured",
+    }
+}
+
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Makes `list` the clients published ports answer: the kernel's trie first, then the
     /// saved state. The flows of clients the list no longer lets in are removed, so their
@@ -173,19 +182,17 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     }) {
                         return Err(ModelError::UnknownPortName(policy.key(), name.into()).into());
                     }
-                    let what = match next.policies.insert(policy.key(), manifest.clone()) {
-                        None => "created",
-                        Some(old) if old == manifest => "unchanged",
-                        Some(_) => "configured",
-                    };
+                    let what = applied(
+                        next.policies.insert(policy.key(), manifest.clone()),
+                        &manifest,
+                    );
                     done.push(format!("networkpolicy {} {what}", policy.key()));
                 }
                 Manifest::Namespace { name, labels } => {
-                    let what = match next.namespaces.insert(name.clone(), labels.clone()) {
-                        None => "created",
-                        Some(old) if old == labels => "unchanged",
-                        Some(_) => "configured",
-                    };
+                    let what = applied(
+                        next.namespaces.insert(name.clone(), labels.clone()),
+                        &labels,
+                    );
                     done.push(format!("namespace {name} {what}"));
                 }
             }

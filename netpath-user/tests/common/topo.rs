@@ -217,6 +217,33 @@ impl Topo {
             .expect("run netpath")
     }
 
+    /// `policy apply -f -` of `manifests` on standard input, as `kubectl apply -f -` is fed;
+    /// what it printed.
+    pub fn apply_policies(&self, manifests: &str) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new(BIN)
+            .env("NETPATH_SOCKET", &self.socket)
+            .args(["policy", "apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run netpath");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(manifests.as_bytes())
+            .expect("write the manifests");
+        let out = child.wait_with_output().expect("netpath policy apply");
+        assert!(
+            out.status.success(),
+            "policy apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `network create NAME --subnet SUBNET` for each pair.
     pub fn networks(&self, nets: &[(&str, &str)]) {
         for (name, subnet) in nets {
