@@ -270,6 +270,8 @@ pub struct Datapath {
     overlay_peers: HashMap<MapData, MemberKey, u32>,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
+    /// What this process last wrote to the policy maps (only the difference is written).
+    policy_written: Option<crate::policy::Compiled>,
 }
 
 /// Descriptors of the maps read whole: published ports, flow tables.

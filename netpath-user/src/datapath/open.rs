@@ -136,6 +136,7 @@ impl Datapath {
             remotes: take_map!(ebpf, map_names::REMOTES),
             overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
             dns_written: None,
+            policy_written: None,
             events: Some(take_map!(ebpf, map_names::EVENTS)),
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),

@@ -1,6 +1,6 @@
 //! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`;
 //! network policy's `IPCACHE`, `POLICY_SUBJECTS`, `POLICY`, `POLICY_ON` and `POLICY_CT`.
-use std::net::Ipv4Addr;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use aya::maps::lpm_trie::Key as LpmKey;
 use netpath_common::{map_names, FlowKey, PolicyKey};
@@ -73,19 +73,25 @@ impl Datapath {
     /// the connections the new content denies are ended: their `POLICY_CT` entries and their
     /// published flows go, so their next packet is asked again. Returns how many went.
     pub fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError> {
+        // What the maps hold: as this process last wrote them, else as read (an earlier
+        // agent's). Only the difference is written.
+        let old = match self.policy_written.take() {
+            Some(old) => old,
+            None => self.policy_content(),
+        };
         let map = |name| move |e| DatapathError::Map(name, e);
         let rule_key = |(k, bits): &(PolicyKey, u32)| LpmKey::new(*bits, *k);
-        for (k, n) in &c.rules {
+        for (k, n) in changed(&c.rules, &old.rules) {
             self.policy
                 .insert(&rule_key(k), n, 0)
                 .map_err(map(map_names::POLICY))?;
         }
-        for (s, id) in &c.ipcache {
+        for (s, id) in changed(&c.ipcache, &old.ipcache) {
             self.ipcache
                 .insert(&trie_key(s), id, 0)
                 .map_err(map(map_names::IPCACHE))?;
         }
-        for (id, dirs) in &c.subjects {
+        for (id, dirs) in changed(&c.subjects, &old.subjects) {
             self.policy_subjects
                 .insert(id, dirs, 0)
                 .map_err(map(map_names::POLICY_SUBJECTS))?;
@@ -93,21 +99,31 @@ impl Datapath {
         self.policy_on
             .set(0, u32::from(c.on()), 0)
             .map_err(map(map_names::POLICY_ON))?;
-        for id in stale(self.policy_subjects.keys(), |id| {
-            c.subjects.contains_key(id)
-        }) {
-            removed(map_names::POLICY_SUBJECTS, self.policy_subjects.remove(&id))?;
+        for id in gone(&old.subjects, &c.subjects) {
+            removed(map_names::POLICY_SUBJECTS, self.policy_subjects.remove(id))?;
         }
-        for k in stale(self.ipcache.keys(), |k| {
-            c.ipcache.contains_key(&subnet_of(k))
-        }) {
-            removed(map_names::IPCACHE, self.ipcache.remove(&k))?;
+        for s in gone(&old.ipcache, &c.ipcache) {
+            removed(map_names::IPCACHE, self.ipcache.remove(&trie_key(s)))?;
         }
-        let kept = |k: &LpmKey<PolicyKey>| c.rules.contains_key(&(k.data(), k.prefix_len()));
-        for k in stale(self.policy.keys(), kept) {
-            removed(map_names::POLICY, self.policy.remove(&k))?;
+        for k in gone(&old.rules, &c.rules) {
+            removed(map_names::POLICY, self.policy.remove(&rule_key(k)))?;
         }
+        self.policy_written = Some(c.clone());
         Ok(self.end_denied(c))
+    }
+
+    /// The policy maps' content as the kernel holds it.
+    fn policy_content(&self) -> Compiled {
+        Compiled {
+            ipcache: self.policy_identities().into_iter().collect(),
+            subjects: self.policy_subjects.iter().filter_map(Result::ok).collect(),
+            rules: self
+                .policy
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(k, n)| ((k.data(), k.prefix_len()), n))
+                .collect(),
+        }
     }
 
     /// The identities `IPCACHE` holds, by prefix.
@@ -146,12 +162,20 @@ impl Datapath {
     }
 }
 
-/// The keys of a map that `keep` does not keep (read before any is removed).
-fn stale<K>(
-    keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
-    keep: impl Fn(&K) -> bool,
-) -> Vec<K> {
-    keys.filter_map(Result::ok).filter(|k| !keep(k)).collect()
+/// The entries of `new` that `old` does not hold with the same value.
+fn changed<'a, K: Ord, V: PartialEq>(
+    new: &'a BTreeMap<K, V>,
+    old: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    new.iter().filter(move |(k, v)| old.get(k) != Some(v))
+}
+
+/// The keys of `old` that `new` does not have.
+fn gone<'a, K: Ord, V>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = &'a K> {
+    old.keys().filter(move |k| !new.contains_key(k))
 }
 
 /// The subnet an `IPCACHE` key stands for.
