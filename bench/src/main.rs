@@ -92,7 +92,8 @@ fn main() -> Result<()> {
     let mut total = 0;
     for s in &scenarios {
         total += match s.as_str() {
-            "prog" | "policy" | "flows" => 1,
+            "prog" | "flows" => 1,
+            "policy" => 1 + 2 * runs,
             "pps" => traffic::PPS_KINDS.len() * runs,
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tax" => tcp::TAX_KINDS.len() * runs,
@@ -121,8 +122,9 @@ fn main() -> Result<()> {
             }
             "policy" => {
                 p.step("policy");
-                let s = policy::run(quick)?;
+                let mut s = policy::run(quick)?;
                 p.inc();
+                s.push(traffic::refused(quick, &mut tools, &p)?);
                 s
             }
             "pps" => vec![traffic::pps(quick, &mut tools, &p)?],

@@ -75,7 +75,18 @@ impl Rig {
     /// scenarios), the counting sink on the endpoint's TC ingress and the generator and the
     /// path on CPUs of their own.
     pub fn new(kind: Kind, tools: &mut Tools, publish: bool, sinks: bool) -> Result<Rig> {
-        let lab = Lab::new(kind, &tools.netpath_bin, publish)?;
+        Rig::with_agent_args(kind, tools, publish, sinks, &[])
+    }
+
+    /// [`Rig::new`], the agent (netpath variants) started with `agent_args` too.
+    pub fn with_agent_args(
+        kind: Kind,
+        tools: &mut Tools,
+        publish: bool,
+        sinks: bool,
+        agent_args: &[&str],
+    ) -> Result<Rig> {
+        let lab = Lab::with_agent_args(kind, &tools.netpath_bin, publish, agent_args)?;
         let (host, up) = (&lab.host, lab.up_if.as_str());
         let ceiling = match lab.ceiling_target {
             Some(ifindex) => {

@@ -1,5 +1,7 @@
 //! Scenarios `pps` and `conn`: a UDP flood to a published port from the live-frames
-//! generator, counted by the sink in the endpoint's namespace.
+//! generator, counted by the sink in the endpoint's namespace; and the flood of clients the
+//! published ports' firewall refuses (scenario `policy`), counted by the uplink's own
+//! statistics.
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -197,4 +199,79 @@ pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
         tools,
         p,
     )
+}
+
+/// XDP drops on `lab`'s uplink as its driver counts them (`ethtool -S`: every receive
+/// queue's `xdp_drops`), not as netpath does.
+fn xdp_drops(lab: &Rig) -> Result<u64> {
+    let out = lab.host.exec("ethtool", &["-S", &lab.up_if]);
+    let counts: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| k.starts_with("rx_queue_") && k.ends_with("_xdp_drops"))
+        .filter_map(|(_, v)| v.trim().parse().ok())
+        .collect();
+    if counts.is_empty() {
+        bail!("ethtool -S {}: no xdp_drops counter", lab.up_if);
+    }
+    Ok(counts.iter().sum())
+}
+
+/// The published ports' firewall under a flood (`--published-from` leaving every sender out,
+/// every packet a new client): what netpath's XDP program drops per second, beside what the
+/// redirect-only ceiling forwards of the same frames.
+pub fn refused(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
+    let (secs, runs) = if quick { (0.4, 2) } else { (3.0, 5) };
+    let t = Traffic {
+        dst: HOST,
+        dport: UDP_PORT,
+        src_addrs: 16_384,
+        src_ports: 60_000,
+    };
+    p.step("policy: refused flood: ceiling");
+    let mut ceiling = Figure::new(Kind::Ceiling.name(), "Mpps", false);
+    let lab = Rig::new(Kind::Ceiling, tools, true, true)?;
+    measure(tools, &lab, t, secs, runs, &mut ceiling, p)?;
+    let layout = lab.layout.clone();
+    drop(lab);
+
+    p.step("policy: refused flood: netpath xdp");
+    const REFUSED: &str = "netpath xdp, every client refused by the firewall";
+    let mut refused = Figure::new(REFUSED, "Mpps", false);
+    // The generator's clients are 10.77.0.0/16: none is in the list.
+    let lab = Rig::with_agent_args(
+        Kind::NetpathXdp,
+        tools,
+        true,
+        true,
+        &["--published-from", "192.0.2.0/24"],
+    )?;
+    for _ in 0..runs {
+        lab.keep_cpus_apart()?;
+        let (before, delivered) = (xdp_drops(&lab)?, tools.settled_count());
+        let (sent, took) = tools.generate(&lab.wire(), t, Duration::from_secs_f64(secs))?;
+        if tools.settled_count() != delivered {
+            bail!("{REFUSED}: a refused client's packet reached the endpoint");
+        }
+        let dropped = xdp_drops(&lab)? - before;
+        let s = took.as_secs_f64();
+        refused.runs.push(dropped as f64 / s / 1e6);
+        refused.offered.push(sent as f64 / s / 1e6);
+        p.inc();
+    }
+    Ok(Section {
+        scenario: "policy: refused flood".into(),
+        about: format!(
+            "{runs} runs of {secs} s per variant; 64-byte frames from the XDP live-frames generator, every one from a new client (16,384 addresses × 60,000 ports). netpath's agent runs with `--published-from 192.0.2.0/24`, which none of them is in: its XDP program drops them before any flow is made, counted by the uplink's veth driver (`ethtool -S`, xdp_drops), and the endpoint's sink checks that none arrives. The ceiling forwards the same frames into the endpoint (counted there). CPUs: {layout}."
+        ),
+        figures: vec![refused, ceiling],
+        baseline: Kind::Ceiling.name().into(),
+        targets: vec![Target::ratio(
+            "refused clients dropped in XDP at least as fast as the ceiling forwards",
+            REFUSED,
+            Kind::Ceiling.name(),
+            1.0,
+        )],
+        plots: Vec::new(),
+    })
 }

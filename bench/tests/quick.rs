@@ -42,6 +42,7 @@ fn quick_mode_gives_every_variant_a_figure() {
         "prog",
         "policy: per-packet cost",
         "policy: applying",
+        "policy: refused flood",
         "pps",
         "conn",
         "host tax: tcp rr",

@@ -63,17 +63,23 @@ pub mod map_names {
     /// LPM trie of IPv4 source prefixes → [`crate::published_from`] verdict: the firewall
     /// of published ports. Empty: every source may reach them.
     pub const PUBLISHED_FROM: &str = "PUBLISHED_FROM";
-    /// LPM trie of IPv4 prefixes → identity (`u32`): each endpoint's address (/32) and each
-    /// prefix an ipBlock names; an address it does not hold is [`crate::identity::WORLD`].
+    /// IPv4 address → [`crate::AddrIdentity`]: every endpoint's address (here and on other
+    /// nodes) and every /32 an ipBlock names, with the directions policies select it in.
     pub const IPCACHE: &str = "IPCACHE";
-    /// Identity (`u32`) → [`crate::direction`] flags: the directions policies select it in.
-    pub const POLICY_SUBJECTS: &str = "POLICY_SUBJECTS";
-    /// LPM trie of [`crate::PolicyKey`] → `u32`, the number of the policy allowing it.
+    /// LPM trie of IPv4 prefixes → identity (`u32`): the ipBlock prefixes shorter than /32,
+    /// asked when `IPCACHE` does not hold the address; what neither holds is
+    /// [`crate::identity::WORLD`].
+    pub const IPCACHE_PREFIXES: &str = "IPCACHE_PREFIXES";
+    /// [`crate::PolicyKey`] → `u32`, the number of the policy allowing it: rules for one port
+    /// (exact match, the common case).
     pub const POLICY: &str = "POLICY";
+    /// LPM trie of [`crate::PolicyKey`] → `u32`: rules for a block of ports, a whole protocol
+    /// or every port.
+    pub const POLICY_RANGES: &str = "POLICY_RANGES";
     /// [`crate::FlowKey`] (as its first packet went) → `u32` 1: connections a policy allowed
     /// on paths that keep no other flow state (endpoint to endpoint), so their replies pass.
     pub const POLICY_CT: &str = "POLICY_CT";
-    /// Array of one `u32`: 1 while some policy is in force.
+    /// Array of one `u32`: [`crate::policy_on`] flags (0: no policy in force).
     pub const POLICY_ON: &str = "POLICY_ON";
 }
 
@@ -98,10 +104,13 @@ pub mod map_sizes {
     pub const PEERS_PER_NETWORK: u32 = 64;
     /// Source prefixes of the published ports' firewall.
     pub const PUBLISHED_FROM: u32 = 4096;
-    /// Endpoints' addresses and ipBlock prefixes.
+    /// Endpoints' addresses (and /32 ipBlocks).
     pub const IPCACHE: u32 = 65_536;
-    /// Identities that policies select.
-    pub const POLICY_SUBJECTS: u32 = 16_384;
-    /// Policy rules (after ports are split into power-of-two blocks).
+    /// ipBlock prefixes shorter than /32.
+    pub const IPCACHE_PREFIXES: u32 = 16_384;
+    /// Policy rules for one port.
     pub const POLICY: u32 = 131_072;
+    /// Policy rules for blocks of ports (endPort split into power-of-two blocks), whole
+    /// protocols and every port.
+    pub const POLICY_RANGES: u32 = 131_072;
 }

@@ -25,14 +25,53 @@ pub mod identity {
     pub const FIRST_OF_CIDRS: u32 = 1 << 24;
 }
 
-/// Directions of a policy, and the flags of `POLICY_SUBJECTS` (which directions select an
-/// identity: once selected, only what a rule allows passes that way).
+/// Directions of a policy, and the flags of [`AddrIdentity::selected`] (which directions
+/// select an identity: once selected, only what a rule allows passes that way).
 pub mod direction {
     pub const INGRESS: u8 = 1;
     pub const EGRESS: u8 = 2;
 }
 
-/// Key of `POLICY` (an LPM trie): a rule allowing `subject` to be reached by (ingress) or to
+/// Flags of `POLICY_ON[0]`: whether policy is enforced at all, and which of the maps that
+/// only some policies need hold anything (an empty one is not looked up).
+pub mod policy_on {
+    /// Some policy is in force: new flows are asked.
+    pub const ENFORCED: u32 = 1;
+    /// `POLICY_RANGES` holds rules (ports by block, whole protocols, every port).
+    pub const RANGES: u32 = 2;
+    /// `IPCACHE_PREFIXES` holds prefixes (ipBlock rules).
+    pub const PREFIXES: u32 = 4;
+}
+
+/// Value of `IPCACHE` (an address's identity, exact match): the identity, and the
+/// [`direction`]s policies select it in (only endpoints' identities are ever selected, and
+/// an endpoint's address is always exact), so one lookup answers both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct AddrIdentity {
+    pub identity: u32,
+    pub selected: u32,
+}
+
+impl AddrIdentity {
+    /// An address no endpoint has and no ipBlock names.
+    pub const WORLD: AddrIdentity = AddrIdentity {
+        identity: identity::WORLD,
+        selected: 0,
+    };
+
+    /// Whether policies select this identity in direction `dir`.
+    #[inline(always)]
+    pub const fn selected_in(&self, dir: u8) -> bool {
+        self.selected & dir as u32 != 0
+    }
+}
+
+crate::layout!(AddrIdentity, 8, identity @ 0, selected @ 4);
+crate::pod!(AddrIdentity);
+
+/// Key of `POLICY` (a hash: rules for one port) and of `POLICY_RANGES` (an LPM trie: rules
+/// for a block of ports, a whole protocol or every port): a rule allowing `subject` to be reached by (ingress) or to
 /// reach (egress) `peer`, on a protocol and a block of ports. Bytes in the order the trie
 /// matches them, most significant first: direction, subject, peer (exact, [`identity::ANY`]
 /// standing for every peer), protocol (its prefix absent: every protocol), port (network

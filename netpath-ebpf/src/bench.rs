@@ -1,7 +1,7 @@
 //! Benchmark tools, never attached by the agent: a packet generator for BPF_PROG_TEST_RUN in
 //! live-frames mode, a counting sink, the "redirect only" ceiling, and floors: what reading a
-//! frame's headers costs, and what one flow-table lookup adds to it, whatever a program does
-//! beyond them.
+//! frame's headers costs, what one flow-table lookup adds to it, whatever a program does
+//! beyond them, and the two lookups any verdict of network policy makes.
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_redirect,
@@ -9,10 +9,10 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{proto, GenConfig, GEN_TEMPLATE_LEN};
+use netpath_common::{direction, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
 
 use crate::{
-    maps::FLOWS,
+    maps::{FLOWS, IPCACHE, POLICY},
     parse::{parse, ptr_at, Parsed, IP_CSUM_OFF, L3_OFF},
 };
 
@@ -128,6 +128,28 @@ pub fn parse_and_lookup(data: usize, data_end: usize) -> bool {
     match parse(data, data_end) {
         Parsed::Ipv4(flow) => flow.has_ports() && FLOWS.get_ptr(&flow.key()).is_some(),
         _ => false,
+    }
+}
+
+/// Floor of any verdict on identities: the headers read, then the two lookups it cannot do
+/// without — the peer's identity (`IPCACHE`) and a rule (`POLICY`), exact maps both. Passed
+/// (dropped when the rule is there, which the benchmark never makes it).
+#[inline(always)]
+pub fn policy_floor(data: usize, data_end: usize) -> u32 {
+    match parse(data, data_end) {
+        Parsed::Ipv4(flow) => {
+            // SAFETY: map value pointer valid for this program run; read at once.
+            let peer = IPCACHE
+                .get_ptr(&flow.src_addr)
+                .map_or(0, |id| unsafe { (*id).identity });
+            let key = PolicyKey::new(direction::INGRESS, 0, peer, flow.proto, flow.dst_port);
+            if POLICY.get_ptr(&key).is_some() {
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            }
+        }
+        _ => xdp_action::XDP_ABORTED,
     }
 }
 

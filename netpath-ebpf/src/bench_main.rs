@@ -77,3 +77,10 @@ pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {
 pub fn netpath_bench_policy_admit(ctx: XdpContext) -> u32 {
     bench::policy_admit(ctx.data(), ctx.data_end())
 }
+
+/// Benchmark floor: the headers read and the two exact lookups any verdict on identities
+/// makes (the peer's identity, a rule).
+#[xdp]
+pub fn netpath_bench_policy_floor(ctx: XdpContext) -> u32 {
+    bench::policy_floor(ctx.data(), ctx.data_end())
+}

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netpath_common::{
-    map_sizes, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
-    NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot, PortStats, PortTarget,
-    RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
+    map_sizes, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat,
+    LoopbackKey, MemberKey, NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot,
+    PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -120,24 +120,31 @@ pub static REMOTES: HashMap<u32, RemoteEndpoint> = HashMap::pinned(map_sizes::RE
 pub static PUBLISHED_FROM: LpmTrie<u32, u8> =
     LpmTrie::pinned(map_sizes::PUBLISHED_FROM, NO_PREALLOC);
 
-/// Addresses' identities for network policy: endpoints (/32) and ipBlock prefixes.
+/// Addresses' identities for network policy, exact: endpoints (here and on other nodes) and
+/// /32 ipBlocks, each with the directions policies select it in.
 #[map]
-pub static IPCACHE: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::IPCACHE, NO_PREALLOC);
+pub static IPCACHE: HashMap<u32, AddrIdentity> = HashMap::pinned(map_sizes::IPCACHE, NO_PREALLOC);
 
-/// The identities policies select, with the directions they select them in.
+/// ipBlock prefixes shorter than /32 → identity, for addresses `IPCACHE` does not hold.
 #[map]
-pub static POLICY_SUBJECTS: HashMap<u32, u32> = HashMap::pinned(map_sizes::POLICY_SUBJECTS, 0);
+pub static IPCACHE_PREFIXES: LpmTrie<u32, u32> =
+    LpmTrie::pinned(map_sizes::IPCACHE_PREFIXES, NO_PREALLOC);
 
-/// Policy rules: who may reach whom on which ports (`PolicyKey`) → the policy's number.
+/// Policy rules for one port: who may reach whom (`PolicyKey`) → the policy's number.
 #[map]
-pub static POLICY: LpmTrie<PolicyKey, u32> = LpmTrie::pinned(map_sizes::POLICY, NO_PREALLOC);
+pub static POLICY: HashMap<PolicyKey, u32> = HashMap::pinned(map_sizes::POLICY, NO_PREALLOC);
+
+/// Policy rules for blocks of ports, whole protocols and every port (`PolicyKey` prefixes).
+#[map]
+pub static POLICY_RANGES: LpmTrie<PolicyKey, u32> =
+    LpmTrie::pinned(map_sizes::POLICY_RANGES, NO_PREALLOC);
 
 /// Connections policy allowed on the paths with no flow state of their own (their replies
 /// pass on one lookup).
 #[map]
 pub static POLICY_CT: LruHashMap<FlowKey, u32> = LruHashMap::pinned(map_sizes::FLOWS, 0);
 
-/// `[0]`: 1 while some policy is in force (else `admit` reads nothing more).
+/// `[0]`: `policy_on` flags; 0 while no policy is in force (then `admit` reads nothing more).
 #[map]
 pub static POLICY_ON: Array<u32> = Array::pinned(1, 0);
 

@@ -7,19 +7,27 @@
 //! encapsulation, `overlay::deliver` after decapsulation).
 //!
 //! Network policy as Kubernetes defines it, on numbers: every address has an identity
-//! (`IPCACHE`, longest prefix: an endpoint's address its label set's number, an ipBlock's
-//! prefix its own, anything else WORLD); `POLICY_SUBJECTS` says which identities policies
-//! select, and in which directions; for a selected side only a rule in `POLICY` lets the flow
-//! through (egress at the source, ingress at the destination). The host's own traffic with
-//! its endpoints is always allowed. With no policy (`POLICY_ON` 0), one array read.
+//! (`IPCACHE`, exact: an endpoint's address its label set's number, with the directions
+//! policies select it in; else `IPCACHE_PREFIXES`, longest prefix: an ipBlock's prefix its
+//! own; anything else WORLD); for a selected side only a rule lets the flow through (egress at
+//! the source, ingress at the destination): one for its port in `POLICY` (exact), else one
+//! for a block of ports, a protocol or every port in `POLICY_RANGES` (longest prefix). The
+//! exact maps come first, so the common case (endpoints, rules naming ports) pays hash
+//! lookups only; the tries are read only while they hold something (`POLICY_ON`'s flags).
+//! The host's own traffic with its endpoints is always allowed. With no policy (`POLICY_ON`
+//! 0), one array read.
 //!
 //! The published ports' firewall (`published_from`) is asked first by the uplink's DNAT, on a
 //! new flow only: a host-wide allow-list of client prefixes (`--published-from`).
 use aya_ebpf::maps::{lpm_trie::Key, LruHashMap};
-use netpath_common::{direction, identity, published_from, Addr, Counter, FlowKey, PolicyKey};
+use netpath_common::{
+    direction, identity, policy_on, published_from, Addr, AddrIdentity, Counter, FlowKey, PolicyKey,
+};
 
 use crate::{
-    maps::{IPCACHE, POLICY, POLICY_CT, POLICY_ON, POLICY_SUBJECTS, PUBLISHED_FROM},
+    maps::{
+        IPCACHE, IPCACHE_PREFIXES, POLICY, POLICY_CT, POLICY_ON, POLICY_RANGES, PUBLISHED_FROM,
+    },
     parse::Flow,
 };
 
@@ -39,19 +47,28 @@ pub fn published_from(src: u32) -> Result<(), Counter> {
 
 /// An address family whose addresses have identities (IPv4 today; IPv6 adds its maps).
 pub trait Identified: Addr {
-    /// The identity of the address (network order).
-    fn identity(self) -> u32;
+    /// The identity of the address (network order), `on` the flags of `POLICY_ON`.
+    fn identity(self, on: u32) -> AddrIdentity;
     /// The family's connections allowed on stateless paths.
     fn tracked() -> &'static LruHashMap<FlowKey<Self>, u32>;
 }
 
 impl Identified for u32 {
     #[inline(always)]
-    fn identity(self) -> u32 {
-        IPCACHE
-            .get(&Key::new(32, self))
-            .copied()
-            .unwrap_or(identity::WORLD)
+    fn identity(self, on: u32) -> AddrIdentity {
+        if let Some(id) = IPCACHE.get_ptr(&self) {
+            // SAFETY: map value pointer valid for this program run; copied out at once.
+            return unsafe { *id };
+        }
+        if on & policy_on::PREFIXES != 0 {
+            if let Some(id) = IPCACHE_PREFIXES.get(&Key::new(32, self)) {
+                return AddrIdentity {
+                    identity: *id,
+                    selected: 0,
+                };
+            }
+        }
+        AddrIdentity::WORLD
     }
 
     #[inline(always)]
@@ -60,37 +77,33 @@ impl Identified for u32 {
     }
 }
 
-/// Whether any policy is in force.
+/// `POLICY_ON`'s flags: 0 while no policy is in force.
 #[inline(always)]
-fn on() -> bool {
-    POLICY_ON.get(0).is_some_and(|v| *v != 0)
-}
-
-/// Whether policies select `id` in direction `dir`.
-#[inline(always)]
-fn selected(id: u32, dir: u8) -> bool {
-    POLICY_SUBJECTS
-        .get_ptr(&id)
-        // SAFETY: map value pointer valid for this program run; read at once.
-        .is_some_and(|f| unsafe { *f } & u32::from(dir) != 0)
+fn on() -> u32 {
+    POLICY_ON.get(0).copied().unwrap_or(0)
 }
 
 /// The rule that lets `subject` be reached by / reach `peer` on `proto` port `port` (host
-/// order) — one naming the peer, or one for every peer: the number of its policy.
+/// order): one for the port naming the peer, one for the port and every peer, then (while
+/// there are any) the same for blocks of ports and whole protocols. The number of its policy.
 #[inline(always)]
-fn allowed(dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> Option<u32> {
-    let named = Key::new(
-        PolicyKey::PORT,
-        PolicyKey::new(dir, subject, peer, proto, port),
-    );
-    if let Some(n) = POLICY.get(&named) {
+fn allowed(on: u32, dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> Option<u32> {
+    let named = PolicyKey::new(dir, subject, peer, proto, port);
+    let any = PolicyKey::new(dir, subject, identity::ANY, proto, port);
+    // SAFETY (both): map value pointers valid for this program run; read at once.
+    if let Some(n) = POLICY.get_ptr(&named) {
+        return Some(unsafe { *n });
+    }
+    if let Some(n) = POLICY.get_ptr(&any) {
+        return Some(unsafe { *n });
+    }
+    if on & policy_on::RANGES == 0 {
+        return None;
+    }
+    if let Some(n) = POLICY_RANGES.get(&Key::new(PolicyKey::PORT, named)) {
         return Some(*n);
     }
-    let any = Key::new(
-        PolicyKey::PORT,
-        PolicyKey::new(dir, subject, identity::ANY, proto, port),
-    );
-    POLICY.get(&any).copied()
+    POLICY_RANGES.get(&Key::new(PolicyKey::PORT, any)).copied()
 }
 
 /// May a new flow of `proto` go from `src` to `dst` port `dport` (network order; the
@@ -99,20 +112,37 @@ fn allowed(dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> Option<u32
 /// side. `Err(reason)`: the flow is dropped, counted and reported with `reason`.
 #[inline(always)]
 pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32, Counter> {
-    if !on() {
+    let on = on();
+    if on == 0 {
         return Ok(0);
     }
-    let (from, to) = (src.identity(), dst.identity());
-    if from == identity::HOST || to == identity::HOST {
+    let (from, to) = (src.identity(on), dst.identity(on));
+    if from.identity == identity::HOST || to.identity == identity::HOST {
         return Ok(0);
     }
     let port = u16::from_be(dport);
     let mut by = 0;
-    if selected(from, direction::EGRESS) {
-        by = allowed(direction::EGRESS, from, to, proto, port).ok_or(Counter::DropPolicy)?;
+    if from.selected_in(direction::EGRESS) {
+        by = allowed(
+            on,
+            direction::EGRESS,
+            from.identity,
+            to.identity,
+            proto,
+            port,
+        )
+        .ok_or(Counter::DropPolicy)?;
     }
-    if selected(to, direction::INGRESS) {
-        by = allowed(direction::INGRESS, to, from, proto, port).ok_or(Counter::DropPolicy)?;
+    if to.selected_in(direction::INGRESS) {
+        by = allowed(
+            on,
+            direction::INGRESS,
+            to.identity,
+            from.identity,
+            proto,
+            port,
+        )
+        .ok_or(Counter::DropPolicy)?;
     }
     Ok(by)
 }
@@ -122,7 +152,7 @@ pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32
 /// allowed, remembered in `POLICY_CT` (the agent removes what a new policy denies).
 #[inline(always)]
 pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<u32, Counter> {
-    if !on() {
+    if on() == 0 {
         return Ok(0);
     }
     let key = FlowKey::new(

@@ -1279,6 +1279,54 @@ fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
 }
 
 #[test]
+fn network_policy_rules_for_port_ranges_and_whole_protocols_and_their_removal() {
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
+    let packet = |proto: u8, sport: u16, dport: u16| {
+        let mut f = Frame::new(EP, PEER, proto);
+        f.src_mac = EP_MAC;
+        f.dst_mac = GW_MAC;
+        match proto {
+            TCP => f.build(&tcp(sport, dport)),
+            _ => f.build(&udp(sport, dport)),
+        }
+    };
+    let run =
+        |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
+    // The peer admits the endpoint on UDP 6000-6015 (one block of 16) and anyone on TCP.
+    let mut c = compiled(PEER_ID, direction::INGRESS, &[]);
+    let block = PolicyKey::new(direction::INGRESS, PEER_ID, EP_ID, UDP, 6000);
+    c.rules.insert((block, PolicyKey::PORT - 4), 1);
+    let tcp_any = PolicyKey::new(direction::INGRESS, PEER_ID, identity::ANY, TCP, 0);
+    c.rules.insert((tcp_any, PolicyKey::PROTOCOL), 2);
+    dp.set_policy(&c).unwrap();
+    assert_eq!(run(&mut dp, &packet(UDP, 5001, 6015)), TC_ACT_REDIRECT);
+    assert_eq!(run(&mut dp, &packet(UDP, 5002, 6016)), TC_ACT_SHOT);
+    assert_eq!(run(&mut dp, &packet(TCP, 5003, 22)), TC_ACT_REDIRECT);
+    // Only a rule for one port is left: the ranges go, and what they allowed with them.
+    let one = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6016)]);
+    assert_eq!(dp.set_policy(&one).unwrap(), 2, "both connections ended");
+    assert_eq!(run(&mut dp, &packet(UDP, 5004, 6016)), TC_ACT_REDIRECT);
+    assert_eq!(run(&mut dp, &packet(UDP, 5005, 6015)), TC_ACT_SHOT);
+    assert_eq!(run(&mut dp, &packet(TCP, 5006, 22)), TC_ACT_SHOT);
+    // A datapath opened anew over the same pins reads what is there and writes the difference.
+    drop(dp);
+    let mut dp = Datapath::load(
+        Some(_fs.path()),
+        MapSizes {
+            ports: 1024,
+            flows: 1024,
+            endpoints: 64,
+        },
+    )
+    .unwrap();
+    assert_eq!(dp.policy_identities().len(), 2, "the endpoints' identities");
+    dp.set_policy(&c).unwrap();
+    assert_eq!(run(&mut dp, &packet(TCP, 5007, 22)), TC_ACT_REDIRECT);
+    assert_eq!(counter(&dp, Counter::DropPolicy), 3);
+}
+
+#[test]
 fn network_policy_sees_published_ports_as_the_endpoint_does() {
     const XDP_DROP: u32 = 1;
     let Dp { mut dp, _fs } = published(&[(8080, TCP, 80)]);

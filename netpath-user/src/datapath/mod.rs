@@ -248,9 +248,10 @@ pub struct Datapath {
     networks: HashMap<MapData, u32, NetworkInfo>,
     subnets: LpmTrie<MapData, u32, u32>,
     published_from: LpmTrie<MapData, u32, u8>,
-    ipcache: LpmTrie<MapData, u32, u32>,
-    policy_subjects: HashMap<MapData, u32, u32>,
-    policy: LpmTrie<MapData, netpath_common::PolicyKey, u32>,
+    ipcache: HashMap<MapData, u32, netpath_common::AddrIdentity>,
+    ipcache_prefixes: LpmTrie<MapData, u32, u32>,
+    policy: HashMap<MapData, netpath_common::PolicyKey, u32>,
+    policy_ranges: LpmTrie<MapData, netpath_common::PolicyKey, u32>,
     policy_ct: HashMap<MapData, FlowKey, u32>,
     policy_on: Array<MapData, u32>,
     members: HashMap<MapData, MemberKey, u32>,
@@ -271,7 +272,7 @@ pub struct Datapath {
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
     /// What this process last wrote to the policy maps (only the difference is written).
-    policy_written: Option<crate::policy::Compiled>,
+    policy_written: Option<policy::PolicyMaps>,
 }
 
 /// Descriptors of the maps read whole: published ports, flow tables.

@@ -1,9 +1,10 @@
 //! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`;
-//! network policy's `IPCACHE`, `POLICY_SUBJECTS`, `POLICY`, `POLICY_ON` and `POLICY_CT`.
+//! network policy's `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`
+//! and `POLICY_CT`.
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use aya::maps::lpm_trie::Key as LpmKey;
-use netpath_common::{map_names, FlowKey, PolicyKey};
+use netpath_common::{map_names, policy_on, AddrIdentity, FlowKey, PolicyKey};
 
 use super::{be_addr, removed, Datapath, DatapathError};
 use crate::{
@@ -66,72 +67,170 @@ impl Datapath {
     }
 }
 
+/// The policy maps' entries, as [`Compiled`] content is laid out in them: exact addresses and
+/// one-port rules in the hash maps, the rest in the tries, the selections carried with the
+/// addresses' identities.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct PolicyMaps {
+    /// `IPCACHE`: address (network order) → identity and selections.
+    hosts: BTreeMap<u32, AddrIdentity>,
+    /// `IPCACHE_PREFIXES`.
+    prefixes: BTreeMap<Subnet, u32>,
+    /// `POLICY`: one-port rules.
+    rules: BTreeMap<PolicyKey, u32>,
+    /// `POLICY_RANGES`: (key, prefix bits).
+    ranges: BTreeMap<(PolicyKey, u32), u32>,
+    /// `POLICY_ON`'s flags.
+    on: u32,
+}
+
+impl PolicyMaps {
+    fn of(c: &Compiled) -> Self {
+        let mut m = PolicyMaps::default();
+        if !c.on() {
+            return m;
+        }
+        for (s, id) in &c.ipcache {
+            if s.prefix() == 32 {
+                let selected = c.subjects.get(id).copied().unwrap_or(0);
+                m.hosts.insert(
+                    be_addr(s.addr()),
+                    AddrIdentity {
+                        identity: *id,
+                        selected,
+                    },
+                );
+            } else {
+                m.prefixes.insert(*s, *id);
+            }
+        }
+        for ((k, bits), n) in &c.rules {
+            if *bits == PolicyKey::PORT {
+                m.rules.insert(*k, *n);
+            } else {
+                m.ranges.insert((*k, *bits), *n);
+            }
+        }
+        m.on = policy_on::ENFORCED
+            | if m.ranges.is_empty() {
+                0
+            } else {
+                policy_on::RANGES
+            }
+            | if m.prefixes.is_empty() {
+                0
+            } else {
+                policy_on::PREFIXES
+            };
+        m
+    }
+}
+
 impl Datapath {
     /// Makes the policy maps hold `c`. No moment lets a flow through that neither the old
-    /// nor the new content allows: rules and identities are added first, then the subjects
-    /// (and `POLICY_ON`), and only then is what went removed, in the opposite order. Then
-    /// the connections the new content denies are ended: their `POLICY_CT` entries and their
+    /// nor the new content allows: rules, prefixes and addresses' identities (with their
+    /// selections) are added first, then `POLICY_ON` (keeping the tries looked up while they
+    /// still hold old entries), and only then is what went removed, rules last. Then the
+    /// connections the new content denies are ended: their `POLICY_CT` entries and their
     /// published flows go, so their next packet is asked again. Returns how many went.
     pub fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError> {
+        let new = PolicyMaps::of(c);
         // What the maps hold: as this process last wrote them, else as read (an earlier
         // agent's). Only the difference is written.
         let old = match self.policy_written.take() {
             Some(old) => old,
-            None => self.policy_content(),
+            None => self.policy_maps(),
         };
         let map = |name| move |e| DatapathError::Map(name, e);
-        let rule_key = |(k, bits): &(PolicyKey, u32)| LpmKey::new(*bits, *k);
-        for (k, n) in changed(&c.rules, &old.rules) {
+        let range_key = |(k, bits): &(PolicyKey, u32)| LpmKey::new(*bits, *k);
+        for (k, n) in changed(&new.rules, &old.rules) {
             self.policy
-                .insert(&rule_key(k), n, 0)
+                .insert(k, n, 0)
                 .map_err(map(map_names::POLICY))?;
         }
-        for (s, id) in changed(&c.ipcache, &old.ipcache) {
-            self.ipcache
+        for (k, n) in changed(&new.ranges, &old.ranges) {
+            self.policy_ranges
+                .insert(&range_key(k), n, 0)
+                .map_err(map(map_names::POLICY_RANGES))?;
+        }
+        for (s, id) in changed(&new.prefixes, &old.prefixes) {
+            self.ipcache_prefixes
                 .insert(&trie_key(s), id, 0)
+                .map_err(map(map_names::IPCACHE_PREFIXES))?;
+        }
+        for (a, id) in changed(&new.hosts, &old.hosts) {
+            self.ipcache
+                .insert(a, id, 0)
                 .map_err(map(map_names::IPCACHE))?;
         }
-        for (id, dirs) in changed(&c.subjects, &old.subjects) {
-            self.policy_subjects
-                .insert(id, dirs, 0)
-                .map_err(map(map_names::POLICY_SUBJECTS))?;
-        }
+        let tries = policy_on::RANGES | policy_on::PREFIXES;
+        let during = if new.on == 0 {
+            0
+        } else {
+            new.on | (old.on & tries)
+        };
         self.policy_on
-            .set(0, u32::from(c.on()), 0)
+            .set(0, during, 0)
             .map_err(map(map_names::POLICY_ON))?;
-        for id in gone(&old.subjects, &c.subjects) {
-            removed(map_names::POLICY_SUBJECTS, self.policy_subjects.remove(id))?;
+        for a in gone(&old.hosts, &new.hosts) {
+            removed(map_names::IPCACHE, self.ipcache.remove(a))?;
         }
-        for s in gone(&old.ipcache, &c.ipcache) {
-            removed(map_names::IPCACHE, self.ipcache.remove(&trie_key(s)))?;
+        for s in gone(&old.prefixes, &new.prefixes) {
+            removed(
+                map_names::IPCACHE_PREFIXES,
+                self.ipcache_prefixes.remove(&trie_key(s)),
+            )?;
         }
-        for k in gone(&old.rules, &c.rules) {
-            removed(map_names::POLICY, self.policy.remove(&rule_key(k)))?;
+        for k in gone(&old.ranges, &new.ranges) {
+            removed(
+                map_names::POLICY_RANGES,
+                self.policy_ranges.remove(&range_key(k)),
+            )?;
         }
-        self.policy_written = Some(c.clone());
+        for k in gone(&old.rules, &new.rules) {
+            removed(map_names::POLICY, self.policy.remove(k))?;
+        }
+        if during != new.on {
+            self.policy_on
+                .set(0, new.on, 0)
+                .map_err(map(map_names::POLICY_ON))?;
+        }
+        self.policy_written = Some(new);
         Ok(self.end_denied(c))
     }
 
-    /// The policy maps' content as the kernel holds it.
-    fn policy_content(&self) -> Compiled {
-        Compiled {
-            ipcache: self.policy_identities().into_iter().collect(),
-            subjects: self.policy_subjects.iter().filter_map(Result::ok).collect(),
-            rules: self
-                .policy
+    /// The policy maps' entries as the kernel holds them.
+    fn policy_maps(&self) -> PolicyMaps {
+        PolicyMaps {
+            hosts: self.ipcache.iter().filter_map(Result::ok).collect(),
+            prefixes: self
+                .ipcache_prefixes
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(k, id)| (subnet_of(&k), id))
+                .collect(),
+            rules: self.policy.iter().filter_map(Result::ok).collect(),
+            ranges: self
+                .policy_ranges
                 .iter()
                 .filter_map(Result::ok)
                 .map(|(k, n)| ((k.data(), k.prefix_len()), n))
                 .collect(),
+            on: self.policy_on.get(&0, 0).unwrap_or(0),
         }
     }
 
-    /// The identities `IPCACHE` holds, by prefix.
+    /// The identities the maps hold, by prefix (an exact address as its /32).
     pub fn policy_identities(&self) -> Vec<(Subnet, u32)> {
-        self.ipcache
+        let m = self.policy_maps();
+        m.hosts
             .iter()
-            .filter_map(Result::ok)
-            .map(|(k, id)| (subnet_of(&k), id))
+            .filter_map(|(a, id)| {
+                Subnet::new(Ipv4Addr::from(u32::from_be(*a)), 32)
+                    .ok()
+                    .map(|s| (s, id.identity))
+            })
+            .chain(m.prefixes)
             .collect()
     }
 

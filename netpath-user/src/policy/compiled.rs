@@ -1,4 +1,4 @@
-//! What the kernel's policy maps hold (`IPCACHE`, `POLICY_SUBJECTS`, `POLICY`), as the agent
+//! What the kernel's policy maps hold (`IPCACHE`, `POLICY`, and their tries), as the agent
 //! computes it from the policies, and the kernel's verdict on it, computed the same way here:
 //! the agent uses it to end the connections a new policy denies, and its tests to check the
 //! compiler against the datapath's rules.
@@ -35,16 +35,30 @@ impl Compiled {
     }
 
     /// The rule that lets `subject` be reached by / reach `peer` (or every peer) on `proto`
-    /// port `port`: the policy's number.
+    /// port `port`: the policy's number. Asked in the kernel's order: a rule for the one
+    /// port naming the peer, then for every peer, then blocks of ports and whole protocols
+    /// (longest first) the same way.
     pub fn rule(&self, dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> Option<u32> {
-        [peer, identity::ANY].into_iter().find_map(|p| {
+        let exact = |p: u32| {
+            self.rules
+                .get(&(
+                    PolicyKey::new(dir, subject, p, proto, port),
+                    PolicyKey::PORT,
+                ))
+                .copied()
+        };
+        let ranges = |p: u32| {
             let want = PolicyKey::new(dir, subject, p, proto, port);
             self.rules
                 .iter()
-                .filter(|((k, bits), _)| prefix_matches(k, *bits, &want))
+                .filter(|((k, bits), _)| *bits < PolicyKey::PORT && prefix_matches(k, *bits, &want))
                 .max_by_key(|((_, bits), _)| *bits)
                 .map(|(_, n)| *n)
-        })
+        };
+        exact(peer)
+            .or_else(|| exact(identity::ANY))
+            .or_else(|| ranges(peer))
+            .or_else(|| ranges(identity::ANY))
     }
 
     /// The kernel's `admit`: may a new flow of `proto` go from `src` to `dst` port `port`?
