@@ -643,7 +643,12 @@ fn network_policies_select_endpoints_of_other_nodes_by_their_labels() {
     t.overlay("ovp", "10.195.0.0/24", &[]);
     let (web, _) = endpoint_on(&t.a1, "web", "ovp", &["-n", "shop", "-l", "app=web"]);
     let (other, _) = endpoint_on(&t.a1, "other", "ovp", &["-n", "shop", "-l", "app=other"]);
-    let (db, db_ip) = endpoint_on(&t.a2, "db", "ovp", &["-n", "shop", "-l", "app=db"]);
+    let (db, db_ip) = endpoint_on(
+        &t.a2,
+        "db",
+        "ovp",
+        &["-n", "shop", "-l", "app=db", "--named-port", "sql=80"],
+    );
     who_server(&db, 80);
     wait_until("web to reach db", Duration::from_secs(10), || {
         ask_tcp(&web, db_ip, 80).is_some()
@@ -671,6 +676,20 @@ fn network_policies_select_endpoints_of_other_nodes_by_their_labels() {
         Duration::from_secs(10),
         || ask_tcp(&other, db_ip, 80).is_some() && ask_tcp(&web, db_ip, 80).is_none(),
     );
+    // On n1, the web endpoints may reach only the port db (on n2) names `sql`: the name is
+    // known here from db's record, and means 80.
+    let egress = |port: &str| {
+        std::fs::write(
+            &file,
+            format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: out, namespace: shop}}\nspec: {{podSelector: {{matchLabels: {{app: web}}}}, policyTypes: [Egress], egress: [{{ports: [{{port: {port}}}]}}]}}\n"),
+        )
+        .unwrap();
+        ok(&t.a1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    };
+    egress("sql");
+    assert!(ask_tcp(&other, db_ip, 80).is_some(), "sql is 80 on db");
+    egress("81");
+    assert_eq!(ask_tcp(&other, db_ip, 80), None);
     drop((web, other, db));
 }
 

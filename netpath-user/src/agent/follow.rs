@@ -60,6 +60,7 @@ fn remote_members(state: &crate::model::State, view: &ClusterView) -> Vec<Remote
                 e.namespace.clone()
             },
             labels: e.labels.clone(),
+            named_ports: e.named_ports.clone(),
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use crate::{
     error::AgentError,
     model::{Labels, ModelError, State},
     netlink::LinkOps,
-    policy::{blocks, compile, spec::Policy, Compiled, Manifest, Member, PublishedFrom},
+    policy::{blocks, compile, spec::Policy, Compiled, Manifest, Member, NamedPort, PublishedFrom},
 };
 
 /// The label an endpoint's namespace adds to its identity's label set.
@@ -71,11 +71,14 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             let addrs: Vec<_> = e.attachments.iter().map(|a| a.ip).collect();
             (&e.namespace, &e.labels, e.named_ports.as_slice(), addrs)
         });
-        let remote = self
-            .state
-            .remote
-            .iter()
-            .map(|r| (&r.namespace, &r.labels, &[][..], vec![r.ip]));
+        let remote = self.state.remote.iter().map(|r| {
+            (
+                &r.namespace,
+                &r.labels,
+                r.named_ports.as_slice(),
+                vec![r.ip],
+            )
+        });
         let all: Vec<_> = local.chain(remote).collect();
         let sets: Vec<Labels> = all
             .iter()
@@ -174,11 +177,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         for m in manifests {
             match m {
                 Manifest::Policy { policy, manifest } => {
+                    // Declared by an endpoint of this node or of another.
                     if let Some(name) = policy.port_names().find(|n| {
-                        !next
-                            .endpoints
-                            .values()
-                            .any(|e| e.named_ports.iter().any(|p| p.name == *n))
+                        let named = |ports: &[NamedPort]| ports.iter().any(|p| p.name == *n);
+                        !next.endpoints.values().any(|e| named(&e.named_ports))
+                            && !next.remote.iter().any(|r| named(&r.named_ports))
                     }) {
                         return Err(ModelError::UnknownPortName(policy.key(), name.into()).into());
                     }

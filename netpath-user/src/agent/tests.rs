@@ -484,6 +484,7 @@ fn view(
                         aliases: vec!["xa".into()],
                         namespace: String::new(),
                         labels: Default::default(),
+                        named_ports: Vec::new(),
                     },
                 )
             })

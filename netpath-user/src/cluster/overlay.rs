@@ -149,6 +149,7 @@ impl Cluster {
             aliases: Vec::new(),
             namespace: String::new(),
             labels: BTreeMap::new(),
+            named_ports: Vec::new(),
         };
         let key = self.keys.endpoint(network, ip);
         let net_key = self.keys.network(network);

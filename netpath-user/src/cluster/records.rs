@@ -84,6 +84,9 @@ pub struct OverlayEndpoint {
     pub namespace: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The ports it names (policies on other nodes allow egress to them by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<crate::policy::NamedPort>,
 }
 
 /// What a request about overlay networks met in etcd.
@@ -146,6 +149,7 @@ pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), O
                     aliases: a.aliases.clone(),
                     namespace: e.namespace.clone(),
                     labels: e.labels.clone(),
+                    named_ports: e.named_ports.clone(),
                 },
             )
         })

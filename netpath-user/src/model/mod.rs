@@ -258,6 +258,8 @@ pub struct RemoteMember {
     /// What network policies select it by.
     pub namespace: String,
     pub labels: Labels,
+    /// The ports it names.
+    pub named_ports: Vec<NamedPort>,
 }
 
 /// Docker's name rule for containers and networks.
