@@ -348,7 +348,7 @@ fn lease_of(ns: &Netns, key: &str) -> Option<i64> {
 
 /// Two nodes and etcd on one underlay, each agent joined as n1 and n2.
 struct TwoNodes {
-    _n1: Netns,
+    n1: Netns,
     n2: Netns,
     etcd_ns: Netns,
     a1: AgentProcess,
@@ -375,7 +375,7 @@ impl TwoNodes {
             nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
         });
         TwoNodes {
-            _n1: n1,
+            n1,
             n2,
             etcd_ns,
             a1,
@@ -639,7 +639,7 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
 
 #[test]
 fn network_policies_select_endpoints_of_other_nodes_by_their_labels() {
-    let t = TwoNodes::start();
+    let mut t = TwoNodes::start();
     t.overlay("ovp", "10.195.0.0/24", &[]);
     let (web, _) = endpoint_on(&t.a1, "web", "ovp", &["-n", "shop", "-l", "app=web"]);
     let (other, _) = endpoint_on(&t.a1, "other", "ovp", &["-n", "shop", "-l", "app=other"]);
@@ -661,10 +661,16 @@ fn network_policies_select_endpoints_of_other_nodes_by_their_labels() {
     )
     .unwrap();
     ok(&t.a2, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    // The cluster's policy: n1 holds it too.
+    let listed = |a: &AgentProcess| ok(a, &["policy", "ls", "-n", "shop", "-q"]);
+    wait_until("n1 to hold n2's policy", Duration::from_secs(10), || {
+        listed(&t.a1).trim() == "db"
+    });
     let reply = ask_tcp(&web, db_ip, 80).expect("web is admitted");
     assert!(reply.starts_with(&eth0_addr(&web).to_string()), "{reply}");
     assert_eq!(ask_tcp(&other, db_ip, 80), None);
-    assert!(counter(&t.a2, "drop_policy") > 0);
+    // Refused where it was sent: n1 holds the cluster's policy too.
+    assert!(counter(&t.a1, "drop_policy") > 0);
     // Labels change on n1; n2 hears of it through etcd and decides on the new ones.
     ok(&t.a1, &["endpoint", "update", "web", "--label", "app=gone"]);
     ok(
@@ -690,7 +696,101 @@ fn network_policies_select_endpoints_of_other_nodes_by_their_labels() {
     assert!(ask_tcp(&other, db_ip, 80).is_some(), "sql is 80 on db");
     egress("81");
     assert_eq!(ask_tcp(&other, db_ip, 80), None);
+    // Removed on n2, it goes on n1 too.
+    ok(&t.a2, &["policy", "rm", "-n", "shop", "out"]);
+    wait_until("n1 to drop the policy", Duration::from_secs(10), || {
+        listed(&t.a1).trim() == "db" && ask_tcp(&other, db_ip, 80).is_some()
+    });
+    // A node away while a policy goes takes the cluster's set when it is back.
+    t.a1.kill();
+    ok(&t.a2, &["policy", "rm", "-n", "shop", "db"]);
+    t.a1 = agent(&t.n1, "n1", &t.dir, &t.bpffs);
+    wait_until(
+        "n1 back without the policy",
+        Duration::from_secs(20),
+        || listed(&t.a1).trim().is_empty() && ask_tcp(&web, db_ip, 80).is_some(),
+    );
     drop((web, other, db));
+}
+
+#[test]
+fn the_probe_matrix_holds_across_two_nodes() {
+    use common::matrix::{cases, check, manifests, namespace_of, tcp_probe, Pod};
+    use netpath_user::testing::traffic::{tcp_echo_server, udp_server};
+
+    let t = TwoNodes::start();
+    t.overlay("ovm", "10.196.0.0/24", &[]);
+    // web and blog on n1, db on n2: pairs on one node and pairs across the overlay.
+    let mut pods = Vec::new();
+    for (name, ns, app, node, extra) in [
+        ("web", "shop", "web", &t.a1, None),
+        ("db", "shop", "db", &t.a2, Some("pg=5432")),
+        ("blog", "blog", "web", &t.a1, None),
+    ] {
+        let label = format!("app={app}");
+        let mut args = vec!["-n", ns, "-l", &label];
+        if let Some(p) = extra {
+            args.extend(["--named-port", p]);
+        }
+        let (netns, ip) = endpoint_on(node, name, "ovm", &args);
+        tcp_echo_server(&netns, 80);
+        tcp_echo_server(&netns, 5432);
+        udp_server(&netns, 53);
+        let labels = [("app".to_string(), app.to_string())].into();
+        pods.push((
+            Pod {
+                name,
+                ns,
+                labels,
+                ip,
+            },
+            netns,
+        ));
+    }
+    let (web, db) = (&pods[0], &pods[1]);
+    wait_until(
+        "web to reach db across the nodes",
+        Duration::from_secs(10),
+        || tcp_probe(&web.1, db.0.ip, 80),
+    );
+    let probed: Vec<(&Pod, &Netns)> = pods.iter().map(|(p, n)| (p, n)).collect();
+    check("no policy", &[], &probed, None);
+    // What a node enforces: the policies it holds, manifests and all.
+    let held = |a: &AgentProcess| {
+        ok(
+            a,
+            &[
+                "policy",
+                "ls",
+                "-A",
+                "--format",
+                "{{.Namespace}}/{{.Name}} {{json .Manifest}}",
+            ],
+        )
+    };
+    let file = t.dir.join("matrix.yaml");
+    let mut applied: Vec<&str> = Vec::new();
+    // Each case applied on one node, in turns: the cluster's policies hold on both.
+    for (i, (case, pols)) in cases().iter().enumerate() {
+        let on = if i % 2 == 0 { &t.a1 } else { &t.a2 };
+        let keep: Vec<&str> = pols.iter().map(|p| p.name).collect();
+        for old in applied.iter().filter(|n| !keep.contains(n)) {
+            ok(on, &["policy", "rm", "-n", namespace_of(old), old]);
+        }
+        std::fs::write(&file, manifests(pols)).unwrap();
+        ok(on, &["policy", "apply", "-f", file.to_str().unwrap()]);
+        applied = keep;
+        wait_until(
+            "both nodes to hold the case's policies",
+            Duration::from_secs(10),
+            || {
+                let (a, b) = (held(&t.a1), held(&t.a2));
+                a == b && a.lines().count() == pols.len()
+            },
+        );
+        check(case, pols, &probed, None);
+    }
+    drop(pods);
 }
 
 #[test]

@@ -129,7 +129,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             }
             // Names of the other nodes' endpoints (they resolve here too).
             self.state.remote = remote_members(&self.state, view);
-            // Their labels: what this node's policies select them by.
+            // The cluster's policies, and the others' labels: what they select them by.
+            self.adopt_cluster_policies(view);
             self.sync_policy();
             // Only what etcd said: before that, the pinned maps keep what they had.
             let content = self.overlay_content(view);

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Runs `f` to completion on this thread (a request's: the API serves on blocking threads).
-fn block_on<F: Future>(f: F) -> Result<F::Output, AgentError> {
+pub(super) fn block_on<F: Future>(f: F) -> Result<F::Output, AgentError> {
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|_| AgentError::internal("no runtime to reach etcd from"))?;
     Ok(rt.block_on(f))

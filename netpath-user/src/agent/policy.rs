@@ -172,6 +172,18 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Applies a file of manifests, all or nothing: each policy replaces the one of its
     /// name, each namespace's labels replace its own. What each did, as kubectl says it.
     pub fn apply_policies(&mut self, manifests: Vec<Manifest>) -> Result<Vec<String>, AgentError> {
+        let (next, done) = self.plan_policies(manifests)?;
+        self.transact(|a, _| a.commit(next))?;
+        info!(applied = done.len(), "policies applied");
+        Ok(done)
+    }
+
+    /// The state with `manifests` applied (refused whole when one cannot be), and what each
+    /// did.
+    pub fn plan_policies(
+        &self,
+        manifests: Vec<Manifest>,
+    ) -> Result<(State, Vec<String>), AgentError> {
         let mut next = self.state.clone();
         let mut done = Vec::new();
         for m in manifests {
@@ -200,13 +212,19 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 }
             }
         }
-        self.transact(|a, _| a.commit(next))?;
-        info!(applied = done.len(), "policies applied");
-        Ok(done)
+        Ok((next, done))
     }
 
     /// Removes the policies `names` of `namespace`; every one must exist (else nothing goes).
     pub fn remove_policies(&mut self, namespace: &str, names: &[String]) -> Result<(), AgentError> {
+        let next = self.plan_removal(namespace, names)?;
+        self.transact(|a, _| a.commit(next))?;
+        info!(namespace, removed = names.len(), "policies removed");
+        Ok(())
+    }
+
+    /// The state without the policies `names` of `namespace` (refused when one is not there).
+    pub fn plan_removal(&self, namespace: &str, names: &[String]) -> Result<State, AgentError> {
         let mut next = self.state.clone();
         for n in names {
             let key = format!("{namespace}/{n}");
@@ -214,9 +232,29 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 return Err(ModelError::NoPolicy(key).into());
             }
         }
-        self.transact(|a, _| a.commit(next))?;
-        info!(namespace, removed = names.len(), "policies removed");
-        Ok(())
+        Ok(next)
+    }
+
+    /// In a cluster, the policies and namespaces are the cluster's: once etcd has been
+    /// listed, this node takes its set (what was applied here while this node was away
+    /// included, and what was removed meanwhile dropped).
+    pub(super) fn adopt_cluster_policies(&mut self, view: &crate::cluster::ClusterView) {
+        if !view.listed
+            || (self.state.policies == view.policies && self.state.namespaces == view.namespaces)
+        {
+            return;
+        }
+        let mut next = self.state.clone();
+        next.policies.clone_from(&view.policies);
+        next.namespaces.clone_from(&view.namespaces);
+        match self.transact(|a, _| a.commit(next)) {
+            Ok(()) => info!(
+                policies = view.policies.len(),
+                namespaces = view.namespaces.len(),
+                "network policies of the cluster taken"
+            ),
+            Err(e) => warn!("taking the cluster's network policies: {e}"),
+        }
     }
 
     /// Sets labels `set` and removes labels `remove` of endpoint `name`: its next flows are

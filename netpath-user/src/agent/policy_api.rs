@@ -1,19 +1,20 @@
 //! The API's policy routes ([`PolicyService`]) for the agent: changes go through its lock
 //! like every other write; `policy check` reads the policy maps' content it last wrote.
-use std::net::Ipv4Addr;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use netpath_common::{direction, identity};
 
-use super::{policy::policies, service::Shared, store::StateStore};
+use super::{overlay::block_on, policy::policies, service::Shared, store::StateStore};
 use crate::{
     api::{
         ApiError, CheckSide, CheckView, EndpointView, FirewallView, LabelsUpdate, PolicyApply,
         PolicyCheck, PolicyRemove, PolicyService, PolicyView,
     },
     datapath::DatapathOps,
+    error::AgentError,
     model::State,
     netlink::LinkOps,
-    policy::{parse_manifests, spec::Policy, Compiled},
+    policy::{parse_manifests, spec::Policy, Compiled, Manifest},
     ports::Proto,
 };
 
@@ -126,11 +127,48 @@ where
     fn apply_policies(&self, req: &PolicyApply) -> Result<Vec<String>, ApiError> {
         let manifests =
             parse_manifests(&req.manifests).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        Ok(self.write(|a| a.apply_policies(manifests))?)
+        let Some(cluster) = &self.cluster else {
+            return Ok(self.write(|a| a.apply_policies(manifests))?);
+        };
+        // The cluster's: checked here, written to etcd for every node, then taken here.
+        let (policies, namespaces): (BTreeMap<_, _>, BTreeMap<_, _>) = (
+            manifests
+                .iter()
+                .filter_map(|m| match m {
+                    Manifest::Policy { policy, manifest } => Some((policy.key(), manifest.clone())),
+                    Manifest::Namespace { .. } => None,
+                })
+                .collect(),
+            manifests
+                .iter()
+                .filter_map(|m| match m {
+                    Manifest::Namespace { name, labels } => Some((name.clone(), labels.clone())),
+                    Manifest::Policy { .. } => None,
+                })
+                .collect(),
+        );
+        let (_, done) = self.inspect(|a| a.plan_policies(manifests))?;
+        block_on(cluster.put_policies(&policies, &namespaces, &[]))?.map_err(AgentError::from)?;
+        let view = cluster.view();
+        self.write(|a| a.adopt_cluster_policies(&view));
+        Ok(done)
     }
 
     fn remove_policies(&self, req: &PolicyRemove) -> Result<(), ApiError> {
-        Ok(self.write(|a| a.remove_policies(&req.namespace, &req.names))?)
+        let Some(cluster) = &self.cluster else {
+            return Ok(self.write(|a| a.remove_policies(&req.namespace, &req.names))?);
+        };
+        self.inspect(|a| a.plan_removal(&req.namespace, &req.names))?;
+        let gone: Vec<String> = req
+            .names
+            .iter()
+            .map(|n| format!("{}/{n}", req.namespace))
+            .collect();
+        block_on(cluster.put_policies(&BTreeMap::new(), &BTreeMap::new(), &gone))?
+            .map_err(AgentError::from)?;
+        let view = cluster.view();
+        self.write(|a| a.adopt_cluster_policies(&view));
+        Ok(())
     }
 
     fn check_policy(&self, req: &PolicyCheck) -> Result<CheckView, ApiError> {

@@ -50,6 +50,25 @@ impl Keys {
     pub fn endpoint(&self, network: &str, ip: Ipv4Addr) -> String {
         format!("{}{ip}", self.endpoints_of(network))
     }
+
+    /// Where network policies are (a prefix).
+    pub fn policies(&self) -> String {
+        format!("{}/policies/", self.prefix)
+    }
+
+    /// A policy by `NAMESPACE/NAME`.
+    pub fn policy(&self, key: &str) -> String {
+        format!("{}{key}", self.policies())
+    }
+
+    /// Where namespaces' labels are (a prefix).
+    pub fn namespaces(&self) -> String {
+        format!("{}/namespaces/", self.prefix)
+    }
+
+    pub fn namespace(&self, name: &str) -> String {
+        format!("{}{name}", self.namespaces())
+    }
 }
 
 /// What one key of the prefix is.
@@ -57,6 +76,9 @@ pub(super) enum Entry<'a> {
     Node(&'a str),
     Network(&'a str),
     Endpoint(&'a str),
+    /// A policy by `NAMESPACE/NAME`.
+    Policy(&'a str),
+    Namespace(&'a str),
     Other,
 }
 
@@ -71,6 +93,10 @@ impl Keys {
             Entry::Network(n)
         } else if let Some(e) = rest.strip_prefix("endpoints/") {
             Entry::Endpoint(e)
+        } else if let Some(p) = rest.strip_prefix("policies/") {
+            Entry::Policy(p)
+        } else if let Some(n) = rest.strip_prefix("namespaces/") {
+            Entry::Namespace(n)
         } else {
             Entry::Other
         }
@@ -96,6 +122,15 @@ mod tests {
             Entry::Endpoint("web/10.0.0.2")
         ));
         assert!(matches!(k.entry("/netpath/nodes/n1"), Entry::Node("n1")));
+        assert_eq!(k.policy("shop/db"), "/netpath/policies/shop/db");
+        assert!(matches!(
+            k.entry("/netpath/policies/shop/db"),
+            Entry::Policy("shop/db")
+        ));
+        assert!(matches!(
+            k.entry(&k.namespace("shop")),
+            Entry::Namespace("shop")
+        ));
         assert!(matches!(k.entry("/other/nodes/n1"), Entry::Other));
     }
 }

@@ -7,6 +7,8 @@
 //! | `PREFIX/nodes/NAME` | [`NodeRecord`] as JSON | the node's lease: gone [`LEASE_TTL_SECS`] after its agent stops renewing it |
 //! | `PREFIX/networks/NAME` | [`OverlayNetwork`] as JSON | until `network rm` (on any node) |
 //! | `PREFIX/endpoints/NETWORK/IP` | [`OverlayEndpoint`] as JSON | the lease of the node whose endpoint has the address |
+//! | `PREFIX/policies/NAMESPACE/NAME` | a NetworkPolicy's manifest as JSON | until `policy rm` (on any node) |
+//! | `PREFIX/namespaces/NAME` | a namespace's labels as JSON | until applied again |
 //!
 //! The agent keeps a session with etcd in the background ([`Cluster::run`]): connect, grant a
 //! lease, register the node, list everything under the prefix and watch it, renew the lease. When etcd
@@ -19,11 +21,14 @@
 //! Overlay networks ([`overlay`]) are changed by transactions (names, subnets, VNIs and
 //! addresses are never given twice); each node keeps its endpoints' addresses under its own
 //! lease, puts them back on a new session's lease, and learns the others' by the same watch.
+//! Network policies and namespaces' labels ([`policies`]) are the cluster's too: applied on any
+//! node, they hold on every one.
 //! [`Cluster::subscribe`] tells the agent when the view changed.
 
 mod config;
 mod keys;
 pub mod overlay;
+mod policies;
 mod records;
 mod session;
 
@@ -113,6 +118,12 @@ pub struct ClusterView {
     /// This node's endpoints whose address another node took while this one was away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// The cluster's network policies (`NAMESPACE/NAME` → manifest) and namespaces' labels
+    /// (not shown by `node ls`).
+    #[serde(skip)]
+    pub policies: BTreeMap<String, serde_json::Value>,
+    #[serde(skip)]
+    pub namespaces: BTreeMap<String, crate::model::Labels>,
 }
 
 /// This node's membership: the session with etcd and what it learnt.

@@ -28,7 +28,7 @@ fn first_value<T: for<'de> Deserialize<'de>>(r: &etcd_client::TxnResponse) -> Op
 
 impl Cluster {
     /// The session's client and lease, or why there is none.
-    fn session_client(&self) -> Result<(etcd_client::Client, i64), OverlayError> {
+    pub(super) fn session_client(&self) -> Result<(etcd_client::Client, i64), OverlayError> {
         let s = self.current.lock().clone();
         s.ok_or_else(|| {
             OverlayError::Unreachable(

@@ -182,6 +182,16 @@ impl Cluster {
                     v.endpoints.insert(id.to_string(), e);
                 }
             }
+            Entry::Policy(key) => {
+                if let Ok(p) = serde_json::from_slice(kv.value()) {
+                    v.policies.insert(key.to_string(), p);
+                }
+            }
+            Entry::Namespace(name) => {
+                if let Ok(labels) = serde_json::from_slice(kv.value()) {
+                    v.namespaces.insert(name.to_string(), labels);
+                }
+            }
             Entry::Other => {}
         }
     }
@@ -201,6 +211,12 @@ impl Cluster {
             }
             Entry::Endpoint(id) => {
                 v.endpoints.remove(id);
+            }
+            Entry::Policy(key) => {
+                v.policies.remove(key);
+            }
+            Entry::Namespace(name) => {
+                v.namespaces.remove(name);
             }
             Entry::Other => {}
         }

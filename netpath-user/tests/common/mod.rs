@@ -2,6 +2,7 @@
 #![allow(unused_imports, dead_code)]
 pub use netpath_user::testing::*;
 
+pub mod matrix;
 mod topo;
 pub use topo::*;
 
