@@ -844,6 +844,16 @@ fn overlay_addresses_stay_unique_and_nodes_ride_out_faults() {
     ];
     let err = refused(&t.a1, &late);
     assert!(err.contains("etcd is not reachable"), "{err}");
+    // Policies are the cluster's: none applied while etcd is away.
+    let file = t.dir.join("away.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    let err = refused(&t.a1, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert!(err.contains("etcd is not reachable"), "{err}");
+    assert_eq!(ok(&t.a1, &["policy", "ls", "-A", "-q"]), "");
     assert_eq!(spare.ip(&["-o", "link", "show"]).lines().count(), 1);
     ok(&t.a1, &["network", "create", "local1"]);
     t.etcd.run(&t.etcd_ns);
