@@ -15,7 +15,7 @@ use crate::{
     maps::{ENDPOINTS_BY_ADDR, MEMBERS, NETWORKS, SUBNETS},
     overlay,
     packet::Packet,
-    parse::Ipv4Flow,
+    parse::{icmp_error_about, Ipv4Flow},
     policy, snat,
     stats::{admitted, count, dropped},
 };
@@ -54,7 +54,7 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         if net.flags & net_flags::NO_ICC != 0 {
             return drop(Counter::DropIcc, flow, ifindex);
         }
-        match policy::admit_tracked(flow) {
+        match policy::admit_tracked(flow, || icmp_error_about(ctx.data(), ctx.data_end(), flow)) {
             Ok(by) => admitted(by, flow, ifindex),
             Err(reason) => return drop(reason, flow, ifindex),
         }
@@ -73,7 +73,8 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             if net.flags & net_flags::NO_ICC != 0 {
                 return drop(Counter::DropIcc, flow, ifindex);
             }
-            match policy::admit_tracked(flow) {
+            match policy::admit_tracked(flow, || icmp_error_about(ctx.data(), ctx.data_end(), flow))
+            {
                 Ok(by) => admitted(by, flow, ifindex),
                 Err(reason) => return drop(reason, flow, ifindex),
             }

@@ -135,6 +135,44 @@ fn icmp(data: usize, data_end: usize, mut flow: Ipv4Flow) -> Parsed {
     Parsed::Ipv4(flow)
 }
 
+/// ICMP errors that carry the start of the packet they are about: destination unreachable
+/// (Packet Too Big's IPv4 form among them), time exceeded, parameter problem.
+const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
+
+/// For an ICMP error, the flow of the packet it is about, as that packet went (from the
+/// error's destination): the IPv4 header and ports the error carries. None for any other
+/// packet, or when what it carries is cut short.
+#[inline(always)]
+pub fn icmp_error_about(data: usize, data_end: usize, flow: &Ipv4Flow) -> Option<FlowKey<u32>> {
+    if flow.proto != proto::ICMP || flow.fragment {
+        return None;
+    }
+    // SAFETY (all reads): bounds checked by ptr_at. The whole ICMP header is read (one
+    // byte at a variable offset is a bound the verifier cannot follow once compiled).
+    let header = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
+    if !ICMP_ERRORS.contains(&header[0]) {
+        return None;
+    }
+    let inner = flow.l4_off + 8;
+    let ip = unsafe { &*ptr_at::<Ipv4Hdr>(data, data_end, inner)? };
+    let ihl = (ip.vihl & 0x0f) as usize;
+    if ip.vihl >> 4 != 4 || ihl < 5 {
+        return None;
+    }
+    let [src_port, dst_port] = match transport_len(ip.proto) {
+        // An error carries the first 8 bytes past the header: the ports, not the whole header.
+        Some(_) => ports(data, data_end, inner + ihl * 4, 4)?,
+        None => [0, 0],
+    };
+    Some(FlowKey::new(
+        u32::from_ne_bytes(ip.src_addr),
+        src_port,
+        u32::from_ne_bytes(ip.dst_addr),
+        dst_port,
+        ip.proto,
+    ))
+}
+
 /// Length of an ARP body for Ethernet/IPv4.
 pub const ARP_LEN: usize = 28;
 

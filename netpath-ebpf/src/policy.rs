@@ -148,12 +148,23 @@ pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32
 }
 
 /// [`admit`] for a path that keeps no flow state: a packet of a connection allowed before
-/// (either way: its replies too) passes on one lookup (`Ok(0)`); a new one is asked and,
-/// allowed, remembered in `POLICY_CT` (the agent removes what a new policy denies).
+/// (either way: its replies too) passes on one lookup (`Ok(0)`), and so does an ICMP error
+/// about one (`about`: the flow of the packet an ICMP error carries — a port unreachable, a
+/// fragmentation needed); a new one is asked and, allowed, remembered in `POLICY_CT` (the
+/// agent removes what a new policy denies).
 #[inline(always)]
-pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<u32, Counter> {
+pub fn admit_tracked<A: Identified>(
+    flow: &Flow<A>,
+    about: impl FnOnce() -> Option<FlowKey<A>>,
+) -> Result<u32, Counter> {
     if on() == 0 {
         return Ok(0);
+    }
+    let ct = A::tracked();
+    if let Some(k) = about() {
+        if ct.get_ptr(&k).is_some() || ct.get_ptr(&k.reversed()).is_some() {
+            return Ok(0);
+        }
     }
     let key = FlowKey::new(
         flow.src_addr,
@@ -162,7 +173,6 @@ pub fn admit_tracked<A: Identified>(flow: &Flow<A>) -> Result<u32, Counter> {
         flow.dst_port,
         flow.proto,
     );
-    let ct = A::tracked();
     if ct.get_ptr(&key).is_some() || ct.get_ptr(&key.reversed()).is_some() {
         return Ok(0);
     }

@@ -1279,6 +1279,40 @@ fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
 }
 
 #[test]
+fn icmp_errors_about_an_allowed_connection_pass_a_policy_that_names_no_icmp() {
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
+    // The peer admits the endpoint on UDP 6000 only.
+    let c = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6000)]);
+    dp.set_policy(&c).unwrap();
+    let run =
+        |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
+    assert_eq!(run(&mut dp, &from_ep(PEER)), TC_ACT_REDIRECT);
+    // The peer's reply finds the endpoint's socket gone: the endpoint answers with an ICMP
+    // error (port unreachable) carrying the reply's headers.
+    let error_about = |dport: u16| {
+        let about = Frame::new(PEER, EP, UDP).build(&udp(6000, dport));
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&about[14..14 + 28]);
+        let mut f = Frame::new(EP, PEER, ICMP);
+        f.src_mac = EP_MAC;
+        f.dst_mac = GW_MAC;
+        f.build(&icmp)
+    };
+    assert_eq!(
+        run(&mut dp, &error_about(5000)),
+        TC_ACT_REDIRECT,
+        "an error about the allowed connection"
+    );
+    assert_eq!(
+        run(&mut dp, &error_about(5999)),
+        TC_ACT_SHOT,
+        "an error about nothing allowed"
+    );
+    assert_eq!(counter(&dp, Counter::DropPolicy), 1);
+}
+
+#[test]
 fn network_policy_rules_for_port_ranges_and_whole_protocols_and_their_removal() {
     let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
