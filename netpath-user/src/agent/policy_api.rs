@@ -1,5 +1,6 @@
 //! The API's policy routes ([`PolicyService`]) for the agent: changes go through its lock
-//! like every other write; `policy check` reads the policy maps' content it last wrote.
+//! like every other write (in a cluster, through etcd first); `policy check` reads the
+//! compiled content it last wrote, without writing anything.
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use netpath_common::{direction, identity};
@@ -180,7 +181,7 @@ where
         let state = self.state();
         let (from, src) = resolve(&state, &req.from)?;
         let (to, dst) = resolve(&state, &req.to)?;
-        let c = self.write(|a| a.policy_written.clone()).unwrap_or_default();
+        let c = self.inspect(|a| a.policy_written.clone()).unwrap_or_default();
         let all = policies(&state);
         let (f, t) = (c.identity(src), c.identity(dst));
         let host = f == identity::HOST || t == identity::HOST;
