@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netpath_common::{direction, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
 
 use crate::{
-    maps::{FLOWS, IPCACHE, POLICY},
+    maps::{ENDPOINTS_BY_ADDR, FLOWS, IPCACHE, POLICY},
     parse::{parse, ptr_at, Parsed, IP_CSUM_OFF, L3_OFF},
 };
 
@@ -150,6 +150,42 @@ pub fn policy_floor(data: usize, data_end: usize) -> u32 {
             }
         }
         _ => xdp_action::XDP_ABORTED,
+    }
+}
+
+/// The headers read, both ends' endpoint records read (as the endpoint-to-endpoint path reads
+/// them, policy or none), and the verdict on the identities they carry
+/// (`policy::admit_known`): passed when allowed, dropped when denied, aborted when an end has
+/// no record.
+#[inline(always)]
+pub fn policy_admit_records(data: usize, data_end: usize) -> u32 {
+    let Parsed::Ipv4(flow) = parse(data, data_end) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY (both): map value pointers valid for this program run; copied out at once.
+    let (Some(src), Some(dst)) = (
+        ENDPOINTS_BY_ADDR
+            .get_ptr(&flow.src_addr)
+            .map(|p| unsafe { *p }),
+        ENDPOINTS_BY_ADDR
+            .get_ptr(&flow.dst_addr)
+            .map(|p| unsafe { *p }),
+    ) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let known = crate::policy::Known {
+        src: Some(src.identity),
+        dst: Some(dst.identity),
+    };
+    match crate::policy::admit_known(
+        flow.src_addr,
+        flow.dst_addr,
+        known,
+        flow.dst_port,
+        flow.proto,
+    ) {
+        Ok(_) => xdp_action::XDP_PASS,
+        Err(_) => xdp_action::XDP_DROP,
     }
 }
 

@@ -84,3 +84,10 @@ pub fn netpath_bench_policy_admit(ctx: XdpContext) -> u32 {
 pub fn netpath_bench_policy_floor(ctx: XdpContext) -> u32 {
     bench::policy_floor(ctx.data(), ctx.data_end())
 }
+
+/// Benchmark: the verdict of network policy with the identities the endpoints' records
+/// carry (endpoint to endpoint), after reading both records.
+#[xdp]
+pub fn netpath_bench_policy_records(ctx: XdpContext) -> u32 {
+    bench::policy_admit_records(ctx.data(), ctx.data_end())
+}

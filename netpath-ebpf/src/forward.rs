@@ -16,7 +16,8 @@ use crate::{
     overlay,
     packet::Packet,
     parse::{icmp_error_about, Ipv4Flow},
-    policy, snat,
+    policy::{self, Known},
+    snat,
     stats::{admitted, count, dropped},
 };
 
@@ -54,7 +55,14 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         if net.flags & net_flags::NO_ICC != 0 {
             return drop(Counter::DropIcc, flow, ifindex);
         }
-        match policy::admit_tracked(flow, || icmp_error_about(ctx.data(), ctx.data_end(), flow)) {
+        // Both ends are endpoints of this node: their identities came with their records.
+        let known = Known {
+            src: Some(ep.identity),
+            dst: Some(peer.identity),
+        };
+        match policy::admit_tracked(flow, known, || {
+            icmp_error_about(ctx.data(), ctx.data_end(), flow)
+        }) {
             Ok(by) => admitted(by, flow, ifindex),
             Err(reason) => return drop(reason, flow, ifindex),
         }
@@ -73,8 +81,13 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             if net.flags & net_flags::NO_ICC != 0 {
                 return drop(Counter::DropIcc, flow, ifindex);
             }
-            match policy::admit_tracked(flow, || icmp_error_about(ctx.data(), ctx.data_end(), flow))
-            {
+            let known = Known {
+                src: Some(ep.identity),
+                dst: None,
+            };
+            match policy::admit_tracked(flow, known, || {
+                icmp_error_about(ctx.data(), ctx.data_end(), flow)
+            }) {
                 Ok(by) => admitted(by, flow, ifindex),
                 Err(reason) => return drop(reason, flow, ifindex),
             }

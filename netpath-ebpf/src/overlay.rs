@@ -21,7 +21,7 @@ use crate::{
     maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
     packet::Packet,
     parse::{icmp_error_about, parse, Ipv4Flow, Parsed},
-    policy,
+    policy::{self, Known},
     stats::{admitted, count, dropped},
 };
 
@@ -167,7 +167,13 @@ fn deliver(
         dropped(Counter::DropIcc, flow, ifindex);
         return TC_ACT_SHOT as i32;
     }
-    match policy::admit_tracked(flow, || icmp_error_about(ctx.data(), ctx.data_end(), flow)) {
+    let known = Known {
+        src: None,
+        dst: Some(peer.identity),
+    };
+    match policy::admit_tracked(flow, known, || {
+        icmp_error_about(ctx.data(), ctx.data_end(), flow)
+    }) {
         Ok(by) => admitted(by, flow, ifindex),
         Err(reason) => {
             dropped(reason, flow, ifindex);

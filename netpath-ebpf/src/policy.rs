@@ -14,8 +14,11 @@
 //! for a block of ports, a protocol or every port in `POLICY_RANGES` (longest prefix). The
 //! exact maps come first, so the common case (endpoints, rules naming ports) pays hash
 //! lookups only; the tries are read only while they hold something (`POLICY_ON`'s flags).
-//! The host's own traffic with its endpoints is always allowed. With no policy (`POLICY_ON`
-//! 0), one array read.
+//! Where the path has read an endpoint's record anyway (`EndpointInfo`, `PeerInfo`: endpoint
+//! to endpoint, and the local end of an overlay flow), the identity comes with it (`Known`)
+//! and is not looked up again, so a verdict between two endpoints of this node is one lookup,
+//! the rule's. The host's own traffic with its endpoints is always allowed. With no policy
+//! (`POLICY_ON` 0), one array read.
 //!
 //! The published ports' firewall (`published_from`) is asked first by the uplink's DNAT, on a
 //! new flow only: a host-wide allow-list of client prefixes (`--published-from`).
@@ -106,17 +109,38 @@ fn allowed(on: u32, dir: u8, subject: u32, peer: u32, proto: u8, port: u16) -> O
     POLICY_RANGES.get(&Key::new(PolicyKey::PORT, any)).copied()
 }
 
+/// The identities of a flow's ends that the path read with the endpoints' records (an
+/// endpoint of this node: `EndpointInfo`, `PeerInfo`); `None`: looked up by address.
+#[derive(Clone, Copy, Default)]
+pub struct Known {
+    pub src: Option<AddrIdentity>,
+    pub dst: Option<AddrIdentity>,
+}
+
 /// May a new flow of `proto` go from `src` to `dst` port `dport` (network order; the
 /// destination as its endpoint sees it, after DNAT)? `Ok(n)`: the number of the policy whose
 /// rule allowed it (the destination's, else the source's), 0 when no policy selects either
 /// side. `Err(reason)`: the flow is dropped, counted and reported with `reason`.
 #[inline(always)]
 pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32, Counter> {
+    admit_known(src, dst, Known::default(), dport, proto)
+}
+
+/// [`admit`], the identities in `known` taken as they are.
+#[inline(always)]
+pub fn admit_known<A: Identified>(
+    src: A,
+    dst: A,
+    known: Known,
+    dport: u16,
+    proto: u8,
+) -> Result<u32, Counter> {
     let on = on();
     if on == 0 {
         return Ok(0);
     }
-    let (from, to) = (src.identity(on), dst.identity(on));
+    let from = known.src.unwrap_or_else(|| src.identity(on));
+    let to = known.dst.unwrap_or_else(|| dst.identity(on));
     if from.identity == identity::HOST || to.identity == identity::HOST {
         return Ok(0);
     }
@@ -155,6 +179,7 @@ pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32
 #[inline(always)]
 pub fn admit_tracked<A: Identified>(
     flow: &Flow<A>,
+    known: Known,
     about: impl FnOnce() -> Option<FlowKey<A>>,
 ) -> Result<u32, Counter> {
     if on() == 0 {
@@ -176,7 +201,13 @@ pub fn admit_tracked<A: Identified>(
     if ct.get_ptr(&key).is_some() || ct.get_ptr(&key.reversed()).is_some() {
         return Ok(0);
     }
-    let by = admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto)?;
+    let by = admit_known(
+        flow.src_addr,
+        flow.dst_addr,
+        known,
+        flow.dst_port,
+        flow.proto,
+    )?;
     // A full table evicts its oldest entry (LRU); a failed insert only means this flow is
     // asked again at its next packet.
     let _ = ct.insert(&key, &1, 0);

@@ -181,7 +181,9 @@ where
         let state = self.state();
         let (from, src) = resolve(&state, &req.from)?;
         let (to, dst) = resolve(&state, &req.to)?;
-        let c = self.inspect(|a| a.policy_written.clone()).unwrap_or_default();
+        let c = self
+            .inspect(|a| a.policy_written.clone())
+            .unwrap_or_default();
         let all = policies(&state);
         let (f, t) = (c.identity(src), c.identity(dst));
         let host = f == identity::HOST || t == identity::HOST;

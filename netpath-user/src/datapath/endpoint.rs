@@ -1,6 +1,7 @@
 //! Endpoints (kernel: `endpoint.rs`, the program on each endpoint's host-side veth):
-//! `ENDPOINTS` by the veth's ifindex, `ENDPOINTS_BY_ADDR` by address. The program's link on
-//! each veth is a [`super::Hook::Endpoint`].
+//! `ENDPOINTS` by the veth's ifindex, `ENDPOINTS_BY_ADDR` by address, each with the address's
+//! identity for network policy as the policy maps have it (`policy.rs` keeps them in step).
+//! The program's link on each veth is a [`super::Hook::Endpoint`].
 use std::net::Ipv4Addr;
 
 use netpath_common::{map_names, EndpointInfo, PeerInfo};
@@ -26,11 +27,13 @@ impl Datapath {
     /// Writes an endpoint's attachment to a network: by its veth and by its address.
     pub fn add_attachment(&mut self, e: &AttachmentEntry) -> Result<(), DatapathError> {
         let addr = be_addr(e.ip);
+        let identity = self.policy_identity_of(addr);
         let info = EndpointInfo {
             addr,
             network: e.net_id,
             mac: e.mac,
             host_mac: e.host_mac,
+            identity,
         };
         self.endpoints
             .insert(e.ifindex, info, 0)
@@ -40,6 +43,7 @@ impl Datapath {
             network: e.net_id,
             mac: e.mac,
             host_mac: e.host_mac,
+            identity,
         };
         if let Err(err) = self.endpoints_by_addr.insert(addr, peer, 0) {
             // Undoing the first half; if even that fails, the next sync removes it.

@@ -163,6 +163,7 @@ impl Datapath {
                 .insert(a, id, 0)
                 .map_err(map(map_names::IPCACHE))?;
         }
+        self.restamp_endpoints(&new.hosts)?;
         let tries = policy_on::RANGES | policy_on::PREFIXES;
         let during = if new.on == 0 {
             0
@@ -197,6 +198,43 @@ impl Datapath {
         }
         self.policy_written = Some(new);
         Ok(self.end_denied(c))
+    }
+
+    /// An address's identity as the policy maps have it (WORLD when they do not, as the
+    /// kernel would find it): what its endpoint's records carry.
+    pub(super) fn policy_identity_of(&self, addr: u32) -> AddrIdentity {
+        let hosts = self.policy_written.as_ref().map(|m| &m.hosts);
+        identity_in(hosts, addr)
+    }
+
+    /// Brings every endpoint record (`ENDPOINTS_BY_ADDR`, `ENDPOINTS`) whose identity differs
+    /// from `hosts` (the policy maps' new content) in step. Every record is looked at, not
+    /// only the addresses whose identity changed: a record written before the maps were read
+    /// back (a new process) may carry another.
+    fn restamp_endpoints(
+        &mut self,
+        hosts: &BTreeMap<u32, AddrIdentity>,
+    ) -> Result<(), DatapathError> {
+        let stale: Vec<(u32, netpath_common::PeerInfo)> = self
+            .endpoints_by_addr
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(a, p)| p.identity != identity_in(Some(hosts), *a))
+            .collect();
+        for (addr, mut peer) in stale {
+            let identity = identity_in(Some(hosts), addr);
+            if let Ok(mut info) = self.endpoints.get(&peer.ifindex, 0) {
+                info.identity = identity;
+                self.endpoints
+                    .insert(peer.ifindex, info, 0)
+                    .map_err(|e| DatapathError::Map(map_names::ENDPOINTS, e))?;
+            }
+            peer.identity = identity;
+            self.endpoints_by_addr
+                .insert(addr, peer, 0)
+                .map_err(|e| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR, e))?;
+        }
+        Ok(())
     }
 
     /// The policy maps' entries as the kernel holds them.
@@ -259,6 +297,14 @@ impl Datapath {
         // A published flow is keyed by its replies: the client connected to the endpoint.
         doomed.len() + self.flush_flows(|k, _| denied(&k.reversed())).0
     }
+}
+
+/// `addr`'s identity in `hosts`, WORLD when it has none.
+fn identity_in(hosts: Option<&BTreeMap<u32, AddrIdentity>>, addr: u32) -> AddrIdentity {
+    hosts
+        .and_then(|h| h.get(&addr))
+        .copied()
+        .unwrap_or(AddrIdentity::WORLD)
 }
 
 /// The entries of `new` that `old` does not hold with the same value.

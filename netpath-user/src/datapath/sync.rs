@@ -115,6 +115,7 @@ impl Datapath {
                         network: a.net_id,
                         mac: a.mac,
                         host_mac: a.host_mac,
+                        identity: self.policy_identity_of(be_addr(a.ip)),
                     },
                 )
             })
@@ -130,6 +131,7 @@ impl Datapath {
                         network: a.net_id,
                         mac: a.mac,
                         host_mac: a.host_mac,
+                        identity: self.policy_identity_of(be_addr(a.ip)),
                     },
                 )
             })
