@@ -28,6 +28,7 @@ const CEILING: &str = "netpath_bench_redirect";
 const PARSE: &str = "netpath_bench_parse";
 const FLOOR: &str = "netpath_bench_policy_floor";
 const RECORDS: &str = "netpath_bench_policy_records";
+const TRACKED: &str = "netpath_bench_policy_tracked";
 const EP_ID: u32 = identity::FIRST_OF_ENDPOINTS;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -64,6 +65,9 @@ fn rules(n: u32) -> Compiled {
 const BY_ADDRESS: &str = "identities by address";
 const FROM_RECORDS: &str = "endpoint to endpoint, identities from the records";
 const PARSE_ONLY: &str = "parse only";
+const ESTABLISHED_OPEN: &str = "endpoint to endpoint, established, no policy";
+const ESTABLISHED: &str =
+    "endpoint to endpoint, established, the destination selected (the connection remembered)";
 const FLOOR_NAME: &str = "floor: parse + the peer's identity + a rule";
 const CEILING_NAME: &str = "ceiling: redirect only";
 const DENIED_FIREWALL: &str = "xdp dnat, denied by the firewall";
@@ -94,7 +98,7 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
     let fs = ScratchBpffs::new().context("scratch bpffs")?;
     let mut dp = Datapath::load(Some(fs.path()), MapSizes::default())?;
     let mut bench = load_bench_object(fs.path(), &MapSizes::default())?;
-    for name in [VERDICT, CEILING, PARSE, FLOOR, RECORDS] {
+    for name in [VERDICT, CEILING, PARSE, FLOOR, RECORDS, TRACKED] {
         <&mut Xdp>::try_from(bench.program_mut(name).context(name)?)?.load()?;
     }
     publish_udp(&mut dp, 53, 1)?;
@@ -127,6 +131,7 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
         .into_iter()
         .chain(counts.iter().map(|n| label(BY_ADDRESS, *n)))
         .chain(counts.iter().map(|n| label(FROM_RECORDS, *n)))
+        .chain([ESTABLISHED_OPEN, ESTABLISHED].map(String::from))
         .chain([CEILING_NAME, DENIED_FIREWALL, DENIED_POLICY].map(String::from))
         .collect();
     let mut figures: Vec<Figure> = names
@@ -155,7 +160,15 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
         // The floor with the maps as the last verdict had them.
         let (_, ns) = run_bench(FLOOR, &frame)?;
         put(&mut figures, FLOOR_NAME, ns);
+        // An established connection: remembered at the first repetition, found at the rest.
+        let (verdict, ns) = run_bench(TRACKED, &frame)?;
+        if verdict != XDP_PASS {
+            bail!("{ESTABLISHED}: verdict {verdict}");
+        }
+        put(&mut figures, ESTABLISHED, ns);
         dp.set_policy(&Compiled::default())?;
+        let (_, ns) = run_bench(TRACKED, &frame)?;
+        put(&mut figures, ESTABLISHED_OPEN, ns);
         let (verdict, ns) = run_bench(CEILING, &frame)?;
         if verdict != XDP_REDIRECT {
             bail!("ceiling: verdict {verdict}");
@@ -203,7 +216,7 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
     let verdicts = Section {
         scenario: "policy: per-packet cost".into(),
         about: format!(
-            "BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} runs per variant, one CPU. The verdict of network policy on a new flow alone (the first packet's whole extra work), with no policy and with the destination selected and 1, 100 and 10,000 rules (the allowing rule the last), two ways: {BY_ADDRESS} (as a published port's flow is judged: the client's and the endpoint's identities looked up in IPCACHE, then the rule: three exact lookups) and {FROM_RECORDS} (as endpoint-to-endpoint forwarding judges: both ends' records, which that path reads anyway and which carry their identities, read in every variant; then only the rule). Denied published-port packets on the uplink's XDP program, every one a new flow (a denied flow is never recorded), beside the redirect-only ceiling (a test run does not carry out a redirect, so this ceiling is not what forwarding costs: whether a flood of denied clients is dropped faster than the ceiling forwards is live traffic's question, the `policy: refused flood` section's); the floor: the headers read and the two exact lookups a verdict on a peer known only by its address makes, its identity and a rule. The tries of prefixes and port ranges are read only while they hold something. Established flows do not ask: a published flow found in the flow table never reaches the verdict."
+            "BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} runs per variant, one CPU. The verdict of network policy on a new flow alone (the first packet's whole extra work), with no policy and with the destination selected and 1, 100 and 10,000 rules (the allowing rule the last), two ways: {BY_ADDRESS} (as a published port's flow is judged: the client's and the endpoint's identities looked up in IPCACHE, then the rule: three exact lookups) and {FROM_RECORDS} (as endpoint-to-endpoint forwarding judges: both ends' records, which that path reads anyway and which carry their identities, read in every variant; then only the rule). Denied published-port packets on the uplink's XDP program, every one a new flow (a denied flow is never recorded), beside the redirect-only ceiling (a test run does not carry out a redirect, so this ceiling is not what forwarding costs: whether a flood of denied clients is dropped faster than the ceiling forwards is live traffic's question, the `policy: refused flood` section's); the floor: the headers read and the two exact lookups a verdict on a peer known only by its address makes, its identity and a rule. The tries of prefixes and port ranges are read only while they hold something. Established connections: a published flow found in the flow table never reaches the verdict; endpoint to endpoint, a path with no flow state of its own, a connection's packets (either way) are found among the allowed connections in one lookup while a policy selects an end, and with no policy pay nothing.",
         ),
         figures,
         baseline: label(BY_ADDRESS, 0),

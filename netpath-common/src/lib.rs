@@ -59,7 +59,9 @@ pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;
 pub use maps::{map_names, map_sizes};
 pub use overlay::{OverlayNet, RemoteEndpoint, VXLAN_OVERHEAD, VXLAN_PORT};
-pub use policy::{direction, identity, policy_on, published_from, AddrIdentity, PolicyKey};
+pub use policy::{
+    direction, identity, policy_on, published_from, tracked, AddrIdentity, PolicyKey,
+};
 pub use ports::{port_any_index, port_any_key, PortKey, PortSlot, PortTarget, PORTS_ANY_LEN};
 pub use snat::{snat_flags, SnatNat, SnatRev, SNAT_PORTS, SNAT_PORT_MIN};
 pub use sock::{SockRevKey, SockRevNat};

@@ -76,8 +76,9 @@ pub mod map_names {
     /// LPM trie of [`crate::PolicyKey`] → `u32`: rules for a block of ports, a whole protocol
     /// or every port.
     pub const POLICY_RANGES: &str = "POLICY_RANGES";
-    /// [`crate::FlowKey`] (as its first packet went) → `u32` 1: connections a policy allowed
-    /// on paths that keep no other flow state (endpoint to endpoint), so their replies pass.
+    /// [`crate::FlowKey`] → [`crate::tracked`] (both ways: as its first packet went, and its
+    /// replies' way): connections a policy allowed on paths that keep no other flow state
+    /// (endpoint to endpoint), so their packets pass on one lookup.
     pub const POLICY_CT: &str = "POLICY_CT";
     /// Array of one `u32`: [`crate::policy_on`] flags (0: no policy in force).
     pub const POLICY_ON: &str = "POLICY_ON";

@@ -25,6 +25,16 @@ pub mod identity {
     pub const FIRST_OF_CIDRS: u32 = 1 << 24;
 }
 
+/// Values of `POLICY_CT`: a connection is remembered both ways, so a packet of it, either
+/// way, passes on one lookup; the value says which way its first packet went (the way the
+/// agent judges it by when policies change).
+pub mod tracked {
+    /// The key is the connection as its first packet went.
+    pub const AS_SENT: u32 = 1;
+    /// The key is the way its replies go.
+    pub const REPLY: u32 = 2;
+}
+
 /// Directions of a policy, and the flags of [`AddrIdentity::selected`] (which directions
 /// select an identity: once selected, only what a rule allows passes that way).
 pub mod direction {

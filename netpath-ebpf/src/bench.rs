@@ -189,6 +189,35 @@ pub fn policy_admit_records(data: usize, data_end: usize) -> u32 {
     }
 }
 
+/// The endpoint-to-endpoint path's whole policy work on a packet (`policy::admit_tracked`,
+/// after both records are read): repeated, every packet but the first is one of a connection
+/// already allowed — what an established connection's packets pay.
+#[inline(always)]
+pub fn policy_tracked(data: usize, data_end: usize) -> u32 {
+    let Parsed::Ipv4(flow) = parse(data, data_end) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY (both): map value pointers valid for this program run; copied out at once.
+    let (Some(src), Some(dst)) = (
+        ENDPOINTS_BY_ADDR
+            .get_ptr(&flow.src_addr)
+            .map(|p| unsafe { *p }),
+        ENDPOINTS_BY_ADDR
+            .get_ptr(&flow.dst_addr)
+            .map(|p| unsafe { *p }),
+    ) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let known = crate::policy::Known {
+        src: Some(src.identity),
+        dst: Some(dst.identity),
+    };
+    match crate::policy::admit_tracked(&flow, known, || None) {
+        Ok(_) => xdp_action::XDP_PASS,
+        Err(_) => xdp_action::XDP_DROP,
+    }
+}
+
 /// The headers read and the network policy's verdict on the packet as a new flow
 /// (`policy::admit`, every lookup it makes): passed when allowed, dropped when denied.
 #[inline(always)]

@@ -91,3 +91,10 @@ pub fn netpath_bench_policy_floor(ctx: XdpContext) -> u32 {
 pub fn netpath_bench_policy_records(ctx: XdpContext) -> u32 {
     bench::policy_admit_records(ctx.data(), ctx.data_end())
 }
+
+/// Benchmark: what an established endpoint-to-endpoint connection's packets pay for policy
+/// (the connection remembered after its first packet).
+#[xdp]
+pub fn netpath_bench_policy_tracked(ctx: XdpContext) -> u32 {
+    bench::policy_tracked(ctx.data(), ctx.data_end())
+}

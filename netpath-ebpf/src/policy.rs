@@ -24,7 +24,8 @@
 //! new flow only: a host-wide allow-list of client prefixes (`--published-from`).
 use aya_ebpf::maps::{lpm_trie::Key, LruHashMap};
 use netpath_common::{
-    direction, identity, policy_on, published_from, Addr, AddrIdentity, Counter, FlowKey, PolicyKey,
+    direction, identity, policy_on, published_from, tracked, Addr, AddrIdentity, Counter, FlowKey,
+    PolicyKey,
 };
 
 use crate::{
@@ -135,10 +136,22 @@ pub fn admit_known<A: Identified>(
     dport: u16,
     proto: u8,
 ) -> Result<u32, Counter> {
-    let on = on();
-    if on == 0 {
-        return Ok(0);
+    match on() {
+        0 => Ok(0),
+        on => verdict(on, src, dst, known, dport, proto),
     }
+}
+
+/// The verdict itself, `on` the flags of `POLICY_ON` (not 0).
+#[inline(always)]
+fn verdict<A: Identified>(
+    on: u32,
+    src: A,
+    dst: A,
+    known: Known,
+    dport: u16,
+    proto: u8,
+) -> Result<u32, Counter> {
     let from = known.src.unwrap_or_else(|| src.identity(on));
     let to = known.dst.unwrap_or_else(|| dst.identity(on));
     if from.identity == identity::HOST || to.identity == identity::HOST {
@@ -172,22 +185,23 @@ pub fn admit_known<A: Identified>(
 }
 
 /// [`admit`] for a path that keeps no flow state: a packet of a connection allowed before
-/// (either way: its replies too) passes on one lookup (`Ok(0)`), and so does an ICMP error
-/// about one (`about`: the flow of the packet an ICMP error carries — a port unreachable, a
-/// fragmentation needed); a new one is asked and, allowed, remembered in `POLICY_CT` (the
-/// agent removes what a new policy denies).
+/// (either way: the connection is remembered both ways) passes on one lookup (`Ok(0)`), and
+/// so does an ICMP error about one (`about`: the flow of the packet an ICMP error carries — a
+/// port unreachable, a fragmentation needed); a new one is asked and, allowed, remembered in
+/// `POLICY_CT` (the agent removes what a new policy denies).
 #[inline(always)]
 pub fn admit_tracked<A: Identified>(
     flow: &Flow<A>,
     known: Known,
     about: impl FnOnce() -> Option<FlowKey<A>>,
 ) -> Result<u32, Counter> {
-    if on() == 0 {
+    let on = on();
+    if on == 0 {
         return Ok(0);
     }
     let ct = A::tracked();
     if let Some(k) = about() {
-        if ct.get_ptr(&k).is_some() || ct.get_ptr(&k.reversed()).is_some() {
+        if ct.get_ptr(&k).is_some() {
             return Ok(0);
         }
     }
@@ -198,18 +212,20 @@ pub fn admit_tracked<A: Identified>(
         flow.dst_port,
         flow.proto,
     );
-    if ct.get_ptr(&key).is_some() || ct.get_ptr(&key.reversed()).is_some() {
+    if ct.get_ptr(&key).is_some() {
         return Ok(0);
     }
-    let by = admit_known(
+    let by = verdict(
+        on,
         flow.src_addr,
         flow.dst_addr,
         known,
         flow.dst_port,
         flow.proto,
     )?;
-    // A full table evicts its oldest entry (LRU); a failed insert only means this flow is
-    // asked again at its next packet.
-    let _ = ct.insert(&key, &1, 0);
+    // A full table evicts its oldest entries (LRU); a failed insert only means this flow is
+    // asked again at its next packet (that way).
+    let _ = ct.insert(&key, &tracked::AS_SENT, 0);
+    let _ = ct.insert(&key.reversed(), &tracked::REPLY, 0);
     Ok(by)
 }

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use aya::maps::lpm_trie::Key as LpmKey;
-use netpath_common::{map_names, policy_on, AddrIdentity, FlowKey, PolicyKey};
+use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, PolicyKey};
 
 use super::{be_addr, removed, Datapath, DatapathError};
 use crate::{
@@ -283,19 +283,26 @@ impl Datapath {
                 k.proto,
             )
         };
-        // Read in batches: the table may hold as many connections as the flow table.
-        let doomed: Vec<FlowKey> = self
+        // Read in batches: the table may hold as many connections as the flow table. Each
+        // connection is there both ways; both are judged the way its first packet went.
+        let doomed: Vec<(FlowKey, u32)> = self
             .scan::<FlowKey, u32>(map_names::POLICY_CT, &self.whole.policy_ct)
             .into_iter()
-            .map(|(k, _)| k)
-            .filter(denied)
+            .filter(|(k, way)| match *way {
+                tracked::REPLY => denied(&k.reversed()),
+                _ => denied(k),
+            })
             .collect();
-        for k in &doomed {
+        for (k, _) in &doomed {
             // Gone already (expired, evicted) is as good as removed.
             let _ = self.policy_ct.remove(k);
         }
+        let connections = doomed
+            .iter()
+            .filter(|(_, way)| *way != tracked::REPLY)
+            .count();
         // A published flow is keyed by its replies: the client connected to the endpoint.
-        doomed.len() + self.flush_flows(|k, _| denied(&k.reversed())).0
+        connections + self.flush_flows(|k, _| denied(&k.reversed())).0
     }
 }
 
