@@ -13,7 +13,7 @@ use netpath_common::{direction, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
 
 use crate::{
     maps::{ENDPOINTS_BY_ADDR, FLOWS, IPCACHE, POLICY},
-    parse::{parse, ptr_at, Parsed, IP_CSUM_OFF, L3_OFF},
+    parse::{parse, ptr_at, Ipv4Flow, Parsed, IP_CSUM_OFF, L3_OFF},
 };
 
 /// The generator's configuration (one entry).
@@ -153,69 +153,59 @@ pub fn policy_floor(data: usize, data_end: usize) -> u32 {
     }
 }
 
-/// The headers read, both ends' endpoint records read (as the endpoint-to-endpoint path reads
-/// them, policy or none), and the verdict on the identities they carry
-/// (`policy::admit_known`): passed when allowed, dropped when denied, aborted when an end has
-/// no record.
+/// The headers read and both ends' endpoint records (as the endpoint-to-endpoint path reads
+/// them, policy or none): the flow and the identities the records carry; None when an end
+/// has no record.
 #[inline(always)]
-pub fn policy_admit_records(data: usize, data_end: usize) -> u32 {
+fn with_records(data: usize, data_end: usize) -> Option<(Ipv4Flow, crate::policy::Known)> {
     let Parsed::Ipv4(flow) = parse(data, data_end) else {
-        return xdp_action::XDP_ABORTED;
+        return None;
     };
-    // SAFETY (both): map value pointers valid for this program run; copied out at once.
-    let (Some(src), Some(dst)) = (
-        ENDPOINTS_BY_ADDR
-            .get_ptr(&flow.src_addr)
-            .map(|p| unsafe { *p }),
-        ENDPOINTS_BY_ADDR
-            .get_ptr(&flow.dst_addr)
-            .map(|p| unsafe { *p }),
-    ) else {
-        return xdp_action::XDP_ABORTED;
-    };
+    // SAFETY (both): map value pointers valid for this program run; read at once.
+    let src = unsafe { (*ENDPOINTS_BY_ADDR.get_ptr(&flow.src_addr)?).identity };
+    let dst = unsafe { (*ENDPOINTS_BY_ADDR.get_ptr(&flow.dst_addr)?).identity };
     let known = crate::policy::Known {
-        src: Some(src.identity),
-        dst: Some(dst.identity),
+        src: Some(src),
+        dst: Some(dst),
     };
-    match crate::policy::admit_known(
-        flow.src_addr,
-        flow.dst_addr,
-        known,
-        flow.dst_port,
-        flow.proto,
-    ) {
+    Some((flow, known))
+}
+
+/// An XDP verdict of a policy verdict: passed when allowed, dropped when denied.
+#[inline(always)]
+fn xdp_of(verdict: Result<u32, netpath_common::Counter>) -> u32 {
+    match verdict {
         Ok(_) => xdp_action::XDP_PASS,
         Err(_) => xdp_action::XDP_DROP,
     }
 }
 
-/// The endpoint-to-endpoint path's whole policy work on a packet (`policy::admit_tracked`,
-/// after both records are read): repeated, every packet but the first is one of a connection
+/// After [`with_records`], the verdict on the identities the records carry
+/// (`policy::admit_known`): passed when allowed, dropped when denied, aborted when an end has
+/// no record.
+#[inline(always)]
+pub fn policy_admit_records(data: usize, data_end: usize) -> u32 {
+    let Some((flow, known)) = with_records(data, data_end) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    xdp_of(crate::policy::admit_known(
+        flow.src_addr,
+        flow.dst_addr,
+        known,
+        flow.dst_port,
+        flow.proto,
+    ))
+}
+
+/// After [`with_records`], the endpoint-to-endpoint path's whole policy work on a packet
+/// (`policy::admit_tracked`): repeated, every packet but the first is one of a connection
 /// already allowed — what an established connection's packets pay.
 #[inline(always)]
 pub fn policy_tracked(data: usize, data_end: usize) -> u32 {
-    let Parsed::Ipv4(flow) = parse(data, data_end) else {
+    let Some((flow, known)) = with_records(data, data_end) else {
         return xdp_action::XDP_ABORTED;
     };
-    // SAFETY (both): map value pointers valid for this program run; copied out at once.
-    let (Some(src), Some(dst)) = (
-        ENDPOINTS_BY_ADDR
-            .get_ptr(&flow.src_addr)
-            .map(|p| unsafe { *p }),
-        ENDPOINTS_BY_ADDR
-            .get_ptr(&flow.dst_addr)
-            .map(|p| unsafe { *p }),
-    ) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    let known = crate::policy::Known {
-        src: Some(src.identity),
-        dst: Some(dst.identity),
-    };
-    match crate::policy::admit_tracked(&flow, known, || None) {
-        Ok(_) => xdp_action::XDP_PASS,
-        Err(_) => xdp_action::XDP_DROP,
-    }
+    xdp_of(crate::policy::admit_tracked(&flow, known, || None))
 }
 
 /// The headers read and the network policy's verdict on the packet as a new flow
@@ -223,12 +213,12 @@ pub fn policy_tracked(data: usize, data_end: usize) -> u32 {
 #[inline(always)]
 pub fn policy_admit(data: usize, data_end: usize) -> u32 {
     match parse(data, data_end) {
-        Parsed::Ipv4(flow) => {
-            match crate::policy::admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto) {
-                Ok(_) => xdp_action::XDP_PASS,
-                Err(_) => xdp_action::XDP_DROP,
-            }
-        }
+        Parsed::Ipv4(flow) => xdp_of(crate::policy::admit(
+            flow.src_addr,
+            flow.dst_addr,
+            flow.dst_port,
+            flow.proto,
+        )),
         _ => xdp_action::XDP_ABORTED,
     }
 }

@@ -132,22 +132,17 @@ where
             return Ok(self.write(|a| a.apply_policies(manifests))?);
         };
         // The cluster's: checked here, written to etcd for every node, then taken here.
-        let (policies, namespaces): (BTreeMap<_, _>, BTreeMap<_, _>) = (
-            manifests
-                .iter()
-                .filter_map(|m| match m {
-                    Manifest::Policy { policy, manifest } => Some((policy.key(), manifest.clone())),
-                    Manifest::Namespace { .. } => None,
-                })
-                .collect(),
-            manifests
-                .iter()
-                .filter_map(|m| match m {
-                    Manifest::Namespace { name, labels } => Some((name.clone(), labels.clone())),
-                    Manifest::Policy { .. } => None,
-                })
-                .collect(),
-        );
+        let (mut policies, mut namespaces) = (BTreeMap::new(), BTreeMap::new());
+        for m in &manifests {
+            match m {
+                Manifest::Policy { policy, manifest } => {
+                    policies.insert(policy.key(), manifest.clone());
+                }
+                Manifest::Namespace { name, labels } => {
+                    namespaces.insert(name.clone(), labels.clone());
+                }
+            }
+        }
         let (_, done) = self.inspect(|a| a.plan_policies(manifests))?;
         block_on(cluster.put_policies(&policies, &namespaces, &[]))?.map_err(AgentError::from)?;
         let view = cluster.view();
