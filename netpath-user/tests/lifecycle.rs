@@ -319,4 +319,34 @@ fn pinned_maps_of_another_shape_are_migrated_or_refused() {
     t.start_agent();
     let r = common::tcp_request(&t.outside, HOST, 8081, "reset").unwrap();
     assert!(r.ends_with(" reset"), "{r}");
+
+    // A map an earlier build pinned and this one no longer has (POLICY_SUBJECTS went into
+    // IPCACHE): retired, its pin gone once the agent is ready.
+    t.stop_agent();
+    let gone = t.pins().join("POLICY_SUBJECTS");
+    let created = Command::new("bpftool")
+        .args(["map", "create", gone.to_str().unwrap(), "type", "hash"])
+        .args([
+            "key",
+            "4",
+            "value",
+            "4",
+            "entries",
+            "16",
+            "name",
+            "POLICY_SUBJECTS",
+        ])
+        .status()
+        .unwrap();
+    assert!(created.success());
+    t.start_agent();
+    let log = t.agent_log();
+    assert!(log.contains("retiring it map=POLICY_SUBJECTS"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(t.pins())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("POLICY_SUBJECTS"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

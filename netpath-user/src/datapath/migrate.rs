@@ -4,8 +4,9 @@
 //! and a new one is created. Maps the agent rebuilds from its state start empty and are
 //! filled by the reconcile; flow tables and counters are copied entry by entry when only their
 //! capacity changed, and refused otherwise, with a message naming the map and what to do,
-//! unless the operator asked to reset them. The `@old` pins go once every hook runs this
-//! build's programs.
+//! unless the operator asked to reset them. A map an earlier build pinned that this one no
+//! longer has is set aside the same way (retired). The `@old` pins go once every hook runs
+//! this build's programs.
 use std::{
     collections::HashMap,
     os::fd::AsFd,
@@ -63,7 +64,8 @@ fn class(name: &str) -> Class {
 pub struct Migration {
     pub map: String,
     pub from: Shape,
-    pub to: Shape,
+    /// This build's shape; `None`: a map this build no longer has, retired.
+    pub to: Option<Shape>,
     /// Entries carried over (copied), when they were.
     pub copied: Option<usize>,
 }
@@ -117,7 +119,8 @@ pub fn prepare(
     reset_flows: bool,
 ) -> Result<Vec<Migration>, DatapathError> {
     let mut out = Vec::new();
-    for (name, to) in wanted(sizes)? {
+    let wanted = wanted(sizes)?;
+    for (name, to) in wanted.clone() {
         let pin = dir.join(&name);
         // A set-aside map left by a start that did not finish: its programs, if any still
         // run, keep it alive; the pin is ours to drop.
@@ -152,11 +155,57 @@ pub fn prepare(
         out.push(Migration {
             map: name,
             from,
-            to,
+            to: Some(to),
             copied: None,
         });
     }
+    out.extend(retire(dir, &wanted));
     Ok(out)
+}
+
+/// Maps pinned by an earlier build that this one no longer has (its programs use none of
+/// them): set aside like a replaced map, their pins dropped once every hook runs this build's
+/// programs (an older program still running keeps its map alive meanwhile).
+fn retire(dir: &Path, wanted: &HashMap<String, Shape>) -> Vec<Migration> {
+    let mut out = Vec::new();
+    for name in super::links::pinned_names(dir) {
+        if let Some(base) = name.strip_suffix(SET_ASIDE) {
+            // Retired by a start that did not finish: the pin is ours to drop.
+            if !wanted.contains_key(base) {
+                let _ = std::fs::remove_file(dir.join(&name));
+            }
+            continue;
+        }
+        if wanted.contains_key(&name) {
+            continue;
+        }
+        let pin = dir.join(&name);
+        // Not a map (the links' directory, say): not ours to retire.
+        let Ok(fd) = sys::obj_get(&pin) else {
+            continue;
+        };
+        let Ok(info) = sys::map_info(fd.as_fd()) else {
+            continue;
+        };
+        if let Err(e) = std::fs::rename(&pin, old_pin(dir, &name)) {
+            warn!(map = %name, "retiring a map this build no longer has: {e}");
+            continue;
+        }
+        warn!(map = %name, "pinned map is not one of this build's: retiring it");
+        out.push(Migration {
+            map: name,
+            from: Shape {
+                map_type: info.map_type,
+                key_size: info.key_size,
+                value_size: info.value_size,
+                max_entries: info.max_entries,
+                flags: info.map_flags,
+            },
+            to: None,
+            copied: None,
+        });
+    }
+    out
 }
 
 /// The map pinned at `path`.
@@ -232,11 +281,12 @@ fn copy_flows_v1(old: &Path, new: &Path) -> Result<usize, String> {
 /// allows ([`carried`]).
 pub fn copy_live(dir: &Path, migrations: &mut [Migration]) {
     for m in migrations.iter_mut() {
-        if class(&m.map) != Class::Live || !carried(&m.map, &m.from, &m.to) {
+        let Some(to) = m.to else { continue };
+        if class(&m.map) != Class::Live || !carried(&m.map, &m.from, &to) {
             continue;
         }
         let (old, new) = (old_pin(dir, &m.map), dir.join(&m.map));
-        let grown = m.from.value_size != m.to.value_size;
+        let grown = m.from.value_size != to.value_size;
         let res = match m.map.as_str() {
             map_names::FLOWS if grown => copy_flows_v1(&old, &new),
             map_names::FLOWS => copy_hash::<FlowKey, FlowNat>(&old, &new),
