@@ -21,6 +21,41 @@ use crate::{
     stats::{admitted, count, dropped},
 };
 
+/// May endpoint `ep` reach a peer endpoint (on `peer_network`; of this node when its
+/// identity is known, `peer_identity`, else of another): the same network, icc, then the
+/// policy (the connection remembered). `Err`: the packet was dropped and counted, and what
+/// the program returns.
+#[inline(always)]
+fn between(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    net: &NetworkInfo,
+    peer_network: u32,
+    peer_identity: Option<netpath_common::AddrIdentity>,
+    flow: &Ipv4Flow,
+    ifindex: u32,
+) -> Result<(), i32> {
+    if peer_network != ep.network {
+        return Err(drop(Counter::DropIsolation, flow, ifindex));
+    }
+    if net.flags & net_flags::NO_ICC != 0 {
+        return Err(drop(Counter::DropIcc, flow, ifindex));
+    }
+    let known = Known {
+        src: Some(ep.identity),
+        dst: peer_identity,
+    };
+    match policy::admit_tracked(flow, known, || {
+        icmp_error_about(ctx.data(), ctx.data_end(), flow)
+    }) {
+        Ok(by) => {
+            admitted(by, flow, ifindex);
+            Ok(())
+        }
+        Err(reason) => Err(drop(reason, flow, ifindex)),
+    }
+}
+
 /// What happens to an IPv4 packet an endpoint sent (after anti-spoofing and reverse NAT).
 #[inline(always)]
 pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
@@ -49,22 +84,17 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
     }
     // SAFETY: map value pointer valid for this program run; copied out at once.
     if let Some(peer) = ENDPOINTS_BY_ADDR.get_ptr(&dst).map(|p| unsafe { *p }) {
-        if peer.network != ep.network {
-            return drop(Counter::DropIsolation, flow, ifindex);
-        }
-        if net.flags & net_flags::NO_ICC != 0 {
-            return drop(Counter::DropIcc, flow, ifindex);
-        }
         // Both ends are endpoints of this node: their identities came with their records.
-        let known = Known {
-            src: Some(ep.identity),
-            dst: Some(peer.identity),
-        };
-        match policy::admit_tracked(flow, known, || {
-            icmp_error_about(ctx.data(), ctx.data_end(), flow)
-        }) {
-            Ok(by) => admitted(by, flow, ifindex),
-            Err(reason) => return drop(reason, flow, ifindex),
+        if let Err(dropped) = between(
+            ctx,
+            ep,
+            &net,
+            peer.network,
+            Some(peer.identity),
+            flow,
+            ifindex,
+        ) {
+            return dropped;
         }
         if !ctx.set_macs(&peer.host_mac, &peer.mac) {
             return TC_ACT_SHOT as i32;
@@ -75,21 +105,8 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
     }
     if overlay::spans_nodes(&net) {
         if let Some(peer) = overlay::remote(dst) {
-            if peer.network != ep.network {
-                return drop(Counter::DropIsolation, flow, ifindex);
-            }
-            if net.flags & net_flags::NO_ICC != 0 {
-                return drop(Counter::DropIcc, flow, ifindex);
-            }
-            let known = Known {
-                src: Some(ep.identity),
-                dst: None,
-            };
-            match policy::admit_tracked(flow, known, || {
-                icmp_error_about(ctx.data(), ctx.data_end(), flow)
-            }) {
-                Ok(by) => admitted(by, flow, ifindex),
-                Err(reason) => return drop(reason, flow, ifindex),
+            if let Err(dropped) = between(ctx, ep, &net, peer.network, None, flow, ifindex) {
+                return dropped;
             }
             return overlay::encap(ctx, ep.network, &peer);
         }

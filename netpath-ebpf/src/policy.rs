@@ -138,16 +138,16 @@ pub fn admit_known<A: Identified>(
 ) -> Result<u32, Counter> {
     match on() {
         0 => Ok(0),
-        on => verdict(on, src, dst, known, dport, proto),
+        on => verdict(on, (src, dst), known, dport, proto),
     }
 }
 
-/// The verdict itself, `on` the flags of `POLICY_ON` (not 0).
+/// The verdict itself on a flow between `ends` (source, destination), `on` the flags of
+/// `POLICY_ON` (not 0).
 #[inline(always)]
 fn verdict<A: Identified>(
     on: u32,
-    src: A,
-    dst: A,
+    (src, dst): (A, A),
     known: Known,
     dport: u16,
     proto: u8,
@@ -158,28 +158,16 @@ fn verdict<A: Identified>(
         return Ok(0);
     }
     let port = u16::from_be(dport);
+    // The rule letting `subject` reach / be reached by `peer` in `dir`, else a drop.
+    let rule = |dir, subject: AddrIdentity, peer: AddrIdentity| {
+        allowed(on, dir, subject.identity, peer.identity, proto, port).ok_or(Counter::DropPolicy)
+    };
     let mut by = 0;
     if from.selected_in(direction::EGRESS) {
-        by = allowed(
-            on,
-            direction::EGRESS,
-            from.identity,
-            to.identity,
-            proto,
-            port,
-        )
-        .ok_or(Counter::DropPolicy)?;
+        by = rule(direction::EGRESS, from, to)?;
     }
     if to.selected_in(direction::INGRESS) {
-        by = allowed(
-            on,
-            direction::INGRESS,
-            to.identity,
-            from.identity,
-            proto,
-            port,
-        )
-        .ok_or(Counter::DropPolicy)?;
+        by = rule(direction::INGRESS, to, from)?;
     }
     Ok(by)
 }
@@ -215,14 +203,8 @@ pub fn admit_tracked<A: Identified>(
     if ct.get_ptr(&key).is_some() {
         return Ok(0);
     }
-    let by = verdict(
-        on,
-        flow.src_addr,
-        flow.dst_addr,
-        known,
-        flow.dst_port,
-        flow.proto,
-    )?;
+    let ends = (flow.src_addr, flow.dst_addr);
+    let by = verdict(on, ends, known, flow.dst_port, flow.proto)?;
     // A full table evicts its oldest entries (LRU); a failed insert only means this flow is
     // asked again at its next packet (that way).
     let _ = ct.insert(&key, &tracked::AS_SENT, 0);
