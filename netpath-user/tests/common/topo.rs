@@ -279,12 +279,14 @@ impl Topo {
         err
     }
 
-    /// Creates an endpoint in a fresh namespace.
     /// [`Topo::endpoint`] with its flags as one command line (`-p 8080:80 --network a`).
+    #[must_use = "the namespace goes when dropped, and the agent then removes the endpoint"]
     pub fn endpoint_with(&self, name: &str, flags: &str) -> Netns {
         self.endpoint(name, &words(flags))
     }
 
+    /// Creates an endpoint in a fresh namespace (kept while the returned handle lives).
+    #[must_use = "the namespace goes when dropped, and the agent then removes the endpoint"]
     pub fn endpoint(&self, name: &str, extra: &[&str]) -> Netns {
         let ns = Netns::new("npep");
         let path = ns.path();
