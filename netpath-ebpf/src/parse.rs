@@ -155,10 +155,7 @@ pub fn icmp_error_about(data: usize, data_end: usize, flow: &Ipv4Flow) -> Option
     }
     let inner = flow.l4_off + 8;
     let ip = unsafe { &*ptr_at::<Ipv4Hdr>(data, data_end, inner)? };
-    let ihl = (ip.vihl & 0x0f) as usize;
-    if ip.vihl >> 4 != 4 || ihl < 5 {
-        return None;
-    }
+    let ihl = header_words(ip)?;
     let [src_port, dst_port] = match transport_len(ip.proto) {
         // An error carries the first 8 bytes past the header: the ports, not the whole header.
         Some(_) => ports(data, data_end, inner + ihl * 4, 4)?,
@@ -175,6 +172,13 @@ pub fn icmp_error_about(data: usize, data_end: usize, flow: &Ipv4Flow) -> Option
 
 /// Length of an ARP body for Ethernet/IPv4.
 pub const ARP_LEN: usize = 28;
+
+/// An IPv4 header's length in 32-bit words (IHL); None when it is not IPv4's or too short.
+#[inline(always)]
+fn header_words(ip: &Ipv4Hdr) -> Option<usize> {
+    let ihl = (ip.vihl & 0x0f) as usize;
+    (ip.vihl >> 4 == 4 && ihl >= 5).then_some(ihl)
+}
 
 /// Parses the frame in `[data, data_end)`.
 #[inline(always)]
@@ -198,10 +202,9 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     };
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
-    let ihl = (ip.vihl & 0x0f) as usize;
-    if ip.vihl >> 4 != 4 || ihl < 5 {
+    let Some(ihl) = header_words(ip) else {
         return Parsed::Malformed;
-    }
+    };
     let frags = u16::from_be_bytes(ip.frags);
     let mut flow = Ipv4Flow {
         src_addr: u32::from_ne_bytes(ip.src_addr),

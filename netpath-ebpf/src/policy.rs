@@ -193,13 +193,7 @@ pub fn admit_tracked<A: Identified>(
             return Ok(0);
         }
     }
-    let key = FlowKey::new(
-        flow.src_addr,
-        flow.src_port,
-        flow.dst_addr,
-        flow.dst_port,
-        flow.proto,
-    );
+    let key = flow.key();
     if ct.get_ptr(&key).is_some() {
         return Ok(0);
     }

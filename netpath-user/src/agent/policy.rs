@@ -12,7 +12,11 @@ use crate::{
     error::AgentError,
     model::{Labels, ModelError, State},
     netlink::LinkOps,
-    policy::{blocks, compile, spec::Policy, Compiled, Manifest, Member, NamedPort, PublishedFrom},
+    policy::{
+        blocks, compile,
+        spec::{self, Policy},
+        Compiled, Manifest, Member, NamedPort, PublishedFrom,
+    },
 };
 
 /// The label an endpoint's namespace adds to its identity's label set.
@@ -217,22 +221,27 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// Removes the policies `names` of `namespace`; every one must exist (else nothing goes).
     pub fn remove_policies(&mut self, namespace: &str, names: &[String]) -> Result<(), AgentError> {
-        let next = self.plan_removal(namespace, names)?;
+        let (next, _) = self.plan_removal(namespace, names)?;
         self.transact(|a, _| a.commit(next))?;
         info!(namespace, removed = names.len(), "policies removed");
         Ok(())
     }
 
-    /// The state without the policies `names` of `namespace` (refused when one is not there).
-    pub fn plan_removal(&self, namespace: &str, names: &[String]) -> Result<State, AgentError> {
+    /// The state without the policies `names` of `namespace` (refused when one is not there),
+    /// and their keys.
+    pub fn plan_removal(
+        &self,
+        namespace: &str,
+        names: &[String],
+    ) -> Result<(State, Vec<String>), AgentError> {
         let mut next = self.state.clone();
-        for n in names {
-            let key = format!("{namespace}/{n}");
-            if next.policies.remove(&key).is_none() {
-                return Err(ModelError::NoPolicy(key).into());
+        let keys: Vec<String> = names.iter().map(|n| spec::key(namespace, n)).collect();
+        for key in &keys {
+            if next.policies.remove(key).is_none() {
+                return Err(ModelError::NoPolicy(key.clone()).into());
             }
         }
-        Ok(next)
+        Ok((next, keys))
     }
 
     /// In a cluster, the policies and namespaces are the cluster's: once etcd has been

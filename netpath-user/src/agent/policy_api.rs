@@ -154,12 +154,7 @@ where
         let Some(cluster) = &self.cluster else {
             return Ok(self.write(|a| a.remove_policies(&req.namespace, &req.names))?);
         };
-        self.inspect(|a| a.plan_removal(&req.namespace, &req.names))?;
-        let gone: Vec<String> = req
-            .names
-            .iter()
-            .map(|n| format!("{}/{n}", req.namespace))
-            .collect();
+        let (_, gone) = self.inspect(|a| a.plan_removal(&req.namespace, &req.names))?;
         block_on(cluster.put_policies(&BTreeMap::new(), &BTreeMap::new(), &gone))?
             .map_err(AgentError::from)?;
         let view = cluster.view();

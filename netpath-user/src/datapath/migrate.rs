@@ -29,6 +29,19 @@ pub struct Shape {
     pub flags: u32,
 }
 
+impl Shape {
+    /// A pinned map's shape, as the kernel describes it.
+    fn of(info: &sys::MapInfo) -> Shape {
+        Shape {
+            map_type: info.map_type,
+            key_size: info.key_size,
+            value_size: info.value_size,
+            max_entries: info.max_entries,
+            flags: info.map_flags,
+        }
+    }
+}
+
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -130,13 +143,7 @@ pub fn prepare(
         };
         let info = sys::map_info(fd.as_fd())
             .map_err(|e| DatapathError::Pins(format!("{}: {e}", pin.display())))?;
-        let from = Shape {
-            map_type: info.map_type,
-            key_size: info.key_size,
-            value_size: info.value_size,
-            max_entries: info.max_entries,
-            flags: info.map_flags,
-        };
+        let from = Shape::of(&info);
         if from == to {
             continue;
         }
@@ -194,13 +201,7 @@ fn retire(dir: &Path, wanted: &HashMap<String, Shape>) -> Vec<Migration> {
         warn!(map = %name, "pinned map is not one of this build's: retiring it");
         out.push(Migration {
             map: name,
-            from: Shape {
-                map_type: info.map_type,
-                key_size: info.key_size,
-                value_size: info.value_size,
-                max_entries: info.max_entries,
-                flags: info.map_flags,
-            },
+            from: Shape::of(&info),
             to: None,
             copied: None,
         });

@@ -201,6 +201,11 @@ fn rules(
     Ok(out)
 }
 
+/// How a policy is named across namespaces: `NAMESPACE/NAME`.
+pub fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 impl Policy {
     /// The policy a manifest describes, in namespace `namespace` (the manifest's or
     /// `default`), every field checked.
@@ -274,7 +279,7 @@ impl Policy {
 
     /// `NAMESPACE/NAME`: how the state keys it.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        key(&self.namespace, &self.name)
     }
 
     /// The named ports its rules use.
