@@ -147,6 +147,7 @@ pub fn run_all(quick: bool, p: &Progress) -> Result<Vec<Section>> {
     p.step(&format!("flows: {n_out} outbound"));
     dp.set_uplinks(&[(routed.uplink_ifindex, HOST.into())])?;
     let net = netpath_user::model::Network {
+        v6: None,
         name: "bench".into(),
         id: "1".into(),
         net_id: 1,
@@ -165,6 +166,7 @@ pub fn run_all(quick: bool, p: &Progress) -> Result<Vec<Section>> {
     dp.add_attachment(&AttachmentEntry {
         ifindex: ep_if,
         ip: EP.into(),
+        ip6: None,
         mac: EP_MAC,
         host_mac: GW_MAC,
         net_id: 1,

@@ -107,6 +107,7 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
         dp.add_attachment(&AttachmentEntry {
             ifindex,
             ip: ip.into(),
+            ip6: None,
             mac: [2, 0, 0, 0, 0, ifindex as u8],
             host_mac: [2, 0, 0, 0, 1, ifindex as u8],
             net_id: 1,

@@ -141,6 +141,7 @@ pub fn run(quick: bool) -> Result<Section> {
     dp.add_attachment(&AttachmentEntry {
         ifindex: ep_if,
         ip: EP.into(),
+        ip6: None,
         // The routed reply leaves with the uplink's MAC as source; registering that as the
         // endpoint's MAC lets the rewritten buffer pass anti-spoofing again.
         mac: routed.uplink_mac,

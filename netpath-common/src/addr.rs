@@ -59,6 +59,8 @@ impl In6 {
     }
 }
 
+crate::pod!(In6);
+
 impl Addr for In6 {
     const ANY: Self = In6 { words: [0; 4] };
     const BITS: u32 = 128;

@@ -72,4 +72,5 @@ pub mod proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
 }

@@ -82,6 +82,23 @@ pub mod map_names {
     pub const POLICY_CT: &str = "POLICY_CT";
     /// Array of one `u32`: [`crate::policy_on`] flags (0: no policy in force).
     pub const POLICY_ON: &str = "POLICY_ON";
+
+    // IPv6's twins of the maps above: the same values, keyed by [`crate::In6`].
+    /// Host-side veth ifindex (`u32`) → [`crate::EndpointInfo`]`<In6>`: an endpoint's IPv6
+    /// address on that interface's network.
+    pub const ENDPOINTS6: &str = "ENDPOINTS6";
+    /// Endpoint IPv6 address → [`crate::PeerInfo`].
+    pub const ENDPOINTS_BY_ADDR6: &str = "ENDPOINTS_BY_ADDR6";
+    /// Network id (`u32`) → [`crate::NetworkInfo`]`<In6>`: a dual-stack network's IPv6 subnet.
+    pub const NETWORKS6: &str = "NETWORKS6";
+    /// LPM trie of the networks' IPv6 subnets → network id (`u32`).
+    pub const SUBNETS6: &str = "SUBNETS6";
+    /// IPv6 address → [`crate::AddrIdentity`], as `IPCACHE`.
+    pub const IPCACHE6: &str = "IPCACHE6";
+    /// LPM trie of IPv6 ipBlock prefixes shorter than /128 → identity, as `IPCACHE_PREFIXES`.
+    pub const IPCACHE_PREFIXES6: &str = "IPCACHE_PREFIXES6";
+    /// [`crate::FlowKey`]`<In6>` → [`crate::tracked`], as `POLICY_CT`.
+    pub const POLICY_CT6: &str = "POLICY_CT6";
 }
 
 /// Default sizes of the maps; the agent may override them at load time.

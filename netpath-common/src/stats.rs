@@ -158,6 +158,8 @@ counters! {
     DropFirewall = 27, "drop_firewall";
     /// Dropped: a new flow no network policy allows.
     DropPolicy = 28, "drop_policy";
+    /// IPv6 neighbour solicitations answered for an endpoint (its gateway, its peers).
+    NdpReply = 29, "ndp_reply";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

@@ -1,17 +1,21 @@
-//! Traffic leaving an endpoint (TC ingress of its host-side veth): ARP, anti-spoofing,
-//! reverse NAT of published flows and their redirect out of the host.
+//! Traffic leaving an endpoint (TC ingress of its host-side veth): ARP and neighbour
+//! discovery, anti-spoofing, reverse NAT of published flows and their redirect out of the
+//! host; IPv4 and IPv6 alike from anti-spoofing on (`forward::route`).
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use netpath_common::{event, net_flags, Counter, EndpointInfo, PortTarget, DNS_PORT};
+use netpath_common::{event, net_flags, Counter, EndpointInfo, In6, PortTarget, DNS_PORT};
 
 use crate::{
-    arp, dns, fib, flows, forward,
+    arp, dns,
+    family::{drop, is_link_scoped6, Ip},
+    fib, flows, forward,
     maps::{ENDPOINTS, NETWORKS},
+    ndp,
     packet::Packet,
-    parse::{parse, ptr_at, Ipv4Flow, Parsed},
+    parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
     stats::{count, count_port, dropped, trace},
 };
@@ -23,6 +27,9 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let parsed = parse(ctx.data(), ctx.data_end());
+    if let Parsed::Ipv6(flow) = &parsed {
+        return ipv6(ctx, flow, ifindex);
+    }
     if let Parsed::Ipv4(flow) = &parsed {
         if let Some(verdict) = reply(ctx, flow, ifindex) {
             return verdict;
@@ -36,7 +43,7 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     match parsed {
         Parsed::Arp => arp::answer(ctx, &ep, ifindex),
         Parsed::Ipv4(flow) => ipv4(ctx, &ep, &flow, ifindex),
-        Parsed::Other => {
+        Parsed::Ipv6(_) | Parsed::Other => {
             count(Counter::Pass);
             TC_ACT_OK as i32
         }
@@ -52,15 +59,40 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     }
 }
 
+/// Whether the frame comes from `mac` (its Ethernet source).
+#[inline(always)]
+fn from_mac(ctx: &TcContext, mac: &[u8; 6]) -> bool {
+    // SAFETY: bounds checked by ptr_at.
+    ptr_at::<[u8; 6]>(ctx.data(), ctx.data_end(), 6).is_some_and(|m| unsafe { *m } == *mac)
+}
+
+/// An IPv6 packet from the endpoint: neighbour discovery, then from the endpoint's own
+/// address on this network as IPv4 is (`forward::route`). The link's own chatter (link-local
+/// or unspecified sources) goes to the host only, never to a peer; any other source is a spoof,
+/// on a network without IPv6 as well.
+#[inline(always)]
+fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
+    let ep = In6::endpoint(ifindex);
+    if ep.is_some_and(|e| !from_mac(ctx, &e.mac)) {
+        return drop(Counter::DropSpoof, flow, ifindex);
+    }
+    if let Some(verdict) = ndp::from_endpoint(ctx, ep.as_ref(), flow, ifindex) {
+        return verdict;
+    }
+    match ep {
+        Some(ep) if flow.src_addr == ep.addr => forward::route(ctx, &ep, flow, ifindex),
+        _ if is_link_scoped6(&flow.src_addr) => {
+            count(Counter::Pass);
+            TC_ACT_OK as i32
+        }
+        _ => drop(Counter::DropSpoof, flow, ifindex),
+    }
+}
+
 #[inline(always)]
 fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
-    let Some(src_mac) = ptr_at::<[u8; 6]>(ctx.data(), ctx.data_end(), 6) else {
-        return TC_ACT_SHOT as i32;
-    };
-    // SAFETY: bounds checked by ptr_at.
-    if flow.src_addr != ep.addr || unsafe { *src_mac } != ep.mac {
-        dropped(Counter::DropSpoof, flow, ifindex);
-        return TC_ACT_SHOT as i32;
+    if flow.src_addr != ep.addr || !from_mac(ctx, &ep.mac) {
+        return drop(Counter::DropSpoof, flow, ifindex);
     }
     if let Some(verdict) = dns::answer(ctx, ep, flow, ifindex) {
         return verdict;

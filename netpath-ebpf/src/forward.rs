@@ -1,44 +1,42 @@
 //! Networks: endpoint-to-endpoint forwarding inside a network (veth to veth with
 //! `bpf_redirect_peer`), broadcast and multicast to the network's members, and the policy
 //! between networks (isolation, icc=false, internal); endpoints on other nodes through
-//! [`overlay`].
+//! [`overlay`]. Written once for IPv4 and IPv6 (`family::Ip` says how they differ).
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_redirect_peer,
-    maps::lpm_trie::Key,
     programs::TcContext,
 };
-use netpath_common::{map_sizes, net_flags, Counter, EndpointInfo, MemberKey, NetworkInfo};
+use netpath_common::{map_sizes, net_flags, AddrIdentity, Counter, EndpointInfo, MemberKey};
 
 use crate::{
-    hostgw,
-    maps::{ENDPOINTS_BY_ADDR, MEMBERS, NETWORKS, SUBNETS},
+    family::{drop, Ip},
+    maps::MEMBERS,
     overlay,
     packet::Packet,
-    parse::{icmp_error_about, Ipv4Flow},
+    parse::Flow,
     policy::{self, Known},
-    snat,
-    stats::{admitted, count, dropped},
+    stats::{admitted, count},
 };
 
-/// May endpoint `ep` reach a peer endpoint (on `peer_network`; of this node when its
-/// identity is known, `peer_identity`, else of another): the same network, icc, then the
-/// policy (the connection remembered). `Err`: the packet was dropped and counted, and what
-/// the program returns.
+/// May endpoint `ep` (on a network of `flags`) reach a peer endpoint (on `peer_network`; of
+/// this node when its identity is known, `peer_identity`, else of another): the same network,
+/// icc, then the policy (the connection remembered). `Err`: the packet was dropped and
+/// counted, and what the program returns.
 #[inline(always)]
-fn between(
+fn between<A: Ip>(
     ctx: &TcContext,
-    ep: &EndpointInfo,
-    net: &NetworkInfo,
+    ep: &EndpointInfo<A>,
+    flags: u32,
     peer_network: u32,
-    peer_identity: Option<netpath_common::AddrIdentity>,
-    flow: &Ipv4Flow,
+    peer_identity: Option<AddrIdentity>,
+    flow: &Flow<A>,
     ifindex: u32,
 ) -> Result<(), i32> {
     if peer_network != ep.network {
         return Err(drop(Counter::DropIsolation, flow, ifindex));
     }
-    if net.flags & net_flags::NO_ICC != 0 {
+    if flags & net_flags::NO_ICC != 0 {
         return Err(drop(Counter::DropIcc, flow, ifindex));
     }
     let known = Known {
@@ -46,7 +44,7 @@ fn between(
         dst: peer_identity,
     };
     match policy::admit_tracked(flow, known, || {
-        icmp_error_about(ctx.data(), ctx.data_end(), flow)
+        A::error_about(ctx.data(), ctx.data_end(), flow)
     }) {
         Ok(by) => {
             admitted(by, flow, ifindex);
@@ -56,39 +54,43 @@ fn between(
     }
 }
 
-/// What happens to an IPv4 packet an endpoint sent (after anti-spoofing and reverse NAT).
+/// What happens to a packet an endpoint sent from its own address, of either family (after
+/// anti-spoofing and reverse NAT).
 #[inline(always)]
-pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
-    // SAFETY: map value pointer valid for this program run; copied out at once.
-    let Some(net) = NETWORKS.get_ptr(&ep.network).map(|n| unsafe { *n }) else {
+pub fn route<A: Ip>(
+    ctx: &mut TcContext,
+    ep: &EndpointInfo<A>,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> i32 {
+    let Some(net) = A::network(ep.network) else {
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     };
     let dst = flow.dst_addr;
     if dst == net.host_gateway && net.flags & net_flags::INTERNAL == 0 {
         // host.docker.internal: the host answers (on its loopback for the allowed ports).
-        if hostgw::to_loopback(ctx, ep, flow) {
+        if A::to_host_loopback(ctx, ep, flow) {
             count(Counter::HostLoopback);
         } else {
             count(Counter::Pass);
         }
         return TC_ACT_OK as i32;
     }
-    if dst == u32::MAX || dst == net.broadcast() || is_multicast(dst) {
-        flood(ctx, ep.network, &net, ifindex);
-        if overlay::spans_nodes(&net) {
+    if A::floods(dst, &net) {
+        flood(ctx, ep.network, net.members, ifindex);
+        if overlay::spans_nodes(net.flags) {
             overlay::flood(ctx, ep.network);
         }
         // The host is on every network too (the gateway side): it gets the original.
         return TC_ACT_OK as i32;
     }
-    // SAFETY: map value pointer valid for this program run; copied out at once.
-    if let Some(peer) = ENDPOINTS_BY_ADDR.get_ptr(&dst).map(|p| unsafe { *p }) {
+    if let Some(peer) = A::peer(dst) {
         // Both ends are endpoints of this node: their identities came with their records.
         if let Err(dropped) = between(
             ctx,
             ep,
-            &net,
+            net.flags,
             peer.network,
             Some(peer.identity),
             flow,
@@ -103,16 +105,16 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         // SAFETY: plain helper call.
         return unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 };
     }
-    if overlay::spans_nodes(&net) {
-        if let Some(peer) = overlay::remote(dst) {
-            if let Err(dropped) = between(ctx, ep, &net, peer.network, None, flow, ifindex) {
+    if overlay::spans_nodes(net.flags) {
+        if let Some(peer) = A::remote(dst) {
+            if let Err(dropped) = between(ctx, ep, net.flags, peer.network, None, flow, ifindex) {
                 return dropped;
             }
             return overlay::encap(ctx, ep.network, &peer);
         }
     }
-    match SUBNETS.get(Key::new(32, dst)) {
-        Some(id) if *id == ep.network => {
+    match A::subnet_of(dst) {
+        Some(id) if id == ep.network => {
             if dst == net.gateway {
                 count(Counter::Pass);
                 TC_ACT_OK as i32
@@ -122,8 +124,7 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
         }
         // Another network's subnet: its gateway is the host, the rest is isolated.
         Some(id) => {
-            // SAFETY: map value pointer valid for this program run.
-            let other_gw = NETWORKS.get_ptr(id).map(|n| unsafe { (*n).gateway });
+            let other_gw = A::network(id).map(|n| n.gateway);
             if other_gw == Some(dst) && net.flags & net_flags::INTERNAL == 0 {
                 count(Counter::Pass);
                 TC_ACT_OK as i32
@@ -138,29 +139,18 @@ pub fn route(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u
             TC_ACT_OK as i32
         }
         // Beyond the networks: out of an uplink with source NAT, or to the host.
-        None => snat::outbound(ctx, ep, flow, ifindex),
+        None => A::outbound(ctx, ep, flow, ifindex),
     }
-}
-
-#[inline(always)]
-fn drop(reason: Counter, flow: &Ipv4Flow, ifindex: u32) -> i32 {
-    dropped(reason, flow, ifindex);
-    TC_ACT_SHOT as i32
-}
-
-#[inline(always)]
-pub fn is_multicast(addr_be: u32) -> bool {
-    u32::from_be(addr_be) >> 28 == 0xe
 }
 
 /// Sends a copy of the packet to every member of the network but the sender (egress of each
 /// member's host-side veth, i.e. into the member).
 #[inline(always)]
-pub fn flood(ctx: &mut TcContext, network: u32, net: &NetworkInfo, sender: u32) {
-    let n = if net.members > map_sizes::MEMBERS_PER_NETWORK {
+pub fn flood(ctx: &mut TcContext, network: u32, members: u32, sender: u32) {
+    let n = if members > map_sizes::MEMBERS_PER_NETWORK {
         map_sizes::MEMBERS_PER_NETWORK
     } else {
-        net.members
+        members
     };
     for slot in 0..map_sizes::MEMBERS_PER_NETWORK {
         if slot >= n {

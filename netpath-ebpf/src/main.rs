@@ -6,11 +6,13 @@
 mod arp;
 mod dns;
 mod endpoint;
+mod family;
 mod fib;
 mod flows;
 mod forward;
 mod hostgw;
 mod maps;
+mod ndp;
 mod object;
 mod overlay;
 mod packet;

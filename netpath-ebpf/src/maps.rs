@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netpath_common::{
-    map_sizes, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat,
+    map_sizes, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
     LoopbackKey, MemberKey, NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot,
     PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
@@ -152,3 +152,34 @@ pub static POLICY_ON: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =
     HashMap::pinned(map_sizes::NETWORKS * map_sizes::PEERS_PER_NETWORK, 0);
+
+// IPv6's twins of the maps above (`map_names` says what each holds).
+
+/// Endpoints' IPv6 addresses by the ifindex of their host-side veth.
+#[map]
+pub static ENDPOINTS6: HashMap<u32, EndpointInfo<In6>> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// Endpoints by IPv6 address.
+#[map]
+pub static ENDPOINTS_BY_ADDR6: HashMap<In6, PeerInfo> = HashMap::pinned(map_sizes::ENDPOINTS, 0);
+
+/// Dual-stack networks' IPv6 side by id.
+#[map]
+pub static NETWORKS6: HashMap<u32, NetworkInfo<In6>> = HashMap::pinned(map_sizes::NETWORKS, 0);
+
+/// IPv6 subnets of the networks → network id.
+#[map]
+pub static SUBNETS6: LpmTrie<In6, u32> = LpmTrie::pinned(map_sizes::NETWORKS, NO_PREALLOC);
+
+/// IPv6 addresses' identities for network policy, exact.
+#[map]
+pub static IPCACHE6: HashMap<In6, AddrIdentity> = HashMap::pinned(map_sizes::IPCACHE, NO_PREALLOC);
+
+/// IPv6 ipBlock prefixes shorter than /128 → identity.
+#[map]
+pub static IPCACHE_PREFIXES6: LpmTrie<In6, u32> =
+    LpmTrie::pinned(map_sizes::IPCACHE_PREFIXES, NO_PREALLOC);
+
+/// IPv6 connections policy allowed on the stateless paths.
+#[map]
+pub static POLICY_CT6: LruHashMap<FlowKey<In6>, u32> = LruHashMap::pinned(map_sizes::FLOWS, 0);

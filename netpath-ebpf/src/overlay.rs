@@ -17,6 +17,7 @@ use netpath_common::{
 };
 
 use crate::{
+    family::Ip,
     forward,
     maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
     packet::Packet,
@@ -148,9 +149,9 @@ fn deliver(
     ifindex: u32,
 ) -> i32 {
     let dst = flow.dst_addr;
-    if dst == u32::MAX || dst == net.broadcast() || forward::is_multicast(dst) {
+    if <u32 as Ip>::floods(dst, &net) {
         // Every member here; the sender's node gave its own host the original.
-        forward::flood(ctx, network, net, ifindex);
+        forward::flood(ctx, network, net.members, ifindex);
         return TC_ACT_SHOT as i32;
     }
     // SAFETY: map value pointer valid for this program run; copied out at once.
@@ -194,8 +195,8 @@ fn drop(flow: &Ipv4Flow, ifindex: u32) -> i32 {
     TC_ACT_SHOT as i32
 }
 
-/// Whether `net` spans nodes.
+/// Whether a network of `flags` spans nodes.
 #[inline(always)]
-pub fn spans_nodes(net: &NetworkInfo) -> bool {
-    net.flags & net_flags::OVERLAY != 0
+pub fn spans_nodes(flags: u32) -> bool {
+    flags & net_flags::OVERLAY != 0
 }

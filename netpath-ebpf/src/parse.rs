@@ -1,15 +1,16 @@
-//! Packet parsing, written once for XDP and TC: Ethernet, ARP, IPv4, TCP, UDP, ICMP.
+//! Packet parsing, written once for XDP and TC: Ethernet, ARP, IPv4, IPv6 (its extension
+//! headers walked to the transport header), TCP, UDP, ICMP and ICMPv6.
 //!
 //! Works on the `data`/`data_end` window both program types expose; every read is bounds
 //! checked against `data_end` so the verifier accepts it. What a packet's flow is ([`Flow`])
-//! is generic over the address family: the L3 header is read per family ([`parse`] for IPv4),
+//! is generic over the address family: the L3 header is read per family (`ipv4`, `ipv6`),
 //! the transport header ([`ports`]) and every decision on a flow once for both.
 use core::mem::size_of;
 
-use netpath_common::{proto, Addr, FlowKey};
+use netpath_common::{proto, Addr, FlowKey, In6};
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::Ipv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
 };
 
 /// Offset of the IPv4 header (no VLAN tag: tagged frames are not ours).
@@ -39,12 +40,15 @@ pub struct Flow<A: Addr> {
     pub src_port: u16,
     /// Destination port, network order (0 when the packet has none).
     pub dst_port: u16,
-    /// The packet's length from its IP header (IPv4's total length), host order.
+    /// The packet's length from its IP header (IPv4's total length; IPv6's payload length
+    /// and its fixed header), host order.
     pub tot_len: u16,
 }
 
 /// An IPv4 packet's flow.
 pub type Ipv4Flow = Flow<u32>;
+/// An IPv6 packet's flow.
+pub type Ipv6Flow = Flow<In6>;
 
 impl<A: Addr> Flow<A> {
     /// TCP or UDP with ports parsed: a candidate for translation.
@@ -68,7 +72,7 @@ impl<A: Addr> Flow<A> {
     /// An ICMP echo request or reply (its identifier in the port fields).
     #[inline(always)]
     pub fn is_echo(&self) -> bool {
-        !self.fragment && self.proto == proto::ICMP && (self.src_port != 0 || self.dst_port != 0)
+        !self.fragment && is_icmp(self.proto) && (self.src_port != 0 || self.dst_port != 0)
     }
 
     /// A TCP segment with FIN or RST: its flow is closing.
@@ -86,7 +90,7 @@ impl<A: Addr> Flow<A> {
     pub fn l4_csum_off(&self) -> usize {
         match self.proto {
             proto::TCP => self.l4_off + 16,
-            proto::ICMP => self.l4_off + 2,
+            proto::ICMP | proto::ICMPV6 => self.l4_off + 2,
             _ => self.l4_off + 6,
         }
     }
@@ -98,7 +102,9 @@ pub enum Parsed {
     Arp,
     /// IPv4.
     Ipv4(Ipv4Flow),
-    /// IPv6, VLAN-tagged, anything else: not ours.
+    /// IPv6.
+    Ipv6(Ipv6Flow),
+    /// VLAN-tagged, anything else: not ours.
     Other,
     /// Headers shorter than they claim.
     Malformed,
@@ -116,23 +122,53 @@ pub fn ptr_at<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
 /// ICMP echo request or reply.
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMP_ECHO_REPLY: u8 = 0;
+/// ICMPv6 echo request or reply.
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
 
-/// ICMP: an echo's identifier plays the port's part (the request's source port, the reply's
-/// destination port), so echoes go through NAT like flows; other ICMP has no ports.
+/// ICMP or ICMPv6.
 #[inline(always)]
-fn icmp(data: usize, data_end: usize, mut flow: Ipv4Flow) -> Parsed {
-    let Some(h) = ptr_at::<[u8; 8]>(data, data_end, flow.l4_off) else {
-        return Parsed::Malformed;
-    };
+pub fn is_icmp(p: u8) -> bool {
+    p == proto::ICMP || p == proto::ICMPV6
+}
+
+/// ICMP or ICMPv6: an echo's identifier plays the port's part (the request's source port,
+/// the reply's destination port), so echoes go through NAT like flows; other ICMP has no
+/// ports. None when the header is cut short.
+#[inline(always)]
+fn icmp<A: Addr>(data: usize, data_end: usize, mut flow: Flow<A>) -> Option<Flow<A>> {
     // SAFETY: bounds checked by ptr_at.
-    let h = unsafe { *h };
+    let h = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
     let id = u16::from_ne_bytes([h[4], h[5]]);
-    match h[0] {
-        ICMP_ECHO_REQUEST => flow.src_port = id,
-        ICMP_ECHO_REPLY => flow.dst_port = id,
-        _ => {}
+    let (request, reply) = if flow.proto == proto::ICMP {
+        (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+    } else {
+        (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+    };
+    if h[0] == request {
+        flow.src_port = id;
+    } else if h[0] == reply {
+        flow.dst_port = id;
     }
-    Parsed::Ipv4(flow)
+    Some(flow)
+}
+
+/// A flow's transport part, of either family: TCP's and UDP's ports, ICMP's echo identifier.
+#[inline(always)]
+fn transport<A: Addr>(data: usize, data_end: usize, mut flow: Flow<A>) -> Option<Flow<A>> {
+    if flow.fragment {
+        return Some(flow);
+    }
+    if is_icmp(flow.proto) {
+        return icmp(data, data_end, flow);
+    }
+    let Some(l4_len) = transport_len(flow.proto) else {
+        return Some(flow);
+    };
+    let [src, dst] = ports(data, data_end, flow.l4_off, l4_len)?;
+    flow.src_port = src;
+    flow.dst_port = dst;
+    Some(flow)
 }
 
 /// ICMP errors that carry the start of the packet they are about: destination unreachable
@@ -170,6 +206,37 @@ pub fn icmp_error_about(data: usize, data_end: usize, flow: &Ipv4Flow) -> Option
     ))
 }
 
+/// ICMPv6 errors, which carry the start of the packet they are about: destination
+/// unreachable, packet too big, time exceeded, parameter problem.
+const ICMPV6_ERRORS: [u8; 4] = [1, 2, 3, 4];
+
+/// [`icmp_error_about`] for ICMPv6: the IPv6 header and ports an error carries (the packet's
+/// own header, not walked past extension headers: a flow with them is asked as a new one).
+#[inline(always)]
+pub fn icmp6_error_about(data: usize, data_end: usize, flow: &Ipv6Flow) -> Option<FlowKey<In6>> {
+    if flow.proto != proto::ICMPV6 || flow.fragment {
+        return None;
+    }
+    // SAFETY (all reads): bounds checked by ptr_at.
+    let header = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
+    if !ICMPV6_ERRORS.contains(&header[0]) {
+        return None;
+    }
+    let inner = flow.l4_off + 8;
+    let ip = unsafe { &*ptr_at::<Ipv6Hdr>(data, data_end, inner)? };
+    let [src_port, dst_port] = match transport_len(ip.next_hdr) {
+        Some(_) => ports(data, data_end, inner + Ipv6Hdr::LEN, 4)?,
+        None => [0, 0],
+    };
+    Some(FlowKey::new(
+        In6::from_octets(ip.src_addr),
+        src_port,
+        In6::from_octets(ip.dst_addr),
+        dst_port,
+        ip.next_hdr,
+    ))
+}
+
 /// Length of an ARP body for Ethernet/IPv4.
 pub const ARP_LEN: usize = 28;
 
@@ -194,45 +261,90 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
         }
         return Parsed::Arp;
     }
-    if ether_type != EtherType::Ipv4 as u16 {
+    let parsed = if ether_type == EtherType::Ipv4 as u16 {
+        ipv4(data, data_end).map(Parsed::Ipv4)
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        ipv6(data, data_end).map(Parsed::Ipv6)
+    } else {
         return Parsed::Other;
-    }
-    let Some(ip) = ptr_at::<Ipv4Hdr>(data, data_end, L3_OFF) else {
-        return Parsed::Malformed;
     };
+    parsed.unwrap_or(Parsed::Malformed)
+}
+
+/// An IPv4 packet's flow; None when its headers are cut short.
+#[inline(always)]
+fn ipv4(data: usize, data_end: usize) -> Option<Ipv4Flow> {
     // SAFETY: bounds checked by ptr_at.
-    let ip = unsafe { &*ip };
-    let Some(ihl) = header_words(ip) else {
-        return Parsed::Malformed;
-    };
+    let ip = unsafe { &*ptr_at::<Ipv4Hdr>(data, data_end, L3_OFF)? };
+    let ihl = header_words(ip)?;
     let frags = u16::from_be_bytes(ip.frags);
-    let mut flow = Ipv4Flow {
-        src_addr: u32::from_ne_bytes(ip.src_addr),
-        dst_addr: u32::from_ne_bytes(ip.dst_addr),
-        proto: ip.proto,
-        // MF set or a non-zero offset.
-        fragment: frags & 0x3fff != 0,
-        l4_off: L3_OFF + ihl * 4,
-        src_port: 0,
-        dst_port: 0,
-        tot_len: u16::from_be_bytes(ip.tot_len),
-    };
-    if flow.fragment {
-        return Parsed::Ipv4(flow);
-    }
-    let l4_len = match flow.proto {
-        proto::ICMP => return icmp(data, data_end, flow),
-        p => match transport_len(p) {
-            Some(n) => n,
-            None => return Parsed::Ipv4(flow),
+    transport(
+        data,
+        data_end,
+        Ipv4Flow {
+            src_addr: u32::from_ne_bytes(ip.src_addr),
+            dst_addr: u32::from_ne_bytes(ip.dst_addr),
+            proto: ip.proto,
+            // MF set or a non-zero offset.
+            fragment: frags & 0x3fff != 0,
+            l4_off: L3_OFF + ihl * 4,
+            src_port: 0,
+            dst_port: 0,
+            tot_len: u16::from_be_bytes(ip.tot_len),
         },
-    };
-    let Some([src, dst]) = ports(data, data_end, flow.l4_off, l4_len) else {
-        return Parsed::Malformed;
-    };
-    flow.src_port = src;
-    flow.dst_port = dst;
-    Parsed::Ipv4(flow)
+    )
+}
+
+/// IPv6 extension headers walked to find the transport header (hop-by-hop options, routing,
+/// fragment, destination options); a packet with more is taken as having no ports.
+const IPV6_EXTENSIONS: usize = 4;
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DEST_OPTS: u8 = 60;
+
+/// An IPv6 packet's flow; None when its headers are cut short.
+#[inline(always)]
+fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
+    // SAFETY (all reads): bounds checked by ptr_at.
+    let ip = unsafe { &*ptr_at::<Ipv6Hdr>(data, data_end, L3_OFF)? };
+    if ip.vcf[0] >> 4 != 6 {
+        return None;
+    }
+    let mut next = ip.next_hdr;
+    let mut off = L3_OFF + Ipv6Hdr::LEN;
+    let mut fragment = false;
+    for _ in 0..IPV6_EXTENSIONS {
+        match next {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                let h = unsafe { *ptr_at::<[u8; 2]>(data, data_end, off)? };
+                next = h[0];
+                off += (h[1] as usize + 1) * 8;
+            }
+            IPV6_FRAGMENT => {
+                let h = unsafe { *ptr_at::<[u8; 4]>(data, data_end, off)? };
+                next = h[0];
+                // A non-zero offset or more fragments to come (an atomic fragment is whole).
+                fragment = u16::from_be_bytes([h[2], h[3]]) & 0xfff9 != 0;
+                off += 8;
+            }
+            _ => break,
+        }
+    }
+    transport(
+        data,
+        data_end,
+        Ipv6Flow {
+            src_addr: In6::from_octets(ip.src_addr),
+            dst_addr: In6::from_octets(ip.dst_addr),
+            proto: next,
+            fragment,
+            l4_off: off,
+            src_port: 0,
+            dst_port: 0,
+            tot_len: u16::from_be_bytes(ip.payload_len).wrapping_add(Ipv6Hdr::LEN as u16),
+        },
+    )
 }
 
 /// The length of the transport header whose ports a flow is keyed by: TCP's and UDP's (other

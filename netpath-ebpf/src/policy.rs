@@ -25,12 +25,13 @@
 use aya_ebpf::maps::{lpm_trie::Key, LruHashMap};
 use netpath_common::{
     direction, identity, policy_on, published_from, tracked, Addr, AddrIdentity, Counter, FlowKey,
-    PolicyKey,
+    In6, PolicyKey,
 };
 
 use crate::{
     maps::{
-        IPCACHE, IPCACHE_PREFIXES, POLICY, POLICY_CT, POLICY_ON, POLICY_RANGES, PUBLISHED_FROM,
+        IPCACHE, IPCACHE6, IPCACHE_PREFIXES, IPCACHE_PREFIXES6, POLICY, POLICY_CT, POLICY_CT6,
+        POLICY_ON, POLICY_RANGES, PUBLISHED_FROM,
     },
     parse::Flow,
 };
@@ -49,7 +50,7 @@ pub fn published_from(src: u32) -> Result<(), Counter> {
     }
 }
 
-/// An address family whose addresses have identities (IPv4 today; IPv6 adds its maps).
+/// An address family whose addresses have identities, each in maps of its own.
 pub trait Identified: Addr {
     /// The identity of the address (network order), `on` the flags of `POLICY_ON`.
     fn identity(self, on: u32) -> AddrIdentity;
@@ -78,6 +79,30 @@ impl Identified for u32 {
     #[inline(always)]
     fn tracked() -> &'static LruHashMap<FlowKey<u32>, u32> {
         &POLICY_CT
+    }
+}
+
+impl Identified for In6 {
+    #[inline(always)]
+    fn identity(self, on: u32) -> AddrIdentity {
+        if let Some(id) = IPCACHE6.get_ptr(&self) {
+            // SAFETY: map value pointer valid for this program run; copied out at once.
+            return unsafe { *id };
+        }
+        if on & policy_on::PREFIXES != 0 {
+            if let Some(id) = IPCACHE_PREFIXES6.get(&Key::new(128, self)) {
+                return AddrIdentity {
+                    identity: *id,
+                    selected: 0,
+                };
+            }
+        }
+        AddrIdentity::WORLD
+    }
+
+    #[inline(always)]
+    fn tracked() -> &'static LruHashMap<FlowKey<In6>, u32> {
+        &POLICY_CT6
     }
 }
 

@@ -2,11 +2,11 @@
 //! port received, and the events `netpath monitor` streams: drops with their reason and
 //! 5-tuple, and (opt-in) every translation. With no monitor listening, a report costs one
 //! array read.
-use netpath_common::{event, monitor, Counter, Event, PortStats};
+use netpath_common::{event, monitor, Addr, Counter, Event, PortStats};
 
 use crate::{
     maps::{EVENTS, MONITOR, PORT_STATS, STATS},
-    parse::Ipv4Flow,
+    parse::Flow,
 };
 
 /// Adds one to `counter` on this CPU.
@@ -42,8 +42,8 @@ fn wanted(what: u32) -> bool {
 }
 
 #[inline(always)]
-fn emit(kind: u8, what: u8, flow: &Ipv4Flow, ifindex: u32, nat_addr: u32, nat_port: u16) {
-    let e = Event {
+fn emit<A: Addr>(kind: u8, what: u8, flow: &Flow<A>, ifindex: u32, nat_addr: A, nat_port: u16) {
+    let e = Event::<A> {
         kind,
         what,
         proto: flow.proto,
@@ -58,33 +58,33 @@ fn emit(kind: u8, what: u8, flow: &Ipv4Flow, ifindex: u32, nat_addr: u32, nat_po
         _pad2: 0,
         _pad3: 0,
     };
-    if EVENTS.output::<Event>(&e, 0).is_err() {
+    if EVENTS.output::<Event<A>>(&e, 0).is_err() {
         count(Counter::EventsLost);
     }
 }
 
 /// Counts a drop for `reason` (reported to a monitor that asked for drops).
 #[inline(always)]
-pub fn dropped(reason: Counter, flow: &Ipv4Flow, ifindex: u32) {
+pub fn dropped<A: Addr>(reason: Counter, flow: &Flow<A>, ifindex: u32) {
     count(reason);
     if wanted(monitor::DROPS) {
-        emit(event::DROP, reason as u8, flow, ifindex, 0, 0);
+        emit(event::DROP, reason as u8, flow, ifindex, A::ANY, 0);
     }
 }
 
 /// Reports to a monitor that asked for traces that policy number `policy` (when not 0)
 /// allowed the new flow `flow`.
 #[inline(always)]
-pub fn admitted(policy: u32, flow: &Ipv4Flow, ifindex: u32) {
+pub fn admitted<A: Addr>(policy: u32, flow: &Flow<A>, ifindex: u32) {
     if policy != 0 {
-        trace(event::trace::POLICY, flow, ifindex, 0, policy as u16);
+        trace(event::trace::POLICY, flow, ifindex, A::ANY, policy as u16);
     }
 }
 
 /// Reports a translation to a monitor that asked for traces: `flow` as it came, and the
 /// address and port written.
 #[inline(always)]
-pub fn trace(what: u8, flow: &Ipv4Flow, ifindex: u32, nat_addr: u32, nat_port: u16) {
+pub fn trace<A: Addr>(what: u8, flow: &Flow<A>, ifindex: u32, nat_addr: A, nat_port: u16) {
     if wanted(monitor::TRACE) {
         emit(event::TRACE, what, flow, ifindex, nat_addr, nat_port);
     }

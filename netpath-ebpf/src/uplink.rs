@@ -8,15 +8,14 @@
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer},
-    maps::lpm_trie::Key,
     programs::{TcContext, XdpContext},
 };
 use netpath_common::{event, net_flags, Counter};
 
 use crate::{
-    maps::{NETWORKS, SUBNETS},
+    family::Ip,
     packet::Packet,
-    parse::{parse, Ipv4Flow, Parsed},
+    parse::{parse, Flow, Parsed},
     ports::{self, Dnat, Published},
     snat,
     stats::{count, count_port, trace},
@@ -48,24 +47,21 @@ fn martian(addr: u32) -> bool {
 /// serves only itself, as in the README's walkthrough) carries 127.0.0.0/8 legitimately.
 const LOOPBACK_IFINDEX: u32 = 1;
 
-/// Whether `addr` (network order) is in one of the networks' subnets (an endpoint, a gateway,
-/// or an address no one has yet) that is not routed. Reached from outside only through
-/// published ports (Docker 28 drops direct routed access the same way), unless the network
-/// says it is routed (`net_flags::ROUTED`).
+/// Whether `addr` (network order, of either family) is in one of the networks' subnets (an
+/// endpoint, a gateway, or an address no one has yet) that is not routed. Reached from
+/// outside only through published ports (Docker 28 drops direct routed access the same way),
+/// unless the network says it is routed (`net_flags::ROUTED`).
 #[inline(always)]
-fn in_a_network(addr: u32) -> bool {
-    let Some(id) = SUBNETS.get(Key::new(32, addr)) else {
+fn in_a_network<A: Ip>(addr: A) -> bool {
+    let Some(id) = A::subnet_of(addr) else {
         return false;
     };
-    // SAFETY: map value pointer valid for this program run; read at once.
-    NETWORKS
-        .get_ptr(id)
-        .is_none_or(|n| unsafe { (*n).flags } & net_flags::ROUTED == 0)
+    A::network(id).is_none_or(|n| n.flags & net_flags::ROUTED == 0)
 }
 
 /// What passes untranslated: on to the host, unless it was routed at a network.
 #[inline(always)]
-fn untouched<P: Packet>(pkt: &P, flow: &Ipv4Flow, reason: Counter) -> Verdict {
+fn untouched<P: Packet, A: Ip>(pkt: &P, flow: &Flow<A>, reason: Counter) -> Verdict {
     if pkt.ingress_ifindex() != LOOPBACK_IFINDEX && in_a_network(flow.dst_addr) {
         Verdict::Drop(Counter::DropRouted)
     } else {
@@ -85,6 +81,9 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
         Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
         Parsed::Ipv4(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
         Parsed::Ipv4(flow) => return untouched(pkt, &flow, Counter::Pass),
+        // IPv6 publishes nothing yet: only its routed-access check.
+        Parsed::Ipv6(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
+        Parsed::Ipv6(flow) => return untouched(pkt, &flow, Counter::Pass),
         Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
         _ => return Verdict::Pass(Counter::Pass),
     };

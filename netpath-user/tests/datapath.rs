@@ -4,8 +4,9 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use aya::programs::{TestRun, TestRunOptions};
-use common::{tcp, udp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP};
+use common::{
+    load, run_tc, run_xdp, tcp, udp, Dp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP,
+};
 use netpath_common::{direction, identity, Counter, FlowNat, PolicyKey, PortKey, PortTarget};
 use netpath_user::{
     datapath::{be_addr, be_port, flow_key, programs, AttachmentEntry, Datapath, MapSizes},
@@ -26,25 +27,6 @@ const EP: [u8; 4] = [172, 17, 0, 2];
 const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
 const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
 const EP_IFINDEX: u32 = 4242;
-
-struct Dp {
-    dp: Datapath,
-    _fs: ScratchBpffs,
-}
-
-fn load() -> Dp {
-    let fs = ScratchBpffs::new().expect("scratch bpffs");
-    let dp = Datapath::load(
-        Some(fs.path()),
-        MapSizes {
-            ports: 1024,
-            flows: 1024,
-            endpoints: 64,
-        },
-    )
-    .expect("load datapath");
-    Dp { dp, _fs: fs }
-}
 
 fn publish(
     dp: &mut Datapath,
@@ -78,42 +60,6 @@ fn host_addrs(dp: &mut Datapath, addrs: &[[u8; 4]]) {
     dp.set_host_addrs(&set).unwrap();
 }
 
-/// Runs a TC program; `ifindex` sets the skb's device (0: loopback).
-fn run_tc(dp: &mut Datapath, prog: &'static str, pkt: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; pkt.len() + 256];
-    let mut ctx = [0u8; 44];
-    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-    let opts = TestRunOptions {
-        data_in: Some(pkt),
-        data_out: Some(&mut out),
-        ctx_in: (ifindex != 0).then_some(&ctx[..]),
-        ..Default::default()
-    };
-    let res = dp
-        .classifier(prog)
-        .unwrap()
-        .test_run(opts)
-        .unwrap_or_else(|e| panic!("test run of {} bytes: {e}", pkt.len()));
-    out.truncate(res.data_size_out as usize);
-    (res.return_value, out)
-}
-
-fn run_xdp(dp: &mut Datapath, pkt: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; pkt.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(pkt),
-        data_out: Some(&mut out),
-        ..Default::default()
-    };
-    let res = dp
-        .xdp(programs::UPLINK_XDP)
-        .unwrap()
-        .test_run(opts)
-        .unwrap_or_else(|e| panic!("xdp test run of {} bytes: {e}", pkt.len()));
-    out.truncate(res.data_size_out as usize);
-    (res.return_value, out)
-}
-
 fn counter(dp: &Datapath, c: Counter) -> u64 {
     dp.counter(c)
 }
@@ -130,6 +76,7 @@ fn attach(
     dp.add_attachment(&AttachmentEntry {
         ifindex,
         ip,
+        ip6: None,
         mac,
         host_mac,
         net_id,
@@ -350,6 +297,7 @@ fn everything_else_passes_untouched() {
     arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
     arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+    // IPv4's bytes under IPv6's type: a malformed IPv6 packet, passed as it is.
     let mut ipv6 = syn.clone();
     ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
     let mut vlan = syn[..12].to_vec();
@@ -369,7 +317,7 @@ fn everything_else_passes_untouched() {
         ("unpublished port", &unpublished),
         ("udp to another port", &udp_other),
         ("arp", &arp),
-        ("ipv6", &ipv6),
+        ("ipv4 bytes as ipv6", &ipv6),
         ("vlan", &vlan),
         ("truncated tcp", &truncated),
         ("first fragment", &first_frag),
@@ -387,9 +335,9 @@ fn everything_else_passes_untouched() {
     assert_eq!(verdict, XDP_PASS, "truncated ipv4 (xdp)");
     assert_eq!(out, short_ip);
     // Each path counts what it passes, and why (an uplink runs one of them): TC and XDP two
-    // fragments each, TC one malformed packet and XDP two.
+    // fragments each, TC two malformed packets and XDP three.
     assert_eq!(counter(&dp, Counter::Fragment), 2 + 2);
-    assert_eq!(counter(&dp, Counter::Malformed), 1 + 2);
+    assert_eq!(counter(&dp, Counter::Malformed), 2 + 3);
     assert_eq!(counter(&dp, Counter::DnatTc), 0);
     assert_eq!(dp.flow_count(), 0);
 }
@@ -425,6 +373,7 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
             gateway: subnet.first_host(),
             ip_range: None,
         },
+        v6: None,
         internal,
         options,
         labels: Default::default(),
@@ -941,6 +890,7 @@ fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
                 attachments: vec![Attachment {
                     network: net.name.clone(),
                     ip: ip.into(),
+                    ip6: None,
                     mac: EP_MAC,
                     ifname: "eth0".into(),
                     host_ifname: format!("np{name}"),

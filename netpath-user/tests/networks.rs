@@ -103,7 +103,7 @@ fn isolation_matrix_with_internal_and_multi_network_endpoints() {
     assert!(!eps["c1"].ip(&["route"]).contains("default"));
     eps["c1"].ip(&["route", "add", "default", "via", "10.10.3.1"]);
     assert!(!tcp_reachable(&eps["c1"], HOST, 22, SHORT));
-    assert!(ping(&eps["c1"], "10.10.3.1".parse().unwrap()));
+    assert!(ping(&eps["c1"], "10.10.3.1".parse::<Ipv4Addr>().unwrap()));
     assert!(!ping(&eps["c1"], HOST));
     assert!(ping(&eps["a1"], HOST), "a normal network reaches the host");
 
@@ -197,7 +197,12 @@ fn spoofed_sources_are_dropped_and_counted() {
     let a1 = t.endpoint("a1", &["--network", "a", "--ip", "10.10.1.10"]);
     let a2 = t.endpoint("a2", &["--network", "a", "--ip", "10.10.1.20"]);
     tcp_server(&a2, 80);
-    assert!(tcp_reachable(&a1, "10.10.1.20".parse().unwrap(), 80, SHORT));
+    assert!(tcp_reachable(
+        &a1,
+        "10.10.1.20".parse::<Ipv4Addr>().unwrap(),
+        80,
+        SHORT
+    ));
     // a1 claims another address of the network.
     a1.ip(&["addr", "add", "10.10.1.99/32", "dev", "eth0"]);
     let before = t.stats()["Counters"]["drop_spoof"].as_u64().unwrap();

@@ -36,6 +36,10 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             prefix: net.v4.subnet.prefix(),
             mac: att.mac,
             gateway: net.v4.gateway,
+            v6: att
+                .ip6
+                .zip(net.v6.as_ref())
+                .map(|(ip6, p)| (ip6, p.subnet.prefix(), p.gateway)),
             // The network's own MTU (`-o mtu=`), within what an overlay's tunnel carries.
             mtu: match (net.mtu(), net.vni.and(self.host.overlay.as_ref())) {
                 (Some(m), Some(o)) => Some(m.min(o.mtu)),
@@ -71,17 +75,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         link: EndpointLink,
     ) -> Result<(), AgentError> {
         self.links.insert(att.host_ifname.clone(), link);
-        let entry = AttachmentEntry {
-            ifindex: link.ifindex,
-            ip: att.ip,
-            mac: att.mac,
-            host_mac: link.host_mac,
-            net_id: net.net_id,
-        };
+        let entry = AttachmentEntry::of(att, link.ifindex, link.host_mac, net.net_id);
         self.dp
             .add_attachment(&entry)
             .map_err(|e| AgentError::internal(format!("endpoint maps: {e}")))?;
-        tx.undo(Undo::RemoveAttachment(link.ifindex, att.ip));
+        tx.undo(Undo::RemoveAttachment(entry));
         self.dp
             .attach_endpoint(&att.host_ifname)
             .map_err(|e| AgentError::internal(format!("attaching to {}: {e}", att.host_ifname)))?;
@@ -98,18 +96,13 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         if let Some(link) = self.links.get(&att.host_ifname).copied() {
             self.dp.detach_endpoint(&att.host_ifname)?;
             tx.undo(Undo::Attach(att.host_ifname.clone()));
-            let entry = AttachmentEntry {
-                ifindex: link.ifindex,
-                ip: att.ip,
-                mac: att.mac,
-                host_mac: link.host_mac,
-                net_id: self
-                    .state
-                    .networks
-                    .get(&att.network)
-                    .map_or(0, |n| n.net_id),
-            };
-            self.dp.remove_attachment(link.ifindex, att.ip)?;
+            let net_id = self
+                .state
+                .networks
+                .get(&att.network)
+                .map_or(0, |n| n.net_id);
+            let entry = AttachmentEntry::of(att, link.ifindex, link.host_mac, net_id);
+            self.dp.remove_attachment(&entry)?;
             tx.undo(Undo::AddAttachment(entry));
             self.links.remove(&att.host_ifname);
             tx.undo(Undo::RestoreLink(att.host_ifname.clone(), link));
@@ -175,6 +168,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     ) -> Result<T, AgentError> {
         let routes = self.net.route_subnets()?;
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
+        let (addrs6, routes6) = self.net.host_view6()?;
         let net = &self.net;
         let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.v4.gateway).collect();
         // A few ports are probed each; past that the socket tables, read once, say which can
@@ -211,6 +205,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             HostView {
                 routes: &routes,
                 addrs: &addrs,
+                routes6: &routes6,
+                addrs6: &addrs6,
                 busy: &busy,
             },
         )?)

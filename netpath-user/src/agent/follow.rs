@@ -28,6 +28,7 @@ fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         labels: rec.labels.clone(),
+        ..Default::default()
     }
 }
 

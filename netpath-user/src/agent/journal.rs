@@ -1,6 +1,6 @@
 //! The journal of a transaction: each step's undo ([`Undo`]), played back in reverse if a
 //! later step or the commit fails, and what runs only once the commit succeeded ([`Then`]).
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netpath_common::{PortKey, PortTarget};
 use tracing::{info, warn};
@@ -19,7 +19,7 @@ use crate::{
 pub enum Undo {
     DeleteLink(String),
     RestoreLink(String, EndpointLink),
-    RemoveAttachment(u32, Ipv4Addr),
+    RemoveAttachment(AttachmentEntry),
     AddAttachment(AttachmentEntry),
     Detach(String),
     Attach(String),
@@ -28,7 +28,7 @@ pub enum Undo {
     SetMembers(u32, Vec<u32>),
     RemoveNetwork(Network),
     AddNetwork(Network),
-    RemoveGateway(Ipv4Addr),
+    RemoveGateway(IpAddr),
     ReleaseSlot(PortId),
     SetPublishedFrom(PublishedFrom),
 }
@@ -99,7 +99,7 @@ pub enum Then {
     FlushPortFlows(u32, Vec<PortKey>),
     FlushInterfaceFlows(u32, Ipv4Addr),
     DeleteLink(String),
-    RemoveGateway(Ipv4Addr),
+    RemoveGateway(IpAddr),
     WriteNetnsFiles(String),
     RemoveNetnsFiles(Box<Endpoint>),
     /// The port's stats slot, unless the port is published again.
@@ -168,10 +168,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     self.links.insert(name.clone(), *link);
                     Ok(())
                 }
-                Undo::RemoveAttachment(ifindex, ip) => self
-                    .dp
-                    .remove_attachment(*ifindex, *ip)
-                    .map_err(|e| e.to_string()),
+                Undo::RemoveAttachment(e) => {
+                    self.dp.remove_attachment(e).map_err(|e| e.to_string())
+                }
                 Undo::AddAttachment(e) => self.dp.add_attachment(e).map_err(|e| e.to_string()),
                 Undo::Detach(name) => self.dp.detach_endpoint(name).map_err(|e| e.to_string()),
                 Undo::Attach(name) => self.dp.attach_endpoint(name).map_err(|e| e.to_string()),

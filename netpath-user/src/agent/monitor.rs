@@ -3,7 +3,7 @@
 //! it (interface and endpoint names from the state) and streams it to its client. The kernel
 //! reports only what some subscriber asked for: nothing at all when none listens.
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -11,22 +11,64 @@ use std::{
     time::SystemTime,
 };
 
-use netpath_common::{event, monitor, Counter, Event};
+use netpath_common::{event, monitor, Counter, Event, In6};
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::warn;
 
 use crate::{
     api::{MonitorEvent, MonitorFilter},
-    ipam::Family as _,
+    ipam::Family,
     model::State,
 };
 
 /// An event as read, and when.
 #[derive(Clone, Copy, Debug)]
 pub struct Raw {
-    pub event: Event,
+    pub event: AnyEvent,
     pub at: SystemTime,
+}
+
+/// An event of either address family, as the kernel wrote it (told apart by its length).
+#[derive(Clone, Copy, Debug)]
+pub enum AnyEvent {
+    V4(Event),
+    V6(Event<In6>),
+}
+
+/// What describing an event reads of it: its fields, the addresses of either family.
+struct Fields {
+    kind: u8,
+    what: u8,
+    proto: u8,
+    ifindex: u32,
+    src: SocketAddr,
+    dst: SocketAddr,
+    nat: SocketAddr,
+    /// As written: a trace of a policy puts its number here, not a port.
+    nat_port: u16,
+}
+
+impl AnyEvent {
+    fn fields(&self) -> Fields {
+        fn of<A: Family>(e: &Event<A::Kernel>) -> Fields {
+            let at = |a, port: u16| SocketAddr::new(A::from_kernel(a).into(), u16::from_be(port));
+            Fields {
+                kind: e.kind,
+                what: e.what,
+                proto: e.proto,
+                ifindex: e.ifindex,
+                src: at(e.src_addr, e.src_port),
+                dst: at(e.dst_addr, e.dst_port),
+                nat: at(e.nat_addr, e.nat_port),
+                nat_port: e.nat_port,
+            }
+        }
+        match self {
+            AnyEvent::V4(e) => of::<Ipv4Addr>(e),
+            AnyEvent::V6(e) => of::<Ipv6Addr>(e),
+        }
+    }
 }
 
 /// Subscribers, what they ask of the kernel, and the events for them.
@@ -139,14 +181,11 @@ impl Hub {
 fn proto_name(p: u8) -> String {
     match p {
         1 => "icmp".into(),
+        58 => "icmpv6".into(),
         6 => "tcp".into(),
         17 => "udp".into(),
         n => n.to_string(),
     }
-}
-
-fn addr(a: u32, port: u16) -> String {
-    format!("{}:{}", Ipv4Addr::from_kernel(a), u16::from_be(port))
 }
 
 /// The name of interface `ifindex` of this namespace.
@@ -166,7 +205,7 @@ fn ifname(ifindex: u32) -> Option<String> {
 
 /// The event as a monitor shows it, if `filter` lets it through.
 fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorEvent> {
-    let e = &raw.event;
+    let e = raw.event.fields();
     let (kind, reason, translated) = match e.kind {
         event::DROP => {
             let counter = Counter::ALL.get(usize::from(e.what))?;
@@ -179,7 +218,7 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
         event::TRACE if filter.trace => (
             "trace",
             crate::api::trace_name(e.what),
-            Some(addr(e.nat_addr, e.nat_port)),
+            Some(e.nat.to_string()),
         ),
         _ => return None,
     };
@@ -196,12 +235,13 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
             .values()
             .find(|ep| ep.attachments.iter().any(|a| a.host_ifname == i))
     });
-    let addrs = [e.nat_addr, e.dst_addr, e.src_addr].map(Ipv4Addr::from_kernel);
-    let by_addr = |ip: &Ipv4Addr| {
-        state
-            .endpoints
-            .values()
-            .find(|ep| ep.attachments.iter().any(|a| a.ip == *ip))
+    let addrs = [e.nat, e.dst, e.src].map(|a| a.ip());
+    let by_addr = |ip: &IpAddr| {
+        state.endpoints.values().find(|ep| {
+            ep.attachments
+                .iter()
+                .any(|a| IpAddr::V4(a.ip) == *ip || a.ip6.map(IpAddr::V6) == Some(*ip))
+        })
     };
     let endpoint = by_ifname
         .or_else(|| addrs.iter().find_map(by_addr))
@@ -219,8 +259,8 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
         kind: kind.into(),
         reason: reason.into(),
         protocol: proto_name(e.proto),
-        source: addr(e.src_addr, e.src_port),
-        destination: addr(e.dst_addr, e.dst_port),
+        source: e.src.to_string(),
+        destination: e.dst.to_string(),
         translated,
         interface,
         endpoint,
@@ -254,14 +294,19 @@ pub async fn read_events(
         let mut guard = fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            if item.len() >= std::mem::size_of::<Event>() {
-                // SAFETY: the kernel wrote an Event (repr(C), every bit pattern valid).
-                let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
-                hub.publish(Raw {
-                    event,
-                    at: SystemTime::now(),
-                });
-            }
+            // SAFETY (both): the kernel wrote an Event of the family its length says (repr(C),
+            // every bit pattern valid).
+            let event = if item.len() >= std::mem::size_of::<Event<In6>>() {
+                AnyEvent::V6(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) })
+            } else if item.len() >= std::mem::size_of::<Event>() {
+                AnyEvent::V4(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) })
+            } else {
+                continue;
+            };
+            hub.publish(Raw {
+                event,
+                at: SystemTime::now(),
+            });
         }
         guard.clear_ready();
     }
@@ -281,7 +326,7 @@ mod tests {
     #[test]
     fn events_are_described_and_filtered() {
         let drop = Raw {
-            event: Event {
+            event: AnyEvent::V4(Event {
                 kind: event::DROP,
                 what: Counter::DropIsolation as u8,
                 proto: 6,
@@ -290,7 +335,7 @@ mod tests {
                 src_port: 1234u16.to_be(),
                 dst_port: 80u16.to_be(),
                 ..Event::default()
-            },
+            }),
             at: SystemTime::UNIX_EPOCH,
         };
         let state = State::default();
@@ -315,8 +360,10 @@ mod tests {
         };
         assert!(describe(&drop, &state, &iso).is_some());
         let mut trace = drop;
-        trace.event.kind = event::TRACE;
-        trace.event.what = event::trace::DNAT;
+        if let AnyEvent::V4(e) = &mut trace.event {
+            e.kind = event::TRACE;
+            e.what = event::trace::DNAT;
+        }
         assert!(
             describe(&trace, &state, &all).is_none(),
             "traces only when asked"
@@ -326,5 +373,27 @@ mod tests {
             ..MonitorFilter::default()
         };
         assert_eq!(describe(&trace, &state, &traces).unwrap().reason, "dnat");
+        let v6 = |s: &str| In6::from_octets(s.parse::<Ipv6Addr>().unwrap().octets());
+        let drop6 = Raw {
+            event: AnyEvent::V6(Event {
+                kind: event::DROP,
+                what: Counter::DropSpoof as u8,
+                proto: 58,
+                src_addr: v6("fd00:1::99"),
+                dst_addr: v6("fd00:1::3"),
+                ..Event::default()
+            }),
+            at: SystemTime::UNIX_EPOCH,
+        };
+        let e = describe(&drop6, &state, &all).unwrap();
+        assert_eq!(
+            (
+                e.reason.as_str(),
+                e.protocol.as_str(),
+                e.source.as_str(),
+                e.destination.as_str()
+            ),
+            ("spoof", "icmpv6", "[fd00:1::99]:0", "[fd00:1::3]:0")
+        );
     }
 }

@@ -58,13 +58,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 ) else {
                     continue;
                 };
-                c.attachments.push(AttachmentEntry {
-                    ifindex: link.ifindex,
-                    ip: att.ip,
-                    mac: att.mac,
-                    host_mac: link.host_mac,
-                    net_id: net.net_id,
-                });
+                c.attachments.push(AttachmentEntry::of(
+                    att,
+                    link.ifindex,
+                    link.host_mac,
+                    net.net_id,
+                ));
             }
             if let (Some(att), true) = (ep.primary(), !ep.ports.is_empty()) {
                 if let Some(link) = self.links.get(&att.host_ifname).copied() {

@@ -7,6 +7,7 @@ use tracing::{info, warn};
 
 use super::{store::StateStore, Agent};
 use crate::{
+    datapath::AttachmentEntry,
     datapath::{DatapathOps, Hook},
     error::AgentError,
     model::Endpoint,
@@ -102,7 +103,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     continue;
                 };
                 if let Some(old) = known {
-                    self.dp.remove_attachment(old.ifindex, att.ip)?;
+                    let entry = AttachmentEntry::of(att, old.ifindex, old.host_mac, net.net_id);
+                    self.dp.remove_attachment(&entry)?;
                     self.dp.flush_interface_flows(old.ifindex, att.ip);
                 }
                 if now.is_some() {

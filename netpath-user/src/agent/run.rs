@@ -45,6 +45,8 @@ fn load_state(
             crate::model::plan::HostView {
                 routes: &routes,
                 addrs: &addrs,
+                routes6: &[],
+                addrs6: &[],
                 busy: &|_| false,
             },
         )?;

@@ -152,7 +152,8 @@ fn check_consistent(a: &FakeAgent, leftovers: bool) {
         a.dp.published_from, st.published_from,
         "published ports' firewall"
     );
-    let gateways: BTreeSet<Ipv4Addr> = st.networks.values().flat_map(host_addresses).collect();
+    let gateways: BTreeSet<std::net::IpAddr> =
+        st.networks.values().flat_map(host_addresses).collect();
     if leftovers {
         assert!(a.net.gateways.is_superset(&gateways), "gateways");
     } else {

@@ -4,7 +4,7 @@
 //! the save fails, the journal is played back and the request changes nothing. What cannot
 //! be undone (flushing flows, deleting a veth, removing a gateway address, hosts files)
 //! happens only after the commit.
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use tracing::info;
 
@@ -21,11 +21,12 @@ use crate::{
 };
 
 /// The host addresses a network needs: its gateway and its host-gateway.
-pub fn host_addresses(net: &Network) -> Vec<Ipv4Addr> {
-    let mut v = vec![net.v4.gateway];
+pub fn host_addresses(net: &Network) -> Vec<IpAddr> {
+    let mut v = vec![IpAddr::V4(net.v4.gateway)];
     if net.host_gateway() != net.v4.gateway {
-        v.push(net.host_gateway());
+        v.push(net.host_gateway().into());
     }
+    v.extend(net.v6.map(|p| IpAddr::V6(p.gateway)));
     v
 }
 
@@ -132,7 +133,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let net = self.state.plan_network_rm(name)?.clone();
         let mut next = self.state.clone();
         next.networks.remove(name);
-        let still_used: Vec<Ipv4Addr> = next.networks.values().flat_map(host_addresses).collect();
+        let still_used: Vec<IpAddr> = next.networks.values().flat_map(host_addresses).collect();
         self.transact(|a, tx| {
             let members = a.dp.members(net.net_id);
             a.dp.remove_network(&net)?;

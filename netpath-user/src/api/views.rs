@@ -1,6 +1,10 @@
 //! Response bodies: networks, endpoints, ports and counters as the CLI and Docker's words show
 //! them (`docker network inspect`, `docker inspect`, `docker port`).
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +97,7 @@ pub struct Ipam {
 #[serde(rename_all = "PascalCase")]
 pub struct IpamConfig {
     pub subnet: String,
-    pub gateway: Ipv4Addr,
+    pub gateway: IpAddr,
     #[serde(rename = "IPRange", skip_serializing_if = "Option::is_none", default)]
     pub ip_range: Option<String>,
 }
@@ -122,14 +126,20 @@ impl NetworkView {
             // Docker's words: an overlay network on a key-value store is "global".
             scope: if n.vni.is_some() { "global" } else { "local" }.into(),
             driver: n.driver.clone(),
-            enable_ipv6: false,
+            enable_ipv6: n.v6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
-                config: vec![IpamConfig {
+                config: std::iter::once(IpamConfig {
                     subnet: n.v4.subnet.to_string(),
-                    gateway: n.v4.gateway,
+                    gateway: n.v4.gateway.into(),
                     ip_range: n.v4.ip_range.map(|r| r.to_string()),
-                }],
+                })
+                .chain(n.v6.map(|p| IpamConfig {
+                    subnet: p.subnet.to_string(),
+                    gateway: p.gateway.into(),
+                    ip_range: p.ip_range.map(|r| r.to_string()),
+                }))
+                .collect(),
             },
             internal: n.internal,
             attachable: true,
@@ -143,7 +153,10 @@ impl NetworkView {
                             endpoint_id: format!("{}-{}", short_id(&e.id, 12), a.ifname),
                             mac_address: fmt_mac(&a.mac),
                             ipv4_address: format!("{}/{}", a.ip, n.v4.subnet.prefix()),
-                            ipv6_address: String::new(),
+                            ipv6_address: match (a.ip6, &n.v6) {
+                                (Some(ip6), Some(p)) => format!("{ip6}/{}", p.subnet.prefix()),
+                                _ => String::new(),
+                            },
                         },
                     )
                 })
@@ -170,6 +183,13 @@ pub const VXLAN_ID_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_lis
 pub struct EndpointNetwork {
     #[serde(rename = "IPAddress")]
     pub ip_address: Ipv4Addr,
+    /// Its IPv6 address there (Docker's word), on a network with IPv6.
+    #[serde(
+        rename = "GlobalIPv6Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_address: Option<Ipv6Addr>,
     pub mac_address: String,
     pub interface: String,
     pub host_interface: String,
@@ -186,6 +206,13 @@ pub struct EndpointView {
     pub network: String,
     #[serde(rename = "IPAddress")]
     pub ip_address: Ipv4Addr,
+    /// The primary interface's IPv6 address, on a network with IPv6.
+    #[serde(
+        rename = "GlobalIPv6Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_address: Option<Ipv6Addr>,
     pub mac_address: String,
     pub netns: PathBuf,
     pub host_interface: String,
@@ -223,6 +250,7 @@ impl EndpointView {
             id: e.id.clone(),
             network: primary.map(|a| a.network.clone()).unwrap_or_default(),
             ip_address: primary.map_or(Ipv4Addr::UNSPECIFIED, |a| a.ip),
+            ipv6_address: primary.and_then(|a| a.ip6),
             mac_address: primary.map(|a| fmt_mac(&a.mac)).unwrap_or_default(),
             netns: e.netns.clone(),
             host_interface: primary.map(|a| a.host_ifname.clone()).unwrap_or_default(),
@@ -234,6 +262,7 @@ impl EndpointView {
                         a.network.clone(),
                         EndpointNetwork {
                             ip_address: a.ip,
+                            ipv6_address: a.ip6,
                             mac_address: fmt_mac(&a.mac),
                             interface: a.ifname.clone(),
                             host_interface: a.host_ifname.clone(),

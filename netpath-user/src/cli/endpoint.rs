@@ -1,6 +1,10 @@
 //! `netpath endpoint ...`: an endpoint is a container's network namespace with one interface
 //! per network it is on (`docker run`, `docker ps`, `docker inspect` for the network side).
-use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
@@ -28,6 +32,9 @@ pub struct CreateArgs {
     /// Its address on that network (default: the next free one).
     #[arg(long, value_name = "IP")]
     pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address on that network, when it has IPv6 (default: the next free one).
+    #[arg(long, value_name = "IPV6")]
+    pub ip6: Option<Ipv6Addr>,
     /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO] (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
@@ -150,6 +157,7 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                 netns,
                 network,
                 ip,
+                ip6,
                 publish,
                 labels,
                 aliases,
@@ -165,6 +173,7 @@ pub async fn run(client: &Client, cmd: EndpointCmd) -> anyhow::Result<ExitCode> 
                 netns: netns_path(&netns)?,
                 network,
                 ip,
+                ip6,
                 ports: publish,
                 labels: parse_labels(&labels),
                 aliases,

@@ -1,5 +1,8 @@
 //! `netpath network ...`: Docker's `docker network` commands.
-use std::{net::Ipv4Addr, process::ExitCode};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    process::ExitCode,
+};
 
 use serde_json::{json, Value};
 
@@ -48,6 +51,9 @@ pub enum NetworkCmd {
         /// Its address on the network (default: the next free one).
         #[arg(long, value_name = "IP")]
         ip: Option<Ipv4Addr>,
+        /// Its IPv6 address on a network with IPv6 (default: the next free one).
+        #[arg(long, value_name = "IPV6")]
+        ip6: Option<Ipv6Addr>,
         /// Another name for the endpoint on this network (repeatable).
         #[arg(long = "alias", value_name = "NAME")]
         aliases: Vec<String>,
@@ -110,15 +116,19 @@ pub struct CreateArgs {
     /// Driver: bridge (the default) or netpath; both are netpath's datapath.
     #[arg(short, long, value_name = "DRIVER")]
     pub driver: Option<String>,
-    /// Subnet in CIDR form (default: a free one from the address pools).
+    /// Subnet in CIDR form, IPv4 or IPv6 (one of each at most; default: a free one from the
+    /// address pools).
     #[arg(long, value_name = "CIDR")]
-    pub subnet: Option<String>,
-    /// Gateway address (default: the subnet's first address).
+    pub subnet: Vec<String>,
+    /// Gateway address of the subnet of its family (default: the subnet's first address).
     #[arg(long, value_name = "IP")]
-    pub gateway: Option<Ipv4Addr>,
-    /// Allocate endpoint addresses from this part of the subnet.
+    pub gateway: Vec<IpAddr>,
+    /// Allocate endpoint addresses from this part of the subnet of its family.
     #[arg(long, value_name = "CIDR")]
-    pub ip_range: Option<String>,
+    pub ip_range: Vec<String>,
+    /// IPv6 as well: an IPv6 subnet (the one given, or a /64 of fd6e:7470:6174::/48).
+    #[arg(long)]
+    pub ipv6: bool,
     /// Nothing leaves the network; its ports cannot be published.
     #[arg(long)]
     pub internal: bool,
@@ -130,25 +140,57 @@ pub struct CreateArgs {
     pub labels: Vec<String>,
 }
 
-impl From<CreateArgs> for NetworkCreate {
-    fn from(a: CreateArgs) -> Self {
-        NetworkCreate {
+/// One value of each family at most from a repeated flag (`--subnet 10.1.0.0/24 --subnet
+/// fd00::/64`), IPv6's told by its colon.
+fn by_family<T: Clone>(
+    flag: &str,
+    values: &[T],
+    v6: impl Fn(&T) -> bool,
+) -> anyhow::Result<(Option<T>, Option<T>)> {
+    let (six, four): (Vec<&T>, Vec<&T>) = values.iter().partition(|v| v6(v));
+    if four.len() > 1 || six.len() > 1 {
+        anyhow::bail!("--{flag}: at most one IPv4 and one IPv6 value");
+    }
+    Ok((
+        four.first().cloned().cloned(),
+        six.first().cloned().cloned(),
+    ))
+}
+
+impl TryFrom<CreateArgs> for NetworkCreate {
+    type Error = anyhow::Error;
+
+    fn try_from(a: CreateArgs) -> anyhow::Result<Self> {
+        let (subnet, subnet6) = by_family("subnet", &a.subnet, |s| s.contains(':'))?;
+        let (ip_range, ip_range6) = by_family("ip-range", &a.ip_range, |s| s.contains(':'))?;
+        let (gateway, gateway6) = by_family("gateway", &a.gateway, IpAddr::is_ipv6)?;
+        Ok(NetworkCreate {
             labels: parse_labels(&a.labels),
             name: a.name,
             driver: a.driver,
-            subnet: a.subnet,
-            gateway: a.gateway,
-            ip_range: a.ip_range,
+            subnet,
+            gateway: gateway.and_then(|g| match g {
+                IpAddr::V4(g) => Some(g),
+                IpAddr::V6(_) => None,
+            }),
+            ip_range,
+            ipv6: a.ipv6,
+            subnet6,
+            gateway6: gateway6.and_then(|g| match g {
+                IpAddr::V6(g) => Some(g),
+                IpAddr::V4(_) => None,
+            }),
+            ip_range6,
             internal: a.internal,
             options: a.opts,
-        }
+        })
     }
 }
 
 pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         NetworkCmd::Create(args) => {
-            let req = NetworkCreate::from(args);
+            let req = NetworkCreate::try_from(args)?;
             let n = client.create_network(&req).await?;
             println!("{}", n.id);
             Ok(ExitCode::SUCCESS)
@@ -184,10 +226,12 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
             network,
             endpoint,
             ip,
+            ip6,
             aliases,
         } => {
             let req = Connect {
                 endpoint,
+                ip6,
                 ip,
                 aliases,
                 ..Connect::default()

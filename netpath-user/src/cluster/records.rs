@@ -51,6 +51,7 @@ impl OverlayNetwork {
     /// The network this node keeps for it (its own `net_id`, given by the caller).
     pub fn network(&self, net_id: u32) -> Network {
         Network {
+            v6: None,
             name: self.name.clone(),
             id: self.id.clone(),
             net_id,

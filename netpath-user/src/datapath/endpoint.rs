@@ -1,8 +1,9 @@
 //! Endpoints (kernel: `endpoint.rs`, the program on each endpoint's host-side veth):
-//! `ENDPOINTS` by the veth's ifindex, `ENDPOINTS_BY_ADDR` by address, each with the address's
+//! `ENDPOINTS` by the veth's ifindex, `ENDPOINTS_BY_ADDR` by address (and their IPv6 twins,
+//! `ipv6.rs`), each with the address's
 //! identity for network policy as the policy maps have it (`policy.rs` keeps them in step).
 //! The program's link on each veth is a [`super::Hook::Endpoint`].
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netpath_common::{map_names, EndpointInfo, PeerInfo};
 
@@ -15,12 +16,34 @@ pub struct AttachmentEntry {
     pub ifindex: u32,
     /// The endpoint's address on the network.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address there, on a network with IPv6.
+    pub ip6: Option<Ipv6Addr>,
     /// The endpoint interface's MAC.
     pub mac: [u8; 6],
     /// The host-side veth's MAC.
     pub host_mac: [u8; 6],
     /// The network's datapath id.
     pub net_id: u32,
+}
+
+impl AttachmentEntry {
+    /// The entry of attachment `att` behind host-side veth `ifindex` (MAC `host_mac`), on
+    /// the network of datapath id `net_id`.
+    pub fn of(
+        att: &crate::model::Attachment,
+        ifindex: u32,
+        host_mac: [u8; 6],
+        net_id: u32,
+    ) -> AttachmentEntry {
+        AttachmentEntry {
+            ifindex,
+            ip: att.ip,
+            ip6: att.ip6,
+            mac: att.mac,
+            host_mac,
+            net_id,
+        }
+    }
 }
 
 impl Datapath {
@@ -50,16 +73,21 @@ impl Datapath {
             let _ = self.endpoints.remove(&e.ifindex);
             return Err(DatapathError::Map(map_names::ENDPOINTS_BY_ADDR, err));
         }
+        if let Err(err) = self.add_attachment6(e, identity) {
+            let _ = self.remove_attachment(e);
+            return Err(err);
+        }
         Ok(())
     }
 
-    /// Removes an attachment's map entries.
-    pub fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError> {
-        removed(map_names::ENDPOINTS, self.endpoints.remove(&ifindex))?;
+    /// Removes an attachment's map entries (of both families).
+    pub fn remove_attachment(&mut self, e: &AttachmentEntry) -> Result<(), DatapathError> {
+        removed(map_names::ENDPOINTS, self.endpoints.remove(&e.ifindex))?;
         removed(
             map_names::ENDPOINTS_BY_ADDR,
-            self.endpoints_by_addr.remove(&be_addr(ip)),
-        )
+            self.endpoints_by_addr.remove(&be_addr(e.ip)),
+        )?;
+        self.remove_attachment6(e)
     }
 
     /// How many endpoint interfaces the maps hold.

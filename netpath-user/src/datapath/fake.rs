@@ -139,9 +139,9 @@ impl DatapathOps for FakeDatapath {
         self.attachments.insert(entry.ifindex, *entry);
         Ok(())
     }
-    fn remove_attachment(&mut self, ifindex: u32, _: Ipv4Addr) -> Result<(), DatapathError> {
+    fn remove_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError> {
         self.step("remove_attachment")?;
-        self.attachments.remove(&ifindex);
+        self.attachments.remove(&entry.ifindex);
         Ok(())
     }
     fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {

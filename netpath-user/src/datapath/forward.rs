@@ -1,5 +1,5 @@
 //! Networks (kernel: `forward.rs`, and `hostgw.rs` for the host-loopback ports): `NETWORKS`
-//! by id, `SUBNETS` (LPM) for policy on addresses nobody has, `MEMBERS` for broadcasts, and
+//! by id (and their IPv6 side, `ipv6.rs`), `SUBNETS` (LPM) for policy on addresses nobody has, `MEMBERS` for broadcasts, and
 //! `HOST_LOOPBACK`, the host-gateway TCP ports served by the host's loopback.
 use aya::maps::lpm_trie::Key as LpmKey;
 use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
@@ -7,8 +7,8 @@ use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
 use super::{be_addr, be_port, removed, Datapath, DatapathError};
 use crate::model::Network;
 
-/// The `NETWORKS` value of `net`, with `members` member slots.
-pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
+/// The [`net_flags`] of `net`, the same for both families.
+pub(super) fn network_flags(net: &Network) -> u32 {
     let mut flags = 0;
     if net.internal {
         flags |= net_flags::INTERNAL;
@@ -22,6 +22,12 @@ pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
     if net.routed() {
         flags |= net_flags::ROUTED;
     }
+    flags
+}
+
+/// The `NETWORKS` value of `net`, with `members` member slots.
+pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
+    let flags = network_flags(net);
     let prefix = net.v4.subnet.prefix();
     let mask = if prefix == 0 {
         0
@@ -48,6 +54,7 @@ impl Datapath {
         self.subnets
             .insert(&subnet_key(net), net.net_id, 0)
             .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
+        self.add_network6(net, members)?;
         for port in net.host_loopback_ports() {
             self.host_loopback
                 .insert(loopback_key(net, port), 1, 0)
@@ -61,6 +68,7 @@ impl Datapath {
         self.set_members(net.net_id, &[])?;
         removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
         removed(map_names::SUBNETS, self.subnets.remove(&subnet_key(net)))?;
+        self.remove_network6(net)?;
         for port in net.host_loopback_ports() {
             removed(
                 map_names::HOST_LOOPBACK,
@@ -111,7 +119,8 @@ impl Datapath {
         info.members = ifindexes.len() as u32;
         self.networks
             .insert(net_id, info, 0)
-            .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
+        self.set_members6(net_id, info.members)
     }
 
     /// Every network the maps hold, by id.

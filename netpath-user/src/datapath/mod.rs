@@ -41,6 +41,7 @@ pub mod fake;
 pub mod flows;
 pub mod forward;
 pub mod hook;
+mod ipv6;
 pub mod kernel_log;
 pub mod links;
 pub mod migrate;
@@ -269,6 +270,8 @@ pub struct Datapath {
     overlay_vnis: HashMap<MapData, u32, u32>,
     remotes: HashMap<MapData, u32, netpath_common::RemoteEndpoint>,
     overlay_peers: HashMap<MapData, MemberKey, u32>,
+    /// IPv6's twins of the endpoint and network maps.
+    v6: ipv6::Maps6,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
     /// What this process last wrote to the policy maps (only the difference is written).
@@ -284,6 +287,15 @@ struct Whole {
     snat: std::os::fd::OwnedFd,
     snat_rev: std::os::fd::OwnedFd,
     policy_ct: std::os::fd::OwnedFd,
+}
+
+/// The map `name` taken from `ebpf` as a `T`.
+fn take_map<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+    map.try_into().map_err(|e| DatapathError::Map(name, e))
 }
 
 /// Removing an absent key is what the caller wanted: not an error.

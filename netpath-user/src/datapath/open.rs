@@ -136,6 +136,7 @@ impl Datapath {
             overlay_vnis: take_map!(ebpf, map_names::OVERLAY_VNIS),
             remotes: take_map!(ebpf, map_names::REMOTES),
             overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
+            v6: super::ipv6::Maps6::take(&mut ebpf)?,
             dns_written: None,
             policy_written: None,
             events: Some(take_map!(ebpf, map_names::EVENTS)),

@@ -71,7 +71,7 @@ pub trait DatapathOps: Send {
     /// Writes one attachment of an endpoint to a network: by veth and by address.
     fn add_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError>;
     /// Removes an attachment's entries.
-    fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError>;
+    fn remove_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError>;
     /// Runs the endpoint program at the host-side veth `ifname` (a pinned link).
     fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError>;
     /// Takes it away.
@@ -177,8 +177,8 @@ impl DatapathOps for Datapath {
     fn add_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError> {
         Datapath::add_attachment(self, entry)
     }
-    fn remove_attachment(&mut self, ifindex: u32, ip: Ipv4Addr) -> Result<(), DatapathError> {
-        Datapath::remove_attachment(self, ifindex, ip)
+    fn remove_attachment(&mut self, entry: &AttachmentEntry) -> Result<(), DatapathError> {
+        Datapath::remove_attachment(self, entry)
     }
     fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
         self.ensure_link(&Hook::Endpoint(ifname.to_string()))

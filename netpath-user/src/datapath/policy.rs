@@ -164,6 +164,7 @@ impl Datapath {
                 .map_err(map(map_names::IPCACHE))?;
         }
         self.restamp_endpoints(&new.hosts)?;
+        self.restamp6()?;
         let tries = policy_on::RANGES | policy_on::PREFIXES;
         let during = if new.on == 0 {
             0
@@ -197,7 +198,7 @@ impl Datapath {
                 .map_err(map(map_names::POLICY_ON))?;
         }
         self.policy_written = Some(new);
-        Ok(self.end_denied(c))
+        Ok(self.end_denied(c) + self.end_denied6(c))
     }
 
     /// An address's identity as the policy maps have it (WORLD when they do not, as the

@@ -188,6 +188,8 @@ impl Datapath {
             &loopback,
         )?);
 
+        report.add(self.sync6(&c.attachments, &c.networks, &c.members)?);
+
         // Subnets (an LPM trie: keys by prefix and address).
         let want: StdHashMap<(u32, u32), u32> = c
             .networks

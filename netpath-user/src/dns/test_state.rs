@@ -5,9 +5,8 @@ use crate::model::{plan::HostView, Connect, EndpointCreate, NetworkCreate, State
 
 fn host() -> HostView<'static> {
     HostView {
-        routes: &[],
-        addrs: &[],
         busy: &|_| false,
+        ..HostView::empty()
     }
 }
 

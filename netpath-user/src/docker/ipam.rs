@@ -107,7 +107,7 @@ impl Pools {
         let mut taken = mine.clone();
         taken.extend(networks.iter().filter(|n| !mine.contains(n)));
         let subnet = if req.pool.is_empty() {
-            pick_subnet(&taken)?
+            pick_subnet(crate::ipam::default_pool(), &taken)?
         } else {
             let s: Subnet = req.pool.parse()?;
             if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {

@@ -211,6 +211,7 @@ impl<S: Service> Plugin<S> {
             internal: truthy(req.options.get(keys::INTERNAL)),
             options,
             labels: [(NETWORK_LABEL.to_string(), req.network_id.clone())].into(),
+            ..Default::default()
         };
         let net = self.svc.create_network(&create)?;
         info!(network = %net.name, docker = %short_id(&req.network_id, 12), "Docker network created");

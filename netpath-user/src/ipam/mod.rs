@@ -1,6 +1,6 @@
 //! Address management for both families: subnets, gateways, address allocation, subnet
 //! pools. [`Subnet`] is generic over the [`Family`]; `Subnet` alone is IPv4's.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod family;
 mod pool;
@@ -56,9 +56,21 @@ pub fn default_pool() -> impl Iterator<Item = Subnet> {
     b.chain(c)
 }
 
-/// The first subnet of the pool that overlaps none of `taken` (networks and host routes).
-pub fn pick_subnet(taken: &[Subnet]) -> Result<Subnet, IpamError> {
-    default_pool()
+/// netpath's default IPv6 pool: the /64s of fd6e:7470:6174::/48, a unique-local prefix
+/// ("ntpat"), as Docker takes /64s of a unique-local /48 for `--ipv6` without a subnet.
+pub fn default_pool6() -> impl Iterator<Item = Subnet<Ipv6Addr>> {
+    (0u16..=u16::MAX).map(|i| {
+        let a = Ipv6Addr::new(0xfd6e, 0x7470, 0x6174, i, 0, 0, 0, 0);
+        Subnet::new(a, 64).expect("host bits are zero")
+    })
+}
+
+/// The first subnet of `pool` that overlaps none of `taken` (networks and host routes).
+pub fn pick_subnet<A: Family>(
+    pool: impl Iterator<Item = Subnet<A>>,
+    taken: &[Subnet<A>],
+) -> Result<Subnet<A>, IpamError> {
+    pool.into_iter()
         .find(|s| !taken.iter().any(|t| t.prefix() > 0 && t.overlaps(s)))
         .ok_or(IpamError::NoFreeSubnet)
 }

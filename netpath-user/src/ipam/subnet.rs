@@ -125,13 +125,18 @@ impl<A: Family> Subnet<A> {
         (self.addr.to_bits()..=self.last_bits()).map(A::from_bits)
     }
 
+    /// Whether `ip` is the subnet's network address or broadcast, where those are no host's.
+    pub fn is_reserved(&self, ip: A) -> bool {
+        let (first, last) = self.ends_reserved();
+        (first && ip == self.addr) || (last && ip == self.broadcast())
+    }
+
     /// Checks that `ip` may be given to an endpoint: inside, not network/broadcast/gateway.
     pub fn check_assignable(&self, ip: A, gateway: A) -> Result<(), IpamError> {
         if !self.contains(ip) {
             return Err(IpamError::OutsideSubnet(ip.into(), (*self).into()));
         }
-        let (first, last) = self.ends_reserved();
-        if ip == gateway || (first && ip == self.addr) || (last && ip == self.broadcast()) {
+        if ip == gateway || self.is_reserved(ip) {
             return Err(IpamError::Reserved(ip.into(), (*self).into()));
         }
         Ok(())

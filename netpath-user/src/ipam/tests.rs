@@ -57,13 +57,19 @@ fn pool_skips_overlaps() {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-    assert_eq!(pick_subnet(&taken).unwrap().to_string(), "10.212.0.0/16");
+    assert_eq!(
+        pick_subnet(default_pool(), &taken).unwrap().to_string(),
+        "10.212.0.0/16"
+    );
     // Docker's pools are never picked, whatever is taken.
     let tens: Subnet = "10.210.0.0/15".parse().unwrap();
     let all_16s: Vec<Subnet> = (210..=239)
         .map(|x| format!("10.{x}.0.0/16").parse().unwrap())
         .collect();
-    assert_eq!(pick_subnet(&all_16s).unwrap().to_string(), "10.200.0.0/24");
+    assert_eq!(
+        pick_subnet(default_pool(), &all_16s).unwrap().to_string(),
+        "10.200.0.0/24"
+    );
     assert!(default_pool().all(|s| {
         !s.overlaps(&"172.16.0.0/12".parse().unwrap())
             && !s.overlaps(&"192.168.0.0/16".parse().unwrap())
@@ -71,9 +77,12 @@ fn pool_skips_overlaps() {
             && !s.overlaps(&"10.96.0.0/12".parse().unwrap())
             && !s.overlaps(&"10.244.0.0/16".parse().unwrap())
     }));
-    assert!(pick_subnet(&[tens]).is_ok());
+    assert!(pick_subnet(default_pool(), &[tens]).is_ok());
     let everything: Subnet = "0.0.0.0/1".parse().unwrap();
-    assert_eq!(pick_subnet(&[everything]), Err(IpamError::NoFreeSubnet));
+    assert_eq!(
+        pick_subnet(default_pool(), &[everything]),
+        Err(IpamError::NoFreeSubnet)
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::{
     collections::BTreeMap,
     fs,
     io::Write as _,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -81,6 +81,9 @@ pub struct Network {
     /// Its IPv4 subnet, gateway and range (the state file keeps the fields at the top).
     #[serde(flatten)]
     pub v4: Pool,
+    /// Its IPv6 subnet, gateway and range (`--ipv6`); none for a network of IPv4 alone.
+    #[serde(default, rename = "ipv6", skip_serializing_if = "Option::is_none")]
+    pub v6: Option<Pool<Ipv6Addr>>,
     /// Nothing leaves the network; its ports cannot be published.
     #[serde(default)]
     pub internal: bool,
@@ -130,6 +133,9 @@ pub const DOCKER_NETWORK_LABEL: &str = "com.docker.network.id";
 pub struct Attachment {
     pub network: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a network with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
     /// Interface name inside the namespace (eth0, eth1, ...).
     pub ifname: String,

@@ -1,6 +1,10 @@
 //! What each request asks for: the API's request bodies (JSON keys in Docker's style, unknown
 //! keys refused) and the input of planning ([`super::plan`]).
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +22,15 @@ pub struct NetworkCreate {
     pub gateway: Option<Ipv4Addr>,
     #[serde(default, rename = "IPRange")]
     pub ip_range: Option<String>,
+    /// `--ipv6`: an IPv6 subnet as well (`subnet6`, or the next free /64 of the pool).
+    #[serde(default, rename = "EnableIPv6")]
+    pub ipv6: bool,
+    #[serde(default, rename = "SubnetIPv6")]
+    pub subnet6: Option<String>,
+    #[serde(default, rename = "GatewayIPv6")]
+    pub gateway6: Option<Ipv6Addr>,
+    #[serde(default, rename = "IPRangeIPv6")]
+    pub ip_range6: Option<String>,
     #[serde(default)]
     pub internal: bool,
     /// KEY=VALUE strings.
@@ -41,6 +54,9 @@ pub struct Connect {
     pub endpoint: String,
     #[serde(default, rename = "IPAddress")]
     pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address (`--ip6`), on a network with IPv6.
+    #[serde(default, rename = "IPv6Address")]
+    pub ip6: Option<Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     /// The interface's name in the namespace (the CNI plugin's `CNI_IFNAME`); `ethN` if unset.
@@ -69,6 +85,9 @@ pub struct EndpointCreate {
     pub network: Option<String>,
     #[serde(default, rename = "IPAddress")]
     pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address (`--ip6`), on a network with IPv6.
+    #[serde(default, rename = "IPv6Address")]
+    pub ip6: Option<Ipv6Addr>,
     /// Docker `-p` specs.
     #[serde(default)]
     pub ports: Vec<String>,

@@ -4,9 +4,8 @@ use super::{plan::*, *};
 fn host() -> HostView<'static> {
     const ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, 0, 5)];
     HostView {
-        routes: &[],
         addrs: &ADDRS,
-        busy: &|_| false,
+        ..HostView::empty()
     }
 }
 use crate::ipam::{self, Subnet};

@@ -24,6 +24,7 @@ impl State {
         // Networks: names, ids, datapath ids and subnets each claimed once.
         let mut net_ids = BTreeSet::new();
         let mut subnets = Vec::new();
+        let mut subnets6: Vec<(String, crate::ipam::Subnet<std::net::Ipv6Addr>)> = Vec::new();
         let names: Vec<String> = self.networks.keys().cloned().collect();
         for key in names {
             let n = &self.networks[&key];
@@ -44,6 +45,17 @@ impl State {
                     "gateway {} is outside {}",
                     n.v4.gateway, n.v4.subnet
                 ))
+            } else if let Some(p) = &n.v6 {
+                if let Some((other, s)) = subnets6.iter().find(|(_, s)| s.overlaps(&p.subnet)) {
+                    Some(format!(
+                        "subnet {} overlaps network {other} ({s})",
+                        p.subnet
+                    ))
+                } else if !p.subnet.contains(p.gateway) {
+                    Some(format!("gateway {} is outside {}", p.gateway, p.subnet))
+                } else {
+                    None
+                }
             } else {
                 None
             };
@@ -52,14 +64,17 @@ impl State {
                     say(format!("network {:?} {why}: dropped", n.name));
                     self.networks.remove(&key);
                 }
-                None => subnets.push((n.name.clone(), n.v4.subnet)),
+                None => {
+                    subnets.push((n.name.clone(), n.v4.subnet));
+                    subnets6.extend(n.v6.map(|p| (n.name.clone(), p.subnet)));
+                }
             }
         }
 
         // Endpoints: names, ids, namespaces; attachments on networks that exist, with
         // addresses and veth names of their own; ports published once, outside the outbound
         // range.
-        let mut addrs: BTreeMap<(String, std::net::Ipv4Addr), String> = BTreeMap::new();
+        let mut addrs: BTreeMap<(String, std::net::IpAddr), String> = BTreeMap::new();
         let mut veths = BTreeSet::new();
         let mut netns = BTreeMap::new();
         let mut taken = PortIndex::default();
@@ -88,9 +103,23 @@ impl State {
                     Some(n) if !n.v4.subnet.contains(a.ip) => {
                         Some(format!("address {} is outside {}", a.ip, n.v4.subnet))
                     }
+                    Some(n)
+                        if a.ip6
+                            .is_some_and(|ip6| !n.v6.is_some_and(|p| p.subnet.contains(ip6))) =>
+                    {
+                        Some(format!(
+                            "address {} is outside the network's IPv6 subnet",
+                            a.ip6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
+                        ))
+                    }
                     Some(_) => {
-                        if let Some(other) = addrs.get(&(a.network.clone(), a.ip)) {
-                            Some(format!("address {} is also endpoint {other}'s", a.ip))
+                        let ips = std::iter::once(std::net::IpAddr::V4(a.ip))
+                            .chain(a.ip6.map(std::net::IpAddr::V6));
+                        let twice = ips
+                            .clone()
+                            .find_map(|ip| Some((ip, addrs.get(&(a.network.clone(), ip))?)));
+                        if let Some((ip, other)) = twice {
+                            Some(format!("address {ip} is also endpoint {other}'s"))
                         } else if !veths.insert(a.host_ifname.clone()) {
                             Some(format!("veth {} is claimed twice", a.host_ifname))
                         } else if kept
@@ -109,7 +138,10 @@ impl State {
                         ep.name, a.ifname
                     )),
                     None => {
-                        addrs.insert((a.network.clone(), a.ip), ep.name.clone());
+                        addrs.insert((a.network.clone(), a.ip.into()), ep.name.clone());
+                        if let Some(ip6) = a.ip6 {
+                            addrs.insert((a.network.clone(), ip6.into()), ep.name.clone());
+                        }
                         kept.push(a);
                     }
                 }

@@ -2,12 +2,12 @@
 //! route, the gateways on the bridge, a link's IPv4 address.
 use std::{
     collections::HashSet,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use futures::TryStreamExt;
 use netlink_packet_route::{
-    address::{AddressAttribute, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
@@ -32,6 +32,37 @@ pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
 }
 
 const RT_TABLE_MAIN: u8 = 254;
+
+/// The host's IPv6 addresses and the destinations of its main IPv6 table, read at once.
+pub fn host_view6() -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
+    run(None, |h| async move {
+        let msgs = dump(h.address().get().execute(), "listing addresses").await?;
+        let addrs = msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .filter_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
+                _ => None,
+            })
+            .collect();
+        let all = h
+            .route()
+            .get(RouteMessageBuilder::<Ipv6Addr>::new().build());
+        let routes = dump(all.execute(), "listing IPv6 routes").await?;
+        let routes = routes
+            .iter()
+            .filter(|r| r.header.table == RT_TABLE_MAIN)
+            .filter_map(|r| {
+                let dst = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => Some(*d),
+                    _ => None,
+                })?;
+                Subnet::containing(dst, r.header.destination_prefix_length).ok()
+            })
+            .collect();
+        Ok((addrs, routes))
+    })
+}
 
 /// Destinations of the main routing table (for choosing subnets that collide with nothing).
 pub fn route_subnets() -> Result<Vec<Subnet>, NetError> {
@@ -60,6 +91,23 @@ pub(super) async fn main_routes(h: &Handle) -> Result<Vec<RouteMessage>, NetErro
         .into_iter()
         .filter(|r| r.header.table == RT_TABLE_MAIN)
         .collect())
+}
+
+/// The output interface of the main table's IPv6 default route, if there is one.
+pub(crate) async fn default_route6_oif(h: &Handle) -> Result<Option<u32>, NetError> {
+    let all = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv6Addr>::new().build());
+    let routes = dump(all.execute(), "listing IPv6 routes").await?;
+    Ok(routes
+        .iter()
+        .filter(|r| r.header.table == RT_TABLE_MAIN && r.header.destination_prefix_length == 0)
+        .find_map(|r| {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+        }))
 }
 
 pub(crate) async fn default_route_oif(h: &Handle) -> Result<Option<u32>, NetError> {
@@ -93,10 +141,11 @@ pub fn default_route_interface() -> Result<Option<String>, NetError> {
     })
 }
 
-/// Puts `gw` as a /32 on the bridge `name`, creating the bridge (no ports: it only holds
-/// addresses, like an idle docker0) and bringing it up when needed, so the host answers on
-/// its gateways. True when the address was not there before.
-pub fn add_gateway(name: &str, gw: Ipv4Addr) -> Result<bool, NetError> {
+/// Puts `gw` as a /32 (IPv6: a /128, no duplicate address detection) on the bridge `name`,
+/// creating the bridge (no ports: it only holds addresses, like an idle docker0) and bringing
+/// it up when needed, so the host answers on its gateways. True when the address was not
+/// there before.
+pub fn add_gateway(name: &str, gw: IpAddr) -> Result<bool, NetError> {
     run(None, |h| async move {
         let link = match link_by_name(&h, name).await? {
             Some(l) => l,
@@ -118,7 +167,15 @@ pub fn add_gateway(name: &str, gw: Ipv4Addr) -> Result<bool, NetError> {
             .execute()
             .await
             .map_err(err(format!("bringing {name} up")))?;
-        match h.address().add(idx, IpAddr::V4(gw), 32).execute().await {
+        let mut add = h
+            .address()
+            .add(idx, gw, if gw.is_ipv6() { 128 } else { 32 });
+        if gw.is_ipv6() {
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match add.execute().await {
             Ok(()) => Ok(true),
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(false),
             Err(e) => Err(err(format!("adding gateway {gw}"))(e)),
@@ -127,7 +184,7 @@ pub fn add_gateway(name: &str, gw: Ipv4Addr) -> Result<bool, NetError> {
 }
 
 /// Removes the gateway address `gw` from the bridge `name` (absent is fine).
-pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
+pub fn remove_gateway(name: &str, gw: IpAddr) -> Result<(), NetError> {
     run(None, |h| async move {
         let Some(link) = link_by_name(&h, name).await? else {
             return Ok(());
@@ -137,7 +194,7 @@ pub fn remove_gateway(name: &str, gw: Ipv4Addr) -> Result<(), NetError> {
             let is_gw = a
                 .attributes
                 .iter()
-                .any(|x| matches!(x, AddressAttribute::Address(IpAddr::V4(v4)) if *v4 == gw));
+                .any(|x| matches!(x, AddressAttribute::Address(a) if *a == gw));
             if is_gw {
                 h.address()
                     .del(a)

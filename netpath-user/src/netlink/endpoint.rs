@@ -1,17 +1,24 @@
 //! An endpoint's interface: the veth pair, its host side here (up, a /32 route to the
-//! endpoint) and its peer in the endpoint's namespace (name, MAC, address, default route,
-//! GRO so it is a valid XDP_REDIRECT target).
+//! endpoint, a /128 to its IPv6 address) and its peer in the endpoint's namespace (name, MAC,
+//! addresses, default routes, GRO so it is a valid XDP_REDIRECT target).
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
     path::Path,
 };
 
 use rtnetlink::{
-    packet_route::link::LinkMessage, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    packet_route::{
+        address::{AddressAttribute, AddressFlags},
+        link::LinkMessage,
+    },
+    LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
-use super::{default_route_oif, delete_link, err, io_err, link_by_name, link_mac, run, NetError};
+use super::{
+    default_route6_oif, default_route_oif, delete_link, err, io_err, link_by_name, link_mac, run,
+    NetError,
+};
 
 /// What `create_endpoint` made, for the datapath.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub struct EndpointLinkSpec<'a> {
     pub prefix: u8,
     pub mac: [u8; 6],
     pub gateway: Ipv4Addr,
+    /// Its IPv6 address, the subnet's prefix length and the gateway, on a network with IPv6.
+    pub v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
     /// The MTU of both sides (an overlay network's, which leaves room for VXLAN); the
     /// kernel's default when unset.
     pub mtu: Option<u32>,
@@ -61,12 +70,19 @@ async fn existing(
     })
 }
 
-/// The host side of an endpoint's veth (index `idx`): up, with a /32 route to the endpoint.
+/// The host side of an endpoint's veth (index `idx`): up, with a /32 route to the endpoint
+/// (and a /128 to its IPv6 address).
 async fn host_side_up(
     h: &rtnetlink::Handle,
     spec: &EndpointLinkSpec<'_>,
     idx: u32,
 ) -> Result<(), NetError> {
+    if spec.v6.is_some() {
+        // Its link-local address usable at once (no duplicate address detection on a link
+        // of two): the host's neighbour solicitations for the endpoint come from it.
+        let knob = format!("/proc/sys/net/ipv6/conf/{}/accept_dad", spec.host_ifname);
+        std::fs::write(&knob, "0").map_err(io_err(format!("writing {knob}")))?;
+    }
     h.link()
         .set(LinkUnspec::new_with_index(idx).up().build())
         .execute()
@@ -83,6 +99,19 @@ async fn host_side_up(
         .execute()
         .await
         .map_err(err(format!("adding route to {}", spec.ip)))?;
+    if let Some((ip6, _, _)) = spec.v6 {
+        h.route()
+            .add(
+                RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(ip6, 128)
+                    .output_interface(idx)
+                    .build(),
+            )
+            .replace()
+            .execute()
+            .await
+            .map_err(err(format!("adding route to {ip6}")))?;
+    }
     Ok(())
 }
 
@@ -197,6 +226,16 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
             .execute()
             .await
             .map_err(err(format!("adding {}/{}", spec.ip, spec.prefix)))?;
+        if let Some((ip6, prefix, _)) = spec.v6 {
+            // Static, as Docker's: no duplicate address detection to wait for.
+            let mut add = h.address().add(idx, IpAddr::V6(ip6), prefix);
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            add.execute()
+                .await
+                .map_err(err(format!("adding {ip6}/{prefix}")))?;
+        }
         h.link()
             .set(LinkUnspec::new_with_index(idx).up().build())
             .execute()
@@ -222,6 +261,20 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
                 .execute()
                 .await
                 .map_err(err(format!("adding default route via {}", spec.gateway)))?;
+        }
+        if let (true, Some((_, _, gw6))) = (spec.default_route, spec.v6) {
+            if default_route6_oif(&h).await?.is_none() {
+                h.route()
+                    .add(
+                        RouteMessageBuilder::<Ipv6Addr>::new()
+                            .gateway(gw6)
+                            .output_interface(idx)
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(err(format!("adding default route via {gw6}")))?;
+            }
         }
         Ok(())
     });

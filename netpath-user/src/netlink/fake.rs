@@ -1,7 +1,7 @@
 //! [`LinkOps`] in memory, with the same fault injection as the fake datapath.
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::PathBuf,
 };
 
@@ -39,7 +39,7 @@ pub struct FakeLinks {
     /// Host-side veths by name.
     pub veths: BTreeMap<String, FakeVeth>,
     /// Addresses on the gateway bridge.
-    pub gateways: BTreeSet<Ipv4Addr>,
+    pub gateways: BTreeSet<IpAddr>,
     /// The host's routes (read only).
     pub routes: Vec<Subnet>,
     /// The host's other addresses (read only).
@@ -101,11 +101,11 @@ impl LinkOps for FakeLinks {
         self.veths.remove(name);
         Ok(())
     }
-    fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError> {
+    fn add_gateway(&mut self, addr: IpAddr) -> Result<bool, NetError> {
         self.step("add_gateway")?;
         Ok(self.gateways.insert(addr))
     }
-    fn remove_gateway(&mut self, addr: Ipv4Addr) -> Result<(), NetError> {
+    fn remove_gateway(&mut self, addr: IpAddr) -> Result<(), NetError> {
         self.step("remove_gateway")?;
         self.gateways.remove(&addr);
         Ok(())
@@ -114,7 +114,11 @@ impl LinkOps for FakeLinks {
         Ok(self.routes.clone())
     }
     fn host_addrs(&self) -> Result<HashSet<Ipv4Addr>, NetError> {
-        Ok(self.addrs.iter().chain(&self.gateways).copied().collect())
+        let gateways = self.gateways.iter().filter_map(|g| match g {
+            IpAddr::V4(g) => Some(*g),
+            IpAddr::V6(_) => None,
+        });
+        Ok(self.addrs.iter().copied().chain(gateways).collect())
     }
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
         Ok(self.uplinks.get(name).copied())

@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     future::Future,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -27,10 +27,10 @@ mod endpoint;
 pub mod fake;
 pub mod netns;
 
-pub(crate) use addrs::default_route_oif;
 pub use addrs::{
     add_gateway, default_route_interface, host_addrs, link_ipv4, remove_gateway, route_subnets,
 };
+pub(crate) use addrs::{default_route6_oif, default_route_oif};
 pub use endpoint::{create_endpoint, handover_name, set_gro, EndpointLink, EndpointLinkSpec};
 
 /// What the agent changes and reads of links, addresses and routes.
@@ -41,13 +41,17 @@ pub trait LinkOps: Send {
     /// Deletes the link `name` in the agent's namespace (absent is fine).
     fn delete_link(&mut self, name: &str) -> Result<(), NetError>;
     /// Puts `addr` on the gateway bridge; true when it was not there before.
-    fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError>;
+    fn add_gateway(&mut self, addr: IpAddr) -> Result<bool, NetError>;
     /// Removes `addr` from the gateway bridge (absent is fine).
-    fn remove_gateway(&mut self, addr: Ipv4Addr) -> Result<(), NetError>;
+    fn remove_gateway(&mut self, addr: IpAddr) -> Result<(), NetError>;
     /// Destinations of the main routing table.
     fn route_subnets(&self) -> Result<Vec<Subnet>, NetError>;
     /// Every IPv4 address of the agent's namespace.
     fn host_addrs(&self) -> Result<HashSet<Ipv4Addr>, NetError>;
+    /// Every IPv6 address of the agent's namespace and the main IPv6 table's destinations.
+    fn host_view6(&self) -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
+        Ok(Default::default())
+    }
     /// Index and first IPv4 address of the link `name`.
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError>;
     /// Every veth here named as netpath names endpoints' host sides (`np` and hex digits),
@@ -88,11 +92,14 @@ impl LinkOps for Netlink {
     fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
         delete_link(None, name)
     }
-    fn add_gateway(&mut self, addr: Ipv4Addr) -> Result<bool, NetError> {
+    fn add_gateway(&mut self, addr: IpAddr) -> Result<bool, NetError> {
         add_gateway(&self.bridge, addr)
     }
-    fn remove_gateway(&mut self, addr: Ipv4Addr) -> Result<(), NetError> {
+    fn remove_gateway(&mut self, addr: IpAddr) -> Result<(), NetError> {
         remove_gateway(&self.bridge, addr)
+    }
+    fn host_view6(&self) -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
+        addrs::host_view6()
     }
     fn route_subnets(&self) -> Result<Vec<Subnet>, NetError> {
         route_subnets()

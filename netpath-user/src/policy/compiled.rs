@@ -66,7 +66,14 @@ impl Compiled {
         if !self.on() {
             return true;
         }
-        let (from, to) = (self.identity(src), self.identity(dst));
+        self.admits_identities(self.identity(src), self.identity(dst), port, proto)
+    }
+
+    /// [`Compiled::admits`] between two identities (of addresses of either family).
+    pub fn admits_identities(&self, from: u32, to: u32, port: u16, proto: u8) -> bool {
+        if !self.on() {
+            return true;
+        }
         if from == identity::HOST || to == identity::HOST {
             return true;
         }

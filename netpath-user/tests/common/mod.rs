@@ -2,8 +2,11 @@
 #![allow(unused_imports, dead_code)]
 pub use netpath_user::testing::*;
 
+pub mod frame6;
 pub mod matrix;
+mod runs;
 mod topo;
+pub use runs::*;
 pub use topo::*;
 
 /// `promtool check metrics` passes `text`.

@@ -3,7 +3,7 @@
 //! servers and clients with real sockets.
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
     process::{Command, Output, Stdio},
     time::Duration,
@@ -332,8 +332,27 @@ pub fn tcp_server(ns: &Netns, port: u16) {
     });
 }
 
-pub fn tcp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::Result<String> {
-    let addr = SocketAddr::V4(SocketAddrV4::new(to, port));
+/// A TCP server in `ns` as [`tcp_server`], on every IPv6 address (and IPv4's, as mapped
+/// addresses).
+pub fn tcp_server6(ns: &Netns, port: u16) {
+    let l = ns.run(|| TcpListener::bind(("::", port)).expect("bind tcp"));
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let peer = c.peer_addr().unwrap();
+            let mut buf = [0u8; 64];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let _ = write!(c, "{peer} {}", String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+pub fn tcp_request(
+    ns: &Netns,
+    to: impl Into<IpAddr>,
+    port: u16,
+    msg: &str,
+) -> std::io::Result<String> {
+    let addr = SocketAddr::from((to.into(), port));
     let mut c = ns.run(|| TcpStream::connect_timeout(&addr, TIMEOUT))?;
     c.set_read_timeout(Some(TIMEOUT))?;
     c.write_all(msg.as_bytes())?;
@@ -362,14 +381,15 @@ pub fn udp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::R
 }
 
 /// Whether a TCP connection from `ns` to `to:port` is accepted within `timeout`.
-pub fn tcp_reachable(ns: &Netns, to: Ipv4Addr, port: u16, timeout: Duration) -> bool {
-    let addr = SocketAddr::V4(SocketAddrV4::new(to, port));
+pub fn tcp_reachable(ns: &Netns, to: impl Into<IpAddr>, port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from((to.into(), port));
     ns.run(|| TcpStream::connect_timeout(&addr, timeout))
         .is_ok()
 }
 
 /// Whether one ICMP echo from `ns` to `to` is answered within a second.
-pub fn ping(ns: &Netns, to: Ipv4Addr) -> bool {
+pub fn ping(ns: &Netns, to: impl Into<IpAddr>) -> bool {
+    let to: IpAddr = to.into();
     Command::new("ip")
         .args(["netns", "exec", &ns.name, "ping", "-c1", "-W1", "-q"])
         .arg(to.to_string())

@@ -154,9 +154,8 @@ fn bad_queries_get_formerr_or_nothing() {
 fn too_big_for_udp_is_truncated() {
     let mut s = state();
     let host = HostView {
-        routes: &[],
-        addrs: &[],
         busy: &|_| false,
+        ..HostView::empty()
     };
     for i in 0..40 {
         let mut ep = s

@@ -1,8 +1,11 @@
 //! Why a request was refused: one line each, shown as is by the CLI.
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+};
 
 use crate::{
-    ipam::{IpamError, Subnet},
+    ipam::{AnySubnet, IpamError},
     model::MAX_NETWORKS_PER_ENDPOINT,
     ports::{AllocError, SpecError},
 };
@@ -35,15 +38,23 @@ pub enum ModelError {
     #[error("network with name {0} already exists")]
     NetworkExists(String),
     #[error("invalid pool request: Pool overlaps with other one on this address space ({0} overlaps {1} of network {2})")]
-    Overlap(Subnet, Subnet, String),
+    Overlap(AnySubnet, AnySubnet, String),
     #[error("no matching subnet for gateway {0}")]
-    GatewayOutside(Ipv4Addr),
+    GatewayOutside(IpAddr),
     #[error("gateway {0} is the network or broadcast address of {1}")]
-    GatewayReserved(Ipv4Addr, Subnet),
+    GatewayReserved(IpAddr, AnySubnet),
     #[error("ip-range {0} is not inside subnet {1}")]
-    RangeOutside(Subnet, Subnet),
-    #[error("--gateway and --ip-range need --subnet")]
-    NeedsSubnet,
+    RangeOutside(AnySubnet, AnySubnet),
+    #[error("an {0} --gateway or --ip-range needs an {0} --subnet")]
+    NeedsSubnet(&'static str),
+    #[error("subnet {0} is too small: it must hold a gateway and at least one endpoint")]
+    SubnetTooSmall(AnySubnet),
+    #[error("an IPv6 --subnet, --gateway or --ip-range needs --ipv6")]
+    NeedsIpv6,
+    #[error("network {0} has no {1} subnet")]
+    NoFamily(String, &'static str),
+    #[error("IPv6 on overlay networks is not supported yet")]
+    OverlayIpv6,
     #[error("invalid option {0:?}: expected KEY=VALUE")]
     BadOption(String),
     #[error("unknown option {0:?} (known: {1})")]
@@ -101,15 +112,15 @@ pub enum ModelError {
     #[error("endpoint {0} has no label {1:?}")]
     NoLabel(String, String),
     #[error("subnet {0} is {1}: a network cannot use it")]
-    SpecialSubnet(Subnet, &'static str),
+    SpecialSubnet(AnySubnet, &'static str),
     #[error("subnet {0} overlaps the host's route to {1}: the host could no longer reach it")]
-    RouteOverlap(Subnet, Subnet),
+    RouteOverlap(AnySubnet, AnySubnet),
     #[error("subnet {0} holds the host's address {1}: the host could no longer reach it")]
-    HostAddress(Subnet, Ipv4Addr),
+    HostAddress(AnySubnet, IpAddr),
     #[error("cannot publish on {0}: not an address of this host")]
     NotHostAddress(Ipv4Addr),
     #[error("address {0} is the host-gateway of network {1} (host.docker.internal)")]
-    HostGatewayAddress(Ipv4Addr, String),
+    HostGatewayAddress(IpAddr, String),
     #[error("invalid interface name {0:?}: 1 to 15 characters, no '/', ':' or whitespace")]
     BadIfname(String),
     #[error("endpoint {0} already has an interface named {1}")]

@@ -4,7 +4,8 @@
 //!
 //! | module | plans |
 //! |---|---|
-//! | `network` | networks: subnets (asked for, or the next free one of the pools), gateways, host gateways, addresses, removal |
+//! | `network` | networks: options, host gateways, addresses, removal |
+//! | `pools` | a network's pool of either family: subnet asked for or the next free one, gateway, range; addresses from it |
 //! | `endpoint` | endpoints, connect and disconnect, published ports |
 //! | `checks` | the pieces of a request checked alone: names, MACs, labels, aliases, resolver settings |
 //! | `error` | [`ModelError`]: why a request was refused, in one line |
@@ -12,11 +13,12 @@ mod checks;
 mod endpoint;
 mod error;
 mod network;
+mod pools;
 
 pub use checks::valid_domain;
 pub use error::ModelError;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::{ipam::Subnet, ports};
 
@@ -26,6 +28,10 @@ pub struct HostView<'a> {
     pub routes: &'a [Subnet],
     /// Every IPv4 address of the agent's namespace.
     pub addrs: &'a [Ipv4Addr],
+    /// Destinations of the main IPv6 routing table.
+    pub routes6: &'a [Subnet<Ipv6Addr>],
+    /// Every IPv6 address of the agent's namespace.
+    pub addrs6: &'a [Ipv6Addr],
     /// Whether a host process holds a mapping's address and port.
     pub busy: ports::Busy<'a>,
 }
@@ -36,16 +42,9 @@ impl HostView<'static> {
         HostView {
             routes: &[],
             addrs: &[],
+            routes6: &[],
+            addrs6: &[],
             busy: &|_| false,
         }
     }
 }
-
-/// Blocks of addresses no network may use, and why.
-const SPECIAL: [(&str, &str); 5] = [
-    ("0.0.0.0/8", "\"this network\" addresses"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved (and broadcast)"),
-];

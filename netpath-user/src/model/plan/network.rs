@@ -1,10 +1,13 @@
-//! Planning networks: the subnet asked for or the next free one of the pools, its gateway and
-//! host gateway checked against the host and the other networks, addresses, removal.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+//! Planning networks: their pools of each family (`pools`), options, the host gateway checked
+//! against the host and the other networks, endpoint addresses, removal.
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
-use super::{checks::check_labels, HostView, ModelError, SPECIAL};
+use super::{checks::check_labels, pools::PoolRequest, HostView, ModelError};
 use crate::{
-    ipam::{self, IpamError, Subnet},
+    ipam::Subnet,
     model::{
         new_id, options, valid_name, Network, NetworkCreate, State, DEFAULT_DRIVER,
         DEFAULT_NETWORK, DRIVERS, HOST_GATEWAY,
@@ -19,6 +22,19 @@ impl State {
         want: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, ModelError> {
         self.address_besides(net, want, &[])
+    }
+
+    /// The IPv6 address of an endpoint on `net`: `want`, checked, or a free one; none on a
+    /// network without IPv6 (where asking for one is refused).
+    pub(super) fn address6(
+        &self,
+        net: &Network,
+        want: Option<Ipv6Addr>,
+    ) -> Result<Option<Ipv6Addr>, ModelError> {
+        if net.v6.is_none() && want.is_none() {
+            return Ok(None);
+        }
+        self.pick_address(net, want, &[], None).map(Some)
     }
 
     /// An address of network `network` for an endpoint: the one asked for, checked, or a
@@ -38,36 +54,19 @@ impl State {
         want: Option<Ipv4Addr>,
         elsewhere: &[Ipv4Addr],
     ) -> Result<Ipv4Addr, ModelError> {
-        let mut used: Vec<Ipv4Addr> = self.members(&net.name).map(|(_, a)| a.ip).collect();
-        if want.is_none() {
-            used.extend(elsewhere);
-        }
-        match want {
-            Some(ip) => {
-                net.v4.check_assignable(ip)?;
-                if ip == net.host_gateway() {
-                    return Err(ModelError::HostGatewayAddress(ip, net.name.clone()));
-                }
-                if used.contains(&ip) {
-                    return Err(IpamError::InUse(ip.into()).into());
-                }
-                Ok(ip)
-            }
-            // From the ip-range when there is one, never the host's gateway.
-            None => Ok(net
-                .v4
-                .allocate(|ip| used.contains(ip) || *ip == net.host_gateway())?),
-        }
+        self.pick_address(net, want, elsewhere, Some(net.host_gateway()))
     }
 
-    /// Validates a network request against the networks and the host (its routes and
-    /// addresses) and returns the network it would create.
     /// Whether `net`, planned against an earlier state, still fits this one: its name free and
-    /// its subnet overlapping no network's. The check of a plan carried out after a wait
+    /// its subnets overlapping no network's. The check of a plan carried out after a wait
     /// (etcd's answer) without the agent's lock.
     pub fn still_fits(&self, net: &Network) -> Result<(), ModelError> {
         self.check_name_free(&net.name)?;
-        self.check_subnet_free(net.v4.subnet)
+        self.check_subnet_free(net.v4.subnet)?;
+        match &net.v6 {
+            Some(p) => self.check_subnet_free(p.subnet),
+            None => Ok(()),
+        }
     }
 
     /// No network has the name `name`.
@@ -78,18 +77,8 @@ impl State {
         Ok(())
     }
 
-    /// No network's subnet overlaps `subnet`.
-    fn check_subnet_free(&self, subnet: Subnet) -> Result<(), ModelError> {
-        match self
-            .networks
-            .values()
-            .find(|n| n.v4.subnet.overlaps(&subnet))
-        {
-            Some(n) => Err(ModelError::Overlap(subnet, n.v4.subnet, n.name.clone())),
-            None => Ok(()),
-        }
-    }
-
+    /// Validates a network request against the networks and the host (its routes and
+    /// addresses) and returns the network it would create.
     pub fn plan_network(
         &self,
         req: &NetworkCreate,
@@ -113,47 +102,30 @@ impl State {
             options::check(k, v)?;
             options.insert(k.to_string(), v.to_string());
         }
-        let subnet = match &req.subnet {
-            Some(s) => {
-                let subnet: Subnet = s.parse()?;
-                self.check_subnet_free(subnet)?;
-                self.check_host_overlap(subnet, host)?;
-                subnet
-            }
-            None => {
-                if req.gateway.is_some() || req.ip_range.is_some() {
-                    return Err(ModelError::NeedsSubnet);
-                }
-                let mut taken: Vec<Subnet> = self.foreign_routes(host).collect();
-                taken.extend(self.networks.values().map(|n| n.v4.subnet));
-                taken.extend(host.addrs.iter().filter_map(|a| Subnet::new(*a, 32).ok()));
-                ipam::pick_subnet(&taken)?
-            }
-        };
-        let gateway = match req.gateway {
-            Some(gw) => {
-                if !subnet.contains(gw) {
-                    return Err(ModelError::GatewayOutside(gw));
-                }
-                if subnet.prefix() < 31 && (gw == subnet.addr() || gw == subnet.broadcast()) {
-                    return Err(ModelError::GatewayReserved(gw, subnet));
-                }
-                gw
-            }
-            None => subnet.first_host(),
-        };
-        let ip_range = match &req.ip_range {
-            Some(r) => {
-                let r: Subnet = r.parse()?;
-                if !subnet.contains(r.addr()) || r.prefix() < subnet.prefix() {
-                    return Err(ModelError::RangeOutside(r, subnet));
-                }
-                Some(r)
-            }
-            None => None,
+        let v4 = self.plan_pool(
+            PoolRequest {
+                subnet: req.subnet.as_deref(),
+                gateway: req.gateway,
+                ip_range: req.ip_range.as_deref(),
+            },
+            host,
+        )?;
+        let v6_asked = req.subnet6.is_some() || req.gateway6.is_some() || req.ip_range6.is_some();
+        let v6 = match req.ipv6 {
+            false if v6_asked => return Err(ModelError::NeedsIpv6),
+            false => None,
+            true if req.is_overlay() => return Err(ModelError::OverlayIpv6),
+            true => Some(self.plan_pool(
+                PoolRequest {
+                    subnet: req.subnet6.as_deref(),
+                    gateway: req.gateway6,
+                    ip_range: req.ip_range6.as_deref(),
+                },
+                host,
+            )?),
         };
         if let Some(hg) = options.get(HOST_GATEWAY).and_then(|v| v.parse().ok()) {
-            self.check_host_gateway(hg, subnet, host)?;
+            self.check_host_gateway(hg, v4.subnet, host)?;
         }
         let net_id = (1..)
             .find(|i| !self.networks.values().any(|n| n.net_id == *i))
@@ -163,11 +135,8 @@ impl State {
             id: new_id(),
             net_id,
             driver,
-            v4: crate::ipam::Pool {
-                subnet,
-                gateway,
-                ip_range,
-            },
+            v4,
+            v6,
             internal: req.internal,
             options,
             labels: check_labels(&req.labels)?,
@@ -196,7 +165,7 @@ impl State {
             return Ok(());
         }
         if subnet.contains(ip) {
-            if subnet.prefix() < 31 && (ip == subnet.addr() || ip == subnet.broadcast()) {
+            if subnet.is_reserved(ip) {
                 return unusable(format!("the network or broadcast address of {subnet}"));
             }
             return Ok(());
@@ -205,48 +174,12 @@ impl State {
             return unusable(format!("in network {}'s subnet {}", n.name, n.v4.subnet));
         }
         if let Some(r) = self
-            .foreign_routes(host)
+            .foreign_routes::<Ipv4Addr>(host)
             .find(|r| r.prefix() > 0 && r.contains(ip))
         {
             return unusable(format!(
                 "on the host's network {r}: another machine's address (a router's or a neighbour's)"
             ));
-        }
-        Ok(())
-    }
-
-    /// The host's routes that are not netpath's own (a default route, and the /32 routes to
-    /// endpoints, which lie inside netpath's networks, do not count).
-    pub(super) fn foreign_routes<'a>(
-        &'a self,
-        host: HostView<'a>,
-    ) -> impl Iterator<Item = Subnet> + 'a {
-        host.routes.iter().copied().filter(move |r| {
-            r.prefix() > 0
-                && !self
-                    .networks
-                    .values()
-                    .any(|n| n.v4.subnet.contains(r.addr()))
-        })
-    }
-
-    /// Refuses a subnet the host needs or that no network may use.
-    pub(super) fn check_host_overlap(
-        &self,
-        subnet: Subnet,
-        host: HostView<'_>,
-    ) -> Result<(), ModelError> {
-        for (block, what) in SPECIAL {
-            let block: Subnet = block.parse().unwrap_or(subnet);
-            if block.overlaps(&subnet) {
-                return Err(ModelError::SpecialSubnet(subnet, what));
-            }
-        }
-        if let Some(r) = self.foreign_routes(host).find(|r| r.overlaps(&subnet)) {
-            return Err(ModelError::RouteOverlap(subnet, r));
-        }
-        if let Some(a) = host.addrs.iter().find(|a| subnet.contains(**a)) {
-            return Err(ModelError::HostAddress(subnet, *a));
         }
         Ok(())
     }

@@ -1,0 +1,307 @@
+//! IPv6's twins of the endpoint and network maps (kernel: `family.rs`, `ndp.rs`):
+//! `ENDPOINTS6`, `ENDPOINTS_BY_ADDR6`, `NETWORKS6`, `SUBNETS6`, written beside IPv4's by the
+//! same calls; an endpoint's IPv6 records carry the identity of its IPv4 address (one
+//! endpoint, one label set), kept in step when policies change, and the IPv6 connections a new
+//! policy denies (`POLICY_CT6`) are ended as IPv4's are.
+use std::{collections::HashMap as StdHashMap, net::Ipv6Addr};
+
+use aya::{
+    maps::{lpm_trie::Key as LpmKey, HashMap, LpmTrie, MapData},
+    Ebpf,
+};
+use netpath_common::{
+    map_names, tracked, AddrIdentity, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo,
+};
+
+use super::{
+    be_addr, forward::network_flags, removed, sync::sync_hash, AttachmentEntry, Datapath,
+    DatapathError,
+};
+use crate::{
+    ipam::{Family, Pool},
+    model::Network,
+    policy::Compiled,
+};
+
+/// The IPv6 maps' handles.
+pub(super) struct Maps6 {
+    endpoints: HashMap<MapData, u32, EndpointInfo<In6>>,
+    endpoints_by_addr: HashMap<MapData, In6, PeerInfo>,
+    networks: HashMap<MapData, u32, NetworkInfo<In6>>,
+    subnets: LpmTrie<MapData, In6, u32>,
+    policy_ct: HashMap<MapData, FlowKey<In6>, u32>,
+}
+
+impl Maps6 {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Maps6, DatapathError> {
+        Ok(Maps6 {
+            endpoints: super::take_map(ebpf, map_names::ENDPOINTS6)?,
+            endpoints_by_addr: super::take_map(ebpf, map_names::ENDPOINTS_BY_ADDR6)?,
+            networks: super::take_map(ebpf, map_names::NETWORKS6)?,
+            subnets: super::take_map(ebpf, map_names::SUBNETS6)?,
+            policy_ct: super::take_map(ebpf, map_names::POLICY_CT6)?,
+        })
+    }
+}
+
+/// The `NETWORKS6` value of `net`'s IPv6 pool, with `members` member slots.
+fn network_info6(net: &Network, pool: &Pool<Ipv6Addr>, members: u32) -> NetworkInfo<In6> {
+    let bits = u128::MAX
+        .checked_shl(u32::from(128 - pool.subnet.prefix()))
+        .unwrap_or(0);
+    NetworkInfo {
+        subnet: be_addr(pool.subnet.addr()),
+        mask: Ipv6Addr::from_bits(bits).to_kernel(),
+        gateway: be_addr(pool.gateway),
+        flags: network_flags(net),
+        members,
+        host_gateway: be_addr(pool.gateway),
+    }
+}
+
+fn subnet_key(pool: &Pool<Ipv6Addr>) -> LpmKey<In6> {
+    LpmKey::new(u32::from(pool.subnet.prefix()), be_addr(pool.subnet.addr()))
+}
+
+impl Datapath {
+    /// Writes `net`'s IPv6 side (nothing for a network of IPv4 alone); its member count is
+    /// IPv4's.
+    pub(super) fn add_network6(
+        &mut self,
+        net: &Network,
+        members: u32,
+    ) -> Result<(), DatapathError> {
+        let Some(pool) = &net.v6 else {
+            return Ok(());
+        };
+        self.v6
+            .networks
+            .insert(net.net_id, network_info6(net, pool, members), 0)
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS6, e))?;
+        self.v6
+            .subnets
+            .insert(&subnet_key(pool), net.net_id, 0)
+            .map_err(|e| DatapathError::Map(map_names::SUBNETS6, e))
+    }
+
+    /// Removes `net`'s IPv6 side.
+    pub(super) fn remove_network6(&mut self, net: &Network) -> Result<(), DatapathError> {
+        removed(map_names::NETWORKS6, self.v6.networks.remove(&net.net_id))?;
+        match &net.v6 {
+            Some(pool) => removed(
+                map_names::SUBNETS6,
+                self.v6.subnets.remove(&subnet_key(pool)),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps `NETWORKS6`'s member count (what its broadcasts loop over) IPv4's.
+    pub(super) fn set_members6(&mut self, net_id: u32, members: u32) -> Result<(), DatapathError> {
+        let Ok(mut info) = self.v6.networks.get(&net_id, 0) else {
+            return Ok(());
+        };
+        info.members = members;
+        self.v6
+            .networks
+            .insert(net_id, info, 0)
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS6, e))
+    }
+
+    /// Writes an attachment's IPv6 records, with `identity` (its IPv4 address's).
+    pub(super) fn add_attachment6(
+        &mut self,
+        e: &AttachmentEntry,
+        identity: AddrIdentity,
+    ) -> Result<(), DatapathError> {
+        let Some(ip6) = e.ip6 else {
+            return Ok(());
+        };
+        let (info, peer) = records6(e, ip6, identity);
+        self.v6
+            .endpoints
+            .insert(e.ifindex, info, 0)
+            .map_err(|err| DatapathError::Map(map_names::ENDPOINTS6, err))?;
+        self.v6
+            .endpoints_by_addr
+            .insert(info.addr, peer, 0)
+            .map_err(|err| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR6, err))
+    }
+
+    /// Removes an attachment's IPv6 records.
+    pub(super) fn remove_attachment6(&mut self, e: &AttachmentEntry) -> Result<(), DatapathError> {
+        removed(map_names::ENDPOINTS6, self.v6.endpoints.remove(&e.ifindex))?;
+        match e.ip6 {
+            Some(ip6) => removed(
+                map_names::ENDPOINTS_BY_ADDR6,
+                self.v6.endpoints_by_addr.remove(&be_addr(ip6)),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the IPv6 maps hold exactly what `attachments` and `networks` say (members by
+    /// network id as IPv4's). Returns (written, removed).
+    pub(super) fn sync6(
+        &mut self,
+        attachments: &[AttachmentEntry],
+        networks: &[Network],
+        members: &std::collections::BTreeMap<u32, Vec<u32>>,
+    ) -> Result<(usize, usize), DatapathError> {
+        let mut eps = StdHashMap::new();
+        let mut peers = StdHashMap::new();
+        for a in attachments {
+            if let Some(ip6) = a.ip6 {
+                let (info, peer) = records6(a, ip6, self.policy_identity_of(be_addr(a.ip)));
+                eps.insert(a.ifindex, info);
+                peers.insert(info.addr, peer);
+            }
+        }
+        let nets: StdHashMap<u32, NetworkInfo<In6>> = networks
+            .iter()
+            .filter_map(|n| {
+                let count = members.get(&n.net_id).map_or(0, Vec::len) as u32;
+                Some((n.net_id, network_info6(n, n.v6.as_ref()?, count)))
+            })
+            .collect();
+        let (mut w, mut r) = sync_hash(map_names::ENDPOINTS6, &mut self.v6.endpoints, &eps)?;
+        let add = |(a, b): (usize, usize), w: &mut usize, r: &mut usize| {
+            *w += a;
+            *r += b;
+        };
+        add(
+            sync_hash(
+                map_names::ENDPOINTS_BY_ADDR6,
+                &mut self.v6.endpoints_by_addr,
+                &peers,
+            )?,
+            &mut w,
+            &mut r,
+        );
+        add(
+            sync_hash(map_names::NETWORKS6, &mut self.v6.networks, &nets)?,
+            &mut w,
+            &mut r,
+        );
+        let want: StdHashMap<(u32, In6), u32> = networks
+            .iter()
+            .filter_map(|n| {
+                let key = subnet_key(n.v6.as_ref()?);
+                Some(((key.prefix_len(), key.data()), n.net_id))
+            })
+            .collect();
+        let have: Vec<LpmKey<In6>> = self.v6.subnets.keys().filter_map(Result::ok).collect();
+        for ((prefix, addr), id) in &want {
+            let key = LpmKey::new(*prefix, *addr);
+            if self.v6.subnets.get(&key, 0).ok() != Some(*id) {
+                self.v6
+                    .subnets
+                    .insert(&key, id, 0)
+                    .map_err(|e| DatapathError::Map(map_names::SUBNETS6, e))?;
+                w += 1;
+            }
+        }
+        for key in have {
+            if !want.contains_key(&(key.prefix_len(), key.data())) {
+                removed(map_names::SUBNETS6, self.v6.subnets.remove(&key))?;
+                r += 1;
+            }
+        }
+        Ok((w, r))
+    }
+
+    /// Gives every IPv6 record the identity its endpoint's IPv4 record (`ENDPOINTS`, by the
+    /// same interface) now carries.
+    pub(super) fn restamp6(&mut self) -> Result<(), DatapathError> {
+        let of =
+            |dp: &Datapath, ifindex: u32| dp.endpoints.get(&ifindex, 0).ok().map(|i| i.identity);
+        let stale: Vec<(u32, EndpointInfo<In6>)> = self
+            .v6
+            .endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(i, info)| of(self, *i).is_some_and(|id| id != info.identity))
+            .collect();
+        for (ifindex, mut info) in stale {
+            info.identity = of(self, ifindex).unwrap_or(info.identity);
+            self.v6
+                .endpoints
+                .insert(ifindex, info, 0)
+                .map_err(|e| DatapathError::Map(map_names::ENDPOINTS6, e))?;
+        }
+        let stale: Vec<(In6, PeerInfo)> = self
+            .v6
+            .endpoints_by_addr
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, p)| of(self, p.ifindex).is_some_and(|id| id != p.identity))
+            .collect();
+        for (addr, mut peer) in stale {
+            peer.identity = of(self, peer.ifindex).unwrap_or(peer.identity);
+            self.v6
+                .endpoints_by_addr
+                .insert(addr, peer, 0)
+                .map_err(|e| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR6, e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the IPv6 connections `c` denies, judged on the identities the endpoints' records
+    /// carry (any other address is the world). Returns how many.
+    pub(super) fn end_denied6(&mut self, c: &Compiled) -> usize {
+        let ids: StdHashMap<In6, u32> = self
+            .v6
+            .endpoints_by_addr
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(a, p)| (a, p.identity.identity))
+            .collect();
+        let id = |a: &In6| ids.get(a).copied().unwrap_or(AddrIdentity::WORLD.identity);
+        let denied = |k: &FlowKey<In6>| {
+            !c.admits_identities(
+                id(&k.src_addr),
+                id(&k.dst_addr),
+                u16::from_be(k.dst_port),
+                k.proto,
+            )
+        };
+        let doomed: Vec<(FlowKey<In6>, u32)> = self
+            .v6
+            .policy_ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, way)| match *way {
+                tracked::REPLY => denied(&k.reversed()),
+                _ => denied(k),
+            })
+            .collect();
+        for (k, _) in &doomed {
+            let _ = self.v6.policy_ct.remove(k);
+        }
+        doomed.iter().filter(|(_, w)| *w != tracked::REPLY).count()
+    }
+}
+
+/// An attachment's IPv6 records: by its interface and by its address.
+fn records6(
+    e: &AttachmentEntry,
+    ip6: Ipv6Addr,
+    identity: AddrIdentity,
+) -> (EndpointInfo<In6>, PeerInfo) {
+    (
+        EndpointInfo {
+            addr: be_addr(ip6),
+            network: e.net_id,
+            mac: e.mac,
+            host_mac: e.host_mac,
+            identity,
+        },
+        PeerInfo {
+            ifindex: e.ifindex,
+            network: e.net_id,
+            mac: e.mac,
+            host_mac: e.host_mac,
+            identity,
+        },
+    )
+}

@@ -1,0 +1,386 @@
+//! BPF_PROG_TEST_RUN tests of the IPv6 datapath: crafted IPv6 frames into the real programs
+//! (forwarding between endpoints, isolation, anti-spoofing, neighbour discovery, the uplink's
+//! routed-access check, policy), exact verdicts and bytes out.
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use common::{
+    frame6::{icmp6_checksum_ok, nd, solicited_node, Frame6, ICMPV6},
+    load, run_tc, run_xdp_on, udp, Dp, RoutedNs, Seen, UDP,
+};
+use netpath_common::{direction, Counter, PolicyKey};
+use netpath_user::{
+    datapath::{programs, AttachmentEntry, Datapath},
+    ipam::{Pool, Subnet},
+    model::Network,
+    policy::Compiled,
+};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+const XDP_PASS: u32 = 2;
+const XDP_DROP: u32 = 1;
+
+const EP: &str = "fd00:1::2";
+const EP4: [u8; 4] = [172, 17, 0, 2];
+const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
+const GW: &str = "fd00:1::1";
+const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
+const PEER_IF: u32 = 777;
+const PEER: &str = "fd00:1::3";
+const PEER4: [u8; 4] = [172, 17, 0, 3];
+const PEER_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 3];
+const PEER_HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x77];
+/// An endpoint of network 2.
+const OTHER: &str = "fd00:2::7";
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// Network `net_id` on `subnet4` and (when given) `subnet6`, each gateway its first host.
+fn network(
+    dp: &mut Datapath,
+    net_id: u32,
+    subnet4: &str,
+    subnet6: Option<&str>,
+    internal: bool,
+) -> Network {
+    let s4: Subnet = subnet4.parse().unwrap();
+    let net = Network {
+        name: format!("n{net_id}"),
+        id: format!("{net_id}"),
+        net_id,
+        driver: "bridge".into(),
+        v4: Pool {
+            subnet: s4,
+            gateway: s4.first_host(),
+            ip_range: None,
+        },
+        v6: subnet6.map(|s| {
+            let s: Subnet<Ipv6Addr> = s.parse().unwrap();
+            Pool {
+                subnet: s,
+                gateway: s.first_host(),
+                ip_range: None,
+            }
+        }),
+        internal,
+        options: Default::default(),
+        labels: Default::default(),
+        vni: None,
+    };
+    dp.add_network(&net).unwrap();
+    net
+}
+
+fn attach(
+    dp: &mut Datapath,
+    ifindex: u32,
+    ip: [u8; 4],
+    ip6: Option<&str>,
+    mac: [u8; 6],
+    host_mac: [u8; 6],
+    net_id: u32,
+) {
+    dp.add_attachment(&AttachmentEntry {
+        ifindex,
+        ip: Ipv4Addr::from(ip),
+        ip6: ip6.map(v6),
+        mac,
+        host_mac,
+        net_id,
+    })
+    .unwrap();
+}
+
+/// Network 1 (dual stack) with the endpoint at `ep_if` and a peer; network 2 with one
+/// endpoint.
+fn two_networks() -> (Dp, RoutedNs) {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    network(&mut dp, 2, "10.5.0.0/24", Some("fd00:2::/64"), false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    attach(
+        &mut dp,
+        PEER_IF,
+        PEER4,
+        Some(PEER),
+        PEER_MAC,
+        PEER_HOST_MAC,
+        1,
+    );
+    attach(
+        &mut dp,
+        PEER_IF + 1,
+        [10, 5, 0, 7],
+        Some(OTHER),
+        PEER_MAC,
+        PEER_HOST_MAC,
+        2,
+    );
+    (Dp { dp, _fs }, r)
+}
+
+/// A UDP packet from the endpoint (its address and MAC unless changed) to `dst`.
+fn from_ep(src: &str, dst: &str) -> Vec<u8> {
+    let mut f = Frame6::new(src, dst, UDP);
+    f.src_mac = EP_MAC;
+    f.dst_mac = GW_MAC;
+    f.build(&udp(5000, 6000))
+}
+
+fn counter(dp: &Datapath, c: Counter) -> u64 {
+    dp.counter(c)
+}
+
+#[test]
+fn endpoints_reach_their_peers_over_ipv6_and_nothing_of_other_networks() {
+    let (Dp { mut dp, _fs }, r) = two_networks();
+    let cases: &[(&str, u32, Option<Counter>)] = &[
+        (PEER, TC_ACT_REDIRECT, Some(Counter::Forward)),
+        (OTHER, TC_ACT_SHOT, Some(Counter::DropIsolation)),
+        ("fd00:2::99", TC_ACT_SHOT, Some(Counter::DropIsolation)),
+        ("fd00:2::1", TC_ACT_OK, None), // network 2's gateway: the host
+        (GW, TC_ACT_OK, None),
+        ("fd00:1::99", TC_ACT_SHOT, Some(Counter::DropNoRoute)),
+        ("2001:db8::10", TC_ACT_OK, None), // beyond: to the host stack
+    ];
+    for (dst, verdict, reason) in cases {
+        let before = reason.map(|c| counter(&dp, c));
+        let pkt = from_ep(EP, dst);
+        let (v, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, r.endpoint_ifindex));
+        assert_eq!(v, *verdict, "{dst}");
+        if v == TC_ACT_REDIRECT {
+            let seen = Seen(&out);
+            assert_eq!(seen.dst_mac(), PEER_MAC);
+            assert_eq!(seen.src_mac(), PEER_HOST_MAC);
+            assert_eq!(&out[12..], &pkt[12..], "layer 3 and up untouched");
+        } else if v == TC_ACT_OK {
+            assert_eq!(out, pkt);
+        }
+        if let (Some(c), Some(b)) = (reason, before) {
+            assert_eq!(counter(&dp, *c), b + 1, "{dst} counted as {c:?}");
+        }
+    }
+}
+
+#[test]
+fn ipv6_from_a_foreign_address_or_mac_is_a_spoof_and_link_chatter_goes_to_the_host() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    network(&mut dp, 3, "10.9.0.0/24", None, false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    // Another veth of an endpoint on a network without IPv6.
+    attach(
+        &mut dp,
+        r.uplink_ifindex,
+        [10, 9, 0, 2],
+        None,
+        EP_MAC,
+        GW_MAC,
+        3,
+    );
+    let run = |dp: &mut Datapath, pkt: &[u8], ifindex| {
+        r.ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ifindex))
+    };
+    let spoofs = [
+        (from_ep("fd00:1::99", PEER), r.endpoint_ifindex),
+        (from_ep(OTHER, PEER), r.endpoint_ifindex),
+        (
+            {
+                let mut f = Frame6::new(EP, PEER, UDP);
+                f.src_mac = [0x02, 0, 0, 0, 0, 0x66];
+                f.build(&udp(1, 2))
+            },
+            r.endpoint_ifindex,
+        ),
+        // No IPv6 on its network: a global source is nobody's.
+        (from_ep(EP, "2001:db8::1"), r.uplink_ifindex),
+    ];
+    for (i, (pkt, ifindex)) in spoofs.iter().enumerate() {
+        assert_eq!(run(&mut dp, pkt, *ifindex).0, TC_ACT_SHOT, "spoof {i}");
+    }
+    assert_eq!(counter(&dp, Counter::DropSpoof), spoofs.len() as u64);
+    // Router solicitations and MLD from the link-local address go to the host, on both.
+    let mut rs = Frame6::new("fe80::42:acff:fe11:2", "ff02::2", ICMPV6);
+    rs.src_mac = EP_MAC;
+    let rs = rs.build(&[133, 0, 0, 0, 0, 0, 0, 0]);
+    for ifindex in [r.endpoint_ifindex, r.uplink_ifindex] {
+        let (v, out) = run(&mut dp, &rs, ifindex);
+        assert_eq!(v, TC_ACT_OK);
+        assert_eq!(out, rs);
+    }
+}
+
+#[test]
+fn neighbour_solicitations_for_the_gateway_and_peers_are_answered_and_lies_dropped() {
+    let (Dp { mut dp, _fs }, r) = two_networks();
+    let run = |dp: &mut Datapath, pkt: &[u8]| {
+        r.ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, r.endpoint_ifindex))
+    };
+    for (target, flags) in [(GW, 0xe0), (PEER, 0x60)] {
+        let ns = nd(135, EP_MAC, v6(EP), solicited_node(v6(target)), v6(target));
+        let (v, out) = run(&mut dp, &ns);
+        assert_eq!(
+            v, TC_ACT_REDIRECT,
+            "{target}: answered back into the endpoint"
+        );
+        assert_eq!(out.len(), ns.len());
+        assert_eq!(&out[0..6], &EP_MAC, "to the asker");
+        assert_eq!(&out[6..12], &GW_MAC, "from the host side");
+        assert_eq!(&out[22..38], &v6(target).octets(), "from the target");
+        assert_eq!(&out[38..54], &v6(EP).octets(), "to the asker's address");
+        assert_eq!(out[21], 255, "hop limit");
+        assert_eq!(out[54], 136, "an advertisement");
+        assert_eq!(out[58], flags, "{target}: router, solicited, override");
+        assert_eq!(&out[62..78], &v6(target).octets(), "its target");
+        assert_eq!(&out[78..80], &[2, 1], "the target's link-layer address");
+        assert_eq!(&out[80..86], &GW_MAC);
+        assert!(icmp6_checksum_ok(&out), "{target}: checksum");
+    }
+    assert_eq!(counter(&dp, Counter::NdpReply), 2);
+    // Of another network, of nobody, of itself (duplicate address detection): not ours.
+    for (src, target) in [(EP, OTHER), (EP, "fd00:1::99"), ("::", EP)] {
+        let ns = nd(135, EP_MAC, v6(src), solicited_node(v6(target)), v6(target));
+        let (v, out) = run(&mut dp, &ns);
+        assert_eq!(v, TC_ACT_OK, "{target} passed to the host");
+        assert_eq!(out, ns);
+    }
+    // Advertising the gateway or a peer, or advertising itself a router: dropped.
+    let lies = [
+        nd(136, EP_MAC, v6(EP), v6("ff02::1"), v6(GW)),
+        nd(136, EP_MAC, v6(EP), v6("ff02::1"), v6(PEER)),
+        {
+            let mut ra = Frame6::new("fe80::1", "ff02::1", ICMPV6);
+            ra.src_mac = EP_MAC;
+            ra.build(&[134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        },
+    ];
+    let before = counter(&dp, Counter::DropSpoof);
+    for (i, pkt) in lies.iter().enumerate() {
+        assert_eq!(run(&mut dp, pkt).0, TC_ACT_SHOT, "lie {i}");
+    }
+    assert_eq!(counter(&dp, Counter::DropSpoof), before + lies.len() as u64);
+    // Its own address advertised: the host's business.
+    let own = nd(136, EP_MAC, v6(EP), v6("fe80::1"), v6(EP));
+    assert_eq!(run(&mut dp, &own).0, TC_ACT_OK);
+}
+
+#[test]
+fn internal_and_multicast_over_ipv6() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), true);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    attach(
+        &mut dp,
+        r.uplink_ifindex,
+        PEER4,
+        Some(PEER),
+        PEER_MAC,
+        PEER_HOST_MAC,
+        1,
+    );
+    dp.set_members(1, &[r.endpoint_ifindex, r.uplink_ifindex])
+        .unwrap();
+    let run = |dp: &mut Datapath, pkt: &[u8]| {
+        r.ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, r.endpoint_ifindex))
+    };
+    assert_eq!(run(&mut dp, &from_ep(EP, "2001:db8::10")).0, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropInternal), 1);
+    assert_eq!(
+        run(&mut dp, &from_ep(EP, GW)).0,
+        TC_ACT_OK,
+        "the gateway answers"
+    );
+    assert_eq!(run(&mut dp, &from_ep(EP, PEER)).0, TC_ACT_REDIRECT);
+    let (v, out) = run(&mut dp, &from_ep(EP, "ff02::fb"));
+    assert_eq!(v, TC_ACT_OK, "the original goes on to the host");
+    assert_eq!(out, from_ep(EP, "ff02::fb"));
+    assert_eq!(
+        counter(&dp, Counter::Flood),
+        1,
+        "one copy, to the other member"
+    );
+}
+
+#[test]
+fn the_uplink_drops_ipv6_routed_at_a_network_and_passes_the_rest() {
+    let (Dp { mut dp, _fs }, r) = two_networks();
+    for (dst, verdict) in [(EP, XDP_DROP), (GW, XDP_DROP), ("2001:db8::1", XDP_PASS)] {
+        let pkt = Frame6::new("2001:db8::99", dst, UDP).build(&udp(1, 2));
+        let (v, out) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+        assert_eq!(v, verdict, "{dst}");
+        assert_eq!(out, pkt);
+    }
+    assert_eq!(counter(&dp, Counter::DropRouted), 2);
+}
+
+#[test]
+fn network_policy_holds_for_ipv6_between_endpoints() {
+    let (Dp { mut dp, _fs }, r) = two_networks();
+    // Identities by IPv4 address: the endpoint's IPv6 records carry them.
+    const EP_ID: u32 = 300;
+    const PEER_ID: u32 = 301;
+    let mut c = Compiled::default();
+    c.ipcache
+        .insert(Subnet::new(EP4.into(), 32).unwrap(), EP_ID);
+    c.ipcache
+        .insert(Subnet::new(PEER4.into(), 32).unwrap(), PEER_ID);
+    c.subjects.insert(PEER_ID, u32::from(direction::INGRESS));
+    let key = PolicyKey::new(direction::INGRESS, PEER_ID, EP_ID, UDP, 6000);
+    c.rules.insert((key, PolicyKey::PORT), 1);
+    dp.set_policy(&c).unwrap();
+    let run = |dp: &mut Datapath, pkt: &[u8]| {
+        r.ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, r.endpoint_ifindex))
+            .0
+    };
+    let allowed = from_ep(EP, PEER);
+    assert_eq!(run(&mut dp, &allowed), TC_ACT_REDIRECT);
+    let mut other = Frame6::new(EP, PEER, UDP);
+    other.src_mac = EP_MAC;
+    let other = other.build(&udp(5000, 6001));
+    assert_eq!(run(&mut dp, &other), TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropPolicy), 1);
+    // A policy selecting the endpoint's egress with no rule ends the allowed connection.
+    let mut deny = c.clone();
+    deny.subjects.insert(EP_ID, u32::from(direction::EGRESS));
+    assert_eq!(
+        dp.set_policy(&deny).unwrap(),
+        1,
+        "the connection's record went"
+    );
+    assert_eq!(run(&mut dp, &allowed), TC_ACT_SHOT);
+    dp.set_policy(&Compiled::default()).unwrap();
+    assert_eq!(run(&mut dp, &other), TC_ACT_REDIRECT);
+}

@@ -1,0 +1,200 @@
+//! IPv6 end to end, in namespaces made here with real sockets: dual-stack networks (a subnet
+//! asked for and one from the pool), endpoints reaching each other and their gateway over
+//! IPv6 with their own addresses, isolation between networks, static `--ip6`, what
+//! `inspect` shows, and every IPv6 input the agent must refuse (nothing changed after).
+mod common;
+
+use std::{net::Ipv6Addr, time::Duration};
+
+use common::{ping, tcp_reachable, tcp_request, tcp_server6, Topo};
+use serde_json::Value;
+
+const SHORT: Duration = Duration::from_millis(700);
+
+fn inspect(t: &Topo, what: &str, name: &str) -> Value {
+    serde_json::from_str(&t.ok(&[what, "inspect", name])).unwrap()
+}
+
+/// The IPv6 address `endpoint` has on `network`.
+fn ip6_on(t: &Topo, endpoint: &str, network: &str) -> Ipv6Addr {
+    inspect(t, "endpoint", endpoint)[0]["Networks"][network]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{endpoint} has no IPv6 address on {network}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn dual_stack_endpoints_reach_each_other_over_ipv6_and_networks_stay_apart() {
+    let t = Topo::new();
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.60.1.0/24 --subnet fd00:60:1::/64",
+    ));
+    t.ok(&["network", "create", "b", "--ipv6"]);
+    let a = &inspect(&t, "network", "a")[0];
+    assert_eq!(a["EnableIPv6"], true);
+    let configs = a["IPAM"]["Config"].as_array().unwrap();
+    assert_eq!(configs.len(), 2, "{configs:?}");
+    assert_eq!(configs[1]["Subnet"], "fd00:60:1::/64");
+    assert_eq!(configs[1]["Gateway"], "fd00:60:1::1");
+    let b = &inspect(&t, "network", "b")[0];
+    let b6 = b["IPAM"]["Config"][1]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        b6.starts_with("fd6e:7470:6174:") && b6.ends_with("::/64"),
+        "a /64 of the pool: {b6}"
+    );
+
+    let a1 = t.endpoint("a1", &["--network", "a"]);
+    let a2 = t.endpoint("a2", &["--network", "a"]);
+    let a3 = t.endpoint("a3", &["--network", "a", "--ip6", "fd00:60:1::99"]);
+    let b1 = t.endpoint("b1", &["--network", "b"]);
+    for ns in [&a1, &a2, &a3, &b1] {
+        tcp_server6(ns, 80);
+    }
+    let (ip_a1, ip_a2) = (ip6_on(&t, "a1", "a"), ip6_on(&t, "a2", "a"));
+    assert_eq!(ip_a1, "fd00:60:1::2".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        ip6_on(&t, "a3", "a"),
+        "fd00:60:1::99".parse::<Ipv6Addr>().unwrap()
+    );
+    let ip_b1 = ip6_on(&t, "b1", "b");
+    assert!(
+        a1.ip(&["-6", "route", "show", "default"])
+            .contains("via fd00:60:1::1"),
+        "a default route via the gateway"
+    );
+
+    // Within the network: the peer sees the endpoint's own address.
+    let reply = tcp_request(&a1, ip_a2, 80, "hello").expect("a1 reaches a2 over IPv6");
+    assert_eq!(reply, format!("[{ip_a1}]:{} hello", reply_port(&reply)));
+    assert!(tcp_reachable(
+        &a2,
+        "fd00:60:1::99".parse::<Ipv6Addr>().unwrap(),
+        80,
+        SHORT
+    ));
+    assert!(ping(&a1, ip_a2), "echo between peers");
+    assert!(
+        ping(&a1, "fd00:60:1::1".parse::<Ipv6Addr>().unwrap()),
+        "the gateway answers"
+    );
+    // Across networks: nothing, either way.
+    let before = t.stats()["Counters"]["drop_isolation"].as_u64().unwrap();
+    assert!(
+        !tcp_reachable(&a1, ip_b1, 80, SHORT),
+        "a1 must not reach b1"
+    );
+    assert!(
+        !tcp_reachable(&b1, ip_a1, 80, SHORT),
+        "b1 must not reach a1"
+    );
+    let after = t.stats()["Counters"]["drop_isolation"].as_u64().unwrap();
+    assert!(after > before, "the isolation drops are counted");
+    // The neighbours were netpath's answers: the gateway at the host side's MAC.
+    assert!(t.stats()["Counters"]["ndp_reply"].as_u64().unwrap() > 0);
+
+    // Removed endpoints and networks leave no IPv6 gateway or route behind.
+    for ep in ["a1", "a2", "a3"] {
+        t.ok(&["endpoint", "rm", ep]);
+    }
+    t.ok(&["network", "rm", "a"]);
+    let addrs = t.host.ip(&["-6", "addr"]);
+    assert!(!addrs.contains("fd00:60:1::1"), "{addrs}");
+    let routes = t.host.ip(&["-6", "route"]);
+    assert!(!routes.contains("fd00:60:1::"), "{routes}");
+    drop((a1, a2, a3, b1));
+}
+
+/// The port of a `[ADDR]:PORT MESSAGE` reply.
+fn reply_port(reply: &str) -> &str {
+    reply
+        .split_once("]:")
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .map_or("", |(port, _)| port)
+}
+
+#[test]
+fn ipv6_requests_the_agent_cannot_honour_are_refused_and_change_nothing() {
+    let t = Topo::new();
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.61.1.0/24 --subnet fd00:61:1::/64",
+    ));
+    t.ok(&["network", "create", "plain", "--subnet", "10.61.2.0/24"]);
+    // An IPv6 prefix of the host's own uplink.
+    t.host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:77::2/64",
+        "dev",
+        &t.uplink,
+        "nodad",
+    ]);
+    let networks_before = t.ok(&["network", "ls", "-q"]);
+    let cases: &[(&str, &str)] = &[
+        ("network create x --ipv6 --subnet fe80::/64", "link-local"),
+        ("network create x --ipv6 --subnet ff05::/64", "multicast"),
+        ("network create x --ipv6 --subnet ::1/128", "loopback"),
+        (
+            "network create x --ipv6 --subnet fd00:61:1::/96",
+            "overlaps",
+        ),
+        ("network create x --ipv6 --subnet fd00:61::/32", "overlaps"),
+        ("network create x --ipv6 --subnet fd00:77::/64", "route"),
+        (
+            "network create x --ipv6 --subnet fd00:62::5/128",
+            "too small",
+        ),
+        (
+            "network create x --ipv6 --subnet fd00:62::1/64",
+            "host bits",
+        ),
+        ("network create x --subnet fd00:62::/64", "--ipv6"),
+        ("network create x --ipv6 --gateway fd00:62::1", "--subnet"),
+        (
+            "network create x --ipv6 --subnet fd00:62::/64 --gateway fd00:63::1",
+            "gateway",
+        ),
+        (
+            "network create x --ipv6 --subnet fd00:62::/64 --subnet fd00:63::/64",
+            "at most one",
+        ),
+    ];
+    for (cmd, why) in cases {
+        let err = t.refused(&common::words(cmd));
+        assert!(err.contains(why), "{cmd}: {err}");
+    }
+    assert_eq!(
+        t.ok(&["network", "ls", "-q"]),
+        networks_before,
+        "no network half made"
+    );
+    let links_before = t.host.ip(&["-o", "link"]);
+    let ep_cases: &[(&[&str], &str)] = &[
+        (&["--network", "a", "--ip6", "fd00:99::5"], "not in subnet"),
+        (&["--network", "a", "--ip6", "fd00:61:1::1"], "reserved"),
+        (
+            &["--network", "plain", "--ip6", "fd00:61:1::5"],
+            "no IPv6 subnet",
+        ),
+    ];
+    let ns = common::Netns::new("npep");
+    for (flags, why) in ep_cases {
+        let mut args = vec!["endpoint", "create", "e", "--netns"];
+        let path = ns.path();
+        args.push(&path);
+        args.extend_from_slice(flags);
+        let err = t.refused(&args);
+        assert!(err.contains(why), "{flags:?}: {err}");
+    }
+    assert_eq!(t.host.ip(&["-o", "link"]), links_before, "no veth left");
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]), "", "no endpoint half made");
+    let _e = t.endpoint("e", &["--network", "a", "--ip6", "fd00:61:1::5"]);
+    let err = t.refused(&common::words(
+        "endpoint create f --netns nonexistent --network a --ip6 fd00:61:1::5",
+    ));
+    assert!(!err.is_empty());
+}
