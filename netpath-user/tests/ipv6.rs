@@ -198,3 +198,23 @@ fn ipv6_requests_the_agent_cannot_honour_are_refused_and_change_nothing() {
     ));
     assert!(!err.is_empty());
 }
+
+#[test]
+fn the_default_network_has_ipv6_when_the_configuration_asks() {
+    let t = Topo::with_agent_args(&["--default-subnet6", "fd00:64::/64"]);
+    let bridge = &inspect(&t, "network", "bridge")[0];
+    assert_eq!(bridge["EnableIPv6"], true);
+    assert_eq!(bridge["IPAM"]["Config"][1]["Subnet"], "fd00:64::/64");
+    let ns = t.endpoint("d1", &[]);
+    assert_eq!(
+        ip6_on(&t, "d1", "bridge"),
+        "fd00:64::2".parse::<Ipv6Addr>().unwrap()
+    );
+    assert!(
+        ping(&ns, "fd00:64::1".parse::<Ipv6Addr>().unwrap()),
+        "its gateway answers"
+    );
+    // Without the setting the default network is IPv4's alone.
+    let plain = Topo::new();
+    assert_eq!(inspect(&plain, "network", "bridge")[0]["EnableIPv6"], false);
+}

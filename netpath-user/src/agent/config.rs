@@ -84,6 +84,8 @@ pub struct Partial {
     pub dns_fast_path: Option<bool>,
     pub dns_rate_limit: Option<u32>,
     pub default_subnet: Option<crate::ipam::Subnet>,
+    pub default_ipv6: Option<bool>,
+    pub default_subnet6: Option<crate::ipam::Subnet<std::net::Ipv6Addr>>,
     pub docker_plugin: Option<String>,
     pub docker_plugin_dir: Option<PathBuf>,
     pub docker_host: Option<String>,
@@ -119,6 +121,8 @@ impl Partial {
             dns_fast_path: self.dns_fast_path.or(under.dns_fast_path),
             dns_rate_limit: self.dns_rate_limit.or(under.dns_rate_limit),
             default_subnet: self.default_subnet.or(under.default_subnet),
+            default_ipv6: self.default_ipv6.or(under.default_ipv6),
+            default_subnet6: self.default_subnet6.or(under.default_subnet6),
             docker_plugin: self.docker_plugin.or(under.docker_plugin),
             docker_plugin_dir: self.docker_plugin_dir.or(under.docker_plugin_dir),
             docker_host: self.docker_host.or(under.docker_host),
@@ -156,6 +160,8 @@ impl Partial {
                 .dns_rate_limit
                 .unwrap_or(crate::dns::server::DnsOptions::default().rate_limit),
             default_subnet: self.default_subnet,
+            default_ipv6: self.default_ipv6.unwrap_or(false),
+            default_subnet6: self.default_subnet6,
             docker_plugin: self.docker_plugin,
             docker_plugin_dir: self
                 .docker_plugin_dir
@@ -215,6 +221,12 @@ pub struct AgentConfig {
     /// the first free one of netpath's pools).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_subnet: Option<crate::ipam::Subnet>,
+    /// The default network has IPv6 when the agent first makes it (Docker's `ipv6`).
+    pub default_ipv6: bool,
+    /// Its IPv6 subnet then (Docker's `fixed-cidr-v6`; none: a /64 of netpath's pool); implies
+    /// `default_ipv6`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_subnet6: Option<crate::ipam::Subnet<std::net::Ipv6Addr>>,
     /// Serve Docker's network and IPAM plugin under this name (none: not served).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_plugin: Option<String>,

@@ -20,12 +20,12 @@ use super::{
     StateFile, StateStore, GATEWAY_LINK, VXLAN_LINK,
 };
 
-/// Loads the state, creating the default network (on `subnet`, or a subnet of the pool no
-/// route of this host uses).
+/// Loads the state, creating the default network as `cfg` says (on its subnets, or subnets of
+/// the pools no route of this host uses; with IPv6 when it asks for it).
 fn load_state(
     store: &mut StateFile,
     net: &impl LinkOps,
-    subnet: Option<crate::ipam::Subnet>,
+    cfg: &AgentConfig,
 ) -> anyhow::Result<State> {
     let (mut state, problems) = store
         .load_checked()
@@ -33,26 +33,38 @@ fn load_state(
     for p in problems {
         tracing::error!("{p}");
     }
-    if !state.networks.contains_key(DEFAULT_NETWORK) {
-        let routes = net.route_subnets()?;
-        let addrs: Vec<std::net::Ipv4Addr> = net.host_addrs()?.into_iter().collect();
-        let default = state.plan_network(
-            &NetworkCreate {
-                name: DEFAULT_NETWORK.into(),
-                subnet: subnet.map(|s| s.to_string()),
-                ..Default::default()
-            },
-            crate::model::plan::HostView {
-                routes: &routes,
-                addrs: &addrs,
-                routes6: &[],
-                addrs6: &[],
-                busy: &|_| false,
-            },
-        )?;
-        info!(subnet = %default.v4.subnet, "created the default network");
-        state.networks.insert(default.name.clone(), default);
-        store.save(&state)?;
+    let ipv6 = cfg.default_ipv6 || cfg.default_subnet6.is_some();
+    match state.networks.get(DEFAULT_NETWORK) {
+        Some(n) if n.v6.is_some() != ipv6 => tracing::warn!(
+            "the default network {} IPv6 and the configuration asks otherwise: it changes only \
+             when made again (no endpoint on it, the network removed from the state)",
+            if n.v6.is_some() { "has" } else { "has no" }
+        ),
+        Some(_) => {}
+        None => {
+            let routes = net.route_subnets()?;
+            let addrs: Vec<std::net::Ipv4Addr> = net.host_addrs()?.into_iter().collect();
+            let (addrs6, routes6) = net.host_view6()?;
+            let default = state.plan_network(
+                &NetworkCreate {
+                    name: DEFAULT_NETWORK.into(),
+                    subnet: cfg.default_subnet.map(|s| s.to_string()),
+                    ipv6,
+                    subnet6: cfg.default_subnet6.map(|s| s.to_string()),
+                    ..Default::default()
+                },
+                crate::model::plan::HostView {
+                    routes: &routes,
+                    addrs: &addrs,
+                    routes6: &routes6,
+                    addrs6: &addrs6,
+                    busy: &|_| false,
+                },
+            )?;
+            info!(subnet = %default.v4.subnet, ipv6 = ?default.v6.map(|p| p.subnet), "created the default network");
+            state.networks.insert(default.name.clone(), default);
+            store.save(&state)?;
+        }
     }
     Ok(state)
 }
@@ -84,7 +96,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let cluster =
         cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
     let mut store = StateFile::in_dir(&cfg.state_dir);
-    let mut state = load_state(&mut store, &netlink, cfg.default_subnet)?;
+    let mut state = load_state(&mut store, &netlink, &cfg)?;
     if let Some(list) = cfg
         .published_from
         .clone()

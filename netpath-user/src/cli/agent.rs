@@ -81,6 +81,14 @@ pub struct AgentArgs {
     /// [default: the first free subnet of netpath's pools, 10.210.0.0/16 on most hosts].
     #[arg(long, value_name = "CIDR")]
     pub default_subnet: Option<crate::ipam::Subnet>,
+    /// The default network has IPv6 too, when the agent first makes it (Docker's `ipv6`)
+    /// [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub default_ipv6: Option<bool>,
+    /// The default network's IPv6 subnet, when the agent first makes it (Docker's
+    /// `fixed-cidr-v6`; implies --default-ipv6) [default: a /64 of fd6e:7470:6174::/48].
+    #[arg(long, value_name = "CIDR")]
+    pub default_subnet6: Option<crate::ipam::Subnet<std::net::Ipv6Addr>>,
     /// Serve Docker's network and IPAM plugin as NAME (`docker network create -d NAME
     /// --ipam-driver NAME`) [default: not served].
     #[arg(long, value_name = "NAME")]
@@ -140,6 +148,8 @@ impl AgentArgs {
             dns_fast_path: self.dns_fast_path,
             dns_rate_limit: self.dns_rate_limit,
             default_subnet: self.default_subnet,
+            default_ipv6: self.default_ipv6,
+            default_subnet6: self.default_subnet6,
             docker_plugin: self.docker_plugin.clone(),
             docker_plugin_dir: self.docker_plugin_dir.clone(),
             docker_host: self.docker_host.clone(),
