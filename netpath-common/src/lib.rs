@@ -57,7 +57,7 @@ pub use endpoint::{EndpointInfo, PeerInfo};
 pub use flows::{flow_flags, FlowKey, FlowNat, ReplyMacs, FLOW_REFRESH_NS};
 pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;
-pub use maps::{map_names, map_sizes};
+pub use maps::{map_names, map_sizes, tail};
 pub use overlay::{OverlayNet, RemoteEndpoint, VXLAN_OVERHEAD, VXLAN_PORT};
 pub use policy::{
     direction, identity, policy_on, published_from, tracked, AddrIdentity, PolicyKey,

@@ -99,6 +99,26 @@ pub mod map_names {
     pub const IPCACHE_PREFIXES6: &str = "IPCACHE_PREFIXES6";
     /// [`crate::FlowKey`]`<In6>` → [`crate::tracked`], as `POLICY_CT`.
     pub const POLICY_CT6: &str = "POLICY_CT6";
+    /// Outbound NAT of IPv6, by the original 5-tuple and by the reply's, as `SNAT` and
+    /// `SNAT_REV`.
+    pub const SNAT6: &str = "SNAT6";
+    pub const SNAT_REV6: &str = "SNAT_REV6";
+    /// Uplink ifindex (`u32`) → its global IPv6 address: source of IPv6's outbound NAT.
+    pub const UPLINKS6: &str = "UPLINKS6";
+    /// Program array of the programs an entry point hands a packet on to, by
+    /// [`crate::tail`] slot (not pinned: each load fills its own).
+    pub const TAIL_CALLS: &str = "TAIL_CALLS";
+}
+
+/// Slots of `TAIL_CALLS`: the programs an entry point hands a packet on to, each with a stack
+/// and a verifier budget of its own (IPv6's paths beside IPv4's, as Cilium splits them).
+pub mod tail {
+    /// The endpoint program's IPv6 (`netpath_endpoint6_tc`).
+    pub const ENDPOINT6: u32 = 0;
+    /// Its outbound NAT (`netpath_endpoint_snat6_tc`).
+    pub const SNAT6: u32 = 1;
+    /// Slots in all.
+    pub const SLOTS: u32 = 4;
 }
 
 /// Default sizes of the maps; the agent may override them at load time.

@@ -6,17 +6,19 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use netpath_common::{event, net_flags, Counter, EndpointInfo, In6, PortTarget, DNS_PORT};
+use netpath_common::{event, net_flags, tail, Counter, EndpointInfo, In6, PortTarget, DNS_PORT};
+use network_types::eth::{EthHdr, EtherType};
 
 use crate::{
     arp, dns,
     family::{drop, is_link_scoped6, Ip},
     fib, flows, forward,
-    maps::{ENDPOINTS, NETWORKS},
+    maps::{ENDPOINTS, NETWORKS, TAIL_CALLS},
     ndp,
     packet::Packet,
     parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
+    snat,
     stats::{count, count_port, dropped, trace},
 };
 
@@ -26,10 +28,20 @@ use crate::{
 pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let parsed = parse(ctx.data(), ctx.data_end());
-    if let Parsed::Ipv6(flow) = &parsed {
-        return ipv6(ctx, flow, ifindex);
+    // SAFETY: bounds checked by ptr_at.
+    let ipv6 = ptr_at::<EthHdr>(ctx.data(), ctx.data_end(), 0)
+        .is_some_and(|e| unsafe { (*e).ether_type } == EtherType::Ipv6 as u16);
+    if ipv6 {
+        // SAFETY: the slot holds this load's IPv6 program; the call does not return.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::ENDPOINT6) };
+        aya_log_ebpf::debug!(
+            ctx,
+            "endpoint interface {}: no IPv6 program, dropped",
+            ifindex
+        );
+        return TC_ACT_SHOT as i32;
     }
+    let parsed = parse(ctx.data(), ctx.data_end());
     if let Parsed::Ipv4(flow) = &parsed {
         if let Some(verdict) = reply(ctx, flow, ifindex) {
             return verdict;
@@ -56,6 +68,32 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
             count(Counter::Malformed);
             TC_ACT_OK as i32
         }
+    }
+}
+
+/// IPv6 from an endpoint (`netpath_endpoint6_tc`, the endpoint program's tail call).
+#[inline(always)]
+pub fn host_veth_ingress6(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match parse(ctx.data(), ctx.data_end()) {
+        Parsed::Ipv6(flow) => ipv6(ctx, &flow, ifindex),
+        _ => {
+            count(Counter::Malformed);
+            TC_ACT_OK as i32
+        }
+    }
+}
+
+/// IPv6 from an endpoint to beyond every network, handed on by `netpath_endpoint6_tc` (which
+/// checked its source): outbound NAT.
+#[inline(always)]
+pub fn host_veth_snat6(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match (parse(ctx.data(), ctx.data_end()), In6::endpoint(ifindex)) {
+        (Parsed::Ipv6(flow), Some(ep)) => snat::outbound(ctx, &ep, &flow, ifindex),
+        _ => TC_ACT_SHOT as i32,
     }
 }
 

@@ -1,36 +1,46 @@
-//! What forwarding asks of an address family: its maps (endpoints, peers, networks, subnets),
-//! which destinations every member gets a copy of, the ICMP errors it has, and the paths that
-//! are still one family's own (host-loopback ports, other nodes, source NAT). Forwarding
-//! (`forward::route`) and the endpoint's program are written once over this trait; IPv4 and
-//! IPv6 differ only here.
+//! What the datapath asks of an address family: its maps (endpoints, peers, networks,
+//! subnets, outbound NAT, uplinks' addresses), which destinations every member gets a copy of,
+//! the ICMP errors it has, where its addresses sit in the header and how writing one changes
+//! the checksums, how a route is asked for, and the paths that are still IPv4's alone
+//! (host-loopback ports, other nodes). Forwarding (`forward::route`), the endpoint's program
+//! and outbound NAT (`snat`) are written once over this trait; IPv4 and IPv6 differ only here.
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    maps::lpm_trie::Key,
+    bindings::{bpf_fib_lookup, TC_ACT_SHOT},
+    maps::{lpm_trie::Key, LruHashMap},
     programs::TcContext,
 };
-use netpath_common::{Counter, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, RemoteEndpoint};
+use netpath_common::{
+    tail, Counter, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, RemoteEndpoint, SnatNat,
+    SnatRev,
+};
+use network_types::ip::Ipv6Hdr;
 
 use crate::{
     hostgw,
     maps::{
-        ENDPOINTS, ENDPOINTS6, ENDPOINTS_BY_ADDR, ENDPOINTS_BY_ADDR6, NETWORKS, NETWORKS6, SUBNETS,
-        SUBNETS6,
+        ENDPOINTS, ENDPOINTS6, ENDPOINTS_BY_ADDR, ENDPOINTS_BY_ADDR6, NETWORKS, NETWORKS6, SNAT,
+        SNAT6, SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
     },
     overlay,
-    parse::{icmp6_error_about, icmp_error_about, Flow},
-    policy::{self, Identified, Known},
+    packet::Packet,
+    parse::{icmp6_error_about, icmp_error_about, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
+    policy::Identified,
     snat,
-    stats::{admitted, count, dropped},
+    stats::dropped,
 };
 
-/// An address family as forwarding sees it.
+/// Address family numbers of route lookups.
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// An address family as the datapath sees it.
 pub trait Ip: Identified {
     /// This family's record of the endpoint behind host-side veth `ifindex`.
     fn endpoint(ifindex: u32) -> Option<EndpointInfo<Self>>;
     /// The endpoint of this node that has address `addr`.
     fn peer(addr: Self) -> Option<PeerInfo>;
-    /// This family's side of network `id`.
-    fn network(id: u32) -> Option<NetworkInfo<Self>>;
+    /// This family's side of network `id` (read in place: IPv6's is 72 bytes).
+    fn network(id: u32) -> Option<&'static NetworkInfo<Self>>;
     /// The network whose subnet holds `addr`.
     fn subnet_of(addr: Self) -> Option<u32>;
     /// Whether every member of `net` gets a copy of a packet to `dst` (broadcast, multicast).
@@ -41,7 +51,29 @@ pub trait Ip: Identified {
     fn to_host_loopback(ctx: &mut TcContext, ep: &EndpointInfo<Self>, flow: &Flow<Self>) -> bool;
     /// The endpoint on another node that has address `dst`.
     fn remote(dst: Self) -> Option<RemoteEndpoint>;
-    /// A packet beyond every network, from a network that is neither internal nor routed.
+    /// Offsets of the source and destination addresses in a frame.
+    const SRC_OFF: usize;
+    const DST_OFF: usize;
+    /// Writes address `to` at `off` (`from` before) and updates the checksums that cover it:
+    /// the L4 checksum at `csum` through its pseudo-header (`icmp`: IPv4's ICMP has none).
+    fn write_addr<P: Packet>(
+        pkt: &mut P,
+        off: usize,
+        from: Self,
+        to: Self,
+        csum: usize,
+        udp: bool,
+        icmp: bool,
+    ) -> bool;
+    /// A route lookup's family and addresses.
+    fn fib_params(params: &mut bpf_fib_lookup, src: Self, dst: Self);
+    /// Outbound NAT by the original 5-tuple, and by the reply's.
+    fn snat() -> &'static LruHashMap<FlowKey<Self>, SnatNat<Self>>;
+    fn snat_rev() -> &'static LruHashMap<FlowKey<Self>, SnatRev<Self>>;
+    /// The address outbound NAT gives flows leaving by uplink `ifindex`.
+    fn uplink(ifindex: u32) -> Option<Self>;
+    /// A packet beyond every network, from a network neither internal nor routed: outbound
+    /// NAT (`snat::outbound`).
     fn outbound(
         ctx: &mut TcContext,
         ep: &EndpointInfo<Self>,
@@ -67,8 +99,9 @@ impl Ip for u32 {
         copied(ENDPOINTS_BY_ADDR.get_ptr(&addr))
     }
     #[inline(always)]
-    fn network(id: u32) -> Option<NetworkInfo<u32>> {
-        copied(NETWORKS.get_ptr(&id))
+    fn network(id: u32) -> Option<&'static NetworkInfo<u32>> {
+        // SAFETY: map values stay valid for this program run, all it reads them in.
+        unsafe { NETWORKS.get(&id) }
     }
     #[inline(always)]
     fn subnet_of(addr: u32) -> Option<u32> {
@@ -89,6 +122,42 @@ impl Ip for u32 {
     #[inline(always)]
     fn remote(dst: u32) -> Option<RemoteEndpoint> {
         overlay::remote(dst)
+    }
+    const SRC_OFF: usize = IP_SRC_OFF;
+    const DST_OFF: usize = IP_DST_OFF;
+    #[inline(always)]
+    fn write_addr<P: Packet>(
+        pkt: &mut P,
+        off: usize,
+        from: u32,
+        to: u32,
+        csum: usize,
+        udp: bool,
+        icmp: bool,
+    ) -> bool {
+        if icmp {
+            pkt.set_addr_l3(off, from, to)
+        } else {
+            pkt.set_addr(off, from, to, csum, udp)
+        }
+    }
+    #[inline(always)]
+    fn fib_params(params: &mut bpf_fib_lookup, src: u32, dst: u32) {
+        params.family = AF_INET;
+        params.__bindgen_anon_3.ipv4_src = src;
+        params.__bindgen_anon_4.ipv4_dst = dst;
+    }
+    #[inline(always)]
+    fn snat() -> &'static LruHashMap<FlowKey<u32>, SnatNat<u32>> {
+        &SNAT
+    }
+    #[inline(always)]
+    fn snat_rev() -> &'static LruHashMap<FlowKey<u32>, SnatRev<u32>> {
+        &SNAT_REV
+    }
+    #[inline(always)]
+    fn uplink(ifindex: u32) -> Option<u32> {
+        copied(UPLINKS.get_ptr(&ifindex))
     }
     #[inline(always)]
     fn outbound(
@@ -124,8 +193,9 @@ impl Ip for In6 {
         copied(ENDPOINTS_BY_ADDR6.get_ptr(&addr))
     }
     #[inline(always)]
-    fn network(id: u32) -> Option<NetworkInfo<In6>> {
-        copied(NETWORKS6.get_ptr(&id))
+    fn network(id: u32) -> Option<&'static NetworkInfo<In6>> {
+        // SAFETY: map values stay valid for this program run, all it reads them in.
+        unsafe { NETWORKS6.get(&id) }
     }
     #[inline(always)]
     fn subnet_of(addr: In6) -> Option<u32> {
@@ -147,29 +217,49 @@ impl Ip for In6 {
     fn remote(_dst: In6) -> Option<RemoteEndpoint> {
         None
     }
-    /// No source NAT for IPv6 yet: what the policy lets out goes to the host stack, which
-    /// delivers what is the host's own and forwards the rest only where the host forwards
-    /// IPv6 itself.
+    const SRC_OFF: usize = L3_OFF + 8;
+    const DST_OFF: usize = L3_OFF + 8 + 16;
     #[inline(always)]
-    fn outbound(
-        ctx: &mut TcContext,
-        ep: &EndpointInfo<In6>,
-        flow: &Flow<In6>,
-        ifindex: u32,
-    ) -> i32 {
-        let known = Known {
-            src: Some(ep.identity),
-            dst: None,
-        };
-        let about = || icmp6_error_about(ctx.data(), ctx.data_end(), flow);
-        match policy::admit_tracked(flow, known, about) {
-            Ok(by) => admitted(by, flow, ifindex),
-            Err(reason) => return drop(reason, flow, ifindex),
-        }
-        count(Counter::Pass);
-        TC_ACT_OK as i32
+    fn write_addr<P: Packet>(
+        pkt: &mut P,
+        off: usize,
+        from: In6,
+        to: In6,
+        csum: usize,
+        udp: bool,
+        _icmp: bool,
+    ) -> bool {
+        pkt.set_addr6(off, &from, &to, csum, udp)
+    }
+    #[inline(always)]
+    fn fib_params(params: &mut bpf_fib_lookup, src: In6, dst: In6) {
+        params.family = AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = src.words;
+        params.__bindgen_anon_4.ipv6_dst = dst.words;
+    }
+    #[inline(always)]
+    fn snat() -> &'static LruHashMap<FlowKey<In6>, SnatNat<In6>> {
+        &SNAT6
+    }
+    #[inline(always)]
+    fn snat_rev() -> &'static LruHashMap<FlowKey<In6>, SnatRev<In6>> {
+        &SNAT_REV6
+    }
+    #[inline(always)]
+    fn uplink(ifindex: u32) -> Option<In6> {
+        copied(UPLINKS6.get_ptr(&ifindex))
+    }
+    /// Handed on to a program of its own (`netpath_endpoint_snat6_tc`, a tail call): IPv6's
+    /// keys and route lookup do not fit the endpoint program's 512-byte stack beside the rest.
+    #[inline(always)]
+    fn outbound(ctx: &mut TcContext, _: &EndpointInfo<In6>, flow: &Flow<In6>, ifindex: u32) -> i32 {
+        // SAFETY: the slot holds this load's program; the call does not return.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::SNAT6) };
+        drop(Counter::DropNoRoute, flow, ifindex)
     }
 }
+
+const _: () = assert!(<In6 as Ip>::DST_OFF + 16 == L3_OFF + Ipv6Hdr::LEN);
 
 /// Drops a packet, counted (and reported) under `reason`; what the program returns.
 #[inline(always)]

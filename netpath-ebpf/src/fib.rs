@@ -12,9 +12,7 @@ use aya_ebpf::{
 };
 use netpath_common::Counter;
 
-use crate::{packet::Packet, parse::Ipv4Flow, stats::count};
-
-const AF_INET: u8 = 2;
+use crate::{family::Ip, packet::Packet, parse::Flow, stats::count};
 
 /// Where the FIB sends a packet.
 #[derive(Clone, Copy)]
@@ -40,16 +38,16 @@ impl Route {
     }
 }
 
-/// Looks up the route of `flow` with source `src_addr`, as if it arrived on the skb's device.
+/// Looks up the route of `flow` (of either family) with source `src_addr`, as if it arrived
+/// on the skb's device (for IPv6 the kernel asks that device to forward: the agent turns
+/// forwarding on for its endpoints' host sides).
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, flow: &Ipv4Flow, src_addr: u32) -> Route {
+pub fn lookup<A: Ip>(ctx: &TcContext, flow: &Flow<A>, src_addr: A) -> Route {
     // SAFETY: all-zero is a valid bpf_fib_lookup.
     let mut params: bpf_fib_lookup = unsafe { zeroed() };
-    params.family = AF_INET;
+    A::fib_params(&mut params, src_addr, flow.dst_addr);
     params.l4_protocol = flow.proto;
     params.__bindgen_anon_1.tot_len = flow.tot_len;
-    params.__bindgen_anon_3.ipv4_src = src_addr;
-    params.__bindgen_anon_4.ipv4_dst = flow.dst_addr;
     // SAFETY: reading the skb's ifindex field.
     params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: params is a valid bpf_fib_lookup of the size passed.

@@ -43,9 +43,9 @@ fn between<A: Ip>(
         src: Some(ep.identity),
         dst: peer_identity,
     };
-    match policy::admit_tracked(flow, known, || {
-        A::error_about(ctx.data(), ctx.data_end(), flow)
-    }) {
+    // The packet's window read once, before the lookups (nothing here moves the packet).
+    let (data, end) = (ctx.data(), ctx.data_end());
+    match policy::admit_tracked(flow, known, || A::error_about(data, end, flow)) {
         Ok(by) => {
             admitted(by, flow, ifindex);
             Ok(())
@@ -77,7 +77,7 @@ pub fn route<A: Ip>(
         }
         return TC_ACT_OK as i32;
     }
-    if A::floods(dst, &net) {
+    if A::floods(dst, net) {
         flood(ctx, ep.network, net.members, ifindex);
         if overlay::spans_nodes(net.flags) {
             overlay::flood(ctx, ep.network);

@@ -78,6 +78,22 @@ pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
     endpoint::host_veth_ingress(&mut ctx)
 }
 
+/// Endpoint host-side veth, TC ingress, IPv6: what the endpoint program hands IPv6 on to (a
+/// tail call: a program, a stack and a verifier budget of its own).
+#[classifier]
+pub fn netpath_endpoint6_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    endpoint::host_veth_ingress6(&mut ctx)
+}
+
+/// Endpoint host-side veth, TC ingress, IPv6 beyond the networks: outbound NAT, handed on by
+/// `netpath_endpoint6_tc` (a tail call).
+#[classifier]
+pub fn netpath_endpoint_snat6_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    endpoint::host_veth_snat6(&mut ctx)
+}
+
 /// The VXLAN device, TC ingress: traffic from endpoints on other nodes.
 #[classifier]
 pub fn netpath_overlay_tc(mut ctx: TcContext) -> i32 {

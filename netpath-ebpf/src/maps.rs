@@ -1,11 +1,12 @@
-//! Every map the kernel programs use. All are pinned by name under the agent's bpffs directory;
+//! Every map the kernel programs use. All but the ring buffer, the monitor flags and the tail
+//! calls are pinned by name under the agent's bpffs directory;
 //! sizes here are defaults the agent overrides at load time.
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use netpath_common::{
-    map_sizes, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
+    map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
     LoopbackKey, MemberKey, NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot,
     PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
 };
@@ -153,6 +154,11 @@ pub static POLICY_ON: Array<u32> = Array::pinned(1, 0);
 pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =
     HashMap::pinned(map_sizes::NETWORKS * map_sizes::PEERS_PER_NETWORK, 0);
 
+/// The programs entry points hand packets on to (`netpath_common::tail` slots). Not pinned:
+/// each load fills its own, so programs of two builds never call into each other.
+#[map]
+pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(tail::SLOTS, 0);
+
 // IPv6's twins of the maps above (`map_names` says what each holds).
 
 /// Endpoints' IPv6 addresses by the ifindex of their host-side veth.
@@ -183,3 +189,16 @@ pub static IPCACHE_PREFIXES6: LpmTrie<In6, u32> =
 /// IPv6 connections policy allowed on the stateless paths.
 #[map]
 pub static POLICY_CT6: LruHashMap<FlowKey<In6>, u32> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// Outbound NAT of IPv6 by the original 5-tuple.
+#[map]
+pub static SNAT6: LruHashMap<FlowKey<In6>, SnatNat<In6>> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// Outbound NAT of IPv6 by the reply's 5-tuple.
+#[map]
+pub static SNAT_REV6: LruHashMap<FlowKey<In6>, SnatRev<In6>> =
+    LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// Uplinks and their IPv6 addresses (source of IPv6's outbound NAT).
+#[map]
+pub static UPLINKS6: HashMap<u32, In6> = HashMap::pinned(64, 0);

@@ -14,7 +14,7 @@ use network_types::ip::Ipv6Hdr;
 
 use crate::{
     family::{drop, is_link_scoped6, Ip},
-    parse::{ptr_at, Ipv6Flow, L3_OFF},
+    parse::{in6_at, ptr_at, Ipv6Flow, L3_OFF},
     stats::count,
 };
 
@@ -62,16 +62,16 @@ pub fn from_endpoint(
         return Some(drop(Counter::DropSpoof, flow, ifindex));
     }
     if kind == NEIGHBOUR_ADVERTISEMENT || kind == NEIGHBOUR_SOLICITATION {
-        // SAFETY: bounds checked by ptr_at.
-        let target = unsafe { *ptr_at::<[u8; 16]>(ctx.data(), ctx.data_end(), flow.l4_off + 8)? };
-        let target = In6::from_octets(target);
+        let target = in6_at(ctx.data(), ctx.data_end(), flow.l4_off + 8)?;
         if kind == NEIGHBOUR_ADVERTISEMENT && !own(&target) {
             return Some(drop(Counter::DropSpoof, flow, ifindex));
         }
         if kind == NEIGHBOUR_SOLICITATION {
             if let Some(ep) = ep {
                 if let Some(router) = answerable(ep, target) {
-                    if let Some(verdict) = answer(ctx, ep, flow, ifindex, router) {
+                    let flags = NA_SOLICITED | NA_OVERRIDE | if router { NA_ROUTER } else { 0 };
+                    let verdict = answer(ctx, &ep.host_mac, flow, ifindex, flags);
+                    if verdict != NOT_ANSWERED {
                         return Some(verdict);
                     }
                 }
@@ -86,7 +86,7 @@ pub fn from_endpoint(
 
 /// Whether the endpoint's solicitation for `target` is netpath's to answer: its gateway or
 /// host gateway (`Some(true)`: a router), or a peer on its network (`Some(false)`).
-#[inline(always)]
+#[inline(never)]
 fn answerable(ep: &EndpointInfo<In6>, target: In6) -> Option<bool> {
     if target == ep.addr {
         return None;
@@ -100,33 +100,30 @@ fn answerable(ep: &EndpointInfo<In6>, target: In6) -> Option<bool> {
         .then_some(false)
 }
 
-/// Turns the solicitation into the advertisement and sends it back to the endpoint: only the
-/// common shapes (no extension headers, no option or the source's link-layer address, not
-/// duplicate address detection), which keep the packet's length. `None` otherwise.
+/// What [`answer`] returns for a solicitation it leaves alone.
+const NOT_ANSWERED: i32 = i32::MIN;
+
+/// Turns the solicitation into the advertisement (`flags`, the host side's `mac`) and sends it
+/// back to the endpoint: only the common shapes (no extension headers, no option or the
+/// source's link-layer address, not duplicate address detection), which keep the packet's
+/// length; [`NOT_ANSWERED`] otherwise.
 #[inline(always)]
-fn answer(
-    ctx: &mut TcContext,
-    ep: &EndpointInfo<In6>,
-    flow: &Ipv6Flow,
-    ifindex: u32,
-    router: bool,
-) -> Option<i32> {
+fn answer(ctx: &mut TcContext, mac: &[u8; 6], flow: &Ipv6Flow, ifindex: u32, flags: u8) -> i32 {
     if flow.l4_off != ND_OFF || flow.src_addr == In6::default() {
-        return None;
+        return NOT_ANSWERED;
     }
-    let flags = NA_SOLICITED | NA_OVERRIDE | if router { NA_ROUTER } else { 0 };
     let (data, end) = (ctx.data(), ctx.data_end());
     let done = match usize::from(flow.tot_len) - Ipv6Hdr::LEN {
-        NS_LEN => rewrite::<NS_LEN>(data, end, &ep.host_mac, flags),
-        NS_WITH_SLLA_LEN => rewrite::<NS_WITH_SLLA_LEN>(data, end, &ep.host_mac, flags),
+        NS_LEN => rewrite::<NS_LEN>(data, end, mac, flags),
+        NS_WITH_SLLA_LEN => rewrite::<NS_WITH_SLLA_LEN>(data, end, mac, flags),
         _ => false,
     };
     if !done {
-        return Some(TC_ACT_SHOT as i32);
+        return TC_ACT_SHOT as i32;
     }
     count(Counter::NdpReply);
     // SAFETY: plain helper call; redirect to the veth's egress, i.e. back into the endpoint.
-    Some(unsafe { bpf_redirect(ifindex, 0) as i32 })
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
 }
 
 /// Rewrites a solicitation of `N` bytes in place into the advertisement of its target with

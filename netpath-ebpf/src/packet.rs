@@ -9,6 +9,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
+use netpath_common::In6;
+
 use crate::parse::{ptr_at, IP_CSUM_OFF};
 
 /// A packet whose headers netpath can rewrite.
@@ -27,6 +29,17 @@ pub trait Packet {
     /// Writes the 4-byte address at `off` and updates only the IPv4 header checksum (ICMP's
     /// checksum covers no pseudo-header).
     fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool;
+    /// Writes the IPv6 address at `off` (`from` → `to`) and updates the L4 checksum at
+    /// `l4_csum_off`, whose pseudo-header has it (TCP, UDP and ICMPv6 alike); IPv6 has no
+    /// header checksum.
+    fn set_addr6(
+        &mut self,
+        off: usize,
+        from: &In6,
+        to: &In6,
+        l4_csum_off: usize,
+        udp: bool,
+    ) -> bool;
     /// Writes the 2-byte port at `off` (network order) and updates the L4 checksum.
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool;
     /// Writes the Ethernet source and destination MACs.
@@ -129,6 +142,24 @@ impl Packet for XdpContext {
     }
 
     #[inline(always)]
+    fn set_addr6(
+        &mut self,
+        off: usize,
+        from: &In6,
+        to: &In6,
+        l4_csum_off: usize,
+        udp: bool,
+    ) -> bool {
+        write_at(self.data(), self.data_end(), off, *to)
+            && xdp_l4_csum(self, l4_csum_off, udp, |mut c| {
+                for i in 0..4 {
+                    c = csum_replace4(c, from.words[i], to.words[i]);
+                }
+                c
+            })
+    }
+
+    #[inline(always)]
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool {
         let Some(p) = ptr_at::<u16>(self.data(), self.data_end(), off) else {
             return false;
@@ -201,6 +232,25 @@ impl Packet for TcContext {
     #[inline(always)]
     fn set_addr_l3(&mut self, off: usize, from: u32, to: u32) -> bool {
         write_addr_l3(self.data(), self.data_end(), off, from, to)
+    }
+
+    #[inline(always)]
+    fn set_addr6(
+        &mut self,
+        off: usize,
+        from: &In6,
+        to: &In6,
+        l4_csum_off: usize,
+        udp: bool,
+    ) -> bool {
+        let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64 | 4;
+        for i in 0..4 {
+            let (f, t) = (u64::from(from.words[i]), u64::from(to.words[i]));
+            if self.l4_csum_replace(l4_csum_off, f, t, flags).is_err() {
+                return false;
+            }
+        }
+        write_at(self.data(), self.data_end(), off, *to)
     }
 
     #[inline(always)]

@@ -32,7 +32,8 @@ pub struct Flow<A: Addr> {
     pub dst_addr: A,
     /// IP protocol number.
     pub proto: u8,
-    /// True for any fragment (first or later): no complete L4 header to translate.
+    /// True for any fragment (first or later), and for IPv6 with extension headers: no L4
+    /// header to read or translate.
     pub fragment: bool,
     /// Offset of the L4 header.
     pub l4_off: usize,
@@ -108,6 +109,19 @@ pub enum Parsed {
     Other,
     /// Headers shorter than they claim.
     Malformed,
+}
+
+/// The IPv6 address at `off` in the packet window (bounds checked), read as the four 32-bit
+/// words the maps key it by: four loads, where composing it from its 16 bytes keeps dozens of
+/// values live and spills them, past the 512-byte stack. Like every read of the packet the
+/// loads may be unaligned, which the kernel allows on every architecture it runs this on.
+#[inline(always)]
+pub fn in6_at(data: usize, data_end: usize, off: usize) -> Option<In6> {
+    let p = ptr_at::<[u32; 4]>(data, data_end, off)?;
+    // SAFETY: bounds checked by ptr_at.
+    Some(In6 {
+        words: unsafe { p.read() },
+    })
 }
 
 /// A bounds-checked pointer to a `T` at `off` in the packet window.
@@ -229,9 +243,9 @@ pub fn icmp6_error_about(data: usize, data_end: usize, flow: &Ipv6Flow) -> Optio
         None => [0, 0],
     };
     Some(FlowKey::new(
-        In6::from_octets(ip.src_addr),
+        in6_at(data, data_end, inner + 8)?,
         src_port,
-        In6::from_octets(ip.dst_addr),
+        in6_at(data, data_end, inner + 24)?,
         dst_port,
         ip.next_hdr,
     ))
@@ -295,15 +309,20 @@ fn ipv4(data: usize, data_end: usize) -> Option<Ipv4Flow> {
     )
 }
 
-/// IPv6 extension headers walked to find the transport header (hop-by-hop options, routing,
-/// fragment, destination options); a packet with more is taken as having no ports.
+/// IPv6 extension headers walked to find the transport protocol (hop-by-hop options,
+/// routing, fragment, destination options); past them a packet's protocol is the header
+/// that comes next.
 const IPV6_EXTENSIONS: usize = 4;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
 const IPV6_DEST_OPTS: u8 = 60;
 
-/// An IPv6 packet's flow; None when its headers are cut short.
+/// An IPv6 packet's flow; None when its headers are cut short. A packet with extension
+/// headers has its protocol from the walk but is taken as a fragment (no transport header to
+/// read or translate): its transport header's offset would be one the verifier follows path
+/// by path through everything after, past its limits, for what containers rarely send
+/// (fragments pass untranslated as IPv4's do).
 #[inline(always)]
 fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
     // SAFETY (all reads): bounds checked by ptr_at.
@@ -313,7 +332,10 @@ fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
     }
     let mut next = ip.next_hdr;
     let mut off = L3_OFF + Ipv6Hdr::LEN;
-    let mut fragment = false;
+    let extensions = matches!(
+        next,
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_DEST_OPTS
+    );
     for _ in 0..IPV6_EXTENSIONS {
         match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
@@ -322,10 +344,8 @@ fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
                 off += (h[1] as usize + 1) * 8;
             }
             IPV6_FRAGMENT => {
-                let h = unsafe { *ptr_at::<[u8; 4]>(data, data_end, off)? };
+                let h = unsafe { *ptr_at::<[u8; 2]>(data, data_end, off)? };
                 next = h[0];
-                // A non-zero offset or more fragments to come (an atomic fragment is whole).
-                fragment = u16::from_be_bytes([h[2], h[3]]) & 0xfff9 != 0;
                 off += 8;
             }
             _ => break,
@@ -335,11 +355,11 @@ fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
         data,
         data_end,
         Ipv6Flow {
-            src_addr: In6::from_octets(ip.src_addr),
-            dst_addr: In6::from_octets(ip.dst_addr),
+            src_addr: in6_at(data, data_end, L3_OFF + 8)?,
+            dst_addr: in6_at(data, data_end, L3_OFF + 24)?,
             proto: next,
-            fragment,
-            l4_off: off,
+            fragment: extensions,
+            l4_off: L3_OFF + Ipv6Hdr::LEN,
             src_port: 0,
             dst_port: 0,
             tot_len: u16::from_be_bytes(ip.payload_len).wrapping_add(Ipv6Hdr::LEN as u16),

@@ -1,7 +1,7 @@
-//! Outbound source NAT (masquerade, without iptables): packets an endpoint sends beyond the
-//! host leave with the uplink's address and a port of netpath's own range; replies are
-//! translated back on the uplink and sent straight into the endpoint. ICMP echoes use their
-//! identifier as the port. The agent expires idle entries (TCP by state, UDP and ICMP by
+//! Outbound source NAT (masquerade, without iptables), of IPv4 and IPv6 alike: packets an
+//! endpoint sends beyond the host leave with the uplink's address of their family and a port
+//! of netpath's own range; replies are translated back on the uplink and sent straight into
+//! the endpoint. ICMP echoes use their identifier as the port. The agent expires idle entries (TCP by state, UDP and ICMP by
 //! timeout) from `last_seen`, which packets refresh at most once a second. Replies are looked
 //! up only for destination ports of the range: the host's own traffic passes without one.
 use aya_ebpf::{
@@ -15,12 +15,13 @@ use netpath_common::{
 };
 
 use crate::{
+    family::Ip,
     fib,
     flows::{now, touch},
-    maps::{PORTS_ANY, SNAT, SNAT_REV, UPLINKS},
+    maps::PORTS_ANY,
     packet::Packet,
-    parse::{Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
-    policy,
+    parse::{is_icmp, Flow},
+    policy::{self, Known},
     stats::{admitted, count, dropped, trace},
 };
 
@@ -35,7 +36,7 @@ fn in_snat_range(port: u16) -> bool {
 
 /// Translatable: TCP, UDP, or an ICMP echo request (outbound) / reply (inbound).
 #[inline(always)]
-fn translatable(flow: &Ipv4Flow) -> bool {
+fn translatable<A: Ip>(flow: &Flow<A>) -> bool {
     flow.has_ports() || flow.is_echo()
 }
 
@@ -47,16 +48,16 @@ enum End {
 }
 
 /// Rewrites the source or destination of `flow` to `addr:port` (for an ICMP echo, the
-/// identifier; ICMP's checksum covers no pseudo-header).
+/// identifier).
 #[inline(always)]
-fn rewrite<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, end: End, addr: u32, port: u16) -> bool {
+fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, end: End, addr: A, port: u16) -> bool {
     let (addr_off, old_addr, old_port) = match end {
-        End::Src => (IP_SRC_OFF, flow.src_addr, flow.src_port),
-        End::Dst => (IP_DST_OFF, flow.dst_addr, flow.dst_port),
+        End::Src => (A::SRC_OFF, flow.src_addr, flow.src_port),
+        End::Dst => (A::DST_OFF, flow.dst_addr, flow.dst_port),
     };
     let csum = flow.l4_csum_off();
-    if flow.proto == proto::ICMP {
-        return pkt.set_addr_l3(addr_off, old_addr, addr)
+    if is_icmp(flow.proto) {
+        return A::write_addr(pkt, addr_off, old_addr, addr, csum, false, true)
             && pkt.set_port(flow.l4_off + 4, old_port, port, csum, false);
     }
     let port_off = if end == End::Src {
@@ -65,15 +66,20 @@ fn rewrite<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, end: End, addr: u32, port: u
         flow.l4_off + 2
     };
     let udp = flow.proto == proto::UDP;
-    pkt.set_addr(addr_off, old_addr, addr, csum, udp)
+    A::write_addr(pkt, addr_off, old_addr, addr, csum, udp, false)
         && pkt.set_port(port_off, old_port, port, csum, udp)
 }
 
 /// A packet an endpoint sends beyond the host: translated and sent out of the uplink the
 /// route names. Anything not leaving through an uplink goes to the host stack untouched.
 #[inline(always)]
-pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
-    if !translatable(flow) || flow.dst_port != 0 && flow.proto == proto::ICMP {
+pub fn outbound<A: Ip>(
+    ctx: &mut TcContext,
+    ep: &EndpointInfo<A>,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> i32 {
+    if !translatable(flow) || flow.dst_port != 0 && is_icmp(flow.proto) {
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     }
@@ -82,15 +88,14 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     };
-    // SAFETY: map value pointer valid for this program run.
-    let Some(uplink) = UPLINKS.get_ptr(&out).map(|a| unsafe { *a }) else {
+    let Some(uplink) = A::uplink(out) else {
         count(Counter::Pass);
         return TC_ACT_OK as i32;
     };
     let key = flow.key();
     let now = now();
     let fin = flow.tcp_closing(ctx.data(), ctx.data_end());
-    let nat = match SNAT.get_ptr_mut(&key) {
+    let nat = match A::snat().get_ptr_mut(&key) {
         // SAFETY: map value pointer valid for this program run.
         Some(n) => unsafe {
             touch(
@@ -103,8 +108,19 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
             *n
         },
         None => {
-            // A new outbound flow: the policy decides before a port is taken for it.
-            match policy::admit(flow.src_addr, flow.dst_addr, flow.dst_port, flow.proto) {
+            // A new outbound flow: the policy decides before a port is taken for it (the
+            // endpoint's identity came with its record).
+            let known = Known {
+                src: Some(ep.identity),
+                dst: None,
+            };
+            match policy::admit_known(
+                flow.src_addr,
+                flow.dst_addr,
+                known,
+                flow.dst_port,
+                flow.proto,
+            ) {
                 Ok(by) => admitted(by, flow, ifindex),
                 Err(reason) => {
                     dropped(reason, flow, ifindex);
@@ -114,14 +130,12 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
             match allocate(&key, uplink, ep, ifindex, now) {
                 Some(n) => n,
                 None => {
+                    // The monitor's drop event says which flow.
                     aya_log_ebpf::warn!(
                         ctx,
-                        "outbound NAT: no free port on {:i} for {:i}:{} -> {:i}:{}",
-                        u32::from_be(uplink),
-                        u32::from_be(flow.src_addr),
-                        u16::from_be(flow.src_port),
-                        u32::from_be(flow.dst_addr),
-                        u16::from_be(flow.dst_port)
+                        "outbound NAT: no free port on uplink {} for a flow from port {}",
+                        out,
+                        u16::from_be(flow.src_port)
                     );
                     dropped(Counter::DropSnatPorts, flow, ifindex);
                     return TC_ACT_SHOT as i32;
@@ -139,13 +153,13 @@ pub fn outbound(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex
 
 /// Finds a free port of the range for `key` on `uplink` and records both directions.
 #[inline(always)]
-fn allocate(
-    key: &FlowKey,
-    uplink: u32,
-    ep: &EndpointInfo,
+fn allocate<A: Ip>(
+    key: &FlowKey<A>,
+    uplink: A,
+    ep: &EndpointInfo<A>,
     ifindex: u32,
     now: u64,
-) -> Option<SnatNat> {
+) -> Option<SnatNat<A>> {
     let rev = SnatRev {
         addr: key.src_addr,
         port: key.src_port,
@@ -154,14 +168,14 @@ fn allocate(
         flags: 0,
         mac: ep.mac,
         host_mac: ep.host_mac,
-        _pad2: 0,
+        _pad2: Default::default(),
         last_seen: now,
     };
     for _ in 0..PORT_TRIES {
         // SAFETY: bpf_get_prandom_u32 has no preconditions.
         let r = unsafe { bpf_get_prandom_u32() };
         let port = ((u32::from(SNAT_PORT_MIN) + r % SNAT_PORTS) as u16).to_be();
-        if key.proto != proto::ICMP {
+        if !is_icmp(key.proto) {
             // SAFETY: map value pointer valid for this program run.
             let published = PORTS_ANY
                 .get_ptr(port_any_index(key.proto, port))
@@ -171,20 +185,23 @@ fn allocate(
             }
         }
         let rkey = key.reply_to(uplink, port);
-        if SNAT_REV.insert(&rkey, &rev, BPF_NOEXIST as u64).is_ok() {
+        if A::snat_rev()
+            .insert(&rkey, &rev, BPF_NOEXIST as u64)
+            .is_ok()
+        {
             let nat = SnatNat {
                 addr: uplink,
                 port,
                 _pad: 0,
                 flags: 0,
-                _pad2: 0,
+                _pad2: Default::default(),
                 last_seen: now,
             };
-            if SNAT.insert(key, &nat, 0).is_ok() {
+            if A::snat().insert(key, &nat, 0).is_ok() {
                 return Some(nat);
             }
             // Undoing the reverse entry just made; the packet is dropped either way.
-            let _ = SNAT_REV.remove(&rkey);
+            let _ = A::snat_rev().remove(&rkey);
             return None;
         }
     }
@@ -194,13 +211,13 @@ fn allocate(
 /// A packet arriving on an uplink: if it answers an outbound flow, translates its destination
 /// back to the endpoint and says where to send it.
 #[inline(always)]
-pub fn reply<P: Packet>(
+pub fn reply<P: Packet, A: Ip>(
     pkt: &mut P,
     data: usize,
     data_end: usize,
-    flow: &Ipv4Flow,
-) -> Option<SnatRev> {
-    if !translatable(flow) || flow.proto == proto::ICMP && flow.src_port != 0 {
+    flow: &Flow<A>,
+) -> Option<SnatRev<A>> {
+    if !translatable(flow) || is_icmp(flow.proto) && flow.src_port != 0 {
         return None;
     }
     // Outbound NAT only hands out ports (and echo identifiers) of its range: anything else
@@ -210,7 +227,7 @@ pub fn reply<P: Packet>(
     }
     let key = flow.key();
     let fin = flow.tcp_closing(data, data_end);
-    let rev = SNAT_REV.get_ptr_mut(&key)?;
+    let rev = A::snat_rev().get_ptr_mut(&key)?;
     // SAFETY: map value pointer valid for this program run.
     let rev = unsafe {
         touch(

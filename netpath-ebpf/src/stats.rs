@@ -41,8 +41,11 @@ fn wanted(what: u32) -> bool {
     MONITOR.get(0).is_some_and(|m| *m & what != 0)
 }
 
+/// Writes an event of `kind` and `what` about `flow`, `nat` the address and port a translation
+/// wrote (none for a drop).
 #[inline(always)]
-fn emit<A: Addr>(kind: u8, what: u8, flow: &Flow<A>, ifindex: u32, nat_addr: A, nat_port: u16) {
+fn emit<A: Addr>([kind, what]: [u8; 2], flow: &Flow<A>, ifindex: u32, nat: Option<&(A, u16)>) {
+    let (nat_addr, nat_port) = nat.copied().unwrap_or((A::ANY, 0));
     let e = Event::<A> {
         kind,
         what,
@@ -68,7 +71,7 @@ fn emit<A: Addr>(kind: u8, what: u8, flow: &Flow<A>, ifindex: u32, nat_addr: A, 
 pub fn dropped<A: Addr>(reason: Counter, flow: &Flow<A>, ifindex: u32) {
     count(reason);
     if wanted(monitor::DROPS) {
-        emit(event::DROP, reason as u8, flow, ifindex, A::ANY, 0);
+        emit([event::DROP, reason as u8], flow, ifindex, None);
     }
 }
 
@@ -86,6 +89,11 @@ pub fn admitted<A: Addr>(policy: u32, flow: &Flow<A>, ifindex: u32) {
 #[inline(always)]
 pub fn trace<A: Addr>(what: u8, flow: &Flow<A>, ifindex: u32, nat_addr: A, nat_port: u16) {
     if wanted(monitor::TRACE) {
-        emit(event::TRACE, what, flow, ifindex, nat_addr, nat_port);
+        emit(
+            [event::TRACE, what],
+            flow,
+            ifindex,
+            Some(&(nat_addr, nat_port)),
+        );
     }
 }

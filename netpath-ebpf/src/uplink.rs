@@ -81,9 +81,15 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
         Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
         Parsed::Ipv4(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
         Parsed::Ipv4(flow) => return untouched(pkt, &flow, Counter::Pass),
-        // IPv6 publishes nothing yet: only its routed-access check.
+        // IPv6 publishes nothing yet: replies of outbound flows, and the routed-access check.
         Parsed::Ipv6(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
-        Parsed::Ipv6(flow) => return untouched(pkt, &flow, Counter::Pass),
+        Parsed::Ipv6(flow) => {
+            let (data, end) = (pkt.data(), pkt.data_end());
+            return match snat::reply(pkt, data, end, &flow) {
+                Some(rev) => Verdict::Reply(rev.ifindex),
+                None => untouched(pkt, &flow, Counter::Pass),
+            };
+        }
         Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
         _ => return Verdict::Pass(Counter::Pass),
     };

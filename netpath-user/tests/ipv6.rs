@@ -218,3 +218,85 @@ fn the_default_network_has_ipv6_when_the_configuration_asks() {
     let plain = Topo::new();
     assert_eq!(inspect(&plain, "network", "bridge")[0]["EnableIPv6"], false);
 }
+
+/// The outside namespace's interface towards the host.
+fn outside_link(t: &Topo) -> String {
+    let links = t.outside.ip(&["-o", "link", "show", "type", "veth"]);
+    let name = links.split(':').nth(1).expect("the outside's veth").trim();
+    name.split('@').next().unwrap().to_string()
+}
+
+/// IPv6 between the outside (fd00:77::1) and the host (fd00:77::2, on its uplink, a default
+/// route via the outside).
+fn ipv6_uplink(t: &Topo) {
+    let o = outside_link(t);
+    t.outside
+        .ip(&["-6", "addr", "add", "fd00:77::1/64", "dev", &o, "nodad"]);
+    t.host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:77::2/64",
+        "dev",
+        &t.uplink,
+        "nodad",
+    ]);
+    t.host
+        .ip(&["-6", "route", "add", "default", "via", "fd00:77::1"]);
+}
+
+fn endpoints_reach_ipv6_outside(t: Topo) {
+    ipv6_uplink(&t);
+    let outside: Ipv6Addr = "fd00:77::1".parse().unwrap();
+    tcp_server6(&t.outside, 9000);
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.62.1.0/24 --subnet fd00:62:1::/64",
+    ));
+    let ep = t.endpoint("web", &["--network", "a"]);
+    // The agent takes the uplink's new address as it appears.
+    let mut reply = String::new();
+    common::wait_until(
+        "the endpoint reaching the outside over IPv6",
+        Duration::from_secs(10),
+        || {
+            tcp_request(&ep, outside, 9000, "t")
+                .map(|r| reply = r)
+                .is_ok()
+        },
+    );
+    let peer: std::net::SocketAddr = reply.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        peer.ip(),
+        "fd00:77::2".parse::<std::net::IpAddr>().unwrap(),
+        "leaves with the uplink's address: {reply}"
+    );
+    assert!(
+        (40000..60000).contains(&peer.port()),
+        "a port of netpath's range: {reply}"
+    );
+    assert!(ping(&ep, outside), "ICMPv6 echo");
+    let s = t.stats();
+    assert!(s["Counters"]["snat"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["Counters"]["snat_reply"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["OutboundFlows"].as_u64().unwrap() >= 2, "{s}");
+    // Removing the endpoint takes its outbound flows with it.
+    t.ok(&["endpoint", "rm", "web"]);
+    assert_eq!(t.stats()["OutboundFlows"].as_u64().unwrap(), 0);
+    // An internal network's endpoints do not leave.
+    t.ok(&common::words(
+        "network create closed --internal --ipv6 --subnet 10.62.9.0/24 --subnet fd00:62:9::/64",
+    ));
+    let closed = t.endpoint("closed1", &["--network", "closed"]);
+    closed.ip(&["-6", "route", "add", "default", "via", "fd00:62:9::1"]);
+    assert!(!ping(&closed, outside));
+}
+
+#[test]
+fn endpoints_reach_ipv6_beyond_the_host_through_source_nat() {
+    endpoints_reach_ipv6_outside(Topo::new());
+}
+
+#[test]
+fn replies_of_ipv6_source_nat_come_back_on_xdp_too() {
+    endpoints_reach_ipv6_outside(Topo::with_xdp("native"));
+}

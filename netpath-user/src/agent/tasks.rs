@@ -109,6 +109,7 @@ where
         use netlink_packet_route::RouteNetlinkMessage;
         let (conn, _h, mut msgs) = rtnetlink::new_multicast_connection(&[
             rtnetlink::MulticastGroup::Ipv4Ifaddr,
+            rtnetlink::MulticastGroup::Ipv6Ifaddr,
             rtnetlink::MulticastGroup::Link,
         ])?;
         let conn = tokio::spawn(conn);
@@ -167,17 +168,21 @@ fn report_repairs(r: Result<super::repair::Repairs, crate::error::AgentError>) {
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// Follows the host's addresses: where publishes on every address answer, and each
-    /// uplink's address for outbound NAT.
+    /// uplink's addresses (IPv4's, and its global IPv6 one) for outbound NAT.
     pub fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = self.net.host_addrs()?;
         self.dp.set_host_addrs(&addrs)?;
-        let mut uplinks = Vec::new();
+        let (mut uplinks, mut uplinks6) = (Vec::new(), Vec::new());
         for (name, _) in &self.host.uplinks {
             if let Some(u) = self.net.link_ipv4(name)? {
                 uplinks.push(u);
             }
+            if let Some(u) = self.net.link_ipv6(name)? {
+                uplinks6.push(u);
+            }
         }
         self.dp.set_uplinks(&uplinks)?;
+        self.dp.set_uplinks6(&uplinks6)?;
         Ok(())
     }
 

@@ -10,7 +10,8 @@ use aya::{
     Ebpf,
 };
 use netpath_common::{
-    map_names, tracked, AddrIdentity, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo,
+    map_names, tracked, AddrIdentity, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, SnatNat,
+    SnatRev,
 };
 
 use super::{
@@ -30,6 +31,9 @@ pub(super) struct Maps6 {
     networks: HashMap<MapData, u32, NetworkInfo<In6>>,
     subnets: LpmTrie<MapData, In6, u32>,
     policy_ct: HashMap<MapData, FlowKey<In6>, u32>,
+    snat: HashMap<MapData, FlowKey<In6>, SnatNat<In6>>,
+    snat_rev: HashMap<MapData, FlowKey<In6>, SnatRev<In6>>,
+    uplinks: HashMap<MapData, u32, In6>,
 }
 
 impl Maps6 {
@@ -40,6 +44,9 @@ impl Maps6 {
             networks: super::take_map(ebpf, map_names::NETWORKS6)?,
             subnets: super::take_map(ebpf, map_names::SUBNETS6)?,
             policy_ct: super::take_map(ebpf, map_names::POLICY_CT6)?,
+            snat: super::take_map(ebpf, map_names::SNAT6)?,
+            snat_rev: super::take_map(ebpf, map_names::SNAT_REV6)?,
+            uplinks: super::take_map(ebpf, map_names::UPLINKS6)?,
         })
     }
 }
@@ -64,6 +71,30 @@ fn subnet_key(pool: &Pool<Ipv6Addr>) -> LpmKey<In6> {
 }
 
 impl Datapath {
+    /// Makes `uplinks` (ifindex → global IPv6 address) the sources of IPv6's outbound NAT.
+    pub fn set_uplinks6(&mut self, uplinks: &[(u32, Ipv6Addr)]) -> Result<(), DatapathError> {
+        let want = uplinks.iter().map(|(i, a)| (*i, be_addr(*a))).collect();
+        sync_hash(map_names::UPLINKS6, &mut self.v6.uplinks, &want).map(drop)
+    }
+
+    /// IPv6's outbound NAT tables.
+    pub(super) fn snat_tables6(&mut self) -> super::snat::Tables<'_, In6> {
+        super::snat::Tables {
+            snat: &mut self.v6.snat,
+            snat_rev: &mut self.v6.snat_rev,
+        }
+    }
+
+    /// IPv6's outbound flows by their original 5-tuple.
+    pub fn outbound_flows6(&self) -> Vec<(FlowKey<In6>, SnatNat<In6>)> {
+        self.v6.snat.iter().filter_map(Result::ok).collect()
+    }
+
+    /// IPv6's outbound flows by their reply's 5-tuple.
+    pub(super) fn outbound_replies6(&self) -> Vec<(FlowKey<In6>, SnatRev<In6>)> {
+        self.v6.snat_rev.iter().filter_map(Result::ok).collect()
+    }
+
     /// Writes `net`'s IPv6 side (nothing for a network of IPv4 alone); its member count is
     /// IPv4's.
     pub(super) fn add_network6(

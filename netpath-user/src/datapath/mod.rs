@@ -126,6 +126,15 @@ pub mod programs {
     pub const UPLINK_XDP: &str = "netpath_uplink_xdp";
     pub const UPLINK_TC: &str = "netpath_uplink_tc";
     pub const ENDPOINT_TC: &str = "netpath_endpoint_tc";
+    /// The endpoint program's IPv6, reached by a tail call (`TAIL_CALLS`), attached nowhere.
+    pub const ENDPOINT6_TC: &str = "netpath_endpoint6_tc";
+    /// Its outbound NAT, reached by a tail call from `ENDPOINT6_TC`, attached nowhere.
+    pub const ENDPOINT_SNAT6_TC: &str = "netpath_endpoint_snat6_tc";
+    /// The programs reached by tail calls, by their `netpath_common::tail` slot.
+    pub const TAILS: [(u32, &str); 2] = [
+        (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
+        (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
+    ];
     pub const OVERLAY_TC: &str = "netpath_overlay_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
     /// The socket hook that refuses binding a published port (a `cgroup_sock` program; the
@@ -140,10 +149,12 @@ pub mod programs {
         SOCK_BIND,
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 12] = [
         UPLINK_XDP,
         UPLINK_TC,
         ENDPOINT_TC,
+        ENDPOINT6_TC,
+        ENDPOINT_SNAT6_TC,
         OVERLAY_TC,
         XDP_PASS,
         SOCK[0],

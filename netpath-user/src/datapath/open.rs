@@ -40,6 +40,27 @@ macro_rules! take_map {
     }};
 }
 
+/// Puts the programs entry points hand packets on to into `TAIL_CALLS` (this load's own).
+fn fill_tail_calls(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    let name = map_names::TAIL_CALLS;
+    for (slot, prog_name) in programs::TAILS {
+        let fd = {
+            let prog: &mut SchedClassifier = program(ebpf, prog_name)?;
+            prog.fd()
+                .map_err(|e| program_error(prog_name, e))?
+                .try_clone()
+                .map_err(|e| DatapathError::Program(prog_name, e.to_string()))?
+        };
+        let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut tails =
+            aya::maps::ProgramArray::try_from(map).map_err(|e| DatapathError::Map(name, e))?;
+        tails
+            .set(slot, &fd, 0)
+            .map_err(|e| DatapathError::Map(name, e))?;
+    }
+    Ok(())
+}
+
 impl Datapath {
     /// Loads the embedded object without pins (tests, benchmarks): nothing outlives it.
     pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
@@ -74,11 +95,14 @@ impl Datapath {
         for name in [
             programs::UPLINK_TC,
             programs::ENDPOINT_TC,
+            programs::ENDPOINT6_TC,
+            programs::ENDPOINT_SNAT6_TC,
             programs::OVERLAY_TC,
         ] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;
         }
+        fill_tail_calls(&mut ebpf)?;
         for name in [programs::UPLINK_XDP, programs::XDP_PASS] {
             let prog: &mut Xdp = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;

@@ -51,6 +51,13 @@ pub trait DatapathOps: Send {
     fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize;
     /// Makes `uplinks` (ifindex → address) the sources of outbound NAT.
     fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError>;
+    /// Makes `uplinks` (ifindex → global IPv6 address) the sources of IPv6's outbound NAT.
+    fn set_uplinks6(
+        &mut self,
+        _uplinks: &[(u32, std::net::Ipv6Addr)],
+    ) -> Result<(), DatapathError> {
+        Ok(())
+    }
     /// Makes the published ports' firewall `list` and removes the flows of clients it no
     /// longer lets in; how many.
     fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError>;
@@ -142,6 +149,9 @@ impl DatapathOps for Datapath {
     }
     fn set_uplinks(&mut self, uplinks: &[(u32, Ipv4Addr)]) -> Result<(), DatapathError> {
         Datapath::set_uplinks(self, uplinks)
+    }
+    fn set_uplinks6(&mut self, uplinks: &[(u32, std::net::Ipv6Addr)]) -> Result<(), DatapathError> {
+        Datapath::set_uplinks6(self, uplinks)
     }
     fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError> {
         Datapath::set_published_from(self, list)

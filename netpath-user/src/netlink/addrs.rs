@@ -225,6 +225,33 @@ pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
     })
 }
 
+/// Index and first global IPv6 address of the link `name` (what outbound NAT of IPv6 leaves
+/// with), if it has one: no link-local, and none still in duplicate address detection.
+pub fn link_ipv6(name: &str) -> Result<Option<(u32, Ipv6Addr)>, NetError> {
+    const RT_SCOPE_UNIVERSE: u8 = 0;
+    run(None, |h| async move {
+        let Some(link) = link_by_name(&h, name).await? else {
+            return Ok(None);
+        };
+        let idx = link.header.index;
+        let msgs = addresses_of(&h, idx, name).await?;
+        Ok(msgs
+            .iter()
+            .filter(|m| u8::from(m.header.scope) == RT_SCOPE_UNIVERSE)
+            .filter(|m| {
+                !m.attributes.iter().any(|a| {
+                    matches!(a, AddressAttribute::Flags(f)
+                        if f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed))
+                })
+            })
+            .flat_map(|m| m.attributes.iter())
+            .find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V6(v6)) => Some((idx, *v6)),
+                _ => None,
+            }))
+    })
+}
+
 /// The address messages of link `index` (`name` for errors).
 pub(super) async fn addresses_of(
     h: &Handle,

@@ -79,9 +79,14 @@ async fn host_side_up(
 ) -> Result<(), NetError> {
     if spec.v6.is_some() {
         // Its link-local address usable at once (no duplicate address detection on a link
-        // of two): the host's neighbour solicitations for the endpoint come from it.
-        let knob = format!("/proc/sys/net/ipv6/conf/{}/accept_dad", spec.host_ifname);
-        std::fs::write(&knob, "0").map_err(io_err(format!("writing {knob}")))?;
+        // of two): the host's neighbour solicitations for the endpoint come from it. And
+        // forwarding on this interface alone: the kernel's IPv6 route lookup for eBPF
+        // (outbound NAT) answers only for an interface that forwards; the host's own
+        // forwarding setting (and with it its router advertisements) stays as it is.
+        for (knob, value) in [("accept_dad", "0"), ("forwarding", "1")] {
+            let path = format!("/proc/sys/net/ipv6/conf/{}/{knob}", spec.host_ifname);
+            std::fs::write(&path, value).map_err(io_err(format!("writing {path}")))?;
+        }
     }
     h.link()
         .set(LinkUnspec::new_with_index(idx).up().build())

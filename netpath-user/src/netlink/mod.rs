@@ -54,6 +54,10 @@ pub trait LinkOps: Send {
     }
     /// Index and first IPv4 address of the link `name`.
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError>;
+    /// Index and first global IPv6 address of the link `name`.
+    fn link_ipv6(&self, _name: &str) -> Result<Option<(u32, Ipv6Addr)>, NetError> {
+        Ok(None)
+    }
     /// Every veth here named as netpath names endpoints' host sides (`np` and hex digits),
     /// by name, in one dump.
     fn endpoint_links(&self) -> Result<BTreeMap<String, EndpointLink>, NetError>;
@@ -109,6 +113,9 @@ impl LinkOps for Netlink {
     }
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
         link_ipv4(name)
+    }
+    fn link_ipv6(&self, name: &str) -> Result<Option<(u32, Ipv6Addr)>, NetError> {
+        addrs::link_ipv6(name)
     }
     fn endpoint_links(&self) -> Result<BTreeMap<String, EndpointLink>, NetError> {
         endpoint_links()
