@@ -9,8 +9,7 @@ use tracing::info;
 use crate::{
     api::server,
     datapath::{Datapath, DatapathOps as _},
-    model::{NetworkCreate, State, DEFAULT_NETWORK},
-    netlink::{self, LinkOps, Netlink},
+    netlink::{self, Netlink},
 };
 
 use super::{
@@ -19,55 +18,6 @@ use super::{
     memory, metrics, monitor, netns_files, reserved, tasks, Agent, AgentConfig, HostHooks, Shared,
     StateFile, StateStore, GATEWAY_LINK, VXLAN_LINK,
 };
-
-/// Loads the state, creating the default network as `cfg` says (on its subnets, or subnets of
-/// the pools no route of this host uses; with IPv6 when it asks for it).
-fn load_state(
-    store: &mut StateFile,
-    net: &impl LinkOps,
-    cfg: &AgentConfig,
-) -> anyhow::Result<State> {
-    let (mut state, problems) = store
-        .load_checked()
-        .with_context(|| format!("reading {}", store.path().display()))?;
-    for p in problems {
-        tracing::error!("{p}");
-    }
-    let ipv6 = cfg.default_ipv6 || cfg.default_subnet6.is_some();
-    match state.networks.get(DEFAULT_NETWORK) {
-        Some(n) if n.v6.is_some() != ipv6 => tracing::warn!(
-            "the default network {} IPv6 and the configuration asks otherwise: it changes only \
-             when made again (no endpoint on it, the network removed from the state)",
-            if n.v6.is_some() { "has" } else { "has no" }
-        ),
-        Some(_) => {}
-        None => {
-            let routes = net.route_subnets()?;
-            let addrs: Vec<std::net::Ipv4Addr> = net.host_addrs()?.into_iter().collect();
-            let (addrs6, routes6) = net.host_view6()?;
-            let default = state.plan_network(
-                &NetworkCreate {
-                    name: DEFAULT_NETWORK.into(),
-                    subnet: cfg.default_subnet.map(|s| s.to_string()),
-                    ipv6,
-                    subnet6: cfg.default_subnet6.map(|s| s.to_string()),
-                    ..Default::default()
-                },
-                crate::model::plan::HostView {
-                    routes: &routes,
-                    addrs: &addrs,
-                    routes6: &routes6,
-                    addrs6: &addrs6,
-                    busy: &|_| false,
-                },
-            )?;
-            info!(subnet = %default.v4.subnet, ipv6 = ?default.v6.map(|p| p.subnet), "created the default network");
-            state.networks.insert(default.name.clone(), default);
-            store.save(&state)?;
-        }
-    }
-    Ok(state)
-}
 
 /// Runs the agent until SIGINT or SIGTERM. Nothing on the host changes before the state
 /// directory is locked and the state read; the sysctls change only once the datapath is up.
@@ -96,7 +46,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let cluster =
         cluster_config(&cfg, &uplinks)?.map(|c| Arc::new(crate::cluster::Cluster::new(c)));
     let mut store = StateFile::in_dir(&cfg.state_dir);
-    let mut state = load_state(&mut store, &netlink, &cfg)?;
+    let mut state = super::store::load_state(&mut store, &netlink, &cfg)?;
     if let Some(list) = cfg
         .published_from
         .clone()

@@ -1,8 +1,16 @@
 //! Where the desired state is kept: [`StateFile`], a JSON file in the agent's state
-//! directory written atomically (temporary file, fsync, rename, fsync of the directory).
+//! directory written atomically (temporary file, fsync, rename, fsync of the directory), and
+//! loaded at start with the default network made when it has none.
 use std::path::{Path, PathBuf};
 
-use crate::model::State;
+use anyhow::Context as _;
+use tracing::info;
+
+use super::AgentConfig;
+use crate::{
+    model::{NetworkCreate, State, DEFAULT_NETWORK},
+    netlink::LinkOps,
+};
 
 /// Saves the desired state; a transaction commits by saving.
 pub trait StateStore: Send {
@@ -112,4 +120,53 @@ impl StateStore for MemoryStore {
         self.saved = Some(state.clone());
         Ok(())
     }
+}
+
+/// Loads the state, creating the default network as `cfg` says (on its subnets, or subnets of
+/// the pools no route of this host uses; with IPv6 when it asks for it).
+pub(super) fn load_state(
+    store: &mut StateFile,
+    net: &impl LinkOps,
+    cfg: &AgentConfig,
+) -> anyhow::Result<State> {
+    let (mut state, problems) = store
+        .load_checked()
+        .with_context(|| format!("reading {}", store.path().display()))?;
+    for p in problems {
+        tracing::error!("{p}");
+    }
+    let ipv6 = cfg.default_ipv6 || cfg.default_subnet6.is_some();
+    match state.networks.get(DEFAULT_NETWORK) {
+        Some(n) if n.v6.is_some() != ipv6 => tracing::warn!(
+            "the default network {} IPv6 and the configuration asks otherwise: it changes only \
+             when made again (no endpoint on it, the network removed from the state)",
+            if n.v6.is_some() { "has" } else { "has no" }
+        ),
+        Some(_) => {}
+        None => {
+            let routes = net.route_subnets()?;
+            let addrs: Vec<std::net::Ipv4Addr> = net.host_addrs()?.into_iter().collect();
+            let (addrs6, routes6) = net.host_view6()?;
+            let default = state.plan_network(
+                &NetworkCreate {
+                    name: DEFAULT_NETWORK.into(),
+                    subnet: cfg.default_subnet.map(|s| s.to_string()),
+                    ipv6,
+                    subnet6: cfg.default_subnet6.map(|s| s.to_string()),
+                    ..Default::default()
+                },
+                crate::model::plan::HostView {
+                    routes: &routes,
+                    addrs: &addrs,
+                    routes6: &routes6,
+                    addrs6: &addrs6,
+                    busy: &|_| false,
+                },
+            )?;
+            info!(subnet = %default.v4.subnet, ipv6 = ?default.v6.map(|p| p.subnet), "created the default network");
+            state.networks.insert(default.name.clone(), default);
+            store.save(&state)?;
+        }
+    }
+    Ok(state)
 }
