@@ -300,3 +300,52 @@ fn endpoints_reach_ipv6_beyond_the_host_through_source_nat() {
 fn replies_of_ipv6_source_nat_come_back_on_xdp_too() {
     endpoints_reach_ipv6_outside(Topo::with_xdp("native"));
 }
+
+#[test]
+fn names_have_aaaa_records_on_dual_stack_networks() {
+    use hickory_proto::rr::RecordType;
+    use netpath_user::testing::dns::{addresses, addresses6, ask};
+    let t = Topo::new();
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.63.1.0/24 --subnet fd00:63:1::/64",
+    ));
+    t.ok(&common::words("network create plain --subnet 10.63.2.0/24"));
+    let web = t.endpoint("web", &["--network", "a", "--alias", "www"]);
+    let _db = t.endpoint("db", &["--network", "a", "--ip6", "fd00:63:1::db"]);
+    let _old = t.endpoint("old", &["--network", "plain"]);
+    let gw: std::net::Ipv4Addr = "10.63.1.1".parse().unwrap();
+    let db6: Ipv6Addr = "fd00:63:1::db".parse().unwrap();
+    // AAAA for names, aliases and NAME.NETWORK; A as before.
+    assert_eq!(addresses6(&ask(&web, gw, "db", RecordType::AAAA)), [db6]);
+    assert_eq!(addresses6(&ask(&web, gw, "db.a", RecordType::AAAA)), [db6]);
+    assert_eq!(
+        addresses6(&ask(&web, gw, "www", RecordType::AAAA)),
+        [ip6_on(&t, "web", "a")]
+    );
+    assert_eq!(
+        addresses(&ask(&web, gw, "db", RecordType::A)),
+        ["10.63.1.3".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    // host.docker.internal: the host, by its IPv6 gateway address too.
+    assert_eq!(
+        addresses6(&ask(&web, gw, "host.docker.internal", RecordType::AAAA)),
+        ["fd00:63:1::1".parse::<Ipv6Addr>().unwrap()]
+    );
+    // The reverse name of an IPv6 address.
+    let m = ask(
+        &web,
+        gw,
+        "b.d.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.3.6.0.0.0.0.d.f.ip6.arpa",
+        RecordType::PTR,
+    );
+    assert_eq!(m.answers.len(), 1, "{m:?}");
+    assert_eq!(m.answers[0].data.to_string(), "db.a.");
+    // A name of a network without IPv6 exists without AAAA records: NOERROR, no answer.
+    let old_gw: std::net::Ipv4Addr = "10.63.2.1".parse().unwrap();
+    let m = ask(&_old, old_gw, "old", RecordType::AAAA);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NoError
+    );
+    assert!(m.answers.is_empty());
+}

@@ -541,11 +541,15 @@ fn what_the_cluster_says_is_applied_to_this_node() {
     let ix = crate::dns::names::Index::new(&a.state);
     assert_eq!(
         ix.network("ov").and_then(|n| n.get("x9.ov")),
-        Some(&vec![Ipv4Addr::new(10, 210, 0, 9)])
+        Some(&crate::dns::names::Addrs::v4(vec![Ipv4Addr::new(
+            10, 210, 0, 9
+        )]))
     );
     assert_eq!(
         ix.network("ov").and_then(|n| n.get("xa")),
-        Some(&vec![Ipv4Addr::new(10, 210, 0, 9)])
+        Some(&crate::dns::names::Addrs::v4(vec![Ipv4Addr::new(
+            10, 210, 0, 9
+        )]))
     );
     assert_eq!(a.dp.networks[&ov.net_id], ov);
     check_consistent(&a, false);

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, ResponseCode},
     rr::{
-        rdata::{A, PTR},
+        rdata::{A, AAAA, PTR},
         DNSClass, Name, RData, Record, RecordType,
     },
 };
@@ -160,10 +160,9 @@ pub fn decide(query: &[u8], asked: Asked<'_>) -> Decision {
         }
         Resolved::Local(addrs) => {
             resp.metadata.authoritative = true;
-            if matches!(q.query_type(), RecordType::A | RecordType::ANY) && !addrs.is_empty() {
-                let n = addrs.len();
-                for i in 0..n {
-                    let a = addrs[(asked.rotate + i) % n];
+            let (qtype, rotate) = (q.query_type(), asked.rotate);
+            if matches!(qtype, RecordType::A | RecordType::ANY) {
+                for a in rotated(&addrs.v4, rotate) {
                     resp.add_answer(Record::from_rdata(
                         q.name().clone(),
                         names::TTL,
@@ -171,9 +170,24 @@ pub fn decide(query: &[u8], asked: Asked<'_>) -> Decision {
                     ));
                 }
             }
+            if matches!(qtype, RecordType::AAAA | RecordType::ANY) {
+                for a in rotated(&addrs.v6, rotate) {
+                    resp.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        names::TTL,
+                        RData::AAAA(AAAA(a)),
+                    ));
+                }
+            }
             finish(resp, &msg, asked.udp, Outcome::Local)
         }
     }
+}
+
+/// `addrs` from the `rotate`-th on, round.
+fn rotated<T: Copy>(addrs: &[T], rotate: usize) -> impl Iterator<Item = T> + '_ {
+    let n = addrs.len();
+    (0..n).map(move |i| addrs[(rotate + i) % n])
 }
 
 /// Serializes `resp`; over UDP, one too big for the client becomes a truncated answer (the

@@ -4,11 +4,12 @@
 //!
 //! On network N, an endpoint attached to N answers to its name, its short id, `NAME.N`, and
 //! each alias it has on N; several endpoints sharing a name answer with all their addresses.
-//! `host.docker.internal` is N's host-gateway. Endpoints of other nodes on an overlay network
-//! answer the same way. Names are compared without regard to case.
+//! `host.docker.internal` is N's host-gateway (and its IPv6 gateway on a network with IPv6).
+//! A name has the addresses of both families (A and AAAA). Endpoints of other nodes on an
+//! overlay network answer the same way. Names are compared without regard to case.
 use std::{
     collections::{BTreeMap, HashMap},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use crate::model::{short_id, Network, State};
@@ -19,11 +20,34 @@ pub const HOST_DOCKER_INTERNAL: &str = "host.docker.internal";
 /// How long answers may be cached (Docker's embedded DNS uses the same).
 pub const TTL: u32 = 600;
 
+/// A name's addresses of both families, each list in a stable order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Addrs {
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+}
+
+impl Addrs {
+    /// IPv4 addresses alone.
+    pub fn v4(v4: Vec<Ipv4Addr>) -> Addrs {
+        Addrs { v4, v6: Vec::new() }
+    }
+
+    fn add(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) if !self.v4.contains(&a) => self.v4.push(a),
+            IpAddr::V6(a) if !self.v6.contains(&a) => self.v6.push(a),
+            _ => {}
+        }
+    }
+}
+
 /// What a name means to the endpoint that asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolved {
-    /// A local name: its addresses (none: the name exists, without addresses of this type).
-    Local(Vec<Ipv4Addr>),
+    /// A local name: its addresses (none of a type: the name exists, without addresses of
+    /// that type).
+    Local(Addrs),
     /// A reverse (PTR) name of a local address: the name to answer.
     Pointer(String),
     /// A name the asker may not see (on another network), or nothing to forward to.
@@ -41,34 +65,36 @@ pub fn normalize(name: &str) -> String {
 
 /// Every name of network `net`, normalized, with its addresses in a stable order (by
 /// endpoint name).
-pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Vec<Ipv4Addr>> {
-    let mut names: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
-    let mut add = |name: String, ip: Ipv4Addr| {
-        let addrs = names.entry(normalize(&name)).or_default();
-        if !addrs.contains(&ip) {
-            addrs.push(ip);
-        }
-    };
+pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Addrs> {
+    let mut names: BTreeMap<String, Addrs> = BTreeMap::new();
+    let mut add = |name: String, ip: IpAddr| names.entry(normalize(&name)).or_default().add(ip);
     for (ep, att) in state.members(&net.name) {
-        add(ep.name.clone(), att.ip);
-        add(short_id(&ep.id, 12).to_string(), att.ip);
-        add(format!("{}.{}", ep.name, net.name), att.ip);
-        for alias in &att.aliases {
-            add(alias.clone(), att.ip);
+        let ips = std::iter::once(IpAddr::V4(att.ip)).chain(att.ip6.map(IpAddr::V6));
+        for ip in ips {
+            add(ep.name.clone(), ip);
+            add(short_id(&ep.id, 12).to_string(), ip);
+            add(format!("{}.{}", ep.name, net.name), ip);
+            for alias in &att.aliases {
+                add(alias.clone(), ip);
+            }
         }
     }
     // Endpoints of other nodes on an overlay network answer to the same names.
     for r in state.remote.iter().filter(|r| r.network == net.name) {
-        add(r.name.clone(), r.ip);
+        let ip = IpAddr::V4(r.ip);
+        add(r.name.clone(), ip);
         if !r.id.is_empty() {
-            add(short_id(&r.id, 12).to_string(), r.ip);
+            add(short_id(&r.id, 12).to_string(), ip);
         }
-        add(format!("{}.{}", r.name, net.name), r.ip);
+        add(format!("{}.{}", r.name, net.name), ip);
         for alias in &r.aliases {
-            add(alias.clone(), r.ip);
+            add(alias.clone(), ip);
         }
     }
-    add(HOST_DOCKER_INTERNAL.into(), net.host_gateway());
+    add(HOST_DOCKER_INTERNAL.into(), net.host_gateway().into());
+    if let Some(p) = &net.v6 {
+        add(HOST_DOCKER_INTERNAL.into(), p.gateway.into());
+    }
     names
 }
 
@@ -77,13 +103,14 @@ pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Vec<Ipv4A
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     /// Network → its names.
-    names: HashMap<String, BTreeMap<String, Vec<Ipv4Addr>>>,
+    names: HashMap<String, BTreeMap<String, Addrs>>,
     /// Endpoint address → the endpoint's networks (name, internal), its first first.
     askers: HashMap<Ipv4Addr, Vec<(String, bool)>>,
-    /// Address → (endpoint, network) on each network.
-    pointers: HashMap<Ipv4Addr, Vec<(String, String)>>,
-    /// Every network's subnet.
+    /// Address (of either family) → (endpoint, network) on each network.
+    pointers: HashMap<IpAddr, Vec<(String, String)>>,
+    /// Every network's subnets.
     subnets: Vec<crate::ipam::Subnet>,
+    subnets6: Vec<crate::ipam::Subnet<Ipv6Addr>>,
 }
 
 impl Index {
@@ -92,6 +119,7 @@ impl Index {
         for net in state.networks.values() {
             ix.names.insert(net.name.clone(), network_names(state, net));
             ix.subnets.push(net.v4.subnet);
+            ix.subnets6.extend(net.v6.map(|p| p.subnet));
         }
         for ep in state.endpoints.values() {
             let nets: Vec<(String, bool)> = ep
@@ -102,15 +130,17 @@ impl Index {
                 .collect();
             for a in &ep.attachments {
                 ix.askers.insert(a.ip, nets.clone());
-                ix.pointers
-                    .entry(a.ip)
-                    .or_default()
-                    .push((ep.name.clone(), a.network.clone()));
+                for ip in std::iter::once(IpAddr::V4(a.ip)).chain(a.ip6.map(IpAddr::V6)) {
+                    ix.pointers
+                        .entry(ip)
+                        .or_default()
+                        .push((ep.name.clone(), a.network.clone()));
+                }
             }
         }
         for r in &state.remote {
             ix.pointers
-                .entry(r.ip)
+                .entry(r.ip.into())
                 .or_default()
                 .push((r.name.clone(), r.network.clone()));
         }
@@ -118,7 +148,7 @@ impl Index {
     }
 
     /// The names of network `net` (for the kernel's map).
-    pub fn network(&self, net: &str) -> Option<&BTreeMap<String, Vec<Ipv4Addr>>> {
+    pub fn network(&self, net: &str) -> Option<&BTreeMap<String, Addrs>> {
         self.names.get(net)
     }
 
@@ -143,7 +173,7 @@ impl Index {
             }
         };
         if ptr {
-            let Some(ip) = reverse_v4(&name) else {
+            let Some(ip) = reverse(&name) else {
                 return not_here();
             };
             let pointers = self.pointers.get(&ip).map(Vec::as_slice).unwrap_or(&[]);
@@ -152,11 +182,11 @@ impl Index {
                     return Resolved::Pointer(format!("{peer}.{net}"));
                 }
             }
-            return if self.subnets.iter().any(|s| s.contains(ip)) {
-                Resolved::NxDomain
-            } else {
-                not_here()
+            let ours = match ip {
+                IpAddr::V4(a) => self.subnets.iter().any(|s| s.contains(a)),
+                IpAddr::V6(a) => self.subnets6.iter().any(|s| s.contains(a)),
             };
+            return if ours { Resolved::NxDomain } else { not_here() };
         }
         for (net, _) in &nets {
             if let Some(addrs) = self.names.get(net).and_then(|n| n.get(&name)) {
@@ -183,7 +213,7 @@ pub fn kernel_names(
     for net in state.networks.values() {
         for (name, addrs) in index.network(&net.name).into_iter().flatten() {
             let key = netpath_common::DnsKey::new(net.net_id, name);
-            if let (Some(k), Some(v)) = (key, crate::datapath::dns::dns_addrs(addrs)) {
+            if let (Some(k), Some(v)) = (key, crate::datapath::dns::dns_addrs(&addrs.v4)) {
                 out.insert(k, v);
             }
         }
@@ -191,15 +221,30 @@ pub fn kernel_names(
     out
 }
 
-/// `d.c.b.a.in-addr.arpa` as the address a.b.c.d.
-fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
+/// The address a reverse name stands for: `d.c.b.a.in-addr.arpa` for a.b.c.d, and the 32
+/// nibbles of `ip6.arpa`, last first, for an IPv6 address.
+fn reverse(name: &str) -> Option<IpAddr> {
+    if let Some(rest) = name.strip_suffix(".ip6.arpa") {
+        let nibbles: Vec<u8> = rest
+            .split('.')
+            .map(|n| u8::from_str_radix(n, 16).ok().filter(|_| n.len() == 1))
+            .collect::<Option<_>>()?;
+        if nibbles.len() != 32 {
+            return None;
+        }
+        let bits = nibbles
+            .iter()
+            .rev()
+            .fold(0u128, |acc, n| (acc << 4) | u128::from(*n));
+        return Some(Ipv6Addr::from(bits).into());
+    }
     let rest = name.strip_suffix(".in-addr.arpa")?;
     let octets: Vec<u8> = rest
         .split('.')
         .map(|o| o.parse().ok())
         .collect::<Option<_>>()?;
     match octets[..] {
-        [d, c, b, a] => Some(Ipv4Addr::new(a, b, c, d)),
+        [d, c, b, a] => Some(Ipv4Addr::new(a, b, c, d).into()),
         _ => None,
     }
 }

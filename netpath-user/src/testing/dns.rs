@@ -84,6 +84,17 @@ pub fn addresses(m: &Message) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The AAAA addresses of an answer, in order.
+pub fn addresses6(m: &Message) -> Vec<std::net::Ipv6Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match r.data {
+            RData::AAAA(hickory_proto::rr::rdata::AAAA(a)) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A resolver "on the internet", in a test's namespace, on port 53 of `addr`:
 /// `small.example` is 192.0.2.7; `big.example` has 60 addresses (over UDP: a truncated
 /// answer); `refused.example` is refused; anything else does not exist.

@@ -8,13 +8,17 @@ fn names_of_a_network() {
     let s = state();
     let back = network_names(&s, &s.networks["back"]);
     let (api, api2) = (ip(&s, "api", "back"), ip(&s, "api2", "back"));
-    assert_eq!(back["svc"], [api, api2], "a shared alias has every address");
-    assert_eq!(back["db"], [ip(&s, "db", "back")]);
-    assert_eq!(back["db.back"], [ip(&s, "db", "back")]);
-    let short = short_id(&s.endpoints["db"].id, 12).to_string();
-    assert_eq!(back[&short], [ip(&s, "db", "back")]);
     assert_eq!(
-        back[HOST_DOCKER_INTERNAL],
+        back["svc"].v4,
+        [api, api2],
+        "a shared alias has every address"
+    );
+    assert_eq!(back["db"].v4, [ip(&s, "db", "back")]);
+    assert_eq!(back["db.back"].v4, [ip(&s, "db", "back")]);
+    let short = short_id(&s.endpoints["db"].id, 12).to_string();
+    assert_eq!(back[&short].v4, [ip(&s, "db", "back")]);
+    assert_eq!(
+        back[HOST_DOCKER_INTERNAL].v4,
         [s.networks["back"].host_gateway()]
     );
     assert!(!back.contains_key("web"), "web is not on back");
@@ -31,22 +35,22 @@ fn what_a_name_means_to_whom() {
     // On a shared network; case and a trailing dot do not matter.
     assert_eq!(
         resolve(web, "front", "API."),
-        Resolved::Local(vec![api_front])
+        Resolved::Local(Addrs::v4(vec![api_front]))
     );
     // On another network than the asker's: does not exist for it, and is not forwarded.
     assert_eq!(resolve(web, "front", "db"), Resolved::NxDomain);
     // An endpoint on both networks sees both; the network asked first.
     assert_eq!(
         resolve(api_back, "back", "db"),
-        Resolved::Local(vec![ip(&s, "db", "back")])
+        Resolved::Local(Addrs::v4(vec![ip(&s, "db", "back")]))
     );
     assert_eq!(
         resolve(api_back, "back", "api"),
-        Resolved::Local(vec![api_back])
+        Resolved::Local(Addrs::v4(vec![api_back]))
     );
     assert_eq!(
         resolve(api_front, "front", "api"),
-        Resolved::Local(vec![api_front])
+        Resolved::Local(Addrs::v4(vec![api_front]))
     );
     // Not ours: forwarded, except for an endpoint only on internal networks.
     assert_eq!(resolve(web, "front", "example.com"), Resolved::Forward);
@@ -54,7 +58,7 @@ fn what_a_name_means_to_whom() {
     assert_eq!(resolve(safe, "vault", "example.com"), Resolved::NxDomain);
     assert_eq!(
         resolve(safe, "vault", "host.docker.internal"),
-        Resolved::Local(vec![s.networks["vault"].host_gateway()])
+        Resolved::Local(Addrs::v4(vec![s.networks["vault"].host_gateway()]))
     );
     // Someone who is not an endpoint.
     assert_eq!(
