@@ -157,6 +157,59 @@ fn the_plugin_does_what_a_runtime_asks() {
 }
 
 #[test]
+fn a_dual_stack_network_gives_both_families_in_the_result() {
+    let t = Topo::new();
+    t.ok(&common::words(
+        "network create dual --ipv6 --subnet 10.42.0.0/24 --subnet fd00:42::/64",
+    ));
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let ida = "d0a1000000000000000000000000000000000000000000000000000000000001";
+    let idb = "d0b2000000000000000000000000000000000000000000000000000000000002";
+    let static6 = conf(
+        &t,
+        "dual",
+        json!({"ips": ["fd00:42::50/64", "10.42.0.50/24"]}),
+    );
+    let (ok, res) = cni("ADD", ida, &a.path(), "eth0", &static6);
+    assert!(ok, "{res}");
+    assert_eq!(res["ips"][0]["address"], "10.42.0.50/24");
+    assert_eq!(res["ips"][1]["address"], "fd00:42::50/64");
+    assert_eq!(res["ips"][1]["gateway"], "fd00:42::1");
+    let routes = res["routes"].as_array().unwrap();
+    assert!(
+        routes.contains(&json!({"dst": "::/0", "gw": "fd00:42::1"})),
+        "{res}"
+    );
+    assert!(a
+        .ip(&["-o", "addr", "show", "eth0"])
+        .contains("fd00:42::50/64"));
+    // Allocated when not asked for; the two reach each other over IPv6.
+    let (ok, res) = cni("ADD", idb, &b.path(), "eth0", &conf(&t, "dual", json!({})));
+    assert!(ok, "{res}");
+    let b6 = res["ips"][1]["address"].as_str().unwrap().to_string();
+    assert!(b6.starts_with("fd00:42::") && b6.ends_with("/64"), "{res}");
+    let b6: std::net::Ipv6Addr = b6.split('/').next().unwrap().parse().unwrap();
+    assert!(common::ping(&a, b6), "a reaches b over IPv6");
+    // Two addresses of one family: refused, nothing made.
+    let two = conf(
+        &t,
+        "dual",
+        json!({"ips": ["fd00:42::60/64", "fd00:42::61/64"]}),
+    );
+    let c = Netns::new("cnic");
+    let (ok, v) = cni("ADD", "d0a13", &c.path(), "eth0", &two);
+    assert!(
+        !ok && v["msg"].as_str().unwrap().contains("at most one"),
+        "{v}"
+    );
+    assert_eq!(t.ok(&["endpoint", "ls", "-q"]).lines().count(), 2);
+    for (id, ns) in [(ida, &a), (idb, &b)] {
+        let (ok, v) = cni("DEL", id, &ns.path(), "eth0", &static6);
+        assert!(ok, "{v}");
+    }
+}
+
+#[test]
 fn a_kubernetes_runtime_gives_the_pod_its_namespace_which_policies_select() {
     let t = Topo::new();
     t.ok(&["network", "create", "--subnet", "10.43.0.0/24", "pods"]);

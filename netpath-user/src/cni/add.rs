@@ -1,6 +1,10 @@
 //! `ADD`: the container's endpoint made (or connected to one more network), its ports
 //! published, and the result the runtime reads.
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde_json::{json, Value};
 
@@ -59,17 +63,31 @@ impl Cni<'_> {
             .collect()
     }
 
-    /// The address asked for: the `ips` capability, else `IP` in `CNI_ARGS` (Podman's way).
-    pub(super) fn static_ip(&self) -> Result<Option<std::net::Ipv4Addr>, CniError> {
-        let asked = self
-            .conf
-            .runtime_config
-            .ips
+    /// The addresses asked for, IPv4's and IPv6's: the `ips` capability (one of each family
+    /// at most), else `IP` in `CNI_ARGS` (Podman's way).
+    pub(super) fn static_ips(&self) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), CniError> {
+        let bad = |e: String| CniError::new(codes::INVALID_CONFIG, e);
+        let ips = &self.conf.runtime_config.ips;
+        let (v6, v4): (Vec<&String>, Vec<&String>) = ips.iter().partition(|s| s.contains(':'));
+        if v4.len() > 1 || v6.len() > 1 {
+            return Err(bad("ips: at most one IPv4 and one IPv6 address".into()));
+        }
+        let asked = v4
             .first()
-            .map(String::as_str)
-            .or_else(|| self.env.arg("IP"));
-        cidr_address(asked.unwrap_or_default())
-            .map_err(|e| CniError::new(codes::INVALID_CONFIG, e.to_string()))
+            .map(|s| s.as_str())
+            .or_else(|| self.env.arg("IP").filter(|_| ips.is_empty()));
+        let ip = cidr_address(asked.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+        let ip6 = match v6.first() {
+            Some(s) => {
+                let addr = s.split_once('/').map_or(s.as_str(), |(a, _)| a);
+                Some(
+                    addr.parse::<Ipv6Addr>()
+                        .map_err(|_| bad(format!("ips: invalid IPv6 address {s:?}")))?,
+                )
+            }
+            None => None,
+        };
+        Ok((ip, ip6))
     }
 
     pub(super) async fn add(&self) -> Result<Value, CniError> {
@@ -77,7 +95,7 @@ impl Cni<'_> {
         self.need("CNI_NETNS", &self.env.netns)?;
         self.need("CNI_IFNAME", &self.env.ifname)?;
         let network = self.conf.network();
-        let ip = self.static_ip()?;
+        let (ip, ip6) = self.static_ips()?;
         let specs = self.specs()?;
         let mac = self
             .conf
@@ -92,6 +110,7 @@ impl Cni<'_> {
                     netns: PathBuf::from(&self.env.netns),
                     network: Some(network.to_string()),
                     ip,
+                    ip6,
                     ports: specs,
                     labels: BTreeMap::from([(
                         CONTAINER_LABEL.to_string(),
@@ -122,6 +141,7 @@ impl Cni<'_> {
                         &Connect {
                             endpoint: ep.name.clone(),
                             ip,
+                            ip6,
                             ifname: Some(self.env.ifname.clone()),
                             mac,
                             ..Connect::default()
@@ -171,20 +191,30 @@ impl Cni<'_> {
                 format!("endpoint {} is not on network {}", ep.name, net.name),
             )
         })?;
-        let config = net.ipam.config.first();
-        let prefix = config
-            .and_then(|c| c.subnet.split_once('/'))
-            .map_or("32", |(_, p)| p);
-        let gateway = config.map(|c| c.gateway.to_string()).unwrap_or_default();
-        let mut ip = json!({
-            "address": format!("{}/{prefix}", att.ip_address),
-            "interface": 0,
-        });
-        let mut routes = Vec::new();
-        if !net.internal {
-            ip["gateway"] = gateway.clone().into();
-            routes.push(json!({"dst": "0.0.0.0/0", "gw": gateway}));
-        }
+        // Each family's address with its pool's prefix and gateway (IPv4's first).
+        let family = |addr: Option<std::net::IpAddr>, default_route: &str| {
+            let addr = addr?;
+            let config = net
+                .ipam
+                .config
+                .iter()
+                .find(|c| c.gateway.is_ipv6() == addr.is_ipv6())?;
+            let prefix = config.subnet.split_once('/').map_or("", |(_, p)| p);
+            let gateway = config.gateway.to_string();
+            let mut ip = json!({"address": format!("{addr}/{prefix}"), "interface": 0});
+            let mut route = None;
+            if !net.internal {
+                ip["gateway"] = gateway.clone().into();
+                route = Some(json!({"dst": default_route, "gw": gateway}));
+            }
+            Some((ip, route, gateway))
+        };
+        let v4 = family(Some(att.ip_address.into()), "0.0.0.0/0");
+        let v6 = family(att.ipv6_address.map(Into::into), "::/0");
+        let gateway = v4.as_ref().map(|(_, _, g)| g.clone()).unwrap_or_default();
+        let (ips, routes): (Vec<Value>, Vec<Option<Value>>) =
+            v4.into_iter().chain(v6).map(|(ip, r, _)| (ip, r)).unzip();
+        let routes: Vec<Value> = routes.into_iter().flatten().collect();
         Ok(json!({
             "cniVersion": self.conf.cni_version,
             "interfaces": [{
@@ -192,7 +222,7 @@ impl Cni<'_> {
                 "mac": att.mac_address,
                 "sandbox": self.env.netns,
             }],
-            "ips": [ip],
+            "ips": ips,
             "routes": routes,
             "dns": {
                 "nameservers": [gateway],
