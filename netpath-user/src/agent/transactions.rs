@@ -70,7 +70,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.then(Then::WriteNetnsFiles(ep.name.clone()));
             Ok(())
         })?;
-        info!(endpoint = %ep.name, ip = %att.ip, "endpoint created");
+        info!(endpoint = %ep.name, ip = %att.ip, ip6 = ?att.ip6, "endpoint created");
         Ok(ep)
     }
 
@@ -165,7 +165,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.then(Then::WriteNetnsFiles(updated.name.clone()));
             Ok(())
         })?;
-        info!(endpoint = %updated.name, %network, ip = %att.ip, "connected");
+        info!(endpoint = %updated.name, %network, ip = %att.ip, ip6 = ?att.ip6, "connected");
         Ok(updated)
     }
 
