@@ -467,3 +467,126 @@ fn aliases_that_name_the_host_are_refused() {
     r.aliases = vec!["localhost-api".into()];
     add(&mut s, &r);
 }
+
+#[test]
+fn ipv6_pools_are_planned_as_ipv4_ones() {
+    let mut s = state();
+    let dual = |name: &str| NetworkCreate {
+        ipv6: true,
+        ..create(name)
+    };
+    // From the pool, past a network's and the host's prefixes.
+    let host6: [std::net::Ipv6Addr; 1] = ["fd6e:7470:6174:1::5".parse().unwrap()];
+    let a = s
+        .plan_network(
+            &dual("a"),
+            HostView {
+                addrs6: &host6,
+                ..host()
+            },
+        )
+        .unwrap();
+    let p = a.v6.unwrap();
+    assert_eq!(p.subnet.to_string(), "fd6e:7470:6174::/64");
+    assert_eq!(p.gateway.to_string(), "fd6e:7470:6174::1");
+    s.networks.insert(a.name.clone(), a);
+    let b = s
+        .plan_network(
+            &dual("b"),
+            HostView {
+                addrs6: &host6,
+                ..host()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        b.v6.unwrap().subnet.to_string(),
+        "fd6e:7470:6174:2::/64",
+        "past network a's and the host's /64s"
+    );
+    // A range, a gateway, static and allocated addresses; connect too.
+    let c = net(
+        &mut s,
+        NetworkCreate {
+            ipv6: true,
+            subnet6: Some("fd00:c::/64".into()),
+            gateway6: Some("fd00:c::fe".parse().unwrap()),
+            ip_range6: Some("fd00:c::100/120".into()),
+            ..subnet("c", "10.44.0.0/24")
+        },
+    );
+    let e1 = add(&mut s, &on("c", req("e1", None, &[])));
+    assert_eq!(
+        e1.attachments[0].ip6.unwrap().to_string(),
+        "fd00:c::100",
+        "from the range"
+    );
+    let e2 = add(
+        &mut s,
+        &EndpointCreate {
+            ip6: Some("fd00:c::7".parse().unwrap()),
+            ..on("c", req("e2", None, &[]))
+        },
+    );
+    assert_eq!(e2.attachments[0].ip6.unwrap().to_string(), "fd00:c::7");
+    let plain = add(&mut s, &req("plain", None, &[]));
+    assert_eq!(
+        plain.attachments[0].ip6, None,
+        "no IPv6 on the default network"
+    );
+    let att = s
+        .plan_connect(
+            &c.name,
+            &Connect {
+                endpoint: "plain".into(),
+                ..Connect::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(att.ip6.unwrap().to_string(), "fd00:c::101");
+    // Refused: taken, reserved, outside, on a network without IPv6, overlay with IPv6.
+    let bad_eps = [
+        EndpointCreate {
+            ip6: Some("fd00:c::7".parse().unwrap()),
+            ..on("c", req("x", None, &[]))
+        },
+        EndpointCreate {
+            ip6: Some("fd00:c::fe".parse().unwrap()),
+            ..on("c", req("x", None, &[]))
+        },
+        EndpointCreate {
+            ip6: Some("fd00:c::".parse().unwrap()),
+            ..on("c", req("x", None, &[]))
+        },
+        EndpointCreate {
+            ip6: Some("fd00:d::7".parse().unwrap()),
+            ..on("c", req("x", None, &[]))
+        },
+        EndpointCreate {
+            ip6: Some("fd00:c::7".parse().unwrap()),
+            ..req("x", None, &[])
+        },
+    ];
+    refused(&bad_eps, |r| s.plan_endpoint(r, host()));
+    let bad_nets = [
+        NetworkCreate {
+            driver: Some("overlay".into()),
+            ..dual("x")
+        },
+        NetworkCreate {
+            subnet6: Some("fd00:c:0:0:1::/80".into()),
+            ..dual("x")
+        },
+        NetworkCreate {
+            subnet6: Some("fd00:e::/64".into()),
+            ..create("x")
+        },
+    ];
+    refused(&bad_nets, |r| s.plan_network(r, host()));
+    // A state with IPv6 survives a round trip, and its checks.
+    let (back, problems) = serde_json::from_str::<State>(&serde_json::to_string(&s).unwrap())
+        .unwrap()
+        .validated();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(back, s);
+}
