@@ -365,6 +365,41 @@ fn every_form_of_publish_reaches_the_container() {
 }
 
 #[test]
+fn ipv6_networks_give_containers_their_ipv6_addresses() {
+    let lab = Lab::new();
+    create(
+        &lab,
+        "six",
+        &common::words("--ipv6 --subnet 10.37.0.0/24 --subnet fd00:37::/64"),
+    );
+    let net = lab.inspect("six");
+    assert_eq!(net["EnableIPv6"], true, "{net}");
+    lab.run("--name s1 --network six --ip6 fd00:37::10");
+    lab.docker(&["run", "-d", "--name", "s2", "--network", "six", IMAGE]);
+    let v6 = |c: &str| {
+        lab.inspect(c)["NetworkSettings"]["Networks"]["six"]["GlobalIPv6Address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(v6("s1"), "fd00:37::10");
+    let s2 = v6("s2");
+    assert!(
+        s2.starts_with("fd00:37::"),
+        "allocated from the subnet: {s2:?}"
+    );
+    // netpath's endpoint has it, and the two reach each other over IPv6 (veth to veth).
+    let ep: Value = lab.netpath_json(&["endpoint", "inspect", &lab.endpoint_of("s1", "six")]);
+    assert_eq!(ep[0]["GlobalIPv6Address"], "fd00:37::10", "{ep}");
+    wait_until("s2 reaching s1 over IPv6", Duration::from_secs(10), || {
+        lab.d
+            .docker(&["exec", "s2", "ping", "-c1", "-W1", "fd00:37::10"])
+            .is_ok()
+    });
+    assert!(lab.t.stats()["Counters"]["ndp_reply"].as_u64().unwrap() > 0);
+}
+
+#[test]
 fn networks_isolate_and_connect_live() {
     let lab = Lab::new();
     create(

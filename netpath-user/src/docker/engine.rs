@@ -47,6 +47,8 @@ pub struct EngineView {
     pub endpoints: BTreeMap<String, String>,
     pub subnets: Vec<Subnet>,
     pub addresses: BTreeSet<Ipv4Addr>,
+    pub subnets6: Vec<Subnet<std::net::Ipv6Addr>>,
+    pub addresses6: BTreeSet<std::net::Ipv6Addr>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +97,8 @@ struct ContainerEndpoint {
     endpoint_id: String,
     #[serde(rename = "IPAddress", default)]
     ip_address: String,
+    #[serde(rename = "GlobalIPv6Address", default)]
+    ipv6_address: String,
 }
 
 /// The socket path of a `unix://PATH` Docker host (or a plain path).
@@ -197,6 +201,11 @@ fn view(networks: Vec<NetworkSummary>, containers: Vec<ContainerSummary>) -> Eng
                 .iter()
                 .filter_map(|c| c.subnet.parse::<Subnet>().ok()),
         );
+        out.subnets6.extend(
+            configs
+                .iter()
+                .filter_map(|c| c.subnet.parse::<Subnet<std::net::Ipv6Addr>>().ok()),
+        );
         out.networks.insert(n.id, n.name);
     }
     for c in containers {
@@ -213,6 +222,8 @@ fn view(networks: Vec<NetworkSummary>, containers: Vec<ContainerSummary>) -> Eng
             if !ep.endpoint_id.is_empty() {
                 out.endpoints.insert(ep.endpoint_id, name.clone());
                 out.addresses.extend(ep.ip_address.parse::<Ipv4Addr>());
+                out.addresses6
+                    .extend(ep.ipv6_address.parse::<std::net::Ipv6Addr>());
             }
         }
     }

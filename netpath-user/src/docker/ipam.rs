@@ -1,23 +1,24 @@
-//! netpath's IPAM driver for Docker: address pools and the addresses handed out of them,
-//! kept in one file of the agent's state directory (written atomically at every change), so
-//! an agent restart forgets nothing Docker was given.
+//! netpath's IPAM driver for Docker: address pools of both families and the addresses handed
+//! out of them, kept in a file per family in the agent's state directory (written atomically
+//! at every change), so an agent restart forgets nothing Docker was given.
 //!
 //! Docker asks for a pool and the gateway before it creates a network, and for each address
 //! before it creates an endpoint; the addresses of netpath's own endpoints on a pool's network
 //! are never handed out either.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{keys, AddressRequest, RequestPool};
-use crate::ipam::{cidr_address, pick_subnet, IpamError, Subnet};
+use crate::ipam::{pick_subnet, AnySubnet, Family, IpamError, Subnet};
 
-/// The pools' file in the agent's state directory.
+/// The pools' files in the agent's state directory: IPv4's, and IPv6's beside it.
 pub const POOLS_FILE: &str = "docker-ipam.json";
+pub const POOLS6_FILE: &str = "docker-ipam6.json";
 
 /// The address space netpath answers for (Docker names it in its requests).
 pub const ADDRESS_SPACE: &str = "netpath";
@@ -25,14 +26,12 @@ pub const ADDRESS_SPACE: &str = "netpath";
 /// Why an IPAM request was refused (one line, as `docker` prints it).
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("netpath networks are IPv4 only")]
-    V6,
     #[error("{0}")]
     Ipam(#[from] IpamError),
     #[error("pool {0} overlaps pool {1} already in use")]
-    Overlap(Subnet, Subnet),
+    Overlap(AnySubnet, AnySubnet),
     #[error("ip-range {0} is not inside subnet {1}")]
-    RangeOutside(Subnet, Subnet),
+    RangeOutside(AnySubnet, AnySubnet),
     #[error("no such pool: {0}")]
     NoPool(String),
     #[error("saving the pools: {0}")]
@@ -40,34 +39,186 @@ pub enum PoolError {
 }
 
 /// One pool: a subnet, maybe a range of it to allocate from, the addresses handed out.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Pool {
-    pub subnet: Option<Subnet>,
-    pub range: Option<Subnet>,
-    pub gateway: Option<Ipv4Addr>,
-    pub taken: BTreeSet<Ipv4Addr>,
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, bound = "A: Family")]
+pub struct Pool<A: Family = Ipv4Addr> {
+    pub subnet: Option<Subnet<A>>,
+    pub range: Option<Subnet<A>>,
+    pub gateway: Option<A>,
+    pub taken: BTreeSet<A>,
 }
 
-/// Every pool, by pool id (the subnet, and the range when there is one).
+impl<A: Family> Default for Pool<A> {
+    fn default() -> Self {
+        Pool {
+            subnet: None,
+            range: None,
+            gateway: None,
+            taken: BTreeSet::new(),
+        }
+    }
+}
+
+/// One family's pools, by pool id (the subnet, and the range when there is one: an IPv6
+/// pool's id has colons, an IPv4 one's none).
+type Map<A> = BTreeMap<String, Pool<A>>;
+
+/// Every pool, of both families.
 #[derive(Debug, Default)]
 pub struct Pools {
-    path: Option<PathBuf>,
-    pools: BTreeMap<String, Pool>,
+    dir: Option<PathBuf>,
+    pools: Map<Ipv4Addr>,
+    pools6: Map<Ipv6Addr>,
+}
+
+/// A pools' file in `dir` (empty if it is missing).
+fn load_map<A: Family>(dir: &Path, file: &str) -> Result<Map<A>, PoolError> {
+    match std::fs::read(dir.join(file)) {
+        Ok(b) => Ok(serde_json::from_slice(&b).map_err(std::io::Error::other)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A pool of `pools`: the subnet asked for (overlapping none of `taken`, the other pools'
+/// and netpath's networks'), or the first free one of `default`; its range.
+fn request_in<A: Family>(
+    pools: &mut Map<A>,
+    req: &RequestPool,
+    networks: &[Subnet<A>],
+    default: impl Iterator<Item = Subnet<A>>,
+) -> Result<(String, Subnet<A>), PoolError> {
+    let mine: Vec<Subnet<A>> = pools.values().filter_map(|p| p.subnet).collect();
+    let mut taken = mine.clone();
+    taken.extend(networks.iter().filter(|n| !mine.contains(n)));
+    let subnet = if req.pool.is_empty() {
+        pick_subnet(default, &taken)?
+    } else {
+        let s: Subnet<A> = req.pool.parse()?;
+        if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {
+            return Err(PoolError::Overlap(s.into(), (*t).into()));
+        }
+        s
+    };
+    let range = if req.sub_pool.is_empty() {
+        None
+    } else {
+        let r: Subnet<A> = req.sub_pool.parse()?;
+        if !subnet.contains(r.addr()) || r.prefix() < subnet.prefix() {
+            return Err(PoolError::RangeOutside(r.into(), subnet.into()));
+        }
+        Some(r)
+    };
+    let id = match range {
+        Some(r) => format!("{subnet}/{r}"),
+        None => subnet.to_string(),
+    };
+    pools.insert(
+        id.clone(),
+        Pool {
+            subnet: Some(subnet),
+            range,
+            ..Pool::default()
+        },
+    );
+    Ok((id, subnet))
+}
+
+/// An address of `pool` (see [`Pools::request_address`]), `used` held by netpath's own
+/// endpoints.
+fn address_in<A: Family>(
+    pool: &mut Pool<A>,
+    req: &AddressRequest,
+    used: &[A],
+) -> Result<String, PoolError> {
+    let subnet = pool
+        .subnet
+        .ok_or_else(|| PoolError::NoPool(req.pool_id.clone()))?;
+    let gateway = req
+        .options
+        .as_ref()
+        .and_then(|o| o.get(keys::REQUEST_ADDRESS_TYPE))
+        .is_some_and(|t| t == keys::GATEWAY_ADDRESS);
+    let busy = |ip: &A, pool: &Pool<A>| pool.taken.contains(ip) || used.contains(ip);
+    let none = A::from_bits(0);
+    let ip = match address_of::<A>(&req.address)? {
+        Some(ip) => ip,
+        None if gateway => subnet.first_host(),
+        None => subnet.first_free(pool.range, pool.gateway.unwrap_or(none), |ip| {
+            busy(ip, pool)
+        })?,
+    };
+    // The subnet's own network and broadcast addresses never; a taken one never.
+    subnet.check_assignable(ip, none)?;
+    if busy(&ip, pool) {
+        return Err(IpamError::InUse(ip.into()).into());
+    }
+    pool.taken.insert(ip);
+    if gateway {
+        pool.gateway = Some(ip);
+    }
+    Ok(format!("{ip}/{}", subnet.prefix()))
+}
+
+/// `ADDR` or `ADDR/N` of family `A` (none for an empty string).
+fn address_of<A: Family>(s: &str) -> Result<Option<A>, IpamError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let addr = s.split_once('/').map_or(s, |(a, _)| a);
+    addr.parse()
+        .map(Some)
+        .map_err(|_| IpamError::BadAddress(s.to_string()))
+}
+
+/// Forgets `pools` whose subnet none of `subnets` is, and addresses none of `held` is
+/// (gateways aside); says each in `out`.
+fn reconcile_in<A: Family>(
+    pools: &mut Map<A>,
+    subnets: &[Subnet<A>],
+    held: &BTreeSet<A>,
+    out: &mut Vec<String>,
+) {
+    pools.retain(|id, p| {
+        let keep = p.subnet.is_none_or(|s| subnets.contains(&s));
+        if !keep {
+            out.push(format!("pool {id}"));
+        }
+        keep
+    });
+    for pool in pools.values_mut() {
+        let gateway = pool.gateway;
+        pool.taken.retain(|ip| {
+            let keep = held.contains(ip) || Some(*ip) == gateway;
+            if !keep {
+                out.push(format!("address {ip}"));
+            }
+            keep
+        });
+    }
+}
+
+/// Gives back `req.address` of `pool` (its gateway too, when it was).
+fn release_in<A: Family>(pool: &mut Pool<A>, req: &AddressRequest) -> Result<bool, PoolError> {
+    let Some(ip) = address_of::<A>(&req.address)? else {
+        return Err(IpamError::BadAddress(req.address.clone()).into());
+    };
+    if !pool.taken.remove(&ip) {
+        return Ok(false);
+    }
+    if pool.gateway == Some(ip) {
+        pool.gateway = None;
+    }
+    Ok(true)
 }
 
 impl Pools {
-    /// The pools saved in `dir` (none if the file is missing).
+    /// The pools saved in `dir` (none if the files are missing).
     pub fn load(dir: &Path) -> Result<Pools, PoolError> {
-        let path = dir.join(POOLS_FILE);
-        let pools = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e.into()),
-        };
         Ok(Pools {
-            path: Some(path),
-            pools,
+            pools: load_map(dir, POOLS_FILE)?,
+            pools6: load_map(dir, POOLS6_FILE)?,
+            dir: Some(dir.to_path_buf()),
         })
     }
 
@@ -77,145 +228,97 @@ impl Pools {
     }
 
     fn save(&self) -> Result<(), PoolError> {
-        let Some(path) = &self.path else {
+        let Some(dir) = &self.dir else {
             return Ok(());
         };
-        Ok(crate::model::write_json(path, &self.pools)?)
+        crate::model::write_json(&dir.join(POOLS_FILE), &self.pools)?;
+        Ok(crate::model::write_json(
+            &dir.join(POOLS6_FILE),
+            &self.pools6,
+        )?)
     }
 
-    /// The subnet of pool `id`, if there is such a pool.
-    pub fn subnet_of(&self, id: &str) -> Option<Subnet> {
-        self.pools.get(id).and_then(|p| p.subnet)
+    /// The subnet of pool `id`, if there is such a pool (of either family).
+    pub fn subnet_of(&self, id: &str) -> Option<AnySubnet> {
+        let v4 = self.pools.get(id).and_then(|p| p.subnet).map(Into::into);
+        v4.or_else(|| self.pools6.get(id).and_then(|p| p.subnet).map(Into::into))
     }
 
-    /// The pool a subnet was handed out as, if any.
+    /// The IPv4 pool a subnet was handed out as, if any.
     pub fn by_subnet(&self, subnet: Subnet) -> Option<&Pool> {
         self.pools.values().find(|p| p.subnet == Some(subnet))
     }
 
-    /// A pool: the subnet asked for (it must not overlap another pool or `networks`, the
-    /// subnets of netpath's networks that no pool made), or the first free default one.
+    /// The IPv6 pool a subnet was handed out as, if any.
+    pub fn by_subnet6(&self, subnet: Subnet<Ipv6Addr>) -> Option<&Pool<Ipv6Addr>> {
+        self.pools6.values().find(|p| p.subnet == Some(subnet))
+    }
+
+    /// A pool of the family asked for: the subnet asked for (it must not overlap another
+    /// pool or netpath's networks' subnets that no pool made), or the first free default
+    /// one. Its id, and its subnet as Docker writes it.
     pub fn request_pool(
         &mut self,
         req: &RequestPool,
         networks: &[Subnet],
-    ) -> Result<(String, Subnet), PoolError> {
-        if req.v6 {
-            return Err(PoolError::V6);
-        }
-        let mine: Vec<Subnet> = self.pools.values().filter_map(|p| p.subnet).collect();
-        let mut taken = mine.clone();
-        taken.extend(networks.iter().filter(|n| !mine.contains(n)));
-        let subnet = if req.pool.is_empty() {
-            pick_subnet(crate::ipam::default_pool(), &taken)?
+        networks6: &[Subnet<Ipv6Addr>],
+    ) -> Result<(String, String), PoolError> {
+        let (id, subnet) = if req.v6 {
+            let (id, s) = request_in(
+                &mut self.pools6,
+                req,
+                networks6,
+                crate::ipam::default_pool6(),
+            )?;
+            (id, s.to_string())
         } else {
-            let s: Subnet = req.pool.parse()?;
-            if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {
-                return Err(PoolError::Overlap(s, *t));
-            }
-            s
+            let (id, s) = request_in(&mut self.pools, req, networks, crate::ipam::default_pool())?;
+            (id, s.to_string())
         };
-        let range = if req.sub_pool.is_empty() {
-            None
-        } else {
-            let r: Subnet = req.sub_pool.parse()?;
-            if !subnet.contains(r.addr()) || r.prefix() < subnet.prefix() {
-                return Err(PoolError::RangeOutside(r, subnet));
-            }
-            Some(r)
-        };
-        let id = match range {
-            Some(r) => format!("{subnet}/{r}"),
-            None => subnet.to_string(),
-        };
-        self.pools.insert(
-            id.clone(),
-            Pool {
-                subnet: Some(subnet),
-                range,
-                ..Pool::default()
-            },
-        );
         self.save()?;
         Ok((id, subnet))
     }
 
     pub fn release_pool(&mut self, id: &str) -> Result<(), PoolError> {
-        if self.pools.remove(id).is_some() {
+        if self.pools.remove(id).is_some() || self.pools6.remove(id).is_some() {
             self.save()?;
         }
         Ok(())
     }
 
     /// An address of pool `req.pool_id`: the one asked for if it is free, else the first free
-    /// one (the subnet's first address for a gateway, as Docker does); `used` are addresses
-    /// netpath's endpoints hold in the subnet. Answers `address/prefix`.
+    /// one (the subnet's first address for a gateway, as Docker does); `used` and `used6` are
+    /// addresses netpath's endpoints hold in the subnet. Answers `address/prefix`.
     pub fn request_address(
         &mut self,
         req: &AddressRequest,
         used: &[Ipv4Addr],
+        used6: &[Ipv6Addr],
     ) -> Result<String, PoolError> {
-        let pool = self
-            .pools
-            .get_mut(&req.pool_id)
-            .ok_or_else(|| PoolError::NoPool(req.pool_id.clone()))?;
-        let subnet = pool
-            .subnet
-            .ok_or_else(|| PoolError::NoPool(req.pool_id.clone()))?;
-        let gateway = req
-            .options
-            .as_ref()
-            .and_then(|o| o.get(keys::REQUEST_ADDRESS_TYPE))
-            .is_some_and(|t| t == keys::GATEWAY_ADDRESS);
-        let busy = |ip: &Ipv4Addr, pool: &Pool| pool.taken.contains(ip) || used.contains(ip);
-        let ip = match cidr_address(&req.address)? {
-            Some(ip) => ip,
-            None if gateway => subnet.first_host(),
-            None => subnet.first_free(
-                pool.range,
-                pool.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                |ip| busy(ip, pool),
-            )?,
+        let got = if let Some(pool) = self.pools.get_mut(&req.pool_id) {
+            address_in(pool, req, used)?
+        } else if let Some(pool) = self.pools6.get_mut(&req.pool_id) {
+            address_in(pool, req, used6)?
+        } else {
+            return Err(PoolError::NoPool(req.pool_id.clone()));
         };
-        // The subnet's own network and broadcast addresses never; a taken one never.
-        subnet.check_assignable(ip, Ipv4Addr::UNSPECIFIED)?;
-        if busy(&ip, pool) {
-            return Err(IpamError::InUse(ip.into()).into());
-        }
-        pool.taken.insert(ip);
-        if gateway {
-            pool.gateway = Some(ip);
-        }
         self.save()?;
-        Ok(format!("{ip}/{}", subnet.prefix()))
+        Ok(got)
     }
 
     /// Gives back what Docker let go of while nobody answered it: pools of subnets none of
-    /// `subnets` (Docker's networks') is, and addresses none of `held` (its running
-    /// containers') is, gateways aside. What it released, one line each.
+    /// Docker's networks' is, and addresses none of its running containers' is, gateways
+    /// aside. What it released, one line each.
     pub fn reconcile(
         &mut self,
         subnets: &[Subnet],
+        subnets6: &[Subnet<Ipv6Addr>],
         held: &BTreeSet<Ipv4Addr>,
+        held6: &BTreeSet<Ipv6Addr>,
     ) -> Result<Vec<String>, PoolError> {
         let mut out = Vec::new();
-        self.pools.retain(|id, p| {
-            let keep = p.subnet.is_none_or(|s| subnets.contains(&s));
-            if !keep {
-                out.push(format!("pool {id}"));
-            }
-            keep
-        });
-        for pool in self.pools.values_mut() {
-            let gateway = pool.gateway;
-            pool.taken.retain(|ip| {
-                let keep = held.contains(ip) || Some(*ip) == gateway;
-                if !keep {
-                    out.push(format!("address {ip}"));
-                }
-                keep
-            });
-        }
+        reconcile_in(&mut self.pools, subnets, held, &mut out);
+        reconcile_in(&mut self.pools6, subnets6, held6, &mut out);
         if !out.is_empty() {
             self.save()?;
         }
@@ -223,16 +326,14 @@ impl Pools {
     }
 
     pub fn release_address(&mut self, req: &AddressRequest) -> Result<(), PoolError> {
-        let Some(pool) = self.pools.get_mut(&req.pool_id) else {
-            return Ok(());
+        let released = if let Some(pool) = self.pools.get_mut(&req.pool_id) {
+            release_in(pool, req)?
+        } else if let Some(pool) = self.pools6.get_mut(&req.pool_id) {
+            release_in(pool, req)?
+        } else {
+            false
         };
-        let Some(ip) = cidr_address(&req.address)? else {
-            return Err(IpamError::BadAddress(req.address.clone()).into());
-        };
-        if pool.taken.remove(&ip) {
-            if pool.gateway == Some(ip) {
-                pool.gateway = None;
-            }
+        if released {
             self.save()?;
         }
         Ok(())
@@ -270,64 +371,83 @@ mod tests {
     fn hands_out_a_gateway_then_free_addresses_from_the_range() {
         let mut p = Pools::in_memory();
         let (id, s) = p
-            .request_pool(&pool("10.9.0.0/24", "10.9.0.128/25"), &[])
+            .request_pool(&pool("10.9.0.0/24", "10.9.0.128/25"), &[], &[])
             .unwrap();
-        assert_eq!(s.to_string(), "10.9.0.0/24");
+        assert_eq!(s, "10.9.0.0/24");
         assert_eq!(
-            p.request_address(&addr(&id, "", true), &[]).unwrap(),
+            p.request_address(&addr(&id, "", true), &[], &[]).unwrap(),
             "10.9.0.1/24"
         );
         assert_eq!(
-            p.request_address(&addr(&id, "", false), &[]).unwrap(),
+            p.request_address(&addr(&id, "", false), &[], &[]).unwrap(),
             "10.9.0.128/24"
         );
         // netpath's own endpoint holds .129.
         let used = ["10.9.0.129".parse().unwrap()];
         assert_eq!(
-            p.request_address(&addr(&id, "", false), &used).unwrap(),
+            p.request_address(&addr(&id, "", false), &used, &[])
+                .unwrap(),
             "10.9.0.130/24"
         );
         assert!(p
-            .request_address(&addr(&id, "10.9.0.128", false), &[])
+            .request_address(&addr(&id, "10.9.0.128", false), &[], &[])
             .is_err());
         assert_eq!(
-            p.request_address(&addr(&id, "10.9.0.7", false), &[])
+            p.request_address(&addr(&id, "10.9.0.7", false), &[], &[])
                 .unwrap(),
             "10.9.0.7/24"
         );
         p.release_address(&addr(&id, "10.9.0.128/24", false))
             .unwrap();
         assert_eq!(
-            p.request_address(&addr(&id, "", false), &[]).unwrap(),
+            p.request_address(&addr(&id, "", false), &[], &[]).unwrap(),
             "10.9.0.128/24"
         );
         assert!(p
-            .request_address(&addr(&id, "10.9.0.255", false), &[])
+            .request_address(&addr(&id, "10.9.0.255", false), &[], &[])
             .is_err());
     }
 
     #[test]
     fn refuses_overlaps_v6_and_unknown_pools_and_picks_a_default() {
         let mut p = Pools::in_memory();
-        p.request_pool(&pool("10.9.0.0/16", ""), &[]).unwrap();
+        p.request_pool(&pool("10.9.0.0/16", ""), &[], &[]).unwrap();
         assert!(matches!(
-            p.request_pool(&pool("10.9.3.0/24", ""), &[]),
+            p.request_pool(&pool("10.9.3.0/24", ""), &[], &[]),
             Err(PoolError::Overlap(..))
         ));
         let net: Subnet = "10.210.0.0/16".parse().unwrap();
-        let (_, s) = p.request_pool(&pool("", ""), &[net]).unwrap();
-        assert_eq!(s.to_string(), "10.211.0.0/16");
+        let (_, s) = p.request_pool(&pool("", ""), &[net], &[]).unwrap();
+        assert_eq!(s, "10.211.0.0/16");
         let v6 = RequestPool {
             v6: true,
             ..RequestPool::default()
         };
-        assert!(matches!(p.request_pool(&v6, &[]), Err(PoolError::V6)));
+        let (id6, s6) = p.request_pool(&v6, &[], &[]).unwrap();
+        assert_eq!(s6, "fd6e:7470:6174::/64", "IPv6 from its own pool");
+        assert_eq!(
+            p.request_address(&addr(&id6, "", true), &[], &[]).unwrap(),
+            "fd6e:7470:6174::1/64"
+        );
+        assert_eq!(
+            p.request_address(&addr(&id6, "", false), &[], &[]).unwrap(),
+            "fd6e:7470:6174::2/64"
+        );
+        let v6_asked = RequestPool {
+            v6: true,
+            pool: "fd6e:7470:6174::/48".into(),
+            ..RequestPool::default()
+        };
         assert!(matches!(
-            p.request_address(&addr("nope", "", false), &[]),
+            p.request_pool(&v6_asked, &[], &[]),
+            Err(PoolError::Overlap(..))
+        ));
+        assert!(matches!(
+            p.request_address(&addr("nope", "", false), &[], &[]),
             Err(PoolError::NoPool(_))
         ));
         assert!(matches!(
-            p.request_pool(&pool("10.10.0.0/24", "10.11.0.0/25"), &[]),
+            p.request_pool(&pool("10.10.0.0/24", "10.11.0.0/25"), &[], &[]),
             Err(PoolError::RangeOutside(..))
         ));
     }
@@ -336,36 +456,41 @@ mod tests {
     fn survive_a_restart() {
         let dir = crate::scratch::ScratchDir::new("pools");
         let mut p = Pools::load(&dir).unwrap();
-        let (id, _) = p.request_pool(&pool("10.9.0.0/24", ""), &[]).unwrap();
-        p.request_address(&addr(&id, "", true), &[]).unwrap();
+        let (id, _) = p.request_pool(&pool("10.9.0.0/24", ""), &[], &[]).unwrap();
+        p.request_address(&addr(&id, "", true), &[], &[]).unwrap();
         let mut again = Pools::load(&dir).unwrap();
-        let got = again.request_address(&addr(&id, "", false), &[]);
+        let got = again.request_address(&addr(&id, "", false), &[], &[]);
         assert_eq!(got.unwrap(), "10.9.0.2/24");
     }
 
     #[test]
     fn reconcile_gives_back_what_docker_let_go() {
         let mut p = Pools::in_memory();
-        let (kept, _) = p.request_pool(&pool("10.50.0.0/24", ""), &[]).unwrap();
-        let (gone, _) = p.request_pool(&pool("10.51.0.0/24", ""), &[]).unwrap();
-        p.request_address(&addr(&kept, "", true), &[]).unwrap();
-        p.request_address(&addr(&kept, "10.50.0.7", false), &[])
+        let (kept, _) = p.request_pool(&pool("10.50.0.0/24", ""), &[], &[]).unwrap();
+        let (gone, _) = p.request_pool(&pool("10.51.0.0/24", ""), &[], &[]).unwrap();
+        p.request_address(&addr(&kept, "", true), &[], &[]).unwrap();
+        p.request_address(&addr(&kept, "10.50.0.7", false), &[], &[])
             .unwrap();
-        p.request_address(&addr(&kept, "10.50.0.8", false), &[])
+        p.request_address(&addr(&kept, "10.50.0.8", false), &[], &[])
             .unwrap();
         let held: BTreeSet<Ipv4Addr> = ["10.50.0.7".parse().unwrap()].into();
         let mut said = p
-            .reconcile(&["10.50.0.0/24".parse().unwrap()], &held)
+            .reconcile(
+                &["10.50.0.0/24".parse().unwrap()],
+                &[],
+                &held,
+                &BTreeSet::new(),
+            )
             .unwrap();
         said.sort();
         assert_eq!(said, ["address 10.50.0.8", format!("pool {gone}").as_str()]);
         // The gateway and the held address stay taken; the others are free again.
         assert!(p
-            .request_address(&addr(&kept, "10.50.0.7", false), &[])
+            .request_address(&addr(&kept, "10.50.0.7", false), &[], &[])
             .is_err());
         assert!(p
-            .request_address(&addr(&kept, "10.50.0.8", false), &[])
+            .request_address(&addr(&kept, "10.50.0.8", false), &[], &[])
             .is_ok());
-        assert!(p.request_pool(&pool("10.51.0.0/24", ""), &[]).is_ok());
+        assert!(p.request_pool(&pool("10.51.0.0/24", ""), &[], &[]).is_ok());
     }
 }

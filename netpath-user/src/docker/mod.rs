@@ -176,14 +176,34 @@ impl<S: Service> Plugin<S> {
     }
 
     fn create_network(&self, req: &CreateNetwork) -> Result<Value, Refusal> {
-        if req.ipv6_data.as_ref().is_some_and(|d| !d.is_empty())
-            || truthy(req.options.get(keys::ENABLE_IPV6))
-        {
-            return Err("netpath networks are IPv4 only".into());
-        }
         let data = match req.ipv4_data.as_deref() {
             Some([one]) => one,
             _ => return Err("a netpath network has exactly one IPv4 subnet".into()),
+        };
+        let data6 = match req.ipv6_data.as_deref() {
+            None | Some([]) => None,
+            Some([one]) => Some(one),
+            Some(_) => return Err("a netpath network has at most one IPv6 subnet".into()),
+        };
+        if truthy(req.options.get(keys::ENABLE_IPV6)) && data6.is_none() {
+            return Err("--ipv6 needs an IPv6 subnet from the IPAM driver".into());
+        }
+        let (subnet6, gateway6, ip_range6) = match data6 {
+            Some(d) => {
+                let s: crate::ipam::Subnet<std::net::Ipv6Addr> =
+                    d.pool.parse().map_err(|e| format!("{e}"))?;
+                let gw = d
+                    .gateway
+                    .split_once('/')
+                    .map_or(d.gateway.as_str(), |(a, _)| a);
+                let gw = (!gw.is_empty())
+                    .then(|| gw.parse::<std::net::Ipv6Addr>())
+                    .transpose()
+                    .map_err(|e| format!("gateway: {e}"))?;
+                let range = self.pools().by_subnet6(s).and_then(|p| p.range);
+                (Some(s.to_string()), gw, range.map(|r| r.to_string()))
+            }
+            None => (None, None, None),
         };
         let subnet: Subnet = data.pool.parse().map_err(|e| format!("{e}"))?;
         let gateway = cidr_address(&data.gateway).map_err(|e| format!("gateway: {e}"))?;
@@ -208,6 +228,10 @@ impl<S: Service> Plugin<S> {
             subnet: Some(subnet.to_string()),
             gateway,
             ip_range,
+            ipv6: data6.is_some(),
+            subnet6,
+            gateway6,
+            ip_range6,
             internal: truthy(req.options.get(keys::INTERNAL)),
             options,
             labels: [(NETWORK_LABEL.to_string(), req.network_id.clone())].into(),
@@ -228,10 +252,15 @@ impl<S: Service> Plugin<S> {
     fn create_endpoint(&self, req: &CreateEndpoint) -> Result<Value, Refusal> {
         let net = self.network_or_refuse(&req.network_id)?;
         let iface = req.interface.clone().unwrap_or_default();
-        if !iface.address_ipv6.is_empty() {
-            return Err("netpath networks are IPv4 only".into());
-        }
         let ip = cidr_address(&iface.address).map_err(|e| e.to_string())?;
+        let ip6 = match iface.address_ipv6.split_once('/') {
+            _ if iface.address_ipv6.is_empty() => None,
+            Some((a, _)) => Some(a),
+            None => Some(iface.address_ipv6.as_str()),
+        }
+        .map(str::parse::<std::net::Ipv6Addr>)
+        .transpose()
+        .map_err(|e| format!("IPv6 address: {e}"))?;
         let mut labels: BTreeMap<String, String> = [
             (NETWORK_LABEL.to_string(), req.network_id.clone()),
             (ENDPOINT_LABEL.to_string(), req.endpoint_id.clone()),
@@ -250,6 +279,7 @@ impl<S: Service> Plugin<S> {
             netns: PathBuf::new(),
             network: Some(net.name.clone()),
             ip,
+            ip6,
             mac: (!iface.mac_address.is_empty()).then(|| iface.mac_address.clone()),
             labels,
             engine: Some(Engine {
@@ -279,12 +309,12 @@ impl<S: Service> Plugin<S> {
     fn join(&self, req: &EndpointRef) -> Result<Value, Refusal> {
         let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
         let net = self.network_or_refuse(&req.network_id)?;
-        let gateway = if net.internal {
-            String::new()
-        } else {
+        // Each family's gateway, none on an internal network (no default route).
+        let gateway = |v6: bool| {
             net.ipam
                 .config
-                .first()
+                .iter()
+                .find(|c| c.gateway.is_ipv6() == v6 && !net.internal)
                 .map(|c| c.gateway.to_string())
                 .unwrap_or_default()
         };
@@ -293,49 +323,52 @@ impl<S: Service> Plugin<S> {
                 src_name: handover_name(&ep.host_interface),
                 dst_prefix: "eth".into(),
             },
-            gateway,
+            gateway: gateway(false),
+            gateway6: gateway(true),
             disable_gateway_service: false,
         })
     }
 
     /// Publishes what Docker asks for (`-p`, `-P`), replacing what the endpoint had.
     fn request_pool(&self, req: &RequestPool) -> Result<Value, Refusal> {
-        let networks: Vec<Subnet> = self
-            .svc
-            .networks()
-            .iter()
-            .flat_map(|n| n.ipam.config.iter().filter_map(|c| c.subnet.parse().ok()))
-            .collect();
+        let all = self.svc.networks();
+        let configs = || all.iter().flat_map(|n| n.ipam.config.iter());
+        let networks: Vec<Subnet> = configs().filter_map(|c| c.subnet.parse().ok()).collect();
+        let networks6: Vec<_> = configs().filter_map(|c| c.subnet.parse().ok()).collect();
         let (id, pool) = self
             .pools()
-            .request_pool(req, &networks)
+            .request_pool(req, &networks, &networks6)
             .map_err(|e| e.to_string())?;
         to_value(&PoolResponse {
             pool_id: id,
-            pool: pool.to_string(),
+            pool,
             data: BTreeMap::new(),
         })
     }
 
     fn request_address(&self, req: &AddressRequest) -> Result<Value, Refusal> {
-        let subnet = self.pools().subnet_of(&req.pool_id);
+        let subnet = self.pools().subnet_of(&req.pool_id).map(|s| s.to_string());
         // Addresses netpath's own endpoints hold on the pool's network.
-        let used: Vec<Ipv4Addr> = self
-            .svc
-            .networks()
-            .iter()
-            .filter(|n| {
-                n.ipam
-                    .config
-                    .iter()
-                    .any(|c| c.subnet.parse::<Subnet>().ok() == subnet)
-            })
-            .flat_map(|n| n.containers.values())
+        let all = self.svc.networks();
+        let members = || {
+            all.iter()
+                .filter(|n| {
+                    n.ipam
+                        .config
+                        .iter()
+                        .any(|c| Some(&c.subnet) == subnet.as_ref())
+                })
+                .flat_map(|n| n.containers.values())
+        };
+        let used: Vec<Ipv4Addr> = members()
             .filter_map(|m| cidr_address(&m.ipv4_address).ok().flatten())
+            .collect();
+        let used6: Vec<std::net::Ipv6Addr> = members()
+            .filter_map(|m| m.ipv6_address.split('/').next()?.parse().ok())
             .collect();
         let address = self
             .pools()
-            .request_address(req, &used)
+            .request_address(req, &used, &used6)
             .map_err(|e| e.to_string())?;
         to_value(&AddressResponse {
             address,

@@ -148,6 +148,9 @@ pub struct JoinResponse {
     /// Empty on an internal network (no default route).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub gateway: String,
+    /// The IPv6 gateway, on a network with IPv6 that is not internal.
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
     pub disable_gateway_service: bool,
 }
 

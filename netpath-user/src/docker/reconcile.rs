@@ -53,7 +53,12 @@ impl<S: Service> Plugin<S> {
                 }
             }
         }
-        match self.pools().reconcile(&view.subnets, &view.addresses) {
+        match self.pools().reconcile(
+            &view.subnets,
+            &view.subnets6,
+            &view.addresses,
+            &view.addresses6,
+        ) {
             Ok(released) => out.extend(released),
             Err(e) => warn!("giving back Docker's address pools: {e}"),
         }

@@ -245,7 +245,17 @@ fn refusals_are_one_line_and_change_nothing() {
                "IPv4Data": [{"AddressSpace": "x", "Pool": "10.30.0.0/24", "Gateway": "10.30.0.1/24"}]}),
     )
     .unwrap_err();
-    assert!(no_v6.contains("IPv4 only"), "{no_v6}");
+    assert!(no_v6.contains("IPv6 subnet"), "{no_v6}");
+    let two_v6 = call(
+        &p,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": "fe".repeat(32), "Options": {"com.docker.network.enable_ipv6": true},
+               "IPv4Data": [{"AddressSpace": "x", "Pool": "10.30.0.0/24", "Gateway": "10.30.0.1/24"}],
+               "IPv6Data": [{"AddressSpace": "x", "Pool": "fd00:30::/64", "Gateway": "fd00:30::1/64"},
+                            {"AddressSpace": "x", "Pool": "fd00:31::/64", "Gateway": "fd00:31::1/64"}]}),
+    )
+    .unwrap_err();
+    assert!(two_v6.contains("at most one IPv6"), "{two_v6}");
     let overlap = call(
         &p,
         "IpamDriver.RequestPool",
@@ -290,4 +300,74 @@ fn refusals_are_one_line_and_change_nothing() {
         .unwrap()
         .unwrap_err();
     assert!(garbage.starts_with("invalid request body"), "{garbage}");
+}
+
+/// `docker network create --ipv6 -d netpath --ipam-driver netpath --subnet 10.21.0.0/24`
+/// (the IPv6 pool from netpath's), a container on it: dockerd's calls in its order.
+#[test]
+fn a_dual_stack_network_and_its_container() {
+    let (p, svc) = plugin();
+    let pool = |v6: bool, subnet: &str| {
+        let pool = call(
+            &p,
+            "IpamDriver.RequestPool",
+            json!({"AddressSpace": "netpath", "Pool": subnet, "V6": v6}),
+        )
+        .unwrap();
+        let gw = call(
+            &p,
+            "IpamDriver.RequestAddress",
+            json!({"PoolID": pool["PoolID"], "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+        )
+        .unwrap();
+        (pool, gw["Address"].as_str().unwrap().to_string())
+    };
+    let (v4, gw4) = pool(false, "10.21.0.0/24");
+    let (v6, gw6) = pool(true, "");
+    assert_eq!(v6["Pool"], "fd6e:7470:6174::/64");
+    assert_eq!(gw6, "fd6e:7470:6174::1/64");
+    call(
+        &p,
+        "NetworkDriver.CreateNetwork",
+        json!({
+            "NetworkID": NET,
+            "Options": {"com.docker.network.enable_ipv6": true},
+            "IPv4Data": [{"AddressSpace": "netpath", "Pool": v4["Pool"], "Gateway": gw4}],
+            "IPv6Data": [{"AddressSpace": "netpath", "Pool": v6["Pool"], "Gateway": gw6}]
+        }),
+    )
+    .unwrap();
+    let net = &svc.networks()[0];
+    assert!(net.enable_ipv6);
+    assert_eq!(net.ipam.config[1].subnet, "fd6e:7470:6174::/64");
+    let addr = |pool: &Value| {
+        call(
+            &p,
+            "IpamDriver.RequestAddress",
+            json!({"PoolID": pool["PoolID"], "Address": ""}),
+        )
+        .unwrap()["Address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a4, a6) = (addr(&v4), addr(&v6));
+    assert_eq!(a6, "fd6e:7470:6174::2/64");
+    call(
+        &p,
+        "NetworkDriver.CreateEndpoint",
+        json!({"NetworkID": NET, "EndpointID": EP,
+               "Interface": {"Address": a4, "AddressIPv6": a6, "MacAddress": ""}}),
+    )
+    .unwrap();
+    let ep = &svc.endpoints()[0];
+    assert_eq!(ep.ipv6_address, Some("fd6e:7470:6174::2".parse().unwrap()));
+    let joined = call(
+        &p,
+        "NetworkDriver.Join",
+        json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/var/run/docker/netns/abc", "Options": {}}),
+    )
+    .unwrap();
+    assert_eq!(joined["Gateway"], "10.21.0.1");
+    assert_eq!(joined["GatewayIPv6"], "fd6e:7470:6174::1");
 }
