@@ -6,6 +6,7 @@
 //! | module | concern |
 //! |---|---|
 //! | here | the calls, one function each |
+//! | `addresses` | the IPAM calls that take netpath's networks into account (pools, addresses) |
 //! | `ports` | published ports: program, revoke, what Docker is told |
 //! | `reconcile` | what dockerd changed while nobody answered it; Docker's names |
 //! | `serve` | the plugin's socket: one HTTP request, one call |
@@ -23,7 +24,7 @@
 //! - published ports arrive in `ProgramExternalConnectivity` and go into the eBPF DNAT
 //!   (`-P` comes as host port 0: an ephemeral port); `EndpointOperInfo` tells Docker the
 //!   ports chosen, for `docker port`, `docker ps` and `docker inspect`.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
@@ -36,6 +37,7 @@ use crate::{
     netlink::handover_name,
 };
 
+mod addresses;
 pub mod engine;
 pub mod ipam;
 mod ports;
@@ -235,7 +237,6 @@ impl<S: Service> Plugin<S> {
             internal: truthy(req.options.get(keys::INTERNAL)),
             options,
             labels: [(NETWORK_LABEL.to_string(), req.network_id.clone())].into(),
-            ..Default::default()
         };
         let net = self.svc.create_network(&create)?;
         info!(network = %net.name, docker = %short_id(&req.network_id, 12), "Docker network created");
@@ -326,53 +327,6 @@ impl<S: Service> Plugin<S> {
             gateway: gateway(false),
             gateway6: gateway(true),
             disable_gateway_service: false,
-        })
-    }
-
-    /// Publishes what Docker asks for (`-p`, `-P`), replacing what the endpoint had.
-    fn request_pool(&self, req: &RequestPool) -> Result<Value, Refusal> {
-        let all = self.svc.networks();
-        let configs = || all.iter().flat_map(|n| n.ipam.config.iter());
-        let networks: Vec<Subnet> = configs().filter_map(|c| c.subnet.parse().ok()).collect();
-        let networks6: Vec<_> = configs().filter_map(|c| c.subnet.parse().ok()).collect();
-        let (id, pool) = self
-            .pools()
-            .request_pool(req, &networks, &networks6)
-            .map_err(|e| e.to_string())?;
-        to_value(&PoolResponse {
-            pool_id: id,
-            pool,
-            data: BTreeMap::new(),
-        })
-    }
-
-    fn request_address(&self, req: &AddressRequest) -> Result<Value, Refusal> {
-        let subnet = self.pools().subnet_of(&req.pool_id).map(|s| s.to_string());
-        // Addresses netpath's own endpoints hold on the pool's network.
-        let all = self.svc.networks();
-        let members = || {
-            all.iter()
-                .filter(|n| {
-                    n.ipam
-                        .config
-                        .iter()
-                        .any(|c| Some(&c.subnet) == subnet.as_ref())
-                })
-                .flat_map(|n| n.containers.values())
-        };
-        let used: Vec<Ipv4Addr> = members()
-            .filter_map(|m| cidr_address(&m.ipv4_address).ok().flatten())
-            .collect();
-        let used6: Vec<std::net::Ipv6Addr> = members()
-            .filter_map(|m| m.ipv6_address.split('/').next()?.parse().ok())
-            .collect();
-        let address = self
-            .pools()
-            .request_address(req, &used, &used6)
-            .map_err(|e| e.to_string())?;
-        to_value(&AddressResponse {
-            address,
-            data: BTreeMap::new(),
         })
     }
 }
