@@ -209,19 +209,11 @@ pub fn remove_gateway(name: &str, gw: IpAddr) -> Result<(), NetError> {
 
 /// Index and first IPv4 address of the link `name`, if it has one.
 pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
-    run(None, |h| async move {
-        let Some(link) = link_by_name(&h, name).await? else {
-            return Ok(None);
-        };
-        let idx = link.header.index;
-        let msgs = addresses_of(&h, idx, name).await?;
-        Ok(msgs
-            .iter()
-            .flat_map(|m| m.attributes.iter())
-            .find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(v4)) => Some((idx, *v4)),
-                _ => None,
-            }))
+    link_address(name, |m| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
+            _ => None,
+        })
     })
 }
 
@@ -229,26 +221,31 @@ pub fn link_ipv4(name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError> {
 /// with), if it has one: no link-local, and none still in duplicate address detection.
 pub fn link_ipv6(name: &str) -> Result<Option<(u32, Ipv6Addr)>, NetError> {
     const RT_SCOPE_UNIVERSE: u8 = 0;
+    link_address(name, |m| {
+        let usable = u8::from(m.header.scope) == RT_SCOPE_UNIVERSE
+            && !m.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Flags(f)
+                    if f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed))
+            });
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V6(v6)) if usable => Some(*v6),
+            _ => None,
+        })
+    })
+}
+
+/// Index of the link `name` and the first of its addresses `pick` takes, if any.
+fn link_address<T: Send + 'static>(
+    name: &str,
+    pick: impl Fn(&AddressMessage) -> Option<T> + Send + 'static,
+) -> Result<Option<(u32, T)>, NetError> {
     run(None, |h| async move {
         let Some(link) = link_by_name(&h, name).await? else {
             return Ok(None);
         };
         let idx = link.header.index;
         let msgs = addresses_of(&h, idx, name).await?;
-        Ok(msgs
-            .iter()
-            .filter(|m| u8::from(m.header.scope) == RT_SCOPE_UNIVERSE)
-            .filter(|m| {
-                !m.attributes.iter().any(|a| {
-                    matches!(a, AddressAttribute::Flags(f)
-                        if f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed))
-                })
-            })
-            .flat_map(|m| m.attributes.iter())
-            .find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V6(v6)) => Some((idx, *v6)),
-                _ => None,
-            }))
+        Ok(msgs.iter().find_map(&pick).map(|a| (idx, a)))
     })
 }
 

@@ -320,27 +320,23 @@ impl Drop for Topo {
 
 /// A TCP server in `ns` answering every connection with "PEER_IP:PEER_PORT MESSAGE".
 pub fn tcp_server(ns: &Netns, port: u16) {
-    let l = ns.run(|| TcpListener::bind(("0.0.0.0", port)).expect("bind tcp"));
+    serve(ns.run(|| TcpListener::bind(("0.0.0.0", port)).expect("bind tcp")));
+}
+
+/// A TCP server in `ns` as [`tcp_server`], on every IPv6 address (and IPv4's, as mapped
+/// addresses).
+pub fn tcp_server6(ns: &Netns, port: u16) {
+    serve(ns.run(|| TcpListener::bind(("::", port)).expect("bind tcp")));
+}
+
+/// Answers every connection of `l` with "PEER_IP:PEER_PORT MESSAGE", in the background.
+fn serve(l: TcpListener) {
     std::thread::spawn(move || {
         for mut c in l.incoming().flatten() {
             let peer = c.peer_addr().unwrap();
             let mut buf = [0u8; 64];
             let n = c.read(&mut buf).unwrap_or(0);
             // The peer may be gone: a server answers whoever is still there.
-            let _ = write!(c, "{peer} {}", String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-}
-
-/// A TCP server in `ns` as [`tcp_server`], on every IPv6 address (and IPv4's, as mapped
-/// addresses).
-pub fn tcp_server6(ns: &Netns, port: u16) {
-    let l = ns.run(|| TcpListener::bind(("::", port)).expect("bind tcp"));
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            let peer = c.peer_addr().unwrap();
-            let mut buf = [0u8; 64];
-            let n = c.read(&mut buf).unwrap_or(0);
             let _ = write!(c, "{peer} {}", String::from_utf8_lossy(&buf[..n]));
         }
     });
