@@ -564,10 +564,10 @@ fn refusals_reach_docker_as_one_line_and_change_nothing() {
     let e =
         lab.words_err("network create -d netpath --ipam-driver netpath --subnet 10.38.0.0/16 two");
     assert!(e.contains("overlaps"), "{e}");
-    // IPv6.
+    // An IPv6 subnet no network may use.
     let e = lab
-        .words_err("network create -d netpath --ipv6 --subnet 10.39.0.0/24 --subnet fd00::/64 six");
-    assert!(e.contains("IPv4"), "{e}");
+        .words_err("network create -d netpath --ipv6 --subnet 10.39.0.0/24 --subnet fe80::/64 six");
+    assert!(e.contains("link-local"), "{e}");
     // An option netpath does not know.
     let e = lab.words_err(
         "network create -d netpath --subnet 10.39.0.0/24 -o com.example.colour=blue opt",

@@ -181,7 +181,12 @@ impl Uninstall {
                 out.say(format!("removed {}", d.display()));
             }
         }
-        for f in ["state.json", "host.json", crate::docker::ipam::POOLS_FILE] {
+        for f in [
+            "state.json",
+            "host.json",
+            crate::docker::ipam::POOLS_FILE,
+            crate::docker::ipam::POOLS6_FILE,
+        ] {
             let p = self.state_dir.join(f);
             if p.exists() {
                 remove_file(&p)?;
