@@ -106,7 +106,7 @@ pub mod map_names {
     /// Uplink ifindex (`u32`) → its global IPv6 address: source of IPv6's outbound NAT.
     pub const UPLINKS6: &str = "UPLINKS6";
     /// Program array of the programs an entry point hands a packet on to, by
-    /// [`crate::tail`] slot (not pinned: each load fills its own).
+    /// [`crate::tail`] slot (each load fills it with its own programs).
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
 }
 

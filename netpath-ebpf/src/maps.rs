@@ -1,5 +1,5 @@
-//! Every map the kernel programs use. All but the ring buffer, the monitor flags and the tail
-//! calls are pinned by name under the agent's bpffs directory;
+//! Every map the kernel programs use. All but the ring buffer and the monitor flags are
+//! pinned by name under the agent's bpffs directory;
 //! sizes here are defaults the agent overrides at load time.
 use aya_ebpf::{
     macros::map,
@@ -154,10 +154,12 @@ pub static POLICY_ON: Array<u32> = Array::pinned(1, 0);
 pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =
     HashMap::pinned(map_sizes::NETWORKS * map_sizes::PEERS_PER_NETWORK, 0);
 
-/// The programs entry points hand packets on to (`netpath_common::tail` slots). Not pinned:
-/// each load fills its own, so programs of two builds never call into each other.
+/// The programs entry points hand packets on to (`netpath_common::tail` slots). Pinned like
+/// the other maps: the kernel empties a program array once no process and no pin holds it,
+/// so an unpinned one would stop IPv6 the moment the agent exits. Each load fills it with
+/// its own programs (an upgrade's old programs, until their hooks are swapped, call the new).
 #[map]
-pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(tail::SLOTS, 0);
+pub static TAIL_CALLS: ProgramArray = ProgramArray::pinned(tail::SLOTS, 0);
 
 // IPv6's twins of the maps above (`map_names` says what each holds).
 

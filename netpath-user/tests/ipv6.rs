@@ -349,3 +349,49 @@ fn names_have_aaaa_records_on_dual_stack_networks() {
     );
     assert!(m.answers.is_empty());
 }
+
+#[test]
+fn ipv6_outlives_the_agent_and_a_restart_adopts_it() {
+    let mut t = Topo::new();
+    ipv6_uplink(&t);
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
+    ));
+    let a1 = t.endpoint("a1", &["--network", "a"]);
+    let a2 = t.endpoint("a2", &["--network", "a"]);
+    tcp_server6(&a2, 80);
+    tcp_server6(&t.outside, 9000);
+    let (ip2, outside) = (
+        ip6_on(&t, "a2", "a"),
+        "fd00:77::1".parse::<Ipv6Addr>().unwrap(),
+    );
+    let works = |what: &str| {
+        common::wait_until(what, Duration::from_secs(10), || {
+            tcp_reachable(&a1, ip2, 80, SHORT) && tcp_reachable(&a1, outside, 9000, SHORT)
+        });
+    };
+    works("IPv6 to the peer and the outside");
+    // The datapath goes on while no agent runs.
+    t.kill_agent();
+    assert!(
+        tcp_reachable(&a1, ip2, 80, SHORT),
+        "to the peer, agent away"
+    );
+    assert!(
+        tcp_reachable(&a1, outside, 9000, SHORT),
+        "to the outside, agent away"
+    );
+    assert!(ping(&a1, ip2));
+    // A new agent adopts what is there: the same addresses, nothing rewritten away.
+    t.start_agent();
+    works("IPv6 after the restart");
+    assert_eq!(ip6_on(&t, "a2", "a"), ip2);
+    let a3 = t.endpoint("a3", &["--network", "a"]);
+    let ip3 = ip6_on(&t, "a3", "a");
+    assert!(
+        ip3 != ip2 && ip3 != ip6_on(&t, "a1", "a"),
+        "a free address: {ip3}"
+    );
+    assert!(ping(&a3, ip2), "a new endpoint reaches the old ones");
+    drop(a3);
+}
