@@ -185,6 +185,25 @@ fn transport<A: Addr>(data: usize, data_end: usize, mut flow: Flow<A>) -> Option
     Some(flow)
 }
 
+/// Where the packet an ICMP error of protocol `icmp` (one of `errors`) carries starts; None
+/// for any other packet.
+#[inline(always)]
+fn error_inner<A: Addr>(
+    data: usize,
+    data_end: usize,
+    flow: &Flow<A>,
+    icmp: u8,
+    errors: &[u8],
+) -> Option<usize> {
+    if flow.proto != icmp || flow.fragment {
+        return None;
+    }
+    // SAFETY: bounds checked by ptr_at. The whole ICMP header is read (one byte at a
+    // variable offset is a bound the verifier cannot follow once compiled).
+    let header = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
+    errors.contains(&header[0]).then_some(flow.l4_off + 8)
+}
+
 /// ICMP errors that carry the start of the packet they are about: destination unreachable
 /// (Packet Too Big's IPv4 form among them), time exceeded, parameter problem.
 const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
@@ -194,16 +213,8 @@ const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
 /// packet, or when what it carries is cut short.
 #[inline(always)]
 pub fn icmp_error_about(data: usize, data_end: usize, flow: &Ipv4Flow) -> Option<FlowKey<u32>> {
-    if flow.proto != proto::ICMP || flow.fragment {
-        return None;
-    }
-    // SAFETY (all reads): bounds checked by ptr_at. The whole ICMP header is read (one
-    // byte at a variable offset is a bound the verifier cannot follow once compiled).
-    let header = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
-    if !ICMP_ERRORS.contains(&header[0]) {
-        return None;
-    }
-    let inner = flow.l4_off + 8;
+    let inner = error_inner(data, data_end, flow, proto::ICMP, &ICMP_ERRORS)?;
+    // SAFETY (all reads): bounds checked by ptr_at.
     let ip = unsafe { &*ptr_at::<Ipv4Hdr>(data, data_end, inner)? };
     let ihl = header_words(ip)?;
     let [src_port, dst_port] = match transport_len(ip.proto) {
@@ -228,15 +239,8 @@ const ICMPV6_ERRORS: [u8; 4] = [1, 2, 3, 4];
 /// own header, not walked past extension headers: a flow with them is asked as a new one).
 #[inline(always)]
 pub fn icmp6_error_about(data: usize, data_end: usize, flow: &Ipv6Flow) -> Option<FlowKey<In6>> {
-    if flow.proto != proto::ICMPV6 || flow.fragment {
-        return None;
-    }
+    let inner = error_inner(data, data_end, flow, proto::ICMPV6, &ICMPV6_ERRORS)?;
     // SAFETY (all reads): bounds checked by ptr_at.
-    let header = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
-    if !ICMPV6_ERRORS.contains(&header[0]) {
-        return None;
-    }
-    let inner = flow.l4_off + 8;
     let ip = unsafe { &*ptr_at::<Ipv6Hdr>(data, data_end, inner)? };
     let [src_port, dst_port] = match transport_len(ip.next_hdr) {
         Some(_) => ports(data, data_end, inner + Ipv6Hdr::LEN, 4)?,
@@ -332,25 +336,24 @@ fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
     }
     let mut next = ip.next_hdr;
     let mut off = L3_OFF + Ipv6Hdr::LEN;
-    let extensions = matches!(
-        next,
-        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_DEST_OPTS
-    );
     for _ in 0..IPV6_EXTENSIONS {
-        match next {
-            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
-                let h = unsafe { *ptr_at::<[u8; 2]>(data, data_end, off)? };
-                next = h[0];
-                off += (h[1] as usize + 1) * 8;
-            }
-            IPV6_FRAGMENT => {
-                let h = unsafe { *ptr_at::<[u8; 2]>(data, data_end, off)? };
-                next = h[0];
-                off += 8;
-            }
-            _ => break,
+        if !matches!(
+            next,
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_DEST_OPTS
+        ) {
+            break;
         }
+        // Each starts with the next header and (but the fragment header's fixed 8 bytes) its
+        // length in 8-byte units past the first.
+        let h = unsafe { *ptr_at::<[u8; 2]>(data, data_end, off)? };
+        off += if next == IPV6_FRAGMENT {
+            8
+        } else {
+            (h[1] as usize + 1) * 8
+        };
+        next = h[0];
     }
+    let extensions = off != L3_OFF + Ipv6Hdr::LEN;
     transport(
         data,
         data_end,

@@ -83,13 +83,7 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
         Parsed::Ipv4(flow) => return untouched(pkt, &flow, Counter::Pass),
         // IPv6 publishes nothing yet: replies of outbound flows, and the routed-access check.
         Parsed::Ipv6(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
-        Parsed::Ipv6(flow) => {
-            let (data, end) = (pkt.data(), pkt.data_end());
-            return match snat::reply(pkt, data, end, &flow) {
-                Some(rev) => Verdict::Reply(rev.ifindex),
-                None => untouched(pkt, &flow, Counter::Pass),
-            };
-        }
+        Parsed::Ipv6(flow) => return outbound_reply(pkt, &flow),
         Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
         _ => return Verdict::Pass(Counter::Pass),
     };
@@ -112,10 +106,16 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
             Dnat::NotHere => {}
         }
     }
+    outbound_reply(pkt, &flow)
+}
+
+/// A reply of an outbound flow, translated back to its endpoint; else what passes untouched.
+#[inline(always)]
+fn outbound_reply<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
     let (data, end) = (pkt.data(), pkt.data_end());
-    match snat::reply(pkt, data, end, &flow) {
+    match snat::reply(pkt, data, end, flow) {
         Some(rev) => Verdict::Reply(rev.ifindex),
-        None => untouched(pkt, &flow, Counter::Pass),
+        None => untouched(pkt, flow, Counter::Pass),
     }
 }
 

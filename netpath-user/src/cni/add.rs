@@ -77,16 +77,8 @@ impl Cni<'_> {
             .map(|s| s.as_str())
             .or_else(|| self.env.arg("IP").filter(|_| ips.is_empty()));
         let ip = cidr_address(asked.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
-        let ip6 = match v6.first() {
-            Some(s) => {
-                let addr = s.split_once('/').map_or(s.as_str(), |(a, _)| a);
-                Some(
-                    addr.parse::<Ipv6Addr>()
-                        .map_err(|_| bad(format!("ips: invalid IPv6 address {s:?}")))?,
-                )
-            }
-            None => None,
-        };
+        let ip6 = cidr_address(v6.first().map_or("", |s| s.as_str()))
+            .map_err(|e| bad(format!("ips: {e}")))?;
         Ok((ip, ip6))
     }
 

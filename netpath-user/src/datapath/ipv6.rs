@@ -10,13 +10,15 @@ use aya::{
     Ebpf,
 };
 use netpath_common::{
-    map_names, tracked, AddrIdentity, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, SnatNat,
-    SnatRev,
+    map_names, AddrIdentity, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, SnatNat, SnatRev,
 };
 
 use super::{
-    be_addr, forward::network_flags, removed, sync::sync_hash, AttachmentEntry, Datapath,
-    DatapathError,
+    be_addr,
+    forward::network_flags,
+    removed,
+    sync::{sync_hash, sync_trie},
+    AttachmentEntry, Datapath, DatapathError,
 };
 use crate::{
     ipam::{Family, Pool},
@@ -221,23 +223,11 @@ impl Datapath {
                 Some(((key.prefix_len(), key.data()), n.net_id))
             })
             .collect();
-        let have: Vec<LpmKey<In6>> = self.v6.subnets.keys().filter_map(Result::ok).collect();
-        for ((prefix, addr), id) in &want {
-            let key = LpmKey::new(*prefix, *addr);
-            if self.v6.subnets.get(&key, 0).ok() != Some(*id) {
-                self.v6
-                    .subnets
-                    .insert(&key, id, 0)
-                    .map_err(|e| DatapathError::Map(map_names::SUBNETS6, e))?;
-                w += 1;
-            }
-        }
-        for key in have {
-            if !want.contains_key(&(key.prefix_len(), key.data())) {
-                removed(map_names::SUBNETS6, self.v6.subnets.remove(&key))?;
-                r += 1;
-            }
-        }
+        add(
+            sync_trie(map_names::SUBNETS6, &mut self.v6.subnets, &want)?,
+            &mut w,
+            &mut r,
+        );
         Ok((w, r))
     }
 
@@ -296,20 +286,8 @@ impl Datapath {
                 k.proto,
             )
         };
-        let doomed: Vec<(FlowKey<In6>, u32)> = self
-            .v6
-            .policy_ct
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, way)| match *way {
-                tracked::REPLY => denied(&k.reversed()),
-                _ => denied(k),
-            })
-            .collect();
-        for (k, _) in &doomed {
-            let _ = self.v6.policy_ct.remove(k);
-        }
-        doomed.iter().filter(|(_, w)| *w != tracked::REPLY).count()
+        let tracked = self.v6.policy_ct.iter().filter_map(Result::ok).collect();
+        super::policy::end_tracked(&mut self.v6.policy_ct, tracked, denied)
     }
 }
 

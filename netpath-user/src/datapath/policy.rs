@@ -3,7 +3,7 @@
 //! and `POLICY_CT`.
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use aya::maps::lpm_trie::Key as LpmKey;
+use aya::maps::{lpm_trie::Key as LpmKey, HashMap, MapData};
 use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, PolicyKey};
 
 use super::{be_addr, removed, Datapath, DatapathError};
@@ -284,27 +284,37 @@ impl Datapath {
                 k.proto,
             )
         };
-        // Read in batches: the table may hold as many connections as the flow table. Each
-        // connection is there both ways; both are judged the way its first packet went.
-        let doomed: Vec<(FlowKey, u32)> = self
-            .scan::<FlowKey, u32>(map_names::POLICY_CT, &self.whole.policy_ct)
-            .into_iter()
-            .filter(|(k, way)| match *way {
-                tracked::REPLY => denied(&k.reversed()),
-                _ => denied(k),
-            })
-            .collect();
-        for (k, _) in &doomed {
-            // Gone already (expired, evicted) is as good as removed.
-            let _ = self.policy_ct.remove(k);
-        }
-        let connections = doomed
-            .iter()
-            .filter(|(_, way)| *way != tracked::REPLY)
-            .count();
+        // Read in batches: the table may hold as many connections as the flow table.
+        let tracked = self.scan::<FlowKey, u32>(map_names::POLICY_CT, &self.whole.policy_ct);
+        let connections = end_tracked(&mut self.policy_ct, tracked, denied);
         // A published flow is keyed by its replies: the client connected to the endpoint.
         connections + self.flush_flows(|k, _| denied(&k.reversed())).0
     }
+}
+
+/// Removes from `table` the connections of `tracked` (its entries) that `denied` says no to;
+/// returns how many. Each connection is there both ways; both are judged the way its first
+/// packet went.
+pub(super) fn end_tracked<A: netpath_common::Addr + aya::Pod>(
+    table: &mut HashMap<MapData, FlowKey<A>, u32>,
+    tracked: Vec<(FlowKey<A>, u32)>,
+    denied: impl Fn(&FlowKey<A>) -> bool,
+) -> usize {
+    let doomed: Vec<(FlowKey<A>, u32)> = tracked
+        .into_iter()
+        .filter(|(k, way)| match *way {
+            tracked::REPLY => denied(&k.reversed()),
+            _ => denied(k),
+        })
+        .collect();
+    for (k, _) in &doomed {
+        // Gone already (expired, evicted) is as good as removed.
+        let _ = table.remove(k);
+    }
+    doomed
+        .iter()
+        .filter(|(_, way)| *way != tracked::REPLY)
+        .count()
 }
 
 /// `addr`'s identity in `hosts`, WORLD when it has none.

@@ -139,15 +139,19 @@ impl Datapath {
         self.outbound_replies().len()
     }
 
+    /// IPv4's outbound NAT tables.
+    fn snat_tables(&mut self) -> Tables<'_, u32> {
+        Tables {
+            snat: &mut self.snat,
+            snat_rev: &mut self.snat_rev,
+        }
+    }
+
     /// Removes the outbound flows (both directions, both families) whose reply side's
     /// interface `pred` selects.
     fn flush_outbound(&mut self, pred: impl Fn(u32) -> bool) -> usize {
         let replies = self.outbound_replies();
-        let mut n = Tables {
-            snat: &mut self.snat,
-            snat_rev: &mut self.snat_rev,
-        }
-        .flush(replies, |r| pred(r.ifindex));
+        let mut n = self.snat_tables().flush(replies, |r| pred(r.ifindex));
         let replies = self.outbound_replies6();
         n += self.snat_tables6().flush(replies, |r| pred(r.ifindex));
         n
@@ -158,11 +162,7 @@ impl Datapath {
     /// together. Returns how many flows were removed and how many are left.
     pub fn expire_outbound(&mut self, now: u64) -> (usize, usize) {
         let (flows, replies) = (self.outbound_flows(), self.outbound_replies());
-        let (gone, left) = Tables {
-            snat: &mut self.snat,
-            snat_rev: &mut self.snat_rev,
-        }
-        .expire(flows, replies, now);
+        let (gone, left) = self.snat_tables().expire(flows, replies, now);
         let (flows, replies) = (self.outbound_flows6(), self.outbound_replies6());
         let (gone6, left6) = self.snat_tables6().expire(flows, replies, now);
         (gone + gone6, left + left6)

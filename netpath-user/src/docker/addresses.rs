@@ -48,7 +48,7 @@ impl<S: Service> Plugin<S> {
             .filter_map(|m| cidr_address(&m.ipv4_address).ok().flatten())
             .collect();
         let used6: Vec<std::net::Ipv6Addr> = members()
-            .filter_map(|m| m.ipv6_address.split('/').next()?.parse().ok())
+            .filter_map(|m| cidr_address(&m.ipv6_address).ok().flatten())
             .collect();
         let address = self
             .pools()

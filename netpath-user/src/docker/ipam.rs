@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{keys, AddressRequest, RequestPool};
-use crate::ipam::{pick_subnet, AnySubnet, Family, IpamError, Subnet};
+use crate::ipam::{cidr_address, pick_subnet, AnySubnet, Family, IpamError, Subnet};
 
 /// The pools' files in the agent's state directory: IPv4's, and IPv6's beside it.
 pub const POOLS_FILE: &str = "docker-ipam.json";
@@ -141,7 +141,7 @@ fn address_in<A: Family>(
         .is_some_and(|t| t == keys::GATEWAY_ADDRESS);
     let busy = |ip: &A, pool: &Pool<A>| pool.taken.contains(ip) || used.contains(ip);
     let none = A::from_bits(0);
-    let ip = match address_of::<A>(&req.address)? {
+    let ip = match cidr_address::<A>(&req.address)? {
         Some(ip) => ip,
         None if gateway => subnet.first_host(),
         None => subnet.first_free(pool.range, pool.gateway.unwrap_or(none), |ip| {
@@ -158,17 +158,6 @@ fn address_in<A: Family>(
         pool.gateway = Some(ip);
     }
     Ok(format!("{ip}/{}", subnet.prefix()))
-}
-
-/// `ADDR` or `ADDR/N` of family `A` (none for an empty string).
-fn address_of<A: Family>(s: &str) -> Result<Option<A>, IpamError> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let addr = s.split_once('/').map_or(s, |(a, _)| a);
-    addr.parse()
-        .map(Some)
-        .map_err(|_| IpamError::BadAddress(s.to_string()))
 }
 
 /// Forgets `pools` whose subnet none of `subnets` is, and addresses none of `held` is
@@ -200,8 +189,8 @@ fn reconcile_in<A: Family>(
 
 /// Gives back `req.address` of `pool` (its gateway too, when it was).
 fn release_in<A: Family>(pool: &mut Pool<A>, req: &AddressRequest) -> Result<bool, PoolError> {
-    let Some(ip) = address_of::<A>(&req.address)? else {
-        return Err(IpamError::BadAddress(req.address.clone()).into());
+    let Some(ip) = cidr_address::<A>(&req.address)? else {
+        return Err(IpamError::BadAddress(req.address.clone(), A::FORM).into());
     };
     if !pool.taken.remove(&ip) {
         return Ok(false);

@@ -254,14 +254,7 @@ impl<S: Service> Plugin<S> {
         let net = self.network_or_refuse(&req.network_id)?;
         let iface = req.interface.clone().unwrap_or_default();
         let ip = cidr_address(&iface.address).map_err(|e| e.to_string())?;
-        let ip6 = match iface.address_ipv6.split_once('/') {
-            _ if iface.address_ipv6.is_empty() => None,
-            Some((a, _)) => Some(a),
-            None => Some(iface.address_ipv6.as_str()),
-        }
-        .map(str::parse::<std::net::Ipv6Addr>)
-        .transpose()
-        .map_err(|e| format!("IPv6 address: {e}"))?;
+        let ip6 = cidr_address(&iface.address_ipv6).map_err(|e| e.to_string())?;
         let mut labels: BTreeMap<String, String> = [
             (NETWORK_LABEL.to_string(), req.network_id.clone()),
             (ENDPOINT_LABEL.to_string(), req.endpoint_id.clone()),

@@ -27,20 +27,21 @@ pub enum IpamError {
     Exhausted(AnySubnet),
     #[error("no free subnet in the address pools: every candidate overlaps a network or route")]
     NoFreeSubnet,
-    #[error("invalid address {0:?}: expected A.B.C.D or A.B.C.D/N")]
-    BadAddress(String),
+    #[error("invalid address {0:?}: expected {1} or {1}/N")]
+    BadAddress(String, &'static str),
 }
 
-/// The address of `A.B.C.D` or `A.B.C.D/N` (the form engines hand addresses in); `None` for
-/// an empty string.
-pub fn cidr_address(s: &str) -> Result<Option<Ipv4Addr>, IpamError> {
+/// The address of family `A` in `ADDR` or `ADDR/N` (the form engines hand addresses in:
+/// `A.B.C.D/N`, `X:X::X/N`); `None` for an empty string.
+pub fn cidr_address<A: Family>(s: &str) -> Result<Option<A>, IpamError> {
     if s.is_empty() {
         return Ok(None);
     }
-    let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
-    match (addr.parse(), prefix.parse::<u8>()) {
-        (Ok(a), Ok(p)) if p <= 32 => Ok(Some(a)),
-        _ => Err(IpamError::BadAddress(s.to_string())),
+    let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+    match (addr.parse(), prefix.map(str::parse::<u8>)) {
+        (Ok(a), None) => Ok(Some(a)),
+        (Ok(a), Some(Ok(p))) if p <= A::BITS => Ok(Some(a)),
+        _ => Err(IpamError::BadAddress(s.to_string(), A::FORM)),
     }
 }
 

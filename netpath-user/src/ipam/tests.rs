@@ -98,9 +98,15 @@ fn addresses_as_engines_write_them() {
     let a = Ipv4Addr::new(10, 1, 0, 5);
     assert_eq!(cidr_address("10.1.0.5"), Ok(Some(a)));
     assert_eq!(cidr_address("10.1.0.5/24"), Ok(Some(a)));
-    assert_eq!(cidr_address(""), Ok(None));
+    assert_eq!(cidr_address::<Ipv4Addr>(""), Ok(None));
     for bad in ["10.1.0", "10.1.0.5/33", "10.1.0.5/", "fd00::1/64", "x"] {
-        assert!(cidr_address(bad).is_err(), "{bad}");
+        assert!(cidr_address::<Ipv4Addr>(bad).is_err(), "{bad}");
+    }
+    let a6: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+    assert_eq!(cidr_address("fd00::1/64"), Ok(Some(a6)));
+    assert_eq!(cidr_address("fd00::1"), Ok(Some(a6)));
+    for bad in ["fd00::1/129", "fd00::1/", "10.1.0.5"] {
+        assert!(cidr_address::<std::net::Ipv6Addr>(bad).is_err(), "{bad}");
     }
 }
 
