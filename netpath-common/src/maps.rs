@@ -108,6 +108,20 @@ pub mod map_names {
     /// Program array of the programs an entry point hands a packet on to, by
     /// [`crate::tail`] slot (each load fills it with its own programs).
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
+    /// The same for XDP programs (a program array holds programs of one type).
+    pub const TAIL_CALLS_XDP: &str = "TAIL_CALLS_XDP";
+    /// IPv6's published ports: [`crate::PortKey`]`<In6>` → [`crate::PortTarget`]`<In6>` on
+    /// one host address, and the array of [`crate::PortSlot`]`<In6>` for `[::]`, as `PORTS`
+    /// and `PORTS_ANY`.
+    pub const PORTS6: &str = "PORTS6";
+    pub const PORTS_ANY6: &str = "PORTS_ANY6";
+    /// The host's IPv6 addresses (→ `u32` flags), as `HOST_ADDRS`.
+    pub const HOST_ADDRS6: &str = "HOST_ADDRS6";
+    /// [`crate::FlowKey`]`<In6>` → [`crate::FlowNat`]`<In6>`: translated IPv6 flows, as `FLOWS`.
+    pub const FLOWS6: &str = "FLOWS6";
+    /// LPM trie of IPv6 source prefixes → [`crate::published_from`] verdict, as
+    /// `PUBLISHED_FROM`.
+    pub const PUBLISHED_FROM6: &str = "PUBLISHED_FROM6";
 }
 
 /// Slots of `TAIL_CALLS`: the programs an entry point hands a packet on to, each with a stack
@@ -117,6 +131,11 @@ pub mod tail {
     pub const ENDPOINT6: u32 = 0;
     /// Its outbound NAT (`netpath_endpoint_snat6_tc`).
     pub const SNAT6: u32 = 1;
+    /// The uplink programs' IPv6 (`netpath_uplink6_tc` in `TAIL_CALLS`,
+    /// `netpath_uplink6_xdp` in `TAIL_CALLS_XDP`).
+    pub const UPLINK6: u32 = 2;
+    /// The endpoint program's IPv6 hairpin (`netpath_endpoint_hairpin6_tc`).
+    pub const HAIRPIN6: u32 = 3;
     /// Slots in all.
     pub const SLOTS: u32 = 4;
 }

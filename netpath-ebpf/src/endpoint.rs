@@ -13,13 +13,13 @@ use crate::{
     arp, dns,
     family::{drop, is_link_scoped6, Ip},
     fib, flows, forward,
-    maps::{ENDPOINTS, NETWORKS, TAIL_CALLS},
+    maps::{ENDPOINTS, TAIL_CALLS},
     ndp,
     packet::Packet,
-    parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed},
+    parse::{parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
     snat,
-    stats::{count, count_port, dropped, trace},
+    stats::{count, count_port, trace},
 };
 
 /// A packet the endpoint sent, seen at TC ingress of its host-side veth (the veth's
@@ -77,7 +77,12 @@ pub fn host_veth_ingress6(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ipv6(flow) => ipv6(ctx, &flow, ifindex),
+        Parsed::Ipv6(flow) => {
+            if let Some(verdict) = reply(ctx, &flow, ifindex) {
+                return verdict;
+            }
+            ipv6(ctx, &flow, ifindex)
+        }
         _ => {
             count(Counter::Malformed);
             TC_ACT_OK as i32
@@ -93,6 +98,21 @@ pub fn host_veth_snat6(ctx: &mut TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     match (parse(ctx.data(), ctx.data_end()), In6::endpoint(ifindex)) {
         (Parsed::Ipv6(flow), Some(ep)) => snat::outbound(ctx, &ep, &flow, ifindex),
+        _ => TC_ACT_SHOT as i32,
+    }
+}
+
+/// IPv6 from an endpoint to a published port through a host address, handed on by
+/// `netpath_endpoint6_tc` (which checked its source): hairpin. A program of its own, as the
+/// translation's IPv6 keys do not fit the endpoint program's stack beside forwarding.
+#[inline(always)]
+pub fn host_veth_hairpin6(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match (parse(ctx.data(), ctx.data_end()), In6::endpoint(ifindex)) {
+        (Parsed::Ipv6(flow), Some(ep)) => {
+            hairpin(ctx, &ep, &flow, ifindex).unwrap_or(TC_ACT_SHOT as i32)
+        }
         _ => TC_ACT_SHOT as i32,
     }
 }
@@ -118,7 +138,14 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
         return verdict;
     }
     match ep {
-        Some(ep) if flow.src_addr == ep.addr => forward::route(ctx, &ep, flow, ifindex),
+        Some(ep) if flow.src_addr == ep.addr => {
+            if flow.has_ports() && hairpin_target(&ep, flow, ifindex).is_some() {
+                // SAFETY: the slot holds this load's program; the call does not return.
+                unsafe { TAIL_CALLS.tail_call(ctx, tail::HAIRPIN6) };
+                return drop(Counter::DropNoRoute, flow, ifindex);
+            }
+            forward::route(ctx, &ep, flow, ifindex)
+        }
         _ if is_link_scoped6(&flow.src_addr) => {
             count(Counter::Pass);
             TC_ACT_OK as i32
@@ -135,28 +162,8 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     if let Some(verdict) = dns::answer(ctx, ep, flow, ifindex) {
         return verdict;
     }
-    if flow.has_ports() {
-        if let Some((target, masq)) = hairpin_target(ep, flow, ifindex) {
-            match ports::dnat_masq(ctx, flow, ifindex, &target, masq) {
-                Dnat::Done => {}
-                Dnat::Denied(reason) => {
-                    dropped(reason, flow, ifindex);
-                    return TC_ACT_SHOT as i32;
-                }
-                Dnat::NotHere | Dnat::Failed => return TC_ACT_SHOT as i32,
-            }
-            count(Counter::Hairpin);
-            count_port(target.stats, u64::from(ctx.len()));
-            trace(
-                event::trace::HAIRPIN,
-                flow,
-                ifindex,
-                target.addr,
-                target.port,
-            );
-            // SAFETY: plain helper call.
-            return unsafe { bpf_redirect_peer(target.ifindex, 0) as i32 };
-        }
+    if let Some(verdict) = hairpin(ctx, ep, flow, ifindex) {
+        return verdict;
     }
     forward::route(ctx, ep, flow, ifindex)
 }
@@ -167,13 +174,13 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
 /// need neither the endpoint's entry nor anti-spoofing: one lookup before the rewrite. `None`
 /// when the packet is no such reply.
 #[inline(always)]
-fn reply(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> Option<i32> {
+fn reply<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Option<i32> {
     if !flow.has_ports() {
         return None;
     }
     let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
     let rev = flows::reply_nat(flow, ifindex, closing)?;
-    if !ports::reverse_nat(ctx, flow, &rev) {
+    if !ports::reverse_nat(ctx, flow, rev) {
         return Some(TC_ACT_SHOT as i32);
     }
     count(Counter::RevNat);
@@ -186,7 +193,7 @@ fn reply(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> Option<i32> {
         return Some(unsafe { bpf_redirect(rev.via, 0) as i32 });
     }
     let mut out = *flow;
-    if rev.client != 0 {
+    if rev.client != A::ANY {
         out.dst_addr = rev.client;
     }
     let route = fib::lookup(ctx, &out, rev.addr);
@@ -194,15 +201,47 @@ fn reply(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> Option<i32> {
 }
 
 /// Hairpin: the endpoint addressed a published port through a host address (a host IP, a
-/// gateway). Its replies come back through the flow table like any client's. When the port
-/// is its own, its source becomes its gateway (returned beside the target; 0 otherwise) so
-/// the replies leave it. Internal networks reach nothing outside, published ports included.
+/// gateway): DNAT'd to the port's endpoint, its replies coming back through the flow table
+/// like any client's. `None` when the packet is no such thing.
 #[inline(always)]
-fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<(PortTarget, u32)> {
-    // SAFETY: map value pointer valid for this program run.
-    let (flags, gateway) = NETWORKS
-        .get_ptr(&ep.network)
-        .map_or((0, 0), |n| unsafe { ((*n).flags, (*n).gateway) });
+fn hairpin<A: Ip>(
+    ctx: &mut TcContext,
+    ep: &EndpointInfo<A>,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> Option<i32> {
+    if !flow.has_ports() {
+        return None;
+    }
+    let (target, masq) = hairpin_target(ep, flow, ifindex)?;
+    match ports::dnat_masq(ctx, flow, ifindex, &target, masq) {
+        Dnat::Done => {}
+        Dnat::Denied(reason) => return Some(drop(reason, flow, ifindex)),
+        Dnat::NotHere | Dnat::Failed => return Some(TC_ACT_SHOT as i32),
+    }
+    count(Counter::Hairpin);
+    count_port(target.stats, u64::from(ctx.len()));
+    trace(
+        event::trace::HAIRPIN,
+        flow,
+        ifindex,
+        target.addr,
+        target.port,
+    );
+    // SAFETY: plain helper call.
+    Some(unsafe { bpf_redirect_peer(target.ifindex, 0) as i32 })
+}
+
+/// The port a hairpin packet reaches. When the port is its own, its source becomes its
+/// gateway (returned beside the target; ANY otherwise) so the replies leave it. Internal
+/// networks reach nothing outside, published ports included.
+#[inline(always)]
+fn hairpin_target<A: Ip>(
+    ep: &EndpointInfo<A>,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> Option<(PortTarget<A>, A)> {
+    let (flags, gateway) = A::network(ep.network).map_or((0, A::ANY), |n| (n.flags, n.gateway));
     if flags & net_flags::INTERNAL != 0 {
         return None;
     }
@@ -212,7 +251,7 @@ fn hairpin_target(ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> Option<(P
     }
     let target = ports::lookup_published(flow)?;
     if target.ifindex != ifindex {
-        return Some((target, 0));
+        return Some((target, A::ANY));
     }
-    (gateway != 0).then_some((target, gateway))
+    (gateway != A::ANY).then_some((target, gateway))
 }

@@ -1,25 +1,27 @@
 //! What the datapath asks of an address family: its maps (endpoints, peers, networks,
-//! subnets, outbound NAT, uplinks' addresses), which destinations every member gets a copy of,
-//! the ICMP errors it has, where its addresses sit in the header and how writing one changes
-//! the checksums, how a route is asked for, and the paths that are still IPv4's alone
-//! (host-loopback ports, other nodes). Forwarding (`forward::route`), the endpoint's program
-//! and outbound NAT (`snat`) are written once over this trait; IPv4 and IPv6 differ only here.
+//! subnets, published ports and their flows, outbound NAT, uplinks' addresses), its martians,
+//! which destinations every member gets a copy of, the ICMP errors it has, where its addresses
+//! sit in the header and how writing one changes the checksums, how a route is asked for, and
+//! the paths that are still IPv4's alone (host-loopback ports, other nodes). Forwarding
+//! (`forward::route`), published ports (`ports`, `flows`), the endpoint's program and outbound
+//! NAT (`snat`) are written once over this trait; IPv4 and IPv6 differ only here.
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, TC_ACT_SHOT},
-    maps::{lpm_trie::Key, LruHashMap},
+    maps::{lpm_trie::Key, Array, HashMap, LruHashMap},
     programs::TcContext,
 };
 use netpath_common::{
-    tail, Counter, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, RemoteEndpoint, SnatNat,
-    SnatRev,
+    tail, Counter, EndpointInfo, FlowKey, FlowNat, In6, NetworkInfo, PeerInfo, PortKey, PortSlot,
+    PortTarget, RemoteEndpoint, SnatNat, SnatRev,
 };
 use network_types::ip::Ipv6Hdr;
 
 use crate::{
     hostgw,
     maps::{
-        ENDPOINTS, ENDPOINTS6, ENDPOINTS_BY_ADDR, ENDPOINTS_BY_ADDR6, NETWORKS, NETWORKS6, SNAT,
-        SNAT6, SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
+        ENDPOINTS, ENDPOINTS6, ENDPOINTS_BY_ADDR, ENDPOINTS_BY_ADDR6, FLOWS, FLOWS6, HOST_ADDRS,
+        HOST_ADDRS6, NETWORKS, NETWORKS6, PORTS, PORTS6, PORTS_ANY, PORTS_ANY6, SNAT, SNAT6,
+        SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
     },
     overlay,
     packet::Packet,
@@ -72,6 +74,16 @@ pub trait Ip: Identified {
     fn snat_rev() -> &'static LruHashMap<FlowKey<Self>, SnatRev<Self>>;
     /// The address outbound NAT gives flows leaving by uplink `ifindex`.
     fn uplink(ifindex: u32) -> Option<Self>;
+    /// Published ports: on one host address, and the slot per protocol and port.
+    fn ports() -> &'static HashMap<PortKey<Self>, PortTarget<Self>>;
+    fn ports_any() -> &'static Array<PortSlot<Self>>;
+    /// Whether `addr` is one of the host's addresses.
+    fn host_addr(addr: Self) -> bool;
+    /// Translated flows of published ports.
+    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowNat<Self>>;
+    /// Whether `addr` may never be on a wire: loopback, "this network" (a translation must not
+    /// carry such packets past the host's martian checks into an endpoint).
+    fn martian(addr: Self) -> bool;
     /// A packet beyond every network, from a network neither internal nor routed: outbound
     /// NAT (`snat::outbound`).
     fn outbound(
@@ -158,6 +170,28 @@ impl Ip for u32 {
     #[inline(always)]
     fn uplink(ifindex: u32) -> Option<u32> {
         copied(UPLINKS.get_ptr(&ifindex))
+    }
+    #[inline(always)]
+    fn ports() -> &'static HashMap<PortKey<u32>, PortTarget<u32>> {
+        &PORTS
+    }
+    #[inline(always)]
+    fn ports_any() -> &'static Array<PortSlot<u32>> {
+        &PORTS_ANY
+    }
+    #[inline(always)]
+    fn host_addr(addr: u32) -> bool {
+        HOST_ADDRS.get_ptr(&addr).is_some()
+    }
+    #[inline(always)]
+    fn flows() -> &'static LruHashMap<FlowKey<u32>, FlowNat<u32>> {
+        &FLOWS
+    }
+    /// 127.0.0.0/8 and 0.0.0.0/8.
+    #[inline(always)]
+    fn martian(addr: u32) -> bool {
+        let first = u32::from_be(addr) >> 24;
+        first == 127 || first == 0
     }
     #[inline(always)]
     fn outbound(
@@ -248,6 +282,37 @@ impl Ip for In6 {
     #[inline(always)]
     fn uplink(ifindex: u32) -> Option<In6> {
         copied(UPLINKS6.get_ptr(&ifindex))
+    }
+    #[inline(always)]
+    fn ports() -> &'static HashMap<PortKey<In6>, PortTarget<In6>> {
+        &PORTS6
+    }
+    #[inline(always)]
+    fn ports_any() -> &'static Array<PortSlot<In6>> {
+        &PORTS_ANY6
+    }
+    #[inline(always)]
+    fn host_addr(addr: In6) -> bool {
+        HOST_ADDRS6.get_ptr(&addr).is_some()
+    }
+    #[inline(always)]
+    fn flows() -> &'static LruHashMap<FlowKey<In6>, FlowNat<In6>> {
+        &FLOWS6
+    }
+    /// `::1`, and IPv4's loopback mapped (`::ffff:127.0.0.0/104`). Not `::`: duplicate
+    /// address detection sends from it.
+    #[inline(always)]
+    fn martian(addr: In6) -> bool {
+        let w = addr.words;
+        if w[0] != 0 || w[1] != 0 {
+            return false;
+        }
+        let w3 = u32::from_be(w[3]);
+        match u32::from_be(w[2]) {
+            0 => w3 == 1,
+            0xffff => w3 >> 24 == 127,
+            _ => false,
+        }
     }
     /// Handed on to a program of its own (`netpath_endpoint_snat6_tc`, a tail call): IPv6's
     /// keys and route lookup do not fit the endpoint program's 512-byte stack beside the rest.

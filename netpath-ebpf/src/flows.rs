@@ -5,7 +5,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS};
 
-use crate::{maps::FLOWS, parse::Ipv4Flow};
+use crate::{family::Ip, parse::Flow};
 
 /// Now, for `last_seen` (CLOCK_MONOTONIC, coarse: a tick is plenty for idle timeouts).
 #[inline(always)]
@@ -38,19 +38,24 @@ pub struct Via {
 
 /// A flow's entry as it is to be recorded: the key its replies are found under, and the
 /// translation.
-pub struct Translation {
-    key: FlowKey,
-    nat: FlowNat,
+pub struct Translation<A: Ip> {
+    key: FlowKey<A>,
+    nat: FlowNat<A>,
 }
 
 /// The entry of `flow` (client → host address:port) sent to `target`, its source replaced by
-/// `masq` when that is not 0 (self-hairpin), its replies sent along `via` (when its ifindex
+/// `masq` when that is not ANY (self-hairpin), its replies sent along `via` (when its ifindex
 /// is not 0).
 #[inline(always)]
-pub fn translation(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via) -> Translation {
+pub fn translation<A: Ip>(
+    flow: &Flow<A>,
+    target: &PortTarget<A>,
+    masq: A,
+    via: &Via,
+) -> Translation<A> {
     let mut key = reply_key_of(flow, target);
-    let mut client = 0;
-    if masq != 0 {
+    let mut client = A::ANY;
+    if masq != A::ANY {
         key.dst_addr = masq;
         client = flow.src_addr;
     }
@@ -73,8 +78,8 @@ pub fn translation(flow: &Ipv4Flow, target: &PortTarget, masq: u32, via: &Via) -
 /// marked closing when TCP said FIN/RST). The hot path: one lookup, a write only when the
 /// entry is stale or closing.
 #[inline(always)]
-pub fn refresh(t: &Translation, closing: bool) -> bool {
-    let Some(v) = FLOWS.get_ptr_mut(&t.key) else {
+pub fn refresh<A: Ip>(t: &Translation<A>, closing: bool) -> bool {
+    let Some(v) = A::flows().get_ptr_mut(&t.key) else {
         return false;
     };
     // SAFETY: map value pointer valid for this program run.
@@ -86,21 +91,19 @@ pub fn refresh(t: &Translation, closing: bool) -> bool {
     true
 }
 
-/// Records the flow (new, or translated differently than before).
+/// Records the flow (new, or translated differently than before), stamped now (in place:
+/// a copy of IPv6's entry would not fit the stack).
 #[inline(always)]
-pub fn insert(t: &Translation, closing: bool) {
-    let nat = FlowNat {
-        last_seen: now(),
-        flags: if closing { flow_flags::CLOSING } else { 0 },
-        ..t.nat
-    };
+pub fn insert<A: Ip>(t: &mut Translation<A>, closing: bool) {
+    t.nat.last_seen = now();
+    t.nat.flags = if closing { flow_flags::CLOSING } else { 0 };
     // An LRU map makes room; a failed insert leaves the next packet to try again.
-    let _ = FLOWS.insert(&t.key, &nat, 0);
+    let _ = A::flows().insert(&t.key, &t.nat, 0);
 }
 
 /// [`touch`] for a published flow.
 #[inline(always)]
-fn touch_flow(v: &mut FlowNat, closing: bool) {
+fn touch_flow<A: Ip>(v: &mut FlowNat<A>, closing: bool) {
     touch(
         &mut v.last_seen,
         &mut v.flags,
@@ -113,7 +116,7 @@ fn touch_flow(v: &mut FlowNat, closing: bool) {
 /// The key under which the replies of `flow`, DNAT'd to `target`, are found: the translated
 /// flow (client → endpoint) reversed.
 #[inline(always)]
-fn reply_key_of(flow: &Ipv4Flow, target: &PortTarget) -> FlowKey {
+fn reply_key_of<A: Ip>(flow: &Flow<A>, target: &PortTarget<A>) -> FlowKey<A> {
     FlowKey::new(
         flow.src_addr,
         flow.src_port,
@@ -128,13 +131,18 @@ fn reply_key_of(flow: &Ipv4Flow, target: &PortTarget) -> FlowKey {
 /// the reply of a published flow sent to that endpoint (which is refreshed, and marked closing
 /// when TCP says so). A flow sent to another endpoint is not this one's to answer.
 #[inline(always)]
-pub fn reply_nat(flow: &Ipv4Flow, ifindex: u32, closing: bool) -> Option<FlowNat> {
-    let v = FLOWS.get_ptr_mut(&flow.key())?;
-    // SAFETY: map value pointer valid for this program run.
+pub fn reply_nat<A: Ip>(
+    flow: &Flow<A>,
+    ifindex: u32,
+    closing: bool,
+) -> Option<&'static FlowNat<A>> {
+    let v = A::flows().get_ptr_mut(&flow.key())?;
+    // SAFETY: map value pointer valid for this program run, all it is read in (read in
+    // place: IPv6's entry is 72 bytes).
     let v = unsafe { &mut *v };
     if v.ifindex != ifindex {
         return None;
     }
     touch_flow(v, closing);
-    Some(*v)
+    Some(v)
 }

@@ -71,6 +71,20 @@ pub fn netpath_uplink_tc(mut ctx: TcContext) -> i32 {
     uplink::ingress_tc(&mut ctx)
 }
 
+/// Uplink, XDP, IPv6: what the uplink's XDP program hands IPv6 on to (a tail call).
+#[xdp]
+pub fn netpath_uplink6_xdp(mut ctx: XdpContext) -> u32 {
+    build_tag();
+    uplink::ingress_xdp6(&mut ctx)
+}
+
+/// Uplink, TC ingress, IPv6: what the uplink's TC program hands IPv6 on to (a tail call).
+#[classifier]
+pub fn netpath_uplink6_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    uplink::ingress_tc6(&mut ctx)
+}
+
 /// Endpoint host-side veth, TC ingress: traffic *from* an endpoint.
 #[classifier]
 pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
@@ -92,6 +106,14 @@ pub fn netpath_endpoint6_tc(mut ctx: TcContext) -> i32 {
 pub fn netpath_endpoint_snat6_tc(mut ctx: TcContext) -> i32 {
     build_tag();
     endpoint::host_veth_snat6(&mut ctx)
+}
+
+/// Endpoint host-side veth, TC ingress, IPv6 to a published port through a host address:
+/// hairpin, handed on by `netpath_endpoint6_tc` (a tail call).
+#[classifier]
+pub fn netpath_endpoint_hairpin6_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    endpoint::host_veth_hairpin6(&mut ctx)
 }
 
 /// The VXLAN device, TC ingress: traffic from endpoints on other nodes.

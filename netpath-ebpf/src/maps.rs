@@ -161,6 +161,11 @@ pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =
 #[map]
 pub static TAIL_CALLS: ProgramArray = ProgramArray::pinned(tail::SLOTS, 0);
 
+/// The XDP programs entry points hand packets on to, by the same slots (a program array
+/// holds programs of one type).
+#[map]
+pub static TAIL_CALLS_XDP: ProgramArray = ProgramArray::pinned(tail::SLOTS, 0);
+
 // IPv6's twins of the maps above (`map_names` says what each holds).
 
 /// Endpoints' IPv6 addresses by the ifindex of their host-side veth.
@@ -204,3 +209,25 @@ pub static SNAT_REV6: LruHashMap<FlowKey<In6>, SnatRev<In6>> =
 /// Uplinks and their IPv6 addresses (source of IPv6's outbound NAT).
 #[map]
 pub static UPLINKS6: HashMap<u32, In6> = HashMap::pinned(64, 0);
+
+/// IPv6's published ports on one host address, as `PORTS`.
+#[map]
+pub static PORTS6: HashMap<PortKey<In6>, PortTarget<In6>> = HashMap::pinned(map_sizes::PORTS, 0);
+
+/// IPv6's published ports on every host address (`[::]`), a slot per protocol and port, as
+/// `PORTS_ANY`.
+#[map]
+pub static PORTS_ANY6: Array<PortSlot<In6>> = Array::pinned(PORTS_ANY_LEN, 0);
+
+/// The host's own IPv6 addresses, where a publish on every address answers.
+#[map]
+pub static HOST_ADDRS6: HashMap<In6, u32> = HashMap::pinned(map_sizes::HOST_ADDRS, 0);
+
+/// Translated IPv6 flows of published ports, as `FLOWS`.
+#[map]
+pub static FLOWS6: LruHashMap<FlowKey<In6>, FlowNat<In6>> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// The published ports' firewall for IPv6 clients, as `PUBLISHED_FROM`.
+#[map]
+pub static PUBLISHED_FROM6: LpmTrie<In6, u8> =
+    LpmTrie::pinned(map_sizes::PUBLISHED_FROM, NO_PREALLOC);

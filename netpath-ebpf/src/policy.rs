@@ -21,8 +21,12 @@
 //! (`POLICY_ON` 0), one array read.
 //!
 //! The published ports' firewall (`published_from`) is asked first by the uplink's DNAT, on a
-//! new flow only: a host-wide allow-list of client prefixes (`--published-from`).
-use aya_ebpf::maps::{lpm_trie::Key, LruHashMap};
+//! new flow only: a host-wide allow-list of client prefixes (`--published-from`), a trie per
+//! family.
+use aya_ebpf::maps::{
+    lpm_trie::{Key, LpmTrie},
+    LruHashMap,
+};
 use netpath_common::{
     direction, identity, policy_on, published_from, tracked, Addr, AddrIdentity, Counter, FlowKey,
     In6, PolicyKey,
@@ -31,7 +35,7 @@ use netpath_common::{
 use crate::{
     maps::{
         IPCACHE, IPCACHE6, IPCACHE_PREFIXES, IPCACHE_PREFIXES6, POLICY, POLICY_CT, POLICY_CT6,
-        POLICY_ON, POLICY_RANGES, PUBLISHED_FROM,
+        POLICY_ON, POLICY_RANGES, PUBLISHED_FROM, PUBLISHED_FROM6,
     },
     parse::Flow,
 };
@@ -43,8 +47,8 @@ pub const ELSEWHERE: u32 = 0;
 /// uplink, reach a published port? Asked before the flow is translated, on XDP and TC alike;
 /// the longest prefix of `PUBLISHED_FROM` decides, an empty trie letting everyone through.
 #[inline(always)]
-pub fn published_from(src: u32) -> Result<(), Counter> {
-    match PUBLISHED_FROM.get(&Key::new(32, src)) {
+pub fn published_from<A: Identified>(src: A) -> Result<(), Counter> {
+    match A::firewall().get(&Key::new(A::BITS, src)) {
         Some(&published_from::DENY) => Err(Counter::DropFirewall),
         _ => Ok(()),
     }
@@ -56,6 +60,8 @@ pub trait Identified: Addr {
     fn identity(self, on: u32) -> AddrIdentity;
     /// The family's connections allowed on stateless paths.
     fn tracked() -> &'static LruHashMap<FlowKey<Self>, u32>;
+    /// The family's published-ports firewall (`PUBLISHED_FROM`, `PUBLISHED_FROM6`).
+    fn firewall() -> &'static LpmTrie<Self, u8>;
 }
 
 impl Identified for u32 {
@@ -80,6 +86,11 @@ impl Identified for u32 {
     fn tracked() -> &'static LruHashMap<FlowKey<u32>, u32> {
         &POLICY_CT
     }
+
+    #[inline(always)]
+    fn firewall() -> &'static LpmTrie<u32, u8> {
+        &PUBLISHED_FROM
+    }
 }
 
 impl Identified for In6 {
@@ -103,6 +114,11 @@ impl Identified for In6 {
     #[inline(always)]
     fn tracked() -> &'static LruHashMap<FlowKey<In6>, u32> {
         &POLICY_CT6
+    }
+
+    #[inline(always)]
+    fn firewall() -> &'static LpmTrie<In6, u8> {
+        &PUBLISHED_FROM6
     }
 }
 

@@ -1,18 +1,19 @@
-//! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint.
+//! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint; written
+//! once for both address families (`family::Ip` names each one's maps).
 use netpath_common::{port_any_index, proto, Counter, FlowNat, PortKey, PortTarget};
 
 use crate::{
+    family::Ip,
     flows::{self, Via},
-    maps::{HOST_ADDRS, PORTS, PORTS_ANY},
     packet::Packet,
-    parse::{ptr_at, Ipv4Flow, IP_DST_OFF, IP_SRC_OFF},
+    parse::{ptr_at, Flow},
     policy::{self, ELSEWHERE},
     stats,
 };
 
 /// The endpoint serving `flow`'s destination, if it is a published port.
 #[inline(always)]
-pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
+pub fn lookup_published<A: Ip>(flow: &Flow<A>) -> Option<PortTarget<A>> {
     lookup(flow.dst_addr, flow.dst_port, flow.proto)
 }
 
@@ -20,17 +21,17 @@ pub fn lookup_published(flow: &Ipv4Flow) -> Option<PortTarget> {
 /// an `Option` of an enum: the verifier rejects what LLVM makes of an absent value's
 /// uninitialised payload where the paths meet again.
 #[derive(Clone, Copy)]
-pub struct Published {
-    pub target: PortTarget,
+pub struct Published<A: Ip> {
+    pub target: PortTarget<A>,
     /// Published on every host address: valid only when the destination is one of them.
     /// Otherwise published on this very address.
     pub anywhere: bool,
 }
 
-impl Published {
-    pub const NOTHING: Published = Published {
+impl<A: Ip> Published<A> {
+    pub const NOTHING: Published<A> = Published {
         target: PortTarget {
-            addr: 0,
+            addr: A::ANY,
             port: 0,
             stats: 0,
             ifindex: 0,
@@ -52,8 +53,8 @@ impl Published {
 /// published on every host address, not published anywhere (the host's own traffic: no hash
 /// lookup), or published on some addresses, of which this may be one.
 #[inline(always)]
-pub fn lookup_port(addr: u32, port: u16, proto: u8) -> Published {
-    let Some(slot) = PORTS_ANY.get_ptr(port_any_index(proto, port)) else {
+pub fn lookup_port<A: Ip>(addr: A, port: u16, proto: u8) -> Published<A> {
+    let Some(slot) = A::ports_any().get_ptr(port_any_index(proto, port)) else {
         return Published::NOTHING;
     };
     // SAFETY: map value pointer valid for this program run; read at once.
@@ -73,7 +74,7 @@ pub fn lookup_port(addr: u32, port: u16, proto: u8) -> Published {
         proto,
         _pad: 0,
     };
-    match PORTS.get_ptr(&key) {
+    match A::ports().get_ptr(&key) {
         Some(t) => Published {
             // SAFETY: map value pointer valid for this program run; copied out at once.
             target: unsafe { *t },
@@ -88,17 +89,17 @@ pub fn lookup_port(addr: u32, port: u16, proto: u8) -> Published {
 /// publish of the port when `addr` is every address. What docker-proxy's bound socket would
 /// conflict with.
 #[inline(always)]
-pub fn held(addr: u32, port: u16, proto: u8) -> bool {
-    let Some(slot) = PORTS_ANY.get_ptr(port_any_index(proto, port)) else {
+pub fn held<A: Ip>(addr: A, port: u16, proto: u8) -> bool {
+    let Some(slot) = A::ports_any().get_ptr(port_any_index(proto, port)) else {
         return false;
     };
     // SAFETY: map value pointer valid for this program run; read at once.
     let (anywhere, specific) = unsafe { ((*slot).target.ifindex != 0, (*slot).specific) };
-    if anywhere || (specific != 0 && addr == 0) {
+    if anywhere || (specific != 0 && addr == A::ANY) {
         return true;
     }
     specific != 0
-        && PORTS
+        && A::ports()
             .get_ptr(&PortKey {
                 addr,
                 port,
@@ -108,19 +109,13 @@ pub fn held(addr: u32, port: u16, proto: u8) -> bool {
             .is_some()
 }
 
-/// Whether `addr` is one of the host's addresses.
-#[inline(always)]
-fn host_addr(addr: u32) -> bool {
-    HOST_ADDRS.get_ptr(&addr).is_some()
-}
-
 /// The endpoint behind host address `addr`, port `port` (both network order) and `proto`:
 /// [`lookup_port`] with the address checked. The one published-port lookup of sockets
 /// (`sock.rs`) and hairpin; the uplink checks the address only for new flows ([`dnat`]).
 #[inline(always)]
-pub fn lookup(addr: u32, port: u16, proto: u8) -> Option<PortTarget> {
+pub fn lookup<A: Ip>(addr: A, port: u16, proto: u8) -> Option<PortTarget<A>> {
     let p = lookup_port(addr, port, proto);
-    (p.found() && (!p.anywhere || host_addr(addr))).then_some(p.target)
+    (p.found() && (!p.anywhere || A::host_addr(addr))).then_some(p.target)
 }
 
 /// What [`dnat`] did.
@@ -143,7 +138,7 @@ pub enum Dnat {
 /// recorded with this translation was checked when it began, so only a new flow of a port
 /// published on every address pays the host-address lookup.
 #[inline(always)]
-pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, published: &Published) -> Dnat {
+pub fn dnat<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, published: &Published<A>) -> Dnat {
     let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
         return Dnat::Failed;
     };
@@ -160,23 +155,23 @@ pub fn dnat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, published: &Published) -> D
         flow,
         ELSEWHERE,
         &published.target,
-        0,
+        A::ANY,
         &via,
         !published.anywhere,
     )
 }
 
 /// [`dnat`] for a packet of an endpoint (hairpin) to a port [`lookup`] found: the replies'
-/// route is looked up, and when `masq` is not 0 the source becomes `masq` too: an endpoint
+/// route is looked up, and when `masq` is not ANY the source becomes `masq` too: an endpoint
 /// reaching its own published port must see the connection come from elsewhere (its
 /// gateway), or its replies would never leave it to be translated.
 #[inline(always)]
-pub fn dnat_masq<P: Packet>(
+pub fn dnat_masq<P: Packet, A: Ip>(
     pkt: &mut P,
-    flow: &Ipv4Flow,
+    flow: &Flow<A>,
     from: u32,
-    target: &PortTarget,
-    masq: u32,
+    target: &PortTarget<A>,
+    masq: A,
 ) -> Dnat {
     dnat_via(pkt, flow, from, target, masq, &Via::default(), true)
 }
@@ -186,19 +181,19 @@ pub fn dnat_masq<P: Packet>(
 /// A new flow from the uplink passes the published ports' firewall, then every new flow asks
 /// the policy, before it is recorded.
 #[inline(always)]
-fn dnat_via<P: Packet>(
+fn dnat_via<P: Packet, A: Ip>(
     pkt: &mut P,
-    flow: &Ipv4Flow,
+    flow: &Flow<A>,
     from: u32,
-    target: &PortTarget,
-    masq: u32,
+    target: &PortTarget<A>,
+    masq: A,
     via: &Via,
     checked: bool,
 ) -> Dnat {
     let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    let nat = flows::translation(flow, target, masq, via);
+    let mut nat = flows::translation(flow, target, masq, via);
     if !flows::refresh(&nat, closing) {
-        if !checked && !host_addr(flow.dst_addr) {
+        if !checked && !A::host_addr(flow.dst_addr) {
             return Dnat::NotHere;
         }
         if from == ELSEWHERE {
@@ -213,13 +208,21 @@ fn dnat_via<P: Packet>(
             }
             Err(reason) => return Dnat::Denied(reason),
         }
-        flows::insert(&nat, closing);
+        flows::insert(&mut nat, closing);
     }
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
-    let done = pkt.set_addr(IP_DST_OFF, flow.dst_addr, target.addr, csum, udp)
-        && pkt.set_port(flow.l4_off + 2, flow.dst_port, target.port, csum, udp)
-        && (masq == 0 || pkt.set_addr(IP_SRC_OFF, flow.src_addr, masq, csum, udp))
+    let done = A::write_addr(
+        pkt,
+        A::DST_OFF,
+        flow.dst_addr,
+        target.addr,
+        csum,
+        udp,
+        false,
+    ) && pkt.set_port(flow.l4_off + 2, flow.dst_port, target.port, csum, udp)
+        && (masq == A::ANY
+            || A::write_addr(pkt, A::SRC_OFF, flow.src_addr, masq, csum, udp, false))
         && pkt.set_macs(&target.gw_mac, &target.mac);
     if done {
         Dnat::Done
@@ -231,10 +234,11 @@ fn dnat_via<P: Packet>(
 /// Translates a reply's source back to the published address and port in `nat` (and, for a
 /// self-hairpin flow, its destination back to the endpoint).
 #[inline(always)]
-pub fn reverse_nat<P: Packet>(pkt: &mut P, flow: &Ipv4Flow, nat: &FlowNat) -> bool {
+pub fn reverse_nat<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, nat: &FlowNat<A>) -> bool {
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
-    pkt.set_addr(IP_SRC_OFF, flow.src_addr, nat.addr, csum, udp)
+    A::write_addr(pkt, A::SRC_OFF, flow.src_addr, nat.addr, csum, udp, false)
         && pkt.set_port(flow.l4_off, flow.src_port, nat.port, csum, udp)
-        && (nat.client == 0 || pkt.set_addr(IP_DST_OFF, flow.dst_addr, nat.client, csum, udp))
+        && (nat.client == A::ANY
+            || A::write_addr(pkt, A::DST_OFF, flow.dst_addr, nat.client, csum, udp, false))
 }

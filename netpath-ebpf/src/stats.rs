@@ -42,11 +42,16 @@ fn wanted(what: u32) -> bool {
 }
 
 /// Writes an event of `kind` and `what` about `flow`, `nat` the address and port a translation
-/// wrote (none for a drop).
+/// wrote (none for a drop). Written in place in the ring buffer: IPv6's event would not fit
+/// the stack of the paths that report it.
 #[inline(always)]
 fn emit<A: Addr>([kind, what]: [u8; 2], flow: &Flow<A>, ifindex: u32, nat: Option<&(A, u16)>) {
     let (nat_addr, nat_port) = nat.copied().unwrap_or((A::ANY, 0));
-    let e = Event::<A> {
+    let Some(mut entry) = EVENTS.reserve::<Event<A>>(0) else {
+        count(Counter::EventsLost);
+        return;
+    };
+    entry.write(Event::<A> {
         kind,
         what,
         proto: flow.proto,
@@ -60,10 +65,8 @@ fn emit<A: Addr>([kind, what]: [u8; 2], flow: &Flow<A>, ifindex: u32, nat: Optio
         nat_port,
         _pad2: 0,
         _pad3: 0,
-    };
-    if EVENTS.output::<Event<A>>(&e, 0).is_err() {
-        count(Counter::EventsLost);
-    }
+    });
+    entry.submit(0);
 }
 
 /// Counts a drop for `reason` (reported to a monitor that asked for drops).

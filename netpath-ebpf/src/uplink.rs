@@ -1,7 +1,7 @@
-//! Traffic arriving on an uplink: published ports are DNAT'd and sent straight into their
-//! endpoint, replies of outbound flows translated back to theirs; what no wire may carry
-//! (loopback addresses) and what was routed at a network's addresses are dropped; everything
-//! else passes untouched. One decision for XDP and TC; only the redirect differs. An uplink
+//! Traffic arriving on an uplink, IPv4 and IPv6 alike: published ports are DNAT'd and sent
+//! straight into their endpoint, replies of outbound flows translated back to theirs; what no
+//! wire may carry (loopback addresses) and what was routed at a network's addresses are
+//! dropped; everything else passes untouched. One decision for XDP and TC; only the redirect differs. An uplink
 //! runs one of them: the agent attaches TC only where XDP is off, since XDP decides everything
 //! TC would and a TC ingress program costs the host's own packets even when it only passes
 //! them.
@@ -10,10 +10,11 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{event, net_flags, Counter};
+use netpath_common::{event, net_flags, tail, Counter};
 
 use crate::{
     family::Ip,
+    maps::{TAIL_CALLS, TAIL_CALLS_XDP},
     packet::Packet,
     parse::{parse, Flow, Parsed},
     ports::{self, Dnat, Published},
@@ -31,16 +32,8 @@ enum Verdict {
     Reply(u32),
     /// Not ours: on to the host stack, counted under this reason.
     Pass(Counter),
-}
-
-/// Whether `addr` (network order) is a loopback or "this network" address, 127.0.0.0/8 or
-/// 0.0.0.0/8: never on a wire. The host's own stack drops such packets as martians, unless
-/// `route_localnet` says otherwise; a translation must not carry them past it into an
-/// endpoint (a port published on 127.0.0.1 answering the LAN, CVE-2020-8558's class).
-#[inline(always)]
-fn martian(addr: u32) -> bool {
-    let first = u32::from_be(addr) >> 24;
-    first == 127 || first == 0
+    /// IPv6: handed on to the uplink's IPv6 program (a tail call).
+    Ipv6,
 }
 
 /// The loopback device's index, the same in every namespace: an "uplink" there (a host that
@@ -69,35 +62,56 @@ fn untouched<P: Packet, A: Ip>(pkt: &P, flow: &Flow<A>, reason: Counter) -> Verd
     }
 }
 
+/// The entry program's decision: IPv4 here, IPv6 handed on to a program of its own (IPv6's
+/// keys and translation do not fit a 512-byte stack beside IPv4's, as Cilium splits them).
 #[inline(always)]
 fn decide<P: Packet>(pkt: &mut P) -> Verdict {
-    let flow = match parse(pkt.data(), pkt.data_end()) {
-        Parsed::Ipv4(flow)
-            if (martian(flow.dst_addr) || martian(flow.src_addr))
-                && pkt.ingress_ifindex() != LOOPBACK_IFINDEX =>
-        {
-            return Verdict::Drop(Counter::DropMartian)
-        }
-        Parsed::Ipv4(flow) if flow.has_ports() || flow.is_echo() => flow,
-        Parsed::Ipv4(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
-        Parsed::Ipv4(flow) => return untouched(pkt, &flow, Counter::Pass),
-        // IPv6 publishes nothing yet: replies of outbound flows, and the routed-access check.
-        Parsed::Ipv6(flow) if flow.fragment => return untouched(pkt, &flow, Counter::Fragment),
-        Parsed::Ipv6(flow) => return outbound_reply(pkt, &flow),
-        Parsed::Malformed => return Verdict::Pass(Counter::Malformed),
-        _ => return Verdict::Pass(Counter::Pass),
-    };
+    match parse(pkt.data(), pkt.data_end()) {
+        Parsed::Ipv4(flow) => decide_ip(pkt, &flow),
+        Parsed::Ipv6(_) => Verdict::Ipv6,
+        Parsed::Malformed => Verdict::Pass(Counter::Malformed),
+        _ => Verdict::Pass(Counter::Pass),
+    }
+}
+
+/// The IPv6 program's decision.
+#[inline(always)]
+fn decide6<P: Packet>(pkt: &mut P) -> Verdict {
+    match parse(pkt.data(), pkt.data_end()) {
+        Parsed::Ipv6(flow) => decide_ip(pkt, &flow),
+        _ => Verdict::Pass(Counter::Malformed),
+    }
+}
+
+/// An IP packet of either family: what no wire may carry (loopback addresses: a port
+/// published on `127.0.0.1` or `[::1]` must not answer the LAN, CVE-2020-8558's class) is
+/// dropped, published ports DNAT'd, replies of outbound flows translated back.
+#[inline(always)]
+fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
+    if (A::martian(flow.dst_addr) || A::martian(flow.src_addr))
+        && pkt.ingress_ifindex() != LOOPBACK_IFINDEX
+    {
+        return Verdict::Drop(Counter::DropMartian);
+    }
+    if !flow.has_ports() && !flow.is_echo() {
+        let reason = if flow.fragment {
+            Counter::Fragment
+        } else {
+            Counter::Pass
+        };
+        return untouched(pkt, flow, reason);
+    }
     let published = if flow.has_ports() {
         ports::lookup_port(flow.dst_addr, flow.dst_port, flow.proto)
     } else {
         Published::NOTHING
     };
     if published.found() {
-        match ports::dnat(pkt, &flow, &published) {
+        match ports::dnat(pkt, flow, &published) {
             Dnat::Done => {
                 let target = &published.target;
                 count_port(target.stats, pkt.len());
-                trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
+                trace(event::trace::DNAT, flow, 0, target.addr, target.port);
                 return Verdict::Dnat(target.ifindex);
             }
             Dnat::Failed => return Verdict::Pass(Counter::Pass),
@@ -106,7 +120,7 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
             Dnat::NotHere => {}
         }
     }
-    outbound_reply(pkt, &flow)
+    outbound_reply(pkt, flow)
 }
 
 /// A reply of an outbound flow, translated back to its endpoint; else what passes untouched.
@@ -122,7 +136,26 @@ fn outbound_reply<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
 /// TC ingress on an uplink: `bpf_redirect_peer` into the endpoint's namespace.
 #[inline(always)]
 pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
-    let ifindex = match decide(ctx) {
+    let verdict = decide(ctx);
+    if let Verdict::Ipv6 = verdict {
+        // SAFETY: the slot holds this load's program; the call does not return.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::UPLINK6) };
+        aya_log_ebpf::debug!(ctx, "uplink: no IPv6 program, passed to the host stack");
+        return TC_ACT_OK as i32;
+    }
+    tc_verdict(ctx, verdict)
+}
+
+/// TC ingress on an uplink, IPv6 (`netpath_uplink6_tc`, the uplink program's tail call).
+#[inline(always)]
+pub fn ingress_tc6(ctx: &mut TcContext) -> i32 {
+    let verdict = decide6(ctx);
+    tc_verdict(ctx, verdict)
+}
+
+#[inline(always)]
+fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
+    let ifindex = match verdict {
         Verdict::Dnat(ifindex) => {
             count(Counter::DnatTc);
             ifindex
@@ -139,6 +172,7 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
             count(reason);
             return TC_ACT_OK as i32;
         }
+        Verdict::Ipv6 => return TC_ACT_OK as i32,
     };
     // SAFETY: plain helper call.
     unsafe { bpf_redirect_peer(ifindex, 0) as i32 }
@@ -148,7 +182,24 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
 /// peer, the endpoint's interface); everything else passes, counted with its reason.
 #[inline(always)]
 pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
-    let ifindex = match decide(ctx) {
+    let verdict = decide(ctx);
+    if let Verdict::Ipv6 = verdict {
+        // SAFETY: the slot holds this load's program; the call does not return.
+        unsafe { TAIL_CALLS_XDP.tail_call(ctx, tail::UPLINK6) };
+        return xdp_action::XDP_PASS;
+    }
+    xdp_verdict(verdict)
+}
+
+/// XDP on an uplink, IPv6 (`netpath_uplink6_xdp`, the uplink program's tail call).
+#[inline(always)]
+pub fn ingress_xdp6(ctx: &mut XdpContext) -> u32 {
+    xdp_verdict(decide6(ctx))
+}
+
+#[inline(always)]
+fn xdp_verdict(verdict: Verdict) -> u32 {
+    let ifindex = match verdict {
         Verdict::Dnat(ifindex) => {
             count(Counter::DnatXdp);
             ifindex
@@ -162,6 +213,7 @@ pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
             count(reason);
             return xdp_action::XDP_PASS;
         }
+        Verdict::Ipv6 => return xdp_action::XDP_PASS,
     };
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ifindex, 0) as u32 }

@@ -130,11 +130,21 @@ pub mod programs {
     pub const ENDPOINT6_TC: &str = "netpath_endpoint6_tc";
     /// Its outbound NAT, reached by a tail call from `ENDPOINT6_TC`, attached nowhere.
     pub const ENDPOINT_SNAT6_TC: &str = "netpath_endpoint_snat6_tc";
-    /// The programs reached by tail calls, by their `netpath_common::tail` slot.
-    pub const TAILS: [(u32, &str); 2] = [
+    /// Its IPv6 hairpin, reached by a tail call from `ENDPOINT6_TC`, attached nowhere.
+    pub const ENDPOINT_HAIRPIN6_TC: &str = "netpath_endpoint_hairpin6_tc";
+    /// The uplink programs' IPv6, reached by tail calls, attached nowhere.
+    pub const UPLINK6_TC: &str = "netpath_uplink6_tc";
+    pub const UPLINK6_XDP: &str = "netpath_uplink6_xdp";
+    /// The TC programs reached by tail calls (`TAIL_CALLS`), by their `netpath_common::tail`
+    /// slot.
+    pub const TAILS: [(u32, &str); 4] = [
         (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
         (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
+        (netpath_common::tail::UPLINK6, UPLINK6_TC),
+        (netpath_common::tail::HAIRPIN6, ENDPOINT_HAIRPIN6_TC),
     ];
+    /// The XDP programs reached by tail calls (`TAIL_CALLS_XDP`).
+    pub const TAILS_XDP: [(u32, &str); 1] = [(netpath_common::tail::UPLINK6, UPLINK6_XDP)];
     pub const OVERLAY_TC: &str = "netpath_overlay_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
     /// The socket hook that refuses binding a published port (a `cgroup_sock` program; the
@@ -149,12 +159,15 @@ pub mod programs {
         SOCK_BIND,
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         UPLINK_XDP,
         UPLINK_TC,
+        UPLINK6_XDP,
+        UPLINK6_TC,
         ENDPOINT_TC,
         ENDPOINT6_TC,
         ENDPOINT_SNAT6_TC,
+        ENDPOINT_HAIRPIN6_TC,
         OVERLAY_TC,
         XDP_PASS,
         SOCK[0],

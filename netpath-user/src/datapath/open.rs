@@ -40,25 +40,40 @@ macro_rules! take_map {
     }};
 }
 
-/// Puts the programs entry points hand packets on to into `TAIL_CALLS` (this load's own).
+/// Puts the programs entry points hand packets on to into `TAIL_CALLS` and `TAIL_CALLS_XDP`
+/// (this load's own).
 fn fill_tail_calls(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    let name = map_names::TAIL_CALLS;
     for (slot, prog_name) in programs::TAILS {
-        let fd = {
-            let prog: &mut SchedClassifier = program(ebpf, prog_name)?;
-            prog.fd()
-                .map_err(|e| program_error(prog_name, e))?
-                .try_clone()
-                .map_err(|e| DatapathError::Program(prog_name, e.to_string()))?
-        };
-        let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
-        let mut tails =
-            aya::maps::ProgramArray::try_from(map).map_err(|e| DatapathError::Map(name, e))?;
-        tails
-            .set(slot, &fd, 0)
-            .map_err(|e| DatapathError::Map(name, e))?;
+        let prog: &mut SchedClassifier = program(ebpf, prog_name)?;
+        let fd = prog.fd().map_err(|e| program_error(prog_name, e))?;
+        let fd = fd
+            .try_clone()
+            .map_err(|e| DatapathError::Program(prog_name, e.to_string()))?;
+        set_tail(ebpf, map_names::TAIL_CALLS, slot, &fd)?;
+    }
+    for (slot, prog_name) in programs::TAILS_XDP {
+        let prog: &mut Xdp = program(ebpf, prog_name)?;
+        let fd = prog.fd().map_err(|e| program_error(prog_name, e))?;
+        let fd = fd
+            .try_clone()
+            .map_err(|e| DatapathError::Program(prog_name, e.to_string()))?;
+        set_tail(ebpf, map_names::TAIL_CALLS_XDP, slot, &fd)?;
     }
     Ok(())
+}
+
+fn set_tail(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    slot: u32,
+    fd: &aya::programs::ProgramFd,
+) -> Result<(), DatapathError> {
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut tails =
+        aya::maps::ProgramArray::try_from(map).map_err(|e| DatapathError::Map(name, e))?;
+    tails
+        .set(slot, fd, 0)
+        .map_err(|e| DatapathError::Map(name, e))
 }
 
 impl Datapath {
@@ -94,19 +109,25 @@ impl Datapath {
         };
         for name in [
             programs::UPLINK_TC,
+            programs::UPLINK6_TC,
             programs::ENDPOINT_TC,
             programs::ENDPOINT6_TC,
             programs::ENDPOINT_SNAT6_TC,
+            programs::ENDPOINT_HAIRPIN6_TC,
             programs::OVERLAY_TC,
         ] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;
         }
-        fill_tail_calls(&mut ebpf)?;
-        for name in [programs::UPLINK_XDP, programs::XDP_PASS] {
+        for name in [
+            programs::UPLINK_XDP,
+            programs::UPLINK6_XDP,
+            programs::XDP_PASS,
+        ] {
             let prog: &mut Xdp = program(&mut ebpf, name)?;
             prog.load().map_err(|e| program_error(name, e))?;
         }
+        fill_tail_calls(&mut ebpf)?;
         for name in programs::SOCK {
             if name == programs::SOCK_BIND {
                 let prog: &mut CgroupSock = program(&mut ebpf, name)?;
