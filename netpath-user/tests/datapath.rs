@@ -837,7 +837,7 @@ fn whole_maps_are_read_past_one_batch() {
     }
     publish(&mut dp, HOST, 8080, TCP, 80, EP_IFINDEX);
     let mut ports: Vec<(u16, u8)> = dp
-        .published()
+        .published::<u32>()
         .iter()
         .map(|(k, _)| (u16::from_be(k.port), k.proto))
         .collect();

@@ -1,20 +1,20 @@
 //! BPF_PROG_TEST_RUN tests of the IPv6 datapath: crafted IPv6 frames into the real programs
 //! (forwarding between endpoints, isolation, anti-spoofing, neighbour discovery, the uplink's
-//! routed-access check, policy), exact verdicts and bytes out.
+//! routed-access check, policy, published ports), exact verdicts and bytes out.
 mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{
-    frame6::{icmp6_checksum_ok, nd, solicited_node, Frame6, ICMPV6},
-    load, run_tc, run_xdp_on, udp, Dp, RoutedNs, Seen, UDP,
+    frame6::{checksum_ok6, nd, solicited_node, Frame6, ICMPV6},
+    load, run_tc, run_xdp_on, tcp, udp, Dp, RoutedNs, Seen, TCP, UDP,
 };
-use netpath_common::{direction, Counter, PolicyKey};
+use netpath_common::{direction, Counter, FlowKey, In6, PolicyKey, PortKey, PortTarget};
 use netpath_user::{
-    datapath::{programs, AttachmentEntry, Datapath},
+    datapath::{be_addr, be_port, programs, AttachmentEntry, Datapath},
     ipam::{Pool, Subnet},
     model::Network,
-    policy::Compiled,
+    policy::{Compiled, PublishedFrom},
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -258,7 +258,7 @@ fn neighbour_solicitations_for_the_gateway_and_peers_are_answered_and_lies_dropp
         assert_eq!(&out[62..78], &v6(target).octets(), "its target");
         assert_eq!(&out[78..80], &[2, 1], "the target's link-layer address");
         assert_eq!(&out[80..86], &GW_MAC);
-        assert!(icmp6_checksum_ok(&out), "{target}: checksum");
+        assert!(checksum_ok6(&out), "{target}: checksum");
     }
     assert_eq!(counter(&dp, Counter::NdpReply), 2);
     // Of another network, of nobody, of itself (duplicate address detection): not ours.
@@ -383,4 +383,165 @@ fn network_policy_holds_for_ipv6_between_endpoints() {
     assert_eq!(run(&mut dp, &allowed), TC_ACT_SHOT);
     dp.set_policy(&Compiled::default()).unwrap();
     assert_eq!(run(&mut dp, &other), TC_ACT_REDIRECT);
+}
+
+const HOST6: &str = "2001:db8::1";
+const CLIENT6: &str = "2001:db8::99";
+const XDP_REDIRECT: u32 = 4;
+
+/// The IPv6 addresses of `frame` (source, destination) and its ports.
+fn addrs_ports(frame: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16) {
+    let a = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&frame[at..at + 16]).unwrap());
+    let p = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    (a(22), a(38), p(54), p(56))
+}
+
+/// `[::]:8080/tcp` published to the endpoint's port 80, `HOST6` the host's address.
+fn published6(dp: &mut Datapath, ifindex: u32) {
+    dp.publish(
+        PortKey {
+            addr: In6::default(),
+            port: be_port(8080),
+            proto: TCP,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: be_addr(v6(EP)),
+            port: be_port(80),
+            stats: 0,
+            ifindex,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+        },
+    )
+    .unwrap();
+    dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
+}
+
+#[test]
+fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    published6(&mut dp, r.endpoint_ifindex);
+    let reply_key = |client_port| {
+        FlowKey::new(
+            be_addr(v6(EP)),
+            be_port(80),
+            be_addr(v6(CLIENT6)),
+            be_port(client_port),
+            TCP,
+        )
+    };
+    for (client_port, xdp) in [(40000u16, true), (40001, false)] {
+        let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(client_port, 8080));
+        let (verdict, out) = if xdp {
+            r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex))
+        } else {
+            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
+        };
+        let want = if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT };
+        assert_eq!(verdict, want, "xdp {xdp}");
+        assert_eq!(
+            addrs_ports(&out),
+            (v6(CLIENT6), v6(EP), client_port, 80),
+            "the client's own address kept, the destination the endpoint's"
+        );
+        assert!(checksum_ok6(&out), "TCP checksum of the translated packet");
+        let seen = Seen(&out);
+        assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+        let nat = dp.flow(&reply_key(client_port)).expect("the flow recorded");
+        assert_eq!((nat.addr, nat.port), (be_addr(v6(HOST6)), be_port(8080)));
+        assert_eq!(nat.ifindex, r.endpoint_ifindex);
+
+        // The endpoint's reply goes back out of the uplink, from the published address.
+        let mut reply = Frame6::new(EP, CLIENT6, TCP);
+        reply.src_mac = EP_MAC;
+        reply.dst_mac = GW_MAC;
+        let reply = reply.build(&tcp(80, client_port));
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &reply, r.endpoint_ifindex));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "xdp {xdp}");
+        assert_eq!(
+            addrs_ports(&out),
+            (v6(HOST6), v6(CLIENT6), 8080, client_port)
+        );
+        assert!(checksum_ok6(&out), "TCP checksum of the reply");
+    }
+    assert_eq!(dp.counter(Counter::DnatXdp), 1);
+    assert_eq!(dp.counter(Counter::DnatTc), 1);
+    assert_eq!(dp.counter(Counter::RevNat), 2);
+
+    // Not published, or not this host's: untouched.
+    for (dst, port) in [(HOST6, 9999), ("2001:db8::5", 8080)] {
+        let pkt = Frame6::new(CLIENT6, dst, TCP).build(&tcp(40002, port));
+        let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+        assert_eq!((verdict, &out), (XDP_PASS, &pkt), "{dst} port {port}");
+    }
+    // Loopback never comes from a wire: a port published on [::1] does not answer the LAN.
+    for (src, dst) in [
+        (CLIENT6, "::1"),
+        ("::1", HOST6),
+        (CLIENT6, "::ffff:127.0.0.1"),
+    ] {
+        let before = dp.counter(Counter::DropMartian);
+        let pkt = Frame6::new(src, dst, TCP).build(&tcp(40003, 8080));
+        let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+        assert_eq!(verdict, XDP_DROP, "{src} to {dst}");
+        assert_eq!(dp.counter(Counter::DropMartian), before + 1);
+    }
+}
+
+#[test]
+fn the_published_ports_firewall_holds_ipv6_clients_out_while_a_list_is_in_force() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    published6(&mut dp, r.endpoint_ifindex);
+    let syn = |port| Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(port, 8080));
+    let (verdict, _) =
+        r.ns.run(|| run_xdp_on(&mut dp, &syn(40000), r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT, "no list: everyone");
+
+    let list: PublishedFrom = "10.0.0.0/8".parse().unwrap();
+    assert_eq!(
+        dp.set_published_from(&list).unwrap(),
+        1,
+        "the IPv6 client's flow ended"
+    );
+    for port in [40000, 40001] {
+        let (verdict, _) =
+            r.ns.run(|| run_xdp_on(&mut dp, &syn(port), r.uplink_ifindex));
+        assert_eq!(
+            verdict, XDP_DROP,
+            "port {port}: IPv6 clients are not on the list"
+        );
+        let (verdict, _) =
+            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &syn(port), r.uplink_ifindex));
+        assert_eq!(verdict, TC_ACT_SHOT);
+    }
+    assert_eq!(dp.counter(Counter::DropFirewall), 4);
+
+    dp.set_published_from(&PublishedFrom::default()).unwrap();
+    let (verdict, _) =
+        r.ns.run(|| run_xdp_on(&mut dp, &syn(40002), r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT, "the list cleared: everyone again");
 }

@@ -1,25 +1,25 @@
-//! The flow table of published ports (kernel: `flows.rs`): `FLOWS`, an LRU map keyed by a
-//! reply's 5-tuple. The kernel records flows and stamps them; the agent expires idle ones and
+//! The flow tables of published ports (kernel: `flows.rs`): `FLOWS` and `FLOWS6`, LRU maps
+//! keyed by a reply's 5-tuple. The kernel records flows and stamps them; the agent expires idle ones and
 //! flushes them when what they lead to goes away, so no stale translation outlives a port or
 //! an interface.
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use netpath_common::{flow_flags, map_names, FlowKey, FlowNat, PortKey};
+use netpath_common::{flow_flags, FlowKey, FlowNat, In6, PortKey};
 
 #[cfg(feature = "testing")]
 use super::DatapathError;
-use super::{be_addr, timeouts, Datapath};
+use super::{be_addr, ports::PortFamily, timeouts, Datapath};
 
 impl Datapath {
     /// Removes the flows of host-side veth `ifindex` that came in through `ports` (their
     /// host address, or any address for a port published on every one); returns how many.
-    pub fn flush_flows_of(&mut self, ifindex: u32, ports: &[PortKey]) -> usize {
-        let doomed: HashSet<(u32, u16, u8)> =
+    pub fn flush_flows_of<A: PortFamily>(&mut self, ifindex: u32, ports: &[PortKey<A>]) -> usize {
+        let doomed: HashSet<(A, u16, u8)> =
             ports.iter().map(|k| (k.addr, k.port, k.proto)).collect();
-        self.flush_flows(|k, v| {
+        self.flush_flows::<A>(|k, v| {
             v.ifindex == ifindex
                 && (doomed.contains(&(v.addr, v.port, k.proto))
-                    || doomed.contains(&(0, v.port, k.proto)))
+                    || doomed.contains(&(A::ANY, v.port, k.proto)))
         })
         .0
     }
@@ -28,67 +28,77 @@ impl Datapath {
     /// its address answers; returns how many.
     pub fn flush_interface_flows(&mut self, ifindex: u32, addr: Ipv4Addr) -> usize {
         let addr = be_addr(addr);
-        self.flush_flows(|k, v| v.ifindex == ifindex || k.src_addr == addr)
+        self.flush_flows::<u32>(|k, v| v.ifindex == ifindex || k.src_addr == addr)
             .0
+            + self.flush_flows::<In6>(|_, v| v.ifindex == ifindex).0
     }
 
     /// Removes the published flows of every interface not in `live`; returns how many.
     pub fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize {
-        self.flush_flows(|_, v| !live.contains(&v.ifindex)).0
+        self.flush_flows::<u32>(|_, v| !live.contains(&v.ifindex)).0
+            + self.flush_flows::<In6>(|_, v| !live.contains(&v.ifindex)).0
     }
 
     /// Removes published flows idle past their [`timeouts`] at `now` (CLOCK_MONOTONIC ns;
     /// the kernel stamps flows with the coarse clock, at most a few ms behind). Returns how
     /// many went and how many are left.
     pub fn expire_flows(&mut self, now: u64) -> (usize, usize) {
-        let (n, seen) = self.flush_flows(|k, v| {
+        let (n4, seen4) = self.expire::<u32>(now);
+        let (n6, seen6) = self.expire::<In6>(now);
+        (n4 + n6, seen4 + seen6 - n4 - n6)
+    }
+
+    fn expire<A: PortFamily>(&mut self, now: u64) -> (usize, usize) {
+        self.flush_flows::<A>(|k, v| {
             let closing = v.flags & flow_flags::CLOSING != 0;
             now.saturating_sub(v.last_seen) > timeouts::of(k.proto, closing)
-        });
-        (n, seen - n)
+        })
     }
 
     /// The translation recorded for replies with 5-tuple `key`.
-    pub fn flow(&self, key: &FlowKey) -> Option<FlowNat> {
-        self.flows.get(key, 0).ok()
+    pub fn flow<A: PortFamily>(&self, key: &FlowKey<A>) -> Option<FlowNat<A>> {
+        A::flows(self).get(key, 0).ok()
     }
 
-    /// How many published flows the table holds.
+    /// How many published flows the tables hold.
     pub fn flow_count(&self) -> usize {
-        self.flows().len()
+        self.flows::<u32>().len() + self.flows::<In6>().len()
     }
 
-    /// Every published flow.
-    fn flows(&self) -> Vec<(FlowKey, FlowNat)> {
-        self.scan(map_names::FLOWS, &self.whole.flows)
+    /// Every published flow of family `A`.
+    fn flows<A: PortFamily>(&self) -> Vec<(FlowKey<A>, FlowNat<A>)> {
+        self.scan(A::NAMES[2], A::whole(self)[2])
     }
 
     /// Records a flow as the kernel would (tests and benchmarks set up hits this way).
     #[cfg(feature = "testing")]
-    pub fn insert_flow(&mut self, key: FlowKey, nat: FlowNat) -> Result<(), DatapathError> {
-        self.flows
+    pub fn insert_flow<A: PortFamily>(
+        &mut self,
+        key: FlowKey<A>,
+        nat: FlowNat<A>,
+    ) -> Result<(), DatapathError> {
+        A::maps(self)
+            .flows
             .insert(key, nat, 0)
-            .map_err(|e| DatapathError::Map(map_names::FLOWS, e))
+            .map_err(|e| DatapathError::Map(A::NAMES[2], e))
     }
 
-    /// Removes the flows `pred` selects: how many, and how many there were.
-    pub(super) fn flush_flows(
+    /// Removes the flows of family `A` that `pred` selects: how many, and how many there were.
+    pub(super) fn flush_flows<A: PortFamily>(
         &mut self,
-        pred: impl Fn(&FlowKey, &FlowNat) -> bool,
+        pred: impl Fn(&FlowKey<A>, &FlowNat<A>) -> bool,
     ) -> (usize, usize) {
-        let all = self.flows();
+        let all = self.flows::<A>();
         let seen = all.len();
-        let doomed: Vec<FlowKey> = all
+        let doomed: Vec<FlowKey<A>> = all
             .into_iter()
             .filter(|(k, v)| pred(k, v))
             .map(|(k, _)| k)
             .collect();
-        let n = doomed
-            .iter()
-            .filter(|k| self.flows.remove(k).is_ok())
-            .count();
+        let flows = A::maps(self).flows;
+        let n = doomed.iter().filter(|k| flows.remove(k).is_ok()).count();
         if n > 0 {
-            tracing::debug!(map = map_names::FLOWS, flows = n, "flushed");
+            tracing::debug!(map = A::NAMES[2], flows = n, "flushed");
         }
         (n, seen)
     }

@@ -6,11 +6,12 @@
 use std::{collections::HashMap as StdHashMap, net::Ipv6Addr};
 
 use aya::{
-    maps::{lpm_trie::Key as LpmKey, HashMap, LpmTrie, MapData},
+    maps::{lpm_trie::Key as LpmKey, Array, HashMap, LpmTrie, MapData},
     Ebpf,
 };
 use netpath_common::{
-    map_names, AddrIdentity, EndpointInfo, FlowKey, In6, NetworkInfo, PeerInfo, SnatNat, SnatRev,
+    map_names, AddrIdentity, EndpointInfo, FlowKey, FlowNat, In6, NetworkInfo, PeerInfo, PortKey,
+    PortSlot, PortTarget, SnatNat, SnatRev,
 };
 
 use super::{
@@ -36,6 +37,12 @@ pub(super) struct Maps6 {
     snat: HashMap<MapData, FlowKey<In6>, SnatNat<In6>>,
     snat_rev: HashMap<MapData, FlowKey<In6>, SnatRev<In6>>,
     uplinks: HashMap<MapData, u32, In6>,
+    pub(super) ports: HashMap<MapData, PortKey<In6>, PortTarget<In6>>,
+    pub(super) ports_any: Array<MapData, PortSlot<In6>>,
+    pub(super) port_slots: StdHashMap<u32, PortSlot<In6>>,
+    pub(super) host_addrs: HashMap<MapData, In6, u32>,
+    pub(super) flows: HashMap<MapData, FlowKey<In6>, FlowNat<In6>>,
+    pub(super) published_from: LpmTrie<MapData, In6, u8>,
 }
 
 impl Maps6 {
@@ -49,6 +56,12 @@ impl Maps6 {
             snat: super::take_map(ebpf, map_names::SNAT6)?,
             snat_rev: super::take_map(ebpf, map_names::SNAT_REV6)?,
             uplinks: super::take_map(ebpf, map_names::UPLINKS6)?,
+            ports: super::take_map(ebpf, map_names::PORTS6)?,
+            ports_any: super::take_map(ebpf, map_names::PORTS_ANY6)?,
+            port_slots: StdHashMap::new(),
+            host_addrs: super::take_map(ebpf, map_names::HOST_ADDRS6)?,
+            flows: super::take_map(ebpf, map_names::FLOWS6)?,
+            published_from: super::take_map(ebpf, map_names::PUBLISHED_FROM6)?,
         })
     }
 }
@@ -73,6 +86,38 @@ fn subnet_key(pool: &Pool<Ipv6Addr>) -> LpmKey<In6> {
 }
 
 impl Datapath {
+    /// The published ports' firewall for IPv6 clients. The list names IPv4 prefixes only, so
+    /// while one is in force no IPv6 client is let in (`::/0` denied; the endpoints of this
+    /// host's networks reach published ports by hairpin, which the list does not govern), and
+    /// with none every one is. Returns the IPv6 flows removed.
+    pub(super) fn set_published_from6(&mut self, everyone: bool) -> Result<usize, DatapathError> {
+        let all = LpmKey::new(0, In6::default());
+        let name = map_names::PUBLISHED_FROM6;
+        if everyone {
+            removed(name, self.v6.published_from.remove(&all))?;
+            return Ok(0);
+        }
+        self.v6
+            .published_from
+            .insert(&all, netpath_common::published_from::DENY, 0)
+            .map_err(|e| DatapathError::Map(name, e))?;
+        let local: Vec<(u32, u128)> = self
+            .v6
+            .subnets
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| (k.prefix_len(), Ipv6Addr::from_kernel(k.data()).to_bits()))
+            .collect();
+        let is_local = |a: In6| {
+            let a = Ipv6Addr::from_kernel(a).to_bits();
+            local.iter().any(|(len, net)| {
+                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                a & mask == *net & mask
+            })
+        };
+        Ok(self.flush_flows::<In6>(|k, _| !is_local(k.dst_addr)).0)
+    }
+
     /// Makes `uplinks` (ifindex → global IPv6 address) the sources of IPv6's outbound NAT.
     pub fn set_uplinks6(&mut self, uplinks: &[(u32, Ipv6Addr)]) -> Result<(), DatapathError> {
         let want = uplinks.iter().map(|(i, a)| (*i, be_addr(*a))).collect();

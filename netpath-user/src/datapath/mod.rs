@@ -104,10 +104,15 @@ fn sized_loader<'a>(pin_dir: Option<&'a Path>, sizes: &MapSizes) -> EbpfLoader<'
     }
     loader
         .map_max_entries(map_names::PORTS, sizes.ports)
+        .map_max_entries(map_names::PORTS6, sizes.ports)
         .map_max_entries(map_names::FLOWS, sizes.flows)
         .map_max_entries(map_names::SNAT, sizes.flows)
         .map_max_entries(map_names::SNAT_REV, sizes.flows)
         .map_max_entries(map_names::POLICY_CT, sizes.flows)
+        .map_max_entries(map_names::FLOWS6, sizes.flows)
+        .map_max_entries(map_names::SNAT6, sizes.flows)
+        .map_max_entries(map_names::SNAT_REV6, sizes.flows)
+        .map_max_entries(map_names::POLICY_CT6, sizes.flows)
         .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
         .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
         .map_max_entries(map_names::MEMBERS, sizes.endpoints);
@@ -263,8 +268,7 @@ pub struct Datapath {
     kernel_log: Option<kernel_log::KernelLog>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     ports_any: Array<MapData, netpath_common::PortSlot>,
-    /// The `PORTS_ANY` slots this process read or wrote: a publish reads its slot from here,
-    /// not by a syscall (only this agent writes the slots).
+    /// The `PORTS_ANY` slots this process read or wrote ([`ports::PortMaps`]).
     port_slots: std::collections::HashMap<u32, netpath_common::PortSlot>,
     host_addrs: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowNat>,
@@ -308,6 +312,9 @@ struct Whole {
     ports: std::os::fd::OwnedFd,
     ports_any: std::os::fd::OwnedFd,
     flows: std::os::fd::OwnedFd,
+    ports6: std::os::fd::OwnedFd,
+    ports_any6: std::os::fd::OwnedFd,
+    flows6: std::os::fd::OwnedFd,
     snat: std::os::fd::OwnedFd,
     snat_rev: std::os::fd::OwnedFd,
     policy_ct: std::os::fd::OwnedFd,

@@ -1,4 +1,5 @@
-//! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`;
+//! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`
+//! (and `PUBLISHED_FROM6`, in `ipv6.rs`);
 //! network policy's `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`
 //! and `POLICY_CT`.
 use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -58,12 +59,13 @@ impl Datapath {
                 Subnet::new(Ipv4Addr::from(u32::from_be(k.data())), k.prefix_len() as u8).ok()
             })
             .collect();
-        Ok(self
+        let flushed = self
             .flush_flows(|k, _| {
                 let client = Ipv4Addr::from(u32::from_be(k.dst_addr));
                 !list.allows(client) && !local.iter().any(|s| s.contains(client))
             })
-            .0)
+            .0;
+        Ok(flushed + self.set_published_from6(list.is_everyone())?)
     }
 }
 

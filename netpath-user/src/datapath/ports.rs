@@ -1,113 +1,182 @@
-//! Published ports (kernel: `ports.rs`): `PORTS` for a publish on one host address,
-//! `PORTS_ANY` (an array slot per protocol and port) for a publish on every host address and
-//! how many addresses publish the port in `PORTS`, and `HOST_ADDRS`, the addresses where a
-//! publish on every address answers.
-use std::{collections::HashSet, net::Ipv4Addr};
+//! Published ports (kernel: `ports.rs`), of both families: `PORTS`/`PORTS6` for a publish on
+//! one host address, `PORTS_ANY`/`PORTS_ANY6` (an array slot per protocol and port) for a
+//! publish on every host address and how many addresses publish the port on one, and
+//! `HOST_ADDRS`/`HOST_ADDRS6`, the addresses where a publish on every address answers. Written
+//! once over [`PortFamily`], which names each family's maps.
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::OwnedFd,
+};
 
-use netpath_common::{map_names, port_any_index, port_any_key, PortKey, PortSlot, PortTarget};
+use aya::maps::{Array, HashMap, MapData};
+use netpath_common::{
+    map_names, port_any_index, port_any_key, Addr, FlowKey, FlowNat, In6, PortKey, PortSlot,
+    PortTarget,
+};
 
 use super::{be_addr, removed, Datapath, DatapathError};
 
+/// A family's published-port and flow maps, as the agent writes and reads them.
+pub struct PortMaps<'a, A: PortFamily> {
+    pub(super) ports: &'a mut HashMap<MapData, PortKey<A>, PortTarget<A>>,
+    pub(super) any: &'a mut Array<MapData, PortSlot<A>>,
+    /// The `PORTS_ANY` slots this process read or wrote: a publish reads its slot from here,
+    /// not by a syscall (only this agent writes the slots).
+    pub(super) slots: &'a mut StdHashMap<u32, PortSlot<A>>,
+    pub(super) flows: &'a mut HashMap<MapData, FlowKey<A>, FlowNat<A>>,
+}
+
+/// An address family whose ports can be published: its maps in a [`Datapath`].
+pub trait PortFamily: Addr + aya::Pod {
+    /// `PORTS`, `PORTS_ANY`, `FLOWS` and `HOST_ADDRS` of this family.
+    const NAMES: [&'static str; 4];
+    fn maps(dp: &mut Datapath) -> PortMaps<'_, Self>;
+    /// `FLOWS` of this family, to read.
+    fn flows(dp: &Datapath) -> &HashMap<MapData, FlowKey<Self>, FlowNat<Self>>;
+    /// Descriptors of `PORTS`, `PORTS_ANY` and `FLOWS`, for reading them whole.
+    fn whole(dp: &Datapath) -> [&OwnedFd; 3];
+}
+
+impl PortFamily for u32 {
+    const NAMES: [&'static str; 4] = [
+        map_names::PORTS,
+        map_names::PORTS_ANY,
+        map_names::FLOWS,
+        map_names::HOST_ADDRS,
+    ];
+    fn maps(dp: &mut Datapath) -> PortMaps<'_, u32> {
+        PortMaps {
+            ports: &mut dp.ports,
+            any: &mut dp.ports_any,
+            slots: &mut dp.port_slots,
+            flows: &mut dp.flows,
+        }
+    }
+    fn flows(dp: &Datapath) -> &HashMap<MapData, FlowKey<u32>, FlowNat<u32>> {
+        &dp.flows
+    }
+    fn whole(dp: &Datapath) -> [&OwnedFd; 3] {
+        [&dp.whole.ports, &dp.whole.ports_any, &dp.whole.flows]
+    }
+}
+
+impl PortFamily for In6 {
+    const NAMES: [&'static str; 4] = [
+        map_names::PORTS6,
+        map_names::PORTS_ANY6,
+        map_names::FLOWS6,
+        map_names::HOST_ADDRS6,
+    ];
+    fn maps(dp: &mut Datapath) -> PortMaps<'_, In6> {
+        let v6 = &mut dp.v6;
+        PortMaps {
+            ports: &mut v6.ports,
+            any: &mut v6.ports_any,
+            slots: &mut v6.port_slots,
+            flows: &mut v6.flows,
+        }
+    }
+    fn flows(dp: &Datapath) -> &HashMap<MapData, FlowKey<In6>, FlowNat<In6>> {
+        &dp.v6.flows
+    }
+    fn whole(dp: &Datapath) -> [&OwnedFd; 3] {
+        [&dp.whole.ports6, &dp.whole.ports_any6, &dp.whole.flows6]
+    }
+}
+
 impl Datapath {
-    /// Publishes `key` (address 0: every host address) to `target`.
+    /// Publishes `key` (address ANY: every host address) to `target`.
     ///
     /// A publish on one address also counts itself in its port's `PORTS_ANY` slot, before it
     /// is written (and is uncounted after it is removed): a count too high costs the kernel a
     /// hash lookup that misses, one too low would hide a publish, so an interrupted change
     /// errs on the safe side, and [`Datapath::recount_specific`] settles it.
-    pub fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
+    pub fn publish<A: PortFamily>(
+        &mut self,
+        key: PortKey<A>,
+        target: PortTarget<A>,
+    ) -> Result<(), DatapathError> {
+        let mut m = A::maps(self);
         let idx = port_any_index(key.proto, key.port);
-        let mut slot = self.port_slot(idx)?;
-        if key.addr == 0 {
+        let mut slot = m.slot(idx)?;
+        if key.addr == A::ANY {
             slot.target = target;
-            return self.set_port_slot(idx, slot);
+            return m.set_slot(idx, slot);
         }
-        let new = self.ports.get(&key, 0).is_err();
+        let new = m.ports.get(&key, 0).is_err();
         if new {
             slot.specific += 1;
-            self.set_port_slot(idx, slot)?;
+            m.set_slot(idx, slot)?;
         }
-        let res = self
+        let res = m
             .ports
             .insert(key, target, 0)
-            .map_err(|e| DatapathError::Map(map_names::PORTS, e));
+            .map_err(|e| DatapathError::Map(A::NAMES[0], e));
         if res.is_err() && new {
             slot.specific -= 1;
-            self.set_port_slot(idx, slot)?;
+            m.set_slot(idx, slot)?;
         }
         res
     }
 
     /// Stops publishing `key`.
-    pub fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
+    pub fn unpublish<A: PortFamily>(&mut self, key: &PortKey<A>) -> Result<(), DatapathError> {
+        let mut m = A::maps(self);
         let idx = port_any_index(key.proto, key.port);
-        let mut slot = self.port_slot(idx)?;
-        if key.addr == 0 {
+        let mut slot = m.slot(idx)?;
+        if key.addr == A::ANY {
             slot.target = PortTarget::default();
-            return self.set_port_slot(idx, slot);
+            return m.set_slot(idx, slot);
         }
-        if self.ports.get(key, 0).is_err() {
+        if m.ports.get(key, 0).is_err() {
             return Ok(());
         }
-        removed(map_names::PORTS, self.ports.remove(key))?;
+        removed(A::NAMES[0], m.ports.remove(key))?;
         slot.specific = slot.specific.saturating_sub(1);
-        self.set_port_slot(idx, slot)
+        m.set_slot(idx, slot)
     }
 
-    /// Sets every `PORTS_ANY` slot's count of one-address publishes to what `PORTS` holds.
+    /// Sets every `PORTS_ANY` slot's count of one-address publishes to what `PORTS` holds, of
+    /// both families; how many slots were off.
     pub fn recount_specific(&mut self) -> Result<usize, DatapathError> {
-        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        let specific: Vec<(PortKey, PortTarget)> = self.scan(map_names::PORTS, &self.whole.ports);
+        Ok(self.recount::<u32>()? + self.recount::<In6>()?)
+    }
+
+    fn recount<A: PortFamily>(&mut self) -> Result<usize, DatapathError> {
+        let mut counts: StdHashMap<u32, u32> = StdHashMap::new();
+        let [ports, any, _] = A::whole(self);
+        let specific: Vec<(PortKey<A>, PortTarget<A>)> = self.scan(A::NAMES[0], ports);
         for (k, _) in specific {
             *counts.entry(port_any_index(k.proto, k.port)).or_default() += 1;
         }
-        let slots: Vec<(u32, PortSlot)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
+        let slots: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
+        let mut m = A::maps(self);
         let mut fixed = 0;
         for (idx, mut slot) in slots {
-            self.port_slots.insert(idx, slot);
+            m.slots.insert(idx, slot);
             let want = counts.get(&idx).copied().unwrap_or(0);
             if slot.specific != want {
                 slot.specific = want;
-                self.set_port_slot(idx, slot)?;
+                m.set_slot(idx, slot)?;
                 fixed += 1;
             }
         }
         Ok(fixed)
     }
 
-    fn port_slot(&mut self, idx: u32) -> Result<PortSlot, DatapathError> {
-        if let Some(slot) = self.port_slots.get(&idx) {
-            return Ok(*slot);
-        }
-        let slot = self
-            .ports_any
-            .get(&idx, 0)
-            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))?;
-        self.port_slots.insert(idx, slot);
-        Ok(slot)
-    }
-
-    fn set_port_slot(&mut self, idx: u32, slot: PortSlot) -> Result<(), DatapathError> {
-        // Forgotten first: a failed write leaves the slot to be read again.
-        self.port_slots.remove(&idx);
-        self.ports_any
-            .set(idx, slot, 0)
-            .map_err(|e| DatapathError::Map(map_names::PORTS_ANY, e))?;
-        self.port_slots.insert(idx, slot);
-        Ok(())
-    }
-
-    /// Every published port in the maps, with its target.
-    pub fn published(&self) -> Vec<(PortKey, PortTarget)> {
-        let mut out: Vec<(PortKey, PortTarget)> = self.scan(map_names::PORTS, &self.whole.ports);
-        let any: Vec<(u32, PortSlot)> = self.scan(map_names::PORTS_ANY, &self.whole.ports_any);
+    /// Every published port of family `A` in the maps, with its target.
+    pub fn published<A: PortFamily>(&self) -> Vec<(PortKey<A>, PortTarget<A>)> {
+        let [ports, any, _] = A::whole(self);
+        let mut out: Vec<(PortKey<A>, PortTarget<A>)> = self.scan(A::NAMES[0], ports);
+        let any: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
         out.extend(
             any.into_iter()
                 .filter(|(_, s)| s.target.ifindex != 0)
                 .map(|(idx, s)| {
                     let (proto, port) = port_any_key(idx);
                     let key = PortKey {
-                        addr: 0,
+                        addr: A::ANY,
                         port,
                         proto,
                         _pad: 0,
@@ -120,15 +189,54 @@ impl Datapath {
 
     /// Replaces the set of host addresses.
     pub fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
-        let err = |e| DatapathError::Map(map_names::HOST_ADDRS, e);
         let want: HashSet<u32> = addrs.iter().map(|a| be_addr(*a)).collect();
-        let have: Vec<u32> = self.host_addrs.keys().filter_map(Result::ok).collect();
-        for k in have.iter().filter(|k| !want.contains(k)) {
-            removed(map_names::HOST_ADDRS, self.host_addrs.remove(k))?;
+        sync_set(map_names::HOST_ADDRS, &mut self.host_addrs, &want)
+    }
+
+    /// Replaces the set of the host's IPv6 addresses.
+    pub fn set_host_addrs6(&mut self, addrs: &HashSet<Ipv6Addr>) -> Result<(), DatapathError> {
+        let want: HashSet<In6> = addrs.iter().map(|a| be_addr(*a)).collect();
+        sync_set(map_names::HOST_ADDRS6, &mut self.v6.host_addrs, &want)
+    }
+}
+
+/// Makes a set-like map (key → 1) hold exactly `want`.
+fn sync_set<A: Addr + aya::Pod>(
+    name: &'static str,
+    map: &mut HashMap<MapData, A, u32>,
+    want: &HashSet<A>,
+) -> Result<(), DatapathError> {
+    let have: Vec<A> = map.keys().filter_map(Result::ok).collect();
+    for k in have.iter().filter(|k| !want.contains(k)) {
+        removed(name, map.remove(k))?;
+    }
+    for k in want.iter().filter(|k| !have.contains(k)) {
+        map.insert(k, 1, 0)
+            .map_err(|e| DatapathError::Map(name, e))?;
+    }
+    Ok(())
+}
+
+impl<A: PortFamily> PortMaps<'_, A> {
+    fn slot(&mut self, idx: u32) -> Result<PortSlot<A>, DatapathError> {
+        if let Some(slot) = self.slots.get(&idx) {
+            return Ok(*slot);
         }
-        for k in want.iter().filter(|k| !have.contains(k)) {
-            self.host_addrs.insert(k, 1, 0).map_err(err)?;
-        }
+        let slot = self
+            .any
+            .get(&idx, 0)
+            .map_err(|e| DatapathError::Map(A::NAMES[1], e))?;
+        self.slots.insert(idx, slot);
+        Ok(slot)
+    }
+
+    fn set_slot(&mut self, idx: u32, slot: PortSlot<A>) -> Result<(), DatapathError> {
+        // Forgotten first: a failed write leaves the slot to be read again.
+        self.slots.remove(&idx);
+        self.any
+            .set(idx, slot, 0)
+            .map_err(|e| DatapathError::Map(A::NAMES[1], e))?;
+        self.slots.insert(idx, slot);
         Ok(())
     }
 }

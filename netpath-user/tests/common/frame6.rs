@@ -65,12 +65,13 @@ impl Frame6 {
     }
 }
 
-/// Whether the ICMPv6 message of `frame` (no extension headers) has a right checksum.
-pub fn icmp6_checksum_ok(frame: &[u8]) -> bool {
+/// Whether the transport message of `frame` (TCP, UDP or ICMPv6; no extension headers) has a
+/// right checksum.
+pub fn checksum_ok6(frame: &[u8]) -> bool {
     let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[22..38]).unwrap());
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[38..54]).unwrap());
     let body = &frame[54..];
-    inet_checksum(&[&pseudo6(src, dst, ICMPV6, body.len()), body]) == 0
+    inet_checksum(&[&pseudo6(src, dst, frame[20], body.len()), body]) == 0
 }
 
 /// The solicited-node multicast address of `target`.
