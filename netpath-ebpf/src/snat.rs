@@ -18,15 +18,15 @@ use crate::{
     family::Ip,
     fib,
     flows::{now, touch},
-    maps::PORTS_ANY,
     packet::Packet,
     parse::{is_icmp, Flow},
     policy::{self, Known},
     stats::{admitted, count, dropped, trace},
 };
 
-/// Tries at finding a free port before giving up on a packet.
-const PORT_TRIES: u32 = 16;
+/// Tries at finding a free port before giving up on a packet: with half the range in use
+/// (10,000 flows to one destination), 32 random tries all miss once in 4·10⁹ packets.
+const PORT_TRIES: u32 = 32;
 
 /// Whether `port` (network order) is one outbound NAT hands out.
 #[inline(always)]
@@ -177,7 +177,7 @@ fn allocate<A: Ip>(
         let port = ((u32::from(SNAT_PORT_MIN) + r % SNAT_PORTS) as u16).to_be();
         if !is_icmp(key.proto) {
             // SAFETY: map value pointer valid for this program run.
-            let published = PORTS_ANY
+            let published = A::ports_any()
                 .get_ptr(port_any_index(key.proto, port))
                 .is_some_and(|s| unsafe { (*s).published() });
             if published {
