@@ -64,7 +64,7 @@ pub use policy::{
 };
 pub use ports::{port_any_index, port_any_key, PortKey, PortSlot, PortTarget, PORTS_ANY_LEN};
 pub use snat::{snat_flags, SnatNat, SnatRev, SNAT_PORTS, SNAT_PORT_MIN};
-pub use sock::{SockRevKey, SockRevNat};
+pub use sock::{SockRevKey, SockRevKey6, SockRevNat};
 pub use stats::{event, monitor, Counter, Event, PortStats};
 
 /// IP protocol numbers netpath translates.

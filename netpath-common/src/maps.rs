@@ -122,6 +122,9 @@ pub mod map_names {
     /// LPM trie of IPv6 source prefixes → [`crate::published_from`] verdict, as
     /// `PUBLISHED_FROM`.
     pub const PUBLISHED_FROM6: &str = "PUBLISHED_FROM6";
+    /// [`crate::SockRevKey6`] → [`crate::SockRevNat`]`<In6>`: what an IPv6 socket asked for,
+    /// as `SOCK_REVNAT`.
+    pub const SOCK_REVNAT6: &str = "SOCK_REVNAT6";
 }
 
 /// Slots of `TAIL_CALLS`: the programs an entry point hands a packet on to, each with a stack

@@ -15,6 +15,18 @@ pub struct SockRevKey {
     pub _pad: u16,
 }
 
+/// Key of `SOCK_REVNAT6`: [`SockRevKey`] of an IPv6 socket (explicit padding to its 8-byte
+/// alignment).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SockRevKey6 {
+    pub cookie: u64,
+    pub addr: crate::In6,
+    pub port: u16,
+    pub _pad: u16,
+    pub _pad2: u32,
+}
+
 /// Value of `SOCK_REVNAT`: the published address and port the socket asked for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -27,6 +39,7 @@ pub struct SockRevNat<A: crate::Addr = u32> {
 }
 
 crate::layout!(SockRevKey, 16, cookie @ 0, addr @ 8, port @ 12, _pad @ 14);
+crate::layout!(SockRevKey6, 32, cookie @ 0, addr @ 8, port @ 24, _pad @ 26, _pad2 @ 28);
 crate::layout!(SockRevNat, 8, addr @ 0, port @ 4, _pad @ 6);
 crate::layout!(SockRevNat<crate::In6>, 20, addr @ 0, port @ 16, _pad @ 18);
-crate::pod!(SockRevKey, SockRevNat<A>);
+crate::pod!(SockRevKey, SockRevKey6, SockRevNat<A>);

@@ -29,6 +29,7 @@ use aya_ebpf::{
     macros::{cgroup_sock, cgroup_sock_addr, classifier, xdp},
     programs::{SockAddrContext, SockContext, TcContext, XdpContext},
 };
+use netpath_common::In6;
 
 /// A tag fixed at build time (`NETPATH_EBPF_BUILD_TAG`, default 0). It changes nothing a
 /// packet sees, but it is part of every packet program's instructions, so two builds that
@@ -126,31 +127,57 @@ pub fn netpath_overlay_tc(mut ctx: TcContext) -> i32 {
 /// Host sockets connecting to a published port reach the endpoint.
 #[cgroup_sock_addr(connect4)]
 pub fn netpath_sock_connect4(ctx: SockAddrContext) -> i32 {
-    sock::to_endpoint(&ctx)
+    sock::to_endpoint::<u32>(&ctx)
 }
 
 /// Host UDP sockets sending to a published port reach the endpoint.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn netpath_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
-    sock::to_endpoint(&ctx)
+    sock::to_endpoint::<u32>(&ctx)
 }
 
 /// Replies show the published address as their source.
 #[cgroup_sock_addr(recvmsg4)]
 pub fn netpath_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
-    sock::from_endpoint(&ctx)
+    sock::from_endpoint::<u32>(&ctx)
 }
 
 /// getpeername shows the published address.
 #[cgroup_sock_addr(getpeername4)]
 pub fn netpath_sock_getpeername4(ctx: SockAddrContext) -> i32 {
-    sock::from_endpoint(&ctx)
+    sock::from_endpoint::<u32>(&ctx)
 }
 
 /// Host sockets may not bind a published port (EADDRINUSE).
 #[cgroup_sock(post_bind4)]
 pub fn netpath_sock_post_bind4(ctx: SockContext) -> i32 {
-    sock::refuse_published(&ctx)
+    sock::refuse_published::<u32>(&ctx)
+}
+
+/// The same hooks for IPv6 sockets (`[::1]:PORT`, a host's IPv6 address).
+#[cgroup_sock_addr(connect6)]
+pub fn netpath_sock_connect6(ctx: SockAddrContext) -> i32 {
+    sock::to_endpoint::<In6>(&ctx)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn netpath_sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::to_endpoint::<In6>(&ctx)
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn netpath_sock_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::from_endpoint::<In6>(&ctx)
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn netpath_sock_getpeername6(ctx: SockAddrContext) -> i32 {
+    sock::from_endpoint::<In6>(&ctx)
+}
+
+#[cgroup_sock(post_bind6)]
+pub fn netpath_sock_post_bind6(ctx: SockContext) -> i32 {
+    sock::refuse_published::<In6>(&ctx)
 }
 
 /// XDP_PASS, attached to an XDP_REDIRECT target's peer so the veth has NAPI; also the

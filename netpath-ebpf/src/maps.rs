@@ -8,7 +8,8 @@ use aya_ebpf::{
 use netpath_common::{
     map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
     LoopbackKey, MemberKey, NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot,
-    PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevNat, PORTS_ANY_LEN,
+    PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat,
+    PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -231,3 +232,8 @@ pub static FLOWS6: LruHashMap<FlowKey<In6>, FlowNat<In6>> = LruHashMap::pinned(m
 #[map]
 pub static PUBLISHED_FROM6: LpmTrie<In6, u8> =
     LpmTrie::pinned(map_sizes::PUBLISHED_FROM, NO_PREALLOC);
+
+/// What IPv6 sockets asked for, as `SOCK_REVNAT`.
+#[map]
+pub static SOCK_REVNAT6: LruHashMap<SockRevKey6, SockRevNat<In6>> =
+    LruHashMap::pinned(map_sizes::FLOWS, 0);

@@ -2,8 +2,14 @@
 //!
 //! `[HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO]`, where either port may be a range `A-B`:
 //! `8000-8002:80-82` maps one to one, `8000-8010:80` takes one free host port of the range,
-//! `80` alone (or `HOSTIP::80`) takes an ephemeral host port.
-use std::{collections::HashMap, fmt, net::Ipv4Addr, str::FromStr};
+//! `80` alone (or `HOSTIP::80`) takes an ephemeral host port. An IPv6 host address goes in
+//! brackets (`[::1]:8080:80`). With no host address a port is published on every address of
+//! both families (`0.0.0.0` and `[::]`, as Docker), with one its family's alone.
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,132 +71,11 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// Why a `-p` spec was rejected.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SpecError {
-    #[error("invalid port spec {0:?}: too many colons")]
-    TooManyColons(String),
-    #[error("invalid port spec {0:?}: no container port")]
-    NoContainerPort(String),
-    #[error("invalid port {0:?}: ports are numbers from 1 to 65535")]
-    BadPort(String),
-    #[error("invalid port range {0:?}: start is above end")]
-    BackwardsRange(String),
-    #[error("invalid host IP {0:?}: expected an IPv4 address")]
-    BadHostIp(String),
-    #[error("invalid protocol {0:?}: expected tcp or udp")]
-    BadProto(String),
-    #[error("invalid port spec {0:?}: host range and container range differ in size")]
-    UnequalRanges(String),
-}
-
-/// A parsed `-p` spec, before host ports are chosen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSpec {
-    /// Host address to publish on; `None` is every host address (0.0.0.0).
-    pub host_ip: Option<Ipv4Addr>,
-    /// Host ports; `None` takes ephemeral ports.
-    pub host_ports: Option<PortRange>,
-    pub container_ports: PortRange,
-    pub proto: Proto,
-}
-
-fn parse_port(s: &str) -> Result<u16, SpecError> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(SpecError::BadPort(s.to_string()));
-    }
-    match s.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        _ => Err(SpecError::BadPort(s.to_string())),
-    }
-}
-
-fn parse_range(s: &str) -> Result<PortRange, SpecError> {
-    let (start, end) = match s.split_once('-') {
-        Some((a, b)) => (parse_port(a)?, parse_port(b)?),
-        None => {
-            let p = parse_port(s)?;
-            (p, p)
-        }
-    };
-    if start > end {
-        return Err(SpecError::BackwardsRange(s.to_string()));
-    }
-    Ok(PortRange { start, end })
-}
-
-impl FromStr for PortSpec {
-    type Err = SpecError;
-
-    fn from_str(spec: &str) -> Result<Self, SpecError> {
-        let (rest, proto) = match spec.rsplit_once('/') {
-            Some((rest, proto)) => {
-                let proto = match proto.to_ascii_lowercase().as_str() {
-                    "tcp" => Proto::Tcp,
-                    "udp" => Proto::Udp,
-                    _ => return Err(SpecError::BadProto(proto.to_string())),
-                };
-                (rest, proto)
-            }
-            None => (spec, Proto::Tcp),
-        };
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (ip, host, container) = match parts.as_slice() {
-            [c] => ("", "", *c),
-            [h, c] => ("", *h, *c),
-            [ip, h, c] => (*ip, *h, *c),
-            _ => return Err(SpecError::TooManyColons(spec.to_string())),
-        };
-        if container.is_empty() {
-            return Err(SpecError::NoContainerPort(spec.to_string()));
-        }
-        let host_ip = if ip.is_empty() {
-            None
-        } else {
-            let addr = ip
-                .parse::<Ipv4Addr>()
-                .map_err(|_| SpecError::BadHostIp(ip.to_string()))?;
-            (!addr.is_unspecified()).then_some(addr)
-        };
-        let container_ports = parse_range(container)?;
-        let host_ports = if host.is_empty() {
-            None
-        } else {
-            Some(parse_range(host)?)
-        };
-        if let Some(h) = host_ports {
-            if container_ports.len() > 1 && h.len() != container_ports.len() {
-                return Err(SpecError::UnequalRanges(spec.to_string()));
-            }
-        }
-        Ok(PortSpec {
-            host_ip,
-            host_ports,
-            container_ports,
-            proto,
-        })
-    }
-}
-
-impl fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
-        }
-        match (self.host_ip, self.host_ports) {
-            (_, Some(h)) => write!(f, "{h}:")?,
-            (Some(_), None) => f.write_str(":")?,
-            (None, None) => {}
-        }
-        write!(f, "{}/{}", self.container_ports, self.proto)
-    }
-}
-
 /// One published port: host address and port to endpoint port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// 0.0.0.0 publishes on every host address.
-    pub host_ip: Ipv4Addr,
+    /// `0.0.0.0` publishes on every host IPv4 address, `::` on every IPv6 one.
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
@@ -198,13 +83,20 @@ pub struct PortMapping {
 
 impl PortMapping {
     /// Two mappings cannot both exist: same protocol and host port, and the same host
-    /// address or either on every address (what makes Docker say "port is already allocated").
+    /// address or either on every address of the other's family (what makes Docker say "port
+    /// is already allocated").
     pub fn conflicts_with(&self, other: &PortMapping) -> bool {
         self.proto == other.proto
             && self.host_port == other.host_port
+            && self.host_ip.is_ipv4() == other.host_ip.is_ipv4()
             && (self.host_ip == other.host_ip
                 || self.host_ip.is_unspecified()
                 || other.host_ip.is_unspecified())
+    }
+
+    /// The host address and port, as Docker writes them (`0.0.0.0:8080`, `[::]:8080`).
+    pub fn host(&self) -> SocketAddr {
+        SocketAddr::new(self.host_ip, self.host_port)
     }
 }
 
@@ -213,8 +105,10 @@ impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}/{} -> {}:{}",
-            self.container_port, self.proto, self.host_ip, self.host_port
+            "{}/{} -> {}",
+            self.container_port,
+            self.proto,
+            self.host()
         )
     }
 }
@@ -240,10 +134,10 @@ impl PortRange {
 /// Error when a spec cannot be satisfied given what is already published.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AllocError {
-    #[error("Bind for {0}:{1} failed: port is already allocated")]
-    Allocated(Ipv4Addr, u16),
-    #[error("Bind for {0}:{1} failed: address already in use (a process of the host has it)")]
-    InUse(Ipv4Addr, u16),
+    #[error("Bind for {0} failed: port is already allocated")]
+    Allocated(SocketAddr),
+    #[error("Bind for {0} failed: address already in use (a process of the host has it)")]
+    InUse(SocketAddr),
     #[error("port {0} is in netpath's outbound NAT range {OUTBOUND}: publish another port")]
     Outbound(u16),
     #[error("no free host port in {0} for {1}")]
@@ -263,7 +157,7 @@ fn ephemeral_ports() -> impl Iterator<Item = u16> {
 /// Published (protocol, host port) → host addresses: conflict checks in constant time, so a
 /// range of 65,535 ports resolves in linear time.
 #[derive(Clone, Debug, Default)]
-pub struct PortIndex(HashMap<(Proto, u16), Vec<Ipv4Addr>>);
+pub struct PortIndex(HashMap<(Proto, u16), Vec<IpAddr>>);
 
 impl PortIndex {
     pub fn new(maps: impl IntoIterator<Item = PortMapping>) -> Self {
@@ -290,59 +184,81 @@ impl PortIndex {
     }
 }
 
-/// Resolves `spec` into concrete mappings, given every mapping already published (`taken`,
-/// which the caller extends with the result before resolving the next spec of a request) and
-/// what host processes hold (`busy`). Explicit ports must be free and outside the outbound
-/// NAT range; chosen ones skip both. Linear in the ports asked for.
+/// The host addresses a spec publishes on: its own, else every address of IPv4 and, when
+/// the endpoint has an IPv6 address (`ipv6`), of IPv6 too.
+pub fn host_ips(spec: &PortSpec, ipv6: bool) -> Vec<IpAddr> {
+    match spec.host_ip {
+        Some(ip) => vec![ip],
+        None if ipv6 => vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ],
+        None => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+    }
+}
+
+/// Resolves `spec` into concrete mappings on each of `ips` (the same host port on each, as
+/// Docker publishes one port on both families), given every mapping already published
+/// (`taken`, which the caller extends with the result before resolving the next spec of a
+/// request) and what host processes hold (`busy`). Explicit ports must be free and outside
+/// the outbound NAT range; chosen ones skip both. Linear in the ports asked for.
 pub fn resolve(
     spec: &PortSpec,
+    ips: &[IpAddr],
     taken: &PortIndex,
     busy: Busy<'_>,
 ) -> Result<Vec<PortMapping>, AllocError> {
-    let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let mapping = |host_port, container_port| PortMapping {
-        host_ip,
-        host_port,
-        container_port,
-        proto: spec.proto,
+    let mappings = |host_port, container_port| {
+        ips.iter().map(move |&host_ip| PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            proto: spec.proto,
+        })
+    };
+    // Why `hp` cannot serve `cp` on every address, if it cannot.
+    let refused = |hp: u16, cp: u16, mine: &PortIndex| {
+        mappings(hp, cp).find_map(|m| {
+            if taken.conflicts(&m) || mine.conflicts(&m) {
+                Some(AllocError::Allocated(m.host()))
+            } else if busy(&m) {
+                Some(AllocError::InUse(m.host()))
+            } else {
+                None
+            }
+        })
     };
     let mut mine = PortIndex::default();
     let mut out = Vec::new();
     match spec.host_ports {
         Some(h) if h.len() == spec.container_ports.len() => {
             for (hp, cp) in h.iter().zip(spec.container_ports.iter()) {
-                let m = mapping(hp, cp);
                 if OUTBOUND.contains(hp) {
                     return Err(AllocError::Outbound(hp));
                 }
-                if taken.conflicts(&m) {
-                    return Err(AllocError::Allocated(host_ip, hp));
+                if let Some(e) = refused(hp, cp, &mine) {
+                    return Err(e);
                 }
-                if busy(&m) {
-                    return Err(AllocError::InUse(host_ip, hp));
-                }
-                out.push(m);
+                out.extend(mappings(hp, cp));
             }
         }
         Some(h) => {
             // One container port, a range of host ports: take the first free one.
             let cp = spec.container_ports.start;
-            let m = h
+            let hp = h
                 .iter()
                 .filter(|hp| !OUTBOUND.contains(*hp))
-                .map(|hp| mapping(hp, cp))
-                .find(|m| !taken.conflicts(m) && !busy(m))
+                .find(|hp| refused(*hp, cp, &mine).is_none())
                 .ok_or_else(|| AllocError::RangeExhausted(h, spec.to_string()))?;
-            out.push(m);
+            out.extend(mappings(hp, cp));
         }
         None => {
             // One pass over the ephemeral ports for all container ports of the spec.
             let mut free = ephemeral_ports();
             for cp in spec.container_ports.iter() {
-                let m = free
+                let hp = free
                     .by_ref()
-                    .map(|hp| mapping(hp, cp))
-                    .find(|m| !taken.conflicts(m) && !mine.conflicts(m) && !busy(m))
+                    .find(|hp| refused(*hp, cp, &mine).is_none())
                     .ok_or_else(|| {
                         AllocError::RangeExhausted(
                             PortRange {
@@ -352,8 +268,10 @@ pub fn resolve(
                             spec.to_string(),
                         )
                     })?;
-                mine.insert(&m);
-                out.push(m);
+                for m in mappings(hp, cp) {
+                    mine.insert(&m);
+                    out.push(m);
+                }
             }
         }
     }
@@ -383,5 +301,8 @@ pub fn spec_matches(spec: &PortSpec, m: &PortMapping) -> bool {
 }
 
 pub mod busy;
+mod spec;
 #[cfg(test)]
 mod tests;
+
+pub use spec::{PortSpec, SpecError};

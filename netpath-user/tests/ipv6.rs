@@ -1,7 +1,8 @@
 //! IPv6 end to end, in namespaces made here with real sockets: dual-stack networks (a subnet
 //! asked for and one from the pool), endpoints reaching each other and their gateway over
 //! IPv6 with their own addresses, isolation between networks, static `--ip6`, what
-//! `inspect` shows, and every IPv6 input the agent must refuse (nothing changed after).
+//! `inspect` shows, published ports answering IPv6 clients, and every IPv6 input the agent
+//! must refuse (nothing changed after).
 mod common;
 
 use std::{net::Ipv6Addr, time::Duration};
@@ -394,4 +395,156 @@ fn ipv6_outlives_the_agent_and_a_restart_adopts_it() {
     );
     assert!(ping(&a3, ip2), "a new endpoint reaches the old ones");
     drop(a3);
+}
+
+/// A dual-stack endpoint's port published on both families, as Docker does with `-p
+/// 8080:80`: an IPv6 client outside reaches it with its own address, on TC or XDP; a port
+/// published on `[::1]` does not answer the LAN; unpublished, it answers no one.
+fn published_ports_answer_ipv6_clients(t: Topo) {
+    ipv6_uplink(&t);
+    let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.63.1.0/24 --subnet fd00:63:1::/64",
+    ));
+    let web = t.endpoint("web", &["--network", "a", "-p", "8080:80"]);
+    tcp_server6(&web, 80);
+    assert_eq!(
+        t.ok(&["port", "web"]),
+        "80/tcp -> 0.0.0.0:8080\n80/tcp -> [::]:8080\n"
+    );
+    let mut reply = String::new();
+    common::wait_until(
+        "an IPv6 client reaching the published port",
+        Duration::from_secs(10),
+        || {
+            tcp_request(&t.outside, host, 8080, "hi")
+                .map(|r| reply = r)
+                .is_ok()
+        },
+    );
+    let peer: std::net::SocketAddr = reply.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        peer.ip(),
+        "fd00:77::1".parse::<std::net::IpAddr>().unwrap(),
+        "the endpoint sees the client's own address: {reply}"
+    );
+    let s = t.stats();
+    let dnat =
+        s["Counters"]["dnat_tc"].as_u64().unwrap() + s["Counters"]["dnat_xdp"].as_u64().unwrap();
+    assert!(dnat >= 1, "{s}");
+
+    // One address of the host: that one answers; [::1] is the host's alone.
+    t.ok(&[
+        "port",
+        "publish",
+        "web",
+        "[fd00:77::2]:8081:80",
+        "[::1]:8082:80",
+    ]);
+    assert!(tcp_request(&t.outside, host, 8081, "one").is_ok());
+    assert!(!tcp_reachable(&t.outside, host, 8082, SHORT));
+    let refused = t.refused(&["port", "publish", "web", "[fd00:99::1]:8083:80"]);
+    assert!(refused.contains("not an address of this host"), "{refused}");
+
+    // Gone when unpublished: nothing answers, neither family.
+    t.ok(&["port", "unpublish", "web", "8080:80"]);
+    assert_eq!(
+        t.ok(&["port", "web"]),
+        "80/tcp -> [::1]:8082\n80/tcp -> [fd00:77::2]:8081\n"
+    );
+    assert!(!tcp_reachable(&t.outside, host, 8080, SHORT));
+
+    // An endpoint without IPv6 publishes on IPv4 alone, and an IPv6 address is refused.
+    t.ok(&common::words(
+        "network create v4only --subnet 10.63.2.0/24",
+    ));
+    let _old = t.endpoint("old", &["--network", "v4only", "-p", "9090:80"]);
+    assert_eq!(t.ok(&["port", "old"]), "80/tcp -> 0.0.0.0:9090\n");
+    let refused = t.refused(&["port", "publish", "old", "[::]:9091:80"]);
+    assert!(refused.contains("no IPv6 address"), "{refused}");
+    assert_eq!(t.ok(&["port", "old"]), "80/tcp -> 0.0.0.0:9090\n");
+}
+
+#[test]
+fn published_ports_answer_ipv6_clients_on_tc() {
+    published_ports_answer_ipv6_clients(Topo::new());
+}
+
+#[test]
+fn published_ports_answer_ipv6_clients_on_xdp() {
+    published_ports_answer_ipv6_clients(Topo::with_xdp("native"));
+}
+
+/// The host's own processes reach a port published on IPv6 through the socket hooks (`[::1]`,
+/// the host's address; getpeername and a UDP reply's source show the published address),
+/// may not bind it, and endpoints reach it through the host's address (hairpin; their own
+/// port from their gateway).
+#[test]
+fn ipv6_published_ports_answer_the_host_and_endpoints() {
+    use std::{
+        io::{Read, Write},
+        net::{SocketAddr, TcpStream, UdpSocket},
+    };
+    let t = Topo::new();
+    ipv6_uplink(&t);
+    let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
+    ));
+    let web = t.endpoint_with(
+        "web",
+        "--network a -p 8080:80 -p [::1]:8081:80 -p 5353:53/udp",
+    );
+    tcp_server6(&web, 80);
+    common::udp_server6(&web, 53);
+    for to in ["[::1]:8080", "[fd00:77::2]:8080", "[::1]:8081"] {
+        let addr: SocketAddr = to.parse().unwrap();
+        let mut c = t
+            .host
+            .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+            .unwrap_or_else(|e| panic!("host -> {addr}: {e}"));
+        assert_eq!(c.peer_addr().unwrap(), addr, "getpeername shows {addr}");
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(b"hi").unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        assert!(r.ends_with(" hi"), "{addr}: {r}");
+    }
+    let s = t.host.run(|| UdpSocket::bind("[::]:0").unwrap());
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 64];
+    let mut from = None;
+    for _ in 0..5 {
+        s.send_to(b"u", "[::1]:5353").unwrap();
+        if let Ok((_, f)) = s.recv_from(&mut buf) {
+            from = Some(f);
+            break;
+        }
+    }
+    assert_eq!(from, Some("[::1]:5353".parse().unwrap()));
+    // Held as docker-proxy holds it: a host socket may not bind it.
+    let err = t
+        .host
+        .run(|| std::net::TcpListener::bind("[::]:8080"))
+        .expect_err("a host socket bound a published IPv6 port");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+
+    // Endpoints through the host's address: with their own address, the port's own
+    // endpoint from its gateway.
+    let client = t.endpoint("client", &["--network", "a"]);
+    let r = tcp_request(&client, host, 8080, "c").expect("client -> [host]:8080");
+    let seen: SocketAddr = r.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        seen.ip(),
+        std::net::IpAddr::V6(ip6_on(&t, "client", "a")),
+        "{r}"
+    );
+    let r = tcp_request(&web, host, 8080, "me").expect("web -> [host]:8080");
+    let seen: SocketAddr = r.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        seen.ip(),
+        "fd00:64:1::1".parse::<std::net::IpAddr>().unwrap(),
+        "self-hairpin comes from the gateway: {r}"
+    );
+    assert!(t.stats()["Counters"]["hairpin"].as_u64().unwrap() >= 2);
 }

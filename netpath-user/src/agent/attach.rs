@@ -192,11 +192,15 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             // The agent's own DNS servers hold port 53 of the gateways (and keep it: the
             // datapath hands endpoints' queries to them before any publish). A publish on
             // every address is busy only when another address's port is taken.
-            if m.host_port == crate::dns::server::PORT && m.host_ip.is_unspecified() {
-                return addrs
-                    .iter()
-                    .filter(|a| !gateways.contains(a))
-                    .any(|a| net.port_busy(&PortMapping { host_ip: *a, ..*m }));
+            if m.host_port == crate::dns::server::PORT
+                && m.host_ip == std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            {
+                return addrs.iter().filter(|a| !gateways.contains(a)).any(|a| {
+                    net.port_busy(&PortMapping {
+                        host_ip: (*a).into(),
+                        ..*m
+                    })
+                });
             }
             true
         };

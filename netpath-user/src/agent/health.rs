@@ -143,7 +143,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             };
             for m in &ep.ports {
                 // The entry the agent writes, its stats slot aside.
-                let (key, t) = port_key_target(att, link, m, 0);
+                let Some((key, t)) = port_key_target(att, link, m, 0) else {
+                    continue;
+                };
                 want.insert(
                     (key.addr, key.port, key.proto),
                     (*m, (t.addr, t.port, t.ifindex)),
@@ -186,11 +188,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             have.keys()
                 .filter(|k| !want.contains_key(*k))
                 .map(|(a, p, proto)| {
-                    format!(
-                        "{}:{}/{proto}",
-                        std::net::Ipv4Addr::from(u32::from_be(*a)),
-                        u16::from_be(*p)
-                    )
+                    let host =
+                        std::net::SocketAddr::new(crate::datapath::addr_of(*a), u16::from_be(*p));
+                    format!("{host}/{proto}")
                 })
                 .collect(),
         );

@@ -2,12 +2,11 @@
 //! later step or the commit fails, and what runs only once the commit succeeded ([`Then`]).
 use std::net::{IpAddr, Ipv4Addr};
 
-use netpath_common::{PortKey, PortTarget};
 use tracing::{info, warn};
 
 use super::{slots::PortId, store::StateStore, Agent};
 use crate::{
-    datapath::{AttachmentEntry, DatapathOps},
+    datapath::{AnyPortKey, AnyPortTarget, AttachmentEntry, DatapathOps},
     error::AgentError,
     model::{Endpoint, Network, State},
     netlink::{EndpointLink, LinkOps},
@@ -23,8 +22,8 @@ pub enum Undo {
     AddAttachment(AttachmentEntry),
     Detach(String),
     Attach(String),
-    Unpublish(PortKey),
-    Publish(PortKey, PortTarget),
+    Unpublish(AnyPortKey),
+    Publish(AnyPortKey, AnyPortTarget),
     SetMembers(u32, Vec<u32>),
     RemoveNetwork(Network),
     AddNetwork(Network),
@@ -96,7 +95,7 @@ pub(super) mod played {
 /// What happens once the new state is committed (cannot be undone; failures are logged).
 #[derive(Debug)]
 pub enum Then {
-    FlushPortFlows(u32, Vec<PortKey>),
+    FlushPortFlows(u32, Vec<AnyPortKey>),
     FlushInterfaceFlows(u32, Ipv4Addr),
     DeleteLink(String),
     RemoveGateway(IpAddr),

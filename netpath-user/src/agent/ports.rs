@@ -1,7 +1,7 @@
 //! What a published port is in the kernel and on the host: its `PORTS` key and target, and
 //! what the host holds of a state's ports (reserved for the outbound NAT and published host
 //! ports, or bound by the runtime that publishes them).
-use netpath_common::{PortKey, PortTarget};
+use std::net::IpAddr;
 
 use super::{
     reserved::{snat_ports, PortSet, ReservedPorts},
@@ -9,7 +9,7 @@ use super::{
     Agent,
 };
 use crate::{
-    datapath::{be_addr, be_port, DatapathOps},
+    datapath::{any_addr, be_port, AnyPortKey, AnyPortTarget, DatapathOps},
     error::AgentError,
     model::{Attachment, State},
     netlink::{EndpointLink, LinkOps},
@@ -50,9 +50,9 @@ impl HeldPorts {
 }
 
 /// The datapath key of mapping `m`.
-pub(super) fn port_key(m: &PortMapping) -> PortKey {
-    PortKey {
-        addr: be_addr(m.host_ip),
+pub(super) fn port_key(m: &PortMapping) -> AnyPortKey {
+    AnyPortKey {
+        addr: any_addr(m.host_ip),
         port: be_port(m.host_port),
         proto: m.proto.number(),
         _pad: 0,
@@ -60,24 +60,29 @@ pub(super) fn port_key(m: &PortMapping) -> PortKey {
 }
 
 /// The datapath entry of mapping `m` delivered to attachment `att` behind `link`, counted
-/// into stats slot `slot`.
+/// into stats slot `slot`: to the attachment's address of the host address's family, `None`
+/// when it has none.
 pub(super) fn port_key_target(
     att: &Attachment,
     link: &EndpointLink,
     m: &PortMapping,
     slot: u16,
-) -> (PortKey, PortTarget) {
-    (
+) -> Option<(AnyPortKey, AnyPortTarget)> {
+    let to = match m.host_ip {
+        IpAddr::V4(_) => IpAddr::V4(att.ip),
+        IpAddr::V6(_) => IpAddr::V6(att.ip6?),
+    };
+    Some((
         port_key(m),
-        PortTarget {
-            addr: be_addr(att.ip),
+        AnyPortTarget {
+            addr: any_addr(to),
             port: be_port(m.container_port),
             stats: slot,
             ifindex: link.ifindex,
             mac: att.mac,
             gw_mac: link.host_mac,
         },
-    )
+    ))
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {

@@ -1,7 +1,6 @@
 //! Published ports as transactions: `publish` and `unpublish`, the steps that write a
 //! port's datapath entries and stats slot (each with its undo), and what the host must hold
 //! of a state's ports (reserved, or bound by their runtime).
-use netpath_common::{PortKey, PortTarget};
 use tracing::info;
 
 use super::{
@@ -12,7 +11,7 @@ use super::{
     Agent,
 };
 use crate::{
-    datapath::DatapathOps,
+    datapath::{AnyPortKey, AnyPortTarget, DatapathOps},
     error::AgentError,
     model::{Endpoint, ModelError},
     netlink::LinkOps,
@@ -65,7 +64,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         &self,
         ep: &Endpoint,
         m: &PortMapping,
-    ) -> Result<(PortKey, PortTarget), AgentError> {
+    ) -> Result<(AnyPortKey, AnyPortTarget), AgentError> {
         let att = ep.primary().ok_or_else(|| {
             AgentError::internal(format!("endpoint {} has no interface", ep.name))
         })?;
@@ -76,7 +75,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             ))
         })?;
         let slot = self.slots.get(&port_id(&port_key(m))).unwrap_or(0);
-        Ok(port_key_target(att, link, m, slot))
+        port_key_target(att, link, m, slot).ok_or_else(|| {
+            AgentError::internal(format!(
+                "{m}: endpoint {} has no IPv6 address on {}",
+                ep.name, att.network
+            ))
+        })
     }
 
     /// Gives the port of `m` a stats slot (zeroed if new; released again on rollback).

@@ -72,7 +72,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                         if new {
                             self.dp.reset_port_stats(slot);
                         }
-                        c.ports.push(port_key_target(att, &link, m, slot));
+                        // A port of a family the endpoint has no address of has nowhere to
+                        // go (planning refuses it; a state edited by hand could hold one).
+                        c.ports.extend(port_key_target(att, &link, m, slot));
                     }
                 }
             }

@@ -4,13 +4,15 @@
 //! totals (slot 0).
 use std::collections::{BTreeSet, HashMap};
 
-use netpath_common::{map_sizes, PortKey};
+use netpath_common::{map_sizes, In6};
+
+use crate::datapath::AnyPortKey;
 
 /// A published port, as the slots know it: (host address, host port, protocol), network
 /// order.
-pub type PortId = (u32, u16, u8);
+pub type PortId = (In6, u16, u8);
 
-pub fn port_id(k: &PortKey) -> PortId {
+pub fn port_id(k: &AnyPortKey) -> PortId {
     (k.addr, k.port, k.proto)
 }
 
@@ -77,24 +79,30 @@ impl Slots {
 mod tests {
     use super::*;
 
+    const ANY: In6 = In6 { words: [0; 4] };
+
     #[test]
     fn slots_are_kept_reused_and_run_out_gracefully() {
         let mut s = Slots::default();
-        assert_eq!(s.take((0, 80, 6)), (1, true));
-        assert_eq!(s.take((0, 80, 6)), (1, false));
-        assert_eq!(s.take((0, 81, 6)), (2, true));
-        assert_eq!(s.release(&(0, 80, 6)), Some(1));
-        assert_eq!(s.take((0, 82, 6)), (1, true), "a freed slot is used again");
+        assert_eq!(s.take((ANY, 80, 6)), (1, true));
+        assert_eq!(s.take((ANY, 80, 6)), (1, false));
+        assert_eq!(s.take((ANY, 81, 6)), (2, true));
+        assert_eq!(s.release(&(ANY, 80, 6)), Some(1));
+        assert_eq!(
+            s.take((ANY, 82, 6)),
+            (1, true),
+            "a freed slot is used again"
+        );
         let mut t = Slots::default();
-        assert!(t.adopt((0, 90, 17), 7));
-        assert!(!t.adopt((0, 91, 17), 7), "a slot has one port");
-        assert_eq!(t.get(&(0, 90, 17)), Some(7));
+        assert!(t.adopt((ANY, 90, 17), 7));
+        assert!(!t.adopt((ANY, 91, 17), 7), "a slot has one port");
+        assert_eq!(t.get(&(ANY, 90, 17)), Some(7));
         let mut full = Slots::default();
         for p in 1..map_sizes::PORT_STATS as u16 {
-            full.take((0, p, 6));
+            full.take((ANY, p, 6));
         }
         assert_eq!(
-            full.take((0, 60000, 6)),
+            full.take((ANY, 60000, 6)),
             (0, false),
             "beyond the slots: totals only"
         );

@@ -171,7 +171,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// uplink's addresses (IPv4's, and its global IPv6 one) for outbound NAT.
     pub fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = self.net.host_addrs()?;
-        self.dp.set_host_addrs(&addrs)?;
+        let (addrs6, _) = self.net.host_view6()?;
+        self.dp
+            .set_host_addrs(&addrs, &addrs6.into_iter().collect())?;
         let (mut uplinks, mut uplinks6) = (Vec::new(), Vec::new());
         for (name, _) in &self.host.uplinks {
             if let Some(u) = self.net.link_ipv4(name)? {

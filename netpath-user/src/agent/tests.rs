@@ -9,7 +9,7 @@ use std::{
 
 use super::{store::MemoryStore, transactions::host_addresses, Agent};
 use crate::{
-    datapath::{be_addr, be_port, fake::FakeDatapath, fake::Faults, DatapathOps},
+    datapath::{any_addr, be_port, fake::FakeDatapath, fake::Faults, DatapathOps},
     error::AgentError,
     model::{Connect, EndpointCreate, NetworkCreate, State},
     netlink::fake::FakeLinks,
@@ -180,11 +180,12 @@ fn check_consistent(a: &FakeAgent, leftovers: bool) {
             assert!(a.dp.attached.contains(&att.host_ifname), "program attached");
             if i == 0 {
                 for m in &ep.ports {
-                    let key = (be_addr(m.host_ip), be_port(m.host_port), m.proto.number());
-                    ports.insert(
-                        key,
-                        (be_addr(att.ip), be_port(m.container_port), link.ifindex),
-                    );
+                    let key = (m.host_ip, be_port(m.host_port), m.proto.number());
+                    let to = match m.host_ip {
+                        std::net::IpAddr::V4(_) => std::net::IpAddr::V4(att.ip),
+                        std::net::IpAddr::V6(_) => std::net::IpAddr::V6(att.ip6.unwrap()),
+                    };
+                    ports.insert(key, (any_addr(to), be_port(m.container_port), link.ifindex));
                 }
             }
         }
@@ -614,7 +615,7 @@ fn health_says_where_the_maps_differ_from_the_state() {
     let mut other = key;
     other.port = be_port(9999);
     let stray = netpath_common::PortTarget {
-        addr: be_addr(Ipv4Addr::new(10, 0, 0, 9)),
+        addr: any_addr(Ipv4Addr::new(10, 0, 0, 9).into()),
         port: be_port(80),
         stats: 0,
         ifindex: 99,

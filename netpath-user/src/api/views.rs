@@ -17,9 +17,9 @@ use crate::{
 /// One published port, in the shape of Docker's `Port` (`GET /containers/json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Port {
-    /// Host address (0.0.0.0: every host address).
+    /// Host address (`0.0.0.0`, `::`: every host address of that family).
     #[serde(rename = "IP")]
-    pub ip: Ipv4Addr,
+    pub ip: std::net::IpAddr,
     /// The endpoint's port.
     #[serde(rename = "PrivatePort")]
     pub private_port: u16,
@@ -44,11 +44,8 @@ impl From<PortMapping> for Port {
 impl std::fmt::Display for Port {
     /// `docker port` style: `80/tcp -> 0.0.0.0:8080`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{} -> {}:{}",
-            self.private_port, self.proto, self.ip, self.public_port
-        )
+        let host = std::net::SocketAddr::new(self.ip, self.public_port);
+        write!(f, "{}/{} -> {host}", self.private_port, self.proto)
     }
 }
 

@@ -94,9 +94,12 @@ pub fn ports_summary(ports: &[Port]) -> String {
                     format!("{x}-{y}")
                 }
             };
+            let ip = match a.ip {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
             format!(
-                "{}:{}->{}/{}",
-                a.ip,
+                "{ip}:{}->{}/{}",
                 range(a.public_port, b.public_port),
                 range(a.private_port, b.private_port),
                 proto(a.proto)
@@ -289,7 +292,7 @@ mod tests {
 
     fn port(host: u16, container: u16) -> Port {
         Port {
-            ip: Ipv4Addr::UNSPECIFIED,
+            ip: Ipv4Addr::UNSPECIFIED.into(),
             private_port: container,
             public_port: host,
             proto: Proto::Tcp,

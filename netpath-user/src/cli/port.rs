@@ -129,7 +129,7 @@ async fn docker_port(
         bail!("no public port '{num}/{proto}' published for {endpoint}");
     }
     for p in hits {
-        println!("{}:{}", p.ip, p.public_port);
+        println!("{}", std::net::SocketAddr::new(p.ip, p.public_port));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,7 +55,8 @@ impl Cni<'_> {
                     ));
                 }
                 let ip = match p.host_ip.as_deref() {
-                    None | Some("") | Some("0.0.0.0") => String::new(),
+                    None | Some("") => String::new(),
+                    Some(ip) if ip.contains(':') => format!("[{ip}]:"),
                     Some(ip) => format!("{ip}:"),
                 };
                 Ok(format!("{ip}{}:{}/{proto}", p.host_port, p.container_port))

@@ -1,14 +1,12 @@
 //! In-memory test double of the datapath, with fault injection ([`Faults`]). Compiled for unit tests and with feature `testing`.
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use netpath_common::{PortKey, PortTarget};
-
 use super::{
-    AttachmentEntry, Content, DatapathError, DatapathOps, DatapathStats, Expired, Hook, HookReport,
-    Hooks, LinkState, SyncReport,
+    addr_of, any_addr, AnyPortKey, AnyPortTarget, AttachmentEntry, Content, DatapathError,
+    DatapathOps, DatapathStats, Expired, Hook, HookReport, Hooks, LinkState, SyncReport,
 };
 pub use crate::faults::{Faults, FaultsHandle};
 use crate::model::Network;
@@ -16,8 +14,10 @@ use crate::model::Network;
 /// The datapath's state as plain collections.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FakeDatapath {
-    pub ports: BTreeMap<(u32, u16, u8), PortTarget>,
+    /// Published ports by (host address, host port in network order, protocol).
+    pub ports: BTreeMap<(IpAddr, u16, u8), AnyPortTarget>,
     pub host_addrs: BTreeSet<Ipv4Addr>,
+    pub host_addrs6: BTreeSet<Ipv6Addr>,
     pub uplinks: BTreeMap<u32, Ipv4Addr>,
     pub published_from: crate::policy::PublishedFrom,
     pub policy: crate::policy::Compiled,
@@ -51,27 +51,32 @@ impl FakeDatapath {
     }
 }
 
-fn port_key(k: &PortKey) -> (u32, u16, u8) {
-    (k.addr, k.port, k.proto)
+fn port_key(k: &AnyPortKey) -> (IpAddr, u16, u8) {
+    (addr_of(k.addr), k.port, k.proto)
 }
 
 impl DatapathOps for FakeDatapath {
-    fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
+    fn publish(&mut self, key: AnyPortKey, target: AnyPortTarget) -> Result<(), DatapathError> {
         self.step("publish")?;
         self.ports.insert(port_key(&key), target);
         Ok(())
     }
-    fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
+    fn unpublish(&mut self, key: &AnyPortKey) -> Result<(), DatapathError> {
         self.step("unpublish")?;
         self.ports.remove(&port_key(key));
         Ok(())
     }
-    fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
+    fn set_host_addrs(
+        &mut self,
+        addrs: &HashSet<Ipv4Addr>,
+        addrs6: &HashSet<Ipv6Addr>,
+    ) -> Result<(), DatapathError> {
         self.step("set_host_addrs")?;
         self.host_addrs = addrs.iter().copied().collect();
+        self.host_addrs6 = addrs6.iter().copied().collect();
         Ok(())
     }
-    fn flush_flows_of(&mut self, _: u32, _: &[PortKey]) -> usize {
+    fn flush_flows_of(&mut self, _: u32, _: &[AnyPortKey]) -> usize {
         0
     }
     fn flush_interface_flows(&mut self, _: u32, _: Ipv4Addr) -> usize {
@@ -190,13 +195,13 @@ impl DatapathOps for FakeDatapath {
             .collect();
         Ok(HookReport::default())
     }
-    fn published(&self) -> Vec<(PortKey, PortTarget)> {
+    fn published(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
         self.ports
             .iter()
             .map(|((addr, port, proto), t)| {
                 (
-                    PortKey {
-                        addr: *addr,
+                    AnyPortKey {
+                        addr: any_addr(*addr),
                         port: *port,
                         proto: *proto,
                         _pad: 0,

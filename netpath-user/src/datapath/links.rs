@@ -89,7 +89,7 @@ impl Datapath {
                     .as_fd()
                     .try_clone_to_owned()
             }
-            Hook::Sock(programs::SOCK_BIND) => {
+            Hook::Sock(n) if programs::SOCK_BIND.contains(n) => {
                 let p: &mut CgroupSock = program(&mut self.ebpf, name)?;
                 p.fd()
                     .map_err(|e| program_error(name, e))?
@@ -215,7 +215,7 @@ impl Datapath {
                 let file = std::fs::File::open(&dir)
                     .map_err(|e| DatapathError::Cgroup(dir.display().to_string(), e.to_string()))?;
                 // Through a BPF link: cgroup links run beside other programs.
-                if name == programs::SOCK_BIND {
+                if programs::SOCK_BIND.contains(&name) {
                     let p: &mut CgroupSock = program(&mut self.ebpf, name)?;
                     let id = p.attach(&file, CgroupAttachMode::Single).map_err(err)?;
                     FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)

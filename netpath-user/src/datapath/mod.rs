@@ -63,6 +63,7 @@ pub use migrate::Migration;
 use open::{program, program_error};
 pub use ops::{DatapathOps, Expired, PinnedMap};
 pub use overlay::{OverlayContent, OverlayNetEntry};
+pub use ports::{addr_of, any_addr, AnyPortKey, AnyPortTarget};
 pub use stats::DatapathStats;
 pub use sync::{Content, SyncReport};
 
@@ -152,19 +153,25 @@ pub mod programs {
     pub const TAILS_XDP: [(u32, &str); 1] = [(netpath_common::tail::UPLINK6, UPLINK6_XDP)];
     pub const OVERLAY_TC: &str = "netpath_overlay_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
-    /// The socket hook that refuses binding a published port (a `cgroup_sock` program; the
+    /// The socket hooks that refuse binding a published port (`cgroup_sock` programs; the
     /// others are `cgroup_sock_addr`).
-    pub const SOCK_BIND: &str = "netpath_sock_post_bind4";
-    /// Socket hooks (cgroup v2): connect4, sendmsg4, recvmsg4, getpeername4, post_bind4.
-    pub const SOCK: [&str; 5] = [
+    pub const SOCK_BIND: [&str; 2] = ["netpath_sock_post_bind4", "netpath_sock_post_bind6"];
+    /// Socket hooks (cgroup v2), of each family: connect, sendmsg, recvmsg, getpeername,
+    /// post_bind.
+    pub const SOCK: [&str; 10] = [
         "netpath_sock_connect4",
         "netpath_sock_sendmsg4",
         "netpath_sock_recvmsg4",
         "netpath_sock_getpeername4",
-        SOCK_BIND,
+        SOCK_BIND[0],
+        "netpath_sock_connect6",
+        "netpath_sock_sendmsg6",
+        "netpath_sock_recvmsg6",
+        "netpath_sock_getpeername6",
+        SOCK_BIND[1],
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 20] = [
         UPLINK_XDP,
         UPLINK_TC,
         UPLINK6_XDP,
@@ -180,6 +187,11 @@ pub mod programs {
         SOCK[2],
         SOCK[3],
         SOCK[4],
+        SOCK[5],
+        SOCK[6],
+        SOCK[7],
+        SOCK[8],
+        SOCK[9],
     ];
 }
 
@@ -204,6 +216,9 @@ pub enum DatapathError {
     /// A fault injected by a test double.
     #[error("{0}: injected failure")]
     Injected(String),
+    /// A published port whose host address and endpoint address are of different families.
+    #[error("published port {0}: the endpoint has no address of the host address's family")]
+    MixedFamilies(String),
 }
 
 /// How the uplink XDP fast path is attached.

@@ -129,7 +129,7 @@ impl Datapath {
         }
         fill_tail_calls(&mut ebpf)?;
         for name in programs::SOCK {
-            if name == programs::SOCK_BIND {
+            if programs::SOCK_BIND.contains(&name) {
                 let prog: &mut CgroupSock = program(&mut ebpf, name)?;
                 prog.load().map_err(|e| program_error(name, e))?;
             } else {
@@ -260,7 +260,7 @@ impl Datapath {
                 let p: &mut Xdp = program(&mut self.ebpf, name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }
-            programs::SOCK_BIND => {
+            n if programs::SOCK_BIND.contains(&n) => {
                 let p: &mut CgroupSock = program(&mut self.ebpf, name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }

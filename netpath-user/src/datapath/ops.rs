@@ -1,13 +1,19 @@
 //! [`DatapathOps`]: what the agent asks of the datapath, by intent, and the kernel's answer
 //! to it ([`Datapath`], whose intent methods live in the module of each kernel concern).
 //! [`super::fake::FakeDatapath`] is the other implementation, in memory, for unit tests.
-use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsFd};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd,
+};
 
-use netpath_common::{map_names, DnsAddrs, DnsKey, PortKey, PortStats, PortTarget};
+use netpath_common::{map_names, DnsAddrs, DnsKey, PortStats};
 
 use super::{
-    be_port, links, migrate, sync, sys, AttachmentEntry, Content, Datapath, DatapathError,
-    DatapathStats, Hook, HookReport, Hooks, LinkState, OverlayContent, SyncReport,
+    be_port, links, migrate,
+    ports::{AnyPortKey, AnyPortTarget},
+    sync, sys, AttachmentEntry, Content, Datapath, DatapathError, DatapathStats, Hook, HookReport,
+    Hooks, LinkState, OverlayContent, SyncReport,
 };
 use crate::{
     model::Network,
@@ -37,14 +43,20 @@ pub struct PinnedMap {
 /// What the agent asks of the datapath, by intent. Every change either happens whole or
 /// returns an error having changed nothing; removing what is absent is not an error.
 pub trait DatapathOps: Send {
-    /// Publishes `key` (address 0: every host address) to `target`.
-    fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError>;
+    /// Publishes `key` (address `0.0.0.0` or `::`: every host address of that family) to
+    /// `target`, both as the agent holds them ([`AnyPortKey`]: IPv4 mapped).
+    fn publish(&mut self, key: AnyPortKey, target: AnyPortTarget) -> Result<(), DatapathError>;
     /// Stops publishing `key`.
-    fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError>;
-    /// Replaces the set of host addresses (where a publish on every address answers).
-    fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError>;
+    fn unpublish(&mut self, key: &AnyPortKey) -> Result<(), DatapathError>;
+    /// Replaces the set of host addresses of both families (where a publish on every
+    /// address answers).
+    fn set_host_addrs(
+        &mut self,
+        addrs: &HashSet<Ipv4Addr>,
+        addrs6: &HashSet<Ipv6Addr>,
+    ) -> Result<(), DatapathError>;
     /// Removes the published flows of host-side veth `ifindex` through `ports`; how many.
-    fn flush_flows_of(&mut self, ifindex: u32, ports: &[PortKey]) -> usize;
+    fn flush_flows_of(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize;
     /// Removes every flow of an interface going away (published and outbound); how many.
     fn flush_interface_flows(&mut self, ifindex: u32, addr: Ipv4Addr) -> usize;
     /// Removes every flow of interfaces not in `live` (after a restart); how many.
@@ -109,7 +121,7 @@ pub trait DatapathOps: Send {
     /// The maps pinned in the pin directory (those set aside too).
     fn pinned_maps(&self) -> Vec<PinnedMap>;
     /// Every published port in the maps, with its target.
-    fn published(&self) -> Vec<(PortKey, PortTarget)>;
+    fn published(&self) -> Vec<(AnyPortKey, AnyPortTarget)>;
     /// What the published port counting into `slot` received (all CPUs).
     fn port_stats(&self, slot: u16) -> PortStats;
     /// Zeroes the counters of `slot` (before a port is given it).
@@ -128,17 +140,22 @@ pub trait DatapathOps: Send {
 }
 
 impl DatapathOps for Datapath {
-    fn publish(&mut self, key: PortKey, target: PortTarget) -> Result<(), DatapathError> {
-        Datapath::publish(self, key, target)
+    fn publish(&mut self, key: AnyPortKey, target: AnyPortTarget) -> Result<(), DatapathError> {
+        Datapath::publish_any(self, &key, &target)
     }
-    fn unpublish(&mut self, key: &PortKey) -> Result<(), DatapathError> {
-        Datapath::unpublish(self, key)
+    fn unpublish(&mut self, key: &AnyPortKey) -> Result<(), DatapathError> {
+        Datapath::unpublish_any(self, key)
     }
-    fn set_host_addrs(&mut self, addrs: &HashSet<Ipv4Addr>) -> Result<(), DatapathError> {
-        Datapath::set_host_addrs(self, addrs)
+    fn set_host_addrs(
+        &mut self,
+        addrs: &HashSet<Ipv4Addr>,
+        addrs6: &HashSet<Ipv6Addr>,
+    ) -> Result<(), DatapathError> {
+        Datapath::set_host_addrs(self, addrs)?;
+        Datapath::set_host_addrs6(self, addrs6)
     }
-    fn flush_flows_of(&mut self, ifindex: u32, ports: &[PortKey]) -> usize {
-        Datapath::flush_flows_of(self, ifindex, ports)
+    fn flush_flows_of(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize {
+        Datapath::flush_flows_of_any(self, ifindex, ports)
     }
     fn flush_interface_flows(&mut self, ifindex: u32, addr: Ipv4Addr) -> usize {
         Datapath::flush_interface_flows(self, ifindex, addr)
@@ -243,8 +260,8 @@ impl DatapathOps for Datapath {
     fn finish_migrations(&mut self) {
         Datapath::finish_migrations(self)
     }
-    fn published(&self) -> Vec<(PortKey, PortTarget)> {
-        Datapath::published(self)
+    fn published(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
+        Datapath::published_any(self)
     }
     fn port_stats(&self, slot: u16) -> PortStats {
         Datapath::port_stats(self, slot)

@@ -5,7 +5,7 @@
 //! once over [`PortFamily`], which names each family's maps.
 use std::{
     collections::{HashMap as StdHashMap, HashSet},
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::OwnedFd,
 };
 
@@ -16,6 +16,101 @@ use netpath_common::{
 };
 
 use super::{be_addr, removed, Datapath, DatapathError};
+use crate::ipam::Family;
+
+/// A published port's key as the agent holds it, of either family: IPv4's addresses
+/// IPv4-mapped (`::ffff:a.b.c.d`; `0.0.0.0` is `::ffff:0.0.0.0`, never `::`), so the agent's
+/// bookkeeping (journal, stats slots, drift) has one type; each family's maps get their own
+/// where they are written ([`AnyPort::split`]).
+pub type AnyPortKey = PortKey<In6>;
+/// A published port's target as the agent holds it (the endpoint's address mapped the same).
+pub type AnyPortTarget = PortTarget<In6>;
+
+/// `addr` as an [`AnyPortKey`] holds it.
+pub fn any_addr(addr: IpAddr) -> In6 {
+    match addr {
+        IpAddr::V4(a) => be_addr(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => be_addr(a),
+    }
+}
+
+/// The address an [`AnyPortKey`] holds.
+pub fn addr_of(addr: In6) -> IpAddr {
+    let a = Ipv6Addr::from_kernel(addr);
+    a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
+}
+
+/// A published port in one family's maps.
+pub enum AnyPort {
+    V4(PortKey, PortTarget),
+    V6(PortKey<In6>, PortTarget<In6>),
+}
+
+impl AnyPort {
+    /// The port `key` → `target` in its family's maps; both addresses of one family.
+    pub fn split(key: &AnyPortKey, target: &AnyPortTarget) -> Result<AnyPort, DatapathError> {
+        match (v4_of(key.addr), v4_of(target.addr)) {
+            (Some(addr), Some(ep)) => Ok(AnyPort::V4(
+                PortKey {
+                    addr,
+                    port: key.port,
+                    proto: key.proto,
+                    _pad: 0,
+                },
+                PortTarget {
+                    addr: ep,
+                    ..narrow(target)
+                },
+            )),
+            (None, None) => Ok(AnyPort::V6(*key, *target)),
+            _ => Err(DatapathError::MixedFamilies(format!(
+                "{}:{}",
+                addr_of(key.addr),
+                u16::from_be(key.port)
+            ))),
+        }
+    }
+}
+
+/// The IPv4 address an IPv4-mapped one holds (network order).
+fn v4_of(addr: In6) -> Option<u32> {
+    Ipv6Addr::from_kernel(addr)
+        .to_ipv4_mapped()
+        .map(Ipv4Addr::to_kernel)
+}
+
+/// `t` with its address left out (of the other family).
+fn narrow(t: &AnyPortTarget) -> PortTarget {
+    PortTarget {
+        addr: 0,
+        port: t.port,
+        stats: t.stats,
+        ifindex: t.ifindex,
+        mac: t.mac,
+        gw_mac: t.gw_mac,
+    }
+}
+
+/// IPv4's port as the agent holds it.
+fn widen(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
+    let mapped = |a: u32| any_addr(IpAddr::V4(Ipv4Addr::from_kernel(a)));
+    (
+        PortKey {
+            addr: mapped(k.addr),
+            port: k.port,
+            proto: k.proto,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: mapped(t.addr),
+            port: t.port,
+            stats: t.stats,
+            ifindex: t.ifindex,
+            mac: t.mac,
+            gw_mac: t.gw_mac,
+        },
+    )
+}
 
 /// A family's published-port and flow maps, as the agent writes and reads them.
 pub struct PortMaps<'a, A: PortFamily> {
@@ -185,6 +280,61 @@ impl Datapath {
                 }),
         );
         out
+    }
+
+    /// Publishes a port as the agent holds it, in its family's maps.
+    pub fn publish_any(
+        &mut self,
+        key: &AnyPortKey,
+        target: &AnyPortTarget,
+    ) -> Result<(), DatapathError> {
+        match AnyPort::split(key, target)? {
+            AnyPort::V4(k, t) => self.publish(k, t),
+            AnyPort::V6(k, t) => self.publish(k, t),
+        }
+    }
+
+    /// Stops publishing a port as the agent holds it.
+    pub fn unpublish_any(&mut self, key: &AnyPortKey) -> Result<(), DatapathError> {
+        match AnyPort::split(
+            key,
+            &PortTarget {
+                addr: key.addr,
+                ..Default::default()
+            },
+        )? {
+            AnyPort::V4(k, _) => self.unpublish(&k),
+            AnyPort::V6(k, _) => self.unpublish(&k),
+        }
+    }
+
+    /// Every published port of both families, as the agent holds them.
+    pub fn published_any(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
+        let v4 = self
+            .published::<u32>()
+            .into_iter()
+            .map(|(k, t)| widen(k, t));
+        v4.chain(self.published::<In6>()).collect()
+    }
+
+    /// Removes the published flows of host-side veth `ifindex` through `ports` (as the agent
+    /// holds them), of both families; how many.
+    pub fn flush_flows_of_any(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for k in ports {
+            match AnyPort::split(
+                k,
+                &PortTarget {
+                    addr: k.addr,
+                    ..Default::default()
+                },
+            ) {
+                Ok(AnyPort::V4(k, _)) => v4.push(k),
+                Ok(AnyPort::V6(k, _)) => v6.push(k),
+                Err(_) => {}
+            }
+        }
+        self.flush_flows_of(ifindex, &v4) + self.flush_flows_of(ifindex, &v6)
     }
 
     /// Replaces the set of host addresses.

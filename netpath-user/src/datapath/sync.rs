@@ -5,20 +5,19 @@ use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::hash::Hash;
 
 use aya::maps::{lpm_trie::Key as LpmKey, HashMap, LpmTrie, MapData};
-use netpath_common::{
-    map_names, EndpointInfo, LoopbackKey, MemberKey, PeerInfo, PortKey, PortTarget,
-};
+use netpath_common::{map_names, EndpointInfo, In6, LoopbackKey, MemberKey, PeerInfo};
 
 use super::{
-    be_addr, be_port, forward::network_info, removed, AttachmentEntry, Datapath, DatapathError,
+    be_addr, be_port, forward::network_info, removed, AnyPortKey, AnyPortTarget, AttachmentEntry,
+    Datapath, DatapathError,
 };
 use crate::model::Network;
 
 /// What the maps the agent writes should hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Content {
-    /// Published ports and their targets.
-    pub ports: Vec<(PortKey, PortTarget)>,
+    /// Published ports and their targets, of both families (IPv4 mapped).
+    pub ports: Vec<(AnyPortKey, AnyPortTarget)>,
     pub networks: Vec<Network>,
     /// Member interfaces by network id, in slot order.
     pub members: BTreeMap<u32, Vec<u32>>,
@@ -107,25 +106,26 @@ impl Datapath {
         let mut report = SyncReport::default();
 
         // Published ports.
-        let want: StdHashMap<(u32, u16, u8), (PortKey, PortTarget)> = c
+        type Ports = StdHashMap<(In6, u16, u8), (AnyPortKey, AnyPortTarget)>;
+        let want: Ports = c
             .ports
             .iter()
             .map(|(k, t)| ((k.addr, k.port, k.proto), (*k, *t)))
             .collect();
-        let have: StdHashMap<(u32, u16, u8), (PortKey, PortTarget)> = self
-            .published()
+        let have: Ports = self
+            .published_any()
             .into_iter()
             .map(|(k, t)| ((k.addr, k.port, k.proto), (k, t)))
             .collect();
         for (id, (k, t)) in &want {
             if have.get(id).map(|(_, h)| h) != Some(t) {
-                self.publish(*k, *t)?;
+                self.publish_any(k, t)?;
                 report.written += 1;
             }
         }
         for (id, (k, _)) in &have {
             if !want.contains_key(id) {
-                self.unpublish(k)?;
+                self.unpublish_any(k)?;
                 report.removed += 1;
             }
         }

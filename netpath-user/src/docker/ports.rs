@@ -42,9 +42,10 @@ impl<S: Service> Plugin<S> {
     pub(super) fn program_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
         let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
         let bindings: Vec<PortBinding> = option(req.options.as_ref(), keys::PORT_MAP)?;
+        let ipv6 = ep.ipv6_address.is_some();
         let specs = bindings
             .iter()
-            .filter_map(|b| spec_of(b).transpose())
+            .filter_map(|b| spec_of(b, ipv6).transpose())
             .collect::<Result<Vec<String>, Refusal>>()?;
         self.unpublish_all(&ep)?;
         if !specs.is_empty() {
@@ -68,17 +69,23 @@ impl<S: Service> Plugin<S> {
         let specs = ep
             .ports
             .iter()
-            .map(|p| format!("{}:{}:{}/{}", p.ip, p.public_port, p.private_port, p.proto))
+            .map(|p| {
+                let host = std::net::SocketAddr::new(p.ip, p.public_port);
+                format!("{host}:{}/{}", p.private_port, p.proto)
+            })
             .collect();
         self.svc.unpublish(&ep.name, &PortsRequest { specs })?;
         Ok(())
     }
 }
 
-/// A binding as a `-p` spec of netpath's; `None` for an IPv6 host address (netpath publishes
-/// on IPv4; Docker adds `::` bindings of its own on hosts with IPv6).
-fn spec_of(b: &PortBinding) -> Result<Option<String>, Refusal> {
-    if b.host_ip.contains(':') {
+/// A binding as a `-p` spec of netpath's, its host address of one family (Docker sends one
+/// binding per family); `None` for an IPv6 one when the endpoint has no IPv6 address (Docker
+/// adds `::` bindings on hosts with IPv6 for every container; netpath does not translate
+/// IPv6 to IPv4 yet).
+fn spec_of(b: &PortBinding, ipv6: bool) -> Result<Option<String>, Refusal> {
+    let v6 = b.host_ip.contains(':');
+    if v6 && !ipv6 {
         return Ok(None);
     }
     let proto = proto(b.proto)?;
@@ -87,10 +94,10 @@ fn spec_of(b: &PortBinding) -> Result<Option<String>, Refusal> {
         (p, end) if end > p => format!("{p}-{end}"),
         (p, _) => p.to_string(),
     };
-    let ip = if b.host_ip == "0.0.0.0" {
-        ""
-    } else {
-        &b.host_ip
+    let ip = match b.host_ip.as_str() {
+        "" => String::new(),
+        ip if v6 => format!("[{ip}]"),
+        ip => ip.to_string(),
     };
     Ok(Some(format!("{ip}:{host}:{}/{proto}", b.port)))
 }

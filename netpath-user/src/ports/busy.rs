@@ -38,51 +38,27 @@ fn socket_table_ports(text: &str) -> impl Iterator<Item = u16> + '_ {
 
 /// Whether binding `m`'s host address and port fails here (Docker binds the port it
 /// publishes; netpath only probes, so nothing is held). TCP probes with `SO_REUSEADDR`, so
-/// only a listener (not a closed connection's TIME_WAIT) counts.
+/// only a listener (not a closed connection's TIME_WAIT) counts; IPv6 probes IPv6 alone (a
+/// port of `[::]` is not taken by an IPv4 listener, as the kernel's maps keep them apart).
 pub fn port_busy(m: &PortMapping) -> bool {
-    use crate::ports::Proto;
+    use socket2::{Domain, Socket, Type};
     let ty = match m.proto {
-        Proto::Tcp => libc::SOCK_STREAM,
-        Proto::Udp => libc::SOCK_DGRAM,
+        Proto::Tcp => Type::STREAM,
+        Proto::Udp => Type::DGRAM,
     };
-    // SAFETY: a plain socket; closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
+    let addr = m.host();
+    let Ok(socket) = Socket::new(Domain::for_address(addr), ty, None) else {
+        return false;
+    };
+    if m.proto == Proto::Tcp && socket.set_reuse_address(true).is_err() {
         return false;
     }
-    if m.proto == Proto::Tcp {
-        let one: libc::c_int = 1;
-        // SAFETY: valid fd and option.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_REUSEADDR,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+    if addr.is_ipv6() && socket.set_only_v6(true).is_err() {
+        return false;
     }
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: m.host_port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: crate::ipam::Family::to_kernel(m.host_ip),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a sockaddr_in of the size passed.
-    let rc = unsafe {
-        libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    let busy = rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EADDRINUSE);
-    // SAFETY: our fd.
-    unsafe { libc::close(fd) };
-    busy
+    socket
+        .bind(&addr.into())
+        .is_err_and(|e| e.raw_os_error() == Some(libc::EADDRINUSE))
 }
 
 #[cfg(test)]
@@ -110,12 +86,21 @@ mod tests {
         assert!(bound.contains(&(Proto::Udp, u)), "udp {u}");
         assert!(bound.contains(&(Proto::Tcp, t)), "tcp {t}");
         let m = |proto, host_port| PortMapping {
-            host_ip: Ipv4Addr::LOCALHOST,
+            host_ip: Ipv4Addr::LOCALHOST.into(),
             host_port,
             container_port: 80,
             proto,
         };
         assert!(port_busy(&m(Proto::Udp, u)));
         assert!(port_busy(&m(Proto::Tcp, t)));
+        // IPv6 holds its own ports: an IPv4 listener takes nothing of `[::]`.
+        let v6 = |proto, host_port| PortMapping {
+            host_ip: std::net::Ipv6Addr::UNSPECIFIED.into(),
+            ..m(proto, host_port)
+        };
+        assert!(!port_busy(&v6(Proto::Tcp, t)));
+        let tcp6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let t6 = tcp6.local_addr().unwrap().port();
+        assert!(port_busy(&v6(Proto::Tcp, t6)));
     }
 }

@@ -4,9 +4,21 @@ fn p(s: &str) -> Result<PortSpec, SpecError> {
     s.parse()
 }
 
-/// `spec` resolved against the ports `taken`, no host socket holding any port.
+/// `spec` resolved for an IPv4-only endpoint against the ports `taken`, no host socket
+/// holding any port.
 fn free(spec: &str, taken: &PortIndex) -> Result<Vec<PortMapping>, AllocError> {
-    resolve(&p(spec).unwrap(), taken, &|_| false)
+    let spec = p(spec).unwrap();
+    resolve(&spec, &host_ips(&spec, false), taken, &|_| false)
+}
+
+/// The same for a dual-stack endpoint.
+fn free_dual(spec: &str, taken: &PortIndex) -> Result<Vec<PortMapping>, AllocError> {
+    let spec = p(spec).unwrap();
+    resolve(&spec, &host_ips(&spec, true), taken, &|_| false)
+}
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().unwrap()
 }
 
 fn r(start: u16, end: u16) -> PortRange {
@@ -16,7 +28,7 @@ fn r(start: u16, end: u16) -> PortRange {
 /// Spec, host IP, host ports, container ports, protocol.
 type Accepted = (
     &'static str,
-    Option<Ipv4Addr>,
+    Option<IpAddr>,
     Option<PortRange>,
     PortRange,
     Proto,
@@ -27,19 +39,87 @@ type Rejected = (&'static str, fn(&SpecError) -> bool);
 #[test]
 fn accepts_what_docker_accepts() {
     #[rustfmt::skip]
+    let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+    let lo6: IpAddr = Ipv6Addr::LOCALHOST.into();
+    let any4: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+    let any6: IpAddr = Ipv6Addr::UNSPECIFIED.into();
+    let doc6: IpAddr = "2001:db8::1".parse().unwrap();
     let ok: &[Accepted] = &[
         ("80", None, None, r(80, 80), Proto::Tcp),
         ("8080:80", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
-        ("8080:80/udp", None, Some(r(8080, 8080)), r(80, 80), Proto::Udp),
-        ("8080:80/TCP", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
-        ("127.0.0.1:8080:80", Some(Ipv4Addr::LOCALHOST), Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
-        ("127.0.0.1::80", Some(Ipv4Addr::LOCALHOST), None, r(80, 80), Proto::Tcp),
-        ("0.0.0.0:8080:80", None, Some(r(8080, 8080)), r(80, 80), Proto::Tcp),
+        (
+            "8080:80/udp",
+            None,
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Udp,
+        ),
+        (
+            "8080:80/TCP",
+            None,
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "127.0.0.1:8080:80",
+            Some(lo),
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        ("127.0.0.1::80", Some(lo), None, r(80, 80), Proto::Tcp),
+        (
+            "0.0.0.0:8080:80",
+            Some(any4),
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "[::1]:8080:80",
+            Some(lo6),
+            Some(r(8080, 8080)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "[2001:db8::1]::80/udp",
+            Some(doc6),
+            None,
+            r(80, 80),
+            Proto::Udp,
+        ),
+        (
+            "[::]:8000-8001:80-81",
+            Some(any6),
+            Some(r(8000, 8001)),
+            r(80, 81),
+            Proto::Tcp,
+        ),
         (":80", None, None, r(80, 80), Proto::Tcp),
-        ("8000-8002:80-82", None, Some(r(8000, 8002)), r(80, 82), Proto::Tcp),
-        ("8000-8010:80", None, Some(r(8000, 8010)), r(80, 80), Proto::Tcp),
+        (
+            "8000-8002:80-82",
+            None,
+            Some(r(8000, 8002)),
+            r(80, 82),
+            Proto::Tcp,
+        ),
+        (
+            "8000-8010:80",
+            None,
+            Some(r(8000, 8010)),
+            r(80, 80),
+            Proto::Tcp,
+        ),
         ("80-82", None, None, r(80, 82), Proto::Tcp),
-        ("65535:65535/udp", None, Some(r(65535, 65535)), r(65535, 65535), Proto::Udp),
+        (
+            "65535:65535/udp",
+            None,
+            Some(r(65535, 65535)),
+            r(65535, 65535),
+            Proto::Udp,
+        ),
         ("1:1", None, Some(r(1, 1)), r(1, 1), Proto::Tcp),
     ];
     for (s, ip, host, container, proto) in ok {
@@ -73,6 +153,12 @@ fn rejects_what_docker_rejects() {
         ("localhost:80:80", |e| matches!(e, SpecError::BadHostIp(_))),
         ("1:2:3:4", |e| matches!(e, SpecError::TooManyColons(_))),
         ("::1:80:80", |e| matches!(e, SpecError::TooManyColons(_))),
+        ("[::1]8080:80", |e| matches!(e, SpecError::BadHostIp(_))),
+        ("[::1:8080:80", |e| matches!(e, SpecError::BadHostIp(_))),
+        ("[127.0.0.1]:8080:80", |e| {
+            matches!(e, SpecError::BadHostIp(_))
+        }),
+        ("[::1]:1:2:3", |e| matches!(e, SpecError::TooManyColons(_))),
         (" 80", |e| matches!(e, SpecError::BadPort(_))),
         ("+80", |e| matches!(e, SpecError::BadPort(_))),
     ];
@@ -92,6 +178,9 @@ fn display_round_trips() {
         "127.0.0.1:8080:80/tcp",
         "127.0.0.1::80/tcp",
         "8000-8002:80-82/tcp",
+        "[::1]:8080:80/tcp",
+        "[2001:db8::1]::80/udp",
+        "0.0.0.0:8080:80/tcp",
     ] {
         assert_eq!(p(s).unwrap().to_string(), s);
     }
@@ -154,12 +243,50 @@ fn conflicts_follow_bind_rules() {
     assert!(!lo.conflicts_with(&other));
     assert!(!any.conflicts_with(&udp));
     let err = free("8080:81", &PortIndex::new([lo])).unwrap_err();
-    assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 8080));
+    assert_eq!(err, AllocError::Allocated(sock("0.0.0.0:8080")));
     assert_eq!(
         err.to_string(),
         "Bind for 0.0.0.0:8080 failed: port is already allocated"
     );
     assert!(free("10.0.0.5:8080:80", &PortIndex::new([lo])).is_ok());
+}
+
+#[test]
+fn a_port_without_a_host_address_is_published_on_both_families_of_a_dual_stack_endpoint() {
+    let any6 = PortMapping {
+        host_ip: Ipv6Addr::UNSPECIFIED.into(),
+        ..m([0; 4], 8080, 80, Proto::Tcp)
+    };
+    assert_eq!(
+        free_dual("8080:80", &PortIndex::default()).unwrap(),
+        vec![m([0; 4], 8080, 80, Proto::Tcp), any6],
+        "0.0.0.0 and [::], one port"
+    );
+    // The families keep their own ports, as the kernel's maps do.
+    let lo = m([127, 0, 0, 1], 8080, 80, Proto::Tcp);
+    assert!(!lo.conflicts_with(&any6) && !any6.conflicts_with(&lo));
+    assert!(free("[::]:8080:80", &PortIndex::new([lo])).is_ok());
+    assert_eq!(
+        free_dual("8080:80", &PortIndex::new([any6])).unwrap_err(),
+        AllocError::Allocated(sock("[::]:8080"))
+    );
+    assert_eq!(
+        free_dual("8080:80", &PortIndex::new([any6]))
+            .unwrap_err()
+            .to_string(),
+        "Bind for [::]:8080 failed: port is already allocated"
+    );
+    // An ephemeral port is one free in both families.
+    let taken = PortIndex::new([PortMapping {
+        host_port: EPHEMERAL_START,
+        ..any6
+    }]);
+    let got = free_dual("80", &taken).unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|g| g.host_port == EPHEMERAL_START + 1));
+    // An IPv4-only endpoint: IPv4 alone.
+    assert_eq!(free("8080:80", &PortIndex::new([any6])).unwrap().len(), 1);
+    assert_eq!(any6.to_string(), "80/tcp -> [::]:8080");
 }
 
 #[test]
@@ -179,7 +306,7 @@ fn a_full_range_resolves() {
     assert_eq!(got.len(), 39999);
     let taken = PortIndex::new(got);
     let err = free("39999:80/udp", &taken).unwrap_err();
-    assert_eq!(err, AllocError::Allocated(Ipv4Addr::UNSPECIFIED, 39999));
+    assert_eq!(err, AllocError::Allocated(sock("0.0.0.0:39999")));
     assert!(free("39999:80/tcp", &taken).is_ok());
 }
 
@@ -210,16 +337,17 @@ fn the_outbound_range_is_never_published() {
 fn ports_a_host_process_holds_are_refused_or_skipped() {
     let none = PortIndex::default();
     let busy = |m: &PortMapping| m.host_port == 8080 || m.host_port == EPHEMERAL_START;
+    let v4_only = [IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
     assert_eq!(
-        resolve(&p("8080:80").unwrap(), &none, &busy).unwrap_err(),
-        AllocError::InUse(Ipv4Addr::UNSPECIFIED, 8080)
+        resolve(&p("8080:80").unwrap(), &v4_only, &none, &busy).unwrap_err(),
+        AllocError::InUse(sock("0.0.0.0:8080"))
     );
     assert_eq!(
-        resolve(&p("8080-8081:80").unwrap(), &none, &busy).unwrap()[0].host_port,
+        resolve(&p("8080-8081:80").unwrap(), &v4_only, &none, &busy).unwrap()[0].host_port,
         8081
     );
     assert_eq!(
-        resolve(&p("80").unwrap(), &none, &busy).unwrap()[0].host_port,
+        resolve(&p("80").unwrap(), &v4_only, &none, &busy).unwrap()[0].host_port,
         EPHEMERAL_START + 1
     );
 }

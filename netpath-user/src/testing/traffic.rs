@@ -15,7 +15,16 @@ const CONNECT: Duration = Duration::from_secs(3);
 
 /// A UDP server in `ns` answering every datagram with "PEER_IP:PEER_PORT MESSAGE".
 pub fn udp_server(ns: &Netns, port: u16) {
-    let s = ns.run(|| UdpSocket::bind(("0.0.0.0", port)).expect("bind udp"));
+    answer_udp(ns.run(|| UdpSocket::bind(("0.0.0.0", port)).expect("bind udp")));
+}
+
+/// [`udp_server`] on every address of both families (`[::]`, dual stack).
+pub fn udp_server6(ns: &Netns, port: u16) {
+    answer_udp(ns.run(|| UdpSocket::bind(("::", port)).expect("bind udp")));
+}
+
+/// Answers every datagram of `s` with "PEER MESSAGE", in the background.
+fn answer_udp(s: UdpSocket) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 64];
         while let Ok((n, peer)) = s.recv_from(&mut buf) {

@@ -1,6 +1,6 @@
 //! Planning endpoints: creation (addresses, MACs, interface names), connect and disconnect,
 //! published ports.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
     checks::{
@@ -75,7 +75,7 @@ impl State {
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));
         }
-        ep.ports = self.resolve_specs(&req.ports, net.host_binding(), host)?;
+        ep.ports = self.resolve_specs(&req.ports, net.host_binding(), ip6.is_some(), host)?;
         Ok(ep)
     }
 
@@ -147,10 +147,16 @@ impl State {
             return Err(ModelError::LastNetwork(endpoint.to_string()));
         }
         if ep.primary().is_some_and(|p| p.network == network) && !ep.ports.is_empty() {
-            // The ports would move to the next network; refuse if it is internal.
+            // The ports would move to the next network; refuse if it is internal, or if it
+            // has no IPv6 address for the ports published on IPv6.
             if let Some(next) = ep.attachments.get(1) {
                 if self.network(&next.network)?.internal {
                     return Err(ModelError::InternalPorts(next.network.clone()));
+                }
+                if let Some(m) = ep.ports.iter().find(|m| m.host_ip.is_ipv6()) {
+                    if next.ip6.is_none() {
+                        return Err(ModelError::PortNeedsIpv6(m.to_string()));
+                    }
                 }
             }
         }
@@ -158,33 +164,40 @@ impl State {
     }
 
     /// Resolves `-p` specs against everything already published; a spec naming no host
-    /// address binds `binding` when the network sets one (Docker's `host_binding_ipv4`).
+    /// address binds `binding` when the network sets one (Docker's `host_binding_ipv4`), and
+    /// otherwise every address of IPv4 and, for an endpoint with an IPv6 address (`ipv6`),
+    /// of IPv6 too. A spec naming an IPv6 address needs the endpoint to have one.
     pub(super) fn resolve_specs(
         &self,
         specs: &[String],
         binding: Option<Ipv4Addr>,
+        ipv6: bool,
         host: HostView<'_>,
     ) -> Result<Vec<PortMapping>, ModelError> {
         let parsed = specs
             .iter()
             .map(|s| {
                 s.parse::<PortSpec>().map(|mut p| {
-                    p.host_ip = p.host_ip.or(binding);
+                    p.host_ip = p.host_ip.or(binding.map(IpAddr::V4));
                     p
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(ip) = parsed
-            .iter()
-            .filter_map(|p| p.host_ip)
-            .find(|ip| !host.addrs.contains(ip))
-        {
-            return Err(ModelError::NotHostAddress(ip));
+        for spec in &parsed {
+            match spec.host_ip {
+                Some(IpAddr::V6(_)) if !ipv6 => {
+                    return Err(ModelError::PortNeedsIpv6(spec.to_string()))
+                }
+                Some(ip) if !ip.is_unspecified() && !host.has_addr(ip) => {
+                    return Err(ModelError::NotHostAddress(ip))
+                }
+                _ => {}
+            }
         }
         let mut taken = PortIndex::new(self.all_ports());
         let mut out = Vec::new();
         for spec in &parsed {
-            let got = ports::resolve(spec, &taken, host.busy)?;
+            let got = ports::resolve(spec, &ports::host_ips(spec, ipv6), &taken, host.busy)?;
             for m in &got {
                 taken.insert(m);
             }
@@ -204,15 +217,16 @@ impl State {
         if specs.is_empty() {
             return Err(ModelError::NoSpecs);
         }
-        let mut binding = None;
+        let (mut binding, mut ipv6) = (None, false);
         if let Some(p) = ep.primary() {
             let net = self.network(&p.network)?;
             if net.internal {
                 return Err(ModelError::InternalPorts(p.network.clone()));
             }
             binding = net.host_binding();
+            ipv6 = p.ip6.is_some();
         }
-        self.resolve_specs(specs, binding, host)
+        self.resolve_specs(specs, binding, ipv6, host)
     }
 
     /// Validates an unpublish request: the mappings of `endpoint` it removes. Every spec must

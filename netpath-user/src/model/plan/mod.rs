@@ -18,7 +18,7 @@ mod pools;
 pub use checks::valid_domain;
 pub use error::ModelError;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{ipam::Subnet, ports};
 
@@ -34,6 +34,16 @@ pub struct HostView<'a> {
     pub addrs6: &'a [Ipv6Addr],
     /// Whether a host process holds a mapping's address and port.
     pub busy: ports::Busy<'a>,
+}
+
+impl HostView<'_> {
+    /// Whether `ip` is one of the host's addresses.
+    pub fn has_addr(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.addrs.contains(&a),
+            IpAddr::V6(a) => self.addrs6.contains(&a),
+        }
+    }
 }
 
 impl HostView<'static> {
