@@ -502,7 +502,7 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
 }
 
 #[test]
-fn the_published_ports_firewall_holds_ipv6_clients_out_while_a_list_is_in_force() {
+fn the_published_ports_firewall_lets_in_the_ipv6_clients_of_its_list_alone() {
     let Dp { mut dp, _fs } = load();
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
@@ -540,8 +540,20 @@ fn the_published_ports_firewall_holds_ipv6_clients_out_while_a_list_is_in_force(
     }
     assert_eq!(dp.counter(Counter::DropFirewall), 4);
 
-    dp.set_published_from(&PublishedFrom::default()).unwrap();
+    // An IPv6 prefix on the list lets its clients in, and no other.
+    let list: PublishedFrom = "10.0.0.0/8, 2001:db8::/64".parse().unwrap();
+    dp.set_published_from(&list).unwrap();
     let (verdict, _) =
         r.ns.run(|| run_xdp_on(&mut dp, &syn(40002), r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT, "{CLIENT6} is in 2001:db8::/64");
+    let list: PublishedFrom = "2001:db8:1::/64".parse().unwrap();
+    assert_eq!(dp.set_published_from(&list).unwrap(), 1, "its flow ended");
+    let (verdict, _) =
+        r.ns.run(|| run_xdp_on(&mut dp, &syn(40002), r.uplink_ifindex));
+    assert_eq!(verdict, XDP_DROP, "{CLIENT6} is not in 2001:db8:1::/64");
+
+    dp.set_published_from(&PublishedFrom::default()).unwrap();
+    let (verdict, _) =
+        r.ns.run(|| run_xdp_on(&mut dp, &syn(40003), r.uplink_ifindex));
     assert_eq!(verdict, XDP_REDIRECT, "the list cleared: everyone again");
 }

@@ -433,6 +433,20 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
         s["Counters"]["dnat_tc"].as_u64().unwrap() + s["Counters"]["dnat_xdp"].as_u64().unwrap();
     assert!(dnat >= 1, "{s}");
 
+    // The firewall's list holds IPv6 clients to its IPv6 prefixes.
+    t.ok(&["firewall", "set", "10.0.0.0/8"]);
+    assert!(
+        !tcp_reachable(&t.outside, host, 8080, SHORT),
+        "not on the list"
+    );
+    t.ok(&["firewall", "add", "fd00:77::1"]);
+    assert_eq!(
+        t.ok(&["firewall", "show"]).trim(),
+        "published ports answer: 10.0.0.0/8, fd00:77::1/128"
+    );
+    assert!(tcp_request(&t.outside, host, 8080, "listed").is_ok());
+    t.ok(&["firewall", "clear"]);
+
     // One address of the host: that one answers; [::1] is the host's alone.
     t.ok(&[
         "port",

@@ -119,11 +119,11 @@ pub struct AgentArgs {
     /// The key of --etcd-cert (PEM).
     #[arg(long, value_name = "FILE")]
     pub etcd_key: Option<PathBuf>,
-    /// Published ports answer only clients in this prefix (repeatable, or comma-separated;
-    /// an address alone is itself), checked in the kernel before DNAT; replaces the list
+    /// Published ports answer only clients in this prefix, IPv4 or IPv6 (repeatable, or
+    /// comma-separated; an address alone is itself), checked in the kernel before DNAT; replaces the list
     /// saved by `netpath firewall` [default: the saved list; on a new host, everyone].
     #[arg(long = "published-from", value_name = "CIDR", value_delimiter = ',', value_parser = crate::policy::parse_prefix)]
-    pub published_from: Vec<crate::ipam::Subnet>,
+    pub published_from: Vec<crate::policy::Prefix>,
 }
 
 impl AgentArgs {

@@ -6,8 +6,7 @@ use anyhow::bail;
 
 use crate::{
     api::{client::Client, FirewallView},
-    ipam::Subnet,
-    policy::{parse_prefix, PublishedFrom},
+    policy::{parse_prefix, Prefix, PublishedFrom},
 };
 
 #[derive(clap::Subcommand)]
@@ -51,7 +50,7 @@ pub enum FirewallCmd {
 }
 
 /// `prefixes` as the list reads them: a CIDR, or an address alone for itself.
-fn parsed(prefixes: &[String]) -> anyhow::Result<Vec<Subnet>> {
+fn parsed(prefixes: &[String]) -> anyhow::Result<Vec<Prefix>> {
     Ok(prefixes
         .iter()
         .map(|p| parse_prefix(p))

@@ -42,10 +42,18 @@ pub(super) struct Maps6 {
     pub(super) port_slots: StdHashMap<u32, PortSlot<In6>>,
     pub(super) host_addrs: HashMap<MapData, In6, u32>,
     pub(super) flows: HashMap<MapData, FlowKey<In6>, FlowNat<In6>>,
-    pub(super) published_from: LpmTrie<MapData, In6, u8>,
+    published_from: LpmTrie<MapData, In6, u8>,
 }
 
 impl Maps6 {
+    pub(super) fn published_from_mut(&mut self) -> &mut LpmTrie<MapData, In6, u8> {
+        &mut self.published_from
+    }
+
+    pub(super) fn subnets(&self) -> &LpmTrie<MapData, In6, u32> {
+        &self.subnets
+    }
+
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Maps6, DatapathError> {
         Ok(Maps6 {
             endpoints: super::take_map(ebpf, map_names::ENDPOINTS6)?,
@@ -86,38 +94,6 @@ fn subnet_key(pool: &Pool<Ipv6Addr>) -> LpmKey<In6> {
 }
 
 impl Datapath {
-    /// The published ports' firewall for IPv6 clients. The list names IPv4 prefixes only, so
-    /// while one is in force no IPv6 client is let in (`::/0` denied; the endpoints of this
-    /// host's networks reach published ports by hairpin, which the list does not govern), and
-    /// with none every one is. Returns the IPv6 flows removed.
-    pub(super) fn set_published_from6(&mut self, everyone: bool) -> Result<usize, DatapathError> {
-        let all = LpmKey::new(0, In6::default());
-        let name = map_names::PUBLISHED_FROM6;
-        if everyone {
-            removed(name, self.v6.published_from.remove(&all))?;
-            return Ok(0);
-        }
-        self.v6
-            .published_from
-            .insert(&all, netpath_common::published_from::DENY, 0)
-            .map_err(|e| DatapathError::Map(name, e))?;
-        let local: Vec<(u32, u128)> = self
-            .v6
-            .subnets
-            .keys()
-            .filter_map(Result::ok)
-            .map(|k| (k.prefix_len(), Ipv6Addr::from_kernel(k.data()).to_bits()))
-            .collect();
-        let is_local = |a: In6| {
-            let a = Ipv6Addr::from_kernel(a).to_bits();
-            local.iter().any(|(len, net)| {
-                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-                a & mask == *net & mask
-            })
-        };
-        Ok(self.flush_flows::<In6>(|k, _| !is_local(k.dst_addr)).0)
-    }
-
     /// Makes `uplinks` (ifindex → global IPv6 address) the sources of IPv6's outbound NAT.
     pub fn set_uplinks6(&mut self, uplinks: &[(u32, Ipv6Addr)]) -> Result<(), DatapathError> {
         let want = uplinks.iter().map(|(i, a)| (*i, be_addr(*a))).collect();

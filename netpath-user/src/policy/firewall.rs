@@ -1,18 +1,55 @@
 //! The published ports' firewall: which clients may reach a published port from outside the
 //! host. Docker's published ports walk past the host's firewall; this list is what an operator
 //! says instead, in one line (`--published-from 10.0.0.0/8`). Empty: every client, as Docker.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use netpath_common::published_from;
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::{IpamError, Subnet};
+use crate::ipam::{Family, IpamError, Subnet};
+
+/// One client prefix of the list, of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Prefix {
+    V4(Subnet<Ipv4Addr>),
+    V6(Subnet<Ipv6Addr>),
+}
+
+impl Prefix {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self, addr) {
+            (Prefix::V4(s), IpAddr::V4(a)) => s.contains(a),
+            (Prefix::V6(s), IpAddr::V6(a)) => s.contains(a),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prefix::V4(s) => s.fmt(f),
+            Prefix::V6(s) => s.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Prefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// The client prefixes published ports answer, or none for everyone. Kept sorted and without
-/// repeats, so two lists that say the same compare equal.
+/// repeats, so two lists that say the same compare equal. While there is a list, a client of
+/// either family is let in only by a prefix of its own family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct PublishedFrom(Vec<Subnet>);
+pub struct PublishedFrom(Vec<Prefix>);
 
 /// A list of prefixes as [`parse_prefix`] reads each.
 impl<'de> Deserialize<'de> for PublishedFrom {
@@ -29,8 +66,8 @@ impl<'de> Deserialize<'de> for PublishedFrom {
 
 impl PublishedFrom {
     /// The list of `prefixes`, in any order, repeats dropped.
-    pub fn new(prefixes: impl IntoIterator<Item = Subnet>) -> Self {
-        let mut v: Vec<Subnet> = prefixes.into_iter().collect();
+    pub fn new(prefixes: impl IntoIterator<Item = Prefix>) -> Self {
+        let mut v: Vec<Prefix> = prefixes.into_iter().collect();
         v.sort();
         v.dedup();
         PublishedFrom(v)
@@ -41,32 +78,59 @@ impl PublishedFrom {
         self.0.is_empty()
     }
 
-    pub fn prefixes(&self) -> &[Subnet] {
+    pub fn prefixes(&self) -> &[Prefix] {
         &self.0
     }
 
     /// Whether a client at `addr` may open a flow to a published port.
-    pub fn allows(&self, addr: Ipv4Addr) -> bool {
+    pub fn allows(&self, addr: IpAddr) -> bool {
         self.is_everyone() || self.0.iter().any(|s| s.contains(addr))
     }
 
-    /// What the kernel's trie holds for this list: each prefix allowed and, while there is a
-    /// list, the whole address space denied (the longest match decides); nothing for none.
-    pub fn trie(&self) -> Vec<(Subnet, u8)> {
-        let mut t: Vec<(Subnet, u8)> = self.0.iter().map(|s| (*s, published_from::ALLOW)).collect();
-        let all = Subnet::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0 is a subnet");
-        if !self.is_everyone() && !self.0.contains(&all) {
+    /// What IPv4's kernel trie holds for this list: each IPv4 prefix allowed and, while there
+    /// is a list, the whole address space denied (the longest match decides); nothing for
+    /// none.
+    pub fn trie(&self) -> Vec<(Subnet<Ipv4Addr>, u8)> {
+        self.trie_of(|p| match p {
+            Prefix::V4(s) => Some(*s),
+            Prefix::V6(_) => None,
+        })
+    }
+
+    /// The same for IPv6's trie.
+    pub fn trie6(&self) -> Vec<(Subnet<Ipv6Addr>, u8)> {
+        self.trie_of(|p| match p {
+            Prefix::V6(s) => Some(*s),
+            Prefix::V4(_) => None,
+        })
+    }
+
+    fn trie_of<A: Family>(
+        &self,
+        of: impl Fn(&Prefix) -> Option<Subnet<A>>,
+    ) -> Vec<(Subnet<A>, u8)> {
+        let mut t: Vec<(Subnet<A>, u8)> = self
+            .0
+            .iter()
+            .filter_map(of)
+            .map(|s| (s, published_from::ALLOW))
+            .collect();
+        let all = Subnet::new(A::from_bits(0), 0).expect("the whole space is a subnet");
+        if !self.is_everyone() && !t.iter().any(|(s, _)| *s == all) {
             t.push((all, published_from::DENY));
         }
         t
     }
 }
 
-/// One prefix of the list, as an operator writes it: a CIDR, or an address alone for itself.
-pub fn parse_prefix(s: &str) -> Result<Subnet, IpamError> {
-    match s.parse::<Ipv4Addr>() {
-        Ok(addr) => Subnet::new(addr, 32),
-        Err(_) => Subnet::from_str(s),
+/// One prefix of the list, as an operator writes it: a CIDR of either family, or an address
+/// alone for itself.
+pub fn parse_prefix(s: &str) -> Result<Prefix, IpamError> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => Subnet::new(a, 32).map(Prefix::V4),
+        Ok(IpAddr::V6(a)) => Subnet::new(a, 128).map(Prefix::V6),
+        Err(_) if s.contains(':') => Subnet::from_str(s).map(Prefix::V6),
+        Err(_) => Subnet::from_str(s).map(Prefix::V4),
     }
 }
 
@@ -106,17 +170,23 @@ mod tests {
     #[test]
     fn no_list_allows_everyone_and_writes_nothing() {
         let none = PublishedFrom::default();
-        assert!(none.allows(Ipv4Addr::new(203, 0, 113, 9)));
-        assert!(none.trie().is_empty());
+        assert!(none.allows(Ipv4Addr::new(203, 0, 113, 9).into()));
+        assert!(none.allows("2001:db8::9".parse().unwrap()));
+        assert!(none.trie().is_empty() && none.trie6().is_empty());
         assert_eq!(none.to_string(), "everyone");
     }
 
     #[test]
     fn a_list_allows_its_prefixes_only() {
         let l = list("10.0.0.0/8, 192.168.1.7");
-        assert!(l.allows(Ipv4Addr::new(10, 200, 0, 1)));
-        assert!(l.allows(Ipv4Addr::new(192, 168, 1, 7)));
-        assert!(!l.allows(Ipv4Addr::new(192, 168, 1, 8)));
+        assert!(l.allows(Ipv4Addr::new(10, 200, 0, 1).into()));
+        assert!(l.allows(Ipv4Addr::new(192, 168, 1, 7).into()));
+        assert!(!l.allows(Ipv4Addr::new(192, 168, 1, 8).into()));
+        assert!(
+            !l.allows("2001:db8::9".parse().unwrap()),
+            "no IPv6 prefix: no IPv6 client"
+        );
+        assert_eq!(l.trie6(), [("::/0".parse().unwrap(), published_from::DENY)]);
         assert_eq!(l.to_string(), "10.0.0.0/8, 192.168.1.7/32");
         let t = l.trie();
         assert_eq!(t.len(), 3);
@@ -124,6 +194,25 @@ mod tests {
         // The whole space allowed needs no deny entry.
         assert_eq!(list("0.0.0.0/0").trie().len(), 1);
         assert_eq!(list("10.0.0.0/8,10.0.0.0/8"), list("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn ipv6_prefixes_let_in_ipv6_clients_alone() {
+        let l = list("2001:db8::/32, fd00::7, 10.0.0.0/8");
+        assert!(l.allows("2001:db8:1::5".parse().unwrap()));
+        assert!(l.allows("fd00::7".parse().unwrap()));
+        assert!(!l.allows("fd00::8".parse().unwrap()));
+        assert!(!l.allows(Ipv4Addr::new(192, 0, 2, 1).into()));
+        assert_eq!(l.to_string(), "10.0.0.0/8, 2001:db8::/32, fd00::7/128");
+        assert_eq!(l.trie6().len(), 3, "two allowed, ::/0 denied");
+        assert_eq!(l.trie().len(), 2, "one allowed, 0.0.0.0/0 denied");
+        // IPv6 alone in the list: no IPv4 client.
+        assert_eq!(
+            list("2001:db8::/32").trie(),
+            [("0.0.0.0/0".parse().unwrap(), published_from::DENY)]
+        );
+        assert!("2001:db8::1/32".parse::<PublishedFrom>().is_err());
+        assert!("2001:db8::/129".parse::<PublishedFrom>().is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod spec;
 
 pub use compile::{blocks, compile, Member, NamedPort};
 pub use compiled::{port_blocks, Compiled};
-pub use firewall::{parse_prefix, PublishedFrom};
+pub use firewall::{parse_prefix, Prefix, PublishedFrom};
 #[cfg(test)]
 mod tests;
 pub use manifest::{parse as parse_manifests, Manifest, ManifestError, DEFAULT_NAMESPACE};
