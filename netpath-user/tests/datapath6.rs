@@ -557,3 +557,50 @@ fn the_published_ports_firewall_lets_in_the_ipv6_clients_of_its_list_alone() {
         r.ns.run(|| run_xdp_on(&mut dp, &syn(40003), r.uplink_ifindex));
     assert_eq!(verdict, XDP_REDIRECT, "the list cleared: everyone again");
 }
+
+#[test]
+fn network_policy_holds_for_ipv6_clients_of_a_published_port() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    published6(&mut dp, r.endpoint_ifindex);
+    // The endpoint selected for ingress, the world let in on port 80 only.
+    const EP_ID: u32 = 300;
+    let mut c = Compiled::default();
+    c.ipcache
+        .insert(Subnet::new(EP4.into(), 32).unwrap(), EP_ID);
+    c.subjects.insert(EP_ID, u32::from(direction::INGRESS));
+    let key = PolicyKey::new(
+        direction::INGRESS,
+        EP_ID,
+        netpath_common::identity::WORLD,
+        TCP,
+        80,
+    );
+    c.rules.insert((key, PolicyKey::PORT), 1);
+    dp.set_policy(&c).unwrap();
+    let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT, "port 80 is let in");
+    // The rule gone: the endpoint's IPv6 address carries its identity, so the policy holds.
+    c.rules.clear();
+    assert_eq!(dp.set_policy(&c).unwrap(), 1, "the allowed flow ended");
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_DROP, "no rule lets the world in");
+    let (verdict, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, TC_ACT_SHOT);
+    assert_eq!(counter(&dp, Counter::DropPolicy), 2);
+    dp.set_policy(&Compiled::default()).unwrap();
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT, "no policy: open again");
+}

@@ -43,6 +43,7 @@ pub(super) struct Maps6 {
     pub(super) host_addrs: HashMap<MapData, In6, u32>,
     pub(super) flows: HashMap<MapData, FlowKey<In6>, FlowNat<In6>>,
     published_from: LpmTrie<MapData, In6, u8>,
+    ipcache: HashMap<MapData, In6, AddrIdentity>,
 }
 
 impl Maps6 {
@@ -70,6 +71,7 @@ impl Maps6 {
             host_addrs: super::take_map(ebpf, map_names::HOST_ADDRS6)?,
             flows: super::take_map(ebpf, map_names::FLOWS6)?,
             published_from: super::take_map(ebpf, map_names::PUBLISHED_FROM6)?,
+            ipcache: super::take_map(ebpf, map_names::IPCACHE6)?,
         })
     }
 }
@@ -253,8 +255,13 @@ impl Datapath {
     }
 
     /// Gives every IPv6 record the identity its endpoint's IPv4 record (`ENDPOINTS`, by the
-    /// same interface) now carries.
-    pub(super) fn restamp6(&mut self) -> Result<(), DatapathError> {
+    /// same interface) now carries, and every endpoint's IPv6 address in `IPCACHE6` its IPv4
+    /// address's entry of `hosts` (the policy maps' new `IPCACHE`), so that the paths that
+    /// look an identity up by address (a published port's DNAT, hairpin) find it.
+    pub(super) fn restamp6(
+        &mut self,
+        hosts: &std::collections::BTreeMap<u32, AddrIdentity>,
+    ) -> Result<(), DatapathError> {
         let of =
             |dp: &Datapath, ifindex: u32| dp.endpoints.get(&ifindex, 0).ok().map(|i| i.identity);
         let stale: Vec<(u32, EndpointInfo<In6>)> = self
@@ -285,11 +292,21 @@ impl Datapath {
                 .insert(addr, peer, 0)
                 .map_err(|e| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR6, e))?;
         }
-        Ok(())
+        let want: StdHashMap<In6, AddrIdentity> = self
+            .v6
+            .endpoints_by_addr
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(addr6, p)| {
+                let addr = self.endpoints.get(&p.ifindex, 0).ok()?.addr;
+                Some((addr6, *hosts.get(&addr)?))
+            })
+            .collect();
+        sync_hash(map_names::IPCACHE6, &mut self.v6.ipcache, &want).map(drop)
     }
 
-    /// Ends the IPv6 connections `c` denies, judged on the identities the endpoints' records
-    /// carry (any other address is the world). Returns how many.
+    /// Ends the IPv6 connections `c` denies, and the published flows, judged on the identities
+    /// the endpoints' records carry (any other address is the world). Returns how many.
     pub(super) fn end_denied6(&mut self, c: &Compiled) -> usize {
         let ids: StdHashMap<In6, u32> = self
             .v6
@@ -308,7 +325,9 @@ impl Datapath {
             )
         };
         let tracked = self.v6.policy_ct.iter().filter_map(Result::ok).collect();
-        super::policy::end_tracked(&mut self.v6.policy_ct, tracked, denied)
+        let connections = super::policy::end_tracked(&mut self.v6.policy_ct, tracked, denied);
+        // A published flow is keyed by its replies: the client connected to the endpoint.
+        connections + self.flush_flows::<In6>(|k, _| denied(&k.reversed())).0
     }
 }
 

@@ -198,7 +198,7 @@ impl Datapath {
                 .map_err(map(map_names::IPCACHE))?;
         }
         self.restamp_endpoints(&new.hosts)?;
-        self.restamp6()?;
+        self.restamp6(&new.hosts)?;
         let tries = policy_on::RANGES | policy_on::PREFIXES;
         let during = if new.on == 0 {
             0
