@@ -160,6 +160,9 @@ counters! {
     DropPolicy = 28, "drop_policy";
     /// IPv6 neighbour solicitations answered for an endpoint (its gateway, its peers).
     NdpReply = 29, "ndp_reply";
+    /// ICMP errors about a translated flow (Packet Too Big, fragmentation needed, time
+    /// exceeded, unreachable) carried back through the NAT to the endpoint they concern.
+    IcmpErrorBack = 30, "icmp_error_back";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

@@ -18,14 +18,15 @@ use network_types::ip::Ipv6Hdr;
 
 use crate::{
     hostgw,
+    icmp::{icmp6_error_about, icmp6_error_inner, icmp_error_about, icmp_error_inner, ErrorAbout},
     maps::{
         ENDPOINTS, ENDPOINTS6, ENDPOINTS_BY_ADDR, ENDPOINTS_BY_ADDR6, FLOWS, FLOWS6, HOST_ADDRS,
         HOST_ADDRS6, NETWORKS, NETWORKS6, PORTS, PORTS6, PORTS_ANY, PORTS_ANY6, SNAT, SNAT6,
         SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
     },
     overlay,
-    packet::Packet,
-    parse::{icmp6_error_about, icmp_error_about, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
+    packet::{csum_replace4, Packet},
+    parse::{ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
     policy::Identified,
     snat,
     stats::dropped,
@@ -49,6 +50,18 @@ pub trait Ip: Identified {
     fn floods(dst: Self, net: &NetworkInfo<Self>) -> bool;
     /// For an ICMP error, the flow of the packet it is about.
     fn error_about(data: usize, data_end: usize, flow: &Flow<Self>) -> Option<FlowKey<Self>>;
+    /// The same, with where the carried packet's headers are.
+    fn error_inner(data: usize, data_end: usize, flow: &Flow<Self>) -> Option<ErrorAbout<Self>>;
+    /// Writes the source address (`from` → `to`) of the packet an ICMP error carries at
+    /// `l3_off`, with every checksum over it: the error's own at `csum` and, for IPv4, the
+    /// carried header's.
+    fn write_inner_src<P: Packet>(
+        pkt: &mut P,
+        l3_off: usize,
+        from: Self,
+        to: Self,
+        csum: usize,
+    ) -> bool;
     /// A packet to the host gateway: handed to a host-loopback listener? (True when it was.)
     fn to_host_loopback(ctx: &mut TcContext, ep: &EndpointInfo<Self>, flow: &Flow<Self>) -> bool;
     /// The endpoint on another node that has address `dst`.
@@ -126,6 +139,29 @@ impl Ip for u32 {
     #[inline(always)]
     fn error_about(data: usize, data_end: usize, flow: &Flow<u32>) -> Option<FlowKey<u32>> {
         icmp_error_about(data, data_end, flow)
+    }
+    #[inline(always)]
+    fn error_inner(data: usize, data_end: usize, flow: &Flow<u32>) -> Option<ErrorAbout<u32>> {
+        icmp_error_inner(data, data_end, flow)
+    }
+    #[inline(always)]
+    fn write_inner_src<P: Packet>(
+        pkt: &mut P,
+        l3_off: usize,
+        from: u32,
+        to: u32,
+        csum: usize,
+    ) -> bool {
+        // The carried header's checksum changes with its address, and the error's checksum
+        // covers both.
+        let Some(c) = ptr_at::<u16>(pkt.data(), pkt.data_end(), l3_off + 10) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        let old = unsafe { c.read_unaligned() };
+        let new = csum_replace4(old, from, to);
+        pkt.set_word(l3_off + 12, from, to, csum)
+            && pkt.set_port(l3_off + 10, old, new, csum, false)
     }
     #[inline(always)]
     fn to_host_loopback(ctx: &mut TcContext, ep: &EndpointInfo<u32>, flow: &Flow<u32>) -> bool {
@@ -242,6 +278,23 @@ impl Ip for In6 {
     #[inline(always)]
     fn error_about(data: usize, data_end: usize, flow: &Flow<In6>) -> Option<FlowKey<In6>> {
         icmp6_error_about(data, data_end, flow)
+    }
+    #[inline(always)]
+    fn error_inner(data: usize, data_end: usize, flow: &Flow<In6>) -> Option<ErrorAbout<In6>> {
+        icmp6_error_inner(data, data_end, flow)
+    }
+    #[inline(always)]
+    fn write_inner_src<P: Packet>(
+        pkt: &mut P,
+        l3_off: usize,
+        from: In6,
+        to: In6,
+        csum: usize,
+    ) -> bool {
+        pkt.set_word(l3_off + 8, from.words[0], to.words[0], csum)
+            && pkt.set_word(l3_off + 12, from.words[1], to.words[1], csum)
+            && pkt.set_word(l3_off + 16, from.words[2], to.words[2], csum)
+            && pkt.set_word(l3_off + 20, from.words[3], to.words[3], csum)
     }
     #[inline(always)]
     fn to_host_loopback(_: &mut TcContext, _: &EndpointInfo<In6>, _: &Flow<In6>) -> bool {

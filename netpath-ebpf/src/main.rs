@@ -11,6 +11,7 @@ mod fib;
 mod flows;
 mod forward;
 mod hostgw;
+mod icmp;
 mod maps;
 mod ndp;
 mod object;

@@ -19,9 +19,10 @@ use netpath_common::{
 use crate::{
     family::Ip,
     forward,
+    icmp::icmp_error_about,
     maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
     packet::Packet,
-    parse::{icmp_error_about, parse, Ipv4Flow, Parsed},
+    parse::{parse, Ipv4Flow, Parsed},
     policy::{self, Known},
     stats::{admitted, count, dropped},
 };

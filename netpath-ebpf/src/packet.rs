@@ -42,6 +42,9 @@ pub trait Packet {
     ) -> bool;
     /// Writes the 2-byte port at `off` (network order) and updates the L4 checksum.
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool;
+    /// Writes 4 bytes at `off` that the checksum at `csum_off` covers as plain data, not
+    /// through a pseudo-header (what an ICMP error carries of the packet it is about).
+    fn set_word(&mut self, off: usize, from: u32, to: u32, csum_off: usize) -> bool;
     /// Writes the Ethernet source and destination MACs.
     fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool;
 }
@@ -170,6 +173,12 @@ impl Packet for XdpContext {
     }
 
     #[inline(always)]
+    fn set_word(&mut self, off: usize, from: u32, to: u32, csum_off: usize) -> bool {
+        write_at(self.data(), self.data_end(), off, to)
+            && xdp_l4_csum(self, csum_off, false, |c| csum_replace4(c, from, to))
+    }
+
+    #[inline(always)]
     fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool {
         let Some(eth) = ptr_at::<[u8; 12]>(self.data(), self.data_end(), 0) else {
             return false;
@@ -257,6 +266,13 @@ impl Packet for TcContext {
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool {
         let flags = l4_flags(udp) | 2;
         self.l4_csum_replace(l4_csum_off, from as u64, to as u64, flags)
+            .is_ok()
+            && write_at(self.data(), self.data_end(), off, to)
+    }
+
+    #[inline(always)]
+    fn set_word(&mut self, off: usize, from: u32, to: u32, csum_off: usize) -> bool {
+        self.l4_csum_replace(csum_off, u64::from(from), u64::from(to), 4)
             .is_ok()
             && write_at(self.data(), self.data_end(), off, to)
     }

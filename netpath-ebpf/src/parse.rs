@@ -185,82 +185,12 @@ fn transport<A: Addr>(data: usize, data_end: usize, mut flow: Flow<A>) -> Option
     Some(flow)
 }
 
-/// Where the packet an ICMP error of protocol `icmp` (one of `errors`) carries starts; None
-/// for any other packet.
-#[inline(always)]
-fn error_inner<A: Addr>(
-    data: usize,
-    data_end: usize,
-    flow: &Flow<A>,
-    icmp: u8,
-    errors: &[u8],
-) -> Option<usize> {
-    if flow.proto != icmp || flow.fragment {
-        return None;
-    }
-    // SAFETY: bounds checked by ptr_at. The whole ICMP header is read (one byte at a
-    // variable offset is a bound the verifier cannot follow once compiled).
-    let header = unsafe { *ptr_at::<[u8; 8]>(data, data_end, flow.l4_off)? };
-    errors.contains(&header[0]).then_some(flow.l4_off + 8)
-}
-
-/// ICMP errors that carry the start of the packet they are about: destination unreachable
-/// (Packet Too Big's IPv4 form among them), time exceeded, parameter problem.
-const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
-
-/// For an ICMP error, the flow of the packet it is about, as that packet went (from the
-/// error's destination): the IPv4 header and ports the error carries. None for any other
-/// packet, or when what it carries is cut short.
-#[inline(always)]
-pub fn icmp_error_about(data: usize, data_end: usize, flow: &Ipv4Flow) -> Option<FlowKey<u32>> {
-    let inner = error_inner(data, data_end, flow, proto::ICMP, &ICMP_ERRORS)?;
-    // SAFETY (all reads): bounds checked by ptr_at.
-    let ip = unsafe { &*ptr_at::<Ipv4Hdr>(data, data_end, inner)? };
-    let ihl = header_words(ip)?;
-    let [src_port, dst_port] = match transport_len(ip.proto) {
-        // An error carries the first 8 bytes past the header: the ports, not the whole header.
-        Some(_) => ports(data, data_end, inner + ihl * 4, 4)?,
-        None => [0, 0],
-    };
-    Some(FlowKey::new(
-        u32::from_ne_bytes(ip.src_addr),
-        src_port,
-        u32::from_ne_bytes(ip.dst_addr),
-        dst_port,
-        ip.proto,
-    ))
-}
-
-/// ICMPv6 errors, which carry the start of the packet they are about: destination
-/// unreachable, packet too big, time exceeded, parameter problem.
-const ICMPV6_ERRORS: [u8; 4] = [1, 2, 3, 4];
-
-/// [`icmp_error_about`] for ICMPv6: the IPv6 header and ports an error carries (the packet's
-/// own header, not walked past extension headers: a flow with them is asked as a new one).
-#[inline(always)]
-pub fn icmp6_error_about(data: usize, data_end: usize, flow: &Ipv6Flow) -> Option<FlowKey<In6>> {
-    let inner = error_inner(data, data_end, flow, proto::ICMPV6, &ICMPV6_ERRORS)?;
-    // SAFETY (all reads): bounds checked by ptr_at.
-    let ip = unsafe { &*ptr_at::<Ipv6Hdr>(data, data_end, inner)? };
-    let [src_port, dst_port] = match transport_len(ip.next_hdr) {
-        Some(_) => ports(data, data_end, inner + Ipv6Hdr::LEN, 4)?,
-        None => [0, 0],
-    };
-    Some(FlowKey::new(
-        in6_at(data, data_end, inner + 8)?,
-        src_port,
-        in6_at(data, data_end, inner + 24)?,
-        dst_port,
-        ip.next_hdr,
-    ))
-}
-
 /// Length of an ARP body for Ethernet/IPv4.
 pub const ARP_LEN: usize = 28;
 
 /// An IPv4 header's length in 32-bit words (IHL); None when it is not IPv4's or too short.
 #[inline(always)]
-fn header_words(ip: &Ipv4Hdr) -> Option<usize> {
+pub fn header_words(ip: &Ipv4Hdr) -> Option<usize> {
     let ihl = (ip.vihl & 0x0f) as usize;
     (ip.vihl >> 4 == 4 && ihl >= 5).then_some(ihl)
 }

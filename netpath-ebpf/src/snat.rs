@@ -30,7 +30,7 @@ const PORT_TRIES: u32 = 32;
 
 /// Whether `port` (network order) is one outbound NAT hands out.
 #[inline(always)]
-fn in_snat_range(port: u16) -> bool {
+pub fn in_snat_range(port: u16) -> bool {
     u32::from(u16::from_be(port).wrapping_sub(SNAT_PORT_MIN)) < SNAT_PORTS
 }
 

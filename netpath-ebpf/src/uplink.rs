@@ -14,9 +14,10 @@ use netpath_common::{event, net_flags, tail, Counter};
 
 use crate::{
     family::Ip,
+    icmp::{self, Back},
     maps::{TAIL_CALLS, TAIL_CALLS_XDP},
     packet::Packet,
-    parse::{parse, Flow, Parsed},
+    parse::{is_icmp, parse, Flow, Parsed},
     ports::{self, Dnat, Published},
     snat,
     stats::{count, count_port, trace},
@@ -94,6 +95,16 @@ fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
         return Verdict::Drop(Counter::DropMartian);
     }
     if !flow.has_ports() && !flow.is_echo() {
+        if is_icmp(flow.proto) {
+            match icmp::error_back(pkt, flow) {
+                Back::To(ifindex) => {
+                    count(Counter::IcmpErrorBack);
+                    return Verdict::Reply(ifindex);
+                }
+                Back::Failed => return Verdict::Drop(Counter::Malformed),
+                Back::NotOurs => {}
+            }
+        }
         let reason = if flow.fragment {
             Counter::Fragment
         } else {

@@ -1335,3 +1335,50 @@ fn network_policy_sees_published_ports_as_the_endpoint_does() {
     assert_eq!(dp.set_policy(&c).unwrap(), 1);
     assert!(flow(&dp, 80, 40000, TCP).is_none());
 }
+
+/// An ICMP "fragmentation needed" (destination unreachable, code 4) from `router` to `to`,
+/// about `about` (a frame) carried from its IP header on, its first 8 transport bytes only.
+fn frag_needed(router: [u8; 4], to: [u8; 4], about: &[u8], mtu: u16) -> Vec<u8> {
+    let mut body = vec![3, 4, 0, 0, 0, 0];
+    body.extend_from_slice(&mtu.to_be_bytes());
+    body.extend_from_slice(&about[14..14 + 28]);
+    let c = common::inet_checksum(&[&body]);
+    body[2..4].copy_from_slice(&c.to_be_bytes());
+    Frame::new(router, to, ICMP).build(&body)
+}
+
+#[test]
+fn fragmentation_needed_about_a_published_reply_reaches_its_endpoint_translated_back() {
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80)]);
+    let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+    assert_eq!(
+        run_tc(&mut dp, programs::UPLINK_TC, &syn, 0).0,
+        TC_ACT_REDIRECT
+    );
+    let reply = Frame::new(HOST, CLIENT, TCP).build(&tcp(8080, 40000));
+    let err = frag_needed([10, 0, 0, 254], HOST, &reply, 1400);
+    let (verdict, out) = run_xdp(&mut dp, &err);
+    assert_eq!(verdict, XDP_REDIRECT);
+    let seen = Seen(&out);
+    assert_eq!(seen.dst(), Ipv4Addr::from(EP), "to the endpoint");
+    assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+    assert_eq!(
+        common::inet_checksum(&[&out[14..34]]),
+        0,
+        "the IP header's checksum"
+    );
+    let icmp = &out[34..];
+    assert_eq!(common::inet_checksum(&[icmp]), 0, "the ICMP checksum");
+    assert_eq!(&icmp[6..8], &1400u16.to_be_bytes(), "the MTU kept");
+    // What it carries is the reply as the endpoint sent it, its header's checksum right.
+    let inner = &icmp[8..];
+    assert_eq!(&inner[12..16], &EP, "its source the endpoint");
+    assert_eq!(&inner[16..20], &CLIENT);
+    assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), 80);
+    assert_eq!(
+        common::inet_checksum(&[&inner[..20]]),
+        0,
+        "the carried header's checksum"
+    );
+    assert_eq!(dp.counter(Counter::IcmpErrorBack), 1);
+}

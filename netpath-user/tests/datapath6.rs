@@ -604,3 +604,65 @@ fn network_policy_holds_for_ipv6_clients_of_a_published_port() {
     let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
     assert_eq!(verdict, XDP_REDIRECT, "no policy: open again");
 }
+
+/// An ICMPv6 Packet Too Big from `router` to `to`, about the TCP packet `about` (a frame)
+/// carried from its IPv6 header on.
+fn packet_too_big(router: &str, to: &str, about: &[u8], mtu: u32) -> Vec<u8> {
+    let mut body = vec![2, 0, 0, 0];
+    body.extend_from_slice(&mtu.to_be_bytes());
+    body.extend_from_slice(&about[14..]);
+    Frame6::new(router, to, ICMPV6).build(&body)
+}
+
+#[test]
+fn packet_too_big_about_a_published_reply_reaches_its_endpoint_translated_back() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    published6(&mut dp, r.endpoint_ifindex);
+    let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT);
+    // The reply as it left the host (from the published address), too big for a link on the
+    // way: the router there says so to the host's address.
+    let reply = Frame6::new(HOST6, CLIENT6, TCP).build(&tcp(8080, 40000));
+    let ptb = packet_too_big("2001:db8::fe", HOST6, &reply, 1280);
+    for xdp in [true, false] {
+        let (verdict, out) = if xdp {
+            r.ns.run(|| run_xdp_on(&mut dp, &ptb, r.uplink_ifindex))
+        } else {
+            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &ptb, r.uplink_ifindex))
+        };
+        let want = if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT };
+        assert_eq!(verdict, want, "xdp {xdp}");
+        let (src, dst, _, _) = addrs_ports(&out);
+        assert_eq!((src, dst), (v6("2001:db8::fe"), v6(EP)), "to the endpoint");
+        assert_eq!(&out[58..62], &1280u32.to_be_bytes(), "the MTU kept");
+        // What it carries is the reply as the endpoint sent it.
+        let inner = &out[62..];
+        let a = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&inner[at..at + 16]).unwrap());
+        assert_eq!((a(8), a(24)), (v6(EP), v6(CLIENT6)));
+        assert_eq!(u16::from_be_bytes([inner[40], inner[41]]), 80);
+        assert!(
+            checksum_ok6(&out),
+            "the ICMPv6 checksum of the translated error"
+        );
+        let seen = Seen(&out);
+        assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+    }
+    assert_eq!(dp.counter(Counter::IcmpErrorBack), 2);
+    // About a flow netpath never saw: the host's own business.
+    let stranger = Frame6::new(HOST6, CLIENT6, TCP).build(&tcp(8080, 40009));
+    let ptb = packet_too_big("2001:db8::fe", HOST6, &stranger, 1280);
+    let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &ptb, r.uplink_ifindex));
+    assert_eq!((verdict, &out), (XDP_PASS, &ptb));
+}

@@ -562,3 +562,55 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
     );
     assert!(t.stats()["Counters"]["hairpin"].as_u64().unwrap() >= 2);
 }
+
+/// Path MTU discovery through outbound NAT: an endpoint's datagram too big for a link beyond
+/// the outside router is refused there with a Packet Too Big to the host's address, which
+/// netpath carries back to the endpoint; its stack then knows the path's MTU.
+#[test]
+fn packet_too_big_about_an_outbound_flow_reaches_its_endpoint() {
+    let t = Topo::new();
+    ipv6_uplink(&t);
+    // A far host behind the outside, on a 1280-byte link; the outside routes between them.
+    let far = common::Netns::new("npfar");
+    let id = common::unique();
+    let (o, f) = (format!("of{id}"), format!("f{id}"));
+    common::veth(&t.outside, &o, &far, &f);
+    for (ns, dev, addr) in [
+        (&t.outside, &o, "fd00:78::1/64"),
+        (&far, &f, "fd00:78::2/64"),
+    ] {
+        ns.ip(&["link", "set", dev, "mtu", "1280"]);
+        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+    }
+    far.ip(&["-6", "route", "add", "default", "via", "fd00:78::1"]);
+    t.outside.sysctl("net/ipv6/conf/all/forwarding", "1");
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.65.1.0/24 --subnet fd00:65:1::/64",
+    ));
+    let ep = t.endpoint("web", &["--network", "a"]);
+    let far_addr: Ipv6Addr = "fd00:78::2".parse().unwrap();
+    let sock = ep.run(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+    let mtu = || {
+        let route = ep.ip(&["-6", "route", "get", "fd00:78::2"]);
+        route
+            .split_whitespace()
+            .skip_while(|w| *w != "mtu")
+            .nth(1)
+            .map(str::to_string)
+    };
+    assert_eq!(mtu(), None, "no path MTU known yet");
+    common::wait_until(
+        "the endpoint learning the path's MTU",
+        Duration::from_secs(10),
+        || {
+            // 1,400 bytes: through the host's links, not the far one.
+            let _ = sock.send_to(&[7u8; 1400], (far_addr, 9000));
+            mtu().as_deref() == Some("1280")
+        },
+    );
+    let s = t.stats();
+    assert!(
+        s["Counters"]["icmp_error_back"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+}
