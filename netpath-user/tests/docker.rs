@@ -151,7 +151,12 @@ impl Lab {
 }
 
 /// The body of `GET path` from `ns` to `to:port`, an address as [`plain_addr`] shows it.
-fn http_get(ns: &Netns, to: Ipv4Addr, port: u16, path: &str) -> std::io::Result<String> {
+fn http_get(
+    ns: &Netns,
+    to: impl Into<std::net::IpAddr>,
+    port: u16,
+    path: &str,
+) -> std::io::Result<String> {
     let resp = tcp_request(ns, to, port, &format!("GET {path} HTTP/1.0\r\n\r\n"))?;
     let resp = resp.replace("\r\n", "\n");
     Ok(plain_addr(
@@ -397,6 +402,24 @@ fn ipv6_networks_give_containers_their_ipv6_addresses() {
             .is_ok()
     });
     assert!(lab.t.stats()["Counters"]["ndp_reply"].as_u64().unwrap() > 0);
+
+    // `-p` publishes on both families; an IPv6 client outside keeps its own address.
+    lab.t.ipv6_uplink();
+    lab.run("--name s3 --network six -p 8081:80");
+    let ports = lab.t.ok(&["port", &lab.endpoint_of("s3", "six")]);
+    assert!(ports.contains("80/tcp -> [::]:8081"), "{ports}");
+    let host6: std::net::Ipv6Addr = "fd00:77::2".parse().unwrap();
+    let mut seen = String::new();
+    wait_until(
+        "an IPv6 client reaching s3",
+        Duration::from_secs(10),
+        || {
+            http_get(&lab.t.outside, host6, 8081, "/cgi-bin/ip")
+                .map(|s| seen = s)
+                .is_ok()
+        },
+    );
+    assert_eq!(seen, "fd00:77::1");
 }
 
 #[test]

@@ -220,34 +220,8 @@ fn the_default_network_has_ipv6_when_the_configuration_asks() {
     assert_eq!(inspect(&plain, "network", "bridge")[0]["EnableIPv6"], false);
 }
 
-/// The outside namespace's interface towards the host.
-fn outside_link(t: &Topo) -> String {
-    let links = t.outside.ip(&["-o", "link", "show", "type", "veth"]);
-    let name = links.split(':').nth(1).expect("the outside's veth").trim();
-    name.split('@').next().unwrap().to_string()
-}
-
-/// IPv6 between the outside (fd00:77::1) and the host (fd00:77::2, on its uplink, a default
-/// route via the outside).
-fn ipv6_uplink(t: &Topo) {
-    let o = outside_link(t);
-    t.outside
-        .ip(&["-6", "addr", "add", "fd00:77::1/64", "dev", &o, "nodad"]);
-    t.host.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "fd00:77::2/64",
-        "dev",
-        &t.uplink,
-        "nodad",
-    ]);
-    t.host
-        .ip(&["-6", "route", "add", "default", "via", "fd00:77::1"]);
-}
-
 fn endpoints_reach_ipv6_outside(t: Topo) {
-    ipv6_uplink(&t);
+    t.ipv6_uplink();
     let outside: Ipv6Addr = "fd00:77::1".parse().unwrap();
     tcp_server6(&t.outside, 9000);
     t.ok(&common::words(
@@ -354,7 +328,7 @@ fn names_have_aaaa_records_on_dual_stack_networks() {
 #[test]
 fn ipv6_outlives_the_agent_and_a_restart_adopts_it() {
     let mut t = Topo::new();
-    ipv6_uplink(&t);
+    t.ipv6_uplink();
     t.ok(&common::words(
         "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
     ));
@@ -401,7 +375,7 @@ fn ipv6_outlives_the_agent_and_a_restart_adopts_it() {
 /// 8080:80`: an IPv6 client outside reaches it with its own address, on TC or XDP; a port
 /// published on `[::1]` does not answer the LAN; unpublished, it answers no one.
 fn published_ports_answer_ipv6_clients(t: Topo) {
-    ipv6_uplink(&t);
+    t.ipv6_uplink();
     let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
     t.ok(&common::words(
         "network create a --ipv6 --subnet 10.63.1.0/24 --subnet fd00:63:1::/64",
@@ -500,7 +474,7 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
         net::{SocketAddr, TcpStream, UdpSocket},
     };
     let t = Topo::new();
-    ipv6_uplink(&t);
+    t.ipv6_uplink();
     let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
     t.ok(&common::words(
         "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
@@ -569,7 +543,7 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
 #[test]
 fn packet_too_big_about_an_outbound_flow_reaches_its_endpoint() {
     let t = Topo::new();
-    ipv6_uplink(&t);
+    t.ipv6_uplink();
     // A far host behind the outside, on a 1280-byte link; the outside routes between them.
     let far = common::Netns::new("npfar");
     let id = common::unique();

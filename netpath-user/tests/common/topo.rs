@@ -296,6 +296,27 @@ impl Topo {
         ns
     }
 
+    /// IPv6 between the outside (fd00:77::1) and the host (fd00:77::2, on its uplink, a
+    /// default route via the outside).
+    pub fn ipv6_uplink(&self) {
+        let links = self.outside.ip(&["-o", "link", "show", "type", "veth"]);
+        let name = links.split(':').nth(1).expect("the outside's veth").trim();
+        let o = name.split('@').next().unwrap();
+        self.outside
+            .ip(&["-6", "addr", "add", "fd00:77::1/64", "dev", o, "nodad"]);
+        self.host.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:77::2/64",
+            "dev",
+            &self.uplink,
+            "nodad",
+        ]);
+        self.host
+            .ip(&["-6", "route", "add", "default", "via", "fd00:77::1"]);
+    }
+
     pub fn stats(&self) -> Value {
         serde_json::from_str(&self.ok(&["stats", "--json"])).unwrap()
     }
