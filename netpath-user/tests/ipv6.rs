@@ -333,19 +333,22 @@ fn ipv6_outlives_the_agent_and_a_restart_adopts_it() {
         "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
     ));
     let a1 = t.endpoint("a1", &["--network", "a"]);
-    let a2 = t.endpoint("a2", &["--network", "a"]);
+    let a2 = t.endpoint("a2", &["--network", "a", "-p", "8080:80"]);
     tcp_server6(&a2, 80);
     tcp_server6(&t.outside, 9000);
-    let (ip2, outside) = (
+    let (ip2, outside, host) = (
         ip6_on(&t, "a2", "a"),
         "fd00:77::1".parse::<Ipv6Addr>().unwrap(),
+        "fd00:77::2".parse::<Ipv6Addr>().unwrap(),
     );
-    let works = |what: &str| {
+    let works = |t: &Topo, what: &str| {
         common::wait_until(what, Duration::from_secs(10), || {
-            tcp_reachable(&a1, ip2, 80, SHORT) && tcp_reachable(&a1, outside, 9000, SHORT)
+            tcp_reachable(&a1, ip2, 80, SHORT)
+                && tcp_reachable(&a1, outside, 9000, SHORT)
+                && tcp_reachable(&t.outside, host, 8080, SHORT)
         });
     };
-    works("IPv6 to the peer and the outside");
+    works(&t, "IPv6 to the peer, the outside and from it");
     // The datapath goes on while no agent runs.
     t.kill_agent();
     assert!(
@@ -357,10 +360,23 @@ fn ipv6_outlives_the_agent_and_a_restart_adopts_it() {
         "to the outside, agent away"
     );
     assert!(ping(&a1, ip2));
-    // A new agent adopts what is there: the same addresses, nothing rewritten away.
+    assert!(
+        tcp_reachable(&t.outside, host, 8080, SHORT),
+        "the published port from an IPv6 client, agent away"
+    );
+    // A new agent adopts what is there: the same addresses and ports, nothing rewritten away.
     t.start_agent();
-    works("IPv6 after the restart");
+    works(&t, "IPv6 after the restart");
     assert_eq!(ip6_on(&t, "a2", "a"), ip2);
+    assert_eq!(
+        t.ok(&["port", "a2"]),
+        "80/tcp -> 0.0.0.0:8080\n80/tcp -> [::]:8080\n"
+    );
+    let status: Value = serde_json::from_str(&t.ok(&["status", "--format", "json"])).unwrap();
+    assert_eq!(
+        status["Healthy"], true,
+        "no drift between the maps and the state: {status}"
+    );
     let a3 = t.endpoint("a3", &["--network", "a"]);
     let ip3 = ip6_on(&t, "a3", "a");
     assert!(
