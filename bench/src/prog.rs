@@ -10,13 +10,13 @@ use aya::{
     programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use netpath_common::{FlowNat, PortKey, PortTarget, ReplyMacs};
+use netpath_common::{FlowKey, FlowNat, In6, PortKey, PortTarget, ReplyMacs};
 use netpath_user::{
     datapath::{
         be_addr, be_port, flow_key, load_bench_object, programs, AttachmentEntry, Datapath,
         MapSizes,
     },
-    testing::{udp, Frame, RoutedNs, ScratchBpffs, UDP},
+    testing::{frame6::Frame6, udp, Frame, RoutedNs, ScratchBpffs, UDP},
 };
 
 use crate::report::{Figure, Section, Target};
@@ -26,6 +26,10 @@ const CLIENT: [u8; 4] = [10, 0, 0, 1];
 pub const HOST: [u8; 4] = [10, 0, 0, 2];
 pub const EP_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
 pub const GW_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x99];
+/// IPv6's twins of the addresses above.
+const EP6: &str = "fd00:1::2";
+const CLIENT6: &str = "2001:db8::1";
+const HOST6: &str = "2001:db8::2";
 
 /// Floor programs (see the kernel's `bench.rs`), in the benchmark's own object.
 const FLOOR_PARSE: &str = "netpath_bench_parse";
@@ -94,6 +98,57 @@ fn once(objs: &mut Objects, v: &Variant, repeat: u32) -> Result<(u32, f64)> {
     // the syscall from here is no finer: for XDP it adds 100-200 ns a repetition that the
     // program does not spend.)
     Ok((res.return_value, res.duration.as_nanos() as f64))
+}
+
+fn v6(s: &str) -> std::net::Ipv6Addr {
+    s.parse().expect("an IPv6 address")
+}
+
+/// IPv6's side of the hit paths, set up as IPv4's (see [`run`]): UDP 53 published on `[::]`
+/// to the endpoint's own address and port, which counts as a host address; a flow DNAT'd on
+/// the uplink, for the reverse-NAT variant.
+fn ipv6_paths(dp: &mut Datapath, routed: &RoutedNs) -> Result<()> {
+    let ep_if = routed.endpoint_ifindex;
+    dp.publish(
+        PortKey {
+            addr: In6::default(),
+            port: be_port(53),
+            proto: UDP,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: be_addr(v6(EP6)),
+            port: be_port(53),
+            stats: 0,
+            ifindex: ep_if,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+        },
+    )?;
+    dp.set_host_addrs6(&[v6(EP6), v6(HOST6)].into_iter().collect())?;
+    let key = FlowKey::new(
+        be_addr(v6(EP6)),
+        be_port(53),
+        be_addr(v6(CLIENT6)),
+        be_port(40000),
+        UDP,
+    );
+    dp.insert_flow(
+        key,
+        FlowNat {
+            addr: be_addr(v6(EP6)),
+            port: be_port(53),
+            _pad: 0,
+            ifindex: ep_if,
+            via: routed.uplink_ifindex,
+            via_macs: ReplyMacs {
+                src: routed.uplink_mac,
+                dst: GW_MAC,
+            },
+            ..FlowNat::default()
+        },
+    )?;
+    Ok(())
 }
 
 /// Publishes UDP `port` on every host address to the same port of the endpoint [`EP`] behind
@@ -177,6 +232,7 @@ pub fn run(quick: bool) -> Result<Section> {
         },
     )?;
     dp.insert_flow(flow(40001), nat)?;
+    ipv6_paths(&mut dp, &routed)?;
 
     // From a client port of its own: the hit records its flow, which must not overwrite the
     // reverse-NAT variants' flows.
@@ -187,6 +243,8 @@ pub fn run(quick: bool) -> Result<Section> {
     reply.dst_mac = GW_MAC;
     let routed_reply = reply.build(&udp(53, 40001));
     let reply = reply.build(&udp(53, 40000));
+    let to_ep6 = Frame6::new(CLIENT6, EP6, UDP).build(&udp(40002, 53));
+    let reply6 = Frame6::new(EP6, CLIENT6, UDP).build(&udp(53, 40000));
 
     const XDP_DROP: u32 = 1;
     const XDP_PASS: u32 = 2;
@@ -266,6 +324,27 @@ pub fn run(quick: bool) -> Result<Section> {
             verdict: TC_ACT_REDIRECT,
         },
         Variant {
+            name: "xdp dnat hit, ipv6",
+            prog: Prog::Xdp(programs::UPLINK_XDP),
+            frame: to_ep6.clone(),
+            ifindex: None,
+            verdict: XDP_REDIRECT,
+        },
+        Variant {
+            name: "tc dnat hit, ipv6",
+            prog: Prog::Tc(programs::UPLINK_TC),
+            frame: to_ep6,
+            ifindex: None,
+            verdict: TC_ACT_REDIRECT,
+        },
+        Variant {
+            name: "tc reverse nat, ipv6",
+            prog: Prog::Tc(programs::ENDPOINT_TC),
+            frame: reply6,
+            ifindex: Some(ep_if),
+            verdict: TC_ACT_REDIRECT,
+        },
+        Variant {
             name: "tc reverse nat, routed",
             prog: Prog::Tc(programs::ENDPOINT_TC),
             frame: routed_reply,
@@ -300,7 +379,8 @@ pub fn run(quick: bool) -> Result<Section> {
         about: format!(
             "BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} runs per variant (median, min, max of the runs). \
              Hit paths translate to themselves so every repetition is a full hit. \
-             Floors (parse only, parse + flow lookup, empty tc, tc parse + flow lookup) do part of a path's work: no real path can beat them."
+             Floors (parse only, parse + flow lookup, empty tc, tc parse + flow lookup) do part of a path's work: no real path can beat them. \
+             IPv6's hit paths are set up as IPv4's, beside them in the same rounds."
         ),
         figures,
         baseline: "empty xdp".into(),
@@ -313,6 +393,17 @@ pub fn run(quick: bool) -> Result<Section> {
                 .limited_by(
                     "xdp parse only",
                     "one array slot of the destination port decides",
+                ),
+            Target::ratio("IPv6 XDP DNAT hit / IPv4's", "xdp dnat hit, ipv6", "xdp dnat hit", 1.1)
+                .limited_by(
+                    "xdp dnat hit",
+                    "a tail call to IPv6's own program (its keys do not fit the 512-byte stack beside IPv4's), 40-byte keys and 16-byte addresses to hash, compare and rewrite",
+                ),
+            Target::ratio("IPv6 TC DNAT hit / IPv4's", "tc dnat hit, ipv6", "tc dnat hit", 1.1),
+            Target::ratio("IPv6 TC reverse NAT / IPv4's", "tc reverse nat, ipv6", "tc reverse nat", 1.1)
+                .limited_by(
+                    "tc reverse nat",
+                    "a tail call to the endpoint's IPv6 program, and four checksum helper calls per address where IPv4 makes one",
                 ),
             Target::ratio("TC reverse NAT", "tc reverse nat", "empty xdp", 6.0).limited_by(
                 "tc parse + flow lookup",

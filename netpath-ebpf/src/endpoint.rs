@@ -7,7 +7,6 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netpath_common::{event, net_flags, tail, Counter, EndpointInfo, In6, PortTarget, DNS_PORT};
-use network_types::eth::{EthHdr, EtherType};
 
 use crate::{
     arp, dns,
@@ -16,7 +15,7 @@ use crate::{
     maps::{ENDPOINTS, TAIL_CALLS},
     ndp,
     packet::Packet,
-    parse::{parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
+    parse::{is_ipv6, parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
     snat,
     stats::{count, count_port, trace},
@@ -28,10 +27,7 @@ use crate::{
 pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: bounds checked by ptr_at.
-    let ipv6 = ptr_at::<EthHdr>(ctx.data(), ctx.data_end(), 0)
-        .is_some_and(|e| unsafe { (*e).ether_type } == EtherType::Ipv6 as u16);
-    if ipv6 {
+    if is_ipv6(ctx.data(), ctx.data_end()) {
         // SAFETY: the slot holds this load's IPv6 program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::ENDPOINT6) };
         aya_log_ebpf::debug!(

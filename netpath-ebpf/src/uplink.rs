@@ -17,7 +17,7 @@ use crate::{
     icmp::{self, Back},
     maps::{TAIL_CALLS, TAIL_CALLS_XDP},
     packet::Packet,
-    parse::{is_icmp, parse, Flow, Parsed},
+    parse::{is_icmp, is_ipv6, parse, Flow, Parsed},
     ports::{self, Dnat, Published},
     snat,
     stats::{count, count_port, trace},
@@ -33,8 +33,6 @@ enum Verdict {
     Reply(u32),
     /// Not ours: on to the host stack, counted under this reason.
     Pass(Counter),
-    /// IPv6: handed on to the uplink's IPv6 program (a tail call).
-    Ipv6,
 }
 
 /// The loopback device's index, the same in every namespace: an "uplink" there (a host that
@@ -63,13 +61,11 @@ fn untouched<P: Packet, A: Ip>(pkt: &P, flow: &Flow<A>, reason: Counter) -> Verd
     }
 }
 
-/// The entry program's decision: IPv4 here, IPv6 handed on to a program of its own (IPv6's
-/// keys and translation do not fit a 512-byte stack beside IPv4's, as Cilium splits them).
+/// The entry program's decision, on what is not IPv6 (handed on before: see [`ingress_tc`]).
 #[inline(always)]
 fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     match parse(pkt.data(), pkt.data_end()) {
         Parsed::Ipv4(flow) => decide_ip(pkt, &flow),
-        Parsed::Ipv6(_) => Verdict::Ipv6,
         Parsed::Malformed => Verdict::Pass(Counter::Malformed),
         _ => Verdict::Pass(Counter::Pass),
     }
@@ -144,16 +140,18 @@ fn outbound_reply<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
     }
 }
 
-/// TC ingress on an uplink: `bpf_redirect_peer` into the endpoint's namespace.
+/// TC ingress on an uplink: `bpf_redirect_peer` into the endpoint's namespace. IPv6 is handed
+/// on first, by its Ethernet type alone, to a program of its own (IPv6's keys and translation
+/// do not fit a 512-byte stack beside IPv4's, as Cilium splits its families).
 #[inline(always)]
 pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
-    let verdict = decide(ctx);
-    if let Verdict::Ipv6 = verdict {
+    if is_ipv6(ctx.data(), ctx.data_end()) {
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::UPLINK6) };
         aya_log_ebpf::debug!(ctx, "uplink: no IPv6 program, passed to the host stack");
         return TC_ACT_OK as i32;
     }
+    let verdict = decide(ctx);
     tc_verdict(ctx, verdict)
 }
 
@@ -183,7 +181,6 @@ fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
             count(reason);
             return TC_ACT_OK as i32;
         }
-        Verdict::Ipv6 => return TC_ACT_OK as i32,
     };
     // SAFETY: plain helper call.
     unsafe { bpf_redirect_peer(ifindex, 0) as i32 }
@@ -193,13 +190,12 @@ fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
 /// peer, the endpoint's interface); everything else passes, counted with its reason.
 #[inline(always)]
 pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
-    let verdict = decide(ctx);
-    if let Verdict::Ipv6 = verdict {
+    if is_ipv6(ctx.data(), ctx.data_end()) {
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS_XDP.tail_call(ctx, tail::UPLINK6) };
         return xdp_action::XDP_PASS;
     }
-    xdp_verdict(verdict)
+    xdp_verdict(decide(ctx))
 }
 
 /// XDP on an uplink, IPv6 (`netpath_uplink6_xdp`, the uplink program's tail call).
@@ -224,7 +220,6 @@ fn xdp_verdict(verdict: Verdict) -> u32 {
             count(reason);
             return xdp_action::XDP_PASS;
         }
-        Verdict::Ipv6 => return xdp_action::XDP_PASS,
     };
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(ifindex, 0) as u32 }

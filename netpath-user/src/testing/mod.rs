@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod containerd;
 pub mod dns;
 pub mod docker;
+pub mod frame6;
 pub mod podman;
 pub mod traffic;
 

@@ -2,7 +2,6 @@
 #![allow(unused_imports, dead_code)]
 pub use netpath_user::testing::*;
 
-pub mod frame6;
 pub mod matrix;
 mod runs;
 mod topo;

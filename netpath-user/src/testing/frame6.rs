@@ -2,7 +2,7 @@
 //! neighbour discovery messages an endpoint sends.
 use std::net::Ipv6Addr;
 
-use netpath_user::testing::inet_checksum;
+use super::inet_checksum;
 
 pub const ICMPV6: u8 = 58;
 
