@@ -396,6 +396,24 @@ fn addrs_ports(frame: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16) {
     (a(22), a(38), p(54), p(56))
 }
 
+/// Network 1 (dual stack) with the endpoint, its port 80 published on `[::]:8080`.
+fn published_endpoint() -> (Dp, RoutedNs) {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    attach(
+        &mut dp,
+        r.endpoint_ifindex,
+        EP4,
+        Some(EP),
+        EP_MAC,
+        GW_MAC,
+        1,
+    );
+    published6(&mut dp, r.endpoint_ifindex);
+    (Dp { dp, _fs }, r)
+}
+
 /// `[::]:8080/tcp` published to the endpoint's port 80, `HOST6` the host's address.
 fn published6(dp: &mut Datapath, ifindex: u32) {
     dp.publish(
@@ -420,19 +438,7 @@ fn published6(dp: &mut Datapath, ifindex: u32) {
 
 #[test]
 fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
-    let Dp { mut dp, _fs } = load();
-    let r = RoutedNs::new();
-    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
-    published6(&mut dp, r.endpoint_ifindex);
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
     let reply_key = |client_port| {
         FlowKey::new(
             be_addr(v6(EP)),
@@ -503,19 +509,7 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
 
 #[test]
 fn the_published_ports_firewall_lets_in_the_ipv6_clients_of_its_list_alone() {
-    let Dp { mut dp, _fs } = load();
-    let r = RoutedNs::new();
-    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
-    published6(&mut dp, r.endpoint_ifindex);
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
     let syn = |port| Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(port, 8080));
     let (verdict, _) =
         r.ns.run(|| run_xdp_on(&mut dp, &syn(40000), r.uplink_ifindex));
@@ -560,19 +554,7 @@ fn the_published_ports_firewall_lets_in_the_ipv6_clients_of_its_list_alone() {
 
 #[test]
 fn network_policy_holds_for_ipv6_clients_of_a_published_port() {
-    let Dp { mut dp, _fs } = load();
-    let r = RoutedNs::new();
-    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
-    published6(&mut dp, r.endpoint_ifindex);
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
     // The endpoint selected for ingress, the world let in on port 80 only.
     const EP_ID: u32 = 300;
     let mut c = Compiled::default();
@@ -616,19 +598,7 @@ fn packet_too_big(router: &str, to: &str, about: &[u8], mtu: u32) -> Vec<u8> {
 
 #[test]
 fn packet_too_big_about_a_published_reply_reaches_its_endpoint_translated_back() {
-    let Dp { mut dp, _fs } = load();
-    let r = RoutedNs::new();
-    network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
-    published6(&mut dp, r.endpoint_ifindex);
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
     let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
     let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
     assert_eq!(verdict, XDP_REDIRECT);
