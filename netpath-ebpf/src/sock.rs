@@ -5,7 +5,9 @@
 //! namespaces are left alone (their netns cookie differs). A host socket may not bind a
 //! published port: it gets `EADDRINUSE`, as when docker-proxy holds the port, instead of
 //! binding and then receiving nothing (the port's packets go to the endpoint before any socket
-//! sees them). The hooks are per family; each is written once over [`SockFamily`].
+//! sees them). The hooks are per family; each is written once over [`SockFamily`]. An IPv6
+//! socket's IPv4-mapped addresses are IPv4's (a dual-stack socket reaching `127.0.0.1:PORT`,
+//! or binding `[::]`, which takes IPv4's port too).
 use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_addr},
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_set_retval},
@@ -13,7 +15,7 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
     EbpfContext,
 };
-use netpath_common::{port_any_index, In6, SockRevKey, SockRevKey6, SockRevNat};
+use netpath_common::{port_any_index, In6, PortTarget, SockRevKey, SockRevKey6, SockRevNat};
 
 use crate::{
     family::Ip,
@@ -46,6 +48,10 @@ pub trait SockFamily: Ip {
     unsafe fn bound_addr(sk: *const bpf_sock) -> Self;
     fn rev_key(cookie: u64, addr: Self, port: u16) -> Self::RevKey;
     fn revnat() -> &'static LruHashMap<Self::RevKey, SockRevNat<Self>>;
+    /// The endpoint a socket of this family reaches at `addr`, `port` (a published port).
+    fn published(addr: Self, port: u16, proto: u8) -> Option<PortTarget<Self>>;
+    /// Whether binding `addr`, `port` takes a published port.
+    fn held(addr: Self, port: u16, proto: u8) -> bool;
 }
 
 impl SockFamily for u32 {
@@ -72,6 +78,22 @@ impl SockFamily for u32 {
     fn revnat() -> &'static LruHashMap<SockRevKey, SockRevNat<u32>> {
         &SOCK_REVNAT
     }
+    #[inline(always)]
+    fn published(addr: u32, port: u16, proto: u8) -> Option<PortTarget<u32>> {
+        ports::lookup(addr, port, proto)
+    }
+    #[inline(always)]
+    fn held(addr: u32, port: u16, proto: u8) -> bool {
+        ports::held(addr, port, proto)
+    }
+}
+
+/// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) holds: what a dual-stack
+/// socket uses for IPv4.
+#[inline(always)]
+fn mapped_v4(addr: &In6) -> Option<u32> {
+    let w = addr.words;
+    (w[0] == 0 && w[1] == 0 && w[2] == 0xffffu32.to_be()).then_some(w[3])
 }
 
 impl SockFamily for In6 {
@@ -111,6 +133,37 @@ impl SockFamily for In6 {
     fn revnat() -> &'static LruHashMap<SockRevKey6, SockRevNat<In6>> {
         &SOCK_REVNAT6
     }
+    /// An IPv4-mapped address is IPv4's published port, its endpoint's address mapped back
+    /// (a dual-stack socket reaching `127.0.0.1:PORT`).
+    #[inline(always)]
+    fn published(addr: In6, port: u16, proto: u8) -> Option<PortTarget<In6>> {
+        let Some(v4) = mapped_v4(&addr) else {
+            return ports::lookup(addr, port, proto);
+        };
+        let t = ports::lookup(v4, port, proto)?;
+        let mut mapped = addr;
+        mapped.words[3] = t.addr;
+        Some(PortTarget {
+            addr: mapped,
+            port: t.port,
+            stats: t.stats,
+            ifindex: t.ifindex,
+            mac: t.mac,
+            gw_mac: t.gw_mac,
+        })
+    }
+    /// `[::]` takes IPv4's every-address port too (a dual-stack socket binds both, as
+    /// docker-proxy's `[::]` socket holds both); a mapped address is IPv4's.
+    #[inline(always)]
+    fn held(addr: In6, port: u16, proto: u8) -> bool {
+        match mapped_v4(&addr) {
+            Some(v4) => ports::held(v4, port, proto),
+            None => {
+                ports::held(addr, port, proto)
+                    || (addr == In6::default() && ports::held(0u32, port, proto))
+            }
+        }
+    }
 }
 
 /// Whether the socket of `ctx` is in the agent's namespace.
@@ -135,7 +188,7 @@ pub fn to_endpoint<A: SockFamily>(ctx: &SockAddrContext) -> i32 {
         let addr = A::user_addr(sa);
         let port = ((*sa).user_port & 0xffff) as u16;
         let proto = (*sa).protocol as u8;
-        let Some(t) = ports::lookup(addr, port, proto) else {
+        let Some(t) = A::published(addr, port, proto) else {
             return ALLOW;
         };
         let key = A::rev_key(bpf_get_socket_cookie(sa.cast()), t.addr, t.port);
@@ -191,9 +244,7 @@ pub fn refuse_published<A: SockFamily>(ctx: &SockContext) -> i32 {
     let (addr, port, proto) = unsafe { (A::bound_addr(sk), (*sk).src_port, (*sk).protocol) };
     // `src_port` is in host order here, unlike the sock_addr hooks' `user_port`.
     let (port, proto) = ((port as u16).to_be(), proto as u8);
-    if !ports::held(addr, port, proto)
-        || BIND_ALLOWED.get_ptr(&port_any_index(proto, port)).is_some()
-    {
+    if !A::held(addr, port, proto) || BIND_ALLOWED.get_ptr(&port_any_index(proto, port)).is_some() {
         return ALLOW;
     }
     // SAFETY: helper of cgroup programs; the kernel returns this error to bind().

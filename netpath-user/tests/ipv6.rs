@@ -501,7 +501,13 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
     );
     tcp_server6(&web, 80);
     common::udp_server6(&web, 53);
-    for to in ["[::1]:8080", "[fd00:77::2]:8080", "[::1]:8081"] {
+    // `[::ffff:127.0.0.1]`: a dual-stack socket reaching IPv4's published port.
+    for to in [
+        "[::1]:8080",
+        "[fd00:77::2]:8080",
+        "[::1]:8081",
+        "[::ffff:127.0.0.1]:8080",
+    ] {
         let addr: SocketAddr = to.parse().unwrap();
         let mut c = t
             .host
@@ -532,6 +538,17 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
         .run(|| std::net::TcpListener::bind("[::]:8080"))
         .expect_err("a host socket bound a published IPv6 port");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    // `[::]` takes IPv4's port too (a dual-stack socket): one published on IPv4 alone is held.
+    t.ok(&["port", "publish", "web", "0.0.0.0:8090:80"]);
+    let err = t
+        .host
+        .run(|| std::net::TcpListener::bind("[::]:8090"))
+        .expect_err("a host socket bound [::] of a port published on IPv4");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(t
+        .host
+        .run(|| std::net::TcpListener::bind("[::]:8091"))
+        .is_ok());
 
     // Endpoints through the host's address: with their own address, the port's own
     // endpoint from its gateway.
