@@ -40,6 +40,27 @@ pub fn addr_of(addr: In6) -> IpAddr {
     a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
 }
 
+/// A published port's key in one family's form.
+pub enum AnyKey {
+    V4(PortKey),
+    V6(PortKey<In6>),
+}
+
+impl AnyKey {
+    /// `key` as its family's maps hold it.
+    pub fn of(key: &AnyPortKey) -> AnyKey {
+        match v4_of(key.addr) {
+            Some(addr) => AnyKey::V4(PortKey {
+                addr,
+                port: key.port,
+                proto: key.proto,
+                _pad: 0,
+            }),
+            None => AnyKey::V6(*key),
+        }
+    }
+}
+
 /// A published port in one family's maps.
 pub enum AnyPort {
     V4(PortKey, PortTarget),
@@ -49,20 +70,15 @@ pub enum AnyPort {
 impl AnyPort {
     /// The port `key` → `target` in its family's maps; both addresses of one family.
     pub fn split(key: &AnyPortKey, target: &AnyPortTarget) -> Result<AnyPort, DatapathError> {
-        match (v4_of(key.addr), v4_of(target.addr)) {
-            (Some(addr), Some(ep)) => Ok(AnyPort::V4(
-                PortKey {
-                    addr,
-                    port: key.port,
-                    proto: key.proto,
-                    _pad: 0,
-                },
+        match (AnyKey::of(key), v4_of(target.addr)) {
+            (AnyKey::V4(k), Some(ep)) => Ok(AnyPort::V4(
+                k,
                 PortTarget {
                     addr: ep,
                     ..narrow(target)
                 },
             )),
-            (None, None) => Ok(AnyPort::V6(*key, *target)),
+            (AnyKey::V6(k), None) => Ok(AnyPort::V6(k, *target)),
             _ => Err(DatapathError::MixedFamilies(format!(
                 "{}:{}",
                 addr_of(key.addr),
@@ -296,15 +312,9 @@ impl Datapath {
 
     /// Stops publishing a port as the agent holds it.
     pub fn unpublish_any(&mut self, key: &AnyPortKey) -> Result<(), DatapathError> {
-        match AnyPort::split(
-            key,
-            &PortTarget {
-                addr: key.addr,
-                ..Default::default()
-            },
-        )? {
-            AnyPort::V4(k, _) => self.unpublish(&k),
-            AnyPort::V6(k, _) => self.unpublish(&k),
+        match AnyKey::of(key) {
+            AnyKey::V4(k) => self.unpublish(&k),
+            AnyKey::V6(k) => self.unpublish(&k),
         }
     }
 
@@ -322,16 +332,9 @@ impl Datapath {
     pub fn flush_flows_of_any(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for k in ports {
-            match AnyPort::split(
-                k,
-                &PortTarget {
-                    addr: k.addr,
-                    ..Default::default()
-                },
-            ) {
-                Ok(AnyPort::V4(k, _)) => v4.push(k),
-                Ok(AnyPort::V6(k, _)) => v6.push(k),
-                Err(_) => {}
+            match AnyKey::of(k) {
+                AnyKey::V4(k) => v4.push(k),
+                AnyKey::V6(k) => v6.push(k),
             }
         }
         self.flush_flows_of(ifindex, &v4) + self.flush_flows_of(ifindex, &v6)
