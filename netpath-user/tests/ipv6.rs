@@ -402,6 +402,31 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
         t.ok(&["port", "web"]),
         "80/tcp -> 0.0.0.0:8080\n80/tcp -> [::]:8080\n"
     );
+    // UDP and ranges as TCP: the client's own address seen, one to one.
+    t.ok(&[
+        "port",
+        "publish",
+        "web",
+        "5353:53/udp",
+        "[::]:9000-9001:80-81",
+    ]);
+    common::udp_server6(&web, 53);
+    tcp_server6(&web, 81);
+    let r = common::udp_request(&t.outside, host, 5353, "u").expect("UDP over IPv6");
+    assert!(r.starts_with("[fd00:77::1]:"), "{r}");
+    let r = tcp_request(&t.outside, host, 9001, "range").expect("a range's second port");
+    assert!(
+        r.starts_with("[fd00:77::1]:") && r.ends_with(" range"),
+        "{r}"
+    );
+    t.ok(&[
+        "port",
+        "unpublish",
+        "web",
+        "5353:53/udp",
+        "[::]:9000-9001:80-81",
+    ]);
+    assert!(common::udp_request(&t.outside, host, 5353, "gone").is_err());
     let mut reply = String::new();
     common::wait_until(
         "an IPv6 client reaching the published port",

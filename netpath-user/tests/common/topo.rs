@@ -380,8 +380,18 @@ pub fn tcp_request(
 
 /// A request on a *connected* UDP socket: a reply from any other address or port than the
 /// one asked is not received, so this also checks the reply's translation.
-pub fn udp_request(ns: &Netns, to: Ipv4Addr, port: u16, msg: &str) -> std::io::Result<String> {
-    let s = ns.run(|| UdpSocket::bind("0.0.0.0:0"))?;
+pub fn udp_request(
+    ns: &Netns,
+    to: impl Into<IpAddr>,
+    port: u16,
+    msg: &str,
+) -> std::io::Result<String> {
+    let to = to.into();
+    let any: SocketAddr = match to {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        IpAddr::V6(_) => "[::]:0".parse().unwrap(),
+    };
+    let s = ns.run(|| UdpSocket::bind(any))?;
     s.connect((to, port))?;
     s.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut buf = [0u8; 128];
