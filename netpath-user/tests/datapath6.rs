@@ -636,3 +636,34 @@ fn packet_too_big_about_a_published_reply_reaches_its_endpoint_translated_back()
     let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &ptb, r.uplink_ifindex));
     assert_eq!((verdict, &out), (XDP_PASS, &ptb));
 }
+
+#[test]
+fn an_ipv6_ip_block_lets_its_clients_reach_a_published_port_and_no_one_else() {
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
+    const EP_ID: u32 = 300;
+    let block = netpath_common::identity::FIRST_OF_CIDRS;
+    let mut c = Compiled::default();
+    c.ipcache
+        .insert(Subnet::new(EP4.into(), 32).unwrap(), EP_ID);
+    c.ipcache6.insert("2001:db8::/64".parse().unwrap(), block);
+    c.subjects.insert(EP_ID, u32::from(direction::INGRESS));
+    let key = PolicyKey::new(direction::INGRESS, EP_ID, block, TCP, 80);
+    c.rules.insert((key, PolicyKey::PORT), 1);
+    dp.set_policy(&c).unwrap();
+    for (client, want) in [
+        (CLIENT6, XDP_REDIRECT),
+        ("2001:db8:0:1::5", XDP_DROP),
+        ("2001:db9::5", XDP_DROP),
+    ] {
+        let syn = Frame6::new(client, HOST6, TCP).build(&tcp(40000, 8080));
+        let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+        assert_eq!(verdict, want, "{client}");
+    }
+    // The block gone from the policy: its clients' flows end, and they are refused.
+    c.rules.clear();
+    c.ipcache6.clear();
+    assert_eq!(dp.set_policy(&c).unwrap(), 1, "the block's flow ended");
+    let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_DROP);
+}

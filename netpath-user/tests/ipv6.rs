@@ -448,6 +448,22 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
         s["Counters"]["dnat_tc"].as_u64().unwrap() + s["Counters"]["dnat_xdp"].as_u64().unwrap();
     assert!(dnat >= 1, "{s}");
 
+    // A network policy's IPv6 ipBlock: its clients let in, the rest not.
+    let policy = |cidr: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web, namespace: default}}\nspec:\n  podSelector: {{}}\n  ingress:\n  - from: [{{ipBlock: {{cidr: \"{cidr}\"}}}}]\n"
+        )
+    };
+    t.apply_policies(&policy("fd00:77::/64"));
+    assert!(tcp_request(&t.outside, host, 8080, "in the block").is_ok());
+    t.apply_policies(&policy("fd00:99::/64"));
+    assert!(
+        !tcp_reachable(&t.outside, host, 8080, SHORT),
+        "outside the block"
+    );
+    t.ok(&["policy", "rm", "web"]);
+    assert!(tcp_request(&t.outside, host, 8080, "no policy").is_ok());
+
     // The firewall's list holds IPv6 clients to its IPv6 prefixes.
     t.ok(&["firewall", "set", "10.0.0.0/8"]);
     assert!(

@@ -44,6 +44,7 @@ pub(super) struct Maps6 {
     pub(super) flows: HashMap<MapData, FlowKey<In6>, FlowNat<In6>>,
     published_from: LpmTrie<MapData, In6, u8>,
     ipcache: HashMap<MapData, In6, AddrIdentity>,
+    ipcache_prefixes: LpmTrie<MapData, In6, u32>,
 }
 
 impl Maps6 {
@@ -53,6 +54,14 @@ impl Maps6 {
 
     pub(super) fn subnets(&self) -> &LpmTrie<MapData, In6, u32> {
         &self.subnets
+    }
+
+    pub(super) fn ipcache_prefixes(&self) -> &LpmTrie<MapData, In6, u32> {
+        &self.ipcache_prefixes
+    }
+
+    pub(super) fn ipcache_prefixes_mut(&mut self) -> &mut LpmTrie<MapData, In6, u32> {
+        &mut self.ipcache_prefixes
     }
 
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Maps6, DatapathError> {
@@ -72,6 +81,7 @@ impl Maps6 {
             flows: super::take_map(ebpf, map_names::FLOWS6)?,
             published_from: super::take_map(ebpf, map_names::PUBLISHED_FROM6)?,
             ipcache: super::take_map(ebpf, map_names::IPCACHE6)?,
+            ipcache_prefixes: super::take_map(ebpf, map_names::IPCACHE_PREFIXES6)?,
         })
     }
 }
@@ -306,7 +316,8 @@ impl Datapath {
     }
 
     /// Ends the IPv6 connections `c` denies, and the published flows, judged on the identities
-    /// the endpoints' records carry (any other address is the world). Returns how many.
+    /// the endpoints' records carry (any other address is its ipBlock's or the world). Returns
+    /// how many.
     pub(super) fn end_denied6(&mut self, c: &Compiled) -> usize {
         let ids: StdHashMap<In6, u32> = self
             .v6
@@ -315,7 +326,12 @@ impl Datapath {
             .filter_map(Result::ok)
             .map(|(a, p)| (a, p.identity.identity))
             .collect();
-        let id = |a: &In6| ids.get(a).copied().unwrap_or(AddrIdentity::WORLD.identity);
+        // An endpoint's address its record's identity, any other its ipBlock's, else WORLD.
+        let id = |a: &In6| {
+            ids.get(a)
+                .copied()
+                .unwrap_or_else(|| c.identity6(Ipv6Addr::from_kernel(*a)))
+        };
         let denied = |k: &FlowKey<In6>| {
             !c.admits_identities(
                 id(&k.src_addr),

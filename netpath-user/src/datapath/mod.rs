@@ -4,12 +4,14 @@
 //!
 //! | module | kernel | maps |
 //! |---|---|---|
-//! | [`ports`] | `ports.rs` | `PORTS`, `PORTS_ANY`, `HOST_ADDRS` |
-//! | [`flows`] | `flows.rs` | `FLOWS` |
+//! | [`ports`] | `ports.rs` | `PORTS`, `PORTS_ANY`, `HOST_ADDRS` (and their IPv6 twins) |
+//! | [`flows`] | `flows.rs` | `FLOWS`, `FLOWS6` |
+//! | [`firewall`] | `policy.rs` | `PUBLISHED_FROM`, `PUBLISHED_FROM6` |
+//! | [`policy`] | `policy.rs` | `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`, `POLICY_CT` |
 //! | [`snat`] | `snat.rs` | `SNAT`, `SNAT_REV`, `UPLINKS` |
 //! | [`forward`] | `forward.rs` | `NETWORKS`, `SUBNETS`, `MEMBERS`, `HOST_LOOPBACK` (`hostgw.rs`) |
 //! | [`endpoint`] | `endpoint.rs` | `ENDPOINTS`, `ENDPOINTS_BY_ADDR` |
-//! | [`sock`] | `sock.rs` | `SOCK_NETNS`, `SOCK_REVNAT` |
+//! | [`sock`] | `sock.rs` | `SOCK_NETNS`, `SOCK_REVNAT`, `SOCK_REVNAT6` |
 //! | [`stats`] | `stats.rs` | `STATS` |
 //!
 //! Beside them: `open` (loading the object), `ops` ([`DatapathOps`], what the agent asks by
@@ -38,6 +40,7 @@ pub mod dns;
 pub mod endpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod firewall;
 pub mod flows;
 pub mod forward;
 pub mod hook;

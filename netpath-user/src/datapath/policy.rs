@@ -1,104 +1,25 @@
-//! Who may reach what (kernel: `policy.rs`): the published ports' firewall, `PUBLISHED_FROM`
-//! (and `PUBLISHED_FROM6`, in `ipv6.rs`);
-//! network policy's `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`
-//! and `POLICY_CT`.
+//! Network policy (kernel: `policy.rs`): `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`,
+//! `POLICY_RANGES`, `POLICY_ON` and `POLICY_CT`, and IPv6's `IPCACHE_PREFIXES6` (the rest of
+//! IPv6's in `ipv6.rs`).
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use aya::maps::{lpm_trie::Key as LpmKey, HashMap, LpmTrie, MapData};
-use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, In6, PolicyKey};
+use aya::maps::{lpm_trie::Key as LpmKey, HashMap, MapData};
+use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, PolicyKey};
 
 use super::{be_addr, removed, Datapath, DatapathError};
 use crate::{
     ipam::{Family, Subnet},
-    policy::{Compiled, PublishedFrom},
+    policy::Compiled,
 };
 
-fn trie_key<A: Family>(s: &Subnet<A>) -> LpmKey<A::Kernel>
+pub(super) fn trie_key<A: Family>(s: &Subnet<A>) -> LpmKey<A::Kernel>
 where
     A::Kernel: aya::Pod,
 {
     LpmKey::new(u32::from(s.prefix()), be_addr(s.addr()))
-}
-
-/// Makes a family's firewall trie hold `want`, never letting in a client that neither what it
-/// held nor `want` lets in: allowed prefixes are written before the deny-all entry, which goes
-/// before they do.
-fn sync_firewall<A: Family>(
-    name: &'static str,
-    trie: &mut LpmTrie<MapData, A::Kernel, u8>,
-    want: &[(Subnet<A>, u8)],
-) -> Result<(), DatapathError>
-where
-    A::Kernel: aya::Pod,
-{
-    let (denies, allows): (Vec<_>, Vec<_>) = want
-        .iter()
-        .partition(|(_, v)| *v == netpath_common::published_from::DENY);
-    for (s, v) in allows.iter().chain(&denies) {
-        trie.insert(&trie_key(s), v, 0)
-            .map_err(|e| DatapathError::Map(name, e))?;
-    }
-    let mut stale: Vec<LpmKey<A::Kernel>> = trie
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| {
-            !want.iter().any(|(s, _)| {
-                let w = trie_key(s);
-                (w.prefix_len(), w.data()) == (k.prefix_len(), k.data())
-            })
-        })
-        .collect();
-    // The widest (the deny-all) first.
-    stale.sort_by_key(|k| k.prefix_len());
-    for k in &stale {
-        removed(name, trie.remove(k))?;
-    }
-    Ok(())
-}
-
-/// The subnets a family's trie of networks holds.
-fn subnets_of<A: Family>(trie: &LpmTrie<MapData, A::Kernel, u32>) -> Vec<Subnet<A>>
-where
-    A::Kernel: aya::Pod,
-{
-    trie.keys()
-        .filter_map(Result::ok)
-        .filter_map(|k| Subnet::new(A::from_kernel(k.data()), k.prefix_len() as u8).ok())
-        .collect()
-}
-
-impl Datapath {
-    /// Makes the published ports' firewall `list`, both families' tries, then removes the
-    /// flows of clients it no longer lets in (their next packet is a new flow, and is
-    /// refused). Returns the flows removed.
-    pub fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError> {
-        sync_firewall(
-            map_names::PUBLISHED_FROM,
-            &mut self.published_from,
-            &list.trie(),
-        )?;
-        sync_firewall(
-            map_names::PUBLISHED_FROM6,
-            self.v6.published_from_mut(),
-            &list.trie6(),
-        )?;
-        // A flow's client is its replies' destination. Endpoints of this host's networks reach
-        // published ports by hairpin, which the list does not govern.
-        let local: Vec<Subnet<Ipv4Addr>> = subnets_of(&self.subnets);
-        let local6: Vec<Subnet<Ipv6Addr>> = subnets_of(self.v6.subnets());
-        let v4 = self.flush_flows::<u32>(|k, _| {
-            let client = Ipv4Addr::from_kernel(k.dst_addr);
-            !list.allows(client.into()) && !local.iter().any(|s| s.contains(client))
-        });
-        let v6 = self.flush_flows::<In6>(|k, _| {
-            let client = Ipv6Addr::from_kernel(k.dst_addr);
-            !list.allows(client.into()) && !local6.iter().any(|s| s.contains(client))
-        });
-        Ok(v4.0 + v6.0)
-    }
 }
 
 /// The policy maps' entries, as [`Compiled`] content is laid out in them: exact addresses and
@@ -110,6 +31,9 @@ pub(super) struct PolicyMaps {
     hosts: BTreeMap<u32, AddrIdentity>,
     /// `IPCACHE_PREFIXES`.
     prefixes: BTreeMap<Subnet, u32>,
+    /// `IPCACHE_PREFIXES6`: IPv6's ipBlocks, of every length (`IPCACHE6` holds the endpoints'
+    /// addresses, written with their records).
+    prefixes6: BTreeMap<Subnet<Ipv6Addr>, u32>,
     /// `POLICY`: one-port rules.
     rules: BTreeMap<PolicyKey, u32>,
     /// `POLICY_RANGES`: (key, prefix bits).
@@ -138,6 +62,7 @@ impl PolicyMaps {
                 m.prefixes.insert(*s, *id);
             }
         }
+        m.prefixes6 = c.ipcache6.clone();
         for ((k, bits), n) in &c.rules {
             if *bits == PolicyKey::PORT {
                 m.rules.insert(*k, *n);
@@ -151,7 +76,7 @@ impl PolicyMaps {
             } else {
                 policy_on::RANGES
             }
-            | if m.prefixes.is_empty() {
+            | if m.prefixes.is_empty() && m.prefixes6.is_empty() {
                 0
             } else {
                 policy_on::PREFIXES
@@ -192,6 +117,12 @@ impl Datapath {
                 .insert(&trie_key(s), id, 0)
                 .map_err(map(map_names::IPCACHE_PREFIXES))?;
         }
+        for (s, id) in changed(&new.prefixes6, &old.prefixes6) {
+            self.v6
+                .ipcache_prefixes_mut()
+                .insert(&trie_key(s), id, 0)
+                .map_err(map(map_names::IPCACHE_PREFIXES6))?;
+        }
         for (a, id) in changed(&new.hosts, &old.hosts) {
             self.ipcache
                 .insert(a, id, 0)
@@ -215,6 +146,12 @@ impl Datapath {
             removed(
                 map_names::IPCACHE_PREFIXES,
                 self.ipcache_prefixes.remove(&trie_key(s)),
+            )?;
+        }
+        for s in gone(&old.prefixes6, &new.prefixes6) {
+            removed(
+                map_names::IPCACHE_PREFIXES6,
+                self.v6.ipcache_prefixes_mut().remove(&trie_key(s)),
             )?;
         }
         for k in gone(&old.ranges, &new.ranges) {
@@ -281,6 +218,16 @@ impl Datapath {
                 .iter()
                 .filter_map(Result::ok)
                 .map(|(k, id)| (subnet_of(&k), id))
+                .collect(),
+            prefixes6: self
+                .v6
+                .ipcache_prefixes()
+                .iter()
+                .filter_map(Result::ok)
+                .filter_map(|(k, id)| {
+                    let s = Subnet::new(Ipv6Addr::from_kernel(k.data()), k.prefix_len() as u8);
+                    Some((s.ok()?, id))
+                })
                 .collect(),
             rules: self.policy.iter().filter_map(Result::ok).collect(),
             ranges: self

@@ -8,15 +8,13 @@ use std::{
 
 use netpath_common::{direction, identity, PolicyKey};
 
+use super::firewall::Prefix;
 use super::{
     compiled::{port_blocks, Compiled},
     select::{namespace_labels, Labels, Namespaces},
     spec::{Peer, Policy, PortRef, Rule},
 };
-use crate::{
-    ipam::{AnySubnet, Subnet},
-    ports::Proto,
-};
+use crate::{ipam::Subnet, ports::Proto};
 
 /// A port an endpoint names (Kubernetes' container port names): `http` → 80/tcp.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -37,9 +35,9 @@ pub struct Member {
     pub addrs: Vec<Ipv4Addr>,
 }
 
-/// The IPv4 prefixes the ipBlocks of `policies` name (blocks and their excepts): each needs
-/// an identity of its own.
-pub fn blocks(policies: &[Policy]) -> BTreeSet<Subnet> {
+/// The prefixes the ipBlocks of `policies` name (blocks and their excepts), of both
+/// families: each needs an identity of its own.
+pub fn blocks(policies: &[Policy]) -> BTreeSet<Prefix> {
     let mut blocks = BTreeSet::new();
     for r in policies
         .iter()
@@ -47,18 +45,11 @@ pub fn blocks(policies: &[Policy]) -> BTreeSet<Subnet> {
     {
         for peer in &r.peers {
             if let Peer::Block { cidr, except } = peer {
-                blocks.extend(std::iter::once(cidr).chain(except).filter_map(v4));
+                blocks.extend(std::iter::once(cidr).chain(except).filter_map(Prefix::of));
             }
         }
     }
     blocks
-}
-
-fn v4(s: &AnySubnet) -> Option<Subnet> {
-    match s.addr {
-        std::net::IpAddr::V4(a) => Subnet::new(a, s.prefix).ok(),
-        std::net::IpAddr::V6(_) => None,
-    }
 }
 
 /// The peers a rule names, as identities ([`identity::ANY`] for every peer).
@@ -67,7 +58,7 @@ fn peers(
     policy: &Policy,
     members: &[Member],
     namespaces: &Namespaces,
-    cidrs: &BTreeMap<Subnet, u32>,
+    cidrs: &BTreeMap<Prefix, u32>,
 ) -> BTreeSet<u32> {
     if rule.peers.is_empty() {
         return BTreeSet::from([identity::ANY]);
@@ -93,9 +84,10 @@ fn peers(
                 }
             }
             Peer::Block { cidr, except } => {
-                let (Some(cidr), except) =
-                    (v4(cidr), except.iter().filter_map(v4).collect::<Vec<_>>())
-                else {
+                let (Some(cidr), except) = (
+                    Prefix::of(cidr),
+                    except.iter().filter_map(Prefix::of).collect::<Vec<_>>(),
+                ) else {
                     continue;
                 };
                 for (s, id) in cidrs {
@@ -143,7 +135,7 @@ pub fn compile(
     members: &[Member],
     policies: &[Policy],
     namespaces: &Namespaces,
-    cidrs: &BTreeMap<Subnet, u32>,
+    cidrs: &BTreeMap<Prefix, u32>,
 ) -> Compiled {
     let mut c = Compiled::default();
     for (n, policy) in policies.iter().enumerate() {
@@ -197,7 +189,12 @@ pub fn compile(
                     .insert(Subnet::new(*a, 32).expect("a /32"), m.identity);
             }
         }
-        c.ipcache.extend(cidrs.iter().map(|(s, id)| (*s, *id)));
+        for (p, id) in cidrs {
+            match p {
+                Prefix::V4(s) => c.ipcache.insert(*s, *id),
+                Prefix::V6(s) => c.ipcache6.insert(*s, *id),
+            };
+        }
     }
     c
 }

@@ -2,7 +2,10 @@
 //! computes it from the policies, and the kernel's verdict on it, computed the same way here:
 //! the agent uses it to end the connections a new policy denies, and its tests to check the
 //! compiler against the datapath's rules.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use netpath_common::{direction, identity, PolicyKey};
 
@@ -13,6 +16,9 @@ use crate::ipam::Subnet;
 pub struct Compiled {
     /// Prefix → identity: every endpoint's address (/32), every prefix an ipBlock names.
     pub ipcache: BTreeMap<Subnet, u32>,
+    /// IPv6's ipBlock prefixes → identity (endpoints' IPv6 addresses carry their IPv4
+    /// address's, written beside their records).
+    pub ipcache6: BTreeMap<Subnet<Ipv6Addr>, u32>,
     /// Identity → the [`direction`]s policies select it in.
     pub subjects: BTreeMap<u32, u32>,
     /// (key, prefix bits) → the number of the policy the rule comes from.
@@ -59,6 +65,16 @@ impl Compiled {
             .or_else(|| exact(identity::ANY))
             .or_else(|| ranges(peer))
             .or_else(|| ranges(identity::ANY))
+    }
+
+    /// The identity of an IPv6 address that is no endpoint's: its longest ipBlock prefix's,
+    /// else WORLD.
+    pub fn identity6(&self, addr: Ipv6Addr) -> u32 {
+        self.ipcache6
+            .iter()
+            .filter(|(s, _)| s.contains(addr))
+            .max_by_key(|(s, _)| s.prefix())
+            .map_or(identity::WORLD, |(_, id)| *id)
     }
 
     /// The kernel's `admit`: may a new flow of `proto` go from `src` to `dst` port `port`?

@@ -20,6 +20,23 @@ pub enum Prefix {
 }
 
 impl Prefix {
+    /// The prefix of a subnet of either family.
+    pub fn of(s: &crate::ipam::AnySubnet) -> Option<Prefix> {
+        match s.addr {
+            IpAddr::V4(a) => Subnet::new(a, s.prefix).ok().map(Prefix::V4),
+            IpAddr::V6(a) => Subnet::new(a, s.prefix).ok().map(Prefix::V6),
+        }
+    }
+
+    /// Whether `other` (of the same family) lies within this prefix.
+    pub fn covers(&self, other: &Prefix) -> bool {
+        match (self, other) {
+            (Prefix::V4(s), Prefix::V4(o)) => s.covers(o),
+            (Prefix::V6(s), Prefix::V6(o)) => s.covers(o),
+            _ => false,
+        }
+    }
+
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self, addr) {
             (Prefix::V4(s), IpAddr::V4(a)) => s.contains(a),

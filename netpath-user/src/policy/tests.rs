@@ -34,7 +34,7 @@ fn np(metadata: &str, spec: &str) -> String {
 }
 
 /// Each prefix the policies name, numbered in order.
-fn numbered(p: &[spec::Policy]) -> std::collections::BTreeMap<crate::ipam::Subnet, u32> {
+fn numbered(p: &[spec::Policy]) -> std::collections::BTreeMap<Prefix, u32> {
     blocks(p)
         .into_iter()
         .enumerate()
@@ -104,6 +104,41 @@ fn ingress_rules_select_peers_by_labels_namespaces_and_blocks() {
     assert!(
         c.admits(DB, WEB, 80, TCP),
         "db's egress and web's ingress are open"
+    );
+}
+
+/// IPv6 ipBlocks select IPv6 addresses alone (an endpoint's IPv6 address has its IPv4
+/// address's identity, judged here by that identity).
+#[test]
+fn ipv6_blocks_select_ipv6_clients() {
+    let p = policies(&np(
+        "{name: db, namespace: shop}",
+        r#"
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{ipBlock: {cidr: "2001:db8::/32", except: ["2001:db8:bad::/48"]}}]
+    ports: [{port: 5432}]
+"#,
+    ));
+    let c = compile(&scene(), &p, &Namespaces::new(), &numbered(&p));
+    let db = c.identity(DB);
+    let id6 = |a: &str| c.identity6(a.parse().unwrap());
+    assert_ne!(id6("2001:db8:1::7"), netpath_common::identity::WORLD);
+    assert!(c.admits_identities(id6("2001:db8:1::7"), db, 5432, TCP));
+    assert!(!c.admits_identities(id6("2001:db8:1::7"), db, 5433, TCP));
+    assert!(
+        !c.admits_identities(id6("2001:db8:bad::7"), db, 5432, TCP),
+        "the except"
+    );
+    assert!(!c.admits_identities(id6("2001:db9::7"), db, 5432, TCP));
+    assert!(
+        !c.admits(Ipv4Addr::new(192, 0, 2, 7), DB, 5432, TCP),
+        "no IPv4 address is in an IPv6 block"
+    );
+    assert_eq!(
+        c.ipcache6.len(),
+        2,
+        "the block and its except, each an identity"
     );
 }
 

@@ -1,0 +1,91 @@
+//! The published ports' firewall (kernel: `policy::published_from`): `PUBLISHED_FROM` and
+//! `PUBLISHED_FROM6`, a trie per family, written so that no moment lets in a client neither
+//! the old list nor the new one does, then the flows of clients it no longer lets in ended.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use aya::maps::{lpm_trie::Key as LpmKey, LpmTrie, MapData};
+use netpath_common::{map_names, In6};
+
+use super::{policy::trie_key, removed, Datapath, DatapathError};
+use crate::{
+    ipam::{Family, Subnet},
+    policy::PublishedFrom,
+};
+
+/// Makes a family's firewall trie hold `want`, never letting in a client that neither what it
+/// held nor `want` lets in: allowed prefixes are written before the deny-all entry, which goes
+/// before they do.
+fn sync_firewall<A: Family>(
+    name: &'static str,
+    trie: &mut LpmTrie<MapData, A::Kernel, u8>,
+    want: &[(Subnet<A>, u8)],
+) -> Result<(), DatapathError>
+where
+    A::Kernel: aya::Pod,
+{
+    let (denies, allows): (Vec<_>, Vec<_>) = want
+        .iter()
+        .partition(|(_, v)| *v == netpath_common::published_from::DENY);
+    for (s, v) in allows.iter().chain(&denies) {
+        trie.insert(&trie_key(s), v, 0)
+            .map_err(|e| DatapathError::Map(name, e))?;
+    }
+    let mut stale: Vec<LpmKey<A::Kernel>> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| {
+            !want.iter().any(|(s, _)| {
+                let w = trie_key(s);
+                (w.prefix_len(), w.data()) == (k.prefix_len(), k.data())
+            })
+        })
+        .collect();
+    // The widest (the deny-all) first.
+    stale.sort_by_key(|k| k.prefix_len());
+    for k in &stale {
+        removed(name, trie.remove(k))?;
+    }
+    Ok(())
+}
+
+/// The subnets a family's trie of networks holds.
+fn subnets_of<A: Family>(trie: &LpmTrie<MapData, A::Kernel, u32>) -> Vec<Subnet<A>>
+where
+    A::Kernel: aya::Pod,
+{
+    trie.keys()
+        .filter_map(Result::ok)
+        .filter_map(|k| Subnet::new(A::from_kernel(k.data()), k.prefix_len() as u8).ok())
+        .collect()
+}
+
+impl Datapath {
+    /// Makes the published ports' firewall `list`, both families' tries, then removes the
+    /// flows of clients it no longer lets in (their next packet is a new flow, and is
+    /// refused). Returns the flows removed.
+    pub fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError> {
+        sync_firewall(
+            map_names::PUBLISHED_FROM,
+            &mut self.published_from,
+            &list.trie(),
+        )?;
+        sync_firewall(
+            map_names::PUBLISHED_FROM6,
+            self.v6.published_from_mut(),
+            &list.trie6(),
+        )?;
+        // A flow's client is its replies' destination. Endpoints of this host's networks reach
+        // published ports by hairpin, which the list does not govern.
+        let local: Vec<Subnet<Ipv4Addr>> = subnets_of(&self.subnets);
+        let local6: Vec<Subnet<Ipv6Addr>> = subnets_of(self.v6.subnets());
+        let v4 = self.flush_flows::<u32>(|k, _| {
+            let client = Ipv4Addr::from_kernel(k.dst_addr);
+            !list.allows(client.into()) && !local.iter().any(|s| s.contains(client))
+        });
+        let v6 = self.flush_flows::<In6>(|k, _| {
+            let client = Ipv6Addr::from_kernel(k.dst_addr);
+            !list.allows(client.into()) && !local6.iter().any(|s| s.contains(client))
+        });
+        Ok(v4.0 + v6.0)
+    }
+}
