@@ -96,6 +96,12 @@ fn attach(
     .unwrap();
 }
 
+/// The endpoint (`EP`, `EP4`, `EP_MAC`) on network 1, behind the routed namespace's endpoint
+/// veth.
+fn attach_endpoint(dp: &mut Datapath, r: &RoutedNs) {
+    attach(dp, r.endpoint_ifindex, EP4, Some(EP), EP_MAC, GW_MAC, 1);
+}
+
 /// Network 1 (dual stack) with the endpoint at `ep_if` and a peer; network 2 with one
 /// endpoint.
 fn two_networks() -> (Dp, RoutedNs) {
@@ -103,15 +109,7 @@ fn two_networks() -> (Dp, RoutedNs) {
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
     network(&mut dp, 2, "10.5.0.0/24", Some("fd00:2::/64"), false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
+    attach_endpoint(&mut dp, &r);
     attach(
         &mut dp,
         PEER_IF,
@@ -183,15 +181,7 @@ fn ipv6_from_a_foreign_address_or_mac_is_a_spoof_and_link_chatter_goes_to_the_ho
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
     network(&mut dp, 3, "10.9.0.0/24", None, false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
+    attach_endpoint(&mut dp, &r);
     // Another veth of an endpoint on a network without IPv6.
     attach(
         &mut dp,
@@ -293,15 +283,7 @@ fn internal_and_multicast_over_ipv6() {
     let Dp { mut dp, _fs } = load();
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), true);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
+    attach_endpoint(&mut dp, &r);
     attach(
         &mut dp,
         r.uplink_ifindex,
@@ -401,15 +383,7 @@ fn published_endpoint() -> (Dp, RoutedNs) {
     let Dp { mut dp, _fs } = load();
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
-    attach(
-        &mut dp,
-        r.endpoint_ifindex,
-        EP4,
-        Some(EP),
-        EP_MAC,
-        GW_MAC,
-        1,
-    );
+    attach_endpoint(&mut dp, &r);
     published6(&mut dp, r.endpoint_ifindex);
     (Dp { dp, _fs }, r)
 }

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::maps::{lpm_trie::Key as LpmKey, LpmTrie, MapData};
 use netpath_common::{map_names, In6};
 
-use super::{policy::trie_key, removed, Datapath, DatapathError};
+use super::{lpm_key, removed, subnet_of, Datapath, DatapathError};
 use crate::{
     ipam::{Family, Subnet},
     policy::PublishedFrom,
@@ -27,7 +27,7 @@ where
         .iter()
         .partition(|(_, v)| *v == netpath_common::published_from::DENY);
     for (s, v) in allows.iter().chain(&denies) {
-        trie.insert(&trie_key(s), v, 0)
+        trie.insert(&lpm_key(s), v, 0)
             .map_err(|e| DatapathError::Map(name, e))?;
     }
     let mut stale: Vec<LpmKey<A::Kernel>> = trie
@@ -35,7 +35,7 @@ where
         .filter_map(Result::ok)
         .filter(|k| {
             !want.iter().any(|(s, _)| {
-                let w = trie_key(s);
+                let w = lpm_key(s);
                 (w.prefix_len(), w.data()) == (k.prefix_len(), k.data())
             })
         })
@@ -55,7 +55,7 @@ where
 {
     trie.keys()
         .filter_map(Result::ok)
-        .filter_map(|k| Subnet::new(A::from_kernel(k.data()), k.prefix_len() as u8).ok())
+        .filter_map(|k| subnet_of(&k))
         .collect()
 }
 

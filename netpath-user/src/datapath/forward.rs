@@ -1,10 +1,9 @@
 //! Networks (kernel: `forward.rs`, and `hostgw.rs` for the host-loopback ports): `NETWORKS`
 //! by id (and their IPv6 side, `ipv6.rs`), `SUBNETS` (LPM) for policy on addresses nobody has, `MEMBERS` for broadcasts, and
 //! `HOST_LOOPBACK`, the host-gateway TCP ports served by the host's loopback.
-use aya::maps::lpm_trie::Key as LpmKey;
 use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
 
-use super::{be_addr, be_port, removed, Datapath, DatapathError};
+use super::{be_addr, be_port, lpm_key, removed, Datapath, DatapathError};
 use crate::model::Network;
 
 /// The [`net_flags`] of `net`, the same for both families.
@@ -52,7 +51,7 @@ impl Datapath {
             .insert(net.net_id, network_info(net, members), 0)
             .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
         self.subnets
-            .insert(&subnet_key(net), net.net_id, 0)
+            .insert(&lpm_key(&net.v4.subnet), net.net_id, 0)
             .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
         self.add_network6(net, members)?;
         for port in net.host_loopback_ports() {
@@ -67,7 +66,10 @@ impl Datapath {
     pub fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
         self.set_members(net.net_id, &[])?;
         removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
-        removed(map_names::SUBNETS, self.subnets.remove(&subnet_key(net)))?;
+        removed(
+            map_names::SUBNETS,
+            self.subnets.remove(&lpm_key(&net.v4.subnet)),
+        )?;
         self.remove_network6(net)?;
         for port in net.host_loopback_ports() {
             removed(
@@ -135,11 +137,4 @@ fn loopback_key(net: &Network, port: u16) -> LoopbackKey {
         port: be_port(port),
         _pad: 0,
     }
-}
-
-fn subnet_key(net: &Network) -> LpmKey<u32> {
-    LpmKey::new(
-        u32::from(net.v4.subnet.prefix()),
-        be_addr(net.v4.subnet.addr()),
-    )
 }

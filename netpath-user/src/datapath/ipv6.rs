@@ -6,7 +6,7 @@
 use std::{collections::HashMap as StdHashMap, net::Ipv6Addr};
 
 use aya::{
-    maps::{lpm_trie::Key as LpmKey, Array, HashMap, LpmTrie, MapData},
+    maps::{Array, HashMap, LpmTrie, MapData},
     Ebpf,
 };
 use netpath_common::{
@@ -17,7 +17,7 @@ use netpath_common::{
 use super::{
     be_addr,
     forward::network_flags,
-    removed,
+    lpm_key, removed,
     sync::{sync_hash, sync_trie},
     AttachmentEntry, Datapath, DatapathError,
 };
@@ -101,10 +101,6 @@ fn network_info6(net: &Network, pool: &Pool<Ipv6Addr>, members: u32) -> NetworkI
     }
 }
 
-fn subnet_key(pool: &Pool<Ipv6Addr>) -> LpmKey<In6> {
-    LpmKey::new(u32::from(pool.subnet.prefix()), be_addr(pool.subnet.addr()))
-}
-
 impl Datapath {
     /// Makes `uplinks` (ifindex → global IPv6 address) the sources of IPv6's outbound NAT.
     pub fn set_uplinks6(&mut self, uplinks: &[(u32, Ipv6Addr)]) -> Result<(), DatapathError> {
@@ -146,7 +142,7 @@ impl Datapath {
             .map_err(|e| DatapathError::Map(map_names::NETWORKS6, e))?;
         self.v6
             .subnets
-            .insert(&subnet_key(pool), net.net_id, 0)
+            .insert(&lpm_key(&pool.subnet), net.net_id, 0)
             .map_err(|e| DatapathError::Map(map_names::SUBNETS6, e))
     }
 
@@ -156,7 +152,7 @@ impl Datapath {
         match &net.v6 {
             Some(pool) => removed(
                 map_names::SUBNETS6,
-                self.v6.subnets.remove(&subnet_key(pool)),
+                self.v6.subnets.remove(&lpm_key(&pool.subnet)),
             ),
             None => Ok(()),
         }
@@ -252,7 +248,7 @@ impl Datapath {
         let want: StdHashMap<(u32, In6), u32> = networks
             .iter()
             .filter_map(|n| {
-                let key = subnet_key(n.v6.as_ref()?);
+                let key = lpm_key(&n.v6.as_ref()?.subnet);
                 Some(((key.prefix_len(), key.data()), n.net_id))
             })
             .collect();

@@ -46,6 +46,7 @@ pub mod forward;
 pub mod hook;
 mod ipv6;
 pub mod kernel_log;
+mod keys;
 pub mod links;
 pub mod migrate;
 mod open;
@@ -61,6 +62,8 @@ pub mod sys;
 
 pub use endpoint::AttachmentEntry;
 pub use kernel_log::KERNEL_LOG_TARGET;
+pub use keys::{be_addr, be_port, flow_key};
+pub(crate) use keys::{lpm_key, subnet_of};
 pub use links::{Hook, HookReport, Hooks, LinkState};
 pub use migrate::Migration;
 use open::{program, program_error};
@@ -354,30 +357,4 @@ fn removed(name: &'static str, res: Result<(), MapError>) -> Result<(), Datapath
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) => Err(DatapathError::Map(name, e)),
     }
-}
-
-/// An address of either family as the maps store it: network order (`u32` or `In6`).
-pub fn be_addr<A: crate::ipam::Family>(a: A) -> A::Kernel {
-    a.to_kernel()
-}
-
-/// A port as the maps store it: network order.
-pub fn be_port(p: u16) -> u16 {
-    p.to_be()
-}
-
-/// The flow table's key of the flow of `proto` from `src` to `dst` (address and port as the
-/// std types hold them), in the maps' order.
-pub fn flow_key<A: crate::ipam::Family>(
-    src: (A, u16),
-    dst: (A, u16),
-    proto: u8,
-) -> netpath_common::FlowKey<A::Kernel> {
-    netpath_common::FlowKey::new(
-        be_addr(src.0),
-        be_port(src.1),
-        be_addr(dst.0),
-        be_port(dst.1),
-        proto,
-    )
 }

@@ -9,18 +9,8 @@ use std::{
 use aya::maps::{lpm_trie::Key as LpmKey, HashMap, MapData};
 use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, PolicyKey};
 
-use super::{be_addr, removed, Datapath, DatapathError};
-use crate::{
-    ipam::{Family, Subnet},
-    policy::Compiled,
-};
-
-pub(super) fn trie_key<A: Family>(s: &Subnet<A>) -> LpmKey<A::Kernel>
-where
-    A::Kernel: aya::Pod,
-{
-    LpmKey::new(u32::from(s.prefix()), be_addr(s.addr()))
-}
+use super::{be_addr, lpm_key, removed, subnet_of, Datapath, DatapathError};
+use crate::{ipam::Subnet, policy::Compiled};
 
 /// The policy maps' entries, as [`Compiled`] content is laid out in them: exact addresses and
 /// one-port rules in the hash maps, the rest in the tries, the selections carried with the
@@ -114,13 +104,13 @@ impl Datapath {
         }
         for (s, id) in changed(&new.prefixes, &old.prefixes) {
             self.ipcache_prefixes
-                .insert(&trie_key(s), id, 0)
+                .insert(&lpm_key(s), id, 0)
                 .map_err(map(map_names::IPCACHE_PREFIXES))?;
         }
         for (s, id) in changed(&new.prefixes6, &old.prefixes6) {
             self.v6
                 .ipcache_prefixes_mut()
-                .insert(&trie_key(s), id, 0)
+                .insert(&lpm_key(s), id, 0)
                 .map_err(map(map_names::IPCACHE_PREFIXES6))?;
         }
         for (a, id) in changed(&new.hosts, &old.hosts) {
@@ -145,13 +135,13 @@ impl Datapath {
         for s in gone(&old.prefixes, &new.prefixes) {
             removed(
                 map_names::IPCACHE_PREFIXES,
-                self.ipcache_prefixes.remove(&trie_key(s)),
+                self.ipcache_prefixes.remove(&lpm_key(s)),
             )?;
         }
         for s in gone(&old.prefixes6, &new.prefixes6) {
             removed(
                 map_names::IPCACHE_PREFIXES6,
-                self.v6.ipcache_prefixes_mut().remove(&trie_key(s)),
+                self.v6.ipcache_prefixes_mut().remove(&lpm_key(s)),
             )?;
         }
         for k in gone(&old.ranges, &new.ranges) {
@@ -217,17 +207,17 @@ impl Datapath {
                 .ipcache_prefixes
                 .iter()
                 .filter_map(Result::ok)
-                .map(|(k, id)| (subnet_of(&k), id))
+                .map(|(k, id)| {
+                    let all = || Subnet::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0");
+                    (subnet_of(&k).unwrap_or_else(all), id)
+                })
                 .collect(),
             prefixes6: self
                 .v6
                 .ipcache_prefixes()
                 .iter()
                 .filter_map(Result::ok)
-                .filter_map(|(k, id)| {
-                    let s = Subnet::new(Ipv6Addr::from_kernel(k.data()), k.prefix_len() as u8);
-                    Some((s.ok()?, id))
-                })
+                .filter_map(|(k, id)| Some((subnet_of(&k)?, id)))
                 .collect(),
             rules: self.policy.iter().filter_map(Result::ok).collect(),
             ranges: self
@@ -320,10 +310,4 @@ fn gone<'a, K: Ord, V>(
     new: &'a BTreeMap<K, V>,
 ) -> impl Iterator<Item = &'a K> {
     old.keys().filter(move |k| !new.contains_key(k))
-}
-
-/// The subnet an `IPCACHE` key stands for.
-fn subnet_of(k: &LpmKey<u32>) -> Subnet {
-    Subnet::new(Ipv4Addr::from(u32::from_be(k.data())), k.prefix_len() as u8)
-        .unwrap_or_else(|_| Subnet::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0"))
 }
