@@ -57,6 +57,26 @@ impl In6 {
         }
         o
     }
+
+    /// IPv4 address `v4` (network order) mapped into IPv6 (`::ffff:a.b.c.d`).
+    #[inline(always)]
+    pub const fn mapped(v4: u32) -> Self {
+        In6 {
+            words: [0, 0, 0xffffu32.to_be(), v4],
+        }
+    }
+
+    /// The IPv4 address an IPv4-mapped one (`::ffff:a.b.c.d`) holds, network order: what a
+    /// dual-stack socket uses for IPv4, and an IPv6 port's target that is reached by NAT46.
+    #[inline(always)]
+    pub const fn mapped_v4(&self) -> Option<u32> {
+        let w = self.words;
+        if w[0] == 0 && w[1] == 0 && w[2] == 0xffffu32.to_be() {
+            Some(w[3])
+        } else {
+            None
+        }
+    }
 }
 
 crate::pod!(In6);
@@ -79,5 +99,14 @@ mod tests {
         assert_eq!(u32::from_be(a.words[0]), 0xfd00_0030);
         assert_eq!(u32::from_be(a.words[3]), 2);
         assert_eq!(In6::ANY.octets(), [0; 16]);
+    }
+
+    #[test]
+    fn mapped_v4_inverts_mapped() {
+        let v4 = u32::from_ne_bytes([10, 0, 0, 2]);
+        let m = In6::mapped(v4);
+        assert_eq!(m.octets()[10..], [0xff, 0xff, 10, 0, 0, 2]);
+        assert_eq!(m.mapped_v4(), Some(v4));
+        assert_eq!(In6::ANY.mapped_v4(), None);
     }
 }

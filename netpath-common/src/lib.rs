@@ -1,6 +1,6 @@
 //! Types shared by the kernel programs (`netpath-ebpf`) and the agent (`netpath-user`), one
 //! module per concern of the kernel crate (`ports`, `flows`, `endpoint`, `forward`, `overlay`,
-//! `snat`, `hostgw`, `sock`, `stats`, `dns`, `maps`), each re-exported here.
+//! `snat`, `nat46`, `hostgw`, `sock`, `stats`, `dns`, `maps`), each re-exported here.
 //!
 //! Every map key and value is `#[repr(C)]` with explicit padding fields, so that a key built
 //! in userspace hashes to the same bytes as one built in the kernel; each module asserts the
@@ -43,6 +43,7 @@ mod flows;
 mod forward;
 mod hostgw;
 mod maps;
+mod nat46;
 mod overlay;
 mod policy;
 mod ports;
@@ -58,6 +59,7 @@ pub use flows::{flow_flags, FlowKey, FlowNat, ReplyMacs, FLOW_REFRESH_NS};
 pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;
 pub use maps::{map_names, map_sizes, tail};
+pub use nat46::{Nat46, Nat46Reply};
 pub use overlay::{OverlayNet, RemoteEndpoint, VXLAN_OVERHEAD, VXLAN_PORT};
 pub use policy::{
     direction, identity, policy_on, published_from, tracked, AddrIdentity, PolicyKey,

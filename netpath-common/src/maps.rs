@@ -125,6 +125,12 @@ pub mod map_names {
     /// [`crate::SockRevKey6`] → [`crate::SockRevNat`]`<In6>`: what an IPv6 socket asked for,
     /// as `SOCK_REVNAT`.
     pub const SOCK_REVNAT6: &str = "SOCK_REVNAT6";
+    /// NAT46 of published ports: [`crate::FlowKey`]`<In6>` of an IPv6 client's flow →
+    /// [`crate::Nat46`], the IPv4 source it is given.
+    pub const NAT46: &str = "NAT46";
+    /// [`crate::FlowKey`] of the IPv4 replies → [`crate::Nat46Reply`], the IPv6 flow they
+    /// answer.
+    pub const NAT46_REPLY: &str = "NAT46_REPLY";
 }
 
 /// Slots of `TAIL_CALLS`: the programs an entry point hands a packet on to, each with a stack
@@ -139,8 +145,14 @@ pub mod tail {
     pub const UPLINK6: u32 = 2;
     /// The endpoint program's IPv6 hairpin (`netpath_endpoint_hairpin6_tc`).
     pub const HAIRPIN6: u32 = 3;
+    /// NAT46 of a published port: an IPv6 client's packet translated to IPv4
+    /// (`netpath_uplink_nat46_tc` in `TAIL_CALLS`, `netpath_uplink_nat46_xdp` in
+    /// `TAIL_CALLS_XDP`).
+    pub const NAT46: u32 = 4;
+    /// Its replies, translated to IPv6 (`netpath_endpoint_nat46_tc`).
+    pub const NAT46_REPLY: u32 = 5;
     /// Slots in all.
-    pub const SLOTS: u32 = 4;
+    pub const SLOTS: u32 = 6;
 }
 
 /// Default sizes of the maps; the agent may override them at load time.

@@ -163,6 +163,11 @@ counters! {
     /// ICMP errors about a translated flow (Packet Too Big, fragmentation needed, time
     /// exceeded, unreachable) carried back through the NAT to the endpoint they concern.
     IcmpErrorBack = 30, "icmp_error_back";
+    /// Packets of IPv6 clients translated to IPv4 for a published port's IPv4-only endpoint
+    /// (NAT46).
+    Nat46 = 31, "nat46";
+    /// Their replies translated back to IPv6.
+    Nat46Reply = 32, "nat46_reply";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

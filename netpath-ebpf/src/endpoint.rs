@@ -13,7 +13,7 @@ use crate::{
     family::{drop, is_link_scoped6, Ip},
     fib, flows, forward,
     maps::{ENDPOINTS, TAIL_CALLS},
-    ndp,
+    nat46, ndp,
     packet::Packet,
     parse::{is_ipv6, parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
@@ -155,6 +155,11 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     if flow.src_addr != ep.addr || !from_mac(ctx, &ep.mac) {
         return drop(Counter::DropSpoof, flow, ifindex);
     }
+    if nat46::is_reply(flow, ifindex) {
+        // SAFETY: the slot holds this load's program; the call does not return.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::NAT46_REPLY) };
+        return drop(Counter::DropNoRoute, flow, ifindex);
+    }
     if let Some(verdict) = dns::answer(ctx, ep, flow, ifindex) {
         return verdict;
     }
@@ -246,6 +251,11 @@ fn hairpin_target<A: Ip>(
         return None;
     }
     let target = ports::lookup_published(flow)?;
+    // An IPv6 endpoint reaching a port whose endpoint has IPv4 alone: NAT46 serves clients
+    // from outside only (the host's sockets reach it through the socket hooks).
+    if A::nat46(&target) {
+        return None;
+    }
     if target.ifindex != ifindex {
         return Some((target, A::ANY));
     }

@@ -24,7 +24,7 @@ use crate::{
         HOST_ADDRS6, NETWORKS, NETWORKS6, PORTS, PORTS6, PORTS_ANY, PORTS_ANY6, SNAT, SNAT6,
         SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
     },
-    overlay,
+    nat46, overlay,
     packet::{csum_replace4, Packet},
     parse::{ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
     policy::Identified,
@@ -94,6 +94,9 @@ pub trait Ip: Identified {
     fn host_addr(addr: Self) -> bool;
     /// Translated flows of published ports.
     fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowNat<Self>>;
+    /// Whether a published port's target is reached by NAT46 (an IPv4 endpoint behind a port
+    /// published on IPv6).
+    fn nat46(target: &PortTarget<Self>) -> bool;
     /// Whether `addr` may never be on a wire: loopback, "this network" (a translation must not
     /// carry such packets past the host's martian checks into an endpoint).
     fn martian(addr: Self) -> bool;
@@ -223,6 +226,10 @@ impl Ip for u32 {
     fn flows() -> &'static LruHashMap<FlowKey<u32>, FlowNat<u32>> {
         &FLOWS
     }
+    #[inline(always)]
+    fn nat46(_: &PortTarget<u32>) -> bool {
+        false
+    }
     /// 127.0.0.0/8 and 0.0.0.0/8.
     #[inline(always)]
     fn martian(addr: u32) -> bool {
@@ -351,6 +358,10 @@ impl Ip for In6 {
     #[inline(always)]
     fn flows() -> &'static LruHashMap<FlowKey<In6>, FlowNat<In6>> {
         &FLOWS6
+    }
+    #[inline(always)]
+    fn nat46(target: &PortTarget<In6>) -> bool {
+        nat46::is_nat46(target)
     }
     /// `::1`, and IPv4's loopback mapped (`::ffff:127.0.0.0/104`). Not `::`: duplicate
     /// address detection sends from it.

@@ -13,6 +13,7 @@ mod forward;
 mod hostgw;
 mod icmp;
 mod maps;
+mod nat46;
 mod ndp;
 mod object;
 mod overlay;
@@ -85,6 +86,29 @@ pub fn netpath_uplink6_xdp(mut ctx: XdpContext) -> u32 {
 pub fn netpath_uplink6_tc(mut ctx: TcContext) -> i32 {
     build_tag();
     uplink::ingress_tc6(&mut ctx)
+}
+
+/// Uplink, XDP, NAT46: an IPv6 client of a port whose endpoint has IPv4 alone (the IPv6
+/// program's tail call).
+#[xdp]
+pub fn netpath_uplink_nat46_xdp(mut ctx: XdpContext) -> u32 {
+    build_tag();
+    uplink::ingress_xdp46(&mut ctx)
+}
+
+/// Uplink, TC ingress, NAT46 (the IPv6 program's tail call).
+#[classifier]
+pub fn netpath_uplink_nat46_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    uplink::ingress_tc46(&mut ctx)
+}
+
+/// Endpoint host-side veth, TC ingress, a NAT46 flow's reply, translated to IPv6 (the
+/// endpoint program's tail call).
+#[classifier]
+pub fn netpath_endpoint_nat46_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    nat46::to_client(&mut ctx)
 }
 
 /// Endpoint host-side veth, TC ingress: traffic *from* an endpoint.

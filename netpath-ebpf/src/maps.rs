@@ -7,9 +7,9 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
-    LoopbackKey, MemberKey, NetworkInfo, OverlayNet, PeerInfo, PolicyKey, PortKey, PortSlot,
-    PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat,
-    PORTS_ANY_LEN,
+    LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, OverlayNet, PeerInfo, PolicyKey,
+    PortKey, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey,
+    SockRevKey6, SockRevNat, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -237,3 +237,11 @@ pub static PUBLISHED_FROM6: LpmTrie<In6, u8> =
 #[map]
 pub static SOCK_REVNAT6: LruHashMap<SockRevKey6, SockRevNat<In6>> =
     LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// NAT46 of published ports: an IPv6 client's flow → the IPv4 source it is given.
+#[map]
+pub static NAT46: LruHashMap<FlowKey<In6>, Nat46> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// NAT46's replies by their IPv4 5-tuple → the IPv6 flow they answer.
+#[map]
+pub static NAT46_REPLY: LruHashMap<FlowKey, Nat46Reply> = LruHashMap::pinned(map_sizes::FLOWS, 0);

@@ -5,8 +5,8 @@
 //! checksum only the kernel's `bpf_l4_csum_replace` updates correctly, so the TC side uses it
 //! for L4; the IPv4 header checksum is always complete, fixed like XDP's.
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    helpers::bpf_csum_diff,
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
+    helpers::{bpf_csum_diff, bpf_xdp_adjust_head},
     programs::{TcContext, XdpContext},
 };
 
@@ -48,6 +48,20 @@ pub trait Packet {
     fn set_word(&mut self, off: usize, from: u32, to: u32, csum_off: usize) -> bool;
     /// Writes the Ethernet source and destination MACs.
     fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool;
+    /// Writes the whole Ethernet header: the MACs and the type (network order).
+    fn set_eth(&mut self, src: &[u8; 6], dst: &[u8; 6], ether_type: u16) -> bool {
+        self.set_macs(src, dst) && write_at(self.data(), self.data_end(), 12, ether_type)
+    }
+    /// Changes the IP header's room for another family's (NAT46): 20 bytes fewer after the
+    /// Ethernet header for IPv4 (`to_ipv4`), 20 more for IPv6. TC: `bpf_skb_change_proto`,
+    /// which turns the skb's protocol and GSO type too; XDP: the frame's head moved. The
+    /// headers are the caller's to write, the Ethernet header whole.
+    fn change_family(&mut self, to_ipv4: bool) -> bool;
+    /// Writes a whole IP header `h` at `off` (a checksum-complete skb's sum kept right).
+    fn set_l3<T>(&mut self, off: usize, h: &T) -> bool;
+    /// Applies `diff`, a `bpf_csum_diff` of pseudo-header fields (addresses changed, of
+    /// either family), to the L4 checksum at `off`.
+    fn pseudo_csum_diff(&mut self, off: usize, diff: u32, udp: bool) -> bool;
 }
 
 #[inline(always)]
@@ -55,6 +69,26 @@ fn csum_fold(mut sum: u32) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum as u16
+}
+
+/// The Internet checksum of `words` (each as it sits in memory): what an IPv4 header's
+/// checksum field holds once it is written over a zero one.
+#[inline(always)]
+pub fn checksum(words: &[u32]) -> u16 {
+    let mut sum: u64 = 0;
+    for w in words {
+        sum += u64::from(*w & 0xffff) + u64::from(*w >> 16);
+    }
+    let sum = (sum & 0xffff_ffff) as u32 + (sum >> 32) as u32;
+    !csum_fold(sum)
+}
+
+/// A checksum `check` (complete) with `diff` (a `bpf_csum_diff` result) applied.
+#[inline(always)]
+fn csum_apply(check: u16, diff: u32) -> u16 {
+    let sum = u64::from(!check) + u64::from(diff);
+    let sum = (sum & 0xffff_ffff) as u32 + (sum >> 32) as u32;
+    !csum_fold(sum)
 }
 
 /// RFC 1624 eqn. 3 for a 32-bit field: HC' = ~(~HC + ~m + m').
@@ -197,7 +231,30 @@ impl Packet for XdpContext {
         unsafe { eth.write_unaligned(macs(src, dst)) };
         true
     }
+
+    #[inline(always)]
+    fn change_family(&mut self, to_ipv4: bool) -> bool {
+        let delta = if to_ipv4 { IP_HDR_DELTA } else { -IP_HDR_DELTA };
+        // SAFETY: the program's own context.
+        unsafe { bpf_xdp_adjust_head(self.ctx, delta) == 0 }
+    }
+
+    #[inline(always)]
+    fn set_l3<T>(&mut self, off: usize, h: &T) -> bool {
+        // SAFETY: `h` is a plain header, read once.
+        write_at(self.data(), self.data_end(), off, unsafe {
+            core::ptr::read(h)
+        })
+    }
+
+    #[inline(always)]
+    fn pseudo_csum_diff(&mut self, off: usize, diff: u32, udp: bool) -> bool {
+        xdp_l4_csum(self, off, udp, |c| csum_apply(c, diff))
+    }
 }
+
+/// How much longer IPv6's fixed header is than IPv4's.
+const IP_HDR_DELTA: i32 = 20;
 
 /// The first 12 bytes of an Ethernet header: destination then source.
 #[inline(always)]
@@ -294,6 +351,23 @@ impl Packet for TcContext {
     #[inline(always)]
     fn set_macs(&mut self, src: &[u8; 6], dst: &[u8; 6]) -> bool {
         write_at(self.data(), self.data_end(), 0, macs(src, dst))
+    }
+
+    #[inline(always)]
+    fn change_family(&mut self, to_ipv4: bool) -> bool {
+        let proto: u16 = if to_ipv4 { 0x0800 } else { 0x86dd };
+        self.change_proto(proto.to_be(), 0).is_ok()
+    }
+
+    #[inline(always)]
+    fn set_l3<T>(&mut self, off: usize, h: &T) -> bool {
+        self.store(off, h, BPF_F_RECOMPUTE_CSUM as u64).is_ok()
+    }
+
+    #[inline(always)]
+    fn pseudo_csum_diff(&mut self, off: usize, diff: u32, udp: bool) -> bool {
+        let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64;
+        self.l4_csum_replace(off, 0, u64::from(diff), flags).is_ok()
     }
 }
 

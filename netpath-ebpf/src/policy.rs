@@ -168,6 +168,22 @@ pub fn admit<A: Identified>(src: A, dst: A, dport: u16, proto: u8) -> Result<u32
     admit_known(src, dst, Known::default(), dport, proto)
 }
 
+/// [`admit`] for a NAT46 flow: an IPv6 client `src` of IPv4 endpoint `dst`, each judged by
+/// the identity its own family's maps give it.
+#[inline(always)]
+pub fn admit_nat46(src: In6, dst: u32, dport: u16, proto: u8) -> Result<u32, Counter> {
+    match on() {
+        0 => Ok(0),
+        on => {
+            let known = Known {
+                src: Some(src.identity(on)),
+                dst: None,
+            };
+            verdict(on, (dst, dst), known, dport, proto)
+        }
+    }
+}
+
 /// [`admit`], the identities in `known` taken as they are.
 #[inline(always)]
 pub fn admit_known<A: Identified>(

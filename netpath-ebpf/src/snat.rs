@@ -26,7 +26,15 @@ use crate::{
 
 /// Tries at finding a free port before giving up on a packet: with half the range in use
 /// (10,000 flows to one destination), 32 random tries all miss once in 4·10⁹ packets.
-const PORT_TRIES: u32 = 32;
+pub const PORT_TRIES: u32 = 32;
+
+/// A port of the range, at random (network order): a try at a free one.
+#[inline(always)]
+pub fn random_port() -> u16 {
+    // SAFETY: bpf_get_prandom_u32 has no preconditions.
+    let r = unsafe { bpf_get_prandom_u32() };
+    ((u32::from(SNAT_PORT_MIN) + r % SNAT_PORTS) as u16).to_be()
+}
 
 /// Whether `port` (network order) is one outbound NAT hands out.
 #[inline(always)]
@@ -172,9 +180,7 @@ fn allocate<A: Ip>(
         last_seen: now,
     };
     for _ in 0..PORT_TRIES {
-        // SAFETY: bpf_get_prandom_u32 has no preconditions.
-        let r = unsafe { bpf_get_prandom_u32() };
-        let port = ((u32::from(SNAT_PORT_MIN) + r % SNAT_PORTS) as u16).to_be();
+        let port = random_port();
         if !is_icmp(key.proto) {
             // SAFETY: map value pointer valid for this program run.
             let published = A::ports_any()

@@ -88,14 +88,6 @@ impl SockFamily for u32 {
     }
 }
 
-/// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) holds: what a dual-stack
-/// socket uses for IPv4.
-#[inline(always)]
-fn mapped_v4(addr: &In6) -> Option<u32> {
-    let w = addr.words;
-    (w[0] == 0 && w[1] == 0 && w[2] == 0xffffu32.to_be()).then_some(w[3])
-}
-
 impl SockFamily for In6 {
     type RevKey = SockRevKey6;
     // The context's IPv6 words are read and written one by one: the verifier allows only
@@ -137,7 +129,7 @@ impl SockFamily for In6 {
     /// (a dual-stack socket reaching `127.0.0.1:PORT`).
     #[inline(always)]
     fn published(addr: In6, port: u16, proto: u8) -> Option<PortTarget<In6>> {
-        let Some(v4) = mapped_v4(&addr) else {
+        let Some(v4) = addr.mapped_v4() else {
             return ports::lookup(addr, port, proto);
         };
         let t = ports::lookup(v4, port, proto)?;
@@ -156,7 +148,7 @@ impl SockFamily for In6 {
     /// docker-proxy's `[::]` socket holds both); a mapped address is IPv4's.
     #[inline(always)]
     fn held(addr: In6, port: u16, proto: u8) -> bool {
-        match mapped_v4(&addr) {
+        match addr.mapped_v4() {
             Some(v4) => ports::held(v4, port, proto),
             None => {
                 ports::held(addr, port, proto)

@@ -16,6 +16,7 @@ use crate::{
     family::Ip,
     icmp::{self, Back},
     maps::{TAIL_CALLS, TAIL_CALLS_XDP},
+    nat46::{self, Outcome},
     packet::Packet,
     parse::{is_icmp, is_ipv6, parse, Flow, Parsed},
     ports::{self, Dnat, Published},
@@ -31,6 +32,8 @@ enum Verdict {
     Dnat(u32),
     /// A reply of an outbound flow, translated back to its endpoint (this host-side veth).
     Reply(u32),
+    /// An IPv6 client of a port whose endpoint has IPv4 alone: on to NAT46's program.
+    Nat46,
     /// Not ours: on to the host stack, counted under this reason.
     Pass(Counter),
 }
@@ -114,6 +117,9 @@ fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
         Published::NOTHING
     };
     if published.found() {
+        if A::nat46(&published.target) {
+            return Verdict::Nat46;
+        }
         match ports::dnat(pkt, flow, &published) {
             Dnat::Done => {
                 let target = &published.target;
@@ -162,6 +168,29 @@ pub fn ingress_tc6(ctx: &mut TcContext) -> i32 {
     tc_verdict(ctx, verdict)
 }
 
+/// TC ingress on an uplink, NAT46 (`netpath_uplink_nat46_tc`, the IPv6 program's tail call).
+#[inline(always)]
+pub fn ingress_tc46(ctx: &mut TcContext) -> i32 {
+    let verdict = nat46_verdict(ctx);
+    tc_verdict(ctx, verdict)
+}
+
+/// XDP on an uplink, NAT46 (`netpath_uplink_nat46_xdp`, the IPv6 program's tail call).
+#[inline(always)]
+pub fn ingress_xdp46(ctx: &mut XdpContext) -> u32 {
+    let verdict = nat46_verdict(ctx);
+    xdp_verdict(ctx, verdict)
+}
+
+#[inline(always)]
+fn nat46_verdict<P: Packet>(pkt: &mut P) -> Verdict {
+    match nat46::from_client(pkt) {
+        Outcome::To(ifindex) => Verdict::Dnat(ifindex),
+        Outcome::Drop(reason) => Verdict::Drop(reason),
+        Outcome::Pass(reason) => Verdict::Pass(reason),
+    }
+}
+
 #[inline(always)]
 fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
     let ifindex = match verdict {
@@ -170,6 +199,12 @@ fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
             ifindex
         }
         Verdict::Reply(ifindex) => ifindex,
+        Verdict::Nat46 => {
+            // SAFETY: the slot holds this load's program; the call does not return.
+            unsafe { TAIL_CALLS.tail_call(ctx, tail::NAT46) };
+            count(Counter::Pass);
+            return TC_ACT_OK as i32;
+        }
         Verdict::Drop(reason) => {
             count(reason);
             return TC_ACT_SHOT as i32;
@@ -195,23 +230,31 @@ pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
         unsafe { TAIL_CALLS_XDP.tail_call(ctx, tail::UPLINK6) };
         return xdp_action::XDP_PASS;
     }
-    xdp_verdict(decide(ctx))
+    let verdict = decide(ctx);
+    xdp_verdict(ctx, verdict)
 }
 
 /// XDP on an uplink, IPv6 (`netpath_uplink6_xdp`, the uplink program's tail call).
 #[inline(always)]
 pub fn ingress_xdp6(ctx: &mut XdpContext) -> u32 {
-    xdp_verdict(decide6(ctx))
+    let verdict = decide6(ctx);
+    xdp_verdict(ctx, verdict)
 }
 
 #[inline(always)]
-fn xdp_verdict(verdict: Verdict) -> u32 {
+fn xdp_verdict(ctx: &XdpContext, verdict: Verdict) -> u32 {
     let ifindex = match verdict {
         Verdict::Dnat(ifindex) => {
             count(Counter::DnatXdp);
             ifindex
         }
         Verdict::Reply(ifindex) => ifindex,
+        Verdict::Nat46 => {
+            // SAFETY: the slot holds this load's program; the call does not return.
+            unsafe { TAIL_CALLS_XDP.tail_call(ctx, tail::NAT46) };
+            count(Counter::Pass);
+            return xdp_action::XDP_PASS;
+        }
         Verdict::Drop(reason) => {
             count(reason);
             return xdp_action::XDP_DROP;

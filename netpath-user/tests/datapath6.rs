@@ -641,3 +641,109 @@ fn an_ipv6_ip_block_lets_its_clients_reach_a_published_port_and_no_one_else() {
     let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
     assert_eq!(verdict, XDP_DROP);
 }
+
+/// NAT46: an IPv6 client of a port published on `[::]` whose endpoint has IPv4 alone reaches
+/// it as IPv4 from its gateway and a port of outbound NAT's range, one per flow, every
+/// checksum right; the endpoint's reply leaves as IPv6 from the published address and port,
+/// to the client's. On XDP and TC; TCP and UDP.
+#[test]
+fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", None, false);
+    attach(&mut dp, r.endpoint_ifindex, EP4, None, EP_MAC, GW_MAC, 1);
+    for proto in [TCP, UDP] {
+        dp.publish(
+            PortKey {
+                addr: In6::default(),
+                port: be_port(8080),
+                proto,
+                _pad: 0,
+            },
+            PortTarget {
+                addr: In6::mapped(be_addr(Ipv4Addr::from(EP4))),
+                port: be_port(80),
+                stats: 0,
+                ifindex: r.endpoint_ifindex,
+                mac: EP_MAC,
+                gw_mac: GW_MAC,
+            },
+        )
+        .unwrap();
+    }
+    dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
+    let gateway = Ipv4Addr::new(172, 17, 0, 1);
+    let mut given = Vec::new();
+    for (i, (proto, xdp)) in [(TCP, true), (TCP, false), (UDP, true), (UDP, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let client_port = 41000 + i as u16;
+        let l4 = |s, d| if proto == TCP { tcp(s, d) } else { udp(s, d) };
+        let pkt = Frame6::new(CLIENT6, HOST6, proto).build(&l4(client_port, 8080));
+        let (verdict, out) = if xdp {
+            r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex))
+        } else {
+            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
+        };
+        let want = if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT };
+        assert_eq!(verdict, want, "proto {proto} xdp {xdp}");
+        assert_eq!(out.len(), pkt.len() - 20, "IPv4's header, 20 bytes shorter");
+        let seen = Seen(&out);
+        assert!(
+            seen.checksums_ok(),
+            "IPv4 and L4 checksums, proto {proto} xdp {xdp}"
+        );
+        assert_eq!((seen.src(), seen.dst()), (gateway, Ipv4Addr::from(EP4)));
+        assert_eq!(seen.dport(), 80);
+        let port = seen.sport();
+        assert!((40000..60000).contains(&port), "{port}");
+        assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+        assert_eq!(seen.ttl(), 64, "the client's hop limit");
+        given.push(port);
+
+        // The endpoint's reply, to its gateway and that port, leaves as IPv6.
+        let mut reply = common::Frame::new(EP4, gateway.octets(), proto);
+        reply.src_mac = EP_MAC;
+        reply.dst_mac = GW_MAC;
+        let reply = reply.build(&l4(80, port));
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &reply, r.endpoint_ifindex));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "proto {proto} xdp {xdp}");
+        assert_eq!(out.len(), reply.len() + 20);
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        assert_eq!(
+            addrs_ports(&out),
+            (v6(HOST6), v6(CLIENT6), 8080, client_port)
+        );
+        assert!(checksum_ok6(&out), "the reply's checksum, proto {proto}");
+    }
+    given.sort_unstable();
+    given.dedup();
+    assert_eq!(given.len(), 4, "a port per flow: {given:?}");
+    assert_eq!(dp.counter(Counter::Nat46), 4);
+    assert_eq!(dp.counter(Counter::Nat46Reply), 4);
+    assert_eq!(dp.nat46_flows().len(), 4);
+    assert_eq!(dp.nat46_replies().len(), 4);
+
+    // Another port to the gateway is no NAT46 flow's reply: the host's, untouched.
+    let mut other = common::Frame::new(EP4, gateway.octets(), TCP);
+    other.src_mac = EP_MAC;
+    other.dst_mac = GW_MAC;
+    let other = other.build(&tcp(80, 45000));
+    let (verdict, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &other, r.endpoint_ifindex));
+    assert_eq!((verdict, &out), (TC_ACT_OK, &other));
+    // Unpublished (flows flushed with it), the port answers no IPv6 client.
+    let flushed = dp.flush_flows_of_any(
+        r.endpoint_ifindex,
+        &[PortKey {
+            addr: In6::default(),
+            port: be_port(8080),
+            proto: TCP,
+            _pad: 0,
+        }],
+    );
+    assert_eq!(flushed, 2, "both TCP flows");
+    assert_eq!(dp.nat46_replies().len(), 2);
+}

@@ -499,15 +499,73 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
     );
     assert!(!tcp_reachable(&t.outside, host, 8080, SHORT));
 
-    // An endpoint without IPv6 publishes on IPv4 alone, and an IPv6 address is refused.
+    // An endpoint of IPv4 alone publishes on both families too, as Docker does: IPv6
+    // clients reach it by NAT46, in the kernel, and it sees its gateway as the client (as
+    // behind docker-proxy), a port of its own for each client flow.
     t.ok(&common::words(
         "network create v4only --subnet 10.63.2.0/24",
     ));
-    let _old = t.endpoint("old", &["--network", "v4only", "-p", "9090:80"]);
-    assert_eq!(t.ok(&["port", "old"]), "80/tcp -> 0.0.0.0:9090\n");
-    let refused = t.refused(&["port", "publish", "old", "[::]:9091:80"]);
-    assert!(refused.contains("no IPv6 address"), "{refused}");
-    assert_eq!(t.ok(&["port", "old"]), "80/tcp -> 0.0.0.0:9090\n");
+    let old = t.endpoint(
+        "old",
+        &["--network", "v4only", "-p", "9090:80", "-p", "5354:53/udp"],
+    );
+    common::tcp_server(&old, 80);
+    common::udp_server(&old, 53);
+    assert_eq!(
+        t.ok(&["port", "old"]),
+        "53/udp -> 0.0.0.0:5354\n53/udp -> [::]:5354\n80/tcp -> 0.0.0.0:9090\n80/tcp -> [::]:9090\n"
+    );
+    let r = tcp_request(&t.outside, host, 9090, "46").expect("an IPv6 client of an IPv4 endpoint");
+    let (peer, msg) = r.split_once(' ').unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    assert_eq!(
+        (peer.ip().to_string().as_str(), msg),
+        ("10.63.2.1", "46"),
+        "the endpoint sees its gateway: {r}"
+    );
+    assert!((40000..60000).contains(&peer.port()), "{r}");
+    let again = tcp_request(&t.outside, host, 9090, "46").unwrap();
+    assert_ne!(
+        again.split(' ').next(),
+        Some(r.split(' ').next().unwrap()),
+        "a port per flow"
+    );
+    let r = common::udp_request(&t.outside, host, 5354, "u46").expect("UDP by NAT46");
+    assert!(r.starts_with("10.63.2.1:") && r.ends_with(" u46"), "{r}");
+    let c = &t.stats()["Counters"];
+    assert!(c["nat46"].as_u64().unwrap() >= 3, "{c}");
+    assert!(c["nat46_reply"].as_u64().unwrap() >= 3, "{c}");
+    // The host's own IPv6 sockets reach it through the socket hooks.
+    let r = tcp_request(
+        &t.host,
+        "::1".parse::<std::net::IpAddr>().unwrap(),
+        9090,
+        "local",
+    );
+    assert!(r.as_deref().is_ok_and(|r| r.ends_with(" local")), "{r:?}");
+    // The published ports' firewall holds NAT46's clients as any other.
+    t.ok(&["firewall", "set", "10.0.0.0/8"]);
+    assert!(
+        !tcp_reachable(&t.outside, host, 9090, SHORT),
+        "not on the list"
+    );
+    t.ok(&["firewall", "clear"]);
+    // An IPv6 address of the host alone, and gone when unpublished.
+    t.ok(&["port", "publish", "old", "[fd00:77::2]:9091:80"]);
+    assert!(tcp_request(&t.outside, host, 9091, "one").is_ok());
+    t.ok(&[
+        "port",
+        "unpublish",
+        "old",
+        "9090:80",
+        "[fd00:77::2]:9091:80",
+    ]);
+    assert!(!tcp_reachable(&t.outside, host, 9090, SHORT));
+    assert!(!tcp_reachable(&t.outside, host, 9091, SHORT));
+    assert_eq!(
+        t.ok(&["port", "old"]),
+        "53/udp -> 0.0.0.0:5354\n53/udp -> [::]:5354\n"
+    );
 }
 
 #[test]

@@ -60,8 +60,8 @@ pub(super) fn port_key(m: &PortMapping) -> AnyPortKey {
 }
 
 /// The datapath entry of mapping `m` delivered to attachment `att` behind `link`, counted
-/// into stats slot `slot`: to the attachment's address of the host address's family, `None`
-/// when it has none.
+/// into stats slot `slot`: to the attachment's address of the host address's family, its
+/// IPv4 address for an IPv6 mapping when it has no IPv6 (NAT46).
 pub(super) fn port_key_target(
     att: &Attachment,
     link: &EndpointLink,
@@ -70,7 +70,7 @@ pub(super) fn port_key_target(
 ) -> Option<(AnyPortKey, AnyPortTarget)> {
     let to = match m.host_ip {
         IpAddr::V4(_) => IpAddr::V4(att.ip),
-        IpAddr::V6(_) => IpAddr::V6(att.ip6?),
+        IpAddr::V6(_) => att.ip6.map_or(IpAddr::V4(att.ip), IpAddr::V6),
     };
     Some((
         port_key(m),

@@ -1,5 +1,5 @@
 //! The flow tables of published ports (kernel: `flows.rs`): `FLOWS` and `FLOWS6`, LRU maps
-//! keyed by a reply's 5-tuple. The kernel records flows and stamps them; the agent expires idle ones and
+//! keyed by a reply's 5-tuple (and NAT46's, [`super::nat46`], flushed and expired with them). The kernel records flows and stamps them; the agent expires idle ones and
 //! flushes them when what they lead to goes away, so no stale translation outlives a port or
 //! an interface.
 use std::{collections::HashSet, net::Ipv4Addr};
@@ -31,12 +31,14 @@ impl Datapath {
         self.flush_flows::<u32>(|k, v| v.ifindex == ifindex || k.src_addr == addr)
             .0
             + self.flush_flows::<In6>(|_, v| v.ifindex == ifindex).0
+            + self.flush_nat46_where(|i| i == ifindex)
     }
 
     /// Removes the published flows of every interface not in `live`; returns how many.
     pub fn flush_flows_except(&mut self, live: &HashSet<u32>) -> usize {
         self.flush_flows::<u32>(|_, v| !live.contains(&v.ifindex)).0
             + self.flush_flows::<In6>(|_, v| !live.contains(&v.ifindex)).0
+            + self.flush_nat46_where(|i| !live.contains(&i))
     }
 
     /// Removes published flows idle past their [`timeouts`] at `now` (CLOCK_MONOTONIC ns;
@@ -45,7 +47,8 @@ impl Datapath {
     pub fn expire_flows(&mut self, now: u64) -> (usize, usize) {
         let (n4, seen4) = self.expire::<u32>(now);
         let (n6, seen6) = self.expire::<In6>(now);
-        (n4 + n6, seen4 + seen6 - n4 - n6)
+        let (n46, seen46) = self.expire_nat46(now);
+        (n4 + n6 + n46, seen4 + seen6 + seen46 - n4 - n6 - n46)
     }
 
     fn expire<A: PortFamily>(&mut self, now: u64) -> (usize, usize) {
@@ -62,7 +65,7 @@ impl Datapath {
 
     /// How many published flows the tables hold.
     pub fn flow_count(&self) -> usize {
-        self.flows::<u32>().len() + self.flows::<In6>().len()
+        self.flows::<u32>().len() + self.flows::<In6>().len() + self.nat46_replies().len()
     }
 
     /// Every published flow of family `A`.

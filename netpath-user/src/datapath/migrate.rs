@@ -14,7 +14,10 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuValues};
-use netpath_common::{map_names, FlowKey, FlowNat, SnatNat, SnatRev, SockRevKey, SockRevNat};
+use netpath_common::{
+    map_names, FlowKey, FlowNat, In6, Nat46, Nat46Reply, SnatNat, SnatRev, SockRevKey, SockRevKey6,
+    SockRevNat,
+};
 use tracing::{info, warn};
 
 use super::{sys, DatapathError, MapSizes, EBPF_OBJECT};
@@ -67,6 +70,12 @@ fn class(name: &str) -> Class {
         | map_names::SNAT
         | map_names::SNAT_REV
         | map_names::SOCK_REVNAT
+        | map_names::FLOWS6
+        | map_names::SNAT6
+        | map_names::SNAT_REV6
+        | map_names::SOCK_REVNAT6
+        | map_names::NAT46
+        | map_names::NAT46_REPLY
         | map_names::STATS => Class::Live,
         _ => Class::Rebuilt,
     }
@@ -85,12 +94,11 @@ pub struct Migration {
 
 /// The capacity this build gives `name` (the object's, or the agent's override).
 pub fn max_entries(name: &str, declared: u32, sizes: &MapSizes) -> u32 {
-    match name {
-        map_names::PORTS => sizes.ports,
-        map_names::FLOWS | map_names::SNAT | map_names::SNAT_REV => sizes.flows,
-        map_names::ENDPOINTS | map_names::ENDPOINTS_BY_ADDR | map_names::MEMBERS => sizes.endpoints,
-        _ => declared,
-    }
+    sizes
+        .overrides()
+        .into_iter()
+        .find_map(|(n, size)| (n == name).then_some(size))
+        .unwrap_or(declared)
 }
 
 /// The shapes of the maps this build pins, by name.
@@ -294,6 +302,12 @@ pub fn copy_live(dir: &Path, migrations: &mut [Migration]) {
             map_names::SNAT => copy_hash::<FlowKey, SnatNat>(&old, &new),
             map_names::SNAT_REV => copy_hash::<FlowKey, SnatRev>(&old, &new),
             map_names::SOCK_REVNAT => copy_hash::<SockRevKey, SockRevNat>(&old, &new),
+            map_names::FLOWS6 => copy_hash::<FlowKey<In6>, FlowNat<In6>>(&old, &new),
+            map_names::SNAT6 => copy_hash::<FlowKey<In6>, SnatNat<In6>>(&old, &new),
+            map_names::SNAT_REV6 => copy_hash::<FlowKey<In6>, SnatRev<In6>>(&old, &new),
+            map_names::SOCK_REVNAT6 => copy_hash::<SockRevKey6, SockRevNat<In6>>(&old, &new),
+            map_names::NAT46 => copy_hash::<FlowKey<In6>, Nat46>(&old, &new),
+            map_names::NAT46_REPLY => copy_hash::<FlowKey, Nat46Reply>(&old, &new),
             map_names::STATS => copy_counters(&old, &new),
             _ => continue,
         };

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`ports`] | `ports.rs` | `PORTS`, `PORTS_ANY`, `HOST_ADDRS` (and their IPv6 twins) |
 //! | [`flows`] | `flows.rs` | `FLOWS`, `FLOWS6` |
+//! | [`nat46`] | `nat46.rs` | `NAT46`, `NAT46_REPLY` |
 //! | [`firewall`] | `policy.rs` | `PUBLISHED_FROM`, `PUBLISHED_FROM6` |
 //! | [`policy`] | `policy.rs` | `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`, `POLICY_CT` |
 //! | [`snat`] | `snat.rs` | `SNAT`, `SNAT_REV`, `UPLINKS` |
@@ -49,6 +50,7 @@ pub mod kernel_log;
 mod keys;
 pub mod links;
 pub mod migrate;
+pub mod nat46;
 mod open;
 mod ops;
 pub mod overlay;
@@ -109,20 +111,9 @@ fn sized_loader<'a>(pin_dir: Option<&'a Path>, sizes: &MapSizes) -> EbpfLoader<'
     if let Some(dir) = pin_dir {
         loader.default_map_pin_directory(dir);
     }
-    loader
-        .map_max_entries(map_names::PORTS, sizes.ports)
-        .map_max_entries(map_names::PORTS6, sizes.ports)
-        .map_max_entries(map_names::FLOWS, sizes.flows)
-        .map_max_entries(map_names::SNAT, sizes.flows)
-        .map_max_entries(map_names::SNAT_REV, sizes.flows)
-        .map_max_entries(map_names::POLICY_CT, sizes.flows)
-        .map_max_entries(map_names::FLOWS6, sizes.flows)
-        .map_max_entries(map_names::SNAT6, sizes.flows)
-        .map_max_entries(map_names::SNAT_REV6, sizes.flows)
-        .map_max_entries(map_names::POLICY_CT6, sizes.flows)
-        .map_max_entries(map_names::ENDPOINTS, sizes.endpoints)
-        .map_max_entries(map_names::ENDPOINTS_BY_ADDR, sizes.endpoints)
-        .map_max_entries(map_names::MEMBERS, sizes.endpoints);
+    for (name, n) in sizes.overrides() {
+        loader.map_max_entries(name, n);
+    }
     loader
 }
 
@@ -147,16 +138,26 @@ pub mod programs {
     /// The uplink programs' IPv6, reached by tail calls, attached nowhere.
     pub const UPLINK6_TC: &str = "netpath_uplink6_tc";
     pub const UPLINK6_XDP: &str = "netpath_uplink6_xdp";
+    /// NAT46 of published ports, reached by tail calls from the uplink's IPv6 programs, and
+    /// its replies', from the endpoint program; attached nowhere.
+    pub const UPLINK_NAT46_TC: &str = "netpath_uplink_nat46_tc";
+    pub const UPLINK_NAT46_XDP: &str = "netpath_uplink_nat46_xdp";
+    pub const ENDPOINT_NAT46_TC: &str = "netpath_endpoint_nat46_tc";
     /// The TC programs reached by tail calls (`TAIL_CALLS`), by their `netpath_common::tail`
     /// slot.
-    pub const TAILS: [(u32, &str); 4] = [
+    pub const TAILS: [(u32, &str); 6] = [
         (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
         (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
         (netpath_common::tail::UPLINK6, UPLINK6_TC),
         (netpath_common::tail::HAIRPIN6, ENDPOINT_HAIRPIN6_TC),
+        (netpath_common::tail::NAT46, UPLINK_NAT46_TC),
+        (netpath_common::tail::NAT46_REPLY, ENDPOINT_NAT46_TC),
     ];
     /// The XDP programs reached by tail calls (`TAIL_CALLS_XDP`).
-    pub const TAILS_XDP: [(u32, &str); 1] = [(netpath_common::tail::UPLINK6, UPLINK6_XDP)];
+    pub const TAILS_XDP: [(u32, &str); 2] = [
+        (netpath_common::tail::UPLINK6, UPLINK6_XDP),
+        (netpath_common::tail::NAT46, UPLINK_NAT46_XDP),
+    ];
     pub const OVERLAY_TC: &str = "netpath_overlay_tc";
     pub const XDP_PASS: &str = "netpath_xdp_pass";
     /// The socket hooks that refuse binding a published port (`cgroup_sock` programs; the
@@ -177,11 +178,14 @@ pub mod programs {
         SOCK_BIND[1],
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 23] = [
         UPLINK_XDP,
         UPLINK_TC,
         UPLINK6_XDP,
         UPLINK6_TC,
+        UPLINK_NAT46_XDP,
+        UPLINK_NAT46_TC,
+        ENDPOINT_NAT46_TC,
         ENDPOINT_TC,
         ENDPOINT6_TC,
         ENDPOINT_SNAT6_TC,
@@ -259,6 +263,30 @@ pub struct MapSizes {
     pub endpoints: u32,
 }
 
+impl MapSizes {
+    /// The maps whose capacity the agent sets, and what it sets: the one list the loader and
+    /// the pinned maps' comparison (`migrate`) both read.
+    pub fn overrides(&self) -> [(&'static str, u32); 15] {
+        [
+            (map_names::PORTS, self.ports),
+            (map_names::PORTS6, self.ports),
+            (map_names::FLOWS, self.flows),
+            (map_names::SNAT, self.flows),
+            (map_names::SNAT_REV, self.flows),
+            (map_names::POLICY_CT, self.flows),
+            (map_names::FLOWS6, self.flows),
+            (map_names::SNAT6, self.flows),
+            (map_names::SNAT_REV6, self.flows),
+            (map_names::POLICY_CT6, self.flows),
+            (map_names::NAT46, self.flows),
+            (map_names::NAT46_REPLY, self.flows),
+            (map_names::ENDPOINTS, self.endpoints),
+            (map_names::ENDPOINTS_BY_ADDR, self.endpoints),
+            (map_names::MEMBERS, self.endpoints),
+        ]
+    }
+}
+
 impl Default for MapSizes {
     fn default() -> Self {
         MapSizes {
@@ -321,6 +349,8 @@ pub struct Datapath {
     overlay_peers: HashMap<MapData, MemberKey, u32>,
     /// IPv6's twins of the endpoint and network maps.
     v6: ipv6::Maps6,
+    /// NAT46's flow tables.
+    nat46: nat46::Maps46,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
     /// What this process last wrote to the policy maps (only the difference is written).

@@ -114,6 +114,8 @@ impl Datapath {
             programs::ENDPOINT6_TC,
             programs::ENDPOINT_SNAT6_TC,
             programs::ENDPOINT_HAIRPIN6_TC,
+            programs::UPLINK_NAT46_TC,
+            programs::ENDPOINT_NAT46_TC,
             programs::OVERLAY_TC,
         ] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
@@ -122,6 +124,7 @@ impl Datapath {
         for name in [
             programs::UPLINK_XDP,
             programs::UPLINK6_XDP,
+            programs::UPLINK_NAT46_XDP,
             programs::XDP_PASS,
         ] {
             let prog: &mut Xdp = program(&mut ebpf, name)?;
@@ -185,6 +188,7 @@ impl Datapath {
             remotes: take_map!(ebpf, map_names::REMOTES),
             overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
             v6: super::ipv6::Maps6::take(&mut ebpf)?,
+            nat46: super::nat46::Maps46::take(&mut ebpf)?,
             dns_written: None,
             policy_written: None,
             events: Some(take_map!(ebpf, map_names::EVENTS)),

@@ -78,7 +78,9 @@ impl AnyPort {
                     ..narrow(target)
                 },
             )),
-            (AnyKey::V6(k), None) => Ok(AnyPort::V6(k, *target)),
+            // An IPv4 endpoint behind a port published on IPv6: reached by NAT46, the
+            // target's address left IPv4-mapped (what the kernel recognises it by).
+            (AnyKey::V6(k), _) => Ok(AnyPort::V6(k, *target)),
             _ => Err(DatapathError::MixedFamilies(format!(
                 "{}:{}",
                 addr_of(key.addr),
@@ -337,7 +339,9 @@ impl Datapath {
                 AnyKey::V6(k) => v6.push(k),
             }
         }
-        self.flush_flows_of(ifindex, &v4) + self.flush_flows_of(ifindex, &v6)
+        self.flush_flows_of(ifindex, &v4)
+            + self.flush_flows_of(ifindex, &v6)
+            + self.flush_nat46_of(ifindex, &v6)
     }
 
     /// Replaces the set of host addresses.

@@ -42,10 +42,9 @@ impl<S: Service> Plugin<S> {
     pub(super) fn program_ports(&self, req: &EndpointRef) -> Result<Value, Refusal> {
         let ep = self.endpoint_or_refuse(&req.endpoint_id)?;
         let bindings: Vec<PortBinding> = option(req.options.as_ref(), keys::PORT_MAP)?;
-        let ipv6 = ep.ipv6_address.is_some();
         let specs = bindings
             .iter()
-            .filter_map(|b| spec_of(b, ipv6).transpose())
+            .map(spec_of)
             .collect::<Result<Vec<String>, Refusal>>()?;
         self.unpublish_all(&ep)?;
         if !specs.is_empty() {
@@ -80,14 +79,10 @@ impl<S: Service> Plugin<S> {
 }
 
 /// A binding as a `-p` spec of netpath's, its host address of one family (Docker sends one
-/// binding per family); `None` for an IPv6 one when the endpoint has no IPv6 address (Docker
-/// adds `::` bindings on hosts with IPv6 for every container; netpath does not translate
-/// IPv6 to IPv4 yet).
-fn spec_of(b: &PortBinding, ipv6: bool) -> Result<Option<String>, Refusal> {
+/// binding per family, `::` on hosts with IPv6 for every container: an endpoint without
+/// IPv6 is reached from it by NAT46, as Docker's docker-proxy would).
+fn spec_of(b: &PortBinding) -> Result<String, Refusal> {
     let v6 = b.host_ip.contains(':');
-    if v6 && !ipv6 {
-        return Ok(None);
-    }
     let proto = proto(b.proto)?;
     let host = match (b.host_port, b.host_port_end) {
         (0, _) => String::new(),
@@ -99,7 +94,7 @@ fn spec_of(b: &PortBinding, ipv6: bool) -> Result<Option<String>, Refusal> {
         ip if v6 => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    Ok(Some(format!("{ip}:{host}:{}/{proto}", b.port)))
+    Ok(format!("{ip}:{host}:{}/{proto}", b.port))
 }
 
 pub(super) fn proto(n: u8) -> Result<Proto, Refusal> {

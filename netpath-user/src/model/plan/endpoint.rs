@@ -147,16 +147,11 @@ impl State {
             return Err(ModelError::LastNetwork(endpoint.to_string()));
         }
         if ep.primary().is_some_and(|p| p.network == network) && !ep.ports.is_empty() {
-            // The ports would move to the next network; refuse if it is internal, or if it
-            // has no IPv6 address for the ports published on IPv6.
+            // The ports would move to the next network; refuse if it is internal. (Its
+            // IPv6 ports reach it by NAT46 if it has no IPv6 address there.)
             if let Some(next) = ep.attachments.get(1) {
                 if self.network(&next.network)?.internal {
                     return Err(ModelError::InternalPorts(next.network.clone()));
-                }
-                if let Some(m) = ep.ports.iter().find(|m| m.host_ip.is_ipv6()) {
-                    if next.ip6.is_none() {
-                        return Err(ModelError::PortNeedsIpv6(m.to_string()));
-                    }
                 }
             }
         }
@@ -165,8 +160,9 @@ impl State {
 
     /// Resolves `-p` specs against everything already published; a spec naming no host
     /// address binds `binding` when the network sets one (Docker's `host_binding_ipv4`), and
-    /// otherwise every address of IPv4 and, for an endpoint with an IPv6 address (`ipv6`),
-    /// of IPv6 too. A spec naming an IPv6 address needs the endpoint to have one.
+    /// otherwise every address of IPv4 and, on a host that has IPv6 (or for an endpoint with
+    /// an IPv6 address, `ipv6`), of IPv6 too: an endpoint of IPv4 alone is reached from IPv6
+    /// by NAT46, where Docker would run docker-proxy.
     pub(super) fn resolve_specs(
         &self,
         specs: &[String],
@@ -174,6 +170,7 @@ impl State {
         ipv6: bool,
         host: HostView<'_>,
     ) -> Result<Vec<PortMapping>, ModelError> {
+        let ipv6 = ipv6 || !host.addrs6.is_empty();
         let parsed = specs
             .iter()
             .map(|s| {
@@ -185,9 +182,6 @@ impl State {
             .collect::<Result<Vec<_>, _>>()?;
         for spec in &parsed {
             match spec.host_ip {
-                Some(IpAddr::V6(_)) if !ipv6 => {
-                    return Err(ModelError::PortNeedsIpv6(spec.to_string()))
-                }
                 Some(ip) if !ip.is_unspecified() && !host.has_addr(ip) => {
                     return Err(ModelError::NotHostAddress(ip))
                 }

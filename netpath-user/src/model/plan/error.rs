@@ -119,10 +119,6 @@ pub enum ModelError {
     HostAddress(AnySubnet, IpAddr),
     #[error("cannot publish on {0}: not an address of this host")]
     NotHostAddress(IpAddr),
-    #[error(
-        "cannot publish {0}: the endpoint has no IPv6 address (its network has no IPv6 subnet)"
-    )]
-    PortNeedsIpv6(String),
     #[error("address {0} is the host-gateway of network {1} (host.docker.internal)")]
     HostGatewayAddress(IpAddr, String),
     #[error("invalid interface name {0:?}: 1 to 15 characters, no '/', ':' or whitespace")]
