@@ -168,6 +168,10 @@ counters! {
     Nat46 = 31, "nat46";
     /// Their replies translated back to IPv6.
     Nat46Reply = 32, "nat46_reply";
+    /// Packets from an uplink delivered to an endpoint of a routed network (no NAT).
+    RoutedIn = 33, "routed_in";
+    /// IPv6 packets of a routed network's endpoint routed out in eBPF (no NAT).
+    RoutedOut = 34, "routed_out";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

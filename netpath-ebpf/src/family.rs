@@ -6,7 +6,7 @@
 //! (`forward::route`), published ports (`ports`, `flows`), the endpoint's program and outbound
 //! NAT (`snat`) are written once over this trait; IPv4 and IPv6 differ only here.
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup, TC_ACT_SHOT},
+    bindings::{bpf_fib_lookup, TC_ACT_OK, TC_ACT_SHOT},
     maps::{lpm_trie::Key, Array, HashMap, LruHashMap},
     programs::TcContext,
 };
@@ -26,10 +26,10 @@ use crate::{
     },
     nat46, overlay,
     packet::{csum_replace4, Packet},
-    parse::{ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
+    parse::{is_multicast6, ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
     policy::Identified,
     snat,
-    stats::dropped,
+    stats::{count, dropped},
 };
 
 /// Address family numbers of route lookups.
@@ -100,6 +100,8 @@ pub trait Ip: Identified {
     /// Whether `addr` may never be on a wire: loopback, "this network" (a translation must not
     /// carry such packets past the host's martian checks into an endpoint).
     fn martian(addr: Self) -> bool;
+    /// Beyond every network, from a routed network: out with the endpoint's own address.
+    fn routed_out(ctx: &mut TcContext, flow: &Flow<Self>, ifindex: u32) -> i32;
     /// A packet beyond every network, from a network neither internal nor routed: outbound
     /// NAT (`snat::outbound`).
     fn outbound(
@@ -236,6 +238,12 @@ impl Ip for u32 {
         let first = u32::from_be(addr) >> 24;
         first == 127 || first == 0
     }
+    /// As the host routes it (the agent turns IPv4 forwarding on).
+    #[inline(always)]
+    fn routed_out(_: &mut TcContext, _: &Flow<u32>, _: u32) -> i32 {
+        count(Counter::Pass);
+        TC_ACT_OK as i32
+    }
     #[inline(always)]
     fn outbound(
         ctx: &mut TcContext,
@@ -245,19 +253,6 @@ impl Ip for u32 {
     ) -> i32 {
         snat::outbound(ctx, ep, flow, ifindex)
     }
-}
-
-/// Whether `addr` is multicast (ff00::/8).
-#[inline(always)]
-pub fn is_multicast6(addr: &In6) -> bool {
-    u32::from_be(addr.words[0]) >> 24 == 0xff
-}
-
-/// Whether `addr` is link-local unicast (fe80::/10) or unspecified (`::`): the addresses
-/// neighbour discovery and the link's own chatter (MLD, router solicitations) come from.
-#[inline(always)]
-pub fn is_link_scoped6(addr: &In6) -> bool {
-    u32::from_be(addr.words[0]) >> 22 == 0x3fa || *addr == In6::default()
 }
 
 impl Ip for In6 {
@@ -377,6 +372,13 @@ impl Ip for In6 {
             0xffff => w3 >> 24 == 127,
             _ => false,
         }
+    }
+    /// Routed in eBPF by outbound NAT's program (it sees the network is routed).
+    #[inline(always)]
+    fn routed_out(ctx: &mut TcContext, flow: &Flow<In6>, ifindex: u32) -> i32 {
+        // SAFETY: the slot holds this load's program; the call does not return.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::SNAT6) };
+        drop(Counter::DropNoRoute, flow, ifindex)
     }
     /// Handed on to a program of its own (`netpath_endpoint_snat6_tc`, a tail call): IPv6's
     /// keys and route lookup do not fit the endpoint program's 512-byte stack beside the rest.

@@ -13,8 +13,8 @@ use netpath_common::{proto, Counter, EndpointInfo, In6};
 use network_types::ip::Ipv6Hdr;
 
 use crate::{
-    family::{drop, is_link_scoped6, Ip},
-    parse::{in6_at, ptr_at, Ipv6Flow, L3_OFF},
+    family::{drop, Ip},
+    parse::{in6_at, is_link_scoped6, ptr_at, Ipv6Flow, L3_OFF},
     stats::count,
 };
 

@@ -331,3 +331,16 @@ pub fn ports(data: usize, data_end: usize, l4_off: usize, l4_len: usize) -> Opti
     // SAFETY: bounds checked by ptr_at.
     Some(unsafe { *ports })
 }
+
+/// Whether `addr` is multicast (ff00::/8).
+#[inline(always)]
+pub fn is_multicast6(addr: &In6) -> bool {
+    u32::from_be(addr.words[0]) >> 24 == 0xff
+}
+
+/// Whether `addr` is link-local unicast (fe80::/10) or unspecified (`::`): the addresses
+/// neighbour discovery and the link's own chatter (MLD, router solicitations) come from.
+#[inline(always)]
+pub fn is_link_scoped6(addr: &In6) -> bool {
+    u32::from_be(addr.words[0]) >> 22 == 0x3fa || *addr == In6::default()
+}

@@ -19,6 +19,7 @@ use crate::{
     nat46::{self, Outcome},
     packet::Packet,
     parse::{is_icmp, is_ipv6, parse, Flow, Parsed},
+    policy::{self, Known},
     ports::{self, Dnat, Published},
     snat,
     stats::{count, count_port, trace},
@@ -42,26 +43,46 @@ enum Verdict {
 /// serves only itself, as in the README's walkthrough) carries 127.0.0.0/8 legitimately.
 const LOOPBACK_IFINDEX: u32 = 1;
 
-/// Whether `addr` (network order, of either family) is in one of the networks' subnets (an
-/// endpoint, a gateway, or an address no one has yet) that is not routed. Reached from
-/// outside only through published ports (Docker 28 drops direct routed access the same way),
-/// unless the network says it is routed (`net_flags::ROUTED`).
+/// What passes untranslated: on to the host, unless it was routed at a network's addresses.
+/// Those are reached from outside only through published ports (Docker 28 drops direct routed
+/// access the same way) unless the network is routed (`net_flags::ROUTED`, per family), whose
+/// endpoints it is delivered to here ([`routed_in`]).
 #[inline(always)]
-fn in_a_network<A: Ip>(addr: A) -> bool {
-    let Some(id) = A::subnet_of(addr) else {
-        return false;
+fn untouched<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, reason: Counter) -> Verdict {
+    let Some(id) = A::subnet_of(flow.dst_addr) else {
+        return Verdict::Pass(reason);
     };
-    A::network(id).is_none_or(|n| n.flags & net_flags::ROUTED == 0)
+    let routed = A::network(id).is_some_and(|n| n.flags & net_flags::ROUTED != 0);
+    if pkt.ingress_ifindex() == LOOPBACK_IFINDEX {
+        Verdict::Pass(reason)
+    } else if routed {
+        routed_in(pkt, flow, reason)
+    } else {
+        Verdict::Drop(Counter::DropRouted)
+    }
 }
 
-/// What passes untranslated: on to the host, unless it was routed at a network.
+/// A packet for an endpoint of a routed network, from outside: delivered straight into it,
+/// its addresses as they are, once the policy lets the connection in (remembered both ways,
+/// as between endpoints). What is no endpoint's (the gateway) goes to the host.
 #[inline(always)]
-fn untouched<P: Packet, A: Ip>(pkt: &P, flow: &Flow<A>, reason: Counter) -> Verdict {
-    if pkt.ingress_ifindex() != LOOPBACK_IFINDEX && in_a_network(flow.dst_addr) {
-        Verdict::Drop(Counter::DropRouted)
-    } else {
-        Verdict::Pass(reason)
+fn routed_in<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, reason: Counter) -> Verdict {
+    let Some(peer) = A::peer(flow.dst_addr) else {
+        return Verdict::Pass(reason);
+    };
+    let known = Known {
+        src: None,
+        dst: Some(peer.identity),
+    };
+    let (data, end) = (pkt.data(), pkt.data_end());
+    if let Err(reason) = policy::admit_tracked(flow, known, || A::error_about(data, end, flow)) {
+        return Verdict::Drop(reason);
     }
+    if !pkt.set_macs(&peer.host_mac, &peer.mac) {
+        return Verdict::Pass(Counter::Malformed);
+    }
+    count(Counter::RoutedIn);
+    Verdict::Reply(peer.ifindex)
 }
 
 /// The entry program's decision, on what is not IPv6 (handed on before: see [`ingress_tc`]).

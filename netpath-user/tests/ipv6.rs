@@ -720,3 +720,87 @@ fn packet_too_big_about_an_outbound_flow_reaches_its_endpoint() {
         "{s}"
     );
 }
+
+/// Docker's `gateway_mode_ipv6=routed` beside NAT'd IPv4: the network's IPv6 addresses are
+/// reached from outside by routing (the client's own address seen) and its endpoints go out
+/// with their own, in eBPF both ways, though the host does not forward IPv6; an ingress policy
+/// holds for what is routed in; IPv4 leaves NAT'd as before. On TC and XDP.
+fn a_routed_ipv6_network_is_reached_and_goes_out_without_nat(t: Topo) {
+    t.ipv6_uplink();
+    t.ok(&common::words(
+        "network create r --ipv6 --subnet 10.66.1.0/24 --subnet fd00:66:1::/64 -o com.docker.network.bridge.gateway_mode_ipv6=routed",
+    ));
+    let e = t.endpoint("e", &["--network", "r"]);
+    tcp_server6(&e, 80);
+    tcp_server6(&t.outside, 9000);
+    let ip = ip6_on(&t, "e", "r");
+    t.outside
+        .ip(&["-6", "route", "add", "fd00:66:1::/64", "via", "fd00:77::2"]);
+    assert_eq!(
+        t.host
+            .exec("sysctl", &["-n", "net.ipv6.conf.all.forwarding"])
+            .trim(),
+        "0",
+        "the host itself does not forward IPv6"
+    );
+    let mut r = String::new();
+    common::wait_until(
+        "the outside reaching the endpoint by routing",
+        Duration::from_secs(10),
+        || tcp_request(&t.outside, ip, 80, "in").map(|x| r = x).is_ok(),
+    );
+    assert!(
+        r.starts_with("[fd00:77::1]:"),
+        "the client's own address: {r}"
+    );
+    let r = tcp_request(&e, "fd00:77::1".parse::<Ipv6Addr>().unwrap(), 9000, "out")
+        .expect("out by routing");
+    assert!(
+        r.starts_with(&format!("[{ip}]:")),
+        "the endpoint's own address, no NAT: {r}"
+    );
+    // IPv4 of the same network is NAT'd: the outside sees the host.
+    common::tcp_server(&t.outside, 9001);
+    let r = tcp_request(&e, common::OUTSIDE, 9001, "v4").expect("IPv4 out");
+    assert!(r.starts_with(&format!("{}:", common::HOST)), "{r}");
+    let c = &t.stats()["Counters"];
+    assert!(c["routed_in"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["routed_out"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["snat"].as_u64().unwrap() >= 1, "{c}");
+
+    // An ingress policy holds for what is routed in.
+    t.apply_policies(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: closed, namespace: default}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
+    );
+    assert!(
+        !tcp_reachable(&t.outside, ip, 80, SHORT),
+        "refused by the policy"
+    );
+    t.ok(&["policy", "rm", "closed"]);
+    assert!(tcp_request(&t.outside, ip, 80, "again").is_ok());
+
+    // A network left in NAT mode is not reached by routing; a mode netpath does not know is
+    // refused.
+    t.ok(&common::words(
+        "network create n --ipv6 --subnet 10.66.2.0/24 --subnet fd00:66:2::/64",
+    ));
+    let n = t.endpoint("n1", &["--network", "n"]);
+    tcp_server6(&n, 80);
+    t.outside
+        .ip(&["-6", "route", "add", "fd00:66:2::/64", "via", "fd00:77::2"]);
+    assert!(!tcp_reachable(&t.outside, ip6_on(&t, "n1", "n"), 80, SHORT));
+    let refused = t.refused(&common::words(
+        "network create bad --ipv6 -o com.docker.network.bridge.gateway_mode_ipv6=bridge",
+    ));
+    assert!(refused.contains("nat or routed"), "{refused}");
+}
+
+#[test]
+fn a_routed_ipv6_network_is_reached_and_goes_out_without_nat_on_tc() {
+    a_routed_ipv6_network_is_reached_and_goes_out_without_nat(Topo::new());
+}
+
+#[test]
+fn a_routed_ipv6_network_is_reached_and_goes_out_without_nat_on_xdp() {
+    a_routed_ipv6_network_is_reached_and_goes_out_without_nat(Topo::with_xdp("native"));
+}

@@ -6,8 +6,8 @@ use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
 use super::{be_addr, be_port, lpm_key, removed, Datapath, DatapathError};
 use crate::model::Network;
 
-/// The [`net_flags`] of `net`, the same for both families.
-pub(super) fn network_flags(net: &Network) -> u32 {
+/// The [`net_flags`] of `net` for a family, `routed` or not.
+pub(super) fn network_flags(net: &Network, routed: bool) -> u32 {
     let mut flags = 0;
     if net.internal {
         flags |= net_flags::INTERNAL;
@@ -18,7 +18,7 @@ pub(super) fn network_flags(net: &Network) -> u32 {
     if net.vni.is_some() {
         flags |= net_flags::OVERLAY;
     }
-    if net.routed() {
+    if routed {
         flags |= net_flags::ROUTED;
     }
     flags
@@ -26,7 +26,7 @@ pub(super) fn network_flags(net: &Network) -> u32 {
 
 /// The `NETWORKS` value of `net`, with `members` member slots.
 pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
-    let flags = network_flags(net);
+    let flags = network_flags(net, net.routed());
     let prefix = net.v4.subnet.prefix();
     let mask = if prefix == 0 {
         0

@@ -95,7 +95,7 @@ fn network_info6(net: &Network, pool: &Pool<Ipv6Addr>, members: u32) -> NetworkI
         subnet: be_addr(pool.subnet.addr()),
         mask: Ipv6Addr::from_bits(bits).to_kernel(),
         gateway: be_addr(pool.gateway),
-        flags: network_flags(net),
+        flags: network_flags(net, net.routed6()),
         members,
         host_gateway: be_addr(pool.gateway),
     }

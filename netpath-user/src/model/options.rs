@@ -25,9 +25,10 @@ pub const MASQUERADE_KEYS: [&str; 2] = [
     "masquerade",
     "com.docker.network.bridge.enable_ip_masquerade",
 ];
-/// Docker 28's gateway mode: `nat` (the default) or `routed` (no NAT, the network's
-/// addresses reachable from outside).
+/// Docker 28's gateway mode of each family: `nat` (the default) or `routed` (no NAT, the
+/// network's addresses of that family reachable from outside).
 pub const GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+pub const GATEWAY_MODE6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 /// Option key of the host-gateway address (host.docker.internal).
 pub const HOST_GATEWAY: &str = "host-gateway";
 /// Option key of the host-gateway TCP ports served by the host's loopback (beyond Docker).
@@ -47,7 +48,12 @@ pub fn known() -> impl Iterator<Item = &'static str> {
         .chain(MTU_KEYS)
         .chain(HOST_BINDING_KEYS)
         .chain(MASQUERADE_KEYS)
-        .chain([GATEWAY_MODE, HOST_GATEWAY, HOST_LOOPBACK_PORTS])
+        .chain([
+            GATEWAY_MODE,
+            GATEWAY_MODE6,
+            HOST_GATEWAY,
+            HOST_LOOPBACK_PORTS,
+        ])
         .chain(NOTED_KEYS)
 }
 
@@ -83,7 +89,7 @@ pub fn check(k: &str, v: &str) -> Result<(), ModelError> {
     if HOST_BINDING_KEYS.contains(&k) && v.parse::<Ipv4Addr>().is_err() {
         return bad("an IPv4 address");
     }
-    if k == GATEWAY_MODE && v != "nat" && v != "routed" {
+    if (k == GATEWAY_MODE || k == GATEWAY_MODE6) && v != "nat" && v != "routed" {
         return bad("nat or routed");
     }
     if k == HOST_GATEWAY && v.parse::<Ipv4Addr>().is_err() {
@@ -119,12 +125,19 @@ impl Network {
             .filter(|a: &Ipv4Addr| !a.is_unspecified())
     }
 
-    /// Whether traffic leaving the host keeps the endpoints' own addresses and the network
-    /// is reached from outside by routing (`-o masquerade=false`, or Docker's
+    /// Whether IPv4 leaving the host keeps the endpoints' own addresses and the network's
+    /// IPv4 addresses are reached from outside by routing (`-o masquerade=false`, or Docker's
     /// `gateway_mode_ipv4=routed`).
     pub fn routed(&self) -> bool {
         self.option(&MASQUERADE_KEYS) == Some("false")
             || self.option(&[GATEWAY_MODE]) == Some("routed")
+    }
+
+    /// The same for IPv6 (`-o masquerade=false`, or `gateway_mode_ipv6=routed`: Docker's
+    /// way to a network of routable IPv6 addresses beside NAT'd IPv4).
+    pub fn routed6(&self) -> bool {
+        self.option(&MASQUERADE_KEYS) == Some("false")
+            || self.option(&[GATEWAY_MODE6]) == Some("routed")
     }
 
     /// The options it takes that change nothing in netpath (for the agent's note).
