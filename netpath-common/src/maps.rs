@@ -49,8 +49,10 @@ pub mod map_names {
     pub const EVENTS: &str = "EVENTS";
     /// Array of one `u32`, [`crate::monitor`] flags: what goes into `EVENTS` (not pinned).
     pub const MONITOR: &str = "MONITOR";
-    /// [`crate::DnsKey`] → [`crate::DnsAddrs`]: the names the DNS fast path answers.
+    /// [`crate::DnsKey`] → [`crate::DnsAddrs`]: the names the DNS fast path answers (A).
     pub const DNS_NAMES: &str = "DNS_NAMES";
+    /// [`crate::DnsKey`] → [`crate::DnsAddrs`]`<In6>`: the same names' AAAA.
+    pub const DNS_NAMES6: &str = "DNS_NAMES6";
     /// Overlay networks by network id: VNI, VXLAN device, how many other nodes are members.
     pub const OVERLAY_NETS: &str = "OVERLAY_NETS";
     /// Overlay networks by VNI (decapsulated traffic finds its network here).

@@ -105,6 +105,11 @@ pub static MONITOR: Array<u32> = Array::with_max_entries(1, 0);
 pub static DNS_NAMES: HashMap<DnsKey, DnsAddrs> =
     HashMap::pinned(map_sizes::DNS_NAMES, NO_PREALLOC);
 
+/// The names the DNS fast path answers AAAA for: their IPv6 addresses.
+#[map]
+pub static DNS_NAMES6: HashMap<DnsKey, DnsAddrs<In6>> =
+    HashMap::pinned(map_sizes::DNS_NAMES, NO_PREALLOC);
+
 /// Overlay networks of this node by network id.
 #[map]
 pub static OVERLAY_NETS: HashMap<u32, OverlayNet> = HashMap::pinned(map_sizes::NETWORKS, 0);

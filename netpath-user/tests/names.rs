@@ -7,7 +7,7 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    net::{Ipv4Addr, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, UdpSocket},
     sync::atomic::Ordering,
     time::Duration,
 };
@@ -159,18 +159,26 @@ fn the_kernel_and_the_server_give_the_same_bytes() {
     let slow = Topo::with_agent_args(&["--dns-fast-path", "false"]);
     let mut answers = Vec::new();
     for t in [&fast, &slow] {
-        t.ok(&["network", "create", "front", "--subnet", "10.62.1.0/24"]);
+        t.ok(&common::words(
+            "network create front --ipv6 --subnet 10.62.1.0/24 --subnet fd00:62:1::/64",
+        ));
         let asker = t.endpoint("asker", &["--network", "front"]);
         // Kept until asked about: an endpoint whose namespace is gone is removed (repair).
         let peer = t.endpoint("peer", &["--network", "front", "--alias", "Svc"]);
-        let q = query_bytes(0x4242, "Peer", RecordType::A);
-        answers.push(ask_udp(&asker, gateway(t, "front"), &q).unwrap());
+        let mut both = Vec::new();
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            let q = query_bytes(0x4242, "Peer", qtype);
+            both.push(ask_udp(&asker, gateway(t, "front"), &q).unwrap());
+        }
+        answers.push(both);
         drop(peer);
     }
-    assert_eq!(answers[0], answers[1]);
-    assert_eq!(stat(&fast, "dns_kernel"), 1);
+    assert_eq!(answers[0], answers[1], "A, then AAAA");
+    let aaaa = Message::from_vec(&answers[0][1]).unwrap();
+    assert_eq!(aaaa.answers.len(), 1, "{aaaa:?}");
+    assert_eq!(stat(&fast, "dns_kernel"), 2, "A and AAAA in the kernel");
     assert_eq!(stat(&slow, "dns_kernel"), 0);
-    assert_eq!(stat(&slow, "dns_local"), 1);
+    assert_eq!(stat(&slow, "dns_local"), 2);
 }
 
 #[test]
@@ -223,6 +231,28 @@ fn other_names_go_upstream() {
     let r = ask(&ep, gw, "small.example", RecordType::A);
     assert_eq!(rcode(&r), ResponseCode::ServFail);
     assert!(stat(&t, "dns_upstream_failures") >= 1);
+}
+
+/// An upstream resolver of IPv6: the host's resolv.conf naming one, the agent's server
+/// forwards to it (over UDP, and TCP for what UDP truncates).
+#[test]
+fn upstream_resolvers_are_reached_over_ipv6() {
+    let t = Topo::new();
+    t.ipv6_uplink();
+    let upstream = FakeUpstream::start(&t.outside, "fd00:77::1".parse::<Ipv6Addr>().unwrap());
+    let host_resolv = format!("/etc/netns/{}/resolv.conf", t.host.name);
+    std::fs::write(&host_resolv, "nameserver fd00:77::1\n").unwrap();
+    let ep = t.endpoint("web", &[]);
+    let gw = gateway(&t, "bridge");
+    wait_until(
+        "an answer from the IPv6 upstream",
+        Duration::from_secs(10),
+        || addresses(&ask(&ep, gw, "small.example", RecordType::A)) == [SMALL],
+    );
+    assert!(upstream.queries.load(Ordering::SeqCst) > 0);
+    let q = query_bytes(9, "big.example", RecordType::A);
+    let tcp = Message::from_vec(&ask_tcp(&ep, gw, &q).unwrap()).unwrap();
+    assert_eq!(addresses(&tcp).len(), BIG, "over TCP to the IPv6 upstream");
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub struct FakeDatapath {
     /// What monitors asked for.
     pub monitor: u32,
     /// What the DNS fast path answers.
-    pub dns_names: std::collections::HashMap<netpath_common::DnsKey, netpath_common::DnsAddrs>,
+    pub dns_names: super::dns::KernelNames,
     /// What the overlay maps hold.
     pub overlay: super::OverlayContent,
     #[doc(hidden)]
@@ -239,10 +239,7 @@ impl DatapathOps for FakeDatapath {
     fn pinned_maps(&self) -> Vec<super::PinnedMap> {
         Vec::new()
     }
-    fn set_dns_names(
-        &mut self,
-        names: &std::collections::HashMap<netpath_common::DnsKey, netpath_common::DnsAddrs>,
-    ) -> Result<(), DatapathError> {
+    fn set_dns_names(&mut self, names: &super::dns::KernelNames) -> Result<(), DatapathError> {
         self.dns_names = names.clone();
         Ok(())
     }

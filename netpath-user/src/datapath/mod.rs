@@ -343,6 +343,7 @@ pub struct Datapath {
     monitor: Array<MapData, u32>,
     events: Option<aya::maps::RingBuf<MapData>>,
     dns_names: HashMap<MapData, DnsKey, DnsAddrs>,
+    dns_names6: HashMap<MapData, DnsKey, DnsAddrs<netpath_common::In6>>,
     overlay_nets: HashMap<MapData, u32, netpath_common::OverlayNet>,
     overlay_vnis: HashMap<MapData, u32, u32>,
     remotes: HashMap<MapData, u32, netpath_common::RemoteEndpoint>,
@@ -352,7 +353,7 @@ pub struct Datapath {
     /// NAT46's flow tables.
     nat46: nat46::Maps46,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
-    dns_written: Option<std::collections::HashMap<DnsKey, DnsAddrs>>,
+    dns_written: dns::Written,
     /// What this process last wrote to the policy maps (only the difference is written).
     policy_written: Option<policy::PolicyMaps>,
 }

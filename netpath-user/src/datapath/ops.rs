@@ -7,7 +7,7 @@ use std::{
     os::fd::AsFd,
 };
 
-use netpath_common::{map_names, DnsAddrs, DnsKey, PortStats};
+use netpath_common::{map_names, PortStats};
 
 use super::{
     be_port, links, migrate,
@@ -114,10 +114,7 @@ pub trait DatapathOps: Send {
     /// This build's programs as loaded: name, id and tag.
     fn programs(&self) -> Vec<(&'static str, sys::ProgInfo)>;
     /// Makes the DNS fast path answer exactly `names` (by network and name).
-    fn set_dns_names(
-        &mut self,
-        names: &std::collections::HashMap<DnsKey, DnsAddrs>,
-    ) -> Result<(), DatapathError>;
+    fn set_dns_names(&mut self, names: &super::dns::KernelNames) -> Result<(), DatapathError>;
     /// The maps pinned in the pin directory (those set aside too).
     fn pinned_maps(&self) -> Vec<PinnedMap>;
     /// Every published port in the maps, with its target.
@@ -233,10 +230,7 @@ impl DatapathOps for Datapath {
     fn programs(&self) -> Vec<(&'static str, sys::ProgInfo)> {
         self.loaded.iter().map(|(n, p)| (*n, p.clone())).collect()
     }
-    fn set_dns_names(
-        &mut self,
-        names: &std::collections::HashMap<DnsKey, DnsAddrs>,
-    ) -> Result<(), DatapathError> {
+    fn set_dns_names(&mut self, names: &super::dns::KernelNames) -> Result<(), DatapathError> {
         Datapath::set_dns_names(self, names).map(drop)
     }
     fn pinned_maps(&self) -> Vec<PinnedMap> {

@@ -12,7 +12,10 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use crate::model::{short_id, Network, State};
+use crate::{
+    datapath::dns::{dns_addrs, KernelNames},
+    model::{short_id, Network, State},
+};
 
 /// The name of the host, from every network.
 pub const HOST_DOCKER_INTERNAL: &str = "host.docker.internal";
@@ -204,17 +207,19 @@ impl Index {
 
 /// What the kernel's fast path answers: each network's names, those that fit it (names up to
 /// [`netpath_common::DNS_NAME_LEN`] bytes, at most [`netpath_common::DNS_ADDRS`]
-/// addresses); the server answers the rest.
-pub fn kernel_names(
-    state: &State,
-    index: &Index,
-) -> HashMap<netpath_common::DnsKey, netpath_common::DnsAddrs> {
-    let mut out = HashMap::new();
+/// addresses of the record's family), A and AAAA; the server answers the rest.
+pub fn kernel_names(state: &State, index: &Index) -> KernelNames {
+    let mut out = KernelNames::default();
     for net in state.networks.values() {
         for (name, addrs) in index.network(&net.name).into_iter().flatten() {
-            let key = netpath_common::DnsKey::new(net.net_id, name);
-            if let (Some(k), Some(v)) = (key, crate::datapath::dns::dns_addrs(&addrs.v4)) {
-                out.insert(k, v);
+            let Some(key) = netpath_common::DnsKey::new(net.net_id, name) else {
+                continue;
+            };
+            if let Some(v) = dns_addrs(&addrs.v4) {
+                out.a.insert(key, v);
+            }
+            if let Some(v) = dns_addrs(&addrs.v6) {
+                out.aaaa.insert(key, v);
             }
         }
     }

@@ -3,7 +3,7 @@
 //! the big one, so the answer needs TCP).
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -138,7 +138,8 @@ fn upstream_answer(query: &[u8], udp: bool) -> Option<Vec<u8>> {
 
 impl FakeUpstream {
     /// Serves on `addr`:53 (UDP and TCP) inside `ns` until dropped.
-    pub fn start(ns: &Netns, addr: Ipv4Addr) -> FakeUpstream {
+    pub fn start(ns: &Netns, addr: impl Into<IpAddr>) -> FakeUpstream {
+        let addr: IpAddr = addr.into();
         let udp = ns
             .run(|| UdpSocket::bind((addr, 53)))
             .expect("upstream UDP");
