@@ -59,6 +59,8 @@ pub mod map_names {
     pub const OVERLAY_VNIS: &str = "OVERLAY_VNIS";
     /// Endpoints on other nodes by address: which node (its underlay address), which network.
     pub const REMOTES: &str = "REMOTES";
+    /// The same by IPv6 address (an overlay network with IPv6).
+    pub const REMOTES6: &str = "REMOTES6";
     /// The other nodes with endpoints on each overlay network, slots 0..OverlayNet::peers
     /// (broadcasts go to each).
     pub const OVERLAY_PEERS: &str = "OVERLAY_PEERS";

@@ -303,8 +303,8 @@ impl Ip for In6 {
         false
     }
     #[inline(always)]
-    fn remote(_dst: In6) -> Option<RemoteEndpoint> {
-        None
+    fn remote(dst: In6) -> Option<RemoteEndpoint> {
+        overlay::remote6(&dst)
     }
     const SRC_OFF: usize = L3_OFF + 8;
     const DST_OFF: usize = L3_OFF + 8 + 16;

@@ -122,6 +122,11 @@ pub static OVERLAY_VNIS: HashMap<u32, u32> = HashMap::pinned(map_sizes::NETWORKS
 #[map]
 pub static REMOTES: HashMap<u32, RemoteEndpoint> = HashMap::pinned(map_sizes::REMOTES, 0);
 
+/// IPv6 addresses of endpoints on other nodes, as `REMOTES`.
+#[map]
+pub static REMOTES6: HashMap<In6, RemoteEndpoint> =
+    HashMap::pinned(map_sizes::REMOTES, NO_PREALLOC);
+
 /// The published ports' firewall: source prefixes → `published_from` verdict (empty: no list).
 #[map]
 pub static PUBLISHED_FROM: LpmTrie<u32, u8> =

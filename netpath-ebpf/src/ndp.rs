@@ -85,7 +85,8 @@ pub fn from_endpoint(
 }
 
 /// Whether the endpoint's solicitation for `target` is netpath's to answer: its gateway or
-/// host gateway (`Some(true)`: a router), or a peer on its network (`Some(false)`).
+/// host gateway (`Some(true)`: a router), or a peer on its network, here or on another node
+/// (`Some(false)`).
 #[inline(never)]
 fn answerable(ep: &EndpointInfo<In6>, target: In6) -> Option<bool> {
     if target == ep.addr {
@@ -95,9 +96,9 @@ fn answerable(ep: &EndpointInfo<In6>, target: In6) -> Option<bool> {
     if target == net.gateway || target == net.host_gateway {
         return Some(true);
     }
-    In6::peer(target)
-        .is_some_and(|p| p.network == ep.network)
-        .then_some(false)
+    let here = In6::peer(target).is_some_and(|p| p.network == ep.network);
+    let elsewhere = || In6::remote(target).is_some_and(|r| r.network == ep.network);
+    (here || elsewhere()).then_some(false)
 }
 
 /// What [`answer`] returns for a solicitation it leaves alone.

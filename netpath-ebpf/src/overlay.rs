@@ -13,16 +13,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netpath_common::{
-    map_sizes, net_flags, Counter, MemberKey, NetworkInfo, OverlayNet, RemoteEndpoint,
+    map_sizes, net_flags, Counter, In6, MemberKey, NetworkInfo, OverlayNet, RemoteEndpoint,
 };
 
 use crate::{
     family::Ip,
     forward,
-    icmp::icmp_error_about,
-    maps::{ENDPOINTS_BY_ADDR, NETWORKS, OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES},
+    maps::{OVERLAY_NETS, OVERLAY_PEERS, OVERLAY_VNIS, REMOTES, REMOTES6},
     packet::Packet,
-    parse::{parse, Ipv4Flow, Parsed},
+    parse::{parse, Flow, Parsed},
     policy::{self, Known},
     stats::{admitted, count, dropped},
 };
@@ -35,6 +34,13 @@ const TUNNEL_TTL: u8 = 64;
 pub fn remote(dst: u32) -> Option<RemoteEndpoint> {
     // SAFETY: map value pointer valid for this program run; copied out at once.
     REMOTES.get_ptr(&dst).map(|r| unsafe { *r })
+}
+
+/// The same for an IPv6 address.
+#[inline(always)]
+pub fn remote6(dst: &In6) -> Option<RemoteEndpoint> {
+    // SAFETY: map value pointer valid for this program run; copied out at once.
+    REMOTES6.get_ptr(dst).map(|r| unsafe { *r })
 }
 
 /// Gives the packet its tunnel key: to `node` (network order) on the network's VNI, from
@@ -115,48 +121,63 @@ pub fn device_ingress(ctx: &mut TcContext) -> i32 {
             0,
         )
     };
-    let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
-        // Nothing but IPv4 crosses: ARP is answered on each node.
-        count(Counter::DropOverlay);
-        return TC_ACT_SHOT as i32;
-    };
-    if ret != 0 {
-        return drop(&flow, ifindex);
+    match parse(ctx.data(), ctx.data_end()) {
+        Parsed::Ipv4(flow) => decap(ctx, &key, ret == 0, &flow, ifindex),
+        Parsed::Ipv6(flow) => decap(ctx, &key, ret == 0, &flow, ifindex),
+        // Nothing else crosses: ARP and neighbour discovery are answered on each node.
+        _ => {
+            count(Counter::DropOverlay);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+/// A decapsulated packet of either family, `keyed` when its tunnel key was read: the VNI one
+/// of this node's overlay networks, its source an endpoint of that network on the node that
+/// sent it; then delivered.
+#[inline(always)]
+fn decap<A: Ip>(
+    ctx: &mut TcContext,
+    key: &bpf_tunnel_key,
+    keyed: bool,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> i32 {
+    if !keyed {
+        return drop(flow, ifindex);
     }
     // SAFETY: the union's IPv4 member is what an IPv4 underlay fills.
     let from = u32::from_be(unsafe { key.__bindgen_anon_1.remote_ipv4 });
     // SAFETY: map value pointers valid for this program run; copied out at once.
     let Some(network) = OVERLAY_VNIS.get_ptr(&key.tunnel_id).map(|n| unsafe { *n }) else {
-        return drop(&flow, ifindex);
+        return drop(flow, ifindex);
     };
     // The source must be an endpoint of this network on the node the packet came from.
-    match remote(flow.src_addr) {
+    match A::remote(flow.src_addr) {
         Some(r) if r.node == from && r.network == network => {}
-        _ => return drop(&flow, ifindex),
+        _ => return drop(flow, ifindex),
     }
-    // SAFETY: map value pointer valid for this program run; copied out at once.
-    let Some(net) = NETWORKS.get_ptr(&network).map(|n| unsafe { *n }) else {
-        return drop(&flow, ifindex);
+    let Some(net) = A::network(network) else {
+        return drop(flow, ifindex);
     };
-    deliver(ctx, network, &net, &flow, ifindex)
+    deliver(ctx, network, net, flow, ifindex)
 }
 
 #[inline(always)]
-fn deliver(
+fn deliver<A: Ip>(
     ctx: &mut TcContext,
     network: u32,
-    net: &NetworkInfo,
-    flow: &Ipv4Flow,
+    net: &NetworkInfo<A>,
+    flow: &Flow<A>,
     ifindex: u32,
 ) -> i32 {
     let dst = flow.dst_addr;
-    if <u32 as Ip>::floods(dst, &net) {
+    if A::floods(dst, net) {
         // Every member here; the sender's node gave its own host the original.
         forward::flood(ctx, network, net.members, ifindex);
         return TC_ACT_SHOT as i32;
     }
-    // SAFETY: map value pointer valid for this program run; copied out at once.
-    let Some(peer) = ENDPOINTS_BY_ADDR.get_ptr(&dst).map(|p| unsafe { *p }) else {
+    let Some(peer) = A::peer(dst) else {
         // Not (or no longer) here: never to whoever has the address elsewhere.
         dropped(Counter::DropNoRoute, flow, ifindex);
         return TC_ACT_SHOT as i32;
@@ -173,9 +194,8 @@ fn deliver(
         src: None,
         dst: Some(peer.identity),
     };
-    match policy::admit_tracked(flow, known, || {
-        icmp_error_about(ctx.data(), ctx.data_end(), flow)
-    }) {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    match policy::admit_tracked(flow, known, || A::error_about(data, end, flow)) {
         Ok(by) => admitted(by, flow, ifindex),
         Err(reason) => {
             dropped(reason, flow, ifindex);
@@ -191,7 +211,7 @@ fn deliver(
 }
 
 #[inline(always)]
-fn drop(flow: &Ipv4Flow, ifindex: u32) -> i32 {
+fn drop<A: netpath_common::Addr>(flow: &Flow<A>, ifindex: u32) -> i32 {
     dropped(Counter::DropOverlay, flow, ifindex);
     TC_ACT_SHOT as i32
 }

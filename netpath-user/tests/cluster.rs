@@ -928,3 +928,109 @@ fn overlay_addresses_stay_unique_and_nodes_ride_out_faults() {
         || ask_tcp(c, *b_ip, 80).is_some(),
     );
 }
+
+/// The global IPv6 address of eth0 in `ns`.
+fn eth0_addr6(ns: &Netns) -> std::net::Ipv6Addr {
+    let out = ns.ip(&["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]);
+    let cidr = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no IPv6 address on eth0: {out}"));
+    cidr.split('/').next().unwrap().parse().unwrap()
+}
+
+/// An overlay network with IPv6 (over the IPv4 underlay): each endpoint's IPv6 address
+/// follows its IPv4 one (the address taken in etcd holds both), and endpoints on two nodes
+/// reach each other over IPv6 with their own addresses, by name (AAAA) too; an ingress
+/// policy holds across nodes for IPv6 as for IPv4; what an overlay network cannot take is
+/// refused in one line.
+#[test]
+fn overlay_networks_carry_ipv6_between_nodes() {
+    let t = TwoNodes::start();
+    t.overlay(
+        "ov6",
+        "10.191.0.0/24",
+        &["--ipv6", "--subnet", "fd00:191::/64"],
+    );
+    let (a, a_ip) = endpoint_on(&t.a1, "a", "ov6", &[]);
+    let (b, b_ip) = endpoint_on(&t.a2, "b", "ov6", &[]);
+    let (a6, b6) = (eth0_addr6(&a), eth0_addr6(&b));
+    let at = |ip: Ipv4Addr| -> std::net::Ipv6Addr {
+        format!("fd00:191::{:x}", ip.octets()[3]).parse().unwrap()
+    };
+    assert_eq!((a6, b6), (at(a_ip), at(b_ip)), "IPv6 follows IPv4");
+    let inspect = ok(&t.a2, &["network", "inspect", "ov6"]);
+    assert!(
+        inspect.contains("fd00:191::/64") && inspect.contains("\"fd00:191::1\""),
+        "{inspect}"
+    );
+
+    // TCP across nodes over IPv6, each side seeing the other's own address.
+    for ns in [&a, &b] {
+        common::tcp_server6(ns, 80);
+    }
+    let mut reply = String::new();
+    wait_until("a to reach b over IPv6", Duration::from_secs(10), || {
+        tcp_request(&a, b6, 80, "hi").map(|r| reply = r).is_ok()
+    });
+    assert!(reply.starts_with(&format!("[{a6}]:")), "{reply}");
+    let r = tcp_request(&b, a6, 80, "back").expect("b to reach a over IPv6");
+    assert!(r.starts_with(&format!("[{b6}]:")), "{r}");
+    assert!(counter(&t.a2, "overlay_decap") >= 1);
+    // By name: the other node's endpoint answers AAAA with its IPv6 address.
+    let gw = Ipv4Addr::new(10, 191, 0, 1);
+    wait_until("b's AAAA on n1", Duration::from_secs(10), || {
+        dns::addresses6(&dns::ask(&a, gw, "b", RecordType::AAAA)) == [b6]
+    });
+
+    // An ingress policy on b lets nothing in: over IPv6 as over IPv4.
+    let closed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: closed, namespace: default}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
+    let file = t.dir.join("closed.yaml");
+    std::fs::write(&file, closed).unwrap();
+    ok(&t.a2, &["policy", "apply", "-f", file.to_str().unwrap()]);
+    wait_until("b closed over IPv6", Duration::from_secs(10), || {
+        tcp_request(&a, b6, 80, "x").is_err()
+    });
+    ok(&t.a2, &["policy", "rm", "closed"]);
+    wait_until("b open again", Duration::from_secs(10), || {
+        tcp_request(&a, b6, 80, "x").is_ok()
+    });
+
+    // What an overlay network cannot take.
+    let err = refused(
+        &t.a1,
+        &[
+            "network",
+            "create",
+            "bad6",
+            "--driver",
+            "overlay",
+            "--ipv6",
+            "--subnet",
+            "10.192.0.0/24",
+            "--subnet",
+            "fd00:192::/64",
+            "--gateway",
+            "fd00:192::99",
+        ],
+    );
+    assert!(err.contains("follow its IPv4 ones"), "{err}");
+    let ns = Netns::new("np-ep");
+    let err = refused(
+        &t.a1,
+        &[
+            "endpoint",
+            "create",
+            "c",
+            "--netns",
+            &ns.path(),
+            "--network",
+            "ov6",
+            "--ip6",
+            "fd00:191::77",
+        ],
+    );
+    assert!(err.contains("--ip6 on an overlay network"), "{err}");
+    drop((a, b));
+}

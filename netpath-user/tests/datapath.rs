@@ -1105,6 +1105,7 @@ fn traffic_to_endpoints_on_other_nodes_is_encapsulated_within_its_network() {
             (Ipv4Addr::new(10, 5, 0, 50), (NODE2.into(), 2)),
         ]
         .into(),
+        remotes6: Default::default(),
     };
     assert!(dp.sync_overlay(&content).unwrap() > 0);
     assert_eq!(

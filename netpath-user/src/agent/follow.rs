@@ -21,6 +21,8 @@ fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
         subnet: Some(rec.v4.subnet.to_string()),
         gateway: Some(rec.v4.gateway),
         ip_range: rec.v4.ip_range.map(|r| r.to_string()),
+        ipv6: rec.v6.is_some(),
+        subnet6: rec.v6.map(|p| p.subnet.to_string()),
         internal: rec.internal,
         options: rec
             .options
@@ -132,7 +134,6 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             self.state.remote = remote_members(&self.state, view);
             // The cluster's policies, and the others' labels: what they select them by.
             self.adopt_cluster_policies(view);
-            self.sync_policy();
             // Only what etcd said: before that, the pinned maps keep what they had.
             let content = self.overlay_content(view);
             if self.overlay_written.as_ref() != Some(&content) {
@@ -141,6 +142,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     Err(e) => problems.push(format!("writing the overlay maps: {e}")),
                 }
             }
+            // After the overlay maps: the other nodes' IPv6 addresses get their identities.
+            self.sync_policy();
         }
         for p in problems
             .iter()
@@ -186,6 +189,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             peers.insert((net.net_id, node));
             if !local.contains(&e.ip) {
                 c.remotes.insert(e.ip, (node, net.net_id));
+                if let Some(ip6) = net.overlay_ip6(e.ip) {
+                    c.remotes6.insert(ip6, e.ip);
+                }
             }
         }
         for (net_id, node) in peers {

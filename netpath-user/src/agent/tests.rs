@@ -464,6 +464,7 @@ fn view(
                             gateway: subnet.first_host(),
                             ip_range: None,
                         },
+                        v6: None,
                         internal: false,
                         options: BTreeMap::new(),
                         labels: BTreeMap::new(),
@@ -535,6 +536,7 @@ fn what_the_cluster_says_is_applied_to_this_node() {
             (Ipv4Addr::new(10, 77, 0, 2), ov.net_id),
         )]
         .into(),
+        remotes6: Default::default(),
     };
     assert_eq!(a.dp.overlay, want);
     // Its names resolve here, on that network.

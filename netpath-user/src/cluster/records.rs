@@ -1,6 +1,9 @@
 //! The overlay records every node shares in etcd: networks, the addresses taken on them, and
 //! what a request about them met.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,9 @@ pub struct OverlayNetwork {
     pub vni: u32,
     #[serde(flatten)]
     pub v4: Pool,
+    /// Its IPv6 pool, if it has one (an endpoint's IPv6 address follows its IPv4 one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6: Option<Pool<Ipv6Addr>>,
     #[serde(default)]
     pub internal: bool,
     #[serde(default)]
@@ -41,6 +47,7 @@ impl OverlayNetwork {
             id: net.id.clone(),
             vni,
             v4: net.v4,
+            v6: net.v6,
             internal: net.internal,
             options: net.options.clone(),
             labels: net.labels.clone(),
@@ -51,7 +58,7 @@ impl OverlayNetwork {
     /// The network this node keeps for it (its own `net_id`, given by the caller).
     pub fn network(&self, net_id: u32) -> Network {
         Network {
-            v6: None,
+            v6: self.v6,
             name: self.name.clone(),
             id: self.id.clone(),
             net_id,

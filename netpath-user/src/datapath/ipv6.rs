@@ -298,15 +298,15 @@ impl Datapath {
                 .insert(addr, peer, 0)
                 .map_err(|e| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR6, e))?;
         }
+        // Other nodes' endpoints too, by the IPv4 address their IPv6 one follows.
         let want: StdHashMap<In6, AddrIdentity> = self
             .v6
             .endpoints_by_addr
             .iter()
             .filter_map(Result::ok)
-            .filter_map(|(addr6, p)| {
-                let addr = self.endpoints.get(&p.ifindex, 0).ok()?.addr;
-                Some((addr6, *hosts.get(&addr)?))
-            })
+            .filter_map(|(addr6, p)| Some((addr6, self.endpoints.get(&p.ifindex, 0).ok()?.addr)))
+            .chain(self.remote_addrs6.iter().map(|(a6, a)| (*a6, *a)))
+            .filter_map(|(addr6, addr)| Some((addr6, *hosts.get(&addr)?)))
             .collect();
         sync_hash(map_names::IPCACHE6, &mut self.v6.ipcache, &want).map(drop)
     }

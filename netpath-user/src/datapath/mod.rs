@@ -347,6 +347,9 @@ pub struct Datapath {
     overlay_nets: HashMap<MapData, u32, netpath_common::OverlayNet>,
     overlay_vnis: HashMap<MapData, u32, u32>,
     remotes: HashMap<MapData, u32, netpath_common::RemoteEndpoint>,
+    remotes6: HashMap<MapData, netpath_common::In6, netpath_common::RemoteEndpoint>,
+    /// Other nodes' endpoints' IPv6 addresses → their IPv4 one (whose identity they carry).
+    remote_addrs6: std::collections::HashMap<netpath_common::In6, u32>,
     overlay_peers: HashMap<MapData, MemberKey, u32>,
     /// IPv6's twins of the endpoint and network maps.
     v6: ipv6::Maps6,

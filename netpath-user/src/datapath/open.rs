@@ -187,6 +187,8 @@ impl Datapath {
             overlay_nets: take_map!(ebpf, map_names::OVERLAY_NETS),
             overlay_vnis: take_map!(ebpf, map_names::OVERLAY_VNIS),
             remotes: take_map!(ebpf, map_names::REMOTES),
+            remotes6: take_map!(ebpf, map_names::REMOTES6),
+            remote_addrs6: Default::default(),
             overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
             v6: super::ipv6::Maps6::take(&mut ebpf)?,
             nat46: super::nat46::Maps46::take(&mut ebpf)?,

@@ -1,12 +1,12 @@
-//! `OVERLAY_NETS`, `OVERLAY_VNIS`, `REMOTES`, `OVERLAY_PEERS`: what this node knows of the
+//! `OVERLAY_NETS`, `OVERLAY_VNIS`, `REMOTES`, `REMOTES6`, `OVERLAY_PEERS`: what this node knows of the
 //! other nodes' endpoints on overlay networks, written by difference from what the cluster
 //! says (see `crate::cluster`), new entries before stale ones go.
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
 };
 
-use netpath_common::{map_names, map_sizes, MemberKey, OverlayNet, RemoteEndpoint};
+use netpath_common::{map_names, map_sizes, In6, MemberKey, OverlayNet, RemoteEndpoint};
 
 use super::{be_addr, sync::sync_hash, Datapath, DatapathError};
 
@@ -29,6 +29,8 @@ pub struct OverlayContent {
     pub networks: BTreeMap<u32, OverlayNetEntry>,
     /// Endpoints on other nodes: address → (the node's underlay address, network id).
     pub remotes: BTreeMap<Ipv4Addr, (Ipv4Addr, u32)>,
+    /// Their IPv6 addresses (on a network with IPv6) → their IPv4 address.
+    pub remotes6: BTreeMap<Ipv6Addr, Ipv4Addr>,
 }
 
 impl Default for OverlayContent {
@@ -38,6 +40,7 @@ impl Default for OverlayContent {
             local: Ipv4Addr::UNSPECIFIED,
             networks: BTreeMap::new(),
             remotes: BTreeMap::new(),
+            remotes6: BTreeMap::new(),
         }
     }
 }
@@ -95,15 +98,38 @@ impl OverlayContent {
     }
 }
 
+impl OverlayContent {
+    /// `REMOTES6`'s entries: each IPv6 address where its IPv4 one leads.
+    fn entries6(&self) -> StdHashMap<In6, RemoteEndpoint> {
+        self.remotes6
+            .iter()
+            .filter_map(|(ip6, ip)| {
+                let (node, network) = self.remotes.get(ip)?;
+                let r = RemoteEndpoint {
+                    node: be_addr(*node),
+                    network: *network,
+                };
+                Some((be_addr(*ip6), r))
+            })
+            .collect()
+    }
+}
+
 impl Datapath {
     /// Makes the overlay maps hold exactly `c`; returns how many entries changed.
     pub fn sync_overlay(&mut self, c: &OverlayContent) -> Result<usize, DatapathError> {
         let (nets, vnis, remotes, peers) = c.entries();
         // Where packets go first, then what leads there.
         let (w1, r1) = sync_hash(map_names::REMOTES, &mut self.remotes, &remotes)?;
+        let (w0, r0) = sync_hash(map_names::REMOTES6, &mut self.remotes6, &c.entries6())?;
+        self.remote_addrs6 = c
+            .remotes6
+            .iter()
+            .map(|(ip6, ip)| (be_addr(*ip6), be_addr(*ip)))
+            .collect();
         let (w2, r2) = sync_hash(map_names::OVERLAY_PEERS, &mut self.overlay_peers, &peers)?;
         let (w3, r3) = sync_hash(map_names::OVERLAY_VNIS, &mut self.overlay_vnis, &vnis)?;
         let (w4, r4) = sync_hash(map_names::OVERLAY_NETS, &mut self.overlay_nets, &nets)?;
-        Ok(w1 + r1 + w2 + r2 + w3 + r3 + w4 + r4)
+        Ok(w0 + r0 + w1 + r1 + w2 + r2 + w3 + r3 + w4 + r4)
     }
 }

@@ -84,14 +84,19 @@ pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Addrs> {
     }
     // Endpoints of other nodes on an overlay network answer to the same names.
     for r in state.remote.iter().filter(|r| r.network == net.name) {
-        let ip = IpAddr::V4(r.ip);
-        add(r.name.clone(), ip);
-        if !r.id.is_empty() {
-            add(short_id(&r.id, 12).to_string(), ip);
-        }
-        add(format!("{}.{}", r.name, net.name), ip);
-        for alias in &r.aliases {
-            add(alias.clone(), ip);
+        let ips = [
+            Some(IpAddr::V4(r.ip)),
+            net.overlay_ip6(r.ip).map(IpAddr::V6),
+        ];
+        for ip in ips.into_iter().flatten() {
+            add(r.name.clone(), ip);
+            if !r.id.is_empty() {
+                add(short_id(&r.id, 12).to_string(), ip);
+            }
+            add(format!("{}.{}", r.name, net.name), ip);
+            for alias in &r.aliases {
+                add(alias.clone(), ip);
+            }
         }
     }
     add(HOST_DOCKER_INTERNAL.into(), net.host_gateway().into());
@@ -142,10 +147,19 @@ impl Index {
             }
         }
         for r in &state.remote {
-            ix.pointers
-                .entry(r.ip.into())
-                .or_default()
-                .push((r.name.clone(), r.network.clone()));
+            let ip6 = state
+                .networks
+                .get(&r.network)
+                .and_then(|n| n.overlay_ip6(r.ip));
+            for ip in [Some(IpAddr::V4(r.ip)), ip6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+            {
+                ix.pointers
+                    .entry(ip)
+                    .or_default()
+                    .push((r.name.clone(), r.network.clone()));
+            }
         }
         ix
     }

@@ -98,7 +98,26 @@ pub struct Network {
     pub vni: Option<u32>,
 }
 
+/// The address of IPv6 pool `v6` at the offset `ip` has in IPv4 pool `v4`: an overlay
+/// network's IPv6 addresses follow its IPv4 ones, so the address every node takes in etcd
+/// (IPv4's) holds both, and every node derives the other alike.
+pub fn overlay_ip6(v4: &Pool, v6: &Pool<Ipv6Addr>, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+    let offset = u32::from(ip).checked_sub(u32::from(v4.subnet.addr()))?;
+    let at = v6.subnet.addr().to_bits().checked_add(u128::from(offset))?;
+    Some(Ipv6Addr::from_bits(at)).filter(|a| v6.subnet.contains(*a))
+}
+
 impl Network {
+    /// An overlay network's IPv6 address of the endpoint whose IPv4 address is `ip` (None on
+    /// any other network, or one without IPv6).
+    pub fn overlay_ip6(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        overlay_ip6(
+            &self.v4,
+            self.v6.as_ref().filter(|_| self.vni.is_some())?,
+            ip,
+        )
+    }
+
     /// The address endpoints reach the host at (host.docker.internal): `--opt host-gateway`,
     /// else the gateway.
     pub fn host_gateway(&self) -> Ipv4Addr {

@@ -544,7 +544,7 @@ fn ipv6_pools_are_planned_as_ipv4_ones() {
         )
         .unwrap();
     assert_eq!(att.ip6.unwrap().to_string(), "fd00:c::101");
-    // Refused: taken, reserved, outside, on a network without IPv6, overlay with IPv6.
+    // Refused: taken, reserved, outside, on a network without IPv6.
     let bad_eps = [
         EndpointCreate {
             ip6: Some("fd00:c::7".parse().unwrap()),
@@ -568,9 +568,29 @@ fn ipv6_pools_are_planned_as_ipv4_ones() {
         },
     ];
     refused(&bad_eps, |r| s.plan_endpoint(r, host()));
+    // An overlay network's IPv6 addresses follow its IPv4 ones, the gateway's too; it takes
+    // no IPv6 gateway of its own, nor a subnet too long to follow IPv4's.
+    let ov = s
+        .plan_network(
+            &NetworkCreate {
+                driver: Some("overlay".into()),
+                subnet: Some("10.144.0.0/24".into()),
+                subnet6: Some("fd00:144::/64".into()),
+                ..dual("x")
+            },
+            host(),
+        )
+        .unwrap();
+    assert_eq!(ov.v6.unwrap().gateway.to_string(), "fd00:144::1");
     let bad_nets = [
         NetworkCreate {
             driver: Some("overlay".into()),
+            gateway6: Some("fd00:f::9".parse().unwrap()),
+            ..dual("x")
+        },
+        NetworkCreate {
+            driver: Some("overlay".into()),
+            subnet6: Some("fd00:f::/112".into()),
             ..dual("x")
         },
         NetworkCreate {

@@ -47,7 +47,7 @@ impl State {
         let net = self.network(req.network.as_deref().unwrap_or(DEFAULT_NETWORK))?;
         let ifname = check_ifname(req.ifname.as_deref().unwrap_or("eth0"))?;
         let ip = self.address(net, req.ip)?;
-        let ip6 = self.address6(net, req.ip6)?;
+        let ip6 = self.address6(net, req.ip6, ip)?;
         let mac = check_mac(req.mac.as_deref(), ip)?;
         let id = new_id();
         let mut ep = Endpoint {
@@ -109,7 +109,7 @@ impl State {
             }
         };
         let ip = self.address(net, req.ip)?;
-        let ip6 = self.address6(net, req.ip6)?;
+        let ip6 = self.address6(net, req.ip6, ip)?;
         let mac = check_mac(req.mac.as_deref(), ip)?;
         let slot = (0..MAX_NETWORKS_PER_ENDPOINT)
             .find(|i| {

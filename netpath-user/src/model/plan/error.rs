@@ -53,8 +53,12 @@ pub enum ModelError {
     NeedsIpv6,
     #[error("network {0} has no {1} subnet")]
     NoFamily(String, &'static str),
-    #[error("IPv6 on overlay networks is not supported yet")]
+    #[error(
+        "an overlay network's IPv6 addresses follow its IPv4 ones: give it an IPv6 --subnet of /96 or shorter, and no IPv6 --gateway or --ip-range"
+    )]
     OverlayIpv6,
+    #[error("--ip6 on an overlay network: its IPv6 address follows the IPv4 one (--ip)")]
+    OverlayIp6,
     #[error("invalid option {0:?}: expected KEY=VALUE")]
     BadOption(String),
     #[error("unknown option {0:?} (known: {1})")]

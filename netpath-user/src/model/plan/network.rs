@@ -30,9 +30,16 @@ impl State {
         &self,
         net: &Network,
         want: Option<Ipv6Addr>,
+        ip: Ipv4Addr,
     ) -> Result<Option<Ipv6Addr>, ModelError> {
         if net.v6.is_none() && want.is_none() {
             return Ok(None);
+        }
+        if net.vni.is_some() {
+            return match want {
+                Some(_) => Err(ModelError::OverlayIp6),
+                None => Ok(net.overlay_ip6(ip)),
+            };
         }
         self.pick_address(net, want, &[], None).map(Some)
     }
@@ -114,7 +121,24 @@ impl State {
         let v6 = match req.ipv6 {
             false if v6_asked => return Err(ModelError::NeedsIpv6),
             false => None,
-            true if req.is_overlay() => return Err(ModelError::OverlayIpv6),
+            // An overlay network's IPv6 addresses follow its IPv4 ones (the gateway's too).
+            true if req.is_overlay() => {
+                if req.gateway6.is_some() || req.ip_range6.is_some() {
+                    return Err(ModelError::OverlayIpv6);
+                }
+                let mut p = self.plan_pool(
+                    PoolRequest {
+                        subnet: req.subnet6.as_deref(),
+                        gateway: None,
+                        ip_range: None,
+                    },
+                    host,
+                )?;
+                p.gateway = crate::model::overlay_ip6(&v4, &p, v4.gateway)
+                    .filter(|_| p.subnet.prefix() <= 96)
+                    .ok_or(ModelError::OverlayIpv6)?;
+                Some(p)
+            }
             true => Some(self.plan_pool(
                 PoolRequest {
                     subnet: req.subnet6.as_deref(),
