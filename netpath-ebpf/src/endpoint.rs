@@ -173,9 +173,16 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
     }
     match ep {
         Some(ep) if flow.src_addr == ep.addr => {
-            if flow.has_ports() && hairpin_target(&ep, flow, ifindex).is_some() {
+            if let Some((target, _)) = hairpin_target(&ep, flow, ifindex) {
+                // A port whose endpoint has IPv4 alone: NAT46's program, as for a client
+                // from outside.
+                let slot = if In6::nat46(&target) {
+                    tail::NAT46
+                } else {
+                    tail::HAIRPIN6
+                };
                 // SAFETY: the slot holds this load's program; the call does not return.
-                unsafe { TAIL_CALLS.tail_call(ctx, tail::HAIRPIN6) };
+                unsafe { TAIL_CALLS.tail_call(ctx, slot) };
                 return drop(Counter::DropNoRoute, flow, ifindex);
             }
             forward::route(ctx, &ep, flow, ifindex)
@@ -253,6 +260,9 @@ fn hairpin<A: Ip>(
         return None;
     }
     let (target, masq) = hairpin_target(ep, flow, ifindex)?;
+    if A::nat46(&target) {
+        return Some(drop(Counter::DropNoRoute, flow, ifindex));
+    }
     match ports::dnat_masq(ctx, flow, ifindex, &target, masq) {
         Dnat::Done => {}
         Dnat::Denied(reason) => return Some(drop(reason, flow, ifindex)),
@@ -288,12 +298,10 @@ fn hairpin_target<A: Ip>(
     if flow.dst_addr == gateway && flow.dst_port == DNS_PORT.to_be() {
         return None;
     }
-    let target = ports::lookup_published(flow)?;
-    // An IPv6 endpoint reaching a port whose endpoint has IPv4 alone: NAT46 serves clients
-    // from outside only (the host's sockets reach it through the socket hooks).
-    if A::nat46(&target) {
+    if !flow.has_ports() {
         return None;
     }
+    let target = ports::lookup_published(flow)?;
     if target.ifindex != ifindex {
         return Some((target, A::ANY));
     }

@@ -130,7 +130,11 @@ fn admit<P: Packet>(
     closing: bool,
 ) -> Result<Nat46, Counter> {
     let via = pkt.ingress_ifindex();
-    policy::published_from(flow.src_addr)?;
+    // The published ports' firewall holds clients from outside; an endpoint here (hairpin,
+    // its source checked by its program) is asked of the policy alone.
+    if In6::endpoint(via).is_none() {
+        policy::published_from(flow.src_addr)?;
+    }
     let by = policy::admit_nat46(flow.src_addr, ep_addr, target.port, flow.proto)?;
     admitted(by, flow, via);
     let gateway = u32::endpoint(target.ifindex)

@@ -142,16 +142,25 @@ fn ls_quiet_format_and_filter() {
 fn docker_port_and_collapsed_ranges() {
     let t = Topo::new();
     let _w = t.endpoint_with("web", "-p 8080:80 -p 127.0.0.1:8443:443 -p 5353:53/udp");
+    // Docker's lines: a port without an address on both families (this host has IPv6).
     assert_eq!(
         lines(&t.ok(&["port", "web"])),
         [
             "53/udp -> 0.0.0.0:5353",
+            "53/udp -> [::]:5353",
             "80/tcp -> 0.0.0.0:8080",
+            "80/tcp -> [::]:8080",
             "443/tcp -> 127.0.0.1:8443"
         ]
     );
-    assert_eq!(t.ok(&["port", "web", "80"]).trim(), "0.0.0.0:8080");
-    assert_eq!(t.ok(&["port", "web", "53/udp"]).trim(), "0.0.0.0:5353");
+    assert_eq!(
+        lines(&t.ok(&["port", "web", "80"])),
+        ["0.0.0.0:8080", "[::]:8080"]
+    );
+    assert_eq!(
+        lines(&t.ok(&["port", "web", "53/udp"])),
+        ["0.0.0.0:5353", "[::]:5353"]
+    );
     let err = t.refused(&["port", "web", "81/tcp"]);
     assert!(
         err.contains("no public port '81/tcp' published for web"),

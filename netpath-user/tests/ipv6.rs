@@ -535,6 +535,12 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
     let c = &t.stats()["Counters"];
     assert!(c["nat46"].as_u64().unwrap() >= 3, "{c}");
     assert!(c["nat46_reply"].as_u64().unwrap() >= 3, "{c}");
+    // A dual-stack endpoint reaches it through the host's IPv6 address (hairpin, by NAT46).
+    let r = tcp_request(&web, host, 9090, "hairpin").expect("hairpin by NAT46");
+    assert!(
+        r.starts_with("10.63.2.1:") && r.ends_with(" hairpin"),
+        "{r}"
+    );
     // The host's own IPv6 sockets reach it through the socket hooks.
     let r = tcp_request(
         &t.host,
