@@ -179,6 +179,10 @@ pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
         return TC_ACT_OK as i32;
     }
     let verdict = decide(ctx);
+    // Logged here alone: a log call's frame on top of IPv6's program would not fit its stack.
+    if matches!(verdict, Verdict::Pass(Counter::Malformed)) {
+        aya_log_ebpf::debug!(ctx, "uplink: malformed headers, passed to the host stack");
+    }
     tc_verdict(ctx, verdict)
 }
 
@@ -231,9 +235,6 @@ fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
             return TC_ACT_SHOT as i32;
         }
         Verdict::Pass(reason) => {
-            if reason == Counter::Malformed {
-                aya_log_ebpf::debug!(ctx, "uplink: malformed headers, passed to the host stack");
-            }
             count(reason);
             return TC_ACT_OK as i32;
         }

@@ -55,7 +55,8 @@ fn ranges_and_ephemeral_ports() {
     }
     // One free port of a host range, then an ephemeral port; both are reported.
     let out = t.ok(&["port", "publish", "web", "8000-8010:82"]);
-    assert_eq!(out.trim(), "82/tcp -> 0.0.0.0:8003");
+    // On both families, one host port (this host has IPv6).
+    assert_eq!(out.trim(), "82/tcp -> 0.0.0.0:8003\n82/tcp -> [::]:8003");
     let out = t.ok(&["port", "publish", "web", "81"]);
     let host_port: u16 = out.trim().rsplit(':').next().unwrap().parse().unwrap();
     assert!((32768..=60999).contains(&host_port), "{out}");
@@ -107,7 +108,7 @@ fn unpublish_stops_traffic_and_flushes_flows() {
     assert!(t.stats()["Flows"].as_u64().unwrap() >= 2);
     assert_eq!(
         t.ok(&["port", "unpublish", "web", "5353:53/udp"]).trim(),
-        "53/udp -> 0.0.0.0:5353"
+        "53/udp -> 0.0.0.0:5353\n53/udp -> [::]:5353"
     );
     assert!(
         udp_request(&t.outside, HOST, 5353, "x").is_err(),

@@ -213,7 +213,8 @@ fn status_shows_hooks_maps_and_the_drift_it_repaired() {
             .unwrap_or_else(|| panic!("map {name} in {h:#}"))
     };
     assert_eq!(map("FLOWS")["Capacity"], 262_144);
-    assert_eq!(map("PORTS")["Entries"], 1);
+    // The one publish, on both families.
+    assert_eq!(map("PORTS")["Entries"], 2);
     assert_eq!(map("ENDPOINTS")["Entries"], 1);
     assert!(h["PinnedMaps"]
         .as_array()
@@ -316,9 +317,10 @@ fn metrics_pass_promtool_and_move_with_traffic() {
         Some(4096.0)
     );
     assert!(sample(&after, "netpath_map_entries", r#"map="FLOWS""#).unwrap() >= 1.0);
+    // The one publish, on both families.
     assert_eq!(
         sample(&after, "netpath_map_entries", r#"map="PORTS""#),
-        Some(1.0)
+        Some(2.0)
     );
     assert_eq!(sample(&after, "netpath_endpoints", ""), Some(2.0));
     assert_eq!(sample(&after, "netpath_healthy", ""), Some(1.0));
