@@ -9,7 +9,7 @@
 //! rules, docker-proxy), inside the host namespace only; netpath variants run the real agent.
 use std::{
     io::Read,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -24,6 +24,8 @@ pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 /// The outside namespace's address (a server "on the internet").
 pub const OUTSIDE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const EP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+/// The host's IPv6 address on the wire, in a dual-stack lab ([`Lab::dual`]).
+pub const HOST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 2);
 /// Published UDP port (→ 53) and TCP port (→ 80).
 pub const UDP_PORT: u16 = 5353;
 pub const TCP_PORT: u16 = 8080;
@@ -145,6 +147,23 @@ impl Lab {
         publish: bool,
         agent_args: &[&str],
     ) -> Result<Lab> {
+        Lab::build(kind, netpath_bin, publish, agent_args, false)
+    }
+
+    /// A dual-stack lab, the default ports published: IPv6 beside IPv4 on the wire
+    /// (`OUTSIDE6`, `HOST6`) and in the endpoint (`EP6`); the iptables variant's rules are
+    /// ip6tables' (Docker's with `--ipv6`).
+    pub fn dual(kind: Kind, netpath_bin: &Path) -> Result<Lab> {
+        Lab::build(kind, netpath_bin, true, &[], true)
+    }
+
+    fn build(
+        kind: Kind,
+        netpath_bin: &Path,
+        publish: bool,
+        agent_args: &[&str],
+        ipv6: bool,
+    ) -> Result<Lab> {
         let outside = Netns::new("npbo");
         let host = Netns::new("npbh");
         let ep = Netns::new("npbe");
@@ -153,6 +172,18 @@ impl Lab {
         veth(&outside, &out_if, &host, &up_if);
         outside.ip(&["addr", "add", "10.77.0.1/16", "dev", &out_if]);
         host.ip(&["addr", "add", "10.77.0.2/16", "dev", &up_if]);
+        if ipv6 {
+            outside.ip(&[
+                "-6",
+                "addr",
+                "add",
+                "fd00:77::1/64",
+                "dev",
+                &out_if,
+                "nodad",
+            ]);
+            host.ip(&["-6", "addr", "add", "fd00:77::2/64", "dev", &up_if, "nodad"]);
+        }
         host.sysctl("net/ipv4/conf/all/rp_filter", "0");
         host.sysctl(&format!("net/ipv4/conf/{up_if}/rp_filter"), "0");
         // The generator's frames reach the uplink through veth XDP transmit: the uplink
@@ -183,7 +214,11 @@ impl Lab {
             proxy: None,
         };
         if kind.netpath() {
-            lab.start_agent(agent_args)?;
+            let mut agent_args = agent_args.to_vec();
+            if ipv6 {
+                agent_args.extend(["--default-subnet6", "fd00:17::/64"]);
+            }
+            lab.start_agent(&agent_args)?;
             let ns_path = lab.ep.path();
             let mut args = vec![
                 "endpoint",
@@ -194,18 +229,25 @@ impl Lab {
                 "--ip",
                 "172.17.0.2",
             ];
+            if ipv6 {
+                args.extend(["--ip6", "fd00:17::2"]);
+            }
             if publish {
                 args.extend(["-p", "5353:53/udp", "-p", "8080:80/tcp"]);
             }
             lab.netpath(&args)?;
         } else if kind.bridged() {
-            lab.bridge(&id)?;
+            lab.bridge(&id, ipv6)?;
         } else if kind == Kind::Ceiling {
             lab.ceiling_target = Some(lab.endpoint_veth(&id)?);
         } else {
             lab.endpoint_veth(&id)?;
         }
         match kind {
+            Kind::Iptables if ipv6 => {
+                lab.iptables_rules(&[(UDP_PORT, 53, "udp"), (TCP_PORT, 80, "tcp")])?;
+                lab.ip6tables_rules(&[(UDP_PORT, 53, "udp"), (TCP_PORT, 80, "tcp")])?
+            }
             Kind::Iptables if publish => {
                 lab.iptables_rules(&[(UDP_PORT, 53, "udp"), (TCP_PORT, 80, "tcp")])?
             }
@@ -343,8 +385,9 @@ impl Lab {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Docker's default bridge: br0 with the gateway, the endpoint's veth as a port.
-    fn bridge(&self, id: &str) -> Result<()> {
+    /// Docker's default bridge: br0 with the gateway, the endpoint's veth as a port (and
+    /// IPv6 on both, forwarded by the host, with `ipv6`).
+    fn bridge(&self, id: &str, ipv6: bool) -> Result<()> {
         let hv = format!("bv{id}");
         veth(&self.host, &hv, &self.ep, "eth0tmp");
         self.ep.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
@@ -358,6 +401,15 @@ impl Lab {
         self.host.ip(&["link", "set", "br0", "up"]);
         self.host.ip(&["link", "set", &hv, "master", "br0"]);
         self.host.sysctl("net/ipv4/ip_forward", "1");
+        if ipv6 {
+            self.host
+                .ip(&["-6", "addr", "add", "fd00:17::1/64", "dev", "br0", "nodad"]);
+            self.ep
+                .ip(&["-6", "addr", "add", "fd00:17::2/64", "dev", "eth0", "nodad"]);
+            self.ep
+                .ip(&["-6", "route", "add", "default", "via", "fd00:17::1"]);
+            self.host.sysctl("net/ipv6/conf/all/forwarding", "1");
+        }
         Ok(())
     }
 
@@ -449,6 +501,35 @@ impl Lab {
         }
         let rules = format!("{nat}COMMIT\n{filter}COMMIT\n");
         self.restore("iptables-restore", &rules)
+    }
+
+    /// Docker's rules with `--ipv6` in ip6tables: the same chains, the endpoint's IPv6
+    /// address as the target.
+    pub fn ip6tables_rules(&self, ports: &[(u16, u16, &str)]) -> Result<()> {
+        let mut nat = String::from(
+            "*nat\n:PREROUTING ACCEPT\n:INPUT ACCEPT\n:OUTPUT ACCEPT\n:POSTROUTING ACCEPT\n:DOCKER -\n\
+             -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n\
+             -A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER\n\
+             -A POSTROUTING -s fd00:17::/64 ! -o br0 -j MASQUERADE\n\
+             -A DOCKER -i br0 -j RETURN\n",
+        );
+        let mut filter = String::from(
+            "*filter\n:INPUT ACCEPT\n:FORWARD DROP\n:OUTPUT ACCEPT\n:DOCKER -\n:DOCKER-USER -\n\
+             -A FORWARD -j DOCKER-USER\n\
+             -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -o br0 -j DOCKER\n-A FORWARD -i br0 ! -o br0 -j ACCEPT\n\
+             -A FORWARD -i br0 -o br0 -j ACCEPT\n-A DOCKER-USER -j RETURN\n",
+        );
+        for (hp, cp, proto) in ports {
+            nat += &format!(
+                "-A DOCKER ! -i br0 -p {proto} -m {proto} --dport {hp} -j DNAT --to-destination [fd00:17::2]:{cp}\n"
+            );
+            filter += &format!(
+                "-A DOCKER -d fd00:17::2/128 ! -i br0 -o br0 -p {proto} -m {proto} --dport {cp} -j ACCEPT\n"
+            );
+        }
+        let rules = format!("{nat}COMMIT\n{filter}COMMIT\n");
+        self.restore("ip6tables-restore", &rules)
     }
 
     fn nft_rules(&self) -> Result<()> {

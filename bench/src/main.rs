@@ -33,14 +33,14 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, policy, pps, conn, tax, tcp, e2e, host, scale, flows,
+    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, tax, tcp, e2e, host, scale, flows,
     /// agent, dns, docker, overlay.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "policy", "pps", "conn", "tax", "tcp", "e2e", "host", "scale", "flows", "agent", "dns",
-    "docker", "overlay",
+    "prog", "policy", "pps", "pps6", "conn", "tax", "tcp", "e2e", "host", "scale", "flows",
+    "agent", "dns", "docker", "overlay",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -95,6 +95,7 @@ fn main() -> Result<()> {
             "prog" | "flows" => 1,
             "policy" => 1 + 2 * runs,
             "pps" => traffic::PPS_KINDS.len() * runs,
+            "pps6" => traffic::PPS6_VARIANTS.len() * runs,
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tax" => tcp::TAX_KINDS.len() * runs,
             "tcp" => tcp::KINDS.len() * runs,
@@ -128,6 +129,7 @@ fn main() -> Result<()> {
                 s
             }
             "pps" => vec![traffic::pps(quick, &mut tools, &p)?],
+            "pps6" => vec![traffic::pps6(quick, &mut tools, &p)?],
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
             "tax" => tcp::tax(quick, &mut tools, &p)?,
             "flows" => flows::run_all(quick, &p)?,

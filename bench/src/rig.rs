@@ -87,6 +87,18 @@ impl Rig {
         agent_args: &[&str],
     ) -> Result<Rig> {
         let lab = Lab::with_agent_args(kind, &tools.netpath_bin, publish, agent_args)?;
+        Rig::equip(lab, tools, sinks)
+    }
+
+    /// A dual-stack lab ([`Lab::dual`]) of `kind`, with the sink and CPUs apart.
+    pub fn dual(kind: Kind, tools: &mut Tools) -> Result<Rig> {
+        let lab = Lab::dual(kind, &tools.netpath_bin)?;
+        Rig::equip(lab, tools, true)
+    }
+
+    /// The tool programs on `lab`, and (with `sinks`) the CPUs apart.
+    fn equip(lab: Lab, tools: &mut Tools, sinks: bool) -> Result<Rig> {
+        let kind = lab.kind;
         let (host, up) = (&lab.host, lab.up_if.as_str());
         let ceiling = match lab.ceiling_target {
             Some(ifindex) => {

@@ -98,7 +98,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
             }
             // Every packet a new flow, to the port published last.
             let t = Traffic {
-                dst: HOST,
+                dst: HOST.into(),
                 dport: port_ranges(n).last().map_or(1, |r| r.1),
                 src_addrs: 16_384,
                 src_ports: 60_000,

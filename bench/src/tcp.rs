@@ -462,7 +462,7 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
     let _pinned = PinnedTo::cpu(crate::rig::GENERATOR_CPU)?;
     let flood = crate::tools::Traffic {
-        dst: crate::lab::HOST,
+        dst: crate::lab::HOST.into(),
         dport: TAX_UDP_PORT,
         src_addrs: 4,
         src_ports: 256,

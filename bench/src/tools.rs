@@ -2,7 +2,7 @@
 //! product): the live-frames packet generator, the counting sink, the redirect-only ceiling;
 //! beside two of the agent's own programs, from the product's object.
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -67,10 +67,57 @@ pub fn pin(pid: i32, cpu: usize) -> Result<()> {
         .with_context(|| format!("pinning task {pid} to CPU {cpu}"))
 }
 
+/// The generator's IPv4 template: UDP from 10.77.1.1:1024 to `dst:dport`, no UDP checksum
+/// (allowed over IPv4).
+fn frame4(wire: &Wire, dst: Ipv4Addr, dport: u16) -> [u8; FRAME_LEN] {
+    let mut frame = [0u8; FRAME_LEN];
+    frame[0..6].copy_from_slice(&wire.dst_mac);
+    frame[6..12].copy_from_slice(&wire.src_mac);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (FRAME_LEN - 14) as u16;
+    frame[14..18].copy_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8]);
+    frame[22] = 64;
+    frame[23] = 17;
+    frame[26..30].copy_from_slice(&[10, 77, 1, 1]);
+    frame[30..34].copy_from_slice(&dst.octets());
+    frame[34..36].copy_from_slice(&1024u16.to_be_bytes());
+    frame[36..38].copy_from_slice(&dport.to_be_bytes());
+    frame[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    frame
+}
+
+/// The generator's IPv6 template: UDP from fd00:77::1:1024 to `dst:dport`, its checksum
+/// filled in (IPv6 requires one; the generator keeps it right as it varies the source).
+fn frame6(wire: &Wire, dst: Ipv6Addr, dport: u16) -> [u8; FRAME_LEN] {
+    let mut frame = [0u8; FRAME_LEN];
+    frame[0..6].copy_from_slice(&wire.dst_mac);
+    frame[6..12].copy_from_slice(&wire.src_mac);
+    frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let udp_len = (FRAME_LEN - 54) as u16;
+    frame[14] = 0x60;
+    frame[18..20].copy_from_slice(&udp_len.to_be_bytes());
+    frame[20] = 17;
+    frame[21] = 64;
+    let src = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 1);
+    frame[22..38].copy_from_slice(&src.octets());
+    frame[38..54].copy_from_slice(&dst.octets());
+    frame[54..56].copy_from_slice(&1024u16.to_be_bytes());
+    frame[56..58].copy_from_slice(&dport.to_be_bytes());
+    frame[58..60].copy_from_slice(&udp_len.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&frame[22..54]);
+    pseudo.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    let c = netpath_user::testing::inet_checksum(&[&pseudo, &frame[54..]]);
+    frame[60..62].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
 /// Traffic to generate: UDP to `dst:dport` from `src_addrs` × `src_ports` distinct sources.
 #[derive(Clone, Copy, Debug)]
 pub struct Traffic {
-    pub dst: Ipv4Addr,
+    /// IPv4 or IPv6: the frames' family.
+    pub dst: IpAddr,
     pub dport: u16,
     pub src_addrs: u32,
     pub src_ports: u32,
@@ -205,19 +252,10 @@ impl Tools {
         t: Traffic,
         duration: Duration,
     ) -> Result<(u64, Duration)> {
-        let mut frame = [0u8; FRAME_LEN];
-        frame[0..6].copy_from_slice(&wire.dst_mac);
-        frame[6..12].copy_from_slice(&wire.src_mac);
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip_len = (FRAME_LEN - 14) as u16;
-        frame[14..18].copy_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8]);
-        frame[22] = 64;
-        frame[23] = 17;
-        frame[26..30].copy_from_slice(&[10, 77, 1, 1]);
-        frame[30..34].copy_from_slice(&t.dst.octets());
-        frame[34..36].copy_from_slice(&1024u16.to_be_bytes());
-        frame[36..38].copy_from_slice(&t.dport.to_be_bytes());
-        frame[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+        let frame = match t.dst {
+            IpAddr::V4(dst) => frame4(wire, dst, t.dport),
+            IpAddr::V6(dst) => frame6(wire, dst, t.dport),
+        };
         let mut template = [0u8; GEN_TEMPLATE_LEN];
         template.copy_from_slice(&frame[..GEN_TEMPLATE_LEN]);
         self.gen.set(

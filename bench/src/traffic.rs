@@ -1,5 +1,6 @@
-//! Scenarios `pps` and `conn`: a UDP flood to a published port from the live-frames
-//! generator, counted by the sink in the endpoint's namespace; and the flood of clients the
+//! Scenarios `pps`, `pps6` (the same over IPv6, beside IPv4's twins) and `conn`: a UDP flood
+//! to a published port from the live-frames generator, counted by the sink in the endpoint's
+//! namespace; and the flood of clients the
 //! published ports' firewall refuses (scenario `policy`), counted by the uplink's own
 //! statistics.
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::{
-    lab::{Kind, HOST, UDP_PORT},
+    lab::{Kind, HOST, HOST6, UDP_PORT},
     report::{Figure, Section, Target},
     rig::Rig,
     tools::{Tools, Traffic},
@@ -86,27 +87,7 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
             shares.push((kind.name(), share));
         }
     }
-    // The ceiling bounds every variant: one above it means the harness measures something
-    // else (the generator, say), and the run is worthless. Quick runs (two of 0.4 s) are too
-    // short to tell noise from a harness bug: there it is said in the report, not fatal.
-    let mut warning = String::new();
-    if let Some(ceiling) = figures.iter().find(|g| g.variant == Kind::Ceiling.name()) {
-        if let Some(over) = figures
-            .iter()
-            .find(|g| g.variant != ceiling.variant && g.median() > ceiling.median())
-        {
-            let what = format!(
-                "{} delivered {:.3} Mpps, above the ceiling's {:.3} Mpps",
-                over.variant,
-                over.median(),
-                ceiling.median()
-            );
-            if !quick {
-                bail!("harness bug: {what}");
-            }
-            warning = format!(" **Above the ceiling in this quick run: {what}.**");
-        }
-    }
+    let warning = below_the_ceiling(&figures, quick)?;
     Ok(Section {
         scenario: f.name.into(),
         about: format!(
@@ -116,6 +97,96 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
         figures,
         baseline: Kind::Iptables.name().into(),
         targets: explained(f.targets, &shares, f.gap),
+        plots: Vec::new(),
+    })
+}
+
+/// The ceiling bounds every variant: one above it means the harness measures something else
+/// (the generator, say), and the run is worthless. Quick runs (two of 0.4 s) are too short to
+/// tell noise from a harness bug: there it is said in the report (the warning returned), not
+/// fatal.
+fn below_the_ceiling(figures: &[Figure], quick: bool) -> Result<String> {
+    let Some(ceiling) = figures.iter().find(|g| g.variant == Kind::Ceiling.name()) else {
+        return Ok(String::new());
+    };
+    let Some(over) = figures
+        .iter()
+        .find(|g| g.variant != ceiling.variant && g.median() > ceiling.median())
+    else {
+        return Ok(String::new());
+    };
+    let what = format!(
+        "{} delivered {:.3} Mpps, above the ceiling's {:.3} Mpps",
+        over.variant,
+        over.median(),
+        ceiling.median()
+    );
+    if !quick {
+        bail!("harness bug: {what}");
+    }
+    Ok(format!(" **Above the ceiling in this quick run: {what}.**"))
+}
+
+/// The variants of `pps6`: netpath's paths on IPv6 and, in the same run, on IPv4 (the twin
+/// each IPv6 row is held to), ip6tables (Docker's rules with `--ipv6`), the ceiling.
+pub const PPS6_VARIANTS: &[(Kind, bool)] = &[
+    (Kind::NetpathXdp, true),
+    (Kind::NetpathXdp, false),
+    (Kind::NetpathTc, true),
+    (Kind::NetpathTc, false),
+    (Kind::Iptables, true),
+    (Kind::Ceiling, true),
+];
+
+/// A `pps6` variant's name.
+fn variant6(kind: Kind, ipv6: bool) -> String {
+    match (kind, ipv6) {
+        (Kind::Iptables, _) => "ip6tables".into(),
+        (Kind::Ceiling, _) => kind.name().into(),
+        (k, true) => format!("{} (IPv6)", k.name()),
+        (k, false) => format!("{} (IPv4)", k.name()),
+    }
+}
+
+/// Scenario `pps6`: `pps` over IPv6, with IPv4's twins in the same run.
+pub fn pps6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
+    let (secs, runs) = if quick { (0.4, 2) } else { (3.0, 5) };
+    let mut figures = Vec::new();
+    let mut layout = String::new();
+    for &(kind, ipv6) in PPS6_VARIANTS {
+        let name = variant6(kind, ipv6);
+        p.step(&format!("pps6: {name}"));
+        let lab = if ipv6 {
+            Rig::dual(kind, tools)?
+        } else {
+            Rig::new(kind, tools, true, true)?
+        };
+        layout.clone_from(&lab.layout);
+        let t = Traffic {
+            dst: if ipv6 { HOST6.into() } else { HOST.into() },
+            dport: UDP_PORT,
+            src_addrs: 4,
+            src_ports: 256,
+        };
+        let mut fig = Figure::new(name, "Mpps", false);
+        measure(tools, &lab, t, secs, runs, &mut fig, p)?;
+        figures.push(fig);
+    }
+    let warning = below_the_ceiling(&figures, quick)?;
+    let (xdp6, tc6) = ("netpath xdp (IPv6)", "netpath tc (IPv6)");
+    Ok(Section {
+        scenario: "pps6".into(),
+        about: format!(
+            "UDP flood over IPv6 to a port published on `[::]`, from 1,024 established flows, and the same over IPv4 to netpath's paths in the same run: packets delivered into the endpoint per second. {runs} runs of {secs} s per variant; 64-byte frames (IPv6's UDP checksum kept right by the generator). CPUs: {layout}.{warning}"
+        ),
+        figures,
+        baseline: "ip6tables".into(),
+        targets: vec![
+            Target::ratio("IPv6 published-port pps, as far ahead as IPv4's", xdp6, "ip6tables", 3.0),
+            Target::ratio("within 10% of the IPv4 twin", xdp6, "netpath xdp (IPv4)", 0.9),
+            Target::ratio("within 10% of the IPv4 twin", tc6, "netpath tc (IPv4)", 0.9),
+            Target::ratio("share of the ceiling", xdp6, Kind::Ceiling.name(), 0.95),
+        ],
         plots: Vec::new(),
     })
 }
@@ -152,7 +223,7 @@ pub const CONN_KINDS: &[Kind] = PPS_KINDS;
 
 pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let t = Traffic {
-        dst: HOST,
+        dst: HOST.into(),
         dport: UDP_PORT,
         src_addrs: 4,
         src_ports: 256,
@@ -178,7 +249,7 @@ pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
 
 pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let t = Traffic {
-        dst: HOST,
+        dst: HOST.into(),
         dport: UDP_PORT,
         src_addrs: 16_384,
         src_ports: 60_000,
@@ -223,7 +294,7 @@ fn xdp_drops(lab: &Rig) -> Result<u64> {
 pub fn refused(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let (secs, runs) = if quick { (0.4, 2) } else { (3.0, 5) };
     let t = Traffic {
-        dst: HOST,
+        dst: HOST.into(),
         dport: UDP_PORT,
         src_addrs: 16_384,
         src_ports: 60_000,
