@@ -44,6 +44,7 @@ fn quick_mode_gives_every_variant_a_figure() {
         "policy: applying",
         "policy: refused flood",
         "pps",
+        "pps6",
         "conn",
         "host tax: tcp rr",
         "host tax: tcp bulk",
