@@ -91,6 +91,47 @@ fn nothing_is_lost_while_the_agent_is_killed_and_restarted() {
     assert!(t.agent_log().contains("adopted=1"), "{}", t.agent_log());
 }
 
+/// The same over IPv6: steady IPv6 traffic to a dual-stack endpoint's published port, and to
+/// an IPv4-only endpoint's by NAT46, goes on while the agent is killed and started again (the
+/// flows are the pinned maps', NAT46's included).
+#[test]
+fn nothing_is_lost_over_ipv6_while_the_agent_is_killed_and_restarted() {
+    let mut t = Topo::new();
+    t.ipv6_uplink();
+    let host6: std::net::Ipv6Addr = "fd00:77::2".parse().unwrap();
+    t.ok(&common::words(
+        "network create dual --ipv6 --subnet 10.67.1.0/24 --subnet fd00:67:1::/64",
+    ));
+    let six = t.endpoint(
+        "six",
+        &["--network", "dual", "-p", "8080:80", "-p", "5353:53/udp"],
+    );
+    common::tcp_echo_server6(&six, 80);
+    common::udp_server6(&six, 53);
+    let four = t.endpoint("four", &["-p", "8090:80", "-p", "5354:53/udp"]);
+    tcp_echo_server(&four, 80);
+    udp_server(&four, 53);
+    let direct = SteadyTraffic::start(&t.outside, host6, 8080, 5353);
+    let nat46 = SteadyTraffic::start(&t.outside, host6, 8090, 5354);
+    direct.wait_for(20);
+    nat46.wait_for(20);
+
+    t.kill_agent();
+    direct.wait_for(50);
+    nat46.wait_for(50);
+    t.start_agent();
+    direct.wait_for(50);
+    nat46.wait_for(50);
+    for (what, traffic) in [("IPv6", direct), ("NAT46", nat46)] {
+        let r = traffic.finish();
+        r.assert_nothing_lost();
+        assert!(r.tcp_ok > 150 && r.udp_sent > 150, "{what}: {r:?}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&t.ok(&["status", "--format", "json"])).unwrap();
+    assert_eq!(status["Healthy"], true, "adopted without drift: {status}");
+}
+
 #[test]
 fn nothing_is_lost_across_an_upgrade() {
     let upgrade = PathBuf::from(std::env::var("NETPATH_UPGRADE_BIN").expect(

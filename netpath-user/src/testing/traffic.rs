@@ -4,7 +4,7 @@
 //! losses with.
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     time::Duration,
 };
 
@@ -37,7 +37,16 @@ fn answer_udp(s: UdpSocket) {
 
 /// A TCP server in `ns` echoing every connection's bytes back until it closes.
 pub fn tcp_echo_server(ns: &Netns, port: u16) {
-    let l = ns.run(|| TcpListener::bind(("0.0.0.0", port)).expect("bind tcp"));
+    echo(ns.run(|| TcpListener::bind(("0.0.0.0", port)).expect("bind tcp")));
+}
+
+/// [`tcp_echo_server`] on every address of both families (`[::]`, dual stack).
+pub fn tcp_echo_server6(ns: &Netns, port: u16) {
+    echo(ns.run(|| TcpListener::bind(("::", port)).expect("bind tcp")));
+}
+
+/// Echoes every connection of `l`, in the background.
+fn echo(l: TcpListener) {
     std::thread::spawn(move || {
         for c in l.incoming().flatten() {
             std::thread::spawn(move || {
@@ -52,6 +61,7 @@ pub fn tcp_echo_server(ns: &Netns, port: u16) {
         }
     });
 }
+
 /// Steady traffic (see the module docs).
 pub struct SteadyTraffic {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -80,9 +90,10 @@ impl TrafficResult {
 }
 
 impl SteadyTraffic {
-    /// Starts from `ns` to `to`: TCP to `tcp_port` (an echo server), UDP to `udp_port` (an
-    /// answering server).
-    pub fn start(ns: &Netns, to: Ipv4Addr, tcp_port: u16, udp_port: u16) -> SteadyTraffic {
+    /// Starts from `ns` to `to` (of either family): TCP to `tcp_port` (an echo server), UDP to
+    /// `udp_port` (an answering server).
+    pub fn start(ns: &Netns, to: impl Into<IpAddr>, tcp_port: u16, udp_port: u16) -> SteadyTraffic {
+        let to: IpAddr = to.into();
         use std::sync::{
             atomic::{AtomicBool, AtomicU64, Ordering},
             Arc, Mutex,
@@ -92,12 +103,13 @@ impl SteadyTraffic {
         let tcp_failed = Arc::new(AtomicU64::new(0));
         let udp_sent = Arc::new(AtomicU64::new(0));
         let udp_seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
-        let addr = SocketAddr::V4(SocketAddrV4::new(to, tcp_port));
+        let addr = SocketAddr::new(to, tcp_port);
         let mut tcp = ns
             .run(|| TcpStream::connect_timeout(&addr, CONNECT))
             .expect("the steady TCP connection");
         tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let udp = ns.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap();
+        let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let udp = ns.run(|| UdpSocket::bind(any)).unwrap();
         udp.connect((to, udp_port)).unwrap();
         udp.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-pub use netpath_user::testing::traffic::{tcp_echo_server, udp_server, udp_server6};
+pub use netpath_user::testing::traffic::{
+    tcp_echo_server, tcp_echo_server6, udp_server, udp_server6,
+};
 use netpath_user::testing::{
     outside_and_host, unique, veth, wait_until, words, AgentOptions, AgentProcess, Netns,
     ScratchBpffs,
