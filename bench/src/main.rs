@@ -33,13 +33,13 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, tax, tcp, e2e, host, scale, flows,
+    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, tax, tcp, tcp6, e2e, host, scale, flows,
     /// agent, dns, docker, overlay.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "policy", "pps", "pps6", "conn", "tax", "tcp", "e2e", "host", "scale", "flows",
+    "prog", "policy", "pps", "pps6", "conn", "tax", "tcp", "tcp6", "e2e", "host", "scale", "flows",
     "agent", "dns", "docker", "overlay",
 ];
 
@@ -99,6 +99,7 @@ fn main() -> Result<()> {
             "conn" => traffic::CONN_KINDS.len() * runs,
             "tax" => tcp::TAX_KINDS.len() * runs,
             "tcp" => tcp::KINDS.len() * runs,
+            "tcp6" => tcp::KINDS6.len() * runs,
             "e2e" => tcp::PEER_KINDS.len() * runs,
             "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
             "agent" => agent::steps(quick),
@@ -132,6 +133,7 @@ fn main() -> Result<()> {
             "pps6" => vec![traffic::pps6(quick, &mut tools, &p)?],
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
             "tax" => tcp::tax(quick, &mut tools, &p)?,
+            "tcp6" => tcp::run6(quick, &mut tools, &p)?,
             "flows" => flows::run_all(quick, &p)?,
             "tcp" => {
                 let (sections, dists) = tcp::run(quick, &mut tools, &p)?;

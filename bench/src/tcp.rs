@@ -1,5 +1,6 @@
-//! Scenario `tcp`: request/response transactions per second with latency, and bulk
-//! throughput, through a published TCP port, with real sockets.
+//! Scenario `tcp` (and `tcp6`, over IPv6 beside IPv4's twin): request/response transactions
+//! per second with latency, and bulk throughput, through a published TCP port, with real
+//! sockets.
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
@@ -34,10 +35,19 @@ impl Server {
         Server::start_on(ns, 80)
     }
 
+    /// On port 80 of every address of both families (`[::]`).
+    fn start6(ns: &Netns) -> Result<Server> {
+        Server::listen(ns, (std::net::Ipv6Addr::UNSPECIFIED, 80).into())
+    }
+
     fn start_on(ns: &Netns, port: u16) -> Result<Server> {
+        Server::listen(ns, (Ipv4Addr::UNSPECIFIED, port).into())
+    }
+
+    fn listen(ns: &Netns, at: SocketAddr) -> Result<Server> {
         let l = ns
-            .run(|| TcpListener::bind(("0.0.0.0", port)))
-            .with_context(|| format!("bind :{port}"))?;
+            .run(|| TcpListener::bind(at))
+            .with_context(|| format!("bind {at}"))?;
         l.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -87,8 +97,8 @@ fn serve(mut c: TcpStream) {
     }
 }
 
-fn connect(ns: &Netns, to: (Ipv4Addr, u16)) -> Result<TcpStream> {
-    let addr = SocketAddr::from(to);
+fn connect(ns: &Netns, to: impl Into<SocketAddr>) -> Result<TcpStream> {
+    let addr = to.into();
     let c = ns
         .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
         .with_context(|| format!("connecting to {addr}"))?;
@@ -99,7 +109,7 @@ fn connect(ns: &Netns, to: (Ipv4Addr, u16)) -> Result<TcpStream> {
 }
 
 /// One request/response run: (transactions per second, latencies in µs).
-pub fn rr(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<(f64, Vec<f64>)> {
+pub fn rr(ns: &Netns, to: impl Into<SocketAddr>, secs: f64) -> Result<(f64, Vec<f64>)> {
     let mut c = connect(ns, to)?;
     let mut lat = Vec::new();
     let mut b = [7u8; 1];
@@ -115,7 +125,7 @@ pub fn rr(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<(f64, Vec<f64>)>
 }
 
 /// One bulk run: Gbit/s sent and acknowledged through the path.
-pub fn bulk(ns: &Netns, to: (Ipv4Addr, u16), secs: f64) -> Result<f64> {
+pub fn bulk(ns: &Netns, to: impl Into<SocketAddr>, secs: f64) -> Result<f64> {
     let mut c = connect(ns, to)?;
     let buf = vec![0x5au8; 256 * 1024];
     let start = Instant::now();
@@ -228,6 +238,82 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>
         ],
         dists,
     ))
+}
+
+/// The variants of `tcp6`: netpath's TC path on IPv6 and on IPv4 in the same run (its twin),
+/// and ip6tables (Docker's rules with `--ipv6`).
+pub const KINDS6: &[(Kind, bool)] = &[
+    (Kind::NetpathTc, true),
+    (Kind::NetpathTc, false),
+    (Kind::Iptables, true),
+];
+
+/// Scenario `tcp6`: `tcp`'s transactions and bulk over IPv6, to a port published on `[::]`.
+pub fn run6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
+    let (mut tps, mut gbit) = (Vec::new(), Vec::new());
+    for &(kind, ipv6) in KINDS6 {
+        let name = match (kind, ipv6) {
+            (Kind::Iptables, _) => "ip6tables".to_string(),
+            (k, true) => format!("{} (IPv6)", k.name()),
+            (k, false) => format!("{} (IPv4)", k.name()),
+        };
+        p.step(&format!("tcp6: {name}"));
+        let lab = if ipv6 {
+            Rig::dual(kind, tools)?
+        } else {
+            Rig::new(kind, tools, true, false)?
+        };
+        let _server = Server::start6(&lab.ep)?;
+        let to: SocketAddr = if ipv6 {
+            (crate::lab::HOST6, crate::lab::TCP_PORT).into()
+        } else {
+            lab.tcp_target().into()
+        };
+        let mut t = Figure::new(name.clone(), "transactions/s", false);
+        let mut g = Figure::new(name, "Gbit/s", false);
+        rr(&lab.outside, to, 0.05)?;
+        for _ in 0..runs {
+            t.runs.push(rr(&lab.outside, to, secs)?.0);
+            g.runs.push(bulk(&lab.outside, to, secs)?);
+            p.inc();
+        }
+        tps.push(t);
+        gbit.push(g);
+    }
+    let (np6, np4, ipt6) = ("netpath tc (IPv6)", "netpath tc (IPv4)", "ip6tables");
+    let about = format!("One TCP connection over IPv6 through a port published on `[::]`, and the same over IPv4 through netpath in the same run; {runs} runs of {secs} s per variant.");
+    let section = |scenario: &str, figures, targets| Section {
+        scenario: scenario.into(),
+        about: about.clone(),
+        figures,
+        baseline: ipt6.into(),
+        targets,
+        plots: Vec::new(),
+    };
+    Ok(vec![
+        section(
+            "tcp6 rr",
+            tps,
+            vec![
+                Target::ratio("transactions/s, as IPv4's against iptables", np6, ipt6, 1.1),
+                Target::ratio("within 10% of the IPv4 twin", np6, np4, 0.9),
+            ],
+        ),
+        section(
+            "tcp6 bulk",
+            gbit,
+            vec![
+                Target::ratio(
+                    "bulk throughput, as IPv4's against iptables",
+                    np6,
+                    ipt6,
+                    1.0,
+                ),
+                Target::ratio("within 10% of the IPv4 twin", np6, np4, 0.9),
+            ],
+        ),
+    ])
 }
 
 /// The `q` quantile of sorted `v`.

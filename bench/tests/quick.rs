@@ -52,6 +52,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         "host tax: udp cpu",
         "tcp rr",
         "tcp bulk",
+        "tcp6 rr",
+        "tcp6 bulk",
         "e2e rr",
         "e2e bulk",
         "host-local",
