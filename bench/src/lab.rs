@@ -26,6 +26,8 @@ pub const OUTSIDE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const EP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
 /// The host's IPv6 address on the wire, in a dual-stack lab ([`Lab::dual`]).
 pub const HOST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 2);
+/// The endpoint's IPv6 address in a dual-stack lab.
+pub const EP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 2);
 /// Published UDP port (→ 53) and TCP port (→ 80).
 pub const UDP_PORT: u16 = 5353;
 pub const TCP_PORT: u16 = 8080;
@@ -103,6 +105,8 @@ pub struct Lab {
     pub ep: Netns,
     /// A second endpoint on the same network (endpoint-to-endpoint scenarios).
     pub peer: Option<Netns>,
+    /// Dual stack ([`Lab::dual`]): IPv6 beside IPv4 everywhere.
+    pub ipv6: bool,
     pub up_if: String,
     pub out_ifindex: u32,
     pub out_mac: [u8; 6],
@@ -207,6 +211,7 @@ impl Lab {
             host,
             ep,
             peer: None,
+            ipv6,
             up_if,
             agent: None,
             opts: None,
@@ -270,7 +275,7 @@ impl Lab {
         let peer = Netns::new("npbp");
         if self.kind.netpath() {
             let path = peer.path();
-            self.netpath(&[
+            let mut args = vec![
                 "endpoint",
                 "create",
                 "peer",
@@ -278,13 +283,20 @@ impl Lab {
                 &path,
                 "--ip",
                 "172.17.0.3",
-            ])?;
+            ];
+            if self.ipv6 {
+                args.extend(["--ip6", "fd00:17::3"]);
+            }
+            self.netpath(&args)?;
         } else if self.kind.bridged() {
             let hv = format!("bp{}", unique());
             veth(&self.host, &hv, &peer, "eth0tmp");
             peer.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
             peer.ip(&["link", "set", "eth0", "up"]);
             peer.ip(&["addr", "add", "172.17.0.3/16", "dev", "eth0"]);
+            if self.ipv6 {
+                peer.ip(&["-6", "addr", "add", "fd00:17::3/64", "dev", "eth0", "nodad"]);
+            }
             self.host.ip(&["link", "set", &hv, "master", "br0"]);
         } else if self.kind == Kind::DirectVeth {
             veth(&self.ep, "eth1", &peer, "eth0tmp");
@@ -293,6 +305,11 @@ impl Lab {
             peer.ip(&["link", "set", "eth0tmp", "name", "eth0"]);
             peer.ip(&["link", "set", "eth0", "up"]);
             peer.ip(&["addr", "add", "172.17.0.3/16", "dev", "eth0"]);
+            if self.ipv6 {
+                self.ep
+                    .ip(&["-6", "addr", "add", "fd00:17::2/64", "dev", "eth1", "nodad"]);
+                peer.ip(&["-6", "addr", "add", "fd00:17::3/64", "dev", "eth0", "nodad"]);
+            }
         } else {
             bail!("{} has no network to add a peer to", self.kind.name());
         }

@@ -33,14 +33,14 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, tax, tcp, tcp6, e2e, host, scale, flows,
+    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, tax, tcp, tcp6, e2e, e2e6, host, scale, flows,
     /// agent, dns, docker, overlay.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "policy", "pps", "pps6", "conn", "tax", "tcp", "tcp6", "e2e", "host", "scale", "flows",
-    "agent", "dns", "docker", "overlay",
+    "prog", "policy", "pps", "pps6", "conn", "tax", "tcp", "tcp6", "e2e", "e2e6", "host", "scale",
+    "flows", "agent", "dns", "docker", "overlay",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -101,6 +101,7 @@ fn main() -> Result<()> {
             "tcp" => tcp::KINDS.len() * runs,
             "tcp6" => tcp::KINDS6.len() * runs,
             "e2e" => tcp::PEER_KINDS.len() * runs,
+            "e2e6" => tcp::PEER_KINDS6.len() * runs,
             "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
             "agent" => agent::steps(quick),
             "dns" => dns::SERVERS.len() * runs,
@@ -134,6 +135,7 @@ fn main() -> Result<()> {
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
             "tax" => tcp::tax(quick, &mut tools, &p)?,
             "tcp6" => tcp::run6(quick, &mut tools, &p)?,
+            "e2e6" => tcp::peers6(quick, &mut tools, &p)?,
             "flows" => flows::run_all(quick, &p)?,
             "tcp" => {
                 let (sections, dists) = tcp::run(quick, &mut tools, &p)?;

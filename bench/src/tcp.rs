@@ -405,6 +405,105 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
     ))
 }
 
+/// The variants of `e2e6`: netpath on IPv6 and on IPv4 in the same run (its twin), a
+/// Linux bridge with IPv6, and the direct veth's floor over IPv6.
+pub const PEER_KINDS6: &[(Kind, bool)] = &[
+    (Kind::NetpathTc, true),
+    (Kind::NetpathTc, false),
+    (Kind::Iptables, true),
+    (Kind::DirectVeth, true),
+];
+
+/// Scenario `e2e6`: `e2e` over IPv6 (fd00:17::3 → fd00:17::2:80).
+pub fn peers6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
+    let (mut tps, mut gbit) = (Vec::new(), Vec::new());
+    for &(kind, ipv6) in PEER_KINDS6 {
+        let name = match (kind, ipv6) {
+            (Kind::Iptables, _) => "bridge (IPv6)".to_string(),
+            (k, true) => format!("{} (IPv6)", k.name()),
+            (k, false) => format!("{} (IPv4)", k.name()),
+        };
+        p.step(&format!("e2e6: {name}"));
+        let mut lab = if ipv6 {
+            Rig::dual(kind, tools)?
+        } else {
+            Rig::new(kind, tools, true, false)?
+        };
+        lab.add_peer()?;
+        let _server = Server::start6(&lab.ep)?;
+        let client = lab.peer.as_ref().context("peer")?;
+        let to: SocketAddr = if ipv6 {
+            (crate::lab::EP6, 80).into()
+        } else {
+            (crate::lab::EP, 80).into()
+        };
+        let mut t = Figure::new(name.clone(), "transactions/s", false);
+        let mut g = Figure::new(name, "Gbit/s", false);
+        // Neighbour discovery first: a few tries while the addresses come up.
+        let mut warm = rr(client, to, 0.05);
+        for _ in 0..20 {
+            if warm.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            warm = rr(client, to, 0.05);
+        }
+        warm?;
+        for _ in 0..runs {
+            t.runs.push(rr(client, to, secs)?.0);
+            g.runs.push(bulk(client, to, secs)?);
+            p.inc();
+        }
+        tps.push(t);
+        gbit.push(g);
+    }
+    let about = format!("Endpoint to endpoint on one network over IPv6 (fd00:17::3 → fd00:17::2:80), and netpath's IPv4 twin in the same run; {runs} runs of {secs} s per variant.");
+    let (np6, np4, base) = ("netpath tc (IPv6)", "netpath tc (IPv4)", "bridge (IPv6)");
+    let direct = |t: Target| {
+        t.limited_by(
+            "direct veth (no host) (IPv6)",
+            "the endpoints' own veths and TCP stacks, which any path between them keeps",
+        )
+    };
+    let section = |scenario: &str, figures, targets| Section {
+        scenario: scenario.into(),
+        about: about.clone(),
+        figures,
+        baseline: base.into(),
+        targets,
+        plots: Vec::new(),
+    };
+    Ok(vec![
+        section(
+            "e2e6 rr",
+            tps,
+            vec![
+                direct(Target::ratio(
+                    "transactions/s, as IPv4's against the bridge",
+                    np6,
+                    base,
+                    1.3,
+                )),
+                Target::ratio("within 10% of the IPv4 twin", np6, np4, 0.9),
+            ],
+        ),
+        section(
+            "e2e6 bulk",
+            gbit,
+            vec![
+                direct(Target::ratio(
+                    "bulk throughput, as IPv4's against the bridge",
+                    np6,
+                    base,
+                    1.2,
+                )),
+                Target::ratio("within 10% of the IPv4 twin", np6, np4, 0.9),
+            ],
+        ),
+    ])
+}
+
 /// Scenario `host`: the host's own processes reaching a published port on 127.0.0.1 —
 /// netpath's socket hooks, docker-proxy, and iptables DNAT with route_localnet — and the rate
 /// of new outbound connections from an endpoint, netpath's source NAT versus iptables

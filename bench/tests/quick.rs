@@ -56,6 +56,8 @@ fn quick_mode_gives_every_variant_a_figure() {
         "tcp6 bulk",
         "e2e rr",
         "e2e bulk",
+        "e2e6 rr",
+        "e2e6 bulk",
         "host-local",
         "outbound",
         "scale: per-packet cost",
