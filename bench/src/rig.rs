@@ -70,6 +70,17 @@ fn pin_napi(lab: &Lab) -> Result<String> {
     ))
 }
 
+/// A variant's name in a scenario of IPv6 beside IPv4's twins: netpath's paths say their
+/// family, a baseline (`Kind::Iptables`'s place) is `baseline`, the rest are family-blind.
+pub fn twin_name(kind: Kind, ipv6: bool, baseline: &str) -> String {
+    match (kind, ipv6) {
+        (Kind::Iptables, _) => baseline.into(),
+        (Kind::Ceiling, _) => kind.name().into(),
+        (k, true) => format!("{} (IPv6)", k.name()),
+        (k, false) => format!("{} (IPv4)", k.name()),
+    }
+}
+
 impl Rig {
     /// A lab of `kind` (default ports published when `publish`); with `sinks` (traffic
     /// scenarios), the counting sink on the endpoint's TC ingress and the generator and the
@@ -90,10 +101,15 @@ impl Rig {
         Rig::equip(lab, tools, sinks)
     }
 
-    /// A dual-stack lab ([`Lab::dual`]) of `kind`, with the sink and CPUs apart.
-    pub fn dual(kind: Kind, tools: &mut Tools) -> Result<Rig> {
-        let lab = Lab::dual(kind, &tools.netpath_bin)?;
-        Rig::equip(lab, tools, true)
+    /// A lab of `kind` for a scenario of IPv6 beside IPv4's twins: dual-stack with `ipv6`,
+    /// else as [`Rig::new`] with the default ports.
+    pub fn of_family(kind: Kind, tools: &mut Tools, ipv6: bool, sinks: bool) -> Result<Rig> {
+        if ipv6 {
+            let lab = Lab::dual(kind, &tools.netpath_bin)?;
+            Rig::equip(lab, tools, sinks)
+        } else {
+            Rig::new(kind, tools, true, sinks)
+        }
     }
 
     /// The tool programs on `lab`, and (with `sinks`) the CPUs apart.

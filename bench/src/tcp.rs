@@ -253,17 +253,9 @@ pub fn run6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
     let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
     let (mut tps, mut gbit) = (Vec::new(), Vec::new());
     for &(kind, ipv6) in KINDS6 {
-        let name = match (kind, ipv6) {
-            (Kind::Iptables, _) => "ip6tables".to_string(),
-            (k, true) => format!("{} (IPv6)", k.name()),
-            (k, false) => format!("{} (IPv4)", k.name()),
-        };
+        let name = crate::rig::twin_name(kind, ipv6, "ip6tables");
         p.step(&format!("tcp6: {name}"));
-        let lab = if ipv6 {
-            Rig::dual(kind, tools)?
-        } else {
-            Rig::new(kind, tools, true, false)?
-        };
+        let lab = Rig::of_family(kind, tools, ipv6, false)?;
         let _server = Server::start6(&lab.ep)?;
         let to: SocketAddr = if ipv6 {
             (crate::lab::HOST6, crate::lab::TCP_PORT).into()
@@ -419,17 +411,9 @@ pub fn peers6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Sectio
     let (secs, runs) = if quick { (0.3, 2) } else { (3.0, 5) };
     let (mut tps, mut gbit) = (Vec::new(), Vec::new());
     for &(kind, ipv6) in PEER_KINDS6 {
-        let name = match (kind, ipv6) {
-            (Kind::Iptables, _) => "bridge (IPv6)".to_string(),
-            (k, true) => format!("{} (IPv6)", k.name()),
-            (k, false) => format!("{} (IPv4)", k.name()),
-        };
+        let name = crate::rig::twin_name(kind, ipv6, "bridge (IPv6)");
         p.step(&format!("e2e6: {name}"));
-        let mut lab = if ipv6 {
-            Rig::dual(kind, tools)?
-        } else {
-            Rig::new(kind, tools, true, false)?
-        };
+        let mut lab = Rig::of_family(kind, tools, ipv6, false)?;
         lab.add_peer()?;
         let _server = Server::start6(&lab.ep)?;
         let client = lab.peer.as_ref().context("peer")?;

@@ -138,29 +138,15 @@ pub const PPS6_VARIANTS: &[(Kind, bool)] = &[
     (Kind::Ceiling, true),
 ];
 
-/// A `pps6` variant's name.
-fn variant6(kind: Kind, ipv6: bool) -> String {
-    match (kind, ipv6) {
-        (Kind::Iptables, _) => "ip6tables".into(),
-        (Kind::Ceiling, _) => kind.name().into(),
-        (k, true) => format!("{} (IPv6)", k.name()),
-        (k, false) => format!("{} (IPv4)", k.name()),
-    }
-}
-
 /// Scenario `pps6`: `pps` over IPv6, with IPv4's twins in the same run.
 pub fn pps6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let (secs, runs) = if quick { (0.4, 2) } else { (3.0, 5) };
     let mut figures = Vec::new();
     let mut layout = String::new();
     for &(kind, ipv6) in PPS6_VARIANTS {
-        let name = variant6(kind, ipv6);
+        let name = crate::rig::twin_name(kind, ipv6, "ip6tables");
         p.step(&format!("pps6: {name}"));
-        let lab = if ipv6 {
-            Rig::dual(kind, tools)?
-        } else {
-            Rig::new(kind, tools, true, true)?
-        };
+        let lab = Rig::of_family(kind, tools, ipv6, true)?;
         layout.clone_from(&lab.layout);
         let t = Traffic {
             dst: if ipv6 { HOST6.into() } else { HOST.into() },
