@@ -15,10 +15,11 @@ use crate::{
     Progress,
 };
 
-/// Sends a little traffic until the sink sees it (neighbours resolved, paths warm).
+/// Sends a little traffic until the sink sees it (neighbours resolved, paths warm), for up
+/// to five seconds (IPv6's neighbour discovery may take a retransmission's second).
 pub fn warm_up(tools: &mut Tools, lab: &Rig, t: Traffic) -> Result<()> {
     let before = tools.sink_count();
-    for _ in 0..50 {
+    for _ in 0..250 {
         tools.generate(&lab.wire(), t, Duration::from_millis(20))?;
         if tools.settled_count() > before {
             return Ok(());
