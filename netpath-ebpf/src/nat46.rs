@@ -91,10 +91,8 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
             }
             match admit(pkt, &flow, &target, ep_addr, closing) {
                 Ok(n) => n,
-                Err(reason) => {
-                    dropped(reason, &flow, pkt.ingress_ifindex());
-                    return Outcome::Drop(reason);
-                }
+                // Counted by the uplink's verdict, as its other drops.
+                Err(reason) => return Outcome::Drop(reason),
             }
         }
     };

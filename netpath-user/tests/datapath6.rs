@@ -747,3 +747,55 @@ fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
     assert_eq!(flushed, 2, "both TCP flows");
     assert_eq!(dp.nat46_replies().len(), 2);
 }
+
+/// Network policy holds for NAT46's clients: an IPv6 client let in by a rule reaches the IPv4
+/// endpoint; the rule gone, its flow is ended (both entries) and its next packet refused.
+#[test]
+fn network_policy_holds_for_nat46_clients_and_ends_their_flows() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    network(&mut dp, 1, "172.17.0.0/16", None, false);
+    attach(&mut dp, r.endpoint_ifindex, EP4, None, EP_MAC, GW_MAC, 1);
+    dp.publish(
+        PortKey {
+            addr: In6::default(),
+            port: be_port(8080),
+            proto: TCP,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: In6::mapped(be_addr(Ipv4Addr::from(EP4))),
+            port: be_port(80),
+            stats: 0,
+            ifindex: r.endpoint_ifindex,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+        },
+    )
+    .unwrap();
+    dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
+    const EP_ID: u32 = 300;
+    let mut c = Compiled::default();
+    c.ipcache
+        .insert(Subnet::new(EP4.into(), 32).unwrap(), EP_ID);
+    c.subjects.insert(EP_ID, u32::from(direction::INGRESS));
+    let key = PolicyKey::new(
+        direction::INGRESS,
+        EP_ID,
+        netpath_common::identity::WORLD,
+        TCP,
+        80,
+    );
+    c.rules.insert((key, PolicyKey::PORT), 1);
+    dp.set_policy(&c).unwrap();
+    let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT, "port 80 is let in");
+    assert_eq!(dp.nat46_replies().len(), 1);
+    c.rules.clear();
+    assert_eq!(dp.set_policy(&c).unwrap(), 1, "the NAT46 flow ended");
+    assert!(dp.nat46_flows().is_empty() && dp.nat46_replies().is_empty());
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_DROP, "no rule lets the world in");
+    assert_eq!(counter(&dp, Counter::DropPolicy), 1, "counted once");
+}

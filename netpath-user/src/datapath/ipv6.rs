@@ -3,7 +3,10 @@
 //! same calls; an endpoint's IPv6 records carry the identity of its IPv4 address (one
 //! endpoint, one label set), kept in step when policies change, and the IPv6 connections a new
 //! policy denies (`POLICY_CT6`) are ended as IPv4's are.
-use std::{collections::HashMap as StdHashMap, net::Ipv6Addr};
+use std::{
+    collections::HashMap as StdHashMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use aya::{
     maps::{Array, HashMap, LpmTrie, MapData},
@@ -339,7 +342,13 @@ impl Datapath {
         let tracked = self.v6.policy_ct.iter().filter_map(Result::ok).collect();
         let connections = super::policy::end_tracked(&mut self.v6.policy_ct, tracked, denied);
         // A published flow is keyed by its replies: the client connected to the endpoint.
-        connections + self.flush_flows::<In6>(|k, _| denied(&k.reversed())).0
+        let published = self.flush_flows::<In6>(|k, _| denied(&k.reversed())).0;
+        // A NAT46 flow: an IPv6 client, by its address's identity, of an IPv4 endpoint.
+        let nat46 = self.flush_nat46(|k, r, _| {
+            let to = c.identity(Ipv4Addr::from_kernel(k.src_addr));
+            !c.admits_identities(id(&r.client), to, u16::from_be(k.src_port), k.proto)
+        });
+        connections + published + nat46.0
     }
 }
 

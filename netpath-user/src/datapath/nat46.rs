@@ -46,7 +46,7 @@ impl Datapath {
     /// Removes the NAT46 flows (both entries) whose reply entry `pred` selects, and client
     /// entries left without one (a reply's entry evicted); how many flows went, and how many
     /// there were.
-    fn flush_nat46(
+    pub(super) fn flush_nat46(
         &mut self,
         pred: impl Fn(&FlowKey, &Nat46Reply, Option<&Nat46>) -> bool,
     ) -> (usize, usize) {
