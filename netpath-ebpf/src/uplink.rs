@@ -1,7 +1,9 @@
 //! Traffic arriving on an uplink, IPv4 and IPv6 alike: published ports are DNAT'd and sent
-//! straight into their endpoint, replies of outbound flows translated back to theirs; what no
-//! wire may carry (loopback addresses) and what was routed at a network's addresses are
-//! dropped; everything else passes untouched. One decision for XDP and TC; only the redirect differs. An uplink
+//! straight into their endpoint (an IPv6 client of an IPv4-only endpoint handed to NAT46's
+//! program), replies of outbound flows translated back to theirs; what no wire may carry
+//! (loopback addresses) is dropped, and so is what was routed at a network's addresses unless
+//! the network is routed (then it is delivered to the endpoint, policy judging it);
+//! everything else passes untouched. One decision for XDP and TC; only the redirect differs. An uplink
 //! runs one of them: the agent attaches TC only where XDP is off, since XDP decides everything
 //! TC would and a TC ingress program costs the host's own packets even when it only passes
 //! them.
