@@ -16,7 +16,6 @@ use crate::{
     nat46, ndp,
     packet::Packet,
     parse::{is_ipv6, is_link_scoped6, parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
-    policy::{self, Known},
     ports::{self, Dnat},
     snat,
     stats::{count, count_port, trace},
@@ -97,42 +96,12 @@ pub fn host_veth_snat6(ctx: &mut TcContext) -> i32 {
         (Parsed::Ipv6(flow), Some(ep)) => {
             let routed = In6::network(ep.network).is_some_and(|n| n.flags & net_flags::ROUTED != 0);
             if routed {
-                routed_out(ctx, &ep, &flow, ifindex)
+                snat::routed(ctx, &ep, &flow, ifindex)
             } else {
                 snat::outbound(ctx, &ep, &flow, ifindex)
             }
         }
         _ => TC_ACT_SHOT as i32,
-    }
-}
-
-/// A routed network's endpoint to beyond every network: out of the interface the route names,
-/// its addresses as they are, once the policy lets the connection out (remembered both ways:
-/// its replies come in through the uplink's [routed delivery](crate::uplink)).
-#[inline(always)]
-fn routed_out<A: Ip>(
-    ctx: &mut TcContext,
-    ep: &EndpointInfo<A>,
-    flow: &Flow<A>,
-    ifindex: u32,
-) -> i32 {
-    let known = Known {
-        src: Some(ep.identity),
-        dst: None,
-    };
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if let Err(reason) = policy::admit_tracked(flow, known, || A::error_about(data, end, flow)) {
-        return drop(reason, flow, ifindex);
-    }
-    match fib::lookup(ctx, flow, flow.src_addr) {
-        fib::Route::Host => {
-            count(Counter::Pass);
-            TC_ACT_OK as i32
-        }
-        route => {
-            count(Counter::RoutedOut);
-            fib::send(ctx, route)
-        }
     }
 }
 

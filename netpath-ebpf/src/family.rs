@@ -6,7 +6,7 @@
 //! (`forward::route`), published ports (`ports`, `flows`), the endpoint's program and outbound
 //! NAT (`snat`) are written once over this trait; IPv4 and IPv6 differ only here.
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{bpf_fib_lookup, TC_ACT_SHOT},
     maps::{lpm_trie::Key, Array, HashMap, LruHashMap},
     programs::TcContext,
 };
@@ -29,7 +29,7 @@ use crate::{
     parse::{is_multicast6, ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
     policy::Identified,
     snat,
-    stats::{count, dropped},
+    stats::dropped,
 };
 
 /// Address family numbers of route lookups.
@@ -100,15 +100,14 @@ pub trait Ip: Identified {
     /// Whether `addr` may never be on a wire: loopback, "this network" (a translation must not
     /// carry such packets past the host's martian checks into an endpoint).
     fn martian(addr: Self) -> bool;
-    /// Beyond every network, from a routed network: out with the endpoint's own address.
-    fn routed_out(ctx: &mut TcContext, flow: &Flow<Self>, ifindex: u32) -> i32;
-    /// A packet beyond every network, from a network neither internal nor routed: outbound
-    /// NAT (`snat::outbound`).
+    /// A packet beyond every network, from a network not internal: outbound NAT
+    /// (`snat::outbound`), or from a `routed` one the route alone (`snat::routed`).
     fn outbound(
         ctx: &mut TcContext,
         ep: &EndpointInfo<Self>,
         flow: &Flow<Self>,
         ifindex: u32,
+        routed: bool,
     ) -> i32;
 }
 
@@ -238,20 +237,19 @@ impl Ip for u32 {
         let first = u32::from_be(addr) >> 24;
         first == 127 || first == 0
     }
-    /// As the host routes it (the agent turns IPv4 forwarding on).
-    #[inline(always)]
-    fn routed_out(_: &mut TcContext, _: &Flow<u32>, _: u32) -> i32 {
-        count(Counter::Pass);
-        TC_ACT_OK as i32
-    }
     #[inline(always)]
     fn outbound(
         ctx: &mut TcContext,
         ep: &EndpointInfo<u32>,
         flow: &Flow<u32>,
         ifindex: u32,
+        routed: bool,
     ) -> i32 {
-        snat::outbound(ctx, ep, flow, ifindex)
+        if routed {
+            snat::routed(ctx, ep, flow, ifindex)
+        } else {
+            snat::outbound(ctx, ep, flow, ifindex)
+        }
     }
 }
 
@@ -373,20 +371,20 @@ impl Ip for In6 {
             _ => false,
         }
     }
-    /// Routed in eBPF by outbound NAT's program (it sees the network is routed).
+    /// Handed on to a program of its own (`netpath_endpoint_snat6_tc`, a tail call, which sees
+    /// whether the network is routed): IPv6's keys and route lookup do not fit the endpoint
+    /// program's 512-byte stack beside the rest.
     #[inline(always)]
-    fn routed_out(ctx: &mut TcContext, flow: &Flow<In6>, ifindex: u32) -> i32 {
+    fn outbound(
+        ctx: &mut TcContext,
+        _: &EndpointInfo<In6>,
+        flow: &Flow<In6>,
+        i: u32,
+        _: bool,
+    ) -> i32 {
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::SNAT6) };
-        drop(Counter::DropNoRoute, flow, ifindex)
-    }
-    /// Handed on to a program of its own (`netpath_endpoint_snat6_tc`, a tail call): IPv6's
-    /// keys and route lookup do not fit the endpoint program's 512-byte stack beside the rest.
-    #[inline(always)]
-    fn outbound(ctx: &mut TcContext, _: &EndpointInfo<In6>, flow: &Flow<In6>, ifindex: u32) -> i32 {
-        // SAFETY: the slot holds this load's program; the call does not return.
-        unsafe { TAIL_CALLS.tail_call(ctx, tail::SNAT6) };
-        drop(Counter::DropNoRoute, flow, ifindex)
+        drop(Counter::DropNoRoute, flow, i)
     }
 }
 

@@ -133,10 +133,9 @@ pub fn route<A: Ip>(
             }
         }
         None if net.flags & net_flags::INTERNAL != 0 => drop(Counter::DropInternal, flow, ifindex),
-        // A routed network: out with the endpoint's own address.
-        None if net.flags & net_flags::ROUTED != 0 => A::routed_out(ctx, flow, ifindex),
-        // Beyond the networks: out of an uplink with source NAT, or to the host.
-        None => A::outbound(ctx, ep, flow, ifindex),
+        // Beyond the networks: out of an uplink with source NAT (a routed network's with the
+        // endpoint's own address), or to the host.
+        None => A::outbound(ctx, ep, flow, ifindex, net.flags & net_flags::ROUTED != 0),
     }
 }
 

@@ -258,3 +258,35 @@ pub fn reply<P: Packet, A: Ip>(
     );
     Some(rev)
 }
+
+/// A routed network's endpoint to beyond every network: out of the interface the route names,
+/// its addresses as they are, once the policy lets the connection out (remembered both ways:
+/// its replies come in through the uplink's routed delivery). Both families (IPv6's from its
+/// own program, `netpath_endpoint_snat6_tc`).
+#[inline(always)]
+pub fn routed<A: Ip>(
+    ctx: &mut TcContext,
+    ep: &EndpointInfo<A>,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> i32 {
+    let known = Known {
+        src: Some(ep.identity),
+        dst: None,
+    };
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if let Err(reason) = policy::admit_tracked(flow, known, || A::error_about(data, end, flow)) {
+        dropped(reason, flow, ifindex);
+        return TC_ACT_SHOT as i32;
+    }
+    match fib::lookup(ctx, flow, flow.src_addr) {
+        fib::Route::Host => {
+            count(Counter::Pass);
+            TC_ACT_OK as i32
+        }
+        route => {
+            count(Counter::RoutedOut);
+            fib::send(ctx, route)
+        }
+    }
+}

@@ -328,6 +328,10 @@ fn dockers_common_network_options_are_honoured_or_noted() {
     assert_eq!(seen(&b), b_ip.to_string());
     assert_eq!(seen(&c), HOST.to_string());
     assert!(tcp_reachable(&t.outside, b_ip, 81, Duration::from_secs(2)));
+    // Both ways in eBPF: routed out by the endpoint's program, delivered by the uplink's.
+    let counters = &t.stats()["Counters"];
+    assert!(counters["routed_out"].as_u64().unwrap() >= 1, "{counters}");
+    assert!(counters["routed_in"].as_u64().unwrap() >= 1, "{counters}");
 
     // Values that cannot be used: one line each, nothing made.
     for (opt, says) in [
