@@ -526,10 +526,8 @@ fn the_published_ports_firewall_lets_in_the_ipv6_clients_of_its_list_alone() {
     assert_eq!(verdict, XDP_REDIRECT, "the list cleared: everyone again");
 }
 
-#[test]
-fn network_policy_holds_for_ipv6_clients_of_a_published_port() {
-    let (Dp { mut dp, _fs }, r) = published_endpoint();
-    // The endpoint selected for ingress, the world let in on port 80 only.
+/// The endpoint (`EP4`'s identity) selected for ingress, the world let in on TCP port 80 only.
+fn world_to_port_80() -> Compiled {
     const EP_ID: u32 = 300;
     let mut c = Compiled::default();
     c.ipcache
@@ -543,6 +541,13 @@ fn network_policy_holds_for_ipv6_clients_of_a_published_port() {
         80,
     );
     c.rules.insert((key, PolicyKey::PORT), 1);
+    c
+}
+
+#[test]
+fn network_policy_holds_for_ipv6_clients_of_a_published_port() {
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
+    let mut c = world_to_port_80();
     dp.set_policy(&c).unwrap();
     let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
     let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
@@ -642,17 +647,14 @@ fn an_ipv6_ip_block_lets_its_clients_reach_a_published_port_and_no_one_else() {
     assert_eq!(verdict, XDP_DROP);
 }
 
-/// NAT46: an IPv6 client of a port published on `[::]` whose endpoint has IPv4 alone reaches
-/// it as IPv4 from its gateway and a port of outbound NAT's range, one per flow, every
-/// checksum right; the endpoint's reply leaves as IPv6 from the published address and port,
-/// to the client's. On XDP and TC; TCP and UDP.
-#[test]
-fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
+/// The endpoint (its IPv4 address `EP4` alone) on network 1 (IPv4 alone), its port 80
+/// published on `[::]:8080` for each of `protos`: reached by NAT46; `HOST6` the host's address.
+fn nat46_endpoint(protos: &[u8]) -> (Dp, RoutedNs) {
     let Dp { mut dp, _fs } = load();
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", None, false);
     attach(&mut dp, r.endpoint_ifindex, EP4, None, EP_MAC, GW_MAC, 1);
-    for proto in [TCP, UDP] {
+    for &proto in protos {
         dp.publish(
             PortKey {
                 addr: In6::default(),
@@ -672,6 +674,16 @@ fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
         .unwrap();
     }
     dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
+    (Dp { dp, _fs }, r)
+}
+
+/// NAT46: an IPv6 client of a port published on `[::]` whose endpoint has IPv4 alone reaches
+/// it as IPv4 from its gateway and a port of outbound NAT's range, one per flow, every
+/// checksum right; the endpoint's reply leaves as IPv6 from the published address and port,
+/// to the client's. On XDP and TC; TCP and UDP.
+#[test]
+fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
+    let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[TCP, UDP]);
     let gateway = Ipv4Addr::new(172, 17, 0, 1);
     let mut given = Vec::new();
     for (i, (proto, xdp)) in [(TCP, true), (TCP, false), (UDP, true), (UDP, false)]
@@ -752,41 +764,8 @@ fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
 /// endpoint; the rule gone, its flow is ended (both entries) and its next packet refused.
 #[test]
 fn network_policy_holds_for_nat46_clients_and_ends_their_flows() {
-    let Dp { mut dp, _fs } = load();
-    let r = RoutedNs::new();
-    network(&mut dp, 1, "172.17.0.0/16", None, false);
-    attach(&mut dp, r.endpoint_ifindex, EP4, None, EP_MAC, GW_MAC, 1);
-    dp.publish(
-        PortKey {
-            addr: In6::default(),
-            port: be_port(8080),
-            proto: TCP,
-            _pad: 0,
-        },
-        PortTarget {
-            addr: In6::mapped(be_addr(Ipv4Addr::from(EP4))),
-            port: be_port(80),
-            stats: 0,
-            ifindex: r.endpoint_ifindex,
-            mac: EP_MAC,
-            gw_mac: GW_MAC,
-        },
-    )
-    .unwrap();
-    dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
-    const EP_ID: u32 = 300;
-    let mut c = Compiled::default();
-    c.ipcache
-        .insert(Subnet::new(EP4.into(), 32).unwrap(), EP_ID);
-    c.subjects.insert(EP_ID, u32::from(direction::INGRESS));
-    let key = PolicyKey::new(
-        direction::INGRESS,
-        EP_ID,
-        netpath_common::identity::WORLD,
-        TCP,
-        80,
-    );
-    c.rules.insert((key, PolicyKey::PORT), 1);
+    let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[TCP]);
+    let mut c = world_to_port_80();
     dp.set_policy(&c).unwrap();
     let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(40000, 8080));
     let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
