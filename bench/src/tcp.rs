@@ -240,6 +240,35 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>
     ))
 }
 
+/// Variant `name`'s transactions/s and bulk Gbit/s from `client` to `to`, `runs` runs of
+/// `secs` each, after a warm-up that waits (up to two seconds) for the path to answer:
+/// neighbour discovery while the addresses come up.
+fn rr_and_bulk(
+    client: &Netns,
+    to: SocketAddr,
+    name: String,
+    (secs, runs): (f64, usize),
+    p: &Progress,
+) -> Result<(Figure, Figure)> {
+    let mut t = Figure::new(name.clone(), "transactions/s", false);
+    let mut g = Figure::new(name, "Gbit/s", false);
+    let mut warm = rr(client, to, 0.05);
+    for _ in 0..20 {
+        if warm.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        warm = rr(client, to, 0.05);
+    }
+    warm?;
+    for _ in 0..runs {
+        t.runs.push(rr(client, to, secs)?.0);
+        g.runs.push(bulk(client, to, secs)?);
+        p.inc();
+    }
+    Ok((t, g))
+}
+
 /// The variants of `tcp6`: netpath's TC path on IPv6 and on IPv4 in the same run (its twin),
 /// and ip6tables (Docker's rules with `--ipv6`).
 pub const KINDS6: &[(Kind, bool)] = &[
@@ -262,14 +291,7 @@ pub fn run6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
         } else {
             lab.tcp_target().into()
         };
-        let mut t = Figure::new(name.clone(), "transactions/s", false);
-        let mut g = Figure::new(name, "Gbit/s", false);
-        rr(&lab.outside, to, 0.05)?;
-        for _ in 0..runs {
-            t.runs.push(rr(&lab.outside, to, secs)?.0);
-            g.runs.push(bulk(&lab.outside, to, secs)?);
-            p.inc();
-        }
+        let (t, g) = rr_and_bulk(&lab.outside, to, name, (secs, runs), p)?;
         tps.push(t);
         gbit.push(g);
     }
@@ -422,23 +444,7 @@ pub fn peers6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Sectio
         } else {
             (crate::lab::EP, 80).into()
         };
-        let mut t = Figure::new(name.clone(), "transactions/s", false);
-        let mut g = Figure::new(name, "Gbit/s", false);
-        // Neighbour discovery first: a few tries while the addresses come up.
-        let mut warm = rr(client, to, 0.05);
-        for _ in 0..20 {
-            if warm.is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            warm = rr(client, to, 0.05);
-        }
-        warm?;
-        for _ in 0..runs {
-            t.runs.push(rr(client, to, secs)?.0);
-            g.runs.push(bulk(client, to, secs)?);
-            p.inc();
-        }
+        let (t, g) = rr_and_bulk(client, to, name, (secs, runs), p)?;
         tps.push(t);
         gbit.push(g);
     }
