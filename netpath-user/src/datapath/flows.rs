@@ -4,24 +4,29 @@
 //! an interface.
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use netpath_common::{flow_flags, FlowKey, FlowNat, In6, PortKey};
+use netpath_common::{flow_flags, Addr, FlowKey, FlowNat, In6, PortKey};
 
 #[cfg(feature = "testing")]
 use super::DatapathError;
 use super::{be_addr, ports::PortFamily, timeouts, Datapath};
 
+/// Whether a flow that reached host address `addr`, `port` and `proto` came in through one
+/// of `ports` (that address, or every address for a port published on every one).
+pub(super) fn came_through<A: Addr>(ports: &[PortKey<A>]) -> impl Fn(A, u16, u8) -> bool {
+    let published: HashSet<(A, u16, u8)> =
+        ports.iter().map(|k| (k.addr, k.port, k.proto)).collect();
+    move |addr, port, proto| {
+        published.contains(&(addr, port, proto)) || published.contains(&(A::ANY, port, proto))
+    }
+}
+
 impl Datapath {
     /// Removes the flows of host-side veth `ifindex` that came in through `ports` (their
     /// host address, or any address for a port published on every one); returns how many.
     pub fn flush_flows_of<A: PortFamily>(&mut self, ifindex: u32, ports: &[PortKey<A>]) -> usize {
-        let doomed: HashSet<(A, u16, u8)> =
-            ports.iter().map(|k| (k.addr, k.port, k.proto)).collect();
-        self.flush_flows::<A>(|k, v| {
-            v.ifindex == ifindex
-                && (doomed.contains(&(v.addr, v.port, k.proto))
-                    || doomed.contains(&(A::ANY, v.port, k.proto)))
-        })
-        .0
+        let through = came_through(ports);
+        self.flush_flows::<A>(|k, v| v.ifindex == ifindex && through(v.addr, v.port, k.proto))
+            .0
     }
 
     /// Removes the published flows of an interface going away: those it serves, and those

@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap, MapData},
     Ebpf,
 };
-use netpath_common::{flow_flags, map_names, Addr, FlowKey, In6, Nat46, Nat46Reply, PortKey};
+use netpath_common::{flow_flags, map_names, FlowKey, In6, Nat46, Nat46Reply, PortKey};
 
 use super::{take_map, timeouts, Datapath, DatapathError};
 
@@ -85,14 +85,9 @@ impl Datapath {
     /// Removes the NAT46 flows of host-side veth `ifindex` that came in through `ports`
     /// (their host address, or any address for a port published on every one); how many.
     pub(super) fn flush_nat46_of(&mut self, ifindex: u32, ports: &[PortKey<In6>]) -> usize {
-        let doomed: HashSet<(In6, u16, u8)> =
-            ports.iter().map(|k| (k.addr, k.port, k.proto)).collect();
-        self.flush_nat46(|k, r, _| {
-            r.ifindex == ifindex
-                && (doomed.contains(&(r.addr, r.port, k.proto))
-                    || doomed.contains(&(In6::ANY, r.port, k.proto)))
-        })
-        .0
+        let through = super::flows::came_through(ports);
+        self.flush_nat46(|k, r, _| r.ifindex == ifindex && through(r.addr, r.port, k.proto))
+            .0
     }
 
     /// Removes the NAT46 flows of the interfaces `pred` selects; how many.
