@@ -60,7 +60,9 @@ pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;
 pub use maps::{map_names, map_sizes, tail};
 pub use nat46::{Nat46, Nat46Reply};
-pub use overlay::{OverlayNet, RemoteEndpoint, VXLAN_OVERHEAD, VXLAN_PORT};
+pub use overlay::{
+    OverlayNet, RemoteEndpoint, Underlay, VXLAN6_OVERHEAD, VXLAN_OVERHEAD, VXLAN_PORT,
+};
 pub use policy::{
     direction, identity, policy_on, published_from, tracked, AddrIdentity, PolicyKey,
 };

@@ -9,7 +9,7 @@ use netpath_common::{
     map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
     LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, OverlayNet, PeerInfo, PolicyKey,
     PortKey, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey,
-    SockRevKey6, SockRevNat, PORTS_ANY_LEN,
+    SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -160,9 +160,9 @@ pub static POLICY_CT: LruHashMap<FlowKey, u32> = LruHashMap::pinned(map_sizes::F
 #[map]
 pub static POLICY_ON: Array<u32> = Array::pinned(1, 0);
 
-/// Other nodes with members of each overlay network (underlay address, network order).
+/// Other nodes with members of each overlay network (their underlay addresses).
 #[map]
-pub static OVERLAY_PEERS: HashMap<MemberKey, u32> =
+pub static OVERLAY_PEERS: HashMap<MemberKey, Underlay> =
     HashMap::pinned(map_sizes::NETWORKS * map_sizes::PEERS_PER_NETWORK, 0);
 
 /// The programs entry points hand packets on to (`netpath_common::tail` slots). Pinned like

@@ -5,15 +5,17 @@
 //! which encapsulates it. In: the device's TC ingress sees the inner frame with the tunnel
 //! key it came with; the VNI must be one of this node's overlay networks and the inner source
 //! an endpoint of that network on the very node that sent it (`REMOTES`), so a stale or
-//! forged packet never reaches an endpoint. Delivery is as within a node: MACs rewritten,
+//! forged packet never reaches an endpoint. The underlay is IPv4 or IPv6 (the device listens
+//! on both; a node's address says which its packets take). Delivery is as within a node: MACs rewritten,
 //! `bpf_redirect_peer` into the endpoint.
 use aya_ebpf::{
-    bindings::{bpf_tunnel_key, TC_ACT_SHOT},
+    bindings::{bpf_tunnel_key, BPF_F_TUNINFO_IPV6, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     programs::TcContext,
 };
 use netpath_common::{
     map_sizes, net_flags, Counter, In6, MemberKey, NetworkInfo, OverlayNet, RemoteEndpoint,
+    Underlay,
 };
 
 use crate::{
@@ -28,6 +30,8 @@ use crate::{
 
 /// The outer packets' TTL.
 const TUNNEL_TTL: u8 = 64;
+/// What `bpf_skb_get_tunnel_key` says (negated) when the key is of the other family.
+const EPROTO: i32 = 71;
 
 /// The endpoint on another node `dst` (network order) is, if any.
 #[inline(always)]
@@ -43,26 +47,52 @@ pub fn remote6(dst: &In6) -> Option<RemoteEndpoint> {
     REMOTES6.get_ptr(dst).map(|r| unsafe { *r })
 }
 
-/// Gives the packet its tunnel key: to `node` (network order) on the network's VNI, from
-/// this node's underlay address (the one the other nodes check).
+/// Gives the packet its tunnel key: to `node` on the network's VNI, from this node's underlay
+/// address (the one the other nodes check). Both are held as the key holds them, so either
+/// family is one straight copy: a broadcast's loop over the peers never forks on the family
+/// in the verifier.
 #[inline(always)]
-fn set_tunnel(ctx: &mut TcContext, node: u32, ov: &OverlayNet) -> bool {
+fn set_tunnel(ctx: &mut TcContext, node: &Underlay, ov: &OverlayNet) -> bool {
     // SAFETY: an all-zero bpf_tunnel_key is valid (plain integers and unions of them).
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
     key.tunnel_id = ov.vni;
-    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(node);
-    key.__bindgen_anon_3.local_ipv4 = u32::from_be(ov.local);
     key.tunnel_ttl = TUNNEL_TTL;
+    key.__bindgen_anon_1.remote_ipv6 = node.words;
+    key.__bindgen_anon_3.local_ipv6 = ov.local.words;
     // SAFETY: the key lives on the stack for the call; its size is the kernel's struct's.
     let ret = unsafe {
         bpf_skb_set_tunnel_key(
             ctx.skb.skb,
             &mut key,
             core::mem::size_of::<bpf_tunnel_key>() as u32,
-            0,
+            u64::from(node.v6) * BPF_F_TUNINFO_IPV6 as u64,
         )
     };
     ret == 0
+}
+
+/// The tunnel key a decapsulated packet came with: its VNI and the underlay address that
+/// sent it (None: the packet had no key).
+#[inline(always)]
+fn tunnel_key(ctx: &TcContext) -> Option<(u32, Underlay)> {
+    // SAFETY: an all-zero bpf_tunnel_key is valid.
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    let size = core::mem::size_of::<bpf_tunnel_key>() as u32;
+    let mut v6 = 0;
+    // SAFETY: the key lives on the stack for the call; its size is the kernel's struct's.
+    let mut ret = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size, 0) };
+    if ret == -(EPROTO as i64) {
+        // An IPv6 underlay's key is read only when asked for as IPv6.
+        v6 = 1;
+        // SAFETY: as above.
+        ret = unsafe {
+            bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, size, BPF_F_TUNINFO_IPV6 as u64)
+        };
+    }
+    // SAFETY: an IPv4 key fills the union's first word and zeroes the others; an IPv6 key
+    // fills the four.
+    let words = unsafe { key.__bindgen_anon_1.remote_ipv6 };
+    (ret == 0).then_some((key.tunnel_id, Underlay { words, v6 }))
 }
 
 /// Sends an endpoint's packet to `peer`, an endpoint on another node, through the VXLAN
@@ -73,7 +103,7 @@ pub fn encap(ctx: &mut TcContext, network: u32, peer: &RemoteEndpoint) -> i32 {
     let Some(ov) = OVERLAY_NETS.get_ptr(&network).map(|o| unsafe { *o }) else {
         return TC_ACT_SHOT as i32;
     };
-    if !set_tunnel(ctx, peer.node, &ov) {
+    if !set_tunnel(ctx, &peer.node, &ov) {
         return TC_ACT_SHOT as i32;
     }
     count(Counter::Encap);
@@ -99,7 +129,7 @@ pub fn flood(ctx: &mut TcContext, network: u32) {
         else {
             continue;
         };
-        if set_tunnel(ctx, node, &ov) && ctx.clone_redirect(ov.device, 0).is_ok() {
+        if set_tunnel(ctx, &node, &ov) && ctx.clone_redirect(ov.device, 0).is_ok() {
             count(Counter::Encap);
         }
     }
@@ -110,20 +140,10 @@ pub fn flood(ctx: &mut TcContext, network: u32) {
 pub fn device_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: an all-zero bpf_tunnel_key is valid.
-    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    // SAFETY: the key lives on the stack for the call; its size is the kernel's struct's.
-    let ret = unsafe {
-        bpf_skb_get_tunnel_key(
-            ctx.skb.skb,
-            &mut key,
-            core::mem::size_of::<bpf_tunnel_key>() as u32,
-            0,
-        )
-    };
+    let key = tunnel_key(ctx);
     match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ipv4(flow) => decap(ctx, &key, ret == 0, &flow, ifindex),
-        Parsed::Ipv6(flow) => decap(ctx, &key, ret == 0, &flow, ifindex),
+        Parsed::Ipv4(flow) => decap(ctx, key, &flow, ifindex),
+        Parsed::Ipv6(flow) => decap(ctx, key, &flow, ifindex),
         // Nothing else crosses: ARP and neighbour discovery are answered on each node.
         _ => {
             count(Counter::DropOverlay);
@@ -132,24 +152,21 @@ pub fn device_ingress(ctx: &mut TcContext) -> i32 {
     }
 }
 
-/// A decapsulated packet of either family, `keyed` when its tunnel key was read: the VNI one
-/// of this node's overlay networks, its source an endpoint of that network on the node that
-/// sent it; then delivered.
+/// A decapsulated packet of either family with the tunnel key it came with (its VNI and the
+/// underlay address that sent it): the VNI one of this node's overlay networks, its source an
+/// endpoint of that network on the node that sent it; then delivered.
 #[inline(always)]
 fn decap<A: Ip>(
     ctx: &mut TcContext,
-    key: &bpf_tunnel_key,
-    keyed: bool,
+    key: Option<(u32, Underlay)>,
     flow: &Flow<A>,
     ifindex: u32,
 ) -> i32 {
-    if !keyed {
+    let Some((vni, from)) = key else {
         return drop(flow, ifindex);
-    }
-    // SAFETY: the union's IPv4 member is what an IPv4 underlay fills.
-    let from = u32::from_be(unsafe { key.__bindgen_anon_1.remote_ipv4 });
+    };
     // SAFETY: map value pointers valid for this program run; copied out at once.
-    let Some(network) = OVERLAY_VNIS.get_ptr(&key.tunnel_id).map(|n| unsafe { *n }) else {
+    let Some(network) = OVERLAY_VNIS.get_ptr(&vni).map(|n| unsafe { *n }) else {
         return drop(flow, ifindex);
     };
     // The source must be an endpoint of this network on the node the packet came from.

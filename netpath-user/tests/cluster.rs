@@ -6,7 +6,7 @@
 mod common;
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpStream},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -30,11 +30,30 @@ fn agent_with(
     bpffs: &ScratchBpffs,
     extra: &[&str],
 ) -> AgentProcess {
+    agent_of(
+        ns,
+        name,
+        dir,
+        bpffs,
+        &format!("http://{ETCD_ADDR}:2379"),
+        extra,
+    )
+}
+
+/// The same with etcd at `etcd`.
+fn agent_of(
+    ns: &Netns,
+    name: &str,
+    dir: &ScratchDir,
+    bpffs: &ScratchBpffs,
+    etcd: &str,
+    extra: &[&str],
+) -> AgentProcess {
     let mut opts = AgentOptions::new(BIN, &ns.name, "ul0", &dir.join(&ns.name));
     opts.bpffs = bpffs.path().join(&ns.name);
     opts.extra = vec![
         "--etcd".into(),
-        format!("http://{ETCD_ADDR}:2379"),
+        etcd.to_string(),
         "--node-name".into(),
         name.into(),
     ];
@@ -356,21 +375,30 @@ struct TwoNodes {
     etcd: Etcd,
     dir: ScratchDir,
     bpffs: ScratchBpffs,
-    _ul: Underlay,
+    ul: Underlay,
 }
 
 impl TwoNodes {
     fn start() -> TwoNodes {
+        TwoNodes::on([
+            ETCD_ADDR.into(),
+            Ipv4Addr::new(10, 77, 0, 1).into(),
+            Ipv4Addr::new(10, 77, 0, 2).into(),
+        ])
+    }
+
+    /// etcd, n1 and n2 at these underlay addresses.
+    fn on([etcd_at, n1_at, n2_at]: [IpAddr; 3]) -> TwoNodes {
         let mut ul = Underlay::new();
-        let etcd_ns = ul.member("np-etcd", ETCD_ADDR);
-        let n1 = ul.member("np-n1", Ipv4Addr::new(10, 77, 0, 1));
-        let n2 = ul.member("np-n2", Ipv4Addr::new(10, 77, 0, 2));
+        let etcd_ns = ul.member("np-etcd", etcd_at);
+        let n1 = ul.member("np-n1", n1_at);
+        let n2 = ul.member("np-n2", n2_at);
         let dir = ScratchDir::new("cluster");
         let bpffs = ScratchBpffs::new().unwrap();
-        let etcd = Etcd::start(&etcd_ns, ETCD_ADDR, dir.join("etcd"));
-        let a1 = agent(&n1, "n1", &dir, &bpffs);
-        let a2 = agent(&n2, "n2", &dir, &bpffs);
-        let both = vec!["n1=10.77.0.1".to_string(), "n2=10.77.0.2".to_string()];
+        let etcd = Etcd::start(&etcd_ns, etcd_at, dir.join("etcd"));
+        let a1 = agent_of(&n1, "n1", &dir, &bpffs, &etcd.url(), &[]);
+        let a2 = agent_of(&n2, "n2", &dir, &bpffs, &etcd.url(), &[]);
+        let both = vec![format!("n1={n1_at}"), format!("n2={n2_at}")];
         wait_until("both nodes to see both", Duration::from_secs(20), || {
             nodes(&a1) == (both.clone(), false) && nodes(&a2) == (both.clone(), false)
         });
@@ -383,7 +411,7 @@ impl TwoNodes {
             etcd,
             dir,
             bpffs,
-            _ul: ul,
+            ul,
         }
     }
 
@@ -449,19 +477,7 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     assert!(udp.starts_with(&format!("{a_ip}:")), "{udp}");
     // A transfer of full-size segments (the MTU leaves room for the encapsulation).
     tcp_echo_server(&b, 81);
-    let echoed = a.run(|| {
-        use std::io::{Read as _, Write as _};
-        let mut c = TcpStream::connect((b_ip, 81)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let data = vec![7u8; 4 << 20];
-        let mut w = c.try_clone().unwrap();
-        let sender = std::thread::spawn(move || w.write_all(&data).unwrap());
-        let mut got = vec![0u8; 4 << 20];
-        c.read_exact(&mut got).unwrap();
-        sender.join().unwrap();
-        got.iter().all(|b| *b == 7)
-    });
-    assert!(echoed);
+    assert!(echoes_4mib(&a, b_ip, 81));
     // Names across nodes: the other node's endpoint by its name and NAME.NETWORK, from the
     // agent's server and the kernel's fast path alike (both answer on the gateway).
     let gw = Ipv4Addr::new(10, 210, 0, 1);
@@ -500,21 +516,7 @@ fn overlay_networks_carry_traffic_between_nodes_with_their_policy() {
     assert_eq!(counter(&t.a2, "drop_overlay"), 0);
 
     // A broadcast on the network reaches members on the other node.
-    let got = b.run(|| std::net::UdpSocket::bind(("0.0.0.0", 53_001)).unwrap());
-    got.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    a.run(|| {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_broadcast(true).unwrap();
-        s.send_to(b"all", ("10.190.0.255", 53_001)).unwrap();
-    });
-    let mut buf = [0u8; 8];
-    let (n, from) = got
-        .recv_from(&mut buf)
-        .expect("the broadcast on the other node");
-    assert_eq!(
-        (&buf[..n], from.ip()),
-        (&b"all"[..], std::net::IpAddr::V4(a_ip))
-    );
+    assert_eq!(broadcast_heard(&a, &b, "10.190.0.255"), Some(a_ip.into()));
 
     // Outbound from an overlay endpoint, and a port published on one.
     let (c_ns, _) = endpoint_on(&t.a2, "c", "ov1", &["-p", "8080:80"]);
@@ -938,6 +940,113 @@ fn eth0_addr6(ns: &Netns) -> std::net::Ipv6Addr {
         .nth(1)
         .unwrap_or_else(|| panic!("no IPv6 address on eth0: {out}"));
     cidr.split('/').next().unwrap().parse().unwrap()
+}
+
+/// Whether 4 MiB sent from `ns` to the echo server at `addr:port` come back whole (full-size
+/// segments: the MTU leaves room for the encapsulation).
+fn echoes_4mib(ns: &Netns, addr: impl Into<IpAddr>, port: u16) -> bool {
+    let to = std::net::SocketAddr::new(addr.into(), port);
+    ns.run(|| {
+        use std::io::{Read as _, Write as _};
+        let mut c = TcpStream::connect(to).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let data = vec![7u8; 4 << 20];
+        let mut w = c.try_clone().unwrap();
+        let sender = std::thread::spawn(move || w.write_all(&data).unwrap());
+        let mut got = vec![0u8; 4 << 20];
+        c.read_exact(&mut got).unwrap();
+        sender.join().unwrap();
+        got.iter().all(|b| *b == 7)
+    })
+}
+
+/// Who `to` heard a UDP broadcast from when `from` sent one to `broadcast` (None within two
+/// seconds).
+fn broadcast_heard(from: &Netns, to: &Netns, broadcast: &str) -> Option<IpAddr> {
+    let got = to.run(|| std::net::UdpSocket::bind(("0.0.0.0", 53_001)).unwrap());
+    got.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    from.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_broadcast(true).unwrap();
+        s.send_to(b"all", (broadcast, 53_001)).unwrap();
+    });
+    let mut buf = [0u8; 8];
+    let (n, who) = got.recv_from(&mut buf).ok()?;
+    (&buf[..n] == b"all").then_some(who.ip())
+}
+
+/// Nodes whose only underlay is IPv6: overlay networks carry IPv4 and IPv6 between endpoints
+/// on them (VXLAN over IPv6, the endpoints' MTU leaving room for its 70 bytes), broadcasts
+/// included, each side seeing the other's own address; a node whose underlay address is
+/// IPv4 is named as a problem, never sent to.
+#[test]
+fn overlay_networks_run_over_an_ipv6_underlay() {
+    let at = |last| IpAddr::from(Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, last));
+    let mut t = TwoNodes::on([at(0x100), at(1), at(2)]);
+    t.overlay(
+        "ovu",
+        "10.193.0.0/24",
+        &["--ipv6", "--subnet", "fd00:193::/64"],
+    );
+    let (a, a_ip) = endpoint_on(&t.a1, "a", "ovu", &[]);
+    let (b, b_ip) = endpoint_on(&t.a2, "b", "ovu", &[]);
+    assert_eq!((eth0_mtu(&a), eth0_mtu(&b)), (1430, 1430));
+
+    // IPv4 inside IPv6.
+    who_server(&b, 80);
+    wait_until(
+        "a to reach b over the IPv6 underlay",
+        Duration::from_secs(10),
+        || ask_tcp(&a, b_ip, 80).is_some(),
+    );
+    assert_eq!(
+        ask_tcp(&a, b_ip, 80).as_deref(),
+        Some(a_ip.to_string().as_str())
+    );
+    assert!(pings(&b, a_ip));
+    tcp_echo_server(&b, 81);
+    assert!(echoes_4mib(&a, b_ip, 81));
+    assert_eq!(broadcast_heard(&a, &b, "10.193.0.255"), Some(a_ip.into()));
+    // IPv6 inside IPv6.
+    let (a6, b6) = (eth0_addr6(&a), eth0_addr6(&b));
+    common::tcp_server6(&b, 82);
+    let r = tcp_request(&a, b6, 82, "hi").expect("a to reach b over IPv6");
+    assert!(r.starts_with(&format!("[{a6}]:")), "{r}");
+    assert!(counter(&t.a1, "overlay_encap") > 0);
+    assert!(counter(&t.a2, "overlay_decap") > 0);
+    assert_eq!(counter(&t.a2, "drop_overlay"), 0);
+    let peers = ok(
+        &t.a1,
+        &["network", "inspect", "ovu", "--format", "{{json .Peers}}"],
+    );
+    assert!(
+        peers.contains(r#"{"IP":"fd00:77::1","Name":"n1"}"#)
+            && peers.contains(r#"{"IP":"fd00:77::2","Name":"n2"}"#),
+        "{peers}"
+    );
+
+    // A third node whose uplink has an IPv4 address: its underlay is IPv4, which n1's VXLAN
+    // packets cannot reach (nor n3 know them as n1's).
+    let n3 = t.ul.member("np-n3", at(3));
+    n3.ip(&["addr", "add", "10.77.0.3/24", "dev", "ul0"]);
+    let a3 = agent_of(&n3, "n3", &t.dir, &t.bpffs, &t.etcd.url(), &[]);
+    // `status` says so (and fails: a problem is a problem).
+    let says = "node n3 has an underlay address of the other family (10.77.0.3) than this \
+                node's (fd00:77::1)";
+    wait_until(
+        "n1 to name n3 as a problem",
+        Duration::from_secs(20),
+        || {
+            let out = t.a1.cli(&["status"]).unwrap();
+            !out.status.success() && String::from_utf8_lossy(&out.stdout).contains(says)
+        },
+    );
+    assert_eq!(
+        ask_tcp(&a, b_ip, 80).as_deref(),
+        Some(a_ip.to_string().as_str()),
+        "n1 and n2 go on"
+    );
+    drop((a3, a, b));
 }
 
 /// An overlay network with IPv6 (over the IPv4 underlay): each endpoint's IPv6 address

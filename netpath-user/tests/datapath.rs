@@ -2,7 +2,7 @@
 //! out, checksums verified from scratch by `common::inet_checksum`.
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{
     load, run_tc, run_xdp, tcp, udp, Dp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP,
@@ -1082,27 +1082,33 @@ fn traffic_to_endpoints_on_other_nodes_is_encapsulated_within_its_network() {
     overlay_network(&mut dp, 2, "10.5.0.0/24", true, 4098);
     let content = OverlayContent {
         device: r.uplink_ifindex,
-        local: Ipv4Addr::new(10, 77, 0, 1),
+        local: Ipv4Addr::new(10, 77, 0, 1).into(),
         networks: [
             (
                 1,
                 OverlayNetEntry {
                     vni: 4097,
-                    peers: vec![NODE2.into()],
+                    peers: vec![Ipv4Addr::from(NODE2).into()],
                 },
             ),
             (
                 2,
                 OverlayNetEntry {
                     vni: 4098,
-                    peers: vec![NODE2.into()],
+                    peers: vec![Ipv4Addr::from(NODE2).into()],
                 },
             ),
         ]
         .into(),
         remotes: [
-            (Ipv4Addr::new(172, 17, 0, 50), (NODE2.into(), 1)),
-            (Ipv4Addr::new(10, 5, 0, 50), (NODE2.into(), 2)),
+            (
+                Ipv4Addr::new(172, 17, 0, 50),
+                (Ipv4Addr::from(NODE2).into(), 1),
+            ),
+            (
+                Ipv4Addr::new(10, 5, 0, 50),
+                (Ipv4Addr::from(NODE2).into(), 2),
+            ),
         ]
         .into(),
         remotes6: Default::default(),
@@ -1160,6 +1166,39 @@ fn traffic_to_endpoints_on_other_nodes_is_encapsulated_within_its_network() {
         r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
     assert_eq!(v, TC_ACT_SHOT);
     assert_eq!(counter(&dp, Counter::DropNoRoute), 1);
+}
+
+/// Nodes on an IPv6 underlay: the tunnel key takes the other node's IPv6 address (the helper
+/// refuses a key of the wrong form, and the packet would be dropped).
+#[test]
+fn traffic_to_a_node_on_an_ipv6_underlay_is_encapsulated() {
+    use netpath_user::datapath::{OverlayContent, OverlayNetEntry};
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    let ep_if = r.endpoint_ifindex;
+    overlay_network(&mut dp, 1, "172.17.0.0/16", true, 4097);
+    attach(&mut dp, ep_if, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
+    let node = |last| std::net::IpAddr::from(Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, last));
+    let content = OverlayContent {
+        device: r.uplink_ifindex,
+        local: node(1),
+        networks: [(
+            1,
+            OverlayNetEntry {
+                vni: 4097,
+                peers: vec![node(2)],
+            },
+        )]
+        .into(),
+        remotes: [(Ipv4Addr::new(172, 17, 0, 50), (node(2), 1))].into(),
+        remotes6: Default::default(),
+    };
+    dp.sync_overlay(&content).unwrap();
+    let pkt = from_ep([172, 17, 0, 50]);
+    let (v, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+    assert_eq!((v, out), (TC_ACT_REDIRECT, pkt));
+    assert_eq!(counter(&dp, Counter::Encap), 1);
 }
 
 #[test]

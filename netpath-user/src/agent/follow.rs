@@ -1,7 +1,10 @@
 //! What the cluster says, applied on this node ([`Agent::apply_cluster`]): overlay networks
 //! created on other nodes appear, removed ones go, and the overlay maps learn where the other
 //! nodes' endpoints are.
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use tracing::{info, warn};
 
@@ -39,7 +42,7 @@ fn request_of(rec: &OverlayNetwork) -> NetworkCreate {
 fn remote_endpoints<'a>(
     state: &'a crate::model::State,
     view: &'a ClusterView,
-) -> impl Iterator<Item = (&'a OverlayEndpoint, &'a Network, Ipv4Addr)> + 'a {
+) -> impl Iterator<Item = (&'a OverlayEndpoint, &'a Network, IpAddr)> + 'a {
     view.endpoints.values().filter_map(move |e| {
         let net = state.networks.get(&e.network).filter(|n| n.vni.is_some())?;
         let node = view.nodes.get(&e.node).filter(|_| e.node != view.node)?;
@@ -130,6 +133,21 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     )),
                 }
             }
+            if let Some(dev) = &self.host.overlay {
+                // The VXLAN packets of a node with an IPv4 underlay address cannot reach one
+                // with an IPv6 address, nor would the other node know them as this one's.
+                for n in view
+                    .nodes
+                    .values()
+                    .filter(|n| n.underlay.is_ipv6() != dev.underlay.is_ipv6())
+                {
+                    problems.push(format!(
+                        "node {} has an underlay address of the other family ({}) than this \
+                         node's ({}): overlay traffic does not go between them",
+                        n.name, n.underlay, dev.underlay
+                    ));
+                }
+            }
             // Names of the other nodes' endpoints (they resolve here too).
             self.state.remote = remote_members(&self.state, view);
             // The cluster's policies, and the others' labels: what they select them by.
@@ -167,10 +185,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             .collect();
         let mut c = OverlayContent {
             device: dev.ifindex,
-            local: view
-                .nodes
-                .get(&view.node)
-                .map_or(Ipv4Addr::UNSPECIFIED, |n| n.underlay),
+            local: dev.underlay,
             ..OverlayContent::default()
         };
         for net in self.state.networks.values() {
@@ -184,8 +199,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 );
             }
         }
-        let mut peers: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
-        for (e, net, node) in remote_endpoints(&self.state, view) {
+        let mut peers: BTreeSet<(u32, IpAddr)> = BTreeSet::new();
+        // Only the nodes of this node's family (see apply_cluster's problems).
+        let reachable = remote_endpoints(&self.state, view)
+            .filter(|(_, _, node)| node.is_ipv6() == dev.underlay.is_ipv6());
+        for (e, net, node) in reachable {
             peers.insert((net.net_id, node));
             if !local.contains(&e.ip) {
                 c.remotes.insert(e.ip, (node, net.net_id));

@@ -132,6 +132,9 @@ pub struct OverlayDevice {
     pub ifindex: u32,
     /// The MTU of overlay endpoints' interfaces: the underlay's less the encapsulation.
     pub mtu: u32,
+    /// This node's underlay address (IPv4 or IPv6): the outer source, and the family of
+    /// every tunnel.
+    pub underlay: std::net::IpAddr,
 }
 
 impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {

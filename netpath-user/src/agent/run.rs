@@ -1,6 +1,6 @@
 //! `netpath agent`: the start-up order (lock, host record, state, datapath, reconcile, serve,
 //! notify), serving, and shutdown.
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+use std::{net::IpAddr, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
 use anyhow::{bail, Context as _};
 use tokio::net::UnixListener;
@@ -77,7 +77,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     record.save(&cfg.state_dir)?;
     let overlay = match &cluster {
-        Some(_) => Some(overlay_device(&uplinks[0])?),
+        Some(c) => Some(overlay_device(&uplinks[0], c.underlay())?),
         None => None,
     };
     let hooks = HostHooks {
@@ -253,21 +253,27 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 }
 
 /// This node's VXLAN device, made if missing; overlay endpoints' MTU leaves room for the
-/// encapsulation on `uplink`.
-fn overlay_device(uplink: &str) -> anyhow::Result<super::OverlayDevice> {
+/// encapsulation on `uplink` over `underlay`'s family.
+fn overlay_device(uplink: &str, underlay: IpAddr) -> anyhow::Result<super::OverlayDevice> {
     let underlay_mtu = netlink::link_mtu(uplink)?.unwrap_or(1500);
-    let mtu = underlay_mtu.saturating_sub(netpath_common::VXLAN_OVERHEAD);
+    let overhead = match underlay {
+        IpAddr::V4(_) => netpath_common::VXLAN_OVERHEAD,
+        IpAddr::V6(_) => netpath_common::VXLAN6_OVERHEAD,
+    };
+    let mtu = underlay_mtu.saturating_sub(overhead);
     let ifindex = netlink::ensure_vxlan(VXLAN_LINK, netpath_common::VXLAN_PORT, mtu)
         .context("the VXLAN device of overlay networks")?;
     Ok(super::OverlayDevice {
         name: VXLAN_LINK.to_string(),
         ifindex,
         mtu,
+        underlay,
     })
 }
 
 /// How this node joins others through etcd (none without `--etcd`): its name (default the
-/// host name) and underlay address (the first uplink's IPv4 address), checked now.
+/// host name) and underlay address (the first uplink's IPv4 address, else its global IPv6
+/// one), checked now.
 fn cluster_config(
     cfg: &AgentConfig,
     uplinks: &[String],
@@ -276,9 +282,12 @@ fn cluster_config(
         return Ok(None);
     }
     let uplink = uplinks.first().context("no uplink")?;
-    let (_, underlay) = netlink::link_ipv4(uplink)?.with_context(|| {
-        format!("uplink {uplink}: no such interface, or no IPv4 address on it (other nodes reach this one through it)")
-    })?;
+    let underlay = match netlink::link_ipv4(uplink)? {
+        Some((_, v4)) => IpAddr::V4(v4),
+        None => IpAddr::V6(netlink::link_ipv6(uplink)?.map(|(_, v6)| v6).with_context(|| {
+            format!("uplink {uplink}: no such interface, or no IPv4 or global IPv6 address on it (other nodes reach this one through it)")
+        })?),
+    };
     let node_name = match &cfg.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname()

@@ -439,7 +439,7 @@ fn view(
             name.to_string(),
             NodeRecord {
                 name: name.into(),
-                underlay: Ipv4Addr::new(10, 77, 0, last),
+                underlay: Ipv4Addr::new(10, 77, 0, last).into(),
                 version: String::new(),
             },
         )
@@ -496,6 +496,48 @@ fn view(
     }
 }
 
+/// Nodes on an IPv6 underlay: the overlay maps hold their IPv6 addresses; a node whose
+/// underlay address is of the other family is a problem, never a destination.
+#[test]
+fn an_ipv6_underlay_is_carried_and_a_node_of_the_other_family_is_left_out() {
+    let faults = Faults::default();
+    let (mut a, _s) = scene(&faults);
+    a.host.overlay = Some(super::OverlayDevice {
+        name: "netpath-vxlan".into(),
+        ifindex: 99,
+        mtu: 1430,
+        underlay: std::net::Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 1).into(),
+    });
+    let mut v = view(
+        &[("ov", "10.210.0.0/24", 4097)],
+        &[("ov", "10.210.0.9", "n2"), ("ov", "10.210.0.8", "n3")],
+    );
+    let n6 = |last: u16| std::net::Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, last);
+    v.nodes.get_mut("n1").unwrap().underlay = n6(1).into();
+    v.nodes.get_mut("n2").unwrap().underlay = n6(2).into();
+    let mut n3 = v.nodes["n2"].clone();
+    n3.name = "n3".into();
+    n3.underlay = Ipv4Addr::new(10, 77, 0, 3).into();
+    v.nodes.insert("n3".into(), n3);
+    a.apply_cluster(&v);
+    let net_id = a.state.networks["ov"].net_id;
+    assert_eq!(a.dp.overlay.local, std::net::IpAddr::from(n6(1)));
+    assert_eq!(
+        a.dp.overlay.networks[&net_id].peers,
+        vec![std::net::IpAddr::from(n6(2))]
+    );
+    assert_eq!(
+        a.dp.overlay.remotes,
+        [(Ipv4Addr::new(10, 210, 0, 9), (n6(2).into(), net_id))].into()
+    );
+    assert_eq!(a.cluster_problems.len(), 1, "{:?}", a.cluster_problems);
+    assert!(
+        a.cluster_problems[0].contains("node n3 has an underlay address of the other family"),
+        "{:?}",
+        a.cluster_problems
+    );
+}
+
 #[test]
 fn what_the_cluster_says_is_applied_to_this_node() {
     let faults = Faults::default();
@@ -504,6 +546,7 @@ fn what_the_cluster_says_is_applied_to_this_node() {
         name: "netpath-vxlan".into(),
         ifindex: 99,
         mtu: 1450,
+        underlay: Ipv4Addr::new(10, 77, 0, 1).into(),
     });
     // A network of the cluster is made here with its id and VNI; the other node's endpoint
     // (and only a known node's) goes into the overlay maps.
@@ -522,18 +565,18 @@ fn what_the_cluster_says_is_applied_to_this_node() {
     );
     let want = crate::datapath::OverlayContent {
         device: 99,
-        local: Ipv4Addr::new(10, 77, 0, 1),
+        local: Ipv4Addr::new(10, 77, 0, 1).into(),
         networks: [(
             ov.net_id,
             crate::datapath::OverlayNetEntry {
                 vni: 4097,
-                peers: vec![Ipv4Addr::new(10, 77, 0, 2)],
+                peers: vec![Ipv4Addr::new(10, 77, 0, 2).into()],
             },
         )]
         .into(),
         remotes: [(
             Ipv4Addr::new(10, 210, 0, 9),
-            (Ipv4Addr::new(10, 77, 0, 2), ov.net_id),
+            (Ipv4Addr::new(10, 77, 0, 2).into(), ov.net_id),
         )]
         .into(),
         remotes6: Default::default(),

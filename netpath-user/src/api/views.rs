@@ -80,7 +80,7 @@ pub struct NetworkView {
 pub struct PeerView {
     pub name: String,
     #[serde(rename = "IP")]
-    pub ip: Ipv4Addr,
+    pub ip: std::net::IpAddr,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! How a node joins the others: etcd's URLs, the node's name and underlay address, TLS;
 //! checked before any connection.
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf};
 
 use etcd_client::{Certificate, Identity, TlsOptions};
 
@@ -15,8 +15,8 @@ pub struct ClusterConfig {
     pub node_name: String,
     /// Every key lives under this prefix.
     pub prefix: String,
-    /// The address other nodes reach this one at.
-    pub underlay: Ipv4Addr,
+    /// The address other nodes reach this one at (IPv4 or IPv6).
+    pub underlay: IpAddr,
     pub tls: TlsFiles,
 }
 

@@ -36,7 +36,12 @@ use config::tls_options;
 pub use config::{ClusterConfig, TlsFiles};
 pub use keys::Keys;
 pub use overlay::{OverlayEndpoint, OverlayError, OverlayNetwork};
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use parking_lot::{Mutex, RwLock};
@@ -61,7 +66,7 @@ pub enum ClusterError {
     #[error("--etcd-cert and --etcd-key go together")]
     HalfIdentity,
     #[error("node name {name} is registered by the node at {holder}: give this node another --node-name")]
-    NameTaken { name: String, holder: Ipv4Addr },
+    NameTaken { name: String, holder: IpAddr },
     #[error("etcd ended the lease of this node's registration")]
     LeaseLost,
     #[error("etcd ended the watch of the nodes")]
@@ -87,8 +92,8 @@ fn innermost(e: &etcd_client::Error) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub name: String,
-    /// Where the node's overlay traffic goes.
-    pub underlay: Ipv4Addr,
+    /// Where the node's overlay traffic goes (IPv4 or IPv6).
+    pub underlay: IpAddr,
     /// The agent's version and build.
     pub version: String,
 }
@@ -159,6 +164,11 @@ impl Cluster {
     /// This node's name.
     pub fn node_name(&self) -> &str {
         &self.cfg.node_name
+    }
+
+    /// The address other nodes reach this one at.
+    pub fn underlay(&self) -> IpAddr {
+        self.cfg.underlay
     }
 
     /// Tells when the view changed (the value means nothing).

@@ -77,7 +77,7 @@ impl Cluster {
                 let _ = client.lease_revoke(lease).await;
                 return Err(ClusterError::NameTaken {
                     name: me.name,
-                    holder: holder.map_or(Ipv4Addr::UNSPECIFIED, |h| h.underlay),
+                    holder: holder.map_or(Ipv4Addr::UNSPECIFIED.into(), |h| h.underlay),
                 });
             }
             Err(e) => {

@@ -350,7 +350,7 @@ pub struct Datapath {
     remotes6: HashMap<MapData, netpath_common::In6, netpath_common::RemoteEndpoint>,
     /// Other nodes' endpoints' IPv6 addresses → their IPv4 one (whose identity they carry).
     remote_addrs6: std::collections::HashMap<netpath_common::In6, u32>,
-    overlay_peers: HashMap<MapData, MemberKey, u32>,
+    overlay_peers: HashMap<MapData, MemberKey, netpath_common::Underlay>,
     /// IPv6's twins of the endpoint and network maps.
     v6: ipv6::Maps6,
     /// NAT46's flow tables.

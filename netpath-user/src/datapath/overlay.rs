@@ -3,10 +3,10 @@
 //! says (see `crate::cluster`), new entries before stale ones go.
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use netpath_common::{map_names, map_sizes, In6, MemberKey, OverlayNet, RemoteEndpoint};
+use netpath_common::{map_names, map_sizes, In6, MemberKey, OverlayNet, RemoteEndpoint, Underlay};
 
 use super::{be_addr, sync::sync_hash, Datapath, DatapathError};
 
@@ -15,7 +15,7 @@ use super::{be_addr, sync::sync_hash, Datapath, DatapathError};
 pub struct OverlayNetEntry {
     pub vni: u32,
     /// The other nodes with endpoints on it, by underlay address (broadcasts reach each).
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<IpAddr>,
 }
 
 /// What the overlay maps should hold.
@@ -23,21 +23,30 @@ pub struct OverlayNetEntry {
 pub struct OverlayContent {
     /// Ifindex of the VXLAN device.
     pub device: u32,
-    /// This node's underlay address (the outer source; unspecified: the route's).
-    pub local: Ipv4Addr,
+    /// This node's underlay address, IPv4 or IPv6: the outer source, and the family of every
+    /// tunnel (the agent gives only peers of this family).
+    pub local: IpAddr,
     /// By network id.
     pub networks: BTreeMap<u32, OverlayNetEntry>,
     /// Endpoints on other nodes: address → (the node's underlay address, network id).
-    pub remotes: BTreeMap<Ipv4Addr, (Ipv4Addr, u32)>,
+    pub remotes: BTreeMap<Ipv4Addr, (IpAddr, u32)>,
     /// Their IPv6 addresses (on a network with IPv6) → their IPv4 address.
     pub remotes6: BTreeMap<Ipv6Addr, Ipv4Addr>,
+}
+
+/// A node's underlay address as the tunnel key holds it.
+pub fn underlay(addr: IpAddr) -> Underlay {
+    match addr {
+        IpAddr::V4(a) => Underlay::v4(be_addr(a)),
+        IpAddr::V6(a) => Underlay::v6(be_addr(a)),
+    }
 }
 
 impl Default for OverlayContent {
     fn default() -> Self {
         OverlayContent {
             device: 0,
-            local: Ipv4Addr::UNSPECIFIED,
+            local: Ipv4Addr::UNSPECIFIED.into(),
             networks: BTreeMap::new(),
             remotes: BTreeMap::new(),
             remotes6: BTreeMap::new(),
@@ -54,7 +63,7 @@ impl OverlayContent {
         StdHashMap<u32, OverlayNet>,
         StdHashMap<u32, u32>,
         StdHashMap<u32, RemoteEndpoint>,
-        StdHashMap<MemberKey, u32>,
+        StdHashMap<MemberKey, Underlay>,
     ) {
         let mut nets = StdHashMap::new();
         let mut vnis = StdHashMap::new();
@@ -67,7 +76,7 @@ impl OverlayContent {
                     vni: n.vni,
                     device: self.device,
                     peers: slots as u32,
-                    local: be_addr(self.local),
+                    local: underlay(self.local),
                 },
             );
             vnis.insert(n.vni, *id);
@@ -77,7 +86,7 @@ impl OverlayContent {
                         network: *id,
                         slot: slot as u32,
                     },
-                    be_addr(*node),
+                    underlay(*node),
                 );
             }
         }
@@ -88,7 +97,7 @@ impl OverlayContent {
                 (
                     be_addr(*ip),
                     RemoteEndpoint {
-                        node: be_addr(*node),
+                        node: underlay(*node),
                         network: *network,
                     },
                 )
@@ -106,7 +115,7 @@ impl OverlayContent {
             .filter_map(|(ip6, ip)| {
                 let (node, network) = self.remotes.get(ip)?;
                 let r = RemoteEndpoint {
-                    node: be_addr(*node),
+                    node: underlay(*node),
                     network: *network,
                 };
                 Some((be_addr(*ip6), r))

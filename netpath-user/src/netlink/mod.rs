@@ -28,7 +28,8 @@ pub mod fake;
 pub mod netns;
 
 pub use addrs::{
-    add_gateway, default_route_interface, host_addrs, link_ipv4, remove_gateway, route_subnets,
+    add_gateway, default_route_interface, host_addrs, link_ipv4, link_ipv6, remove_gateway,
+    route_subnets,
 };
 pub(crate) use addrs::{default_route6_oif, default_route_oif};
 pub use endpoint::{create_endpoint, handover_name, set_gro, EndpointLink, EndpointLinkSpec};

@@ -2,7 +2,7 @@
 //! own, each node on a veth to it) and etcd (Debian's etcd-server, started with its own data
 //! directory, restartable, killed on drop).
 use std::{
-    net::{Ipv4Addr, SocketAddrV4, TcpStream},
+    net::{IpAddr, SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -24,14 +24,18 @@ impl Underlay {
         Underlay { hub, members: 0 }
     }
 
-    /// A namespace on the underlay with `addr`/24 on its `ul0`.
-    pub fn member(&mut self, prefix: &str, addr: Ipv4Addr) -> Netns {
+    /// A namespace on the underlay with `addr` on its `ul0`: an IPv4 address in a /24, an
+    /// IPv6 one in a /64 (usable at once: no duplicate address detection on a test wire).
+    pub fn member(&mut self, prefix: &str, addr: impl Into<IpAddr>) -> Netns {
         let ns = Netns::new(prefix);
         self.members += 1;
         let port = format!("p{}", self.members);
         veth(&ns, "ul0", &self.hub, &port);
         self.hub.ip(&["link", "set", &port, "master", "br0"]);
-        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
+        match addr.into() {
+            IpAddr::V4(a) => ns.ip(&["addr", "add", &format!("{a}/24"), "dev", "ul0"]),
+            IpAddr::V6(a) => ns.ip(&["addr", "add", &format!("{a}/64"), "dev", "ul0", "nodad"]),
+        };
         ns
     }
 }
@@ -46,17 +50,17 @@ impl Default for Underlay {
 pub struct Etcd {
     child: Option<Child>,
     ns: String,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     dir: PathBuf,
 }
 
 impl Etcd {
     /// Starts etcd in `ns` on `addr` (an address of `ns`) and waits until it answers.
-    pub fn start(ns: &Netns, addr: Ipv4Addr, dir: PathBuf) -> Etcd {
+    pub fn start(ns: &Netns, addr: impl Into<IpAddr>, dir: PathBuf) -> Etcd {
         let mut e = Etcd {
             child: None,
             ns: ns.name.clone(),
-            addr,
+            addr: addr.into(),
             dir,
         };
         e.run(ns);
@@ -65,13 +69,13 @@ impl Etcd {
 
     /// Its client URL.
     pub fn url(&self) -> String {
-        format!("http://{}:2379", self.addr)
+        format!("http://{}", SocketAddr::new(self.addr, 2379))
     }
 
     /// Starts it again (after [`Etcd::stop`]) with the same data.
     pub fn run(&mut self, ns: &Netns) {
         std::fs::create_dir_all(&self.dir).expect("etcd's directory");
-        let peer = format!("http://{}:2380", self.addr);
+        let peer = format!("http://{}", SocketAddr::new(self.addr, 2380));
         let log = std::fs::File::create(self.dir.join("etcd.log")).expect("etcd's log");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns, "etcd", "--name", "t"])
@@ -91,11 +95,8 @@ impl Etcd {
         let addr = self.addr;
         wait_until("etcd to answer", Duration::from_secs(20), || {
             ns.run(|| {
-                TcpStream::connect_timeout(
-                    &SocketAddrV4::new(addr, 2379).into(),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
+                TcpStream::connect_timeout(&SocketAddr::new(addr, 2379), Duration::from_millis(200))
+                    .is_ok()
             })
         });
     }
