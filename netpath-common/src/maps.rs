@@ -155,8 +155,10 @@ pub mod tail {
     pub const NAT46: u32 = 4;
     /// Its replies, translated to IPv6 (`netpath_endpoint_nat46_tc`).
     pub const NAT46_REPLY: u32 = 5;
+    /// The DNS fast path of IPv6 queries (`netpath_endpoint_dns6_tc`).
+    pub const DNS6: u32 = 6;
     /// Slots in all.
-    pub const SLOTS: u32 = 6;
+    pub const SLOTS: u32 = 7;
 }
 
 /// Default sizes of the maps; the agent may override them at load time.

@@ -120,6 +120,24 @@ pub fn host_veth_hairpin6(ctx: &mut TcContext) -> i32 {
     }
 }
 
+/// An IPv6 DNS query from the endpoint to its network's gateway, handed on by
+/// `netpath_endpoint6_tc` (which checked its source): answered by the fast path, or passed
+/// to the agent's server on the host, as the query would have been.
+#[inline(always)]
+pub fn host_veth_dns6(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match (parse(ctx.data(), ctx.data_end()), In6::endpoint(ifindex)) {
+        (Parsed::Ipv6(flow), Some(ep)) => {
+            dns::answer(ctx, &ep, &flow, ifindex).unwrap_or_else(|| {
+                count(Counter::Pass);
+                TC_ACT_OK as i32
+            })
+        }
+        _ => TC_ACT_SHOT as i32,
+    }
+}
+
 /// Whether the frame comes from `mac` (its Ethernet source).
 #[inline(always)]
 fn from_mac(ctx: &TcContext, mac: &[u8; 6]) -> bool {
@@ -142,6 +160,11 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
     }
     match ep {
         Some(ep) if flow.src_addr == ep.addr => {
+            if dns::asks_gateway(&ep, flow) {
+                // SAFETY: the slot holds this load's program; the call does not return.
+                unsafe { TAIL_CALLS.tail_call(ctx, tail::DNS6) };
+                return drop(Counter::DropNoRoute, flow, ifindex);
+            }
             if let Some((target, _)) = hairpin_target(&ep, flow, ifindex) {
                 // A port whose endpoint has IPv4 alone: NAT46's program, as for a client
                 // from outside.

@@ -142,6 +142,14 @@ pub fn netpath_endpoint_hairpin6_tc(mut ctx: TcContext) -> i32 {
     endpoint::host_veth_hairpin6(&mut ctx)
 }
 
+/// Endpoint host-side veth, TC ingress, an IPv6 DNS query to the network's gateway: the
+/// kernel's fast path, handed on by `netpath_endpoint6_tc` (a tail call).
+#[classifier]
+pub fn netpath_endpoint_dns6_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    endpoint::host_veth_dns6(&mut ctx)
+}
+
 /// The VXLAN device, TC ingress: traffic from endpoints on other nodes.
 #[classifier]
 pub fn netpath_overlay_tc(mut ctx: TcContext) -> i32 {

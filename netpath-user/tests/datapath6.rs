@@ -778,3 +778,123 @@ fn network_policy_holds_for_nat46_clients_and_ends_their_flows() {
     assert_eq!(verdict, XDP_DROP, "no rule lets the world in");
     assert_eq!(counter(&dp, Counter::DropPolicy), 1, "counted once");
 }
+
+/// Network 1's state with the endpoint ("client") and its peer ("peer", alias "svc"), dual
+/// stack: what the agent's server answers from, and the fast path's names as the agent
+/// writes them.
+fn dns_state(dp: &mut Datapath, net: Network) -> netpath_user::model::State {
+    use netpath_user::model::{Attachment, Endpoint, State};
+    let mut state = State::default();
+    for (name, ip, ip6, aliases) in [
+        ("client", EP4, EP, vec![]),
+        ("peer", PEER4, PEER, vec!["svc".to_string()]),
+    ] {
+        state.endpoints.insert(
+            name.into(),
+            Endpoint {
+                name: name.into(),
+                id: format!("{name:0>64}"),
+                netns: format!("/x/{name}").into(),
+                attachments: vec![Attachment {
+                    network: net.name.clone(),
+                    ip: ip.into(),
+                    ip6: Some(v6(ip6)),
+                    mac: EP_MAC,
+                    ifname: "eth0".into(),
+                    host_ifname: format!("np{name}"),
+                    aliases,
+                }],
+                ports: Vec::new(),
+                labels: Default::default(),
+                netns_id: None,
+                dns: Default::default(),
+                engine: None,
+                namespace: "default".into(),
+                named_ports: Vec::new(),
+            },
+        );
+    }
+    state.networks.insert(net.name.clone(), net);
+    let index = netpath_user::dns::names::Index::new(&state);
+    dp.set_dns_names(&netpath_user::dns::names::kernel_names(&state, &index))
+        .unwrap();
+    state
+}
+
+/// An IPv6 DNS query to the network's IPv6 gateway is answered in the kernel (its own tail
+/// program) with the bytes the agent's server writes and UDP's checksum right (mandatory over
+/// IPv6), A and AAAA, for names of even and odd length (the answers at an even or an odd
+/// offset of the checksum); what the fast path does not know goes on untouched.
+#[test]
+fn the_kernel_answers_ipv6_queries_to_the_gateway_as_the_server_does() {
+    use hickory_proto::rr::RecordType;
+    use netpath_user::{
+        dns::{answer, names::Index},
+        testing::dns::query_bytes,
+    };
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    let net = network(&mut dp, 1, "172.17.0.0/16", Some("fd00:1::/64"), false);
+    attach_endpoint(&mut dp, &r);
+    let state = dns_state(&mut dp, net);
+    let index = Index::new(&state);
+    let query = |id, name: &str, qtype, dst: &str| {
+        let q = query_bytes(id, name, qtype);
+        let mut f = Frame6::new(EP, dst, UDP);
+        f.src_mac = EP_MAC;
+        f.dst_mac = GW_MAC;
+        (q.clone(), f.build(&common::udp_with(40000, 53, &q)))
+    };
+    let asks = [
+        ("peer", RecordType::AAAA),
+        ("Peer", RecordType::A),
+        ("svc", RecordType::AAAA),
+        ("svc", RecordType::A),
+    ];
+    for (id, (name, qtype)) in asks.into_iter().enumerate() {
+        let (q, pkt) = query(id as u16, name, qtype, GW);
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, r.endpoint_ifindex));
+        assert_eq!(
+            verdict, TC_ACT_REDIRECT,
+            "{name} {qtype}: back into the endpoint"
+        );
+        assert_eq!(
+            addrs_ports(&out),
+            (v6(GW), v6(EP), 53, 40000),
+            "{name} {qtype}"
+        );
+        assert_eq!((&out[6..12], &out[0..6]), (&GW_MAC[..], &EP_MAC[..]));
+        assert!(checksum_ok6(&out), "{name} {qtype}: UDP checksum");
+        let server = answer::decide(
+            &q,
+            answer::Asked {
+                names: &index,
+                from: v6(EP).into(),
+                network: "n1",
+                rotate: 0,
+                udp: true,
+            },
+        );
+        assert_eq!(server.outcome, answer::Outcome::Local, "{name} {qtype}");
+        assert_eq!(
+            &out[62..],
+            &server.reply.unwrap()[..],
+            "{name} {qtype}: the same bytes as the server's"
+        );
+    }
+    assert_eq!(counter(&dp, Counter::DnsKernel), 4);
+    for (what, (_, pkt)) in [
+        ("unknown name", query(9, "nobody", RecordType::AAAA, GW)),
+        ("another server", query(10, "peer", RecordType::AAAA, PEER)),
+    ] {
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, r.endpoint_ifindex));
+        assert_ne!(
+            verdict, TC_ACT_REDIRECT,
+            "{what}: not answered in the kernel"
+        );
+        assert_eq!(out, pkt, "{what}: untouched");
+    }
+    assert_eq!(counter(&dp, Counter::DnsKernel), 4);
+}

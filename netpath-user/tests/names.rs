@@ -153,6 +153,8 @@ fn names_and_aliases_on_shared_networks_only() {
     assert!(stat(&t, "dns_kernel") > 0 && stat(&t, "dns_local") > 0);
 }
 
+/// The kernel's fast path and the agent's server give the same bytes, A and AAAA, asked at
+/// either gateway (IPv4's or IPv6's); what the kernel does not know, the server answers.
 #[test]
 fn the_kernel_and_the_server_give_the_same_bytes() {
     let fast = Topo::new();
@@ -165,20 +167,42 @@ fn the_kernel_and_the_server_give_the_same_bytes() {
         let asker = t.endpoint("asker", &["--network", "front"]);
         // Kept until asked about: an endpoint whose namespace is gone is removed (repair).
         let peer = t.endpoint("peer", &["--network", "front", "--alias", "Svc"]);
-        let mut both = Vec::new();
-        for qtype in [RecordType::A, RecordType::AAAA] {
-            let q = query_bytes(0x4242, "Peer", qtype);
-            both.push(ask_udp(&asker, gateway(t, "front"), &q).unwrap());
+        // Over IPv4 and over IPv6, to the gateway of each family.
+        let mut all = Vec::new();
+        let gw6: std::net::IpAddr = "fd00:62:1::1".parse().unwrap();
+        for server in [gateway(t, "front").into(), gw6] {
+            for qtype in [RecordType::A, RecordType::AAAA] {
+                let q = query_bytes(0x4242, "Peer", qtype);
+                all.push(ask_udp(&asker, server, &q).unwrap());
+            }
         }
-        answers.push(both);
+        // A name the kernel does not know, to the IPv6 gateway: the server's.
+        let q = query_bytes(0x4343, "nobody", RecordType::AAAA);
+        let nx = Message::from_vec(&ask_udp(&asker, gw6, &q).unwrap()).unwrap();
+        assert_eq!(rcode(&nx), ResponseCode::NXDomain);
+        answers.push(all);
         drop(peer);
     }
-    assert_eq!(answers[0], answers[1], "A, then AAAA");
+    assert_eq!(answers[0], answers[1], "A, then AAAA, over IPv4 then IPv6");
+    assert_eq!(
+        answers[0][..2],
+        answers[0][2..],
+        "the same over either family"
+    );
     let aaaa = Message::from_vec(&answers[0][1]).unwrap();
     assert_eq!(aaaa.answers.len(), 1, "{aaaa:?}");
-    assert_eq!(stat(&fast, "dns_kernel"), 2, "A and AAAA in the kernel");
+    assert_eq!(
+        stat(&fast, "dns_kernel"),
+        4,
+        "A and AAAA in the kernel, twice"
+    );
     assert_eq!(stat(&slow, "dns_kernel"), 0);
-    assert_eq!(stat(&slow, "dns_local"), 2);
+    assert_eq!(stat(&slow, "dns_local"), 4);
+    assert_eq!(
+        stat(&fast, "dns_nxdomain"),
+        1,
+        "the unknown name, by the server"
+    );
 }
 
 #[test]

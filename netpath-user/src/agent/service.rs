@@ -217,19 +217,22 @@ where
         if let Some(dns) = &self.dns {
             let listening = dns.addresses();
             for net in self.state().networks.values() {
-                let up = listening.contains(&(net.name.clone(), net.v4.gateway));
-                let address = format!("{}:{}", net.v4.gateway, crate::dns::server::PORT);
-                if !up {
-                    h.problems.push(format!(
-                        "the DNS server of network {} is not listening on {address}",
-                        net.name
-                    ));
+                let v6 = net.v6.map(|p| std::net::IpAddr::V6(p.gateway));
+                for gw in [Some(net.v4.gateway.into()), v6].into_iter().flatten() {
+                    let up = listening.contains(&(net.name.clone(), gw));
+                    let address = std::net::SocketAddr::new(gw, crate::dns::server::PORT);
+                    if !up {
+                        h.problems.push(format!(
+                            "the DNS server of network {} is not listening on {address}",
+                            net.name
+                        ));
+                    }
+                    h.dns.push(crate::api::health::DnsView {
+                        network: net.name.clone(),
+                        address: address.to_string(),
+                        listening: up,
+                    });
                 }
-                h.dns.push(crate::api::health::DnsView {
-                    network: net.name.clone(),
-                    address,
-                    listening: up,
-                });
             }
             h.healthy = h.problems.is_empty();
         }

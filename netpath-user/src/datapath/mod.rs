@@ -143,15 +143,19 @@ pub mod programs {
     pub const UPLINK_NAT46_TC: &str = "netpath_uplink_nat46_tc";
     pub const UPLINK_NAT46_XDP: &str = "netpath_uplink_nat46_xdp";
     pub const ENDPOINT_NAT46_TC: &str = "netpath_endpoint_nat46_tc";
+    /// The DNS fast path of IPv6 queries, reached by a tail call from `ENDPOINT6_TC`, attached
+    /// nowhere.
+    pub const ENDPOINT_DNS6_TC: &str = "netpath_endpoint_dns6_tc";
     /// The TC programs reached by tail calls (`TAIL_CALLS`), by their `netpath_common::tail`
     /// slot.
-    pub const TAILS: [(u32, &str); 6] = [
+    pub const TAILS: [(u32, &str); 7] = [
         (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
         (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
         (netpath_common::tail::UPLINK6, UPLINK6_TC),
         (netpath_common::tail::HAIRPIN6, ENDPOINT_HAIRPIN6_TC),
         (netpath_common::tail::NAT46, UPLINK_NAT46_TC),
         (netpath_common::tail::NAT46_REPLY, ENDPOINT_NAT46_TC),
+        (netpath_common::tail::DNS6, ENDPOINT_DNS6_TC),
     ];
     /// The XDP programs reached by tail calls (`TAIL_CALLS_XDP`).
     pub const TAILS_XDP: [(u32, &str); 2] = [
@@ -178,7 +182,7 @@ pub mod programs {
         SOCK_BIND[1],
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         UPLINK_XDP,
         UPLINK_TC,
         UPLINK6_XDP,
@@ -190,6 +194,7 @@ pub mod programs {
         ENDPOINT6_TC,
         ENDPOINT_SNAT6_TC,
         ENDPOINT_HAIRPIN6_TC,
+        ENDPOINT_DNS6_TC,
         OVERLAY_TC,
         XDP_PASS,
         SOCK[0],

@@ -6,7 +6,7 @@
 //! question as asked (case included), and gives each address with [`names::TTL`]; names
 //! sharing an alias rotate their addresses query by query. The kernel fast path writes the
 //! very same bytes for plain A queries (`netpath-ebpf/src/dns.rs`).
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, ResponseCode},
@@ -56,7 +56,7 @@ pub struct Asked<'a> {
     /// The names of the state in force.
     pub names: &'a names::Index,
     /// The asker's address.
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     /// The network whose gateway was asked.
     pub network: &'a str,
     /// Where a name's addresses start (a counter the server advances per query).

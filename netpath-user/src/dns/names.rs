@@ -112,8 +112,9 @@ pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Addrs> {
 pub struct Index {
     /// Network → its names.
     names: HashMap<String, BTreeMap<String, Addrs>>,
-    /// Endpoint address → the endpoint's networks (name, internal), its first first.
-    askers: HashMap<Ipv4Addr, Vec<(String, bool)>>,
+    /// Endpoint address (of either family) → the endpoint's networks (name, internal), its
+    /// first first.
+    askers: HashMap<IpAddr, Vec<(String, bool)>>,
     /// Address (of either family) → (endpoint, network) on each network.
     pointers: HashMap<IpAddr, Vec<(String, String)>>,
     /// Every network's subnets.
@@ -137,8 +138,8 @@ impl Index {
                 .map(|n| (n.name.clone(), n.internal))
                 .collect();
             for a in &ep.attachments {
-                ix.askers.insert(a.ip, nets.clone());
                 for ip in std::iter::once(IpAddr::V4(a.ip)).chain(a.ip6.map(IpAddr::V6)) {
+                    ix.askers.insert(ip, nets.clone());
                     ix.pointers
                         .entry(ip)
                         .or_default()
@@ -174,7 +175,7 @@ impl Index {
     /// only on networks it is not on does not exist for it; anything else is forwarded when
     /// one of its networks reaches out (an endpoint only on internal networks gets no answers
     /// from outside).
-    pub fn resolve(&self, asker: Ipv4Addr, arrived: &str, name: &str, ptr: bool) -> Resolved {
+    pub fn resolve(&self, asker: IpAddr, arrived: &str, name: &str, ptr: bool) -> Resolved {
         let Some(nets) = self.askers.get(&asker) else {
             return Resolved::Refused;
         };

@@ -1,12 +1,12 @@
-//! The DNS server: UDP and TCP on port 53 of every network's gateway (as aardvark-dns
-//! listens), following the networks as they come and go. Each query is decided by
+//! The DNS server: UDP and TCP on port 53 of every network's gateway, of each family (as
+//! aardvark-dns listens), following the networks as they come and go. Each query is decided by
 //! [`super::answer`] against the names of the state in force (an index rebuilt when the state
 //! changes, so a created, removed, connected or disconnected endpoint counts at once);
 //! forwarded ones run on their own task. One endpoint's flood cannot starve the others: each
 //! asker is rate limited, and forwarded queries in flight are capped.
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     num::NonZeroU32,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -93,9 +93,8 @@ dns_counters! {
     rate_limited, "dns_rate_limited";
 }
 
-/// A network's listeners.
+/// A network's listeners on one of its gateways.
 struct Listening {
-    addr: Ipv4Addr,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -118,7 +117,8 @@ pub struct DnsServer {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     forwards: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
-    listening: Mutex<HashMap<String, Listening>>,
+    /// By network and gateway.
+    listening: Mutex<HashMap<(String, IpAddr), Listening>>,
 }
 
 impl DnsServer {
@@ -158,38 +158,43 @@ impl DnsServer {
     }
 
     /// Where each network's server listens (their gateways).
-    pub fn addresses(&self) -> Vec<(String, Ipv4Addr)> {
-        let l = self.listening.lock();
-        let mut v: Vec<_> = l.iter().map(|(n, x)| (n.clone(), x.addr)).collect();
+    pub fn addresses(&self) -> Vec<(String, IpAddr)> {
+        let mut v: Vec<_> = self.listening.lock().keys().cloned().collect();
         v.sort();
         v
     }
 
-    /// Listens on every network's gateway, and on nothing else (from within the runtime).
+    /// Listens on every network's gateways (IPv4's and IPv6's), and on nothing else (from
+    /// within the runtime).
     pub fn sync_listeners(self: &Arc<Self>, state: &State) {
-        let want: HashMap<&str, Ipv4Addr> = state
+        let want: std::collections::HashSet<(String, IpAddr)> = state
             .networks
             .values()
-            .map(|n| (n.name.as_str(), n.v4.gateway))
+            .flat_map(|n| {
+                let v6 = n.v6.map(|p| IpAddr::V6(p.gateway));
+                [Some(IpAddr::V4(n.v4.gateway)), v6]
+                    .into_iter()
+                    .flatten()
+                    .map(|gw| (n.name.clone(), gw))
+            })
             .collect();
-        self.listening
-            .lock()
-            .retain(|net, l| want.get(net.as_str()) == Some(&l.addr));
+        self.listening.lock().retain(|at, _| want.contains(at));
         for (net, addr) in want {
-            if self.listening.lock().contains_key(net) {
+            let at = (net, addr);
+            if self.listening.lock().contains_key(&at) {
                 continue;
             }
-            match self.listen(net, addr) {
+            match self.listen(&at.0, addr) {
                 Ok(l) => {
-                    debug!(network = net, %addr, "DNS listening");
-                    self.listening.lock().insert(net.to_string(), l);
+                    debug!(network = at.0, %addr, "DNS listening");
+                    self.listening.lock().insert(at, l);
                 }
-                Err(e) => warn!(network = net, %addr, "DNS cannot listen: {e}"),
+                Err(e) => warn!(network = at.0, %addr, "DNS cannot listen: {e}"),
             }
         }
     }
 
-    fn listen(self: &Arc<Self>, net: &str, addr: Ipv4Addr) -> std::io::Result<Listening> {
+    fn listen(self: &Arc<Self>, net: &str, addr: IpAddr) -> std::io::Result<Listening> {
         let at = SocketAddr::from((addr, PORT));
         let udp = std::net::UdpSocket::bind(at)?;
         udp.set_nonblocking(true)?;
@@ -201,7 +206,7 @@ impl DnsServer {
             tokio::spawn(self.clone().serve_udp(net.to_string(), udp)),
             tokio::spawn(self.clone().serve_tcp(net.to_string(), tcp)),
         ];
-        Ok(Listening { addr, tasks })
+        Ok(Listening { tasks })
     }
 
     /// Whether `from` may ask now.
@@ -217,7 +222,7 @@ impl DnsServer {
     }
 
     /// Decides `query` from `from`, asked on `net`, and counts it.
-    pub fn decide(&self, query: &[u8], from: Ipv4Addr, net: &str, udp: bool) -> Decision {
+    pub fn decide(&self, query: &[u8], from: IpAddr, net: &str, udp: bool) -> Decision {
         let index = self.index();
         let d = answer::decide(
             query,
@@ -246,7 +251,7 @@ impl DnsServer {
     /// The upstream's answer to `query`, or SERVFAIL; over UDP, one too big for the client
     /// is truncated (it asks again over TCP).
     async fn forwarded(&self, query: &[u8], udp: bool) -> Option<Vec<u8>> {
-        let own: Vec<Ipv4Addr> = self.addresses().into_iter().map(|(_, a)| a).collect();
+        let own: Vec<IpAddr> = self.addresses().into_iter().map(|(_, a)| a).collect();
         let servers = self.resolv.servers(&own);
         match upstream::forward(&servers, query, !udp).await {
             Ok(a) => {
@@ -278,14 +283,11 @@ impl DnsServer {
                     continue;
                 }
             };
-            let SocketAddr::V4(from4) = from else {
-                continue;
-            };
             if !self.admit(from.ip()) {
                 continue;
             }
             let query = &buf[..n];
-            let d = self.decide(query, *from4.ip(), &net, true);
+            let d = self.decide(query, from.ip(), &net, true);
             if let Some(reply) = d.reply {
                 // A reply that cannot be sent is a lost datagram: the asker asks again.
                 let _ = sock.send_to(&reply, from).await;
@@ -336,9 +338,6 @@ impl DnsServer {
         mut conn: TcpStream,
         from: SocketAddr,
     ) -> std::io::Result<()> {
-        let SocketAddr::V4(from4) = from else {
-            return Ok(());
-        };
         loop {
             let Ok(len) = tokio::time::timeout(TCP_IDLE, conn.read_u16()).await else {
                 return Ok(());
@@ -350,7 +349,7 @@ impl DnsServer {
             if !self.admit(from.ip()) {
                 return Ok(());
             }
-            let d = self.decide(&query, *from4.ip(), net, false);
+            let d = self.decide(&query, from.ip(), net, false);
             let reply = match (d.reply, d.outcome) {
                 (Some(r), _) => r,
                 (None, Outcome::Forward) => match self.forwarded(&query, false).await {

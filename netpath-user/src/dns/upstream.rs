@@ -71,7 +71,7 @@ impl HostResolv {
     }
 
     /// Where forwarded queries go, minus `own` (the agent's own listeners: no loops).
-    pub fn servers(&self, own: &[Ipv4Addr]) -> Vec<SocketAddr> {
+    pub fn servers(&self, own: &[IpAddr]) -> Vec<SocketAddr> {
         let ips: Vec<IpAddr> = if self.fixed.is_empty() {
             self.conf()
                 .nameservers
@@ -82,7 +82,7 @@ impl HostResolv {
             self.fixed.clone()
         };
         ips.into_iter()
-            .filter(|ip| !matches!(ip, IpAddr::V4(v4) if own.contains(v4)))
+            .filter(|ip| !own.contains(ip))
             .map(|ip| SocketAddr::new(ip, 53))
             .collect()
     }
@@ -252,7 +252,10 @@ mod tests {
         assert!(parsed.rotate && parsed.ndots == 1 && parsed.timeout == 5);
         // Upstreams are the file's, minus the agent's own addresses.
         let (h, _dir) = host("nameserver 10.1.0.1\nnameserver 192.0.2.53\n");
-        assert_eq!(h.servers(&[gw]), vec!["192.0.2.53:53".parse().unwrap()]);
+        assert_eq!(
+            h.servers(&[gw.into()]),
+            vec!["192.0.2.53:53".parse().unwrap()]
+        );
     }
 
     #[test]

@@ -34,8 +34,13 @@ pub fn query_bytes(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
 }
 
 /// Sends `query` from `ns` to `server`:53 over UDP; the answer's bytes.
-pub fn ask_udp(ns: &Netns, server: Ipv4Addr, query: &[u8]) -> std::io::Result<Vec<u8>> {
-    let sock = ns.run(|| UdpSocket::bind("0.0.0.0:0"))?;
+pub fn ask_udp(ns: &Netns, server: impl Into<IpAddr>, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let server = server.into();
+    let any: SocketAddr = match server {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = ns.run(|| UdpSocket::bind(any))?;
     sock.connect((server, 53))?;
     sock.set_read_timeout(Some(Duration::from_millis(700)))?;
     let mut buf = vec![0u8; 65535];
@@ -52,8 +57,8 @@ pub fn ask_udp(ns: &Netns, server: Ipv4Addr, query: &[u8]) -> std::io::Result<Ve
 }
 
 /// Sends `query` from `ns` to `server`:53 over TCP; the answer's bytes.
-pub fn ask_tcp(ns: &Netns, server: Ipv4Addr, query: &[u8]) -> std::io::Result<Vec<u8>> {
-    let addr = SocketAddr::from((server, 53));
+pub fn ask_tcp(ns: &Netns, server: impl Into<IpAddr>, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let addr = SocketAddr::new(server.into(), 53);
     let mut s = ns.run(|| TcpStream::connect_timeout(&addr, ANSWER_TIMEOUT))?;
     s.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let mut msg = (query.len() as u16).to_be_bytes().to_vec();
@@ -67,7 +72,8 @@ pub fn ask_tcp(ns: &Netns, server: Ipv4Addr, query: &[u8]) -> std::io::Result<Ve
 }
 
 /// Asks `server` from `ns` for `name`/`qtype` over UDP: the answer.
-pub fn ask(ns: &Netns, server: Ipv4Addr, name: &str, qtype: RecordType) -> Message {
+pub fn ask(ns: &Netns, server: impl Into<IpAddr>, name: &str, qtype: RecordType) -> Message {
+    let server = server.into();
     let q = query_bytes(rand::random(), name, qtype);
     let a = ask_udp(ns, server, &q).unwrap_or_else(|e| panic!("asking {server} for {name}: {e}"));
     Message::from_vec(&a).expect("a DNS answer")

@@ -1,3 +1,5 @@
+use std::net::Ipv4Addr;
+
 use hickory_proto::op::Query;
 
 use super::*;
@@ -19,10 +21,14 @@ fn query(name: &str, qtype: u16) -> Vec<u8> {
     q
 }
 
-fn asked<'a>(s: &'a names::Index, from: Ipv4Addr, network: &'a str) -> Asked<'a> {
+fn asked<'a>(
+    s: &'a names::Index,
+    from: impl Into<std::net::IpAddr>,
+    network: &'a str,
+) -> Asked<'a> {
     Asked {
         names: s,
-        from,
+        from: from.into(),
         network,
         rotate: 0,
         udp: true,

@@ -27,8 +27,9 @@ fn names_of_a_network() {
 #[test]
 fn what_a_name_means_to_whom() {
     let s = state();
-    let resolve =
-        |from, network: &str, name: &str| Index::new(&s).resolve(from, network, name, false);
+    let resolve = |from: Ipv4Addr, network: &str, name: &str| {
+        Index::new(&s).resolve(from.into(), network, name, false)
+    };
     let web = ip(&s, "web", "front");
     let api_front = ip(&s, "api", "front");
     let api_back = ip(&s, "api", "back");
@@ -62,7 +63,7 @@ fn what_a_name_means_to_whom() {
     );
     // Someone who is not an endpoint.
     assert_eq!(
-        Index::new(&s).resolve(Ipv4Addr::new(192, 0, 2, 9), "front", "web", false),
+        Index::new(&s).resolve(Ipv4Addr::new(192, 0, 2, 9).into(), "front", "web", false),
         Resolved::Refused
     );
 }
@@ -74,17 +75,17 @@ fn reverse_names() {
     let [a, b, c, d] = ip(&s, "api", "front").octets();
     let rev = format!("{d}.{c}.{b}.{a}.in-addr.arpa");
     assert_eq!(
-        Index::new(&s).resolve(web, "front", &rev, true),
+        Index::new(&s).resolve(web.into(), "front", &rev, true),
         Resolved::Pointer("api.front".into())
     );
     let [a, b, c, d] = ip(&s, "db", "back").octets();
     let hidden = format!("{d}.{c}.{b}.{a}.in-addr.arpa.");
     assert_eq!(
-        Index::new(&s).resolve(web, "front", &hidden, true),
+        Index::new(&s).resolve(web.into(), "front", &hidden, true),
         Resolved::NxDomain
     );
     assert_eq!(
-        Index::new(&s).resolve(web, "front", "4.3.2.1.in-addr.arpa", true),
+        Index::new(&s).resolve(web.into(), "front", "4.3.2.1.in-addr.arpa", true),
         Resolved::Forward
     );
 }
