@@ -116,6 +116,7 @@ impl Datapath {
             programs::ENDPOINT_HAIRPIN6_TC,
             programs::UPLINK_NAT46_TC,
             programs::ENDPOINT_NAT46_TC,
+            programs::ENDPOINT_DNS6_TC,
             programs::OVERLAY_TC,
         ] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
