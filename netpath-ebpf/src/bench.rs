@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netpath_common::{direction, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
 
 use crate::{
-    maps::{ENDPOINTS_BY_ADDR, FLOWS, IPCACHE, POLICY},
+    maps::{ENDPOINTS_BY_ADDR, FLOWS, FLOWS6, IPCACHE, POLICY},
     parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, L3_OFF},
 };
 
@@ -164,11 +164,13 @@ pub fn parse_only(ctx: &XdpContext, verdict: u32) -> u32 {
 }
 
 /// The headers between `data` and `data_end` read and their flow looked up in the flow
-/// table: the floor of any path that keeps per-flow state. Whether it was found.
+/// table of their family: the floor of any path that keeps per-flow state. Whether it was
+/// found.
 #[inline(always)]
 pub fn parse_and_lookup(data: usize, data_end: usize) -> bool {
     match parse(data, data_end) {
         Parsed::Ipv4(flow) => flow.has_ports() && FLOWS.get_ptr(&flow.key()).is_some(),
+        Parsed::Ipv6(flow) => flow.has_ports() && FLOWS6.get_ptr(&flow.key()).is_some(),
         _ => false,
     }
 }
