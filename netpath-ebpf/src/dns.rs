@@ -1,6 +1,7 @@
 //! The DNS fast path: an endpoint's A or AAAA query to its network's gateway (over IPv4 or
-//! IPv6, UDP's checksum kept over IPv6), for a name of that network, answered here — the query turned into its answer in place and sent straight back
-//! — with the same bytes the agent's server would write (`netpath-user/src/dns/answer.rs`).
+//! IPv6, UDP's checksum kept over IPv6), for a name of that network, answered here — the
+//! query turned into its answer in place and sent straight back — with the same bytes the
+//! agent's server would write (`netpath-user/src/dns/answer.rs`).
 //! Anything else (other types, names it does not know, EDNS, more than one question, TCP,
 //! IP options) goes on to the agent's server untouched.
 use aya_ebpf::{
@@ -52,9 +53,9 @@ impl Records for In6 {
 }
 
 /// Appends the answers of `key`'s addresses of family `A` after the question (which ends at
-/// `tail`), turning the order one step; how many, their bytes and their
-/// checksum as `bpf_csum_diff` adds it (when `sum_them`), or None when the name has none (the packet
-/// untouched) and `Some(Err)` when the packet could not be grown or written.
+/// `tail`), turning the order one step; how many, their bytes and (when `sum_them`) their
+/// checksum as `bpf_csum_diff` adds it, or None when the name has none (the packet untouched)
+/// and `Some(Err)` when the packet could not be grown or written.
 #[inline(always)]
 fn write_answers<A: Records>(
     ctx: &mut TcContext,

@@ -6,8 +6,8 @@
 //! key it came with; the VNI must be one of this node's overlay networks and the inner source
 //! an endpoint of that network on the very node that sent it (`REMOTES`), so a stale or
 //! forged packet never reaches an endpoint. The underlay is IPv4 or IPv6 (the device listens
-//! on both; a node's address says which its packets take). Delivery is as within a node: MACs rewritten,
-//! `bpf_redirect_peer` into the endpoint.
+//! on both; a node's address says which its packets take). Delivery is as within a node:
+//! MACs rewritten, `bpf_redirect_peer` into the endpoint.
 use aya_ebpf::{
     bindings::{bpf_tunnel_key, BPF_F_TUNINFO_IPV6, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
