@@ -15,7 +15,7 @@ use crate::{
     policy::{
         blocks, compile,
         spec::{self, Policy},
-        Compiled, Manifest, Member, NamedPort, PublishedFrom,
+        Compiled, Manifest, Member, NamedPort, Prefix, PublishedFrom,
     },
 };
 
@@ -119,8 +119,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             if id.0 >= netpath_common::identity::FIRST_OF_CIDRS {
                 let set = Labels::from([(CIDR_LABEL.to_string(), prefix.to_string())]);
                 self.block_identities.adopt(&set, id);
-            } else if let Some(ep) = self.state.endpoints.values().find(|e| {
-                prefix.prefix() == 32 && e.attachments.iter().any(|a| a.ip == prefix.addr())
+            } else if let Some(ep) = self.state.endpoints.values().find(|e| match prefix {
+                Prefix::V4(s) => s.prefix() == 32 && e.attachments.iter().any(|a| a.ip == s.addr()),
+                Prefix::V6(_) => false,
             }) {
                 let mut set = ep.labels.clone();
                 set.insert(NAMESPACE_LABEL.into(), ep.namespace.clone());

@@ -686,3 +686,40 @@ fn health_says_where_the_maps_differ_from_the_state() {
         "{said}"
     );
 }
+
+/// A new agent process takes over the numbers the kernel's maps hold for ipBlocks of either
+/// family: rewriting the maps at start moves no number from one prefix to another (while
+/// they are rewritten, the old numbers still judge some packets).
+#[test]
+fn a_restart_keeps_the_numbers_of_ipblocks_of_both_families() {
+    let faults = Faults::none();
+    let (mut a, _s) = scene(&faults);
+    let policy = |name: &str, cidr: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: {{cidr: \"{cidr}\"}}}}]}}]\n"
+        )
+    };
+    let apply = |a: &mut FakeAgent, text: &str| {
+        a.apply_policies(crate::policy::parse_manifests(text).unwrap())
+            .unwrap();
+    };
+    apply(&mut a, &policy("kept", "2001:db8:2::/48"));
+    apply(&mut a, &policy("gone", "2001:db8:1::/48"));
+    apply(&mut a, &policy("four", "192.0.2.0/24"));
+    // A number freed below the others': a fresh numbering would move the IPv6 prefix.
+    a.remove_policies("default", &["gone".into()]).unwrap();
+    let v6: crate::ipam::Subnet<std::net::Ipv6Addr> = "2001:db8:2::/48".parse().unwrap();
+    let v4: crate::ipam::Subnet = "192.0.2.0/24".parse().unwrap();
+    let before = (a.dp.policy.ipcache6[&v6], a.dp.policy.ipcache[&v4]);
+    // A new process: its numbering starts empty, the kernel's maps keep what they hold.
+    a.identities = Default::default();
+    a.block_identities =
+        crate::model::identity::Identities::starting_at(netpath_common::identity::FIRST_OF_CIDRS);
+    a.policy_written = None;
+    a.reconcile().unwrap();
+    assert_eq!(
+        (a.dp.policy.ipcache6[&v6], a.dp.policy.ipcache[&v4]),
+        before,
+        "the same numbers after the restart"
+    );
+}

@@ -98,12 +98,19 @@ impl DatapathOps for FakeDatapath {
         self.published_from = list.clone();
         Ok(0)
     }
-    fn policy_identities(&self) -> Vec<(crate::ipam::Subnet, u32)> {
-        self.policy
+    fn policy_identities(&self) -> Vec<(crate::policy::Prefix, u32)> {
+        use crate::policy::Prefix;
+        let v4 = self
+            .policy
             .ipcache
             .iter()
-            .map(|(s, id)| (*s, *id))
-            .collect()
+            .map(|(s, id)| (Prefix::V4(*s), *id));
+        let v6 = self
+            .policy
+            .ipcache6
+            .iter()
+            .map(|(s, id)| (Prefix::V6(*s), *id));
+        v4.chain(v6).collect()
     }
     fn set_policy(&mut self, c: &crate::policy::Compiled) -> Result<usize, DatapathError> {
         self.step("set_policy")?;

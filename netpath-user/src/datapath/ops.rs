@@ -75,8 +75,9 @@ pub trait DatapathOps: Send {
     fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError>;
     /// Makes the policy maps hold `c` and ends the connections it denies; how many.
     fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError>;
-    /// The identities the policy maps hold now, by prefix (an earlier agent's, at start).
-    fn policy_identities(&self) -> Vec<(crate::ipam::Subnet, u32)>;
+    /// The identities the policy maps hold now, by prefix of either family (an earlier
+    /// agent's, at start).
+    fn policy_identities(&self) -> Vec<(crate::policy::Prefix, u32)>;
     /// Removes flows idle past their timeout at `now` (CLOCK_MONOTONIC ns).
     fn expire(&mut self, now: u64) -> Expired;
     /// Writes a network (flags, subnet, gateways, host-loopback ports); members are kept.
@@ -173,7 +174,7 @@ impl DatapathOps for Datapath {
     fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError> {
         Datapath::set_policy(self, c)
     }
-    fn policy_identities(&self) -> Vec<(crate::ipam::Subnet, u32)> {
+    fn policy_identities(&self) -> Vec<(crate::policy::Prefix, u32)> {
         Datapath::policy_identities(self)
     }
     fn expire(&mut self, now: u64) -> Expired {

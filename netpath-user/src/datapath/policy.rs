@@ -10,7 +10,10 @@ use aya::maps::{lpm_trie::Key as LpmKey, HashMap, MapData};
 use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, PolicyKey};
 
 use super::{be_addr, lpm_key, removed, subnet_of, Datapath, DatapathError};
-use crate::{ipam::Subnet, policy::Compiled};
+use crate::{
+    ipam::Subnet,
+    policy::{Compiled, Prefix},
+};
 
 /// The policy maps' entries, as [`Compiled`] content is laid out in them: exact addresses and
 /// one-port rules in the hash maps, the rest in the tries, the selections carried with the
@@ -230,18 +233,18 @@ impl Datapath {
         }
     }
 
-    /// The identities the maps hold, by prefix (an exact address as its /32).
-    pub fn policy_identities(&self) -> Vec<(Subnet, u32)> {
+    /// The identities the maps hold, by prefix of either family (an exact IPv4 address as
+    /// its /32; IPv6's ipBlocks of every length).
+    pub fn policy_identities(&self) -> Vec<(Prefix, u32)> {
         let m = self.policy_maps();
-        m.hosts
-            .iter()
-            .filter_map(|(a, id)| {
-                Subnet::new(Ipv4Addr::from(u32::from_be(*a)), 32)
-                    .ok()
-                    .map(|s| (s, id.identity))
-            })
-            .chain(m.prefixes)
-            .collect()
+        let hosts = m.hosts.iter().filter_map(|(a, id)| {
+            Subnet::new(Ipv4Addr::from(u32::from_be(*a)), 32)
+                .ok()
+                .map(|s| (Prefix::V4(s), id.identity))
+        });
+        let prefixes = m.prefixes.into_iter().map(|(s, id)| (Prefix::V4(s), id));
+        let prefixes6 = m.prefixes6.into_iter().map(|(s, id)| (Prefix::V6(s), id));
+        hosts.chain(prefixes).chain(prefixes6).collect()
     }
 
     /// Ends the connections `c` denies: tracked ones and published ones.
