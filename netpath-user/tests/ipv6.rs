@@ -461,6 +461,25 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
         !tcp_reachable(&t.outside, host, 8080, SHORT),
         "outside the block"
     );
+    // `policy check` says the same over IPv6, the endpoint by name standing for its IPv6
+    // address.
+    let check = t.ok(&["policy", "check", "fd00:77::1", "web", "80"]);
+    assert!(
+        check.ends_with("fd00:77::1 -> web 80/tcp: denied\n"),
+        "{check}"
+    );
+    let check = t.ok(&["policy", "check", "fd00:99::7", "web", "80"]);
+    assert!(
+        check
+            .contains("ingress web <- fd00:99::7: selected by default/web; allowed by default/web"),
+        "{check}"
+    );
+    assert!(
+        check.ends_with("fd00:99::7 -> web 80/tcp: allowed\n"),
+        "{check}"
+    );
+    let err = t.refused(&["policy", "check", "10.0.0.1", "fd00:99::7", "80"]);
+    assert!(err.contains("of the other family"), "{err}");
     t.ok(&["policy", "rm", "web"]);
     assert!(tcp_request(&t.outside, host, 8080, "no policy").is_ok());
 

@@ -1,7 +1,10 @@
 //! The API's policy routes ([`PolicyService`]) for the agent: changes go through its lock
 //! like every other write (in a cluster, through etcd first); `policy check` reads the
 //! compiled content it last wrote, without writing anything.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use netpath_common::{direction, identity};
 
@@ -19,22 +22,52 @@ use crate::{
     ports::Proto,
 };
 
-/// An endpoint by name, or an address: the endpoint (if one) and the address.
-fn resolve(state: &State, who: &str) -> Result<(Option<String>, Ipv4Addr), ApiError> {
+/// An endpoint by name (its first address of the family, IPv6's when `v6`), or an address:
+/// the endpoint (if one) and the address.
+fn resolve(state: &State, who: &str, v6: bool) -> Result<(Option<String>, IpAddr), ApiError> {
     if let Some(e) = state.endpoints.get(who) {
-        let ip = e.attachments.first().map(|a| a.ip);
-        return Ok((Some(e.name.clone()), ip.unwrap_or(Ipv4Addr::UNSPECIFIED)));
+        let ip = if v6 {
+            let ip6 = e.attachments.iter().find_map(|a| a.ip6);
+            IpAddr::V6(ip6.ok_or_else(|| {
+                ApiError::bad_request(format!("endpoint {who} has no IPv6 address"))
+            })?)
+        } else {
+            IpAddr::V4(
+                e.attachments
+                    .first()
+                    .map_or(Ipv4Addr::UNSPECIFIED, |a| a.ip),
+            )
+        };
+        return Ok((Some(e.name.clone()), ip));
     }
-    let ip: Ipv4Addr = who.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{who:?} is neither an endpoint nor an IPv4 address"
-        ))
+    let ip: IpAddr = who.parse().map_err(|_| {
+        ApiError::bad_request(format!("{who:?} is neither an endpoint nor an address"))
     })?;
-    let ep = state
-        .endpoints
-        .values()
-        .find(|e| e.attachments.iter().any(|a| a.ip == ip));
+    if ip.is_ipv6() != v6 {
+        return Err(ApiError::bad_request(format!(
+            "{who} is of the other family than the other side's address"
+        )));
+    }
+    let ep = state.endpoints.values().find(|e| {
+        e.attachments
+            .iter()
+            .any(|a| IpAddr::V4(a.ip) == ip || a.ip6.map(IpAddr::V6) == Some(ip))
+    });
     Ok((ep.map(|e| e.name.clone()), ip))
+}
+
+/// The identity of `ip` as the kernel knows it: an endpoint's IPv6 address carries its IPv4
+/// address's (as `IPCACHE6` has it), any other address its longest ipBlock's, or the world.
+fn identity_of(c: &Compiled, state: &State, ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(a) => c.identity(a),
+        IpAddr::V6(a) => state
+            .endpoints
+            .values()
+            .flat_map(|e| &e.attachments)
+            .find(|att| att.ip6 == Some(a))
+            .map_or_else(|| c.identity6(a), |att| c.identity(att.ip)),
+    }
 }
 
 /// The policies that select endpoint `name` in `dir`.
@@ -169,13 +202,18 @@ where
             p => return Err(ApiError::bad_request(format!("protocol {p:?}: tcp or udp"))),
         };
         let state = self.state();
-        let (from, src) = resolve(&state, &req.from)?;
-        let (to, dst) = resolve(&state, &req.to)?;
+        // IPv6 when either side is an IPv6 address (an endpoint by name then stands for its
+        // IPv6 address).
+        let v6 = [&req.from, &req.to]
+            .iter()
+            .any(|w| w.parse::<std::net::Ipv6Addr>().is_ok());
+        let (from, src) = resolve(&state, &req.from, v6)?;
+        let (to, dst) = resolve(&state, &req.to, v6)?;
         let c = self
             .inspect(|a| a.policy_written.clone())
             .unwrap_or_default();
         let all = policies(&state);
-        let (f, t) = (c.identity(src), c.identity(dst));
+        let (f, t) = (identity_of(&c, &state, src), identity_of(&c, &state, dst));
         let host = f == identity::HOST || t == identity::HOST;
         let p = proto.number();
         // One side's part: `who` (an endpoint, or none) as `subject` towards `peer`.
@@ -193,7 +231,7 @@ where
         let egress = part(direction::EGRESS, &from, f, t);
         let ingress = part(direction::INGRESS, &to, t, f);
         Ok(CheckView {
-            allowed: c.admits(src, dst, req.port, p),
+            allowed: c.admits_identities(f, t, req.port, p),
             egress,
             ingress,
         })

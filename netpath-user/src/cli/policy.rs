@@ -66,10 +66,11 @@ pub enum PolicyCmd {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
-    /// Which policies apply to a flow from FROM to TO (endpoints, or addresses) on a port,
-    /// and what they decide, without sending a packet.
+    /// Which policies apply to a flow from FROM to TO (endpoints, or addresses of either
+    /// family; with an IPv6 address, an endpoint stands for its IPv6 one) on a port, and what
+    /// they decide, without sending a packet.
     #[command(
-        after_help = "Examples:\n  netpath policy check web db 5432\n  netpath policy check 192.0.2.7 web 53/udp"
+        after_help = "Examples:\n  netpath policy check web db 5432\n  netpath policy check 192.0.2.7 web 53/udp\n  netpath policy check 2001:db8::7 web 80"
     )]
     Check {
         /// The source: an endpoint's name, or an address.
