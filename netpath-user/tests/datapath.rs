@@ -1422,3 +1422,41 @@ fn fragmentation_needed_about_a_published_reply_reaches_its_endpoint_translated_
     );
     assert_eq!(dp.counter(Counter::IcmpErrorBack), 1);
 }
+
+/// The kernel refuses a program whose verification walks past a million instructions. Every
+/// program of the datapath verifies within three quarters of that, so that a change nearing
+/// the limit (a branch that forks a loop in the verifier, a larger copy on a long path) shows
+/// here, program by program, before it shows as a datapath that does not load.
+#[test]
+fn every_program_verifies_with_a_quarter_of_the_budget_to_spare() {
+    const LIMIT: u32 = 1_000_000;
+    let Dp { mut dp, _fs } = load();
+    let xdp = [
+        programs::UPLINK_XDP,
+        programs::UPLINK6_XDP,
+        programs::UPLINK_NAT46_XDP,
+        programs::XDP_PASS,
+    ];
+    let mut counts = Vec::new();
+    for name in programs::ALL
+        .into_iter()
+        .filter(|n| !programs::SOCK.contains(n))
+    {
+        let info = if xdp.contains(&name) {
+            dp.xdp(name).unwrap().info()
+        } else {
+            dp.classifier(name).unwrap().info()
+        };
+        let n = info
+            .unwrap()
+            .verified_instruction_count()
+            .expect("the kernel counts verified instructions");
+        counts.push((name, n));
+    }
+    assert_eq!(counts.len(), programs::ALL.len() - programs::SOCK.len());
+    let over: Vec<_> = counts.iter().filter(|(_, n)| *n > LIMIT / 4 * 3).collect();
+    assert!(
+        over.is_empty(),
+        "over 3/4 of the verifier's budget: {over:?}; all: {counts:?}"
+    );
+}
