@@ -152,11 +152,11 @@ pub fn run_all(quick: bool, p: &Progress) -> Result<Vec<Section>> {
         id: "1".into(),
         net_id: 1,
         driver: "bridge".into(),
-        v4: netpath_user::ipam::Pool {
+        v4: Some(netpath_user::ipam::Pool {
             subnet: "172.17.0.0/16".parse()?,
             gateway: Ipv4Addr::new(172, 17, 0, 1),
             ip_range: None,
-        },
+        }),
         internal: false,
         options: Default::default(),
         labels: Default::default(),

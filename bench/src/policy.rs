@@ -258,7 +258,8 @@ pub fn run(quick: bool) -> Result<Vec<Section>> {
                     ports: Vec::new(),
                     addrs: vec![Ipv4Addr::from(
                         u32::from(Ipv4Addr::new(10, 100, 0, 0)) + 2 * i + j as u32,
-                    )],
+                    )
+                    .into()],
                 })
         })
         .collect();

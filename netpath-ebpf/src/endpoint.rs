@@ -49,6 +49,11 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
         return TC_ACT_OK as i32;
     };
     match parsed {
+        // An endpoint of IPv6 alone (its record's address 0.0.0.0) has no IPv4 to speak.
+        Parsed::Arp if ep.addr == 0 => {
+            count(Counter::DropSpoof);
+            TC_ACT_SHOT as i32
+        }
         Parsed::Arp => arp::answer(ctx, &ep, ifindex),
         Parsed::Ipv4(flow) => ipv4(ctx, &ep, &flow, ifindex),
         Parsed::Ipv6(_) | Parsed::Other => {
@@ -189,7 +194,8 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
 
 #[inline(always)]
 fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -> i32 {
-    if flow.src_addr != ep.addr || !from_mac(ctx, &ep.mac) {
+    // 0.0.0.0: an endpoint of IPv6 alone, whose every IPv4 packet is a spoof.
+    if ep.addr == 0 || flow.src_addr != ep.addr || !from_mac(ctx, &ep.mac) {
         return drop(Counter::DropSpoof, flow, ifindex);
     }
     if nat46::is_reply(flow, ifindex) {

@@ -187,13 +187,20 @@ impl PortIndex {
 /// The host addresses a spec publishes on: its own, else every address of IPv4 and, when
 /// the endpoint has an IPv6 address (`ipv6`), of IPv6 too.
 pub fn host_ips(spec: &PortSpec, ipv6: bool) -> Vec<IpAddr> {
+    host_ips_of(spec, true, ipv6)
+}
+
+/// [`host_ips`] for an endpoint of IPv6 alone too (`ipv4` false: no `0.0.0.0`).
+pub fn host_ips_of(spec: &PortSpec, ipv4: bool, ipv6: bool) -> Vec<IpAddr> {
     match spec.host_ip {
         Some(ip) => vec![ip],
-        None if ipv6 => vec![
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        ],
-        None => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+        None => [
+            ipv4.then_some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ipv6.then_some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     }
 }
 

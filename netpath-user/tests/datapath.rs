@@ -368,11 +368,11 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
         id: format!("{net_id}"),
         net_id,
         driver: "bridge".into(),
-        v4: netpath_user::ipam::Pool {
+        v4: Some(netpath_user::ipam::Pool {
             subnet,
             gateway: subnet.first_host(),
             ip_range: None,
-        },
+        }),
         v6: None,
         internal,
         options,
@@ -889,7 +889,7 @@ fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
                 netns: format!("/x/{name}").into(),
                 attachments: vec![Attachment {
                     network: net.name.clone(),
-                    ip: ip.into(),
+                    ip: Some(ip.into()),
                     ip6: None,
                     mac: EP_MAC,
                     ifname: "eth0".into(),

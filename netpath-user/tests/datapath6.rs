@@ -54,11 +54,11 @@ fn network(
         id: format!("{net_id}"),
         net_id,
         driver: "bridge".into(),
-        v4: Pool {
+        v4: Some(Pool {
             subnet: s4,
             gateway: s4.first_host(),
             ip_range: None,
-        },
+        }),
         v6: subnet6.map(|s| {
             let s: Subnet<Ipv6Addr> = s.parse().unwrap();
             Pool {
@@ -797,7 +797,7 @@ fn dns_state(dp: &mut Datapath, net: Network) -> netpath_user::model::State {
                 netns: format!("/x/{name}").into(),
                 attachments: vec![Attachment {
                     network: net.name.clone(),
-                    ip: ip.into(),
+                    ip: Some(ip.into()),
                     ip6: Some(v6(ip6)),
                     mac: EP_MAC,
                     ifname: "eth0".into(),

@@ -829,3 +829,110 @@ fn a_routed_ipv6_network_is_reached_and_goes_out_without_nat_on_tc() {
 fn a_routed_ipv6_network_is_reached_and_goes_out_without_nat_on_xdp() {
     a_routed_ipv6_network_is_reached_and_goes_out_without_nat(Topo::with_xdp("native"));
 }
+
+/// A network of IPv6 alone (Docker's `--ipv4=false`): its endpoints have an IPv6 address and
+/// no IPv4 one; they reach each other with their own addresses and by name (the namespace's
+/// resolver: the gateway's IPv6 address, answered in the kernel), the outside through source
+/// NAT, and are reached on a published port by an IPv6 client with its own address; IPv4
+/// they send is a spoof; `inspect` says what Docker says.
+#[test]
+fn a_network_of_ipv6_alone() {
+    let t = Topo::new();
+    t.ipv6_uplink();
+    t.ok(&common::words(
+        "network create six --ipv4=false --ipv6 --subnet fd00:64::/64",
+    ));
+    let n = &inspect(&t, "network", "six")[0];
+    assert_eq!(
+        (n["EnableIPv4"].as_bool(), n["EnableIPv6"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let configs = n["IPAM"]["Config"].as_array().unwrap();
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    assert_eq!(configs[0]["Subnet"], "fd00:64::/64");
+    let a = t.endpoint("a", &["--network", "six"]);
+    let b = t.endpoint("b", &["--network", "six"]);
+    assert!(
+        a.ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
+            .trim()
+            .is_empty(),
+        "no IPv4 address inside"
+    );
+    let e = &inspect(&t, "endpoint", "a")[0];
+    assert_eq!(e["Networks"]["six"]["IPAddress"], "");
+    let (a6, b6) = (ip6_on(&t, "a", "six"), ip6_on(&t, "b", "six"));
+    assert_eq!(a6, "fd00:64::2".parse::<Ipv6Addr>().unwrap());
+
+    // Endpoint to endpoint, and by name through the namespace's own resolver.
+    tcp_server6(&b, 80);
+    let r = tcp_request(&a, b6, 80, "hi").expect("a reaches b");
+    assert!(r.starts_with(&format!("[{a6}]:")), "{r}");
+    let out = a.exec("getent", &["ahostsv6", "b"]);
+    assert!(out.starts_with(&b6.to_string()), "{out}");
+    assert!(t.stats()["Counters"]["dns_kernel"].as_u64().unwrap() >= 1);
+
+    // Out through source NAT on the uplink's IPv6 address.
+    tcp_server6(&t.outside, 9000);
+    let outside: Ipv6Addr = "fd00:77::1".parse().unwrap();
+    let mut reply = String::new();
+    common::wait_until("a reaching the outside", Duration::from_secs(10), || {
+        tcp_request(&a, outside, 9000, "out")
+            .map(|r| reply = r)
+            .is_ok()
+    });
+    assert!(reply.starts_with("[fd00:77::2]:"), "{reply}");
+
+    // A published port answers an IPv6 client, which b sees with its own address.
+    t.ok(&["port", "publish", "b", "8080:80"]);
+    let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
+    let r = tcp_request(&t.outside, host, 8080, "in").expect("the published port");
+    assert!(r.starts_with("[fd00:77::1]:"), "{r}");
+
+    // Network policy knows them by their IPv6 address: a labelled peer let in, the world
+    // (the outside client of the published port) not.
+    t.ok(&["endpoint", "update", "a", "--label", "app=a"]);
+    t.apply_policies(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: six, namespace: default}\nspec:\n  podSelector: {}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: a}}}]\n",
+    );
+    assert!(tcp_request(&a, b6, 80, "labelled").is_ok(), "a is let in");
+    assert!(
+        !tcp_reachable(&t.outside, host, 8080, SHORT),
+        "the world is not"
+    );
+    t.ok(&["policy", "rm", "six"]);
+    assert!(tcp_request(&t.outside, host, 8080, "open").is_ok());
+
+    // What a network of IPv6 alone cannot take, refused in one line.
+    let err = t.refused(&["port", "publish", "b", "127.0.0.1:8081:80"]);
+    assert!(err.contains("has no IPv4 address"), "{err}");
+    let err = t.refused(&["network", "connect", "six", "a"]);
+    assert!(err.contains("already"), "{err}");
+    let ns = common::Netns::new("np-ep");
+    let err = t.refused(&[
+        "endpoint",
+        "create",
+        "c",
+        "--netns",
+        &ns.path(),
+        "--network",
+        "six",
+        "--ip",
+        "10.64.0.9",
+    ]);
+    assert!(err.contains("network six has no IPv4 subnet"), "{err}");
+    let err = t.refused(&["network", "create", "none", "--ipv4=false"]);
+    assert!(err.contains("IPv4 or IPv6 must be enabled"), "{err}");
+    let err = t.refused(&common::words(
+        "network create mixed --ipv4=false --ipv6 --subnet 10.65.0.0/24",
+    ));
+    assert!(err.contains("goes against --ipv4=false"), "{err}");
+
+    // IPv4 from an endpoint of IPv6 alone is a spoof.
+    let spoofs = t.stats()["Counters"]["drop_spoof"].as_u64().unwrap_or(0);
+    a.ip(&["addr", "add", "10.64.0.5/24", "dev", "eth0"]);
+    assert!(!ping(
+        &a,
+        "10.64.0.1".parse::<std::net::Ipv4Addr>().unwrap()
+    ));
+    assert!(t.stats()["Counters"]["drop_spoof"].as_u64().unwrap() > spoofs);
+}

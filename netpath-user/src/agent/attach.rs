@@ -32,10 +32,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             host_ifname: &att.host_ifname,
             netns: &ep.netns,
             ifname: &att.ifname,
-            ip: att.ip,
-            prefix: net.v4.subnet.prefix(),
+            v4: att
+                .ip
+                .zip(net.v4.as_ref())
+                .map(|(ip, p)| (ip, p.subnet.prefix(), p.gateway)),
             mac: att.mac,
-            gateway: net.v4.gateway,
             v6: att
                 .ip6
                 .zip(net.v6.as_ref())
@@ -106,7 +107,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.undo(Undo::AddAttachment(entry));
             self.links.remove(&att.host_ifname);
             tx.undo(Undo::RestoreLink(att.host_ifname.clone(), link));
-            tx.then(Then::FlushInterfaceFlows(link.ifindex, att.ip));
+            if let Some(ip) = att.ip {
+                tx.then(Then::FlushInterfaceFlows(link.ifindex, ip));
+            }
         }
         tx.then(Then::DeleteLink(att.host_ifname.clone()));
         Ok(())
@@ -170,7 +173,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let (addrs6, routes6) = self.net.host_view6()?;
         let net = &self.net;
-        let gateways: Vec<Ipv4Addr> = self.state.networks.values().map(|n| n.v4.gateway).collect();
+        let gateways: Vec<Ipv4Addr> = self
+            .state
+            .networks
+            .values()
+            .filter_map(Network::gateway)
+            .collect();
         // A few ports are probed each; past that the socket tables, read once, say which can
         // be busy (a port no socket holds is free without a probe). Reading them walks every
         // TCP connection of the host, so a request of a few ports does not.

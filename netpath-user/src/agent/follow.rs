@@ -181,7 +181,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             .state
             .endpoints
             .values()
-            .flat_map(|e| e.attachments.iter().map(|a| a.ip))
+            .flat_map(|e| e.attachments.iter().filter_map(|a| a.ip))
             .collect();
         let mut c = OverlayContent {
             device: dev.ifindex,

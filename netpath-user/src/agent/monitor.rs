@@ -237,11 +237,10 @@ fn describe(raw: &Raw, state: &State, filter: &MonitorFilter) -> Option<MonitorE
     });
     let addrs = [e.nat, e.dst, e.src].map(|a| a.ip());
     let by_addr = |ip: &IpAddr| {
-        state.endpoints.values().find(|ep| {
-            ep.attachments
-                .iter()
-                .any(|a| IpAddr::V4(a.ip) == *ip || a.ip6.map(IpAddr::V6) == Some(*ip))
-        })
+        state
+            .endpoints
+            .values()
+            .find(|ep| ep.attachments.iter().any(|a| a.ips().any(|x| x == *ip)))
     };
     let endpoint = by_ifname
         .or_else(|| addrs.iter().find_map(by_addr))

@@ -5,7 +5,10 @@
 //! its network's DNS server. What it did not write stays: its block is added to a hosts file
 //! that exists and taken out again on removal, a file it created is deleted once nothing else
 //! is in it, and a resolv.conf someone else wrote is left alone. Other namespaces get none.
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use tracing::warn;
 
@@ -127,15 +130,26 @@ impl NetnsFiles {
     /// The agent's block for `ep` in `state`.
     pub fn block(ep: &Endpoint, state: &State) -> String {
         let mut text = begin(&ep.name) + "\n";
-        for a in &ep.attachments {
-            text += &format!("{}\t{}", a.ip, ep.name);
+        // IPv4's address, or IPv6's on a network of IPv6 alone.
+        for (a, ip) in ep
+            .attachments
+            .iter()
+            .filter_map(|a| Some((a, a.ips().next()?)))
+        {
+            text += &format!("{ip}\t{}", ep.name);
             for alias in &a.aliases {
                 text += &format!(" {alias}");
             }
             text += "\n";
         }
-        if let Some(net) = ep.primary().and_then(|a| state.networks.get(&a.network)) {
-            text += &format!("{}\thost.docker.internal\n", net.host_gateway());
+        let net = ep.primary().and_then(|a| state.networks.get(&a.network));
+        let host = net.and_then(|n| {
+            n.host_gateway()
+                .map(IpAddr::V4)
+                .or(n.gateways().first().copied())
+        });
+        if let Some(host) = host {
+            text += &format!("{host}\thost.docker.internal\n");
         }
         text + &end(&ep.name) + "\n"
     }

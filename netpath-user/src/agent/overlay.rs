@@ -223,8 +223,8 @@ where
                 .networks
                 .get(&att.network)
                 .is_some_and(|n| n.vni.is_some());
-            if !still && overlay {
-                release(cluster, &att.network, att.ip);
+            if let (false, true, Some(ip)) = (still, overlay, att.ip) {
+                release(cluster, &att.network, ip);
             }
         }
         self.overlay_changed(cluster);

@@ -72,7 +72,11 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     fn members(&mut self) -> Vec<Member> {
         // (namespace, labels, named ports, addresses) of each endpoint.
         let local = self.state.endpoints.values().map(|e| {
-            let addrs: Vec<_> = e.attachments.iter().map(|a| a.ip).collect();
+            let addrs: Vec<_> = e
+                .attachments
+                .iter()
+                .filter_map(|a| a.ips().next())
+                .collect();
             (&e.namespace, &e.labels, e.named_ports.as_slice(), addrs)
         });
         let remote = self.state.remote.iter().map(|r| {
@@ -80,7 +84,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 &r.namespace,
                 &r.labels,
                 r.named_ports.as_slice(),
-                vec![r.ip],
+                vec![r.ip.into()],
             )
         });
         let all: Vec<_> = local.chain(remote).collect();
@@ -120,8 +124,16 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 let set = Labels::from([(CIDR_LABEL.to_string(), prefix.to_string())]);
                 self.block_identities.adopt(&set, id);
             } else if let Some(ep) = self.state.endpoints.values().find(|e| match prefix {
-                Prefix::V4(s) => s.prefix() == 32 && e.attachments.iter().any(|a| a.ip == s.addr()),
-                Prefix::V6(_) => false,
+                Prefix::V4(s) => {
+                    s.prefix() == 32 && e.attachments.iter().any(|a| a.ip == Some(s.addr()))
+                }
+                // An endpoint of IPv6 alone: its identity is its IPv6 address's.
+                Prefix::V6(s) => {
+                    s.prefix() == 128
+                        && e.attachments
+                            .iter()
+                            .any(|a| a.ip.is_none() && a.ip6 == Some(s.addr()))
+                }
             }) {
                 let mut set = ep.labels.clone();
                 set.insert(NAMESPACE_LABEL.into(), ep.namespace.clone());

@@ -1,10 +1,7 @@
 //! The API's policy routes ([`PolicyService`]) for the agent: changes go through its lock
 //! like every other write (in a cluster, through etcd first); `policy check` reads the
 //! compiled content it last wrote, without writing anything.
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use netpath_common::{direction, identity};
 
@@ -32,11 +29,10 @@ fn resolve(state: &State, who: &str, v6: bool) -> Result<(Option<String>, IpAddr
                 ApiError::bad_request(format!("endpoint {who} has no IPv6 address"))
             })?)
         } else {
-            IpAddr::V4(
-                e.attachments
-                    .first()
-                    .map_or(Ipv4Addr::UNSPECIFIED, |a| a.ip),
-            )
+            let ip = e.attachments.iter().find_map(|a| a.ip);
+            IpAddr::V4(ip.ok_or_else(|| {
+                ApiError::bad_request(format!("endpoint {who} has no IPv4 address"))
+            })?)
         };
         return Ok((Some(e.name.clone()), ip));
     }
@@ -48,16 +44,16 @@ fn resolve(state: &State, who: &str, v6: bool) -> Result<(Option<String>, IpAddr
             "{who} is of the other family than the other side's address"
         )));
     }
-    let ep = state.endpoints.values().find(|e| {
-        e.attachments
-            .iter()
-            .any(|a| IpAddr::V4(a.ip) == ip || a.ip6.map(IpAddr::V6) == Some(ip))
-    });
+    let ep = state
+        .endpoints
+        .values()
+        .find(|e| e.attachments.iter().any(|a| a.ips().any(|x| x == ip)));
     Ok((ep.map(|e| e.name.clone()), ip))
 }
 
 /// The identity of `ip` as the kernel knows it: an endpoint's IPv6 address carries its IPv4
-/// address's (as `IPCACHE6` has it), any other address its longest ipBlock's, or the world.
+/// address's (as `IPCACHE6` has it; one of IPv6 alone, its own), any other address its
+/// longest ipBlock's, or the world.
 fn identity_of(c: &Compiled, state: &State, ip: IpAddr) -> u32 {
     match ip {
         IpAddr::V4(a) => c.identity(a),
@@ -66,7 +62,8 @@ fn identity_of(c: &Compiled, state: &State, ip: IpAddr) -> u32 {
             .values()
             .flat_map(|e| &e.attachments)
             .find(|att| att.ip6 == Some(a))
-            .map_or_else(|| c.identity6(a), |att| c.identity(att.ip)),
+            .and_then(|att| att.ip)
+            .map_or_else(|| c.identity6(a), |ip| c.identity(ip)),
     }
 }
 

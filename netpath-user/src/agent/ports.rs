@@ -61,7 +61,8 @@ pub(super) fn port_key(m: &PortMapping) -> AnyPortKey {
 
 /// The datapath entry of mapping `m` delivered to attachment `att` behind `link`, counted
 /// into stats slot `slot`: to the attachment's address of the host address's family, its
-/// IPv4 address for an IPv6 mapping when it has no IPv6 (NAT46).
+/// IPv4 address for an IPv6 mapping when it has no IPv6 (NAT46); none for an IPv4 mapping
+/// of an attachment of IPv6 alone.
 pub(super) fn port_key_target(
     att: &Attachment,
     link: &EndpointLink,
@@ -69,8 +70,8 @@ pub(super) fn port_key_target(
     slot: u16,
 ) -> Option<(AnyPortKey, AnyPortTarget)> {
     let to = match m.host_ip {
-        IpAddr::V4(_) => IpAddr::V4(att.ip),
-        IpAddr::V6(_) => att.ip6.map_or(IpAddr::V4(att.ip), IpAddr::V6),
+        IpAddr::V4(_) => IpAddr::V4(att.ip?),
+        IpAddr::V6(_) => att.ip6.map(IpAddr::V6).or(att.ip.map(IpAddr::V4))?,
     };
     Some((
         port_key(m),

@@ -105,7 +105,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 if let Some(old) = known {
                     let entry = AttachmentEntry::of(att, old.ifindex, old.host_mac, net.net_id);
                     self.dp.remove_attachment(&entry)?;
-                    self.dp.flush_interface_flows(old.ifindex, att.ip);
+                    if let Some(ip) = att.ip {
+                        self.dp.flush_interface_flows(old.ifindex, ip);
+                    }
                 }
                 if now.is_some() {
                     // Someone made an interface of that name: not ours to keep.

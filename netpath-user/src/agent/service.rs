@@ -217,8 +217,7 @@ where
         if let Some(dns) = &self.dns {
             let listening = dns.addresses();
             for net in self.state().networks.values() {
-                let v6 = net.v6.map(|p| std::net::IpAddr::V6(p.gateway));
-                for gw in [Some(net.v4.gateway.into()), v6].into_iter().flatten() {
+                for gw in net.gateways() {
                     let up = listening.contains(&(net.name.clone(), gw));
                     let address = std::net::SocketAddr::new(gw, crate::dns::server::PORT);
                     if !up {

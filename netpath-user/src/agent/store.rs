@@ -163,7 +163,7 @@ pub(super) fn load_state(
                     busy: &|_| false,
                 },
             )?;
-            info!(subnet = %default.v4.subnet, ipv6 = ?default.v6.map(|p| p.subnet), "created the default network");
+            info!(subnet = ?default.v4.map(|p| p.subnet), ipv6 = ?default.v6.map(|p| p.subnet), "created the default network");
             state.networks.insert(default.name.clone(), default);
             store.save(&state)?;
         }

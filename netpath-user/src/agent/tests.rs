@@ -175,14 +175,14 @@ fn check_consistent(a: &FakeAgent, leftovers: bool) {
                 a.dp.attachments
                     .get(&link.ifindex)
                     .expect("attachment in maps");
-            assert_eq!((e.ip, e.mac), (att.ip, att.mac));
+            assert_eq!((Some(e.ip), e.mac), (att.ip, att.mac));
             assert_eq!(e.net_id, st.networks[&att.network].net_id);
             assert!(a.dp.attached.contains(&att.host_ifname), "program attached");
             if i == 0 {
                 for m in &ep.ports {
                     let key = (m.host_ip, be_port(m.host_port), m.proto.number());
                     let to = match m.host_ip {
-                        std::net::IpAddr::V4(_) => std::net::IpAddr::V4(att.ip),
+                        std::net::IpAddr::V4(_) => std::net::IpAddr::V4(att.ip.unwrap()),
                         std::net::IpAddr::V6(_) => std::net::IpAddr::V6(att.ip6.unwrap()),
                     };
                     ports.insert(key, (any_addr(to), be_port(m.container_port), link.ifindex));

@@ -20,13 +20,12 @@ use crate::{
     netlink::LinkOps,
 };
 
-/// The host addresses a network needs: its gateway and its host-gateway.
+/// The host addresses a network needs: its gateways and its host-gateway.
 pub fn host_addresses(net: &Network) -> Vec<IpAddr> {
-    let mut v = vec![IpAddr::V4(net.v4.gateway)];
-    if net.host_gateway() != net.v4.gateway {
-        v.push(net.host_gateway().into());
+    let mut v = net.gateways();
+    if let Some(hg) = net.host_gateway().filter(|hg| Some(*hg) != net.gateway()) {
+        v.insert(1, hg.into());
     }
-    v.extend(net.v6.map(|p| IpAddr::V6(p.gateway)));
     v
 }
 
@@ -36,7 +35,8 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         let resolv = ep
             .primary()
             .and_then(|a| self.state.networks.get(&a.network))
-            .map(|n| self.resolv.endpoint_conf(&ep.dns, n.v4.gateway));
+            .and_then(|n| n.gateways().first().copied())
+            .map(|gw| self.resolv.endpoint_conf(&ep.dns, gw));
         self.files.write(ep, &self.state, resolv.as_deref());
     }
 
@@ -70,7 +70,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.then(Then::WriteNetnsFiles(ep.name.clone()));
             Ok(())
         })?;
-        info!(endpoint = %ep.name, ip = %att.ip, ip6 = ?att.ip6, "endpoint created");
+        info!(endpoint = %ep.name, ip = ?att.ip, ip6 = ?att.ip6, "endpoint created");
         Ok(ep)
     }
 
@@ -116,7 +116,12 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.undo(Undo::RemoveNetwork(net.clone()));
             a.commit(next)
         })?;
-        info!(network = %net.name, subnet = %net.v4.subnet, "network created");
+        info!(
+            network = %net.name,
+            subnet = ?net.v4.map(|p| p.subnet),
+            subnet6 = ?net.v6.map(|p| p.subnet),
+            "network created"
+        );
         let noted = net.noted_options();
         if !noted.is_empty() {
             info!(
@@ -165,7 +170,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             tx.then(Then::WriteNetnsFiles(updated.name.clone()));
             Ok(())
         })?;
-        info!(endpoint = %updated.name, %network, ip = %att.ip, ip6 = ?att.ip6, "connected");
+        info!(endpoint = %updated.name, %network, ip = ?att.ip, ip6 = ?att.ip6, "connected");
         Ok(updated)
     }
 

@@ -57,6 +57,9 @@ pub struct NetworkView {
     pub id: String,
     pub scope: String,
     pub driver: String,
+    /// Docker's `EnableIPv4` (false: a network of IPv6 alone).
+    #[serde(rename = "EnableIPv4", default = "yes")]
+    pub enable_ipv4: bool,
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     #[serde(rename = "IPAM")]
@@ -64,7 +67,9 @@ pub struct NetworkView {
     pub internal: bool,
     pub attachable: bool,
     /// host.docker.internal for this network's endpoints.
-    pub host_gateway: Ipv4Addr,
+    /// The host's IPv4 address for the network's endpoints (none on a network of IPv6 alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_gateway: Option<Ipv4Addr>,
     /// By endpoint id.
     pub containers: BTreeMap<String, NetworkMember>,
     pub options: BTreeMap<String, String>,
@@ -123,20 +128,24 @@ impl NetworkView {
             // Docker's words: an overlay network on a key-value store is "global".
             scope: if n.vni.is_some() { "global" } else { "local" }.into(),
             driver: n.driver.clone(),
+            enable_ipv4: n.v4.is_some(),
             enable_ipv6: n.v6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
-                config: std::iter::once(IpamConfig {
-                    subnet: n.v4.subnet.to_string(),
-                    gateway: n.v4.gateway.into(),
-                    ip_range: n.v4.ip_range.map(|r| r.to_string()),
-                })
-                .chain(n.v6.map(|p| IpamConfig {
-                    subnet: p.subnet.to_string(),
-                    gateway: p.gateway.into(),
-                    ip_range: p.ip_range.map(|r| r.to_string()),
-                }))
-                .collect(),
+                config: n
+                    .v4
+                    .map(|p| IpamConfig {
+                        subnet: p.subnet.to_string(),
+                        gateway: p.gateway.into(),
+                        ip_range: p.ip_range.map(|r| r.to_string()),
+                    })
+                    .into_iter()
+                    .chain(n.v6.map(|p| IpamConfig {
+                        subnet: p.subnet.to_string(),
+                        gateway: p.gateway.into(),
+                        ip_range: p.ip_range.map(|r| r.to_string()),
+                    }))
+                    .collect(),
             },
             internal: n.internal,
             attachable: true,
@@ -149,7 +158,10 @@ impl NetworkView {
                             name: e.name.clone(),
                             endpoint_id: format!("{}-{}", short_id(&e.id, 12), a.ifname),
                             mac_address: fmt_mac(&a.mac),
-                            ipv4_address: format!("{}/{}", a.ip, n.v4.subnet.prefix()),
+                            ipv4_address: match (a.ip, &n.v4) {
+                                (Some(ip), Some(p)) => format!("{ip}/{}", p.subnet.prefix()),
+                                _ => String::new(),
+                            },
                             ipv6_address: match (a.ip6, &n.v6) {
                                 (Some(ip6), Some(p)) => format!("{ip6}/{}", p.subnet.prefix()),
                                 _ => String::new(),
@@ -178,8 +190,9 @@ pub const VXLAN_ID_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_lis
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointNetwork {
-    #[serde(rename = "IPAddress")]
-    pub ip_address: Ipv4Addr,
+    /// Its IPv4 address; "" on a network of IPv6 alone, as Docker shows it.
+    #[serde(rename = "IPAddress", with = "ip_or_empty")]
+    pub ip_address: Option<Ipv4Addr>,
     /// Its IPv6 address there (Docker's word), on a network with IPv6.
     #[serde(
         rename = "GlobalIPv6Address",
@@ -201,8 +214,9 @@ pub struct EndpointView {
     pub name: String,
     pub id: String,
     pub network: String,
-    #[serde(rename = "IPAddress")]
-    pub ip_address: Ipv4Addr,
+    /// Its IPv4 address; "" on a network of IPv6 alone, as Docker shows it.
+    #[serde(rename = "IPAddress", with = "ip_or_empty")]
+    pub ip_address: Option<Ipv4Addr>,
     /// The primary interface's IPv6 address, on a network with IPv6.
     #[serde(
         rename = "GlobalIPv6Address",
@@ -239,14 +253,15 @@ impl EndpointView {
         if dns.servers.is_empty() {
             dns.servers = primary
                 .and_then(|a| state.networks.get(&a.network))
-                .map(|n| vec![n.v4.gateway])
-                .unwrap_or_default();
+                .and_then(|n| n.gateways().first().copied())
+                .into_iter()
+                .collect();
         }
         EndpointView {
             name: e.name.clone(),
             id: e.id.clone(),
             network: primary.map(|a| a.network.clone()).unwrap_or_default(),
-            ip_address: primary.map_or(Ipv4Addr::UNSPECIFIED, |a| a.ip),
+            ip_address: primary.and_then(|a| a.ip),
             ipv6_address: primary.and_then(|a| a.ip6),
             mac_address: primary.map(|a| fmt_mac(&a.mac)).unwrap_or_default(),
             netns: e.netns.clone(),
@@ -299,4 +314,30 @@ pub struct StatsView {
     pub published_ports: usize,
     pub endpoints: usize,
     pub networks: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An IPv4 address that may be absent, written as Docker writes it: the address, or "".
+mod ip_or_empty {
+    use std::net::Ipv4Addr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ip: &Option<Ipv4Addr>, s: S) -> Result<S::Ok, S::Error> {
+        match ip {
+            Some(ip) => s.collect_str(ip),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(serde::de::Error::custom)
+    }
 }

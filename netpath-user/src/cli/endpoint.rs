@@ -47,7 +47,7 @@ pub struct CreateArgs {
     pub aliases: Vec<String>,
     /// A DNS server for it instead of the agent's (repeatable).
     #[arg(long = "dns", value_name = "IP")]
-    pub dns: Vec<Ipv4Addr>,
+    pub dns: Vec<std::net::IpAddr>,
     /// A DNS search domain instead of the host's (repeatable).
     #[arg(long = "dns-search", value_name = "DOMAIN")]
     pub dns_search: Vec<String>,
@@ -124,7 +124,7 @@ fn row(e: &EndpointView, no_trunc: bool) -> Value {
         "Name": e.name,
         "Network": e.network,
         "Networks": e.networks.keys().cloned().collect::<Vec<_>>().join(","),
-        "IPAddress": e.ip_address.to_string(),
+        "IPAddress": e.ip_address.map(|a| a.to_string()).unwrap_or_default(),
         "MacAddress": e.mac_address,
         "Ports": ports_summary(&e.ports),
         "Labels": labels_string(&e.labels),

@@ -129,6 +129,9 @@ pub struct CreateArgs {
     /// IPv6 as well: an IPv6 subnet (the one given, or a /64 of fd6e:7470:6174::/48).
     #[arg(long)]
     pub ipv6: bool,
+    /// `--ipv4=false`: no IPv4 subnet, a network of IPv6 alone (with `--ipv6`), as Docker's.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub ipv4: Option<bool>,
     /// Nothing leaves the network; its ports cannot be published.
     #[arg(long)]
     pub internal: bool,
@@ -175,6 +178,7 @@ impl TryFrom<CreateArgs> for NetworkCreate {
             }),
             ip_range,
             ipv6: a.ipv6,
+            ipv4: a.ipv4,
             subnet6,
             gateway6: gateway6.and_then(|g| match g {
                 IpAddr::V6(g) => Some(g),
@@ -238,7 +242,12 @@ pub async fn run(client: &Client, cmd: NetworkCmd) -> anyhow::Result<ExitCode> {
             };
             let ep = client.connect(&network, &req).await?;
             if let Some(n) = ep.networks.get(&network) {
-                println!("{} {} {}", ep.name, n.interface, n.ip_address);
+                let ip = n
+                    .ip_address
+                    .map(IpAddr::V4)
+                    .or(n.ipv6_address.map(IpAddr::V6));
+                let ip = ip.map(|a| a.to_string()).unwrap_or_default();
+                println!("{} {} {ip}", ep.name, n.interface);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -186,9 +186,8 @@ impl Cluster {
         let claims = overlay::local_claims(state, &self.cfg.node_name);
         self.update(|v| {
             for n in state.networks.values() {
-                if let Some(vni) = n.vni {
-                    v.networks
-                        .insert(n.name.clone(), OverlayNetwork::of(n, vni, ""));
+                if let Some(rec) = n.vni.and_then(|vni| OverlayNetwork::of(n, vni, "")) {
+                    v.networks.insert(n.name.clone(), rec);
                 }
             }
             for c in claims.values() {

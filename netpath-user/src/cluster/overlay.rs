@@ -43,6 +43,7 @@ impl Cluster {
     /// subnet must be free among the overlay networks, and it gets the lowest free VNI. One
     /// transaction, retried when another node changed the networks meanwhile.
     pub async fn create_network(&self, net: &Network) -> Result<OverlayNetwork, OverlayError> {
+        let v4 = net.v4.ok_or(crate::model::ModelError::OverlayIpv6Only)?;
         let (mut client, _) = self.session_client()?;
         let prefix = self.keys.networks();
         for _ in 0..ATTEMPTS {
@@ -58,9 +59,9 @@ impl Cluster {
             if others.iter().any(|o| o.name == net.name) {
                 return Err(OverlayError::Exists(net.name.clone()));
             }
-            if let Some(o) = others.iter().find(|o| o.v4.subnet.overlaps(&net.v4.subnet)) {
+            if let Some(o) = others.iter().find(|o| o.v4.subnet.overlaps(&v4.subnet)) {
                 return Err(OverlayError::Overlap(
-                    net.v4.subnet,
+                    v4.subnet,
                     o.v4.subnet,
                     o.name.clone(),
                 ));
@@ -68,7 +69,8 @@ impl Cluster {
             let vni = (FIRST_VNI..=LAST_VNI)
                 .find(|v| !others.iter().any(|o| o.vni == *v))
                 .ok_or(OverlayError::NoVni)?;
-            let rec = OverlayNetwork::of(net, vni, &self.cfg.node_name);
+            let rec = OverlayNetwork::of(net, vni, &self.cfg.node_name)
+                .ok_or(crate::model::ModelError::OverlayIpv6Only)?;
             let key = self.keys.network(&net.name);
             // Nothing under the prefix changed since the listing (so no name, subnet or VNI
             // was taken meanwhile), and the name is free.

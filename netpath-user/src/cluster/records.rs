@@ -40,19 +40,20 @@ pub struct OverlayNetwork {
 }
 
 impl OverlayNetwork {
-    /// The record of a network planned on this node, with its VNI.
-    pub fn of(net: &Network, vni: u32, node: &str) -> OverlayNetwork {
-        OverlayNetwork {
+    /// The record of a network planned on this node, with its VNI (none for a network of
+    /// IPv6 alone, which is never an overlay network).
+    pub fn of(net: &Network, vni: u32, node: &str) -> Option<OverlayNetwork> {
+        Some(OverlayNetwork {
             name: net.name.clone(),
             id: net.id.clone(),
             vni,
-            v4: net.v4,
+            v4: net.v4?,
             v6: net.v6,
             internal: net.internal,
             options: net.options.clone(),
             labels: net.labels.clone(),
             created_by: node.to_string(),
-        }
+        })
     }
 
     /// The network this node keeps for it (its own `net_id`, given by the caller).
@@ -63,7 +64,7 @@ impl OverlayNetwork {
             id: self.id.clone(),
             net_id,
             driver: crate::model::OVERLAY_DRIVER.to_string(),
-            v4: self.v4,
+            v4: Some(self.v4),
             internal: self.internal,
             options: self.options.clone(),
             labels: self.labels.clone(),
@@ -110,6 +111,8 @@ pub enum OverlayError {
     Overlap(Subnet, Subnet, String),
     #[error("no VNI left")]
     NoVni,
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
     #[error("network {0} has endpoints on node(s) {1}: remove them first")]
     InUse(String, String),
     #[error(
@@ -145,12 +148,14 @@ pub fn local_claims(state: &State, node: &str) -> BTreeMap<(String, Ipv4Addr), O
                 .get(&a.network)
                 .is_some_and(|n| n.vni.is_some())
         })
-        .map(|(e, a)| {
+        // An overlay network's endpoints all have IPv4 (the address claimed).
+        .filter_map(|(e, a)| Some((e, a, a.ip?)))
+        .map(|(e, a, ip)| {
             (
-                (a.network.clone(), a.ip),
+                (a.network.clone(), ip),
                 OverlayEndpoint {
                     network: a.network.clone(),
-                    ip: a.ip,
+                    ip,
                     node: node.to_string(),
                     endpoint: e.name.clone(),
                     id: e.id.clone(),

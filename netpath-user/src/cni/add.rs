@@ -202,7 +202,7 @@ impl Cni<'_> {
             }
             Some((ip, route, gateway))
         };
-        let v4 = family(Some(att.ip_address.into()), "0.0.0.0/0");
+        let v4 = family(att.ip_address.map(Into::into), "0.0.0.0/0");
         let v6 = family(att.ipv6_address.map(Into::into), "::/0");
         let gateway = v4.as_ref().map(|(_, _, g)| g.clone()).unwrap_or_default();
         let (ips, routes): (Vec<Value>, Vec<Option<Value>>) =

@@ -86,10 +86,13 @@ impl Cni<'_> {
             .and_then(|r| r["ips"][0]["address"].as_str())
             .map(str::to_string);
         if let Some(told) = told {
-            if cidr_address(&told).ok().flatten() != Some(att.ip_address) {
+            if let Some(ip) = att
+                .ip_address
+                .filter(|ip| cidr_address(&told).ok().flatten() != Some(*ip))
+            {
                 return Err(CniError::new(
                     codes::INVALID_CONFIG,
-                    format!("address is {}, the runtime was told {told}", att.ip_address),
+                    format!("address is {ip}, the runtime was told {told}"),
                 ));
             }
         }

@@ -14,7 +14,9 @@ use super::{be_addr, removed, Datapath, DatapathError};
 pub struct AttachmentEntry {
     /// Ifindex of the host-side veth.
     pub ifindex: u32,
-    /// The endpoint's address on the network.
+    /// The endpoint's IPv4 address on the network; unspecified (0.0.0.0) on a network of IPv6
+    /// alone: its record then says the endpoint has no IPv4 (the kernel drops what IPv4 and
+    /// ARP it sends), and no record is kept by that address.
     pub ip: Ipv4Addr,
     /// Its IPv6 address there, on a network with IPv6.
     pub ip6: Option<Ipv6Addr>,
@@ -37,7 +39,7 @@ impl AttachmentEntry {
     ) -> AttachmentEntry {
         AttachmentEntry {
             ifindex,
-            ip: att.ip,
+            ip: att.ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
             ip6: att.ip6,
             mac: att.mac,
             host_mac,
@@ -50,7 +52,7 @@ impl Datapath {
     /// Writes an endpoint's attachment to a network: by its veth and by its address.
     pub fn add_attachment(&mut self, e: &AttachmentEntry) -> Result<(), DatapathError> {
         let addr = be_addr(e.ip);
-        let identity = self.policy_identity_of(addr);
+        let identity = self.attachment_identity(addr, e.ip6.map(be_addr));
         let info = EndpointInfo {
             addr,
             network: e.net_id,
@@ -68,7 +70,9 @@ impl Datapath {
             host_mac: e.host_mac,
             identity,
         };
-        if let Err(err) = self.endpoints_by_addr.insert(addr, peer, 0) {
+        if addr == 0 {
+            // IPv6 alone: nothing by an IPv4 address.
+        } else if let Err(err) = self.endpoints_by_addr.insert(addr, peer, 0) {
             // Undoing the first half; if even that fails, the next sync removes it.
             let _ = self.endpoints.remove(&e.ifindex);
             return Err(DatapathError::Map(map_names::ENDPOINTS_BY_ADDR, err));
@@ -83,10 +87,12 @@ impl Datapath {
     /// Removes an attachment's map entries (of both families).
     pub fn remove_attachment(&mut self, e: &AttachmentEntry) -> Result<(), DatapathError> {
         removed(map_names::ENDPOINTS, self.endpoints.remove(&e.ifindex))?;
-        removed(
-            map_names::ENDPOINTS_BY_ADDR,
-            self.endpoints_by_addr.remove(&be_addr(e.ip)),
-        )?;
+        if !e.ip.is_unspecified() {
+            removed(
+                map_names::ENDPOINTS_BY_ADDR,
+                self.endpoints_by_addr.remove(&be_addr(e.ip)),
+            )?;
+        }
         self.remove_attachment6(e)
     }
 

@@ -24,22 +24,34 @@ pub(super) fn network_flags(net: &Network, routed: bool) -> u32 {
     flags
 }
 
-/// The `NETWORKS` value of `net`, with `members` member slots.
+/// The `NETWORKS` value of `net`, with `members` member slots. A network of IPv6 alone has
+/// one too (its flags and members): its subnet, gateway and host-gateway all 0.0.0.0, with a
+/// mask no address but that one matches.
 pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
     let flags = network_flags(net, net.routed());
-    let prefix = net.v4.subnet.prefix();
+    let Some(v4) = &net.v4 else {
+        return NetworkInfo {
+            subnet: 0,
+            mask: u32::MAX,
+            gateway: 0,
+            flags,
+            members,
+            host_gateway: 0,
+        };
+    };
+    let prefix = v4.subnet.prefix();
     let mask = if prefix == 0 {
         0
     } else {
         u32::MAX << (32 - u32::from(prefix))
     };
     NetworkInfo {
-        subnet: be_addr(net.v4.subnet.addr()),
+        subnet: be_addr(v4.subnet.addr()),
         mask: mask.to_be(),
-        gateway: be_addr(net.v4.gateway),
+        gateway: be_addr(v4.gateway),
         flags,
         members,
-        host_gateway: be_addr(net.host_gateway()),
+        host_gateway: be_addr(net.host_gateway().unwrap_or(v4.gateway)),
     }
 }
 
@@ -50,9 +62,11 @@ impl Datapath {
         self.networks
             .insert(net.net_id, network_info(net, members), 0)
             .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
-        self.subnets
-            .insert(&lpm_key(&net.v4.subnet), net.net_id, 0)
-            .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
+        if let Some(v4) = &net.v4 {
+            self.subnets
+                .insert(&lpm_key(&v4.subnet), net.net_id, 0)
+                .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
+        }
         self.add_network6(net, members)?;
         for port in net.host_loopback_ports() {
             self.host_loopback
@@ -66,10 +80,12 @@ impl Datapath {
     pub fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
         self.set_members(net.net_id, &[])?;
         removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
-        removed(
-            map_names::SUBNETS,
-            self.subnets.remove(&lpm_key(&net.v4.subnet)),
-        )?;
+        if let Some(v4) = &net.v4 {
+            removed(
+                map_names::SUBNETS,
+                self.subnets.remove(&lpm_key(&v4.subnet)),
+            )?;
+        }
         self.remove_network6(net)?;
         for port in net.host_loopback_ports() {
             removed(

@@ -217,7 +217,8 @@ impl Datapath {
         let mut peers = StdHashMap::new();
         for a in attachments {
             if let Some(ip6) = a.ip6 {
-                let (info, peer) = records6(a, ip6, self.policy_identity_of(be_addr(a.ip)));
+                let identity = self.attachment_identity(be_addr(a.ip), Some(be_addr(ip6)));
+                let (info, peer) = records6(a, ip6, identity);
                 eps.insert(a.ifindex, info);
                 peers.insert(info.addr, peer);
             }
@@ -261,6 +262,11 @@ impl Datapath {
             &mut r,
         );
         Ok((w, r))
+    }
+
+    /// The IPv6 address of the endpoint behind `ifindex`, if its record has one.
+    pub(super) fn endpoint6_addr(&self, ifindex: u32) -> Option<In6> {
+        self.v6.endpoints.get(&ifindex, 0).ok().map(|i| i.addr)
     }
 
     /// Gives every IPv6 record the identity its endpoint's IPv4 record (`ENDPOINTS`, by the
@@ -309,7 +315,14 @@ impl Datapath {
             .filter_map(Result::ok)
             .filter_map(|(addr6, p)| Some((addr6, self.endpoints.get(&p.ifindex, 0).ok()?.addr)))
             .chain(self.remote_addrs6.iter().map(|(a6, a)| (*a6, *a)))
-            .filter_map(|(addr6, addr)| Some((addr6, *hosts.get(&addr)?)))
+            .filter_map(|(addr6, addr)| {
+                // An endpoint of IPv6 alone: its own address's identity.
+                let id = match addr {
+                    0 => self.identities6.get(&addr6),
+                    _ => hosts.get(&addr),
+                };
+                Some((addr6, *id?))
+            })
             .collect();
         sync_hash(map_names::IPCACHE6, &mut self.v6.ipcache, &want).map(drop)
     }

@@ -68,7 +68,7 @@ pub use keys::{be_addr, be_port, flow_key};
 pub(crate) use keys::{lpm_key, subnet_of};
 pub use links::{Hook, HookReport, Hooks, LinkState};
 pub use migrate::Migration;
-use open::{program, program_error};
+use open::{program, program_error, take_map};
 pub use ops::{DatapathOps, Expired, PinnedMap};
 pub use overlay::{OverlayContent, OverlayNetEntry};
 pub use ports::{addr_of, any_addr, AnyPortKey, AnyPortTarget};
@@ -364,6 +364,8 @@ pub struct Datapath {
     dns_written: dns::Written,
     /// What this process last wrote to the policy maps (only the difference is written).
     policy_written: Option<policy::PolicyMaps>,
+    /// Endpoints of IPv6 alone: their identities by IPv6 address, as the last policy gave them.
+    identities6: std::collections::HashMap<netpath_common::In6, netpath_common::AddrIdentity>,
 }
 
 /// Descriptors of the maps read whole: published ports, flow tables.
@@ -378,15 +380,6 @@ struct Whole {
     snat: std::os::fd::OwnedFd,
     snat_rev: std::os::fd::OwnedFd,
     policy_ct: std::os::fd::OwnedFd,
-}
-
-/// The map `name` taken from `ebpf` as a `T`.
-fn take_map<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, DatapathError>
-where
-    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
-    map.try_into().map_err(|e| DatapathError::Map(name, e))
 }
 
 /// Removing an absent key is what the caller wanted: not an error.

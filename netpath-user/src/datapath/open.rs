@@ -31,6 +31,15 @@ fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<std::os::fd::OwnedFd, Datap
         .map_err(|e| DatapathError::Pins(format!("map {name}: {e}")))
 }
 
+/// The map `name` taken from `ebpf` as a `T`.
+pub(super) fn take_map<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+    map.try_into().map_err(|e| DatapathError::Map(name, e))
+}
+
 macro_rules! take_map {
     ($ebpf:expr, $name:expr) => {{
         let map = $ebpf
@@ -195,6 +204,7 @@ impl Datapath {
             nat46: super::nat46::Maps46::take(&mut ebpf)?,
             dns_written: Default::default(),
             policy_written: None,
+            identities6: Default::default(),
             events: Some(take_map!(ebpf, map_names::EVENTS)),
             ebpf,
             pin_dir: pin_dir.map(Path::to_path_buf),

@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::maps::{lpm_trie::Key as LpmKey, HashMap, MapData};
-use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, PolicyKey};
+use netpath_common::{map_names, policy_on, tracked, AddrIdentity, FlowKey, In6, PolicyKey};
 
 use super::{be_addr, lpm_key, removed, subnet_of, Datapath, DatapathError};
 use crate::{
@@ -87,6 +87,7 @@ impl Datapath {
     /// published flows go, so their next packet is asked again. Returns how many went.
     pub fn set_policy(&mut self, c: &Compiled) -> Result<usize, DatapathError> {
         let new = PolicyMaps::of(c);
+        self.identities6 = identities6(c);
         // What the maps hold: as this process last wrote them, else as read (an earlier
         // agent's). Only the difference is written.
         let old = match self.policy_written.take() {
@@ -172,6 +173,19 @@ impl Datapath {
         identity_in(hosts, addr)
     }
 
+    /// The identity of an endpoint's attachment: its IPv4 address's, or for an attachment of
+    /// IPv6 alone (no IPv4 address: `ip` unspecified) its IPv6 address's.
+    pub(super) fn attachment_identity(&self, ip: u32, ip6: Option<In6>) -> AddrIdentity {
+        match ip6 {
+            Some(a6) if ip == 0 => self
+                .identities6
+                .get(&a6)
+                .copied()
+                .unwrap_or(AddrIdentity::WORLD),
+            _ => self.policy_identity_of(ip),
+        }
+    }
+
     /// Brings every endpoint record (`ENDPOINTS_BY_ADDR`, `ENDPOINTS`) whose identity differs
     /// from `hosts` (the policy maps' new content) in step. Every record is looked at, not
     /// only the addresses whose identity changed: a record written before the maps were read
@@ -198,6 +212,23 @@ impl Datapath {
             self.endpoints_by_addr
                 .insert(addr, peer, 0)
                 .map_err(|e| DatapathError::Map(map_names::ENDPOINTS_BY_ADDR, e))?;
+        }
+        // Endpoints of IPv6 alone (no record by an IPv4 address): by their IPv6 address.
+        let alone: Vec<(u32, netpath_common::EndpointInfo)> = self
+            .endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, info)| info.addr == 0)
+            .collect();
+        for (ifindex, mut info) in alone {
+            let a6 = self.endpoint6_addr(ifindex);
+            let identity = self.attachment_identity(0, a6);
+            if identity != info.identity {
+                info.identity = identity;
+                self.endpoints
+                    .insert(ifindex, info, 0)
+                    .map_err(|e| DatapathError::Map(map_names::ENDPOINTS, e))?;
+            }
         }
         Ok(())
     }
@@ -289,6 +320,23 @@ pub(super) fn end_tracked<A: netpath_common::Addr + aya::Pod>(
         .iter()
         .filter(|(_, way)| *way != tracked::REPLY)
         .count()
+}
+
+/// The identities `c` gives addresses of IPv6 alone (its exact IPv6 entries), with the
+/// directions policies select them in.
+fn identities6(c: &Compiled) -> std::collections::HashMap<In6, AddrIdentity> {
+    c.ipcache6
+        .iter()
+        .filter(|(s, _)| s.prefix() == 128)
+        .map(|(s, id)| {
+            let selected = c.subjects.get(id).copied().unwrap_or(0);
+            let identity = AddrIdentity {
+                identity: *id,
+                selected,
+            };
+            (be_addr(s.addr()), identity)
+        })
+        .collect()
 }
 
 /// `addr`'s identity in `hosts`, WORLD when it has none.

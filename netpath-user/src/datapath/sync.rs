@@ -145,7 +145,7 @@ impl Datapath {
                         network: a.net_id,
                         mac: a.mac,
                         host_mac: a.host_mac,
-                        identity: self.policy_identity_of(be_addr(a.ip)),
+                        identity: self.attachment_identity(be_addr(a.ip), a.ip6.map(be_addr)),
                     },
                 )
             })
@@ -153,6 +153,7 @@ impl Datapath {
         let peers: StdHashMap<u32, PeerInfo> = c
             .attachments
             .iter()
+            .filter(|a| !a.ip.is_unspecified())
             .map(|a| {
                 (
                     be_addr(a.ip),
@@ -224,11 +225,9 @@ impl Datapath {
         let want: StdHashMap<(u32, u32), u32> = c
             .networks
             .iter()
-            .map(|n| {
-                (
-                    (u32::from(n.v4.subnet.prefix()), be_addr(n.v4.subnet.addr())),
-                    n.net_id,
-                )
+            .filter_map(|n| {
+                let s = n.v4?.subnet;
+                Some(((u32::from(s.prefix()), be_addr(s.addr())), n.net_id))
             })
             .collect();
         report.add(sync_trie(map_names::SUBNETS, &mut self.subnets, &want)?);

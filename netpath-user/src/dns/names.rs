@@ -72,8 +72,7 @@ pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Addrs> {
     let mut names: BTreeMap<String, Addrs> = BTreeMap::new();
     let mut add = |name: String, ip: IpAddr| names.entry(normalize(&name)).or_default().add(ip);
     for (ep, att) in state.members(&net.name) {
-        let ips = std::iter::once(IpAddr::V4(att.ip)).chain(att.ip6.map(IpAddr::V6));
-        for ip in ips {
+        for ip in att.ips() {
             add(ep.name.clone(), ip);
             add(short_id(&ep.id, 12).to_string(), ip);
             add(format!("{}.{}", ep.name, net.name), ip);
@@ -99,7 +98,9 @@ pub fn network_names(state: &State, net: &Network) -> BTreeMap<String, Addrs> {
             }
         }
     }
-    add(HOST_DOCKER_INTERNAL.into(), net.host_gateway().into());
+    if let Some(hg) = net.host_gateway() {
+        add(HOST_DOCKER_INTERNAL.into(), hg.into());
+    }
     if let Some(p) = &net.v6 {
         add(HOST_DOCKER_INTERNAL.into(), p.gateway.into());
     }
@@ -127,7 +128,7 @@ impl Index {
         let mut ix = Index::default();
         for net in state.networks.values() {
             ix.names.insert(net.name.clone(), network_names(state, net));
-            ix.subnets.push(net.v4.subnet);
+            ix.subnets.extend(net.v4.map(|p| p.subnet));
             ix.subnets6.extend(net.v6.map(|p| p.subnet));
         }
         for ep in state.endpoints.values() {
@@ -138,7 +139,7 @@ impl Index {
                 .map(|n| (n.name.clone(), n.internal))
                 .collect();
             for a in &ep.attachments {
-                for ip in std::iter::once(IpAddr::V4(a.ip)).chain(a.ip6.map(IpAddr::V6)) {
+                for ip in a.ips() {
                     ix.askers.insert(ip, nets.clone());
                     ix.pointers
                         .entry(ip)

@@ -170,13 +170,7 @@ impl DnsServer {
         let want: std::collections::HashSet<(String, IpAddr)> = state
             .networks
             .values()
-            .flat_map(|n| {
-                let v6 = n.v6.map(|p| IpAddr::V6(p.gateway));
-                [Some(IpAddr::V4(n.v4.gateway)), v6]
-                    .into_iter()
-                    .flatten()
-                    .map(|gw| (n.name.clone(), gw))
-            })
+            .flat_map(|n| n.gateways().into_iter().map(|gw| (n.name.clone(), gw)))
             .collect();
         self.listening.lock().retain(|at, _| want.contains(at));
         for (net, addr) in want {

@@ -70,5 +70,5 @@ pub fn state() -> State {
 }
 
 pub fn ip(s: &State, ep: &str, net: &str) -> Ipv4Addr {
-    s.endpoints[ep].attachment(net).unwrap().ip
+    s.endpoints[ep].attachment(net).unwrap().ip.unwrap()
 }

@@ -90,7 +90,7 @@ impl HostResolv {
     /// The resolv.conf of an endpoint whose own settings are `dns`, using `server` (its
     /// network's DNS) unless it names servers: the host's search domains and options unless
     /// it names its own.
-    pub fn endpoint_conf(&self, dns: &DnsSettings, server: Ipv4Addr) -> String {
+    pub fn endpoint_conf(&self, dns: &DnsSettings, server: IpAddr) -> String {
         let host = self.conf();
         let mut c = resolv_conf::Config::new();
         c.nameservers = if dns.servers.is_empty() {
@@ -232,7 +232,7 @@ mod tests {
             "nameserver 192.0.2.53\nsearch corp.example lab.example\noptions ndots:3 timeout:2\n",
         );
         let gw = Ipv4Addr::new(10, 1, 0, 1);
-        let conf = h.endpoint_conf(&DnsSettings::default(), gw);
+        let conf = h.endpoint_conf(&DnsSettings::default(), gw.into());
         let parsed = resolv_conf::Config::parse(&conf).unwrap();
         assert_eq!(parsed.nameservers, vec![gw.into()]);
         assert_eq!(
@@ -242,11 +242,11 @@ mod tests {
         assert_eq!((parsed.ndots, parsed.timeout), (3, 2));
         // Its own settings win.
         let own = DnsSettings {
-            servers: vec![Ipv4Addr::new(9, 9, 9, 9)],
+            servers: vec![Ipv4Addr::new(9, 9, 9, 9).into()],
             search: vec!["mine.example".into()],
             options: vec!["ndots:1".into(), "rotate".into()],
         };
-        let parsed = resolv_conf::Config::parse(h.endpoint_conf(&own, gw)).unwrap();
+        let parsed = resolv_conf::Config::parse(h.endpoint_conf(&own, gw.into())).unwrap();
         assert_eq!(parsed.nameservers, vec![Ipv4Addr::new(9, 9, 9, 9).into()]);
         assert_eq!(parsed.get_search(), Some(&vec!["mine.example".to_string()]));
         assert!(parsed.rotate && parsed.ndots == 1 && parsed.timeout == 5);

@@ -230,6 +230,7 @@ impl<S: Service> Plugin<S> {
             subnet: Some(subnet.to_string()),
             gateway,
             ip_range,
+            ipv4: None,
             ipv6: data6.is_some(),
             subnet6,
             gateway6,
@@ -283,7 +284,7 @@ impl<S: Service> Plugin<S> {
             ..EndpointCreate::default()
         };
         let ep = self.svc.create_endpoint(&create)?;
-        info!(endpoint = %ep.name, network = %net.name, ip = %ep.ip_address, "Docker endpoint created");
+        info!(endpoint = %ep.name, network = %net.name, ip = ?ep.ip_address, "Docker endpoint created");
         // Docker refuses an answer that changes what it set: only a MAC it left to us.
         to_value(&CreateEndpointResponse {
             interface: iface.mac_address.is_empty().then(|| Interface {

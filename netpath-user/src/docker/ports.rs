@@ -21,7 +21,7 @@ impl<S: Service> Plugin<S> {
                 .iter()
                 .map(|p| PortBinding {
                     proto: p.proto.number(),
-                    ip: ep.ip_address.to_string(),
+                    ip: ep.ip_address.map(|a| a.to_string()).unwrap_or_default(),
                     port: p.private_port,
                     host_ip: p.ip.to_string(),
                     host_port: p.public_port,

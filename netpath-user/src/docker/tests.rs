@@ -127,7 +127,7 @@ fn a_container_lifecycle_goes_through_the_agent() {
     .unwrap();
     assert_eq!(created["Interface"]["MacAddress"], "02:42:0a:14:00:80");
     let ep = &svc.endpoints()[0];
-    assert_eq!(ep.ip_address, Ipv4Addr::new(10, 20, 0, 128));
+    assert_eq!(ep.ip_address, Some(Ipv4Addr::new(10, 20, 0, 128)));
     let joined = call(
         &p,
         "NetworkDriver.Join",

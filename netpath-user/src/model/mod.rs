@@ -34,7 +34,6 @@ pub mod plan;
 pub mod requests;
 pub mod validate;
 
-pub(crate) use options::ICC_KEYS;
 pub use options::{HOST_GATEWAY, HOST_LOOPBACK_PORTS};
 pub use plan::ModelError;
 pub use requests::{Connect, Disconnect, DnsSettings, EndpointCreate, NetworkCreate, PortsRequest};
@@ -78,9 +77,10 @@ pub struct Network {
     /// As asked (`bridge` or `netpath`); both mean netpath's datapath.
     #[serde(default = "default_driver")]
     pub driver: String,
-    /// Its IPv4 subnet, gateway and range (the state file keeps the fields at the top).
+    /// Its IPv4 subnet, gateway and range (the state file keeps the fields at the top); none
+    /// for a network of IPv6 alone (Docker's `--ipv4=false`).
     #[serde(flatten)]
-    pub v4: Pool,
+    pub v4: Option<Pool>,
     /// Its IPv6 subnet, gateway and range (`--ipv6`); none for a network of IPv4 alone.
     #[serde(default, rename = "ipv6", skip_serializing_if = "Option::is_none")]
     pub v6: Option<Pool<Ipv6Addr>>,
@@ -112,35 +112,24 @@ impl Network {
     /// any other network, or one without IPv6).
     pub fn overlay_ip6(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
         overlay_ip6(
-            &self.v4,
+            self.v4.as_ref()?,
             self.v6.as_ref().filter(|_| self.vni.is_some())?,
             ip,
         )
     }
 
-    /// The address endpoints reach the host at (host.docker.internal): `--opt host-gateway`,
-    /// else the gateway.
-    pub fn host_gateway(&self) -> Ipv4Addr {
-        self.options
-            .get(HOST_GATEWAY)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.v4.gateway)
+    /// Its IPv4 gateway (none on a network of IPv6 alone).
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.v4.as_ref().map(|p| p.gateway)
     }
 
-    /// Host-gateway TCP ports the host serves on its loopback (`--opt host-loopback-ports`).
-    pub fn host_loopback_ports(&self) -> Vec<u16> {
-        self.options
-            .get(HOST_LOOPBACK_PORTS)
-            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-            .unwrap_or_default()
-    }
-
-    /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
-    pub fn icc(&self) -> bool {
-        ICC_KEYS
-            .iter()
-            .filter_map(|k| self.options.get(*k))
-            .all(|v| v != "false")
+    /// Its gateways, IPv4's first: where the host answers (DNS among others).
+    pub fn gateways(&self) -> Vec<std::net::IpAddr> {
+        let v6 = self.v6.map(|p| p.gateway.into());
+        [self.gateway().map(Into::into), v6]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
@@ -151,7 +140,9 @@ pub const DOCKER_NETWORK_LABEL: &str = "com.docker.network.id";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub network: String,
-    pub ip: Ipv4Addr,
+    /// Its IPv4 address; none on a network of IPv6 alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
     /// Its IPv6 address, on a network with IPv6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip6: Option<Ipv6Addr>,
@@ -162,6 +153,14 @@ pub struct Attachment {
     pub host_ifname: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+}
+
+impl Attachment {
+    /// Its addresses, IPv4's first.
+    pub fn ips(&self) -> impl Iterator<Item = std::net::IpAddr> + Clone {
+        let v4 = self.ip.map(std::net::IpAddr::V4);
+        v4.into_iter().chain(self.ip6.map(std::net::IpAddr::V6))
+    }
 }
 
 /// A network namespace's identity: the device and inode of its nsfs file.

@@ -106,6 +106,34 @@ pub fn check(k: &str, v: &str) -> Result<(), ModelError> {
 }
 
 impl Network {
+    /// The IPv4 address endpoints reach the host at (host.docker.internal): `--opt
+    /// host-gateway`, else the gateway; none on a network of IPv6 alone.
+    pub fn host_gateway(&self) -> Option<Ipv4Addr> {
+        let gw = self.gateway()?;
+        Some(
+            self.options
+                .get(HOST_GATEWAY)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(gw),
+        )
+    }
+
+    /// Host-gateway TCP ports the host serves on its loopback (`--opt host-loopback-ports`).
+    pub fn host_loopback_ports(&self) -> Vec<u16> {
+        self.options
+            .get(HOST_LOOPBACK_PORTS)
+            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether endpoints of this network may talk to each other (`--opt icc=false` says no).
+    pub fn icc(&self) -> bool {
+        ICC_KEYS
+            .iter()
+            .filter_map(|k| self.options.get(*k))
+            .all(|v| v != "false")
+    }
+
     /// The first of `keys` set on this network.
     fn option(&self, keys: &[&str]) -> Option<&str> {
         keys.iter()

@@ -25,6 +25,9 @@ pub struct NetworkCreate {
     /// `--ipv6`: an IPv6 subnet as well (`subnet6`, or the next free /64 of the pool).
     #[serde(default, rename = "EnableIPv6")]
     pub ipv6: bool,
+    /// `--ipv4=false`: no IPv4 subnet (a network of IPv6 alone, with `--ipv6`); unset: IPv4.
+    #[serde(default, rename = "EnableIPv4")]
+    pub ipv4: Option<bool>,
     #[serde(default, rename = "SubnetIPv6")]
     pub subnet6: Option<String>,
     #[serde(default, rename = "GatewayIPv6")]
@@ -41,6 +44,11 @@ pub struct NetworkCreate {
 }
 
 impl NetworkCreate {
+    /// Whether it asks for IPv4 (unless `--ipv4=false`).
+    pub fn wants_ipv4(&self) -> bool {
+        self.ipv4 != Some(false)
+    }
+
     /// Whether it asks for an overlay network (one across the nodes of a cluster).
     pub fn is_overlay(&self) -> bool {
         self.driver.as_deref() == Some(super::OVERLAY_DRIVER)
@@ -123,7 +131,7 @@ pub struct EndpointCreate {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 #[serde(default)]
 pub struct DnsSettings {
-    pub servers: Vec<Ipv4Addr>,
+    pub servers: Vec<std::net::IpAddr>,
     pub search: Vec<String>,
     pub options: Vec<String>,
 }

@@ -77,11 +77,11 @@ fn add(s: &mut State, r: &EndpointCreate) -> Endpoint {
 fn endpoint_gets_next_ip_and_docker_mac() {
     let mut s = state();
     let a = add(&mut s, &req("a", None, &["8080:80"]));
-    assert_eq!(a.attachments[0].ip, Ipv4Addr::new(172, 17, 0, 2));
+    assert_eq!(a.attachments[0].ip, Some(Ipv4Addr::new(172, 17, 0, 2)));
     assert_eq!(ipam::fmt_mac(&a.attachments[0].mac), "02:42:ac:11:00:02");
     assert_eq!(a.attachments[0].ifname, "eth0");
     let b = add(&mut s, &req("b", None, &[]));
-    assert_eq!(b.attachments[0].ip, Ipv4Addr::new(172, 17, 0, 3));
+    assert_eq!(b.attachments[0].ip, Some(Ipv4Addr::new(172, 17, 0, 3)));
     assert_eq!(a.ports.len(), 1);
 }
 
@@ -162,11 +162,11 @@ fn networks_get_pool_subnets_and_docker_rules() {
         )
         .unwrap();
     assert_eq!(
-        a.v4.subnet.to_string(),
+        a.v4.unwrap().subnet.to_string(),
         "10.211.0.0/16",
         "skips a host route"
     );
-    assert_eq!(a.v4.gateway, Ipv4Addr::new(10, 211, 0, 1));
+    assert_eq!(a.v4.unwrap().gateway, Ipv4Addr::new(10, 211, 0, 1));
     s.networks.insert(a.name.clone(), a);
     let b = net(
         &mut s,
@@ -235,7 +235,7 @@ fn ip_range_bounds_allocation_and_internal_networks_refuse_ports() {
     );
     let r = on("b", req("x", None, &[]));
     let x = add(&mut s, &r);
-    assert_eq!(x.attachments[0].ip, Ipv4Addr::new(10, 5, 0, 128));
+    assert_eq!(x.attachments[0].ip, Some(Ipv4Addr::new(10, 5, 0, 128)));
     let r = on("b", req("y", None, &["8080:80"]));
     assert!(matches!(
         s.plan_endpoint(&r, host()),
@@ -264,7 +264,7 @@ fn connect_disconnect_and_network_removal() {
         )
         .unwrap();
     assert_eq!(att.ifname, "eth1");
-    assert_eq!(att.ip, Ipv4Addr::new(10, 5, 0, 2));
+    assert_eq!(att.ip, Some(Ipv4Addr::new(10, 5, 0, 2)));
     assert_ne!(att.host_ifname, a.attachments[0].host_ifname);
     assert!(att.host_ifname.len() < 15);
     s.endpoints.get_mut("a").unwrap().attachments.push(att);
@@ -440,7 +440,7 @@ fn a_host_gateway_that_would_break_the_host_or_an_endpoint_is_refused() {
     }
     for good in ["10.0.0.5", "10.30.0.1", "10.30.0.254", "192.0.2.7"] {
         let n = s.plan_network(&with(good), host).unwrap();
-        assert_eq!(n.host_gateway().to_string(), good);
+        assert_eq!(n.host_gateway().unwrap().to_string(), good);
     }
 }
 
@@ -609,4 +609,63 @@ fn ipv6_pools_are_planned_as_ipv4_ones() {
         .validated();
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(back, s);
+}
+
+/// Docker's `--ipv4=false`: a network of IPv6 alone, its endpoints with an IPv6 address and
+/// none of IPv4 (their MAC from the IPv6 one); what cannot be is refused in one line.
+#[test]
+fn networks_of_ipv6_alone() {
+    let mut s = state();
+    let six = |name: &str| NetworkCreate {
+        ipv4: Some(false),
+        ipv6: true,
+        subnet6: Some("fd00:60::/64".into()),
+        ..create(name)
+    };
+    let n = net(&mut s, six("v6"));
+    assert_eq!(n.v4, None);
+    assert_eq!(n.v6.unwrap().gateway.to_string(), "fd00:60::1");
+    assert_eq!(n.host_gateway(), None);
+    let e = add(&mut s, &on("v6", req("e", None, &[])));
+    let a = &e.attachments[0];
+    assert_eq!((a.ip, a.ip6), (None, Some("fd00:60::2".parse().unwrap())));
+    assert_eq!(a.mac, [0x02, 0x42, 0, 0, 0, 2]);
+    // Its state survives a save and a load unchanged.
+    let text = serde_json::to_string(&s).unwrap();
+    let back: State = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, s);
+
+    let cases = [
+        (
+            NetworkCreate {
+                ipv6: false,
+                subnet6: None,
+                ..six("x")
+            },
+            "IPv4 or IPv6 must be enabled",
+        ),
+        (
+            NetworkCreate {
+                subnet: Some("10.61.0.0/24".into()),
+                ..six("x")
+            },
+            "goes against --ipv4=false",
+        ),
+        (
+            NetworkCreate {
+                driver: Some(OVERLAY_DRIVER.into()),
+                ..six("x")
+            },
+            "an overlay network needs IPv4",
+        ),
+    ];
+    for (r, says) in cases {
+        let err = s.plan_network(&r, host()).unwrap_err().to_string();
+        assert!(err.contains(says), "{r:?}: {err}");
+    }
+    let err = s
+        .plan_endpoint(&on("v6", req("x", Some([10, 0, 0, 9]), &[])), host())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "network v6 has no IPv4 subnet");
 }

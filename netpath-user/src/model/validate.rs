@@ -32,32 +32,11 @@ impl State {
                 Some(why)
             } else if !net_ids.insert(n.net_id) || n.net_id == 0 {
                 Some(format!("repeats datapath id {}", n.net_id))
-            } else if let Some((other, s)) = subnets
-                .iter()
-                .find(|(_, s): &&(String, crate::ipam::Subnet)| s.overlaps(&n.v4.subnet))
-            {
-                Some(format!(
-                    "subnet {} overlaps network {other} ({s})",
-                    n.v4.subnet
-                ))
-            } else if !n.v4.subnet.contains(n.v4.gateway) {
-                Some(format!(
-                    "gateway {} is outside {}",
-                    n.v4.gateway, n.v4.subnet
-                ))
-            } else if let Some(p) = &n.v6 {
-                if let Some((other, s)) = subnets6.iter().find(|(_, s)| s.overlaps(&p.subnet)) {
-                    Some(format!(
-                        "subnet {} overlaps network {other} ({s})",
-                        p.subnet
-                    ))
-                } else if !p.subnet.contains(p.gateway) {
-                    Some(format!("gateway {} is outside {}", p.gateway, p.subnet))
-                } else {
-                    None
-                }
+            } else if n.v4.is_none() && n.v6.is_none() {
+                Some("has no subnet".to_string())
             } else {
-                None
+                pool_problem(&subnets, n.v4.as_ref())
+                    .or_else(|| pool_problem(&subnets6, n.v6.as_ref()))
             };
             match why {
                 Some(why) => {
@@ -65,7 +44,7 @@ impl State {
                     self.networks.remove(&key);
                 }
                 None => {
-                    subnets.push((n.name.clone(), n.v4.subnet));
+                    subnets.extend(n.v4.map(|p| (n.name.clone(), p.subnet)));
                     subnets6.extend(n.v6.map(|p| (n.name.clone(), p.subnet)));
                 }
             }
@@ -100,8 +79,19 @@ impl State {
             for a in ep.attachments.drain(..) {
                 let why = match self.networks.get(&a.network) {
                     None => Some(format!("network {} does not exist", a.network)),
-                    Some(n) if !n.v4.subnet.contains(a.ip) => {
-                        Some(format!("address {} is outside {}", a.ip, n.v4.subnet))
+                    Some(n) if a.ip.is_some() != n.v4.is_some() => Some(format!(
+                        "has {} IPv4 address on a network {} IPv4",
+                        if a.ip.is_some() { "an" } else { "no" },
+                        if n.v4.is_some() { "with" } else { "without" }
+                    )),
+                    Some(n)
+                        if a.ip
+                            .is_some_and(|ip| !n.v4.is_some_and(|p| p.subnet.contains(ip))) =>
+                    {
+                        Some(format!(
+                            "address {} is outside the network's IPv4 subnet",
+                            a.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+                        ))
                     }
                     Some(n)
                         if a.ip6
@@ -113,8 +103,7 @@ impl State {
                         ))
                     }
                     Some(_) => {
-                        let ips = std::iter::once(std::net::IpAddr::V4(a.ip))
-                            .chain(a.ip6.map(std::net::IpAddr::V6));
+                        let ips = a.ips();
                         let twice = ips
                             .clone()
                             .find_map(|ip| Some((ip, addrs.get(&(a.network.clone(), ip))?)));
@@ -138,9 +127,8 @@ impl State {
                         ep.name, a.ifname
                     )),
                     None => {
-                        addrs.insert((a.network.clone(), a.ip.into()), ep.name.clone());
-                        if let Some(ip6) = a.ip6 {
-                            addrs.insert((a.network.clone(), ip6.into()), ep.name.clone());
+                        for ip in a.ips() {
+                            addrs.insert((a.network.clone(), ip), ep.name.clone());
                         }
                         kept.push(a);
                     }
@@ -191,6 +179,25 @@ fn identity_problem(key: &str, name: &str, id: &str) -> Option<String> {
         Some("has an invalid name".to_string())
     } else if !hex_id(id) {
         Some(format!("has an invalid id {id:?}"))
+    } else {
+        None
+    }
+}
+
+/// What is wrong with a network's pool of one family, if anything: a subnet overlapping one
+/// of `taken` (another network's), a gateway outside it.
+fn pool_problem<A: crate::ipam::Family>(
+    taken: &[(String, crate::ipam::Subnet<A>)],
+    pool: Option<&crate::ipam::Pool<A>>,
+) -> Option<String> {
+    let p = pool?;
+    if let Some((other, s)) = taken.iter().find(|(_, s)| s.overlaps(&p.subnet)) {
+        Some(format!(
+            "subnet {} overlaps network {other} ({s})",
+            p.subnet
+        ))
+    } else if !p.subnet.contains(p.gateway) {
+        Some(format!("gateway {} is outside {}", p.gateway, p.subnet))
     } else {
         None
     }

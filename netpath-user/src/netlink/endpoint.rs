@@ -34,10 +34,9 @@ pub struct EndpointLinkSpec<'a> {
     pub host_ifname: &'a str,
     pub netns: &'a Path,
     pub ifname: &'a str,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
+    /// Its IPv4 address, the subnet's prefix length and the gateway, on a network with IPv4.
+    pub v4: Option<(Ipv4Addr, u8, Ipv4Addr)>,
     pub mac: [u8; 6],
-    pub gateway: Ipv4Addr,
     /// Its IPv6 address, the subnet's prefix length and the gateway, on a network with IPv6.
     pub v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
     /// The MTU of both sides (an overlay network's, which leaves room for VXLAN); the
@@ -93,17 +92,19 @@ async fn host_side_up(
         .execute()
         .await
         .map_err(err(format!("bringing {} up", spec.host_ifname)))?;
-    h.route()
-        .add(
-            RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(spec.ip, 32)
-                .output_interface(idx)
-                .build(),
-        )
-        .replace()
-        .execute()
-        .await
-        .map_err(err(format!("adding route to {}", spec.ip)))?;
+    if let Some((ip, _, _)) = spec.v4 {
+        h.route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(ip, 32)
+                    .output_interface(idx)
+                    .build(),
+            )
+            .replace()
+            .execute()
+            .await
+            .map_err(err(format!("adding route to {ip}")))?;
+    }
     if let Some((ip6, _, _)) = spec.v6 {
         h.route()
             .add(
@@ -226,11 +227,13 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
             .execute()
             .await
             .map_err(err(format!("configuring {}", spec.ifname)))?;
-        h.address()
-            .add(idx, IpAddr::V4(spec.ip), spec.prefix)
-            .execute()
-            .await
-            .map_err(err(format!("adding {}/{}", spec.ip, spec.prefix)))?;
+        if let Some((ip, prefix, _)) = spec.v4 {
+            h.address()
+                .add(idx, IpAddr::V4(ip), prefix)
+                .execute()
+                .await
+                .map_err(err(format!("adding {ip}/{prefix}")))?;
+        }
         if let Some((ip6, prefix, _)) = spec.v6 {
             // Static, as Docker's: no duplicate address detection to wait for.
             let mut add = h.address().add(idx, IpAddr::V6(ip6), prefix);
@@ -255,17 +258,17 @@ pub fn create_endpoint(spec: &EndpointLinkSpec<'_>) -> Result<EndpointLink, NetE
                 .map_err(err("bringing lo up"))?;
         }
         let has_default = default_route_oif(&h).await?.is_some();
-        if spec.default_route && !has_default {
+        if let (true, false, Some((_, _, gw))) = (spec.default_route, has_default, spec.v4) {
             h.route()
                 .add(
                     RouteMessageBuilder::<Ipv4Addr>::new()
-                        .gateway(spec.gateway)
+                        .gateway(gw)
                         .output_interface(idx)
                         .build(),
                 )
                 .execute()
                 .await
-                .map_err(err(format!("adding default route via {}", spec.gateway)))?;
+                .map_err(err(format!("adding default route via {gw}")))?;
         }
         if let (true, Some((_, _, gw6))) = (spec.default_route, spec.v6) {
             if default_route6_oif(&h).await?.is_none() {

@@ -29,7 +29,7 @@ pub struct FakeVeth {
     pub link: EndpointLink,
     pub netns: PathBuf,
     pub ifname: String,
-    pub ip: Ipv4Addr,
+    pub ip: Option<Ipv4Addr>,
     pub mtu: Option<u32>,
 }
 
@@ -90,7 +90,7 @@ impl LinkOps for FakeLinks {
                 link,
                 netns: spec.netns.to_path_buf(),
                 ifname: spec.ifname.to_string(),
-                ip: spec.ip,
+                ip: spec.v4.map(|(ip, _, _)| ip),
                 mtu: spec.mtu,
             },
         );

@@ -3,7 +3,7 @@
 //! allows — so the maps grow with identities and rules, not with endpoints × rules.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use netpath_common::{direction, identity, PolicyKey};
@@ -32,7 +32,9 @@ pub struct Member {
     pub namespace: String,
     pub labels: Labels,
     pub ports: Vec<NamedPort>,
-    pub addrs: Vec<Ipv4Addr>,
+    /// Its addresses: an attachment's IPv4 address (its IPv6 one carries the same identity
+    /// in the kernel), or its IPv6 address on a network of IPv6 alone.
+    pub addrs: Vec<IpAddr>,
 }
 
 /// The prefixes the ipBlocks of `policies` name (blocks and their excepts), of both
@@ -185,8 +187,14 @@ pub fn compile(
     if c.on() {
         for m in members {
             for a in &m.addrs {
-                c.ipcache
-                    .insert(Subnet::new(*a, 32).expect("a /32"), m.identity);
+                match *a {
+                    IpAddr::V4(a) => c
+                        .ipcache
+                        .insert(Subnet::new(a, 32).expect("a /32"), m.identity),
+                    IpAddr::V6(a) => c
+                        .ipcache6
+                        .insert(Subnet::new(a, 128).expect("a /128"), m.identity),
+                };
             }
         }
         for (p, id) in cidrs {

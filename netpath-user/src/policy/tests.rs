@@ -22,7 +22,7 @@ fn member(id: u32, ns: &str, app: &str, last: u8) -> Member {
             port: 9100,
             proto: Proto::Tcp,
         }],
-        addrs: vec![Ipv4Addr::new(10, 0, 0, last)],
+        addrs: vec![Ipv4Addr::new(10, 0, 0, last).into()],
     }
 }
 

@@ -19,7 +19,7 @@ fn names_of_a_network() {
     assert_eq!(back[&short].v4, [ip(&s, "db", "back")]);
     assert_eq!(
         back[HOST_DOCKER_INTERNAL].v4,
-        [s.networks["back"].host_gateway()]
+        [s.networks["back"].host_gateway().unwrap()]
     );
     assert!(!back.contains_key("web"), "web is not on back");
 }
@@ -59,7 +59,7 @@ fn what_a_name_means_to_whom() {
     assert_eq!(resolve(safe, "vault", "example.com"), Resolved::NxDomain);
     assert_eq!(
         resolve(safe, "vault", "host.docker.internal"),
-        Resolved::Local(Addrs::v4(vec![s.networks["vault"].host_gateway()]))
+        Resolved::Local(Addrs::v4(vec![s.networks["vault"].host_gateway().unwrap()]))
     );
     // Someone who is not an endpoint.
     assert_eq!(

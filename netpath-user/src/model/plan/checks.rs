@@ -25,10 +25,17 @@ pub(super) fn check_ifname(name: &str) -> Result<String, ModelError> {
     }
 }
 
-/// The MAC asked for (unicast, not zero), else Docker's MAC for the address.
-pub(super) fn check_mac(mac: Option<&str>, ip: Ipv4Addr) -> Result<[u8; 6], ModelError> {
+/// The MAC asked for (unicast, not zero), else Docker's MAC for the IPv4 address (for an
+/// endpoint of IPv6 alone, the same form from the last four bytes of its IPv6 address).
+pub(super) fn check_mac(
+    mac: Option<&str>,
+    ip: Option<Ipv4Addr>,
+    ip6: Option<std::net::Ipv6Addr>,
+) -> Result<[u8; 6], ModelError> {
     let Some(text) = mac else {
-        return Ok(ipam::mac_for(ip));
+        let o = ip6.map_or([0; 16], |a| a.octets());
+        let v4 = ip.unwrap_or(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+        return Ok(ipam::mac_for(v4));
     };
     let bad = || ModelError::BadMac(text.to_string());
     let parts: Vec<&str> = text.split(':').collect();
@@ -134,11 +141,11 @@ pub fn valid_domain(d: &str) -> bool {
 
 /// Resolver settings that can go into a resolv.conf as they are.
 pub(super) fn check_dns(dns: &DnsSettings) -> Result<DnsSettings, ModelError> {
-    if let Some(s) = dns
-        .servers
-        .iter()
-        .find(|s| s.is_unspecified() || s.is_multicast() || s.is_broadcast())
-    {
+    if let Some(s) = dns.servers.iter().find(|s| {
+        s.is_unspecified()
+            || s.is_multicast()
+            || matches!(s, std::net::IpAddr::V4(a) if a.is_broadcast())
+    }) {
         return Err(ModelError::BadDnsServer(*s));
     }
     if let Some(d) = dns.search.iter().find(|d| !valid_domain(d)) {

@@ -48,7 +48,7 @@ impl State {
         let ifname = check_ifname(req.ifname.as_deref().unwrap_or("eth0"))?;
         let ip = self.address(net, req.ip)?;
         let ip6 = self.address6(net, req.ip6, ip)?;
-        let mac = check_mac(req.mac.as_deref(), ip)?;
+        let mac = check_mac(req.mac.as_deref(), ip, ip6)?;
         let id = new_id();
         let mut ep = Endpoint {
             name: req.name.clone(),
@@ -75,7 +75,13 @@ impl State {
         if !req.ports.is_empty() && net.internal {
             return Err(ModelError::InternalPorts(net.name.clone()));
         }
-        ep.ports = self.resolve_specs(&req.ports, net.host_binding(), ip6.is_some(), host)?;
+        ep.ports = self.resolve_specs(
+            &req.ports,
+            net.host_binding(),
+            ip.is_some(),
+            ip6.is_some(),
+            host,
+        )?;
         Ok(ep)
     }
 
@@ -110,7 +116,7 @@ impl State {
         };
         let ip = self.address(net, req.ip)?;
         let ip6 = self.address6(net, req.ip6, ip)?;
-        let mac = check_mac(req.mac.as_deref(), ip)?;
+        let mac = check_mac(req.mac.as_deref(), ip, ip6)?;
         let slot = (0..MAX_NETWORKS_PER_ENDPOINT)
             .find(|i| {
                 !ep.attachments
@@ -167,10 +173,13 @@ impl State {
         &self,
         specs: &[String],
         binding: Option<Ipv4Addr>,
+        ipv4: bool,
         ipv6: bool,
         host: HostView<'_>,
     ) -> Result<Vec<PortMapping>, ModelError> {
-        let ipv6 = ipv6 || !host.addrs6.is_empty();
+        // An endpoint of IPv4 is reached from IPv6 clients too when the host has IPv6
+        // (NAT46); one of IPv6 alone from IPv6 clients only.
+        let ipv6 = ipv6 || (ipv4 && !host.addrs6.is_empty());
         let parsed = specs
             .iter()
             .map(|s| {
@@ -182,6 +191,9 @@ impl State {
             .collect::<Result<Vec<_>, _>>()?;
         for spec in &parsed {
             match spec.host_ip {
+                Some(IpAddr::V4(_)) if !ipv4 => {
+                    return Err(ModelError::NoIpv4Port(spec.to_string()))
+                }
                 Some(ip) if !ip.is_unspecified() && !host.has_addr(ip) => {
                     return Err(ModelError::NotHostAddress(ip))
                 }
@@ -191,7 +203,8 @@ impl State {
         let mut taken = PortIndex::new(self.all_ports());
         let mut out = Vec::new();
         for spec in &parsed {
-            let got = ports::resolve(spec, &ports::host_ips(spec, ipv6), &taken, host.busy)?;
+            let ips = ports::host_ips_of(spec, ipv4, ipv6);
+            let got = ports::resolve(spec, &ips, &taken, host.busy)?;
             for m in &got {
                 taken.insert(m);
             }
@@ -211,16 +224,17 @@ impl State {
         if specs.is_empty() {
             return Err(ModelError::NoSpecs);
         }
-        let (mut binding, mut ipv6) = (None, false);
+        let (mut binding, mut ipv4, mut ipv6) = (None, true, false);
         if let Some(p) = ep.primary() {
             let net = self.network(&p.network)?;
             if net.internal {
                 return Err(ModelError::InternalPorts(p.network.clone()));
             }
             binding = net.host_binding();
+            ipv4 = p.ip.is_some();
             ipv6 = p.ip6.is_some();
         }
-        self.resolve_specs(specs, binding, ipv6, host)
+        self.resolve_specs(specs, binding, ipv4, ipv6, host)
     }
 
     /// Validates an unpublish request: the mappings of `endpoint` it removes. Every spec must

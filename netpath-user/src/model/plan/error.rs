@@ -53,6 +53,14 @@ pub enum ModelError {
     NeedsIpv6,
     #[error("network {0} has no {1} subnet")]
     NoFamily(String, &'static str),
+    #[error("{} goes against --ipv4=false (a network of IPv6 alone)", if .0.is_empty() { "an IPv4 --subnet, --gateway or --ip-range" } else { .0 })]
+    Ipv4Off(&'static str),
+    #[error("{0}: the endpoint has no IPv4 address (a network of IPv6 alone): publish on an IPv6 host address, or on every one")]
+    NoIpv4Port(String),
+    #[error("IPv4 or IPv6 must be enabled: --ipv4=false needs --ipv6")]
+    NoAddressFamily,
+    #[error("an overlay network needs IPv4 (its IPv6 addresses follow its IPv4 ones): --ipv4=false is refused")]
+    OverlayIpv6Only,
     #[error(
         "an overlay network's IPv6 addresses follow its IPv4 ones: give it an IPv6 --subnet of /96 or shorter, and no IPv6 --gateway or --ip-range"
     )]
@@ -82,7 +90,7 @@ pub enum ModelError {
     #[error("invalid alias {0:?}")]
     BadAlias(String),
     #[error("invalid DNS server {0}: expected a unicast IPv4 address")]
-    BadDnsServer(std::net::Ipv4Addr),
+    BadDnsServer(std::net::IpAddr),
     #[error("invalid DNS search domain {0:?}")]
     BadDnsSearch(String),
     #[error("invalid DNS option {0:?}: expected a resolv.conf option such as ndots:2")]

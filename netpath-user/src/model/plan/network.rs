@@ -15,13 +15,17 @@ use crate::{
 };
 
 impl State {
-    /// A free address of `net` (or checks the one asked for).
+    /// The IPv4 address of an endpoint on `net`: `want`, checked, or a free one; none on a
+    /// network of IPv6 alone (where asking for one is refused).
     pub(super) fn address(
         &self,
         net: &Network,
         want: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, ModelError> {
-        self.address_besides(net, want, &[])
+    ) -> Result<Option<Ipv4Addr>, ModelError> {
+        if net.v4.is_none() && want.is_none() {
+            return Ok(None);
+        }
+        self.address_besides(net, want, &[]).map(Some)
     }
 
     /// The IPv6 address of an endpoint on `net`: `want`, checked, or a free one; none on a
@@ -30,7 +34,7 @@ impl State {
         &self,
         net: &Network,
         want: Option<Ipv6Addr>,
-        ip: Ipv4Addr,
+        ip: Option<Ipv4Addr>,
     ) -> Result<Option<Ipv6Addr>, ModelError> {
         if net.v6.is_none() && want.is_none() {
             return Ok(None);
@@ -38,7 +42,7 @@ impl State {
         if net.vni.is_some() {
             return match want {
                 Some(_) => Err(ModelError::OverlayIp6),
-                None => Ok(net.overlay_ip6(ip)),
+                None => Ok(ip.and_then(|ip| net.overlay_ip6(ip))),
             };
         }
         self.pick_address(net, want, &[], None).map(Some)
@@ -61,7 +65,7 @@ impl State {
         want: Option<Ipv4Addr>,
         elsewhere: &[Ipv4Addr],
     ) -> Result<Ipv4Addr, ModelError> {
-        self.pick_address(net, want, elsewhere, Some(net.host_gateway()))
+        self.pick_address(net, want, elsewhere, net.host_gateway())
     }
 
     /// Whether `net`, planned against an earlier state, still fits this one: its name free and
@@ -69,7 +73,9 @@ impl State {
     /// (etcd's answer) without the agent's lock.
     pub fn still_fits(&self, net: &Network) -> Result<(), ModelError> {
         self.check_name_free(&net.name)?;
-        self.check_subnet_free(net.v4.subnet)?;
+        if let Some(p) = &net.v4 {
+            self.check_subnet_free(p.subnet)?;
+        }
         match &net.v6 {
             Some(p) => self.check_subnet_free(p.subnet),
             None => Ok(()),
@@ -109,14 +115,25 @@ impl State {
             options::check(k, v)?;
             options.insert(k.to_string(), v.to_string());
         }
-        let v4 = self.plan_pool(
-            PoolRequest {
-                subnet: req.subnet.as_deref(),
-                gateway: req.gateway,
-                ip_range: req.ip_range.as_deref(),
-            },
-            host,
-        )?;
+        let v4_asked = req.subnet.is_some() || req.gateway.is_some() || req.ip_range.is_some();
+        let v4 = match req.wants_ipv4() {
+            true => Some(self.plan_pool(
+                PoolRequest {
+                    subnet: req.subnet.as_deref(),
+                    gateway: req.gateway,
+                    ip_range: req.ip_range.as_deref(),
+                },
+                host,
+            )?),
+            // A network of IPv6 alone (Docker's --ipv4=false).
+            false if v4_asked => return Err(ModelError::Ipv4Off("")),
+            false if options.contains_key(HOST_GATEWAY) => {
+                return Err(ModelError::Ipv4Off(HOST_GATEWAY))
+            }
+            false if !req.ipv6 => return Err(ModelError::NoAddressFamily),
+            false if req.is_overlay() => return Err(ModelError::OverlayIpv6Only),
+            false => None,
+        };
         let v6_asked = req.subnet6.is_some() || req.gateway6.is_some() || req.ip_range6.is_some();
         let v6 = match req.ipv6 {
             false if v6_asked => return Err(ModelError::NeedsIpv6),
@@ -134,7 +151,9 @@ impl State {
                     },
                     host,
                 )?;
-                p.gateway = crate::model::overlay_ip6(&v4, &p, v4.gateway)
+                p.gateway = v4
+                    .as_ref()
+                    .and_then(|v4| crate::model::overlay_ip6(v4, &p, v4.gateway))
                     .filter(|_| p.subnet.prefix() <= 96)
                     .ok_or(ModelError::OverlayIpv6)?;
                 Some(p)
@@ -148,7 +167,8 @@ impl State {
                 host,
             )?),
         };
-        if let Some(hg) = options.get(HOST_GATEWAY).and_then(|v| v.parse().ok()) {
+        if let (Some(hg), Some(v4)) = (options.get(HOST_GATEWAY).and_then(|v| v.parse().ok()), &v4)
+        {
             self.check_host_gateway(hg, v4.subnet, host)?;
         }
         let net_id = (1..)
@@ -194,8 +214,13 @@ impl State {
             }
             return Ok(());
         }
-        if let Some(n) = self.networks.values().find(|n| n.v4.subnet.contains(ip)) {
-            return unusable(format!("in network {}'s subnet {}", n.name, n.v4.subnet));
+        let subnet_of = |n: &Network| n.v4.map(|p| p.subnet).filter(|s| s.contains(ip));
+        if let Some((n, s)) = self
+            .networks
+            .values()
+            .find_map(|n| Some((n, subnet_of(n)?)))
+        {
+            return unusable(format!("in network {}'s subnet {s}", n.name));
         }
         if let Some(r) = self
             .foreign_routes::<Ipv4Addr>(host)

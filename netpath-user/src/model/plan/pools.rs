@@ -38,7 +38,7 @@ impl Side for Ipv4Addr {
         ("240.0.0.0/4", "reserved (and broadcast)"),
     ];
     fn pool(net: &Network) -> Option<&Pool<Self>> {
-        Some(&net.v4)
+        net.v4.as_ref()
     }
     fn routes<'a>(host: &HostView<'a>) -> &'a [Subnet<Self>] {
         host.routes
@@ -50,7 +50,7 @@ impl Side for Ipv4Addr {
         ipam::default_pool()
     }
     fn of(att: &crate::model::Attachment) -> Option<Self> {
-        Some(att.ip)
+        att.ip
     }
 }
 
