@@ -207,6 +207,32 @@ fn a_dual_stack_network_gives_both_families_in_the_result() {
         let (ok, v) = cni("DEL", id, &ns.path(), "eth0", &static6);
         assert!(ok, "{v}");
     }
+
+    // A network of IPv6 alone: the result holds its IPv6 address and route alone, and CHECK
+    // agrees with it.
+    t.ok(&common::words(
+        "network create six --ipv4=false --ipv6 --subnet fd00:43::/64",
+    ));
+    let d = Netns::new("cnid");
+    let idd = "d0d4000000000000000000000000000000000000000000000000000000000004";
+    let six = conf(&t, "six", json!({}));
+    let (ok, res) = cni("ADD", idd, &d.path(), "eth0", &six);
+    assert!(ok, "{res}");
+    let ips = res["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 1, "{res}");
+    assert_eq!(ips[0]["address"], "fd00:43::2/64");
+    assert_eq!(ips[0]["gateway"], "fd00:43::1");
+    assert_eq!(res["routes"], json!([{"dst": "::/0", "gw": "fd00:43::1"}]));
+    assert!(d
+        .ip(&["-4", "-o", "addr", "show", "eth0"])
+        .trim()
+        .is_empty());
+    let mut checked = six.clone();
+    checked["prevResult"] = res.clone();
+    let (ok, v) = cni("CHECK", idd, &d.path(), "eth0", &checked);
+    assert!(ok, "{v}");
+    let (ok, v) = cni("DEL", idd, &d.path(), "eth0", &six);
+    assert!(ok, "{v}");
 }
 
 #[test]
