@@ -871,7 +871,7 @@ fn dns_frame(dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
 /// Network n1 with EP ("client") and PEER ("peer", alias "svc"), and "other" (alias "svc");
 /// the fast path's names written from it as the agent writes them.
 fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
-    use netpath_user::model::{Attachment, Endpoint, State};
+    use netpath_user::{model::State, testing::dns::endpoint_record};
     let net = network(dp, 1, "172.17.0.0/16", false, true);
     attach(dp, ep_if, EP.into(), EP_MAC, GW_MAC, 1).unwrap();
     let mut state = State::default();
@@ -881,30 +881,8 @@ fn dns_setup(dp: &mut Datapath, ep_if: u32) -> netpath_user::model::State {
         ("peer", PEER, vec!["svc".to_string()]),
         ("other", [172, 17, 0, 4], vec!["svc".to_string()]),
     ] {
-        state.endpoints.insert(
-            name.into(),
-            Endpoint {
-                name: name.into(),
-                id: format!("{name:0>64}"),
-                netns: format!("/x/{name}").into(),
-                attachments: vec![Attachment {
-                    network: net.name.clone(),
-                    ip: Some(ip.into()),
-                    ip6: None,
-                    mac: EP_MAC,
-                    ifname: "eth0".into(),
-                    host_ifname: format!("np{name}"),
-                    aliases,
-                }],
-                ports: Vec::new(),
-                labels: Default::default(),
-                netns_id: None,
-                dns: Default::default(),
-                engine: None,
-                namespace: "default".into(),
-                named_ports: Vec::new(),
-            },
-        );
+        let ep = endpoint_record(name, &net.name, (ip.into(), None), EP_MAC, aliases);
+        state.endpoints.insert(name.into(), ep);
     }
     let index = netpath_user::dns::names::Index::new(&state);
     dp.set_dns_names(&netpath_user::dns::names::kernel_names(&state, &index))

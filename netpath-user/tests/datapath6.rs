@@ -783,36 +783,14 @@ fn network_policy_holds_for_nat46_clients_and_ends_their_flows() {
 /// stack: what the agent's server answers from, and the fast path's names as the agent
 /// writes them.
 fn dns_state(dp: &mut Datapath, net: Network) -> netpath_user::model::State {
-    use netpath_user::model::{Attachment, Endpoint, State};
+    use netpath_user::{model::State, testing::dns::endpoint_record};
     let mut state = State::default();
     for (name, ip, ip6, aliases) in [
         ("client", EP4, EP, vec![]),
         ("peer", PEER4, PEER, vec!["svc".to_string()]),
     ] {
-        state.endpoints.insert(
-            name.into(),
-            Endpoint {
-                name: name.into(),
-                id: format!("{name:0>64}"),
-                netns: format!("/x/{name}").into(),
-                attachments: vec![Attachment {
-                    network: net.name.clone(),
-                    ip: Some(ip.into()),
-                    ip6: Some(v6(ip6)),
-                    mac: EP_MAC,
-                    ifname: "eth0".into(),
-                    host_ifname: format!("np{name}"),
-                    aliases,
-                }],
-                ports: Vec::new(),
-                labels: Default::default(),
-                netns_id: None,
-                dns: Default::default(),
-                engine: None,
-                namespace: "default".into(),
-                named_ports: Vec::new(),
-            },
-        );
+        let ep = endpoint_record(name, &net.name, (ip.into(), Some(v6(ip6))), EP_MAC, aliases);
+        state.endpoints.insert(name.into(), ep);
     }
     state.networks.insert(net.name.clone(), net);
     let index = netpath_user::dns::names::Index::new(&state);

@@ -210,3 +210,36 @@ impl Drop for FakeUpstream {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// Endpoint `name` of the model on `network` with one interface (eth0) at `ip` and `ip6`,
+/// MAC `mac`, answering to `aliases`: the state the tests of names and of the kernel's fast
+/// path build.
+pub fn endpoint_record(
+    name: &str,
+    network: &str,
+    (ip, ip6): (Ipv4Addr, Option<std::net::Ipv6Addr>),
+    mac: [u8; 6],
+    aliases: Vec<String>,
+) -> crate::model::Endpoint {
+    crate::model::Endpoint {
+        name: name.into(),
+        id: format!("{name:0>64}"),
+        netns: format!("/x/{name}").into(),
+        attachments: vec![crate::model::Attachment {
+            network: network.into(),
+            ip: Some(ip),
+            ip6,
+            mac,
+            ifname: "eth0".into(),
+            host_ifname: format!("np{name}"),
+            aliases,
+        }],
+        ports: Vec::new(),
+        labels: Default::default(),
+        netns_id: None,
+        dns: Default::default(),
+        engine: None,
+        namespace: "default".into(),
+        named_ports: Vec::new(),
+    }
+}
