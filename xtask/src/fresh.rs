@@ -89,7 +89,7 @@ pub fn fresh(quick: bool, keep: bool) -> Result<()> {
     };
     let script = format!(
         "set -euo pipefail\n\
-         export PATH=/root/.cargo/bin:$PATH CI=true\n\
+         export PATH=/root/.cargo/bin:$PATH CI=true CARGO_INCREMENTAL=0\n\
          update-ca-certificates >/dev/null\n\
          cd /build/netpath\n\
          # A machine of this kind has nightly without rust-src: setup must add it.\n\
