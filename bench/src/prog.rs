@@ -123,6 +123,7 @@ fn ipv6_paths(dp: &mut Datapath, routed: &RoutedNs) -> Result<()> {
             ifindex: ep_if,
             mac: EP_MAC,
             gw_mac: GW_MAC,
+            host: Default::default(),
         },
     )?;
     dp.set_host_addrs6(&[v6(EP6), v6(HOST6)].into_iter().collect())?;
@@ -151,6 +152,52 @@ fn ipv6_paths(dp: &mut Datapath, routed: &RoutedNs) -> Result<()> {
     Ok(())
 }
 
+/// The port published one to one (see [`one_to_one`]).
+const ONE_TO_ONE: u16 = 54;
+
+/// UDP [`ONE_TO_ONE`] published on the endpoint's own addresses (IPv4's and IPv6's) to the
+/// same port: the only publish of that endpoint port, on one address, so a client's packet to
+/// it is translated with no flow state, to itself again.
+fn one_to_one(dp: &mut Datapath, ep_if: u32) -> Result<()> {
+    let target = PortTarget {
+        addr: be_addr(std::net::Ipv4Addr::from(EP)),
+        port: be_port(ONE_TO_ONE),
+        stats: 0,
+        ifindex: ep_if,
+        mac: EP_MAC,
+        gw_mac: GW_MAC,
+        host: 0,
+    };
+    dp.publish(
+        PortKey {
+            addr: target.addr,
+            port: target.port,
+            proto: UDP,
+            _pad: 0,
+        },
+        target,
+    )?;
+    let addr6 = be_addr(v6(EP6));
+    dp.publish(
+        PortKey {
+            addr: addr6,
+            port: target.port,
+            proto: UDP,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: addr6,
+            port: target.port,
+            stats: 0,
+            ifindex: ep_if,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+            host: In6::default(),
+        },
+    )?;
+    Ok(())
+}
+
 /// Publishes UDP `port` on every host address to the same port of the endpoint [`EP`] behind
 /// host-side veth `ifindex`.
 pub fn publish_udp(dp: &mut Datapath, port: u16, ifindex: u32) -> Result<()> {
@@ -168,6 +215,7 @@ pub fn publish_udp(dp: &mut Datapath, port: u16, ifindex: u32) -> Result<()> {
             ifindex,
             mac: EP_MAC,
             gw_mac: GW_MAC,
+            host: Default::default(),
         },
     )?;
     Ok(())
@@ -233,6 +281,7 @@ pub fn run(quick: bool) -> Result<Section> {
     )?;
     dp.insert_flow(flow(40001), nat)?;
     ipv6_paths(&mut dp, &routed)?;
+    one_to_one(&mut dp, ep_if)?;
 
     // From a client port of its own: the hit records its flow, which must not overwrite the
     // reverse-NAT variants' flows.
@@ -244,6 +293,8 @@ pub fn run(quick: bool) -> Result<Section> {
     let routed_reply = reply.build(&udp(53, 40001));
     let reply = reply.build(&udp(53, 40000));
     let to_ep6 = Frame6::new(CLIENT6, EP6, UDP).build(&udp(40002, 53));
+    let one_to_one4 = Frame::new(CLIENT, EP, UDP).build(&udp(40002, ONE_TO_ONE));
+    let one_to_one6 = Frame6::new(CLIENT6, EP6, UDP).build(&udp(40002, ONE_TO_ONE));
     let reply6 = Frame6::new(EP6, CLIENT6, UDP).build(&udp(53, 40000));
 
     const XDP_DROP: u32 = 1;
@@ -266,6 +317,34 @@ pub fn run(quick: bool) -> Result<Section> {
             frame: to_ep.clone(),
             ifindex: None,
             verdict: XDP_REDIRECT,
+        },
+        Variant {
+            name: "xdp dnat, one to one",
+            prog: Prog::Xdp(programs::UPLINK_XDP),
+            frame: one_to_one4.clone(),
+            ifindex: None,
+            verdict: XDP_REDIRECT,
+        },
+        Variant {
+            name: "tc dnat, one to one",
+            prog: Prog::Tc(programs::UPLINK_TC),
+            frame: one_to_one4,
+            ifindex: None,
+            verdict: TC_ACT_REDIRECT,
+        },
+        Variant {
+            name: "xdp dnat, one to one, ipv6",
+            prog: Prog::Xdp(programs::UPLINK_XDP),
+            frame: one_to_one6.clone(),
+            ifindex: None,
+            verdict: XDP_REDIRECT,
+        },
+        Variant {
+            name: "tc dnat, one to one, ipv6",
+            prog: Prog::Tc(programs::UPLINK_TC),
+            frame: one_to_one6,
+            ifindex: None,
+            verdict: TC_ACT_REDIRECT,
         },
         Variant {
             name: "xdp pass",
@@ -508,6 +587,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
                     ifindex: 1,
                     mac: EP_MAC,
                     gw_mac: GW_MAC,
+                    host: Default::default(),
                 },
             )?;
             published += 1;

@@ -66,7 +66,9 @@ pub use overlay::{
 pub use policy::{
     direction, identity, policy_on, published_from, tracked, AddrIdentity, PolicyKey,
 };
-pub use ports::{port_any_index, port_any_key, PortKey, PortSlot, PortTarget, PORTS_ANY_LEN};
+pub use ports::{
+    port_any_index, port_any_key, PortKey, PortReply, PortSlot, PortTarget, PORTS_ANY_LEN,
+};
 pub use snat::{snat_flags, SnatNat, SnatRev, SNAT_PORTS, SNAT_PORT_MIN};
 pub use sock::{SockRevKey, SockRevKey6, SockRevNat};
 pub use stats::{event, monitor, Counter, Event, PortStats};

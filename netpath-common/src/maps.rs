@@ -135,6 +135,13 @@ pub mod map_names {
     /// [`crate::FlowKey`] of the IPv4 replies → [`crate::Nat46Reply`], the IPv6 flow they
     /// answer.
     pub const NAT46_REPLY: &str = "NAT46_REPLY";
+    /// How replies of one-to-one published ports leave (endpoint address and port → host
+    /// address and port), IPv4's and IPv6's.
+    pub const REPLIES: &str = "REPLIES";
+    pub const REPLIES6: &str = "REPLIES6";
+    /// By protocol and container port (`PORTS_ANY`'s index): how many `REPLIES` entries of
+    /// either family have it, so a packet from any other port is not looked up there.
+    pub const REPLY_PORTS: &str = "REPLY_PORTS";
 }
 
 /// Slots of `TAIL_CALLS`: the programs an entry point hands a packet on to, each with a stack
@@ -157,8 +164,11 @@ pub mod tail {
     pub const NAT46_REPLY: u32 = 5;
     /// The DNS fast path of IPv6 queries (`netpath_endpoint_dns6_tc`).
     pub const DNS6: u32 = 6;
+    /// The first reply of a one-to-one published port's flow, of either family, which
+    /// records the flow (`netpath_endpoint_reply_tc`).
+    pub const REPLY: u32 = 7;
     /// Slots in all.
-    pub const SLOTS: u32 = 7;
+    pub const SLOTS: u32 = 8;
 }
 
 /// Default sizes of the maps; the agent may override them at load time.

@@ -51,6 +51,10 @@ pub mod policy_on {
     pub const RANGES: u32 = 2;
     /// `IPCACHE_PREFIXES` holds prefixes (ipBlock rules).
     pub const PREFIXES: u32 = 4;
+    /// The published ports' firewall holds prefixes: every flow from an uplink is checked on
+    /// its first packet, so published flows are kept from it. Not a policy: the policy's
+    /// verdicts read `POLICY_ON` without it.
+    pub const FIREWALL: u32 = 8;
 }
 
 /// Value of `IPCACHE` (an address's identity, exact match): the identity, and the

@@ -54,6 +54,13 @@ pub struct PortTarget<A: Addr = u32> {
     pub mac: [u8; 6],
     /// MAC of the host-side veth (source of the DNAT'd frame: the endpoint's gateway).
     pub gw_mac: [u8; 6],
+    /// Where the mapping is one to one (the endpoint's port published by this publish alone),
+    /// the host address its replies leave from: this publish's own address, or for a publish
+    /// on every address the host's one uplink address of the family. A client's packet to it
+    /// is translated with no flow state (the replies find theirs in `REPLIES` and record the
+    /// flow themselves, `replies.rs`). ANY: the flow is kept from its first packet. Written by
+    /// the datapath layer, never by the agent's callers.
+    pub host: A,
 }
 
 /// A slot of `PORTS_ANY`: one (protocol, port) of the host. One array read decides what most
@@ -78,11 +85,28 @@ impl<A: Addr> PortSlot<A> {
 
 crate::layout!(PortKey, 8, addr @ 0, port @ 4, proto @ 6, _pad @ 7);
 crate::layout!(PortKey<crate::In6>, 20, addr @ 0, port @ 16, proto @ 18, _pad @ 19);
-crate::layout!(PortTarget, 24, addr @ 0, port @ 4, stats @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18);
-crate::layout!(PortTarget<crate::In6>, 36, addr @ 0, port @ 16, stats @ 18, ifindex @ 20, mac @ 24, gw_mac @ 30);
-crate::layout!(PortSlot, 28, target @ 0, specific @ 24);
-crate::layout!(PortSlot<crate::In6>, 40, target @ 0, specific @ 36);
-crate::pod!(PortKey<A>, PortTarget<A>, PortSlot<A>);
+/// Value of `REPLIES` (key: a [`PortKey`] of the endpoint's address and container port): how
+/// the replies of a one-to-one published port leave, for the packets whose flow was not kept
+/// (see [`PortTarget::host`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortReply<A: Addr = u32> {
+    /// The host address replies leave from, network order.
+    pub addr: A,
+    /// The host port, network order.
+    pub port: u16,
+    pub _pad: u16,
+    /// The endpoint's host-side veth: only replies it sends are this port's.
+    pub ifindex: u32,
+}
+
+crate::layout!(PortTarget, 28, addr @ 0, port @ 4, stats @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18, host @ 24);
+crate::layout!(PortTarget<crate::In6>, 52, addr @ 0, port @ 16, stats @ 18, ifindex @ 20, mac @ 24, gw_mac @ 30, host @ 36);
+crate::layout!(PortSlot, 32, target @ 0, specific @ 28);
+crate::layout!(PortSlot<crate::In6>, 56, target @ 0, specific @ 52);
+crate::layout!(PortReply, 12, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8);
+crate::layout!(PortReply<crate::In6>, 24, addr @ 0, port @ 16, _pad @ 18, ifindex @ 20);
+crate::pod!(PortKey<A>, PortTarget<A>, PortSlot<A>, PortReply<A>);
 
 #[cfg(test)]
 mod tests {

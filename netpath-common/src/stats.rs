@@ -172,6 +172,10 @@ counters! {
     RoutedIn = 33, "routed_in";
     /// IPv6 packets of a routed network's endpoint routed out in eBPF (no NAT).
     RoutedOut = 34, "routed_out";
+    /// Published-port packets translated with no flow state (a one-to-one mapping).
+    DnatStateless = 35, "dnat_stateless";
+    /// First replies of such flows, which recorded the flow for the replies after them.
+    ReplyRecorded = 36, "reply_recorded";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

@@ -17,7 +17,7 @@ use crate::{
     packet::Packet,
     parse::{is_ipv6, is_link_scoped6, parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
-    snat,
+    replies, snat,
     stats::{count, count_port, trace},
 };
 
@@ -223,7 +223,13 @@ fn reply<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Option<i32
         return None;
     }
     let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
-    let rev = flows::reply_nat(flow, ifindex, closing)?;
+    let Some(rev) = flows::reply_nat(flow, ifindex, closing) else {
+        if replies::is_first_reply(flow, ifindex) {
+            // SAFETY: the slot holds this load's program; the call does not return.
+            unsafe { TAIL_CALLS.tail_call(ctx, tail::REPLY) };
+        }
+        return None;
+    };
     if !ports::reverse_nat(ctx, flow, rev) {
         return Some(TC_ACT_SHOT as i32);
     }

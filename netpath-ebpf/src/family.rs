@@ -28,6 +28,7 @@ use crate::{
     packet::{csum_replace4, Packet},
     parse::{is_multicast6, ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
     policy::Identified,
+    replies::Replied,
     snat,
     stats::dropped,
 };
@@ -37,7 +38,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
 /// An address family as the datapath sees it.
-pub trait Ip: Identified {
+pub trait Ip: Identified + Replied {
     /// This family's record of the endpoint behind host-side veth `ifindex`.
     fn endpoint(ifindex: u32) -> Option<EndpointInfo<Self>>;
     /// The endpoint of this node that has address `addr`.

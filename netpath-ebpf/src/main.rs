@@ -21,6 +21,7 @@ mod packet;
 mod parse;
 mod policy;
 mod ports;
+mod replies;
 mod snat;
 mod sock;
 mod stats;
@@ -148,6 +149,15 @@ pub fn netpath_endpoint_hairpin6_tc(mut ctx: TcContext) -> i32 {
 pub fn netpath_endpoint_dns6_tc(mut ctx: TcContext) -> i32 {
     build_tag();
     endpoint::host_veth_dns6(&mut ctx)
+}
+
+/// Endpoint host-side veth, TC ingress, the first reply of a one-to-one published port's
+/// flow translated with no state, of either family: records the flow (a tail call of the
+/// endpoint programs).
+#[classifier]
+pub fn netpath_endpoint_reply_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    replies::first_reply(&mut ctx)
 }
 
 /// The VXLAN device, TC ingress: traffic from endpoints on other nodes.

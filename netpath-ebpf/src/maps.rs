@@ -8,8 +8,8 @@ use aya_ebpf::{
 use netpath_common::{
     map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
     LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, OverlayNet, PeerInfo, PolicyKey,
-    PortKey, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey,
-    SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
+    PortKey, PortReply, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev,
+    SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -255,3 +255,17 @@ pub static NAT46: LruHashMap<FlowKey<In6>, Nat46> = LruHashMap::pinned(map_sizes
 /// NAT46's replies by their IPv4 5-tuple → the IPv6 flow they answer.
 #[map]
 pub static NAT46_REPLY: LruHashMap<FlowKey, Nat46Reply> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// How the replies of one-to-one published ports leave: (endpoint address, container port,
+/// protocol) → host address and port, for the replies of flows translated with no state.
+#[map]
+pub static REPLIES: HashMap<PortKey, PortReply> = HashMap::pinned(map_sizes::PORTS, 0);
+
+/// IPv6's, as `REPLIES`.
+#[map]
+pub static REPLIES6: HashMap<PortKey<In6>, PortReply<In6>> = HashMap::pinned(map_sizes::PORTS, 0);
+
+/// How many `REPLIES` entries of either family have a (protocol, container port), by
+/// `port_any_index`: a packet from any other port is no such reply, and costs one array read.
+#[map]
+pub static REPLY_PORTS: Array<u32> = Array::pinned(PORTS_ANY_LEN, 0);

@@ -67,7 +67,9 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
         return Outcome::Pass(Counter::Pass);
     }
     let published = ports::lookup_port(flow.dst_addr, flow.dst_port, flow.proto);
-    let target = published.target;
+    let Some(target) = published.target else {
+        return Outcome::Pass(Counter::Pass);
+    };
     let Some(ep_addr) = target.addr.mapped_v4() else {
         return Outcome::Pass(Counter::Pass);
     };
@@ -89,7 +91,7 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
             if published.anywhere && !In6::host_addr(flow.dst_addr) {
                 return Outcome::Pass(Counter::Pass);
             }
-            match admit(pkt, &flow, &target, ep_addr, closing) {
+            match admit(pkt, &flow, target, ep_addr, closing) {
                 Ok(n) => n,
                 // Counted by the uplink's verdict, as its other drops.
                 Err(reason) => return Outcome::Drop(reason),
@@ -102,7 +104,7 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
         src_port: src.port,
         dst_port: target.port,
     };
-    if !to_ipv4(pkt, &flow, &to, &target) {
+    if !to_ipv4(pkt, &flow, &to, target) {
         return Outcome::Drop(Counter::Malformed);
     }
     count(Counter::Nat46);

@@ -122,10 +122,18 @@ impl Identified for In6 {
     }
 }
 
-/// `POLICY_ON`'s flags: 0 while no policy is in force.
+/// `POLICY_ON`'s flags of the policy: 0 while no policy is in force.
 #[inline(always)]
 fn on() -> u32 {
-    POLICY_ON.get(0).copied().unwrap_or(0)
+    POLICY_ON.get(0).copied().unwrap_or(0) & !policy_on::FIREWALL
+}
+
+/// Whether a new flow from an uplink needs no verdict at all: no policy in force and an
+/// empty published ports' firewall (`POLICY_ON` 0, one array read). Then a one-to-one
+/// published port's flow needs no state either (`ports::dnat_via`).
+#[inline(always)]
+pub fn nothing_to_ask() -> bool {
+    POLICY_ON.get(0).is_none_or(|on| *on == 0)
 }
 
 /// The rule that lets `subject` be reached by / reach `peer` on `proto` port `port` (host

@@ -8,7 +8,7 @@ use crate::{
     packet::Packet,
     parse::{ptr_at, Flow},
     policy::{self, ELSEWHERE},
-    stats,
+    stats::{self, count},
 };
 
 /// The endpoint serving `flow`'s destination, if it is a published port.
@@ -17,35 +17,21 @@ pub fn lookup_published<A: Ip>(flow: &Flow<A>) -> Option<PortTarget<A>> {
     lookup(flow.dst_addr, flow.dst_port, flow.proto)
 }
 
-/// What a destination publishes. A struct with a defined "nothing" (`target.ifindex` 0), not
-/// an `Option` of an enum: the verifier rejects what LLVM makes of an absent value's
-/// uninitialised payload where the paths meet again.
+/// What a destination publishes: the target in its map (read in place: IPv6's is 52 bytes,
+/// and a copy would not fit the uplink program's stack), and whether it is published on
+/// every host address (valid only when the destination is one of them) or on this very
+/// address.
 #[derive(Clone, Copy)]
 pub struct Published<A: Ip> {
-    pub target: PortTarget<A>,
-    /// Published on every host address: valid only when the destination is one of them.
-    /// Otherwise published on this very address.
+    pub target: Option<&'static PortTarget<A>>,
     pub anywhere: bool,
 }
 
 impl<A: Ip> Published<A> {
     pub const NOTHING: Published<A> = Published {
-        target: PortTarget {
-            addr: A::ANY,
-            port: 0,
-            stats: 0,
-            ifindex: 0,
-            mac: [0; 6],
-            gw_mac: [0; 6],
-        },
+        target: None,
         anywhere: false,
     };
-
-    /// Whether a port is published there at all.
-    #[inline(always)]
-    pub fn found(&self) -> bool {
-        self.target.ifindex != 0
-    }
 }
 
 /// What port `port` (network order) of `proto` publishes at host address `addr`, the address
@@ -57,15 +43,15 @@ pub fn lookup_port<A: Ip>(addr: A, port: u16, proto: u8) -> Published<A> {
     let Some(slot) = A::ports_any().get_ptr(port_any_index(proto, port)) else {
         return Published::NOTHING;
     };
-    // SAFETY: map value pointer valid for this program run; read at once.
-    let (target, specific) = unsafe { ((*slot).target, (*slot).specific) };
-    if target.ifindex != 0 {
+    // SAFETY: map value pointer valid for this program run.
+    let slot = unsafe { &*slot };
+    if slot.target.ifindex != 0 {
         return Published {
-            target,
+            target: Some(&slot.target),
             anywhere: true,
         };
     }
-    if specific == 0 {
+    if slot.specific == 0 {
         return Published::NOTHING;
     }
     let key = PortKey {
@@ -74,13 +60,10 @@ pub fn lookup_port<A: Ip>(addr: A, port: u16, proto: u8) -> Published<A> {
         proto,
         _pad: 0,
     };
-    match A::ports().get_ptr(&key) {
-        Some(t) => Published {
-            // SAFETY: map value pointer valid for this program run; copied out at once.
-            target: unsafe { *t },
-            anywhere: false,
-        },
-        None => Published::NOTHING,
+    Published {
+        // SAFETY: map value pointer valid for this program run.
+        target: A::ports().get_ptr(&key).map(|t| unsafe { &*t }),
+        anywhere: false,
     }
 }
 
@@ -115,7 +98,8 @@ pub fn held<A: Ip>(addr: A, port: u16, proto: u8) -> bool {
 #[inline(always)]
 pub fn lookup<A: Ip>(addr: A, port: u16, proto: u8) -> Option<PortTarget<A>> {
     let p = lookup_port(addr, port, proto);
-    (p.found() && (!p.anywhere || A::host_addr(addr))).then_some(p.target)
+    let target = *p.target?;
+    (!p.anywhere || A::host_addr(addr)).then_some(target)
 }
 
 /// What [`dnat`] did.
@@ -138,7 +122,12 @@ pub enum Dnat {
 /// recorded with this translation was checked when it began, so only a new flow of a port
 /// published on every address pays the host-address lookup.
 #[inline(always)]
-pub fn dnat<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, published: &Published<A>) -> Dnat {
+pub fn dnat<P: Packet, A: Ip>(
+    pkt: &mut P,
+    flow: &Flow<A>,
+    target: &PortTarget<A>,
+    anywhere: bool,
+) -> Dnat {
     let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
         return Dnat::Failed;
     };
@@ -150,15 +139,7 @@ pub fn dnat<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, published: &Published
     };
     via.macs.src.copy_from_slice(&eth[..6]);
     via.macs.dst.copy_from_slice(&eth[6..]);
-    dnat_via(
-        pkt,
-        flow,
-        ELSEWHERE,
-        &published.target,
-        A::ANY,
-        &via,
-        !published.anywhere,
-    )
+    dnat_via(pkt, flow, ELSEWHERE, target, A::ANY, &via, !anywhere)
 }
 
 /// [`dnat`] for a packet of an endpoint (hairpin) to a port [`lookup`] found: the replies'
@@ -190,6 +171,16 @@ fn dnat_via<P: Packet, A: Ip>(
     via: &Via,
     checked: bool,
 ) -> Dnat {
+    // One to one, addressed where its replies will leave from, nothing to ask: no state.
+    // (The host address is the publish's own or the uplink's: the destination is the host's.)
+    if from == ELSEWHERE
+        && target.host != A::ANY
+        && flow.dst_addr == target.host
+        && policy::nothing_to_ask()
+    {
+        count(Counter::DnatStateless);
+        return rewrite(pkt, flow, target, A::ANY);
+    }
     let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
     let mut nat = flows::translation(flow, target, masq, via);
     if !flows::refresh(&nat, closing) {
@@ -210,6 +201,13 @@ fn dnat_via<P: Packet, A: Ip>(
         }
         flows::insert(&mut nat, closing);
     }
+    rewrite(pkt, flow, target, masq)
+}
+
+/// Writes `target`'s address and port as the destination (and `masq` as the source when it
+/// is not ANY) and addresses the frame to the endpoint.
+#[inline(always)]
+fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, target: &PortTarget<A>, masq: A) -> Dnat {
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off();
     let done = A::write_addr(

@@ -142,6 +142,7 @@ impl SockFamily for In6 {
             ifindex: t.ifindex,
             mac: t.mac,
             gw_mac: t.gw_mac,
+            host: <In6 as netpath_common::Addr>::ANY,
         })
     }
     /// `[::]` takes IPv4's every-address port too (a dual-stack socket binds both, as

@@ -139,13 +139,12 @@ fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
     } else {
         Published::NOTHING
     };
-    if published.found() {
-        if A::nat46(&published.target) {
+    if let Some(target) = published.target {
+        if A::nat46(target) {
             return Verdict::Nat46;
         }
-        match ports::dnat(pkt, flow, &published) {
+        match ports::dnat(pkt, flow, target, published.anywhere) {
             Dnat::Done => {
-                let target = &published.target;
                 count_port(target.stats, pkt.len());
                 trace(event::trace::DNAT, flow, 0, target.addr, target.port);
                 return Verdict::Dnat(target.ifindex);

@@ -50,6 +50,7 @@ fn publish(
             ifindex,
             mac: EP_MAC,
             gw_mac: GW_MAC,
+            host: Default::default(),
         },
     )
     .unwrap();
@@ -483,6 +484,119 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
         assert!(seen.checksums_ok());
     }
     assert_eq!(counter(&dp, Counter::RevNat), 4);
+}
+
+#[test]
+fn one_to_one_ports_keep_no_flow_until_it_replies() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, up_if, up_mac) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    host_addrs(&mut dp, &[HOST]);
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    const FIB_NEIGHBOUR: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+    publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
+    publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
+    // A flood of new flows, on XDP and TC: translated, nothing written.
+    for (i, (proto, dport, ep_port)) in [(TCP, 8080, 80), (UDP, 5353, 53)].into_iter().enumerate() {
+        for sport in 40000..40004 {
+            let l4 = if proto == TCP {
+                tcp(sport, dport)
+            } else {
+                udp(sport, dport)
+            };
+            let pkt = Frame::new(CLIENT, HOST, proto).build(&l4);
+            let (verdict, out) = if sport % 2 == 0 {
+                run_xdp(&mut dp, &pkt)
+            } else {
+                let (v, out) = run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0);
+                (
+                    if v == TC_ACT_REDIRECT {
+                        XDP_REDIRECT
+                    } else {
+                        v
+                    },
+                    out,
+                )
+            };
+            assert_eq!(verdict, XDP_REDIRECT);
+            assert_dnat(&pkt, &out, ep_port);
+        }
+        assert_eq!(counter(&dp, Counter::DnatStateless), 4 * (i as u64 + 1));
+    }
+    assert_eq!(dp.flow_count(), 0, "no flow kept for the forward direction");
+
+    // The first reply records its flow, translated and routed out of the uplink.
+    for round in 1..=2u64 {
+        let pkt = reply_frame(TCP, 80, 40000);
+        let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "reply {round} redirected out");
+        let seen = Seen(&out);
+        assert_eq!((seen.src(), seen.sport()), (Ipv4Addr::from(HOST), 8080));
+        assert_eq!((seen.dst(), seen.dport()), (Ipv4Addr::from(CLIENT), 40000));
+        assert_eq!((seen.src_mac(), seen.dst_mac()), (up_mac, FIB_NEIGHBOUR));
+        assert!(seen.checksums_ok());
+        assert_eq!(counter(&dp, Counter::ReplyRecorded), 1, "recorded once");
+        assert_eq!(counter(&dp, Counter::RevNat), round);
+    }
+    let f = flow(&dp, 80, 40000, TCP).expect("the flow, recorded by its reply");
+    assert_eq!(
+        (f.addr, f.port, f.ifindex, f.via),
+        (be_addr(Ipv4Addr::from(HOST)), be_port(8080), ep_if, up_if)
+    );
+    // What the endpoint says from that port to its own networks is its own traffic.
+    let mut own = Frame::new(EP, [172, 17, 0, 3], TCP);
+    own.src_mac = EP_MAC;
+    own.dst_mac = GW_MAC;
+    let own = own.build(&tcp(80, 40005));
+    let (_, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &own, ep_if));
+    assert_eq!(Seen(&out).src(), Ipv4Addr::from(EP));
+    assert_eq!(counter(&dp, Counter::ReplyRecorded), 1);
+
+    // Another host port on the same container port: both keep their flows from the start.
+    publish(&mut dp, [0; 4], 8081, TCP, 80, ep_if);
+    for (sport, dport) in [(41000, 8080), (41001, 8081)] {
+        let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(sport, dport));
+        assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+        let f = flow(&dp, 80, sport, TCP).expect("kept from the first packet");
+        assert_eq!(f.port, be_port(dport));
+    }
+    // Once it goes, the first is one to one again.
+    dp.unpublish(&PortKey {
+        addr: 0,
+        port: be_port(8081),
+        proto: TCP,
+        _pad: 0,
+    })
+    .unwrap();
+    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(41002, 8080));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert!(flow(&dp, 80, 41002, TCP).is_none());
+
+    // A client of another host address, or any client while the published ports' firewall
+    // holds a list, is kept from its first packet.
+    let other_addr = [10, 0, 0, 3];
+    host_addrs(&mut dp, &[HOST, other_addr]);
+    let pkt = Frame::new(CLIENT, other_addr, TCP).build(&tcp(41003, 8080));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert!(flow(&dp, 80, 41003, TCP).is_some());
+    dp.set_published_from(&"10.0.0.0/24".parse().unwrap())
+        .unwrap();
+    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(41004, 8080));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert!(flow(&dp, 80, 41004, TCP).is_some());
+    dp.set_published_from(&PublishedFrom::default()).unwrap();
+    // Two uplinks of the family: a publish on every address no longer knows its address.
+    dp.set_uplinks(&[(up_if, HOST.into()), (up_if + 1000, other_addr.into())])
+        .unwrap();
+    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(41005, 8080));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert!(flow(&dp, 80, 41005, TCP).is_some());
+    // A publish on one address knows it.
+    publish(&mut dp, HOST, 9090, UDP, 99, ep_if);
+    let stateless = counter(&dp, Counter::DnatStateless);
+    let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(41006, 9090));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert_eq!(counter(&dp, Counter::DnatStateless), stateless + 1);
 }
 
 #[test]

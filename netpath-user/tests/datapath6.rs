@@ -404,6 +404,7 @@ fn published6(dp: &mut Datapath, ifindex: u32) {
             ifindex,
             mac: EP_MAC,
             gw_mac: GW_MAC,
+            host: Default::default(),
         },
     )
     .unwrap();
@@ -669,6 +670,7 @@ fn nat46_endpoint(protos: &[u8]) -> (Dp, RoutedNs) {
                 ifindex: r.endpoint_ifindex,
                 mac: EP_MAC,
                 gw_mac: GW_MAC,
+                host: Default::default(),
             },
         )
         .unwrap();

@@ -40,6 +40,16 @@ fn tcp_and_udp_reach_the_endpoint_with_the_clients_address() {
     let s = t.stats();
     assert!(s["Counters"]["dnat_tc"].as_u64().unwrap() >= 2);
     assert!(s["Counters"]["reverse_nat"].as_u64().unwrap() >= 2);
+    // Each port is the only publish of its container port, on a host of one uplink address:
+    // the clients' packets kept no state; each flow was recorded by its first reply.
+    assert!(
+        s["Counters"]["dnat_stateless"].as_u64().unwrap() >= 2,
+        "{s}"
+    );
+    assert!(
+        s["Counters"]["reply_recorded"].as_u64().unwrap() >= 2,
+        "{s}"
+    );
 }
 
 #[test]
@@ -160,6 +170,10 @@ fn two_host_ports_to_one_container_port() {
             "udp {port}"
         );
     }
+    // Two host ports on one container port: flows kept from their first packet.
+    let s = t.stats();
+    assert_eq!(s["Counters"]["dnat_stateless"], 0, "{s}");
+    assert_eq!(s["Counters"]["reply_recorded"], 0, "{s}");
 }
 
 #[test]

@@ -165,24 +165,47 @@ fn unpublished_ports_are_not_reachable_by_routing_through_the_host() {
 #[test]
 fn a_flood_that_fills_the_flow_table_is_a_warning_not_a_failed_liveness() {
     let t = Topo::with_agent_args(&["--metrics", "127.0.0.1:9142"]);
-    let _ep = t.endpoint("web", &["-p", "8088:80/udp"]);
+    // A port published one to one keeps no flow for clients that never hear back; one
+    // published on two host ports keeps every flow from its first packet.
+    let _ep = t.endpoint(
+        "web",
+        &[
+            "-p",
+            "8087:81/udp",
+            "-p",
+            "8088:80/udp",
+            "-p",
+            "8089:80/udp",
+        ],
+    );
     // A flood from outside: a new flow for every datagram (a new source port each).
     let out_if = outside_veth(&t);
-    let mut frame = Frame::new(OUTSIDE.octets(), HOST.octets(), UDP);
-    frame.src_mac = mac_of(&t.outside, &out_if);
-    frame.dst_mac = mac_of(&t.host, &t.uplink);
+    let (src_mac, dst_mac) = (mac_of(&t.outside, &out_if), mac_of(&t.host, &t.uplink));
+    let flood = |n: u32, port: u16| {
+        (0..n).map(move |i| {
+            let mut f = Frame::new(
+                [10, 78, (i >> 16) as u8, (i >> 8) as u8],
+                HOST.octets(),
+                UDP,
+            );
+            f.src_mac = src_mac;
+            f.dst_mac = dst_mac;
+            f.build(&udp_with(20000 + (i & 0xff) as u16, port, b"flood"))
+        })
+    };
+    send_frames(&t.outside, &out_if, flood(50_000, 8087));
+    wait_until(
+        "the one-to-one flood translated",
+        Duration::from_secs(10),
+        || counter(&t, "dnat_stateless") >= 50_000,
+    );
+    assert_eq!(
+        t.stats()["Flows"],
+        0,
+        "no flow kept for the one-to-one flood"
+    );
     // 250,000 sources: the default table (262,144 flows, LRU) fills to its high-water mark.
-    let frames = (0..250_000u32).map(|i| {
-        let mut f = Frame::new(
-            [10, 78, (i >> 16) as u8, (i >> 8) as u8],
-            HOST.octets(),
-            UDP,
-        );
-        f.src_mac = frame.src_mac;
-        f.dst_mac = frame.dst_mac;
-        f.build(&udp_with(20000 + (i & 0xff) as u16, 8088, b"flood"))
-    });
-    send_frames(&t.outside, &out_if, frames);
+    send_frames(&t.outside, &out_if, flood(250_000, 8088));
     let health = || -> serde_json::Value {
         serde_json::from_str(&t.ok(&["status", "--format", "json"])).unwrap()
     };

@@ -82,6 +82,7 @@ pub(super) fn port_key_target(
             ifindex: link.ifindex,
             mac: att.mac,
             gw_mac: link.host_mac,
+            host: <netpath_common::In6 as netpath_common::Addr>::ANY,
         },
     ))
 }

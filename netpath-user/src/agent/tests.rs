@@ -666,6 +666,7 @@ fn health_says_where_the_maps_differ_from_the_state() {
         ifindex: 99,
         mac: [0; 6],
         gw_mac: [0; 6],
+        host: Default::default(),
     };
     a.dp.publish(other, stray).unwrap();
     let empty = a.state.networks["empty"].clone();

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{lpm_trie::Key as LpmKey, LpmTrie, MapData};
-use netpath_common::{map_names, In6};
+use netpath_common::{map_names, policy_on, In6};
 
 use super::{lpm_key, removed, subnet_of, Datapath, DatapathError};
 use crate::{
@@ -64,16 +64,22 @@ impl Datapath {
     /// flows of clients it no longer lets in (their next packet is a new flow, and is
     /// refused). Returns the flows removed.
     pub fn set_published_from(&mut self, list: &PublishedFrom) -> Result<usize, DatapathError> {
-        sync_firewall(
-            map_names::PUBLISHED_FROM,
-            &mut self.published_from,
-            &list.trie(),
-        )?;
+        let (trie, trie6) = (list.trie(), list.trie6());
+        let on = !trie.is_empty() || !trie6.is_empty();
+        // Flows from uplinks are kept (`policy_on::FIREWALL`) before any client is judged,
+        // and translated with no state again only once none is.
+        if on {
+            self.set_firewall_on(true)?;
+        }
+        sync_firewall(map_names::PUBLISHED_FROM, &mut self.published_from, &trie)?;
         sync_firewall(
             map_names::PUBLISHED_FROM6,
             self.v6.published_from_mut(),
-            &list.trie6(),
+            &trie6,
         )?;
+        if !on {
+            self.set_firewall_on(false)?;
+        }
         // A flow's client is its replies' destination. Endpoints of this host's networks reach
         // published ports by hairpin, which the list does not govern.
         let local: Vec<Subnet<Ipv4Addr>> = subnets_of(&self.subnets);
@@ -87,5 +93,21 @@ impl Datapath {
             !list.allows(client.into()) && !local6.iter().any(|s| s.contains(client))
         });
         Ok(v4.0 + v6.0)
+    }
+}
+
+impl Datapath {
+    /// Sets or clears `POLICY_ON`'s firewall flag, the policy's flags as they are.
+    fn set_firewall_on(&mut self, on: bool) -> Result<(), DatapathError> {
+        let word = self.policy_on.get(&0, 0).unwrap_or(0) & !policy_on::FIREWALL;
+        let word = word | if on { policy_on::FIREWALL } else { 0 };
+        self.policy_on
+            .set(0, word, 0)
+            .map_err(|e| DatapathError::Map(map_names::POLICY_ON, e))
+    }
+
+    /// `POLICY_ON`'s firewall flag as the map holds it (kept by the policy's writes).
+    pub(super) fn firewall_flag(&self) -> u32 {
+        self.policy_on.get(&0, 0).unwrap_or(0) & policy_on::FIREWALL
     }
 }

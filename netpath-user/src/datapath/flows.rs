@@ -8,7 +8,11 @@ use netpath_common::{flow_flags, Addr, FlowKey, FlowNat, In6, PortKey};
 
 #[cfg(feature = "testing")]
 use super::DatapathError;
-use super::{be_addr, ports::PortFamily, timeouts, Datapath};
+use super::{
+    be_addr,
+    ports::{AnyKey, AnyPortKey, PortFamily},
+    timeouts, Datapath,
+};
 
 /// Whether a flow that reached host address `addr`, `port` and `proto` came in through one
 /// of `ports` (that address, or every address for a port published on every one).
@@ -21,6 +25,21 @@ pub(super) fn came_through<A: Addr>(ports: &[PortKey<A>]) -> impl Fn(A, u16, u8)
 }
 
 impl Datapath {
+    /// Removes the published flows of host-side veth `ifindex` through `ports` (as the agent
+    /// holds them), of both families; how many.
+    pub fn flush_flows_of_any(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for k in ports {
+            match AnyKey::of(k) {
+                AnyKey::V4(k) => v4.push(k),
+                AnyKey::V6(k) => v6.push(k),
+            }
+        }
+        self.flush_flows_of(ifindex, &v4)
+            + self.flush_flows_of(ifindex, &v6)
+            + self.flush_nat46_of(ifindex, &v6)
+    }
+
     /// Removes the flows of host-side veth `ifindex` that came in through `ports` (their
     /// host address, or any address for a port published on every one); returns how many.
     pub fn flush_flows_of<A: PortFamily>(&mut self, ifindex: u32, ports: &[PortKey<A>]) -> usize {

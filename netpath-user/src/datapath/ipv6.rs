@@ -108,7 +108,8 @@ impl Datapath {
     /// Makes `uplinks` (ifindex → global IPv6 address) the sources of IPv6's outbound NAT.
     pub fn set_uplinks6(&mut self, uplinks: &[(u32, Ipv6Addr)]) -> Result<(), DatapathError> {
         let want = uplinks.iter().map(|(i, a)| (*i, be_addr(*a))).collect();
-        sync_hash(map_names::UPLINKS6, &mut self.v6.uplinks, &want).map(drop)
+        sync_hash(map_names::UPLINKS6, &mut self.v6.uplinks, &want)?;
+        self.set_reply_uplink(true, uplinks.iter().map(|(_, a)| (*a).into()))
     }
 
     /// IPv6's outbound NAT tables.

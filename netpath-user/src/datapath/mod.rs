@@ -56,6 +56,7 @@ mod ops;
 pub mod overlay;
 pub mod policy;
 pub mod ports;
+mod replies;
 pub mod snat;
 pub mod sock;
 pub mod stats;
@@ -71,7 +72,7 @@ pub use migrate::Migration;
 use open::{program, program_error, take_map};
 pub use ops::{DatapathOps, Expired, PinnedMap};
 pub use overlay::{OverlayContent, OverlayNetEntry};
-pub use ports::{addr_of, any_addr, AnyPortKey, AnyPortTarget};
+pub use ports::{addr_of, any_addr, AnyKey, AnyPort, AnyPortKey, AnyPortTarget};
 pub use stats::DatapathStats;
 pub use sync::{Content, SyncReport};
 
@@ -146,9 +147,12 @@ pub mod programs {
     /// The DNS fast path of IPv6 queries, reached by a tail call from `ENDPOINT6_TC`, attached
     /// nowhere.
     pub const ENDPOINT_DNS6_TC: &str = "netpath_endpoint_dns6_tc";
+    /// The first reply of a one-to-one published port's flow, reached by tail calls from the
+    /// endpoint programs, attached nowhere.
+    pub const ENDPOINT_REPLY_TC: &str = "netpath_endpoint_reply_tc";
     /// The TC programs reached by tail calls (`TAIL_CALLS`), by their `netpath_common::tail`
     /// slot.
-    pub const TAILS: [(u32, &str); 7] = [
+    pub const TAILS: [(u32, &str); 8] = [
         (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
         (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
         (netpath_common::tail::UPLINK6, UPLINK6_TC),
@@ -156,6 +160,7 @@ pub mod programs {
         (netpath_common::tail::NAT46, UPLINK_NAT46_TC),
         (netpath_common::tail::NAT46_REPLY, ENDPOINT_NAT46_TC),
         (netpath_common::tail::DNS6, ENDPOINT_DNS6_TC),
+        (netpath_common::tail::REPLY, ENDPOINT_REPLY_TC),
     ];
     /// The XDP programs reached by tail calls (`TAIL_CALLS_XDP`).
     pub const TAILS_XDP: [(u32, &str); 2] = [
@@ -182,7 +187,7 @@ pub mod programs {
         SOCK_BIND[1],
     ];
     /// Every program of the object.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         UPLINK_XDP,
         UPLINK_TC,
         UPLINK6_XDP,
@@ -195,6 +200,7 @@ pub mod programs {
         ENDPOINT_SNAT6_TC,
         ENDPOINT_HAIRPIN6_TC,
         ENDPOINT_DNS6_TC,
+        ENDPOINT_REPLY_TC,
         OVERLAY_TC,
         XDP_PASS,
         SOCK[0],
@@ -360,6 +366,8 @@ pub struct Datapath {
     v6: ipv6::Maps6,
     /// NAT46's flow tables.
     nat46: nat46::Maps46,
+    /// One-to-one published ports' replies.
+    replies: replies::Replies,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: dns::Written,
     /// What this process last wrote to the policy maps (only the difference is written).

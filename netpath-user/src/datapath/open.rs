@@ -126,6 +126,7 @@ impl Datapath {
             programs::UPLINK_NAT46_TC,
             programs::ENDPOINT_NAT46_TC,
             programs::ENDPOINT_DNS6_TC,
+            programs::ENDPOINT_REPLY_TC,
             programs::OVERLAY_TC,
         ] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
@@ -202,6 +203,11 @@ impl Datapath {
             overlay_peers: take_map!(ebpf, map_names::OVERLAY_PEERS),
             v6: super::ipv6::Maps6::take(&mut ebpf)?,
             nat46: super::nat46::Maps46::take(&mut ebpf)?,
+            replies: super::replies::Replies::new(
+                take_map!(ebpf, map_names::REPLIES),
+                take_map!(ebpf, map_names::REPLIES6),
+                take_map!(ebpf, map_names::REPLY_PORTS),
+            ),
             dns_written: Default::default(),
             policy_written: None,
             identities6: Default::default(),

@@ -130,8 +130,9 @@ impl Datapath {
         } else {
             new.on | (old.on & tries)
         };
+        let firewall = self.firewall_flag();
         self.policy_on
-            .set(0, during, 0)
+            .set(0, during | firewall, 0)
             .map_err(map(map_names::POLICY_ON))?;
         for a in gone(&old.hosts, &new.hosts) {
             removed(map_names::IPCACHE, self.ipcache.remove(a))?;
@@ -159,7 +160,7 @@ impl Datapath {
         }
         if during != new.on {
             self.policy_on
-                .set(0, new.on, 0)
+                .set(0, new.on | firewall, 0)
                 .map_err(map(map_names::POLICY_ON))?;
         }
         self.policy_written = Some(new);
@@ -260,7 +261,7 @@ impl Datapath {
                 .filter_map(Result::ok)
                 .map(|(k, n)| ((k.data(), k.prefix_len()), n))
                 .collect(),
-            on: self.policy_on.get(&0, 0).unwrap_or(0),
+            on: self.policy_on.get(&0, 0).unwrap_or(0) & !policy_on::FIREWALL,
         }
     }
 

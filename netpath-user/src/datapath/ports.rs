@@ -91,7 +91,7 @@ impl AnyPort {
 }
 
 /// The IPv4 address an IPv4-mapped one holds (network order).
-fn v4_of(addr: In6) -> Option<u32> {
+pub(super) fn v4_of(addr: In6) -> Option<u32> {
     Ipv6Addr::from_kernel(addr)
         .to_ipv4_mapped()
         .map(Ipv4Addr::to_kernel)
@@ -106,11 +106,12 @@ fn narrow(t: &AnyPortTarget) -> PortTarget {
         ifindex: t.ifindex,
         mac: t.mac,
         gw_mac: t.gw_mac,
+        host: v4_of(t.host).unwrap_or(0),
     }
 }
 
 /// IPv4's port as the agent holds it.
-fn widen(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
+pub(super) fn widen(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
     let mapped = |a: u32| any_addr(IpAddr::V4(Ipv4Addr::from_kernel(a)));
     (
         PortKey {
@@ -126,6 +127,11 @@ fn widen(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
             ifindex: t.ifindex,
             mac: t.mac,
             gw_mac: t.gw_mac,
+            host: if t.host == 0 {
+                In6::ANY
+            } else {
+                mapped(t.host)
+            },
         },
     )
 }
@@ -149,6 +155,8 @@ pub trait PortFamily: Addr + aya::Pod {
     fn flows(dp: &Datapath) -> &HashMap<MapData, FlowKey<Self>, FlowNat<Self>>;
     /// Descriptors of `PORTS`, `PORTS_ANY` and `FLOWS`, for reading them whole.
     fn whole(dp: &Datapath) -> [&OwnedFd; 3];
+    /// A publish of this family as the agent holds it.
+    fn any(k: PortKey<Self>, t: PortTarget<Self>) -> (AnyPortKey, AnyPortTarget);
 }
 
 impl PortFamily for u32 {
@@ -171,6 +179,9 @@ impl PortFamily for u32 {
     }
     fn whole(dp: &Datapath) -> [&OwnedFd; 3] {
         [&dp.whole.ports, &dp.whole.ports_any, &dp.whole.flows]
+    }
+    fn any(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
+        widen(k, t)
     }
 }
 
@@ -196,16 +207,35 @@ impl PortFamily for In6 {
     fn whole(dp: &Datapath) -> [&OwnedFd; 3] {
         [&dp.whole.ports6, &dp.whole.ports_any6, &dp.whole.flows6]
     }
+    fn any(k: PortKey<In6>, t: PortTarget<In6>) -> (AnyPortKey, AnyPortTarget) {
+        (k, t)
+    }
 }
 
 impl Datapath {
-    /// Publishes `key` (address ANY: every host address) to `target`.
+    /// Publishes `key` (address ANY: every host address) to `target` ([`Datapath::publish_any`]).
+    pub fn publish<A: PortFamily>(
+        &mut self,
+        key: PortKey<A>,
+        target: PortTarget<A>,
+    ) -> Result<(), DatapathError> {
+        let (k, t) = A::any(key, target);
+        self.publish_any(&k, &t)
+    }
+
+    /// Stops publishing `key` ([`Datapath::unpublish_any`]).
+    pub fn unpublish<A: PortFamily>(&mut self, key: &PortKey<A>) -> Result<(), DatapathError> {
+        let (k, _) = A::any(*key, PortTarget::default());
+        self.unpublish_any(&k)
+    }
+
+    /// Writes `key`'s publish as it is.
     ///
     /// A publish on one address also counts itself in its port's `PORTS_ANY` slot, before it
     /// is written (and is uncounted after it is removed): a count too high costs the kernel a
     /// hash lookup that misses, one too low would hide a publish, so an interrupted change
     /// errs on the safe side, and [`Datapath::recount_specific`] settles it.
-    pub fn publish<A: PortFamily>(
+    pub(super) fn write_port<A: PortFamily>(
         &mut self,
         key: PortKey<A>,
         target: PortTarget<A>,
@@ -233,8 +263,11 @@ impl Datapath {
         res
     }
 
-    /// Stops publishing `key`.
-    pub fn unpublish<A: PortFamily>(&mut self, key: &PortKey<A>) -> Result<(), DatapathError> {
+    /// Removes `key`'s publish.
+    pub(super) fn erase_port<A: PortFamily>(
+        &mut self,
+        key: &PortKey<A>,
+    ) -> Result<(), DatapathError> {
         let mut m = A::maps(self);
         let idx = port_any_index(key.proto, key.port);
         let mut slot = m.slot(idx)?;
@@ -298,50 +331,6 @@ impl Datapath {
                 }),
         );
         out
-    }
-
-    /// Publishes a port as the agent holds it, in its family's maps.
-    pub fn publish_any(
-        &mut self,
-        key: &AnyPortKey,
-        target: &AnyPortTarget,
-    ) -> Result<(), DatapathError> {
-        match AnyPort::split(key, target)? {
-            AnyPort::V4(k, t) => self.publish(k, t),
-            AnyPort::V6(k, t) => self.publish(k, t),
-        }
-    }
-
-    /// Stops publishing a port as the agent holds it.
-    pub fn unpublish_any(&mut self, key: &AnyPortKey) -> Result<(), DatapathError> {
-        match AnyKey::of(key) {
-            AnyKey::V4(k) => self.unpublish(&k),
-            AnyKey::V6(k) => self.unpublish(&k),
-        }
-    }
-
-    /// Every published port of both families, as the agent holds them.
-    pub fn published_any(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
-        let v4 = self
-            .published::<u32>()
-            .into_iter()
-            .map(|(k, t)| widen(k, t));
-        v4.chain(self.published::<In6>()).collect()
-    }
-
-    /// Removes the published flows of host-side veth `ifindex` through `ports` (as the agent
-    /// holds them), of both families; how many.
-    pub fn flush_flows_of_any(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for k in ports {
-            match AnyKey::of(k) {
-                AnyKey::V4(k) => v4.push(k),
-                AnyKey::V6(k) => v6.push(k),
-            }
-        }
-        self.flush_flows_of(ifindex, &v4)
-            + self.flush_flows_of(ifindex, &v6)
-            + self.flush_nat46_of(ifindex, &v6)
     }
 
     /// Replaces the set of host addresses.

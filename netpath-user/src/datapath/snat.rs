@@ -90,7 +90,7 @@ impl Datapath {
         for (i, a) in want {
             self.uplinks.insert(i, a, 0).map_err(err)?;
         }
-        Ok(())
+        self.set_reply_uplink(false, uplinks.iter().map(|(_, a)| (*a).into()))
     }
 
     /// Removes the outbound flows of host-side veth `ifindex`; returns how many.
