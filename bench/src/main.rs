@@ -94,9 +94,9 @@ fn main() -> Result<()> {
         total += match s.as_str() {
             "prog" | "flows" => 1,
             "policy" => 1 + 2 * runs,
-            "pps" => traffic::PPS_KINDS.len() * runs,
-            "pps6" => traffic::PPS6_VARIANTS.len() * runs,
-            "conn" => traffic::CONN_KINDS.len() * runs,
+            "pps" => traffic::PPS_KINDS.len() * traffic::Turns::of(quick).runs(),
+            "pps6" => traffic::PPS6_VARIANTS.len() * traffic::Turns::of(quick).runs(),
+            "conn" => traffic::CONN_KINDS.len() * traffic::Turns::of(quick).runs(),
             "tax" => tcp::TAX_KINDS.len() * runs,
             "tcp" => tcp::KINDS.len() * runs,
             "tcp6" => tcp::KINDS6.len() * runs,

@@ -9,10 +9,10 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{direction, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
+use netpath_common::{direction, port_any_index, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
 
 use crate::{
-    maps::{ENDPOINTS_BY_ADDR, FLOWS, FLOWS6, IPCACHE, POLICY},
+    maps::{ENDPOINTS_BY_ADDR, FLOWS, FLOWS6, IPCACHE, POLICY, PORTS_ANY},
     parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, L3_OFF},
 };
 
@@ -172,6 +172,23 @@ pub fn parse_and_lookup(data: usize, data_end: usize) -> bool {
         Parsed::Ipv4(flow) => flow.has_ports() && FLOWS.get_ptr(&flow.key()).is_some(),
         Parsed::Ipv6(flow) => flow.has_ports() && FLOWS6.get_ptr(&flow.key()).is_some(),
         _ => false,
+    }
+}
+
+/// The headers read, the destination port's slot in `PORTS_ANY` read, and the frame
+/// redirected to the endpoint it names (passed when there is none): the floor of any DNAT
+/// that keeps no state, all of a one-to-one port's path but the rewrite and the counters.
+#[inline(always)]
+pub fn slot_redirect(ctx: &XdpContext) -> u32 {
+    let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
+        return xdp_action::XDP_PASS;
+    };
+    match PORTS_ANY.get(port_any_index(flow.proto, flow.dst_port)) {
+        // SAFETY: plain helper call.
+        Some(slot) if slot.target.ifindex != 0 => unsafe {
+            bpf_redirect(slot.target.ifindex, 0) as u32
+        },
+        _ => xdp_action::XDP_PASS,
     }
 }
 

@@ -55,6 +55,12 @@ pub fn netpath_bench_flow_lookup(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Benchmark floor: the headers read, the port's slot read and the frame redirected.
+#[xdp]
+pub fn netpath_bench_slot_redirect(ctx: XdpContext) -> u32 {
+    bench::slot_redirect(&ctx)
+}
+
 /// Benchmark floor: [`netpath_bench_flow_lookup`] on an skb; shot when found.
 #[classifier]
 pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {

@@ -591,12 +591,21 @@ fn one_to_one_ports_keep_no_flow_until_it_replies() {
     let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(41005, 8080));
     assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
     assert!(flow(&dp, 80, 41005, TCP).is_some());
-    // A publish on one address knows it.
+    // Nor does one on one address: a host of several uplinks answers each client the way it
+    // came, which the flow remembers.
     publish(&mut dp, HOST, 9090, UDP, 99, ep_if);
-    let stateless = counter(&dp, Counter::DnatStateless);
     let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(41006, 9090));
     assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert!(flow(&dp, 99, 41006, UDP).is_some());
+    // One uplink again: both one to one.
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    let stateless = counter(&dp, Counter::DnatStateless);
+    let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(41007, 9090));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
     assert_eq!(counter(&dp, Counter::DnatStateless), stateless + 1);
+    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(41009, 8080));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    assert_eq!(counter(&dp, Counter::DnatStateless), stateless + 2);
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! One-to-one published ports (kernel: `replies.rs`). A publish that alone reaches its
-//! endpoint's port is written with `host`, the address its replies leave from (its own host
-//! address; for a publish on every address the host's one uplink address of the family), and
+//! One-to-one published ports (kernel: `replies.rs`). On a host of one uplink (of the family),
+//! a publish that alone reaches its endpoint's port is written with `host`, the address its
+//! replies leave from (its own host address; for a publish on every address the uplink's), and
 //! `REPLIES` tells those replies how they leave: the kernel then keeps no state for a client's
 //! flow until it replies. Every publish and unpublish goes through here
 //! ([`Datapath::publish_any`]), which keeps the publishes indexed by the endpoint port they
@@ -233,9 +233,15 @@ impl Datapath {
             .get(id)
             .map(|p| p.iter().map(|(k, t)| (*k, *t)).collect())
             .unwrap_or_default();
+        // A host of several uplinks answers each client the way it came: flows kept.
         let host = match pubs.as_slice() {
-            [(k, _)] if is_any(k.addr) => uplink[usize::from(v4_of(k.addr).is_none())],
-            [(k, _)] => Some(k.addr),
+            [(k, _)] => uplink[usize::from(v4_of(k.addr).is_none())].map(|u| {
+                if is_any(k.addr) {
+                    u
+                } else {
+                    k.addr
+                }
+            }),
             _ => None,
         };
         if let (Some(host), [(k, t)]) = (host, pubs.as_slice()) {
