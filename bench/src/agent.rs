@@ -220,7 +220,7 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
         targets: vec![Target::absolute(
             &format!("start to ready (s), {full} endpoints and {} ports", full * PORTS_EACH),
             &ready_name_full(),
-            1.0,
+            0.5,
         )],
         figures: vec![ready],
         plots: Vec::new(),

@@ -13,7 +13,8 @@ use netpath_common::{direction, port_any_index, proto, GenConfig, PolicyKey, GEN
 
 use crate::{
     maps::{ENDPOINTS_BY_ADDR, FLOWS, FLOWS6, IPCACHE, POLICY, PORTS_ANY},
-    parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, L3_OFF},
+    packet::Packet,
+    parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, IP_DST_OFF, L3_OFF},
 };
 
 /// The generator's configuration (one entry).
@@ -175,20 +176,31 @@ pub fn parse_and_lookup(data: usize, data_end: usize) -> bool {
     }
 }
 
-/// The headers read, the destination port's slot in `PORTS_ANY` read, and the frame
-/// redirected to the endpoint it names (passed when there is none): the floor of any DNAT
-/// that keeps no state, all of a one-to-one port's path but the rewrite and the counters.
+/// The headers read, the destination port's slot in `PORTS_ANY` read, the destination
+/// address and port rewritten to its endpoint's (both checksums updated) and the MACs, and
+/// the frame redirected to the endpoint (passed when there is none): the floor of any DNAT
+/// that keeps no state, all of a one-to-one port's path but its checks and counters.
 #[inline(always)]
-pub fn slot_redirect(ctx: &XdpContext) -> u32 {
+pub fn slot_rewrite_redirect(ctx: &mut XdpContext) -> u32 {
     let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
         return xdp_action::XDP_PASS;
     };
-    match PORTS_ANY.get(port_any_index(flow.proto, flow.dst_port)) {
+    let Some(slot) = PORTS_ANY.get(port_any_index(flow.proto, flow.dst_port)) else {
+        return xdp_action::XDP_PASS;
+    };
+    let t = &slot.target;
+    if t.ifindex == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let (csum, udp) = (flow.l4_csum_off(), flow.proto == proto::UDP);
+    if ctx.set_addr(IP_DST_OFF, flow.dst_addr, t.addr, csum, udp)
+        && ctx.set_port(flow.l4_off + 2, flow.dst_port, t.port, csum, udp)
+        && ctx.set_macs(&t.gw_mac, &t.mac)
+    {
         // SAFETY: plain helper call.
-        Some(slot) if slot.target.ifindex != 0 => unsafe {
-            bpf_redirect(slot.target.ifindex, 0) as u32
-        },
-        _ => xdp_action::XDP_PASS,
+        unsafe { bpf_redirect(t.ifindex, 0) as u32 }
+    } else {
+        xdp_action::XDP_ABORTED
     }
 }
 

@@ -128,6 +128,12 @@ pub fn dnat<P: Packet, A: Ip>(
     target: &PortTarget<A>,
     anywhere: bool,
 ) -> Dnat {
+    // One to one, addressed where its replies will leave from, nothing to ask: no state.
+    // (The host address is the publish's own or the uplink's: the destination is the host's.)
+    if target.host != A::ANY && flow.dst_addr == target.host && policy::nothing_to_ask() {
+        count(Counter::DnatStateless);
+        return rewrite(pkt, flow, target, A::ANY);
+    }
     let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
         return Dnat::Failed;
     };
@@ -171,16 +177,6 @@ fn dnat_via<P: Packet, A: Ip>(
     via: &Via,
     checked: bool,
 ) -> Dnat {
-    // One to one, addressed where its replies will leave from, nothing to ask: no state.
-    // (The host address is the publish's own or the uplink's: the destination is the host's.)
-    if from == ELSEWHERE
-        && target.host != A::ANY
-        && flow.dst_addr == target.host
-        && policy::nothing_to_ask()
-    {
-        count(Counter::DnatStateless);
-        return rewrite(pkt, flow, target, A::ANY);
-    }
     let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
     let mut nat = flows::translation(flow, target, masq, via);
     if !flows::refresh(&nat, closing) {

@@ -1555,6 +1555,7 @@ fn every_program_verifies_with_a_quarter_of_the_budget_to_spare() {
         counts.push((name, n));
     }
     assert_eq!(counts.len(), programs::ALL.len() - programs::SOCK.len());
+    eprintln!("verified instructions: {counts:?}");
     let over: Vec<_> = counts.iter().filter(|(_, n)| *n > LIMIT / 4 * 3).collect();
     assert!(
         over.is_empty(),
