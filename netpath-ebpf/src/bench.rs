@@ -14,7 +14,7 @@ use netpath_common::{direction, port_any_index, proto, GenConfig, PolicyKey, GEN
 use crate::{
     maps::{ENDPOINTS_BY_ADDR, FLOWS, FLOWS6, IPCACHE, POLICY, PORTS_ANY},
     packet::Packet,
-    parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, IP_DST_OFF, L3_OFF},
+    parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
 };
 
 /// The generator's configuration (one entry).
@@ -201,6 +201,31 @@ pub fn slot_rewrite_redirect(ctx: &mut XdpContext) -> u32 {
         unsafe { bpf_redirect(t.ifindex, 0) as u32 }
     } else {
         xdp_action::XDP_ABORTED
+    }
+}
+
+/// A reply's headers read, its flow looked up, its source rewritten to the flow's published
+/// address and port (TC's checksum helpers) and its MACs, and the skb redirected the flow's
+/// way back: the floor of reverse NAT, all of its path but the checks, the flow's freshness
+/// and the counters. Passed when there is no flow.
+#[inline(always)]
+pub fn reverse_floor(ctx: &mut TcContext) -> i32 {
+    let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
+        return TC_ACT_OK as i32;
+    };
+    // SAFETY: map value pointer valid for this program run; read at once.
+    let Some(nat) = FLOWS.get_ptr(&flow.key()).map(|n| unsafe { *n }) else {
+        return TC_ACT_OK as i32;
+    };
+    let (csum, udp) = (flow.l4_csum_off(), flow.proto == proto::UDP);
+    if ctx.set_addr(IP_SRC_OFF, flow.src_addr, nat.addr, csum, udp)
+        && ctx.set_port(flow.l4_off, flow.src_port, nat.port, csum, udp)
+        && ctx.set_macs(&nat.via_macs.src, &nat.via_macs.dst)
+    {
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(nat.via, 0) as i32 }
+    } else {
+        TC_ACT_SHOT as i32
     }
 }
 

@@ -74,6 +74,13 @@ pub fn netpath_bench_tc_flow_lookup(ctx: TcContext) -> i32 {
     }
 }
 
+/// Benchmark floor: reverse NAT's irreducible work (a reply's flow looked up, its source
+/// rewritten, redirected its way back).
+#[classifier]
+pub fn netpath_bench_tc_reverse(mut ctx: TcContext) -> i32 {
+    bench::reverse_floor(&mut ctx)
+}
+
 /// Benchmark floor: a TC program that passes everything (what TC costs whatever the program).
 #[classifier]
 pub fn netpath_bench_tc_pass(_ctx: TcContext) -> i32 {

@@ -128,11 +128,8 @@ pub fn dnat<P: Packet, A: Ip>(
     target: &PortTarget<A>,
     anywhere: bool,
 ) -> Dnat {
-    // One to one, addressed where its replies will leave from, nothing to ask: no state.
-    // (The host address is the publish's own or the uplink's: the destination is the host's.)
-    if target.host != A::ANY && flow.dst_addr == target.host && policy::nothing_to_ask() {
-        count(Counter::DnatStateless);
-        return rewrite(pkt, flow, target, A::ANY);
+    if let Some(done) = stateless(pkt, flow, target) {
+        return done;
     }
     let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
         return Dnat::Failed;
@@ -161,6 +158,23 @@ pub fn dnat_masq<P: Packet, A: Ip>(
     masq: A,
 ) -> Dnat {
     dnat_via(pkt, flow, from, target, masq, &Via::default(), true)
+}
+
+/// A client's packet to a port published one to one, addressed where its replies will leave
+/// from, while nothing is to be asked (no policy, no firewall list): translated with no flow
+/// state. `None` (nothing written) when it is no such packet. The host address is the
+/// publish's own or the uplink's, so the destination is known to be the host's.
+#[inline(always)]
+pub fn stateless<P: Packet, A: Ip>(
+    pkt: &mut P,
+    flow: &Flow<A>,
+    target: &PortTarget<A>,
+) -> Option<Dnat> {
+    if target.host == A::ANY || flow.dst_addr != target.host || !policy::nothing_to_ask() {
+        return None;
+    }
+    count(Counter::DnatStateless);
+    Some(rewrite(pkt, flow, target, A::ANY))
 }
 
 /// `from`: the endpoint that sent the packet, or [`ELSEWHERE`] (the uplink). `checked`: the

@@ -12,7 +12,7 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_peer},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{event, net_flags, tail, Counter};
+use netpath_common::{event, net_flags, tail, Counter, In6};
 
 use crate::{
     family::Ip,
@@ -97,6 +97,31 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     }
 }
 
+/// IPv6 to a port published one to one, decided in the entry program (no tail call: the
+/// path keeps no state, so IPv6's keys never meet the entry program's stack). `None`, nothing
+/// written, for anything else, which IPv6's program decides.
+#[inline(always)]
+fn one_to_one6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
+    let Parsed::Ipv6(flow) = parse(pkt.data(), pkt.data_end()) else {
+        return None;
+    };
+    if !flow.has_ports() || In6::martian(flow.src_addr) {
+        return None;
+    }
+    let target = ports::lookup_port(flow.dst_addr, flow.dst_port, flow.proto).target?;
+    if In6::nat46(target) {
+        return None;
+    }
+    Some(match ports::stateless(pkt, &flow, target)? {
+        Dnat::Done => {
+            count_port(target.stats, pkt.len());
+            trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
+            Verdict::Dnat(target.ifindex)
+        }
+        _ => Verdict::Pass(Counter::Pass),
+    })
+}
+
 /// The IPv6 program's decision.
 #[inline(always)]
 fn decide6<P: Packet>(pkt: &mut P) -> Verdict {
@@ -174,6 +199,9 @@ fn outbound_reply<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
 #[inline(always)]
 pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
     if is_ipv6(ctx.data(), ctx.data_end()) {
+        if let Some(verdict) = one_to_one6(ctx) {
+            return tc_verdict(ctx, verdict);
+        }
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::UPLINK6) };
         aya_log_ebpf::debug!(ctx, "uplink: no IPv6 program, passed to the host stack");
@@ -249,6 +277,9 @@ fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
 #[inline(always)]
 pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
     if is_ipv6(ctx.data(), ctx.data_end()) {
+        if let Some(verdict) = one_to_one6(ctx) {
+            return xdp_verdict(ctx, verdict);
+        }
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS_XDP.tail_call(ctx, tail::UPLINK6) };
         return xdp_action::XDP_PASS;

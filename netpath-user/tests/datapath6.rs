@@ -480,6 +480,44 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
         assert_eq!(verdict, XDP_DROP, "{src} to {dst}");
         assert_eq!(dp.counter(Counter::DropMartian), before + 1);
     }
+
+    // One uplink of the family: the port is one to one, decided in the entry programs (no
+    // flow, no tail call), and the first reply records the flow.
+    dp.set_uplinks6(&[(r.uplink_ifindex, v6(HOST6))]).unwrap();
+    for (client_port, xdp) in [(41000u16, true), (41001, false)] {
+        let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(client_port, 8080));
+        let (verdict, out) = if xdp {
+            r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex))
+        } else {
+            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
+        };
+        assert_eq!(verdict, if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT });
+        assert_eq!(addrs_ports(&out), (v6(CLIENT6), v6(EP), client_port, 80));
+        assert!(checksum_ok6(&out));
+        assert!(dp.flow(&reply_key(client_port)).is_none(), "no flow kept");
+        let mut reply = Frame6::new(EP, CLIENT6, TCP);
+        reply.src_mac = EP_MAC;
+        reply.dst_mac = GW_MAC;
+        let reply = reply.build(&tcp(80, client_port));
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &reply, r.endpoint_ifindex));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(
+            addrs_ports(&out),
+            (v6(HOST6), v6(CLIENT6), 8080, client_port)
+        );
+        assert!(checksum_ok6(&out), "TCP checksum of the first reply");
+        let nat = dp
+            .flow(&reply_key(client_port))
+            .expect("recorded by the reply");
+        assert_eq!((nat.addr, nat.port), (be_addr(v6(HOST6)), be_port(8080)));
+    }
+    assert_eq!(dp.counter(Counter::DnatStateless), 2);
+    assert_eq!(dp.counter(Counter::ReplyRecorded), 2);
+    // A loopback source is still dropped.
+    let pkt = Frame6::new("::1", HOST6, TCP).build(&tcp(41002, 8080));
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_DROP);
 }
 
 #[test]
