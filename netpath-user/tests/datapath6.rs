@@ -482,8 +482,31 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
     }
 
     // One uplink of the family: the port is one to one, decided in the entry programs (no
-    // flow, no tail call), and the first reply records the flow.
+    // flow, no tail call), and the first reply records the flow, routed out of the uplink.
     dp.set_uplinks6(&[(r.uplink_ifindex, v6(HOST6))]).unwrap();
+    const NEIGHBOUR: &str = "02:aa:bb:cc:dd:06";
+    r.ns.sysctl("net/ipv6/conf/all/forwarding", "1");
+    r.ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{HOST6}/64"),
+        "dev",
+        "up0",
+        "nodad",
+    ]);
+    r.ns.ip(&[
+        "-6",
+        "neigh",
+        "replace",
+        CLIENT6,
+        "lladdr",
+        NEIGHBOUR,
+        "dev",
+        "up0",
+        "nud",
+        "permanent",
+    ]);
     for (client_port, xdp) in [(41000u16, true), (41001, false)] {
         let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(client_port, 8080));
         let (verdict, out) = if xdp {
@@ -507,6 +530,11 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
             (v6(HOST6), v6(CLIENT6), 8080, client_port)
         );
         assert!(checksum_ok6(&out), "TCP checksum of the first reply");
+        let seen = Seen(&out);
+        assert_eq!(
+            (seen.src_mac(), seen.dst_mac()),
+            (r.uplink_mac, [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x06])
+        );
         let nat = dp
             .flow(&reply_key(client_port))
             .expect("recorded by the reply");
