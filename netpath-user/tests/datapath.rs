@@ -603,6 +603,60 @@ fn one_to_one_ports_keep_no_flow_until_it_replies() {
     let pkt = Frame::new(CLIENT, HOST, UDP).build(&udp(41007, 9090));
     assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
     assert_eq!(counter(&dp, Counter::DnatStateless), stateless + 1);
+
+    // An endpoint of a routed network is reached at its own address: what it says from its
+    // one-to-one port is never taken for a first reply.
+    let mut routed = network(&mut dp, 2, "10.5.0.0/24", false, true);
+    routed.options.insert(
+        netpath_user::model::options::GATEWAY_MODE.into(),
+        "routed".into(),
+    );
+    dp.add_network(&routed).unwrap();
+    const ROUTED_EP: [u8; 4] = [10, 5, 0, 2];
+    ns.ip(&["link", "add", "rt0", "type", "veth", "peer", "name", "rt1"]);
+    let routed_if: u32 = ns
+        .exec("cat", &["/sys/class/net/rt0/ifindex"])
+        .trim()
+        .parse()
+        .unwrap();
+    attach(&mut dp, routed_if, ROUTED_EP.into(), EP_MAC, GW_MAC, 2).unwrap();
+    let target = PortTarget {
+        addr: be_addr(Ipv4Addr::from(ROUTED_EP)),
+        port: be_port(80),
+        stats: 0,
+        ifindex: routed_if,
+        mac: EP_MAC,
+        gw_mac: GW_MAC,
+        host: Default::default(),
+    };
+    let key = PortKey {
+        addr: 0,
+        port: be_port(8090),
+        proto: TCP,
+        _pad: 0,
+    };
+    dp.publish(key, target).unwrap();
+    let mut direct = Frame::new(ROUTED_EP, CLIENT, TCP);
+    direct.src_mac = EP_MAC;
+    direct.dst_mac = GW_MAC;
+    let direct = direct.build(&tcp(80, 42000));
+    let recorded = counter(&dp, Counter::ReplyRecorded);
+    let (_, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &direct, routed_if));
+    assert_eq!(
+        Seen(&out).src(),
+        Ipv4Addr::from(ROUTED_EP),
+        "its own address kept"
+    );
+    assert_eq!(counter(&dp, Counter::ReplyRecorded), recorded);
+    // So its published port keeps its flows from the first packet.
+    let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(42001, 8090));
+    assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    let kept = dp.flow(&flow_key(
+        (Ipv4Addr::from(ROUTED_EP), 80),
+        (Ipv4Addr::from(CLIENT), 42001),
+        TCP,
+    ));
+    assert!(kept.is_some(), "a routed network's port keeps its flows");
     let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(41009, 8080));
     assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
     assert_eq!(counter(&dp, Counter::DnatStateless), stateless + 2);

@@ -59,6 +59,10 @@ impl Maps6 {
         &self.subnets
     }
 
+    pub(super) fn networks(&self) -> &HashMap<MapData, u32, NetworkInfo<In6>> {
+        &self.networks
+    }
+
     pub(super) fn ipcache_prefixes(&self) -> &LpmTrie<MapData, In6, u32> {
         &self.ipcache_prefixes
     }

@@ -11,8 +11,8 @@
 use std::collections::HashMap as StdHashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use aya::maps::{Array, HashMap, MapData};
-use netpath_common::{port_any_index, In6, PortKey, PortReply};
+use aya::maps::{lpm_trie::Key as LpmKey, Array, HashMap, MapData};
+use netpath_common::{net_flags, port_any_index, In6, PortKey, PortReply};
 
 use super::{any_addr, ports::v4_of, removed, AnyKey, AnyPort, Datapath, DatapathError};
 use super::{AnyPortKey, AnyPortTarget};
@@ -169,12 +169,32 @@ impl Datapath {
             return Ok(());
         }
         self.replies.uplink[usize::from(v6)] = one;
+        self.settle_all()
+    }
+
+    /// Settles every endpoint port (after the networks changed, or the uplinks).
+    pub(super) fn settle_all(&mut self) -> Result<(), DatapathError> {
         let ids: Vec<AnyPortKey> = self.index()?.by_port.keys().copied().collect();
         for id in ids {
             let res = self.settle(&id, None);
             self.settled(res)?;
         }
         Ok(())
+    }
+
+    /// Whether endpoint address `addr` (as an [`AnyPortKey`] holds it) is on a network routed
+    /// for its family, as the maps say: the outside reaches it at its own address, so its
+    /// replies cannot be told from its own traffic, and its flows are kept.
+    fn routed_at(&self, addr: In6) -> bool {
+        let routed = |flags: u32| flags & net_flags::ROUTED != 0;
+        match v4_of(addr) {
+            Some(a) => (self.subnets.get(&LpmKey::new(32, a), 0).ok())
+                .and_then(|id| self.networks.get(&id, 0).ok())
+                .is_some_and(|n| routed(n.flags)),
+            None => (self.v6.subnets().get(&LpmKey::new(128, addr), 0).ok())
+                .and_then(|id| self.v6.networks().get(&id, 0).ok())
+                .is_some_and(|n| routed(n.flags)),
+        }
     }
 
     /// The index, read from the maps at first use (and the `REPLIES` entries no publish
@@ -235,13 +255,8 @@ impl Datapath {
             .unwrap_or_default();
         // A host of several uplinks answers each client the way it came: flows kept.
         let host = match pubs.as_slice() {
-            [(k, _)] => uplink[usize::from(v4_of(k.addr).is_none())].map(|u| {
-                if is_any(k.addr) {
-                    u
-                } else {
-                    k.addr
-                }
-            }),
+            [(k, _)] if !self.routed_at(id.addr) => uplink[usize::from(v4_of(k.addr).is_none())]
+                .map(|u| if is_any(k.addr) { u } else { k.addr }),
             _ => None,
         };
         if let (Some(host), [(k, t)]) = (host, pubs.as_slice()) {

@@ -231,6 +231,8 @@ impl Datapath {
             })
             .collect();
         report.add(sync_trie(map_names::SUBNETS, &mut self.subnets, &want)?);
+        // Whether a port is one to one depends on its endpoint's network, written just now.
+        self.settle_all()?;
         Ok(report)
     }
 }
