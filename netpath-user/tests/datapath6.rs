@@ -411,6 +411,28 @@ fn published6(dp: &mut Datapath, ifindex: u32) {
     dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
 }
 
+/// A TCP packet from `CLIENT6` port `client_port` to `HOST6:8080` through the uplink's XDP
+/// program (`xdp`) or its TC program: whether it was redirected, and the packet that came out.
+fn client_to_8080(dp: &mut Datapath, r: &RoutedNs, client_port: u16, xdp: bool) -> (bool, Vec<u8>) {
+    let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(client_port, 8080));
+    if xdp {
+        let (verdict, out) = r.ns.run(|| run_xdp_on(dp, &pkt, r.uplink_ifindex));
+        (verdict == XDP_REDIRECT, out)
+    } else {
+        let (verdict, out) =
+            r.ns.run(|| run_tc(dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex));
+        (verdict == TC_ACT_REDIRECT, out)
+    }
+}
+
+/// The endpoint's TCP reply from port 80 to `CLIENT6` port `client_port`.
+fn reply_to(client_port: u16) -> Vec<u8> {
+    let mut reply = Frame6::new(EP, CLIENT6, TCP);
+    reply.src_mac = EP_MAC;
+    reply.dst_mac = GW_MAC;
+    reply.build(&tcp(80, client_port))
+}
+
 #[test]
 fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
     let (Dp { mut dp, _fs }, r) = published_endpoint();
@@ -424,14 +446,8 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
         )
     };
     for (client_port, xdp) in [(40000u16, true), (40001, false)] {
-        let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(client_port, 8080));
-        let (verdict, out) = if xdp {
-            r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex))
-        } else {
-            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
-        };
-        let want = if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT };
-        assert_eq!(verdict, want, "xdp {xdp}");
+        let (redirected, out) = client_to_8080(&mut dp, &r, client_port, xdp);
+        assert!(redirected, "xdp {xdp}");
         assert_eq!(
             addrs_ports(&out),
             (v6(CLIENT6), v6(EP), client_port, 80),
@@ -445,10 +461,7 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
         assert_eq!(nat.ifindex, r.endpoint_ifindex);
 
         // The endpoint's reply goes back out of the uplink, from the published address.
-        let mut reply = Frame6::new(EP, CLIENT6, TCP);
-        reply.src_mac = EP_MAC;
-        reply.dst_mac = GW_MAC;
-        let reply = reply.build(&tcp(80, client_port));
+        let reply = reply_to(client_port);
         let (verdict, out) =
             r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &reply, r.endpoint_ifindex));
         assert_eq!(verdict, TC_ACT_REDIRECT, "xdp {xdp}");
@@ -508,20 +521,12 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
         "permanent",
     ]);
     for (client_port, xdp) in [(41000u16, true), (41001, false)] {
-        let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(client_port, 8080));
-        let (verdict, out) = if xdp {
-            r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex))
-        } else {
-            r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
-        };
-        assert_eq!(verdict, if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT });
+        let (redirected, out) = client_to_8080(&mut dp, &r, client_port, xdp);
+        assert!(redirected, "xdp {xdp}");
         assert_eq!(addrs_ports(&out), (v6(CLIENT6), v6(EP), client_port, 80));
         assert!(checksum_ok6(&out));
         assert!(dp.flow(&reply_key(client_port)).is_none(), "no flow kept");
-        let mut reply = Frame6::new(EP, CLIENT6, TCP);
-        reply.src_mac = EP_MAC;
-        reply.dst_mac = GW_MAC;
-        let reply = reply.build(&tcp(80, client_port));
+        let reply = reply_to(client_port);
         let (verdict, out) =
             r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &reply, r.endpoint_ifindex));
         assert_eq!(verdict, TC_ACT_REDIRECT);
