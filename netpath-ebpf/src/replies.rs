@@ -6,8 +6,7 @@
 //! `FLOWS` as any published flow's are (`flows::reply_nat`). Written once for both families.
 use aya_ebpf::{bindings::TC_ACT_SHOT, maps::HashMap, programs::TcContext};
 use netpath_common::{
-    event, flow_flags, net_flags, port_any_index, Addr, Counter, FlowNat, In6, PortKey, PortReply,
-    ReplyMacs,
+    event, flow_flags, port_any_index, Addr, Counter, FlowNat, In6, PortKey, PortReply, ReplyMacs,
 };
 
 use crate::{
@@ -72,8 +71,7 @@ fn reply_of<A: Ip>(flow: &Flow<A>, ifindex: u32) -> Option<PortReply<A>> {
 /// Whether a packet the endpoint behind `ifindex` sent, found in no flow, is the first reply
 /// of a flow translated with no state: from a one-to-one port, to a unicast address beyond
 /// this host (not an address of its networks, not one of its own: what the endpoint says to
-/// them from that port is its own traffic, never translated), of an endpoint whose network
-/// is not routed (there the outside reaches it at its own address), while no policy is in force
+/// them from that port is its own traffic, never translated), while no policy is in force
 /// (then every flow is kept from its first packet, and an endpoint's own connections ask
 /// the policy on their way out). An endpoint's own connection from such a port to beyond
 /// the host leaves from the published host port, its replies coming back through it.
@@ -86,17 +84,6 @@ pub fn is_first_reply<A: Ip>(flow: &Flow<A>, ifindex: u32) -> bool {
         && !A::martian(flow.dst_addr)
         && A::subnet_of(flow.dst_addr).is_none()
         && !A::host_addr(flow.dst_addr)
-        && !routed::<A>(ifindex)
-}
-
-/// Whether the endpoint behind `ifindex` is on a network routed for this family: reached
-/// from outside at its own address, so what it says from a published port may answer a
-/// client that never came through the port.
-#[inline(always)]
-fn routed<A: Ip>(ifindex: u32) -> bool {
-    A::endpoint(ifindex)
-        .and_then(|ep| A::network(ep.network))
-        .is_some_and(|n| n.flags & net_flags::ROUTED != 0)
 }
 
 /// `netpath_endpoint_reply_tc`, the endpoint programs' tail call for a first reply

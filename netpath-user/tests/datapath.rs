@@ -604,8 +604,8 @@ fn one_to_one_ports_keep_no_flow_until_it_replies() {
     assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
     assert_eq!(counter(&dp, Counter::DnatStateless), stateless + 1);
 
-    // An endpoint of a routed network is reached at its own address: what it says from its
-    // one-to-one port is never taken for a first reply.
+    // An endpoint of a routed network is reached at its own address: its published port is
+    // not one to one, and what it says from it is never taken for a first reply.
     let mut routed = network(&mut dp, 2, "10.5.0.0/24", false, true);
     routed.options.insert(
         netpath_user::model::options::GATEWAY_MODE.into(),
