@@ -71,6 +71,70 @@ fn fill_tail_calls(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     Ok(())
 }
 
+/// Loads every program of the object, the verifier's work spread over the machine's CPUs:
+/// it is most of an agent's start (some two million instructions verified), and each load is
+/// a syscall of its own on a program of its own. The largest go first, so no CPU is left with
+/// a large one at the end.
+fn load_programs(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    use aya::programs::Program;
+    let mut work: Vec<(&'static str, &mut Program)> = ebpf
+        .programs_mut()
+        .filter_map(|(name, prog)| {
+            let name = programs::ALL.iter().find(|n| **n == name)?;
+            Some((*name, prog))
+        })
+        .collect();
+    if work.len() != programs::ALL.len() {
+        let missing = programs::ALL
+            .iter()
+            .find(|n| !work.iter().any(|(w, _)| w == *n));
+        return Err(DatapathError::MissingProgram(
+            missing.copied().unwrap_or("?"),
+        ));
+    }
+    // The queue is popped from its end: the largest (first in `BY_SIZE`) last, the rest
+    // (small) first.
+    work.sort_by_key(|(name, _)| {
+        std::cmp::Reverse(
+            programs::BY_SIZE
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or(usize::MAX),
+        )
+    });
+    let queue = parking_lot::Mutex::new(work);
+    let next = || queue.lock().pop();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<(), DatapathError> {
+                    while let Some((name, prog)) = next() {
+                        let loaded = match prog {
+                            Program::SchedClassifier(p) => p.load(),
+                            Program::Xdp(p) => p.load(),
+                            Program::CgroupSock(p) => p.load(),
+                            Program::CgroupSockAddr(p) => p.load(),
+                            _ => {
+                                return Err(DatapathError::Program(name, "of no known kind".into()))
+                            }
+                        };
+                        loaded.map_err(|e| program_error(name, e))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join().unwrap_or_else(|_| {
+                Err(DatapathError::Pins(
+                    "a thread loading programs panicked".into(),
+                ))
+            })
+        })
+    })
+}
+
 fn set_tail(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -116,41 +180,8 @@ impl Datapath {
         } else {
             None
         };
-        for name in [
-            programs::UPLINK_TC,
-            programs::UPLINK6_TC,
-            programs::ENDPOINT_TC,
-            programs::ENDPOINT6_TC,
-            programs::ENDPOINT_SNAT6_TC,
-            programs::ENDPOINT_HAIRPIN6_TC,
-            programs::UPLINK_NAT46_TC,
-            programs::ENDPOINT_NAT46_TC,
-            programs::ENDPOINT_DNS6_TC,
-            programs::ENDPOINT_REPLY_TC,
-            programs::OVERLAY_TC,
-        ] {
-            let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| program_error(name, e))?;
-        }
-        for name in [
-            programs::UPLINK_XDP,
-            programs::UPLINK6_XDP,
-            programs::UPLINK_NAT46_XDP,
-            programs::XDP_PASS,
-        ] {
-            let prog: &mut Xdp = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| program_error(name, e))?;
-        }
+        load_programs(&mut ebpf)?;
         fill_tail_calls(&mut ebpf)?;
-        for name in programs::SOCK {
-            if programs::SOCK_BIND.contains(&name) {
-                let prog: &mut CgroupSock = program(&mut ebpf, name)?;
-                prog.load().map_err(|e| program_error(name, e))?;
-            } else {
-                let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-                prog.load().map_err(|e| program_error(name, e))?;
-            }
-        }
         if let Some(dir) = pin_dir {
             migrate::copy_live(dir, &mut migrations);
         }
