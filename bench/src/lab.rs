@@ -49,6 +49,9 @@ pub enum Kind {
     Routing,
     /// An XDP program that only redirects to the endpoint: no lookup at all.
     Ceiling,
+    /// A TC program that only hands every skb to the endpoint (`bpf_redirect_peer`, as
+    /// netpath's TC path does): the ceiling of TC paths.
+    CeilingTc,
     /// Nothing attached anywhere: the host as it is without netpath.
     Detached,
     /// An XDP program that passes everything, on the uplink: what any XDP program costs.
@@ -75,7 +78,8 @@ impl Kind {
             Kind::Nftables => "nftables",
             Kind::DockerProxy => "docker-proxy",
             Kind::Routing => "routing (no NAT)",
-            Kind::Ceiling => "ceiling (redirect only)",
+            Kind::Ceiling => "ceiling xdp (redirect only)",
+            Kind::CeilingTc => "ceiling tc (redirect_peer only)",
             Kind::Detached => "detached (no netpath)",
             Kind::EmptyXdp => "empty xdp program",
             Kind::TcProgramOnly => "netpath tc program alone",
@@ -243,7 +247,7 @@ impl Lab {
             lab.netpath(&args)?;
         } else if kind.bridged() {
             lab.bridge(&id, ipv6)?;
-        } else if kind == Kind::Ceiling {
+        } else if matches!(kind, Kind::Ceiling | Kind::CeilingTc) {
             lab.ceiling_target = Some(lab.endpoint_veth(&id)?);
         } else {
             lab.endpoint_veth(&id)?;

@@ -75,7 +75,7 @@ fn pin_napi(lab: &Lab) -> Result<String> {
 pub fn twin_name(kind: Kind, ipv6: bool, baseline: &str) -> String {
     match (kind, ipv6) {
         (Kind::Iptables, _) => baseline.into(),
-        (Kind::Ceiling, _) => kind.name().into(),
+        (Kind::Ceiling | Kind::CeilingTc, _) => kind.name().into(),
         (k, true) => format!("{} (IPv6)", k.name()),
         (k, false) => format!("{} (IPv4)", k.name()),
     }
@@ -117,6 +117,10 @@ impl Rig {
         let kind = lab.kind;
         let (host, up) = (&lab.host, lab.up_if.as_str());
         let ceiling = match lab.ceiling_target {
+            Some(ifindex) if kind == Kind::CeilingTc => {
+                tools.set_redirect(ifindex)?;
+                None
+            }
             Some(ifindex) => {
                 tools.set_redirect(ifindex)?;
                 Some(tools.attach_xdp(crate::tools::REDIRECT, host, up)?)
@@ -132,6 +136,7 @@ impl Rig {
         let program = match kind {
             Kind::TcProgramOnly => Some(tools.attach_tc(crate::tools::UPLINK_TC, host, up)?),
             Kind::EmptyTc => Some(tools.attach_tc(crate::tools::TC_PASS, host, up)?),
+            Kind::CeilingTc => Some(tools.attach_tc(crate::tools::TC_REDIRECT, host, up)?),
             _ => None,
         };
         let sink = if sinks {

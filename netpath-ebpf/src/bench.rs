@@ -1,10 +1,11 @@
 //! Benchmark tools, never attached by the agent: a packet generator for BPF_PROG_TEST_RUN in
-//! live-frames mode, a counting sink, the "redirect only" ceiling, and floors: what reading a
-//! frame's headers costs, what one flow-table lookup adds to it, whatever a program does
-//! beyond them, and the two lookups any verdict of network policy makes.
+//! live-frames mode, a counting sink, the "redirect only" ceilings (XDP's and TC's), and
+//! floors: what reading a frame's headers costs, what one flow-table lookup adds to it,
+//! whatever a program does beyond them, and the two lookups any verdict of network policy
+//! makes.
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect,
+    helpers::{bpf_redirect, bpf_redirect_peer},
     macros::map,
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
@@ -141,6 +142,17 @@ pub fn sink_tc(ctx: &mut TcContext) -> i32 {
         TC_ACT_SHOT as i32
     } else {
         TC_ACT_OK as i32
+    }
+}
+
+/// Hands every skb to the peer of one interface (`bpf_redirect_peer`: the way netpath's TC
+/// path delivers into an endpoint) without looking at it: the ceiling of a TC path.
+#[inline(always)]
+pub fn redirect_peer_only() -> i32 {
+    match BENCH_REDIRECT.get(0) {
+        // SAFETY: plain helper call.
+        Some(ifindex) => unsafe { bpf_redirect_peer(*ifindex, 0) as i32 },
+        None => TC_ACT_OK as i32,
     }
 }
 

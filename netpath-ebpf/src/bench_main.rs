@@ -40,6 +40,12 @@ pub fn netpath_bench_redirect(ctx: XdpContext) -> u32 {
     bench::redirect_only(&ctx)
 }
 
+/// Benchmark ceiling of TC paths: every skb handed to the endpoint's namespace, unread.
+#[classifier]
+pub fn netpath_bench_tc_redirect(_ctx: TcContext) -> i32 {
+    bench::redirect_peer_only()
+}
+
 /// Benchmark floor: the headers read, then passed.
 #[xdp]
 pub fn netpath_bench_parse(ctx: XdpContext) -> u32 {
