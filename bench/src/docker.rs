@@ -22,6 +22,7 @@ use crate::{
     scale::rss_mb,
     tcp::{bulk, rr},
     tools::Tools,
+    turns::Turns,
     Progress,
 };
 
@@ -223,66 +224,69 @@ fn servers(lab: &Lab, network: &str, port: u16) -> Result<String> {
     Ok(id.trim().to_string())
 }
 
+/// How the scenario's runs are laid out.
+pub fn turns(quick: bool) -> Turns {
+    Turns::with(quick, 3.0, 0.3)
+}
+
 pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
-    let (runs, secs, ports) = if quick { (2, 0.3, 20) } else { (5, 3.0, 1000) };
+    let turns = turns(quick);
+    let (runs, secs, ports) = (turns.runs(), turns.secs, if quick { 20 } else { 1000 });
     p.step("docker: dockerd and the agent");
     let lab = Lab::new(tools)?;
-    let mut ttfb: Vec<Figure> = Vec::new();
-    let mut start_ms: Vec<Figure> = Vec::new();
-    let mut memory: Vec<Figure> = Vec::new();
-    let mut tps: Vec<Figure> = Vec::new();
-    let mut gbps: Vec<Figure> = Vec::new();
-    let mut local: Vec<Figure> = Vec::new();
-    for (i, network) in NETWORKS.iter().enumerate() {
-        p.step(&format!("docker: {network}"));
-        let name = label(network);
-        let mut t = Figure::new(name, "ms", true);
-        let mut s = Figure::new(name, "ms", true);
-        let mut m = Figure::new(name, "MB", true);
-        let mut r = Figure::new(name, "transactions/s", false);
-        let mut b = Figure::new(name, "Gbit/s", false);
-        let mut l = Figure::new(name, "transactions/s", false);
+    let figures = |unit: &str, lower: bool| -> Vec<Figure> {
+        NETWORKS
+            .iter()
+            .map(|n| Figure::new(label(n), unit, lower))
+            .collect()
+    };
+    let mut ttfb = figures("ms", true);
+    let mut start_ms = figures("ms", true);
+    let mut memory = figures("MB", true);
+    let mut tps = figures("transactions/s", false);
+    let mut gbps = figures("Gbit/s", false);
+    let mut local = figures("transactions/s", false);
+    turns.each(&NETWORKS, |i, network, round| {
+        p.step(&format!("docker: {network} (round {})", round + 1));
+        // Each network's ports, apart from the other's; each turn's first-byte ports new.
         let base = 20_000 + 2_000 * i as u16;
-        for run in 0..runs {
-            t.runs.push(
-                time_to_first_byte(&lab, network, base + run as u16)
+        for run in 0..turns.per_turn {
+            let first = base + (round * turns.per_turn + run) as u16;
+            ttfb[i].runs.push(
+                time_to_first_byte(&lab, network, first)
                     .with_context(|| format!("{network}: first byte"))?,
             );
             let (ms, mb) = range(&lab, network, base + 100, ports)
                 .with_context(|| format!("{network}: {ports} ports"))?;
-            s.runs.push(ms);
-            m.runs.push(mb);
+            start_ms[i].runs.push(ms);
+            memory[i].runs.push(mb);
         }
         let port = base + 1_500;
         let id = servers(&lab, network, port)?;
-        for _ in 0..runs {
-            r.runs.push(
+        for _ in 0..turns.per_turn {
+            tps[i].runs.push(
                 rr(&lab.outside, (HOST, port), secs)
                     .with_context(|| format!("{network}: request/response"))?
                     .0,
             );
-            b.runs
+            gbps[i]
+                .runs
                 .push(bulk(&lab.outside, (HOST, port + 1), secs).with_context(|| {
                     format!(
                         "{network}: bulk; the container said: {}",
                         lab.d.docker(&["logs", &id]).unwrap_or_default()
                     )
                 })?);
-            l.runs.push(
+            local[i].runs.push(
                 rr(&lab.host, (Ipv4Addr::LOCALHOST, port + 2), secs)
                     .with_context(|| format!("{network}: host-local"))?
                     .0,
             );
         }
         lab.d.docker(&["rm", "-f", &id])?;
-        ttfb.push(t);
-        start_ms.push(s);
-        memory.push(m);
-        tps.push(r);
-        gbps.push(b);
-        local.push(l);
         p.inc();
-    }
+        Ok(())
+    })?;
     let version = std::process::Command::new("dockerd")
         .arg("--version")
         .output()
@@ -297,7 +301,9 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         plots: Vec::new(),
     };
     let setup = format!(
-        "One dockerd ({version}) with its defaults (iptables, docker-proxy): a network of its bridge driver (`docker network create`) beside a netpath network (`-d netpath --ipam-driver netpath`) served by the agent's plugin, same run, {runs} runs each."
+        "One dockerd ({version}) with its defaults (iptables, docker-proxy): a network of its bridge driver (`docker network create`) beside a netpath network (`-d netpath --ipam-driver netpath`) served by the agent's plugin, same run, {runs} runs each. {}; one dockerd and one agent for all of them. Layout: {}.",
+        turns.said(),
+        crate::turns::unpinned()
     );
     Ok(vec![
         section(

@@ -47,7 +47,7 @@ fn map_bytes(pin: &std::path::Path) -> Result<f64> {
 
 /// Bytes of one conntrack entry (the `nf_conntrack` slab's object size), what iptables NAT
 /// keeps per connection instead.
-fn conntrack_entry_bytes() -> Result<f64> {
+pub(crate) fn conntrack_entry_bytes() -> Result<f64> {
     // The slab exists once the module is in (the iptables baselines load it).
     let _ = std::process::Command::new("modprobe")
         .arg("nf_conntrack")

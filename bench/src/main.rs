@@ -5,6 +5,7 @@ mod agent;
 mod charts;
 mod dns;
 mod docker;
+mod flood;
 mod flows;
 mod lab;
 mod overlay;
@@ -17,6 +18,7 @@ mod scale;
 mod tcp;
 mod tools;
 mod traffic;
+mod turns;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -33,14 +35,14 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, tax, tcp, tcp6, e2e, e2e6, host, scale, flows,
-    /// agent, dns, docker, overlay.
+    /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, flood, tax, tcp, tcp6, e2e, e2e6, host, scale,
+    /// flows, agent, dns, docker, overlay.
     scenarios: Vec<String>,
 }
 
 const ALL: &[&str] = &[
-    "prog", "policy", "pps", "pps6", "conn", "tax", "tcp", "tcp6", "e2e", "e2e6", "host", "scale",
-    "flows", "agent", "dns", "docker", "overlay",
+    "prog", "policy", "pps", "pps6", "conn", "flood", "tax", "tcp", "tcp6", "e2e", "e2e6", "host",
+    "scale", "flows", "agent", "dns", "docker", "overlay",
 ];
 
 /// Progress over every measurement run, on stderr.
@@ -93,21 +95,22 @@ fn main() -> Result<()> {
     for s in &scenarios {
         total += match s.as_str() {
             "prog" | "flows" => 1,
-            "policy" => 1 + 2 * runs,
-            "pps" => traffic::PPS_KINDS.len() * traffic::Turns::of(quick).runs(),
-            "pps6" => traffic::PPS6_VARIANTS.len() * traffic::Turns::of(quick).runs(),
-            "conn" => traffic::CONN_KINDS.len() * traffic::Turns::of(quick).runs(),
+            "policy" => 1 + 2 * turns::Turns::of(quick).runs(),
+            "pps" => traffic::PPS_KINDS.len() * turns::Turns::of(quick).runs(),
+            "pps6" => traffic::PPS6_VARIANTS.len() * turns::Turns::of(quick).runs(),
+            "conn" => traffic::CONN_KINDS.len() * turns::Turns::of(quick).runs(),
+            "flood" => flood::steps(quick),
             "tax" => tcp::TAX_KINDS.len() * runs,
-            "tcp" => tcp::KINDS.len() * runs,
-            "tcp6" => tcp::KINDS6.len() * runs,
-            "e2e" => tcp::PEER_KINDS.len() * runs,
-            "e2e6" => tcp::PEER_KINDS6.len() * runs,
-            "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * runs,
+            "tcp" => tcp::KINDS.len() * tcp::turns(quick).runs(),
+            "tcp6" => tcp::KINDS6.len() * tcp::turns(quick).runs(),
+            "e2e" => tcp::PEER_KINDS.len() * tcp::turns(quick).runs(),
+            "e2e6" => tcp::PEER_KINDS6.len() * tcp::turns(quick).runs(),
+            "host" => (tcp::HOST_KINDS.len() + tcp::OUT_KINDS.len()) * tcp::turns(quick).runs(),
             "agent" => agent::steps(quick),
-            "dns" => dns::SERVERS.len() * runs,
-            "docker" => docker::NETWORKS.len(),
+            "dns" => dns::SERVERS.len() * dns::turns(quick).runs(),
+            "docker" => docker::NETWORKS.len() * docker::turns(quick).rounds,
             "overlay" => overlay::KINDS.len() * runs,
-            _ => 1 + 2 * scale::counts(quick).len() * if quick { 2 } else { 3 },
+            _ => 1 + 2 * scale::counts(quick).len() * scale::turns(quick).runs(),
         };
     }
     p.expect(total as u64);
@@ -133,6 +136,7 @@ fn main() -> Result<()> {
             "pps" => vec![traffic::pps(quick, &mut tools, &p)?],
             "pps6" => vec![traffic::pps6(quick, &mut tools, &p)?],
             "conn" => vec![traffic::conn(quick, &mut tools, &p)?],
+            "flood" => flood::run(quick, &mut tools, &p)?,
             "tax" => tcp::tax(quick, &mut tools, &p)?,
             "tcp6" => tcp::run6(quick, &mut tools, &p)?,
             "e2e6" => tcp::peers6(quick, &mut tools, &p)?,

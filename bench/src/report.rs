@@ -306,7 +306,9 @@ fn markdown_section(s: &Section) -> String {
                 " - |".into()
             };
         }
-        if traffic {
+        if traffic && f.offered.is_empty() {
+            md += " | |";
+        } else if traffic {
             let offered = median(&f.offered);
             let lost = if offered > 0.0 {
                 100.0 * (1.0 - f.median() / offered).max(0.0)

@@ -12,7 +12,9 @@ use crate::{
     report::{Figure, Section, Target},
     rig::Rig,
     tools::{Tools, Traffic},
-    traffic, Progress,
+    traffic,
+    turns::Turns,
+    Progress,
 };
 
 /// How many host ports a publish may use: 1-65535 but the outbound NAT range.
@@ -55,68 +57,87 @@ pub struct Scale {
     pub install: Section,
 }
 
+/// How the new-flow rate's runs are laid out: a run of 2 s per turn.
+pub fn turns(quick: bool) -> Turns {
+    if quick {
+        Turns::with(true, 0.4, 0.4)
+    } else {
+        Turns {
+            rounds: 3,
+            per_turn: 1,
+            secs: 2.0,
+        }
+    }
+}
+
 pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
     let counts = counts(quick);
     p.step("scale: per-packet cost");
     let cost = prog::cost_vs_ports(quick, &counts)?;
     p.inc();
-    let (secs, runs) = if quick { (0.4, 2) } else { (2.0, 3) };
-    let mut rate = Vec::new();
-    let mut install = Vec::new();
+    let turns = turns(quick);
+    let variants: Vec<(Kind, u32)> = [Kind::NetpathTc, Kind::Iptables]
+        .into_iter()
+        .flat_map(|kind| counts.iter().map(move |&n| (kind, n)))
+        .collect();
+    let label = |(kind, n): (Kind, u32)| format!("{}, {}", kind.name(), ports_label(n));
+    let mut rate: Vec<Figure> = variants
+        .iter()
+        .map(|&v| Figure::new(label(v), "Mpps", false))
+        .collect();
+    let mut install: Vec<Figure> = variants
+        .iter()
+        .map(|&v| Figure::new(label(v), "ms", true))
+        .collect();
     let mut range_ms = Figure::new("10000-port range publish", "ms", true);
     let mut range_mem = Figure::new("agent memory growth, 10000 ports", "MB", true);
-    for kind in [Kind::NetpathTc, Kind::Iptables] {
-        for &n in &counts {
-            p.step(&format!("scale: {} with {}", kind.name(), ports_label(n)));
-            let lab = Rig::new(kind, tools, false, true)?;
-            let start = Instant::now();
-            let mut mem = None;
-            if kind == Kind::NetpathTc {
-                let pid = lab.agent_pid().context("agent pid")?;
-                let before = rss_mb(pid)?;
-                for (a, b) in port_ranges(n) {
-                    lab.netpath(&["port", "publish", "bench", &format!("{a}-{b}:{a}-{b}/udp")])?;
-                }
-                mem = Some(rss_mb(pid)? - before);
-            } else {
-                let ports: Vec<(u16, u16, &str)> = port_ranges(n)
-                    .into_iter()
-                    .flat_map(|(a, b)| a..=b)
-                    .map(|p| (p, p, "udp"))
-                    .collect();
-                lab.iptables_rules(&ports)?;
+    let mut rate_layout = String::new();
+    turns.each(&variants, |i, &(kind, n), round| {
+        p.step(&format!(
+            "scale: {} with {} (round {})",
+            kind.name(),
+            ports_label(n),
+            round + 1
+        ));
+        let lab = Rig::new(kind, tools, false, true)?;
+        rate_layout.clone_from(&lab.layout);
+        let start = Instant::now();
+        let mut mem = None;
+        if kind == Kind::NetpathTc {
+            let pid = lab.agent_pid().context("agent pid")?;
+            let before = rss_mb(pid)?;
+            for (a, b) in port_ranges(n) {
+                lab.netpath(&["port", "publish", "bench", &format!("{a}-{b}:{a}-{b}/udp")])?;
             }
-            let took = start.elapsed().as_secs_f64() * 1e3;
-            let mut ins = Figure::new(format!("{}, {}", kind.name(), ports_label(n)), "ms", true);
-            ins.runs.push(took);
-            install.push(ins);
-            if n == 10_000 {
-                if let Some(m) = mem {
-                    range_ms.runs.push(took);
-                    range_mem.runs.push(m);
-                }
-            }
-            // Every packet a new flow, to the port published last.
-            let t = Traffic {
-                dst: HOST.into(),
-                dport: port_ranges(n).last().map_or(1, |r| r.1),
-                src_addrs: 16_384,
-                src_ports: 60_000,
-            };
-            let mut fig = Figure::new(
-                format!("{}, {}", kind.name(), ports_label(n)),
-                "Mpps",
-                false,
-            );
-            traffic::measure(tools, &lab, t, secs, runs, &mut fig, p)?;
-            rate.push(fig);
+            mem = Some(rss_mb(pid)? - before);
+        } else {
+            let ports: Vec<(u16, u16, &str)> = port_ranges(n)
+                .into_iter()
+                .flat_map(|(a, b)| a..=b)
+                .map(|p| (p, p, "udp"))
+                .collect();
+            lab.iptables_rules(&ports)?;
         }
-    }
+        let took = start.elapsed().as_secs_f64() * 1e3;
+        install[i].runs.push(took);
+        if let Some(m) = mem.filter(|_| n == 10_000) {
+            range_ms.runs.push(took);
+            range_mem.runs.push(m);
+        }
+        // Every packet a new flow, to the port published last.
+        let t = Traffic {
+            dst: HOST.into(),
+            dport: port_ranges(n).last().map_or(1, |r| r.1),
+            src_addrs: 16_384,
+            src_ports: 60_000,
+        };
+        traffic::measure(tools, &lab, t, turns.secs, turns.per_turn, &mut rate[i], p)
+    })?;
     let np = Kind::NetpathTc.name();
     let last = counts.last().copied().unwrap_or(1);
     let rate = Section {
         scenario: "scale: new-flow rate".into(),
-        about: format!("Every packet a new flow, to the port published last, {runs} runs of {secs} s; netpath publishes a range through its API, iptables gets Docker's two rules per port."),
+        about: format!("Every packet a new flow, to the port published last; netpath publishes a range through its API, iptables gets Docker's two rules per port. {}, each turn on a lab made afresh (its ports published again). Layout: {}.", turns.said(), rate_layout),
         figures: rate,
         baseline: format!("{np}, {}", ports_label(1)),
         targets: vec![Target::ratio(

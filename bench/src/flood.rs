@@ -1,0 +1,297 @@
+//! Scenario `flood`: a million new flows per second from many sources for ten seconds,
+//! beside established connections through the same published ports. What a flood of new
+//! flows must not do: stop the established ones or slow them (they keep their rate within
+//! 10%), or make the datapath's memory grow beyond its tables' fixed size.
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    lab::{Kind, HOST, UDP_PORT},
+    report::{Figure, Section, Target},
+    rig::Rig,
+    scale::rss_mb,
+    tools::{Tools, Traffic},
+    turns::Turns,
+    Progress,
+};
+
+/// One variant: the host's kind, and (netpath) whether the flooded and the established
+/// ports keep their flows (each published on a second host port too) or are one to one.
+pub struct Variant {
+    name: &'static str,
+    kind: Kind,
+    kept: bool,
+}
+
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "netpath xdp, flows kept",
+        kind: Kind::NetpathXdp,
+        kept: true,
+    },
+    Variant {
+        name: "netpath tc, flows kept",
+        kind: Kind::NetpathTc,
+        kept: true,
+    },
+    Variant {
+        name: "netpath xdp, one to one",
+        kind: Kind::NetpathXdp,
+        kept: false,
+    },
+    Variant {
+        name: "iptables",
+        kind: Kind::Iptables,
+        kept: false,
+    },
+];
+
+/// New flows per second the generator offers.
+const FLOOD_PPS: f64 = 1e6;
+/// Established connections, and the transactions per second each asks for.
+const CONNS: usize = 8;
+const PER_CONN: f64 = 500.0;
+
+/// Rounds in which every variant takes a turn on a lab made afresh: `secs` quiet, then `secs`
+/// under the flood.
+fn turns(quick: bool) -> Turns {
+    Turns {
+        rounds: if quick { 1 } else { 3 },
+        per_turn: 1,
+        secs: if quick { 1.0 } else { 10.0 },
+    }
+}
+
+/// Progress steps in all.
+pub fn steps(quick: bool) -> usize {
+    VARIANTS.len() * turns(quick).runs() * 2
+}
+
+/// The established connections' work for `secs`, each paced at [`PER_CONN`] one-byte
+/// transactions per second, while `during` runs in this thread: (transactions per second of
+/// all of them, connections stopped — an error or a reply overdue by 3 s — and `during`'s
+/// result). A stopped connection stays stopped.
+fn established<T>(
+    conns: &mut [Option<TcpStream>],
+    secs: f64,
+    during: impl FnOnce() -> Result<T>,
+) -> Result<(f64, usize, T)> {
+    let dur = Duration::from_secs_f64(secs);
+    let interval = Duration::from_secs_f64(1.0 / PER_CONN);
+    let start = Instant::now();
+    let (counts, out) = std::thread::scope(|s| {
+        let workers: Vec<_> = conns
+            .iter_mut()
+            .map(|slot| {
+                s.spawn(move || {
+                    let mut n = 0u32;
+                    let mut b = [7u8; 1];
+                    while let Some(c) = slot.as_mut().filter(|_| start.elapsed() < dur) {
+                        if c.write_all(&b).and_then(|_| c.read_exact(&mut b)).is_err() {
+                            *slot = None;
+                            break;
+                        }
+                        n += 1;
+                        std::thread::sleep((interval * n).saturating_sub(start.elapsed()));
+                    }
+                    u64::from(n)
+                })
+            })
+            .collect();
+        let out = during();
+        let counts: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap_or(0)).collect();
+        (counts, out)
+    });
+    let rate = counts.iter().sum::<u64>() as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, conns.iter().filter(|c| c.is_none()).count(), out?))
+}
+
+/// Bytes the kernel charges for the BPF maps process `pid` holds (each map fd's `memlock`).
+fn map_bytes(pid: u32) -> Result<f64> {
+    let mut total = 0.0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = std::fs::read_to_string(fd?.path()).unwrap_or_default();
+        if !info.contains("map_type:") {
+            continue;
+        }
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .context("a map's memlock")?;
+    }
+    Ok(total)
+}
+
+/// What the datapath holds in memory, in MB: the agent's maps and its resident memory
+/// (netpath), or conntrack's entries at their slab size (iptables).
+fn memory(lab: &Rig) -> Result<f64> {
+    match lab.agent_pid() {
+        Some(pid) => Ok(map_bytes(pid)? / 1e6 + rss_mb(pid)?),
+        None => Ok(conntrack_count(lab)? * crate::flows::conntrack_entry_bytes()? / 1e6),
+    }
+}
+
+fn conntrack_count(lab: &Rig) -> Result<f64> {
+    let v = lab
+        .host
+        .exec("cat", &["/proc/sys/net/netfilter/nf_conntrack_count"]);
+    v.trim()
+        .parse()
+        .with_context(|| format!("nf_conntrack_count: {v:?}"))
+}
+
+/// What the table of flows holds after the flood, for the report.
+fn table_after(lab: &Rig) -> Result<String> {
+    if lab.agent_pid().is_some() {
+        let stats: serde_json::Value = serde_json::from_str(&lab.netpath(&["stats", "--json"])?)?;
+        Ok(format!("{} flows", stats["Flows"]))
+    } else {
+        Ok(format!("{} conntrack entries", conntrack_count(lab)?))
+    }
+}
+
+pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let turns = turns(quick);
+    let secs = turns.secs;
+    let flood = Traffic {
+        dst: HOST.into(),
+        dport: UDP_PORT,
+        src_addrs: 16_384,
+        src_ports: 60_000,
+    };
+    let offered = CONNS as f64 * PER_CONN;
+    let figure = |v: &Variant, what: &str, unit: &str, lower: bool| {
+        Figure::new(format!("{}{what}", v.name), unit, lower)
+    };
+    let mut quiet: Vec<Figure> = VARIANTS
+        .iter()
+        .map(|v| figure(v, ", quiet", "transactions/s", false))
+        .collect();
+    let mut flooded: Vec<Figure> = VARIANTS
+        .iter()
+        .map(|v| figure(v, ", under the flood", "transactions/s", false))
+        .collect();
+    let mut delivered: Vec<Figure> = VARIANTS
+        .iter()
+        .map(|v| figure(v, ": new flows delivered", "Mpps", false))
+        .collect();
+    let mut grown: Vec<Figure> = VARIANTS
+        .iter()
+        .map(|v| figure(v, ": memory growth", "MB", true))
+        .collect();
+    let mut stopped = vec![0usize; VARIANTS.len()];
+    let mut tables = vec![String::new(); VARIANTS.len()];
+    let mut where_run = String::new();
+    turns.each(VARIANTS, |i, v, round| {
+        p.step(&format!("flood: {} (round {})", v.name, round + 1));
+        let lab = Rig::new(v.kind, tools, true, true)?;
+        where_run.clone_from(&lab.layout);
+        if v.kept {
+            lab.netpath(&["port", "publish", "bench", "5354:53/udp", "8081:80/tcp"])?;
+        }
+        let _server = crate::tcp::Server::start(&lab.ep)?;
+        crate::traffic::warm_up(tools, &lab, flood)?;
+        let mut conns = (0..CONNS)
+            .map(|_| crate::tcp::connect(&lab.outside, lab.tcp_target()).map(Some))
+            .collect::<Result<Vec<_>>>()?;
+        lab.keep_cpus_apart()?;
+        let (rate, _, ()) = established(&mut conns, secs, || Ok(()))?;
+        quiet[i].runs.push(rate);
+        quiet[i].offered.push(offered);
+        p.inc();
+        let (before, sunk) = (memory(&lab)?, tools.sink_count());
+        let (rate, gone, (sent, took)) = established(&mut conns, secs, || {
+            tools.generate_at(
+                &lab.wire(),
+                flood,
+                Duration::from_secs_f64(secs),
+                Some(FLOOD_PPS),
+            )
+        })?;
+        let took = took.as_secs_f64();
+        flooded[i].runs.push(rate);
+        flooded[i].offered.push(offered);
+        // The sink counts the established connections' packets too: a few thousand a
+        // second beside a million.
+        let new_flows = tools.settled_count() - sunk;
+        delivered[i].runs.push(new_flows as f64 / took / 1e6);
+        delivered[i].offered.push(sent as f64 / took / 1e6);
+        grown[i].runs.push((memory(&lab)? - before).max(0.0));
+        stopped[i] += gone;
+        tables[i] = table_after(&lab)?;
+        p.inc();
+        Ok(())
+    })?;
+    let said = |f: &dyn Fn(usize) -> String| {
+        VARIANTS
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{} {}", v.name, f(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rounds = format!(
+        "The variants take turns: {} rounds, each turn on a lab made afresh, {secs} s quiet, then {secs} s under the flood, on the same connections",
+        turns.rounds
+    );
+    let mut figures = Vec::new();
+    for (q, f) in quiet.into_iter().zip(flooded) {
+        figures.extend([q, f]);
+    }
+    let keep = |v: &Variant| {
+        Target::ratio(
+            "established connections keep their rate under the flood",
+            &format!("{}, under the flood", v.name),
+            &format!("{}, quiet", v.name),
+            0.9,
+        )
+    };
+    let established_section = Section {
+        scenario: "flood: established connections".into(),
+        about: format!(
+            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the XDP live-frames generator offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow takes a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
+            1000.0 / PER_CONN,
+            FLOOD_PPS,
+            said(&|i| stopped[i].to_string()),
+        ),
+        figures,
+        baseline: String::new(),
+        targets: VARIANTS
+            .iter()
+            .filter(|v| v.kind != Kind::Iptables)
+            .map(keep)
+            .collect(),
+        plots: Vec::new(),
+    };
+    let mut figures = delivered;
+    figures.extend(grown);
+    let flood_section = Section {
+        scenario: "flood: new flows".into(),
+        about: format!(
+            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second), and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
+            FLOOD_PPS,
+            said(&|i| tables[i].clone()),
+        ),
+        figures,
+        baseline: String::new(),
+        targets: VARIANTS
+            .iter()
+            .filter(|v| v.kind != Kind::Iptables)
+            .map(|v| {
+                Target::absolute(
+                    "memory stays at the tables' fixed size",
+                    &format!("{}: memory growth", v.name),
+                    1.0,
+                )
+            })
+            .collect(),
+        plots: Vec::new(),
+    };
+    Ok(vec![established_section, flood_section])
+}
