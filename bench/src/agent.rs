@@ -1,6 +1,6 @@
 //! Scenario `agent`: the agent as operators run it. Traffic across a SIGKILL and restart and
 //! across an upgrade to a build whose programs differ (target: nothing lost); start-to-ready
-//! with many endpoints and ports (target: 1 s for 1,000 and 10,000) and the agent's memory
+//! with many endpoints and ports (target: 0.5 s for 1,000 and 10,000) and the agent's memory
 //! with them (target: 50 MB); how long making an endpoint with published ports takes, beside
 //! `docker run -p` on Docker's bridge driver.
 use std::{path::PathBuf, time::Instant};
