@@ -192,6 +192,11 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         p.step(&format!("flood: {} (round {})", v.name, round + 1));
         let lab = Rig::new(v.kind, tools, true, true)?;
         where_run.clone_from(&lab.layout);
+        // As from a NIC, the connections' packets come through the uplink's receive queue
+        // beside the flood's: a veth hands a local socket's segments (TSO on) straight to
+        // the backlog instead, out of the flood's way.
+        lab.outside
+            .exec("ethtool", &["-K", &lab.out_if, "tx", "off"]);
         if v.kept {
             lab.netpath(&["port", "publish", "bench", "5354:53/udp", "8081:80/tcp"])?;
         }

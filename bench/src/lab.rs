@@ -112,6 +112,8 @@ pub struct Lab {
     /// Dual stack ([`Lab::dual`]): IPv6 beside IPv4 everywhere.
     pub ipv6: bool,
     pub up_if: String,
+    /// The outside's veth towards the uplink.
+    pub out_if: String,
     pub out_ifindex: u32,
     pub out_mac: [u8; 6],
     pub up_mac: [u8; 6],
@@ -217,6 +219,7 @@ impl Lab {
             peer: None,
             ipv6,
             up_if,
+            out_if,
             agent: None,
             opts: None,
             bpffs: None,

@@ -285,8 +285,8 @@ impl Tools {
     }
 
     /// [`Tools::generate`] at `pps` frames per second at most (`None`: flat out), in bursts of
-    /// a quarter of a millisecond (no more than a veth's queue of 256 frames holds at a
-    /// million a second), each sent as fast as it goes and the next one waiting for its time.
+    /// 128 frames (half a veth's receive queue), each sent as fast as it goes and the next
+    /// one waiting for its time.
     pub fn generate_at(
         &mut self,
         wire: &Wire,
@@ -316,15 +316,14 @@ impl Tools {
         ctx[4..8].copy_from_slice(&(FRAME_LEN as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&wire.ifindex.to_ne_bytes());
         let prog: &mut Xdp = self.bench.program_mut(GEN).context(GEN)?.try_into()?;
-        let chunk: u32 = pps.map_or(50_000, |r| (r / 4000.0).max(1.0) as u32);
+        let chunk: u32 = if pps.is_some() { 128 } else { 50_000 };
         let cpu = wire.cpu;
         wire.ns.run(move || -> Result<(u64, Duration)> {
             if let Some(cpu) = cpu {
                 pin_self(cpu)?;
             }
             if pps.is_some() {
-                // Sleeps of a quarter of a millisecond: the default slack (50 µs) would be a
-                // fifth of each.
+                // Sleeps of some 100 µs: the default slack (50 µs) would be half of each.
                 // SAFETY: prctl with an integer argument, on this thread alone.
                 unsafe { nix::libc::prctl(nix::libc::PR_SET_TIMERSLACK, 1u64) };
             }

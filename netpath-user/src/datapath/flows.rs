@@ -2,7 +2,7 @@
 //! keyed by a reply's 5-tuple (and NAT46's, [`super::nat46`], flushed and expired with them). The kernel records flows and stamps them; the agent expires idle ones and
 //! flushes them when what they lead to goes away, so no stale translation outlives a port or
 //! an interface.
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsFd};
 
 use netpath_common::{flow_flags, Addr, FlowKey, FlowNat, In6, PortKey};
 
@@ -11,7 +11,7 @@ use super::DatapathError;
 use super::{
     be_addr,
     ports::{AnyKey, AnyPortKey, PortFamily},
-    timeouts, Datapath,
+    sys, timeouts, Datapath,
 };
 
 /// Whether a flow that reached host address `addr`, `port` and `proto` came in through one
@@ -87,14 +87,22 @@ impl Datapath {
         A::flows(self).get(key, 0).ok()
     }
 
-    /// How many published flows the tables hold.
+    /// How many published flows the tables hold (counted as they are read: a full table is
+    /// not copied).
     pub fn flow_count(&self) -> usize {
-        self.flows::<u32>().len() + self.flows::<In6>().len() + self.nat46_replies().len()
+        self.count_flows::<u32>() + self.count_flows::<In6>() + self.nat46_replies().len()
     }
 
-    /// Every published flow of family `A`.
-    fn flows<A: PortFamily>(&self) -> Vec<(FlowKey<A>, FlowNat<A>)> {
-        self.scan(A::NAMES[2], A::whole(self)[2])
+    fn count_flows<A: PortFamily>(&self) -> usize {
+        let mut n = 0;
+        let read = sys::for_each_batch(
+            A::whole(self)[2].as_fd(),
+            |keys: &[FlowKey<A>], _: &[FlowNat<A>]| n += keys.len(),
+        );
+        if let Err(e) = read {
+            tracing::warn!(map = A::NAMES[2], "reading the map: {e}");
+        }
+        n
     }
 
     /// Records a flow as the kernel would (tests and benchmarks set up hits this way).
@@ -111,19 +119,28 @@ impl Datapath {
     }
 
     /// Removes the flows of family `A` that `pred` selects: how many, and how many there were.
+    /// The table is read a batch at a time and each batch's doomed flows removed before the
+    /// next is read, so a full table (a flood's) costs the agent no memory beyond a batch.
     pub(super) fn flush_flows<A: PortFamily>(
         &mut self,
         pred: impl Fn(&FlowKey<A>, &FlowNat<A>) -> bool,
     ) -> (usize, usize) {
-        let all = self.flows::<A>();
-        let seen = all.len();
-        let doomed: Vec<FlowKey<A>> = all
-            .into_iter()
-            .filter(|(k, v)| pred(k, v))
-            .map(|(k, _)| k)
-            .collect();
+        let Ok(fd) = A::whole(self)[2].try_clone() else {
+            return (0, 0);
+        };
         let flows = A::maps(self).flows;
-        let n = doomed.iter().filter(|k| flows.remove(k).is_ok()).count();
+        let (mut n, mut seen) = (0, 0);
+        let read = sys::for_each_batch(fd.as_fd(), |keys: &[FlowKey<A>], values| {
+            seen += keys.len();
+            n += keys
+                .iter()
+                .zip(values)
+                .filter(|(k, v)| pred(k, v) && flows.remove(k).is_ok())
+                .count();
+        });
+        if let Err(e) = read {
+            tracing::warn!(map = A::NAMES[2], "reading the map: {e}");
+        }
         if n > 0 {
             tracing::debug!(map = A::NAMES[2], flows = n, "flushed");
         }

@@ -202,13 +202,26 @@ const BATCH: usize = 4096;
 /// `BPF_MAP_LOOKUP_BATCH`: a few calls for what a key-by-key walk needs two per entry for.
 /// `K` and `V` must be the map's key and value types.
 pub fn lookup_batch<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    for_each_batch(fd, |keys: &[K], values: &[V]| {
+        out.extend(keys.iter().copied().zip(values.iter().copied()))
+    })?;
+    Ok(out)
+}
+
+/// [`lookup_batch`] handing each batch to `f` as it is read, so a large table is never
+/// copied whole. Of a hash map, `f` may delete the entries it is handed (the position token
+/// is a bucket past them).
+pub fn for_each_batch<K: aya::Pod, V: aya::Pod>(
+    fd: BorrowedFd<'_>,
+    mut f: impl FnMut(&[K], &[V]),
+) -> io::Result<()> {
     // SAFETY (zeroed): Pod types are plain data, valid for any bit pattern.
     let mut keys: Vec<K> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut values: Vec<V> = vec![unsafe { std::mem::zeroed() }; BATCH];
     // The position token: a key for arrays, a bucket number for hashes.
     let token_len = std::mem::size_of::<K>().max(8);
     let (mut token_in, mut token_out) = (vec![0u8; token_len], vec![0u8; token_len]);
-    let mut out = Vec::new();
     let mut first = true;
     loop {
         let mut attr = Attr([0; 32]);
@@ -227,10 +240,10 @@ pub fn lookup_batch<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<
         attr.0[9] = fd.as_raw_fd() as u32;
         let rc = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
         let n = (attr.0[8] as usize).min(BATCH);
-        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        f(&keys[..n], &values[..n]);
         match rc {
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
         std::mem::swap(&mut token_in, &mut token_out);
