@@ -33,21 +33,17 @@ pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
 
 const RT_TABLE_MAIN: u8 = 254;
 
-/// The host's IPv6 addresses and the destinations of its main IPv6 table, read at once. The
-/// link-local addresses of endpoints' host-side veths are not the host's to be reached at
-/// (one per endpoint: a host of a thousand would fill `HOST_ADDRS6` with them).
+/// The host's IPv6 addresses and the destinations of its main IPv6 table, read at once.
+/// Link-local addresses are left out: every endpoint's host-side veth has one (a host of a
+/// thousand endpoints filled `HOST_ADDRS6` with them), and published ports are not reached
+/// at a link's own address.
 pub fn host_view6() -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
+    const RT_SCOPE_LINK: u8 = 253;
     run(None, |h| async move {
-        let links = dump(h.link().get().execute(), "listing links").await?;
-        let endpoint_sides: HashSet<u32> = links
-            .iter()
-            .filter(|l| super::link_name(l).is_some_and(|n| super::is_endpoint_veth_name(&n)))
-            .map(|l| l.header.index)
-            .collect();
         let msgs = dump(h.address().get().execute(), "listing addresses").await?;
         let addrs = msgs
             .iter()
-            .filter(|m| !endpoint_sides.contains(&m.header.index))
+            .filter(|m| u8::from(m.header.scope) != RT_SCOPE_LINK)
             .flat_map(|m| m.attributes.iter())
             .filter_map(|a| match a {
                 AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
