@@ -308,11 +308,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let secs = turns.secs.to_string();
     // A rate every variant sustains, for the latency.
     let paced = if quick { "2000" } else { "10000" };
-    let figures = |unit: &str, lower: bool| -> Vec<Figure> {
-        SERVERS
-            .iter()
-            .map(|s| Figure::new(s.name(), unit, lower))
-            .collect()
+    let figures = |unit: &str, lower: bool| {
+        crate::report::figures(SERVERS.iter().map(|s| s.name()), unit, lower)
     };
     let mut rate = figures("queries/s", false);
     let mut capacity = figures("queries per CPU-second", false);

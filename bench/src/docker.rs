@@ -234,11 +234,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let (runs, secs, ports) = (turns.runs(), turns.secs, if quick { 20 } else { 1000 });
     p.step("docker: dockerd and the agent");
     let lab = Lab::new(tools)?;
-    let figures = |unit: &str, lower: bool| -> Vec<Figure> {
-        NETWORKS
-            .iter()
-            .map(|n| Figure::new(label(n), unit, lower))
-            .collect()
+    let figures = |unit: &str, lower: bool| {
+        crate::report::figures(NETWORKS.iter().map(|n| label(n)), unit, lower)
     };
     let mut ttfb = figures("ms", true);
     let mut start_ms = figures("ms", true);

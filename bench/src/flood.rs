@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     lab::{Kind, HOST, UDP_PORT},
-    report::{Figure, Section, Target},
+    report::{figures, Section, Target},
     rig::Rig,
     scale::rss_mb,
     tools::{Tools, Traffic},
@@ -166,25 +166,18 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         src_ports: 60_000,
     };
     let offered = CONNS as f64 * PER_CONN;
-    let figure = |v: &Variant, what: &str, unit: &str, lower: bool| {
-        Figure::new(format!("{}{what}", v.name), unit, lower)
+    // One figure per variant: its name, then `what`.
+    let per_variant = |what: &str, unit: &str, lower: bool| {
+        figures(
+            VARIANTS.iter().map(|v| format!("{}{what}", v.name)),
+            unit,
+            lower,
+        )
     };
-    let mut quiet: Vec<Figure> = VARIANTS
-        .iter()
-        .map(|v| figure(v, ", quiet", "transactions/s", false))
-        .collect();
-    let mut flooded: Vec<Figure> = VARIANTS
-        .iter()
-        .map(|v| figure(v, ", under the flood", "transactions/s", false))
-        .collect();
-    let mut delivered: Vec<Figure> = VARIANTS
-        .iter()
-        .map(|v| figure(v, ": new flows delivered", "Mpps", false))
-        .collect();
-    let mut grown: Vec<Figure> = VARIANTS
-        .iter()
-        .map(|v| figure(v, ": memory growth", "MB", true))
-        .collect();
+    let mut quiet = per_variant(", quiet", "transactions/s", false);
+    let mut flooded = per_variant(", under the flood", "transactions/s", false);
+    let mut delivered = per_variant(": new flows delivered", "Mpps", false);
+    let mut grown = per_variant(": memory growth", "MB", true);
     let mut stopped = vec![0usize; VARIANTS.len()];
     let mut tables = vec![String::new(); VARIANTS.len()];
     let mut where_run = String::new();

@@ -32,6 +32,18 @@ pub fn median(runs: &[f64]) -> f64 {
     }
 }
 
+/// One figure per variant of `names`, in `unit`, in their order.
+pub fn figures<S: Into<String>>(
+    names: impl IntoIterator<Item = S>,
+    unit: &str,
+    lower_is_better: bool,
+) -> Vec<Figure> {
+    names
+        .into_iter()
+        .map(|n| Figure::new(n, unit, lower_is_better))
+        .collect()
+}
+
 impl Figure {
     pub fn new(variant: impl Into<String>, unit: &str, lower_is_better: bool) -> Figure {
         Figure {

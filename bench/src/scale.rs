@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     lab::{Kind, HOST},
     prog::{self, ports_label},
-    report::{Figure, Section, Target},
+    report::{figures, Figure, Section, Target},
     rig::Rig,
     tools::{Tools, Traffic},
     traffic,
@@ -81,14 +81,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
         .flat_map(|kind| counts.iter().map(move |&n| (kind, n)))
         .collect();
     let label = |(kind, n): (Kind, u32)| format!("{}, {}", kind.name(), ports_label(n));
-    let mut rate: Vec<Figure> = variants
-        .iter()
-        .map(|&v| Figure::new(label(v), "Mpps", false))
-        .collect();
-    let mut install: Vec<Figure> = variants
-        .iter()
-        .map(|&v| Figure::new(label(v), "ms", true))
-        .collect();
+    let mut rate = figures(variants.iter().map(|&v| label(v)), "Mpps", false);
+    let mut install = figures(variants.iter().map(|&v| label(v)), "ms", true);
     let mut range_ms = Figure::new("10000-port range publish", "ms", true);
     let mut range_mem = Figure::new("agent memory growth, 10000 ports", "MB", true);
     let mut rate_layout = String::new();

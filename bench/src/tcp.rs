@@ -161,10 +161,7 @@ pub fn turns(quick: bool) -> Turns {
 
 /// One figure per variant named `names`, in `unit`.
 fn figures(names: &[String], unit: &str, lower_is_better: bool) -> Vec<Figure> {
-    names
-        .iter()
-        .map(|n| Figure::new(n.clone(), unit, lower_is_better))
-        .collect()
+    crate::report::figures(names.iter().cloned(), unit, lower_is_better)
 }
 
 /// The median of the figure of `variant` among `figs`.

@@ -88,11 +88,7 @@ fn ceiling_of(kind: Kind) -> Option<Kind> {
 
 fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let turns = Turns::of(quick);
-    let mut figures: Vec<Figure> = f
-        .kinds
-        .iter()
-        .map(|k| Figure::new(k.name(), "Mpps", false))
-        .collect();
+    let mut figures = crate::report::figures(f.kinds.iter().map(|k| k.name()), "Mpps", false);
     let mut shares: Vec<(&str, f64)> = Vec::new();
     let mut layout = String::new();
     for round in 0..turns.rounds {
@@ -170,16 +166,10 @@ pub const PPS6_VARIANTS: &[(Kind, bool)] = &[
 /// Scenario `pps6`: `pps` over IPv6, with IPv4's twins in the same run.
 pub fn pps6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     let turns = Turns::of(quick);
-    let mut figures: Vec<Figure> = PPS6_VARIANTS
+    let names = PPS6_VARIANTS
         .iter()
-        .map(|&(kind, ipv6)| {
-            Figure::new(
-                crate::rig::twin_name(kind, ipv6, "ip6tables"),
-                "Mpps",
-                false,
-            )
-        })
-        .collect();
+        .map(|&(kind, ipv6)| crate::rig::twin_name(kind, ipv6, "ip6tables"));
+    let mut figures = crate::report::figures(names, "Mpps", false);
     let mut layout = String::new();
     for round in 0..turns.rounds {
         for (&(kind, ipv6), fig) in PPS6_VARIANTS.iter().zip(figures.iter_mut()) {
@@ -222,16 +212,17 @@ fn explained(targets: Vec<Target>, shares: &[(&str, f64)], gap: &str) -> Vec<Tar
     targets
         .into_iter()
         .map(|t| {
+            // The ceiling the target is against, with its share.
             let ceiling = t
                 .baseline
                 .clone()
-                .filter(|b| [Kind::Ceiling.name(), Kind::CeilingTc.name()].contains(&b.as_str()));
+                .filter(|b| [Kind::Ceiling.name(), Kind::CeilingTc.name()].contains(&b.as_str()))
+                .and_then(|c| share(&c).map(|s| (c, s)));
             match (ceiling, share(&t.variant)) {
-                (Some(c), Some(v)) if share(&c).is_some() => {
+                (Some((c, cs)), Some(v)) => {
                     let measured = format!(
-                        "perf puts {v:.0}% of the path's CPU in {}'s program and what it calls, {:.0}% in {c}'s",
-                        t.variant,
-                        share(&c).unwrap_or_default()
+                        "perf puts {v:.0}% of the path's CPU in {}'s program and what it calls, {cs:.0}% in {c}'s",
+                        t.variant
                     );
                     t.limited_as_measured(gap, measured)
                 }
