@@ -13,7 +13,8 @@ use crate::{
     policy::PublishedFrom,
 };
 
-/// How to take back one step.
+/// How to take back one step. Kept small (what is large is boxed): a publish of a range
+/// journals two steps per port.
 #[derive(Debug)]
 pub enum Undo {
     DeleteLink(String),
@@ -23,14 +24,16 @@ pub enum Undo {
     Detach(String),
     Attach(String),
     Unpublish(AnyPortKey),
-    Publish(AnyPortKey, AnyPortTarget),
+    Publish(AnyPortKey, Box<AnyPortTarget>),
     SetMembers(u32, Vec<u32>),
-    RemoveNetwork(Network),
-    AddNetwork(Network),
+    RemoveNetwork(Box<Network>),
+    AddNetwork(Box<Network>),
     RemoveGateway(IpAddr),
     ReleaseSlot(PortId),
     SetPublishedFrom(PublishedFrom),
 }
+
+const _: () = assert!(std::mem::size_of::<Undo>() <= 48);
 
 impl Undo {
     /// Every kind of undo step, by [`Undo::name`].
@@ -117,6 +120,11 @@ impl Tx {
         self.undo.push(u);
     }
 
+    /// Room for `n` more undo steps (a range's ports, journaled without regrowing).
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.undo.reserve(n);
+    }
+
     pub(super) fn then(&mut self, t: Then) {
         self.then.push(t);
     }
@@ -174,7 +182,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 Undo::Detach(name) => self.dp.detach_endpoint(name).map_err(|e| e.to_string()),
                 Undo::Attach(name) => self.dp.attach_endpoint(name).map_err(|e| e.to_string()),
                 Undo::Unpublish(k) => self.dp.unpublish(k).map_err(|e| e.to_string()),
-                Undo::Publish(k, t) => self.dp.publish(*k, *t).map_err(|e| e.to_string()),
+                Undo::Publish(k, t) => self.dp.publish(*k, **t).map_err(|e| e.to_string()),
                 Undo::SetMembers(id, m) => self.dp.set_members(*id, m).map_err(|e| e.to_string()),
                 Undo::RemoveNetwork(n) => self.dp.remove_network(n).map_err(|e| e.to_string()),
                 Undo::AddNetwork(n) => self.dp.add_network(n).map_err(|e| e.to_string()),

@@ -4,8 +4,10 @@
 //! kernel's BTF and its own object parsed while loading, the state cloned by each transaction,
 //! the socket tables read for a range of ports. Left alone its resident memory grows with
 //! every burst of work and never shrinks. So the agent caps the arenas at two (its threads
-//! seldom allocate at once) and gives what is free back to the kernel after start, within a
-//! [`TRIM_INTERVAL`] of every change of its state, and every [`TRIM_ANYWAY`].
+//! seldom allocate at once), keeps large buffers (a request's answer, the state file's text, a
+//! range's journal) out of the heaps so that each goes back the moment it is freed, and gives
+//! what is free back to the kernel after start, within a [`TRIM_INTERVAL`] of every change of
+//! its state, and every [`TRIM_ANYWAY`].
 use std::{sync::Arc, time::Duration};
 
 use super::{store::StateStore, Shared};
@@ -16,10 +18,19 @@ pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 /// How often it is given back when nothing changed (reads free memory too).
 pub const TRIM_ANYWAY: Duration = Duration::from_secs(30);
 
-/// Caps glibc's arenas; call before any thread starts.
-pub fn limit_arenas() {
-    // SAFETY: plain allocator tuning call, before other threads exist.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+/// Allocations from this size up are mapped on their own and unmapped when freed. glibc's
+/// default is the same size, but it rises to whatever large buffer was freed last (up to
+/// 32 MB), after which such buffers stay in the heap; set, it stays.
+const MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// Caps glibc's arenas and fixes the size from which allocations are mapped on their own;
+/// call before any thread starts.
+pub fn tune_allocator() {
+    // SAFETY: plain allocator tuning calls, before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
 }
 
 /// Gives free memory at the ends and in the middle of the heaps back to the kernel.

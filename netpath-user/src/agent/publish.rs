@@ -83,13 +83,20 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         })
     }
 
-    /// Gives the port of `m` a stats slot (zeroed if new; released again on rollback).
-    pub(super) fn take_slot(&mut self, tx: &mut Tx, m: &PortMapping) {
-        let id = port_id(&port_key(m));
-        let (slot, new) = self.slots.take(id);
-        if new {
-            self.dp.reset_port_stats(slot);
-            tx.undo(Undo::ReleaseSlot(id));
+    /// Gives the ports of `maps` stats slots (new ones zeroed, all at once; released again on
+    /// rollback).
+    pub(super) fn take_slots(&mut self, tx: &mut Tx, maps: &[PortMapping]) {
+        let mut new = Vec::new();
+        for m in maps {
+            let id = port_id(&port_key(m));
+            let (slot, fresh) = self.slots.take(id);
+            if fresh {
+                new.push(slot);
+                tx.undo(Undo::ReleaseSlot(id));
+            }
+        }
+        if !new.is_empty() {
+            self.dp.reset_port_stats(&new);
         }
     }
 
@@ -100,8 +107,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         ep: &Endpoint,
         maps: &[PortMapping],
     ) -> Result<(), AgentError> {
+        tx.reserve(2 * maps.len());
+        self.take_slots(tx, maps);
         for m in maps {
-            self.take_slot(tx, m);
             let (k, v) = self.port_entry(ep, m)?;
             self.dp
                 .publish(k, v)
@@ -123,7 +131,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         for m in maps {
             let (k, v) = self.port_entry(ep, m)?;
             self.dp.unpublish(&k)?;
-            tx.undo(Undo::Publish(k, v));
+            tx.undo(Undo::Publish(k, Box::new(v)));
             tx.then(Then::ReleaseSlot(port_id(&k)));
             keys.push(k);
             ifindex = v.ifindex;

@@ -50,6 +50,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             policy: self.compiled_policy(),
             ..Content::default()
         };
+        let mut fresh = Vec::new();
         for ep in state.endpoints.values() {
             for att in &ep.attachments {
                 let (Some(link), Some(net)) = (
@@ -70,7 +71,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     for m in &ep.ports {
                         let (slot, new) = self.slots.take(port_id(&port_key(m)));
                         if new {
-                            self.dp.reset_port_stats(slot);
+                            fresh.push(slot);
                         }
                         // A port of a family the endpoint has no address of has nowhere to
                         // go (planning refuses it; a state edited by hand could hold one).
@@ -78,6 +79,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                     }
                 }
             }
+        }
+        if !fresh.is_empty() {
+            self.dp.reset_port_stats(&fresh);
         }
         let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for net in state.networks.values() {

@@ -113,7 +113,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 }
             }
             a.dp.add_network(&net)?;
-            tx.undo(Undo::RemoveNetwork(net.clone()));
+            tx.undo(Undo::RemoveNetwork(Box::new(net.clone())));
             a.commit(next)
         })?;
         info!(
@@ -143,7 +143,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             let members = a.dp.members(net.net_id);
             a.dp.remove_network(&net)?;
             tx.undo(Undo::SetMembers(net.net_id, members));
-            tx.undo(Undo::AddNetwork(net.clone()));
+            tx.undo(Undo::AddNetwork(Box::new(net.clone())));
             a.commit(next)?;
             for addr in host_addresses(&net) {
                 if !still_used.contains(&addr) {

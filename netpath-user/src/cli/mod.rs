@@ -131,7 +131,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.cmd, Cmd::Agent(_)) {
-        crate::agent::memory::limit_arenas();
+        crate::agent::memory::tune_allocator();
     }
     if !matches!(cli.cmd, Cmd::Agent(_)) {
         // A command piped into `head` ends quietly when the pipe closes, like any Unix tool

@@ -221,7 +221,7 @@ impl DatapathOps for FakeDatapath {
     fn port_stats(&self, _: u16) -> netpath_common::PortStats {
         netpath_common::PortStats::default()
     }
-    fn reset_port_stats(&mut self, _: u16) {}
+    fn reset_port_stats(&mut self, _: &[u16]) {}
     fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError> {
         self.monitor = flags;
         Ok(())

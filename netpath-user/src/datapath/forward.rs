@@ -58,6 +58,7 @@ pub fn network_info(net: &Network, members: u32) -> NetworkInfo {
 impl Datapath {
     /// Writes a network (its flags, subnet and gateway); its member count is kept.
     pub fn add_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        self.replies.forget_routed();
         let members = self.networks.get(&net.net_id, 0).map_or(0, |n| n.members);
         self.networks
             .insert(net.net_id, network_info(net, members), 0)
@@ -78,6 +79,7 @@ impl Datapath {
 
     /// Removes a network, its member slots, subnet and host-loopback ports.
     pub fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
+        self.replies.forget_routed();
         self.set_members(net.net_id, &[])?;
         removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
         if let Some(v4) = &net.v4 {

@@ -58,6 +58,7 @@ pub mod policy;
 pub mod ports;
 pub mod programs;
 mod replies;
+mod slots;
 pub mod snat;
 pub mod sock;
 pub mod stats;
@@ -239,7 +240,7 @@ pub struct Datapath {
     ports: HashMap<MapData, PortKey, PortTarget>,
     ports_any: Array<MapData, netpath_common::PortSlot>,
     /// The `PORTS_ANY` slots this process read or wrote ([`ports::PortMaps`]).
-    port_slots: std::collections::HashMap<u32, netpath_common::PortSlot>,
+    port_slots: slots::SlotCache<u32>,
     host_addrs: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowNat>,
     endpoints: HashMap<MapData, u32, EndpointInfo>,
@@ -286,7 +287,8 @@ pub struct Datapath {
     identities6: std::collections::HashMap<netpath_common::In6, netpath_common::AddrIdentity>,
 }
 
-/// Descriptors of the maps read whole: published ports, flow tables.
+/// Descriptors of the maps read or written whole: published ports, flow tables, the ports'
+/// counters (zeroed many at once).
 struct Whole {
     dns_names: std::os::fd::OwnedFd,
     ports: std::os::fd::OwnedFd,
@@ -298,6 +300,7 @@ struct Whole {
     snat: std::os::fd::OwnedFd,
     snat_rev: std::os::fd::OwnedFd,
     policy_ct: std::os::fd::OwnedFd,
+    port_stats: std::os::fd::OwnedFd,
 }
 
 /// Removing an absent key is what the caller wanted: not an error.

@@ -18,7 +18,7 @@ use super::{
 fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<std::os::fd::OwnedFd, DatapathError> {
     use aya::maps::Map;
     let data = match ebpf.map(name).ok_or(DatapathError::MissingMap(name))? {
-        Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
         _ => {
             return Err(DatapathError::Pins(format!(
                 "map {name}: not an array or hash"
@@ -196,12 +196,13 @@ impl Datapath {
             snat: map_fd(&ebpf, map_names::SNAT)?,
             snat_rev: map_fd(&ebpf, map_names::SNAT_REV)?,
             policy_ct: map_fd(&ebpf, map_names::POLICY_CT)?,
+            port_stats: map_fd(&ebpf, map_names::PORT_STATS)?,
         };
         let mut dp = Datapath {
             whole,
             ports: take_map!(ebpf, map_names::PORTS),
             ports_any: take_map!(ebpf, map_names::PORTS_ANY),
-            port_slots: std::collections::HashMap::new(),
+            port_slots: super::slots::SlotCache::default(),
             host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
             flows: take_map!(ebpf, map_names::FLOWS),
             endpoints: take_map!(ebpf, map_names::ENDPOINTS),

@@ -122,8 +122,8 @@ pub trait DatapathOps: Send {
     fn published(&self) -> Vec<(AnyPortKey, AnyPortTarget)>;
     /// What the published port counting into `slot` received (all CPUs).
     fn port_stats(&self, slot: u16) -> PortStats;
-    /// Zeroes the counters of `slot` (before a port is given it).
-    fn reset_port_stats(&mut self, slot: u16);
+    /// Zeroes the counters of `slots` (before ports are given them).
+    fn reset_port_stats(&mut self, slots: &[u16]);
     /// What the datapath reports to monitors (`netpath_common::monitor` flags; 0: nothing).
     fn set_monitor(&mut self, flags: u32) -> Result<(), DatapathError>;
     /// Makes exactly `ports` (protocol, host port) the published ports host sockets may
@@ -261,8 +261,8 @@ impl DatapathOps for Datapath {
     fn port_stats(&self, slot: u16) -> PortStats {
         Datapath::port_stats(self, slot)
     }
-    fn reset_port_stats(&mut self, slot: u16) {
-        Datapath::reset_port_stats(self, slot)
+    fn reset_port_stats(&mut self, slots: &[u16]) {
+        Datapath::reset_port_stats(self, slots)
     }
     fn set_bind_allowed(&mut self, ports: &HashSet<(u8, u16)>) -> Result<(), DatapathError> {
         let want: std::collections::HashMap<u32, u8> = ports

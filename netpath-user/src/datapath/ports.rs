@@ -142,7 +142,7 @@ pub struct PortMaps<'a, A: PortFamily> {
     pub(super) any: &'a mut Array<MapData, PortSlot<A>>,
     /// The `PORTS_ANY` slots this process read or wrote: a publish reads its slot from here,
     /// not by a syscall (only this agent writes the slots).
-    pub(super) slots: &'a mut StdHashMap<u32, PortSlot<A>>,
+    pub(super) slots: &'a mut super::slots::SlotCache<A>,
     pub(super) flows: &'a mut HashMap<MapData, FlowKey<A>, FlowNat<A>>,
 }
 
@@ -365,24 +365,10 @@ fn sync_set<A: Addr + aya::Pod>(
 
 impl<A: PortFamily> PortMaps<'_, A> {
     fn slot(&mut self, idx: u32) -> Result<PortSlot<A>, DatapathError> {
-        if let Some(slot) = self.slots.get(&idx) {
-            return Ok(*slot);
-        }
-        let slot = self
-            .any
-            .get(&idx, 0)
-            .map_err(|e| DatapathError::Map(A::NAMES[1], e))?;
-        self.slots.insert(idx, slot);
-        Ok(slot)
+        self.slots.read(self.any, idx, A::NAMES[1])
     }
 
     fn set_slot(&mut self, idx: u32, slot: PortSlot<A>) -> Result<(), DatapathError> {
-        // Forgotten first: a failed write leaves the slot to be read again.
-        self.slots.remove(&idx);
-        self.any
-            .set(idx, slot, 0)
-            .map_err(|e| DatapathError::Map(A::NAMES[1], e))?;
-        self.slots.insert(idx, slot);
-        Ok(())
+        self.slots.write(self.any, idx, slot, A::NAMES[1])
     }
 }

@@ -19,16 +19,25 @@ use super::{AnyPortKey, AnyPortTarget};
 use netpath_common::map_names;
 
 /// The publishes reaching each endpoint port (its address, container port and protocol, as
-/// an [`AnyPortKey`]), each with its target as written, and the endpoint port of each.
+/// an [`AnyPortKey`]), each with its target as written, and the endpoint port of each. An
+/// endpoint port is nearly always reached by one publish: a short list each, not a map.
 #[derive(Default)]
 struct Index {
-    by_port: StdHashMap<AnyPortKey, StdHashMap<AnyPortKey, AnyPortTarget>>,
+    by_port: StdHashMap<AnyPortKey, Vec<(AnyPortKey, AnyPortTarget)>>,
     by_key: StdHashMap<AnyPortKey, AnyPortKey>,
 }
 
 impl Index {
     fn insert(&mut self, id: AnyPortKey, key: AnyPortKey, t: AnyPortTarget) {
-        self.by_port.entry(id).or_default().insert(key, t);
+        let pubs = self.by_port.entry(id).or_default();
+        match pubs.iter_mut().find(|(k, _)| *k == key) {
+            Some(p) => p.1 = t,
+            None => {
+                // One is the rule: no room for four.
+                pubs.reserve_exact(1);
+                pubs.push((key, t));
+            }
+        }
         self.by_key.insert(key, id);
     }
 
@@ -36,7 +45,7 @@ impl Index {
     fn remove(&mut self, key: &AnyPortKey) -> Option<AnyPortKey> {
         let id = self.by_key.remove(key)?;
         if let Some(p) = self.by_port.get_mut(&id) {
-            p.remove(key);
+            p.retain(|(k, _)| k != key);
             if p.is_empty() {
                 self.by_port.remove(&id);
             }
@@ -60,6 +69,9 @@ pub struct Replies {
     /// The host's one uplink address of each family (IPv4-mapped for IPv4), where publishes
     /// on every address reply from; `None` with several or none.
     uplink: [Option<In6>; 2],
+    /// Whether each endpoint address asked about is on a routed network, as the maps said
+    /// (a range's ports ask it once); forgotten whenever networks are written.
+    routed: StdHashMap<In6, bool>,
 }
 
 impl Replies {
@@ -76,7 +88,13 @@ impl Replies {
             written: StdHashMap::new(),
             counts: StdHashMap::new(),
             uplink: [None, None],
+            routed: StdHashMap::new(),
         }
+    }
+
+    /// Forgets which endpoint addresses are on routed networks (the networks are written).
+    pub(super) fn forget_routed(&mut self) {
+        self.routed.clear();
     }
 }
 
@@ -185,16 +203,21 @@ impl Datapath {
     /// Whether endpoint address `addr` (as an [`AnyPortKey`] holds it) is on a network routed
     /// for its family, as the maps say: the outside reaches it at its own address, so its
     /// replies cannot be told from its own traffic, and its flows are kept.
-    fn routed_at(&self, addr: In6) -> bool {
+    fn routed_at(&mut self, addr: In6) -> bool {
+        if let Some(r) = self.replies.routed.get(&addr) {
+            return *r;
+        }
         let routed = |flags: u32| flags & net_flags::ROUTED != 0;
-        match v4_of(addr) {
+        let r = match v4_of(addr) {
             Some(a) => (self.subnets.get(&LpmKey::new(32, a), 0).ok())
                 .and_then(|id| self.networks.get(&id, 0).ok())
                 .is_some_and(|n| routed(n.flags)),
             None => (self.v6.subnets().get(&LpmKey::new(128, addr), 0).ok())
                 .and_then(|id| self.v6.networks().get(&id, 0).ok())
                 .is_some_and(|n| routed(n.flags)),
-        }
+        };
+        self.replies.routed.insert(addr, r);
+        r
     }
 
     /// The index, read from the maps at first use (and the `REPLIES` entries no publish
@@ -247,12 +270,8 @@ impl Datapath {
     /// `fresh`: a publish not written yet, written whatever its target.
     fn settle(&mut self, id: &AnyPortKey, fresh: Option<&AnyPortKey>) -> Result<(), DatapathError> {
         let uplink = self.replies.uplink;
-        let pubs: Vec<(AnyPortKey, AnyPortTarget)> = self
-            .index()?
-            .by_port
-            .get(id)
-            .map(|p| p.iter().map(|(k, t)| (*k, *t)).collect())
-            .unwrap_or_default();
+        let pubs: Vec<(AnyPortKey, AnyPortTarget)> =
+            self.index()?.by_port.get(id).cloned().unwrap_or_default();
         // A host of several uplinks answers each client the way it came: flows kept.
         let host = match pubs.as_slice() {
             [(k, _)] if !self.routed_at(id.addr) => uplink[usize::from(v4_of(k.addr).is_none())]

@@ -1,6 +1,7 @@
 //! Counters and drop reasons (kernel: `stats.rs`, the per-CPU `STATS` array), and how full
 //! each map the agent watches is.
 use netpath_common::{Counter, PortStats};
+use std::os::fd::AsFd;
 
 use super::Datapath;
 
@@ -69,17 +70,16 @@ impl Datapath {
             .unwrap_or_default()
     }
 
-    /// Zeroes `slot` on every CPU.
-    pub fn reset_port_stats(&mut self, slot: u16) {
+    /// Zeroes `slots` on every CPU, in a few calls however many there are.
+    pub fn reset_port_stats(&mut self, slots: &[u16]) {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
-        let zero = aya::maps::PerCpuValues::try_from(vec![PortStats::default(); cpus]);
-        if let Ok(zero) = zero {
-            if let Err(e) = self.port_stats.set(u32::from(slot), zero, 0) {
-                tracing::warn!(
-                    slot,
-                    "zeroing a published port's counters: {e}; it shows its old counts"
-                );
-            }
+        let keys: Vec<u32> = slots.iter().map(|s| u32::from(*s)).collect();
+        let zero = vec![PortStats::default(); keys.len() * cpus];
+        if let Err(e) = super::sys::update_batch(self.whole.port_stats.as_fd(), &keys, &zero) {
+            tracing::warn!(
+                slots = slots.len(),
+                "zeroing published ports' counters: {e}; they show their old counts"
+            );
         }
     }
 

@@ -231,7 +231,9 @@ impl Datapath {
             })
             .collect();
         report.add(sync_trie(map_names::SUBNETS, &mut self.subnets, &want)?);
-        // Whether a port is one to one depends on its endpoint's network, written just now.
+        // Whether a port is one to one depends on its endpoint's network, written just now
+        // (what was read of the networks before is forgotten).
+        self.replies.forget_routed();
         self.settle_all()?;
         Ok(report)
     }

@@ -1,6 +1,6 @@
 //! The few BPF syscalls aya does not expose: open a pin, read what a link or map is, swap a
 //! link's program (`BPF_LINK_UPDATE`), detach a link, read a whole map in a few calls
-//! (`BPF_MAP_LOOKUP_BATCH`).
+//! (`BPF_MAP_LOOKUP_BATCH`) and write many entries in one (`BPF_MAP_UPDATE_BATCH`).
 use std::{
     ffi::CString,
     io,
@@ -15,6 +15,7 @@ const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
 
@@ -249,4 +250,44 @@ pub fn for_each_batch<K: aya::Pod, V: aya::Pod>(
         std::mem::swap(&mut token_in, &mut token_out);
         first = false;
     }
+}
+
+/// `BPF_MAP_UPDATE_BATCH`: writes `keys[i]` → value `i` of the map behind `fd` in a few calls.
+/// `values` holds one value per key, or for a per-CPU map one per key and possible CPU (each
+/// `V` padded to 8 bytes by the caller's type).
+pub fn update_batch<K: aya::Pod, V: aya::Pod>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
+    let per_key = if keys.is_empty() {
+        return Ok(());
+    } else {
+        values.len() / keys.len()
+    };
+    if per_key == 0 || !values.len().is_multiple_of(keys.len()) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut done = 0;
+    while done < keys.len() {
+        let mut attr = Attr([0; 32]);
+        let put = |attr: &mut Attr, at: usize, ptr: u64| {
+            attr.0[at] = ptr as u32;
+            attr.0[at + 1] = (ptr >> 32) as u32;
+        };
+        // keys, values (u64 each), count, map_fd (u32 each).
+        put(&mut attr, 4, keys[done..].as_ptr() as u64);
+        put(&mut attr, 6, values[done * per_key..].as_ptr() as u64);
+        attr.0[8] = (keys.len() - done) as u32;
+        attr.0[9] = fd.as_raw_fd() as u32;
+        let rc = bpf(BPF_MAP_UPDATE_BATCH, &mut attr);
+        // The count comes back as how many were written, also on an error.
+        let n = attr.0[8] as usize;
+        match rc {
+            Ok(_) => done += n,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) || n > 0 => done += n,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

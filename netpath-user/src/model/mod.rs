@@ -15,7 +15,6 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::Write as _,
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
@@ -355,8 +354,13 @@ impl State {
 /// agent keeps in its state directory is written so.
 pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
+    let f = fs::File::create(&tmp)?;
+    // Written as it is made: a state of many ports is never held whole as text.
+    let mut w = std::io::BufWriter::new(f);
+    serde_json::to_writer_pretty(&mut w, value).map_err(std::io::Error::other)?;
+    let f = w
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
