@@ -70,22 +70,14 @@ pub async fn run(client: &Client, args: PortArgs) -> anyhow::Result<ExitCode> {
     };
     match cmd {
         PortCmd::Publish { endpoint, specs } => {
-            for p in client.publish(&endpoint, &PortsRequest { specs }).await? {
-                println!("{p}");
-            }
+            print_each(client.publish(&endpoint, &PortsRequest { specs }).await?)?;
         }
         PortCmd::Unpublish { endpoint, specs } => {
-            for p in client.unpublish(&endpoint, &PortsRequest { specs }).await? {
-                println!("{p}");
-            }
+            print_each(client.unpublish(&endpoint, &PortsRequest { specs }).await?)?;
         }
         PortCmd::Ls {
             endpoint: Some(name),
-        } => {
-            for p in sorted(client.endpoint(&name).await?.ports) {
-                println!("{p}");
-            }
-        }
+        } => print_each(sorted(client.endpoint(&name).await?.ports))?,
         PortCmd::Ls { endpoint: None } => {
             let mut lines = vec!["ENDPOINT\tPORTS".to_string()];
             for e in client.endpoints().await? {
@@ -102,6 +94,16 @@ pub async fn run(client: &Client, args: PortArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line each, written in blocks (a range's thousands of lines are not a write each).
+fn print_each<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for p in items {
+        writeln!(out, "{p}")?;
+    }
+    out.flush()
 }
 
 /// `docker port ENDPOINT [PORT[/PROTO]]`.
