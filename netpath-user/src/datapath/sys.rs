@@ -284,6 +284,8 @@ pub fn update_batch<K: aya::Pod, V: aya::Pod>(
         // The count comes back as how many were written, also on an error.
         let n = attr.0[8] as usize;
         match rc {
+            // Nothing written and no error: stop rather than ask again forever.
+            Ok(_) if n == 0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(_) => done += n,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) || n > 0 => done += n,
             Err(e) => return Err(e),
