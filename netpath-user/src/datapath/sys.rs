@@ -260,11 +260,10 @@ pub fn update_batch<K: aya::Pod, V: aya::Pod>(
     keys: &[K],
     values: &[V],
 ) -> io::Result<()> {
-    let per_key = if keys.is_empty() {
+    if keys.is_empty() {
         return Ok(());
-    } else {
-        values.len() / keys.len()
-    };
+    }
+    let per_key = values.len() / keys.len();
     if per_key == 0 || !values.len().is_multiple_of(keys.len()) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
