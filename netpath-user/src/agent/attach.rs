@@ -1,7 +1,7 @@
 //! An endpoint's attachments as transaction steps: the veth pair made (or adopted) and
 //! entered in the datapath, removed again, a network's members, and the host's view that
 //! planning reads (routes, addresses, busy ports).
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{
     journal::{Then, Tx, Undo},
@@ -11,6 +11,7 @@ use super::{
 use crate::{
     datapath::{AttachmentEntry, DatapathOps},
     error::AgentError,
+    ipam::Subnet,
     model::{plan::HostView, Attachment, Endpoint, ModelError, Network, State},
     netlink::{EndpointLink, EndpointLinkSpec, LinkOps},
     ports::PortMapping,
@@ -130,8 +131,9 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
             .filter_map(|(_, a)| self.links.get(&a.host_ifname).map(|l| l.ifindex))
             .collect();
         let have = self.dp.members(net.net_id);
-        if want != have {
-            self.dp.set_members(net.net_id, &want)?;
+        let slots = keep_slots(&have, &want);
+        if slots != have {
+            self.dp.set_members(net.net_id, &slots)?;
             tx.undo(Undo::SetMembers(net.net_id, have));
         }
         Ok(())
@@ -163,15 +165,35 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         Ok(id)
     }
 
-    /// Runs `f` with what planning needs to know of the host, read now (ports busy on the
-    /// host: probed one by one, then through the socket tables past [`PROBES_BEFORE_TABLES`]).
+    /// Runs `f`, a plan of endpoints or ports, with what it needs to know of the host, read
+    /// now: its addresses, and ports busy on the host (probed one by one, then through the
+    /// socket tables past [`PROBES_BEFORE_TABLES`]). The routing tables are not read (the
+    /// view's routes are empty): they hold a route for each endpoint's veth.
     pub(super) fn with_host<T>(
         &self,
         f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
     ) -> Result<T, AgentError> {
-        let routes = self.net.route_subnets()?;
-        let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
+        let addrs6 = self.net.host_addrs6()?;
+        self.host_view(Vec::new(), Vec::new(), addrs6, f)
+    }
+
+    /// [`with_host`](Self::with_host) for a plan of networks: with the routing tables.
+    pub(super) fn with_host_routes<T>(
+        &self,
+        f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
+    ) -> Result<T, AgentError> {
         let (addrs6, routes6) = self.net.host_view6()?;
+        self.host_view(self.net.route_subnets()?, routes6, addrs6, f)
+    }
+
+    fn host_view<T>(
+        &self,
+        routes: Vec<Subnet>,
+        routes6: Vec<Subnet<Ipv6Addr>>,
+        addrs6: Vec<Ipv6Addr>,
+        f: impl FnOnce(&State, HostView<'_>) -> Result<T, ModelError>,
+    ) -> Result<T, AgentError> {
+        let addrs: Vec<Ipv4Addr> = self.net.host_addrs()?.into_iter().collect();
         let net = &self.net;
         let gateways: Vec<Ipv4Addr> = self
             .state
@@ -222,5 +244,38 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
                 busy: &busy,
             },
         )?)
+    }
+}
+
+/// The member slots that make `have` into `want` moving the fewest: members keep their slots,
+/// a slot left empty takes the last member, new members go at the end. Broadcasts go to
+/// every slot, in any order.
+fn keep_slots(have: &[u32], want: &[u32]) -> Vec<u32> {
+    let wanted: std::collections::HashSet<u32> = want.iter().copied().collect();
+    let mut slots = have.to_vec();
+    // From the end, so the member a removal moves in has been kept already.
+    for i in (0..slots.len()).rev() {
+        if !wanted.contains(&slots[i]) {
+            slots.swap_remove(i);
+        }
+    }
+    let kept: std::collections::HashSet<u32> = slots.iter().copied().collect();
+    slots.extend(want.iter().filter(|m| !kept.contains(m)));
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_slots;
+
+    #[test]
+    fn members_keep_their_slots_as_others_come_and_go() {
+        assert_eq!(keep_slots(&[], &[3, 1, 2]), [3, 1, 2]);
+        assert_eq!(keep_slots(&[3, 1, 2], &[1, 2, 3, 4]), [3, 1, 2, 4]);
+        // The last member moves into the slot of the one that left.
+        assert_eq!(keep_slots(&[3, 1, 2, 4], &[1, 2, 3]), [3, 1, 2]);
+        assert_eq!(keep_slots(&[3, 1, 2, 4], &[2, 3, 4]), [3, 4, 2]);
+        assert_eq!(keep_slots(&[3, 1, 2, 4], &[5]), [5]);
+        assert_eq!(keep_slots(&[3, 1, 2, 4], &[]), [] as [u32; 0]);
     }
 }

@@ -128,9 +128,12 @@ where
                         report_repairs(r);
                     }
                 }
+                // Every new endpoint's host veth brings an IPv6 link-local address, which
+                // nothing of the host's view keeps: syncing on it made creating an endpoint
+                // cost a dump of every address on the host.
                 NetlinkPayload::InnerMessage(
-                    RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
-                ) => {
+                    RouteNetlinkMessage::NewAddress(addr) | RouteNetlinkMessage::DelAddress(addr),
+                ) if !crate::netlink::is_link_local6(&addr) => {
                     if let Err(e) = self.with_agent(|a| a.sync_host_addrs()).await? {
                         warn!("syncing host addresses: {e:#}");
                     }
@@ -171,7 +174,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
     /// uplink's addresses (IPv4's, and its global IPv6 one) for outbound NAT.
     pub fn sync_host_addrs(&mut self) -> anyhow::Result<()> {
         let addrs = self.net.host_addrs()?;
-        let (addrs6, _) = self.net.host_view6()?;
+        let addrs6 = self.net.host_addrs6()?;
         self.dp
             .set_host_addrs(&addrs, &addrs6.into_iter().collect())?;
         let (mut uplinks, mut uplinks6) = (Vec::new(), Vec::new());

@@ -99,7 +99,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
 
     /// Checks a network request against the networks and the host; changes nothing.
     pub fn plan_network(&self, req: &NetworkCreate) -> Result<Network, AgentError> {
-        self.with_host(|s, host| s.plan_network(req, host))
+        self.with_host_routes(|s, host| s.plan_network(req, host))
     }
 
     /// Creates a planned network (an overlay network: with the cluster's id and VNI).

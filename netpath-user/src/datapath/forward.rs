@@ -81,6 +81,7 @@ impl Datapath {
     pub fn remove_network(&mut self, net: &Network) -> Result<(), DatapathError> {
         self.replies.forget_routed();
         self.set_members(net.net_id, &[])?;
+        self.members_written.remove(&net.net_id);
         removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
         if let Some(v4) = &net.v4 {
             removed(
@@ -98,8 +99,12 @@ impl Datapath {
         Ok(())
     }
 
-    /// The member interfaces of network `net_id`, in slot order.
+    /// The member interfaces of network `net_id`, in slot order: as this process last wrote
+    /// them, else read from the map.
     pub fn members(&self, net_id: u32) -> Vec<u32> {
+        if let Some(m) = self.members_written.get(&net_id) {
+            return m.clone();
+        }
         let n = self.networks.get(&net_id, 0).map_or(0, |n| n.members);
         (0..n)
             .filter_map(|slot| {
@@ -116,13 +121,22 @@ impl Datapath {
             .collect()
     }
 
-    /// Makes `ifindexes` the members of network `net_id` (slots 0..n, for broadcasts).
+    /// Makes `ifindexes` the members of network `net_id` (slots 0..n, for broadcasts). Only
+    /// the slots that change are written: an endpoint joining a network of thousands writes
+    /// its own slot.
     pub fn set_members(&mut self, net_id: u32, ifindexes: &[u32]) -> Result<(), DatapathError> {
         let err = |e| DatapathError::Map(map_names::MEMBERS, e);
         let Ok(mut info) = self.networks.get(&net_id, 0) else {
             return Ok(());
         };
+        // What this process last wrote is known slot by slot; a map read is not (a slot it
+        // cannot read is left out), so without it every slot is written. Taken out while the
+        // map is written: a failure leaves the cache unsure (gone), not wrong.
+        let known = self.members_written.remove(&net_id).unwrap_or_default();
         for (slot, ifindex) in ifindexes.iter().enumerate() {
+            if known.get(slot) == Some(ifindex) {
+                continue;
+            }
             let key = MemberKey {
                 network: net_id,
                 slot: slot as u32,
@@ -140,7 +154,9 @@ impl Datapath {
         self.networks
             .insert(net_id, info, 0)
             .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
-        self.set_members6(net_id, info.members)
+        self.set_members6(net_id, info.members)?;
+        self.members_written.insert(net_id, ifindexes.to_vec());
+        Ok(())
     }
 
     /// Every network the maps hold, by id.

@@ -281,6 +281,8 @@ pub struct Datapath {
     replies: replies::Replies,
     /// What `DNS_NAMES` holds, as last written ([`dns`]).
     dns_written: dns::Written,
+    /// Each network's `MEMBERS` slots, as this process last wrote them ([`forward`]).
+    members_written: std::collections::HashMap<u32, Vec<u32>>,
     /// What this process last wrote to the policy maps (only the difference is written).
     policy_written: Option<policy::PolicyMaps>,
     /// Endpoints of IPv6 alone: their identities by IPv6 address, as the last policy gave them.

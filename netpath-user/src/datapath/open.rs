@@ -241,6 +241,7 @@ impl Datapath {
                 take_map!(ebpf, map_names::REPLY_PORTS),
             ),
             dns_written: Default::default(),
+            members_written: Default::default(),
             policy_written: None,
             identities6: Default::default(),
             events: Some(take_map!(ebpf, map_names::EVENTS)),

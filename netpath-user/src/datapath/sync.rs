@@ -187,6 +187,7 @@ impl Datapath {
                 );
             }
         }
+        self.members_written.clear();
         report.add(sync_hash(map_names::MEMBERS, &mut self.members, &members)?);
         let nets: StdHashMap<u32, _> = c
             .networks

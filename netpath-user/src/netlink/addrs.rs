@@ -15,10 +15,20 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 use super::{dump, err, link_by_name, link_name, run, NetError};
 use crate::ipam::Subnet;
 
+/// The address messages of one family of this namespace (the kernel leaves the others out).
+async fn addresses_of_family(
+    h: &Handle,
+    family: netlink_packet_route::AddressFamily,
+) -> Result<Vec<AddressMessage>, NetError> {
+    let mut req = h.address().get();
+    req.message_mut().header.family = family;
+    dump(req.execute(), "listing addresses").await
+}
+
 /// Every IPv4 address of this namespace.
 pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
     run(None, |h| async move {
-        let msgs = dump(h.address().get().execute(), "listing addresses").await?;
+        let msgs = addresses_of_family(&h, netlink_packet_route::AddressFamily::Inet).await?;
         Ok(msgs
             .iter()
             .flat_map(|m| m.attributes.iter())
@@ -33,23 +43,40 @@ pub fn host_addrs() -> Result<HashSet<Ipv4Addr>, NetError> {
 
 const RT_TABLE_MAIN: u8 = 254;
 
-/// The host's IPv6 addresses and the destinations of its main IPv6 table, read at once.
-/// Link-local addresses are left out: every endpoint's host-side veth has one (a host of a
-/// thousand endpoints filled `HOST_ADDRS6` with them), and published ports are not reached
-/// at a link's own address.
-pub fn host_view6() -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
+/// Whether `m` is an IPv6 address of link scope. Every endpoint's host-side veth gets one,
+/// and nothing of the host's view keeps them: published ports are not reached at a link's
+/// own address, and outbound NAT leaves with a global one.
+pub fn is_link_local6(m: &AddressMessage) -> bool {
     const RT_SCOPE_LINK: u8 = 253;
+    m.header.family == netlink_packet_route::AddressFamily::Inet6
+        && u8::from(m.header.scope) == RT_SCOPE_LINK
+}
+
+/// The host's IPv6 addresses. Link-local addresses are left out ([`is_link_local6`]): a
+/// host of a thousand endpoints filled `HOST_ADDRS6` with its veths' ones.
+pub fn host_addrs6() -> Result<Vec<Ipv6Addr>, NetError> {
+    run(None, |h| async move { host_addrs6_of(&h).await })
+}
+
+async fn host_addrs6_of(h: &Handle) -> Result<Vec<Ipv6Addr>, NetError> {
+    let msgs = addresses_of_family(h, netlink_packet_route::AddressFamily::Inet6).await?;
+    Ok(msgs
+        .iter()
+        .filter(|m| !is_link_local6(m))
+        .flat_map(|m| m.attributes.iter())
+        .filter_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The host's IPv6 addresses ([`host_addrs6`]) and the destinations of its main IPv6 table,
+/// read at once. The table holds a route for each endpoint's veth: only plans that choose a
+/// network's subnet read it.
+pub fn host_view6() -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
     run(None, |h| async move {
-        let msgs = dump(h.address().get().execute(), "listing addresses").await?;
-        let addrs = msgs
-            .iter()
-            .filter(|m| u8::from(m.header.scope) != RT_SCOPE_LINK)
-            .flat_map(|m| m.attributes.iter())
-            .filter_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
-                _ => None,
-            })
-            .collect();
+        let addrs = host_addrs6_of(&h).await?;
         let all = h
             .route()
             .get(RouteMessageBuilder::<Ipv6Addr>::new().build());
@@ -262,4 +289,35 @@ pub(super) async fn addresses_of(
 ) -> Result<Vec<AddressMessage>, NetError> {
     let of_link = h.address().get().set_link_index_filter(index);
     dump(of_link.execute(), format!("listing addresses of {name}")).await
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::{address::AddressScope, AddressFamily};
+
+    use super::*;
+
+    fn address(family: AddressFamily, scope: AddressScope) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = family;
+        m.header.scope = scope;
+        m
+    }
+
+    #[test]
+    fn only_ipv6_link_scope_addresses_are_link_local6() {
+        assert!(is_link_local6(&address(
+            AddressFamily::Inet6,
+            AddressScope::Link
+        )));
+        assert!(!is_link_local6(&address(
+            AddressFamily::Inet6,
+            AddressScope::Universe
+        )));
+        // An IPv4 link-scope address (169.254/16, say) can be where a port is published.
+        assert!(!is_link_local6(&address(
+            AddressFamily::Inet,
+            AddressScope::Link
+        )));
+    }
 }

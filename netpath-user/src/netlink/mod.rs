@@ -28,8 +28,8 @@ pub mod fake;
 pub mod netns;
 
 pub use addrs::{
-    add_gateway, default_route_interface, host_addrs, link_ipv4, link_ipv6, remove_gateway,
-    route_subnets,
+    add_gateway, default_route_interface, host_addrs, is_link_local6, link_ipv4, link_ipv6,
+    remove_gateway, route_subnets,
 };
 pub(crate) use addrs::{default_route6_oif, default_route_oif};
 pub use endpoint::{create_endpoint, handover_name, set_gro, EndpointLink, EndpointLinkSpec};
@@ -52,6 +52,10 @@ pub trait LinkOps: Send {
     /// Every IPv6 address of the agent's namespace and the main IPv6 table's destinations.
     fn host_view6(&self) -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
         Ok(Default::default())
+    }
+    /// Every IPv6 address of the agent's namespace (no link-local one).
+    fn host_addrs6(&self) -> Result<Vec<Ipv6Addr>, NetError> {
+        Ok(self.host_view6()?.0)
     }
     /// Index and first IPv4 address of the link `name`.
     fn link_ipv4(&self, name: &str) -> Result<Option<(u32, Ipv4Addr)>, NetError>;
@@ -105,6 +109,9 @@ impl LinkOps for Netlink {
     }
     fn host_view6(&self) -> Result<(Vec<Ipv6Addr>, Vec<Subnet<Ipv6Addr>>), NetError> {
         addrs::host_view6()
+    }
+    fn host_addrs6(&self) -> Result<Vec<Ipv6Addr>, NetError> {
+        addrs::host_addrs6()
     }
     fn route_subnets(&self) -> Result<Vec<Subnet>, NetError> {
         route_subnets()

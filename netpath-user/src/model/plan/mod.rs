@@ -24,11 +24,12 @@ use crate::{ipam::Subnet, ports};
 
 #[derive(Clone, Copy)]
 pub struct HostView<'a> {
-    /// Destinations of the main routing table.
+    /// Destinations of the main routing table: read only for plans that choose a network's
+    /// subnet (the agent's `with_host_routes`), empty for the others.
     pub routes: &'a [Subnet],
     /// Every IPv4 address of the agent's namespace.
     pub addrs: &'a [Ipv4Addr],
-    /// Destinations of the main IPv6 routing table.
+    /// Destinations of the main IPv6 routing table (as `routes`).
     pub routes6: &'a [Subnet<Ipv6Addr>],
     /// Every IPv6 address of the agent's namespace.
     pub addrs6: &'a [Ipv6Addr],
