@@ -351,6 +351,29 @@ fn metrics_pass_promtool_and_move_with_traffic() {
             r#"route="EndpointCreate""#
         ) == Some(2.0)
     );
+
+    // A port published after another is gone takes its counters' slot (the lowest free
+    // one), and starts at zero all the same.
+    t.ok(&["port", "unpublish", "web", "8080:80"]);
+    t.ok(&["port", "publish", "web", "8081:80"]);
+    let fresh = scrape(&t.outside);
+    let next =
+        r#"endpoint="web",host_ip="0.0.0.0",host_port="8081",protocol="tcp",container_port="80""#;
+    assert_eq!(sample(&fresh, "netpath_port_packets_total", port), None);
+    assert_eq!(
+        sample(&fresh, "netpath_port_packets_total", next),
+        Some(0.0),
+        "{fresh}"
+    );
+    assert_eq!(sample(&fresh, "netpath_port_bytes_total", next), Some(0.0));
+    let reply = tcp_request(&t.outside, HOST, 8081, "again").unwrap();
+    assert!(reply.ends_with("again"), "{reply}");
+    let counted = scrape(&t.outside);
+    let packets = sample(&counted, "netpath_port_packets_total", next).unwrap();
+    assert!(
+        (3.0..20.0).contains(&packets),
+        "{packets} packets for one connection"
+    );
 }
 
 /// Sends one frame from `ns`'s eth0 whose IPv4 header claims more than it has.
