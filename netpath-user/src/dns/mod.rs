@@ -9,7 +9,9 @@
 //! | [`answer`] | one query, one decision: answered, forwarded or dropped (pure) |
 //! | [`upstream`] | the host's resolvers, endpoints' resolv.conf, forwarding over UDP and TCP |
 //! | [`server`] | the listeners on the gateways, rate limits, counters |
+//! | [`batch`] | UDP datagrams a batch per system call (`recvmmsg`, `sendmmsg`) |
 pub mod answer;
+mod batch;
 pub mod names;
 pub mod server;
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! aardvark-dns listens), following the networks as they come and go. Each query is decided by
 //! [`super::answer`] against the names of the state in force (an index rebuilt when the state
 //! changes, so a created, removed, connected or disconnected endpoint counts at once);
-//! forwarded ones run on their own task. One endpoint's flood cannot starve the others: each
+//! forwarded ones run on their own task. UDP queries are read and answered a batch per system
+//! call. One endpoint's flood cannot starve the others: each
 //! asker is rate limited, and forwarded queries in flight are capped.
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
+    os::fd::AsRawFd as _,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -19,7 +21,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hickory_proto::op::Message;
 use parking_lot::{Mutex, RwLock};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncReadExt as _, AsyncWriteExt as _, Interest},
     net::{TcpListener, TcpStream, UdpSocket},
     sync::Semaphore,
     task::JoinHandle,
@@ -28,6 +30,7 @@ use tracing::{debug, warn};
 
 use super::{
     answer::{self, Asked, Decision, Outcome},
+    batch,
     names::Index,
     upstream::{self, HostResolv},
 };
@@ -267,38 +270,51 @@ impl DnsServer {
         }
     }
 
+    /// Answers the queries on `sock` a batch at a time ([`batch`]): what is queued is read
+    /// in one call, decided, and the answers sent in one call; forwarded queries go on
+    /// their own tasks.
     async fn serve_udp(self: Arc<Self>, net: String, sock: Arc<UdpSocket>) {
-        let mut buf = vec![0u8; 65535];
+        let fd = sock.as_raw_fd();
+        let mut received = batch::Received::default();
+        let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
         loop {
-            let (n, from) = match sock.recv_from(&mut buf).await {
-                Ok(x) => x,
+            match sock.try_io(Interest::READABLE, || received.recv(fd)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(e) = sock.readable().await {
+                        debug!(network = %net, "DNS receive: {e}");
+                    }
+                    continue;
+                }
                 Err(e) => {
                     debug!(network = %net, "DNS receive: {e}");
                     continue;
                 }
-            };
-            if !self.admit(from.ip()) {
-                continue;
             }
-            let query = &buf[..n];
-            let d = self.decide(query, from.ip(), &net, true);
-            if let Some(reply) = d.reply {
-                // A reply that cannot be sent is a lost datagram: the asker asks again.
-                let _ = sock.send_to(&reply, from).await;
-            } else if d.outcome == Outcome::Forward {
-                let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            for (query, from) in received.iter() {
+                if !self.admit(from.ip()) {
                     continue;
-                };
-                let (me, sock, query) = (self.clone(), sock.clone(), query.to_vec());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Some(a) = me.forwarded(&query, true).await {
-                        // As above: a lost datagram.
-                        let _ = sock.send_to(&a, from).await;
-                    }
-                });
+                }
+                let d = self.decide(query, from.ip(), &net, true);
+                if let Some(reply) = d.reply {
+                    replies.push((reply, from));
+                } else if d.outcome == Outcome::Forward {
+                    let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let (me, sock, query) = (self.clone(), sock.clone(), query.to_vec());
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        if let Some(a) = me.forwarded(&query, true).await {
+                            // A reply that cannot be sent is a lost datagram: the asker
+                            // asks again.
+                            let _ = sock.send_to(&a, from).await;
+                        }
+                    });
+                }
             }
+            batch::send_all(&sock, &mut replies).await;
         }
     }
 
