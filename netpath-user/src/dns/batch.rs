@@ -5,11 +5,11 @@
 use std::{
     io,
     mem::{size_of, zeroed},
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    net::SocketAddr,
     os::fd::{AsRawFd as _, RawFd},
 };
 
-use socket2::SockAddr;
+use socket2::{SockAddr, SockAddrStorage};
 use tokio::{io::Interest, net::UdpSocket};
 use tracing::debug;
 
@@ -22,7 +22,8 @@ pub const QUERY_MAX: usize = 4096;
 pub struct Received {
     bufs: Box<[[u8; QUERY_MAX]; BATCH]>,
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
-    lens: [usize; BATCH],
+    /// Each datagram's length and its sender's address length.
+    lens: [(usize, libc::socklen_t); BATCH],
     count: usize,
 }
 
@@ -32,7 +33,7 @@ impl Default for Received {
             bufs: Box::new([[0; QUERY_MAX]; BATCH]),
             // SAFETY: sockaddr_storage is plain data, all zeroes a valid (unspecified) value.
             addrs: Box::new(unsafe { zeroed() }),
-            lens: [0; BATCH],
+            lens: [(0, 0); BATCH],
             count: 0,
         }
     }
@@ -70,7 +71,10 @@ impl Received {
         }
         self.count = n as usize;
         for (len, hdr) in self.lens.iter_mut().zip(&hdrs).take(self.count) {
-            *len = (hdr.msg_len as usize).min(QUERY_MAX);
+            *len = (
+                (hdr.msg_len as usize).min(QUERY_MAX),
+                hdr.msg_hdr.msg_namelen,
+            );
         }
         Ok(self.count)
     }
@@ -78,31 +82,17 @@ impl Received {
     /// The datagrams of the last [`recv`](Self::recv), each with its sender (an address of
     /// neither family, which no UDP socket gives, is left out).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        (0..self.count)
-            .filter_map(|i| Some((&self.bufs[i][..self.lens[i]], socket_addr(&self.addrs[i])?)))
-    }
-}
-
-/// The address the kernel wrote into `s`, if of IPv4 or IPv6.
-fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(s.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: a sockaddr_storage of family AF_INET holds a sockaddr_in.
-            let a = unsafe { &*std::ptr::from_ref(s).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, a sockaddr_in6.
-            let a = unsafe { &*std::ptr::from_ref(s).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
+        (0..self.count).filter_map(|i| {
+            let (len, namelen) = self.lens[i];
+            let mut from = SockAddrStorage::zeroed();
+            // SAFETY: socket2's storage is a sockaddr_storage (its documented use), and the
+            // kernel wrote a sockaddr of `namelen` bytes into ours.
+            let from = unsafe {
+                *from.view_as::<libc::sockaddr_storage>() = self.addrs[i];
+                SockAddr::new(from, namelen)
+            };
+            Some((&self.bufs[i][..len], from.as_socket()?))
+        })
     }
 }
 

@@ -3,8 +3,8 @@
 //! [`super::answer`] against the names of the state in force (an index rebuilt when the state
 //! changes, so a created, removed, connected or disconnected endpoint counts at once);
 //! forwarded ones run on their own task. UDP queries are read and answered a batch per system
-//! call. One endpoint's flood cannot starve the others: each
-//! asker is rate limited, and forwarded queries in flight are capped.
+//! call. One endpoint's flood cannot starve the others: each asker is rate limited, and
+//! forwarded queries in flight are capped.
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
