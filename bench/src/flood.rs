@@ -253,7 +253,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let established_section = Section {
         scenario: "flood: established connections".into(),
         about: format!(
-            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the XDP live-frames generator offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow takes a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
+            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the generator (see the layout) offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow takes a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
             1000.0 / PER_CONN,
             FLOOD_PPS,
             said(&|i| stopped[i].to_string()),

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick] [SCENARIO]...`: netpath measured beside its baselines in one
 //! run, reported as ratios, with plots. Run as root; everything happens in namespaces the
 //! benchmark makes and removes.
+mod afpacket;
 mod agent;
 mod charts;
 mod dns;

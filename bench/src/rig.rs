@@ -159,6 +159,7 @@ impl Rig {
                 format!("{cpus} CPU(s): generator and path share them"),
             )
         };
+        let layout = format!("{}; {layout}", tools.generator());
         Ok(Rig {
             _sink: sink,
             _program: program,
@@ -181,6 +182,7 @@ impl Rig {
     pub fn wire(&self) -> Wire<'_> {
         Wire {
             ns: &self.lab.outside,
+            ifname: &self.lab.out_if,
             ifindex: self.lab.out_ifindex,
             src_mac: self.lab.out_mac,
             dst_mac: self.lab.up_mac,

@@ -1,5 +1,6 @@
 //! The benchmark's own eBPF tools, from the benchmark's object (`netpath-bench`, never in the
-//! product): the live-frames packet generator, the counting sink, the redirect-only ceiling;
+//! product): the live-frames packet generator (or, where the kernel refuses live frames, the
+//! AF_PACKET sender of [`crate::afpacket`]), the counting sink, the redirect-only ceiling;
 //! beside two of the agent's own programs, from the product's object.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -17,9 +18,11 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use netpath_common::{GenConfig, GEN_TEMPLATE_LEN};
+
+use crate::afpacket;
 use netpath_user::{
     datapath::{load_bench_object, MapSizes, EBPF_OBJECT},
-    testing::{Netns, ScratchBpffs},
+    testing::{packet::PacketSocket, Netns, ScratchBpffs},
 };
 
 const GEN: &str = "netpath_bench_gen";
@@ -46,6 +49,7 @@ pub const FRAME_LEN: usize = 64;
 /// veth), with these MACs.
 pub struct Wire<'a> {
     pub ns: &'a Netns,
+    pub ifname: &'a str,
     pub ifindex: u32,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
@@ -59,6 +63,19 @@ pub fn pin_self(cpu: usize) -> Result<()> {
     set.set(cpu)?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
         .with_context(|| format!("pinning the generator to CPU {cpu}"))
+}
+
+/// Readies the generator's thread: pinned to `cpu` when given, and, when paced (`pps`), with
+/// sleeps of some 100 µs kept short (the default slack, 50 µs, would be half of each).
+fn generator_thread(cpu: Option<usize>, pps: Option<f64>) -> Result<()> {
+    if let Some(cpu) = cpu {
+        pin_self(cpu)?;
+    }
+    if pps.is_some() {
+        // SAFETY: prctl with an integer argument, on this thread alone.
+        unsafe { nix::libc::prctl(nix::libc::PR_SET_TIMERSLACK, 1u64) };
+    }
+    Ok(())
 }
 
 /// Pins task `pid` (a kernel thread, say) to `cpu`.
@@ -134,6 +151,10 @@ pub struct Tools {
     sink: PerCpuArray<MapData, u64>,
     redirect: Array<MapData, u32>,
     pub netpath_bin: PathBuf,
+    /// Whether the kernel runs XDP live frames (else frames go by AF_PACKET).
+    live_frames: bool,
+    /// The AF_PACKET sender's next frame number (the kernel's generator keeps its own).
+    seq: u32,
     /// The generator attached where no packet comes (see [`Tools::park_generator`]),
     /// detached before its namespace goes.
     _parked: (XdpLink, Netns),
@@ -174,6 +195,7 @@ impl Tools {
             );
         }
         let parked = Tools::park_generator(&mut bench)?;
+        let live_frames = Tools::live_frames_allowed(&mut bench)?;
         Ok(Tools {
             product,
             bench,
@@ -181,6 +203,8 @@ impl Tools {
             sink,
             redirect,
             netpath_bin,
+            live_frames,
+            seq: 0,
             _parked: parked,
             _fs: fs,
         })
@@ -206,6 +230,38 @@ impl Tools {
             Ok(prog.take_link(id)?)
         })?;
         Ok((link, ns))
+    }
+
+    /// Whether the kernel runs the generator in live-frames mode: one frame, sent nowhere
+    /// (the generator's configuration is empty, its redirect fails and the frame is freed).
+    /// EPERM (a sandbox, a lockdown) means no; any other failure is the benchmark's.
+    fn live_frames_allowed(bench: &mut Ebpf) -> Result<bool> {
+        let prog: &mut Xdp = bench.program_mut(GEN).context(GEN)?.try_into()?;
+        let frame = [0u8; FRAME_LEN];
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            repeat: 1,
+            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+            ..Default::default()
+        };
+        match prog.test_run(opts) {
+            Ok(_) => Ok(true),
+            Err(aya::programs::ProgramError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(nix::libc::EPERM) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e).context("trying a live-frames test run"),
+        }
+    }
+
+    /// The generator in use, for the report's layout lines.
+    pub fn generator(&self) -> &'static str {
+        if self.live_frames {
+            "XDP live-frames generator"
+        } else {
+            "AF_PACKET generator (this kernel refuses XDP live frames: EPERM)"
+        }
     }
 
     /// Program `name` of whichever object holds it.
@@ -300,6 +356,26 @@ impl Tools {
         };
         let mut template = [0u8; GEN_TEMPLATE_LEN];
         template.copy_from_slice(&frame[..GEN_TEMPLATE_LEN]);
+        let cpu = wire.cpu;
+        if !self.live_frames {
+            let plan = afpacket::Plan {
+                template,
+                frame_len: FRAME_LEN,
+                src_addrs: t.src_addrs.max(1),
+                src_ports: t.src_ports.max(1),
+                seq: self.seq,
+            };
+            let ifindex = wire.ifindex;
+            let (sent, took, seq) = afpacket::with_tso_off(wire.ns, wire.ifname, || {
+                wire.ns.run(move || -> Result<(u64, Duration, u32)> {
+                    generator_thread(cpu, pps)?;
+                    let sock = PacketSocket::open(ifindex)?;
+                    Ok(afpacket::send_for(&sock, &plan, duration, pps, 128))
+                })
+            })?;
+            self.seq = seq;
+            return Ok((sent, took));
+        }
         self.gen.set(
             0,
             GenConfig {
@@ -317,16 +393,8 @@ impl Tools {
         ctx[12..16].copy_from_slice(&wire.ifindex.to_ne_bytes());
         let prog: &mut Xdp = self.bench.program_mut(GEN).context(GEN)?.try_into()?;
         let chunk: u32 = if pps.is_some() { 128 } else { 50_000 };
-        let cpu = wire.cpu;
         wire.ns.run(move || -> Result<(u64, Duration)> {
-            if let Some(cpu) = cpu {
-                pin_self(cpu)?;
-            }
-            if pps.is_some() {
-                // Sleeps of some 100 µs: the default slack (50 µs) would be half of each.
-                // SAFETY: prctl with an integer argument, on this thread alone.
-                unsafe { nix::libc::prctl(nix::libc::PR_SET_TIMERSLACK, 1u64) };
-            }
+            generator_thread(cpu, pps)?;
             let start = Instant::now();
             let mut sent = 0u64;
             while start.elapsed() < duration {

@@ -1,5 +1,5 @@
 //! Scenarios `pps`, `pps6` (the same over IPv6, beside IPv4's twins) and `conn`: a UDP flood
-//! to a published port from the live-frames generator, counted by the sink in the endpoint's
+//! to a published port from the packet generator, counted by the sink in the endpoint's
 //! namespace; and the flood of clients the
 //! published ports' firewall refuses (scenario `policy`), counted by the uplink's own
 //! statistics.
@@ -115,7 +115,7 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
     Ok(Section {
         scenario: f.name.into(),
         about: format!(
-            "{} {}, each turn on a lab made afresh; 64-byte frames from the XDP live-frames generator, counted at the endpoint's TC ingress. Layout: {layout}.{warning}",
+            "{} {}, each turn on a lab made afresh; 64-byte frames from the generator the layout names, counted at the endpoint's TC ingress. Layout: {layout}.{warning}",
             f.about,
             turns.said()
         ),
@@ -365,7 +365,7 @@ pub fn refused(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> 
     Ok(Section {
         scenario: "policy: refused flood".into(),
         about: format!(
-            "{}, each turn on a lab made afresh; 64-byte frames from the XDP live-frames generator, every one from a new client (16,384 addresses × 60,000 ports). netpath's agent runs with `--published-from 192.0.2.0/24`, which none of them is in: its XDP program drops them before any flow is made, counted by the uplink's veth driver (`ethtool -S`, xdp_drops), and the endpoint's sink checks that none arrives. The ceiling forwards the same frames into the endpoint (counted there). Layout: {layout}.",
+            "{}, each turn on a lab made afresh; 64-byte frames from the generator the layout names, every one from a new client (16,384 addresses × 60,000 ports). netpath's agent runs with `--published-from 192.0.2.0/24`, which none of them is in: its XDP program drops them before any flow is made, counted by the uplink's veth driver (`ethtool -S`, xdp_drops), and the endpoint's sink checks that none arrives. The ceiling forwards the same frames into the endpoint (counted there). Layout: {layout}.",
             turns.said()
         ),
         figures: vec![refused, ceiling],

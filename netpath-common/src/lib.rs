@@ -52,7 +52,7 @@ mod sock;
 mod stats;
 
 pub use addr::{Addr, In6};
-pub use bench::{GenConfig, GEN_TEMPLATE_LEN};
+pub use bench::{gen_vary, GenConfig, GEN_TEMPLATE_LEN};
 pub use dns::{DnsAddrs, DnsKey, DNS_ADDRS, DNS_NAME_LEN, DNS_PORT, DNS_TTL};
 pub use endpoint::{EndpointInfo, PeerInfo};
 pub use flows::{flow_flags, FlowKey, FlowNat, ReplyMacs, FLOW_REFRESH_NS};

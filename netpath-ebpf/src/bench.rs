@@ -10,12 +10,14 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
-use netpath_common::{direction, port_any_index, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN};
+use netpath_common::{
+    direction, gen_vary, port_any_index, proto, GenConfig, PolicyKey, GEN_TEMPLATE_LEN,
+};
 
 use crate::{
     maps::{ENDPOINTS_BY_ADDR, FLOWS, FLOWS6, IPCACHE, POLICY, PORTS_ANY},
     packet::Packet,
-    parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
+    parse::{parse, ptr_at, Flow, Ipv4Flow, Parsed, IP_DST_OFF, IP_SRC_OFF},
 };
 
 /// The generator's configuration (one entry).
@@ -51,65 +53,12 @@ pub fn generate(ctx: &mut XdpContext) -> u32 {
         },
         None => 0,
     };
-    let ports = if cfg.src_ports == 0 { 1 } else { cfg.src_ports };
-    let addrs = if cfg.src_addrs == 0 { 1 } else { cfg.src_addrs };
     let mut t = cfg.template;
-    if t[12] == 0x86 && t[13] == 0xdd {
-        vary6(&mut t, seq % ports, (seq / ports) % addrs);
-        // SAFETY: bounds checked by ptr_at.
-        unsafe { frame.write_unaligned(t) };
-        // SAFETY: plain helper call.
-        return unsafe { bpf_redirect(cfg.ifindex, 0) as u32 };
-    }
-    let port = u16::from_be_bytes([t[34], t[35]]).wrapping_add((seq % ports) as u16);
-    t[34..36].copy_from_slice(&port.to_be_bytes());
-    let addr = u32::from_be_bytes([t[26], t[27], t[28], t[29]]).wrapping_add((seq / ports) % addrs);
-    t[26..30].copy_from_slice(&addr.to_be_bytes());
-    t[IP_CSUM_OFF] = 0;
-    t[IP_CSUM_OFF + 1] = 0;
-    let mut sum: u32 = 0;
-    let mut i = L3_OFF;
-    while i < L3_OFF + 20 {
-        sum += u32::from(u16::from_be_bytes([t[i], t[i + 1]]));
-        i += 2;
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    t[IP_CSUM_OFF..IP_CSUM_OFF + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    gen_vary(&mut t, seq, cfg.src_addrs, cfg.src_ports);
     // SAFETY: bounds checked by ptr_at.
     unsafe { frame.write_unaligned(t) };
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(cfg.ifindex, 0) as u32 }
-}
-
-/// An IPv6 template's source port and the last word of its source address moved on by
-/// `port` and `addr`, its UDP checksum kept right (RFC 1624, 16 bits at a time).
-#[inline(always)]
-fn vary6(t: &mut [u8; GEN_TEMPLATE_LEN], port: u32, addr: u32) {
-    const SRC_LO: usize = L3_OFF + 8 + 12;
-    const SPORT: usize = L3_OFF + 40;
-    const CSUM: usize = SPORT + 6;
-    let old_port = u16::from_be_bytes([t[SPORT], t[SPORT + 1]]);
-    let new_port = old_port.wrapping_add(port as u16);
-    let old_lo = u32::from_be_bytes([t[SRC_LO], t[SRC_LO + 1], t[SRC_LO + 2], t[SRC_LO + 3]]);
-    let new_lo = old_lo.wrapping_add(addr);
-    t[SPORT..SPORT + 2].copy_from_slice(&new_port.to_be_bytes());
-    t[SRC_LO..SRC_LO + 4].copy_from_slice(&new_lo.to_be_bytes());
-    let check = u16::from_be_bytes([t[CSUM], t[CSUM + 1]]);
-    let mut sum = u32::from(!check)
-        + u32::from(!old_port)
-        + u32::from(new_port)
-        + u32::from(!(old_lo >> 16) as u16)
-        + (new_lo >> 16)
-        + u32::from(!(old_lo as u16))
-        + (new_lo & 0xffff);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let mut new = !(sum as u16);
-    if new == 0 {
-        new = 0xffff;
-    }
-    t[CSUM..CSUM + 2].copy_from_slice(&new.to_be_bytes());
 }
 
 /// Counts a UDP packet and says whether it was one: the sinks drop UDP and let everything

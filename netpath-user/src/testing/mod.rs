@@ -17,6 +17,7 @@ pub mod containerd;
 pub mod dns;
 pub mod docker;
 pub mod frame6;
+pub mod packet;
 pub mod podman;
 pub mod traffic;
 
@@ -389,26 +390,9 @@ pub fn send_frames(ns: &Netns, ifname: &str, frames: impl Iterator<Item = Vec<u8
     let ifname = ifname.to_string();
     ns.run(move || {
         let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).expect("the interface");
-        // SAFETY: plain socket calls on a descriptor this block owns and closes.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0, "packet socket");
-            let mut to: libc::sockaddr_ll = std::mem::zeroed();
-            to.sll_family = libc::AF_PACKET as u16;
-            to.sll_ifindex = ifindex as i32;
-            to.sll_halen = 6;
-            for frame in frames {
-                let sent = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&to as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                assert_eq!(sent, frame.len() as isize, "sent");
-            }
-            libc::close(fd);
+        let sock = packet::PacketSocket::open(ifindex).expect("packet socket");
+        for frame in frames {
+            sock.send(&frame).expect("sent");
         }
     });
 }
