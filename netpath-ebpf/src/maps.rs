@@ -90,13 +90,13 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
 #[map]
 pub static PORT_STATS: PerCpuArray<PortStats> = PerCpuArray::pinned(map_sizes::PORT_STATS, 0);
 
-/// Events for `netpath monitor` (drops, traces). Not pinned: it belongs to the agent that
-/// loaded these programs.
+/// Events for `netpath monitor` (drops, traces). Not pinned: it belongs to these programs
+/// (an agent that keeps them across a restart takes it from them, see `datapath::kept`).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(map_sizes::EVENTS, 0);
 
 /// What `EVENTS` gets (`netpath_common::monitor` flags); 0 when no monitor listens, and then
-/// each report site costs one array read. Not pinned.
+/// each report site costs one array read. Not pinned, as `EVENTS`.
 #[map]
 pub static MONITOR: Array<u32> = Array::with_max_entries(1, 0);
 

@@ -100,7 +100,7 @@ fn is(e: &Value, kind: &str, reason: &str) -> bool {
 
 #[test]
 fn the_monitor_shows_drops_and_opt_in_traces() {
-    let t = Topo::new();
+    let mut t = Topo::new();
     t.networks(&[("a", "10.60.1.0/24"), ("b", "10.60.2.0/24")]);
     let a1 = t.endpoint("a1", &["--network", "a"]);
     let b1 = t.endpoint("b1", &["--network", "b", "-p", "8080:80"]);
@@ -163,6 +163,18 @@ fn the_monitor_shows_drops_and_opt_in_traces() {
     // Monitors that go stop costing the kernel anything.
     drop((drops, of_a1, of_b1, traces));
     wait_until("no monitor listening", WAIT, || monitors(&t) == 0);
+
+    // An agent of the same build started again keeps the programs the kernel runs, and what
+    // they report still reaches its monitors (their ring is taken from them).
+    t.kill_agent();
+    t.start_agent();
+    let log = t.agent_log();
+    assert!(log.contains("programs kept from its last start"), "{log}");
+    let traces = Monitor::start(&t, &["--trace"]);
+    wait_until("a monitor listening", WAIT, || monitors(&t) == 1);
+    let reply = tcp_request(&t.outside, HOST, 8080, "again").expect("published port");
+    assert!(reply.ends_with("again"), "{reply}");
+    traces.until("dnat after the restart", |e| is(e, "trace", "dnat"));
 }
 
 fn detach(link_id: u64) {

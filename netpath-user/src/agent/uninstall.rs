@@ -19,7 +19,7 @@ use super::{
     GATEWAY_LINK, VXLAN_LINK,
 };
 use crate::{
-    datapath::{links::pinned_names, sys},
+    datapath::{kept, links::pinned_names, sys},
     netlink,
 };
 
@@ -82,6 +82,13 @@ impl Uninstall {
         }
         // Goes only when empty; pins netpath did not make keep it, as they should.
         let _ = std::fs::remove_dir(&links);
+        // The programs kept for the next start (see `datapath::kept`).
+        let kept = self.bpffs.join(kept::DIR);
+        for build in pinned_names(&kept) {
+            kept::remove_dir(&kept.join(&build));
+            out.say(format!("unpinned the programs of build {build}"));
+        }
+        let _ = std::fs::remove_dir(&kept);
         let mut maps = 0;
         for name in pinned_names(&self.bpffs) {
             let path = self.bpffs.join(&name);

@@ -14,7 +14,7 @@ use aya::programs::{
 use tracing::{info, warn};
 
 pub use super::hook::{Hook, Hooks};
-use super::{program, program_error, programs, sys, Datapath, DatapathError, XdpMode};
+use super::{program_error, programs, sys, Datapath, DatapathError, XdpMode};
 
 /// What happened to a hook when it was ensured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,28 +76,28 @@ impl Datapath {
         let err = |e: std::io::Error| DatapathError::Program(name, e.to_string());
         let fd = match hook {
             Hook::UplinkTc(_) | Hook::Endpoint(_) | Hook::Overlay(_) => {
-                let p: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+                let p: &mut SchedClassifier = self.program(name)?;
                 p.fd()
                     .map_err(|e| program_error(name, e))?
                     .as_fd()
                     .try_clone_to_owned()
             }
             Hook::UplinkXdp(..) => {
-                let p: &mut Xdp = program(&mut self.ebpf, name)?;
+                let p: &mut Xdp = self.program(name)?;
                 p.fd()
                     .map_err(|e| program_error(name, e))?
                     .as_fd()
                     .try_clone_to_owned()
             }
             Hook::Sock(n) if programs::SOCK_BIND.contains(n) => {
-                let p: &mut CgroupSock = program(&mut self.ebpf, name)?;
+                let p: &mut CgroupSock = self.program(name)?;
                 p.fd()
                     .map_err(|e| program_error(name, e))?
                     .as_fd()
                     .try_clone_to_owned()
             }
             Hook::Sock(_) => {
-                let p: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+                let p: &mut CgroupSockAddr = self.program(name)?;
                 p.fd()
                     .map_err(|e| program_error(name, e))?
                     .as_fd()
@@ -194,7 +194,7 @@ impl Datapath {
         let link_err = |e: LinkError| DatapathError::Program(name, format!("at {hook}: {e}"));
         match hook {
             Hook::UplinkTc(i) | Hook::Endpoint(i) | Hook::Overlay(i) => {
-                let p: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+                let p: &mut SchedClassifier = self.program(name)?;
                 let id = p.attach(i, TcAttachType::Ingress).map_err(err)?;
                 FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
             }
@@ -203,7 +203,7 @@ impl Datapath {
                     XdpMode::Generic => aya::programs::XdpMode::Skb,
                     _ => aya::programs::XdpMode::Driver,
                 };
-                let p: &mut Xdp = program(&mut self.ebpf, name)?;
+                let p: &mut Xdp = self.program(name)?;
                 let id = p.attach(i, flags).map_err(err)?;
                 FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
             }
@@ -216,11 +216,11 @@ impl Datapath {
                     .map_err(|e| DatapathError::Cgroup(dir.display().to_string(), e.to_string()))?;
                 // Through a BPF link: cgroup links run beside other programs.
                 if programs::SOCK_BIND.contains(&name) {
-                    let p: &mut CgroupSock = program(&mut self.ebpf, name)?;
+                    let p: &mut CgroupSock = self.program(name)?;
                     let id = p.attach(&file, CgroupAttachMode::Single).map_err(err)?;
                     FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
                 } else {
-                    let p: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+                    let p: &mut CgroupSockAddr = self.program(name)?;
                     let id = p.attach(&file, CgroupAttachMode::Single).map_err(err)?;
                     FdLink::try_from(p.take_link(id).map_err(err)?).map_err(link_err)
                 }

@@ -46,9 +46,11 @@ pub mod flows;
 pub mod forward;
 pub mod hook;
 mod ipv6;
+pub mod kept;
 pub mod kernel_log;
 mod keys;
 pub mod links;
+mod load;
 pub mod migrate;
 pub mod nat46;
 mod open;
@@ -70,8 +72,9 @@ pub use kernel_log::KERNEL_LOG_TARGET;
 pub use keys::{be_addr, be_port, flow_key};
 pub(crate) use keys::{lpm_key, subnet_of};
 pub use links::{Hook, HookReport, Hooks, LinkState};
+use load::program_error;
 pub use migrate::Migration;
-use open::{program, program_error, take_map};
+use open::take_map;
 pub use ops::{DatapathOps, Expired, PinnedMap};
 pub use overlay::{OverlayContent, OverlayNetEntry};
 pub use ports::{addr_of, any_addr, AnyKey, AnyPort, AnyPortKey, AnyPortTarget};
@@ -223,6 +226,9 @@ impl Default for MapSizes {
 /// (tests, benchmarks) they are held here instead and detach when this is dropped.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// This build's programs when kept from its last start ([`kept`]); else they are in
+    /// `ebpf`.
+    kept: load::Kept,
     pin_dir: Option<PathBuf>,
     /// The cgroup v2 directory of the socket hooks.
     cgroup: Option<PathBuf>,

@@ -1,5 +1,5 @@
-//! Loading the embedded object: maps pinned (or reused from their pins), programs loaded,
-//! the handles the intent methods use taken, and the program lookups the links need.
+//! Loading the embedded object: maps pinned (or reused from their pins), programs loaded or
+//! kept ([`super::load`]), the handles the intent methods use taken.
 use std::{os::fd::AsFd, path::Path};
 
 use aya::{
@@ -8,10 +8,13 @@ use aya::{
     Ebpf,
 };
 use netpath_common::map_names;
+use tracing::info;
 
 use super::{
-    kernel_log, migrate, programs, sized_loader, sys, Datapath, DatapathError, MapSizes, Migration,
-    Whole, EBPF_OBJECT,
+    kept, kernel_log,
+    load::{fill_tail_calls, load_programs, prog_in, Kept},
+    migrate, programs, sized_loader, sys, Datapath, DatapathError, MapSizes, Migration, Whole,
+    EBPF_OBJECT,
 };
 
 /// A second descriptor of map `name` (array or hash).
@@ -49,106 +52,6 @@ macro_rules! take_map {
     }};
 }
 
-/// Puts the programs entry points hand packets on to into `TAIL_CALLS` and `TAIL_CALLS_XDP`
-/// (this load's own).
-fn fill_tail_calls(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    for (slot, prog_name) in programs::TAILS {
-        let prog: &mut SchedClassifier = program(ebpf, prog_name)?;
-        let fd = prog.fd().map_err(|e| program_error(prog_name, e))?;
-        let fd = fd
-            .try_clone()
-            .map_err(|e| DatapathError::Program(prog_name, e.to_string()))?;
-        set_tail(ebpf, map_names::TAIL_CALLS, slot, &fd)?;
-    }
-    for (slot, prog_name) in programs::TAILS_XDP {
-        let prog: &mut Xdp = program(ebpf, prog_name)?;
-        let fd = prog.fd().map_err(|e| program_error(prog_name, e))?;
-        let fd = fd
-            .try_clone()
-            .map_err(|e| DatapathError::Program(prog_name, e.to_string()))?;
-        set_tail(ebpf, map_names::TAIL_CALLS_XDP, slot, &fd)?;
-    }
-    Ok(())
-}
-
-/// Loads every program of the object, the verifier's work spread over the machine's CPUs:
-/// it is most of an agent's start (some two million instructions verified), and each load is
-/// a syscall of its own on a program of its own. The largest go first, so no CPU is left with
-/// a large one at the end.
-fn load_programs(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    use aya::programs::Program;
-    let mut work: Vec<(&'static str, &mut Program)> = ebpf
-        .programs_mut()
-        .filter_map(|(name, prog)| {
-            let name = programs::ALL.iter().find(|n| **n == name)?;
-            Some((*name, prog))
-        })
-        .collect();
-    if work.len() != programs::ALL.len() {
-        let missing = programs::ALL
-            .iter()
-            .find(|n| !work.iter().any(|(w, _)| w == *n));
-        return Err(DatapathError::MissingProgram(
-            missing.copied().unwrap_or("?"),
-        ));
-    }
-    // The queue is popped from its end: the largest (first in `BY_SIZE`) last, the rest
-    // (small) first.
-    work.sort_by_key(|(name, _)| {
-        std::cmp::Reverse(
-            programs::BY_SIZE
-                .iter()
-                .position(|n| n == name)
-                .unwrap_or(usize::MAX),
-        )
-    });
-    let queue = parking_lot::Mutex::new(work);
-    let next = || queue.lock().pop();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<(), DatapathError> {
-                    while let Some((name, prog)) = next() {
-                        let loaded = match prog {
-                            Program::SchedClassifier(p) => p.load(),
-                            Program::Xdp(p) => p.load(),
-                            Program::CgroupSock(p) => p.load(),
-                            Program::CgroupSockAddr(p) => p.load(),
-                            _ => {
-                                return Err(DatapathError::Program(name, "of no known kind".into()))
-                            }
-                        };
-                        loaded.map_err(|e| program_error(name, e))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join().unwrap_or_else(|_| {
-                Err(DatapathError::Pins(
-                    "a thread loading programs panicked".into(),
-                ))
-            })
-        })
-    })
-}
-
-fn set_tail(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    slot: u32,
-    fd: &aya::programs::ProgramFd,
-) -> Result<(), DatapathError> {
-    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
-    let mut tails =
-        aya::maps::ProgramArray::try_from(map).map_err(|e| DatapathError::Map(name, e))?;
-    tails
-        .set(slot, fd, 0)
-        .map_err(|e| DatapathError::Map(name, e))
-}
-
 impl Datapath {
     /// Loads the embedded object without pins (tests, benchmarks): nothing outlives it.
     pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Self, DatapathError> {
@@ -180,8 +83,31 @@ impl Datapath {
         } else {
             None
         };
-        load_programs(&mut ebpf)?;
-        fill_tail_calls(&mut ebpf)?;
+        // Kept programs need every map they use where it was: none set aside, none logging.
+        let key = kept::key(&sizes);
+        let taken = match pin_dir {
+            Some(dir) if log_level == 0 && migrations.is_empty() => kept::take(dir, &key, &ebpf),
+            _ => None,
+        };
+        let (mut kept, unpinned) = match taken {
+            Some(k) => {
+                info!("this build's programs kept from its last start: nothing to verify");
+                (k.programs, Some((k.events, k.monitor)))
+            }
+            None => {
+                load_programs(&mut ebpf)?;
+                if let (Some(dir), 0) = (pin_dir, log_level) {
+                    kept::keep(dir, &key, &mut ebpf)?;
+                }
+                (Kept::new(), None)
+            }
+        };
+        fill_tail_calls(&mut ebpf, &mut kept)?;
+        let (events, monitor) = match unpinned {
+            Some((e, m)) => (Some(e), Some(m)),
+            None => (None, None),
+        };
+        let reused = monitor.is_some();
         if let Some(dir) = pin_dir {
             migrate::copy_live(dir, &mut migrations);
         }
@@ -224,7 +150,10 @@ impl Datapath {
             bind_allowed: take_map!(ebpf, map_names::BIND_ALLOWED),
             stats: take_map!(ebpf, map_names::STATS),
             port_stats: take_map!(ebpf, map_names::PORT_STATS),
-            monitor: take_map!(ebpf, map_names::MONITOR),
+            monitor: match monitor {
+                Some(m) => map_of(aya::maps::Map::Array, m, map_names::MONITOR)?,
+                None => take_map!(ebpf, map_names::MONITOR),
+            },
             dns_names: take_map!(ebpf, map_names::DNS_NAMES),
             dns_names6: take_map!(ebpf, map_names::DNS_NAMES6),
             overlay_nets: take_map!(ebpf, map_names::OVERLAY_NETS),
@@ -244,8 +173,12 @@ impl Datapath {
             members_written: Default::default(),
             policy_written: None,
             identities6: Default::default(),
-            events: Some(take_map!(ebpf, map_names::EVENTS)),
+            events: Some(match events {
+                Some(e) => map_of(aya::maps::Map::RingBuf, e, map_names::EVENTS)?,
+                None => take_map!(ebpf, map_names::EVENTS),
+            }),
             ebpf,
+            kept,
             pin_dir: pin_dir.map(Path::to_path_buf),
             cgroup: None,
             held: std::collections::HashMap::new(),
@@ -254,6 +187,10 @@ impl Datapath {
             loaded: std::collections::BTreeMap::new(),
             kernel_log,
         };
+        if reused {
+            // A monitor of the last agent may have left it set; who listens now sets it again.
+            super::DatapathOps::set_monitor(&mut dp, 0)?;
+        }
         for name in programs::ALL {
             if let Some(info) = dp.program_info(name) {
                 dp.loaded.insert(name, info);
@@ -290,12 +227,23 @@ impl Datapath {
         &mut self,
         name: &'static str,
     ) -> Result<&mut SchedClassifier, DatapathError> {
-        program(&mut self.ebpf, name)
+        self.program(name)
     }
 
     /// The loaded XDP program `name`.
     pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
-        program(&mut self.ebpf, name)
+        self.program(name)
+    }
+
+    /// This build's program `name`: kept from its last start, or loaded by this one.
+    pub(super) fn program<'a, T>(
+        &'a mut self,
+        name: &'static str,
+    ) -> Result<&'a mut T, DatapathError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        prog_in(&mut self.ebpf, &mut self.kept, name)
     }
 
     /// Every entry of a map read whole (in a few batch calls); `K` and `V` must be its types.
@@ -314,19 +262,19 @@ impl Datapath {
     pub(super) fn program_info(&mut self, name: &'static str) -> Option<sys::ProgInfo> {
         let fd = match name {
             programs::UPLINK_XDP | programs::XDP_PASS => {
-                let p: &mut Xdp = program(&mut self.ebpf, name).ok()?;
+                let p: &mut Xdp = self.program(name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }
             n if programs::SOCK_BIND.contains(&n) => {
-                let p: &mut CgroupSock = program(&mut self.ebpf, name).ok()?;
+                let p: &mut CgroupSock = self.program(name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }
             n if programs::SOCK.contains(&n) => {
-                let p: &mut CgroupSockAddr = program(&mut self.ebpf, name).ok()?;
+                let p: &mut CgroupSockAddr = self.program(name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }
             _ => {
-                let p: &mut SchedClassifier = program(&mut self.ebpf, name).ok()?;
+                let p: &mut SchedClassifier = self.program(name).ok()?;
                 p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
             }
         };
@@ -334,28 +282,14 @@ impl Datapath {
     }
 }
 
-pub(super) fn program<'a, T>(
-    ebpf: &'a mut Ebpf,
+/// A map taken by id (`data`) as a `T`, through the `Map` variant `kind`.
+fn map_of<T>(
+    kind: fn(MapData) -> aya::maps::Map,
+    data: MapData,
     name: &'static str,
-) -> Result<&'a mut T, DatapathError>
+) -> Result<T, DatapathError>
 where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    ebpf.program_mut(name)
-        .ok_or(DatapathError::MissingProgram(name))?
-        .try_into()
-        .map_err(|e| program_error(name, e))
-}
-
-/// A program error with its causes, on one line (aya's messages name the syscall; the cause
-/// says why it failed).
-pub(super) fn program_error(name: &'static str, e: aya::programs::ProgramError) -> DatapathError {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    DatapathError::Program(name, msg)
+    T::try_from(kind(data)).map_err(|e| DatapathError::Map(name, e))
 }
