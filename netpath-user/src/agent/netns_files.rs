@@ -102,14 +102,17 @@ impl NetnsFiles {
         let Some(path) = self.resolv_path_of(ep) else {
             return;
         };
+        let text = format!("{RESOLV_MARK}\n{conf}");
         match std::fs::read_to_string(&path) {
             Ok(old) if !old.starts_with(RESOLV_MARK) => {
                 warn!(endpoint = %ep.name, "{} was not written by netpath: left as it is", path.display());
                 return;
             }
+            // Already so (an agent's start rewrites nothing it finds right).
+            Ok(old) if old == text => return,
             _ => {}
         }
-        if let Err(e) = write_atomic(&path, &format!("{RESOLV_MARK}\n{conf}")) {
+        if let Err(e) = write_atomic(&path, &text) {
             warn!(endpoint = %ep.name, "writing {}: {e}", path.display());
         }
     }
@@ -163,11 +166,19 @@ impl NetnsFiles {
         }
         let Some(path) = self.path_of(ep) else { return };
         let res = match std::fs::read_to_string(&path) {
-            Ok(old) => Ok(without_block(&old, &ep.name)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(format!("{CREATED}\n{BASE}")),
+            Ok(old) => Ok((without_block(&old, &ep.name), Some(old))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((format!("{CREATED}\n{BASE}"), None))
+            }
             Err(e) => Err(e),
         }
-        .and_then(|rest| write_atomic(&path, &(rest + &Self::block(ep, state))));
+        .and_then(|(rest, old)| {
+            let text = rest + &Self::block(ep, state);
+            match old {
+                Some(old) if old == text => Ok(()),
+                _ => write_atomic(&path, &text),
+            }
+        });
         if let Err(e) = res {
             warn!(endpoint = %ep.name, "writing {}: {e}", path.display());
         }
@@ -275,5 +286,32 @@ mod tests {
         assert!(!path.exists() && !path.parent().unwrap().exists());
 
         assert_eq!(files.path_of(&endpoint("x", "/proc/1/ns/net")), None);
+    }
+
+    #[test]
+    fn leaves_files_that_are_already_right() {
+        use std::os::unix::fs::MetadataExt as _;
+        let root = crate::scratch::ScratchDir::new("hosts-same");
+        let files = NetnsFiles::new(root.to_path_buf());
+        let state = State::default();
+        let ep = endpoint("web", "/run/netns/same");
+        let (hosts, resolv) = (
+            files.path_of(&ep).unwrap(),
+            files.resolv_path_of(&ep).unwrap(),
+        );
+        let inodes = || [&hosts, &resolv].map(|p| std::fs::metadata(p).expect("written").ino());
+        files.write(&ep, &state, Some("nameserver 10.1.0.1\n"));
+        let first = inodes();
+        // Written again as it is (a restart's reconcile): neither file is replaced.
+        files.write(&ep, &state, Some("nameserver 10.1.0.1\n"));
+        assert_eq!(inodes(), first);
+        // What changed is written (by a rename: a new inode).
+        files.write(&ep, &state, Some("nameserver 10.1.0.2\n"));
+        let now = inodes();
+        assert_eq!(now[0], first[0]);
+        assert_ne!(now[1], first[1]);
+        assert!(std::fs::read_to_string(&resolv)
+            .unwrap()
+            .ends_with("10.1.0.2\n"));
     }
 }

@@ -146,26 +146,29 @@ impl LinkOps for Netlink {
 pub fn endpoint_links() -> Result<BTreeMap<String, EndpointLink>, NetError> {
     use netlink_packet_route::link::{InfoKind, LinkInfo};
     run(None, |h| async move {
-        let links: Vec<LinkMessage> = dump(h.link().get().execute(), "listing links").await?;
-        Ok(links
-            .iter()
-            .filter(|l| {
-                l.attributes.iter().any(|a| {
+        // Each message is kept only as what an endpoint veth needs, as it arrives: a host of
+        // a thousand endpoints answers with megabytes of link attributes (stats, queues,
+        // features) that would otherwise all be parsed and held at once, every drift check.
+        h.link()
+            .get()
+            .execute()
+            .try_filter_map(|l| async move {
+                let veth = l.attributes.iter().any(|a| {
                     matches!(a, LinkAttribute::LinkInfo(infos)
                         if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
-                })
-            })
-            .filter_map(|l| {
-                let name = link_name(l)?;
-                is_endpoint_veth_name(&name).then(|| {
+                });
+                let name = link_name(&l).filter(|n| veth && is_endpoint_veth_name(n));
+                Ok(name.map(|name| {
                     let link = EndpointLink {
                         ifindex: l.header.index,
-                        host_mac: link_mac(l),
+                        host_mac: link_mac(&l),
                     };
                     (name, link)
-                })
+                }))
             })
-            .collect())
+            .try_collect()
+            .await
+            .map_err(err("listing links"))
     })
 }
 
