@@ -71,6 +71,20 @@ pub fn endpoints(quick: bool) -> u32 {
     }
 }
 
+/// The agent's resident memory at rest, MB: the median of ten readings taken 1 to 2 s after
+/// the last change ([`netpath_user::agent::memory::TRIM_INTERVAL`] after a change the agent
+/// gives back what it freed; a reading at once would catch the change's own buffers).
+fn rss_at_rest(pid: u32) -> Result<f64> {
+    let mut readings = Vec::new();
+    std::thread::sleep(netpath_user::agent::memory::TRIM_INTERVAL);
+    for _ in 0..10 {
+        readings.push(rss_mb(pid)?);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    readings.sort_by(f64::total_cmp);
+    Ok((readings[4] + readings[5]) / 2.0)
+}
+
 /// The second build the upgrade runs (`cargo xtask bench` builds it).
 fn upgrade_bin() -> Result<PathBuf> {
     let bin = std::env::var_os("NETPATH_UPGRADE_BIN")
@@ -148,7 +162,7 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
     p.inc();
     let pid = rig.agent_pid().context("agent pid")?;
     let mut memory = Figure::new(format!("agent memory, {n} endpoints"), "MB", true);
-    memory.runs.push(rss_mb(pid)?);
+    memory.runs.push(rss_at_rest(pid)?);
     let ready_name = format!("start to ready, {n} endpoints, {ports} ports");
     let mut ready = Figure::new(&ready_name, "s", true);
     for _ in 0..if quick { 2 } else { 3 } {
@@ -157,7 +171,7 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
         ready.runs.push(rig.restart_agent(None)?.as_secs_f64());
         memory
             .runs
-            .push(rss_mb(rig.agent_pid().context("agent pid")?)?);
+            .push(rss_at_rest(rig.agent_pid().context("agent pid")?)?);
         p.inc();
     }
     // Memory over create/remove cycles, and with ten times the endpoints.
@@ -179,7 +193,7 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
         "MB",
         true,
     );
-    cycles.runs.push(rss_mb(pid)?);
+    cycles.runs.push(rss_at_rest(pid)?);
     p.inc();
     p.step(&format!("agent: {} endpoints", many(quick)));
     for i in n..many(quick) {
@@ -205,7 +219,7 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
         "MB",
         true,
     );
-    more.runs.push(rss_mb(pid)?);
+    more.runs.push(rss_at_rest(pid)?);
     p.inc();
     let docker = docker_runs(if quick { 3 } else { 20 }, p);
     drop(namespaces);
@@ -228,7 +242,7 @@ fn scale(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
     let memory = Section {
         scenario: "agent: memory".into(),
         about: format!(
-            "{what}: the agent's resident memory after the creates, then after each start; then after {CYCLES} cycles of removing the first {CYCLE} endpoints and making them again; then with endpoints of one port each added up to {}.",
+            "{what}: the agent's resident memory at rest (the median of ten readings of VmRSS 1 to 2 s after the last change: the agent gives what it freed back within a second of each change) after the creates, then after each start; then after {CYCLES} cycles of removing the first {CYCLE} endpoints and making them again; then with endpoints of one port each added up to {}.",
             many(quick)
         ),
         baseline: String::new(),

@@ -7,7 +7,8 @@
 //! seldom allocate at once), keeps large buffers (a request's answer, the state file's text, a
 //! range's journal) out of the heaps so that each goes back the moment it is freed, and gives
 //! what is free back to the kernel after start, within a [`TRIM_INTERVAL`] of every change of
-//! its state, and every [`TRIM_ANYWAY`].
+//! its state, and every [`TRIM_ANYWAY`]; the pages of the eBPF object embedded in its binary
+//! go back once it is loaded ([`release_object`]).
 use std::{sync::Arc, time::Duration};
 
 use super::{store::StateStore, Shared};
@@ -37,6 +38,22 @@ pub fn tune_allocator() {
 pub fn give_back() {
     // SAFETY: plain allocator call; safe at any time.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// Gives back the pages of the embedded eBPF object (some 5 MB): read once at start, while
+/// its programs and maps are loaded, and parsed into what the agent keeps, they would stay
+/// resident for the agent's life. They are the binary's own pages, never written: one read
+/// again later faults in from the file.
+pub fn release_object(bytes: &'static [u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = (bytes.as_ptr() as usize).div_ceil(page) * page;
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages inside a read-only static: dropping them only makes the next
+        // read fault them in again, unchanged.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
 }
 
 /// Gives free memory back after each change of the agent's state, and now and then.

@@ -144,6 +144,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // whole, the links dumped) is freed by now: given back before anyone is answered, so the
     // agent serves at the size it keeps.
     memory::give_back();
+    memory::release_object(crate::datapath::EBPF_OBJECT);
     info!(socket = %cfg.socket.display(), "serving the API");
     host::notify(&format!(
         "READY=1\nSTATUS=serving on {}",
