@@ -92,7 +92,8 @@ impl Uninstall {
         let mut maps = 0;
         for name in pinned_names(&self.bpffs) {
             let path = self.bpffs.join(&name);
-            if path.is_dir() {
+            // The kernel's own (bpf_preload's iterators at the root of a bpffs mount) stay.
+            if path.is_dir() || PRELOADED.contains(&name.as_str()) {
                 continue;
             }
             remove_file(&path)?;
@@ -210,6 +211,10 @@ impl Uninstall {
         Ok(out)
     }
 }
+
+/// What the kernel puts at the root of each bpffs it mounts when bpf_preload is built in:
+/// not netpath's, and not removable.
+const PRELOADED: [&str; 2] = ["maps.debug", "progs.debug"];
 
 fn remove_file(p: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(p) {
