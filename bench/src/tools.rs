@@ -255,6 +255,11 @@ impl Tools {
         }
     }
 
+    /// Whether frames come from the live-frames generator (else from AF_PACKET).
+    pub fn live_frames(&self) -> bool {
+        self.live_frames
+    }
+
     /// The generator in use, for the report's layout lines.
     pub fn generator(&self) -> &'static str {
         if self.live_frames {

@@ -111,7 +111,7 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
             }
         }
     }
-    let warning = below_the_ceiling(f.kinds, &figures, quick)?;
+    let warning = below_the_ceiling(f.kinds, &figures, lenience(quick, tools))?;
     Ok(Section {
         scenario: f.name.into(),
         about: format!(
@@ -127,10 +127,12 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
 }
 
 /// A ceiling bounds the variants of its kind of path ([`ceiling_of`]): one above it means the
-/// harness measures something else (the generator, say), and the run is worthless. Quick runs
-/// (two of 0.4 s) are too short to tell noise from a harness bug: there it is said in the
-/// report (the warning returned), not fatal. `kinds` are the figures' variants, in order.
-fn below_the_ceiling(kinds: &[Kind], figures: &[Figure], quick: bool) -> Result<String> {
+/// harness measures something else, and the run is worthless. Where that cannot be told from
+/// noise, `lenient` says why (a quick run: two runs of 0.4 s; the AF_PACKET generator, which
+/// the path throttles and which may send no faster than the fastest paths forward), and the
+/// report says so (the warning returned) instead of failing. `kinds` are the figures'
+/// variants, in order.
+fn below_the_ceiling(kinds: &[Kind], figures: &[Figure], lenient: Option<&str>) -> Result<String> {
     let figure_of = |kind: Kind| kinds.iter().position(|k| *k == kind).map(|i| &figures[i]);
     // Above the ceiling's best run: a ceiling that read low in a run or two (a noisy
     // neighbour) is noise; one that every run of a variant's middle beats is no ceiling.
@@ -148,10 +150,21 @@ fn below_the_ceiling(kinds: &[Kind], figures: &[Figure], quick: bool) -> Result<
         ceiling.variant,
         ceiling.max()
     );
-    if !quick {
-        bail!("harness bug: {what}");
+    match lenient {
+        None => bail!("harness bug: {what}"),
+        Some(why) => Ok(format!(" **Above the ceiling {why}: {what}.**")),
     }
-    Ok(format!(" **Above the ceiling in this quick run: {what}.**"))
+}
+
+/// Why a variant above its ceiling is not fatal here (see [`below_the_ceiling`]), if it is not.
+fn lenience(quick: bool, tools: &Tools) -> Option<&'static str> {
+    if quick {
+        Some("in this quick run")
+    } else if !tools.live_frames() {
+        Some("with the AF_PACKET generator, which may send no faster than the fastest paths forward: a tie with the generator, not a bound broken")
+    } else {
+        None
+    }
 }
 
 /// The variants of `pps6`: netpath's paths on IPv6 and, in the same run, on IPv4 (the twin
@@ -188,7 +201,7 @@ pub fn pps6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
         }
     }
     let kinds: Vec<Kind> = PPS6_VARIANTS.iter().map(|(k, _)| *k).collect();
-    let warning = below_the_ceiling(&kinds, &figures, quick)?;
+    let warning = below_the_ceiling(&kinds, &figures, lenience(quick, tools))?;
     let (xdp6, tc6) = ("netpath xdp (IPv6)", "netpath tc (IPv6)");
     Ok(Section {
         scenario: "pps6".into(),
@@ -398,16 +411,16 @@ mod tests {
             figure("tc", &[2.1, 2.2, 2.2]),
             figure("ceiling", &[1.8, 1.8, 2.4]),
         ];
-        assert_eq!(below_the_ceiling(&kinds, &noisy, false).unwrap(), "");
+        assert_eq!(below_the_ceiling(&kinds, &noisy, None).unwrap(), "");
         // Above every run of the ceiling: the harness measures something else.
         let over = [
             figure("tc", &[2.5, 2.6, 2.6]),
             figure("ceiling", &[1.8, 1.8, 2.4]),
         ];
-        assert!(below_the_ceiling(&kinds, &over, false).is_err());
+        assert!(below_the_ceiling(&kinds, &over, None).is_err());
         // A quick run says so instead.
-        assert!(below_the_ceiling(&kinds, &over, true)
+        assert!(below_the_ceiling(&kinds, &over, Some("in this quick run"))
             .unwrap()
-            .contains("Above the ceiling"));
+            .contains("Above the ceiling in this quick run"));
     }
 }
