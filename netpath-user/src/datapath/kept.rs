@@ -149,19 +149,25 @@ pub fn take(pin_dir: &Path, key: &str, ebpf: &Ebpf) -> Option<Kept> {
     })
 }
 
-/// Pins the programs just loaded into `ebpf` as this build's, then removes every other
-/// build's (their links hold what still runs).
+/// Pins the programs just loaded into `ebpf` as this build's (all or none), then removes
+/// every other build's (their links hold what still runs).
 pub fn keep(pin_dir: &Path, key: &str, ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     let dir = build_dir(pin_dir, key);
     remove_dir(&dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| DatapathError::Pins(format!("{}: {e}", dir.display())))?;
     for name in programs::ALL {
-        let prog = ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::MissingProgram(name))?;
-        prog.pin(dir.join(name))
-            .map_err(|e| DatapathError::Program(name, format!("pinning: {e}")))?;
+        let pinned = match ebpf.program_mut(name) {
+            Some(prog) => prog
+                .pin(dir.join(name))
+                .map_err(|e| DatapathError::Program(name, format!("pinning: {e}"))),
+            None => Err(DatapathError::MissingProgram(name)),
+        };
+        if let Err(e) = pinned {
+            // Half a set is no set: the next start loads afresh.
+            remove_dir(&dir);
+            return Err(e);
+        }
     }
     for other in pinned_names(&pin_dir.join(DIR)) {
         if other != key {

@@ -97,7 +97,11 @@ impl Datapath {
             None => {
                 load_programs(&mut ebpf)?;
                 if let (Some(dir), 0) = (pin_dir, log_level) {
-                    kept::keep(dir, &key, &mut ebpf)?;
+                    // Keeping them only spares the next start the verifier: not a reason to
+                    // refuse this one.
+                    if let Err(e) = kept::keep(dir, &key, &mut ebpf) {
+                        tracing::warn!("keeping the programs for the next start: {e}");
+                    }
                 }
                 (Kept::new(), None)
             }
