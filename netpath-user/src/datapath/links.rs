@@ -3,7 +3,7 @@
 //! and swaps its program atomically (`BPF_LINK_UPDATE`: the hook never runs without one),
 //! attaches what is missing, and detaches what nothing asks for.
 use std::{
-    os::fd::{AsFd, OwnedFd},
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
@@ -71,41 +71,15 @@ impl Datapath {
     }
 
     /// The program fd and id of this build's program for `hook`.
-    fn our_program(&mut self, hook: &Hook) -> Result<(OwnedFd, u32), DatapathError> {
+    fn our_program(
+        &mut self,
+        hook: &Hook,
+    ) -> Result<(aya::programs::ProgramFd, u32), DatapathError> {
         let name = hook.program();
-        let err = |e: std::io::Error| DatapathError::Program(name, e.to_string());
-        let fd = match hook {
-            Hook::UplinkTc(_) | Hook::Endpoint(_) | Hook::Overlay(_) => {
-                let p: &mut SchedClassifier = self.program(name)?;
-                p.fd()
-                    .map_err(|e| program_error(name, e))?
-                    .as_fd()
-                    .try_clone_to_owned()
-            }
-            Hook::UplinkXdp(..) => {
-                let p: &mut Xdp = self.program(name)?;
-                p.fd()
-                    .map_err(|e| program_error(name, e))?
-                    .as_fd()
-                    .try_clone_to_owned()
-            }
-            Hook::Sock(n) if programs::SOCK_BIND.contains(n) => {
-                let p: &mut CgroupSock = self.program(name)?;
-                p.fd()
-                    .map_err(|e| program_error(name, e))?
-                    .as_fd()
-                    .try_clone_to_owned()
-            }
-            Hook::Sock(_) => {
-                let p: &mut CgroupSockAddr = self.program(name)?;
-                p.fd()
-                    .map_err(|e| program_error(name, e))?
-                    .as_fd()
-                    .try_clone_to_owned()
-            }
-        }
-        .map_err(err)?;
-        let id = sys::prog_info(&fd).map_err(err)?.id;
+        let fd = self.program_fd(name)?;
+        let id = sys::prog_info(&fd)
+            .map_err(|e| DatapathError::Program(name, e.to_string()))?
+            .id;
         Ok((fd, id))
     }
 

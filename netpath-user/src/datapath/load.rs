@@ -1,10 +1,7 @@
 //! The object's programs: loaded (the verifier's work spread over the CPUs) or kept from the
 //! last start of this build ([`super::kept`]), looked up by name either way, and the
 //! tail-call tables filled with them.
-use aya::{
-    programs::{SchedClassifier, Xdp},
-    Ebpf,
-};
+use aya::Ebpf;
 use netpath_common::map_names;
 
 use super::{programs, DatapathError};
@@ -13,7 +10,21 @@ use super::{programs, DatapathError};
 /// them; they are then in the object).
 pub(super) type Kept = std::collections::HashMap<&'static str, aya::programs::Program>;
 
-/// Program `name`: kept, or in `ebpf`.
+/// Program `name`: kept, or in `ebpf`, of whatever kind.
+fn find<'a>(
+    ebpf: &'a mut Ebpf,
+    kept: &'a mut Kept,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::Program, DatapathError> {
+    match kept.get_mut(name) {
+        Some(p) => Ok(p),
+        None => ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram(name)),
+    }
+}
+
+/// Program `name` as a `T`: kept, or in `ebpf`.
 pub(super) fn prog_in<'a, T>(
     ebpf: &'a mut Ebpf,
     kept: &'a mut Kept,
@@ -22,45 +33,40 @@ pub(super) fn prog_in<'a, T>(
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let prog = match kept.get_mut(name) {
-        Some(p) => p,
-        None => ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::MissingProgram(name))?,
-    };
-    prog.try_into().map_err(|e| program_error(name, e))
+    find(ebpf, kept, name)?
+        .try_into()
+        .map_err(|e| program_error(name, e))
+}
+
+/// A descriptor of its own of loaded program `name` (kept, or in `ebpf`), whatever its kind.
+pub(super) fn prog_fd(
+    ebpf: &mut Ebpf,
+    kept: &mut Kept,
+    name: &'static str,
+) -> Result<aya::programs::ProgramFd, DatapathError> {
+    find(ebpf, kept, name)?
+        .fd()
+        .map_err(|e| program_error(name, e))?
+        .try_clone()
+        .map_err(|e| DatapathError::Program(name, e.to_string()))
 }
 
 /// Puts the programs entry points hand packets on to into `TAIL_CALLS` and `TAIL_CALLS_XDP`
 /// (this load's own, or the kept ones).
 pub(super) fn fill_tail_calls(ebpf: &mut Ebpf, kept: &mut Kept) -> Result<(), DatapathError> {
-    let mut fds = Vec::new();
-    for (slot, prog_name) in programs::TAILS {
-        let prog: &mut SchedClassifier = prog_in(ebpf, kept, prog_name)?;
-        fds.push((map_names::TAIL_CALLS, slot, prog_fd(prog_name, prog.fd())?));
-    }
-    for (slot, prog_name) in programs::TAILS_XDP {
-        let prog: &mut Xdp = prog_in(ebpf, kept, prog_name)?;
-        fds.push((
-            map_names::TAIL_CALLS_XDP,
-            slot,
-            prog_fd(prog_name, prog.fd())?,
-        ));
-    }
-    for (map, slot, fd) in fds {
-        set_tail(ebpf, map, slot, &fd)?;
+    let tails = programs::TAILS
+        .iter()
+        .map(|t| (map_names::TAIL_CALLS, t))
+        .chain(
+            programs::TAILS_XDP
+                .iter()
+                .map(|t| (map_names::TAIL_CALLS_XDP, t)),
+        );
+    for (map, (slot, prog_name)) in tails {
+        let fd = prog_fd(ebpf, kept, prog_name)?;
+        set_tail(ebpf, map, *slot, &fd)?;
     }
     Ok(())
-}
-
-/// A second descriptor of a loaded program.
-fn prog_fd(
-    name: &'static str,
-    fd: Result<&aya::programs::ProgramFd, aya::programs::ProgramError>,
-) -> Result<aya::programs::ProgramFd, DatapathError> {
-    fd.map_err(|e| program_error(name, e))?
-        .try_clone()
-        .map_err(|e| DatapathError::Program(name, e.to_string()))
 }
 
 /// Loads every program of the object, the verifier's work spread over the machine's CPUs:

@@ -4,7 +4,7 @@ use std::{os::fd::AsFd, path::Path};
 
 use aya::{
     maps::MapData,
-    programs::{CgroupSock, CgroupSockAddr, SchedClassifier, Xdp},
+    programs::{SchedClassifier, Xdp},
     Ebpf,
 };
 use netpath_common::map_names;
@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::{
     kept, kernel_log,
-    load::{fill_tail_calls, load_programs, prog_in, Kept},
+    load::{fill_tail_calls, load_programs, prog_fd, prog_in, Kept},
     migrate, programs, sized_loader, sys, Datapath, DatapathError, MapSizes, Migration, Whole,
     EBPF_OBJECT,
 };
@@ -264,25 +264,15 @@ impl Datapath {
 
     /// Id and tag of this build's program `name` as loaded.
     pub(super) fn program_info(&mut self, name: &'static str) -> Option<sys::ProgInfo> {
-        let fd = match name {
-            programs::UPLINK_XDP | programs::XDP_PASS => {
-                let p: &mut Xdp = self.program(name).ok()?;
-                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
-            }
-            n if programs::SOCK_BIND.contains(&n) => {
-                let p: &mut CgroupSock = self.program(name).ok()?;
-                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
-            }
-            n if programs::SOCK.contains(&n) => {
-                let p: &mut CgroupSockAddr = self.program(name).ok()?;
-                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
-            }
-            _ => {
-                let p: &mut SchedClassifier = self.program(name).ok()?;
-                p.fd().ok()?.as_fd().try_clone_to_owned().ok()?
-            }
-        };
-        sys::prog_info(&fd).ok()
+        sys::prog_info(self.program_fd(name).ok()?).ok()
+    }
+
+    /// A descriptor of its own of this build's program `name`, whatever its kind.
+    pub(super) fn program_fd(
+        &mut self,
+        name: &'static str,
+    ) -> Result<aya::programs::ProgramFd, DatapathError> {
+        prog_fd(&mut self.ebpf, &mut self.kept, name)
     }
 }
 
