@@ -15,10 +15,10 @@ use nix::libc;
 /// Frames per `sendmmsg`.
 const BATCH: usize = 64;
 
-/// What to send: the template and how to vary it, continuing from frame number `seq`.
+/// What to send: the template (the whole frame) and how to vary it, continuing from frame
+/// number `seq`.
 pub struct Plan {
     pub template: [u8; GEN_TEMPLATE_LEN],
-    pub frame_len: usize,
     pub src_addrs: u32,
     pub src_ports: u32,
     pub seq: u32,
@@ -34,7 +34,7 @@ pub fn send_for(
     pps: Option<f64>,
     burst: u32,
 ) -> (u64, Duration, u32) {
-    let len = plan.frame_len;
+    let len = GEN_TEMPLATE_LEN;
     let mut frames = vec![0u8; BATCH * len];
     let mut iovs: Vec<libc::iovec> = frames
         .chunks_exact_mut(len)
@@ -75,7 +75,7 @@ pub fn send_for(
                 seq = seq.wrapping_add(1);
                 let mut t = plan.template;
                 gen_vary(&mut t, seq, plan.src_addrs, plan.src_ports);
-                // SAFETY: each iovec points at a frame of `len` ≥ GEN_TEMPLATE_LEN bytes in
+                // SAFETY: each iovec points at a frame of GEN_TEMPLATE_LEN bytes in
                 // `frames`, which nothing else touches while the headers live.
                 unsafe {
                     std::ptr::copy_nonoverlapping(t.as_ptr(), iov.iov_base.cast(), GEN_TEMPLATE_LEN)

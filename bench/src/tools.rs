@@ -365,7 +365,6 @@ impl Tools {
         if !self.live_frames {
             let plan = afpacket::Plan {
                 template,
-                frame_len: FRAME_LEN,
                 src_addrs: t.src_addrs.max(1),
                 src_ports: t.src_ports.max(1),
                 seq: self.seq,
