@@ -163,7 +163,7 @@ impl Ip for u32 {
             return false;
         };
         // SAFETY: bounds checked by ptr_at.
-        let old = unsafe { c.read_unaligned() };
+        let old = unsafe { c.read() };
         let new = csum_replace4(old, from, to);
         pkt.set_word(l3_off + 12, from, to, csum)
             && pkt.set_port(l3_off + 10, old, new, csum, false)

@@ -6,7 +6,7 @@
 //! for L4; the IPv4 header checksum is always complete, fixed like XDP's.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
-    helpers::{bpf_csum_diff, bpf_xdp_adjust_head},
+    helpers::bpf_xdp_adjust_head,
     programs::{TcContext, XdpContext},
 };
 
@@ -99,18 +99,24 @@ pub fn csum_replace4(check: u16, from: u32, to: u32) -> u16 {
     !csum_fold(sum)
 }
 
-/// RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address), folded once.
+/// What replacing IPv6 address `from` by `to` adds to a checksum, as `bpf_csum_diff` would
+/// give it (a 32-bit ones' complement sum), computed here: eight words summed, where the
+/// helper call copies both addresses to its own buffer and sums them there.
+#[inline(always)]
+pub fn csum_diff16(from: &In6, to: &In6) -> u32 {
+    let mut sum: u64 = 0;
+    for i in 0..4 {
+        sum += u64::from(!from.words[i]) + u64::from(to.words[i]);
+    }
+    // At most eight 32-bit terms: two folds bring it to 32 bits.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
+}
+
+/// RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address).
 #[inline(always)]
 pub fn csum_replace16(check: u16, from: &In6, to: &In6) -> u16 {
-    let mut sum = u64::from(!check);
-    for i in 0..4 {
-        let (nfrom, to) = (!from.words[i], to.words[i]);
-        sum += u64::from(nfrom & 0xffff) + u64::from(nfrom >> 16);
-        sum += u64::from(to & 0xffff) + u64::from(to >> 16);
-    }
-    // At most 33 terms of 16 bits: two folds bring it to 16 bits.
-    let sum = (sum & 0xffff_ffff) as u32 + (sum >> 32) as u32;
-    !csum_fold(sum)
+    csum_apply(check, csum_diff16(from, to))
 }
 
 /// RFC 1624 eqn. 3 for a 16-bit field.
@@ -134,8 +140,8 @@ fn write_addr_l3(data: usize, end: usize, off: usize, from: u32, to: u32) -> boo
     };
     // SAFETY: bounds checked by ptr_at.
     unsafe {
-        a.write_unaligned(to);
-        c.write_unaligned(csum_replace4(c.read_unaligned(), from, to));
+        a.write(to);
+        c.write(csum_replace4(c.read(), from, to));
     }
     true
 }
@@ -148,7 +154,7 @@ fn xdp_l4_csum(ctx: &XdpContext, off: usize, udp: bool, update: impl Fn(u16) -> 
     };
     // SAFETY: bounds checked by ptr_at.
     unsafe {
-        let old = c.read_unaligned();
+        let old = c.read();
         if udp && old == 0 {
             return true;
         }
@@ -156,7 +162,7 @@ fn xdp_l4_csum(ctx: &XdpContext, off: usize, udp: bool, update: impl Fn(u16) -> 
         if udp && new == 0 {
             new = 0xffff;
         }
-        c.write_unaligned(new);
+        c.write(new);
     }
     true
 }
@@ -212,7 +218,7 @@ impl Packet for XdpContext {
             return false;
         };
         // SAFETY: bounds checked by ptr_at.
-        unsafe { p.write_unaligned(to) };
+        unsafe { p.write(to) };
         xdp_l4_csum(self, l4_csum_off, udp, |c| csum_replace2(c, from, to))
     }
 
@@ -228,7 +234,7 @@ impl Packet for XdpContext {
             return false;
         };
         // SAFETY: bounds checked by ptr_at.
-        unsafe { eth.write_unaligned(macs(src, dst)) };
+        unsafe { eth.write(macs(src, dst)) };
         true
     }
 
@@ -319,16 +325,11 @@ impl Packet for TcContext {
         l4_csum_off: usize,
         udp: bool,
     ) -> bool {
-        // The address's whole difference at once (one helper call, not one per word), then
-        // applied to the checksum as a difference (size 0), through the pseudo-header.
-        let (mut f, mut t) = (from.words, to.words);
-        // SAFETY: two 16-byte buffers on the stack, as the helper reads them.
-        let diff = unsafe { bpf_csum_diff(f.as_mut_ptr(), 16, t.as_mut_ptr(), 16, 0) };
-        if diff < 0 {
-            return false;
-        }
+        // The address's whole difference at once, then applied to the checksum as a
+        // difference (size 0), through the pseudo-header: one helper call, as IPv4's.
+        let diff = csum_diff16(from, to);
         let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64;
-        self.l4_csum_replace(l4_csum_off, 0, diff as u64, flags)
+        self.l4_csum_replace(l4_csum_off, 0, u64::from(diff), flags)
             .is_ok()
             && write_at(self.data(), self.data_end(), off, *to)
     }
@@ -373,12 +374,17 @@ impl Packet for TcContext {
 
 /// Writes `v` at `off` by direct packet access (cheaper than `bpf_skb_store_bytes`; the
 /// pointers are taken afresh, after any helper that moved the packet).
+///
+/// Every write of the packet in this file is one of its type's width (an IPv6 address four
+/// 32-bit stores), as every read of it is (`parse.rs`): the kernel allows unaligned packet
+/// access on every architecture it runs this on. An unaligned write would be a copy byte by
+/// byte, which LLVM turns into a `memmove` call past a handful of bytes.
 #[inline(always)]
 fn write_at<T>(data: usize, data_end: usize, off: usize, v: T) -> bool {
     match ptr_at::<T>(data, data_end, off) {
         // SAFETY: bounds checked by ptr_at.
         Some(p) => {
-            unsafe { p.write_unaligned(v) };
+            unsafe { p.write(v) };
             true
         }
         None => false,
