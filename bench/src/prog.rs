@@ -10,7 +10,7 @@ use aya::{
     programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use netpath_common::{FlowKey, FlowNat, In6, PortKey, PortTarget, ReplyMacs};
+use netpath_common::{Counter, FlowKey, FlowNat, In6, PortKey, PortTarget, ReplyMacs};
 use netpath_user::{
     datapath::{
         be_addr, be_port, flow_key, load_bench_object, programs, AttachmentEntry, Datapath,
@@ -512,6 +512,7 @@ pub fn run(quick: bool) -> Result<Section> {
     // Interleave the variants round by round so drift affects all alike.
     for _ in 0..rounds {
         for (v, fig) in variants.iter().zip(figures.iter_mut()) {
+            let before = objs.dp.counter(Counter::DnatStateless);
             let (verdict, ns) = if v.ifindex.is_some() {
                 routed.ns.run(|| once(&mut objs, v, repeat))?
             } else {
@@ -519,6 +520,20 @@ pub fn run(quick: bool) -> Result<Section> {
             };
             if verdict != v.verdict {
                 bail!("{}: verdict {verdict}, expected {}", v.name, v.verdict);
+            }
+            // A row named one to one is translated with no flow every repetition; no other
+            // row is.
+            let stateless = objs.dp.counter(Counter::DnatStateless) - before;
+            let want = if v.name.contains("one to one") {
+                u64::from(repeat)
+            } else {
+                0
+            };
+            if stateless != want {
+                bail!(
+                    "{}: {stateless} stateless translations, expected {want}",
+                    v.name
+                );
             }
             fig.runs.push(ns);
         }
