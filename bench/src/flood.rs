@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use netpath_common::{Counter, NEW_FLOWS_PER_CPU};
 
 use crate::{
     lab::{Kind, HOST, UDP_PORT},
@@ -146,11 +147,16 @@ fn conntrack_count(lab: &Rig) -> Result<f64> {
         .with_context(|| format!("nf_conntrack_count: {v:?}"))
 }
 
-/// What the table of flows holds after the flood, for the report.
+/// What the table of flows holds after the flood, and (netpath) how many new flows the flood
+/// guard dropped, for the report.
 fn table_after(lab: &Rig) -> Result<String> {
     if lab.agent_pid().is_some() {
         let stats: serde_json::Value = serde_json::from_str(&lab.netpath(&["stats", "--json"])?)?;
-        Ok(format!("{} flows", stats["Flows"]))
+        Ok(format!(
+            "{} flows ({} new flows dropped by the guard)",
+            stats["Flows"],
+            stats["Counters"][Counter::DropNewFlowRate.name()]
+        ))
     } else {
         Ok(format!("{} conntrack entries", conntrack_count(lab)?))
     }
@@ -253,7 +259,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let established_section = Section {
         scenario: "flood: established connections".into(),
         about: format!(
-            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the generator (see the layout) offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow takes a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
+            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the generator (see the layout) offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow would take a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). Where flows are kept, the agent's flood guard lets each CPU begin {NEW_FLOWS_PER_CPU} new flows a second (`--new-flows-per-cpu`, its default) and drops the rest before they cost a slot. {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
             1000.0 / PER_CONN,
             FLOOD_PPS,
             said(&|i| stopped[i].to_string()),
@@ -288,6 +294,14 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
                     1.0,
                 )
             })
+            .chain(VARIANTS.iter().filter(|v| v.kept).map(|v| {
+                // One CPU forwards (the layout): the guard's rate is what it may admit.
+                Target::absolute(
+                    "new flows hold the guard's rate under the flood (Mpps, one forwarding CPU)",
+                    &format!("{}: new flows delivered", v.name),
+                    0.9 * f64::from(NEW_FLOWS_PER_CPU) / 1e6,
+                )
+            }))
             .collect(),
         plots: Vec::new(),
     };

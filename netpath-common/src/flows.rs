@@ -116,17 +116,104 @@ pub mod flow_flags {
 /// at most this often, not one per packet.
 pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
+/// The flood guard: the rate at which each CPU may begin new flows, as GCRA (the generic
+/// cell rate algorithm) states it: one every `interval_ns`, with bursts of up to `burst_ns`
+/// ahead of that schedule. Past it a new flow is refused before it costs anything more (no
+/// table slot, no eviction), so a flood of new flows cannot take the CPU from the flows
+/// already made. `interval_ns` 0: no limit (a datapath nobody configured).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFlowRate {
+    pub interval_ns: u64,
+    pub burst_ns: u64,
+}
+
+/// New flows a CPU may begin per second unless the agent is told otherwise
+/// (`--new-flows-per-cpu`): above what one CPU's applications accept (a TCP accept alone
+/// costs microseconds), below what its new-flow path takes with room for the flows it
+/// carries already.
+pub const NEW_FLOWS_PER_CPU: u32 = 200_000;
+
+/// How far ahead of the schedule a burst of new flows may run: 20 ms of the rate (4,000
+/// flows at the default), at least a few ticks of the coarse clock the programs read.
+pub const NEW_FLOW_BURST_NS: u64 = 20_000_000;
+
+impl NewFlowRate {
+    /// `per_second` new flows per CPU (0: no limit).
+    pub const fn per_cpu(per_second: u32) -> Self {
+        if per_second == 0 {
+            return NewFlowRate {
+                interval_ns: 0,
+                burst_ns: 0,
+            };
+        }
+        let interval_ns = 1_000_000_000 / per_second as u64;
+        NewFlowRate {
+            // At most 1e9 per second: one a nanosecond.
+            interval_ns: if interval_ns == 0 { 1 } else { interval_ns },
+            burst_ns: NEW_FLOW_BURST_NS,
+        }
+    }
+
+    /// Whether a new flow may begin at `now` on a CPU whose schedule stands at `tat` (the
+    /// theoretical arrival time of its next new flow); if so, the schedule moves on by one.
+    #[inline(always)]
+    pub fn admit(&self, tat: &mut u64, now: u64) -> bool {
+        if self.interval_ns == 0 {
+            return true;
+        }
+        let at = if *tat > now { *tat } else { now };
+        if at - now > self.burst_ns {
+            return false;
+        }
+        *tat = at + self.interval_ns;
+        true
+    }
+
+    /// New flows per second per CPU (0: no limit).
+    pub fn per_second(&self) -> u64 {
+        1_000_000_000u64.checked_div(self.interval_ns).unwrap_or(0)
+    }
+}
+
+crate::layout!(NewFlowRate, 16, interval_ns @ 0, burst_ns @ 8);
 crate::layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13, _pad2 @ 14);
 crate::layout!(FlowKey<crate::In6>, 40, src_addr @ 0, dst_addr @ 16, src_port @ 32, dst_port @ 34, proto @ 36, _pad @ 37, _pad2 @ 38);
 crate::layout!(FlowNat, 48, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12, flags @ 16, via @ 20, last_seen @ 24, via_macs @ 32, _pad3 @ 44);
 crate::layout!(FlowNat<crate::In6>, 72, addr @ 0, port @ 16, _pad @ 18, ifindex @ 20, client @ 24, flags @ 40, via @ 44, last_seen @ 48, via_macs @ 56, _pad3 @ 68);
 crate::layout!(ReplyMacs, 12, src @ 0, dst @ 6);
-crate::pod!(FlowKey<A>, FlowNat<A>, ReplyMacs);
+crate::pod!(FlowKey<A>, FlowNat<A>, ReplyMacs, NewFlowRate);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{proto, In6};
+
+    /// The flood guard lets a burst through, then one new flow per interval, whatever the
+    /// offered rate; an idle CPU earns no more than the burst back.
+    #[test]
+    fn new_flows_keep_to_their_rate() {
+        let r = NewFlowRate {
+            interval_ns: 10,
+            burst_ns: 30,
+        };
+        let mut tat = 0;
+        // At 1000 ns, offered one a nanosecond: 4 at once (now, then 3 intervals ahead).
+        let admitted = (0..100)
+            .filter(|i| r.admit(&mut tat, 1000 + i / 100))
+            .count();
+        assert_eq!(admitted, 4);
+        // Still offered one a nanosecond, up to 2000 ns: one per 10 ns from 1010.
+        let admitted = (1000..2000).filter(|t| r.admit(&mut tat, *t)).count();
+        assert_eq!(admitted, 99);
+        // After a long pause: the burst again, no more.
+        let admitted = (0..100).filter(|_| r.admit(&mut tat, 1_000_000)).count();
+        assert_eq!(admitted, 4);
+        let open = NewFlowRate::per_cpu(0);
+        assert!((0..1000).all(|_| open.admit(&mut tat, 0)));
+        assert_eq!(NewFlowRate::per_cpu(200_000).per_second(), 200_000);
+        assert_eq!(NewFlowRate::per_cpu(u32::MAX).interval_ns, 1);
+    }
 
     #[test]
     fn reply_keys() {

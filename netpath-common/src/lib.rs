@@ -55,7 +55,10 @@ pub use addr::{Addr, In6};
 pub use bench::{gen_vary, GenConfig, GEN_TEMPLATE_LEN};
 pub use dns::{DnsAddrs, DnsKey, DNS_ADDRS, DNS_NAME_LEN, DNS_PORT, DNS_TTL};
 pub use endpoint::{EndpointInfo, PeerInfo};
-pub use flows::{flow_flags, FlowKey, FlowNat, ReplyMacs, FLOW_REFRESH_NS};
+pub use flows::{
+    flow_flags, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS, NEW_FLOWS_PER_CPU,
+    NEW_FLOW_BURST_NS,
+};
 pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;
 pub use maps::{map_names, map_sizes, tail};

@@ -13,6 +13,12 @@ pub mod map_names {
     pub const HOST_ADDRS: &str = "HOST_ADDRS";
     /// [`crate::FlowKey`] → [`crate::FlowNat`]: LRU table of translated flows.
     pub const FLOWS: &str = "FLOWS";
+    /// Array of one [`crate::NewFlowRate`]: how fast each CPU may begin new flows (the flood
+    /// guard; 0: no limit).
+    pub const NEW_FLOW_RATE: &str = "NEW_FLOW_RATE";
+    /// Per-CPU array of one `u64`: each CPU's place in that schedule (GCRA's theoretical
+    /// arrival time of its next new flow, `bpf_ktime_get_coarse_ns`).
+    pub const NEW_FLOW_TAT: &str = "NEW_FLOW_TAT";
     /// Host-side veth ifindex (`u32`) → [`crate::EndpointInfo`].
     pub const ENDPOINTS: &str = "ENDPOINTS";
     /// Endpoint IPv4 address (network order `u32`) → [`crate::PeerInfo`]: where to forward.

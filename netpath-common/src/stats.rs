@@ -176,6 +176,10 @@ counters! {
     DnatStateless = 35, "dnat_stateless";
     /// First replies of such flows, which recorded the flow for the replies after them.
     ReplyRecorded = 36, "reply_recorded";
+    /// Dropped: a new flow beyond the rate its CPU may begin them at (the flood guard,
+    /// `--new-flows-per-cpu`); the flows already made go on. (A one-to-one port's first reply
+    /// past it is translated, only not recorded, and not counted here.)
+    DropNewFlowRate = 37, "drop_new_flow_rate";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

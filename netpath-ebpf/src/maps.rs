@@ -7,9 +7,9 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
-    LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, OverlayNet, PeerInfo, PolicyKey,
-    PortKey, PortReply, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat, SnatRev,
-    SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
+    LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, NewFlowRate, OverlayNet, PeerInfo,
+    PolicyKey, PortKey, PortReply, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat,
+    SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -36,6 +36,14 @@ pub static HOST_ADDRS: HashMap<u32, u32> = HashMap::pinned(map_sizes::HOST_ADDRS
 /// NAT state of published flows, keyed by the reply's 5-tuple.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowNat> = LruHashMap::pinned(map_sizes::FLOWS, 0);
+
+/// How fast each CPU may begin new flows (the flood guard); 0 (unset): no limit.
+#[map]
+pub static NEW_FLOW_RATE: Array<NewFlowRate> = Array::pinned(1, 0);
+
+/// Each CPU's place in that schedule.
+#[map]
+pub static NEW_FLOW_TAT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
 
 /// Endpoints by the ifindex of their host-side veth.
 #[map]

@@ -22,7 +22,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     family::Ip,
-    flows::{now, touch},
+    flows::{self, now, touch},
     maps::{FLOWS, NAT46, NAT46_REPLY},
     packet::{checksum, Packet},
     parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed, L3_OFF},
@@ -135,6 +135,7 @@ fn admit<P: Packet>(
     if In6::endpoint(via).is_none() {
         policy::published_from(flow.src_addr)?;
     }
+    flows::new_flow_rate()?;
     let by = policy::admit_nat46(flow.src_addr, ep_addr, target.port, flow.proto)?;
     admitted(by, flow, via);
     let gateway = u32::endpoint(target.ifindex)

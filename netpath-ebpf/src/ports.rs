@@ -202,6 +202,9 @@ fn dnat_via<P: Packet, A: Ip>(
                 return Dnat::Denied(reason);
             }
         }
+        if let Err(reason) = flows::new_flow_rate() {
+            return Dnat::Denied(reason);
+        }
         match policy::admit(flow.src_addr, target.addr, target.port, flow.proto) {
             Ok(by) => {
                 let came_in = if from == ELSEWHERE { via.ifindex } else { from };

@@ -134,9 +134,12 @@ fn record<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> i32 {
         via_macs,
         _pad3: 0,
     };
-    // An LRU map makes room; a failed insert leaves the next reply to try again.
-    let _ = A::flows().insert(&flow.key(), &nat, 0);
-    count(Counter::ReplyRecorded);
+    // An LRU map makes room; a failed insert leaves the next reply to try again, as does a
+    // CPU past its rate of new flows (this reply is translated all the same).
+    if flows::new_flow_rate().is_ok() {
+        let _ = A::flows().insert(&flow.key(), &nat, 0);
+        count(Counter::ReplyRecorded);
+    }
     if !ports::reverse_nat(ctx, flow, &nat) {
         return TC_ACT_SHOT as i32;
     }

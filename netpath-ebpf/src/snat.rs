@@ -17,7 +17,7 @@ use netpath_common::{
 use crate::{
     family::Ip,
     fib,
-    flows::{now, touch},
+    flows::{new_flow_rate, now, touch},
     packet::Packet,
     parse::{is_icmp, Flow},
     policy::{self, Known},
@@ -116,8 +116,13 @@ pub fn outbound<A: Ip>(
             *n
         },
         None => {
-            // A new outbound flow: the policy decides before a port is taken for it (the
-            // endpoint's identity came with its record).
+            // A new outbound flow: within the CPU's rate of new flows, and the policy
+            // decides before a port is taken for it (the endpoint's identity came with its
+            // record).
+            if let Err(reason) = new_flow_rate() {
+                dropped(reason, flow, ifindex);
+                return TC_ACT_SHOT as i32;
+            }
             let known = Known {
                 src: Some(ep.identity),
                 dst: None,

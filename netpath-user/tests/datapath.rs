@@ -226,6 +226,94 @@ fn the_published_ports_firewall_lets_in_only_its_list_on_xdp_and_tc() {
     assert_eq!(counter(&dp, Counter::DropFirewall), 5);
 }
 
+/// Pins the calling test's thread to the CPU it is on: the flood guard keeps a schedule per
+/// CPU, and these test runs must all count against one.
+fn pin_to_this_cpu() {
+    use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(sched_getcpu().unwrap()).unwrap();
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+}
+
+/// The flood guard, at one new flow a second: past it a new published flow is dropped and
+/// counted, on XDP and TC alike, while the flow made before goes on; at 0, no limit again.
+#[test]
+fn new_flows_past_the_cpus_rate_are_dropped_while_made_flows_go_on() {
+    pin_to_this_cpu();
+    // Container port 80 on two host ports: every flow is kept (its replies say which).
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80), (8081, TCP, 80)]);
+    let made = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+    assert_eq!(run_xdp(&mut dp, &made).0, XDP_REDIRECT);
+    assert_eq!(dp.new_flow_rate(), 0, "no limit until one is set");
+    dp.set_new_flow_rate(1).unwrap();
+    assert_eq!(dp.new_flow_rate(), 1);
+    let start = std::time::Instant::now();
+    let mut admitted = 0u64;
+    for sport in 41000..41100u16 {
+        let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(sport, 8081));
+        let through = if sport % 2 == 0 {
+            run_xdp(&mut dp, &pkt).0 == XDP_REDIRECT
+        } else {
+            run_tc(&mut dp, programs::UPLINK_TC, &pkt, 0).0 == TC_ACT_REDIRECT
+        };
+        assert_eq!(flow(&dp, 80, sport, TCP).is_some(), through, "port {sport}");
+        admitted += u64::from(through);
+        let (verdict, out) = run_xdp(&mut dp, &made);
+        assert_eq!(verdict, XDP_REDIRECT, "the made flow goes on");
+        assert_dnat(&made, &out, 80);
+    }
+    // The first at once, then one a second: what the time taken allows.
+    let allowed = 1 + start.elapsed().as_secs_f64().ceil() as u64;
+    assert!(
+        (1..=allowed).contains(&admitted),
+        "{admitted} new flows admitted, {allowed} allowed"
+    );
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 100 - admitted);
+    assert_eq!(dp.flow_count() as u64, 1 + admitted);
+
+    dp.set_new_flow_rate(0).unwrap();
+    for sport in 42000..42010u16 {
+        let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(sport, 8081));
+        assert_eq!(run_xdp(&mut dp, &pkt).0, XDP_REDIRECT);
+    }
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 100 - admitted);
+}
+
+/// A one-to-one port's first reply past the rate is translated and sent all the same, but
+/// not recorded: the next reply asks again.
+#[test]
+fn first_replies_past_the_rate_are_translated_but_not_recorded() {
+    pin_to_this_cpu();
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, up_if, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    host_addrs(&mut dp, &[HOST]);
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
+    dp.set_new_flow_rate(1).unwrap();
+    let start = std::time::Instant::now();
+    for (i, client_port) in (40000..40010u16).enumerate() {
+        let pkt = reply_frame(TCP, 80, client_port);
+        let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "reply to {client_port} sent");
+        assert_eq!(
+            (Seen(&out).src(), Seen(&out).sport()),
+            (Ipv4Addr::from(HOST), 8080)
+        );
+        assert_eq!(counter(&dp, Counter::RevNat), i as u64 + 1);
+    }
+    // The first at once, then one a second: what the time taken allows.
+    let allowed = 1 + start.elapsed().as_secs_f64().ceil() as u64;
+    let recorded = counter(&dp, Counter::ReplyRecorded);
+    assert!(
+        (1..=allowed).contains(&recorded),
+        "{recorded} of 10 first replies recorded, {allowed} allowed"
+    );
+    assert_eq!(dp.flow_count() as u64, recorded);
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 0, "none dropped");
+    assert!(flow(&dp, 80, 40000, TCP).is_some());
+}
+
 #[test]
 fn host_ip_binding_is_exact() {
     let Dp { mut dp, _fs } = load();

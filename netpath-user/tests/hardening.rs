@@ -164,7 +164,8 @@ fn unpublished_ports_are_not_reachable_by_routing_through_the_host() {
 
 #[test]
 fn a_flood_that_fills_the_flow_table_is_a_warning_not_a_failed_liveness() {
-    let t = Topo::with_agent_args(&["--metrics", "127.0.0.1:9142"]);
+    // With no flood guard: every new flow is let in, and the table fills.
+    let t = Topo::with_agent_args(&["--metrics", "127.0.0.1:9142", "--new-flows-per-cpu", "0"]);
     // A port published one to one keeps no flow for clients that never hear back; one
     // published on two host ports keeps every flow from its first packet.
     let _ep = t.endpoint(
@@ -233,6 +234,50 @@ fn a_flood_that_fills_the_flow_table_is_a_warning_not_a_failed_liveness() {
     );
     assert!(probe.ends_with("\n200"), "{probe}");
     assert!(probe.contains("warning: map FLOWS"), "{probe}");
+}
+
+/// The flood guard as an operator sets it: past its rate, new flows from the wire are
+/// dropped and counted before they take a slot of the table, and once the flood is over new
+/// clients are let in again.
+#[test]
+fn the_flood_guard_drops_new_flows_past_its_rate_and_counts_them() {
+    let t = Topo::with_agent_args(&["--new-flows-per-cpu", "1000"]);
+    let config = std::process::Command::new(env!("CARGO_BIN_EXE_netpath"))
+        .args(["agent", "--new-flows-per-cpu", "1000", "--print-config"])
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&config.stdout);
+    assert!(config.contains("new-flows-per-cpu = 1000"), "{config}");
+    // One container port on two host ports: every flow is kept, so every one is new work.
+    let ep = t.endpoint("web", &["-p", "8088:80/udp", "-p", "8089:80/udp"]);
+    let out_if = outside_veth(&t);
+    let (src_mac, dst_mac) = (mac_of(&t.outside, &out_if), mac_of(&t.host, &t.uplink));
+    const N: u64 = 20_000;
+    let frames = (0..N as u32).map(|i| {
+        let mut f = Frame::new([10, 79, (i >> 8) as u8, i as u8], HOST.octets(), UDP);
+        f.src_mac = src_mac;
+        f.dst_mac = dst_mac;
+        f.build(&udp_with(20000, 8088, b"flood"))
+    });
+    let start = std::time::Instant::now();
+    send_frames(&t.outside, &out_if, frames);
+    let flows = || t.stats()["Flows"].as_u64().unwrap();
+    wait_until(
+        "every frame kept or dropped",
+        Duration::from_secs(10),
+        || counter(&t, "drop_new_flow_rate") + flows() >= N,
+    );
+    // Each CPU: its burst (20 ms of the rate) and 1,000 a second since the flood began.
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    let allowed = cpus * (1 + 20 + 1000 * start.elapsed().as_secs_f64().ceil() as u64);
+    let kept = flows();
+    assert!(kept <= allowed, "{kept} flows kept, {allowed} allowed");
+    assert_eq!(counter(&t, "drop_new_flow_rate") + kept, N);
+    // A new client once the flood is over is let in.
+    udp_server(&ep, 80);
+    wait_until("a new client let in", Duration::from_secs(10), || {
+        common::udp_request(&t.outside, HOST, 8089, "after").is_ok()
+    });
 }
 
 #[test]

@@ -74,6 +74,7 @@ pub struct Partial {
     pub xdp: Option<XdpMode>,
     pub max_flows: Option<u32>,
     pub max_ports: Option<u32>,
+    pub new_flows_per_cpu: Option<u32>,
     pub cgroup: Option<PathBuf>,
     pub reset_flows: Option<bool>,
     pub log_level: Option<LogLevel>,
@@ -111,6 +112,7 @@ impl Partial {
             xdp: self.xdp.or(under.xdp),
             max_flows: self.max_flows.or(under.max_flows),
             max_ports: self.max_ports.or(under.max_ports),
+            new_flows_per_cpu: self.new_flows_per_cpu.or(under.new_flows_per_cpu),
             cgroup: self.cgroup.or(under.cgroup),
             reset_flows: self.reset_flows.or(under.reset_flows),
             log_level: self.log_level.or(under.log_level),
@@ -148,6 +150,9 @@ impl Partial {
             xdp: self.xdp.unwrap_or(XdpMode::Off),
             max_flows: self.max_flows.unwrap_or(sizes.flows),
             max_ports: self.max_ports.unwrap_or(sizes.ports),
+            new_flows_per_cpu: self
+                .new_flows_per_cpu
+                .unwrap_or(netpath_common::NEW_FLOWS_PER_CPU),
             cgroup: self.cgroup,
             reset_flows: self.reset_flows.unwrap_or(false),
             log_level: self.log_level.unwrap_or(LogLevel::Info),
@@ -197,6 +202,8 @@ pub struct AgentConfig {
     pub xdp: XdpMode,
     pub max_flows: u32,
     pub max_ports: u32,
+    /// New flows each CPU may begin per second (the flood guard; 0: no limit).
+    pub new_flows_per_cpu: u32,
     /// cgroup v2 directory for the socket hooks (none: the hierarchy's root).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<PathBuf>,

@@ -64,13 +64,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // none, and recorded, so that uninstall takes it back.
     record.create_dir(netns_files::NetnsFiles::default().root())?;
     record.save(&cfg.state_dir)?;
-    let dp = Datapath::open(
+    let mut dp = Datapath::open(
         Some(&cfg.bpffs),
         cfg.sizes(),
         cfg.reset_flows,
         cfg.ebpf_log.map_or(0, |l| l.aya_log()),
     )
     .context("loading the datapath")?;
+    dp.set_new_flow_rate(cfg.new_flows_per_cpu)
+        .context("setting the rate of new flows")?;
     let cgroup = match &cfg.cgroup {
         Some(c) => c.clone(),
         None => host::cgroup_root(&cfg.state_dir, &mut record)?,
@@ -86,7 +88,6 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         netns_cookie: host::netns_cookie()?,
         overlay,
     };
-    let mut dp = dp;
     let events = dp.take_events();
     let kernel_log = dp.take_kernel_log();
     let resolv = Arc::new(crate::dns::upstream::HostResolv::new(

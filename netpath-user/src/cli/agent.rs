@@ -42,6 +42,11 @@ pub struct AgentArgs {
     /// Capacity of the published-ports map (one host address) [default: 131072].
     #[arg(long, value_name = "N")]
     pub max_ports: Option<u32>,
+    /// New flows each CPU may begin per second, 0 for no limit: past it a new flow is
+    /// dropped before it takes a slot of the flow tables, so a flood of new flows leaves the
+    /// CPU to the flows already made [default: 200000].
+    #[arg(long, value_name = "N")]
+    pub new_flows_per_cpu: Option<u32>,
     /// cgroup v2 directory where the socket hooks attach [default: the hierarchy's root].
     #[arg(long, value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
@@ -138,6 +143,7 @@ impl AgentArgs {
             xdp: self.xdp,
             max_flows: self.max_flows,
             max_ports: self.max_ports,
+            new_flows_per_cpu: self.new_flows_per_cpu,
             cgroup: self.cgroup.clone(),
             reset_flows: self.reset_flows.then_some(true),
             log_level: self.log_level,

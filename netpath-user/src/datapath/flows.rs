@@ -1,12 +1,12 @@
 //! The flow tables of published ports (kernel: `flows.rs`): `FLOWS` and `FLOWS6`, LRU maps
 //! keyed by a reply's 5-tuple (and NAT46's, [`super::nat46`], flushed and expired with them). The kernel records flows and stamps them; the agent expires idle ones and
 //! flushes them when what they lead to goes away, so no stale translation outlives a port or
-//! an interface.
+//! an interface. `NEW_FLOW_RATE` says how fast each CPU may begin new flows (the flood
+//! guard), `NEW_FLOW_TAT` is where each CPU stands in that schedule.
 use std::{collections::HashSet, net::Ipv4Addr, os::fd::AsFd};
 
-use netpath_common::{flow_flags, Addr, FlowKey, FlowNat, In6, PortKey};
+use netpath_common::{flow_flags, map_names, Addr, FlowKey, FlowNat, In6, NewFlowRate, PortKey};
 
-#[cfg(feature = "testing")]
 use super::DatapathError;
 use super::{
     be_addr,
@@ -25,6 +25,19 @@ pub(super) fn came_through<A: Addr>(ports: &[PortKey<A>]) -> impl Fn(A, u16, u8)
 }
 
 impl Datapath {
+    /// Lets each CPU begin at most `per_cpu` new flows a second (the flood guard; 0: no
+    /// limit). A new flow past it is dropped and counted (`drop_new_flow_rate`).
+    pub fn set_new_flow_rate(&mut self, per_cpu: u32) -> Result<(), DatapathError> {
+        self.new_flow_rate
+            .set(0, NewFlowRate::per_cpu(per_cpu), 0)
+            .map_err(|e| DatapathError::Map(map_names::NEW_FLOW_RATE, e))
+    }
+
+    /// How many new flows a second each CPU may begin (0: no limit).
+    pub fn new_flow_rate(&self) -> u64 {
+        self.new_flow_rate.get(&0, 0).map_or(0, |r| r.per_second())
+    }
+
     /// Removes the published flows of host-side veth `ifindex` through `ports` (as the agent
     /// holds them), of both families; how many.
     pub fn flush_flows_of_any(&mut self, ifindex: u32, ports: &[AnyPortKey]) -> usize {

@@ -5,7 +5,7 @@
 //! | module | kernel | maps |
 //! |---|---|---|
 //! | [`ports`] | `ports.rs` | `PORTS`, `PORTS_ANY`, `HOST_ADDRS` (and their IPv6 twins) |
-//! | [`flows`] | `flows.rs` | `FLOWS`, `FLOWS6` |
+//! | [`flows`] | `flows.rs` | `FLOWS`, `FLOWS6`, `NEW_FLOW_RATE`, `NEW_FLOW_TAT` |
 //! | [`nat46`] | `nat46.rs` | `NAT46`, `NAT46_REPLY` |
 //! | [`firewall`] | `policy.rs` | `PUBLISHED_FROM`, `PUBLISHED_FROM6` |
 //! | [`policy`] | `policy.rs` | `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`, `POLICY_CT` |
@@ -34,7 +34,7 @@ use aya::{
 };
 use netpath_common::{
     map_names, map_sizes, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, LoopbackKey, MemberKey,
-    NetworkInfo, PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev,
+    NetworkInfo, NewFlowRate, PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev,
 };
 
 pub mod dns;
@@ -249,6 +249,7 @@ pub struct Datapath {
     port_slots: slots::SlotCache<u32>,
     host_addrs: HashMap<MapData, u32, u32>,
     flows: HashMap<MapData, FlowKey, FlowNat>,
+    new_flow_rate: Array<MapData, NewFlowRate>,
     endpoints: HashMap<MapData, u32, EndpointInfo>,
     endpoints_by_addr: HashMap<MapData, u32, PeerInfo>,
     networks: HashMap<MapData, u32, NetworkInfo>,

@@ -135,6 +135,7 @@ impl Datapath {
             port_slots: super::slots::SlotCache::default(),
             host_addrs: take_map!(ebpf, map_names::HOST_ADDRS),
             flows: take_map!(ebpf, map_names::FLOWS),
+            new_flow_rate: take_map!(ebpf, map_names::NEW_FLOW_RATE),
             endpoints: take_map!(ebpf, map_names::ENDPOINTS),
             endpoints_by_addr: take_map!(ebpf, map_names::ENDPOINTS_BY_ADDR),
             networks: take_map!(ebpf, map_names::NETWORKS),
