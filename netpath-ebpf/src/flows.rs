@@ -22,9 +22,10 @@ pub fn now() -> u64 {
 
 /// Whether this CPU may begin a new flow now (the flood guard, `NEW_FLOW_RATE`): past its
 /// rate a new flow is refused before it costs a table slot (an eviction, when the table is
-/// full), and the flows already made keep the CPU. Asked by every path that makes flow state
-/// for a packet (published, NAT46, outbound), last before it does. `Err`: the counter saying
-/// so.
+/// full), and the flows already made keep the CPU. Asked by the paths that make flow state
+/// for a packet (published, NAT46, outbound), after the firewall and the policy (a refused
+/// flow is counted for its reason, and costs no share of the rate), last before they write.
+/// `Err`: the counter saying so.
 #[inline(always)]
 pub fn new_flow_rate() -> Result<(), Counter> {
     let Some(rate) = NEW_FLOW_RATE.get(0) else {

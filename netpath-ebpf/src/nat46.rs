@@ -135,9 +135,9 @@ fn admit<P: Packet>(
     if In6::endpoint(via).is_none() {
         policy::published_from(flow.src_addr)?;
     }
-    flows::new_flow_rate()?;
     let by = policy::admit_nat46(flow.src_addr, ep_addr, target.port, flow.proto)?;
     admitted(by, flow, via);
+    flows::new_flow_rate()?;
     let gateway = u32::endpoint(target.ifindex)
         .and_then(|ep| u32::network(ep.network))
         .map(|n| n.gateway)

@@ -180,7 +180,7 @@ pub fn stateless<P: Packet, A: Ip>(
 /// `from`: the endpoint that sent the packet, or [`ELSEWHERE`] (the uplink). `checked`: the
 /// destination is known to be published (else a new flow checks it is a host address first).
 /// A new flow from the uplink passes the published ports' firewall, then every new flow asks
-/// the policy, before it is recorded.
+/// the policy, then the flood guard, before it is recorded.
 #[inline(always)]
 fn dnat_via<P: Packet, A: Ip>(
     pkt: &mut P,
@@ -202,15 +202,15 @@ fn dnat_via<P: Packet, A: Ip>(
                 return Dnat::Denied(reason);
             }
         }
-        if let Err(reason) = flows::new_flow_rate() {
-            return Dnat::Denied(reason);
-        }
         match policy::admit(flow.src_addr, target.addr, target.port, flow.proto) {
             Ok(by) => {
                 let came_in = if from == ELSEWHERE { via.ifindex } else { from };
                 stats::admitted(by, flow, came_in);
             }
             Err(reason) => return Dnat::Denied(reason),
+        }
+        if let Err(reason) = flows::new_flow_rate() {
+            return Dnat::Denied(reason);
         }
         flows::insert(&mut nat, closing);
     }

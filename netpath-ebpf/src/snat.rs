@@ -116,13 +116,8 @@ pub fn outbound<A: Ip>(
             *n
         },
         None => {
-            // A new outbound flow: within the CPU's rate of new flows, and the policy
-            // decides before a port is taken for it (the endpoint's identity came with its
-            // record).
-            if let Err(reason) = new_flow_rate() {
-                dropped(reason, flow, ifindex);
-                return TC_ACT_SHOT as i32;
-            }
+            // A new outbound flow: the policy decides before a port is taken for it (the
+            // endpoint's identity came with its record), then the flood guard.
             let known = Known {
                 src: Some(ep.identity),
                 dst: None,
@@ -139,6 +134,10 @@ pub fn outbound<A: Ip>(
                     dropped(reason, flow, ifindex);
                     return TC_ACT_SHOT as i32;
                 }
+            }
+            if let Err(reason) = new_flow_rate() {
+                dropped(reason, flow, ifindex);
+                return TC_ACT_SHOT as i32;
             }
             match allocate(&key, uplink, ep, ifindex, now) {
                 Some(n) => n,
