@@ -159,6 +159,20 @@ pub fn turns(quick: bool) -> Turns {
     Turns::with(quick, 3.0, 0.3)
 }
 
+/// The layout of a TCP scenario, said in its report: nothing pinned, and the congestion
+/// control the connections use (the host's: a namespace takes it when it is made). It sets
+/// what a bulk run reaches: a BBR sender paces itself by the delivery rate it measures,
+/// a CUBIC sender sends what its window allows, and the same path can differ by several
+/// times between the two.
+fn layout() -> String {
+    let cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_string());
+    format!(
+        "{}; TCP congestion control {cc} (the host's)",
+        crate::turns::unpinned()
+    )
+}
+
 /// One figure per variant named `names`, in `unit`.
 fn figures(names: &[String], unit: &str, lower_is_better: bool) -> Vec<Figure> {
     crate::report::figures(names.iter().cloned(), unit, lower_is_better)
@@ -217,7 +231,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>
         Kind::DockerProxy.name(),
         Kind::Routing.name(),
     );
-    let about = format!("One TCP connection through the published port; the routing variant talks to the endpoint's address with no NAT (the floor of this path). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), crate::turns::unpinned());
+    let about = format!("One TCP connection through the published port; the routing variant talks to the endpoint's address with no NAT (the floor of this path). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
     let section = |scenario: &str, figures, targets| Section {
         scenario: scenario.into(),
         about: about.clone(),
@@ -318,7 +332,7 @@ pub fn run6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
         rr_and_bulk(&lab.outside, to, (&mut tps[i], &mut gbit[i]), &turns, p)
     })?;
     let (np6, np4, ipt6) = ("netpath tc (IPv6)", "netpath tc (IPv4)", "ip6tables");
-    let about = format!("One TCP connection over IPv6 through a port published on `[::]`, and the same over IPv4 through netpath in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), crate::turns::unpinned());
+    let about = format!("One TCP connection over IPv6 through a port published on `[::]`, and the same over IPv4 through netpath in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
     let section = |scenario: &str, figures, targets| Section {
         scenario: scenario.into(),
         about: about.clone(),
@@ -398,7 +412,7 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
         Ok(())
     })?;
     let dists = distributions(&names, all);
-    let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), crate::turns::unpinned());
+    let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
     let base = "bridge + iptables";
     let np = Kind::NetpathTc.name();
     let direct = |t: Target| {
@@ -470,7 +484,7 @@ pub fn peers6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Sectio
         };
         rr_and_bulk(client, to, (&mut tps[i], &mut gbit[i]), &turns, p)
     })?;
-    let about = format!("Endpoint to endpoint on one network over IPv6 (fd00:17::3 → fd00:17::2:80), and netpath's IPv4 twin in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), crate::turns::unpinned());
+    let about = format!("Endpoint to endpoint on one network over IPv6 (fd00:17::3 → fd00:17::2:80), and netpath's IPv4 twin in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
     let (np6, np4, base) = ("netpath tc (IPv6)", "netpath tc (IPv4)", "bridge (IPv6)");
     let direct = |t: Target| {
         t.limited_by(
@@ -565,7 +579,7 @@ pub fn host(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
         }
         Ok(())
     })?;
-    let (said, layout) = (turns.said(), crate::turns::unpinned());
+    let (said, layout) = (turns.said(), layout());
     let masquerade = format!(
         "iptables MASQUERADE measures {:.2} of routing in the same runs",
         median_of(&out, "iptables MASQUERADE") / median_of(&out, Kind::Routing.name())
