@@ -165,8 +165,8 @@ const ONE_TO_ONE_ANY: u16 = 55;
 /// same port, and UDP [`ONE_TO_ONE_ANY`] on every host address with the endpoint's address as
 /// the one the replies leave from (as `-p 8080:80` on a host of one uplink has the uplink's):
 /// each the only publish of its endpoint port, so a client's packet to it is translated with
-/// no flow state, to itself again. The first is found by a hash lookup, the second by the
-/// port's array slot alone.
+/// no flow state, to itself again. Each is found by the port's array slot alone (the first
+/// held there as its port's only publish).
 fn one_to_one(dp: &mut Datapath, ep_if: u32) -> Result<()> {
     let addr4 = be_addr(std::net::Ipv4Addr::from(EP));
     let addr6 = be_addr(v6(EP6));
@@ -545,7 +545,7 @@ pub fn run(quick: bool) -> Result<Section> {
             "BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} runs per variant (median, min, max of the runs). \
              Hit paths translate to themselves so every repetition is a full hit. \
              Floors (parse only, parse + flow lookup, parse + port slot + rewrite + redirect, empty tc, tc parse + flow lookup, tc parse + flow lookup + rewrite + redirect, and IPv6's parse + flow lookup) do part of a path's work: no real path can beat them. \
-             A port published one to one is translated with no flow (`one to one`: published on every address, as `-p 8080:80`, found by its array slot alone; `one address`, as `-p 192.0.2.1:8080:80`, found by a hash lookup); `dnat hit` is a port whose flows are kept (here published on two host ports; also while a policy is in force). \
+             A port published one to one is translated with no flow (`one to one`: published on every address, as `-p 8080:80`, found by its array slot alone; `one address`, as `-p 192.0.2.1:8080:80`, the port's only publish, held in its slot too: a port published on several addresses is found by a hash lookup); `dnat hit` is a port whose flows are kept (here published on two host ports; also while a policy is in force). \
              IPv6's hit paths are set up as IPv4's, beside them in the same rounds."
         ),
         figures,
@@ -568,7 +568,7 @@ pub fn run(quick: bool) -> Result<Section> {
             Target::ratio("IPv6 XDP DNAT / IPv4's, one to one on one address", "xdp dnat, one to one, one address, ipv6", "xdp dnat, one to one, one address", 1.1)
                 .limited_by(
                     "xdp dnat, one to one, one address",
-                    "as on every address, and the publish's hash lookup of a 20-byte key where IPv4's is 8 bytes",
+                    "as on every address, and the publish's address compared (16 bytes where IPv4's is 4)",
                 ),
             Target::ratio("IPv6 TC DNAT / IPv4's, one to one", "tc dnat, one to one, ipv6", "tc dnat, one to one", 1.1)
                 .limited_by(

@@ -64,12 +64,15 @@ pub struct PortTarget<A: Addr = u32> {
 }
 
 /// A slot of `PORTS_ANY`: one (protocol, port) of the host. One array read decides what most
-/// packets need: published on every host address (`target.ifindex` not 0), published on some
-/// addresses only (`specific` of them, in `PORTS`), or not published at all (neither: no hash
-/// lookup). A port is never published both ways at once.
+/// packets need: published on every host address ([`PortSlot::anywhere`]), published on one
+/// host address alone and one to one (the publish held here too, [`PortSlot::alone`]: no
+/// hash lookup), published on some addresses (`specific` of them, in `PORTS`), or not
+/// published at all (no hash lookup). A port is never published both ways at once.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PortSlot<A: Addr = u32> {
+    /// The publish on every host address; or, where one address alone publishes the port
+    /// (`specific` 1) one to one, that publish (its `host` is the address).
     pub target: PortTarget<A>,
     /// How many host addresses publish this port in `PORTS`.
     pub specific: u32,
@@ -80,6 +83,33 @@ impl<A: Addr> PortSlot<A> {
     #[inline(always)]
     pub fn published(&self) -> bool {
         self.target.ifindex != 0 || self.specific != 0
+    }
+
+    /// Whether the port is published on every host address (`target`).
+    #[inline(always)]
+    pub fn anywhere(&self) -> bool {
+        self.target.ifindex != 0 && self.specific == 0
+    }
+
+    /// The port's one publish, on one host address (its `host`), when the slot holds it.
+    #[inline(always)]
+    pub fn alone(&self) -> Option<&PortTarget<A>> {
+        (self.target.ifindex != 0 && self.specific == 1).then_some(&self.target)
+    }
+
+    /// This slot of a port whose publish on host address `addr` is `target`: holding it when
+    /// it is the port's only publish (`specific` 1) and one to one from that address (its
+    /// replies leave from `addr`), else holding none.
+    pub fn holding(self, addr: A, target: &PortTarget<A>) -> PortSlot<A> {
+        let alone = self.specific == 1 && addr != A::ANY && target.host == addr;
+        PortSlot {
+            target: if alone {
+                *target
+            } else {
+                PortTarget::default()
+            },
+            ..self
+        }
     }
 }
 
@@ -111,6 +141,45 @@ crate::pod!(PortKey<A>, PortTarget<A>, PortSlot<A>, PortReply<A>);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_holds_a_ports_one_publish_only_while_it_is_one_to_one_and_alone() {
+        let addr = 0x0500_000a_u32;
+        let one_to_one = PortTarget {
+            addr: 0x0200_11ac,
+            port: 80u16.to_be(),
+            ifindex: 7,
+            host: addr,
+            ..PortTarget::default()
+        };
+        let alone = PortSlot {
+            specific: 1,
+            ..PortSlot::default()
+        }
+        .holding(addr, &one_to_one);
+        assert_eq!(alone.alone(), Some(&one_to_one));
+        assert!(!alone.anywhere() && alone.published());
+        let kept = PortTarget {
+            host: 0,
+            ..one_to_one
+        };
+        let cases = [
+            (1, addr, kept),              // flows kept: its replies say nothing of the address
+            (2, addr, one_to_one),        // another address publishes the port too
+            (1, 0x0600_000a, one_to_one), // replies from another address than its own
+        ];
+        for (specific, at, target) in cases {
+            let slot = PortSlot { specific, ..alone }.holding(at, &target);
+            assert_eq!(slot.alone(), None, "{specific} {at:x} {target:?}");
+            assert_eq!(slot.target, PortTarget::default());
+            assert!(slot.published() && !slot.anywhere());
+        }
+        let everywhere = PortSlot {
+            target: one_to_one,
+            specific: 0,
+        };
+        assert!(everywhere.anywhere() && everywhere.alone().is_none());
+    }
 
     #[test]
     fn port_any_key_inverts_port_any_index() {

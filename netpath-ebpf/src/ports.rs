@@ -36,8 +36,9 @@ impl<A: Ip> Published<A> {
 
 /// What port `port` (network order) of `proto` publishes at host address `addr`, the address
 /// not yet checked for a publish on every address. The port's array slot decides first:
-/// published on every host address, not published anywhere (the host's own traffic: no hash
-/// lookup), or published on some addresses, of which this may be one.
+/// published on every host address, published one to one on one address alone (held in the
+/// slot: no hash lookup), not published anywhere (the host's own traffic: no hash lookup),
+/// or published on some addresses, of which this may be one.
 #[inline(always)]
 pub fn lookup_port<A: Ip>(addr: A, port: u16, proto: u8) -> Published<A> {
     let Some(slot) = A::ports_any().get_ptr(port_any_index(proto, port)) else {
@@ -45,10 +46,19 @@ pub fn lookup_port<A: Ip>(addr: A, port: u16, proto: u8) -> Published<A> {
     };
     // SAFETY: map value pointer valid for this program run.
     let slot = unsafe { &*slot };
-    if slot.target.ifindex != 0 {
+    if slot.anywhere() {
         return Published {
             target: Some(&slot.target),
             anywhere: true,
+        };
+    }
+    if let Some(alone) = slot.alone() {
+        if alone.host != addr {
+            return Published::NOTHING;
+        }
+        return Published {
+            target: Some(alone),
+            anywhere: false,
         };
     }
     if slot.specific == 0 {
@@ -77,7 +87,7 @@ pub fn held<A: Ip>(addr: A, port: u16, proto: u8) -> bool {
         return false;
     };
     // SAFETY: map value pointer valid for this program run; read at once.
-    let (anywhere, specific) = unsafe { ((*slot).target.ifindex != 0, (*slot).specific) };
+    let (anywhere, specific) = unsafe { ((*slot).anywhere(), (*slot).specific) };
     if anywhere || (specific != 0 && addr == A::ANY) {
         return true;
     }

@@ -375,6 +375,65 @@ fn a_port_on_several_addresses_is_found_until_its_last_publish_goes() {
 }
 
 #[test]
+fn a_port_published_one_to_one_on_one_address_alone_is_found_by_its_slot() {
+    let Dp { mut dp, _fs } = load();
+    let (_ns, ep_if, up_if, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    let other = [10, 0, 0, 5];
+    host_addrs(&mut dp, &[HOST, other]);
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    let send = |dp: &mut Datapath, dst: [u8; 4], sport: u16| {
+        let pkt = Frame::new(CLIENT, dst, UDP).build(&udp(sport, 9090));
+        let (verdict, out) = run_xdp(dp, &pkt);
+        (
+            verdict,
+            (verdict == XDP_REDIRECT).then(|| Seen(&out).dport()),
+        )
+    };
+    let key = |addr: [u8; 4]| PortKey {
+        addr: be_addr(Ipv4Addr::from(addr)),
+        port: be_port(9090),
+        proto: UDP,
+        _pad: 0,
+    };
+    // Alone and one to one: translated with no flow; the host's other address is not it.
+    publish(&mut dp, HOST, 9090, UDP, 99, ep_if);
+    assert_eq!(send(&mut dp, HOST, 42000), (XDP_REDIRECT, Some(99)));
+    assert_eq!(send(&mut dp, other, 42001), (XDP_PASS, None));
+    // A second address publishes the port (to another endpoint port): each finds its own.
+    publish(&mut dp, other, 9090, UDP, 98, ep_if);
+    assert_eq!(send(&mut dp, other, 42002), (XDP_REDIRECT, Some(98)));
+    assert_eq!(send(&mut dp, HOST, 42003), (XDP_REDIRECT, Some(99)));
+    assert_eq!(counter(&dp, Counter::DnatStateless), 3, "all one to one");
+    assert_eq!(dp.flow_count(), 0);
+    // The first goes: its address no longer answers, the second's alone does.
+    dp.unpublish(&key(HOST)).unwrap();
+    assert_eq!(send(&mut dp, HOST, 42004), (XDP_PASS, None));
+    assert_eq!(send(&mut dp, other, 42005), (XDP_REDIRECT, Some(98)));
+    assert_eq!(counter(&dp, Counter::DnatStateless), 4);
+    assert_eq!(dp.recount_specific().unwrap(), 0, "every slot was right");
+    let listed: Vec<u32> = dp.published::<u32>().iter().map(|(k, _)| k.addr).collect();
+    assert_eq!(
+        listed,
+        [be_addr(Ipv4Addr::from(other))],
+        "on its address alone"
+    );
+    // Kept flows (a second host port on its endpoint port): the slot holds nothing.
+    publish(&mut dp, other, 9091, UDP, 98, ep_if);
+    assert_eq!(send(&mut dp, other, 42006), (XDP_REDIRECT, Some(98)));
+    assert_eq!(
+        counter(&dp, Counter::DnatStateless),
+        4,
+        "kept from the first packet"
+    );
+    assert!(flow(&dp, 98, 42006, UDP).is_some());
+    assert_eq!(dp.recount_specific().unwrap(), 0, "every slot was right");
+    dp.unpublish(&key(other)).unwrap();
+    assert_eq!(send(&mut dp, other, 42007), (XDP_PASS, None));
+    assert_eq!(dp.recount_specific().unwrap(), 0, "every slot was right");
+}
+
+#[test]
 fn everything_else_passes_untouched() {
     let Dp { mut dp, _fs } = published(&[(8080, TCP, 80), (8080, UDP, 80)]);
     let syn = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));

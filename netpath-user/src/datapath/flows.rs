@@ -9,8 +9,9 @@ use netpath_common::{flow_flags, map_names, Addr, FlowKey, FlowNat, In6, NewFlow
 
 use super::DatapathError;
 use super::{
+    anyport::{AnyKey, AnyPortKey},
     be_addr,
-    ports::{AnyKey, AnyPortKey, PortFamily},
+    ports::PortFamily,
     sys, timeouts, Datapath,
 };
 

@@ -37,6 +37,7 @@ use netpath_common::{
     NetworkInfo, NewFlowRate, PeerInfo, PortKey, PortStats, PortTarget, SnatNat, SnatRev,
 };
 
+mod anyport;
 pub mod dns;
 pub mod endpoint;
 #[cfg(any(test, feature = "testing"))]
@@ -67,6 +68,7 @@ pub mod stats;
 pub mod sync;
 pub mod sys;
 
+pub use anyport::{addr_of, any_addr, AnyKey, AnyPort, AnyPortKey, AnyPortTarget};
 pub use endpoint::AttachmentEntry;
 pub use kernel_log::KERNEL_LOG_TARGET;
 pub use keys::{be_addr, be_port, flow_key};
@@ -77,7 +79,6 @@ pub use migrate::Migration;
 use open::take_map;
 pub use ops::{DatapathOps, Expired, PinnedMap};
 pub use overlay::{OverlayContent, OverlayNetEntry};
-pub use ports::{addr_of, any_addr, AnyKey, AnyPort, AnyPortKey, AnyPortTarget};
 pub use stats::DatapathStats;
 pub use sync::{Content, SyncReport};
 

@@ -10,10 +10,9 @@ use std::{
 use netpath_common::{map_names, PortStats};
 
 use super::{
-    be_port, links, migrate,
-    ports::{AnyPortKey, AnyPortTarget},
-    sync, sys, AttachmentEntry, Content, Datapath, DatapathError, DatapathStats, Hook, HookReport,
-    Hooks, LinkState, OverlayContent, SyncReport,
+    anyport::{AnyPortKey, AnyPortTarget},
+    be_port, links, migrate, sync, sys, AttachmentEntry, Content, Datapath, DatapathError,
+    DatapathStats, Hook, HookReport, Hooks, LinkState, OverlayContent, SyncReport,
 };
 use crate::{
     model::Network,

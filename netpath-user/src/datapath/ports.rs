@@ -1,11 +1,12 @@
 //! Published ports (kernel: `ports.rs`), of both families: `PORTS`/`PORTS6` for a publish on
 //! one host address, `PORTS_ANY`/`PORTS_ANY6` (an array slot per protocol and port) for a
-//! publish on every host address and how many addresses publish the port on one, and
-//! `HOST_ADDRS`/`HOST_ADDRS6`, the addresses where a publish on every address answers. Written
-//! once over [`PortFamily`], which names each family's maps.
+//! publish on every host address, how many addresses publish the port on one (and that one
+//! publish, while it is alone and one to one), and `HOST_ADDRS`/`HOST_ADDRS6`, the addresses
+//! where a publish on every address answers. Written once over [`PortFamily`], which names
+//! each family's maps.
 use std::{
     collections::{HashMap as StdHashMap, HashSet},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::OwnedFd,
 };
 
@@ -15,126 +16,11 @@ use netpath_common::{
     PortTarget,
 };
 
+use super::anyport::{widen, AnyPortKey, AnyPortTarget};
 use super::{be_addr, removed, Datapath, DatapathError};
-use crate::ipam::Family;
 
-/// A published port's key as the agent holds it, of either family: IPv4's addresses
-/// IPv4-mapped (`::ffff:a.b.c.d`; `0.0.0.0` is `::ffff:0.0.0.0`, never `::`), so the agent's
-/// bookkeeping (journal, stats slots, drift) has one type; each family's maps get their own
-/// where they are written ([`AnyPort::split`]).
-pub type AnyPortKey = PortKey<In6>;
-/// A published port's target as the agent holds it (the endpoint's address mapped the same).
-pub type AnyPortTarget = PortTarget<In6>;
-
-/// `addr` as an [`AnyPortKey`] holds it.
-pub fn any_addr(addr: IpAddr) -> In6 {
-    match addr {
-        IpAddr::V4(a) => be_addr(a.to_ipv6_mapped()),
-        IpAddr::V6(a) => be_addr(a),
-    }
-}
-
-/// The address an [`AnyPortKey`] holds.
-pub fn addr_of(addr: In6) -> IpAddr {
-    let a = Ipv6Addr::from_kernel(addr);
-    a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
-}
-
-/// A published port's key in one family's form.
-pub enum AnyKey {
-    V4(PortKey),
-    V6(PortKey<In6>),
-}
-
-impl AnyKey {
-    /// `key` as its family's maps hold it.
-    pub fn of(key: &AnyPortKey) -> AnyKey {
-        match v4_of(key.addr) {
-            Some(addr) => AnyKey::V4(PortKey {
-                addr,
-                port: key.port,
-                proto: key.proto,
-                _pad: 0,
-            }),
-            None => AnyKey::V6(*key),
-        }
-    }
-}
-
-/// A published port in one family's maps.
-pub enum AnyPort {
-    V4(PortKey, PortTarget),
-    V6(PortKey<In6>, PortTarget<In6>),
-}
-
-impl AnyPort {
-    /// The port `key` → `target` in its family's maps; both addresses of one family.
-    pub fn split(key: &AnyPortKey, target: &AnyPortTarget) -> Result<AnyPort, DatapathError> {
-        match (AnyKey::of(key), v4_of(target.addr)) {
-            (AnyKey::V4(k), Some(ep)) => Ok(AnyPort::V4(
-                k,
-                PortTarget {
-                    addr: ep,
-                    ..narrow(target)
-                },
-            )),
-            // An IPv4 endpoint behind a port published on IPv6: reached by NAT46, the
-            // target's address left IPv4-mapped (what the kernel recognises it by).
-            (AnyKey::V6(k), _) => Ok(AnyPort::V6(k, *target)),
-            _ => Err(DatapathError::MixedFamilies(format!(
-                "{}:{}",
-                addr_of(key.addr),
-                u16::from_be(key.port)
-            ))),
-        }
-    }
-}
-
-/// The IPv4 address an IPv4-mapped one holds (network order).
-pub(super) fn v4_of(addr: In6) -> Option<u32> {
-    Ipv6Addr::from_kernel(addr)
-        .to_ipv4_mapped()
-        .map(Ipv4Addr::to_kernel)
-}
-
-/// `t` with its address left out (of the other family).
-fn narrow(t: &AnyPortTarget) -> PortTarget {
-    PortTarget {
-        addr: 0,
-        port: t.port,
-        stats: t.stats,
-        ifindex: t.ifindex,
-        mac: t.mac,
-        gw_mac: t.gw_mac,
-        host: v4_of(t.host).unwrap_or(0),
-    }
-}
-
-/// IPv4's port as the agent holds it.
-pub(super) fn widen(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
-    let mapped = |a: u32| any_addr(IpAddr::V4(Ipv4Addr::from_kernel(a)));
-    (
-        PortKey {
-            addr: mapped(k.addr),
-            port: k.port,
-            proto: k.proto,
-            _pad: 0,
-        },
-        PortTarget {
-            addr: mapped(t.addr),
-            port: t.port,
-            stats: t.stats,
-            ifindex: t.ifindex,
-            mac: t.mac,
-            gw_mac: t.gw_mac,
-            host: if t.host == 0 {
-                In6::ANY
-            } else {
-                mapped(t.host)
-            },
-        },
-    )
-}
+/// A publish of family `A` as its maps hold it.
+type Publish<A> = (PortKey<A>, PortTarget<A>);
 
 /// A family's published-port and flow maps, as the agent writes and reads them.
 pub struct PortMaps<'a, A: PortFamily> {
@@ -234,7 +120,10 @@ impl Datapath {
     /// A publish on one address also counts itself in its port's `PORTS_ANY` slot, before it
     /// is written (and is uncounted after it is removed): a count too high costs the kernel a
     /// hash lookup that misses, one too low would hide a publish, so an interrupted change
-    /// errs on the safe side, and [`Datapath::recount_specific`] settles it.
+    /// errs on the safe side, and [`Datapath::recount_specific`] settles it. The slot holds
+    /// the port's publish too while it is the only one and one to one
+    /// ([`PortSlot::holding`]): only once it is in `PORTS`, and no longer from before another
+    /// address's is, so the kernel finds every publish either way at every moment.
     pub(super) fn write_port<A: PortFamily>(
         &mut self,
         key: PortKey<A>,
@@ -250,20 +139,29 @@ impl Datapath {
         let new = m.ports.get(&key, 0).is_err();
         if new {
             slot.specific += 1;
+            slot.target = PortTarget::default();
             m.set_slot(idx, slot)?;
         }
         let res = m
             .ports
             .insert(key, target, 0)
             .map_err(|e| DatapathError::Map(A::NAMES[0], e));
-        if res.is_err() && new {
-            slot.specific -= 1;
-            m.set_slot(idx, slot)?;
+        if res.is_err() {
+            if new {
+                slot.specific -= 1;
+                m.set_slot(idx, slot)?;
+            }
+            return res;
         }
-        res
+        let held = slot.holding(key.addr, &target);
+        if held != slot {
+            m.set_slot(idx, held)?;
+        }
+        Ok(())
     }
 
-    /// Removes `key`'s publish.
+    /// Removes `key`'s publish (no longer held in its slot from before it goes; the one left
+    /// on another address held once it is alone).
     pub(super) fn erase_port<A: PortFamily>(
         &mut self,
         key: &PortKey<A>,
@@ -278,33 +176,58 @@ impl Datapath {
         if m.ports.get(key, 0).is_err() {
             return Ok(());
         }
+        if slot.alone().is_some() {
+            slot.target = PortTarget::default();
+            m.set_slot(idx, slot)?;
+        }
         removed(A::NAMES[0], m.ports.remove(key))?;
         slot.specific = slot.specific.saturating_sub(1);
-        m.set_slot(idx, slot)
+        if slot.specific == 1 {
+            let [ports, _, _] = A::whole(self);
+            let left: Vec<(PortKey<A>, PortTarget<A>)> = self.scan(A::NAMES[0], ports);
+            if let Some((k, t)) = left
+                .iter()
+                .find(|(k, _)| (k.port, k.proto) == (key.port, key.proto))
+            {
+                slot = slot.holding(k.addr, t);
+            }
+        }
+        A::maps(self).set_slot(idx, slot)
     }
 
-    /// Sets every `PORTS_ANY` slot's count of one-address publishes to what `PORTS` holds, of
-    /// both families; how many slots were off.
+    /// Sets every `PORTS_ANY` slot's count of one-address publishes, and the publish it holds,
+    /// to what `PORTS` holds, of both families; how many slots were off.
     pub fn recount_specific(&mut self) -> Result<usize, DatapathError> {
         Ok(self.recount::<u32>()? + self.recount::<In6>()?)
     }
 
     fn recount<A: PortFamily>(&mut self) -> Result<usize, DatapathError> {
-        let mut counts: StdHashMap<u32, u32> = StdHashMap::new();
+        // Per slot: how many publishes on one address, and one of them.
+        let mut counts: StdHashMap<u32, (u32, Option<Publish<A>>)> = StdHashMap::new();
         let [ports, any, _] = A::whole(self);
-        let specific: Vec<(PortKey<A>, PortTarget<A>)> = self.scan(A::NAMES[0], ports);
-        for (k, _) in specific {
-            *counts.entry(port_any_index(k.proto, k.port)).or_default() += 1;
+        let specific: Vec<Publish<A>> = self.scan(A::NAMES[0], ports);
+        for (k, t) in specific {
+            let c = counts.entry(port_any_index(k.proto, k.port)).or_default();
+            *c = (c.0 + 1, Some((k, t)));
         }
         let slots: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
         let mut m = A::maps(self);
         let mut fixed = 0;
-        for (idx, mut slot) in slots {
+        for (idx, slot) in slots {
             m.slots.insert(idx, slot);
-            let want = counts.get(&idx).copied().unwrap_or(0);
-            if slot.specific != want {
-                slot.specific = want;
-                m.set_slot(idx, slot)?;
+            let want = match counts.get(&idx) {
+                Some((n, Some((k, t)))) => PortSlot {
+                    specific: *n,
+                    ..slot
+                }
+                .holding(k.addr, t),
+                // What a slot counting publishes held was one of them, never a publish on
+                // every address.
+                _ if slot.specific != 0 => PortSlot::default(),
+                _ => slot,
+            };
+            if want != slot {
+                m.set_slot(idx, want)?;
                 fixed += 1;
             }
         }
@@ -318,7 +241,7 @@ impl Datapath {
         let any: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
         out.extend(
             any.into_iter()
-                .filter(|(_, s)| s.target.ifindex != 0)
+                .filter(|(_, s)| s.anywhere())
                 .map(|(idx, s)| {
                     let (proto, port) = port_any_key(idx);
                     let key = PortKey {

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::maps::{lpm_trie::Key as LpmKey, Array, HashMap, MapData};
 use netpath_common::{net_flags, port_any_index, In6, PortKey, PortReply};
 
-use super::{any_addr, ports::v4_of, removed, AnyKey, AnyPort, Datapath, DatapathError};
+use super::{any_addr, anyport::v4_of, removed, AnyKey, AnyPort, Datapath, DatapathError};
 use super::{AnyPortKey, AnyPortTarget};
 use netpath_common::map_names;
 
@@ -164,7 +164,7 @@ impl Datapath {
         let v4 = self
             .published::<u32>()
             .into_iter()
-            .map(|(k, t)| super::ports::widen(k, t));
+            .map(|(k, t)| super::anyport::widen(k, t));
         v4.chain(self.published::<In6>())
             .map(|(k, t)| (k, AnyPortTarget { host: NO_HOST, ..t }))
             .collect()
@@ -228,7 +228,7 @@ impl Datapath {
             let v4 = self
                 .published::<u32>()
                 .into_iter()
-                .map(|(k, t)| super::ports::widen(k, t));
+                .map(|(k, t)| super::anyport::widen(k, t));
             for (k, t) in v4.chain(self.published::<In6>()) {
                 if let Some(id) = reached(&k, &t) {
                     index.insert(id, k, t);
