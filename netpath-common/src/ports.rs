@@ -68,14 +68,21 @@ pub struct PortTarget<A: Addr = u32> {
 /// host address alone and one to one (the publish held here too, [`PortSlot::alone`]: no
 /// hash lookup), published on some addresses (`specific` of them, in `PORTS`), or not
 /// published at all (no hash lookup). A port is never published both ways at once.
+///
+/// `held` says which publish `target` is in so many words (not by `specific` alone), and
+/// makes the slot a size of its own: a build that reads slots otherwise (one before `held`)
+/// finds its pinned map a different shape and rebuilds it, rather than take a publish held
+/// for one address for a publish on every address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PortSlot<A: Addr = u32> {
-    /// The publish on every host address; or, where one address alone publishes the port
-    /// (`specific` 1) one to one, that publish (its `host` is the address).
+    /// The publish on every host address (`held` 0); or the port's one publish on one
+    /// address, one to one (`held` 1; its `host` is the address).
     pub target: PortTarget<A>,
     /// How many host addresses publish this port in `PORTS`.
     pub specific: u32,
+    /// 1: `target` is the one publish of `PORTS` held here too; 0: it is not.
+    pub held: u32,
 }
 
 impl<A: Addr> PortSlot<A> {
@@ -88,13 +95,13 @@ impl<A: Addr> PortSlot<A> {
     /// Whether the port is published on every host address (`target`).
     #[inline(always)]
     pub fn anywhere(&self) -> bool {
-        self.target.ifindex != 0 && self.specific == 0
+        self.target.ifindex != 0 && self.held == 0 && self.specific == 0
     }
 
     /// The port's one publish, on one host address (its `host`), when the slot holds it.
     #[inline(always)]
     pub fn alone(&self) -> Option<&PortTarget<A>> {
-        (self.target.ifindex != 0 && self.specific == 1).then_some(&self.target)
+        (self.held != 0 && self.target.ifindex != 0).then_some(&self.target)
     }
 
     /// This slot of a port whose publish on host address `addr` is `target`: holding it when
@@ -108,6 +115,7 @@ impl<A: Addr> PortSlot<A> {
             } else {
                 PortTarget::default()
             },
+            held: u32::from(alone),
             ..self
         }
     }
@@ -132,8 +140,8 @@ pub struct PortReply<A: Addr = u32> {
 
 crate::layout!(PortTarget, 28, addr @ 0, port @ 4, stats @ 6, ifindex @ 8, mac @ 12, gw_mac @ 18, host @ 24);
 crate::layout!(PortTarget<crate::In6>, 52, addr @ 0, port @ 16, stats @ 18, ifindex @ 20, mac @ 24, gw_mac @ 30, host @ 36);
-crate::layout!(PortSlot, 32, target @ 0, specific @ 28);
-crate::layout!(PortSlot<crate::In6>, 56, target @ 0, specific @ 52);
+crate::layout!(PortSlot, 36, target @ 0, specific @ 28, held @ 32);
+crate::layout!(PortSlot<crate::In6>, 60, target @ 0, specific @ 52, held @ 56);
 crate::layout!(PortReply, 12, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8);
 crate::layout!(PortReply<crate::In6>, 24, addr @ 0, port @ 16, _pad @ 18, ifindex @ 20);
 crate::pod!(PortKey<A>, PortTarget<A>, PortSlot<A>, PortReply<A>);
@@ -171,14 +179,17 @@ mod tests {
         for (specific, at, target) in cases {
             let slot = PortSlot { specific, ..alone }.holding(at, &target);
             assert_eq!(slot.alone(), None, "{specific} {at:x} {target:?}");
-            assert_eq!(slot.target, PortTarget::default());
+            assert_eq!((slot.target, slot.held), (PortTarget::default(), 0));
             assert!(slot.published() && !slot.anywhere());
         }
         let everywhere = PortSlot {
             target: one_to_one,
-            specific: 0,
+            ..PortSlot::default()
         };
         assert!(everywhere.anywhere() && everywhere.alone().is_none());
+        // A slot that counts one publish but holds none: found by the hash alone.
+        let counted = PortSlot { held: 0, ..alone };
+        assert!(!counted.anywhere() && counted.alone().is_none());
     }
 
     #[test]

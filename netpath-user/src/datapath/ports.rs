@@ -133,13 +133,13 @@ impl Datapath {
         let idx = port_any_index(key.proto, key.port);
         let mut slot = m.slot(idx)?;
         if key.addr == A::ANY {
-            slot.target = target;
+            (slot.target, slot.held) = (target, 0);
             return m.set_slot(idx, slot);
         }
         let new = m.ports.get(&key, 0).is_err();
         if new {
             slot.specific += 1;
-            slot.target = PortTarget::default();
+            (slot.target, slot.held) = (PortTarget::default(), 0);
             m.set_slot(idx, slot)?;
         }
         let res = m
@@ -177,7 +177,7 @@ impl Datapath {
             return Ok(());
         }
         if slot.alone().is_some() {
-            slot.target = PortTarget::default();
+            (slot.target, slot.held) = (PortTarget::default(), 0);
             m.set_slot(idx, slot)?;
         }
         removed(A::NAMES[0], m.ports.remove(key))?;
