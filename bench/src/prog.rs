@@ -578,7 +578,7 @@ pub fn run(quick: bool) -> Result<Section> {
             Target::ratio("IPv6 TC reverse NAT / IPv4's", "tc reverse nat, ipv6", "tc reverse nat", 1.1)
                 .limited_by(
                     "tc reverse nat",
-                    "a tail call to the endpoint's IPv6 program, and the 40-byte flow key hashed where IPv4's is 16 bytes",
+                    "the 40-byte flow key hashed where IPv4's is 16 bytes (translated in the entry program, as IPv4's, with no tail call)",
                 )
                 .measured(rev_gap),
             Target::ratio("TC reverse NAT", "tc reverse nat", "empty xdp", 6.0).limited_by(

@@ -28,6 +28,13 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     if is_ipv6(ctx.data(), ctx.data_end()) {
+        // A reply of a published flow is translated here, as IPv4's, with no tail call (the
+        // flow's key is the only IPv6 key on this stack); the rest goes to IPv6's program.
+        if let Parsed::Ipv6(flow) = parse(ctx.data(), ctx.data_end()) {
+            if let Some(verdict) = reply(ctx, &flow, ifindex) {
+                return verdict;
+            }
+        }
         // SAFETY: the slot holds this load's IPv6 program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::ENDPOINT6) };
         aya_log_ebpf::debug!(
@@ -72,18 +79,14 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     }
 }
 
-/// IPv6 from an endpoint (`netpath_endpoint6_tc`, the endpoint program's tail call).
+/// IPv6 from an endpoint (`netpath_endpoint6_tc`, the endpoint program's tail call), once
+/// the entry program found it no reply of a published flow.
 #[inline(always)]
 pub fn host_veth_ingress6(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ipv6(flow) => {
-            if let Some(verdict) = reply(ctx, &flow, ifindex) {
-                return verdict;
-            }
-            ipv6(ctx, &flow, ifindex)
-        }
+        Parsed::Ipv6(flow) => ipv6(ctx, &flow, ifindex),
         _ => {
             count(Counter::Malformed);
             TC_ACT_OK as i32
