@@ -411,6 +411,13 @@ fn a_port_published_one_to_one_on_one_address_alone_is_found_by_its_slot() {
     assert_eq!(send(&mut dp, HOST, 42004), (XDP_PASS, None));
     assert_eq!(send(&mut dp, other, 42005), (XDP_REDIRECT, Some(98)));
     assert_eq!(counter(&dp, Counter::DnatStateless), 4);
+    assert_eq!(
+        dp.recount_specific().unwrap(),
+        1,
+        "the one left held by the sync"
+    );
+    assert_eq!(send(&mut dp, other, 42008), (XDP_REDIRECT, Some(98)));
+    assert_eq!(send(&mut dp, HOST, 42009), (XDP_PASS, None));
     assert_eq!(dp.recount_specific().unwrap(), 0, "every slot was right");
     let listed: Vec<u32> = dp.published::<u32>().iter().map(|(k, _)| k.addr).collect();
     assert_eq!(
@@ -423,7 +430,7 @@ fn a_port_published_one_to_one_on_one_address_alone_is_found_by_its_slot() {
     assert_eq!(send(&mut dp, other, 42006), (XDP_REDIRECT, Some(98)));
     assert_eq!(
         counter(&dp, Counter::DnatStateless),
-        4,
+        5,
         "kept from the first packet"
     );
     assert!(flow(&dp, 98, 42006, UDP).is_some());

@@ -160,8 +160,10 @@ impl Datapath {
         Ok(())
     }
 
-    /// Removes `key`'s publish (no longer held in its slot from before it goes; the one left
-    /// on another address held once it is alone).
+    /// Removes `key`'s publish (no longer held in its slot from before it goes). A publish
+    /// left alone on another address is found by the hash until the next sync holds it
+    /// ([`Datapath::recount_specific`]): finding it here would read all of `PORTS` for each
+    /// port of a range.
     pub(super) fn erase_port<A: PortFamily>(
         &mut self,
         key: &PortKey<A>,
@@ -182,17 +184,7 @@ impl Datapath {
         }
         removed(A::NAMES[0], m.ports.remove(key))?;
         slot.specific = slot.specific.saturating_sub(1);
-        if slot.specific == 1 {
-            let [ports, _, _] = A::whole(self);
-            let left: Vec<(PortKey<A>, PortTarget<A>)> = self.scan(A::NAMES[0], ports);
-            if let Some((k, t)) = left
-                .iter()
-                .find(|(k, _)| (k.port, k.proto) == (key.port, key.proto))
-            {
-                slot = slot.holding(k.addr, t);
-            }
-        }
-        A::maps(self).set_slot(idx, slot)
+        m.set_slot(idx, slot)
     }
 
     /// Sets every `PORTS_ANY` slot's count of one-address publishes, and the publish it holds,
