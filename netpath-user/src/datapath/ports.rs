@@ -195,12 +195,14 @@ impl Datapath {
 
     fn recount<A: PortFamily>(&mut self) -> Result<usize, DatapathError> {
         // Per slot: how many publishes on one address, and one of them.
-        let mut counts: StdHashMap<u32, (u32, Option<Publish<A>>)> = StdHashMap::new();
+        let mut counts: StdHashMap<u32, (u32, Publish<A>)> = StdHashMap::new();
         let [ports, any, _] = A::whole(self);
         let specific: Vec<Publish<A>> = self.scan(A::NAMES[0], ports);
-        for (k, t) in specific {
-            let c = counts.entry(port_any_index(k.proto, k.port)).or_default();
-            *c = (c.0 + 1, Some((k, t)));
+        for p in specific {
+            counts
+                .entry(port_any_index(p.0.proto, p.0.port))
+                .and_modify(|c| c.0 += 1)
+                .or_insert((1, p));
         }
         let slots: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
         let mut m = A::maps(self);
@@ -208,7 +210,7 @@ impl Datapath {
         for (idx, slot) in slots {
             m.slots.insert(idx, slot);
             let want = match counts.get(&idx) {
-                Some((n, Some((k, t)))) => PortSlot {
+                Some((n, (k, t))) => PortSlot {
                     specific: *n,
                     ..slot
                 }
