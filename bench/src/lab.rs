@@ -64,6 +64,8 @@ pub enum Kind {
     EmptyTc,
     /// Floor: an XDP program that reads the frame's headers and passes it, on the uplink.
     ReadXdp,
+    /// Floor of refusing: an XDP program on the uplink that drops every frame unread.
+    DropXdp,
     /// Floor of endpoint-to-endpoint traffic: the two endpoints joined by one veth pair, no
     /// host between them (what any path keeps: their veths and TCP stacks).
     DirectVeth,
@@ -85,6 +87,7 @@ impl Kind {
             Kind::TcProgramOnly => "netpath tc program alone",
             Kind::EmptyTc => "empty tc program",
             Kind::ReadXdp => "xdp reading headers",
+            Kind::DropXdp => "floor xdp (drop only)",
             Kind::DirectVeth => "direct veth (no host)",
         }
     }

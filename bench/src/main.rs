@@ -96,7 +96,7 @@ fn main() -> Result<()> {
     for s in &scenarios {
         total += match s.as_str() {
             "prog" | "flows" => 1,
-            "policy" => 1 + 2 * turns::Turns::of(quick).runs(),
+            "policy" => 1 + traffic::REFUSED_KINDS * turns::Turns::of(quick).runs(),
             "pps" => traffic::PPS_KINDS.len() * turns::Turns::of(quick).runs(),
             "pps6" => traffic::PPS6_VARIANTS.len() * turns::Turns::of(quick).runs(),
             "conn" => traffic::CONN_KINDS.len() * turns::Turns::of(quick).runs(),

@@ -131,6 +131,9 @@ impl Rig {
             None if kind == Kind::ReadXdp => {
                 Some(tools.attach_xdp(crate::tools::READ, host, up)?)
             }
+            None if kind == Kind::DropXdp => {
+                Some(tools.attach_xdp(crate::tools::DROP, host, up)?)
+            }
             None => None,
         };
         let program = match kind {

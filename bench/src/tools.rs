@@ -36,6 +36,8 @@ pub const REDIRECT: &str = "netpath_bench_redirect";
 pub const TC_REDIRECT: &str = "netpath_bench_tc_redirect";
 /// XDP_PASS and nothing else (the agent's own, for veth peers).
 pub const PASS: &str = "netpath_xdp_pass";
+/// Drops every frame unread (the floor of refusing).
+pub const DROP: &str = "netpath_bench_drop";
 /// Reads the headers and passes (a floor).
 pub const READ: &str = "netpath_bench_parse";
 /// TC_ACT_OK and nothing else (a floor).
@@ -170,7 +172,7 @@ impl Tools {
         let mut bench = load_bench_object(fs.path(), &MapSizes::default())?;
         let xdp: &mut Xdp = product.program_mut(PASS).context(PASS)?.try_into()?;
         xdp.load()?;
-        for name in [GEN, REDIRECT, READ] {
+        for name in [GEN, REDIRECT, READ, DROP] {
             let xdp: &mut Xdp = bench.program_mut(name).context(name)?.try_into()?;
             xdp.load()?;
         }

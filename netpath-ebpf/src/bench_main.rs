@@ -46,6 +46,13 @@ pub fn netpath_bench_tc_redirect(_ctx: TcContext) -> i32 {
     bench::redirect_peer_only()
 }
 
+/// Benchmark floor: every frame dropped unread (the least any program that refuses a frame
+/// costs).
+#[xdp]
+pub fn netpath_bench_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
 /// Benchmark floor: the headers read, then passed.
 #[xdp]
 pub fn netpath_bench_parse(ctx: XdpContext) -> u32 {
