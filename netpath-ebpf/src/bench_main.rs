@@ -6,6 +6,7 @@
 #![no_main]
 
 mod bench;
+mod guard;
 #[allow(dead_code)] // the bench uses the flow table; the product's other maps come along
 mod maps;
 mod object;

@@ -3,47 +3,15 @@
 //! flow carries when it was last seen, refreshed at most once a second (a write per second
 //! per flow, not per packet), and whether TCP saw it close; the agent expires idle ones.
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
-use netpath_common::{
-    flow_flags, Counter, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS,
-};
+use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS};
 
-use crate::{
-    family::Ip,
-    maps::{NEW_FLOW_RATE, NEW_FLOW_TAT},
-    parse::Flow,
-};
+use crate::{family::Ip, parse::Flow};
 
 /// Now, for `last_seen` (CLOCK_MONOTONIC, coarse: a tick is plenty for idle timeouts).
 #[inline(always)]
 pub fn now() -> u64 {
     // SAFETY: no preconditions.
     unsafe { bpf_ktime_get_coarse_ns() }
-}
-
-/// Whether this CPU may begin a new flow now (the flood guard, `NEW_FLOW_RATE`): past its
-/// rate a new flow is refused before it costs a table slot (an eviction, when the table is
-/// full), and the flows already made keep the CPU. Asked by the paths that make flow state
-/// for a packet (published, NAT46, outbound), after the firewall and the policy (a refused
-/// flow is counted for its reason, and costs no share of the rate), last before they write.
-/// `Err`: the counter saying so.
-#[inline(always)]
-pub fn new_flow_rate() -> Result<(), Counter> {
-    let Some(rate) = NEW_FLOW_RATE.get(0) else {
-        return Ok(());
-    };
-    if rate.interval_ns == 0 {
-        return Ok(());
-    }
-    let Some(tat) = NEW_FLOW_TAT.get_ptr_mut(0) else {
-        return Ok(());
-    };
-    // SAFETY: this CPU's slot, valid for this program run; nothing else runs on this CPU
-    // meanwhile (programs do not nest on one CPU).
-    if rate.admit(unsafe { &mut *tat }, now()) {
-        Ok(())
-    } else {
-        Err(Counter::DropNewFlowRate)
-    }
 }
 
 /// Refreshes an entry's `last_seen` when it is stale (a write per second per flow, not per

@@ -10,6 +10,7 @@ mod family;
 mod fib;
 mod flows;
 mod forward;
+mod guard;
 mod hostgw;
 mod icmp;
 mod maps;

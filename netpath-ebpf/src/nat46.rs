@@ -22,7 +22,8 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     family::Ip,
-    flows::{self, now, touch},
+    flows::{now, touch},
+    guard,
     maps::{FLOWS, NAT46, NAT46_REPLY},
     packet::{checksum, Packet},
     parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed, L3_OFF},
@@ -137,7 +138,7 @@ fn admit<P: Packet>(
     }
     let by = policy::admit_nat46(flow.src_addr, ep_addr, target.port, flow.proto)?;
     admitted(by, flow, via);
-    flows::new_flow_rate()?;
+    guard::new_flow_rate()?;
     let gateway = u32::endpoint(target.ifindex)
         .and_then(|ep| u32::network(ep.network))
         .map(|n| n.gateway)

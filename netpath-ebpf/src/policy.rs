@@ -240,8 +240,9 @@ fn verdict<A: Identified>(
 /// [`admit`] for a path that keeps no flow state: a packet of a connection allowed before
 /// (either way: the connection is remembered both ways) passes on one lookup (`Ok(0)`), and
 /// so does an ICMP error about one (`about`: the flow of the packet an ICMP error carries — a
-/// port unreachable, a fragmentation needed); a new one is asked and, allowed, remembered in
-/// `POLICY_CT` (the agent removes what a new policy denies).
+/// port unreachable, a fragmentation needed); a new one is asked and, allowed and within the
+/// flood guard's rate (`guard`), remembered in `POLICY_CT` (the agent removes what a new
+/// policy denies).
 #[inline(always)]
 pub fn admit_tracked<A: Identified>(
     flow: &Flow<A>,
@@ -264,6 +265,10 @@ pub fn admit_tracked<A: Identified>(
     }
     let ends = (flow.src_addr, flow.dst_addr);
     let by = verdict(on, ends, known, flow.dst_port, flow.proto)?;
+    // The flood guard, as where published flows are made: a flood of new connections is
+    // refused past this CPU's rate before it evicts the ones remembered (whose replies need
+    // their entries).
+    crate::guard::new_flow_rate()?;
     // A full table evicts its oldest entries (LRU); a failed insert only means this flow is
     // asked again at its next packet (that way).
     let _ = ct.insert(&key, &tracked::AS_SENT, 0);

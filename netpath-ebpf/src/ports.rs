@@ -5,6 +5,7 @@ use netpath_common::{port_any_index, proto, Counter, FlowNat, PortKey, PortTarge
 use crate::{
     family::Ip,
     flows::{self, Via},
+    guard,
     packet::Packet,
     parse::{ptr_at, Flow},
     policy::{self, ELSEWHERE},
@@ -219,7 +220,7 @@ fn dnat_via<P: Packet, A: Ip>(
             }
             Err(reason) => return Dnat::Denied(reason),
         }
-        if let Err(reason) = flows::new_flow_rate() {
+        if let Err(reason) = guard::new_flow_rate() {
             return Dnat::Denied(reason);
         }
         flows::insert(&mut nat, closing);

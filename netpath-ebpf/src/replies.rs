@@ -12,7 +12,7 @@ use netpath_common::{
 use crate::{
     family::Ip,
     fib::{self, Route},
-    flows,
+    flows, guard,
     maps::{REPLIES, REPLIES6, REPLY_PORTS},
     parse::{is_link_scoped6, is_multicast6, parse, Flow, Parsed},
     policy, ports,
@@ -136,7 +136,7 @@ fn record<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> i32 {
     };
     // An LRU map makes room; a failed insert leaves the next reply to try again, as does a
     // CPU past its rate of new flows (this reply is translated all the same).
-    if flows::new_flow_rate().is_ok() {
+    if guard::new_flow_rate().is_ok() {
         let _ = A::flows().insert(&flow.key(), &nat, 0);
         count(Counter::ReplyRecorded);
     }

@@ -17,7 +17,8 @@ use netpath_common::{
 use crate::{
     family::Ip,
     fib,
-    flows::{new_flow_rate, now, touch},
+    flows::{now, touch},
+    guard::new_flow_rate,
     packet::Packet,
     parse::{is_icmp, Flow},
     policy::{self, Known},

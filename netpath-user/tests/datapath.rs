@@ -1577,6 +1577,62 @@ fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
     assert_eq!(counter(&dp, Counter::DropPolicy), 2);
 }
 
+/// The flood guard holds the connections network policy remembers too: past the CPU's rate a
+/// new connection between endpoints is dropped and counted before it takes a place among the
+/// remembered ones (where a flood would evict the connections whose replies need theirs),
+/// while a connection remembered before goes on.
+#[test]
+fn new_connections_past_the_rate_are_not_remembered_by_policy_while_remembered_ones_go_on() {
+    pin_to_this_cpu();
+    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
+    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
+    // The peer admits the endpoint on UDP 6000.
+    let c = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6000)]);
+    dp.set_policy(&c).unwrap();
+    let run =
+        |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
+    let from = |sport: u16| {
+        let mut f = Frame::new(EP, PEER, UDP);
+        f.src_mac = EP_MAC;
+        f.dst_mac = GW_MAC;
+        f.build(&udp(sport, 6000))
+    };
+    let remembered = from(5000);
+    assert_eq!(run(&mut dp, &remembered), TC_ACT_REDIRECT);
+    dp.set_new_flow_rate(1).unwrap();
+    let start = std::time::Instant::now();
+    let mut admitted = 0u64;
+    for sport in 41000..41100u16 {
+        admitted += u64::from(run(&mut dp, &from(sport)) == TC_ACT_REDIRECT);
+        assert_eq!(
+            run(&mut dp, &remembered),
+            TC_ACT_REDIRECT,
+            "the remembered connection goes on"
+        );
+    }
+    // The first at once, then one a second: what the time taken allows.
+    let allowed = 1 + start.elapsed().as_secs_f64().ceil() as u64;
+    assert!(
+        (1..=allowed).contains(&admitted),
+        "{admitted} new connections admitted, {allowed} allowed"
+    );
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 100 - admitted);
+    assert_eq!(
+        counter(&dp, Counter::DropPolicy),
+        0,
+        "none refused by policy"
+    );
+    // What was remembered: a policy denying the endpoint everything ends each of them.
+    let deny = compiled(EP_ID, direction::EGRESS, &[]);
+    assert_eq!(dp.set_policy(&deny).unwrap() as u64, 1 + admitted);
+    // No policy: nothing is remembered, so the guard has nothing to hold.
+    dp.set_policy(&Compiled::default()).unwrap();
+    for sport in 42000..42010u16 {
+        assert_eq!(run(&mut dp, &from(sport)), TC_ACT_REDIRECT);
+    }
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 100 - admitted);
+}
+
 #[test]
 fn icmp_errors_about_an_allowed_connection_pass_a_policy_that_names_no_icmp() {
     let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();

@@ -1,0 +1,37 @@
+//! The flood guard: how many new flows each CPU may begin a second (`NEW_FLOW_RATE`, each
+//! CPU's place in it in `NEW_FLOW_TAT`), as Katran's per-CPU new-connection rate. Past it a
+//! new flow is refused before it costs a table slot (an eviction, when the table is full),
+//! and the flows already made keep the CPU. Asked by every path that makes state for a new
+//! flow — published ports (`ports::dnat_via`), NAT46, outbound NAT, a published flow's first
+//! reply (`replies`), and the connections network policy remembers on stateless paths
+//! (`policy::admit_tracked`) — after the firewall and the policy (a refused flow is counted
+//! for its reason and costs no share of the rate), last before they write.
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use netpath_common::Counter;
+
+use crate::maps::{NEW_FLOW_RATE, NEW_FLOW_TAT};
+
+/// Whether this CPU may begin a new flow now. `Err`: the counter saying it may not.
+#[inline(always)]
+pub fn new_flow_rate() -> Result<(), Counter> {
+    let Some(rate) = NEW_FLOW_RATE.get(0) else {
+        return Ok(());
+    };
+    if rate.interval_ns == 0 {
+        return Ok(());
+    }
+    let Some(tat) = NEW_FLOW_TAT.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // The flow tables' clock (`flows::now`): CLOCK_MONOTONIC, coarse, read only while a rate
+    // is set.
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: this CPU's slot, valid for this program run; nothing else runs on this CPU
+    // meanwhile (programs do not nest on one CPU).
+    if rate.admit(unsafe { &mut *tat }, now) {
+        Ok(())
+    } else {
+        Err(Counter::DropNewFlowRate)
+    }
+}
