@@ -880,10 +880,15 @@ const PEER_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 3];
 const PEER_HOST_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x77];
 
 fn from_ep(dst: [u8; 4]) -> Vec<u8> {
+    from_ep_ports(dst, 5000, 6000)
+}
+
+/// [`from_ep`] from and to the given UDP ports.
+fn from_ep_ports(dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     let mut f = Frame::new(EP, dst, UDP);
     f.src_mac = EP_MAC;
     f.dst_mac = GW_MAC;
-    f.build(&udp(5000, 6000))
+    f.build(&udp(sport, dport))
 }
 
 #[test]
@@ -1545,21 +1550,24 @@ fn compiled(subject: u32, dir: u8, rules: &[(u32, u8, u16)]) -> Compiled {
     c
 }
 
-#[test]
-fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
+/// The endpoint and its peer on one network, the peer admitting the endpoint on UDP 6000
+/// only (where the policy tests start).
+fn peer_admits_udp_6000() -> (Dp, Netns, u32) {
     let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
     attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
-    // The peer admits the endpoint on UDP 6000 only.
     let c = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6000)]);
     dp.set_policy(&c).unwrap();
+    (Dp { dp, _fs }, ns, ep_if)
+}
+
+#[test]
+fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
+    let (Dp { mut dp, _fs }, ns, ep_if) = peer_admits_udp_6000();
     let allowed = from_ep(PEER);
     let run =
         |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
     assert_eq!(run(&mut dp, &allowed), TC_ACT_REDIRECT);
-    let mut other = Frame::new(EP, PEER, UDP);
-    other.src_mac = EP_MAC;
-    other.dst_mac = GW_MAC;
-    let other = other.build(&udp(5000, 6001));
+    let other = from_ep_ports(PEER, 5000, 6001);
     assert_eq!(run(&mut dp, &other), TC_ACT_SHOT);
     assert_eq!(counter(&dp, Counter::DropPolicy), 1);
     // The allowed connection is remembered: the next policy selects the endpoint's egress
@@ -1584,19 +1592,10 @@ fn network_policy_takes_the_first_packet_and_ends_what_a_new_policy_denies() {
 #[test]
 fn new_connections_past_the_rate_are_not_remembered_by_policy_while_remembered_ones_go_on() {
     pin_to_this_cpu();
-    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
-    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
-    // The peer admits the endpoint on UDP 6000.
-    let c = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6000)]);
-    dp.set_policy(&c).unwrap();
+    let (Dp { mut dp, _fs }, ns, ep_if) = peer_admits_udp_6000();
     let run =
         |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
-    let from = |sport: u16| {
-        let mut f = Frame::new(EP, PEER, UDP);
-        f.src_mac = EP_MAC;
-        f.dst_mac = GW_MAC;
-        f.build(&udp(sport, 6000))
-    };
+    let from = |sport: u16| from_ep_ports(PEER, sport, 6000);
     let remembered = from(5000);
     assert_eq!(run(&mut dp, &remembered), TC_ACT_REDIRECT);
     dp.set_new_flow_rate(1).unwrap();
@@ -1635,11 +1634,7 @@ fn new_connections_past_the_rate_are_not_remembered_by_policy_while_remembered_o
 
 #[test]
 fn icmp_errors_about_an_allowed_connection_pass_a_policy_that_names_no_icmp() {
-    let (Dp { mut dp, _fs }, ns, ep_if) = with_endpoint();
-    attach(&mut dp, PEER_IF, PEER.into(), PEER_MAC, PEER_HOST_MAC, 1).unwrap();
-    // The peer admits the endpoint on UDP 6000 only.
-    let c = compiled(PEER_ID, direction::INGRESS, &[(EP_ID, UDP, 6000)]);
-    dp.set_policy(&c).unwrap();
+    let (Dp { mut dp, _fs }, ns, ep_if) = peer_admits_udp_6000();
     let run =
         |dp: &mut Datapath, pkt: &[u8]| ns.run(|| run_tc(dp, programs::ENDPOINT_TC, pkt, ep_if)).0;
     assert_eq!(run(&mut dp, &from_ep(PEER)), TC_ACT_REDIRECT);
