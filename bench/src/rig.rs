@@ -81,6 +81,16 @@ pub fn twin_name(kind: Kind, ipv6: bool, baseline: &str) -> String {
     }
 }
 
+/// The tool program a floor variant runs on the uplink's XDP hook, if it is one.
+fn xdp_floor(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::EmptyXdp => Some(crate::tools::PASS),
+        Kind::ReadXdp => Some(crate::tools::READ),
+        Kind::DropXdp => Some(crate::tools::DROP),
+        _ => None,
+    }
+}
+
 impl Rig {
     /// A lab of `kind` (default ports published when `publish`); with `sinks` (traffic
     /// scenarios), the counting sink on the endpoint's TC ingress and the generator and the
@@ -125,16 +135,10 @@ impl Rig {
                 tools.set_redirect(ifindex)?;
                 Some(tools.attach_xdp(crate::tools::REDIRECT, host, up)?)
             }
-            None if kind == Kind::EmptyXdp => {
-                Some(tools.attach_xdp(crate::tools::PASS, host, up)?)
-            }
-            None if kind == Kind::ReadXdp => {
-                Some(tools.attach_xdp(crate::tools::READ, host, up)?)
-            }
-            None if kind == Kind::DropXdp => {
-                Some(tools.attach_xdp(crate::tools::DROP, host, up)?)
-            }
-            None => None,
+            None => match xdp_floor(kind) {
+                Some(name) => Some(tools.attach_xdp(name, host, up)?),
+                None => None,
+            },
         };
         let program = match kind {
             Kind::TcProgramOnly => Some(tools.attach_tc(crate::tools::UPLINK_TC, host, up)?),
