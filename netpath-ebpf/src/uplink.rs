@@ -105,7 +105,9 @@ fn one_to_one6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
     let Parsed::Ipv6(flow) = parse(pkt.data(), pkt.data_end()) else {
         return None;
     };
-    if !flow.has_ports() || In6::martian(flow.src_addr) {
+    // Loopback either way (a port published on `[::1]` alone is one to one too) is left to
+    // IPv6's program, which drops it: no wire carries it.
+    if !flow.has_ports() || In6::martian(flow.src_addr) || In6::martian(flow.dst_addr) {
         return None;
     }
     let target = ports::lookup_port(flow.dst_addr, flow.dst_port, flow.proto).target?;

@@ -551,6 +551,42 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
     let pkt = Frame6::new("::1", HOST6, TCP).build(&tcp(41002, 8080));
     let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
     assert_eq!(verdict, XDP_DROP);
+
+    // A port published on [::1] alone (to an endpoint port of its own) replies by no wire: it
+    // is not one to one, and a frame from the wire addressed to [::1] is dropped (the entry
+    // program checks both addresses before it looks a port up).
+    dp.publish(
+        PortKey {
+            addr: be_addr(v6("::1")),
+            port: be_port(8081),
+            proto: TCP,
+            _pad: 0,
+        },
+        PortTarget {
+            addr: be_addr(v6(EP)),
+            port: be_port(81),
+            stats: 0,
+            ifindex: r.endpoint_ifindex,
+            mac: EP_MAC,
+            gw_mac: GW_MAC,
+            host: Default::default(),
+        },
+    )
+    .unwrap();
+    let loopback = dp.published::<In6>();
+    let (_, t) = loopback
+        .iter()
+        .find(|(k, _)| k.port == be_port(8081))
+        .expect("[::1]:8081 published");
+    assert_eq!(t.host, In6::default(), "no host address to reply from");
+    let pkt = Frame6::new(CLIENT6, "::1", TCP).build(&tcp(41003, 8081));
+    let before = dp.counter(Counter::DropMartian);
+    let (verdict, _) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_DROP, "XDP: [::1]:8081 from the wire");
+    let (verdict, _) =
+        r.ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex));
+    assert_eq!(verdict, TC_ACT_SHOT, "TC: [::1]:8081 from the wire");
+    assert_eq!(dp.counter(Counter::DropMartian), before + 2);
 }
 
 #[test]

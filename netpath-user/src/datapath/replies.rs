@@ -14,7 +14,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::maps::{lpm_trie::Key as LpmKey, Array, HashMap, MapData};
 use netpath_common::{net_flags, port_any_index, In6, PortKey, PortReply};
 
-use super::{any_addr, anyport::v4_of, removed, AnyKey, AnyPort, Datapath, DatapathError};
+use super::{
+    any_addr,
+    anyport::{addr_of, v4_of},
+    removed, AnyKey, AnyPort, Datapath, DatapathError,
+};
 use super::{AnyPortKey, AnyPortTarget};
 use netpath_common::map_names;
 
@@ -272,10 +276,13 @@ impl Datapath {
         let uplink = self.replies.uplink;
         let pubs: Vec<(AnyPortKey, AnyPortTarget)> =
             self.index()?.by_port.get(id).cloned().unwrap_or_default();
-        // A host of several uplinks answers each client the way it came: flows kept.
+        // A host of several uplinks answers each client the way it came: flows kept. A
+        // publish on a loopback address replies by no wire (its clients are the host's own,
+        // through the socket hooks): it has no host to reply from either.
         let host = match pubs.as_slice() {
-            [(k, _)] if !self.routed_at(id.addr) => uplink[usize::from(v4_of(k.addr).is_none())]
-                .map(|u| if is_any(k.addr) { u } else { k.addr }),
+            [(k, _)] if !self.routed_at(id.addr) && !addr_of(k.addr).is_loopback() => uplink
+                [usize::from(v4_of(k.addr).is_none())]
+            .map(|u| if is_any(k.addr) { u } else { k.addr }),
             _ => None,
         };
         if let (Some(host), [(k, t)]) = (host, pubs.as_slice()) {
