@@ -601,7 +601,7 @@ pub fn run(quick: bool) -> Result<Section> {
 }
 
 /// Why IPv6's DNAT of a port whose flows are kept costs more than IPv4's.
-const KEPT6: &str = "the 40-byte flow key hashed and compared where IPv4's is 16 bytes, and IPv6's own program reached by a tail call (its keys do not fit the entry program's stack beside IPv4's)";
+const KEPT6: &str = "the 40-byte flow key hashed and compared where IPv4's is 16 bytes (a kept flow's packets are decided in the entry program, as IPv4's: no tail call), and IPv6's 16-byte addresses compared with the flow's entry and rewritten";
 
 /// What IPv6's longer headers and keys cost by themselves on `hook` (`xdp` or `tc`), said
 /// against IPv4's `path`: the gap between the two families' parse + flow lookup floors, and

@@ -93,19 +93,6 @@ pub struct ReplyMacs {
     pub dst: [u8; 6],
 }
 
-impl<A: Addr> FlowNat<A> {
-    /// Whether `other` translates the same way (times and flags aside).
-    #[inline(always)]
-    pub fn same_translation(&self, other: &FlowNat<A>) -> bool {
-        self.addr == other.addr
-            && self.port == other.port
-            && self.ifindex == other.ifindex
-            && self.client == other.client
-            && self.via == other.via
-            && self.via_macs == other.via_macs
-    }
-}
-
 /// Flags of published-port flows.
 pub mod flow_flags {
     /// A TCP FIN or RST was seen: the flow is closing.

@@ -5,7 +5,11 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS};
 
-use crate::{family::Ip, parse::Flow};
+use crate::{
+    family::Ip,
+    packet::Packet,
+    parse::{ptr_at, Flow},
+};
 
 /// Now, for `last_seen` (CLOCK_MONOTONIC, coarse: a tick is plenty for idle timeouts).
 #[inline(always)]
@@ -36,69 +40,90 @@ pub struct Via {
     pub macs: ReplyMacs,
 }
 
-/// A flow's entry as it is to be recorded: the key its replies are found under, and the
-/// translation.
-pub struct Translation<A: Ip> {
-    key: FlowKey<A>,
-    nat: FlowNat<A>,
+impl Via {
+    /// Back the way `pkt` came: out of the interface it arrived on, from the address it was
+    /// sent to, to the neighbour that sent it. `None` if its Ethernet header is short.
+    #[inline(always)]
+    pub fn back_to_sender<P: Packet>(pkt: &P) -> Option<Via> {
+        let eth = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0)?;
+        // SAFETY: bounds checked by ptr_at; copied out before any rewrite.
+        let eth = unsafe { *eth };
+        let mut via = Via {
+            ifindex: pkt.ingress_ifindex(),
+            ..Via::default()
+        };
+        via.macs.src.copy_from_slice(&eth[..6]);
+        via.macs.dst.copy_from_slice(&eth[6..]);
+        Some(via)
+    }
 }
 
-/// The entry of `flow` (client → host address:port) sent to `target`, its source replaced by
-/// `masq` when that is not ANY (self-hairpin), its replies sent along `via` (when its ifindex
-/// is not 0).
+/// Whether `flow` (client → host address:port), sent to `target` with its source replaced by
+/// `masq` when that is not ANY (self-hairpin) and its replies sent along `via`, is recorded
+/// with this very translation already; if so it is refreshed (and marked closing when TCP
+/// said FIN/RST). The hot path of a published flow: one lookup, the entry compared in place
+/// (nothing but its key built on the stack: IPv6's entry program has room for that alone),
+/// a write only when the entry is stale or closing.
 #[inline(always)]
-pub fn translation<A: Ip>(
+pub fn refresh<A: Ip>(
     flow: &Flow<A>,
     target: &PortTarget<A>,
     masq: A,
     via: &Via,
-) -> Translation<A> {
-    let mut key = reply_key_of(flow, target);
-    let mut client = A::ANY;
-    if masq != A::ANY {
-        key.dst_addr = masq;
-        client = flow.src_addr;
+    closing: bool,
+) -> bool {
+    let Some(v) = A::flows().get_ptr_mut(&key_of(flow, target, masq)) else {
+        return false;
+    };
+    // SAFETY: map value pointer valid for this program run.
+    let v = unsafe { &mut *v };
+    let client = if masq == A::ANY {
+        A::ANY
+    } else {
+        flow.src_addr
+    };
+    let same = v.addr == flow.dst_addr
+        && v.port == flow.dst_port
+        && v.ifindex == target.ifindex
+        && v.client == client
+        && v.via == via.ifindex
+        && v.via_macs == via.macs;
+    if same {
+        touch_flow(v, closing);
     }
+    same
+}
+
+/// Records the flow [`refresh`] did not find (new, or translated differently than before),
+/// stamped now.
+#[inline(always)]
+pub fn insert<A: Ip>(flow: &Flow<A>, target: &PortTarget<A>, masq: A, via: &Via, closing: bool) {
     let nat = FlowNat {
         addr: flow.dst_addr,
         port: flow.dst_port,
         _pad: 0,
         ifindex: target.ifindex,
-        client,
-        flags: 0,
+        client: if masq == A::ANY {
+            A::ANY
+        } else {
+            flow.src_addr
+        },
+        flags: if closing { flow_flags::CLOSING } else { 0 },
         via: via.ifindex,
-        last_seen: 0,
+        last_seen: now(),
         via_macs: via.macs,
         _pad3: 0,
     };
-    Translation { key, nat }
-}
-
-/// Whether the flow is recorded with this translation already; if so it is refreshed (and
-/// marked closing when TCP said FIN/RST). The hot path: one lookup, a write only when the
-/// entry is stale or closing.
-#[inline(always)]
-pub fn refresh<A: Ip>(t: &Translation<A>, closing: bool) -> bool {
-    let Some(v) = A::flows().get_ptr_mut(&t.key) else {
-        return false;
-    };
-    // SAFETY: map value pointer valid for this program run.
-    let v = unsafe { &mut *v };
-    if !v.same_translation(&t.nat) {
-        return false;
-    }
-    touch_flow(v, closing);
-    true
-}
-
-/// Records the flow (new, or translated differently than before), stamped now (in place:
-/// a copy of IPv6's entry would not fit the stack).
-#[inline(always)]
-pub fn insert<A: Ip>(t: &mut Translation<A>, closing: bool) {
-    t.nat.last_seen = now();
-    t.nat.flags = if closing { flow_flags::CLOSING } else { 0 };
     // An LRU map makes room; a failed insert leaves the next packet to try again.
-    let _ = A::flows().insert(&t.key, &t.nat, 0);
+    let _ = A::flows().insert(&key_of(flow, target, masq), &nat, 0);
+}
+
+/// The key under which the replies of `flow`, DNAT'd to `target` (its source replaced by
+/// `masq` when that is not ANY), are found: the translated flow reversed.
+#[inline(always)]
+fn key_of<A: Ip>(flow: &Flow<A>, target: &PortTarget<A>, masq: A) -> FlowKey<A> {
+    let src = if masq == A::ANY { flow.src_addr } else { masq };
+    FlowKey::new(target.addr, target.port, src, flow.src_port, flow.proto)
 }
 
 /// [`touch`] for a published flow.
@@ -111,20 +136,6 @@ fn touch_flow<A: Ip>(v: &mut FlowNat<A>, closing: bool) {
         now(),
         closing,
     );
-}
-
-/// The key under which the replies of `flow`, DNAT'd to `target`, are found: the translated
-/// flow (client → endpoint) reversed.
-#[inline(always)]
-fn reply_key_of<A: Ip>(flow: &Flow<A>, target: &PortTarget<A>) -> FlowKey<A> {
-    FlowKey::new(
-        flow.src_addr,
-        flow.src_port,
-        target.addr,
-        target.port,
-        flow.proto,
-    )
-    .reversed()
 }
 
 /// The translation for a packet leaving the endpoint behind host-side veth `ifindex`, if it is

@@ -7,7 +7,7 @@ use crate::{
     flows::{self, Via},
     guard,
     packet::Packet,
-    parse::{ptr_at, Flow},
+    parse::Flow,
     policy::{self, ELSEWHERE},
     stats::{self, count},
 };
@@ -142,18 +142,22 @@ pub fn dnat<P: Packet, A: Ip>(
     if let Some(done) = stateless(pkt, flow, target) {
         return done;
     }
-    let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
+    let Some(via) = Via::back_to_sender(pkt) else {
         return Dnat::Failed;
     };
-    // SAFETY: bounds checked by ptr_at; copied out before any rewrite.
-    let eth = unsafe { *eth };
-    let mut via = Via {
-        ifindex: pkt.ingress_ifindex(),
-        ..Via::default()
-    };
-    via.macs.src.copy_from_slice(&eth[..6]);
-    via.macs.dst.copy_from_slice(&eth[6..]);
     dnat_via(pkt, flow, ELSEWHERE, target, A::ANY, &via, !anywhere)
+}
+
+/// A client's packet of a flow recorded already with `target`'s translation, arriving the
+/// way the flow's first did (this uplink, this neighbour): refreshed and translated, with
+/// nothing asked (the flow was asked when it began). `None`, nothing written, for a new flow
+/// or one recorded differently, which [`dnat`] decides. What IPv6's entry program decides
+/// with no tail call: it builds no entry, only the flow's key.
+#[inline(always)]
+pub fn kept<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, target: &PortTarget<A>) -> Option<Dnat> {
+    let via = Via::back_to_sender(pkt)?;
+    let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
+    flows::refresh(flow, target, A::ANY, &via, closing).then(|| rewrite(pkt, flow, target, A::ANY))
 }
 
 /// [`dnat`] for a packet of an endpoint (hairpin) to a port [`lookup`] found: the replies'
@@ -203,8 +207,7 @@ fn dnat_via<P: Packet, A: Ip>(
     checked: bool,
 ) -> Dnat {
     let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    let mut nat = flows::translation(flow, target, masq, via);
-    if !flows::refresh(&nat, closing) {
+    if !flows::refresh(flow, target, masq, via, closing) {
         if !checked && !A::host_addr(flow.dst_addr) {
             return Dnat::NotHere;
         }
@@ -223,7 +226,7 @@ fn dnat_via<P: Packet, A: Ip>(
         if let Err(reason) = guard::new_flow_rate() {
             return Dnat::Denied(reason);
         }
-        flows::insert(&mut nat, closing);
+        flows::insert(flow, target, masq, via, closing);
     }
     rewrite(pkt, flow, target, masq)
 }

@@ -97,16 +97,16 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
     }
 }
 
-/// IPv6 to a port published one to one, decided in the entry program (no tail call: the
-/// path keeps no state, so IPv6's keys never meet the entry program's stack). `None`, nothing
-/// written, for anything else, which IPv6's program decides.
+/// IPv6 to a published port, decided in the entry program when it is one to one or its flow
+/// is kept already (no tail call: neither builds more than the flow's key, so IPv6's state
+/// never meets the entry program's stack). `None`, nothing written, for anything else (a new
+/// kept flow, NAT46, what is not a published port), which IPv6's program decides.
 #[inline(always)]
-fn one_to_one6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
+fn published6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
     let Parsed::Ipv6(flow) = parse(pkt.data(), pkt.data_end()) else {
         return None;
     };
-    // Loopback either way (a port published on `[::1]` alone is one to one too) is left to
-    // IPv6's program, which drops it: no wire carries it.
+    // Loopback either way is left to IPv6's program, which drops it: no wire carries it.
     if !flow.has_ports() || In6::martian(flow.src_addr) || In6::martian(flow.dst_addr) {
         return None;
     }
@@ -114,7 +114,11 @@ fn one_to_one6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
     if In6::nat46(target) {
         return None;
     }
-    Some(match ports::stateless(pkt, &flow, target)? {
+    let done = match ports::stateless(pkt, &flow, target) {
+        Some(done) => done,
+        None => ports::kept(pkt, &flow, target)?,
+    };
+    Some(match done {
         Dnat::Done => {
             count_port(target.stats, pkt.len());
             trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
@@ -201,7 +205,7 @@ fn outbound_reply<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
 #[inline(always)]
 pub fn ingress_tc(ctx: &mut TcContext) -> i32 {
     if is_ipv6(ctx.data(), ctx.data_end()) {
-        if let Some(verdict) = one_to_one6(ctx) {
+        if let Some(verdict) = published6(ctx) {
             return tc_verdict(ctx, verdict);
         }
         // SAFETY: the slot holds this load's program; the call does not return.
@@ -279,7 +283,7 @@ fn tc_verdict(ctx: &mut TcContext, verdict: Verdict) -> i32 {
 #[inline(always)]
 pub fn ingress_xdp(ctx: &mut XdpContext) -> u32 {
     if is_ipv6(ctx.data(), ctx.data_end()) {
-        if let Some(verdict) = one_to_one6(ctx) {
+        if let Some(verdict) = published6(ctx) {
             return xdp_verdict(ctx, verdict);
         }
         // SAFETY: the slot holds this load's program; the call does not return.

@@ -475,6 +475,36 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
     assert_eq!(dp.counter(Counter::DnatTc), 1);
     assert_eq!(dp.counter(Counter::RevNat), 2);
 
+    // The flow's next packets find it kept (decided in the entry programs): translated the
+    // same way, its entry as it was. From another neighbour, its way back follows the client.
+    let kept = dp.flow(&reply_key(40000)).unwrap();
+    for xdp in [true, false] {
+        let (redirected, out) = client_to_8080(&mut dp, &r, 40000, xdp);
+        assert!(redirected, "kept flow, xdp {xdp}");
+        assert_eq!(addrs_ports(&out), (v6(CLIENT6), v6(EP), 40000, 80));
+        assert!(checksum_ok6(&out), "TCP checksum of a kept flow's packet");
+        assert_eq!(dp.flow(&reply_key(40000)), Some(kept));
+    }
+    assert_eq!(
+        (dp.counter(Counter::DnatXdp), dp.counter(Counter::DnatTc)),
+        (2, 2)
+    );
+    let mut moved = Frame6::new(CLIENT6, HOST6, TCP);
+    moved.src_mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x07];
+    let pkt = moved.build(&tcp(40000, 8080));
+    let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT);
+    assert_eq!(addrs_ports(&out), (v6(CLIENT6), v6(EP), 40000, 80));
+    let nat = dp.flow(&reply_key(40000)).unwrap();
+    assert_eq!(
+        nat.via_macs.dst, moved.src_mac,
+        "replies go to the new neighbour"
+    );
+    assert_eq!(
+        (nat.addr, nat.port, nat.via),
+        (kept.addr, kept.port, kept.via)
+    );
+
     // Not published, or not this host's: untouched.
     for (dst, port) in [(HOST6, 9999), ("2001:db8::5", 8080)] {
         let pkt = Frame6::new(CLIENT6, dst, TCP).build(&tcp(40002, port));
