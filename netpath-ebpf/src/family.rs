@@ -17,6 +17,7 @@ use netpath_common::{
 use network_types::ip::Ipv6Hdr;
 
 use crate::{
+    csum::csum_replace4,
     hostgw,
     icmp::{icmp6_error_about, icmp6_error_inner, icmp_error_about, icmp_error_inner, ErrorAbout},
     maps::{
@@ -25,7 +26,7 @@ use crate::{
         SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
     },
     nat46, overlay,
-    packet::{csum_replace4, Packet},
+    packet::Packet,
     parse::{is_multicast6, ptr_at, Flow, IP_DST_OFF, IP_SRC_OFF, L3_OFF},
     policy::Identified,
     replies::Replied,

@@ -149,8 +149,18 @@ pub enum Back {
     NotOurs,
     /// Translated back, for the endpoint behind this host-side veth.
     To(u32),
+    /// About a published port's reply whose endpoint has IPv4 alone: NAT46's program turns it
+    /// into its ICMPv4 twin ([`crate::nat46::error_to_endpoint`]).
+    Nat46,
     /// A rewrite failed half-way: not to be delivered.
     Failed,
+}
+
+/// Where an error's packet came from.
+enum Found<A: Ip> {
+    Endpoint(Origin<A>),
+    /// A NAT46 flow's reply (IPv6 from the host, IPv4 from the endpoint).
+    Nat46,
 }
 
 /// An ICMP error `flow` arriving on an uplink: translated back to the endpoint its packet
@@ -160,8 +170,10 @@ pub fn error_back<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Back {
     let Some(e) = A::error_inner(pkt.data(), pkt.data_end(), flow) else {
         return Back::NotOurs;
     };
-    let Some(o) = origin(&e.key) else {
-        return Back::NotOurs;
+    let o = match origin(&e.key) {
+        Some(Found::Endpoint(o)) => o,
+        Some(Found::Nat46) => return Back::Nat46,
+        None => return Back::NotOurs,
     };
     let csum = flow.l4_csum_off();
     let port_off = if is_icmp(e.key.proto) {
@@ -183,11 +195,11 @@ pub fn error_back<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Back {
 /// The endpoint a packet (`key`, as it left the host) came from: an outbound flow's, by the
 /// record of its replies; a published port's reply, by its port and flow.
 #[inline(always)]
-fn origin<A: Ip>(key: &FlowKey<A>) -> Option<Origin<A>> {
+fn origin<A: Ip>(key: &FlowKey<A>) -> Option<Found<A>> {
     if in_snat_range(key.src_port) {
         let rev = A::snat_rev().get_ptr(&key.reversed())?;
         // SAFETY: map value pointer valid for this program run; fields copied out.
-        return Some(unsafe {
+        return Some(Found::Endpoint(unsafe {
             Origin {
                 addr: (*rev).addr,
                 port: (*rev).port,
@@ -195,12 +207,15 @@ fn origin<A: Ip>(key: &FlowKey<A>) -> Option<Origin<A>> {
                 src_mac: (*rev).host_mac,
                 dst_mac: (*rev).mac,
             }
-        });
+        }));
     }
     if is_icmp(key.proto) {
         return None;
     }
     let target = ports::lookup(key.src_addr, key.src_port, key.proto)?;
+    if A::nat46(&target) {
+        return Some(Found::Nat46);
+    }
     // The flow as its replies leave the endpoint, sent to this endpoint.
     let flow = FlowKey::new(
         target.addr,
@@ -214,11 +229,11 @@ fn origin<A: Ip>(key: &FlowKey<A>) -> Option<Origin<A>> {
     if unsafe { (*nat).ifindex } != target.ifindex {
         return None;
     }
-    Some(Origin {
+    Some(Found::Endpoint(Origin {
         addr: target.addr,
         port: target.port,
         ifindex: target.ifindex,
         src_mac: target.gw_mac,
         dst_mac: target.mac,
-    })
+    }))
 }

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod arp;
+mod csum;
 mod dns;
 mod endpoint;
 mod family;
@@ -13,6 +14,7 @@ mod forward;
 mod guard;
 mod hostgw;
 mod icmp;
+mod icmp46;
 mod maps;
 mod nat46;
 mod ndp;

@@ -21,11 +21,13 @@ use netpath_common::{
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
+    csum::checksum,
     family::Ip,
     flows::{now, touch},
     guard,
+    icmp46::{self, Error46},
     maps::{FLOWS, NAT46, NAT46_REPLY},
-    packet::{checksum, Packet},
+    packet::Packet,
     parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed, L3_OFF},
     policy, ports,
     snat::{in_snat_range, random_port, PORT_TRIES},
@@ -43,6 +45,9 @@ const L4_OFF6: usize = L3_OFF + Ipv6Hdr::LEN;
 pub enum Outcome {
     /// Translated and addressed to the endpoint behind this host-side veth.
     To(u32),
+    /// An ICMPv6 error about one of the flows, made ICMPv4 for the endpoint behind this
+    /// host-side veth (`icmp46.rs`).
+    Error(u32),
     /// Dropped for this reason.
     Drop(Counter),
     /// Not translated: on to the host stack, counted under this reason.
@@ -62,6 +67,13 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
     let Parsed::Ipv6(flow) = parse(pkt.data(), pkt.data_end()) else {
         return Outcome::Pass(Counter::Malformed);
     };
+    if flow.proto == proto::ICMPV6 {
+        return match icmp46::error_to_endpoint(pkt, &flow) {
+            Error46::To(ifindex) => Outcome::Error(ifindex),
+            Error46::Drop(reason) => Outcome::Drop(reason),
+            Error46::NotOurs => Outcome::Pass(Counter::Pass),
+        };
+    }
     // Extension headers are not folded away (RFC 7915 would): a client of a published port
     // sends none, and what has them goes on to the host untranslated.
     if !flow.has_ports() || flow.l4_off != L4_OFF6 {

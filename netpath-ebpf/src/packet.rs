@@ -6,13 +6,16 @@
 //! for L4; the IPv4 header checksum is always complete, fixed like XDP's.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
-    helpers::bpf_xdp_adjust_head,
+    helpers::{bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::{TcContext, XdpContext},
 };
 
 use netpath_common::In6;
 
-use crate::parse::{ptr_at, IP_CSUM_OFF};
+use crate::{
+    csum::{csum_apply, csum_diff16, csum_replace16, csum_replace2, csum_replace4},
+    parse::{ptr_at, IP_CSUM_OFF},
+};
 
 /// A packet whose headers netpath can rewrite.
 pub trait Packet {
@@ -62,68 +65,9 @@ pub trait Packet {
     /// Applies `diff`, a `bpf_csum_diff` of pseudo-header fields (addresses changed, of
     /// either family), to the L4 checksum at `off`.
     fn pseudo_csum_diff(&mut self, off: usize, diff: u32, udp: bool) -> bool;
-}
-
-#[inline(always)]
-fn csum_fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
-}
-
-/// The Internet checksum of `words` (each as it sits in memory): what an IPv4 header's
-/// checksum field holds once it is written over a zero one.
-#[inline(always)]
-pub fn checksum(words: &[u32]) -> u16 {
-    let mut sum: u64 = 0;
-    for w in words {
-        sum += u64::from(*w & 0xffff) + u64::from(*w >> 16);
-    }
-    let sum = (sum & 0xffff_ffff) as u32 + (sum >> 32) as u32;
-    !csum_fold(sum)
-}
-
-/// A checksum `check` (complete) with `diff` (a `bpf_csum_diff` result) applied.
-#[inline(always)]
-fn csum_apply(check: u16, diff: u32) -> u16 {
-    let sum = u64::from(!check) + u64::from(diff);
-    let sum = (sum & 0xffff_ffff) as u32 + (sum >> 32) as u32;
-    !csum_fold(sum)
-}
-
-/// RFC 1624 eqn. 3 for a 32-bit field: HC' = ~(~HC + ~m + m').
-#[inline(always)]
-pub fn csum_replace4(check: u16, from: u32, to: u32) -> u16 {
-    let nfrom = !from;
-    let sum = (!check) as u32 + (nfrom & 0xffff) + (nfrom >> 16) + (to & 0xffff) + (to >> 16);
-    !csum_fold(sum)
-}
-
-/// What replacing IPv6 address `from` by `to` adds to a checksum, as `bpf_csum_diff` would
-/// give it (a 32-bit ones' complement sum), computed here: eight words summed, where the
-/// helper call copies both addresses to its own buffer and sums them there.
-#[inline(always)]
-pub fn csum_diff16(from: &In6, to: &In6) -> u32 {
-    let mut sum: u64 = 0;
-    for i in 0..4 {
-        sum += u64::from(!from.words[i]) + u64::from(to.words[i]);
-    }
-    // At most eight 32-bit terms: two folds bring it to 32 bits.
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
-}
-
-/// RFC 1624 eqn. 3 for a 128-bit field (an IPv6 address).
-#[inline(always)]
-pub fn csum_replace16(check: u16, from: &In6, to: &In6) -> u16 {
-    csum_apply(check, csum_diff16(from, to))
-}
-
-/// RFC 1624 eqn. 3 for a 16-bit field.
-#[inline(always)]
-pub fn csum_replace2(check: u16, from: u16, to: u16) -> u16 {
-    let sum = (!check) as u32 + (!from) as u32 + to as u32;
-    !csum_fold(sum)
+    /// Cuts the packet to its first `len` bytes (an ICMP error made shorter than the one
+    /// that came: `bpf_xdp_adjust_tail`, `bpf_skb_change_tail`).
+    fn truncate(&mut self, len: u32) -> bool;
 }
 
 /// Writes the address at `off` (`from` → `to`) and fixes the IPv4 header checksum, by direct
@@ -257,6 +201,13 @@ impl Packet for XdpContext {
     fn pseudo_csum_diff(&mut self, off: usize, diff: u32, udp: bool) -> bool {
         xdp_l4_csum(self, off, udp, |c| csum_apply(c, diff))
     }
+
+    #[inline(always)]
+    fn truncate(&mut self, len: u32) -> bool {
+        let delta = len as i32 - (self.data_end() - self.data()) as i32;
+        // SAFETY: the program's own context.
+        delta <= 0 && unsafe { bpf_xdp_adjust_tail(self.ctx, delta) == 0 }
+    }
 }
 
 /// How much longer IPv6's fixed header is than IPv4's.
@@ -369,6 +320,12 @@ impl Packet for TcContext {
     fn pseudo_csum_diff(&mut self, off: usize, diff: u32, udp: bool) -> bool {
         let flags = l4_flags(udp) | BPF_F_PSEUDO_HDR as u64;
         self.l4_csum_replace(off, 0, u64::from(diff), flags).is_ok()
+    }
+
+    #[inline(always)]
+    fn truncate(&mut self, len: u32) -> bool {
+        // SAFETY: the program's own skb.
+        unsafe { bpf_skb_change_tail(self.skb.skb, len, 0) == 0 }
     }
 }
 

@@ -155,6 +155,7 @@ fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
                     return Verdict::Reply(ifindex);
                 }
                 Back::Failed => return Verdict::Drop(Counter::Malformed),
+                Back::Nat46 => return Verdict::Nat46,
                 Back::NotOurs => {}
             }
         }
@@ -246,6 +247,10 @@ pub fn ingress_xdp46(ctx: &mut XdpContext) -> u32 {
 fn nat46_verdict<P: Packet>(pkt: &mut P) -> Verdict {
     match nat46::from_client(pkt) {
         Outcome::To(ifindex) => Verdict::Dnat(ifindex),
+        Outcome::Error(ifindex) => {
+            count(Counter::IcmpErrorBack);
+            Verdict::Reply(ifindex)
+        }
         Outcome::Drop(reason) => Verdict::Drop(reason),
         Outcome::Pass(reason) => Verdict::Pass(reason),
     }

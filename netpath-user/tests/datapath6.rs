@@ -899,6 +899,84 @@ fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
     assert_eq!(dp.nat46_replies().len(), 2);
 }
 
+/// A router's ICMPv6 error about a NAT46 flow's reply reaches the IPv4 endpoint as its ICMPv4
+/// twin (RFC 7915): Packet Too Big as fragmentation needed, the MTU 20 bytes smaller, from the
+/// gateway, carrying the endpoint's own packet as it sent it (its sequence number kept), every
+/// checksum right; time exceeded as time exceeded. On XDP and TC. An error about a flow
+/// NAT46 never made, or of a kind not translated, is the host's.
+#[test]
+fn icmpv6_errors_about_a_nat46_reply_reach_the_ipv4_endpoint_as_icmpv4() {
+    let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[TCP]);
+    let gateway = Ipv4Addr::new(172, 17, 0, 1);
+    let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(41000, 8080));
+    let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT);
+    let port = Seen(&out).sport();
+    // The endpoint's reply as it left the host, too big for a link on the way.
+    let reply = Frame6::new(HOST6, CLIENT6, TCP).build(&tcp(8080, 41000));
+    let seq = &reply[54 + 4..54 + 8];
+    let error6 = |kind: u8, code: u8, mtu: u32| {
+        let mut body = vec![kind, code, 0, 0];
+        body.extend_from_slice(&mtu.to_be_bytes());
+        body.extend_from_slice(&reply[14..]);
+        Frame6::new("2001:db8::fe", HOST6, ICMPV6).build(&body)
+    };
+    let run = |dp: &mut Datapath, pkt: &[u8], xdp: bool| {
+        let (verdict, out) = if xdp {
+            r.ns.run(|| run_xdp_on(dp, pkt, r.uplink_ifindex))
+        } else {
+            r.ns.run(|| run_tc(dp, programs::UPLINK_TC, pkt, r.uplink_ifindex))
+        };
+        let redirected = verdict == if xdp { XDP_REDIRECT } else { TC_ACT_REDIRECT };
+        (redirected, out)
+    };
+    for (kind, code, mtu, want) in [(2u8, 0u8, 1280u32, [3u8, 4]), (3, 0, 0, [11, 0])] {
+        for xdp in [true, false] {
+            let what = format!("ICMPv6 {kind}/{code}, xdp {xdp}");
+            let (redirected, out) = run(&mut dp, &error6(kind, code, mtu), xdp);
+            assert!(redirected, "{what}");
+            assert_eq!(out.len(), 14 + 20 + 8 + 20 + 8, "{what}: all ICMPv4 asks");
+            assert_eq!(&out[12..14], &[0x08, 0x00], "{what}");
+            let seen = Seen(&out);
+            assert!(seen.checksums_ok(), "{what}: IPv4 and ICMP checksums");
+            assert_eq!((seen.src(), seen.dst()), (gateway, Ipv4Addr::from(EP4)));
+            assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+            let icmp = &out[34..];
+            assert_eq!(&icmp[..2], &want, "{what}");
+            if kind == 2 {
+                assert_eq!(&icmp[6..8], &1260u16.to_be_bytes(), "the MTU less 20");
+            }
+            // What it carries: the endpoint's packet, as the endpoint sent it.
+            let inner = &icmp[8..];
+            assert_eq!(common::inet_checksum(&[&inner[..20]]), 0, "{what}");
+            assert_eq!(inner[9], TCP);
+            assert_eq!(&inner[12..16], &EP4, "{what}: from the endpoint");
+            assert_eq!(&inner[16..20], &gateway.octets(), "{what}: to its gateway");
+            assert_eq!(&inner[20..22], &80u16.to_be_bytes());
+            assert_eq!(
+                &inner[22..24],
+                &port.to_be_bytes(),
+                "{what}: the flow's port"
+            );
+            assert_eq!(&inner[24..28], seq, "{what}: the sequence number kept");
+        }
+    }
+    assert_eq!(dp.counter(Counter::IcmpErrorBack), 4);
+    // A parameter problem pointing into the header is not translated; an error about a
+    // client flow never made is not NAT46's: both the host's, untouched.
+    let stranger = {
+        let reply = Frame6::new(HOST6, CLIENT6, TCP).build(&tcp(8080, 41009));
+        let mut body = vec![2, 0, 0, 0, 0, 0, 5, 0];
+        body.extend_from_slice(&reply[14..]);
+        Frame6::new("2001:db8::fe", HOST6, ICMPV6).build(&body)
+    };
+    for pkt in [error6(4, 0, 8), stranger] {
+        let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &pkt, r.uplink_ifindex));
+        assert_eq!((verdict, &out), (XDP_PASS, &pkt));
+    }
+    assert_eq!(dp.counter(Counter::IcmpErrorBack), 4);
+}
+
 /// Network policy holds for NAT46's clients: an IPv6 client let in by a rule reaches the IPv4
 /// endpoint; the rule gone, its flow is ended (both entries) and its next packet refused.
 #[test]

@@ -694,6 +694,40 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
     assert!(t.stats()["Counters"]["hairpin"].as_u64().unwrap() >= 2);
 }
 
+/// A far host behind the outside, `PREFIX::2` on a 1280-byte link to the outside
+/// (`PREFIX::1`), which routes between it and the host.
+fn far_host(t: &Topo, prefix: &str) -> common::Netns {
+    let far = common::Netns::new("npfar");
+    let id = common::unique();
+    let (o, f) = (format!("of{id}"), format!("f{id}"));
+    common::veth(&t.outside, &o, &far, &f);
+    for (ns, dev, host) in [(&t.outside, &o, 1), (&far, &f, 2)] {
+        ns.ip(&["link", "set", dev, "mtu", "1280"]);
+        let addr = format!("{prefix}::{host}/64");
+        ns.ip(&["-6", "addr", "add", &addr, "dev", dev, "nodad"]);
+    }
+    far.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &format!("{prefix}::1"),
+    ]);
+    t.outside.sysctl("net/ipv6/conf/all/forwarding", "1");
+    far
+}
+
+/// The path MTU `ip ROUTE_GET` shows in `ns` (`route get` of a destination), if it knows one.
+fn path_mtu(ns: &common::Netns, route_get: &[&str]) -> Option<String> {
+    let route = ns.ip(route_get);
+    route
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .map(str::to_string)
+}
+
 /// Path MTU discovery through outbound NAT: an endpoint's datagram too big for a link beyond
 /// the outside router is refused there with a Packet Too Big to the host's address, which
 /// netpath carries back to the endpoint; its stack then knows the path's MTU.
@@ -701,34 +735,14 @@ fn ipv6_published_ports_answer_the_host_and_endpoints() {
 fn packet_too_big_about_an_outbound_flow_reaches_its_endpoint() {
     let t = Topo::new();
     t.ipv6_uplink();
-    // A far host behind the outside, on a 1280-byte link; the outside routes between them.
-    let far = common::Netns::new("npfar");
-    let id = common::unique();
-    let (o, f) = (format!("of{id}"), format!("f{id}"));
-    common::veth(&t.outside, &o, &far, &f);
-    for (ns, dev, addr) in [
-        (&t.outside, &o, "fd00:78::1/64"),
-        (&far, &f, "fd00:78::2/64"),
-    ] {
-        ns.ip(&["link", "set", dev, "mtu", "1280"]);
-        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
-    }
-    far.ip(&["-6", "route", "add", "default", "via", "fd00:78::1"]);
-    t.outside.sysctl("net/ipv6/conf/all/forwarding", "1");
+    let _far = far_host(&t, "fd00:78");
     t.ok(&common::words(
         "network create a --ipv6 --subnet 10.65.1.0/24 --subnet fd00:65:1::/64",
     ));
     let ep = t.endpoint("web", &["--network", "a"]);
     let far_addr: Ipv6Addr = "fd00:78::2".parse().unwrap();
     let sock = ep.run(|| std::net::UdpSocket::bind("[::]:0").unwrap());
-    let mtu = || {
-        let route = ep.ip(&["-6", "route", "get", "fd00:78::2"]);
-        route
-            .split_whitespace()
-            .skip_while(|w| *w != "mtu")
-            .nth(1)
-            .map(str::to_string)
-    };
+    let mtu = || path_mtu(&ep, &["-6", "route", "get", "fd00:78::2"]);
     assert_eq!(mtu(), None, "no path MTU known yet");
     common::wait_until(
         "the endpoint learning the path's MTU",
@@ -744,6 +758,42 @@ fn packet_too_big_about_an_outbound_flow_reaches_its_endpoint() {
         s["Counters"]["icmp_error_back"].as_u64().unwrap() >= 1,
         "{s}"
     );
+}
+
+/// Path MTU discovery through NAT46: an IPv4-only endpoint's reply to an IPv6 client, too big
+/// for a link on the client's side of the outside router, is refused there with a Packet Too
+/// Big to the host's address; netpath gives it to the endpoint as fragmentation needed, the
+/// MTU 20 bytes smaller (IPv4's header is), and the endpoint's stack then knows the path's
+/// MTU towards the client it sees (its gateway).
+#[test]
+fn packet_too_big_about_a_nat46_reply_reaches_the_ipv4_endpoint() {
+    let t = Topo::new();
+    t.ipv6_uplink();
+    let far = far_host(&t, "fd00:79");
+    t.ok(&common::words("network create v4 --subnet 10.67.1.0/24"));
+    let ep = t.endpoint("old", &["--network", "v4", "-p", "5354:53/udp"]);
+    // The endpoint answers every datagram with 1,400 bytes: 1,420 as IPv6, past the far link.
+    let server = ep.run(|| std::net::UdpSocket::bind("0.0.0.0:53").unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&[7u8; 1400], from);
+        }
+    });
+    let client = far.run(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+    let mtu = || path_mtu(&ep, &["route", "get", "10.67.1.1"]);
+    assert_eq!(mtu(), None, "no path MTU known yet");
+    common::wait_until(
+        "the endpoint learning the path's MTU, less IPv4's 20 bytes",
+        Duration::from_secs(10),
+        || {
+            let _ = client.send_to(b"q", "[fd00:77::2]:5354");
+            mtu().as_deref() == Some("1260")
+        },
+    );
+    let c = &t.stats()["Counters"];
+    assert!(c["nat46"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["icmp_error_back"].as_u64().unwrap() >= 1, "{c}");
 }
 
 /// Docker's `gateway_mode_ipv6=routed` beside NAT'd IPv4: the network's IPv6 addresses are

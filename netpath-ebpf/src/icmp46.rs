@@ -1,0 +1,148 @@
+//! ICMP errors about NAT46 flows: a router's ICMPv6 error sent to the host's address about a
+//! NAT46 flow's reply (IPv6 from the host, IPv4 as the endpoint sent it) is turned into its
+//! ICMPv4 twin, as RFC 7915 translates them, and sent to the endpoint: Packet Too Big becomes
+//! fragmentation needed with the MTU 20 bytes smaller (IPv4's header is), so the endpoint's
+//! TCP learns the path's MTU (without it, a connection through a smaller link stalls); time
+//! exceeded and the unreachables keep their meaning. The error the endpoint gets is from its
+//! gateway (where the flow comes from, for it) and carries its own packet as it sent it:
+//! its address and port to the gateway's address and the flow's port, and the 4 bytes after
+//! the ports (TCP's sequence number, which the endpoint checks) as they were.
+use netpath_common::Counter;
+
+use crate::{
+    csum::checksum,
+    icmp::icmp6_error_inner,
+    maps::NAT46,
+    packet::Packet,
+    parse::{ptr_at, Ipv6Flow, L3_OFF},
+    ports,
+};
+
+/// Where IPv6's headers sit in an error with no extension headers (the only kind translated,
+/// as for NAT46's flows): the ICMPv6 header, the packet it carries and that packet's ports.
+const ICMP6_OFF: usize = L3_OFF + 40;
+const INNER6_OFF: usize = ICMP6_OFF + 8;
+const INNER6_L4_OFF: usize = INNER6_OFF + 40;
+/// The ICMPv4 error made: IPv4 header, ICMP header, the carried IPv4 header and the first 8
+/// bytes past it (all an ICMPv4 error must carry), after the Ethernet header.
+const ERROR4_LEN: u32 = (L3_OFF + 20 + 8 + 20 + 8) as u32;
+const ETH_P_IP: u16 = 0x0800;
+
+/// What became of an ICMPv6 error NAT46's program was handed.
+pub enum Error46 {
+    /// Translated, for the endpoint behind this host-side veth.
+    To(u32),
+    /// Not about one of NAT46's flows, or of a kind not translated: left as it is.
+    NotOurs,
+    /// Dropped for this reason (a rewrite failed half-way).
+    Drop(Counter),
+}
+
+/// ICMPv6 type and code → ICMPv4's (RFC 7915, section 5.2), with Packet Too Big's MTU made
+/// IPv4's. `None`: not translated (a parameter problem other than an unknown next header,
+/// whose pointer would need translating too).
+#[inline(always)]
+fn icmp4_of(kind: u8, code: u8, mtu: u32) -> Option<(u8, u8, u16)> {
+    Some(match (kind, code) {
+        // Destination unreachable: no route, beyond scope, address → host unreachable;
+        // administratively prohibited → its IPv4 twin; port → port.
+        (1, 0 | 2 | 3) => (3, 1, 0),
+        (1, 1) => (3, 10, 0),
+        (1, 4) => (3, 3, 0),
+        // Packet too big → fragmentation needed, the MTU less IPv6's 20 extra header bytes.
+        (2, _) => (3, 4, mtu.saturating_sub(20).min(0xffff) as u16),
+        // Time exceeded keeps its code.
+        (3, c) => (11, c, 0),
+        // Parameter problem, unrecognised next header → protocol unreachable.
+        (4, 1) => (3, 2, 0),
+        _ => return None,
+    })
+}
+
+/// An ICMPv6 error `flow` about a NAT46 flow's reply (the uplink found it so: `Back::Nat46`),
+/// made its ICMPv4 twin for the endpoint the flow goes to.
+#[inline(always)]
+pub fn error_to_endpoint<P: Packet>(pkt: &mut P, flow: &Ipv6Flow) -> Error46 {
+    let (data, end) = (pkt.data(), pkt.data_end());
+    let Some(e) = icmp6_error_inner(data, end, flow) else {
+        return Error46::NotOurs;
+    };
+    if flow.l4_off != ICMP6_OFF || e.l3_off != INNER6_OFF || e.l4_off != INNER6_L4_OFF {
+        return Error46::NotOurs;
+    }
+    // The reply the error is about left from the published port to the client's: the
+    // client's flow is the reverse.
+    let Some(nat) = NAT46.get_ptr(&e.key.reversed()) else {
+        return Error46::NotOurs;
+    };
+    // SAFETY: map value pointer valid for this program run; copied out.
+    let nat = unsafe { *nat };
+    let Some(target) = ports::lookup(e.key.src_addr, e.key.src_port, e.key.proto) else {
+        return Error46::NotOurs;
+    };
+    let Some(ep_addr) = target.addr.mapped_v4() else {
+        return Error46::NotOurs;
+    };
+    if target.ifindex != nat.ifindex {
+        return Error46::NotOurs;
+    }
+    // SAFETY (all reads): bounds checked by ptr_at; read before anything is written.
+    let Some(icmp6) = ptr_at::<[u8; 8]>(data, end, ICMP6_OFF).map(|p| unsafe { *p }) else {
+        return Error46::NotOurs;
+    };
+    let Some(inner6) = ptr_at::<[u8; 8]>(data, end, INNER6_OFF).map(|p| unsafe { *p }) else {
+        return Error46::NotOurs;
+    };
+    let Some(after_ports) = ptr_at::<u32>(data, end, INNER6_L4_OFF + 4).map(|p| unsafe { *p })
+    else {
+        return Error46::NotOurs;
+    };
+    let mtu = u32::from_be_bytes([icmp6[4], icmp6[5], icmp6[6], icmp6[7]]);
+    let Some((kind, code, mtu4)) = icmp4_of(icmp6[0], icmp6[1], mtu) else {
+        return Error46::NotOurs;
+    };
+    // The packet the endpoint sent, as it sent it: its traffic class, length and hop limit
+    // from the IPv6 header it became.
+    let tos = (inner6[0] << 4) | (inner6[1] >> 4);
+    let tot_len = u16::from_be_bytes([inner6[4], inner6[5]]).saturating_add(20);
+    let [len_hi, len_lo] = tot_len.to_be_bytes();
+    let mut inner = [
+        u32::from_ne_bytes([0x45, tos, len_hi, len_lo]),
+        u32::from_ne_bytes([0, 0, 0x40, 0]),
+        u32::from_ne_bytes([inner6[7], e.key.proto, 0, 0]),
+        ep_addr,
+        nat.addr,
+    ];
+    inner[2] |= u32::from(checksum(&inner)) << 16;
+    let [mtu_hi, mtu_lo] = mtu4.to_be_bytes();
+    let mut body = [
+        u32::from_ne_bytes([kind, code, 0, 0]),
+        u32::from_ne_bytes([0, 0, mtu_hi, mtu_lo]),
+        inner[0],
+        inner[1],
+        inner[2],
+        inner[3],
+        inner[4],
+        u32::from(target.port) | (u32::from(nat.port) << 16),
+        after_ports,
+    ];
+    body[0] |= u32::from(checksum(&body)) << 16;
+    let mut outer = [
+        u32::from_ne_bytes([0x45, 0, 0, (ERROR4_LEN as usize - L3_OFF) as u8]),
+        0,
+        u32::from_ne_bytes([64, 1, 0, 0]),
+        nat.addr,
+        ep_addr,
+    ];
+    outer[2] |= u32::from(checksum(&outer)) << 16;
+    let done = pkt.change_family(true)
+        && pkt.set_l3(L3_OFF, &outer)
+        && pkt.set_l3(L3_OFF + 20, &body)
+        && pkt.truncate(ERROR4_LEN)
+        && pkt.set_eth(&target.gw_mac, &target.mac, ETH_P_IP.to_be());
+    if done {
+        Error46::To(target.ifindex)
+    } else {
+        Error46::Drop(Counter::Malformed)
+    }
+}
