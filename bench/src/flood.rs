@@ -13,13 +13,16 @@ use netpath_common::{Counter, NEW_FLOWS_PER_CPU};
 
 use crate::{
     lab::{Kind, HOST, UDP_PORT},
+    perf::busy_while,
     report::{figures, Section, Target},
-    rig::Rig,
+    rig::{Rig, PATH_CPU},
     scale::rss_mb,
     tools::{Tools, Traffic},
     turns::Turns,
     Progress,
 };
+
+mod limit;
 
 /// One variant: the host's kind, and (netpath) whether the flooded and the established
 /// ports keep their flows (each published on a second host port too) or are one to one.
@@ -70,7 +73,7 @@ fn turns(quick: bool) -> Turns {
 
 /// Progress steps in all.
 pub fn steps(quick: bool) -> usize {
-    VARIANTS.len() * turns(quick).runs() * 2
+    VARIANTS.len() * turns(quick).runs() * 2 + 1
 }
 
 /// The established connections' work for `secs`, each paced at [`PER_CONN`] one-byte
@@ -184,6 +187,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let mut flooded = per_variant(", under the flood", "transactions/s", false);
     let mut delivered = per_variant(": new flows delivered", "Mpps", false);
     let mut grown = per_variant(": memory growth", "MB", true);
+    let mut busy = per_variant(": forwarding CPU busy under the flood", "%", true);
+    let mut ring = per_variant(": frames dropped at the uplink's ring", "Mpps", true);
     let mut stopped = vec![0usize; VARIANTS.len()];
     let mut tables = vec![String::new(); VARIANTS.len()];
     let mut where_run = String::new();
@@ -209,16 +214,22 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         quiet[i].runs.push(rate);
         quiet[i].offered.push(offered);
         p.inc();
-        let (before, sunk) = (memory(&lab)?, tools.sink_count());
-        let (rate, gone, (sent, took)) = established(&mut conns, secs, || {
-            tools.generate_at(
-                &lab.wire(),
-                flood,
-                Duration::from_secs_f64(secs),
-                Some(FLOOD_PPS),
-            )
+        let (before, sunk, dropped) = (memory(&lab)?, tools.sink_count(), limit::ring_drops(&lab)?);
+        let ((rate, gone, (sent, took)), cpu) = busy_while(PATH_CPU, || {
+            established(&mut conns, secs, || {
+                tools.generate_at(
+                    &lab.wire(),
+                    flood,
+                    Duration::from_secs_f64(secs),
+                    Some(FLOOD_PPS),
+                )
+            })
         })?;
         let took = took.as_secs_f64();
+        busy[i].runs.push(cpu);
+        ring[i]
+            .runs
+            .push((limit::ring_drops(&lab)? - dropped) as f64 / took / 1e6);
         flooded[i].runs.push(rate);
         flooded[i].offered.push(offered);
         // The sink counts the established connections' packets too: a few thousand a
@@ -232,6 +243,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         p.inc();
         Ok(())
     })?;
+    let profile = limit::profile_kept(quick, tools, flood, p)?;
     let said = |f: &dyn Fn(usize) -> String| {
         VARIANTS
             .iter()
@@ -269,16 +281,27 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         targets: VARIANTS
             .iter()
             .filter(|v| v.kind != Kind::Iptables)
-            .map(keep)
+            .map(|v| {
+                if v.kept {
+                    keep(v).limited_as_measured(
+                        limit::KEPT_UNDER_FLOOD,
+                        limit::saturated(v, &busy, &ring, &profile),
+                    )
+                } else {
+                    keep(v)
+                }
+            })
             .collect(),
         plots: Vec::new(),
     };
     let mut figures = delivered;
     figures.extend(grown);
+    figures.extend(busy);
+    figures.extend(ring);
     let flood_section = Section {
         scenario: "flood: new flows".into(),
         about: format!(
-            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second), and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
+            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second); how busy the forwarding CPU was under the flood (/proc/stat) and how many frames a second the uplink's receive ring could not take (the outside veth's tx_dropped: the flood's and the connections' alike, before any program); and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
             FLOOD_PPS,
             said(&|i| tables[i].clone()),
         ),

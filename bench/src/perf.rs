@@ -1,4 +1,5 @@
-//! perf's view of the path: the share of a CPU's time spent in netpath's programs.
+//! perf's view of the path: the share of a CPU's time spent in netpath's programs, or in
+//! named kernel functions; how busy a CPU was (/proc/stat).
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -37,6 +38,55 @@ pub fn netpath_share_of_busy<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64
     Ok((out, programs_share(&text) * 100.0 / busy))
 }
 
+/// Runs `f` while `perf` samples `cpu` with call chains; the share (%) of its samples spent in
+/// each of `symbols` and what they call (a kernel function's name as perf shows it).
+pub fn shares<T>(
+    cpu: usize,
+    symbols: &[&str],
+    f: impl FnOnce() -> Result<T>,
+) -> Result<(T, Vec<f64>)> {
+    let (out, text) = record(&["-C", &cpu.to_string()], f)?;
+    let share = |sym: &str| {
+        if sym == NETPATH_PROGRAMS {
+            return programs_share(&text);
+        }
+        text.lines()
+            .filter(|l| l.split_whitespace().last() == Some(sym))
+            .filter_map(|l| column(l, 0))
+            .sum()
+    };
+    Ok((out, symbols.iter().map(|s| share(s)).collect()))
+}
+
+/// What [`shares`] takes for netpath's programs together (and all they call).
+pub const NETPATH_PROGRAMS: &str = "netpath's programs";
+
+/// Ticks `cpu` has spent (busy, in all) since boot, from /proc/stat.
+pub fn cpu_ticks(cpu: usize) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))
+        .with_context(|| format!("cpu{cpu} in /proc/stat"))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // idle and iowait are the 4th and 5th.
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    let all: u64 = ticks.iter().sum();
+    Ok((all - idle, all))
+}
+
+/// The share (%) of `cpu`'s time it was busy while `f` ran.
+pub fn busy_while<T>(cpu: usize, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let (b0, a0) = cpu_ticks(cpu)?;
+    let out = f()?;
+    let (b1, a1) = cpu_ticks(cpu)?;
+    Ok((out, 100.0 * (b1 - b0) as f64 / (a1 - a0).max(1) as f64))
+}
+
 /// The `n`th percentage column of a report line.
 fn column(line: &str, n: usize) -> Option<f64> {
     line.split_whitespace()
@@ -47,12 +97,29 @@ fn column(line: &str, n: usize) -> Option<f64> {
 }
 
 /// "  3.76%  3.74%  [k] bpf_prog_<tag>_netpath_uplink_tc": the first column (children)
-/// counts the program and everything it calls; programs do not call each other.
+/// counts the program and everything it calls. Programs do not call each other, but a
+/// program's body may be a subprogram of its own name under another tag (the entry point
+/// calling it): one share per name, the outermost's (the largest).
 fn programs_share(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.contains("bpf_prog_") && l.contains("_netpath_"))
-        .filter_map(|l| column(l, 0))
-        .sum()
+    let mut by_name: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    for l in text.lines() {
+        let Some(sym) = l.split_whitespace().last() else {
+            continue;
+        };
+        let Some(name) = sym
+            .strip_prefix("bpf_prog_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(_, name)| name)
+            .filter(|name| name.starts_with("netpath_"))
+        else {
+            continue;
+        };
+        if let Some(share) = column(l, 0) {
+            let e = by_name.entry(name).or_insert(0.0);
+            *e = e.max(share);
+        }
+    }
+    by_name.values().sum()
 }
 
 /// Runs `f` while `perf record` samples (`which`: `-C CPU` or `-a`); perf's report.
@@ -99,4 +166,22 @@ fn record<T>(which: &[&str], f: impl FnOnce() -> Result<T>) -> Result<(T, String
     let _ = std::fs::remove_file(&data);
     let text = String::from_utf8_lossy(&report.stdout).into_owned();
     Ok((out?, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::programs_share;
+
+    #[test]
+    fn a_program_and_its_own_body_count_once_and_programs_add_up() {
+        let report = "\
+    99.10%     1.70%  [k] bpf_prog_3765c04ba09fff28_netpath_uplink_xdp
+    97.40%    20.00%  [k] bpf_prog_ddaa19146f9916e0_netpath_uplink_xdp
+    36.29%    36.29%  [k] lookup_nulls_elem_raw
+     0.40%     0.40%  [k] bpf_prog_0fae46e82c297f99_netpath_bench_sink
+     0.30%     0.30%  [k] bpf_prog_0fae46e82c297f00_other
+";
+        let share = programs_share(report);
+        assert!((share - 99.5).abs() < 1e-9, "{share}");
+    }
 }

@@ -1,0 +1,90 @@
+//! What limits the `flood` scenario's established connections where flows are kept, measured
+//! in its runs: the forwarding CPU, the uplink's receive ring, and perf's profile of one more
+//! flood.
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::{turns, Variant, FLOOD_PPS, VARIANTS};
+use crate::{
+    perf::{shares, NETPATH_PROGRAMS},
+    report::Figure,
+    rig::{Rig, PATH_CPU},
+    tools::{Tools, Traffic},
+    Progress,
+};
+
+/// Frames the uplink's receive ring could not take so far: the outside veth's tx_dropped
+/// (a veth counts there what its peer's ring refused).
+pub fn ring_drops(lab: &Rig) -> Result<u64> {
+    let path = format!("/sys/class/net/{}/statistics/tx_dropped", lab.out_if);
+    let v = lab.outside.exec("cat", &[&path]);
+    v.trim().parse().with_context(|| format!("{path}: {v:?}"))
+}
+
+/// Where the forwarding CPU's time went in one more flood of `netpath xdp, flows kept`, by
+/// perf: shares (%) of its samples in the flow table's bucket walk, in making room in the
+/// LRU table, and in netpath's programs with all they call.
+pub struct Profile {
+    walk: f64,
+    lru: f64,
+    programs: f64,
+}
+
+pub fn profile_kept(
+    quick: bool,
+    tools: &mut Tools,
+    flood: Traffic,
+    p: &Progress,
+) -> Result<Profile> {
+    p.step("flood: perf of netpath xdp, flows kept");
+    let v = &VARIANTS[0];
+    let lab = Rig::new(v.kind, tools, true, true)?;
+    lab.netpath(&["port", "publish", "bench", "5354:53/udp", "8081:80/tcp"])?;
+    crate::traffic::warm_up(tools, &lab, flood)?;
+    lab.keep_cpus_apart()?;
+    let secs = turns(quick).secs;
+    let (_, s) = shares(
+        PATH_CPU,
+        &[
+            "lookup_nulls_elem_raw",
+            "bpf_lru_pop_free",
+            NETPATH_PROGRAMS,
+        ],
+        || {
+            tools.generate_at(
+                &lab.wire(),
+                flood,
+                Duration::from_secs_f64(secs),
+                Some(FLOOD_PPS),
+            )
+        },
+    )?;
+    p.inc();
+    Ok(Profile {
+        walk: s[0],
+        lru: s[1],
+        programs: s[2],
+    })
+}
+
+/// Why established connections through ports whose flows are kept lose their rate under the
+/// flood on this layout.
+pub const KEPT_UNDER_FLOOD: &str = "every frame of the flood is a new flow, looked up in the flow table (262,144 entries, far past the caches: a miss costs a memory access or two) before the guard refuses it, so the one forwarding CPU runs at its limit and the uplink's single receive ring overflows: the established connections' packets, which share it, are dropped there with the flood's, before any program sees them (a NIC would spread the flood over its queues' CPUs; a veth has one ring). A port published one to one looks nothing up for a new flow and keeps its connections";
+
+/// The measurements behind [`KEPT_UNDER_FLOOD`] for variant `v`: its forwarding CPU and ring
+/// beside the one-to-one variant's, and the profile.
+pub fn saturated(v: &Variant, busy: &[Figure], ring: &[Figure], profile: &Profile) -> String {
+    let at = |name: &str| VARIANTS.iter().position(|x| x.name == name).unwrap_or(0);
+    let (i, one) = (at(v.name), at("netpath xdp, one to one"));
+    format!(
+        "the forwarding CPU {:.0}% busy under the flood, {:.2} Mpps refused by the uplink's ring ({:.0}% and {:.2} Mpps one to one); perf of one more flood of netpath xdp, flows kept, on the forwarding CPU: {:.0}% of its time in the flow table's bucket walk (lookup_nulls_elem_raw), {:.0}% making room in the table (bpf_lru_pop_free), {:.0}% in netpath's programs with all they call",
+        busy[i].median(),
+        ring[i].median(),
+        busy[one].median(),
+        ring[one].median(),
+        profile.walk,
+        profile.lru,
+        profile.programs,
+    )
+}
