@@ -390,16 +390,33 @@ fn published_endpoint() -> (Dp, RoutedNs) {
 
 /// `[::]:8080/tcp` published to the endpoint's port 80, `HOST6` the host's address.
 fn published6(dp: &mut Datapath, ifindex: u32) {
+    publish_to(
+        dp,
+        (In6::default(), 8080, TCP),
+        (be_addr(v6(EP)), 80),
+        ifindex,
+    );
+    dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
+}
+
+/// Host address, port and protocol `(host, port, proto)` published to the endpoint behind
+/// `ifindex` at `(addr, port)` (IPv4-mapped for NAT46).
+fn publish_to(
+    dp: &mut Datapath,
+    (host, port, proto): (In6, u16, u8),
+    to: (In6, u16),
+    ifindex: u32,
+) {
     dp.publish(
         PortKey {
-            addr: In6::default(),
-            port: be_port(8080),
-            proto: TCP,
+            addr: host,
+            port: be_port(port),
+            proto,
             _pad: 0,
         },
         PortTarget {
-            addr: be_addr(v6(EP)),
-            port: be_port(80),
+            addr: to.0,
+            port: be_port(to.1),
             stats: 0,
             ifindex,
             mac: EP_MAC,
@@ -408,7 +425,6 @@ fn published6(dp: &mut Datapath, ifindex: u32) {
         },
     )
     .unwrap();
-    dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
 }
 
 /// A TCP packet from `CLIENT6` port `client_port` to `HOST6:8080` through the uplink's XDP
@@ -585,24 +601,13 @@ fn published_ports_answer_ipv6_clients_keeping_their_address_on_xdp_and_tc() {
     // A port published on [::1] alone (to an endpoint port of its own) replies by no wire: it
     // is not one to one, and a frame from the wire addressed to [::1] is dropped (the entry
     // program checks both addresses before it looks a port up).
-    dp.publish(
-        PortKey {
-            addr: be_addr(v6("::1")),
-            port: be_port(8081),
-            proto: TCP,
-            _pad: 0,
-        },
-        PortTarget {
-            addr: be_addr(v6(EP)),
-            port: be_port(81),
-            stats: 0,
-            ifindex: r.endpoint_ifindex,
-            mac: EP_MAC,
-            gw_mac: GW_MAC,
-            host: Default::default(),
-        },
-    )
-    .unwrap();
+    let to = (be_addr(v6(EP)), 81);
+    publish_to(
+        &mut dp,
+        (be_addr(v6("::1")), 8081, TCP),
+        to,
+        r.endpoint_ifindex,
+    );
     let loopback = dp.published::<In6>();
     let (_, t) = loopback
         .iter()
@@ -792,25 +797,14 @@ fn nat46_endpoint(protos: &[u8]) -> (Dp, RoutedNs) {
     let r = RoutedNs::new();
     network(&mut dp, 1, "172.17.0.0/16", None, false);
     attach(&mut dp, r.endpoint_ifindex, EP4, None, EP_MAC, GW_MAC, 1);
+    let to = (In6::mapped(be_addr(Ipv4Addr::from(EP4))), 80);
     for &proto in protos {
-        dp.publish(
-            PortKey {
-                addr: In6::default(),
-                port: be_port(8080),
-                proto,
-                _pad: 0,
-            },
-            PortTarget {
-                addr: In6::mapped(be_addr(Ipv4Addr::from(EP4))),
-                port: be_port(80),
-                stats: 0,
-                ifindex: r.endpoint_ifindex,
-                mac: EP_MAC,
-                gw_mac: GW_MAC,
-                host: Default::default(),
-            },
-        )
-        .unwrap();
+        publish_to(
+            &mut dp,
+            (In6::default(), 8080, proto),
+            to,
+            r.endpoint_ifindex,
+        );
     }
     dp.set_host_addrs6(&[v6(HOST6)].into()).unwrap();
     (Dp { dp, _fs }, r)
