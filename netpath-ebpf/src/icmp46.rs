@@ -6,7 +6,17 @@
 //! exceeded and the unreachables keep their meaning. The error the endpoint gets is from its
 //! gateway (where the flow comes from, for it) and carries its own packet as it sent it:
 //! its address and port to the gateway's address and the flow's port, and the 4 bytes after
-//! the ports (TCP's sequence number, which the endpoint checks) as they were.
+//! the ports (TCP's sequence number, which the endpoint checks) as they were. And the other
+//! way: an endpoint's reply that would not fit the uplink once made IPv6 (20 bytes longer)
+//! is answered as a router on the way would answer it, fragmentation needed
+//! ([`too_big_for_uplink`]).
+use aya_ebpf::{
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_check_mtu_ret::BPF_MTU_CHK_RET_FRAG_NEEDED,
+    },
+    helpers::{bpf_check_mtu, bpf_redirect},
+    programs::TcContext,
+};
 use netpath_common::Counter;
 
 use crate::{
@@ -14,7 +24,7 @@ use crate::{
     icmp::icmp6_error_inner,
     maps::NAT46,
     packet::Packet,
-    parse::{ptr_at, Ipv6Flow, L3_OFF},
+    parse::{ptr_at, Ipv4Flow, Ipv6Flow, L3_OFF},
     ports,
 };
 
@@ -145,4 +155,70 @@ pub fn error_to_endpoint<P: Packet>(pkt: &mut P, flow: &Ipv6Flow) -> Error46 {
     } else {
         Error46::Drop(Counter::Malformed)
     }
+}
+
+/// A NAT46 flow's reply from the endpoint behind host-side veth `back` that, made IPv6 (20
+/// bytes longer), would not fit uplink `via`, and may not be fragmented (don't fragment set,
+/// as Linux sets it on what it sends): the frame becomes the fragmentation needed a router on
+/// the way would send, from the gateway (the client the endpoint sees), with the uplink's MTU
+/// less 20, quoting the reply's header and first 8 bytes, and goes back to the endpoint.
+/// `None`: it fits, or may be fragmented (left to the uplink, as it was).
+#[inline(always)]
+pub fn too_big_for_uplink(
+    ctx: &mut TcContext,
+    flow: &Ipv4Flow,
+    via: u32,
+    back: u32,
+) -> Option<i32> {
+    let mut mtu: u32 = 0;
+    // SAFETY: the program's own skb; `mtu` on the stack, written by the helper.
+    let rc = unsafe { bpf_check_mtu(ctx.skb.skb.cast(), via, &mut mtu, 20, 0) };
+    if rc != i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
+        return None;
+    }
+    let (data, end) = (ctx.data(), ctx.data_end());
+    // SAFETY (all reads): bounds checked by ptr_at; copied out before anything is written.
+    let quoted = unsafe { *ptr_at::<[u32; 7]>(data, end, L3_OFF)? };
+    let eth = unsafe { *ptr_at::<[u8; 12]>(data, end, 0)? };
+    let df = quoted[1].to_ne_bytes()[2] & 0x40 != 0;
+    if !df {
+        return None;
+    }
+    let [mtu_hi, mtu_lo] = (mtu.saturating_sub(20).min(0xffff) as u16).to_be_bytes();
+    let mut body = [
+        u32::from_ne_bytes([3, 4, 0, 0]),
+        u32::from_ne_bytes([0, 0, mtu_hi, mtu_lo]),
+        quoted[0],
+        quoted[1],
+        quoted[2],
+        quoted[3],
+        quoted[4],
+        quoted[5],
+        quoted[6],
+    ];
+    body[0] |= u32::from(checksum(&body)) << 16;
+    let mut outer = [
+        u32::from_ne_bytes([0x45, 0, 0, (ERROR4_LEN as usize - L3_OFF) as u8]),
+        0,
+        u32::from_ne_bytes([64, 1, 0, 0]),
+        flow.dst_addr,
+        flow.src_addr,
+    ];
+    outer[2] |= u32::from(checksum(&outer)) << 16;
+    let mut gw = [0u8; 6];
+    let mut ep = [0u8; 6];
+    gw.copy_from_slice(&eth[..6]);
+    ep.copy_from_slice(&eth[6..]);
+    // Room for the error's own IPv4 and ICMP headers before the quoted one, which stays put.
+    let done = ctx.adjust_room(28, BPF_ADJ_ROOM_MAC, 0).is_ok()
+        && ctx.truncate(ERROR4_LEN)
+        && ctx.set_l3(L3_OFF, &outer)
+        && ctx.set_l3(L3_OFF + 20, &body)
+        && ctx.set_macs(&gw, &ep);
+    if !done {
+        return Some(aya_ebpf::bindings::TC_ACT_SHOT as i32);
+    }
+    crate::stats::count(Counter::IcmpErrorBack);
+    // SAFETY: plain helper call.
+    Some(unsafe { bpf_redirect(back, 0) as i32 })
 }

@@ -304,6 +304,9 @@ pub fn to_client(ctx: &mut TcContext) -> i32 {
         dropped(Counter::Malformed, &flow, ifindex);
         return TC_ACT_SHOT as i32;
     }
+    if let Some(verdict) = icmp46::too_big_for_uplink(ctx, &flow, r.via, ifindex) {
+        return verdict;
+    }
     let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
     touch(&mut r.last_seen, &mut r.flags, CLOSING, now(), closing);
     if !to_ipv6(ctx, &flow, r) {

@@ -893,6 +893,20 @@ fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
     assert_eq!(dp.nat46_replies().len(), 2);
 }
 
+/// A NAT46 flow of `proto` from `CLIENT6` port 41000 to `HOST6:8080`, begun through the
+/// uplink's XDP program: the gateway's port it was given.
+fn nat46_flow(dp: &mut Datapath, r: &RoutedNs, proto: u8) -> u16 {
+    let l4 = if proto == TCP {
+        tcp(41000, 8080)
+    } else {
+        udp(41000, 8080)
+    };
+    let pkt = Frame6::new(CLIENT6, HOST6, proto).build(&l4);
+    let (verdict, out) = r.ns.run(|| run_xdp_on(dp, &pkt, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT);
+    Seen(&out).sport()
+}
+
 /// A router's ICMPv6 error about a NAT46 flow's reply reaches the IPv4 endpoint as its ICMPv4
 /// twin (RFC 7915): Packet Too Big as fragmentation needed, the MTU 20 bytes smaller, from the
 /// gateway, carrying the endpoint's own packet as it sent it (its sequence number kept), every
@@ -902,10 +916,7 @@ fn nat46_takes_ipv6_clients_to_an_ipv4_endpoint_and_back_on_xdp_and_tc() {
 fn icmpv6_errors_about_a_nat46_reply_reach_the_ipv4_endpoint_as_icmpv4() {
     let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[TCP]);
     let gateway = Ipv4Addr::new(172, 17, 0, 1);
-    let syn = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(41000, 8080));
-    let (verdict, out) = r.ns.run(|| run_xdp_on(&mut dp, &syn, r.uplink_ifindex));
-    assert_eq!(verdict, XDP_REDIRECT);
-    let port = Seen(&out).sport();
+    let port = nat46_flow(&mut dp, &r, TCP);
     // The endpoint's reply as it left the host, too big for a link on the way.
     let reply = Frame6::new(HOST6, CLIENT6, TCP).build(&tcp(8080, 41000));
     let seq = &reply[54 + 4..54 + 8];
@@ -969,6 +980,60 @@ fn icmpv6_errors_about_a_nat46_reply_reach_the_ipv4_endpoint_as_icmpv4() {
         assert_eq!((verdict, &out), (XDP_PASS, &pkt));
     }
     assert_eq!(dp.counter(Counter::IcmpErrorBack), 4);
+}
+
+/// An IPv4-only endpoint's reply to an IPv6 client that would not fit the uplink once made
+/// IPv6 (20 bytes longer), with don't fragment set, is answered as a router on the way would
+/// answer it: fragmentation needed, back to the endpoint from its gateway, with the uplink's
+/// MTU less 20, quoting the reply's header and first 8 bytes. A reply that fits is translated.
+#[test]
+fn a_nat46_reply_too_big_for_the_uplink_gets_fragmentation_needed_back() {
+    let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[UDP]);
+    let gateway = Ipv4Addr::new(172, 17, 0, 1);
+    let port = nat46_flow(&mut dp, &r, UDP);
+    // The endpoint's reply of `len` payload bytes, don't fragment set (the header's sum kept).
+    let reply = |len: usize| {
+        let mut f = common::Frame::new(EP4, gateway.octets(), UDP);
+        f.src_mac = EP_MAC;
+        f.dst_mac = GW_MAC;
+        let mut f = f.build(&common::udp_with(80, port, &vec![7u8; len]));
+        f[20] |= 0x40;
+        f[24..26].fill(0);
+        let c = common::inet_checksum(&[&f[14..34]]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    // 1,500 bytes as IPv4, 1,520 as IPv6: past the uplink's 1,500.
+    let big = reply(1472);
+    let (verdict, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &big, r.endpoint_ifindex));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(out.len(), 14 + 20 + 8 + 20 + 8, "all ICMPv4 asks");
+    let seen = Seen(&out);
+    assert!(seen.checksums_ok(), "IPv4 and ICMP checksums");
+    assert_eq!((seen.src(), seen.dst()), (gateway, Ipv4Addr::from(EP4)));
+    assert_eq!((seen.src_mac(), seen.dst_mac()), (GW_MAC, EP_MAC));
+    assert_eq!(&out[34..36], &[3, 4], "fragmentation needed");
+    assert_eq!(
+        &out[40..42],
+        &1480u16.to_be_bytes(),
+        "the uplink's MTU less 20"
+    );
+    assert_eq!(
+        &out[42..70],
+        &big[14..42],
+        "the reply's header and first 8 bytes"
+    );
+    assert_eq!(dp.counter(Counter::IcmpErrorBack), 1);
+    assert_eq!(dp.counter(Counter::Nat46Reply), 0);
+    // 1,480 bytes as IPv4 fits as IPv6: translated.
+    let fits = reply(1452);
+    let (verdict, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &fits, r.endpoint_ifindex));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(out.len(), fits.len() + 20);
+    assert_eq!(&out[12..14], &[0x86, 0xdd]);
+    assert_eq!(dp.counter(Counter::Nat46Reply), 1);
 }
 
 /// Network policy holds for NAT46's clients: an IPv6 client let in by a rule reaches the IPv4

@@ -760,11 +760,30 @@ fn packet_too_big_about_an_outbound_flow_reaches_its_endpoint() {
     );
 }
 
+/// Sends a datagram from `client` to `to` until `mtu` (the endpoint's path MTU) says `want`:
+/// the endpoint's answers learning it, less IPv4's 20 bytes.
+fn asks_until_mtu(
+    client: &std::net::UdpSocket,
+    to: &str,
+    mtu: impl Fn() -> Option<String>,
+    want: &str,
+) {
+    common::wait_until(
+        &format!("the endpoint learning path MTU {want}"),
+        Duration::from_secs(10),
+        || {
+            let _ = client.send_to(b"q", to);
+            mtu().as_deref() == Some(want)
+        },
+    );
+}
+
 /// Path MTU discovery through NAT46: an IPv4-only endpoint's reply to an IPv6 client, too big
 /// for a link on the client's side of the outside router, is refused there with a Packet Too
 /// Big to the host's address; netpath gives it to the endpoint as fragmentation needed, the
 /// MTU 20 bytes smaller (IPv4's header is), and the endpoint's stack then knows the path's
-/// MTU towards the client it sees (its gateway).
+/// MTU towards the client it sees (its gateway). A reply too big for the uplink itself once
+/// made IPv6 is answered so by netpath.
 #[test]
 fn packet_too_big_about_a_nat46_reply_reaches_the_ipv4_endpoint() {
     let t = Topo::new();
@@ -783,17 +802,27 @@ fn packet_too_big_about_a_nat46_reply_reaches_the_ipv4_endpoint() {
     let client = far.run(|| std::net::UdpSocket::bind("[::]:0").unwrap());
     let mtu = || path_mtu(&ep, &["route", "get", "10.67.1.1"]);
     assert_eq!(mtu(), None, "no path MTU known yet");
-    common::wait_until(
-        "the endpoint learning the path's MTU, less IPv4's 20 bytes",
-        Duration::from_secs(10),
-        || {
-            let _ = client.send_to(b"q", "[fd00:77::2]:5354");
-            mtu().as_deref() == Some("1260")
-        },
-    );
+    asks_until_mtu(&client, "[fd00:77::2]:5354", mtu, "1260");
     let c = &t.stats()["Counters"];
     assert!(c["nat46"].as_u64().unwrap() >= 1, "{c}");
     assert!(c["icmp_error_back"].as_u64().unwrap() >= 1, "{c}");
+
+    // A reply too big for the uplink itself once made IPv6 (1,500 bytes as IPv4), from another
+    // endpoint (this one knows a smaller path MTU now): netpath answers it as a router would,
+    // and the endpoint learns the uplink's MTU less 20.
+    let ep = t.endpoint("old2", &["--network", "v4", "-p", "5355:54/udp"]);
+    let mtu = || path_mtu(&ep, &["route", "get", "10.67.1.1"]);
+    let big = ep.run(|| std::net::UdpSocket::bind("0.0.0.0:54").unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = big.recv_from(&mut buf) {
+            let _ = big.send_to(&[7u8; 1472], from);
+        }
+    });
+    let near = t
+        .outside
+        .run(|| std::net::UdpSocket::bind("[::]:0").unwrap());
+    asks_until_mtu(&near, "[fd00:77::2]:5355", mtu, "1480");
 }
 
 /// Docker's `gateway_mode_ipv6=routed` beside NAT'd IPv4: the network's IPv6 addresses are
