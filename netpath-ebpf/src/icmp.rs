@@ -150,7 +150,7 @@ pub enum Back {
     /// Translated back, for the endpoint behind this host-side veth.
     To(u32),
     /// About a published port's reply whose endpoint has IPv4 alone: NAT46's program turns it
-    /// into its ICMPv4 twin ([`crate::nat46::error_to_endpoint`]).
+    /// into its ICMPv4 twin ([`crate::icmp46::error_to_endpoint`]).
     Nat46,
     /// A rewrite failed half-way: not to be delivered.
     Failed,

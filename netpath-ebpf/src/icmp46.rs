@@ -38,6 +38,21 @@ const INNER6_L4_OFF: usize = INNER6_OFF + 40;
 const ERROR4_LEN: u32 = (L3_OFF + 20 + 8 + 20 + 8) as u32;
 const ETH_P_IP: u16 = 0x0800;
 
+/// The IPv4 header of an ICMPv4 error of [`ERROR4_LEN`] from `src` to `dst` (network order),
+/// its checksum made.
+#[inline(always)]
+fn error4_header(src: u32, dst: u32) -> [u32; 5] {
+    let mut h = [
+        u32::from_ne_bytes([0x45, 0, 0, (ERROR4_LEN as usize - L3_OFF) as u8]),
+        0,
+        u32::from_ne_bytes([64, 1, 0, 0]),
+        src,
+        dst,
+    ];
+    h[2] |= u32::from(checksum(&h)) << 16;
+    h
+}
+
 /// What became of an ICMPv6 error NAT46's program was handed.
 pub enum Error46 {
     /// Translated, for the endpoint behind this host-side veth.
@@ -137,14 +152,7 @@ pub fn error_to_endpoint<P: Packet>(pkt: &mut P, flow: &Ipv6Flow) -> Error46 {
         after_ports,
     ];
     body[0] |= u32::from(checksum(&body)) << 16;
-    let mut outer = [
-        u32::from_ne_bytes([0x45, 0, 0, (ERROR4_LEN as usize - L3_OFF) as u8]),
-        0,
-        u32::from_ne_bytes([64, 1, 0, 0]),
-        nat.addr,
-        ep_addr,
-    ];
-    outer[2] |= u32::from(checksum(&outer)) << 16;
+    let outer = error4_header(nat.addr, ep_addr);
     let done = pkt.change_family(true)
         && pkt.set_l3(L3_OFF, &outer)
         && pkt.set_l3(L3_OFF + 20, &body)
@@ -197,14 +205,7 @@ pub fn too_big_for_uplink(
         quoted[6],
     ];
     body[0] |= u32::from(checksum(&body)) << 16;
-    let mut outer = [
-        u32::from_ne_bytes([0x45, 0, 0, (ERROR4_LEN as usize - L3_OFF) as u8]),
-        0,
-        u32::from_ne_bytes([64, 1, 0, 0]),
-        flow.dst_addr,
-        flow.src_addr,
-    ];
-    outer[2] |= u32::from(checksum(&outer)) << 16;
+    let outer = error4_header(flow.dst_addr, flow.src_addr);
     let mut gw = [0u8; 6];
     let mut ep = [0u8; 6];
     gw.copy_from_slice(&eth[..6]);

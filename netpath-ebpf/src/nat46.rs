@@ -16,14 +16,13 @@ use aya_ebpf::{
 };
 use netpath_common::{
     event, flow_flags::CLOSING, proto, Counter, FlowKey, In6, Nat46, Nat46Reply, PortTarget,
-    ReplyMacs,
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     csum::checksum,
     family::Ip,
-    flows::{now, touch},
+    flows::{now, touch, Via},
     guard,
     icmp46::{self, Error46},
     maps::{FLOWS, NAT46, NAT46_REPLY},
@@ -142,7 +141,9 @@ fn admit<P: Packet>(
     ep_addr: u32,
     closing: bool,
 ) -> Result<Nat46, Counter> {
-    let via = pkt.ingress_ifindex();
+    // The way back: the uplink the client's packets arrive on, and its neighbour there.
+    let back = Via::back_to_sender(pkt).ok_or(Counter::Malformed)?;
+    let via = back.ifindex;
     // The published ports' firewall holds clients from outside; an endpoint here (hairpin,
     // its source checked by its program) is asked of the policy alone.
     if In6::endpoint(via).is_none() {
@@ -155,14 +156,6 @@ fn admit<P: Packet>(
         .and_then(|ep| u32::network(ep.network))
         .map(|n| n.gateway)
         .ok_or(Counter::DropNoRoute)?;
-    let Some(eth) = ptr_at::<[u8; 12]>(pkt.data(), pkt.data_end(), 0) else {
-        return Err(Counter::Malformed);
-    };
-    // SAFETY: bounds checked by ptr_at; copied out before any rewrite.
-    let eth = unsafe { *eth };
-    let mut macs = ReplyMacs::default();
-    macs.src.copy_from_slice(&eth[..6]);
-    macs.dst.copy_from_slice(&eth[6..]);
     let now = now();
     let reply = Nat46Reply {
         client: flow.src_addr,
@@ -172,7 +165,7 @@ fn admit<P: Packet>(
         ifindex: target.ifindex,
         flags: if closing { CLOSING } else { 0 },
         via,
-        via_macs: macs,
+        via_macs: back.macs,
         _pad: 0,
         last_seen: now,
     };
