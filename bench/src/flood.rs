@@ -71,6 +71,13 @@ fn turns(quick: bool) -> Turns {
     }
 }
 
+/// Publishes the flooded and the established ports on a second host port each, so their flows
+/// are kept (no longer one to one).
+fn keep_flows(lab: &Rig) -> Result<()> {
+    lab.netpath(&["port", "publish", "bench", "5354:53/udp", "8081:80/tcp"])
+        .map(drop)
+}
+
 /// Progress steps in all.
 pub fn steps(quick: bool) -> usize {
     VARIANTS.len() * turns(quick).runs() * 2 + 1
@@ -202,7 +209,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         lab.outside
             .exec("ethtool", &["-K", &lab.out_if, "tx", "off"]);
         if v.kept {
-            lab.netpath(&["port", "publish", "bench", "5354:53/udp", "8081:80/tcp"])?;
+            keep_flows(&lab)?;
         }
         let _server = crate::tcp::Server::start(&lab.ep)?;
         crate::traffic::warm_up(tools, &lab, flood)?;

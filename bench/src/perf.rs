@@ -38,28 +38,24 @@ pub fn netpath_share_of_busy<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64
     Ok((out, programs_share(&text) * 100.0 / busy))
 }
 
-/// Runs `f` while `perf` samples `cpu` with call chains; the share (%) of its samples spent in
-/// each of `symbols` and what they call (a kernel function's name as perf shows it).
+/// Runs `f` while `perf` samples `cpu` with call chains: the share (%) of its samples spent in
+/// each of `symbols` and what they call (a kernel function's name as perf shows it), and in
+/// netpath's programs with all they call.
 pub fn shares<T>(
     cpu: usize,
     symbols: &[&str],
     f: impl FnOnce() -> Result<T>,
-) -> Result<(T, Vec<f64>)> {
+) -> Result<(T, Vec<f64>, f64)> {
     let (out, text) = record(&["-C", &cpu.to_string()], f)?;
-    let share = |sym: &str| {
-        if sym == NETPATH_PROGRAMS {
-            return programs_share(&text);
-        }
+    let share = |sym: &&str| {
         text.lines()
-            .filter(|l| l.split_whitespace().last() == Some(sym))
+            .filter(|l| l.split_whitespace().last() == Some(*sym))
             .filter_map(|l| column(l, 0))
             .sum()
     };
-    Ok((out, symbols.iter().map(|s| share(s)).collect()))
+    let programs = programs_share(&text);
+    Ok((out, symbols.iter().map(share).collect(), programs))
 }
-
-/// What [`shares`] takes for netpath's programs together (and all they call).
-pub const NETPATH_PROGRAMS: &str = "netpath's programs";
 
 /// Ticks `cpu` has spent (busy, in all) since boot, from /proc/stat.
 pub fn cpu_ticks(cpu: usize) -> Result<(u64, u64)> {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::{turns, Variant, FLOOD_PPS, VARIANTS};
+use super::{keep_flows, turns, Variant, FLOOD_PPS, VARIANTS};
 use crate::{
-    perf::{shares, NETPATH_PROGRAMS},
+    perf::shares,
     report::Figure,
     rig::{Rig, PATH_CPU},
     tools::{Tools, Traffic},
@@ -40,17 +40,13 @@ pub fn profile_kept(
     p.step("flood: perf of netpath xdp, flows kept");
     let v = &VARIANTS[0];
     let lab = Rig::new(v.kind, tools, true, true)?;
-    lab.netpath(&["port", "publish", "bench", "5354:53/udp", "8081:80/tcp"])?;
+    keep_flows(&lab)?;
     crate::traffic::warm_up(tools, &lab, flood)?;
     lab.keep_cpus_apart()?;
     let secs = turns(quick).secs;
-    let (_, s) = shares(
+    let (_, s, programs) = shares(
         PATH_CPU,
-        &[
-            "lookup_nulls_elem_raw",
-            "bpf_lru_pop_free",
-            NETPATH_PROGRAMS,
-        ],
+        &["lookup_nulls_elem_raw", "bpf_lru_pop_free"],
         || {
             tools.generate_at(
                 &lab.wire(),
@@ -64,7 +60,7 @@ pub fn profile_kept(
     Ok(Profile {
         walk: s[0],
         lru: s[1],
-        programs: s[2],
+        programs,
     })
 }
 
