@@ -46,6 +46,19 @@ impl<A: Addr> FlowKey<A> {
         )
     }
 
+    /// Its slot in `RECENT_FLOWS` ([`recent`]): the top bits of a multiplicative hash of the
+    /// client's side (address, both ports, protocol), which tells flows of one endpoint
+    /// apart.
+    #[inline(always)]
+    pub fn recent_slot(&self) -> u32 {
+        let ports = ((self.src_port as u32) << 16) | self.dst_port as u32;
+        let h = self
+            .dst_addr
+            .mix(crate::addr::mix(self.proto as u64, ports));
+        let h = (h ^ (h >> 32)).wrapping_mul(crate::addr::GOLDEN);
+        (h >> (64 - recent::SLOTS_SHIFT)) as u32
+    }
+
     /// The 5-tuple of the replies to this flow once its source is translated to
     /// `addr:port` (outbound NAT): from the destination, to `addr:port`.
     #[inline(always)]
@@ -63,7 +76,10 @@ pub struct FlowNat<A: Addr = u32> {
     pub addr: A,
     /// Host port the client connected to, network order.
     pub port: u16,
-    pub _pad: u16,
+    /// The [`recent`] generation the flow was last marked seen in (its slot of
+    /// `RECENT_FLOWS` written): once a generation at most, on its packets' way in.
+    pub recent: u8,
+    pub _pad: u8,
     /// Ifindex of the endpoint's host-side veth.
     pub ifindex: u32,
     /// For an endpoint reaching its own published port (self-hairpin, whose source was
@@ -99,6 +115,50 @@ pub mod flow_flags {
     pub const CLOSING: u32 = 1;
 }
 
+/// The flows seen lately: what lets a flood of new flows be refused without a look into the
+/// flow table. While a CPU is under a flood ([`NewFlowRate::flooded`]), a client's
+/// packet whose flow is not marked seen in this generation or the last (its one-byte slot
+/// of `RECENT_FLOWS`, [`FlowKey::recent_slot`], holds neither) is taken for a new flow
+/// before the table is asked: each of the flood's frames then costs a read of this table,
+/// which stays in the caches (1 MiB), instead of a miss in the flow table, which does not
+/// (262,144 entries, tens of MB). A flow is marked when it is made outside a flood and by
+/// its packets once a generation; so under a flood, a flow with a packet at least every
+/// generation (2.1 s) goes on, while a flow quieter than that, or begun during the flood,
+/// must be let through by the guard once more, as a new flow would, to be marked again.
+/// Two flows on one slot make each look seen: a look into the table, never a flow refused.
+/// Nothing is ever cleared: a slot's generation ages by itself (and comes round again after
+/// 256 generations, 9 minutes: again a look, never a refusal).
+pub mod recent {
+    /// Slots in `RECENT_FLOWS`: 2^20, one byte each.
+    pub const SLOTS_SHIFT: u32 = 20;
+    /// Slots per entry of the map (a value of 8 bytes).
+    pub const PER_ENTRY: u32 = 8;
+    /// Entries of the map.
+    pub const ENTRIES: u32 = (1 << SLOTS_SHIFT) / PER_ENTRY;
+    /// A generation is 2^31 ns of `bpf_ktime_get_coarse_ns` (2.1 s), longer than the flow
+    /// tables' [`super::FLOW_REFRESH_NS`].
+    pub const GEN_SHIFT: u32 = 31;
+
+    /// The generation at `now`.
+    #[inline(always)]
+    pub const fn generation(now: u64) -> u8 {
+        (now >> GEN_SHIFT) as u8
+    }
+
+    /// Whether a slot marked in generation `slot` says seen lately in generation `now`.
+    #[inline(always)]
+    pub const fn seen(slot: u8, now: u8) -> bool {
+        slot == now || slot == now.wrapping_sub(1)
+    }
+
+    /// What a flow made during a flood records as its last mark: none lately, so its next
+    /// packet marks it (once the guard lets that one through too).
+    #[inline(always)]
+    pub const fn unmarked(now: u8) -> u8 {
+        now.wrapping_sub(2)
+    }
+}
+
 /// How stale a flow's `last_seen` may get before a packet refreshes it: a write to the flow
 /// at most this often, not one per packet.
 pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
@@ -122,7 +182,7 @@ pub struct NewFlowRate {
 pub const NEW_FLOWS_PER_CPU: u32 = 200_000;
 
 /// How far ahead of the schedule a burst of new flows may run: 20 ms of the rate (4,000
-/// flows at the default), at least a few ticks of the coarse clock the programs read.
+/// flows at the default), a few ticks of the coarse clock the flow tables read.
 pub const NEW_FLOW_BURST_NS: u64 = 20_000_000;
 
 impl NewFlowRate {
@@ -157,6 +217,18 @@ impl NewFlowRate {
         true
     }
 
+    /// Whether a CPU whose schedule stands at `tat` is under a flood at `now`: it has begun
+    /// new flows faster than its rate for long enough to spend three quarters of its burst.
+    /// `now` may be a coarse clock's, up to a tick (4 ms at 250 Hz, 10 at 100) behind the
+    /// guard's own: a CPU within its rate is then at most a tick ahead, short of the three
+    /// quarters, while through a flood the schedule stays the whole burst ahead of the guard's
+    /// clock, past them ([`recent`]: flows not seen lately are then taken for new ones before
+    /// the flow table is asked).
+    #[inline(always)]
+    pub fn flooded(&self, tat: u64, now: u64) -> bool {
+        self.interval_ns != 0 && tat.saturating_sub(now) > self.burst_ns / 4 * 3
+    }
+
     /// New flows per second per CPU (0: no limit).
     pub fn per_second(&self) -> u64 {
         1_000_000_000u64.checked_div(self.interval_ns).unwrap_or(0)
@@ -166,8 +238,8 @@ impl NewFlowRate {
 crate::layout!(NewFlowRate, 16, interval_ns @ 0, burst_ns @ 8);
 crate::layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13, _pad2 @ 14);
 crate::layout!(FlowKey<crate::In6>, 40, src_addr @ 0, dst_addr @ 16, src_port @ 32, dst_port @ 34, proto @ 36, _pad @ 37, _pad2 @ 38);
-crate::layout!(FlowNat, 48, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, client @ 12, flags @ 16, via @ 20, last_seen @ 24, via_macs @ 32, _pad3 @ 44);
-crate::layout!(FlowNat<crate::In6>, 72, addr @ 0, port @ 16, _pad @ 18, ifindex @ 20, client @ 24, flags @ 40, via @ 44, last_seen @ 48, via_macs @ 56, _pad3 @ 68);
+crate::layout!(FlowNat, 48, addr @ 0, port @ 4, recent @ 6, _pad @ 7, ifindex @ 8, client @ 12, flags @ 16, via @ 20, last_seen @ 24, via_macs @ 32, _pad3 @ 44);
+crate::layout!(FlowNat<crate::In6>, 72, addr @ 0, port @ 16, recent @ 18, _pad @ 19, ifindex @ 20, client @ 24, flags @ 40, via @ 44, last_seen @ 48, via_macs @ 56, _pad3 @ 68);
 crate::layout!(ReplyMacs, 12, src @ 0, dst @ 6);
 crate::pod!(FlowKey<A>, FlowNat<A>, ReplyMacs, NewFlowRate);
 
@@ -200,6 +272,97 @@ mod tests {
         assert!((0..1000).all(|_| open.admit(&mut tat, 0)));
         assert_eq!(NewFlowRate::per_cpu(200_000).per_second(), 200_000);
         assert_eq!(NewFlowRate::per_cpu(u32::MAX).interval_ns, 1);
+    }
+
+    /// A CPU offered new flows faster than its rate is flooded once it has spent most of its
+    /// burst, seen from a coarse clock (ticks of 10 ms) a tick behind the guard's; one offered
+    /// them at its rate never is, nor one without a rate.
+    #[test]
+    fn flooded_while_offered_more_than_the_rate() {
+        let r = NewFlowRate::per_cpu(200_000);
+        let coarse = |t: u64| t - t % 10_000_000;
+        // 1,000,000 offered a second, one a microsecond, for a second.
+        let mut tat = 0;
+        let mut flooded = 0u32;
+        for i in 0..1_000_000u64 {
+            let now = 1_000_000_000 + i * 1_000;
+            let f = r.flooded(tat, coarse(now));
+            r.admit(&mut tat, now);
+            if i >= 30_000 {
+                assert!(f, "offered for {i} µs");
+            }
+            flooded += u32::from(f);
+        }
+        assert!(flooded >= 970_000, "{flooded}");
+        // 200,000 a second, one every 5 µs: every one admitted, none flooded.
+        let mut tat = 0;
+        for i in 0..200_000u64 {
+            let now = 1_000_000_000 + i * 5_000;
+            assert!(!r.flooded(tat, coarse(now)), "at {i}");
+            assert!(r.admit(&mut tat, now), "at {i}");
+        }
+        assert!(!NewFlowRate::per_cpu(0).flooded(u64::MAX, 0));
+    }
+
+    /// Slots spread the flows of one endpoint: 100,000 clients' flows take nearly as many
+    /// slots as a perfect hash would (1 - e^-load of the table), in either family; and a
+    /// mark ages out after two generations, with no clearing.
+    #[test]
+    fn recent_slots_spread_and_age() {
+        let slots = 1usize << recent::SLOTS_SHIFT;
+        let n = 100_000u32;
+        let load = n as f64 / slots as f64;
+        let ideal = slots as f64 * (1.0 - (-load).exp());
+        let taken = |keys: &mut dyn Iterator<Item = u32>| {
+            let mut seen = std::vec![false; slots];
+            keys.filter(|s| !std::mem::replace(&mut seen[*s as usize], true))
+                .count() as f64
+        };
+        let v4 = taken(&mut (0..n).map(|i| {
+            let client = (0x0a00_0000 + i / 7).to_be();
+            FlowKey::new(
+                0x0a1e_0002u32.to_be(),
+                53u16.to_be(),
+                client,
+                (1024 + i % 7) as u16,
+                proto::UDP,
+            )
+            .recent_slot()
+        }));
+        let ep = In6::from_octets([0xfd, 0, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let v6 = taken(&mut (0..n).map(|i| {
+            let mut o = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            o[12..].copy_from_slice(&i.to_be_bytes());
+            FlowKey::new(
+                ep,
+                80u16.to_be(),
+                In6::from_octets(o),
+                40000u16.to_be(),
+                proto::TCP,
+            )
+            .recent_slot()
+        }));
+        let sequential = taken(&mut (0..n).map(|i| {
+            let client = (0x0a00_0000 + i).to_be();
+            FlowKey::new(
+                0x0a1e_0002u32.to_be(),
+                80u16.to_be(),
+                client,
+                40000u16.to_be(),
+                proto::TCP,
+            )
+            .recent_slot()
+        }));
+        for (family, got) in [("ipv4", v4), ("ipv6", v6), ("ipv4, one port", sequential)] {
+            assert!(
+                got > 0.99 * ideal,
+                "{family}: {got} slots, {ideal:.0} ideal"
+            );
+        }
+        let g = recent::generation(5 << recent::GEN_SHIFT);
+        assert!(recent::seen(g, g) && recent::seen(g, g + 1));
+        assert!(!recent::seen(g, g + 2) && !recent::seen(recent::unmarked(g), g));
+        assert!(recent::seen(255, 0), "generations wrap");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! ([`Addr`]: `u32` for IPv4, the default, and [`In6`]). With feature `user`, each type
 //! implements `aya::Pod` so it can go through aya's typed maps.
 #![no_std]
+#[cfg(test)]
+extern crate std;
 
 /// Asserts a map type's size and field offsets at compile time: both sides (and the bytes
 /// the kernel hashes) depend on them.
@@ -56,8 +58,8 @@ pub use bench::{gen_vary, GenConfig, GEN_TEMPLATE_LEN};
 pub use dns::{DnsAddrs, DnsKey, DNS_ADDRS, DNS_NAME_LEN, DNS_PORT, DNS_TTL};
 pub use endpoint::{EndpointInfo, PeerInfo};
 pub use flows::{
-    flow_flags, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS, NEW_FLOWS_PER_CPU,
-    NEW_FLOW_BURST_NS,
+    flow_flags, recent, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS,
+    NEW_FLOWS_PER_CPU, NEW_FLOW_BURST_NS,
 };
 pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;

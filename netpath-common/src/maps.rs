@@ -19,6 +19,9 @@ pub mod map_names {
     /// Per-CPU array of one `u64`: each CPU's place in that schedule (GCRA's theoretical
     /// arrival time of its next new flow, `bpf_ktime_get_coarse_ns`).
     pub const NEW_FLOW_TAT: &str = "NEW_FLOW_TAT";
+    /// Array of 8 one-byte slots per entry: the flows seen lately ([`crate::recent`]), each
+    /// slot the generation its flows were last marked in.
+    pub const RECENT_FLOWS: &str = "RECENT_FLOWS";
     /// Host-side veth ifindex (`u32`) → [`crate::EndpointInfo`].
     pub const ENDPOINTS: &str = "ENDPOINTS";
     /// Endpoint IPv4 address (network order `u32`) → [`crate::PeerInfo`]: where to forward.

@@ -2,11 +2,15 @@
 //! address and port the client used (two host ports on one container port stay apart). Each
 //! flow carries when it was last seen, refreshed at most once a second (a write per second
 //! per flow, not per packet), and whether TCP saw it close; the agent expires idle ones.
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
-use netpath_common::{flow_flags, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
+use netpath_common::{
+    flow_flags, recent, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS,
+};
 
 use crate::{
     family::Ip,
+    guard,
+    maps::RECENT_FLOWS,
     packet::Packet,
     parse::{ptr_at, Flow},
 };
@@ -58,72 +62,183 @@ impl Via {
     }
 }
 
-/// Whether `flow` (client → host address:port), sent to `target` with its source replaced by
-/// `masq` when that is not ANY (self-hairpin) and its replies sent along `via`, is recorded
-/// with this very translation already; if so it is refreshed (and marked closing when TCP
-/// said FIN/RST). The hot path of a published flow: one lookup, the entry compared in place
-/// (nothing but its key built on the stack: IPv6's entry program has room for that alone),
-/// a write only when the entry is stale or closing.
-#[inline(always)]
-pub fn refresh<A: Ip>(
-    flow: &Flow<A>,
-    target: &PortTarget<A>,
-    masq: A,
-    via: &Via,
-    closing: bool,
-) -> bool {
-    let Some(v) = A::flows().get_ptr_mut(&key_of(flow, target, masq)) else {
-        return false;
-    };
-    // SAFETY: map value pointer valid for this program run.
-    let v = unsafe { &mut *v };
-    let client = if masq == A::ANY {
-        A::ANY
-    } else {
-        flow.src_addr
-    };
-    let same = v.addr == flow.dst_addr
-        && v.port == flow.dst_port
-        && v.ifindex == target.ifindex
-        && v.client == client
-        && v.via == via.ifindex
-        && v.via_macs == via.macs;
-    if same {
-        touch_flow(v, closing);
-    }
-    same
+/// What [`Entry::refresh`] found of a client's packet's flow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Recorded with this very translation: refreshed.
+    Same,
+    /// Not recorded, or recorded differently.
+    No,
+    /// Not asked: this CPU is under a flood of new flows and the flow was not seen lately
+    /// ([`recent`]). A new flow, or a quiet one the guard must let through once more.
+    Unseen,
 }
 
-/// Records the flow [`refresh`] did not find (new, or translated differently than before),
-/// stamped now.
-#[inline(always)]
-pub fn insert<A: Ip>(flow: &Flow<A>, target: &PortTarget<A>, masq: A, via: &Via, closing: bool) {
-    let nat = FlowNat {
-        addr: flow.dst_addr,
-        port: flow.dst_port,
-        _pad: 0,
-        ifindex: target.ifindex,
-        client: if masq == A::ANY {
+/// A client's packet of a published flow, as the flow's entry records it: `flow` (client →
+/// host address:port), sent to `target`, its source replaced by `masq` when that is not ANY
+/// (self-hairpin), its replies sent along `via`.
+#[derive(Clone, Copy)]
+pub struct Entry<'a, A: Ip> {
+    pub flow: &'a Flow<A>,
+    pub target: &'a PortTarget<A>,
+    pub masq: A,
+    pub via: &'a Via,
+    /// TCP said FIN or RST.
+    pub closing: bool,
+}
+
+impl<A: Ip> Entry<'_, A> {
+    /// Whether the flow is recorded with this very translation already; if so it is refreshed
+    /// (and marked closing when TCP said FIN/RST, and seen once a generation). The hot path of
+    /// a published flow: one lookup, the entry compared in place (nothing but its key built
+    /// on the stack: IPv6's entry program has room for that alone), a write only when the
+    /// entry is stale or closing. Under a flood a flow not seen lately is not looked up at
+    /// all.
+    #[inline(always)]
+    pub fn refresh(&self) -> Kept {
+        let key = self.key();
+        let now = now();
+        if guard::flooded(now) && !seen_lately(&key, now) {
+            return Kept::Unseen;
+        }
+        if self.refresh_key(&key, now) {
+            Kept::Same
+        } else {
+            Kept::No
+        }
+    }
+
+    /// [`refresh`](Self::refresh) of a flow it left [`Kept::Unseen`], once the guard let it
+    /// through: a quiet flow recorded with this translation is refreshed and seen again, not
+    /// recorded anew.
+    #[inline(always)]
+    pub fn refresh_unseen(&self) -> bool {
+        self.refresh_key(&self.key(), now())
+    }
+
+    #[inline(always)]
+    fn refresh_key(&self, key: &FlowKey<A>, now: u64) -> bool {
+        let Some(v) = A::flows().get_ptr_mut(key) else {
+            return false;
+        };
+        // SAFETY: map value pointer valid for this program run.
+        let v = unsafe { &mut *v };
+        let same = v.addr == self.flow.dst_addr
+            && v.port == self.flow.dst_port
+            && v.ifindex == self.target.ifindex
+            && v.client == self.client()
+            && v.via == self.via.ifindex
+            && v.via_macs == self.via.macs;
+        if same {
+            touch(
+                &mut v.last_seen,
+                &mut v.flags,
+                flow_flags::CLOSING,
+                now,
+                self.closing,
+            );
+            let generation = recent::generation(now);
+            if v.recent != generation {
+                v.recent = generation;
+                mark_seen(key, generation);
+            }
+        }
+        same
+    }
+
+    /// Records the flow [`refresh`](Self::refresh) did not find (new, or translated
+    /// differently than before), stamped now; marked seen unless `flood` (a flow begun during
+    /// a flood is marked by its next packet the guard lets through: the flood's frames, one
+    /// per flow, mark nothing).
+    #[inline(always)]
+    pub fn insert(&self, flood: bool) {
+        // An LRU map makes room; a failed insert leaves the next packet to try again.
+        let _ = self.record(flood, 0);
+    }
+
+    /// Records, under a flood, a flow [`refresh`](Self::refresh) left [`Kept::Unseen`] when
+    /// the table has none under its key (one look into the table, the insert's own); whether
+    /// it did.
+    #[inline(always)]
+    pub fn insert_new(&self) -> bool {
+        self.record(true, BPF_NOEXIST.into()).is_ok()
+    }
+
+    #[inline(always)]
+    fn record(&self, flood: bool, flags: u64) -> Result<(), i32> {
+        let key = self.key();
+        let now = now();
+        let generation = recent::generation(now);
+        let nat = FlowNat {
+            addr: self.flow.dst_addr,
+            port: self.flow.dst_port,
+            recent: if flood {
+                recent::unmarked(generation)
+            } else {
+                generation
+            },
+            _pad: 0,
+            ifindex: self.target.ifindex,
+            client: self.client(),
+            flags: if self.closing { flow_flags::CLOSING } else { 0 },
+            via: self.via.ifindex,
+            last_seen: now,
+            via_macs: self.via.macs,
+            _pad3: 0,
+        };
+        if !flood {
+            mark_seen(&key, generation);
+        }
+        A::flows().insert(&key, &nat, flags)
+    }
+
+    /// The key under which the flow's replies are found: the translated flow reversed.
+    #[inline(always)]
+    fn key(&self) -> FlowKey<A> {
+        let f = self.flow;
+        let src = if self.masq == A::ANY {
+            f.src_addr
+        } else {
+            self.masq
+        };
+        FlowKey::new(self.target.addr, self.target.port, src, f.src_port, f.proto)
+    }
+
+    /// The client the entry records: ANY, or for a self-hairpin flow the endpoint itself.
+    #[inline(always)]
+    fn client(&self) -> A {
+        if self.masq == A::ANY {
             A::ANY
         } else {
-            flow.src_addr
-        },
-        flags: if closing { flow_flags::CLOSING } else { 0 },
-        via: via.ifindex,
-        last_seen: now(),
-        via_macs: via.macs,
-        _pad3: 0,
-    };
-    // An LRU map makes room; a failed insert leaves the next packet to try again.
-    let _ = A::flows().insert(&key_of(flow, target, masq), &nat, 0);
+            self.flow.src_addr
+        }
+    }
 }
 
-/// The key under which the replies of `flow`, DNAT'd to `target` (its source replaced by
-/// `masq` when that is not ANY), are found: the translated flow reversed.
+/// Whether the flow of `key` was marked seen in this generation or the last.
 #[inline(always)]
-fn key_of<A: Ip>(flow: &Flow<A>, target: &PortTarget<A>, masq: A) -> FlowKey<A> {
-    let src = if masq == A::ANY { flow.src_addr } else { masq };
-    FlowKey::new(target.addr, target.port, src, flow.src_port, flow.proto)
+fn seen_lately<A: Ip>(key: &FlowKey<A>, now: u64) -> bool {
+    let slot = key.recent_slot();
+    RECENT_FLOWS
+        .get(slot / recent::PER_ENTRY)
+        // Two flows on one slot: each looks seen, and is looked up.
+        .is_none_or(|e| {
+            recent::seen(
+                e[(slot % recent::PER_ENTRY) as usize],
+                recent::generation(now),
+            )
+        })
+}
+
+/// Marks the flow of `key` seen in `generation`.
+#[inline(always)]
+fn mark_seen<A: Ip>(key: &FlowKey<A>, generation: u8) {
+    let slot = key.recent_slot();
+    if let Some(e) = RECENT_FLOWS.get_ptr_mut(slot / recent::PER_ENTRY) {
+        // SAFETY: map value pointer valid for this program run. One byte written: a flow
+        // marked on another CPU at once, in a neighbouring slot, is not undone.
+        unsafe { (*e)[(slot % recent::PER_ENTRY) as usize] = generation };
+    }
 }
 
 /// [`touch`] for a published flow.

@@ -5,11 +5,25 @@
 //! flow — published ports (`ports::dnat_via`), NAT46, outbound NAT, a published flow's first
 //! reply (`replies`), and the connections network policy remembers on stateless paths
 //! (`policy::admit_tracked`) — after the firewall and the policy (a refused flow is counted
-//! for its reason and costs no share of the rate), last before they write.
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+//! for its reason and costs no share of the rate), last before they write. And whether this
+//! CPU is under a flood (`flooded`), when the published flows' table is asked only about
+//! flows seen lately (`flows::Entry::refresh`).
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netpath_common::Counter;
 
 use crate::maps::{NEW_FLOW_RATE, NEW_FLOW_TAT};
+
+/// Whether this CPU is under a flood of new flows at `now` (the flow tables' coarse clock,
+/// at most a tick behind the guard's: [`NewFlowRate::flooded`] allows for it): then
+/// flows not seen lately are taken for new ones before the flow table is asked
+/// (`flows::Entry::refresh`).
+#[inline(always)]
+pub fn flooded(now: u64) -> bool {
+    let (Some(rate), Some(tat)) = (NEW_FLOW_RATE.get(0), NEW_FLOW_TAT.get(0)) else {
+        return false;
+    };
+    rate.flooded(*tat, now)
+}
 
 /// Whether this CPU may begin a new flow now. `Err`: the counter saying it may not.
 #[inline(always)]
@@ -23,10 +37,12 @@ pub fn new_flow_rate() -> Result<(), Counter> {
     let Some(tat) = NEW_FLOW_TAT.get_ptr_mut(0) else {
         return Ok(());
     };
-    // The flow tables' clock (`flows::now`): CLOCK_MONOTONIC, coarse, read only while a rate
-    // is set.
+    // CLOCK_MONOTONIC, read only while a rate is set, and not the flow tables' coarse clock
+    // (`flows::now`): with it, a flood's share of new flows was admitted all at once at each
+    // of its ticks (800 at the default, every 4 ms), whose inserts back to back overflowed
+    // the uplink's receive ring; with this one they come one every interval.
     // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: this CPU's slot, valid for this program run; nothing else runs on this CPU
     // meanwhile (programs do not nest on one CPU).
     if rate.admit(unsafe { &mut *tat }, now) {

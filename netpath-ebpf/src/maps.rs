@@ -6,10 +6,10 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use netpath_common::{
-    map_sizes, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey, FlowNat, In6,
-    LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, NewFlowRate, OverlayNet, PeerInfo,
-    PolicyKey, PortKey, PortReply, PortSlot, PortStats, PortTarget, RemoteEndpoint, SnatNat,
-    SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
+    map_sizes, recent, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey,
+    FlowNat, In6, LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, NewFlowRate, OverlayNet,
+    PeerInfo, PolicyKey, PortKey, PortReply, PortSlot, PortStats, PortTarget, RemoteEndpoint,
+    SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -44,6 +44,11 @@ pub static NEW_FLOW_RATE: Array<NewFlowRate> = Array::pinned(1, 0);
 /// Each CPU's place in that schedule.
 #[map]
 pub static NEW_FLOW_TAT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
+
+/// The flows seen lately, a byte per slot (`netpath_common::recent`): what a flood's frames
+/// are refused by without a look into `FLOWS`.
+#[map]
+pub static RECENT_FLOWS: Array<[u8; 8]> = Array::pinned(recent::ENTRIES, 0);
 
 /// Endpoints by the ifindex of their host-side veth.
 #[map]

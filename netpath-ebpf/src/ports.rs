@@ -4,7 +4,7 @@ use netpath_common::{port_any_index, proto, Counter, FlowNat, PortKey, PortTarge
 
 use crate::{
     family::Ip,
-    flows::{self, Via},
+    flows::{Entry, Kept, Via},
     guard,
     packet::Packet,
     parse::Flow,
@@ -156,8 +156,14 @@ pub fn dnat<P: Packet, A: Ip>(
 #[inline(always)]
 pub fn kept<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, target: &PortTarget<A>) -> Option<Dnat> {
     let via = Via::back_to_sender(pkt)?;
-    let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    flows::refresh(flow, target, A::ANY, &via, closing).then(|| rewrite(pkt, flow, target, A::ANY))
+    let entry = Entry {
+        flow,
+        target,
+        masq: A::ANY,
+        via: &via,
+        closing: flow.tcp_closing(pkt.data(), pkt.data_end()),
+    };
+    (entry.refresh() == Kept::Same).then(|| rewrite(pkt, flow, target, A::ANY))
 }
 
 /// [`dnat`] for a packet of an endpoint (hairpin) to a port [`lookup`] found: the replies'
@@ -195,7 +201,9 @@ pub fn stateless<P: Packet, A: Ip>(
 /// `from`: the endpoint that sent the packet, or [`ELSEWHERE`] (the uplink). `checked`: the
 /// destination is known to be published (else a new flow checks it is a host address first).
 /// A new flow from the uplink passes the published ports' firewall, then every new flow asks
-/// the policy, then the flood guard, before it is recorded.
+/// the policy, then the flood guard, before it is recorded. So does, under a flood, a flow not
+/// seen lately (not looked up: [`Kept::Unseen`]); once let through it is recorded if the table
+/// has nothing under its key, and refreshed if it is recorded after all (a quiet connection).
 #[inline(always)]
 fn dnat_via<P: Packet, A: Ip>(
     pkt: &mut P,
@@ -206,8 +214,15 @@ fn dnat_via<P: Packet, A: Ip>(
     via: &Via,
     checked: bool,
 ) -> Dnat {
-    let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    if !flows::refresh(flow, target, masq, via, closing) {
+    let entry = Entry {
+        flow,
+        target,
+        masq,
+        via,
+        closing: flow.tcp_closing(pkt.data(), pkt.data_end()),
+    };
+    let kept = entry.refresh();
+    if kept != Kept::Same {
         if !checked && !A::host_addr(flow.dst_addr) {
             return Dnat::NotHere;
         }
@@ -226,7 +241,10 @@ fn dnat_via<P: Packet, A: Ip>(
         if let Err(reason) = guard::new_flow_rate() {
             return Dnat::Denied(reason);
         }
-        flows::insert(flow, target, masq, via, closing);
+        let unseen = kept == Kept::Unseen;
+        if !(unseen && (entry.insert_new() || entry.refresh_unseen())) {
+            entry.insert(unseen);
+        }
     }
     rewrite(pkt, flow, target, masq)
 }

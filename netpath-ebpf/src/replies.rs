@@ -6,7 +6,8 @@
 //! `FLOWS` as any published flow's are (`flows::reply_nat`). Written once for both families.
 use aya_ebpf::{bindings::TC_ACT_SHOT, maps::HashMap, programs::TcContext};
 use netpath_common::{
-    event, flow_flags, port_any_index, Addr, Counter, FlowNat, In6, PortKey, PortReply, ReplyMacs,
+    event, flow_flags, port_any_index, recent, Addr, Counter, FlowNat, In6, PortKey, PortReply,
+    ReplyMacs,
 };
 
 use crate::{
@@ -122,15 +123,18 @@ fn record<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> i32 {
         _ => (0, ReplyMacs::default()),
     };
     let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
+    let now = flows::now();
     let nat = FlowNat {
         addr: r.addr,
         port: r.port,
+        // Marked seen by its client's next packet that asks the table.
+        recent: recent::unmarked(recent::generation(now)),
         _pad: 0,
         ifindex,
         client: A::ANY,
         flags: if closing { flow_flags::CLOSING } else { 0 },
         via,
-        last_seen: flows::now(),
+        last_seen: now,
         via_macs,
         _pad3: 0,
     };

@@ -279,6 +279,63 @@ fn new_flows_past_the_cpus_rate_are_dropped_while_made_flows_go_on() {
     assert_eq!(counter(&dp, Counter::DropNewFlowRate), 100 - admitted);
 }
 
+/// Under a flood (a CPU that spent half its burst of new flows), the table is not asked about
+/// flows not seen lately: a flow seen lately goes on, a new one waits for the guard as ever.
+/// A flow the guard lets through during the flood is recorded but not marked seen (the
+/// flood's own frames would fill the marks): its next packet is refused as a new flow would
+/// be, until the guard lets one more through, and from then on it goes on.
+#[test]
+fn under_a_flood_flows_seen_lately_go_on_and_flows_begun_in_it_earn_their_place() {
+    pin_to_this_cpu();
+    let Dp { mut dp, _fs } = published(&[(8080, TCP, 80), (8081, TCP, 80)]);
+    dp.set_new_flow_rate(1).unwrap();
+    // Made at once (the burst), and the flood is on: the next new flow is a second away.
+    let made = Frame::new(CLIENT, HOST, TCP).build(&tcp(40000, 8080));
+    assert_eq!(run_xdp(&mut dp, &made).0, XDP_REDIRECT);
+    let through = |dp: &mut Datapath, sport: u16, xdp: bool| {
+        let pkt = Frame::new(CLIENT, HOST, TCP).build(&tcp(sport, 8081));
+        if xdp {
+            run_xdp(dp, &pkt).0 == XDP_REDIRECT
+        } else {
+            run_tc(dp, programs::UPLINK_TC, &pkt, 0).0 == TC_ACT_REDIRECT
+        }
+    };
+    // The flow begun in the flood: tried until the guard lets it through, the flow seen
+    // lately going on meanwhile, on XDP and TC.
+    let late = 41000;
+    let start = std::time::Instant::now();
+    let mut tries = 0u64;
+    while !through(&mut dp, late, tries.is_multiple_of(2)) {
+        tries += 1;
+        assert!(start.elapsed().as_secs() < 10, "never let through");
+        let (verdict, out) = run_xdp(&mut dp, &made);
+        assert_eq!(verdict, XDP_REDIRECT, "the flow seen lately goes on");
+        assert_dnat(&made, &out, 80);
+        assert!(flow(&dp, 80, late, TCP).is_none(), "refused, not recorded");
+    }
+    assert!(tries > 0, "the first try came in the flood");
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries);
+    assert!(
+        flow(&dp, 80, late, TCP).is_some(),
+        "recorded once let through"
+    );
+    // Its next packets are refused like new flows', until the guard lets one through again.
+    let mut refused = 0u64;
+    while !through(&mut dp, late, !refused.is_multiple_of(2)) {
+        refused += 1;
+        assert!(start.elapsed().as_secs() < 20, "never let through again");
+        assert!(flow(&dp, 80, late, TCP).is_some(), "still recorded");
+    }
+    assert!(refused > 0, "its second packet was refused");
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries + refused);
+    assert_eq!(dp.flow_count(), 2, "one entry each");
+    // Seen now: it goes on through the flood, on both hooks, as the first does.
+    for xdp in [true, false, true, false] {
+        assert!(through(&mut dp, late, xdp), "seen, it goes on");
+    }
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries + refused);
+}
+
 /// A one-to-one port's first reply past the rate is translated and sent all the same, but
 /// not recorded: the next reply asks again.
 #[test]

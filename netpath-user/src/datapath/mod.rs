@@ -5,7 +5,7 @@
 //! | module | kernel | maps |
 //! |---|---|---|
 //! | [`ports`] | `ports.rs` | `PORTS`, `PORTS_ANY`, `HOST_ADDRS` (and their IPv6 twins) |
-//! | [`flows`] | `flows.rs` | `FLOWS`, `FLOWS6`, `NEW_FLOW_RATE`, `NEW_FLOW_TAT` |
+//! | [`flows`] | `flows.rs` | `FLOWS`, `FLOWS6`, `NEW_FLOW_RATE`, `NEW_FLOW_TAT` (`RECENT_FLOWS` is the kernel's alone) |
 //! | [`nat46`] | `nat46.rs` | `NAT46`, `NAT46_REPLY` |
 //! | [`firewall`] | `policy.rs` | `PUBLISHED_FROM`, `PUBLISHED_FROM6` |
 //! | [`policy`] | `policy.rs` | `IPCACHE`, `IPCACHE_PREFIXES`, `POLICY`, `POLICY_RANGES`, `POLICY_ON`, `POLICY_CT` |
