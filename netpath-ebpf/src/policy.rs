@@ -46,8 +46,17 @@ pub const ELSEWHERE: u32 = 0;
 /// The published ports' firewall: may a new flow from `src` (network order), arriving on an
 /// uplink, reach a published port? Asked before the flow is translated, on XDP and TC alike;
 /// the longest prefix of `PUBLISHED_FROM` decides, an empty trie letting everyone through.
+/// The trie is asked only while `POLICY_ON` says it holds prefixes (the agent sets the flag
+/// before it fills the trie, and clears it once the trie is empty): a flood's new flows do
+/// not each pay a lookup in an empty trie.
 #[inline(always)]
 pub fn published_from<A: Identified>(src: A) -> Result<(), Counter> {
+    if POLICY_ON
+        .get(0)
+        .is_none_or(|on| on & policy_on::FIREWALL == 0)
+    {
+        return Ok(());
+    }
     match A::firewall().get(&Key::new(A::BITS, src)) {
         Some(&published_from::DENY) => Err(Counter::DropFirewall),
         _ => Ok(()),
