@@ -10,7 +10,9 @@ use aya::{
     programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use netpath_common::{Counter, FlowKey, FlowNat, In6, PortKey, PortTarget, ReplyMacs};
+use netpath_common::{
+    Counter, FlowKey, FlowNat, In6, PortKey, PortTarget, ReplyMacs, NEW_FLOWS_PER_CPU,
+};
 use netpath_user::{
     datapath::{
         be_addr, be_port, flow_key, load_bench_object, programs, AttachmentEntry, Datapath,
@@ -244,6 +246,9 @@ pub fn run(quick: bool) -> Result<Section> {
     let (repeat, rounds) = if quick { (100_000, 3) } else { (1_000_000, 7) };
     let fs = ScratchBpffs::new().context("scratch bpffs")?;
     let mut dp = Datapath::load(Some(fs.path()), MapSizes::default())?;
+    // The flood guard at its default rate, as the agent sets it: a kept flow's hit asks
+    // whether this CPU is under a flood.
+    dp.set_new_flow_rate(NEW_FLOWS_PER_CPU)?;
     // The floors: programs of the benchmark's object that do part of the work, on the same
     // maps (the loader reuses the datapath's pins).
     let mut floors = load_bench_object(fs.path(), &MapSizes::default())?;
@@ -635,6 +640,7 @@ pub fn cost_vs_ports(quick: bool, counts: &[u32]) -> Result<Section> {
         dp: Datapath::load(Some(fs.path()), MapSizes::default())?,
         floors: None,
     };
+    objs.dp.set_new_flow_rate(NEW_FLOWS_PER_CPU)?;
     objs.dp.set_host_addrs(&[EP.into()].into_iter().collect())?;
     let frame = Frame::new(CLIENT, EP, UDP).build(&udp(40000, 53));
     let hit = Variant {

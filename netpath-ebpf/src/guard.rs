@@ -19,10 +19,12 @@ use crate::maps::{NEW_FLOW_RATE, NEW_FLOW_TAT};
 /// (`flows::Entry::refresh`).
 #[inline(always)]
 pub fn flooded(now: u64) -> bool {
-    let (Some(rate), Some(tat)) = (NEW_FLOW_RATE.get(0), NEW_FLOW_TAT.get(0)) else {
-        return false;
-    };
-    rate.flooded(*tat, now)
+    match NEW_FLOW_RATE.get(0) {
+        Some(rate) if rate.interval_ns != 0 => NEW_FLOW_TAT
+            .get(0)
+            .is_some_and(|tat| rate.flooded(*tat, now)),
+        _ => false,
+    }
 }
 
 /// Whether this CPU may begin a new flow now. `Err`: the counter saying it may not.
