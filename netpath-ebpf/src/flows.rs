@@ -79,15 +79,36 @@ pub enum Kept {
 /// (self-hairpin), its replies sent along `via`.
 #[derive(Clone, Copy)]
 pub struct Entry<'a, A: Ip> {
-    pub flow: &'a Flow<A>,
-    pub target: &'a PortTarget<A>,
-    pub masq: A,
-    pub via: &'a Via,
+    flow: &'a Flow<A>,
+    target: &'a PortTarget<A>,
+    masq: A,
+    via: &'a Via,
     /// TCP said FIN or RST.
-    pub closing: bool,
+    closing: bool,
+    /// The clock, read once for whatever the packet asks of the table.
+    now: u64,
 }
 
-impl<A: Ip> Entry<'_, A> {
+impl<'a, A: Ip> Entry<'a, A> {
+    /// The entry of `pkt`, of `flow`.
+    #[inline(always)]
+    pub fn new<P: Packet>(
+        pkt: &P,
+        flow: &'a Flow<A>,
+        target: &'a PortTarget<A>,
+        masq: A,
+        via: &'a Via,
+    ) -> Self {
+        Entry {
+            flow,
+            target,
+            masq,
+            via,
+            closing: flow.tcp_closing(pkt.data(), pkt.data_end()),
+            now: now(),
+        }
+    }
+
     /// Whether the flow is recorded with this very translation already; if so it is refreshed
     /// (and marked closing when TCP said FIN/RST, and seen once a generation). The hot path of
     /// a published flow: one lookup, the entry compared in place (nothing but its key built
@@ -97,11 +118,10 @@ impl<A: Ip> Entry<'_, A> {
     #[inline(always)]
     pub fn refresh(&self) -> Kept {
         let key = self.key();
-        let now = now();
-        if guard::flooded(now) && !seen_lately(&key, now) {
+        if guard::flooded(self.now) && !seen_lately(&key, self.now) {
             return Kept::Unseen;
         }
-        if self.refresh_key(&key, now) {
+        if self.refresh_key(&key) {
             Kept::Same
         } else {
             Kept::No
@@ -113,11 +133,11 @@ impl<A: Ip> Entry<'_, A> {
     /// recorded anew.
     #[inline(always)]
     pub fn refresh_unseen(&self) -> bool {
-        self.refresh_key(&self.key(), now())
+        self.refresh_key(&self.key())
     }
 
     #[inline(always)]
-    fn refresh_key(&self, key: &FlowKey<A>, now: u64) -> bool {
+    fn refresh_key(&self, key: &FlowKey<A>) -> bool {
         let Some(v) = A::flows().get_ptr_mut(key) else {
             return false;
         };
@@ -134,10 +154,10 @@ impl<A: Ip> Entry<'_, A> {
                 &mut v.last_seen,
                 &mut v.flags,
                 flow_flags::CLOSING,
-                now,
+                self.now,
                 self.closing,
             );
-            let generation = recent::generation(now);
+            let generation = recent::generation(self.now);
             if v.recent != generation {
                 v.recent = generation;
                 mark_seen(key, generation);
@@ -167,8 +187,7 @@ impl<A: Ip> Entry<'_, A> {
     #[inline(always)]
     fn record(&self, flood: bool, flags: u64) -> Result<(), i32> {
         let key = self.key();
-        let now = now();
-        let generation = recent::generation(now);
+        let generation = recent::generation(self.now);
         let nat = FlowNat {
             addr: self.flow.dst_addr,
             port: self.flow.dst_port,
@@ -182,7 +201,7 @@ impl<A: Ip> Entry<'_, A> {
             client: self.client(),
             flags: if self.closing { flow_flags::CLOSING } else { 0 },
             via: self.via.ifindex,
-            last_seen: now,
+            last_seen: self.now,
             via_macs: self.via.macs,
             _pad3: 0,
         };

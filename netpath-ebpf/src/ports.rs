@@ -156,13 +156,7 @@ pub fn dnat<P: Packet, A: Ip>(
 #[inline(always)]
 pub fn kept<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, target: &PortTarget<A>) -> Option<Dnat> {
     let via = Via::back_to_sender(pkt)?;
-    let entry = Entry {
-        flow,
-        target,
-        masq: A::ANY,
-        via: &via,
-        closing: flow.tcp_closing(pkt.data(), pkt.data_end()),
-    };
+    let entry = Entry::new(pkt, flow, target, A::ANY, &via);
     (entry.refresh() == Kept::Same).then(|| rewrite(pkt, flow, target, A::ANY))
 }
 
@@ -214,13 +208,7 @@ fn dnat_via<P: Packet, A: Ip>(
     via: &Via,
     checked: bool,
 ) -> Dnat {
-    let entry = Entry {
-        flow,
-        target,
-        masq,
-        via,
-        closing: flow.tcp_closing(pkt.data(), pkt.data_end()),
-    };
+    let entry = Entry::new(pkt, flow, target, masq, via);
     let kept = entry.refresh();
     if kept != Kept::Same {
         if !checked && !A::host_addr(flow.dst_addr) {
