@@ -714,6 +714,61 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
 }
 
 #[test]
+fn a_start_keeps_one_to_one_ports_as_the_last_left_them_until_it_knows_the_uplinks() {
+    let fs = ScratchBpffs::new().expect("scratch bpffs");
+    let sizes = MapSizes {
+        ports: 1024,
+        flows: 1024,
+        endpoints: 64,
+    };
+    let mut dp = Datapath::load(Some(fs.path()), sizes).expect("load datapath");
+    let (_ns, ep_if, up_if, _) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    host_addrs(&mut dp, &[HOST]);
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
+    publish(&mut dp, HOST, 9090, UDP, 99, ep_if);
+    drop(dp);
+
+    // The next start, on the maps the last left: what is published is read from the
+    // slots it read once, whole.
+    let mut dp = Datapath::load(Some(fs.path()), sizes).expect("load datapath again");
+    let mut ports: Vec<(u16, u8)> = (dp.published::<u32>().iter())
+        .map(|(k, _)| (u16::from_be(k.port), k.proto))
+        .collect();
+    ports.sort();
+    assert_eq!(ports, [(8080, TCP), (9090, UDP)]);
+    // Every port settled (the other family's uplinks followed), IPv4's not known yet.
+    dp.set_uplinks6(&[]).unwrap();
+    let stateless = |dp: &mut Datapath, sport: u16, proto: u8, dport: u16, ep_port: u16| {
+        let before = counter(dp, Counter::DnatStateless);
+        let l4 = if proto == TCP {
+            tcp(sport, dport)
+        } else {
+            udp(sport, dport)
+        };
+        assert_eq!(
+            run_xdp(dp, &Frame::new(CLIENT, HOST, proto).build(&l4)).0,
+            XDP_REDIRECT
+        );
+        let kept = flow(dp, ep_port, sport, proto).is_some();
+        assert_eq!(
+            counter(dp, Counter::DnatStateless) - before,
+            u64::from(!kept)
+        );
+        !kept
+    };
+    assert!(stateless(&mut dp, 40000, TCP, 8080, 80), "still one to one");
+    assert!(stateless(&mut dp, 40001, UDP, 9090, 99), "still one to one");
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    assert!(stateless(&mut dp, 40002, TCP, 8080, 80));
+    // Told there is no uplink, it keeps flows.
+    dp.set_uplinks(&[]).unwrap();
+    assert!(!stateless(&mut dp, 40003, TCP, 8080, 80), "flows kept");
+    assert!(!stateless(&mut dp, 40004, UDP, 9090, 99), "flows kept");
+}
+
+#[test]
 fn one_to_one_ports_keep_no_flow_until_it_replies() {
     let Dp { mut dp, _fs } = load();
     let (ns, ep_if, up_if, up_mac) = routed_ns();

@@ -154,7 +154,7 @@ impl<D: DatapathOps, L: LinkOps, S: StateStore> Agent<D, L, S> {
         }
         let have: std::collections::HashMap<_, _> = self
             .dp
-            .published()
+            .published_in_maps()
             .into_iter()
             .map(|(k, t)| ((k.addr, k.port, k.proto), (t.addr, t.port, t.ifindex)))
             .collect();

@@ -96,6 +96,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     ));
     let mut agent =
         Agent::new(state, dp, netlink, store, hooks).with_dns(resolv.clone(), cfg.dns_fast_path);
+    // The uplinks' addresses first: which ports are one to one depends on them, and a
+    // reconcile that did not know them would turn every such port to kept flows and back.
+    // Again after: the reconcile may have added the networks' gateways.
+    agent.sync_host_addrs()?;
     agent.reconcile()?;
     agent.sync_host_addrs()?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref(), &mut record)?;

@@ -16,6 +16,9 @@ pub type AnyPortKey = PortKey<In6>;
 /// A published port's target as the agent holds it (the endpoint's address mapped the same).
 pub type AnyPortTarget = PortTarget<In6>;
 
+/// The address no publish's replies leave from (a target's `host`): the flows are kept.
+pub(super) const NO_HOST: In6 = In6 { words: [0; 4] };
+
 /// `addr` as an [`AnyPortKey`] holds it.
 pub fn any_addr(addr: IpAddr) -> In6 {
     match addr {
@@ -124,4 +127,31 @@ pub(super) fn widen(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
             },
         },
     )
+}
+
+impl super::Datapath {
+    /// Every published port of both families in the kernel's maps, as the agent holds them
+    /// (`host` left out).
+    pub fn published_any(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
+        let v4 = self.published::<u32>().into_iter();
+        any_ports(v4, self.published::<In6>())
+    }
+
+    /// [`published_any`](Self::published_any) as this process wrote it
+    /// ([`Datapath::published_known`]).
+    pub fn published_any_known(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
+        let v4 = self.published_known::<u32>().into_iter();
+        any_ports(v4, self.published_known::<In6>())
+    }
+}
+
+/// Publishes of both families as the agent holds them (`host` left out).
+fn any_ports(
+    v4: impl Iterator<Item = (PortKey, PortTarget)>,
+    v6: Vec<(PortKey<In6>, PortTarget<In6>)>,
+) -> Vec<(AnyPortKey, AnyPortTarget)> {
+    v4.map(|(k, t)| widen(k, t))
+        .chain(v6)
+        .map(|(k, t)| (k, AnyPortTarget { host: NO_HOST, ..t }))
+        .collect()
 }

@@ -311,6 +311,8 @@ struct Whole {
     snat_rev: std::os::fd::OwnedFd,
     policy_ct: std::os::fd::OwnedFd,
     port_stats: std::os::fd::OwnedFd,
+    replies: std::os::fd::OwnedFd,
+    replies6: std::os::fd::OwnedFd,
 }
 
 /// Removing an absent key is what the caller wanted: not an error.

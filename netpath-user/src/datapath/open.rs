@@ -127,6 +127,8 @@ impl Datapath {
             snat_rev: map_fd(&ebpf, map_names::SNAT_REV)?,
             policy_ct: map_fd(&ebpf, map_names::POLICY_CT)?,
             port_stats: map_fd(&ebpf, map_names::PORT_STATS)?,
+            replies: map_fd(&ebpf, map_names::REPLIES)?,
+            replies6: map_fd(&ebpf, map_names::REPLIES6)?,
         };
         let mut dp = Datapath {
             whole,
@@ -192,6 +194,7 @@ impl Datapath {
             loaded: std::collections::BTreeMap::new(),
             kernel_log,
         };
+        dp.read_slots();
         if reused {
             // A monitor of the last agent may have left it set; who listens now sets it again.
             super::DatapathOps::set_monitor(&mut dp, 0)?;

@@ -117,8 +117,13 @@ pub trait DatapathOps: Send {
     fn set_dns_names(&mut self, names: &super::dns::KernelNames) -> Result<(), DatapathError>;
     /// The maps pinned in the pin directory (those set aside too).
     fn pinned_maps(&self) -> Vec<PinnedMap>;
-    /// Every published port in the maps, with its target.
+    /// Every published port in the maps, with its target, as this process wrote them.
     fn published(&self) -> Vec<(AnyPortKey, AnyPortTarget)>;
+    /// [`published`](Self::published) read from the maps themselves, whatever else wrote
+    /// them (what the health check compares with the state).
+    fn published_in_maps(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
+        self.published()
+    }
     /// What the published port counting into `slot` received (all CPUs).
     fn port_stats(&self, slot: u16) -> PortStats;
     /// Zeroes the counters of `slots` (before ports are given them).
@@ -255,6 +260,9 @@ impl DatapathOps for Datapath {
         Datapath::finish_migrations(self)
     }
     fn published(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
+        Datapath::published_any_known(self)
+    }
+    fn published_in_maps(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
         Datapath::published_any(self)
     }
     fn port_stats(&self, slot: u16) -> PortStats {

@@ -7,7 +7,7 @@
 use std::{
     collections::{HashMap as StdHashMap, HashSet},
     net::{Ipv4Addr, Ipv6Addr},
-    os::fd::OwnedFd,
+    os::fd::{AsFd, OwnedFd},
 };
 
 use aya::maps::{Array, HashMap, MapData};
@@ -17,6 +17,7 @@ use netpath_common::{
 };
 
 use super::anyport::{widen, AnyPortKey, AnyPortTarget};
+use super::slots::SlotCache;
 use super::{be_addr, removed, Datapath, DatapathError};
 
 /// A publish of family `A` as its maps hold it.
@@ -28,7 +29,7 @@ pub struct PortMaps<'a, A: PortFamily> {
     pub(super) any: &'a mut Array<MapData, PortSlot<A>>,
     /// The `PORTS_ANY` slots this process read or wrote: a publish reads its slot from here,
     /// not by a syscall (only this agent writes the slots).
-    pub(super) slots: &'a mut super::slots::SlotCache<A>,
+    pub(super) slots: &'a mut SlotCache<A>,
     pub(super) flows: &'a mut HashMap<MapData, FlowKey<A>, FlowNat<A>>,
 }
 
@@ -41,6 +42,8 @@ pub trait PortFamily: Addr + aya::Pod {
     fn flows(dp: &Datapath) -> &HashMap<MapData, FlowKey<Self>, FlowNat<Self>>;
     /// Descriptors of `PORTS`, `PORTS_ANY` and `FLOWS`, for reading them whole.
     fn whole(dp: &Datapath) -> [&OwnedFd; 3];
+    /// The `PORTS_ANY` slots as this process knows them.
+    fn slots(dp: &Datapath) -> &SlotCache<Self>;
     /// A publish of this family as the agent holds it.
     fn any(k: PortKey<Self>, t: PortTarget<Self>) -> (AnyPortKey, AnyPortTarget);
 }
@@ -65,6 +68,9 @@ impl PortFamily for u32 {
     }
     fn whole(dp: &Datapath) -> [&OwnedFd; 3] {
         [&dp.whole.ports, &dp.whole.ports_any, &dp.whole.flows]
+    }
+    fn slots(dp: &Datapath) -> &SlotCache<u32> {
+        &dp.port_slots
     }
     fn any(k: PortKey, t: PortTarget) -> (AnyPortKey, AnyPortTarget) {
         widen(k, t)
@@ -92,6 +98,9 @@ impl PortFamily for In6 {
     }
     fn whole(dp: &Datapath) -> [&OwnedFd; 3] {
         [&dp.whole.ports6, &dp.whole.ports_any6, &dp.whole.flows6]
+    }
+    fn slots(dp: &Datapath) -> &SlotCache<In6> {
+        &dp.v6.port_slots
     }
     fn any(k: PortKey<In6>, t: PortTarget<In6>) -> (AnyPortKey, AnyPortTarget) {
         (k, t)
@@ -196,7 +205,7 @@ impl Datapath {
     fn recount<A: PortFamily>(&mut self) -> Result<usize, DatapathError> {
         // Per slot: how many publishes on one address, and one of them.
         let mut counts: StdHashMap<u32, (u32, Publish<A>)> = StdHashMap::new();
-        let [ports, any, _] = A::whole(self);
+        let [ports, ..] = A::whole(self);
         let specific: Vec<Publish<A>> = self.scan(A::NAMES[0], ports);
         for p in specific {
             counts
@@ -204,11 +213,17 @@ impl Datapath {
                 .and_modify(|c| c.0 += 1)
                 .or_insert((1, p));
         }
-        let slots: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
+        let mut slots = self.slots_in_use::<A>();
+        // A slot counting none, where `PORTS` has some: empty in the array.
+        let used: HashSet<u32> = slots.iter().map(|(i, _)| *i).collect();
+        slots.extend(
+            (counts.keys())
+                .filter(|i| !used.contains(i))
+                .map(|i| (*i, PortSlot::default())),
+        );
         let mut m = A::maps(self);
         let mut fixed = 0;
         for (idx, slot) in slots {
-            m.slots.insert(idx, slot);
             let want = match counts.get(&idx) {
                 Some((n, (k, t))) => PortSlot {
                     specific: *n,
@@ -228,13 +243,59 @@ impl Datapath {
         Ok(fixed)
     }
 
-    /// Every published port of family `A` in the maps, with its target.
+    /// Reads `PORTS_ANY` of both families whole (when the datapath opens): from then on this
+    /// process knows every slot ([`SlotCache`]), and lists what it published from there. A family whose array could
+    /// not be read is read whole whenever it is listed, as it was before.
+    pub(super) fn read_slots(&mut self) {
+        fn read<A: PortFamily>(dp: &Datapath) -> Option<Vec<(u32, PortSlot<A>)>> {
+            let [_, any, _] = A::whole(dp);
+            super::sys::lookup_batch(any.as_fd())
+                .inspect_err(|e| tracing::warn!(map = A::NAMES[1], "reading the map: {e}"))
+                .ok()
+        }
+        if let Some(slots) = read::<u32>(self) {
+            self.port_slots.fill(slots);
+        }
+        if let Some(slots) = read::<In6>(self) {
+            self.v6.port_slots.fill(slots);
+        }
+    }
+
+    /// Every `PORTS_ANY` slot of family `A` in use, as this process knows them (all of them
+    /// read, when it does not know every slot).
+    fn slots_in_use<A: PortFamily>(&self) -> Vec<(u32, PortSlot<A>)> {
+        A::slots(self)
+            .in_use()
+            .unwrap_or_else(|| self.slots_read::<A>())
+    }
+
+    /// Every `PORTS_ANY` slot of family `A`, read from the kernel.
+    fn slots_read<A: PortFamily>(&self) -> Vec<(u32, PortSlot<A>)> {
+        let [_, any, _] = A::whole(self);
+        self.scan(A::NAMES[1], any)
+    }
+
+    /// Every published port of family `A` in the maps, with its target, read from the kernel
+    /// (what anything else may have written there included: the health check's view).
     pub fn published<A: PortFamily>(&self) -> Vec<(PortKey<A>, PortTarget<A>)> {
-        let [ports, any, _] = A::whole(self);
+        self.published_from_slots(self.slots_read::<A>())
+    }
+
+    /// [`published`](Self::published) as this process wrote it: the slots from what it
+    /// knows, not the whole array.
+    pub(super) fn published_known<A: PortFamily>(&self) -> Vec<(PortKey<A>, PortTarget<A>)> {
+        self.published_from_slots(self.slots_in_use::<A>())
+    }
+
+    fn published_from_slots<A: PortFamily>(
+        &self,
+        slots: Vec<(u32, PortSlot<A>)>,
+    ) -> Vec<(PortKey<A>, PortTarget<A>)> {
+        let [ports, ..] = A::whole(self);
         let mut out: Vec<(PortKey<A>, PortTarget<A>)> = self.scan(A::NAMES[0], ports);
-        let any: Vec<(u32, PortSlot<A>)> = self.scan(A::NAMES[1], any);
         out.extend(
-            any.into_iter()
+            slots
+                .into_iter()
                 .filter(|(_, s)| s.anywhere())
                 .map(|(idx, s)| {
                     let (proto, port) = port_any_key(idx);

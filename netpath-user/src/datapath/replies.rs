@@ -16,7 +16,7 @@ use netpath_common::{net_flags, port_any_index, In6, PortKey, PortReply};
 
 use super::{
     any_addr,
-    anyport::{addr_of, v4_of},
+    anyport::{addr_of, v4_of, NO_HOST},
     removed, AnyKey, AnyPort, Datapath, DatapathError,
 };
 use super::{AnyPortKey, AnyPortTarget};
@@ -72,7 +72,10 @@ pub struct Replies {
     counts: StdHashMap<u32, u32>,
     /// The host's one uplink address of each family (IPv4-mapped for IPv4), where publishes
     /// on every address reply from; `None` with several or none.
-    uplink: [Option<In6>; 2],
+    /// `None` until the agent says (at its start, before it has followed the uplinks, every
+    /// publish alone stays as the maps hold it: a start does not turn every one-to-one port
+    /// to kept flows and back).
+    uplink: [Option<Option<In6>>; 2],
     /// Whether each endpoint address asked about is on a routed network, as the maps said
     /// (a range's ports ask it once); forgotten whenever networks are written.
     routed: StdHashMap<In6, bool>,
@@ -101,9 +104,6 @@ impl Replies {
         self.routed.clear();
     }
 }
-
-/// The address no publish's replies leave from: the flows are kept.
-const NO_HOST: In6 = In6 { words: [0; 4] };
 
 /// The endpoint port a publish reaches, when its replies are of the publish's own family
 /// (NAT46's are translated by flows of their own).
@@ -163,17 +163,6 @@ impl Datapath {
         Ok(())
     }
 
-    /// Every published port of both families, as the agent holds them (`host` left out).
-    pub fn published_any(&self) -> Vec<(AnyPortKey, AnyPortTarget)> {
-        let v4 = self
-            .published::<u32>()
-            .into_iter()
-            .map(|(k, t)| super::anyport::widen(k, t));
-        v4.chain(self.published::<In6>())
-            .map(|(k, t)| (k, AnyPortTarget { host: NO_HOST, ..t }))
-            .collect()
-    }
-
     /// Follows the host's uplink addresses of one family (`v6`): publishes on every address
     /// reply from the one there is, when there is one.
     pub(super) fn set_reply_uplink(
@@ -187,10 +176,10 @@ impl Datapath {
         addrs.sort();
         addrs.dedup();
         let one = (addrs.len() == 1).then(|| any_addr(addrs[0]));
-        if self.replies.uplink[usize::from(v6)] == one {
+        if self.replies.uplink[usize::from(v6)] == Some(one) {
             return Ok(());
         }
-        self.replies.uplink[usize::from(v6)] = one;
+        self.replies.uplink[usize::from(v6)] = Some(one);
         self.settle_all()
     }
 
@@ -230,22 +219,21 @@ impl Datapath {
         if self.replies.index.is_none() {
             let mut index = Index::default();
             let v4 = self
-                .published::<u32>()
+                .published_known::<u32>()
                 .into_iter()
                 .map(|(k, t)| super::anyport::widen(k, t));
-            for (k, t) in v4.chain(self.published::<In6>()) {
+            for (k, t) in v4.chain(self.published_known::<In6>()) {
                 if let Some(id) = reached(&k, &t) {
                     index.insert(id, k, t);
                 }
             }
+            let v4: Vec<(PortKey, PortReply)> = self.scan(map_names::REPLIES, &self.whole.replies);
+            let mut entries: Vec<(AnyPortKey, PortReply<In6>)> =
+                v4.into_iter().map(|(k, v)| widen_reply(k, v)).collect();
+            entries.extend(self.scan(map_names::REPLIES6, &self.whole.replies6));
             let r = &mut self.replies;
             r.written.clear();
             r.counts.clear();
-            let mut entries: Vec<(AnyPortKey, PortReply<In6>)> = (r.v4.iter())
-                .filter_map(Result::ok)
-                .map(|(k, v)| widen_reply(k, v))
-                .collect();
-            entries.extend(r.v6.iter().filter_map(Result::ok));
             for (k, v) in entries {
                 *r.counts.entry(port_any_index(k.proto, k.port)).or_default() += 1;
                 r.written.insert(k, v);
@@ -280,9 +268,13 @@ impl Datapath {
         // publish on a loopback address replies by no wire (its clients are the host's own,
         // through the socket hooks): it has no host to reply from either.
         let host = match pubs.as_slice() {
-            [(k, _)] if !self.routed_at(id.addr) && !addr_of(k.addr).is_loopback() => uplink
-                [usize::from(v4_of(k.addr).is_none())]
-            .map(|u| if is_any(k.addr) { u } else { k.addr }),
+            [(k, t)] if !self.routed_at(id.addr) && !addr_of(k.addr).is_loopback() => {
+                match uplink[usize::from(v4_of(k.addr).is_none())] {
+                    Some(one) => one.map(|u| if is_any(k.addr) { u } else { k.addr }),
+                    // The uplinks not known yet: as the maps hold it.
+                    None => (fresh != Some(k) && t.host != NO_HOST).then_some(t.host),
+                }
+            }
             _ => None,
         };
         if let (Some(host), [(k, t)]) = (host, pubs.as_slice()) {

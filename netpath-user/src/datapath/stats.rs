@@ -89,8 +89,8 @@ impl Datapath {
             counters: self.counters(),
             flows: self.flow_count(),
             outbound_flows: self.outbound_count(),
-            published_ports: self.published::<u32>().len()
-                + self.published::<netpath_common::In6>().len(),
+            published_ports: self.published_known::<u32>().len()
+                + self.published_known::<netpath_common::In6>().len(),
             endpoints: self.endpoint_count(),
             networks: self.network_ids().len(),
             flows_capacity: self.sizes.flows as usize,

@@ -112,8 +112,9 @@ impl Datapath {
             .iter()
             .map(|(k, t)| ((k.addr, k.port, k.proto), (*k, *t)))
             .collect();
+        // As this process knows them: it read them whole when it opened the maps.
         let have: Ports = self
-            .published_any()
+            .published_any_known()
             .into_iter()
             .map(|(k, t)| ((k.addr, k.port, k.proto), (k, t)))
             .collect();
