@@ -244,8 +244,8 @@ impl Datapath {
     }
 
     /// Reads `PORTS_ANY` of both families whole (when the datapath opens): from then on this
-    /// process knows every slot ([`SlotCache`]), and lists what it published from there. A family whose array could
-    /// not be read is read whole whenever it is listed, as it was before.
+    /// process knows every slot ([`SlotCache`]), and lists what it published from there. A
+    /// family whose array could not be read is read whole whenever it is listed.
     pub(super) fn read_slots(&mut self) {
         fn read<A: PortFamily>(dp: &Datapath) -> Option<Vec<(u32, PortSlot<A>)>> {
             let [_, any, _] = A::whole(dp);

@@ -71,10 +71,9 @@ pub struct Replies {
     /// `REPLY_PORTS` as this process counts it.
     counts: StdHashMap<u32, u32>,
     /// The host's one uplink address of each family (IPv4-mapped for IPv4), where publishes
-    /// on every address reply from; `None` with several or none.
-    /// `None` until the agent says (at its start, before it has followed the uplinks, every
-    /// publish alone stays as the maps hold it: a start does not turn every one-to-one port
-    /// to kept flows and back).
+    /// on every address reply from: `Some(None)` with several or none, `None` until the
+    /// agent has said (at its start, before it follows the uplinks, a publish alone stays as
+    /// the maps hold it: a start does not turn every one-to-one port to kept flows and back).
     uplink: [Option<Option<In6>>; 2],
     /// Whether each endpoint address asked about is on a routed network, as the maps said
     /// (a range's ports ask it once); forgotten whenever networks are written.
