@@ -180,6 +180,9 @@ counters! {
     /// `--new-flows-per-cpu`); the flows already made go on. (A one-to-one port's first reply
     /// past it is translated, only not recorded, and not counted here.)
     DropNewFlowRate = 37, "drop_new_flow_rate";
+    /// ICMP errors an endpoint sent about a client's packet of a published port (a UDP port
+    /// unreachable) carried out through the NAT to the client.
+    IcmpErrorOut = 38, "icmp_error_out";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

@@ -12,6 +12,7 @@ use crate::{
     arp, dns,
     family::{drop, Ip},
     fib, flows, forward,
+    icmp::{self, Out},
     maps::{ENDPOINTS, TAIL_CALLS},
     nat46, ndp,
     packet::Packet,
@@ -168,6 +169,9 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
     }
     match ep {
         Some(ep) if flow.src_addr == ep.addr => {
+            if let Some(verdict) = error_out(ctx, flow, ifindex) {
+                return verdict;
+            }
             if dns::asks_gateway(&ep, flow) {
                 // SAFETY: the slot holds this load's program; the call does not return.
                 unsafe { TAIL_CALLS.tail_call(ctx, tail::DNS6) };
@@ -200,6 +204,9 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     // 0.0.0.0: an endpoint of IPv6 alone, whose every IPv4 packet is a spoof.
     if ep.addr == 0 || flow.src_addr != ep.addr || !from_mac(ctx, &ep.mac) {
         return drop(Counter::DropSpoof, flow, ifindex);
+    }
+    if let Some(verdict) = error_out(ctx, flow, ifindex) {
+        return verdict;
     }
     if nat46::is_reply(flow, ifindex) {
         // SAFETY: the slot holds this load's program; the call does not return.
@@ -251,6 +258,26 @@ fn reply<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Option<i32
     }
     let route = fib::lookup(ctx, &out, rev.addr);
     Some(fib::send(ctx, route))
+}
+
+/// An ICMP error the endpoint sent about a client's packet of a published port, translated
+/// back ([`icmp::error_out`]) and sent to the client. `None` when the packet is no such error.
+#[inline(always)]
+fn error_out<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Option<i32> {
+    let out = icmp::error_out(ctx, flow, ifindex)?;
+    Some(match out {
+        Out::Via(via, macs) if ctx.set_macs(&macs.src, &macs.dst) => {
+            count(Counter::IcmpErrorOut);
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect(via, 0) as i32 }
+        }
+        Out::Route(src) => {
+            count(Counter::IcmpErrorOut);
+            let route = fib::lookup(ctx, flow, src);
+            fib::send(ctx, route)
+        }
+        Out::Via(..) | Out::Failed => TC_ACT_SHOT as i32,
+    })
 }
 
 /// Hairpin: the endpoint addressed a published port through a host address (a host IP, a

@@ -54,12 +54,12 @@ pub trait Ip: Identified + Replied {
     fn error_about(data: usize, data_end: usize, flow: &Flow<Self>) -> Option<FlowKey<Self>>;
     /// The same, with where the carried packet's headers are.
     fn error_inner(data: usize, data_end: usize, flow: &Flow<Self>) -> Option<ErrorAbout<Self>>;
-    /// Writes the source address (`from` → `to`) of the packet an ICMP error carries at
-    /// `l3_off`, with every checksum over it: the error's own at `csum` and, for IPv4, the
-    /// carried header's.
-    fn write_inner_src<P: Packet>(
+    /// Writes the source or destination (`at`: [`Ip::SRC_OFF`], [`Ip::DST_OFF`]) of the packet
+    /// an ICMP error carries at `l3_off`, `from` → `to`, with every checksum over it.
+    fn write_inner_addr<P: Packet>(
         pkt: &mut P,
         l3_off: usize,
+        at: usize,
         from: Self,
         to: Self,
         csum: usize,
@@ -151,9 +151,10 @@ impl Ip for u32 {
         icmp_error_inner(data, data_end, flow)
     }
     #[inline(always)]
-    fn write_inner_src<P: Packet>(
+    fn write_inner_addr<P: Packet>(
         pkt: &mut P,
         l3_off: usize,
+        at: usize,
         from: u32,
         to: u32,
         csum: usize,
@@ -166,7 +167,7 @@ impl Ip for u32 {
         // SAFETY: bounds checked by ptr_at.
         let old = unsafe { c.read() };
         let new = csum_replace4(old, from, to);
-        pkt.set_word(l3_off + 12, from, to, csum)
+        pkt.set_word(l3_off + at - L3_OFF, from, to, csum)
             && pkt.set_port(l3_off + 10, old, new, csum, false)
     }
     #[inline(always)]
@@ -286,17 +287,16 @@ impl Ip for In6 {
         icmp6_error_inner(data, data_end, flow)
     }
     #[inline(always)]
-    fn write_inner_src<P: Packet>(
+    fn write_inner_addr<P: Packet>(
         pkt: &mut P,
         l3_off: usize,
+        at: usize,
         from: In6,
         to: In6,
         csum: usize,
     ) -> bool {
-        pkt.set_word(l3_off + 8, from.words[0], to.words[0], csum)
-            && pkt.set_word(l3_off + 12, from.words[1], to.words[1], csum)
-            && pkt.set_word(l3_off + 16, from.words[2], to.words[2], csum)
-            && pkt.set_word(l3_off + 20, from.words[3], to.words[3], csum)
+        let off = l3_off + at - L3_OFF;
+        (0..4).all(|i| pkt.set_word(off + 4 * i, from.words[i], to.words[i], csum))
     }
     #[inline(always)]
     fn to_host_loopback(_: &mut TcContext, _: &EndpointInfo<In6>, _: &Flow<In6>) -> bool {

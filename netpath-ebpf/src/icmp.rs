@@ -7,7 +7,7 @@
 //! carries of the packet are translated back, as the kernel's own NAT does for its flows, so
 //! the endpoint's stack learns the path's MTU (without it, TCP through a smaller link stalls)
 //! and its sockets see their errors. Written once for both families and for XDP and TC.
-use netpath_common::{proto, Addr, FlowKey, FlowNat, In6};
+use netpath_common::{proto, Addr, FlowKey, FlowNat, In6, ReplyMacs};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
         header_words, in6_at, is_icmp, ports as read_ports, ptr_at, transport_len, Flow, Ipv4Flow,
         Ipv6Flow, ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST,
     },
-    ports,
+    ports, replies,
     snat::in_snat_range,
 };
 
@@ -156,6 +156,57 @@ pub enum Back {
     Failed,
 }
 
+/// Where an endpoint's ICMP error goes once translated ([`error_out`]).
+pub enum Out<A: Ip> {
+    /// Back the way the flow's client came: out of this interface, with these MACs.
+    Via(u32, ReplyMacs),
+    /// Where the route to the client says, from this host address.
+    Route(A),
+    /// A rewrite failed half-way: not to be sent.
+    Failed,
+}
+
+/// An ICMP error the endpoint behind host-side veth `ifindex` sent (`flow`, from its own
+/// address) about a client's TCP or UDP packet of a published port — a UDP port unreachable
+/// above all: its source and the packet it carries translated back to the host address and
+/// port the client used, as conntrack does for Docker's DNAT, so the client's socket learns
+/// of it. The flow is found as a reply's would be: in the flow table, or for a one-to-one port
+/// whose flow no reply recorded yet, in `REPLIES`. `None`, nothing written, for any other
+/// packet. The carried packet's own transport checksum is left as it came (no stack reads
+/// it: the error's own checksum covers the change).
+#[inline(always)]
+pub fn error_out<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, ifindex: u32) -> Option<Out<A>> {
+    let e = A::error_inner(pkt.data(), pkt.data_end(), flow)?;
+    if e.key.dst_addr != flow.src_addr || transport_len(e.key.proto).is_none() {
+        return None;
+    }
+    let (addr, port, out) = match A::flows().get_ptr(&e.key.reversed()) {
+        Some(nat) => {
+            // SAFETY: map value pointer valid for this program run.
+            let nat = unsafe { &*nat };
+            // Another endpoint's flow, or a self-hairpin one (its client is the gateway).
+            if nat.ifindex != ifindex || nat.client != A::ANY {
+                return None;
+            }
+            let out = if nat.via != 0 {
+                Out::Via(nat.via, nat.via_macs)
+            } else {
+                Out::Route(nat.addr)
+            };
+            (nat.addr, nat.port, out)
+        }
+        None => {
+            let r = replies::reply_from(e.key.dst_addr, e.key.dst_port, e.key.proto, ifindex)?;
+            (r.addr, r.port, Out::Route(r.addr))
+        }
+    };
+    let csum = flow.l4_csum_off();
+    let done = A::write_addr(pkt, A::SRC_OFF, flow.src_addr, addr, csum, false, true)
+        && A::write_inner_addr(pkt, e.l3_off, A::DST_OFF, e.key.dst_addr, addr, csum)
+        && pkt.set_port(e.l4_off + 2, e.key.dst_port, port, csum, false);
+    Some(if done { out } else { Out::Failed })
+}
+
 /// Where an error's packet came from.
 enum Found<A: Ip> {
     Endpoint(Origin<A>),
@@ -182,7 +233,7 @@ pub fn error_back<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Back {
         e.l4_off
     };
     let done = A::write_addr(pkt, A::DST_OFF, flow.dst_addr, o.addr, csum, false, true)
-        && A::write_inner_src(pkt, e.l3_off, e.key.src_addr, o.addr, csum)
+        && A::write_inner_addr(pkt, e.l3_off, A::SRC_OFF, e.key.src_addr, o.addr, csum)
         && pkt.set_port(port_off, e.key.src_port, o.port, csum, false)
         && pkt.set_macs(&o.src_mac, &o.dst_mac);
     if done {

@@ -54,14 +54,21 @@ impl Replied for In6 {
 /// has costs one array read.
 #[inline(always)]
 fn reply_of<A: Ip>(flow: &Flow<A>, ifindex: u32) -> Option<PortReply<A>> {
-    let n = REPLY_PORTS.get(port_any_index(flow.proto, flow.src_port))?;
+    reply_from(flow.src_addr, flow.src_port, flow.proto, ifindex)
+}
+
+/// How endpoint address `addr`, port `port` (network order) of `proto` replies, if it is a
+/// one-to-one published port of the endpoint behind host-side veth `ifindex`.
+#[inline(always)]
+pub fn reply_from<A: Ip>(addr: A, port: u16, proto: u8, ifindex: u32) -> Option<PortReply<A>> {
+    let n = REPLY_PORTS.get(port_any_index(proto, port))?;
     if *n == 0 {
         return None;
     }
     let key = PortKey {
-        addr: flow.src_addr,
-        port: flow.src_port,
-        proto: flow.proto,
+        addr,
+        port,
+        proto,
         _pad: 0,
     };
     // SAFETY: map value pointer valid for this program run; copied out at once.

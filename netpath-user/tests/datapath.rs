@@ -1867,12 +1867,85 @@ fn network_policy_sees_published_ports_as_the_endpoint_does() {
 /// An ICMP "fragmentation needed" (destination unreachable, code 4) from `router` to `to`,
 /// about `about` (a frame) carried from its IP header on, its first 8 transport bytes only.
 fn frag_needed(router: [u8; 4], to: [u8; 4], about: &[u8], mtu: u16) -> Vec<u8> {
-    let mut body = vec![3, 4, 0, 0, 0, 0];
-    body.extend_from_slice(&mtu.to_be_bytes());
+    let mut rest = [0; 4];
+    rest[2..].copy_from_slice(&mtu.to_be_bytes());
+    Frame::new(router, to, ICMP).build(&unreachable(4, rest, about))
+}
+
+/// The body of an ICMP destination unreachable of `code` (its second word `rest`) about
+/// `about` (a frame): its IP header and first 8 transport bytes.
+fn unreachable(code: u8, rest: [u8; 4], about: &[u8]) -> Vec<u8> {
+    let mut body = vec![3, code, 0, 0];
+    body.extend_from_slice(&rest);
     body.extend_from_slice(&about[14..14 + 28]);
     let c = common::inet_checksum(&[&body]);
     body[2..4].copy_from_slice(&c.to_be_bytes());
-    Frame::new(router, to, ICMP).build(&body)
+    body
+}
+
+#[test]
+fn an_endpoints_port_unreachable_reaches_the_client_from_the_port_it_used() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, up_if, up_mac) = routed_ns();
+    endpoint(&mut dp, ep_if);
+    host_addrs(&mut dp, &[HOST]);
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    const ROUTER: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
+    const FIB_NEIGHBOUR: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+    // One to one (no flow recorded: the error is the first answer), and a container port on
+    // two host ports (flows kept, sent back the way the client came).
+    publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
+    publish(&mut dp, [0; 4], 6000, UDP, 60, ep_if);
+    publish(&mut dp, [0; 4], 6001, UDP, 60, ep_if);
+    for (sport, host_port, neighbour) in [(40000, 5353, FIB_NEIGHBOUR), (40001, 6001, ROUTER)] {
+        let mut f = Frame::new(CLIENT, HOST, UDP);
+        f.src_mac = ROUTER;
+        f.dst_mac = up_mac;
+        let pkt = f.build(&udp(sport, host_port));
+        let (verdict, delivered) = ns.run(|| run_tc(&mut dp, programs::UPLINK_TC, &pkt, up_if));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        // Nothing listens: the endpoint's stack answers port unreachable, about the
+        // datagram as it got it.
+        let mut e = Frame::new(EP, CLIENT, ICMP);
+        e.src_mac = EP_MAC;
+        e.dst_mac = GW_MAC;
+        let err = e.build(&unreachable(3, [0; 4], &delivered));
+        let (verdict, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &err, ep_if));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "sent out to the client");
+        let seen = Seen(&out);
+        assert_eq!(
+            (seen.src(), seen.dst()),
+            (Ipv4Addr::from(HOST), Ipv4Addr::from(CLIENT))
+        );
+        assert_eq!((seen.src_mac(), seen.dst_mac()), (up_mac, neighbour));
+        assert_eq!(
+            common::inet_checksum(&[&out[14..34]]),
+            0,
+            "the IP header's checksum"
+        );
+        let icmp = &out[34..];
+        assert_eq!(common::inet_checksum(&[icmp]), 0, "the ICMP checksum");
+        // What it carries is the client's datagram as the client sent it.
+        let inner = &icmp[8..];
+        assert_eq!((&inner[12..16], &inner[16..20]), (&CLIENT[..], &HOST[..]));
+        assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), sport);
+        assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), host_port);
+        assert_eq!(
+            common::inet_checksum(&[&inner[..20]]),
+            0,
+            "the carried header's"
+        );
+    }
+    assert_eq!(dp.counter(Counter::IcmpErrorOut), 2);
+    // About what was no client's packet of a published port: not translated.
+    let own = Frame::new(CLIENT, EP, UDP).build(&udp(40002, 99));
+    let mut e = Frame::new(EP, CLIENT, ICMP);
+    e.src_mac = EP_MAC;
+    e.dst_mac = GW_MAC;
+    let err = e.build(&unreachable(3, [0; 4], &own));
+    let (_, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &err, ep_if));
+    assert_eq!(Seen(&out).src(), Ipv4Addr::from(EP));
+    assert_eq!(dp.counter(Counter::IcmpErrorOut), 2);
 }
 
 #[test]

@@ -760,6 +760,39 @@ fn packet_too_big_about_a_published_reply_reaches_its_endpoint_translated_back()
 }
 
 #[test]
+fn an_endpoints_icmpv6_error_reaches_the_client_from_the_port_it_used() {
+    let (Dp { mut dp, _fs }, r) = published_endpoint();
+    let (redirected, delivered) = client_to_8080(&mut dp, &r, 40000, true);
+    assert!(redirected);
+    // The endpoint refuses it (port unreachable), about the packet as it got it.
+    let mut body = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    body.extend_from_slice(&delivered[14..]);
+    let mut e = Frame6::new(EP, CLIENT6, ICMPV6);
+    e.src_mac = EP_MAC;
+    e.dst_mac = GW_MAC;
+    let err = e.build(&body);
+    let (verdict, out) =
+        r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &err, r.endpoint_ifindex));
+    assert_eq!(
+        verdict, TC_ACT_REDIRECT,
+        "sent back the way the client came"
+    );
+    let (src, dst, _, _) = addrs_ports(&out);
+    assert_eq!((src, dst), (v6(HOST6), v6(CLIENT6)));
+    assert!(
+        checksum_ok6(&out),
+        "the ICMPv6 checksum of the translated error"
+    );
+    // What it carries is the client's packet as the client sent it.
+    let inner = &out[62..];
+    let a = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&inner[at..at + 16]).unwrap());
+    assert_eq!((a(8), a(24)), (v6(CLIENT6), v6(HOST6)));
+    assert_eq!(u16::from_be_bytes([inner[40], inner[41]]), 40000);
+    assert_eq!(u16::from_be_bytes([inner[42], inner[43]]), 8080);
+    assert_eq!(dp.counter(Counter::IcmpErrorOut), 1);
+}
+
+#[test]
 fn an_ipv6_ip_block_lets_its_clients_reach_a_published_port_and_no_one_else() {
     let (Dp { mut dp, _fs }, r) = published_endpoint();
     const EP_ID: u32 = 300;

@@ -53,6 +53,21 @@ fn tcp_and_udp_reach_the_endpoint_with_the_clients_address() {
 }
 
 #[test]
+fn a_udp_port_nothing_listens_on_refuses_the_client_as_dockers_does() {
+    let t = Topo::new();
+    let _ep = t.endpoint("quiet", &["-p", "5454:54/udp"]);
+    // The endpoint's stack answers port unreachable; it reaches the client from the port it
+    // used, so its connected socket is refused rather than left waiting.
+    let e = udp_request(&t.outside, HOST, 5454, "anyone?").expect_err("nothing listens");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let s = t.stats();
+    assert!(
+        s["Counters"]["icmp_error_out"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+}
+
+#[test]
 fn ranges_and_ephemeral_ports() {
     let t = Topo::new();
     let ep = t.endpoint("web", &["-p", "8000-8002:80-82"]);

@@ -414,6 +414,11 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
     tcp_server6(&web, 81);
     let r = common::udp_request(&t.outside, host, 5353, "u").expect("UDP over IPv6");
     assert!(r.starts_with("[fd00:77::1]:"), "{r}");
+    // Where nothing listens, the endpoint's port unreachable reaches the client.
+    t.ok(&["port", "publish", "web", "[::]:5454:54/udp"]);
+    let e = common::udp_request(&t.outside, host, 5454, "anyone?").expect_err("nothing listens");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    t.ok(&["port", "unpublish", "web", "[::]:5454:54/udp"]);
     let r = tcp_request(&t.outside, host, 9001, "range").expect("a range's second port");
     assert!(
         r.starts_with("[fd00:77::1]:") && r.ends_with(" range"),
