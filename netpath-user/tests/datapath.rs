@@ -1937,6 +1937,16 @@ fn an_endpoints_port_unreachable_reaches_the_client_from_the_port_it_used() {
         );
     }
     assert_eq!(dp.counter(Counter::IcmpErrorOut), 2);
+    // To a peer of its network, about the peer's datagram to a published port: no client
+    // beyond the host, not translated.
+    let from_peer = Frame::new([172, 17, 0, 3], EP, UDP).build(&udp(40003, 53));
+    let mut e = Frame::new(EP, [172, 17, 0, 3], ICMP);
+    e.src_mac = EP_MAC;
+    e.dst_mac = GW_MAC;
+    let err = e.build(&unreachable(3, [0; 4], &from_peer));
+    let (_, out) = ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &err, ep_if));
+    assert_eq!(Seen(&out).src(), Ipv4Addr::from(EP));
+    assert_eq!(dp.counter(Counter::IcmpErrorOut), 2);
     // About what was no client's packet of a published port: not translated.
     let own = Frame::new(CLIENT, EP, UDP).build(&udp(40002, 99));
     let mut e = Frame::new(EP, CLIENT, ICMP);
