@@ -172,9 +172,10 @@ pub enum Out<A: Ip> {
 /// port the client used, as conntrack does for Docker's DNAT, so the client's socket learns
 /// of it. The flow is found as a reply's would be: in the flow table, or for a one-to-one port
 /// whose flow no reply recorded yet, in `REPLIES`. `None`, nothing written, for any other
-/// packet, and for an error to an address of the host or of its networks (a hairpin client,
-/// NAT46's gateway), which goes on as before. The carried packet's own transport checksum is left as it came (no stack reads
-/// it: the error's own checksum covers the change).
+/// packet, and for an error to no client beyond the host ([`replies::beyond_host`]: a
+/// hairpin client, NAT46's gateway), which goes on as before. The carried packet's own
+/// transport checksum is left as it came (no stack reads it: the error's own checksum covers
+/// the change).
 #[inline(always)]
 pub fn error_out<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, ifindex: u32) -> Option<Out<A>> {
     let e = A::error_inner(pkt.data(), pkt.data_end(), flow)?;
@@ -182,7 +183,7 @@ pub fn error_out<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, ifindex: u32) ->
         return None;
     }
     // To a client beyond the host: not a peer, a gateway (NAT46's client), the host itself.
-    if A::subnet_of(flow.dst_addr).is_some() || A::host_addr(flow.dst_addr) {
+    if !replies::beyond_host(flow.dst_addr) {
         return None;
     }
     let (addr, port, out) = match A::flows().get_ptr(&e.key.reversed()) {

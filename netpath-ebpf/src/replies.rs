@@ -88,10 +88,17 @@ pub fn is_first_reply<A: Ip>(flow: &Flow<A>, ifindex: u32) -> bool {
     flow.has_ports()
         && reply_of(flow, ifindex).is_some()
         && policy::nothing_to_ask()
-        && !A::group_or_link(flow.dst_addr)
-        && !A::martian(flow.dst_addr)
-        && A::subnet_of(flow.dst_addr).is_none()
-        && !A::host_addr(flow.dst_addr)
+        && beyond_host(flow.dst_addr)
+}
+
+/// Whether `addr` can be a published port's client beyond this host: a unicast address,
+/// not of its networks (a peer, a gateway), not one of its own.
+#[inline(always)]
+pub fn beyond_host<A: Ip>(addr: A) -> bool {
+    !A::group_or_link(addr)
+        && !A::martian(addr)
+        && A::subnet_of(addr).is_none()
+        && !A::host_addr(addr)
 }
 
 /// `netpath_endpoint_reply_tc`, the endpoint programs' tail call for a first reply
