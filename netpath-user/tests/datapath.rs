@@ -358,10 +358,7 @@ fn under_a_flood_flows_seen_lately_go_on_and_flows_begun_in_it_earn_their_place(
 fn first_replies_past_the_rate_are_translated_but_not_recorded() {
     pin_to_this_cpu();
     let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, up_if, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
-    host_addrs(&mut dp, &[HOST]);
-    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    let (ns, ep_if, _, _) = behind_one_uplink(&mut dp);
     publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
     dp.set_new_flow_rate(1).unwrap();
     let start = std::time::Instant::now();
@@ -575,6 +572,22 @@ fn routed_ns() -> (Netns, u32, u32, [u8; 6]) {
     (r.ns, r.endpoint_ifindex, r.uplink_ifindex, r.uplink_mac)
 }
 
+/// A router the client's packets come through, which the FIB does not name for it.
+const ROUTER: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
+/// The neighbour the routed namespace's FIB names for the client.
+const FIB_NEIGHBOUR: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+
+/// The endpoint (network 1) behind the routed namespace's veth, on a host of one uplink
+/// address (HOST), where a port published alone is one to one: the namespace, the
+/// endpoint's and the uplink's ifindex, the uplink's MAC.
+fn behind_one_uplink(dp: &mut Datapath) -> (Netns, u32, u32, [u8; 6]) {
+    let (ns, ep_if, up_if, up_mac) = routed_ns();
+    endpoint(dp, ep_if);
+    host_addrs(dp, &[HOST]);
+    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    (ns, ep_if, up_if, up_mac)
+}
+
 /// A datapath with the endpoint (network 1) behind the routed namespace's veth: the
 /// namespace and the veth's ifindex.
 fn with_endpoint() -> (Dp, Netns, u32) {
@@ -634,9 +647,6 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
     let (ns, ep_if, up_if, up_mac) = routed_ns();
     endpoint(&mut dp, ep_if);
     host_addrs(&mut dp, &[HOST]);
-    // The client's packets come through a router the FIB does not name for it.
-    const ROUTER: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
-    const FIB_NEIGHBOUR: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
     // Two host ports on one container port, from two client ports.
     publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
     publish(&mut dp, [0; 4], 8081, TCP, 80, ep_if);
@@ -722,10 +732,7 @@ fn a_start_keeps_one_to_one_ports_as_the_last_left_them_until_it_knows_the_uplin
         endpoints: 64,
     };
     let mut dp = Datapath::load(Some(fs.path()), sizes).expect("load datapath");
-    let (_ns, ep_if, up_if, _) = routed_ns();
-    endpoint(&mut dp, ep_if);
-    host_addrs(&mut dp, &[HOST]);
-    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
+    let (_ns, ep_if, up_if, _) = behind_one_uplink(&mut dp);
     publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
     publish(&mut dp, HOST, 9090, UDP, 99, ep_if);
     drop(dp);
@@ -771,11 +778,7 @@ fn a_start_keeps_one_to_one_ports_as_the_last_left_them_until_it_knows_the_uplin
 #[test]
 fn one_to_one_ports_keep_no_flow_until_it_replies() {
     let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, up_if, up_mac) = routed_ns();
-    endpoint(&mut dp, ep_if);
-    host_addrs(&mut dp, &[HOST]);
-    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
-    const FIB_NEIGHBOUR: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+    let (ns, ep_if, up_if, up_mac) = behind_one_uplink(&mut dp);
     publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
     publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
     // A flood of new flows, on XDP and TC: translated, nothing written.
@@ -1886,12 +1889,7 @@ fn unreachable(code: u8, rest: [u8; 4], about: &[u8]) -> Vec<u8> {
 #[test]
 fn an_endpoints_port_unreachable_reaches_the_client_from_the_port_it_used() {
     let Dp { mut dp, _fs } = load();
-    let (ns, ep_if, up_if, up_mac) = routed_ns();
-    endpoint(&mut dp, ep_if);
-    host_addrs(&mut dp, &[HOST]);
-    dp.set_uplinks(&[(up_if, HOST.into())]).unwrap();
-    const ROUTER: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
-    const FIB_NEIGHBOUR: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+    let (ns, ep_if, up_if, up_mac) = behind_one_uplink(&mut dp);
     // One to one (no flow recorded: the error is the first answer), and a container port on
     // two host ports (flows kept, sent back the way the client came).
     publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
