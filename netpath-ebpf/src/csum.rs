@@ -1,7 +1,7 @@
 //! Internet checksum arithmetic (RFC 1071, RFC 1624's incremental updates), on values as
 //! they sit in packet memory: what `packet.rs` applies to XDP frames and skbs alike, and the
 //! checksums of headers built whole (NAT46, ICMP errors).
-use netpath_common::In6;
+use netpath_common::{proto, In6};
 
 #[inline(always)]
 fn csum_fold(mut sum: u32) -> u16 {
@@ -14,10 +14,33 @@ fn csum_fold(mut sum: u32) -> u16 {
 /// checksum field holds once it is written over a zero one.
 #[inline(always)]
 pub fn checksum(words: &[u32]) -> u16 {
+    fold_words(sum_words(words))
+}
+
+/// The ICMPv6 checksum of `body` (words as they sit in memory, its checksum field zero) from
+/// `src` to `dst`: the pseudo-header (addresses, length, next header) and the message.
+#[inline(always)]
+pub fn icmp6_checksum(src: &In6, dst: &In6, body: &[u32]) -> u16 {
+    let pseudo = [
+        ((body.len() * 4) as u32).to_be(),
+        u32::from(proto::ICMPV6).to_be(),
+    ];
+    fold_words(sum_words(&src.words) + sum_words(&dst.words) + sum_words(&pseudo) + sum_words(body))
+}
+
+/// The 16-bit halves of `words`, summed.
+#[inline(always)]
+fn sum_words(words: &[u32]) -> u64 {
     let mut sum: u64 = 0;
     for w in words {
         sum += u64::from(*w & 0xffff) + u64::from(*w >> 16);
     }
+    sum
+}
+
+/// A sum of 16-bit halves, folded and complemented: the checksum field's value.
+#[inline(always)]
+fn fold_words(sum: u64) -> u16 {
     let sum = (sum & 0xffff_ffff) as u32 + (sum >> 32) as u32;
     !csum_fold(sum)
 }

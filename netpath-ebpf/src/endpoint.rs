@@ -208,7 +208,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     if let Some(verdict) = error_out(ctx, flow, ifindex) {
         return verdict;
     }
-    if nat46::is_reply(flow, ifindex) {
+    if nat46::is_reply(ctx, flow, ifindex) {
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::NAT46_REPLY) };
         return drop(Counter::DropNoRoute, flow, ifindex);

@@ -9,23 +9,26 @@
 //! the ports (TCP's sequence number, which the endpoint checks) as they were. And the other
 //! way: an endpoint's reply that would not fit the uplink once made IPv6 (20 bytes longer)
 //! is answered as a router on the way would answer it, fragmentation needed
-//! ([`too_big_for_uplink`]).
+//! ([`too_big_for_uplink`]). And an error the endpoint itself sends about a client's packet (a
+//! UDP port nothing listens on) is made ICMPv6 for the client ([`error_to_client`]).
 use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_check_mtu_ret::BPF_MTU_CHK_RET_FRAG_NEEDED,
+        TC_ACT_OK, TC_ACT_SHOT,
     },
     helpers::{bpf_check_mtu, bpf_redirect},
     programs::TcContext,
 };
-use netpath_common::Counter;
+use netpath_common::{proto, Counter};
 
 use crate::{
-    csum::checksum,
-    icmp::icmp6_error_inner,
-    maps::NAT46,
-    packet::Packet,
+    csum::{checksum, icmp6_checksum},
+    icmp::{icmp6_error_inner, icmp_error_inner},
+    maps::{NAT46, NAT46_REPLY},
+    packet::{ipv6_header, Packet},
     parse::{ptr_at, Ipv4Flow, Ipv6Flow, L3_OFF},
     ports,
+    stats::count,
 };
 
 /// Where IPv6's headers sit in an error with no extension headers (the only kind translated,
@@ -37,6 +40,16 @@ const INNER6_L4_OFF: usize = INNER6_OFF + 40;
 /// bytes past it (all an ICMPv4 error must carry), after the Ethernet header.
 const ERROR4_LEN: u32 = (L3_OFF + 20 + 8 + 20 + 8) as u32;
 const ETH_P_IP: u16 = 0x0800;
+/// Where IPv4's headers sit in an error without options (the only kind translated, as
+/// NAT46 sends none): the ICMP header, the packet it carries and that packet's ports.
+const ICMP4_OFF: usize = L3_OFF + 20;
+const INNER4_OFF: usize = ICMP4_OFF + 8;
+const INNER4_L4_OFF: usize = INNER4_OFF + 20;
+/// The ICMPv6 error made: ICMPv6 header, the carried IPv6 header and the first 8 bytes past
+/// it; and the whole frame, after the Ethernet and IPv6 headers.
+const ERROR6_BODY: usize = 8 + 40 + 8;
+const ERROR6_LEN: u32 = (L3_OFF + 40 + ERROR6_BODY) as u32;
+const ETH_P_IPV6: u16 = 0x86dd;
 
 /// The IPv4 header of an ICMPv4 error of [`ERROR4_LEN`] from `src` to `dst` (network order),
 /// its checksum made.
@@ -217,9 +230,102 @@ pub fn too_big_for_uplink(
         && ctx.set_l3(L3_OFF + 20, &body)
         && ctx.set_macs(&gw, &ep);
     if !done {
-        return Some(aya_ebpf::bindings::TC_ACT_SHOT as i32);
+        return Some(TC_ACT_SHOT as i32);
     }
-    crate::stats::count(Counter::IcmpErrorBack);
+    count(Counter::IcmpErrorBack);
     // SAFETY: plain helper call.
     Some(unsafe { bpf_redirect(back, 0) as i32 })
+}
+
+/// ICMPv4 type and code → ICMPv6's (RFC 7915, section 4.2), with the word after them:
+/// fragmentation needed's MTU made IPv6's (20 bytes more), protocol unreachable's pointer at
+/// the next header. `None`: not translated (a parameter problem, whose pointer would need
+/// translating; a code with no twin).
+#[inline(always)]
+fn icmp6_of(kind: u8, code: u8, mtu: u16) -> Option<(u8, u8, u32)> {
+    Some(match (kind, code) {
+        // Net, host, source route and the rest of the unreachables → no route.
+        (3, 0 | 1 | 5..=8 | 11 | 12) => (1, 0, 0),
+        // Protocol unreachable → parameter problem, unrecognised next header, at byte 6.
+        (3, 2) => (4, 1, 6),
+        (3, 3) => (1, 4, 0),
+        // Fragmentation needed → Packet Too Big.
+        (3, 4) => (2, 0, u32::from(mtu) + 20),
+        // Administratively prohibited, in its three forms.
+        (3, 9 | 10 | 13) => (1, 1, 0),
+        // Time exceeded keeps its code.
+        (11, c) => (3, c, 0),
+        _ => return None,
+    })
+}
+
+/// An ICMPv4 error the endpoint behind host-side veth `ifindex` sent about a NAT46 flow's
+/// packet (to its gateway, which it sees as the client: `nat46::is_reply` found the flow),
+/// made its ICMPv6 twin (RFC 7915) for the IPv6 client: from the address the client reached,
+/// carrying the client's packet as the client sent it, out of the uplink the flow came in on.
+/// So a UDP port nothing listens on refuses an IPv6 client at once, as it refuses an IPv4
+/// one. An error of a kind not translated goes on to the host, as before.
+#[inline(always)]
+pub fn error_to_client(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> i32 {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let Some(e) = icmp_error_inner(data, end, flow) else {
+        return TC_ACT_SHOT as i32;
+    };
+    if flow.l4_off != ICMP4_OFF || e.l3_off != INNER4_OFF || e.l4_off != INNER4_L4_OFF {
+        return TC_ACT_OK as i32;
+    }
+    let Some(r) = NAT46_REPLY.get_ptr(&e.key.reversed()) else {
+        return TC_ACT_SHOT as i32;
+    };
+    // SAFETY: map value pointer valid for this program run; copied out.
+    let r = unsafe { *r };
+    // SAFETY (all reads): bounds checked by ptr_at; read before anything is written.
+    let Some(icmp4) = ptr_at::<[u8; 8]>(data, end, ICMP4_OFF).map(|p| unsafe { *p }) else {
+        return TC_ACT_SHOT as i32;
+    };
+    let Some(inner4) = ptr_at::<[u8; 12]>(data, end, INNER4_OFF).map(|p| unsafe { *p }) else {
+        return TC_ACT_SHOT as i32;
+    };
+    let Some(after_ports) = ptr_at::<u32>(data, end, INNER4_L4_OFF + 4).map(|p| unsafe { *p })
+    else {
+        return TC_ACT_SHOT as i32;
+    };
+    if r.ifindex != ifindex {
+        return TC_ACT_SHOT as i32;
+    }
+    let mtu = u16::from_be_bytes([icmp4[6], icmp4[7]]);
+    let Some((kind, code, word)) = icmp6_of(icmp4[0], icmp4[1], mtu) else {
+        return TC_ACT_OK as i32;
+    };
+    // The packet the client sent, as it sent it: its traffic class, length and hop limit
+    // from the IPv4 header it became.
+    let tos = u32::from(inner4[1]);
+    let payload = u32::from(u16::from_be_bytes([inner4[2], inner4[3]])).saturating_sub(20);
+    let inner = ipv6_header(
+        tos,
+        payload,
+        inner4[9],
+        u32::from(inner4[8]),
+        &r.client,
+        &r.addr,
+    );
+    let mut body = [0u32; ERROR6_BODY / 4];
+    body[0] = u32::from_ne_bytes([kind, code, 0, 0]);
+    body[1] = word.to_be();
+    body[2..12].copy_from_slice(&inner);
+    body[12] = u32::from(r.client_port) | (u32::from(r.port) << 16);
+    body[13] = after_ports;
+    body[0] |= u32::from(icmp6_checksum(&r.addr, &r.client, &body)) << 16;
+    let outer = ipv6_header(0, ERROR6_BODY as u32, proto::ICMPV6, 64, &r.addr, &r.client);
+    let done = ctx.change_family(false)
+        && ctx.truncate(ERROR6_LEN)
+        && ctx.set_l3(L3_OFF, &outer)
+        && ctx.set_l3(L3_OFF + 40, &body)
+        && ctx.set_eth(&r.via_macs.src, &r.via_macs.dst, ETH_P_IPV6.to_be());
+    if !done {
+        return TC_ACT_SHOT as i32;
+    }
+    count(Counter::IcmpErrorOut);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(r.via, 0) as i32 }
 }

@@ -24,9 +24,10 @@ use crate::{
     family::Ip,
     flows::{now, touch, Via},
     guard,
+    icmp::icmp_error_about,
     icmp46::{self, Error46},
     maps::{FLOWS, NAT46, NAT46_REPLY},
-    packet::Packet,
+    packet::{ipv6_header, Packet},
     parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed, L3_OFF},
     policy, ports,
     snat::{in_snat_range, random_port, PORT_TRIES},
@@ -267,20 +268,29 @@ fn to_ipv4<P: Packet>(
 }
 
 /// Whether a packet leaving the endpoint behind host-side veth `ifindex` is the reply of a
-/// NAT46 flow sent to it (to its gateway, at a port of outbound NAT's range).
+/// NAT46 flow sent to it (to its gateway, at a port of outbound NAT's range), or an ICMP error
+/// about one of the flow's packets.
 #[inline(always)]
-pub fn is_reply(flow: &Ipv4Flow, ifindex: u32) -> bool {
-    flow.has_ports()
-        && in_snat_range(flow.dst_port)
+pub fn is_reply<P: Packet>(pkt: &P, flow: &Ipv4Flow, ifindex: u32) -> bool {
+    let key = if flow.has_ports() {
+        flow.key()
+    } else {
+        match icmp_error_about(pkt.data(), pkt.data_end(), flow) {
+            // The packet the error is about came from the gateway's port, as a reply goes to it.
+            Some(about) => about.reversed(),
+            None => return false,
+        }
+    };
+    in_snat_range(key.dst_port)
         // SAFETY: map value pointer valid for this program run; read at once.
         && NAT46_REPLY
-            .get_ptr(&flow.key())
+            .get_ptr(&key)
             .is_some_and(|r| unsafe { (*r).ifindex } == ifindex)
 }
 
 /// A NAT46 flow's reply, handed on by the endpoint program when [`is_reply`]: rewritten as
 /// IPv6 from the address and port the client reached, and sent out of the uplink it came in
-/// on, to the neighbour it came from.
+/// on, to the neighbour it came from. An ICMP error is made ICMPv6 (`icmp46.rs`).
 #[inline(always)]
 pub fn to_client(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
@@ -288,6 +298,9 @@ pub fn to_client(ctx: &mut TcContext) -> i32 {
     let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
         return TC_ACT_SHOT as i32;
     };
+    if flow.proto == proto::ICMP {
+        return icmp46::error_to_client(ctx, &flow, ifindex);
+    }
     let Some(r) = NAT46_REPLY.get_ptr_mut(&flow.key()) else {
         return TC_ACT_SHOT as i32;
     };
@@ -330,18 +343,7 @@ fn to_ipv6(ctx: &mut TcContext, flow: &Ipv4Flow, r: &Nat46Reply) -> bool {
     let tos = (w0 >> 16) & 0xff;
     let payload = (w0 & 0xffff).saturating_sub(Ipv4Hdr::LEN as u32);
     let hops = w2 >> 24;
-    let hdr = [
-        ((6 << 28) | (tos << 20)).to_be(),
-        ((payload << 16) | (u32::from(flow.proto) << 8) | hops).to_be(),
-        a[0],
-        a[1],
-        a[2],
-        a[3],
-        c[0],
-        c[1],
-        c[2],
-        c[3],
-    ];
+    let hdr = ipv6_header(tos, payload, flow.proto, hops, &r.addr, &r.client);
     let udp = flow.proto == proto::UDP;
     let csum = flow.l4_csum_off() - L4_OFF4 + L4_OFF6;
     ctx.change_family(false)

@@ -17,6 +17,25 @@ use crate::{
     parse::{ptr_at, IP_CSUM_OFF},
 };
 
+/// An IPv6 header (words as they sit in memory) of traffic class `tos`, `payload` bytes of
+/// `next`, hop limit `hops`, from `src` to `dst`: what NAT46's translations write whole.
+#[inline(always)]
+pub fn ipv6_header(tos: u32, payload: u32, next: u8, hops: u32, src: &In6, dst: &In6) -> [u32; 10] {
+    let (s, d) = (src.words, dst.words);
+    [
+        ((6 << 28) | (tos << 20)).to_be(),
+        ((payload << 16) | (u32::from(next) << 8) | hops).to_be(),
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+    ]
+}
+
 /// A packet whose headers netpath can rewrite.
 pub trait Packet {
     /// Start of the packet window.

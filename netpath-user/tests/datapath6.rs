@@ -1069,6 +1069,94 @@ fn a_nat46_reply_too_big_for_the_uplink_gets_fragmentation_needed_back() {
     assert_eq!(dp.counter(Counter::Nat46Reply), 1);
 }
 
+/// An IPv4-only endpoint's own ICMP error about a NAT46 client's packet (port unreachable:
+/// nothing listens) reaches the IPv6 client as its ICMPv6 twin (RFC 7915): from the address
+/// the client reached, out of the uplink it came in on, carrying the client's datagram as the
+/// client sent it (its address and port to that address and port), every checksum right.
+/// Fragmentation needed becomes Packet Too Big, 20 bytes larger. An error of a kind not
+/// translated, or about no NAT46 flow, goes on to the host untouched.
+#[test]
+fn an_ipv4_endpoints_icmp_error_reaches_its_nat46_client_as_icmpv6() {
+    let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[UDP]);
+    let gateway = Ipv4Addr::new(172, 17, 0, 1);
+    let sent = Frame6::new(CLIENT6, HOST6, UDP).build(&common::udp_with(41000, 8080, b"hi"));
+    let (verdict, delivered) = r.ns.run(|| run_xdp_on(&mut dp, &sent, r.uplink_ifindex));
+    assert_eq!(verdict, XDP_REDIRECT);
+    let port = Seen(&delivered).sport();
+    // The endpoint's stack answers about the datagram as it got it (all of it, as Linux does).
+    let error4 = |kind: u8, code: u8, rest: [u8; 4], about: &[u8]| {
+        let mut body = vec![kind, code, 0, 0];
+        body.extend_from_slice(&rest);
+        body.extend_from_slice(&about[14..]);
+        let c = common::inet_checksum(&[&body]);
+        body[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut f = common::Frame::new(EP4, gateway.octets(), common::ICMP);
+        f.src_mac = EP_MAC;
+        f.dst_mac = GW_MAC;
+        f.build(&body)
+    };
+    let client_mac = Frame6::new(CLIENT6, HOST6, UDP).src_mac;
+    for (kind, code, rest, want) in [
+        (3u8, 3u8, [0u8; 4], [1u8, 4, 0, 0, 0, 0]),
+        (3, 4, [0, 0, 0x05, 0x00], [2, 0, 0, 0, 0x05, 0x14]),
+    ] {
+        let what = format!("ICMPv4 {kind}/{code}");
+        let err = error4(kind, code, rest, &delivered);
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &err, r.endpoint_ifindex));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "{what}: out to the client");
+        assert_eq!(&out[12..14], &[0x86, 0xdd], "{what}");
+        assert_eq!(
+            &out[..6],
+            &client_mac,
+            "{what}: to the neighbour it came from"
+        );
+        assert_eq!(
+            out.len(),
+            14 + 40 + 8 + 40 + 8,
+            "{what}: the header and 8 bytes"
+        );
+        assert_eq!(out[20], ICMPV6);
+        let (src, dst, _, _) = addrs_ports(&out);
+        assert_eq!(
+            (src, dst),
+            (v6(HOST6), v6(CLIENT6)),
+            "{what}: from the address the client reached"
+        );
+        assert!(checksum_ok6(&out), "{what}: the ICMPv6 checksum");
+        let icmp = &out[54..];
+        assert_eq!((icmp[0], icmp[1]), (want[0], want[1]), "{what}");
+        assert_eq!(&icmp[4..8], &want[2..], "{what}: the MTU, IPv6's");
+        // What it carries is the client's datagram, as the client sent it (its own checksum
+        // aside, which no stack reads in an error).
+        let inner = &icmp[8..];
+        assert_eq!(
+            &inner[..8],
+            &sent[14..22],
+            "{what}: version, length, hop limit"
+        );
+        assert_eq!(
+            &inner[8..46],
+            &sent[22..60],
+            "{what}: addresses, ports, length"
+        );
+    }
+    assert_eq!(dp.counter(Counter::IcmpErrorOut), 2);
+    // A parameter problem (its pointer would need translating), and an error about a port of
+    // the gateway no NAT46 flow has: the host's, as they came.
+    let mut stranger = delivered.clone();
+    stranger[34..36].copy_from_slice(&(port ^ 1).to_be_bytes());
+    for err in [
+        error4(12, 0, [8, 0, 0, 0], &delivered),
+        error4(3, 3, [0; 4], &stranger),
+    ] {
+        let (verdict, out) =
+            r.ns.run(|| run_tc(&mut dp, programs::ENDPOINT_TC, &err, r.endpoint_ifindex));
+        assert_eq!((verdict, &out), (TC_ACT_OK, &err));
+    }
+    assert_eq!(dp.counter(Counter::IcmpErrorOut), 2);
+}
+
 /// Network policy holds for NAT46's clients: an IPv6 client let in by a rule reaches the IPv4
 /// endpoint; the rule gone, its flow is ended (both entries) and its next packet refused.
 #[test]

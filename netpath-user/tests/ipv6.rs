@@ -556,6 +556,12 @@ fn published_ports_answer_ipv6_clients(t: Topo) {
     );
     let r = common::udp_request(&t.outside, host, 5354, "u46").expect("UDP by NAT46");
     assert!(r.starts_with("10.63.2.1:") && r.ends_with(" u46"), "{r}");
+    // A port nothing listens on refuses the IPv6 client at once: the endpoint's port
+    // unreachable is made ICMPv6.
+    t.ok(&["port", "publish", "old", "[::]:5455:55/udp"]);
+    let e = common::udp_request(&t.outside, host, 5455, "anyone?").expect_err("nothing listens");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    t.ok(&["port", "unpublish", "old", "[::]:5455:55/udp"]);
     let c = &t.stats()["Counters"];
     assert!(c["nat46"].as_u64().unwrap() >= 3, "{c}");
     assert!(c["nat46_reply"].as_u64().unwrap() >= 3, "{c}");
