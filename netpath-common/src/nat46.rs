@@ -15,7 +15,10 @@ pub struct Nat46 {
     pub addr: u32,
     /// The port of outbound NAT's range given to the flow, network order.
     pub port: u16,
-    pub _pad: u16,
+    /// The [`crate::recent`] generation the flow was last marked seen in, as a published
+    /// flow's (`FlowNat::recent`).
+    pub recent: u8,
+    pub _pad: u8,
     /// The endpoint's host-side veth: a flow recorded for another endpoint (the port was
     /// published anew) is not this one.
     pub ifindex: u32,
@@ -48,6 +51,6 @@ pub struct Nat46Reply {
     pub last_seen: u64,
 }
 
-crate::layout!(Nat46, 24, addr @ 0, port @ 4, _pad @ 6, ifindex @ 8, flags @ 12, last_seen @ 16);
+crate::layout!(Nat46, 24, addr @ 0, port @ 4, recent @ 6, _pad @ 7, ifindex @ 8, flags @ 12, last_seen @ 16);
 crate::layout!(Nat46Reply, 72, client @ 0, addr @ 16, client_port @ 32, port @ 34, ifindex @ 36, flags @ 40, via @ 44, via_macs @ 48, _pad @ 60, last_seen @ 64);
 crate::pod!(Nat46, Nat46Reply);

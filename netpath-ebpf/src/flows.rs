@@ -118,7 +118,7 @@ impl<'a, A: Ip> Entry<'a, A> {
     #[inline(always)]
     pub fn refresh(&self) -> Kept {
         let key = self.key();
-        if guard::flooded(self.now) && !seen_lately(&key, self.now) {
+        if unseen_in_flood(&key, self.now) {
             return Kept::Unseen;
         }
         if self.refresh_key(&key) {
@@ -157,11 +157,7 @@ impl<'a, A: Ip> Entry<'a, A> {
                 self.now,
                 self.closing,
             );
-            let generation = recent::generation(self.now);
-            if v.recent != generation {
-                v.recent = generation;
-                mark_seen(key, generation);
-            }
+            seen_now(key, &mut v.recent, self.now);
         }
         same
     }
@@ -187,15 +183,10 @@ impl<'a, A: Ip> Entry<'a, A> {
     #[inline(always)]
     fn record(&self, flood: bool, flags: u64) -> Result<(), i32> {
         let key = self.key();
-        let generation = recent::generation(self.now);
         let nat = FlowNat {
             addr: self.flow.dst_addr,
             port: self.flow.dst_port,
-            recent: if flood {
-                recent::unmarked(generation)
-            } else {
-                generation
-            },
+            recent: recorded_recent(&key, flood, self.now),
             _pad: 0,
             ifindex: self.target.ifindex,
             client: self.client(),
@@ -205,9 +196,6 @@ impl<'a, A: Ip> Entry<'a, A> {
             via_macs: self.via.macs,
             _pad3: 0,
         };
-        if !flood {
-            mark_seen(&key, generation);
-        }
         A::flows().insert(&key, &nat, flags)
     }
 
@@ -231,6 +219,37 @@ impl<'a, A: Ip> Entry<'a, A> {
         } else {
             self.flow.src_addr
         }
+    }
+}
+
+/// Whether a flow's packet at `now` skips the look into its table: this CPU is under a flood
+/// and the flow of `key` was not seen lately ([`Kept::Unseen`]).
+#[inline(always)]
+pub fn unseen_in_flood<A: Ip>(key: &FlowKey<A>, now: u64) -> bool {
+    guard::flooded(now) && !seen_lately(key, now)
+}
+
+/// Marks the flow of `key`, whose entry's `recent` is `recent`, seen at `now`: once a
+/// generation (a packet of the flow found in its table).
+#[inline(always)]
+pub fn seen_now<A: Ip>(key: &FlowKey<A>, recent: &mut u8, now: u64) {
+    let generation = recent::generation(now);
+    if *recent != generation {
+        *recent = generation;
+        mark_seen(key, generation);
+    }
+}
+
+/// The `recent` a flow's new entry is recorded with at `now`: marked seen, unless `flood` (a
+/// flow begun during a flood is marked by its next packet the guard lets through).
+#[inline(always)]
+pub fn recorded_recent<A: Ip>(key: &FlowKey<A>, flood: bool, now: u64) -> u8 {
+    let generation = recent::generation(now);
+    if flood {
+        recent::unmarked(generation)
+    } else {
+        mark_seen(key, generation);
+        generation
     }
 }
 

@@ -6,8 +6,8 @@
 //! reply (`replies`), and the connections network policy remembers on stateless paths
 //! (`policy::admit_tracked`) — after the firewall and the policy (a refused flow is counted
 //! for its reason and costs no share of the rate), last before they write. And whether this
-//! CPU is under a flood (`flooded`), when the published flows' table is asked only about
-//! flows seen lately (`flows::Entry::refresh`).
+//! CPU is under a flood (`flooded`), when the flow tables of published ports and of NAT46
+//! are asked only about flows seen lately (`flows::unseen_in_flood`).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netpath_common::Counter;
 
@@ -16,7 +16,7 @@ use crate::maps::{NEW_FLOW_RATE, NEW_FLOW_TAT};
 /// Whether this CPU is under a flood of new flows at `now` (the flow tables' coarse clock,
 /// at most a tick behind the guard's: [`NewFlowRate::flooded`] allows for it): then
 /// flows not seen lately are taken for new ones before the flow table is asked
-/// (`flows::Entry::refresh`).
+/// (`flows::unseen_in_flood`).
 #[inline(always)]
 pub fn flooded(now: u64) -> bool {
     match NEW_FLOW_RATE.get(0) {

@@ -22,7 +22,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use crate::{
     csum::checksum,
     family::Ip,
-    flows::{now, touch, Via},
+    flows::{now, recorded_recent, seen_now, touch, unseen_in_flood, Via},
     guard,
     icmp::icmp_error_about,
     icmp46::{self, Error46},
@@ -86,25 +86,23 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
     let Some(ep_addr) = target.addr.mapped_v4() else {
         return Outcome::Pass(Counter::Pass);
     };
-    let key = flow.key();
-    let closing = flow.tcp_closing(pkt.data(), pkt.data_end());
-    let src = match NAT46.get_ptr_mut(&key) {
-        // SAFETY: map value pointer valid for this program run.
-        Some(n) if unsafe { (*n).ifindex } == target.ifindex => unsafe {
-            touch(
-                &mut (*n).last_seen,
-                &mut (*n).flags,
-                CLOSING,
-                now(),
-                closing,
-            );
-            *n
-        },
-        _ => {
+    let known = Known {
+        key: flow.key(),
+        ifindex: target.ifindex,
+        closing: flow.tcp_closing(pkt.data(), pkt.data_end()),
+        now: now(),
+    };
+    // Under a flood a flow not seen lately is not looked up: taken for a new one, as a
+    // published flow's (`flows::Entry::refresh`).
+    let unseen = unseen_in_flood(&known.key, known.now);
+    let found = if unseen { None } else { known.refresh() };
+    let src = match found {
+        Some(n) => n,
+        None => {
             if published.anywhere && !In6::host_addr(flow.dst_addr) {
                 return Outcome::Pass(Counter::Pass);
             }
-            match admit(pkt, &flow, target, ep_addr, closing) {
+            match admit(pkt, &flow, target, ep_addr, &known, unseen) {
                 Ok(n) => n,
                 // Counted by the uplink's verdict, as its other drops.
                 Err(reason) => return Outcome::Drop(reason),
@@ -132,15 +130,51 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
     Outcome::To(target.ifindex)
 }
 
+/// A client's packet as its flow's `NAT46` entry knows it.
+struct Known {
+    key: FlowKey<In6>,
+    /// The endpoint the port is published to now.
+    ifindex: u32,
+    /// TCP said FIN or RST.
+    closing: bool,
+    now: u64,
+}
+
+impl Known {
+    /// The flow's entry, if it is recorded for this endpoint: refreshed (and marked closing
+    /// when TCP said FIN/RST, and seen once a generation).
+    #[inline(always)]
+    fn refresh(&self) -> Option<Nat46> {
+        let n = NAT46.get_ptr_mut(&self.key)?;
+        // SAFETY: map value pointer valid for this program run.
+        let n = unsafe { &mut *n };
+        if n.ifindex != self.ifindex {
+            return None;
+        }
+        touch(
+            &mut n.last_seen,
+            &mut n.flags,
+            CLOSING,
+            self.now,
+            self.closing,
+        );
+        seen_now(&self.key, &mut n.recent, self.now);
+        Some(*n)
+    }
+}
+
 /// A new flow: the firewall and the policy asked, a port found for it and both directions
-/// recorded. `Err`: why it is dropped.
+/// recorded. So is, under a flood, a flow not seen lately (`unseen`: not looked up); once
+/// the guard lets it through, a quiet flow found recorded after all is refreshed, not made
+/// anew. `Err`: why it is dropped.
 #[inline(always)]
 fn admit<P: Packet>(
     pkt: &P,
     flow: &Ipv6Flow,
     target: &PortTarget<In6>,
     ep_addr: u32,
-    closing: bool,
+    known: &Known,
+    unseen: bool,
 ) -> Result<Nat46, Counter> {
     // The way back: the uplink the client's packets arrive on, and its neighbour there.
     let back = Via::back_to_sender(pkt).ok_or(Counter::Malformed)?;
@@ -153,11 +187,16 @@ fn admit<P: Packet>(
     let by = policy::admit_nat46(flow.src_addr, ep_addr, target.port, flow.proto)?;
     admitted(by, flow, via);
     guard::new_flow_rate()?;
+    if unseen {
+        if let Some(n) = known.refresh() {
+            return Ok(n);
+        }
+    }
     let gateway = u32::endpoint(target.ifindex)
         .and_then(|ep| u32::network(ep.network))
         .map(|n| n.gateway)
         .ok_or(Counter::DropNoRoute)?;
-    let now = now();
+    let (now, closing) = (known.now, known.closing);
     let reply = Nat46Reply {
         client: flow.src_addr,
         addr: flow.dst_addr,
@@ -170,7 +209,7 @@ fn admit<P: Packet>(
         _pad: 0,
         last_seen: now,
     };
-    let key = flow.key();
+    let key = known.key;
     for _ in 0..PORT_TRIES {
         let port = random_port();
         let rkey = FlowKey::new(ep_addr, target.port, gateway, port, flow.proto);
@@ -185,6 +224,7 @@ fn admit<P: Packet>(
             let nat = Nat46 {
                 addr: gateway,
                 port,
+                recent: recorded_recent(&key, unseen, now),
                 _pad: 0,
                 ifindex: target.ifindex,
                 flags: reply.flags,

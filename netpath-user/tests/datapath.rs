@@ -5,11 +5,10 @@ mod common;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{
-    load, run_tc, run_xdp, tcp, udp, Dp, Frame, Netns, RoutedNs, ScratchBpffs, Seen, ICMP, TCP, UDP,
+    load, pin_to_this_cpu, run_tc, run_xdp, tcp, udp, Dp, Frame, Netns, RoutedNs, ScratchBpffs,
+    Seen, ICMP, TCP, UDP,
 };
-use netpath_common::{
-    direction, identity, recent, Counter, FlowNat, PolicyKey, PortKey, PortTarget,
-};
+use netpath_common::{direction, identity, Counter, FlowNat, PolicyKey, PortKey, PortTarget};
 use netpath_user::{
     datapath::{be_addr, be_port, flow_key, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
@@ -228,15 +227,6 @@ fn the_published_ports_firewall_lets_in_only_its_list_on_xdp_and_tc() {
     assert_eq!(counter(&dp, Counter::DropFirewall), 5);
 }
 
-/// Pins the calling test's thread to the CPU it is on: the flood guard keeps a schedule per
-/// CPU, and these test runs must all count against one.
-fn pin_to_this_cpu() {
-    use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
-    let mut set = CpuSet::new();
-    set.set(sched_getcpu().unwrap()).unwrap();
-    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-}
-
 /// The flood guard, at one new flow a second: past it a new published flow is dropped and
 /// counted, on XDP and TC alike, while the flow made before goes on; at 0, no limit again.
 #[test]
@@ -302,43 +292,20 @@ fn under_a_flood_flows_seen_lately_go_on_and_flows_begun_in_it_earn_their_place(
             run_tc(dp, programs::UPLINK_TC, &pkt, 0).0 == TC_ACT_REDIRECT
         }
     };
-    // The flow begun in the flood: tried until the guard lets it through, the flow seen
-    // lately going on meanwhile (and marked in each generation it is seen in), on XDP and
-    // TC. A try let through only once the flood ebbed (this thread held off its CPU for the
-    // milliseconds between the guard's refusing and its three quarters) is a flow made
-    // outside the flood, marked seen as it should be: then another client tries.
-    let start = std::time::Instant::now();
-    let (mut late, mut tries) = (41000, 0u64);
-    loop {
-        while !through(&mut dp, late, tries.is_multiple_of(2)) {
-            tries += 1;
-            assert!(start.elapsed().as_secs() < 10, "never let through");
-            let (verdict, out) = run_xdp(&mut dp, &made);
+    // The flow seen lately goes on meanwhile (and is marked in each generation it is seen in).
+    let flows = common::FloodFlows {
+        through,
+        made_goes_on: |dp: &mut Datapath| {
+            let (verdict, out) = run_xdp(dp, &made);
             assert_eq!(verdict, XDP_REDIRECT, "the flow seen lately goes on");
             assert_dnat(&made, &out, 80);
-            assert!(flow(&dp, 80, late, TCP).is_none(), "refused, not recorded");
-        }
-        let now = flow(&dp, 80, 40000, TCP).unwrap().recent;
-        let recorded = flow(&dp, 80, late, TCP).expect("recorded once let through");
-        if !recent::seen(recorded.recent, now) {
-            break;
-        }
-        assert!(
-            start.elapsed().as_secs() < 10,
-            "never let through in the flood"
-        );
-        late += 1;
-    }
-    assert!(tries > 0, "the first try came in the flood");
+        },
+        recent: |dp: &Datapath, sport: u16| flow(dp, 80, sport, TCP).map(|f| f.recent),
+    };
+    let (late, tries) = flows.begun_in_the_flood(&mut dp, 40000, 41000);
     assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries);
     // Its next packets are refused like new flows', until the guard lets one through again.
-    let mut refused = 0u64;
-    while !through(&mut dp, late, !refused.is_multiple_of(2)) {
-        refused += 1;
-        assert!(start.elapsed().as_secs() < 20, "never let through again");
-        assert!(flow(&dp, 80, late, TCP).is_some(), "still recorded");
-    }
-    assert!(refused > 0, "its second packet was refused");
+    let refused = flows.refused_until_let_through(&mut dp, late);
     assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries + refused);
     assert_eq!(
         dp.flow_count(),
@@ -347,7 +314,7 @@ fn under_a_flood_flows_seen_lately_go_on_and_flows_begun_in_it_earn_their_place(
     );
     // Seen now: it goes on through the flood, on both hooks, as the first does.
     for xdp in [true, false, true, false] {
-        assert!(through(&mut dp, late, xdp), "seen, it goes on");
+        assert!((flows.through)(&mut dp, late, xdp), "seen, it goes on");
     }
     assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries + refused);
 }

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{
     frame6::{checksum_ok6, nd, solicited_node, Frame6, ICMPV6},
-    load, run_tc, run_xdp_on, tcp, udp, Dp, RoutedNs, Seen, TCP, UDP,
+    load, pin_to_this_cpu, run_tc, run_xdp_on, tcp, udp, Dp, RoutedNs, Seen, TCP, UDP,
 };
 use netpath_common::{direction, Counter, FlowKey, In6, PolicyKey, PortKey, PortTarget};
 use netpath_user::{
@@ -1067,6 +1067,62 @@ fn a_nat46_reply_too_big_for_the_uplink_gets_fragmentation_needed_back() {
     assert_eq!(out.len(), fits.len() + 20);
     assert_eq!(&out[12..14], &[0x86, 0xdd]);
     assert_eq!(dp.counter(Counter::Nat46Reply), 1);
+}
+
+/// Under a flood NAT46's flows are asked as published flows are: a flow seen lately goes on
+/// with no look at the guard, a new one waits for the guard; a flow the guard lets through
+/// during the flood is recorded but not marked seen, so its next packet waits for the guard
+/// once more (and keeps its port then: the flow found, not made anew), and from then on it
+/// goes on. On XDP and TC.
+#[test]
+fn under_a_flood_nat46_flows_seen_lately_go_on_and_flows_begun_in_it_earn_their_place() {
+    pin_to_this_cpu();
+    let (Dp { mut dp, _fs }, r) = nat46_endpoint(&[TCP]);
+    dp.set_new_flow_rate(1).unwrap();
+    let through = |dp: &mut Datapath, sport: u16, xdp: bool| {
+        let pkt = Frame6::new(CLIENT6, HOST6, TCP).build(&tcp(sport, 8080));
+        if xdp {
+            r.ns.run(|| run_xdp_on(dp, &pkt, r.uplink_ifindex)).0 == XDP_REDIRECT
+        } else {
+            r.ns.run(|| run_tc(dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
+                .0
+                == TC_ACT_REDIRECT
+        }
+    };
+    let recorded = |dp: &Datapath, sport: u16| {
+        dp.nat46_flows()
+            .into_iter()
+            .find(|(k, _)| k.src_port == be_port(sport))
+            .map(|(_, n)| n)
+    };
+    // Made at once (the burst), and the flood is on: the next new flow is a second away.
+    assert!(through(&mut dp, 41000, true));
+    let flows = common::FloodFlows {
+        through,
+        made_goes_on: |dp: &mut Datapath| assert!(through(dp, 41000, true), "it goes on"),
+        recent: |dp: &Datapath, sport: u16| recorded(dp, sport).map(|n| n.recent),
+    };
+    let (late, tries) = flows.begun_in_the_flood(&mut dp, 41000, 42000);
+    assert_eq!(dp.counter(Counter::DropNewFlowRate), tries);
+    let port = recorded(&dp, late).unwrap().port;
+    let refused = flows.refused_until_let_through(&mut dp, late);
+    assert_eq!(dp.counter(Counter::DropNewFlowRate), tries + refused);
+    assert_eq!(
+        recorded(&dp, late).unwrap().port,
+        port,
+        "the flow kept its port"
+    );
+    assert_eq!(
+        dp.nat46_flows().len(),
+        2 + usize::from(late - 42000),
+        "one entry each"
+    );
+    assert_eq!(dp.nat46_replies().len(), dp.nat46_flows().len());
+    // Seen now: it goes on through the flood, on both hooks, as the first does.
+    for xdp in [true, false, true, false] {
+        assert!((flows.through)(&mut dp, late, xdp), "seen, it goes on");
+    }
+    assert_eq!(dp.counter(Counter::DropNewFlowRate), tries + refused);
 }
 
 /// An IPv4-only endpoint's own ICMP error about a NAT46 client's packet (port unreachable:
