@@ -598,7 +598,7 @@ pub fn run(quick: bool) -> Result<Section> {
                 .measured(tc_hit_gap),
             Target::ratio("TC reverse NAT", "tc reverse nat", "empty xdp", 6.0).limited_by(
                 "tc parse + flow lookup + rewrite + redirect",
-                "the checks (the flow is this interface's, TCP's closing flags), the flow's freshness (a clock read), the counters and the monitor's flag; the floor's rewrite is TC's, each L4 checksum update a helper call (the only update right for the CHECKSUM_PARTIAL skbs containers send)",
+                "the checks (the flow is this interface's, TCP's closing flags), the flow's freshness (jiffies read against its stamp; the clock only when that is 100 jiffies old), the counters and the monitor's flag; the floor's rewrite is TC's, each L4 checksum update a helper call (the only update right for the CHECKSUM_PARTIAL skbs containers send)",
             ),
         ],
         plots: Vec::new(),

@@ -98,7 +98,9 @@ pub struct FlowNat<A: Addr = u32> {
     /// The replies' Ethernet source (the uplink's MAC) and destination (the neighbour the
     /// client's packets came from), as they are written into the frame.
     pub via_macs: ReplyMacs,
-    pub _pad3: u32,
+    /// The low 32 bits of the kernel's jiffies when a reply last refreshed `last_seen`: a reply
+    /// reads the clock only when this is [`STAMP_JIFFIES`] old.
+    pub stamp: u32,
 }
 
 /// Source and destination MACs of a reply sent without a route lookup.
@@ -162,6 +164,12 @@ pub mod recent {
 /// How stale a flow's `last_seen` may get before a packet refreshes it: a write to the flow
 /// at most this often, not one per packet.
 pub const FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
+/// How many jiffies a reply's stamp ([`FlowNat::stamp`], `Nat46Reply::stamp`) may age before a
+/// reply reads the clock and refreshes the flow's `last_seen`: jiffies are read inline (the
+/// verifier makes `bpf_jiffies64` a load), the clock is a helper call, 12 ns of a reply's
+/// path. At most a second at the slowest tick the kernel has (100 Hz).
+pub const STAMP_JIFFIES: u32 = 100;
 
 /// The flood guard: the rate at which each CPU may begin new flows, as GCRA (the generic
 /// cell rate algorithm) states it: one every `interval_ns`, with bursts of up to `burst_ns`
@@ -238,8 +246,8 @@ impl NewFlowRate {
 crate::layout!(NewFlowRate, 16, interval_ns @ 0, burst_ns @ 8);
 crate::layout!(FlowKey, 16, src_addr @ 0, dst_addr @ 4, src_port @ 8, dst_port @ 10, proto @ 12, _pad @ 13, _pad2 @ 14);
 crate::layout!(FlowKey<crate::In6>, 40, src_addr @ 0, dst_addr @ 16, src_port @ 32, dst_port @ 34, proto @ 36, _pad @ 37, _pad2 @ 38);
-crate::layout!(FlowNat, 48, addr @ 0, port @ 4, recent @ 6, _pad @ 7, ifindex @ 8, client @ 12, flags @ 16, via @ 20, last_seen @ 24, via_macs @ 32, _pad3 @ 44);
-crate::layout!(FlowNat<crate::In6>, 72, addr @ 0, port @ 16, recent @ 18, _pad @ 19, ifindex @ 20, client @ 24, flags @ 40, via @ 44, last_seen @ 48, via_macs @ 56, _pad3 @ 68);
+crate::layout!(FlowNat, 48, addr @ 0, port @ 4, recent @ 6, _pad @ 7, ifindex @ 8, client @ 12, flags @ 16, via @ 20, last_seen @ 24, via_macs @ 32, stamp @ 44);
+crate::layout!(FlowNat<crate::In6>, 72, addr @ 0, port @ 16, recent @ 18, _pad @ 19, ifindex @ 20, client @ 24, flags @ 40, via @ 44, last_seen @ 48, via_macs @ 56, stamp @ 68);
 crate::layout!(ReplyMacs, 12, src @ 0, dst @ 6);
 crate::pod!(FlowKey<A>, FlowNat<A>, ReplyMacs, NewFlowRate);
 

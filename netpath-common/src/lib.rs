@@ -59,7 +59,7 @@ pub use dns::{DnsAddrs, DnsKey, DNS_ADDRS, DNS_NAME_LEN, DNS_PORT, DNS_TTL};
 pub use endpoint::{EndpointInfo, PeerInfo};
 pub use flows::{
     flow_flags, recent, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS,
-    NEW_FLOWS_PER_CPU, NEW_FLOW_BURST_NS,
+    NEW_FLOWS_PER_CPU, NEW_FLOW_BURST_NS, STAMP_JIFFIES,
 };
 pub use forward::{net_flags, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;

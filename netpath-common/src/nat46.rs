@@ -46,11 +46,13 @@ pub struct Nat46Reply {
     /// The uplink the client's packets arrive on, and the replies' MACs there.
     pub via: u32,
     pub via_macs: ReplyMacs,
-    pub _pad: u32,
+    /// The kernel's jiffies when a reply last refreshed `last_seen`, as
+    /// [`crate::FlowNat::stamp`].
+    pub stamp: u32,
     /// `bpf_ktime_get_coarse_ns` of the last reply.
     pub last_seen: u64,
 }
 
 crate::layout!(Nat46, 24, addr @ 0, port @ 4, recent @ 6, _pad @ 7, ifindex @ 8, flags @ 12, last_seen @ 16);
-crate::layout!(Nat46Reply, 72, client @ 0, addr @ 16, client_port @ 32, port @ 34, ifindex @ 36, flags @ 40, via @ 44, via_macs @ 48, _pad @ 60, last_seen @ 64);
+crate::layout!(Nat46Reply, 72, client @ 0, addr @ 16, client_port @ 32, port @ 34, ifindex @ 36, flags @ 40, via @ 44, via_macs @ 48, stamp @ 60, last_seen @ 64);
 crate::pod!(Nat46, Nat46Reply);

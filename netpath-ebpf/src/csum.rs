@@ -1,6 +1,7 @@
 //! Internet checksum arithmetic (RFC 1071, RFC 1624's incremental updates), on values as
 //! they sit in packet memory: what `packet.rs` applies to XDP frames and skbs alike, and the
 //! checksums of headers built whole (NAT46, ICMP errors).
+use aya_ebpf::helpers::bpf_csum_diff;
 use netpath_common::{proto, In6};
 
 #[inline(always)]
@@ -86,4 +87,21 @@ pub fn csum_replace16(check: u16, from: &In6, to: &In6) -> u16 {
 pub fn csum_replace2(check: u16, from: u16, to: u16) -> u16 {
     let sum = (!check) as u32 + (!from) as u32 + to as u32;
     !csum_fold(sum)
+}
+
+/// What replacing the words `from` by `to` (a packet's addresses, as NAT46 changes their
+/// family) adds to a checksum, by `bpf_csum_diff`.
+#[inline(always)]
+pub fn csum_diff(from: &mut [u32], to: &mut [u32]) -> Option<u32> {
+    // SAFETY: two buffers on the stack, of the sizes given, as the helper reads them.
+    let d = unsafe {
+        bpf_csum_diff(
+            from.as_mut_ptr(),
+            (from.len() * 4) as u32,
+            to.as_mut_ptr(),
+            (to.len() * 4) as u32,
+            0,
+        )
+    };
+    (d >= 0).then_some(d as u32)
 }

@@ -14,7 +14,7 @@ use crate::{
     fib, flows, forward,
     icmp::{self, Out},
     maps::{ENDPOINTS, TAIL_CALLS},
-    nat46, ndp,
+    nat46_reply, ndp,
     packet::Packet,
     parse::{is_ipv6, is_link_scoped6, parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
     ports::{self, Dnat},
@@ -208,7 +208,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
     if let Some(verdict) = error_out(ctx, flow, ifindex) {
         return verdict;
     }
-    if nat46::is_reply(ctx, flow, ifindex) {
+    if nat46_reply::is_reply(ctx, flow, ifindex) {
         // SAFETY: the slot holds this load's program; the call does not return.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::NAT46_REPLY) };
         return drop(Counter::DropNoRoute, flow, ifindex);

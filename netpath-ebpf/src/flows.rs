@@ -2,9 +2,12 @@
 //! address and port the client used (two host ports on one container port stay apart). Each
 //! flow carries when it was last seen, refreshed at most once a second (a write per second
 //! per flow, not per packet), and whether TCP saw it close; the agent expires idle ones.
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+};
 use netpath_common::{
-    flow_flags, recent, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS,
+    flow_flags, recent, FlowKey, FlowNat, PortTarget, ReplyMacs, FLOW_REFRESH_NS, STAMP_JIFFIES,
 };
 
 use crate::{
@@ -31,6 +34,33 @@ pub fn touch(last_seen: &mut u64, flags: &mut u32, closing_flag: u32, now: u64, 
     if now.wrapping_sub(*last_seen) > FLOW_REFRESH_NS {
         *last_seen = now;
     }
+    mark_closing(flags, closing_flag, closing);
+}
+
+/// [`touch`] for a reply, which reads the clock only when it must: when the entry's `stamp`,
+/// the low 32 bits of jiffies when a reply last refreshed `last_seen`, is [`STAMP_JIFFIES`]
+/// old (jiffies are a load, the clock a helper call; the other direction's packets refresh
+/// `last_seen` by the clock as ever).
+#[inline(always)]
+pub fn touch_reply(
+    last_seen: &mut u64,
+    stamp: &mut u32,
+    flags: &mut u32,
+    closing_flag: u32,
+    closing: bool,
+) {
+    // SAFETY: no preconditions.
+    let jiffies = unsafe { bpf_jiffies64() } as u32;
+    if jiffies.wrapping_sub(*stamp) >= STAMP_JIFFIES {
+        *stamp = jiffies;
+        *last_seen = now();
+    }
+    mark_closing(flags, closing_flag, closing);
+}
+
+/// Sets `closing_flag` in `flags` when TCP said FIN/RST (`closing`), writing only a change.
+#[inline(always)]
+fn mark_closing(flags: &mut u32, closing_flag: u32, closing: bool) {
     if closing && *flags & closing_flag == 0 {
         *flags |= closing_flag;
     }
@@ -194,7 +224,7 @@ impl<'a, A: Ip> Entry<'a, A> {
             via: self.via.ifindex,
             last_seen: self.now,
             via_macs: self.via.macs,
-            _pad3: 0,
+            stamp: 0,
         };
         A::flows().insert(&key, &nat, flags)
     }
@@ -279,18 +309,6 @@ fn mark_seen<A: Ip>(key: &FlowKey<A>, generation: u8) {
     }
 }
 
-/// [`touch`] for a published flow.
-#[inline(always)]
-fn touch_flow<A: Ip>(v: &mut FlowNat<A>, closing: bool) {
-    touch(
-        &mut v.last_seen,
-        &mut v.flags,
-        flow_flags::CLOSING,
-        now(),
-        closing,
-    );
-}
-
 /// The translation for a packet leaving the endpoint behind host-side veth `ifindex`, if it is
 /// the reply of a published flow sent to that endpoint (which is refreshed, and marked closing
 /// when TCP says so). A flow sent to another endpoint is not this one's to answer.
@@ -307,6 +325,12 @@ pub fn reply_nat<A: Ip>(
     if v.ifindex != ifindex {
         return None;
     }
-    touch_flow(v, closing);
+    touch_reply(
+        &mut v.last_seen,
+        &mut v.stamp,
+        &mut v.flags,
+        flow_flags::CLOSING,
+        closing,
+    );
     Some(v)
 }

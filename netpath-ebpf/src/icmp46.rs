@@ -260,7 +260,7 @@ fn icmp6_of(kind: u8, code: u8, mtu: u16) -> Option<(u8, u8, u32)> {
 }
 
 /// An ICMPv4 error the endpoint behind host-side veth `ifindex` sent about a NAT46 flow's
-/// packet (to its gateway, which it sees as the client: `nat46::is_reply` found the flow),
+/// packet (to its gateway, which it sees as the client: `nat46_reply::is_reply` found the flow),
 /// made its ICMPv6 twin (RFC 7915) for the IPv6 client: from the address the client reached,
 /// carrying the client's packet as the client sent it, out of the uplink the flow came in on.
 /// So a UDP port nothing listens on refuses an IPv6 client at once, as it refuses an IPv4

@@ -17,6 +17,7 @@ mod icmp;
 mod icmp46;
 mod maps;
 mod nat46;
+mod nat46_reply;
 mod ndp;
 mod object;
 mod overlay;
@@ -112,7 +113,7 @@ pub fn netpath_uplink_nat46_tc(mut ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netpath_endpoint_nat46_tc(mut ctx: TcContext) -> i32 {
     build_tag();
-    nat46::to_client(&mut ctx)
+    nat46_reply::to_client(&mut ctx)
 }
 
 /// Endpoint host-side veth, TC ingress: traffic *from* an endpoint.

@@ -4,42 +4,35 @@
 //! on to [`from_client`] (a program of its own, XDP and TC), which rewrites it as IPv4 from
 //! the endpoint network's gateway and a port of outbound NAT's range — one per client flow, so
 //! flows of clients that share a source port stay apart — and sends it into the endpoint. The
-//! endpoint's replies, to the gateway and that port, are found by the endpoint program
-//! ([`is_reply`]) and rewritten as IPv6 by [`to_client`], out of the uplink the client came
-//! in on. The endpoint sees the gateway as its client, as behind docker-proxy. The
+//! endpoint's replies, to the gateway and that port, are found by the endpoint program and
+//! rewritten as IPv6 (`nat46_reply.rs`), out of the uplink the client came in on. The endpoint sees the gateway as its client, as behind docker-proxy. The
 //! published ports' firewall and the policy judge the flow's first packet as for any client
 //! (the client's IPv6 identity, the endpoint's IPv4 one); the agent expires idle flows.
-use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_SHOT},
-    helpers::{bpf_csum_diff, bpf_redirect},
-    programs::TcContext,
-};
+use aya_ebpf::bindings::BPF_NOEXIST;
 use netpath_common::{
     event, flow_flags::CLOSING, proto, Counter, FlowKey, In6, Nat46, Nat46Reply, PortTarget,
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    csum::checksum,
+    csum::{checksum, csum_diff},
     family::Ip,
     flows::{now, recorded_recent, seen_now, touch, unseen_in_flood, Via},
     guard,
-    icmp::icmp_error_about,
     icmp46::{self, Error46},
     maps::{FLOWS, NAT46, NAT46_REPLY},
-    packet::{ipv6_header, Packet},
-    parse::{parse, ptr_at, Ipv4Flow, Ipv6Flow, Parsed, L3_OFF},
+    packet::Packet,
+    parse::{parse, ptr_at, Ipv6Flow, Parsed, L3_OFF},
     policy, ports,
-    snat::{in_snat_range, random_port, PORT_TRIES},
-    stats::{admitted, count, count_port, dropped, trace},
+    snat::{random_port, PORT_TRIES},
+    stats::{admitted, count, count_port, trace},
 };
 
 const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 /// Where the transport header sits in either family's translated packet (no options, no
 /// extension headers: neither is translated).
-const L4_OFF4: usize = L3_OFF + Ipv4Hdr::LEN;
-const L4_OFF6: usize = L3_OFF + Ipv6Hdr::LEN;
+pub const L4_OFF4: usize = L3_OFF + Ipv4Hdr::LEN;
+pub const L4_OFF6: usize = L3_OFF + Ipv6Hdr::LEN;
 
 /// What became of an IPv6 client's packet.
 pub enum Outcome {
@@ -206,7 +199,7 @@ fn admit<P: Packet>(
         flags: if closing { CLOSING } else { 0 },
         via,
         via_macs: back.macs,
-        _pad: 0,
+        stamp: 0,
         last_seen: now,
     };
     let key = known.key;
@@ -249,22 +242,6 @@ struct Ipv4Ends {
     dst_port: u16,
 }
 
-/// The 5-tuple of a packet's addresses as `bpf_csum_diff` reads them.
-#[inline(always)]
-fn csum_diff(from: &mut [u32], to: &mut [u32]) -> Option<u32> {
-    // SAFETY: two buffers on the stack, of the sizes given, as the helper reads them.
-    let d = unsafe {
-        bpf_csum_diff(
-            from.as_mut_ptr(),
-            (from.len() * 4) as u32,
-            to.as_mut_ptr(),
-            (to.len() * 4) as u32,
-            0,
-        )
-    };
-    (d >= 0).then_some(d as u32)
-}
-
 /// Rewrites an IPv6 packet as IPv4 to `to`, framed for the endpoint of `target`.
 #[inline(always)]
 fn to_ipv4<P: Packet>(
@@ -305,91 +282,4 @@ fn to_ipv4<P: Packet>(
         && pkt.pseudo_csum_diff(csum, diff, udp)
         && pkt.set_port(L4_OFF4, flow.src_port, to.src_port, csum, udp)
         && pkt.set_port(L4_OFF4 + 2, flow.dst_port, to.dst_port, csum, udp)
-}
-
-/// Whether a packet leaving the endpoint behind host-side veth `ifindex` is the reply of a
-/// NAT46 flow sent to it (to its gateway, at a port of outbound NAT's range), or an ICMP error
-/// about one of the flow's packets.
-#[inline(always)]
-pub fn is_reply<P: Packet>(pkt: &P, flow: &Ipv4Flow, ifindex: u32) -> bool {
-    let key = if flow.has_ports() {
-        flow.key()
-    } else {
-        match icmp_error_about(pkt.data(), pkt.data_end(), flow) {
-            // The packet the error is about came from the gateway's port, as a reply goes to it.
-            Some(about) => about.reversed(),
-            None => return false,
-        }
-    };
-    in_snat_range(key.dst_port)
-        // SAFETY: map value pointer valid for this program run; read at once.
-        && NAT46_REPLY
-            .get_ptr(&key)
-            .is_some_and(|r| unsafe { (*r).ifindex } == ifindex)
-}
-
-/// A NAT46 flow's reply, handed on by the endpoint program when [`is_reply`]: rewritten as
-/// IPv6 from the address and port the client reached, and sent out of the uplink it came in
-/// on, to the neighbour it came from. An ICMP error is made ICMPv6 (`icmp46.rs`).
-#[inline(always)]
-pub fn to_client(ctx: &mut TcContext) -> i32 {
-    // SAFETY: reading the skb's ifindex field.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Parsed::Ipv4(flow) = parse(ctx.data(), ctx.data_end()) else {
-        return TC_ACT_SHOT as i32;
-    };
-    if flow.proto == proto::ICMP {
-        return icmp46::error_to_client(ctx, &flow, ifindex);
-    }
-    let Some(r) = NAT46_REPLY.get_ptr_mut(&flow.key()) else {
-        return TC_ACT_SHOT as i32;
-    };
-    // SAFETY: map value pointer valid for this program run, all it is read in.
-    let r = unsafe { &mut *r };
-    if r.ifindex != ifindex || flow.l4_off != L4_OFF4 {
-        dropped(Counter::Malformed, &flow, ifindex);
-        return TC_ACT_SHOT as i32;
-    }
-    if let Some(verdict) = icmp46::too_big_for_uplink(ctx, &flow, r.via, ifindex) {
-        return verdict;
-    }
-    let closing = flow.tcp_closing(ctx.data(), ctx.data_end());
-    touch(&mut r.last_seen, &mut r.flags, CLOSING, now(), closing);
-    if !to_ipv6(ctx, &flow, r) {
-        return TC_ACT_SHOT as i32;
-    }
-    count(Counter::Nat46Reply);
-    // The new source is an IPv6 address, which an IPv4 event cannot carry: its port only.
-    trace(event::trace::REVERSE_NAT, &flow, ifindex, 0, r.port);
-    // SAFETY: plain helper call.
-    unsafe { bpf_redirect(r.via, 0) as i32 }
-}
-
-/// Rewrites an IPv4 reply as IPv6 from `r.addr`, `r.port` to the client, framed for the
-/// uplink's neighbour.
-#[inline(always)]
-fn to_ipv6(ctx: &mut TcContext, flow: &Ipv4Flow, r: &Nat46Reply) -> bool {
-    let Some(h) = ptr_at::<[u32; 3]>(ctx.data(), ctx.data_end(), L3_OFF) else {
-        return false;
-    };
-    // SAFETY: bounds checked by ptr_at.
-    let (w0, w2) = unsafe { (u32::from_be((*h)[0]), u32::from_be((*h)[2])) };
-    let (a, c) = (r.addr.words, r.client.words);
-    let mut from = [flow.src_addr, flow.dst_addr];
-    let mut into = [a[0], a[1], a[2], a[3], c[0], c[1], c[2], c[3]];
-    let Some(diff) = csum_diff(&mut from, &mut into) else {
-        return false;
-    };
-    let tos = (w0 >> 16) & 0xff;
-    let payload = (w0 & 0xffff).saturating_sub(Ipv4Hdr::LEN as u32);
-    let hops = w2 >> 24;
-    let hdr = ipv6_header(tos, payload, flow.proto, hops, &r.addr, &r.client);
-    let udp = flow.proto == proto::UDP;
-    let csum = flow.l4_csum_off() - L4_OFF4 + L4_OFF6;
-    ctx.change_family(false)
-        && ctx.set_l3(L3_OFF, &hdr)
-        && ctx.set_eth(&r.via_macs.src, &r.via_macs.dst, ETH_P_IPV6.to_be())
-        && ctx.pseudo_csum_diff(csum, diff, udp)
-        && ctx.set_port(L4_OFF6, flow.src_port, r.port, csum, udp)
-        && ctx.set_port(L4_OFF6 + 2, flow.dst_port, r.client_port, csum, udp)
 }

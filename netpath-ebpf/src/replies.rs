@@ -150,7 +150,7 @@ fn record<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> i32 {
         via,
         last_seen: now,
         via_macs,
-        _pad3: 0,
+        stamp: 0,
     };
     // An LRU map makes room; a failed insert leaves the next reply to try again, as does a
     // CPU past its rate of new flows (this reply is translated all the same).

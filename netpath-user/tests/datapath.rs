@@ -8,7 +8,9 @@ use common::{
     load, pin_to_this_cpu, run_tc, run_xdp, tcp, udp, Dp, Frame, Netns, RoutedNs, ScratchBpffs,
     Seen, ICMP, TCP, UDP,
 };
-use netpath_common::{direction, identity, Counter, FlowNat, PolicyKey, PortKey, PortTarget};
+use netpath_common::{
+    direction, identity, Counter, FlowNat, PolicyKey, PortKey, PortTarget, STAMP_JIFFIES,
+};
 use netpath_user::{
     datapath::{be_addr, be_port, flow_key, programs, AttachmentEntry, Datapath, MapSizes},
     ipam::Subnet,
@@ -688,6 +690,61 @@ fn replies_are_translated_back_and_sent_the_way_the_client_came() {
         assert!(seen.checksums_ok());
     }
     assert_eq!(counter(&dp, Counter::RevNat), 4);
+}
+
+/// CLOCK_MONOTONIC_COARSE, the clock the kernel stamps flows with, in ns.
+fn coarse_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// A reply refreshes its flow's `last_seen` by the clock only when the entry's stamp (the
+/// kernel's jiffies at the reply that last refreshed it) is `STAMP_JIFFIES` old: a reply
+/// right after one that refreshed reads no clock and writes nothing, however stale
+/// `last_seen` looks; one after the stamp aged refreshes it, to the kernel's clock.
+#[test]
+fn a_reply_reads_the_clock_only_when_its_flows_stamp_is_old() {
+    let Dp { mut dp, _fs } = load();
+    let (ns, ep_if, _, _) = behind_one_uplink(&mut dp);
+    let key = flow_key(
+        (Ipv4Addr::from(EP), 80),
+        (Ipv4Addr::from(CLIENT), 40000),
+        TCP,
+    );
+    let stale = FlowNat {
+        addr: be_addr(Ipv4Addr::from(HOST)),
+        port: be_port(8080),
+        ifindex: ep_if,
+        last_seen: 1,
+        ..FlowNat::default()
+    };
+    let reply = |dp: &mut Datapath, stamp: u32| {
+        dp.insert_flow(key, FlowNat { stamp, ..stale }).unwrap();
+        let pkt = reply_frame(TCP, 80, 40000);
+        let (verdict, _) = ns.run(|| run_tc(dp, programs::ENDPOINT_TC, &pkt, ep_if));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        dp.flow(&key).unwrap()
+    };
+    // Never stamped: the reply reads the clock.
+    let before = coarse_ns();
+    let f = reply(&mut dp, 0);
+    assert!(
+        (before..=coarse_ns()).contains(&f.last_seen),
+        "refreshed to the clock: {}",
+        f.last_seen
+    );
+    let stamp = f.stamp;
+    // Stamped just now: left as it is (unless 100 jiffies passed meanwhile: stamped anew).
+    let f = reply(&mut dp, stamp);
+    assert!(
+        f.last_seen == 1 || f.stamp.wrapping_sub(stamp) >= STAMP_JIFFIES,
+        "no clock read within the stamp's jiffies: {f:?}"
+    );
+    // The stamp 100 jiffies old: refreshed, and stamped anew.
+    let before = coarse_ns();
+    let f = reply(&mut dp, stamp.wrapping_sub(STAMP_JIFFIES));
+    assert!((before..=coarse_ns()).contains(&f.last_seen), "{f:?}");
+    assert!(f.stamp.wrapping_sub(stamp) < 10 * STAMP_JIFFIES, "{f:?}");
 }
 
 #[test]
