@@ -567,7 +567,7 @@ pub fn run(quick: bool) -> Result<Section> {
             Target::ratio("XDP pass (the host's own traffic)", "xdp pass", "empty xdp", 1.5)
                 .limited_by(
                     "xdp parse only",
-                    "one array slot of the destination port decides",
+                    "the port's array slot (not published), the port's range (no outbound flow's reply), one bit of the blocks no network is in (not routed at a network: the subnets' trie not asked), the counter",
                 ),
             Target::ratio("IPv6 XDP DNAT / IPv4's, one to one", "xdp dnat, one to one, ipv6", "xdp dnat, one to one", 1.1)
                 .limited_by(

@@ -13,9 +13,16 @@ pub trait Addr: Copy + Eq + Default + core::hash::Hash + core::fmt::Debug + 'sta
     /// Explicit padding that takes the address up to a multiple of 8 bytes, for values
     /// with a `u64` after one address (no hidden padding in either family).
     type Pad: Copy + Eq + Default + core::hash::Hash + core::fmt::Debug + 'static;
+    /// The family's entry in maps of one entry per family: 0 IPv4, 1 IPv6.
+    const FAMILY: u32;
     /// `h` with the address's 32-bit words mixed in ([`mix`] each): the hash of
     /// [`crate::FlowKey::recent_slot`].
     fn mix(&self, h: u64) -> u64;
+    /// The block of [`crate::no_subnet`] the address is in (below `no_subnet::BLOCKS`).
+    fn block(&self) -> u32;
+    /// The blocks the subnet of this address and `prefix` overlaps; `None`: too many to
+    /// name (every block, then).
+    fn blocks(&self, prefix: u32) -> Option<core::ops::Range<u32>>;
 }
 
 /// 2^64 over the golden ratio, odd: the multiplier of [`mix`].
@@ -34,10 +41,21 @@ pub const fn mix(h: u64, w: u32) -> u64 {
 impl Addr for u32 {
     const ANY: Self = 0;
     const BITS: u32 = 32;
+    const FAMILY: u32 = 0;
     type Pad = u32;
     #[inline(always)]
     fn mix(&self, h: u64) -> u64 {
         mix(h, *self)
+    }
+    /// Its /16: the top 16 bits.
+    #[inline(always)]
+    fn block(&self) -> u32 {
+        u32::from_be(*self) >> 16
+    }
+    fn blocks(&self, prefix: u32) -> Option<core::ops::Range<u32>> {
+        let wide = 16u32.saturating_sub(prefix);
+        let first = (self.block() >> wide) << wide;
+        Some(first..first + (1 << wide))
     }
 }
 
@@ -104,11 +122,22 @@ crate::pod!(In6);
 impl Addr for In6 {
     const ANY: Self = In6 { words: [0; 4] };
     const BITS: u32 = 128;
+    const FAMILY: u32 = 1;
     type Pad = [u32; 0];
     #[inline(always)]
     fn mix(&self, h: u64) -> u64 {
         let w = self.words;
         mix(mix(mix(mix(h, w[0]), w[1]), w[2]), w[3])
+    }
+    /// Its /48, hashed to 16 bits (a multiply's top bits).
+    #[inline(always)]
+    fn block(&self) -> u32 {
+        let top = (u64::from(u32::from_be(self.words[0])) << 16)
+            | u64::from(u32::from_be(self.words[1]) >> 16);
+        (top.wrapping_mul(GOLDEN) >> 48) as u32
+    }
+    fn blocks(&self, prefix: u32) -> Option<core::ops::Range<u32>> {
+        (prefix >= 48).then(|| self.block()..self.block() + 1)
     }
 }
 
@@ -124,6 +153,29 @@ mod tests {
         assert_eq!(u32::from_be(a.words[0]), 0xfd00_0030);
         assert_eq!(u32::from_be(a.words[3]), 2);
         assert_eq!(In6::ANY.octets(), [0; 16]);
+    }
+
+    #[test]
+    fn a_subnets_blocks_are_the_blocks_of_its_addresses() {
+        let v4 = |a: [u8; 4]| u32::from_ne_bytes(a);
+        assert_eq!(v4([172, 17, 9, 1]).block(), 0xac11);
+        assert_eq!(v4([172, 17, 0, 0]).blocks(24), Some(0xac11..0xac12));
+        assert_eq!(v4([10, 0, 0, 0]).blocks(8), Some(0x0a00..0x0b00));
+        assert_eq!(v4([172, 16, 0, 0]).blocks(12), Some(0xac10..0xac20));
+        assert_eq!(v4([0, 0, 0, 0]).blocks(0), Some(0..1 << 16));
+        let v6 = |s: &str| In6::from_octets(s.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let net = v6("fd00:30:1::");
+        assert_eq!(v6("fd00:30:1:0:2::7").block(), net.block());
+        assert_eq!(v6("fd00:30:1:ffff::1").block(), net.block());
+        assert_eq!(net.blocks(64), Some(net.block()..net.block() + 1));
+        assert_eq!(net.blocks(48), Some(net.block()..net.block() + 1));
+        assert_eq!(net.blocks(40), None, "wider than a block");
+        assert!(v6("fd00:30:2::1").block() < 1 << 16);
+        // Neighbouring /48s land in different blocks.
+        let blocks: std::collections::HashSet<u32> = (0..64u16)
+            .map(|i| v6(&std::format!("fd00:30:{i:x}::1")).block())
+            .collect();
+        assert!(blocks.len() > 60, "{}", blocks.len());
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub use flows::{
     flow_flags, recent, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS,
     NEW_FLOWS_PER_CPU, NEW_FLOW_BURST_NS, STAMP_JIFFIES,
 };
-pub use forward::{net_flags, MemberKey, NetworkInfo};
+pub use forward::{net_flags, no_subnet, MemberKey, NetworkInfo};
 pub use hostgw::LoopbackKey;
 pub use maps::{map_names, map_sizes, tail};
 pub use nat46::{Nat46, Nat46Reply};

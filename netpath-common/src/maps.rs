@@ -30,6 +30,10 @@ pub mod map_names {
     pub const NETWORKS: &str = "NETWORKS";
     /// LPM trie of network subnets → network id (`u32`).
     pub const SUBNETS: &str = "SUBNETS";
+    /// Array, an entry per family ([`crate::Addr::FAMILY`]): the blocks of the address
+    /// space no network's subnet overlaps ([`crate::no_subnet`]), where `SUBNETS` and
+    /// `SUBNETS6` are not asked.
+    pub const NO_SUBNET: &str = "NO_SUBNET";
     /// [`crate::MemberKey`] → host-side veth ifindex (`u32`): a network's members, for
     /// broadcast and multicast.
     pub const MEMBERS: &str = "MEMBERS";

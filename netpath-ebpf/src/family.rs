@@ -46,8 +46,8 @@ pub trait Ip: Identified + Replied {
     fn peer(addr: Self) -> Option<PeerInfo>;
     /// This family's side of network `id` (read in place: IPv6's is 72 bytes).
     fn network(id: u32) -> Option<&'static NetworkInfo<Self>>;
-    /// The network whose subnet holds `addr`.
-    fn subnet_of(addr: Self) -> Option<u32>;
+    /// The network whose subnet holds `addr`, by the trie (asked by `forward::subnet_of`).
+    fn subnet_trie(addr: Self) -> Option<u32>;
     /// Whether every member of `net` gets a copy of a packet to `dst` (broadcast, multicast).
     fn floods(dst: Self, net: &NetworkInfo<Self>) -> bool;
     /// For an ICMP error, the flow of the packet it is about.
@@ -135,7 +135,7 @@ impl Ip for u32 {
         unsafe { NETWORKS.get(&id) }
     }
     #[inline(always)]
-    fn subnet_of(addr: u32) -> Option<u32> {
+    fn subnet_trie(addr: u32) -> Option<u32> {
         SUBNETS.get(&Key::new(32, addr)).copied()
     }
     #[inline(always)]
@@ -271,7 +271,7 @@ impl Ip for In6 {
         unsafe { NETWORKS6.get(&id) }
     }
     #[inline(always)]
-    fn subnet_of(addr: In6) -> Option<u32> {
+    fn subnet_trie(addr: In6) -> Option<u32> {
         SUBNETS6.get(&Key::new(128, addr)).copied()
     }
     #[inline(always)]

@@ -7,17 +7,33 @@ use aya_ebpf::{
     helpers::bpf_redirect_peer,
     programs::TcContext,
 };
-use netpath_common::{map_sizes, net_flags, AddrIdentity, Counter, EndpointInfo, MemberKey};
+use netpath_common::{
+    map_sizes, net_flags, no_subnet, AddrIdentity, Counter, EndpointInfo, MemberKey,
+};
 
 use crate::{
     family::{drop, Ip},
-    maps::MEMBERS,
+    maps::{MEMBERS, NO_SUBNET},
     overlay,
     packet::Packet,
     parse::Flow,
     policy::{self, Known},
     stats::{admitted, count},
 };
+
+/// The network whose subnet holds `addr`: the subnets' trie (a helper call and a walk),
+/// asked only where the agent has not said no subnet is (`NO_SUBNET`: the host's own
+/// traffic, addressed to no network, costs a bit read).
+#[inline(always)]
+pub fn subnet_of<A: Ip>(addr: A) -> Option<u32> {
+    if NO_SUBNET
+        .get(A::FAMILY)
+        .is_some_and(|blocks| no_subnet::holds(blocks, addr))
+    {
+        return None;
+    }
+    A::subnet_trie(addr)
+}
 
 /// May endpoint `ep` (on a network of `flags`) reach a peer endpoint (on `peer_network`; of
 /// this node when its identity is known, `peer_identity`, else of another): the same network,
@@ -113,7 +129,7 @@ pub fn route<A: Ip>(
             return overlay::encap(ctx, ep.network, &peer);
         }
     }
-    match A::subnet_of(dst) {
+    match subnet_of(dst) {
         Some(id) if id == ep.network => {
             if dst == net.gateway {
                 count(Counter::Pass);

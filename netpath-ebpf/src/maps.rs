@@ -6,10 +6,10 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use netpath_common::{
-    map_sizes, recent, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo, FlowKey,
-    FlowNat, In6, LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, NewFlowRate, OverlayNet,
-    PeerInfo, PolicyKey, PortKey, PortReply, PortSlot, PortStats, PortTarget, RemoteEndpoint,
-    SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
+    map_sizes, no_subnet, recent, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo,
+    FlowKey, FlowNat, In6, LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, NewFlowRate,
+    OverlayNet, PeerInfo, PolicyKey, PortKey, PortReply, PortSlot, PortStats, PortTarget,
+    RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -65,6 +65,11 @@ pub static NETWORKS: HashMap<u32, NetworkInfo> = HashMap::pinned(map_sizes::NETW
 /// Subnets of the networks → network id.
 #[map]
 pub static SUBNETS: LpmTrie<u32, u32> = LpmTrie::pinned(map_sizes::NETWORKS, NO_PREALLOC);
+
+/// The blocks no network's subnet overlaps, an entry per family (`no_subnet`): where
+/// `SUBNETS` and `SUBNETS6` are not asked.
+#[map]
+pub static NO_SUBNET: Array<no_subnet::Blocks> = Array::pinned(2, 0);
 
 /// Members of each network, slots 0..NetworkInfo::members, for broadcast and multicast.
 #[map]

@@ -13,7 +13,7 @@ use netpath_common::{
 use crate::{
     family::Ip,
     fib::{self, Route},
-    flows, guard,
+    flows, forward, guard,
     maps::{REPLIES, REPLIES6, REPLY_PORTS},
     parse::{is_link_scoped6, is_multicast6, parse, Flow, Parsed},
     policy, ports,
@@ -97,7 +97,7 @@ pub fn is_first_reply<A: Ip>(flow: &Flow<A>, ifindex: u32) -> bool {
 pub fn beyond_host<A: Ip>(addr: A) -> bool {
     !A::group_or_link(addr)
         && !A::martian(addr)
-        && A::subnet_of(addr).is_none()
+        && forward::subnet_of(addr).is_none()
         && !A::host_addr(addr)
 }
 

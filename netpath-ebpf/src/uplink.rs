@@ -16,6 +16,7 @@ use netpath_common::{event, net_flags, tail, Counter, In6};
 
 use crate::{
     family::Ip,
+    forward,
     icmp::{self, Back},
     maps::{TAIL_CALLS, TAIL_CALLS_XDP},
     nat46::{self, Outcome},
@@ -51,7 +52,7 @@ const LOOPBACK_IFINDEX: u32 = 1;
 /// endpoints it is delivered to here ([`routed_in`]).
 #[inline(always)]
 fn untouched<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, reason: Counter) -> Verdict {
-    let Some(id) = A::subnet_of(flow.dst_addr) else {
+    let Some(id) = forward::subnet_of(flow.dst_addr) else {
         return Verdict::Pass(reason);
     };
     let routed = A::network(id).is_some_and(|n| n.flags & net_flags::ROUTED != 0);

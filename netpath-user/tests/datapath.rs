@@ -5,8 +5,8 @@ mod common;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{
-    load, pin_to_this_cpu, run_tc, run_xdp, tcp, udp, Dp, Frame, Netns, RoutedNs, ScratchBpffs,
-    Seen, ICMP, TCP, UDP,
+    load, pin_to_this_cpu, run_tc, run_xdp, run_xdp_on, tcp, udp, Dp, Frame, Netns, RoutedNs,
+    ScratchBpffs, Seen, ICMP, TCP, UDP,
 };
 use netpath_common::{
     direction, identity, Counter, FlowNat, PolicyKey, PortKey, PortTarget, STAMP_JIFFIES,
@@ -22,6 +22,7 @@ const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
+const XDP_DROP: u32 = 1;
 const XDP_REDIRECT: u32 = 4;
 
 const HOST: [u8; 4] = [10, 0, 0, 2];
@@ -591,6 +592,60 @@ fn network(dp: &mut Datapath, net_id: u32, subnet: &str, internal: bool, icc: bo
     };
     dp.add_network(&net).unwrap();
     net
+}
+
+/// What is routed at a network's addresses from outside is dropped, on XDP and TC alike,
+/// however the network came (added, or written by a sync as at a start; a /10 in each of its
+/// /16s), and passes once the network is gone; what is addressed to no network passes. The
+/// subnets' trie is asked wherever a network may be (`NO_SUBNET`), and only there.
+#[test]
+fn the_uplink_drops_what_is_routed_at_a_network_and_passes_the_rest() {
+    let Dp { mut dp, _fs } = load();
+    let r = RoutedNs::new();
+    let dropped = |dp: &mut Datapath, dst: [u8; 4]| {
+        let pkt = Frame::new(CLIENT, dst, UDP).build(&udp(1, 2));
+        let xdp = r.ns.run(|| run_xdp_on(dp, &pkt, r.uplink_ifindex)).0;
+        let tc =
+            r.ns.run(|| run_tc(dp, programs::UPLINK_TC, &pkt, r.uplink_ifindex))
+                .0;
+        assert_eq!(
+            xdp == XDP_DROP,
+            tc == TC_ACT_SHOT,
+            "XDP and TC alike, {dst:?}"
+        );
+        assert!(xdp == XDP_DROP || xdp == XDP_PASS, "{dst:?}: {xdp}");
+        xdp == XDP_DROP
+    };
+    let _a = network(&mut dp, 1, "172.17.0.0/16", false, true);
+    let wide = network(&mut dp, 2, "100.64.0.0/10", false, true);
+    assert!(dropped(&mut dp, [172, 17, 0, 2]));
+    assert!(dropped(&mut dp, [100, 127, 3, 4]), "in the /10's last /16");
+    for other in [[172, 18, 0, 2], [192, 168, 1, 10], [100, 128, 0, 1]] {
+        assert!(!dropped(&mut dp, other), "{other:?}");
+    }
+    dp.remove_network(&wide).unwrap();
+    assert!(!dropped(&mut dp, [100, 127, 3, 4]), "gone");
+    assert!(dropped(&mut dp, [172, 17, 0, 2]));
+    assert_eq!(counter(&dp, Counter::DropRouted), 6);
+    // A sync (as at a start) writes what the agent knows: the /16 gone, a /28 come.
+    let small = Network {
+        net_id: 3,
+        v4: Some(netpath_user::ipam::Pool {
+            subnet: "192.168.7.16/28".parse().unwrap(),
+            gateway: "192.168.7.17".parse().unwrap(),
+            ip_range: None,
+        }),
+        ..network(&mut dp, 3, "192.168.7.16/28", false, true)
+    };
+    dp.remove_network(&small).unwrap();
+    dp.sync(&netpath_user::datapath::Content {
+        networks: vec![small],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(dropped(&mut dp, [192, 168, 7, 20]));
+    assert!(!dropped(&mut dp, [192, 168, 7, 40]), "its /16, not the /28");
+    assert!(!dropped(&mut dp, [172, 17, 0, 2]), "not synced: gone");
 }
 
 /// The endpoint EP on network 1, attached at `ifindex`.

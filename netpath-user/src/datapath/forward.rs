@@ -1,9 +1,9 @@
 //! Networks (kernel: `forward.rs`, and `hostgw.rs` for the host-loopback ports): `NETWORKS`
-//! by id (and their IPv6 side, `ipv6.rs`), `SUBNETS` (LPM) for policy on addresses nobody has, `MEMBERS` for broadcasts, and
-//! `HOST_LOOPBACK`, the host-gateway TCP ports served by the host's loopback.
+//! by id (and their IPv6 side, `ipv6.rs`; their subnets, `subnets.rs`), `MEMBERS` for
+//! broadcasts, and `HOST_LOOPBACK`, the host-gateway TCP ports served by the host's loopback.
 use netpath_common::{map_names, net_flags, LoopbackKey, MemberKey, NetworkInfo};
 
-use super::{be_addr, be_port, lpm_key, removed, Datapath, DatapathError};
+use super::{be_addr, be_port, removed, Datapath, DatapathError};
 use crate::model::Network;
 
 /// The [`net_flags`] of `net` for a family, `routed` or not.
@@ -63,12 +63,8 @@ impl Datapath {
         self.networks
             .insert(net.net_id, network_info(net, members), 0)
             .map_err(|e| DatapathError::Map(map_names::NETWORKS, e))?;
-        if let Some(v4) = &net.v4 {
-            self.subnets
-                .insert(&lpm_key(&v4.subnet), net.net_id, 0)
-                .map_err(|e| DatapathError::Map(map_names::SUBNETS, e))?;
-        }
         self.add_network6(net, members)?;
+        self.add_subnets(net)?;
         for port in net.host_loopback_ports() {
             self.host_loopback
                 .insert(loopback_key(net, port), 1, 0)
@@ -83,12 +79,7 @@ impl Datapath {
         self.set_members(net.net_id, &[])?;
         self.members_written.remove(&net.net_id);
         removed(map_names::NETWORKS, self.networks.remove(&net.net_id))?;
-        if let Some(v4) = &net.v4 {
-            removed(
-                map_names::SUBNETS,
-                self.subnets.remove(&lpm_key(&v4.subnet)),
-            )?;
-        }
+        self.remove_subnets(net)?;
         self.remove_network6(net)?;
         for port in net.host_loopback_ports() {
             removed(

@@ -18,10 +18,7 @@ use netpath_common::{
 };
 
 use super::{
-    be_addr,
-    forward::network_flags,
-    lpm_key, removed,
-    sync::{sync_hash, sync_trie},
+    be_addr, forward::network_flags, lpm_key, removed, subnets::sync_subnets, sync::sync_hash,
     AttachmentEntry, Datapath, DatapathError,
 };
 use crate::{
@@ -35,7 +32,7 @@ pub(super) struct Maps6 {
     endpoints: HashMap<MapData, u32, EndpointInfo<In6>>,
     endpoints_by_addr: HashMap<MapData, In6, PeerInfo>,
     networks: HashMap<MapData, u32, NetworkInfo<In6>>,
-    subnets: LpmTrie<MapData, In6, u32>,
+    pub(super) subnets: LpmTrie<MapData, In6, u32>,
     policy_ct: HashMap<MapData, FlowKey<In6>, u32>,
     snat: HashMap<MapData, FlowKey<In6>, SnatNat<In6>>,
     snat_rev: HashMap<MapData, FlowKey<In6>, SnatRev<In6>>,
@@ -147,23 +144,12 @@ impl Datapath {
         self.v6
             .networks
             .insert(net.net_id, network_info6(net, pool, members), 0)
-            .map_err(|e| DatapathError::Map(map_names::NETWORKS6, e))?;
-        self.v6
-            .subnets
-            .insert(&lpm_key(&pool.subnet), net.net_id, 0)
-            .map_err(|e| DatapathError::Map(map_names::SUBNETS6, e))
+            .map_err(|e| DatapathError::Map(map_names::NETWORKS6, e))
     }
 
     /// Removes `net`'s IPv6 side.
     pub(super) fn remove_network6(&mut self, net: &Network) -> Result<(), DatapathError> {
-        removed(map_names::NETWORKS6, self.v6.networks.remove(&net.net_id))?;
-        match &net.v6 {
-            Some(pool) => removed(
-                map_names::SUBNETS6,
-                self.v6.subnets.remove(&lpm_key(&pool.subnet)),
-            ),
-            None => Ok(()),
-        }
+        removed(map_names::NETWORKS6, self.v6.networks.remove(&net.net_id))
     }
 
     /// Keeps `NETWORKS6`'s member count (what its broadcasts loop over) IPv4's.
@@ -262,7 +248,12 @@ impl Datapath {
             })
             .collect();
         add(
-            sync_trie(map_names::SUBNETS6, &mut self.v6.subnets, &want)?,
+            sync_subnets(
+                map_names::SUBNETS6,
+                &mut self.v6.subnets,
+                &mut self.no_subnet,
+                &want,
+            )?,
             &mut w,
             &mut r,
         );

@@ -65,6 +65,7 @@ mod slots;
 pub mod snat;
 pub mod sock;
 pub mod stats;
+mod subnets;
 pub mod sync;
 pub mod sys;
 
@@ -255,6 +256,8 @@ pub struct Datapath {
     endpoints_by_addr: HashMap<MapData, u32, PeerInfo>,
     networks: HashMap<MapData, u32, NetworkInfo>,
     subnets: LpmTrie<MapData, u32, u32>,
+    /// `NO_SUBNET`: both families' blocks no subnet overlaps ([`subnets::write_no_subnet`]).
+    no_subnet: Array<MapData, netpath_common::no_subnet::Blocks>,
     published_from: LpmTrie<MapData, u32, u8>,
     ipcache: HashMap<MapData, u32, netpath_common::AddrIdentity>,
     ipcache_prefixes: LpmTrie<MapData, u32, u32>,

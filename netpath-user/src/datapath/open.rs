@@ -142,6 +142,7 @@ impl Datapath {
             endpoints_by_addr: take_map!(ebpf, map_names::ENDPOINTS_BY_ADDR),
             networks: take_map!(ebpf, map_names::NETWORKS),
             subnets: take_map!(ebpf, map_names::SUBNETS),
+            no_subnet: take_map!(ebpf, map_names::NO_SUBNET),
             published_from: take_map!(ebpf, map_names::PUBLISHED_FROM),
             ipcache: take_map!(ebpf, map_names::IPCACHE),
             ipcache_prefixes: take_map!(ebpf, map_names::IPCACHE_PREFIXES),
@@ -195,6 +196,10 @@ impl Datapath {
             kernel_log,
         };
         dp.read_slots();
+        // The blocks no subnet overlaps, from the tries as they are (until it is written,
+        // an entry asks the trie for every address).
+        super::subnets::write_no_subnet(&mut dp.no_subnet, &dp.subnets, [])?;
+        super::subnets::write_no_subnet(&mut dp.no_subnet, dp.v6.subnets(), [])?;
         if reused {
             // A monitor of the last agent may have left it set; who listens now sets it again.
             super::DatapathOps::set_monitor(&mut dp, 0)?;

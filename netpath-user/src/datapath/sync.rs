@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::hash::Hash;
 
-use aya::maps::{lpm_trie::Key as LpmKey, HashMap, LpmTrie, MapData};
+use aya::maps::{HashMap, MapData};
 use netpath_common::{map_names, EndpointInfo, In6, LoopbackKey, MemberKey, PeerInfo};
 
 use super::{
@@ -66,36 +66,6 @@ where
     for k in have.keys().filter(|k| !want.contains_key(k)) {
         removed(name, map.remove(k))?;
         gone += 1;
-    }
-    Ok((written, gone))
-}
-
-/// Makes the LPM trie `trie` (network subnets → network id) hold exactly `want`, keyed by
-/// (prefix length, address). Returns (written, removed).
-pub(super) fn sync_trie<K>(
-    name: &'static str,
-    trie: &mut LpmTrie<MapData, K, u32>,
-    want: &StdHashMap<(u32, K), u32>,
-) -> Result<(usize, usize), DatapathError>
-where
-    K: aya::Pod + Eq + Hash,
-{
-    let have: Vec<LpmKey<K>> = trie.keys().filter_map(Result::ok).collect();
-    let mut written = 0;
-    for ((prefix, addr), id) in want {
-        let key = LpmKey::new(*prefix, *addr);
-        if trie.get(&key, 0).ok() != Some(*id) {
-            trie.insert(&key, id, 0)
-                .map_err(|e| DatapathError::Map(name, e))?;
-            written += 1;
-        }
-    }
-    let mut gone = 0;
-    for key in have {
-        if !want.contains_key(&(key.prefix_len(), key.data())) {
-            removed(name, trie.remove(&key))?;
-            gone += 1;
-        }
     }
     Ok((written, gone))
 }
@@ -232,7 +202,12 @@ impl Datapath {
                 Some(((u32::from(s.prefix()), be_addr(s.addr())), n.net_id))
             })
             .collect();
-        report.add(sync_trie(map_names::SUBNETS, &mut self.subnets, &want)?);
+        report.add(super::subnets::sync_subnets(
+            map_names::SUBNETS,
+            &mut self.subnets,
+            &mut self.no_subnet,
+            &want,
+        )?);
         // Whether a port is one to one depends on its endpoint's network, written just now
         // (what was read of the networks before is forgotten).
         self.replies.forget_routed();
