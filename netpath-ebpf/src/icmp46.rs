@@ -279,6 +279,9 @@ pub fn error_to_client(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> i3
     };
     // SAFETY: map value pointer valid for this program run; copied out.
     let r = unsafe { *r };
+    if r.ifindex != ifindex {
+        return TC_ACT_SHOT as i32;
+    }
     // SAFETY (all reads): bounds checked by ptr_at; read before anything is written.
     let Some(icmp4) = ptr_at::<[u8; 8]>(data, end, ICMP4_OFF).map(|p| unsafe { *p }) else {
         return TC_ACT_SHOT as i32;
@@ -290,9 +293,6 @@ pub fn error_to_client(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> i3
     else {
         return TC_ACT_SHOT as i32;
     };
-    if r.ifindex != ifindex {
-        return TC_ACT_SHOT as i32;
-    }
     let mtu = u16::from_be_bytes([icmp4[6], icmp4[7]]);
     let Some((kind, code, word)) = icmp6_of(icmp4[0], icmp4[1], mtu) else {
         return TC_ACT_OK as i32;

@@ -5,9 +5,10 @@
 //! the endpoint network's gateway and a port of outbound NAT's range — one per client flow, so
 //! flows of clients that share a source port stay apart — and sends it into the endpoint. The
 //! endpoint's replies, to the gateway and that port, are found by the endpoint program and
-//! rewritten as IPv6 (`nat46_reply.rs`), out of the uplink the client came in on. The endpoint sees the gateway as its client, as behind docker-proxy. The
-//! published ports' firewall and the policy judge the flow's first packet as for any client
-//! (the client's IPv6 identity, the endpoint's IPv4 one); the agent expires idle flows.
+//! rewritten as IPv6 (`nat46_reply.rs`), out of the uplink the client came in on. The
+//! endpoint sees the gateway as its client, as behind docker-proxy. The published ports'
+//! firewall and the policy judge the flow's first packet as for any client (the client's
+//! IPv6 identity, the endpoint's IPv4 one); the agent expires idle flows.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use netpath_common::{
     event, flow_flags::CLOSING, proto, Counter, FlowKey, In6, Nat46, Nat46Reply, PortTarget,

@@ -32,7 +32,7 @@ pub(super) struct Maps6 {
     endpoints: HashMap<MapData, u32, EndpointInfo<In6>>,
     endpoints_by_addr: HashMap<MapData, In6, PeerInfo>,
     networks: HashMap<MapData, u32, NetworkInfo<In6>>,
-    pub(super) subnets: LpmTrie<MapData, In6, u32>,
+    subnets: LpmTrie<MapData, In6, u32>,
     policy_ct: HashMap<MapData, FlowKey<In6>, u32>,
     snat: HashMap<MapData, FlowKey<In6>, SnatNat<In6>>,
     snat_rev: HashMap<MapData, FlowKey<In6>, SnatRev<In6>>,
@@ -54,6 +54,10 @@ impl Maps6 {
 
     pub(super) fn subnets(&self) -> &LpmTrie<MapData, In6, u32> {
         &self.subnets
+    }
+
+    pub(super) fn subnets_mut(&mut self) -> &mut LpmTrie<MapData, In6, u32> {
+        &mut self.subnets
     }
 
     pub(super) fn networks(&self) -> &HashMap<MapData, u32, NetworkInfo<In6>> {

@@ -196,10 +196,6 @@ impl Datapath {
             kernel_log,
         };
         dp.read_slots();
-        // The blocks no subnet overlaps, from the tries as they are (until it is written,
-        // an entry asks the trie for every address).
-        super::subnets::write_no_subnet(&mut dp.no_subnet, &dp.subnets, [])?;
-        super::subnets::write_no_subnet(&mut dp.no_subnet, dp.v6.subnets(), [])?;
         if reused {
             // A monitor of the last agent may have left it set; who listens now sets it again.
             super::DatapathOps::set_monitor(&mut dp, 0)?;

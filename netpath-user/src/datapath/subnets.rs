@@ -117,7 +117,7 @@ impl Datapath {
         }
         if let Some(v6) = &net.v6 {
             let key = lpm_key(&v6.subnet);
-            let trie = &mut self.v6.subnets;
+            let trie = self.v6.subnets_mut();
             add_subnet(
                 map_names::SUBNETS6,
                 trie,
@@ -144,7 +144,7 @@ impl Datapath {
             let key = lpm_key(&v6.subnet);
             remove_subnet(
                 map_names::SUBNETS6,
-                &mut self.v6.subnets,
+                self.v6.subnets_mut(),
                 &mut self.no_subnet,
                 key,
             )?;
