@@ -5,6 +5,7 @@ mod afpacket;
 mod agent;
 mod charts;
 mod dns;
+mod dns_floor;
 mod docker;
 mod flood;
 mod flows;
@@ -36,6 +37,9 @@ struct Args {
     /// Where the report and plots go.
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// Serve the dns scenario's floor on ADDR:PORT until killed (the scenario starts it).
+    #[arg(long, hide = true, value_name = "ADDR:PORT")]
+    udp_floor: Option<std::net::SocketAddr>,
     /// Scenarios to run (default: all): prog, policy, pps, pps6, conn, flood, tax, tcp, tcp6, e2e, e2e6, host, scale,
     /// flows, agent, dns, docker, overlay.
     scenarios: Vec<String>,
@@ -79,6 +83,9 @@ impl Progress {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(addr) = args.udp_floor {
+        return dns_floor::serve(addr);
+    }
     let scenarios: Vec<String> = if args.scenarios.is_empty() {
         ALL.iter().map(|s| s.to_string()).collect()
     } else {

@@ -1,7 +1,8 @@
 //! UDP datagrams a batch per system call: `recvmmsg` takes up to [`BATCH`] queued queries at
 //! once and `sendmmsg` sends their answers back, where one `recvfrom` and one `sendto` per
 //! query made a loaded server spend most of its time entering the kernel. Non-blocking: the
-//! server waits for readiness through tokio and calls these from `try_io`.
+//! server waits for readiness through tokio and calls these from `try_io`. [`serve`] is the
+//! whole loop; the bench's floor runs it with no DNS work at all.
 use std::{
     io,
     mem::{size_of, zeroed},
@@ -19,7 +20,7 @@ pub const BATCH: usize = 32;
 pub const QUERY_MAX: usize = 4096;
 
 /// Buffers for one batch of received datagrams.
-pub struct Received {
+struct Received {
     bufs: Box<[[u8; QUERY_MAX]; BATCH]>,
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
     /// Each datagram's length and its sender's address length.
@@ -42,7 +43,7 @@ impl Default for Received {
 impl Received {
     /// Reads the datagrams queued on `fd`, up to [`BATCH`], without blocking: how many (an
     /// error of kind `WouldBlock` when none is).
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         // SAFETY: iovec and mmsghdr are plain data; every pointer set below points into
         // `self`'s buffers, which outlive the call, with their true lengths.
         let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
@@ -81,7 +82,7 @@ impl Received {
 
     /// The datagrams of the last [`recv`](Self::recv), each with its sender (an address of
     /// neither family, which no UDP socket gives, is left out).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+    fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         (0..self.count).filter_map(|i| {
             let (len, namelen) = self.lens[i];
             let mut from = SockAddrStorage::zeroed();
@@ -99,7 +100,7 @@ impl Received {
 /// Sends each `(datagram, to)` of `out` on `fd` without blocking, [`BATCH`] a call: how many
 /// went (fewer when the socket's buffer fills; an error of kind `WouldBlock` when none did,
 /// or the error of the first when it cannot be sent at all).
-pub fn send(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+fn send(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     let out = &out[..out.len().min(BATCH)];
     let addrs: Vec<SockAddr> = out.iter().map(|(_, to)| SockAddr::from(*to)).collect();
     // SAFETY: as in `recv`: plain data, pointing into `out` and `addrs`, which outlive the
@@ -131,7 +132,7 @@ pub fn send(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
 
 /// Sends `replies` (and empties it), as many per call as the socket takes, waiting while its
 /// buffer is full. One that cannot be sent at all is a lost datagram: the asker asks again.
-pub async fn send_all(sock: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>) {
+async fn send_all(sock: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>) {
     let fd = sock.as_raw_fd();
     let mut sent = 0;
     while sent < replies.len() {
@@ -149,4 +150,34 @@ pub async fn send_all(sock: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>
         }
     }
     replies.clear();
+}
+
+/// Answers the datagrams on `sock` a batch at a time, for ever: what is queued is read in one
+/// call, `answer` decides each (`None`: no reply, or one it sends itself), and the replies go
+/// in one call.
+pub async fn serve(sock: &UdpSocket, mut answer: impl FnMut(&[u8], SocketAddr) -> Option<Vec<u8>>) {
+    let fd = sock.as_raw_fd();
+    let mut received = Received::default();
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    loop {
+        match sock.try_io(Interest::READABLE, || received.recv(fd)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = sock.readable().await {
+                    debug!("DNS receive: {e}");
+                }
+                continue;
+            }
+            Err(e) => {
+                debug!("DNS receive: {e}");
+                continue;
+            }
+        }
+        for (query, from) in received.iter() {
+            if let Some(reply) = answer(query, from) {
+                replies.push((reply, from));
+            }
+        }
+        send_all(sock, &mut replies).await;
+    }
 }

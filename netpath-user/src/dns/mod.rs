@@ -11,7 +11,7 @@
 //! | [`server`] | the listeners on the gateways, rate limits, counters |
 //! | [`batch`] | UDP datagrams a batch per system call (`recvmmsg`, `sendmmsg`) |
 pub mod answer;
-mod batch;
+pub mod batch;
 pub mod names;
 pub mod server;
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
-    os::fd::AsRawFd as _,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -21,7 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hickory_proto::op::Message;
 use parking_lot::{Mutex, RwLock};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _, Interest},
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
     sync::Semaphore,
     task::JoinHandle,
@@ -270,52 +269,32 @@ impl DnsServer {
         }
     }
 
-    /// Answers the queries on `sock` a batch at a time ([`batch`]): what is queued is read
-    /// in one call, decided, and the answers sent in one call; forwarded queries go on
-    /// their own tasks.
+    /// Answers the queries on `sock` a batch at a time ([`batch::serve`]); forwarded ones go
+    /// on their own tasks.
     async fn serve_udp(self: Arc<Self>, net: String, sock: Arc<UdpSocket>) {
-        let fd = sock.as_raw_fd();
-        let mut received = batch::Received::default();
-        let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
-        loop {
-            match sock.try_io(Interest::READABLE, || received.recv(fd)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Err(e) = sock.readable().await {
-                        debug!(network = %net, "DNS receive: {e}");
+        batch::serve(&sock, |query, from| {
+            if !self.admit(from.ip()) {
+                return None;
+            }
+            let d = self.decide(query, from.ip(), &net, true);
+            if d.reply.is_none() && d.outcome == Outcome::Forward {
+                let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                };
+                let (me, sock, query) = (self.clone(), sock.clone(), query.to_vec());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Some(a) = me.forwarded(&query, true).await {
+                        // A reply that cannot be sent is a lost datagram: the asker asks
+                        // again.
+                        let _ = sock.send_to(&a, from).await;
                     }
-                    continue;
-                }
-                Err(e) => {
-                    debug!(network = %net, "DNS receive: {e}");
-                    continue;
-                }
+                });
             }
-            for (query, from) in received.iter() {
-                if !self.admit(from.ip()) {
-                    continue;
-                }
-                let d = self.decide(query, from.ip(), &net, true);
-                if let Some(reply) = d.reply {
-                    replies.push((reply, from));
-                } else if d.outcome == Outcome::Forward {
-                    let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
-                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let (me, sock, query) = (self.clone(), sock.clone(), query.to_vec());
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        if let Some(a) = me.forwarded(&query, true).await {
-                            // A reply that cannot be sent is a lost datagram: the asker
-                            // asks again.
-                            let _ = sock.send_to(&a, from).await;
-                        }
-                    });
-                }
-            }
-            batch::send_all(&sock, &mut replies).await;
-        }
+            d.reply
+        })
+        .await;
     }
 
     async fn serve_tcp(self: Arc<Self>, net: String, listener: TcpListener) {
