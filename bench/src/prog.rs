@@ -108,6 +108,33 @@ fn v6(s: &str) -> std::net::Ipv6Addr {
     s.parse().expect("an IPv6 address")
 }
 
+/// The endpoint's network's datapath id.
+const NET_ID: u32 = 1;
+
+/// The endpoint's network: [`EP`]'s /16 and [`EP6`]'s /64, as a dual-stack default network.
+fn network() -> Result<netpath_user::model::Network> {
+    Ok(netpath_user::model::Network {
+        name: "bench".into(),
+        id: NET_ID.to_string(),
+        net_id: NET_ID,
+        driver: "bridge".into(),
+        v4: Some(netpath_user::ipam::Pool {
+            subnet: "172.17.0.0/16".parse()?,
+            gateway: std::net::Ipv4Addr::new(172, 17, 0, 1),
+            ip_range: None,
+        }),
+        v6: Some(netpath_user::ipam::Pool {
+            subnet: "fd00:1::/64".parse()?,
+            gateway: v6("fd00:1::1"),
+            ip_range: None,
+        }),
+        internal: false,
+        options: Default::default(),
+        labels: Default::default(),
+        vni: None,
+    })
+}
+
 /// IPv6's side of the hit paths, set up as IPv4's (see [`run`]): UDP 53 and [`KEPT_TOO`]
 /// published on `[::]` to the endpoint's own address and port 53, which counts as a host
 /// address; a flow DNAT'd on the uplink, for the reverse-NAT variant.
@@ -267,6 +294,9 @@ pub fn run(quick: bool) -> Result<Section> {
     publish_udp(&mut dp, 53, ep_if)?;
     publish_udp_to(&mut dp, KEPT_TOO, 53, ep_if)?;
     dp.set_host_addrs(&[EP.into(), HOST.into()].into_iter().collect())?;
+    // The endpoint's network, as the agent always has one (its default network): its
+    // subnets in the tries, the rest of the address space marked as no network's.
+    dp.add_network(&network()?)?;
     dp.add_attachment(&AttachmentEntry {
         ifindex: ep_if,
         ip: EP.into(),
@@ -275,7 +305,7 @@ pub fn run(quick: bool) -> Result<Section> {
         // endpoint's MAC lets the rewritten buffer pass anti-spoofing again.
         mac: routed.uplink_mac,
         host_mac: GW_MAC,
-        net_id: 0,
+        net_id: NET_ID,
     })?;
     // Two flows: one DNAT'd on the uplink, which knows the way back (the uplink and the
     // neighbour's MAC), and one that leaves the route to the FIB (hairpin flows, flows of an
