@@ -195,7 +195,8 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let mut delivered = per_variant(": new flows delivered", "Mpps", false);
     let mut grown = per_variant(": memory growth", "MB", true);
     let mut busy = per_variant(": forwarding CPU busy under the flood", "%", true);
-    let mut ring = per_variant(": frames dropped at the uplink's ring", "Mpps", true);
+    let mut ring = per_variant(": frames dropped at the uplink's ring", "kpps", true);
+    let mut resent = per_variant(": the connections' segments sent again", "per flood", true);
     let mut stopped = vec![0usize; VARIANTS.len()];
     let mut tables = vec![String::new(); VARIANTS.len()];
     let mut where_run = String::new();
@@ -222,6 +223,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         quiet[i].offered.push(offered);
         p.inc();
         let (before, sunk, dropped) = (memory(&lab)?, tools.sink_count(), limit::ring_drops(&lab)?);
+        let resent_before = limit::retransmitted(&lab.outside)? + limit::retransmitted(&lab.ep)?;
         let ((rate, gone, (sent, took)), cpu) = busy_while(PATH_CPU, || {
             established(&mut conns, secs, || {
                 tools.generate_at(
@@ -236,7 +238,9 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         busy[i].runs.push(cpu);
         ring[i]
             .runs
-            .push((limit::ring_drops(&lab)? - dropped) as f64 / took / 1e6);
+            .push((limit::ring_drops(&lab)? - dropped) as f64 / took / 1e3);
+        let resent_after = limit::retransmitted(&lab.outside)? + limit::retransmitted(&lab.ep)?;
+        resent[i].runs.push((resent_after - resent_before) as f64);
         flooded[i].runs.push(rate);
         flooded[i].offered.push(offered);
         // The sink counts the established connections' packets too: a few thousand a
@@ -275,6 +279,12 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             0.9,
         )
     };
+    let measured = limit::Measured {
+        delivered: &delivered,
+        busy: &busy,
+        ring: &ring,
+        resent: &resent,
+    };
     let established_section = Section {
         scenario: "flood: established connections".into(),
         about: format!(
@@ -289,14 +299,12 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             .iter()
             .filter(|v| v.kind != Kind::Iptables)
             .map(|v| {
-                if v.kept {
-                    keep(v).limited_as_measured(
-                        limit::KEPT_UNDER_FLOOD,
-                        limit::saturated(v, &busy, &ring, &profile),
-                    )
+                let why = if v.kept {
+                    limit::KEPT_UNDER_FLOOD
                 } else {
-                    keep(v)
-                }
+                    limit::ONE_TO_ONE_UNDER_FLOOD
+                };
+                keep(v).limited_as_measured(why, limit::saturated(v, &measured, &profile))
             })
             .collect(),
         plots: Vec::new(),
@@ -305,10 +313,11 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     figures.extend(grown);
     figures.extend(busy);
     figures.extend(ring);
+    figures.extend(resent);
     let flood_section = Section {
         scenario: "flood: new flows".into(),
         about: format!(
-            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second); how busy the forwarding CPU was under the flood (/proc/stat) and how many frames a second the uplink's receive ring could not take (the outside veth's tx_dropped: the flood's and the connections' alike, before any program); and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
+            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second); how busy the forwarding CPU was under the flood (/proc/stat) and how many frames a second the uplink's receive ring could not take (the outside veth's tx_dropped: the flood's and the connections' alike, before any program), and how many of the established connections' segments were sent again over the flood (RetransSegs, both ends' namespaces); and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
             FLOOD_PPS,
             said(&|i| tables[i].clone()),
         ),

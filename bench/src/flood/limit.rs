@@ -1,6 +1,6 @@
-//! What limits the `flood` scenario's established connections where flows are kept, measured
-//! in its runs: the forwarding CPU, the uplink's receive ring, and perf's profile of one more
-//! flood.
+//! What limits the `flood` scenario's established connections, measured in its runs: the
+//! forwarding CPU, the uplink's receive ring, the connections' retransmitted segments, and
+//! (where flows are kept) perf's profile of one more flood.
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -20,6 +20,23 @@ pub fn ring_drops(lab: &Rig) -> Result<u64> {
     let path = format!("/sys/class/net/{}/statistics/tx_dropped", lab.out_if);
     let v = lab.outside.exec("cat", &[&path]);
     v.trim().parse().with_context(|| format!("{path}: {v:?}"))
+}
+
+/// TCP segments retransmitted so far in namespace `ns` (Tcp's RetransSegs): each a segment
+/// lost on the way and sent again, after a loss probe (10 ms at least) or a retransmission
+/// timeout (200 ms at least), a transaction that waited for it.
+pub fn retransmitted(ns: &netpath_user::testing::Netns) -> Result<u64> {
+    let text = ns.exec("cat", &["/proc/net/snmp"]);
+    // Pairs of lines: "Tcp: names..." then "Tcp: values...".
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next(), tcp.next());
+    let at = names
+        .and_then(|n| n.split_whitespace().position(|w| w == "RetransSegs"))
+        .context("no RetransSegs in /proc/net/snmp")?;
+    values
+        .and_then(|v| v.split_whitespace().nth(at))
+        .and_then(|v| v.parse().ok())
+        .context("RetransSegs unreadable in /proc/net/snmp")
 }
 
 /// Where the forwarding CPU's time went in one more flood of `netpath xdp, flows kept`, by
@@ -72,23 +89,46 @@ pub fn profile_kept(
 }
 
 /// Why established connections through ports whose flows are kept lose more of their rate
-/// under the flood than through one-to-one ports, on this layout.
-pub const KEPT_UNDER_FLOOD: &str = "under the flood the flow table is asked only about flows seen lately (a mark per flow in a table of 1 MiB), so the flood's frames no longer miss in it (the bucket walk's share below); what is left on the one forwarding CPU: each of the flood's frames is still parsed and asked of the port, the policy and the guard before it is refused, and the share the guard admits (200,000 new flows a second) takes the LRU table's oldest slots; on XDP the veth also copies every frame the generator sends (its skbs) before the program sees it, a copy a NIC's XDP does not make. Where that leaves the CPU busier than one to one, the uplink's single receive ring overflows more often, and the established connections' packets, which share it, are dropped there with the flood's (a NIC would spread the flood over its queues' CPUs; a veth has one ring)";
+/// under the flood on XDP than on TC, on this layout.
+pub const KEPT_UNDER_FLOOD: &str = "under the flood the flow table is asked only about flows seen lately (a mark per flow in a table of 1 MiB), so the flood's frames no longer miss in it (the bucket walk's share below); what is left on the one forwarding CPU: each of the flood's frames is still parsed and asked of the port, the policy and the guard before it is refused, and the share the guard admits (200,000 new flows a second) takes the LRU table's oldest slots. On XDP the veth also copies every frame the generator sends (its skbs) before the program sees it, a copy a NIC's XDP does not make, and what XDP redirects reaches the endpoint through a second ring and NAPI poll, its veth's, where TC's redirect delivers into the endpoint at once. Segments lost at the uplink's single receive ring (a veth has one, of 256 frames; a NIC would spread the flood over its queues) are sent again on both";
 
-/// The measurements behind [`KEPT_UNDER_FLOOD`] for variant `v`: its forwarding CPU and ring
-/// beside the one-to-one variant's, and the profile.
-pub fn saturated(v: &Variant, busy: &[Figure], ring: &[Figure], profile: &Profile) -> String {
+/// Why established connections through one-to-one ports lose their rate under the flood on
+/// XDP, where nothing is written or looked up per flow.
+pub const ONE_TO_ONE_UNDER_FLOOD: &str = "a one-to-one port keeps no flow, so the guard (which keeps the flow table's slots) refuses nothing and the whole flood is delivered into the endpoint, five times what it lets into a kept port's: the endpoint's own receive path, on the same forwarding CPU, takes the connections' segments in turn with a million datagrams a second; on XDP the veth also copies every frame the generator sends (its skbs) before the program sees it, a copy a NIC's XDP does not make";
+
+/// The measurements behind [`KEPT_UNDER_FLOOD`] and [`ONE_TO_ONE_UNDER_FLOOD`] for variant
+/// `v`: the flood delivered into the endpoint, the forwarding CPU, the ring and the
+/// connections' retransmitted segments; where flows are kept, beside TC's, with the profile.
+pub fn saturated(v: &Variant, m: &Measured, profile: &Profile) -> String {
     let at = |name: &str| VARIANTS.iter().position(|x| x.name == name).unwrap_or(0);
-    let (i, one) = (at(v.name), at("netpath xdp, one to one"));
+    let (i, tc) = (at(v.name), at("netpath tc, flows kept"));
+    let said = |i: usize| {
+        format!(
+            "{:.2} Mpps of the flood delivered into the endpoint, the forwarding CPU {:.0}% busy, {:.1} kpps refused by the uplink's ring, {:.0} of the connections' segments sent again a flood",
+            m.delivered[i].median(),
+            m.busy[i].median(),
+            m.ring[i].median(),
+            m.resent[i].median(),
+        )
+    };
+    if !v.kept || i == tc {
+        return said(i);
+    }
     format!(
-        "the forwarding CPU {:.0}% busy under the flood, {:.2} Mpps refused by the uplink's ring ({:.0}% and {:.2} Mpps one to one); perf of one more flood of netpath xdp, flows kept, on the forwarding CPU: {:.0}% of its time in the flow table's bucket walk (lookup_nulls_elem_raw), {:.0}% making room in the table (bpf_lru_pop_free), {:.0}% in the veth's copy for XDP (skb_pp_cow_data), {:.0}% in netpath's programs with all they call",
-        busy[i].median(),
-        ring[i].median(),
-        busy[one].median(),
-        ring[one].median(),
+        "{} (netpath tc, flows kept: {}); perf of one more flood of netpath xdp, flows kept, on the forwarding CPU: {:.0}% of its time in the flow table's bucket walk (lookup_nulls_elem_raw), {:.0}% making room in the table (bpf_lru_pop_free), {:.0}% in the veth's copy for XDP (skb_pp_cow_data), {:.0}% in netpath's programs with all they call",
+        said(i),
+        said(tc),
         profile.walk,
         profile.lru,
         profile.copy,
         profile.programs,
     )
+}
+
+/// The figures of the flood's runs that [`saturated`] draws on, by variant.
+pub struct Measured<'a> {
+    pub delivered: &'a [Figure],
+    pub busy: &'a [Figure],
+    pub ring: &'a [Figure],
+    pub resent: &'a [Figure],
 }
