@@ -58,9 +58,27 @@ impl Server {
     }
 }
 
-/// A lab answering `peer` on 172.17.0.1:53, and what serves it.
+/// The address the floor listens on: the host's own, since netpath's server holds the
+/// gateway's port 53 in the same lab (an endpoint reaches either through the same path, the
+/// endpoint's program and the host's local delivery).
+const FLOOR_AT: &str = "10.77.0.2";
+
+impl Server {
+    /// Where dnsperf asks.
+    fn address(self) -> &'static str {
+        if self == Server::Floor {
+            FLOOR_AT
+        } else {
+            GATEWAY
+        }
+    }
+}
+
+/// A lab answering `peer` on port 53 of the server's address, and what serves it.
 struct Served {
     lab: Lab,
+    /// Where dnsperf asks.
+    at: &'static str,
     child: Option<Child>,
     /// aardvark-dns daemonizes: its pid file.
     pid_file: Option<PathBuf>,
@@ -98,21 +116,24 @@ fn binary(candidates: &[&str], package: &str) -> Result<&'static str> {
     bail!("{} not found (Debian package {package})", candidates[0])
 }
 
-/// Waits until something answers UDP on 172.17.0.1:53 in `lab`'s host namespace.
-fn wait_listening(lab: &Lab, what: &str) -> Result<()> {
+/// Waits until something answers UDP on `at`:53 in `lab`'s host namespace.
+fn wait_listening(lab: &Lab, at: &str, what: &str) -> Result<()> {
     let start = Instant::now();
     while !lab
         .host
         .exec("ss", &["-Hlnu", "sport = :53"])
-        .contains(GATEWAY)
+        .contains(&format!("{at}:53"))
     {
         if start.elapsed() > Duration::from_secs(10) {
-            bail!("{what} did not listen on {GATEWAY}:53");
+            bail!("{what} did not listen on {at}:53");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }
+
+/// The agent's options for its server alone: no fast path, no rate limit.
+const USERSPACE_ARGS: &[&str] = &["--dns-fast-path", "false", "--dns-rate-limit", "0"];
 
 fn serve(server: Server, tools: &Tools) -> Result<Served> {
     let dir = std::env::temp_dir().join(format!(
@@ -125,12 +146,13 @@ fn serve(server: Server, tools: &Tools) -> Result<Served> {
             let args: &[&str] = if server == Server::Kernel {
                 &[]
             } else {
-                &["--dns-fast-path", "false", "--dns-rate-limit", "0"]
+                USERSPACE_ARGS
             };
             let mut lab = Lab::with_agent_args(Kind::NetpathTc, &tools.netpath_bin, false, args)?;
             lab.add_peer()?;
             Served {
                 lab,
+                at: server.address(),
                 child: None,
                 pid_file: None,
                 dir,
@@ -158,6 +180,7 @@ fn serve(server: Server, tools: &Tools) -> Result<Served> {
             }
             Served {
                 pid_file: Some(dir.join("aardvark.pid")),
+                at: server.address(),
                 lab,
                 child: None,
                 dir,
@@ -185,32 +208,36 @@ fn serve(server: Server, tools: &Tools) -> Result<Served> {
                 .context("starting dnsmasq")?;
             Served {
                 lab,
+                at: server.address(),
                 child: Some(child),
                 pid_file: None,
                 dir,
             }
         }
         Server::Floor => {
-            let mut lab = Lab::new(Kind::Routing, &tools.netpath_bin, false)?;
+            // netpath's server's lab: the same path, the same cgroup hooks on every socket.
+            let mut lab =
+                Lab::with_agent_args(Kind::NetpathTc, &tools.netpath_bin, false, USERSPACE_ARGS)?;
             lab.add_peer()?;
             let child = Command::new("ip")
                 .args(["netns", "exec", &lab.host.name])
                 .arg(std::env::current_exe().context("the bench's own path")?)
                 .arg("--udp-floor")
-                .arg(format!("{GATEWAY}:53"))
+                .arg(format!("{FLOOR_AT}:53"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
                 .context("starting the udp floor")?;
             Served {
                 lab,
+                at: server.address(),
                 child: Some(child),
                 pid_file: None,
                 dir,
             }
         }
     };
-    wait_listening(&served.lab, server.name())?;
+    wait_listening(&served.lab, served.at, server.name())?;
     std::fs::write(served.dir.join("queries"), "peer A\n")?;
     // One query first: neighbours resolved, caches warm.
     served.run_dnsperf(&["-l", "1", "-Q", "100"])?;
@@ -276,7 +303,7 @@ impl Served {
                 &self.lab.ep.name,
                 "dnsperf",
                 "-s",
-                GATEWAY,
+                self.at,
                 "-d",
             ])
             .arg(&queries)
@@ -398,7 +425,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     Ok(vec![
         Section {
             scenario: "dns qps".into(),
-            about: format!("dnsperf from one endpoint asking for another's name (A), 4 clients with 200 queries outstanding; netpath with its kernel fast path, netpath's server alone (fast path off, no rate limit), aardvark-dns and dnsmasq, each on the network's gateway; and a floor for any userspace server: netpath's server's own batched UDP loop answering with the query's header alone, on aardvark-dns's path (no netpath). {}, each turn on a server started afresh. Layout: {}.", turns.said(), crate::turns::unpinned()),
+            about: format!("dnsperf from one endpoint asking for another's name (A), 4 clients with 200 queries outstanding; netpath with its kernel fast path, netpath's server alone (fast path off, no rate limit), aardvark-dns and dnsmasq, each on the network's gateway; and a floor for netpath's server: its own batched UDP loop answering with the query's header alone, in the same lab (on the host's address: netpath's server holds the gateway's). {}, each turn on a server started afresh. Layout: {}.", turns.said(), crate::turns::unpinned()),
             figures: rate,
             baseline: aardvark.into(),
             targets: vec![

@@ -1,9 +1,9 @@
 //! The `dns` scenario's floor: netpath's own batched UDP loop (`dns::batch::serve`, as its
 //! server runs it) answering each query with its header alone made a response's (QR set, no
-//! answer), on the plain path aardvark-dns and dnsmasq are measured on. It does the kernel's
-//! work for a query and its reply and no DNS work, so no userspace server there can beat it.
-//! Run as `bench --udp-floor ADDR:PORT` in the host's namespace, a process of its own so its
-//! CPU time is measured as a server's.
+//! answer), in the lab netpath's server is measured in. It does the kernel's work for a query
+//! and its reply and no DNS work, so no userspace server on that path can beat it. Run as
+//! `bench --udp-floor ADDR:PORT` in the host's namespace, a process of its own so its CPU time
+//! is measured as a server's.
 use std::net::SocketAddr;
 
 use anyhow::{Context as _, Result};

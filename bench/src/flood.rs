@@ -83,23 +83,36 @@ pub fn steps(quick: bool) -> usize {
     VARIANTS.len() * turns(quick).runs() * 2 + 1
 }
 
+/// What the established connections did in one run.
+struct Established<T> {
+    /// Transactions per second, all of them.
+    rate: f64,
+    /// Connections stopped: an error, or a reply overdue by 3 s.
+    stopped: usize,
+    /// How long their client and server threads waited for a CPU, ms per second of the run.
+    waited: f64,
+    /// `during`'s result.
+    out: T,
+}
+
 /// The established connections' work for `secs`, each paced at [`PER_CONN`] one-byte
-/// transactions per second, while `during` runs in this thread: (transactions per second of
-/// all of them, connections stopped — an error or a reply overdue by 3 s — and `during`'s
-/// result). A stopped connection stays stopped.
+/// transactions per second, while `during` runs in this thread. A stopped connection stays
+/// stopped.
 fn established<T>(
     conns: &mut [Option<TcpStream>],
     secs: f64,
     during: impl FnOnce() -> Result<T>,
-) -> Result<(f64, usize, T)> {
+) -> Result<Established<T>> {
     let dur = Duration::from_secs_f64(secs);
     let interval = Duration::from_secs_f64(1.0 / PER_CONN);
+    let serving = limit::threads_waited(crate::tcp::SERVING);
     let start = Instant::now();
     let (counts, out) = std::thread::scope(|s| {
         let workers: Vec<_> = conns
             .iter_mut()
             .map(|slot| {
                 s.spawn(move || {
+                    let waited = limit::waited_self();
                     let mut n = 0u32;
                     let mut b = [7u8; 1];
                     while let Some(c) = slot.as_mut().filter(|_| start.elapsed() < dur) {
@@ -110,16 +123,30 @@ fn established<T>(
                         n += 1;
                         std::thread::sleep((interval * n).saturating_sub(start.elapsed()));
                     }
-                    u64::from(n)
+                    (u64::from(n), limit::waited_self().saturating_sub(waited))
                 })
             })
             .collect();
         let out = during();
-        let counts: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap_or(0)).collect();
+        let counts: Vec<(u64, u64)> = workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or((0, 0)))
+            .collect();
         (counts, out)
     });
-    let rate = counts.iter().sum::<u64>() as f64 / start.elapsed().as_secs_f64();
-    Ok((rate, conns.iter().filter(|c| c.is_none()).count(), out?))
+    let took = start.elapsed().as_secs_f64();
+    // The servers' threads that lived through the run (each connection's, made before it).
+    let served: u64 = limit::threads_waited(crate::tcp::SERVING)
+        .iter()
+        .filter_map(|(t, after)| Some(after.saturating_sub(*serving.get(t)?)))
+        .sum();
+    let clients: u64 = counts.iter().map(|(_, w)| w).sum();
+    Ok(Established {
+        rate: counts.iter().map(|(n, _)| n).sum::<u64>() as f64 / took,
+        stopped: conns.iter().filter(|c| c.is_none()).count(),
+        waited: (clients + served) as f64 / 1e6 / took,
+        out: out?,
+    })
 }
 
 /// Bytes the kernel charges for the BPF maps process `pid` holds (each map fd's `memlock`).
@@ -197,6 +224,12 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let mut busy = per_variant(": forwarding CPU busy under the flood", "%", true);
     let mut ring = per_variant(": frames dropped at the uplink's ring", "kpps", true);
     let mut resent = per_variant(": the connections' segments sent again", "per flood", true);
+    let mut waited_quiet = per_variant(": the connections' wait for a CPU, quiet", "ms/s", true);
+    let mut waited_flood = per_variant(
+        ": the connections' wait for a CPU, under the flood",
+        "ms/s",
+        true,
+    );
     let mut stopped = vec![0usize; VARIANTS.len()];
     let mut tables = vec![String::new(); VARIANTS.len()];
     let mut where_run = String::new();
@@ -218,13 +251,14 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             .map(|_| crate::tcp::connect(&lab.outside, lab.tcp_target()).map(Some))
             .collect::<Result<Vec<_>>>()?;
         lab.keep_cpus_apart()?;
-        let (rate, _, ()) = established(&mut conns, secs, || Ok(()))?;
-        quiet[i].runs.push(rate);
+        let calm = established(&mut conns, secs, || Ok(()))?;
+        quiet[i].runs.push(calm.rate);
+        waited_quiet[i].runs.push(calm.waited);
         quiet[i].offered.push(offered);
         p.inc();
         let (before, sunk, dropped) = (memory(&lab)?, tools.sink_count(), limit::ring_drops(&lab)?);
         let resent_before = limit::retransmitted(&lab.outside)? + limit::retransmitted(&lab.ep)?;
-        let ((rate, gone, (sent, took)), cpu) = busy_while(PATH_CPU, || {
+        let (under, cpu) = busy_while(PATH_CPU, || {
             established(&mut conns, secs, || {
                 tools.generate_at(
                     &lab.wire(),
@@ -234,14 +268,16 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
                 )
             })
         })?;
+        let (sent, took) = under.out;
         let took = took.as_secs_f64();
+        waited_flood[i].runs.push(under.waited);
         busy[i].runs.push(cpu);
         ring[i]
             .runs
             .push((limit::ring_drops(&lab)? - dropped) as f64 / took / 1e3);
         let resent_after = limit::retransmitted(&lab.outside)? + limit::retransmitted(&lab.ep)?;
         resent[i].runs.push((resent_after - resent_before) as f64);
-        flooded[i].runs.push(rate);
+        flooded[i].runs.push(under.rate);
         flooded[i].offered.push(offered);
         // The sink counts the established connections' packets too: a few thousand a
         // second beside a million.
@@ -249,7 +285,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         delivered[i].runs.push(new_flows as f64 / took / 1e6);
         delivered[i].offered.push(sent as f64 / took / 1e6);
         grown[i].runs.push((memory(&lab)? - before).max(0.0));
-        stopped[i] += gone;
+        stopped[i] += under.stopped;
         tables[i] = table_after(&lab)?;
         p.inc();
         Ok(())
@@ -284,6 +320,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         busy: &busy,
         ring: &ring,
         resent: &resent,
+        waited: (&waited_quiet, &waited_flood),
     };
     let established_section = Section {
         scenario: "flood: established connections".into(),
@@ -314,10 +351,12 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     figures.extend(busy);
     figures.extend(ring);
     figures.extend(resent);
+    figures.extend(waited_quiet);
+    figures.extend(waited_flood);
     let flood_section = Section {
         scenario: "flood: new flows".into(),
         about: format!(
-            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second); how busy the forwarding CPU was under the flood (/proc/stat) and how many frames a second the uplink's receive ring could not take (the outside veth's tx_dropped: the flood's and the connections' alike, before any program), and how many of the established connections' segments were sent again over the flood (RetransSegs, both ends' namespaces); and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
+            "The same runs: new flows delivered into the endpoint per second, beside what the generator offered (pacing at {} per second); how busy the forwarding CPU was under the flood (/proc/stat) and how many frames a second the uplink's receive ring could not take (the outside veth's tx_dropped: the flood's and the connections' alike, before any program), and how many of the established connections' segments were sent again over the flood (RetransSegs, both ends' namespaces) and how long their threads (8 clients, 8 servers) waited on a run queue for a CPU (schedstat's run delay, summed, per second of the run), quiet and under the flood; and how much the datapath's memory grew over the flood: the agent's BPF maps (each map's memlock) and its resident memory for netpath, conntrack's entries at their slab size for iptables. The table after the last flood: {}.",
             FLOOD_PPS,
             said(&|i| tables[i].clone()),
         ),

@@ -26,6 +26,9 @@ use crate::{
 
 /// A server in the endpoint's namespace on port 80: echoes 1-byte requests, or swallows a
 /// stream; stops when dropped.
+/// The name of the threads that serve one connection each.
+pub(crate) const SERVING: &str = "tcp-serving";
+
 pub(crate) struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -56,7 +59,11 @@ impl Server {
             while !s.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((c, _)) => {
-                        std::thread::spawn(move || serve(c));
+                        // Named, so what a connection's server waits for a CPU can be found
+                        // (`flood`). A connection that cannot get a thread is not served.
+                        let _ = std::thread::Builder::new()
+                            .name(SERVING.into())
+                            .spawn(move || serve(c));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }

@@ -39,6 +39,42 @@ pub fn retransmitted(ns: &netpath_user::testing::Netns) -> Result<u64> {
         .context("RetransSegs unreadable in /proc/net/snmp")
 }
 
+/// Nanoseconds the thread of `dir` (a /proc task directory) has waited on a run queue for a
+/// CPU (its schedstat's second field).
+fn run_delay(dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join("schedstat"))
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// How long this thread has waited for a CPU so far, ns.
+pub fn waited_self() -> u64 {
+    run_delay(std::path::Path::new("/proc/thread-self")).unwrap_or(0)
+}
+
+/// How long each of this process's threads named `name` has waited for a CPU so far, ns, by
+/// thread id.
+pub fn threads_waited(name: &str) -> std::collections::HashMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Default::default();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|t| {
+            Some((
+                t.file_name().to_string_lossy().into_owned(),
+                run_delay(&t.path())?,
+            ))
+        })
+        .collect()
+}
+
 /// Where the forwarding CPU's time went in one more flood of `netpath xdp, flows kept`, by
 /// perf: shares (%) of its samples in the flow table's bucket walk, in making room in the
 /// LRU table, in the veth's copy of each frame for XDP, and in netpath's programs with all
@@ -104,11 +140,13 @@ pub fn saturated(v: &Variant, m: &Measured, profile: &Profile) -> String {
     let (i, tc) = (at(v.name), at("netpath tc, flows kept"));
     let said = |i: usize| {
         format!(
-            "{:.2} Mpps of the flood delivered into the endpoint, the forwarding CPU {:.0}% busy, {:.1} kpps refused by the uplink's ring, {:.0} of the connections' segments sent again a flood",
+            "{:.2} Mpps of the flood delivered into the endpoint, the forwarding CPU {:.0}% busy, {:.1} kpps refused by the uplink's ring, {:.0} of the connections' segments sent again a flood, their threads waiting {:.0} ms a second for a CPU ({:.0} quiet)",
             m.delivered[i].median(),
             m.busy[i].median(),
             m.ring[i].median(),
             m.resent[i].median(),
+            m.waited.1[i].median(),
+            m.waited.0[i].median(),
         )
     };
     if !v.kept || i == tc {
@@ -131,4 +169,6 @@ pub struct Measured<'a> {
     pub busy: &'a [Figure],
     pub ring: &'a [Figure],
     pub resent: &'a [Figure],
+    /// The connections' threads' wait for a CPU, quiet and under the flood.
+    pub waited: (&'a [Figure], &'a [Figure]),
 }

@@ -164,12 +164,12 @@ pub async fn serve(sock: &UdpSocket, mut answer: impl FnMut(&[u8], SocketAddr) -
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Err(e) = sock.readable().await {
-                    debug!("DNS receive: {e}");
+                    debug!(at = ?sock.local_addr().ok(), "DNS receive: {e}");
                 }
                 continue;
             }
             Err(e) => {
-                debug!("DNS receive: {e}");
+                debug!(at = ?sock.local_addr().ok(), "DNS receive: {e}");
                 continue;
             }
         }
