@@ -642,18 +642,24 @@ const TAX_TCP_PORT: u16 = 9100;
 
 /// Packets the host's IP layer handed to its protocols so far (`Ip: InDelivers`).
 fn ip_delivered(ns: &Netns) -> Result<u64> {
-    let snmp = ns.exec("cat", &["/proc/net/snmp"]);
-    let mut ip = snmp.lines().filter(|l| l.starts_with("Ip:"));
-    let (names, values) = (ip.next(), ip.next());
-    let (Some(names), Some(values)) = (names, values) else {
-        anyhow::bail!("no Ip: lines in /proc/net/snmp");
+    snmp(ns, "Ip", "InDelivers")
+}
+
+/// Counter `name` of `group` in namespace `ns`'s /proc/net/snmp (a line of the group's
+/// names, then one of its values).
+pub(crate) fn snmp(ns: &Netns, group: &str, name: &str) -> Result<u64> {
+    let text = ns.exec("cat", &["/proc/net/snmp"]);
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        anyhow::bail!("no {prefix} lines in /proc/net/snmp");
     };
     names
         .split_whitespace()
         .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "InDelivers")
+        .find(|(n, _)| *n == name)
         .and_then(|(_, v)| v.parse().ok())
-        .context("Ip: InDelivers")
+        .with_context(|| format!("{prefix} {name} in /proc/net/snmp"))
 }
 
 /// Keeps the calling thread (and the threads it starts: clients, servers) on one CPU until

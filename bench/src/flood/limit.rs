@@ -26,17 +26,7 @@ pub fn ring_drops(lab: &Rig) -> Result<u64> {
 /// lost on the way and sent again, after a loss probe (10 ms at least) or a retransmission
 /// timeout (200 ms at least), a transaction that waited for it.
 pub fn retransmitted(ns: &netpath_user::testing::Netns) -> Result<u64> {
-    let text = ns.exec("cat", &["/proc/net/snmp"]);
-    // Pairs of lines: "Tcp: names..." then "Tcp: values...".
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next(), tcp.next());
-    let at = names
-        .and_then(|n| n.split_whitespace().position(|w| w == "RetransSegs"))
-        .context("no RetransSegs in /proc/net/snmp")?;
-    values
-        .and_then(|v| v.split_whitespace().nth(at))
-        .and_then(|v| v.parse().ok())
-        .context("RetransSegs unreadable in /proc/net/snmp")
+    crate::tcp::snmp(ns, "Tcp", "RetransSegs")
 }
 
 /// Nanoseconds the thread of `dir` (a /proc task directory) has waited on a run queue for a
