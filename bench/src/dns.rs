@@ -58,18 +58,15 @@ impl Server {
     }
 }
 
-/// The address the floor listens on: the host's own, since netpath's server holds the
-/// gateway's port 53 in the same lab (an endpoint reaches either through the same path, the
-/// endpoint's program and the host's local delivery).
-const FLOOR_AT: &str = "10.77.0.2";
-
 impl Server {
-    /// Where dnsperf asks.
-    fn address(self) -> &'static str {
+    /// Where dnsperf asks. The floor listens on the host's own address, since netpath's
+    /// server holds the gateway's port 53 in the same lab (an endpoint reaches either through
+    /// the same path, the endpoint's program and the host's local delivery).
+    fn address(self) -> String {
         if self == Server::Floor {
-            FLOOR_AT
+            crate::lab::HOST.to_string()
         } else {
-            GATEWAY
+            GATEWAY.into()
         }
     }
 }
@@ -78,7 +75,7 @@ impl Server {
 struct Served {
     lab: Lab,
     /// Where dnsperf asks.
-    at: &'static str,
+    at: String,
     child: Option<Child>,
     /// aardvark-dns daemonizes: its pid file.
     pid_file: Option<PathBuf>,
@@ -223,7 +220,7 @@ fn serve(server: Server, tools: &Tools) -> Result<Served> {
                 .args(["netns", "exec", &lab.host.name])
                 .arg(std::env::current_exe().context("the bench's own path")?)
                 .arg("--udp-floor")
-                .arg(format!("{FLOOR_AT}:53"))
+                .arg(format!("{}:53", crate::lab::HOST))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
@@ -237,7 +234,7 @@ fn serve(server: Server, tools: &Tools) -> Result<Served> {
             }
         }
     };
-    wait_listening(&served.lab, served.at, server.name())?;
+    wait_listening(&served.lab, &served.at, server.name())?;
     std::fs::write(served.dir.join("queries"), "peer A\n")?;
     // One query first: neighbours resolved, caches warm.
     served.run_dnsperf(&["-l", "1", "-Q", "100"])?;
@@ -303,7 +300,7 @@ impl Served {
                 &self.lab.ep.name,
                 "dnsperf",
                 "-s",
-                self.at,
+                &self.at,
                 "-d",
             ])
             .arg(&queries)
