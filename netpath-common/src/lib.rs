@@ -43,6 +43,7 @@ mod dns;
 mod endpoint;
 mod flows;
 mod forward;
+mod frag;
 mod hostgw;
 mod maps;
 mod nat46;
@@ -62,6 +63,7 @@ pub use flows::{
     NEW_FLOWS_PER_CPU, NEW_FLOW_BURST_NS, STAMP_JIFFIES,
 };
 pub use forward::{net_flags, no_subnet, MemberKey, NetworkInfo};
+pub use frag::FragKey;
 pub use hostgw::LoopbackKey;
 pub use maps::{map_names, map_sizes, tail};
 pub use nat46::{Nat46, Nat46Reply};

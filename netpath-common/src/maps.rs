@@ -155,6 +155,10 @@ pub mod map_names {
     /// By protocol and container port (`PORTS_ANY`'s index): how many `REPLIES` entries of
     /// either family have it, so a packet from any other port is not looked up there.
     pub const REPLY_PORTS: &str = "REPLY_PORTS";
+    /// LRU tables of [`crate::FragKey`] → the first fragment's ports (`[u16; 2]`), IPv4's and
+    /// IPv6's: what a datagram's later fragments are translated by.
+    pub const FRAGMENTS: &str = "FRAGMENTS";
+    pub const FRAGMENTS6: &str = "FRAGMENTS6";
 }
 
 /// Slots of `TAIL_CALLS`: the programs an entry point hands a packet on to, each with a stack
@@ -214,4 +218,6 @@ pub mod map_sizes {
     /// Policy rules for blocks of ports (endPort split into power-of-two blocks), whole
     /// protocols and every port.
     pub const POLICY_RANGES: u32 = 131_072;
+    /// Fragmented datagrams in flight, per family (Cilium's default too).
+    pub const FRAGMENTS: u32 = 8192;
 }

@@ -8,6 +8,7 @@
 mod bench;
 #[allow(dead_code)] // the packet trait's arithmetic, of which the floors use a part
 mod csum;
+mod frag;
 #[allow(dead_code)] // the policy floor asks the guard for a rate; its flood question comes along
 mod guard;
 #[allow(dead_code)] // the bench uses the flow table; the product's other maps come along

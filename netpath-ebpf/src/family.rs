@@ -1,10 +1,8 @@
-//! What the datapath asks of an address family: its maps (endpoints, peers, networks,
-//! subnets, published ports and their flows, outbound NAT, uplinks' addresses), its martians,
-//! which destinations every member gets a copy of, the ICMP errors it has, where its addresses
-//! sit in the header and how writing one changes the checksums, how a route is asked for, and
-//! the paths that are still IPv4's alone (host-loopback ports, other nodes). Forwarding
-//! (`forward::route`), published ports (`ports`, `flows`), the endpoint's program and outbound
-//! NAT (`snat`) are written once over this trait; IPv4 and IPv6 differ only here.
+//! What the datapath asks of an address family: its maps (endpoints, peers, networks, subnets,
+//! published ports and their flows, outbound NAT, uplinks' addresses), its martians, what every
+//! member gets a copy of, its ICMP errors, where its addresses sit and which checksums cover
+//! them, how a route is asked for, the paths still IPv4's alone (host-loopback ports). Forwarding,
+//! published ports, the endpoint's program and outbound NAT are written once over this trait.
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, TC_ACT_SHOT},
     maps::{lpm_trie::Key, Array, HashMap, LruHashMap},
@@ -71,8 +69,8 @@ pub trait Ip: Identified + Replied {
     /// Offsets of the source and destination addresses in a frame.
     const SRC_OFF: usize;
     const DST_OFF: usize;
-    /// Writes address `to` at `off` (`from` before) and updates the checksums that cover it:
-    /// the L4 checksum at `csum` through its pseudo-header (`icmp`: IPv4's ICMP has none).
+    /// Writes address `to` at `off` (`from` before) and the checksums over it: IPv4's header's,
+    /// and when `pseudo` the L4 checksum at `csum`, by its pseudo-header (`rewrite.rs` says when).
     fn write_addr<P: Packet>(
         pkt: &mut P,
         off: usize,
@@ -80,7 +78,7 @@ pub trait Ip: Identified + Replied {
         to: Self,
         csum: usize,
         udp: bool,
-        icmp: bool,
+        pseudo: bool,
     ) -> bool;
     /// A route lookup's family and addresses.
     fn fib_params(params: &mut bpf_fib_lookup, src: Self, dst: Self);
@@ -96,14 +94,11 @@ pub trait Ip: Identified + Replied {
     fn host_addr(addr: Self) -> bool;
     /// Translated flows of published ports.
     fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowNat<Self>>;
-    /// Whether a published port's target is reached by NAT46 (an IPv4 endpoint behind a port
-    /// published on IPv6).
+    /// Whether a published port's target is reached by NAT46 (an IPv4-only endpoint, on IPv6).
     fn nat46(target: &PortTarget<Self>) -> bool;
-    /// Whether `addr` may never be on a wire: loopback, "this network" (a translation must not
-    /// carry such packets past the host's martian checks into an endpoint).
+    /// Whether `addr` may never be on a wire (loopback, "this network"): never translated in.
     fn martian(addr: Self) -> bool;
-    /// A packet beyond every network, from a network not internal: outbound NAT
-    /// (`snat::outbound`), or from a `routed` one the route alone (`snat::routed`).
+    /// A packet beyond every network: outbound NAT (`snat::outbound`), or a `routed` one's route.
     fn outbound(
         ctx: &mut TcContext,
         ep: &EndpointInfo<Self>,
@@ -188,12 +183,12 @@ impl Ip for u32 {
         to: u32,
         csum: usize,
         udp: bool,
-        icmp: bool,
+        pseudo: bool,
     ) -> bool {
-        if icmp {
-            pkt.set_addr_l3(off, from, to)
-        } else {
+        if pseudo {
             pkt.set_addr(off, from, to, csum, udp)
+        } else {
+            pkt.set_addr_l3(off, from, to)
         }
     }
     #[inline(always)]
@@ -316,9 +311,13 @@ impl Ip for In6 {
         to: In6,
         csum: usize,
         udp: bool,
-        _icmp: bool,
+        pseudo: bool,
     ) -> bool {
-        pkt.set_addr6(off, &from, &to, csum, udp)
+        if pseudo {
+            pkt.set_addr6(off, &from, &to, csum, udp)
+        } else {
+            pkt.set_addr6_l3(off, &from, &to)
+        }
     }
     #[inline(always)]
     fn fib_params(params: &mut bpf_fib_lookup, src: In6, dst: In6) {

@@ -17,7 +17,7 @@ use crate::{
         header_words, in6_at, is_icmp, ports as read_ports, ptr_at, transport_len, Flow, Ipv4Flow,
         Ipv6Flow, ICMPV6_ECHO_REQUEST, ICMP_ECHO_REQUEST,
     },
-    ports, replies,
+    ports, replies, rewrite,
     snat::in_snat_range,
 };
 
@@ -207,7 +207,7 @@ pub fn error_out<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, ifindex: u32) ->
         }
     };
     let csum = flow.l4_csum_off();
-    let done = A::write_addr(pkt, A::SRC_OFF, flow.src_addr, addr, csum, false, true)
+    let done = rewrite::set_icmp_addr(pkt, flow, A::SRC_OFF, flow.src_addr, addr)
         && A::write_inner_addr(pkt, e.l3_off, A::DST_OFF, e.key.dst_addr, addr, csum)
         && pkt.set_port(e.l4_off + 2, e.key.dst_port, port, csum, false);
     Some(if done { out } else { Out::Failed })
@@ -238,7 +238,7 @@ pub fn error_back<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Back {
     } else {
         e.l4_off
     };
-    let done = A::write_addr(pkt, A::DST_OFF, flow.dst_addr, o.addr, csum, false, true)
+    let done = rewrite::set_icmp_addr(pkt, flow, A::DST_OFF, flow.dst_addr, o.addr)
         && A::write_inner_addr(pkt, e.l3_off, A::SRC_OFF, e.key.src_addr, o.addr, csum)
         && pkt.set_port(port_off, e.key.src_port, o.port, csum, false)
         && pkt.set_macs(&o.src_mac, &o.dst_mac);

@@ -7,9 +7,10 @@ use aya_ebpf::{
 };
 use netpath_common::{
     map_sizes, no_subnet, recent, tail, AddrIdentity, Counter, DnsAddrs, DnsKey, EndpointInfo,
-    FlowKey, FlowNat, In6, LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo, NewFlowRate,
-    OverlayNet, PeerInfo, PolicyKey, PortKey, PortReply, PortSlot, PortStats, PortTarget,
-    RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay, PORTS_ANY_LEN,
+    FlowKey, FlowNat, FragKey, In6, LoopbackKey, MemberKey, Nat46, Nat46Reply, NetworkInfo,
+    NewFlowRate, OverlayNet, PeerInfo, PolicyKey, PortKey, PortReply, PortSlot, PortStats,
+    PortTarget, RemoteEndpoint, SnatNat, SnatRev, SockRevKey, SockRevKey6, SockRevNat, Underlay,
+    PORTS_ANY_LEN,
 };
 
 /// `BPF_F_NO_PREALLOC`, required by LPM tries.
@@ -287,3 +288,12 @@ pub static REPLIES6: HashMap<PortKey<In6>, PortReply<In6>> = HashMap::pinned(map
 /// `port_any_index`: a packet from any other port is no such reply, and costs one array read.
 #[map]
 pub static REPLY_PORTS: Array<u32> = Array::pinned(PORTS_ANY_LEN, 0);
+
+/// The first fragment's ports of each fragmented IPv4 datagram in flight (`frag.rs`).
+#[map]
+pub static FRAGMENTS: LruHashMap<FragKey, [u16; 2]> = LruHashMap::pinned(map_sizes::FRAGMENTS, 0);
+
+/// IPv6's, as `FRAGMENTS`.
+#[map]
+pub static FRAGMENTS6: LruHashMap<FragKey<In6>, [u16; 2]> =
+    LruHashMap::pinned(map_sizes::FRAGMENTS, 0);

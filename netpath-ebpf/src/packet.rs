@@ -6,7 +6,7 @@
 //! for L4; the IPv4 header checksum is always complete, fixed like XDP's.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
-    helpers::{bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::{bpf_csum_update, bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::{TcContext, XdpContext},
 };
 
@@ -63,6 +63,10 @@ pub trait Packet {
         l4_csum_off: usize,
         udp: bool,
     ) -> bool;
+    /// Writes the IPv6 address at `off` (`from` → `to`) that no checksum in the packet covers
+    /// (a later fragment's: its transport checksum is in the first), keeping a
+    /// checksum-complete skb's sum right.
+    fn set_addr6_l3(&mut self, off: usize, from: &In6, to: &In6) -> bool;
     /// Writes the 2-byte port at `off` (network order) and updates the L4 checksum.
     fn set_port(&mut self, off: usize, from: u16, to: u16, l4_csum_off: usize, udp: bool) -> bool;
     /// Writes 4 bytes at `off` that the checksum at `csum_off` covers as plain data, not
@@ -173,6 +177,11 @@ impl Packet for XdpContext {
     ) -> bool {
         write_at(self.data(), self.data_end(), off, *to)
             && xdp_l4_csum(self, l4_csum_off, udp, |c| csum_replace16(c, from, to))
+    }
+
+    #[inline(always)]
+    fn set_addr6_l3(&mut self, off: usize, _from: &In6, to: &In6) -> bool {
+        write_at(self.data(), self.data_end(), off, *to)
     }
 
     #[inline(always)]
@@ -302,6 +311,13 @@ impl Packet for TcContext {
         self.l4_csum_replace(l4_csum_off, 0, u64::from(diff), flags)
             .is_ok()
             && write_at(self.data(), self.data_end(), off, *to)
+    }
+
+    #[inline(always)]
+    fn set_addr6_l3(&mut self, off: usize, from: &In6, to: &In6) -> bool {
+        // SAFETY: the program's own skb; a sum of a checksum-unnecessary skb is left alone.
+        unsafe { bpf_csum_update(self.skb.skb, csum_diff16(from, to)) };
+        write_at(self.data(), self.data_end(), off, *to)
     }
 
     #[inline(always)]

@@ -8,6 +8,11 @@
 use core::mem::size_of;
 
 use netpath_common::{proto, Addr, FlowKey, In6};
+
+use crate::{
+    frag::{self, Part},
+    maps::{FRAGMENTS, FRAGMENTS6},
+};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -22,8 +27,8 @@ pub const IP_SRC_OFF: usize = L3_OFF + 12;
 /// Offset of the IPv4 destination address.
 pub const IP_DST_OFF: usize = L3_OFF + 16;
 
-/// A packet's addresses and, for TCP and UDP first fragments, its ports; of either address
-/// family ([`Ipv4Flow`] is IPv4's).
+/// A packet's addresses and, for TCP and UDP, its ports (a later fragment's are its first
+/// fragment's, `frag.rs`); of either address family ([`Ipv4Flow`] is IPv4's).
 #[derive(Clone, Copy)]
 pub struct Flow<A: Addr> {
     /// Source address, network order.
@@ -32,9 +37,13 @@ pub struct Flow<A: Addr> {
     pub dst_addr: A,
     /// IP protocol number.
     pub proto: u8,
-    /// True for any fragment (first or later), and for IPv6 with extension headers: no L4
-    /// header to read or translate.
+    /// No ports to read or translate: a fragment (but, parsed on an uplink, a TCP or UDP one
+    /// whose ports are known: `frag.rs`), or IPv6 behind extension headers other than a
+    /// fragment header.
     pub fragment: bool,
+    /// A later fragment with its first fragment's ports (parsed on an uplink): no transport
+    /// header, so its addresses alone are rewritten (`rewrite.rs`).
+    pub later: bool,
     /// Offset of the L4 header.
     pub l4_off: usize,
     /// Source port, network order (0 when the packet has none).
@@ -52,7 +61,7 @@ pub type Ipv4Flow = Flow<u32>;
 pub type Ipv6Flow = Flow<In6>;
 
 impl<A: Addr> Flow<A> {
-    /// TCP or UDP with ports parsed: a candidate for translation.
+    /// TCP or UDP with ports known: a candidate for translation.
     #[inline(always)]
     pub fn has_ports(&self) -> bool {
         !self.fragment && (self.proto == proto::TCP || self.proto == proto::UDP)
@@ -79,7 +88,7 @@ impl<A: Addr> Flow<A> {
     /// A TCP segment with FIN or RST: its flow is closing.
     #[inline(always)]
     pub fn tcp_closing(&self, data: usize, data_end: usize) -> bool {
-        if self.proto != proto::TCP {
+        if self.proto != proto::TCP || self.later {
             return false;
         }
         // SAFETY: bounds checked by ptr_at.
@@ -204,9 +213,21 @@ pub fn is_ipv6(data: usize, data_end: usize) -> bool {
         .is_some_and(|e| unsafe { (*e).ether_type } == EtherType::Ipv6 as u16)
 }
 
-/// Parses the frame in `[data, data_end)`.
+/// Parses the frame in `[data, data_end)`; every fragment has no ports.
 #[inline(always)]
 pub fn parse(data: usize, data_end: usize) -> Parsed {
+    parse_frame::<false>(data, data_end)
+}
+
+/// Parses the frame in `[data, data_end)` arriving on an uplink: a TCP or UDP fragment has its
+/// datagram's ports, once its first fragment was seen (`frag.rs`).
+#[inline(always)]
+pub fn parse_tracked(data: usize, data_end: usize) -> Parsed {
+    parse_frame::<true>(data, data_end)
+}
+
+#[inline(always)]
+fn parse_frame<const TRACK: bool>(data: usize, data_end: usize) -> Parsed {
     let Some(eth) = ptr_at::<EthHdr>(data, data_end, 0) else {
         return Parsed::Malformed;
     };
@@ -219,9 +240,9 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
         return Parsed::Arp;
     }
     let parsed = if ether_type == EtherType::Ipv4 as u16 {
-        ipv4(data, data_end).map(Parsed::Ipv4)
+        ipv4::<TRACK>(data, data_end).map(Parsed::Ipv4)
     } else if ether_type == EtherType::Ipv6 as u16 {
-        ipv6(data, data_end).map(Parsed::Ipv6)
+        ipv6::<TRACK>(data, data_end).map(Parsed::Ipv6)
     } else {
         return Parsed::Other;
     };
@@ -230,26 +251,28 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
 
 /// An IPv4 packet's flow; None when its headers are cut short.
 #[inline(always)]
-fn ipv4(data: usize, data_end: usize) -> Option<Ipv4Flow> {
+fn ipv4<const TRACK: bool>(data: usize, data_end: usize) -> Option<Ipv4Flow> {
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ptr_at::<Ipv4Hdr>(data, data_end, L3_OFF)? };
     let ihl = header_words(ip)?;
-    let frags = u16::from_be_bytes(ip.frags);
-    transport(
+    let part = Part::of(frag::ipv4_field(u16::from_be_bytes(ip.frags)));
+    let flow = transport(
         data,
         data_end,
         Ipv4Flow {
             src_addr: u32::from_ne_bytes(ip.src_addr),
             dst_addr: u32::from_ne_bytes(ip.dst_addr),
             proto: ip.proto,
-            // MF set or a non-zero offset.
-            fragment: frags & 0x3fff != 0,
+            fragment: part == Part::Later || (!TRACK && part != Part::Whole),
+            later: false,
             l4_off: L3_OFF + ihl * 4,
             src_port: 0,
             dst_port: 0,
             tot_len: u16::from_be_bytes(ip.tot_len),
         },
-    )
+    )?;
+    let id = u32::from(u16::from_ne_bytes(ip.id));
+    Some(frag::track::<_, TRACK>(&FRAGMENTS, flow, part, id))
 }
 
 /// IPv6 extension headers walked to find the transport protocol (hop-by-hop options,
@@ -261,13 +284,14 @@ const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
 const IPV6_DEST_OPTS: u8 = 60;
 
-/// An IPv6 packet's flow; None when its headers are cut short. A packet with extension
-/// headers has its protocol from the walk but is taken as a fragment (no transport header to
-/// read or translate): its transport header's offset would be one the verifier follows path
-/// by path through everything after, past its limits, for what containers rarely send
-/// (fragments pass untranslated as IPv4's do).
+/// An IPv6 packet's flow; None when its headers are cut short. A fragment header right after
+/// the fixed header (where every stack puts it) is read: the packet's part of its datagram and
+/// the datagram's identification. Other extension headers are walked for the protocol alone,
+/// the packet taken as having no ports: its transport header's offset would be one the
+/// verifier follows path by path through everything after, past its limits, for what
+/// containers rarely send.
 #[inline(always)]
-fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
+fn ipv6<const TRACK: bool>(data: usize, data_end: usize) -> Option<Ipv6Flow> {
     // SAFETY (all reads): bounds checked by ptr_at.
     let ip = unsafe { &*ptr_at::<Ipv6Hdr>(data, data_end, L3_OFF)? };
     if ip.vcf[0] >> 4 != 6 {
@@ -275,6 +299,17 @@ fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
     }
     let mut next = ip.next_hdr;
     let mut off = L3_OFF + Ipv6Hdr::LEN;
+    let (mut part, mut id) = (Part::Whole, 0);
+    // Read only where fragments are tracked: elsewhere (the endpoint's programs, NAT46) a
+    // fragment is walked past as any extension header, on stacks with no room to spare.
+    if TRACK && next == IPV6_FRAGMENT {
+        let h = unsafe { *ptr_at::<[u8; 8]>(data, data_end, off)? };
+        part = Part::of(frag::ipv6_field(u16::from_be_bytes([h[2], h[3]])));
+        id = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+        next = h[0];
+        off += 8;
+    }
+    let l4_off = off;
     for _ in 0..IPV6_EXTENSIONS {
         if !matches!(
             next,
@@ -292,21 +327,26 @@ fn ipv6(data: usize, data_end: usize) -> Option<Ipv6Flow> {
         };
         next = h[0];
     }
-    let extensions = off != L3_OFF + Ipv6Hdr::LEN;
-    transport(
+    if off != l4_off {
+        part = Part::Unknown;
+    }
+    let flow = transport(
         data,
         data_end,
         Ipv6Flow {
             src_addr: in6_at(data, data_end, L3_OFF + 8)?,
             dst_addr: in6_at(data, data_end, L3_OFF + 24)?,
             proto: next,
-            fragment: extensions,
-            l4_off: L3_OFF + Ipv6Hdr::LEN,
+            fragment: matches!(part, Part::Later | Part::Unknown)
+                || (!TRACK && part != Part::Whole),
+            later: false,
+            l4_off,
             src_port: 0,
             dst_port: 0,
             tot_len: u16::from_be_bytes(ip.payload_len).wrapping_add(Ipv6Hdr::LEN as u16),
         },
-    )
+    )?;
+    Some(frag::track::<_, TRACK>(&FRAGMENTS6, flow, part, id))
 }
 
 /// The length of the transport header whose ports a flow is keyed by: TCP's and UDP's (other

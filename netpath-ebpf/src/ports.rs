@@ -1,6 +1,6 @@
 //! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint; written
 //! once for both address families (`family::Ip` names each one's maps).
-use netpath_common::{port_any_index, proto, Counter, FlowNat, PortKey, PortTarget};
+use netpath_common::{port_any_index, Counter, FlowNat, PortKey, PortTarget};
 
 use crate::{
     family::Ip,
@@ -9,6 +9,7 @@ use crate::{
     packet::Packet,
     parse::Flow,
     policy::{self, ELSEWHERE},
+    rewrite::{set_addr, set_port},
     stats::{self, count},
 };
 
@@ -241,19 +242,9 @@ fn dnat_via<P: Packet, A: Ip>(
 /// is not ANY) and addresses the frame to the endpoint.
 #[inline(always)]
 fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, target: &PortTarget<A>, masq: A) -> Dnat {
-    let udp = flow.proto == proto::UDP;
-    let csum = flow.l4_csum_off();
-    let done = A::write_addr(
-        pkt,
-        A::DST_OFF,
-        flow.dst_addr,
-        target.addr,
-        csum,
-        udp,
-        false,
-    ) && pkt.set_port(flow.l4_off + 2, flow.dst_port, target.port, csum, udp)
-        && (masq == A::ANY
-            || A::write_addr(pkt, A::SRC_OFF, flow.src_addr, masq, csum, udp, false))
+    let done = set_addr(pkt, flow, A::DST_OFF, flow.dst_addr, target.addr)
+        && set_port(pkt, flow, flow.l4_off + 2, flow.dst_port, target.port)
+        && (masq == A::ANY || set_addr(pkt, flow, A::SRC_OFF, flow.src_addr, masq))
         && pkt.set_macs(&target.gw_mac, &target.mac);
     if done {
         Dnat::Done
@@ -266,10 +257,7 @@ fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, target: &PortTarget<A>
 /// self-hairpin flow, its destination back to the endpoint).
 #[inline(always)]
 pub fn reverse_nat<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, nat: &FlowNat<A>) -> bool {
-    let udp = flow.proto == proto::UDP;
-    let csum = flow.l4_csum_off();
-    A::write_addr(pkt, A::SRC_OFF, flow.src_addr, nat.addr, csum, udp, false)
-        && pkt.set_port(flow.l4_off, flow.src_port, nat.port, csum, udp)
-        && (nat.client == A::ANY
-            || A::write_addr(pkt, A::DST_OFF, flow.dst_addr, nat.client, csum, udp, false))
+    set_addr(pkt, flow, A::SRC_OFF, flow.src_addr, nat.addr)
+        && set_port(pkt, flow, flow.l4_off, flow.src_port, nat.port)
+        && (nat.client == A::ANY || set_addr(pkt, flow, A::DST_OFF, flow.dst_addr, nat.client))
 }

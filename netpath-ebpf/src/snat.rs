@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netpath_common::{
-    event, port_any_index, proto, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
+    event, port_any_index, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
     SNAT_PORTS, SNAT_PORT_MIN,
 };
 
@@ -22,6 +22,7 @@ use crate::{
     packet::Packet,
     parse::{is_icmp, Flow},
     policy::{self, Known},
+    rewrite::{set_addr, set_icmp_addr, set_port},
     stats::{admitted, count, dropped, trace},
 };
 
@@ -64,9 +65,9 @@ fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, end: End, addr: A, por
         End::Src => (A::SRC_OFF, flow.src_addr, flow.src_port),
         End::Dst => (A::DST_OFF, flow.dst_addr, flow.dst_port),
     };
-    let csum = flow.l4_csum_off();
     if is_icmp(flow.proto) {
-        return A::write_addr(pkt, addr_off, old_addr, addr, csum, false, true)
+        let csum = flow.l4_csum_off();
+        return set_icmp_addr(pkt, flow, addr_off, old_addr, addr)
             && pkt.set_port(flow.l4_off + 4, old_port, port, csum, false);
     }
     let port_off = if end == End::Src {
@@ -74,9 +75,7 @@ fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, end: End, addr: A, por
     } else {
         flow.l4_off + 2
     };
-    let udp = flow.proto == proto::UDP;
-    A::write_addr(pkt, addr_off, old_addr, addr, csum, udp, false)
-        && pkt.set_port(port_off, old_port, port, csum, udp)
+    set_addr(pkt, flow, addr_off, old_addr, addr) && set_port(pkt, flow, port_off, old_port, port)
 }
 
 /// A packet an endpoint sends beyond the host: translated and sent out of the uplink the

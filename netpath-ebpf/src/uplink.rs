@@ -21,7 +21,7 @@ use crate::{
     maps::{TAIL_CALLS, TAIL_CALLS_XDP},
     nat46::{self, Outcome},
     packet::Packet,
-    parse::{is_icmp, is_ipv6, parse, Flow, Parsed},
+    parse::{is_icmp, is_ipv6, parse, parse_tracked, Flow, Parsed},
     policy::{self, Known},
     ports::{self, Dnat, Published},
     snat,
@@ -91,7 +91,7 @@ fn routed_in<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, reason: Counter) -> 
 /// The entry program's decision, on what is not IPv6 (handed on before: see [`ingress_tc`]).
 #[inline(always)]
 fn decide<P: Packet>(pkt: &mut P) -> Verdict {
-    match parse(pkt.data(), pkt.data_end()) {
+    match parse_tracked(pkt.data(), pkt.data_end()) {
         Parsed::Ipv4(flow) => decide_ip(pkt, &flow),
         Parsed::Malformed => Verdict::Pass(Counter::Malformed),
         _ => Verdict::Pass(Counter::Pass),
@@ -101,7 +101,7 @@ fn decide<P: Packet>(pkt: &mut P) -> Verdict {
 /// IPv6 to a published port, decided in the entry program when it is one to one or its flow
 /// is kept already (no tail call: neither builds more than the flow's key, so IPv6's state
 /// never meets the entry program's stack). `None`, nothing written, for anything else (a new
-/// kept flow, NAT46, what is not a published port), which IPv6's program decides.
+/// kept flow, NAT46, a fragment, what is not a published port), which IPv6's program decides.
 #[inline(always)]
 fn published6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
     let Parsed::Ipv6(flow) = parse(pkt.data(), pkt.data_end()) else {
@@ -132,7 +132,7 @@ fn published6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
 /// The IPv6 program's decision.
 #[inline(always)]
 fn decide6<P: Packet>(pkt: &mut P) -> Verdict {
-    match parse(pkt.data(), pkt.data_end()) {
+    match parse_tracked(pkt.data(), pkt.data_end()) {
         Parsed::Ipv6(flow) => decide_ip(pkt, &flow),
         _ => Verdict::Pass(Counter::Malformed),
     }

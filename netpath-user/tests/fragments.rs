@@ -1,0 +1,156 @@
+//! Datagrams larger than the path: fragmented on the wire, translated fragment by fragment on
+//! the uplink (a published port's DNAT, an outbound flow's replies), reassembled by the
+//! endpoint. A user checks that the whole datagram arrived, byte for byte, from the client's
+//! own address. Real UDP sockets across namespaces, TC and XDP, IPv4 and IPv6.
+mod common;
+
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
+    time::Duration,
+};
+
+use common::{wait_until, Netns, Topo, HOST, OUTSIDE};
+
+/// Bigger than the uplink's 1500-byte MTU twice over: three fragments each way it goes.
+const BIG: usize = 4000;
+
+/// The bytes of a big datagram: no two fragments alike.
+fn big_payload() -> Vec<u8> {
+    (0..BIG).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// FNV-1a of `bytes`: what the server answers about a datagram, to compare with the sent one.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A UDP server in `ns` (`[::]`, both families) answering each datagram with
+/// "PEER LENGTH FNV", a short reply.
+fn measuring_server(ns: &Netns, port: u16) {
+    let s = ns.run(|| UdpSocket::bind(("::", port)).expect("bind udp"));
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let reply = format!("{peer} {n} {:x}", fnv(&buf[..n]));
+            let _ = s.send_to(reply.as_bytes(), peer);
+        }
+    });
+}
+
+/// A UDP server in `ns` (`[::]`, both families) answering each datagram with the big payload.
+fn big_server(ns: &Netns, port: u16) {
+    let s = ns.run(|| UdpSocket::bind(("::", port)).expect("bind udp"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&big_payload(), peer);
+        }
+    });
+}
+
+/// `msg` sent from `ns` to `to:port` on a connected socket, and the reply; tried until one
+/// comes back within the test's timeout (neighbours resolve, an agent notices an address).
+fn exchange(ns: &Netns, to: IpAddr, port: u16, msg: &[u8]) -> Vec<u8> {
+    let any: SocketAddr = match to {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        IpAddr::V6(_) => "[::]:0".parse().unwrap(),
+    };
+    let s = ns.run(|| UdpSocket::bind(any)).expect("bind");
+    s.connect((to, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut reply = Vec::new();
+    wait_until(
+        &format!("a reply from {to}:{port}"),
+        Duration::from_secs(10),
+        || {
+            s.send(msg).expect("send");
+            match s.recv(&mut buf) {
+                Ok(n) => {
+                    reply = buf[..n].to_vec();
+                    true
+                }
+                Err(_) => false,
+            }
+        },
+    );
+    reply
+}
+
+/// A client outside sends a big datagram to a published port: the endpoint gets all of it,
+/// from the client's own address.
+fn a_big_datagram_reaches_a_published_port(t: &Topo, host: IpAddr, client: IpAddr) {
+    let payload = big_payload();
+    let reply = exchange(&t.outside, host, 5353, &payload);
+    let reply = String::from_utf8(reply).expect("a text reply");
+    let mut words = reply.split(' ');
+    let peer: SocketAddr = words.next().unwrap().parse().expect("the peer");
+    // A dual-stack socket names an IPv4 peer as a mapped address.
+    let peer_ip = match peer.ip() {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        a => a,
+    };
+    assert_eq!(
+        peer_ip, client,
+        "the server sees the client's address: {reply}"
+    );
+    assert_eq!(words.next(), Some(BIG.to_string().as_str()), "{reply}");
+    assert_eq!(
+        words.next(),
+        Some(format!("{:x}", fnv(&payload)).as_str()),
+        "every byte as sent: {reply}"
+    );
+}
+
+/// An endpoint asks a server outside, which answers with a big datagram: all of it comes
+/// back through the endpoint's outbound NAT.
+fn a_big_reply_reaches_an_outbound_endpoint(ep: &Netns, server: IpAddr) {
+    let reply = exchange(ep, server, 9100, b"give");
+    assert_eq!(reply.len(), BIG, "the whole reply");
+    assert!(reply == big_payload(), "every byte as sent");
+}
+
+fn ipv4(t: Topo) {
+    let web = t.endpoint("web", &["-p", "5353:53/udp"]);
+    measuring_server(&web, 53);
+    a_big_datagram_reaches_a_published_port(&t, HOST.into(), OUTSIDE.into());
+    big_server(&t.outside, 9100);
+    a_big_reply_reaches_an_outbound_endpoint(&web, OUTSIDE.into());
+}
+
+fn ipv6(t: Topo) {
+    t.ipv6_uplink();
+    let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
+    let outside: Ipv6Addr = "fd00:77::1".parse().unwrap();
+    t.ok(&common::words(
+        "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
+    ));
+    let web = t.endpoint("web", &["--network", "a", "-p", "5353:53/udp"]);
+    measuring_server(&web, 53);
+    a_big_datagram_reaches_a_published_port(&t, host.into(), outside.into());
+    big_server(&t.outside, 9100);
+    a_big_reply_reaches_an_outbound_endpoint(&web, outside.into());
+}
+
+#[test]
+fn big_udp_datagrams_cross_published_ports_and_outbound_nat_on_tc() {
+    ipv4(Topo::new());
+}
+
+#[test]
+fn big_udp_datagrams_cross_published_ports_and_outbound_nat_on_xdp() {
+    ipv4(Topo::with_xdp("native"));
+}
+
+#[test]
+fn big_ipv6_udp_datagrams_cross_published_ports_and_outbound_nat_on_tc() {
+    ipv6(Topo::new());
+}
+
+#[test]
+fn big_ipv6_udp_datagrams_cross_published_ports_and_outbound_nat_on_xdp() {
+    ipv6(Topo::with_xdp("native"));
+}
