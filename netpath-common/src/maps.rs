@@ -184,8 +184,17 @@ pub mod tail {
     /// The first reply of a one-to-one published port's flow, of either family, which
     /// records the flow (`netpath_endpoint_reply_tc`).
     pub const REPLY: u32 = 7;
+    /// A TCP or UDP fragment an endpoint sent, of either family: a published flow's reply
+    /// translated as its first fragment was (`netpath_endpoint_frag_tc`).
+    pub const FRAG: u32 = 8;
+    /// The endpoint program itself (`netpath_endpoint_tc`): where the fragment program hands
+    /// back an IPv4 fragment that is no reply, marked ([`FRAG_SEEN`]) so it goes on.
+    pub const ENDPOINT: u32 = 9;
     /// Slots in all.
-    pub const SLOTS: u32 = 8;
+    pub const SLOTS: u32 = 10;
+    /// What the fragment program writes in an skb's first control-buffer word before it hands
+    /// the packet back: seen, not to be handed on again.
+    pub const FRAG_SEEN: u32 = 0x6672_6167;
 }
 
 /// Default sizes of the maps; the agent may override them at load time.

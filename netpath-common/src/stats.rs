@@ -108,7 +108,7 @@ counters! {
     ArpReply = 4, "arp_reply";
     /// Dropped: source address or MAC not the endpoint's own.
     DropSpoof = 5, "drop_spoof";
-    /// Fragments passed to the host stack (no ports to match).
+    /// Fragments passed untranslated: of no TCP or UDP datagram, or before their first.
     Fragment = 6, "fragment";
     /// A reply's route lookup failed; handed to the host stack.
     FibMiss = 7, "fib_miss";
@@ -183,6 +183,9 @@ counters! {
     /// ICMP errors an endpoint sent about a client's packet of a published port (a UDP port
     /// unreachable) carried out through the NAT to the client.
     IcmpErrorOut = 38, "icmp_error_out";
+    /// Later fragments of a datagram translated as its first fragment was (its ports
+    /// remembered: a published port's DNAT and its replies, an outbound flow's replies).
+    FragmentNat = 39, "fragment_nat";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

@@ -16,10 +16,12 @@ use crate::{
     maps::{ENDPOINTS, TAIL_CALLS},
     nat46_reply, ndp,
     packet::Packet,
-    parse::{is_ipv6, is_link_scoped6, parse, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed},
+    parse::{
+        is_ipv6, is_link_scoped6, parse, parse_tracked, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed,
+    },
     ports::{self, Dnat},
     replies, snat,
-    stats::{count, count_port, trace},
+    stats::{count, count_later, count_port, trace},
 };
 
 /// A packet the endpoint sent, seen at TC ingress of its host-side veth (the veth's
@@ -32,6 +34,9 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
         // A reply of a published flow is translated here, as IPv4's, with no tail call (the
         // flow's key is the only IPv6 key on this stack); the rest goes to IPv6's program.
         if let Parsed::Ipv6(flow) = parse(ctx.data(), ctx.data_end()) {
+            if let Some(verdict) = to_fragments(ctx, &flow, ifindex) {
+                return verdict;
+            }
             if let Some(verdict) = reply(ctx, &flow, ifindex) {
                 return verdict;
             }
@@ -47,6 +52,9 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
     }
     let parsed = parse(ctx.data(), ctx.data_end());
     if let Parsed::Ipv4(flow) = &parsed {
+        if let Some(verdict) = to_fragments(ctx, flow, ifindex) {
+            return verdict;
+        }
         if let Some(verdict) = reply(ctx, flow, ifindex) {
             return verdict;
         }
@@ -78,6 +86,55 @@ pub fn host_veth_ingress(ctx: &mut TcContext) -> i32 {
             TC_ACT_OK as i32
         }
     }
+}
+
+/// A fragment from the endpoint (or a packet behind IPv6 extension headers), not yet seen by
+/// the fragment program: handed to it (`tail::FRAG`); the verdict should the call fail (no
+/// such program). `None`, for anything else, to go on. Its protocol is not asked here: the
+/// endpoint program would then be verified once per protocol of what goes on.
+#[inline(always)]
+fn to_fragments<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Option<i32> {
+    if !flow.fragment || ctx.cb()[0] == tail::FRAG_SEEN {
+        return None;
+    }
+    // SAFETY: the slot holds this load's program; the call does not return.
+    unsafe { TAIL_CALLS.tail_call(ctx, tail::FRAG) };
+    Some(drop(Counter::DropNoRoute, flow, ifindex))
+}
+
+/// A fragment from an endpoint (`netpath_endpoint_frag_tc`, the endpoint program's tail
+/// call), of either family: a TCP or UDP reply of a published flow translated as its first
+/// fragment was (`frag.rs`: its first's ports remembered here, each later one given them);
+/// anything else handed back, marked, to go on as fragments always did: IPv4 to the endpoint
+/// program, IPv6 to its own.
+#[inline(always)]
+pub fn host_veth_fragment(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let verdict = match parse_tracked(ctx.data(), ctx.data_end()) {
+        Parsed::Ipv4(flow) => fragment_reply(ctx, &flow, ifindex),
+        Parsed::Ipv6(flow) => fragment_reply(ctx, &flow, ifindex),
+        _ => None,
+    };
+    if let Some(verdict) = verdict {
+        return verdict;
+    }
+    ctx.cb_mut()[0] = tail::FRAG_SEEN;
+    let slot = if is_ipv6(ctx.data(), ctx.data_end()) {
+        tail::ENDPOINT6
+    } else {
+        tail::ENDPOINT
+    };
+    // SAFETY: the slot holds this load's program; the call does not return.
+    unsafe { TAIL_CALLS.tail_call(ctx, slot) };
+    TC_ACT_SHOT as i32
+}
+
+#[inline(always)]
+fn fragment_reply<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Option<i32> {
+    let verdict = reply(ctx, flow, ifindex)?;
+    count_later(flow);
+    Some(verdict)
 }
 
 /// IPv6 from an endpoint (`netpath_endpoint6_tc`, the endpoint program's tail call), once

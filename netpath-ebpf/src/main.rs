@@ -136,6 +136,15 @@ pub fn netpath_endpoint_tc(mut ctx: TcContext) -> i32 {
     endpoint::host_veth_ingress(&mut ctx)
 }
 
+/// Endpoint host-side veth, TC ingress, a fragment: a published flow's reply
+/// translated as its first fragment was (the endpoint program's tail call).
+#[classifier]
+#[inline(always)]
+pub fn netpath_endpoint_frag_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    endpoint::host_veth_fragment(&mut ctx)
+}
+
 /// Endpoint host-side veth, TC ingress, IPv6: what the endpoint program hands IPv6 on to (a
 /// tail call: a program, a stack and a verifier budget of its own).
 #[classifier]

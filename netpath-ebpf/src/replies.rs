@@ -15,7 +15,7 @@ use crate::{
     fib::{self, Route},
     flows, forward, guard,
     maps::{REPLIES, REPLIES6, REPLY_PORTS},
-    parse::{is_link_scoped6, is_multicast6, parse, Flow, Parsed},
+    parse::{is_link_scoped6, is_multicast6, parse_tracked, Flow, Parsed},
     policy, ports,
     stats::{count, trace},
 };
@@ -108,7 +108,9 @@ pub fn beyond_host<A: Ip>(addr: A) -> bool {
 pub fn first_reply(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    match parse(ctx.data(), ctx.data_end()) {
+    // Tracked: a first reply may be a datagram's first fragment, handed on by the fragment
+    // program.
+    match parse_tracked(ctx.data(), ctx.data_end()) {
         Parsed::Ipv4(flow) => record(ctx, &flow, ifindex),
         Parsed::Ipv6(flow) => record(ctx, &flow, ifindex),
         _ => TC_ACT_SHOT as i32,

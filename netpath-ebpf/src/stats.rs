@@ -18,6 +18,14 @@ pub fn count(counter: Counter) {
     }
 }
 
+/// Counts a later fragment translated as its first was (`frag.rs`).
+#[inline(always)]
+pub fn count_later<A: Addr>(flow: &Flow<A>) {
+    if flow.later {
+        count(Counter::FragmentNat);
+    }
+}
+
 /// Counts a packet of `bytes` to the published port with stats slot `slot`.
 #[inline(always)]
 pub fn count_port(slot: u16, bytes: u64) {

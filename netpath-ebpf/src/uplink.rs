@@ -25,7 +25,7 @@ use crate::{
     policy::{self, Known},
     ports::{self, Dnat, Published},
     snat,
-    stats::{count, count_port, trace},
+    stats::{count, count_later, count_port, trace},
 };
 
 /// What an uplink does with a packet.
@@ -179,6 +179,7 @@ fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
         match ports::dnat(pkt, flow, target, published.anywhere) {
             Dnat::Done => {
                 count_port(target.stats, pkt.len());
+                count_later(flow);
                 trace(event::trace::DNAT, flow, 0, target.addr, target.port);
                 return Verdict::Dnat(target.ifindex);
             }
@@ -196,7 +197,10 @@ fn decide_ip<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
 fn outbound_reply<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>) -> Verdict {
     let (data, end) = (pkt.data(), pkt.data_end());
     match snat::reply(pkt, data, end, flow) {
-        Some(rev) => Verdict::Reply(rev.ifindex),
+        Some(rev) => {
+            count_later(flow);
+            Verdict::Reply(rev.ifindex)
+        }
         None => untouched(pkt, flow, Counter::Pass),
     }
 }

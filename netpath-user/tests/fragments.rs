@@ -1,11 +1,12 @@
-//! Datagrams larger than the path: fragmented on the wire, translated fragment by fragment on
-//! the uplink (a published port's DNAT, an outbound flow's replies), reassembled by the
-//! endpoint. A user checks that the whole datagram arrived, byte for byte, from the client's
-//! own address. Real UDP sockets across namespaces, TC and XDP, IPv4 and IPv6.
+//! Datagrams larger than the path: fragmented on the wire, translated fragment by fragment (a
+//! published port's DNAT and its replies, an outbound flow's replies), reassembled by whoever
+//! receives them. A user checks that the whole datagram arrived, byte for byte, from the
+//! address it should come from. Real UDP sockets across namespaces, TC and XDP, IPv4 and
+//! IPv6.
 mod common;
 
 use std::{
-    net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     time::Duration,
 };
 
@@ -80,11 +81,11 @@ fn exchange(ns: &Netns, to: IpAddr, port: u16, msg: &[u8]) -> Vec<u8> {
     reply
 }
 
-/// A client outside sends a big datagram to a published port: the endpoint gets all of it,
-/// from the client's own address.
-fn a_big_datagram_reaches_a_published_port(t: &Topo, host: IpAddr, client: IpAddr) {
+/// `client` (in `ns`) sends a big datagram to `to:port`, a published port or an endpoint's
+/// address: the server gets all of it, from the client's own address.
+fn a_big_datagram_arrives(ns: &Netns, to: IpAddr, port: u16, client: IpAddr) {
     let payload = big_payload();
-    let reply = exchange(&t.outside, host, 5353, &payload);
+    let reply = exchange(ns, to, port, &payload);
     let reply = String::from_utf8(reply).expect("a text reply");
     let mut words = reply.split(' ');
     let peer: SocketAddr = words.next().unwrap().parse().expect("the peer");
@@ -105,6 +106,23 @@ fn a_big_datagram_reaches_a_published_port(t: &Topo, host: IpAddr, client: IpAdd
     );
 }
 
+/// A client outside asks a published port whose server answers with a big datagram: all of
+/// it comes back, from the port the client asked (a connected socket takes nothing else).
+fn a_big_reply_comes_back_from_a_published_port(t: &Topo, host: IpAddr) {
+    let reply = exchange(&t.outside, host, 5454, b"give");
+    assert_eq!(reply.len(), BIG, "the whole reply");
+    assert!(reply == big_payload(), "every byte as sent");
+}
+
+/// Each of the three big datagrams' later fragments was translated by its first's ports.
+fn later_fragments_were_translated(t: &Topo) {
+    let s = t.stats();
+    assert!(
+        s["Counters"]["fragment_nat"].as_u64().unwrap() >= 3 * 2,
+        "{s}"
+    );
+}
+
 /// An endpoint asks a server outside, which answers with a big datagram: all of it comes
 /// back through the endpoint's outbound NAT.
 fn a_big_reply_reaches_an_outbound_endpoint(ep: &Netns, server: IpAddr) {
@@ -114,11 +132,32 @@ fn a_big_reply_reaches_an_outbound_endpoint(ep: &Netns, server: IpAddr) {
 }
 
 fn ipv4(t: Topo) {
-    let web = t.endpoint("web", &["-p", "5353:53/udp"]);
+    t.ok(&common::words("network create a --subnet 10.64.2.0/24"));
+    let web = t.endpoint(
+        "web",
+        &[
+            "--network",
+            "a",
+            "--ip",
+            "10.64.2.10",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "5454:54/udp",
+        ],
+    );
+    let db = t.endpoint("db", &["--network", "a", "--ip", "10.64.2.11"]);
     measuring_server(&web, 53);
-    a_big_datagram_reaches_a_published_port(&t, HOST.into(), OUTSIDE.into());
+    big_server(&web, 54);
+    a_big_datagram_arrives(&t.outside, HOST.into(), 5353, OUTSIDE.into());
+    // Between endpoints the fragments go as they are, handed back by the fragment program.
+    let (web_ip, db_ip): (Ipv4Addr, Ipv4Addr) =
+        ("10.64.2.10".parse().unwrap(), "10.64.2.11".parse().unwrap());
+    a_big_datagram_arrives(&db, web_ip.into(), 53, db_ip.into());
+    a_big_reply_comes_back_from_a_published_port(&t, HOST.into());
     big_server(&t.outside, 9100);
     a_big_reply_reaches_an_outbound_endpoint(&web, OUTSIDE.into());
+    later_fragments_were_translated(&t);
 }
 
 fn ipv6(t: Topo) {
@@ -128,11 +167,32 @@ fn ipv6(t: Topo) {
     t.ok(&common::words(
         "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
     ));
-    let web = t.endpoint("web", &["--network", "a", "-p", "5353:53/udp"]);
+    let web = t.endpoint(
+        "web",
+        &[
+            "--network",
+            "a",
+            "--ip6",
+            "fd00:64:1::10",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "5454:54/udp",
+        ],
+    );
+    let db = t.endpoint("db", &["--network", "a", "--ip6", "fd00:64:1::11"]);
     measuring_server(&web, 53);
-    a_big_datagram_reaches_a_published_port(&t, host.into(), outside.into());
+    big_server(&web, 54);
+    a_big_datagram_arrives(&t.outside, host.into(), 5353, outside.into());
+    let (web_ip, db_ip): (Ipv6Addr, Ipv6Addr) = (
+        "fd00:64:1::10".parse().unwrap(),
+        "fd00:64:1::11".parse().unwrap(),
+    );
+    a_big_datagram_arrives(&db, web_ip.into(), 53, db_ip.into());
+    a_big_reply_comes_back_from_a_published_port(&t, host.into());
     big_server(&t.outside, 9100);
     a_big_reply_reaches_an_outbound_endpoint(&web, outside.into());
+    later_fragments_were_translated(&t);
 }
 
 #[test]

@@ -22,9 +22,12 @@ pub const ENDPOINT_DNS6_TC: &str = "netpath_endpoint_dns6_tc";
 /// The first reply of a one-to-one published port's flow, reached by tail calls from the
 /// endpoint programs, attached nowhere.
 pub const ENDPOINT_REPLY_TC: &str = "netpath_endpoint_reply_tc";
+/// A TCP or UDP fragment from an endpoint, reached by tail calls from the endpoint programs,
+/// attached nowhere.
+pub const ENDPOINT_FRAG_TC: &str = "netpath_endpoint_frag_tc";
 /// The TC programs reached by tail calls (`TAIL_CALLS`), by their `netpath_common::tail`
 /// slot.
-pub const TAILS: [(u32, &str); 8] = [
+pub const TAILS: [(u32, &str); 10] = [
     (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
     (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
     (netpath_common::tail::UPLINK6, UPLINK6_TC),
@@ -33,6 +36,10 @@ pub const TAILS: [(u32, &str); 8] = [
     (netpath_common::tail::NAT46_REPLY, ENDPOINT_NAT46_TC),
     (netpath_common::tail::DNS6, ENDPOINT_DNS6_TC),
     (netpath_common::tail::REPLY, ENDPOINT_REPLY_TC),
+    (netpath_common::tail::FRAG, ENDPOINT_FRAG_TC),
+    // The endpoint program is attached to every endpoint, and reached from the fragment
+    // program too.
+    (netpath_common::tail::ENDPOINT, ENDPOINT_TC),
 ];
 /// The XDP programs reached by tail calls (`TAIL_CALLS_XDP`).
 pub const TAILS_XDP: [(u32, &str); 2] = [
@@ -72,7 +79,7 @@ pub const BY_SIZE: [&str; 8] = [
     UPLINK6_TC,
 ];
 /// Every program of the object.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 26] = [
     UPLINK_XDP,
     UPLINK_TC,
     UPLINK6_XDP,
@@ -86,6 +93,7 @@ pub const ALL: [&str; 25] = [
     ENDPOINT_HAIRPIN6_TC,
     ENDPOINT_DNS6_TC,
     ENDPOINT_REPLY_TC,
+    ENDPOINT_FRAG_TC,
     OVERLAY_TC,
     XDP_PASS,
     SOCK[0],
