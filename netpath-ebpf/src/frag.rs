@@ -1,15 +1,17 @@
-//! Fragments arriving on an uplink. netpath forwards them as they come and reassembles
-//! nothing (the endpoint does): a TCP or UDP datagram's first fragment has its transport
-//! header, whose ports are remembered here by the datagram's addresses, identification and
-//! protocol (`FRAGMENTS`, `FRAGMENTS6`, LRU); its later fragments carry none, and take the
-//! first's ports ([`Flow::later`]), so a published port's DNAT and an outbound flow's reply
+//! Fragments. netpath forwards them as they come and reassembles nothing (whoever receives
+//! them does): a TCP or UDP datagram's first fragment has its transport header, whose ports
+//! are remembered here by the datagram's addresses, identification and protocol (`FRAGMENTS`,
+//! `FRAGMENTS6`, LRU); its later fragments carry none, and take the first's ports
+//! ([`Flow::later`]), so a published port's DNAT, its replies and an outbound flow's replies
 //! translate and judge them as the first (Cilium does the same for its load balancer). A later
 //! fragment that comes before its first has no ports and goes on untranslated, as every
 //! fragment did before.
 //!
-//! Only the uplink programs parse this way (`parse::parse_tracked`): tracked, a fragment
-//! takes a program's paths once more, which the endpoint program's verifier budget has no
-//! room for. Fragments an endpoint sends go on untranslated.
+//! The programs that parse this way (`parse::parse_tracked`) are the uplink's, and the
+//! endpoint's fragment and first-reply programs: tracked, a fragment takes a program's paths
+//! once more, which the endpoint program's verifier budget has no room for, so it hands its
+//! fragments on (`endpoint::host_veth_fragment`). An endpoint's fragments that are no reply
+//! (a request to the outside) go on untranslated.
 use aya_ebpf::maps::LruHashMap;
 use netpath_common::{Addr, FragKey};
 
@@ -54,7 +56,7 @@ pub fn ipv6_field(f: u16) -> (u16, bool) {
 }
 
 /// `flow`, of a packet that is `part` of its datagram, as a program sees it: with `TRACK`
-/// (the uplinks), a TCP or UDP first fragment is a flow with its ports (remembered), a later
+/// (`parse::parse_tracked`), a TCP or UDP first fragment is a flow with its ports (remembered), a later
 /// one has them too when its first was seen (`id`: the datagram's identification as it sits
 /// in the header); any other fragment has no ports (`Flow::fragment`).
 #[inline(always)]

@@ -8,14 +8,14 @@
 use core::mem::size_of;
 
 use netpath_common::{proto, Addr, FlowKey, In6};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
 
 use crate::{
     frag::{self, Part},
     maps::{FRAGMENTS, FRAGMENTS6},
-};
-use network_types::{
-    eth::{EthHdr, EtherType},
-    ip::{Ipv4Hdr, Ipv6Hdr},
 };
 
 /// Offset of the IPv4 header (no VLAN tag: tagged frames are not ours).
@@ -37,12 +37,12 @@ pub struct Flow<A: Addr> {
     pub dst_addr: A,
     /// IP protocol number.
     pub proto: u8,
-    /// No ports to read or translate: a fragment (but, parsed on an uplink, a TCP or UDP one
-    /// whose ports are known: `frag.rs`), or IPv6 behind extension headers other than a
-    /// fragment header.
+    /// No ports to read or translate: a fragment (but, parsed tracked, a TCP or UDP one whose
+    /// ports are known: `frag.rs`), or IPv6 behind extension headers other than a fragment
+    /// header.
     pub fragment: bool,
-    /// A later fragment with its first fragment's ports (parsed on an uplink): no transport
-    /// header, so its addresses alone are rewritten (`rewrite.rs`).
+    /// A later fragment with its first fragment's ports (parsed tracked): no transport header,
+    /// so its addresses alone are rewritten (`rewrite.rs`).
     pub later: bool,
     /// Offset of the L4 header.
     pub l4_off: usize,
@@ -219,7 +219,7 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     parse_frame::<false>(data, data_end)
 }
 
-/// Parses the frame in `[data, data_end)` arriving on an uplink: a TCP or UDP fragment has its
+/// Parses the frame in `[data, data_end)`, fragments tracked: a TCP or UDP fragment has its
 /// datagram's ports, once its first fragment was seen (`frag.rs`).
 #[inline(always)]
 pub fn parse_tracked(data: usize, data_end: usize) -> Parsed {
