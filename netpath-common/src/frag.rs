@@ -1,5 +1,4 @@
-//! Fragmented datagrams arriving on an uplink: the key of `FRAGMENTS` and `FRAGMENTS6`
-//! (kernel: `frag.rs`).
+//! Fragmented datagrams: the key of `FRAGMENTS` and `FRAGMENTS6` (kernel: `frag.rs`).
 use crate::Addr;
 
 /// Key of the fragment tables (`FRAGMENTS`, `FRAGMENTS6`): a fragmented datagram, by its

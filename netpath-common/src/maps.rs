@@ -184,8 +184,8 @@ pub mod tail {
     /// The first reply of a one-to-one published port's flow, of either family, which
     /// records the flow (`netpath_endpoint_reply_tc`).
     pub const REPLY: u32 = 7;
-    /// A TCP or UDP fragment an endpoint sent, of either family: a published flow's reply
-    /// translated as its first fragment was (`netpath_endpoint_frag_tc`).
+    /// A fragment an endpoint sent, of either family: a published flow's reply translated as
+    /// its first fragment was, the rest handed back (`netpath_endpoint_frag_tc`).
     pub const FRAG: u32 = 8;
     /// The endpoint program itself (`netpath_endpoint_tc`): where the fragment program hands
     /// back an IPv4 fragment that is no reply, marked ([`FRAG_SEEN`]) so it goes on.

@@ -56,8 +56,8 @@ pub fn ipv6_field(f: u16) -> (u16, bool) {
 }
 
 /// `flow`, of a packet that is `part` of its datagram, as a program sees it: with `TRACK`
-/// (`parse::parse_tracked`), a TCP or UDP first fragment is a flow with its ports (remembered), a later
-/// one has them too when its first was seen (`id`: the datagram's identification as it sits
+/// (`parse::parse_tracked`), a TCP or UDP first fragment is a flow with its ports
+/// (remembered), a later one has them too when its first was seen (`id`: the datagram's identification as it sits
 /// in the header); any other fragment has no ports (`Flow::fragment`).
 #[inline(always)]
 pub fn track<A: Addr, const TRACK: bool>(

@@ -6,7 +6,7 @@
 mod common;
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     time::Duration,
 };
 
@@ -131,68 +131,67 @@ fn a_big_reply_reaches_an_outbound_endpoint(ep: &Netns, server: IpAddr) {
     assert!(reply == big_payload(), "every byte as sent");
 }
 
-fn ipv4(t: Topo) {
-    t.ok(&common::words("network create a --subnet 10.64.2.0/24"));
+/// Where one family's run sends its datagrams: the host's uplink address, the client outside,
+/// and the endpoints `web` (published, serving) and `db` (its peer on network `a`).
+struct Addrs {
+    host: IpAddr,
+    outside: IpAddr,
+    web: IpAddr,
+    db: IpAddr,
+}
+
+/// Every way a big datagram goes, on network `a` (made by the caller) with `a`'s addresses.
+fn big_datagrams_go_every_way(t: &Topo, a: Addrs) {
+    let flag = if a.web.is_ipv4() { "--ip" } else { "--ip6" };
+    let (web_ip, db_ip) = (a.web.to_string(), a.db.to_string());
     let web = t.endpoint(
         "web",
         &[
             "--network",
             "a",
-            "--ip",
-            "10.64.2.10",
+            flag,
+            &web_ip,
             "-p",
             "5353:53/udp",
             "-p",
             "5454:54/udp",
         ],
     );
-    let db = t.endpoint("db", &["--network", "a", "--ip", "10.64.2.11"]);
+    let db = t.endpoint("db", &["--network", "a", flag, &db_ip]);
     measuring_server(&web, 53);
     big_server(&web, 54);
-    a_big_datagram_arrives(&t.outside, HOST.into(), 5353, OUTSIDE.into());
+    a_big_datagram_arrives(&t.outside, a.host, 5353, a.outside);
     // Between endpoints the fragments go as they are, handed back by the fragment program.
-    let (web_ip, db_ip): (Ipv4Addr, Ipv4Addr) =
-        ("10.64.2.10".parse().unwrap(), "10.64.2.11".parse().unwrap());
-    a_big_datagram_arrives(&db, web_ip.into(), 53, db_ip.into());
-    a_big_reply_comes_back_from_a_published_port(&t, HOST.into());
+    a_big_datagram_arrives(&db, a.web, 53, a.db);
+    a_big_reply_comes_back_from_a_published_port(t, a.host);
     big_server(&t.outside, 9100);
-    a_big_reply_reaches_an_outbound_endpoint(&web, OUTSIDE.into());
-    later_fragments_were_translated(&t);
+    a_big_reply_reaches_an_outbound_endpoint(&web, a.outside);
+    later_fragments_were_translated(t);
+}
+
+fn ipv4(t: Topo) {
+    t.ok(&common::words("network create a --subnet 10.64.2.0/24"));
+    let addrs = Addrs {
+        host: HOST.into(),
+        outside: OUTSIDE.into(),
+        web: "10.64.2.10".parse().unwrap(),
+        db: "10.64.2.11".parse().unwrap(),
+    };
+    big_datagrams_go_every_way(&t, addrs);
 }
 
 fn ipv6(t: Topo) {
     t.ipv6_uplink();
-    let host: Ipv6Addr = "fd00:77::2".parse().unwrap();
-    let outside: Ipv6Addr = "fd00:77::1".parse().unwrap();
     t.ok(&common::words(
         "network create a --ipv6 --subnet 10.64.1.0/24 --subnet fd00:64:1::/64",
     ));
-    let web = t.endpoint(
-        "web",
-        &[
-            "--network",
-            "a",
-            "--ip6",
-            "fd00:64:1::10",
-            "-p",
-            "5353:53/udp",
-            "-p",
-            "5454:54/udp",
-        ],
-    );
-    let db = t.endpoint("db", &["--network", "a", "--ip6", "fd00:64:1::11"]);
-    measuring_server(&web, 53);
-    big_server(&web, 54);
-    a_big_datagram_arrives(&t.outside, host.into(), 5353, outside.into());
-    let (web_ip, db_ip): (Ipv6Addr, Ipv6Addr) = (
-        "fd00:64:1::10".parse().unwrap(),
-        "fd00:64:1::11".parse().unwrap(),
-    );
-    a_big_datagram_arrives(&db, web_ip.into(), 53, db_ip.into());
-    a_big_reply_comes_back_from_a_published_port(&t, host.into());
-    big_server(&t.outside, 9100);
-    a_big_reply_reaches_an_outbound_endpoint(&web, outside.into());
-    later_fragments_were_translated(&t);
+    let addrs = Addrs {
+        host: "fd00:77::2".parse().unwrap(),
+        outside: "fd00:77::1".parse().unwrap(),
+        web: "fd00:64:1::10".parse().unwrap(),
+        db: "fd00:64:1::11".parse().unwrap(),
+    };
+    big_datagrams_go_every_way(&t, addrs);
 }
 
 #[test]
