@@ -190,8 +190,11 @@ pub mod tail {
     /// The endpoint program itself (`netpath_endpoint_tc`): where the fragment program hands
     /// back an IPv4 fragment that is no reply, marked ([`FRAG_SEEN`]) so it goes on.
     pub const ENDPOINT: u32 = 9;
+    /// Outbound NAT of an IPv4 fragment an endpoint sent (`netpath_endpoint_snat_frag_tc`),
+    /// reached from the endpoint program once the fragment program saw it.
+    pub const SNAT_FRAG: u32 = 10;
     /// Slots in all.
-    pub const SLOTS: u32 = 10;
+    pub const SLOTS: u32 = 11;
     /// What the fragment program writes in an skb's first control-buffer word before it hands
     /// the packet back: seen, not to be handed on again.
     pub const FRAG_SEEN: u32 = 0x6672_6167;

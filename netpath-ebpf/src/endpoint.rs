@@ -152,25 +152,6 @@ pub fn host_veth_ingress6(ctx: &mut TcContext) -> i32 {
     }
 }
 
-/// IPv6 from an endpoint to beyond every network, handed on by `netpath_endpoint6_tc` (which
-/// checked its source): outbound NAT, or for a routed network the route alone.
-#[inline(always)]
-pub fn host_veth_snat6(ctx: &mut TcContext) -> i32 {
-    // SAFETY: reading the skb's ifindex field.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    match (parse(ctx.data(), ctx.data_end()), In6::endpoint(ifindex)) {
-        (Parsed::Ipv6(flow), Some(ep)) => {
-            let routed = In6::network(ep.network).is_some_and(|n| n.flags & net_flags::ROUTED != 0);
-            if routed {
-                snat::routed(ctx, &ep, &flow, ifindex)
-            } else {
-                snat::outbound(ctx, &ep, &flow, ifindex)
-            }
-        }
-        _ => TC_ACT_SHOT as i32,
-    }
-}
-
 /// IPv6 from an endpoint to a published port through a host address, handed on by
 /// `netpath_endpoint6_tc` (which checked its source): hairpin. A program of its own, as the
 /// translation's IPv6 keys do not fit the endpoint program's stack beside forwarding.

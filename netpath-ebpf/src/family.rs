@@ -245,6 +245,8 @@ impl Ip for u32 {
     ) -> i32 {
         if routed {
             snat::routed(ctx, ep, flow, ifindex)
+        } else if flow.fragment {
+            snat::to_program(ctx, tail::SNAT_FRAG, flow, ifindex)
         } else {
             snat::outbound(ctx, ep, flow, ifindex)
         }
@@ -383,9 +385,7 @@ impl Ip for In6 {
         i: u32,
         _: bool,
     ) -> i32 {
-        // SAFETY: the slot holds this load's program; the call does not return.
-        unsafe { TAIL_CALLS.tail_call(ctx, tail::SNAT6) };
-        drop(Counter::DropNoRoute, flow, i)
+        snat::to_program(ctx, tail::SNAT6, flow, i)
     }
 }
 

@@ -1,21 +1,21 @@
 //! Fragments. netpath forwards them as they come and reassembles nothing (whoever receives
 //! them does): a TCP or UDP datagram's first fragment has its transport header, whose ports
-//! are remembered here by the datagram's addresses, identification and protocol (`FRAGMENTS`,
+//! (an ICMP echo's identifier) are remembered here by the datagram's addresses, identification and protocol (`FRAGMENTS`,
 //! `FRAGMENTS6`, LRU); its later fragments carry none, and take the first's ports
-//! ([`Flow::later`]), so a published port's DNAT, its replies and an outbound flow's replies
-//! translate and judge them as the first (Cilium does the same for its load balancer). A later
+//! ([`Flow::later`]), so a published port's DNAT and its replies, an outbound flow and its
+//! replies translate and judge them as the first (Cilium does the same for its load balancer). A later
 //! fragment that comes before its first has no ports and goes on untranslated, as every
 //! fragment did before.
 //!
 //! The programs that parse this way (`parse::parse_tracked`) are the uplink's, and the
-//! endpoint's fragment and first-reply programs: tracked, a fragment takes a program's paths
-//! once more, which the endpoint program's verifier budget has no room for, so it hands its
-//! fragments on (`endpoint::host_veth_fragment`). An endpoint's fragments that are no reply
-//! (a request to the outside) go on untranslated.
+//! endpoint's fragment, first-reply and outbound NAT programs: tracked, a fragment takes a
+//! program's paths once more, which the endpoint program's verifier budget has no room for,
+//! so it hands its fragments on (`endpoint::host_veth_fragment`), and an IPv4 fragment bound
+//! beyond every network to outbound NAT's program (`endpoint::host_veth_snat6`).
 use aya_ebpf::maps::LruHashMap;
 use netpath_common::{Addr, FragKey};
 
-use crate::parse::{transport_len, Flow};
+use crate::parse::{is_icmp, transport_len, Flow};
 
 /// Which part of its datagram a packet is, as parsing reads it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,10 @@ pub fn ipv6_field(f: u16) -> (u16, bool) {
 }
 
 /// `flow`, of a packet that is `part` of its datagram, as a program sees it: with `TRACK`
-/// (`parse::parse_tracked`), a TCP or UDP first fragment is a flow with its ports
-/// (remembered), a later one has them too when its first was seen (`id`: the datagram's identification as it sits
-/// in the header); any other fragment has no ports (`Flow::fragment`).
+/// (`parse::parse_tracked`), a TCP or UDP first fragment (or an ICMP echo's) is a flow with
+/// its ports (remembered), a later one has them too when its first was seen (`id`: the
+/// datagram's identification as it sits in the header); any other fragment has no ports
+/// (`Flow::fragment`).
 #[inline(always)]
 pub fn track<A: Addr, const TRACK: bool>(
     fragments: &LruHashMap<FragKey<A>, [u16; 2]>,
@@ -69,7 +70,11 @@ pub fn track<A: Addr, const TRACK: bool>(
     if part == Part::Whole {
         return flow;
     }
-    if !TRACK || part == Part::Unknown || transport_len(flow.proto).is_none() {
+    // TCP's and UDP's ports; an ICMP echo's identifier, its port (`parse::icmp`), so a big
+    // ping's later fragments are translated as its first was too.
+    let ported = transport_len(flow.proto).is_some()
+        || is_icmp(flow.proto) && (part == Part::Later || flow.src_port != 0 || flow.dst_port != 0);
+    if !TRACK || part == Part::Unknown || !ported {
         flow.fragment = true;
         return flow;
     }

@@ -31,7 +31,7 @@ fn error_inner<A: Addr>(
     icmp: u8,
     errors: &[u8],
 ) -> Option<usize> {
-    if flow.proto != icmp || flow.fragment {
+    if flow.proto != icmp || flow.fragment || flow.later {
         return None;
     }
     // SAFETY: bounds checked by ptr_at. The whole ICMP header is read (one byte at a

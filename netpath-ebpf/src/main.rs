@@ -160,7 +160,16 @@ pub fn netpath_endpoint6_tc(mut ctx: TcContext) -> i32 {
 #[inline(always)]
 pub fn netpath_endpoint_snat6_tc(mut ctx: TcContext) -> i32 {
     build_tag();
-    endpoint::host_veth_snat6(&mut ctx)
+    snat::from_endpoint6(&mut ctx)
+}
+
+/// Endpoint host-side veth, TC ingress, an IPv4 fragment beyond the networks: outbound NAT,
+/// handed on by `netpath_endpoint_tc` (a tail call).
+#[classifier]
+#[inline(always)]
+pub fn netpath_endpoint_snat_frag_tc(mut ctx: TcContext) -> i32 {
+    build_tag();
+    snat::fragment_from_endpoint(&mut ctx)
 }
 
 /// Endpoint host-side veth, TC ingress, IPv6 to a published port through a host address:

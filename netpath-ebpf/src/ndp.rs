@@ -48,7 +48,7 @@ pub fn from_endpoint(
     flow: &Ipv6Flow,
     ifindex: u32,
 ) -> Option<i32> {
-    if flow.proto != proto::ICMPV6 || flow.fragment {
+    if flow.proto != proto::ICMPV6 || flow.fragment || flow.later {
         return None;
     }
     // SAFETY: bounds checked by ptr_at.

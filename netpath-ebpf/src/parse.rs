@@ -37,9 +37,9 @@ pub struct Flow<A: Addr> {
     pub dst_addr: A,
     /// IP protocol number.
     pub proto: u8,
-    /// No ports to read or translate: a fragment (but, parsed tracked, a TCP or UDP one whose
-    /// ports are known: `frag.rs`), or IPv6 behind extension headers other than a fragment
-    /// header.
+    /// No ports to read or translate: a fragment (but, parsed tracked, a TCP or UDP one or an
+    /// ICMP echo's whose ports are known: `frag.rs`), or IPv6 behind extension headers other
+    /// than a fragment header.
     pub fragment: bool,
     /// A later fragment with its first fragment's ports (parsed tracked): no transport header,
     /// so its addresses alone are rewritten (`rewrite.rs`).

@@ -30,7 +30,8 @@ pub fn set_port<P: Packet, A: Ip>(
 }
 
 /// Writes address `to` at `off` of an ICMP message's packet: ICMPv6's checksum covers it
-/// through its pseudo-header, IPv4's ICMP's does not.
+/// through its pseudo-header (but in a later fragment, which carries none), IPv4's ICMP's
+/// does not.
 #[inline(always)]
 pub fn set_icmp_addr<P: Packet, A: Ip>(
     pkt: &mut P,
@@ -39,6 +40,6 @@ pub fn set_icmp_addr<P: Packet, A: Ip>(
     from: A,
     to: A,
 ) -> bool {
-    let pseudo = A::FAMILY == <In6 as Addr>::FAMILY;
+    let pseudo = A::FAMILY == <In6 as Addr>::FAMILY && !flow.later;
     A::write_addr(pkt, off, from, to, flow.l4_csum_off(), false, pseudo)
 }

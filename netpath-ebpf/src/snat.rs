@@ -1,17 +1,19 @@
 //! Outbound source NAT (masquerade, without iptables), of IPv4 and IPv6 alike: packets an
 //! endpoint sends beyond the host leave with the uplink's address of their family and a port
 //! of netpath's own range; replies are translated back on the uplink and sent straight into
-//! the endpoint. ICMP echoes use their identifier as the port. The agent expires idle entries (TCP by state, UDP and ICMP by
-//! timeout) from `last_seen`, which packets refresh at most once a second. Replies are looked
-//! up only for destination ports of the range: the host's own traffic passes without one.
+//! the endpoint. ICMP echoes use their identifier as the port. The agent expires idle entries
+//! (TCP by state, UDP and ICMP by timeout) from `last_seen`, which packets refresh at most once
+//! a second. Replies are looked up only for destination ports of the range: the host's own
+//! traffic passes without one. IPv4's is part of the endpoint program; IPv6's, and IPv4's
+//! fragments (tracked, `frag.rs`), have programs of their own.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_get_prandom_u32,
     programs::TcContext,
 };
 use netpath_common::{
-    event, port_any_index, snat_flags, Counter, EndpointInfo, FlowKey, SnatNat, SnatRev,
-    SNAT_PORTS, SNAT_PORT_MIN,
+    event, net_flags, port_any_index, snat_flags, tail, Counter, EndpointInfo, FlowKey, In6,
+    SnatNat, SnatRev, SNAT_PORTS, SNAT_PORT_MIN,
 };
 
 use crate::{
@@ -19,11 +21,12 @@ use crate::{
     fib,
     flows::{now, touch},
     guard::new_flow_rate,
+    maps::TAIL_CALLS,
     packet::Packet,
-    parse::{is_icmp, Flow},
+    parse::{is_icmp, parse_tracked, Flow, Parsed},
     policy::{self, Known},
     rewrite::{set_addr, set_icmp_addr, set_port},
-    stats::{admitted, count, dropped, trace},
+    stats::{admitted, count, count_later, dropped, trace},
 };
 
 /// Tries at finding a free port before giving up on a packet: with half the range in use
@@ -68,7 +71,7 @@ fn rewrite<P: Packet, A: Ip>(pkt: &mut P, flow: &Flow<A>, end: End, addr: A, por
     if is_icmp(flow.proto) {
         let csum = flow.l4_csum_off();
         return set_icmp_addr(pkt, flow, addr_off, old_addr, addr)
-            && pkt.set_port(flow.l4_off + 4, old_port, port, csum, false);
+            && (flow.later || pkt.set_port(flow.l4_off + 4, old_port, port, csum, false));
     }
     let port_off = if end == End::Src {
         flow.l4_off
@@ -115,6 +118,12 @@ pub fn outbound<A: Ip>(
             );
             *n
         },
+        // A later fragment whose flow is gone (its first fragment's was refused, or has
+        // expired since): it goes on as it is.
+        None if flow.later => {
+            count(Counter::Fragment);
+            return TC_ACT_OK as i32;
+        }
         None => {
             // A new outbound flow: the policy decides before a port is taken for it (the
             // endpoint's identity came with its record), then the flood guard.
@@ -159,6 +168,7 @@ pub fn outbound<A: Ip>(
         return TC_ACT_SHOT as i32;
     }
     count(Counter::Snat);
+    count_later(flow);
     trace(event::trace::SNAT, flow, ifindex, nat.addr, nat.port);
     fib::send(ctx, route)
 }
@@ -293,4 +303,55 @@ pub fn routed<A: Ip>(
             fib::send(ctx, route)
         }
     }
+}
+
+/// IPv6 from an endpoint to beyond every network, handed on by `netpath_endpoint6_tc` (which
+/// checked its source): outbound NAT, or for a routed network the route alone. Parsed tracked
+/// (`frag.rs`): a datagram's later fragments leave with the address and port its first got.
+#[inline(always)]
+pub fn from_endpoint6(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match (
+        parse_tracked(ctx.data(), ctx.data_end()),
+        In6::endpoint(ifindex),
+    ) {
+        (Parsed::Ipv6(flow), Some(ep)) => {
+            let net = In6::network(ep.network);
+            if net.is_some_and(|n| n.flags & net_flags::ROUTED != 0) {
+                routed(ctx, &ep, &flow, ifindex)
+            } else {
+                outbound(ctx, &ep, &flow, ifindex)
+            }
+        }
+        _ => TC_ACT_SHOT as i32,
+    }
+}
+
+/// An IPv4 fragment from an endpoint to beyond every network, handed on by the endpoint
+/// program (which checked its source, the fragment program having seen it): outbound NAT,
+/// parsed tracked (`frag.rs`), the first fragment's ports known to its later ones.
+#[inline(always)]
+pub fn fragment_from_endpoint(ctx: &mut TcContext) -> i32 {
+    // SAFETY: reading the skb's ifindex field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match (
+        parse_tracked(ctx.data(), ctx.data_end()),
+        u32::endpoint(ifindex),
+    ) {
+        (Parsed::Ipv4(flow), Some(ep)) => outbound(ctx, &ep, &flow, ifindex),
+        _ => TC_ACT_SHOT as i32,
+    }
+}
+
+/// Hands `flow`, bound beyond every network, to outbound NAT's program in tail-call `slot`:
+/// IPv6's (`tail::SNAT6`), or an IPv4 fragment's (`tail::SNAT_FRAG`), whose ports are in its
+/// datagram's first fragment, tracked there (`frag.rs`), for which the endpoint program has
+/// no verifier budget.
+#[inline(always)]
+pub fn to_program<A: Ip>(ctx: &mut TcContext, slot: u32, flow: &Flow<A>, ifindex: u32) -> i32 {
+    // SAFETY: the slot holds this load's program; the call does not return.
+    unsafe { TAIL_CALLS.tail_call(ctx, slot) };
+    dropped(Counter::DropNoRoute, flow, ifindex);
+    TC_ACT_SHOT as i32
 }

@@ -1,6 +1,6 @@
 //! Datagrams larger than the path: fragmented on the wire, translated fragment by fragment (a
-//! published port's DNAT and its replies, an outbound flow's replies), reassembled by whoever
-//! receives them. A user checks that the whole datagram arrived, byte for byte, from the
+//! published port's DNAT and its replies, an outbound flow and its replies, a big ping through
+//! outbound NAT), reassembled by whoever receives them. A user checks that the whole datagram arrived, byte for byte, from the
 //! address it should come from. Real UDP sockets across namespaces, TC and XDP, IPv4 and
 //! IPv6.
 mod common;
@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{wait_until, Netns, Topo, HOST, OUTSIDE};
+use common::{ping_of, wait_until, Netns, Topo, HOST, OUTSIDE};
 
 /// Bigger than the uplink's 1500-byte MTU twice over: three fragments each way it goes.
 const BIG: usize = 4000;
@@ -114,11 +114,13 @@ fn a_big_reply_comes_back_from_a_published_port(t: &Topo, host: IpAddr) {
     assert!(reply == big_payload(), "every byte as sent");
 }
 
-/// Each of the three big datagrams' later fragments was translated by its first's ports.
+/// Each big datagram's later fragments (two of each: a request and a reply to a published port,
+/// a request and a reply through outbound NAT, a ping and its answer) were translated by its
+/// first's ports.
 fn later_fragments_were_translated(t: &Topo) {
     let s = t.stats();
     assert!(
-        s["Counters"]["fragment_nat"].as_u64().unwrap() >= 3 * 2,
+        s["Counters"]["fragment_nat"].as_u64().unwrap() >= 6 * 2,
         "{s}"
     );
 }
@@ -166,6 +168,13 @@ fn big_datagrams_go_every_way(t: &Topo, a: Addrs) {
     a_big_reply_comes_back_from_a_published_port(t, a.host);
     big_server(&t.outside, 9100);
     a_big_reply_reaches_an_outbound_endpoint(&web, a.outside);
+    // An endpoint's own big datagram to the outside leaves with the host's address, all of it.
+    measuring_server(&t.outside, 9200);
+    a_big_datagram_arrives(&web, a.outside, 9200, a.host);
+    // A big ping through outbound NAT, and its big answer: the echo's identifier is its port.
+    wait_until("a big ping answered", Duration::from_secs(10), || {
+        ping_of(&web, a.outside, BIG)
+    });
     later_fragments_were_translated(t);
 }
 

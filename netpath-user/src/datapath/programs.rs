@@ -25,9 +25,12 @@ pub const ENDPOINT_REPLY_TC: &str = "netpath_endpoint_reply_tc";
 /// A TCP or UDP fragment from an endpoint, reached by tail calls from the endpoint programs,
 /// attached nowhere.
 pub const ENDPOINT_FRAG_TC: &str = "netpath_endpoint_frag_tc";
+/// Outbound NAT of an IPv4 fragment from an endpoint, reached by a tail call from the
+/// endpoint program, attached nowhere.
+pub const ENDPOINT_SNAT_FRAG_TC: &str = "netpath_endpoint_snat_frag_tc";
 /// The TC programs reached by tail calls (`TAIL_CALLS`), by their `netpath_common::tail`
 /// slot.
-pub const TAILS: [(u32, &str); 10] = [
+pub const TAILS: [(u32, &str); 11] = [
     (netpath_common::tail::ENDPOINT6, ENDPOINT6_TC),
     (netpath_common::tail::SNAT6, ENDPOINT_SNAT6_TC),
     (netpath_common::tail::UPLINK6, UPLINK6_TC),
@@ -40,6 +43,7 @@ pub const TAILS: [(u32, &str); 10] = [
     // The endpoint program is attached to every endpoint, and reached from the fragment
     // program too.
     (netpath_common::tail::ENDPOINT, ENDPOINT_TC),
+    (netpath_common::tail::SNAT_FRAG, ENDPOINT_SNAT_FRAG_TC),
 ];
 /// The XDP programs reached by tail calls (`TAIL_CALLS_XDP`).
 pub const TAILS_XDP: [(u32, &str); 2] = [
@@ -70,16 +74,16 @@ pub const SOCK: [&str; 10] = [
 /// prints them): loaded first, see `open::load_programs`.
 pub const BY_SIZE: [&str; 8] = [
     ENDPOINT_TC,
-    ENDPOINT6_TC,
-    ENDPOINT_DNS6_TC,
     ENDPOINT_SNAT6_TC,
     UPLINK6_XDP,
-    UPLINK_NAT46_XDP,
-    UPLINK_NAT46_TC,
     UPLINK6_TC,
+    ENDPOINT_SNAT_FRAG_TC,
+    UPLINK_NAT46_TC,
+    UPLINK_NAT46_XDP,
+    ENDPOINT_DNS6_TC,
 ];
 /// Every program of the object.
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 27] = [
     UPLINK_XDP,
     UPLINK_TC,
     UPLINK6_XDP,
@@ -94,6 +98,7 @@ pub const ALL: [&str; 26] = [
     ENDPOINT_DNS6_TC,
     ENDPOINT_REPLY_TC,
     ENDPOINT_FRAG_TC,
+    ENDPOINT_SNAT_FRAG_TC,
     OVERLAY_TC,
     XDP_PASS,
     SOCK[0],

@@ -418,9 +418,16 @@ pub fn tcp_reachable(ns: &Netns, to: impl Into<IpAddr>, port: u16, timeout: Dura
 
 /// Whether one ICMP echo from `ns` to `to` is answered within a second.
 pub fn ping(ns: &Netns, to: impl Into<IpAddr>) -> bool {
+    ping_of(ns, to, 56)
+}
+
+/// Whether one ICMP echo of `size` bytes of data from `ns` to `to` is answered within a
+/// second.
+pub fn ping_of(ns: &Netns, to: impl Into<IpAddr>, size: usize) -> bool {
     let to: IpAddr = to.into();
     Command::new("ip")
-        .args(["netns", "exec", &ns.name, "ping", "-c1", "-W1", "-q"])
+        .args(["netns", "exec", &ns.name, "ping", "-c1", "-W1", "-q", "-s"])
+        .arg(size.to_string())
         .arg(to.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
