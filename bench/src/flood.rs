@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use netpath_common::{Counter, NEW_FLOWS_PER_CPU};
 
 use crate::{
-    lab::{Kind, HOST, UDP_PORT},
+    lab::{Kind, HOST, OUTSIDE_ADDR, UDP_PORT},
     perf::busy_while,
     report::{figures, Section, Target},
     rig::{Rig, PATH_CPU},
@@ -24,34 +24,62 @@ use crate::{
 
 mod limit;
 
-/// One variant: the host's kind, and (netpath) whether the flooded and the established
-/// ports keep their flows (each published on a second host port too) or are one to one.
+/// One variant: the host's kind, (netpath) whether the flooded and the established ports
+/// keep their flows (each published on a second host port too) or are one to one, and whether
+/// the published ports' firewall refuses every frame of the flood (a floor: the least any
+/// program on the uplink can do with them, see [`FLOOR_XDP`]).
 pub struct Variant {
     name: &'static str,
     kind: Kind,
     kept: bool,
+    refused: bool,
 }
+
+/// The floors: netpath with `--published-from` naming the established connections' client
+/// alone, so its program drops every frame of the flood at its first decision (parsed, the
+/// port's firewall asked), before any flow, guard or delivery. Whatever a datapath does with
+/// the flood's frames, the uplink receives each one first (on XDP, a veth copies it too), so
+/// what the established connections keep here bounds what they keep in any variant of the
+/// same hook.
+pub const FLOOR_XDP: &str = "floor xdp: every flood frame refused by the firewall";
+pub const FLOOR_TC: &str = "floor tc: every flood frame refused by the firewall";
 
 pub const VARIANTS: &[Variant] = &[
     Variant {
         name: "netpath xdp, flows kept",
         kind: Kind::NetpathXdp,
         kept: true,
+        refused: false,
     },
     Variant {
         name: "netpath tc, flows kept",
         kind: Kind::NetpathTc,
         kept: true,
+        refused: false,
     },
     Variant {
         name: "netpath xdp, one to one",
         kind: Kind::NetpathXdp,
         kept: false,
+        refused: false,
     },
     Variant {
         name: "iptables",
         kind: Kind::Iptables,
         kept: false,
+        refused: false,
+    },
+    Variant {
+        name: FLOOR_XDP,
+        kind: Kind::NetpathXdp,
+        kept: false,
+        refused: true,
+    },
+    Variant {
+        name: FLOOR_TC,
+        kind: Kind::NetpathTc,
+        kept: false,
+        refused: true,
     },
 ];
 
@@ -235,7 +263,13 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let mut where_run = String::new();
     turns.each(VARIANTS, |i, v, round| {
         p.step(&format!("flood: {} (round {})", v.name, round + 1));
-        let lab = Rig::new(v.kind, tools, true, true)?;
+        let lab = if v.refused {
+            // The generator's sources are 10.77.1.1 onwards: none is the connections' client.
+            let client = format!("{OUTSIDE_ADDR}/32");
+            Rig::with_agent_args(v.kind, tools, true, true, &["--published-from", &client])?
+        } else {
+            Rig::new(v.kind, tools, true, true)?
+        };
         where_run.clone_from(&lab.layout);
         // As from a NIC, the connections' packets come through the uplink's receive queue
         // beside the flood's: a veth hands a local socket's segments (TSO on) straight to
@@ -246,7 +280,10 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             keep_flows(&lab)?;
         }
         let _server = crate::tcp::Server::start(&lab.ep)?;
-        crate::traffic::warm_up(tools, &lab, flood)?;
+        // A floor's firewall lets none of the flood reach the endpoint to warm it.
+        if !v.refused {
+            crate::traffic::warm_up(tools, &lab, flood)?;
+        }
         let mut conns = (0..CONNS)
             .map(|_| crate::tcp::connect(&lab.outside, lab.tcp_target()).map(Some))
             .collect::<Result<Vec<_>>>()?;
@@ -325,7 +362,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
     let established_section = Section {
         scenario: "flood: established connections".into(),
         about: format!(
-            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the generator (see the layout) offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow would take a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). Where flows are kept, the agent's flood guard lets each CPU begin {NEW_FLOWS_PER_CPU} new flows a second (`--new-flows-per-cpu`, its default) and drops the rest before they cost a slot, and, once a CPU is under the flood, before they cost a look into the flow table (only flows seen lately are looked up). {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
+            "{CONNS} TCP connections through the published port 8080, established before the flood, each asking a one-byte transaction every {} ms ({offered} per second in all): their transactions per second alone, then while the generator (see the layout) offers {} new UDP flows per second to the published port 5353 (every frame from a new source: 16,384 addresses × 60,000 ports). netpath's ports either keep their flows (each port published on a second host port too, so every new flow would take a slot of the LRU flow table of 262,144) or are one to one (the flood writes nothing). Where flows are kept, the agent's flood guard lets each CPU begin {NEW_FLOWS_PER_CPU} new flows a second (`--new-flows-per-cpu`, its default) and drops the rest before they cost a slot, and, once a CPU is under the flood, before they cost a look into the flow table (only flows seen lately are looked up). The floors run netpath with `--published-from {OUTSIDE_ADDR}/32`, the connections' client alone: its program refuses every frame of the flood at its first decision, before any flow, guard or delivery; the uplink still receives each frame (on XDP a veth copies it first), so what the connections keep there bounds what they keep in any variant on the same hook. {rounds}. Connections stopped (an error or a reply 3 s overdue), all rounds: {}. Layout: {where_run}.",
             1000.0 / PER_CONN,
             FLOOD_PPS,
             said(&|i| stopped[i].to_string()),
@@ -334,14 +371,21 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         baseline: String::new(),
         targets: VARIANTS
             .iter()
-            .filter(|v| v.kind != Kind::Iptables)
+            .filter(|v| v.kind != Kind::Iptables && !v.refused)
             .map(|v| {
                 let why = if v.kept {
                     limit::KEPT_UNDER_FLOOD
                 } else {
                     limit::ONE_TO_ONE_UNDER_FLOOD
                 };
-                keep(v).limited_as_measured(why, limit::saturated(v, &measured, &profile))
+                let floor = if v.kind == Kind::NetpathXdp {
+                    FLOOR_XDP
+                } else {
+                    FLOOR_TC
+                };
+                keep(v)
+                    .limited_by(&format!("{floor}, under the flood"), why)
+                    .measured(limit::saturated(v, &measured, &profile))
             })
             .collect(),
         plots: Vec::new(),
@@ -372,7 +416,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
                     1.0,
                 )
             })
-            .chain(VARIANTS.iter().filter(|v| v.kept).map(|v| {
+            .chain(VARIANTS.iter().filter(|v| v.kept && !v.refused).map(|v| {
                 // One CPU forwards (the layout): the guard's rate is what it may admit.
                 Target::absolute(
                     "new flows hold the guard's rate under the flood (Mpps, one forwarding CPU)",

@@ -114,9 +114,10 @@ pub fn profile_kept(
     })
 }
 
-/// Why established connections through ports whose flows are kept lose more of their rate
-/// under the flood on XDP than on TC, on this layout.
-pub const KEPT_UNDER_FLOOD: &str = "under the flood the flow table is asked only about flows seen lately (a mark per flow in a table of 1 MiB), so the flood's frames no longer miss in it (the bucket walk's share below); what is left on the one forwarding CPU: each of the flood's frames is still parsed and asked of the port, the policy and the guard before it is refused, and the share the guard admits (200,000 new flows a second) takes the LRU table's oldest slots. On XDP the veth also copies every frame the generator sends (its skbs) before the program sees it, a copy a NIC's XDP does not make, and what XDP redirects reaches the endpoint through a second ring and NAPI poll, its veth's, where TC's redirect delivers into the endpoint at once. Segments lost at the uplink's single receive ring (a veth has one, of 256 frames; a NIC would spread the flood over its queues) are sent again on both";
+/// Why established connections through ports whose flows are kept lose their rate under the
+/// flood, more on XDP than on TC, on this layout, where the floor (every flood frame refused
+/// at the program's first decision) keeps it.
+pub const KEPT_UNDER_FLOOD: &str = "refusing the flood costs little (the floor refuses every frame of it at the program's first decision); what the variant adds is the share the guard admits, 200,000 new flows a second, each taking one of the LRU table's oldest slots and delivered into the endpoint on the forwarding CPU beside the connections' segments. On XDP what is redirected reaches the endpoint through a second ring and NAPI poll, its veth's, which the connections' segments share with the admitted flood, where TC's redirect delivers into the endpoint at once; the veth also copies every frame the generator sends (its skbs) before the program sees it, a copy a NIC's XDP does not make. Segments lost at the uplink's single receive ring (a veth has one, of 256 frames; a NIC would spread the flood over its queues) are sent again on both";
 
 /// Why established connections through one-to-one ports lose their rate under the flood on
 /// XDP, where nothing is written or looked up per flow.
