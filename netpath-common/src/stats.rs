@@ -184,8 +184,12 @@ counters! {
     /// unreachable) carried out through the NAT to the client.
     IcmpErrorOut = 38, "icmp_error_out";
     /// Later fragments of a datagram translated as its first fragment was (its ports
-    /// remembered: a published port's DNAT and its replies, an outbound flow's replies).
+    /// remembered: a published port's DNAT and its replies, an outbound flow and its replies).
     FragmentNat = 39, "fragment_nat";
+    /// Dropped: a later fragment an endpoint sent beyond the host whose first fragment made no
+    /// outbound flow (refused by the policy, the flood guard, or no free port): untranslated,
+    /// it would leave with the endpoint's own address, past the refusal.
+    DropFragment = 40, "drop_fragment";
 }
 
 // Each counter's index is its position in the list (the STATS array is indexed by it).

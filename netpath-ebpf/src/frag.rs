@@ -1,17 +1,17 @@
 //! Fragments. netpath forwards them as they come and reassembles nothing (whoever receives
 //! them does): a TCP or UDP datagram's first fragment has its transport header, whose ports
-//! (an ICMP echo's identifier) are remembered here by the datagram's addresses, identification and protocol (`FRAGMENTS`,
-//! `FRAGMENTS6`, LRU); its later fragments carry none, and take the first's ports
-//! ([`Flow::later`]), so a published port's DNAT and its replies, an outbound flow and its
-//! replies translate and judge them as the first (Cilium does the same for its load balancer). A later
-//! fragment that comes before its first has no ports and goes on untranslated, as every
-//! fragment did before.
+//! (an ICMP echo's identifier) are remembered here by the datagram's addresses,
+//! identification and protocol (`FRAGMENTS`, `FRAGMENTS6`, LRU); its later fragments carry
+//! none, and take the first's ports ([`Flow::later`]), so a published port's DNAT and its
+//! replies, an outbound flow and its replies translate and judge them as the first (Cilium
+//! does the same for its load balancer). A later fragment that comes before its first has no
+//! ports and goes on untranslated, as every fragment did before.
 //!
 //! The programs that parse this way (`parse::parse_tracked`) are the uplink's, and the
 //! endpoint's fragment, first-reply and outbound NAT programs: tracked, a fragment takes a
 //! program's paths once more, which the endpoint program's verifier budget has no room for,
 //! so it hands its fragments on (`endpoint::host_veth_fragment`), and an IPv4 fragment bound
-//! beyond every network to outbound NAT's program (`endpoint::host_veth_snat6`).
+//! beyond every network to outbound NAT's program (`snat::fragment_from_endpoint`).
 use aya_ebpf::maps::LruHashMap;
 use netpath_common::{Addr, FragKey};
 

@@ -118,11 +118,11 @@ pub fn outbound<A: Ip>(
             );
             *n
         },
-        // A later fragment whose flow is gone (its first fragment's was refused, or has
-        // expired since): it goes on as it is.
+        // A later fragment whose first fragment made no flow (refused): it goes no further
+        // than its first did, nor takes a port of its own.
         None if flow.later => {
-            count(Counter::Fragment);
-            return TC_ACT_OK as i32;
+            dropped(Counter::DropFragment, flow, ifindex);
+            return TC_ACT_SHOT as i32;
         }
         None => {
             // A new outbound flow: the policy decides before a port is taken for it (the

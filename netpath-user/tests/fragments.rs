@@ -1,6 +1,7 @@
 //! Datagrams larger than the path: fragmented on the wire, translated fragment by fragment (a
 //! published port's DNAT and its replies, an outbound flow and its replies, a big ping through
-//! outbound NAT), reassembled by whoever receives them. A user checks that the whole datagram arrived, byte for byte, from the
+//! outbound NAT), reassembled by whoever receives them; refused as a whole when the policy
+//! refuses the first. A user checks that the whole datagram arrived, byte for byte, from the
 //! address it should come from. Real UDP sockets across namespaces, TC and XDP, IPv4 and
 //! IPv6.
 mod common;
@@ -133,6 +134,36 @@ fn a_big_reply_reaches_an_outbound_endpoint(ep: &Netns, server: IpAddr) {
     assert!(reply == big_payload(), "every byte as sent");
 }
 
+/// Every endpoint's egress denied (a NetworkPolicy of no egress rule): a big datagram's first
+/// fragment makes no outbound flow, and its later fragments go no further than it did
+/// (`drop_fragment`), none of it reaching the server outside.
+fn later_fragments_go_no_further_than_a_refused_first(t: &Topo, ep: &Netns, server: IpAddr) {
+    t.apply_policies(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: no-egress, namespace: default}\nspec: {podSelector: {}, policyTypes: [Egress]}\n",
+    );
+    let dropped = || t.stats()["Counters"]["drop_fragment"].as_u64().unwrap();
+    let before = dropped();
+    let any: SocketAddr = match server {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        IpAddr::V6(_) => "[::]:0".parse().unwrap(),
+    };
+    let s = ep.run(|| UdpSocket::bind(any)).expect("bind");
+    wait_until(
+        "the later fragments of a refused datagram dropped",
+        Duration::from_secs(10),
+        || {
+            // Refused: the send itself may report the policy's drop.
+            let _ = s.send_to(&big_payload(), (server, 9300));
+            dropped() >= before + 2
+        },
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        s.set_read_timeout(Some(Duration::from_millis(300))).is_ok() && s.recv(&mut buf).is_err(),
+        "no answer: the refused datagram reached no server"
+    );
+}
+
 /// Where one family's run sends its datagrams: the host's uplink address, the client outside,
 /// and the endpoints `web` (published, serving) and `db` (its peer on network `a`).
 struct Addrs {
@@ -176,6 +207,8 @@ fn big_datagrams_go_every_way(t: &Topo, a: Addrs) {
         ping_of(&web, a.outside, BIG)
     });
     later_fragments_were_translated(t);
+    measuring_server(&t.outside, 9300);
+    later_fragments_go_no_further_than_a_refused_first(t, &web, a.outside);
 }
 
 fn ipv4(t: Topo) {
