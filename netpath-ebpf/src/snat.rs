@@ -17,7 +17,7 @@ use netpath_common::{
 };
 
 use crate::{
-    family::Ip,
+    family::{drop, Ip},
     fib,
     flows::{now, touch},
     guard::new_flow_rate,
@@ -352,6 +352,5 @@ pub fn fragment_from_endpoint(ctx: &mut TcContext) -> i32 {
 pub fn to_program<A: Ip>(ctx: &mut TcContext, slot: u32, flow: &Flow<A>, ifindex: u32) -> i32 {
     // SAFETY: the slot holds this load's program; the call does not return.
     unsafe { TAIL_CALLS.tail_call(ctx, slot) };
-    dropped(Counter::DropNoRoute, flow, ifindex);
-    TC_ACT_SHOT as i32
+    drop(Counter::DropNoRoute, flow, ifindex)
 }
