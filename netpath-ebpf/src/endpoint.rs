@@ -20,7 +20,7 @@ use crate::{
         is_ipv6, is_link_scoped6, parse, parse_tracked, ptr_at, Flow, Ipv4Flow, Ipv6Flow, Parsed,
     },
     ports::{self, Dnat},
-    replies, snat,
+    replies,
     stats::{count, count_later, count_port, trace},
 };
 
@@ -97,14 +97,13 @@ fn to_fragments<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> Opt
     if !flow.fragment || ctx.cb()[0] == tail::FRAG_SEEN {
         return None;
     }
-    // SAFETY: the slot holds this load's program; the call does not return.
-    unsafe { TAIL_CALLS.tail_call(ctx, tail::FRAG) };
-    Some(drop(Counter::DropNoRoute, flow, ifindex))
+    Some(hand_on(ctx, tail::FRAG, flow, ifindex))
 }
 
 /// A fragment from an endpoint (`netpath_endpoint_frag_tc`, the endpoint program's tail
 /// call), of either family: a TCP or UDP reply of a published flow translated as its first
-/// fragment was (`frag.rs`: its first's ports remembered here, each later one given them);
+/// fragment was (`frag.rs`: its first's ports remembered here, each later one given them),
+/// an IPv4 one of a NAT46 flow handed on to NAT46's reply program, which makes it IPv6;
 /// anything else handed back, marked, to go on as fragments always did: IPv4 to the endpoint
 /// program, IPv6 to its own.
 #[inline(always)]
@@ -112,6 +111,9 @@ pub fn host_veth_fragment(ctx: &mut TcContext) -> i32 {
     // SAFETY: reading the skb's ifindex field.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let verdict = match parse_tracked(ctx.data(), ctx.data_end()) {
+        Parsed::Ipv4(flow) if nat46_reply::is_reply(ctx, &flow, ifindex) => {
+            Some(hand_on(ctx, tail::NAT46_REPLY, &flow, ifindex))
+        }
         Parsed::Ipv4(flow) => fragment_reply(ctx, &flow, ifindex),
         Parsed::Ipv6(flow) => fragment_reply(ctx, &flow, ifindex),
         _ => None,
@@ -128,6 +130,21 @@ pub fn host_veth_fragment(ctx: &mut TcContext) -> i32 {
     // SAFETY: the slot holds this load's program; the call does not return.
     unsafe { TAIL_CALLS.tail_call(ctx, slot) };
     TC_ACT_SHOT as i32
+}
+
+/// Hands `flow`, an endpoint's packet, to the program in tail-call `slot` (one with the
+/// stack or verifier budget its path needs, `tail`); dropped as unroutable if the slot is
+/// empty.
+#[inline(always)]
+pub fn hand_on<A: netpath_common::Addr>(
+    ctx: &mut TcContext,
+    slot: u32,
+    flow: &Flow<A>,
+    ifindex: u32,
+) -> i32 {
+    // SAFETY: the slot holds this load's program; the call does not return.
+    unsafe { TAIL_CALLS.tail_call(ctx, slot) };
+    drop(Counter::DropNoRoute, flow, ifindex)
 }
 
 #[inline(always)]
@@ -211,9 +228,7 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
                 return verdict;
             }
             if dns::asks_gateway(&ep, flow) {
-                // SAFETY: the slot holds this load's program; the call does not return.
-                unsafe { TAIL_CALLS.tail_call(ctx, tail::DNS6) };
-                return drop(Counter::DropNoRoute, flow, ifindex);
+                return hand_on(ctx, tail::DNS6, flow, ifindex);
             }
             if let Some((target, _)) = hairpin_target(&ep, flow, ifindex) {
                 // A port whose endpoint has IPv4 alone: NAT46's program, as for a client
@@ -223,9 +238,7 @@ fn ipv6(ctx: &mut TcContext, flow: &Ipv6Flow, ifindex: u32) -> i32 {
                 } else {
                     tail::HAIRPIN6
                 };
-                // SAFETY: the slot holds this load's program; the call does not return.
-                unsafe { TAIL_CALLS.tail_call(ctx, slot) };
-                return drop(Counter::DropNoRoute, flow, ifindex);
+                return hand_on(ctx, slot, flow, ifindex);
             }
             forward::route(ctx, &ep, flow, ifindex)
         }
@@ -247,9 +260,7 @@ fn ipv4(ctx: &mut TcContext, ep: &EndpointInfo, flow: &Ipv4Flow, ifindex: u32) -
         return verdict;
     }
     if nat46_reply::is_reply(ctx, flow, ifindex) {
-        // SAFETY: the slot holds this load's program; the call does not return.
-        unsafe { TAIL_CALLS.tail_call(ctx, tail::NAT46_REPLY) };
-        return drop(Counter::DropNoRoute, flow, ifindex);
+        return hand_on(ctx, tail::NAT46_REPLY, flow, ifindex);
     }
     if let Some(verdict) = dns::answer(ctx, ep, flow, ifindex) {
         return verdict;

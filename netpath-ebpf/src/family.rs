@@ -16,12 +16,12 @@ use network_types::ip::Ipv6Hdr;
 
 use crate::{
     csum::csum_replace4,
-    hostgw,
+    endpoint, hostgw,
     icmp::{icmp6_error_about, icmp6_error_inner, icmp_error_about, icmp_error_inner, ErrorAbout},
     maps::{
         ENDPOINTS, ENDPOINTS6, ENDPOINTS_BY_ADDR, ENDPOINTS_BY_ADDR6, FLOWS, FLOWS6, HOST_ADDRS,
         HOST_ADDRS6, NETWORKS, NETWORKS6, PORTS, PORTS6, PORTS_ANY, PORTS_ANY6, SNAT, SNAT6,
-        SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, TAIL_CALLS, UPLINKS, UPLINKS6,
+        SNAT_REV, SNAT_REV6, SUBNETS, SUBNETS6, UPLINKS, UPLINKS6,
     },
     nat46, overlay,
     packet::Packet,
@@ -246,7 +246,7 @@ impl Ip for u32 {
         if routed {
             snat::routed(ctx, ep, flow, ifindex)
         } else if flow.fragment {
-            snat::to_program(ctx, tail::SNAT_FRAG, flow, ifindex)
+            endpoint::hand_on(ctx, tail::SNAT_FRAG, flow, ifindex)
         } else {
             snat::outbound(ctx, ep, flow, ifindex)
         }
@@ -385,7 +385,7 @@ impl Ip for In6 {
         i: u32,
         _: bool,
     ) -> i32 {
-        snat::to_program(ctx, tail::SNAT6, flow, i)
+        endpoint::hand_on(ctx, tail::SNAT6, flow, i)
     }
 }
 

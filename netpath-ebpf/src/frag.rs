@@ -7,8 +7,8 @@
 //! does the same for its load balancer). A later fragment that comes before its first has no
 //! ports and goes on untranslated, as every fragment did before.
 //!
-//! The programs that parse this way (`parse::parse_tracked`) are the uplink's, and the
-//! endpoint's fragment, first-reply and outbound NAT programs: tracked, a fragment takes a
+//! The programs that parse this way (`parse::parse_tracked`) are the uplink's and NAT46's
+//! (both ways), and the endpoint's fragment, first-reply and outbound NAT programs: tracked, a fragment takes a
 //! program's paths once more, which the endpoint program's verifier budget has no room for,
 //! so it hands its fragments on (`endpoint::host_veth_fragment`), and an IPv4 fragment bound
 //! beyond every network to outbound NAT's program (`snat::fragment_from_endpoint`).

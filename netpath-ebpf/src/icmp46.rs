@@ -25,7 +25,8 @@ use crate::{
     csum::{checksum, icmp6_checksum},
     icmp::{icmp6_error_inner, icmp_error_inner},
     maps::{NAT46, NAT46_REPLY},
-    packet::{ipv6_header, Packet},
+    nat46_reply::ipv6_header,
+    packet::Packet,
     parse::{ptr_at, Ipv4Flow, Ipv6Flow, L3_OFF},
     ports,
     stats::count,
@@ -166,7 +167,7 @@ pub fn error_to_endpoint<P: Packet>(pkt: &mut P, flow: &Ipv6Flow) -> Error46 {
     ];
     body[0] |= u32::from(checksum(&body)) << 16;
     let outer = error4_header(nat.addr, ep_addr);
-    let done = pkt.change_family(true)
+    let done = pkt.change_family(true, false)
         && pkt.set_l3(L3_OFF, &outer)
         && pkt.set_l3(L3_OFF + 20, &body)
         && pkt.truncate(ERROR4_LEN)
@@ -179,33 +180,43 @@ pub fn error_to_endpoint<P: Packet>(pkt: &mut P, flow: &Ipv6Flow) -> Error46 {
 }
 
 /// A NAT46 flow's reply from the endpoint behind host-side veth `back` that, made IPv6 (20
-/// bytes longer), would not fit uplink `via`, and may not be fragmented (don't fragment set,
-/// as Linux sets it on what it sends): the frame becomes the fragmentation needed a router on
-/// the way would send, from the gateway (the client the endpoint sees), with the uplink's MTU
-/// less 20, quoting the reply's header and first 8 bytes, and goes back to the endpoint.
-/// `None`: it fits, or may be fragmented (left to the uplink, as it was).
+/// bytes longer; a `fragment` 28, its fragment header too), would not fit uplink `via`, and
+/// may not be fragmented: don't fragment set (as Linux sets it on a datagram it sends
+/// whole), or a fragment already (which netpath cannot fragment again). The frame becomes
+/// the fragmentation needed a router on the way would send, from the gateway (the client the
+/// endpoint sees), with the uplink's MTU less the growth, quoting the reply's header and
+/// first 8 bytes, and goes back to the endpoint, whose kernel takes it as the path's MTU
+/// (a first fragment's quote has the ports its socket is found by) and sends the next
+/// datagram in pieces that fit; a later fragment too big is dropped. `None`: it fits, or
+/// may be fragmented (left to the uplink, as it was).
 #[inline(always)]
 pub fn too_big_for_uplink(
     ctx: &mut TcContext,
     flow: &Ipv4Flow,
     via: u32,
     back: u32,
+    fragment: bool,
 ) -> Option<i32> {
+    let growth: u32 = if fragment { 28 } else { 20 };
     let mut mtu: u32 = 0;
     // SAFETY: the program's own skb; `mtu` on the stack, written by the helper.
-    let rc = unsafe { bpf_check_mtu(ctx.skb.skb.cast(), via, &mut mtu, 20, 0) };
+    let rc = unsafe { bpf_check_mtu(ctx.skb.skb.cast(), via, &mut mtu, growth as i32, 0) };
     if rc != i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) {
         return None;
+    }
+    if flow.later {
+        count(Counter::DropFragment);
+        return Some(TC_ACT_SHOT as i32);
     }
     let (data, end) = (ctx.data(), ctx.data_end());
     // SAFETY (all reads): bounds checked by ptr_at; copied out before anything is written.
     let quoted = unsafe { *ptr_at::<[u32; 7]>(data, end, L3_OFF)? };
     let eth = unsafe { *ptr_at::<[u8; 12]>(data, end, 0)? };
     let df = quoted[1].to_ne_bytes()[2] & 0x40 != 0;
-    if !df {
+    if !df && !fragment {
         return None;
     }
-    let [mtu_hi, mtu_lo] = (mtu.saturating_sub(20).min(0xffff) as u16).to_be_bytes();
+    let [mtu_hi, mtu_lo] = (mtu.saturating_sub(growth).min(0xffff) as u16).to_be_bytes();
     let mut body = [
         u32::from_ne_bytes([3, 4, 0, 0]),
         u32::from_ne_bytes([0, 0, mtu_hi, mtu_lo]),
@@ -317,7 +328,7 @@ pub fn error_to_client(ctx: &mut TcContext, flow: &Ipv4Flow, ifindex: u32) -> i3
     body[13] = after_ports;
     body[0] |= u32::from(icmp6_checksum(&r.addr, &r.client, &body)) << 16;
     let outer = ipv6_header(0, ERROR6_BODY as u32, proto::ICMPV6, 64, &r.addr, &r.client);
-    let done = ctx.change_family(false)
+    let done = ctx.change_family(false, false)
         && ctx.truncate(ERROR6_LEN)
         && ctx.set_l3(L3_OFF, &outer)
         && ctx.set_l3(L3_OFF + 40, &body)

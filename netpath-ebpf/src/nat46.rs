@@ -8,7 +8,8 @@
 //! rewritten as IPv6 (`nat46_reply.rs`), out of the uplink the client came in on. The
 //! endpoint sees the gateway as its client, as behind docker-proxy. The published ports'
 //! firewall and the policy judge the flow's first packet as for any client (the client's
-//! IPv6 identity, the endpoint's IPv4 one); the agent expires idle flows.
+//! IPv6 identity, the endpoint's IPv4 one); the agent expires idle flows. Fragments both ways
+//! (`frag.rs`): each program parses tracked, a later fragment translated by its first's flow.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use netpath_common::{
     event, flow_flags::CLOSING, proto, Counter, FlowKey, In6, Nat46, Nat46Reply, PortTarget,
@@ -23,15 +24,16 @@ use crate::{
     icmp46::{self, Error46},
     maps::{FLOWS, NAT46, NAT46_REPLY},
     packet::Packet,
-    parse::{parse, ptr_at, Ipv6Flow, Parsed, L3_OFF},
+    parse::{parse_tracked, ptr_at, Ipv6Flow, Parsed, FRAG_HDR_LEN, L3_OFF},
     policy, ports,
     snat::{random_port, PORT_TRIES},
-    stats::{admitted, count, count_port, trace},
+    stats::{admitted, count, count_later, count_port, trace},
 };
 
 const ETH_P_IP: u16 = 0x0800;
 /// Where the transport header sits in either family's translated packet (no options, no
-/// extension headers: neither is translated).
+/// extension headers: neither is translated; an IPv6 fragment's fragment header is folded
+/// into IPv4's fields one way and made of them the other).
 pub const L4_OFF4: usize = L3_OFF + Ipv4Hdr::LEN;
 pub const L4_OFF6: usize = L3_OFF + Ipv6Hdr::LEN;
 
@@ -58,7 +60,8 @@ pub fn is_nat46(target: &PortTarget<In6>) -> bool {
 /// An IPv6 client's packet to a port whose target [`is_nat46`], arriving on an uplink.
 #[inline(always)]
 pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
-    let Parsed::Ipv6(flow) = parse(pkt.data(), pkt.data_end()) else {
+    // Tracked: a later fragment takes its first's ports, and the first's flow.
+    let Parsed::Ipv6(flow) = parse_tracked(pkt.data(), pkt.data_end()) else {
         return Outcome::Pass(Counter::Malformed);
     };
     if flow.proto == proto::ICMPV6 {
@@ -68,9 +71,10 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
             Error46::NotOurs => Outcome::Pass(Counter::Pass),
         };
     }
-    // Extension headers are not folded away (RFC 7915 would): a client of a published port
-    // sends none, and what has them goes on to the host untranslated.
-    if !flow.has_ports() || flow.l4_off != L4_OFF6 {
+    // Extension headers but a fragment header are not folded away (RFC 7915 would): a
+    // client of a published port sends none, and what has them goes on to the host
+    // untranslated (tracked parsing gives those no ports).
+    if !flow.has_ports() {
         return Outcome::Pass(Counter::Pass);
     }
     let published = ports::lookup_port(flow.dst_addr, flow.dst_port, flow.proto);
@@ -88,10 +92,12 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
     };
     // Under a flood a flow not seen lately is not looked up: taken for a new one, as a
     // published flow's (`flows::Entry::refresh`).
-    let unseen = unseen_in_flood(&known.key, known.now);
+    let unseen = unseen_in_flood(&known.key, known.now) && !flow.later;
     let found = if unseen { None } else { known.refresh() };
     let src = match found {
         Some(n) => n,
+        // A later fragment makes no flow: its first made none (refused), or it has gone.
+        None if flow.later => return Outcome::Drop(Counter::DropFragment),
         None => {
             if published.anywhere && !In6::host_addr(flow.dst_addr) {
                 return Outcome::Pass(Counter::Pass);
@@ -113,6 +119,7 @@ pub fn from_client<P: Packet>(pkt: &mut P) -> Outcome {
         return Outcome::Drop(Counter::Malformed);
     }
     count(Counter::Nat46);
+    count_later(&flow);
     count_port(target.stats, pkt.len());
     trace(
         event::trace::DNAT,
@@ -203,7 +210,7 @@ fn admit<P: Packet>(
         stamp: 0,
         last_seen: now,
     };
-    let key = known.key;
+    let key = &known.key;
     for _ in 0..PORT_TRIES {
         let port = random_port();
         let rkey = FlowKey::new(ep_addr, target.port, gateway, port, flow.proto);
@@ -218,13 +225,13 @@ fn admit<P: Packet>(
             let nat = Nat46 {
                 addr: gateway,
                 port,
-                recent: recorded_recent(&key, unseen, now),
+                recent: recorded_recent(key, unseen, now),
                 _pad: 0,
                 ifindex: target.ifindex,
                 flags: reply.flags,
                 last_seen: now,
             };
-            if NAT46.insert(&key, &nat, 0).is_ok() {
+            if NAT46.insert(key, &nat, 0).is_ok() {
                 return Ok(nat);
             }
             // Undoing the reply's entry just made; the packet is dropped either way.
@@ -243,7 +250,10 @@ struct Ipv4Ends {
     dst_port: u16,
 }
 
-/// Rewrites an IPv6 packet as IPv4 to `to`, framed for the endpoint of `target`.
+/// Rewrites an IPv6 packet as IPv4 to `to`, framed for the endpoint of `target`. A
+/// fragment's fragment header goes, its fields made IPv4's (RFC 7915: the identification's
+/// low 16 bits, the offset, more fragments); a later fragment has no transport header to
+/// rewrite (its first's checksum covers the datagram).
 #[inline(always)]
 fn to_ipv4<P: Packet>(
     pkt: &mut P,
@@ -257,6 +267,21 @@ fn to_ipv4<P: Packet>(
     };
     // SAFETY: bounds checked by ptr_at.
     let (w0, w1) = unsafe { (u32::from_be((*h)[0]), u32::from_be((*h)[1])) };
+    // Tracked parsing puts the transport header past IPv6's only behind a fragment header.
+    let fragment = flow.l4_off != L4_OFF6;
+    // Don't fragment, for a whole datagram: IPv6 is never fragmented on its way either.
+    let mut frag_word = 0x4000;
+    let mut payload = w1 >> 16;
+    if fragment {
+        // Next header, reserved, offset and M flag, identification.
+        let Some(f) = ptr_at::<[u16; 4]>(pkt.data(), pkt.data_end(), L4_OFF6) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        let (offset_m, id) = unsafe { (u32::from(u16::from_be((*f)[1])), u16::from_be((*f)[3])) };
+        frag_word = (u32::from(id) << 16) | (offset_m >> 3) | ((offset_m & 1) << 13);
+        payload = payload.saturating_sub(FRAG_HDR_LEN as u32);
+    }
     let (s, d) = (flow.src_addr.words, flow.dst_addr.words);
     let mut from = [s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]];
     let mut into = [to.src, to.dst];
@@ -264,23 +289,23 @@ fn to_ipv4<P: Packet>(
         return false;
     };
     let tos = (w0 >> 20) & 0xff;
-    let tot_len = (w1 >> 16) + Ipv4Hdr::LEN as u32;
+    let tot_len = payload + Ipv4Hdr::LEN as u32;
     let (ttl, protocol) = (w1 & 0xff, u32::from(flow.proto));
-    // Don't fragment: IPv6 is never fragmented on its way either.
     let mut hdr = [
         ((0x45 << 24) | (tos << 16) | tot_len).to_be(),
-        0x4000u32.to_be(),
+        frag_word.to_be(),
         ((ttl << 24) | (protocol << 16)).to_be(),
         to.src,
         to.dst,
     ];
     hdr[2] |= u32::from(checksum(&hdr)) << 16;
     let udp = flow.proto == proto::UDP;
-    let csum = flow.l4_csum_off() - L4_OFF6 + L4_OFF4;
-    pkt.change_family(true)
+    let csum = flow.l4_csum_off() - flow.l4_off + L4_OFF4;
+    pkt.change_family(true, fragment)
         && pkt.set_l3(L3_OFF, &hdr)
         && pkt.set_eth(&target.gw_mac, &target.mac, ETH_P_IP.to_be())
-        && pkt.pseudo_csum_diff(csum, diff, udp)
-        && pkt.set_port(L4_OFF4, flow.src_port, to.src_port, csum, udp)
-        && pkt.set_port(L4_OFF4 + 2, flow.dst_port, to.dst_port, csum, udp)
+        && (flow.later
+            || pkt.pseudo_csum_diff(csum, diff, udp)
+                && pkt.set_port(L4_OFF4, flow.src_port, to.src_port, csum, udp)
+                && pkt.set_port(L4_OFF4 + 2, flow.dst_port, to.dst_port, csum, udp))
 }

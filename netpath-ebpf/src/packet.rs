@@ -5,7 +5,10 @@
 //! checksum only the kernel's `bpf_l4_csum_replace` updates correctly, so the TC side uses it
 //! for L4; the IPv4 header checksum is always complete, fixed like XDP's.
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM},
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_NET, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR,
+        BPF_F_RECOMPUTE_CSUM,
+    },
     helpers::{bpf_csum_update, bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::{TcContext, XdpContext},
 };
@@ -14,27 +17,8 @@ use netpath_common::In6;
 
 use crate::{
     csum::{csum_apply, csum_diff16, csum_replace16, csum_replace2, csum_replace4},
-    parse::{ptr_at, IP_CSUM_OFF},
+    parse::{ptr_at, FRAG_HDR_LEN, IP_CSUM_OFF},
 };
-
-/// An IPv6 header (words as they sit in memory) of traffic class `tos`, `payload` bytes of
-/// `next`, hop limit `hops`, from `src` to `dst`: what NAT46's translations write whole.
-#[inline(always)]
-pub fn ipv6_header(tos: u32, payload: u32, next: u8, hops: u32, src: &In6, dst: &In6) -> [u32; 10] {
-    let (s, d) = (src.words, dst.words);
-    [
-        ((6 << 28) | (tos << 20)).to_be(),
-        ((payload << 16) | (u32::from(next) << 8) | hops).to_be(),
-        s[0],
-        s[1],
-        s[2],
-        s[3],
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-    ]
-}
 
 /// A packet whose headers netpath can rewrite.
 pub trait Packet {
@@ -79,10 +63,13 @@ pub trait Packet {
         self.set_macs(src, dst) && write_at(self.data(), self.data_end(), 12, ether_type)
     }
     /// Changes the IP header's room for another family's (NAT46): 20 bytes fewer after the
-    /// Ethernet header for IPv4 (`to_ipv4`), 20 more for IPv6. TC: `bpf_skb_change_proto`,
-    /// which turns the skb's protocol and GSO type too; XDP: the frame's head moved. The
+    /// Ethernet header for IPv4 (`to_ipv4`), 20 more for IPv6; and with `fragment`, the
+    /// IPv6 side's fragment header's 8 bytes too (IPv4 keeps its fragment's fields in its
+    /// header). TC: `bpf_skb_change_proto`, which turns the skb's protocol and GSO type too,
+    /// and the fragment header's room taken out or made right after the IPv6 header
+    /// (`bpf_skb_adjust_room`, at the network layer); XDP: the frame's head moved. The
     /// headers are the caller's to write, the Ethernet header whole.
-    fn change_family(&mut self, to_ipv4: bool) -> bool;
+    fn change_family(&mut self, to_ipv4: bool, fragment: bool) -> bool;
     /// Writes a whole IP header `h` at `off` (a checksum-complete skb's sum kept right).
     fn set_l3<T>(&mut self, off: usize, h: &T) -> bool;
     /// Applies `diff`, a `bpf_csum_diff` of pseudo-header fields (addresses changed, of
@@ -211,8 +198,9 @@ impl Packet for XdpContext {
     }
 
     #[inline(always)]
-    fn change_family(&mut self, to_ipv4: bool) -> bool {
-        let delta = if to_ipv4 { IP_HDR_DELTA } else { -IP_HDR_DELTA };
+    fn change_family(&mut self, to_ipv4: bool, fragment: bool) -> bool {
+        let room = IP_HDR_DELTA + if fragment { FRAG_HDR_LEN as i32 } else { 0 };
+        let delta = if to_ipv4 { room } else { -room };
         // SAFETY: the program's own context.
         unsafe { bpf_xdp_adjust_head(self.ctx, delta) == 0 }
     }
@@ -341,9 +329,19 @@ impl Packet for TcContext {
     }
 
     #[inline(always)]
-    fn change_family(&mut self, to_ipv4: bool) -> bool {
-        let proto: u16 = if to_ipv4 { 0x0800 } else { 0x86dd };
-        self.change_proto(proto.to_be(), 0).is_ok()
+    fn change_family(&mut self, to_ipv4: bool, fragment: bool) -> bool {
+        let room = FRAG_HDR_LEN as i32;
+        let (proto, room) = if to_ipv4 {
+            (0x0800u16, -room)
+        } else {
+            (0x86dd, room)
+        };
+        // The fragment header sits right after IPv6's: taken out while the skb is IPv6,
+        // made once it is.
+        let frag = |skb: &mut Self| !fragment || skb.adjust_room(room, BPF_ADJ_ROOM_NET, 0).is_ok();
+        (!to_ipv4 || frag(self))
+            && self.change_proto(proto.to_be(), 0).is_ok()
+            && (to_ipv4 || frag(self))
     }
 
     #[inline(always)]

@@ -281,7 +281,9 @@ fn ipv4<const TRACK: bool>(data: usize, data_end: usize) -> Option<Ipv4Flow> {
 const IPV6_EXTENSIONS: usize = 4;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
-const IPV6_FRAGMENT: u8 = 44;
+/// IPv6's fragment header: its next-header value, and its fixed length.
+pub const IPV6_FRAGMENT: u8 = 44;
+pub const FRAG_HDR_LEN: usize = 8;
 const IPV6_DEST_OPTS: u8 = 60;
 
 /// An IPv6 packet's flow; None when its headers are cut short. A fragment header right after
@@ -300,14 +302,14 @@ fn ipv6<const TRACK: bool>(data: usize, data_end: usize) -> Option<Ipv6Flow> {
     let mut next = ip.next_hdr;
     let mut off = L3_OFF + Ipv6Hdr::LEN;
     let (mut part, mut id) = (Part::Whole, 0);
-    // Read only where fragments are tracked: elsewhere (the endpoint's programs, NAT46) a
+    // Read only where fragments are tracked: elsewhere (the endpoint's entry programs) a
     // fragment is walked past as any extension header, on stacks with no room to spare.
     if TRACK && next == IPV6_FRAGMENT {
         let h = unsafe { *ptr_at::<[u8; 8]>(data, data_end, off)? };
         part = Part::of(frag::ipv6_field(u16::from_be_bytes([h[2], h[3]])));
         id = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
         next = h[0];
-        off += 8;
+        off += FRAG_HDR_LEN;
     }
     let l4_off = off;
     for _ in 0..IPV6_EXTENSIONS {
@@ -321,7 +323,7 @@ fn ipv6<const TRACK: bool>(data: usize, data_end: usize) -> Option<Ipv6Flow> {
         // length in 8-byte units past the first.
         let h = unsafe { *ptr_at::<[u8; 2]>(data, data_end, off)? };
         off += if next == IPV6_FRAGMENT {
-            8
+            FRAG_HDR_LEN
         } else {
             (h[1] as usize + 1) * 8
         };

@@ -12,16 +12,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netpath_common::{
-    event, net_flags, port_any_index, snat_flags, tail, Counter, EndpointInfo, FlowKey, In6,
-    SnatNat, SnatRev, SNAT_PORTS, SNAT_PORT_MIN,
+    event, net_flags, port_any_index, snat_flags, Counter, EndpointInfo, FlowKey, In6, SnatNat,
+    SnatRev, SNAT_PORTS, SNAT_PORT_MIN,
 };
 
 use crate::{
-    family::{drop, Ip},
+    family::Ip,
     fib,
     flows::{now, touch},
     guard::new_flow_rate,
-    maps::TAIL_CALLS,
     packet::Packet,
     parse::{is_icmp, parse_tracked, Flow, Parsed},
     policy::{self, Known},
@@ -342,15 +341,4 @@ pub fn fragment_from_endpoint(ctx: &mut TcContext) -> i32 {
         (Parsed::Ipv4(flow), Some(ep)) => outbound(ctx, &ep, &flow, ifindex),
         _ => TC_ACT_SHOT as i32,
     }
-}
-
-/// Hands `flow`, bound beyond every network, to outbound NAT's program in tail-call `slot`:
-/// IPv6's (`tail::SNAT6`), or an IPv4 fragment's (`tail::SNAT_FRAG`), whose ports are in its
-/// datagram's first fragment, tracked there (`frag.rs`), for which the endpoint program has
-/// no verifier budget.
-#[inline(always)]
-pub fn to_program<A: Ip>(ctx: &mut TcContext, slot: u32, flow: &Flow<A>, ifindex: u32) -> i32 {
-    // SAFETY: the slot holds this load's program; the call does not return.
-    unsafe { TAIL_CALLS.tail_call(ctx, slot) };
-    drop(Counter::DropNoRoute, flow, ifindex)
 }

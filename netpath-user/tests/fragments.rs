@@ -1,7 +1,7 @@
 //! Datagrams larger than the path: fragmented on the wire, translated fragment by fragment (a
 //! published port's DNAT and its replies, an outbound flow and its replies, a big ping through
-//! outbound NAT), reassembled by whoever receives them; refused as a whole when the policy
-//! refuses the first. A user checks that the whole datagram arrived, byte for byte, from the
+//! outbound NAT, NAT46 both ways), reassembled by whoever receives them; refused as a whole
+//! when the policy refuses the first. A user checks that the whole datagram arrived, byte for byte, from the
 //! address it should come from. Real UDP sockets across namespaces, TC and XDP, IPv4 and
 //! IPv6.
 mod common;
@@ -109,8 +109,8 @@ fn a_big_datagram_arrives(ns: &Netns, to: IpAddr, port: u16, client: IpAddr) {
 
 /// A client outside asks a published port whose server answers with a big datagram: all of
 /// it comes back, from the port the client asked (a connected socket takes nothing else).
-fn a_big_reply_comes_back_from_a_published_port(t: &Topo, host: IpAddr) {
-    let reply = exchange(&t.outside, host, 5454, b"give");
+fn a_big_reply_comes_back_from_a_published_port(t: &Topo, host: IpAddr, port: u16) {
+    let reply = exchange(&t.outside, host, port, b"give");
     assert_eq!(reply.len(), BIG, "the whole reply");
     assert!(reply == big_payload(), "every byte as sent");
 }
@@ -196,7 +196,7 @@ fn big_datagrams_go_every_way(t: &Topo, a: Addrs) {
     a_big_datagram_arrives(&t.outside, a.host, 5353, a.outside);
     // Between endpoints the fragments go as they are, handed back by the fragment program.
     a_big_datagram_arrives(&db, a.web, 53, a.db);
-    a_big_reply_comes_back_from_a_published_port(t, a.host);
+    a_big_reply_comes_back_from_a_published_port(t, a.host, 5454);
     big_server(&t.outside, 9100);
     a_big_reply_reaches_an_outbound_endpoint(&web, a.outside);
     // An endpoint's own big datagram to the outside leaves with the host's address, all of it.
@@ -222,6 +222,27 @@ fn ipv4(t: Topo) {
     big_datagrams_go_every_way(&t, addrs);
 }
 
+/// NAT46: an IPv6 client's big datagram to a port published by an endpoint of IPv4 alone
+/// arrives whole, from the gateway (the client it sees); the endpoint's big answer comes
+/// back whole as IPv6 fragments. Its first try's first fragment, 28 bytes longer as IPv6,
+/// would not fit the uplink: the endpoint is told the path's MTU (fragmentation needed) and
+/// the client's next try is answered in fragments that fit.
+fn big_datagrams_cross_nat46(t: &Topo, host: IpAddr) {
+    t.ok(&common::words("network create b --subnet 10.64.3.0/24"));
+    let web4 = t.endpoint(
+        "web4",
+        &["--network", "b", "-p", "5355:53/udp", "-p", "5455:54/udp"],
+    );
+    measuring_server(&web4, 53);
+    big_server(&web4, 54);
+    let translated = || t.stats()["Counters"]["fragment_nat"].as_u64().unwrap();
+    let before = translated();
+    a_big_datagram_arrives(&t.outside, host, 5355, "10.64.3.1".parse().unwrap());
+    a_big_reply_comes_back_from_a_published_port(t, host, 5455);
+    // Two later fragments each way, at least, translated by their first's flow.
+    assert!(translated() >= before + 4, "{}", t.stats());
+}
+
 fn ipv6(t: Topo) {
     t.ipv6_uplink();
     t.ok(&common::words(
@@ -233,7 +254,9 @@ fn ipv6(t: Topo) {
         web: "fd00:64:1::10".parse().unwrap(),
         db: "fd00:64:1::11".parse().unwrap(),
     };
+    let host = addrs.host;
     big_datagrams_go_every_way(&t, addrs);
+    big_datagrams_cross_nat46(&t, host);
 }
 
 #[test]
