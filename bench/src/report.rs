@@ -19,6 +19,10 @@ pub struct Figure {
     /// For traffic figures: what was offered in each run (same unit), to show loss.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub offered: Vec<f64>,
+    /// For traffic figures: how busy (%) the path's CPU was in each run (/proc/stat), so a
+    /// rate can be read per second of that CPU ([`Figure::per_path_cpu`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub busy: Vec<f64>,
 }
 
 /// The median of `runs`.
@@ -52,10 +56,27 @@ impl Figure {
             runs: Vec::new(),
             lower_is_better,
             offered: Vec::new(),
+            busy: Vec::new(),
         }
     }
     pub fn median(&self) -> f64 {
         median(&self.runs)
+    }
+    /// The rate per second of the path's CPU, the median of the runs': what the path would
+    /// carry with its CPU all its own. Where the path kept up with the generator (nothing
+    /// lost, its CPU partly idle), the rate delivered is the generator's, not the path's, and
+    /// two paths' rates compare the generator's turns; their rates per CPU-second compare the
+    /// paths. Where the path was saturated (its CPU busy throughout) it is the rate itself.
+    pub fn per_path_cpu(&self) -> f64 {
+        median(&self.per_path_cpu_runs())
+    }
+    /// Each run's rate per second of the path's CPU.
+    pub fn per_path_cpu_runs(&self) -> Vec<f64> {
+        self.runs
+            .iter()
+            .zip(&self.busy)
+            .map(|(r, b)| r * 100.0 / b.max(1.0))
+            .collect()
     }
     pub fn min(&self) -> f64 {
         self.runs.iter().copied().fold(f64::INFINITY, f64::min)
@@ -77,6 +98,10 @@ pub struct Target {
     /// What stands between the variant and the bound, measured in the same run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
+    /// Rates compared per second of the path's CPU ([`Figure::per_path_cpu`]), not as
+    /// delivered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub per_path_cpu: bool,
 }
 
 /// What limits a target, measured in the same run: a floor variant of the same section (a
@@ -99,6 +124,7 @@ impl Target {
             baseline: Some(baseline.into()),
             bound,
             limit: None,
+            per_path_cpu: false,
         }
     }
     pub fn absolute(what: &str, variant: &str, bound: f64) -> Target {
@@ -108,7 +134,15 @@ impl Target {
             baseline: None,
             bound,
             limit: None,
+            per_path_cpu: false,
         }
+    }
+
+    /// Compares the rates per second of the path's CPU ([`Figure::per_path_cpu`]): for a
+    /// path the generator cannot saturate, the one measure of the path itself.
+    pub fn per_path_cpu(mut self) -> Target {
+        self.per_path_cpu = true;
+        self
     }
 
     /// Says what limits this target: `floor` (a variant of the same section) measured the
@@ -163,10 +197,17 @@ impl Section {
     /// `variant` measured as target `t` measures its own variant: a ratio to its baseline, or
     /// the median itself.
     fn measured(&self, t: &Target, variant: &str) -> Option<f64> {
+        let value = |f: &Figure| {
+            if t.per_path_cpu {
+                f.per_path_cpu()
+            } else {
+                f.median()
+            }
+        };
         let v = self.figure(variant)?;
         Some(match &t.baseline {
-            Some(b) => v.median() / self.figure(b)?.median(),
-            None => v.median(),
+            Some(b) => value(v) / value(self.figure(b)?),
+            None => value(v),
         })
     }
 
@@ -300,6 +341,11 @@ fn markdown_section(s: &Section) -> String {
         md += " offered | lost |";
         rule += "---:|---:|";
     }
+    let busy = s.figures.iter().any(|f| !f.busy.is_empty());
+    if busy {
+        md += " path CPU busy | per path CPU-second |";
+        rule += "---:|---:|";
+    }
     md += &format!("\n{rule}\n");
     for f in &s.figures {
         md += &format!(
@@ -329,6 +375,11 @@ fn markdown_section(s: &Section) -> String {
             };
             md += &format!(" {} | {lost:.1}% |", num(offered));
         }
+        if busy && f.busy.is_empty() {
+            md += " | |";
+        } else if busy {
+            md += &format!(" {:.0}% | {} |", median(&f.busy), num(f.per_path_cpu()));
+        }
         md += "\n";
     }
     for p in &s.plots {
@@ -346,6 +397,11 @@ fn markdown_section(s: &Section) -> String {
             let lhs = match &t.baseline {
                 Some(b) => format!("{} / {}", t.variant, b),
                 None => t.variant.clone(),
+            };
+            let lhs = if t.per_path_cpu {
+                format!("{lhs}, per path CPU-second")
+            } else {
+                lhs
             };
             let (bound, measured) = distinct(t.bound, r);
             md += &format!(
@@ -458,7 +514,40 @@ pub fn num(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::distinct;
+    use super::{distinct, Figure, Section, Target};
+
+    /// A rate figure of `runs`, each with the path's CPU as busy as `busy` says.
+    fn rate(name: &str, runs: &[f64], busy: &[f64]) -> Figure {
+        let mut f = Figure::new(name, "Mpps", false);
+        f.runs.extend_from_slice(runs);
+        f.busy.extend_from_slice(busy);
+        f
+    }
+
+    #[test]
+    fn a_path_that_kept_up_is_compared_per_second_of_its_cpu() {
+        // The variant delivered all the generator offered in its turn (1.0 Mpps), on 50% of
+        // its CPU; the ceiling was offered more (1.2) and took 80%.
+        let s = Section {
+            scenario: "pps".into(),
+            about: String::new(),
+            figures: vec![
+                rate("xdp", &[1.0, 1.0, 1.1], &[50.0, 50.0, 55.0]),
+                rate("ceiling", &[1.2, 1.2, 1.2], &[80.0, 80.0, 80.0]),
+            ],
+            baseline: "ceiling".into(),
+            targets: vec![
+                Target::ratio("delivered", "xdp", "ceiling", 0.95),
+                Target::ratio("share", "xdp", "ceiling", 0.95).per_path_cpu(),
+            ],
+            plots: Vec::new(),
+        };
+        let checks = s.checks();
+        // As delivered: the generator's turns, 1.0 / 1.2.
+        assert!((checks[0].1 - 1.0 / 1.2).abs() < 1e-9 && !checks[0].2);
+        // Per CPU-second: 2.0 Mpps against 1.5.
+        assert!((checks[1].1 - 2.0 / 1.5).abs() < 1e-9 && checks[1].2);
+    }
 
     #[test]
     fn a_miss_never_reads_as_the_bound() {

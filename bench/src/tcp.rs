@@ -742,11 +742,13 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             t.runs.push(rr(&v.lab.outside, to, secs)?.0);
             g.runs.push(bulk(&v.lab.outside, to, secs)?);
             let before = ip_delivered(&v.lab.host)?;
-            let (sent, took) =
-                tools.generate(&v.lab.wire(), flood, Duration::from_secs_f64(secs))?;
+            let ((sent, took), busy) = crate::perf::busy_while(crate::rig::PATH_CPU, || {
+                tools.generate(&v.lab.wire(), flood, Duration::from_secs_f64(secs))
+            })?;
             let delivered = ip_delivered(&v.lab.host)? - before;
             m.runs.push(delivered as f64 / took.as_secs_f64() / 1e6);
             m.offered.push(sent as f64 / took.as_secs_f64() / 1e6);
+            m.busy.push(busy);
             // The share in a run of its own: sampling slows the path it samples.
             let (_, share) = crate::perf::netpath_share(crate::rig::PATH_CPU, || {
                 tools.generate(&v.lab.wire(), flood, Duration::from_secs_f64(secs))
@@ -813,6 +815,10 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
         share_of(&tc).limited_by(&empty_tc, ANY_TC),
         share_of(&xdp).limited_by(&read, READING),
     ];
+    // The host's path keeps up with the generator: its packets per second of the path's CPU
+    // are what netpath's programs tax (as delivered they are the generator's turn's rate).
+    let mut udp = section("host tax: udp", pps, "the host's UDP packets/s kept");
+    udp.targets = udp.targets.into_iter().map(Target::per_path_cpu).collect();
     Ok(vec![
         section("host tax: tcp rr", tps, "the host's transactions/s kept"),
         section(
@@ -820,7 +826,7 @@ pub fn tax(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>>
             gbit,
             "the host's bulk throughput kept",
         ),
-        section("host tax: udp", pps, "the host's UDP packets/s kept"),
+        udp,
         cpu,
     ])
 }
