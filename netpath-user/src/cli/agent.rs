@@ -44,7 +44,7 @@ pub struct AgentArgs {
     pub max_ports: Option<u32>,
     /// New flows each CPU may begin per second, 0 for no limit: past it a new flow is
     /// dropped before it takes a slot of the flow tables, so a flood of new flows leaves the
-    /// CPU to the flows already made [default: 200000].
+    /// CPU to the flows already made [default: 50000].
     #[arg(long, value_name = "N")]
     pub new_flows_per_cpu: Option<u32>,
     /// cgroup v2 directory where the socket hooks attach [default: the hierarchy's root].
