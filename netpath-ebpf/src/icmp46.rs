@@ -27,7 +27,7 @@ use crate::{
     maps::{NAT46, NAT46_REPLY},
     nat46_reply::ipv6_header,
     packet::Packet,
-    parse::{ptr_at, Ipv4Flow, Ipv6Flow, L3_OFF},
+    parse::{ptr_at, Ipv4Flow, Ipv6Flow, FRAG_HDR_LEN, L3_OFF},
     ports,
     stats::count,
 };
@@ -197,7 +197,9 @@ pub fn too_big_for_uplink(
     back: u32,
     fragment: bool,
 ) -> Option<i32> {
-    let growth: u32 = if fragment { 28 } else { 20 };
+    // IPv6's fixed header is 20 bytes longer than IPv4's; a fragment carries its fragment
+    // header too.
+    let growth = 20 + if fragment { FRAG_HDR_LEN as u32 } else { 0 };
     let mut mtu: u32 = 0;
     // SAFETY: the program's own skb; `mtu` on the stack, written by the helper.
     let rc = unsafe { bpf_check_mtu(ctx.skb.skb.cast(), via, &mut mtu, growth as i32, 0) };
