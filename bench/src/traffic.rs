@@ -148,21 +148,15 @@ fn below_the_ceiling(kinds: &[Kind], figures: &[Figure], lenient: Option<&str>) 
     // ceiling's best run of it.
     let over = kinds.iter().zip(figures).find_map(|(kind, fig)| {
         let ceiling = figure_of(ceiling_of(*kind)?)?;
-        let best = |f: &Figure| {
-            f.per_path_cpu_runs()
-                .into_iter()
-                .fold(f64::NEG_INFINITY, f64::max)
-        };
+        let per_cpu = fig.per_path_cpu();
+        let best_per_cpu = ceiling
+            .per_path_cpu_runs()
+            .into_iter()
+            .fold(f64::NEG_INFINITY, f64::max);
         if fig.median() > ceiling.max() {
             Some((fig, ceiling, "delivered", fig.median(), ceiling.max()))
-        } else if !fig.busy.is_empty() && fig.per_path_cpu() > best(ceiling) {
-            Some((
-                fig,
-                ceiling,
-                "per path CPU-second",
-                fig.per_path_cpu(),
-                best(ceiling),
-            ))
+        } else if !fig.busy.is_empty() && per_cpu > best_per_cpu {
+            Some((fig, ceiling, "per path CPU-second", per_cpu, best_per_cpu))
         } else {
             None
         }
