@@ -172,12 +172,29 @@ pub fn turns(quick: bool) -> Turns {
 /// a CUBIC sender sends what its window allows, and the same path can differ by several
 /// times between the two.
 fn layout() -> String {
+    format!("{}; {}", crate::turns::unpinned(), congestion_control())
+}
+
+/// The congestion control the connections use, said in a report.
+fn congestion_control() -> String {
     let cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_string());
-    format!(
-        "{}; TCP congestion control {cc} (the host's)",
-        crate::turns::unpinned()
-    )
+    format!("TCP congestion control {cc} (the host's)")
+}
+
+/// The CPU the one-connection scenarios (`tcp`, `tcp6`, `e2e`, `e2e6`) run on, all of it.
+const ONE_CPU: usize = crate::rig::PATH_CPU;
+
+/// Pins the calling thread, and with it everything a one-connection scenario starts (the
+/// client, the server, a proxy, the agent), to [`ONE_CPU`]; returns the guard and the
+/// layout, said in the report. Left to the scheduler, a client and its server share a CPU in
+/// some runs and not in others, and one connection's rate differs by a quarter between the
+/// two: the medians of three turns then compare where the scheduler put them. On one CPU a
+/// transaction costs its two TCP stacks' and its path's work, in turn, and nothing else.
+fn on_one_cpu() -> Result<(PinnedTo, String)> {
+    let pinned = PinnedTo::cpu(ONE_CPU)?;
+    let layout = format!("everything on CPU {ONE_CPU}: the client, the server (and docker-proxy where it runs) and the path, which runs in their send calls' softirqs; {}", congestion_control());
+    Ok((pinned, layout))
 }
 
 /// One figure per variant named `names`, in `unit`.
@@ -205,6 +222,7 @@ fn distributions(names: &[String], all: Vec<Vec<f64>>) -> Latencies {
 }
 
 pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>, Latencies)> {
+    let (_pinned, layout) = on_one_cpu()?;
     let turns = turns(quick);
     let names: Vec<String> = KINDS.iter().map(|k| k.name().to_string()).collect();
     let mut tps = figures(&names, "transactions/s", false);
@@ -238,7 +256,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>
         Kind::DockerProxy.name(),
         Kind::Routing.name(),
     );
-    let about = format!("One TCP connection through the published port; the routing variant talks to the endpoint's address with no NAT (the floor of this path). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
+    let about = format!("One TCP connection through the published port; the routing variant talks to the endpoint's address with no NAT (the floor of this path). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout);
     let section = |scenario: &str, figures, targets| Section {
         scenario: scenario.into(),
         about: about.clone(),
@@ -318,6 +336,7 @@ pub const KINDS6: &[(Kind, bool)] = &[
 
 /// Scenario `tcp6`: `tcp`'s transactions and bulk over IPv6, to a port published on `[::]`.
 pub fn run6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let (_pinned, layout) = on_one_cpu()?;
     let turns = turns(quick);
     let names: Vec<String> = KINDS6
         .iter()
@@ -339,7 +358,7 @@ pub fn run6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>
         rr_and_bulk(&lab.outside, to, (&mut tps[i], &mut gbit[i]), &turns, p)
     })?;
     let (np6, np4, ipt6) = ("netpath tc (IPv6)", "netpath tc (IPv4)", "ip6tables");
-    let about = format!("One TCP connection over IPv6 through a port published on `[::]`, and the same over IPv4 through netpath in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
+    let about = format!("One TCP connection over IPv6 through a port published on `[::]`, and the same over IPv4 through netpath in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout);
     let section = |scenario: &str, figures, targets| Section {
         scenario: scenario.into(),
         about: about.clone(),
@@ -387,6 +406,7 @@ pub const PEER_KINDS: &[Kind] = &[Kind::NetpathTc, Kind::Iptables, Kind::DirectV
 /// a second endpoint to the first, netpath (veth to veth in eBPF) versus a Linux bridge with
 /// Docker's iptables rules.
 pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Section>, Latencies)> {
+    let (_pinned, layout) = on_one_cpu()?;
     let turns = turns(quick);
     let names: Vec<String> = PEER_KINDS
         .iter()
@@ -419,7 +439,7 @@ pub fn peers(quick: bool, tools: &mut Tools, p: &Progress) -> Result<(Vec<Sectio
         Ok(())
     })?;
     let dists = distributions(&names, all);
-    let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
+    let about = format!("Endpoint to endpoint on one network (172.17.0.3 → 172.17.0.2:80). {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout);
     let base = "bridge + iptables";
     let np = Kind::NetpathTc.name();
     let direct = |t: Target| {
@@ -469,6 +489,7 @@ pub const PEER_KINDS6: &[(Kind, bool)] = &[
 
 /// Scenario `e2e6`: `e2e` over IPv6 (fd00:17::3 → fd00:17::2:80).
 pub fn peers6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Section>> {
+    let (_pinned, layout) = on_one_cpu()?;
     let turns = turns(quick);
     let names: Vec<String> = PEER_KINDS6
         .iter()
@@ -491,7 +512,7 @@ pub fn peers6(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Vec<Sectio
         };
         rr_and_bulk(client, to, (&mut tps[i], &mut gbit[i]), &turns, p)
     })?;
-    let about = format!("Endpoint to endpoint on one network over IPv6 (fd00:17::3 → fd00:17::2:80), and netpath's IPv4 twin in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout());
+    let about = format!("Endpoint to endpoint on one network over IPv6 (fd00:17::3 → fd00:17::2:80), and netpath's IPv4 twin in the same run. {}, each turn on a lab made afresh. Layout: {}.", turns.said(), layout);
     let (np6, np4, base) = ("netpath tc (IPv6)", "netpath tc (IPv4)", "bridge (IPv6)");
     let direct = |t: Target| {
         t.limited_by(
