@@ -93,7 +93,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
             ports_label(n),
             round + 1
         ));
-        let lab = Rig::new(kind, tools, false, true)?;
+        let lab = Rig::with_agent_args(kind, tools, false, true, crate::traffic::NO_GUARD)?;
         rate_layout.clone_from(&lab.layout);
         let start = Instant::now();
         let mut mem = None;
@@ -131,7 +131,7 @@ pub fn run(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Scale> {
     let last = counts.last().copied().unwrap_or(1);
     let rate = Section {
         scenario: "scale: new-flow rate".into(),
-        about: format!("Every packet a new flow, to the port published last; netpath publishes a range through its API, iptables gets Docker's two rules per port. {}, each turn on a lab made afresh (its ports published again). Layout: {}.", turns.said(), rate_layout),
+        about: format!("Every packet a new flow, to the port published last; netpath publishes a range through its API (its agent with the flood guard off, `--new-flows-per-cpu 0`, as in `conn`), iptables gets Docker's two rules per port. {}, each turn on a lab made afresh (its ports published again). Layout: {}.", turns.said(), rate_layout),
         figures: rate,
         baseline: format!("{np}, {}", ports_label(1)),
         targets: vec![Target::ratio(

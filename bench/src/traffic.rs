@@ -68,7 +68,14 @@ struct Flood {
     /// What the gap to the ceiling is, for a missed share of it (completed with perf's
     /// figures of this run).
     gap: &'static str,
+    /// What netpath's agent is started with beside its defaults.
+    agent_args: &'static [&'static str],
 }
+
+/// The agent's arguments where every packet is a new flow on purpose, to measure what the
+/// path carries: the flood guard off, as iptables has none (at its default the guard would
+/// let each CPU begin 50,000 a second and measure itself; `flood` measures it).
+pub const NO_GUARD: &[&str] = &["--new-flows-per-cpu", "0"];
 
 /// Variants whose share of the path's CPU perf measures (in a run of its own: sampling slows
 /// the path it samples).
@@ -104,7 +111,7 @@ fn flood(f: Flood, quick: bool, tools: &mut Tools, p: &Progress) -> Result<Secti
                 kind.name(),
                 round + 1
             ));
-            let lab = Rig::new(*kind, tools, true, true)?;
+            let lab = Rig::with_agent_args(*kind, tools, true, true, f.agent_args)?;
             layout.clone_from(&lab.layout);
             measure(tools, &lab, f.traffic, turns.secs, turns.per_turn, fig, p)?;
             if round == 0 && PROFILED.contains(kind) {
@@ -306,6 +313,7 @@ pub fn pps(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
             Target::ratio("share of the ceiling", Kind::NetpathTc.name(), Kind::CeilingTc.name(), 0.9),
             ],
             gap: "the program's own work on every packet (parsing, the published port's slot, the rewrite; the port is published one to one, so no flow is looked up), which the ceiling does not do",
+            agent_args: &[],
         },
         quick,
         tools,
@@ -323,7 +331,7 @@ pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
     flood(
         Flood {
             name: "conn",
-            about: "New flows per second: every packet comes from a new source address and port. The baselines create NAT state for each (conntrack); netpath's port is published one to one, so it keeps none until a flow replies (these never do).",
+            about: "New flows per second: every packet comes from a new source address and port. The baselines create NAT state for each (conntrack); netpath's port is published one to one, so it keeps none until a flow replies (these never do); its agent runs with `--new-flows-per-cpu 0`, the flood guard off, to measure what the path carries (the `flood` section measures the guard).",
             kinds: CONN_KINDS,
             traffic: t,
             targets: vec![
@@ -332,6 +340,7 @@ pub fn conn(quick: bool, tools: &mut Tools, p: &Progress) -> Result<Section> {
                 Target::ratio("share of the ceiling", Kind::NetpathTc.name(), Kind::CeilingTc.name(), 0.8),
             ],
             gap: "the program's own work on every packet (parsing, the published port's slot, the rewrite), which the ceiling does not do",
+            agent_args: NO_GUARD,
         },
         quick,
         tools,

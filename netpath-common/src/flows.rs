@@ -1,5 +1,5 @@
 //! Translated flows of published ports: the keys and values of `FLOWS` (kernel: `flows.rs`).
-use crate::Addr;
+use crate::{recent, Addr};
 
 /// Key of the flow table: a connection's 5-tuple as its *replies* leave the endpoint
 /// (source = endpoint address and container port, destination = the client).
@@ -115,50 +115,6 @@ pub struct ReplyMacs {
 pub mod flow_flags {
     /// A TCP FIN or RST was seen: the flow is closing.
     pub const CLOSING: u32 = 1;
-}
-
-/// The flows seen lately: what lets a flood of new flows be refused without a look into the
-/// flow table. While a CPU is under a flood ([`NewFlowRate::flooded`]), a client's
-/// packet whose flow is not marked seen in this generation or the last (its one-byte slot
-/// of `RECENT_FLOWS`, [`FlowKey::recent_slot`], holds neither) is taken for a new flow
-/// before the table is asked: each of the flood's frames then costs a read of this table,
-/// which stays in the caches (1 MiB), instead of a miss in the flow table, which does not
-/// (262,144 entries, tens of MB). A flow is marked when it is made outside a flood and by
-/// its packets once a generation; so under a flood, a flow with a packet at least every
-/// generation (2.1 s) goes on, while a flow quieter than that, or begun during the flood,
-/// must be let through by the guard once more, as a new flow would, to be marked again.
-/// Two flows on one slot make each look seen: a look into the table, never a flow refused.
-/// Nothing is ever cleared: a slot's generation ages by itself (and comes round again after
-/// 256 generations, 9 minutes: again a look, never a refusal).
-pub mod recent {
-    /// Slots in `RECENT_FLOWS`: 2^20, one byte each.
-    pub const SLOTS_SHIFT: u32 = 20;
-    /// Slots per entry of the map (a value of 8 bytes).
-    pub const PER_ENTRY: u32 = 8;
-    /// Entries of the map.
-    pub const ENTRIES: u32 = (1 << SLOTS_SHIFT) / PER_ENTRY;
-    /// A generation is 2^31 ns of `bpf_ktime_get_coarse_ns` (2.1 s), longer than the flow
-    /// tables' [`super::FLOW_REFRESH_NS`].
-    pub const GEN_SHIFT: u32 = 31;
-
-    /// The generation at `now`.
-    #[inline(always)]
-    pub const fn generation(now: u64) -> u8 {
-        (now >> GEN_SHIFT) as u8
-    }
-
-    /// Whether a slot marked in generation `slot` says seen lately in generation `now`.
-    #[inline(always)]
-    pub const fn seen(slot: u8, now: u8) -> bool {
-        slot == now || slot == now.wrapping_sub(1)
-    }
-
-    /// What a flow made during a flood records as its last mark: none lately, so its next
-    /// packet marks it (once the guard lets that one through too).
-    #[inline(always)]
-    pub const fn unmarked(now: u8) -> u8 {
-        now.wrapping_sub(2)
-    }
 }
 
 /// How stale a flow's `last_seen` may get before a packet refreshes it: a write to the flow
@@ -369,10 +325,15 @@ mod tests {
                 "{family}: {got} slots, {ideal:.0} ideal"
             );
         }
-        let g = recent::generation(5 << recent::GEN_SHIFT);
-        assert!(recent::seen(g, g) && recent::seen(g, g + 1));
-        assert!(!recent::seen(g, g + 2) && !recent::seen(recent::unmarked(g), g));
-        assert!(recent::seen(255, 0), "generations wrap");
+        let at = |n: u64| recent::generation(n << recent::GEN_SHIFT);
+        let g = at(5);
+        assert!(recent::seen(g, g) && recent::seen(g, at(6)));
+        assert!(!recent::seen(g, at(7)) && !recent::seen(recent::unmarked(g), g));
+        assert!(recent::seen(at(127), at(128)), "generations wrap");
+        assert!(
+            (0..256).all(|n| !recent::seen(0, at(n))),
+            "a slot never marked is never seen"
+        );
     }
 
     #[test]

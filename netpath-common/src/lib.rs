@@ -50,6 +50,7 @@ mod nat46;
 mod overlay;
 mod policy;
 mod ports;
+pub mod recent;
 mod snat;
 mod sock;
 mod stats;
@@ -59,8 +60,8 @@ pub use bench::{gen_vary, GenConfig, GEN_TEMPLATE_LEN};
 pub use dns::{DnsAddrs, DnsKey, DNS_ADDRS, DNS_NAME_LEN, DNS_PORT, DNS_TTL};
 pub use endpoint::{EndpointInfo, PeerInfo};
 pub use flows::{
-    flow_flags, recent, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS,
-    NEW_FLOWS_PER_CPU, NEW_FLOW_BURST_NS, STAMP_JIFFIES,
+    flow_flags, FlowKey, FlowNat, NewFlowRate, ReplyMacs, FLOW_REFRESH_NS, NEW_FLOWS_PER_CPU,
+    NEW_FLOW_BURST_NS, STAMP_JIFFIES,
 };
 pub use forward::{net_flags, no_subnet, MemberKey, NetworkInfo};
 pub use frag::FragKey;

@@ -187,7 +187,7 @@ impl<'a, A: Ip> Entry<'a, A> {
                 self.now,
                 self.closing,
             );
-            seen_now(key, &mut v.recent, self.now);
+            seen_now(key, &mut v.recent);
         }
         same
     }
@@ -216,7 +216,7 @@ impl<'a, A: Ip> Entry<'a, A> {
         let nat = FlowNat {
             addr: self.flow.dst_addr,
             port: self.flow.dst_port,
-            recent: recorded_recent(&key, flood, self.now),
+            recent: recorded_recent(&key, flood),
             _pad: 0,
             ifindex: self.target.ifindex,
             client: self.client(),
@@ -256,25 +256,33 @@ impl<'a, A: Ip> Entry<'a, A> {
 /// and the flow of `key` was not seen lately ([`Kept::Unseen`]).
 #[inline(always)]
 pub fn unseen_in_flood<A: Ip>(key: &FlowKey<A>, now: u64) -> bool {
-    guard::flooded(now) && !seen_lately(key, now)
+    guard::flooded(now) && !seen_lately(key, generation())
 }
 
-/// Marks the flow of `key`, whose entry's `recent` is `recent`, seen at `now`: once a
-/// generation (a packet of the flow found in its table).
+/// The marks' generation now ([`recent`]), of jiffies: a load, where the coarse clock is a
+/// call of some 20 ns on this kind of machine (measured: `prog`'s one-to-one path).
 #[inline(always)]
-pub fn seen_now<A: Ip>(key: &FlowKey<A>, recent: &mut u8, now: u64) {
-    let generation = recent::generation(now);
+pub fn generation() -> u8 {
+    // SAFETY: no preconditions.
+    recent::generation(unsafe { bpf_jiffies64() })
+}
+
+/// Marks the flow of `key`, whose entry's `recent` is `recent`, seen now: once a generation
+/// (a packet of the flow found in its table).
+#[inline(always)]
+pub fn seen_now<A: Ip>(key: &FlowKey<A>, recent: &mut u8) {
+    let generation = generation();
     if *recent != generation {
         *recent = generation;
         mark_seen(key, generation);
     }
 }
 
-/// The `recent` a flow's new entry is recorded with at `now`: marked seen, unless `flood` (a
-/// flow begun during a flood is marked by its next packet the guard lets through).
+/// The `recent` a flow's new entry is recorded with: marked seen, unless `flood` (a flow
+/// begun during a flood is marked by its next packet the guard lets through).
 #[inline(always)]
-pub fn recorded_recent<A: Ip>(key: &FlowKey<A>, flood: bool, now: u64) -> u8 {
-    let generation = recent::generation(now);
+pub fn recorded_recent<A: Ip>(key: &FlowKey<A>, flood: bool) -> u8 {
+    let generation = generation();
     if flood {
         recent::unmarked(generation)
     } else {
@@ -283,24 +291,40 @@ pub fn recorded_recent<A: Ip>(key: &FlowKey<A>, flood: bool, now: u64) -> u8 {
     }
 }
 
-/// Whether the flow of `key` was marked seen in this generation or the last.
+/// Whether the flow of `key` was marked seen in `generation` or the one before.
 #[inline(always)]
-fn seen_lately<A: Ip>(key: &FlowKey<A>, now: u64) -> bool {
+fn seen_lately<A: Ip>(key: &FlowKey<A>, generation: u8) -> bool {
     let slot = key.recent_slot();
     RECENT_FLOWS
         .get(slot / recent::PER_ENTRY)
         // Two flows on one slot: each looks seen, and is looked up.
-        .is_none_or(|e| {
-            recent::seen(
-                e[(slot % recent::PER_ENTRY) as usize],
-                recent::generation(now),
-            )
-        })
+        .is_none_or(|e| recent::seen(e[(slot % recent::PER_ENTRY) as usize], generation))
+}
+
+/// Whether the flow of `key` was marked seen in `generation` or the one before; marked in
+/// `generation` if so (a write once a generation). For flows kept nowhere else
+/// (`ports::admit_one_to_one`).
+#[inline(always)]
+pub fn seen_lately_marked<A: Ip>(key: &FlowKey<A>, generation: u8) -> bool {
+    let slot = key.recent_slot();
+    let Some(e) = RECENT_FLOWS.get_ptr_mut(slot / recent::PER_ENTRY) else {
+        return true;
+    };
+    // SAFETY: map value pointer valid for this program run; one byte read and written.
+    let mark = unsafe { &mut (*e)[(slot % recent::PER_ENTRY) as usize] };
+    if *mark == generation {
+        return true;
+    }
+    let seen = recent::seen(*mark, generation);
+    if seen {
+        *mark = generation;
+    }
+    seen
 }
 
 /// Marks the flow of `key` seen in `generation`.
 #[inline(always)]
-fn mark_seen<A: Ip>(key: &FlowKey<A>, generation: u8) {
+pub fn mark_seen<A: Ip>(key: &FlowKey<A>, generation: u8) {
     let slot = key.recent_slot();
     if let Some(e) = RECENT_FLOWS.get_ptr_mut(slot / recent::PER_ENTRY) {
         // SAFETY: map value pointer valid for this program run. One byte written: a flow

@@ -3,8 +3,9 @@
 //! new flow is refused before it costs a table slot (an eviction, when the table is full),
 //! and the flows already made keep the CPU. Asked by every path that makes state for a new
 //! flow — published ports (`ports::dnat_via`), NAT46, outbound NAT, a published flow's first
-//! reply (`replies`), and the connections network policy remembers on stateless paths
-//! (`policy::admit_tracked`) — after the firewall and the policy (a refused flow is counted
+//! reply (`replies`), the connections network policy remembers on stateless paths
+//! (`policy::admit_tracked`), and ports published one to one, which keep no flow
+//! (`ports::admit_one_to_one`) — after the firewall and the policy (a refused flow is counted
 //! for its reason and costs no share of the rate), last before they write. And whether this
 //! CPU is under a flood (`flooded`), when the flow tables of published ports and of NAT46
 //! are asked only about flows seen lately (`flows::unseen_in_flood`).
@@ -52,4 +53,13 @@ pub fn new_flow_rate() -> Result<(), Counter> {
     } else {
         Err(Counter::DropNewFlowRate)
     }
+}
+
+/// Whether a rate is set (`--new-flows-per-cpu` not 0): what asks nothing else of the guard
+/// until a flow is new reads this first.
+#[inline(always)]
+pub fn guarding() -> bool {
+    NEW_FLOW_RATE
+        .get(0)
+        .is_some_and(|rate| rate.interval_ns != 0)
 }

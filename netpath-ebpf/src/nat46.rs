@@ -159,7 +159,7 @@ impl Known {
             self.now,
             self.closing,
         );
-        seen_now(&self.key, &mut n.recent, self.now);
+        seen_now(&self.key, &mut n.recent);
         Some(*n)
     }
 }
@@ -225,7 +225,7 @@ fn admit<P: Packet>(
             let nat = Nat46 {
                 addr: gateway,
                 port,
-                recent: recorded_recent(key, unseen, now),
+                recent: recorded_recent(key, unseen),
                 _pad: 0,
                 ifindex: target.ifindex,
                 flags: reply.flags,

@@ -88,11 +88,23 @@ impl<A: Addr> Flow<A> {
     /// A TCP segment with FIN or RST: its flow is closing.
     #[inline(always)]
     pub fn tcp_closing(&self, data: usize, data_end: usize) -> bool {
+        self.tcp_flags(data, data_end) & 0x05 != 0
+    }
+
+    /// A TCP segment with SYN: it opens a connection (or answers one opening).
+    #[inline(always)]
+    pub fn tcp_opening(&self, data: usize, data_end: usize) -> bool {
+        self.tcp_flags(data, data_end) & 0x02 != 0
+    }
+
+    /// A TCP segment's flags; none for anything else, or a later fragment (no TCP header).
+    #[inline(always)]
+    fn tcp_flags(&self, data: usize, data_end: usize) -> u8 {
         if self.proto != proto::TCP || self.later {
-            return false;
+            return 0;
         }
         // SAFETY: bounds checked by ptr_at.
-        ptr_at::<u8>(data, data_end, self.l4_off + 13).is_some_and(|f| unsafe { *f } & 0x05 != 0)
+        ptr_at::<u8>(data, data_end, self.l4_off + 13).map_or(0, |f| unsafe { *f })
     }
 
     /// Offset of the L4 checksum field (TCP, UDP or ICMP).

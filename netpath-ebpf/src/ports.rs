@@ -1,10 +1,10 @@
 //! Published ports: DNAT on the uplink, reverse NAT of replies leaving an endpoint; written
 //! once for both address families (`family::Ip` names each one's maps).
-use netpath_common::{port_any_index, Counter, FlowNat, PortKey, PortTarget};
+use netpath_common::{port_any_index, proto, Counter, FlowNat, PortKey, PortTarget};
 
 use crate::{
     family::Ip,
-    flows::{Entry, Kept, Via},
+    flows::{self, Entry, Kept, Via},
     guard,
     packet::Packet,
     parse::Flow,
@@ -178,8 +178,9 @@ pub fn dnat_masq<P: Packet, A: Ip>(
 
 /// A client's packet to a port published one to one, addressed where its replies will leave
 /// from, while nothing is to be asked (no policy, no firewall list): translated with no flow
-/// state. `None` (nothing written) when it is no such packet. The host address is the
-/// publish's own or the uplink's, so the destination is known to be the host's.
+/// state, once the flood guard lets a new flow begin ([`admit_one_to_one`]). `None` (nothing
+/// written) when it is no such packet. The host address is the publish's own or the
+/// uplink's, so the destination is known to be the host's.
 #[inline(always)]
 pub fn stateless<P: Packet, A: Ip>(
     pkt: &mut P,
@@ -189,8 +190,42 @@ pub fn stateless<P: Packet, A: Ip>(
     if target.host == A::ANY || flow.dst_addr != target.host || !policy::nothing_to_ask() {
         return None;
     }
+    if let Err(reason) = admit_one_to_one(flow, pkt.data(), pkt.data_end()) {
+        return Some(Dnat::Denied(reason));
+    }
     count(Counter::DnatStateless);
     Some(rewrite(pkt, flow, target, A::ANY))
+}
+
+/// Whether a client's packet to a port published one to one may go on. Such a port keeps no
+/// flow, so what is new is told otherwise than by a flow table: a TCP segment is a new flow
+/// when it opens a connection (SYN; the others belong to a connection whose SYN was asked, as
+/// a SYN cookie reasons); any other packet when its flow was not marked seen lately in
+/// `RECENT_FLOWS`, and once let through it is marked. A new flow asks `guard::new_flow_rate`.
+/// So a flood of new flows to such a port is refused past the rate, as to a port whose flows
+/// are kept, and the flows going on keep the CPU. Nothing is read while no rate is set, and
+/// no clock but jiffies (`flows::generation`).
+#[inline(always)]
+fn admit_one_to_one<A: Ip>(flow: &Flow<A>, data: usize, data_end: usize) -> Result<(), Counter> {
+    if !guard::guarding() {
+        return Ok(());
+    }
+    if flow.proto == proto::TCP {
+        return if flow.tcp_opening(data, data_end) {
+            guard::new_flow_rate()
+        } else {
+            Ok(())
+        };
+    }
+    // Keyed as replies are (the client the destination), as the flow tables' marks are.
+    let key = flow.key().reversed();
+    let generation = flows::generation();
+    if flows::seen_lately_marked(&key, generation) {
+        return Ok(());
+    }
+    guard::new_flow_rate()?;
+    flows::mark_seen(&key, generation);
+    Ok(())
 }
 
 /// `from`: the endpoint that sent the packet, or [`ELSEWHERE`] (the uplink). `checked`: the

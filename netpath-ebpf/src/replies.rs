@@ -144,7 +144,7 @@ fn record<A: Ip>(ctx: &mut TcContext, flow: &Flow<A>, ifindex: u32) -> i32 {
         addr: r.addr,
         port: r.port,
         // Marked seen by its client's next packet that asks the table.
-        recent: recent::unmarked(recent::generation(now)),
+        recent: recent::unmarked(flows::generation()),
         _pad: 0,
         ifindex,
         client: A::ANY,

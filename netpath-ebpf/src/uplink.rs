@@ -125,6 +125,7 @@ fn published6<P: Packet>(pkt: &mut P) -> Option<Verdict> {
             trace(event::trace::DNAT, &flow, 0, target.addr, target.port);
             Verdict::Dnat(target.ifindex)
         }
+        Dnat::Denied(reason) => Verdict::Drop(reason),
         _ => Verdict::Pass(Counter::Pass),
     })
 }

@@ -322,6 +322,64 @@ fn under_a_flood_flows_seen_lately_go_on_and_flows_begun_in_it_earn_their_place(
     assert_eq!(counter(&dp, Counter::DropNewFlowRate), tries + refused);
 }
 
+/// A port published one to one keeps no flow, and the guard holds it all the same: a UDP
+/// flow not marked seen lately and a TCP SYN are new flows, dropped and counted past the
+/// rate on XDP and TC alike, while a UDP flow let through before (marked seen) and a TCP
+/// connection's other segments go on, and nothing is kept. At 0, no limit again.
+#[test]
+fn one_to_one_ports_refuse_new_flows_past_the_rate_while_flows_going_on_go_on() {
+    pin_to_this_cpu();
+    let Dp { mut dp, _fs } = load();
+    let (_ns, ep_if, _, _) = behind_one_uplink(&mut dp);
+    publish(&mut dp, [0; 4], 5353, UDP, 53, ep_if);
+    publish(&mut dp, [0; 4], 8080, TCP, 80, ep_if);
+    dp.set_new_flow_rate(1).unwrap();
+    let through = |dp: &mut Datapath, proto: u8, l4: &[u8], xdp: bool| {
+        let pkt = Frame::new(CLIENT, HOST, proto).build(l4);
+        if xdp {
+            run_xdp(dp, &pkt).0 == XDP_REDIRECT
+        } else {
+            run_tc(dp, programs::UPLINK_TC, &pkt, 0).0 == TC_ACT_REDIRECT
+        }
+    };
+    // The burst: the first new flow at once, and the rate is spent.
+    let made = udp(40000, 5353);
+    assert!(through(&mut dp, UDP, &made, true), "the first new flow");
+    let mut segment = tcp(40001, 8080);
+    segment[13] = 0x10; // ACK: a connection's, begun before
+    let start = std::time::Instant::now();
+    let mut admitted = 0u64;
+    for sport in 41000..41100u16 {
+        let xdp = sport % 2 == 0;
+        admitted += u64::from(through(&mut dp, UDP, &udp(sport, 5353), xdp));
+        admitted += u64::from(through(&mut dp, TCP, &tcp(sport, 8080), !xdp));
+        assert!(
+            through(&mut dp, UDP, &made, !xdp),
+            "the flow let through goes on"
+        );
+        assert!(
+            through(&mut dp, TCP, &segment, xdp),
+            "the connection goes on"
+        );
+    }
+    // Then one a second: what the time taken allows.
+    let allowed = start.elapsed().as_secs_f64().ceil() as u64;
+    assert!(
+        admitted <= allowed,
+        "{admitted} new flows admitted, {allowed} allowed"
+    );
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 200 - admitted);
+    assert_eq!(counter(&dp, Counter::DnatStateless), 1 + 200 + admitted);
+    assert_eq!(dp.flow_count(), 0, "nothing kept");
+
+    dp.set_new_flow_rate(0).unwrap();
+    for sport in 42000..42010u16 {
+        assert!(through(&mut dp, UDP, &udp(sport, 5353), true));
+        assert!(through(&mut dp, TCP, &tcp(sport, 8080), false));
+    }
+    assert_eq!(counter(&dp, Counter::DropNewFlowRate), 200 - admitted);
+}
+
 /// A one-to-one port's first reply past the rate is translated and sent all the same, but
 /// not recorded: the next reply asks again.
 #[test]
