@@ -281,6 +281,71 @@ fn the_flood_guard_drops_new_flows_past_its_rate_and_counts_them() {
     });
 }
 
+/// A port published one to one keeps no flow, and a flood of new clients to it is held to
+/// the guard's rate all the same (dropped in the uplink's program, counted), while a client
+/// that asked before the flood and a TCP connection made before it go on through it.
+#[test]
+fn a_flood_to_a_port_published_one_to_one_is_held_to_the_rate_and_its_clients_go_on() {
+    let t = Topo::with_agent_args(&["--new-flows-per-cpu", "1000"]);
+    let ep = t.endpoint("web", &["-p", "8090:80/udp", "-p", "8091:81"]);
+    udp_server(&ep, 80);
+    tcp_echo_server(&ep, 81);
+    let client = t
+        .outside
+        .run(|| UdpSocket::bind("0.0.0.0:0"))
+        .expect("bind the client");
+    client.connect((HOST, 8090)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let ask = || {
+        let mut buf = [0u8; 64];
+        client.send(b"ask").is_ok() && client.recv(&mut buf).is_ok()
+    };
+    wait_until("the client answered", Duration::from_secs(10), ask);
+    let mut conn = t
+        .outside
+        .run(|| TcpStream::connect((HOST, 8091)))
+        .expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let echoed = |conn: &mut TcpStream| {
+        let mut b = [0u8; 4];
+        conn.write_all(b"ping").is_ok() && conn.read_exact(&mut b).is_ok() && &b == b"ping"
+    };
+    assert!(echoed(&mut conn), "the connection answers before the flood");
+
+    let out_if = outside_veth(&t);
+    let (src_mac, dst_mac) = (mac_of(&t.outside, &out_if), mac_of(&t.host, &t.uplink));
+    const N: u64 = 20_000;
+    let frames = (0..N as u32).map(|i| {
+        let mut f = Frame::new([10, 79, (i >> 8) as u8, i as u8], HOST.octets(), UDP);
+        f.src_mac = src_mac;
+        f.dst_mac = dst_mac;
+        f.build(&udp_with(20000, 8090, b"flood"))
+    });
+    let let_in = counter(&t, "dnat_stateless");
+    let start = std::time::Instant::now();
+    send_frames(&t.outside, &out_if, frames);
+    let admitted = || counter(&t, "dnat_stateless") - let_in;
+    wait_until(
+        "every frame let in or dropped",
+        Duration::from_secs(10),
+        || counter(&t, "drop_new_flow_rate") + admitted() >= N,
+    );
+    // Each CPU: its burst (20 ms of the rate) and 1,000 a second since the flood began.
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    let allowed = cpus * (1 + 20 + 1000 * start.elapsed().as_secs_f64().ceil() as u64);
+    assert!(
+        admitted() <= allowed,
+        "{} let in, {allowed} allowed",
+        admitted()
+    );
+    assert_eq!(counter(&t, "drop_new_flow_rate") + admitted(), N);
+    // The client and the connection made before go on, at once.
+    assert!(ask(), "the client that asked before the flood is answered");
+    assert!(echoed(&mut conn), "the connection goes on");
+}
+
 #[test]
 fn idle_connections_do_not_stall_the_api_and_the_cli_gives_up_with_a_reason() {
     let t = Topo::new();
