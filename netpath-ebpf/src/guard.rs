@@ -31,14 +31,22 @@ pub fn flooded(now: u64) -> bool {
 /// Whether this CPU may begin a new flow now. `Err`: the counter saying it may not.
 #[inline(always)]
 pub fn new_flow_rate() -> Result<(), Counter> {
+    new_flow_in_flood().map(drop)
+}
+
+/// [`new_flow_rate`], and whether this CPU is under a flood once the flow is let through
+/// (`Ok(true)`): a flow let through then is not marked seen where its marks are all that
+/// tells it from a new one (`ports::admit_one_to_one`).
+#[inline(always)]
+pub fn new_flow_in_flood() -> Result<bool, Counter> {
     let Some(rate) = NEW_FLOW_RATE.get(0) else {
-        return Ok(());
+        return Ok(false);
     };
     if rate.interval_ns == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let Some(tat) = NEW_FLOW_TAT.get_ptr_mut(0) else {
-        return Ok(());
+        return Ok(false);
     };
     // CLOCK_MONOTONIC, read only while a rate is set, and not the flow tables' coarse clock
     // (`flows::now`): with it, a flood's share of new flows was admitted all at once at each
@@ -48,8 +56,9 @@ pub fn new_flow_rate() -> Result<(), Counter> {
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: this CPU's slot, valid for this program run; nothing else runs on this CPU
     // meanwhile (programs do not nest on one CPU).
-    if rate.admit(unsafe { &mut *tat }, now) {
-        Ok(())
+    let tat = unsafe { &mut *tat };
+    if rate.admit(tat, now) {
+        Ok(rate.flooded(*tat, now))
     } else {
         Err(Counter::DropNewFlowRate)
     }

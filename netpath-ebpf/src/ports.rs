@@ -201,10 +201,13 @@ pub fn stateless<P: Packet, A: Ip>(
 /// flow, so what is new is told otherwise than by a flow table: a TCP segment is a new flow
 /// when it opens a connection (SYN; the others belong to a connection whose SYN was asked, as
 /// a SYN cookie reasons); any other packet when its flow was not marked seen lately in
-/// `RECENT_FLOWS`, and once let through it is marked. A new flow asks `guard::new_flow_rate`.
-/// So a flood of new flows to such a port is refused past the rate, as to a port whose flows
-/// are kept, and the flows going on keep the CPU. Nothing is read while no rate is set, and
-/// no clock but jiffies (`flows::generation`).
+/// `RECENT_FLOWS`. A new flow asks the guard, and once let through it is marked, unless this
+/// CPU is under a flood: a flood frame that lands on a mark is let in unasked (and renews
+/// it), so marks made by the flood's own frames would let more of it in the longer it
+/// lasted. A flow begun during a flood is asked again at each packet until the flood is
+/// over. So a flood of new flows to such a port is held to the rate, as to a port whose
+/// flows are kept, and the flows going on keep the CPU. Nothing is read while no rate is
+/// set, and a flow going on reads no clock but jiffies (`flows::generation`).
 #[inline(always)]
 fn admit_one_to_one<A: Ip>(flow: &Flow<A>, data: usize, data_end: usize) -> Result<(), Counter> {
     if !guard::guarding() {
@@ -223,8 +226,9 @@ fn admit_one_to_one<A: Ip>(flow: &Flow<A>, data: usize, data_end: usize) -> Resu
     if flows::seen_lately_marked(&key, generation) {
         return Ok(());
     }
-    guard::new_flow_rate()?;
-    flows::mark_seen(&key, generation);
+    if !guard::new_flow_in_flood()? {
+        flows::mark_seen(&key, generation);
+    }
     Ok(())
 }
 

@@ -123,6 +123,10 @@ pub const KEPT_UNDER_FLOOD: &str = "refusing the flood costs little (the floor r
 /// XDP, where no flow is written or looked up.
 pub const ONE_TO_ONE_UNDER_FLOOD: &str = "a one-to-one port keeps no flow: the guard takes a UDP flow not marked seen lately for a new one and refuses the flood past its rate, at a hash and a byte read per frame, and what it admits is delivered into the endpoint on the forwarding CPU beside the connections' segments; on XDP the veth also copies every frame the generator sends (its skbs) before the program sees it, a copy a NIC's XDP does not make";
 
+/// Why a flood to a one-to-one port gets past the guard's rate: what tells its new flows
+/// from those going on is one byte per slot of a fixed array, and a flood fills it.
+pub const ONE_TO_ONE_MARKS: &str = "a one-to-one port keeps no flow, and the guard takes a UDP datagram for a new flow when its slot of RECENT_FLOWS (2^20 one-byte marks of a generation, no more) holds no mark of this generation or the last; each flow the guard lets in marks its slot, and a flood frame that lands on a marked slot is let in unasked and renews the mark, so under a sustained flood the marked share grows by the guard's rate each second and never ages, and more of the flood gets in the longer it lasts (a mark that also held a few bits of the flow's hash would let in only the flows it names)";
+
 /// The measurements behind [`KEPT_UNDER_FLOOD`] and [`ONE_TO_ONE_UNDER_FLOOD`] for variant
 /// `v`: the flood delivered into the endpoint, the forwarding CPU, the ring and the
 /// connections' retransmitted segments; where flows are kept, beside TC's, with the profile.
