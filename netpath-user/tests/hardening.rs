@@ -69,6 +69,28 @@ fn outside_veth(t: &Topo) -> String {
         .to_string()
 }
 
+/// The flood the guard's tests send: `N` UDP datagrams to the host's `port`, each from a
+/// new client (10.79.x.y), crafted on the uplink's wire.
+const N: u64 = 20_000;
+fn flood_of_new_clients(t: &Topo, port: u16) {
+    let out_if = outside_veth(t);
+    let (src_mac, dst_mac) = (mac_of(&t.outside, &out_if), mac_of(&t.host, &t.uplink));
+    let frames = (0..N as u32).map(|i| {
+        let mut f = Frame::new([10, 79, (i >> 8) as u8, i as u8], HOST.octets(), UDP);
+        f.src_mac = src_mac;
+        f.dst_mac = dst_mac;
+        f.build(&udp_with(20000, port, b"flood"))
+    });
+    send_frames(&t.outside, &out_if, frames);
+}
+
+/// New flows the guard may let in at `--new-flows-per-cpu 1000` since `start`: each CPU the
+/// kernel keeps a schedule for, its burst (20 ms of the rate) and 1,000 a second.
+fn allowed_since(start: std::time::Instant) -> u64 {
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    cpus * (1 + 20 + 1000 * start.elapsed().as_secs_f64().ceil() as u64)
+}
+
 fn counter(t: &Topo, name: &str) -> u64 {
     t.stats()["Counters"][name].as_u64().unwrap_or(0)
 }
@@ -250,27 +272,15 @@ fn the_flood_guard_drops_new_flows_past_its_rate_and_counts_them() {
     assert!(config.contains("new-flows-per-cpu = 1000"), "{config}");
     // One container port on two host ports: every flow is kept, so every one is new work.
     let ep = t.endpoint("web", &["-p", "8088:80/udp", "-p", "8089:80/udp"]);
-    let out_if = outside_veth(&t);
-    let (src_mac, dst_mac) = (mac_of(&t.outside, &out_if), mac_of(&t.host, &t.uplink));
-    const N: u64 = 20_000;
-    let frames = (0..N as u32).map(|i| {
-        let mut f = Frame::new([10, 79, (i >> 8) as u8, i as u8], HOST.octets(), UDP);
-        f.src_mac = src_mac;
-        f.dst_mac = dst_mac;
-        f.build(&udp_with(20000, 8088, b"flood"))
-    });
     let start = std::time::Instant::now();
-    send_frames(&t.outside, &out_if, frames);
+    flood_of_new_clients(&t, 8088);
     let flows = || t.stats()["Flows"].as_u64().unwrap();
     wait_until(
         "every frame kept or dropped",
         Duration::from_secs(10),
         || counter(&t, "drop_new_flow_rate") + flows() >= N,
     );
-    // Each CPU the kernel keeps a schedule for: its burst (20 ms of the rate) and 1,000 a
-    // second since the flood began.
-    let cpus = aya::util::nr_cpus().unwrap() as u64;
-    let allowed = cpus * (1 + 20 + 1000 * start.elapsed().as_secs_f64().ceil() as u64);
+    let allowed = allowed_since(start);
     let kept = flows();
     assert!(kept <= allowed, "{kept} flows kept, {allowed} allowed");
     assert_eq!(counter(&t, "drop_new_flow_rate") + kept, N);
@@ -314,27 +324,16 @@ fn a_flood_to_a_port_published_one_to_one_is_held_to_the_rate_and_its_clients_go
     };
     assert!(echoed(&mut conn), "the connection answers before the flood");
 
-    let out_if = outside_veth(&t);
-    let (src_mac, dst_mac) = (mac_of(&t.outside, &out_if), mac_of(&t.host, &t.uplink));
-    const N: u64 = 20_000;
-    let frames = (0..N as u32).map(|i| {
-        let mut f = Frame::new([10, 79, (i >> 8) as u8, i as u8], HOST.octets(), UDP);
-        f.src_mac = src_mac;
-        f.dst_mac = dst_mac;
-        f.build(&udp_with(20000, 8090, b"flood"))
-    });
     let let_in = counter(&t, "dnat_stateless");
     let start = std::time::Instant::now();
-    send_frames(&t.outside, &out_if, frames);
+    flood_of_new_clients(&t, 8090);
     let admitted = || counter(&t, "dnat_stateless") - let_in;
     wait_until(
         "every frame let in or dropped",
         Duration::from_secs(10),
         || counter(&t, "drop_new_flow_rate") + admitted() >= N,
     );
-    // Each CPU: its burst (20 ms of the rate) and 1,000 a second since the flood began.
-    let cpus = aya::util::nr_cpus().unwrap() as u64;
-    let allowed = cpus * (1 + 20 + 1000 * start.elapsed().as_secs_f64().ceil() as u64);
+    let allowed = allowed_since(start);
     assert!(
         admitted() <= allowed,
         "{} let in, {allowed} allowed",
